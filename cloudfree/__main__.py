@@ -1,0 +1,5 @@
+"""Allow ``python -m cloudfree``."""
+
+from cloudfree.cli import main
+
+main()

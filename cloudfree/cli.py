@@ -1,0 +1,123 @@
+"""The ``cloudfree`` command line: one small function per command, the work is in the library.
+
+Exit codes: 0 done, 1 failed (bad data, I/O), 2 usage error (bad options, existing output).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from cloudfree import __version__
+from cloudfree.errors import CloudfreeError
+from cloudfree.rasterio_io import parse_creation_options
+
+
+class _Group(click.Group):
+    """Turns library errors into one line on stderr and the right exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CloudfreeError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no output written.", err=True)
+            sys.exit(1)
+        except MemoryError:
+            click.echo("Error: out of memory; try a smaller --block or --batch-size", err=True)
+            sys.exit(1)
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cloudfree: %(message)s"))
+    logger = logging.getLogger("cloudfree")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def quiet_option(f):
+    """--quiet: no progress bar, warnings only."""
+    def callback(ctx, param, value):
+        _setup_logging(value)
+        return value
+
+    return click.option("--quiet", "-q", is_flag=True, callback=callback, expose_value=True,
+                        is_eager=True, help="No progress bar or informational messages.")(f)
+
+
+def output_options(f):
+    """--overwrite and --co NAME=VALUE, as in rio."""
+    f = click.option("--co", "creation_options", multiple=True, metavar="NAME=VALUE",
+                     callback=lambda ctx, p, v: parse_creation_options(v),
+                     help="GDAL creation option for the output GeoTIFF (repeatable).")(f)
+    return click.option("--overwrite", is_flag=True, help="Replace an existing output.")(f)
+
+
+def offset_option(f):
+    """--offset auto|0|1000 for every command reading Sentinel-2."""
+    return click.option(
+        "--offset", type=click.Choice(["auto", "0", "1000"]), default="auto", show_default=True,
+        help="Radiometric offset (DN) of processing baseline 04.00+ L1C products; auto reads "
+             "product metadata (SAFE) or tags, else assumes 0.")(f)
+
+
+def default_output(src: Path, suffix: str) -> Path:
+    """``scene.tif`` -> ``scene<suffix>.tif`` beside it (``X.SAFE`` -> ``X<suffix>.tif``)."""
+    src = Path(src)
+    return src.parent / f"{src.stem if src.suffix else src.name}{suffix}.tif"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cloudfree")
+def main() -> None:
+    """SAR-assisted cloud removal for whole Sentinel-2 scenes."""
+    _setup_logging(False)
+
+
+@main.command()
+@click.argument("scene", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output mask GeoTIFF [default: <scene>_mask.tif].")
+@click.option("--method", type=click.Choice(["score", "dsen2cr"]), default="score",
+              show_default=True,
+              help="score: Sen2Cor-style score (CARF eq. 13-16); dsen2cr: soft NDSI in the score, "
+                   "5x5 grey closing and 7x7 mean filter.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Cloud where the score exceeds this.")
+@click.option("--ndsi-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
+              help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this.")
+@click.option("--buffer", type=click.IntRange(0, 1000), default=0, show_default=True,
+              metavar="PIXELS", help="Dilate clouds (and shadows) by this radius.")
+@click.option("--shadow", is_flag=True, help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2.")
+@click.option("--score", "score_path", type=click.Path(path_type=Path),
+              help="Also write the float32 cloud score to this GeoTIFF.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--block", type=click.IntRange(64, 16384), default=1024, show_default=True,
+              help="Window size in pixels for streaming the scene.")
+@offset_option
+@output_options
+@quiet_option
+def mask(scene, output, method, threshold, ndsi_threshold, buffer, shadow, score_path, as_json,
+         block, offset, overwrite, creation_options, quiet):
+    """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 L1C scene; 0 clear, 255 nodata."""
+    from cloudfree.mask_scene import MaskParams, mask_scene
+
+    params = MaskParams(method=method, threshold=threshold, ndsi_threshold=ndsi_threshold,
+                        buffer=buffer, shadow=shadow)
+    summary = mask_scene(scene, output or default_output(scene, "_mask"), params, offset=offset,
+                         score_path=score_path, overwrite=overwrite,
+                         creation_options=creation_options, block=block, quiet=quiet)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{summary['output']}: cloud {summary['cloud_fraction']:.1%}"
+                   + (f", shadow {summary['shadow_fraction']:.1%}" if shadow else "")
+                   + f", snow {summary['snow_fraction']:.1%} of valid pixels")

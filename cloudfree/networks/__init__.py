@@ -1,0 +1,6 @@
+"""Cloud-removal networks; importing this package fills the registry."""
+
+from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.registry import ARCHITECTURES, build, get_architecture, register
+
+__all__ = ["ARCHITECTURES", "CloudRemovalNet", "build", "get_architecture", "register"]

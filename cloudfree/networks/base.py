@@ -1,0 +1,43 @@
+"""The one interface every cloud-removal network implements."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class CloudRemovalNet(nn.Module):
+    """forward(s2 [B,13,H,W], s1 [B,2,H,W]) on scaled inputs -> cloud-free s2 [B,13,H,W].
+
+    Subclasses set ``arch`` (registry name), ``presets`` (at least ``paper`` and ``small``),
+    ``size_multiple`` (H and W must be multiples of it) and implement ``receptive_field``.
+    With ``return_aux=True`` forward returns ``(output, aux)`` where ``aux`` holds auxiliary
+    outputs for training (e.g. ``gate``, ``kl``); otherwise just the output tensor.
+    """
+
+    arch: ClassVar[str] = ""
+    presets: ClassVar[dict[str, dict]] = {}
+    size_multiple: ClassVar[int] = 1
+    #: True when output at a pixel depends only on inputs within ``receptive_field`` pixels, so
+    #: tiled inference with that much overlap equals whole-image inference.
+    fully_convolutional: ClassVar[bool] = True
+
+    def __init__(self, **config) -> None:
+        super().__init__()
+        self.config = dict(config)
+
+    def receptive_field(self) -> int:
+        """Radius in pixels of the input region that influences one output pixel."""
+        raise NotImplementedError
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise ValueError when the input size does not fit the architecture."""
+        m = self.size_multiple
+        if height % m or width % m:
+            raise ValueError(f"{self.arch} needs height and width that are multiples of {m}, "
+                             f"got {height}x{width}")
+
+    def forward(self, s2: torch.Tensor, s1: torch.Tensor, return_aux: bool = False):
+        raise NotImplementedError

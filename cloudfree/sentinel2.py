@@ -1,0 +1,310 @@
+"""Sentinel-2 L1C: the band table and a windowed reader for GeoTIFF stacks and .SAFE folders.
+
+Reflectance is DN / 10000 for products before processing baseline 04.00 and (DN - 1000) / 10000
+from baseline 04.00 on (ESA, Sentinel-2 L1C product specification; used from 25 January 2022).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.rasterio_io import open_raster
+
+log = logging.getLogger("cloudfree")
+
+#: L1C band order (SEN12MS-CR, GLF-CR and DSen2-CR all use it): B8A is ninth.
+BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)
+#: Native ground sampling distance of each band in metres.
+RESOLUTION: dict[str, int] = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
+    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+}
+#: DN per unit reflectance (QUANTIFICATION_VALUE of L1C products).
+QUANTIFICATION = 10000.0
+#: Radiometric offset of baseline 04.00+ products, in DN.
+BASELINE_OFFSET = 1000
+
+_BAND_RE = re.compile(r"^B?0?(1[0-2]|[1-9]|8A)$", re.IGNORECASE)
+
+
+def canonical_band(name: str | None) -> str | None:
+    """'B1', 'b01', 'B8a', '8A' -> 'B01', 'B01', 'B8A', 'B8A'; anything else -> None."""
+    if not name:
+        return None
+    match = _BAND_RE.match(name.strip())
+    if not match:
+        return None
+    number = match.group(1).upper()
+    return "B8A" if number == "8A" else f"B{int(number):02d}"
+
+
+def parse_offset(value: str) -> int | None:
+    """The --offset option: 'auto' -> None, '0' or '1000' -> that many DN."""
+    if value == "auto":
+        return None
+    if value in ("0", "1000"):
+        return int(value)
+    raise UsageError(f"--offset must be auto, 0 or 1000, not {value!r}")
+
+
+@dataclass
+class Sentinel2:
+    """An opened Sentinel-2 L1C scene on its 10 m grid, read window by window as reflectance."""
+
+    path: Path
+    kind: str  # "geotiff" or "safe"
+    width: int
+    height: int
+    crs: object
+    transform: object
+    dtype: str
+    nodata: float | None
+    offset: int  # DN subtracted before dividing by dn_scale
+    dn_scale: float  # DN per unit reflectance (1.0 for float reflectance input)
+    band_sources: dict[str, tuple[object, int, int]] = field(repr=False)
+    # band -> (dataset, band index, resolution factor relative to the grid)
+    _datasets: list = field(default_factory=list, repr=False)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The L1C bands present, in L1C order."""
+        return tuple(b for b in BANDS if b in self.band_sources)
+
+    @property
+    def profile(self) -> dict:
+        """Grid of the scene (CRS, transform, size) for writing outputs on it."""
+        return {
+            "width": self.width, "height": self.height, "crs": self.crs,
+            "transform": self.transform,
+        }
+
+    def require(self, bands: Sequence[str], purpose: str) -> None:
+        """Fail with one line when bands needed for ``purpose`` are missing."""
+        missing = [b for b in bands if b not in self.band_sources]
+        if missing:
+            raise CloudfreeError(
+                f"{self.path}: band {', '.join(missing)} missing, needed for {purpose} "
+                f"(bands found: {', '.join(self.bands) or 'none'}); give an L1C product with "
+                "all 13 bands"
+            )
+
+    def read(
+        self, window: Window | None = None, bands: Sequence[str] = BANDS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reflectance float32 [len(bands), h, w] and a valid-pixel mask [h, w] for the window."""
+        self.require(bands, "this command")
+        window = window or Window(0, 0, self.width, self.height)
+        h, w = int(window.height), int(window.width)
+        out = np.empty((len(bands), h, w), dtype=np.float32)
+        valid = np.ones((h, w), dtype=bool)
+        for i, band in enumerate(bands):
+            dn, ok = self._read_band(band, window)
+            out[i] = dn
+            valid &= ok
+        out -= self.offset
+        out /= self.dn_scale
+        out[:, ~valid] = 0.0
+        return out, valid
+
+    def to_dn(self, reflectance: np.ndarray) -> np.ndarray:
+        """Reflectance back to the input's DN scale and dtype (clipped to the dtype's range)."""
+        dn = reflectance * self.dn_scale + self.offset
+        dtype = np.dtype(self.dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            low = max(info.min, 1) if self.nodata == 0 else info.min
+            return np.clip(np.rint(dn), low, info.max).astype(dtype)
+        return dn.astype(dtype)
+
+    def _read_band(self, band: str, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        dataset, index, factor = self.band_sources[band]
+        if factor == 1:
+            data = dataset.read(index, window=window, boundless=False)
+            mask = dataset.read_masks(index, window=window) > 0
+        else:
+            data, mask = _read_coarse(dataset, index, factor, window)
+        data = data.astype(np.float32)
+        if self.nodata is not None:
+            mask &= ~np.isnan(data) if math.isnan(self.nodata) else data != self.nodata
+        return data, mask
+
+    def close(self) -> None:
+        for ds in self._datasets:
+            ds.close()
+
+    def __enter__(self) -> Sentinel2:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_coarse(dataset, index: int, factor: int, window: Window):
+    """Read a window of a coarser band onto the fine grid by pixel replication (nearest).
+
+    Replication keeps windowed reads identical to whole-image reads wherever the window falls.
+    """
+    r0, c0 = int(window.row_off), int(window.col_off)
+    r1, c1 = r0 + int(window.height), c0 + int(window.width)
+    src = Window(c0 // factor, r0 // factor,
+                 (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
+    data = dataset.read(index, window=src)
+    mask = dataset.read_masks(index, window=src) > 0
+    rows = np.arange(r0, r1) // factor - r0 // factor
+    cols = np.arange(c0, c1) // factor - c0 // factor
+    return data[np.ix_(rows, cols)], mask[np.ix_(rows, cols)]
+
+
+def open_sentinel2(path: Path | str, offset: str | int | None = "auto") -> Sentinel2:
+    """Open a multi-band GeoTIFF (or any GDAL raster) or an L1C .SAFE folder."""
+    path = Path(path)
+    if isinstance(offset, str):
+        offset = parse_offset(offset)
+    if path.is_dir() or path.name == "MTD_MSIL1C.xml":
+        return _open_safe(path if path.is_dir() else path.parent, offset)
+    return _open_stack(path, offset)
+
+
+def _open_stack(path: Path, offset: int | None) -> Sentinel2:
+    ds = open_raster(path, "Sentinel-2 input")
+    try:
+        names = [canonical_band(d) for d in ds.descriptions]
+        if any(names):
+            sources = {n: (ds, i + 1, 1) for i, n in enumerate(names) if n}
+        elif ds.count == len(BANDS):
+            sources = {n: (ds, i + 1, 1) for i, n in enumerate(BANDS)}
+            log.info("%s: no band names, assuming the 13-band L1C order B01..B12 (B8A 9th)",
+                     path.name)
+        else:
+            raise CloudfreeError(
+                f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
+                "(B01..B12 with B8A ninth) or band descriptions naming them (B1, B02, B8A...)"
+            )
+        if ds.crs is None:
+            raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
+        dtype = ds.dtypes[0]
+        dn_scale = QUANTIFICATION
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            dn_scale = _float_scale(ds, path)
+        if offset is None:
+            offset = _offset_from_tags(ds.tags(), path) if dn_scale != 1.0 else 0
+        return Sentinel2(
+            path=path, kind="geotiff", width=ds.width, height=ds.height, crs=ds.crs,
+            transform=ds.transform, dtype=dtype, nodata=ds.nodata, offset=offset,
+            dn_scale=dn_scale, band_sources=sources, _datasets=[ds],
+        )
+    except BaseException:
+        ds.close()
+        raise
+
+
+def _float_scale(ds, path: Path) -> float:
+    """Float input holds reflectance (0-1) or DN (0-10000): decide from an overview read."""
+    step = max(1, max(ds.width, ds.height) // 512)
+    sample = ds.read(
+        1 + min(1, ds.count - 1),
+        out_shape=(max(1, ds.height // step), max(1, ds.width // step)),
+        masked=True,
+    ).astype(np.float64)
+    values = sample.compressed()
+    values = values[np.isfinite(values)]
+    if values.size and np.percentile(values, 99) < 3.0:
+        log.info("%s: float values near 0-1, read as reflectance", path.name)
+        return 1.0
+    log.info("%s: float values in DN range, read as DN / 10000", path.name)
+    return QUANTIFICATION
+
+
+def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
+    """Offset from RADIO_ADD_OFFSET or PROCESSING_BASELINE tags; 0 when there are none."""
+    for key, value in tags.items():
+        if key.upper().startswith("RADIO_ADD_OFFSET"):
+            return int(round(-float(value)))
+    for key, value in tags.items():
+        if key.upper() == "PROCESSING_BASELINE":
+            return BASELINE_OFFSET if float(value) >= 4.0 else 0
+    log.info("%s: no processing-baseline metadata, assuming no radiometric offset "
+             "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path.name)
+    return 0
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def read_safe_offset(metadata: Path) -> int:
+    """Radiometric offset (DN to subtract) from an L1C product's MTD_MSIL1C.xml."""
+    try:
+        root = ET.parse(metadata).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise CloudfreeError(f"cannot read product metadata {metadata}: {exc}") from None
+    offsets = [float(e.text) for e in root.iter() if _local(e.tag) == "RADIO_ADD_OFFSET"]
+    if offsets:
+        if len(set(offsets)) > 1:
+            log.warning("%s: band offsets differ; using %s", metadata.name, offsets[0])
+        return int(round(-offsets[0]))
+    baseline = [e.text for e in root.iter() if _local(e.tag) == "PROCESSING_BASELINE"]
+    if baseline and baseline[0] and float(baseline[0]) >= 4.0:
+        return BASELINE_OFFSET
+    return 0
+
+
+def _open_safe(folder: Path, offset: int | None) -> Sentinel2:
+    if not folder.exists():
+        raise CloudfreeError(f"Sentinel-2 input {folder} does not exist")
+    files: dict[str, Path] = {}
+    for jp2 in sorted(folder.glob("GRANULE/*/IMG_DATA/*.jp2")):
+        band = canonical_band(jp2.stem.rsplit("_", 1)[-1])
+        if band:
+            files[band] = jp2
+    if not files:
+        raise CloudfreeError(
+            f"{folder}: no GRANULE/*/IMG_DATA/*_Bxx.jp2 band files; is it an L1C .SAFE folder?"
+        )
+    if "B02" not in files:
+        raise CloudfreeError(f"{folder}: band B02 (10 m) missing; cannot set the 10 m grid")
+    metadata = folder / "MTD_MSIL1C.xml"
+    if offset is None:
+        if metadata.exists():
+            offset = read_safe_offset(metadata)
+            log.info("%s: radiometric offset %d DN from product metadata", folder.name, offset)
+        else:
+            offset = 0
+            log.warning("%s: no MTD_MSIL1C.xml, assuming no radiometric offset", folder.name)
+    datasets = []
+    try:
+        sources = {}
+        for band, jp2 in files.items():
+            ds = open_raster(jp2, f"band {band}")
+            datasets.append(ds)
+            sources[band] = ds
+        grid = sources["B02"]
+        if grid.crs is None:
+            raise CloudfreeError(f"{files['B02']}: no coordinate reference system")
+        band_sources = {}
+        for band, ds in sources.items():
+            factor = round(ds.transform.a / grid.transform.a)
+            if factor < 1 or ds.width * factor < grid.width - factor:
+                raise CloudfreeError(f"{files[band]}: its grid does not nest in the 10 m grid")
+            band_sources[band] = (ds, 1, factor)
+        return Sentinel2(
+            path=folder, kind="safe", width=grid.width, height=grid.height, crs=grid.crs,
+            transform=grid.transform, dtype=grid.dtypes[0], nodata=0, offset=offset,
+            dn_scale=QUANTIFICATION, band_sources=band_sources, _datasets=datasets,
+        )
+    except BaseException:
+        for ds in datasets:
+            ds.close()
+        raise

@@ -1,0 +1,1 @@
+"""Training and evaluation on the SEN12MS-CR layout."""
