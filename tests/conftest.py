@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +21,3 @@ FLOODS_S1 = FLOODS / "Spain_7370579_S1Hand.tif"
 
 torch.set_num_threads(2)
 
-
-def pytest_collection_modifyitems(config, items):
-    if not DATA.is_dir():
-        skip = pytest.mark.skip(reason=f"real sample data not found at {DATA}")
-        for item in items:
-            if "needs_data" in item.keywords:
-                item.add_marker(skip)
