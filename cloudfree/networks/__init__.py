@@ -4,3 +4,5 @@ from cloudfree.networks.base import CloudRemovalNet
 from cloudfree.networks.registry import ARCHITECTURES, build, get_architecture, register
 
 __all__ = ["ARCHITECTURES", "CloudRemovalNet", "build", "get_architecture", "register"]
+
+from cloudfree.networks import dsen2cr  # noqa: F401,E402  (registers)
