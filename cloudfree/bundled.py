@@ -1,0 +1,31 @@
+"""Models shipped with the package: ``cloudfree/models/<name>.pt`` with a card ``<name>.md``.
+
+They live inside the package (not at the repository root) so that ``pip install`` installs them
+with the code; setup.cfg lists ``models/*.pt`` and ``models/*.md`` as package data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloudfree.errors import CloudfreeError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "cloudfree-small"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Name -> checkpoint path of every bundled model, sorted by name."""
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(MODELS_DIR.glob("*.pt"))}
+
+
+def bundled_model(name: str = DEFAULT_MODEL) -> Path:
+    """The checkpoint of a bundled model, or a one-line error listing the bundled ones."""
+    models = bundled_models()
+    if name not in models:
+        known = ", ".join(models) or "none in this installation"
+        raise CloudfreeError(f"no bundled model {name!r} (bundled: {known}); "
+                             "give --checkpoint or --onnx instead")
+    return models[name]

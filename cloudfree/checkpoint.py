@@ -1,0 +1,195 @@
+"""The cloudfree checkpoint: one ``torch.save`` file that loads with ``weights_only=True``.
+
+Layout (tensors, plain containers and primitives only, so loading never runs pickled code)::
+
+    {"format": "cloudfree", "format_version": 1, "arch": str, "config": dict,
+     "scaling": Scaling.to_dict(), "bands": [13 band names], "tile": int,
+     "metadata": dict, "state_dict": {name: tensor}}
+
+The official GLF-CR format ``{"network": state_dict}`` loads too, as the ``glfcr`` paper preset
+with GLF-CR input scaling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import uuid
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cloudfree.errors import CloudfreeError
+from cloudfree.networks import CloudRemovalNet, get_architecture
+from cloudfree.scaling import SCALINGS, Scaling
+from cloudfree.sentinel2 import BANDS
+
+FORMAT = "cloudfree"
+FORMAT_VERSION = 1
+DEFAULT_TILE = 256
+#: How many offending keys a state-dict mismatch error names.
+_SHOWN_KEYS = 4
+
+
+@dataclass
+class ModelBundle:
+    """A network ready for inference with everything needed to feed it."""
+
+    network: CloudRemovalNet
+    arch: str
+    config: dict
+    scaling: Scaling
+    bands: tuple[str, ...] = BANDS
+    tile: int = DEFAULT_TILE
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_network(cls, network: CloudRemovalNet, scaling: Scaling | None = None, *,
+                     bands: tuple[str, ...] = BANDS, tile: int = DEFAULT_TILE,
+                     metadata: dict | None = None) -> ModelBundle:
+        """Bundle a network; the scaling defaults to the one its architecture trains with."""
+        return cls(network=network, arch=network.arch, config=dict(network.config),
+                   scaling=scaling or default_scaling(network.arch), bands=tuple(bands),
+                   tile=tile, metadata=dict(metadata or {}))
+
+
+def default_scaling(arch: str) -> Scaling:
+    """The architecture's ``default_scaling`` (DSen2-CR: ``dsen2cr``), else GLF-CR scaling."""
+    cls = get_architecture(arch)
+    return SCALINGS[getattr(cls, "default_scaling", "glfcr")]
+
+
+def save_checkpoint(path: Path | str, network: CloudRemovalNet, scaling: Scaling | None = None,
+                    *, bands: tuple[str, ...] = BANDS, tile: int = DEFAULT_TILE,
+                    metadata: dict | None = None) -> Path:
+    """Write a cloudfree checkpoint atomically (temporary file, then rename); returns the path."""
+    bundle = ModelBundle.from_network(network, scaling, bands=bands, tile=tile, metadata=metadata)
+    try:
+        json.dumps(bundle.metadata)
+    except TypeError as exc:
+        raise CloudfreeError(f"checkpoint metadata must be plain JSON-like data: {exc}") from None
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "arch": bundle.arch,
+        "config": bundle.config, "scaling": bundle.scaling.to_dict(),
+        "bands": list(bundle.bands), "tile": int(bundle.tile), "metadata": bundle.metadata,
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+    }
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> ModelBundle:
+    """Load a cloudfree or official GLF-CR checkpoint; the network is in eval mode."""
+    path = Path(path)
+    data = _read(path, map_location)
+    if isinstance(data, Mapping) and data.get("format") == FORMAT:
+        bundle = _from_cloudfree(path, data)
+    elif isinstance(data, Mapping) and isinstance(data.get("network"), Mapping):
+        bundle = _from_official_glfcr(data["network"])
+    else:
+        keys = ", ".join(map(str, list(data)[:6])) if isinstance(data, Mapping) else type(data)
+        raise CloudfreeError(f"checkpoint {path}: neither a cloudfree nor an official GLF-CR "
+                             f"checkpoint (top level: {keys})")
+    bundle.network.eval()
+    return bundle
+
+
+def _read(path: Path, map_location) -> object:
+    """torch.load with weights_only, with each way of failing told apart in one line."""
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise CloudfreeError(f"checkpoint {path} {what}")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        raise CloudfreeError(f"checkpoint {path} is truncated or corrupt (incomplete archive)")
+    if not head.startswith((b"PK", b"\x80")):
+        raise CloudfreeError(f"checkpoint {path} is not a torch checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only" in str(exc):
+            raise CloudfreeError(
+                f"checkpoint {path} holds pickled Python objects besides tensors and plain data; "
+                "cloudfree does not run such code from files") from None
+        raise CloudfreeError(f"checkpoint {path} is corrupt: {_first_line(exc)}") from None
+    except EOFError:
+        raise CloudfreeError(f"checkpoint {path} is truncated") from None
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CloudfreeError(f"checkpoint {path} is truncated or corrupt: "
+                             f"{_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _from_cloudfree(path: Path, data: Mapping) -> ModelBundle:
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CloudfreeError(f"checkpoint {path}: format version {version!r} is newer than this "
+                             f"cloudfree reads ({FORMAT_VERSION}); upgrade cloudfree")
+    bands = tuple(data.get("bands", ()))
+    if bands != BANDS:
+        raise CloudfreeError(f"checkpoint {path}: trained on {len(bands)} band(s) "
+                             f"({', '.join(bands)}); cloudfree needs the 13 L1C bands in order "
+                             f"{', '.join(BANDS)}")
+    arch = data.get("arch")
+    try:
+        cls = get_architecture(arch)
+    except CloudfreeError as exc:
+        raise CloudfreeError(f"checkpoint {path}: {exc}") from None
+    config = data.get("config") or {}
+    try:
+        network = cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise CloudfreeError(f"checkpoint {path}: its config does not fit {arch}: "
+                             f"{_first_line(exc)}") from None
+    load_state(network, data.get("state_dict") or {}, str(path))
+    return ModelBundle(network=network, arch=arch, config=dict(config),
+                       scaling=Scaling.from_dict(data.get("scaling") or {}), bands=bands,
+                       tile=int(data.get("tile", DEFAULT_TILE)),
+                       metadata=dict(data.get("metadata") or {}))
+
+
+def _from_official_glfcr(state: Mapping) -> ModelBundle:
+    from cloudfree.networks.glfcr import load_official_glfcr
+
+    network = load_official_glfcr(state)
+    return ModelBundle.from_network(network, SCALINGS["glfcr"],
+                                    metadata={"source": "official GLF-CR checkpoint"})
+
+
+def load_state(network: CloudRemovalNet, state: Mapping[str, torch.Tensor], what: str,
+               ignore: tuple[str, ...] = ()) -> None:
+    """Load a state dict strictly; a mismatch is one line naming the first offending keys.
+
+    Keys ending in one of ``ignore`` may be missing or unexpected (size-bound buffers).
+    """
+    own = network.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith(ignore)]
+    unexpected = [k for k in state if k not in own and not k.endswith(ignore)]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = [f"{label} {_few(keys)}" for label, keys in
+                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
+    if problems:
+        raise CloudfreeError(f"{what}: state dict does not match {network.arch}: "
+                             + "; ".join(problems))
+    network.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def _few(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    more = len(keys) - _SHOWN_KEYS
+    return f"{len(keys)} ({shown}{f', +{more} more' if more > 0 else ''})"

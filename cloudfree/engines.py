@@ -1,0 +1,174 @@
+"""Inference back ends behind one interface: PyTorch (any device, fp32/fp16/bf16) and onnxruntime.
+
+Precision: fp16 and bf16 run the network under autocast. On CPU, fp16 is refused (no fast CPU
+kernels; it needs a GPU) while bf16 runs under CPU autocast (faster only on CPUs with bf16 units).
+A CUDA out-of-memory error propagates unchanged from ``predict`` so a caller can halve its batch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from cloudfree.bundled import DEFAULT_MODEL, bundled_model
+from cloudfree.checkpoint import ModelBundle, load_checkpoint
+from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.scaling import Scaling
+
+__all__ = ["DEFAULT_MODEL", "Engine", "OnnxEngine", "TorchEngine", "open_engine"]
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Prefix of the cloudfree keys in an ONNX model's metadata_props.
+META = "cloudfree_"
+
+
+class Engine(Protocol):
+    """Runs a cloud-removal network on batches of scaled inputs."""
+
+    tile: int | None  # fixed input size (ONNX), or None for any multiple of size_multiple
+    size_multiple: int
+    receptive_field: int
+    fully_convolutional: bool
+    scaling: Scaling
+    bands: tuple[str, ...]
+    device: str
+
+    def predict(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
+        """s2 [B,13,H,W] and s1 [B,2,H,W] float32, scaled -> [B,13,H,W] float32."""
+        ...
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; check an explicit 'cuda[:N]'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise CloudfreeError(f"device {device} asked for, but no CUDA GPU is usable here "
+                                 f"(torch {torch.__version__}); use --device cpu")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise CloudfreeError(f"device {device}: there are {torch.cuda.device_count()} "
+                                 "CUDA device(s), numbered from 0")
+        return device
+    raise UsageError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+
+
+def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None) -> None:
+    """Raise ValueError unless the inputs are a matching [B,13,H,W] / [B,2,H,W] pair that fits."""
+    if s2.ndim != 4 or s1.ndim != 4 or s2.shape[1] != 13 or s1.shape[1] != 2 \
+            or s2.shape[0] != s1.shape[0] or s2.shape[2:] != s1.shape[2:]:
+        raise ValueError(f"inputs must be s2 [B,13,H,W] and s1 [B,2,H,W], got {s2.shape} "
+                         f"and {s1.shape}")
+    h, w = s2.shape[2:]
+    if tile is not None and (h, w) != (tile, tile):
+        raise ValueError(f"this engine runs {tile}x{tile} tiles only, got {h}x{w}")
+    if h % multiple or w % multiple:
+        raise ValueError(f"height and width must be multiples of {multiple}, got {h}x{w}")
+
+
+class TorchEngine:
+    """A checkpoint's network in PyTorch, on CPU or a GPU."""
+
+    tile: int | None = None
+
+    def __init__(self, bundle: ModelBundle, device: str = "auto", precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.device = resolve_device(device)
+        if precision == "fp16" and self.device == "cpu":
+            raise UsageError("fp16 needs a GPU; use fp32 (or bf16) on CPU")
+        self.precision = precision
+        self.network = bundle.network.to(self.device).eval()
+        self.size_multiple = self.network.size_multiple
+        self.receptive_field = self.network.receptive_field()
+        self.fully_convolutional = self.network.fully_convolutional
+        self.scaling = bundle.scaling
+        self.bands = bundle.bands
+        self.arch = bundle.arch
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        if self.device == "cpu":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
+    def predict(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
+        check_batch(s2, s1, self.size_multiple, None)
+        dtype = PRECISIONS[self.precision]
+        device_type = torch.device(self.device).type
+        with torch.inference_mode(), torch.autocast(device_type, dtype=dtype,
+                                                    enabled=dtype is not None):
+            out = self.network(self._to_device(s2), self._to_device(s1))
+        return out.float().cpu().numpy()
+
+
+class OnnxEngine:
+    """An exported ONNX model in onnxruntime: CUDA provider when a GPU is usable, else CPU."""
+
+    def __init__(self, path: Path | str, device: str = "auto"):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise CloudfreeError(f"ONNX model {path} does not exist")
+        self.device = resolve_device(device)
+        providers: list = ["CPUExecutionProvider"]
+        if self.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            index = int(self.device.partition(":")[2] or 0)
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own unexported exception types
+            raise CloudfreeError(f"{path} is not an ONNX model onnxruntime can run: "
+                                 f"{str(exc).strip().splitlines()[0][:200]}") from None
+        if self.session.get_providers()[0] != "CUDAExecutionProvider":
+            if device != "auto" and self.device != "cpu":
+                raise CloudfreeError(f"onnxruntime could not use {self.device} (CUDA provider "
+                                     "unavailable: check the CUDA and cuDNN libraries)")
+            self.device = "cpu"
+        self._read_metadata(path, self.session.get_modelmeta().custom_metadata_map)
+
+    def _read_metadata(self, path: Path, meta: dict[str, str]) -> None:
+        try:
+            self.scaling = Scaling.from_dict(json.loads(meta[META + "scaling"]))
+            self.bands = tuple(json.loads(meta[META + "bands"]))
+            self.arch = meta[META + "arch"]
+            self.tile = int(meta[META + "tile"])
+            self.size_multiple = int(meta[META + "size_multiple"])
+            self.receptive_field = int(meta[META + "receptive_field"])
+            self.fully_convolutional = meta[META + "fully_convolutional"] == "true"
+        except (KeyError, ValueError) as exc:
+            raise CloudfreeError(f"ONNX model {path} lacks cloudfree metadata ({exc}); "
+                                 "export it with `cloudfree export-onnx`") from None
+
+    def predict(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
+        check_batch(s2, s1, self.size_multiple, self.tile)
+        feeds = {"s2": np.ascontiguousarray(s2, dtype=np.float32),
+                 "s1": np.ascontiguousarray(s1, dtype=np.float32)}
+        return self.session.run(None, feeds)[0]
+
+
+def open_engine(*, model: str | None = None, checkpoint: Path | str | None = None,
+                onnx: Path | str | None = None, device: str = "auto",
+                precision: str = "fp32") -> Engine:
+    """An engine for exactly one of: a bundled model name, a checkpoint file, an ONNX file."""
+    given = [name for name, value in
+             (("model", model), ("checkpoint", checkpoint), ("onnx", onnx)) if value is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of a bundled model, a checkpoint or an ONNX model"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    if onnx is not None:
+        if precision != "fp32":
+            raise UsageError("an ONNX model runs in fp32; precision applies to checkpoints")
+        return OnnxEngine(onnx, device=device)
+    path = checkpoint if checkpoint is not None else bundled_model(model)
+    return TorchEngine(load_checkpoint(path), device=device, precision=precision)

@@ -1,0 +1,78 @@
+"""Export a checkpoint's network to ONNX: fixed tile, dynamic batch, cloudfree metadata inside."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from cloudfree import __version__
+from cloudfree.checkpoint import ModelBundle
+from cloudfree.engines import META
+from cloudfree.errors import UsageError
+
+OPSET = 17
+
+
+class _Inference(nn.Module):
+    """forward(s2, s1) -> output only, the signature the exported graph gets."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, s2: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        return self.network(s2, s1, return_aux=False)
+
+
+def onnx_metadata(bundle: ModelBundle, tile: int) -> dict[str, str]:
+    """What OnnxEngine needs to feed the model, as metadata_props strings."""
+    network = bundle.network
+    return {
+        META + "scaling": json.dumps(bundle.scaling.to_dict()),
+        META + "bands": json.dumps(list(bundle.bands)),
+        META + "arch": bundle.arch,
+        META + "config": json.dumps(bundle.config),
+        META + "tile": str(tile),
+        META + "size_multiple": str(network.size_multiple),
+        META + "receptive_field": str(network.receptive_field()),
+        META + "fully_convolutional": "true" if network.fully_convolutional else "false",
+        META + "version": __version__,
+    }
+
+
+def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
+    """Write ``bundle`` as an ONNX model for ``tile`` x ``tile`` inputs, atomically."""
+    multiple = bundle.network.size_multiple
+    if tile <= 0 or tile % multiple:
+        raise UsageError(f"tile {tile} does not fit {bundle.arch}: it must be a positive "
+                         f"multiple of {multiple}")
+    network = _Inference(copy.deepcopy(bundle.network).cpu().float().eval())
+    inputs = (torch.zeros(1, 13, tile, tile), torch.zeros(1, 2, tile, tile))
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with warnings.catch_warnings():
+            # the TorchScript exporter is deprecated but needs no extra package (onnxscript)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(
+                network, inputs, str(tmp), input_names=["s2", "s1"], output_names=["output"],
+                dynamic_axes={name: {0: "batch"} for name in ("s2", "s1", "output")},
+                opset_version=OPSET, dynamo=False,
+            )
+        model = onnx.load(str(tmp))
+        for key, value in onnx_metadata(bundle, tile).items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
