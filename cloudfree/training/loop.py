@@ -1,0 +1,230 @@
+"""The training loop: optimiser, schedule, AMP, clipping, per-epoch checkpoints, resume, DDP.
+
+Files written to the output folder:
+
+- ``last.pt``: a cloudfree checkpoint (``cloudfree.checkpoint``) after every epoch;
+- ``train_state.pt``: optimiser, gradient-scaler, epoch and step (tensors and plain containers
+  only, so it loads with ``weights_only=True``); ``resume`` continues from both;
+- ``log.csv``: one row per epoch: epoch, step, lr, loss, each loss term, seconds.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the network is wrapped in DistributedDataParallel (nccl on
+GPU, gloo on CPU), each process sees its own shard of every epoch and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from cloudfree.checkpoint import default_scaling, load_checkpoint, save_checkpoint
+from cloudfree.errors import UsageError
+from cloudfree.networks import CloudRemovalNet, build
+from cloudfree.rasterio_io import progress
+from cloudfree.scaling import Scaling
+from cloudfree.training.datasets import TripletDataset, find_samples
+from cloudfree.training.losses import LOSSES
+
+log = logging.getLogger("cloudfree")
+
+CHECKPOINT = "last.pt"
+STATE = "train_state.pt"
+LOG = "log.csv"
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides its data; recorded in the checkpoint metadata."""
+
+    arch: str = "dsen2cr"
+    preset: str = "small"
+    overrides: dict = field(default_factory=dict)
+    loss: str = "l1"
+    epochs: int = 10
+    batch_size: int = 4
+    crop: int | None = 128
+    lr: float = 1e-4
+    weight_decay: float = 0.0  # > 0 selects AdamW
+    schedule: str = "cosine"
+    clip: float = 1.0  # gradient-norm clip; 0 disables
+    amp: bool = False
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 0
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise UsageError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+
+
+def learning_rate(config: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    """cosine: 5 % linear warm-up then cosine to 1 % of the base rate; step: GLF-CR's halving
+    every 5 epochs; constant."""
+    if config.schedule == "step":
+        return config.lr * 0.5 ** (step // (5 * steps_per_epoch))
+    if config.schedule == "constant":
+        return config.lr
+    warm = max(1, total // 20)
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _device(name: str, rank_local: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.is_initialized():
+        name = f"cuda:{rank_local}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def _init_distributed(device: str) -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        gpu = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if gpu else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def prepare(config: TrainConfig, out: Path, resume: bool
+            ) -> tuple[CloudRemovalNet, Scaling, dict | None]:
+    """The network, its scaling and the saved training state (None for a fresh run)."""
+    out = Path(out)
+    if not resume:
+        network = build(config.arch, config.preset, **config.overrides)
+        return network, default_scaling(config.arch), None
+    if not (out / CHECKPOINT).is_file() or not (out / STATE).is_file():
+        raise UsageError(f"--resume: no {CHECKPOINT} and {STATE} in {out}")
+    bundle = load_checkpoint(out / CHECKPOINT)
+    state = torch.load(out / STATE, map_location="cpu", weights_only=True)
+    return bundle.network, bundle.scaling, state
+
+
+def _batch_loss(network, batch: dict, loss_fn, scaling: Scaling, progress_done: float):
+    pred, aux = network(batch["s2"], batch["s1"], return_aux=True)
+    f = scaling.s2_factor
+    on_reflectance = {**batch, "s2": batch["s2"] / f, "target": batch["target"] / f}
+    return loss_fn(pred.float() / f, on_reflectance, aux, progress_done)
+
+
+def _write_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: TrainConfig,
+          out: Path, state: dict | None = None, metadata: dict | None = None) -> dict:
+    """Train for ``config.epochs`` epochs in all (a resumed run continues); returns a summary."""
+    out = Path(out)
+    rank, world = _init_distributed(config.device)
+    device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    amp = config.amp and device.type == "cuda"
+    if config.amp and not amp:
+        log.info("--amp needs a GPU; training in fp32")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed + rank + (state["step"] if state else 0))
+    network.to(device).train()
+    model = torch.nn.parallel.DistributedDataParallel(network) if world > 1 else network
+    params = [p for p in network.parameters() if p.requires_grad]
+    opt = (torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
+           if config.weight_decay > 0 else torch.optim.Adam(params, config.lr))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    sampler = (DistributedSampler(dataset, world, rank, seed=config.seed) if world > 1
+               else RandomSampler(dataset, generator=torch.Generator().manual_seed(config.seed)))
+    loader = DataLoader(dataset, config.batch_size, sampler=sampler,
+                        drop_last=len(dataset) >= config.batch_size * world,
+                        num_workers=config.workers, pin_memory=device.type == "cuda")
+    per_epoch = max(1, len(loader))
+    total = per_epoch * config.epochs
+    step, first = (state["step"], state["epoch"]) if state else (0, 0)
+    loss_fn = LOSSES[config.loss]
+    for epoch in range(first, config.epochs):
+        if world > 1:
+            sampler.set_epoch(epoch)
+        started, sums, count = time.time(), {}, 0
+        bar = progress(loader, total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       quiet=config.quiet or rank > 0, unit="batch")
+        for batch in bar:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            lr = learning_rate(config, step, total, per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, torch.float16, enabled=amp):
+                loss, parts = _batch_loss(model, batch, loss_fn, scaling, step / total)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, config.clip)
+            scaler.step(opt)
+            scaler.update()
+            step, count = step + 1, count + 1
+            for k, v in {"loss": float(loss), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4g}")
+        means = _all_mean({k: v / max(count, 1) for k, v in sums.items()}, world, device)
+        row = {"epoch": epoch + 1, "step": step, "lr": lr, **means,
+               "seconds": round(time.time() - started, 2)}
+        if rank == 0:
+            _save(out, network, scaling, opt, scaler, epoch + 1, step, config, metadata)
+            _write_log(out / LOG, row)
+            log.info("epoch %d/%d: loss %.4g (%d steps)", epoch + 1, config.epochs,
+                     means["loss"], step)
+        if world > 1:
+            dist.barrier()
+    return {"epochs": config.epochs, "step": step, "checkpoint": str(out / CHECKPOINT),
+            "log": str(out / LOG)}
+
+
+def train_folder(data: Path, config: TrainConfig, out: Path, resume: bool = False) -> dict:
+    """Train on the triplets found under ``data`` (see ``cloudfree.training.datasets``)."""
+    network, scaling, state = prepare(config, out, resume)
+    samples = find_samples(data)
+    dataset = TripletDataset(samples, scaling, config.crop, network.size_multiple)
+    log.info("training %s (%s) on %d samples from %s", network.arch, config.preset, len(samples),
+             data)
+    return train(network, scaling, dataset, config, out, state,
+                 metadata={"data": str(data), "samples": len(samples)})
+
+
+def _all_mean(values: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+    """Average per-process epoch means over the processes of a distributed run."""
+    if world == 1:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(values, (t / world).tolist(), strict=True))
+
+
+def _save(out: Path, network: CloudRemovalNet, scaling: Scaling, opt, scaler, epoch: int,
+          step: int, config: TrainConfig, metadata: dict | None) -> None:
+    """Checkpoint and training state of the finished epoch."""
+    meta = {**(metadata or {}), "training": {**asdict(config), "epoch": epoch, "step": step}}
+    save_checkpoint(out / CHECKPOINT, network, scaling, metadata=meta)
+    torch.save({"epoch": epoch, "step": step, "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict()}, out / STATE)
