@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import rasterio.errors
 
 from cloudfree import __version__
 from cloudfree.errors import CloudfreeError
@@ -28,6 +29,9 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted; no output written.", err=True)
+            sys.exit(1)
+        except (OSError, rasterio.errors.RasterioError) as exc:
+            click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
         except MemoryError:
             click.echo("Error: out of memory; try a smaller --block or --batch-size", err=True)
@@ -96,7 +100,8 @@ def main() -> None:
               help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this.")
 @click.option("--buffer", type=click.IntRange(0, 1000), default=0, show_default=True,
               metavar="PIXELS", help="Dilate clouds (and shadows) by this radius.")
-@click.option("--shadow", is_flag=True, help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2.")
+@click.option("--shadow", is_flag=True,
+              help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2.")
 @click.option("--score", "score_path", type=click.Path(path_type=Path),
               help="Also write the float32 cloud score to this GeoTIFF.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -108,7 +113,8 @@ def main() -> None:
 def mask(scene, output, method, threshold, ndsi_threshold, buffer, shadow, score_path, as_json,
          block, offset, overwrite, creation_options, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 L1C scene; 0 clear, 255 nodata."""
-    from cloudfree.mask_scene import MaskParams, mask_scene
+    from cloudfree.mask_scene import mask_scene
+    from cloudfree.masking import MaskParams
 
     params = MaskParams(method=method, threshold=threshold, ndsi_threshold=ndsi_threshold,
                         buffer=buffer, shadow=shadow)
@@ -121,3 +127,28 @@ def mask(scene, output, method, threshold, ndsi_threshold, buffer, shadow, score
         click.echo(f"{summary['output']}: cloud {summary['cloud_fraction']:.1%}"
                    + (f", shadow {summary['shadow_fraction']:.1%}" if shadow else "")
                    + f", snow {summary['snow_fraction']:.1%} of valid pixels")
+
+
+@main.command()
+def models():
+    """List the network architectures (presets, parameter counts) and the bundled models."""
+    from cloudfree.catalog import catalog_lines
+
+    click.echo("\n".join(catalog_lines()))
+
+
+@main.command("export-onnx")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
+              help="cloudfree or official GLF-CR checkpoint.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="ONNX model to write.")
+@click.option("--tile", type=click.IntRange(1, 16384), default=256, show_default=True,
+              help="Fixed tile size in pixels the model will run on (the batch stays dynamic).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@quiet_option
+def export_onnx(checkpoint, output, tile, overwrite, quiet):
+    """Export a checkpoint to ONNX (opset 17) with its scaling and bands in the metadata."""
+    from cloudfree.onnx_export import export_checkpoint
+
+    path = export_checkpoint(checkpoint, output, tile, overwrite=overwrite)
+    click.echo(f"{path}: {tile}x{tile} tiles, dynamic batch")

@@ -90,7 +90,7 @@ def with_halo(
 
 
 def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Path:
-    """Refuse an output that exists (without overwrite), overwrites an input, or cannot be written."""
+    """Refuse an output that exists (unless overwrite), is an input, or cannot be written."""
     path = Path(path)
     for src in inputs:
         if Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
@@ -112,6 +112,10 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> I
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
     path = check_output(path, overwrite, inputs)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    try:
+        tmp.touch()
+    except OSError as exc:
+        raise CloudfreeError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         yield tmp
         os.replace(tmp, path)

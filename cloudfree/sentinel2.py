@@ -109,10 +109,19 @@ class Sentinel2:
         h, w = int(window.height), int(window.width)
         out = np.empty((len(bands), h, w), dtype=np.float32)
         valid = np.ones((h, w), dtype=bool)
+        groups: dict[tuple[int, int], list[int]] = {}
         for i, band in enumerate(bands):
-            dn, ok = self._read_band(band, window)
-            out[i] = dn
-            valid &= ok
+            dataset, _, factor = self.band_sources[band]
+            groups.setdefault((id(dataset), factor), []).append(i)
+        for positions in groups.values():
+            dataset, _, factor = self.band_sources[bands[positions[0]]]
+            indexes = [self.band_sources[bands[i]][1] for i in positions]
+            data, ok = _read_bands(dataset, indexes, factor, window)
+            out[positions] = data
+            valid &= ok.all(axis=0)
+        if self.nodata is not None:
+            nan = math.isnan(self.nodata)
+            valid &= ~(np.isnan(out) if nan else out == self.nodata).any(axis=0)
         out -= self.offset
         out /= self.dn_scale
         out[:, ~valid] = 0.0
@@ -128,18 +137,6 @@ class Sentinel2:
             return np.clip(np.rint(dn), low, info.max).astype(dtype)
         return dn.astype(dtype)
 
-    def _read_band(self, band: str, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        dataset, index, factor = self.band_sources[band]
-        if factor == 1:
-            data = dataset.read(index, window=window, boundless=False)
-            mask = dataset.read_masks(index, window=window) > 0
-        else:
-            data, mask = _read_coarse(dataset, index, factor, window)
-        data = data.astype(np.float32)
-        if self.nodata is not None:
-            mask &= ~np.isnan(data) if math.isnan(self.nodata) else data != self.nodata
-        return data, mask
-
     def close(self) -> None:
         for ds in self._datasets:
             ds.close()
@@ -151,20 +148,24 @@ class Sentinel2:
         self.close()
 
 
-def _read_coarse(dataset, index: int, factor: int, window: Window):
-    """Read a window of a coarser band onto the fine grid by pixel replication (nearest).
+def _read_bands(dataset, indexes: list[int], factor: int, window: Window):
+    """Read bands of one dataset onto the 10 m grid: data [n, h, w] float32 and masks [n, h, w].
 
-    Replication keeps windowed reads identical to whole-image reads wherever the window falls.
+    Coarser bands are replicated (nearest neighbour), which keeps windowed reads identical to
+    whole-image reads wherever the window falls.
     """
+    if factor == 1:
+        data = dataset.read(indexes, window=window, out_dtype=np.float32)
+        return data, dataset.read_masks(indexes, window=window) > 0
     r0, c0 = int(window.row_off), int(window.col_off)
     r1, c1 = r0 + int(window.height), c0 + int(window.width)
     src = Window(c0 // factor, r0 // factor,
                  (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
-    data = dataset.read(index, window=src)
-    mask = dataset.read_masks(index, window=src) > 0
+    data = dataset.read(indexes, window=src, out_dtype=np.float32)
+    mask = dataset.read_masks(indexes, window=src) > 0
     rows = np.arange(r0, r1) // factor - r0 // factor
     cols = np.arange(c0, c1) // factor - c0 // factor
-    return data[np.ix_(rows, cols)], mask[np.ix_(rows, cols)]
+    return data[:, rows][:, :, cols], mask[:, rows][:, :, cols]
 
 
 def open_sentinel2(path: Path | str, offset: str | int | None = "auto") -> Sentinel2:

@@ -1,0 +1,160 @@
+"""Cloud, shadow and snow classification of Sentinel-2 reflectance (array level, no I/O).
+
+The score is the Sen2Cor-style cloud score of the CARF paper (seed 002, eq. 13-16):
+    score = min(1, r(B02, .1, .5), r(B01, .1, .3), r(B01+B10, .15, .2), r(B02+B03+B04, .2, .8))
+with r(x, lo, hi) = clip((x - lo) / (hi - lo), 0, 1); cloud where score > 0.2, except snow where
+NDSI = (B03 - B11) / (B03 + B11) >= 0.6. The ``dsen2cr`` variant follows the public DSen2-CR
+detector (Meraner et al. 2020): NDSI enters the score softly (ramp from 1 at NDSI 0.6 to 0 at
+0.8), then a 5x5 grey closing and a 7x7 mean filter before thresholding. Shadows use the cloud
+shadow index CSI = (B08 + B11) / 2 with scene-wide thresholds min + 3/4 (mean - min) on CSI and
+min + 5/6 (mean - min) on B02, then a 5x5 majority (median) filter, as in that detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cloudfree.errors import UsageError
+from cloudfree.sentinel2 import BANDS
+
+CLEAR, CLOUD, SHADOW, SNOW, NODATA = 0, 1, 2, 3, 255
+#: Bands the classification reads.
+MASK_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B08", "B10", "B11")
+METHODS = ("score", "dsen2cr")
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    """Options of the mask; ``halo`` is how far a pixel's class depends on its neighbours."""
+
+    method: str = "score"
+    threshold: float = 0.2
+    ndsi_threshold: float = 0.6
+    buffer: int = 0
+    shadow: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"unknown mask method {self.method!r} (use {' or '.join(METHODS)})")
+
+    @property
+    def halo(self) -> int:
+        """Pixels of context needed so windowed results equal whole-image results."""
+        smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
+        return smoothing + (2 if self.shadow else 0) + self.buffer
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ShadowThresholds:
+    """Scene-wide thresholds of the shadow test (from one pass over the valid pixels)."""
+
+    csi: float
+    blue: float
+
+
+def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """r(x, lo, hi) of eq. 13: 0 at lo, 1 at hi, linear between, clipped."""
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _ndsi(b03: np.ndarray, b11: np.ndarray) -> np.ndarray:
+    """Normalised difference snow index (eq. 15); 0 where both bands are 0."""
+    total = b03 + b11
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (b03 - b11) / np.where(total > 0, total, 1), 0.0)
+
+
+def _pick(reflectance: np.ndarray, bands: Sequence[str]) -> dict[str, np.ndarray]:
+    index = {b: i for i, b in enumerate(bands)}
+    missing = [b for b in MASK_BANDS if b not in index]
+    if missing:
+        raise UsageError(f"the cloud mask needs bands {', '.join(missing)}")
+    return {b: reflectance[index[b]].astype(np.float32, copy=False) for b in MASK_BANDS}
+
+
+def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
+    """Eq. 13 without the snow test, in [0, 1]."""
+    score = _ramp(b["B02"], 0.1, 0.5)
+    score = np.minimum(score, _ramp(b["B01"], 0.1, 0.3))
+    score = np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2))
+    return np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8)).astype(np.float32)
+
+
+def shadow_thresholds(reflectance: np.ndarray, valid: np.ndarray,
+                      bands: Sequence[str] = BANDS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined."""
+    b = _pick(reflectance, bands)
+    csi = ((b["B08"] + b["B11"]) / 2)[valid]
+    blue = b["B02"][valid]
+    if csi.size == 0:
+        return np.array([np.inf, np.inf]), np.zeros(3)
+    return (np.array([csi.min(), blue.min()]),
+            np.array([csi.sum(dtype=np.float64), blue.sum(dtype=np.float64), csi.size]))
+
+
+def combine_shadow_stats(stats: list[tuple[np.ndarray, np.ndarray]]) -> ShadowThresholds:
+    """Scene-wide thresholds from per-window statistics."""
+    mins = np.min([s[0] for s in stats], axis=0)
+    sums = np.sum([s[1] for s in stats], axis=0)
+    count = max(sums[2], 1.0)
+    mean_csi, mean_blue = sums[0] / count, sums[1] / count
+    return ShadowThresholds(csi=float(mins[0] + 3 / 4 * (mean_csi - mins[0])),
+                            blue=float(mins[1] + 5 / 6 * (mean_blue - mins[1])))
+
+
+def classify(
+    reflectance: np.ndarray,
+    valid: np.ndarray | None = None,
+    params: MaskParams = MaskParams(),
+    bands: Sequence[str] = BANDS,
+    shadow: ShadowThresholds | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes uint8 [H, W] (0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata) and score float32.
+
+    ``reflectance`` holds the bands named in ``bands`` (default: all 13 in L1C order). With
+    ``params.shadow`` and no ``shadow`` thresholds, they are computed from this array alone.
+    """
+    b = _pick(reflectance, bands)
+    h, w = b["B02"].shape
+    valid = np.ones((h, w), bool) if valid is None else valid
+    b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
+    raw = raw_score(b)
+    ndsi = _ndsi(b["B03"], b["B11"])
+    snow = (raw > params.threshold) & (ndsi >= params.ndsi_threshold)
+    if params.method == "dsen2cr":
+        score = np.minimum(raw, _ramp(ndsi, params.ndsi_threshold + 0.2, params.ndsi_threshold))
+        score = ndimage.grey_closing(score, size=(5, 5), mode="reflect")
+        score = ndimage.uniform_filter(score, size=7, mode="reflect")
+        cloud = score > params.threshold
+        snow &= ~cloud
+    else:
+        score = np.where(ndsi >= params.ndsi_threshold, 0.0, raw)
+        cloud = score > params.threshold
+    classes = np.where(cloud, CLOUD, np.where(snow, SNOW, CLEAR)).astype(np.uint8)
+    if params.shadow:
+        if shadow is None:
+            shadow = combine_shadow_stats([shadow_thresholds(reflectance, valid, bands)])
+        dark = ((b["B08"] + b["B11"]) / 2 < shadow.csi) & (b["B02"] < shadow.blue) & valid
+        dark = ndimage.median_filter(dark.astype(np.uint8), size=5, mode="reflect") > 0
+        classes[dark & (classes == CLEAR)] = SHADOW
+    if params.buffer:
+        disk = _disk(params.buffer)
+        for cls in ((SHADOW, CLOUD) if params.shadow else (CLOUD,)):
+            grown = ndimage.binary_dilation(classes == cls, structure=disk)
+            classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
+    classes[~valid] = NODATA
+    score = np.where(valid, score, np.nan).astype(np.float32)
+    return classes, score
+
+
+def _disk(radius: int) -> np.ndarray:
+    """Disk-shaped structuring element of the given radius."""
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return x * x + y * y <= radius * radius

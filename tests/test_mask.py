@@ -1,0 +1,216 @@
+"""`cloudfree mask` on real scenes: outcomes, window invariance, SAFE parity, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2
+from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
+
+from cloudfree.cli import main
+from cloudfree.mask_scene import mask_scene
+from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, classify
+from cloudfree.sentinel2 import BANDS, open_sentinel2
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def read_mask(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds
+
+
+def test_summer_cumulus_is_found_where_it_is(tmp_path):
+    out = tmp_path / "summer_mask.tif"
+    result = run("mask", SUMMER_S2, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert 0.2 < summary["cloud_fraction"] < 0.6
+    classes, ds = read_mask(out)
+    with rasterio.open(SUMMER_S2) as src:
+        assert (ds.crs, ds.transform, ds.shape) == (src.crs, src.transform, src.shape)
+        visible = src.read([2, 3, 4]).astype(float).sum(axis=0)
+    assert summary["cloud_fraction"] == pytest.approx((classes == CLOUD).mean())
+    # The big cumulus at the top left is cloud, the open fields in the middle are not.
+    assert (classes[10:80, 0:60] == CLOUD).mean() > 0.75
+    assert (classes[100:160, 100:200] == CLOUD).mean() < 0.05
+    # Cloud pixels are the bright ones.
+    assert visible[classes == CLOUD].mean() > 2 * visible[classes != CLOUD].mean()
+    with rasterio.open(out) as ds:
+        assert ds.dtypes[0] == "uint8" and ds.nodata == NODATA
+        assert ds.tags()["MASK_METHOD"] == "score" and ds.tags()["CLOUD_THRESHOLD"] == "0.2"
+        assert ds.block_shapes == [(256, 256)] and ds.compression.value == "DEFLATE"
+
+
+def test_clear_floods_scene_near_zero_and_nodata_preserved(tmp_path):
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(), {"crs": ds.crs, "transform": ds.transform}
+    data[:, 300:, :40] = 0  # a swath edge of nodata
+    scene = write_stack(tmp_path / "floods.tif", data, profile, nodata=0,
+                        descriptions=[f"B{int(b[1:])}" if b != "B8A" else "B8A" for b in BANDS])
+    out = tmp_path / "floods_mask.tif"
+    summary = mask_scene(scene, out)
+    classes, ds = read_mask(out)
+    assert str(ds.crs) == "EPSG:4326"
+    assert (classes[300:, :40] == NODATA).all()
+    assert (classes[:300] != NODATA).all() and (classes[:, 40:] != NODATA).all()
+    # Clear scene: only a few bright roofs and greenhouses pass the score.
+    assert summary["cloud_fraction"] < 0.05
+    assert summary["nodata_fraction"] == pytest.approx(212 * 40 / 512**2)
+
+
+def test_winter_haze_regression():
+    """Thin haze over dark terrain: the score stays far below the threshold (s2cloudless ~0%)."""
+    with open_sentinel2(WINTER_S2) as s2:
+        refl, valid = s2.read()
+    classes, score = classify(refl, valid)
+    assert (classes == CLOUD).sum() == 0
+    assert float(np.nanmax(score)) == pytest.approx(0.039, abs=0.001)
+    classes, score = classify(refl, valid, MaskParams(method="dsen2cr"))
+    assert (classes == CLOUD).sum() == 0
+    assert float(np.nanmax(score)) == pytest.approx(0.0289, abs=0.001)
+
+
+def test_thresholds_buffer_and_score_output(tmp_path):
+    base = mask_scene(SUMMER_S2, tmp_path / "a.tif")
+    strict = mask_scene(SUMMER_S2, tmp_path / "b.tif", MaskParams(threshold=0.6))
+    buffered = mask_scene(SUMMER_S2, tmp_path / "c.tif", MaskParams(buffer=3),
+                          score_path=tmp_path / "score.tif")
+    assert strict["cloud_fraction"] < base["cloud_fraction"] < buffered["cloud_fraction"]
+    plain, _ = read_mask(tmp_path / "a.tif")
+    grown, _ = read_mask(tmp_path / "c.tif")
+    assert ((plain == CLOUD) <= (grown == CLOUD)).all()
+    with rasterio.open(tmp_path / "score.tif") as ds:
+        score = ds.read(1)
+        assert ds.dtypes[0] == "float32" and ds.descriptions[0] == "cloud_score"
+    np.testing.assert_array_equal(plain == CLOUD, score > 0.2)
+
+
+def test_snow_is_not_cloud():
+    data, _ = read_stack(SUMMER_S2, 64)
+    refl = data.astype(np.float32) / 10000
+    refl[:, :, :32] = refl[:, :, :32].max(axis=(1, 2), keepdims=True)  # bright everywhere
+    refl[11, :, :16] = 0.02  # ... and dark in SWIR B11 on the left: NDSI high, snow
+    classes, _ = classify(refl)
+    assert (classes[:, :16] == 3).all() and (classes[:, 16:32] == CLOUD).all()
+
+
+@pytest.mark.parametrize("method", ["score", "dsen2cr"])
+def test_windowed_equals_whole_image(tmp_path, method):
+    params = MaskParams(method=method, buffer=2, shadow=True)
+    whole = mask_scene(FLOODS_S2, tmp_path / "whole.tif", params, block=4096,
+                       score_path=tmp_path / "whole_score.tif")
+    tiled = mask_scene(FLOODS_S2, tmp_path / "tiled.tif", params, block=100,
+                       score_path=tmp_path / "tiled_score.tif")
+    a, _ = read_mask(tmp_path / "whole.tif")
+    b, _ = read_mask(tmp_path / "tiled.tif")
+    np.testing.assert_array_equal(a, b)
+    assert whole["shadow_fraction"] == tiled["shadow_fraction"] > 0
+    assert (a == SHADOW).any() and (a == CLOUD).any()
+    with rasterio.open(tmp_path / "whole_score.tif") as s, rasterio.open(
+        tmp_path / "tiled_score.tif"
+    ) as t:
+        np.testing.assert_array_equal(s.read(), t.read())
+
+
+def test_safe_gives_the_same_mask_as_geotiff(tmp_path):
+    data, profile = read_stack(SUMMER_S2, 252)
+    l1c = coarsen_like_l1c(data)
+    tif = write_stack(tmp_path / "stack.tif", l1c, profile)
+    safe = write_safe(tmp_path / "S2B_MSIL1C_N0400.SAFE", l1c, profile, offset=1000)
+    assert run("mask", tif, "-o", tmp_path / "tif_mask.tif").exit_code == 0
+    result = run("mask", safe, "--method", "dsen2cr")
+    assert result.exit_code == 0, result.output
+    tif_mask, _ = read_mask(tmp_path / "tif_mask.tif")
+    run("mask", tif, "-o", tmp_path / "tif_mask2.tif", "--method", "dsen2cr")
+    safe_mask, _ = read_mask(tmp_path / "S2B_MSIL1C_N0400_mask.tif")
+    np.testing.assert_array_equal(safe_mask, read_mask(tmp_path / "tif_mask2.tif")[0])
+    # Ignoring the baseline 04.00 offset would change the result.
+    run("mask", safe, "-o", tmp_path / "no_offset.tif", "--offset", "0")
+    assert (read_mask(tmp_path / "no_offset.tif")[0] != tif_mask).any()
+
+
+def test_default_name_overwrite_and_creation_options(tmp_path):
+    scene = tmp_path / "scene.tif"
+    scene.write_bytes(SUMMER_S2.read_bytes())
+    assert run("mask", scene, "--co", "COMPRESS=LZW").exit_code == 0
+    out = tmp_path / "scene_mask.tif"
+    with rasterio.open(out) as ds:
+        assert ds.compression.value == "LZW"
+    before = out.stat().st_mtime_ns
+    result = run("mask", scene)
+    assert result.exit_code == 2
+    assert "exists: pass --overwrite" in result.output
+    assert out.stat().st_mtime_ns == before
+    assert run("mask", scene, "--overwrite").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "scene_mask.tif"]
+
+
+def _all_nodata(tmp_path):
+    data, profile = read_stack(SUMMER_S2, 32)
+    return write_stack(tmp_path / "empty.tif", np.zeros_like(data), profile, nodata=0)
+
+
+def _no_b10(tmp_path):
+    data, profile = read_stack(SUMMER_S2, 32)
+    return write_stack(tmp_path / "l2a.tif", np.delete(data, 10, 0), profile,
+                       descriptions=[b for b in BANDS if b != "B10"])
+
+
+def _text(tmp_path):
+    path = tmp_path / "notes.tif"
+    path.write_text("hello")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "message"),
+    [
+        (_text, 1, "is not a raster GDAL can read"),
+        (lambda t: SUMMER_S1, 1, "2 unnamed band(s); expected 13 bands"),
+        (_no_b10, 1, "band B10 missing, needed for the score cloud mask"),
+        (_all_nodata, 1, "every pixel is nodata"),
+        (lambda t: t / "missing.tif", 1, "does not exist"),
+    ],
+)
+def test_bad_input_one_line_and_no_file(tmp_path, make, code, message):
+    scene = make(tmp_path)
+    out = tmp_path / "out" / "mask.tif"
+    out.parent.mkdir()
+    result = run("mask", scene, "-o", out)
+    assert result.exit_code == code
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.output
+    assert list(out.parent.iterdir()) == []
+
+
+def test_unwritable_output(tmp_path):
+    target = tmp_path / "m.tif" if os.geteuid() else Path("/proc/cloudfree_mask.tif")
+    if os.geteuid():
+        tmp_path.chmod(0o500)
+    result = run("mask", SUMMER_S2, "-o", target)
+    tmp_path.chmod(0o700)
+    assert result.exit_code == 1
+    assert "cannot write" in result.output and "Traceback" not in result.output
+    assert not target.exists()
+
+
+def test_missing_output_folder(tmp_path):
+    result = run("mask", SUMMER_S2, "-o", tmp_path / "nope" / "m.tif")
+    assert result.exit_code == 1
+    assert "folder" in result.output and "does not exist" in result.output
+
+
+def test_version_and_module_entry():
+    result = run("--version")
+    assert result.exit_code == 0 and "cloudfree, version" in result.output
