@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from cloudfree.errors import CloudfreeError
-from cloudfree.networks import CloudRemovalNet, get_architecture
+from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.registry import get_architecture
 from cloudfree.scaling import SCALINGS, Scaling
 from cloudfree.sentinel2 import BANDS
 

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from cloudfree import __version__
-from cloudfree.checkpoint import ModelBundle
+from cloudfree.checkpoint import ModelBundle, load_checkpoint
 from cloudfree.engines import META
 from cloudfree.errors import UsageError
+from cloudfree.rasterio_io import check_output
 
 OPSET = 17
 
@@ -63,6 +64,7 @@ def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
             # the TorchScript exporter is deprecated but needs no extra package (onnxscript)
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", "Constant folding", UserWarning)
             torch.onnx.export(
                 network, inputs, str(tmp), input_names=["s2", "s1"], output_names=["output"],
                 dynamic_axes={name: {0: "batch"} for name in ("s2", "s1", "output")},
@@ -76,3 +78,10 @@ def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def export_checkpoint(checkpoint: Path | str, output: Path | str, tile: int = 256,
+                      overwrite: bool = False) -> Path:
+    """Load a checkpoint and export it to ``output`` (refused if it exists, unless overwrite)."""
+    check_output(Path(output), overwrite, [Path(checkpoint)])
+    return export_onnx(load_checkpoint(checkpoint), output, tile)

@@ -1,0 +1,49 @@
+"""What ``cloudfree models`` lists: registered architectures with their presets, bundled models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloudfree.bundled import DEFAULT_MODEL, MODELS_DIR, bundled_models
+from cloudfree.networks import ARCHITECTURES, build
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """One preset of an architecture, sized."""
+
+    arch: str
+    preset: str
+    parameters: int
+    size_multiple: int
+    receptive_field: int
+
+
+def count_parameters(arch: str, preset: str) -> PresetInfo:
+    """Build the preset on CPU and count its parameters."""
+    network = build(arch, preset)
+    return PresetInfo(arch, preset, sum(p.numel() for p in network.parameters()),
+                      network.size_multiple, network.receptive_field())
+
+
+def human_count(n: int) -> str:
+    """18947341 -> '18.95 M', 82093 -> '82.1 k'."""
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
+
+
+def catalog_lines() -> list[str]:
+    """The text of ``cloudfree models``."""
+    lines = ["Architectures (preset: parameters, size multiple, receptive field radius in px):"]
+    for arch in sorted(ARCHITECTURES):
+        lines.append(f"  {arch}")
+        for preset in ARCHITECTURES[arch].presets:
+            info = count_parameters(arch, preset)
+            lines.append(f"    {preset:<14} {human_count(info.parameters):>9}  "
+                         f"x{info.size_multiple:<3} rf {info.receptive_field}")
+    models = bundled_models()
+    lines.append(f"Bundled models ({MODELS_DIR}):")
+    for name in models:
+        lines.append(f"  {name}{' (default)' if name == DEFAULT_MODEL else ''}")
+    if not models:
+        lines.append("  none; use --checkpoint or --onnx")
+    return lines

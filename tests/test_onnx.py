@@ -1,0 +1,117 @@
+"""ONNX export for every architecture: parity with torch on real patches, metadata, CLI."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from real_batch import real_batch
+
+from cloudfree.checkpoint import ModelBundle, save_checkpoint
+from cloudfree.cli import main
+from cloudfree.engines import OnnxEngine, TorchEngine, open_engine
+from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.networks import ARCHITECTURES, build
+from cloudfree.onnx_export import export_onnx
+from cloudfree.sentinel2 import BANDS
+
+ARCHS = sorted(ARCHITECTURES)
+TILE = 128
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, tuple[ModelBundle, object]]:
+    """arch -> (bundle of the small preset, path of its ONNX export at TILE)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    out = {}
+    for arch in ARCHS:
+        torch.manual_seed(3)
+        bundle = ModelBundle.from_network(build(arch, "small").eval())
+        out[arch] = (bundle, export_onnx(bundle, folder / f"{arch}.onnx", tile=TILE))
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_onnxruntime_matches_torch_on_real_patches(exported, arch):
+    bundle, path = exported[arch]
+    engine = open_engine(onnx=path, device="cpu")
+    s2, s1 = real_batch(bundle.scaling, TILE)  # batch 2 through a graph traced at batch 1
+    got = engine.predict(s2, s1)
+    want = TorchEngine(bundle, device="cpu").predict(s2, s1)
+    assert got.shape == want.shape == (2, 13, TILE, TILE) and got.dtype == "float32"
+    assert abs(got - want).max() <= 1e-4
+    assert engine.session.get_providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_metadata_carries_what_the_engine_needs(exported, arch):
+    bundle, path = exported[arch]
+    engine = OnnxEngine(path, device="cpu")
+    assert (engine.arch, engine.tile, engine.bands, engine.scaling) == (
+        arch, TILE, BANDS, bundle.scaling)
+    assert engine.receptive_field == bundle.network.receptive_field()
+    assert engine.size_multiple == bundle.network.size_multiple
+    assert engine.fully_convolutional == bundle.network.fully_convolutional
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version == 17
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param == "batch"
+
+
+def test_engine_refuses_other_tile_sizes(exported):
+    engine = OnnxEngine(exported["dsen2cr"][1], device="cpu")
+    s2, s1 = real_batch(engine.scaling, 64)
+    with pytest.raises(ValueError, match="128x128 tiles only"):
+        engine.predict(s2, s1)
+
+
+def test_auto_device_falls_back_to_cpu_quietly(exported, capfd):
+    engine = OnnxEngine(exported["dsen2cr"][1], device="auto")
+    if not torch.cuda.is_available():
+        assert engine.device == "cpu"
+        assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHS if ARCHITECTURES[a].size_multiple > 1])
+def test_tile_must_fit_the_size_multiple(exported, tmp_path, arch):
+    bundle = exported[arch][0]
+    with pytest.raises(UsageError, match=f"multiple of {bundle.network.size_multiple}"):
+        export_onnx(bundle, tmp_path / "x.onnx", tile=bundle.network.size_multiple * 4 + 1)
+    assert not list(tmp_path.iterdir())
+
+
+def test_onnx_without_cloudfree_metadata(exported, tmp_path):
+    model = onnx.load(str(exported["dsen2cr"][1]))
+    del model.metadata_props[:]
+    path = tmp_path / "bare.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(CloudfreeError, match="lacks cloudfree metadata"):
+        OnnxEngine(path, device="cpu")
+
+
+def test_cli_export_onnx_end_to_end(tmp_path):
+    torch.manual_seed(4)
+    checkpoint = save_checkpoint(tmp_path / "m.pt", build("dsen2cr", "small").eval())
+    output = tmp_path / "m.onnx"
+    args = ["export-onnx", "--checkpoint", str(checkpoint), "-o", str(output), "--tile", "64"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    engine = open_engine(onnx=output)
+    assert engine.tile == 64 and engine.arch == "dsen2cr"
+    s2, s1 = real_batch(engine.scaling, 64)
+    torch_engine = open_engine(checkpoint=checkpoint, device="cpu")
+    assert abs(engine.predict(s2, s1) - torch_engine.predict(s2, s1)).max() <= 1e-4
+
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "exists" in again.output
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt"]
+
+
+def test_cli_export_onnx_bad_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 cut short")
+    result = CliRunner().invoke(main, ["export-onnx", "-c", str(bad), "-o",
+                                       str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1 and "truncated or corrupt" in result.output
