@@ -152,28 +152,3 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 
     path = export_checkpoint(checkpoint, output, tile, overwrite=overwrite)
     click.echo(f"{path}: {tile}x{tile} tiles, dynamic batch")
-
-
-@main.command()
-def models():
-    """List the network architectures (presets, parameter counts) and the bundled models."""
-    from cloudfree.catalog import catalog_lines
-
-    click.echo("\n".join(catalog_lines()))
-
-
-@main.command("export-onnx")
-@click.option("--checkpoint", "-c", required=True, type=click.Path(path_type=Path),
-              help="cloudfree or official GLF-CR checkpoint.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="ONNX model to write.")
-@click.option("--tile", type=click.IntRange(1, 16384), default=256, show_default=True,
-              help="Fixed tile size in pixels the model will run on (the batch stays dynamic).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@quiet_option
-def export_onnx(checkpoint, output, tile, overwrite, quiet):
-    """Export a checkpoint to ONNX (opset 17) with its scaling and bands in the metadata."""
-    from cloudfree.onnx_export import export_checkpoint
-
-    path = export_checkpoint(checkpoint, output, tile, overwrite=overwrite)
-    click.echo(f"{path}: {tile}x{tile} tiles, dynamic batch")
