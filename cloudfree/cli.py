@@ -5,6 +5,7 @@ Exit codes: 0 done, 1 failed (bad data, I/O), 2 usage error (bad options, existi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -73,6 +74,39 @@ def offset_option(f):
              "product metadata (SAFE) or tags, else assumes 0.")(f)
 
 
+def mask_options(method_flag: str):
+    """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``."""
+    from cloudfree.masking import MaskParams
+
+    def decorate(f):
+        options = [
+            click.option(method_flag, "mask_method", type=click.Choice(["score", "dsen2cr"]),
+                         default="score", show_default=True,
+                         help="score: Sen2Cor-style score (CARF eq. 13-16); dsen2cr: soft NDSI "
+                              "in the score, 5x5 grey closing and 7x7 mean filter."),
+            click.option("--threshold", type=click.FloatRange(0, 1), default=0.2,
+                         show_default=True, help="Cloud where the score exceeds this."),
+            click.option("--ndsi-threshold", type=click.FloatRange(-1, 1), default=0.6,
+                         show_default=True,
+                         help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this."),
+            click.option("--buffer", type=click.IntRange(0, 1000), default=0, show_default=True,
+                         metavar="PIXELS", help="Dilate clouds (and shadows) by this radius."),
+            click.option("--shadow", is_flag=True,
+                         help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+
+        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, **kwargs):
+            params = MaskParams(method=mask_method, threshold=threshold,
+                                ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow)
+            return f(*args, mask_params=params, **kwargs)
+
+        return functools.update_wrapper(wrapper, f)
+
+    return decorate
+
+
 def default_output(src: Path, suffix: str) -> Path:
     """``scene.tif`` -> ``scene<suffix>.tif`` beside it (``X.SAFE`` -> ``X<suffix>.tif``)."""
     src = Path(src)
@@ -90,18 +124,7 @@ def main() -> None:
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output mask GeoTIFF [default: <scene>_mask.tif].")
-@click.option("--method", type=click.Choice(["score", "dsen2cr"]), default="score",
-              show_default=True,
-              help="score: Sen2Cor-style score (CARF eq. 13-16); dsen2cr: soft NDSI in the score, "
-                   "5x5 grey closing and 7x7 mean filter.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.2, show_default=True,
-              help="Cloud where the score exceeds this.")
-@click.option("--ndsi-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
-              help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this.")
-@click.option("--buffer", type=click.IntRange(0, 1000), default=0, show_default=True,
-              metavar="PIXELS", help="Dilate clouds (and shadows) by this radius.")
-@click.option("--shadow", is_flag=True,
-              help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2.")
+@mask_options("--method")
 @click.option("--score", "score_path", type=click.Path(path_type=Path),
               help="Also write the float32 cloud score to this GeoTIFF.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -110,23 +133,71 @@ def main() -> None:
 @offset_option
 @output_options
 @quiet_option
-def mask(scene, output, method, threshold, ndsi_threshold, buffer, shadow, score_path, as_json,
-         block, offset, overwrite, creation_options, quiet):
+def mask(scene, output, mask_params, score_path, as_json, block, offset, overwrite,
+         creation_options, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 L1C scene; 0 clear, 255 nodata."""
     from cloudfree.mask_scene import mask_scene
-    from cloudfree.masking import MaskParams
 
-    params = MaskParams(method=method, threshold=threshold, ndsi_threshold=ndsi_threshold,
-                        buffer=buffer, shadow=shadow)
-    summary = mask_scene(scene, output or default_output(scene, "_mask"), params, offset=offset,
+    summary = mask_scene(scene, output or default_output(scene, "_mask"), mask_params,
+                         offset=offset,
                          score_path=score_path, overwrite=overwrite,
                          creation_options=creation_options, block=block, quiet=quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"{summary['output']}: cloud {summary['cloud_fraction']:.1%}"
-                   + (f", shadow {summary['shadow_fraction']:.1%}" if shadow else "")
+                   + (f", shadow {summary['shadow_fraction']:.1%}" if mask_params.shadow else "")
                    + f", snow {summary['snow_fraction']:.1%} of valid pixels")
+
+
+@main.command()
+@click.option("--s1", "s1_path", required=True, type=click.Path(path_type=Path),
+              help="Sentinel-1 VV/VH GeoTIFF (dB or linear; any CRS overlapping the S2).")
+@click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
+              help="Sentinel-2 L1C: 13-band GeoTIFF or .SAFE folder.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output GeoTIFF [default: <s2>_cloudfree.tif].")
+@click.option("--model", help="Bundled model name [default: cloudfree-small].")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="cloudfree or official GLF-CR checkpoint.")
+@click.option("--onnx", type=click.Path(path_type=Path), help="ONNX model from export-onnx.")
+@click.option("--s1-aligned", is_flag=True,
+              help="The S1 is already on the S2 grid: skip co-registration.")
+@click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
+              show_default=True, help="Units of the S1 values.")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="Estimate and apply a residual S1-S2 shift when reliable.")
+@click.option("--max-shift", type=click.FloatRange(0, 1000), default=10, show_default=True,
+              metavar="PIXELS", help="Largest residual shift searched.")
+@click.option("--tile", type=click.IntRange(16, 8192),
+              help="Tile size in pixels [default: the model's].")
+@click.option("--overlap", type=click.IntRange(0, 4096),
+              help="Tile overlap in pixels [default: from the receptive field].")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+              show_default=True, help="fp16/bf16 run under autocast (GPU).")
+@click.option("--composite/--no-composite", default=True, show_default=True,
+              help="Keep clear pixels and fill clouds, or write the raw prediction.")
+@click.option("--feather", type=click.IntRange(0, 256), default=8, show_default=True,
+              metavar="PIXELS", help="Width of the transition inside cloud edges.")
+@click.option("--mask-out", type=click.Path(path_type=Path), help="Also write the mask used.")
+@mask_options("--mask-method")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@offset_option
+@output_options
+@quiet_option
+def remove(s2_path, s1_path, output, as_json, quiet, **options):
+    """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1."""
+    from cloudfree.remove_scene import remove_scene
+
+    summary = remove_scene(s2_path, s1_path, output or default_output(s2_path, "_cloudfree"),
+                           quiet=quiet, **options)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud with "
+                   f"{summary['model']} ({summary['tiles_run']} tiles, {summary['seconds']:.1f} s)")
 
 
 @main.command()
@@ -152,3 +223,46 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 
     path = export_checkpoint(checkpoint, output, tile, overwrite=overwrite)
     click.echo(f"{path}: {tile}x{tile} tiles, dynamic batch")
+
+
+@main.command()
+@click.argument("scenes", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Output folder: <scene>.tif (remove) or <scene>_mask.tif (mask).")
+@click.option("--command", type=click.Choice(["remove", "mask"]), default="remove",
+              show_default=True, help="What to run on each scene.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 1024),
+              help="Local worker processes [default: one per GPU, else 1].")
+@click.option("--resume", is_flag=True, help="Skip scenes whose output exists (outputs only "
+              "appear when complete).")
+@click.option("--report", type=click.Path(path_type=Path), help="Write a run report (.json/.csv).")
+@click.option("--dask-scheduler", metavar="ADDRESS",
+              help="Run on this Dask scheduler (tcp://host:8786 or scheduler JSON file).")
+@click.option("--s2-pattern", default="*s2*.tif", show_default=True,
+              help="S2 file in a scene folder (case-insensitive glob; .SAFE folders too).")
+@click.option("--s1-pattern", default="*s1*.tif", show_default=True,
+              help="S1 file in a scene folder (case-insensitive glob).")
+@click.option("--model", help="remove: model name (see `cloudfree models`).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="remove: checkpoint file.")
+@click.option("--device", help="remove: auto, cpu, cuda or cuda:N.")
+@click.option("--tile", type=click.IntRange(16, 16384), help="remove: tile size in pixels.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), help="remove: tiles per batch.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]),
+              help="remove: arithmetic on GPU.")
+@offset_option
+@output_options
+@quiet_option
+def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pattern, s1_pattern,
+          model, checkpoint, device, tile, batch_size, precision, offset, overwrite,
+          creation_options, quiet):
+    """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES."""
+    from cloudfree.batch import run_batch
+
+    options = {"model": model, "checkpoint": checkpoint, "device": device, "tile": tile,
+               "batch_size": batch_size, "precision": precision, "offset": offset,
+               "overwrite": overwrite or None, "creation_options": creation_options or None}
+    result = run_batch(scenes, out_dir, command=command, jobs=jobs, resume=resume, report=report,
+                       dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
+                       s1_pattern=s1_pattern, options=options, quiet=quiet)
+    click.echo(result.summary())
+    result.check()

@@ -1,0 +1,328 @@
+"""`cloudfree remove`: stream a scene through a network in blended tiles and composite the result.
+
+read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> blend -> unscale
+-> composite -> write, chunk by chunk (see tiling.py), with the next chunk read in a thread while
+the network runs on the current one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from scipy import ndimage
+
+from cloudfree import __version__
+from cloudfree.engines import DEFAULT_MODEL, Engine, open_engine
+from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.mask_scene import scene_shadow_thresholds
+from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
+from cloudfree.rasterio_io import (
+    atomic_output,
+    block_windows,
+    check_output,
+    geotiff_profile,
+    progress,
+)
+from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
+
+log = logging.getLogger("cloudfree")
+
+
+class S1Source(Protocol):
+    """Sentinel-1 on the S2 grid, read by windows of the S2 grid as float32 dB [2, h, w]."""
+
+    def read(self, window: Window) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """Tiling and inference settings."""
+
+    tile: int
+    overlap: int
+    batch_size: int = 8
+    composite: bool = True
+    feather: int = 8
+
+
+@dataclass
+class LoadedChunk:
+    """Everything the network and the composite need for one chunk (padded to its extent)."""
+
+    chunk: Chunk
+    s2: np.ndarray  # scaled network input [13, H, W]
+    s1: np.ndarray  # scaled network input [2, H, W]
+    reflectance: np.ndarray  # [13, H, W]
+    valid: np.ndarray  # [H, W]
+    classes: np.ndarray  # [H, W] uint8
+    alpha: np.ndarray  # [H, W] share of the prediction in the composite
+
+
+def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
+    """Tile, overlap and trim for an engine, checking user choices against its constraints."""
+    fixed = getattr(engine, "tile", None)
+    if fixed is not None and tile not in (None, fixed):
+        raise UsageError(f"this ONNX model runs {fixed} px tiles only; drop --tile or re-export")
+    tile = tile or fixed or getattr(engine, "default_tile", 256)
+    m = engine.size_multiple
+    if tile % m:
+        raise UsageError(f"--tile {tile} is not a multiple of {m}, which this model needs")
+    rf = engine.receptive_field
+    if overlap is None:
+        wanted = 2 * rf + 2 if engine.fully_convolutional else tile // 4
+        overlap = min(tile // 2, max(tile // 8, wanted))
+    if not 0 <= overlap <= tile // 2:
+        raise UsageError(f"--overlap must be between 0 and half the tile ({tile // 2}), "
+                         f"got {overlap}")
+    trim = min(rf, (overlap - 1) // 2) if engine.fully_convolutional else overlap // 4
+    return tile, overlap, max(0, trim)
+
+
+def read_padded(read, top: int, left: int, height: int, width: int,
+                scene_h: int, scene_w: int, halo: int = 0):
+    """Read rows/cols [top, top+height) x [left, left+width) of a scene, mirrored outside.
+
+    ``read(window)`` returns arrays [..., h, w]; ``halo`` extra pixels of real context are read
+    where the scene has them (and mirrored where not); every returned array has the size
+    (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy "symmetric"),
+    as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask`` at edges.
+    """
+    r0, c0 = max(0, top - halo), max(0, left - halo)
+    r1 = min(scene_h, top + height + halo)
+    c1 = min(scene_w, left + width + halo)
+    arrays = read(Window(c0, r0, c1 - c0, r1 - r0))
+    pads = ((r0 - (top - halo), top + height + halo - r1),
+            (c0 - (left - halo), left + width + halo - c1))
+    return tuple(
+        np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") if any(sum(pads, ())) else a
+        for a in arrays
+    )
+
+
+def composite_alpha(classes: np.ndarray, params: MaskParams, feather: int) -> np.ndarray:
+    """1 deep inside clouds (and shadows), ramping to 0 at their edge over ``feather`` pixels.
+
+    The ramp runs inward so every clear pixel keeps its original value exactly.
+    """
+    fill = classes == CLOUD
+    if params.shadow:
+        fill |= classes == SHADOW
+    if not fill.any():
+        return np.zeros(classes.shape, np.float32)
+    depth = ndimage.distance_transform_edt(fill)
+    return np.clip(depth / (feather + 1), 0, 1).astype(np.float32)
+
+
+class Pipeline:
+    """One scene through one engine."""
+
+    def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: TileOptions,
+                 trim: int, params: MaskParams, shadow: ShadowThresholds | None):
+        self.s2, self.s1, self.engine = s2, s1, engine
+        self.options, self.params, self.shadow = options, params, shadow
+        self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
+        self.batch_size = options.batch_size
+        self.tiles_run = self.tiles_skipped = 0
+
+    def load(self, chunk: Chunk) -> LoadedChunk:
+        """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
+        s2, g = self.s2, self.grid
+        halo = self.params.halo + self.options.feather + 1
+        refl, valid = read_padded(lambda w: s2.read(w, self.engine.bands), chunk.top, chunk.left,
+                                  chunk.height, chunk.width, s2.height, s2.width, halo)
+        classes, _ = classify(refl, valid, self.params, self.engine.bands, self.shadow)
+        alpha = composite_alpha(classes, self.params, self.options.feather)
+        inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
+        refl, valid = refl[:, inner[0], inner[1]], valid[inner]
+        classes, alpha = classes[inner], alpha[inner]
+        (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left, chunk.height,
+                            chunk.width, g.height, g.width)
+        scaling = self.engine.scaling
+        return LoadedChunk(chunk, scaling.scale_s2(refl), scaling.scale_s1(s1), refl, valid,
+                           classes, alpha)
+
+    def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
+        """Network output (scaled) for every tile of the chunk that needs one."""
+        t = self.grid.tile
+        wanted = []
+        for off in loaded.chunk.tile_offsets():
+            cols = slice(off, off + t)
+            if not loaded.valid[:, cols].any():
+                continue  # all nodata
+            if self.options.composite and not loaded.alpha[:, cols].any():
+                continue  # nothing to fill: the composite keeps the original here
+            wanted.append(off)
+        self.tiles_skipped += len(loaded.chunk.tile_offsets()) - len(wanted)
+        self.tiles_run += len(wanted)
+        out: dict[int, np.ndarray] = {}
+        for i in range(0, len(wanted), self.batch_size):
+            offs = wanted[i : i + self.batch_size]
+            s2 = np.stack([loaded.s2[:, :, o : o + t] for o in offs])
+            s1 = np.stack([loaded.s1[:, :, o : o + t] for o in offs])
+            for o, pred in zip(offs, self._run(s2, s1), strict=True):
+                out[o] = pred
+        return out
+
+    def _run(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
+        """engine.predict, halving the batch on GPU out-of-memory."""
+        try:
+            return self.engine.predict(s2, s1)
+        except Exception as exc:
+            if type(exc).__name__ != "OutOfMemoryError":
+                raise
+            if len(s2) == 1:
+                raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
+                                     "--tile or --device cpu") from None
+            self.batch_size = max(1, len(s2) // 2)
+            log.warning("GPU out of memory at batch size %d; continuing with %d",
+                        len(s2), self.batch_size)
+            import torch
+
+            torch.cuda.empty_cache()
+            half = len(s2) // 2
+            return np.concatenate([self._run(s2[:half], s1[:half]),
+                                   self._run(s2[half:], s1[half:])])
+
+    def finish(self, final: Final, loaded: LoadedChunk) -> tuple[np.ndarray, np.ndarray]:
+        """Composite and convert a released block to output DN; also return its classes."""
+        c = loaded.chunk
+        rows = slice(final.row - c.top, final.row - c.top + final.values.shape[1])
+        cols = slice(final.col - c.left, final.col - c.left + final.values.shape[2])
+        original = loaded.reflectance[:, rows, cols]
+        valid, classes, alpha = loaded.valid[rows, cols], loaded.classes[rows, cols], \
+            loaded.alpha[rows, cols]
+        predicted = self.engine.scaling.unscale_s2(final.values)
+        have = final.weight > 0
+        if self.options.composite:
+            alpha = np.where(have, alpha, 0)
+            blend = alpha * predicted + (1 - alpha) * original
+            dn = np.where(alpha > 0, self.s2.to_dn(blend), self.s2.to_dn(original))
+        else:
+            dn = self.s2.to_dn(np.where(have, predicted, original))
+        if self.s2.nodata is not None:
+            dn[:, ~valid] = self.s2.nodata
+        return dn, classes
+
+
+def remove_scene(
+    s2_path: Path | str,
+    s1_path: Path | str,
+    output: Path | str,
+    *,
+    model: str | None = None,
+    checkpoint: Path | str | None = None,
+    onnx: Path | str | None = None,
+    s1_aligned: bool = False,
+    s1_units: str = "auto",
+    refine: bool = True,
+    max_shift: float = 10.0,
+    offset: str | int | None = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    precision: str = "fp32",
+    composite: bool = True,
+    feather: int = 8,
+    mask_params: MaskParams = MaskParams(),
+    mask_out: Path | str | None = None,
+    overwrite: bool = False,
+    creation_options: dict[str, str] | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``."""
+    started = time.perf_counter()
+    output = Path(output)
+    inputs = [Path(s2_path), Path(s1_path)]
+    check_output(output, overwrite, inputs)
+    if mask_out is not None:
+        check_output(Path(mask_out), overwrite, inputs)
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if model is None and checkpoint is None and onnx is None:
+        model = DEFAULT_MODEL
+    engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
+                         precision=precision)
+    tile, overlap, trim = choose_tiling(engine, tile, overlap)
+    with open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
+        s2.require(engine.bands, "this model")
+        from cloudfree.s1_source import open_s1_on_grid
+
+        s1, s1_info = open_s1_on_grid(s1_path, s2, aligned=s1_aligned, units=s1_units,
+                                      refine=refine, max_shift=max_shift, quiet=quiet)
+        stack.callback(getattr(s1, "close", lambda: None))
+        shadow = None
+        if mask_params.shadow:
+            shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
+        options = TileOptions(tile, overlap, batch_size, composite, feather)
+        pipe = Pipeline(s2, s1, engine, options, trim, mask_params, shadow)
+        tags = {
+            "CLOUDFREE_VERSION": __version__,
+            "MODEL": str(model or checkpoint or onnx),
+            "ARCH": getattr(engine, "arch", ""),
+            "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
+            "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
+            "CLOUD_THRESHOLD": str(mask_params.threshold), "RADIOMETRIC_OFFSET": str(s2.offset),
+            **{f"S1_{k.upper()}": str(v) for k, v in s1_info.items()},
+        }
+        counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
+                             inputs)
+    valid = int(counts.sum() - counts[NODATA])
+    return {
+        "input": str(s2_path), "s1": str(s1_path), "output": str(output),
+        "model": tags["MODEL"], "arch": tags["ARCH"], "tile": tile, "overlap": overlap,
+        "device": engine.device, "tiles_run": pipe.tiles_run,
+        "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
+        "shadow_fraction": counts[SHADOW] / valid, "s1_coregistration": s1_info,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[str, str],
+                overwrite: bool, creation_options, quiet: bool, inputs) -> np.ndarray:
+    """Run every chunk, writing released blocks; return the class histogram of the scene."""
+    s2 = pipe.s2
+    grid = {**s2.profile, "creation_options": creation_options}
+    counts = np.zeros(256, np.int64)
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_output(output, overwrite, inputs))
+        dst = stack.enter_context(rasterio.open(tmp, "w", **geotiff_profile(
+            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata)))
+        dst.update_tags(**tags)
+        dst.descriptions = tuple(pipe.engine.bands)
+        mask_dst = None
+        if mask_out is not None:
+            mask_tmp = stack.enter_context(atomic_output(Path(mask_out), overwrite, inputs))
+            mask_dst = stack.enter_context(rasterio.open(mask_tmp, "w", **geotiff_profile(
+                **grid, count=1, dtype="uint8", nodata=NODATA)))
+            mask_dst.update_tags(**tags)
+        todo = list(chunks(pipe.grid, pipe.batch_size))
+        blender = Blender(pipe.grid, len(pipe.engine.bands))
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(pipe.load, todo[0])
+            for i in progress(range(len(todo)), desc="remove", quiet=quiet, unit="chunk"):
+                loaded = pending.result()
+                if i + 1 < len(todo):
+                    pending = reader.submit(pipe.load, todo[i + 1])
+                final = blender.add(loaded.chunk, pipe.predict(loaded))
+                if final is None:
+                    continue
+                dn, classes = pipe.finish(final, loaded)
+                window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
+                dst.write(dn, window=window)
+                if mask_dst is not None:
+                    mask_dst.write(classes, 1, window=window)
+                counts += np.bincount(classes.ravel(), minlength=256)
+        if counts.sum() == counts[NODATA]:
+            raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+    return counts

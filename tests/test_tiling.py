@@ -1,0 +1,56 @@
+"""Tile grid geometry and streamed blending."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cloudfree.tiling import Blender, TileGrid, chunks
+
+
+@pytest.mark.parametrize(("h", "w", "tile", "overlap", "trim", "per_chunk"),
+                         [(300, 517, 64, 16, 3, 3), (64, 64, 64, 16, 0, 1), (1000, 90, 128, 40, 10, 2),
+                          (50, 70, 64, 0, 0, 4), (130, 140, 32, 8, 0, 16)])
+def test_blending_reconstructs_a_consistent_field(h, w, tile, overlap, trim, per_chunk):
+    """When every tile predicts the same field, the blend returns that field everywhere."""
+    grid = TileGrid(h, w, tile, overlap, trim)
+    rng = np.random.default_rng(0)
+    pad = grid.tile + grid.trim
+    field = rng.normal(size=(2, h + 2 * pad + grid.stride * 2, w + 2 * pad + grid.stride * 2))
+    field = field.astype(np.float32)
+    blender = Blender(grid, channels=2)
+    out = np.full((2, h, w), np.nan, np.float32)
+    weight = np.zeros((h, w), np.float32)
+    for chunk in chunks(grid, per_chunk):
+        preds = {}
+        for off in chunk.tile_offsets():
+            r, c = chunk.top + pad, chunk.left + off + pad
+            preds[off] = field[:, r : r + tile, c : c + tile]
+        final = blender.add(chunk, preds)
+        if final is not None:
+            rr = slice(final.row, final.row + final.values.shape[1])
+            cc = slice(final.col, final.col + final.values.shape[2])
+            assert np.isnan(out[:, rr, cc]).all(), "a pixel was released twice"
+            out[:, rr, cc] = final.values
+            weight[rr, cc] = final.weight
+    np.testing.assert_allclose(out, field[:, pad : pad + h, pad : pad + w], rtol=1e-5, atol=1e-5)
+    assert (weight > 0).all()
+    # Away from the scene edges the weights of overlapping tiles sum to one.
+    inner = weight[tile:-tile, tile:-tile]
+    if inner.size:
+        np.testing.assert_allclose(inner, 1.0, atol=1e-5)
+
+
+def test_window_zero_outside_trim_and_sums_to_one():
+    grid = TileGrid(500, 500, 128, 48, 8)
+    w = grid.window_1d()
+    assert (w[:8] == 0).all() and (w[-8:] == 0).all()
+    s = grid.stride
+    np.testing.assert_allclose(w[s:] + w[: grid.tile - s], 1.0, atol=1e-12)
+
+
+def test_invalid_geometry():
+    with pytest.raises(ValueError, match="overlap"):
+        TileGrid(100, 100, 64, 64, 0)
+    with pytest.raises(ValueError, match="no blending ramp"):
+        TileGrid(100, 100, 64, 16, 8)
