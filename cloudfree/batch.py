@@ -1,0 +1,313 @@
+"""Run ``remove`` or ``mask`` over many scenes, on local worker processes or a Dask cluster.
+
+Every scene runs in isolation: an error becomes a ``failed`` row of the report and the other
+scenes go on. Outputs appear only by rename (see :func:`cloudfree.rasterio_io.atomic_output`),
+so ``resume`` can skip any scene whose output exists.
+
+Dask: ``dask_scheduler`` is the address of a running ``dask.distributed`` scheduler (or its
+scheduler JSON file). Each worker imports cloudfree and opens the inputs and writes the outputs
+itself, so workers need the same cloudfree version and the same paths (a shared file system).
+Start one worker process per GPU, with one thread each, e.g. ``dask cuda worker`` or
+``CUDA_VISIBLE_DEVICES=i dask worker ADDRESS --nthreads 1``; with ``device="auto"`` each worker
+uses the GPU it sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.rasterio_io import progress
+from cloudfree.scene_discovery import (
+    DEFAULT_S1_PATTERN,
+    DEFAULT_S2_PATTERN,
+    Problem,
+    Scene,
+    discover,
+)
+
+log = logging.getLogger("cloudfree")
+
+COMMANDS = ("remove", "mask")
+#: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
+MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite"})
+REPORT_FORMATS = (".json", ".csv")
+#: Failed scene names shown in the closing error line before "and N more".
+SHOWN_FAILURES = 5
+
+#: The GPU this worker process owns (set by the pool initializer), or None.
+_worker_device: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One scene to run, picklable for worker processes and Dask."""
+
+    command: str
+    scene: Scene
+    output: Path
+    options: dict
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    """One row of the run report."""
+
+    scene: str
+    status: str  # ok, failed, skipped, unpaired, ignored
+    seconds: float | None = None
+    cloud_fraction: float | None = None
+    error: str = ""
+    s2: str = ""
+    s1: str = ""
+    output: str = ""
+
+    @classmethod
+    def of(cls, task: Task, status: str, **values) -> SceneResult:
+        s1 = str(task.scene.s1) if task.scene.s1 else ""
+        return cls(task.scene.name, status, s2=str(task.scene.s2), s1=s1,
+                   output=str(task.output), **values)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """All rows of a run, in scene-name order, and its wall time."""
+
+    results: list[SceneResult]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[SceneResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.count(s)} {s}" for s in ("ok", "failed", "skipped"))
+        extra = ", ".join(f"{self.count(s)} {s} file(s)" for s in ("unpaired", "ignored")
+                          if self.count(s))
+        return f"batch: {counts}{'; ' + extra if extra else ''} in {self.seconds:.1f} s"
+
+    def check(self) -> None:
+        """Raise a one-line CloudfreeError naming the failed scenes, if any."""
+        if self.failed:
+            names = [r.scene for r in self.failed]
+            more = len(names) - SHOWN_FAILURES
+            shown = ", ".join(names[:SHOWN_FAILURES]) + (f" and {more} more" if more > 0 else "")
+            raise CloudfreeError(f"{len(names)} of {len(self.results)} scene(s) failed: {shown}")
+
+
+def output_path(out_dir: Path, name: str, command: str) -> Path:
+    """``OUT/<scene>.tif`` for remove, ``OUT/<scene>_mask.tif`` for mask."""
+    return Path(out_dir) / (f"{name}.tif" if command == "remove" else f"{name}_mask.tif")
+
+
+def run_scene(task: Task) -> SceneResult:
+    """Run one scene; every error becomes a failed result (one line), never an exception."""
+    start = time.perf_counter()
+    try:
+        summary = _call(task)
+    except CloudfreeError as exc:
+        error = str(exc)
+    except Exception as exc:  # isolation: whatever breaks one scene must not stop the batch
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        return SceneResult.of(task, "ok", seconds=round(time.perf_counter() - start, 3),
+                              cloud_fraction=summary.get("cloud_fraction"))
+    return SceneResult.of(task, "failed", seconds=round(time.perf_counter() - start, 3),
+                          error=" ".join(error.split()))
+
+
+def _call(task: Task) -> dict:
+    if task.command == "mask":
+        from cloudfree.mask_scene import mask_scene
+
+        return mask_scene(task.scene.s2, task.output, quiet=True, **task.options)
+    from cloudfree.remove_scene import remove_scene
+
+    options = dict(task.options)
+    if _worker_device and options.get("device", "auto") in ("auto", "cuda"):
+        options["device"] = _worker_device
+    return remove_scene(task.scene.s2, task.scene.s1, task.output, quiet=True, **options)
+
+
+def _init_worker(devices, torch_threads: int) -> None:
+    """Pool initializer: take one GPU from the queue, or set the CPU threads torch may use."""
+    global _worker_device
+    if devices is not None:
+        _worker_device = devices.get()
+    elif torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def gpu_devices(command: str, options: dict) -> list[str]:
+    """``cuda:i`` for each visible GPU when ``remove`` may use them, else none."""
+    if command != "remove" or options.get("device", "auto") not in ("auto", "cuda"):
+        return []
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[SceneResult]:
+    """Results as scenes finish: in this process for one job, else in spawned workers."""
+    if jobs == 1:
+        yield from map(run_scene, tasks)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    queue = None
+    if devices:
+        queue = ctx.Queue()
+        for i in range(jobs):
+            queue.put(devices[i % len(devices)])
+    remove = any(t.command == "remove" for t in tasks)
+    threads = max(1, _cpu_count() // jobs) if remove and not devices else 0
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(queue, threads))
+    try:
+        futures = {pool.submit(run_scene, task): task for task in tasks}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # the worker process died (killed, out of memory...)
+                yield SceneResult.of(futures[future], "failed",
+                                     error=f"worker process died: {type(exc).__name__}: {exc}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
+    """Results as scenes finish on the Dask cluster at ``scheduler`` (address or JSON file)."""
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise CloudfreeError(
+            '--dask-scheduler needs dask.distributed: pip install "cloudfree[dask]"') from None
+    try:
+        client = (Client(scheduler_file=scheduler) if scheduler.endswith(".json")
+                  else Client(scheduler, timeout="20s"))
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CloudfreeError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    with client:
+        keys = [f"cloudfree-{i}-{t.scene.name}" for i, t in enumerate(tasks)]
+        task_of = dict(zip(keys, tasks, strict=True))
+        futures = client.map(run_scene, tasks, key=keys, pure=False)
+        for future in dask_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # the worker died or the task could not run there
+                yield SceneResult.of(task_of[future.key], "failed",
+                                     error=f"on the Dask cluster: {type(exc).__name__}: {exc}")
+
+
+def check_options(command: str, options: dict, resume: bool, report: Path | None) -> None:
+    """Refuse, before any work, options that cannot go together."""
+    if command not in COMMANDS:
+        raise UsageError(f"unknown command {command!r} (use {' or '.join(COMMANDS)})")
+    if command == "mask":
+        extra = sorted(set(options) - MASK_OPTIONS)
+        if extra:
+            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+            raise UsageError(f"{flags}: only for --command remove")
+    if resume and options.get("overwrite"):
+        raise UsageError("--resume keeps existing outputs and --overwrite replaces them: pick one")
+    if report is not None and report.suffix.lower() not in REPORT_FORMATS:
+        raise UsageError(f"report {report}: name it .json or .csv")
+    if report is not None and not report.parent.is_dir():
+        raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does not exist")
+
+
+def write_report(path: Path, batch: BatchResult, command: str) -> None:
+    """The run report: CSV rows, or JSON with the counts and the same rows."""
+    rows = [asdict(r) for r in batch.results]
+    if path.suffix.lower() == ".csv":
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, [fld.name for fld in fields(SceneResult)])
+            writer.writeheader()
+            writer.writerows(rows)
+        return
+    counts = {s: batch.count(s) for s in ("ok", "failed", "skipped", "unpaired", "ignored")}
+    path.write_text(json.dumps({"command": command, "seconds": round(batch.seconds, 3),
+                                "counts": counts, "scenes": rows}, indent=2) + "\n")
+
+
+def _problem_result(problem: Problem) -> SceneResult:
+    log.warning("%s: %s: %s", problem.name, problem.status, problem.error)
+    return SceneResult(problem.name, problem.status, error=problem.error)
+
+
+def _logged(results: Iterable[SceneResult]) -> Iterator[SceneResult]:
+    for result in results:
+        if result.status == "failed":
+            log.warning("%s: failed: %s", result.scene, result.error)
+        yield result
+
+
+def run_batch(
+    scenes: Path | str,
+    out_dir: Path | str,
+    *,
+    command: str = "remove",
+    jobs: int | None = None,
+    resume: bool = False,
+    report: Path | str | None = None,
+    dask_scheduler: str | None = None,
+    s2_pattern: str = DEFAULT_S2_PATTERN,
+    s1_pattern: str = DEFAULT_S1_PATTERN,
+    options: dict | None = None,
+    quiet: bool = False,
+) -> BatchResult:
+    """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
+
+    ``jobs`` local processes (default: one per GPU for remove, else 1) or the Dask cluster at
+    ``dask_scheduler``; ``options`` go to ``remove_scene`` / ``mask_scene`` (None values dropped).
+    """
+    start = time.perf_counter()
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    report = Path(report) if report is not None else None
+    check_options(command, options, resume, report)
+    found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
+                     need_s1=command == "remove")
+    if not found.scenes and not found.problems:
+        raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [_problem_result(p) for p in found.problems]
+    tasks = [Task(command, s, output_path(out_dir, s.name, command), options)
+             for s in found.scenes]
+    if resume:
+        results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
+        tasks = [t for t in tasks if not t.output.exists()]
+    if tasks:
+        if dask_scheduler:
+            running = run_dask(tasks, dask_scheduler)
+        else:
+            devices = gpu_devices(command, options)
+            jobs = min(jobs or max(1, len(devices)), len(tasks))
+            running = run_local(tasks, jobs, devices)
+        with logging_redirect_tqdm(loggers=[log]):
+            results += list(progress(_logged(running), total=len(tasks), desc="scenes",
+                                     quiet=quiet, unit="scene"))
+    batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)
+    if report is not None:
+        write_report(report, batch, command)
+    return batch

@@ -1,0 +1,252 @@
+"""Find the scenes of a batch: scene folders matched by name patterns, or S1/S2 files paired.
+
+Two layouts are understood:
+
+* a folder of scene folders, each holding one Sentinel-2 file (or ``.SAFE`` folder) and one
+  Sentinel-1 file found by case-insensitive glob patterns; a file matching both patterns is
+  assigned by its content (2 bands: S1, 12-13 bands: S2);
+* a flat folder of S1 and S2 rasters, classified by content and paired by footprint overlap
+  (bounds transformed to EPSG:4326) and then by the nearest acquisition date (from the file
+  name, e.g. ``_20190918T...``, or from date tags).
+
+Nothing is guessed silently: files that cannot be paired, or could pair in more than one way,
+come back as :class:`Problem` entries for the report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import rasterio
+import rasterio.errors
+from rasterio.warp import transform_bounds
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from cloudfree.errors import CloudfreeError
+from cloudfree.sentinel2 import canonical_band
+
+DEFAULT_S2_PATTERN = "*s2*.tif"
+DEFAULT_S1_PATTERN = "*s1*.tif"
+#: Raster files considered in a flat folder.
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: Least fraction of an S2 footprint an S1 footprint must cover to be its partner.
+MIN_COVERAGE = 0.5
+#: Coverages closer than this count as equal (the date decides).
+COVERAGE_TOLERANCE = 0.01
+
+_DATE_RE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_:]?(\d\d)[-_:]?(\d\d)(?!\d)")
+_DATE_TAG_RE = re.compile(r"ACQUI|SENSING|START|DATE|TIME", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One unit of work: an S2 input, its S1 partner (None when the command needs none)."""
+
+    name: str
+    s2: Path
+    s1: Path | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or scene folder that is not run; status is 'failed', 'unpaired' or 'ignored'."""
+
+    name: str
+    status: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The scenes to run and the problems to report."""
+
+    scenes: list[Scene]
+    problems: list[Problem]
+
+
+@dataclass(frozen=True)
+class Raster:
+    """What pairing needs to know about one file: its role, footprint and date."""
+
+    path: Path
+    role: str  # "s2", "s1" or "other"
+    footprint: BaseGeometry | None  # lon/lat box
+    acquired: date | None
+
+
+def discover(
+    root: Path | str,
+    *,
+    s2_pattern: str = DEFAULT_S2_PATTERN,
+    s1_pattern: str = DEFAULT_S1_PATTERN,
+    need_s1: bool = True,
+) -> Discovery:
+    """Scenes under ``root``: scene folders if it has any (``.SAFE`` aside), else paired files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CloudfreeError(f"scene folder {root} does not exist or is not a folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not _is_safe(p))
+    if folders:
+        found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1) for f in folders]
+        loose = [p for p in root.iterdir() if p.is_file() and _is_raster(p)]
+        return Discovery(
+            scenes=[x for x in found if isinstance(x, Scene)],
+            problems=[x for x in found if isinstance(x, Problem)]
+            + [Problem(p.name, "ignored", "file beside scene folders") for p in sorted(loose)],
+        )
+    return pair_files(sorted(p for p in root.iterdir() if _is_safe(p) or _is_raster(p)), need_s1)
+
+
+def _is_safe(path: Path) -> bool:
+    return path.is_dir() and path.suffix.upper() == ".SAFE"
+
+
+def _is_raster(path: Path) -> bool:
+    hidden = path.name.startswith(".")  # e.g. the temporary files of an unfinished output
+    return path.is_file() and path.suffix.lower() in RASTER_SUFFIXES and not hidden
+
+
+def _matches(path: Path, pattern: str) -> bool:
+    return fnmatch.fnmatch(path.name.lower(), pattern.lower())
+
+
+def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool) -> Scene | Problem:
+    """The S2 and S1 inputs of one scene folder, or why there is no single choice."""
+    entries = sorted(folder.iterdir())
+    s2 = [p for p in entries if _is_safe(p) or (p.is_file() and _matches(p, s2_pattern))]
+    s1 = [p for p in entries if p.is_file() and _matches(p, s1_pattern)]
+    for both in set(s2) & set(s1):  # e.g. "ROIs1868_..._s2.tif" matches *s1* too
+        role = classify(both).role
+        (s1 if role == "s2" else s2).remove(both)
+    if len(s2) != 1:
+        return Problem(folder.name, "failed", _choice_error("S2", s2, s2_pattern, "--s2-pattern"))
+    if not need_s1:
+        return Scene(folder.name, s2[0], None)
+    if len(s1) != 1:
+        return Problem(folder.name, "failed", _choice_error("S1", s1, s1_pattern, "--s1-pattern"))
+    return Scene(folder.name, s2[0], s1[0])
+
+
+def _choice_error(what: str, found: list[Path], pattern: str, option: str) -> str:
+    if not found:
+        return f"no {what} file matching {pattern!r} (set {option})"
+    names = ", ".join(p.name for p in found)
+    return f"ambiguous: {len(found)} {what} files match {pattern!r} ({names}); narrow {option}"
+
+
+def classify(path: Path) -> Raster:
+    """Role (by band count and names), lon/lat footprint and acquisition date of a raster."""
+    try:
+        if _is_safe(path):
+            return Raster(path, "s2", _safe_footprint(path), date_from_text(path.name))
+        with rasterio.open(path) as ds:
+            names = [d.upper() for d in ds.descriptions if d]
+            if {"VV", "VH"} & set(names) or ds.count == 2:
+                role = "s1"
+            elif ds.count in (12, 13) or sum(canonical_band(n) is not None for n in names) >= 12:
+                role = "s2"
+            else:
+                role = "other"
+            footprint = _footprint(ds) if ds.crs else None
+            acquired = date_from_text(path.name) or date_from_tags(ds.tags())
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        raise CloudfreeError(f"{path.name} is not a raster GDAL can read ({exc})") from None
+    return Raster(path, role, footprint, acquired)
+
+
+def _footprint(ds) -> BaseGeometry:
+    return box(*transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21))
+
+
+def _safe_footprint(folder: Path) -> BaseGeometry | None:
+    """Footprint of an L1C .SAFE folder from its first band file."""
+    band = next(iter(sorted(folder.glob("GRANULE/*/IMG_DATA/*.jp2"))), None)
+    if band is None:
+        return None
+    with rasterio.open(band) as ds:
+        return _footprint(ds)
+
+
+def date_from_text(text: str) -> date | None:
+    """The first valid YYYYMMDD (or YYYY-MM-DD, YYYY:MM:DD) date in ``text``."""
+    for match in _DATE_RE.finditer(text):
+        try:
+            return date(*(int(g) for g in match.groups()))
+        except ValueError:
+            continue
+    return None
+
+
+def date_from_tags(tags: dict[str, str]) -> date | None:
+    """An acquisition date from tags; TIFFTAG_DATETIME (often the write time) only last."""
+    keys = sorted((k for k in tags if _DATE_TAG_RE.search(k)),
+                  key=lambda k: k == "TIFFTAG_DATETIME")
+    for key in keys:
+        found = date_from_text(tags[key])
+        if found:
+            return found
+    return None
+
+
+def pair_files(paths: list[Path], need_s1: bool = True) -> Discovery:
+    """Pair each S2 with the S1 covering most of it, then nearest in date; report the rest."""
+    problems: list[Problem] = []
+    rasters: list[Raster] = []
+    for path in paths:
+        try:
+            rasters.append(classify(path))
+        except CloudfreeError as exc:
+            problems.append(Problem(path.stem, "failed", str(exc)))
+    s2s = [r for r in rasters if r.role == "s2"]
+    s1s = [r for r in rasters if r.role == "s1"]
+    problems += [Problem(r.path.name, "ignored", "neither S1 (2 bands) nor S2 (12-13 bands)")
+                 for r in rasters if r.role == "other"]
+    scenes: list[Scene] = []
+    used: set[Path] = set()
+    for s2 in s2s:
+        name = s2.path.stem
+        partner, error = _best_partner(s2, s1s)
+        if partner is not None:
+            used.add(partner.path)
+        if partner is None and need_s1:
+            problems.append(Problem(name, "failed", error))
+        else:
+            scenes.append(Scene(name, s2.path, partner.path if partner else None))
+    problems += [Problem(r.path.name, "unpaired", "no Sentinel-2 file takes it as partner")
+                 for r in s1s if r.path not in used]
+    return Discovery(scenes, problems)
+
+
+def _coverage(s2: Raster, s1: Raster) -> float:
+    if s2.footprint is None or s1.footprint is None or s2.footprint.area == 0:
+        return 0.0
+    return s2.footprint.intersection(s1.footprint).area / s2.footprint.area
+
+
+def _days(s2: Raster, s1: Raster) -> float:
+    """Days between acquisitions; infinite when either date is unknown."""
+    if s2.acquired is None or s1.acquired is None:
+        return float("inf")
+    return abs((s2.acquired - s1.acquired).days)
+
+
+def _best_partner(s2: Raster, s1s: list[Raster]) -> tuple[Raster | None, str]:
+    """The overlapping S1 nearest in date (then covering most), or None and the reason."""
+    ranked = sorted(
+        ((_days(s2, s1), -round(_coverage(s2, s1) / COVERAGE_TOLERANCE), s1) for s1 in s1s
+         if _coverage(s2, s1) >= MIN_COVERAGE),
+        key=lambda c: c[:2],
+    )
+    if not ranked:
+        return None, f"unpaired: no Sentinel-1 file covers {MIN_COVERAGE:.0%} of {s2.path.name}"
+    best = [c[2] for c in ranked if c[:2] == ranked[0][:2]]
+    if len(best) > 1:
+        names = ", ".join(r.path.name for r in best)
+        return None, (f"ambiguous: {names} overlap {s2.path.name} equally and dates do not decide"
+                      " (use scene folders)")
+    return best[0], ""
