@@ -125,6 +125,7 @@ class OnnxEngine:
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = torch.get_num_threads()  # the same CPU share as torch
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own unexported exception types
