@@ -6,5 +6,6 @@ from cloudfree.networks.registry import ARCHITECTURES, build, get_architecture, 
 __all__ = ["ARCHITECTURES", "CloudRemovalNet", "build", "get_architecture", "register"]
 
 from cloudfree.networks import dsen2cr  # noqa: F401,E402,I001  (registers)
+from cloudfree.networks import glfcr  # noqa: F401,E402  (registers)
 from cloudfree.networks import ibhfn  # noqa: F401,E402  (registers)
 from cloudfree.networks import sgbafm  # noqa: F401,E402  (registers)
