@@ -106,7 +106,10 @@ class BatchResult:
             names = [r.scene for r in self.failed]
             more = len(names) - SHOWN_FAILURES
             shown = ", ".join(names[:SHOWN_FAILURES]) + (f" and {more} more" if more > 0 else "")
-            raise CloudfreeError(f"{len(names)} of {len(self.results)} scene(s) failed: {shown}")
+            errors = {r.error for r in self.failed}
+            common = f" (all: {errors.pop()})" if len(names) > 1 and len(errors) == 1 else ""
+            raise CloudfreeError(
+                f"{len(names)} of {len(self.results)} scene(s) failed: {shown}{common}")
 
 
 def output_path(out_dir: Path, name: str, command: str) -> Path:
