@@ -1,7 +1,7 @@
 """Models shipped with the package: ``cloudfree/models/<name>.pt`` with a card ``<name>.md``.
 
 They live inside the package (not at the repository root) so that ``pip install`` installs them
-with the code; setup.cfg lists ``models/*.pt`` and ``models/*.md`` as package data.
+with the code, as package data (``models/*.pt``, ``models/*.md``).
 """
 
 from __future__ import annotations

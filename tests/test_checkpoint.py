@@ -52,9 +52,9 @@ def test_round_trip_gives_identical_deterministic_outputs(saved, arch):
     engine = TorchEngine(bundle, device="cpu")
     assert engine.tile is None and engine.device == "cpu"
     assert engine.receptive_field > 0 and engine.size_multiple >= 1
-    s2, s1 = real_batch(engine.scaling, 64)
+    s2, s1 = (a[:1] for a in real_batch(engine.scaling, 64))
     first, second = engine.predict(s2, s1), engine.predict(s2, s1)
-    assert first.shape == (2, 13, 64, 64) and first.dtype == "float32"
+    assert first.shape == (1, 13, 64, 64) and first.dtype == "float32"
     assert (first == second).all()
     with torch.no_grad():
         original = network(torch.from_numpy(s2), torch.from_numpy(s1)).numpy()
