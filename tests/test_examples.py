@@ -1,0 +1,91 @@
+"""The scripts in examples/ run as a user would run them, on a copy of the bundled sample."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import ROOT, WINTER_S1, WINTER_S2
+
+from cloudfree.bundled import DEFAULT_MODEL, bundled_models
+
+EXAMPLES = ROOT / "examples"
+needs_model = pytest.mark.skipif(DEFAULT_MODEL not in bundled_models(),
+                                 reason=f"bundled model {DEFAULT_MODEL} not installed")
+
+
+@pytest.fixture
+def scenes(tmp_path) -> Path:
+    """Two scene folders: the bundled sample and the SEN12MS-CR winter pair."""
+    root = tmp_path / "scenes"
+    shutil.copytree(EXAMPLES / "data", root / "sample")
+    (root / "winter").mkdir()
+    shutil.copy(WINTER_S2, root / "winter" / "s2.tif")
+    shutil.copy(WINTER_S1, root / "winter" / "s1.tif")
+    return root
+
+
+def run_example(command: str, *args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run a script with the cloudfree of this interpreter first on PATH."""
+    env = {**os.environ, "CLOUDFREE_COMMAND": command,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+SHELL = ["for_loop.sh", "xargs_parallel.sh",
+         pytest.param("gnu_parallel.sh", marks=pytest.mark.skipif(
+             shutil.which("parallel") is None, reason="GNU parallel not installed"))]
+
+
+@pytest.mark.parametrize("script", SHELL)
+def test_shell_scripts_mask_every_scene(script, scenes, tmp_path):
+    out = tmp_path / "out"
+    done = run_example("mask", EXAMPLES / script, scenes, out)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.tif")) == ["sample_mask.tif", "winter_mask.tif"]
+    assert (read(out / "sample_mask.tif") == 1).mean() > 0.2  # the sample's cumulus
+
+
+def test_for_loop_goes_on_after_a_failed_scene(scenes, tmp_path):
+    (scenes / "sample" / "s2.tif").write_text("truncated\n")
+    out = tmp_path / "out"
+    done = run_example("mask", EXAMPLES / "for_loop.sh", scenes, out)
+    assert done.returncode == 1 and "failed:" in done.stderr
+    assert [p.name for p in out.glob("*.tif")] == ["winter_mask.tif"]
+
+
+def test_defaults_read_the_bundled_sample_and_write_beside_the_caller(tmp_path):
+    done = run_example("mask", EXAMPLES / "for_loop.sh", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cloudfree_out" / "data_mask.tif").is_file()
+
+
+def test_python_api_mask(scenes, tmp_path):
+    done = run_example("mask", sys.executable, EXAMPLES / "python_api.py", scenes / "sample",
+                       tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert "cloud" in done.stdout and (tmp_path / "out" / "s2_mask.tif").is_file()
+
+
+@needs_model
+def test_python_api_and_for_loop_remove(scenes, tmp_path):
+    done = run_example("remove", sys.executable, EXAMPLES / "python_api.py", scenes / "sample",
+                       tmp_path / "api")
+    assert done.returncode == 0, done.stderr
+    shutil.rmtree(scenes / "winter")
+    done = run_example("remove", EXAMPLES / "for_loop.sh", scenes, tmp_path / "loop")
+    assert done.returncode == 0, done.stderr
+    api, loop = read(tmp_path / "api" / "s2_cloudfree.tif"), read(tmp_path / "loop" / "sample.tif")
+    assert api.shape == loop.shape == (13, 256, 256)
