@@ -1,4 +1,4 @@
-"""GLF-CR (Xu et al. 2023, ISPRS J. 199): global-local SAR-optical fusion for cloud removal.
+"""GLF-CR (Xu et al., "SAR-Enhanced Cloud Removal with Global-Local Fusion"), seed paper 001.
 
 Two streams (optical, SAR) at half resolution after a pixel unshuffle by 2. Each of ``blocks``
 stages is an SGCI block (Sec. 4.2: a two-stream residual dense block whose dense layers are

@@ -1,0 +1,120 @@
+"""CARF, the Cloud-Attentive Reconstruction Framework (seed paper 002): its SAR-optical backbone.
+
+Sec. III-A: spatial-channel reconfiguration (pixel unshuffle by ``s``, eq. 1-2), a low-level
+feature encoder per modality (two 3x3 convs with ReLU, eq. 3-5), then ``stages`` two-stream
+stages of residual dense layers interleaved with Swin transformer blocks (eq. 6) whose outputs a
+1x1 conv aggregates (eq. 7-8). Sec. III-B: global feature fusion of all stage outputs (1x1 then
+3x3 conv, eq. 9), a skip from the initial optical features (eq. 10), the image reconstruction
+network (3x3 conv, inverse reconfiguration, conv, eq. 11) and the cloudy input added (eq. 12).
+The cloud-aware loss (eq. 13-18) belongs to training, not to the network.
+
+Details the paper leaves open, and what is chosen here:
+
+- scale ``s`` = 2, window 8, and the ``paper`` preset's widths and depths: not given in the
+  paper; GLF-CR's values are used (CARF follows its backbone and compares against it).
+- how the modalities fuse ("attention-driven feature fusion", Fig. 2): each Swin block uses
+  GLF-CR's SAR-guided window attention (optical scores gated towards the SAR ones), and each
+  stage ends with GLF-CR's gated two-way feature exchange (without its dynamic filter, which
+  CARF does not describe).
+- eq. 6-7 "J RDBs and J - 1 Swin blocks": read as J dense conv layers per stage with a
+  (pre-norm, shifted on odd layers) Swin block after each but the last, and the 1x1 aggregation
+  conv added to the stage input (the local residual of a residual dense block).
+- eq. 5 puts a ReLU after both encoder convs.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.blocks import (
+    DualConv,
+    DualRDB,
+    DualSwinConv,
+    exchange,
+    global_fusion,
+    pixel_shuffle_head,
+)
+from cloudfree.networks.registry import register
+
+S2_BANDS = 13
+S1_BANDS = 2
+SCALE = 2  # spatial-channel reconfiguration factor s (eq. 2)
+WINDOW = 8  # Swin window, in reconfigured pixels
+
+
+def low_level_encoder(in_channels: int, features: int) -> nn.Sequential:
+    """LFE (eq. 5): two 3x3 convs, each followed by a ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, features, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(features, features, 3, padding=1), nn.ReLU())
+
+
+def fusion_stage(features: int, layers: int, growth: int, heads: int,
+                 mlp_ratio: float) -> DualRDB:
+    """One stage (eq. 6-8): ``layers`` dense layers, a Swin block after all but the last."""
+    dense: list[DualConv] = [
+        DualSwinConv(features + c * growth, growth, heads, WINDOW,
+                     shift=WINDOW // 2 if c % 2 else 0, mlp_ratio=mlp_ratio, pre_norm=True)
+        for c in range(layers - 1)
+    ]
+    dense.append(DualConv(features + (layers - 1) * growth, growth))
+    return DualRDB(dense, features, fusion_kernel=1)
+
+
+@register
+class CARF(CloudRemovalNet):
+    """CARF backbone; train it with the cloud-aware weighted loss of the paper (eq. 17-18)."""
+
+    arch: ClassVar[str] = "carf"
+    presets: ClassVar[dict[str, dict]] = {
+        "paper": {"features": 96, "stages": 6, "layers": 5, "growth": 48, "heads": 8,
+                  "mlp_ratio": 2.0, "up_features": 64},
+        "small": {"features": 16, "stages": 2, "layers": 3, "growth": 8, "heads": 2,
+                  "mlp_ratio": 2.0, "up_features": 8},
+    }
+    size_multiple: ClassVar[int] = SCALE * WINDOW
+    fully_convolutional: ClassVar[bool] = False
+    default_scaling: ClassVar[str] = "glfcr"
+
+    def __init__(self, features: int = 96, stages: int = 6, layers: int = 5, growth: int = 48,
+                 heads: int = 8, mlp_ratio: float = 2.0, up_features: int = 64) -> None:
+        super().__init__(features=features, stages=stages, layers=layers, growth=growth,
+                         heads=heads, mlp_ratio=mlp_ratio, up_features=up_features)
+        self.encoder_opt = low_level_encoder(S2_BANDS * SCALE * SCALE, features)
+        self.encoder_sar = low_level_encoder(S1_BANDS * SCALE * SCALE, features)
+        self.stages = nn.ModuleList(fusion_stage(features, layers, growth, heads, mlp_ratio)
+                                    for _ in range(stages))
+        self.sar_to_opt = nn.ModuleList(nn.Conv2d(features, features, 1) for _ in range(stages))
+        self.opt_to_sar = nn.ModuleList(nn.Conv2d(features, features, 1) for _ in range(stages))
+        self.fusion = global_fusion(stages, features)
+        self.reconstruction = pixel_shuffle_head(features, up_features, S2_BANDS, SCALE)
+
+    def receptive_field(self) -> int:
+        """Upper bound, summing each layer's reach in reconfigured pixels, then x2 (+2).
+
+        Encoder: two 3x3 convs, 2. Per stage: each dense layer with a Swin block 1 (3x3 conv) +
+        WINDOW - 1 (attention within a window), the last dense layer 1; the 1x1 aggregation and
+        the exchange gates 0. Fusion 3x3 conv 1; reconstruction conv before the shuffle 1.
+        Doubled to full resolution, plus 1 for the unshuffle block and 1 for the last conv.
+        """
+        layers = len(self.stages[0].convs)
+        stage = (layers - 1) * WINDOW + 1
+        half = 2 + len(self.stages) * stage + 1 + 1
+        return SCALE * half + 2
+
+    def forward(self, s2: torch.Tensor, s1: torch.Tensor, return_aux: bool = False):
+        self.check_size(s2.shape[-2], s2.shape[-1])
+        initial = self.encoder_opt(F.pixel_unshuffle(s2, SCALE))
+        x, s = initial, self.encoder_sar(F.pixel_unshuffle(s1, SCALE))
+        outputs = []
+        for stage, to_opt, to_sar in zip(self.stages, self.sar_to_opt, self.opt_to_sar,
+                                         strict=True):
+            x, s = stage(x, s)
+            x, s = exchange(x, s, s, to_opt, to_sar)
+            outputs.append(x)
+        out = s2 + self.reconstruction(self.fusion(torch.cat(outputs, 1)) + initial)
+        return (out, {}) if return_aux else out

@@ -1,0 +1,99 @@
+"""CARF backbone: structure, shapes, determinism, fusion, size independence."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from sar_optical_patch import assert_crop_matches_whole, sar_optical_patch
+
+from cloudfree.networks import build, get_architecture
+from cloudfree.networks.blocks import DualSwinConv
+from cloudfree.networks.carf import CARF
+
+
+def small(seed: int = 0, **overrides) -> CARF:
+    torch.manual_seed(seed)
+    return build("carf", "small", **overrides).eval()
+
+
+def test_registered():
+    cls = get_architecture("carf")
+    assert cls is CARF
+    assert cls.default_scaling == "glfcr"
+    assert cls.size_multiple == 16 and not cls.fully_convolutional
+
+
+def test_paper_stage_layout():
+    """Eq. 6-8: J dense layers, J - 1 Swin blocks, 1x1 aggregation; eq. 9 over all stages."""
+    model = build("carf", "paper")
+    assert len(model.stages) == 6
+    for stage in model.stages:
+        swin = [isinstance(layer, DualSwinConv) for layer in stage.convs]
+        assert swin == [True, True, True, True, False]
+        assert [layer.shift for layer in stage.convs[:4]] == [0, 4, 0, 4]
+        assert stage.LFF.kernel_size == (1, 1) and stage.LFF.in_channels == 96 + 5 * 48
+    assert model.fusion[0].in_channels == 6 * 96
+    assert model.receptive_field() == 2 * (2 + 6 * (4 * 8 + 1) + 2) + 2
+
+
+def test_small_forward_shape_and_determinism():
+    model = small()
+    assert 10_000 < sum(p.numel() for p in model.parameters()) < 300_000
+    s2, s1 = sar_optical_patch(128)
+    with torch.no_grad():
+        first = model(s2, s1)
+        second, aux = model(s2, s1, return_aux=True)
+    assert first.shape == (1, 13, 128, 128)
+    assert torch.isfinite(first).all()
+    assert torch.equal(first, second)
+    assert aux == {}
+
+
+def test_output_is_cloudy_input_plus_reconstruction():
+    """Eq. 12: with the reconstruction network silenced the output is the cloudy input."""
+    model = small()
+    for parameter in model.reconstruction[-1].parameters():
+        parameter.data.zero_()
+    s2, s1 = sar_optical_patch(64)
+    with torch.no_grad():
+        assert torch.equal(model(s2, s1), s2)
+
+
+def test_sar_reaches_the_optical_output():
+    model = small()
+    s2, s1 = sar_optical_patch(64)
+    with torch.no_grad():
+        changed = model(s2, s1.flip(-1)) - model(s2, s1)
+    assert changed.abs().max() > 1e-4
+
+
+def test_state_dict_round_trip():
+    source, target = small(seed=1), small(seed=2)
+    s2, s1 = sar_optical_patch(64)
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    target.load_state_dict(torch.load(buffer, weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(source(s2, s1), target(s2, s1))
+
+
+def test_accepts_any_multiple_of_16():
+    model = small(stages=1)
+    s2, s1 = sar_optical_patch(256)
+    for height, width in [(128, 128), (192, 192), (256, 256), (192, 128)]:
+        with torch.no_grad():
+            out = model(s2[..., :height, :width], s1[..., :height, :width])
+        assert out.shape == (1, 13, height, width)
+
+
+def test_rejects_other_sizes_clearly():
+    s2, s1 = sar_optical_patch(100)
+    with pytest.raises(ValueError, match="multiples of 16, got 100x100"):
+        small()(s2, s1)
+
+
+def test_no_size_baked_in():
+    assert_crop_matches_whole(small(stages=1))
