@@ -266,3 +266,37 @@ def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pat
                        s1_pattern=s1_pattern, options=options, quiet=quiet)
     click.echo(result.summary())
     result.check()
+
+
+@main.command()
+@click.option("--s1", "s1_path", required=True, type=click.Path(path_type=Path),
+              help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS.")
+@click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
+              help="Sentinel-2 L1C scene (GeoTIFF stack or .SAFE) whose grid to match.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output GeoTIFF [default: <s1>_on_<s2>.tif].")
+@click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
+              show_default=True, help="Units of the S1 values; auto decides from them.")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="Estimate the residual S1-S2 shift and correct it when reliable.")
+@click.option("--max-shift", type=click.FloatRange(0.5, 100), default=10.0, show_default=True,
+              metavar="PIXELS", help="Largest shift the refinement searches for.")
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Warp threads.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path),
+              help="Write the shift, reliability and overlap as JSON to this file.")
+@offset_option
+@output_options
+@quiet_option
+def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, report_path,
+               offset, overwrite, creation_options, quiet):
+    """Warp Sentinel-1 onto the Sentinel-2 grid with sub-pixel shift refinement."""
+    from cloudfree.coregister import coregister_file
+
+    out = output or default_output(s1_path, f"_on_{Path(s2_path).stem}")
+    r = coregister_file(s1_path, s2_path, out, units=s1_units, refine=refine,
+                        max_shift=max_shift, threads=threads, offset=offset, overwrite=overwrite,
+                        creation_options=creation_options, report_path=report_path, quiet=quiet)
+    click.echo(f"{r['output']}: shift ({r['shift_px']['x']}, {r['shift_px']['y']}) px, "
+               f"PSR {r['psr']}, {'applied' if r['applied'] else 'not applied'}, "
+               f"overlap {r['overlap_fraction']:.1%}")

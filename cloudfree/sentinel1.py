@@ -1,0 +1,154 @@
+"""Sentinel-1 GRD backscatter: reading VV/VH, telling dB from linear power, converting between them.
+
+sigma0 in dB is 10 log10 of linear power. Over land and water nearly all dB values lie in about
+[-30, +5] with most of them negative; linear power is positive and mostly below 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.rasterio_io import open_raster
+
+log = logging.getLogger("cloudfree")
+
+UNITS = ("auto", "db", "linear")
+POLARISATIONS = ("VV", "VH")
+
+
+def db_to_linear(db: np.ndarray) -> np.ndarray:
+    """10 ** (dB / 10); NaN stays NaN."""
+    return np.power(np.float32(10.0), db / np.float32(10.0), dtype=np.float32)
+
+
+def linear_to_db(linear: np.ndarray) -> np.ndarray:
+    """10 log10(power); zero, negative and NaN power become NaN (nodata)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = np.float32(10.0) * np.log10(linear, dtype=np.float32)
+    db[~(linear > 0)] = np.nan
+    return db
+
+
+def guess_units(values: np.ndarray) -> str | None:
+    """'db', 'linear' or None (undecided) from a sample of valid backscatter values."""
+    if values.size == 0:
+        return None
+    negative = float(np.mean(values < 0))
+    if negative > 0.5:
+        return "db"
+    if negative == 0.0 and np.median(values) < 1.0:
+        return "linear"
+    return None
+
+
+def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
+    """Units to read with: the guess for 'auto'; the request, if the values do not contradict it."""
+    if requested not in UNITS:
+        raise UsageError(f"--s1-units must be one of {', '.join(UNITS)}, not {requested!r}")
+    guess = guess_units(values)
+    median = float(np.median(values)) if values.size else float("nan")
+    if requested == "auto":
+        if guess is None:
+            raise CloudfreeError(
+                f"{name}: cannot tell dB from linear power (median {median:.3g}); "
+                "pass --s1-units db or --s1-units linear"
+            )
+        log.info("%s: backscatter read as %s (median %.3g)", name,
+                 "dB" if guess == "db" else "linear power", median)
+        return guess
+    if guess is not None and guess != requested:
+        raise UsageError(
+            f"{name}: --s1-units {requested} contradicts the values (median {median:.3g}, "
+            f"{'mostly negative: dB' if guess == 'db' else 'positive below 1: linear power'}); "
+            f"pass --s1-units {guess} or auto"
+        )
+    return requested
+
+
+@dataclass
+class Sentinel1:
+    """An opened Sentinel-1 VV/VH raster, read window by window as linear power with NaN nodata."""
+
+    path: Path
+    dataset: object = field(repr=False)
+    bands: tuple[int, int]  # 1-based band indexes of VV and VH
+    units: str  # units of the file: "db" or "linear"
+
+    @property
+    def crs(self):
+        return self.dataset.crs
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    @property
+    def width(self) -> int:
+        return self.dataset.width
+
+    @property
+    def height(self) -> int:
+        return self.dataset.height
+
+    def read_linear(self, window: Window | None = None) -> np.ndarray:
+        """Linear power float32 [2, h, w] (VV, VH); nodata and non-finite values are NaN."""
+        data = self.dataset.read(list(self.bands), window=window, masked=True).astype(np.float32)
+        values = data.filled(np.nan)
+        return db_to_linear(values) if self.units == "db" else np.where(
+            values > 0, values, np.float32(np.nan))
+
+    def close(self) -> None:
+        self.dataset.close()
+
+    def __enter__(self) -> Sentinel1:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _band_indexes(ds, path: Path) -> tuple[int, int]:
+    """VV and VH by band description (any case), else the first two bands in that order."""
+    if ds.count < 2:
+        raise CloudfreeError(
+            f"{path}: {ds.count} band; Sentinel-1 input needs two bands, VV and VH "
+            "(named by description, or in that order)"
+        )
+    names = [(d or "").strip().upper() for d in ds.descriptions]
+    if all(p in names for p in POLARISATIONS):
+        return names.index("VV") + 1, names.index("VH") + 1
+    log.info("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path.name)
+    return 1, 2
+
+
+def _sample(ds, band: int) -> np.ndarray:
+    """Valid values of one band from a read of at most about 512 x 512 pixels."""
+    step = max(1, max(ds.width, ds.height) // 512)
+    data = ds.read(band, out_shape=(max(1, ds.height // step), max(1, ds.width // step)),
+                   masked=True).astype(np.float64)
+    values = data.compressed()
+    return values[np.isfinite(values)]
+
+
+def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
+    """Open an S1 VV/VH raster and settle its units (``auto``, ``db`` or ``linear``)."""
+    path = Path(path)
+    ds = open_raster(path, "Sentinel-1 input")
+    try:
+        bands = _band_indexes(ds, path)
+        if ds.crs is None:
+            raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
+        values = _sample(ds, bands[0])
+        if values.size == 0:
+            raise CloudfreeError(f"{path}: no valid VV pixels")
+        return Sentinel1(path=path, dataset=ds, bands=bands,
+                         units=resolve_units(values, units, path.name))
+    except BaseException:
+        ds.close()
+        raise
