@@ -29,3 +29,12 @@ def bundled_model(name: str = DEFAULT_MODEL) -> Path:
         raise CloudfreeError(f"no bundled model {name!r} (bundled: {known}); "
                              "give --checkpoint or --onnx instead")
     return models[name]
+
+
+def model_summary(checkpoint: Path) -> str:
+    """The first line of the model card beside the checkpoint, without Markdown heading marks."""
+    card = checkpoint.with_suffix(".md")
+    if not card.is_file():
+        return "no model card"
+    lines = [line.strip("# ").strip() for line in card.read_text().splitlines()]
+    return next((line for line in lines if line), "empty model card")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cloudfree.bundled import DEFAULT_MODEL, MODELS_DIR, bundled_models
+from cloudfree import bundled
 from cloudfree.networks import ARCHITECTURES, build
 
 
@@ -40,10 +40,11 @@ def catalog_lines() -> list[str]:
             info = count_parameters(arch, preset)
             lines.append(f"    {preset:<14} {human_count(info.parameters):>9}  "
                          f"x{info.size_multiple:<3} rf {info.receptive_field}")
-    models = bundled_models()
-    lines.append(f"Bundled models ({MODELS_DIR}):")
-    for name in models:
-        lines.append(f"  {name}{' (default)' if name == DEFAULT_MODEL else ''}")
+    models = bundled.bundled_models()
+    lines.append(f"Bundled models ({bundled.MODELS_DIR}):")
+    for name, path in models.items():
+        default = " (default)" if name == bundled.DEFAULT_MODEL else ""
+        lines.append(f"  {name}{default}: {bundled.model_summary(path)}")
     if not models:
         lines.append("  none; use --checkpoint or --onnx")
     return lines

@@ -29,6 +29,7 @@ META = "cloudfree_"
 class Engine(Protocol):
     """Runs a cloud-removal network on batches of scaled inputs."""
 
+    arch: str
     tile: int | None  # fixed input size (ONNX), or None for any multiple of size_multiple
     size_multiple: int
     receptive_field: int
@@ -74,7 +75,7 @@ def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None)
 
 
 class TorchEngine:
-    """A checkpoint's network in PyTorch, on CPU or a GPU."""
+    """A checkpoint's network in PyTorch, on CPU or a GPU (the bundle's network is moved there)."""
 
     tile: int | None = None
 

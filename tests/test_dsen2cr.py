@@ -8,7 +8,11 @@ import torch
 from click.testing import CliRunner
 from real_batch import real_batch
 
+from cloudfree import bundled
+from cloudfree.bundled import DEFAULT_MODEL
+from cloudfree.checkpoint import save_checkpoint
 from cloudfree.cli import main
+from cloudfree.engines import open_engine
 from cloudfree.networks import build
 from cloudfree.scaling import SCALINGS
 
@@ -74,3 +78,13 @@ def test_cli_models_lists_dsen2cr_with_parameter_counts():
     assert lines[start + 1].split()[:3] == ["paper", "18.95", "M"]
     assert lines[start + 3].split()[:3] == ["small", "82.1", "k"]
     assert "Bundled models" in result.output
+
+
+def test_bundled_model_is_found_listed_and_opened(tmp_path, monkeypatch):
+    monkeypatch.setattr(bundled, "MODELS_DIR", tmp_path)
+    save_checkpoint(tmp_path / f"{DEFAULT_MODEL}.pt", build("dsen2cr", "small"))
+    (tmp_path / f"{DEFAULT_MODEL}.md").write_text("# DSen2-CR small, trained on SEN12MS-CR\n")
+    result = CliRunner().invoke(main, ["models"])
+    assert f"  {DEFAULT_MODEL} (default): DSen2-CR small, trained on SEN12MS-CR" in result.output
+    engine = open_engine(model=DEFAULT_MODEL, device="cpu")
+    assert engine.arch == "dsen2cr" and engine.scaling == SCALINGS["dsen2cr"]
