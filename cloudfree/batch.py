@@ -288,11 +288,11 @@ def run_batch(
     options = {k: v for k, v in (options or {}).items() if v is not None}
     report = Path(report) if report is not None else None
     check_options(command, options, resume, report)
+    out_dir = Path(out_dir)
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
-                     need_s1=command == "remove")
+                     need_s1=command == "remove", exclude=out_dir)
     if not found.scenes and not found.problems:
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command), options)

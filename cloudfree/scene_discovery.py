@@ -85,12 +85,18 @@ def discover(
     s2_pattern: str = DEFAULT_S2_PATTERN,
     s1_pattern: str = DEFAULT_S1_PATTERN,
     need_s1: bool = True,
+    exclude: Path | None = None,
 ) -> Discovery:
-    """Scenes under ``root``: scene folders if it has any (``.SAFE`` aside), else paired files."""
+    """Scenes under ``root``: scene folders if it has any (``.SAFE`` aside), else paired files.
+
+    ``exclude`` is a folder to leave out, e.g. the output folder placed inside ``root``.
+    """
     root = Path(root)
     if not root.is_dir():
         raise CloudfreeError(f"scene folder {root} does not exist or is not a folder")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not _is_safe(p))
+    skip = exclude.resolve() if exclude is not None else None
+    folders = sorted(p for p in root.iterdir()
+                     if p.is_dir() and not _is_safe(p) and p.resolve() != skip)
     if folders:
         found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1) for f in folders]
         loose = [p for p in root.iterdir() if p.is_file() and _is_raster(p)]
@@ -117,7 +123,7 @@ def _matches(path: Path, pattern: str) -> bool:
 
 def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool) -> Scene | Problem:
     """The S2 and S1 inputs of one scene folder, or why there is no single choice."""
-    entries = sorted(folder.iterdir())
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     s2 = [p for p in entries if _is_safe(p) or (p.is_file() and _matches(p, s2_pattern))]
     s1 = [p for p in entries if p.is_file() and _matches(p, s1_pattern)]
     for both in set(s2) & set(s1):  # e.g. "ROIs1868_..._s2.tif" matches *s1* too

@@ -117,9 +117,9 @@ def test_flat_folder_pairs_by_footprint_then_date(tmp_path):
 
 
 def test_flat_folder_batch_lists_unpaired_files(tmp_path):
-    out, report = tmp_path / "out", tmp_path / "report.json"
-    result = run("batch", flat_folder(tmp_path / "flat"), "-o", out, "--command", "mask",
-                 "--report", report)
+    flat = flat_folder(tmp_path / "flat")
+    out, report = flat / "out", tmp_path / "report.json"  # the output folder is not a scene
+    result = run("batch", flat, "-o", out, "--command", "mask", "--report", report)
     assert result.exit_code == 0, result.output
     assert "2 unpaired file(s)" in result.stdout
     assert f"{SUMMER_S1.name}: unpaired" in result.stderr
@@ -128,6 +128,8 @@ def test_flat_folder_batch_lists_unpaired_files(tmp_path):
     assert Path(rows["S2_20190918_spain"]["s1"]).name == "spain_vv_vh.tif"
     assert {p.name for p in out.iterdir()} == {
         "S2_20190918_spain_mask.tif", f"{WINTER_S2.stem}_mask.tif"}
+    again = run("batch", flat, "-o", out, "--command", "mask", "--resume")
+    assert "batch: 0 ok, 0 failed, 2 skipped" in again.stdout
 
 
 def test_equal_candidates_are_ambiguous_not_guessed(tmp_path):
@@ -200,3 +202,24 @@ def test_dask_cluster_gives_the_same_outputs_as_local_jobs(scenes, tmp_path):
     for name in GOOD:
         assert np.array_equal(pixels(local / f"{name}_mask.tif"),
                               pixels(remote / f"{name}_mask.tif"))
+
+
+def test_remove_passes_options_through_and_isolates_failures(scenes, tmp_path):
+    import torch
+
+    from cloudfree.checkpoint import save_checkpoint
+    from cloudfree.networks import build
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "small.pt", build("dsen2cr", "small").eval(), tile=128)
+    for name in ("floods", "summer"):
+        shutil.rmtree(scenes / name)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    result = run("batch", scenes, "-o", out, "--checkpoint", checkpoint, "--device", "cpu",
+                 "--tile", "128", "--batch-size", "2", "--report", report, "-q")
+    assert result.exit_code == 1 and "1 of 2 scene(s) failed: corrupt" in result.stderr
+    rows = report_rows(report)
+    assert rows["winter"]["status"] == "ok", rows["winter"]["error"]
+    assert rows["winter"]["cloud_fraction"] is not None
+    with rasterio.open(out / "winter.tif") as ds, rasterio.open(WINTER_S2) as src:
+        assert (ds.count, ds.shape, ds.crs) == (13, src.shape, src.crs)
