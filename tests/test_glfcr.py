@@ -125,6 +125,12 @@ def test_mismatched_checkpoint_names_what_is_wrong(paper):
     assert "GFF.0.weight (96, 480, 1, 1) != (96, 576, 1, 1)" in message
 
 
+@pytest.mark.parametrize("state", [[1, 2], {"network": {"SFENet1.weight": "weights"}}])
+def test_non_checkpoint_objects_are_refused(state):
+    with pytest.raises(CloudfreeError, match="not an official GLF-CR checkpoint"):
+        load_official_glfcr(state)
+
+
 def test_small_checkpoint_is_not_official():
     with pytest.raises(CloudfreeError, match="shape SFENet1.weight"):
         load_official_glfcr({"network": small().state_dict()})

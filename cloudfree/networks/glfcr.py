@@ -94,7 +94,7 @@ def dynamic_filter(x: torch.Tensor, filters: torch.Tensor, size: int) -> torch.T
 
 @register
 class GLFCR(CloudRemovalNet):
-    """GLF-CR; the ``paper`` preset is the official model (14,830,xxx parameters)."""
+    """GLF-CR; the ``paper`` preset is the official model (14,827,373 parameters)."""
 
     arch: ClassVar[str] = "glfcr"
     presets: ClassVar[dict[str, dict]] = {
@@ -178,6 +178,9 @@ def _official_state_dict(state: Mapping) -> dict[str, torch.Tensor]:
     """Unwrap ``{"network": sd}``, strip DataParallel's ``module.``, drop size-bound buffers."""
     if "network" in state and isinstance(state["network"], Mapping):
         state = state["network"]
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CloudfreeError("not an official GLF-CR checkpoint: expected a dict of tensors "
+                             "or {'network': state_dict}")
     out = {}
     for key, value in state.items():
         name = key.removeprefix("module.")
@@ -198,8 +201,10 @@ def load_official_glfcr(state: Mapping) -> GLFCR:
     Raises CloudfreeError naming the first missing, unexpected or mis-shaped entries. The
     model is returned in eval mode (the official training used stochastic depth).
     """
-    model = GLFCR(**GLFCR.presets["paper"])
+    if not isinstance(state, Mapping):
+        raise CloudfreeError(f"not an official GLF-CR checkpoint: got {type(state).__name__}")
     weights = _official_state_dict(state)
+    model = GLFCR(**GLFCR.presets["paper"])
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
