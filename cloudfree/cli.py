@@ -245,8 +245,8 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @click.option("--model", help="remove: model name (see `cloudfree models`).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="remove: checkpoint file.")
 @click.option("--device", help="remove: auto, cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(16, 16384), help="remove: tile size in pixels.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), help="remove: tiles per batch.")
+@click.option("--tile", type=click.IntRange(16, 8192), help="remove: tile size in pixels.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), help="remove: tiles per batch.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]),
               help="remove: arithmetic on GPU.")
 @offset_option
