@@ -300,3 +300,74 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
     click.echo(f"{r['output']}: shift ({r['shift_px']['x']}, {r['shift_px']['y']}) px, "
                f"PSR {r['psr']}, {'applied' if r['applied'] else 'not applied'}, "
                f"overlap {r['overlap_fraction']:.1%}")
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--arch", default="dsen2cr", show_default=True,
+              help="Architecture (dsen2cr, glfcr, carf, ibhfn, sgbafm).")
+@click.option("--preset", default="small", show_default=True, help="Preset of the architecture.")
+@click.option("--loss", type=click.Choice(["l1", "carl", "cloudaware", "ibhfn"]), default="l1",
+              show_default=True, help="l1 (GLF-CR), carl (DSen2-CR), cloudaware (CARF eq. "
+              "17-18), ibhfn (IB-HFN joint objective).")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True,
+              help="Epochs in all (a resumed run continues up to this).")
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--crop", type=click.IntRange(8), default=128, show_default=True,
+              help="Random crop size in pixels.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="AdamW weight decay; 0 uses Adam.")
+@click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), default="cosine",
+              show_default=True, help="cosine with warm-up, or GLF-CR's halving every 5 epochs.")
+@click.option("--clip", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Gradient-norm clipping (0: off).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("run"),
+              show_default=True, help="Folder for last.pt, train_state.pt and log.csv.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
+@click.option("--amp", is_flag=True, help="Mixed precision (GPU only).")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="Data-loading processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+def train(data, arch, preset, loss, epochs, batch_size, crop, lr, weight_decay, schedule, clip,
+          out_dir, resume, device, amp, workers, seed, quiet):
+    """Train a network on S1/S2 triplets under DATA (SEN12MS-CR or s1/ s2_cloudy/ s2_cloudfree/).
+
+    Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
+    """
+    from cloudfree.training.loop import TrainConfig, train_folder
+
+    config = TrainConfig(arch=arch, preset=preset, loss=loss, epochs=epochs,
+                         batch_size=batch_size, crop=crop, lr=lr, weight_decay=weight_decay,
+                         schedule=schedule, clip=clip, amp=amp, device=device, seed=seed,
+                         workers=workers, quiet=quiet)
+    summary = train_folder(data, config, out_dir, resume=resume)
+    click.echo(f"{summary['checkpoint']}: {summary['step']} steps, log {summary['log']}")
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--model", help="Bundled model name (see `cloudfree models`).")
+@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), help="Checkpoint file.")
+@click.option("--onnx", type=click.Path(path_type=Path), help="ONNX model file.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the full report (overall, per bin, per sample) as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path),
+              help="Write one row per sample and method as CSV.")
+@quiet_option
+def evaluate(data, model, checkpoint, onnx, device, json_path, csv_path, quiet):
+    """PSNR, SSIM, SAM, MAE on triplets under DATA, beside the cloudy-input and median-fill
+    baselines, overall and by cloud cover (0-20 ... 80-100 %)."""
+    from cloudfree.engines import open_engine
+    from cloudfree.training.evaluate import evaluate_folder, table, write_csv, write_json
+
+    engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device)
+    report = evaluate_folder(data, engine, quiet=quiet)
+    if json_path:
+        write_json(report, json_path)
+    if csv_path:
+        write_csv(report["rows"], csv_path)
+    click.echo(table(report))

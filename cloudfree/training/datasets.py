@@ -36,6 +36,7 @@ _SEN12MSCR = re.compile(
     r"^(?P<roi>ROIs\d+_[A-Za-z]+)_(?P<kind>s1|s2_cloudy|s2)_(?P<scene>\d+)_(?P<patch>p\d+)\.tiff?$"
 )
 _SUFFIXED = re.compile(r"^(?P<key>.+)_(?P<kind>s1|s2_cloudy|s2_cloudfree)\.tiff?$")
+_LABEL = {"s1": "s1", "s2_cloudy": "s2_cloudy", "s2_clear": "s2_cloudfree"}
 _KIND = {"s1": "s1", "s2_cloudy": "s2_cloudy", "s2": "s2_clear", "s2_cloudfree": "s2_clear"}
 #: How many incomplete samples a warning names.
 _SHOWN = 5
@@ -77,7 +78,7 @@ def find_samples(root: Path | str) -> list[Sample]:
             groups.setdefault(key[0], {})[key[1]] = path
     complete = [Sample(name, **files) for name, files in sorted(groups.items())
                 if len(files) == len(KINDS)]
-    incomplete = [f"{name} (no {', '.join(k for k in KINDS if k not in files)})"
+    incomplete = [f"{name} (no {', '.join(_LABEL[k] for k in KINDS if k not in files)})"
                   for name, files in sorted(groups.items()) if len(files) < len(KINDS)]
     if incomplete:
         more = f" and {len(incomplete) - _SHOWN} more" if len(incomplete) > _SHOWN else ""

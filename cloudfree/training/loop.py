@@ -184,7 +184,7 @@ def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: 
             scaler.step(opt)
             scaler.update()
             step, count = step + 1, count + 1
-            for k, v in {"loss": float(loss), **parts}.items():
+            for k, v in {"loss": loss.item(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{sums['loss'] / count:.4g}")
         means = _all_mean({k: v / max(count, 1) for k, v in sums.items()}, world, device)
