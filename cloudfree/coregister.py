@@ -99,7 +99,7 @@ def warp_window(s1: Sentinel1, grid: Grid, window: Window, shift: tuple[float, f
                 resampling: Resampling, threads: int) -> np.ndarray:
     """S1 dB float32 [2, h, w] on a window of the grid, displaced by -shift (S2 pixels)."""
     h, w = int(window.height), int(window.width)
-    dst_transform = window_transform(window, grid.transform) * \
+    dst_transform = window_transform(window, grid.transform) @ \
         rasterio.Affine.translation(*shift)
     out = np.full((2, h, w), np.nan, dtype=np.float32)
     margin = SOURCE_MARGIN + math.ceil(_pixel_ratio(s1, grid))
@@ -126,9 +126,9 @@ def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
     valid = np.isfinite(vv.filled(np.nan)).astype(np.float32)
     dst = np.zeros(dst_shape, np.float32)
     reproject(valid, dst, src_crs=s1.crs, dst_crs=grid.crs, resampling=Resampling.nearest,
-              src_transform=window_transform(src, s1.transform) * rasterio.Affine.scale(
+              src_transform=window_transform(src, s1.transform) @ rasterio.Affine.scale(
                   src.width / src_shape[1], src.height / src_shape[0]),
-              dst_transform=grid.transform * rasterio.Affine.scale(
+              dst_transform=grid.transform @ rasterio.Affine.scale(
                   grid.width / dst_shape[1], grid.height / dst_shape[0]))
     return float(dst.mean())
 
@@ -250,7 +250,7 @@ def _metres(grid: Grid, dx: float, dy: float) -> dict[str, float]:
     t = grid.transform
     east, north = t.a * dx + t.b * dy, t.d * dx + t.e * dy
     if grid.crs.is_geographic:
-        lon, lat = t * (grid.width / 2, grid.height / 2)
+        lon, lat = t @ (grid.width / 2, grid.height / 2)
         geod = Geod(ellps="WGS84")
         east = math.copysign(geod.inv(lon, lat, lon + east, lat)[2], east)
         north = math.copysign(geod.inv(lon, lat, lon, lat + north)[2], north)

@@ -1,0 +1,162 @@
+"""S1 onto the S2 grid on real pairs: exact grid, shift refinement, reliability, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2, WINTER_S1, WINTER_S2
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
+
+from cloudfree.cli import main
+from cloudfree.coregister import Grid, coregister_file, coregister_to_grid
+from cloudfree.sentinel2 import open_sentinel2
+
+
+def moved_s1(src, dst, dx=0.0, dy=0.0, grid=None):
+    """Real S1 with its transform moved by (dx, dy) pixels, or relabelled onto another grid."""
+    with rasterio.open(src) as ds:
+        profile, data, names = ds.profile, ds.read(), ds.descriptions
+        profile["transform"] = ds.transform @ rasterio.Affine.translation(dx, dy)
+    if grid is not None:
+        profile.update(crs=grid.crs, transform=grid.transform)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.descriptions = names
+    return dst
+
+
+@pytest.fixture(scope="module")
+def utm_s2(tmp_path_factory):
+    """The real Sen1Floods11 S2 warped from EPSG:4326 to its UTM zone (30N) at 10 m."""
+    path = tmp_path_factory.mktemp("utm") / "s2_utm.tif"
+    with rasterio.open(FLOODS_S2) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:32630", src.width, src.height, *src.bounds, resolution=10)
+        profile = src.profile | {"crs": "EPSG:32630", "transform": transform, "width": width,
+                                 "height": height}
+        with rasterio.open(path, "w", **profile) as dst:
+            for b in range(1, src.count + 1):
+                reproject(rasterio.band(src, b), rasterio.band(dst, b),
+                          resampling=Resampling.bilinear)
+            dst.descriptions = src.descriptions
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["coregister", *[str(a) for a in args]])
+
+
+def test_aligned_pair_near_zero_and_exact_grid(tmp_path):
+    out, report = tmp_path / "out.tif", tmp_path / "report.json"
+    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--report", report, "-q")
+    assert result.exit_code == 0, result.output
+    r = json.loads(report.read_text())
+    assert r["reliable"] and r["applied"] and r["overlap_fraction"] == 1.0
+    assert np.hypot(r["shift_px"]["x"], r["shift_px"]["y"]) < 0.5
+    assert r["shift_m"]["east"] == pytest.approx(10 * r["shift_px"]["x"], abs=0.01)
+    with rasterio.open(out) as o, rasterio.open(WINTER_S2) as s2, rasterio.open(WINTER_S1) as s1:
+        assert (o.crs, o.transform, o.width, o.height) == (s2.crs, s2.transform, s2.width,
+                                                          s2.height)
+        assert o.descriptions == ("VV", "VH") and o.dtypes[0] == "float32"
+        assert np.isnan(o.nodata) and o.compression is not None and o.block_shapes[0] == (256, 256)
+        assert float(o.tags()["COREGISTER_SHIFT_X_PX"]) == r["applied_px"]["x"]
+        assert np.nanmedian(np.abs(o.read() - s1.read())) < 1.5  # sub-pixel resampling only
+
+
+def test_known_shift_recovered_and_compensated(tmp_path):
+    with open_sentinel2(WINTER_S2) as s2:
+        moved = moved_s1(WINTER_S1, tmp_path / "moved.tif", 3.4, -2.7)
+        with coregister_to_grid(moved, s2) as shifted, coregister_to_grid(WINTER_S1, s2) as ref:
+            assert shifted.applied
+            assert np.hypot(shifted.shift.dx - 3.4, shifted.shift.dy + 2.7) < 0.5
+            inner = (slice(None), slice(12, -12), slice(12, -12))
+            corrected, aligned = shifted.read()[inner], ref.read()[inner]
+    assert np.nanmedian(np.abs(corrected - aligned)) < 0.3
+
+
+def test_wrong_partner_unreliable_and_not_applied(tmp_path):
+    with open_sentinel2(SUMMER_S2) as s2:
+        wrong = moved_s1(WINTER_S1, tmp_path / "wrong.tif", grid=s2)
+        with coregister_to_grid(wrong, s2) as result:
+            report = result.report()
+            untouched = result.read()
+    assert not report["reliable"] and not report["applied"] and report["psr"] < 5
+    with rasterio.open(WINTER_S1) as ds:
+        np.testing.assert_allclose(untouched, ds.read(), atol=1e-3)
+
+
+def test_geographic_s1_onto_utm_grid_and_back(tmp_path, utm_s2):
+    out = tmp_path / "on_utm.tif"
+    report = coregister_file(FLOODS_S1, utm_s2, out, block=200)
+    assert report["reliable"] and 0.9 < report["overlap_fraction"] < 1
+    with open_sentinel2(FLOODS_S2) as native, coregister_to_grid(FLOODS_S1, native) as direct:
+        expected = direct.report()["shift_m"]
+    # the same misregistration, measured on either grid (metres agree within ~2 m)
+    assert report["shift_m"]["east"] == pytest.approx(expected["east"], abs=2.5)
+    assert report["shift_m"]["north"] == pytest.approx(expected["north"], abs=2.5)
+    with rasterio.open(out) as o, rasterio.open(utm_s2) as s2:
+        assert (o.crs, o.transform, o.shape) == (s2.crs, s2.transform, s2.shape)
+    with rasterio.open(FLOODS_S2) as ds:
+        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
+    with coregister_to_grid(out, grid) as back, rasterio.open(FLOODS_S1) as ds:
+        inner = (slice(None), slice(40, -40), slice(40, -40))
+        diff = back.read()[inner] - ds.read()[inner]
+    shift_px = np.hypot(report["shift_px"]["x"], report["shift_px"]["y"])
+    assert shift_px < 1.5 and abs(np.nanmedian(diff)) < 0.5
+
+
+def test_windowed_output_equals_whole_window():
+    with open_sentinel2(FLOODS_S2) as s2, coregister_to_grid(FLOODS_S1, s2, refine=False) as r:
+        whole = r.read()
+        part = r.read(Window(100, 300, 137, 90))
+    np.testing.assert_allclose(part, whole[:, 300:390, 100:237], atol=1e-4)
+
+
+def test_partial_overlap_warns_with_fraction(tmp_path):
+    moved = moved_s1(WINTER_S1, tmp_path / "half.tif", 128, 0)
+    out = tmp_path / "out.tif"
+    result = run("--s1", moved, "--s2", WINTER_S2, "-o", out, "--no-refine")
+    assert result.exit_code == 0, result.output
+    assert "covers 50.0% of the Sentinel-2 grid" in result.stderr
+    with rasterio.open(out) as o:
+        data = o.read(1)
+    assert np.isnan(data[:, :127]).all() and np.isfinite(data[:, 130:]).all()
+
+
+def test_no_overlap_is_an_error(tmp_path):
+    far = moved_s1(WINTER_S1, tmp_path / "far.tif", 5000, 0)
+    out = tmp_path / "out.tif"
+    result = run("--s1", far, "--s2", WINTER_S2, "-o", out)
+    assert result.exit_code == 1 and "does not overlap" in result.stderr
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"keep")
+    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--no-refine")
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
+    assert out.read_bytes() == b"keep"
+    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--no-refine", "--overwrite")
+    assert result.exit_code == 0 and out.read_bytes() != b"keep"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", tmp_path / "o.tif",
+                 "--s1-units", "linear")
+    assert result.exit_code == 2 and "contradicts the values" in result.stderr
+    result = run("--s1", WINTER_S2, "--s2", WINTER_S2, "-o", tmp_path / "o.tif")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_default_output_name(tmp_path):
+    s1 = moved_s1(WINTER_S1, tmp_path / "vv_vh.tif")
+    result = run("--s1", s1, "--s2", WINTER_S2, "--no-refine", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"vv_vh_on_{WINTER_S2.stem}.tif").exists()

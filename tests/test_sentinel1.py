@@ -1,0 +1,82 @@
+"""Sentinel-1 reading on the real samples: band names, units, nodata, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import FLOODS_S1, WINTER_S1
+
+from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.sentinel1 import db_to_linear, guess_units, linear_to_db, open_sentinel1
+
+
+def copy_s1(src, dst, *, transform_data=None, bands=None, descriptions=None, crs="keep"):
+    """A copy of a real S1 file with its values, bands, descriptions or CRS changed."""
+    with rasterio.open(src) as ds:
+        profile, data = ds.profile, ds.read()
+        descriptions = descriptions or ds.descriptions
+    if transform_data:
+        data = transform_data(data)
+    if bands:
+        data = data[[b - 1 for b in bands]]
+        descriptions = tuple(descriptions[b - 1] for b in bands)
+    profile.update(count=data.shape[0], dtype="float32")
+    if crs is None:
+        profile.pop("crs")
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data.astype(np.float32))
+        out.descriptions = descriptions
+    return dst
+
+
+def test_named_bands_db_and_nan_nodata():
+    with open_sentinel1(FLOODS_S1) as s1, rasterio.open(FLOODS_S1) as ds:
+        assert s1.bands == (1, 2) and s1.units == "db"
+        power = s1.read_linear()
+        db = ds.read()
+    assert power.shape == (2, 512, 512) and power.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(power), np.isnan(db))
+    np.testing.assert_allclose(linear_to_db(power), db, atol=1e-4)
+
+
+def test_band_names_any_case_and_order(tmp_path):
+    path = copy_s1(FLOODS_S1, tmp_path / "s1.tif", bands=[2, 1], descriptions=("vv", "Vh"))
+    with open_sentinel1(path) as s1:
+        assert s1.bands == (2, 1)
+
+
+def test_unnamed_bands_read_in_order_vv_vh():
+    with open_sentinel1(WINTER_S1) as s1:
+        assert s1.bands == (1, 2) and s1.units == "db"
+
+
+def test_linear_power_detected_and_converted(tmp_path):
+    path = copy_s1(WINTER_S1, tmp_path / "lin.tif", transform_data=lambda d: 10 ** (d / 10))
+    with open_sentinel1(path) as s1, open_sentinel1(WINTER_S1) as ref:
+        assert s1.units == "linear"
+        np.testing.assert_allclose(s1.read_linear(), ref.read_linear(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("linear", "claimed"), [(True, "db"), (False, "linear")])
+def test_wrong_units_is_a_usage_error(tmp_path, linear, claimed):
+    path = copy_s1(WINTER_S1, tmp_path / "s1.tif",
+                   transform_data=(lambda d: 10 ** (d / 10)) if linear else None)
+    with pytest.raises(UsageError, match=f"--s1-units {claimed} contradicts"):
+        open_sentinel1(path, claimed)
+
+
+def test_one_band_and_missing_crs_are_clear_errors(tmp_path):
+    with pytest.raises(CloudfreeError, match="1 band; Sentinel-1 input needs two bands"):
+        open_sentinel1(copy_s1(WINTER_S1, tmp_path / "one.tif", bands=[1]))
+    with pytest.raises(CloudfreeError, match="no coordinate reference system"):
+        open_sentinel1(copy_s1(WINTER_S1, tmp_path / "nocrs.tif", crs=None))
+
+
+def test_conversions_and_guess():
+    db = np.array([-25.0, -10.0, 0.0, np.nan], np.float32)
+    np.testing.assert_allclose(linear_to_db(db_to_linear(db)), db, atol=1e-5)
+    assert np.isnan(linear_to_db(np.array([0.0, -1.0], np.float32))).all()
+    assert guess_units(np.array([-12.0, -8.0, 1.0])) == "db"
+    assert guess_units(np.array([0.02, 0.1, 0.5])) == "linear"
+    assert guess_units(np.array([3.0, 40.0, 200.0])) is None
