@@ -21,6 +21,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from cloudfree import __version__
+from cloudfree.coregister import coregister_to_grid
 from cloudfree.engines import DEFAULT_MODEL, Engine, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.mask_scene import scene_shadow_thresholds
@@ -32,6 +33,7 @@ from cloudfree.rasterio_io import (
     geotiff_profile,
     progress,
 )
+from cloudfree.sentinel1 import Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
 
@@ -66,6 +68,39 @@ class LoadedChunk:
     valid: np.ndarray  # [H, W]
     classes: np.ndarray  # [H, W] uint8
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
+
+
+class AlignedS1:
+    """An S1 file already on the S2 grid, read as dB without warping."""
+
+    def __init__(self, s1: Sentinel1) -> None:
+        self.s1 = s1
+
+    def read(self, window: Window) -> np.ndarray:
+        return linear_to_db(self.s1.read_linear(window))
+
+    def close(self) -> None:
+        self.s1.close()
+
+
+def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units: str,
+                    refine: bool, max_shift: float, quiet: bool):
+    """S1 readable on the S2 grid, with tags and a report of how it got there."""
+    if not aligned:
+        result = coregister_to_grid(s1_path, s2, units=units, refine=refine,
+                                    max_shift=max_shift, quiet=quiet)
+        return result, result.tags(), result.report()
+    s1 = open_sentinel1(s1_path, units)
+    same = (s1.crs == s2.crs and (s1.width, s1.height) == (s2.width, s2.height)
+            and s1.transform.almost_equals(s2.transform, precision=1e-6 * abs(s2.transform.a)))
+    if not same:
+        s1.close()
+        raise CloudfreeError(
+            f"--s1-aligned: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not on "
+            f"the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop --s1-aligned to "
+            "co-register it")
+    return AlignedS1(s1), {"S1_SOURCE": s1.path.name, "S1_ALIGNED": "TRUE"}, \
+        {"s1": str(s1.path), "aligned": True, "s1_units": s1.units}
 
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
@@ -103,10 +138,9 @@ def read_padded(read, top: int, left: int, height: int, width: int,
     arrays = read(Window(c0, r0, c1 - c0, r1 - r0))
     pads = ((r0 - (top - halo), top + height + halo - r1),
             (c0 - (left - halo), left + width + halo - c1))
-    return tuple(
-        np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") if any(sum(pads, ())) else a
-        for a in arrays
-    )
+    if not any(sum(pads, ())):
+        return arrays
+    return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
 
 
 def composite_alpha(classes: np.ndarray, params: MaskParams, feather: int) -> np.ndarray:
@@ -256,11 +290,9 @@ def remove_scene(
     tile, overlap, trim = choose_tiling(engine, tile, overlap)
     with open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")
-        from cloudfree.s1_source import open_s1_on_grid
-
-        s1, s1_info = open_s1_on_grid(s1_path, s2, aligned=s1_aligned, units=s1_units,
-                                      refine=refine, max_shift=max_shift, quiet=quiet)
-        stack.callback(getattr(s1, "close", lambda: None))
+        s1, s1_tags, s1_report = open_s1_on_grid(s1_path, s2, aligned=s1_aligned, units=s1_units,
+                                                 refine=refine, max_shift=max_shift, quiet=quiet)
+        stack.callback(s1.close)
         shadow = None
         if mask_params.shadow:
             shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
@@ -273,7 +305,7 @@ def remove_scene(
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
             "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
             "CLOUD_THRESHOLD": str(mask_params.threshold), "RADIOMETRIC_OFFSET": str(s2.offset),
-            **{f"S1_{k.upper()}": str(v) for k, v in s1_info.items()},
+            **s1_tags,
         }
         counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
                              inputs)
@@ -283,7 +315,7 @@ def remove_scene(
         "model": tags["MODEL"], "arch": tags["ARCH"], "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
-        "shadow_fraction": counts[SHADOW] / valid, "s1_coregistration": s1_info,
+        "shadow_fraction": counts[SHADOW] / valid, "s1_coregistration": s1_report,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -140,7 +140,7 @@ class Blender:
         self._right: np.ndarray | None = None
 
     def add(self, chunk: Chunk, predictions: dict[int, np.ndarray]) -> Final | None:
-        """Add a chunk's tile predictions (by tile offset; skipped tiles absent); return what is final.
+        """Add a chunk's tile predictions (by offset; skipped ones absent); return what is final.
 
         The returned block is clipped to the scene; None when it lies wholly outside it.
         """

@@ -9,8 +9,9 @@ from cloudfree.tiling import Blender, TileGrid, chunks
 
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap", "trim", "per_chunk"),
-                         [(300, 517, 64, 16, 3, 3), (64, 64, 64, 16, 0, 1), (1000, 90, 128, 40, 10, 2),
-                          (50, 70, 64, 0, 0, 4), (130, 140, 32, 8, 0, 16)])
+                         [(300, 517, 64, 16, 3, 3), (64, 64, 64, 16, 0, 1),
+                          (1000, 90, 128, 40, 10, 2), (50, 70, 64, 0, 0, 4),
+                          (130, 140, 32, 8, 0, 16)])
 def test_blending_reconstructs_a_consistent_field(h, w, tile, overlap, trim, per_chunk):
     """When every tile predicts the same field, the blend returns that field everywhere."""
     grid = TileGrid(h, w, tile, overlap, trim)

@@ -1,0 +1,216 @@
+"""`cloudfree remove`: tiling exactness, seams, end to end on real pairs, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
+
+from cloudfree.checkpoint import save_checkpoint
+from cloudfree.cli import main
+from cloudfree.masking import CLOUD, NODATA, MaskParams
+from cloudfree.networks import ARCHITECTURES, build
+from cloudfree.remove_scene import remove_scene
+from cloudfree.sentinel2 import BANDS, open_sentinel2
+from cloudfree.tiling import TileGrid
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Small-preset checkpoints of every architecture (seeded initial weights: for mechanics)."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for arch in sorted(ARCHITECTURES):
+        torch.manual_seed(0)
+        paths[arch] = save_checkpoint(folder / f"{arch}.pt", build(arch, "small"), tile=64)
+    return paths
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile, ds.tags(), ds.descriptions
+
+
+def whole_image_prediction(checkpoint, s2_path, s1_path, trim):
+    """The network on the whole (mirror-padded) scene at once: what tiling must reproduce."""
+    from cloudfree.checkpoint import load_checkpoint
+
+    bundle = load_checkpoint(checkpoint)
+    with open_sentinel2(s2_path) as s2, rasterio.open(s1_path) as s1:
+        refl, _ = s2.read()
+        x2 = bundle.scaling.scale_s2(refl)
+        x1 = bundle.scaling.scale_s1(s1.read())
+        pad = ((0, 0), (trim, trim), (trim, trim))
+        with torch.inference_mode():
+            out = bundle.network.eval()(torch.from_numpy(np.pad(x2, pad, "symmetric"))[None],
+                                        torch.from_numpy(np.pad(x1, pad, "symmetric"))[None])
+        out = out[0, :, trim : trim + s2.height, trim : trim + s2.width].numpy()
+        return s2.to_dn(bundle.scaling.unscale_s2(out))
+
+
+def test_tiled_equals_whole_image_for_fully_convolutional(tmp_path, checkpoints):
+    ckpt = checkpoints["dsen2cr"]
+    out = tmp_path / "tiled.tif"
+    summary = remove_scene(SUMMER_S2, SUMMER_S1, out, checkpoint=ckpt, s1_aligned=True,
+                           tile=64, overlap=24, batch_size=3, composite=False, device="cpu")
+    rf = build("dsen2cr", "small").receptive_field()
+    grid = TileGrid(256, 256, 64, 24, trim=min(rf, 11))
+    assert summary["tiles_run"] == grid.rows * grid.cols and summary["tiles_skipped"] == 0
+    tiled, profile, _, _ = read(out)
+    whole = whole_image_prediction(ckpt, SUMMER_S2, SUMMER_S1, trim=grid.trim)
+    diff = np.abs(tiled.astype(np.int64) - whole.astype(np.int64))
+    assert diff.max() <= 1  # float rounding to integer DN
+    assert (diff > 0).mean() < 1e-4
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_no_seams_at_tile_borders(tmp_path, checkpoints, arch):
+    out = tmp_path / f"{arch}.tif"
+    remove_scene(WINTER_S2, WINTER_S1, out, checkpoint=checkpoints[arch], s1_aligned=True,
+                 tile=64, composite=False, batch_size=4, device="cpu")
+    pred = read(out)[0].astype(np.float64)
+    grad = np.abs(np.diff(pred, axis=2)).mean(axis=(0, 1))  # mean |d/dx| per column boundary
+    # Tile starts/ends in scene columns for the default overlap (a quarter of the tile).
+    overlap, stride = 16, 48
+    borders = sorted({x for k in range(-1, 7) for x in (k * stride, k * stride + 64 - 1)
+                      if 0 < x < len(grad)} | {k * stride + overlap // 2 for k in range(6)})
+    inside = np.delete(grad, borders)
+    assert grad[borders].max() <= np.percentile(inside, 99), (arch, grad[borders], inside.max())
+
+
+def test_cli_end_to_end_on_sen12mscr(tmp_path, checkpoints):
+    out, mask_out = tmp_path / "clear.tif", tmp_path / "mask.tif"
+    result = run("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", out, "--checkpoint",
+                 checkpoints["dsen2cr"], "--mask-out", mask_out, "--tile", "128", "--json",
+                 "--device", "cpu", "--feather", "4")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    data, profile, tags, names = read(out)
+    source, src_profile, _, _ = read(SUMMER_S2)
+    for key in ("crs", "transform", "width", "height", "dtype", "count"):
+        assert profile[key] == src_profile[key]
+    assert names == BANDS
+    assert tags["ARCH"] == "dsen2cr" and tags["TILE"] == "128"
+    classes = read(mask_out)[0][0]
+    cloud = classes == CLOUD
+    assert summary["cloud_fraction"] == pytest.approx(cloud.mean())
+    np.testing.assert_array_equal(data[:, ~cloud], source[:, ~cloud])  # clear pixels unchanged
+    assert (data[:, cloud] != source[:, cloud]).any(axis=0).mean() > 0.95  # clouds filled
+
+
+def test_cli_end_to_end_on_sen1floods11_geographic_s1(tmp_path, checkpoints):
+    """S1 in EPSG:4326 on a slightly different grid, S2 int16 with nodata 0."""
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(), ds.profile
+    data[:, :20, :] = 0  # a nodata edge
+    data[:, 200:260, 100:300] = 6000  # a bright block the mask takes for cloud
+    s2 = tmp_path / "s2.tif"
+    with rasterio.open(s2, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = tuple(f"B{int(b[1:])}" if b != "B8A" else "B8A" for b in BANDS)
+    out = tmp_path / "out.tif"
+    result = run("remove", "--s1", FLOODS_S1, "--s2", s2, "-o", out, "--checkpoint",
+                 checkpoints["dsen2cr"], "--device", "cpu", "--mask-out", tmp_path / "m.tif")
+    assert result.exit_code == 0, result.output
+    res, out_profile, _, _ = read(out)
+    for key in ("crs", "transform", "width", "height", "dtype", "nodata"):
+        assert out_profile[key] == profile[key]
+    classes = read(tmp_path / "m.tif")[0][0]
+    assert (classes[:20] == NODATA).all() and (res[:, :20] == 0).all()
+    clear = classes == 0
+    np.testing.assert_array_equal(res[:, clear], data[:, clear])
+    assert (res[:, 210:250, 110:290] != 6000).any(axis=0).all()  # every cloud pixel filled
+
+
+def test_clear_scene_skips_every_tile(tmp_path, checkpoints):
+    from conftest import WINTER_CLEAR
+
+    out = tmp_path / "same.tif"
+    # The cloud-free partner has 10 bright-roof pixels above the default threshold of 0.2.
+    summary = remove_scene(WINTER_CLEAR, WINTER_S1, out, checkpoint=checkpoints["dsen2cr"],
+                           s1_aligned=True, tile=64, device="cpu",
+                           mask_params=MaskParams(threshold=0.3))
+    assert summary["tiles_run"] == 0 and summary["cloud_fraction"] == 0
+    np.testing.assert_array_equal(read(out)[0], read(WINTER_CLEAR)[0])
+
+
+def _twelve_band_checkpoint(tmp_path, checkpoints):
+    path = tmp_path / "twelve.pt"
+    data = torch.load(checkpoints["dsen2cr"], weights_only=True)
+    data["bands"] = data["bands"][:12]
+    torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message", "code"),
+    [
+        (lambda t, c: ["--s1", FLOODS_S1, "--s2", SUMMER_S2],
+         "does not overlap the Sentinel-2 grid", 1),
+        (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S1], "2 unnamed band(s)", 1),
+        (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--checkpoint",
+                       _twelve_band_checkpoint(t, c)], "13", 1),
+        (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--tile", "100", "--checkpoint",
+                       c["glfcr"]], "multiple of 16", 2),
+        (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--model", "nope"],
+         "no bundled model 'nope'", 1),
+        (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--precision", "fp16",
+                       "--device", "cpu"], "fp16 needs a GPU", 2),
+    ],
+)
+def test_errors_are_one_line_and_leave_no_file(tmp_path, checkpoints, extra, message, code):
+    args = extra(tmp_path, checkpoints)
+    if "--checkpoint" not in args and "--model" not in args:
+        args += ["--checkpoint", checkpoints["dsen2cr"]]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run("remove", *args, "-o", out_dir / "x.tif")
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert list(out_dir.iterdir()) == []
+
+
+def test_missing_crs_is_refused(tmp_path, checkpoints):
+    with rasterio.open(SUMMER_S1) as ds:
+        data, profile = ds.read(), ds.profile
+    profile.update(crs=None)
+    s1 = tmp_path / "nocrs.tif"
+    with rasterio.open(s1, "w", **profile) as dst:
+        dst.write(data)
+    result = run("remove", "--s1", s1, "--s2", SUMMER_S2, "-o", tmp_path / "x.tif",
+                 "--checkpoint", checkpoints["dsen2cr"])
+    assert result.exit_code == 1 and "coordinate reference system" in result.output
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_gpu_out_of_memory_halves_the_batch(tmp_path, checkpoints, monkeypatch, caplog):
+    """A CUDA OOM is simulated on the CPU engine: the pipeline retries with smaller batches."""
+    from cloudfree import engines
+
+    real = engines.TorchEngine.predict
+
+    def predict(self, s2, s1):
+        if len(s2) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(self, s2, s1)
+
+    monkeypatch.setattr(engines.TorchEngine, "predict", predict)
+    out = tmp_path / "oom.tif"
+    import logging
+
+    logging.getLogger("cloudfree").addHandler(caplog.handler)
+    summary = remove_scene(SUMMER_S2, SUMMER_S1, out, checkpoint=checkpoints["dsen2cr"],
+                           s1_aligned=True, tile=64, batch_size=4, device="cpu")
+    logging.getLogger("cloudfree").removeHandler(caplog.handler)
+    assert "out of memory at batch size 4; continuing with 2" in caplog.text
+    assert summary["tiles_run"] > 0 and out.exists()
