@@ -160,3 +160,27 @@ def test_default_output_name(tmp_path):
     result = run("--s1", s1, "--s2", WINTER_S2, "--no-refine", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / f"vv_vh_on_{WINTER_S2.stem}.tif").exists()
+
+
+def tiled(src, dst, reps, dx=0.0, dy=0.0):
+    """A larger scene built from a real one by tiling it reps x reps (transform moved by dx, dy)."""
+    with rasterio.open(src) as ds:
+        profile, data, names = ds.profile, np.tile(ds.read(), (1, reps, reps)), ds.descriptions
+        profile.update(width=data.shape[2], height=data.shape[1],
+                       transform=ds.transform @ rasterio.Affine.translation(dx, dy))
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.descriptions = names
+    return dst
+
+
+def test_large_scene_combines_several_windows(tmp_path):
+    s2 = tiled(FLOODS_S2, tmp_path / "s2.tif", 2)
+    s1 = tiled(FLOODS_S1, tmp_path / "s1.tif", 2, 2.5, 1.5)
+    report = coregister_file(s1, s2, tmp_path / "out.tif", block=300)
+    with open_sentinel2(FLOODS_S2) as native, coregister_to_grid(FLOODS_S1, native) as direct:
+        own = direct.shift
+    assert report["windows"] == 9 and report["reliable_windows"] >= 7
+    assert report["consistency"] == 1.0 and report["applied"]
+    assert abs(report["shift_px"]["x"] - 2.5 - own.dx) < 0.3
+    assert abs(report["shift_px"]["y"] - 1.5 - own.dy) < 0.3
