@@ -31,6 +31,7 @@ class Engine(Protocol):
 
     arch: str
     tile: int | None  # fixed input size (ONNX), or None for any multiple of size_multiple
+    default_tile: int  # tile size to use when the user gives none
     size_multiple: int
     receptive_field: int
     fully_convolutional: bool
@@ -92,6 +93,7 @@ class TorchEngine:
         self.fully_convolutional = self.network.fully_convolutional
         self.scaling = bundle.scaling
         self.bands = bundle.bands
+        self.default_tile = bundle.tile
         self.arch = bundle.arch
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
@@ -144,7 +146,7 @@ class OnnxEngine:
             self.scaling = Scaling.from_dict(json.loads(meta[META + "scaling"]))
             self.bands = tuple(json.loads(meta[META + "bands"]))
             self.arch = meta[META + "arch"]
-            self.tile = int(meta[META + "tile"])
+            self.tile = self.default_tile = int(meta[META + "tile"])
             self.size_multiple = int(meta[META + "size_multiple"])
             self.receptive_field = int(meta[META + "receptive_field"])
             self.fully_convolutional = meta[META + "fully_convolutional"] == "true"

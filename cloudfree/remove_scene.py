@@ -105,10 +105,10 @@ def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units:
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
     """Tile, overlap and trim for an engine, checking user choices against its constraints."""
-    fixed = getattr(engine, "tile", None)
-    if fixed is not None and tile not in (None, fixed):
-        raise UsageError(f"this ONNX model runs {fixed} px tiles only; drop --tile or re-export")
-    tile = tile or fixed or getattr(engine, "default_tile", 256)
+    if engine.tile is not None and tile not in (None, engine.tile):
+        raise UsageError(f"this ONNX model runs {engine.tile} px tiles only; drop --tile or "
+                         "re-export it with another --tile")
+    tile = tile or engine.default_tile
     m = engine.size_multiple
     if tile % m:
         raise UsageError(f"--tile {tile} is not a multiple of {m}, which this model needs")

@@ -214,3 +214,19 @@ def test_gpu_out_of_memory_halves_the_batch(tmp_path, checkpoints, monkeypatch, 
     logging.getLogger("cloudfree").removeHandler(caplog.handler)
     assert "out of memory at batch size 4; continuing with 2" in caplog.text
     assert summary["tiles_run"] > 0 and out.exists()
+
+
+def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints):
+    from cloudfree.onnx_export import export_checkpoint
+
+    onnx = export_checkpoint(checkpoints["dsen2cr"], tmp_path / "m.onnx", 64)
+    a = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", checkpoint=checkpoints["dsen2cr"],
+                     s1_aligned=True, device="cpu")
+    b = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "b.tif", onnx=onnx, s1_aligned=True,
+                     device="cpu")
+    assert a["tile"] == b["tile"] == 64  # the checkpoint's tile when --tile is not given
+    diff = np.abs(read(tmp_path / "a.tif")[0].astype(int) - read(tmp_path / "b.tif")[0])
+    assert diff.max() <= 1
+    result = run("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--onnx", onnx, "--tile", "128",
+                 "-o", tmp_path / "c.tif")
+    assert result.exit_code == 2 and "runs 64 px tiles only" in result.output
