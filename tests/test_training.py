@@ -1,0 +1,135 @@
+"""Training data layouts, the training loop (resume, DDP on CPU) and evaluate, on real data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from click.testing import CliRunner
+
+from cloudfree.cli import main
+from cloudfree.errors import CloudfreeError
+from cloudfree.training.datasets import find_samples
+from cloudfree.training.evaluate import COLUMNS, METHODS
+from cloudfree.training.loop import STATE, TrainConfig, train_folder
+from tests.conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+
+WINTER = {"s1": WINTER_S1, "s2_cloudy": WINTER_S2, "s2": WINTER_CLEAR}
+
+
+def read_csv(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def sen12mscr_layout(root: Path, with_summer: bool = False) -> Path:
+    """The SEN12MS-CR folder scheme, e.g. ROIs2017_winter_s2_cloudy/s2_cloudy_112/..._p797.tif."""
+    files = {("ROIs2017_winter", "112", "p797", kind): path for kind, path in WINTER.items()}
+    if with_summer:
+        files[("ROIs1868_summer", "19", "p30", "s1")] = SUMMER_S1
+        files[("ROIs1868_summer", "19", "p30", "s2_cloudy")] = SUMMER_S2
+    for (roi, scene, patch, kind), path in files.items():
+        folder = root / f"{roi}_{kind}" / f"{kind}_{scene}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{roi}_{kind}_{scene}_{patch}.tif").symlink_to(path)
+    return root
+
+
+def flat_layout(root: Path, copies: int) -> Path:
+    """s1/, s2_cloudy/, s2_cloudfree/ with ``copies`` names for the winter triplet."""
+    for kind, folder in (("s1", "s1"), ("s2_cloudy", "s2_cloudy"), ("s2", "s2_cloudfree")):
+        (root / folder).mkdir(parents=True)
+        for i in range(copies):
+            (root / folder / f"winter{i}.tif").symlink_to(WINTER[kind])
+    return root
+
+
+@pytest.fixture
+def captured(caplog):
+    logger = logging.getLogger("cloudfree")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_sen12mscr_layout_is_found(tmp_path):
+    samples = find_samples(sen12mscr_layout(tmp_path))
+    assert [s.name for s in samples] == ["ROIs2017_winter_112_p797"]
+    assert samples[0].s2_clear.name == "ROIs2017_winter_s2_112_p797.tif"
+    assert samples[0].s2_cloudy.parent.name == "s2_cloudy_112"
+
+
+def test_missing_twin_is_reported(tmp_path, captured):
+    samples = find_samples(sen12mscr_layout(tmp_path, with_summer=True))
+    assert len(samples) == 1
+    assert "ROIs1868_summer_19_p30 (no s2_cloudfree)" in captured.text
+    for path in tmp_path.glob("ROIs2017*/*/*.tif"):
+        path.unlink()
+    with pytest.raises(CloudfreeError, match="no complete"):
+        find_samples(tmp_path)
+
+
+def test_training_lowers_the_loss_and_resume_continues(tmp_path):
+    data, out = flat_layout(tmp_path / "data", 2), tmp_path / "run"
+    config = TrainConfig(epochs=4, batch_size=2, crop=None, lr=2e-3, schedule="constant",
+                         quiet=True)
+    train_folder(data, config, out)
+    rows = (read_csv(out / "log.csv"))
+    assert float(rows[-1]["loss"]) < 0.8 * float(rows[0]["loss"])
+
+    config.epochs = 6
+    summary = train_folder(data, config, out, resume=True)
+    state = torch.load(out / STATE, weights_only=True)
+    assert summary["step"] == state["step"] == 6 and state["epoch"] == 6
+    assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_train_and_evaluate_commands(tmp_path):
+    data = sen12mscr_layout(tmp_path / "data", with_summer=True)
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(data), "--epochs", "1", "--crop", "32",
+                                  "--loss", "cloudaware", "--out", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 0, result.output
+    report, table = tmp_path / "report.json", tmp_path / "report.csv"
+    result = runner.invoke(main, ["evaluate", str(data), "-c", str(tmp_path / "run" / "last.pt"),
+                                  "--json", str(report), "--csv", str(table), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "| median_fill |" in result.output
+    rows = (read_csv(table))
+    assert tuple(rows[0]) == COLUMNS
+    assert [r["method"] for r in rows] == list(METHODS)
+    for r in rows:
+        assert r["bin"] == "0-20" and 0 <= float(r["cloud_cover"]) <= 20
+        assert 10 < float(r["psnr"]) < 60 and 0 < float(r["ssim"]) <= 1
+        assert 0 <= float(r["sam"]) < 90 and 0 <= float(r["mae"]) < 0.5
+    summary = json.loads(report.read_text())
+    assert set(summary["overall"]) == set(METHODS) and list(summary["bins"]) == ["0-20"]
+
+
+def _distributed_worker(rank: int, port: int, data: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    try:
+        train_folder(Path(data), TrainConfig(epochs=1, batch_size=1, crop=32, device="cpu",
+                                             quiet=True), Path(out))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_training_on_cpu_with_gloo(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, out = flat_layout(tmp_path / "data", 2), tmp_path / "run"
+    mp.spawn(_distributed_worker, args=(port, str(data), str(out)), nprocs=2)
+    rows = (read_csv(out / "log.csv"))
+    assert len(rows) == 1 and rows[0]["step"] == "1"  # two samples, one per process
+    assert torch.load(out / STATE, weights_only=True)["step"] == 1
