@@ -81,7 +81,7 @@ def test_training_lowers_the_loss_and_resume_continues(tmp_path):
     config = TrainConfig(epochs=4, batch_size=2, crop=None, lr=2e-3, schedule="constant",
                          quiet=True)
     train_folder(data, config, out)
-    rows = (read_csv(out / "log.csv"))
+    rows = read_csv(out / "log.csv")
     assert float(rows[-1]["loss"]) < 0.8 * float(rows[0]["loss"])
 
     config.epochs = 6
@@ -102,7 +102,7 @@ def test_train_and_evaluate_commands(tmp_path):
                                   "--json", str(report), "--csv", str(table), "-q"])
     assert result.exit_code == 0, result.output
     assert "| median_fill |" in result.output
-    rows = (read_csv(table))
+    rows = read_csv(table)
     assert tuple(rows[0]) == COLUMNS
     assert [r["method"] for r in rows] == list(METHODS)
     for r in rows:
@@ -130,6 +130,6 @@ def test_distributed_training_on_cpu_with_gloo(tmp_path):
         port = s.getsockname()[1]
     data, out = flat_layout(tmp_path / "data", 2), tmp_path / "run"
     mp.spawn(_distributed_worker, args=(port, str(data), str(out)), nprocs=2)
-    rows = (read_csv(out / "log.csv"))
+    rows = read_csv(out / "log.csv")
     assert len(rows) == 1 and rows[0]["step"] == "1"  # two samples, one per process
     assert torch.load(out / STATE, weights_only=True)["step"] == 1
