@@ -158,10 +158,12 @@ def network_arrays(loaded: LoadedSample, scaling: Scaling) -> dict[str, np.ndarr
 
 
 def random_view(arrays: dict[str, np.ndarray], rng: np.random.Generator,
-                crop: int | None) -> dict[str, np.ndarray]:
-    """The same random crop, flips and 90-degree rotation of every [C, H, W] array."""
+                crop: int | None, multiple: int = 1) -> dict[str, np.ndarray]:
+    """The same random square crop (a multiple of ``multiple``), flips and 90-degree rotation
+    of every [C, H, W] array."""
     h, w = next(iter(arrays.values())).shape[1:]
     size = min(crop or min(h, w), h, w)
+    size -= size % multiple
     top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
     out = {}
@@ -194,4 +196,5 @@ class TripletDataset(torch.utils.data.Dataset):
             return {k: torch.from_numpy(v[:, :h - h % m, :w - w % m].copy())
                     for k, v in arrays.items()}
         rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
-        return {k: torch.from_numpy(v) for k, v in random_view(arrays, rng, self.crop).items()}
+        view = random_view(arrays, rng, self.crop, self.multiple)
+        return {k: torch.from_numpy(v) for k, v in view.items()}
