@@ -167,7 +167,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, offset, overwri
               show_default=True, help="Units of the S1 values.")
 @click.option("--refine/--no-refine", default=True, show_default=True,
               help="Estimate and apply a residual S1-S2 shift when reliable.")
-@click.option("--max-shift", type=click.FloatRange(0, 1000), default=10, show_default=True,
+@click.option("--max-shift", type=click.FloatRange(0.5, 100), default=10, show_default=True,
               metavar="PIXELS", help="Largest residual shift searched.")
 @click.option("--tile", type=click.IntRange(16, 8192),
               help="Tile size in pixels [default: the model's].")
