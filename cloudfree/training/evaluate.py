@@ -6,8 +6,10 @@ in bins 0-20, 20-40, 40-60, 60-80, 80-100 % (100 % in the last). Metrics (``clou
 are computed per sample on reflectance clipped to [0, 1] and averaged over samples, overall and
 per bin. Invalid pixels (nodata in any input) are set to the target in every reconstruction.
 
-Methods: ``model`` (the network's raw output, no compositing), ``cloudy_input`` (the cloudy image
-as is) and ``median_fill`` (``cloudfree.training.baselines.median_fill``).
+Methods: ``model`` (the network's raw output, as the papers score it), ``model_composite`` (the
+output only where the mask finds cloud or shadow, the cloudy input elsewhere: what ``cloudfree
+remove`` writes by default, without its feathering), ``cloudy_input`` (the cloudy image as is) and
+``median_fill`` (``cloudfree.training.baselines.median_fill``).
 
 CSV columns, one row per sample and method: ``name, cloud_cover, bin, method, psnr, ssim, sam,
 mae``. JSON: ``{"samples": n, "overall": {method: {metric: mean, "n": n}}, "bins": {bin: {method:
@@ -32,7 +34,7 @@ from cloudfree.training.baselines import median_fill
 from cloudfree.training.datasets import LoadedSample, Sample, find_samples, load_sample
 
 BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 100))
-METHODS = ("model", "cloudy_input", "median_fill")
+METHODS = ("model", "model_composite", "cloudy_input", "median_fill")
 COLUMNS = ("name", "cloud_cover", "bin", "method", *METRICS)
 
 
@@ -63,7 +65,9 @@ def score_sample(name: str, sample: LoadedSample, prediction: np.ndarray) -> lis
     """One row per method for one sample."""
     valid = sample.valid[None]
     target = np.clip(sample.clear, 0, 1)
-    recon = {"model": prediction, "cloudy_input": sample.cloudy,
+    cloud = sample.cloud[None] > 0
+    recon = {"model": prediction, "model_composite": np.where(cloud, prediction, sample.cloudy),
+             "cloudy_input": sample.cloudy,
              "median_fill": median_fill(sample.cloudy, sample.cloud, sample.valid)}
     stacked = np.stack([np.where(valid, np.clip(recon[m], 0, 1), target) for m in METHODS])
     scores = all_metrics(torch.from_numpy(stacked),
