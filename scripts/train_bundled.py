@@ -107,7 +107,7 @@ def build_test_set(folder: Path, scene: Scene, cloudy: np.ndarray, score: np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--install", action="store_true",
                         help=f"copy the model to {MODELS_DIR} with its held-out metrics")
     args = parser.parse_args()
