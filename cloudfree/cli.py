@@ -74,7 +74,7 @@ def offset_option(f):
              "product metadata (SAFE) or tags, else assumes 0.")(f)
 
 
-def mask_options(method_flag: str):
+def mask_options(method_flag: str, buffer: int = 0):
     """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``."""
     from cloudfree.masking import MaskParams
 
@@ -89,7 +89,8 @@ def mask_options(method_flag: str):
             click.option("--ndsi-threshold", type=click.FloatRange(-1, 1), default=0.6,
                          show_default=True,
                          help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this."),
-            click.option("--buffer", type=click.IntRange(0, 1000), default=0, show_default=True,
+            click.option("--buffer", type=click.IntRange(0, 1000), default=buffer,
+                         show_default=True,
                          metavar="PIXELS", help="Dilate clouds (and shadows) by this radius."),
             click.option("--shadow", is_flag=True,
                          help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
@@ -182,7 +183,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, offset, overwri
 @click.option("--feather", type=click.IntRange(0, 256), default=8, show_default=True,
               metavar="PIXELS", help="Width of the transition inside cloud edges.")
 @click.option("--mask-out", type=click.Path(path_type=Path), help="Also write the mask used.")
-@mask_options("--mask-method")
+@mask_options("--mask-method", buffer=5)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @offset_option
 @output_options

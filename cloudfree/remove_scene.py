@@ -268,7 +268,7 @@ def remove_scene(
     precision: str = "fp32",
     composite: bool = True,
     feather: int = 8,
-    mask_params: MaskParams = MaskParams(),
+    mask_params: MaskParams = MaskParams(buffer=5),
     mask_out: Path | str | None = None,
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
