@@ -108,6 +108,33 @@ def mask_options(method_flag: str, buffer: int = 0):
     return decorate
 
 
+def s1_s2_options(default_name: str):
+    """--s1, --s2, -o and the co-registration options shared by `coregister` and `remove`."""
+    options = [
+        click.option("--s1", "s1_path", required=True, type=click.Path(path_type=Path),
+                     help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS "
+                          "overlapping the S2."),
+        click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
+                     help="Sentinel-2 L1C scene: 13-band GeoTIFF or .SAFE folder."),
+        click.option("-o", "--output", type=click.Path(path_type=Path),
+                     help=f"Output GeoTIFF [default: {default_name}]."),
+        click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
+                     show_default=True, help="Units of the S1 values; auto decides from them."),
+        click.option("--refine/--no-refine", default=True, show_default=True,
+                     help="Estimate the residual S1-S2 shift and correct it when reliable."),
+        click.option("--max-shift", type=click.FloatRange(0.5, 100), default=10.0,
+                     show_default=True, metavar="PIXELS",
+                     help="Largest shift the refinement searches for."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 def default_output(src: Path, suffix: str) -> Path:
     """``scene.tif`` -> ``scene<suffix>.tif`` beside it (``X.SAFE`` -> ``X<suffix>.tif``)."""
     src = Path(src)
@@ -152,24 +179,13 @@ def mask(scene, output, mask_params, score_path, as_json, block, offset, overwri
 
 
 @main.command()
-@click.option("--s1", "s1_path", required=True, type=click.Path(path_type=Path),
-              help="Sentinel-1 VV/VH GeoTIFF (dB or linear; any CRS overlapping the S2).")
-@click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
-              help="Sentinel-2 L1C: 13-band GeoTIFF or .SAFE folder.")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output GeoTIFF [default: <s2>_cloudfree.tif].")
+@s1_s2_options("<s2>_cloudfree.tif")
 @click.option("--model", help="Bundled model name [default: cloudfree-small].")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="cloudfree or official GLF-CR checkpoint.")
 @click.option("--onnx", type=click.Path(path_type=Path), help="ONNX model from export-onnx.")
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")
-@click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
-              show_default=True, help="Units of the S1 values.")
-@click.option("--refine/--no-refine", default=True, show_default=True,
-              help="Estimate and apply a residual S1-S2 shift when reliable.")
-@click.option("--max-shift", type=click.FloatRange(0.5, 100), default=10, show_default=True,
-              metavar="PIXELS", help="Largest residual shift searched.")
 @click.option("--tile", type=click.IntRange(16, 8192),
               help="Tile size in pixels [default: the model's].")
 @click.option("--overlap", type=click.IntRange(0, 4096),
@@ -270,18 +286,7 @@ def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pat
 
 
 @main.command()
-@click.option("--s1", "s1_path", required=True, type=click.Path(path_type=Path),
-              help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS.")
-@click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
-              help="Sentinel-2 L1C scene (GeoTIFF stack or .SAFE) whose grid to match.")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output GeoTIFF [default: <s1>_on_<s2>.tif].")
-@click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
-              show_default=True, help="Units of the S1 values; auto decides from them.")
-@click.option("--refine/--no-refine", default=True, show_default=True,
-              help="Estimate the residual S1-S2 shift and correct it when reliable.")
-@click.option("--max-shift", type=click.FloatRange(0.5, 100), default=10.0, show_default=True,
-              metavar="PIXELS", help="Largest shift the refinement searches for.")
+@s1_s2_options("<s1>_on_<s2>.tif")
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Warp threads.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
