@@ -324,3 +324,36 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     if report_path is not None:
         write_report(report, Path(report_path), overwrite)
     return report
+
+
+class AlignedS1:
+    """An S1 file already on the S2 grid, read as dB without warping."""
+
+    def __init__(self, s1: Sentinel1) -> None:
+        self.s1 = s1
+
+    def read(self, window: Window) -> np.ndarray:
+        return linear_to_db(self.s1.read_linear(window))
+
+    def close(self) -> None:
+        self.s1.close()
+
+
+def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units: str,
+                    refine: bool, max_shift: float, quiet: bool):
+    """S1 readable on the S2 grid, with tags and a report of how it got there."""
+    if not aligned:
+        result = coregister_to_grid(s1_path, s2, units=units, refine=refine,
+                                    max_shift=max_shift, quiet=quiet)
+        return result, result.tags(), result.report()
+    s1 = open_sentinel1(s1_path, units)
+    same = (s1.crs == s2.crs and (s1.width, s1.height) == (s2.width, s2.height)
+            and s1.transform.almost_equals(s2.transform, precision=1e-6 * abs(s2.transform.a)))
+    if not same:
+        s1.close()
+        raise CloudfreeError(
+            f"--s1-aligned: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not on "
+            f"the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop --s1-aligned to "
+            "co-register it")
+    return AlignedS1(s1), {"S1_SOURCE": s1.path.name, "S1_ALIGNED": "TRUE"}, \
+        {"s1": str(s1.path), "aligned": True, "s1_units": s1.units}

@@ -21,7 +21,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from cloudfree import __version__
-from cloudfree.coregister import coregister_to_grid
+from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import DEFAULT_MODEL, Engine, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.mask_scene import scene_shadow_thresholds
@@ -33,7 +33,6 @@ from cloudfree.rasterio_io import (
     geotiff_profile,
     progress,
 )
-from cloudfree.sentinel1 import Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
 
@@ -68,39 +67,6 @@ class LoadedChunk:
     valid: np.ndarray  # [H, W]
     classes: np.ndarray  # [H, W] uint8
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
-
-
-class AlignedS1:
-    """An S1 file already on the S2 grid, read as dB without warping."""
-
-    def __init__(self, s1: Sentinel1) -> None:
-        self.s1 = s1
-
-    def read(self, window: Window) -> np.ndarray:
-        return linear_to_db(self.s1.read_linear(window))
-
-    def close(self) -> None:
-        self.s1.close()
-
-
-def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units: str,
-                    refine: bool, max_shift: float, quiet: bool):
-    """S1 readable on the S2 grid, with tags and a report of how it got there."""
-    if not aligned:
-        result = coregister_to_grid(s1_path, s2, units=units, refine=refine,
-                                    max_shift=max_shift, quiet=quiet)
-        return result, result.tags(), result.report()
-    s1 = open_sentinel1(s1_path, units)
-    same = (s1.crs == s2.crs and (s1.width, s1.height) == (s2.width, s2.height)
-            and s1.transform.almost_equals(s2.transform, precision=1e-6 * abs(s2.transform.a)))
-    if not same:
-        s1.close()
-        raise CloudfreeError(
-            f"--s1-aligned: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not on "
-            f"the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop --s1-aligned to "
-            "co-register it")
-    return AlignedS1(s1), {"S1_SOURCE": s1.path.name, "S1_ALIGNED": "TRUE"}, \
-        {"s1": str(s1.path), "aligned": True, "s1_units": s1.units}
 
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:

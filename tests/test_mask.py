@@ -214,3 +214,12 @@ def test_missing_output_folder(tmp_path):
 def test_version_and_module_entry():
     result = run("--version")
     assert result.exit_code == 0 and "cloudfree, version" in result.output
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cloudfree", "--version"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("cloudfree, version ")
