@@ -141,7 +141,8 @@ class Pipeline:
         refl, valid = read_padded(lambda w: s2.read(w, self.engine.bands), chunk.top, chunk.left,
                                   chunk.height, chunk.width, s2.height, s2.width, halo)
         classes, _ = classify(refl, valid, self.params, self.engine.bands, self.shadow)
-        alpha = composite_alpha(classes, self.params, self.options.feather)
+        alpha = (composite_alpha(classes, self.params, self.options.feather)
+                 if self.options.composite else np.zeros(classes.shape, np.float32))
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
         refl, valid = refl[:, inner[0], inner[1]], valid[inner]
         classes, alpha = classes[inner], alpha[inner]

@@ -189,11 +189,6 @@ def _official_state_dict(state: Mapping) -> dict[str, torch.Tensor]:
     return out
 
 
-def _describe(label: str, names: list[str], limit: int = 3) -> str:
-    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
-    return f"{label} {', '.join(names[:limit])}{more}"
-
-
 def load_official_glfcr(state: Mapping) -> GLFCR:
     """Build the ``paper`` GLF-CR and load an official checkpoint dict into it, strictly.
 
@@ -203,18 +198,8 @@ def load_official_glfcr(state: Mapping) -> GLFCR:
     """
     if not isinstance(state, Mapping):
         raise CloudfreeError(f"not an official GLF-CR checkpoint: got {type(state).__name__}")
-    weights = _official_state_dict(state)
+    from cloudfree.checkpoint import load_state  # late: checkpoint imports the registry
+
     model = GLFCR(**GLFCR.presets["paper"])
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    mismatched = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
-                  for k, v in expected.items()
-                  if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
-    problems = [_describe(label, names) for label, names in
-                (("missing", missing), ("unexpected", unexpected), ("shape", mismatched))
-                if names]
-    if problems:
-        raise CloudfreeError("not an official GLF-CR checkpoint: " + "; ".join(problems))
-    model.load_state_dict(weights, strict=True)
+    load_state(model, _official_state_dict(state), "not an official GLF-CR checkpoint")
     return model.eval()
