@@ -33,6 +33,7 @@ from cloudfree.rasterio_io import (
     check_output,
     geotiff_profile,
     progress,
+    scene_io_env,
 )
 from cloudfree.sentinel1 import POLARISATIONS, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
@@ -306,7 +307,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     check_output(output, overwrite, inputs)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
-    with open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
+    with scene_io_env(), open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
             s1_path, s2, units=units, refine=refine, max_shift=max_shift, threads=threads,
             quiet=quiet) as result:
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,

@@ -30,6 +30,7 @@ from cloudfree.rasterio_io import (
     check_output,
     geotiff_profile,
     progress,
+    scene_io_env,
     with_halo,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
@@ -81,7 +82,7 @@ def mask_scene(
     check_output(output, overwrite, [Path(scene)])
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)])
-    with open_sentinel2(scene, offset) as s2:
+    with scene_io_env(), open_sentinel2(scene, offset) as s2:
         s2.require(MASK_BANDS, f"the {params.method} cloud mask")
         windows = block_windows(s2.width, s2.height, block)
         thresholds = scene_shadow_thresholds(s2, windows, quiet) if params.shadow else None

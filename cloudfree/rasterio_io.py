@@ -18,6 +18,17 @@ from cloudfree.errors import CloudfreeError, UsageError
 
 #: Rows and columns read or computed at once when streaming a scene.
 DEFAULT_BLOCK = 1024
+#: GDAL block cache (MB) while streaming a scene: room for the two rows of output blocks a strip
+#: touches across a full Sentinel-2 tile (10980 px, 13 bands), and bounded so that memory does
+#: not grow with the scene (GDAL's default is 5 % of RAM).
+GDAL_CACHE_MB = 256
+
+
+def scene_io_env() -> rasterio.Env:
+    """GDAL settings for streaming whole scenes; a GDAL_CACHEMAX set by the user wins."""
+    if "GDAL_CACHEMAX" in os.environ:
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
 def parse_creation_options(items: Sequence[str]) -> dict[str, str]:

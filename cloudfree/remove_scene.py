@@ -32,6 +32,7 @@ from cloudfree.rasterio_io import (
     check_output,
     geotiff_profile,
     progress,
+    scene_io_env,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
@@ -255,7 +256,7 @@ def remove_scene(
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
                          precision=precision)
     tile, overlap, trim = choose_tiling(engine, tile, overlap)
-    with open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
+    with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")
         s1, s1_tags, s1_report = open_s1_on_grid(s1_path, s2, aligned=s1_aligned, units=s1_units,
                                                  refine=refine, max_shift=max_shift, quiet=quiet)
