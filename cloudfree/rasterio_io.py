@@ -28,7 +28,7 @@ def scene_io_env() -> rasterio.Env:
     """GDAL settings for streaming whole scenes; a GDAL_CACHEMAX set by the user wins."""
     if "GDAL_CACHEMAX" in os.environ:
         return rasterio.Env()
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # rasterio takes bytes
 
 
 def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
