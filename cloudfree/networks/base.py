@@ -7,6 +7,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+#: Channels of the interface: the 13 L1C bands in, the 13 bands out, and S1 VV + VH.
+S2_BANDS = 13
+S1_BANDS = 2
+
 
 class CloudRemovalNet(nn.Module):
     """forward(s2 [B,13,H,W], s1 [B,2,H,W]) on scaled inputs -> cloud-free s2 [B,13,H,W].

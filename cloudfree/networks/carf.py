@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.blocks import (
     DualConv,
     DualRDB,
@@ -41,8 +41,6 @@ from cloudfree.networks.blocks import (
 )
 from cloudfree.networks.registry import register
 
-S2_BANDS = 13
-S1_BANDS = 2
 SCALE = 2  # spatial-channel reconfiguration factor s (eq. 2)
 WINDOW = 8  # Swin window, in reconfigured pixels
 

@@ -12,11 +12,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.registry import register
-
-S2_BANDS = 13
-S1_BANDS = 2
 
 
 class _ResBlock(nn.Module):

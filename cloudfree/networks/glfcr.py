@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cloudfree.errors import CloudfreeError
-from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.blocks import (
     DualRDB,
     DualSwinConv,
@@ -33,8 +33,6 @@ from cloudfree.networks.blocks import (
 )
 from cloudfree.networks.registry import register
 
-S2_BANDS = 13
-S1_BANDS = 2
 SCALE = 2  # pixel (un)shuffle factor
 WINDOW = 8  # attention window, in half-resolution pixels
 LEAKY_SLOPE = 0.1  # of the dynamic filter generator's activations

@@ -22,11 +22,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.registry import register
 
-S2_BANDS = 13
-S1_BANDS = 2
 #: choice: initial bias of the log-variance head (posterior std exp(-2) ~ 0.14 at start).
 LOGVAR_INIT = -4.0
 #: choice: clamp range of the log-variance, keeps exp() finite in fp16 and early training.
