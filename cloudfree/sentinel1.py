@@ -123,6 +123,11 @@ def _band_indexes(ds, path: Path) -> tuple[int, int]:
     names = [(d or "").strip().upper() for d in ds.descriptions]
     if all(p in names for p in POLARISATIONS):
         return names.index("VV") + 1, names.index("VH") + 1
+    if ds.count > 2:
+        raise CloudfreeError(
+            f"{path}: {ds.count} bands without VV/VH names; Sentinel-1 input has two bands, "
+            "VV and VH (is this the Sentinel-2 file?)"
+        )
     log.info("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path.name)
     return 1, 2
 

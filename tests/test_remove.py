@@ -157,6 +157,7 @@ def _twelve_band_checkpoint(tmp_path, checkpoints):
         (lambda t, c: ["--s1", FLOODS_S1, "--s2", SUMMER_S2],
          "does not overlap the Sentinel-2 grid", 1),
         (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S1], "2 unnamed band(s)", 1),
+        (lambda t, c: ["--s1", SUMMER_S2, "--s2", SUMMER_S2], "13 bands without VV/VH names", 1),
         (lambda t, c: ["--s1", SUMMER_S1, "--s2", WINTER_S2, "--s1-aligned"],
          "is not on the Sentinel-2 grid", 1),
         (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--checkpoint",
