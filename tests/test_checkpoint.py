@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from real_batch import real_batch
+from sar_optical_patch import real_batch
 
 from cloudfree.checkpoint import (
     ModelBundle,

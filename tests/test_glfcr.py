@@ -136,21 +136,6 @@ def test_small_checkpoint_is_not_official():
         load_official_glfcr({"network": small().state_dict()})
 
 
-def test_accepts_any_multiple_of_16():
-    model = small(blocks=1)
-    s2, s1 = sar_optical_patch(256)
-    for height, width in [(128, 128), (192, 192), (256, 256), (128, 192)]:
-        with torch.no_grad():
-            out = model(s2[..., :height, :width], s1[..., :height, :width])
-        assert out.shape == (1, 13, height, width)
-
-
-def test_rejects_other_sizes_clearly():
-    s2, s1 = sar_optical_patch(100)
-    with pytest.raises(ValueError, match="multiples of 16, got 100x100"):
-        small()(s2, s1)
-
-
 def test_no_size_baked_in():
     assert_crop_matches_whole(small(blocks=1))
 

@@ -96,9 +96,3 @@ def test_global_gate_sees_the_whole_tile(model: IBHFN, patch) -> None:
     s2, s1 = patch
     assert not IBHFN.fully_convolutional
     assert support_radius(model, s2, s1, 0, 0) == SIZE - 1
-
-
-def test_rejects_odd_sizes(model: IBHFN, patch) -> None:
-    s2, s1 = patch
-    with pytest.raises(ValueError, match="multiples of 2"):
-        model(s2[..., :63], s1[..., :63])

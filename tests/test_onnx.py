@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from real_batch import real_batch
+from sar_optical_patch import real_batch
 
 from cloudfree.checkpoint import ModelBundle, save_checkpoint
 from cloudfree.cli import main

@@ -101,9 +101,3 @@ def test_conv_path_stays_within_receptive_field(model: SGBAFMNet, patch) -> None
 def test_patch_attention_sees_the_whole_tile(model: SGBAFMNet, patch) -> None:
     assert not SGBAFMNet.fully_convolutional
     assert support_radius(model, *patch, 0, 0) == SIZE - 1
-
-
-def test_rejects_sizes_off_the_patch_grid(model: SGBAFMNet, patch) -> None:
-    s2, s1 = patch
-    with pytest.raises(ValueError, match="multiples of 16"):
-        model(s2[..., :56, :], s1[..., :56, :])
