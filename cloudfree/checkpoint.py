@@ -13,9 +13,7 @@ with GLF-CR input scaling.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import uuid
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import torch
 from cloudfree.errors import CloudfreeError
 from cloudfree.networks.base import CloudRemovalNet
 from cloudfree.networks.registry import get_architecture
+from cloudfree.rasterio_io import atomic_output
 from cloudfree.scaling import SCALINGS, Scaling
 from cloudfree.sentinel2 import BANDS
 
@@ -80,12 +79,8 @@ def save_checkpoint(path: Path | str, network: CloudRemovalNet, scaling: Scaling
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
     }
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
+    with atomic_output(path, overwrite=True) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from cloudfree import __version__
 from cloudfree.checkpoint import ModelBundle, load_checkpoint
 from cloudfree.engines import META
 from cloudfree.errors import UsageError
-from cloudfree.rasterio_io import check_output
+from cloudfree.rasterio_io import atomic_output, check_output
 
 OPSET = 17
 
@@ -58,8 +56,7 @@ def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
     network = _Inference(copy.deepcopy(bundle.network).cpu().float().eval())
     inputs = (torch.zeros(1, 13, tile, tile), torch.zeros(1, 2, tile, tile))
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
+    with atomic_output(path, overwrite=True) as tmp:
         with warnings.catch_warnings():
             # the TorchScript exporter is deprecated but needs no extra package (onnxscript)
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -74,9 +71,6 @@ def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
         for key, value in onnx_metadata(bundle, tile).items():
             model.metadata_props.add(key=key, value=value)
         onnx.save(model, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

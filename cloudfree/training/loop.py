@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from cloudfree.checkpoint import default_scaling, load_checkpoint, save_checkpoint
 from cloudfree.errors import UsageError
 from cloudfree.networks import CloudRemovalNet, build
-from cloudfree.rasterio_io import progress
+from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scaling import Scaling
 from cloudfree.training.datasets import TripletDataset, find_samples
 from cloudfree.training.losses import LOSSES
@@ -226,5 +226,6 @@ def _save(out: Path, network: CloudRemovalNet, scaling: Scaling, opt, scaler, ep
     """Checkpoint and training state of the finished epoch."""
     meta = {**(metadata or {}), "training": {**asdict(config), "epoch": epoch, "step": step}}
     save_checkpoint(out / CHECKPOINT, network, scaling, metadata=meta)
-    torch.save({"epoch": epoch, "step": step, "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict()}, out / STATE)
+    with atomic_output(out / STATE, overwrite=True) as tmp:
+        torch.save({"epoch": epoch, "step": step, "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict()}, tmp)
