@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.windows import Window
 from scipy import ndimage
 
@@ -179,17 +180,13 @@ class Pipeline:
         """engine.predict, halving the batch on GPU out-of-memory."""
         try:
             return self.engine.predict(s2, s1)
-        except Exception as exc:
-            if type(exc).__name__ != "OutOfMemoryError":
-                raise
+        except torch.cuda.OutOfMemoryError:
             if len(s2) == 1:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
                                      "--tile or --device cpu") from None
             self.batch_size = max(1, len(s2) // 2)
             log.warning("GPU out of memory at batch size %d; continuing with %d",
                         len(s2), self.batch_size)
-            import torch
-
             torch.cuda.empty_cache()
             half = len(s2) // 2
             return np.concatenate([self._run(s2[:half], s1[:half]),
