@@ -199,6 +199,8 @@ def mask(scene, output, mask_params, score_path, as_json, block, offset, overwri
 @click.option("--feather", type=click.IntRange(0, 256), default=8, show_default=True,
               metavar="PIXELS", help="Width of the transition inside cloud edges.")
 @click.option("--mask-out", type=click.Path(path_type=Path), help="Also write the mask used.")
+@click.option("--preview", type=click.Path(path_type=Path),
+              help="Also write a PNG quicklook: input RGB | mask | output RGB.")
 @mask_options("--mask-method", buffer=5)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @offset_option

@@ -38,9 +38,11 @@ class Engine(Protocol):
     scaling: Scaling
     bands: tuple[str, ...]
     device: str
+    uses_mask: bool  # the network works on top of the classical fill (cloudfree/fill.py)
 
-    def predict(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
-        """s2 [B,13,H,W] and s1 [B,2,H,W] float32, scaled -> [B,13,H,W] float32."""
+    def predict(self, s2: np.ndarray, s1: np.ndarray,
+                mask: np.ndarray | None = None) -> np.ndarray:
+        """s2 [B,13,H,W], s1 [B,2,H,W] (and the fill mask [B,1,H,W]) float32 -> [B,13,H,W]."""
         ...
 
 
@@ -62,12 +64,15 @@ def resolve_device(device: str) -> str:
     raise UsageError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
 
 
-def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None) -> None:
+def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None,
+                mask: np.ndarray | None = None) -> None:
     """Raise ValueError unless the inputs are a matching [B,13,H,W] / [B,2,H,W] pair that fits."""
     if s2.ndim != 4 or s1.ndim != 4 or s2.shape[1] != 13 or s1.shape[1] != 2 \
             or s2.shape[0] != s1.shape[0] or s2.shape[2:] != s1.shape[2:]:
         raise ValueError(f"inputs must be s2 [B,13,H,W] and s1 [B,2,H,W], got {s2.shape} "
                          f"and {s1.shape}")
+    if mask is not None and mask.shape != (s2.shape[0], 1, *s2.shape[2:]):
+        raise ValueError(f"the fill mask must be [B,1,H,W] like s2, got {mask.shape}")
     h, w = s2.shape[2:]
     if tile is not None and (h, w) != (tile, tile):
         raise ValueError(f"this engine runs {tile}x{tile} tiles only, got {h}x{w}")
@@ -95,6 +100,7 @@ class TorchEngine:
         self.bands = bundle.bands
         self.default_tile = bundle.tile
         self.arch = bundle.arch
+        self.uses_mask = self.network.uses_mask
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -102,13 +108,17 @@ class TorchEngine:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def predict(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
-        check_batch(s2, s1, self.size_multiple, None)
+    def predict(self, s2: np.ndarray, s1: np.ndarray,
+                mask: np.ndarray | None = None) -> np.ndarray:
+        check_batch(s2, s1, self.size_multiple, None, mask)
         dtype = PRECISIONS[self.precision]
         device_type = torch.device(self.device).type
+        inputs = [self._to_device(s2), self._to_device(s1)]
+        if self.uses_mask and mask is not None:
+            inputs.append(self._to_device(mask))
         with torch.inference_mode(), torch.autocast(device_type, dtype=dtype,
                                                     enabled=dtype is not None):
-            out = self.network(self._to_device(s2), self._to_device(s1))
+            out = self.network(*inputs)
         return out.float().cpu().numpy()
 
 
@@ -140,6 +150,8 @@ class OnnxEngine:
                                      "unavailable: check the CUDA and cuDNN libraries)")
             self.device = "cpu"
         self._read_metadata(path, self.session.get_modelmeta().custom_metadata_map)
+        # a graph keeps only the inputs its output uses (median-fill's reads s2 alone)
+        self.inputs = {i.name for i in self.session.get_inputs()}
 
     def _read_metadata(self, path: Path, meta: dict[str, str]) -> None:
         try:
@@ -150,15 +162,20 @@ class OnnxEngine:
             self.size_multiple = int(meta[META + "size_multiple"])
             self.receptive_field = int(meta[META + "receptive_field"])
             self.fully_convolutional = meta[META + "fully_convolutional"] == "true"
+            self.uses_mask = meta.get(META + "uses_mask") == "true"
         except (KeyError, ValueError) as exc:
             raise CloudfreeError(f"ONNX model {path} lacks cloudfree metadata ({exc}); "
                                  "export it with `cloudfree export-onnx`") from None
 
-    def predict(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
-        check_batch(s2, s1, self.size_multiple, self.tile)
+    def predict(self, s2: np.ndarray, s1: np.ndarray,
+                mask: np.ndarray | None = None) -> np.ndarray:
+        check_batch(s2, s1, self.size_multiple, self.tile, mask)
         feeds = {"s2": np.ascontiguousarray(s2, dtype=np.float32),
                  "s1": np.ascontiguousarray(s1, dtype=np.float32)}
-        return self.session.run(None, feeds)[0]
+        if self.uses_mask:
+            feeds["mask"] = (np.zeros((len(s2), 1, *s2.shape[2:]), np.float32) if mask is None
+                             else np.ascontiguousarray(mask, dtype=np.float32))
+        return self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
 
 
 def open_engine(*, model: str | None = None, checkpoint: Path | str | None = None,

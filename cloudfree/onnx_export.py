@@ -21,14 +21,14 @@ OPSET = 17
 
 
 class _Inference(nn.Module):
-    """forward(s2, s1) -> output only, the signature the exported graph gets."""
+    """forward(s2, s1[, mask]) -> output only, the signature the exported graph gets."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
 
-    def forward(self, s2: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        return self.network(s2, s1, return_aux=False)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.network(*inputs, return_aux=False)
 
 
 def onnx_metadata(bundle: ModelBundle, tile: int) -> dict[str, str]:
@@ -43,6 +43,7 @@ def onnx_metadata(bundle: ModelBundle, tile: int) -> dict[str, str]:
         META + "size_multiple": str(network.size_multiple),
         META + "receptive_field": str(network.receptive_field()),
         META + "fully_convolutional": "true" if network.fully_convolutional else "false",
+        META + "uses_mask": "true" if network.uses_mask else "false",
         META + "version": __version__,
     }
 
@@ -55,6 +56,10 @@ def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
                          f"multiple of {multiple}")
     network = _Inference(copy.deepcopy(bundle.network).cpu().float().eval())
     inputs = (torch.zeros(1, 13, tile, tile), torch.zeros(1, 2, tile, tile))
+    names = ["s2", "s1"]
+    if bundle.network.uses_mask:
+        inputs += (torch.zeros(1, 1, tile, tile),)
+        names.append("mask")
     path = Path(path)
     with atomic_output(path, overwrite=True) as tmp:
         with warnings.catch_warnings():
@@ -63,8 +68,8 @@ def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", "Constant folding", UserWarning)
             torch.onnx.export(
-                network, inputs, str(tmp), input_names=["s2", "s1"], output_names=["output"],
-                dynamic_axes={name: {0: "batch"} for name in ("s2", "s1", "output")},
+                network, inputs, str(tmp), input_names=names, output_names=["output"],
+                dynamic_axes={name: {0: "batch"} for name in (*names, "output")},
                 opset_version=OPSET, dynamo=False,
             )
         model = onnx.load(str(tmp))

@@ -3,6 +3,10 @@
 read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> blend -> unscale
 -> composite -> write, chunk by chunk (see tiling.py), with the next chunk read in a thread while
 the network runs on the current one.
+
+Models built on the classical fill (``engine.uses_mask``: ``median-fill`` and the default
+``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
+has the masked pixels replaced by it, and the fill mask goes with it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from cloudfree import __version__
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import DEFAULT_MODEL, Engine, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
+from cloudfree.preview import Preview
 from cloudfree.rasterio_io import (
     atomic_output,
     block_windows,
@@ -69,6 +75,7 @@ class LoadedChunk:
     valid: np.ndarray  # [H, W]
     classes: np.ndarray  # [H, W] uint8
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
+    mask: np.ndarray  # [1, H, W] float32, 1 where the classical fill replaced the input
 
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
@@ -111,27 +118,52 @@ def read_padded(read, top: int, left: int, height: int, width: int,
     return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
 
 
+def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
+    """The pixels to replace: clouds, and shadows when the mask has them."""
+    fill = classes == CLOUD
+    if params.shadow:
+        fill |= classes == SHADOW
+    return fill
+
+
 def composite_alpha(classes: np.ndarray, params: MaskParams, feather: int) -> np.ndarray:
     """1 deep inside clouds (and shadows), ramping to 0 at their edge over ``feather`` pixels.
 
     The ramp runs inward so every clear pixel keeps its original value exactly.
     """
-    fill = classes == CLOUD
-    if params.shadow:
-        fill |= classes == SHADOW
+    fill = fill_mask(classes, params)
     if not fill.any():
         return np.zeros(classes.shape, np.float32)
     depth = ndimage.distance_transform_edt(fill)
     return np.clip(depth / (feather + 1), 0, 1).astype(np.float32)
 
 
+def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
+                        shadow: ShadowThresholds | None, quiet: bool) -> FillSpectrum:
+    """First pass: the clear-sky median of every band over the scene (``fill.py``)."""
+    histogram = ClearHistogram(len(bands))
+    halo = params.halo
+    for win in progress(block_windows(s2.width, s2.height), desc="fill statistics",
+                        quiet=quiet):
+        top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+        refl, valid = read_padded(lambda w_: s2.read(w_, bands), top, left, h, w,
+                                  s2.height, s2.width, halo)
+        classes, _ = classify(refl, valid, params, bands, shadow)
+        inner = (slice(halo, halo + h), slice(halo, halo + w))
+        classes, valid = classes[inner], valid[inner]
+        histogram.add(refl[:, inner[0], inner[1]], valid & ~fill_mask(classes, params)
+                      & (classes != NODATA), valid)
+    return histogram.spectrum()
+
+
 class Pipeline:
     """One scene through one engine."""
 
     def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: TileOptions,
-                 trim: int, params: MaskParams, shadow: ShadowThresholds | None):
+                 trim: int, params: MaskParams, shadow: ShadowThresholds | None,
+                 fill: FillSpectrum | None = None):
         self.s2, self.s1, self.engine = s2, s1, engine
-        self.options, self.params, self.shadow = options, params, shadow
+        self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
@@ -150,9 +182,14 @@ class Pipeline:
         classes, alpha = classes[inner], alpha[inner]
         (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left, chunk.height,
                             chunk.width, g.height, g.width)
+        mask = np.zeros(classes.shape, bool)
+        network_input = refl
+        if self.fill is not None:
+            mask = fill_mask(classes, self.params)
+            network_input = fill_masked(refl, mask, self.fill)
         scaling = self.engine.scaling
-        return LoadedChunk(chunk, scaling.scale_s2(refl), scaling.scale_s1(s1), refl, valid,
-                           classes, alpha)
+        return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
+                           valid, classes, alpha, mask[None].astype(np.float32))
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
@@ -172,14 +209,15 @@ class Pipeline:
             offs = wanted[i : i + self.batch_size]
             s2 = np.stack([loaded.s2[:, :, o : o + t] for o in offs])
             s1 = np.stack([loaded.s1[:, :, o : o + t] for o in offs])
-            for o, pred in zip(offs, self._run(s2, s1), strict=True):
+            mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
+            for o, pred in zip(offs, self._run(s2, s1, mask), strict=True):
                 out[o] = pred
         return out
 
-    def _run(self, s2: np.ndarray, s1: np.ndarray) -> np.ndarray:
+    def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """engine.predict, halving the batch on GPU out-of-memory."""
         try:
-            return self.engine.predict(s2, s1)
+            return self.engine.predict(s2, s1, mask)
         except torch.cuda.OutOfMemoryError:
             if len(s2) == 1:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
@@ -189,11 +227,13 @@ class Pipeline:
                         len(s2), self.batch_size)
             torch.cuda.empty_cache()
             half = len(s2) // 2
-            return np.concatenate([self._run(s2[:half], s1[:half]),
-                                   self._run(s2[half:], s1[half:])])
+            return np.concatenate([self._run(s2[:half], s1[:half], mask[:half]),
+                                   self._run(s2[half:], s1[half:], mask[half:])])
 
-    def finish(self, final: Final, loaded: LoadedChunk) -> tuple[np.ndarray, np.ndarray]:
-        """Composite and convert a released block to output DN; also return its classes."""
+    def finish(self, final: Final, loaded: LoadedChunk
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Composite and convert a released block to output DN; also return its classes and
+        its input reflectance."""
         c = loaded.chunk
         rows = slice(final.row - c.top, final.row - c.top + final.values.shape[1])
         cols = slice(final.col - c.left, final.col - c.left + final.values.shape[2])
@@ -210,7 +250,7 @@ class Pipeline:
             dn = self.s2.to_dn(np.where(have, predicted, original))
         if self.s2.nodata is not None:
             dn[:, ~valid] = self.s2.nodata
-        return dn, classes
+        return dn, classes, original
 
 
 def remove_scene(
@@ -235,6 +275,7 @@ def remove_scene(
     feather: int = 8,
     mask_params: MaskParams = MaskParams(buffer=5),
     mask_out: Path | str | None = None,
+    preview: Path | str | None = None,
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
     quiet: bool = False,
@@ -244,8 +285,11 @@ def remove_scene(
     output = Path(output)
     inputs = [Path(s2_path), Path(s1_path)]
     check_output(output, overwrite, inputs)
-    if mask_out is not None:
-        check_output(Path(mask_out), overwrite, inputs)
+    for extra in (mask_out, preview):
+        if extra is not None:
+            check_output(Path(extra), overwrite, inputs)
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise UsageError(f"--preview {preview}: the quicklook is a PNG; give a .png path")
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     if model is None and checkpoint is None and onnx is None:
@@ -261,8 +305,12 @@ def remove_scene(
         shadow = None
         if mask_params.shadow:
             shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
+        fill = None
+        if engine.uses_mask:
+            fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
+            log.info("%s", fill.describe())
         options = TileOptions(tile, overlap, batch_size, composite, feather)
-        pipe = Pipeline(s2, s1, engine, options, trim, mask_params, shadow)
+        pipe = Pipeline(s2, s1, engine, options, trim, mask_params, shadow, fill)
         tags = {
             "CLOUDFREE_VERSION": __version__,
             "MODEL": str(model or checkpoint or onnx),
@@ -270,25 +318,33 @@ def remove_scene(
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
             "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
             "CLOUD_THRESHOLD": str(mask_params.threshold), "RADIOMETRIC_OFFSET": str(s2.offset),
+            "SHADOW_FILLED": str(mask_params.shadow),
+            **({"FILL_SOURCE": fill.source, "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
+               if fill is not None else {}),
             **s1_tags,
         }
         counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
-                             inputs)
+                             inputs, preview)
     valid = int(counts.sum() - counts[NODATA])
     return {
         "input": str(s2_path), "s1": str(s1_path), "output": str(output),
+        "preview": None if preview is None else str(preview),
         "model": tags["MODEL"], "arch": tags["ARCH"], "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
         "shadow_fraction": counts[SHADOW] / valid, "s1_coregistration": s1_report,
+        "fill": None if fill is None else {"source": fill.source,
+                                           "clear_fraction": fill.clear_fraction},
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
 def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[str, str],
-                overwrite: bool, creation_options, quiet: bool, inputs) -> np.ndarray:
+                overwrite: bool, creation_options, quiet: bool, inputs,
+                preview: Path | None = None) -> np.ndarray:
     """Run every chunk, writing released blocks; return the class histogram of the scene."""
     s2 = pipe.s2
+    quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.engine.bands)
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
@@ -314,12 +370,17 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
                 final = blender.add(loaded.chunk, pipe.predict(loaded))
                 if final is None:
                     continue
-                dn, classes = pipe.finish(final, loaded)
+                dn, classes, original = pipe.finish(final, loaded)
                 window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
                 dst.write(dn, window=window)
                 if mask_dst is not None:
                     mask_dst.write(classes, 1, window=window)
+                if quicklook is not None:
+                    after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
+                    quicklook.add(final.row, final.col, original, classes, after)
                 counts += np.bincount(classes.ravel(), minlength=256)
         if counts.sum() == counts[NODATA]:
             raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+        if quicklook is not None:
+            quicklook.write(Path(preview), overwrite, inputs)
     return counts

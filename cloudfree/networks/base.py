@@ -19,6 +19,10 @@ class CloudRemovalNet(nn.Module):
     ``size_multiple`` (H and W must be multiples of it) and implement ``receptive_field``.
     With ``return_aux=True`` forward returns ``(output, aux)`` where ``aux`` holds auxiliary
     outputs for training (e.g. ``gate``, ``kl``); otherwise just the output tensor.
+
+    Networks that set ``uses_mask`` work on top of the classical fill (``cloudfree/fill.py``):
+    their ``s2`` has the masked pixels already filled, and ``forward`` takes the fill mask
+    ``mask`` [B,1,H,W] (1 filled, 0 clear) as a third input; no mask means nothing was filled.
     """
 
     arch: ClassVar[str] = ""
@@ -27,6 +31,8 @@ class CloudRemovalNet(nn.Module):
     #: True when output at a pixel depends only on inputs within ``receptive_field`` pixels, so
     #: tiled inference with that much overlap equals whole-image inference.
     fully_convolutional: ClassVar[bool] = True
+    #: True when the network takes the fill mask (see the class docstring).
+    uses_mask: ClassVar[bool] = False
 
     def __init__(self, **config) -> None:
         super().__init__()

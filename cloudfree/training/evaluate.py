@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from cloudfree.errors import CloudfreeError
+from cloudfree.fill import fill_image
 from cloudfree.masking import MaskParams
 from cloudfree.metrics import METRICS, all_metrics
 from cloudfree.rasterio_io import progress
@@ -49,7 +50,10 @@ def cover_bin(percent: float) -> str:
 def predict_reflectance(engine, sample: LoadedSample) -> np.ndarray:
     """The engine's reconstruction of one sample as reflectance [13, H, W]."""
     scaling = engine.scaling
-    s2, s1 = scaling.scale_s2(sample.cloudy), scaling.scale_s1(sample.s1_db)
+    cloudy, mask = sample.cloudy, sample.cloud[None]
+    if engine.uses_mask:
+        cloudy, _ = fill_image(sample.cloudy, sample.cloud > 0, sample.valid)
+    s2, s1 = scaling.scale_s2(cloudy), scaling.scale_s1(sample.s1_db)
     h, w = s2.shape[1:]
     if engine.tile is not None and (h, w) != (engine.tile, engine.tile):
         raise CloudfreeError(f"this ONNX model takes {engine.tile}x{engine.tile} inputs only; "
@@ -57,7 +61,8 @@ def predict_reflectance(engine, sample: LoadedSample) -> np.ndarray:
     m = engine.size_multiple
     pad = ((0, 0), (0, -h % m), (0, -w % m))
     out = engine.predict(np.pad(s2, pad, mode="reflect")[None],
-                         np.pad(s1, pad, mode="reflect")[None])[0, :, :h, :w]
+                         np.pad(s1, pad, mode="reflect")[None],
+                         np.pad(mask, pad, mode="reflect")[None])[0, :, :h, :w]
     return scaling.unscale_s2(out)
 
 

@@ -117,7 +117,10 @@ def prepare(config: TrainConfig, out: Path, resume: bool
 
 
 def _batch_loss(network, batch: dict, loss_fn, scaling: Scaling, progress_done: float):
-    pred, aux = network(batch["s2"], batch["s1"], return_aux=True)
+    if getattr(network, "module", network).uses_mask:  # on top of the classical fill
+        pred, aux = network(batch["filled"], batch["s1"], batch["cloud"], return_aux=True)
+    else:
+        pred, aux = network(batch["s2"], batch["s1"], return_aux=True)
     f = scaling.s2_factor
     on_reflectance = {**batch, "s2": batch["s2"] / f, "target": batch["target"] / f}
     return loss_fn(pred.float() / f, on_reflectance, aux, progress_done)

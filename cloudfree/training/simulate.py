@@ -2,8 +2,13 @@
 
 A cloud field is a real cloudy Sentinel-2 image and its cloud score (``cloudfree.masking``, CARF
 eq. 13-16). Its opacity is alpha = clip((score - 0.05) / 0.45, 0, 1) times a random strength in
-[0.6, 1.4] (clipped to 1), so thick cores are opaque, edges translucent and clear pixels stay
-clear; the simulated cloudy image is clear * (1 - alpha) + cloud_field * alpha, per band.
+[0.6, 1.4] (clipped to 1), so thick cores are opaque (their pixels are the real cloud's radiance
+and carry nothing of the surface), edges translucent and clear pixels stay clear; the simulated
+cloudy image is clear * (1 - alpha) + cloud_field * alpha, per band.
+
+Cloud shadows: the opacity, displaced by a random 8-32 px in a random direction (sun and cloud
+height), darkens the surface it falls on by a random depth in [0.3, 0.7] (a shadow keeps the
+diffuse skylight, so it is never black), outside the cloud itself.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from cloudfree.training.datasets import LoadedSample, cloud_mask, network_arrays
 
 SCORE_CLEAR, SCORE_OPAQUE = 0.05, 0.5
 STRENGTH = (0.6, 1.4)
+SHADOW_SHIFT = (8, 32)
+SHADOW_DEPTH = (0.3, 0.7)
 
 
 def opacity(score: np.ndarray) -> np.ndarray:
@@ -30,6 +37,18 @@ def opacity(score: np.ndarray) -> np.ndarray:
 def overlay(clear: np.ndarray, cloud: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Alpha-blend a cloud field [C, H, W] over a clear image [C, H, W]."""
     return (clear * (1 - alpha[None]) + cloud * alpha[None]).astype(np.float32)
+
+
+def shadow_of(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The darkening [H, W] (0 none, up to the depth) cast by clouds of opacity ``alpha``."""
+    distance = rng.uniform(*SHADOW_SHIFT)
+    angle = rng.uniform(0, 2 * np.pi)
+    dy, dx = int(round(distance * np.sin(angle))), int(round(distance * np.cos(angle)))
+    h, w = alpha.shape
+    cast = np.zeros_like(alpha)
+    cast[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        alpha[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return (rng.uniform(*SHADOW_DEPTH) * cast * (1 - alpha)).astype(np.float32)
 
 
 @dataclass
@@ -50,10 +69,13 @@ class CloudField:
 
 
 def simulate(scene: Scene, field: CloudField, strength: float = 1.0,
-             params: MaskParams = MaskParams()) -> LoadedSample:
-    """A cloudy/clear sample from same-size crops of a scene and a cloud field."""
+             params: MaskParams = MaskParams(),
+             rng: np.random.Generator | None = None) -> LoadedSample:
+    """A cloudy/clear sample from same-size crops of a scene and a cloud field; with ``rng``,
+    the clouds cast shadows."""
     alpha = np.minimum(field.alpha * strength, 1.0)
-    cloudy = overlay(scene.clear, field.cloudy, alpha)
+    surface = scene.clear if rng is None else scene.clear * (1 - shadow_of(alpha, rng))[None]
+    cloudy = overlay(surface, field.cloudy, alpha)
     return LoadedSample(cloudy, scene.clear, scene.s1_db, scene.valid,
                         cloud_mask(cloudy, scene.valid, params))
 
@@ -78,5 +100,5 @@ class SimulatedClouds(torch.utils.data.Dataset):
         f = random_view({"cloudy": field.cloudy, "alpha": field.alpha[None]}, rng, self.crop)
         sample = simulate(Scene(s["clear"], s["s1"], s["valid"][0] > 0),
                           CloudField(f["cloudy"], f["alpha"][0]), rng.uniform(*STRENGTH),
-                          self.params)
+                          self.params, rng)
         return {k: torch.from_numpy(v) for k, v in network_arrays(sample, self.scaling).items()}

@@ -1,0 +1,172 @@
+"""Train the bundled default model ``cloudfree-fillnet`` and write the bundled ``median-fill``.
+
+    python scripts/build_training_set.py ... -o DATA       # the set (see its docstring)
+    python scripts/train_default.py --data DATA --out RUN [--epochs 30] [--resume] [--install]
+
+The network (``fillnet`` small) corrects the classical fill (``cloudfree/fill.py``) under the
+mask: it is trained on the set's train split only, with the mask ``remove`` uses by default
+(score method, 5 px buffer):
+
+- real SEN12MS-CR triplets (cloudy, cloud-free, S1): the cloudy image's own mask and fill;
+- simulated clouds (``cloudfree.training.simulate``: opaque cores of real cloud radiance,
+  translucent edges, cast shadows) from the real cloud fields of the cloudy images (triplets,
+  cloudy/clear pairs, the cloudy S1 scene) over the clear S1/S2 scenes (pairs, and the clear
+  image of every triplet with its S1).
+
+The BigEarthNet pairs are not used: their S2 is L2A (surface reflectance, no B10), not the L1C
+that the model reads. The prior spectrum of the fill (``PRIOR_REFLECTANCE``) is the per-band
+median of every clear L1C image of the train split; the script prints it and refuses to go on
+when the package's constant differs. Fixed seeds; CPU, 2 threads. Checkpoints every epoch, so
+``--resume`` continues an interrupted run. ``--install`` copies the result into the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cloudfree.bundled import MODELS_DIR
+from cloudfree.checkpoint import load_checkpoint, save_checkpoint
+from cloudfree.fill import PRIOR_REFLECTANCE
+from cloudfree.masking import MaskParams, classify
+from cloudfree.networks import build
+from cloudfree.scaling import SCALINGS
+from cloudfree.training.datasets import LoadedSample, cloud_mask, network_arrays, random_view
+from cloudfree.training.loop import TrainConfig, prepare, train
+from cloudfree.training.simulate import CloudField, Scene, SimulatedClouds, opacity
+
+MASK = MaskParams(buffer=5)  # remove's default mask
+CONFIG = TrainConfig(arch="fillnet", preset="small", loss="l1", batch_size=8, crop=64, lr=1e-3,
+                     schedule="cosine", clip=1.0, device="cpu", seed=0, epochs=20)
+SAMPLES_PER_EPOCH = 400
+REAL_SHARE = 0.25  # of the samples of an epoch, views of the real triplets
+
+
+def load_set(data: Path, split: str) -> list[dict]:
+    """The records of one split, each with its arrays (``s1``, ``s2_clear``, ``s2_cloudy``)."""
+    records = [r for r in json.loads((data / "index.json").read_text()) if r["split"] == split]
+    for record in records:
+        with np.load(data / f"{record['id']}.npz") as arrays:
+            record.update({k: arrays[k] for k in arrays.files})
+    return records
+
+
+def prior_spectrum(records: list[dict]) -> np.ndarray:
+    """Per-band median reflectance of every clear L1C image (BigEarthNet's L2A excluded)."""
+    images = [r["s2_clear"] for r in records if "s2_clear" in r and not r["bands_missing"]]
+    pixels = np.concatenate([im.reshape(13, -1) for im in images], axis=1) / 10000
+    return np.round(np.median(pixels, axis=1), 4)
+
+
+def reflectance(dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DN [13, H, W] -> reflectance and the valid mask (finite and not all zero)."""
+    valid = np.isfinite(dn).all(0) & (np.nan_to_num(dn).sum(0) > 0)
+    return np.where(valid[None], np.nan_to_num(dn) / 10000, 0).astype(np.float32), valid
+
+
+def real_triplets(records: list[dict]) -> list[LoadedSample]:
+    """The real cloudy/clear/S1 triplets, masked as ``remove`` masks them."""
+    out = []
+    for r in records:
+        if r["kind"] != "triplet":
+            continue
+        cloudy, valid = reflectance(r["s2_cloudy"])
+        clear, valid_clear = reflectance(r["s2_clear"])
+        valid &= valid_clear & np.isfinite(r["s1"]).all(0)
+        out.append(LoadedSample(cloudy, clear, r["s1"], valid, cloud_mask(cloudy, valid, MASK)))
+    return out
+
+
+def clear_scenes(records: list[dict]) -> list[Scene]:
+    """Clear L1C images with their S1: the pairs, and the clear image of every triplet."""
+    out = []
+    for r in records:
+        if r["kind"] in ("pair", "triplet") and not r["bands_missing"]:
+            clear, valid = reflectance(r["s2_clear"])
+            out.append(Scene(clear, r["s1"], valid & np.isfinite(r["s1"]).all(0)))
+    return out
+
+
+def cloud_fields(records: list[dict]) -> list[CloudField]:
+    """Every real cloudy image, with its opacity from the cloud score."""
+    out = []
+    for r in records:
+        if "s2_cloudy" in r and not r["bands_missing"]:
+            cloudy, valid = reflectance(r["s2_cloudy"])
+            _, score = classify(cloudy, valid)
+            out.append(CloudField(cloudy, opacity(score)))
+    return out
+
+
+class TrainingMix(torch.utils.data.Dataset):
+    """Views of the real triplets for the first ``REAL_SHARE`` of indices, simulations after."""
+
+    def __init__(self, real: list[LoadedSample], simulated: SimulatedClouds, crop: int,
+                 length: int) -> None:
+        scaling = simulated.scaling
+        self.real = [network_arrays(s, scaling) for s in real]
+        self.simulated, self.crop, self.length = simulated, crop, length
+        self.n_real = int(length * REAL_SHARE) if real else 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if index >= self.n_real:
+            return self.simulated[index]
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
+        arrays = self.real[int(rng.integers(len(self.real)))]
+        return {k: torch.from_numpy(v) for k, v in
+                random_view(arrays, rng, self.crop, 8).items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="built by build_training_set")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=CONFIG.epochs)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--install", action="store_true",
+                        help=f"copy the trained model and median-fill into {MODELS_DIR}")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    records = load_set(args.data, "train")
+    prior = prior_spectrum(records)
+    print("prior spectrum of the train split:", prior.tolist())
+    if not np.allclose(prior, PRIOR_REFLECTANCE, atol=1e-4):
+        sys.exit(f"cloudfree.fill.PRIOR_REFLECTANCE differs from the train split's "
+                 f"{tuple(prior.tolist())}: update it first")
+    config = TrainConfig(**{**CONFIG.__dict__, "epochs": args.epochs})
+    network, scaling, state = prepare(config, args.out, args.resume)
+    scenes, fields = clear_scenes(records), cloud_fields(records)
+    real = real_triplets(records)
+    print(f"train split: {len(real)} real triplets, {len(scenes)} clear S1/S2 scenes, "
+          f"{len(fields)} cloud fields")
+    simulated = SimulatedClouds(scenes, fields, scaling, config.crop, SAMPLES_PER_EPOCH, MASK)
+    dataset = TrainingMix(real, simulated, config.crop, SAMPLES_PER_EPOCH)
+    started = time.time()
+    train(network, scaling, dataset, config, args.out, state,
+          metadata={"data": "scripts/build_training_set.py (train split)",
+                    "trained_with": "scripts/train_default.py"})
+    print(f"trained {(time.time() - started) / 60:.1f} min")
+    if args.install:
+        MODELS_DIR.mkdir(exist_ok=True)
+        trained = load_checkpoint(args.out / "last.pt")
+        save_checkpoint(MODELS_DIR / "cloudfree-fillnet.pt", trained.network, trained.scaling,
+                        metadata={"name": "cloudfree-fillnet", "card": "cloudfree-fillnet.md",
+                                  "trained_with": "scripts/train_default.py"})
+        save_checkpoint(MODELS_DIR / "median-fill.pt", build("fill"), SCALINGS["glfcr"],
+                        metadata={"name": "median-fill", "card": "median-fill.md"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The classical fill, the networks on top of it, and `remove --preview`, on real patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from scipy import ndimage
+
+from cloudfree.bundled import DEFAULT_MODEL, bundled_models
+from cloudfree.cli import main
+from cloudfree.engines import open_engine
+from cloudfree.fill import (
+    MIN_CLEAR_FRACTION,
+    PRIOR_REFLECTANCE,
+    STEP,
+    ClearHistogram,
+    fill_image,
+)
+from cloudfree.masking import CLOUD, MaskParams, classify
+from cloudfree.networks import build
+from cloudfree.remove_scene import remove_scene
+from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.training.baselines import median_fill
+
+
+@pytest.fixture(scope="module")
+def summer():
+    """Cloudy summer reflectance, its valid pixels and remove's default cloud mask."""
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl, valid = s2.read()
+    classes, _ = classify(refl, valid, MaskParams(buffer=5))
+    return refl, valid, classes == CLOUD
+
+
+def test_streamed_median_is_numpys_median_of_the_clear_pixels(summer):
+    refl, valid, cloud = summer
+    histogram = ClearHistogram(13)
+    for rows in (slice(0, 100), slice(100, 256)):  # two windows, as remove streams them
+        histogram.add(refl[:, rows], (valid & ~cloud)[rows], valid[rows])
+    spectrum = histogram.spectrum()
+    assert spectrum.source == "scene"
+    assert spectrum.clear_fraction == pytest.approx((valid & ~cloud).sum() / valid.sum())
+    want = np.median(refl[:, valid & ~cloud], axis=1)
+    np.testing.assert_allclose(spectrum.values, want, atol=STEP)
+    # the plain median fill of `evaluate` agrees wherever there is cloud
+    filled, _ = fill_image(refl, cloud, valid)
+    np.testing.assert_allclose(filled, median_fill(refl, cloud, valid), atol=STEP)
+
+
+def test_prior_replaces_the_median_when_almost_nothing_is_clear(summer):
+    refl, valid, _ = summer
+    clear = np.zeros_like(valid)
+    clear[0, : int(MIN_CLEAR_FRACTION * valid.size) - 1] = True  # just under the threshold
+    histogram = ClearHistogram(13)
+    histogram.add(refl, clear, valid)
+    spectrum = histogram.spectrum()
+    assert spectrum.source == "prior" and spectrum.values == PRIOR_REFLECTANCE
+    assert "prior spectrum" in spectrum.describe()
+
+
+def test_fillnet_output_under_the_mask_ignores_the_cloudy_values(summer):
+    refl, valid, cloud = summer
+    torch.manual_seed(0)
+    net = build("fillnet", "small").eval()
+    torch.nn.init.normal_(net.head.weight, std=0.1)  # a network that changes the fill
+    s1 = torch.from_numpy(np.clip((rasterio.open(SUMMER_S1).read() + 25) / 25, 0, 1))[None]
+    mask = torch.from_numpy(cloud[None, None].astype(np.float32))
+    outputs = []
+    for under_cloud in (refl, np.full_like(refl, 0.9)):  # the cloud's values, or others
+        cloudy = np.where(cloud[None], under_cloud, refl)
+        filled, _ = fill_image(cloudy, cloud, valid)
+        with torch.no_grad():
+            outputs.append(net(torch.from_numpy(filled)[None].float(), s1.float(), mask)[0])
+    assert torch.equal(outputs[0], outputs[1])
+    change = (outputs[0] - torch.from_numpy(fill_image(refl, cloud, valid)[0])).abs()
+    assert change[:, ~torch.from_numpy(cloud)].max() == 0  # clear pixels pass unchanged
+    assert change[:, torch.from_numpy(cloud)].max() > 0  # the network acts under the mask
+
+
+def test_untrained_fillnet_is_the_fill():
+    net = build("fillnet", "small").eval()
+    s2, s1 = torch.rand(1, 13, 64, 64), torch.rand(1, 2, 64, 64)
+    mask = (torch.rand(1, 1, 64, 64) > 0.5).float()
+    assert torch.equal(net(s2, s1, mask), s2)
+
+
+def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
+    out = tmp_path / "filled.tif"
+    summary = remove_scene(SUMMER_S2, SUMMER_S1, out, model="median-fill", s1_aligned=True,
+                           quiet=True)
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl, valid = s2.read()
+    classes, _ = classify(refl, valid, MaskParams(buffer=5))  # remove's default mask
+    cloud = classes == CLOUD
+    assert 0.05 < cloud.mean() < 0.95, "the test needs both clouds and clear pixels"
+    with rasterio.open(out) as ds:
+        result, tags = ds.read(), ds.tags()
+    with rasterio.open(SUMMER_S2) as ds:
+        original = ds.read()
+
+    deep = ndimage.distance_transform_edt(cloud) >= 9  # past the 8 px feather
+    median = np.median(original[:, valid & ~cloud], axis=1)
+    np.testing.assert_allclose(result[:, deep], np.broadcast_to(median[:, None],
+                                                                result[:, deep].shape), atol=1)
+    assert np.array_equal(result[:, ~cloud], original[:, ~cloud])
+    assert tags["FILL_SOURCE"] == "scene" and tags["ARCH"] == "fill"
+    assert summary["fill"]["source"] == "scene"
+
+
+def test_default_model_is_bundled_fillnet_on_top_of_the_fill():
+    assert DEFAULT_MODEL in bundled_models() and "median-fill" in bundled_models()
+    engine = open_engine(model=DEFAULT_MODEL, device="cpu")
+    assert engine.arch == "fillnet" and engine.uses_mask
+
+
+def test_preview_shows_input_mask_and_output_side_by_side(tmp_path):
+    png = tmp_path / "quicklook.png"
+    result = CliRunner().invoke(main, [
+        "remove", "--s1", str(SUMMER_S1), "--s2", str(SUMMER_S2), "-o", str(tmp_path / "o.tif"),
+        "--model", "median-fill", "--preview", str(png), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(png) as ds:
+        image = ds.read()
+    assert image.shape == (3, 256, 3 * 256 + 2 * 8)
+    mask_panel = image[:, :, 264:520]
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl, valid = s2.read()
+    cloud = classify(refl, valid, MaskParams(buffer=5))[0] == CLOUD
+    assert (mask_panel[:, cloud] == 255).all()  # clouds drawn white
+    assert (mask_panel[:, ~cloud] < 255).all()
+    before, after = image[:, :, :256], image[:, :, 528:]
+    assert np.array_equal(before[:, ~cloud], after[:, ~cloud])  # clear pixels untouched
+    assert after[:, cloud].mean() < before[:, cloud].mean() - 50  # clouds gone
+
+
+def test_preview_must_be_a_png(tmp_path):
+    result = CliRunner().invoke(main, [
+        "remove", "--s1", str(SUMMER_S1), "--s2", str(SUMMER_S2), "-o", str(tmp_path / "o.tif"),
+        "--preview", str(tmp_path / "q.jpg")])
+    assert result.exit_code == 2
+    assert "give a .png path" in result.output
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_winter_clear_partner_is_closer_after_the_default(tmp_path):
+    """The bundled default on the real winter triplet: no worse than the plain fill."""
+    out = tmp_path / "o.tif"
+    params = MaskParams(threshold=0.005, buffer=5)  # the haze is faint: 8 % masked
+    remove_scene(WINTER_S2, WINTER_S1, out, s1_aligned=True, quiet=True, mask_params=params)
+    with rasterio.open(out) as ds, rasterio.open(WINTER_CLEAR) as ref, \
+            rasterio.open(WINTER_S2) as cloudy:
+        result, truth, original = (d.read().astype(np.float64) / 1e4 for d in (ds, ref, cloudy))
+    classes, _ = classify(original, None, params)
+    cloud = classes == CLOUD
+    fill = median_fill(original, cloud, np.ones_like(cloud))
+    assert np.abs(result - truth).mean() <= np.abs(fill - truth).mean() + 1e-4
