@@ -171,3 +171,30 @@ def test_cli_errors_are_one_line_and_leave_outputs_alone(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("Error: github:Oriolac/cloud-removal: ") and err.count("\n") == 1
     assert not fresh.exists() and (out / "index.json").read_text() == "[]"
+
+
+def test_committed_manifest_is_in_the_pool_and_split_by_scene():
+    manifest = json.loads(bts.MANIFEST.read_text())
+    for entry in manifest["files"]:
+        sources.refuse_reserved(entry["source"], entry["path"])
+    assert len({(f["source"], f["path"]) for f in manifest["files"]}) == len(manifest["files"])
+    splits: dict[str, set[str]] = {}
+    for sample in manifest["samples"]:
+        splits.setdefault(sample["scene"], set()).add(sample["split"])
+        names = tuple(sample["shape"])
+        assert names == bts.KIND_ARRAYS[sample["kind"]]
+    assert all(len(s) == 1 for s in splits.values())
+    assert {scene for scene, s in splits.items() if s == {"val"}} == set(bts.VALIDATION_SCENES)
+
+
+def test_a_build_that_differs_from_the_manifest_is_refused():
+    entry = {"id": "a", "scene": "a", "source": sources.SHARED, "kind": "clear", "split": "train",
+             "shape": {"s2_clear": [13, 4, 4]}}
+    checked = sources.Checked({})
+    bts.compare_with_manifest({"samples": [entry]}, [entry], checked)
+    with pytest.raises(CloudfreeError, match="sample a: built .*13, 4, 5.* the manifest lists"):
+        bts.compare_with_manifest({"samples": [entry]},
+                                  [{**entry, "shape": {"s2_clear": [13, 4, 5]}}], checked)
+    with pytest.raises(CloudfreeError, match="1 manifest files were not read"):
+        bts.compare_with_manifest({"samples": [entry]}, [entry],
+                                  sources.Checked({(sources.SHARED, "x.tif"): "0"}))
