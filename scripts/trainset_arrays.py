@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
@@ -64,7 +64,7 @@ def decode(data: bytes, what: str) -> Raster:
                 array = ds.read(out_dtype=np.float32, masked=True).filled(np.nan)
                 crs = ds.crs if ds.crs else None
                 return Raster(array, crs, ds.transform, tuple(ds.descriptions))
-        except Exception as exc:  # GDAL raises several types for unreadable bytes
+        except RasterioError as exc:
             raise CloudfreeError(f"{what} is not a raster GDAL can read ({exc})") from None
 
 
