@@ -27,6 +27,12 @@ class CloudRemovalNet(nn.Module):
     #: True when output at a pixel depends only on inputs within ``receptive_field`` pixels, so
     #: tiled inference with that much overlap equals whole-image inference.
     fully_convolutional: ClassVar[bool] = True
+    #: The ``cloudfree.training.losses`` objective ``train`` uses unless told otherwise: the
+    #: paper's own where it defines one.
+    default_loss: ClassVar[str] = "l1"
+    #: True when parts of the network are trained only by ``default_loss`` (IB-HFN's KL and
+    #: gate), so ``train`` refuses any other loss.
+    requires_default_loss: ClassVar[bool] = False
 
     def __init__(self, **config) -> None:
         super().__init__()

@@ -77,6 +77,7 @@ class CARF(CloudRemovalNet):
     size_multiple: ClassVar[int] = SCALE * WINDOW
     fully_convolutional: ClassVar[bool] = False
     default_scaling: ClassVar[str] = "glfcr"
+    default_loss: ClassVar[str] = "cloudaware"  # eq. 17-18
 
     def __init__(self, features: int = 96, stages: int = 6, layers: int = 5, growth: int = 48,
                  heads: int = 8, mlp_ratio: float = 2.0, up_features: int = 64) -> None:

@@ -129,6 +129,8 @@ class IBHFN(CloudRemovalNet):
     size_multiple: ClassVar[int] = 2  # one stride-2 downsampling
     fully_convolutional: ClassVar[bool] = False  # the gate's global pooled branch
     default_scaling: ClassVar[str] = "glfcr"
+    default_loss: ClassVar[str] = "ibhfn"
+    requires_default_loss: ClassVar[bool] = True  # only the ibhfn loss reads the KL and gate
 
     def __init__(self, features: int = 96, blocks: int = 4, fusion_blocks: int = 4) -> None:
         super().__init__(features=features, blocks=blocks, fusion_blocks=fusion_blocks)
