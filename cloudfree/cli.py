@@ -374,15 +374,23 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
               help="Write the full report (overall, per bin, per sample) as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path),
               help="Write one row per sample and method as CSV.")
+@click.option("--mask-method", type=click.Choice(["score", "dsen2cr"]), default="score",
+              show_default=True, help="Cloud detector that bins cloud cover; dsen2cr is the one "
+              "GLF-CR binned its test set with.")
+@click.option("--ssim", type=click.Choice(["valid", "official"]), default="valid",
+              show_default=True, help="valid: SSIM over pixels whose window fits the image; "
+              "official: GLF-CR's released code (zero padding), comparable with its tables.")
 @quiet_option
-def evaluate(data, model, checkpoint, onnx, device, json_path, csv_path, quiet):
+def evaluate(data, model, checkpoint, onnx, device, json_path, csv_path, mask_method, ssim,
+             quiet):
     """PSNR, SSIM, SAM, MAE on triplets under DATA, beside the cloudy-input and median-fill
     baselines, overall and by cloud cover (0-20 ... 80-100 %)."""
     from cloudfree.engines import open_engine
+    from cloudfree.masking import MaskParams
     from cloudfree.training.evaluate import evaluate_folder, table, write_csv, write_json
 
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device)
-    report = evaluate_folder(data, engine, quiet=quiet)
+    report = evaluate_folder(data, engine, MaskParams(method=mask_method), quiet, ssim)
     if json_path:
         write_json(report, json_path)
     if csv_path:
