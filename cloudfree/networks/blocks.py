@@ -68,7 +68,11 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 
 
 def gated_residual(base: torch.Tensor, difference: torch.Tensor, gate: nn.Module) -> torch.Tensor:
-    """``base + difference * sigmoid(gate(difference))``: GLF-CR's gate G (eq. 8, 11, 12)."""
+    """``base + difference * sigmoid(gate(difference))``: GLF-CR's gate G (eq. 8, 11, 12).
+
+    The paper (sec. 5.1) builds G from a convolution and a Softmax; the official code, whose
+    checkpoints load here, uses a sigmoid, and so do we.
+    """
     return base + difference * torch.sigmoid(gate(difference))
 
 
@@ -101,7 +105,8 @@ class GuidedWindowAttention(nn.Module):
 
     GLF-CR Sec. 4.2, eq. 7-9: M = QK^T / sqrt(d) + B per stream (shared relative position bias B),
     M_opt <- M_opt + M_res * G(M_res) with M_res = M_sar - M_opt and G a 1x1 conv over heads
-    followed by a sigmoid; softmax and value aggregation per stream.
+    followed by a sigmoid (the official code's; the paper says Softmax, see ``gated_residual``);
+    softmax and value aggregation per stream.
     """
 
     def __init__(self, features: int, heads: int, window: int) -> None:
