@@ -18,6 +18,7 @@ The paper gives no layer sizes, block counts or normalisation; our choices are m
   then a 1x1 conv), not the prose's pyramid-then-attention order.
 - choice: like DSen2-CR and GLF-CR, a 3x3 conv maps the DFIN output to 13 bands, which are added
   to the cloudy input.
+- choice: the paper names no loss; ``train`` uses L1 (``default_loss``), as GLF-CR does.
 """
 
 from __future__ import annotations
