@@ -21,7 +21,7 @@ def test_each_architecture_trains_with_its_own_loss_by_default(arch, loss):
 
 
 def test_ibhfn_refuses_a_loss_that_drops_its_kl_and_gate():
-    with pytest.raises(UsageError, match="ibhfn trains only with --loss ibhfn"):
+    with pytest.raises(UsageError, match="ibhfn trains only with the ibhfn loss"):
         TrainConfig(arch="ibhfn", loss="l1")
     assert TrainConfig(arch="glfcr", loss="cloudaware").loss == "cloudaware"  # others may choose
 

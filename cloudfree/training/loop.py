@@ -68,9 +68,9 @@ class TrainConfig:
         if self.loss is None:
             self.loss = network.default_loss
         if network.requires_default_loss and self.loss != network.default_loss:
-            raise UsageError(f"{self.arch} trains only with --loss {network.default_loss} (its "
-                             f"other terms train parts that --loss {self.loss} would leave "
-                             "untrained); leave --loss out")
+            raise UsageError(f"{self.arch} trains only with the {network.default_loss} loss (its "
+                             f"terms train parts that the {self.loss} loss would leave "
+                             "untrained); leave the loss unset")
         if self.loss not in LOSSES:
             raise UsageError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
         if self.schedule not in SCHEDULES:

@@ -42,6 +42,6 @@ def recipe(name: str, arch: str) -> dict:
         raise UsageError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     if arch not in RECIPES[name]:
         raise UsageError(f"no {name} recipe for {arch} (there are for "
-                         f"{', '.join(RECIPES[name])}); set --lr, --schedule, --batch-size, "
-                         "--epochs and --crop yourself")
+                         f"{', '.join(RECIPES[name])}); set the learning rate, schedule, "
+                         "batch size, epochs and crop yourself")
     return dict(RECIPES[name][arch])
