@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import rasterio.errors
+from click.core import ParameterSource
 
 from cloudfree import __version__
 from cloudfree.errors import CloudfreeError
@@ -315,9 +316,12 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--arch", default="dsen2cr", show_default=True,
               help="Architecture (dsen2cr, glfcr, carf, ibhfn, sgbafm).")
 @click.option("--preset", default="small", show_default=True, help="Preset of the architecture.")
-@click.option("--loss", type=click.Choice(["l1", "carl", "cloudaware", "ibhfn"]), default="l1",
-              show_default=True, help="l1 (GLF-CR), carl (DSen2-CR), cloudaware (CARF eq. "
-              "17-18), ibhfn (IB-HFN joint objective).")
+@click.option("--loss", type=click.Choice(["l1", "carl", "cloudaware", "ibhfn"]),
+              help="l1 (GLF-CR), carl (DSen2-CR), cloudaware (CARF eq. 17-18), ibhfn (IB-HFN "
+              "joint objective). Default: the architecture's own (l1 for glfcr and sgbafm).")
+@click.option("--recipe", type=click.Choice(["paper"]),
+              help="Set the paper's optimiser, learning rate, schedule, batch, epochs and crop "
+              "(glfcr, carf, sgbafm); options given explicitly win.")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True,
               help="Epochs in all (a resumed run continues up to this).")
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
@@ -326,8 +330,12 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
               help="AdamW weight decay; 0 uses Adam.")
-@click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), default="cosine",
-              show_default=True, help="cosine with warm-up, or GLF-CR's halving every 5 epochs.")
+@click.option("--schedule", type=click.Choice(["cosine", "step", "exponential", "constant"]),
+              default="cosine", show_default=True,
+              help="cosine with warm-up, step (GLF-CR's halving every 5 epochs), exponential "
+              "(times --decay every epoch) or constant.")
+@click.option("--decay", type=click.FloatRange(0, 1, min_open=True), default=0.8,
+              show_default=True, help="Per-epoch factor of the exponential schedule.")
 @click.option("--clip", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Gradient-norm clipping (0: off).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("run"),
@@ -339,18 +347,21 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
               help="Data-loading processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
-def train(data, arch, preset, loss, epochs, batch_size, crop, lr, weight_decay, schedule, clip,
-          out_dir, resume, device, amp, workers, seed, quiet):
+def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight_decay,
+          schedule, decay, clip, out_dir, resume, device, amp, workers, seed, quiet):
     """Train a network on S1/S2 triplets under DATA (SEN12MS-CR or s1/ s2_cloudy/ s2_cloudfree/).
 
     Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
     """
     from cloudfree.training.loop import TrainConfig, train_folder
+    from cloudfree.training.recipes import with_recipe
 
-    config = TrainConfig(arch=arch, preset=preset, loss=loss, epochs=epochs,
-                         batch_size=batch_size, crop=crop, lr=lr, weight_decay=weight_decay,
-                         schedule=schedule, clip=clip, amp=amp, device=device, seed=seed,
-                         workers=workers, quiet=quiet)
+    ctx = click.get_current_context()
+    given = {k for k in ctx.params if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    values = dict(arch=arch, preset=preset, loss=loss, epochs=epochs, batch_size=batch_size,
+                  crop=crop, lr=lr, weight_decay=weight_decay, schedule=schedule, decay=decay,
+                  clip=clip, amp=amp, device=device, seed=seed, workers=workers, quiet=quiet)
+    config = TrainConfig(**with_recipe(recipe, arch, values, given))
     summary = train_folder(data, config, out_dir, resume=resume)
     click.echo(f"{summary['checkpoint']}: {summary['step']} steps, log {summary['log']}")
 
@@ -365,15 +376,23 @@ def train(data, arch, preset, loss, epochs, batch_size, crop, lr, weight_decay, 
               help="Write the full report (overall, per bin, per sample) as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path),
               help="Write one row per sample and method as CSV.")
+@click.option("--mask-method", type=click.Choice(["score", "dsen2cr"]), default="score",
+              show_default=True, help="Cloud detector that bins cloud cover; dsen2cr is the one "
+              "GLF-CR binned its test set with.")
+@click.option("--ssim", type=click.Choice(["valid", "official"]), default="valid",
+              show_default=True, help="valid: SSIM over pixels whose window fits the image; "
+              "official: GLF-CR's released code (zero padding), comparable with its tables.")
 @quiet_option
-def evaluate(data, model, checkpoint, onnx, device, json_path, csv_path, quiet):
+def evaluate(data, model, checkpoint, onnx, device, json_path, csv_path, mask_method, ssim,
+             quiet):
     """PSNR, SSIM, SAM, MAE on triplets under DATA, beside the cloudy-input and median-fill
     baselines, overall and by cloud cover (0-20 ... 80-100 %)."""
     from cloudfree.engines import open_engine
+    from cloudfree.masking import MaskParams
     from cloudfree.training.evaluate import evaluate_folder, table, write_csv, write_json
 
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device)
-    report = evaluate_folder(data, engine, quiet=quiet)
+    report = evaluate_folder(data, engine, MaskParams(method=mask_method), quiet, ssim)
     if json_path:
         write_json(report, json_path)
     if csv_path:

@@ -15,7 +15,7 @@ from cloudfree.networks.glfcr import GLFCR, dynamic_filter, load_official_glfcr
 
 #: Counted by hand from the official RDN_residual_CR definition: shallow convs 310,272;
 #: 6 RDBs x 1,608,720; 6 filter generators x 730,944; 12 gate convs x 9,312; GFF 138,432;
-#: UPNet 228,941. The paper reports 14.83 M.
+#: UPNet 228,941. The paper reports no parameter count; this is the official definition's.
 PAPER_PARAMETERS = 14_827_373
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from cloudfree.metrics import SSIM_K1, mae, psnr, sam, ssim
+from cloudfree.metrics import SSIM_K1, mae, psnr, sam, ssim, ssim_official
 from cloudfree.training.datasets import read_reflectance
 from cloudfree.training.losses import cloud_aware
-from tests.conftest import WINTER_CLEAR
+from tests.conftest import WINTER_CLEAR, WINTER_S2
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,33 @@ def test_cloud_aware_loss_weights_clouds_four_times(clear):
     cloudy, _ = cloud_aware(pred, {**batch, "cloud": batch["valid"]}, {}, 0.0)
     clear_loss, _ = cloud_aware(pred, {**batch, "cloud": 0 * batch["valid"]}, {}, 0.0)
     assert (cloudy / clear_loss).item() == pytest.approx(0.8 / 0.2)  # eq. 17, lambda 0.8
+
+
+def _glfcr_ssim_by_hand(x: np.ndarray, y: np.ndarray) -> float:
+    """GLF-CR's released SSIM formula, written independently with scipy in float64: 11-tap
+    Gaussian (sigma 1.5) centred at 11 / 2, zero padding, map averaged over bands and pixels."""
+    from scipy.ndimage import correlate1d
+
+    taps = np.exp(-((np.arange(11) - 11 / 2) ** 2) / (2 * 1.5**2))
+    taps /= taps.sum()
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        for axis in (-2, -1):
+            a = correlate1d(a, taps, axis=axis, mode="constant", cval=0.0)
+        return a
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return float((((2 * mx * my + c1) * (2 * cxy + c2))
+                  / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean())
+
+
+def test_official_ssim_is_glfcr_formula(clear):
+    hazy, _ = read_reflectance(WINTER_S2)
+    hazy = torch.from_numpy(np.clip(hazy[:, :64, :64], 0, 1)).double()[None]
+    expected = _glfcr_ssim_by_hand(hazy[0].numpy(), clear[0].numpy())
+    official = ssim_official(hazy, clear).item()
+    assert official == pytest.approx(expected, abs=2e-6)  # float32 as in the released code
+    assert abs(official - ssim(hazy, clear).item()) > 1e-3  # the padding and shift matter
+    assert ssim_official(clear, clear).item() == pytest.approx(1.0, abs=1e-6)

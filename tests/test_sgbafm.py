@@ -8,7 +8,14 @@ from grad_support import support_radius
 from sar_optical_patch import sar_optical_patch
 
 from cloudfree.networks import build
-from cloudfree.networks.sgbafm import ChannelAttention, PatchAttention, SGBAFMNet
+from cloudfree.networks.sgbafm import (
+    DFIN,
+    SGBAFM,
+    ChannelAttention,
+    FeedForward,
+    PatchAttention,
+    SGBAFMNet,
+)
 
 SIZE = 64
 
@@ -101,3 +108,40 @@ def test_conv_path_stays_within_receptive_field(model: SGBAFMNet, patch) -> None
 def test_patch_attention_sees_the_whole_tile(model: SGBAFMNet, patch) -> None:
     assert not SGBAFMNet.fully_convolutional
     assert support_radius(model, *patch, 0, 0) == SIZE - 1
+
+
+def test_dfin_concatenates_convolves_then_takes_the_max(patch) -> None:
+    """Sec. II-C: Max(Conv(F_hat_b (+) F_hat_f)), the 1x1 conv computed here by hand."""
+    s2, _ = patch
+    torch.manual_seed(0)
+    dfin = DFIN(13, expansion=2).eval()
+    base_hat, fused_hat = s2, s2.flip(-1)
+    with torch.no_grad():
+        stacked = torch.cat([base_hat, fused_hat], dim=1)
+        w, b = dfin.merge.weight[:, :, 0, 0], dfin.merge.bias
+        conv = torch.einsum("oc,bchw->bohw", w, stacked) + b[None, :, None, None]
+        expected = torch.maximum(conv[:, :13], conv[:, 13:])
+        assert torch.allclose(dfin.select(base_hat, fused_hat), expected, atol=1e-5)
+        # the convolution mixes both streams: not the element-wise max of the inputs alone
+        assert not torch.allclose(expected, torch.maximum(base_hat, fused_hat), atol=1e-2)
+
+
+def test_transformer_block_ends_with_a_feed_forward_block(patch) -> None:
+    """The SG-BAFM transformer is attention then a per-pixel LayerNorm-MLP with a residual."""
+    s2, s1 = patch
+    torch.manual_seed(0)
+    block = SGBAFM(features=2, embed=8, heads=1, patch=16).eval()
+    assert isinstance(block.feed_forward, FeedForward)
+    x = s2[:, :2]
+    with torch.no_grad():
+        ffn = block.feed_forward
+        pixels = x.permute(0, 2, 3, 1)
+        normed = (pixels - pixels.mean(-1, keepdim=True)) / torch.sqrt(
+            pixels.var(-1, unbiased=False, keepdim=True) + ffn.norm.eps)
+        normed = normed * ffn.norm.weight + ffn.norm.bias
+        expected = x + ffn.mlp(normed).permute(0, 3, 1, 2)
+        assert torch.allclose(ffn(x), expected, atol=1e-5)
+        attended = x + block.attention(s1 * block.attention_map(
+            torch.cat([block.opt_in(x), block.sar_in(s1)], dim=1)), x)
+        assert torch.allclose(block(x, s1), ffn(attended), atol=1e-5)
+        assert not torch.allclose(ffn(attended), attended, atol=1e-3)

@@ -78,7 +78,7 @@ def test_missing_twin_is_reported(tmp_path, captured):
 
 def test_training_lowers_the_loss_and_resume_continues(tmp_path):
     data, out = flat_layout(tmp_path / "data", 2), tmp_path / "run"
-    config = TrainConfig(epochs=4, batch_size=2, crop=None, lr=2e-3, schedule="constant",
+    config = TrainConfig(loss="l1", epochs=4, batch_size=2, crop=None, lr=2e-3, schedule="constant",
                          quiet=True)
     train_folder(data, config, out)
     rows = read_csv(out / "log.csv")

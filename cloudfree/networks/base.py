@@ -33,6 +33,12 @@ class CloudRemovalNet(nn.Module):
     fully_convolutional: ClassVar[bool] = True
     #: True when the network takes the fill mask (see the class docstring).
     uses_mask: ClassVar[bool] = False
+    #: The ``cloudfree.training.losses`` objective ``train`` uses unless told otherwise: the
+    #: paper's own where it defines one.
+    default_loss: ClassVar[str] = "l1"
+    #: True when parts of the network are trained only by ``default_loss`` (IB-HFN's KL and
+    #: gate), so ``train`` refuses any other loss.
+    requires_default_loss: ClassVar[bool] = False
 
     def __init__(self, **config) -> None:
         super().__init__()

@@ -68,7 +68,11 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 
 
 def gated_residual(base: torch.Tensor, difference: torch.Tensor, gate: nn.Module) -> torch.Tensor:
-    """``base + difference * sigmoid(gate(difference))``: GLF-CR's gate G (eq. 8, 11, 12)."""
+    """``base + difference * sigmoid(gate(difference))``: GLF-CR's gate G (eq. 8, 11, 12).
+
+    The paper (sec. 5.1) builds G from a convolution and a Softmax; the official code, whose
+    checkpoints load here, uses a sigmoid, and so do we.
+    """
     return base + difference * torch.sigmoid(gate(difference))
 
 
@@ -96,12 +100,11 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
-class GuidedWindowAttention(nn.Module):
-    """Window self-attention on both streams, the optical scores gated towards the SAR ones.
+class DualWindowAttention(nn.Module):
+    """Window multi-head self-attention (W-MSA, Swin) within each stream, independently.
 
-    GLF-CR Sec. 4.2, eq. 7-9: M = QK^T / sqrt(d) + B per stream (shared relative position bias B),
-    M_opt <- M_opt + M_res * G(M_res) with M_res = M_sar - M_opt and G a 1x1 conv over heads
-    followed by a sigmoid; softmax and value aggregation per stream.
+    M = QK^T / sqrt(d) + B per stream, softmax, value aggregation and output projection per
+    stream; the relative position bias table B is shared by the two streams (as in GLF-CR).
     """
 
     def __init__(self, features: int, heads: int, window: int) -> None:
@@ -114,7 +117,6 @@ class GuidedWindowAttention(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window))
         self.qkv = nn.Linear(features, 3 * features)
         self.qkv_SAR = nn.Linear(features, 3 * features)
-        self.attn_fuse_1x1conv = nn.Conv2d(heads, heads, kernel_size=1)
         self.proj = nn.Linear(features, features)
         self.proj_SAR = nn.Linear(features, features)
 
@@ -138,10 +140,31 @@ class GuidedWindowAttention(nn.Module):
         bias = bias.reshape(n, n, self.heads).permute(2, 0, 1)
         scores, v = self._scores(self.qkv, x, bias, mask)
         scores_sar, v_sar = self._scores(self.qkv_SAR, s, bias, mask)
-        scores = gated_residual(scores, scores_sar - scores, self.attn_fuse_1x1conv)
+        scores = self.fuse_scores(scores, scores_sar)
         x = (scores.softmax(-1) @ v).transpose(1, 2).reshape(x.shape)
         s = (scores_sar.softmax(-1) @ v_sar).transpose(1, 2).reshape(s.shape)
         return self.proj(x), self.proj_SAR(s)
+
+    def fuse_scores(self, scores: torch.Tensor, scores_sar: torch.Tensor) -> torch.Tensor:
+        """The optical attention scores used; here the stream's own (no cross-modal guidance)."""
+        return scores
+
+
+class GuidedWindowAttention(DualWindowAttention):
+    """Window self-attention on both streams, the optical scores gated towards the SAR ones.
+
+    GLF-CR Sec. 4.2, eq. 7-9: M = QK^T / sqrt(d) + B per stream (shared relative position bias B),
+    M_opt <- M_opt + M_res * G(M_res) with M_res = M_sar - M_opt and G a 1x1 conv over heads
+    followed by a sigmoid (the official code's; the paper says Softmax, see ``gated_residual``);
+    softmax and value aggregation per stream.
+    """
+
+    def __init__(self, features: int, heads: int, window: int) -> None:
+        super().__init__(features, heads, window)
+        self.attn_fuse_1x1conv = nn.Conv2d(heads, heads, kernel_size=1)
+
+    def fuse_scores(self, scores: torch.Tensor, scores_sar: torch.Tensor) -> torch.Tensor:
+        return gated_residual(scores, scores_sar - scores, self.attn_fuse_1x1conv)
 
 
 class DualConv(nn.Module):
@@ -167,11 +190,13 @@ class DualSwinConv(DualConv):
     """A dense layer whose conv output goes through a two-stream (shifted) window transformer.
 
     ``pre_norm`` adds the LayerNorm before attention of a standard Swin layer; GLF-CR has none
-    (its layer is conv -> attention + shortcut -> LayerNorm -> MLP + shortcut).
+    (its layer is conv -> attention + shortcut -> LayerNorm -> MLP + shortcut). ``guided``
+    selects GLF-CR's SAR-guided attention, else each stream attends within itself.
     """
 
     def __init__(self, in_features: int, growth: int, heads: int, window: int, shift: int,
-                 mlp_ratio: float, pre_norm: bool = False, drop_path: float = 0.0) -> None:
+                 mlp_ratio: float, pre_norm: bool = False, drop_path: float = 0.0,
+                 guided: bool = True) -> None:
         super().__init__(in_features, growth)
         self.window = window
         self.shift = shift
@@ -180,7 +205,8 @@ class DualSwinConv(DualConv):
         if pre_norm:
             self.norm1 = nn.LayerNorm(growth)
             self.norm1_SAR = nn.LayerNorm(growth)
-        self.attn = GuidedWindowAttention(growth, heads, window)
+        self.attn = (GuidedWindowAttention if guided else DualWindowAttention)(growth, heads,
+                                                                               window)
         self.norm2 = nn.LayerNorm(growth)
         self.norm2_SAR = nn.LayerNorm(growth)
         self.mlp = Mlp(growth, int(growth * mlp_ratio))

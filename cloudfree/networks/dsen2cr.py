@@ -45,6 +45,7 @@ class DSen2CR(CloudRemovalNet):
     size_multiple: ClassVar[int] = 1
     #: Name in ``cloudfree.scaling.SCALINGS`` of the input scaling the paper trains with.
     default_scaling: ClassVar[str] = "dsen2cr"
+    default_loss: ClassVar[str] = "carl"  # Meraner et al. 2020, eq. 4
 
     def __init__(self, features: int = 256, blocks: int = 16, res_scale: float = 0.1,
                  use_sar: bool = True) -> None:

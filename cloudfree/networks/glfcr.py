@@ -104,6 +104,7 @@ class GLFCR(CloudRemovalNet):
     size_multiple: ClassVar[int] = SCALE * WINDOW
     fully_convolutional: ClassVar[bool] = False
     default_scaling: ClassVar[str] = "glfcr"
+    default_loss: ClassVar[str] = "l1"  # sec. 5.1: supervised by L1
 
     def __init__(self, features: int = 96, blocks: int = 6, layers: int = 5, growth: int = 48,
                  heads: int = 8, mlp_ratio: float = 2.0, filter_size: int = 5,

@@ -13,6 +13,9 @@ detail through that gate. Everything else is our choice, marked "choice:" below:
 - choice: the gate mixes at full resolution:
   ``mix = gate * skip(optical) + (1 - gate) * upsampled_fusion``; a decoder of ``blocks``
   residual blocks and a 3x3 conv to 13 bands follow, added to the cloudy input.
+- choice: the gate is taught to predict clear sky by the ``ibhfn`` loss's ``gate`` term
+  (class-balanced cross-entropy against 1 - cloud mask, ``cloudfree.training.losses``), which
+  is why ``train`` uses that loss for this network and refuses others.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ class VariationalBottleneck(nn.Module):
 
 
 class LocalGlobalGate(nn.Module):
-    """Clear-sky gate in [0, 1]: a local 3x3 branch plus a globally pooled branch.
+    """Clear-sky gate in [0, 1] (1: clear): a local 3x3 branch plus a globally pooled branch.
 
     choice: both branches produce hidden features that are summed (the global one broadcast),
     passed through ReLU and a 1x1 conv to one logit per pixel.
@@ -129,6 +132,8 @@ class IBHFN(CloudRemovalNet):
     size_multiple: ClassVar[int] = 2  # one stride-2 downsampling
     fully_convolutional: ClassVar[bool] = False  # the gate's global pooled branch
     default_scaling: ClassVar[str] = "glfcr"
+    default_loss: ClassVar[str] = "ibhfn"
+    requires_default_loss: ClassVar[bool] = True  # only the ibhfn loss reads the KL and gate
 
     def __init__(self, features: int = 96, blocks: int = 4, fusion_blocks: int = 4) -> None:
         super().__init__(features=features, blocks=blocks, fusion_blocks=fusion_blocks)

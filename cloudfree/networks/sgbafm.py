@@ -7,10 +7,18 @@ The paper gives no layer sizes, block counts or normalisation; our choices are m
 
 - choice: MBConv is expand 1x1 -> depthwise 3x3 -> squeeze-excitation -> project 1x1 with SiLU
   and no batch norm (restoration nets avoid batch statistics that shift radiometry).
-- choice: the directed stage works at half resolution (stride-2 3x3 conv, ReLU, 3x3 conv, ReLU
-  per modality) and returns to full resolution by a 3x3 conv and pixel shuffle.
+- choice: the base-fusion stage runs at full resolution (a 3x3 conv on the 15 bands, then
+  MBConv); the directed stage works at half resolution (the paper's "downsampling": stride-2
+  3x3 conv, ReLU, 3x3 conv, ReLU per modality) and returns to full resolution by a 3x3 conv and
+  pixel shuffle.
+- choice: the paper's "Transformer" is one block: the SAR-guided patch attention, then a
+  feed-forward block (per-pixel LayerNorm, Linear to ``FFN_RATIO`` x channels, GELU, Linear),
+  each with a residual add, as in Vaswani et al. (2017); the paper gives no depth.
+- choice: DFIN's ``F_hat`` follows the formula (attention, pyramid and identity in parallel,
+  then a 1x1 conv), not the prose's pyramid-then-attention order.
 - choice: like DSen2-CR and GLF-CR, a 3x3 conv maps the DFIN output to 13 bands, which are added
   to the cloudy input.
+- choice: the paper names no loss; ``train`` uses L1 (``default_loss``), as GLF-CR does.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from torch import nn
 
 from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.registry import register
+
+#: choice: hidden width of the transformer's feed-forward block, in channels per channel (ViT's).
+FFN_RATIO = 4
 
 
 def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -103,11 +114,27 @@ class PatchAttention(nn.Module):
         return self.proj(out)
 
 
+class FeedForward(nn.Module):
+    """Transformer feed-forward block on feature maps, per pixel: LayerNorm over channels,
+    Linear, GELU, Linear, added to the input."""
+
+    def __init__(self, features: int, ratio: int = FFN_RATIO) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(features)
+        self.mlp = nn.Sequential(nn.Linear(features, ratio * features), nn.GELU(),
+                                 nn.Linear(ratio * features, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels_last = x.permute(0, 2, 3, 1)
+        return x + self.mlp(self.norm(channels_last)).permute(0, 3, 1, 2)
+
+
 class SGBAFM(nn.Module):
     """SAR-guided bi-modal attention fusion (sec. II-B) of same-sized optical and SAR features.
 
     First ``F_sar <- F_sar * sigmoid(Conv(Conv(F_opt) (+) Conv(F_sar)))`` with 1x1 convs and
-    (+) the channel concatenation; then patch attention with the SAR features as query and key.
+    (+) the channel concatenation; then a transformer block: patch attention with the SAR
+    features as query and key, then the feed-forward block.
     choice: the attention map has one weight per channel and pixel; the attended optical
     features are added to the optical input (the usual transformer residual).
     """
@@ -118,10 +145,11 @@ class SGBAFM(nn.Module):
         self.sar_in = nn.Conv2d(features, features, 1)
         self.attention_map = nn.Sequential(nn.Conv2d(2 * features, features, 1), nn.Sigmoid())
         self.attention = PatchAttention(features, embed, heads, patch)
+        self.feed_forward = FeedForward(features)
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
         weights = self.attention_map(torch.cat([self.opt_in(optical), self.sar_in(sar)], dim=1))
-        return optical + self.attention(sar * weights, optical)
+        return self.feed_forward(optical + self.attention(sar * weights, optical))
 
 
 class Pyramid(nn.Module):
@@ -162,20 +190,29 @@ class _Integrate(nn.Module):
 
 
 class DFIN(nn.Module):
-    """Deep feature integration (sec. II-C): ``MBConv(Max(F_hat_b, F_hat_f) (+) F_b (+) F_f)``.
+    """Deep feature integration (sec. II-C): ``MBConv(Max(F_hat_b (+) F_hat_f) (+) F_b (+) F_f)``.
 
-    choice: "Max" is the element-wise maximum of the two integrated streams (the strongest
-    response per channel and pixel); each stream has its own pyramid and channel attention.
+    The paper concatenates the two integrated streams, applies a convolution to set the channel
+    count, then keeps the strongest signal ("maximum pixel value selection").
+    choice: the convolution is 1x1 from 2C to 2C channels, read as two C-channel candidates, and
+    the selection is their element-wise maximum: a maxout unit (Goodfellow et al. 2013) from 2C
+    to C channels. Each stream has its own pyramid and channel attention.
     """
 
     def __init__(self, features: int, expansion: int) -> None:
         super().__init__()
         self.base = _Integrate(features)
         self.fused = _Integrate(features)
+        self.merge = nn.Conv2d(2 * features, 2 * features, 1)
         self.out = MBConv(3 * features, features, expansion)
 
+    def select(self, base_hat: torch.Tensor, fused_hat: torch.Tensor) -> torch.Tensor:
+        """``Max(Conv(F_hat_b (+) F_hat_f))``: the stronger of two candidates per channel."""
+        first, second = self.merge(torch.cat([base_hat, fused_hat], dim=1)).chunk(2, dim=1)
+        return torch.maximum(first, second)
+
     def forward(self, base: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-        strongest = torch.maximum(self.base(base), self.fused(fused))
+        strongest = self.select(self.base(base), self.fused(fused))
         return self.out(torch.cat([strongest, base, fused], dim=1))
 
 
@@ -198,7 +235,7 @@ class SGBAFMNet(CloudRemovalNet):
     arch: ClassVar[str] = "sgbafm"
     presets: ClassVar[dict[str, dict]] = {
         # choice: the paper gives only the 16-px patch; 64 features, 2 + 2 MBConv blocks and a
-        # 128-d, 4-head attention give 4.1 M parameters, comparable to its peers.
+        # 128-d, 4-head attention give 4.16 M parameters, comparable to its peers.
         "paper": {"features": 64, "base_blocks": 2, "fused_blocks": 2, "embed": 128,
                   "heads": 4, "expansion": 4},
         "small": {"features": 16, "base_blocks": 1, "fused_blocks": 1, "embed": 32,

@@ -1,10 +1,16 @@
 """``cloudfree evaluate``: PSNR, SSIM, SAM, MAE of a model beside two baselines, by cloud cover.
 
-Protocol (GLF-CR, seed 001 sec. 5.1 and 5.3): each sample's cloud cover is the percentage of its
-valid pixels that ``cloudfree.masking`` flags as cloud or shadow in the cloudy image; samples fall
-in bins 0-20, 20-40, 40-60, 60-80, 80-100 % (100 % in the last). Metrics (``cloudfree.metrics``)
-are computed per sample on reflectance clipped to [0, 1] and averaged over samples, overall and
-per bin. Invalid pixels (nodata in any input) are set to the target in every reconstruction.
+Protocol, after GLF-CR (seed 001 sec. 5.1 and 5.3): each sample's cloud cover is the percentage of
+its valid pixels that ``cloudfree.masking`` flags in the cloudy image; samples fall in bins 0-20,
+20-40, 40-60, 60-80, 80-100 % (100 % in the last). Metrics (``cloudfree.metrics``) are computed
+per sample on reflectance clipped to [0, 1] and averaged over samples, overall and per bin.
+Invalid pixels (nodata in any input) are set to the target in every reconstruction.
+
+Two choices decide whether figures compare with GLF-CR's tables. The detector: GLF-CR binned with
+the cloud-detection flowchart of Meraner et al. (2020), ``MaskParams(method="dsen2cr")``
+(``--mask-method dsen2cr``); the default is the CARF score (``score``). The SSIM: GLF-CR's
+released code zero-pads and shifts its window (``ssim="official"``, ``--ssim official``); the
+default, ``valid``, scores only pixels whose window lies inside the image.
 
 Methods: ``model`` (the network's raw output, as the papers score it), ``model_composite`` (the
 output only where the mask finds cloud or shadow, the cloudy input elsewhere: what ``cloudfree
@@ -13,7 +19,7 @@ remove`` writes by default, without its feathering), ``cloudy_input`` (the cloud
 
 CSV columns, one row per sample and method: ``name, cloud_cover, bin, method, psnr, ssim, sam,
 mae``. JSON: ``{"samples": n, "overall": {method: {metric: mean, "n": n}}, "bins": {bin: {method:
-{...}}}, "rows": [the CSV rows]}``.
+{...}}}, "rows": [the CSV rows], "protocol": {"mask_method": ..., "ssim": ...}}``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cloudfree.errors import CloudfreeError
+from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import fill_image
 from cloudfree.masking import MaskParams
-from cloudfree.metrics import METRICS, all_metrics
+from cloudfree.metrics import METRICS, SSIM_VARIANTS, all_metrics
 from cloudfree.rasterio_io import progress
 from cloudfree.training.baselines import median_fill
 from cloudfree.training.datasets import LoadedSample, Sample, find_samples, load_sample
@@ -66,8 +72,9 @@ def predict_reflectance(engine, sample: LoadedSample) -> np.ndarray:
     return scaling.unscale_s2(out)
 
 
-def score_sample(name: str, sample: LoadedSample, prediction: np.ndarray) -> list[dict]:
-    """One row per method for one sample."""
+def score_sample(name: str, sample: LoadedSample, prediction: np.ndarray,
+                 ssim: str = "valid") -> list[dict]:
+    """One row per method for one sample; ``ssim`` names a ``cloudfree.metrics.SSIM_VARIANTS``."""
     valid = sample.valid[None]
     target = np.clip(sample.clear, 0, 1)
     cloud = sample.cloud[None] > 0
@@ -76,7 +83,7 @@ def score_sample(name: str, sample: LoadedSample, prediction: np.ndarray) -> lis
              "median_fill": median_fill(sample.cloudy, sample.cloud, sample.valid)}
     stacked = np.stack([np.where(valid, np.clip(recon[m], 0, 1), target) for m in METHODS])
     scores = all_metrics(torch.from_numpy(stacked),
-                         torch.from_numpy(np.broadcast_to(target, stacked.shape).copy()))
+                         torch.from_numpy(np.broadcast_to(target, stacked.shape).copy()), ssim)
     cover = 100.0 * float(sample.cloud[sample.valid].mean()) if sample.valid.any() else 0.0
     return [{"name": name, "cloud_cover": round(cover, 2), "bin": cover_bin(cover),
              "method": method, **{k: scores[k][i] for k in METRICS}}
@@ -101,21 +108,26 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def evaluate(samples: Iterable[Sample], engine, params: MaskParams = MaskParams(),
-             quiet: bool = False) -> dict:
-    """Score the engine and both baselines on every sample; see the module docstring."""
+             quiet: bool = False, ssim: str = "valid") -> dict:
+    """Score the engine and both baselines on every sample; see the module docstring.
+
+    ``params`` is the cloud mask that bins samples (and drives the composite and the median
+    fill); ``ssim`` is ``valid`` or ``official`` (GLF-CR's)."""
+    if ssim not in SSIM_VARIANTS:
+        raise UsageError(f"unknown SSIM variant {ssim!r} (use {' or '.join(SSIM_VARIANTS)})")
     samples = list(samples)
     rows: list[dict] = []
     for sample in progress(samples, total=len(samples), desc="evaluate", quiet=quiet,
                            unit="sample"):
         loaded = load_sample(sample, params)
-        rows += score_sample(sample.name, loaded, predict_reflectance(engine, loaded))
-    return summarise(rows)
+        rows += score_sample(sample.name, loaded, predict_reflectance(engine, loaded), ssim)
+    return {**summarise(rows), "protocol": {"mask_method": params.method, "ssim": ssim}}
 
 
 def evaluate_folder(data: Path, engine, params: MaskParams = MaskParams(),
-                    quiet: bool = False) -> dict:
+                    quiet: bool = False, ssim: str = "valid") -> dict:
     """``evaluate`` on the triplets found under ``data``."""
-    return evaluate(find_samples(data), engine, params, quiet)
+    return evaluate(find_samples(data), engine, params, quiet, ssim)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

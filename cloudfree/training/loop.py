@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from cloudfree.checkpoint import default_scaling, load_checkpoint, save_checkpoint
 from cloudfree.errors import UsageError
-from cloudfree.networks import CloudRemovalNet, build
+from cloudfree.networks import CloudRemovalNet, build, get_architecture
 from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scaling import Scaling
 from cloudfree.training.datasets import TripletDataset, find_samples
@@ -38,7 +38,7 @@ log = logging.getLogger("cloudfree")
 CHECKPOINT = "last.pt"
 STATE = "train_state.pt"
 LOG = "log.csv"
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "exponential", "constant")
 
 
 @dataclass
@@ -48,13 +48,14 @@ class TrainConfig:
     arch: str = "dsen2cr"
     preset: str = "small"
     overrides: dict = field(default_factory=dict)
-    loss: str = "l1"
+    loss: str | None = None  # None: the architecture's ``default_loss``
     epochs: int = 10
     batch_size: int = 4
     crop: int | None = 128
     lr: float = 1e-4
     weight_decay: float = 0.0  # > 0 selects AdamW
     schedule: str = "cosine"
+    decay: float = 0.8  # per-epoch factor of the exponential schedule
     clip: float = 1.0  # gradient-norm clip; 0 disables
     amp: bool = False
     device: str = "auto"
@@ -63,17 +64,28 @@ class TrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        network = get_architecture(self.arch)
+        if self.loss is None:
+            self.loss = network.default_loss
+        if network.requires_default_loss and self.loss != network.default_loss:
+            raise UsageError(f"{self.arch} trains only with the {network.default_loss} loss (its "
+                             f"terms train parts that the {self.loss} loss would leave "
+                             "untrained); leave the loss unset")
         if self.loss not in LOSSES:
             raise UsageError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+        if not 0 < self.decay <= 1:
+            raise UsageError(f"decay must be in (0, 1], got {self.decay}")
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
     """cosine: 5 % linear warm-up then cosine to 1 % of the base rate; step: GLF-CR's halving
-    every 5 epochs; constant."""
+    every 5 epochs; exponential: times ``decay`` every epoch (seed 003); constant."""
     if config.schedule == "step":
         return config.lr * 0.5 ** (step // (5 * steps_per_epoch))
+    if config.schedule == "exponential":
+        return config.lr * config.decay ** (step // steps_per_epoch)
     if config.schedule == "constant":
         return config.lr
     warm = max(1, total // 20)

@@ -12,14 +12,27 @@ fraction of training done, in [0, 1]. ``parts`` names each term for the log.
 - ``cloudaware``: CARF (seed 002) eq. 17-18: W = lambda M + (1 - lambda)(1 - M) with lambda 0.8,
   times 0.5 MSE + 0.5 (1 - SSIM), SSIM taken per pixel from the SSIM map (so the weight applies
   pixel by pixel; the map is 10 px smaller, the weight is cropped to it).
-- ``ibhfn``: the IB-HFN joint objective (seed 000 names its terms, not its formulas; ours):
-  reconstruction L1 + structure (1 - SSIM) + spectral (1 - mean cosine between spectra, a smooth
-  SAM) + contrastive sharpness (L1 between image gradients of prediction and target divided by
-  that between prediction and cloudy input: pulled to the clear image's edges, pushed from the
-  hazy ones) + beta KL of the bottleneck. Dynamic weighting schedule: reconstruction keeps weight
-  1; structure and spectral terms ramp linearly from 0 to 0.5 and 0.1 over the first 30 % of
-  training; the contrastive term from 0 to 0.05 over 30-60 %; beta anneals from 0 to 1e-3
-  over the first half (KL warm-up, which keeps the bottleneck from collapsing early).
+- ``ibhfn``: the IB-HFN joint objective. Seed 000 (an abstract) names its terms, not their
+  formulas; every formula and weight below is our choice:
+
+  - ``rec``: L1 to the target over valid pixels;
+  - ``struct``: 1 - SSIM (``cloudfree.metrics.ssim_map``, averaged over bands and pixels);
+  - ``spectral``: 1 - cosine between predicted and true spectra, over valid pixels (a smooth SAM);
+  - ``contrast`` (contrastive sharpness), on cloud pixels only: with ``d(a, b)`` the mean absolute
+    difference of the horizontal and vertical image gradients of ``a`` and ``b`` over the
+    gradient pairs that touch a valid cloud pixel (summed over both directions),
+    ``d(pred, target) / (d(pred, target) + d(pred, cloudy) + 1e-6)``. Bounded in [0, 1]: 0 when
+    the edges are the clear image's, 1 when they are the cloud's; 0 in a patch without cloud, so
+    copying a clear input costs nothing;
+  - ``gate``: class-balanced binary cross-entropy of the network's clear-sky gate (aux ``gate``)
+    against ``1 - cloud`` over valid pixels, clear and cloud pixels each weighing one half, so
+    the gate learns to predict clear sky as the paper says it does;
+  - ``kl``: the bottleneck's KL (aux ``kl``).
+
+  Dynamic weighting schedule: ``rec`` keeps weight 1 and ``gate`` 0.1; ``struct`` and
+  ``spectral`` ramp linearly from 0 to 0.5 and 0.1 over the first 30 % of training;
+  ``contrast`` from 0 to 0.05 over 30-60 %; the KL weight beta anneals from 0 to 1e-3 over the
+  first half (KL warm-up, which keeps the bottleneck from collapsing early).
 """
 
 from __future__ import annotations
@@ -28,11 +41,14 @@ from collections.abc import Callable
 
 import torch
 
+from cloudfree.errors import UsageError
 from cloudfree.metrics import ssim_map
 
 LossFn = Callable[[torch.Tensor, dict, dict, float], tuple[torch.Tensor, dict[str, float]]]
 CLOUD_WEIGHT = 0.8  # lambda of CARF eq. 17
 SSIM_HALF = 5  # pixels the 11x11 SSIM window trims from each side
+CONTRAST_EPS = 1e-6  # keeps the contrast ratio defined where both distances are 0
+BCE_EPS = 1e-6  # gate values are clamped to [eps, 1 - eps] before the logarithms
 
 
 def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -69,13 +85,40 @@ def cloud_aware(pred: torch.Tensor, batch: dict, aux: dict, progress: float):
     return loss, {"cloudaware": loss.item()}
 
 
-def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+def _pairs(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first and second pixel of every neighbour pair along ``dim``."""
+    n = x.shape[dim] - 1
+    return x.narrow(dim, 0, n), x.narrow(dim, 1, n)
 
 
-def _gradient_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    (ay, ax), (by, bx) = _gradients(a), _gradients(b)
-    return (ay - by).abs().mean() + (ax - bx).abs().mean()
+def _gradient_distance(a: torch.Tensor, b: torch.Tensor, cloud: torch.Tensor,
+                       valid: torch.Tensor) -> torch.Tensor:
+    """Mean |grad a - grad b| over neighbour pairs of valid pixels touching a cloud pixel, the
+    vertical and horizontal means summed."""
+    total = a.new_zeros(())
+    for dim in (-2, -1):
+        (c0, c1), (v0, v1) = _pairs(cloud, dim), _pairs(valid, dim)
+        diff = (torch.diff(a, dim=dim) - torch.diff(b, dim=dim)).abs()
+        total = total + _masked_mean(diff, torch.maximum(c0, c1) * v0 * v1)
+    return total
+
+
+def contrastive_sharpness(pred: torch.Tensor, target: torch.Tensor, cloudy: torch.Tensor,
+                          cloud: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The bounded, cloud-restricted ``contrast`` term of the ``ibhfn`` loss (module docstring)."""
+    to_clear = _gradient_distance(pred, target, cloud, valid)
+    to_cloudy = _gradient_distance(pred, cloudy, cloud, valid)
+    return to_clear / (to_clear + to_cloudy + CONTRAST_EPS)
+
+
+def balanced_bce(gate: torch.Tensor, clear: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of ``gate`` against ``clear`` (both [B,1,H,W]) over valid pixels,
+    each class weighing one half (a class absent from the batch weighs nothing)."""
+    clear, cloud = clear * valid, (1 - clear) * valid
+    weight = 0.5 * clear / clear.sum().clamp_min(1.0) + 0.5 * cloud / cloud.sum().clamp_min(1.0)
+    g = gate.float().clamp(BCE_EPS, 1 - BCE_EPS)  # written out: F.binary_cross_entropy refuses
+    bce = -(clear * g.log() + (1 - clear) * (1 - g).log())  # to run under autocast
+    return (bce * weight).sum() / weight.sum().clamp_min(BCE_EPS)
 
 
 def _ramp(progress: float, start: float, end: float) -> float:
@@ -90,25 +133,33 @@ def ibhfn_weights(progress: float) -> dict[str, float]:
         "struct": 0.5 * _ramp(progress, 0.0, 0.3),
         "spectral": 0.1 * _ramp(progress, 0.0, 0.3),
         "contrast": 0.05 * _ramp(progress, 0.3, 0.6),
+        "gate": 0.1,
         "kl": 1e-3 * _ramp(progress, 0.0, 0.5),
+    }
+
+
+def ibhfn_terms(pred: torch.Tensor, batch: dict, aux: dict) -> dict[str, torch.Tensor]:
+    """Each unweighted term of the joint objective (module docstring)."""
+    target, valid, cloud = batch["target"], batch["valid"], batch["cloud"]
+    if "gate" not in aux or "kl" not in aux:
+        raise UsageError("the ibhfn loss needs a network that returns a gate and a KL (ibhfn)")
+    cos = torch.nn.functional.cosine_similarity(pred, target, dim=1, eps=1e-6).unsqueeze(1)
+    return {
+        "rec": _masked_mean((pred - target).abs(), valid),
+        "struct": 1 - ssim_map(pred, target).mean(),
+        "spectral": _masked_mean(1 - cos, valid),
+        "contrast": contrastive_sharpness(pred, target, batch["s2"], cloud, valid),
+        "gate": balanced_bce(aux["gate"], 1 - cloud, valid),
+        "kl": aux["kl"],
     }
 
 
 def ibhfn(pred: torch.Tensor, batch: dict, aux: dict, progress: float):
     """IB-HFN joint objective with its dynamic weighting schedule."""
-    target, valid = batch["target"], batch["valid"]
-    cos = torch.nn.functional.cosine_similarity(pred, target, dim=1, eps=1e-6).unsqueeze(1)
-    terms = {
-        "rec": _masked_mean((pred - target).abs(), valid),
-        "struct": 1 - ssim_map(pred, target).mean(),
-        "spectral": _masked_mean(1 - cos, valid),
-        "contrast": _gradient_distance(pred, target)
-        / (_gradient_distance(pred, batch["s2"]) + 1e-3),
-        "kl": aux.get("kl", pred.new_zeros(())),
-    }
+    terms = ibhfn_terms(pred, batch, aux)
     weights = ibhfn_weights(progress)
     total = sum(weights[k] * v for k, v in terms.items())
-    return total, {k: float(v.detach()) if torch.is_tensor(v) else v for k, v in terms.items()}
+    return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
 LOSSES: dict[str, LossFn] = {"l1": l1, "carl": carl, "cloudaware": cloud_aware, "ibhfn": ibhfn}
