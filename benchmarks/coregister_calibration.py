@@ -223,8 +223,11 @@ def main() -> None:
           f"{np.percentile(sig, 99):.1f}, max {sig.max():.1f} ({worst.pair}); shift applied to "
           f"{sum(c.applied for c in wrong)} of {len(wrong)} (95 % upper bound on the false-accept "
           f"rate {3 / len(wrong):.1%}, rule of three).")
-    beyond = [c for cases in by_pair.values() for c in cases if not in_range(c, own_shift(cases))]
-    print(f"Offsets beyond --max-shift: {len(beyond)}, applied {sum(c.applied for c in beyond)}.")
+    beyond = [(c, np.max(np.abs(np.add(c.offset, own_shift(cases)))))
+              for cases in by_pair.values() for c in cases if not in_range(c, own_shift(cases))]
+    applied = [total for c, total in beyond if c.applied]
+    print(f"Offsets beyond --max-shift: {len(beyond)}, applied {len(applied)}" +
+          (f" (total displacement at most {max(applied):.2f} px)." if applied else "."))
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 

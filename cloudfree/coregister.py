@@ -224,7 +224,8 @@ def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: R
                              f"{len(reliable)} reliable windows fit one smooth field")
     summary = field.summary()
     if max(abs(summary[k]) for k in ("dx_min", "dx_max", "dy_min", "dy_max")) > max_shift:
-        return FieldEstimate(estimates, field, False, f"field exceeds --max-shift {max_shift:g}")
+        return FieldEstimate(estimates, field, False,
+                             f"field exceeds the maximum shift of {max_shift:g} px")
     return FieldEstimate(estimates, field, True, "")
 
 

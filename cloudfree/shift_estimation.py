@@ -99,5 +99,5 @@ def estimate_shift(sar: np.ndarray, optical: np.ndarray, max_shift: float) -> Sh
         reason = (f"correlation peak not significant ({significance:.1f} < {SIGNIFICANCE_MIN:g}): "
                   "too little common structure (water, cloud, wrong partner?)")
     elif max(abs(dx), abs(dy)) > max_shift:
-        reason = f"shift ({dx:.1f}, {dy:.1f}) px beyond --max-shift {max_shift:g}"
+        reason = f"shift ({dx:.1f}, {dy:.1f}) px beyond the maximum of {max_shift:g} px"
     return ShiftEstimate(float(dx), float(dy), significance, not reason, reason)

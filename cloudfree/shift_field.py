@@ -24,7 +24,9 @@ OUTLIER_MADS = 3.0
 OUTLIER_FLOOR = 0.5
 #: Polynomial degrees tried, and how many windows beyond the coefficients a degree needs.
 DEGREES = (0, 1, 2)
-SPARE_WINDOWS = 3
+SPARE_WINDOWS = 2
+#: Rounds of fitting and re-testing the windows at most.
+ITERATIONS = 5
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,14 @@ def fit_field(estimates: list[WindowEstimate], size: tuple[int, int]
     median = ShiftField.constant(float(np.median([e.dx for e in reliable])),
                                  float(np.median([e.dy for e in reliable])), size)
     keep = _inliers(median, reliable)
-    for _ in range(2):  # fit on the inliers, then re-test every reliable window against the fit
+    for _ in range(ITERATIONS):  # fit the inliers, re-test every reliable window, until stable
         points = [e for e, k in zip(reliable, keep, strict=True) if k]
         fits = [_fit(points, d, size) for d in DEGREES
                 if len(points) >= (d + 1) * (d + 2) // 2 + SPARE_WINDOWS or d == 0]
         field = min(fits, key=lambda f: _bic(f, len(points)))
-        keep = _inliers(field, reliable)
-    inlier = {id(e) for e, k in zip(reliable, keep, strict=True) if k}
-    return field, [replace(e, inlier=id(e) in inlier) for e in estimates]
+        again = _inliers(field, reliable)
+        if np.array_equal(again, keep):
+            break
+        keep = again
+    fitted = {id(e) for e in points}  # the windows the field was fitted to
+    return field, [replace(e, inlier=id(e) in fitted) for e in estimates]
