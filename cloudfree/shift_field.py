@@ -104,14 +104,14 @@ class ShiftField:
 
 
 def _fit(points: list[WindowEstimate], degree: int, size: tuple[int, int]) -> ShiftField:
+    """Least-squares polynomial of one degree through the window estimates."""
     cols, rows = np.array([p.centre for p in points]).T
     terms = _terms(cols, rows, degree, size)
     cx = np.linalg.lstsq(terms, [p.dx for p in points], rcond=None)[0]
     cy = np.linalg.lstsq(terms, [p.dy for p in points], rcond=None)[0]
     field = ShiftField(tuple(cx), tuple(cy), degree, size)
     rx, ry = _residuals(field, points)
-    return ShiftField(field.coef_x, field.coef_y, degree, size,
-                      float(np.sqrt(np.mean(rx ** 2 + ry ** 2))))
+    return replace(field, residual_rms=float(np.sqrt(np.mean(rx ** 2 + ry ** 2))))
 
 
 def _residuals(field: ShiftField, points: list[WindowEstimate]) -> tuple[np.ndarray, np.ndarray]:
