@@ -290,7 +290,8 @@ def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pat
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Warp threads.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
-              help="Write the shift, reliability and overlap as JSON to this file.")
+              help="Write the shift field, its reliability, the per-window estimates and the "
+                   "overlap as JSON to this file.")
 @offset_option
 @output_options
 @quiet_option
