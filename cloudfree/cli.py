@@ -293,22 +293,21 @@ def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pat
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Warp threads.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
-              help="Write the shift, reliability and overlap as JSON to this file.")
+              help="Write the shift field, its reliability, the per-window estimates and the "
+                   "overlap as JSON to this file.")
 @offset_option
 @output_options
 @quiet_option
 def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, report_path,
                offset, overwrite, creation_options, quiet):
     """Warp Sentinel-1 onto the Sentinel-2 grid with sub-pixel shift refinement."""
-    from cloudfree.coregister import coregister_file
+    from cloudfree.coregister import coregister_file, summary_line
 
     out = output or default_output(s1_path, f"_on_{Path(s2_path).stem}")
     r = coregister_file(s1_path, s2_path, out, units=s1_units, refine=refine,
                         max_shift=max_shift, threads=threads, offset=offset, overwrite=overwrite,
                         creation_options=creation_options, report_path=report_path, quiet=quiet)
-    click.echo(f"{r['output']}: shift ({r['shift_px']['x']}, {r['shift_px']['y']}) px, "
-               f"PSR {r['psr']}, {'applied' if r['applied'] else 'not applied'}, "
-               f"overlap {r['overlap_fraction']:.1%}")
+    click.echo(summary_line(r))
 
 
 @main.command()

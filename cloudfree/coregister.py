@@ -1,10 +1,12 @@
-"""Sentinel-1 onto the Sentinel-2 grid: windowed warp in linear power, sub-pixel shift refinement.
+"""Sentinel-1 onto the Sentinel-2 grid: windowed warp in linear power, sub-pixel shift field.
 
 The warp resamples linear power (averaging dB would average logarithms, biasing the mean low) and
 writes dB. Bilinear keeps sub-pixel positions exact when S1 and S2 pixels are of similar size (GRD
 10 m onto S2 10 m); when S1 pixels are less than half the S2 pixel, area averaging is used instead
-to avoid aliasing. A refined shift is applied by translating the destination grid of the warp by
-the estimated offset (exact in the S2 CRS whatever the S1 CRS), so pixels are resampled once.
+to avoid aliasing. The residual shift is measured on a grid of windows and fitted by a smooth
+field (shift_field.py); each output block's destination grid is moved by the field's affine
+approximation over the block (exact in the S2 CRS whatever the S1 CRS), so pixels are resampled
+once and memory does not depend on the scene size.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from cloudfree.rasterio_io import (
 )
 from cloudfree.sentinel1 import POLARISATIONS, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.shift_estimation import CombinedShift, combine, estimate_shift, orientation_field
+from cloudfree.shift_estimation import estimate_shift, orientation_field
+from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
 
 log = logging.getLogger("cloudfree")
 
@@ -45,7 +48,9 @@ log = logging.getLogger("cloudfree")
 REFINE_BANDS = ("B02", "B03", "B04", "B08")
 #: Size (pixels) of the windows the shift is estimated on, and how many per axis at most.
 ESTIMATION_WINDOW = 512
-ESTIMATION_WINDOWS_PER_AXIS = 3
+ESTIMATION_WINDOWS_PER_AXIS = 8
+#: Share of the reliable windows the field must fit (the rest are outliers) to be applied.
+MIN_INLIER_SHARE = 0.5
 #: Fraction of valid (overlapping, cloud-free) pixels a window needs to take part.
 MIN_VALID = 0.2
 #: Clouds (and this buffer around them, pixels) are left out of the refinement.
@@ -96,12 +101,12 @@ def choose_resampling(s1: Sentinel1, grid: Grid) -> Resampling:
     return Resampling.average if _pixel_ratio(s1, grid) > 2.0 else Resampling.bilinear
 
 
-def warp_window(s1: Sentinel1, grid: Grid, window: Window, shift: tuple[float, float],
+def warp_window(s1: Sentinel1, grid: Grid, window: Window, field: ShiftField | None,
                 resampling: Resampling, threads: int) -> np.ndarray:
-    """S1 dB float32 [2, h, w] on a window of the grid, displaced by -shift (S2 pixels)."""
+    """S1 dB float32 [2, h, w] on a window of the grid, each pixel sampled where the field says."""
     h, w = int(window.height), int(window.width)
-    dst_transform = window_transform(window, grid.transform) @ \
-        rasterio.Affine.translation(*shift)
+    dst_transform = window_transform(window, grid.transform) if field is None else \
+        grid.transform @ field.block_transform(window)
     out = np.full((2, h, w), np.nan, dtype=np.float32)
     margin = SOURCE_MARGIN + math.ceil(_pixel_ratio(s1, grid))
     src_window = _source_window(s1, grid.crs, dst_transform, w, h, margin)
@@ -135,12 +140,12 @@ def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
 
 
 def estimation_windows(width: int, height: int) -> list[Window]:
-    """Up to 3 x 3 windows of ESTIMATION_WINDOW px spread evenly over the grid (or the whole)."""
+    """Windows of ESTIMATION_WINDOW px spread evenly over the grid (up to 8 x 8), or the whole."""
     def starts(size: int) -> list[int]:
         if size <= ESTIMATION_WINDOW * 1.5:
             return [0]
-        return sorted({int(round(s)) for s in np.linspace(
-            0, size - ESTIMATION_WINDOW, ESTIMATION_WINDOWS_PER_AXIS)})
+        count = min(ESTIMATION_WINDOWS_PER_AXIS, math.ceil(size / ESTIMATION_WINDOW))
+        return sorted({int(round(s)) for s in np.linspace(0, size - ESTIMATION_WINDOW, count)})
 
     def length(size: int) -> int:
         return size if size <= ESTIMATION_WINDOW * 1.5 else ESTIMATION_WINDOW
@@ -163,21 +168,65 @@ def _optical_field(s2: Sentinel2, window: Window) -> np.ndarray | None:
     return sum(orientation_field(reflectance[i], valid) for i in range(len(REFINE_BANDS)))
 
 
-def estimate_grid_shift(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: Resampling,
-                        threads: int, quiet: bool = False) -> CombinedShift:
-    """Residual shift of the warped S1 against S2, estimated on several windows and combined."""
+def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
+                    resampling: Resampling, threads: int) -> WindowEstimate:
+    """The shift of the warped S1 (VV and VH) against the S2 10 m bands on one window."""
     grid = Grid.of(s2)
-    estimates = []
+    sar = warp_window(s1, grid, window, None, resampling, threads)
+    sar_valid = np.isfinite(sar).all(axis=0)
+    if sar_valid.mean() < MIN_VALID:
+        return WindowEstimate(window, 0.0, 0.0, 0.0, False, "too little S1 overlap")
+    optical = _optical_field(s2, window)
+    if optical is None:
+        return WindowEstimate(window, 0.0, 0.0, 0.0, False,
+                              "too few cloud-free valid S2 pixels")
+    estimate = estimate_shift(sum(orientation_field(band, sar_valid) for band in sar), optical,
+                              max_shift)
+    return WindowEstimate(window, estimate.dx, estimate.dy, estimate.significance,
+                          estimate.reliable, estimate.reason)
+
+
+@dataclass(frozen=True)
+class FieldEstimate:
+    """The per-window estimates, the field fitted to them, and whether it is to be applied."""
+
+    estimates: list[WindowEstimate]
+    field: ShiftField | None
+    applied: bool
+    reason: str  # why it is not applied; empty when it is
+
+    def report(self) -> dict:
+        reliable = [e for e in self.estimates if e.reliable]
+        inliers = [e for e in reliable if e.inlier]
+        best = max((e.significance for e in self.estimates), default=0.0)
+        significance = float(np.median([e.significance for e in inliers])) if inliers else best
+        return {"significance": round(significance, 2), "windows": len(self.estimates),
+                "reliable_windows": len(reliable), "inlier_windows": len(inliers),
+                "field": self.field.summary() if self.field else None,
+                "reliable": self.applied, **({"reason": self.reason} if self.reason else {})}
+
+
+def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: Resampling,
+                   threads: int, quiet: bool = False) -> FieldEstimate:
+    """Shift estimates on a grid of windows, outliers rejected, fitted by a smooth field."""
+    grid = Grid.of(s2)
     windows = estimation_windows(grid.width, grid.height)
-    for window in progress(windows, desc="refine", quiet=quiet):
-        vv = warp_window(s1, grid, window, (0.0, 0.0), resampling, threads)[0]
-        sar_valid = np.isfinite(vv)
-        if sar_valid.mean() < MIN_VALID:
-            continue
-        optical = _optical_field(s2, window)
-        if optical is not None:
-            estimates.append(estimate_shift(orientation_field(vv, sar_valid), optical, max_shift))
-    return combine(estimates)
+    estimates = [estimate_window(s1, s2, w, max_shift, resampling, threads)
+                 for w in progress(windows, desc="refine", quiet=quiet)]
+    field, estimates = fit_field(estimates, (grid.width, grid.height))
+    reliable = [e for e in estimates if e.reliable]
+    inliers = sum(e.inlier for e in reliable)
+    if field is None:
+        reasons = sorted({e.reason for e in estimates}) or ["no window to estimate on"]
+        return FieldEstimate(estimates, None, False, "; ".join(reasons))
+    if inliers <= MIN_INLIER_SHARE * len(reliable):
+        return FieldEstimate(estimates, field, False, f"windows disagree: only {inliers} of "
+                             f"{len(reliable)} reliable windows fit one smooth field")
+    summary = field.summary()
+    if max(abs(summary[k]) for k in ("dx_min", "dx_max", "dy_min", "dy_max")) > max_shift:
+        return FieldEstimate(estimates, field, False,
+                             f"field exceeds the maximum shift of {max_shift:g} px")
+    return FieldEstimate(estimates, field, True, "")
 
 
 @dataclass
@@ -187,54 +236,65 @@ class CoregisterResult:
     s1: Sentinel1
     grid: Grid
     overlap: float
-    shift: CombinedShift | None  # None when refinement was off or impossible
-    applied: bool
+    estimate: FieldEstimate | None  # None when refinement was off or impossible
     resampling: Resampling
     threads: int
 
     @property
-    def offset(self) -> tuple[float, float]:
-        """Shift (dx, dy) in S2 pixels the warp compensates; (0, 0) when none is applied."""
-        return (self.shift.dx, self.shift.dy) if self.applied else (0.0, 0.0)
+    def applied(self) -> bool:
+        return bool(self.estimate and self.estimate.applied)
+
+    @property
+    def field(self) -> ShiftField | None:
+        """The displacement field the warp compensates; None when none is applied."""
+        return self.estimate.field if self.applied else None
 
     def read(self, window: Window | None = None) -> np.ndarray:
         """VV, VH in dB, float32 [2, h, w], on a window of the S2 grid."""
         window = window or Window(0, 0, self.grid.width, self.grid.height)
-        return warp_window(self.s1, self.grid, window, self.offset, self.resampling, self.threads)
+        return warp_window(self.s1, self.grid, window, self.field, self.resampling, self.threads)
 
-    def report(self) -> dict:
-        """What was done: shift in pixels and metres, reliability, overlap, applied or not."""
-        shift = self.shift or CombinedShift(0.0, 0.0, 0.0, 0.0, 0, 0, False)
-        return {
+    def report(self, windows: bool = True) -> dict:
+        """What was done: mean shift in pixels and metres, the field, reliability, overlap."""
+        field = self.estimate.field if self.estimate else None
+        summary = field.summary() if field else {"dx_mean": 0.0, "dy_mean": 0.0}
+        dx, dy = summary["dx_mean"], summary["dy_mean"]
+        applied = (dx, dy) if self.applied else (0.0, 0.0)
+        report = {
             "s1": str(self.s1.path),
             "s1_units": self.s1.units,
             "resampling": self.resampling.name,
             "overlap_fraction": round(self.overlap, 4),
-            "refined": self.shift is not None,
-            "shift_px": {"x": round(shift.dx, 3), "y": round(shift.dy, 3)},
-            "shift_m": _metres(self.grid, shift.dx, shift.dy),
-            "psr": round(shift.psr, 2),
-            "consistency": round(shift.consistency, 3),
-            "windows": shift.windows,
-            "reliable_windows": shift.reliable_windows,
-            "reliable": shift.reliable,
+            "refined": self.estimate is not None,
+            "shift_px": {"x": dx, "y": dy},
+            "shift_m": _metres(self.grid, dx, dy),
+            **(self.estimate.report() if self.estimate else {"reliable": False}),
             "applied": self.applied,
-            "applied_px": {"x": round(self.offset[0], 3), "y": round(self.offset[1], 3)},
+            "applied_px": {"x": applied[0], "y": applied[1]},
         }
+        if windows and self.estimate:
+            report["window_estimates"] = [e.as_dict() for e in self.estimate.estimates]
+        return report
 
     def tags(self) -> dict[str, str]:
         """GeoTIFF metadata recording the correction."""
-        report = self.report()
-        return {
+        report = self.report(windows=False)
+        tags = {
             "COREGISTER_SHIFT_X_PX": str(report["applied_px"]["x"]),
             "COREGISTER_SHIFT_Y_PX": str(report["applied_px"]["y"]),
             "COREGISTER_APPLIED": str(self.applied).upper(),
-            "COREGISTER_PSR": str(report["psr"]),
+            "COREGISTER_SIGNIFICANCE": str(report.get("significance", 0.0)),
             "COREGISTER_OVERLAP": str(report["overlap_fraction"]),
             "S1_SOURCE": self.s1.path.name,
             "S1_INPUT_UNITS": self.s1.units,
             "UNITS": "dB",
         }
+        if self.field is not None:
+            tags["COREGISTER_FIELD"] = json.dumps({
+                "degree": self.field.degree, "size": list(self.field.size),
+                "coef_x": [round(c, 5) for c in self.field.coef_x],
+                "coef_y": [round(c, 5) for c in self.field.coef_y]})
+        return tags
 
     def close(self) -> None:
         self.s1.close()
@@ -275,19 +335,29 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
             log.warning("%s covers %.1f%% of the Sentinel-2 grid; the rest is nodata",
                         s1.path.name, 100 * overlap)
         resampling = choose_resampling(s1, grid)
-        shift = None
+        estimate = None
         if refine and isinstance(s2, Sentinel2):
-            shift = estimate_grid_shift(s1, s2, max_shift, resampling, threads, quiet)
-            log.info("shift estimate dx %.2f dy %.2f px, PSR %.1f, %d/%d windows reliable: %s",
-                     shift.dx, shift.dy, shift.psr, shift.reliable_windows, shift.windows,
-                     "applied" if shift.reliable else "not reliable, not applied")
+            estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet)
+            r = estimate.report()
+            log.info("shift field over %d/%d reliable windows (%d inliers), significance %.1f: "
+                     "%s", r["reliable_windows"], r["windows"], r["inlier_windows"],
+                     r["significance"], "applied" if estimate.applied
+                     else f"not applied ({estimate.reason})")
         elif refine:
             log.info("no Sentinel-2 bands given: shift refinement skipped")
-        return CoregisterResult(s1, grid, overlap, shift, bool(shift and shift.reliable),
-                                resampling, threads)
+        return CoregisterResult(s1, grid, overlap, estimate, resampling, threads)
     except BaseException:
         s1.close()
         raise
+
+
+def summary_line(report: dict) -> str:
+    """One line for the terminal: mean shift, significance, applied or why not, overlap."""
+    outcome = "applied" if report["applied"] else \
+        f"not applied: {report.get('reason', 'refinement off')}"
+    return (f"{report['output']}: shift ({report['shift_px']['x']}, {report['shift_px']['y']}) px, "
+            f"significance {report.get('significance', 0.0)}, {outcome}, "
+            f"overlap {report['overlap_fraction']:.1%}")
 
 
 def write_report(report: dict, path: Path, overwrite: bool) -> None:

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2, WINTER_S1, WINTER_S2
+from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
 from cloudfree.cli import main
 from cloudfree.coregister import Grid, coregister_file, coregister_to_grid
 from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.shift_estimation import SIGNIFICANCE_MIN
 
 
 def moved_s1(src, dst, dx=0.0, dy=0.0, grid=None):
@@ -72,8 +73,9 @@ def test_known_shift_recovered_and_compensated(tmp_path):
     with open_sentinel2(WINTER_S2) as s2:
         moved = moved_s1(WINTER_S1, tmp_path / "moved.tif", 3.4, -2.7)
         with coregister_to_grid(moved, s2) as shifted, coregister_to_grid(WINTER_S1, s2) as ref:
-            assert shifted.applied
-            assert np.hypot(shifted.shift.dx - 3.4, shifted.shift.dy + 2.7) < 0.5
+            assert shifted.applied and ref.applied
+            (dx, dy), (x0, y0) = shifted.field.at(128, 128), ref.field.at(128, 128)
+            assert np.hypot(dx - x0 - 3.4, dy - y0 + 2.7) < 0.3
             inner = (slice(None), slice(12, -12), slice(12, -12))
             corrected, aligned = shifted.read()[inner], ref.read()[inner]
     assert np.nanmedian(np.abs(corrected - aligned)) < 0.3
@@ -85,9 +87,51 @@ def test_wrong_partner_unreliable_and_not_applied(tmp_path):
         with coregister_to_grid(wrong, s2) as result:
             report = result.report()
             untouched = result.read()
-    assert not report["reliable"] and not report["applied"] and report["psr"] < 5
+    assert not report["reliable"] and not report["applied"]
+    assert report["significance"] < SIGNIFICANCE_MIN and "not significant" in report["reason"]
     with rasterio.open(WINTER_S1) as ds:
         np.testing.assert_allclose(untouched, ds.read(), atol=1e-3)
+
+
+def crop(src, dst, window):
+    """A window of a real raster as its own file."""
+    with rasterio.open(src) as ds:
+        profile, data, names = ds.profile, ds.read(window=window), ds.descriptions
+        profile.update(width=window.width, height=window.height,
+                       transform=ds.window_transform(window))
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.descriptions = names
+    return dst
+
+
+def test_small_patch_with_large_displacement_corrected(tmp_path):
+    # 128 px of the real pair: the former fixed gate (PSR >= 7 on VV) gave it 6.6 and no shift
+    s2 = crop(FLOODS_S2, tmp_path / "s2.tif", Window(128, 128, 128, 128))
+    moved = moved_s1(FLOODS_S1, tmp_path / "moved.tif", 9.3, -8.6)
+    with open_sentinel2(s2) as scene, coregister_to_grid(moved, scene) as shifted, \
+            coregister_to_grid(FLOODS_S1, scene) as own:
+        assert shifted.applied and own.applied
+        (dx, dy), (x0, y0) = shifted.field.at(64, 64), own.field.at(64, 64)
+    assert np.hypot(dx - x0 - 9.3, dy - y0 + 8.6) < 0.3
+
+
+@pytest.mark.parametrize("s1, s2, window", [
+    (FLOODS_S1, FLOODS_S2, Window(384, 384, 96, 96)),  # little common structure
+    (SUMMER_S1, SUMMER_S2, None),  # half under cumulus
+])
+def test_no_trustworthy_estimate_no_shift_and_why(tmp_path, s1, s2, window):
+    if window is not None:
+        s2 = crop(s2, tmp_path / "s2.tif", window)
+    out, report = tmp_path / "out.tif", tmp_path / "report.json"
+    result = run("--s1", s1, "--s2", s2, "-o", out, "--report", report)
+    assert result.exit_code == 0, result.output
+    r = json.loads(report.read_text())
+    assert not r["applied"] and r["applied_px"] == {"x": 0.0, "y": 0.0}
+    assert r["reason"].startswith("correlation peak not significant")
+    assert "not applied: correlation peak not significant" in result.output
+    with rasterio.open(out) as o:
+        assert o.tags()["COREGISTER_APPLIED"] == "FALSE" and "COREGISTER_FIELD" not in o.tags()
 
 
 def test_geographic_s1_onto_utm_grid_and_back(tmp_path, utm_s2):
@@ -179,8 +223,8 @@ def test_large_scene_combines_several_windows(tmp_path):
     s1 = tiled(FLOODS_S1, tmp_path / "s1.tif", 2, 2.5, 1.5)
     report = coregister_file(s1, s2, tmp_path / "out.tif", block=300)
     with open_sentinel2(FLOODS_S2) as native, coregister_to_grid(FLOODS_S1, native) as direct:
-        own = direct.shift
-    assert report["windows"] == 9 and report["reliable_windows"] >= 7
-    assert report["consistency"] == 1.0 and report["applied"]
-    assert abs(report["shift_px"]["x"] - 2.5 - own.dx) < 0.3
-    assert abs(report["shift_px"]["y"] - 1.5 - own.dy) < 0.3
+        own = direct.report()["shift_px"]
+    assert report["windows"] == 4 and report["inlier_windows"] == 4 and report["applied"]
+    assert report["field"]["degree"] == 0  # four windows support a translation only
+    assert abs(report["shift_px"]["x"] - 2.5 - own["x"]) < 0.3
+    assert abs(report["shift_px"]["y"] - 1.5 - own["y"]) < 0.3

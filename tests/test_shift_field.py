@@ -1,0 +1,64 @@
+"""The shift field on a mosaic of real pairs with a known smooth deformation of the S1."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import rasterio
+from deformed_mosaic import deformation, write_mosaic
+from rasterio.windows import Window
+
+from cloudfree.coregister import coregister_file
+from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
+
+SIZE = 1536
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory):
+    """The deformed mosaic, the same mosaic undeformed, and coregister's output and report."""
+    folder = tmp_path_factory.mktemp("mosaic")
+    s1, s2 = write_mosaic(folder, SIZE)
+    (folder / "aligned").mkdir()
+    aligned, _ = write_mosaic(folder / "aligned", SIZE, deform=False)
+    out, report_path = folder / "out.tif", folder / "report.json"
+    report = coregister_file(s1, s2, out, report_path=report_path, quiet=True)
+    return s1, aligned, out, report, json.loads(report_path.read_text())
+
+
+def test_known_deformation_recovered(corrected):
+    s1, aligned, out, report, written = corrected
+    assert report["applied"] and report["windows"] == 9 and report["inlier_windows"] == 9
+    assert report["field"]["degree"] == 2
+    windows = written["window_estimates"]
+    assert len(windows) == 9 and all(w["reliable"] and w["inlier"] for w in windows)
+    with rasterio.open(out) as ds:
+        tag = json.loads(ds.tags()["COREGISTER_FIELD"])
+    field = ShiftField(tuple(tag["coef_x"]), tuple(tag["coef_y"]), tag["degree"],
+                       tuple(tag["size"]))
+    cols, rows = np.meshgrid(np.linspace(0, SIZE, 25), np.linspace(0, SIZE, 25))
+    got_x, got_y = field.at(cols, rows)
+    true_x, true_y = deformation(cols, rows, SIZE)
+    assert np.sqrt(np.mean((got_x - true_x) ** 2 + (got_y - true_y) ** 2)) <= 0.3
+    with rasterio.open(out) as fixed, rasterio.open(aligned) as truth, \
+            rasterio.open(s1) as deformed:
+        inner = (slice(None), slice(16, -16), slice(16, -16))
+        after = np.nanmedian(np.abs(fixed.read()[inner] - truth.read()[inner]))
+        before = np.nanmedian(np.abs(deformed.read()[inner] - truth.read()[inner]))
+    assert after < 0.5 * before
+
+
+def test_outlier_window_rejected(corrected):
+    written = corrected[4]["window_estimates"]
+    estimates = [WindowEstimate(Window(w["col_off"], w["row_off"], w["width"], w["height"]),
+                                w["dx"], w["dy"], w["significance"], w["reliable"])
+                 for w in written]
+    clean, _ = fit_field(estimates, (SIZE, SIZE))
+    estimates[4] = replace(estimates[4], dx=estimates[4].dx + 2.5, dy=estimates[4].dy - 2.0)
+    field, marked = fit_field(estimates, (SIZE, SIZE))
+    assert [e.inlier for e in marked] == [True] * 4 + [False] + [True] * 4
+    cols, rows = np.meshgrid(np.linspace(0, SIZE, 9), np.linspace(0, SIZE, 9))
+    assert np.allclose(field.at(cols, rows), clean.at(cols, rows), atol=0.2)
