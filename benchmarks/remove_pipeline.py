@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
     parser.add_argument("--throughput-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--model", default="cloudfree-small")
+    parser.add_argument("--model", default="cloudfree-fillnet")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=4)

@@ -80,9 +80,10 @@ def write_inputs(folder: Path, sample: LoadedSample) -> tuple[Path, Path]:
 
 
 def run_model(folder: Path, model: str, s2: Path, s1: Path) -> np.ndarray:
-    """``remove`` with a bundled model and every default; reflectance [13, H, W]."""
-    out = folder / f"{model}.tif"
-    remove_scene(s2, s1, out, model=model, s1_aligned=True, overwrite=True, quiet=True,
+    """``remove`` with a bundled model (or a checkpoint file) and every default; reflectance."""
+    out = folder / "output.tif"
+    source = {"checkpoint": model} if model.endswith(".pt") else {"model": model}
+    remove_scene(s2, s1, out, **source, s1_aligned=True, overwrite=True, quiet=True,
                  device="cpu")
     with rasterio.open(out) as ds:
         return ds.read().astype(np.float32) / 10000
@@ -119,6 +120,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--models", nargs="+", default=["cloudfree-fillnet", "median-fill"])
+    parser.add_argument("--kinds", nargs="+", choices=["real", "simulated"],
+                        default=["real", "simulated"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -128,6 +131,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name, kind, sample in samples(args.data):
+            if kind not in args.kinds:
+                continue
             s2, s1 = write_inputs(folder, sample)
             outputs = {m: run_model(folder, m, s2, s1) for m in args.models}
             outputs["median_fill"] = median_fill(sample.cloudy, sample.cloud, sample.valid)

@@ -11,7 +11,7 @@ from pathlib import Path
 from cloudfree.errors import CloudfreeError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "cloudfree-small"
+DEFAULT_MODEL = "cloudfree-fillnet"
 
 
 def bundled_models() -> dict[str, Path]:

@@ -32,7 +32,7 @@ def reports(tmp_path_factory) -> dict[tuple[str, str], dict]:
     out = {}
     for method, ssim in (("score", "valid"), ("dsen2cr", "official")):
         path = root / f"{method}_{ssim}.json"
-        result = CliRunner().invoke(main, ["evaluate", str(data), "--model", "cloudfree-small",
+        result = CliRunner().invoke(main, ["evaluate", str(data), "--model", "median-fill",
                                            "--mask-method", method, "--ssim", ssim,
                                            "--json", str(path), "-q"])
         assert result.exit_code == 0, result.output
