@@ -22,8 +22,12 @@ from cloudfree.errors import UsageError
 from cloudfree.sentinel2 import BANDS
 
 CLEAR, CLOUD, SHADOW, SNOW, NODATA = 0, 1, 2, 3, 255
-#: Bands the classification reads.
-MASK_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B08", "B10", "B11")
+#: Bands of the cloud score and the snow test.
+SCORE_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10", "B11")
+#: Bands of the shadow test (CSI and blue).
+SHADOW_BANDS: tuple[str, ...] = ("B02", "B08", "B11")
+#: Every band some mask option reads, in L1C order.
+MASK_BANDS: tuple[str, ...] = tuple(b for b in BANDS if b in SCORE_BANDS + SHADOW_BANDS)
 METHODS = ("score", "dsen2cr")
 
 
@@ -46,6 +50,12 @@ class MaskParams:
         """Pixels of context needed so windowed results equal whole-image results."""
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         return smoothing + (2 if self.shadow else 0) + self.buffer
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The bands these options read, in L1C order."""
+        needed = SCORE_BANDS + (SHADOW_BANDS if self.shadow else ())
+        return tuple(b for b in BANDS if b in needed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,12 +81,14 @@ def _ndsi(b03: np.ndarray, b11: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (b03 - b11) / np.where(total > 0, total, 1), 0.0)
 
 
-def _pick(reflectance: np.ndarray, bands: Sequence[str]) -> dict[str, np.ndarray]:
+def _pick(reflectance: np.ndarray, bands: Sequence[str],
+          needed: Sequence[str]) -> dict[str, np.ndarray]:
+    """The ``needed`` bands of ``reflectance`` (whose bands are ``bands``) by name, float32."""
     index = {b: i for i, b in enumerate(bands)}
-    missing = [b for b in MASK_BANDS if b not in index]
+    missing = [b for b in needed if b not in index]
     if missing:
         raise UsageError(f"the cloud mask needs bands {', '.join(missing)}")
-    return {b: reflectance[index[b]].astype(np.float32, copy=False) for b in MASK_BANDS}
+    return {b: reflectance[index[b]].astype(np.float32, copy=False) for b in needed}
 
 
 def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
@@ -90,7 +102,7 @@ def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
 def shadow_thresholds(reflectance: np.ndarray, valid: np.ndarray,
                       bands: Sequence[str] = BANDS) -> tuple[np.ndarray, np.ndarray]:
     """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined."""
-    b = _pick(reflectance, bands)
+    b = _pick(reflectance, bands, SHADOW_BANDS)
     csi = ((b["B08"] + b["B11"]) / 2)[valid]
     blue = b["B02"][valid]
     if csi.size == 0:
@@ -121,10 +133,12 @@ def classify(
     ``reflectance`` holds the bands named in ``bands`` (default: all 13 in L1C order). With
     ``params.shadow`` and no ``shadow`` thresholds, they are computed from this array alone.
     """
-    b = _pick(reflectance, bands)
+    b = _pick(reflectance, bands, params.bands)
     h, w = b["B02"].shape
     valid = np.ones((h, w), bool) if valid is None else valid
-    b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
+    all_valid = bool(valid.all())
+    if not all_valid:
+        b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
     raw = raw_score(b)
     ndsi = _ndsi(b["B03"], b["B11"])
     snow = (raw > params.threshold) & (ndsi >= params.ndsi_threshold)
@@ -149,9 +163,10 @@ def classify(
         for cls in ((SHADOW, CLOUD) if params.shadow else (CLOUD,)):
             grown = ndimage.binary_dilation(classes == cls, structure=disk)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
+    if all_valid:
+        return classes, score.astype(np.float32, copy=False)
     classes[~valid] = NODATA
-    score = np.where(valid, score, np.nan).astype(np.float32)
-    return classes, score
+    return classes, np.where(valid, score, np.nan).astype(np.float32)
 
 
 def _disk(radius: int) -> np.ndarray:

@@ -122,6 +122,47 @@ def test_windowed_equals_whole_image(tmp_path, method):
         np.testing.assert_array_equal(s.read(), t.read())
 
 
+def _reference_mask(scene: Path, params: MaskParams) -> tuple[np.ndarray, np.ndarray]:
+    """The mask computed the plain way: every band of the whole image read at once, one thread."""
+    with rasterio.open(scene) as ds:
+        dn, valid = ds.read().astype(np.float32), (ds.read_masks() > 0).all(axis=0)
+    refl = np.where(valid, dn / 10000, 0).astype(np.float32)
+    return classify(refl, valid, params)
+
+
+@pytest.mark.parametrize("params", [MaskParams(), MaskParams(method="dsen2cr", buffer=2,
+                                                               shadow=True)])
+def test_threaded_minimal_read_equals_plain_whole_image(tmp_path, params):
+    """Threads, band selection and windows change nothing, bit for bit (nodata edge included)."""
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(), {"crs": ds.crs, "transform": ds.transform}
+    data[:, 300:, :40] = 0
+    scene = write_stack(tmp_path / "floods.tif", data, profile, nodata=0,
+                        descriptions=[f"B{int(b[1:])}" if b != "B8A" else "B8A" for b in BANDS])
+    classes, score = _reference_mask(scene, params)
+    mask_scene(scene, tmp_path / "m.tif", params, block=96, threads=3,
+               score_path=tmp_path / "s.tif")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.tif")[0], classes)
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), score)
+    assert (classes == CLOUD).any() and (classes == NODATA).any()
+
+
+def test_mask_reads_only_the_bands_it_needs(tmp_path):
+    """Without --shadow, B08 and the bands no test uses are not needed (nor read from a SAFE)."""
+    data, profile = read_stack(SUMMER_S2, 64)
+    keep = [b for b in BANDS if b in ("B01", "B02", "B03", "B04", "B10", "B11")]
+    scene = write_stack(tmp_path / "six.tif", data[[BANDS.index(b) for b in keep]], profile,
+                        descriptions=keep)
+    full = write_stack(tmp_path / "full.tif", data, profile)
+    assert run("mask", scene, "-o", tmp_path / "six_mask.tif", "--threads", "2").exit_code == 0
+    assert run("mask", full, "-o", tmp_path / "full_mask.tif").exit_code == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "six_mask.tif")[0],
+                                  read_mask(tmp_path / "full_mask.tif")[0])
+    result = run("mask", scene, "-o", tmp_path / "shadow.tif", "--shadow")
+    assert result.exit_code == 1 and "band B08 missing" in result.output
+
+
 def test_safe_gives_the_same_mask_as_geotiff(tmp_path):
     data, profile = read_stack(SUMMER_S2, 252)
     l1c = coarsen_like_l1c(data)
