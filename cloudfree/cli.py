@@ -94,13 +94,18 @@ def mask_options(method_flag: str, buffer: int = 0):
                          metavar="PIXELS", help="Dilate clouds (and shadows) by this radius."),
             click.option("--shadow", is_flag=True,
                          help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
+            click.option("--hot/--no-hot", default=True, show_default=True,
+                         help="Cloud only where HOT = B02 - 0.5*B04 - 0.08 > 0 (haze optimised "
+                              "transform): keeps bright soil and roofs out of the mask."),
         ]
         for option in reversed(options):
             f = option(f)
 
-        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, **kwargs):
+        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, hot,
+                    **kwargs):
             params = MaskParams(method=mask_method, threshold=threshold,
-                                ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow)
+                                ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow,
+                                hot=hot)
             return f(*args, mask_params=params, **kwargs)
 
         return functools.update_wrapper(wrapper, f)

@@ -78,6 +78,7 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "NDSI_THRESHOLD": str(params.ndsi_threshold),
         "BUFFER_PIXELS": str(params.buffer),
         "SHADOW": str(params.shadow),
+        "HOT_TEST": str(params.hot),
         "RADIOMETRIC_OFFSET": str(s2.offset),
         "CLASSES": "0=clear 1=cloud 2=shadow 3=snow 255=nodata",
         "SOURCE": s2.path.name,

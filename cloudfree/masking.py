@@ -3,7 +3,12 @@
 The score is the Sen2Cor-style cloud score of the CARF paper (seed 002, eq. 13-16):
     score = min(1, r(B02, .1, .5), r(B01, .1, .3), r(B01+B10, .15, .2), r(B02+B03+B04, .2, .8))
 with r(x, lo, hi) = clip((x - lo) / (hi - lo), 0, 1); cloud where score > 0.2, except snow where
-NDSI = (B03 - B11) / (B03 + B11) >= 0.6. The ``dsen2cr`` variant follows the public DSen2-CR
+NDSI = (B03 - B11) / (B03 + B11) >= 0.6. By default the score is also 0 where the haze optimised
+transform HOT = B02 - 0.5 B04 - 0.08 is not positive (Zhang, Guindon and Cihlar 2002, with the
+constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and haze raise blue at
+least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
+false alarms on bright ground and keeps nearly every cloud (README, benchmarks/mask_quality.py).
+The ``dsen2cr`` variant follows the public DSen2-CR
 detector (Meraner et al. 2020): NDSI enters the score softly (ramp from 1 at NDSI 0.6 to 0 at
 0.8), then a 5x5 grey closing and a 7x7 mean filter before thresholding. Shadows use the cloud
 shadow index CSI = (B08 + B11) / 2 with scene-wide thresholds min + 3/4 (mean - min) on CSI and
@@ -40,6 +45,7 @@ class MaskParams:
     ndsi_threshold: float = 0.6
     buffer: int = 0
     shadow: bool = False
+    hot: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -99,6 +105,11 @@ def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
     return np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8)).astype(np.float32)
 
 
+def hot_positive(b: dict[str, np.ndarray]) -> np.ndarray:
+    """HOT = B02 - 0.5 B04 - 0.08 > 0: brighter in blue than clear ground of that red."""
+    return b["B02"] - 0.5 * b["B04"] - 0.08 > 0
+
+
 def shadow_thresholds(reflectance: np.ndarray, valid: np.ndarray,
                       bands: Sequence[str] = BANDS) -> tuple[np.ndarray, np.ndarray]:
     """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined."""
@@ -142,6 +153,8 @@ def classify(
     raw = raw_score(b)
     ndsi = _ndsi(b["B03"], b["B11"])
     snow = (raw > params.threshold) & (ndsi >= params.ndsi_threshold)
+    if params.hot:
+        raw = np.where(hot_positive(b), raw, np.float32(0))
     if params.method == "dsen2cr":
         score = np.minimum(raw, _ramp(ndsi, params.ndsi_threshold + 0.2, params.ndsi_threshold))
         score = ndimage.grey_closing(score, size=(5, 5), mode="reflect")

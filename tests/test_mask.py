@@ -75,9 +75,27 @@ def test_winter_haze_regression():
     classes, score = classify(refl, valid)
     assert (classes == CLOUD).sum() == 0
     assert float(np.nanmax(score)) == pytest.approx(0.039, abs=0.001)
-    classes, score = classify(refl, valid, MaskParams(method="dsen2cr"))
+    classes, score = classify(refl, valid, MaskParams(method="dsen2cr", hot=False))
     assert (classes == CLOUD).sum() == 0
     assert float(np.nanmax(score)) == pytest.approx(0.0289, abs=0.001)
+
+
+def test_hot_test_clears_bright_roofs_and_keeps_the_cumulus():
+    """HOT = B02 - 0.5 B04 - 0.08 > 0 only ever lowers the score: roofs go, the cumulus stays."""
+    masks = {}
+    for name, path in (("floods", FLOODS_S2), ("summer", SUMMER_S2)):
+        with open_sentinel2(path) as s2:
+            refl, valid = s2.read()
+        plain, plain_score = classify(refl, valid, MaskParams(hot=False))
+        gated, gated_score = classify(refl, valid)
+        assert (gated_score <= plain_score).all()
+        assert ((gated == CLOUD) <= (plain == CLOUD)).all()
+        masks[name] = (plain == CLOUD).mean(), (gated == CLOUD).mean()
+    # The clear Sen1Floods11 scene: 3.9 % of bright roofs and greenhouses, less than half left.
+    assert masks["floods"][0] == pytest.approx(0.039, abs=0.001)
+    assert masks["floods"][1] < 0.5 * masks["floods"][0]
+    # The summer cumulus loses almost nothing.
+    assert masks["summer"][1] > 0.98 * masks["summer"][0] > 0.29
 
 
 def test_thresholds_buffer_and_score_output(tmp_path):
