@@ -77,7 +77,9 @@ class ShadowThresholds:
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """r(x, lo, hi) of eq. 13: 0 at lo, 1 at hi, linear between, clipped."""
-    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    r = x - lo
+    r /= hi - lo
+    return np.clip(r, 0.0, 1.0, out=r)
 
 
 def _ndsi(b03: np.ndarray, b11: np.ndarray) -> np.ndarray:
@@ -100,9 +102,10 @@ def _pick(reflectance: np.ndarray, bands: Sequence[str],
 def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
     """Eq. 13 without the snow test, in [0, 1]."""
     score = _ramp(b["B02"], 0.1, 0.5)
-    score = np.minimum(score, _ramp(b["B01"], 0.1, 0.3))
-    score = np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2))
-    return np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8)).astype(np.float32)
+    np.minimum(score, _ramp(b["B01"], 0.1, 0.3), out=score)
+    np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2), out=score)
+    np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8), out=score)
+    return score.astype(np.float32, copy=False)
 
 
 def hot_positive(b: dict[str, np.ndarray]) -> np.ndarray:

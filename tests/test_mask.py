@@ -80,6 +80,33 @@ def test_winter_haze_regression():
     assert float(np.nanmax(score)) == pytest.approx(0.0289, abs=0.001)
 
 
+def _eq_13_to_16(refl: np.ndarray, hot: bool) -> np.ndarray:
+    """The CARF score written out from the paper (seed 002, eq. 13-16), with the HOT gate."""
+    b01, b02, b03, b04, b10, b11 = (refl[BANDS.index(b)] for b in
+                                    ("B01", "B02", "B03", "B04", "B10", "B11"))
+
+    def r(x, lo, hi):
+        return np.clip((x - lo) / (hi - lo), 0, 1)
+
+    score = np.minimum.reduce([r(b02, .1, .5), r(b01, .1, .3), r(b01 + b10, .15, .2),
+                               r(b02 + b03 + b04, .2, .8)])
+    score[(b03 - b11) / (b03 + b11) >= 0.6] = 0
+    if hot:
+        score[b02 - 0.5 * b04 - 0.08 <= 0] = 0
+    return score
+
+
+@pytest.mark.parametrize("hot", [False, True])
+def test_score_is_the_papers_formula_bit_for_bit(tmp_path, hot):
+    """The streamed, threaded score equals eq. 13-16 computed on the whole image at once."""
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl, _ = s2.read()
+    mask_scene(SUMMER_S2, tmp_path / "m.tif", MaskParams(hot=hot), block=64, threads=2,
+               score_path=tmp_path / "s.tif")
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), _eq_13_to_16(refl, hot))
+
+
 def test_hot_test_clears_bright_roofs_and_keeps_the_cumulus():
     """HOT = B02 - 0.5 B04 - 0.08 > 0 only ever lowers the score: roofs go, the cumulus stays."""
     masks = {}
