@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +130,9 @@ def mask_scene(
                     **geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan"))))
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
-            results = classified_windows(s2, windows, params, thresholds, threads)
+            # Closed (its threads joined) before the scene's datasets, even on an error.
+            results = stack.enter_context(
+                closing(classified_windows(s2, windows, params, thresholds, threads)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:

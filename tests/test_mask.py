@@ -208,6 +208,22 @@ def test_mask_reads_only_the_bands_it_needs(tmp_path):
     assert result.exit_code == 1 and "band B08 missing" in result.output
 
 
+def test_safe_needs_only_the_score_bands(tmp_path):
+    """A SAFE folder with only B01-B04, B10 and B11 gives the mask of the full product."""
+    data, profile = read_stack(SUMMER_S2, 120)
+    l1c = coarsen_like_l1c(data)
+    full = write_safe(tmp_path / "full.SAFE", l1c, profile, offset=0)
+    part = write_safe(tmp_path / "part.SAFE", l1c, profile, offset=0)
+    for jp2 in part.glob("GRANULE/*/IMG_DATA/*.jp2"):
+        if not jp2.stem.endswith(("B01", "B02", "B03", "B04", "B10", "B11")):
+            jp2.unlink()
+    mask_scene(full, tmp_path / "full.tif", threads=2)
+    mask_scene(part, tmp_path / "part.tif", threads=2)
+    a, b = read_mask(tmp_path / "full.tif")[0], read_mask(tmp_path / "part.tif")[0]
+    np.testing.assert_array_equal(a, b)
+    assert (a == CLOUD).any() and (a == 0).any()
+
+
 def test_safe_gives_the_same_mask_as_geotiff(tmp_path):
     data, profile = read_stack(SUMMER_S2, 252)
     l1c = coarsen_like_l1c(data)
