@@ -8,11 +8,11 @@ transform HOT = B02 - 0.5 B04 - 0.08 is not positive (Zhang, Guindon and Cihlar 
 constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and haze raise blue at
 least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
 false alarms on bright ground and keeps nearly every cloud (README, benchmarks/mask_quality.py).
-The ``dsen2cr`` variant follows the public DSen2-CR
-detector (Meraner et al. 2020): NDSI enters the score softly (ramp from 1 at NDSI 0.6 to 0 at
-0.8), then a 5x5 grey closing and a 7x7 mean filter before thresholding. Shadows use the cloud
-shadow index CSI = (B08 + B11) / 2 with scene-wide thresholds min + 3/4 (mean - min) on CSI and
-min + 5/6 (mean - min) on B02, then a 5x5 majority (median) filter, as in that detector.
+The ``dsen2cr`` variant follows the public DSen2-CR detector (Meraner et al. 2020): NDSI enters
+the score softly (ramp from 1 at NDSI 0.6 to 0 at 0.8), then a 5x5 grey closing and a 7x7 mean
+filter before thresholding. Shadows use the cloud shadow index CSI = (B08 + B11) / 2 with
+scene-wide thresholds min + 3/4 (mean - min) on CSI and min + 5/6 (mean - min) on B02, then a 5x5
+majority (median) filter, as in that detector.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def hot_positive(b: dict[str, np.ndarray]) -> np.ndarray:
-    """HOT = B02 - 0.5 B04 - 0.08 > 0: brighter in blue than clear ground of that red."""
+    """HOT = B02 - 0.5 B04 - 0.08 > 0: blue raised above red as cloud and haze raise it."""
     return b["B02"] - 0.5 * b["B04"] - 0.08 > 0
 
 
