@@ -10,7 +10,7 @@ DN, 256 px. DEST receives folders of ``s2_cloudy/`` and ``s2/`` (cloud-free) twi
 - ``residual/``: the 10 triplets of ``eda/notebooks/data/output/residual/`` with an ID below 4400
   (the cloudy bands 3-15 of ``{ID}_input.tif`` and ``{ID}_target.tif``; not georeferenced).
 Only the files named here are read from the repository. A manifest (name, bytes, sha256) is
-written to DEST/MANIFEST.tsv.
+written to DEST/MANIFEST.tsv and checked against the committed ``mask_pairs_manifest.tsv``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ PREFIX = "eda/notebooks/imgs/cr/"
 RESIDUAL = "eda/notebooks/data/output/residual/"
 #: The residual triplets of the training pool (IDs 4400 and above are reserved: never add them).
 RESIDUAL_IDS = (316, 581, 746, 1302, 2266, 2729, 3968, 4065, 4287, 4294)
+MANIFEST = Path(__file__).with_name("mask_pairs_manifest.tsv")
 
 
 def git_dir(repo: Path) -> Path:
@@ -108,7 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     files = extract(args.repo, args.dest)
     write_manifest(args.dest, files)
-    print(f"{len(files)} files ({len(files) // 2} pairs) in {args.dest}")
+    same = (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
+    print(f"{len(files)} files ({len(files) // 2} pairs) in {args.dest}; "
+          f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")
 
 
 if __name__ == "__main__":
