@@ -18,7 +18,6 @@ import csv
 import json
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -36,6 +35,7 @@ from cloudfree.scene_discovery import (
     Scene,
     discover,
 )
+from cloudfree.threads import usable_cores
 
 log = logging.getLogger("cloudfree")
 
@@ -48,6 +48,8 @@ SHOWN_FAILURES = 5
 
 #: The GPU this worker process owns (set by the pool initializer), or None.
 _worker_device: str | None = None
+#: Threads a worker's `mask` uses (its share of the cores); None: all of them (one job).
+_worker_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ def _call(task: Task) -> dict:
     if task.command == "mask":
         from cloudfree.mask_scene import mask_scene
 
-        return mask_scene(task.scene.s2, task.output, quiet=True, **task.options)
+        return mask_scene(task.scene.s2, task.output, quiet=True,
+                          **{"threads": _worker_threads, **task.options})
     from cloudfree.remove_scene import remove_scene
 
     options = dict(task.options)
@@ -146,19 +149,17 @@ def _call(task: Task) -> dict:
     return remove_scene(task.scene.s2, task.scene.s1, task.output, quiet=True, **options)
 
 
-def _init_worker(devices, torch_threads: int) -> None:
-    """Pool initializer: take one GPU from the queue, or set the CPU threads torch may use."""
-    global _worker_device
+def _init_worker(devices, threads: int, torch_too: bool) -> None:
+    """Pool initializer: take one GPU from the queue, or set the CPU threads mask (and torch,
+    for remove) may use."""
+    global _worker_device, _worker_threads
+    _worker_threads = threads or None
     if devices is not None:
         _worker_device = devices.get()
-    elif torch_threads:
+    elif threads and torch_too:
         import torch
 
-        torch.set_num_threads(torch_threads)
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(threads)
 
 
 def gpu_devices(command: str, options: dict) -> list[str]:
@@ -182,9 +183,9 @@ def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[Scen
         for i in range(jobs):
             queue.put(devices[i % len(devices)])
     remove = any(t.command == "remove" for t in tasks)
-    threads = max(1, _cpu_count() // jobs) if remove and not devices else 0
+    threads = max(1, usable_cores() // jobs) if not devices else 0
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                               initargs=(queue, threads))
+                               initargs=(queue, threads, remove))
     try:
         futures = {pool.submit(run_scene, task): task for task in tasks}
         for future in as_completed(futures):

@@ -95,13 +95,18 @@ def mask_options(method_flag: str, buffer: int = 0):
                          metavar="PIXELS", help="Dilate clouds (and shadows) by this radius."),
             click.option("--shadow", is_flag=True,
                          help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
+            click.option("--hot/--no-hot", default=True, show_default=True,
+                         help="Cloud only where HOT = B02 - 0.5*B04 - 0.08 > 0 (haze optimised "
+                              "transform): keeps bright soil and roofs out of the mask."),
         ]
         for option in reversed(options):
             f = option(f)
 
-        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, **kwargs):
+        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, hot,
+                    **kwargs):
             params = MaskParams(method=mask_method, threshold=threshold,
-                                ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow)
+                                ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow,
+                                hot=hot)
             return f(*args, mask_params=params, **kwargs)
 
         return functools.update_wrapper(wrapper, f)
@@ -159,10 +164,12 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--block", type=click.IntRange(64, 16384), default=1024, show_default=True,
               help="Window size in pixels for streaming the scene.")
+@click.option("--threads", type=click.IntRange(1, 1024),
+              help="Windows read and classified at once [default: all usable cores].")
 @offset_option
 @output_options
 @quiet_option
-def mask(scene, output, mask_params, score_path, as_json, block, offset, overwrite,
+def mask(scene, output, mask_params, score_path, as_json, block, threads, offset, overwrite,
          creation_options, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 L1C scene; 0 clear, 255 nodata."""
     from cloudfree.mask_scene import mask_scene
@@ -170,7 +177,8 @@ def mask(scene, output, mask_params, score_path, as_json, block, offset, overwri
     summary = mask_scene(scene, output or default_output(scene, "_mask"), mask_params,
                          offset=offset,
                          score_path=score_path, overwrite=overwrite,
-                         creation_options=creation_options, block=block, quiet=quiet)
+                         creation_options=creation_options, block=block, threads=threads,
+                         quiet=quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from cloudfree import __version__
 from cloudfree.errors import CloudfreeError
 from cloudfree.masking import (
     CLEAR,
     CLOUD,
-    MASK_BANDS,
     NODATA,
     SHADOW,
+    SHADOW_BANDS,
     SNOW,
     MaskParams,
     ShadowThresholds,
@@ -34,6 +36,7 @@ from cloudfree.rasterio_io import (
     with_halo,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.threads import ordered_map, usable_cores
 
 log = logging.getLogger("cloudfree")
 
@@ -41,13 +44,29 @@ COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 1
             SNOW: (0, 200, 255, 255), NODATA: (0, 0, 0, 0)}
 
 
-def scene_shadow_thresholds(s2: Sentinel2, windows, quiet: bool) -> ShadowThresholds:
+def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
+                            threads: int = 1) -> ShadowThresholds:
     """First pass: scene-wide shadow thresholds from all valid pixels."""
-    stats = []
-    for win in progress(windows, desc="shadow statistics", quiet=quiet):
-        refl, valid = s2.read(win, MASK_BANDS)
-        stats.append(shadow_thresholds(refl, valid, MASK_BANDS))
-    return combine_shadow_stats(stats)
+
+    def window_stats(win: Window) -> tuple[np.ndarray, np.ndarray]:
+        return shadow_thresholds(*s2.read(win, SHADOW_BANDS), SHADOW_BANDS)
+
+    stats = ordered_map(window_stats, windows, threads)
+    return combine_shadow_stats(list(progress(stats, len(windows), "shadow statistics", quiet)))
+
+
+def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
+                       shadow: ShadowThresholds | None,
+                       threads: int) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, classes, score) of each window, in order; read and classified on ``threads``."""
+
+    def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
+        read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
+        refl, valid = s2.read(read_win, params.bands)
+        classes, score = classify(refl, valid, params, params.bands, shadow)
+        return win, classes[inner], score[inner]
+
+    return ordered_map(one, windows, threads)
 
 
 def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
@@ -59,6 +78,7 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "NDSI_THRESHOLD": str(params.ndsi_threshold),
         "BUFFER_PIXELS": str(params.buffer),
         "SHADOW": str(params.shadow),
+        "HOT_TEST": str(params.hot),
         "RADIOMETRIC_OFFSET": str(s2.offset),
         "CLASSES": "0=clear 1=cloud 2=shadow 3=snow 255=nodata",
         "SOURCE": s2.path.name,
@@ -75,17 +95,24 @@ def mask_scene(
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
     block: int = 1024,
+    threads: int | None = None,
     quiet: bool = False,
 ) -> dict:
-    """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions."""
+    """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
+
+    ``threads`` windows are read and classified at once (default: every usable core); the
+    result does not depend on it, nor on ``block``.
+    """
+    threads = threads or usable_cores()
     output = Path(output)
     check_output(output, overwrite, [Path(scene)])
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)])
     with scene_io_env(), open_sentinel2(scene, offset) as s2:
-        s2.require(MASK_BANDS, f"the {params.method} cloud mask")
+        s2.require(params.bands, f"the {params.method} cloud mask")
         windows = block_windows(s2.width, s2.height, block)
-        thresholds = scene_shadow_thresholds(s2, windows, quiet) if params.shadow else None
+        thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads)
+                      if params.shadow else None)
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
@@ -103,15 +130,15 @@ def mask_scene(
                     **geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan"))))
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
-            for win in progress(windows, desc="mask", quiet=quiet):
-                read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
-                refl, valid = s2.read(read_win, MASK_BANDS)
-                classes, score = classify(refl, valid, params, MASK_BANDS, thresholds)
-                classes = classes[inner]
+            # Closed (its threads joined) before the scene's datasets, even on an error.
+            results = stack.enter_context(
+                closing(classified_windows(s2, windows, params, thresholds, threads)))
+            for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:
-                    score_dst.write(score[inner], 1, window=win)
-                counts += np.bincount(classes.ravel(), minlength=256)
+                    score_dst.write(score, 1, window=win)
+                for value in (CLEAR, CLOUD, SHADOW, SNOW, NODATA):  # cheaper than bincount
+                    counts[value] += np.count_nonzero(classes == value)
             valid_pixels = int(counts.sum() - counts[NODATA])
             if valid_pixels == 0:
                 raise CloudfreeError(f"{scene}: every pixel is nodata; nothing to mask")

@@ -3,11 +3,16 @@
 The score is the Sen2Cor-style cloud score of the CARF paper (seed 002, eq. 13-16):
     score = min(1, r(B02, .1, .5), r(B01, .1, .3), r(B01+B10, .15, .2), r(B02+B03+B04, .2, .8))
 with r(x, lo, hi) = clip((x - lo) / (hi - lo), 0, 1); cloud where score > 0.2, except snow where
-NDSI = (B03 - B11) / (B03 + B11) >= 0.6. The ``dsen2cr`` variant follows the public DSen2-CR
-detector (Meraner et al. 2020): NDSI enters the score softly (ramp from 1 at NDSI 0.6 to 0 at
-0.8), then a 5x5 grey closing and a 7x7 mean filter before thresholding. Shadows use the cloud
-shadow index CSI = (B08 + B11) / 2 with scene-wide thresholds min + 3/4 (mean - min) on CSI and
-min + 5/6 (mean - min) on B02, then a 5x5 majority (median) filter, as in that detector.
+NDSI = (B03 - B11) / (B03 + B11) >= 0.6. By default the score is also 0 where the haze optimised
+transform HOT = B02 - 0.5 B04 - 0.08 is not positive (Zhang, Guindon and Cihlar 2002, with the
+constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and haze raise blue at
+least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
+false alarms on bright ground and keeps nearly every cloud (README, benchmarks/mask_quality.py).
+The ``dsen2cr`` variant follows the public DSen2-CR detector (Meraner et al. 2020): NDSI enters
+the score softly (ramp from 1 at NDSI 0.6 to 0 at 0.8), then a 5x5 grey closing and a 7x7 mean
+filter before thresholding. Shadows use the cloud shadow index CSI = (B08 + B11) / 2 with
+scene-wide thresholds min + 3/4 (mean - min) on CSI and min + 5/6 (mean - min) on B02, then a 5x5
+majority (median) filter, as in that detector.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from cloudfree.errors import UsageError
 from cloudfree.sentinel2 import BANDS
 
 CLEAR, CLOUD, SHADOW, SNOW, NODATA = 0, 1, 2, 3, 255
-#: Bands the classification reads.
-MASK_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B08", "B10", "B11")
+#: Bands of the cloud score and the snow test.
+SCORE_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10", "B11")
+#: Bands of the shadow test (CSI and blue).
+SHADOW_BANDS: tuple[str, ...] = ("B02", "B08", "B11")
+#: Every band some mask option reads, in L1C order.
+MASK_BANDS: tuple[str, ...] = tuple(b for b in BANDS if b in SCORE_BANDS + SHADOW_BANDS)
 METHODS = ("score", "dsen2cr")
 
 
@@ -36,6 +45,7 @@ class MaskParams:
     ndsi_threshold: float = 0.6
     buffer: int = 0
     shadow: bool = False
+    hot: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -46,6 +56,12 @@ class MaskParams:
         """Pixels of context needed so windowed results equal whole-image results."""
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         return smoothing + (2 if self.shadow else 0) + self.buffer
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The bands these options read, in L1C order."""
+        needed = SCORE_BANDS + (SHADOW_BANDS if self.shadow else ())
+        return tuple(b for b in BANDS if b in needed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,7 +77,9 @@ class ShadowThresholds:
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """r(x, lo, hi) of eq. 13: 0 at lo, 1 at hi, linear between, clipped."""
-    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    r = x - lo
+    r /= hi - lo
+    return np.clip(r, 0.0, 1.0, out=r)
 
 
 def _ndsi(b03: np.ndarray, b11: np.ndarray) -> np.ndarray:
@@ -71,26 +89,34 @@ def _ndsi(b03: np.ndarray, b11: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (b03 - b11) / np.where(total > 0, total, 1), 0.0)
 
 
-def _pick(reflectance: np.ndarray, bands: Sequence[str]) -> dict[str, np.ndarray]:
+def _pick(reflectance: np.ndarray, bands: Sequence[str],
+          needed: Sequence[str]) -> dict[str, np.ndarray]:
+    """The ``needed`` bands of ``reflectance`` (whose bands are ``bands``) by name, float32."""
     index = {b: i for i, b in enumerate(bands)}
-    missing = [b for b in MASK_BANDS if b not in index]
+    missing = [b for b in needed if b not in index]
     if missing:
         raise UsageError(f"the cloud mask needs bands {', '.join(missing)}")
-    return {b: reflectance[index[b]].astype(np.float32, copy=False) for b in MASK_BANDS}
+    return {b: reflectance[index[b]].astype(np.float32, copy=False) for b in needed}
 
 
 def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
     """Eq. 13 without the snow test, in [0, 1]."""
     score = _ramp(b["B02"], 0.1, 0.5)
-    score = np.minimum(score, _ramp(b["B01"], 0.1, 0.3))
-    score = np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2))
-    return np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8)).astype(np.float32)
+    np.minimum(score, _ramp(b["B01"], 0.1, 0.3), out=score)
+    np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2), out=score)
+    np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8), out=score)
+    return score.astype(np.float32, copy=False)
+
+
+def hot_positive(b: dict[str, np.ndarray]) -> np.ndarray:
+    """HOT = B02 - 0.5 B04 - 0.08 > 0: blue raised above red as cloud and haze raise it."""
+    return b["B02"] - 0.5 * b["B04"] - 0.08 > 0
 
 
 def shadow_thresholds(reflectance: np.ndarray, valid: np.ndarray,
                       bands: Sequence[str] = BANDS) -> tuple[np.ndarray, np.ndarray]:
     """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined."""
-    b = _pick(reflectance, bands)
+    b = _pick(reflectance, bands, SHADOW_BANDS)
     csi = ((b["B08"] + b["B11"]) / 2)[valid]
     blue = b["B02"][valid]
     if csi.size == 0:
@@ -121,13 +147,17 @@ def classify(
     ``reflectance`` holds the bands named in ``bands`` (default: all 13 in L1C order). With
     ``params.shadow`` and no ``shadow`` thresholds, they are computed from this array alone.
     """
-    b = _pick(reflectance, bands)
+    b = _pick(reflectance, bands, params.bands)
     h, w = b["B02"].shape
     valid = np.ones((h, w), bool) if valid is None else valid
-    b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
+    all_valid = bool(valid.all())
+    if not all_valid:
+        b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
     raw = raw_score(b)
     ndsi = _ndsi(b["B03"], b["B11"])
     snow = (raw > params.threshold) & (ndsi >= params.ndsi_threshold)
+    if params.hot:
+        raw = np.where(hot_positive(b), raw, np.float32(0))
     if params.method == "dsen2cr":
         score = np.minimum(raw, _ramp(ndsi, params.ndsi_threshold + 0.2, params.ndsi_threshold))
         score = ndimage.grey_closing(score, size=(5, 5), mode="reflect")
@@ -149,9 +179,10 @@ def classify(
         for cls in ((SHADOW, CLOUD) if params.shadow else (CLOUD,)):
             grown = ndimage.binary_dilation(classes == cls, structure=disk)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
+    if all_valid:
+        return classes, score.astype(np.float32, copy=False)
     classes[~valid] = NODATA
-    score = np.where(valid, score, np.nan).astype(np.float32)
-    return classes, score
+    return classes, np.where(valid, score, np.nan).astype(np.float32)
 
 
 def _disk(radius: int) -> np.ndarray:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
@@ -61,7 +64,11 @@ def parse_offset(value: str) -> int | None:
 
 @dataclass
 class Sentinel2:
-    """An opened Sentinel-2 L1C scene on its 10 m grid, read window by window as reflectance."""
+    """An opened Sentinel-2 L1C scene on its 10 m grid, read window by window as reflectance.
+
+    ``read`` may be called from several threads at once: each thread other than the opening one
+    reads through dataset handles of its own (GDAL handles are not shared between threads).
+    """
 
     path: Path
     kind: str  # "geotiff" or "safe"
@@ -76,6 +83,8 @@ class Sentinel2:
     band_sources: dict[str, tuple[object, int, int]] = field(repr=False)
     # band -> (dataset, band index, resolution factor relative to the grid)
     _datasets: list = field(default_factory=list, repr=False)
+    _owner: int = field(default_factory=threading.get_ident, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -107,25 +116,50 @@ class Sentinel2:
         self.require(bands, "this command")
         window = window or Window(0, 0, self.width, self.height)
         h, w = int(window.height), int(window.width)
-        out = np.empty((len(bands), h, w), dtype=np.float32)
-        valid = np.ones((h, w), dtype=bool)
+        out: np.ndarray | None = None
+        valid: np.ndarray | None = None  # None: every pixel valid so far
+        sources = self._thread_sources()
         groups: dict[tuple[int, int], list[int]] = {}
         for i, band in enumerate(bands):
-            dataset, _, factor = self.band_sources[band]
+            dataset, _, factor = sources[band]
             groups.setdefault((id(dataset), factor), []).append(i)
         for positions in groups.values():
-            dataset, _, factor = self.band_sources[bands[positions[0]]]
-            indexes = [self.band_sources[bands[i]][1] for i in positions]
+            dataset, _, factor = sources[bands[positions[0]]]
+            indexes = [sources[bands[i]][1] for i in positions]
             data, ok = _read_bands(dataset, indexes, factor, window)
-            out[positions] = data
-            valid &= ok.all(axis=0)
+            if len(groups) == 1:
+                out = data
+            else:
+                out = np.empty((len(bands), h, w), dtype=np.float32) if out is None else out
+                out[positions] = data
+            if ok is not None:
+                valid = ok.all(axis=0) if valid is None else valid & ok.all(axis=0)
         if self.nodata is not None:
-            nan = math.isnan(self.nodata)
-            valid &= ~(np.isnan(out) if nan else out == self.nodata).any(axis=0)
-        out -= self.offset
+            filled = (np.isnan(out) if math.isnan(self.nodata) else out == self.nodata).any(axis=0)
+            valid = ~filled if valid is None else valid & ~filled
+        if self.offset:
+            out -= self.offset
         out /= self.dn_scale
+        if valid is None or valid.all():
+            return out, np.ones((h, w), dtype=bool)
         out[:, ~valid] = 0.0
         return out, valid
+
+    def _thread_sources(self) -> dict[str, tuple[object, int, int]]:
+        """``band_sources`` with dataset handles owned by the calling thread."""
+        if threading.get_ident() == self._owner:
+            return self.band_sources
+        sources = getattr(self._local, "sources", None)
+        if sources is None:
+            handles: dict[str, object] = {}
+            for dataset, _, _ in self.band_sources.values():
+                if dataset.name not in handles:
+                    handles[dataset.name] = rasterio.open(dataset.name)
+                    self._datasets.append(handles[dataset.name])
+            sources = {band: (handles[ds.name], index, factor)
+                       for band, (ds, index, factor) in self.band_sources.items()}
+            self._local.sources = sources
+        return sources
 
     def to_dn(self, reflectance: np.ndarray) -> np.ndarray:
         """Reflectance back to the input's DN scale and dtype (clipped to the dtype's range)."""
@@ -149,23 +183,31 @@ class Sentinel2:
 
 
 def _read_bands(dataset, indexes: list[int], factor: int, window: Window):
-    """Read bands of one dataset onto the 10 m grid: data [n, h, w] float32 and masks [n, h, w].
+    """Bands of one dataset on the 10 m grid: data [n, h, w] float32 and masks (or None).
 
     Coarser bands are replicated (nearest neighbour), which keeps windowed reads identical to
     whole-image reads wherever the window falls.
     """
     if factor == 1:
         data = dataset.read(indexes, window=window, out_dtype=np.float32)
-        return data, dataset.read_masks(indexes, window=window) > 0
+        return data, _read_valid(dataset, indexes, window)
     r0, c0 = int(window.row_off), int(window.col_off)
     r1, c1 = r0 + int(window.height), c0 + int(window.width)
     src = Window(c0 // factor, r0 // factor,
                  (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
     data = dataset.read(indexes, window=src, out_dtype=np.float32)
-    mask = dataset.read_masks(indexes, window=src) > 0
+    mask = _read_valid(dataset, indexes, src)
     rows = np.arange(r0, r1) // factor - r0 // factor
     cols = np.arange(c0, c1) // factor - c0 // factor
-    return data[:, rows][:, :, cols], mask[:, rows][:, :, cols]
+    return data[:, rows][:, :, cols], None if mask is None else mask[:, rows][:, :, cols]
+
+
+def _read_valid(dataset, indexes: list[int], window: Window) -> np.ndarray | None:
+    """Valid-pixel masks [n, h, w] of the bands; None where GDAL says every pixel is valid."""
+    flags = dataset.mask_flag_enums
+    if all(flags[i - 1] == [MaskFlags.all_valid] for i in indexes):
+        return None
+    return dataset.read_masks(indexes, window=window) > 0
 
 
 def open_sentinel2(path: Path | str, offset: str | int | None = "auto") -> Sentinel2:

@@ -75,9 +75,54 @@ def test_winter_haze_regression():
     classes, score = classify(refl, valid)
     assert (classes == CLOUD).sum() == 0
     assert float(np.nanmax(score)) == pytest.approx(0.039, abs=0.001)
-    classes, score = classify(refl, valid, MaskParams(method="dsen2cr"))
+    classes, score = classify(refl, valid, MaskParams(method="dsen2cr", hot=False))
     assert (classes == CLOUD).sum() == 0
     assert float(np.nanmax(score)) == pytest.approx(0.0289, abs=0.001)
+
+
+def _eq_13_to_16(refl: np.ndarray, hot: bool) -> np.ndarray:
+    """The CARF score written out from the paper (seed 002, eq. 13-16), with the HOT gate."""
+    b01, b02, b03, b04, b10, b11 = (refl[BANDS.index(b)] for b in
+                                    ("B01", "B02", "B03", "B04", "B10", "B11"))
+
+    def r(x, lo, hi):
+        return np.clip((x - lo) / (hi - lo), 0, 1)
+
+    score = np.minimum.reduce([r(b02, .1, .5), r(b01, .1, .3), r(b01 + b10, .15, .2),
+                               r(b02 + b03 + b04, .2, .8)])
+    score[(b03 - b11) / (b03 + b11) >= 0.6] = 0
+    if hot:
+        score[b02 - 0.5 * b04 - 0.08 <= 0] = 0
+    return score
+
+
+@pytest.mark.parametrize("hot", [False, True])
+def test_score_is_the_papers_formula_bit_for_bit(tmp_path, hot):
+    """The streamed, threaded score equals eq. 13-16 computed on the whole image at once."""
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl, _ = s2.read()
+    mask_scene(SUMMER_S2, tmp_path / "m.tif", MaskParams(hot=hot), block=64, threads=2,
+               score_path=tmp_path / "s.tif")
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), _eq_13_to_16(refl, hot))
+
+
+def test_hot_test_clears_bright_roofs_and_keeps_the_cumulus():
+    """HOT = B02 - 0.5 B04 - 0.08 > 0 only ever lowers the score: roofs go, the cumulus stays."""
+    masks = {}
+    for name, path in (("floods", FLOODS_S2), ("summer", SUMMER_S2)):
+        with open_sentinel2(path) as s2:
+            refl, valid = s2.read()
+        plain, plain_score = classify(refl, valid, MaskParams(hot=False))
+        gated, gated_score = classify(refl, valid)
+        assert (gated_score <= plain_score).all()
+        assert ((gated == CLOUD) <= (plain == CLOUD)).all()
+        masks[name] = (plain == CLOUD).mean(), (gated == CLOUD).mean()
+    # The clear Sen1Floods11 scene: 3.9 % of bright roofs and greenhouses, less than half left.
+    assert masks["floods"][0] == pytest.approx(0.039, abs=0.001)
+    assert masks["floods"][1] < 0.5 * masks["floods"][0]
+    # The summer cumulus loses almost nothing.
+    assert masks["summer"][1] > 0.98 * masks["summer"][0] > 0.29
 
 
 def test_thresholds_buffer_and_score_output(tmp_path):
@@ -120,6 +165,63 @@ def test_windowed_equals_whole_image(tmp_path, method):
         tmp_path / "tiled_score.tif"
     ) as t:
         np.testing.assert_array_equal(s.read(), t.read())
+
+
+def _reference_mask(scene: Path, params: MaskParams) -> tuple[np.ndarray, np.ndarray]:
+    """The mask computed the plain way: every band of the whole image read at once, one thread."""
+    with rasterio.open(scene) as ds:
+        dn, valid = ds.read().astype(np.float32), (ds.read_masks() > 0).all(axis=0)
+    refl = np.where(valid, dn / 10000, 0).astype(np.float32)
+    return classify(refl, valid, params)
+
+
+@pytest.mark.parametrize("params", [MaskParams(), MaskParams(method="dsen2cr", buffer=2,
+                                                               shadow=True)])
+def test_threaded_minimal_read_equals_plain_whole_image(tmp_path, params):
+    """Threads, band selection and windows change nothing, bit for bit (nodata edge included)."""
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(), {"crs": ds.crs, "transform": ds.transform}
+    data[:, 300:, :40] = 0
+    scene = write_stack(tmp_path / "floods.tif", data, profile, nodata=0,
+                        descriptions=[f"B{int(b[1:])}" if b != "B8A" else "B8A" for b in BANDS])
+    classes, score = _reference_mask(scene, params)
+    mask_scene(scene, tmp_path / "m.tif", params, block=96, threads=3,
+               score_path=tmp_path / "s.tif")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.tif")[0], classes)
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), score)
+    assert (classes == CLOUD).any() and (classes == NODATA).any()
+
+
+def test_mask_reads_only_the_bands_it_needs(tmp_path):
+    """Without --shadow, B08 and the bands no test uses are not needed (nor read from a SAFE)."""
+    data, profile = read_stack(SUMMER_S2, 64)
+    keep = [b for b in BANDS if b in ("B01", "B02", "B03", "B04", "B10", "B11")]
+    scene = write_stack(tmp_path / "six.tif", data[[BANDS.index(b) for b in keep]], profile,
+                        descriptions=keep)
+    full = write_stack(tmp_path / "full.tif", data, profile)
+    assert run("mask", scene, "-o", tmp_path / "six_mask.tif", "--threads", "2").exit_code == 0
+    assert run("mask", full, "-o", tmp_path / "full_mask.tif").exit_code == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "six_mask.tif")[0],
+                                  read_mask(tmp_path / "full_mask.tif")[0])
+    result = run("mask", scene, "-o", tmp_path / "shadow.tif", "--shadow")
+    assert result.exit_code == 1 and "band B08 missing" in result.output
+
+
+def test_safe_needs_only_the_score_bands(tmp_path):
+    """A SAFE folder with only B01-B04, B10 and B11 gives the mask of the full product."""
+    data, profile = read_stack(SUMMER_S2, 120)
+    l1c = coarsen_like_l1c(data)
+    full = write_safe(tmp_path / "full.SAFE", l1c, profile, offset=0)
+    part = write_safe(tmp_path / "part.SAFE", l1c, profile, offset=0)
+    for jp2 in part.glob("GRANULE/*/IMG_DATA/*.jp2"):
+        if not jp2.stem.endswith(("B01", "B02", "B03", "B04", "B10", "B11")):
+            jp2.unlink()
+    mask_scene(full, tmp_path / "full.tif", threads=2)
+    mask_scene(part, tmp_path / "part.tif", threads=2)
+    a, b = read_mask(tmp_path / "full.tif")[0], read_mask(tmp_path / "part.tif")[0]
+    np.testing.assert_array_equal(a, b)
+    assert (a == CLOUD).any() and (a == 0).any()
 
 
 def test_safe_gives_the_same_mask_as_geotiff(tmp_path):

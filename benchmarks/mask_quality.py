@@ -1,0 +1,186 @@
+"""Score cloud masks on real cloudy / cloud-free Sentinel-2 L1C pairs, beside s2cloudless.
+
+    python scripts/extract_mask_pairs.py CLONE_OF_Oriolac/cloud-removal /tmp/pairs
+    python benchmarks/mask_quality.py /tmp/pairs/high_cp /tmp/pairs/low_cp
+
+Each folder holds ``s2_cloudy/`` and ``s2/`` twins (same patch, a cloudy and a cloud-free date).
+Truth: cloud where the cloudy image is brighter than its cloud-free twin by more than 0.05 in the
+mean reflectance of B02-B04. Every mask is scored on the same pixels, pooled over all pairs:
+IoU = TP / (TP + FP + FN), precision, recall. The cloud-free twins give the false alarm rate on
+clear land: the cloud fraction each method finds on them (mean and worst scene).
+
+A clear real scene outside the pairs (``--clear``, default the cloud-free Sen1Floods11 scene of
+../shared/data, whose bright roofs are this score's known weakness) gives one more false alarm
+figure.
+
+Methods: `cloudfree mask` with its defaults and, with ``--variants``, the routes measured before
+choosing them: former defaults, lower threshold, buffers, a hysteresis grow of the cloud into
+lower scores, a cirrus (B10) term, the dsen2cr method; s2cloudless
+(its README's settings: threshold 0.4, average_over 4, dilation_size 2, all 13 bands); the
+6-band L1C model of ukis-csmask (cloud class only; run at 10 m) when it is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from scipy import ndimage
+
+from cloudfree.masking import CLOUD, MaskParams, classify
+from cloudfree.sentinel2 import BANDS, open_sentinel2
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CLEAR_SCENE = DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
+TRUTH_DELTA = 0.05
+VISIBLE = [BANDS.index(b) for b in ("B02", "B03", "B04")]
+Masker = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Pair:
+    name: str
+    cloudy: np.ndarray  # reflectance [13, H, W]
+    clear: np.ndarray
+
+    @property
+    def truth(self) -> np.ndarray:
+        return (self.cloudy[VISIBLE].mean(0) - self.clear[VISIBLE].mean(0)) > TRUTH_DELTA
+
+
+def read_reflectance(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read().astype(np.float32) / 10000
+
+
+def load_pairs(folders: list[Path]) -> list[Pair]:
+    """Pairs ``s2_cloudy/X_s2_cloudy_Y.tif`` + ``s2/X_s2_Y.tif`` from each folder."""
+    pairs = []
+    for folder in folders:
+        for cloudy in sorted((folder / "s2_cloudy").glob("*.tif")):
+            clear = folder / "s2" / cloudy.name.replace("_s2_cloudy_", "_s2_")
+            pairs.append(Pair(cloudy.stem, read_reflectance(cloudy), read_reflectance(clear)))
+    if not pairs:
+        raise SystemExit(f"no s2_cloudy/*.tif with an s2/ twin in {', '.join(map(str, folders))}")
+    return pairs
+
+
+def ours(params: MaskParams) -> Masker:
+    return lambda refl: classify(refl, None, params)[0] == CLOUD
+
+
+def hysteresis(low: float, steps: int) -> Masker:
+    """The default cloud grown by up to ``steps`` px (8-connected) into scores above ``low``."""
+
+    def run(refl: np.ndarray) -> np.ndarray:
+        classes, score = classify(refl, None, MaskParams())
+        return ndimage.binary_dilation(classes == CLOUD, np.ones((3, 3), bool), steps,
+                                       mask=score > low)
+
+    return run
+
+
+def cirrus(b10: float) -> Masker:
+    """The default cloud, and every pixel whose cirrus band B10 exceeds ``b10``."""
+    default = ours(MaskParams())
+    return lambda refl: default(refl) | (refl[BANDS.index("B10")] > b10)
+
+
+def s2cloudless() -> Masker | None:
+    try:
+        from s2cloudless import S2PixelCloudDetector
+    except ImportError:
+        return None
+    detector = S2PixelCloudDetector(threshold=0.4, average_over=4, dilation_size=2,
+                                    all_bands=True)
+    return lambda refl: detector.get_cloud_masks(np.moveaxis(refl, 0, -1)[None])[0] > 0
+
+
+def ukis_csmask() -> Masker | None:
+    try:
+        from ukis_csmask.mask import CSmask
+    except ImportError:
+        return None
+    order = ["B02", "B03", "B04", "B08", "B11", "B12"]
+    names = ["blue", "green", "red", "nir", "swir16", "swir22"]
+
+    def run(refl: np.ndarray) -> np.ndarray:
+        img = np.moveaxis(refl[[BANDS.index(b) for b in order]], 0, -1).copy()
+        mask = CSmask(img, band_order=names, product_level="l1c",
+                      providers=["CPUExecutionProvider"], intra_op_num_threads=2)
+        return mask.csm[..., 0] == 1
+
+    return run
+
+
+def methods(extra: bool) -> dict[str, Masker]:
+    """The masks to score, by the name printed in the table."""
+    table: dict[str, Masker] = {"cloudfree mask (defaults)": ours(MaskParams())}
+    if extra:
+        table |= {
+            "--no-hot (the default before the HOT test)": ours(MaskParams(hot=False)),
+            "--no-hot --threshold 0.15": ours(MaskParams(hot=False, threshold=0.15)),
+            "--no-hot --buffer 2": ours(MaskParams(hot=False, buffer=2)),
+            "--buffer 1": ours(MaskParams(buffer=1)),
+            "--buffer 2": ours(MaskParams(buffer=2)),
+            "grow 2 px into score > 0.1": hysteresis(0.1, 2),
+            "grow 1 px into score > 0.15": hysteresis(0.15, 1),
+            "cirrus term: also B10 > 0.012": cirrus(0.012),
+            "--method dsen2cr --no-hot": ours(MaskParams(method="dsen2cr", hot=False)),
+            "--method dsen2cr": ours(MaskParams(method="dsen2cr")),
+        }
+    for name, make in (("s2cloudless", s2cloudless), ("ukis-csmask 6-band L1C", ukis_csmask)):
+        masker = make()
+        if masker is None:
+            print(f"{name}: not installed, left out")
+        else:
+            table[name] = masker
+    return table
+
+
+def score(masker: Masker, pairs: list[Pair],
+          clear: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """Pooled IoU, precision and recall; cloud fractions on the clear twins and clear scene."""
+    tp = fp = fn = 0
+    clear_fractions = []
+    for pair in pairs:
+        found, truth = masker(pair.cloudy), pair.truth
+        tp += int((found & truth).sum())
+        fp += int((found & ~truth).sum())
+        fn += int((~found & truth).sum())
+        clear_fractions.append(float(masker(pair.clear).mean()))
+    scene, valid = clear
+    return {"iou": tp / (tp + fp + fn), "precision": tp / max(tp + fp, 1),
+            "recall": tp / max(tp + fn, 1), "clear_mean": float(np.mean(clear_fractions)),
+            "clear_max": float(np.max(clear_fractions)),
+            "clear_scene": float(masker(scene)[valid].mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+",
+                        help="folders with s2_cloudy/ and s2/ twins")
+    parser.add_argument("--variants", action="store_true",
+                        help="also score the variants of `cloudfree mask` behind its defaults")
+    parser.add_argument("--clear", type=Path, default=CLEAR_SCENE,
+                        help="a cloud-free 13-band L1C scene for one more false alarm figure")
+    args = parser.parse_args()
+    pairs = load_pairs(args.folders)
+    with open_sentinel2(args.clear) as s2:
+        clear = s2.read()
+    truth = sum(int(p.truth.sum()) for p in pairs) / sum(p.truth.size for p in pairs)
+    print(f"{len(pairs)} pairs, {truth:.1%} of the pixels cloud by the truth\n")
+    print("| mask | IoU | precision | recall | cloud on the clear twins: mean / worst | "
+          f"cloud on {args.clear.stem} |\n|---|---|---|---|---|---|")
+    for name, masker in methods(args.variants).items():
+        r = score(masker, pairs, clear)
+        print(f"| {name} | {r['iou']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+              f"{r['clear_mean']:.1%} / {r['clear_max']:.1%} | {r['clear_scene']:.1%} |")
+
+
+if __name__ == "__main__":
+    main()

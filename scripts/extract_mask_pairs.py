@@ -1,0 +1,118 @@
+"""Extract the real cloudy / cloud-free L1C pairs used by ``benchmarks/mask_quality.py``.
+
+    python scripts/extract_mask_pairs.py REPO DEST
+
+REPO is a clone (bare or not) of github:Oriolac/cloud-removal (training pool, see
+../shared/docs/DATA.md). All are SEN12MS-CR patches (Ebel et al., TUM, CC-BY 4.0), 13-band L1C
+DN, 256 px. DEST receives folders of ``s2_cloudy/`` and ``s2/`` (cloud-free) twins:
+- ``high_cp/``, ``low_cp/``: the 30 georeferenced pairs of ``eda/notebooks/imgs/cr/``;
+- ``ok/``: the 2 pairs of ``eda/notebooks/imgs/cr/ok/``;
+- ``residual/``: the 10 triplets of ``eda/notebooks/data/output/residual/`` with an ID below 4400
+  (the cloudy bands 3-15 of ``{ID}_input.tif`` and ``{ID}_target.tif``; not georeferenced).
+Only the files named here are read from the repository. A manifest (name, bytes, sha256) is
+written to DEST/MANIFEST.tsv and checked against the committed ``mask_pairs_manifest.tsv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import subprocess
+import tarfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.io import MemoryFile
+
+FOLDERS = ("high_cp", "low_cp", "ok")
+PREFIX = "eda/notebooks/imgs/cr/"
+RESIDUAL = "eda/notebooks/data/output/residual/"
+#: The residual triplets of the training pool (IDs 4400 and above are reserved: never add them).
+RESIDUAL_IDS = (316, 581, 746, 1302, 2266, 2729, 3968, 4065, 4287, 4294)
+MANIFEST = Path(__file__).with_name("mask_pairs_manifest.tsv")
+
+
+def git_dir(repo: Path) -> Path:
+    """The git directory of a clone or of a bare mirror."""
+    return repo / ".git" if (repo / ".git").is_dir() else repo
+
+
+def archived(repo: Path, paths: list[str]) -> dict[str, bytes]:
+    """The .tif files under ``paths`` at the repository's HEAD, by path."""
+    archive = subprocess.run(
+        ["git", f"--git-dir={git_dir(repo)}", "archive", "--format=tar", "HEAD", *paths],
+        check=True, capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()
+                if m.isfile() and m.name.endswith(".tif")}
+
+
+def write_pairs(files: dict[str, bytes], dest: Path) -> list[Path]:
+    """The imgs/cr files under ``dest``; ``ok/`` split into its cloudy and clear twins."""
+    written = []
+    for name, content in files.items():
+        relative = Path(name.removeprefix(PREFIX))
+        if relative.parts[0] == "ok":
+            kind = "s2_cloudy" if "_s2_cloudy_" in relative.name else "s2"
+            relative = Path("ok", kind, relative.name)
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        written.append(target)
+    return written
+
+
+def write_residual(files: dict[str, bytes], dest: Path) -> list[Path]:
+    """Each residual triplet as a cloudy / clear pair of 13-band uint16 GeoTIFFs."""
+    written = []
+    for sample in RESIDUAL_IDS:
+        cloudy = _bands(files[f"{RESIDUAL}{sample}_input.tif"])[2:]  # after VV, VH
+        clear = _bands(files[f"{RESIDUAL}{sample}_target.tif"])
+        for kind, data in (("s2_cloudy", cloudy), ("s2", clear)):
+            target = dest / "residual" / kind / f"residual_{kind}_{sample}.tif"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(target, "w", driver="GTiff", width=data.shape[2],
+                               height=data.shape[1], count=13, dtype="uint16") as dst:
+                dst.write(np.clip(np.rint(data), 0, 65535).astype(np.uint16))
+            written.append(target)
+    return written
+
+
+def _bands(content: bytes) -> np.ndarray:
+    with MemoryFile(content) as memory, memory.open() as ds:
+        return ds.read()
+
+
+def extract(repo: Path, dest: Path) -> list[Path]:
+    """Write the pair folders under ``dest``; return the files written."""
+    pairs = archived(repo, [PREFIX + f for f in FOLDERS])
+    residual = archived(repo, [f"{RESIDUAL}{i}_{kind}.tif" for i in RESIDUAL_IDS
+                               for kind in ("input", "target")])
+    return sorted(write_pairs(pairs, dest) + write_residual(residual, dest))
+
+
+def write_manifest(dest: Path, files: list[Path]) -> None:
+    lines = [f"{p.relative_to(dest)}\t{p.stat().st_size}\t"
+             f"{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files]
+    (dest / "MANIFEST.tsv").write_text("path\tbytes\tsha256\n" + "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repo", type=Path, help="clone of github:Oriolac/cloud-removal")
+    parser.add_argument("dest", type=Path, help="folder to write the pairs into")
+    args = parser.parse_args()
+    files = extract(args.repo, args.dest)
+    write_manifest(args.dest, files)
+    same = (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
+    print(f"{len(files)} files ({len(files) // 2} pairs) in {args.dest}; "
+          f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")
+
+
+if __name__ == "__main__":
+    main()
