@@ -189,7 +189,8 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 
 @main.command()
 @s1_s2_options("<s2>_cloudfree.tif")
-@click.option("--model", help="Bundled model name [default: cloudfree-fillnet; network-free: median-fill].")
+@click.option("--model", help="Bundled model: cloudfree-fillnet (default) or the "
+              "network-free median-fill.")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="cloudfree or official GLF-CR checkpoint.")
 @click.option("--onnx", type=click.Path(path_type=Path), help="ONNX model from export-onnx.")

@@ -317,7 +317,8 @@ def remove_scene(
             "ARCH": getattr(engine, "arch", ""),
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
             "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
-            "CLOUD_THRESHOLD": str(mask_params.threshold), "RADIOMETRIC_OFFSET": str(s2.offset),
+            "HOT_TEST": str(mask_params.hot), "CLOUD_THRESHOLD": str(mask_params.threshold),
+            "RADIOMETRIC_OFFSET": str(s2.offset),
             "SHADOW_FILLED": str(mask_params.shadow),
             **({"FILL_SOURCE": fill.source, "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
                if fill is not None else {}),
