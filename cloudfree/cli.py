@@ -17,6 +17,7 @@ import rasterio.errors
 from cloudfree import __version__
 from cloudfree.errors import CloudfreeError
 from cloudfree.rasterio_io import parse_creation_options
+from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
 
 
 class _Group(click.Group):
@@ -28,9 +29,11 @@ class _Group(click.Group):
         except CloudfreeError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted; no output written.", err=True)
-            sys.exit(1)
+        except KeyboardInterrupt as exc:
+            stop = as_interrupted(exc)
+            click.echo(f"Interrupted ({signal_name(stop.signum)}); "
+                       f"{stop.message or 'no output written'}.", err=True)
+            sys.exit(stop.exit_code)
         except (OSError, rasterio.errors.RasterioError) as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
@@ -146,6 +149,7 @@ def default_output(src: Path, suffix: str) -> Path:
 def main() -> None:
     """SAR-assisted cloud removal for whole Sentinel-2 scenes."""
     _setup_logging(False)
+    raise_on_stop_signals()
 
 
 @main.command()

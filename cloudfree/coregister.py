@@ -33,6 +33,7 @@ from cloudfree.rasterio_io import (
     check_output,
     geotiff_profile,
     progress,
+    raster_output,
     scene_io_env,
 )
 from cloudfree.sentinel1 import POLARISATIONS, Sentinel1, linear_to_db, open_sentinel1
@@ -233,7 +234,6 @@ class CoregisterResult:
             "COREGISTER_OVERLAP": str(report["overlap_fraction"]),
             "S1_SOURCE": self.s1.path.name,
             "S1_INPUT_UNITS": self.s1.units,
-            "UNITS": "dB",
         }
 
     def close(self) -> None:
@@ -313,11 +313,10 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",
                                   nodata=float("nan"), creation_options=creation_options)
-        with atomic_output(output, overwrite, inputs) as tmp, rasterio.open(tmp, "w",
-                                                                          **profile) as dst:
+        with raster_output(output, overwrite, inputs, profile) as dst:
             for i, name in enumerate(POLARISATIONS, start=1):
                 dst.set_band_description(i, name)
-            dst.update_tags(**result.tags())
+            dst.update_tags(**result.tags(), UNITS="dB")
             windows = block_windows(s2.width, s2.height, block)
             for window in progress(windows, desc="coregister", quiet=quiet):
                 dst.write(result.read(window), window=window)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import re
+import socket
 import sys
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,8 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from cloudfree.errors import CloudfreeError, UsageError
+
+log = logging.getLogger("cloudfree")
 
 #: Rows and columns read or computed at once when streaming a scene.
 DEFAULT_BLOCK = 1024
@@ -118,21 +126,189 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Pa
     return path
 
 
+#: This host, as it may appear in a file name (partial files name the host and process).
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def partial_path(path: Path) -> Path:
+    """``.NAME.<host>.<pid>.<hex>.partial.SUFFIX`` beside ``path``: hidden, and owned by us."""
+    token = f"{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return path.with_name(f".{path.stem}.{token}.partial{path.suffix}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Remove the partial files of ``path`` that dead runs on this host left; report others.
+
+    A run stopped by SIGKILL (or a crash) cannot clean up after itself; the next run for the
+    same output does it. Partials of a live process, or of another host, are left and named.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?"
+                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}(?:\.aux\.xml)?")
+    pattern_glob = f".{glob.escape(path.stem)}.*.partial{glob.escape(path.suffix)}*"
+    for found in path.parent.glob(pattern_glob):
+        match = pattern.fullmatch(found.name)
+        if match is None:
+            continue
+        host, pid = match.group("host"), match.group("pid")
+        if host == _HOST and not _process_alive(int(pid)):
+            found.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted run (process %s)", found, pid)
+        else:
+            owner = f"process {pid} on {host}" if pid else "an older cloudfree"
+            log.warning("%s: partial output of %s; delete it if no run is writing %s",
+                        found, owner, path.name)
+
+
 @contextmanager
-def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
+def gdal_errors() -> Iterator[list[str]]:
+    """Collect the GDAL errors this thread signals inside the block (rasterio only logs some,
+    e.g. those raised while a dataset is flushed and closed)."""
+    errors: list[str] = []
+    thread = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if record.thread == thread and (record.levelno >= logging.ERROR
+                                            or message.startswith("GDAL signalled an error")):
+                errors.append(message)
+
+    logger = logging.getLogger("rasterio")  # rasterio._err and rasterio._env log them
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _os_error(tmp: Path) -> str | None:
+    """The operating system's reason when ``tmp`` cannot grow (full disk, file size limit)."""
+    try:
+        with open(tmp, "ab") as f:
+            f.write(b"\0")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+#: GDAL errors that mean bytes did not reach the file.
+_WRITE_ERROR = re.compile(r"writ|seek|flush|no space|too large", re.IGNORECASE)
+
+
+def _write_failure(path: Path, tmp: Path, errors: list[str], raised: bool) -> CloudfreeError | None:
+    """The one-line error when writing ``tmp`` failed, named by the OS where it can be; else None.
+
+    ``raised``: the block raised an I/O error, which fails the write when the disk refuses
+    more bytes (otherwise the error is not the output's and goes on as it is).
+    """
+    failed = [e for e in errors if _WRITE_ERROR.search(e)]
+    if not failed and not raised:
+        return None
+    reason = _os_error(tmp)
+    if reason is None and not failed:
+        return None
+    detail = reason or failed[0].split("msg=", 1)[-1].strip("'\"")
+    return CloudfreeError(f"cannot write {path}: {detail}; nothing was written there")
+
+
+@contextmanager
+def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
+                  verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
+
+    Any error while writing, flushing or closing fails (GDAL's logged-only errors included),
+    and ``verify(tmp)`` checks the finished file before the rename.
+    """
     path = check_output(path, overwrite, inputs)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    remove_stale_partials(path)
+    tmp = partial_path(path)
     try:
         tmp.touch()
     except OSError as exc:
         raise CloudfreeError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        yield tmp
+        with gdal_errors() as errors:
+            try:
+                yield tmp
+            except (OSError, RuntimeError, rasterio.errors.RasterioError) as exc:
+                failure = _write_failure(path, tmp, errors, raised=True)
+                if failure is None:
+                    raise
+                raise failure from exc
+        failure = _write_failure(path, tmp, errors, raised=False)
+        if failure is not None:
+            raise failure
+        if verify is not None:
+            try:
+                verify(tmp)
+            except CloudfreeError as exc:
+                reason = _os_error(tmp) or exc  # a flush that failed for want of room
+                raise CloudfreeError(f"cannot write {path}: {reason}; nothing was written "
+                                     "there") from None
         os.replace(tmp, path)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
             leftover.unlink(missing_ok=True)
+
+
+def verify_raster(path: Path, profile: dict) -> None:
+    """Reopen a written raster: size and band count as asked, every GeoTIFF block in the file."""
+    size = path.stat().st_size
+    try:
+        with rasterio.open(path) as src:
+            shape = (src.width, src.height, src.count)
+            wanted = (profile["width"], profile["height"], profile["count"])
+            if shape != wanted:
+                raise CloudfreeError(f"{shape[0]}x{shape[1]} px, {shape[2]} band(s) instead of "
+                                     f"{wanted[0]}x{wanted[1]} px, {wanted[2]}")
+            if src.driver == "GTiff":
+                _check_blocks(src, size, _truthy(profile.get("sparse_ok")))
+    except (CloudfreeError, rasterio.errors.RasterioError) as exc:
+        raise CloudfreeError(f"the file written does not read back ({exc})") from None
+
+
+def _truthy(value) -> bool:
+    return str(value).upper() in ("TRUE", "YES", "ON", "1")
+
+
+def _check_blocks(src, size: int, sparse: bool) -> None:
+    """Every block of the GeoTIFF has its bytes inside the file (none lost to a failed write)."""
+    separate = src.interleaving == rasterio.enums.Interleaving.band
+    for band in range(1, src.count + 1) if separate else (1,):
+        rows, cols = src.block_shapes[band - 1]
+        for y in range(-(-src.height // rows)):
+            for x in range(-(-src.width // cols)):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)
+                length = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)
+                if not offset or not length:
+                    if sparse:
+                        continue
+                    raise CloudfreeError(f"block {x},{y} of band {band} is missing")
+                if int(offset) + int(length) > size:
+                    raise CloudfreeError(f"block {x},{y} of band {band} is cut off")
+
+
+@contextmanager
+def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: dict):
+    """An atomic output opened for writing with ``profile``, verified before the rename."""
+    with atomic_output(path, overwrite, inputs, verify=partial(verify_raster, profile=profile)) \
+            as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        yield dst
 
 
 def open_raster(path: Path | str, what: str = "raster"):

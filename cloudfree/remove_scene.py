@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import rasterio
 import torch
 from rasterio.windows import Window
 from scipy import ndimage
@@ -28,11 +27,11 @@ from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.rasterio_io import (
-    atomic_output,
     block_windows,
     check_output,
     geotiff_profile,
     progress,
+    raster_output,
     scene_io_env,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
@@ -292,16 +291,16 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
-        tmp = stack.enter_context(atomic_output(output, overwrite, inputs))
-        dst = stack.enter_context(rasterio.open(tmp, "w", **geotiff_profile(
+        dst = stack.enter_context(raster_output(output, overwrite, inputs, geotiff_profile(
             **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata)))
         dst.update_tags(**tags)
         dst.descriptions = tuple(pipe.engine.bands)
         mask_dst = None
         if mask_out is not None:
-            mask_tmp = stack.enter_context(atomic_output(Path(mask_out), overwrite, inputs))
-            mask_dst = stack.enter_context(rasterio.open(mask_tmp, "w", **geotiff_profile(
-                **grid, count=1, dtype="uint8", nodata=NODATA)))
+            mask_dst = stack.enter_context(raster_output(Path(mask_out), overwrite, inputs,
+                                                         geotiff_profile(**grid, count=1,
+                                                                         dtype="uint8",
+                                                                         nodata=NODATA)))
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
