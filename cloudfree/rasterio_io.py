@@ -21,6 +21,7 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.signals import check_stop
 
 log = logging.getLogger("cloudfree")
 
@@ -260,6 +261,7 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                 reason = _os_error(tmp) or exc  # a flush that failed for want of room
                 raise CloudfreeError(f"cannot write {path}: {reason}; nothing was written "
                                      "there") from None
+        check_stop()  # a stop whose exception was lost (raised inside a __del__) still stops
         os.replace(tmp, path)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):

@@ -9,6 +9,8 @@ SIGTERM is what ``timeout``, Slurm and Kubernetes send. Raised as :class:`Interr
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -27,8 +29,26 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+#: The first stop signal received, if any (a handler's exception can be swallowed, e.g. when
+#: it fires inside a ``__del__``; this flag is not).
+_requested: int | None = None
+
+
+def stop_requested() -> int | None:
+    """The signal number of the first stop request of this process, or None."""
+    return _requested
+
+
+def _note(signum: int, frame: FrameType | None) -> None:
+    global _requested
+    _requested = _requested or signum
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
+    """Raise on the first stop signal only: a second one must not break off the clean-up."""
+    if _requested is None:
+        _note(signum, frame)
+        raise Interrupted(signum)
 
 
 def raise_on_stop_signals() -> None:
@@ -37,9 +57,32 @@ def raise_on_stop_signals() -> None:
         signal.signal(signum, _raise)
 
 
+def note_stop_signals() -> None:
+    """From now on SIGINT and SIGTERM only set :func:`stop_requested` (for idle workers)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _note)
+
+
+@contextmanager
+def stops_raise() -> Iterator[None]:
+    """Inside the block stop signals raise :class:`Interrupted`; old handlers are restored."""
+    previous = {signum: signal.signal(signum, _raise) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def check_stop() -> None:
+    """Raise :class:`Interrupted` if a stop was asked for (and its exception was lost)."""
+    if _requested is not None:
+        raise Interrupted(_requested)
+
+
 def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
     """A plain KeyboardInterrupt (Python's own SIGINT handler) as an Interrupted by SIGINT."""
-    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+    return exc if isinstance(exc, Interrupted) else Interrupted(_requested or signal.SIGINT)
 
 
 def signal_name(signum: int) -> str:
