@@ -335,6 +335,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("run"),
               show_default=True, help="Folder for last.pt, train_state.pt and log.csv.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--overwrite", is_flag=True, help="Start over in an --out that holds a run.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
 @click.option("--amp", is_flag=True, help="Mixed precision (GPU only).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
@@ -342,7 +343,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
 def train(data, arch, preset, loss, epochs, batch_size, crop, lr, weight_decay, schedule, clip,
-          out_dir, resume, device, amp, workers, seed, quiet):
+          out_dir, resume, overwrite, device, amp, workers, seed, quiet):
     """Train a network on S1/S2 triplets under DATA (SEN12MS-CR or s1/ s2_cloudy/ s2_cloudfree/).
 
     Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
@@ -353,7 +354,7 @@ def train(data, arch, preset, loss, epochs, batch_size, crop, lr, weight_decay, 
                          batch_size=batch_size, crop=crop, lr=lr, weight_decay=weight_decay,
                          schedule=schedule, clip=clip, amp=amp, device=device, seed=seed,
                          workers=workers, quiet=quiet)
-    summary = train_folder(data, config, out_dir, resume=resume)
+    summary = train_folder(data, config, out_dir, resume=resume, overwrite=overwrite)
     click.echo(f"{summary['checkpoint']}: {summary['step']} steps, log {summary['log']}")
 
 

@@ -31,12 +31,13 @@ from cloudfree.rasterio_io import (
     atomic_output,
     block_windows,
     check_output,
+    checked_read,
     geotiff_profile,
     progress,
     raster_output,
     scene_io_env,
 )
-from cloudfree.sentinel1 import POLARISATIONS, Sentinel1, linear_to_db, open_sentinel1
+from cloudfree.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shift_estimation import CombinedShift, combine, estimate_shift, orientation_field
 
@@ -124,7 +125,8 @@ def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
     dst_shape = (math.ceil(grid.height / step), math.ceil(grid.width / step))
     src_step = max(1, math.ceil(max(src.width, src.height) / 1024))
     src_shape = (math.ceil(src.height / src_step), math.ceil(src.width / src_step))
-    vv = s1.dataset.read(s1.bands[0], window=src, out_shape=src_shape, masked=True)
+    vv = checked_read(S1_INPUT, s1.dataset, s1.bands[0], window=src, out_shape=src_shape,
+                      masked=True)
     valid = np.isfinite(vv.filled(np.nan)).astype(np.float32)
     dst = np.zeros(dst_shape, np.float32)
     reproject(valid, dst, src_crs=s1.crs, dst_crs=grid.crs, resampling=Resampling.nearest,

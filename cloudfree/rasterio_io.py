@@ -324,6 +324,17 @@ def open_raster(path: Path | str, what: str = "raster"):
         raise CloudfreeError(f"{what} {path} is not a raster GDAL can read ({exc})") from None
 
 
+def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:
+    """``dataset.read(*args, **kwargs)``; a failure inside a file that opened (damaged data)
+    becomes one line naming the input (``what``) and the file."""
+    try:
+        return dataset.read(*args, **kwargs)
+    except rasterio.errors.RasterioError as exc:
+        cause = exc.__cause__ or exc
+        raise CloudfreeError(f"{what} {dataset.name}: data unreadable ({cause}); the file is "
+                             "damaged or truncated: download or export it again") from None
+
+
 def progress(iterable, total: int | None = None, desc: str = "", quiet: bool = False, unit="win"):
     """A tqdm bar on stderr, shown only on a terminal and when not quiet."""
     disable = quiet or not sys.stderr.isatty()

@@ -18,7 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import open_raster
+from cloudfree.rasterio_io import checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
 
@@ -31,6 +31,8 @@ RESOLUTION: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
     "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
 }
+#: How errors name a Sentinel-2 input.
+S2_INPUT = "Sentinel-2 input"
 #: DN per unit reflectance (QUANTIFICATION_VALUE of L1C products).
 QUANTIFICATION = 10000.0
 #: Radiometric offset of baseline 04.00+ products, in DN.
@@ -119,9 +121,9 @@ class Sentinel2:
             data, ok = _read_bands(dataset, indexes, factor, window)
             out[positions] = data
             valid &= ok.all(axis=0)
-        if self.nodata is not None:
-            nan = math.isnan(self.nodata)
-            valid &= ~(np.isnan(out) if nan else out == self.nodata).any(axis=0)
+        valid &= np.isfinite(out).all(axis=0)  # NaN (or inf) is never data, declared or not
+        if self.nodata is not None and not math.isnan(self.nodata):
+            valid &= ~(out == self.nodata).any(axis=0)
         out -= self.offset
         out /= self.dn_scale
         out[:, ~valid] = 0.0
@@ -155,13 +157,13 @@ def _read_bands(dataset, indexes: list[int], factor: int, window: Window):
     whole-image reads wherever the window falls.
     """
     if factor == 1:
-        data = dataset.read(indexes, window=window, out_dtype=np.float32)
+        data = checked_read(S2_INPUT, dataset, indexes, window=window, out_dtype=np.float32)
         return data, dataset.read_masks(indexes, window=window) > 0
     r0, c0 = int(window.row_off), int(window.col_off)
     r1, c1 = r0 + int(window.height), c0 + int(window.width)
     src = Window(c0 // factor, r0 // factor,
                  (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
-    data = dataset.read(indexes, window=src, out_dtype=np.float32)
+    data = checked_read(S2_INPUT, dataset, indexes, window=src, out_dtype=np.float32)
     mask = dataset.read_masks(indexes, window=src) > 0
     rows = np.arange(r0, r1) // factor - r0 // factor
     cols = np.arange(c0, c1) // factor - c0 // factor
@@ -195,15 +197,16 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
             )
         if ds.crs is None:
             raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
-        dtype = ds.dtypes[0]
+        dtype, nodata = ds.dtypes[0], ds.nodata
         dn_scale = QUANTIFICATION
         if np.issubdtype(np.dtype(dtype), np.floating):
             dn_scale = _float_scale(ds, path)
+            nodata = float("nan") if nodata is None else nodata  # NaN is nodata in float input
         if offset is None:
             offset = _offset_from_tags(ds.tags(), path) if dn_scale != 1.0 else 0
         return Sentinel2(
             path=path, kind="geotiff", width=ds.width, height=ds.height, crs=ds.crs,
-            transform=ds.transform, dtype=dtype, nodata=ds.nodata, offset=offset,
+            transform=ds.transform, dtype=dtype, nodata=nodata, offset=offset,
             dn_scale=dn_scale, band_sources=sources, _datasets=[ds],
         )
     except BaseException:
@@ -214,10 +217,9 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
 def _float_scale(ds, path: Path) -> float:
     """Float input holds reflectance (0-1) or DN (0-10000): decide from an overview read."""
     step = max(1, max(ds.width, ds.height) // 512)
-    sample = ds.read(
-        1 + min(1, ds.count - 1),
-        out_shape=(max(1, ds.height // step), max(1, ds.width // step)),
-        masked=True,
+    sample = checked_read(
+        S2_INPUT, ds, 1 + min(1, ds.count - 1),
+        out_shape=(max(1, ds.height // step), max(1, ds.width // step)), masked=True,
     ).astype(np.float64)
     values = sample.compressed()
     values = values[np.isfinite(values)]
