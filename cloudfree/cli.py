@@ -20,6 +20,10 @@ from cloudfree.rasterio_io import parse_creation_options
 from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
 
 
+#: Tile sizes every command accepts: below 16 px a network sees too little context.
+TILE_SIZE = click.IntRange(16, 8192)
+
+
 class _Group(click.Group):
     """Turns library errors into one line on stderr and the right exit code."""
 
@@ -190,7 +194,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, offset, overwri
 @click.option("--onnx", type=click.Path(path_type=Path), help="ONNX model from export-onnx.")
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")
-@click.option("--tile", type=click.IntRange(16, 8192),
+@click.option("--tile", type=TILE_SIZE,
               help="Tile size in pixels [default: the model's].")
 @click.option("--overlap", type=click.IntRange(0, 4096),
               help="Tile overlap in pixels [default: from the receptive field].")
@@ -234,7 +238,7 @@ def models():
               help="cloudfree or official GLF-CR checkpoint.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="ONNX model to write.")
-@click.option("--tile", type=click.IntRange(1, 16384), default=256, show_default=True,
+@click.option("--tile", type=TILE_SIZE, default=256, show_default=True,
               help="Fixed tile size in pixels the model will run on (the batch stays dynamic).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @quiet_option
@@ -266,7 +270,7 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @click.option("--model", help="remove: model name (see `cloudfree models`).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="remove: checkpoint file.")
 @click.option("--device", help="remove: auto, cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(16, 8192), help="remove: tile size in pixels.")
+@click.option("--tile", type=TILE_SIZE, help="remove: tile size in pixels.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="remove: tiles per batch.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]),
               help="remove: arithmetic on GPU.")

@@ -30,6 +30,7 @@ from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
     atomic_output,
     block_windows,
+    check_distinct,
     check_output,
     checked_read,
     geotiff_profile,
@@ -306,6 +307,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
                     quiet: bool = False) -> dict:
     """Write S1 (VV, VH dB float32, NaN nodata) on the S2 grid as a GeoTIFF; return the report."""
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
+    check_distinct({"output": output, "report": report_path})
     check_output(output, overwrite, inputs)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))

@@ -25,6 +25,7 @@ from cloudfree.masking import (
 )
 from cloudfree.rasterio_io import (
     block_windows,
+    check_distinct,
     check_output,
     geotiff_profile,
     progress,
@@ -78,6 +79,7 @@ def mask_scene(
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions."""
     output = Path(output)
+    check_distinct({"mask output": output, "score output": score_path})
     check_output(output, overwrite, [Path(scene)])
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)])

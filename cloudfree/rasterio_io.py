@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
+import rasterio.transform
 from rasterio.windows import Window
 from tqdm import tqdm
 
@@ -48,7 +50,33 @@ def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
         if not sep or not name.strip():
             raise UsageError(f"creation option {item!r} is not NAME=VALUE (e.g. --co COMPRESS=LZW)")
         options[name.strip().lower()] = value.strip()
+    check_creation_options(options)
     return options
+
+
+def check_creation_options(options: dict[str, str]) -> None:
+    """Refuse options the GeoTIFF driver does not know or values it would ignore (GDAL only
+    warns, and writes without them): try them on a small in-memory float32 GeoTIFF."""
+    if not options:
+        return
+    profile = geotiff_profile(width=256, height=256, crs="EPSG:3857", count=1, dtype="float32",
+                              transform=rasterio.transform.from_origin(0, 256, 1, 1),
+                              nodata=None, creation_options=options)
+    path = f"/vsimem/{uuid.uuid4().hex}.tif"
+    with gdal_messages(logging.WARNING) as messages:
+        try:
+            with rasterio.open(path, "w", **profile):
+                pass
+        except rasterio.errors.RasterioError:
+            pass  # may fit another data type; the real write says so if not
+        finally:
+            rasterio.shutil.delete(path) if rasterio.shutil.exists(path) else None
+    refused = [m.split(" in ", 1)[-1] for m in messages
+               if "creation option" in m or "not recognised" in m]
+    if refused:
+        given = " ".join(f"{k.upper()}={v}" for k, v in options.items())
+        raise UsageError(f"--co {given}: {refused[0].rstrip('.')}; see "
+                         "https://gdal.org/drivers/raster/gtiff.html#creation-options")
 
 
 def geotiff_profile(
@@ -171,28 +199,28 @@ def remove_stale_partials(path: Path) -> None:
 
 
 @contextmanager
-def gdal_errors() -> Iterator[list[str]]:
-    """Collect the GDAL errors this thread signals inside the block (rasterio only logs some,
-    e.g. those raised while a dataset is flushed and closed)."""
-    errors: list[str] = []
+def gdal_messages(level: int = logging.ERROR) -> Iterator[list[str]]:
+    """Collect the GDAL errors (or, with ``level=WARNING``, warnings too) this thread signals
+    inside the block; rasterio only logs some, e.g. those raised while a dataset is closed."""
+    messages: list[str] = []
     thread = threading.get_ident()
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
-            if record.thread == thread and (record.levelno >= logging.ERROR
+            if record.thread == thread and (record.levelno >= level
                                             or message.startswith("GDAL signalled an error")):
-                errors.append(message)
+                messages.append(message)
 
     logger = logging.getLogger("rasterio")  # rasterio._err and rasterio._env log them
-    handler, level = Collect(), logger.level
+    handler, previous = Collect(), logger.level
     logger.addHandler(handler)
-    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    logger.setLevel(min(previous or logging.INFO, logging.INFO))
     try:
-        yield errors
+        yield messages
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(level)
+        logger.setLevel(previous)
 
 
 def _os_error(tmp: Path) -> str | None:
@@ -227,6 +255,19 @@ def _write_failure(path: Path, tmp: Path, errors: list[str], raised: bool) -> Cl
     return CloudfreeError(f"cannot write {path}: {detail}; nothing was written there")
 
 
+def check_distinct(outputs: dict[str, Path | str | None]) -> None:
+    """Refuse two outputs on one path: the second would silently replace the first."""
+    seen: dict[Path, str] = {}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise UsageError(f"the {seen[key]} and the {name} are the same file {path}: give "
+                             "each its own path")
+        seen[key] = name
+
+
 @contextmanager
 def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                   verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
@@ -243,11 +284,14 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
     except OSError as exc:
         raise CloudfreeError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with gdal_errors() as errors:
+        with gdal_messages() as errors:
             try:
                 yield tmp
             except (OSError, RuntimeError, rasterio.errors.RasterioError) as exc:
                 failure = _write_failure(path, tmp, errors, raised=True)
+                if failure is None and tmp.name in str(exc):  # e.g. options GDAL cannot create
+                    failure = CloudfreeError(f"cannot write {path}: "
+                                             f"{str(exc).replace(tmp.name + ': ', '')}")
                 if failure is None:
                     raise
                 raise failure from exc

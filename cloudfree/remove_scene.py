@@ -28,6 +28,7 @@ from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.rasterio_io import (
     block_windows,
+    check_distinct,
     check_output,
     geotiff_profile,
     progress,
@@ -242,6 +243,7 @@ def remove_scene(
     started = time.perf_counter()
     output = Path(output)
     inputs = [Path(s2_path), Path(s1_path)]
+    check_distinct({"output": output, "mask output": mask_out})
     check_output(output, overwrite, inputs)
     if mask_out is not None:
         check_output(Path(mask_out), overwrite, inputs)
