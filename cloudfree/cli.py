@@ -19,7 +19,6 @@ from cloudfree.errors import CloudfreeError
 from cloudfree.rasterio_io import parse_creation_options
 from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
 
-
 #: Tile sizes every command accepts: below 16 px a network sees too little context.
 TILE_SIZE = click.IntRange(16, 8192)
 
