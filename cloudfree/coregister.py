@@ -276,7 +276,7 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                                  f"({grid.crs}); check that both show the same place")
         if overlap < 0.999:
             log.warning("%s covers %.1f%% of the Sentinel-2 grid; the rest is nodata",
-                        s1.path.name, 100 * overlap)
+                        s1.path, 100 * overlap)
         resampling = choose_resampling(s1, grid)
         shift = None
         if refine and isinstance(s2, Sentinel2):

@@ -69,6 +69,7 @@ class LoadedChunk:
     valid: np.ndarray  # [H, W]
     classes: np.ndarray  # [H, W] uint8
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
+    no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
 
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
@@ -135,6 +136,7 @@ class Pipeline:
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
+        self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
 
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
@@ -152,7 +154,7 @@ class Pipeline:
                             chunk.width, g.height, g.width)
         scaling = self.engine.scaling
         return LoadedChunk(chunk, scaling.scale_s2(refl), scaling.scale_s1(s1), refl, valid,
-                           classes, alpha)
+                           classes, alpha, np.isnan(s1).any(axis=0))
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
@@ -202,6 +204,9 @@ class Pipeline:
             loaded.alpha[rows, cols]
         predicted = self.engine.scaling.unscale_s2(final.values)
         have = final.weight > 0
+        filled = have & valid & (alpha > 0 if self.options.composite else True)
+        self.filled += int(filled.sum())
+        self.filled_without_s1 += int((filled & loaded.no_s1[rows, cols]).sum())
         if self.options.composite:
             alpha = np.where(have, alpha, 0)
             blend = alpha * predicted + (1 - alpha) * original
@@ -276,12 +281,17 @@ def remove_scene(
         counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
                              inputs)
     valid = int(counts.sum() - counts[NODATA])
+    without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
+    if pipe.filled_without_s1:
+        log.warning("%.1f%% of the filled pixels (%d) have no Sentinel-1 under them: filled "
+                    "from the optical context alone", 100 * without_s1, pipe.filled_without_s1)
     return {
         "input": str(s2_path), "s1": str(s1_path), "output": str(output),
         "model": tags["MODEL"], "arch": tags["ARCH"], "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
-        "shadow_fraction": counts[SHADOW] / valid, "s1_coregistration": s1_report,
+        "shadow_fraction": counts[SHADOW] / valid, "filled_pixels": pipe.filled,
+        "filled_without_s1_fraction": without_s1, "s1_coregistration": s1_report,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -323,4 +333,6 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
                 counts += np.bincount(classes.ravel(), minlength=256)
         if counts.sum() == counts[NODATA]:
             raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+        dst.update_tags(FILLED_PIXELS=str(pipe.filled),
+                        FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
     return counts

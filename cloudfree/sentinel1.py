@@ -131,7 +131,7 @@ def _band_indexes(ds, path: Path) -> tuple[int, int]:
             f"{path}: {ds.count} bands without VV/VH names; Sentinel-1 input has two bands, "
             "VV and VH (is this the Sentinel-2 file?)"
         )
-    log.info("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path.name)
+    log.info("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path)
     return 1, 2
 
 
@@ -156,7 +156,7 @@ def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
         if values.size == 0:
             raise CloudfreeError(f"{path}: no valid VV pixels")
         return Sentinel1(path=path, dataset=ds, bands=bands,
-                         units=resolve_units(values, units, path.name))
+                         units=resolve_units(values, units, str(path)))
     except BaseException:
         ds.close()
         raise

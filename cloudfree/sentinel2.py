@@ -189,7 +189,7 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
         elif ds.count == len(BANDS):
             sources = {n: (ds, i + 1, 1) for i, n in enumerate(BANDS)}
             log.info("%s: no band names, assuming the 13-band L1C order B01..B12 (B8A 9th)",
-                     path.name)
+                     path)
         else:
             raise CloudfreeError(
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
@@ -224,9 +224,9 @@ def _float_scale(ds, path: Path) -> float:
     values = sample.compressed()
     values = values[np.isfinite(values)]
     if values.size and np.percentile(values, 99) < 3.0:
-        log.info("%s: float values near 0-1, read as reflectance", path.name)
+        log.info("%s: float values near 0-1, read as reflectance", path)
         return 1.0
-    log.info("%s: float values in DN range, read as DN / 10000", path.name)
+    log.info("%s: float values in DN range, read as DN / 10000", path)
     return QUANTIFICATION
 
 
@@ -239,7 +239,7 @@ def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
         if key.upper() == "PROCESSING_BASELINE":
             return BASELINE_OFFSET if float(value) >= 4.0 else 0
     log.info("%s: no processing-baseline metadata, assuming no radiometric offset "
-             "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path.name)
+             "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path)
     return 0
 
 

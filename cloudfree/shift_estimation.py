@@ -71,8 +71,9 @@ def estimate_shift(sar: np.ndarray, optical: np.ndarray, max_shift: float) -> Sh
     side = np.ones(lags.shape, bool)
     side[max(0, iy - PEAK_EXCLUSION): iy + PEAK_EXCLUSION + 1,
          max(0, ix - PEAK_EXCLUSION): ix + PEAK_EXCLUSION + 1] = False
-    spread = lags[side].std()
-    psr = float((peak - lags[side].mean()) / spread) if spread > 0 else 0.0
+    sidelobes = lags[side]  # empty when the window is too small to search (a 1 px scene)
+    spread = sidelobes.std() if sidelobes.size > 1 else 0.0
+    psr = float((peak - sidelobes.mean()) / spread) if spread > 0 else 0.0
     inside = max(abs(dx), abs(dy)) <= max_shift
     return ShiftEstimate(float(dx), float(dy), psr, bool(psr >= PSR_MIN and inside))
 
