@@ -339,7 +339,7 @@ def test_fill_without_s1_is_counted_and_tagged(tmp_path):
 
 # --- 9. smaller ones ---------------------------------------------------------------------------
 
-def test_one_pixel_scene_raises_no_numpy_warning(tmp_path):
+def test_one_pixel_scene_and_nan_hole_raise_no_numpy_warning(tmp_path, float_s2):
     path = tmp_path / "s2_1px.tif"
     with rasterio.open(SUMMER_S2) as ds:
         window = rasterio.windows.Window(100, 100, 1, 1)
@@ -351,4 +351,6 @@ def test_one_pixel_scene_raises_no_numpy_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         report = coregister_file(SUMMER_S1, path, tmp_path / "c.tif", quiet=True)
-    assert report["psr"] == 0.0 and report["applied"] is False
+        assert report["psr"] == 0.0 and report["applied"] is False
+        report = coregister_file(SUMMER_S1, float_s2, tmp_path / "n.tif", quiet=True)
+        assert report["windows"] == 1 and report["psr"] > 0
