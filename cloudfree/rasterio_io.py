@@ -11,13 +11,13 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
+import rasterio.io
 import rasterio.transform
 from rasterio.windows import Window
 from tqdm import tqdm
@@ -62,15 +62,10 @@ def check_creation_options(options: dict[str, str]) -> None:
     profile = geotiff_profile(width=256, height=256, crs="EPSG:3857", count=1, dtype="float32",
                               transform=rasterio.transform.from_origin(0, 256, 1, 1),
                               nodata=None, creation_options=options)
-    path = f"/vsimem/{uuid.uuid4().hex}.tif"
-    with gdal_messages(logging.WARNING) as messages:
-        try:
-            with rasterio.open(path, "w", **profile):
-                pass
-        except rasterio.errors.RasterioError:
-            pass  # may fit another data type; the real write says so if not
-        finally:
-            rasterio.shutil.delete(path) if rasterio.shutil.exists(path) else None
+    # An error may only mean the options fit another data type; the real write says so if not.
+    with gdal_messages(logging.WARNING) as messages, rasterio.io.MemoryFile() as memory, \
+            suppress(rasterio.errors.RasterioError):
+        memory.open(**profile).close()
     refused = [m.split(" in ", 1)[-1] for m in messages
                if "creation option" in m or "not recognised" in m]
     if refused:
