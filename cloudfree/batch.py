@@ -223,7 +223,7 @@ def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[Scen
             except Exception as exc:  # the worker process died (killed, out of memory...)
                 yield SceneResult.of(futures[future], "failed",
                                      error=f"worker process died: {type(exc).__name__}: {exc}")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, GeneratorExit):  # stopped, or the caller gave up on the rest
         stop_workers()
         raise
     finally:
@@ -353,6 +353,7 @@ def run_batch(
                     results.append(result)
             check_stop()
         except KeyboardInterrupt as exc:
+            running.close()  # now: stop the workers and wait for their clean-up
             results = [r for r in results if r.status != "interrupted"]
             results += _unfinished(tasks, results, started_at)
             batch = BatchResult(sorted(results, key=lambda r: r.scene),
