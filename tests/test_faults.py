@@ -160,15 +160,14 @@ def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
 
 def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     scenes = tmp_path / "scenes"
-    for name, n in (("a_small", 1), ("b_large", 4)):
+    for name, n in (("a_small", 1), ("b_large", 8)):
         (scenes / name).mkdir(parents=True)
         mosaic(SUMMER_S2, scenes / name / "s2.tif", n)
-        mosaic(SUMMER_S1, scenes / name / "s1.tif", n)
     out, report = tmp_path / "out", tmp_path / "run.json"
-    proc = cloudfree_process("batch", scenes, "-o", out, "--jobs", "2", "--report", report,
-                             "--batch-size", "1", "--quiet", start_new_session=True)
+    proc = cloudfree_process("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
+                             "--report", report, "--quiet", start_new_session=True)
     deadline = time.monotonic() + 240
-    while not ((out / "a_small.tif").exists() and leftovers(out)):
+    while not ((out / "a_small_mask.tif").exists() and leftovers(out)):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -178,7 +177,7 @@ def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     assert last_line(stderr) == ("Interrupted (SIGINT); 1 scene(s) finished before the stop "
                                  f"(outputs in {out}), 1 stopped with no output left behind.")
     assert "Traceback" not in stderr and "leaked" not in stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a_small.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["a_small_mask.tif"]
     rows = {r["scene"]: r["status"] for r in json.loads(report.read_text())["scenes"]}
     assert rows == {"a_small": "ok", "b_large": "interrupted"}
 
@@ -280,6 +279,7 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path):
     result = run("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report", report)
     assert result.exit_code == 1
     assert last_line(result.stderr) == "Error: 1 of 1 scene(s) failed: bad"
+    assert f"cloudfree: {scenes / 'bad' / 's2.tif'}: no band names" in result.stderr
     rows = {r["scene"]: r for r in json.loads(report.read_text())["scenes"]}
     assert rows["loose_s2.tif"]["status"] == "ignored"
     assert f"Sentinel-2 input {scenes / 'bad' / 's2.tif'}: data unreadable" in rows["bad"]["error"]
