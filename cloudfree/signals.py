@@ -9,6 +9,7 @@ SIGTERM is what ``timeout``, Slurm and Kubernetes send. Raised as :class:`Interr
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -52,9 +53,11 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 
 def raise_on_stop_signals() -> None:
-    """From now on SIGINT and SIGTERM raise :class:`Interrupted` in the main thread."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise)
+    """From now on SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (a no-op
+    when called from another thread, where Python cannot set handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _raise)
 
 
 def note_stop_signals() -> None:
