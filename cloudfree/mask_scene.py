@@ -28,6 +28,7 @@ from cloudfree.rasterio_io import (
     check_distinct,
     check_output,
     geotiff_profile,
+    output_set,
     progress,
     raster_output,
     scene_io_env,
@@ -90,9 +91,10 @@ def mask_scene(
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
+            outputs = stack.enter_context(output_set())
             dst = stack.enter_context(raster_output(
                 output, overwrite, [Path(scene)],
-                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA)))
+                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs))
             dst.update_tags(**mask_tags(params, s2))
             dst.set_band_description(1, "cloud_mask")
             dst.write_colormap(1, COLORMAP)
@@ -100,7 +102,8 @@ def mask_scene(
             if score_path is not None:
                 score_dst = stack.enter_context(raster_output(
                     Path(score_path), overwrite, [Path(scene)],
-                    geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan"))))
+                    geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan")),
+                    outputs))
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
             for win in progress(windows, desc="mask", quiet=quiet):

@@ -265,11 +265,13 @@ def check_distinct(outputs: dict[str, Path | str | None]) -> None:
 
 @contextmanager
 def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
-                  verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
+                  verify: Callable[[Path], None] | None = None,
+                  together: list[tuple[Path, Path]] | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
 
     Any error while writing, flushing or closing fails (GDAL's logged-only errors included),
-    and ``verify(tmp)`` checks the finished file before the rename.
+    and ``verify(tmp)`` checks the finished file before the rename. With ``together`` (from
+    :func:`output_set`) the rename waits until every output of the set is complete.
     """
     path = check_output(path, overwrite, inputs)
     remove_stale_partials(path)
@@ -301,10 +303,34 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                 raise CloudfreeError(f"cannot write {path}: {reason}; nothing was written "
                                      "there") from None
         check_stop()  # a stop whose exception was lost (raised inside a __del__) still stops
-        os.replace(tmp, path)
+        if together is None:
+            os.replace(tmp, path)
+        else:
+            together.append((tmp, path))
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
-            leftover.unlink(missing_ok=True)
+        if together is None or (tmp, path) not in together:
+            _remove_partial(tmp)
+
+
+def _remove_partial(tmp: Path) -> None:
+    for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
+        leftover.unlink(missing_ok=True)
+
+
+@contextmanager
+def output_set() -> Iterator[list[tuple[Path, Path]]]:
+    """The outputs of one command (pass it as ``together``): all renamed into place at the end
+    of the block, once each is complete and verified, or none of them."""
+    pending: list[tuple[Path, Path]] = []
+    try:
+        yield pending
+        check_stop()
+        while pending:
+            os.replace(*pending[0])
+            pending.pop(0)
+    finally:
+        for tmp, _ in pending:
+            _remove_partial(tmp)
 
 
 def verify_raster(path: Path, profile: dict) -> None:
@@ -345,10 +371,12 @@ def _check_blocks(src, size: int, sparse: bool) -> None:
 
 
 @contextmanager
-def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: dict):
+def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: dict,
+                  together: list[tuple[Path, Path]] | None = None):
     """An atomic output opened for writing with ``profile``, verified before the rename."""
-    with atomic_output(path, overwrite, inputs, verify=partial(verify_raster, profile=profile)) \
-            as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    verify = partial(verify_raster, profile=profile)
+    with atomic_output(path, overwrite, inputs, verify, together) as tmp, \
+            rasterio.open(tmp, "w", **profile) as dst:
         yield dst
 
 

@@ -31,6 +31,7 @@ from cloudfree.rasterio_io import (
     check_distinct,
     check_output,
     geotiff_profile,
+    output_set,
     progress,
     raster_output,
     scene_io_env,
@@ -303,8 +304,9 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
+        outputs = stack.enter_context(output_set())
         dst = stack.enter_context(raster_output(output, overwrite, inputs, geotiff_profile(
-            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata)))
+            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata), outputs))
         dst.update_tags(**tags)
         dst.descriptions = tuple(pipe.engine.bands)
         mask_dst = None
@@ -312,7 +314,8 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
             mask_dst = stack.enter_context(raster_output(Path(mask_out), overwrite, inputs,
                                                          geotiff_profile(**grid, count=1,
                                                                          dtype="uint8",
-                                                                         nodata=NODATA)))
+                                                                         nodata=NODATA),
+                                                         outputs))
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))

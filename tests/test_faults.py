@@ -84,6 +84,17 @@ def test_write_beyond_the_file_size_limit_fails_and_leaves_nothing(tmp_path, com
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_second_output_keeps_the_first_from_appearing(tmp_path):
+    out, mask = tmp_path / "r.tif", tmp_path / "m.tif"  # the small mask fits, the image not
+    proc = cloudfree_process("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--s1-aligned",
+                             "-o", out, "--mask-out", mask, "--quiet", file_limit=600 * 1024)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    assert last_line(stderr) == (f"Error: cannot write {out}: File too large; nothing was "
+                                 "written there")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_verify_refuses_a_truncated_geotiff(tmp_path):
     with rasterio.open(SUMMER_S2) as ds:
         data, crs, transform = ds.read(), ds.crs, ds.transform
