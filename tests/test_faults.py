@@ -134,38 +134,42 @@ def test_sigterm_mid_remove_exits_143_and_leaves_nothing(tmp_path):
     wait_for_partial(out, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143
+    assert proc.returncode == 143, stderr
     assert last_line(stderr) == "Interrupted (SIGTERM); no output written."
     assert list(out.iterdir()) == []
 
 
-def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path):
-    s2 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 8)
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = cloudfree_process("mask", s2, "-o", out / "m.tif", "--block", "256", "--quiet")
-    wait_for_partial(out, proc)
+@pytest.fixture(scope="module")
+def big_s2(tmp_path_factory):
+    """A 2048 x 2048 mosaic of the real summer scene: seconds to mask by 256 px windows."""
+    return mosaic(SUMMER_S2, tmp_path_factory.mktemp("big") / "s2.tif", 8)
+
+
+def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path, big_s2):
+    proc = cloudfree_process("mask", big_s2, "-o", tmp_path / "m.tif", "--block", "256",
+                             "--quiet")
+    wait_for_partial(tmp_path, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert last_line(stderr) == "Interrupted (SIGINT); no output written."
     assert "Traceback" not in stderr
-    assert list(out.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path):
+def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2):
     out = tmp_path / "m.tif"
-    child = subprocess.Popen(["true"])
-    child.wait()  # reaped: its process id names no process now, as after a SIGKILL
-    stale = partial_path(out)
-    stale = stale.with_name(stale.name.replace(f".{os.getpid()}.", f".{child.pid}."))
-    live = partial_path(out)  # this test's own process: alive, so only reported
-    stale.write_bytes(b"left by SIGKILL")
+    proc = cloudfree_process("mask", big_s2, "-o", out, "--block", "256", "--quiet")
+    wait_for_partial(tmp_path, proc)
+    proc.kill()  # SIGKILL: no clean-up possible
+    proc.communicate(timeout=60)
+    (stale,) = tmp_path.iterdir()
+    live = partial_path(out)  # of this test's own process: alive, so only reported
     live.write_bytes(b"being written")
     result = run("mask", SUMMER_S2, "-o", out)
     assert result.exit_code == 0, result.output
     assert not stale.exists() and live.exists() and out.exists()
-    assert f"removed {stale}, left by an interrupted run" in result.stderr
+    assert f"removed {stale}, left by an interrupted run (process {proc.pid})" in result.stderr
     assert f"{live}: partial output of process {os.getpid()}" in result.stderr
 
 
