@@ -8,6 +8,7 @@ SIGTERM is what ``timeout``, Slurm and Kubernetes send. Raised as :class:`Interr
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds after which a signal that came inside a ``__del__`` is sent again.
+RETRY_S = 0.05
 
 
 class Interrupted(KeyboardInterrupt):
@@ -45,11 +48,28 @@ def _note(signum: int, frame: FrameType | None) -> None:
     _requested = _requested or signum
 
 
+#: Whether Interrupted was raised: a second signal must not break off the clean-up.
+_raised = False
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
-    """Raise on the first stop signal only: a second one must not break off the clean-up."""
-    if _requested is None:
-        _note(signum, frame)
-        raise Interrupted(signum)
+    global _raised
+    _note(signum, frame)
+    if _raised:
+        return
+    if _in_finalizer(frame):  # raised there, it would be printed as "ignored" and dropped
+        threading.Timer(RETRY_S, os.kill, (os.getpid(), signum)).start()
+        return
+    _raised = True
+    raise Interrupted(signum)
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def raise_on_stop_signals() -> None:
