@@ -35,6 +35,14 @@ from cloudfree.scene_discovery import (
     Scene,
     discover,
 )
+from cloudfree.signals import (
+    Interrupted,
+    as_interrupted,
+    check_stop,
+    note_stop_signals,
+    stop_requested,
+    stops_raise,
+)
 from cloudfree.threads import usable_cores
 
 log = logging.getLogger("cloudfree")
@@ -43,6 +51,8 @@ COMMANDS = ("remove", "mask")
 #: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
 MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite"})
 REPORT_FORMATS = (".json", ".csv")
+#: Statuses of the scenes that were run or could have been (the others are files not run).
+SCENE_STATUSES = ("ok", "failed", "skipped", "interrupted")
 #: Failed scene names shown in the closing error line before "and N more".
 SHOWN_FAILURES = 5
 
@@ -67,7 +77,7 @@ class SceneResult:
     """One row of the run report."""
 
     scene: str
-    status: str  # ok, failed, skipped, unpaired, ignored
+    status: str  # ok, failed, skipped, interrupted, unpaired, ignored
     seconds: float | None = None
     cloud_fraction: float | None = None
     error: str = ""
@@ -96,8 +106,15 @@ class BatchResult:
     def failed(self) -> list[SceneResult]:
         return [r for r in self.results if r.status == "failed"]
 
+    @property
+    def scenes(self) -> int:
+        """Rows that are scenes (not unpaired or ignored files)."""
+        return sum(self.count(s) for s in SCENE_STATUSES)
+
     def summary(self) -> str:
-        counts = ", ".join(f"{self.count(s)} {s}" for s in ("ok", "failed", "skipped"))
+        statuses = ("ok", "failed", "skipped") + (("interrupted",) if self.count("interrupted")
+                                                  else ())
+        counts = ", ".join(f"{self.count(s)} {s}" for s in statuses)
         extra = ", ".join(f"{self.count(s)} {s} file(s)" for s in ("unpaired", "ignored")
                           if self.count(s))
         return f"batch: {counts}{'; ' + extra if extra else ''} in {self.seconds:.1f} s"
@@ -111,7 +128,7 @@ class BatchResult:
             errors = {r.error for r in self.failed}
             common = f" (all: {errors.pop()})" if len(names) > 1 and len(errors) == 1 else ""
             raise CloudfreeError(
-                f"{len(names)} of {len(self.results)} scene(s) failed: {shown}{common}")
+                f"{len(names)} of {self.scenes} scene(s) failed: {shown}{common}")
 
 
 def output_path(out_dir: Path, name: str, command: str) -> Path:
@@ -149,11 +166,24 @@ def _call(task: Task) -> dict:
     return remove_scene(task.scene.s2, task.scene.s1, task.output, quiet=True, **options)
 
 
+def run_worker_scene(task: Task) -> SceneResult:
+    """run_scene in a pool worker; after a stop signal (its partial output removed) this scene
+    and the ones still queued come back interrupted, and the pool shuts down as usual."""
+    if stop_requested():
+        return SceneResult.of(task, "interrupted")
+    try:
+        with stops_raise():
+            return run_scene(task)
+    except KeyboardInterrupt:
+        return SceneResult.of(task, "interrupted")
+
+
 def _init_worker(devices, threads: int, torch_too: bool) -> None:
     """Pool initializer: take one GPU from the queue, or set the CPU threads mask (and torch,
     for remove) may use."""
     global _worker_device, _worker_threads
     _worker_threads = threads or None
+    note_stop_signals()
     if devices is not None:
         _worker_device = devices.get()
     elif threads and torch_too:
@@ -187,15 +217,24 @@ def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[Scen
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
                                initargs=(queue, threads, remove))
     try:
-        futures = {pool.submit(run_scene, task): task for task in tasks}
+        futures = {pool.submit(run_worker_scene, task): task for task in tasks}
         for future in as_completed(futures):
             try:
                 yield future.result()
             except Exception as exc:  # the worker process died (killed, out of memory...)
                 yield SceneResult.of(futures[future], "failed",
                                      error=f"worker process died: {type(exc).__name__}: {exc}")
+    except (KeyboardInterrupt, GeneratorExit):  # stopped, or the caller gave up on the rest
+        stop_workers()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def stop_workers() -> None:
+    """Pass the stop on to the workers (SIGTERM; each removes its partial output)."""
+    for worker in multiprocessing.active_children():
+        worker.terminate()
 
 
 def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
@@ -249,7 +288,7 @@ def write_report(path: Path, batch: BatchResult, command: str) -> None:
             writer.writeheader()
             writer.writerows(rows)
         return
-    counts = {s: batch.count(s) for s in ("ok", "failed", "skipped", "unpaired", "ignored")}
+    counts = {s: batch.count(s) for s in (*SCENE_STATUSES, "unpaired", "ignored")}
     path.write_text(json.dumps({"command": command, "seconds": round(batch.seconds, 3),
                                 "counts": counts, "scenes": rows}, indent=2) + "\n")
 
@@ -285,7 +324,7 @@ def run_batch(
     ``jobs`` local processes (default: one per GPU for remove, else 1) or the Dask cluster at
     ``dask_scheduler``; ``options`` go to ``remove_scene`` / ``mask_scene`` (None values dropped).
     """
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     options = {k: v for k, v in (options or {}).items() if v is not None}
     report = Path(report) if report is not None else None
     check_options(command, options, resume, report)
@@ -308,10 +347,40 @@ def run_batch(
             devices = gpu_devices(command, options)
             jobs = min(jobs or max(1, len(devices)), len(tasks))
             running = run_local(tasks, jobs, devices)
-        with logging_redirect_tqdm(loggers=[log]):
-            results += list(progress(_logged(running), total=len(tasks), desc="scenes",
-                                     quiet=quiet, unit="scene"))
+        try:
+            with logging_redirect_tqdm(loggers=[log]):
+                for result in progress(_logged(running), total=len(tasks), desc="scenes",
+                                       quiet=quiet, unit="scene"):
+                    results.append(result)
+            check_stop()
+        except KeyboardInterrupt as exc:
+            running.close()  # now: stop the workers and wait for their clean-up
+            results = [r for r in results if r.status != "interrupted"]
+            results += _unfinished(tasks, results, started_at)
+            batch = BatchResult(sorted(results, key=lambda r: r.scene),
+                                time.perf_counter() - start)
+            if report is not None:
+                write_report(report, batch, command)
+            raise Interrupted(as_interrupted(exc).signum, _stopped_message(batch, out_dir)) \
+                from None
     batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)
     if report is not None:
         write_report(report, batch, command)
     return batch
+
+
+def _unfinished(tasks: list[Task], results: list[SceneResult], started: float
+                ) -> list[SceneResult]:
+    """Rows for the scenes without a result at a stop: ok if their output appeared during the
+    run (outputs appear only by rename, when complete), else interrupted."""
+    reported = {r.output for r in results}
+    return [SceneResult.of(t, "ok" if t.output.exists() and t.output.stat().st_mtime >= started
+                           else "interrupted")
+            for t in tasks if str(t.output) not in reported]
+
+
+def _stopped_message(batch: BatchResult, out_dir: Path) -> str:
+    """What a stopped batch leaves: the finished outputs, and no partial ones."""
+    done = batch.count("ok")
+    return (f"{done} scene(s) finished before the stop (outputs in {out_dir}), "
+            f"{batch.count('interrupted')} stopped with no output left behind")

@@ -87,7 +87,7 @@ def save_checkpoint(path: Path | str, network: CloudRemovalNet, scaling: Scaling
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> ModelBundle:
     """Load a cloudfree or official GLF-CR checkpoint; the network is in eval mode."""
     path = Path(path)
-    data = _read(path, map_location)
+    data = read_torch_file(path, map_location)
     if isinstance(data, Mapping) and data.get("format") == FORMAT:
         bundle = _from_cloudfree(path, data)
     elif isinstance(data, Mapping) and isinstance(data.get("network"), Mapping):
@@ -100,29 +100,29 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     return bundle
 
 
-def _read(path: Path, map_location) -> object:
+def read_torch_file(path: Path, map_location, what: str = "checkpoint") -> object:
     """torch.load with weights_only, with each way of failing told apart in one line."""
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise CloudfreeError(f"checkpoint {path} {what}")
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise CloudfreeError(f"{what} {path} {problem}")
     with path.open("rb") as f:
         head = f.read(4)
     if head.startswith(b"PK") and not zipfile.is_zipfile(path):
-        raise CloudfreeError(f"checkpoint {path} is truncated or corrupt (incomplete archive)")
+        raise CloudfreeError(f"{what} {path} is truncated or corrupt (incomplete archive)")
     if not head.startswith((b"PK", b"\x80")):
-        raise CloudfreeError(f"checkpoint {path} is not a torch checkpoint")
+        raise CloudfreeError(f"{what} {path} is not a torch checkpoint")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only" in str(exc):
             raise CloudfreeError(
-                f"checkpoint {path} holds pickled Python objects besides tensors and plain data; "
+                f"{what} {path} holds pickled Python objects besides tensors and plain data; "
                 "cloudfree does not run such code from files") from None
-        raise CloudfreeError(f"checkpoint {path} is corrupt: {_first_line(exc)}") from None
+        raise CloudfreeError(f"{what} {path} is corrupt: {_first_line(exc)}") from None
     except EOFError:
-        raise CloudfreeError(f"checkpoint {path} is truncated") from None
+        raise CloudfreeError(f"{what} {path} is truncated") from None
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise CloudfreeError(f"checkpoint {path} is truncated or corrupt: "
+        raise CloudfreeError(f"{what} {path} is truncated or corrupt: "
                              f"{_first_line(exc)}") from None
 
 

@@ -18,6 +18,10 @@ from click.core import ParameterSource
 from cloudfree import __version__
 from cloudfree.errors import CloudfreeError
 from cloudfree.rasterio_io import parse_creation_options
+from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
+
+#: Tile sizes every command accepts: below 16 px a network sees too little context.
+TILE_SIZE = click.IntRange(16, 8192)
 
 
 class _Group(click.Group):
@@ -29,9 +33,11 @@ class _Group(click.Group):
         except CloudfreeError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted; no output written.", err=True)
-            sys.exit(1)
+        except KeyboardInterrupt as exc:
+            stop = as_interrupted(exc)
+            click.echo(f"Interrupted ({signal_name(stop.signum)}); "
+                       f"{stop.message or 'no output written'}.", err=True)
+            sys.exit(stop.exit_code)
         except (OSError, rasterio.errors.RasterioError) as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
@@ -152,6 +158,7 @@ def default_output(src: Path, suffix: str) -> Path:
 def main() -> None:
     """SAR-assisted cloud removal for whole Sentinel-2 scenes."""
     _setup_logging(False)
+    raise_on_stop_signals()
 
 
 @main.command()
@@ -196,7 +203,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 @click.option("--onnx", type=click.Path(path_type=Path), help="ONNX model from export-onnx.")
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")
-@click.option("--tile", type=click.IntRange(16, 8192),
+@click.option("--tile", type=TILE_SIZE,
               help="Tile size in pixels [default: the model's].")
 @click.option("--overlap", type=click.IntRange(0, 4096),
               help="Tile overlap in pixels [default: from the receptive field].")
@@ -242,7 +249,7 @@ def models():
               help="cloudfree or official GLF-CR checkpoint.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="ONNX model to write.")
-@click.option("--tile", type=click.IntRange(1, 16384), default=256, show_default=True,
+@click.option("--tile", type=TILE_SIZE, default=256, show_default=True,
               help="Fixed tile size in pixels the model will run on (the batch stays dynamic).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @quiet_option
@@ -274,7 +281,7 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @click.option("--model", help="remove: model name (see `cloudfree models`).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="remove: checkpoint file.")
 @click.option("--device", help="remove: auto, cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(16, 8192), help="remove: tile size in pixels.")
+@click.option("--tile", type=TILE_SIZE, help="remove: tile size in pixels.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="remove: tiles per batch.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]),
               help="remove: arithmetic on GPU.")
@@ -349,6 +356,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("run"),
               show_default=True, help="Folder for last.pt, train_state.pt and log.csv.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--overwrite", is_flag=True, help="Start over in an --out that holds a run.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
 @click.option("--amp", is_flag=True, help="Mixed precision (GPU only).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
@@ -356,7 +364,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
 def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight_decay,
-          schedule, decay, clip, out_dir, resume, device, amp, workers, seed, quiet):
+          schedule, decay, clip, out_dir, resume, overwrite, device, amp, workers, seed, quiet):
     """Train a network on S1/S2 triplets under DATA (SEN12MS-CR or s1/ s2_cloudy/ s2_cloudfree/).
 
     Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
@@ -370,7 +378,7 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
                   crop=crop, lr=lr, weight_decay=weight_decay, schedule=schedule, decay=decay,
                   clip=clip, amp=amp, device=device, seed=seed, workers=workers, quiet=quiet)
     config = TrainConfig(**with_recipe(recipe, arch, values, given))
-    summary = train_folder(data, config, out_dir, resume=resume)
+    summary = train_folder(data, config, out_dir, resume=resume, overwrite=overwrite)
     click.echo(f"{summary['checkpoint']}: {summary['step']} steps, log {summary['log']}")
 
 

@@ -32,12 +32,15 @@ from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
     atomic_output,
     block_windows,
+    check_distinct,
     check_output,
+    checked_read,
     geotiff_profile,
     progress,
+    raster_output,
     scene_io_env,
 )
-from cloudfree.sentinel1 import POLARISATIONS, Sentinel1, linear_to_db, open_sentinel1
+from cloudfree.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shift_estimation import estimate_shift, orientation_field
 from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
@@ -128,7 +131,8 @@ def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
     dst_shape = (math.ceil(grid.height / step), math.ceil(grid.width / step))
     src_step = max(1, math.ceil(max(src.width, src.height) / 1024))
     src_shape = (math.ceil(src.height / src_step), math.ceil(src.width / src_step))
-    vv = s1.dataset.read(s1.bands[0], window=src, out_shape=src_shape, masked=True)
+    vv = checked_read(S1_INPUT, s1.dataset, s1.bands[0], window=src, out_shape=src_shape,
+                      masked=True)
     valid = np.isfinite(vv.filled(np.nan)).astype(np.float32)
     dst = np.zeros(dst_shape, np.float32)
     reproject(valid, dst, src_crs=s1.crs, dst_crs=grid.crs, resampling=Resampling.nearest,
@@ -287,7 +291,6 @@ class CoregisterResult:
             "COREGISTER_OVERLAP": str(report["overlap_fraction"]),
             "S1_SOURCE": self.s1.path.name,
             "S1_INPUT_UNITS": self.s1.units,
-            "UNITS": "dB",
         }
         if self.field is not None:
             tags["COREGISTER_FIELD"] = json.dumps({
@@ -333,7 +336,7 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                                  f"({grid.crs}); check that both show the same place")
         if overlap < 0.999:
             log.warning("%s covers %.1f%% of the Sentinel-2 grid; the rest is nodata",
-                        s1.path.name, 100 * overlap)
+                        s1.path, 100 * overlap)
         resampling = choose_resampling(s1, grid)
         estimate = None
         if refine and isinstance(s2, Sentinel2):
@@ -374,6 +377,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
                     quiet: bool = False) -> dict:
     """Write S1 (VV, VH dB float32, NaN nodata) on the S2 grid as a GeoTIFF; return the report."""
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
+    check_distinct({"output": output, "report": report_path})
     check_output(output, overwrite, inputs)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
@@ -383,11 +387,10 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",
                                   nodata=float("nan"), creation_options=creation_options)
-        with atomic_output(output, overwrite, inputs) as tmp, rasterio.open(tmp, "w",
-                                                                          **profile) as dst:
+        with raster_output(output, overwrite, inputs, profile) as dst:
             for i, name in enumerate(POLARISATIONS, start=1):
                 dst.set_band_description(i, name)
-            dst.update_tags(**result.tags())
+            dst.update_tags(**result.tags(), UNITS="dB")
             windows = block_windows(s2.width, s2.height, block)
             for window in progress(windows, desc="coregister", quiet=quiet):
                 dst.write(result.read(window), window=window)

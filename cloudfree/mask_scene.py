@@ -8,7 +8,6 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from cloudfree import __version__
@@ -27,11 +26,13 @@ from cloudfree.masking import (
     shadow_thresholds,
 )
 from cloudfree.rasterio_io import (
-    atomic_output,
     block_windows,
+    check_distinct,
     check_output,
     geotiff_profile,
+    output_set,
     progress,
+    raster_output,
     scene_io_env,
     with_halo,
 )
@@ -105,6 +106,7 @@ def mask_scene(
     """
     threads = threads or usable_cores()
     output = Path(output)
+    check_distinct({"mask output": output, "score output": score_path})
     check_output(output, overwrite, [Path(scene)])
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)])
@@ -116,18 +118,19 @@ def mask_scene(
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
-            tmp = stack.enter_context(atomic_output(output, overwrite, [Path(scene)]))
-            dst = stack.enter_context(rasterio.open(
-                tmp, "w", **geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA)))
+            outputs = stack.enter_context(output_set())
+            dst = stack.enter_context(raster_output(
+                output, overwrite, [Path(scene)],
+                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs))
             dst.update_tags(**mask_tags(params, s2))
             dst.set_band_description(1, "cloud_mask")
             dst.write_colormap(1, COLORMAP)
             score_dst = None
             if score_path is not None:
-                score_tmp = stack.enter_context(atomic_output(Path(score_path), overwrite))
-                score_dst = stack.enter_context(rasterio.open(
-                    score_tmp, "w",
-                    **geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan"))))
+                score_dst = stack.enter_context(raster_output(
+                    Path(score_path), overwrite, [Path(scene)],
+                    geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan")),
+                    outputs))
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.

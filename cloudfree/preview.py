@@ -19,7 +19,7 @@ import rasterio
 
 from cloudfree.mask_scene import COLORMAP
 from cloudfree.masking import CLEAR, NODATA
-from cloudfree.rasterio_io import atomic_output
+from cloudfree.rasterio_io import raster_output
 
 MAX_SIDE = 768
 STRETCH = 0.3
@@ -66,13 +66,15 @@ class Preview:
             out[:, :, i * (w + GAP): i * (w + GAP) + w] = panel
         return out
 
-    def write(self, path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Path:
-        """Write the PNG atomically."""
+    def write(self, path: Path, overwrite: bool, inputs: Sequence[Path] = (),
+              together: list[tuple[Path, Path]] | None = None) -> Path:
+        """Write the PNG atomically (with ``together``, renamed with the other outputs)."""
         image = self.image()
-        with atomic_output(Path(path), overwrite, inputs) as tmp, warnings.catch_warnings():
+        profile = {"driver": "PNG", "width": image.shape[2], "height": image.shape[1],
+                   "count": 3, "dtype": "uint8"}
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(tmp, "w", driver="PNG", width=image.shape[2],
-                               height=image.shape[1], count=3, dtype="uint8") as dst:
+            with raster_output(Path(path), overwrite, inputs, profile, together) as dst:
                 dst.write(image)
         return Path(path)
 

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import re
+import socket
 import sys
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.io
+import rasterio.transform
 from rasterio.windows import Window
 from tqdm import tqdm
 
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.signals import check_stop
+
+log = logging.getLogger("cloudfree")
 
 #: Rows and columns read or computed at once when streaming a scene.
 DEFAULT_BLOCK = 1024
@@ -39,7 +50,28 @@ def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
         if not sep or not name.strip():
             raise UsageError(f"creation option {item!r} is not NAME=VALUE (e.g. --co COMPRESS=LZW)")
         options[name.strip().lower()] = value.strip()
+    check_creation_options(options)
     return options
+
+
+def check_creation_options(options: dict[str, str]) -> None:
+    """Refuse options the GeoTIFF driver does not know or values it would ignore (GDAL only
+    warns, and writes without them): try them on a small in-memory float32 GeoTIFF."""
+    if not options:
+        return
+    profile = geotiff_profile(width=256, height=256, crs="EPSG:3857", count=1, dtype="float32",
+                              transform=rasterio.transform.from_origin(0, 256, 1, 1),
+                              nodata=None, creation_options=options)
+    # An error may only mean the options fit another data type; the real write says so if not.
+    with gdal_messages(logging.WARNING) as messages, rasterio.io.MemoryFile() as memory, \
+            suppress(rasterio.errors.RasterioError):
+        memory.open(**profile).close()
+    refused = [m.split(" in ", 1)[-1] for m in messages
+               if "creation option" in m or "not recognised" in m]
+    if refused:
+        given = " ".join(f"{k.upper()}={v}" for k, v in options.items())
+        raise UsageError(f"--co {given}: {refused[0].rstrip('.')}; see "
+                         "https://gdal.org/drivers/raster/gtiff.html#creation-options")
 
 
 def geotiff_profile(
@@ -118,21 +150,234 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Pa
     return path
 
 
+#: This host, as it may appear in a file name (partial files name the host and process).
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def partial_path(path: Path) -> Path:
+    """``.NAME.<host>.<pid>.<hex>.partial.SUFFIX`` beside ``path``: hidden, and owned by us."""
+    token = f"{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return path.with_name(f".{path.stem}.{token}.partial{path.suffix}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Remove the partial files of ``path`` that dead runs on this host left; report others.
+
+    A run stopped by SIGKILL (or a crash) cannot clean up after itself; the next run for the
+    same output does it. Partials of a live process, or of another host, are left and named.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?"
+                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}(?:\.aux\.xml)?")
+    pattern_glob = f".{glob.escape(path.stem)}.*.partial{glob.escape(path.suffix)}*"
+    for found in path.parent.glob(pattern_glob):
+        match = pattern.fullmatch(found.name)
+        if match is None:
+            continue
+        host, pid = match.group("host"), match.group("pid")
+        if host == _HOST and not _process_alive(int(pid)):
+            found.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted run (process %s)", found, pid)
+        else:
+            owner = f"process {pid} on {host}" if pid else "an older cloudfree"
+            log.warning("%s: partial output of %s; delete it if no run is writing %s",
+                        found, owner, path.name)
+
+
 @contextmanager
-def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
+def gdal_messages(level: int = logging.ERROR) -> Iterator[list[str]]:
+    """Collect the GDAL errors (or, with ``level=WARNING``, warnings too) this thread signals
+    inside the block; rasterio only logs some, e.g. those raised while a dataset is closed."""
+    messages: list[str] = []
+    thread = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if record.thread == thread and (record.levelno >= level
+                                            or message.startswith("GDAL signalled an error")):
+                messages.append(message)
+
+    logger = logging.getLogger("rasterio")  # rasterio._err and rasterio._env log them
+    handler, previous = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(previous or logging.INFO, logging.INFO))
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def _os_error(tmp: Path) -> str | None:
+    """The operating system's reason when ``tmp`` cannot grow (full disk, file size limit)."""
+    try:
+        with open(tmp, "ab") as f:
+            f.write(b"\0")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+#: GDAL errors that mean bytes did not reach the file.
+_WRITE_ERROR = re.compile(r"writ|seek|flush|no space|too large", re.IGNORECASE)
+
+
+def _write_failure(path: Path, tmp: Path, errors: list[str], raised: bool) -> CloudfreeError | None:
+    """The one-line error when writing ``tmp`` failed, named by the OS where it can be; else None.
+
+    ``raised``: the block raised an I/O error, which fails the write when the disk refuses
+    more bytes (otherwise the error is not the output's and goes on as it is).
+    """
+    failed = [e for e in errors if _WRITE_ERROR.search(e)]
+    if not failed and not raised:
+        return None
+    reason = _os_error(tmp)
+    if reason is None and not failed:
+        return None
+    detail = reason or failed[0].split("msg=", 1)[-1].strip("'\"")
+    return CloudfreeError(f"cannot write {path}: {detail}; nothing was written there")
+
+
+def check_distinct(outputs: dict[str, Path | str | None]) -> None:
+    """Refuse two outputs on one path: the second would silently replace the first."""
+    seen: dict[Path, str] = {}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise UsageError(f"the {seen[key]} and the {name} are the same file {path}: give "
+                             "each its own path")
+        seen[key] = name
+
+
+@contextmanager
+def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
+                  verify: Callable[[Path], None] | None = None,
+                  together: list[tuple[Path, Path]] | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
+
+    Any error while writing, flushing or closing fails (GDAL's logged-only errors included),
+    and ``verify(tmp)`` checks the finished file before the rename. With ``together`` (from
+    :func:`output_set`) the rename waits until every output of the set is complete.
+    """
     path = check_output(path, overwrite, inputs)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    remove_stale_partials(path)
+    tmp = partial_path(path)
     try:
         tmp.touch()
     except OSError as exc:
         raise CloudfreeError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with gdal_messages() as errors:
+            try:
+                yield tmp
+            except (OSError, RuntimeError, rasterio.errors.RasterioError) as exc:
+                failure = _write_failure(path, tmp, errors, raised=True)
+                if failure is None and tmp.name in str(exc):  # e.g. options GDAL cannot create
+                    failure = CloudfreeError(f"cannot write {path}: "
+                                             f"{str(exc).replace(tmp.name + ': ', '')}")
+                if failure is None:
+                    raise
+                raise failure from exc
+        failure = _write_failure(path, tmp, errors, raised=False)
+        if failure is not None:
+            raise failure
+        if verify is not None:
+            try:
+                verify(tmp)
+            except CloudfreeError as exc:
+                reason = _os_error(tmp) or exc  # a flush that failed for want of room
+                raise CloudfreeError(f"cannot write {path}: {reason}; nothing was written "
+                                     "there") from None
+        check_stop()  # a stop whose exception was lost (raised inside a __del__) still stops
+        if together is None:
+            os.replace(tmp, path)
+        else:
+            together.append((tmp, path))
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
-            leftover.unlink(missing_ok=True)
+        if together is None or (tmp, path) not in together:
+            _remove_partial(tmp)
+
+
+def _remove_partial(tmp: Path) -> None:
+    for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
+        leftover.unlink(missing_ok=True)
+
+
+@contextmanager
+def output_set() -> Iterator[list[tuple[Path, Path]]]:
+    """The outputs of one command (pass it as ``together``): all renamed into place at the end
+    of the block, once each is complete and verified, or none of them."""
+    pending: list[tuple[Path, Path]] = []
+    try:
+        yield pending
+        check_stop()
+        while pending:
+            os.replace(*pending[0])
+            pending.pop(0)
+    finally:
+        for tmp, _ in pending:
+            _remove_partial(tmp)
+
+
+def verify_raster(path: Path, profile: dict) -> None:
+    """Reopen a written raster: size and band count as asked, every GeoTIFF block in the file."""
+    size = path.stat().st_size
+    try:
+        with rasterio.open(path) as src:
+            shape = (src.width, src.height, src.count)
+            wanted = (profile["width"], profile["height"], profile["count"])
+            if shape != wanted:
+                raise CloudfreeError(f"{shape[0]}x{shape[1]} px, {shape[2]} band(s) instead of "
+                                     f"{wanted[0]}x{wanted[1]} px, {wanted[2]}")
+            if src.driver == "GTiff":
+                _check_blocks(src, size, _truthy(profile.get("sparse_ok")))
+    except (CloudfreeError, rasterio.errors.RasterioError) as exc:
+        raise CloudfreeError(f"the file written does not read back ({exc})") from None
+
+
+def _truthy(value) -> bool:
+    return str(value).upper() in ("TRUE", "YES", "ON", "1")
+
+
+def _check_blocks(src, size: int, sparse: bool) -> None:
+    """Every block of the GeoTIFF has its bytes inside the file (none lost to a failed write)."""
+    separate = src.interleaving == rasterio.enums.Interleaving.band
+    for band in range(1, src.count + 1) if separate else (1,):
+        rows, cols = src.block_shapes[band - 1]
+        for y in range(-(-src.height // rows)):
+            for x in range(-(-src.width // cols)):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)
+                length = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)
+                if not offset or not length:
+                    if sparse:
+                        continue
+                    raise CloudfreeError(f"block {x},{y} of band {band} is missing")
+                if int(offset) + int(length) > size:
+                    raise CloudfreeError(f"block {x},{y} of band {band} is cut off")
+
+
+@contextmanager
+def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: dict,
+                  together: list[tuple[Path, Path]] | None = None):
+    """An atomic output opened for writing with ``profile``, verified before the rename."""
+    verify = partial(verify_raster, profile=profile)
+    with atomic_output(path, overwrite, inputs, verify, together) as tmp, \
+            rasterio.open(tmp, "w", **profile) as dst:
+        yield dst
 
 
 def open_raster(path: Path | str, what: str = "raster"):
@@ -144,6 +389,17 @@ def open_raster(path: Path | str, what: str = "raster"):
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise CloudfreeError(f"{what} {path} is not a raster GDAL can read ({exc})") from None
+
+
+def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:
+    """``dataset.read(*args, **kwargs)``; a failure inside a file that opened (damaged data)
+    becomes one line naming the input (``what``) and the file."""
+    try:
+        return dataset.read(*args, **kwargs)
+    except rasterio.errors.RasterioError as exc:
+        cause = exc.__cause__ or exc
+        raise CloudfreeError(f"{what} {dataset.name}: data unreadable ({cause}); the file is "
+                             "damaged or truncated: download or export it again") from None
 
 
 def progress(iterable, total: int | None = None, desc: str = "", quiet: bool = False, unit="win"):

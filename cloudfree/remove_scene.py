@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import rasterio
 import torch
 from rasterio.windows import Window
 from scipy import ndimage
@@ -34,11 +33,13 @@ from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.preview import Preview
 from cloudfree.rasterio_io import (
-    atomic_output,
     block_windows,
+    check_distinct,
     check_output,
     geotiff_profile,
+    output_set,
     progress,
+    raster_output,
     scene_io_env,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
@@ -76,6 +77,7 @@ class LoadedChunk:
     classes: np.ndarray  # [H, W] uint8
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
     mask: np.ndarray  # [1, H, W] float32, 1 where the classical fill replaced the input
+    no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
 
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
@@ -167,6 +169,7 @@ class Pipeline:
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
+        self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
 
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
@@ -189,7 +192,8 @@ class Pipeline:
             network_input = fill_masked(refl, mask, self.fill)
         scaling = self.engine.scaling
         return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
-                           valid, classes, alpha, mask[None].astype(np.float32))
+                           valid, classes, alpha, mask[None].astype(np.float32),
+                           np.isnan(s1).any(axis=0))
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
@@ -242,6 +246,9 @@ class Pipeline:
             loaded.alpha[rows, cols]
         predicted = self.engine.scaling.unscale_s2(final.values)
         have = final.weight > 0
+        filled = have & valid & (alpha > 0 if self.options.composite else True)
+        self.filled += int(filled.sum())
+        self.filled_without_s1 += int((filled & loaded.no_s1[rows, cols]).sum())
         if self.options.composite:
             alpha = np.where(have, alpha, 0)
             blend = alpha * predicted + (1 - alpha) * original
@@ -284,6 +291,7 @@ def remove_scene(
     started = time.perf_counter()
     output = Path(output)
     inputs = [Path(s2_path), Path(s1_path)]
+    check_distinct({"output": output, "mask output": mask_out})
     check_output(output, overwrite, inputs)
     for extra in (mask_out, preview):
         if extra is not None:
@@ -327,13 +335,18 @@ def remove_scene(
         counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
                              inputs, preview)
     valid = int(counts.sum() - counts[NODATA])
+    without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
+    if pipe.filled_without_s1:
+        log.warning("%.1f%% of the filled pixels (%d) have no Sentinel-1 under them: filled "
+                    "from the optical context alone", 100 * without_s1, pipe.filled_without_s1)
     return {
         "input": str(s2_path), "s1": str(s1_path), "output": str(output),
         "preview": None if preview is None else str(preview),
         "model": tags["MODEL"], "arch": tags["ARCH"], "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
-        "shadow_fraction": counts[SHADOW] / valid, "s1_coregistration": s1_report,
+        "shadow_fraction": counts[SHADOW] / valid, "filled_pixels": pipe.filled,
+        "filled_without_s1_fraction": without_s1, "s1_coregistration": s1_report,
         "fill": None if fill is None else {"source": fill.source,
                                            "clear_fraction": fill.clear_fraction},
         "seconds": round(time.perf_counter() - started, 3),
@@ -349,16 +362,18 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
-        tmp = stack.enter_context(atomic_output(output, overwrite, inputs))
-        dst = stack.enter_context(rasterio.open(tmp, "w", **geotiff_profile(
-            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata)))
+        outputs = stack.enter_context(output_set())
+        dst = stack.enter_context(raster_output(output, overwrite, inputs, geotiff_profile(
+            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata), outputs))
         dst.update_tags(**tags)
         dst.descriptions = tuple(pipe.engine.bands)
         mask_dst = None
         if mask_out is not None:
-            mask_tmp = stack.enter_context(atomic_output(Path(mask_out), overwrite, inputs))
-            mask_dst = stack.enter_context(rasterio.open(mask_tmp, "w", **geotiff_profile(
-                **grid, count=1, dtype="uint8", nodata=NODATA)))
+            mask_dst = stack.enter_context(raster_output(Path(mask_out), overwrite, inputs,
+                                                         geotiff_profile(**grid, count=1,
+                                                                         dtype="uint8",
+                                                                         nodata=NODATA),
+                                                         outputs))
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
@@ -382,6 +397,8 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
                 counts += np.bincount(classes.ravel(), minlength=256)
         if counts.sum() == counts[NODATA]:
             raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+        dst.update_tags(FILLED_PIXELS=str(pipe.filled),
+                        FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
         if quicklook is not None:
-            quicklook.write(Path(preview), overwrite, inputs)
+            quicklook.write(Path(preview), overwrite, inputs, outputs)
     return counts

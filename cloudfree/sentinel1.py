@@ -14,12 +14,14 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import open_raster
+from cloudfree.rasterio_io import checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
 
 UNITS = ("auto", "db", "linear")
 POLARISATIONS = ("VV", "VH")
+#: How errors name a Sentinel-1 input.
+S1_INPUT = "Sentinel-1 input"
 
 
 def db_to_linear(db: np.ndarray) -> np.ndarray:
@@ -98,7 +100,8 @@ class Sentinel1:
 
     def read_linear(self, window: Window | None = None) -> np.ndarray:
         """Linear power float32 [2, h, w] (VV, VH); nodata and non-finite values are NaN."""
-        data = self.dataset.read(list(self.bands), window=window, masked=True).astype(np.float32)
+        data = checked_read(S1_INPUT, self.dataset, list(self.bands), window=window,
+                            masked=True).astype(np.float32)
         values = data.filled(np.nan)
         return db_to_linear(values) if self.units == "db" else np.where(
             values > 0, values, np.float32(np.nan))
@@ -128,15 +131,15 @@ def _band_indexes(ds, path: Path) -> tuple[int, int]:
             f"{path}: {ds.count} bands without VV/VH names; Sentinel-1 input has two bands, "
             "VV and VH (is this the Sentinel-2 file?)"
         )
-    log.info("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path.name)
+    log.info("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path)
     return 1, 2
 
 
 def _sample(ds, band: int) -> np.ndarray:
     """Valid values of one band from a read of at most about 512 x 512 pixels."""
     step = max(1, max(ds.width, ds.height) // 512)
-    data = ds.read(band, out_shape=(max(1, ds.height // step), max(1, ds.width // step)),
-                   masked=True).astype(np.float64)
+    data = checked_read(S1_INPUT, ds, band, masked=True, out_shape=(
+        max(1, ds.height // step), max(1, ds.width // step))).astype(np.float64)
     values = data.compressed()
     return values[np.isfinite(values)]
 
@@ -153,7 +156,7 @@ def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
         if values.size == 0:
             raise CloudfreeError(f"{path}: no valid VV pixels")
         return Sentinel1(path=path, dataset=ds, bands=bands,
-                         units=resolve_units(values, units, path.name))
+                         units=resolve_units(values, units, str(path)))
     except BaseException:
         ds.close()
         raise

@@ -21,7 +21,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import open_raster
+from cloudfree.rasterio_io import checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
 
@@ -34,6 +34,8 @@ RESOLUTION: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
     "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
 }
+#: How errors name a Sentinel-2 input.
+S2_INPUT = "Sentinel-2 input"
 #: DN per unit reflectance (QUANTIFICATION_VALUE of L1C products).
 QUANTIFICATION = 10000.0
 #: Radiometric offset of baseline 04.00+ products, in DN.
@@ -134,8 +136,11 @@ class Sentinel2:
                 out[positions] = data
             if ok is not None:
                 valid = ok.all(axis=0) if valid is None else valid & ok.all(axis=0)
-        if self.nodata is not None:
-            filled = (np.isnan(out) if math.isnan(self.nodata) else out == self.nodata).any(axis=0)
+        if np.issubdtype(np.dtype(self.dtype), np.floating):
+            finite = np.isfinite(out).all(axis=0)  # NaN (or inf) is never data, declared or not
+            valid = finite if valid is None else valid & finite
+        if self.nodata is not None and not math.isnan(self.nodata):
+            filled = (out == self.nodata).any(axis=0)
             valid = ~filled if valid is None else valid & ~filled
         if self.offset:
             out -= self.offset
@@ -189,13 +194,13 @@ def _read_bands(dataset, indexes: list[int], factor: int, window: Window):
     whole-image reads wherever the window falls.
     """
     if factor == 1:
-        data = dataset.read(indexes, window=window, out_dtype=np.float32)
+        data = checked_read(S2_INPUT, dataset, indexes, window=window, out_dtype=np.float32)
         return data, _read_valid(dataset, indexes, window)
     r0, c0 = int(window.row_off), int(window.col_off)
     r1, c1 = r0 + int(window.height), c0 + int(window.width)
     src = Window(c0 // factor, r0 // factor,
                  (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
-    data = dataset.read(indexes, window=src, out_dtype=np.float32)
+    data = checked_read(S2_INPUT, dataset, indexes, window=src, out_dtype=np.float32)
     mask = _read_valid(dataset, indexes, src)
     rows = np.arange(r0, r1) // factor - r0 // factor
     cols = np.arange(c0, c1) // factor - c0 // factor
@@ -229,7 +234,7 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
         elif ds.count == len(BANDS):
             sources = {n: (ds, i + 1, 1) for i, n in enumerate(BANDS)}
             log.info("%s: no band names, assuming the 13-band L1C order B01..B12 (B8A 9th)",
-                     path.name)
+                     path)
         else:
             raise CloudfreeError(
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
@@ -237,15 +242,16 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
             )
         if ds.crs is None:
             raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
-        dtype = ds.dtypes[0]
+        dtype, nodata = ds.dtypes[0], ds.nodata
         dn_scale = QUANTIFICATION
         if np.issubdtype(np.dtype(dtype), np.floating):
             dn_scale = _float_scale(ds, path)
+            nodata = float("nan") if nodata is None else nodata  # NaN is nodata in float input
         if offset is None:
             offset = _offset_from_tags(ds.tags(), path) if dn_scale != 1.0 else 0
         return Sentinel2(
             path=path, kind="geotiff", width=ds.width, height=ds.height, crs=ds.crs,
-            transform=ds.transform, dtype=dtype, nodata=ds.nodata, offset=offset,
+            transform=ds.transform, dtype=dtype, nodata=nodata, offset=offset,
             dn_scale=dn_scale, band_sources=sources, _datasets=[ds],
         )
     except BaseException:
@@ -256,17 +262,16 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
 def _float_scale(ds, path: Path) -> float:
     """Float input holds reflectance (0-1) or DN (0-10000): decide from an overview read."""
     step = max(1, max(ds.width, ds.height) // 512)
-    sample = ds.read(
-        1 + min(1, ds.count - 1),
-        out_shape=(max(1, ds.height // step), max(1, ds.width // step)),
-        masked=True,
+    sample = checked_read(
+        S2_INPUT, ds, 1 + min(1, ds.count - 1),
+        out_shape=(max(1, ds.height // step), max(1, ds.width // step)), masked=True,
     ).astype(np.float64)
     values = sample.compressed()
     values = values[np.isfinite(values)]
     if values.size and np.percentile(values, 99) < 3.0:
-        log.info("%s: float values near 0-1, read as reflectance", path.name)
+        log.info("%s: float values near 0-1, read as reflectance", path)
         return 1.0
-    log.info("%s: float values in DN range, read as DN / 10000", path.name)
+    log.info("%s: float values in DN range, read as DN / 10000", path)
     return QUANTIFICATION
 
 
@@ -279,7 +284,7 @@ def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
         if key.upper() == "PROCESSING_BASELINE":
             return BASELINE_OFFSET if float(value) >= 4.0 else 0
     log.info("%s: no processing-baseline metadata, assuming no radiometric offset "
-             "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path.name)
+             "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path)
     return 0
 
 

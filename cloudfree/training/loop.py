@@ -25,8 +25,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from cloudfree.checkpoint import default_scaling, load_checkpoint, save_checkpoint
-from cloudfree.errors import UsageError
+from cloudfree.checkpoint import (
+    default_scaling,
+    load_checkpoint,
+    read_torch_file,
+    save_checkpoint,
+)
+from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import CloudRemovalNet, build, get_architecture
 from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scaling import Scaling
@@ -114,18 +119,39 @@ def _init_distributed(device: str) -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def prepare(config: TrainConfig, out: Path, resume: bool
+def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = False
             ) -> tuple[CloudRemovalNet, Scaling, dict | None]:
-    """The network, its scaling and the saved training state (None for a fresh run)."""
+    """The network, its scaling and the saved training state (None for a fresh run).
+
+    A fresh run refuses a folder that holds another run unless ``overwrite`` (which also drops
+    that run's log).
+    """
     out = Path(out)
+    if resume and overwrite:
+        raise UsageError("resume continues the run in the folder and overwrite starts it over: "
+                         "pick one")
     if not resume:
+        existing = [name for name in (CHECKPOINT, STATE) if (out / name).exists()]
+        if existing and not overwrite:
+            raise UsageError(f"{out} already holds a training run ({', '.join(existing)}): pass "
+                             "--resume to continue it or --overwrite to start over")
+        if overwrite:
+            (out / LOG).unlink(missing_ok=True)
         network = build(config.arch, config.preset, **config.overrides)
         return network, default_scaling(config.arch), None
     if not (out / CHECKPOINT).is_file() or not (out / STATE).is_file():
         raise UsageError(f"--resume: no {CHECKPOINT} and {STATE} in {out}")
     bundle = load_checkpoint(out / CHECKPOINT)
-    state = torch.load(out / STATE, map_location="cpu", weights_only=True)
-    return bundle.network, bundle.scaling, state
+    return bundle.network, bundle.scaling, load_state_file(out / STATE)
+
+
+def load_state_file(path: Path) -> dict:
+    """The saved training state, checked for what resuming needs."""
+    state = read_torch_file(path, "cpu", what="training state")
+    if not isinstance(state, dict) or not {"epoch", "step", "optimizer"} <= set(state):
+        raise CloudfreeError(f"training state {path} lacks epoch, step or optimizer: not a "
+                             f"{STATE} written by cloudfree train")
+    return state
 
 
 def _batch_loss(network, batch: dict, loss_fn, scaling: Scaling, progress_done: float):
@@ -166,9 +192,13 @@ def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: 
            if config.weight_decay > 0 else torch.optim.Adam(params, config.lr))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     if state:
-        opt.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CloudfreeError(f"training state in {out} does not fit this network and "
+                                 f"optimiser: {exc}") from None
     sampler = (DistributedSampler(dataset, world, rank, seed=config.seed) if world > 1
                else RandomSampler(dataset, generator=torch.Generator().manual_seed(config.seed)))
     loader = DataLoader(dataset, config.batch_size, sampler=sampler,
@@ -216,9 +246,10 @@ def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: 
             "log": str(out / LOG)}
 
 
-def train_folder(data: Path, config: TrainConfig, out: Path, resume: bool = False) -> dict:
+def train_folder(data: Path, config: TrainConfig, out: Path, resume: bool = False,
+                 overwrite: bool = False) -> dict:
     """Train on the triplets found under ``data`` (see ``cloudfree.training.datasets``)."""
-    network, scaling, state = prepare(config, out, resume)
+    network, scaling, state = prepare(config, out, resume, overwrite)
     samples = find_samples(data)
     dataset = TripletDataset(samples, scaling, config.crop, network.size_multiple)
     log.info("training %s (%s) on %d samples from %s", network.arch, config.preset, len(samples),

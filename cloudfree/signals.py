@@ -1,0 +1,112 @@
+"""Stop requests (SIGINT, SIGTERM) as exceptions, so every ``with`` block cleans up on the way out.
+
+SIGTERM is what ``timeout``, Slurm and Kubernetes send. Raised as :class:`Interrupted`, a
+``KeyboardInterrupt``, it unwinds exactly like Ctrl-C: temporary outputs are removed by
+:func:`cloudfree.rasterio_io.atomic_output`, and the command exits 128 + the signal number
+(130 for SIGINT, 143 for SIGTERM), as shells report a process killed by that signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds after which a signal that came inside a ``__del__`` is sent again.
+RETRY_S = 0.05
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal; ``message`` says what was finished, if anything."""
+
+    def __init__(self, signum: int = signal.SIGINT, message: str = "") -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.message = message
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+#: The first stop signal received, if any (a handler's exception can be swallowed, e.g. when
+#: it fires inside a ``__del__``; this flag is not).
+_requested: int | None = None
+
+
+def stop_requested() -> int | None:
+    """The signal number of the first stop request of this process, or None."""
+    return _requested
+
+
+def _note(signum: int, frame: FrameType | None) -> None:
+    global _requested
+    _requested = _requested or signum
+
+
+#: Whether Interrupted was raised: a second signal must not break off the clean-up.
+_raised = False
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    global _raised
+    _note(signum, frame)
+    if _raised:
+        return
+    if _in_finalizer(frame):  # raised there, it would be printed as "ignored" and dropped
+        threading.Timer(RETRY_S, os.kill, (os.getpid(), signum)).start()
+        return
+    _raised = True
+    raise Interrupted(signum)
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def raise_on_stop_signals() -> None:
+    """From now on SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (a no-op
+    when called from another thread, where Python cannot set handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _raise)
+
+
+def note_stop_signals() -> None:
+    """From now on SIGINT and SIGTERM only set :func:`stop_requested` (for idle workers)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _note)
+
+
+@contextmanager
+def stops_raise() -> Iterator[None]:
+    """Inside the block stop signals raise :class:`Interrupted`; old handlers are restored."""
+    previous = {signum: signal.signal(signum, _raise) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def check_stop() -> None:
+    """Raise :class:`Interrupted` if a stop was asked for (and its exception was lost)."""
+    if _requested is not None:
+        raise Interrupted(_requested)
+
+
+def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    """A plain KeyboardInterrupt (Python's own SIGINT handler) as an Interrupted by SIGINT."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(_requested or signal.SIGINT)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name

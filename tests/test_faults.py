@@ -1,0 +1,371 @@
+"""Fault injection: failed writes, stop signals, killed runs and hostile inputs, on real data.
+
+A failed write must never look like success, and every stop must leave nothing behind: each test
+checks the exit code, the one-line message and the files left in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+from conftest import ROOT, SUMMER_S1, SUMMER_S2
+
+from cloudfree.cli import main
+from cloudfree.coregister import coregister_file
+from cloudfree.rasterio_io import partial_path, verify_raster
+
+MODEL = ROOT / "cloudfree" / "models" / "cloudfree-small.pt"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def cloudfree_process(*args, file_limit: int | None = None, **popen) -> subprocess.Popen:
+    """``python -m cloudfree ARGS`` in a child process, optionally with RLIMIT_FSIZE (bytes)."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "cloudfree", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit if file_limit else None, **popen)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+def mosaic(src: Path, dst: Path, n: int, dtype: str | None = None) -> Path:
+    """The real sample tiled n x n times (uncompressed, quick to write), on the sample's grid."""
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(), ds.profile
+    data = np.tile(data, (1, n, n)).astype(dtype or data.dtype)
+    profile.update(width=data.shape[2], height=data.shape[1], compress=None, tiled=False,
+                   blockysize=16, dtype=data.dtype)
+    profile.pop("predictor", None)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+    return dst
+
+
+# --- 1. a failed write fails the command -------------------------------------------------------
+
+@pytest.mark.parametrize("command, limit_kb", [
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2], 600),
+    (["mask", SUMMER_S2], 3),
+    (["coregister", "--s1", SUMMER_S1, "--s2", SUMMER_S2], 390),
+])
+def test_write_beyond_the_file_size_limit_fails_and_leaves_nothing(tmp_path, command, limit_kb):
+    out = tmp_path / "out.tif"
+    proc = cloudfree_process(*command, "-o", out, "--quiet", file_limit=limit_kb * 1024)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    assert last_line(stderr) == (f"Error: cannot write {out}: File too large; nothing was "
+                                 "written there")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_second_output_keeps_the_first_from_appearing(tmp_path):
+    out, mask = tmp_path / "r.tif", tmp_path / "m.tif"  # the small mask fits, the image not
+    proc = cloudfree_process("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--s1-aligned",
+                             "-o", out, "--mask-out", mask, "--quiet", file_limit=600 * 1024)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    assert last_line(stderr) == (f"Error: cannot write {out}: File too large; nothing was "
+                                 "written there")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_refuses_a_truncated_geotiff(tmp_path):
+    with rasterio.open(SUMMER_S2) as ds:
+        data, crs, transform = ds.read(), ds.crs, ds.transform
+    path = tmp_path / "s2.tif"  # a COG: its directory comes first, so a cut file still opens
+    with rasterio.open(path, "w", driver="COG", width=256, height=256, count=13, dtype="uint16",
+                       crs=crs, transform=transform, compress="deflate") as out:
+        out.write(data)
+    profile = {"width": 256, "height": 256, "count": 13}
+    verify_raster(path, profile)  # the whole file passes
+    with pytest.raises(Exception, match="13 band.* instead of 256x256 px, 12"):
+        verify_raster(path, {**profile, "count": 12})
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(Exception, match=r"does not read back \(block .* is cut off\)"):
+        verify_raster(path, profile)
+
+
+# --- 2. stop signals clean up; stale partials of killed runs are removed ------------------------
+
+def wait_for_partial(folder: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not leftovers(folder):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no partial output appeared"
+        time.sleep(0.05)
+
+
+def test_sigterm_mid_remove_exits_143_and_leaves_nothing(tmp_path):
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    s2 = mosaic(SUMMER_S2, scene / "s2.tif", 3)
+    s1 = mosaic(SUMMER_S1, scene / "s1.tif", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = cloudfree_process("remove", "--s2", s2, "--s1", s1, "--s1-aligned", "-o",
+                             out / "r.tif", "--batch-size", "1", "--quiet")
+    wait_for_partial(out, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert last_line(stderr) == "Interrupted (SIGTERM); no output written."
+    assert list(out.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def big_s2(tmp_path_factory):
+    """A 2048 x 2048 mosaic of the real summer scene: seconds to mask by 256 px windows."""
+    return mosaic(SUMMER_S2, tmp_path_factory.mktemp("big") / "s2.tif", 8)
+
+
+def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path, big_s2):
+    proc = cloudfree_process("mask", big_s2, "-o", tmp_path / "m.tif", "--block", "256",
+                             "--quiet")
+    wait_for_partial(tmp_path, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert last_line(stderr) == "Interrupted (SIGINT); no output written."
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2):
+    out = tmp_path / "m.tif"
+    proc = cloudfree_process("mask", big_s2, "-o", out, "--block", "256", "--quiet")
+    wait_for_partial(tmp_path, proc)
+    proc.kill()  # SIGKILL: no clean-up possible
+    proc.communicate(timeout=60)
+    (stale,) = tmp_path.iterdir()
+    live = partial_path(out)  # of this test's own process: alive, so only reported
+    live.write_bytes(b"being written")
+    result = run("mask", SUMMER_S2, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and live.exists() and out.exists()
+    assert f"removed {stale}, left by an interrupted run (process {proc.pid})" in result.stderr
+    assert f"{live}: partial output of process {os.getpid()}" in result.stderr
+
+
+def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
+    scenes = tmp_path / "scenes"
+    for name, n in (("a_small", 1), ("b_large", 8)):
+        (scenes / name).mkdir(parents=True)
+        mosaic(SUMMER_S2, scenes / name / "s2.tif", n)
+    out, report = tmp_path / "out", tmp_path / "run.json"
+    proc = cloudfree_process("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
+                             "--report", report, "--quiet", start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not ((out / "a_small_mask.tif").exists() and leftovers(out)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130
+    assert last_line(stderr) == ("Interrupted (SIGINT); 1 scene(s) finished before the stop "
+                                 f"(outputs in {out}), 1 stopped with no output left behind.")
+    assert "Traceback" not in stderr and "leaked" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a_small_mask.tif"]
+    rows = {r["scene"]: r["status"] for r in json.loads(report.read_text())["scenes"]}
+    assert rows == {"a_small": "ok", "b_large": "interrupted"}
+
+
+# --- 4. train does not overwrite a run; a bad state is one line ---------------------------------
+
+def test_train_refuses_an_existing_run_and_a_bad_state(tmp_path):
+    shutil.copy(MODEL, tmp_path / "last.pt")
+    state = tmp_path / "train_state.pt"
+    torch.save({"epoch": 1}, state)
+    result = run("train", tmp_path, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert last_line(result.stderr) == (f"Error: {tmp_path} already holds a training run "
+                                        "(last.pt, train_state.pt): pass --resume to continue "
+                                        "it or --overwrite to start over")
+    result = run("train", tmp_path, "--out", tmp_path, "--resume")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: training state {state} lacks epoch, step or optimizer: "
+                             "not a train_state.pt written by cloudfree train\n")
+    state.write_bytes(state.read_bytes()[:100])
+    result = run("train", tmp_path, "--out", tmp_path, "--resume")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: training state {state} is truncated or corrupt "
+                             "(incomplete archive)\n")
+    assert run("train", tmp_path, "--out", tmp_path, "--resume", "--overwrite").exit_code == 2
+
+
+# --- 5. NaN is nodata in float input --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def float_s2(tmp_path_factory):
+    """The real summer scene as float32 DN with a 50 x 50 NaN hole and no declared nodata."""
+    path = tmp_path_factory.mktemp("nan") / "s2_float.tif"
+    mosaic(SUMMER_S2, path, 1, "float32")
+    with rasterio.open(path, "r+") as ds:
+        data = ds.read()
+        data[:, 100:150, 100:150] = np.nan
+        ds.write(data)
+        assert ds.nodata is None
+    return path
+
+
+def test_nan_in_float_s2_is_nodata_and_does_not_spread(tmp_path, float_s2):
+    out, mask = tmp_path / "r.tif", tmp_path / "m.tif"
+    result = run("remove", "--s2", float_s2, "--s1", SUMMER_S1, "-o", out, "--mask-out", mask)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds, rasterio.open(mask) as m:
+        filled, classes = ds.read(), m.read(1)
+        assert np.isnan(ds.nodata)
+    assert np.isnan(filled).any(axis=0).sum() == 2500
+    assert np.isnan(filled[:, 100:150, 100:150]).all()
+    assert (classes == 255).sum() == 2500 and (classes[100:150, 100:150] == 255).all()
+
+
+def test_all_nan_s2_is_refused(tmp_path, float_s2):
+    path = shutil.copy(float_s2, tmp_path / "nan.tif")
+    with rasterio.open(path, "r+") as ds:
+        ds.write(np.full((ds.count, ds.height, ds.width), np.nan, np.float32))
+    result = run("mask", path, "-o", tmp_path / "m.tif")
+    assert result.exit_code == 1
+    assert last_line(result.stderr) == f"Error: {path}: every pixel is nodata; nothing to mask"
+    assert not (tmp_path / "m.tif").exists()
+
+
+# --- 6. corrupt data inside a readable file names the file ---------------------------------------
+
+def corrupt(src: Path, dst: Path) -> Path:
+    """A copy of ``src`` with one strip's compressed bytes overwritten (it still opens)."""
+    shutil.copy(src, dst)
+    with rasterio.open(dst) as ds:
+        middle = f"0_{ds.height // ds.block_shapes[0][0] // 2}"
+        offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{middle}", "TIFF", bidx=1))
+        size = int(ds.get_tag_item(f"BLOCK_SIZE_{middle}", "TIFF", bidx=1))
+    with open(dst, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * size)
+    return dst
+
+
+def test_corrupt_s2_and_s1_are_named(tmp_path):
+    s2 = corrupt(SUMMER_S2, tmp_path / "s2_bad.tif")
+    s1 = corrupt(SUMMER_S1, tmp_path / "s1_bad.tif")
+    result = run("mask", s2, "-o", tmp_path / "m.tif")
+    assert result.exit_code == 1
+    assert last_line(result.stderr).startswith(f"Error: Sentinel-2 input {s2}: data unreadable")
+    result = run("coregister", "--s1", s1, "--s2", SUMMER_S2, "-o", tmp_path / "c.tif")
+    assert result.exit_code == 1
+    assert last_line(result.stderr).startswith(f"Error: Sentinel-1 input {s1}: data unreadable")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "c.tif").exists()
+
+
+def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path):
+    scenes = tmp_path / "scenes"
+    (scenes / "bad").mkdir(parents=True)
+    corrupt(SUMMER_S2, scenes / "bad" / "s2.tif")
+    shutil.copy(SUMMER_S1, scenes / "bad" / "s1.tif")
+    shutil.copy(SUMMER_S2, scenes / "loose_s2.tif")  # a file beside scene folders: ignored
+    report = tmp_path / "run.json"
+    result = run("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report", report)
+    assert result.exit_code == 1
+    assert last_line(result.stderr) == "Error: 1 of 1 scene(s) failed: bad"
+    assert f"cloudfree: {scenes / 'bad' / 's2.tif'}: no band names" in result.stderr
+    rows = {r["scene"]: r for r in json.loads(report.read_text())["scenes"]}
+    assert rows["loose_s2.tif"]["status"] == "ignored"
+    assert f"Sentinel-2 input {scenes / 'bad' / 's2.tif'}: data unreadable" in rows["bad"]["error"]
+
+
+# --- 7. two outputs on one path, invalid creation options, tiny ONNX tiles -----------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", "{x}", "--mask-out", "{x}"],
+     "Error: the output and the mask output are the same file {x}: give each its own path"),
+    (["mask", SUMMER_S2, "-o", "{x}", "--score", "{x}"],
+     "Error: the mask output and the score output are the same file {x}: give each its own "
+     "path"),
+    (["mask", SUMMER_S2, "-o", "{x}", "--co", "COMPRESS=NOPE"],
+     "Error: --co COMPRESS=NOPE: 'NOPE' is an unexpected value for COMPRESS creation option of "
+     "type string-select; see https://gdal.org/drivers/raster/gtiff.html#creation-options"),
+    (["mask", SUMMER_S2, "-o", "{x}", "--co", "FLAVOUR=SWEET"],
+     "Error: --co FLAVOUR=SWEET: driver GTiff does not support creation option FLAVOUR; see "
+     "https://gdal.org/drivers/raster/gtiff.html#creation-options"),
+    (["export-onnx", "-c", MODEL, "-o", "{x}", "--tile", "8"],
+     "Error: Invalid value for '--tile': 8 is not in the range 16<=x<=8192."),
+])
+def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message):
+    x = tmp_path / "x.tif"
+    result = run(*[str(a).replace("{x}", str(x)) for a in args])
+    assert result.exit_code == 2
+    assert last_line(result.stderr) == message.replace("{x}", str(x))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 8. clouds with no S1 under them are counted and tagged --------------------------------------
+
+def test_fill_without_s1_is_counted_and_tagged(tmp_path):
+    s1 = mosaic(SUMMER_S1, tmp_path / "s1_half.tif", 1, "float32")
+    with rasterio.open(s1, "r+") as ds:
+        data = ds.read()
+        data[:, :, :128] = np.nan  # the S1 covers the right half only
+        ds.write(data)
+        ds.nodata = float("nan")
+    for name, radar in (("full", SUMMER_S1), ("half", s1)):
+        result = run("remove", "--s2", SUMMER_S2, "--s1", radar, "-o", tmp_path / f"{name}.tif",
+                     "--json")
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            tags = ds.tags()
+        assert "UNITS" not in tags
+        assert int(tags["FILLED_PIXELS"]) == summary["filled_pixels"] > 0
+        without = int(tags["FILLED_WITHOUT_S1_PIXELS"])
+        assert without == round(summary["filled_without_s1_fraction"] * summary["filled_pixels"])
+        if name == "full":
+            assert without == 0
+        else:
+            assert 0 < without < summary["filled_pixels"]
+            assert "have no Sentinel-1 under them" in result.stderr
+
+
+# --- 9. smaller ones ---------------------------------------------------------------------------
+
+def test_one_pixel_scene_and_nan_hole_raise_no_numpy_warning(tmp_path, float_s2):
+    path = tmp_path / "s2_1px.tif"
+    with rasterio.open(SUMMER_S2) as ds:
+        window = rasterio.windows.Window(100, 100, 1, 1)
+        profile = {**ds.profile, "width": 1, "height": 1, "blockysize": 1,
+                   "transform": ds.window_transform(window)}
+        data = ds.read(window=window)
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = coregister_file(SUMMER_S1, path, tmp_path / "c.tif", quiet=True)
+        assert report["psr"] == 0.0 and report["applied"] is False
+        report = coregister_file(SUMMER_S1, float_s2, tmp_path / "n.tif", quiet=True)
+        assert report["windows"] == 1 and report["psr"] > 0
