@@ -41,7 +41,7 @@ log = logging.getLogger("cloudfree")
 
 COMMANDS = ("remove", "mask")
 #: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
-MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite"})
+MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite", "cog"})
 REPORT_FORMATS = (".json", ".csv")
 #: Failed scene names shown in the closing error line before "and N more".
 SHOWN_FAILURES = 5

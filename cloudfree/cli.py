@@ -59,7 +59,10 @@ def quiet_option(f):
 
 
 def output_options(f):
-    """--overwrite and --co NAME=VALUE, as in rio."""
+    """--overwrite and --co NAME=VALUE, as in rio, and --cog/--no-cog."""
+    f = click.option("--cog/--no-cog", default=True, show_default=True,
+                     help="Write Cloud Optimized GeoTIFFs with internal overviews; --no-cog "
+                          "skips that step (faster).")(f)
     f = click.option("--co", "creation_options", multiple=True, metavar="NAME=VALUE",
                      callback=lambda ctx, p, v: parse_creation_options(v),
                      help="GDAL creation option for the output GeoTIFF (repeatable).")(f)
@@ -162,14 +165,15 @@ def main() -> None:
 @output_options
 @quiet_option
 def mask(scene, output, mask_params, score_path, as_json, block, offset, overwrite,
-         creation_options, quiet):
+         creation_options, cog, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 L1C scene; 0 clear, 255 nodata."""
     from cloudfree.mask_scene import mask_scene
 
     summary = mask_scene(scene, output or default_output(scene, "_mask"), mask_params,
                          offset=offset,
                          score_path=score_path, overwrite=overwrite,
-                         creation_options=creation_options, block=block, quiet=quiet)
+                         creation_options=creation_options, block=block, cog=cog,
+                         quiet=quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -271,13 +275,14 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @quiet_option
 def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pattern, s1_pattern,
           model, checkpoint, device, tile, batch_size, precision, offset, overwrite,
-          creation_options, quiet):
+          creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES."""
     from cloudfree.batch import run_batch
 
     options = {"model": model, "checkpoint": checkpoint, "device": device, "tile": tile,
                "batch_size": batch_size, "precision": precision, "offset": offset,
-               "overwrite": overwrite or None, "creation_options": creation_options or None}
+               "overwrite": overwrite or None, "creation_options": creation_options or None,
+               "cog": cog}
     result = run_batch(scenes, out_dir, command=command, jobs=jobs, resume=resume, report=report,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
                        s1_pattern=s1_pattern, options=options, quiet=quiet)
@@ -295,14 +300,15 @@ def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pat
 @output_options
 @quiet_option
 def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, report_path,
-               offset, overwrite, creation_options, quiet):
+               offset, overwrite, creation_options, cog, quiet):
     """Warp Sentinel-1 onto the Sentinel-2 grid with sub-pixel shift refinement."""
     from cloudfree.coregister import coregister_file
 
     out = output or default_output(s1_path, f"_on_{Path(s2_path).stem}")
     r = coregister_file(s1_path, s2_path, out, units=s1_units, refine=refine,
                         max_shift=max_shift, threads=threads, offset=offset, overwrite=overwrite,
-                        creation_options=creation_options, report_path=report_path, quiet=quiet)
+                        creation_options=creation_options, report_path=report_path, cog=cog,
+                        quiet=quiet)
     click.echo(f"{r['output']}: shift ({r['shift_px']['x']}, {r['shift_px']['y']}) px, "
                f"PSR {r['psr']}, {'applied' if r['applied'] else 'not applied'}, "
                f"overlap {r['overlap_fraction']:.1%}")

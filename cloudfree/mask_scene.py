@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from cloudfree import __version__
+from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.errors import CloudfreeError
 from cloudfree.masking import (
     CLEAR,
@@ -24,6 +24,7 @@ from cloudfree.masking import (
     combine_shadow_stats,
     shadow_thresholds,
 )
+from cloudfree.provenance import cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
     atomic_output,
     block_windows,
@@ -53,7 +54,7 @@ def scene_shadow_thresholds(s2: Sentinel2, windows, quiet: bool) -> ShadowThresh
 def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
     """Tags recording how the mask was made."""
     return {
-        "CLOUDFREE_VERSION": __version__,
+        **provenance_tags("mask", s2.path),
         "MASK_METHOD": params.method,
         "CLOUD_THRESHOLD": str(params.threshold),
         "NDSI_THRESHOLD": str(params.ndsi_threshold),
@@ -61,7 +62,6 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "SHADOW": str(params.shadow),
         "RADIOMETRIC_OFFSET": str(s2.offset),
         "CLASSES": "0=clear 1=cloud 2=shadow 3=snow 255=nodata",
-        "SOURCE": s2.path.name,
     }
 
 
@@ -75,6 +75,7 @@ def mask_scene(
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
     block: int = 1024,
+    cog: bool = True,
     quiet: bool = False,
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions."""
@@ -89,7 +90,8 @@ def mask_scene(
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
-            tmp = stack.enter_context(atomic_output(output, overwrite, [Path(scene)]))
+            tmp = stack.enter_context(atomic_output(output, overwrite, [Path(scene)],
+                                                    cog=NEAREST if cog else None))
             dst = stack.enter_context(rasterio.open(
                 tmp, "w", **geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA)))
             dst.update_tags(**mask_tags(params, s2))
@@ -97,7 +99,8 @@ def mask_scene(
             dst.write_colormap(1, COLORMAP)
             score_dst = None
             if score_path is not None:
-                score_tmp = stack.enter_context(atomic_output(Path(score_path), overwrite))
+                score_tmp = stack.enter_context(atomic_output(Path(score_path), overwrite,
+                                                              cog=AVERAGE if cog else None))
                 score_dst = stack.enter_context(rasterio.open(
                     score_tmp, "w",
                     **geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan"))))
@@ -115,6 +118,7 @@ def mask_scene(
             valid_pixels = int(counts.sum() - counts[NODATA])
             if valid_pixels == 0:
                 raise CloudfreeError(f"{scene}: every pixel is nodata; nothing to mask")
+            dst.update_tags(**cloud_fraction_tags(counts))
     total = int(counts.sum())
     return {
         "input": str(scene),

@@ -14,6 +14,7 @@ import rasterio
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from cloudfree.cog import make_cog
 from cloudfree.errors import CloudfreeError, UsageError
 
 #: Rows and columns read or computed at once when streaming a scene.
@@ -119,8 +120,13 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Pa
 
 
 @contextmanager
-def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
+def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
+                  cog: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
+
+    ``cog``: make the finished GeoTIFF a Cloud Optimized GeoTIFF with overviews resampled this
+    way (``cloudfree.cog.AVERAGE`` or ``NEAREST``) before the rename.
+    """
     path = check_output(path, overwrite, inputs)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
     try:
@@ -129,6 +135,8 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> I
         raise CloudfreeError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         yield tmp
+        if cog is not None:
+            make_cog(tmp, cog)
         os.replace(tmp, path)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):

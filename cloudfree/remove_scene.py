@@ -21,12 +21,13 @@ import torch
 from rasterio.windows import Window
 from scipy import ndimage
 
-from cloudfree import __version__
+from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.engines import DEFAULT_MODEL, Engine, open_engine
+from cloudfree.engines import DEFAULT_MODEL, Engine, model_file, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
+from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
     atomic_output,
     block_windows,
@@ -237,6 +238,7 @@ def remove_scene(
     mask_out: Path | str | None = None,
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
+    cog: bool = True,
     quiet: bool = False,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``."""
@@ -264,20 +266,20 @@ def remove_scene(
         options = TileOptions(tile, overlap, batch_size, composite, feather)
         pipe = Pipeline(s2, s1, engine, options, trim, mask_params, shadow)
         tags = {
-            "CLOUDFREE_VERSION": __version__,
-            "MODEL": str(model or checkpoint or onnx),
-            "ARCH": getattr(engine, "arch", ""),
+            **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
+                              model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
+                              arch=engine.arch),
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
             "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
             "CLOUD_THRESHOLD": str(mask_params.threshold), "RADIOMETRIC_OFFSET": str(s2.offset),
             **s1_tags,
         }
         counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
-                             inputs)
+                             inputs, cog)
     valid = int(counts.sum() - counts[NODATA])
     return {
         "input": str(s2_path), "s1": str(s1_path), "output": str(output),
-        "model": tags["MODEL"], "arch": tags["ARCH"], "tile": tile, "overlap": overlap,
+        "model": tags[MODEL], "arch": engine.arch, "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
         "shadow_fraction": counts[SHADOW] / valid, "s1_coregistration": s1_report,
@@ -286,20 +288,23 @@ def remove_scene(
 
 
 def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[str, str],
-                overwrite: bool, creation_options, quiet: bool, inputs) -> np.ndarray:
+                overwrite: bool, creation_options, quiet: bool, inputs,
+                cog: bool = True) -> np.ndarray:
     """Run every chunk, writing released blocks; return the class histogram of the scene."""
     s2 = pipe.s2
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
-        tmp = stack.enter_context(atomic_output(output, overwrite, inputs))
+        tmp = stack.enter_context(atomic_output(output, overwrite, inputs,
+                                                cog=AVERAGE if cog else None))
         dst = stack.enter_context(rasterio.open(tmp, "w", **geotiff_profile(
             **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata)))
         dst.update_tags(**tags)
         dst.descriptions = tuple(pipe.engine.bands)
         mask_dst = None
         if mask_out is not None:
-            mask_tmp = stack.enter_context(atomic_output(Path(mask_out), overwrite, inputs))
+            mask_tmp = stack.enter_context(atomic_output(Path(mask_out), overwrite, inputs,
+                                                         cog=NEAREST if cog else None))
             mask_dst = stack.enter_context(rasterio.open(mask_tmp, "w", **geotiff_profile(
                 **grid, count=1, dtype="uint8", nodata=NODATA)))
             mask_dst.update_tags(**tags)
@@ -322,4 +327,6 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
                 counts += np.bincount(classes.ravel(), minlength=256)
         if counts.sum() == counts[NODATA]:
             raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+        for written in filter(None, (dst, mask_dst)):
+            written.update_tags(**cloud_fraction_tags(counts))
     return counts
