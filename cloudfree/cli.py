@@ -257,6 +257,10 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @click.option("--resume", is_flag=True, help="Skip scenes whose output exists (outputs only "
               "appear when complete).")
 @click.option("--report", type=click.Path(path_type=Path), help="Write a run report (.json/.csv).")
+@click.option("--stac", type=click.Path(path_type=Path), metavar="DIR",
+              help="Write a STAC catalog of the finished scenes to DIR (--resume adds to it).")
+@click.option("--masks", is_flag=True, default=None,
+              help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--dask-scheduler", metavar="ADDRESS",
               help="Run on this Dask scheduler (tcp://host:8786 or scheduler JSON file).")
 @click.option("--s2-pattern", default="*s2*.tif", show_default=True,
@@ -273,8 +277,8 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @offset_option
 @output_options
 @quiet_option
-def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pattern, s1_pattern,
-          model, checkpoint, device, tile, batch_size, precision, offset, overwrite,
+def batch(scenes, out_dir, command, jobs, resume, report, stac, masks, dask_scheduler, s2_pattern,
+          s1_pattern, model, checkpoint, device, tile, batch_size, precision, offset, overwrite,
           creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES."""
     from cloudfree.batch import run_batch
@@ -282,10 +286,10 @@ def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pat
     options = {"model": model, "checkpoint": checkpoint, "device": device, "tile": tile,
                "batch_size": batch_size, "precision": precision, "offset": offset,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
-               "cog": cog}
+               "cog": cog, "masks": masks}
     result = run_batch(scenes, out_dir, command=command, jobs=jobs, resume=resume, report=report,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
-                       s1_pattern=s1_pattern, options=options, quiet=quiet)
+                       s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet)
     click.echo(result.summary())
     result.check()
 
