@@ -153,7 +153,7 @@ def write_catalog(folder: Path | str, scenes: list[SceneFiles], update: bool) ->
     else:
         catalog = pystac.Catalog(CATALOG_ID, "Cloud-free Sentinel-2 scenes made by cloudfree")
     for files in scenes:
-        if catalog.get_item(files.scene) is not None:
+        if next(catalog.get_items(files.scene), None) is not None:
             catalog.remove_item(files.scene)
         catalog.add_item(scene_item(files))
     catalog.normalize_hrefs(str(folder.absolute()))
