@@ -56,13 +56,13 @@ def make_scene(folder: Path, size: int) -> tuple[Path, Path]:
             mosaic(SAMPLE / "s1.tif", folder / f"s1_{size}.tif", size))
 
 
-def run_once(s2: Path, s1: Path, out: Path, args) -> dict:
-    """One `remove` in this process; returns its summary."""
+def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:
+    """One `remove` in this process (COG output unless ``cog=False``); returns its summary."""
     from cloudfree.remove_scene import remove_scene
 
     return remove_scene(s2, s1, out, s1_aligned=True, composite=False, overwrite=True,
                         tile=args.tile, batch_size=args.batch_size, device=args.device,
-                        precision=args.precision, quiet=True, **model_kwargs(args))
+                        precision=args.precision, quiet=True, **model_kwargs(args), **options)
 
 
 def model_kwargs(args) -> dict:
