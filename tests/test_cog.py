@@ -14,8 +14,10 @@ from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.bundled import bundled_model
 from cloudfree.cli import main
+from cloudfree.cog import NEAREST
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.provenance import Provenance
+from cloudfree.rasterio_io import atomic_output
 
 
 def run(*args):
@@ -80,6 +82,13 @@ def test_no_cog_writes_a_plain_tiled_geotiff(tmp_path):
         assert "LAYOUT" not in ds.tags(ns="IMAGE_STRUCTURE") and ds.overviews(1) == []
         assert ds.block_shapes == [(256, 256)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+
+
+def test_a_failed_cog_step_leaves_nothing(tmp_path):
+    with pytest.raises(rasterio.errors.RasterioIOError), \
+            atomic_output(tmp_path / "out.tif", overwrite=False, cog=NEAREST) as tmp:
+        tmp.write_text("not a GeoTIFF\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_provenance_tags_of_remove(tmp_path):
