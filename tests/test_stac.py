@@ -16,6 +16,7 @@ from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterExtension
 from pystac.validation import validate_dict
+from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.cli import main
 from cloudfree.sentinel2 import BANDS
@@ -104,8 +105,9 @@ def test_assets_load_with_band_information(removed):
     classes = {c.value: c.name for c in ClassificationExtension.ext(mask).classes}
     assert classes[1] == "cloud" and classes[255] == "nodata"
     for key, name in (("image", "floods.tif"), ("mask", "floods_mask.tif")):
-        with rasterio.open(item.assets[key].get_absolute_href()) as a, \
-                rasterio.open(out / name) as b:
+        href = item.assets[key].get_absolute_href()
+        assert cog_validate(href, quiet=True)[:2] == (True, [])
+        with rasterio.open(href) as a, rasterio.open(out / name) as b:
             assert np.array_equal(a.read(), b.read())
 
 
