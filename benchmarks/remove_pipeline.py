@@ -56,13 +56,27 @@ def make_scene(folder: Path, size: int) -> tuple[Path, Path]:
             mosaic(SAMPLE / "s1.tif", folder / f"s1_{size}.tif", size))
 
 
-def run_once(s2: Path, s1: Path, out: Path, args) -> dict:
-    """One `remove` in this process; returns its summary."""
+def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:
+    """One `remove` in this process (COG output unless ``cog=False``); returns its summary."""
     from cloudfree.remove_scene import remove_scene
 
     return remove_scene(s2, s1, out, s1_aligned=True, composite=False, overwrite=True,
                         tile=args.tile, batch_size=args.batch_size, device=args.device,
-                        precision=args.precision, quiet=True, **model_kwargs(args))
+                        precision=args.precision, quiet=True, **model_kwargs(args), **options)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started, in MB.
+
+    Linux's VmHWM, because ru_maxrss of a child also counts the parent's memory at the fork
+    (it is carried across fork and exec), which would floor every figure at the parent's size.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def model_kwargs(args) -> dict:
@@ -137,8 +151,7 @@ def main() -> None:
     if args.child:
         s2, s1, out = map(Path, args.child)
         run_once(s2, s1, out, args)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"peak_rss_mb": peak}))
+        print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
         return
     import torch
 

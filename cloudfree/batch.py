@@ -43,13 +43,14 @@ from cloudfree.signals import (
     stop_requested,
     stops_raise,
 )
+from cloudfree.stac import CATALOG_FILE, SceneFiles, write_catalog
 from cloudfree.threads import usable_cores
 
 log = logging.getLogger("cloudfree")
 
 COMMANDS = ("remove", "mask")
 #: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
-MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite"})
+MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite", "cog"})
 REPORT_FORMATS = (".json", ".csv")
 #: Statuses of the scenes that were run or could have been (the others are files not run).
 SCENE_STATUSES = ("ok", "failed", "skipped", "interrupted")
@@ -134,6 +135,27 @@ class BatchResult:
 def output_path(out_dir: Path, name: str, command: str) -> Path:
     """``OUT/<scene>.tif`` for remove, ``OUT/<scene>_mask.tif`` for mask."""
     return Path(out_dir) / (f"{name}.tif" if command == "remove" else f"{name}_mask.tif")
+
+
+def scene_options(options: dict, out_dir: Path, name: str) -> dict:
+    """The options of one scene: ``masks`` becomes remove's ``mask_out`` for it."""
+    options = dict(options)
+    if options.pop("masks", False):
+        options["mask_out"] = output_path(out_dir, name, "mask")
+    return options
+
+
+def finished_files(batch: BatchResult, out_dir: Path, command: str) -> list[SceneFiles]:
+    """The outputs of every scene done now or before (ok or skipped), and masks beside them."""
+    files = []
+    for r in batch.results:
+        if r.status not in ("ok", "skipped") or not Path(r.output).exists():
+            continue
+        mask = output_path(out_dir, r.scene, "mask")
+        mask = mask if mask.exists() else None
+        files.append(SceneFiles(r.scene, Path(r.output), mask) if command == "remove"
+                     else SceneFiles(r.scene, mask=Path(r.output)))
+    return files
 
 
 def run_scene(task: Task) -> SceneResult:
@@ -262,7 +284,8 @@ def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
                                      error=f"on the Dask cluster: {type(exc).__name__}: {exc}")
 
 
-def check_options(command: str, options: dict, resume: bool, report: Path | None) -> None:
+def check_options(command: str, options: dict, resume: bool, report: Path | None,
+                  stac: Path | None = None) -> None:
     """Refuse, before any work, options that cannot go together."""
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r} (use {' or '.join(COMMANDS)})")
@@ -277,6 +300,10 @@ def check_options(command: str, options: dict, resume: bool, report: Path | None
         raise UsageError(f"report {report}: name it .json or .csv")
     if report is not None and not report.parent.is_dir():
         raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does not exist")
+    if stac is not None and (stac / CATALOG_FILE).exists() and not (
+            resume or options.get("overwrite")):
+        raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass --resume to add to "
+                         "it or --overwrite to replace it")
 
 
 def write_report(path: Path, batch: BatchResult, command: str) -> None:
@@ -317,17 +344,21 @@ def run_batch(
     s2_pattern: str = DEFAULT_S2_PATTERN,
     s1_pattern: str = DEFAULT_S1_PATTERN,
     options: dict | None = None,
+    stac: Path | str | None = None,
     quiet: bool = False,
 ) -> BatchResult:
     """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
 
     ``jobs`` local processes (default: one per GPU for remove, else 1) or the Dask cluster at
-    ``dask_scheduler``; ``options`` go to ``remove_scene`` / ``mask_scene`` (None values dropped).
+    ``dask_scheduler``; ``options`` go to ``remove_scene`` / ``mask_scene`` (None values dropped;
+    ``masks=True`` makes remove also write ``OUT/<scene>_mask.tif``). ``stac``: a folder for
+    the STAC catalog of the finished scenes (with ``resume``, an existing one is added to).
     """
     start, started_at = time.perf_counter(), time.time()
     options = {k: v for k, v in (options or {}).items() if v is not None}
     report = Path(report) if report is not None else None
-    check_options(command, options, resume, report)
+    stac = Path(stac) if stac is not None else None
+    check_options(command, options, resume, report, stac)
     out_dir = Path(out_dir)
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
                      need_s1=command == "remove", exclude=out_dir)
@@ -335,8 +366,8 @@ def run_batch(
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [_problem_result(p) for p in found.problems]
-    tasks = [Task(command, s, output_path(out_dir, s.name, command), options)
-             for s in found.scenes]
+    tasks = [Task(command, s, output_path(out_dir, s.name, command),
+                  scene_options(options, out_dir, s.name)) for s in found.scenes]
     if resume:
         results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
         tasks = [t for t in tasks if not t.output.exists()]
@@ -366,6 +397,8 @@ def run_batch(
     batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)
     if report is not None:
         write_report(report, batch, command)
+    if stac is not None:
+        write_catalog(stac, finished_files(batch, out_dir, command), update=resume)
     return batch
 
 

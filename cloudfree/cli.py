@@ -66,7 +66,10 @@ def quiet_option(f):
 
 
 def output_options(f):
-    """--overwrite and --co NAME=VALUE, as in rio."""
+    """--overwrite and --co NAME=VALUE, as in rio, and --cog/--no-cog."""
+    f = click.option("--cog/--no-cog", default=True, show_default=True,
+                     help="Write Cloud Optimized GeoTIFFs with internal overviews; --no-cog "
+                          "skips that step (faster).")(f)
     f = click.option("--co", "creation_options", multiple=True, metavar="NAME=VALUE",
                      callback=lambda ctx, p, v: parse_creation_options(v),
                      help="GDAL creation option for the output GeoTIFF (repeatable).")(f)
@@ -177,7 +180,7 @@ def main() -> None:
 @output_options
 @quiet_option
 def mask(scene, output, mask_params, score_path, as_json, block, threads, offset, overwrite,
-         creation_options, quiet):
+         creation_options, cog, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 L1C scene; 0 clear, 255 nodata."""
     from cloudfree.mask_scene import mask_scene
 
@@ -185,6 +188,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
                          offset=offset,
                          score_path=score_path, overwrite=overwrite,
                          creation_options=creation_options, block=block, threads=threads,
+                         cog=cog,
                          quiet=quiet)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -272,6 +276,10 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @click.option("--resume", is_flag=True, help="Skip scenes whose output exists (outputs only "
               "appear when complete).")
 @click.option("--report", type=click.Path(path_type=Path), help="Write a run report (.json/.csv).")
+@click.option("--stac", type=click.Path(path_type=Path), metavar="DIR",
+              help="Write a STAC catalog of the finished scenes to DIR (--resume adds to it).")
+@click.option("--masks", is_flag=True, default=None,
+              help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--dask-scheduler", metavar="ADDRESS",
               help="Run on this Dask scheduler (tcp://host:8786 or scheduler JSON file).")
 @click.option("--s2-pattern", default="*s2*.tif", show_default=True,
@@ -288,18 +296,19 @@ def export_onnx(checkpoint, output, tile, overwrite, quiet):
 @offset_option
 @output_options
 @quiet_option
-def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pattern, s1_pattern,
-          model, checkpoint, device, tile, batch_size, precision, offset, overwrite,
-          creation_options, quiet):
+def batch(scenes, out_dir, command, jobs, resume, report, stac, masks, dask_scheduler, s2_pattern,
+          s1_pattern, model, checkpoint, device, tile, batch_size, precision, offset, overwrite,
+          creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES."""
     from cloudfree.batch import run_batch
 
     options = {"model": model, "checkpoint": checkpoint, "device": device, "tile": tile,
                "batch_size": batch_size, "precision": precision, "offset": offset,
-               "overwrite": overwrite or None, "creation_options": creation_options or None}
+               "overwrite": overwrite or None, "creation_options": creation_options or None,
+               "cog": cog, "masks": masks}
     result = run_batch(scenes, out_dir, command=command, jobs=jobs, resume=resume, report=report,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
-                       s1_pattern=s1_pattern, options=options, quiet=quiet)
+                       s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet)
     click.echo(result.summary())
     result.check()
 
@@ -315,14 +324,15 @@ def batch(scenes, out_dir, command, jobs, resume, report, dask_scheduler, s2_pat
 @output_options
 @quiet_option
 def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, report_path,
-               offset, overwrite, creation_options, quiet):
+               offset, overwrite, creation_options, cog, quiet):
     """Warp Sentinel-1 onto the Sentinel-2 grid with sub-pixel shift refinement."""
     from cloudfree.coregister import coregister_file, summary_line
 
     out = output or default_output(s1_path, f"_on_{Path(s2_path).stem}")
     r = coregister_file(s1_path, s2_path, out, units=s1_units, refine=refine,
                         max_shift=max_shift, threads=threads, offset=offset, overwrite=overwrite,
-                        creation_options=creation_options, report_path=report_path, quiet=quiet)
+                        creation_options=creation_options, report_path=report_path, cog=cog,
+                        quiet=quiet)
     click.echo(summary_line(r))
 
 

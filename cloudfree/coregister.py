@@ -26,8 +26,10 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 
+from cloudfree.cog import AVERAGE
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.masking import CLEAR, MASK_BANDS, MaskParams, classify
+from cloudfree.provenance import SHIFT_APPLIED, SHIFT_X, SHIFT_Y, provenance_tags
 from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
     atomic_output,
@@ -284,12 +286,11 @@ class CoregisterResult:
         """GeoTIFF metadata recording the correction."""
         report = self.report(windows=False)
         tags = {
-            "COREGISTER_SHIFT_X_PX": str(report["applied_px"]["x"]),
-            "COREGISTER_SHIFT_Y_PX": str(report["applied_px"]["y"]),
-            "COREGISTER_APPLIED": str(self.applied).upper(),
+            SHIFT_X: str(report["applied_px"]["x"]),
+            SHIFT_Y: str(report["applied_px"]["y"]),
+            SHIFT_APPLIED: str(self.applied).upper(),
             "COREGISTER_SIGNIFICANCE": str(report.get("significance", 0.0)),
             "COREGISTER_OVERLAP": str(report["overlap_fraction"]),
-            "S1_SOURCE": self.s1.path.name,
             "S1_INPUT_UNITS": self.s1.units,
         }
         if self.field is not None:
@@ -374,7 +375,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
                     threads: int = 2, offset: str = "auto", overwrite: bool = False,
                     creation_options: dict[str, str] | None = None,
                     report_path: Path | str | None = None, block: int = DEFAULT_BLOCK,
-                    quiet: bool = False) -> dict:
+                    cog: bool = True, quiet: bool = False) -> dict:
     """Write S1 (VV, VH dB float32, NaN nodata) on the S2 grid as a GeoTIFF; return the report."""
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
     check_distinct({"output": output, "report": report_path})
@@ -387,10 +388,12 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",
                                   nodata=float("nan"), creation_options=creation_options)
-        with raster_output(output, overwrite, inputs, profile) as dst:
+        with raster_output(output, overwrite, inputs, profile,
+                           cog=AVERAGE if cog else None) as dst:
             for i, name in enumerate(POLARISATIONS, start=1):
                 dst.set_band_description(i, name)
-            dst.update_tags(**result.tags(), UNITS="dB")
+            dst.update_tags(**provenance_tags("coregister", s2_path, s1_path), **result.tags(),
+                            UNITS="dB")
             windows = block_windows(s2.width, s2.height, block)
             for window in progress(windows, desc="coregister", quiet=quiet):
                 dst.write(result.read(window), window=window)
@@ -429,5 +432,5 @@ def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units:
             f"--s1-aligned: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not on "
             f"the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop --s1-aligned to "
             "co-register it")
-    return AlignedS1(s1), {"S1_SOURCE": s1.path.name, "S1_ALIGNED": "TRUE"}, \
+    return AlignedS1(s1), {"S1_ALIGNED": "TRUE", SHIFT_APPLIED: "FALSE"}, \
         {"s1": str(s1.path), "aligned": True, "s1_units": s1.units}

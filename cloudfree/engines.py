@@ -191,5 +191,13 @@ def open_engine(*, model: str | None = None, checkpoint: Path | str | None = Non
         if precision != "fp32":
             raise UsageError("an ONNX model runs in fp32; precision applies to checkpoints")
         return OnnxEngine(onnx, device=device)
-    path = checkpoint if checkpoint is not None else bundled_model(model)
-    return TorchEngine(load_checkpoint(path), device=device, precision=precision)
+    return TorchEngine(load_checkpoint(model_file(model=model, checkpoint=checkpoint)),
+                       device=device, precision=precision)
+
+
+def model_file(*, model: str | None = None, checkpoint: Path | str | None = None,
+               onnx: Path | str | None = None) -> Path:
+    """The weights file behind a bundled model name, a checkpoint or an ONNX model."""
+    if onnx is not None:
+        return Path(onnx)
+    return Path(checkpoint) if checkpoint is not None else bundled_model(model)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from cloudfree import __version__
+from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.errors import CloudfreeError
 from cloudfree.masking import (
     CLEAR,
@@ -25,6 +25,7 @@ from cloudfree.masking import (
     combine_shadow_stats,
     shadow_thresholds,
 )
+from cloudfree.provenance import cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
     block_windows,
     check_distinct,
@@ -73,7 +74,7 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
 def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
     """Tags recording how the mask was made."""
     return {
-        "CLOUDFREE_VERSION": __version__,
+        **provenance_tags("mask", s2.path),
         "MASK_METHOD": params.method,
         "CLOUD_THRESHOLD": str(params.threshold),
         "NDSI_THRESHOLD": str(params.ndsi_threshold),
@@ -82,7 +83,6 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "HOT_TEST": str(params.hot),
         "RADIOMETRIC_OFFSET": str(s2.offset),
         "CLASSES": "0=clear 1=cloud 2=shadow 3=snow 255=nodata",
-        "SOURCE": s2.path.name,
     }
 
 
@@ -97,6 +97,7 @@ def mask_scene(
     creation_options: dict[str, str] | None = None,
     block: int = 1024,
     threads: int | None = None,
+    cog: bool = True,
     quiet: bool = False,
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
@@ -121,7 +122,8 @@ def mask_scene(
             outputs = stack.enter_context(output_set())
             dst = stack.enter_context(raster_output(
                 output, overwrite, [Path(scene)],
-                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs))
+                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs,
+                NEAREST if cog else None))
             dst.update_tags(**mask_tags(params, s2))
             dst.set_band_description(1, "cloud_mask")
             dst.write_colormap(1, COLORMAP)
@@ -130,7 +132,7 @@ def mask_scene(
                 score_dst = stack.enter_context(raster_output(
                     Path(score_path), overwrite, [Path(scene)],
                     geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan")),
-                    outputs))
+                    outputs, AVERAGE if cog else None))
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.
@@ -145,6 +147,7 @@ def mask_scene(
             valid_pixels = int(counts.sum() - counts[NODATA])
             if valid_pixels == 0:
                 raise CloudfreeError(f"{scene}: every pixel is nodata; nothing to mask")
+            dst.update_tags(**cloud_fraction_tags(counts))
     total = int(counts.sum())
     return {
         "input": str(scene),

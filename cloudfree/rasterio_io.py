@@ -22,6 +22,7 @@ import rasterio.transform
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from cloudfree.cog import make_cog
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.signals import check_stop
 
@@ -266,12 +267,15 @@ def check_distinct(outputs: dict[str, Path | str | None]) -> None:
 @contextmanager
 def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                   verify: Callable[[Path], None] | None = None,
-                  together: list[tuple[Path, Path]] | None = None) -> Iterator[Path]:
+                  together: list[tuple[Path, Path]] | None = None,
+                  cog: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
 
     Any error while writing, flushing or closing fails (GDAL's logged-only errors included),
     and ``verify(tmp)`` checks the finished file before the rename. With ``together`` (from
-    :func:`output_set`) the rename waits until every output of the set is complete.
+    :func:`output_set`) the rename waits until every output of the set is complete. ``cog``:
+    the finished GeoTIFF becomes a Cloud Optimized GeoTIFF with overviews resampled this way
+    (``cloudfree.cog.AVERAGE`` or ``NEAREST``) before it is verified and renamed.
     """
     path = check_output(path, overwrite, inputs)
     remove_stale_partials(path)
@@ -284,6 +288,8 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
         with gdal_messages() as errors:
             try:
                 yield tmp
+                if cog is not None:
+                    make_cog(tmp, cog)
             except (OSError, RuntimeError, rasterio.errors.RasterioError) as exc:
                 failure = _write_failure(path, tmp, errors, raised=True)
                 if failure is None and tmp.name in str(exc):  # e.g. options GDAL cannot create
@@ -372,10 +378,11 @@ def _check_blocks(src, size: int, sparse: bool) -> None:
 
 @contextmanager
 def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: dict,
-                  together: list[tuple[Path, Path]] | None = None):
-    """An atomic output opened for writing with ``profile``, verified before the rename."""
+                  together: list[tuple[Path, Path]] | None = None, cog: str | None = None):
+    """An atomic output opened for writing with ``profile``, verified before the rename (and
+    made a COG first with ``cog``, see :func:`atomic_output`)."""
     verify = partial(verify_raster, profile=profile)
-    with atomic_output(path, overwrite, inputs, verify, together) as tmp, \
+    with atomic_output(path, overwrite, inputs, verify, together, cog) as tmp, \
             rasterio.open(tmp, "w", **profile) as dst:
         yield dst
 

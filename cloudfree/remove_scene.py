@@ -24,14 +24,15 @@ import torch
 from rasterio.windows import Window
 from scipy import ndimage
 
-from cloudfree import __version__
+from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.engines import DEFAULT_MODEL, Engine, open_engine
+from cloudfree.engines import DEFAULT_MODEL, Engine, model_file, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.preview import Preview
+from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
     block_windows,
     check_distinct,
@@ -285,6 +286,7 @@ def remove_scene(
     preview: Path | str | None = None,
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
+    cog: bool = True,
     quiet: bool = False,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``."""
@@ -320,9 +322,9 @@ def remove_scene(
         options = TileOptions(tile, overlap, batch_size, composite, feather)
         pipe = Pipeline(s2, s1, engine, options, trim, mask_params, shadow, fill)
         tags = {
-            "CLOUDFREE_VERSION": __version__,
-            "MODEL": str(model or checkpoint or onnx),
-            "ARCH": getattr(engine, "arch", ""),
+            **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
+                              model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
+                              arch=engine.arch),
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
             "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
             "HOT_TEST": str(mask_params.hot), "CLOUD_THRESHOLD": str(mask_params.threshold),
@@ -333,7 +335,7 @@ def remove_scene(
             **s1_tags,
         }
         counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
-                             inputs, preview)
+                             inputs, preview, cog)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
     if pipe.filled_without_s1:
@@ -342,7 +344,7 @@ def remove_scene(
     return {
         "input": str(s2_path), "s1": str(s1_path), "output": str(output),
         "preview": None if preview is None else str(preview),
-        "model": tags["MODEL"], "arch": tags["ARCH"], "tile": tile, "overlap": overlap,
+        "model": tags[MODEL], "arch": engine.arch, "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
         "shadow_fraction": counts[SHADOW] / valid, "filled_pixels": pipe.filled,
@@ -355,7 +357,7 @@ def remove_scene(
 
 def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
-                preview: Path | None = None) -> np.ndarray:
+                preview: Path | None = None, cog: bool = True) -> np.ndarray:
     """Run every chunk, writing released blocks; return the class histogram of the scene."""
     s2 = pipe.s2
     quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.engine.bands)
@@ -364,16 +366,16 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
     with ExitStack() as stack:
         outputs = stack.enter_context(output_set())
         dst = stack.enter_context(raster_output(output, overwrite, inputs, geotiff_profile(
-            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata), outputs))
+            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata), outputs,
+            AVERAGE if cog else None))
         dst.update_tags(**tags)
         dst.descriptions = tuple(pipe.engine.bands)
         mask_dst = None
         if mask_out is not None:
-            mask_dst = stack.enter_context(raster_output(Path(mask_out), overwrite, inputs,
-                                                         geotiff_profile(**grid, count=1,
-                                                                         dtype="uint8",
-                                                                         nodata=NODATA),
-                                                         outputs))
+            mask_dst = stack.enter_context(raster_output(
+                Path(mask_out), overwrite, inputs,
+                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs,
+                NEAREST if cog else None))
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
@@ -399,6 +401,8 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
             raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
         dst.update_tags(FILLED_PIXELS=str(pipe.filled),
                         FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
+        for written in filter(None, (dst, mask_dst)):
+            written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
             quicklook.write(Path(preview), overwrite, inputs, outputs)
     return counts

@@ -18,7 +18,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import rasterio
@@ -39,7 +39,8 @@ MIN_COVERAGE = 0.5
 #: Coverages closer than this count as equal (the date decides).
 COVERAGE_TOLERANCE = 0.01
 
-_DATE_RE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_:]?(\d\d)[-_:]?(\d\d)(?!\d)")
+_DATE_RE = re.compile(
+    r"(?<!\d)((?:19|20)\d\d)[-_:]?(\d\d)[-_:]?(\d\d)(?:[T ](\d\d):?(\d\d):?(\d\d))?(?!\d)")
 _DATE_TAG_RE = re.compile(r"ACQUI|SENSING|START|DATE|TIME", re.IGNORECASE)
 
 
@@ -178,25 +179,34 @@ def _safe_footprint(folder: Path) -> BaseGeometry | None:
         return _footprint(ds)
 
 
-def date_from_text(text: str) -> date | None:
-    """The first valid YYYYMMDD (or YYYY-MM-DD, YYYY:MM:DD) date in ``text``."""
+def time_from_text(text: str) -> datetime | None:
+    """The first valid YYYYMMDD (or YYYY-MM-DD, YYYY:MM:DD) date in ``text``, in UTC, with the
+    time of day when one follows (``20190918T105021``, ``2019-09-18T10:50:21``), else 00:00."""
     for match in _DATE_RE.finditer(text):
         try:
-            return date(*(int(g) for g in match.groups()))
+            return datetime(*(int(g or 0) for g in match.groups()), tzinfo=UTC)
         except ValueError:
             continue
     return None
 
 
-def date_from_tags(tags: dict[str, str]) -> date | None:
-    """An acquisition date from tags; TIFFTAG_DATETIME (often the write time) only last."""
+def time_from_tags(tags: dict[str, str]) -> datetime | None:
+    """An acquisition time from tags; TIFFTAG_DATETIME (often the write time) only last."""
     keys = sorted((k for k in tags if _DATE_TAG_RE.search(k)),
                   key=lambda k: k == "TIFFTAG_DATETIME")
-    for key in keys:
-        found = date_from_text(tags[key])
-        if found:
-            return found
-    return None
+    return next(filter(None, (time_from_text(tags[key]) for key in keys)), None)
+
+
+def date_from_text(text: str) -> date | None:
+    """The date of :func:`time_from_text`."""
+    found = time_from_text(text)
+    return found.date() if found else None
+
+
+def date_from_tags(tags: dict[str, str]) -> date | None:
+    """The date of :func:`time_from_tags`."""
+    found = time_from_tags(tags)
+    return found.date() if found else None
 
 
 def pair_files(paths: list[Path], need_s1: bool = True) -> Discovery:

@@ -36,6 +36,17 @@ RESOLUTION: dict[str, int] = {
 }
 #: How errors name a Sentinel-2 input.
 S2_INPUT = "Sentinel-2 input"
+#: STAC ``eo`` common name, centre wavelength and bandwidth (micrometres) of each band, from
+#: the Sentinel-2A MSI spectral response (ESA, Sentinel-2 User Handbook and MSI technical guide).
+SPECTRAL: dict[str, tuple[str, float, float]] = {
+    "B01": ("coastal", 0.443, 0.021), "B02": ("blue", 0.492, 0.066),
+    "B03": ("green", 0.560, 0.036), "B04": ("red", 0.665, 0.031),
+    "B05": ("rededge", 0.704, 0.015), "B06": ("rededge", 0.741, 0.015),
+    "B07": ("rededge", 0.783, 0.020), "B08": ("nir", 0.833, 0.106),
+    "B8A": ("nir08", 0.865, 0.021), "B09": ("nir09", 0.945, 0.020),
+    "B10": ("cirrus", 1.374, 0.031), "B11": ("swir16", 1.614, 0.091),
+    "B12": ("swir22", 2.202, 0.175),
+}
 #: DN per unit reflectance (QUANTIFICATION_VALUE of L1C products).
 QUANTIFICATION = 10000.0
 #: Radiometric offset of baseline 04.00+ products, in DN.

@@ -1,0 +1,130 @@
+"""Benchmark Cloud Optimized GeoTIFF outputs: the extra time of the COG step, and peak memory.
+
+    python benchmarks/cog_output.py                       # 4096^2 timing; 1024^2, 8192^2 memory
+    python benchmarks/cog_output.py --size 2048 --memory-sizes 1024 2048
+
+Scenes are the mosaics of `remove_pipeline.py` (the real sample, mirrored). Timing, in one
+process: `remove` (bundled model, raw prediction, as in that benchmark) and `mask` written with
+--no-cog, then the COG step alone (`cloudfree.cog.make_cog`, what the default adds after the
+streamed write) on each output; the extra time is that step, also as a share of the command.
+Memory: peak RSS of `remove` with the default COG output, each size in a fresh process, and of
+the COG step alone (on a 13-band mosaic of that size, in GDAL's bounded scene cache as `remove`
+runs it), each size in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from remove_pipeline import make_scene, peak_memory, peak_rss_mb, run_once  # noqa: E402
+
+
+def timed(step) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def cog_step(output: Path, resampling: str) -> tuple[float, bool]:
+    """Seconds of the COG step on a copy of ``output``, and whether rio-cogeo finds it valid."""
+    from rio_cogeo.cogeo import cog_validate
+
+    from cloudfree.cog import make_cog
+
+    copy = output.with_name("cog_" + output.name)
+    shutil.copy(output, copy)
+    seconds = timed(lambda: make_cog(copy, resampling))
+    return seconds, cog_validate(str(copy), quiet=True)[0]
+
+
+def extra_time(folder: Path, args) -> list[dict]:
+    """remove and mask at ``args.size`` without COG, then the COG step on their outputs."""
+    from cloudfree.cog import AVERAGE, NEAREST
+    from cloudfree.mask_scene import mask_scene
+
+    s2, s1 = make_scene(folder, args.size)
+    out, mask = folder / "remove.tif", folder / "mask.tif"
+    rows = []
+    for name, run, path, resampling in (
+            ("remove", lambda: run_once(s2, s1, out, args, cog=False), out, AVERAGE),
+            ("mask", lambda: mask_scene(s2, mask, cog=False, quiet=True), mask, NEAREST)):
+        command = timed(run)
+        cog, valid = cog_step(path, resampling)
+        rows.append({"command": name, "seconds": round(command, 1), "cog_s": round(cog, 1),
+                     "share": cog / command, "valid": valid,
+                     "mb": round(path.stat().st_size / 2**20)})
+    for path in (s2, s1):
+        path.unlink()
+    return rows
+
+
+def cog_memory(folder: Path, size: int) -> dict:
+    """Peak RSS of the COG step alone on a size x size 13-band scene, in a fresh process."""
+    from cloudfree.sentinel2 import BANDS
+
+    scene = make_scene(folder, size)[0]
+    out = subprocess.run([sys.executable, __file__, "--cog-child", str(scene)], check=True,
+                         capture_output=True, text=True).stdout
+    for path in folder.glob(f"s[12]_{size}.tif"):
+        path.unlink()
+    return {"size": size, "bands": len(BANDS), **json.loads(out)}
+
+
+def cog_child(path: Path) -> None:
+    from cloudfree.cog import AVERAGE, make_cog
+    from cloudfree.rasterio_io import scene_io_env
+
+    with scene_io_env():
+        seconds = timed(lambda: make_cog(path, AVERAGE))
+    print(json.dumps({"seconds": round(seconds, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[1024, 8192])
+    parser.add_argument("--model", default="cloudfree-small")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--cog-memory-sizes", type=int, nargs="*", default=[1024, 8192])
+    parser.add_argument("--cog-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.cog_child:
+        cog_child(args.cog_child)
+        return
+    args.tile, args.checkpoint, args.precision = None, None, "fp32"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        rows = extra_time(folder, args)
+        print(f"\n{args.size}^2, 13 bands: the COG step after the streamed write")
+        print("| command | --no-cog (s) | COG step (s) | extra | output (MB) | valid COG |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['command']} | {r['seconds']} | {r['cog_s']} | {r['share']:.1%} | "
+                  f"{r['mb']} | {r['valid']} |")
+        memory = [peak_memory(folder, size, args) for size in args.memory_sizes]
+        cog_rows = [cog_memory(folder, size) for size in args.cog_memory_sizes]
+    if memory:
+        print("\npeak RSS of remove with COG output (fresh process per size)")
+        print("| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
+        for r in memory:
+            print(f"| {r['size']}^2 | {r['seconds']} | {r['peak_rss_mb']} | "
+                  f"{r['peak_rss_mb'] / memory[0]['peak_rss_mb']:.2f}x |")
+    if cog_rows:
+        print("\npeak RSS of the COG step alone (fresh process per size)")
+        print("| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
+        for r in cog_rows:
+            print(f"| {r['size']}^2 x {r['bands']} | {r['seconds']} | {r['peak_rss_mb']} | "
+                  f"{r['peak_rss_mb'] / cog_rows[0]['peak_rss_mb']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
