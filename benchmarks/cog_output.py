@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[1024, 8192])
-    parser.add_argument("--model", default="cloudfree-small")
+    parser.add_argument("--model", default="cloudfree-fillnet")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cog-memory-sizes", type=int, nargs="*", default=[1024, 8192])

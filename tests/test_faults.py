@@ -28,7 +28,7 @@ from cloudfree.cli import main
 from cloudfree.coregister import coregister_file
 from cloudfree.rasterio_io import partial_path, verify_raster
 
-MODEL = ROOT / "cloudfree" / "models" / "cloudfree-small.pt"
+MODEL = ROOT / "cloudfree" / "models" / "cloudfree-fillnet.pt"
 
 
 def run(*args):

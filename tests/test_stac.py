@@ -18,6 +18,7 @@ from pystac.extensions.raster import RasterExtension
 from pystac.validation import validate_dict
 from rio_cogeo.cogeo import cog_validate
 
+from cloudfree.bundled import DEFAULT_MODEL
 from cloudfree.cli import main
 from cloudfree.sentinel2 import BANDS
 from cloudfree.stac import SENTINEL2_FIRST
@@ -83,7 +84,7 @@ def test_items_carry_footprint_time_and_provenance(removed):
     assert props["cloudfree:cloud_fraction"] == pytest.approx(rows["floods"]["cloud_fraction"],
                                                              abs=1e-6)
     assert props["cloudfree:inputs"]["s2"].endswith("floods/S2B_20190918_s2.tif")
-    assert props["cloudfree:model"] == "cloudfree-small"
+    assert props["cloudfree:model"] == DEFAULT_MODEL
     assert len(props["cloudfree:model_sha256"]) == 64
     assert props["cloudfree:s1_shift_applied"] is True
     assert len(props["cloudfree:s1_shift_px"]) == 2
