@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from cloudfree.rasterio_io import (
     scene_io_env,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.threads import thread_pool
 from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
 
 log = logging.getLogger("cloudfree")
@@ -379,7 +379,7 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
-        with ThreadPoolExecutor(max_workers=1) as reader:
+        with thread_pool(1) as reader:
             pending = reader.submit(pipe.load, todo[0])
             for i in progress(range(len(todo)), desc="remove", quiet=quiet, unit="chunk"):
                 loaded = pending.result()

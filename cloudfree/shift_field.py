@@ -127,6 +127,20 @@ def _inliers(field: ShiftField, points: list[WindowEstimate]) -> np.ndarray:
     return distance <= max(OUTLIER_FLOOR, np.median(distance) + OUTLIER_MADS * mad)
 
 
+def _first_inliers(points: list[WindowEstimate], size: tuple[int, int]) -> np.ndarray:
+    """A first outlier test that one bad window cannot hide from: each window against the
+    affine fit of all the others (leave-one-out); the median shift when too few for that."""
+    if len(points) - 1 < 3 + SPARE_WINDOWS:
+        median = ShiftField.constant(float(np.median([e.dx for e in points])),
+                                     float(np.median([e.dy for e in points])), size)
+        return _inliers(median, points)
+    distance = np.array([
+        np.hypot(*_residuals(_fit(points[:i] + points[i + 1:], 1, size), [p]))[0]
+        for i, p in enumerate(points)])
+    mad = 1.4826 * np.median(np.abs(distance - np.median(distance)))
+    return distance <= max(OUTLIER_FLOOR, np.median(distance) + OUTLIER_MADS * mad)
+
+
 def _bic(field: ShiftField, n: int) -> float:
     """Bayesian information criterion of a fit to n windows (two coordinates each)."""
     k = 2 * len(field.coef_x)
@@ -139,9 +153,7 @@ def fit_field(estimates: list[WindowEstimate], size: tuple[int, int]
     reliable = [e for e in estimates if e.reliable]
     if not reliable:
         return None, estimates
-    median = ShiftField.constant(float(np.median([e.dx for e in reliable])),
-                                 float(np.median([e.dy for e in reliable])), size)
-    keep = _inliers(median, reliable)
+    keep = _first_inliers(reliable, size)
     for _ in range(ITERATIONS):  # fit the inliers, re-test every reliable window, until stable
         points = [e for e, k in zip(reliable, keep, strict=True) if k]
         fits = [_fit(points, d, size) for d in DEGREES

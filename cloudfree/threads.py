@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
+#: Numbers the pools, so that each one's threads have names of their own.
+_POOLS = itertools.count()
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -29,14 +34,44 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Itera
     if threads <= 1:
         yield from map(fn, items)
         return
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="cloudfree")
     pending: deque[Future[R]] = deque()
-    try:
+    with thread_pool(threads) as pool:
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= 2 * threads:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+@contextmanager
+def thread_pool(threads: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool whose every thread has ended when the block is left (see ``shutdown``)."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=f"cloudfree-{next(_POOLS)}")
+    try:
+        yield pool
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        shutdown(pool)
+
+
+def shutdown(pool: ThreadPoolExecutor) -> None:
+    """Cancel the queued work and wait for every thread of the pool, even through a stop signal
+    that arrives meanwhile (it is raised afterwards): they may be inside GDAL, reading datasets
+    that the caller closes next.
+
+    The threads are found by name as well: a signal raised inside ``submit`` can leave a thread
+    started but not yet in the pool's own list, which ``shutdown(wait=True)`` would not join.
+    """
+    stopped: BaseException | None = None
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            prefix = pool._thread_name_prefix + "_"
+            for thread in threading.enumerate():
+                if thread.name.startswith(prefix):
+                    thread.join()
+            break
+        except (KeyboardInterrupt, SystemExit) as exc:
+            stopped = exc
+    if stopped is not None:
+        raise stopped

@@ -366,6 +366,6 @@ def test_one_pixel_scene_and_nan_hole_raise_no_numpy_warning(tmp_path, float_s2)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         report = coregister_file(SUMMER_S1, path, tmp_path / "c.tif", quiet=True)
-        assert report["psr"] == 0.0 and report["applied"] is False
+        assert report["significance"] == 0.0 and report["applied"] is False
         report = coregister_file(SUMMER_S1, float_s2, tmp_path / "n.tif", quiet=True)
-        assert report["windows"] == 1 and report["psr"] > 0
+        assert report["windows"] == 1 and report["significance"] > 0

@@ -117,6 +117,7 @@ def test_default_model_is_bundled_fillnet_on_top_of_the_fill():
     assert engine.arch == "fillnet" and engine.uses_mask
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a PNG
 def test_preview_shows_input_mask_and_output_side_by_side(tmp_path):
     png = tmp_path / "quicklook.png"
     result = CliRunner().invoke(main, [
