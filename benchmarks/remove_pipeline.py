@@ -6,8 +6,10 @@
 Scenes are mosaics of the real SEN12MS-CR summer pair (mirrored, so there are no artificial
 edges), written as tiled GeoTIFFs. Throughput: the whole pipeline in raw-prediction mode (every
 tile runs) against `engine.predict` on the same number of tiles of the same size and batch, in
-the same process; the ratio is bare time / pipeline time (target >= 0.9). Peak memory: each
-scene size in a fresh process (ru_maxrss), so the figures compare (target: flat within 1.25x).
+the same process, written with --no-cog (the COG step is measured by `cog_output.py`); the
+ratio is bare time / pipeline time (target >= 0.9). Peak memory: `remove` as users run it (COG
+output), each scene size in a fresh process (VmHWM), so the figures compare (target: flat
+within 1.25x).
 The default batch of 4 tiles fills a row of tiles even on the smallest scene, so every size runs
 the same batches: memory follows the batch, not the scene.
 """
@@ -98,11 +100,11 @@ def throughput(folder: Path, args) -> dict:
     x2 = rng.random((args.batch_size, 13, tile, tile), dtype=np.float32)
     x1 = rng.random((args.batch_size, 2, tile, tile), dtype=np.float32)
     engine.predict(x2, x1)  # warm-up
-    run_once(s2, s1, folder / "warm.tif", args)
+    run_once(s2, s1, folder / "warm.tif", args, cog=False)
     results = {"pipeline": [], "bare": []}
     for _ in range(args.repeats):
         start = time.perf_counter()
-        summary = run_once(s2, s1, folder / "out.tif", args)
+        summary = run_once(s2, s1, folder / "out.tif", args, cog=False)
         results["pipeline"].append(time.perf_counter() - start)
         assert summary["tiles_run"] == n_tiles
         start = time.perf_counter()
