@@ -23,6 +23,7 @@ import torch
 
 from cloudfree.errors import CloudfreeError
 from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.glfcr import GLFCR
 from cloudfree.networks.registry import get_architecture
 from cloudfree.rasterio_io import atomic_output
 from cloudfree.scaling import SCALINGS, Scaling
@@ -31,8 +32,6 @@ from cloudfree.sentinel2 import BANDS
 FORMAT = "cloudfree"
 FORMAT_VERSION = 1
 DEFAULT_TILE = 256
-#: How many offending keys a state-dict mismatch error names.
-_SHOWN_KEYS = 4
 
 
 @dataclass
@@ -151,7 +150,7 @@ def _from_cloudfree(path: Path, data: Mapping) -> ModelBundle:
     except (TypeError, ValueError) as exc:
         raise CloudfreeError(f"checkpoint {path}: its config does not fit {arch}: "
                              f"{_first_line(exc)}") from None
-    load_state(network, data.get("state_dict") or {}, str(path))
+    network.load_checked_state(data.get("state_dict") or {}, str(path))
     return ModelBundle(network=network, arch=arch, config=dict(config),
                        scaling=Scaling.from_dict(data.get("scaling") or {}), bands=bands,
                        tile=int(data.get("tile", DEFAULT_TILE)),
@@ -159,33 +158,6 @@ def _from_cloudfree(path: Path, data: Mapping) -> ModelBundle:
 
 
 def _from_official_glfcr(state: Mapping) -> ModelBundle:
-    from cloudfree.networks.glfcr import load_official_glfcr
-
-    network = load_official_glfcr(state)
+    network = GLFCR.from_official(state)
     return ModelBundle.from_network(network, SCALINGS["glfcr"],
                                     metadata={"source": "official GLF-CR checkpoint"})
-
-
-def load_state(network: CloudRemovalNet, state: Mapping[str, torch.Tensor], what: str,
-               ignore: tuple[str, ...] = ()) -> None:
-    """Load a state dict strictly; a mismatch is one line naming the first offending keys.
-
-    Keys ending in one of ``ignore`` may be missing or unexpected (size-bound buffers).
-    """
-    own = network.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(ignore)]
-    unexpected = [k for k in state if k not in own and not k.endswith(ignore)]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = [f"{label} {_few(keys)}" for label, keys in
-                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
-    if problems:
-        raise CloudfreeError(f"{what}: state dict does not match {network.arch}: "
-                             + "; ".join(problems))
-    network.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-
-
-def _few(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN_KEYS])
-    more = len(keys) - _SHOWN_KEYS
-    return f"{len(keys)} ({shown}{f', +{more} more' if more > 0 else ''})"

@@ -9,7 +9,7 @@ outputs of all stages are fused (GFF), added to the first shallow features, pixe
 to full resolution and added to the cloudy input (eq. 6).
 
 Parameter and buffer names follow the official release so that its checkpoints
-(``{"network": state_dict}``) load with :func:`load_official_glfcr`; the official size-bound
+(``{"network": state_dict}``) load with :meth:`GLFCR.from_official`; the official size-bound
 ``attn_mask`` buffers are ignored and the masks recomputed for any input size.
 """
 
@@ -165,8 +165,17 @@ class GLFCR(CloudRemovalNet):
 
     @classmethod
     def from_official(cls, state: Mapping) -> GLFCR:
-        """The ``paper`` model with weights from an official GLF-CR checkpoint."""
-        return load_official_glfcr(state)
+        """Build the ``paper`` GLF-CR and load an official checkpoint dict into it, strictly.
+
+        Accepts ``{"network": state_dict}``, a bare state dict, and ``module.``-prefixed names.
+        Raises CloudfreeError naming the first missing, unexpected or mis-shaped entries. The
+        model is returned in eval mode (the official training used stochastic depth).
+        """
+        if not isinstance(state, Mapping):
+            raise CloudfreeError(f"not an official GLF-CR checkpoint: got {type(state).__name__}")
+        model = cls(**cls.presets["paper"])
+        model.load_checked_state(_official_state_dict(state), "not an official GLF-CR checkpoint")
+        return model.eval()
 
 
 #: Official buffers that depend on the training input size; recomputed here on demand.
@@ -186,19 +195,3 @@ def _official_state_dict(state: Mapping) -> dict[str, torch.Tensor]:
         if name.rsplit(".", 1)[-1] not in SIZE_BOUND_BUFFERS:
             out[name] = value
     return out
-
-
-def load_official_glfcr(state: Mapping) -> GLFCR:
-    """Build the ``paper`` GLF-CR and load an official checkpoint dict into it, strictly.
-
-    Accepts ``{"network": state_dict}``, a bare state dict, and ``module.``-prefixed names.
-    Raises CloudfreeError naming the first missing, unexpected or mis-shaped entries. The
-    model is returned in eval mode (the official training used stochastic depth).
-    """
-    if not isinstance(state, Mapping):
-        raise CloudfreeError(f"not an official GLF-CR checkpoint: got {type(state).__name__}")
-    from cloudfree.checkpoint import load_state  # late: checkpoint imports the registry
-
-    model = GLFCR(**GLFCR.presets["paper"])
-    load_state(model, _official_state_dict(state), "not an official GLF-CR checkpoint")
-    return model.eval()
