@@ -20,8 +20,10 @@ _SHOWN_KEYS = 4
 class CloudRemovalNet(nn.Module):
     """forward(s2 [B,13,H,W], s1 [B,2,H,W]) on scaled inputs -> cloud-free s2 [B,13,H,W].
 
-    Subclasses set ``arch`` (registry name), ``presets`` (at least ``paper`` and ``small``),
-    ``size_multiple`` (H and W must be multiples of it) and implement ``receptive_field``.
+    Subclasses set ``arch`` (registry name), ``presets`` (at least ``paper`` and ``small``, each
+    naming every constructor parameter), ``default_preset`` (the preset equal to the constructor
+    defaults), ``size_multiple`` (H and W must be multiples of it) and implement
+    ``receptive_field``.
     With ``return_aux=True`` forward returns ``(output, aux)`` where ``aux`` holds auxiliary
     outputs for training (e.g. ``gate``, ``kl``); otherwise just the output tensor.
 
@@ -32,6 +34,7 @@ class CloudRemovalNet(nn.Module):
 
     arch: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict]] = {}
+    default_preset: ClassVar[str] = "paper"
     size_multiple: ClassVar[int] = 1
     #: True when output at a pixel depends only on inputs within ``receptive_field`` pixels, so
     #: tiled inference with that much overlap equals whole-image inference.

@@ -95,6 +95,7 @@ class CARF(CloudRemovalNet):
         "small": {"features": 16, "stages": 2, "layers": 3, "growth": 8, "heads": 2,
                   "mlp_ratio": 2.0, "up_features": 8, "fusion": "window"},
     }
+    default_preset: ClassVar[str] = "guided"
     size_multiple: ClassVar[int] = SCALE * WINDOW
     fully_convolutional: ClassVar[bool] = False
     default_scaling: ClassVar[str] = "glfcr"

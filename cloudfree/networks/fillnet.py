@@ -60,6 +60,7 @@ class FillNet(CloudRemovalNet):
         "paper": {"widths": (32, 64, 96, 128)},  # no paper: the larger size we offer
         "small": {"widths": (16, 32, 48, 64)},  # the bundled default
     }
+    default_preset: ClassVar[str] = "small"
     size_multiple: ClassVar[int] = 8
     fully_convolutional: ClassVar[bool] = False  # pooling makes output depend on tile phase
     uses_mask: ClassVar[bool] = True
