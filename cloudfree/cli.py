@@ -16,7 +16,7 @@ import rasterio.errors
 from click.core import ParameterSource
 
 from cloudfree import __version__
-from cloudfree.errors import CloudfreeError
+from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.rasterio_io import parse_creation_options
 from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
 
@@ -31,7 +31,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except CloudfreeError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            command = self.get_command(ctx, ctx.invoked_subcommand or "")
+            click.echo(f"Error: {in_flags(exc, command)}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             stop = as_interrupted(exc)
@@ -44,6 +45,23 @@ class _Group(click.Group):
         except MemoryError:
             click.echo("Error: out of memory; try a smaller --block or --batch-size", err=True)
             sys.exit(1)
+
+
+def in_flags(exc: CloudfreeError, command: click.Command | None) -> str:
+    """The library's message with each ``name=`` of an argument spelled as the command's flag."""
+    text = str(exc)
+    if not isinstance(exc, UsageError) or command is None:
+        return text
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for name in exc.params:
+        option = options.get(name)
+        if option is None:
+            continue
+        flag = max(option.opts, key=len)
+        if option.is_flag:
+            text = text.replace(f"{name}=True", flag)
+        text = text.replace(f"{name}=", f"{flag} ")
+    return text
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -329,7 +347,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
     from cloudfree.coregister import coregister_file, summary_line
 
     out = output or default_output(s1_path, f"_on_{Path(s2_path).stem}")
-    r = coregister_file(s1_path, s2_path, out, units=s1_units, refine=refine,
+    r = coregister_file(s1_path, s2_path, out, s1_units=s1_units, refine=refine,
                         max_shift=max_shift, threads=threads, offset=offset, overwrite=overwrite,
                         creation_options=creation_options, report_path=report_path, cog=cog,
                         quiet=quiet)

@@ -327,7 +327,7 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                        quiet: bool = False) -> CoregisterResult:
     """Open S1 for reading on the S2 grid, refining the shift against S2 bands when asked."""
     if not max_shift > 0:
-        raise UsageError(f"--max-shift must be positive, not {max_shift}")
+        raise UsageError(f"max_shift={max_shift} must be positive", "max_shift")
     s1 = open_sentinel1(s1_path, units)
     try:
         grid = Grid.of(s2)
@@ -371,19 +371,57 @@ def write_report(report: dict, path: Path, overwrite: bool) -> None:
 
 
 def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str, *,
-                    units: str = "auto", refine: bool = True, max_shift: float = 10.0,
+                    s1_units: str = "auto", refine: bool = True, max_shift: float = 10.0,
                     threads: int = 2, offset: str = "auto", overwrite: bool = False,
                     creation_options: dict[str, str] | None = None,
                     report_path: Path | str | None = None, block: int = DEFAULT_BLOCK,
                     cog: bool = True, quiet: bool = False) -> dict:
-    """Write S1 (VV, VH dB float32, NaN nodata) on the S2 grid as a GeoTIFF; return the report."""
+    """Write S1 (VV, VH dB float32, NaN nodata) on the S2 grid as a GeoTIFF; return the report.
+
+    Parameters
+    ----------
+    s1_path : path
+        Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
+    s2_path : path
+        Sentinel-2 L1C scene (GeoTIFF or ``.SAFE``) whose grid the output takes.
+    output : path
+        GeoTIFF to write.
+    s1_units : {"auto", "db", "linear"}
+        Units of the S1 values; ``auto`` decides from them. Default: ``"auto"``.
+    refine : bool
+        Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
+    max_shift : float
+        Largest shift the refinement searches for, in S2 pixels. Default: 10.
+    threads : int
+        GDAL warp threads. Default: 2.
+    offset : {"auto", "0", "1000"}
+        Radiometric offset in DN of the S2 (used by the refinement). Default: ``"auto"``.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options. Default: none.
+    report_path : path, optional
+        Also write the report (shift field, reliability, per-window estimates, overlap) as
+        JSON. Default: none.
+    block : int
+        Window size in pixels for writing; the result does not depend on it. Default: 1024.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+
+    Returns
+    -------
+    dict
+        The report: output path, shift field and its reliability, overlap.
+    """
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
     check_distinct({"output": output, "report": report_path})
     check_output(output, overwrite, inputs)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
-            s1_path, s2, units=units, refine=refine, max_shift=max_shift, threads=threads,
+            s1_path, s2, units=s1_units, refine=refine, max_shift=max_shift, threads=threads,
             quiet=quiet) as result:
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",

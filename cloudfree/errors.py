@@ -8,6 +8,14 @@ class CloudfreeError(Exception):
 
 
 class UsageError(CloudfreeError):
-    """The command was asked for something it cannot do as given: exit code 2."""
+    """The command was asked for something it cannot do as given: exit code 2.
+
+    The message names Python arguments as ``name=value`` (``name=True`` for a switch) and
+    ``params`` lists those names, so that the CLI can put its flags in their place.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *params: str) -> None:
+        super().__init__(message)
+        self.params = params

@@ -102,8 +102,41 @@ def mask_scene(
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
 
-    ``threads`` windows are read and classified at once (default: every usable core); the
-    result does not depend on it, nor on ``block``.
+    Classes: 0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata.
+
+    Parameters
+    ----------
+    scene : path
+        Sentinel-2 L1C scene: a 13-band GeoTIFF or a ``.SAFE`` folder.
+    output : path
+        Mask GeoTIFF to write, on the scene's grid.
+    params : MaskParams
+        Method (``score`` or ``dsen2cr``), thresholds, buffer in pixels, shadow, HOT test.
+        Default: ``MaskParams()``.
+    offset : {"auto", "0", "1000"} or int
+        Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
+        product metadata or tags, else assumes 0. Default: ``"auto"``.
+    score_path : path, optional
+        Also write the float32 cloud score to this GeoTIFF. Default: none.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options. Default: none.
+    block : int
+        Window size in pixels for streaming the scene; the result does not depend on it.
+        Default: 1024.
+    threads : int, optional
+        Windows read and classified at once; the result does not depend on it. Default: every
+        usable core.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+
+    Returns
+    -------
+    dict
+        Summary: output and the cloud, shadow and snow fractions of the valid pixels.
     """
     threads = threads or usable_cores()
     output = Path(output)

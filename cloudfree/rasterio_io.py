@@ -142,7 +142,7 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Pa
     if path.is_dir():
         raise UsageError(f"output {path} is a folder: give a file name")
     if path.exists() and not overwrite:
-        raise UsageError(f"output {path} exists: pass --overwrite to replace it")
+        raise UsageError(f"output {path} exists: pass overwrite=True to replace it", "overwrite")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise CloudfreeError(f"cannot write {path}: folder {parent} does not exist")

@@ -84,19 +84,19 @@ class LoadedChunk:
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
     """Tile, overlap and trim for an engine, checking user choices against its constraints."""
     if engine.tile is not None and tile not in (None, engine.tile):
-        raise UsageError(f"this ONNX model runs {engine.tile} px tiles only; drop --tile or "
-                         "re-export it with another --tile")
+        raise UsageError(f"tile={tile}: this ONNX model runs {engine.tile} px tiles only; leave "
+                         "the tile size unset or export the model again for this one", "tile")
     tile = tile or engine.default_tile
     m = engine.size_multiple
     if tile % m:
-        raise UsageError(f"--tile {tile} is not a multiple of {m}, which this model needs")
+        raise UsageError(f"tile={tile} is not a multiple of {m}, which this model needs", "tile")
     rf = engine.receptive_field
     if overlap is None:
         wanted = 2 * rf + 2 if engine.fully_convolutional else tile // 4
         overlap = min(tile // 2, max(tile // 8, wanted))
     if not 0 <= overlap <= tile // 2:
-        raise UsageError(f"--overlap must be between 0 and half the tile ({tile // 2}), "
-                         f"got {overlap}")
+        raise UsageError(f"overlap={overlap} must be between 0 and half the tile ({tile // 2})",
+                         "overlap")
     trim = min(rf, (overlap - 1) // 2) if engine.fully_convolutional else overlap // 4
     return tile, overlap, max(0, trim)
 
@@ -289,7 +289,71 @@ def remove_scene(
     cog: bool = True,
     quiet: bool = False,
 ) -> dict:
-    """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``."""
+    """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
+
+    Parameters
+    ----------
+    s2_path : path
+        Sentinel-2 L1C scene: a 13-band GeoTIFF or a ``.SAFE`` folder.
+    s1_path : path
+        Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
+    output : path
+        GeoTIFF to write, on the S2 grid with its data type and nodata.
+    model : str, optional
+        Bundled model name (``cloudfree models``). Default: ``cloudfree-fillnet`` when neither
+        ``checkpoint`` nor ``onnx`` is given; give exactly one of the three.
+    checkpoint : path, optional
+        A cloudfree or official GLF-CR checkpoint. Default: none.
+    onnx : path, optional
+        An ONNX model from ``export-onnx``. Default: none.
+    s1_aligned : bool
+        The S1 is already on the S2 grid: skip co-registration. Default: False.
+    s1_units : {"auto", "db", "linear"}
+        Units of the S1 values; ``auto`` decides from them. Default: ``"auto"``.
+    refine : bool
+        Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
+    max_shift : float
+        Largest shift the refinement searches for, in S2 pixels. Default: 10.
+    offset : {"auto", "0", "1000"} or int
+        Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
+        product metadata or tags, else assumes 0. Default: ``"auto"``.
+    tile : int, optional
+        Tile size in pixels. Default: the model's.
+    overlap : int, optional
+        Tile overlap in pixels, 0 to half the tile. Default: from the receptive field.
+    batch_size : int
+        Tiles per forward pass. Default: 8.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Default: ``"auto"``.
+    precision : {"fp32", "fp16", "bf16"}
+        Arithmetic; fp16 and bf16 run under autocast (fp16 on a GPU only). Default: ``"fp32"``.
+    composite : bool
+        Keep clear pixels and fill the masked ones (True), or write the raw prediction (False).
+        Default: True.
+    feather : int
+        Width in pixels of the transition inside cloud edges. Default: 8.
+    mask_params : MaskParams
+        The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
+        method with a 5 px buffer.
+    mask_out : path, optional
+        Also write the uint8 class mask used. Default: none.
+    preview : path, optional
+        Also write a PNG quicklook (input RGB, mask, output RGB). Default: none.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options, ``{"compress": "zstd"}``. Default: none.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+
+    Returns
+    -------
+    dict
+        Summary: output, model, tiles, cloud and shadow fractions, co-registration report,
+        seconds.
+    """
     started = time.perf_counter()
     output = Path(output)
     inputs = [Path(s2_path), Path(s1_path)]
@@ -299,9 +363,10 @@ def remove_scene(
         if extra is not None:
             check_output(Path(extra), overwrite, inputs)
     if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise UsageError(f"--preview {preview}: the quicklook is a PNG; give a .png path")
+        raise UsageError(f"preview={preview}: the quicklook is a PNG; give a .png path",
+                         "preview")
     if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+        raise UsageError(f"batch_size={batch_size} must be at least 1", "batch_size")
     if model is None and checkpoint is None and onnx is None:
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,

@@ -52,7 +52,7 @@ def guess_units(values: np.ndarray) -> str | None:
 def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
     """Units to read with: the guess for 'auto'; the request, if the values do not contradict it."""
     if requested not in UNITS:
-        raise UsageError(f"--s1-units must be one of {', '.join(UNITS)}, not {requested!r}")
+        raise UsageError(f"s1_units={requested} must be one of {', '.join(UNITS)}", "s1_units")
     guess = guess_units(values)
     median = float(np.median(values)) if values.size else float("nan")
     if requested == "auto":
@@ -66,9 +66,9 @@ def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
         return guess
     if guess is not None and guess != requested:
         raise UsageError(
-            f"{name}: --s1-units {requested} contradicts the values (median {median:.3g}, "
+            f"{name}: s1_units={requested} contradicts the values (median {median:.3g}, "
             f"{'mostly negative: dB' if guess == 'db' else 'positive below 1: linear power'}); "
-            f"pass --s1-units {guess} or auto"
+            f"pass s1_units={guess} or auto", "s1_units"
         )
     return requested
 

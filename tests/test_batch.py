@@ -169,7 +169,7 @@ def test_dates_from_names_and_tags():
 
 @pytest.mark.parametrize("args, message", [
     (["--report", "r.txt"], "name it .json or .csv"),
-    (["--model", "x"], "--model: only for --command remove"),
+    (["--model", "x"], "--model x: only for --command remove"),
     (["--masks"], "--masks: only for --command remove"),
     (["--resume", "--overwrite"], "pick one"),
 ])

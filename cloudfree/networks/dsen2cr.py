@@ -34,7 +34,19 @@ class _ResBlock(nn.Module):
 
 @register
 class DSen2CR(CloudRemovalNet):
-    """DSen2-CR; ``use_sar=False`` is the paper's optical-only ablation."""
+    """DSen2-CR; ``use_sar=False`` is the paper's optical-only ablation.
+
+    Parameters
+    ----------
+    features : int
+        Channels of every residual block. Default: 256.
+    blocks : int
+        Residual blocks. Default: 16.
+    res_scale : float
+        Factor on each block's residual before it is added. Default: 0.1.
+    use_sar : bool
+        Feed S1 VV and VH beside the 13 optical bands. Default: True.
+    """
 
     arch: ClassVar[str] = "dsen2cr"
     presets: ClassVar[dict[str, dict]] = {

@@ -92,7 +92,30 @@ def dynamic_filter(x: torch.Tensor, filters: torch.Tensor, size: int) -> torch.T
 
 @register
 class GLFCR(CloudRemovalNet):
-    """GLF-CR; the ``paper`` preset is the official model (14,827,373 parameters)."""
+    """GLF-CR; the ``paper`` preset is the official model (14,827,373 parameters).
+
+    Parameters
+    ----------
+    features : int
+        Channels of both streams at half resolution. Default: 96.
+    blocks : int
+        SGCI + SLFC stages. Default: 6.
+    layers : int
+        Dense layers (each with a window transformer layer) per stage. Default: 5.
+    growth : int
+        Channels each dense layer adds. Default: 48.
+    heads : int
+        Attention heads of the window transformer layers. Default: 8.
+    mlp_ratio : float
+        Hidden width of the transformer MLP, as a multiple of its input. Default: 2.
+    filter_size : int
+        Side in pixels of the per-pixel dynamic filters (SLFC). Default: 5.
+    up_features : int
+        Channels before the output convolution. Default: 64.
+    drop_path : float
+        Largest stochastic-depth rate, reached by the last dense layer (training only).
+        Default: 0.2.
+    """
 
     arch: ClassVar[str] = "glfcr"
     presets: ClassVar[dict[str, dict]] = {

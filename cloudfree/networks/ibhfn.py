@@ -121,7 +121,17 @@ class _Upsample(nn.Module):
 
 @register
 class IBHFN(CloudRemovalNet):
-    """Dual-stream network with SAR information bottleneck and gated Dirac skip; aux: gate, kl."""
+    """Dual-stream network with SAR information bottleneck and gated Dirac skip; aux: gate, kl.
+
+    Parameters
+    ----------
+    features : int
+        Channels of both encoders, the fusion and the decoder. Default: 96.
+    blocks : int
+        Residual blocks per encoder resolution and in the decoder. Default: 4.
+    fusion_blocks : int
+        Residual blocks after the bottleneck fusion, at half resolution. Default: 4.
+    """
 
     arch: ClassVar[str] = "ibhfn"
     presets: ClassVar[dict[str, dict]] = {

@@ -230,7 +230,23 @@ class _DirectedStem(nn.Module):
 
 @register
 class SGBAFMNet(CloudRemovalNet):
-    """Base fusion (MBConv) + directed fusion (SG-BAFM) + DFIN, residual to the cloudy input."""
+    """Base fusion (MBConv) + directed fusion (SG-BAFM) + DFIN, residual to the cloudy input.
+
+    Parameters
+    ----------
+    features : int
+        Channels of the convolutional paths. Default: 64.
+    base_blocks : int
+        MBConv blocks of the base fusion. Default: 2.
+    fused_blocks : int
+        MBConv blocks after the directed fusion. Default: 2.
+    embed : int
+        Width of the patch attention of SG-BAFM (divisible by ``heads``). Default: 128.
+    heads : int
+        Attention heads. Default: 4.
+    expansion : int
+        MBConv hidden width, as a multiple of its output. Default: 4.
+    """
 
     arch: ClassVar[str] = "sgbafm"
     presets: ClassVar[dict[str, dict]] = {
