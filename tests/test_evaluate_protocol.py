@@ -34,7 +34,7 @@ def reports(tmp_path_factory) -> dict[tuple[str, str], dict]:
         path = root / f"{method}_{ssim}.json"
         result = CliRunner().invoke(main, ["evaluate", str(data), "--model", "median-fill",
                                            "--mask-method", method, "--ssim", ssim,
-                                           "--json", str(path), "-q"])
+                                           "--report", str(path), "-q"])
         assert result.exit_code == 0, result.output
         out[method, ssim] = json.loads(path.read_text())
     return out
