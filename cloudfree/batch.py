@@ -317,6 +317,7 @@ def write_report(path: Path, batch: BatchResult, command: str) -> None:
             writer.writerows(rows)
         return
     counts = {s: batch.count(s) for s in (*SCENE_STATUSES, "unpaired", "ignored")}
+    # written in place, not through atomic_output: the report of an interrupted run is wanted
     path.write_text(json.dumps({"command": command, "seconds": round(batch.seconds, 3),
                                 "counts": counts, "scenes": rows}, indent=2) + "\n")
 

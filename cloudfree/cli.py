@@ -159,7 +159,7 @@ def models():
               help="Fixed tile size in pixels the model will run on (the batch stays dynamic).")
 @opt.overwrite
 @opt.quiet
-def export_onnx(checkpoint, output, tile, overwrite, quiet):
+def export_onnx_command(checkpoint, output, tile, overwrite, quiet):
     """Export a checkpoint to ONNX (opset 17) with its scaling and bands in the metadata."""
     from cloudfree.onnx_export import export_checkpoint
 
@@ -317,12 +317,13 @@ def evaluate(data, model, checkpoint, onnx, device, report_path, csv_path, as_js
     baselines, overall and by cloud cover (0-20 ... 80-100 %)."""
     from cloudfree.engines import open_engine
     from cloudfree.masking import MaskParams
-    from cloudfree.training.evaluate import evaluate_folder, table, write_csv, write_json
+    from cloudfree.rasterio_io import write_json
+    from cloudfree.training.evaluate import evaluate_folder, table, write_csv
 
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device)
     report = evaluate_folder(data, engine, MaskParams(method=mask_method), quiet, ssim)
     if report_path:
-        write_json(report, report_path)
+        write_json(report, report_path, overwrite=True)
     if csv_path:
         write_csv(report["rows"], csv_path)
     click.echo(json.dumps(report, indent=2) if as_json else table(report))

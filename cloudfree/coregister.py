@@ -32,7 +32,6 @@ from cloudfree.masking import CLEAR, MASK_BANDS, MaskParams, classify
 from cloudfree.provenance import SHIFT_APPLIED, SHIFT_X, SHIFT_Y, provenance_tags
 from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
-    atomic_output,
     block_windows,
     check_distinct,
     check_output,
@@ -41,6 +40,7 @@ from cloudfree.rasterio_io import (
     progress,
     raster_output,
     scene_io_env,
+    write_json,
 )
 from cloudfree.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
@@ -364,12 +364,6 @@ def summary_line(report: dict) -> str:
             f"overlap {report['overlap_fraction']:.1%}")
 
 
-def write_report(report: dict, path: Path, overwrite: bool) -> None:
-    """The report as JSON, written atomically."""
-    with atomic_output(path, overwrite) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-
-
 def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str, *,
                     s1_units: str = "auto", refine: bool = True, max_shift: float = 10.0,
                     threads: int = 2, offset: str = "auto", overwrite: bool = False,
@@ -437,7 +431,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
                 dst.write(result.read(window), window=window)
         report = {"output": str(output), **result.report()}
     if report_path is not None:
-        write_report(report, Path(report_path), overwrite)
+        write_json(report, report_path, overwrite)
     return report
 
 

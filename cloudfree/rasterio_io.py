@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import re
@@ -316,6 +317,13 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
     finally:
         if together is None or (tmp, path) not in together:
             _remove_partial(tmp)
+
+
+def write_json(data: object, path: Path | str, overwrite: bool) -> Path:
+    """``data`` as indented JSON, written atomically (see :func:`atomic_output`)."""
+    with atomic_output(Path(path), overwrite) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)
 
 
 def _remove_partial(tmp: Path) -> None:

@@ -42,6 +42,7 @@ from cloudfree.rasterio_io import (
     progress,
     raster_output,
     scene_io_env,
+    with_halo,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
@@ -110,12 +111,10 @@ def read_padded(read, top: int, left: int, height: int, width: int,
     (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy "symmetric"),
     as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask`` at edges.
     """
-    r0, c0 = max(0, top - halo), max(0, left - halo)
-    r1 = min(scene_h, top + height + halo)
-    c1 = min(scene_w, left + width + halo)
-    arrays = read(Window(c0, r0, c1 - c0, r1 - r0))
-    pads = ((r0 - (top - halo), top + height + halo - r1),
-            (c0 - (left - halo), left + width + halo - c1))
+    grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
+    arrays = read(grown)
+    pads = ((halo - rows.start, halo + rows.stop - grown.height),
+            (halo - cols.start, halo + cols.stop - grown.width))
     if not any(sum(pads, ())):
         return arrays
     return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
