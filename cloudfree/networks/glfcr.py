@@ -27,6 +27,7 @@ from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.blocks import (
     DualRDB,
     DualSwinConv,
+    ResBlock,
     exchange,
     global_fusion,
     pixel_shuffle_head,
@@ -43,19 +44,6 @@ def _conv_lrelu(in_channels: int, out_channels: int, kernel: int) -> nn.Sequenti
                          nn.LeakyReLU(LEAKY_SLOPE))
 
 
-class _ResBlock(nn.Module):
-    """conv3x3, LeakyReLU, conv3x3, plus the input."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1),
-                                  nn.LeakyReLU(LEAKY_SLOPE),
-                                  nn.Conv2d(channels, channels, 3, padding=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.stem(x)
-
-
 class FilterGenerator(nn.Module):
     """Dynamic filter generation (Sec. 4.3, Sec. 5.1): a conv and two residual blocks on the
     concatenated streams, then a 1x1 conv to one k x k filter per SAR channel and pixel."""
@@ -64,8 +52,8 @@ class FilterGenerator(nn.Module):
         super().__init__()
         self.fac_warp = nn.Sequential(
             _conv_lrelu(2 * features, features, 3),
-            _ResBlock(features),
-            _ResBlock(features),
+            ResBlock(features, nn.LeakyReLU(LEAKY_SLOPE), name="stem"),
+            ResBlock(features, nn.LeakyReLU(LEAKY_SLOPE), name="stem"),
             _conv_lrelu(features, features * size * size, 1),
         )
 
