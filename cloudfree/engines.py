@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_model
-from cloudfree.checkpoint import ModelBundle, load_checkpoint
+from cloudfree.checkpoint import LoadedModel, load_checkpoint
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.scaling import Scaling
 
@@ -81,11 +81,11 @@ def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None,
 
 
 class TorchEngine:
-    """A checkpoint's network in PyTorch, on CPU or a GPU (the bundle's network is moved there)."""
+    """A checkpoint's network in PyTorch, on CPU or a GPU (its network is moved there)."""
 
     tile: int | None = None
 
-    def __init__(self, bundle: ModelBundle, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, loaded: LoadedModel, device: str = "auto", precision: str = "fp32"):
         if precision not in PRECISIONS:
             raise UsageError(f"precision={precision} must be one of {', '.join(PRECISIONS)}",
                              "precision")
@@ -93,14 +93,14 @@ class TorchEngine:
         if precision == "fp16" and self.device == "cpu":
             raise UsageError("precision=fp16 needs a GPU; use fp32 (or bf16) on CPU", "precision")
         self.precision = precision
-        self.network = bundle.network.to(self.device).eval()
+        self.network = loaded.network.to(self.device).eval()
         self.size_multiple = self.network.size_multiple
         self.receptive_field = self.network.receptive_field()
         self.fully_convolutional = self.network.fully_convolutional
-        self.scaling = bundle.scaling
-        self.bands = bundle.bands
-        self.default_tile = bundle.tile
-        self.arch = bundle.arch
+        self.scaling = loaded.scaling
+        self.bands = loaded.bands
+        self.default_tile = loaded.tile
+        self.arch = loaded.arch
         self.uses_mask = self.network.uses_mask
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:

@@ -45,7 +45,7 @@ from cloudfree.rasterio_io import (
     with_halo,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
+from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
 log = logging.getLogger("cloudfree")
 
@@ -57,8 +57,8 @@ class S1Source(Protocol):
 
 
 @dataclass(frozen=True)
-class TileOptions:
-    """Tiling and inference settings."""
+class InferenceSettings:
+    """How the network runs over the scene: tiles, batches and the composite."""
 
     tile: int
     overlap: int
@@ -158,10 +158,10 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     return histogram.spectrum()
 
 
-class Pipeline:
+class SceneRemoval:
     """One scene through one engine."""
 
-    def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: TileOptions,
+    def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: InferenceSettings,
                  trim: int, params: MaskParams, shadow: ShadowThresholds | None,
                  fill: FillSpectrum | None = None):
         self.s2, self.s1, self.engine = s2, s1, engine
@@ -234,7 +234,7 @@ class Pipeline:
             return np.concatenate([self._run(s2[:half], s1[:half], mask[:half]),
                                    self._run(s2[half:], s1[half:], mask[half:])])
 
-    def finish(self, final: Final, loaded: LoadedChunk
+    def finish(self, final: BlendedBlock, loaded: LoadedChunk
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Composite and convert a released block to output DN; also return its classes and
         its input reflectance."""
@@ -383,8 +383,8 @@ def remove_scene(
         if engine.uses_mask:
             fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
             log.info("%s", fill.describe())
-        options = TileOptions(tile, overlap, batch_size, composite, feather)
-        pipe = Pipeline(s2, s1, engine, options, trim, mask_params, shadow, fill)
+        options = InferenceSettings(tile, overlap, batch_size, composite, feather)
+        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
@@ -419,7 +419,7 @@ def remove_scene(
     }
 
 
-def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[str, str],
+def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
                 preview: Path | None = None, cog: bool = True) -> np.ndarray:
     """Run every chunk, writing released blocks; return the class histogram of the scene."""

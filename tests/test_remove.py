@@ -44,17 +44,17 @@ def whole_image_prediction(checkpoint, s2_path, s1_path, trim):
     """The network on the whole (mirror-padded) scene at once: what tiling must reproduce."""
     from cloudfree.checkpoint import load_checkpoint
 
-    bundle = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint)
     with open_sentinel2(s2_path) as s2, rasterio.open(s1_path) as s1:
         refl, _ = s2.read()
-        x2 = bundle.scaling.scale_s2(refl)
-        x1 = bundle.scaling.scale_s1(s1.read())
+        x2 = loaded.scaling.scale_s2(refl)
+        x1 = loaded.scaling.scale_s1(s1.read())
         pad = ((0, 0), (trim, trim), (trim, trim))
         with torch.inference_mode():
-            out = bundle.network.eval()(torch.from_numpy(np.pad(x2, pad, "symmetric"))[None],
+            out = loaded.network.eval()(torch.from_numpy(np.pad(x2, pad, "symmetric"))[None],
                                         torch.from_numpy(np.pad(x1, pad, "symmetric"))[None])
         out = out[0, :, trim : trim + s2.height, trim : trim + s2.width].numpy()
-        return s2.to_dn(bundle.scaling.unscale_s2(out))
+        return s2.to_dn(loaded.scaling.unscale_s2(out))
 
 
 def test_tiled_equals_whole_image_for_fully_convolutional(tmp_path, checkpoints):

@@ -142,8 +142,8 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
         return network, default_scaling(config.arch), None
     if not (out / CHECKPOINT).is_file() or not (out / STATE).is_file():
         raise UsageError(f"resume=True: no {CHECKPOINT} and {STATE} in {out}", "resume")
-    bundle = load_checkpoint(out / CHECKPOINT)
-    return bundle.network, bundle.scaling, load_state_file(out / STATE)
+    loaded = load_checkpoint(out / CHECKPOINT)
+    return loaded.network, loaded.scaling, load_state_file(out / STATE)
 
 
 def load_state_file(path: Path) -> dict:
