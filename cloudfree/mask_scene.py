@@ -27,13 +27,11 @@ from cloudfree.masking import (
 )
 from cloudfree.provenance import cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    GridOutputs,
     block_windows,
     check_distinct,
     check_output,
-    geotiff_profile,
-    output_set,
     progress,
-    raster_output,
     scene_io_env,
     with_halo,
 )
@@ -152,20 +150,14 @@ def mask_scene(
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
-            outputs = stack.enter_context(output_set())
-            dst = stack.enter_context(raster_output(
-                output, overwrite, [Path(scene)],
-                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs,
-                NEAREST if cog else None))
+            outputs = GridOutputs(stack, grid, overwrite, [Path(scene)], cog)
+            dst = outputs.open(output, 1, "uint8", NODATA, NEAREST)
             dst.update_tags(**mask_tags(params, s2))
             dst.set_band_description(1, "cloud_mask")
             dst.write_colormap(1, COLORMAP)
             score_dst = None
             if score_path is not None:
-                score_dst = stack.enter_context(raster_output(
-                    Path(score_path), overwrite, [Path(scene)],
-                    geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan")),
-                    outputs, AVERAGE if cog else None))
+                score_dst = outputs.open(score_path, 1, "float32", float("nan"), AVERAGE)
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.

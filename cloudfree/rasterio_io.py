@@ -12,7 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from functools import partial
 from pathlib import Path
 
@@ -393,6 +393,26 @@ def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: 
     with atomic_output(path, overwrite, inputs, verify, together, cog) as tmp, \
             rasterio.open(tmp, "w", **profile) as dst:
         yield dst
+
+
+class GridOutputs:
+    """The GeoTIFF outputs of one command on one grid: opened alike, renamed into place together
+    (see :func:`output_set`) when ``stack`` closes without an error."""
+
+    def __init__(self, stack: ExitStack, grid: dict, overwrite: bool, inputs: Sequence[Path],
+                 cog: bool = True) -> None:
+        """``grid``: a source profile (size, CRS, transform) plus ``creation_options``."""
+        self.stack, self.grid, self.overwrite, self.inputs, self.cog = (
+            stack, grid, overwrite, inputs, cog)
+        self.together = stack.enter_context(output_set())
+
+    def open(self, path: Path | str, count: int, dtype: str, nodata: float | None,
+             resampling: str):
+        """Open one output for writing; ``resampling`` makes its COG overviews."""
+        profile = geotiff_profile(**self.grid, count=count, dtype=dtype, nodata=nodata)
+        return self.stack.enter_context(raster_output(
+            Path(path), self.overwrite, self.inputs, profile, self.together,
+            resampling if self.cog else None))
 
 
 def open_raster(path: Path | str, what: str = "raster"):

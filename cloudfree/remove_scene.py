@@ -34,13 +34,11 @@ from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThreshold
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    GridOutputs,
     block_windows,
     check_distinct,
     check_output,
-    geotiff_profile,
-    output_set,
     progress,
-    raster_output,
     scene_io_env,
     with_halo,
 )
@@ -428,18 +426,13 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
-        outputs = stack.enter_context(output_set())
-        dst = stack.enter_context(raster_output(output, overwrite, inputs, geotiff_profile(
-            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata), outputs,
-            AVERAGE if cog else None))
+        outputs = GridOutputs(stack, grid, overwrite, inputs, cog)
+        dst = outputs.open(output, len(pipe.engine.bands), s2.dtype, s2.nodata, AVERAGE)
         dst.update_tags(**tags)
         dst.descriptions = tuple(pipe.engine.bands)
         mask_dst = None
         if mask_out is not None:
-            mask_dst = stack.enter_context(raster_output(
-                Path(mask_out), overwrite, inputs,
-                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs,
-                NEAREST if cog else None))
+            mask_dst = outputs.open(mask_out, 1, "uint8", NODATA, NEAREST)
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
@@ -468,5 +461,5 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         for written in filter(None, (dst, mask_dst)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
-            quicklook.write(Path(preview), overwrite, inputs, outputs)
+            quicklook.write(Path(preview), overwrite, inputs, outputs.together)
     return counts
