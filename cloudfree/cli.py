@@ -15,7 +15,7 @@ from click.core import ParameterSource
 
 from cloudfree import __version__
 from cloudfree import options as opt
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.errors import CloudfreeError
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
 
@@ -46,7 +46,7 @@ class _Group(click.Group):
 def in_flags(exc: CloudfreeError, command: click.Command | None) -> str:
     """The library's message with each ``name=`` of an argument spelled as the command's flag."""
     text = str(exc)
-    if not isinstance(exc, UsageError) or command is None:
+    if command is None:
         return text
     options = {p.name: p for p in command.params if isinstance(p, click.Option)}
     for name in exc.params:

@@ -461,8 +461,8 @@ def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units:
     if not same:
         s1.close()
         raise CloudfreeError(
-            f"--s1-aligned: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not on "
-            f"the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop --s1-aligned to "
-            "co-register it")
+            f"s1_aligned=True: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not "
+            f"on the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop s1_aligned=True "
+            "to co-register it", "s1_aligned")
     return AlignedS1(s1), {"S1_ALIGNED": "TRUE", SHIFT_APPLIED: "FALSE"}, \
         {"s1": str(s1.path), "aligned": True, "s1_units": s1.units}

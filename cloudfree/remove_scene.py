@@ -223,7 +223,7 @@ class SceneRemoval:
         except torch.cuda.OutOfMemoryError:
             if len(s2) == 1:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
-                                     "--tile or --device cpu") from None
+                                     "tile=SIZE or device=cpu", "tile", "device") from None
             self.batch_size = max(1, len(s2) // 2)
             log.warning("GPU out of memory at batch size %d; continuing with %d",
                         len(s2), self.batch_size)

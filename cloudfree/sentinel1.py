@@ -59,7 +59,7 @@ def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
         if guess is None:
             raise CloudfreeError(
                 f"{name}: cannot tell dB from linear power (median {median:.3g}); "
-                "pass --s1-units db or --s1-units linear"
+                "pass s1_units=db or s1_units=linear", "s1_units"
             )
         log.info("%s: backscatter read as %s (median %.3g)", name,
                  "dB" if guess == "db" else "linear power", median)

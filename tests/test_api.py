@@ -74,3 +74,10 @@ def test_library_errors_name_the_argument(tmp_path):
     existing.write_bytes(b"")
     with pytest.raises(UsageError, match="exists: pass overwrite=True to replace it$"):
         cloudfree.mask_scene(SUMMER_S2, existing)
+
+
+def test_the_cli_names_its_flags_where_the_library_names_arguments(tmp_path, cli):
+    result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", tmp_path / "out.tif",
+                 "--model", "median-fill", "--overlap", "4000", "--tile", "64")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --overlap 4000 must be between 0 and half the tile (32)\n"
