@@ -99,7 +99,7 @@ def test_train_and_evaluate_commands(tmp_path):
     assert result.exit_code == 0, result.output
     report, table = tmp_path / "report.json", tmp_path / "report.csv"
     result = runner.invoke(main, ["evaluate", str(data), "-c", str(tmp_path / "run" / "last.pt"),
-                                  "--json", str(report), "--csv", str(table), "-q"])
+                                  "--report", str(report), "--csv", str(table), "-q"])
     assert result.exit_code == 0, result.output
     assert "| median_fill |" in result.output
     rows = read_csv(table)
