@@ -6,7 +6,6 @@ from collections import defaultdict
 
 import click
 import pytest
-from click.testing import CliRunner
 from conftest import SUMMER_S2
 
 from cloudfree.cli import main
@@ -54,12 +53,12 @@ def test_the_unified_spellings():
 
 
 @pytest.mark.parametrize("old, new", [(["--method", "dsen2cr"], ["--mask-method", "dsen2cr"])])
-def test_old_spellings_still_work(tmp_path, old, new):
+def test_old_spellings_still_work(tmp_path, old, new, cli):
     outputs = []
     for i, args in enumerate((old, new)):
         out = tmp_path / f"m{i}.tif"
-        result = CliRunner().invoke(main, ["mask", str(SUMMER_S2), "-o", str(out), "--json",
-                                           "-q", *args])
+        result = cli("mask", str(SUMMER_S2), "-o", str(out), "--json",
+                     "-q", *args)
         assert result.exit_code == 0, result.output
         outputs.append(out.read_bytes())
     import rasterio

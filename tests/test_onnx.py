@@ -5,11 +5,9 @@ from __future__ import annotations
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
 from sar_optical_patch import real_batch
 
 from cloudfree.checkpoint import LoadedModel, save_checkpoint
-from cloudfree.cli import main
 from cloudfree.engines import OnnxEngine, TorchEngine, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import ARCHITECTURES, build
@@ -90,12 +88,12 @@ def test_onnx_without_cloudfree_metadata(exported, tmp_path):
         OnnxEngine(path, device="cpu")
 
 
-def test_cli_export_onnx_end_to_end(tmp_path):
+def test_cli_export_onnx_end_to_end(tmp_path, cli):
     torch.manual_seed(4)
     checkpoint = save_checkpoint(tmp_path / "m.pt", build("dsen2cr", "small").eval())
     output = tmp_path / "m.onnx"
     args = ["export-onnx", "--checkpoint", str(checkpoint), "-o", str(output), "--tile", "64"]
-    result = CliRunner().invoke(main, args)
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     engine = open_engine(onnx=output)
     assert engine.tile == 64 and engine.arch == "dsen2cr"
@@ -103,15 +101,15 @@ def test_cli_export_onnx_end_to_end(tmp_path):
     torch_engine = open_engine(checkpoint=checkpoint, device="cpu")
     assert abs(engine.predict(s2, s1) - torch_engine.predict(s2, s1)).max() <= 1e-4
 
-    again = CliRunner().invoke(main, args)
+    again = cli(*args)
     assert again.exit_code == 2 and "exists" in again.output
-    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    assert cli(*args, "--overwrite").exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt"]
 
 
-def test_cli_export_onnx_bad_checkpoint(tmp_path):
+def test_cli_export_onnx_bad_checkpoint(tmp_path, cli):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04 cut short")
-    result = CliRunner().invoke(main, ["export-onnx", "-c", str(bad), "-o",
-                                       str(tmp_path / "x.onnx")])
+    result = cli("export-onnx", "-c", str(bad), "-o",
+                 str(tmp_path / "x.onnx"))
     assert result.exit_code == 1 and "truncated or corrupt" in result.output
