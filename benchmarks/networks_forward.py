@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cloudfree.checkpoint import ModelBundle
+from cloudfree.checkpoint import LoadedModel
 from cloudfree.engines import Engine, OnnxEngine, TorchEngine
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.onnx_export import export_onnx
@@ -39,17 +39,17 @@ def seconds_per_tile(engine: Engine, tile: int, batch: int, repeat: int) -> floa
     return statistics.median(times) / batch
 
 
-def cases(bundle: ModelBundle, onnx_path: Path) -> dict[str, tuple[Callable[[], Engine], int]]:
+def cases(loaded: LoadedModel, onnx_path: Path) -> dict[str, tuple[Callable[[], Engine], int]]:
     """Column name -> (engine factory, batch size)."""
     out: dict[str, tuple[Callable[[], Engine], int]] = {
-        "torch cpu": (lambda: TorchEngine(bundle, "cpu"), 1),
+        "torch cpu": (lambda: TorchEngine(loaded, "cpu"), 1),
         "ort cpu": (lambda: OnnxEngine(onnx_path, "cpu"), 1),
     }
     if torch.cuda.is_available():
         for precision in ("fp32", "fp16", "bf16"):
             for batch in (1, 16):
                 out[f"cuda {precision} b{batch}"] = (
-                    lambda p=precision: TorchEngine(bundle, "cuda", p), batch)
+                    lambda p=precision: TorchEngine(loaded, "cuda", p), batch)
         for batch in (1, 16):
             out[f"ort cuda b{batch}"] = (lambda: OnnxEngine(onnx_path, "cuda"), batch)
     return out
@@ -58,18 +58,18 @@ def cases(bundle: ModelBundle, onnx_path: Path) -> dict[str, tuple[Callable[[], 
 def benchmark(arch: str, tile: int, repeat: int, folder: Path) -> dict[str, float | str]:
     """Milliseconds per tile for every case of one architecture ('-' where it cannot run)."""
     torch.manual_seed(0)
-    bundle = ModelBundle.from_network(build(arch, "paper").eval())
-    onnx_path = export_onnx(bundle, folder / f"{arch}.onnx", tile)
+    loaded = LoadedModel.from_network(build(arch, "paper").eval())
+    onnx_path = export_onnx(loaded, folder / f"{arch}.onnx", tile)
     row: dict[str, float | str] = {
-        "params (M)": sum(p.numel() for p in bundle.network.parameters()) / 1e6}
-    for name, (factory, batch) in cases(bundle, onnx_path).items():
+        "params (M)": sum(p.numel() for p in loaded.network.parameters()) / 1e6}
+    for name, (factory, batch) in cases(loaded, onnx_path).items():
         try:
             row[name] = 1000 * seconds_per_tile(factory(), tile, batch, repeat)
         except Exception as exc:  # report and go on: one failing case must not hide the rest
             print(f"{arch} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
             row[name] = "-"
         finally:
-            bundle.network.cpu()
+            loaded.network.cpu()
             torch.cuda.empty_cache()
     return row
 

@@ -292,18 +292,19 @@ def check_options(command: str, options: dict, resume: bool, report: Path | None
     if command == "mask":
         extra = sorted(set(options) - MASK_OPTIONS)
         if extra:
-            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
-            raise UsageError(f"{flags}: only for --command remove")
+            given = ", ".join(f"{name}={options[name]}" for name in extra)
+            raise UsageError(f"{given}: only for command=remove", *extra, "command")
     if resume and options.get("overwrite"):
-        raise UsageError("--resume keeps existing outputs and --overwrite replaces them: pick one")
+        raise UsageError("resume=True keeps existing outputs and overwrite=True replaces them: "
+                         "pick one", "resume", "overwrite")
     if report is not None and report.suffix.lower() not in REPORT_FORMATS:
         raise UsageError(f"report {report}: name it .json or .csv")
     if report is not None and not report.parent.is_dir():
         raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does not exist")
     if stac is not None and (stac / CATALOG_FILE).exists() and not (
             resume or options.get("overwrite")):
-        raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass --resume to add to "
-                         "it or --overwrite to replace it")
+        raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass resume=True to add to "
+                         "it or overwrite=True to replace it", "resume", "overwrite")
 
 
 def write_report(path: Path, batch: BatchResult, command: str) -> None:
@@ -316,6 +317,7 @@ def write_report(path: Path, batch: BatchResult, command: str) -> None:
             writer.writerows(rows)
         return
     counts = {s: batch.count(s) for s in (*SCENE_STATUSES, "unpaired", "ignored")}
+    # written in place, not through atomic_output: the report of an interrupted run is wanted
     path.write_text(json.dumps({"command": command, "seconds": round(batch.seconds, 3),
                                 "counts": counts, "scenes": rows}, indent=2) + "\n")
 
@@ -349,10 +351,41 @@ def run_batch(
 ) -> BatchResult:
     """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
 
-    ``jobs`` local processes (default: one per GPU for remove, else 1) or the Dask cluster at
-    ``dask_scheduler``; ``options`` go to ``remove_scene`` / ``mask_scene`` (None values dropped;
-    ``masks=True`` makes remove also write ``OUT/<scene>_mask.tif``). ``stac``: a folder for
-    the STAC catalog of the finished scenes (with ``resume``, an existing one is added to).
+    Parameters
+    ----------
+    scenes : path
+        A folder of scene folders, or of S1/S2 file pairs matched by footprint and date.
+    out_dir : path
+        Output folder: ``<scene>.tif`` (remove) or ``<scene>_mask.tif`` (mask).
+    command : {"remove", "mask"}
+        What to run on each scene. Default: ``"remove"``.
+    jobs : int, optional
+        Local worker processes. Default: one per GPU for remove, else 1.
+    resume : bool
+        Skip scenes whose output exists (outputs only appear when complete). Default: False.
+    report : path, optional
+        Write a run report, ``.json`` or ``.csv``. Default: none.
+    dask_scheduler : str, optional
+        Run on this Dask scheduler (``tcp://host:8786`` or a scheduler JSON file) instead of
+        local processes. Default: none.
+    s2_pattern : str
+        Case-insensitive glob of the S2 file in a scene folder. Default: ``"*s2*.tif"``.
+    s1_pattern : str
+        Case-insensitive glob of the S1 file in a scene folder. Default: ``"*s1*.tif"``.
+    options : dict, optional
+        Keywords for ``remove_scene`` (any) or ``mask_scene`` (``offset``,
+        ``creation_options``, ``overwrite``, ``cog``); None values are dropped, and
+        ``masks=True`` makes remove also write ``<scene>_mask.tif``. Default: none.
+    stac : path, optional
+        Folder for a STAC catalog of the finished scenes; with ``resume`` an existing one is
+        added to. Default: none.
+    quiet : bool
+        No progress bar. Default: False.
+
+    Returns
+    -------
+    BatchResult
+        One row per scene (status, output, seconds, error) and the wall time.
     """
     start, started_at = time.perf_counter(), time.time()
     options = {k: v for k, v in (options or {}).items() if v is not None}

@@ -27,7 +27,7 @@ def bundled_model(name: str = DEFAULT_MODEL) -> Path:
     if name not in models:
         known = ", ".join(models) or "none in this installation"
         raise CloudfreeError(f"no bundled model {name!r} (bundled: {known}); "
-                             "give --checkpoint or --onnx instead")
+                             "give checkpoint=PATH or onnx=PATH instead", "checkpoint", "onnx")
     return models[name]
 
 

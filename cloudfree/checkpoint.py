@@ -23,6 +23,7 @@ import torch
 
 from cloudfree.errors import CloudfreeError
 from cloudfree.networks.base import CloudRemovalNet
+from cloudfree.networks.glfcr import GLFCR
 from cloudfree.networks.registry import get_architecture
 from cloudfree.rasterio_io import atomic_output
 from cloudfree.scaling import SCALINGS, Scaling
@@ -31,12 +32,10 @@ from cloudfree.sentinel2 import BANDS
 FORMAT = "cloudfree"
 FORMAT_VERSION = 1
 DEFAULT_TILE = 256
-#: How many offending keys a state-dict mismatch error names.
-_SHOWN_KEYS = 4
 
 
 @dataclass
-class ModelBundle:
+class LoadedModel:
     """A network ready for inference with everything needed to feed it."""
 
     network: CloudRemovalNet
@@ -50,8 +49,8 @@ class ModelBundle:
     @classmethod
     def from_network(cls, network: CloudRemovalNet, scaling: Scaling | None = None, *,
                      bands: tuple[str, ...] = BANDS, tile: int = DEFAULT_TILE,
-                     metadata: dict | None = None) -> ModelBundle:
-        """Bundle a network; the scaling defaults to the one its architecture trains with."""
+                     metadata: dict | None = None) -> LoadedModel:
+        """Wrap a network; the scaling defaults to the one its architecture trains with."""
         return cls(network=network, arch=network.arch, config=dict(network.config),
                    scaling=scaling or default_scaling(network.arch), bands=tuple(bands),
                    tile=tile, metadata=dict(metadata or {}))
@@ -67,15 +66,15 @@ def save_checkpoint(path: Path | str, network: CloudRemovalNet, scaling: Scaling
                     *, bands: tuple[str, ...] = BANDS, tile: int = DEFAULT_TILE,
                     metadata: dict | None = None) -> Path:
     """Write a cloudfree checkpoint atomically (temporary file, then rename); returns the path."""
-    bundle = ModelBundle.from_network(network, scaling, bands=bands, tile=tile, metadata=metadata)
+    loaded = LoadedModel.from_network(network, scaling, bands=bands, tile=tile, metadata=metadata)
     try:
-        json.dumps(bundle.metadata)
+        json.dumps(loaded.metadata)
     except TypeError as exc:
         raise CloudfreeError(f"checkpoint metadata must be plain JSON-like data: {exc}") from None
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "arch": bundle.arch,
-        "config": bundle.config, "scaling": bundle.scaling.to_dict(),
-        "bands": list(bundle.bands), "tile": int(bundle.tile), "metadata": bundle.metadata,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "arch": loaded.arch,
+        "config": loaded.config, "scaling": loaded.scaling.to_dict(),
+        "bands": list(loaded.bands), "tile": int(loaded.tile), "metadata": loaded.metadata,
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
     }
     path = Path(path)
@@ -84,20 +83,20 @@ def save_checkpoint(path: Path | str, network: CloudRemovalNet, scaling: Scaling
     return path
 
 
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> ModelBundle:
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> LoadedModel:
     """Load a cloudfree or official GLF-CR checkpoint; the network is in eval mode."""
     path = Path(path)
     data = read_torch_file(path, map_location)
     if isinstance(data, Mapping) and data.get("format") == FORMAT:
-        bundle = _from_cloudfree(path, data)
+        loaded = _from_cloudfree(path, data)
     elif isinstance(data, Mapping) and isinstance(data.get("network"), Mapping):
-        bundle = _from_official_glfcr(data["network"])
+        loaded = _from_official_glfcr(data["network"])
     else:
         keys = ", ".join(map(str, list(data)[:6])) if isinstance(data, Mapping) else type(data)
         raise CloudfreeError(f"checkpoint {path}: neither a cloudfree nor an official GLF-CR "
                              f"checkpoint (top level: {keys})")
-    bundle.network.eval()
-    return bundle
+    loaded.network.eval()
+    return loaded
 
 
 def read_torch_file(path: Path, map_location, what: str = "checkpoint") -> object:
@@ -130,7 +129,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _from_cloudfree(path: Path, data: Mapping) -> ModelBundle:
+def _from_cloudfree(path: Path, data: Mapping) -> LoadedModel:
     version = data.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CloudfreeError(f"checkpoint {path}: format version {version!r} is newer than this "
@@ -151,41 +150,14 @@ def _from_cloudfree(path: Path, data: Mapping) -> ModelBundle:
     except (TypeError, ValueError) as exc:
         raise CloudfreeError(f"checkpoint {path}: its config does not fit {arch}: "
                              f"{_first_line(exc)}") from None
-    load_state(network, data.get("state_dict") or {}, str(path))
-    return ModelBundle(network=network, arch=arch, config=dict(config),
+    network.load_checked_state(data.get("state_dict") or {}, str(path))
+    return LoadedModel(network=network, arch=arch, config=dict(config),
                        scaling=Scaling.from_dict(data.get("scaling") or {}), bands=bands,
                        tile=int(data.get("tile", DEFAULT_TILE)),
                        metadata=dict(data.get("metadata") or {}))
 
 
-def _from_official_glfcr(state: Mapping) -> ModelBundle:
-    from cloudfree.networks.glfcr import load_official_glfcr
-
-    network = load_official_glfcr(state)
-    return ModelBundle.from_network(network, SCALINGS["glfcr"],
+def _from_official_glfcr(state: Mapping) -> LoadedModel:
+    network = GLFCR.from_official(state)
+    return LoadedModel.from_network(network, SCALINGS["glfcr"],
                                     metadata={"source": "official GLF-CR checkpoint"})
-
-
-def load_state(network: CloudRemovalNet, state: Mapping[str, torch.Tensor], what: str,
-               ignore: tuple[str, ...] = ()) -> None:
-    """Load a state dict strictly; a mismatch is one line naming the first offending keys.
-
-    Keys ending in one of ``ignore`` may be missing or unexpected (size-bound buffers).
-    """
-    own = network.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(ignore)]
-    unexpected = [k for k in state if k not in own and not k.endswith(ignore)]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = [f"{label} {_few(keys)}" for label, keys in
-                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
-    if problems:
-        raise CloudfreeError(f"{what}: state dict does not match {network.arch}: "
-                             + "; ".join(problems))
-    network.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-
-
-def _few(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN_KEYS])
-    more = len(keys) - _SHOWN_KEYS
-    return f"{len(keys)} ({shown}{f', +{more} more' if more > 0 else ''})"

@@ -32,7 +32,6 @@ from cloudfree.masking import CLEAR, MASK_BANDS, MaskParams, classify
 from cloudfree.provenance import SHIFT_APPLIED, SHIFT_X, SHIFT_Y, provenance_tags
 from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
-    atomic_output,
     block_windows,
     check_distinct,
     check_output,
@@ -41,6 +40,7 @@ from cloudfree.rasterio_io import (
     progress,
     raster_output,
     scene_io_env,
+    write_json,
 )
 from cloudfree.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
@@ -327,7 +327,7 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                        quiet: bool = False) -> CoregisterResult:
     """Open S1 for reading on the S2 grid, refining the shift against S2 bands when asked."""
     if not max_shift > 0:
-        raise UsageError(f"--max-shift must be positive, not {max_shift}")
+        raise UsageError(f"max_shift={max_shift} must be positive", "max_shift")
     s1 = open_sentinel1(s1_path, units)
     try:
         grid = Grid.of(s2)
@@ -364,26 +364,58 @@ def summary_line(report: dict) -> str:
             f"overlap {report['overlap_fraction']:.1%}")
 
 
-def write_report(report: dict, path: Path, overwrite: bool) -> None:
-    """The report as JSON, written atomically."""
-    with atomic_output(path, overwrite) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-
-
 def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str, *,
-                    units: str = "auto", refine: bool = True, max_shift: float = 10.0,
+                    s1_units: str = "auto", refine: bool = True, max_shift: float = 10.0,
                     threads: int = 2, offset: str = "auto", overwrite: bool = False,
                     creation_options: dict[str, str] | None = None,
                     report_path: Path | str | None = None, block: int = DEFAULT_BLOCK,
                     cog: bool = True, quiet: bool = False) -> dict:
-    """Write S1 (VV, VH dB float32, NaN nodata) on the S2 grid as a GeoTIFF; return the report."""
+    """Write S1 (VV, VH dB float32, NaN nodata) on the S2 grid as a GeoTIFF; return the report.
+
+    Parameters
+    ----------
+    s1_path : path
+        Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
+    s2_path : path
+        Sentinel-2 L1C scene (GeoTIFF or ``.SAFE``) whose grid the output takes.
+    output : path
+        GeoTIFF to write.
+    s1_units : {"auto", "db", "linear"}
+        Units of the S1 values; ``auto`` decides from them. Default: ``"auto"``.
+    refine : bool
+        Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
+    max_shift : float
+        Largest shift the refinement searches for, in S2 pixels. Default: 10.
+    threads : int
+        GDAL warp threads. Default: 2.
+    offset : {"auto", "0", "1000"}
+        Radiometric offset in DN of the S2 (used by the refinement). Default: ``"auto"``.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options. Default: none.
+    report_path : path, optional
+        Also write the report (shift field, reliability, per-window estimates, overlap) as
+        JSON. Default: none.
+    block : int
+        Window size in pixels for writing; the result does not depend on it. Default: 1024.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+
+    Returns
+    -------
+    dict
+        The report: output path, shift field and its reliability, overlap.
+    """
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
     check_distinct({"output": output, "report": report_path})
     check_output(output, overwrite, inputs)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
-            s1_path, s2, units=units, refine=refine, max_shift=max_shift, threads=threads,
+            s1_path, s2, units=s1_units, refine=refine, max_shift=max_shift, threads=threads,
             quiet=quiet) as result:
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",
@@ -399,7 +431,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
                 dst.write(result.read(window), window=window)
         report = {"output": str(output), **result.report()}
     if report_path is not None:
-        write_report(report, Path(report_path), overwrite)
+        write_json(report, report_path, overwrite)
     return report
 
 
@@ -429,8 +461,8 @@ def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units:
     if not same:
         s1.close()
         raise CloudfreeError(
-            f"--s1-aligned: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not on "
-            f"the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop --s1-aligned to "
-            "co-register it")
+            f"s1_aligned=True: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not "
+            f"on the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop s1_aligned=True "
+            "to co-register it", "s1_aligned")
     return AlignedS1(s1), {"S1_ALIGNED": "TRUE", SHIFT_APPLIED: "FALSE"}, \
         {"s1": str(s1.path), "aligned": True, "s1_units": s1.units}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_model
-from cloudfree.checkpoint import ModelBundle, load_checkpoint
+from cloudfree.checkpoint import LoadedModel, load_checkpoint
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.scaling import Scaling
 
@@ -55,13 +55,13 @@ def resolve_device(device: str) -> str:
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise CloudfreeError(f"device {device} asked for, but no CUDA GPU is usable here "
-                                 f"(torch {torch.__version__}); use --device cpu")
+                                 f"(torch {torch.__version__}); use the cpu device")
         index = device.partition(":")[2]
         if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
             raise CloudfreeError(f"device {device}: there are {torch.cuda.device_count()} "
                                  "CUDA device(s), numbered from 0")
         return device
-    raise UsageError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    raise UsageError(f"device={device} must be auto, cpu, cuda or cuda:N", "device")
 
 
 def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None,
@@ -81,25 +81,26 @@ def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None,
 
 
 class TorchEngine:
-    """A checkpoint's network in PyTorch, on CPU or a GPU (the bundle's network is moved there)."""
+    """A checkpoint's network in PyTorch, on CPU or a GPU (its network is moved there)."""
 
     tile: int | None = None
 
-    def __init__(self, bundle: ModelBundle, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, loaded: LoadedModel, device: str = "auto", precision: str = "fp32"):
         if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+            raise UsageError(f"precision={precision} must be one of {', '.join(PRECISIONS)}",
+                             "precision")
         self.device = resolve_device(device)
         if precision == "fp16" and self.device == "cpu":
-            raise UsageError("fp16 needs a GPU; use fp32 (or bf16) on CPU")
+            raise UsageError("precision=fp16 needs a GPU; use fp32 (or bf16) on CPU", "precision")
         self.precision = precision
-        self.network = bundle.network.to(self.device).eval()
+        self.network = loaded.network.to(self.device).eval()
         self.size_multiple = self.network.size_multiple
         self.receptive_field = self.network.receptive_field()
         self.fully_convolutional = self.network.fully_convolutional
-        self.scaling = bundle.scaling
-        self.bands = bundle.bands
-        self.default_tile = bundle.tile
-        self.arch = bundle.arch
+        self.scaling = loaded.scaling
+        self.bands = loaded.bands
+        self.default_tile = loaded.tile
+        self.arch = loaded.arch
         self.uses_mask = self.network.uses_mask
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
@@ -189,7 +190,8 @@ def open_engine(*, model: str | None = None, checkpoint: Path | str | None = Non
                          + (f" (got {', '.join(given)})" if given else ""))
     if onnx is not None:
         if precision != "fp32":
-            raise UsageError("an ONNX model runs in fp32; precision applies to checkpoints")
+            raise UsageError(f"precision={precision}: an ONNX model runs in fp32; precision "
+                             "applies to checkpoints", "precision")
         return OnnxEngine(onnx, device=device)
     return TorchEngine(load_checkpoint(model_file(model=model, checkpoint=checkpoint)),
                        device=device, precision=precision)

@@ -2,9 +2,17 @@
 
 
 class CloudfreeError(Exception):
-    """A problem with the input data or the environment: one line, exit code 1."""
+    """A problem with the input data or the environment: one line, exit code 1.
+
+    The message names Python arguments as ``name=value`` (``name=True`` for a switch) and
+    ``params`` lists those names, so that the CLI can put its flags in their place.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *params: str) -> None:
+        super().__init__(message)
+        self.params = params
 
 
 class UsageError(CloudfreeError):

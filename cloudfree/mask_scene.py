@@ -27,13 +27,11 @@ from cloudfree.masking import (
 )
 from cloudfree.provenance import cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    GridOutputs,
     block_windows,
     check_distinct,
     check_output,
-    geotiff_profile,
-    output_set,
     progress,
-    raster_output,
     scene_io_env,
     with_halo,
 )
@@ -102,8 +100,41 @@ def mask_scene(
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
 
-    ``threads`` windows are read and classified at once (default: every usable core); the
-    result does not depend on it, nor on ``block``.
+    Classes: 0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata.
+
+    Parameters
+    ----------
+    scene : path
+        Sentinel-2 L1C scene: a 13-band GeoTIFF or a ``.SAFE`` folder.
+    output : path
+        Mask GeoTIFF to write, on the scene's grid.
+    params : MaskParams
+        Method (``score`` or ``dsen2cr``), thresholds, buffer in pixels, shadow, HOT test.
+        Default: ``MaskParams()``.
+    offset : {"auto", "0", "1000"} or int
+        Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
+        product metadata or tags, else assumes 0. Default: ``"auto"``.
+    score_path : path, optional
+        Also write the float32 cloud score to this GeoTIFF. Default: none.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options. Default: none.
+    block : int
+        Window size in pixels for streaming the scene; the result does not depend on it.
+        Default: 1024.
+    threads : int, optional
+        Windows read and classified at once; the result does not depend on it. Default: every
+        usable core.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+
+    Returns
+    -------
+    dict
+        Summary: output and the cloud, shadow and snow fractions of the valid pixels.
     """
     threads = threads or usable_cores()
     output = Path(output)
@@ -119,20 +150,14 @@ def mask_scene(
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
-            outputs = stack.enter_context(output_set())
-            dst = stack.enter_context(raster_output(
-                output, overwrite, [Path(scene)],
-                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs,
-                NEAREST if cog else None))
+            outputs = GridOutputs(stack, grid, overwrite, [Path(scene)], cog)
+            dst = outputs.open(output, 1, "uint8", NODATA, NEAREST)
             dst.update_tags(**mask_tags(params, s2))
             dst.set_band_description(1, "cloud_mask")
             dst.write_colormap(1, COLORMAP)
             score_dst = None
             if score_path is not None:
-                score_dst = stack.enter_context(raster_output(
-                    Path(score_path), overwrite, [Path(scene)],
-                    geotiff_profile(**grid, count=1, dtype="float32", nodata=float("nan")),
-                    outputs, AVERAGE if cog else None))
+                score_dst = outputs.open(score_path, 1, "float32", float("nan"), AVERAGE)
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.

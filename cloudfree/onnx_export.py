@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cloudfree import __version__
-from cloudfree.checkpoint import ModelBundle, load_checkpoint
+from cloudfree.checkpoint import LoadedModel, load_checkpoint
 from cloudfree.engines import META
 from cloudfree.errors import UsageError
 from cloudfree.rasterio_io import atomic_output, check_output
@@ -31,14 +31,14 @@ class _Inference(nn.Module):
         return self.network(*inputs, return_aux=False)
 
 
-def onnx_metadata(bundle: ModelBundle, tile: int) -> dict[str, str]:
+def onnx_metadata(loaded: LoadedModel, tile: int) -> dict[str, str]:
     """What OnnxEngine needs to feed the model, as metadata_props strings."""
-    network = bundle.network
+    network = loaded.network
     return {
-        META + "scaling": json.dumps(bundle.scaling.to_dict()),
-        META + "bands": json.dumps(list(bundle.bands)),
-        META + "arch": bundle.arch,
-        META + "config": json.dumps(bundle.config),
+        META + "scaling": json.dumps(loaded.scaling.to_dict()),
+        META + "bands": json.dumps(list(loaded.bands)),
+        META + "arch": loaded.arch,
+        META + "config": json.dumps(loaded.config),
         META + "tile": str(tile),
         META + "size_multiple": str(network.size_multiple),
         META + "receptive_field": str(network.receptive_field()),
@@ -48,16 +48,16 @@ def onnx_metadata(bundle: ModelBundle, tile: int) -> dict[str, str]:
     }
 
 
-def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
-    """Write ``bundle`` as an ONNX model for ``tile`` x ``tile`` inputs, atomically."""
-    multiple = bundle.network.size_multiple
+def export_onnx(loaded: LoadedModel, path: Path | str, tile: int = 256) -> Path:
+    """Write the ``loaded`` model as an ONNX model for ``tile`` x ``tile`` inputs, atomically."""
+    multiple = loaded.network.size_multiple
     if tile <= 0 or tile % multiple:
-        raise UsageError(f"tile {tile} does not fit {bundle.arch}: it must be a positive "
+        raise UsageError(f"tile {tile} does not fit {loaded.arch}: it must be a positive "
                          f"multiple of {multiple}")
-    network = _Inference(copy.deepcopy(bundle.network).cpu().float().eval())
+    network = _Inference(copy.deepcopy(loaded.network).cpu().float().eval())
     inputs = (torch.zeros(1, 13, tile, tile), torch.zeros(1, 2, tile, tile))
     names = ["s2", "s1"]
-    if bundle.network.uses_mask:
+    if loaded.network.uses_mask:
         inputs += (torch.zeros(1, 1, tile, tile),)
         names.append("mask")
     path = Path(path)
@@ -73,7 +73,7 @@ def export_onnx(bundle: ModelBundle, path: Path | str, tile: int = 256) -> Path:
                 opset_version=OPSET, dynamo=False,
             )
         model = onnx.load(str(tmp))
-        for key, value in onnx_metadata(bundle, tile).items():
+        for key, value in onnx_metadata(loaded, tile).items():
             model.metadata_props.add(key=key, value=value)
         onnx.save(model, str(tmp))
     return path

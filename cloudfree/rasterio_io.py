@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from functools import partial
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Pa
     if path.is_dir():
         raise UsageError(f"output {path} is a folder: give a file name")
     if path.exists() and not overwrite:
-        raise UsageError(f"output {path} exists: pass --overwrite to replace it")
+        raise UsageError(f"output {path} exists: pass overwrite=True to replace it", "overwrite")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise CloudfreeError(f"cannot write {path}: folder {parent} does not exist")
@@ -318,6 +319,13 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
             _remove_partial(tmp)
 
 
+def write_json(data: object, path: Path | str, overwrite: bool) -> Path:
+    """``data`` as indented JSON, written atomically (see :func:`atomic_output`)."""
+    with atomic_output(Path(path), overwrite) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)
+
+
 def _remove_partial(tmp: Path) -> None:
     for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
         leftover.unlink(missing_ok=True)
@@ -385,6 +393,26 @@ def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: 
     with atomic_output(path, overwrite, inputs, verify, together, cog) as tmp, \
             rasterio.open(tmp, "w", **profile) as dst:
         yield dst
+
+
+class GridOutputs:
+    """The GeoTIFF outputs of one command on one grid: opened alike, renamed into place together
+    (see :func:`output_set`) when ``stack`` closes without an error."""
+
+    def __init__(self, stack: ExitStack, grid: dict, overwrite: bool, inputs: Sequence[Path],
+                 cog: bool = True) -> None:
+        """``grid``: a source profile (size, CRS, transform) plus ``creation_options``."""
+        self.stack, self.grid, self.overwrite, self.inputs, self.cog = (
+            stack, grid, overwrite, inputs, cog)
+        self.together = stack.enter_context(output_set())
+
+    def open(self, path: Path | str, count: int, dtype: str, nodata: float | None,
+             resampling: str):
+        """Open one output for writing; ``resampling`` makes its COG overviews."""
+        profile = geotiff_profile(**self.grid, count=count, dtype=dtype, nodata=nodata)
+        return self.stack.enter_context(raster_output(
+            Path(path), self.overwrite, self.inputs, profile, self.together,
+            resampling if self.cog else None))
 
 
 def open_raster(path: Path | str, what: str = "raster"):

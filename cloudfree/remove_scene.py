@@ -33,18 +33,17 @@ from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThreshold
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    GridOutputs,
     block_windows,
     check_distinct,
     check_output,
-    geotiff_profile,
-    output_set,
     progress,
-    raster_output,
     scene_io_env,
+    with_halo,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import thread_pool
-from cloudfree.tiling import Blender, Chunk, Final, TileGrid, chunks
+from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
 log = logging.getLogger("cloudfree")
 
@@ -56,8 +55,8 @@ class S1Source(Protocol):
 
 
 @dataclass(frozen=True)
-class TileOptions:
-    """Tiling and inference settings."""
+class InferenceSettings:
+    """How the network runs over the scene: tiles, batches and the composite."""
 
     tile: int
     overlap: int
@@ -84,19 +83,19 @@ class LoadedChunk:
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
     """Tile, overlap and trim for an engine, checking user choices against its constraints."""
     if engine.tile is not None and tile not in (None, engine.tile):
-        raise UsageError(f"this ONNX model runs {engine.tile} px tiles only; drop --tile or "
-                         "re-export it with another --tile")
+        raise UsageError(f"tile={tile}: this ONNX model runs {engine.tile} px tiles only; leave "
+                         "the tile size unset or export the model again for this one", "tile")
     tile = tile or engine.default_tile
     m = engine.size_multiple
     if tile % m:
-        raise UsageError(f"--tile {tile} is not a multiple of {m}, which this model needs")
+        raise UsageError(f"tile={tile} is not a multiple of {m}, which this model needs", "tile")
     rf = engine.receptive_field
     if overlap is None:
         wanted = 2 * rf + 2 if engine.fully_convolutional else tile // 4
         overlap = min(tile // 2, max(tile // 8, wanted))
     if not 0 <= overlap <= tile // 2:
-        raise UsageError(f"--overlap must be between 0 and half the tile ({tile // 2}), "
-                         f"got {overlap}")
+        raise UsageError(f"overlap={overlap} must be between 0 and half the tile ({tile // 2})",
+                         "overlap")
     trim = min(rf, (overlap - 1) // 2) if engine.fully_convolutional else overlap // 4
     return tile, overlap, max(0, trim)
 
@@ -110,12 +109,10 @@ def read_padded(read, top: int, left: int, height: int, width: int,
     (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy "symmetric"),
     as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask`` at edges.
     """
-    r0, c0 = max(0, top - halo), max(0, left - halo)
-    r1 = min(scene_h, top + height + halo)
-    c1 = min(scene_w, left + width + halo)
-    arrays = read(Window(c0, r0, c1 - c0, r1 - r0))
-    pads = ((r0 - (top - halo), top + height + halo - r1),
-            (c0 - (left - halo), left + width + halo - c1))
+    grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
+    arrays = read(grown)
+    pads = ((halo - rows.start, halo + rows.stop - grown.height),
+            (halo - cols.start, halo + cols.stop - grown.width))
     if not any(sum(pads, ())):
         return arrays
     return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
@@ -159,10 +156,10 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     return histogram.spectrum()
 
 
-class Pipeline:
+class SceneRemoval:
     """One scene through one engine."""
 
-    def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: TileOptions,
+    def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: InferenceSettings,
                  trim: int, params: MaskParams, shadow: ShadowThresholds | None,
                  fill: FillSpectrum | None = None):
         self.s2, self.s1, self.engine = s2, s1, engine
@@ -226,7 +223,7 @@ class Pipeline:
         except torch.cuda.OutOfMemoryError:
             if len(s2) == 1:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
-                                     "--tile or --device cpu") from None
+                                     "tile=SIZE or device=cpu", "tile", "device") from None
             self.batch_size = max(1, len(s2) // 2)
             log.warning("GPU out of memory at batch size %d; continuing with %d",
                         len(s2), self.batch_size)
@@ -235,7 +232,7 @@ class Pipeline:
             return np.concatenate([self._run(s2[:half], s1[:half], mask[:half]),
                                    self._run(s2[half:], s1[half:], mask[half:])])
 
-    def finish(self, final: Final, loaded: LoadedChunk
+    def finish(self, final: BlendedBlock, loaded: LoadedChunk
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Composite and convert a released block to output DN; also return its classes and
         its input reflectance."""
@@ -289,7 +286,71 @@ def remove_scene(
     cog: bool = True,
     quiet: bool = False,
 ) -> dict:
-    """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``."""
+    """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
+
+    Parameters
+    ----------
+    s2_path : path
+        Sentinel-2 L1C scene: a 13-band GeoTIFF or a ``.SAFE`` folder.
+    s1_path : path
+        Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
+    output : path
+        GeoTIFF to write, on the S2 grid with its data type and nodata.
+    model : str, optional
+        Bundled model name (``cloudfree models``). Default: ``cloudfree-fillnet`` when neither
+        ``checkpoint`` nor ``onnx`` is given; give exactly one of the three.
+    checkpoint : path, optional
+        A cloudfree or official GLF-CR checkpoint. Default: none.
+    onnx : path, optional
+        An ONNX model from ``export-onnx``. Default: none.
+    s1_aligned : bool
+        The S1 is already on the S2 grid: skip co-registration. Default: False.
+    s1_units : {"auto", "db", "linear"}
+        Units of the S1 values; ``auto`` decides from them. Default: ``"auto"``.
+    refine : bool
+        Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
+    max_shift : float
+        Largest shift the refinement searches for, in S2 pixels. Default: 10.
+    offset : {"auto", "0", "1000"} or int
+        Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
+        product metadata or tags, else assumes 0. Default: ``"auto"``.
+    tile : int, optional
+        Tile size in pixels. Default: the model's.
+    overlap : int, optional
+        Tile overlap in pixels, 0 to half the tile. Default: from the receptive field.
+    batch_size : int
+        Tiles per forward pass. Default: 8.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Default: ``"auto"``.
+    precision : {"fp32", "fp16", "bf16"}
+        Arithmetic; fp16 and bf16 run under autocast (fp16 on a GPU only). Default: ``"fp32"``.
+    composite : bool
+        Keep clear pixels and fill the masked ones (True), or write the raw prediction (False).
+        Default: True.
+    feather : int
+        Width in pixels of the transition inside cloud edges. Default: 8.
+    mask_params : MaskParams
+        The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
+        method with a 5 px buffer.
+    mask_out : path, optional
+        Also write the uint8 class mask used. Default: none.
+    preview : path, optional
+        Also write a PNG quicklook (input RGB, mask, output RGB). Default: none.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options, ``{"compress": "zstd"}``. Default: none.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+
+    Returns
+    -------
+    dict
+        Summary: output, model, tiles, cloud and shadow fractions, co-registration report,
+        seconds.
+    """
     started = time.perf_counter()
     output = Path(output)
     inputs = [Path(s2_path), Path(s1_path)]
@@ -299,9 +360,10 @@ def remove_scene(
         if extra is not None:
             check_output(Path(extra), overwrite, inputs)
     if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise UsageError(f"--preview {preview}: the quicklook is a PNG; give a .png path")
+        raise UsageError(f"preview={preview}: the quicklook is a PNG; give a .png path",
+                         "preview")
     if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+        raise UsageError(f"batch_size={batch_size} must be at least 1", "batch_size")
     if model is None and checkpoint is None and onnx is None:
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
@@ -319,8 +381,8 @@ def remove_scene(
         if engine.uses_mask:
             fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
             log.info("%s", fill.describe())
-        options = TileOptions(tile, overlap, batch_size, composite, feather)
-        pipe = Pipeline(s2, s1, engine, options, trim, mask_params, shadow, fill)
+        options = InferenceSettings(tile, overlap, batch_size, composite, feather)
+        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
@@ -355,7 +417,7 @@ def remove_scene(
     }
 
 
-def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[str, str],
+def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
                 preview: Path | None = None, cog: bool = True) -> np.ndarray:
     """Run every chunk, writing released blocks; return the class histogram of the scene."""
@@ -364,18 +426,13 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
-        outputs = stack.enter_context(output_set())
-        dst = stack.enter_context(raster_output(output, overwrite, inputs, geotiff_profile(
-            **grid, count=len(pipe.engine.bands), dtype=s2.dtype, nodata=s2.nodata), outputs,
-            AVERAGE if cog else None))
+        outputs = GridOutputs(stack, grid, overwrite, inputs, cog)
+        dst = outputs.open(output, len(pipe.engine.bands), s2.dtype, s2.nodata, AVERAGE)
         dst.update_tags(**tags)
         dst.descriptions = tuple(pipe.engine.bands)
         mask_dst = None
         if mask_out is not None:
-            mask_dst = stack.enter_context(raster_output(
-                Path(mask_out), overwrite, inputs,
-                geotiff_profile(**grid, count=1, dtype="uint8", nodata=NODATA), outputs,
-                NEAREST if cog else None))
+            mask_dst = outputs.open(mask_out, 1, "uint8", NODATA, NEAREST)
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
@@ -404,5 +461,5 @@ def write_scene(pipe: Pipeline, output: Path, mask_out: Path | None, tags: dict[
         for written in filter(None, (dst, mask_dst)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
-            quicklook.write(Path(preview), overwrite, inputs, outputs)
+            quicklook.write(Path(preview), overwrite, inputs, outputs.together)
     return counts

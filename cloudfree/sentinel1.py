@@ -52,23 +52,23 @@ def guess_units(values: np.ndarray) -> str | None:
 def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
     """Units to read with: the guess for 'auto'; the request, if the values do not contradict it."""
     if requested not in UNITS:
-        raise UsageError(f"--s1-units must be one of {', '.join(UNITS)}, not {requested!r}")
+        raise UsageError(f"s1_units={requested} must be one of {', '.join(UNITS)}", "s1_units")
     guess = guess_units(values)
     median = float(np.median(values)) if values.size else float("nan")
     if requested == "auto":
         if guess is None:
             raise CloudfreeError(
                 f"{name}: cannot tell dB from linear power (median {median:.3g}); "
-                "pass --s1-units db or --s1-units linear"
+                "pass s1_units=db or s1_units=linear", "s1_units"
             )
         log.info("%s: backscatter read as %s (median %.3g)", name,
                  "dB" if guess == "db" else "linear power", median)
         return guess
     if guess is not None and guess != requested:
         raise UsageError(
-            f"{name}: --s1-units {requested} contradicts the values (median {median:.3g}, "
+            f"{name}: s1_units={requested} contradicts the values (median {median:.3g}, "
             f"{'mostly negative: dB' if guess == 'db' else 'positive below 1: linear power'}); "
-            f"pass --s1-units {guess} or auto"
+            f"pass s1_units={guess} or auto", "s1_units"
         )
     return requested
 

@@ -72,7 +72,7 @@ def parse_offset(value: str) -> int | None:
         return None
     if value in ("0", "1000"):
         return int(value)
-    raise UsageError(f"--offset must be auto, 0 or 1000, not {value!r}")
+    raise UsageError(f"offset={value} must be auto, 0 or 1000", "offset")
 
 
 @dataclass

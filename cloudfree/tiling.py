@@ -117,7 +117,7 @@ def chunks(grid: TileGrid, tiles_per_chunk: int) -> Iterator[Chunk]:
 
 
 @dataclass
-class Final:
+class BlendedBlock:
     """A finished block of blended predictions: scene rows/cols and the values [C, h, w]."""
 
     row: int
@@ -139,7 +139,7 @@ class Blender:
         self._next_down = np.zeros_like(self._down)
         self._right: np.ndarray | None = None
 
-    def add(self, chunk: Chunk, predictions: dict[int, np.ndarray]) -> Final | None:
+    def add(self, chunk: Chunk, predictions: dict[int, np.ndarray]) -> BlendedBlock | None:
         """Add a chunk's tile predictions (by offset; skipped ones absent); return what is final.
 
         The returned block is clipped to the scene; None when it lies wholly outside it.
@@ -165,7 +165,7 @@ class Blender:
             self._next_down[:] = 0
         return self._clip(acc[:, :done_rows, :done_cols], chunk.top, chunk.left)
 
-    def _clip(self, block: np.ndarray, top: int, left: int) -> Final | None:
+    def _clip(self, block: np.ndarray, top: int, left: int) -> BlendedBlock | None:
         g = self.grid
         r0, c0 = max(0, top), max(0, left)
         r1 = min(g.height, top + block.shape[1])
@@ -175,4 +175,4 @@ class Blender:
         part = block[:, r0 - top : r1 - top, c0 - left : c1 - left]
         weight = part[self.channels]
         values = part[: self.channels] / np.where(weight > 0, weight, 1)
-        return Final(r0, c0, values, weight)
+        return BlendedBlock(r0, c0, values, weight)

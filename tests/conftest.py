@@ -1,10 +1,15 @@
-"""Shared test fixtures: paths to the real sample data in ../shared/data."""
+"""Shared test fixtures: the CLI runner, and paths to the real sample data in ../shared/data."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
+from click.testing import CliRunner, Result
+
+from cloudfree.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -22,3 +27,10 @@ FLOODS_S1 = FLOODS / "Spain_7370579_S1Hand.tif"
 # One thread: two threads on the 2 cores of CI fight each other and run slower.
 torch.set_num_threads(1)
 
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., Result]:
+    """Run ``cloudfree ARGS...`` in-process (arguments may be paths or numbers)."""
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args])

@@ -11,17 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 
-from cloudfree.cli import main
 from cloudfree.scene_discovery import date_from_tags, date_from_text, discover
 
 GOOD = ("floods", "summer", "winter")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def link(folder: Path, name: str, target: Path) -> Path:
@@ -55,9 +49,9 @@ def pixels(path: Path) -> np.ndarray:
         return ds.read()
 
 
-def test_corrupt_scene_is_reported_the_others_finish(scenes, tmp_path):
+def test_corrupt_scene_is_reported_the_others_finish(scenes, tmp_path, cli):
     out, report = tmp_path / "out", tmp_path / "report.json"
-    result = run("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
                  "--report", report)
     assert result.exit_code == 1
     assert "batch: 3 ok, 1 failed, 0 skipped" in result.stdout
@@ -74,24 +68,25 @@ def test_corrupt_scene_is_reported_the_others_finish(scenes, tmp_path):
     assert json.loads(report.read_text())["counts"]["ok"] == 3
 
 
-def test_resume_redoes_nothing_finished(scenes, tmp_path):
+def test_resume_redoes_nothing_finished(scenes, tmp_path, cli):
     out = tmp_path / "out"
-    assert run("batch", scenes, "-o", out, "--command", "mask", "-q").exit_code == 1
+    assert cli("batch", scenes, "-o", out, "--command", "mask", "-q").exit_code == 1
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert sorted(stamps) == [f"{n}_mask.tif" for n in GOOD]
 
     report = tmp_path / "resume.csv"
-    result = run("batch", scenes, "-o", out, "--command", "mask", "--resume", "--report", report)
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--resume", "--report", report)
     assert "batch: 0 ok, 1 failed, 3 skipped" in result.stdout
     rows = report_rows(report)
     assert {n: rows[n]["status"] for n in GOOD} == dict.fromkeys(GOOD, "skipped")
     assert rows["corrupt"]["status"] == "failed"  # failed scenes are tried again
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
 
-    # Without --resume an existing output is refused, scene by scene, with the way out.
-    again = run("batch", scenes, "-o", out, "--command", "mask", "--report", report)
+    # Without --resume an existing output is refused, scene by scene, with the way out (in
+    # the words of run_batch, which writes the report).
+    again = cli("batch", scenes, "-o", out, "--command", "mask", "--report", report)
     assert again.exit_code == 1
-    assert "pass --overwrite" in report_rows(report)["winter"]["error"]
+    assert "pass overwrite=True" in report_rows(report)["winter"]["error"]
 
 
 def flat_folder(folder: Path) -> Path:
@@ -116,10 +111,10 @@ def test_flat_folder_pairs_by_footprint_then_date(tmp_path):
     assert len(found.problems) == 2
 
 
-def test_flat_folder_batch_lists_unpaired_files(tmp_path):
+def test_flat_folder_batch_lists_unpaired_files(tmp_path, cli):
     flat = flat_folder(tmp_path / "flat")
     out, report = flat / "out", tmp_path / "report.json"  # the output folder is not a scene
-    result = run("batch", flat, "-o", out, "--command", "mask", "--report", report)
+    result = cli("batch", flat, "-o", out, "--command", "mask", "--report", report)
     assert result.exit_code == 0, result.output
     assert "2 unpaired file(s)" in result.stdout
     assert f"{SUMMER_S1.name}: unpaired" in result.stderr
@@ -128,7 +123,7 @@ def test_flat_folder_batch_lists_unpaired_files(tmp_path):
     assert Path(rows["S2_20190918_spain"]["s1"]).name == "spain_vv_vh.tif"
     assert {p.name for p in out.iterdir()} == {
         "S2_20190918_spain_mask.tif", f"{WINTER_S2.stem}_mask.tif"}
-    again = run("batch", flat, "-o", out, "--command", "mask", "--resume")
+    again = cli("batch", flat, "-o", out, "--command", "mask", "--resume")
     assert "batch: 0 ok, 0 failed, 2 skipped" in again.stdout
 
 
@@ -169,34 +164,34 @@ def test_dates_from_names_and_tags():
 
 @pytest.mark.parametrize("args, message", [
     (["--report", "r.txt"], "name it .json or .csv"),
-    (["--model", "x"], "--model: only for --command remove"),
+    (["--model", "x"], "--model x: only for --command remove"),
     (["--masks"], "--masks: only for --command remove"),
     (["--resume", "--overwrite"], "pick one"),
 ])
-def test_usage_errors(scenes, tmp_path, args, message):
-    result = run("batch", scenes, "-o", tmp_path / "out", "--command", "mask", *args)
+def test_usage_errors(scenes, tmp_path, args, message, cli):
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", *args)
     assert result.exit_code == 2 and message in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_folder_and_missing_dask(tmp_path, monkeypatch):
-    result = run("batch", tmp_path / "nowhere", "-o", tmp_path / "out")
+def test_missing_folder_and_missing_dask(tmp_path, monkeypatch, cli):
+    result = cli("batch", tmp_path / "nowhere", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "does not exist" in result.stderr
     flat = flat_folder(tmp_path / "flat")
     monkeypatch.setitem(sys.modules, "distributed", None)
-    result = run("batch", flat, "-o", tmp_path / "out", "--command", "mask",
+    result = cli("batch", flat, "-o", tmp_path / "out", "--command", "mask",
                  "--dask-scheduler", "tcp://127.0.0.1:1")
     assert result.exit_code == 1 and 'pip install "cloudfree[dask]"' in result.stderr
 
 
-def test_dask_cluster_gives_the_same_outputs_as_local_jobs(scenes, tmp_path):
+def test_dask_cluster_gives_the_same_outputs_as_local_jobs(scenes, tmp_path, cli):
     distributed = pytest.importorskip("distributed")
     local, remote = tmp_path / "local", tmp_path / "dask"
-    assert run("batch", scenes, "-o", local, "--command", "mask", "-q").exit_code == 1
+    assert cli("batch", scenes, "-o", local, "--command", "mask", "-q").exit_code == 1
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         report = tmp_path / "dask.json"
-        result = run("batch", scenes, "-o", remote, "--command", "mask", "--report", report,
+        result = cli("batch", scenes, "-o", remote, "--command", "mask", "--report", report,
                      "--dask-scheduler", cluster.scheduler_address)
     assert result.exit_code == 1 and "failed: corrupt" in result.stderr
     assert report_rows(report)["corrupt"]["status"] == "failed"
@@ -205,7 +200,7 @@ def test_dask_cluster_gives_the_same_outputs_as_local_jobs(scenes, tmp_path):
                               pixels(remote / f"{name}_mask.tif"))
 
 
-def test_remove_passes_options_through_and_isolates_failures(scenes, tmp_path):
+def test_remove_passes_options_through_and_isolates_failures(scenes, tmp_path, cli):
     import torch
 
     from cloudfree.checkpoint import save_checkpoint
@@ -216,7 +211,7 @@ def test_remove_passes_options_through_and_isolates_failures(scenes, tmp_path):
     for name in ("floods", "summer"):
         shutil.rmtree(scenes / name)
     out, report = tmp_path / "out", tmp_path / "report.json"
-    result = run("batch", scenes, "-o", out, "--checkpoint", checkpoint, "--device", "cpu",
+    result = cli("batch", scenes, "-o", out, "--checkpoint", checkpoint, "--device", "cpu",
                  "--tile", "128", "--batch-size", "2", "--report", report, "-q")
     assert result.exit_code == 1 and "1 of 2 scene(s) failed: corrupt" in result.stderr
     rows = report_rows(report)

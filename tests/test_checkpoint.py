@@ -7,7 +7,7 @@ import torch
 from sar_optical_patch import real_batch
 
 from cloudfree.checkpoint import (
-    ModelBundle,
+    LoadedModel,
     default_scaling,
     load_checkpoint,
     save_checkpoint,
@@ -43,13 +43,13 @@ def dsen2cr_payload(saved) -> dict:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_round_trip_gives_identical_deterministic_outputs(saved, arch):
     path, network = saved[arch]
-    bundle = load_checkpoint(path)
-    assert (bundle.arch, bundle.config, bundle.bands, bundle.tile) == (
+    loaded = load_checkpoint(path)
+    assert (loaded.arch, loaded.config, loaded.bands, loaded.tile) == (
         arch, network.config, BANDS, 128)
-    assert bundle.scaling == default_scaling(arch)
-    assert bundle.metadata == {"epochs": 3, "metrics": {"psnr": 27.5}}
-    assert not bundle.network.training
-    engine = TorchEngine(bundle, device="cpu")
+    assert loaded.scaling == default_scaling(arch)
+    assert loaded.metadata == {"epochs": 3, "metrics": {"psnr": 27.5}}
+    assert not loaded.network.training
+    engine = TorchEngine(loaded, device="cpu")
     assert engine.tile is None and engine.device == "cpu"
     assert engine.receptive_field == network.receptive_field() and engine.size_multiple >= 1
     s2, s1 = (a[:1] for a in real_batch(engine.scaling, 64))
@@ -102,7 +102,7 @@ def test_not_a_checkpoint(tmp_path, content, message):
 
 
 def test_pickled_objects_are_refused(tmp_path):
-    message = error_for(tmp_path, {"format": "cloudfree", "metadata": ModelBundle})
+    message = error_for(tmp_path, {"format": "cloudfree", "metadata": LoadedModel})
     assert "pickled Python objects" in message
 
 
@@ -149,11 +149,11 @@ def test_official_glfcr_format_loads_with_glfcr_scaling(tmp_path):
     network = build("glfcr", "paper").eval()
     path = tmp_path / "official.pth"
     torch.save({"network": network.state_dict()}, path)
-    bundle = load_checkpoint(path)
-    assert bundle.arch == "glfcr" and bundle.scaling == SCALINGS["glfcr"]
-    assert bundle.config == network.config and not bundle.network.training
-    loaded = bundle.network.state_dict()
-    assert all(torch.equal(loaded[k], v) for k, v in network.state_dict().items())
+    loaded = load_checkpoint(path)
+    assert loaded.arch == "glfcr" and loaded.scaling == SCALINGS["glfcr"]
+    assert loaded.config == network.config and not loaded.network.training
+    state = loaded.network.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in network.state_dict().items())
 
 
 def test_engine_options(saved):

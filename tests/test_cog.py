@@ -8,23 +8,15 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from conftest import FLOODS_S1, FLOODS_S2, WINTER_S1, WINTER_S2
 from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_model
-from cloudfree.cli import main
 from cloudfree.cog import NEAREST
 from cloudfree.errors import CloudfreeError
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.provenance import Provenance
 from cloudfree.rasterio_io import atomic_output
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def assert_cog(path, overviews):
@@ -49,10 +41,12 @@ def overview(path) -> tuple[np.ndarray, np.ndarray]:
         return full, ds.read(out_shape=(ds.count, ds.height // 2, ds.width // 2))
 
 
-def test_mask_and_coregister_write_cogs_with_the_right_overviews(tmp_path):
+def test_mask_and_coregister_write_cogs_with_the_right_overviews(tmp_path, cli):
     mask, score, s1 = tmp_path / "mask.tif", tmp_path / "score.tif", tmp_path / "s1.tif"
-    run("mask", FLOODS_S2, "-o", mask, "--score", score, "--buffer", "3", "-q")
-    run("coregister", "--s1", FLOODS_S1, "--s2", FLOODS_S2, "-o", s1, "-q")
+    for args in (("mask", FLOODS_S2, "-o", mask, "--score", score, "--buffer", "3", "-q"),
+                 ("coregister", "--s1", FLOODS_S1, "--s2", FLOODS_S2, "-o", s1, "-q")):
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
     for path in (mask, score, s1):
         assert_cog(path, [2])  # 512 px in 256 px blocks: one overview level
     full, ov = overview(mask)
@@ -64,10 +58,11 @@ def test_mask_and_coregister_write_cogs_with_the_right_overviews(tmp_path):
     assert np.allclose(ov, block_mean(full), atol=1e-4, equal_nan=True)
 
 
-def test_remove_cog_keeps_creation_options_and_averages_reflectance(tmp_path):
+def test_remove_cog_keeps_creation_options_and_averages_reflectance(tmp_path, cli):
     out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
-    run("remove", "--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--mask-out", mask,
-        "--co", "BLOCKXSIZE=128", "--co", "BLOCKYSIZE=128", "--co", "COMPRESS=LZW", "-q")
+    result = cli("remove", "--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--mask-out", mask,
+                 "--co", "BLOCKXSIZE=128", "--co", "BLOCKYSIZE=128", "--co", "COMPRESS=LZW", "-q")
+    assert result.exit_code == 0, result.output
     for path in (out, mask):
         assert_cog(path, [2])  # 256 px in 128 px blocks
         with rasterio.open(path) as ds:
@@ -76,9 +71,10 @@ def test_remove_cog_keeps_creation_options_and_averages_reflectance(tmp_path):
     assert np.abs(ov.astype(float) - block_mean(full.astype(float))).max() <= 1
 
 
-def test_no_cog_writes_a_plain_tiled_geotiff(tmp_path):
+def test_no_cog_writes_a_plain_tiled_geotiff(tmp_path, cli):
     out = tmp_path / "mask.tif"
-    run("mask", FLOODS_S2, "-o", out, "--no-cog", "-q")
+    result = cli("mask", FLOODS_S2, "-o", out, "--no-cog", "-q")
+    assert result.exit_code == 0, result.output
     with rasterio.open(out) as ds:
         assert "LAYOUT" not in ds.tags(ns="IMAGE_STRUCTURE") and ds.overviews(1) == []
         assert ds.block_shapes == [(256, 256)]
@@ -92,12 +88,11 @@ def test_a_failed_cog_step_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_provenance_tags_of_remove(tmp_path):
+def test_provenance_tags_of_remove(tmp_path, cli):
     s2 = tmp_path / "S2A_MSIL1C_20190918T105021_s2.tif"
     s2.symlink_to(FLOODS_S2)
     out = tmp_path / "out.tif"
-    result = CliRunner().invoke(main, ["remove", "--s1", str(FLOODS_S1), "--s2", str(s2), "-o",
-                                       str(out), "--json", "-q"])
+    result = cli("remove", "--s1", FLOODS_S1, "--s2", s2, "-o", out, "--json", "-q")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     p = Provenance.of(out)

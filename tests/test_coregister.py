@@ -7,12 +7,10 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
-from cloudfree.cli import main
 from cloudfree.coregister import Grid, coregister_file, coregister_to_grid
 from cloudfree.sentinel2 import open_sentinel2
 from cloudfree.shift_estimation import SIGNIFICANCE_MIN
@@ -48,13 +46,10 @@ def utm_s2(tmp_path_factory):
     return path
 
 
-def run(*args):
-    return CliRunner().invoke(main, ["coregister", *[str(a) for a in args]])
-
-
-def test_aligned_pair_near_zero_and_exact_grid(tmp_path):
+def test_aligned_pair_near_zero_and_exact_grid(tmp_path, cli):
     out, report = tmp_path / "out.tif", tmp_path / "report.json"
-    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--report", report, "-q")
+    result = cli("coregister", "--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--report", report,
+                 "-q")
     assert result.exit_code == 0, result.output
     r = json.loads(report.read_text())
     assert r["reliable"] and r["applied"] and r["overlap_fraction"] == 1.0
@@ -120,11 +115,11 @@ def test_small_patch_with_large_displacement_corrected(tmp_path):
     (FLOODS_S1, FLOODS_S2, Window(384, 384, 96, 96)),  # little common structure
     (SUMMER_S1, SUMMER_S2, None),  # half under cumulus
 ])
-def test_no_trustworthy_estimate_no_shift_and_why(tmp_path, s1, s2, window):
+def test_no_trustworthy_estimate_no_shift_and_why(tmp_path, s1, s2, window, cli):
     if window is not None:
         s2 = crop(s2, tmp_path / "s2.tif", window)
     out, report = tmp_path / "out.tif", tmp_path / "report.json"
-    result = run("--s1", s1, "--s2", s2, "-o", out, "--report", report)
+    result = cli("coregister", "--s1", s1, "--s2", s2, "-o", out, "--report", report)
     assert result.exit_code == 0, result.output
     r = json.loads(report.read_text())
     assert not r["applied"] and r["applied_px"] == {"x": 0.0, "y": 0.0}
@@ -161,10 +156,10 @@ def test_windowed_output_equals_whole_window():
     np.testing.assert_allclose(part, whole[:, 300:390, 100:237], atol=1e-4)
 
 
-def test_partial_overlap_warns_with_fraction(tmp_path):
+def test_partial_overlap_warns_with_fraction(tmp_path, cli):
     moved = moved_s1(WINTER_S1, tmp_path / "half.tif", 128, 0)
     out = tmp_path / "out.tif"
-    result = run("--s1", moved, "--s2", WINTER_S2, "-o", out, "--no-refine")
+    result = cli("coregister", "--s1", moved, "--s2", WINTER_S2, "-o", out, "--no-refine")
     assert result.exit_code == 0, result.output
     assert "covers 50.0% of the Sentinel-2 grid" in result.stderr
     with rasterio.open(out) as o:
@@ -172,36 +167,37 @@ def test_partial_overlap_warns_with_fraction(tmp_path):
     assert np.isnan(data[:, :127]).all() and np.isfinite(data[:, 130:]).all()
 
 
-def test_no_overlap_is_an_error(tmp_path):
+def test_no_overlap_is_an_error(tmp_path, cli):
     far = moved_s1(WINTER_S1, tmp_path / "far.tif", 5000, 0)
     out = tmp_path / "out.tif"
-    result = run("--s1", far, "--s2", WINTER_S2, "-o", out)
+    result = cli("coregister", "--s1", far, "--s2", WINTER_S2, "-o", out)
     assert result.exit_code == 1 and "does not overlap" in result.stderr
     assert "Traceback" not in result.output and not out.exists()
 
 
-def test_existing_output_needs_overwrite(tmp_path):
+def test_existing_output_needs_overwrite(tmp_path, cli):
     out = tmp_path / "out.tif"
     out.write_bytes(b"keep")
-    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--no-refine")
+    result = cli("coregister", "--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--no-refine")
     assert result.exit_code == 2 and "--overwrite" in result.stderr
     assert out.read_bytes() == b"keep"
-    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--no-refine", "--overwrite")
+    result = cli("coregister", "--s1", WINTER_S1, "--s2", WINTER_S2, "-o", out, "--no-refine",
+                 "--overwrite")
     assert result.exit_code == 0 and out.read_bytes() != b"keep"
     assert list(tmp_path.iterdir()) == [out]
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    result = run("--s1", WINTER_S1, "--s2", WINTER_S2, "-o", tmp_path / "o.tif",
+def test_cli_errors_are_one_line(tmp_path, cli):
+    result = cli("coregister", "--s1", WINTER_S1, "--s2", WINTER_S2, "-o", tmp_path / "o.tif",
                  "--s1-units", "linear")
     assert result.exit_code == 2 and "contradicts the values" in result.stderr
-    result = run("--s1", WINTER_S2, "--s2", WINTER_S2, "-o", tmp_path / "o.tif")
+    result = cli("coregister", "--s1", WINTER_S2, "--s2", WINTER_S2, "-o", tmp_path / "o.tif")
     assert result.exit_code == 1 and "Traceback" not in result.output
 
 
-def test_default_output_name(tmp_path):
+def test_default_output_name(tmp_path, cli):
     s1 = moved_s1(WINTER_S1, tmp_path / "vv_vh.tif")
-    result = run("--s1", s1, "--s2", WINTER_S2, "--no-refine", "-q")
+    result = cli("coregister", "--s1", s1, "--s2", WINTER_S2, "--no-refine", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / f"vv_vh_on_{WINTER_S2.stem}.tif").exists()
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from click.testing import CliRunner
 from sar_optical_patch import real_batch
 
 from cloudfree import bundled
 from cloudfree.bundled import DEFAULT_MODEL
 from cloudfree.checkpoint import save_checkpoint
-from cloudfree.cli import main
 from cloudfree.engines import open_engine
 from cloudfree.networks import build
 from cloudfree.scaling import SCALINGS
@@ -61,8 +59,8 @@ def test_optical_only_variant_ignores_sar():
     assert out.shape == (2, 13, 64, 64) and aux == {}
 
 
-def test_cli_models_lists_dsen2cr_with_parameter_counts():
-    result = CliRunner().invoke(main, ["models"])
+def test_cli_models_lists_dsen2cr_with_parameter_counts(cli):
+    result = cli("models")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     start = lines.index("  dsen2cr")
@@ -71,11 +69,11 @@ def test_cli_models_lists_dsen2cr_with_parameter_counts():
     assert "Bundled models" in result.output
 
 
-def test_bundled_model_is_found_listed_and_opened(tmp_path, monkeypatch):
+def test_bundled_model_is_found_listed_and_opened(tmp_path, monkeypatch, cli):
     monkeypatch.setattr(bundled, "MODELS_DIR", tmp_path)
     save_checkpoint(tmp_path / f"{DEFAULT_MODEL}.pt", build("dsen2cr", "small"))
     (tmp_path / f"{DEFAULT_MODEL}.md").write_text("# DSen2-CR small, trained on SEN12MS-CR\n")
-    result = CliRunner().invoke(main, ["models"])
+    result = cli("models")
     assert f"  {DEFAULT_MODEL} (default): DSen2-CR small, trained on SEN12MS-CR" in result.output
     engine = open_engine(model=DEFAULT_MODEL, device="cpu")
     assert engine.arch == "dsen2cr" and engine.scaling == SCALINGS["dsen2cr"]

@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cloudfree.cli import main
 from cloudfree.masking import MaskParams
 from cloudfree.training.datasets import cloud_mask, read_reflectance
 from tests.conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR
@@ -26,15 +24,15 @@ def summer_layout(root):
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> dict[tuple[str, str], dict]:
+def reports(tmp_path_factory, cli) -> dict[tuple[str, str], dict]:
     root = tmp_path_factory.mktemp("evaluate")
     data = summer_layout(root / "data")
     out = {}
     for method, ssim in (("score", "valid"), ("dsen2cr", "official")):
         path = root / f"{method}_{ssim}.json"
-        result = CliRunner().invoke(main, ["evaluate", str(data), "--model", "median-fill",
-                                           "--mask-method", method, "--ssim", ssim,
-                                           "--json", str(path), "-q"])
+        result = cli("evaluate", str(data), "--model", "median-fill",
+                     "--mask-method", method, "--ssim", ssim,
+                     "--report", str(path), "-q")
         assert result.exit_code == 0, result.output
         out[method, ssim] = json.loads(path.read_text())
     return out

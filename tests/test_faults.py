@@ -21,18 +21,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 from conftest import ROOT, SUMMER_S1, SUMMER_S2
 
-from cloudfree.cli import main
 from cloudfree.coregister import coregister_file
 from cloudfree.rasterio_io import partial_path, verify_raster
 
 MODEL = ROOT / "cloudfree" / "models" / "cloudfree-fillnet.pt"
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def last_line(text: str) -> str:
@@ -157,7 +151,7 @@ def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path, big_s2):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2):
+def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2, cli):
     out = tmp_path / "m.tif"
     proc = cloudfree_process("mask", big_s2, "-o", out, "--block", "256", "--quiet")
     wait_for_partial(tmp_path, proc)
@@ -166,7 +160,7 @@ def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2):
     (stale,) = tmp_path.iterdir()
     live = partial_path(out)  # of this test's own process: alive, so only reported
     live.write_bytes(b"being written")
-    result = run("mask", SUMMER_S2, "-o", out)
+    result = cli("mask", SUMMER_S2, "-o", out)
     assert result.exit_code == 0, result.output
     assert not stale.exists() and live.exists() and out.exists()
     assert f"removed {stale}, left by an interrupted run (process {proc.pid})" in result.stderr
@@ -199,25 +193,25 @@ def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
 
 # --- 4. train does not overwrite a run; a bad state is one line ---------------------------------
 
-def test_train_refuses_an_existing_run_and_a_bad_state(tmp_path):
+def test_train_refuses_an_existing_run_and_a_bad_state(tmp_path, cli):
     shutil.copy(MODEL, tmp_path / "last.pt")
     state = tmp_path / "train_state.pt"
     torch.save({"epoch": 1}, state)
-    result = run("train", tmp_path, "--out", tmp_path)
+    result = cli("train", tmp_path, "--out", tmp_path)
     assert result.exit_code == 2
     assert last_line(result.stderr) == (f"Error: {tmp_path} already holds a training run "
                                         "(last.pt, train_state.pt): pass --resume to continue "
                                         "it or --overwrite to start over")
-    result = run("train", tmp_path, "--out", tmp_path, "--resume")
+    result = cli("train", tmp_path, "--out", tmp_path, "--resume")
     assert result.exit_code == 1
     assert result.stderr == (f"Error: training state {state} lacks epoch, step or optimizer: "
                              "not a train_state.pt written by cloudfree train\n")
     state.write_bytes(state.read_bytes()[:100])
-    result = run("train", tmp_path, "--out", tmp_path, "--resume")
+    result = cli("train", tmp_path, "--out", tmp_path, "--resume")
     assert result.exit_code == 1
     assert result.stderr == (f"Error: training state {state} is truncated or corrupt "
                              "(incomplete archive)\n")
-    assert run("train", tmp_path, "--out", tmp_path, "--resume", "--overwrite").exit_code == 2
+    assert cli("train", tmp_path, "--out", tmp_path, "--resume", "--overwrite").exit_code == 2
 
 
 # --- 5. NaN is nodata in float input --------------------------------------------------------------
@@ -235,9 +229,9 @@ def float_s2(tmp_path_factory):
     return path
 
 
-def test_nan_in_float_s2_is_nodata_and_does_not_spread(tmp_path, float_s2):
+def test_nan_in_float_s2_is_nodata_and_does_not_spread(tmp_path, float_s2, cli):
     out, mask = tmp_path / "r.tif", tmp_path / "m.tif"
-    result = run("remove", "--s2", float_s2, "--s1", SUMMER_S1, "-o", out, "--mask-out", mask)
+    result = cli("remove", "--s2", float_s2, "--s1", SUMMER_S1, "-o", out, "--mask-out", mask)
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as ds, rasterio.open(mask) as m:
         filled, classes = ds.read(), m.read(1)
@@ -247,11 +241,11 @@ def test_nan_in_float_s2_is_nodata_and_does_not_spread(tmp_path, float_s2):
     assert (classes == 255).sum() == 2500 and (classes[100:150, 100:150] == 255).all()
 
 
-def test_all_nan_s2_is_refused(tmp_path, float_s2):
+def test_all_nan_s2_is_refused(tmp_path, float_s2, cli):
     path = shutil.copy(float_s2, tmp_path / "nan.tif")
     with rasterio.open(path, "r+") as ds:
         ds.write(np.full((ds.count, ds.height, ds.width), np.nan, np.float32))
-    result = run("mask", path, "-o", tmp_path / "m.tif")
+    result = cli("mask", path, "-o", tmp_path / "m.tif")
     assert result.exit_code == 1
     assert last_line(result.stderr) == f"Error: {path}: every pixel is nodata; nothing to mask"
     assert not (tmp_path / "m.tif").exists()
@@ -272,26 +266,26 @@ def corrupt(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_corrupt_s2_and_s1_are_named(tmp_path):
+def test_corrupt_s2_and_s1_are_named(tmp_path, cli):
     s2 = corrupt(SUMMER_S2, tmp_path / "s2_bad.tif")
     s1 = corrupt(SUMMER_S1, tmp_path / "s1_bad.tif")
-    result = run("mask", s2, "-o", tmp_path / "m.tif")
+    result = cli("mask", s2, "-o", tmp_path / "m.tif")
     assert result.exit_code == 1
     assert last_line(result.stderr).startswith(f"Error: Sentinel-2 input {s2}: data unreadable")
-    result = run("coregister", "--s1", s1, "--s2", SUMMER_S2, "-o", tmp_path / "c.tif")
+    result = cli("coregister", "--s1", s1, "--s2", SUMMER_S2, "-o", tmp_path / "c.tif")
     assert result.exit_code == 1
     assert last_line(result.stderr).startswith(f"Error: Sentinel-1 input {s1}: data unreadable")
     assert leftovers(tmp_path) == [] and not (tmp_path / "c.tif").exists()
 
 
-def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path):
+def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
     scenes = tmp_path / "scenes"
     (scenes / "bad").mkdir(parents=True)
     corrupt(SUMMER_S2, scenes / "bad" / "s2.tif")
     shutil.copy(SUMMER_S1, scenes / "bad" / "s1.tif")
     shutil.copy(SUMMER_S2, scenes / "loose_s2.tif")  # a file beside scene folders: ignored
     report = tmp_path / "run.json"
-    result = run("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report", report)
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report", report)
     assert result.exit_code == 1
     assert last_line(result.stderr) == "Error: 1 of 1 scene(s) failed: bad"
     assert f"cloudfree: {scenes / 'bad' / 's2.tif'}: no band names" in result.stderr
@@ -317,9 +311,9 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path):
     (["export-onnx", "-c", MODEL, "-o", "{x}", "--tile", "8"],
      "Error: Invalid value for '--tile': 8 is not in the range 16<=x<=8192."),
 ])
-def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message):
+def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message, cli):
     x = tmp_path / "x.tif"
-    result = run(*[str(a).replace("{x}", str(x)) for a in args])
+    result = cli(*[str(a).replace("{x}", str(x)) for a in args])
     assert result.exit_code == 2
     assert last_line(result.stderr) == message.replace("{x}", str(x))
     assert list(tmp_path.iterdir()) == []
@@ -327,7 +321,7 @@ def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, messa
 
 # --- 8. clouds with no S1 under them are counted and tagged --------------------------------------
 
-def test_fill_without_s1_is_counted_and_tagged(tmp_path):
+def test_fill_without_s1_is_counted_and_tagged(tmp_path, cli):
     s1 = mosaic(SUMMER_S1, tmp_path / "s1_half.tif", 1, "float32")
     with rasterio.open(s1, "r+") as ds:
         data = ds.read()
@@ -335,7 +329,7 @@ def test_fill_without_s1_is_counted_and_tagged(tmp_path):
         ds.write(data)
         ds.nodata = float("nan")
     for name, radar in (("full", SUMMER_S1), ("half", s1)):
-        result = run("remove", "--s2", SUMMER_S2, "--s1", radar, "-o", tmp_path / f"{name}.tif",
+        result = cli("remove", "--s2", SUMMER_S2, "--s1", radar, "-o", tmp_path / f"{name}.tif",
                      "--json")
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)

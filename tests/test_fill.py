@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from scipy import ndimage
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_models
-from cloudfree.cli import main
 from cloudfree.engines import open_engine
 from cloudfree.fill import (
     MIN_CLEAR_FRACTION,
@@ -118,11 +116,10 @@ def test_default_model_is_bundled_fillnet_on_top_of_the_fill():
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a PNG
-def test_preview_shows_input_mask_and_output_side_by_side(tmp_path):
+def test_preview_shows_input_mask_and_output_side_by_side(tmp_path, cli):
     png = tmp_path / "quicklook.png"
-    result = CliRunner().invoke(main, [
-        "remove", "--s1", str(SUMMER_S1), "--s2", str(SUMMER_S2), "-o", str(tmp_path / "o.tif"),
-        "--model", "median-fill", "--preview", str(png), "--quiet"])
+    result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", tmp_path / "o.tif",
+                 "--model", "median-fill", "--preview", png, "--quiet")
     assert result.exit_code == 0, result.output
     with rasterio.open(png) as ds:
         image = ds.read()
@@ -138,10 +135,9 @@ def test_preview_shows_input_mask_and_output_side_by_side(tmp_path):
     assert after[:, cloud].mean() < before[:, cloud].mean() - 50  # clouds gone
 
 
-def test_preview_must_be_a_png(tmp_path):
-    result = CliRunner().invoke(main, [
-        "remove", "--s1", str(SUMMER_S1), "--s2", str(SUMMER_S2), "-o", str(tmp_path / "o.tif"),
-        "--preview", str(tmp_path / "q.jpg")])
+def test_preview_must_be_a_png(tmp_path, cli):
+    result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", tmp_path / "o.tif",
+                 "--preview", tmp_path / "q.jpg")
     assert result.exit_code == 2
     assert "give a .png path" in result.output
     assert not (tmp_path / "o.tif").exists()

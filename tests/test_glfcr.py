@@ -11,7 +11,7 @@ from sar_optical_patch import assert_crop_matches_whole, sar_optical_patch
 from cloudfree.errors import CloudfreeError
 from cloudfree.networks import build, get_architecture
 from cloudfree.networks.blocks import shifted_window_mask, window_partition
-from cloudfree.networks.glfcr import GLFCR, dynamic_filter, load_official_glfcr
+from cloudfree.networks.glfcr import GLFCR, dynamic_filter
 
 #: Counted by hand from the official RDN_residual_CR definition: shallow convs 310,272;
 #: 6 RDBs x 1,608,720; 6 filter generators x 730,944; 12 gate convs x 9,312; GFF 138,432;
@@ -93,7 +93,7 @@ def test_state_dict_round_trip():
 def test_official_checkpoint_loads_without_its_masks(paper, tmp_path):
     path = tmp_path / "glfcr_official.pth"
     torch.save(official_checkpoint(paper), path)
-    loaded = load_official_glfcr(torch.load(path, weights_only=True))
+    loaded = GLFCR.from_official(torch.load(path, weights_only=True))
     loaded_state = loaded.state_dict()
     for name, value in paper.state_dict().items():
         assert torch.equal(loaded_state[name], value), name
@@ -116,7 +116,7 @@ def test_mismatched_checkpoint_names_what_is_wrong(paper):
     state["RDBs.0.convs.0.attn.qkv_sar.weight"] = state.pop("RDBs.0.convs.0.attn.qkv_SAR.weight")
     state["GFF.0.weight"] = torch.zeros(96, 480, 1, 1)  # as if trained with 5 blocks
     with pytest.raises(CloudfreeError) as info:
-        load_official_glfcr({"network": state})
+        GLFCR.from_official({"network": state})
     message = str(info.value)
     assert "\n" not in message
     assert "missing" in message and "DF.3.fac_warp.1.stem.0.weight" in message
@@ -128,12 +128,12 @@ def test_mismatched_checkpoint_names_what_is_wrong(paper):
 @pytest.mark.parametrize("state", [[1, 2], {"network": {"SFENet1.weight": "weights"}}])
 def test_non_checkpoint_objects_are_refused(state):
     with pytest.raises(CloudfreeError, match="not an official GLF-CR checkpoint"):
-        load_official_glfcr(state)
+        GLFCR.from_official(state)
 
 
 def test_small_checkpoint_is_not_official():
     with pytest.raises(CloudfreeError, match=r"mis-shaped \d+ \(SFENet1.weight"):
-        load_official_glfcr({"network": small().state_dict()})
+        GLFCR.from_official({"network": small().state_dict()})
 
 
 def test_no_size_baked_in():

@@ -9,19 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 
-from cloudfree.cli import main
 from cloudfree.mask_scene import mask_scene
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.sentinel2 import BANDS, open_sentinel2
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result
 
 
 def read_mask(path):
@@ -29,9 +22,9 @@ def read_mask(path):
         return ds.read(1), ds
 
 
-def test_summer_cumulus_is_found_where_it_is(tmp_path):
+def test_summer_cumulus_is_found_where_it_is(tmp_path, cli):
     out = tmp_path / "summer_mask.tif"
-    result = run("mask", SUMMER_S2, "-o", out, "--json")
+    result = cli("mask", SUMMER_S2, "-o", out, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert 0.2 < summary["cloud_fraction"] < 0.6
@@ -193,18 +186,18 @@ def test_threaded_minimal_read_equals_plain_whole_image(tmp_path, params):
     assert (classes == CLOUD).any() and (classes == NODATA).any()
 
 
-def test_mask_reads_only_the_bands_it_needs(tmp_path):
+def test_mask_reads_only_the_bands_it_needs(tmp_path, cli):
     """Without --shadow, B08 and the bands no test uses are not needed (nor read from a SAFE)."""
     data, profile = read_stack(SUMMER_S2, 64)
     keep = [b for b in BANDS if b in ("B01", "B02", "B03", "B04", "B10", "B11")]
     scene = write_stack(tmp_path / "six.tif", data[[BANDS.index(b) for b in keep]], profile,
                         descriptions=keep)
     full = write_stack(tmp_path / "full.tif", data, profile)
-    assert run("mask", scene, "-o", tmp_path / "six_mask.tif", "--threads", "2").exit_code == 0
-    assert run("mask", full, "-o", tmp_path / "full_mask.tif").exit_code == 0
+    assert cli("mask", scene, "-o", tmp_path / "six_mask.tif", "--threads", "2").exit_code == 0
+    assert cli("mask", full, "-o", tmp_path / "full_mask.tif").exit_code == 0
     np.testing.assert_array_equal(read_mask(tmp_path / "six_mask.tif")[0],
                                   read_mask(tmp_path / "full_mask.tif")[0])
-    result = run("mask", scene, "-o", tmp_path / "shadow.tif", "--shadow")
+    result = cli("mask", scene, "-o", tmp_path / "shadow.tif", "--shadow")
     assert result.exit_code == 1 and "band B08 missing" in result.output
 
 
@@ -224,36 +217,36 @@ def test_safe_needs_only_the_score_bands(tmp_path):
     assert (a == CLOUD).any() and (a == 0).any()
 
 
-def test_safe_gives_the_same_mask_as_geotiff(tmp_path):
+def test_safe_gives_the_same_mask_as_geotiff(tmp_path, cli):
     data, profile = read_stack(SUMMER_S2, 252)
     l1c = coarsen_like_l1c(data)
     tif = write_stack(tmp_path / "stack.tif", l1c, profile)
     safe = write_safe(tmp_path / "S2B_MSIL1C_N0400.SAFE", l1c, profile, offset=1000)
-    assert run("mask", tif, "-o", tmp_path / "tif_mask.tif").exit_code == 0
-    result = run("mask", safe, "--method", "dsen2cr")
+    assert cli("mask", tif, "-o", tmp_path / "tif_mask.tif").exit_code == 0
+    result = cli("mask", safe, "--method", "dsen2cr")
     assert result.exit_code == 0, result.output
     tif_mask, _ = read_mask(tmp_path / "tif_mask.tif")
-    run("mask", tif, "-o", tmp_path / "tif_mask2.tif", "--method", "dsen2cr")
+    cli("mask", tif, "-o", tmp_path / "tif_mask2.tif", "--method", "dsen2cr")
     safe_mask, _ = read_mask(tmp_path / "S2B_MSIL1C_N0400_mask.tif")
     np.testing.assert_array_equal(safe_mask, read_mask(tmp_path / "tif_mask2.tif")[0])
     # Ignoring the baseline 04.00 offset would change the result.
-    run("mask", safe, "-o", tmp_path / "no_offset.tif", "--offset", "0")
+    cli("mask", safe, "-o", tmp_path / "no_offset.tif", "--offset", "0")
     assert (read_mask(tmp_path / "no_offset.tif")[0] != tif_mask).any()
 
 
-def test_default_name_overwrite_and_creation_options(tmp_path):
+def test_default_name_overwrite_and_creation_options(tmp_path, cli):
     scene = tmp_path / "scene.tif"
     scene.write_bytes(SUMMER_S2.read_bytes())
-    assert run("mask", scene, "--co", "COMPRESS=LZW").exit_code == 0
+    assert cli("mask", scene, "--co", "COMPRESS=LZW").exit_code == 0
     out = tmp_path / "scene_mask.tif"
     with rasterio.open(out) as ds:
         assert ds.compression.value == "LZW"
     before = out.stat().st_mtime_ns
-    result = run("mask", scene)
+    result = cli("mask", scene)
     assert result.exit_code == 2
     assert "exists: pass --overwrite" in result.output
     assert out.stat().st_mtime_ns == before
-    assert run("mask", scene, "--overwrite").exit_code == 0
+    assert cli("mask", scene, "--overwrite").exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "scene_mask.tif"]
 
 
@@ -284,11 +277,11 @@ def _text(tmp_path):
         (lambda t: t / "missing.tif", 1, "does not exist"),
     ],
 )
-def test_bad_input_one_line_and_no_file(tmp_path, make, code, message):
+def test_bad_input_one_line_and_no_file(tmp_path, make, code, message, cli):
     scene = make(tmp_path)
     out = tmp_path / "out" / "mask.tif"
     out.parent.mkdir()
-    result = run("mask", scene, "-o", out)
+    result = cli("mask", scene, "-o", out)
     assert result.exit_code == code
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0]
@@ -296,25 +289,25 @@ def test_bad_input_one_line_and_no_file(tmp_path, make, code, message):
     assert list(out.parent.iterdir()) == []
 
 
-def test_unwritable_output(tmp_path):
+def test_unwritable_output(tmp_path, cli):
     target = tmp_path / "m.tif" if os.geteuid() else Path("/proc/cloudfree_mask.tif")
     if os.geteuid():
         tmp_path.chmod(0o500)
-    result = run("mask", SUMMER_S2, "-o", target)
+    result = cli("mask", SUMMER_S2, "-o", target)
     tmp_path.chmod(0o700)
     assert result.exit_code == 1
     assert "cannot write" in result.output and "Traceback" not in result.output
     assert not target.exists()
 
 
-def test_missing_output_folder(tmp_path):
-    result = run("mask", SUMMER_S2, "-o", tmp_path / "nope" / "m.tif")
+def test_missing_output_folder(tmp_path, cli):
+    result = cli("mask", SUMMER_S2, "-o", tmp_path / "nope" / "m.tif")
     assert result.exit_code == 1
     assert "folder" in result.output and "does not exist" in result.output
 
 
-def test_version_and_module_entry():
-    result = run("--version")
+def test_version_and_module_entry(cli):
+    result = cli("--version")
     assert result.exit_code == 0 and "cloudfree, version" in result.output
 
 

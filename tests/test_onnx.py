@@ -5,11 +5,9 @@ from __future__ import annotations
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
 from sar_optical_patch import real_batch
 
-from cloudfree.checkpoint import ModelBundle, save_checkpoint
-from cloudfree.cli import main
+from cloudfree.checkpoint import LoadedModel, save_checkpoint
 from cloudfree.engines import OnnxEngine, TorchEngine, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import ARCHITECTURES, build
@@ -21,24 +19,24 @@ TILE = 128
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, tuple[ModelBundle, object]]:
-    """arch -> (bundle of the small preset, path of its ONNX export at TILE)."""
+def exported(tmp_path_factory) -> dict[str, tuple[LoadedModel, object]]:
+    """arch -> (loaded of the small preset, path of its ONNX export at TILE)."""
     folder = tmp_path_factory.mktemp("onnx")
     out = {}
     for arch in ARCHS:
         torch.manual_seed(3)
-        bundle = ModelBundle.from_network(build(arch, "small").eval())
-        out[arch] = (bundle, export_onnx(bundle, folder / f"{arch}.onnx", tile=TILE))
+        loaded = LoadedModel.from_network(build(arch, "small").eval())
+        out[arch] = (loaded, export_onnx(loaded, folder / f"{arch}.onnx", tile=TILE))
     return out
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_onnxruntime_matches_torch_on_real_patches(exported, arch):
-    bundle, path = exported[arch]
+    loaded, path = exported[arch]
     engine = open_engine(onnx=path, device="cpu")
-    s2, s1 = real_batch(bundle.scaling, TILE)  # batch 2 through a graph traced at batch 1
+    s2, s1 = real_batch(loaded.scaling, TILE)  # batch 2 through a graph traced at batch 1
     got = engine.predict(s2, s1)
-    want = TorchEngine(bundle, device="cpu").predict(s2, s1)
+    want = TorchEngine(loaded, device="cpu").predict(s2, s1)
     assert got.shape == want.shape == (2, 13, TILE, TILE) and got.dtype == "float32"
     assert abs(got - want).max() <= 1e-4
     assert engine.session.get_providers() == ["CPUExecutionProvider"]
@@ -46,13 +44,13 @@ def test_onnxruntime_matches_torch_on_real_patches(exported, arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_metadata_carries_what_the_engine_needs(exported, arch):
-    bundle, path = exported[arch]
+    loaded, path = exported[arch]
     engine = OnnxEngine(path, device="cpu")
     assert (engine.arch, engine.tile, engine.bands, engine.scaling) == (
-        arch, TILE, BANDS, bundle.scaling)
-    assert engine.receptive_field == bundle.network.receptive_field()
-    assert engine.size_multiple == bundle.network.size_multiple
-    assert engine.fully_convolutional == bundle.network.fully_convolutional
+        arch, TILE, BANDS, loaded.scaling)
+    assert engine.receptive_field == loaded.network.receptive_field()
+    assert engine.size_multiple == loaded.network.size_multiple
+    assert engine.fully_convolutional == loaded.network.fully_convolutional
     model = onnx.load(str(path))
     assert model.opset_import[0].version == 17
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -75,9 +73,9 @@ def test_auto_device_falls_back_to_cpu_quietly(exported, capfd):
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS if ARCHITECTURES[a].size_multiple > 1])
 def test_tile_must_fit_the_size_multiple(exported, tmp_path, arch):
-    bundle = exported[arch][0]
-    with pytest.raises(UsageError, match=f"multiple of {bundle.network.size_multiple}"):
-        export_onnx(bundle, tmp_path / "x.onnx", tile=bundle.network.size_multiple * 4 + 1)
+    loaded = exported[arch][0]
+    with pytest.raises(UsageError, match=f"multiple of {loaded.network.size_multiple}"):
+        export_onnx(loaded, tmp_path / "x.onnx", tile=loaded.network.size_multiple * 4 + 1)
     assert not list(tmp_path.iterdir())
 
 
@@ -90,12 +88,12 @@ def test_onnx_without_cloudfree_metadata(exported, tmp_path):
         OnnxEngine(path, device="cpu")
 
 
-def test_cli_export_onnx_end_to_end(tmp_path):
+def test_cli_export_onnx_end_to_end(tmp_path, cli):
     torch.manual_seed(4)
     checkpoint = save_checkpoint(tmp_path / "m.pt", build("dsen2cr", "small").eval())
     output = tmp_path / "m.onnx"
     args = ["export-onnx", "--checkpoint", str(checkpoint), "-o", str(output), "--tile", "64"]
-    result = CliRunner().invoke(main, args)
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     engine = open_engine(onnx=output)
     assert engine.tile == 64 and engine.arch == "dsen2cr"
@@ -103,15 +101,15 @@ def test_cli_export_onnx_end_to_end(tmp_path):
     torch_engine = open_engine(checkpoint=checkpoint, device="cpu")
     assert abs(engine.predict(s2, s1) - torch_engine.predict(s2, s1)).max() <= 1e-4
 
-    again = CliRunner().invoke(main, args)
+    again = cli(*args)
     assert again.exit_code == 2 and "exists" in again.output
-    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    assert cli(*args, "--overwrite").exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt"]
 
 
-def test_cli_export_onnx_bad_checkpoint(tmp_path):
+def test_cli_export_onnx_bad_checkpoint(tmp_path, cli):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04 cut short")
-    result = CliRunner().invoke(main, ["export-onnx", "-c", str(bad), "-o",
-                                       str(tmp_path / "x.onnx")])
+    result = cli("export-onnx", "-c", str(bad), "-o",
+                 str(tmp_path / "x.onnx"))
     assert result.exit_code == 1 and "truncated or corrupt" in result.output

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
 from cloudfree.checkpoint import load_checkpoint
-from cloudfree.cli import main
 from cloudfree.errors import UsageError
 from cloudfree.training.loop import TrainConfig, learning_rate
 from cloudfree.training.recipes import recipe, with_recipe
@@ -57,18 +55,17 @@ def test_schedules_per_epoch():
         TrainConfig(schedule="exponential", decay=1.5)
 
 
-def test_train_command_applies_the_recipe(tmp_path):
+def test_train_command_applies_the_recipe(tmp_path, cli):
     data, out = flat_layout(tmp_path / "data", 1), tmp_path / "run"
-    runner = CliRunner()
-    result = runner.invoke(main, ["train", str(data), "--arch", "sgbafm", "--recipe", "paper",
-                                  "--epochs", "1", "--crop", "32", "--out", str(out), "-q"])
+    result = cli("train", str(data), "--arch", "sgbafm", "--recipe", "paper",
+                 "--epochs", "1", "--crop", "32", "--out", str(out), "-q")
     assert result.exit_code == 0, result.output
     training = load_checkpoint(out / "last.pt").metadata["training"]
     assert (training["lr"], training["schedule"], training["decay"]) == (1e-3, "exponential", 0.8)
     assert (training["batch_size"], training["epochs"], training["crop"]) == (4, 1, 32)
     assert training["loss"] == "l1"
-    result = runner.invoke(main, ["train", str(data), "--arch", "ibhfn", "--recipe", "paper",
-                                  "--out", str(tmp_path / "no"), "-q"])
+    result = cli("train", str(data), "--arch", "ibhfn", "--recipe", "paper",
+                 "--out", str(tmp_path / "no"), "-q")
     assert result.exit_code != 0
     assert result.output.strip().splitlines()[-1].startswith("Error: no paper recipe for ibhfn")
     assert "Traceback" not in result.output

@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 
 from cloudfree.checkpoint import save_checkpoint
-from cloudfree.cli import main
 from cloudfree.masking import CLOUD, NODATA, MaskParams
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import BANDS, open_sentinel2
 from cloudfree.tiling import TileGrid
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +38,17 @@ def whole_image_prediction(checkpoint, s2_path, s1_path, trim):
     """The network on the whole (mirror-padded) scene at once: what tiling must reproduce."""
     from cloudfree.checkpoint import load_checkpoint
 
-    bundle = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint)
     with open_sentinel2(s2_path) as s2, rasterio.open(s1_path) as s1:
         refl, _ = s2.read()
-        x2 = bundle.scaling.scale_s2(refl)
-        x1 = bundle.scaling.scale_s1(s1.read())
+        x2 = loaded.scaling.scale_s2(refl)
+        x1 = loaded.scaling.scale_s1(s1.read())
         pad = ((0, 0), (trim, trim), (trim, trim))
         with torch.inference_mode():
-            out = bundle.network.eval()(torch.from_numpy(np.pad(x2, pad, "symmetric"))[None],
+            out = loaded.network.eval()(torch.from_numpy(np.pad(x2, pad, "symmetric"))[None],
                                         torch.from_numpy(np.pad(x1, pad, "symmetric"))[None])
         out = out[0, :, trim : trim + s2.height, trim : trim + s2.width].numpy()
-        return s2.to_dn(bundle.scaling.unscale_s2(out))
+        return s2.to_dn(loaded.scaling.unscale_s2(out))
 
 
 def test_tiled_equals_whole_image_for_fully_convolutional(tmp_path, checkpoints):
@@ -87,9 +81,9 @@ def test_no_seams_at_tile_borders(tmp_path, checkpoints, arch):
     assert grad[borders].max() <= np.percentile(inside, 99), (arch, grad[borders], inside.max())
 
 
-def test_cli_end_to_end_on_sen12mscr(tmp_path, checkpoints):
+def test_cli_end_to_end_on_sen12mscr(tmp_path, checkpoints, cli):
     out, mask_out = tmp_path / "clear.tif", tmp_path / "mask.tif"
-    result = run("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", out, "--checkpoint",
+    result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", out, "--checkpoint",
                  checkpoints["dsen2cr"], "--mask-out", mask_out, "--tile", "128", "--json",
                  "--device", "cpu", "--feather", "4")
     assert result.exit_code == 0, result.output
@@ -107,7 +101,7 @@ def test_cli_end_to_end_on_sen12mscr(tmp_path, checkpoints):
     assert (data[:, cloud] != source[:, cloud]).any(axis=0).mean() > 0.95  # clouds filled
 
 
-def test_cli_end_to_end_on_sen1floods11_geographic_s1(tmp_path, checkpoints):
+def test_cli_end_to_end_on_sen1floods11_geographic_s1(tmp_path, checkpoints, cli):
     """S1 in EPSG:4326 on a slightly different grid, S2 int16 with nodata 0."""
     with rasterio.open(FLOODS_S2) as ds:
         data, profile = ds.read(), ds.profile
@@ -118,7 +112,7 @@ def test_cli_end_to_end_on_sen1floods11_geographic_s1(tmp_path, checkpoints):
         dst.write(data)
         dst.descriptions = tuple(f"B{int(b[1:])}" if b != "B8A" else "B8A" for b in BANDS)
     out = tmp_path / "out.tif"
-    result = run("remove", "--s1", FLOODS_S1, "--s2", s2, "-o", out, "--checkpoint",
+    result = cli("remove", "--s1", FLOODS_S1, "--s2", s2, "-o", out, "--checkpoint",
                  checkpoints["dsen2cr"], "--device", "cpu", "--mask-out", tmp_path / "m.tif")
     assert result.exit_code == 0, result.output
     res, out_profile, _, _ = read(out)
@@ -170,27 +164,27 @@ def _twelve_band_checkpoint(tmp_path, checkpoints):
                        "--device", "cpu"], "fp16 needs a GPU", 2),
     ],
 )
-def test_errors_are_one_line_and_leave_no_file(tmp_path, checkpoints, extra, message, code):
+def test_errors_are_one_line_and_leave_no_file(tmp_path, checkpoints, extra, message, code, cli):
     args = extra(tmp_path, checkpoints)
     if "--checkpoint" not in args and "--model" not in args:
         args += ["--checkpoint", checkpoints["dsen2cr"]]
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    result = run("remove", *args, "-o", out_dir / "x.tif")
+    result = cli("remove", *args, "-o", out_dir / "x.tif")
     assert result.exit_code == code, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], result.output
     assert list(out_dir.iterdir()) == []
 
 
-def test_missing_crs_is_refused(tmp_path, checkpoints):
+def test_missing_crs_is_refused(tmp_path, checkpoints, cli):
     with rasterio.open(SUMMER_S1) as ds:
         data, profile = ds.read(), ds.profile
     profile.update(crs=None)
     s1 = tmp_path / "nocrs.tif"
     with rasterio.open(s1, "w", **profile) as dst:
         dst.write(data)
-    result = run("remove", "--s1", s1, "--s2", SUMMER_S2, "-o", tmp_path / "x.tif",
+    result = cli("remove", "--s1", s1, "--s2", SUMMER_S2, "-o", tmp_path / "x.tif",
                  "--checkpoint", checkpoints["dsen2cr"])
     assert result.exit_code == 1 and "coordinate reference system" in result.output
     assert not (tmp_path / "x.tif").exists()
@@ -219,7 +213,7 @@ def test_gpu_out_of_memory_halves_the_batch(tmp_path, checkpoints, monkeypatch, 
     assert summary["tiles_run"] > 0 and out.exists()
 
 
-def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints):
+def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints, cli):
     from cloudfree.onnx_export import export_checkpoint
 
     onnx = export_checkpoint(checkpoints["dsen2cr"], tmp_path / "m.onnx", 64)
@@ -230,6 +224,6 @@ def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints):
     assert a["tile"] == b["tile"] == 64  # the checkpoint's tile when --tile is not given
     diff = np.abs(read(tmp_path / "a.tif")[0].astype(int) - read(tmp_path / "b.tif")[0])
     assert diff.max() <= 1
-    result = run("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--onnx", onnx, "--tile", "128",
+    result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--onnx", onnx, "--tile", "128",
                  "-o", tmp_path / "c.tif")
     assert result.exit_code == 2 and "runs 64 px tiles only" in result.output

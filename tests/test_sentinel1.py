@@ -62,7 +62,7 @@ def test_linear_power_detected_and_converted(tmp_path):
 def test_wrong_units_is_a_usage_error(tmp_path, linear, claimed):
     path = copy_s1(WINTER_S1, tmp_path / "s1.tif",
                    transform_data=(lambda d: 10 ** (d / 10)) if linear else None)
-    with pytest.raises(UsageError, match=f"--s1-units {claimed} contradicts"):
+    with pytest.raises(UsageError, match=f"s1_units={claimed} contradicts"):
         open_sentinel1(path, claimed)
 
 

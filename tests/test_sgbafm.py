@@ -14,7 +14,7 @@ from cloudfree.networks.sgbafm import (
     ChannelAttention,
     FeedForward,
     PatchAttention,
-    SGBAFMNet,
+    SGBAFMBlock,
 )
 
 SIZE = 64
@@ -26,7 +26,7 @@ def patch() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture()
-def model() -> SGBAFMNet:
+def model() -> SGBAFM:
     torch.manual_seed(0)
     return build("sgbafm", "small").eval()
 
@@ -38,7 +38,7 @@ def test_presets_sizes() -> None:
     assert 1_000_000 < paper < 10_000_000
 
 
-def test_output_shape_and_determinism(model: SGBAFMNet, patch) -> None:
+def test_output_shape_and_determinism(model: SGBAFM, patch) -> None:
     s2, s1 = patch
     with torch.no_grad():
         out, aux = model(s2, s1, return_aux=True)
@@ -49,7 +49,7 @@ def test_output_shape_and_determinism(model: SGBAFMNet, patch) -> None:
     assert torch.allclose(batch[:1], out, atol=1e-5)
 
 
-def test_state_dict_round_trip(model: SGBAFMNet, patch) -> None:
+def test_state_dict_round_trip(model: SGBAFM, patch) -> None:
     torch.manual_seed(1)
     other = build("sgbafm", "small").eval()
     with torch.no_grad():
@@ -95,7 +95,7 @@ def test_sar_similarity_steers_attention(patch) -> None:
     assert best != worst and shifted[0] > shifted[1]
 
 
-def test_conv_path_stays_within_receptive_field(model: SGBAFMNet, patch) -> None:
+def test_conv_path_stays_within_receptive_field(model: SGBAFM, patch) -> None:
     for module in model.modules():
         if isinstance(module, ChannelAttention):
             module.forward = lambda x: x
@@ -105,8 +105,8 @@ def test_conv_path_stays_within_receptive_field(model: SGBAFMNet, patch) -> None
     assert max(measured) <= model.receptive_field() <= max(measured) + 1
 
 
-def test_patch_attention_sees_the_whole_tile(model: SGBAFMNet, patch) -> None:
-    assert not SGBAFMNet.fully_convolutional
+def test_patch_attention_sees_the_whole_tile(model: SGBAFM, patch) -> None:
+    assert not SGBAFM.fully_convolutional
     assert support_radius(model, *patch, 0, 0) == SIZE - 1
 
 
@@ -130,7 +130,7 @@ def test_transformer_block_ends_with_a_feed_forward_block(patch) -> None:
     """The SG-BAFM transformer is attention then a per-pixel LayerNorm-MLP with a residual."""
     s2, s1 = patch
     torch.manual_seed(0)
-    block = SGBAFM(features=2, embed=8, heads=1, patch=16).eval()
+    block = SGBAFMBlock(features=2, embed=8, heads=1, patch=16).eval()
     assert isinstance(block.feed_forward, FeedForward)
     x = s2[:, :2]
     with torch.no_grad():

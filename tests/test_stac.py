@@ -9,7 +9,6 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from click.testing import CliRunner
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 from pystac.extensions.classification import ClassificationExtension
 from pystac.extensions.eo import EOExtension
@@ -19,13 +18,8 @@ from pystac.validation import validate_dict
 from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.bundled import DEFAULT_MODEL
-from cloudfree.cli import main
 from cloudfree.sentinel2 import BANDS
 from cloudfree.stac import SENTINEL2_FIRST
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def scene(root: Path, name: str, s2: Path, s1: Path, s2_name: str = "s2.tif",
@@ -41,14 +35,14 @@ def items(stac: Path) -> dict[str, pystac.Item]:
 
 
 @pytest.fixture(scope="module")
-def removed(tmp_path_factory) -> tuple[Path, Path, dict]:
+def removed(tmp_path_factory, cli) -> tuple[Path, Path, dict]:
     """batch remove --masks --stac over the floods pair (dated names, 2019-09-18) and winter."""
     root = tmp_path_factory.mktemp("stac")
     scene(root / "scenes", "floods", FLOODS_S2, FLOODS_S1, "S2B_20190918_s2.tif",
           "S1A_20190917_s1.tif")
     scene(root / "scenes", "winter", WINTER_S2, WINTER_S1)
     out, stac, report = root / "out", root / "stac", root / "run.json"
-    result = run("batch", root / "scenes", "-o", out, "--masks", "--stac", stac,
+    result = cli("batch", root / "scenes", "-o", out, "--masks", "--stac", stac,
                  "--report", report, "-q")
     assert result.exit_code == 0, result.output
     rows = {r["scene"]: r for r in json.loads(report.read_text())["scenes"]}
@@ -112,18 +106,18 @@ def test_assets_load_with_band_information(removed):
             assert np.array_equal(a.read(), b.read())
 
 
-def test_resume_adds_to_the_catalog(tmp_path):
+def test_resume_adds_to_the_catalog(tmp_path, cli):
     scenes, out, stac = tmp_path / "scenes", tmp_path / "out", tmp_path / "stac"
     scene(scenes, "summer", SUMMER_S2, SUMMER_S1)
-    assert run("batch", scenes, "-o", out, "--command", "mask", "--stac", stac,
+    assert cli("batch", scenes, "-o", out, "--command", "mask", "--stac", stac,
                "-q").exit_code == 0
     first = items(stac)["summer"]
     assert first.properties["cloudfree:command"] == "mask" and list(first.assets) == ["mask"]
     scene(scenes, "winter", WINTER_S2, WINTER_S1)
-    again = run("batch", scenes, "-o", out, "--command", "mask", "--stac", stac, "-q")
+    again = cli("batch", scenes, "-o", out, "--command", "mask", "--stac", stac, "-q")
     assert again.exit_code == 2 and "pass --resume to add to it" in again.stderr
     assert not (out / "winter_mask.tif").exists()
-    resumed = run("batch", scenes, "-o", out, "--command", "mask", "--stac", stac, "--resume",
+    resumed = cli("batch", scenes, "-o", out, "--command", "mask", "--stac", stac, "--resume",
                   "-q")
     assert resumed.exit_code == 0 and "1 ok, 0 failed, 1 skipped" in resumed.stdout
     found = items(stac)

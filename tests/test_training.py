@@ -13,9 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from click.testing import CliRunner
 
-from cloudfree.cli import main
 from cloudfree.errors import CloudfreeError
 from cloudfree.training.datasets import find_samples
 from cloudfree.training.evaluate import COLUMNS, METHODS
@@ -91,15 +89,14 @@ def test_training_lowers_the_loss_and_resume_continues(tmp_path):
     assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2, 3, 4, 5, 6]
 
 
-def test_train_and_evaluate_commands(tmp_path):
+def test_train_and_evaluate_commands(tmp_path, cli):
     data = sen12mscr_layout(tmp_path / "data", with_summer=True)
-    runner = CliRunner()
-    result = runner.invoke(main, ["train", str(data), "--epochs", "1", "--crop", "32",
-                                  "--loss", "cloudaware", "--out", str(tmp_path / "run"), "-q"])
+    result = cli("train", str(data), "--epochs", "1", "--crop", "32",
+                 "--loss", "cloudaware", "--out", str(tmp_path / "run"), "-q")
     assert result.exit_code == 0, result.output
     report, table = tmp_path / "report.json", tmp_path / "report.csv"
-    result = runner.invoke(main, ["evaluate", str(data), "-c", str(tmp_path / "run" / "last.pt"),
-                                  "--json", str(report), "--csv", str(table), "-q"])
+    result = cli("evaluate", str(data), "-c", str(tmp_path / "run" / "last.pt"),
+                 "--report", str(report), "--csv", str(table), "-q")
     assert result.exit_code == 0, result.output
     assert "| median_fill |" in result.output
     rows = read_csv(table)

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
 from torch import nn
 
+from cloudfree.errors import CloudfreeError
+
 #: Channels of the interface: the 13 L1C bands in, the 13 bands out, and S1 VV + VH.
 S2_BANDS = 13
 S1_BANDS = 2
+#: How many offending keys a state-dict mismatch error names.
+_SHOWN_KEYS = 4
 
 
 class CloudRemovalNet(nn.Module):
     """forward(s2 [B,13,H,W], s1 [B,2,H,W]) on scaled inputs -> cloud-free s2 [B,13,H,W].
 
-    Subclasses set ``arch`` (registry name), ``presets`` (at least ``paper`` and ``small``),
-    ``size_multiple`` (H and W must be multiples of it) and implement ``receptive_field``.
+    Subclasses set ``arch`` (registry name), ``presets`` (at least ``paper`` and ``small``, each
+    naming every constructor parameter), ``default_preset`` (the preset equal to the constructor
+    defaults), ``size_multiple`` (H and W must be multiples of it) and implement
+    ``receptive_field``.
     With ``return_aux=True`` forward returns ``(output, aux)`` where ``aux`` holds auxiliary
     outputs for training (e.g. ``gate``, ``kl``); otherwise just the output tensor.
 
@@ -27,6 +34,7 @@ class CloudRemovalNet(nn.Module):
 
     arch: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict]] = {}
+    default_preset: ClassVar[str] = "paper"
     size_multiple: ClassVar[int] = 1
     #: True when output at a pixel depends only on inputs within ``receptive_field`` pixels, so
     #: tiled inference with that much overlap equals whole-image inference.
@@ -44,6 +52,26 @@ class CloudRemovalNet(nn.Module):
         super().__init__()
         self.config = dict(config)
 
+    def load_checked_state(self, state: Mapping[str, torch.Tensor], what: str,
+                           ignore: tuple[str, ...] = ()) -> None:
+        """Load a state dict strictly; a mismatch is one line naming the first offending keys.
+
+        ``what`` names the source in the error. Keys ending in one of ``ignore`` may be missing
+        or unexpected (size-bound buffers).
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state and not k.endswith(ignore)]
+        unexpected = [k for k in state if k not in own and not k.endswith(ignore)]
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        problems = [f"{label} {_few(keys)}" for label, keys in
+                    (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+                    if keys]
+        if problems:
+            raise CloudfreeError(f"{what}: state dict does not match {self.arch}: "
+                                 + "; ".join(problems))
+        self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
     def receptive_field(self) -> int:
         """Radius in pixels of the input region that influences one output pixel."""
         raise NotImplementedError
@@ -57,3 +85,9 @@ class CloudRemovalNet(nn.Module):
 
     def forward(self, s2: torch.Tensor, s1: torch.Tensor, return_aux: bool = False):
         raise NotImplementedError
+
+
+def _few(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    more = len(keys) - _SHOWN_KEYS
+    return f"{len(keys)} ({shown}{f', +{more} more' if more > 0 else ''})"

@@ -1,4 +1,5 @@
-"""Building blocks shared by the two-stream (optical + SAR) window-attention networks.
+"""Building blocks shared by the networks: mostly the two-stream (optical + SAR) window
+attention of GLF-CR and CARF, and the plain residual block.
 
 Windows are cut with plain reshapes and the cyclic shift uses ``torch.roll`` so that everything
 exports to ONNX. Shifted-window masks depend on the feature-map size only; they are computed on
@@ -86,6 +87,27 @@ def exchange(opt: torch.Tensor, sar: torch.Tensor, sar_source: torch.Tensor,
     new_opt = gated_residual(opt, sar_source - opt, to_opt)
     new_sar = gated_residual(sar, new_opt - sar_source, to_sar)
     return new_opt, new_sar
+
+
+class ResBlock(nn.Module):
+    """conv3x3, activation (default ReLU), conv3x3, times ``res_scale``, plus the input.
+
+    ``name`` is the attribute holding the three layers, so that state-dict keys can follow a
+    published checkpoint (the official GLF-CR release calls it ``stem``).
+    """
+
+    def __init__(self, channels: int, activation: nn.Module | None = None,
+                 res_scale: float = 1.0, name: str = "body") -> None:
+        super().__init__()
+        self.res_scale, self.layers = res_scale, name
+        self.add_module(name, nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True) if activation is None else activation,
+            nn.Conv2d(channels, channels, 3, padding=1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.get_submodule(self.layers)(x)
+        return x + (residual if self.res_scale == 1 else self.res_scale * residual)
 
 
 class Mlp(nn.Module):

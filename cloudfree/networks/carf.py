@@ -82,7 +82,28 @@ def fusion_stage(features: int, layers: int, growth: int, heads: int, mlp_ratio:
 
 @register
 class CARF(CloudRemovalNet):
-    """CARF backbone; train it with the cloud-aware weighted loss of the paper (eq. 17-18)."""
+    """CARF backbone; train it with the cloud-aware weighted loss of the paper (eq. 17-18).
+
+    Parameters
+    ----------
+    features : int
+        Channels of both streams at half resolution. Default: 96.
+    stages : int
+        Fusion stages. Default: 6.
+    layers : int
+        Dense layers per stage (a Swin block after each but the last). Default: 5.
+    growth : int
+        Channels each dense layer adds. Default: 48.
+    heads : int
+        Attention heads of the Swin blocks. Default: 8.
+    mlp_ratio : float
+        Hidden width of the Swin MLP, as a multiple of its input. Default: 2.
+    up_features : int
+        Channels before the output convolution. Default: 64.
+    fusion : {"guided", "window"}
+        Where the streams meet (module docstring): ``window`` is eq. 6 as written, ``guided``
+        GLF-CR's SAR-guided attention and exchange. Default: ``"guided"``.
+    """
 
     arch: ClassVar[str] = "carf"
     presets: ClassVar[dict[str, dict]] = {
@@ -95,6 +116,7 @@ class CARF(CloudRemovalNet):
         "small": {"features": 16, "stages": 2, "layers": 3, "growth": 8, "heads": 2,
                   "mlp_ratio": 2.0, "up_features": 8, "fusion": "window"},
     }
+    default_preset: ClassVar[str] = "guided"
     size_multiple: ClassVar[int] = SCALE * WINDOW
     fully_convolutional: ClassVar[bool] = False
     default_scaling: ClassVar[str] = "glfcr"

@@ -13,28 +13,25 @@ import torch
 from torch import nn
 
 from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
+from cloudfree.networks.blocks import ResBlock
 from cloudfree.networks.registry import register
-
-
-class _ResBlock(nn.Module):
-    """conv3x3-ReLU-conv3x3, scaled, added to the block input."""
-
-    def __init__(self, features: int, res_scale: float) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(features, features, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(features, features, 3, padding=1),
-        )
-        self.res_scale = res_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.res_scale * self.body(x)
 
 
 @register
 class DSen2CR(CloudRemovalNet):
-    """DSen2-CR; ``use_sar=False`` is the paper's optical-only ablation."""
+    """DSen2-CR; ``use_sar=False`` is the paper's optical-only ablation.
+
+    Parameters
+    ----------
+    features : int
+        Channels of every residual block. Default: 256.
+    blocks : int
+        Residual blocks. Default: 16.
+    res_scale : float
+        Factor on each block's residual before it is added. Default: 0.1.
+    use_sar : bool
+        Feed S1 VV and VH beside the 13 optical bands. Default: True.
+    """
 
     arch: ClassVar[str] = "dsen2cr"
     presets: ClassVar[dict[str, dict]] = {
@@ -54,7 +51,7 @@ class DSen2CR(CloudRemovalNet):
         in_bands = S2_BANDS + (S1_BANDS if use_sar else 0)
         self.head = nn.Sequential(nn.Conv2d(in_bands, features, 3, padding=1),
                                   nn.ReLU(inplace=True))
-        self.body = nn.Sequential(*(_ResBlock(features, res_scale) for _ in range(blocks)))
+        self.body = nn.Sequential(*(ResBlock(features, res_scale=res_scale) for _ in range(blocks)))
         self.tail = nn.Conv2d(features, S2_BANDS, 3, padding=1)
 
     def receptive_field(self) -> int:

@@ -31,7 +31,10 @@ def _mask_or_zeros(s2: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 @register
 class Fill(CloudRemovalNet):
-    """The classical fill as a model: returns the (already filled) optical input."""
+    """The classical fill as a model: returns the (already filled) optical input.
+
+    Takes no parameters.
+    """
 
     arch: ClassVar[str] = "fill"
     presets: ClassVar[dict[str, dict]] = {"paper": {}, "small": {}}
@@ -53,13 +56,20 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 
 @register
 class FillNet(CloudRemovalNet):
-    """Correction of the classical fill from S1 and the clear context; ``widths`` per level."""
+    """Correction of the classical fill from S1 and the clear context.
+
+    Parameters
+    ----------
+    widths : tuple of 4 int
+        Channels of the U-Net at full, 1/2, 1/4 and 1/8 resolution. Default: (16, 32, 48, 64).
+    """
 
     arch: ClassVar[str] = "fillnet"
     presets: ClassVar[dict[str, dict]] = {
         "paper": {"widths": (32, 64, 96, 128)},  # no paper: the larger size we offer
         "small": {"widths": (16, 32, 48, 64)},  # the bundled default
     }
+    default_preset: ClassVar[str] = "small"
     size_multiple: ClassVar[int] = 8
     fully_convolutional: ClassVar[bool] = False  # pooling makes output depend on tile phase
     uses_mask: ClassVar[bool] = True

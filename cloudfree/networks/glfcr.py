@@ -9,7 +9,7 @@ outputs of all stages are fused (GFF), added to the first shallow features, pixe
 to full resolution and added to the cloudy input (eq. 6).
 
 Parameter and buffer names follow the official release so that its checkpoints
-(``{"network": state_dict}``) load with :func:`load_official_glfcr`; the official size-bound
+(``{"network": state_dict}``) load with :meth:`GLFCR.from_official`; the official size-bound
 ``attn_mask`` buffers are ignored and the masks recomputed for any input size.
 """
 
@@ -27,6 +27,7 @@ from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.blocks import (
     DualRDB,
     DualSwinConv,
+    ResBlock,
     exchange,
     global_fusion,
     pixel_shuffle_head,
@@ -43,19 +44,6 @@ def _conv_lrelu(in_channels: int, out_channels: int, kernel: int) -> nn.Sequenti
                          nn.LeakyReLU(LEAKY_SLOPE))
 
 
-class _ResBlock(nn.Module):
-    """conv3x3, LeakyReLU, conv3x3, plus the input."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1),
-                                  nn.LeakyReLU(LEAKY_SLOPE),
-                                  nn.Conv2d(channels, channels, 3, padding=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.stem(x)
-
-
 class FilterGenerator(nn.Module):
     """Dynamic filter generation (Sec. 4.3, Sec. 5.1): a conv and two residual blocks on the
     concatenated streams, then a 1x1 conv to one k x k filter per SAR channel and pixel."""
@@ -64,8 +52,8 @@ class FilterGenerator(nn.Module):
         super().__init__()
         self.fac_warp = nn.Sequential(
             _conv_lrelu(2 * features, features, 3),
-            _ResBlock(features),
-            _ResBlock(features),
+            ResBlock(features, nn.LeakyReLU(LEAKY_SLOPE), name="stem"),
+            ResBlock(features, nn.LeakyReLU(LEAKY_SLOPE), name="stem"),
             _conv_lrelu(features, features * size * size, 1),
         )
 
@@ -92,7 +80,30 @@ def dynamic_filter(x: torch.Tensor, filters: torch.Tensor, size: int) -> torch.T
 
 @register
 class GLFCR(CloudRemovalNet):
-    """GLF-CR; the ``paper`` preset is the official model (14,827,373 parameters)."""
+    """GLF-CR; the ``paper`` preset is the official model (14,827,373 parameters).
+
+    Parameters
+    ----------
+    features : int
+        Channels of both streams at half resolution. Default: 96.
+    blocks : int
+        SGCI + SLFC stages. Default: 6.
+    layers : int
+        Dense layers (each with a window transformer layer) per stage. Default: 5.
+    growth : int
+        Channels each dense layer adds. Default: 48.
+    heads : int
+        Attention heads of the window transformer layers. Default: 8.
+    mlp_ratio : float
+        Hidden width of the transformer MLP, as a multiple of its input. Default: 2.
+    filter_size : int
+        Side in pixels of the per-pixel dynamic filters (SLFC). Default: 5.
+    up_features : int
+        Channels before the output convolution. Default: 64.
+    drop_path : float
+        Largest stochastic-depth rate, reached by the last dense layer (training only).
+        Default: 0.2.
+    """
 
     arch: ClassVar[str] = "glfcr"
     presets: ClassVar[dict[str, dict]] = {
@@ -165,8 +176,17 @@ class GLFCR(CloudRemovalNet):
 
     @classmethod
     def from_official(cls, state: Mapping) -> GLFCR:
-        """The ``paper`` model with weights from an official GLF-CR checkpoint."""
-        return load_official_glfcr(state)
+        """Build the ``paper`` GLF-CR and load an official checkpoint dict into it, strictly.
+
+        Accepts ``{"network": state_dict}``, a bare state dict, and ``module.``-prefixed names.
+        Raises CloudfreeError naming the first missing, unexpected or mis-shaped entries. The
+        model is returned in eval mode (the official training used stochastic depth).
+        """
+        if not isinstance(state, Mapping):
+            raise CloudfreeError(f"not an official GLF-CR checkpoint: got {type(state).__name__}")
+        model = cls(**cls.presets["paper"])
+        model.load_checked_state(_official_state_dict(state), "not an official GLF-CR checkpoint")
+        return model.eval()
 
 
 #: Official buffers that depend on the training input size; recomputed here on demand.
@@ -186,19 +206,3 @@ def _official_state_dict(state: Mapping) -> dict[str, torch.Tensor]:
         if name.rsplit(".", 1)[-1] not in SIZE_BOUND_BUFFERS:
             out[name] = value
     return out
-
-
-def load_official_glfcr(state: Mapping) -> GLFCR:
-    """Build the ``paper`` GLF-CR and load an official checkpoint dict into it, strictly.
-
-    Accepts ``{"network": state_dict}``, a bare state dict, and ``module.``-prefixed names.
-    Raises CloudfreeError naming the first missing, unexpected or mis-shaped entries. The
-    model is returned in eval mode (the official training used stochastic depth).
-    """
-    if not isinstance(state, Mapping):
-        raise CloudfreeError(f"not an official GLF-CR checkpoint: got {type(state).__name__}")
-    from cloudfree.checkpoint import load_state  # late: checkpoint imports the registry
-
-    model = GLFCR(**GLFCR.presets["paper"])
-    load_state(model, _official_state_dict(state), "not an official GLF-CR checkpoint")
-    return model.eval()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
+from cloudfree.networks.blocks import ResBlock
 from cloudfree.networks.registry import register
 
 #: choice: initial bias of the log-variance head (posterior std exp(-2) ~ 0.14 at start).
@@ -38,20 +39,8 @@ def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
-class _ResBlock(nn.Module):
-    """conv3x3-ReLU-conv3x3 added to the block input."""
-
-    def __init__(self, features: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(_conv3(features, features), nn.ReLU(inplace=True),
-                                  _conv3(features, features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 def _res_stack(features: int, blocks: int) -> nn.Sequential:
-    return nn.Sequential(*(_ResBlock(features) for _ in range(blocks)))
+    return nn.Sequential(*(ResBlock(features) for _ in range(blocks)))
 
 
 class _Encoder(nn.Module):
@@ -121,7 +110,17 @@ class _Upsample(nn.Module):
 
 @register
 class IBHFN(CloudRemovalNet):
-    """Dual-stream network with SAR information bottleneck and gated Dirac skip; aux: gate, kl."""
+    """Dual-stream network with SAR information bottleneck and gated Dirac skip; aux: gate, kl.
+
+    Parameters
+    ----------
+    features : int
+        Channels of both encoders, the fusion and the decoder. Default: 96.
+    blocks : int
+        Residual blocks per encoder resolution and in the decoder. Default: 4.
+    fusion_blocks : int
+        Residual blocks after the bottleneck fusion, at half resolution. Default: 4.
+    """
 
     arch: ClassVar[str] = "ibhfn"
     presets: ClassVar[dict[str, dict]] = {

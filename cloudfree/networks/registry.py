@@ -9,7 +9,15 @@ ARCHITECTURES: dict[str, type[CloudRemovalNet]] = {}
 
 
 def register(cls: type[CloudRemovalNet]) -> type[CloudRemovalNet]:
-    """Class decorator adding an architecture to the registry under ``cls.arch``."""
+    """Class decorator adding an architecture to the registry under ``cls.arch``.
+
+    Raises ValueError when ``cls.arch`` is empty or already registered.
+    """
+    if not cls.arch:
+        raise ValueError(f"{cls.__name__} sets no arch name to register under")
+    if cls.arch in ARCHITECTURES:
+        raise ValueError(f"architecture {cls.arch!r} is registered already "
+                         f"({ARCHITECTURES[cls.arch].__name__}); pick another arch name")
     ARCHITECTURES[cls.arch] = cls
     return cls
 

@@ -129,7 +129,7 @@ class FeedForward(nn.Module):
         return x + self.mlp(self.norm(channels_last)).permute(0, 3, 1, 2)
 
 
-class SGBAFM(nn.Module):
+class SGBAFMBlock(nn.Module):
     """SAR-guided bi-modal attention fusion (sec. II-B) of same-sized optical and SAR features.
 
     First ``F_sar <- F_sar * sigmoid(Conv(Conv(F_opt) (+) Conv(F_sar)))`` with 1x1 convs and
@@ -229,8 +229,24 @@ class _DirectedStem(nn.Module):
 
 
 @register
-class SGBAFMNet(CloudRemovalNet):
-    """Base fusion (MBConv) + directed fusion (SG-BAFM) + DFIN, residual to the cloudy input."""
+class SGBAFM(CloudRemovalNet):
+    """Base fusion (MBConv) + directed fusion (SG-BAFM) + DFIN, residual to the cloudy input.
+
+    Parameters
+    ----------
+    features : int
+        Channels of the convolutional paths. Default: 64.
+    base_blocks : int
+        MBConv blocks of the base fusion. Default: 2.
+    fused_blocks : int
+        MBConv blocks after the directed fusion. Default: 2.
+    embed : int
+        Width of the patch attention of SG-BAFM (divisible by ``heads``). Default: 128.
+    heads : int
+        Attention heads. Default: 4.
+    expansion : int
+        MBConv hidden width, as a multiple of its output. Default: 4.
+    """
 
     arch: ClassVar[str] = "sgbafm"
     presets: ClassVar[dict[str, dict]] = {
@@ -258,7 +274,7 @@ class SGBAFMNet(CloudRemovalNet):
         self.optical = _DirectedStem(S2_BANDS, features)
         self.sar = _DirectedStem(S1_BANDS, features)
         # the directed stage runs at half resolution: a 16-px patch is 8 feature pixels there
-        self.fusion = SGBAFM(features, embed, heads, self.patch // 2)
+        self.fusion = SGBAFMBlock(features, embed, heads, self.patch // 2)
         self.refine = nn.Sequential(*(MBConv(features, features, expansion)
                                       for _ in range(fused_blocks)),
                                     _conv3(features, 4 * features), nn.PixelShuffle(2))

@@ -25,7 +25,6 @@ mae``. JSON: ``{"samples": n, "overall": {method: {metric: mean, "n": n}}, "bins
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -135,10 +134,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def write_json(report: dict, path: Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
 
 
 def table(report: dict) -> str:

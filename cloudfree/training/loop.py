@@ -106,7 +106,7 @@ def _device(name: str, rank_local: int) -> torch.device:
     if name == "cuda" and dist.is_initialized():
         name = f"cuda:{rank_local}"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA GPU is available")
+        raise UsageError(f"device={name} asked for, but no CUDA GPU is available", "device")
     return torch.device(name)
 
 
@@ -128,21 +128,22 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
     """
     out = Path(out)
     if resume and overwrite:
-        raise UsageError("resume continues the run in the folder and overwrite starts it over: "
-                         "pick one")
+        raise UsageError("resume=True continues the run in the folder and overwrite=True starts "
+                         "it over: pick one", "resume", "overwrite")
     if not resume:
         existing = [name for name in (CHECKPOINT, STATE) if (out / name).exists()]
         if existing and not overwrite:
             raise UsageError(f"{out} already holds a training run ({', '.join(existing)}): pass "
-                             "--resume to continue it or --overwrite to start over")
+                             "resume=True to continue it or overwrite=True to start over",
+                             "resume", "overwrite")
         if overwrite:
             (out / LOG).unlink(missing_ok=True)
         network = build(config.arch, config.preset, **config.overrides)
         return network, default_scaling(config.arch), None
     if not (out / CHECKPOINT).is_file() or not (out / STATE).is_file():
-        raise UsageError(f"--resume: no {CHECKPOINT} and {STATE} in {out}")
-    bundle = load_checkpoint(out / CHECKPOINT)
-    return bundle.network, bundle.scaling, load_state_file(out / STATE)
+        raise UsageError(f"resume=True: no {CHECKPOINT} and {STATE} in {out}", "resume")
+    loaded = load_checkpoint(out / CHECKPOINT)
+    return loaded.network, loaded.scaling, load_state_file(out / STATE)
 
 
 def load_state_file(path: Path) -> dict:
