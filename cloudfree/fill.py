@@ -58,12 +58,12 @@ class ClearHistogram:
 
     def add(self, reflectance: np.ndarray, clear: np.ndarray, valid: np.ndarray) -> None:
         """Count the clear pixels of a window ([C, h, w] reflectance, [h, w] masks)."""
-        self.valid += int(valid.sum())
-        if not clear.any():
-            return
-        bins = np.clip(np.rint(reflectance[:, clear] / STEP), 0, BINS - 1).astype(np.int64)
-        for band, values in enumerate(bins):
-            self.counts[band] += np.bincount(values, minlength=BINS)
+        self.merge(window_counts(reflectance, clear), int(valid.sum()))
+
+    def merge(self, counts: np.ndarray, valid: int) -> None:
+        """Add the counts of a window (from ``window_counts``) and its number of valid pixels."""
+        self.counts += counts
+        self.valid += valid
 
     def spectrum(self, min_clear_fraction: float = MIN_CLEAR_FRACTION) -> FillSpectrum:
         """The clear-sky median of every band, or the prior when too little is clear."""
@@ -77,6 +77,16 @@ class ClearHistogram:
         high = np.argmax(cumulative >= clear // 2 + 1, axis=1)
         values = (low + high) / 2 * STEP
         return FillSpectrum(tuple(float(v) for v in values), "scene", fraction)
+
+
+def window_counts(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """Per-band histogram [C, BINS] of the clear pixels of a window (safe to run in threads)."""
+    counts = np.zeros((len(reflectance), BINS), np.int64)
+    if clear.any():
+        bins = np.clip(np.rint(reflectance[:, clear] / STEP), 0, BINS - 1).astype(np.int64)
+        for band, values in enumerate(bins):
+            counts[band] = np.bincount(values, minlength=BINS)
+    return counts
 
 
 def fill_masked(reflectance: np.ndarray, mask: np.ndarray, spectrum: FillSpectrum) -> np.ndarray:

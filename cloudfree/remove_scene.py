@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -27,7 +27,7 @@ from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import DEFAULT_MODEL, Engine, model_file, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked
+from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked, window_counts
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.preview import Preview
@@ -42,7 +42,7 @@ from cloudfree.rasterio_io import (
     with_halo,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.threads import thread_pool
+from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
 log = logging.getLogger("cloudfree")
@@ -141,18 +141,25 @@ def composite_alpha(classes: np.ndarray, params: MaskParams, feather: int) -> np
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``)."""
-    histogram = ClearHistogram(len(bands))
     halo = params.halo
-    for win in progress(block_windows(s2.width, s2.height), desc="fill statistics",
-                        quiet=quiet):
+
+    def one(win: Window) -> tuple[np.ndarray, int]:
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
         refl, valid = read_padded(lambda w_: s2.read(w_, bands), top, left, h, w,
                                   s2.height, s2.width, halo)
         classes, _ = classify(refl, valid, params, bands, shadow)
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         classes, valid = classes[inner], valid[inner]
-        histogram.add(refl[:, inner[0], inner[1]], valid & ~fill_mask(classes, params)
-                      & (classes != NODATA), valid)
+        clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
+        return window_counts(refl[:, inner[0], inner[1]], clear), int(valid.sum())
+
+    histogram = ClearHistogram(len(bands))
+    windows = block_windows(s2.width, s2.height)
+    # windows are read and classified on every core; each thread returns only its histogram.
+    # Closed (its threads joined) before the scene's datasets, even on a stop.
+    with closing(ordered_map(one, windows, usable_cores())) as results:
+        for counts, valid in progress(results, len(windows), "fill statistics", quiet):
+            histogram.merge(counts, valid)
     return histogram.spectrum()
 
 
