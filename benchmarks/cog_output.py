@@ -24,7 +24,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from remove_pipeline import make_scene, peak_memory, peak_rss_mb, run_once  # noqa: E402
+from remove_pipeline import (  # noqa: E402
+    make_scene,
+    peak_memory,
+    peak_rss_mb,
+    print_memory_table,
+    run_once,
+)
 
 
 def timed(step) -> float:
@@ -113,18 +119,9 @@ def main() -> None:
         memory = [peak_memory(folder, size, args) for size in args.memory_sizes]
         cog_rows = [cog_memory(folder, size) for size in args.cog_memory_sizes]
     if memory:
-        print("\npeak RSS of remove with COG output (fresh process per size)")
-        print("| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
-        for r in memory:
-            print(f"| {r['size']}^2 | {r['seconds']} | {r['peak_rss_mb']} | "
-                  f"{r['peak_rss_mb'] / memory[0]['peak_rss_mb']:.2f}x |")
+        print_memory_table(memory, "peak RSS of remove with COG output (fresh process per size)")
     if cog_rows:
-        print("\npeak RSS of the COG step alone (fresh process per size)")
-        print("| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
-        for r in cog_rows:
-            print(f"| {r['size']}^2 x {r['bands']} | {r['seconds']} | {r['peak_rss_mb']} | "
-                  f"{r['peak_rss_mb'] / cog_rows[0]['peak_rss_mb']:.2f}x |")
-
+        print_memory_table(cog_rows, "peak RSS of the COG step alone (fresh process per size)")
 
 if __name__ == "__main__":
     main()

@@ -23,35 +23,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from deformed_mosaic import deformation, write_mosaic  # noqa: E402
+from deformed_mosaic import field_error, write_mosaic  # noqa: E402
+from remove_pipeline import peak_rss_mb  # noqa: E402
 
 from cloudfree.coregister import coregister_file  # noqa: E402
-from cloudfree.shift_field import ShiftField  # noqa: E402
-
-
-def field_error(out: Path, size: int) -> np.ndarray:
-    """Distance (px) between the applied and the fitted field on a 25 x 25 grid."""
-    with rasterio.open(out) as ds:
-        tag = json.loads(ds.tags()["COREGISTER_FIELD"])
-    field = ShiftField(tuple(tag["coef_x"]), tuple(tag["coef_y"]), tag["degree"],
-                       tuple(tag["size"]))
-    cols, rows = np.meshgrid(np.linspace(0, size, 25), np.linspace(0, size, 25))
-    fx, fy = field.at(cols, rows)
-    tx, ty = deformation(cols, rows, size)
-    return np.hypot(fx - tx, fy - ty)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not carried over from the
-    parent that forked it, which here holds a whole mosaic while building it)."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines()
-                    if line.startswith("VmHWM:"))) / 1024
 
 
 def run(folder: Path, size: int, cache_mb: int) -> dict:

@@ -67,6 +67,16 @@ def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:
                         precision=args.precision, quiet=True, **model_kwargs(args), **options)
 
 
+def print_memory_table(rows: list[dict], title: str = "") -> None:
+    """Seconds and peak RSS per scene size, and the ratio to the first (smallest) row."""
+    print(f"\n{title}" if title else "")
+    print("| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
+    for r in rows:
+        label = f"{r['size']}^2" + (f" x {r['bands']}" if "bands" in r else "")
+        print(f"| {label} | {r['seconds']} | {r['peak_rss_mb']} | "
+              f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x |")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory since it started, in MB.
 
@@ -165,10 +175,7 @@ def main() -> None:
               f"{t['overlap']}): pipeline {t['pipeline_s']} s, bare forward "
               f"{t['bare_forward_s']} s, ratio {t['ratio_bare_over_pipeline']} (target >= 0.9)")
         rows = [peak_memory(folder, size, args) for size in args.sizes]
-    print("\n| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']}^2 | {r['seconds']} | {r['peak_rss_mb']} | "
-              f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x |")
+    print_memory_table(rows)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ size can be built in bounded memory; they share a nominal 10 m UTM grid.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from scipy import ndimage
 from cloudfree.coregister import coregister_to_grid
 from cloudfree.sentinel1 import db_to_linear, linear_to_db
 from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.shift_field import ShiftField
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAIRS = ((DATA / "sen1floods11" / "Spain_7370579_S1Hand.tif",
@@ -34,6 +36,19 @@ def deformation(cols, rows, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The known field (dx, dy) in pixels: up to about 4 px, affine plus quadratic terms."""
     u, v = 2 * np.asarray(cols) / size - 1, 2 * np.asarray(rows) / size - 1
     return 1.0 + 1.5 * u - 0.8 * v + 0.6 * u * v, -0.5 + 0.7 * u + 1.2 * v ** 2
+
+
+def field_error(out: Path, size: int) -> np.ndarray:
+    """Distance (px) between the deformation and the field ``coregister`` wrote into ``out``
+    (its ``COREGISTER_FIELD`` tag), on a 25 x 25 grid."""
+    with rasterio.open(out) as ds:
+        tag = json.loads(ds.tags()["COREGISTER_FIELD"])
+    field = ShiftField(tuple(tag["coef_x"]), tuple(tag["coef_y"]), tag["degree"],
+                       tuple(tag["size"]))
+    cols, rows = np.meshgrid(np.linspace(0, size, 25), np.linspace(0, size, 25))
+    fx, fy = field.at(cols, rows)
+    tx, ty = deformation(cols, rows, size)
+    return np.hypot(fx - tx, fy - ty)
 
 
 def _blocks() -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[float, float]]]:
