@@ -6,10 +6,12 @@
 The scene is a mosaic of the real SEN12MS-CR summer patch (mirrored, about a third cumulus),
 written as a 13-band uint16 tiled deflate GeoTIFF (pixel interleaved). In one run, with default
 options: `cloudfree mask` of git revision ``--baseline`` (default 1b64258, the last one before
-the parallel reading; run from a `git archive` of it in a subprocess, timed inside), then this
-tree's at each ``--threads`` count (default: 1 and all usable cores), round after round (best of
-``--repeats``; wall time and the process's CPU time); the baseline's mask is compared bit for bit
-with this tree's under the same options (``--no-hot``: the HOT test came later, on purpose).
+the speed work; run from a `git archive` of it), then this tree's at each ``--threads`` count
+(default: 1 and all usable cores), round after round, each run in a fresh process and timed
+inside it (best of ``--repeats``; wall time and the process's CPU time; the output is a COG for
+this tree, a plain GeoTIFF for the baseline, which had no COG step); the baseline's mask is
+compared bit for bit with this tree's under the same options (``--no-hot``: the HOT test came
+later, on purpose).
 s2cloudless (its README's settings: threshold 0.4, average_over 4, dilation_size 2, all 13 bands)
 runs once on a ``--s2cloudless-size`` crop of the same scene, reading included, since it is
 about a hundred times slower. All in Mpx/s.
@@ -18,6 +20,7 @@ about a hundred times slower. All in Mpx/s.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -30,32 +33,24 @@ import rasterio
 from rasterio.windows import Window
 from remove_pipeline import ROOT, SAMPLE, mosaic
 
-from cloudfree.masking import MaskParams
-
-#: Timed inside the baseline's process: argv = scene, output; prints wall and CPU seconds.
-BASELINE_RUN = """
-import sys, time
+#: One `mask_scene` in a fresh process, timed inside it (imports excluded); argv = code folder,
+#: scene, output, keyword arguments as JSON (``params``: MaskParams fields). Prints wall and CPU s.
+RUN = """
+import json, sys, time
 from cloudfree.mask_scene import mask_scene
+from cloudfree.masking import MaskParams
+kwargs = json.loads(sys.argv[3])
+params = MaskParams(**kwargs.pop("params", {}))
 wall, cpu = time.perf_counter(), time.process_time()
-mask_scene(sys.argv[1], sys.argv[2], overwrite=True, quiet=True)
+mask_scene(sys.argv[1], sys.argv[2], params, overwrite=True, quiet=True, **kwargs)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
 
-def time_mask(scene: Path, out: Path, threads: int,
-              params: MaskParams = MaskParams()) -> tuple[float, float]:
-    """Wall and CPU seconds of one `mask_scene` of this tree."""
-    from cloudfree.mask_scene import mask_scene
-
-    wall, cpu = time.perf_counter(), time.process_time()
-    mask_scene(scene, out, params, overwrite=True, quiet=True, threads=threads)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def time_baseline(code: Path, scene: Path, out: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one `mask_scene` of the baseline code in ``code``."""
-    result = subprocess.run([sys.executable, "-c", BASELINE_RUN, str(scene), str(out)], cwd=code,
-                            env={**os.environ, "PYTHONPATH": str(code)}, check=True,
+def time_mask(code: Path, scene: Path, out: Path, **kwargs) -> tuple[float, float]:
+    """Wall and CPU seconds of one `mask_scene` of the package in ``code``, in its own process."""
+    result = subprocess.run([sys.executable, "-c", RUN, str(scene), str(out), json.dumps(kwargs)],
+                            cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, check=True,
                             capture_output=True, text=True)
     wall, cpu = map(float, result.stdout.split())
     return wall, cpu
@@ -106,11 +101,12 @@ def main() -> None:
         for _ in range(args.repeats):
             if code:
                 runs.setdefault(f"{args.baseline} (before)", []).append(
-                    time_baseline(code, scene, tmp / "before.tif"))
+                    time_mask(code, scene, tmp / "before.tif"))
             for n in args.threads:
-                runs.setdefault(f"--threads {n}", []).append(time_mask(scene, tmp / "m.tif", n))
+                runs.setdefault(f"--threads {n}", []).append(
+                    time_mask(ROOT, scene, tmp / "m.tif", threads=n))
         if code:
-            time_mask(scene, tmp / "no_hot.tif", max(args.threads), MaskParams(hot=False))
+            time_mask(ROOT, scene, tmp / "no_hot.tif", params={"hot": False})
             identical = same_mask(tmp / "before.tif", tmp / "no_hot.tif")
         theirs = time_s2cloudless(scene, args.s2cloudless_size)
     theirs_rate = args.s2cloudless_size**2 / theirs / 1e6

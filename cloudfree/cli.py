@@ -17,6 +17,7 @@ from cloudfree import __version__
 from cloudfree import options as opt
 from cloudfree.errors import CloudfreeError
 from cloudfree.options import PATH, TILE_SIZE
+from cloudfree.rasterio_io import MASK_BLOCK
 from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
 
 
@@ -81,7 +82,7 @@ def main() -> None:
 @click.option("--score", "score_path", type=PATH,
               help="Also write the float32 cloud score to this GeoTIFF.")
 @opt.as_json
-@click.option("--block", type=click.IntRange(64, 16384), default=1024, show_default=True,
+@click.option("--block", type=click.IntRange(64, 16384), default=MASK_BLOCK, show_default=True,
               help="Window size in pixels for streaming the scene.")
 @click.option("--threads", type=click.IntRange(1, 1024),
               help="Windows read and classified at once [default: all usable cores].")

@@ -4,8 +4,9 @@ Outputs are streamed block by block into a tiled GeoTIFF (memory flat in the sce
 copies that file once through GDAL's COG driver, which adds internal overviews (halving until
 they fit one block) and orders the file as the COG layout wants. GDAL streams both steps through
 its block cache, so memory stays bounded; disk needs about 1.4 times the output size again while
-the copy runs. The streamed file's compression, predictor and block size (from ``--co``) carry
-over; the other creation options apply only with ``--no-cog``.
+the copy runs. Small outputs (masks) are streamed uncompressed and compressed once, by the copy.
+The compression, predictor and block size of the output's profile (from ``--co``) carry over;
+the other creation options apply only with ``--no-cog``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import rasterio
 import rasterio.shutil
 
@@ -21,31 +23,48 @@ AVERAGE = "average"
 NEAREST = "nearest"
 #: TIFF predictor codes as the COG driver names them.
 _PREDICTORS = {"1": "NO", "2": "STANDARD", "3": "FLOATING_POINT"}
+#: The COG step's scratch files (the streamed image and the driver's overviews) stay
+#: uncompressed, which saves compressing twice, while the raw image is at most this big: a mask
+#: of a whole Sentinel-2 tile (115 MiB), not a 13-band output.
+UNCOMPRESSED_SCRATCH_BYTES = 512 * 2**20
 
 
-def cog_options(src: rasterio.DatasetReader, resampling: str) -> dict[str, str]:
-    """COG creation options that keep the streamed file's compression and tiling."""
-    structure = src.tags(ns="IMAGE_STRUCTURE")
+def _small(profile: dict) -> bool:
+    size = profile["width"] * profile["height"] * profile["count"]
+    return size * np.dtype(profile["dtype"]).itemsize <= UNCOMPRESSED_SCRATCH_BYTES
+
+
+def scratch_profile(profile: dict) -> dict:
+    """Profile of the streamed file that :func:`make_cog` copies into an output of ``profile``."""
+    return {**profile, "compress": "none", "predictor": 1} if _small(profile) else profile
+
+
+def cog_options(profile: dict, resampling: str) -> dict[str, str]:
+    """COG creation options with the output profile's compression, predictor and tiling."""
+    compress = str(profile.get("compress", "deflate")).upper()
+    predictor = "1" if compress == "NONE" else str(profile.get("predictor", 1))
     options = {
-        "compress": structure.get("COMPRESSION", "DEFLATE"),
-        "predictor": _PREDICTORS.get(structure.get("PREDICTOR", "1"), "NO"),
+        "compress": compress,
+        "predictor": _PREDICTORS.get(predictor, "NO"),
         "overview_resampling": resampling,
         "bigtiff": "IF_SAFER",
         "num_threads": "ALL_CPUS",
     }
-    rows, cols = src.block_shapes[0]
-    if rows == cols and rows % 16 == 0:
+    rows, cols = int(profile.get("blockysize", 0)), int(profile.get("blockxsize", 0))
+    if rows == cols and rows > 0 and rows % 16 == 0:
         options["blocksize"] = str(rows)
     return options
 
 
-def make_cog(path: Path, resampling: str) -> None:
-    """Rewrite the GeoTIFF at ``path`` in place as a COG with ``resampling`` overviews."""
+def make_cog(path: Path, resampling: str, profile: dict) -> None:
+    """Rewrite the streamed GeoTIFF at ``path`` in place as a COG with ``resampling`` overviews,
+    compressed and tiled as ``profile`` (the output's GeoTIFF profile) asks."""
     path = Path(path)
     cog = path.with_name(path.name + ".cog")
+    scratch = "NONE" if _small(profile) else "LZW"  # LZW: the driver's own default
     try:
-        with rasterio.open(path) as src:
-            rasterio.shutil.copy(src, cog, driver="COG", **cog_options(src, resampling))
+        with rasterio.open(path) as src, rasterio.Env(COG_TMP_COMPRESSION=scratch):
+            rasterio.shutil.copy(src, cog, driver="COG", **cog_options(profile, resampling))
         os.replace(cog, path)
     finally:
         for leftover in (cog, cog.with_name(cog.name + ".aux.xml")):

@@ -27,6 +27,7 @@ from cloudfree.masking import (
 )
 from cloudfree.provenance import cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    MASK_BLOCK,
     GridOutputs,
     block_windows,
     check_distinct,
@@ -93,7 +94,7 @@ def mask_scene(
     score_path: Path | str | None = None,
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
-    block: int = 1024,
+    block: int = MASK_BLOCK,
     threads: int | None = None,
     cog: bool = True,
     quiet: bool = False,
@@ -122,7 +123,7 @@ def mask_scene(
         GDAL GeoTIFF creation options. Default: none.
     block : int
         Window size in pixels for streaming the scene; the result does not depend on it.
-        Default: 1024.
+        Default: 512.
     threads : int, optional
         Windows read and classified at once; the result does not depend on it. Default: every
         usable core.

@@ -76,17 +76,16 @@ class ShadowThresholds:
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """r(x, lo, hi) of eq. 13: 0 at lo, 1 at hi, linear between, clipped."""
+    """r(x, lo, hi) of eq. 13 before clipping: 0 at lo, 1 at hi, linear."""
     r = x - lo
     r /= hi - lo
-    return np.clip(r, 0.0, 1.0, out=r)
+    return r
 
 
 def _ndsi(b03: np.ndarray, b11: np.ndarray) -> np.ndarray:
     """Normalised difference snow index (eq. 15); 0 where both bands are 0."""
     total = b03 + b11
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (b03 - b11) / np.where(total > 0, total, 1), 0.0)
+    return np.divide(b03 - b11, total, out=np.zeros_like(total), where=total > 0)
 
 
 def _pick(reflectance: np.ndarray, bands: Sequence[str],
@@ -100,12 +99,12 @@ def _pick(reflectance: np.ndarray, bands: Sequence[str],
 
 
 def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
-    """Eq. 13 without the snow test, in [0, 1]."""
+    """Eq. 13 without the snow test, in [0, 1] (the minimum of the ramps, clipped once)."""
     score = _ramp(b["B02"], 0.1, 0.5)
     np.minimum(score, _ramp(b["B01"], 0.1, 0.3), out=score)
     np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2), out=score)
     np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8), out=score)
-    return score.astype(np.float32, copy=False)
+    return np.clip(score, 0.0, 1.0, out=score).astype(np.float32, copy=False)
 
 
 def hot_positive(b: dict[str, np.ndarray]) -> np.ndarray:
@@ -155,19 +154,23 @@ def classify(
         b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
     raw = raw_score(b)
     ndsi = _ndsi(b["B03"], b["B11"])
-    snow = (raw > params.threshold) & (ndsi >= params.ndsi_threshold)
+    snowy = ndsi >= params.ndsi_threshold
+    snow = (raw > params.threshold) & snowy
     if params.hot:
-        raw = np.where(hot_positive(b), raw, np.float32(0))
+        raw[~hot_positive(b)] = 0
     if params.method == "dsen2cr":
-        score = np.minimum(raw, _ramp(ndsi, params.ndsi_threshold + 0.2, params.ndsi_threshold))
+        soft = np.clip(_ramp(ndsi, params.ndsi_threshold + 0.2, params.ndsi_threshold), 0, 1)
+        score = np.minimum(raw, soft)
         score = ndimage.grey_closing(score, size=(5, 5), mode="reflect")
         score = ndimage.uniform_filter(score, size=7, mode="reflect")
         cloud = score > params.threshold
         snow &= ~cloud
     else:
-        score = np.where(ndsi >= params.ndsi_threshold, 0.0, raw)
+        score = raw
+        score[snowy] = 0
         cloud = score > params.threshold
-    classes = np.where(cloud, CLOUD, np.where(snow, SNOW, CLEAR)).astype(np.uint8)
+    classes = snow.view(np.uint8) * np.uint8(SNOW)
+    classes[cloud] = CLOUD
     if params.shadow:
         if shadow is None:
             shadow = combine_shadow_stats([shadow_thresholds(reflectance, valid, bands)])

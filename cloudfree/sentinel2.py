@@ -129,7 +129,7 @@ class Sentinel2:
         self.require(bands, "this command")
         window = window or Window(0, 0, self.width, self.height)
         h, w = int(window.height), int(window.width)
-        out: np.ndarray | None = None
+        raw: np.ndarray | None = None  # in the input's dtype
         valid: np.ndarray | None = None  # None: every pixel valid so far
         sources = self._thread_sources()
         groups: dict[tuple[int, int], list[int]] = {}
@@ -141,21 +141,25 @@ class Sentinel2:
             indexes = [sources[bands[i]][1] for i in positions]
             data, ok = _read_bands(dataset, indexes, factor, window)
             if len(groups) == 1:
-                out = data
+                raw = data
             else:
-                out = np.empty((len(bands), h, w), dtype=np.float32) if out is None else out
-                out[positions] = data
+                raw = np.empty((len(bands), h, w), dtype=data.dtype) if raw is None else raw
+                raw[positions] = data
             if ok is not None:
                 valid = ok.all(axis=0) if valid is None else valid & ok.all(axis=0)
-        if np.issubdtype(np.dtype(self.dtype), np.floating):
+        if self.nodata is not None and not math.isnan(self.nodata):
+            filled = (raw == self.nodata).any(axis=0)
+            valid = ~filled if valid is None else valid & ~filled
+        # One pass from the input's dtype to float32, exactly as float32(dn - offset) / scale.
+        out = np.empty(raw.shape, dtype=np.float32)
+        if self.offset:
+            np.subtract(raw, self.offset, out=out, dtype=np.float32)
+            out /= self.dn_scale
+        else:
+            np.divide(raw, self.dn_scale, out=out, dtype=np.float32)
+        if np.issubdtype(raw.dtype, np.floating):
             finite = np.isfinite(out).all(axis=0)  # NaN (or inf) is never data, declared or not
             valid = finite if valid is None else valid & finite
-        if self.nodata is not None and not math.isnan(self.nodata):
-            filled = (out == self.nodata).any(axis=0)
-            valid = ~filled if valid is None else valid & ~filled
-        if self.offset:
-            out -= self.offset
-        out /= self.dn_scale
         if valid is None or valid.all():
             return out, np.ones((h, w), dtype=bool)
         out[:, ~valid] = 0.0
@@ -199,19 +203,19 @@ class Sentinel2:
 
 
 def _read_bands(dataset, indexes: list[int], factor: int, window: Window):
-    """Bands of one dataset on the 10 m grid: data [n, h, w] float32 and masks (or None).
+    """Bands of one dataset on the 10 m grid: data [n, h, w] in its dtype and masks (or None).
 
     Coarser bands are replicated (nearest neighbour), which keeps windowed reads identical to
     whole-image reads wherever the window falls.
     """
     if factor == 1:
-        data = checked_read(S2_INPUT, dataset, indexes, window=window, out_dtype=np.float32)
+        data = checked_read(S2_INPUT, dataset, indexes, window=window)
         return data, _read_valid(dataset, indexes, window)
     r0, c0 = int(window.row_off), int(window.col_off)
     r1, c1 = r0 + int(window.height), c0 + int(window.width)
     src = Window(c0 // factor, r0 // factor,
                  (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
-    data = checked_read(S2_INPUT, dataset, indexes, window=src, out_dtype=np.float32)
+    data = checked_read(S2_INPUT, dataset, indexes, window=src)
     mask = _read_valid(dataset, indexes, src)
     rows = np.arange(r0, r1) // factor - r0 // factor
     cols = np.arange(c0, c1) // factor - c0 // factor

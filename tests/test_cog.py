@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,11 +13,11 @@ from conftest import FLOODS_S1, FLOODS_S2, WINTER_S1, WINTER_S2
 from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_model
-from cloudfree.cog import NEAREST
+from cloudfree.cog import NEAREST, make_cog
 from cloudfree.errors import CloudfreeError
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.provenance import Provenance
-from cloudfree.rasterio_io import atomic_output
+from cloudfree.rasterio_io import atomic_output, geotiff_profile
 
 
 def assert_cog(path, overviews):
@@ -47,8 +48,11 @@ def test_mask_and_coregister_write_cogs_with_the_right_overviews(tmp_path, cli):
                  ("coregister", "--s1", FLOODS_S1, "--s2", FLOODS_S2, "-o", s1, "-q")):
         result = cli(*args)
         assert result.exit_code == 0, result.output
-    for path in (mask, score, s1):
+    for path, predictor in ((mask, None), (score, "3"), (s1, "3")):
         assert_cog(path, [2])  # 512 px in 256 px blocks: one overview level
+        with rasterio.open(path) as ds:  # the mask is streamed uncompressed: still compressed
+            assert ds.compression.value == "DEFLATE"
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == predictor  # none for classes
     full, ov = overview(mask)
     assert np.isin(ov, [CLEAR, CLOUD, SHADOW, SNOW, NODATA]).all()
     assert (ov == full[:, ::2, ::2]).mean() > 0.95  # nearest: picked, never averaged
@@ -82,8 +86,11 @@ def test_no_cog_writes_a_plain_tiled_geotiff(tmp_path, cli):
 
 
 def test_a_failed_cog_step_leaves_nothing(tmp_path):
+    profile = geotiff_profile(width=256, height=256, crs="EPSG:32631", count=1, dtype="uint8",
+                              transform=rasterio.transform.from_origin(0, 256, 10, 10), nodata=255)
     with pytest.raises(CloudfreeError, match="cannot write .*out.tif: .*not recognized"), \
-            atomic_output(tmp_path / "out.tif", overwrite=False, cog=NEAREST) as tmp:
+            atomic_output(tmp_path / "out.tif", overwrite=False,
+                          finish=partial(make_cog, resampling=NEAREST, profile=profile)) as tmp:
         tmp.write_text("not a GeoTIFF\n")
     assert list(tmp_path.iterdir()) == []
 
