@@ -4,6 +4,8 @@ NumPy and torch free their large arrays, but glibc keeps freed blocks in its per
 and with a reader thread, GDAL's threads and torch's threads each holding some, a process's
 resident memory creeps up chunk after chunk. ``malloc_trim(0)`` hands those pages back
 (dask.distributed trims its workers the same way). Elsewhere than glibc this does nothing.
+Pages handed back cost a page fault each when reused, so long loops release every few seconds,
+not every iteration.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import time
+
+#: Seconds between releases in a long loop: slow creep, and a few page faults per release.
+RELEASE_INTERVAL_S = 5.0
 
 
 @functools.cache
@@ -32,3 +38,17 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+class PeriodicRelease:
+    """Call in a loop: releases freed memory at most once every ``interval`` seconds."""
+
+    def __init__(self, interval: float = RELEASE_INTERVAL_S) -> None:
+        self.interval = interval
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            release_free_memory()
+            self.last = now

@@ -30,7 +30,7 @@ from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked, window_counts
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
-from cloudfree.memory import release_free_memory
+from cloudfree.memory import PeriodicRelease
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
@@ -444,6 +444,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             mask_dst.update_tags(**tags)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
+        release = PeriodicRelease()
         with thread_pool(1) as reader:
             pending = reader.submit(pipe.load, todo[0])
             for i in progress(range(len(todo)), desc="remove", quiet=quiet, unit="chunk"):
@@ -451,7 +452,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                 if i + 1 < len(todo):
                     pending = reader.submit(pipe.load, todo[i + 1])
                 final = blender.add(loaded.chunk, pipe.predict(loaded))
-                release_free_memory()  # or resident memory creeps up with the scene
+                release()  # or resident memory creeps up with the scene
                 if final is None:
                     continue
                 dn, classes, original = pipe.finish(final, loaded)
