@@ -5,8 +5,8 @@ copies that file once through GDAL's COG driver, which adds internal overviews (
 they fit one block) and orders the file as the COG layout wants. GDAL streams both steps through
 its block cache, so memory stays bounded; disk needs about 1.4 times the output size again while
 the copy runs. Small outputs (masks) are streamed uncompressed and compressed once, by the copy.
-The compression, predictor and block size of the output's profile (from ``--co``) carry over;
-the other creation options apply only with ``--no-cog``.
+The compression, its level, the predictor and the block size of the output's profile (from
+``--co``) carry over; the other creation options apply only with ``--no-cog``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ AVERAGE = "average"
 NEAREST = "nearest"
 #: TIFF predictor codes as the COG driver names them.
 _PREDICTORS = {"1": "NO", "2": "STANDARD", "3": "FLOATING_POINT"}
+#: The GeoTIFF creation option that the COG driver's LEVEL stands for, by compression.
+_LEVELS = {"DEFLATE": "zlevel", "ZSTD": "zstd_level", "LZMA": "lzma_preset"}
 #: The COG step's scratch files (the streamed image and the driver's overviews) stay
 #: uncompressed, which saves compressing twice, while the raw image is at most this big: a mask
 #: of a whole Sentinel-2 tile (115 MiB), not a 13-band output.
@@ -40,7 +42,7 @@ def scratch_profile(profile: dict) -> dict:
 
 
 def cog_options(profile: dict, resampling: str) -> dict[str, str]:
-    """COG creation options with the output profile's compression, predictor and tiling."""
+    """COG creation options with the output profile's compression, level, predictor and tiling."""
     compress = str(profile.get("compress", "deflate")).upper()
     predictor = "1" if compress == "NONE" else str(profile.get("predictor", 1))
     options = {
@@ -50,6 +52,9 @@ def cog_options(profile: dict, resampling: str) -> dict[str, str]:
         "bigtiff": "IF_SAFER",
         "num_threads": "ALL_CPUS",
     }
+    level = _LEVELS.get(compress)
+    if level in profile:
+        options["level"] = str(profile[level])
     rows, cols = int(profile.get("blockysize", 0)), int(profile.get("blockxsize", 0))
     if rows == cols and rows > 0 and rows % 16 == 0:
         options["blocksize"] = str(rows)

@@ -111,3 +111,18 @@ def test_provenance_tags_of_remove(tmp_path, cli):
     applied = summary["s1_coregistration"]["applied_px"]
     assert p.s1_shift_px == (applied["x"], applied["y"]) and p.s1_shift_applied
     assert p.processed is not None and p.radiometric_offset == 0
+
+
+def test_deflate_level_carries_over_to_the_cog(tmp_path, cli):
+    sizes = {}
+    for level in ("1", "9"):  # 1 is the default
+        score = tmp_path / f"score{level}.tif"
+        result = cli("mask", FLOODS_S2, "-o", tmp_path / f"m{level}.tif", "--score", score,
+                     "--co", f"ZLEVEL={level}", "-q")
+        assert result.exit_code == 0, result.output
+        assert_cog(score, [2])
+        sizes[level] = score.stat().st_size
+    default = tmp_path / "default.tif"
+    assert cli("mask", FLOODS_S2, "-o", tmp_path / "m.tif", "--score", default, "-q").exit_code == 0
+    assert default.stat().st_size == sizes["1"]
+    assert sizes["9"] < sizes["1"]
