@@ -32,6 +32,7 @@ UNCOMPRESSED_SCRATCH_BYTES = 512 * 2**20
 
 
 def _small(profile: dict) -> bool:
+    """Whether an output of ``profile`` is small enough for uncompressed scratch files."""
     size = profile["width"] * profile["height"] * profile["count"]
     return size * np.dtype(profile["dtype"]).itemsize <= UNCOMPRESSED_SCRATCH_BYTES
 
