@@ -109,7 +109,17 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 
 
 @main.command()
-@opt.s1_s2("<s2>_cloudfree.tif")
+@opt.s1_s2("<s2>_cloudfree.tif", s1_required=False)
+@click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
+              help="Sentinel-2 L1C of another date of the same place (repeatable, any CRS): "
+                   "clouds it sees clear are filled from it; the model fills the rest.")
+@click.option("--reference-s1", "reference_s1", multiple=True, metavar="S1|none",
+              callback=lambda ctx, p, v: tuple(None if x.lower() == "none" else Path(x)
+                                               for x in v),
+              help="Sentinel-1 of each reference's date, in the order of --reference (none to "
+                   "skip one): pixels whose backscatter changed since do not take it. Needs --s1.")
+@click.option("--source-out", type=PATH, help="With --reference: also write the source map "
+              "(0 observed, 1..N reference, 254 model, 255 nodata).")
 @opt.model_choice()
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")
@@ -133,7 +143,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 @opt.geotiff_outputs
 @opt.quiet
 def remove(s2_path, s1_path, output, as_json, quiet, **options):
-    """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1."""
+    """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1 and other dates."""
     from cloudfree.remove_scene import remove_scene
 
     summary = remove_scene(s2_path, s1_path, output or default_output(s2_path, "_cloudfree"),
