@@ -174,8 +174,8 @@ def s1_s2(default_name: str, s1_required: bool = True) -> Decorator:
     return _all([
         click.option("--s1", "s1_path", required=s1_required, type=PATH,
                      help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS "
-                          "overlapping the S2." + ("" if s1_required else
-                          " Optional with --reference or --model median-fill.")),
+                          "overlapping the S2 (remove: optional with --reference or "
+                          "--model median-fill)."),
         click.option("--s2", "s2_path", required=True, type=PATH,
                      help="Sentinel-2 L1C scene: 13-band GeoTIFF or .SAFE folder."),
         output(f"Output GeoTIFF [default: {default_name}]."),
