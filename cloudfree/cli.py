@@ -190,6 +190,9 @@ def export_onnx_command(checkpoint, output, tile, overwrite, quiet):
 @click.option("--report", "report_path", type=PATH, help="Write a run report (.json/.csv).")
 @click.option("--stac", type=PATH, metavar="DIR",
               help="Write a STAC catalog of the finished scenes to DIR (--resume adds to it).")
+@click.option("--references", "references", type=click.IntRange(0, 250), default=0,
+              metavar="K", help="remove: each scene also takes up to K other scenes of the "
+              "folder (same area) as references, nearest dates first, with their S1.")
 @click.option("--masks", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--dask-scheduler", metavar="ADDRESS",
@@ -205,7 +208,8 @@ def export_onnx_command(checkpoint, output, tile, overwrite, quiet):
 @opt.offset
 @opt.geotiff_outputs
 @opt.quiet
-def batch(scenes, output, command, jobs, resume, report_path, stac, masks, dask_scheduler,
+def batch(scenes, output, command, jobs, resume, report_path, stac, references, masks,
+          dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, device, tile, batch_size, precision, offset,
           overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
@@ -222,7 +226,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, masks, dask_
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
-                       s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet)
+                       s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet,
+                       references=references)
     click.echo(result.summary())
     result.check()
 

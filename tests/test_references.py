@@ -173,3 +173,25 @@ def test_reference_dates_from_names_and_errors(scenes, tmp_path):
     with pytest.raises(Exception, match="does not overlap"):
         remove_scene(scenes["target"], None, tmp_path / "o.tif", references=[far], quiet=True)
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
+    root = tmp_path / "area"
+    for name, s2 in (("a", scenes["target"]), ("b", WINTER_S2), ("c", WINTER_CLEAR)):
+        date_ = {"a": "20171201", "b": "20171211", "c": "20180601"}[name]
+        (root / name).mkdir(parents=True)
+        (root / name / f"{name}_s2_{date_}.tif").symlink_to(s2)
+        (root / name / f"{name}_s1_{date_}.tif").symlink_to(WINTER_S1)
+    result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--model",
+                 "median-fill", "--quiet")
+    assert result.exit_code == 0, result.output
+    expected = {"a": "b", "b": "a", "c": "b"}  # nearest dates first
+    for name, ref in expected.items():
+        tags = read(tmp_path / "out" / f"{name}.tif")[2]
+        (used,) = json.loads(tags["REFERENCES"])
+        assert used["path"].endswith(f"{ref}_s2_" + {"a": "20171201", "b": "20171211"}[ref]
+                                     + ".tif")
+    filled = json.loads(read(tmp_path / "out" / "a.tif")[2]["REFERENCES"])[0]["filled_pixels"]
+    assert filled > 0.95 * scenes["cloud"].sum()  # the cumulus of a, filled from b
+    result = cli("batch", root, "-o", tmp_path / "m", "--command", "mask", "--references", 1)
+    assert result.exit_code == 2 and "--references 1: only for --command remove" in result.output
