@@ -143,7 +143,7 @@ class ReferenceFill:
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             result = Fitted(fits[ref.index].field(), fits[ref.index].common)
             if ref.index in diffs:
-                result.bias = _histogram_median(diffs[ref.index])
+                result.bias = histogram_median(diffs[ref.index])
             self.fitted[ref.index] = result
             if result.field is None:
                 log.warning("reference %s: only %d pixels clear in both dates; not used",
@@ -171,7 +171,7 @@ class ReferenceFill:
                 if target_s1 is None:
                     target_s1 = box_db(self._s1_block(self.s1, top, left, height, width))
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
-                diff = _histogram(delta)
+                diff = difference_histogram(delta)
             out[ref.index] = (cells, window_shadow_stats(refl, valid), diff)
         return out
 
@@ -260,7 +260,7 @@ def _crop(a: np.ndarray, halo: int) -> np.ndarray:
     return a[..., halo : a.shape[-2] - halo, halo : a.shape[-1] - halo]
 
 
-def _histogram(delta: np.ndarray) -> np.ndarray:
+def difference_histogram(delta: np.ndarray) -> np.ndarray:
     """Counts [2, bins] of the finite differences of VV and VH (inner part of the block)."""
     delta = _crop(delta, CHANGE_BOX // 2)
     bins = int(2 * DIFF_RANGE / DIFF_STEP) + 1
@@ -272,7 +272,7 @@ def _histogram(delta: np.ndarray) -> np.ndarray:
     return out
 
 
-def _histogram_median(counts: np.ndarray) -> np.ndarray:
+def histogram_median(counts: np.ndarray) -> np.ndarray:
     """The median difference of each polarisation (0 where nothing was counted)."""
     medians = np.zeros(2)
     for pol in range(2):

@@ -158,8 +158,12 @@ def changed(target_s1: np.ndarray, reference_s1: np.ndarray, bias: np.ndarray,
 
 
 def box_db(s1_db: np.ndarray) -> np.ndarray:
-    """Boxcar mean in linear power of each polarisation, in dB (NaN where any input is NaN)."""
+    """Boxcar mean in linear power of each polarisation over its valid pixels, in dB; NaN where
+    fewer than half the box is valid."""
     linear = db_to_linear(s1_db.astype(np.float64))
-    mean = ndimage.uniform_filter(linear, size=(1, CHANGE_BOX, CHANGE_BOX), mode="reflect")
+    valid = np.isfinite(linear)
+    size = (1, CHANGE_BOX, CHANGE_BOX)
+    total = ndimage.uniform_filter(np.where(valid, linear, 0.0), size=size, mode="reflect")
+    share = ndimage.uniform_filter(valid.astype(np.float64), size=size, mode="reflect")
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 10 * np.log10(mean)
+        return np.where(share >= 0.5, 10 * np.log10(total / share), np.nan)
