@@ -18,7 +18,9 @@ pixels and on the whole image:
 - ``naive temporal``: the mean of the references clear at the pixel (their own mask), each
   adjusted per band by a least-squares line fitted on the pixels clear in both, composited with
   the same mask and feather as ``remove`` (the median fill where no reference is clear);
-- ``--reference``: ``remove --reference R1 ... R29`` through the real ``remove_scene``.
+- ``--reference``: ``remove --reference R1 ... R29`` through the real ``remove_scene``;
+- with ``--shadow``, also ``remove --reference ... --shadow`` (the target's cloud shadows filled
+  too; its whole-image PSNR says what filling the shadow class costs or gains on clear ground).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def naive_temporal(cloudy: np.ndarray, median_out: np.ndarray, refs: list[np.nda
     return alpha * estimate + (1 - alpha) * cloudy
 
 
-def run_case(target: Path, donor: Path, others: list[Path], work: Path) -> dict:
+def run_case(target: Path, donor: Path, others: list[Path], work: Path,
+             shadow: bool = False) -> dict:
     truth, truth_dn, profile = read(target)
     donor_refl, donor_dn, _ = read(donor)
     pasted = classes(donor_refl, MaskParams()) == CLOUD
@@ -111,6 +114,10 @@ def run_case(target: Path, donor: Path, others: list[Path], work: Path) -> dict:
     summary = remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
                            quiet=True, cog=False)
     results["--reference"] = read(ref_path)[0]
+    if shadow:
+        remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True, quiet=True,
+                     cog=False, mask_params=MaskParams(buffer=5, shadow=True))
+        results["--reference --shadow"] = read(ref_path)[0]
     whole = np.ones(pasted.shape, bool)
     return {"target": target.name, "donor": donor.name, "pasted": float(pasted.mean()),
             "from_references": summary["pixels_by_source"]["references"],
@@ -122,18 +129,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=Path, default=Path("/work/data/21/ts"))
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--limit", type=int, help="only the first N cases (a quick look)")
+    parser.add_argument("--every", type=int, default=1,
+                        help="only every N-th case (a quick look)")
+    parser.add_argument("--shadow", action="store_true",
+                        help="also --reference --shadow (cloud shadows of the target filled too)")
     args = parser.parse_args()
     dates = series(args.series)
     fractions = {p: float((classes(read(p)[0]) == CLOUD).mean()) for p in dates}
     targets = [p for p in dates if fractions[p] < CLEAR_MAX]
     donors = [p for p in dates if DONOR_MIN <= fractions[p] <= DONOR_MAX]
-    cases = [(t, d) for t in targets for d in donors][: args.limit]
+    cases = [(t, d) for t in targets for d in donors][:: args.every]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
-            rows.append(run_case(target, donor, others, Path(tmp)))
+            rows.append(run_case(target, donor, others, Path(tmp), args.shadow))
             print(f"{i}/{len(cases)} {target.name} <- {donor.name}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items()),
                   file=sys.stderr)

@@ -12,7 +12,8 @@ on the scene size nor on the number of references:
 2. fill (``ReferenceFill.estimate``, called for each block the target pipeline composites): each
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
-   weights (1 / residual variance of their fits there) ** ``WEIGHT_POWER``, band by band
+   weights (1 / residual variance of their fits there) ** ``WEIGHT_POWER`` x exp(-days apart /
+   ``TIME_SCALE``), band by band
    (``COMBINE = "weighted"``: a reference that predicts the target well there counts much
    more), or the nearest date alone is taken (``"nearest"``, which measured worse). The source
    map names, per pixel, the reference with the largest weight.
@@ -66,6 +67,9 @@ COMBINE = "weighted"
 #: taking the nearest date alone +0.9 dB; 3 is the default.
 WEIGHT_POWER = 3.0
 VARIANCE_UNIT = 1e-4
+#: Days over which a reference's weight falls by e (None: dates do not weigh). On 12 of the
+#: benchmark's cases 30 days gave +5.21 dB over the median fill, 90 days +5.18, none +5.06.
+TIME_SCALE: float | None = 30.0
 #: Source-map codes besides the references' own 1..N.
 OBSERVED, SINGLE_DATE, SOURCE_NODATA = 0, 254, 255
 #: Histogram of the S1 difference (dB) for its scene-wide median.
@@ -118,6 +122,18 @@ class ReferenceFill:
         if ref.acquired is None or self.target_date is None:
             return math.inf, ref.index
         return abs((ref.acquired - self.target_date).days), ref.index
+
+    def _time_factor(self, ref: Reference) -> float:
+        """exp(-days / TIME_SCALE); an undated reference counts as far as the farthest dated
+        one (1 when none is dated, or the target is not)."""
+        if TIME_SCALE is None:
+            return 1.0
+        days = self._distance(ref)[0]
+        if math.isinf(days):
+            dated = [d for d in (self._distance(r)[0] for r in self.references)
+                     if not math.isinf(d)]
+            days = max(dated, default=0.0)
+        return math.exp(-days / TIME_SCALE)
 
     def _checks_change(self, ref: Reference) -> bool:
         return self.s1 is not None and ref.s1 is not None
@@ -219,8 +235,8 @@ class ReferenceFill:
             if not take.any():
                 continue
             gain, offset, variance = self.fitted[ref.index].field.at(top, left, height, width)
-            weight = np.where(take, (variance / VARIANCE_UNIT) ** -WEIGHT_POWER,
-                              0).astype(np.float32)
+            weight = np.where(take, self._time_factor(ref) * (variance / VARIANCE_UNIT) **
+                              -WEIGHT_POWER, 0).astype(np.float32)
             total += weight * (gain * refl + offset)
             weights += weight
             score = weight.mean(axis=0)
