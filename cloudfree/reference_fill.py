@@ -299,6 +299,18 @@ def histogram_median(counts: np.ndarray) -> np.ndarray:
     return medians
 
 
+def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | str | None],
+                     has_s1: bool) -> None:
+    """Refuse reference options that cannot go together, before any work."""
+    if reference_s1 and len(reference_s1) != len(paths):
+        raise UsageError(f"{len(reference_s1)} reference_s1=S1 for {len(paths)} references: give "
+                         "one per reference, in the same order (none for a reference without "
+                         "S1)", "reference_s1")
+    if any(p is not None for p in reference_s1) and not has_s1:
+        raise UsageError("reference_s1=S1 needs the target's Sentinel-1 too (s1_path=PATH): the "
+                         "change check compares the two dates", "reference_s1", "s1_path")
+
+
 def open_references(paths: Sequence[Path | str], target: Sentinel2, params: MaskParams,
                     shadow: ShadowThresholds | None, *, offset: str | int | None, s1=None,
                     reference_s1: Sequence[Path | str | None] = (), s1_units: str = "auto",
@@ -306,16 +318,9 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     ) -> ReferenceFill:
     """Open every reference (and its S1) on the target grid and run the statistics pass.
 
-    ``reference_s1`` pairs an S1 file (or None) with each reference, in order; the change check
-    needs the target's S1 too (``s1``).
+    ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
+    :func:`check_references`); the change check needs the target's S1 too (``s1``).
     """
-    if reference_s1 and len(reference_s1) != len(paths):
-        raise UsageError(f"{len(reference_s1)} reference S1 files for {len(paths)} references: "
-                         "give one per reference, in the same order (none for a reference "
-                         "without S1)", "reference_s1")
-    if any(p is not None for p in reference_s1) and s1 is None:
-        raise UsageError("reference_s1 needs the target's Sentinel-1 too (s1_path): the change "
-                         "check compares the two dates", "reference_s1")
     references: list[Reference] = []
     try:
         for index, path in enumerate(paths, start=1):

@@ -49,6 +49,7 @@ from cloudfree.reference_fill import (
     SOURCE_NODATA,
     ReferenceBlock,
     ReferenceFill,
+    check_references,
     open_references,
     source_colormap,
     source_map,
@@ -387,7 +388,8 @@ def remove_scene(
     -------
     dict
         Summary: output, model, tiles, cloud and shadow fractions, co-registration report,
-        seconds.
+        seconds; with ``references`` also ``references`` (per reference: path, date, pixels
+        clear in both, used, pixels filled) and ``pixels_by_source``.
     """
     started = time.perf_counter()
     output = Path(output)
@@ -395,12 +397,14 @@ def remove_scene(
     check_distinct({"output": output, "mask output": mask_out, "source output": source_out})
     check_output(output, overwrite, inputs)
     if source_out is not None and not references:
-        raise UsageError("source_out needs references: without them every filled pixel comes "
-                         "from the model", "source_out")
+        raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
+                         "filled pixel comes from the model", "source_out", "references")
+    check_references(references, reference_s1, s1_path is not None)
     if s1_path is None and model is None and checkpoint is None and onnx is None:
         if not references:
-            raise UsageError("give s1_path (Sentinel-1), references (other dates) or "
-                             "model=median-fill (which needs no S1)", "s1_path")
+            raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "
+                             "model=median-fill (which needs no S1)", "s1_path", "references",
+                             "model")
         model = "median-fill"  # the single-date model that needs no S1
     for extra in (mask_out, preview, source_out):
         if extra is not None:
@@ -415,8 +419,8 @@ def remove_scene(
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
                          precision=precision)
     if s1_path is None and engine.arch != "fill":
-        raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give s1_path, "
-                         "or model=median-fill", "s1_path")
+        raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
+                         "s1_path=PATH, or model=median-fill", "s1_path", "model")
     tile, overlap, trim = choose_tiling(engine, tile, overlap)
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")

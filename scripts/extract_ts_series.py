@@ -35,9 +35,8 @@ def main() -> None:
         rows.append(f"{target.name}\t{len(content)}\t{hashlib.sha256(content).hexdigest()}")
     text = "\n".join(rows) + "\n"
     (args.dest / "MANIFEST.tsv").write_text(text)
-    if MANIFEST.exists() and MANIFEST.read_text() != text:
+    if MANIFEST.read_text() != text:
         raise SystemExit(f"{args.dest}: the files differ from {MANIFEST.name}")
-    MANIFEST.exists() or MANIFEST.write_text(text)
     print(f"{len(rows) - 1} dates in {args.dest}")
 
 

@@ -166,7 +166,7 @@ def test_reference_dates_from_names_and_errors(scenes, tmp_path):
     with pytest.raises(Exception, match="needs the target's Sentinel-1"):
         remove_scene(scenes["target"], None, tmp_path / "o.tif", references=[WINTER_S2],
                      reference_s1=[WINTER_S1], quiet=True)
-    with pytest.raises(Exception, match="source_out needs references"):
+    with pytest.raises(Exception, match="source_out=PATH needs references=S2"):
         remove_scene(scenes["target"], WINTER_S1, tmp_path / "o.tif", s1_aligned=True,
                      source_out=tmp_path / "s.tif", quiet=True)
     far = write(tmp_path / "far.tif", read(SUMMER_S2)[0], read(SUMMER_S2)[1])
@@ -195,3 +195,14 @@ def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
     assert filled > 0.95 * scenes["cloud"].sum()  # the cumulus of a, filled from b
     result = cli("batch", root, "-o", tmp_path / "m", "--command", "mask", "--references", 1)
     assert result.exit_code == 2 and "--references 1: only for --command remove" in result.output
+
+
+def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
+    result = cli("remove", "--s2", scenes["target"], "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2
+    assert "give --s1 PATH (Sentinel-1), --reference S2 (other dates) or --model median-fill" \
+        in result.output
+    result = cli("remove", "--s2", scenes["target"], "--reference", WINTER_S2, "--reference",
+                 WINTER_S2, "--reference-s1", "none", "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2 and "1 --reference-s1 S1 for 2 references" in result.output
+    assert not (tmp_path / "o.tif").exists()
