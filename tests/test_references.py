@@ -183,8 +183,13 @@ def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
         (root / name / f"{name}_s2_{date_}.tif").symlink_to(s2)
         (root / name / f"{name}_s1_{date_}.tif").symlink_to(WINTER_S1)
     result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--model",
-                 "median-fill", "--quiet")
+                 "median-fill", "--stac", tmp_path / "stac", "--quiet")
     assert result.exit_code == 0, result.output
+    item = json.loads((tmp_path / "stac" / "a" / "a.json").read_text())
+    (recorded,) = item["properties"]["cloudfree:references"]
+    assert recorded["date"] == "2017-12-11" and recorded["used"]
+    by_source = item["properties"]["cloudfree:filled_pixels_by_source"]
+    assert by_source["references"] == recorded["filled_pixels"] > 0
     expected = {"a": "b", "b": "a", "c": "b"}  # nearest dates first
     for name, ref in expected.items():
         tags = read(tmp_path / "out" / f"{name}.tif")[2]
