@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import multiprocessing
 import time
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import progress
 from cloudfree.scene_discovery import (
     DEFAULT_S1_PATTERN,
@@ -143,6 +145,23 @@ def scene_options(options: dict, out_dir: Path, name: str) -> dict:
     if options.pop("masks", False):
         options["mask_out"] = output_path(out_dir, name, "mask")
     return options
+
+
+def reference_options(scene: Scene, scenes: list[Scene], count: int) -> dict:
+    """``remove_scene`` keywords giving ``scene`` up to ``count`` of the others as references,
+    nearest acquisition date first (undated scenes last, by name), each with its S1."""
+    if not count:
+        return {}
+    when = acquisition_time(scene.s2)
+
+    def distance(other: Scene) -> tuple[float, str]:
+        other_time = acquisition_time(other.s2)
+        if when is None or other_time is None:
+            return math.inf, other.name
+        return abs((other_time - when).total_seconds()), other.name
+
+    chosen = sorted((o for o in scenes if o.s2 != scene.s2), key=distance)[:count]
+    return {"references": [o.s2 for o in chosen], "reference_s1": [o.s1 for o in chosen]}
 
 
 def finished_files(batch: BatchResult, out_dir: Path, command: str) -> list[SceneFiles]:
@@ -348,6 +367,7 @@ def run_batch(
     options: dict | None = None,
     stac: Path | str | None = None,
     quiet: bool = False,
+    references: int = 0,
 ) -> BatchResult:
     """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
 
@@ -381,6 +401,10 @@ def run_batch(
         added to. Default: none.
     quiet : bool
         No progress bar. Default: False.
+    references : int
+        remove: each scene takes up to this many of the other scenes (of the same area) as
+        references, nearest acquisition dates first, each with its S1 for the change check
+        (``remove_scene(references=..., reference_s1=...)``). Default: 0.
 
     Returns
     -------
@@ -392,6 +416,9 @@ def run_batch(
     report = Path(report) if report is not None else None
     stac = Path(stac) if stac is not None else None
     check_options(command, options, resume, report, stac)
+    if references and command != "remove":
+        raise UsageError(f"references={references}: only for command=remove", "references",
+                         "command")
     out_dir = Path(out_dir)
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
                      need_s1=command == "remove", exclude=out_dir)
@@ -400,7 +427,8 @@ def run_batch(
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command),
-                  scene_options(options, out_dir, s.name)) for s in found.scenes]
+                  {**scene_options(options, out_dir, s.name),
+                   **reference_options(s, found.scenes, references)}) for s in found.scenes]
     if resume:
         results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
         tasks = [t for t in tasks if not t.output.exists()]

@@ -109,7 +109,17 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 
 
 @main.command()
-@opt.s1_s2("<s2>_cloudfree.tif")
+@opt.s1_s2("<s2>_cloudfree.tif", s1_required=False)
+@click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
+              help="Sentinel-2 L1C of another date of the same place (repeatable, any CRS): "
+                   "clouds it sees clear are filled from it; the model fills the rest.")
+@click.option("--reference-s1", "reference_s1", multiple=True, metavar="S1|none",
+              callback=lambda ctx, p, v: tuple(None if x.lower() == "none" else Path(x)
+                                               for x in v),
+              help="Sentinel-1 of each reference's date, in the order of --reference (none to "
+                   "skip one): pixels whose backscatter changed since do not take it. Needs --s1.")
+@click.option("--source-out", type=PATH, help="With --reference: also write the source map "
+              "(0 observed, 1..N reference, 254 model, 255 nodata).")
 @opt.model_choice()
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")
@@ -133,7 +143,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 @opt.geotiff_outputs
 @opt.quiet
 def remove(s2_path, s1_path, output, as_json, quiet, **options):
-    """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1."""
+    """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1 and other dates."""
     from cloudfree.remove_scene import remove_scene
 
     summary = remove_scene(s2_path, s1_path, output or default_output(s2_path, "_cloudfree"),
@@ -180,6 +190,9 @@ def export_onnx_command(checkpoint, output, tile, overwrite, quiet):
 @click.option("--report", "report_path", type=PATH, help="Write a run report (.json/.csv).")
 @click.option("--stac", type=PATH, metavar="DIR",
               help="Write a STAC catalog of the finished scenes to DIR (--resume adds to it).")
+@click.option("--references", "references", type=click.IntRange(0, 250), default=0,
+              metavar="K", help="remove: each scene also takes up to K other scenes of the "
+              "folder (same area) as references, nearest dates first, with their S1.")
 @click.option("--masks", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--dask-scheduler", metavar="ADDRESS",
@@ -195,7 +208,8 @@ def export_onnx_command(checkpoint, output, tile, overwrite, quiet):
 @opt.offset
 @opt.geotiff_outputs
 @opt.quiet
-def batch(scenes, output, command, jobs, resume, report_path, stac, masks, dask_scheduler,
+def batch(scenes, output, command, jobs, resume, report_path, stac, references, masks,
+          dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, device, tile, batch_size, precision, offset,
           overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
@@ -212,7 +226,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, masks, dask_
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
-                       s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet)
+                       s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet,
+                       references=references)
     click.echo(result.summary())
     result.check()
 

@@ -78,9 +78,10 @@ class Grid:
         return cls(s2.crs, s2.transform, s2.width, s2.height)
 
 
-def _source_window(s1: Sentinel1, crs, transform, width: int, height: int,
+def source_window(s1, crs, transform, width: int, height: int,
                    margin: int) -> Window | None:
-    """The S1 window covering a destination area (plus margin), or None when they do not meet."""
+    """The window of a source raster (S1 or a reference S2) covering a destination area (plus
+    margin), or None when they do not meet."""
     bounds = transform_bounds(crs, s1.crs, *array_bounds(height, width, transform),
                               densify_pts=21)
     win = from_bounds(*bounds, transform=s1.transform)
@@ -93,40 +94,51 @@ def _source_window(s1: Sentinel1, crs, transform, width: int, height: int,
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
-def _pixel_ratio(s1: Sentinel1, grid: Grid) -> float:
-    """S2 pixel size over S1 pixel size, measured in the S2 CRS (> 1: S1 pixels are finer)."""
+def _pixel_ratio(s1, grid: Grid) -> float:
+    """S2 pixel size over the source's (S1's) pixel size, measured in the S2 CRS (> 1: the
+    source's pixels are finer)."""
     left, bottom, right, top = transform_bounds(
         s1.crs, grid.crs, *array_bounds(s1.height, s1.width, s1.transform), densify_pts=21)
     s1_pixel = math.sqrt((right - left) * (top - bottom) / (s1.width * s1.height))
     return math.sqrt(abs(grid.transform.determinant)) / s1_pixel
 
 
-def choose_resampling(s1: Sentinel1, grid: Grid) -> Resampling:
-    """Bilinear for similar pixel sizes, average when S1 is more than twice as fine."""
+def choose_resampling(s1, grid: Grid) -> Resampling:
+    """Bilinear for similar pixel sizes, average when the source (S1) is more than twice as
+    fine."""
     return Resampling.average if _pixel_ratio(s1, grid) > 2.0 else Resampling.bilinear
 
 
 def warp_window(s1: Sentinel1, grid: Grid, window: Window, field: ShiftField | None,
                 resampling: Resampling, threads: int) -> np.ndarray:
     """S1 dB float32 [2, h, w] on a window of the grid, each pixel sampled where the field says."""
-    h, w = int(window.height), int(window.width)
     dst_transform = window_transform(window, grid.transform) if field is None else \
         grid.transform @ field.block_transform(window)
-    out = np.full((2, h, w), np.nan, dtype=np.float32)
-    margin = SOURCE_MARGIN + math.ceil(_pixel_ratio(s1, grid))
-    src_window = _source_window(s1, grid.crs, dst_transform, w, h, margin)
+    return linear_to_db(warp_onto(s1, s1.read_linear, 2, grid, dst_transform, window,
+                                  resampling, threads))
+
+
+def warp_onto(source, read, count: int, grid: Grid, dst_transform, window: Window,
+              resampling: Resampling, threads: int) -> np.ndarray:
+    """``count`` bands of ``source`` (a raster with crs, transform, width and height, read by
+    ``read(source_window)`` as float32 with NaN nodata) resampled onto a window of the grid
+    placed at ``dst_transform``; float32 [count, h, w], NaN where the source has no data."""
+    h, w = int(window.height), int(window.width)
+    out = np.full((count, h, w), np.nan, dtype=np.float32)
+    margin = SOURCE_MARGIN + math.ceil(_pixel_ratio(source, grid))
+    src_window = source_window(source, grid.crs, dst_transform, w, h, margin)
     if src_window is None:
         return out
-    reproject(s1.read_linear(src_window), out, src_transform=window_transform(
-        src_window, s1.transform), src_crs=s1.crs, src_nodata=np.nan,
+    reproject(read(src_window), out, src_transform=window_transform(
+        src_window, source.transform), src_crs=source.crs, src_nodata=np.nan,
         dst_transform=dst_transform, dst_crs=grid.crs, dst_nodata=np.nan,
         resampling=resampling, num_threads=threads)
-    return linear_to_db(out)
+    return out
 
 
 def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
     """Fraction of the grid covered by valid S1 pixels, from a warp at most ~512 px wide."""
-    src = _source_window(s1, grid.crs, grid.transform, grid.width, grid.height, 1)
+    src = source_window(s1, grid.crs, grid.transform, grid.width, grid.height, 1)
     if src is None:
         return 0.0
     step = max(1, math.ceil(max(grid.width, grid.height) / 512))

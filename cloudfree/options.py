@@ -169,12 +169,13 @@ def mask_params(buffer: int = 0) -> Decorator:
     return decorate
 
 
-def s1_s2(default_name: str) -> Decorator:
+def s1_s2(default_name: str, s1_required: bool = True) -> Decorator:
     """--s1, --s2, -o and the co-registration options shared by `coregister` and `remove`."""
     return _all([
-        click.option("--s1", "s1_path", required=True, type=PATH,
+        click.option("--s1", "s1_path", required=s1_required, type=PATH,
                      help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS "
-                          "overlapping the S2."),
+                          "overlapping the S2 (remove: optional with --reference or "
+                          "--model median-fill)."),
         click.option("--s2", "s2_path", required=True, type=PATH,
                      help="Sentinel-2 L1C scene: 13-band GeoTIFF or .SAFE folder."),
         output(f"Output GeoTIFF [default: {default_name}]."),

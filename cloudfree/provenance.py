@@ -8,6 +8,7 @@ builds its STAC items from them alone (see ``stac.py``), so a catalog says what 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,11 @@ SHIFT_X = "COREGISTER_SHIFT_X_PX"
 SHIFT_Y = "COREGISTER_SHIFT_Y_PX"
 SHIFT_APPLIED = "COREGISTER_APPLIED"
 RADIOMETRIC_OFFSET = "RADIOMETRIC_OFFSET"
+#: ``remove --reference``: the references (JSON list of path, date, used, filled_pixels) and the
+#: pixels filled from them and by the single-date model.
+REFERENCES = "REFERENCES"
+FROM_REFERENCES = "FILLED_FROM_REFERENCES_PIXELS"
+BY_MODEL = "FILLED_BY_MODEL_PIXELS"
 
 
 def sha256(path: Path | str) -> str:
@@ -99,6 +105,8 @@ class Provenance:
     s1_shift_px: tuple[float, float] | None
     s1_shift_applied: bool | None
     radiometric_offset: int
+    references: list[dict] | None = None
+    filled_by_source: dict[str, int] | None = None
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Provenance:
@@ -115,7 +123,11 @@ class Provenance:
             model_sha256=tags.get(MODEL_SHA256), arch=tags.get(ARCH) or None,
             cloud_fraction=float(tags[CLOUD_FRACTION]) if CLOUD_FRACTION in tags else None,
             s1_shift_px=shift, s1_shift_applied=applied,
-            radiometric_offset=int(tags.get(RADIOMETRIC_OFFSET, 0)))
+            radiometric_offset=int(tags.get(RADIOMETRIC_OFFSET, 0)),
+            references=json.loads(tags[REFERENCES]) if REFERENCES in tags else None,
+            filled_by_source={"references": int(tags[FROM_REFERENCES]),
+                              "single_date_model": int(tags[BY_MODEL])}
+            if FROM_REFERENCES in tags else None)
 
     @classmethod
     def of(cls, path: Path | str) -> Provenance:

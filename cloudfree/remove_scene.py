@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,19 @@ from cloudfree.rasterio_io import (
     check_distinct,
     check_output,
     progress,
+    read_padded,
     scene_io_env,
-    with_halo,
+)
+from cloudfree.reference_fill import (
+    OBSERVED,
+    SINGLE_DATE,
+    SOURCE_NODATA,
+    ReferenceBlock,
+    ReferenceFill,
+    check_references,
+    open_references,
+    source_colormap,
+    source_map,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
@@ -53,6 +65,14 @@ class S1Source(Protocol):
     """Sentinel-1 on the S2 grid, read by windows of the S2 grid as float32 dB [2, h, w]."""
 
     def read(self, window: Window) -> np.ndarray: ...
+
+
+class NoS1:
+    """No Sentinel-1 (``remove --reference`` without ``--s1``): zeros for a model that reads
+    none (``median-fill``)."""
+
+    def read(self, window: Window) -> np.ndarray:
+        return np.zeros((2, int(window.height), int(window.width)), np.float32)
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,7 @@ class LoadedChunk:
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
     mask: np.ndarray  # [1, H, W] float32, 1 where the classical fill replaced the input
     no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
+    reference: ReferenceBlock | None = None  # the fill from other dates (remove --reference)
 
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
@@ -99,24 +120,6 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tupl
                          "overlap")
     trim = min(rf, (overlap - 1) // 2) if engine.fully_convolutional else overlap // 4
     return tile, overlap, max(0, trim)
-
-
-def read_padded(read, top: int, left: int, height: int, width: int,
-                scene_h: int, scene_w: int, halo: int = 0):
-    """Read rows/cols [top, top+height) x [left, left+width) of a scene, mirrored outside.
-
-    ``read(window)`` returns arrays [..., h, w]; ``halo`` extra pixels of real context are read
-    where the scene has them (and mirrored where not); every returned array has the size
-    (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy "symmetric"),
-    as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask`` at edges.
-    """
-    grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
-    arrays = read(grown)
-    pads = ((halo - rows.start, halo + rows.stop - grown.height),
-            (halo - cols.start, halo + cols.stop - grown.width))
-    if not any(sum(pads, ())):
-        return arrays
-    return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
 
 
 def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
@@ -169,8 +172,8 @@ class SceneRemoval:
 
     def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: InferenceSettings,
                  trim: int, params: MaskParams, shadow: ShadowThresholds | None,
-                 fill: FillSpectrum | None = None):
-        self.s2, self.s1, self.engine = s2, s1, engine
+                 fill: FillSpectrum | None = None, references: ReferenceFill | None = None):
+        self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
@@ -197,19 +200,23 @@ class SceneRemoval:
             mask = fill_mask(classes, self.params)
             network_input = fill_masked(refl, mask, self.fill)
         scaling = self.engine.scaling
+        reference = None if self.references is None else self.references.estimate(
+            chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid)
         return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
                            valid, classes, alpha, mask[None].astype(np.float32),
-                           np.isnan(s1).any(axis=0))
+                           np.isnan(s1).any(axis=0), reference)
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
         t = self.grid.tile
         wanted = []
+        alpha = loaded.alpha if loaded.reference is None else \
+            np.where(loaded.reference.covered, 0, loaded.alpha)  # the model fills the rest
         for off in loaded.chunk.tile_offsets():
             cols = slice(off, off + t)
             if not loaded.valid[:, cols].any():
                 continue  # all nodata
-            if self.options.composite and not loaded.alpha[:, cols].any():
+            if self.options.composite and not alpha[:, cols].any():
                 continue  # nothing to fill: the composite keeps the original here
             wanted.append(off)
         self.tiles_skipped += len(loaded.chunk.tile_offsets()) - len(wanted)
@@ -241,9 +248,9 @@ class SceneRemoval:
                                    self._run(s2[half:], s1[half:], mask[half:])])
 
     def finish(self, final: BlendedBlock, loaded: LoadedChunk
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Composite and convert a released block to output DN; also return its classes and
-        its input reflectance."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Composite and convert a released block to output DN; also return its classes, its
+        input reflectance and (with references) its source map."""
         c = loaded.chunk
         rows = slice(final.row - c.top, final.row - c.top + final.values.shape[1])
         cols = slice(final.col - c.left, final.col - c.left + final.values.shape[2])
@@ -252,9 +259,17 @@ class SceneRemoval:
             loaded.alpha[rows, cols]
         predicted = self.engine.scaling.unscale_s2(final.values)
         have = final.weight > 0
+        from_dates = np.zeros(have.shape, bool)
+        if loaded.reference is not None:
+            from_dates = loaded.reference.covered[rows, cols]
+            predicted = np.where(from_dates, loaded.reference.values[:, rows, cols], predicted)
+            have |= from_dates
         filled = have & valid & (alpha > 0 if self.options.composite else True)
         self.filled += int(filled.sum())
-        self.filled_without_s1 += int((filled & loaded.no_s1[rows, cols]).sum())
+        self.filled_without_s1 += int((filled & ~from_dates & loaded.no_s1[rows, cols]).sum())
+        sources = None if self.references is None else source_map(
+            valid, filled, None if loaded.reference is None else
+            loaded.reference.source[rows, cols])
         if self.options.composite:
             alpha = np.where(have, alpha, 0)
             blend = alpha * predicted + (1 - alpha) * original
@@ -263,12 +278,12 @@ class SceneRemoval:
             dn = self.s2.to_dn(np.where(have, predicted, original))
         if self.s2.nodata is not None:
             dn[:, ~valid] = self.s2.nodata
-        return dn, classes, original
+        return dn, classes, original, sources
 
 
 def remove_scene(
     s2_path: Path | str,
-    s1_path: Path | str,
+    s1_path: Path | str | None,
     output: Path | str,
     *,
     model: str | None = None,
@@ -293,6 +308,9 @@ def remove_scene(
     creation_options: dict[str, str] | None = None,
     cog: bool = True,
     quiet: bool = False,
+    references: Sequence[Path | str] = (),
+    reference_s1: Sequence[Path | str | None] = (),
+    source_out: Path | str | None = None,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
 
@@ -300,8 +318,10 @@ def remove_scene(
     ----------
     s2_path : path
         Sentinel-2 L1C scene: a 13-band GeoTIFF or a ``.SAFE`` folder.
-    s1_path : path
+    s1_path : path or None
         Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
+        None only with ``references`` (pixels no reference fills then take ``median-fill``) or
+        with ``model="median-fill"``, which reads no S1.
     output : path
         GeoTIFF to write, on the S2 grid with its data type and nodata.
     model : str, optional
@@ -352,19 +372,41 @@ def remove_scene(
         Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
     quiet : bool
         No progress bar. Default: False.
+    references : sequence of paths
+        Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
+        it): masked pixels they see clear are filled from them, radiometrically adjusted
+        (``reference_fill.py``); the model fills the rest. Default: none.
+    reference_s1 : sequence of paths or None
+        One Sentinel-1 file (or None) per reference, in order: where the backscatter changed
+        between the target's S1 and it beyond speckle, that reference is not taken. Default:
+        none.
+    source_out : path, optional
+        Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
+        single-date model, 255 nodata); needs ``references``. Default: none.
 
     Returns
     -------
     dict
         Summary: output, model, tiles, cloud and shadow fractions, co-registration report,
-        seconds.
+        seconds; with ``references`` also ``references`` (per reference: path, date, pixels
+        clear in both, used, pixels filled) and ``pixels_by_source``.
     """
     started = time.perf_counter()
     output = Path(output)
-    inputs = [Path(s2_path), Path(s1_path)]
-    check_distinct({"output": output, "mask output": mask_out})
+    inputs = [Path(p) for p in (s2_path, s1_path, *references, *reference_s1) if p is not None]
+    check_distinct({"output": output, "mask output": mask_out, "source output": source_out})
     check_output(output, overwrite, inputs)
-    for extra in (mask_out, preview):
+    if source_out is not None and not references:
+        raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
+                         "filled pixel comes from the model", "source_out", "references")
+    check_references(references, reference_s1, s1_path is not None)
+    if s1_path is None and model is None and checkpoint is None and onnx is None:
+        if not references:
+            raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "
+                             "model=median-fill (which needs no S1)", "s1_path", "references",
+                             "model")
+        model = "median-fill"  # the single-date model that needs no S1
+    for extra in (mask_out, preview, source_out):
         if extra is not None:
             check_output(Path(extra), overwrite, inputs)
     if preview is not None and Path(preview).suffix.lower() != ".png":
@@ -376,12 +418,18 @@ def remove_scene(
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
                          precision=precision)
+    if s1_path is None and engine.arch != "fill":
+        raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
+                         "s1_path=PATH, or model=median-fill", "s1_path", "model")
     tile, overlap, trim = choose_tiling(engine, tile, overlap)
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")
-        s1, s1_tags, s1_report = open_s1_on_grid(s1_path, s2, aligned=s1_aligned, units=s1_units,
-                                                 refine=refine, max_shift=max_shift, quiet=quiet)
-        stack.callback(s1.close)
+        s1, s1_tags, s1_report = NoS1(), {}, None
+        if s1_path is not None:
+            s1, s1_tags, s1_report = open_s1_on_grid(
+                s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
+                max_shift=max_shift, quiet=quiet)
+            stack.callback(s1.close)
         shadow = None
         if mask_params.shadow:
             shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
@@ -389,8 +437,15 @@ def remove_scene(
         if engine.uses_mask:
             fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
             log.info("%s", fill.describe())
+        dates = None
+        if references:
+            dates = open_references(references, s2, mask_params, shadow, offset=offset,
+                                    s1=None if s1_path is None else s1,
+                                    reference_s1=reference_s1, s1_units=s1_units, refine=refine,
+                                    max_shift=max_shift, quiet=quiet)
+            stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather)
-        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill)
+        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, dates)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
@@ -404,15 +459,17 @@ def remove_scene(
                if fill is not None else {}),
             **s1_tags,
         }
-        counts = write_scene(pipe, output, mask_out, tags, overwrite, creation_options, quiet,
-                             inputs, preview, cog)
+        counts, sources = write_scene(pipe, output, mask_out, tags, overwrite,
+                                      creation_options, quiet, inputs, preview, cog, source_out)
+        used = None if dates is None else dates.report(sources)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
     if pipe.filled_without_s1:
         log.warning("%.1f%% of the filled pixels (%d) have no Sentinel-1 under them: filled "
                     "from the optical context alone", 100 * without_s1, pipe.filled_without_s1)
     return {
-        "input": str(s2_path), "s1": str(s1_path), "output": str(output),
+        "input": str(s2_path), "s1": None if s1_path is None else str(s1_path),
+        "output": str(output),
         "preview": None if preview is None else str(preview),
         "model": tags[MODEL], "arch": engine.arch, "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
@@ -421,18 +478,26 @@ def remove_scene(
         "filled_without_s1_fraction": without_s1, "s1_coregistration": s1_report,
         "fill": None if fill is None else {"source": fill.source,
                                            "clear_fraction": fill.clear_fraction},
+        **({} if dates is None else {
+            "references": used, "source_out": None if source_out is None else str(source_out),
+            "pixels_by_source": {"observed": int(sources[OBSERVED]),
+                                 "references": int(sources[1:SINGLE_DATE].sum()),
+                                 "single_date_model": int(sources[SINGLE_DATE])}}),
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
 def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
-                preview: Path | None = None, cog: bool = True) -> np.ndarray:
-    """Run every chunk, writing released blocks; return the class histogram of the scene."""
+                preview: Path | None = None, cog: bool = True,
+                source_out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run every chunk, writing released blocks; return the class and source histograms of
+    the scene (the second all zero without references)."""
     s2 = pipe.s2
     quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.engine.bands)
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
+    source_counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
         outputs = GridOutputs(stack, grid, overwrite, inputs, cog)
         dst = outputs.open(output, len(pipe.engine.bands), s2.dtype, s2.nodata, AVERAGE)
@@ -442,6 +507,11 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         if mask_out is not None:
             mask_dst = outputs.open(mask_out, 1, "uint8", NODATA, NEAREST)
             mask_dst.update_tags(**tags)
+        source_dst = None
+        if source_out is not None:
+            source_dst = outputs.open(source_out, 1, "uint8", SOURCE_NODATA, NEAREST)
+            source_dst.update_tags(**tags)
+            source_dst.write_colormap(1, source_colormap(len(pipe.references.references)))
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
         release = PeriodicRelease()
@@ -455,11 +525,15 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                 release()  # or resident memory creeps up with the scene
                 if final is None:
                     continue
-                dn, classes, original = pipe.finish(final, loaded)
+                dn, classes, original, sources = pipe.finish(final, loaded)
                 window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
                 dst.write(dn, window=window)
                 if mask_dst is not None:
                     mask_dst.write(classes, 1, window=window)
+                if sources is not None:
+                    source_counts += np.bincount(sources.ravel(), minlength=256)
+                    if source_dst is not None:
+                        source_dst.write(sources, 1, window=window)
                 if quicklook is not None:
                     after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
                     quicklook.add(final.row, final.col, original, classes, after)
@@ -468,8 +542,10 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
         dst.update_tags(FILLED_PIXELS=str(pipe.filled),
                         FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
-        for written in filter(None, (dst, mask_dst)):
+        if pipe.references is not None:
+            dst.update_tags(**pipe.references.tags(source_counts))
+        for written in filter(None, (dst, mask_dst, source_dst)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
             quicklook.write(Path(preview), overwrite, inputs, outputs.together)
-    return counts
+    return counts, source_counts

@@ -115,7 +115,8 @@ def _properties(p: Provenance) -> dict:
         "version": p.version, "command": p.command, "inputs": p.inputs, "model": p.model,
         "model_sha256": p.model_sha256, "arch": p.arch, "cloud_fraction": p.cloud_fraction,
         "s1_shift_px": list(p.s1_shift_px) if p.s1_shift_px else None,
-        "s1_shift_applied": p.s1_shift_applied,
+        "s1_shift_applied": p.s1_shift_applied, "references": p.references,
+        "filled_pixels_by_source": p.filled_by_source,
     }
     props = {f"cloudfree:{k}": v for k, v in values.items() if v is not None}
     if p.processed is not None:

@@ -1,0 +1,172 @@
+"""`remove --reference` on the pool's SEN12MS-CR-TS series: real clouds pasted over clear dates.
+
+    python scripts/extract_ts_series.py CLONE_OF_Oriolac_cloud-removal /work/data/21/ts
+    python benchmarks/reference_fill.py --series /work/data/21/ts [--json out.json]
+
+The series is 30 dates of one 256 px patch (``../shared/docs/DATA.md``). With the mask
+``remove`` uses by default (score, 5 px buffer), dates with less than ``CLEAR_MAX`` cloud are the
+clear targets and dates with ``DONOR_MIN`` to ``DONOR_MAX`` cloud are the donors. Each case
+pastes a donor's cloud onto a clear target: the donor's own pixels wherever its mask (score,
+no buffer) says cloud, so the cloud and its look are real. The clear target is the truth. Every
+other date of the series (overcast ones and the donor included) is a reference; no S1.
+
+Three fills, scored on reflectance clipped to [0, 1], all 13 bands, by PSNR on the pasted
+pixels and on the whole image:
+
+- ``median fill``: ``remove --model median-fill`` (every masked pixel from the scene's clear-sky
+  median), through the real ``remove_scene``;
+- ``naive temporal``: the mean of the references clear at the pixel (their own mask), each
+  adjusted per band by a least-squares line fitted on the pixels clear in both, composited with
+  the same mask and feather as ``remove`` (the median fill where no reference is clear);
+- ``--reference``: ``remove --reference R1 ... R29`` through the real ``remove_scene``;
+- with ``--shadow``, also ``remove --reference ... --shadow`` (the target's cloud shadows filled
+  too; its whole-image PSNR says what filling the shadow class costs or gains on clear ground).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
+from cloudfree.remove_scene import composite_alpha, remove_scene  # noqa: E402
+from cloudfree.sentinel2 import open_sentinel2  # noqa: E402
+
+#: Cloud fractions (default mask) of clear targets and of cloud donors.
+CLEAR_MAX, DONOR_MIN, DONOR_MAX = 0.02, 0.05, 0.95
+REMOVE_MASK = MaskParams(buffer=5)
+FEATHER = 8
+
+
+def series(folder: Path) -> list[Path]:
+    """The dates of the series in time order (the ImgNo of SEN12MS-CR-TS names)."""
+    files = folder.glob("s2_*_ImgNo_*.tif")
+    return sorted(files, key=lambda p: int(re.search(r"ImgNo_(\d+)_", p.name).group(1)))
+
+
+def read(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Reflectance, DN and the GeoTIFF profile of a date."""
+    with open_sentinel2(path) as s2:
+        refl, _ = s2.read()
+    with rasterio.open(path) as ds:
+        return refl, ds.read(), ds.profile
+
+
+def classes(refl: np.ndarray, params: MaskParams = REMOVE_MASK) -> np.ndarray:
+    return classify(refl, None, params)[0]
+
+
+def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
+    diff = np.clip(pred, 0, 1)[:, where] - np.clip(truth, 0, 1)[:, where]
+    return float(10 * np.log10(1 / max(np.mean(diff.astype(np.float64) ** 2), 1e-10)))
+
+
+def naive_temporal(cloudy: np.ndarray, median_out: np.ndarray, refs: list[np.ndarray]
+                   ) -> np.ndarray:
+    """Mean of the clear references, each line-fitted per band on the commonly clear pixels."""
+    target_classes = classes(cloudy)
+    target_clear = target_classes == CLEAR
+    total, count = np.zeros_like(cloudy), np.zeros(cloudy.shape[1:])
+    for ref in refs:
+        clear = classes(ref) == CLEAR
+        both = clear & target_clear
+        if both.sum() < 1000:
+            continue
+        adjusted = np.empty_like(ref)
+        for b in range(len(ref)):
+            gain, offset = np.polyfit(ref[b][both], cloudy[b][both], 1)
+            adjusted[b] = gain * ref[b] + offset
+        total += np.where(clear, adjusted, 0)
+        count += clear
+    estimate = np.where(count > 0, total / np.maximum(count, 1), median_out)
+    alpha = composite_alpha(target_classes, REMOVE_MASK, FEATHER)
+    return alpha * estimate + (1 - alpha) * cloudy
+
+
+def run_case(target: Path, donor: Path, others: list[Path], work: Path,
+             shadow: bool = False) -> dict:
+    truth, truth_dn, profile = read(target)
+    donor_refl, donor_dn, _ = read(donor)
+    pasted = classes(donor_refl, MaskParams()) == CLOUD
+    cloudy_dn = np.where(pasted, donor_dn, truth_dn)
+    cloudy_path = work / f"cloudy_{target.stem}.tif"
+    with rasterio.open(cloudy_path, "w", **profile) as dst:
+        dst.write(cloudy_dn)
+    cloudy = read(cloudy_path)[0]
+    results = {}
+    median_path = work / "median.tif"
+    remove_scene(cloudy_path, None, median_path, model="median-fill", overwrite=True, quiet=True,
+                 cog=False)
+    results["median fill"] = read(median_path)[0]
+    results["naive temporal"] = naive_temporal(cloudy, results["median fill"],
+                                               [read(p)[0] for p in others])
+    ref_path = work / "reference.tif"
+    summary = remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
+                           quiet=True, cog=False)
+    results["--reference"] = read(ref_path)[0]
+    if shadow:
+        remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True, quiet=True,
+                     cog=False, mask_params=MaskParams(buffer=5, shadow=True))
+        results["--reference --shadow"] = read(ref_path)[0]
+    whole = np.ones(pasted.shape, bool)
+    return {"target": target.name, "donor": donor.name, "pasted": float(pasted.mean()),
+            "from_references": summary["pixels_by_source"]["references"],
+            "psnr_pasted": {k: psnr(v, truth, pasted) for k, v in results.items()},
+            "psnr_whole": {k: psnr(v, truth, whole) for k, v in results.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=Path, default=Path("/work/data/21/ts"))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--every", type=int, default=1,
+                        help="only every N-th case (a quick look)")
+    parser.add_argument("--shadow", action="store_true",
+                        help="also --reference --shadow (cloud shadows of the target filled too)")
+    args = parser.parse_args()
+    dates = series(args.series)
+    fractions = {p: float((classes(read(p)[0]) == CLOUD).mean()) for p in dates}
+    targets = [p for p in dates if fractions[p] < CLEAR_MAX]
+    donors = [p for p in dates if DONOR_MIN <= fractions[p] <= DONOR_MAX]
+    cases = [(t, d) for t in targets for d in donors][:: args.every]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (target, donor) in enumerate(cases, 1):
+            others = [p for p in dates if p != target]
+            rows.append(run_case(target, donor, others, Path(tmp), args.shadow))
+            print(f"{i}/{len(cases)} {target.name} <- {donor.name}: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items()),
+                  file=sys.stderr)
+    methods = list(rows[0]["psnr_pasted"])
+    print(f"{len(targets)} clear targets x {len(donors)} cloud donors = {len(rows)} cases, "
+          f"{len(dates) - 1} references each\n")
+    print("| method | PSNR on pasted clouds, dB (mean) | worst case | whole image, dB | "
+          "gain over median fill: mean / worst | cases above median fill + 3 dB |")
+    print("|---|---|---|---|---|---|")
+    base = np.array([r["psnr_pasted"]["median fill"] for r in rows])
+    for m in methods:
+        values = np.array([r["psnr_pasted"][m] for r in rows])
+        whole = np.mean([r["psnr_whole"][m] for r in rows])
+        gain = values - base
+        print(f"| {m} | {values.mean():.2f} | {values.min():.2f} | {whole:.2f} | "
+              f"{gain.mean():+.2f} / {gain.min():+.2f} | {(gain >= 3).sum()}/{len(rows)} |")
+    ours = np.array([r["psnr_pasted"]["--reference"] for r in rows])
+    naive = np.array([r["psnr_pasted"]["naive temporal"] for r in rows])
+    print(f"\n--reference beats the naive temporal fill on {(ours > naive).sum()}/{len(rows)} "
+          f"cases (mean {np.mean(ours - naive):+.2f} dB)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Radiometric adjustment of one date to another: robust per-band lines, local and smooth.
+
+For every band the target is predicted from the reference by a line, target = gain x reference
++ offset, fitted on the pixels clear in both. The fit is robust and local:
+
+- robust: least squares, then the pixels whose residual exceeds ``REJECT`` robust standard
+  deviations (1.4826 x the median absolute residual, the normal-consistent MAD) are dropped and
+  the line fitted again on the rest (a one-step trimmed least squares). Clouds and shadows the
+  masks missed, and real changes, are such outliers;
+- local: one fit per cell of ``CELL`` x ``CELL`` pixels (phenology and illumination vary across a
+  tile), shrunk towards the scene-wide fit by n / (n + ``SHRINK``) so that cells with few common
+  pixels stay near it; cells with fewer than ``MIN_PIXELS`` common pixels take the scene-wide
+  fit, pooled from every cell's inliers (sums of x, y, x^2, xy, y^2). The gain, offset and residual
+  variance are then interpolated bilinearly between cell centres, so the adjustment is a smooth
+  field with no steps at cell borders.
+
+The residual variance is how well the reference predicts the target there; it weighs the
+references against each other where several are clear (``reference_fill.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Cell size in pixels of the local fits.
+CELL = 64
+#: Fewest pixels clear in both for a cell's own fit.
+MIN_PIXELS = 256
+#: Pixels at which a cell's fit and the scene-wide one weigh equally.
+SHRINK = 256
+#: Residuals beyond this many robust standard deviations are outliers.
+REJECT = 3.0
+#: Fewest pixels clear in both, over the scene, for a reference to be used at all.
+MIN_COMMON = 1000
+#: Floor of the residual variance (reflectance^2): one DN of noise.
+VARIANCE_FLOOR = 1e-8
+
+
+@dataclass
+class LineSums:
+    """Sums of x, y, x^2, xy, y^2 and the count, per band [5, bands] and [bands]: a line's fit."""
+
+    sums: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def zeros(cls, bands: int) -> LineSums:
+        return cls(np.zeros((5, bands)), np.zeros(bands))
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> LineSums:
+        """Sums over the points ``keep`` [bands, n] of x, y [bands, n]."""
+        x, y = np.where(keep, x, 0).astype(np.float64), np.where(keep, y, 0).astype(np.float64)
+        sums = np.stack([x.sum(1), y.sum(1), (x * x).sum(1), (x * y).sum(1), (y * y).sum(1)])
+        return cls(sums, keep.sum(1).astype(np.float64))
+
+    def __iadd__(self, other: LineSums) -> LineSums:
+        self.sums += other.sums
+        self.count += other.count
+        return self
+
+    def line(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Least-squares gain, offset and residual variance per band (gain 0 for flat x)."""
+        n = np.maximum(self.count, 1)
+        sx, sy, sxx, sxy, syy = self.sums / n
+        var_x, cov, var_y = sxx - sx * sx, sxy - sx * sy, syy - sy * sy
+        gain = np.where(var_x > VARIANCE_FLOOR, cov / np.maximum(var_x, VARIANCE_FLOOR), 0.0)
+        offset = sy - gain * sx
+        residual = np.maximum(var_y - gain * cov, 0.0) + VARIANCE_FLOOR
+        return gain, offset, residual
+
+
+def cell_sums(x: np.ndarray, y: np.ndarray) -> tuple[LineSums, bool]:
+    """A cell's robust sums and True, or the plain sums of too few pixels and False (those only
+    join the scene-wide pool); x (reference), y (target) [bands, n]."""
+    if x.shape[1] < MIN_PIXELS:
+        return LineSums.of(x, y, np.ones(x.shape, bool)), False
+    return robust_sums(x, y), True
+
+
+def robust_sums(x: np.ndarray, y: np.ndarray) -> LineSums:
+    """The inliers' sums of a trimmed least-squares line per band; x, y [bands, n]."""
+    first = LineSums.of(x, y, np.ones(x.shape, bool))
+    gain, offset, _ = first.line()
+    residual = np.abs(y - gain[:, None] * x - offset[:, None])
+    scale = 1.4826 * np.median(residual, axis=1, keepdims=True) + 1e-4
+    return LineSums.of(x, y, residual <= REJECT * scale)
+
+
+@dataclass(frozen=True)
+class FitField:
+    """Gain, offset and residual variance per band on the cell grid [bands, rows, cols]."""
+
+    gain: np.ndarray
+    offset: np.ndarray
+    variance: np.ndarray
+    cell: int
+
+    def at(self, top: int, left: int, height: int, width: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three fields [bands, height, width] on a block of scene pixels (bilinear between
+        cell centres, constant beyond the outer ones; the block may reach outside the scene)."""
+        (r0, r1, fr), (c0, c1, fc) = (_axis(np.arange(top, top + height), self.cell,
+                                            self.gain.shape[1]),
+                                      _axis(np.arange(left, left + width), self.cell,
+                                            self.gain.shape[2]))
+
+        def interpolate(f: np.ndarray) -> np.ndarray:
+            rows = f[:, r0] * (1 - fr)[None, :, None] + f[:, r1] * fr[None, :, None]
+            return (rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc).astype(np.float32)
+
+        return interpolate(self.gain), interpolate(self.offset), interpolate(self.variance)
+
+
+def _axis(coords: np.ndarray, cell: int, count: int):
+    """Lower and upper cell indices and the weight of the upper, for pixel coordinates."""
+    u = np.clip((coords + 0.5) / cell - 0.5, 0, count - 1)
+    low = np.floor(u).astype(np.int64)
+    return low, np.minimum(low + 1, count - 1), (u - low)
+
+
+class CellFits:
+    """Each cell's robust sums, and the scene-wide pool of their inliers."""
+
+    def __init__(self, bands: int, rows: int, cols: int, cell: int = CELL) -> None:
+        self.cell, self.bands = cell, bands
+        self.cells: dict[tuple[int, int], LineSums] = {}
+        self.shape = (rows, cols)
+        self.pooled = LineSums.zeros(bands)
+
+    def add(self, row: int, col: int, sums: LineSums, fitted: bool) -> None:
+        """The sums of cell (row, col) (from :func:`cell_sums`): its own fit when ``fitted``;
+        the scene-wide pool takes them either way."""
+        if fitted:
+            self.cells[row, col] = sums
+        self.pooled += sums
+
+    @property
+    def common(self) -> int:
+        """Pixels clear in both over the scene (inliers of fitted cells, all of the others)."""
+        return int(self.pooled.count.max()) if self.bands else 0
+
+    def field(self) -> FitField | None:
+        """The smooth field of fits; None when the two dates share too few clear pixels."""
+        if self.common < MIN_COMMON:
+            return None
+        gain0, offset0, var0 = self.pooled.line()
+        shape = (self.bands, *self.shape)
+        gain = np.broadcast_to(gain0[:, None, None], shape).copy()
+        offset = np.broadcast_to(offset0[:, None, None], shape).copy()
+        variance = np.broadcast_to(var0[:, None, None], shape).copy()
+        for (r, c), sums in self.cells.items():
+            g, o, v = sums.line()
+            w = sums.count / (sums.count + SHRINK)
+            gain[:, r, c] = w * g + (1 - w) * gain0
+            offset[:, r, c] = w * o + (1 - w) * offset0
+            variance[:, r, c] = w * v + (1 - w) * var0
+        return FitField(gain, offset, variance, self.cell)

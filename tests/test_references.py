@@ -1,0 +1,213 @@
+"""`remove --reference`: other dates fill the clouds they see clear; the model fills the rest.
+
+The scenes: the real clear winter SEN12MS-CR patch with the real summer cumulus pasted over it
+(the summer pixels where its mask says cloud) is the target, the clear image its truth; the hazy
+winter image of the same place (another date, no cloud by the mask) is the reference.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from scipy import ndimage
+
+from cloudfree.masking import CLOUD, MaskParams, classify
+from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA
+from cloudfree.references import acquisition_date, change_threshold_db
+from cloudfree.remove_scene import remove_scene
+from cloudfree.sentinel2 import open_sentinel2
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile, ds.tags()
+
+
+def write(path, data, profile, **changes):
+    with rasterio.open(path, "w", **{**profile, **changes}) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Target (cumulus pasted on the clear winter patch), its cloud, and the truth."""
+    folder = tmp_path_factory.mktemp("refs")
+    with open_sentinel2(SUMMER_S2) as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    summer = read(SUMMER_S2)[0]
+    truth, profile, _ = read(WINTER_CLEAR)
+    target = write(folder / "target_20171201.tif", np.where(cloud, summer, truth), profile)
+    return {"folder": folder, "target": target, "cloud": cloud, "truth": truth,
+            "profile": profile}
+
+
+def psnr(a, b, where):
+    diff = (a[:, where].astype(np.float64) - b[:, where]) / 10000
+    return 10 * np.log10(1 / np.mean(diff ** 2))
+
+
+def test_reference_in_another_crs_fills_the_cloud(scenes, tmp_path):
+    src, profile, _ = read(WINTER_S2)
+    transform, width, height = calculate_default_transform(
+        profile["crs"], "EPSG:4326", profile["width"], profile["height"],
+        *rasterio.transform.array_bounds(profile["height"], profile["width"],
+                                         profile["transform"]))
+    warped = np.zeros((13, height, width), np.uint16)
+    reproject(src, warped, src_transform=profile["transform"], src_crs=profile["crs"],
+              dst_transform=transform, dst_crs="EPSG:4326", resampling=Resampling.bilinear,
+              src_nodata=0, dst_nodata=0)
+    ref = write(tmp_path / "ref_4326.tif", warped, profile, crs="EPSG:4326",
+                transform=transform, width=width, height=height, nodata=0)
+    out, src_map = tmp_path / "out.tif", tmp_path / "src.tif"
+    summary = remove_scene(scenes["target"], None, out, references=[ref], source_out=src_map,
+                           quiet=True)
+    median = tmp_path / "median.tif"
+    remove_scene(scenes["target"], None, median, model="median-fill", quiet=True)
+    result, out_profile, tags = read(out)
+    assert out_profile["crs"] == scenes["profile"]["crs"]
+    assert out_profile["transform"] == scenes["profile"]["transform"]
+    cloud, truth = scenes["cloud"], scenes["truth"]
+    sources = read(src_map)[0][0]
+    assert (sources[cloud] == 1).mean() > 0.95  # the reference saw the cumulus' place clear
+    gained = psnr(result, truth, cloud) - psnr(read(median)[0], truth, cloud)
+    assert gained > 3, gained
+    assert summary["references"][0]["used"]
+    assert summary["pixels_by_source"]["references"] == (sources == 1).sum()
+    assert json.loads(tags["REFERENCES"])[0]["filled_pixels"] == (sources == 1).sum()
+
+
+@pytest.fixture(scope="module")
+def overcast(scenes):
+    """A reference of real cloud pixels only (the summer cumulus spread over the whole patch)."""
+    summer = read(SUMMER_S2)[0]
+    _, (rows, cols) = ndimage.distance_transform_edt(~scenes["cloud"], return_indices=True)
+    return write(scenes["folder"] / "overcast.tif", summer[:, rows, cols], scenes["profile"])
+
+
+def test_no_clear_reference_gives_the_plain_remove_bit_for_bit(scenes, overcast, tmp_path):
+    plain, with_ref = tmp_path / "plain.tif", tmp_path / "ref.tif"
+    remove_scene(scenes["target"], WINTER_S1, plain, s1_aligned=True, quiet=True)
+    summary = remove_scene(scenes["target"], WINTER_S1, with_ref, s1_aligned=True,
+                           references=[overcast], quiet=True)
+    assert summary["references"][0]["used"] is False
+    assert summary["pixels_by_source"]["references"] == 0
+    np.testing.assert_array_equal(read(plain)[0], read(with_ref)[0])
+
+
+def test_overcast_reference_is_ignored_beside_a_clear_one(scenes, overcast, tmp_path):
+    out, src_map = tmp_path / "out.tif", tmp_path / "src.tif"
+    summary = remove_scene(scenes["target"], None, out, references=[overcast, WINTER_S2],
+                           source_out=src_map, quiet=True)
+    used = {r["index"]: r["used"] for r in summary["references"]}
+    assert used == {1: False, 2: True}
+    sources = read(src_map)[0][0]
+    assert not (sources == 1).any() and (sources[scenes["cloud"]] == 2).mean() > 0.95
+
+
+def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
+    # the reference without its lower half (nodata): the model fills the cloud there
+    ref, profile, _ = read(WINTER_S2)
+    ref[:, 128:] = 0
+    half = write(tmp_path / "half.tif", ref, profile, nodata=0)
+    target, _, _ = read(scenes["target"])
+    target[:, :, :16] = 0  # and the target has nodata columns of its own
+    target_path = write(tmp_path / "target.tif", target, profile, nodata=0)
+    out, src_map, mask = tmp_path / "out.tif", tmp_path / "src.tif", tmp_path / "mask.tif"
+    result = cli("remove", "--s2", target_path, "--reference", half, "-o", out,
+                 "--source-out", src_map, "--mask-out", mask, "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    with rasterio.open(src_map) as ds:
+        sources, colours = ds.read(1), ds.colormap(1)
+    classes = read(mask)[0][0]
+    cloud = classes == CLOUD
+    assert set(np.unique(sources)) == {OBSERVED, 1, SINGLE_DATE, SOURCE_NODATA}
+    assert (sources[:, :16] == SOURCE_NODATA).all() and (read(out)[0][:, :, :16] == 0).all()
+    assert (sources[:128][cloud[:128]] == 1).mean() > 0.95
+    assert (sources[128:][cloud[128:]] == SINGLE_DATE).all()  # no reference there
+    assert (sources[(classes == 0)] == OBSERVED).all()
+    assert colours[1] != colours[SINGLE_DATE]
+    counts = summary["pixels_by_source"]
+    assert counts["references"] == (sources == 1).sum()
+    assert counts["single_date_model"] == (sources == SINGLE_DATE).sum()
+
+
+def test_s1_change_keeps_a_changed_place_from_the_reference(scenes, tmp_path):
+    s1, profile, _ = read(WINTER_S1)
+    changed = s1.copy()
+    rows, cols = np.nonzero(scenes["cloud"])
+    r0, c0 = int(np.median(rows)) - 20, int(np.median(cols)) - 20
+    changed[:, r0 : r0 + 40, c0 : c0 + 40] -= 10  # a flood: backscatter down 10 dB
+    ref_s1 = write(tmp_path / "ref_s1.tif", changed, profile)
+    src_map = tmp_path / "src.tif"
+    remove_scene(scenes["target"], WINTER_S1, tmp_path / "out.tif", s1_aligned=True,
+                 references=[WINTER_S2], reference_s1=[ref_s1], source_out=src_map,
+                 model="median-fill", quiet=True)
+    sources = read(src_map)[0][0]
+    cloud = scenes["cloud"]
+    inside = np.zeros(cloud.shape, bool)
+    inside[r0 + 3 : r0 + 37, c0 + 3 : c0 + 37] = True
+    assert (sources[inside & cloud] == SINGLE_DATE).all()
+    assert (sources[~inside & cloud] == 1).mean() > 0.95  # unchanged S1: the reference
+    assert 1.0 < change_threshold_db() < 6.0
+
+
+def test_reference_dates_from_names_and_errors(scenes, tmp_path):
+    with open_sentinel2(scenes["target"]) as s2:
+        assert acquisition_date(s2).isoformat() == "2017-12-01"
+    with open_sentinel2(WINTER_S2) as s2:
+        assert acquisition_date(s2) is None
+    with pytest.raises(Exception, match="needs the target's Sentinel-1"):
+        remove_scene(scenes["target"], None, tmp_path / "o.tif", references=[WINTER_S2],
+                     reference_s1=[WINTER_S1], quiet=True)
+    with pytest.raises(Exception, match="source_out=PATH needs references=S2"):
+        remove_scene(scenes["target"], WINTER_S1, tmp_path / "o.tif", s1_aligned=True,
+                     source_out=tmp_path / "s.tif", quiet=True)
+    far = write(tmp_path / "far.tif", read(SUMMER_S2)[0], read(SUMMER_S2)[1])
+    with pytest.raises(Exception, match="does not overlap"):
+        remove_scene(scenes["target"], None, tmp_path / "o.tif", references=[far], quiet=True)
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
+    root = tmp_path / "area"
+    for name, s2 in (("a", scenes["target"]), ("b", WINTER_S2), ("c", WINTER_CLEAR)):
+        date_ = {"a": "20171201", "b": "20171211", "c": "20180601"}[name]
+        (root / name).mkdir(parents=True)
+        (root / name / f"{name}_s2_{date_}.tif").symlink_to(s2)
+        (root / name / f"{name}_s1_{date_}.tif").symlink_to(WINTER_S1)
+    result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--model",
+                 "median-fill", "--stac", tmp_path / "stac", "--quiet")
+    assert result.exit_code == 0, result.output
+    item = json.loads((tmp_path / "stac" / "a" / "a.json").read_text())
+    (recorded,) = item["properties"]["cloudfree:references"]
+    assert recorded["date"] == "2017-12-11" and recorded["used"]
+    by_source = item["properties"]["cloudfree:filled_pixels_by_source"]
+    assert by_source["references"] == recorded["filled_pixels"] > 0
+    expected = {"a": "b", "b": "a", "c": "b"}  # nearest dates first
+    for name, ref in expected.items():
+        tags = read(tmp_path / "out" / f"{name}.tif")[2]
+        (used,) = json.loads(tags["REFERENCES"])
+        assert used["path"].endswith(f"{ref}_s2_" + {"a": "20171201", "b": "20171211"}[ref]
+                                     + ".tif")
+    filled = json.loads(read(tmp_path / "out" / "a.tif")[2]["REFERENCES"])[0]["filled_pixels"]
+    assert filled > 0.95 * scenes["cloud"].sum()  # the cumulus of a, filled from b
+    result = cli("batch", root, "-o", tmp_path / "m", "--command", "mask", "--references", 1)
+    assert result.exit_code == 2 and "--references 1: only for --command remove" in result.output
+
+
+def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
+    result = cli("remove", "--s2", scenes["target"], "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2
+    assert "give --s1 PATH (Sentinel-1), --reference S2 (other dates) or --model median-fill" \
+        in result.output
+    result = cli("remove", "--s2", scenes["target"], "--reference", WINTER_S2, "--reference",
+                 WINTER_S2, "--reference-s1", "none", "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2 and "1 --reference-s1 S1 for 2 references" in result.output
+    assert not (tmp_path / "o.tif").exists()
