@@ -13,7 +13,7 @@ from rasterio.windows import Window
 
 from cloudfree.coregister import Grid, coregister_file, coregister_to_grid
 from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.shift_estimation import RULES, Rule, halves_disagreement
+from cloudfree.shift_estimation import RULE, halves_disagreement
 
 
 def moved_s1(src, dst, dx=0.0, dy=0.0, grid=None):
@@ -85,10 +85,9 @@ def test_wrong_partner_unreliable_and_not_applied(tmp_path, s1, s2):
             untouched = result.read()
     assert not report["reliable"] and not report["applied"] and result.field is None
     assert report["applied_px"] == {"x": 0.0, "y": 0.0}
-    rule = Rule.for_search(10)
     (window,) = report["window_estimates"]
-    assert (window["significance"] < rule.significance
-            or window["halves_disagreement"] > rule.disagreement)
+    assert (window["significance"] < RULE.significance
+            or window["halves_disagreement"] > RULE.disagreement)
     assert "not significant" in report["reason"] or "halves of the window disagree" in \
         report["reason"]
     with rasterio.open(s1) as ds:
@@ -128,9 +127,8 @@ def test_fair_peak_that_the_halves_agree_on_is_applied(tmp_path):
         report = shifted.report()
         assert shifted.applied and own.applied
         (dx, dy), (x0, y0) = shifted.field.at(48, 48), own.field.at(48, 48)
-    rule = Rule.for_search(10)
-    assert rule.significance <= report["significance"] < 7
-    assert report["halves_disagreement"] <= rule.disagreement
+    assert RULE.significance <= report["significance"] < 7
+    assert report["halves_disagreement"] <= RULE.disagreement
     assert np.hypot(dx - x0 - 3, dy - y0 + 2) < 0.5
 
 
@@ -163,13 +161,6 @@ def test_halves_disagreement_takes_the_better_split():
     assert halves_disagreement(whole, halves) == pytest.approx(1.0)  # left/right: 0.2 and 1
     halves["right"] = (-5.0, -2.0)
     assert halves_disagreement(whole, halves) == pytest.approx(6.0)  # left/right 6, top 10
-
-
-def test_rule_for_each_calibrated_search_range():
-    assert Rule.for_search(5) == Rule(*RULES[5.0])
-    assert Rule.for_search(7) == Rule(*RULES[10.0])
-    assert Rule.for_search(20) == Rule(*RULES[20.0])
-    assert Rule.for_search(40) == Rule(*RULES[max(RULES)])
 
 
 @pytest.mark.parametrize("s1, s2, window", [
