@@ -408,8 +408,8 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     creation_options : dict, optional
         GDAL GeoTIFF creation options. Default: none.
     report_path : path, optional
-        Also write the report (shift field, reliability, per-window estimates, overlap) as
-        JSON. Default: none.
+        Also write the report (shift field, reliability, per-window estimates with their
+        per-half and per-band evidence, overlap) as JSON. Default: none.
     block : int
         Window size in pixels for writing; the result does not depend on it. Default: 1024.
     cog : bool

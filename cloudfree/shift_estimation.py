@@ -22,8 +22,8 @@ featureless and cloudy pairs):
   blank one half); on a wrong partner a chance peak does not repeat on independent content.
 
 Each optical band is also estimated against each polarisation on its own; these estimates and
-their spread are reported, not used by the decision: on small patches they scatter by 1-3 px on
-right partners and can agree on wrong ones (the optical bands share their boundaries).
+their spread are reported, not used by the decision: on the pool's weaker right pairs they spread
+by 1-2.6 px, and they can agree on a wrong partner (the visible bands share their boundaries).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from scipy import fft, ndimage
 
 #: Gaussian smoothing (pixels) before the gradient: suppresses speckle.
 SIGMA = 1.5
+
+
 @dataclass(frozen=True)
 class Rule:
     """An estimate is trusted when its peak is significant and the halves of the window agree."""
@@ -46,8 +48,8 @@ class Rule:
 
 #: The decision, calibrated for --max-shift 5, 10 and 20 (benchmarks/coregister_calibration.py):
 #: no wrong partner of 836 passes at any of them (the highest whose halves agree reached 5.8,
-#: 6.2 and 6.1), and 97.0-97.9 % of the displaced pool pairs with structure are corrected within
-#: 0.5 px, against 96.2-97.1 % for significance >= 7 alone, which let a wrong partner through at
+#: 6.2 and 6.1), and 97.3-97.9 % of the displaced pool pairs with structure are corrected within
+#: 0.5 px, against 96.3-97.1 % for significance >= 7 alone, which let a wrong partner through at
 #: 20 px (significance 9.0, halves 21 px apart).
 RULE = Rule(significance=6.5, disagreement=3.0)
 
