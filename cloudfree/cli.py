@@ -237,8 +237,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references, 
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Warp threads.")
 @click.option("--report", "report_path", type=PATH,
-              help="Write the shift field, its reliability, the per-window estimates and the "
-                   "overlap as JSON to this file.")
+              help="Write the shift field, its reliability, the per-window estimates with their "
+                   "evidence (per half, per band) and the overlap as JSON to this file.")
 @opt.offset
 @opt.geotiff_outputs
 @opt.quiet

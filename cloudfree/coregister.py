@@ -49,7 +49,8 @@ from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
 
 log = logging.getLogger("cloudfree")
 
-#: Native 10 m S2 bands used for the refinement (resampled 20/60 m bands may be offset).
+#: Native 10 m S2 bands used for the refinement (with B11 and B12 added, 3 of 4 displaced
+#: BigEarthNet patches were estimated less accurately in the calibration).
 REFINE_BANDS = ("B02", "B03", "B04", "B08")
 #: Size (pixels) of the windows the shift is estimated on, and how many per axis at most.
 ESTIMATION_WINDOW = 512
@@ -172,36 +173,36 @@ def estimation_windows(width: int, height: int) -> list[Window]:
             for r in starts(height) for c in starts(width)]
 
 
-def _optical_field(s2: Sentinel2, window: Window) -> np.ndarray | None:
-    """Sum of the 10 m bands' orientation fields, clouds left out; None if too little is valid."""
+def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | None:
+    """Orientation fields of the refinement bands, clouds left out; None if too little valid."""
     bands = REFINE_BANDS + tuple(b for b in MASK_BANDS if b not in REFINE_BANDS)
-    if not all(b in s2.band_sources for b in bands):
-        bands = REFINE_BANDS
-    reflectance, valid = s2.read(window, bands=bands)
-    if len(bands) > len(REFINE_BANDS):
+    masked = all(b in s2.band_sources for b in bands)
+    reflectance, valid = s2.read(window, bands=bands if masked else REFINE_BANDS)
+    if masked:
         classes, _ = classify(reflectance, valid, MaskParams(buffer=CLOUD_BUFFER), bands=bands)
         valid &= classes == CLEAR
     if valid.mean() < MIN_VALID:
         return None
-    return sum(orientation_field(reflectance[i], valid) for i in range(len(REFINE_BANDS)))
+    return {b: orientation_field(reflectance[i], valid) for i, b in enumerate(REFINE_BANDS)}
 
 
 def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
                     resampling: Resampling, threads: int) -> WindowEstimate:
-    """The shift of the warped S1 (VV and VH) against the S2 10 m bands on one window."""
+    """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window."""
     grid = Grid.of(s2)
     sar = warp_window(s1, grid, window, None, resampling, threads)
     sar_valid = np.isfinite(sar).all(axis=0)
     if sar_valid.mean() < MIN_VALID:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False, "too little S1 overlap")
-    optical = _optical_field(s2, window)
+    optical = _optical_fields(s2, window)
     if optical is None:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False,
                               "too few cloud-free valid S2 pixels")
-    estimate = estimate_shift(sum(orientation_field(band, sar_valid) for band in sar), optical,
-                              max_shift)
+    estimate = estimate_shift({p: orientation_field(band, sar_valid)
+                               for p, band in zip(POLARISATIONS, sar, strict=True)},
+                              optical, max_shift)
     return WindowEstimate(window, estimate.dx, estimate.dy, estimate.significance,
-                          estimate.reliable, estimate.reason)
+                          estimate.reliable, estimate.reason, evidence=estimate)
 
 
 @dataclass(frozen=True)
@@ -216,12 +217,23 @@ class FieldEstimate:
     def report(self) -> dict:
         reliable = [e for e in self.estimates if e.reliable]
         inliers = [e for e in reliable if e.inlier]
-        best = max((e.significance for e in self.estimates), default=0.0)
-        significance = float(np.median([e.significance for e in inliers])) if inliers else best
-        return {"significance": round(significance, 2), "windows": len(self.estimates),
+        best = max(self.estimates, key=lambda e: e.significance, default=None)
+        chosen = inliers or ([best] if best else [])
+        significance = float(np.median([e.significance for e in chosen])) if chosen else 0.0
+        return {"significance": round(significance, 2),
+                "halves_disagreement": _median_evidence(chosen, "disagreement"),
+                "band_spread": _median_evidence(chosen, "spread"),
+                "windows": len(self.estimates),
                 "reliable_windows": len(reliable), "inlier_windows": len(inliers),
                 "field": self.field.summary() if self.field else None,
                 "reliable": self.applied, **({"reason": self.reason} if self.reason else {})}
+
+
+def _median_evidence(estimates: list[WindowEstimate], name: str) -> float | None:
+    """Median of one piece of evidence (px) over the windows that have it."""
+    values = [getattr(e.evidence, name) for e in estimates
+              if e.evidence and getattr(e.evidence, name) is not None]
+    return round(float(np.median(values)), 3) if values else None
 
 
 def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: Resampling,
@@ -372,7 +384,8 @@ def summary_line(report: dict) -> str:
     outcome = "applied" if report["applied"] else \
         f"not applied: {report.get('reason', 'refinement off')}"
     return (f"{report['output']}: shift ({report['shift_px']['x']}, {report['shift_px']['y']}) px, "
-            f"significance {report.get('significance', 0.0)}, {outcome}, "
+            f"significance {report.get('significance', 0.0)}, halves disagree by "
+            f"{report.get('halves_disagreement')} px, {outcome}, "
             f"overlap {report['overlap_fraction']:.1%}")
 
 
@@ -407,8 +420,8 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     creation_options : dict, optional
         GDAL GeoTIFF creation options. Default: none.
     report_path : path, optional
-        Also write the report (shift field, reliability, per-window estimates, overlap) as
-        JSON. Default: none.
+        Also write the report (shift field, reliability, per-window estimates with their
+        per-half and per-band evidence, overlap) as JSON. Default: none.
     block : int
         Window size in pixels for writing; the result does not depend on it. Default: 1024.
     cog : bool

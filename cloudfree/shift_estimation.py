@@ -5,20 +5,30 @@ shores, roads), often with opposite contrast. Each image becomes a complex field
 orientation with doubled angle, z**2 / |z| for the gradient z = gx + i gy: magnitude |z|, angle
 2 theta, so a boundary of either contrast polarity gives the same value (orientation correlation,
 Fitch, Kadyrov, Christmas & Kittler 2002; doubled angles for polarity, Granlund 1978). The shift is
-the peak of the real cross-correlation of the two fields within the search area, refined by a
-parabola through the peak and its neighbours.
+the peak of the real cross-correlation of the summed SAR fields (VV, VH) with the summed optical
+fields within the search area, refined by a parabola through the peak and its neighbours.
 
-Reliability is a significance test on the correlation surface. The fields are zero-padded and
-correlated circularly, so every lag of the surface is computed; the lags outside the search area
-(with at least half the window overlapping) are what the correlation of two unrelated images
-looks like for this very pair: same window size, same texture energy, same smoothness. The peak
-is trusted when it stands ``SIGNIFICANCE_MIN`` standard deviations above the mean of those lags.
-The threshold comes from benchmarks/coregister_calibration.py (real pairs with known
-displacements, and wrong partners).
+Two pieces of evidence decide whether it is trusted (``RULE``, calibrated by
+benchmarks/coregister_calibration.py on real pairs with known displacements, wrong partners,
+featureless and cloudy pairs):
+
+- significance: the fields are zero-padded and correlated circularly, so every lag of the surface
+  is computed; the lags outside the search area (with at least half the window overlapping) are
+  what the correlation of two unrelated images looks like for this very pair (same window size,
+  texture energy, smoothness). The peak's height in their standard deviations is its significance.
+- agreement of disjoint halves: the window is split into left and right halves, and into top and
+  bottom halves, and each half is estimated on its own. On the right partner the halves of at
+  least one split find the whole window's shift (one split is enough: a cloud or a lake may
+  blank one half); on a wrong partner a chance peak does not repeat on independent content.
+
+Each optical band is also estimated against each polarisation on its own; these estimates and
+their spread are reported, not used by the decision: on the pool's weaker right pairs they spread
+by 1-2.6 px, and they can agree on a wrong partner (the visible bands share their boundaries).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,14 +36,43 @@ from scipy import fft, ndimage
 
 #: Gaussian smoothing (pixels) before the gradient: suppresses speckle.
 SIGMA = 1.5
-#: Standard deviations above the off-search-area lags from which a peak is trusted. The highest
-#: of 596 wrong partners reached 6.2 (99 % at most 5.0); at 7, 96.4 % of the displaced real pairs
-#: with structure are corrected within 0.5 px (benchmarks/coregister_calibration.py).
-SIGNIFICANCE_MIN = 7.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An estimate is trusted when its peak is significant and the halves of the window agree."""
+
+    significance: float  # least significance of the whole window's peak
+    disagreement: float  # px: largest distance of a half's estimate from the whole window's
+
+
+#: The decision, calibrated for --max-shift 5, 10 and 20 (benchmarks/coregister_calibration.py):
+#: no wrong partner of 836 passes at any of them (the highest whose halves agree reached 5.8,
+#: 6.2 and 6.1), and 97.3-97.9 % of the displaced pool pairs with structure are corrected within
+#: 0.5 px, against 96.3-97.1 % for significance >= 7 alone, which let a wrong partner through at
+#: 20 px (significance 9.0, halves 21 px apart).
+RULE = Rule(significance=6.5, disagreement=3.0)
+
+
 #: Off-search-area lags needed for the test (a window of 2 x (radius + 3) px gives about 100).
 MIN_NULL_LAGS = 100
 #: Lags searched beyond --max-shift, so that a peak at the limit is still a local maximum.
 SEARCH_MARGIN = 6
+
+
+@dataclass(frozen=True)
+class BandEstimate:
+    """The correlation peak of one optical band against one polarisation."""
+
+    optical: str
+    sar: str
+    dx: float
+    dy: float
+    significance: float
+
+    def as_dict(self) -> dict:
+        return {"optical": self.optical, "sar": self.sar, "dx": round(self.dx, 3),
+                "dy": round(self.dy, 3), "significance": round(self.significance, 2)}
 
 
 @dataclass(frozen=True)
@@ -45,6 +84,10 @@ class ShiftEstimate:
     significance: float  # peak height in standard deviations of the off-search-area lags
     reliable: bool
     reason: str = ""  # why it is not reliable; empty when it is
+    bands: tuple[BandEstimate, ...] = ()  # every optical band against every polarisation
+    spread: float = 0.0  # median distance (px) of the band estimates from their median
+    halves: Mapping[str, tuple[float, float]] | None = None  # left, right, top, bottom: dx, dy
+    disagreement: float | None = None  # px, of the halves from the whole (the better split)
 
 
 def orientation_field(image: np.ndarray, valid: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
@@ -64,11 +107,9 @@ def _parabola(left: float, centre: float, right: float) -> float:
     return 0.0 if curvature >= 0 else 0.5 * (left - right) / curvature
 
 
-def correlation_surface(sar: np.ndarray, optical: np.ndarray, radius: int) -> np.ndarray:
-    """Real correlation of two fields at every lag, zero lag in the centre (index h+r, w+r)."""
-    shape = (optical.shape[0] + 2 * radius, optical.shape[1] + 2 * radius)
-    spectrum = fft.fft2(sar, shape) * np.conj(fft.fft2(optical, shape))
-    return np.fft.fftshift(fft.ifft2(spectrum).real)
+def _surface(sar: np.ndarray, optical: np.ndarray) -> np.ndarray:
+    """The correlation surface of two spectra (zero lag in the centre)."""
+    return np.fft.fftshift(fft.ifft2(sar * np.conj(optical)).real)
 
 
 def _null_lags(shape: tuple[int, int], window: tuple[int, int], radius: int) -> np.ndarray:
@@ -79,12 +120,8 @@ def _null_lags(shape: tuple[int, int], window: tuple[int, int], radius: int) -> 
     return half & ((rows > radius) | (cols > radius))
 
 
-def estimate_shift(sar: np.ndarray, optical: np.ndarray, max_shift: float) -> ShiftEstimate:
-    """Shift of the ``sar`` field relative to the ``optical`` one (both from orientation_field)."""
-    if not (np.any(sar) and np.any(optical)):
-        return ShiftEstimate(0.0, 0.0, 0.0, False, "no edges in the overlap")
-    radius = int(np.ceil(max_shift)) + SEARCH_MARGIN
-    surface = correlation_surface(sar, optical, radius)
+def _peak(surface: np.ndarray, radius: int, null: np.ndarray) -> tuple[float, float, float]:
+    """Sub-pixel position of the highest lag in the search area, and its significance."""
     cy, cx = surface.shape[0] // 2, surface.shape[1] // 2
     lags = surface[cy - radius: cy + radius + 1, cx - radius: cx + radius + 1]
     iy, ix = np.unravel_index(np.argmax(lags), lags.shape)
@@ -93,17 +130,89 @@ def estimate_shift(sar: np.ndarray, optical: np.ndarray, max_shift: float) -> Sh
         else float(iy - radius)
     dx = ix - radius + _parabola(lags[iy, ix - 1], peak, lags[iy, ix + 1]) if 0 < ix < 2 * radius \
         else float(ix - radius)
-    null = surface[_null_lags(surface.shape, optical.shape, radius)]
-    if null.size < MIN_NULL_LAGS:
-        return ShiftEstimate(float(dx), float(dy), 0.0, False,
-                             f"window of {optical.shape[1]}x{optical.shape[0]} px too small to "
-                             f"test a search of +-{radius} px")
-    spread = null.std()
-    significance = float((peak - null.mean()) / spread) if spread > 0 else 0.0
-    reason = ""
-    if significance < SIGNIFICANCE_MIN:
-        reason = (f"correlation peak not significant ({significance:.1f} < {SIGNIFICANCE_MIN:g}): "
-                  "too little common structure (water, cloud, wrong partner?)")
-    elif max(abs(dx), abs(dy)) > max_shift:
-        reason = f"shift ({dx:.1f}, {dy:.1f}) px beyond the maximum of {max_shift:g} px"
-    return ShiftEstimate(float(dx), float(dy), significance, not reason, reason)
+    values = surface[null]
+    spread = values.std()
+    return float(dx), float(dy), float((peak - values.mean()) / spread) if spread > 0 else 0.0
+
+
+def band_spread(bands: Sequence[BandEstimate]) -> float:
+    """Median distance (px) of the band estimates from their coordinate-wise median."""
+    if not bands:
+        return 0.0
+    points = np.array([(b.dx, b.dy) for b in bands])
+    return float(np.median(np.hypot(*(points - np.median(points, axis=0)).T)))
+
+
+def _halves(shape: tuple[int, int]) -> dict[str, tuple[slice, slice]]:
+    h, w = shape
+    return {"left": (slice(None), slice(0, w // 2)), "right": (slice(None), slice(w // 2, None)),
+            "top": (slice(0, h // 2), slice(None)), "bottom": (slice(h // 2, None), slice(None))}
+
+
+def _only(field: np.ndarray, part: tuple[slice, slice]) -> np.ndarray:
+    out = np.zeros_like(field)
+    out[part] = field[part]
+    return out
+
+
+def halves_disagreement(whole: tuple[float, float], halves: Mapping[str, tuple[float, float]]
+                        ) -> float:
+    """Over the two splits, the smaller of the larger distance (px) of a half from the whole."""
+    def far(*names: str) -> float:
+        return max(float(np.hypot(halves[n][0] - whole[0], halves[n][1] - whole[1]))
+                   for n in names)
+    return min(far("left", "right"), far("top", "bottom"))
+
+
+def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarray],
+                   max_shift: float) -> ShiftEstimate:
+    """Shift of the SAR fields relative to the optical ones (orientation_field, keyed by name)."""
+    if not (any(np.any(f) for f in sar.values()) and any(np.any(f) for f in optical.values())):
+        return ShiftEstimate(0.0, 0.0, 0.0, False, "no edges in the overlap")
+    window = next(iter(optical.values())).shape
+    radius = int(np.ceil(max_shift)) + SEARCH_MARGIN
+    shape = (window[0] + 2 * radius, window[1] + 2 * radius)
+    null = _null_lags(shape, window, radius)
+    if null.sum() < MIN_NULL_LAGS:
+        return ShiftEstimate(0.0, 0.0, 0.0, False,
+                             f"window of {window[1]}x{window[0]} px too small to test a search "
+                             f"of +-{radius} px")
+    sar_spectra = {name: fft.fft2(f, shape) for name, f in sar.items()}
+    optical_spectra = {name: fft.fft2(f, shape) for name, f in optical.items()}
+    dx, dy, significance = _peak(_surface(sum(sar_spectra.values()),
+                                          sum(optical_spectra.values())), radius, null)
+    bands = tuple(BandEstimate(o, s, *_peak(_surface(sar_spectra[s], optical_spectra[o]),
+                                             radius, null))
+                  for o in optical_spectra for s in sar_spectra)
+    sar_sum, optical_sum = sum(sar.values()), sum(optical.values())
+    halves = {name: _peak(_surface(fft.fft2(_only(sar_sum, part), shape),
+                                   fft.fft2(_only(optical_sum, part), shape)), radius, null)[:2]
+              for name, part in _halves(window).items()}
+    disagreement = halves_disagreement((dx, dy), halves)
+    reason = decide(significance, disagreement, dx, dy, max_shift)
+    return ShiftEstimate(dx, dy, significance, not reason, reason, bands, band_spread(bands),
+                         halves, disagreement)
+
+
+def decide(significance: float, disagreement: float, dx: float, dy: float, max_shift: float,
+           rule: Rule = RULE) -> str:
+    """Why an estimate is not to be trusted; empty when it is."""
+    if significance < rule.significance:
+        return (f"correlation peak not significant ({significance:.1f} < {rule.significance:g}): "
+                "too little common structure (water, cloud, wrong partner?)")
+    if disagreement > rule.disagreement:
+        return (f"the halves of the window disagree (by {disagreement:.1f} px > "
+                f"{rule.disagreement:g}): a chance peak (wrong partner?) or too little structure")
+    if max(abs(dx), abs(dy)) > max_shift:
+        return f"shift ({dx:.1f}, {dy:.1f}) px beyond the maximum of {max_shift:g} px"
+    return ""
+
+
+def evidence_dict(estimate: ShiftEstimate) -> dict:
+    """The evidence behind an estimate, for reports: halves, their disagreement, every band."""
+    disagreement = estimate.disagreement
+    return {"halves_disagreement": None if disagreement is None else round(disagreement, 3),
+            "halves": {k: {"dx": round(v[0], 3), "dy": round(v[1], 3)}
+                       for k, v in (estimate.halves or {}).items()},
+            "band_spread": round(estimate.spread, 3),
+            "band_estimates": [b.as_dict() for b in estimate.bands]}

@@ -18,6 +18,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from cloudfree.shift_estimation import ShiftEstimate, evidence_dict
+
 #: Residuals beyond this many scaled MADs (and OUTLIER_FLOOR px) mark a window as an outlier.
 OUTLIER_MADS = 3.0
 #: Residuals below this (px) are never outliers: the estimator's own spread on real pairs.
@@ -40,6 +42,7 @@ class WindowEstimate:
     reliable: bool
     reason: str = ""
     inlier: bool = False
+    evidence: ShiftEstimate | None = None  # the estimate with its per-band and half estimates
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -51,7 +54,8 @@ class WindowEstimate:
                 "width": int(self.window.width), "height": int(self.window.height),
                 "dx": round(self.dx, 3), "dy": round(self.dy, 3),
                 "significance": round(self.significance, 2), "reliable": self.reliable,
-                "inlier": self.inlier, **({"reason": self.reason} if self.reason else {})}
+                "inlier": self.inlier, **({"reason": self.reason} if self.reason else {}),
+                **(evidence_dict(self.evidence) if self.evidence else {})}
 
 
 def _terms(cols: np.ndarray, rows: np.ndarray, degree: int, size: tuple[int, int]) -> np.ndarray:

@@ -5,7 +5,8 @@ Each pair becomes ``OUT/<name>/s1.tif`` (VV, VH dB float32, named bands) and ``O
 
 - ``--oriolac``: a clone of Oriolac/cloud-removal. ``residual/{ID}_input.tif`` holds VV, VH then
   the 13 cloudy bands, ``{ID}_target.tif`` the 13 clear bands, both SEN12MS-CR patches without
-  georeferencing: a nominal 10 m UTM grid is attached (S1 and S2 share it in SEN12MS-CR).
+  georeferencing: a nominal 10 m UTM grid is attached (S1 and S2 share it in SEN12MS-CR). The
+  S1 with the clear bands is ``sen12mscr_{ID}``, with the cloudy ones ``sen12mscr_{ID}_cloudy``.
 - ``--dsen2cr``: a clone of CodyKurpanek/dSen2CR_DSP (SEN12MS-CR triplets, s1 and s2_cloudFree).
 - ``--rico-hdl``: a clone of kai-tub/rico-hdl (SSL4EO-S12: one file per band; each S1 product is
   paired with the L1C acquisition closest in date).
@@ -13,7 +14,7 @@ Each pair becomes ``OUT/<name>/s1.tif`` (VV, VH dB float32, named bands) and ``O
 
 A clone may be a bare mirror: files missing on disk are read with ``git show HEAD:path``.
 
-    python scripts/extract_coregister_pairs.py -o /work/data_cache/i11/pairs \\
+    python scripts/extract_coregister_pairs.py -o pairs \\
         --oriolac REPO --dsen2cr REPO --rico-hdl REPO --bigearthnet bigearthnet-common-2.8.0.tar.gz
 """
 
@@ -105,10 +106,12 @@ def oriolac(repo: Path, out: Path) -> None:
         folder = "eda/notebooks/data/output/residual"
         s1 = read(repo_bytes(repo, f"{folder}/{sample}_input.tif"))[0][:2]
         s2 = read(repo_bytes(repo, f"{folder}/{sample}_target.tif"))[0]
-        write(out / f"sen12mscr_{sample}" / "s1.tif", s1.astype(np.float32), NOMINAL_CRS,
-              NOMINAL_TRANSFORM, ["VV", "VH"])
-        write(out / f"sen12mscr_{sample}" / "s2.tif", np.round(s2).astype(np.uint16),
-              NOMINAL_CRS, NOMINAL_TRANSFORM, list(BANDS))
+        cloudy = read(repo_bytes(repo, f"{folder}/{sample}_input.tif"))[0][2:]
+        for name, optical in ((f"sen12mscr_{sample}", s2), (f"sen12mscr_{sample}_cloudy", cloudy)):
+            write(out / name / "s1.tif", s1.astype(np.float32), NOMINAL_CRS, NOMINAL_TRANSFORM,
+                  ["VV", "VH"])
+            write(out / name / "s2.tif", np.round(optical).astype(np.uint16), NOMINAL_CRS,
+                  NOMINAL_TRANSFORM, list(BANDS))
 
 
 def dsen2cr(repo: Path, out: Path) -> None:

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
+from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
 from cloudfree.coregister import Grid, coregister_file, coregister_to_grid
 from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.shift_estimation import SIGNIFICANCE_MIN
+from cloudfree.shift_estimation import RULE, halves_disagreement
 
 
 def moved_s1(src, dst, dx=0.0, dy=0.0, grid=None):
@@ -76,15 +76,21 @@ def test_known_shift_recovered_and_compensated(tmp_path):
     assert np.nanmedian(np.abs(corrected - aligned)) < 0.3
 
 
-def test_wrong_partner_unreliable_and_not_applied(tmp_path):
-    with open_sentinel2(SUMMER_S2) as s2:
-        wrong = moved_s1(WINTER_S1, tmp_path / "wrong.tif", grid=s2)
-        with coregister_to_grid(wrong, s2) as result:
+@pytest.mark.parametrize("s1, s2", [(WINTER_S1, SUMMER_S2), (SUMMER_S1, WINTER_CLEAR)])
+def test_wrong_partner_unreliable_and_not_applied(tmp_path, s1, s2):
+    with open_sentinel2(s2) as scene:
+        wrong = moved_s1(s1, tmp_path / "wrong.tif", grid=scene)
+        with coregister_to_grid(wrong, scene) as result:
             report = result.report()
             untouched = result.read()
-    assert not report["reliable"] and not report["applied"]
-    assert report["significance"] < SIGNIFICANCE_MIN and "not significant" in report["reason"]
-    with rasterio.open(WINTER_S1) as ds:
+    assert not report["reliable"] and not report["applied"] and result.field is None
+    assert report["applied_px"] == {"x": 0.0, "y": 0.0}
+    (window,) = report["window_estimates"]
+    assert (window["significance"] < RULE.significance
+            or window["halves_disagreement"] > RULE.disagreement)
+    assert "not significant" in report["reason"] or "halves of the window disagree" in \
+        report["reason"]
+    with rasterio.open(s1) as ds:
         np.testing.assert_allclose(untouched, ds.read(), atol=1e-3)
 
 
@@ -109,6 +115,52 @@ def test_small_patch_with_large_displacement_corrected(tmp_path):
         assert shifted.applied and own.applied
         (dx, dy), (x0, y0) = shifted.field.at(64, 64), own.field.at(64, 64)
     assert np.hypot(dx - x0 - 9.3, dy - y0 + 8.6) < 0.3
+
+
+def test_fair_peak_that_the_halves_agree_on_is_applied(tmp_path):
+    # 96 px of the real pair displaced by (3, -2): the peak stays under the former single
+    # threshold (7) but both halves of the window find the same shift, so it is applied
+    s2 = crop(FLOODS_S2, tmp_path / "s2.tif", Window(288, 384, 96, 96))
+    moved = moved_s1(FLOODS_S1, tmp_path / "moved.tif", 3, -2)
+    with open_sentinel2(s2) as scene, coregister_to_grid(moved, scene) as shifted, \
+            coregister_to_grid(FLOODS_S1, scene) as own:
+        report = shifted.report()
+        assert shifted.applied and own.applied
+        (dx, dy), (x0, y0) = shifted.field.at(48, 48), own.field.at(48, 48)
+    assert RULE.significance <= report["significance"] < 7
+    assert report["halves_disagreement"] <= RULE.disagreement
+    assert np.hypot(dx - x0 - 3, dy - y0 + 2) < 0.5
+
+
+def test_report_carries_band_and_half_estimates(tmp_path, cli):
+    out, report = tmp_path / "out.tif", tmp_path / "report.json"
+    result = cli("coregister", "--s1", FLOODS_S1, "--s2", FLOODS_S2, "-o", out, "--report",
+                 report, "-q")
+    assert result.exit_code == 0, result.output
+    r = json.loads(report.read_text())
+    (window,) = r["window_estimates"]
+    bands = window["band_estimates"]
+    assert [(b["optical"], b["sar"]) for b in bands] == [
+        (o, s) for o in ("B02", "B03", "B04", "B08") for s in ("VV", "VH")]
+    points = np.array([(b["dx"], b["dy"]) for b in bands])
+    spread = np.median(np.hypot(*(points - np.median(points, axis=0)).T))
+    assert window["band_spread"] == pytest.approx(spread, abs=2e-3)
+    halves = window["halves"]
+    assert set(halves) == {"left", "right", "top", "bottom"}
+    assert window["halves_disagreement"] == pytest.approx(halves_disagreement(
+        (window["dx"], window["dy"]), {k: (v["dx"], v["dy"]) for k, v in halves.items()}),
+        abs=2e-3)
+    assert r["halves_disagreement"] == window["halves_disagreement"]
+    assert r["band_spread"] == window["band_spread"]
+    assert f"halves disagree by {r['halves_disagreement']} px, applied" in result.output
+
+
+def test_halves_disagreement_takes_the_better_split():
+    whole = (1.0, -2.0)
+    halves = {"left": (1.2, -2.0), "right": (1.0, -1.0), "top": (9.0, 4.0), "bottom": (1.0, -2.0)}
+    assert halves_disagreement(whole, halves) == pytest.approx(1.0)  # left/right: 0.2 and 1
+    halves["right"] = (-5.0, -2.0)
+    assert halves_disagreement(whole, halves) == pytest.approx(6.0)  # left/right 6, top 10
 
 
 @pytest.mark.parametrize("s1, s2, window", [

@@ -88,6 +88,11 @@ def test_cli_end_to_end_on_sen12mscr(tmp_path, checkpoints, cli):
                  "--device", "cpu", "--feather", "4")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    coregistration = summary["s1_coregistration"]  # half under cumulus: evidence, no shift
+    (window,) = coregistration["window_estimates"]
+    assert len(window["band_estimates"]) == 8 and set(window["halves"]) == {
+        "left", "right", "top", "bottom"}
+    assert not coregistration["applied"] and "not significant" in coregistration["reason"]
     data, profile, tags, names = read(out)
     source, src_profile, _, _ = read(SUMMER_S2)
     for key in ("crs", "transform", "width", "height", "dtype", "count"):
