@@ -89,7 +89,7 @@ def test_untrained_fillnet_is_the_fill():
 def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
     out = tmp_path / "filled.tif"
     summary = remove_scene(SUMMER_S2, SUMMER_S1, out, model="median-fill", s1_aligned=True,
-                           quiet=True)
+                           quiet=True, fill_method="median")
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
     classes, _ = classify(refl, valid, MaskParams(buffer=5))  # remove's default mask

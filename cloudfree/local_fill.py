@@ -1,0 +1,168 @@
+"""The local fill: each masked pixel from the clear pixels near it that look like it in S1.
+
+A masked pixel p takes the weighted mean of the clear pixels q around it, with weights
+
+    G(|p - q|; sigma) * sum_k m_k(p) m_k(q),   m_k(x) = exp(-|s1(x) - c_k|^2 / (2 s1_sigma^2))
+
+where G is a Gaussian of the distance and s1 the (5x5 mean) VV and VH in dB. The S1 term is the
+product of soft memberships in a few S1 classes c_k (cells of a grid of step ``s1_sigma`` dB,
+those the masked pixels fall in), which stands in for a Gaussian of the S1 difference: the
+"bilateral grid" idea (Paris and Durand, 2006), here with the spatial sums done as normalised
+convolutions (Knutsson and Westin, 1993) of every class, on a grid ``factor`` times coarser and
+interpolated back bilinearly. So clear water fills water, clear forest fills forest, and a river
+or field edge seen by S1 under the cloud carries through.
+
+Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ring`` pixels of
+it) joins the filled region, so the composite does not keep a ring of haze; clear pixels farther
+from clouds are never touched. Clear pixels count as sources with a weight that ramps from 0 at
+the filled region to 1 at ``source_ramp`` pixels from it, as the edge of a cloud is hazier than
+the land beyond.
+
+Two spatial scales are summed, ``sigma`` and ``4 sigma`` (the larger weighted ``COARSE_WEIGHT``),
+so a pixel far inside a cloud still finds land of its S1 class; where nothing clear of its kind
+is in reach, a small weight on the scene's clear-sky median (``fill.py``) takes over. Everything
+works on one window with a halo (``reach`` pixels of real context read around it), so memory
+does not depend on the scene size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+#: Bases of the fill models in ``remove``: this module's, or the scene median alone.
+FILL_METHODS = ("local", "median")
+#: Weight of the 4x wider spatial scale against the first.
+COARSE_WEIGHT = 0.05
+#: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
+FALLBACK_WEIGHT = 1e-4
+
+
+@dataclass(frozen=True)
+class LocalFillParams:
+    """How far and how selectively the local fill looks."""
+
+    sigma: float = 12.0  # px, the spatial Gaussian (the second scale is 4x)
+    s1_sigma: float = 2.0  # dB, the S1 similarity
+    reach: int = 64  # px of context read around a window
+    factor: int = 4  # coarse grid of the normalised convolutions
+    ring: int = 10  # px outside the mask where haze joins the fill
+    ring_score: float = 0.05  # cloud score above which a ring pixel is haze
+    source_ramp: int = 15  # px over which clear pixels near the fill gain full weight as sources
+
+
+def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
+    """Mean of VV and VH dB over ``size`` x ``size`` (speckle), ignoring NaN; NaN where none."""
+    finite = np.isfinite(s1_db)
+    values = np.where(finite, s1_db, 0).astype(np.float32)
+    counts = ndimage.uniform_filter(finite.astype(np.float32), size=(1, size, size), mode="nearest")
+    sums = ndimage.uniform_filter(values, size=(1, size, size), mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 1e-6, sums / counts, np.nan).astype(np.float32)
+
+
+def s1_classes(s1: np.ndarray, where: np.ndarray, step: float) -> np.ndarray:
+    """Centres [K, 2] (dB) of the grid cells of step ``step`` that pixels ``where`` fall in."""
+    values = s1[:, where]
+    values = values[:, np.isfinite(values).all(0)]
+    if not values.shape[1]:
+        return np.zeros((0, 2), np.float32)
+    cells = np.unique(np.floor(values / step).astype(np.int64), axis=1)
+    return ((cells.T + 0.5) * step).astype(np.float32)
+
+
+def membership(s1: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
+    """Soft membership [H, W] in the S1 class ``centre``; 1 where the S1 is unknown."""
+    d2 = ((s1 - centre[:, None, None]) ** 2).sum(0)
+    return np.where(np.isfinite(d2), np.exp(-d2 / (2 * sigma * sigma)), 1).astype(np.float32)
+
+
+class CoarseGrid:
+    """Block sums onto a grid ``factor`` times coarser, and bilinear reads back at pixels."""
+
+    def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
+                 cols: np.ndarray) -> None:
+        self.shape, self.factor = shape, factor
+        self.coarse = (-(-shape[0] // factor), -(-shape[1] // factor))
+        # coarse cell i is centred on full-resolution coordinate i * factor + (factor - 1) / 2
+        self.corners = []
+        for pos, size in ((rows, self.coarse[0]), (cols, self.coarse[1])):
+            x = np.clip((pos - (factor - 1) / 2) / factor, 0, size - 1)
+            low = np.minimum(np.floor(x).astype(np.int64), size - 1)
+            high = np.minimum(low + 1, size - 1)
+            self.corners.append((low, high, (x - low).astype(np.float32)))
+
+    def sums(self, a: np.ndarray) -> np.ndarray:
+        """[..., H, W] -> block sums [..., h, w] (zero padded at the far edges)."""
+        f, (h, w) = self.factor, self.coarse
+        pad = [(0, 0)] * (a.ndim - 2) + [(0, h * f - a.shape[-2]), (0, w * f - a.shape[-1])]
+        a = np.pad(a, pad)
+        return a.reshape(*a.shape[:-2], h, f, w, f).sum(axis=(-3, -1))
+
+    def at(self, a: np.ndarray) -> np.ndarray:
+        """Bilinear values of a coarse array [..., h, w] at the pixels given: [..., N]."""
+        (r0, r1, fr), (c0, c1, fc) = self.corners
+        top = a[..., r0, c0] * (1 - fc) + a[..., r0, c1] * fc
+        bottom = a[..., r1, c0] * (1 - fc) + a[..., r1, c1] * fc
+        return top * (1 - fr) + bottom * fr
+
+
+def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
+               s1_db: np.ndarray, fallback: tuple[float, ...] | np.ndarray,
+               params: LocalFillParams = LocalFillParams()) -> np.ndarray:
+    """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill.
+
+    ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
+    ``s1_db`` [2, H, W] (NaN where
+    unknown); ``fallback``: per-band values where nothing clear is in reach (the scene median).
+    """
+    out = reflectance.astype(np.float32, copy=True)
+    if not fill.any():
+        return out
+    rows, cols = np.nonzero(fill)
+    grid = CoarseGrid(fill.shape, params.factor, rows, cols)
+    s1 = smooth_s1(s1_db)
+    centres = s1_classes(s1, fill, params.s1_sigma)
+    sigmas = (params.sigma / params.factor, 4 * params.sigma / params.factor)
+    source = source.astype(np.float32)
+    values = np.where(source[None] > 0, reflectance * source, 0).astype(np.float32)
+    fallback = np.asarray(fallback, np.float32)
+    num = fallback[:, None] * FALLBACK_WEIGHT * np.ones((1, len(rows)), np.float32)
+    den = np.full(len(rows), FALLBACK_WEIGHT, np.float32)
+    unknown = ~np.isfinite(s1[:, rows, cols]).all(0)
+    if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
+        centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
+    for centre in centres:
+        if np.isnan(centre).any():
+            member, mine = np.ones(fill.shape, np.float32), unknown.astype(np.float32)
+        else:
+            member = membership(s1, centre, params.s1_sigma)
+            mine = np.where(unknown, 0, member[rows, cols])
+        coarse = np.concatenate([grid.sums(values * member), grid.sums(source * member)[None]])
+        spread = sum(w * np.stack([ndimage.gaussian_filter(c, s, mode="constant")
+                                   for c in coarse])
+                     for s, w in zip(sigmas, (1.0, COARSE_WEIGHT), strict=True))
+        picked = grid.at(spread)
+        num += mine * picked[:-1]
+        den += mine * picked[-1]
+    out[:, rows, cols] = num / den
+    return out
+
+
+def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
+                params: LocalFillParams) -> np.ndarray:
+    """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it."""
+    if not fill.any() or params.ring <= 0:
+        return fill
+    near = ndimage.distance_transform_edt(~fill) <= params.ring
+    return fill | (near & valid & (np.nan_to_num(score) > params.ring_score))
+
+
+def source_weight(region: np.ndarray, clear: np.ndarray, params: LocalFillParams) -> np.ndarray:
+    """Weight [H, W] of each clear pixel as a source, ramping up away from the region."""
+    if not region.any():
+        return clear.astype(np.float32)
+    ramp = ndimage.distance_transform_edt(~region) / max(params.source_ramp, 1)
+    return (clear * np.clip(ramp, 0, 1)).astype(np.float32)
