@@ -1,6 +1,6 @@
 """The fill's base, haze ring and feather on every real triplet of the pool, scene by scene.
 
-    python benchmarks/fill_quality.py --data DATA [--json out.json]
+    python benchmarks/fill_quality.py --data DATA [--fillnet CHECKPOINT] [--json out.json]
 
 DATA is the set built by ``scripts/build_training_set.py``; every real SEN12MS-CR triplet in it
 is read, from both splits (the 10 residual triplets below ID 4400 and winter_112). Each goes
@@ -8,8 +8,8 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
 
 - ``median-fill`` on the scene median base with an 8 px feather (the former default),
 - ``median-fill`` on the local base (``--fill local``: S1-aware local fill and haze ring),
-- ``cloudfree-fillnet`` on each base (the bundled network, trained on the median base; six of
-  these triplets are in its train split, so its rows are not held out),
+- ``cloudfree-fillnet`` on each base (the bundled network, or ``--fillnet``; six of these
+  triplets are in its train split, so its rows are held out on the four others only),
 - ``loso``: for each scene, the ``median-fill`` setting (base x feather 2 / 8) with the best
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
 
@@ -97,9 +97,24 @@ def loso(rows: list[dict]) -> None:
         row["loso"] = {**row[best], "chosen": best}
 
 
+def table(rows: list[dict], group: str) -> None:
+    """Means of every setting over ``rows``, gain and wins against the former default."""
+    base = [r[BASELINE]["psnr"] for r in rows]
+    print(f"\n{group + ' triplets':>34}  PSNR  mask  ring  SSIMm gradm  gain  wins"
+          f"  (n={len(rows)})")
+    for name in [*SETTINGS, "loso"]:
+        mean = {k: np.nanmean([r[name][k] for r in rows]) for k in rows[0][name]
+                if k != "chosen"}
+        gain = np.mean([r[name]["psnr"] for r in rows]) - np.mean(base)
+        wins = sum(r[name]["psnr"] > b + 1e-6 for r, b in zip(rows, base, strict=True))
+        print(f"{name:>34} {mean['psnr']:5.2f} {mean['psnr_mask']:5.2f} {mean['psnr_ring']:5.2f}"
+              f" {mean['ssim_mask']:.3f} {mean['grad_mask']:.3f} {gain:+.2f} {wins:>2}/{len(rows)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--fillnet", type=Path, help="a fillnet checkpoint instead of the bundled")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -118,21 +133,16 @@ def main() -> None:
             row = {"name": record["id"], "split": record["split"],
                    "cover": round(100 * float(cloud[sample.valid].mean()), 1)}
             for name, options in SETTINGS.items():
+                if args.fillnet and name.startswith("fillnet"):
+                    options = {**options, "checkpoint": args.fillnet}
                 row[name] = scores(run(folder, s2, s1, options), sample.clear, cloud,
                                    sample.valid)
             rows.append(row)
             print(f"{row['name']:>36} {row['split']:>5} {row['cover']:5.1f}% " + " ".join(
                 f"{row[n]['psnr']:.2f}" for n in SETTINGS), flush=True)
     loso(rows)
-    base = [r[BASELINE]["psnr"] for r in rows]
-    print(f"\n{'method':>34}  PSNR  mask  ring  SSIMm gradm  gain  wins  (n={len(rows)})")
-    for name in [*SETTINGS, "loso"]:
-        mean = {k: np.nanmean([r[name][k] for r in rows]) for k in rows[0][name]
-                if k != "chosen"}
-        gain = np.mean([r[name]["psnr"] for r in rows]) - np.mean(base)
-        wins = sum(r[name]["psnr"] > b + 1e-6 for r, b in zip(rows, base, strict=True))
-        print(f"{name:>34} {mean['psnr']:5.2f} {mean['psnr_mask']:5.2f} {mean['psnr_ring']:5.2f}"
-              f" {mean['ssim_mask']:.3f} {mean['grad_mask']:.3f} {gain:+.2f} {wins:>2}/{len(rows)}")
+    for group in ("all", "val"):
+        table([r for r in rows if group == "all" or r["split"] == group], group)
     print("loso chose:", ", ".join(f"{r['name']}: {r['loso']['chosen']}" for r in rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

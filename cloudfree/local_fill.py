@@ -5,11 +5,11 @@ A masked pixel p takes the weighted mean of the clear pixels q around it, with w
     G(|p - q|; sigma) * sum_k m_k(p) m_k(q),   m_k(x) = exp(-|s1(x) - c_k|^2 / (2 s1_sigma^2))
 
 where G is a Gaussian of the distance and s1 the (5x5 mean) VV and VH in dB. The S1 term is the
-product of soft memberships in a few S1 classes c_k (cells of a grid of step ``s1_sigma`` dB,
-those the masked pixels fall in), which stands in for a Gaussian of the S1 difference: the
-"bilateral grid" idea (Paris and Durand, 2006), here with the spatial sums done as normalised
-convolutions (Knutsson and Westin, 1993) of every class, on a grid ``factor`` times coarser and
-interpolated back bilinearly. So clear water fills water, clear forest fills forest, and a river
+product of soft memberships in a few S1 classes c_k (the cells, of a grid of step
+``CLASS_STEP * s1_sigma`` dB, that the masked pixels fall in), which stands in for a Gaussian of
+the S1 difference: the "bilateral grid" idea (Paris and Durand, 2006), with the spatial sums done
+as normalised convolutions (Knutsson and Westin, 1993) of every class on a grid ``factor`` times
+coarser, read back bilinearly. So clear water fills water, clear forest fills forest, and a river
 or field edge seen by S1 under the cloud carries through.
 
 Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ring`` pixels of
@@ -32,10 +32,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.fill import fill_image, fill_masked
+from cloudfree.masking import classify
+
 #: Bases of the fill models in ``remove``: this module's, or the scene median alone.
 FILL_METHODS = ("local", "median")
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
+#: Grid step of the S1 classes, in units of ``s1_sigma``.
+CLASS_STEP = 1.5
+#: Membership below which a masked pixel ignores an S1 class.
+MIN_MEMBERSHIP = 1e-3
 #: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
 FALLBACK_WEIGHT = 1e-4
 
@@ -94,16 +101,21 @@ class CoarseGrid:
             high = np.minimum(low + 1, size - 1)
             self.corners.append((low, high, (x - low).astype(np.float32)))
 
-    def sums(self, a: np.ndarray) -> np.ndarray:
-        """[..., H, W] -> block sums [..., h, w] (zero padded at the far edges)."""
+    def padded(self, a: np.ndarray, value: float = 0) -> np.ndarray:
+        """[..., H, W] padded with ``value`` at the far edges to whole coarse cells."""
         f, (h, w) = self.factor, self.coarse
         pad = [(0, 0)] * (a.ndim - 2) + [(0, h * f - a.shape[-2]), (0, w * f - a.shape[-1])]
-        a = np.pad(a, pad)
+        return np.pad(a, pad, constant_values=value)
+
+    def sums(self, a: np.ndarray) -> np.ndarray:
+        """Padded [..., H', W'] -> block sums [..., h, w]."""
+        f, (h, w) = self.factor, self.coarse
         return a.reshape(*a.shape[:-2], h, f, w, f).sum(axis=(-3, -1))
 
-    def at(self, a: np.ndarray) -> np.ndarray:
-        """Bilinear values of a coarse array [..., h, w] at the pixels given: [..., N]."""
-        (r0, r1, fr), (c0, c1, fc) = self.corners
+    def at(self, a: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Bilinear values of a coarse array [..., h, w] at the pixels ``which`` (indices into
+        the pixels given): [..., n]."""
+        (r0, r1, fr), (c0, c1, fc) = ((x[which] for x in xs) for xs in self.corners)
         top = a[..., r0, c0] * (1 - fc) + a[..., r0, c1] * fc
         bottom = a[..., r1, c0] * (1 - fc) + a[..., r1, c1] * fc
         return top * (1 - fr) + bottom * fr
@@ -115,8 +127,8 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill.
 
     ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
-    ``s1_db`` [2, H, W] (NaN where
-    unknown); ``fallback``: per-band values where nothing clear is in reach (the scene median).
+    ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
+    is in reach (the scene median).
     """
     out = reflectance.astype(np.float32, copy=True)
     if not fill.any():
@@ -124,10 +136,13 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     rows, cols = np.nonzero(fill)
     grid = CoarseGrid(fill.shape, params.factor, rows, cols)
     s1 = smooth_s1(s1_db)
-    centres = s1_classes(s1, fill, params.s1_sigma)
+    centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
     sigmas = (params.sigma / params.factor, 4 * params.sigma / params.factor)
     source = source.astype(np.float32)
-    values = np.where(source[None] > 0, reflectance * source, 0).astype(np.float32)
+    # sources and their weights, [C + 1, H, W], padded once to whole coarse cells
+    stack = grid.padded(np.concatenate([np.where(source > 0, reflectance * source, 0),
+                                        source[None]]).astype(np.float32))
+    s1 = grid.padded(s1, np.nan)
     fallback = np.asarray(fallback, np.float32)
     num = fallback[:, None] * FALLBACK_WEIGHT * np.ones((1, len(rows)), np.float32)
     den = np.full(len(rows), FALLBACK_WEIGHT, np.float32)
@@ -136,17 +151,17 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
     for centre in centres:
         if np.isnan(centre).any():
-            member, mine = np.ones(fill.shape, np.float32), unknown.astype(np.float32)
+            member, mine = np.ones(s1.shape[1:], np.float32), unknown.astype(np.float32)
         else:
             member = membership(s1, centre, params.s1_sigma)
             mine = np.where(unknown, 0, member[rows, cols])
-        coarse = np.concatenate([grid.sums(values * member), grid.sums(source * member)[None]])
-        spread = sum(w * np.stack([ndimage.gaussian_filter(c, s, mode="constant")
-                                   for c in coarse])
+        coarse = grid.sums(stack * member)
+        spread = sum(w * ndimage.gaussian_filter(coarse, (0, s, s), mode="constant", truncate=3)
                      for s, w in zip(sigmas, (1.0, COARSE_WEIGHT), strict=True))
-        picked = grid.at(spread)
-        num += mine * picked[:-1]
-        den += mine * picked[-1]
+        which = np.flatnonzero(mine > MIN_MEMBERSHIP)  # pixels this class matters for
+        picked = grid.at(spread, which)
+        num[:, which] += mine[which] * picked[:-1]
+        den[which] += mine[which] * picked[-1]
     out[:, rows, cols] = num / den
     return out
 
@@ -166,3 +181,18 @@ def source_weight(region: np.ndarray, clear: np.ndarray, params: LocalFillParams
         return clear.astype(np.float32)
     ramp = ndimage.distance_transform_edt(~region) / max(params.source_ramp, 1)
     return (clear * np.clip(ramp, 0, 1)).astype(np.float32)
+
+
+def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.ndarray,
+                       s1_db: np.ndarray, params: LocalFillParams = LocalFillParams()
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """A whole image in memory filled as ``remove`` fills it by default: (image, filled region).
+
+    The scene median (or the prior) comes from the pixels outside ``cloud``, as in ``remove``.
+    """
+    filled, spectrum = fill_image(reflectance, cloud, valid)
+    region = haze_region(cloud, classify(reflectance, valid)[1], valid, params)
+    if spectrum.source != "scene":
+        return fill_masked(reflectance, region, spectrum), region
+    weight = source_weight(region, valid & ~cloud, params)
+    return local_fill(reflectance, region, weight, s1_db, spectrum.values, params), region

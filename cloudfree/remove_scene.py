@@ -206,7 +206,9 @@ class SceneRemoval:
             mask = region
             if local is not None and self.fill.source == "scene" and region[inner].any():
                 clear = valid & (classes == CLEAR)
-                network_input = local_fill(refl, region, source_weight(region, clear, local),
+                here = np.zeros_like(region)  # the halo only lends sources
+                here[inner] = region[inner]
+                network_input = local_fill(refl, here, source_weight(region, clear, local),
                                            s1, self.fill.values, local)
             else:
                 network_input = fill_masked(refl, region, self.fill)
