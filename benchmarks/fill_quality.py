@@ -10,7 +10,8 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
 - ``median-fill`` on the local base (``--fill local``: S1-aware local fill and haze ring),
 - ``cloudfree-fillnet`` on each base (the bundled network, or ``--fillnet``; six of these
   triplets are in its train split, so its rows are held out on the four others only),
-- ``loso``: for each scene, the ``median-fill`` setting (base x feather 2 / 8) with the best
+- the same with shadows filled too (``--shadow``),
+- ``loso``: for each scene, the ``median-fill`` setting (base x feather, shadows) with the best
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
 
 Scores against the cloud-free image (reflectance clipped to [0, 1], 13 bands): PSNR over the
@@ -34,6 +35,7 @@ from remove_quality import write_inputs  # puts scripts/ on the path for train_d
 from scipy import ndimage
 from train_default import load_set, real_triplets
 
+from cloudfree.masking import MaskParams
 from cloudfree.metrics import ssim_map
 from cloudfree.remove_scene import remove_scene
 
@@ -43,6 +45,9 @@ SETTINGS = {
     "median base, feather 2": {"model": "median-fill", "fill_method": "median", "feather": 2},
     "local base, feather 8": {"model": "median-fill", "fill_method": "local", "feather": 8},
     "local base, feather 2": {"model": "median-fill", "fill_method": "local", "feather": 2},
+    "local base, feather 2, shadows": {"model": "median-fill", "fill_method": "local",
+                                       "feather": 2,
+                                       "mask_params": MaskParams(buffer=5, shadow=True)},
     "fillnet, median base, feather 8": {"fill_method": "median", "feather": 8},
     "fillnet, local base, feather 2": {"fill_method": "local", "feather": 2},
 }
