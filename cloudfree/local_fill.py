@@ -9,8 +9,9 @@ product of soft memberships in a few S1 classes c_k (the cells, of a grid of ste
 ``CLASS_STEP * s1_sigma`` dB, that the masked pixels fall in), which stands in for a Gaussian of
 the S1 difference: the "bilateral grid" idea (Paris and Durand, 2006), with the spatial sums done
 as normalised convolutions (Knutsson and Westin, 1993) of every class on a grid ``factor`` times
-coarser, read back bilinearly. So clear water fills water, clear forest fills forest, and a river
-or field edge seen by S1 under the cloud carries through.
+coarser (sources summed per cell, each cell's S1 its mean), read back bilinearly at the masked
+pixels, whose own S1 sets their memberships. So clear water fills water, clear forest fills
+forest, and a river or field edge seen by S1 under the cloud carries through.
 
 Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ring`` pixels of
 it) joins the filled region, so the composite does not keep a ring of haze; clear pixels farther
@@ -76,13 +77,17 @@ def s1_classes(s1: np.ndarray, where: np.ndarray, step: float) -> np.ndarray:
     values = values[:, np.isfinite(values).all(0)]
     if not values.shape[1]:
         return np.zeros((0, 2), np.float32)
-    cells = np.unique(np.floor(values / step).astype(np.int64), axis=1)
-    return ((cells.T + 0.5) * step).astype(np.float32)
+    cells = np.floor(values / step).astype(np.int64)
+    low = cells.min(axis=1, keepdims=True)
+    span = int(cells[1].max() - low[1, 0]) + 1
+    keys = np.unique((cells[0] - low[0]) * span + cells[1] - low[1])
+    cells = np.stack([keys // span + low[0, 0], keys % span + low[1, 0]], axis=1)
+    return ((cells + 0.5) * step).astype(np.float32)
 
 
 def membership(s1: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
-    """Soft membership [H, W] in the S1 class ``centre``; 1 where the S1 is unknown."""
-    d2 = ((s1 - centre[:, None, None]) ** 2).sum(0)
+    """Soft membership [...] of S1 values [2, ...] in the class ``centre``; 1 where unknown."""
+    d2 = ((s1 - centre.reshape(2, *[1] * (s1.ndim - 1))) ** 2).sum(0)
     return np.where(np.isfinite(d2), np.exp(-d2 / (2 * sigma * sigma)), 1).astype(np.float32)
 
 
@@ -113,12 +118,26 @@ class CoarseGrid:
         return a.reshape(*a.shape[:-2], h, f, w, f).sum(axis=(-3, -1))
 
     def at(self, a: np.ndarray, which: np.ndarray) -> np.ndarray:
-        """Bilinear values of a coarse array [..., h, w] at the pixels ``which`` (indices into
-        the pixels given): [..., n]."""
+        """Bilinear values of a coarse array [K, h, w] at the pixels ``which`` (indices into
+        the pixels given): [K, n]."""
         (r0, r1, fr), (c0, c1, fc) = ((x[which] for x in xs) for xs in self.corners)
-        top = a[..., r0, c0] * (1 - fc) + a[..., r0, c1] * fc
-        bottom = a[..., r1, c0] * (1 - fc) + a[..., r1, c1] * fc
+        flat, w = a.reshape(len(a), -1), self.coarse[1]
+        top = flat[:, r0 * w + c0] * (1 - fc) + flat[:, r0 * w + c1] * fc
+        bottom = flat[:, r1 * w + c0] * (1 - fc) + flat[:, r1 * w + c1] * fc
         return top * (1 - fr) + bottom * fr
+
+
+def blurred(coarse: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian of ``sigma`` (coarse pixels) over [K, h, w], plus ``COARSE_WEIGHT`` times one of
+    ``4 sigma`` done on a grid 4 times coarser still and interpolated back."""
+    k, h, w = coarse.shape
+    near = ndimage.gaussian_filter(coarse, (0, sigma, sigma), mode="constant", truncate=3)
+    hs, ws = -(-h // 4), -(-w // 4)
+    small = np.pad(coarse, ((0, 0), (0, 4 * hs - h), (0, 4 * ws - w)))
+    small = small.reshape(k, hs, 4, ws, 4).mean(axis=(2, 4))
+    small = ndimage.gaussian_filter(small, (0, sigma, sigma), mode="constant", truncate=3)
+    far = ndimage.zoom(small, (1, 4, 4), order=1, mode="nearest", grid_mode=True)[:, :h, :w]
+    return near + COARSE_WEIGHT * far
 
 
 def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
@@ -137,27 +156,28 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     grid = CoarseGrid(fill.shape, params.factor, rows, cols)
     s1 = smooth_s1(s1_db)
     centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
-    sigmas = (params.sigma / params.factor, 4 * params.sigma / params.factor)
     source = source.astype(np.float32)
-    # sources and their weights, [C + 1, H, W], padded once to whole coarse cells
-    stack = grid.padded(np.concatenate([np.where(source > 0, reflectance * source, 0),
-                                        source[None]]).astype(np.float32))
-    s1 = grid.padded(s1, np.nan)
+    # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
+    stack = grid.sums(grid.padded(np.concatenate([np.where(source > 0, reflectance * source, 0),
+                                                  source[None]]).astype(np.float32)))
+    known = np.isfinite(s1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cell_s1 = (grid.sums(grid.padded(np.where(known, s1, 0)))
+                   / grid.sums(grid.padded(known.astype(np.float32))))
+    here = s1[:, rows, cols]
     fallback = np.asarray(fallback, np.float32)
     num = fallback[:, None] * FALLBACK_WEIGHT * np.ones((1, len(rows)), np.float32)
     den = np.full(len(rows), FALLBACK_WEIGHT, np.float32)
-    unknown = ~np.isfinite(s1[:, rows, cols]).all(0)
+    unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
     for centre in centres:
         if np.isnan(centre).any():
-            member, mine = np.ones(s1.shape[1:], np.float32), unknown.astype(np.float32)
+            coarse, mine = stack, unknown.astype(np.float32)
         else:
-            member = membership(s1, centre, params.s1_sigma)
-            mine = np.where(unknown, 0, member[rows, cols])
-        coarse = grid.sums(stack * member)
-        spread = sum(w * ndimage.gaussian_filter(coarse, (0, s, s), mode="constant", truncate=3)
-                     for s, w in zip(sigmas, (1.0, COARSE_WEIGHT), strict=True))
+            coarse = stack * membership(cell_s1, centre, params.s1_sigma)
+            mine = np.where(unknown, 0, membership(here, centre, params.s1_sigma))
+        spread = blurred(coarse, params.sigma / params.factor)
         which = np.flatnonzero(mine > MIN_MEMBERSHIP)  # pixels this class matters for
         picked = grid.at(spread, which)
         num[:, which] += mine[which] * picked[:-1]
