@@ -16,6 +16,7 @@ from click.core import ParameterSource
 from cloudfree import __version__
 from cloudfree import options as opt
 from cloudfree.errors import CloudfreeError
+from cloudfree.local_fill import FILL_METHODS
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
 from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
@@ -132,8 +133,12 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 @opt.precision()
 @click.option("--composite/--no-composite", default=True, show_default=True,
               help="Keep clear pixels and fill clouds, or write the raw prediction.")
-@click.option("--feather", type=click.IntRange(0, 256), default=8, show_default=True,
+@click.option("--feather", type=click.IntRange(0, 256), default=2, show_default=True,
               metavar="PIXELS", help="Width of the transition inside cloud edges.")
+@click.option("--fill", "fill_method", type=click.Choice(FILL_METHODS), default="local",
+              show_default=True,
+              help="Base of the fill models: clear pixels nearby that match in S1, with the "
+                   "haze ring around clouds (local), or the scene's clear-sky median (median).")
 @click.option("--mask-out", type=PATH, help="Also write the mask used.")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")

@@ -29,8 +29,15 @@ from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import DEFAULT_MODEL, Engine, model_file, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked, window_counts
+from cloudfree.local_fill import (
+    FILL_METHODS,
+    LocalFillParams,
+    haze_region,
+    local_fill,
+    source_weight,
+)
 from cloudfree.mask_scene import scene_shadow_thresholds
-from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
+from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.memory import PeriodicRelease
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
@@ -83,7 +90,7 @@ class InferenceSettings:
     overlap: int
     batch_size: int = 8
     composite: bool = True
-    feather: int = 8
+    feather: int = 2
 
 
 @dataclass
@@ -130,14 +137,13 @@ def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
     return fill
 
 
-def composite_alpha(classes: np.ndarray, params: MaskParams, feather: int) -> np.ndarray:
-    """1 deep inside clouds (and shadows), ramping to 0 at their edge over ``feather`` pixels.
+def composite_alpha(fill: np.ndarray, feather: int) -> np.ndarray:
+    """1 deep inside the filled region, ramping to 0 at its edge over ``feather`` pixels.
 
-    The ramp runs inward so every clear pixel keeps its original value exactly.
+    The ramp runs inward so every pixel outside the region keeps its original value exactly.
     """
-    fill = fill_mask(classes, params)
     if not fill.any():
-        return np.zeros(classes.shape, np.float32)
+        return np.zeros(fill.shape, np.float32)
     depth = ndimage.distance_transform_edt(fill)
     return np.clip(depth / (feather + 1), 0, 1).astype(np.float32)
 
@@ -172,9 +178,11 @@ class SceneRemoval:
 
     def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: InferenceSettings,
                  trim: int, params: MaskParams, shadow: ShadowThresholds | None,
-                 fill: FillSpectrum | None = None, references: ReferenceFill | None = None):
+                 fill: FillSpectrum | None = None, local: LocalFillParams | None = None,
+                 references: ReferenceFill | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
+        self.local = local if fill is not None else None
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
@@ -182,23 +190,37 @@ class SceneRemoval:
 
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
-        s2, g = self.s2, self.grid
+        s2, g, local = self.s2, self.grid, self.local
         halo = self.params.halo + self.options.feather + 1
+        if local is not None:  # the haze ring and the local fill's sources around the chunk
+            halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
         refl, valid = read_padded(lambda w: s2.read(w, self.engine.bands), chunk.top, chunk.left,
                                   chunk.height, chunk.width, s2.height, s2.width, halo)
-        classes, _ = classify(refl, valid, self.params, self.engine.bands, self.shadow)
-        alpha = (composite_alpha(classes, self.params, self.options.feather)
+        classes, score = classify(refl, valid, self.params, self.engine.bands, self.shadow)
+        region = fill_mask(classes, self.params)
+        if local is not None:
+            region = haze_region(region, score, valid, local)
+        alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
-        refl, valid = refl[:, inner[0], inner[1]], valid[inner]
-        classes, alpha = classes[inner], alpha[inner]
         (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left, chunk.height,
-                            chunk.width, g.height, g.width)
-        mask = np.zeros(classes.shape, bool)
-        network_input = refl
+                            chunk.width, g.height, g.width, halo if local is not None else 0)
+        network_input, mask = refl, np.zeros(classes.shape, bool)
         if self.fill is not None:
-            mask = fill_mask(classes, self.params)
-            network_input = fill_masked(refl, mask, self.fill)
+            mask = region
+            if local is not None and self.fill.source == "scene" and region[inner].any():
+                clear = valid & (classes == CLEAR)
+                here = np.zeros_like(region)  # the halo only lends sources
+                here[inner] = region[inner]
+                network_input = local_fill(refl, here, source_weight(region, clear, local),
+                                           s1, self.fill.values, local)
+            else:
+                network_input = fill_masked(refl, region, self.fill)
+        if local is not None:
+            s1 = s1[:, inner[0], inner[1]]
+        refl, valid, network_input = refl[:, inner[0], inner[1]], valid[inner], \
+            network_input[:, inner[0], inner[1]]
+        classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         scaling = self.engine.scaling
         reference = None if self.references is None else self.references.estimate(
             chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid)
@@ -300,7 +322,8 @@ def remove_scene(
     device: str = "auto",
     precision: str = "fp32",
     composite: bool = True,
-    feather: int = 8,
+    feather: int = 2,
+    fill_method: str = "local",
     mask_params: MaskParams = MaskParams(buffer=5),
     mask_out: Path | str | None = None,
     preview: Path | str | None = None,
@@ -356,7 +379,11 @@ def remove_scene(
         Keep clear pixels and fill the masked ones (True), or write the raw prediction (False).
         Default: True.
     feather : int
-        Width in pixels of the transition inside cloud edges. Default: 8.
+        Width in pixels of the transition inside cloud edges. Default: 2.
+    fill_method : {"local", "median"}
+        Base of the models built on the classical fill (``median-fill``, ``cloudfree-fillnet``):
+        clear pixels nearby that match in S1, with the thin haze around clouds filled too
+        (``local_fill.py``), or the scene's clear-sky median alone. Default: ``"local"``.
     mask_params : MaskParams
         The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
         method with a 5 px buffer.
@@ -412,6 +439,9 @@ def remove_scene(
     if preview is not None and Path(preview).suffix.lower() != ".png":
         raise UsageError(f"preview={preview}: the quicklook is a PNG; give a .png path",
                          "preview")
+    if fill_method not in FILL_METHODS:
+        raise UsageError(f"fill_method={fill_method!r}: use one of {', '.join(FILL_METHODS)}",
+                         "fill_method")
     if batch_size < 1:
         raise UsageError(f"batch_size={batch_size} must be at least 1", "batch_size")
     if model is None and checkpoint is None and onnx is None:
@@ -445,7 +475,9 @@ def remove_scene(
                                     max_shift=max_shift, quiet=quiet)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather)
-        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, dates)
+        local = LocalFillParams() if fill_method == "local" else None
+        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, local,
+                            dates)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
@@ -455,7 +487,8 @@ def remove_scene(
             "HOT_TEST": str(mask_params.hot), "CLOUD_THRESHOLD": str(mask_params.threshold),
             "RADIOMETRIC_OFFSET": str(s2.offset),
             "SHADOW_FILLED": str(mask_params.shadow),
-            **({"FILL_SOURCE": fill.source, "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
+            **({"FILL_METHOD": fill_method, "FILL_SOURCE": fill.source,
+                "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
                if fill is not None else {}),
             **s1_tags,
         }

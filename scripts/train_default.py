@@ -2,6 +2,7 @@
 
     python scripts/build_training_set.py ... -o DATA       # the set (see its docstring)
     python scripts/train_default.py --data DATA --out RUN [--epochs 30] [--resume] [--install]
+                                    [--init CHECKPOINT --lr 3e-4]   # fine-tune from weights
 
 The network (``fillnet`` small) corrects the classical fill (``cloudfree/fill.py``) under the
 mask: it is trained on the set's train split only, with the mask ``remove`` uses by default
@@ -133,6 +134,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=CONFIG.epochs)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", type=Path, help="start from these weights (a fine-tune)")
+    parser.add_argument("--lr", type=float, default=CONFIG.lr)
     parser.add_argument("--install", action="store_true",
                         help=f"copy the trained model and median-fill into {MODELS_DIR}")
     args = parser.parse_args()
@@ -145,8 +148,10 @@ def main() -> None:
     if not np.allclose(prior, PRIOR_REFLECTANCE, atol=1e-4):
         sys.exit(f"cloudfree.fill.PRIOR_REFLECTANCE differs from the train split's "
                  f"{tuple(prior.tolist())}: update it first")
-    config = TrainConfig(**{**CONFIG.__dict__, "epochs": args.epochs})
+    config = TrainConfig(**{**CONFIG.__dict__, "epochs": args.epochs, "lr": args.lr})
     network, scaling, state = prepare(config, args.out, args.resume)
+    if args.init is not None and state is None:
+        network.load_state_dict(load_checkpoint(args.init).network.state_dict())
     scenes, fields = clear_scenes(records), cloud_fields(records)
     real = real_triplets(records)
     print(f"train split: {len(real)} real triplets, {len(scenes)} clear S1/S2 scenes, "

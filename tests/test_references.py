@@ -16,6 +16,7 @@ from conftest import SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from scipy import ndimage
 
+from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA
 from cloudfree.references import acquisition_date, change_threshold_db
@@ -131,7 +132,11 @@ def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
     assert (sources[:, :16] == SOURCE_NODATA).all() and (read(out)[0][:, :, :16] == 0).all()
     assert (sources[:128][cloud[:128]] == 1).mean() > 0.95
     assert (sources[128:][cloud[128:]] == SINGLE_DATE).all()  # no reference there
-    assert (sources[(classes == 0)] == OBSERVED).all()
+    # clear pixels beyond the haze ring keep their own value; the ring's hazy pixels are filled
+    beyond_ring = ndimage.distance_transform_edt(classes != CLOUD) > LocalFillParams().ring
+    assert (sources[(classes == 0) & beyond_ring] == OBSERVED).all()
+    observed = sources == OBSERVED
+    assert (read(out)[0][:, observed] == target[:, observed]).all()
     assert colours[1] != colours[SINGLE_DATE]
     counts = summary["pixels_by_source"]
     assert counts["references"] == (sources == 1).sum()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cloudfree.errors import CloudfreeError
-from cloudfree.fill import fill_image
+from cloudfree.local_fill import fill_image_locally
 from cloudfree.masking import CLOUD, SHADOW, MaskParams, classify
 from cloudfree.rasterio_io import open_raster
 from cloudfree.scaling import Scaling
@@ -149,16 +149,18 @@ def load_sample(sample: Sample, params: MaskParams = MaskParams()) -> LoadedSamp
 def network_arrays(loaded: LoadedSample, scaling: Scaling) -> dict[str, np.ndarray]:
     """The arrays a training step needs, [C, H, W] float32, inputs scaled as the network wants.
 
-    ``filled`` is the cloudy input with the masked pixels replaced by the classical fill, the
-    input of networks that work on top of it (``uses_mask``).
+    ``filled`` is the cloudy input with the masked pixels and the haze around them replaced by
+    the local fill (``local_fill.py``, as ``remove`` does by default), the input of networks that
+    work on top of it (``uses_mask``); ``cloud`` is that filled region.
     """
-    filled, _ = fill_image(loaded.cloudy, loaded.cloud > 0, loaded.valid)
+    filled, region = fill_image_locally(loaded.cloudy, loaded.cloud > 0, loaded.valid,
+                                        loaded.s1_db)
     return {
         "s2": scaling.scale_s2(loaded.cloudy),
         "filled": scaling.scale_s2(filled),
         "s1": scaling.scale_s1(loaded.s1_db),
         "target": scaling.scale_s2(loaded.clear),
-        "cloud": loaded.cloud[None],
+        "cloud": region[None].astype(loaded.cloud.dtype),
         "valid": loaded.valid[None].astype(np.float32),
     }
 

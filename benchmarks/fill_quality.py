@@ -1,0 +1,157 @@
+"""The fill's base, haze ring and feather on every real triplet of the pool, scene by scene.
+
+    python benchmarks/fill_quality.py --data DATA [--fillnet CHECKPOINT] [--json out.json]
+
+DATA is the set built by ``scripts/build_training_set.py``; every real SEN12MS-CR triplet in it
+is read, from both splits (the 10 residual triplets below ID 4400 and winter_112). Each goes
+through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask) with:
+
+- ``median-fill`` on the scene median base with an 8 px feather (the former default),
+- ``median-fill`` on the local base (``--fill local``: S1-aware local fill and haze ring),
+- ``cloudfree-fillnet`` on each base (the bundled network, or ``--fillnet``; six of these
+  triplets are in its train split, so its rows are held out on the four others only),
+- the same with shadows filled too (``--shadow``),
+- ``loso``: for each scene, the ``median-fill`` setting (base x feather, shadows) with the best
+  mean PSNR on the other scenes (leave-one-scene-out cross-validation).
+
+Scores against the cloud-free image (reflectance clipped to [0, 1], 13 bands): PSNR over the
+image, inside the cloud mask and on the ring 1-10 px outside it; SSIM and the correlation of
+gradient magnitudes with the truth inside the mask (structure). Means, and wins against the
+former default, over the triplets with cloud.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from remove_quality import write_inputs  # puts scripts/ on the path for train_default
+from scipy import ndimage
+from train_default import load_set, real_triplets
+
+from cloudfree.masking import MaskParams
+from cloudfree.metrics import ssim_map
+from cloudfree.remove_scene import remove_scene
+
+#: name -> remove options
+SETTINGS = {
+    "median base, feather 8": {"model": "median-fill", "fill_method": "median", "feather": 8},
+    "median base, feather 2": {"model": "median-fill", "fill_method": "median", "feather": 2},
+    "local base, feather 8": {"model": "median-fill", "fill_method": "local", "feather": 8},
+    "local base, feather 2": {"model": "median-fill", "fill_method": "local", "feather": 2},
+    "local base, feather 2, shadows": {"model": "median-fill", "fill_method": "local",
+                                       "feather": 2,
+                                       "mask_params": MaskParams(buffer=5, shadow=True)},
+    "fillnet, median base, feather 8": {"fill_method": "median", "feather": 8},
+    "fillnet, local base, feather 2": {"fill_method": "local", "feather": 2},
+}
+BASELINE = "median base, feather 8"
+CANDIDATES = [name for name in SETTINGS if not name.startswith("fillnet")]
+RING = 10
+
+
+def run(folder: Path, s2: Path, s1: Path, options: dict) -> np.ndarray:
+    """``remove`` with these options and every other default; reflectance [13, H, W]."""
+    out = folder / "output.tif"
+    remove_scene(s2, s1, out, s1_aligned=True, overwrite=True, quiet=True, device="cpu",
+                 **options)
+    with rasterio.open(out) as ds:
+        return ds.read().astype(np.float32) / 10000
+
+
+def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
+    """PSNR (dB, peak 1) over the pixels ``where``, every band."""
+    mse = float(((pred - truth)[:, where] ** 2).mean())
+    return 10 * np.log10(1 / max(mse, 1e-10))
+
+
+def gradient_correlation(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
+    """Mean over bands of the correlation of Sobel gradient magnitudes inside ``where``."""
+    out = []
+    for p, t in zip(pred, truth, strict=True):
+        gp, gt = (np.hypot(ndimage.sobel(x, 0), ndimage.sobel(x, 1))[where] for x in (p, t))
+        out.append(0.0 if gp.std() < 1e-9 or gt.std() < 1e-9 else np.corrcoef(gp, gt)[0, 1])
+    return float(np.mean(out))
+
+
+def scores(pred: np.ndarray, truth: np.ndarray, cloud: np.ndarray, valid: np.ndarray) -> dict:
+    """PSNR (image, mask, ring), SSIM and gradient correlation inside the mask."""
+    pred, truth = np.clip(pred, 0, 1), np.clip(truth, 0, 1)
+    inside = cloud & valid
+    away = ndimage.distance_transform_edt(~cloud)
+    ring = (away > 0) & (away <= RING) & valid
+    ssim = ssim_map(torch.from_numpy(pred), torch.from_numpy(truth))[0].mean(0).numpy()
+    inner = inside[5:-5, 5:-5]  # the SSIM map loses 5 px at each edge
+    return {"psnr": psnr(pred, truth, valid), "psnr_mask": psnr(pred, truth, inside),
+            "psnr_ring": psnr(pred, truth, ring) if ring.any() else float("nan"),
+            "ssim_mask": float(ssim[inner].mean()) if inner.any() else float("nan"),
+            "grad_mask": gradient_correlation(pred, truth, inside)}
+
+
+def loso(rows: list[dict]) -> None:
+    """Adds ``loso``: each scene's result under the candidate best on the other scenes."""
+    for i, row in enumerate(rows):
+        others = [r for j, r in enumerate(rows) if j != i]
+        best = max(CANDIDATES, key=lambda n: np.mean([r[n]["psnr"] for r in others]))
+        row["loso"] = {**row[best], "chosen": best}
+
+
+def table(rows: list[dict], group: str) -> None:
+    """Means of every setting over ``rows``, gain and wins against the former default."""
+    base = [r[BASELINE]["psnr"] for r in rows]
+    print(f"\n{group + ' triplets':>34}  PSNR  mask  ring  SSIMm gradm  gain  wins"
+          f"  (n={len(rows)})")
+    for name in [*SETTINGS, "loso"]:
+        mean = {k: np.nanmean([r[name][k] for r in rows]) for k in rows[0][name]
+                if k != "chosen"}
+        gain = np.mean([r[name]["psnr"] for r in rows]) - np.mean(base)
+        wins = sum(r[name]["psnr"] > b + 1e-6 for r, b in zip(rows, base, strict=True))
+        print(f"{name:>34} {mean['psnr']:5.2f} {mean['psnr_mask']:5.2f} {mean['psnr_ring']:5.2f}"
+              f" {mean['ssim_mask']:.3f} {mean['grad_mask']:.3f} {gain:+.2f} {wins:>2}/{len(rows)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--fillnet", type=Path, help="a fillnet checkpoint instead of the bundled")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    torch.set_num_threads(2)
+    records = [r for split in ("train", "val") for r in load_set(args.data, split)
+               if r["kind"] == "triplet"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for record, sample in zip(records, real_triplets(records), strict=True):
+            cloud = sample.cloud.astype(bool)
+            if not (cloud & sample.valid).any():
+                print(f"{record['id']}: no cloud under remove's mask, skipped")
+                continue
+            s2, s1 = write_inputs(folder, sample)
+            row = {"name": record["id"], "split": record["split"],
+                   "cover": round(100 * float(cloud[sample.valid].mean()), 1)}
+            for name, options in SETTINGS.items():
+                if args.fillnet and name.startswith("fillnet"):
+                    options = {**options, "checkpoint": args.fillnet}
+                row[name] = scores(run(folder, s2, s1, options), sample.clear, cloud,
+                                   sample.valid)
+            rows.append(row)
+            print(f"{row['name']:>36} {row['split']:>5} {row['cover']:5.1f}% " + " ".join(
+                f"{row[n]['psnr']:.2f}" for n in SETTINGS), flush=True)
+    loso(rows)
+    for group in ("all", "val"):
+        table([r for r in rows if group == "all" or r["split"] == group], group)
+    print("loso chose:", ", ".join(f"{r['name']}: {r['loso']['chosen']}" for r in rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

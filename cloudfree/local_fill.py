@@ -1,0 +1,218 @@
+"""The local fill: each masked pixel from the clear pixels near it that look like it in S1.
+
+A masked pixel p takes the weighted mean of the clear pixels q around it, with weights
+
+    G(|p - q|; sigma) * sum_k m_k(p) m_k(q),   m_k(x) = exp(-|s1(x) - c_k|^2 / (2 s1_sigma^2))
+
+where G is a Gaussian of the distance and s1 the (5x5 mean) VV and VH in dB. The S1 term is the
+product of soft memberships in a few S1 classes c_k (the cells, of a grid of step
+``CLASS_STEP * s1_sigma`` dB, that the masked pixels fall in), which stands in for a Gaussian of
+the S1 difference: the "bilateral grid" idea (Paris and Durand, 2006), with the spatial sums done
+as normalised convolutions (Knutsson and Westin, 1993) of every class on a grid ``factor`` times
+coarser (sources summed per cell, each cell's S1 its mean), read back bilinearly at the masked
+pixels, whose own S1 sets their memberships. So clear water fills water, clear forest fills
+forest, and a river or field edge seen by S1 under the cloud carries through.
+
+Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ring`` pixels of
+it) joins the filled region, so the composite does not keep a ring of haze; clear pixels farther
+from clouds are never touched. Clear pixels count as sources with a weight that ramps from 0 at
+the filled region to 1 at ``source_ramp`` pixels from it, as the edge of a cloud is hazier than
+the land beyond.
+
+Two spatial scales are summed, ``sigma`` and ``4 sigma`` (the larger weighted ``COARSE_WEIGHT``),
+so a pixel far inside a cloud still finds land of its S1 class; where nothing clear of its kind
+is in reach, a small weight on the scene's clear-sky median (``fill.py``) takes over. Everything
+works on one window with a halo (``reach`` pixels of real context read around it), so memory
+does not depend on the scene size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cloudfree.fill import fill_image, fill_masked
+from cloudfree.masking import classify
+
+#: Bases of the fill models in ``remove``: this module's, or the scene median alone.
+FILL_METHODS = ("local", "median")
+#: Weight of the 4x wider spatial scale against the first.
+COARSE_WEIGHT = 0.05
+#: Grid step of the S1 classes, in units of ``s1_sigma``.
+CLASS_STEP = 1.5
+#: Membership below which a masked pixel ignores an S1 class.
+MIN_MEMBERSHIP = 1e-3
+#: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
+FALLBACK_WEIGHT = 1e-4
+
+
+@dataclass(frozen=True)
+class LocalFillParams:
+    """How far and how selectively the local fill looks."""
+
+    sigma: float = 12.0  # px, the spatial Gaussian (the second scale is 4x)
+    s1_sigma: float = 2.0  # dB, the S1 similarity
+    reach: int = 64  # px of context read around a window
+    factor: int = 4  # coarse grid of the normalised convolutions
+    ring: int = 10  # px outside the mask where haze joins the fill
+    ring_score: float = 0.05  # cloud score above which a ring pixel is haze
+    source_ramp: int = 15  # px over which clear pixels near the fill gain full weight as sources
+
+
+def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
+    """Mean of VV and VH dB over ``size`` x ``size`` (speckle), ignoring NaN; NaN where none."""
+    finite = np.isfinite(s1_db)
+    values = np.where(finite, s1_db, 0).astype(np.float32)
+    counts = ndimage.uniform_filter(finite.astype(np.float32), size=(1, size, size), mode="nearest")
+    sums = ndimage.uniform_filter(values, size=(1, size, size), mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 1e-6, sums / counts, np.nan).astype(np.float32)
+
+
+def s1_classes(s1: np.ndarray, where: np.ndarray, step: float) -> np.ndarray:
+    """Centres [K, 2] (dB) of the grid cells of step ``step`` that pixels ``where`` fall in."""
+    values = s1[:, where]
+    values = values[:, np.isfinite(values).all(0)]
+    if not values.shape[1]:
+        return np.zeros((0, 2), np.float32)
+    cells = np.floor(values / step).astype(np.int64)
+    low = cells.min(axis=1, keepdims=True)
+    span = int(cells[1].max() - low[1, 0]) + 1
+    keys = np.unique((cells[0] - low[0]) * span + cells[1] - low[1])
+    cells = np.stack([keys // span + low[0, 0], keys % span + low[1, 0]], axis=1)
+    return ((cells + 0.5) * step).astype(np.float32)
+
+
+def membership(s1: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
+    """Soft membership [...] of S1 values [2, ...] in the class ``centre``; 1 where unknown."""
+    d2 = ((s1 - centre.reshape(2, *[1] * (s1.ndim - 1))) ** 2).sum(0)
+    return np.where(np.isfinite(d2), np.exp(-d2 / (2 * sigma * sigma)), 1).astype(np.float32)
+
+
+class CoarseGrid:
+    """Block sums onto a grid ``factor`` times coarser, and bilinear reads back at pixels."""
+
+    def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
+                 cols: np.ndarray) -> None:
+        self.shape, self.factor = shape, factor
+        self.coarse = (-(-shape[0] // factor), -(-shape[1] // factor))
+        # coarse cell i is centred on full-resolution coordinate i * factor + (factor - 1) / 2
+        self.corners = []
+        for pos, size in ((rows, self.coarse[0]), (cols, self.coarse[1])):
+            x = np.clip((pos - (factor - 1) / 2) / factor, 0, size - 1)
+            low = np.minimum(np.floor(x).astype(np.int64), size - 1)
+            high = np.minimum(low + 1, size - 1)
+            self.corners.append((low, high, (x - low).astype(np.float32)))
+
+    def padded(self, a: np.ndarray, value: float = 0) -> np.ndarray:
+        """[..., H, W] padded with ``value`` at the far edges to whole coarse cells."""
+        f, (h, w) = self.factor, self.coarse
+        pad = [(0, 0)] * (a.ndim - 2) + [(0, h * f - a.shape[-2]), (0, w * f - a.shape[-1])]
+        return np.pad(a, pad, constant_values=value)
+
+    def sums(self, a: np.ndarray) -> np.ndarray:
+        """Padded [..., H', W'] -> block sums [..., h, w]."""
+        f, (h, w) = self.factor, self.coarse
+        return a.reshape(*a.shape[:-2], h, f, w, f).sum(axis=(-3, -1))
+
+    def at(self, a: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Bilinear values of a coarse array [K, h, w] at the pixels ``which`` (indices into
+        the pixels given): [K, n]."""
+        (r0, r1, fr), (c0, c1, fc) = ((x[which] for x in xs) for xs in self.corners)
+        flat, w = a.reshape(len(a), -1), self.coarse[1]
+        top = flat[:, r0 * w + c0] * (1 - fc) + flat[:, r0 * w + c1] * fc
+        bottom = flat[:, r1 * w + c0] * (1 - fc) + flat[:, r1 * w + c1] * fc
+        return top * (1 - fr) + bottom * fr
+
+
+def blurred(coarse: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian of ``sigma`` (coarse pixels) over [K, h, w], plus ``COARSE_WEIGHT`` times one of
+    ``4 sigma`` done on a grid 4 times coarser still and interpolated back."""
+    k, h, w = coarse.shape
+    near = ndimage.gaussian_filter(coarse, (0, sigma, sigma), mode="constant", truncate=3)
+    hs, ws = -(-h // 4), -(-w // 4)
+    small = np.pad(coarse, ((0, 0), (0, 4 * hs - h), (0, 4 * ws - w)))
+    small = small.reshape(k, hs, 4, ws, 4).mean(axis=(2, 4))
+    small = ndimage.gaussian_filter(small, (0, sigma, sigma), mode="constant", truncate=3)
+    far = ndimage.zoom(small, (1, 4, 4), order=1, mode="nearest", grid_mode=True)[:, :h, :w]
+    return near + COARSE_WEIGHT * far
+
+
+def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
+               s1_db: np.ndarray, fallback: tuple[float, ...] | np.ndarray,
+               params: LocalFillParams = LocalFillParams()) -> np.ndarray:
+    """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill.
+
+    ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
+    ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
+    is in reach (the scene median).
+    """
+    out = reflectance.astype(np.float32, copy=True)
+    if not fill.any():
+        return out
+    rows, cols = np.nonzero(fill)
+    grid = CoarseGrid(fill.shape, params.factor, rows, cols)
+    s1 = smooth_s1(s1_db)
+    centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
+    source = source.astype(np.float32)
+    # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
+    stack = grid.sums(grid.padded(np.concatenate([np.where(source > 0, reflectance * source, 0),
+                                                  source[None]]).astype(np.float32)))
+    known = np.isfinite(s1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cell_s1 = (grid.sums(grid.padded(np.where(known, s1, 0)))
+                   / grid.sums(grid.padded(known.astype(np.float32))))
+    here = s1[:, rows, cols]
+    fallback = np.asarray(fallback, np.float32)
+    num = fallback[:, None] * FALLBACK_WEIGHT * np.ones((1, len(rows)), np.float32)
+    den = np.full(len(rows), FALLBACK_WEIGHT, np.float32)
+    unknown = ~np.isfinite(here).all(0)
+    if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
+        centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
+    for centre in centres:
+        if np.isnan(centre).any():
+            coarse, mine = stack, unknown.astype(np.float32)
+        else:
+            coarse = stack * membership(cell_s1, centre, params.s1_sigma)
+            mine = np.where(unknown, 0, membership(here, centre, params.s1_sigma))
+        spread = blurred(coarse, params.sigma / params.factor)
+        which = np.flatnonzero(mine > MIN_MEMBERSHIP)  # pixels this class matters for
+        picked = grid.at(spread, which)
+        num[:, which] += mine[which] * picked[:-1]
+        den[which] += mine[which] * picked[-1]
+    out[:, rows, cols] = num / den
+    return out
+
+
+def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
+                params: LocalFillParams) -> np.ndarray:
+    """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it."""
+    if not fill.any() or params.ring <= 0:
+        return fill
+    near = ndimage.distance_transform_edt(~fill) <= params.ring
+    return fill | (near & valid & (np.nan_to_num(score) > params.ring_score))
+
+
+def source_weight(region: np.ndarray, clear: np.ndarray, params: LocalFillParams) -> np.ndarray:
+    """Weight [H, W] of each clear pixel as a source, ramping up away from the region."""
+    if not region.any():
+        return clear.astype(np.float32)
+    ramp = ndimage.distance_transform_edt(~region) / max(params.source_ramp, 1)
+    return (clear * np.clip(ramp, 0, 1)).astype(np.float32)
+
+
+def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.ndarray,
+                       s1_db: np.ndarray, params: LocalFillParams = LocalFillParams()
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """A whole image in memory filled as ``remove`` fills it by default: (image, filled region).
+
+    The scene median (or the prior) comes from the pixels outside ``cloud``, as in ``remove``.
+    """
+    filled, spectrum = fill_image(reflectance, cloud, valid)
+    region = haze_region(cloud, classify(reflectance, valid)[1], valid, params)
+    if spectrum.source != "scene":
+        return fill_masked(reflectance, region, spectrum), region
+    weight = source_weight(region, valid & ~cloud, params)
+    return local_fill(reflectance, region, weight, s1_db, spectrum.values, params), region
