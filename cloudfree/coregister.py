@@ -34,6 +34,7 @@ from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
     block_windows,
     check_distinct,
+    check_geotiff_output,
     check_output,
     checked_read,
     geotiff_profile,
@@ -411,7 +412,8 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     """
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
     check_distinct({"output": output, "report": report_path})
-    check_output(output, overwrite, inputs)
+    check_output(output, overwrite, inputs, geotiff=True)
+    check_geotiff_output(2, "float32", creation_options)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, coregister_to_grid(

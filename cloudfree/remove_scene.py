@@ -37,6 +37,7 @@ from cloudfree.rasterio_io import (
     GridOutputs,
     block_windows,
     check_distinct,
+    check_geotiff_output,
     check_output,
     progress,
     scene_io_env,
@@ -363,10 +364,10 @@ def remove_scene(
     output = Path(output)
     inputs = [Path(s2_path), Path(s1_path)]
     check_distinct({"output": output, "mask output": mask_out})
-    check_output(output, overwrite, inputs)
+    check_output(output, overwrite, inputs, geotiff=True)
     for extra in (mask_out, preview):
         if extra is not None:
-            check_output(Path(extra), overwrite, inputs)
+            check_output(Path(extra), overwrite, inputs, geotiff=extra is mask_out)
     if preview is not None and Path(preview).suffix.lower() != ".png":
         raise UsageError(f"preview={preview}: the quicklook is a PNG; give a .png path",
                          "preview")
@@ -379,6 +380,7 @@ def remove_scene(
     tile, overlap, trim = choose_tiling(engine, tile, overlap)
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")
+        check_geotiff_output(len(engine.bands), s2.dtype, creation_options)
         s1, s1_tags, s1_report = open_s1_on_grid(s1_path, s2, aligned=s1_aligned, units=s1_units,
                                                  refine=refine, max_shift=max_shift, quiet=quiet)
         stack.callback(s1.close)
