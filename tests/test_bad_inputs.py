@@ -221,8 +221,8 @@ def test_a_missing_cuda_provider_names_the_gpu_extra(tmp_path, monkeypatch):
         OnnxEngine(model, device="cuda")
     assert str(raised.value) == (
         "device cuda asked for, but this onnxruntime has no CUDA provider (the CPU package is "
-        "installed): pip uninstall onnxruntime, then pip install -e .[gpu] (see the README), "
-        "or use the cpu device")
+        "installed or shadows the GPU one): install onnxruntime-gpu as the README's GPU "
+        "paragraph says (pip install -e .[gpu]), or use the cpu device")
     assert OnnxEngine(model, device="auto").device == "cpu"
 
 
@@ -303,4 +303,4 @@ def test_gpu_onnxruntime_is_an_extra():
     assert "onnxruntime>=1.16" in requires
     assert not any("onnxruntime-gpu" in r for r in requires)
     assert extras["gpu"].split() == ["onnxruntime-gpu>=1.16"]
-    assert "pip install -e .[gpu]" in (ROOT / "README.md").read_text()
+    assert 'pip install -e ".[gpu]"' in (ROOT / "README.md").read_text()
