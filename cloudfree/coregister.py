@@ -344,10 +344,14 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
         if refine and isinstance(s2, Sentinel2):
             estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet)
             r = estimate.report()
-            log.info("shift field over %d/%d reliable windows (%d inliers), significance %.1f: "
-                     "%s", r["reliable_windows"], r["windows"], r["inlier_windows"],
-                     r["significance"], "applied" if estimate.applied
-                     else f"not applied ({estimate.reason})")
+            if estimate.applied:
+                log.info("S1 co-registration: residual shift corrected (field over %d/%d "
+                         "reliable windows, %d inliers, significance %.1f)",
+                         r["reliable_windows"], r["windows"], r["inlier_windows"],
+                         r["significance"])
+            else:
+                log.info("S1 co-registration: no reliable residual shift found (%s); S1 used "
+                         "as georeferenced", estimate.reason)
         elif refine:
             log.info("no Sentinel-2 bands given: shift refinement skipped")
         return CoregisterResult(s1, grid, overlap, estimate, resampling, threads)

@@ -210,12 +210,15 @@ def _dims(shape: list) -> str:
 def open_engine(*, model: str | None = None, checkpoint: Path | str | None = None,
                 onnx: Path | str | None = None, device: str = "auto",
                 precision: str = "fp32") -> Engine:
-    """An engine for exactly one of: a bundled model name, a checkpoint file, an ONNX file."""
+    """An engine for exactly one of: a bundled model name, a checkpoint file, an ONNX file;
+    none given: the default bundled model (``cloudfree-fillnet``)."""
     given = [name for name, value in
              (("model", model), ("checkpoint", checkpoint), ("onnx", onnx)) if value is not None]
-    if len(given) != 1:
-        raise UsageError("give exactly one of a bundled model, a checkpoint or an ONNX model"
-                         + (f" (got {', '.join(given)})" if given else ""))
+    if not given:
+        model = DEFAULT_MODEL
+    elif len(given) > 1:
+        raise UsageError("give exactly one of a bundled model, a checkpoint or an ONNX model "
+                         f"(got {', '.join(given)})")
     if onnx is not None:
         if precision != "fp32":
             raise UsageError(f"precision={precision}: an ONNX model runs in fp32; precision "

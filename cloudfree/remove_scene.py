@@ -31,6 +31,7 @@ from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked, window_cou
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.memory import PeriodicRelease
+from cloudfree.networks.fillnet import Fill
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
@@ -390,7 +391,9 @@ def remove_scene(
         fill = None
         if engine.uses_mask:
             fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
-            log.info("%s", fill.describe())
+            base = fill.describe()
+            log.info("cloud pixels: %s", f"{base}, no network" if engine.arch == Fill.arch
+                     else f"network ({engine.arch}) fill on top of the base, {base}")
         options = InferenceSettings(tile, overlap, batch_size, composite, feather)
         pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill)
         tags = {

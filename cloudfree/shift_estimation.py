@@ -102,8 +102,9 @@ def estimate_shift(sar: np.ndarray, optical: np.ndarray, max_shift: float) -> Sh
     significance = float((peak - null.mean()) / spread) if spread > 0 else 0.0
     reason = ""
     if significance < SIGNIFICANCE_MIN:
-        reason = (f"correlation peak not significant ({significance:.1f} < {SIGNIFICANCE_MIN:g}): "
-                  "too little common structure (water, cloud, wrong partner?)")
+        reason = (f"no significant correlation peak ({significance:.1f} < "
+                  f"{SIGNIFICANCE_MIN:g}): too little structure common to S1 and S2 (water, "
+                  "cloud, flat land, or images of different places)")
     elif max(abs(dx), abs(dy)) > max_shift:
         reason = f"shift ({dx:.1f}, {dy:.1f}) px beyond the maximum of {max_shift:g} px"
     return ShiftEstimate(float(dx), float(dy), significance, not reason, reason)
