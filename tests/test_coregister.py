@@ -83,7 +83,8 @@ def test_wrong_partner_unreliable_and_not_applied(tmp_path):
             report = result.report()
             untouched = result.read()
     assert not report["reliable"] and not report["applied"]
-    assert report["significance"] < SIGNIFICANCE_MIN and "no significant correlation peak" in report["reason"]
+    assert report["significance"] < SIGNIFICANCE_MIN
+    assert report["reason"].startswith("no significant correlation peak")
     with rasterio.open(WINTER_S1) as ds:
         np.testing.assert_allclose(untouched, ds.read(), atol=1e-3)
 
