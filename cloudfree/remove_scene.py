@@ -30,7 +30,7 @@ from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked, window_counts
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
-from cloudfree.memory import PeriodicRelease
+from cloudfree.memory import PeriodicRelease, check_batch_memory
 from cloudfree.networks.fillnet import Fill
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
@@ -83,8 +83,14 @@ class LoadedChunk:
     no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
 
 
-def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
-    """Tile, overlap and trim for an engine, checking user choices against its constraints."""
+def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
+                  scene: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """Tile, overlap and trim for an engine, checking user choices against its constraints.
+
+    With the ``scene``'s (height, width), a tile larger than both the scene and the model's
+    default is cut down to the scene (rounded up to the model's size multiple): a larger one
+    only costs memory.
+    """
     if engine.tile is not None and tile not in (None, engine.tile):
         raise UsageError(f"tile={tile}: this ONNX model runs {engine.tile} px tiles only; leave "
                          "the tile size unset or export the model again for this one", "tile")
@@ -92,6 +98,12 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tupl
     m = engine.size_multiple
     if tile % m:
         raise UsageError(f"tile={tile} is not a multiple of {m}, which this model needs", "tile")
+    if scene is not None and engine.tile is None:
+        fits = max(engine.default_tile, -(-max(scene) // m) * m)
+        if tile > fits:
+            log.info("tile %d px is larger than the %dx%d px scene: using %d", tile, scene[1],
+                     scene[0], fits)
+            tile = fits
     rf = engine.receptive_field
     if overlap is None:
         wanted = 2 * rf + 2 if engine.fully_convolutional else tile // 4
@@ -378,10 +390,12 @@ def remove_scene(
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
                          precision=precision)
-    tile, overlap, trim = choose_tiling(engine, tile, overlap)
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")
         check_geotiff_output(len(engine.bands), s2.dtype, creation_options)
+        tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
+        check_batch_memory(TileGrid(s2.height, s2.width, tile, overlap, trim), batch_size,
+                           len(engine.bands))
         s1, s1_tags, s1_report = open_s1_on_grid(s1_path, s2, aligned=s1_aligned, units=s1_units,
                                                  refine=refine, max_shift=max_shift, quiet=quiet)
         stack.callback(s1.close)
