@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from cloudfree.cog import make_cog, scratch_profile
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.publish import publish
 from cloudfree.signals import check_stop
 
 log = logging.getLogger("cloudfree")
@@ -370,7 +371,7 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                                      "there") from None
         check_stop()  # a stop whose exception was lost (raised inside a __del__) still stops
         if together is None:
-            os.replace(tmp, path)
+            publish([(tmp, path)], overwrite)
         else:
             together.append((tmp, path))
     finally:
@@ -391,16 +392,16 @@ def _remove_partial(tmp: Path) -> None:
 
 
 @contextmanager
-def output_set() -> Iterator[list[tuple[Path, Path]]]:
-    """The outputs of one command (pass it as ``together``): all renamed into place at the end
-    of the block, once each is complete and verified, or none of them."""
+def output_set(overwrite: bool) -> Iterator[list[tuple[Path, Path]]]:
+    """The outputs of one command (pass it as ``together``): all put into place at the end of
+    the block, once each is complete and verified, or none of them (see :mod:`cloudfree.publish`
+    for outputs that another run wrote meanwhile)."""
     pending: list[tuple[Path, Path]] = []
     try:
         yield pending
         check_stop()
-        while pending:
-            os.replace(*pending[0])
-            pending.pop(0)
+        publish(pending, overwrite)
+        pending.clear()
     finally:
         for tmp, _ in pending:
             _remove_partial(tmp)
@@ -466,7 +467,7 @@ class GridOutputs:
         """``grid``: a source profile (size, CRS, transform) plus ``creation_options``."""
         self.stack, self.grid, self.overwrite, self.inputs, self.cog = (
             stack, grid, overwrite, inputs, cog)
-        self.together = stack.enter_context(output_set())
+        self.together = stack.enter_context(output_set(overwrite))
 
     def open(self, path: Path | str, count: int, dtype: str, nodata: float | None,
              resampling: str):
