@@ -239,8 +239,10 @@ def remove_stale_partials(path: Path) -> None:
     A run stopped by SIGKILL (or a crash) cannot clean up after itself; the next run for the
     same output does it. Partials of a live process, or of another host, are left and named.
     """
+    # with the COG step's scratch files: the copy (.cog) and GDAL's overviews (.cog.ovr.tmp)
     pattern = re.compile(rf"\.{re.escape(path.stem)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?"
-                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}(?:\.aux\.xml)?")
+                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}(?:\.cog)?(?:\.ovr\.tmp)?"
+                         r"(?:\.aux\.xml)?")
     pattern_glob = f".{glob.escape(path.stem)}.*.partial{glob.escape(path.suffix)}*"
     for found in path.parent.glob(pattern_glob):
         match = pattern.fullmatch(found.name)

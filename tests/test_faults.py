@@ -170,6 +170,38 @@ def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2, cl
     assert f"{live}: partial output of process {os.getpid()}" in result.stderr
 
 
+def test_sighup_mid_mask_exits_129_and_leaves_nothing(tmp_path, big_s2):
+    proc = cloudfree_process("mask", big_s2, "-o", tmp_path / "m.tif", "--block", "256",
+                             "--quiet")
+    wait_for_partial(tmp_path, proc)
+    proc.send_signal(signal.SIGHUP)  # the terminal or SSH session closed
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 129, stderr
+    assert last_line(stderr) == "Interrupted (SIGHUP); no output written."
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scratch_files_of_a_run_killed_in_the_cog_step_are_removed_by_the_next(tmp_path, big_s2):
+    args = ("mask", big_s2, "-o", tmp_path / "m.tif", "--score", tmp_path / "s.tif")
+    proc = cloudfree_process(*args, "--quiet")
+    deadline = time.monotonic() + 120
+    while not any(".cog" in p.name for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the COG step did not start"
+        time.sleep(0.002)
+    proc.kill()  # SIGKILL in the COG step: its copy or GDAL's overviews are left
+    proc.communicate(timeout=60)
+    stale = sorted(p.name for p in tmp_path.iterdir())
+    assert any(".partial.tif.cog" in name for name in stale), stale
+    rerun = cloudfree_process(*args)
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "s.tif"]
+    for name in stale:
+        assert f"removed {tmp_path / name}, left by an interrupted run (process {proc.pid})" \
+            in stderr
+
+
 def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     scenes = tmp_path / "scenes"
     for name, n in (("a_small", 1), ("b_large", 8)):
