@@ -99,8 +99,12 @@ def check_creation_options(options: dict[str, str]) -> None:
 def check_geotiff_output(count: int, dtype: str, creation_options: dict[str, str] | None
                          ) -> None:
     """Refuse, before any work, creation options that cannot write a GeoTIFF of ``count`` bands
-    of ``dtype`` (e.g. PREDICTOR=3 for integers)."""
-    failure = _probe(creation_options, count, dtype) if creation_options else None
+    of ``dtype`` (e.g. PREDICTOR=3 for integers), or any output (see
+    :func:`check_creation_options`)."""
+    if not creation_options:
+        return
+    check_creation_options(creation_options)
+    failure = _probe(creation_options, count, dtype)
     if failure:
         raise _options_error(creation_options, failure)
 

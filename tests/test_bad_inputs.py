@@ -125,6 +125,17 @@ def test_creation_options_that_do_not_fit_the_data_type_are_refused_before_any_w
     assert list(tmp_path.iterdir()) == []
 
 
+def test_library_calls_get_the_same_checks(tmp_path):
+    from cloudfree import mask_scene
+    from cloudfree.errors import UsageError
+
+    with pytest.raises(UsageError, match="JPEG is lossy and 8-bit only"):
+        mask_scene(SUMMER_S2, tmp_path / "m.tif", creation_options={"compress": "jpeg"})
+    with pytest.raises(UsageError, match="outputs are GeoTIFFs; give a .tif or .tiff name"):
+        mask_scene(SUMMER_S2, tmp_path / "m.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["out.png", "out"])
 def test_outputs_must_be_named_as_geotiffs(tmp_path, cli, name):
     out = tmp_path / name
