@@ -390,6 +390,7 @@ def remove_scene(
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
                          precision=precision)
+    choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")
         check_geotiff_output(len(engine.bands), s2.dtype, creation_options)
