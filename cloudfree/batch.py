@@ -420,6 +420,9 @@ def run_batch(
         raise UsageError(f"references={references}: only for command=remove", "references",
                          "command")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output {out_dir} is a file; batch writes into a folder: give a folder "
+                         "path")
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
                      need_s1=command == "remove", exclude=out_dir)
     if not found.scenes and not found.problems:

@@ -27,7 +27,9 @@ def count_parameters(arch: str, preset: str) -> PresetInfo:
 
 
 def human_count(n: int) -> str:
-    """18947341 -> '18.95 M', 82093 -> '82.1 k'."""
+    """18947341 -> '18.95 M', 82093 -> '82.1 k', 0 -> 'none' (a network without weights)."""
+    if n == 0:
+        return "none"
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,21 +109,32 @@ def read_torch_file(path: Path, map_location, what: str = "checkpoint") -> objec
         head = f.read(4)
     if head.startswith(b"PK") and not zipfile.is_zipfile(path):
         raise CloudfreeError(f"{what} {path} is truncated or corrupt (incomplete archive)")
-    if not head.startswith((b"PK", b"\x80")):
-        raise CloudfreeError(f"{what} {path} is not a torch checkpoint")
+    not_torch = CloudfreeError(f"{what} {path} is not a PyTorch checkpoint (no torch.save "
+                               "archive or pickle inside)")
+    if not head.startswith(b"PK") and not _pickle_head(head):
+        raise not_torch
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the protocol byte of garbage
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only" in str(exc):
+        if "Unsupported global" in str(exc):
             raise CloudfreeError(
                 f"{what} {path} holds pickled Python objects besides tensors and plain data; "
                 "cloudfree does not run such code from files") from None
+        if not head.startswith(b"PK"):
+            raise not_torch from None
         raise CloudfreeError(f"{what} {path} is corrupt: {_first_line(exc)}") from None
     except EOFError:
         raise CloudfreeError(f"{what} {path} is truncated") from None
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CloudfreeError(f"{what} {path} is truncated or corrupt: "
                              f"{_first_line(exc)}") from None
+
+
+def _pickle_head(head: bytes) -> bool:
+    """Whether a file starts as a pickle of protocol 2 to 5 (torch's legacy format) does."""
+    return len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL
 
 
 def _first_line(exc: BaseException) -> str:

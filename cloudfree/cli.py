@@ -263,7 +263,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @main.command()
 @click.argument("data", type=PATH)
 @click.option("--arch", default="dsen2cr", show_default=True,
-              help="Architecture (dsen2cr, glfcr, carf, ibhfn, sgbafm).")
+              help="Architecture (dsen2cr, glfcr, carf, ibhfn, sgbafm, fillnet).")
 @click.option("--preset", default="small", show_default=True, help="Preset of the architecture.")
 @click.option("--loss", type=click.Choice(["l1", "carl", "cloudaware", "ibhfn"]),
               help="l1 (GLF-CR), carl (DSen2-CR), cloudaware (CARF eq. 17-18), ibhfn (IB-HFN "

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 
 #: Overview resampling by kind of data: averages for reflectance and dB, nearest for classes.
 AVERAGE = "average"
@@ -72,6 +74,9 @@ def make_cog(path: Path, resampling: str, profile: dict) -> None:
         with rasterio.open(path) as src, rasterio.Env(COG_TMP_COMPRESSION=scratch):
             rasterio.shutil.copy(src, cog, driver="COG", **cog_options(profile, resampling))
         os.replace(cog, path)
+    except CPLE_BaseError as exc:  # rasterio lets GDAL's own error types out of copy()
+        raise rasterio.errors.RasterioIOError(f"the COG step failed: "
+                                              f"{str(exc).replace(cog.name + ': ', '')}") from None
     finally:
         for leftover in (cog, cog.with_name(cog.name + ".aux.xml")):
             leftover.unlink(missing_ok=True)

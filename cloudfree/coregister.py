@@ -34,6 +34,7 @@ from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
     block_windows,
     check_distinct,
+    check_geotiff_output,
     check_output,
     checked_read,
     geotiff_profile,
@@ -367,10 +368,14 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
         if refine and isinstance(s2, Sentinel2):
             estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet)
             r = estimate.report()
-            log.info("shift field over %d/%d reliable windows (%d inliers), significance %.1f: "
-                     "%s", r["reliable_windows"], r["windows"], r["inlier_windows"],
-                     r["significance"], "applied" if estimate.applied
-                     else f"not applied ({estimate.reason})")
+            if estimate.applied:
+                log.info("S1 co-registration: residual shift corrected (field over %d/%d "
+                         "reliable windows, %d inliers, significance %.1f)",
+                         r["reliable_windows"], r["windows"], r["inlier_windows"],
+                         r["significance"])
+            else:
+                log.info("S1 co-registration: no reliable residual shift found (%s); S1 used "
+                         "as georeferenced", estimate.reason)
         elif refine:
             log.info("no Sentinel-2 bands given: shift refinement skipped")
         return CoregisterResult(s1, grid, overlap, estimate, resampling, threads)
@@ -436,7 +441,8 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     """
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
     check_distinct({"output": output, "report": report_path})
-    check_output(output, overwrite, inputs)
+    check_output(output, overwrite, inputs, geotiff=True)
+    check_geotiff_output(2, "float32", creation_options)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, coregister_to_grid(

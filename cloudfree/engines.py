@@ -137,6 +137,11 @@ class OnnxEngine:
         if self.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             index = int(self.device.partition(":")[2] or 0)
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        elif device != "auto" and self.device != "cpu":
+            raise CloudfreeError(f"device {self.device} asked for, but this onnxruntime has no "
+                                 "CUDA provider (the CPU package is installed or shadows the "
+                                 "GPU one): install onnxruntime-gpu as the README's GPU "
+                                 "paragraph says (pip install -e .[gpu]), or use the cpu device")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = torch.get_num_threads()  # the same CPU share as torch
@@ -153,6 +158,25 @@ class OnnxEngine:
         self._read_metadata(path, self.session.get_modelmeta().custom_metadata_map)
         # a graph keeps only the inputs its output uses (median-fill's reads s2 alone)
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self._check_shapes(path)
+
+    def _check_shapes(self, path: Path) -> None:
+        """Refuse a graph whose declared inputs or output do not fit the tiles cloudfree feeds
+        (named sizes, such as the batch, fit anything)."""
+        tile, channels = self.tile, {"s2": 13, "s1": 2, "mask": 1}
+        wanted = {i.name: ["batch", channels.get(i.name), tile, tile]
+                  for i in self.session.get_inputs()}
+        declared = {i.name: i.shape for i in self.session.get_inputs()}
+        output = self.session.get_outputs()[0]
+        checks = [(f"input {name}", declared[name], wanted[name], "feeds") for name in wanted]
+        checks.append(("output", output.shape, ["batch", len(self.bands), tile, tile], "needs"))
+        for what, shape, want, verb in checks:
+            fits = len(shape) == 4 and all(not isinstance(got, int) or got == size
+                                           for got, size in zip(shape[1:], want[1:], strict=True))
+            if not fits:
+                raise CloudfreeError(f"ONNX model {path}: {what} is {_dims(shape)}; cloudfree "
+                                     f"{verb} {_dims(want)}; export it with `cloudfree "
+                                     "export-onnx`")
 
     def _read_metadata(self, path: Path, meta: dict[str, str]) -> None:
         try:
@@ -179,15 +203,22 @@ class OnnxEngine:
         return self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
 
 
+def _dims(shape: list) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
 def open_engine(*, model: str | None = None, checkpoint: Path | str | None = None,
                 onnx: Path | str | None = None, device: str = "auto",
                 precision: str = "fp32") -> Engine:
-    """An engine for exactly one of: a bundled model name, a checkpoint file, an ONNX file."""
+    """An engine for exactly one of: a bundled model name, a checkpoint file, an ONNX file;
+    none given: the default bundled model (``cloudfree-fillnet``)."""
     given = [name for name, value in
              (("model", model), ("checkpoint", checkpoint), ("onnx", onnx)) if value is not None]
-    if len(given) != 1:
-        raise UsageError("give exactly one of a bundled model, a checkpoint or an ONNX model"
-                         + (f" (got {', '.join(given)})" if given else ""))
+    if not given:
+        model = DEFAULT_MODEL
+    elif len(given) > 1:
+        raise UsageError("give exactly one of a bundled model, a checkpoint or an ONNX model "
+                         f"(got {', '.join(given)})")
     if onnx is not None:
         if precision != "fp32":
             raise UsageError(f"precision={precision}: an ONNX model runs in fp32; precision "

@@ -43,10 +43,9 @@ class FillSpectrum:
     clear_fraction: float
 
     def describe(self) -> str:
-        """One line for logs and tags."""
-        where = ("the scene's clear-sky median" if self.source == "scene" else
-                 f"the prior spectrum (only {self.clear_fraction:.2%} of the scene is clear)")
-        return f"masked pixels filled from {where}"
+        """What the fill of masked pixels starts from, for logs."""
+        return ("the scene's clear-sky median" if self.source == "scene" else
+                f"the prior spectrum (only {self.clear_fraction:.2%} of the scene is clear)")
 
 
 class ClearHistogram:

@@ -140,9 +140,9 @@ def mask_scene(
     threads = threads or usable_cores()
     output = Path(output)
     check_distinct({"mask output": output, "score output": score_path})
-    check_output(output, overwrite, [Path(scene)])
+    check_output(output, overwrite, [Path(scene)], geotiff=True)
     if score_path is not None:
-        check_output(Path(score_path), overwrite, [Path(scene)])
+        check_output(Path(score_path), overwrite, [Path(scene)], geotiff=True)
     with scene_io_env(), open_sentinel2(scene, offset) as s2:
         s2.require(params.bands, f"the {params.method} cloud mask")
         windows = block_windows(s2.width, s2.height, block)

@@ -12,7 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from cloudfree.cog import make_cog, scratch_profile
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.publish import publish
 from cloudfree.signals import check_stop
 
 log = logging.getLogger("cloudfree")
@@ -50,6 +51,17 @@ def scene_io_env() -> rasterio.Env:
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # rasterio takes bytes
 
 
+#: Output file name endings: every raster cloudfree writes (but the PNG quicklook) is a GeoTIFF.
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+#: GeoTIFF predictors: none, horizontal differencing (integers), floating point.
+PREDICTORS = ("1", "2", "3")
+#: Compressions that fit no cloudfree output: lossy and 8-bit only, while outputs are 16-bit or
+#: float reflectance, float scores and class masks (which a lossy codec would corrupt).
+LOSSY_8BIT = ("JPEG", "WEBP")
+#: Where GDAL documents the GeoTIFF creation options.
+GTIFF_OPTIONS_URL = "https://gdal.org/drivers/raster/gtiff.html#creation-options"
+
+
 def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
     """Turn ``["COMPRESS=LZW", "ZLEVEL=9"]`` into GDAL creation options, as ``rio --co`` does."""
     options: dict[str, str] = {}
@@ -62,24 +74,63 @@ def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
     return options
 
 
+def _options_error(options: dict[str, str], problem: str) -> UsageError:
+    given = " ".join(f"{k.upper()}={v}" for k, v in options.items())
+    return UsageError(f"--co {given}: {problem}; see {GTIFF_OPTIONS_URL}")
+
+
 def check_creation_options(options: dict[str, str]) -> None:
-    """Refuse options the GeoTIFF driver does not know or values it would ignore (GDAL only
-    warns, and writes without them): try them on a small in-memory float32 GeoTIFF."""
+    """Refuse options the GeoTIFF driver does not know, values it would ignore (GDAL only warns,
+    and writes without them) and values no output can take: tried on small in-memory GeoTIFFs
+    of the data types cloudfree writes. :func:`check_geotiff_output` checks the output's own."""
     if not options:
         return
-    profile = geotiff_profile(width=256, height=256, crs="EPSG:3857", count=1, dtype="float32",
+    if str(options.get("compress", "")).upper() in LOSSY_8BIT:
+        raise _options_error(options, f"{options['compress'].upper()} is lossy and 8-bit only, "
+                                      "which fits no cloudfree output; use DEFLATE, ZSTD or LZW")
+    if options.get("predictor", "1") not in PREDICTORS:
+        raise _options_error(options, "PREDICTOR must be 1 (none), 2 (horizontal) or 3 "
+                                      "(floating point)")
+    failures = [_probe(options, 1, dtype) for dtype in ("float32", "uint16")]
+    if all(failures):  # a failure with one data type only may be the other's option
+        raise _options_error(options, failures[0])
+
+
+def check_geotiff_output(count: int, dtype: str, creation_options: dict[str, str] | None
+                         ) -> None:
+    """Refuse, before any work, creation options that cannot write a GeoTIFF of ``count`` bands
+    of ``dtype`` (e.g. PREDICTOR=3 for integers), or any output (see
+    :func:`check_creation_options`)."""
+    if not creation_options:
+        return
+    check_creation_options(creation_options)
+    failure = _probe(creation_options, count, dtype)
+    if failure:
+        raise _options_error(creation_options, failure)
+
+
+def _probe(options: dict[str, str], count: int, dtype: str) -> str | None:
+    """GDAL's complaint, in a few words, when a small GeoTIFF with ``options`` is created and
+    written in memory; None when that works."""
+    profile = geotiff_profile(width=256, height=256, crs="EPSG:3857", count=count, dtype=dtype,
                               transform=rasterio.transform.from_origin(0, 256, 1, 1),
                               nodata=None, creation_options=options)
-    # An error may only mean the options fit another data type; the real write says so if not.
-    with gdal_messages(logging.WARNING) as messages, rasterio.io.MemoryFile() as memory, \
-            suppress(rasterio.errors.RasterioError):
-        memory.open(**profile).close()
+    failure = None
+    with gdal_messages(logging.WARNING) as messages, rasterio.io.MemoryFile() as memory:
+        try:
+            with memory.open(**profile) as dst:
+                dst.write(np.zeros((count, 256, 256), dtype))
+        except rasterio.errors.RasterioError as exc:
+            failure = str(exc)
     refused = [m.split(" in ", 1)[-1] for m in messages
                if "creation option" in m or "not recognised" in m]
-    if refused:
-        given = " ".join(f"{k.upper()}={v}" for k, v in options.items())
-        raise UsageError(f"--co {given}: {refused[0].rstrip('.')}; see "
-                         "https://gdal.org/drivers/raster/gtiff.html#creation-options")
+    if failure is None and not refused:
+        return None
+    raised = [failure] if failure and "previous" not in failure else []  # else GDAL's says why
+    said = [m.split("msg=", 1)[-1][1:-1] for m in messages if "signalled an error" in m]
+    text = re.sub(r"^[^ ]+\.tif: ", "", (refused + raised + said + [str(failure)])[0])
+    text = text.rstrip(". ")
+    return text[0].lower() + text[1:] if text[1:2].islower() else text
 
 
 def geotiff_profile(
@@ -162,9 +213,13 @@ def read_padded(read, top: int, left: int, height: int, width: int,
     return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
 
 
-def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> Path:
-    """Refuse an output that exists (unless overwrite), is an input, or cannot be written."""
+def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
+                 geotiff: bool = False) -> Path:
+    """Refuse an output that exists (unless overwrite), is an input, or cannot be written; with
+    ``geotiff``, one not named ``.tif`` or ``.tiff``."""
     path = Path(path)
+    if geotiff and path.suffix.lower() not in GEOTIFF_SUFFIXES:
+        raise UsageError(f"{path}: outputs are GeoTIFFs; give a .tif or .tiff name")
     for src in inputs:
         if Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
             raise UsageError(f"output {path} is also an input: choose another output path")
@@ -206,8 +261,10 @@ def remove_stale_partials(path: Path) -> None:
     A run stopped by SIGKILL (or a crash) cannot clean up after itself; the next run for the
     same output does it. Partials of a live process, or of another host, are left and named.
     """
+    # with the COG step's scratch files: the copy (.cog) and GDAL's overviews (.cog.ovr.tmp)
     pattern = re.compile(rf"\.{re.escape(path.stem)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?"
-                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}(?:\.aux\.xml)?")
+                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}(?:\.cog)?(?:\.ovr\.tmp)?"
+                         r"(?:\.aux\.xml)?")
     pattern_glob = f".{glob.escape(path.stem)}.*.partial{glob.escape(path.suffix)}*"
     for found in path.parent.glob(pattern_glob):
         match = pattern.fullmatch(found.name)
@@ -338,7 +395,7 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                                      "there") from None
         check_stop()  # a stop whose exception was lost (raised inside a __del__) still stops
         if together is None:
-            os.replace(tmp, path)
+            publish([(tmp, path)], overwrite)
         else:
             together.append((tmp, path))
     finally:
@@ -359,16 +416,16 @@ def _remove_partial(tmp: Path) -> None:
 
 
 @contextmanager
-def output_set() -> Iterator[list[tuple[Path, Path]]]:
-    """The outputs of one command (pass it as ``together``): all renamed into place at the end
-    of the block, once each is complete and verified, or none of them."""
+def output_set(overwrite: bool) -> Iterator[list[tuple[Path, Path]]]:
+    """The outputs of one command (pass it as ``together``): all put into place at the end of
+    the block, once each is complete and verified, or none of them (see :mod:`cloudfree.publish`
+    for outputs that another run wrote meanwhile)."""
     pending: list[tuple[Path, Path]] = []
     try:
         yield pending
         check_stop()
-        while pending:
-            os.replace(*pending[0])
-            pending.pop(0)
+        publish(pending, overwrite)
+        pending.clear()
     finally:
         for tmp, _ in pending:
             _remove_partial(tmp)
@@ -434,11 +491,12 @@ class GridOutputs:
         """``grid``: a source profile (size, CRS, transform) plus ``creation_options``."""
         self.stack, self.grid, self.overwrite, self.inputs, self.cog = (
             stack, grid, overwrite, inputs, cog)
-        self.together = stack.enter_context(output_set())
+        self.together = stack.enter_context(output_set(overwrite))
 
     def open(self, path: Path | str, count: int, dtype: str, nodata: float | None,
              resampling: str):
         """Open one output for writing; ``resampling`` makes its COG overviews."""
+        check_geotiff_output(count, dtype, self.grid.get("creation_options"))
         profile = geotiff_profile(**self.grid, count=count, dtype=dtype, nodata=nodata)
         return self.stack.enter_context(raster_output(
             Path(path), self.overwrite, self.inputs, profile, self.together,

@@ -38,13 +38,15 @@ from cloudfree.local_fill import (
 )
 from cloudfree.mask_scene import scene_shadow_thresholds
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
-from cloudfree.memory import PeriodicRelease
+from cloudfree.memory import PeriodicRelease, check_batch_memory
+from cloudfree.networks.fillnet import Fill
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
     GridOutputs,
     block_windows,
     check_distinct,
+    check_geotiff_output,
     check_output,
     progress,
     read_padded,
@@ -109,8 +111,14 @@ class LoadedChunk:
     reference: ReferenceBlock | None = None  # the fill from other dates (remove --reference)
 
 
-def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tuple[int, int, int]:
-    """Tile, overlap and trim for an engine, checking user choices against its constraints."""
+def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
+                  scene: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """Tile, overlap and trim for an engine, checking user choices against its constraints.
+
+    With the ``scene``'s (height, width), a tile larger than both the scene and the model's
+    default is cut down to the scene (rounded up to the model's size multiple): a larger one
+    only costs memory.
+    """
     if engine.tile is not None and tile not in (None, engine.tile):
         raise UsageError(f"tile={tile}: this ONNX model runs {engine.tile} px tiles only; leave "
                          "the tile size unset or export the model again for this one", "tile")
@@ -118,6 +126,12 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None) -> tupl
     m = engine.size_multiple
     if tile % m:
         raise UsageError(f"tile={tile} is not a multiple of {m}, which this model needs", "tile")
+    if scene is not None and engine.tile is None:
+        fits = max(engine.default_tile, -(-max(scene) // m) * m)
+        if tile > fits:
+            log.info("tile %d px is larger than the %dx%d px scene: using %d", tile, scene[1],
+                     scene[0], fits)
+            tile = fits
     rf = engine.receptive_field
     if overlap is None:
         wanted = 2 * rf + 2 if engine.fully_convolutional else tile // 4
@@ -422,7 +436,7 @@ def remove_scene(
     output = Path(output)
     inputs = [Path(p) for p in (s2_path, s1_path, *references, *reference_s1) if p is not None]
     check_distinct({"output": output, "mask output": mask_out, "source output": source_out})
-    check_output(output, overwrite, inputs)
+    check_output(output, overwrite, inputs, geotiff=True)
     if source_out is not None and not references:
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
                          "filled pixel comes from the model", "source_out", "references")
@@ -435,7 +449,7 @@ def remove_scene(
         model = "median-fill"  # the single-date model that needs no S1
     for extra in (mask_out, preview, source_out):
         if extra is not None:
-            check_output(Path(extra), overwrite, inputs)
+            check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)
     if preview is not None and Path(preview).suffix.lower() != ".png":
         raise UsageError(f"preview={preview}: the quicklook is a PNG; give a .png path",
                          "preview")
@@ -451,9 +465,13 @@ def remove_scene(
     if s1_path is None and engine.arch != "fill":
         raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
                          "s1_path=PATH, or model=median-fill", "s1_path", "model")
-    tile, overlap, trim = choose_tiling(engine, tile, overlap)
+    choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")
+        check_geotiff_output(len(engine.bands), s2.dtype, creation_options)
+        tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
+        check_batch_memory(TileGrid(s2.height, s2.width, tile, overlap, trim), batch_size,
+                           len(engine.bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         if s1_path is not None:
             s1, s1_tags, s1_report = open_s1_on_grid(
@@ -466,7 +484,11 @@ def remove_scene(
         fill = None
         if engine.uses_mask:
             fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
-            log.info("%s", fill.describe())
+            base = fill.describe()
+            if fill_method == "local" and fill.source == "scene":
+                base = f"the clear pixels nearby that match in S1 (else {base})"
+            log.info("cloud pixels: %s", f"{base}, no network" if engine.arch == Fill.arch
+                     else f"network ({engine.arch}) fill on top of the base, {base}")
         dates = None
         if references:
             dates = open_references(references, s2, mask_params, shadow, offset=offset,

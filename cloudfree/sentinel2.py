@@ -49,6 +49,8 @@ SPECTRAL: dict[str, tuple[str, float, float]] = {
 }
 #: DN per unit reflectance (QUANTIFICATION_VALUE of L1C products).
 QUANTIFICATION = 10000.0
+#: L1C DNs are uint16: a float value beyond this (1e30, inf, NaN) is no measurement but nodata.
+MAX_DN = float(np.iinfo(np.uint16).max)
 #: Radiometric offset of baseline 04.00+ products, in DN.
 BASELINE_OFFSET = 1000
 
@@ -152,14 +154,16 @@ class Sentinel2:
             valid = ~filled if valid is None else valid & ~filled
         # One pass from the input's dtype to float32, exactly as float32(dn - offset) / scale.
         out = np.empty(raw.shape, dtype=np.float32)
-        if self.offset:
-            np.subtract(raw, self.offset, out=out, dtype=np.float32)
-            out /= self.dn_scale
-        else:
-            np.divide(raw, self.dn_scale, out=out, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge floats are nodata, below
+            if self.offset:
+                np.subtract(raw, self.offset, out=out, dtype=np.float32)
+                out /= self.dn_scale
+            else:
+                np.divide(raw, self.dn_scale, out=out, dtype=np.float32)
         if np.issubdtype(raw.dtype, np.floating):
-            finite = np.isfinite(out).all(axis=0)  # NaN (or inf) is never data, declared or not
-            valid = finite if valid is None else valid & finite
+            # NaN, inf and values no DN can take are never data, declared or not
+            measured = (np.abs(out) <= MAX_DN / self.dn_scale).all(axis=0)
+            valid = measured if valid is None else valid & measured
         if valid is None or valid.all():
             return out, np.ones((h, w), dtype=bool)
         out[:, ~valid] = 0.0
@@ -258,6 +262,7 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
         if ds.crs is None:
             raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
         dtype, nodata = ds.dtypes[0], ds.nodata
+        check_data_type(path, np.dtype(dtype))
         dn_scale = QUANTIFICATION
         if np.issubdtype(np.dtype(dtype), np.floating):
             dn_scale = _float_scale(ds, path)
@@ -274,6 +279,15 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
         raise
 
 
+def check_data_type(path: Path, dtype: np.dtype) -> None:
+    """Refuse data types that cannot hold L1C DNs or reflectance (complex, 8-bit integers)."""
+    if dtype.kind == "f" or (dtype.kind in "iu" and dtype.itemsize >= 2):
+        return
+    raise CloudfreeError(f"{S2_INPUT} {path}: data type {dtype} is not Sentinel-2 data; give "
+                         "uint16 or int16 digital numbers, or float reflectance or digital "
+                         "numbers")
+
+
 def _float_scale(ds, path: Path) -> float:
     """Float input holds reflectance (0-1) or DN (0-10000): decide from an overview read."""
     step = max(1, max(ds.width, ds.height) // 512)
@@ -282,7 +296,7 @@ def _float_scale(ds, path: Path) -> float:
         out_shape=(max(1, ds.height // step), max(1, ds.width // step)), masked=True,
     ).astype(np.float64)
     values = sample.compressed()
-    values = values[np.isfinite(values)]
+    values = values[np.abs(values) <= MAX_DN]  # not NaN, inf or garbage
     if values.size and np.percentile(values, 99) < 3.0:
         log.info("%s: float values near 0-1, read as reflectance", path)
         return 1.0

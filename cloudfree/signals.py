@@ -1,9 +1,11 @@
-"""Stop requests (SIGINT, SIGTERM) as exceptions, so every ``with`` block cleans up on the way out.
+"""Stop requests (SIGINT, SIGTERM, SIGHUP) as exceptions, so every ``with`` block cleans up on
+the way out.
 
-SIGTERM is what ``timeout``, Slurm and Kubernetes send. Raised as :class:`Interrupted`, a
-``KeyboardInterrupt``, it unwinds exactly like Ctrl-C: temporary outputs are removed by
-:func:`cloudfree.rasterio_io.atomic_output`, and the command exits 128 + the signal number
-(130 for SIGINT, 143 for SIGTERM), as shells report a process killed by that signal.
+SIGTERM is what ``timeout``, Slurm and Kubernetes send; SIGHUP comes when the terminal or the SSH
+session of a run closes. Raised as :class:`Interrupted`, a ``KeyboardInterrupt``, each unwinds
+exactly like Ctrl-C: temporary outputs are removed by :func:`cloudfree.rasterio_io.atomic_output`,
+and the command exits 128 + the signal number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP),
+as shells report a process killed by that signal.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))  # Windows has no SIGHUP
 #: Seconds after which a signal that came inside a ``__del__`` is sent again.
 RETRY_S = 0.05
 
@@ -73,7 +76,7 @@ def _in_finalizer(frame: FrameType | None) -> bool:
 
 
 def raise_on_stop_signals() -> None:
-    """From now on SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (a no-op
+    """From now on the stop signals raise :class:`Interrupted` in the main thread (a no-op
     when called from another thread, where Python cannot set handlers)."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
@@ -81,7 +84,7 @@ def raise_on_stop_signals() -> None:
 
 
 def note_stop_signals() -> None:
-    """From now on SIGINT and SIGTERM only set :func:`stop_requested` (for idle workers)."""
+    """From now on the stop signals only set :func:`stop_requested` (for idle workers)."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, _note)
 

@@ -90,7 +90,7 @@ def test_truncated_checkpoint(saved, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"not a checkpoint at all", "is not a torch checkpoint"),
+    (b"not a checkpoint at all", "is not a PyTorch checkpoint"),
     (None, "does not exist"),
 ])
 def test_not_a_checkpoint(tmp_path, content, message):

@@ -95,6 +95,22 @@ def test_a_failed_cog_step_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_gdal_error_in_the_cog_step_is_one_line(tmp_path):
+    """GDAL's own error types, which rasterio lets out of its copy, become a RasterioError."""
+    profile = geotiff_profile(width=256, height=256, crs="EPSG:32631", count=1, dtype="uint8",
+                              transform=rasterio.transform.from_origin(0, 256, 10, 10),
+                              nodata=255, creation_options={"compress": "jpeg"})
+    with pytest.raises(rasterio.errors.RasterioIOError,
+                       match="^the COG step failed: JPEG compression not supported with "
+                             "paletted image$"), \
+            atomic_output(tmp_path / "out.tif", overwrite=False,
+                          finish=partial(make_cog, resampling=NEAREST, profile=profile)) as tmp, \
+            rasterio.open(tmp, "w", **{**profile, "compress": "none"}) as dst:
+        dst.write_colormap(1, {0: (0, 0, 0, 0), 1: (255, 255, 255, 255)})
+        dst.write(np.zeros((1, 256, 256), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_provenance_tags_of_remove(tmp_path, cli):
     s2 = tmp_path / "S2A_MSIL1C_20190918T105021_s2.tif"
     s2.symlink_to(FLOODS_S2)

@@ -6,6 +6,7 @@ checks the exit code, the one-line message and the files left in the output fold
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -23,8 +24,10 @@ import rasterio
 import torch
 from conftest import ROOT, SUMMER_S1, SUMMER_S2
 
+from cloudfree import publish
 from cloudfree.coregister import coregister_file
-from cloudfree.rasterio_io import partial_path, verify_raster
+from cloudfree.errors import UsageError
+from cloudfree.rasterio_io import atomic_output, output_set, partial_path, verify_raster
 
 MODEL = ROOT / "cloudfree" / "models" / "cloudfree-fillnet.pt"
 
@@ -167,6 +170,38 @@ def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2, cl
     assert f"{live}: partial output of process {os.getpid()}" in result.stderr
 
 
+def test_sighup_mid_mask_exits_129_and_leaves_nothing(tmp_path, big_s2):
+    proc = cloudfree_process("mask", big_s2, "-o", tmp_path / "m.tif", "--block", "256",
+                             "--quiet")
+    wait_for_partial(tmp_path, proc)
+    proc.send_signal(signal.SIGHUP)  # the terminal or SSH session closed
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 129, stderr
+    assert last_line(stderr) == "Interrupted (SIGHUP); no output written."
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scratch_files_of_a_run_killed_in_the_cog_step_are_removed_by_the_next(tmp_path, big_s2):
+    args = ("mask", big_s2, "-o", tmp_path / "m.tif", "--score", tmp_path / "s.tif")
+    proc = cloudfree_process(*args, "--quiet")
+    deadline = time.monotonic() + 120
+    while not any(".cog" in p.name for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the COG step did not start"
+        time.sleep(0.002)
+    proc.kill()  # SIGKILL in the COG step: its copy or GDAL's overviews are left
+    proc.communicate(timeout=60)
+    stale = sorted(p.name for p in tmp_path.iterdir())
+    assert any(".partial.tif.cog" in name for name in stale), stale
+    rerun = cloudfree_process(*args)
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "s.tif"]
+    for name in stale:
+        assert f"removed {tmp_path / name}, left by an interrupted run (process {proc.pid})" \
+            in stderr
+
+
 def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     scenes = tmp_path / "scenes"
     for name, n in (("a_small", 1), ("b_large", 8)):
@@ -189,6 +224,60 @@ def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a_small_mask.tif"]
     rows = {r["scene"]: r["status"] for r in json.loads(report.read_text())["scenes"]}
     assert rows == {"a_small": "ok", "b_large": "interrupted"}
+
+
+# --- 3. two runs for one output: exactly one wins -------------------------------------------------
+
+def test_second_of_two_concurrent_removes_keeps_the_first_output(tmp_path, cli):
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    s2 = mosaic(SUMMER_S2, scene / "s2.tif", 3)
+    s1 = mosaic(SUMMER_S1, scene / "s1.tif", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    slow = cloudfree_process("remove", "--s2", s2, "--s1", s1, "--s1-aligned", "-o",
+                             out / "r.tif", "--mask-out", out / "m.tif", "--batch-size", "1",
+                             "--quiet")
+    wait_for_partial(out, slow)  # both checked that r.tif is free; the slow one is writing
+    fast = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", out / "r.tif", "-q")
+    assert fast.exit_code == 0, fast.output
+    first = (out / "r.tif").read_bytes()
+    _, stderr = slow.communicate(timeout=300)
+    assert slow.returncode == 2, stderr
+    assert last_line(stderr) == (f"Error: output {out / 'r.tif'} appeared while this run was "
+                                 "writing it (another run?): kept it, and wrote nothing; pass "
+                                 "--overwrite to replace it")
+    assert (out / "r.tif").read_bytes() == first  # the 256 px output of the fast run
+    assert sorted(p.name for p in out.iterdir()) == ["r.tif"]  # m.tif of the set did not appear
+
+
+@pytest.mark.parametrize("way", ["link", "renameat2", "check then rename"])
+def test_an_output_that_appears_meanwhile_is_kept_unless_overwrite(tmp_path, monkeypatch, way):
+    if way != "link":  # a file system without hard links
+        def no_link(src, dst):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+        assert publish._renameat2() is not None  # Linux with glibc 2.28+
+    if way == "check then rename":  # nor renameat2
+        monkeypatch.setattr(publish, "_renameat2", lambda: None)
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    with pytest.raises(UsageError, match="b.json appeared while this run was writing it"), \
+            output_set(overwrite=False) as together:
+        for path in (first, second):
+            with atomic_output(path, False, together=together) as tmp:
+                tmp.write_text("ours\n")
+        second.write_text("theirs\n")  # another run finished first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
+    assert second.read_text() == "theirs\n"
+    with output_set(overwrite=True) as together:
+        with atomic_output(second, True, together=together) as tmp:
+            tmp.write_text("ours\n")
+        second.write_text("theirs again\n")  # replaced: --overwrite was given
+    assert second.read_text() == "ours\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
+    with atomic_output(first, False) as tmp:  # a single output, when nothing is in the way
+        tmp.write_text("ours\n")
+    assert first.read_text() == "ours\n" and len(list(tmp_path.iterdir())) == 2
 
 
 # --- 4. train does not overwrite a run; a bad state is one line ---------------------------------

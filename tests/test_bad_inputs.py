@@ -1,0 +1,319 @@
+"""Bad inputs a new user may give (issue 27): each is one line and the right exit code, or nodata.
+
+Rasters, ONNX models and checkpoints that are wrong in one way each, built from the real sample;
+every case checks the message, the exit code and the files left behind.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import rasterio
+import torch
+from conftest import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
+from onnx import TensorProto, helper
+
+from cloudfree.checkpoint import LoadedModel
+from cloudfree.engines import OnnxEngine
+from cloudfree.errors import CloudfreeError
+from cloudfree.networks import ARCHITECTURES, build
+from cloudfree.onnx_export import onnx_metadata
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def sample_as(path, dtype: str, edit=None):
+    """The real summer S2 as ``dtype``; ``edit(data)`` may change its values first."""
+    with rasterio.open(SUMMER_S2) as ds:
+        data, profile = ds.read().astype(dtype), ds.profile
+    if edit is not None:
+        edit(data)
+    profile.update(dtype=dtype, blockysize=16)
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(data)
+    return path
+
+
+# --- data types: complex and int8 refused, non-finite and huge floats are nodata -----------------
+
+@pytest.mark.parametrize("dtype", ["complex64", "int8"])
+@pytest.mark.parametrize("command", ["mask", "remove"])
+def test_unsupported_s2_data_types_are_refused(tmp_path, cli, dtype, command):
+    s2 = sample_as(tmp_path / "s2.tif", dtype)
+    out = tmp_path / "out.tif"
+    args = ["mask", s2] if command == "mask" else ["remove", "--s2", s2, "--s1", SUMMER_S1]
+    result = cli(*args, "-o", out)
+    assert result.exit_code == 1, result.output
+    assert last_line(result.stderr) == (
+        f"Error: Sentinel-2 input {s2}: data type {dtype} is not Sentinel-2 data; give uint16 or "
+        "int16 digital numbers, or float reflectance or digital numbers")
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2.tif"]
+
+
+def non_finite(data: np.ndarray) -> None:
+    """inf, -inf, NaN and values no Sentinel-2 DN can take, in 10 x 10 squares."""
+    for i, value in enumerate((np.inf, -np.inf, np.nan, 1e30, -1e30, 3e38)):
+        data[:, 10 + 20 * i: 20 + 20 * i, 100:110] = value
+
+
+@pytest.fixture(scope="module")
+def garbage_s2(tmp_path_factory):
+    return sample_as(tmp_path_factory.mktemp("garbage") / "s2.tif", "float32", non_finite)
+
+
+def test_non_finite_and_huge_float_values_are_nodata(tmp_path, garbage_s2, cli):
+    holes = np.zeros((256, 256), bool)
+    for i in range(6):
+        holes[10 + 20 * i: 20 + 20 * i, 100:110] = True
+    out, mask, alone = tmp_path / "r.tif", tmp_path / "m.tif", tmp_path / "alone.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = cli("remove", "--s2", garbage_s2, "--s1", SUMMER_S1, "-o", out,
+                     "--mask-out", mask)
+        assert result.exit_code == 0, result.output
+        assert cli("mask", garbage_s2, "-o", alone).exit_code == 0
+    with rasterio.open(out) as ds, rasterio.open(mask) as m, rasterio.open(alone) as a:
+        filled, classes, masked = ds.read(), m.read(1), a.read(1)
+    assert np.array_equal(classes == 255, holes) and np.array_equal(masked == 255, holes)
+    assert np.isnan(filled[:, holes]).all()
+    data = filled[:, ~holes]
+    assert np.isfinite(data).all() and data.min() >= 0 and data.max() < 20000
+
+
+# --- output names and creation options, refused before any work ------------------------------
+
+@pytest.mark.parametrize("command", ["mask", "remove"])
+@pytest.mark.parametrize("co, message", [
+    ("PREDICTOR=9", "--co PREDICTOR=9: PREDICTOR must be 1 (none), 2 (horizontal) or 3 "
+                    "(floating point)"),
+    ("BLOCKXSIZE=17", "--co BLOCKXSIZE=17: the height and width of TIFF dataset blocks must be "
+                      "multiples of 16"),
+    ("COMPRESS=JPEG", "--co COMPRESS=JPEG: JPEG is lossy and 8-bit only, which fits no "
+                      "cloudfree output; use DEFLATE, ZSTD or LZW"),
+])
+def test_creation_options_are_checked_before_any_work(tmp_path, cli, command, co, message):
+    out = tmp_path / "out.tif"
+    args = ["mask", SUMMER_S2] if command == "mask" else [
+        "remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1]
+    result = cli(*args, "-o", out, "--co", co)
+    assert result.exit_code == 2, result.output
+    line = last_line(result.stderr)
+    assert line.startswith("Error: " + message), line
+    assert "shift field" not in result.stderr and "S1 co-registration" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_creation_options_that_do_not_fit_the_data_type_are_refused_before_any_work(tmp_path,
+                                                                                  cli):
+    out = tmp_path / "out.tif"  # PREDICTOR=3 is for floats: the uint16 S2 or the uint8 mask
+    for args in (["remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1], ["mask", SUMMER_S2]):
+        result = cli(*args, "-o", out, "--co", "PREDICTOR=3")
+        assert result.exit_code == 2, result.output
+        assert last_line(result.stderr) == (
+            "Error: --co PREDICTOR=3: PREDICTOR=3 is only supported with Float32 or Float64; see "
+            "https://gdal.org/drivers/raster/gtiff.html#creation-options")
+        assert "S1 co-registration" not in result.stderr and "shift field" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_calls_get_the_same_checks(tmp_path):
+    from cloudfree import mask_scene
+    from cloudfree.errors import UsageError
+
+    with pytest.raises(UsageError, match="JPEG is lossy and 8-bit only"):
+        mask_scene(SUMMER_S2, tmp_path / "m.tif", creation_options={"compress": "jpeg"})
+    with pytest.raises(UsageError, match="outputs are GeoTIFFs; give a .tif or .tiff name"):
+        mask_scene(SUMMER_S2, tmp_path / "m.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["out.png", "out"])
+def test_outputs_must_be_named_as_geotiffs(tmp_path, cli, name):
+    out = tmp_path / name
+    for args in (["mask", SUMMER_S2, "-o", out],
+                 ["remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", out],
+                 ["mask", SUMMER_S2, "-o", tmp_path / "m.tif", "--score", out]):
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert last_line(result.stderr).startswith(
+            f"Error: {out}: outputs are GeoTIFFs; give a .tif or .tiff name")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- tiles: larger than the scene is capped, beyond the machine's memory refused --------------
+
+def test_a_tile_larger_than_the_scene_is_capped(tmp_path, cli):
+    out = tmp_path / "r.tif"
+    result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", out, "--tile", "8192",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["tile"] == 256  # the 256 px scene, already a multiple of fillnet's 8
+    assert "tile 8192 px is larger than the 256x256 px scene: using 256" in result.stderr
+    with rasterio.open(out) as ds:
+        assert ds.tags()["TILE"] == "256"
+
+
+def test_a_batch_beyond_the_memory_of_the_machine_is_refused(tmp_path, cli):
+    wide = tmp_path / "wide.tif"  # 8192 x 2^20 px, sparse: nothing written, nothing read
+    with rasterio.open(SUMMER_S2) as ds:
+        profile = {**ds.profile, "width": 2**20, "height": 8192, "tiled": True,
+                   "blockxsize": 1024, "blockysize": 1024, "sparse_ok": True, "bigtiff": "yes"}
+    with rasterio.open(wide, "w", **profile):
+        pass
+    result = cli("remove", "--s2", wide, "--s1", SUMMER_S1, "-o", tmp_path / "r.tif",
+                 "--tile", "8192", "--batch-size", "64")
+    assert result.exit_code == 2, result.output
+    # 64 tiles of 8192^2 px, 29 float32 planes each (13 + 2 + 1 in, 13 out): 464 GiB
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    assert last_line(result.stderr) == (
+        f"Error: --tile 8192 with --batch-size 64 needs at least 464 GiB for the network's "
+        f"inputs and outputs alone; this machine has {total:.0f} GiB: give a smaller --tile SIZE "
+        "or --batch-size N")
+    assert "S1 co-registration" not in result.stderr and "cloud pixels" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.tif"]
+
+
+# --- ONNX models that do not fit ---------------------------------------------------------------
+
+def toy_onnx(path, s2_channels: int = 13, size: int = 64, out_channels: int = 13):
+    """A 1x1 convolution from s2 [N, s2_channels, size, size] to out_channels, with the cloudfree
+    metadata of a 64 px fill model (s1 is declared and unused)."""
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["s2", "w"], ["output"])], "toy",
+        [helper.make_tensor_value_info("s2", TensorProto.FLOAT, ["batch", s2_channels, size, size]),
+         helper.make_tensor_value_info("s1", TensorProto.FLOAT, ["batch", 2, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT,
+                                       ["batch", out_channels, size, size])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [out_channels, s2_channels, 1, 1],
+                            np.full(out_channels * s2_channels, 1 / s2_channels).tolist())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    loaded = LoadedModel.from_network(build("fill", "small"))
+    for key, value in onnx_metadata(loaded, 64).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("shape, message", [
+    ({"s2_channels": 12}, "input s2 is [batch, 12, 64, 64]; cloudfree feeds [batch, 13, 64, 64]"),
+    ({"size": 32}, "input s2 is [batch, 13, 32, 32]; cloudfree feeds [batch, 13, 64, 64]"),
+    ({"out_channels": 3}, "output is [batch, 3, 64, 64]; cloudfree needs [batch, 13, 64, 64]"),
+])
+def test_onnx_models_of_the_wrong_shape_are_refused(tmp_path, cli, shape, message):
+    model = toy_onnx(tmp_path / "toy.onnx", **shape)
+    assert OnnxEngine(toy_onnx(tmp_path / "ok.onnx"), device="cpu").tile == 64  # the shape fits
+    out = tmp_path / "r.tif"
+    result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", out, "--onnx", model)
+    assert result.exit_code == 1, result.output
+    assert last_line(result.stderr) == (f"Error: ONNX model {model}: {message}; export it "
+                                        "with `cloudfree export-onnx`")
+    assert not out.exists()
+
+
+def test_a_missing_cuda_provider_names_the_gpu_extra(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    model = toy_onnx(tmp_path / "ok.onnx")
+    monkeypatch.setattr(ort, "get_available_providers",  # the CPU package's providers
+                        lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, for torch
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(CloudfreeError) as raised:
+        OnnxEngine(model, device="cuda")
+    assert str(raised.value) == (
+        "device cuda asked for, but this onnxruntime has no CUDA provider (the CPU package is "
+        "installed or shadows the GPU one): install onnxruntime-gpu as the README's GPU "
+        "paragraph says (pip install -e .[gpu]), or use the cpu device")
+    assert OnnxEngine(model, device="auto").device == "cpu"
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+def test_random_bytes_are_not_a_pytorch_checkpoint(tmp_path, cli):
+    rng = np.random.default_rng(27)
+    for name, head in (("random.pt", b""), ("pickle_like.pt", b"\x80\x34")):
+        path = tmp_path / name
+        path.write_bytes(head + rng.integers(0, 256, 4000, np.uint8).tobytes())
+        result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", tmp_path / "r.tif",
+                     "-c", path)
+        assert result.exit_code == 1, result.output
+        assert result.stderr == (f"Error: checkpoint {path} is not a PyTorch checkpoint (no "
+                                 "torch.save archive or pickle inside)\n")
+
+
+def test_batch_output_that_is_a_file_is_named(tmp_path, cli):
+    out = tmp_path / "out"
+    out.write_text("a file\n")
+    result = cli("batch", ROOT / "examples" / "data", "-o", out)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"Error: output {out} is a file; batch writes into a folder: give "
+                             "a folder path\n")
+
+
+def test_evaluate_without_a_model_uses_the_default(tmp_path, cli):
+    data = tmp_path / "data"
+    for folder, path in (("s1", SUMMER_S1), ("s2_cloudy", SUMMER_S2),
+                         ("s2_cloudfree", WINTER_CLEAR)):
+        (data / folder).mkdir(parents=True)
+        (data / folder / "summer.tif").symlink_to(path)
+    result = cli("evaluate", data, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    named = cli("evaluate", data, "--json", "-q", "--model", "cloudfree-fillnet")
+    other = cli("evaluate", data, "--json", "-q", "--model", "median-fill")
+    overall = [json.loads(r.stdout)["overall"]["model"] for r in (result, named, other)]
+    assert overall[0] == overall[1] != overall[2]
+
+
+def test_remove_says_what_co_registration_and_the_fill_did(tmp_path, cli):
+    sample = ROOT / "examples" / "data"
+    result = cli("remove", "--s2", sample / "s2.tif", "--s1", sample / "s1.tif",
+                 "-o", tmp_path / "r.tif")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "S1 co-registration" in line]
+    assert len(lines) == 1 and lines[0].endswith("; S1 used as georeferenced"), result.stderr
+    assert "no reliable residual shift found" in lines[0]
+    assert "not applied" not in result.stderr and "wrong partner" not in result.stderr
+    base = "the clear pixels nearby that match in S1 (else the scene's clear-sky median)"
+    assert f"cloudfree: cloud pixels: network (fillnet) fill on top of the base, {base}" in \
+        result.stderr
+    result = cli("remove", "--s2", sample / "s2.tif", "--s1", sample / "s1.tif",
+                 "-o", tmp_path / "m.tif", "--model", "median-fill")
+    assert f"cloudfree: cloud pixels: {base}, no network" in result.stderr
+
+
+def test_models_and_train_help_name_every_architecture(cli):
+    result = cli("models")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    fill = lines[lines.index("  fill") + 1: lines.index("  fill") + 3]
+    assert [line.split()[:2] for line in fill] == [["paper", "none"], ["small", "none"]]
+    assert " 0.0 k" not in result.stdout
+    help_text = " ".join(cli("train", "--help").stdout.split())
+    trainable = [a for a in ARCHITECTURES if any(True for _ in build(a, "small").parameters())]
+    assert "fillnet" in trainable and "fill" not in trainable
+    for arch in trainable:
+        assert f"{arch}," in help_text or f"{arch})" in help_text, arch
+
+
+# --- packaging: CPU onnxruntime by default, the GPU runtime an extra -------------------------
+
+def test_gpu_onnxruntime_is_an_extra():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    requires = config["options"]["install_requires"].split()
+    extras = config["options.extras_require"]
+    assert "onnxruntime>=1.16" in requires
+    assert not any("onnxruntime-gpu" in r for r in requires)
+    assert extras["gpu"].split() == ["onnxruntime-gpu>=1.16"]
+    assert 'pip install -e ".[gpu]"' in (ROOT / "README.md").read_text()
