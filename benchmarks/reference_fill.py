@@ -131,12 +131,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--every", type=int, default=1,
                         help="only every N-th case (a quick look)")
+    parser.add_argument("--half", choices=("even", "odd"),
+                        help="only the clear targets at even (0, 2, ...) or odd places in time "
+                             "order: tune settings on one half, report the other held out")
     parser.add_argument("--shadow", action="store_true",
                         help="also --reference --shadow (cloud shadows of the target filled too)")
     args = parser.parse_args()
     dates = series(args.series)
     fractions = {p: float((classes(read(p)[0]) == CLOUD).mean()) for p in dates}
     targets = [p for p in dates if fractions[p] < CLEAR_MAX]
+    if args.half:
+        targets = targets[args.half == "odd" :: 2]
     donors = [p for p in dates if DONOR_MIN <= fractions[p] <= DONOR_MAX]
     cases = [(t, d) for t in targets for d in donors][:: args.every]
     rows = []
