@@ -26,6 +26,7 @@ pixels and on the whole image:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
@@ -39,13 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
-from cloudfree.remove_scene import composite_alpha, remove_scene  # noqa: E402
+from cloudfree.remove_scene import composite_alpha, fill_mask, remove_scene  # noqa: E402
 from cloudfree.sentinel2 import open_sentinel2  # noqa: E402
 
 #: Cloud fractions (default mask) of clear targets and of cloud donors.
 CLEAR_MAX, DONOR_MIN, DONOR_MAX = 0.02, 0.05, 0.95
 REMOVE_MASK = MaskParams(buffer=5)
-FEATHER = 8
+FEATHER = inspect.signature(remove_scene).parameters["feather"].default  # as remove
 
 
 def series(folder: Path) -> list[Path]:
@@ -89,7 +90,7 @@ def naive_temporal(cloudy: np.ndarray, median_out: np.ndarray, refs: list[np.nda
         total += np.where(clear, adjusted, 0)
         count += clear
     estimate = np.where(count > 0, total / np.maximum(count, 1), median_out)
-    alpha = composite_alpha(target_classes, REMOVE_MASK, FEATHER)
+    alpha = composite_alpha(fill_mask(target_classes, REMOVE_MASK), FEATHER)
     return alpha * estimate + (1 - alpha) * cloudy
 
 
