@@ -119,13 +119,18 @@ def wait_for_partial(folder: Path, proc: subprocess.Popen, timeout: float = 120)
         time.sleep(0.05)
 
 
-def test_sigterm_mid_remove_exits_143_and_leaves_nothing(tmp_path):
+@pytest.fixture
+def slow_scene(tmp_path):
+    """A 768 x 768 mosaic of the real summer S2 and S1, and an empty output folder."""
     scene = tmp_path / "scene"
     scene.mkdir()
-    s2 = mosaic(SUMMER_S2, scene / "s2.tif", 3)
-    s1 = mosaic(SUMMER_S1, scene / "s1.tif", 3)
     out = tmp_path / "out"
     out.mkdir()
+    return mosaic(SUMMER_S2, scene / "s2.tif", 3), mosaic(SUMMER_S1, scene / "s1.tif", 3), out
+
+
+def test_sigterm_mid_remove_exits_143_and_leaves_nothing(slow_scene):
+    s2, s1, out = slow_scene
     proc = cloudfree_process("remove", "--s2", s2, "--s1", s1, "--s1-aligned", "-o",
                              out / "r.tif", "--batch-size", "1", "--quiet")
     wait_for_partial(out, proc)
@@ -228,13 +233,8 @@ def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
 
 # --- 3. two runs for one output: exactly one wins -------------------------------------------------
 
-def test_second_of_two_concurrent_removes_keeps_the_first_output(tmp_path, cli):
-    scene = tmp_path / "scene"
-    scene.mkdir()
-    s2 = mosaic(SUMMER_S2, scene / "s2.tif", 3)
-    s1 = mosaic(SUMMER_S1, scene / "s1.tif", 3)
-    out = tmp_path / "out"
-    out.mkdir()
+def test_second_of_two_concurrent_removes_keeps_the_first_output(slow_scene, cli):
+    s2, s1, out = slow_scene
     slow = cloudfree_process("remove", "--s2", s2, "--s1", s1, "--s1-aligned", "-o",
                              out / "r.tif", "--mask-out", out / "m.tif", "--batch-size", "1",
                              "--quiet")
