@@ -8,7 +8,13 @@ DN, 256 px. DEST receives folders of ``s2_cloudy/`` and ``s2/`` (cloud-free) twi
 - ``high_cp/``, ``low_cp/``: the 30 georeferenced pairs of ``eda/notebooks/imgs/cr/``;
 - ``ok/``: the 2 pairs of ``eda/notebooks/imgs/cr/ok/``;
 - ``residual/``: the 10 triplets of ``eda/notebooks/data/output/residual/`` with an ID below 4400
-  (the cloudy bands 3-15 of ``{ID}_input.tif`` and ``{ID}_target.tif``; not georeferenced).
+  (the cloudy bands 3-15 of ``{ID}_input.tif`` and ``{ID}_target.tif``; not georeferenced);
+- ``series/``: date pairs of the SEN12MS-CR-TS series ``eda/notebooks/data/ts/sample_imgs/`` (Ebel
+  et al. 2022; 30 dates of one patch, EPSG:4326). A date is clear when under 1 % of its pixels are
+  brighter than the series' per-pixel median by more than 0.05 in the mean of B02-B04 (the truth
+  of the benchmark, against the median instead of a twin), else cloudy. Each cloudy date is paired
+  with the nearest clear date 5 to 15 days away (the earlier on a tie); cloudy dates without one
+  are left out. The pairs, with their dates, go to ``series/PAIRS.tsv``.
 Only the files named here are read from the repository. A manifest (name, bytes, sha256) is
 written to DEST/MANIFEST.tsv and checked against the committed ``mask_pairs_manifest.tsv``.
 """
@@ -18,9 +24,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import re
 import subprocess
 import tarfile
 import warnings
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +38,11 @@ from rasterio.io import MemoryFile
 FOLDERS = ("high_cp", "low_cp", "ok")
 PREFIX = "eda/notebooks/imgs/cr/"
 RESIDUAL = "eda/notebooks/data/output/residual/"
+SERIES = "eda/notebooks/data/ts/sample_imgs/"
+#: Series dates: clear below this fraction of pixels brightened by more than ``BRIGHTER``.
+CLEAR_FRACTION, BRIGHTER = 0.01, 0.05
+#: Days between a cloudy date and its clear twin.
+MIN_DAYS, MAX_DAYS = 5, 15
 #: The residual triplets of the training pool (IDs 4400 and above are reserved: never add them).
 RESIDUAL_IDS = (316, 581, 746, 1302, 2266, 2729, 3968, 4065, 4287, 4294)
 MANIFEST = Path(__file__).with_name("mask_pairs_manifest.tsv")
@@ -82,6 +95,51 @@ def write_residual(files: dict[str, bytes], dest: Path) -> list[Path]:
     return written
 
 
+def series_dates(files: dict[str, bytes]) -> dict[date, str]:
+    """The series' files by acquisition date (``..._YYYY-MM-DD_patch_0.tif``)."""
+    dates = {}
+    for name in files:
+        day = re.search(r"_(\d{4})-(\d{2})-(\d{2})_", name)
+        dates[date(*map(int, day.groups()))] = name
+    return dict(sorted(dates.items()))
+
+
+def clear_dates(files: dict[str, bytes], dates: dict[date, str]) -> set[date]:
+    """Dates with under ``CLEAR_FRACTION`` of pixels brighter than the series median."""
+    visible = {d: _bands(files[name])[1:4].astype(np.float32).mean(0) / 10000
+               for d, name in dates.items()}
+    median = np.median(np.stack(list(visible.values())), axis=0)
+    return {d for d, v in visible.items() if ((v - median) > BRIGHTER).mean() < CLEAR_FRACTION}
+
+
+def series_pairs(files: dict[str, bytes]) -> list[tuple[date, date]]:
+    """(cloudy date, clear date) pairs: the nearest clear date 5-15 days away, earlier on a tie."""
+    dates = series_dates(files)
+    clear = clear_dates(files, dates)
+    pairs = []
+    for day in sorted(set(dates) - clear):
+        near = [c for c in sorted(clear) if MIN_DAYS <= abs((c - day).days) <= MAX_DAYS]
+        if near:
+            pairs.append((day, min(near, key=lambda c: abs((c - day).days))))
+    return pairs
+
+
+def write_series(files: dict[str, bytes], dest: Path) -> list[Path]:
+    """Each series pair as ``series/s2_cloudy/`` and ``series/s2/`` twins, and ``PAIRS.tsv``."""
+    dates = series_dates(files)
+    written, rows = [], ["cloudy\tclear\tdays"]
+    for cloudy, clear in series_pairs(files):
+        stem = f"ROIs2017_146_p0_{cloudy:%Y%m%d}"
+        for kind, day in (("s2_cloudy", cloudy), ("s2", clear)):
+            target = dest / "series" / kind / f"series_{kind}_{stem}.tif"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(files[dates[day]])
+            written.append(target)
+        rows.append(f"{cloudy}\t{clear}\t{(clear - cloudy).days}")
+    (dest / "series" / "PAIRS.tsv").write_text("\n".join(rows) + "\n")
+    return written
+
+
 def _bands(content: bytes) -> np.ndarray:
     with MemoryFile(content) as memory, memory.open() as ds:
         return ds.read()
@@ -92,7 +150,9 @@ def extract(repo: Path, dest: Path) -> list[Path]:
     pairs = archived(repo, [PREFIX + f for f in FOLDERS])
     residual = archived(repo, [f"{RESIDUAL}{i}_{kind}.tif" for i in RESIDUAL_IDS
                                for kind in ("input", "target")])
-    return sorted(write_pairs(pairs, dest) + write_residual(residual, dest))
+    series = archived(repo, [SERIES])
+    return sorted(write_pairs(pairs, dest) + write_residual(residual, dest)
+                  + write_series(series, dest))
 
 
 def write_manifest(dest: Path, files: list[Path]) -> None:
