@@ -21,7 +21,7 @@ from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
 from cloudfree.errors import CloudfreeError
-from cloudfree.masking import CLOUD, MASK_BANDS, classify
+from cloudfree.masking import CLOUD, MASK_BANDS, MaskParams, classify
 from cloudfree.sentinel1 import guess_units, linear_to_db
 from cloudfree.sentinel2 import BANDS, QUANTIFICATION, canonical_band
 
@@ -142,14 +142,19 @@ def crop_to_data(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(a[:, r0:r1, c0:c1]) for k, a in arrays.items()}
 
 
+# The clear check of the recipes is the cloud score as it was when the manifest was written
+# (without the HOT test that later became the mask's default), so the samples stay the same.
+RECIPE_MASK = MaskParams(hot=False)
+
+
 def cloud_fraction(s2: np.ndarray) -> float | None:
-    """Share of valid pixels the project's cloud score (masking.classify) calls cloud; None
+    """Share of valid pixels the recipes' cloud score (masking.classify) calls cloud; None
     when a band the score needs is missing (B10 in L2A)."""
     index = [BANDS.index(b) for b in MASK_BANDS]
     if any(np.isnan(s2[i]).all() for i in index):
         return None
     valid = np.isfinite(s2[index]).all(axis=0)
-    classes, _ = classify(np.nan_to_num(s2) / QUANTIFICATION, valid)
+    classes, _ = classify(np.nan_to_num(s2) / QUANTIFICATION, valid, RECIPE_MASK)
     return float((classes[valid] == CLOUD).mean()) if valid.any() else None
 
 
