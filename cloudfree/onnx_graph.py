@@ -52,6 +52,5 @@ def session(model: bytes | str, providers: list) -> onnxruntime.InferenceSession
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.enable_cpu_mem_arena = False  # freed activations go back, as with torch
     options.intra_op_num_threads = torch.get_num_threads()
     return ort.InferenceSession(model, options, providers=providers)
