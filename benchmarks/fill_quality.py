@@ -49,7 +49,12 @@ SETTINGS = {
                                        "feather": 2,
                                        "mask_params": MaskParams(buffer=5, shadow=True)},
     "fillnet, median base, feather 8": {"fill_method": "median", "feather": 8},
-    "fillnet, local base, feather 2": {"fill_method": "local", "feather": 2},
+    "fillnet, local base, feather 2": {"fill_method": "local", "feather": 2,
+                                       "max_correction": None},
+    "fillnet, local base, f2, correction <= 50 %": {"fill_method": "local", "feather": 2,
+                                                   "max_correction": 0.5},
+    "fillnet, local base, f2, correction <= 25 %": {"fill_method": "local", "feather": 2,
+                                                   "max_correction": 0.25},
 }
 BASELINE = "median base, feather 8"
 CANDIDATES = [name for name in SETTINGS if not name.startswith("fillnet")]

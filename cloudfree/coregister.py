@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,7 @@ from cloudfree.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shift_estimation import estimate_shift, orientation_field
 from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
+from cloudfree.threads import ordered_map, usable_cores
 
 log = logging.getLogger("cloudfree")
 
@@ -188,10 +191,13 @@ def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | No
 
 
 def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
-                    resampling: Resampling, threads: int) -> WindowEstimate:
-    """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window."""
+                    resampling: Resampling, threads: int,
+                    s1_lock: AbstractContextManager = nullcontext()) -> WindowEstimate:
+    """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window;
+    ``s1_lock`` guards S1's one dataset handle when windows run on several threads."""
     grid = Grid.of(s2)
-    sar = warp_window(s1, grid, window, None, resampling, threads)
+    with s1_lock:
+        sar = warp_window(s1, grid, window, None, resampling, threads)
     sar_valid = np.isfinite(sar).all(axis=0)
     if sar_valid.mean() < MIN_VALID:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False, "too little S1 overlap")
@@ -242,8 +248,13 @@ def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: R
     """Shift estimates on a grid of windows, outliers rejected, fitted by a smooth field."""
     grid = Grid.of(s2)
     windows = estimation_windows(grid.width, grid.height)
-    estimates = [estimate_window(s1, s2, w, max_shift, resampling, threads)
-                 for w in progress(windows, desc="refine", quiet=quiet)]
+    s1_lock = threading.Lock()
+
+    def one(window: Window) -> WindowEstimate:
+        return estimate_window(s1, s2, window, max_shift, resampling, threads, s1_lock)
+
+    with closing(ordered_map(one, windows, usable_cores())) as results:
+        estimates = list(progress(results, len(windows), desc="refine", quiet=quiet))
     field, estimates = fit_field(estimates, (grid.width, grid.height))
     reliable = [e for e in estimates if e.reliable]
     inliers = sum(e.inlier for e in reliable)

@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from cloudfree.fill import fill_image, fill_masked
@@ -98,46 +100,51 @@ class CoarseGrid:
                  cols: np.ndarray) -> None:
         self.shape, self.factor = shape, factor
         self.coarse = (-(-shape[0] // factor), -(-shape[1] // factor))
-        # coarse cell i is centred on full-resolution coordinate i * factor + (factor - 1) / 2
-        self.corners = []
-        for pos, size in ((rows, self.coarse[0]), (cols, self.coarse[1])):
+        # coarse cell i is centred on full-resolution coordinate i * factor + (factor - 1) / 2;
+        # grid_sample's coordinates (align_corners=False) put cell i at (2 i + 1) / size - 1.
+        where = []
+        for pos, size in ((cols, self.coarse[1]), (rows, self.coarse[0])):
             x = np.clip((pos - (factor - 1) / 2) / factor, 0, size - 1)
-            low = np.minimum(np.floor(x).astype(np.int64), size - 1)
-            high = np.minimum(low + 1, size - 1)
-            self.corners.append((low, high, (x - low).astype(np.float32)))
+            where.append(((2 * x + 1) / size - 1).astype(np.float32))
+        self.points = torch.from_numpy(np.stack(where, axis=-1))  # [n, 2] as (x, y)
 
-    def padded(self, a: np.ndarray, value: float = 0) -> np.ndarray:
-        """[..., H, W] padded with ``value`` at the far edges to whole coarse cells."""
+    def sums(self, a: np.ndarray) -> torch.Tensor:
+        """[K, H, W] -> block sums [K, h, w] (zeros past the far edges)."""
         f, (h, w) = self.factor, self.coarse
-        pad = [(0, 0)] * (a.ndim - 2) + [(0, h * f - a.shape[-2]), (0, w * f - a.shape[-1])]
-        return np.pad(a, pad, constant_values=value)
+        a = F.pad(torch.from_numpy(a), (0, w * f - a.shape[-1], 0, h * f - a.shape[-2]))
+        return F.avg_pool2d(a, f, divisor_override=1)
 
-    def sums(self, a: np.ndarray) -> np.ndarray:
-        """Padded [..., H', W'] -> block sums [..., h, w]."""
-        f, (h, w) = self.factor, self.coarse
-        return a.reshape(*a.shape[:-2], h, f, w, f).sum(axis=(-3, -1))
-
-    def at(self, a: np.ndarray, which: np.ndarray) -> np.ndarray:
+    def at(self, a: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """Bilinear values of a coarse array [K, h, w] at the pixels ``which`` (indices into
-        the pixels given): [K, n]."""
-        (r0, r1, fr), (c0, c1, fc) = ((x[which] for x in xs) for xs in self.corners)
-        flat, w = a.reshape(len(a), -1), self.coarse[1]
-        top = flat[:, r0 * w + c0] * (1 - fc) + flat[:, r0 * w + c1] * fc
-        bottom = flat[:, r1 * w + c0] * (1 - fc) + flat[:, r1 * w + c1] * fc
-        return top * (1 - fr) + bottom * fr
+        the pixels given): [n, K]."""
+        points = self.points[which][None, None]
+        values = F.grid_sample(a[None], points, mode="bilinear", padding_mode="border",
+                               align_corners=False)
+        return values[0, :, 0].T
 
 
-def blurred(coarse: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian(a: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``scipy.ndimage.gaussian_filter`` of [K, h, w] over the last two axes, zeros outside,
+    truncated at 3 sigma, as separable depthwise convolutions."""
+    radius = int(3 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(a.dtype)
+    k = len(a)
+    a = F.conv2d(a[None], kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), padding=(radius, 0),
+                 groups=k)
+    return F.conv2d(a, kernel.view(1, 1, 1, -1).expand(k, 1, 1, -1), padding=(0, radius),
+                    groups=k)[0]
+
+
+def blurred(coarse: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian of ``sigma`` (coarse pixels) over [K, h, w], plus ``COARSE_WEIGHT`` times one of
     ``4 sigma`` done on a grid 4 times coarser still and interpolated back."""
-    k, h, w = coarse.shape
-    near = ndimage.gaussian_filter(coarse, (0, sigma, sigma), mode="constant", truncate=3)
-    hs, ws = -(-h // 4), -(-w // 4)
-    small = np.pad(coarse, ((0, 0), (0, 4 * hs - h), (0, 4 * ws - w)))
-    small = small.reshape(k, hs, 4, ws, 4).mean(axis=(2, 4))
-    small = ndimage.gaussian_filter(small, (0, sigma, sigma), mode="constant", truncate=3)
-    far = ndimage.zoom(small, (1, 4, 4), order=1, mode="nearest", grid_mode=True)[:, :h, :w]
-    return near + COARSE_WEIGHT * far
+    h, w = coarse.shape[1:]
+    small = F.avg_pool2d(F.pad(coarse, (0, -w % 4, 0, -h % 4)), 4)
+    far = F.interpolate(gaussian(small, sigma)[None], scale_factor=4, mode="bilinear",
+                        align_corners=False)[0, :, :h, :w]
+    return gaussian(coarse, sigma) + COARSE_WEIGHT * far
 
 
 def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
@@ -158,16 +165,14 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
     source = source.astype(np.float32)
     # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
-    stack = grid.sums(grid.padded(np.concatenate([np.where(source > 0, reflectance * source, 0),
-                                                  source[None]]).astype(np.float32)))
+    stack = grid.sums(np.concatenate([np.where(source > 0, reflectance * source, 0),
+                                      source[None]]).astype(np.float32))
     known = np.isfinite(s1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cell_s1 = (grid.sums(grid.padded(np.where(known, s1, 0)))
-                   / grid.sums(grid.padded(known.astype(np.float32))))
+    cell_s1 = (grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))).numpy()
     here = s1[:, rows, cols]
-    fallback = np.asarray(fallback, np.float32)
-    num = fallback[:, None] * FALLBACK_WEIGHT * np.ones((1, len(rows)), np.float32)
-    den = np.full(len(rows), FALLBACK_WEIGHT, np.float32)
+    # per masked pixel: the weighted sums of every band and of the weights, [n, C + 1]
+    sums = torch.full((len(rows), len(stack)), FALLBACK_WEIGHT, dtype=torch.float32)
+    sums[:, :-1] *= torch.from_numpy(np.asarray(fallback, np.float32))
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
@@ -175,14 +180,12 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         if np.isnan(centre).any():
             coarse, mine = stack, unknown.astype(np.float32)
         else:
-            coarse = stack * membership(cell_s1, centre, params.s1_sigma)
+            coarse = stack * torch.from_numpy(membership(cell_s1, centre, params.s1_sigma))
             mine = np.where(unknown, 0, membership(here, centre, params.s1_sigma))
         spread = blurred(coarse, params.sigma / params.factor)
-        which = np.flatnonzero(mine > MIN_MEMBERSHIP)  # pixels this class matters for
-        picked = grid.at(spread, which)
-        num[:, which] += mine[which] * picked[:-1]
-        den[which] += mine[which] * picked[-1]
-    out[:, rows, cols] = num / den
+        which = torch.from_numpy(np.flatnonzero(mine > MIN_MEMBERSHIP))  # pixels it matters for
+        sums.index_add_(0, which, grid.at(spread, which) * torch.from_numpy(mine)[which, None])
+    out[:, rows, cols] = (sums[:, :-1] / sums[:, -1:]).T.numpy()
     return out
 
 

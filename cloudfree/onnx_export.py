@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
-import warnings
 from pathlib import Path
 
 import onnx
-import torch
-from torch import nn
 
 from cloudfree import __version__
 from cloudfree.checkpoint import LoadedModel, load_checkpoint
 from cloudfree.engines import META
 from cloudfree.errors import UsageError
+from cloudfree.onnx_graph import network_graph
 from cloudfree.rasterio_io import atomic_output, check_output
-
-OPSET = 17
-
-
-class _Inference(nn.Module):
-    """forward(s2, s1[, mask]) -> output only, the signature the exported graph gets."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.network(*inputs, return_aux=False)
 
 
 def onnx_metadata(loaded: LoadedModel, tile: int) -> dict[str, str]:
@@ -54,25 +39,10 @@ def export_onnx(loaded: LoadedModel, path: Path | str, tile: int = 256) -> Path:
     if tile <= 0 or tile % multiple:
         raise UsageError(f"tile {tile} does not fit {loaded.arch}: it must be a positive "
                          f"multiple of {multiple}")
-    network = _Inference(copy.deepcopy(loaded.network).cpu().float().eval())
-    inputs = (torch.zeros(1, 13, tile, tile), torch.zeros(1, 2, tile, tile))
-    names = ["s2", "s1"]
-    if loaded.network.uses_mask:
-        inputs += (torch.zeros(1, 1, tile, tile),)
-        names.append("mask")
+    network = copy.deepcopy(loaded.network).cpu().float().eval()
     path = Path(path)
     with atomic_output(path, overwrite=True) as tmp:
-        with warnings.catch_warnings():
-            # the TorchScript exporter is deprecated but needs no extra package (onnxscript)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", "Constant folding", UserWarning)
-            torch.onnx.export(
-                network, inputs, str(tmp), input_names=names, output_names=["output"],
-                dynamic_axes={name: {0: "batch"} for name in (*names, "output")},
-                opset_version=OPSET, dynamo=False,
-            )
-        model = onnx.load(str(tmp))
+        model = onnx.load_from_string(network_graph(network, tile))
         for key, value in onnx_metadata(loaded, tile).items():
             model.metadata_props.add(key=key, value=value)
         onnx.save(model, str(tmp))

@@ -25,8 +25,10 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
-    """``map(fn, items)`` on ``threads`` threads, in order; at most 2 x threads results pending.
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int,
+                pending_max: int | None = None) -> Iterator[R]:
+    """``map(fn, items)`` on ``threads`` threads, in order; at most ``pending_max`` (default
+    2 x threads) results pending.
 
     The bound keeps memory flat however many items there are and however slowly the caller
     consumes them. Work still queued is cancelled if the caller stops early or ``fn`` raises.
@@ -38,7 +40,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Itera
     with thread_pool(threads) as pool:
         for item in items:
             pending.append(pool.submit(fn, item))
-            if len(pending) >= 2 * threads:
+            if len(pending) >= (pending_max or 2 * threads):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()

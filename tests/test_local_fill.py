@@ -42,27 +42,36 @@ def deepest(label: np.ndarray) -> tuple[int, int]:
     return tuple(int(i) for i in np.unravel_index(depth.argmax(), depth.shape))
 
 
-@pytest.mark.parametrize(("over", "model"), [
-    ("water", "median-fill"), ("land", "median-fill"), ("land", "cloudfree-fillnet"),
-    pytest.param("water", "cloudfree-fillnet", marks=pytest.mark.xfail(
-        strict=True, reason="the network, trained on the median base, darkens water to "
-                            "B08 ~105 DN over the local base (truth ~324); to retrain")),
-])
-def test_opaque_cloud_over_water_is_filled_with_water_and_over_land_with_land(
-        tmp_path, floods, over, model):
+def cloud_over(tmp_path, floods, over: str) -> tuple:
+    """The chip with the opaque cloud pasted over the middle of its water or its land:
+    (path, the cloud's disk, the pixels of that surface)."""
     s2, profile, water, cloud = floods
     surface = water if over == "water" else ~water
     centre = deepest(surface)
     assert ndimage.distance_transform_edt(surface)[centre] > RADIUS, "the test needs room"
     disk = disk_at(water.shape, centre, RADIUS)
     cloudy = np.where(disk[None], np.rint(cloud * 10000).astype(s2.dtype)[:, None, None], s2)
-    path = tmp_path / "cloudy.tif"
+    path = tmp_path / f"cloudy_{over}.tif"
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(cloudy)
-    out = tmp_path / "out.tif"
-    remove_scene(path, FLOODS_S1, out, model=model, s1_aligned=True, quiet=True, device="cpu")
+    return path, disk, surface
+
+
+def removed(path, out, **options) -> np.ndarray:
+    remove_scene(path, FLOODS_S1, out, s1_aligned=True, quiet=True, device="cpu", **options)
     with rasterio.open(out) as ds:
-        result = ds.read().astype(np.float64)
+        return ds.read().astype(np.float64)
+
+
+@pytest.mark.parametrize(("over", "model"), [
+    ("water", "median-fill"), ("land", "median-fill"), ("land", "cloudfree-fillnet"),
+    ("water", "cloudfree-fillnet"),
+])
+def test_opaque_cloud_over_water_is_filled_with_water_and_over_land_with_land(
+        tmp_path, floods, over, model):
+    s2 = floods[0]
+    path, disk, surface = cloud_over(tmp_path, floods, over)
+    result = removed(path, tmp_path / "out.tif", model=model)
     want = s2[:, disk].mean(axis=1)  # what the cloud hides: the chip is cloud-free
     got = result[:, disk].mean(axis=1)
     for band in (B08, B11):
@@ -71,6 +80,17 @@ def test_opaque_cloud_over_water_is_filled_with_water_and_over_land_with_land(
     other = np.median(s2[:, ~surface], axis=1)  # the other surface's values
     assert abs(got[B08] - want[B08]) < abs(got[B08] - other[B08])
     assert np.array_equal(result[:, away_from_clouds(path)], s2[:, away_from_clouds(path)])
+
+
+def test_the_networks_correction_is_bounded_to_a_quarter_of_the_base(tmp_path, floods):
+    path, disk, _ = cloud_over(tmp_path, floods, "water")
+    inner = ndimage.binary_erosion(disk, iterations=4)  # past the feather: no original in it
+    base = removed(path, tmp_path / "base.tif", model="median-fill")[:, inner]
+    bounded = removed(path, tmp_path / "bounded.tif")[:, inner]
+    free = removed(path, tmp_path / "free.tif", max_correction=None)[:, inner]
+    assert (abs(bounded - base) <= 0.25 * base + 1).all()  # 1 DN of rounding
+    assert (bounded < 0.8 * base).any()  # the bound is reached: the network would go further
+    assert (free < 0.6 * base).any()  # unbounded, it darkens water to well under the base
 
 
 def test_local_fill_takes_the_clear_pixels_that_match_in_s1():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 import torch
 from sar_optical_patch import real_batch
 
-from cloudfree.checkpoint import LoadedModel, save_checkpoint
+from cloudfree.bundled import bundled_model
+from cloudfree.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from cloudfree.engines import OnnxEngine, TorchEngine, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import ARCHITECTURES, build
@@ -36,10 +38,26 @@ def test_onnxruntime_matches_torch_on_real_patches(exported, arch):
     engine = open_engine(onnx=path, device="cpu")
     s2, s1 = real_batch(loaded.scaling, TILE)  # batch 2 through a graph traced at batch 1
     got = engine.predict(s2, s1)
-    want = TorchEngine(loaded, device="cpu").predict(s2, s1)
+    want = TorchEngine(loaded, device="cpu", cpu_runtime="torch").predict(s2, s1)
     assert got.shape == want.shape == (2, 13, TILE, TILE) and got.dtype == "float32"
     assert abs(got - want).max() <= 1e-4
     assert engine.session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_default_model_runs_in_onnxruntime_on_cpu_with_the_same_output():
+    loaded = load_checkpoint(bundled_model())
+    fast, eager = (TorchEngine(loaded, device="cpu", cpu_runtime=r)
+                   for r in ("onnxruntime", "torch"))
+    assert fast.session is not None and eager.session is None
+    s2, s1 = real_batch(loaded.scaling, TILE)
+    mask = (s2[:, 1:2] > np.median(s2[:, 1:2])).astype(np.float32)  # some pixels filled
+    for crop in (np.s_[:, :, :, :], np.s_[:1, :, 8:72, :]):  # any batch, height and width
+        got = fast.predict(s2[crop], s1[crop], mask[crop])
+        want = eager.predict(s2[crop], s1[crop], mask[crop])
+        assert got.shape == want.shape == s2[crop].shape
+        assert abs(got - want).max() <= 1e-5 and abs(got - s2[crop]).max() > 1e-3
+    glfcr = LoadedModel.from_network(build("glfcr", "small").eval())
+    assert TorchEngine(glfcr, device="cpu").session is None  # graph bound to its tile size
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -233,3 +233,22 @@ def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints, 
     result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--onnx", onnx, "--tile", "128",
                  "-o", tmp_path / "c.tif")
     assert result.exit_code == 2 and "runs 64 px tiles only" in result.output
+
+
+def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeypatch):
+    """The default model and fill, with chunks loading ahead on one thread or on two."""
+    import importlib
+
+    removal = importlib.import_module("cloudfree.remove_scene")
+    outputs = []
+    for loaders in (1, 2):
+        monkeypatch.setattr(removal, "LOADERS", loaders)
+        out = tmp_path / f"loaders{loaders}.tif"
+        summary = remove_scene(SUMMER_S2, SUMMER_S1, out, s1_aligned=True, tile=64,
+                               batch_size=2, quiet=True)
+        assert summary["tiles_run"] > 4  # several chunks, most with cloud
+        with rasterio.open(out) as ds:
+            outputs.append(ds.read())
+    assert np.array_equal(*outputs)
+    with rasterio.open(SUMMER_S2) as ds:
+        assert (outputs[0] != ds.read()).any()

@@ -41,6 +41,9 @@ class CloudRemovalNet(nn.Module):
     fully_convolutional: ClassVar[bool] = True
     #: True when the network takes the fill mask (see the class docstring).
     uses_mask: ClassVar[bool] = False
+    #: True when its ONNX graph holds for any tile size (no size-bound reshapes), so CPU
+    #: inference in fp32 runs it in onnxruntime (``engines.TorchEngine``).
+    onnx_any_size: ClassVar[bool] = False
     #: The ``cloudfree.training.losses`` objective ``train`` uses unless told otherwise: the
     #: paper's own where it defines one.
     default_loss: ClassVar[str] = "l1"

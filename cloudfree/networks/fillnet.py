@@ -73,6 +73,7 @@ class FillNet(CloudRemovalNet):
     size_multiple: ClassVar[int] = 8
     fully_convolutional: ClassVar[bool] = False  # pooling makes output depend on tile phase
     uses_mask: ClassVar[bool] = True
+    onnx_any_size: ClassVar[bool] = True
 
     def __init__(self, widths: tuple[int, ...] | list[int] = (16, 32, 48, 64)) -> None:
         widths = tuple(int(w) for w in widths)
