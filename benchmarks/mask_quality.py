@@ -9,6 +9,12 @@ mean reflectance of B02-B04. Every mask is scored on the same pixels, pooled ove
 IoU = TP / (TP + FP + FN), precision, recall. The cloud-free twins give the false alarm rate on
 clear land: the cloud fraction each method finds on them (mean and worst scene).
 
+By cloud type, each image is cut into three zones by the same brightening: thick cores (more
+than 0.15 brighter), the edge zone (other pixels within 3 px of a core: the thin edges of thick
+clouds) and the rest (where cloud can only be haze or thin cloud away from thick cores). Scores:
+recall on the cores (every core pixel is cloud), and IoU within the edge zone and within the rest
+(pooled, with that zone's own false alarms).
+
 A clear real scene outside the pairs (``--clear``, default the cloud-free Sen1Floods11 scene of
 ../shared/data, whose bright roofs are this score's known weakness) gives one more false alarm
 figure.
@@ -37,6 +43,8 @@ from cloudfree.sentinel2 import BANDS, open_sentinel2
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLEAR_SCENE = DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
 TRUTH_DELTA = 0.05
+THICK_DELTA = 0.15  # brightening of thick cores
+EDGE_PX = 3  # width of the edge zone around the cores
 VISIBLE = [BANDS.index(b) for b in ("B02", "B03", "B04")]
 Masker = Callable[[np.ndarray], np.ndarray]
 
@@ -48,8 +56,19 @@ class Pair:
     clear: np.ndarray
 
     @property
+    def excess(self) -> np.ndarray:
+        """How much brighter the cloudy date is, mean reflectance of B02-B04."""
+        return self.cloudy[VISIBLE].mean(0) - self.clear[VISIBLE].mean(0)
+
+    @property
     def truth(self) -> np.ndarray:
-        return (self.cloudy[VISIBLE].mean(0) - self.clear[VISIBLE].mean(0)) > TRUTH_DELTA
+        return self.excess > TRUTH_DELTA
+
+    def zones(self) -> dict[str, np.ndarray]:
+        """The image cut into thick cores, the edge zone around them and the rest."""
+        thick = self.excess > THICK_DELTA
+        near = ndimage.distance_transform_edt(~thick) <= EDGE_PX if thick.any() else thick
+        return {"thick": thick, "edge": near & ~thick, "rest": ~near}
 
 
 def read_reflectance(path: Path) -> np.ndarray:
@@ -144,18 +163,24 @@ def methods(extra: bool) -> dict[str, Masker]:
 
 def score(masker: Masker, pairs: list[Pair],
           clear: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-    """Pooled IoU, precision and recall; cloud fractions on the clear twins and clear scene."""
-    tp = fp = fn = 0
+    """Pooled IoU, precision and recall, over the images and by zone; cloud fractions on the
+    clear twins and the clear scene."""
+    counts = {zone: np.zeros(3, np.int64) for zone in ("all", "thick", "edge", "rest")}
     clear_fractions = []
     for pair in pairs:
         found, truth = masker(pair.cloudy), pair.truth
-        tp += int((found & truth).sum())
-        fp += int((found & ~truth).sum())
-        fn += int((~found & truth).sum())
+        for zone, where in {"all": np.ones_like(truth), **pair.zones()}.items():
+            counts[zone] += [(found & truth & where).sum(), (found & ~truth & where).sum(),
+                             (~found & truth & where).sum()]
         clear_fractions.append(float(masker(pair.clear).mean()))
     scene, valid = clear
-    return {"iou": tp / (tp + fp + fn), "precision": tp / max(tp + fp, 1),
-            "recall": tp / max(tp + fn, 1), "clear_mean": float(np.mean(clear_fractions)),
+    tp, fp, fn = counts["all"]
+    iou = {zone: c[0] / max(c.sum(), 1) for zone, c in counts.items()}
+    return {"iou": iou["all"], "precision": tp / max(tp + fp, 1),
+            "recall": tp / max(tp + fn, 1),
+            "thick_recall": counts["thick"][0] / max(counts["thick"][0] + counts["thick"][2], 1),
+            "edge_iou": iou["edge"], "rest_iou": iou["rest"],
+            "clear_mean": float(np.mean(clear_fractions)),
             "clear_max": float(np.max(clear_fractions)),
             "clear_scene": float(masker(scene)[valid].mean())}
 
@@ -173,12 +198,18 @@ def main() -> None:
     with open_sentinel2(args.clear) as s2:
         clear = s2.read()
     truth = sum(int(p.truth.sum()) for p in pairs) / sum(p.truth.size for p in pairs)
-    print(f"{len(pairs)} pairs, {truth:.1%} of the pixels cloud by the truth\n")
-    print("| mask | IoU | precision | recall | cloud on the clear twins: mean / worst | "
-          f"cloud on {args.clear.stem} |\n|---|---|---|---|---|---|")
+    zones = {z: sum(int((w & p.truth).sum()) for p in pairs for zz, w in p.zones().items()
+                    if zz == z) for z in ("thick", "edge", "rest")}
+    print(f"{len(pairs)} pairs, {truth:.1%} of the pixels cloud by the truth; cloud pixels in "
+          f"the thick cores / edge zone / rest: {zones['thick']} / {zones['edge']} / "
+          f"{zones['rest']}\n")
+    print("| mask | IoU | precision | recall | cores: recall | edge zone: IoU | rest: IoU | "
+          f"cloud on the clear twins: mean / worst | cloud on {args.clear.stem} |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for name, masker in methods(args.variants).items():
         r = score(masker, pairs, clear)
         print(f"| {name} | {r['iou']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+              f"{r['thick_recall']:.3f} | {r['edge_iou']:.3f} | {r['rest_iou']:.3f} | "
               f"{r['clear_mean']:.1%} / {r['clear_max']:.1%} | {r['clear_scene']:.1%} |")
 
 

@@ -129,6 +129,13 @@ class Reference:
             self.s1.close()
 
 
+def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:
+    """Whether ``reference`` covers any of the target's grid (in any CRS)."""
+    grid = Grid.of(target)
+    return source_window(reference, grid.crs, grid.transform, grid.width, grid.height,
+                         0) is not None
+
+
 def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams
                    ) -> Reference:
     """A reference opened on the target's grid; it must overlap the target."""
@@ -139,7 +146,7 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
                                            precision=1e-6 * abs(target.transform.a)))
     resampling = None
     if not same:
-        if source_window(s2, grid.crs, grid.transform, grid.width, grid.height, 0) is None:
+        if not overlaps(s2, target):
             raise CloudfreeError(f"reference {s2.path.name} does not overlap the Sentinel-2 "
                                  f"grid of {target.path.name}; give dates of the same place")
         resampling = choose_resampling(s2, grid)

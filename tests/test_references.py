@@ -14,6 +14,7 @@ import pytest
 import rasterio
 from conftest import SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from rasterio.warp import Resampling, calculate_default_transform, reproject
+from s2_builders import coarsen_like_l1c, read_stack, write_safe
 from scipy import ndimage
 
 from cloudfree.local_fill import LocalFillParams
@@ -81,6 +82,25 @@ def test_reference_in_another_crs_fills_the_cloud(scenes, tmp_path):
     assert summary["references"][0]["used"]
     assert summary["pixels_by_source"]["references"] == (sources == 1).sum()
     assert json.loads(tags["REFERENCES"])[0]["filled_pixels"] == (sources == 1).sum()
+
+
+def test_safe_reference_with_a_radiometric_offset_fills_the_cloud(scenes, tmp_path):
+    """The winter date as an L1C .SAFE folder (processing baseline 04.00: DN + 1000), dated by
+    its name."""
+    data, profile = read_stack(WINTER_S2, 252)  # whole 60 m pixels: 252 of the 256 px
+    safe = write_safe(tmp_path / "S2B_MSIL1C_20171220T105441_N0400_R051_T31UFU_"
+                      "20171220T112109.SAFE", coarsen_like_l1c(data), profile, offset=1000)
+    out, src_map, median = tmp_path / "out.tif", tmp_path / "src.tif", tmp_path / "median.tif"
+    summary = remove_scene(scenes["target"], None, out, references=[safe], source_out=src_map,
+                           quiet=True)
+    remove_scene(scenes["target"], None, median, model="median-fill", quiet=True)
+    (reference,) = summary["references"]
+    assert reference["date"] == "2017-12-20" and reference["used"]
+    cloud, truth = scenes["cloud"].copy(), scenes["truth"]
+    cloud[252:], cloud[:, 252:] = False, False  # where the reference is
+    assert (read(src_map)[0][0][cloud] == 1).mean() > 0.95
+    gained = psnr(read(out)[0], truth, cloud) - psnr(read(median)[0], truth, cloud)
+    assert gained > 3, gained
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +225,29 @@ def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
     assert filled > 0.95 * scenes["cloud"].sum()  # the cumulus of a, filled from b
     result = cli("batch", root, "-o", tmp_path / "m", "--command", "mask", "--references", 1)
     assert result.exit_code == 2 and "--references 1: only for --command remove" in result.output
+
+
+def test_batch_passes_over_a_scene_elsewhere_for_the_next_date(scenes, tmp_path, cli):
+    """The nearest date lies elsewhere (the same pixels moved 50 km east): the next is taken."""
+    root = tmp_path / "area"
+    far = {}
+    for kind, path in (("s2", WINTER_S2), ("s1", WINTER_S1)):
+        data, profile, _ = read(path)
+        t = profile["transform"]
+        far[kind] = write(tmp_path / f"far_{kind}.tif", data, profile,
+                          transform=rasterio.Affine(t.a, t.b, t.c + 50_000, t.d, t.e, t.f))
+    for name, s2, s1, date_ in (("a", scenes["target"], WINTER_S1, "20171201"),
+                                ("b", far["s2"], far["s1"], "20171203"),
+                                ("c", WINTER_S2, WINTER_S1, "20171211")):
+        (root / name).mkdir(parents=True)
+        (root / name / f"{name}_s2_{date_}.tif").symlink_to(s2)
+        (root / name / f"{name}_s1_{date_}.tif").symlink_to(s1)
+    result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--model",
+                 "median-fill")
+    assert result.exit_code == 0, result.output
+    assert "a: b does not overlap it; not a reference" in result.output
+    (used,) = json.loads(read(tmp_path / "out" / "a.tif")[2]["REFERENCES"])
+    assert used["path"].endswith("c_s2_20171211.tif") and used["filled_pixels"] > 0
 
 
 def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
