@@ -53,5 +53,12 @@ def test_outlier_window_rejected(corrected):
     estimates[4] = replace(estimates[4], dx=estimates[4].dx + 2.5, dy=estimates[4].dy - 2.0)
     field, marked = fit_field(estimates, (SIZE, SIZE))
     assert [e.inlier for e in marked] == [True] * 4 + [False] + [True] * 4
+    others, _ = fit_field(estimates[:4] + estimates[5:], (SIZE, SIZE))
     cols, rows = np.meshgrid(np.linspace(0, SIZE, 9), np.linspace(0, SIZE, 9))
-    assert np.allclose(field.at(cols, rows), clean.at(cols, rows), atol=0.2)
+    assert np.allclose(field.at(cols, rows), others.at(cols, rows), atol=1e-9)  # no weight
+    # where the windows are, the field stays within 0.2 px of the clean one (its corners are
+    # extrapolated by a quadratic through eight points and may move more)
+    cx = [w["col_off"] + w["width"] / 2 for w in written]
+    cy = [w["row_off"] + w["height"] / 2 for w in written]
+    assert np.allclose(field.at(np.array(cx), np.array(cy)), clean.at(np.array(cx), np.array(cy)),
+                       atol=0.2)
