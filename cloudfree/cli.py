@@ -16,7 +16,7 @@ from click.core import ParameterSource
 from cloudfree import __version__
 from cloudfree import options as opt
 from cloudfree.errors import CloudfreeError
-from cloudfree.local_fill import FILL_METHODS
+from cloudfree.fill import FILL_METHODS, MAX_CORRECTION
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
 from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
@@ -109,6 +109,21 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
                    + f", snow {summary['snow_fraction']:.1%} of valid pixels")
 
 
+def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
+    """``--max-correction``: a share >= 0, or none (unbounded); not given: the default."""
+    if value is None:
+        return {}
+    if value.lower() == "none":
+        return {"max_correction": None}
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not share >= 0:
+        raise click.BadParameter(f"{value!r} is not a share >= 0 (such as 0.25) or none")
+    return {"max_correction": share}
+
+
 @main.command()
 @opt.s1_s2("<s2>_cloudfree.tif", s1_required=False)
 @click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
@@ -139,6 +154,9 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
               show_default=True,
               help="Base of the fill models: clear pixels nearby that match in S1, with the "
                    "haze ring around clouds (local), or the scene's clear-sky median (median).")
+@click.option("--max-correction", metavar="SHARE|none", callback=_share_or_none,
+              help="Bound on the fill network's correction of its base, as a share of the base "
+                   f"per band [default: {MAX_CORRECTION}]; none leaves it unbounded.")
 @click.option("--mask-out", type=PATH, help="Also write the mask used.")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")
@@ -147,12 +165,12 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
 @opt.offset
 @opt.geotiff_outputs
 @opt.quiet
-def remove(s2_path, s1_path, output, as_json, quiet, **options):
+def remove(s2_path, s1_path, output, as_json, quiet, max_correction, **options):
     """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1 and other dates."""
     from cloudfree.remove_scene import remove_scene
 
     summary = remove_scene(s2_path, s1_path, output or default_output(s2_path, "_cloudfree"),
-                           quiet=quiet, **options)
+                           quiet=quiet, **max_correction, **options)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -21,6 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Bases of the fill models in ``remove``: the local fill (``local_fill.py``), or the scene
+#: median alone (this module).
+FILL_METHODS = ("local", "median")
+#: Default bound on a fill model's network correction of its base (share of the base, per band):
+#: the network, trained on little land and almost no water, otherwise darkens water to a third
+#: (README, "Water"); on the pool's held-out triplets the bound costs 0.06 dB.
+MAX_CORRECTION: float | None = 0.25
 #: L1C band medians (reflectance, B01..B12 with B8A ninth) of the clear images of the training
 #: pool's train split; see the module docstring.
 PRIOR_REFLECTANCE: tuple[float, ...] = (

@@ -38,8 +38,6 @@ from scipy import ndimage
 from cloudfree.fill import fill_image, fill_masked
 from cloudfree.masking import classify
 
-#: Bases of the fill models in ``remove``: this module's, or the scene median alone.
-FILL_METHODS = ("local", "median")
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
 #: Grid step of the S1 classes, in units of ``s1_sigma``.

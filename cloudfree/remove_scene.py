@@ -29,9 +29,15 @@ from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import DEFAULT_MODEL, Engine, model_file, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.fill import ClearHistogram, FillSpectrum, fill_masked, window_counts
-from cloudfree.local_fill import (
+from cloudfree.fill import (
     FILL_METHODS,
+    MAX_CORRECTION,
+    ClearHistogram,
+    FillSpectrum,
+    fill_masked,
+    window_counts,
+)
+from cloudfree.local_fill import (
     LocalFillParams,
     haze_region,
     local_fill,
@@ -71,10 +77,6 @@ from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 log = logging.getLogger("cloudfree")
 #: Threads loading chunks ahead of the network (see ``write_scene``).
 LOADERS = 2
-#: Default bound on a fill model's correction of its base (share of the base, per band): the
-#: network, trained on little land and almost no water, otherwise darkens water to a third
-#: (README, "Water"); on the pool's held-out triplets the bound costs 0.06 dB.
-MAX_CORRECTION: float | None = 0.25
 
 
 class S1Source(Protocol):

@@ -155,3 +155,23 @@ def test_median_base_is_still_available(tmp_path):
         assert ds.tags()["FILL_METHOD"] == "median"
     with pytest.raises(Exception, match="fill_method='nearest'"):
         remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "x.tif", fill_method="nearest")
+
+
+def test_cli_max_correction_none_frees_the_network_and_bad_values_are_refused(tmp_path, floods,
+                                                                              cli):
+    path, disk, _ = cloud_over(tmp_path, floods, "water")
+    inner = ndimage.binary_erosion(disk, iterations=4)
+    b08 = {}
+    for value in ("0.25", "none"):
+        out = tmp_path / f"cli_{value}.tif"
+        result = cli("remove", "--s2", path, "--s1", FLOODS_S1, "--s1-aligned", "-o", out,
+                     "--max-correction", value, "--quiet")
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as ds:
+            b08[value] = ds.read(B08 + 1)[inner].mean()
+    default = removed(path, tmp_path / "default.tif")[B08, inner].mean()
+    assert b08["0.25"] == pytest.approx(default, abs=0.5) and b08["none"] < 0.8 * default
+    result = cli("remove", "--s2", path, "--s1", FLOODS_S1, "-o", tmp_path / "x.tif",
+                 "--max-correction", "-1")
+    assert result.exit_code == 2 and "'-1' is not a share >= 0 (such as 0.25) or none" in \
+        result.output
