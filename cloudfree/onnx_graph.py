@@ -46,7 +46,7 @@ def network_graph(network: nn.Module, tile: int, any_size: bool = False) -> byte
     return buffer.getvalue()
 
 
-def session(model: bytes | str, providers: list) -> onnxruntime.InferenceSession:
+def open_session(model: bytes | str, providers: list) -> onnxruntime.InferenceSession:
     """An onnxruntime session for a graph (bytes or a file path), on torch's share of the CPU."""
     import onnxruntime as ort
 
