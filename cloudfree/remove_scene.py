@@ -1,8 +1,8 @@
 """`cloudfree remove`: stream a scene through a network in blended tiles and composite the result.
 
 read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> blend -> unscale
--> composite -> write, chunk by chunk (see tiling.py), with the next chunk read in a thread while
-the network runs on the current one.
+-> composite -> write, chunk by chunk (see tiling.py), with the next chunks read and prepared on
+``LOADERS`` threads while the network runs on the current one.
 
 Models built on the classical fill (``engine.uses_mask``: ``median-fill`` and the default
 ``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
