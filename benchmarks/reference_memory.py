@@ -6,7 +6,8 @@ Mosaics (``remove_pipeline.mosaic``) of the pool's SEN12MS-CR-TS series: the tar
 clear date of 24 August 2018 with the cumulus of 6 January pasted (as in
 ``benchmarks/reference_fill.py``), the references the first clear dates of the series. Each
 run is ``remove --reference ... --model median-fill`` (no S1) in a fresh process; its peak
-resident memory is Linux's VmHWM (``remove_pipeline.peak_rss_mb``).
+resident memory is Linux's VmHWM (``remove_pipeline.peak_rss_mb``). 0 references is plain
+``remove --model median-fill``, the baseline the references add to.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ REFERENCES = (3, 9, 12, 13, 14, 16, 17, 18)
 def child(target: str, output: str, references: list[str]) -> None:
     from cloudfree.remove_scene import remove_scene
 
-    remove_scene(target, None, output, references=references, quiet=True, overwrite=True)
+    remove_scene(target, None, output, references=references, quiet=True, overwrite=True,
+                 model=None if references else "median-fill")
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 
 
@@ -51,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=Path, default=Path("/work/data/21/ts"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
-    parser.add_argument("--counts", type=int, nargs="+", default=[2, 8])
+    parser.add_argument("--counts", type=int, nargs="+", default=[0, 1, 2, 4, 8])
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import threading
+import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,9 @@ class Sentinel2:
 
     ``read`` may be called from several threads at once: each thread other than the opening one
     reads through dataset handles of its own (GDAL handles are not shared between threads).
+    Those live in the thread's local storage only, so they close when their thread ends: a
+    pass on a thread pool leaves no handles behind (each holds a few MB of GDAL buffers, which
+    with several reference dates added up).
     """
 
     path: Path
@@ -97,7 +101,8 @@ class Sentinel2:
     dn_scale: float  # DN per unit reflectance (1.0 for float reflectance input)
     band_sources: dict[str, tuple[object, int, int]] = field(repr=False)
     # band -> (dataset, band index, resolution factor relative to the grid)
-    _datasets: list = field(default_factory=list, repr=False)
+    _datasets: list = field(default_factory=list, repr=False)  # the opening thread's
+    _thread_datasets: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
     _owner: int = field(default_factory=threading.get_ident, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
@@ -179,7 +184,7 @@ class Sentinel2:
             for dataset, _, _ in self.band_sources.values():
                 if dataset.name not in handles:
                     handles[dataset.name] = rasterio.open(dataset.name)
-                    self._datasets.append(handles[dataset.name])
+                    self._thread_datasets.add(handles[dataset.name])
             sources = {band: (handles[ds.name], index, factor)
                        for band, (ds, index, factor) in self.band_sources.items()}
             self._local.sources = sources
@@ -196,7 +201,7 @@ class Sentinel2:
         return dn.astype(dtype)
 
     def close(self) -> None:
-        for ds in self._datasets:
+        for ds in [*self._datasets, *self._thread_datasets]:
             ds.close()
 
     def __enter__(self) -> Sentinel2:

@@ -17,6 +17,7 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from s2_builders import coarsen_like_l1c, read_stack, write_safe
 from scipy import ndimage
 
+from cloudfree import reference_fill
 from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA
@@ -259,3 +260,24 @@ def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
                  WINTER_S2, "--reference-s1", "none", "-o", tmp_path / "o.tif")
     assert result.exit_code == 2 and "1 --reference-s1 S1 for 2 references" in result.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_fill_by_narrow_strips_is_the_fill_of_the_whole_block(scenes, monkeypatch, tmp_path):
+    # the fill is computed strip by strip, one reference after another, to hold one
+    # reference's arrays of one strip at a time; strips 40 columns wide (7 across the patch,
+    # cutting the cumulus) give the same output, source map and change check bit for bit
+    s1, profile, _ = read(WINTER_S1)
+    s1[:, 100:140, 30:200] -= 10  # a change across several strips
+    ref_s1 = write(tmp_path / "ref_s1.tif", s1, profile)
+    outputs = []
+    for columns in (reference_fill.STRIP_COLUMNS, 40):
+        monkeypatch.setattr(reference_fill, "STRIP_COLUMNS", columns)
+        out, src_map = tmp_path / f"out{columns}.tif", tmp_path / f"src{columns}.tif"
+        remove_scene(scenes["target"], WINTER_S1, out, s1_aligned=True,
+                     references=[WINTER_S2, WINTER_CLEAR], reference_s1=[ref_s1, None],
+                     source_out=src_map, model="median-fill", quiet=True)
+        outputs.append((read(out)[0], read(src_map)[0]))
+    (whole, whole_src), (strips, strip_src) = outputs
+    assert set(np.unique(whole_src)) >= {1, 2}
+    np.testing.assert_array_equal(whole, strips)
+    np.testing.assert_array_equal(whole_src, strip_src)

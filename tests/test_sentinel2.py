@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2
+from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 
 from cloudfree.errors import CloudfreeError
@@ -127,3 +130,24 @@ def test_wrong_band_count_and_missing_band(tmp_path):
                       descriptions=names)
     with open_sentinel2(l2a) as s2, pytest.raises(CloudfreeError, match="band B10 missing"):
         s2.require(("B01", "B10"), "the cloud mask")
+
+
+def test_reads_on_a_thread_pool_match_and_leave_no_handles_behind():
+    # each pool thread reads through handles of its own; they close when the pool's threads
+    # end, so a pass on a pool leaves only the opening thread's handle open
+    from cloudfree.threads import ordered_map
+
+    def open_handles() -> int:
+        return sum(Path(f"/proc/self/fd/{fd}").resolve() == SUMMER_S2.resolve()
+                   for fd in os.listdir("/proc/self/fd"))
+
+    windows = [Window(c, r, 64, 64) for r in range(0, 256, 64) for c in range(0, 256, 64)]
+    with open_sentinel2(SUMMER_S2) as s2:
+        alone = [s2.read(w)[0] for w in windows]
+        before = open_handles()
+        for _ in range(3):  # three passes, three pools of two threads
+            pooled = list(ordered_map(lambda w: s2.read(w)[0], windows, 2))
+            for a, b in zip(alone, pooled, strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert before == 1 and open_handles() == before
+    assert open_handles() == 0
