@@ -18,7 +18,7 @@ import rasterio
 
 from cloudfree import __version__
 from cloudfree.masking import CLOUD, NODATA
-from cloudfree.scene_discovery import time_from_tags, time_from_text
+from cloudfree.scene_discovery import safe_time, time_from_tags, time_from_text
 
 VERSION = "CLOUDFREE_VERSION"
 COMMAND = "CLOUDFREE_COMMAND"
@@ -53,8 +53,11 @@ def sha256(path: Path | str) -> str:
 
 
 def acquisition_time(s2: Path | str) -> datetime | None:
-    """The acquisition time (UTC) from the S2 name (file or .SAFE folder), else its date tags."""
+    """The acquisition time (UTC) from the S2 name (file or .SAFE folder), else its date tags
+    (a .SAFE folder: its product metadata)."""
     s2 = Path(s2)
+    if s2.is_dir():
+        return safe_time(s2)
     found = time_from_text(s2.name)
     if found is None and s2.is_file():
         with rasterio.open(s2) as ds:

@@ -12,7 +12,8 @@ the benchmark's cases, weight power 2; README).
 
 Its date, as the provenance tags find a scene's (``provenance.acquisition_time``): the name of
 the file or ``.SAFE`` folder (SAFE naming ``..._MSIL1C_20200604T101031_...``, SEN12MS-CR-TS
-naming ``..._ImgNo_3_2018-02-10_patch_0.tif``), else a date tag of the GeoTIFF
+naming ``..._ImgNo_3_2018-02-10_patch_0.tif``), else the ``PRODUCT_START_TIME`` of a
+``.SAFE`` folder's ``MTD_MSIL1C.xml`` or a date tag of the GeoTIFF
 (``ACQUISITION_DATE``, ``SENSING_TIME``, ...; ``TIFFTAG_DATETIME``, often the time the file was
 written, last). A reference with no date is allowed; it comes after the dated ones, in the order
 given (``reference_fill.py``).

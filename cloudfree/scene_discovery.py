@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -42,6 +43,8 @@ COVERAGE_TOLERANCE = 0.01
 _DATE_RE = re.compile(
     r"(?<!\d)((?:19|20)\d\d)[-_:]?(\d\d)[-_:]?(\d\d)(?:[T ](\d\d):?(\d\d):?(\d\d))?(?!\d)")
 _DATE_TAG_RE = re.compile(r"ACQUI|SENSING|START|DATE|TIME", re.IGNORECASE)
+#: Elements of an L1C product's MTD_MSIL1C.xml that hold its sensing start, preferred first.
+SAFE_TIME_ELEMENTS = ("PRODUCT_START_TIME", "DATATAKE_SENSING_START")
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,8 @@ def classify(path: Path) -> Raster:
     """Role (by band count and names), lon/lat footprint and acquisition date of a raster."""
     try:
         if _is_safe(path):
-            return Raster(path, "s2", _safe_footprint(path), date_from_text(path.name))
+            found = safe_time(path)
+            return Raster(path, "s2", _safe_footprint(path), found and found.date())
         with rasterio.open(path) as ds:
             names = [d.upper() for d in ds.descriptions if d]
             if {"VV", "VH"} & set(names) or ds.count == 2:
@@ -195,6 +199,21 @@ def time_from_tags(tags: dict[str, str]) -> datetime | None:
     keys = sorted((k for k in tags if _DATE_TAG_RE.search(k)),
                   key=lambda k: k == "TIFFTAG_DATETIME")
     return next(filter(None, (time_from_text(tags[key]) for key in keys)), None)
+
+
+def safe_time(folder: Path) -> datetime | None:
+    """The sensing time of a ``.SAFE`` folder: from its name, else its ``MTD_MSIL1C.xml``
+    (``PRODUCT_START_TIME``); None when neither has one (or the metadata cannot be read)."""
+    found = time_from_text(folder.name)
+    if found is not None:
+        return found
+    try:
+        root = ET.parse(folder / "MTD_MSIL1C.xml").getroot()
+    except (OSError, ET.ParseError):
+        return None
+    texts = {e.tag.rsplit("}", 1)[-1]: e.text or "" for e in root.iter()}
+    return next(filter(None, (time_from_text(texts.get(name, ""))
+                              for name in SAFE_TIME_ELEMENTS)), None)
 
 
 def date_from_text(text: str) -> date | None:

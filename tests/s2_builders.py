@@ -13,7 +13,7 @@ from cloudfree.sentinel2 import BANDS, RESOLUTION
 MTD_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 <n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">
   <n1:General_Info>
-    <Product_Info><PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>
+    <Product_Info>{start}<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>
     <Product_Image_Characteristics>
       <QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
       {offsets}
@@ -41,8 +41,10 @@ def coarsen_like_l1c(data: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_safe(folder: Path, data: np.ndarray, profile: dict, offset: int) -> Path:
-    """An L1C .SAFE folder: 13 lossless JP2 bands at native resolution plus MTD_MSIL1C.xml."""
+def write_safe(folder: Path, data: np.ndarray, profile: dict, offset: int,
+               start: str | None = None) -> Path:
+    """An L1C .SAFE folder: 13 lossless JP2 bands at native resolution plus MTD_MSIL1C.xml
+    (with ``start`` as its PRODUCT_START_TIME, e.g. ``2017-12-11T10:10:31.026Z``)."""
     img = folder / "GRANULE" / "L1C_T31UFU_A000000_20220301T000000" / "IMG_DATA"
     img.mkdir(parents=True)
     t: Affine = profile["transform"]
@@ -60,7 +62,9 @@ def write_safe(folder: Path, data: np.ndarray, profile: dict, offset: int) -> Pa
         f'<RADIO_ADD_OFFSET band_id="{i}">{-offset}</RADIO_ADD_OFFSET>' for i in range(13)
     ) if offset else ""
     baseline = "04.00" if offset else "02.09"
-    (folder / "MTD_MSIL1C.xml").write_text(MTD_TEMPLATE.format(baseline=baseline, offsets=offsets))
+    start = f"<PRODUCT_START_TIME>{start}</PRODUCT_START_TIME>" if start else ""
+    (folder / "MTD_MSIL1C.xml").write_text(MTD_TEMPLATE.format(baseline=baseline, offsets=offsets,
+                                                               start=start))
     return folder
 
 

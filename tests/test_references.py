@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
-from s2_builders import coarsen_like_l1c, read_stack, write_safe
+from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
 from cloudfree import reference_fill
@@ -83,25 +84,6 @@ def test_reference_in_another_crs_fills_the_cloud(scenes, tmp_path):
     assert summary["references"][0]["used"]
     assert summary["pixels_by_source"]["references"] == (sources == 1).sum()
     assert json.loads(tags["REFERENCES"])[0]["filled_pixels"] == (sources == 1).sum()
-
-
-def test_safe_reference_with_a_radiometric_offset_fills_the_cloud(scenes, tmp_path):
-    """The winter date as an L1C .SAFE folder (processing baseline 04.00: DN + 1000), dated by
-    its name."""
-    data, profile = read_stack(WINTER_S2, 252)  # whole 60 m pixels: 252 of the 256 px
-    safe = write_safe(tmp_path / "S2B_MSIL1C_20171220T105441_N0400_R051_T31UFU_"
-                      "20171220T112109.SAFE", coarsen_like_l1c(data), profile, offset=1000)
-    out, src_map, median = tmp_path / "out.tif", tmp_path / "src.tif", tmp_path / "median.tif"
-    summary = remove_scene(scenes["target"], None, out, references=[safe], source_out=src_map,
-                           quiet=True)
-    remove_scene(scenes["target"], None, median, model="median-fill", quiet=True)
-    (reference,) = summary["references"]
-    assert reference["date"] == "2017-12-20" and reference["used"]
-    cloud, truth = scenes["cloud"].copy(), scenes["truth"]
-    cloud[252:], cloud[:, 252:] = False, False  # where the reference is
-    assert (read(src_map)[0][0][cloud] == 1).mean() > 0.95
-    gained = psnr(read(out)[0], truth, cloud) - psnr(read(median)[0], truth, cloud)
-    assert gained > 3, gained
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +263,39 @@ def test_fill_by_narrow_strips_is_the_fill_of_the_whole_block(scenes, monkeypatc
     assert set(np.unique(whole_src)) >= {1, 2}
     np.testing.assert_array_equal(whole, strips)
     np.testing.assert_array_equal(whole_src, strip_src)
+
+
+def test_safe_reference_in_another_utm_zone_with_its_own_offset_and_date(scenes, tmp_path):
+    # the hazy winter date as an L1C .SAFE: bands at native resolution (lossless JP2) on the
+    # next UTM zone's 10 m grid, processing baseline 04.00 (DN + 1000), its date in the name
+    # or, for a folder renamed by a user, only in MTD_MSIL1C.xml
+    src, profile, _ = read(WINTER_S2)
+    transform, width, height = calculate_default_transform(
+        profile["crs"], "EPSG:32632", profile["width"], profile["height"],
+        *rasterio.transform.array_bounds(profile["height"], profile["width"],
+                                         profile["transform"]), resolution=10)
+    width, height = -(-width // 6) * 6, -(-height // 6) * 6  # whole 60 m pixels
+    warped = np.zeros((13, height, width), np.uint16)
+    reproject(src, warped, src_transform=profile["transform"], src_crs=profile["crs"],
+              dst_transform=transform, dst_crs="EPSG:32632", resampling=Resampling.bilinear,
+              src_nodata=0, dst_nodata=0)
+    grid = {"crs": CRS.from_epsg(32632), "transform": transform}
+    named = write_safe(tmp_path / "S2B_MSIL1C_20171211T101029_N0400_R022_T32ULU_"
+                       "20171211T121507.SAFE", coarsen_like_l1c(warped), grid, offset=1000)
+    renamed = write_safe(tmp_path / "winter.SAFE", coarsen_like_l1c(warped), grid,
+                         offset=1000, start="2017-12-21T10:10:31.026Z")
+    median = tmp_path / "median.tif"
+    remove_scene(scenes["target"], None, median, model="median-fill", quiet=True)
+    cloud, truth = scenes["cloud"], scenes["truth"]
+    for safe, day in ((named, "2017-12-11"), (renamed, "2017-12-21")):
+        out, src_map = tmp_path / f"{safe.stem}.tif", tmp_path / f"{safe.stem}_src.tif"
+        summary = remove_scene(scenes["target"], None, out, references=[safe],
+                               source_out=src_map, quiet=True)
+        (used,) = summary["references"]
+        assert used["date"] == day and used["used"]
+        result, out_profile, _ = read(out)
+        assert out_profile["crs"] == profile["crs"]
+        assert out_profile["transform"] == profile["transform"]
+        assert (read(src_map)[0][0][cloud] == 1).mean() > 0.95
+        gained = psnr(result, truth, cloud) - psnr(read(median)[0], truth, cloud)
+        assert gained > 3, gained
