@@ -30,7 +30,6 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import progress
-from cloudfree.references import overlaps
 from cloudfree.scene_discovery import (
     DEFAULT_S1_PATTERN,
     DEFAULT_S2_PATTERN,
@@ -38,7 +37,6 @@ from cloudfree.scene_discovery import (
     Scene,
     discover,
 )
-from cloudfree.sentinel2 import open_sentinel2
 from cloudfree.signals import (
     Interrupted,
     as_interrupted,
@@ -151,8 +149,9 @@ def scene_options(options: dict, out_dir: Path, name: str) -> dict:
 
 def reference_options(scene: Scene, scenes: list[Scene], count: int) -> dict:
     """``remove_scene`` keywords giving ``scene`` up to ``count`` of the others as references,
-    nearest acquisition date first (undated scenes last, by name), each with its S1. Scenes
-    that do not overlap it are passed over with a warning."""
+    nearest acquisition date first (undated scenes last, by name), each with its S1: all the
+    others in that order, of which the scene takes the first ``count`` that overlap it and can
+    be read (``reference_count``; the rest are skipped with a warning)."""
     if not count:
         return {}
     when = acquisition_time(scene.s2)
@@ -163,25 +162,9 @@ def reference_options(scene: Scene, scenes: list[Scene], count: int) -> dict:
             return math.inf, other.name
         return abs((other_time - when).total_seconds()), other.name
 
-    chosen: list[Scene] = []
-    for other in sorted((o for o in scenes if o.s2 != scene.s2), key=distance):
-        if len(chosen) == count:
-            break
-        level = log.level
-        log.setLevel(logging.WARNING)  # the reading notes come with each scene's own run
-        try:
-            with open_sentinel2(scene.s2, None) as target, \
-                    open_sentinel2(other.s2, None) as candidate:
-                covers = overlaps(candidate, target)
-        except CloudfreeError:
-            covers = True  # unreadable: the scene's own run reports it
-        finally:
-            log.setLevel(level)
-        if covers:
-            chosen.append(other)
-        else:
-            log.warning("%s: %s does not overlap it; not a reference", scene.name, other.name)
-    return {"references": [o.s2 for o in chosen], "reference_s1": [o.s1 for o in chosen]}
+    ordered = sorted((o for o in scenes if o.s2 != scene.s2), key=distance)
+    return {"references": [o.s2 for o in ordered], "reference_s1": [o.s1 for o in ordered],
+            "reference_count": count}
 
 
 def finished_files(batch: BatchResult, out_dir: Path, command: str) -> list[SceneFiles]:

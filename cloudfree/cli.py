@@ -215,7 +215,8 @@ def export_onnx_command(checkpoint, output, tile, overwrite, quiet):
               help="Write a STAC catalog of the finished scenes to DIR (--resume adds to it).")
 @click.option("--references", "references", type=click.IntRange(0, 250), default=0,
               metavar="K", help="remove: each scene also takes up to K other scenes of the "
-              "folder (same area) as references, nearest dates first, with their S1.")
+              "folder as references, nearest dates first, with their S1 (one that does not "
+              "overlap it or cannot be read is skipped with a warning; the next is taken).")
 @click.option("--masks", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--dask-scheduler", metavar="ADDRESS",

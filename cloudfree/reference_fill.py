@@ -39,7 +39,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.errors import UsageError
+from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
@@ -105,13 +105,15 @@ class ReferenceFill:
     """The references of one target scene: fitted, ordered, and read block by block."""
 
     def __init__(self, target: Sentinel2, references: list[Reference], params: MaskParams,
-                 shadow: ShadowThresholds | None, s1=None, combine: str = COMBINE) -> None:
+                 shadow: ShadowThresholds | None, s1=None, combine: str = COMBINE,
+                 skipped: Sequence[dict] = ()) -> None:
         self.target, self.references, self.params, self.shadow = target, references, params, \
             shadow
         self.s1 = s1  # the target's S1 on its grid (None: no change check)
         self.combine = combine
         self.target_date: date | None = acquisition_date(target)
         self.fitted: dict[int, Fitted] = {}
+        self.skipped = list(skipped)  # references passed over: path, reason (open_references)
         self.threshold_db = change_threshold_db()
 
     @property
@@ -331,8 +333,11 @@ def histogram_median(counts: np.ndarray) -> np.ndarray:
 
 
 def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | str | None],
-                     has_s1: bool) -> None:
+                     has_s1: bool, count: int | None = None) -> None:
     """Refuse reference options that cannot go together, before any work."""
+    if count is not None and count < 1:
+        raise UsageError(f"reference_count={count} must be at least 1 (None: every reference)",
+                         "reference_count")
     if reference_s1 and len(reference_s1) != len(paths):
         raise UsageError(f"{len(reference_s1)} reference_s1=S1 for {len(paths)} references: give "
                          "one per reference, in the same order (none for a reference without "
@@ -345,34 +350,61 @@ def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | 
 def open_references(paths: Sequence[Path | str], target: Sentinel2, params: MaskParams,
                     shadow: ShadowThresholds | None, *, offset: str | int | None, s1=None,
                     reference_s1: Sequence[Path | str | None] = (), s1_units: str = "auto",
-                    refine: bool = True, max_shift: float = 10.0, quiet: bool = False
-                    ) -> ReferenceFill:
+                    refine: bool = True, max_shift: float = 10.0, quiet: bool = False,
+                    count: int | None = None) -> ReferenceFill:
     """Open every reference (and its S1) on the target grid and run the statistics pass.
 
     ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
-    :func:`check_references`); the change check needs the target's S1 too (``s1``).
+    :func:`check_references`); the change check needs the target's S1 too (``s1``). With
+    ``count``, only the first ``count`` references that can serve are opened: one that does
+    not overlap the target or cannot be read is skipped with a warning (batch's nearest dates,
+    where one scene must not fail another); without, such a reference is an error.
     """
     references: list[Reference] = []
+    skipped: list[dict] = []
     try:
-        for index, path in enumerate(paths, start=1):
-            scene = open_sentinel2(path, offset)
+        for position, path in enumerate(paths):
+            if count is not None and len(references) == count:
+                break
+            s1_path = reference_s1[position] if reference_s1 else None
             try:
-                references.append(open_reference(index, scene, target, params))
-            except BaseException:
-                scene.close()
+                references.append(open_one(len(references) + 1, path, s1_path, target, params,
+                                           offset, s1_units, refine, max_shift, quiet))
+            except UsageError:
                 raise
-            s1_path = reference_s1[index - 1] if reference_s1 else None
-            if s1_path is not None:
-                references[-1].s1, _, _ = open_s1_on_grid(
-                    s1_path, target, aligned=False, units=s1_units, refine=refine,
-                    max_shift=max_shift, quiet=quiet)
-        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE)
+            except CloudfreeError as exc:
+                if count is None:
+                    raise
+                log.warning("%s: reference %s skipped, the next one taken: %s",
+                            target.path.name, Path(path).name, exc)
+                skipped.append({"path": str(path), "reason": str(exc)})
+        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped)
         fill.fit(quiet)
         return fill
     except BaseException:
         for ref in references:
             ref.close()
         raise
+
+
+def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: Sentinel2,
+             params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
+             max_shift: float, quiet: bool) -> Reference:
+    """One reference (and its S1, if given) on the target grid."""
+    scene = open_sentinel2(path, offset)
+    try:
+        ref = open_reference(index, scene, target, params)
+    except BaseException:
+        scene.close()
+        raise
+    if s1_path is not None:
+        try:
+            ref.s1, _, _ = open_s1_on_grid(s1_path, target, aligned=False, units=s1_units,
+                                           refine=refine, max_shift=max_shift, quiet=quiet)
+        except BaseException:
+            ref.close()
+            raise
+    return ref
 
 
 def source_map(valid: np.ndarray, filled: np.ndarray, reference: np.ndarray | None

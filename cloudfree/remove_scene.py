@@ -367,6 +367,7 @@ def remove_scene(
     quiet: bool = False,
     references: Sequence[Path | str] = (),
     reference_s1: Sequence[Path | str | None] = (),
+    reference_count: int | None = None,
     source_out: Path | str | None = None,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
@@ -444,6 +445,11 @@ def remove_scene(
         One Sentinel-1 file (or None) per reference, in order: where the backscatter changed
         between the target's S1 and it beyond speckle, that reference is not taken. Default:
         none.
+    reference_count : int, optional
+        Take only the first ``reference_count`` of ``references`` that overlap the scene and
+        can be read, skipping the others with a warning (``batch`` gives every other scene,
+        nearest dates first). Default: None, every reference, and one that does not overlap
+        or cannot be read is an error.
     source_out : path, optional
         Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
         single-date model, 255 nodata); needs ``references``. Default: none.
@@ -453,7 +459,8 @@ def remove_scene(
     dict
         Summary: output, model, tiles, cloud and shadow fractions, co-registration report,
         seconds; with ``references`` also ``references`` (per reference: path, date, pixels
-        clear in both, used, pixels filled) and ``pixels_by_source``.
+        clear in both, used, pixels filled), ``references_skipped`` (path, reason) and
+        ``pixels_by_source``.
     """
     started = time.perf_counter()
     output = Path(output)
@@ -463,7 +470,7 @@ def remove_scene(
     if source_out is not None and not references:
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
                          "filled pixel comes from the model", "source_out", "references")
-    check_references(references, reference_s1, s1_path is not None)
+    check_references(references, reference_s1, s1_path is not None, reference_count)
     if s1_path is None and model is None and checkpoint is None and onnx is None:
         if not references:
             raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "
@@ -517,7 +524,7 @@ def remove_scene(
             dates = open_references(references, s2, mask_params, shadow, offset=offset,
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
-                                    max_shift=max_shift, quiet=quiet)
+                                    max_shift=max_shift, quiet=quiet, count=reference_count)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)
@@ -558,7 +565,8 @@ def remove_scene(
         "fill": None if fill is None else {"source": fill.source,
                                            "clear_fraction": fill.clear_fraction},
         **({} if dates is None else {
-            "references": used, "source_out": None if source_out is None else str(source_out),
+            "references": used, "references_skipped": dates.skipped,
+            "source_out": None if source_out is None else str(source_out),
             "pixels_by_source": {"observed": int(sources[OBSERVED]),
                                  "references": int(sources[1:SINGLE_DATE].sum()),
                                  "single_date_model": int(sources[SINGLE_DATE])}}),

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from conftest import SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from s2_builders import coarsen_like_l1c, write_safe
@@ -299,3 +299,36 @@ def test_safe_reference_in_another_utm_zone_with_its_own_offset_and_date(scenes,
         assert (read(src_map)[0][0][cloud] == 1).mean() > 0.95
         gained = psnr(result, truth, cloud) - psnr(read(median)[0], truth, cloud)
         assert gained > 3, gained
+
+
+def test_batch_skips_a_reference_elsewhere_and_takes_the_next_date(scenes, tmp_path, cli):
+    # d is another place (the summer patch) one day from a: nearest to a by date, but it does
+    # not overlap a, so a takes b instead, and d (overlapping no other scene) runs without one
+    root = tmp_path / "area"
+    for name, s2, s1, date_ in (("a", scenes["target"], WINTER_S1, "20171201"),
+                                ("b", WINTER_S2, WINTER_S1, "20171211"),
+                                ("d", SUMMER_S2, SUMMER_S1, "20171202")):
+        (root / name).mkdir(parents=True)
+        (root / name / f"{name}_s2_{date_}.tif").symlink_to(s2)
+        (root / name / f"{name}_s1_{date_}.tif").symlink_to(s1)
+    report = tmp_path / "report.json"
+    result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--model",
+                 "median-fill", "--report", report, "--quiet")
+    assert result.exit_code == 0, result.output
+    statuses = {r["scene"]: r["status"] for r in json.loads(report.read_text())["scenes"]}
+    assert statuses == {"a": "ok", "b": "ok", "d": "ok"}
+    assert "a_s2_20171201.tif: reference d_s2_20171202.tif skipped" in result.output
+    (used,) = json.loads(read(tmp_path / "out" / "a.tif")[2]["REFERENCES"])
+    assert used["path"].endswith("b_s2_20171211.tif") and used["filled_pixels"] > 0
+    assert json.loads(read(tmp_path / "out" / "d.tif")[2]["REFERENCES"]) == []
+    # the library says the same, and without reference_count the disjoint date is an error
+    out = tmp_path / "a.tif"
+    summary = remove_scene(scenes["target"], WINTER_S1, out, s1_aligned=True,
+                           references=[SUMMER_S2, WINTER_S2], reference_count=1,
+                           model="median-fill", quiet=True)
+    assert [r["path"] for r in summary["references"]] == [str(WINTER_S2)]
+    (skipped,) = summary["references_skipped"]
+    assert skipped["path"] == str(SUMMER_S2) and "does not overlap" in skipped["reason"]
+    with pytest.raises(Exception, match="does not overlap"):
+        remove_scene(scenes["target"], WINTER_S1, tmp_path / "b.tif", s1_aligned=True,
+                     references=[SUMMER_S2, WINTER_S2], model="median-fill", quiet=True)
