@@ -19,6 +19,8 @@ pixels and on the whole image:
   adjusted per band by a least-squares line fitted on the pixels clear in both, composited with
   the same mask and feather as ``remove`` (the median fill where no reference is clear);
 - ``--reference``: ``remove --reference R1 ... R29`` through the real ``remove_scene``;
+- ``--reference, no agreement check``: the same with ``reference_fill.AGREEMENT = None`` (every
+  clear reference kept at every pixel; ``cloudfree/agreement.py``);
 - with ``--shadow``, also ``remove --reference ... --shadow`` (the target's cloud shadows filled
   too; its whole-image PSNR says what filling the shadow class costs or gains on clear ground).
 """
@@ -39,6 +41,7 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cloudfree import reference_fill  # noqa: E402
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
 from cloudfree.remove_scene import composite_alpha, fill_mask, remove_scene  # noqa: E402
 from cloudfree.sentinel2 import open_sentinel2  # noqa: E402
@@ -115,6 +118,13 @@ def run_case(target: Path, donor: Path, others: list[Path], work: Path,
     summary = remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
                            quiet=True, cog=False)
     results["--reference"] = read(ref_path)[0]
+    checked, reference_fill.AGREEMENT = reference_fill.AGREEMENT, None
+    try:
+        remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
+                     quiet=True, cog=False)
+    finally:
+        reference_fill.AGREEMENT = checked
+    results["--reference, no agreement check"] = read(ref_path)[0]
     if shadow:
         remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True, quiet=True,
                      cog=False, mask_params=MaskParams(buffer=5, shadow=True))
@@ -170,6 +180,11 @@ def main() -> None:
     naive = np.array([r["psnr_pasted"]["naive temporal"] for r in rows])
     print(f"\n--reference beats the naive temporal fill on {(ours > naive).sum()}/{len(rows)} "
           f"cases (mean {np.mean(ours - naive):+.2f} dB)")
+    plain = np.array([r["psnr_pasted"]["--reference, no agreement check"] for r in rows])
+    change = ours - plain
+    print(f"the agreement check: better on {(change > 0.005).sum()}, worse on "
+          f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB, largest "
+          f"gain {change.max():+.2f}, largest loss {change.min():+.2f})")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

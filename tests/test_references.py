@@ -332,3 +332,43 @@ def test_batch_skips_a_reference_elsewhere_and_takes_the_next_date(scenes, tmp_p
     with pytest.raises(Exception, match="does not overlap"):
         remove_scene(scenes["target"], WINTER_S1, tmp_path / "b.tif", s1_aligned=True,
                      references=[SUMMER_S2, WINTER_S2], model="median-fill", quiet=True)
+
+
+def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkeypatch,
+                                                                 tmp_path):
+    # three dates of the place: the hazy winter image (11 Dec), the same with another
+    # calibration (21 Dec), and the nearest (3 Dec, the largest weight) on which a square
+    # inside the cumulus turned dark (a synthetic flood). The fits cannot see the square (the
+    # target is cloudy there), so only the other dates' agreement can keep it out.
+    winter, profile, _ = read(WINTER_S2)
+    cloud = scenes["cloud"]
+    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
+    r, c = np.unravel_index(np.argmax(inside), cloud.shape)
+    half = min(15, int(inside[r, c]) - 1)
+    square = np.zeros(cloud.shape, bool)
+    square[r - half : r + half, c - half : c + half] = True
+    assert cloud[square].all() and square.sum() >= 400
+    flooded = winter.copy()
+    flooded[:, square] //= 2
+    a = write(tmp_path / "a_20171211.tif", winter, profile)
+    b = write(tmp_path / "b_20171221.tif", (winter * 1.05 + 100).astype(np.uint16), profile)
+    c = write(tmp_path / "c_20171203.tif", flooded, profile)
+
+    def fill(references, agreement, name):
+        monkeypatch.setattr(reference_fill, "AGREEMENT", agreement)
+        remove_scene(scenes["target"], None, tmp_path / name, references=references,
+                     source_out=tmp_path / f"src_{name}", quiet=True)
+        return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
+
+    checked, checked_src = fill([a, b, c], reference_fill.AGREEMENT, "checked.tif")
+    unchecked, unchecked_src = fill([a, b, c], None, "unchecked.tif")
+    without_c, _ = fill([a, b], None, "without_c.tif")
+    # without the check the nearest date leads inside the square, and its flood shows
+    assert (unchecked_src[square] == 3).all()
+    assert np.abs(unchecked[:, square] - without_c[:, square]).mean() > 100
+    # with it, the square takes the two dates that agree, as if the flooded one were not given
+    assert not (checked_src[square] == 3).any()
+    assert np.abs(checked[:, square] - without_c[:, square]).max() <= 1
+    # where the three agree, nothing changes
+    inner = ndimage.binary_erosion(~square, iterations=1)
+    np.testing.assert_array_equal(checked[:, inner], unchecked[:, inner])
