@@ -210,29 +210,6 @@ def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
     assert result.exit_code == 2 and "--references 1: only for --command remove" in result.output
 
 
-def test_batch_passes_over_a_scene_elsewhere_for_the_next_date(scenes, tmp_path, cli):
-    """The nearest date lies elsewhere (the same pixels moved 50 km east): the next is taken."""
-    root = tmp_path / "area"
-    far = {}
-    for kind, path in (("s2", WINTER_S2), ("s1", WINTER_S1)):
-        data, profile, _ = read(path)
-        t = profile["transform"]
-        far[kind] = write(tmp_path / f"far_{kind}.tif", data, profile,
-                          transform=rasterio.Affine(t.a, t.b, t.c + 50_000, t.d, t.e, t.f))
-    for name, s2, s1, date_ in (("a", scenes["target"], WINTER_S1, "20171201"),
-                                ("b", far["s2"], far["s1"], "20171203"),
-                                ("c", WINTER_S2, WINTER_S1, "20171211")):
-        (root / name).mkdir(parents=True)
-        (root / name / f"{name}_s2_{date_}.tif").symlink_to(s2)
-        (root / name / f"{name}_s1_{date_}.tif").symlink_to(s1)
-    result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--model",
-                 "median-fill")
-    assert result.exit_code == 0, result.output
-    assert "a: b does not overlap it; not a reference" in result.output
-    (used,) = json.loads(read(tmp_path / "out" / "a.tif")[2]["REFERENCES"])
-    assert used["path"].endswith("c_s2_20171211.tif") and used["filled_pixels"] > 0
-
-
 def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
     result = cli("remove", "--s2", scenes["target"], "-o", tmp_path / "o.tif")
     assert result.exit_code == 2
