@@ -21,6 +21,8 @@ pixels and on the whole image:
 - ``--reference``: ``remove --reference R1 ... R29`` through the real ``remove_scene``;
 - ``--reference, no agreement check``: the same with ``reference_fill.AGREEMENT = None`` (every
   clear reference kept at every pixel; ``cloudfree/agreement.py``);
+- ``--reference, single dates only``: the same with ``joint_fit.KEPT = 0`` (no pair of dates
+  regressed jointly; ``cloudfree/joint_fit.py``);
 - with ``--shadow``, also ``remove --reference ... --shadow`` (the target's cloud shadows filled
   too; its whole-image PSNR says what filling the shadow class costs or gains on clear ground).
 """
@@ -41,7 +43,7 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cloudfree import reference_fill  # noqa: E402
+from cloudfree import joint_fit, reference_fill  # noqa: E402
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
 from cloudfree.remove_scene import composite_alpha, fill_mask, remove_scene  # noqa: E402
 from cloudfree.sentinel2 import open_sentinel2  # noqa: E402
@@ -50,6 +52,9 @@ from cloudfree.sentinel2 import open_sentinel2  # noqa: E402
 CLEAR_MAX, DONOR_MIN, DONOR_MAX = 0.02, 0.05, 0.95
 REMOVE_MASK = MaskParams(buffer=5)
 FEATHER = inspect.signature(remove_scene).parameters["feather"].default  # as remove
+#: ``--reference`` with one part turned off: row name, module, setting, value that disables it.
+ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", None),
+             ("--reference, single dates only", joint_fit, "KEPT", 0)]
 
 
 def series(folder: Path) -> list[Path]:
@@ -118,13 +123,15 @@ def run_case(target: Path, donor: Path, others: list[Path], work: Path,
     summary = remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
                            quiet=True, cog=False)
     results["--reference"] = read(ref_path)[0]
-    checked, reference_fill.AGREEMENT = reference_fill.AGREEMENT, None
-    try:
-        remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
-                     quiet=True, cog=False)
-    finally:
-        reference_fill.AGREEMENT = checked
-    results["--reference, no agreement check"] = read(ref_path)[0]
+    for name, module, setting, off in ABLATIONS:
+        kept = getattr(module, setting)
+        setattr(module, setting, off)
+        try:
+            remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
+                         quiet=True, cog=False)
+        finally:
+            setattr(module, setting, kept)
+        results[name] = read(ref_path)[0]
     if shadow:
         remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True, quiet=True,
                      cog=False, mask_params=MaskParams(buffer=5, shadow=True))
@@ -180,11 +187,11 @@ def main() -> None:
     naive = np.array([r["psnr_pasted"]["naive temporal"] for r in rows])
     print(f"\n--reference beats the naive temporal fill on {(ours > naive).sum()}/{len(rows)} "
           f"cases (mean {np.mean(ours - naive):+.2f} dB)")
-    plain = np.array([r["psnr_pasted"]["--reference, no agreement check"] for r in rows])
-    change = ours - plain
-    print(f"the agreement check: better on {(change > 0.005).sum()}, worse on "
-          f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB, largest "
-          f"gain {change.max():+.2f}, largest loss {change.min():+.2f})")
+    for name, *_ in ABLATIONS:
+        change = ours - np.array([r["psnr_pasted"][name] for r in rows])
+        print(f"against {name}: better on {(change > 0.005).sum()}, worse on "
+              f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB, "
+              f"largest gain {change.max():+.2f}, largest loss {change.min():+.2f})")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

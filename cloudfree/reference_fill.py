@@ -35,14 +35,17 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
 
+from cloudfree import joint_fit
 from cloudfree.agreement import MIN_AGREEING, Candidates
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.joint_fit import PairFit, PairSums
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
@@ -125,6 +128,10 @@ class ReferenceFill:
         self.fitted: dict[int, Fitted] = {}
         self.skipped = list(skipped)  # references passed over: path, reason (open_references)
         self.threshold_db = change_threshold_db()
+        self._by_index = {r.index: r for r in references}
+        nearest = sorted(references, key=self._distance)[: joint_fit.NEAREST]
+        self._pairs = list(combinations([r.index for r in nearest], 2))  # nearer date first
+        self.pair_fits: list[PairFit] = []  # after ``fit``: the pairs the fill uses
 
     @property
     def used(self) -> list[Reference]:
@@ -162,8 +169,12 @@ class ReferenceFill:
         diffs = {r.index: np.zeros((2, int(2 * DIFF_RANGE / DIFF_STEP) + 1), np.int64)
                  for r in self.references if self._checks_change(r)}
         windows = block_windows(w, h, 8 * CELL)
+        pairs = {pair: PairSums.zeros(len(BANDS)) for pair in self._pairs}
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
-            for stats in progress(results, len(windows), "reference statistics", quiet):
+            for stats, pair_sums in progress(results, len(windows), "reference statistics",
+                                             quiet):
+                for pair, sums in pair_sums.items():
+                    pairs[pair] += sums
                 for index, (cells_, shadow_stats, diff) in stats.items():
                     for row, col, sums, fitted in cells_:
                         fits[index].add(row, col, sums, fitted)
@@ -179,17 +190,39 @@ class ReferenceFill:
             if result.field is None:
                 log.warning("reference %s: only %d pixels clear in both dates; not used",
                             ref.path.name, result.common)
+        self.pair_fits = self._fit_pairs(pairs)
 
-    def _window_stats(self, window: Window) -> dict:
-        """Per reference: the cells' robust sums, shadow statistics and S1 difference histogram."""
+    def _fit_pairs(self, pairs: dict[tuple[int, int], PairSums]) -> list[PairFit]:
+        """The ``joint_fit.KEPT`` pairs of used references with the smallest mean residual
+        variance."""
+        fits = []
+        for (first, second), sums in pairs.items():
+            solved = sums.solve()
+            if solved is not None and all(self.fitted[i].field is not None
+                                          for i in (first, second)):
+                fits.append(PairFit(first, second, *solved))
+        return sorted(fits, key=lambda f: f.variance.mean())[: joint_fit.KEPT]
+
+    @property
+    def pair_members(self) -> set[int]:
+        return {i for pair in self.pair_fits for i in (pair.first, pair.second)}
+
+    def _window_stats(self, window: Window) -> tuple[dict, dict]:
+        """Per reference: the cells' robust sums, shadow statistics and S1 difference histogram;
+        per candidate pair, its sums (every ``joint_fit.STRIDE``-th row and column)."""
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
         target, target_clear = self._target_clear(top, left, height, width)
         target_s1 = None
         out = {}
+        step = slice(None, None, joint_fit.STRIDE)
+        sampled = {}  # the pairs' dates, every STRIDE-th pixel
+        members = {i for pair in self._pairs for i in pair}
         for ref in self.references:
             refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
             both = target_clear & clear
+            if ref.index in members:
+                sampled[ref.index] = refl[:, step, step], both[step, step]
             cells = []
             for r0 in range(0, height, CELL):
                 for c0 in range(0, width, CELL):
@@ -204,7 +237,14 @@ class ReferenceFill:
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
             out[ref.index] = (cells, window_shadow_stats(refl, valid), diff)
-        return out
+        pair_sums = {}
+        for first, second in self._pairs:
+            (x1, clear1), (x2, clear2) = sampled[first], sampled[second]
+            common = clear1 & clear2
+            if common.any():
+                pair_sums[first, second] = PairSums.of(x1[:, common], x2[:, common],
+                                                       target[:, step, step][:, common])
+        return out, pair_sums
 
     def _target_clear(self, top: int, left: int, height: int, width: int):
         halo = self.params.halo
@@ -250,6 +290,7 @@ class ReferenceFill:
         if AGREEMENT is not None and self.combine == "weighted" and len(used) >= MIN_AGREEING:
             candidates = Candidates(bands, height, width)
         target_s1 = None
+        members: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the pairs' dates
         for ref in used:
             open_ = need & (source == 0) if self.combine == "nearest" else need
             if not open_.any():
@@ -257,12 +298,13 @@ class ReferenceFill:
             if self._checks_change(ref) and target_s1 is None:
                 target_s1 = self._s1_block(self.s1, top, left, height, width)
             score = self._add(ref, top, left, height, width, open_, target_s1, total, weights,
-                              candidates)
-            if score is None:
-                continue
-            wins = score > best
-            source[wins] = ref.index
-            best[wins] = score[wins]
+                              candidates, members)
+            if score is not None:
+                _name_source(ref.index, score, best, source)
+        if self.combine == "weighted":
+            for index, score in self._add_pairs(members, total, weights):
+                _name_source(index, score, best, source)
+        del members
         if candidates is not None:
             candidates.drop_outlier(AGREEMENT, reference_weight, total, weights, source)
         total /= np.where(weights > 0, weights, 1)
@@ -270,11 +312,13 @@ class ReferenceFill:
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
              open_: np.ndarray, target_s1: np.ndarray | None, total: np.ndarray,
-             weights: np.ndarray, candidates: Candidates | None) -> np.ndarray | None:
+             weights: np.ndarray, candidates: Candidates | None, members: dict
+             ) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
-        mean weight per pixel (None where it adds nothing). In place, so that one reference's
-        arrays are held at a time."""
+        mean weight per pixel (None where it adds nothing). A reference of a fitted pair also
+        leaves its reflectance and pixels taken in ``members``. In place, so that one
+        reference's arrays are held at a time (besides the pairs' members)."""
         refl, _, clear = ref.clear(top, left, height, width)
         take = open_ & clear
         if self._checks_change(ref) and take.any():
@@ -283,21 +327,37 @@ class ReferenceFill:
             take &= ~_crop(moved, CHANGE_BOX // 2)
         if not take.any():
             return None
+        if ref.index in self.pair_members:
+            members[ref.index] = refl, take
         prediction, offset, variance = self.fitted[ref.index].field.at(top, left, height, width)
         prediction *= refl  # gain x reference + offset
         prediction += offset
         del refl, offset
-        factor = self._time_factor(ref)
-        weight = reference_weight(variance, factor)
-        weight[:, ~take] = 0
-        score = weight.mean(axis=0)
-        if candidates is not None:
-            candidates.offer(ref.index, score, prediction, variance, factor)
-        del variance
-        prediction *= weight
-        total += prediction
-        weights += weight
-        return score
+        return _accumulate(ref.index, prediction, variance, self._time_factor(ref), take, total,
+                           weights, candidates)
+
+    def _add_pairs(self, members: dict, total: np.ndarray, weights: np.ndarray
+                   ) -> list[tuple[int, np.ndarray]]:
+        """Add each fitted pair's prediction where both its dates were taken (see ``_add``);
+        return, per pair that adds something, its nearer date's index and mean weight. Pairs
+        are not offered to the agreement check: where it drops a date, the fill is rebuilt
+        from the single dates that agree, without the pairs."""
+        scores = []
+        for pair in self.pair_fits:
+            if pair.first not in members or pair.second not in members:
+                continue
+            (first, take), (second, take_second) = members[pair.first], members[pair.second]
+            take = take & take_second
+            if not take.any():
+                continue
+            variance = np.broadcast_to(pair.variance.astype(np.float32)[:, None, None],
+                                       first.shape).copy()
+            factor = math.sqrt(self._time_factor(self._by_index[pair.first]) *
+                               self._time_factor(self._by_index[pair.second]))
+            score = _accumulate(pair.first, pair.predict(first, second), variance, factor,
+                                take, total, weights, None)
+            scores.append((pair.first, score))
+        return scores
 
     def report(self, source_counts: np.ndarray) -> list[dict]:
         """Per reference: path, date, pixels clear in both, whether used, pixels it filled."""
@@ -323,6 +383,31 @@ class ReferenceFill:
     def close(self) -> None:
         for ref in self.references:
             ref.close()
+
+
+def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.ndarray) -> None:
+    """Name ``index`` in ``source`` where its mean weight ``score`` is the largest so far."""
+    wins = score > best
+    source[wins] = index
+    best[wins] = score[wins]
+
+
+def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray, factor: float,
+                take: np.ndarray, total: np.ndarray, weights: np.ndarray,
+                candidates: Candidates | None) -> np.ndarray:
+    """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
+    ``weights`` (and offer it to ``candidates`` as reference ``index``); return its mean weight
+    per pixel. ``prediction`` is used up."""
+    weight = reference_weight(variance, factor)
+    weight[:, ~take] = 0
+    score = weight.mean(axis=0)
+    if candidates is not None:
+        candidates.offer(index, score, prediction, variance, factor)
+    del variance
+    prediction *= weight
+    total += prediction
+    weights += weight
+    return score
 
 
 def reference_weight(variance: np.ndarray, factor) -> np.ndarray:

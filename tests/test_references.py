@@ -12,13 +12,13 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
-from cloudfree import reference_fill
+from cloudfree import joint_fit, reference_fill
 from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA
@@ -331,21 +331,54 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     b = write(tmp_path / "b_20171221.tif", (winter * 1.05 + 100).astype(np.uint16), profile)
     c = write(tmp_path / "c_20171203.tif", flooded, profile)
 
-    def fill(references, agreement, name):
+    def fill(references, agreement, name, pairs=joint_fit.KEPT):
         monkeypatch.setattr(reference_fill, "AGREEMENT", agreement)
+        monkeypatch.setattr(joint_fit, "KEPT", pairs)
         remove_scene(scenes["target"], None, tmp_path / name, references=references,
                      source_out=tmp_path / f"src_{name}", quiet=True)
         return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
 
     checked, checked_src = fill([a, b, c], reference_fill.AGREEMENT, "checked.tif")
     unchecked, unchecked_src = fill([a, b, c], None, "unchecked.tif")
-    without_c, _ = fill([a, b], None, "without_c.tif")
+    without_c, _ = fill([a, b], None, "without_c.tif", pairs=0)
     # without the check the nearest date leads inside the square, and its flood shows
     assert (unchecked_src[square] == 3).all()
     assert np.abs(unchecked[:, square] - without_c[:, square]).mean() > 100
-    # with it, the square takes the two dates that agree, as if the flooded one were not given
+    # with it, the square takes the two dates that agree, one by one (the pairs of dates are
+    # left out where a date is dropped), as if the flooded one were not given
     assert not (checked_src[square] == 3).any()
     assert np.abs(checked[:, square] - without_c[:, square]).max() <= 1
     # where the three agree, nothing changes
     inner = ndimage.binary_erosion(~square, iterations=1)
     np.testing.assert_array_equal(checked[:, inner], unchecked[:, inner])
+
+
+def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monkeypatch,
+                                                                   tmp_path):
+    # two dates that differ from the truth by the real texture of another place (the
+    # Sen1Floods11 chip), once and twice over: each date alone, and any weighted mean of
+    # the two, carries the texture, which no line per band takes out; the two regressed
+    # together (joint_fit.py) give the truth back (2 a - b), up to the fit's ridge
+    truth, profile = scenes["truth"].astype(np.float64), scenes["profile"]
+    with rasterio.open(FLOODS_S2) as ds:
+        other = ds.read(window=rasterio.windows.Window(0, 0, 256, 256)).astype(np.float64)
+    texture = 0.5 * (other - other.mean(axis=(1, 2), keepdims=True))
+    a = write(tmp_path / "a_20171203.tif", np.clip(truth + texture, 1, None).astype(np.uint16),
+              profile)
+    b = write(tmp_path / "b_20171211.tif", np.clip(truth + 2 * texture, 1, None).astype(np.uint16),
+              profile)
+    cloud = scenes["cloud"]
+
+    def fill(kept, name):
+        monkeypatch.setattr(joint_fit, "KEPT", kept)
+        out, src = tmp_path / name, tmp_path / f"src_{name}"
+        remove_scene(scenes["target"], None, out, references=[a, b], source_out=src,
+                     quiet=True)
+        return read(out)[0], read(src)[0][0]
+
+    together, source = fill(joint_fit.KEPT, "pair.tif")
+    alone, _ = fill(0, "single.tif")
+    assert psnr(alone, truth, cloud) < 40
+    assert psnr(together, truth, cloud) > psnr(alone, truth, cloud) + 5
+    # the source map names the pair's nearer date, a
+    assert (source[cloud] == 1).mean() > 0.95
