@@ -11,7 +11,8 @@ cases, by 0.69 dB on average and up to 2.4 dB.
 The fit is scene-wide, by ridge least squares on sums gathered window by window (every
 ``STRIDE``-th row and column: the sums of one pair are a 27 x 27 matrix, whatever the scene
 size), and its residual variance per band weighs the pair against the single dates where
-both are clear (``reference_fill.py``).
+all are clear (``reference_fill.py``). Groups of more than two dates (``SIZES``) work the same
+way.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import numpy as np
 
 from cloudfree.radiometry import MIN_COMMON, VARIANCE_FLOOR
 
-#: Pairs are formed among this many references nearest in date.
+#: Groups of dates are formed among this many references nearest in date.
 NEAREST = 8
-#: Pairs used in the fill: those with the smallest mean residual variance.
+#: Sizes of the groups (2: pairs).
+SIZES: tuple[int, ...] = (2,)
+#: Groups used in the fill: those with the smallest mean residual variance.
 KEPT = 6
 #: Statistics from every STRIDE-th row and column.
 STRIDE = 2
@@ -33,8 +36,9 @@ RIDGE = 1e-4
 
 
 @dataclass
-class PairSums:
-    """Normal equations of one pair: gram [f, f], cross [f, bands], squares [bands], count."""
+class JointSums:
+    """Normal equations of one group of dates: gram [f, f], cross [f, bands], squares
+    [bands], count (f = dates x bands + 1)."""
 
     gram: np.ndarray
     cross: np.ndarray
@@ -42,19 +46,20 @@ class PairSums:
     count: int = 0
 
     @classmethod
-    def zeros(cls, bands: int) -> PairSums:
-        features = 2 * bands + 1
+    def zeros(cls, dates: int, bands: int) -> JointSums:
+        features = dates * bands + 1
         return cls(np.zeros((features, features)), np.zeros((features, bands)),
                    np.zeros(bands))
 
     @classmethod
-    def of(cls, first: np.ndarray, second: np.ndarray, target: np.ndarray) -> PairSums:
-        """Sums over the pixels of ``first``, ``second`` and ``target`` [bands, n]."""
-        a = design(first, second)
+    def of(cls, dates: list[np.ndarray], target: np.ndarray) -> JointSums:
+        """Sums over the pixels of the dates' and the target's reflectance [bands, n]."""
+        a = np.concatenate([d.T for d in dates] + [np.ones((target.shape[1], 1))], 1,
+                           dtype=np.float64)
         y = target.T.astype(np.float64)
         return cls(a.T @ a, a.T @ y, (y * y).sum(0), len(y))
 
-    def __iadd__(self, other: PairSums) -> PairSums:
+    def __iadd__(self, other: JointSums) -> JointSums:
         self.gram += other.gram
         self.cross += other.cross
         self.squares += other.squares
@@ -72,26 +77,21 @@ class PairSums:
         return coef, np.maximum(rss / self.count, VARIANCE_FLOOR)
 
 
-def design(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The regression's design matrix [n, 2 bands + 1] of two dates' bands [bands, n]."""
-    return np.concatenate([first.T, second.T, np.ones((first.shape[1], 1))], 1,
-                          dtype=np.float64)
-
-
 @dataclass
-class PairFit:
-    """A fitted pair: the references' indices, coefficients [f, bands], variance [bands]."""
+class JointFit:
+    """A fitted group: the references' indices (nearest date first), coefficients [f, bands]
+    and residual variance [bands]."""
 
-    first: int
-    second: int
+    dates: tuple[int, ...]
     coef: np.ndarray
     variance: np.ndarray
 
-    def predict(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """The target [bands, h, w] predicted from the two dates' reflectance [bands, h, w]."""
-        bands = len(first)
+    def predict(self, dates: list[np.ndarray]) -> np.ndarray:
+        """The target [bands, h, w] predicted from the dates' reflectance [bands, h, w]."""
+        bands, shape = len(dates[0]), dates[0].shape
         coef = self.coef.astype(np.float32)
-        out = np.einsum("khw,kb->bhw", first, coef[:bands])
-        out += np.einsum("khw,kb->bhw", second, coef[bands : 2 * bands])
-        out += coef[-1][:, None, None]
+        out = np.broadcast_to(coef[-1][:, None], (bands, shape[1] * shape[2])).copy()
+        for i, date in enumerate(dates):  # [bands, pixels] = coef_i^T @ date, a BLAS product
+            out += coef[i * bands : (i + 1) * bands].T @ date.reshape(bands, -1)
+        out = out.reshape(shape)
         return out

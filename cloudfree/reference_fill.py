@@ -45,7 +45,7 @@ from cloudfree import joint_fit
 from cloudfree.agreement import MIN_AGREEING, Candidates
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.joint_fit import PairFit, PairSums
+from cloudfree.joint_fit import JointFit, JointSums
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
@@ -130,8 +130,9 @@ class ReferenceFill:
         self.threshold_db = change_threshold_db()
         self._by_index = {r.index: r for r in references}
         nearest = sorted(references, key=self._distance)[: joint_fit.NEAREST]
-        self._pairs = list(combinations([r.index for r in nearest], 2))  # nearer date first
-        self.pair_fits: list[PairFit] = []  # after ``fit``: the pairs the fill uses
+        self._groups = [group for size in joint_fit.SIZES  # nearest date first
+                        for group in combinations([r.index for r in nearest], size)]
+        self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
 
     @property
     def used(self) -> list[Reference]:
@@ -169,12 +170,12 @@ class ReferenceFill:
         diffs = {r.index: np.zeros((2, int(2 * DIFF_RANGE / DIFF_STEP) + 1), np.int64)
                  for r in self.references if self._checks_change(r)}
         windows = block_windows(w, h, 8 * CELL)
-        pairs = {pair: PairSums.zeros(len(BANDS)) for pair in self._pairs}
+        groups = {group: JointSums.zeros(len(group), len(BANDS)) for group in self._groups}
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
-            for stats, pair_sums in progress(results, len(windows), "reference statistics",
-                                             quiet):
-                for pair, sums in pair_sums.items():
-                    pairs[pair] += sums
+            for stats, joint_sums in progress(results, len(windows), "reference statistics",
+                                              quiet):
+                for group, sums in joint_sums.items():
+                    groups[group] += sums
                 for index, (cells_, shadow_stats, diff) in stats.items():
                     for row, col, sums, fitted in cells_:
                         fits[index].add(row, col, sums, fitted)
@@ -190,34 +191,33 @@ class ReferenceFill:
             if result.field is None:
                 log.warning("reference %s: only %d pixels clear in both dates; not used",
                             ref.path.name, result.common)
-        self.pair_fits = self._fit_pairs(pairs)
+        self.joint_fits = self._fit_groups(groups)
 
-    def _fit_pairs(self, pairs: dict[tuple[int, int], PairSums]) -> list[PairFit]:
-        """The ``joint_fit.KEPT`` pairs of used references with the smallest mean residual
+    def _fit_groups(self, groups: dict[tuple[int, ...], JointSums]) -> list[JointFit]:
+        """The ``joint_fit.KEPT`` groups of used references with the smallest mean residual
         variance."""
         fits = []
-        for (first, second), sums in pairs.items():
+        for group, sums in groups.items():
             solved = sums.solve()
-            if solved is not None and all(self.fitted[i].field is not None
-                                          for i in (first, second)):
-                fits.append(PairFit(first, second, *solved))
+            if solved is not None and all(self.fitted[i].field is not None for i in group):
+                fits.append(JointFit(group, *solved))
         return sorted(fits, key=lambda f: f.variance.mean())[: joint_fit.KEPT]
 
     @property
-    def pair_members(self) -> set[int]:
-        return {i for pair in self.pair_fits for i in (pair.first, pair.second)}
+    def joint_members(self) -> set[int]:
+        return {i for fit in self.joint_fits for i in fit.dates}
 
     def _window_stats(self, window: Window) -> tuple[dict, dict]:
         """Per reference: the cells' robust sums, shadow statistics and S1 difference histogram;
-        per candidate pair, its sums (every ``joint_fit.STRIDE``-th row and column)."""
+        per candidate group of dates, its sums (every ``joint_fit.STRIDE``-th row and column)."""
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
         target, target_clear = self._target_clear(top, left, height, width)
         target_s1 = None
         out = {}
         step = slice(None, None, joint_fit.STRIDE)
-        sampled = {}  # the pairs' dates, every STRIDE-th pixel
-        members = {i for pair in self._pairs for i in pair}
+        sampled = {}  # the groups' dates, every STRIDE-th pixel
+        members = {i for group in self._groups for i in group}
         for ref in self.references:
             refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
             both = target_clear & clear
@@ -237,14 +237,13 @@ class ReferenceFill:
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
             out[ref.index] = (cells, window_shadow_stats(refl, valid), diff)
-        pair_sums = {}
-        for first, second in self._pairs:
-            (x1, clear1), (x2, clear2) = sampled[first], sampled[second]
-            common = clear1 & clear2
+        joint_sums = {}
+        for group in self._groups:
+            common = np.logical_and.reduce([sampled[i][1] for i in group])
             if common.any():
-                pair_sums[first, second] = PairSums.of(x1[:, common], x2[:, common],
-                                                       target[:, step, step][:, common])
-        return out, pair_sums
+                joint_sums[group] = JointSums.of([sampled[i][0][:, common] for i in group],
+                                                 target[:, step, step][:, common])
+        return out, joint_sums
 
     def _target_clear(self, top: int, left: int, height: int, width: int):
         halo = self.params.halo
@@ -290,7 +289,7 @@ class ReferenceFill:
         if AGREEMENT is not None and self.combine == "weighted" and len(used) >= MIN_AGREEING:
             candidates = Candidates(bands, height, width)
         target_s1 = None
-        members: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the pairs' dates
+        members: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the groups' dates
         for ref in used:
             open_ = need & (source == 0) if self.combine == "nearest" else need
             if not open_.any():
@@ -302,7 +301,7 @@ class ReferenceFill:
             if score is not None:
                 _name_source(ref.index, score, best, source)
         if self.combine == "weighted":
-            for index, score in self._add_pairs(members, total, weights):
+            for index, score in self._add_groups(members, total, weights):
                 _name_source(index, score, best, source)
         del members
         if candidates is not None:
@@ -316,9 +315,9 @@ class ReferenceFill:
              ) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
-        mean weight per pixel (None where it adds nothing). A reference of a fitted pair also
+        mean weight per pixel (None where it adds nothing). A reference of a fitted group also
         leaves its reflectance and pixels taken in ``members``. In place, so that one
-        reference's arrays are held at a time (besides the pairs' members)."""
+        reference's arrays are held at a time (besides the groups' members)."""
         refl, _, clear = ref.clear(top, left, height, width)
         take = open_ & clear
         if self._checks_change(ref) and take.any():
@@ -327,7 +326,7 @@ class ReferenceFill:
             take &= ~_crop(moved, CHANGE_BOX // 2)
         if not take.any():
             return None
-        if ref.index in self.pair_members:
+        if ref.index in self.joint_members:
             members[ref.index] = refl, take
         prediction, offset, variance = self.fitted[ref.index].field.at(top, left, height, width)
         prediction *= refl  # gain x reference + offset
@@ -336,27 +335,27 @@ class ReferenceFill:
         return _accumulate(ref.index, prediction, variance, self._time_factor(ref), take, total,
                            weights, candidates)
 
-    def _add_pairs(self, members: dict, total: np.ndarray, weights: np.ndarray
-                   ) -> list[tuple[int, np.ndarray]]:
-        """Add each fitted pair's prediction where both its dates were taken (see ``_add``);
-        return, per pair that adds something, its nearer date's index and mean weight. Pairs
-        are not offered to the agreement check: where it drops a date, the fill is rebuilt
-        from the single dates that agree, without the pairs."""
+    def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray
+                    ) -> list[tuple[int, np.ndarray]]:
+        """Add each fitted group's prediction where all its dates were taken (see ``_add``);
+        return, per group that adds something, its nearest date's index and mean weight.
+        Groups are not offered to the agreement check: where it drops a date, the fill is
+        rebuilt from the single dates that agree, without the groups."""
         scores = []
-        for pair in self.pair_fits:
-            if pair.first not in members or pair.second not in members:
+        for fit in self.joint_fits:
+            if not all(i in members for i in fit.dates):
                 continue
-            (first, take), (second, take_second) = members[pair.first], members[pair.second]
-            take = take & take_second
+            take = np.logical_and.reduce([members[i][1] for i in fit.dates])
             if not take.any():
                 continue
-            variance = np.broadcast_to(pair.variance.astype(np.float32)[:, None, None],
-                                       first.shape).copy()
-            factor = math.sqrt(self._time_factor(self._by_index[pair.first]) *
-                               self._time_factor(self._by_index[pair.second]))
-            score = _accumulate(pair.first, pair.predict(first, second), variance, factor,
-                                take, total, weights, None)
-            scores.append((pair.first, score))
+            prediction = fit.predict([members[i][0] for i in fit.dates])
+            variance = np.broadcast_to(fit.variance.astype(np.float32)[:, None, None],
+                                       prediction.shape).copy()
+            factor = math.prod(self._time_factor(self._by_index[i]) for i in fit.dates) ** (
+                1 / len(fit.dates))
+            score = _accumulate(fit.dates[0], prediction, variance, factor, take, total,
+                                weights, None)
+            scores.append((fit.dates[0], score))
         return scores
 
     def report(self, source_counts: np.ndarray) -> list[dict]:
