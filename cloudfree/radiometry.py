@@ -32,7 +32,8 @@ MIN_PIXELS = 256
 SHRINK = 256
 #: Residuals beyond this many robust standard deviations are outliers.
 REJECT = 3.0
-#: Fewest pixels clear in both, over the scene, for a reference to be used at all.
+#: Pixels clear in both, over the scene, below which the scene-wide fit leans on no adjustment
+#: (``CellFits.field``); also the fewest clear pixels of a reference for it to be used at all.
 MIN_COMMON = 1000
 #: Floor of the residual variance (reflectance^2): one DN of noise.
 VARIANCE_FLOOR = 1e-8
@@ -142,11 +143,21 @@ class CellFits:
         """Pixels clear in both over the scene (inliers of fitted cells, all of the others)."""
         return int(self.pooled.count.max()) if self.bands else 0
 
-    def field(self) -> FitField | None:
-        """The smooth field of fits; None when the two dates share too few clear pixels."""
-        if self.common < MIN_COMMON:
-            return None
+    @property
+    def scene_variance(self) -> np.ndarray:
+        """Residual variance per band of the scene-wide fit."""
+        return self.pooled.line()[2]
+
+    def field(self, prior_variance: np.ndarray) -> FitField:
+        """The smooth field of fits. With fewer than ``MIN_COMMON`` pixels clear in both (a
+        target almost all cloud), the scene-wide fit is blended with no adjustment at all
+        (gain 1, offset 0, residual variance ``prior_variance`` [bands]) in the proportion
+        common / ``MIN_COMMON``: a date of the same place taken as it is, rather than none."""
         gain0, offset0, var0 = self.pooled.line()
+        if self.common < MIN_COMMON:
+            w = self.common / MIN_COMMON
+            gain0, offset0 = w * gain0 + (1 - w), w * offset0
+            var0 = w * var0 + (1 - w) * prior_variance
         shape = (self.bands, *self.shape)
         gain = np.broadcast_to(gain0[:, None, None], shape).copy()
         offset = np.broadcast_to(offset0[:, None, None], shape).copy()

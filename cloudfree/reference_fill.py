@@ -7,8 +7,9 @@ on the scene size nor on the number of references:
    masked; on the pixels clear in both, each cell of the window gets a robust line per band
    (``radiometry.py``), each reference its scene-wide shadow statistics, and, with S1 of both
    dates, the histogram of their backscatter difference (its median is the change check's bias).
-   A reference sharing fewer than ``radiometry.MIN_COMMON`` clear pixels with the target (an
-   overcast date) is left out, with a warning.
+   A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (an overcast
+   date) is left out, with a warning; one that shares fewer than that with the target (a
+   target almost all cloud) is taken nearly as it is (``radiometry.CellFits.field``).
 2. fill (``ReferenceFill.estimate``, called for each block the target pipeline composites): each
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
@@ -49,7 +50,7 @@ from cloudfree.joint_fit import JointFit, JointSums
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
-from cloudfree.radiometry import CELL, CellFits, FitField, cell_sums
+from cloudfree.radiometry import CELL, MIN_COMMON, CellFits, FitField, cell_sums
 from cloudfree.rasterio_io import block_windows, progress, read_padded
 from cloudfree.references import (
     CHANGE_BOX,
@@ -171,26 +172,37 @@ class ReferenceFill:
                  for r in self.references if self._checks_change(r)}
         windows = block_windows(w, h, 8 * CELL)
         groups = {group: JointSums.zeros(len(group), len(BANDS)) for group in self._groups}
+        own_clear = dict.fromkeys(fits, 0)
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
             for stats, joint_sums in progress(results, len(windows), "reference statistics",
                                               quiet):
                 for group, sums in joint_sums.items():
                     groups[group] += sums
-                for index, (cells_, shadow_stats, diff) in stats.items():
+                for index, (cells_, shadow_stats, diff, clear) in stats.items():
+                    own_clear[index] += clear
                     for row, col, sums, fitted in cells_:
                         fits[index].add(row, col, sums, fitted)
                     shadows[index].append(shadow_stats)
                     if diff is not None:
                         diffs[index] += diff
+        # a date sharing too few clear pixels with the target to be fitted weighs as the worst
+        # fitted one (as all the others, when none is fitted: then dates alone weigh them)
+        fitted = [f.scene_variance for f in fits.values() if f.common >= MIN_COMMON]
+        prior = np.max(fitted, axis=0) if fitted else np.full(len(BANDS), VARIANCE_UNIT)
         for ref in self.references:
             ref.shadow = combine_shadow_stats(shadows[ref.index])
-            result = Fitted(fits[ref.index].field(), fits[ref.index].common)
+            overcast = own_clear[ref.index] < MIN_COMMON
+            result = Fitted(None if overcast else fits[ref.index].field(prior),
+                            fits[ref.index].common)
             if ref.index in diffs:
                 result.bias = histogram_median(diffs[ref.index])
             self.fitted[ref.index] = result
-            if result.field is None:
-                log.warning("reference %s: only %d pixels clear in both dates; not used",
-                            ref.path.name, result.common)
+            if overcast:
+                log.warning("reference %s: only %d clear pixels; not used", ref.path.name,
+                            own_clear[ref.index])
+            elif result.common < MIN_COMMON:
+                log.warning("reference %s: only %d pixels clear in both dates; taken as it "
+                            "is, little adjusted", ref.path.name, result.common)
         self.joint_fits = self._fit_groups(groups)
 
     def _fit_groups(self, groups: dict[tuple[int, ...], JointSums]) -> list[JointFit]:
@@ -236,7 +248,7 @@ class ReferenceFill:
                     target_s1 = box_db(self._s1_block(self.s1, top, left, height, width))
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
-            out[ref.index] = (cells, window_shadow_stats(refl, valid), diff)
+            out[ref.index] = (cells, window_shadow_stats(refl, valid), diff, int(clear.sum()))
         joint_sums = {}
         for group in self._groups:
             common = np.logical_and.reduce([sampled[i][1] for i in group])

@@ -114,6 +114,29 @@ def test_overcast_reference_is_ignored_beside_a_clear_one(scenes, overcast, tmp_
     assert not (sources == 1).any() and (sources[scenes["cloud"]] == 2).mean() > 0.95
 
 
+def test_a_target_almost_all_cloud_takes_its_reference_as_it_is(scenes, overcast, tmp_path):
+    # real cloud everywhere but a 24 px corner of the clear winter date: 576 pixels clear in
+    # both, too few to fit a line, so the reference, the same date 3 % brighter (another
+    # illumination), is taken nearly as it is
+    corner = np.zeros(scenes["cloud"].shape, bool)
+    corner[:24, :24] = True
+    truth, profile = scenes["truth"], scenes["profile"]
+    target = write(tmp_path / "target_20171201.tif",
+                   np.where(corner, truth, read(overcast)[0]), profile)
+    reference = write(tmp_path / "ref_20171211.tif", (truth * 1.03).astype(np.uint16), profile)
+    out, src_map, median = tmp_path / "out.tif", tmp_path / "src.tif", tmp_path / "median.tif"
+    summary = remove_scene(target, None, out, references=[reference], source_out=src_map,
+                           quiet=True)
+    remove_scene(target, None, median, model="median-fill", quiet=True)
+    (reference,) = summary["references"]
+    assert reference["used"] and reference["common_clear_pixels"] < 1000
+    cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
+    assert cloud.mean() > 0.95
+    assert (read(src_map)[0][0][cloud] == 1).mean() > 0.95
+    gained = psnr(read(out)[0], truth, cloud) - psnr(read(median)[0], truth, cloud)
+    assert gained > 3, gained
+
+
 def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
     # the reference without its lower half (nodata): the model fills the cloud there
     ref, profile, _ = read(WINTER_S2)
