@@ -167,6 +167,10 @@ def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
     counts = summary["pixels_by_source"]
     assert counts["references"] == (sources == 1).sum()
     assert counts["single_date_model"] == (sources == SINGLE_DATE).sum()
+    # the one-line summary says how many pixels the other dates gave
+    line = cli("remove", "--s2", target_path, "--reference", half, "-o", out, "--overwrite",
+               "--quiet").output
+    assert f"{counts['references']} pixels from other dates, the rest with median-fill" in line
 
 
 def test_s1_change_keeps_a_changed_place_from_the_reference(scenes, tmp_path):
