@@ -7,9 +7,10 @@ on the scene size nor on the number of references:
    masked; on the pixels clear in both, each cell of the window gets a robust line per band
    (``radiometry.py``), each reference its scene-wide shadow statistics, and, with S1 of both
    dates, the histogram of their backscatter difference (its median is the change check's bias).
-   A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (an overcast
-   date) is left out, with a warning; one that shares fewer than that with the target (a
-   target almost all cloud) is taken nearly as it is (``radiometry.CellFits.field``).
+   A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth
+   of a smaller target's; an overcast date) is left out, with a warning; one that shares fewer
+   than that with the target (a target almost all cloud) is taken nearly as it is
+   (``radiometry.CellFits.field``).
 2. fill (``ReferenceFill.estimate``, called for each block the target pipeline composites): each
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
@@ -191,7 +192,7 @@ class ReferenceFill:
         prior = np.max(fitted, axis=0) if fitted else np.full(len(BANDS), VARIANCE_UNIT)
         for ref in self.references:
             ref.shadow = combine_shadow_stats(shadows[ref.index])
-            overcast = own_clear[ref.index] < MIN_COMMON
+            overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
             result = Fitted(None if overcast else fits[ref.index].field(prior),
                             fits[ref.index].common)
             if ref.index in diffs:
