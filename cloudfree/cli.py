@@ -176,8 +176,8 @@ def remove(s2_path, s1_path, output, as_json, quiet, max_correction, **options):
     else:
         sources = summary.get("pixels_by_source")
         dates = "" if sources is None else \
-            f"{sources['references']} pixels from other dates, the rest "
-        click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud, {dates}"
+            f", {sources['references']} pixels from other dates, the rest"
+        click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud{dates} "
                    f"with {summary['model']} ({summary['tiles_run']} tiles, "
                    f"{summary['seconds']:.1f} s)")
 
