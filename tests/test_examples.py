@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import ROOT, WINTER_S1, WINTER_S2
+from scipy import ndimage
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_models
 
@@ -24,7 +27,7 @@ needs_model = pytest.mark.skipif(DEFAULT_MODEL not in bundled_models(),
 def scenes(tmp_path) -> Path:
     """Two scene folders: the bundled sample and the SEN12MS-CR winter pair."""
     root = tmp_path / "scenes"
-    shutil.copytree(EXAMPLES / "data", root / "sample")
+    shutil.copytree(EXAMPLES / "data", root / "sample", ignore=shutil.ignore_patterns("series"))
     (root / "winter").mkdir()
     shutil.copy(WINTER_S2, root / "winter" / "s2.tif")
     shutil.copy(WINTER_S1, root / "winter" / "s1.tif")
@@ -89,3 +92,32 @@ def test_python_api_and_for_loop_remove(scenes, tmp_path):
     assert done.returncode == 0, done.stderr
     api, loop = read(tmp_path / "api" / "s2_cloudfree.tif"), read(tmp_path / "loop" / "sample.tif")
     assert api.shape == loop.shape == (13, 256, 256)
+
+
+def test_readme_reference_example_fills_the_cumulus_from_the_other_dates(tmp_path):
+    # the README's --reference command on the bundled series, its outputs moved to tmp_path
+    text = (ROOT / "README.md").read_text()
+    (command,) = re.findall(r"\n    (cloudfree remove --s2 examples/data/series/.*?--overwrite)\n",
+                            text, re.S)
+    args = shlex.split(command.replace("\\\n", " "))
+    outputs = {}
+    for flag in ("-o", "--source-out", "--preview"):
+        at = args.index(flag) + 1
+        outputs[flag] = args[at] = str(tmp_path / args[at])
+    done = run_example("remove", *args[:1], *args[1:])
+    assert done.returncode == 0, done.stderr
+    sources, image = read(Path(outputs["--source-out"]))[0], read(Path(outputs["-o"]))
+    source_dates = sources[(sources > 0) & (sources < 254)]
+    filled = (sources > 0) & (sources < 255)
+    assert 0.3 < filled.mean() < 0.45  # the cumulus, its buffer and haze ring
+    assert len(source_dates) > 0.95 * filled.sum()  # nearly all of it from the other dates
+    assert set(np.unique(source_dates)) <= {1, 2, 3, 4}
+    cloudy = read(EXAMPLES / "data" / "series" / "s2_2018-07-05.tif")
+    # clear pixels keep their values beyond the feather (2 px) at the fill's edge
+    observed = ndimage.binary_erosion(sources == 0, iterations=3)
+    assert (image[:, observed] == cloudy[:, observed]).all()
+    # the filled pixels are no longer cloud-bright: blue as dark as the clear part around
+    blue = image[1].astype(float)
+    assert blue[filled].mean() < 1.2 * blue[observed].mean()
+    assert f"{len(source_dates)} pixels from other dates" in done.stdout
+    assert Path(outputs["--preview"]).stat().st_size > 0
