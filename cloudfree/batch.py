@@ -43,6 +43,7 @@ from cloudfree.signals import (
     check_stop,
     note_stop_signals,
     stop_requested,
+    stops_held,
     stops_raise,
 )
 from cloudfree.stac import CATALOG_FILE, SceneFiles, write_catalog
@@ -261,7 +262,8 @@ def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[Scen
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
                                initargs=(queue, threads, remove))
     try:
-        futures = {pool.submit(run_worker_scene, task): task for task in tasks}
+        with stops_held():  # submit spawns the workers; each takes stops once initialised
+            futures = {pool.submit(run_worker_scene, task): task for task in tasks}
         for future in as_completed(futures):
             try:
                 yield future.result()

@@ -84,9 +84,26 @@ def raise_on_stop_signals() -> None:
 
 
 def note_stop_signals() -> None:
-    """From now on the stop signals only set :func:`stop_requested` (for idle workers)."""
+    """From now on the stop signals only set :func:`stop_requested` (for idle workers); one
+    held back by :func:`stops_held` while this process started is noted now."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, _note)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Inside the block stop signals wait, blocked, and arrive at its end; processes started
+    inside begin with them blocked, so a Ctrl-C cannot break into their start-up."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager

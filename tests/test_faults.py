@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from cloudfree import publish
 from cloudfree.coregister import coregister_file
 from cloudfree.errors import UsageError
 from cloudfree.rasterio_io import atomic_output, output_set, partial_path, verify_raster
+from cloudfree.signals import note_stop_signals, stop_requested, stops_held
 
 MODEL = ROOT / "cloudfree" / "models" / "cloudfree-fillnet.pt"
 
@@ -229,6 +232,22 @@ def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a_small_mask.tif"]
     rows = {r["scene"]: r["status"] for r in json.loads(report.read_text())["scenes"]}
     assert rows == {"a_small": "ok", "b_large": "interrupted"}
+
+
+def _stop_noted_at_start() -> int | None:
+    note_stop_signals()
+    return stop_requested()
+
+
+def test_a_stop_while_a_batch_worker_starts_is_noted_not_a_traceback():
+    """A Ctrl-C that reaches a worker still importing (a slow start) waits until the worker
+    notes stops; before, it broke the import with a KeyboardInterrupt traceback."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with stops_held():
+            future = pool.submit(_stop_noted_at_start)  # spawns the worker
+        for worker in multiprocessing.active_children():
+            os.kill(worker.pid, signal.SIGINT)
+        assert future.result(timeout=120) == signal.SIGINT
 
 
 # --- 3. two runs for one output: exactly one wins -------------------------------------------------
