@@ -1,5 +1,5 @@
 """Allow ``python -m cloudfree``."""
 
-from cloudfree.cli import main
+from cloudfree.launch import main
 
 main()

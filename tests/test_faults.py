@@ -250,6 +250,27 @@ def test_a_stop_while_a_batch_worker_starts_is_noted_not_a_traceback():
         assert future.result(timeout=120) == signal.SIGINT
 
 
+def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
+    """A Ctrl-C in the half second the CLI's imports take (simulated: importing cloudfree.cli
+    raises KeyboardInterrupt, as Python's SIGINT handler does) ends with one line, not the
+    import's traceback."""
+    code = ("import sys\n"
+            "class Stop:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'cloudfree.cli':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Stop())\n"
+            "from cloudfree.launch import main\n"
+            "main()\n")
+    out = tmp_path / "mask.tif"
+    proc = subprocess.run([sys.executable, "-c", code, "mask", SUMMER_S2, "-o", out],
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 130
+    assert proc.stderr == "Interrupted (SIGINT) while starting; nothing was done.\n"
+    assert not out.exists()
+
+
 # --- 3. two runs for one output: exactly one wins -------------------------------------------------
 
 def test_second_of_two_concurrent_removes_keeps_the_first_output(slow_scene, cli):
