@@ -46,10 +46,13 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.windows
+from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from make_series_sample import cut  # noqa: E402
 
 from cloudfree import joint_fit, reference_fill  # noqa: E402
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
@@ -130,8 +133,8 @@ def run_case(target: Path, donor: Path, others: list[Path], work: Path,
     remove_scene(cloudy_path, None, median_path, model="median-fill", overwrite=True, quiet=True,
                  cog=False)
     results["median fill"] = read(median_path)[0]
-    results["naive temporal"] = naive_temporal(cloudy, results["median fill"],
-                                               [read(p)[0] for p in others])
+    refs = [read(p)[0] for p in others]
+    results["naive temporal"] = naive_temporal(cloudy, results["median fill"], refs)
     ref_path = work / "reference.tif"
     summary = remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
                            quiet=True, cog=False)
@@ -156,7 +159,7 @@ def run_case(target: Path, donor: Path, others: list[Path], work: Path,
             "psnr_whole": {k: psnr(v, truth, whole) for k, v in results.items()}}
     scores = row["psnr_pasted"]
     if scores["--reference"] < scores["median fill"] + 3:
-        row["ceilings"] = ceilings(truth, pasted, others)
+        row["ceilings"] = ceilings(truth, pasted, refs)
     return row
 
 
@@ -166,12 +169,12 @@ CEILING_COVER = 0.97
 CEILING_PIXELS = 100
 
 
-def ceilings(truth: np.ndarray, pasted: np.ndarray, others: list[Path]) -> dict:
-    """Upper bounds of temporal fills on one case, from the truth under the pasted cloud."""
+def ceilings(truth: np.ndarray, pasted: np.ndarray, refs: list[np.ndarray]) -> dict:
+    """Upper bounds of temporal fills on one case (references' reflectance ``refs``), from the
+    truth under the pasted cloud."""
     target = truth[:, pasted].T.astype(np.float64)
     dates = []
-    for path in others:
-        ref = read(path)[0]
+    for ref in refs:
         if (classes(ref)[pasted] == CLEAR).mean() >= CEILING_COVER:
             dates.append(ref[:, pasted].T.astype(np.float64))
     best = -np.inf
@@ -219,16 +222,9 @@ def main() -> None:
 def crop(path: Path, size: int, folder: Path) -> Path:
     """The central ``size`` x ``size`` pixels of a date, as a GeoTIFF in ``folder``."""
     with rasterio.open(path) as src:
-        window = rasterio.windows.Window((src.width - size) // 2, (src.height - size) // 2,
-                                         size, size)
-        profile = {**src.profile, "width": size, "height": size,
-                   "transform": src.window_transform(window)}
-        profile.pop("blockxsize", None), profile.pop("blockysize", None)
-        profile["tiled"] = False
-        out = folder / path.name
-        with rasterio.open(out, "w", **profile) as dst:
-            dst.write(src.read(window=window))
-    return out
+        width, height = src.width, src.height
+    return cut(path, Window((width - size) // 2, (height - size) // 2, size, size),
+               folder / path.name)
 
 
 def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:

@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=Path, default=Path("/work/data/21/ts"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
-    parser.add_argument("--counts", type=int, nargs="+", default=[0, 1, 2, 4, 8])
+    parser.add_argument("--counts", type=int, nargs="+", default=[0, 1, 2, 8])
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -93,5 +93,4 @@ class JointFit:
         out = np.broadcast_to(coef[-1][:, None], (bands, shape[1] * shape[2])).copy()
         for i, date in enumerate(dates):  # [bands, pixels] = coef_i^T @ date, a BLAS product
             out += coef[i * bands : (i + 1) * bands].T @ date.reshape(bands, -1)
-        out = out.reshape(shape)
-        return out
+        return out.reshape(shape)

@@ -422,7 +422,7 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray, factor
     return score
 
 
-def reference_weight(variance: np.ndarray, factor) -> np.ndarray:
+def reference_weight(variance: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
     """A reference's weight: ``factor`` (its time factor) x (variance / VARIANCE_UNIT) **
     -WEIGHT_POWER, from the residual variance of its fit."""
     weight = variance / VARIANCE_UNIT

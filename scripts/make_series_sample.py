@@ -22,6 +22,18 @@ DATES = (13, 14, 15, 16, 17)
 WINDOW = Window(128, 0, 128, 128)  # col_off, row_off, width, height
 
 
+def cut(src_path: Path, window: Window, dst_path: Path, **creation) -> Path:
+    """The pixels of ``window`` of a GeoTIFF, unchanged, as a strip-organised GeoTIFF on the
+    window's grid (``creation``: options that replace the source's, e.g. compression)."""
+    with rasterio.open(src_path) as src:
+        profile = {**src.profile, "width": window.width, "height": window.height,
+                   "transform": src.window_transform(window), "tiled": False, **creation}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    return dst_path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("series", type=Path, help="folder of the extracted series")
@@ -31,13 +43,7 @@ def main() -> None:
     for number in DATES:
         (path,) = args.series.glob(f"s2_*_ImgNo_{number}_*.tif")
         day = path.stem.split("_")[-3]  # s2_ROIs2017_146_ImgNo_N_YYYY-MM-DD_patch_0
-        with rasterio.open(path) as src:
-            profile = {**src.profile, "width": WINDOW.width, "height": WINDOW.height,
-                       "transform": src.window_transform(WINDOW), "compress": "deflate",
-                       "predictor": 2, "tiled": False}
-            profile.pop("blockxsize", None), profile.pop("blockysize", None)
-            with rasterio.open(args.dest / f"s2_{day}.tif", "w", **profile) as dst:
-                dst.write(src.read(window=WINDOW))
+        cut(path, WINDOW, args.dest / f"s2_{day}.tif", compress="deflate", predictor=2)
 
 
 if __name__ == "__main__":
