@@ -51,7 +51,7 @@ from cloudfree.joint_fit import JointFit, JointSums
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
-from cloudfree.radiometry import CELL, MIN_COMMON, CellFits, FitField, cell_sums
+from cloudfree.radiometry import CELL, MIN_COMMON, MIN_PIXELS, CellFits, FitField, cell_sums
 from cloudfree.rasterio_io import block_windows, progress, read_padded
 from cloudfree.references import (
     CHANGE_BOX,
@@ -187,9 +187,14 @@ class ReferenceFill:
                     if diff is not None:
                         diffs[index] += diff
         # a date sharing too few clear pixels with the target to be fitted weighs as the worst
-        # fitted one (as all the others, when none is fitted: then dates alone weigh them)
-        fitted = [f.scene_variance for f in fits.values() if f.common >= MIN_COMMON]
-        prior = np.max(fitted, axis=0) if fitted else np.full(len(BANDS), VARIANCE_UNIT)
+        # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
+        # others, when none does: then dates alone weigh them)
+        prior = np.full(len(BANDS), VARIANCE_UNIT)
+        for fewest in (MIN_COMMON, MIN_PIXELS):
+            fitted = [f.scene_variance for f in fits.values() if f.common >= fewest]
+            if fitted:
+                prior = np.max(fitted, axis=0)
+                break
         for ref in self.references:
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)

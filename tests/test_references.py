@@ -137,6 +137,31 @@ def test_a_target_almost_all_cloud_takes_its_reference_as_it_is(scenes, overcast
     assert gained > 3, gained
 
 
+def test_a_date_sharing_almost_no_clear_pixel_does_not_outweigh_one_that_shares_some(
+        scenes, overcast, tmp_path):
+    # the target is cloud but for a 28 px square, so no date shares the 1000 clear pixels of a
+    # fit. The truth shifted by 4 px (a poorly registered date) shares the square; another place
+    # (the truth turned over, 1.5x as bright), cloudy over the square, shares nothing. Knowing
+    # nothing of a date must not weigh more than knowing it fits poorly
+    square = np.zeros(scenes["cloud"].shape, bool)
+    square[192:220, 16:44] = True
+    truth, profile = scenes["truth"], scenes["profile"]
+    clouds = read(overcast)[0]
+    target = write(tmp_path / "target_20171201.tif", np.where(square, truth, clouds), profile)
+    shifted = write(tmp_path / "shifted_20171211.tif", np.roll(truth, (4, 4), (1, 2)), profile)
+    elsewhere = write(tmp_path / "elsewhere_20170902.tif",
+                      np.where(square, clouds, truth[:, ::-1, ::-1] * 1.5), profile)
+    both, alone = tmp_path / "both.tif", tmp_path / "alone.tif"
+    summary = remove_scene(target, None, both, references=[shifted, elsewhere], quiet=True)
+    remove_scene(target, None, alone, references=[shifted], quiet=True)
+    shared = [r["common_clear_pixels"] for r in summary["references"]]
+    assert 256 <= shared[0] < 1000 and shared[1] < 50, shared
+    cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
+    assert cloud.mean() > 0.95
+    # with the other place weighing as a date known to fit well, this was 6 dB below
+    assert psnr(read(both)[0], truth, cloud) > psnr(read(alone)[0], truth, cloud) - 0.5
+
+
 def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
     # the reference without its lower half (nodata): the model fills the cloud there
     ref, profile, _ = read(WINTER_S2)
