@@ -128,8 +128,9 @@ def combine_shadow_stats(stats: list[tuple[np.ndarray, np.ndarray]]) -> ShadowTh
     """Scene-wide thresholds from per-window statistics."""
     mins = np.min([s[0] for s in stats], axis=0)
     sums = np.sum([s[1] for s in stats], axis=0)
-    count = max(sums[2], 1.0)
-    mean_csi, mean_blue = sums[0] / count, sums[1] / count
+    if sums[2] == 0:  # no valid pixel: nothing is shadow
+        return ShadowThresholds(csi=-np.inf, blue=-np.inf)
+    mean_csi, mean_blue = sums[0] / sums[2], sums[1] / sums[2]
     return ShadowThresholds(csi=float(mins[0] + 3 / 4 * (mean_csi - mins[0])),
                             blue=float(mins[1] + 5 / 6 * (mean_blue - mins[1])))
 

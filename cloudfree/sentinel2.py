@@ -157,6 +157,10 @@ class Sentinel2:
         if self.nodata is not None and not math.isnan(self.nodata):
             filled = (raw == self.nodata).any(axis=0)
             valid = ~filled if valid is None else valid & ~filled
+        else:  # 0 is L1C's fill value: a pixel with every band at 0 DN is none, declared or not
+            measured = raw.any(axis=0)
+            if not measured.all():
+                valid = measured if valid is None else valid & measured
         # One pass from the input's dtype to float32, exactly as float32(dn - offset) / scale.
         out = np.empty(raw.shape, dtype=np.float32)
         with np.errstate(over="ignore", invalid="ignore"):  # huge floats are nodata, below

@@ -8,6 +8,7 @@ winter image of the same place (another date, no cloud by the mask) is the refer
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -160,6 +161,28 @@ def test_a_date_sharing_almost_no_clear_pixel_does_not_outweigh_one_that_shares_
     assert cloud.mean() > 0.95
     # with the other place weighing as a date known to fit well, this was 6 dB below
     assert psnr(read(both)[0], truth, cloud) > psnr(read(alone)[0], truth, cloud) - 0.5
+
+
+def test_a_reference_zero_filled_without_declared_nodata_fills_nothing_there(scenes, tmp_path):
+    # half of the clear winter date is zero-filled (a swath edge) and no nodata is declared,
+    # as in SEN12MS-CR files: those pixels are not a date seen clear. A date all zeros is
+    # left out, without a numerical warning from its (empty) shadow statistics
+    ref, profile, _ = read(WINTER_S2)
+    ref[:, :, 128:] = 0
+    half = write(tmp_path / "half_20171211.tif", ref, {**profile, "nodata": None})
+    empty = write(tmp_path / "empty_20171221.tif", ref * 0, {**profile, "nodata": None})
+    out, src_map = tmp_path / "out.tif", tmp_path / "src.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        summary = remove_scene(scenes["target"], None, out, references=[half, empty],
+                               source_out=src_map, quiet=True)
+    assert [r["used"] for r in summary["references"]] == [True, False]
+    sources, result = read(src_map)[0][0], read(out)[0]
+    cloud = scenes["cloud"]
+    assert (sources[:, 128:][cloud[:, 128:]] == SINGLE_DATE).all()
+    assert (sources[:, :128][cloud[:, :128]] == 1).mean() > 0.95
+    assert summary["references"][0]["common_clear_pixels"] < 128 * 256
+    assert result[:, cloud].min() > 0  # no fill from the zeros
 
 
 def test_source_map_values_and_colour_table(scenes, cli, tmp_path):

@@ -56,6 +56,22 @@ def test_named_bands_int16_and_nodata(tmp_path):
     assert (refl[:, :10, :20] == 0).all()
 
 
+def test_a_pixel_at_0_dn_in_every_band_is_nodata_even_undeclared(tmp_path):
+    # SEN12MS-CR declares no nodata; a zero-filled swath edge is still no measurement, while a
+    # pixel with a single band at 0 is data
+    data, profile = read_stack(SUMMER_S2, 64)
+    data[:, :, :8] = 0
+    data[10, 20:, 8:] = 0  # B10 alone at 0 DN
+    scene = write_stack(tmp_path / "edge.tif", data, profile)
+    with open_sentinel2(scene) as s2:
+        assert s2.nodata is None
+        refl, valid = s2.read()
+        _, valid_b02 = s2.read(bands=("B02",))
+    assert not valid[:, :8].any() and valid[:, 8:].all()
+    np.testing.assert_array_equal(valid_b02, valid)  # as seen from one band
+    np.testing.assert_allclose(refl[1][:, 8:], data[1][:, 8:] / 10000, rtol=1e-6)
+
+
 def test_float_reflectance_is_recognised(tmp_path, caplog):
     data, profile = read_stack(SUMMER_S2, 256)
     path = write_stack(tmp_path / "refl.tif", data / 10000.0, profile, dtype="float32")
