@@ -464,8 +464,14 @@ def histogram_median(counts: np.ndarray) -> np.ndarray:
 
 
 def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | str | None],
-                     has_s1: bool, count: int | None = None) -> None:
+                     has_s1: bool, count: int | None = None, target: Path | str | None = None
+                     ) -> None:
     """Refuse reference options that cannot go together, before any work."""
+    if target is not None and Path(target).exists():
+        for path in paths:
+            if Path(path).exists() and Path(path).samefile(target):
+                raise UsageError(f"reference {Path(path).name} is the target scene itself: give "
+                                 "other dates of the place", "references", "s2_path")
     if count is not None and count < 1:
         raise UsageError(f"reference_count={count} must be at least 1 (None: every reference)",
                          "reference_count")

@@ -470,7 +470,7 @@ def remove_scene(
     if source_out is not None and not references:
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
                          "filled pixel comes from the model", "source_out", "references")
-    check_references(references, reference_s1, s1_path is not None, reference_count)
+    check_references(references, reference_s1, s1_path is not None, reference_count, s2_path)
     if s1_path is None and model is None and checkpoint is None and onnx is None:
         if not references:
             raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "

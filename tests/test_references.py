@@ -293,6 +293,11 @@ def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
     result = cli("remove", "--s2", scenes["target"], "--reference", WINTER_S2, "--reference",
                  WINTER_S2, "--reference-s1", "none", "-o", tmp_path / "o.tif")
     assert result.exit_code == 2 and "1 --reference-s1 S1 for 2 references" in result.output
+    itself = scenes["folder"] / "." / scenes["target"].name  # another spelling of the target
+    result = cli("remove", "--s2", scenes["target"], "--reference", WINTER_S2, "--reference",
+                 itself, "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2
+    assert f"reference {scenes['target'].name} is the target scene itself" in result.output
     assert not (tmp_path / "o.tif").exists()
 
 
