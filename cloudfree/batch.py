@@ -164,7 +164,9 @@ def reference_options(scene: Scene, scenes: list[Scene], count: int) -> dict:
         return abs((other_time - when).total_seconds()), other.name
 
     ordered = sorted((o for o in scenes if o.s2 != scene.s2), key=distance)
-    return {"references": [o.s2 for o in ordered], "reference_s1": [o.s1 for o in ordered],
+    # the change check compares S1 of both dates: none without the scene's own
+    reference_s1 = [o.s1 for o in ordered] if scene.s1 is not None else []
+    return {"references": [o.s2 for o in ordered], "reference_s1": reference_s1,
             "reference_count": count}
 
 
@@ -428,8 +430,11 @@ def run_batch(
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output {out_dir} is a file; batch writes into a folder: give a folder "
                          "path")
+    # remove runs without S1 where it can: with references, or with the network-free model
+    optional = bool(references) or options.get("model") == "median-fill"
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
-                     need_s1=command == "remove", exclude=out_dir)
+                     need_s1=command == "remove" and not optional,
+                     use_s1=command == "remove", exclude=out_dir)
     if not found.scenes and not found.problems:
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -516,7 +516,8 @@ def remove_scene(
             fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
             base = fill.describe()
             if fill_method == "local" and fill.source == "scene":
-                base = f"the clear pixels nearby that match in S1 (else {base})"
+                match = " that match in S1" if s1_path is not None else ""
+                base = f"the clear pixels nearby{match} (else {base})"
             log.info("cloud pixels: %s", f"{base}, no network" if engine.arch == Fill.arch
                      else f"network ({engine.arch}) fill on top of the base, {base}")
         dates = None

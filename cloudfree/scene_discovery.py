@@ -89,11 +89,14 @@ def discover(
     s2_pattern: str = DEFAULT_S2_PATTERN,
     s1_pattern: str = DEFAULT_S1_PATTERN,
     need_s1: bool = True,
+    use_s1: bool = True,
     exclude: Path | None = None,
 ) -> Discovery:
     """Scenes under ``root``: scene folders if it has any (``.SAFE`` aside), else paired files.
 
-    ``exclude`` is a folder to leave out, e.g. the output folder placed inside ``root``.
+    ``need_s1``: a scene without an S1 fails; else it runs without one. ``use_s1``: look for
+    the S1 of a scene folder at all (not for commands that need none). ``exclude`` is a folder
+    to leave out, e.g. the output folder placed inside ``root``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -102,7 +105,7 @@ def discover(
     folders = sorted(p for p in root.iterdir()
                      if p.is_dir() and not _is_safe(p) and p.resolve() != skip)
     if folders:
-        found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1) for f in folders]
+        found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1, use_s1) for f in folders]
         loose = [p for p in root.iterdir() if p.is_file() and _is_raster(p)]
         return Discovery(
             scenes=[x for x in found if isinstance(x, Scene)],
@@ -125,7 +128,8 @@ def _matches(path: Path, pattern: str) -> bool:
     return fnmatch.fnmatch(path.name.lower(), pattern.lower())
 
 
-def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool) -> Scene | Problem:
+def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool,
+                  use_s1: bool) -> Scene | Problem:
     """The S2 and S1 inputs of one scene folder, or why there is no single choice."""
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     s2 = [p for p in entries if _is_safe(p) or (p.is_file() and _matches(p, s2_pattern))]
@@ -135,7 +139,7 @@ def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool)
         (s1 if role == "s2" else s2).remove(both)
     if len(s2) != 1:
         return Problem(folder.name, "failed", _choice_error("S2", s2, s2_pattern, "--s2-pattern"))
-    if not need_s1:
+    if not use_s1 or (not s1 and not need_s1):
         return Scene(folder.name, s2[0], None)
     if len(s1) != 1:
         return Problem(folder.name, "failed", _choice_error("S1", s1, s1_pattern, "--s1-pattern"))

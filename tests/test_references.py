@@ -285,6 +285,36 @@ def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
     assert result.exit_code == 2 and "--references 1: only for --command remove" in result.output
 
 
+def test_batch_of_s2_dates_without_s1_runs_with_references(scenes, tmp_path, cli):
+    # a flat folder of optical dates only: with --references each scene runs without S1 (and
+    # the default network's place taken by median-fill), as remove --reference does; without,
+    # the default model needs an S1 and every scene fails as unpaired
+    root = tmp_path / "dates"
+    root.mkdir()
+    (root / "a_20171201.tif").symlink_to(scenes["target"])
+    (root / "b_20171211.tif").symlink_to(WINTER_S2)
+    result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    alone = tmp_path / "alone.tif"
+    remove_scene(scenes["target"], None, alone, references=[WINTER_S2], quiet=True)
+    np.testing.assert_allclose(read(tmp_path / "out" / "a_20171201.tif")[0], read(alone)[0],
+                               atol=1)  # the batch worker's threads sum in another order
+    result = cli("batch", root, "-o", tmp_path / "plain")
+    assert result.exit_code == 1 and "unpaired: no Sentinel-1 file covers 50%" in result.output
+    # scene folders: a scene with its S1 keeps it, one without runs without
+    area = tmp_path / "area"
+    for name, s2, s1 in (("a", scenes["target"], WINTER_S1), ("b", WINTER_S2, None)):
+        (area / name).mkdir(parents=True)
+        (area / name / f"{name}_s2_2017120{1 if name == 'a' else 9}.tif").symlink_to(s2)
+        if s1 is not None:
+            (area / name / f"{name}_s1.tif").symlink_to(s1)
+    result = cli("batch", area, "-o", tmp_path / "out2", "--references", 1, "--model",
+                 "median-fill", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert read(tmp_path / "out2" / "a.tif")[2]["INPUT_S1"].endswith("a_s1.tif")
+    assert "INPUT_S1" not in read(tmp_path / "out2" / "b.tif")[2]
+
+
 def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
     result = cli("remove", "--s2", scenes["target"], "-o", tmp_path / "o.tif")
     assert result.exit_code == 2
