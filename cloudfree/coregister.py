@@ -399,9 +399,10 @@ def summary_line(report: dict) -> str:
     """One line for the terminal: mean shift, significance, applied or why not, overlap."""
     outcome = "applied" if report["applied"] else \
         f"not applied: {report.get('reason', 'refinement off')}"
+    halves = report.get("halves_disagreement")
+    agreement = "" if halves is None else f", halves disagree by {halves} px"
     return (f"{report['output']}: shift ({report['shift_px']['x']}, {report['shift_px']['y']}) px, "
-            f"significance {report.get('significance', 0.0)}, halves disagree by "
-            f"{report.get('halves_disagreement')} px, {outcome}, "
+            f"significance {report.get('significance', 0.0)}{agreement}, {outcome}, "
             f"overlap {report['overlap_fraction']:.1%}")
 
 

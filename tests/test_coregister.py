@@ -192,6 +192,14 @@ def test_no_trustworthy_estimate_no_shift_and_why(tmp_path, s1, s2, window, cli)
         assert o.tags()["COREGISTER_APPLIED"] == "FALSE" and "COREGISTER_FIELD" not in o.tags()
 
 
+def test_a_patch_too_small_to_estimate_says_why_without_empty_figures(tmp_path, cli):
+    s2 = crop(FLOODS_S2, tmp_path / "s2.tif", Window(100, 100, 3, 3))
+    result = cli("coregister", "--s1", FLOODS_S1, "--s2", s2, "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0, result.output
+    assert "not applied: no edges in the overlap" in result.output
+    assert "None" not in result.output and "halves disagree" not in result.output
+
+
 def test_geographic_s1_onto_utm_grid_and_back(tmp_path, utm_s2):
     out = tmp_path / "on_utm.tif"
     report = coregister_file(FLOODS_S1, utm_s2, out, block=200)
