@@ -15,7 +15,7 @@ from click.core import ParameterSource
 
 from cloudfree import __version__
 from cloudfree import options as opt
-from cloudfree.errors import CloudfreeError
+from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import FILL_METHODS, MAX_CORRECTION
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
@@ -191,17 +191,28 @@ def models():
 
 
 @main.command("export-onnx")
-@opt.checkpoint(required=True)
+@click.option("--model", help="Bundled model to export (see `cloudfree models`), instead of "
+                              "a checkpoint.")
+@opt.checkpoint(required=False)
 @opt.output("ONNX model to write.", required=True)
 @click.option("--tile", type=TILE_SIZE, default=256, show_default=True,
               help="Fixed tile size in pixels the model will run on (the batch stays dynamic).")
 @opt.overwrite
 @opt.quiet
-def export_onnx_command(checkpoint, output, tile, overwrite, quiet):
-    """Export a checkpoint to ONNX (opset 17) with its scaling and bands in the metadata."""
+def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
+    """Export a checkpoint or bundled model to ONNX (opset 17) with its scaling and bands in
+    the metadata."""
+    from cloudfree.bundled import bundled_models
     from cloudfree.onnx_export import export_checkpoint
 
-    path = export_checkpoint(checkpoint, output, tile, overwrite=overwrite)
+    bundled = bundled_models()
+    if (model is None) == (checkpoint is None):
+        raise UsageError("give one of --checkpoint PATH and --model NAME (bundled: "
+                         f"{', '.join(bundled)})")
+    if model is not None and model not in bundled:
+        raise UsageError(f"no bundled model {model!r} (bundled: {', '.join(bundled)})")
+    path = export_checkpoint(bundled[model] if model else checkpoint, output, tile,
+                             overwrite=overwrite)
     click.echo(f"{path}: {tile}x{tile} tiles, dynamic batch")
 
 

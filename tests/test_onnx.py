@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import rasterio
 import torch
+from conftest import SUMMER_S1, SUMMER_S2
 from sar_optical_patch import real_batch
 
 from cloudfree.bundled import bundled_model
@@ -131,3 +133,27 @@ def test_cli_export_onnx_bad_checkpoint(tmp_path, cli):
     result = cli("export-onnx", "-c", str(bad), "-o",
                  str(tmp_path / "x.onnx"))
     assert result.exit_code == 1 and "truncated or corrupt" in result.output
+
+
+def test_cli_exports_a_bundled_model_that_remove_runs_as_the_model_itself(tmp_path, cli):
+    output = tmp_path / "default.onnx"
+    result = cli("export-onnx", "--model", "cloudfree-fillnet", "-o", output)
+    assert result.exit_code == 0, result.output
+    outs = {}
+    for name, model in (("onnx", ["--onnx", output]), ("bundled", [])):
+        outs[name] = tmp_path / f"{name}.tif"
+        result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", outs[name],
+                     "--s1-aligned", "--quiet", *model)
+        assert result.exit_code == 0, result.output
+    with rasterio.open(outs["onnx"]) as a, rasterio.open(outs["bundled"]) as b:
+        difference = np.abs(a.read().astype(np.int32) - b.read()).max()
+    assert difference <= 1
+
+
+@pytest.mark.parametrize("args", [[], ["--model", "cloudfree-fillnet", "-c", "x.pt"],
+                                  ["--model", "nope"]])
+def test_cli_export_onnx_takes_one_model(tmp_path, cli, args):
+    result = cli("export-onnx", *args, "-o", tmp_path / "x.onnx")
+    assert result.exit_code == 2
+    assert "bundled: cloudfree-fillnet, median-fill" in result.output
+    assert not (tmp_path / "x.onnx").exists()
