@@ -11,8 +11,9 @@ from conftest import SUMMER_S2
 from cloudfree.cli import main
 from cloudfree.options import SHARED
 
-#: Shared options whose help says what this command writes there.
-_HELP_PER_COMMAND = {"output"}
+#: Shared options whose help says what this command writes there (output) or does with it
+#: (model: run it, or export it, which has no default).
+_HELP_PER_COMMAND = {"output", "model"}
 
 
 def visible_options() -> dict[str, list[tuple[str, click.Option]]]:
