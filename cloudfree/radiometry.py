@@ -32,7 +32,7 @@ MIN_PIXELS = 256
 SHRINK = 256
 #: Residuals beyond this many robust standard deviations are outliers.
 REJECT = 3.0
-#: Pixels clear in both, over the scene, below which the scene-wide fit leans on no adjustment
+#: Pixels clear in both, over the scene, below which the scene-wide fit leans on a shift alone
 #: (``CellFits.field``); also the fewest clear pixels of a reference for it to be used at all.
 MIN_COMMON = 1000
 #: Floor of the residual variance (reflectance^2): one DN of noise.
@@ -150,13 +150,16 @@ class CellFits:
 
     def field(self, prior_variance: np.ndarray) -> FitField:
         """The smooth field of fits. With fewer than ``MIN_COMMON`` pixels clear in both (a
-        target almost all cloud), the scene-wide fit is blended with no adjustment at all
-        (gain 1, offset 0, residual variance ``prior_variance`` [bands]) in the proportion
-        common / ``MIN_COMMON``: a date of the same place taken as it is, rather than none."""
+        target almost all cloud), the scene-wide line is blended with a shift alone (gain 1,
+        offset the mean difference of the common pixels, none without any; residual variance
+        ``prior_variance`` [bands]) in the proportion common / ``MIN_COMMON``: a date of the
+        same place taken nearly as it is, rather than none; the one parameter a few pixels
+        can fix is its overall level."""
         gain0, offset0, var0 = self.pooled.line()
         if self.common < MIN_COMMON:
             w = self.common / MIN_COMMON
-            gain0, offset0 = w * gain0 + (1 - w), w * offset0
+            sx, sy = self.pooled.sums[:2] / np.maximum(self.pooled.count, 1)
+            gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * (sy - sx)
             var0 = w * var0 + (1 - w) * prior_variance
         shape = (self.bands, *self.shape)
         gain = np.broadcast_to(gain0[:, None, None], shape).copy()

@@ -138,6 +138,23 @@ def test_a_target_almost_all_cloud_takes_its_reference_as_it_is(scenes, overcast
     assert gained > 3, gained
 
 
+def test_a_target_almost_all_cloud_still_gets_the_level_of_its_reference_right(scenes, overcast,
+                                                                              tmp_path):
+    # the same 24 px corner (576 pixels clear in both, too few for a line): a reference 400 DN
+    # brighter than the truth everywhere is brought down to its level, not taken as it is
+    corner = np.zeros(scenes["cloud"].shape, bool)
+    corner[:24, :24] = True
+    truth, profile = scenes["truth"], scenes["profile"]
+    target = write(tmp_path / "target_20171201.tif",
+                   np.where(corner, truth, read(overcast)[0]), profile)
+    brighter = write(tmp_path / "ref_20171211.tif", truth + np.uint16(400), profile)
+    out = tmp_path / "out.tif"
+    remove_scene(target, None, out, references=[brighter], quiet=True)
+    cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
+    bias = (read(out)[0][:, cloud].astype(np.float64) - truth[:, cloud]).mean(axis=1)
+    assert np.abs(bias).max() < 40, bias  # taken as it is, little adjusted: about 215 DN
+
+
 def test_a_date_sharing_almost_no_clear_pixel_does_not_outweigh_one_that_shares_some(
         scenes, overcast, tmp_path):
     # the target is cloud but for a 28 px square, so no date shares the 1000 clear pixels of a
