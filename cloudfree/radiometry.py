@@ -35,6 +35,9 @@ REJECT = 3.0
 #: Pixels clear in both, over the scene, below which the scene-wide fit leans on a shift alone
 #: (``CellFits.field``); also the fewest clear pixels of a reference for it to be used at all.
 MIN_COMMON = 1000
+#: Pixels clear in both at which the shift of a date too little shared for a line counts half
+#: (a few pixels, often hazy ones at cloud gaps, must not set the level of a whole fill).
+SHIFT_SHRINK = 64
 #: Floor of the residual variance (reflectance^2): one DN of noise.
 VARIANCE_FLOOR = 1e-8
 
@@ -149,17 +152,18 @@ class CellFits:
         return self.pooled.line()[2]
 
     def field(self, prior_variance: np.ndarray) -> FitField:
-        """The smooth field of fits. With fewer than ``MIN_COMMON`` pixels clear in both (a
-        target almost all cloud), the scene-wide line is blended with a shift alone (gain 1,
-        offset the mean difference of the common pixels, none without any; residual variance
-        ``prior_variance`` [bands]) in the proportion common / ``MIN_COMMON``: a date of the
-        same place taken nearly as it is, rather than none; the one parameter a few pixels
-        can fix is its overall level."""
+        """The smooth field of fits. With n < ``MIN_COMMON`` pixels clear in both (a target
+        almost all cloud), the scene-wide line is blended with a shift alone (gain 1, offset
+        the mean difference over those pixels times n / (n + ``SHIFT_SHRINK``), residual
+        variance ``prior_variance`` [bands]) in the proportion n / ``MIN_COMMON``: a date of
+        the same place taken nearly as it is, rather than none, with the one parameter a few
+        pixels can fix, its overall level."""
         gain0, offset0, var0 = self.pooled.line()
         if self.common < MIN_COMMON:
             w = self.common / MIN_COMMON
             sx, sy = self.pooled.sums[:2] / np.maximum(self.pooled.count, 1)
-            gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * (sy - sx)
+            shift = (sy - sx) * self.common / (self.common + SHIFT_SHRINK)
+            gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * shift
             var0 = w * var0 + (1 - w) * prior_variance
         shape = (self.bands, *self.shape)
         gain = np.broadcast_to(gain0[:, None, None], shape).copy()

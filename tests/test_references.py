@@ -152,7 +152,25 @@ def test_a_target_almost_all_cloud_still_gets_the_level_of_its_reference_right(s
     remove_scene(target, None, out, references=[brighter], quiet=True)
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
     bias = (read(out)[0][:, cloud].astype(np.float64) - truth[:, cloud]).mean(axis=1)
-    assert np.abs(bias).max() < 40, bias  # taken as it is, little adjusted: about 215 DN
+    assert np.abs(bias).max() < 60, bias  # taken as it is, little adjusted: about 215 DN
+
+
+def test_a_few_hazy_pixels_do_not_set_the_level_of_a_whole_fill(scenes, overcast, tmp_path):
+    # a 12 px gap in the cloud, hazed 400 DN brighter than the truth, is all the target shares
+    # with a clear date of the truth: the shift its few pixels suggest is mostly not taken
+    gap = np.zeros(scenes["cloud"].shape, bool)
+    gap[:12, :12] = True
+    truth, profile = scenes["truth"], scenes["profile"]
+    target = write(tmp_path / "target_20171201.tif",
+                   np.where(gap, truth + np.uint16(400), read(overcast)[0]), profile)
+    reference = write(tmp_path / "ref_20171211.tif", truth, profile)
+    out = tmp_path / "out.tif"
+    summary = remove_scene(target, None, out, references=[reference], quiet=True)
+    shared = summary["references"][0]["common_clear_pixels"]
+    assert 0 < shared < 64, shared
+    cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
+    bias = (read(out)[0][:, cloud].astype(np.float64) - truth[:, cloud]).mean(axis=1)
+    assert np.abs(bias).max() < 250, bias  # taken in full, the shift gave about 400 DN
 
 
 def test_a_date_sharing_almost_no_clear_pixel_does_not_outweigh_one_that_shares_some(
