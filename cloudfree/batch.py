@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from cloudfree.bundled import FILL_MODEL
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import progress
@@ -431,7 +432,7 @@ def run_batch(
         raise UsageError(f"output {out_dir} is a file; batch writes into a folder: give a folder "
                          "path")
     # remove runs without S1 where it can: with references, or with the network-free model
-    optional = bool(references) or options.get("model") == "median-fill"
+    optional = bool(references) or options.get("model") == FILL_MODEL
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
                      need_s1=command == "remove" and not optional,
                      use_s1=command == "remove", exclude=out_dir)

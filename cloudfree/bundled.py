@@ -12,6 +12,8 @@ from cloudfree.errors import CloudfreeError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "cloudfree-fillnet"
+#: The bundled network-free fill: the single-date model that needs no S1.
+FILL_MODEL = "median-fill"
 
 
 def bundled_models() -> dict[str, Path]:

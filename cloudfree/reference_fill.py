@@ -207,8 +207,8 @@ class ReferenceFill:
                 log.warning("reference %s: only %d clear pixels; not used", ref.path.name,
                             own_clear[ref.index])
             elif result.common < MIN_COMMON:
-                log.warning("reference %s: only %d pixels clear in both dates; taken as it "
-                            "is, little adjusted", ref.path.name, result.common)
+                log.warning("reference %s: only %d pixels clear in both dates; taken nearly "
+                            "as it is, its level adjusted", ref.path.name, result.common)
         self.joint_fits = self._fit_groups(groups)
 
     def _fit_groups(self, groups: dict[tuple[int, ...], JointSums]) -> list[JointFit]:

@@ -25,6 +25,7 @@ import torch
 from rasterio.windows import Window
 from scipy import ndimage
 
+from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import DEFAULT_MODEL, Engine, model_file, open_engine
@@ -476,7 +477,7 @@ def remove_scene(
             raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "
                              "model=median-fill (which needs no S1)", "s1_path", "references",
                              "model")
-        model = "median-fill"  # the single-date model that needs no S1
+        model = FILL_MODEL
     for extra in (mask_out, preview, source_out):
         if extra is not None:
             check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)

@@ -152,7 +152,7 @@ def test_a_target_almost_all_cloud_still_gets_the_level_of_its_reference_right(s
     remove_scene(target, None, out, references=[brighter], quiet=True)
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
     bias = (read(out)[0][:, cloud].astype(np.float64) - truth[:, cloud]).mean(axis=1)
-    assert np.abs(bias).max() < 60, bias  # taken as it is, little adjusted: about 215 DN
+    assert np.abs(bias).max() < 60, bias  # with no shift: about 215 DN
 
 
 def test_a_few_hazy_pixels_do_not_set_the_level_of_a_whole_fill(scenes, overcast, tmp_path):
