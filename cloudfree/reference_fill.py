@@ -466,10 +466,14 @@ def histogram_median(counts: np.ndarray) -> np.ndarray:
 def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | str | None],
                      has_s1: bool, count: int | None = None, target: Path | str | None = None
                      ) -> None:
-    """Refuse reference options that cannot go together, before any work."""
+    """Refuse reference options that cannot go together, or missing files, before any work."""
+    for what, path in [("reference", p) for p in paths] + [("reference S1", p)
+                                                           for p in reference_s1 if p]:
+        if not Path(path).exists():
+            raise CloudfreeError(f"{what} {path} does not exist")
     if target is not None and Path(target).exists():
         for path in paths:
-            if Path(path).exists() and Path(path).samefile(target):
+            if Path(path).samefile(target):
                 raise UsageError(f"reference {Path(path).name} is the target scene itself: give "
                                  "other dates of the place", "references", "s2_path")
     if count is not None and count < 1:

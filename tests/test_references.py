@@ -363,6 +363,10 @@ def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
                  itself, "-o", tmp_path / "o.tif")
     assert result.exit_code == 2
     assert f"reference {scenes['target'].name} is the target scene itself" in result.output
+    result = cli("remove", "--s2", scenes["target"], "--reference", tmp_path / "gone.tif",
+                 "-o", tmp_path / "o.tif")
+    assert result.exit_code == 1 and f"reference {tmp_path / 'gone.tif'} does not exist" \
+        in result.output
     assert not (tmp_path / "o.tif").exists()
 
 
