@@ -5,6 +5,7 @@ CPU: torch fp32 vs onnxruntime at batch 1. With CUDA: torch fp32/fp16/bf16 at ba
 the time of these networks does not depend on the pixel values.
 
     python benchmarks/networks_forward.py [--threads 2] [--repeat 3] [--arch glfcr ...]
+    python benchmarks/networks_forward.py --devices cuda      # the GPU columns alone
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ def seconds_per_tile(engine: Engine, tile: int, batch: int, repeat: int) -> floa
     return statistics.median(times) / batch
 
 
-def cases(loaded: LoadedModel, onnx_path: Path) -> dict[str, tuple[Callable[[], Engine], int]]:
-    """Column name -> (engine factory, batch size)."""
-    out: dict[str, tuple[Callable[[], Engine], int]] = {
-        "torch cpu": (lambda: TorchEngine(loaded, "cpu"), 1),
-        "ort cpu": (lambda: OnnxEngine(onnx_path, "cpu"), 1),
-    }
-    if torch.cuda.is_available():
+def cases(loaded: LoadedModel, onnx_path: Path, devices: str
+          ) -> dict[str, tuple[Callable[[], Engine], int]]:
+    """Column name -> (engine factory, batch size), for ``devices`` all, cpu or cuda."""
+    out: dict[str, tuple[Callable[[], Engine], int]] = {}
+    if devices != "cuda":
+        out["torch cpu"] = (lambda: TorchEngine(loaded, "cpu"), 1)
+        out["ort cpu"] = (lambda: OnnxEngine(onnx_path, "cpu"), 1)
+    if devices != "cpu" and torch.cuda.is_available():
         for precision in ("fp32", "fp16", "bf16"):
             for batch in (1, 16):
                 out[f"cuda {precision} b{batch}"] = (
@@ -55,14 +57,15 @@ def cases(loaded: LoadedModel, onnx_path: Path) -> dict[str, tuple[Callable[[], 
     return out
 
 
-def benchmark(arch: str, tile: int, repeat: int, folder: Path) -> dict[str, float | str]:
+def benchmark(arch: str, tile: int, repeat: int, folder: Path,
+              devices: str = "all") -> dict[str, float | str]:
     """Milliseconds per tile for every case of one architecture ('-' where it cannot run)."""
     torch.manual_seed(0)
     loaded = LoadedModel.from_network(build(arch, "paper").eval())
     onnx_path = export_onnx(loaded, folder / f"{arch}.onnx", tile)
     row: dict[str, float | str] = {
         "params (M)": sum(p.numel() for p in loaded.network.parameters()) / 1e6}
-    for name, (factory, batch) in cases(loaded, onnx_path).items():
+    for name, (factory, batch) in cases(loaded, onnx_path, devices).items():
         try:
             row[name] = 1000 * seconds_per_tile(factory(), tile, batch, repeat)
         except Exception as exc:  # report and go on: one failing case must not hide the rest
@@ -75,11 +78,12 @@ def benchmark(arch: str, tile: int, repeat: int, folder: Path) -> dict[str, floa
 
 
 def ratios(row: dict[str, float | str]) -> dict[str, float | str]:
-    """Speed-ups against torch CPU fp32 at batch 1 (>1 is faster)."""
-    base = row["torch cpu"]
+    """Speed-ups against torch CPU fp32 at batch 1, else GPU fp32 at batch 1 (>1 is faster)."""
+    base_name = "torch cpu" if "torch cpu" in row else "cuda fp32 b1"
+    base = row.get(base_name)
     return {f"x {name}": base / value
             for name, value in row.items()
-            if name not in ("params (M)", "torch cpu") and isinstance(value, float)
+            if name not in ("params (M)", base_name) and isinstance(value, float)
             and isinstance(base, float)}
 
 
@@ -99,15 +103,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--arch", nargs="*", default=sorted(ARCHITECTURES))
+    parser.add_argument("--devices", choices=["all", "cpu", "cuda"], default="all",
+                        help="which columns to measure (cuda: the GPU ones alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    device = (f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}"
+              if torch.cuda.is_available() else "no GPU")
     print(f"torch {torch.__version__}, {args.threads} CPU threads, {device}; "
           f"ms per {args.tile} px tile (median of {args.repeat})")
     with tempfile.TemporaryDirectory() as folder:
         rows = {}
         for arch in args.arch:
-            rows[arch] = benchmark(arch, args.tile, args.repeat, Path(folder))
+            rows[arch] = benchmark(arch, args.tile, args.repeat, Path(folder), args.devices)
             rows[arch].update(ratios(rows[arch]))
             print(f"{arch} done", flush=True)
     print_table(rows)

@@ -12,17 +12,28 @@ output), each scene size in a fresh process (VmHWM), so the figures compare (tar
 within 1.25x).
 The default batch of 4 tiles fills a row of tiles even on the smallest scene, so every size runs
 the same batches: memory follows the batch, not the scene.
+
+Where the time goes (printed after the throughput line): the seconds the main thread spent
+waiting for loaded chunks (the network starves: reading, masking and the fill cannot keep up),
+in the engine's forward (transfers included), and blending, compositing and writing; the loader
+threads' busy seconds; and on a GPU its mean utilisation, sampled every 0.1 s through NVML.
+``--loaders N`` sets the number of loader threads (default: what ``remove`` picks).
+On a GPU the memory table also gives the GPU's peak allocation and the tiles per second.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import defaultdict
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +54,7 @@ def mosaic(src: Path, dst: Path, size: int) -> Path:
     t = profile["transform"]
     profile.update(width=size, height=size, tiled=True, blockxsize=256, blockysize=256,
                    compress="deflate", transform=Affine(t.a, 0, t.c, 0, t.e, t.f),
-                   bigtiff="if_safer")
+                   bigtiff="if_safer", num_threads="all_cpus")
     reps = -(-size // (2 * w))
     with rasterio.open(dst, "w", **profile) as out:
         for row in range(0, size, 2 * h):
@@ -68,13 +79,18 @@ def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:
 
 
 def print_memory_table(rows: list[dict], title: str = "") -> None:
-    """Seconds and peak RSS per scene size, and the ratio to the first (smallest) row."""
+    """Seconds and peak RSS per scene size, and the ratio to the first (smallest) row; on a GPU
+    also tiles per second and the GPU's peak allocation."""
     print(f"\n{title}" if title else "")
-    print("| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
+    gpu = any("gpu_peak_mb" in r for r in rows)
+    extra = " tiles/s | GPU peak (MB) |" if gpu else ""
+    print(f"| scene | seconds | peak RSS (MB) | vs smallest |{extra}\n"
+          f"|---|---|---|---|{'---|---|' if gpu else ''}")
     for r in rows:
         label = f"{r['size']}^2" + (f" x {r['bands']}" if "bands" in r else "")
+        cells = f" {r['tiles_per_s']} | {r['gpu_peak_mb']} |" if gpu else ""
         print(f"| {label} | {r['seconds']} | {r['peak_rss_mb']} | "
-              f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x |")
+              f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x |{cells}")
 
 
 def peak_rss_mb() -> float:
@@ -95,6 +111,84 @@ def model_kwargs(args) -> dict:
     return {"checkpoint": args.checkpoint} if args.checkpoint else {"model": args.model}
 
 
+class StageClock:
+    """Seconds spent in the stages of ``write_scene`` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds[name] += time.perf_counter() - start
+        return timed
+
+    @contextmanager
+    def installed(self):
+        """Time the chunk loop's stages for the duration of the block."""
+        rs = importlib.import_module("cloudfree.remove_scene")  # the package exports a function
+        real_map, real = rs.ordered_map, {n: getattr(rs.SceneRemoval, n)
+                                          for n in ("load", "predict", "finish")}
+
+        def ordered_map(fn, items, threads, *more):
+            results = real_map(fn, items, threads, *more)
+            if getattr(fn, "__name__", "") != "timed":  # not the chunk loads
+                return results
+            return self._timed_iter(results)
+
+        rs.ordered_map = ordered_map
+        for name, fn in real.items():
+            setattr(rs.SceneRemoval, name, self.wrap(name, fn))
+        try:
+            yield self
+        finally:
+            rs.ordered_map = real_map
+            for name, fn in real.items():
+                setattr(rs.SceneRemoval, name, fn)
+
+    def _timed_iter(self, results):
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(results)
+            except StopIteration:
+                return
+            finally:
+                self.seconds["waiting for chunks"] += time.perf_counter() - start
+            yield item
+
+
+@contextmanager
+def gpu_utilisation(samples: list[int]):
+    """Sample the GPU's utilisation (%) every 0.1 s into ``samples`` while the block runs."""
+    import torch
+
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            samples.append(torch.cuda.utilization())
+
+    thread = None
+    try:
+        torch.cuda.utilization()
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+    except Exception as exc:  # NVML missing: report without utilisation
+        print(f"GPU utilisation not sampled: {exc}")
+    try:
+        yield samples
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join()
+
+
 def throughput(folder: Path, args) -> dict:
     """Pipeline vs bare forward on the same tiles, in one process."""
     from cloudfree.engines import open_engine
@@ -112,9 +206,16 @@ def throughput(folder: Path, args) -> dict:
     engine.predict(x2, x1)  # warm-up
     run_once(s2, s1, folder / "warm.tif", args, cog=False)
     results = {"pipeline": [], "bare": []}
-    for _ in range(args.repeats):
+    clock, utilisation = StageClock(), []
+    on_gpu = engine.device != "cpu"
+    for repeat in range(args.repeats):
         start = time.perf_counter()
-        summary = run_once(s2, s1, folder / "out.tif", args, cog=False)
+        if repeat == 0:  # the first timed run is also the profiled one
+            with clock.installed(), (gpu_utilisation(utilisation) if on_gpu
+                                     else nullcontext()):
+                summary = run_once(s2, s1, folder / "out.tif", args, cog=False)
+        else:
+            summary = run_once(s2, s1, folder / "out.tif", args, cog=False)
         results["pipeline"].append(time.perf_counter() - start)
         assert summary["tiles_run"] == n_tiles
         start = time.perf_counter()
@@ -126,7 +227,10 @@ def throughput(folder: Path, args) -> dict:
     return {"size": args.throughput_size, "tiles": n_tiles, "tile": tile, "overlap": overlap,
             "pipeline_s": round(pipe, 2), "bare_forward_s": round(bare, 2),
             "ratio_bare_over_pipeline": round(bare / pipe, 3),
-            "pipeline_mpix_per_s": round(args.throughput_size**2 / pipe / 1e6, 3)}
+            "pipeline_mpix_per_s": round(args.throughput_size**2 / pipe / 1e6, 3),
+            "stages_s": {k: round(v, 2) for k, v in clock.seconds.items()},
+            "gpu_utilisation_mean": (round(float(np.mean(utilisation)), 1) if utilisation
+                                     else None)}
 
 
 def peak_memory(folder: Path, size: int, args) -> dict:
@@ -134,7 +238,8 @@ def peak_memory(folder: Path, size: int, args) -> dict:
     s2, s1 = make_scene(folder, size)
     cmd = [sys.executable, __file__, "--child", str(s2), str(s1), str(folder / f"o{size}.tif"),
            "--tile", str(args.tile or 0), "--batch-size", str(args.batch_size), "--device",
-           args.device, "--precision", args.precision, "--model", args.model]
+           args.device, "--precision", args.precision, "--model", args.model,
+           "--loaders", str(args.loaders or 0)]
     if args.checkpoint:
         cmd += ["--checkpoint", str(args.checkpoint)]
     start = time.perf_counter()
@@ -142,8 +247,12 @@ def peak_memory(folder: Path, size: int, args) -> dict:
     child = json.loads(out)
     for path in (s2, s1, folder / f"o{size}.tif"):
         path.unlink()
-    return {"size": size, "seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_mb": round(child["peak_rss_mb"], 1)}
+    row = {"size": size, "seconds": round(time.perf_counter() - start, 1),
+           "peak_rss_mb": round(child["peak_rss_mb"], 1)}
+    if "gpu_peak_mb" in child:
+        row["gpu_peak_mb"] = round(child["gpu_peak_mb"], 1)
+        row["tiles_per_s"] = round(child["tiles_run"] / child["seconds"], 1)
+    return row
 
 
 def main() -> None:
@@ -157,13 +266,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--loaders", type=int, default=None,
+                        help="chunk loader threads (default: remove's choice)")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
     args = parser.parse_args()
     args.tile = args.tile or None
+    args.loaders = args.loaders or None
+    if args.loaders:
+        importlib.import_module("cloudfree.remove_scene").loader_threads = \
+            lambda device: args.loaders
     if args.child:
+        import torch
+
         s2, s1, out = map(Path, args.child)
-        run_once(s2, s1, out, args)
-        print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+        summary = run_once(s2, s1, out, args)
+        child = {"peak_rss_mb": peak_rss_mb(), "tiles_run": summary["tiles_run"],
+                 "seconds": summary["seconds"]}
+        if summary["device"] != "cpu":
+            child["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        print(json.dumps(child))
         return
     import torch
 
@@ -174,6 +295,8 @@ def main() -> None:
         print(f"\nthroughput on {t['size']}^2 ({t['tiles']} tiles of {t['tile']} px, overlap "
               f"{t['overlap']}): pipeline {t['pipeline_s']} s, bare forward "
               f"{t['bare_forward_s']} s, ratio {t['ratio_bare_over_pipeline']} (target >= 0.9)")
+        print(f"stages of the profiled run (s): {t['stages_s']}; GPU utilisation "
+              f"{t['gpu_utilisation_mean']} %")
         rows = [peak_memory(folder, size, args) for size in args.sizes]
     print_memory_table(rows)
 

@@ -327,8 +327,8 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @opt.overwrite
 @opt.device()
 @click.option("--amp", is_flag=True, help="Mixed precision (GPU only).")
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
-              help="Data-loading processes.")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="Data-loading processes. Default: 0 on CPU; on a GPU up to 8, one per core.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @opt.quiet
 def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight_decay,

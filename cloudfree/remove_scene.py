@@ -2,7 +2,8 @@
 
 read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> blend -> unscale
 -> composite -> write, chunk by chunk (see tiling.py), with the next chunks read and prepared on
-``LOADERS`` threads while the network runs on the current one.
+loader threads (``loader_threads``) while the network runs on the current one, and the last
+finished block composited and written on a writer thread meanwhile.
 
 Models built on the classical fill (``engine.uses_mask``: ``median-fill`` and the default
 ``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
@@ -14,7 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +75,20 @@ from cloudfree.reference_fill import (
     source_map,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.threads import ordered_map, usable_cores
+from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
 log = logging.getLogger("cloudfree")
-#: Threads loading chunks ahead of the network (see ``write_scene``).
+#: Threads loading chunks ahead of the network on CPU (see ``loader_threads``).
 LOADERS = 2
+
+
+def loader_threads(device: str) -> int:
+    """Threads loading chunks ahead of the network: ``LOADERS`` on CPU, where the network
+    needs the cores; on a GPU every core but two (the network's feeder and the writer), since
+    reading, masking and the fill are then the slow part (issue 22: the default model kept an
+    H100 1-2 % busy with two loaders)."""
+    return LOADERS if device == "cpu" else max(LOADERS, usable_cores() - 2)
 
 
 class S1Source(Protocol):
@@ -295,13 +306,15 @@ class SceneRemoval:
             if len(s2) == 1:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
                                      "tile=SIZE or device=cpu", "tile", "device") from None
-            self.batch_size = max(1, len(s2) // 2)
-            log.warning("GPU out of memory at batch size %d; continuing with %d",
-                        len(s2), self.batch_size)
-            torch.cuda.empty_cache()
-            half = len(s2) // 2
-            return np.concatenate([self._run(s2[:half], s1[:half], mask[:half]),
-                                   self._run(s2[half:], s1[half:], mask[half:])])
+        # retried outside the handler: until it is left, the traceback keeps the failed
+        # batch's activations alive on the GPU (issue 22: batch 1 then ran out of memory too)
+        self.batch_size = max(1, len(s2) // 2)
+        log.warning("GPU out of memory at batch size %d; continuing with %d",
+                    len(s2), self.batch_size)
+        torch.cuda.empty_cache()
+        half = len(s2) // 2
+        return np.concatenate([self._run(s2[:half], s1[:half], mask[:half]),
+                               self._run(s2[half:], s1[half:], mask[half:])])
 
     def finish(self, final: BlendedBlock, loaded: LoadedChunk
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -604,27 +617,41 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
         release = PeriodicRelease()
-        # chunks load ahead on LOADERS threads (reading, masking, the local fill) while the
-        # network runs on the current one; ordered_map keeps at most 2 x LOADERS in memory
-        loads = stack.enter_context(closing(ordered_map(pipe.load, todo, LOADERS)))
-        for loaded in progress(loads, len(todo), desc="remove", quiet=quiet, unit="chunk"):
-            final = blender.add(loaded.chunk, pipe.predict(loaded))
-            release()  # or resident memory creeps up with the scene
+
+        def write_block(loaded: LoadedChunk, predictions: dict[int, np.ndarray]) -> None:
+            """Blend a chunk's predictions; composite and write the block that releases (on
+            the writer thread, in chunk order)."""
+            final = blender.add(loaded.chunk, predictions)
             if final is None:
-                continue
+                return
             dn, classes, original, sources = pipe.finish(final, loaded)
             window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
             dst.write(dn, window=window)
             if mask_dst is not None:
                 mask_dst.write(classes, 1, window=window)
             if sources is not None:
-                source_counts += np.bincount(sources.ravel(), minlength=256)
+                source_counts[:] += np.bincount(sources.ravel(), minlength=256)
                 if source_dst is not None:
                     source_dst.write(sources, 1, window=window)
             if quicklook is not None:
                 after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
                 quicklook.add(final.row, final.col, original, classes, after)
-            counts += np.bincount(classes.ravel(), minlength=256)
+            counts[:] += np.bincount(classes.ravel(), minlength=256)
+
+        # chunks load ahead on loader threads (reading, masking, the local fill), and the
+        # last chunk is blended, composited and written on a writer thread, while the network
+        # runs on the current one; ordered_map keeps at most loaders + 2 chunks in memory
+        loaders = loader_threads(pipe.engine.device)
+        loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
+        writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
+        writes: deque[Future] = deque()
+        for loaded in progress(loads, len(todo), desc="remove", quiet=quiet, unit="chunk"):
+            writes.append(writer.submit(write_block, loaded, pipe.predict(loaded)))
+            release()  # or resident memory creeps up with the scene
+            while len(writes) > 1 or (writes and writes[0].done()):
+                writes.popleft().result()  # raises the writer's error, if any
+        while writes:
+            writes.popleft().result()
         if counts.sum() == counts[NODATA]:
             raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
         dst.update_tags(FILLED_PIXELS=str(pipe.filled),

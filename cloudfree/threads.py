@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,7 +63,8 @@ def shutdown(pool: ThreadPoolExecutor) -> None:
     that the caller closes next.
 
     The threads are found by name as well: a signal raised inside ``submit`` can leave a thread
-    started but not yet in the pool's own list, which ``shutdown(wait=True)`` would not join.
+    started but not yet in the pool's own list, which ``shutdown(wait=True)`` would not join, or
+    one whose ``start`` it interrupted before the new thread ran (``join_started``).
     """
     stopped: BaseException | None = None
     while True:
@@ -71,9 +73,24 @@ def shutdown(pool: ThreadPoolExecutor) -> None:
             prefix = pool._thread_name_prefix + "_"
             for thread in threading.enumerate():
                 if thread.name.startswith(prefix):
-                    thread.join()
+                    join_started(thread)
             break
         except (KeyboardInterrupt, SystemExit) as exc:
             stopped = exc
     if stopped is not None:
         raise stopped
+
+
+def join_started(thread: threading.Thread, patience: float = 5.0) -> None:
+    """Join a thread, waiting up to ``patience`` seconds for one still starting: a signal can
+    interrupt ``start`` after the system thread was created but before it ran, and ``join``
+    then refuses it (seen once as a traceback on SIGHUP during ``mask``)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            thread.join()
+            return
+        except RuntimeError:  # "cannot join thread before it is started"
+            if time.monotonic() > deadline:
+                return  # it never ran: nothing to wait for
+            time.sleep(0.001)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from cloudfree.threads import ordered_map
+from cloudfree.threads import join_started, ordered_map
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -37,3 +38,16 @@ def test_an_error_in_a_worker_reaches_the_caller():
 
     with pytest.raises(ValueError, match="window 5 is broken"):
         list(ordered_map(work, range(20), 2))
+
+
+def test_join_started_waits_for_a_thread_still_starting():
+    """A thread whose start a signal interrupted runs a moment later: it is joined, and one
+    that never starts does not hang the shutdown."""
+    done: list[int] = []
+    late = threading.Thread(target=lambda: (time.sleep(0.05), done.append(1)))
+    threading.Timer(0.05, late.start).start()
+    join_started(late)
+    assert done == [1] and not late.is_alive()
+    started = time.monotonic()
+    join_started(threading.Thread(target=done.append, args=(2,)), patience=0.1)
+    assert done == [1] and time.monotonic() - started < 1

@@ -89,6 +89,24 @@ def test_training_lowers_the_loss_and_resume_continues(tmp_path):
     assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_loader_workers_default_to_none_on_cpu_and_some_on_a_gpu():
+    from cloudfree.threads import usable_cores
+    from cloudfree.training.loop import loader_workers
+
+    assert loader_workers(None, torch.device("cpu")) == 0
+    assert loader_workers(None, torch.device("cuda")) == min(8, usable_cores())
+    assert loader_workers(3, torch.device("cpu")) == 3
+
+
+def test_persistent_loader_workers_train_every_epoch(tmp_path):
+    """Worker processes kept across epochs: every epoch still sees every sample."""
+    data, out = flat_layout(tmp_path / "data", 4), tmp_path / "run"
+    config = TrainConfig(loss="l1", epochs=2, batch_size=2, crop=32, workers=2, quiet=True)
+    summary = train_folder(data, config, out)
+    assert summary["step"] == 4
+    assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [2, 4]
+
+
 def test_train_and_evaluate_commands(tmp_path, cli):
     data = sen12mscr_layout(tmp_path / "data", with_summer=True)
     result = cli("train", str(data), "--epochs", "1", "--crop", "32",

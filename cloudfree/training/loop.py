@@ -35,6 +35,7 @@ from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import CloudRemovalNet, build, get_architecture
 from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scaling import Scaling
+from cloudfree.threads import usable_cores
 from cloudfree.training.datasets import TripletDataset, find_samples
 from cloudfree.training.losses import LOSSES
 
@@ -65,7 +66,7 @@ class TrainConfig:
     amp: bool = False
     device: str = "auto"
     seed: int = 0
-    workers: int = 0
+    workers: int | None = None  # None: ``loader_workers`` picks
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -108,6 +109,15 @@ def _device(name: str, rank_local: int) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device={name} asked for, but no CUDA GPU is available", "device")
     return torch.device(name)
+
+
+def loader_workers(workers: int | None, device: torch.device) -> int:
+    """Data-loading processes: as given, else 0 on CPU (the network needs the cores) and on
+    a GPU up to 8, one per core (issue 23: with none, GLF-CR small on an H100 trained 4.1x
+    slower, 13 against 54 samples/s at 128 px, batch 16, AMP)."""
+    if workers is not None:
+        return workers
+    return 0 if device.type == "cpu" else min(8, usable_cores())
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
@@ -202,9 +212,11 @@ def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: 
                                  f"optimiser: {exc}") from None
     sampler = (DistributedSampler(dataset, world, rank, seed=config.seed) if world > 1
                else RandomSampler(dataset, generator=torch.Generator().manual_seed(config.seed)))
+    workers = loader_workers(config.workers, device)
     loader = DataLoader(dataset, config.batch_size, sampler=sampler,
                         drop_last=len(dataset) >= config.batch_size * world,
-                        num_workers=config.workers, pin_memory=device.type == "cuda")
+                        num_workers=workers, persistent_workers=workers > 0,
+                        pin_memory=device.type == "cuda")
     per_epoch = max(1, len(loader))
     total = per_epoch * config.epochs
     step, first = (state["step"], state["epoch"]) if state else (0, 0)
