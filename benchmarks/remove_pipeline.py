@@ -14,9 +14,13 @@ The default batch of 4 tiles fills a row of tiles even on the smallest scene, so
 the same batches: memory follows the batch, not the scene.
 
 Where the time goes (printed after the throughput line): the seconds the main thread spent
-waiting for loaded chunks (the network starves: reading, masking and the fill cannot keep up),
-in the engine's forward (transfers included), and blending, compositing and writing; the loader
-threads' busy seconds; and on a GPU its mean utilisation, sampled every 0.1 s through NVML.
+waiting for loaded chunks (the network starves: reading, masking and the fill cannot keep up)
+and in ``predict`` (batching, transfers and the forward); the busy seconds of the loader threads
+(``load``) and of compositing on the writer thread (``finish``); the run's start (opening the
+inputs and the model and any first pass, up to the first loaded chunk, whose wait is also in
+the first figure) and end (after the last chunk: the last
+writes, closing, verifying and renaming the outputs); and on a GPU its mean utilisation,
+sampled every 0.1 s through NVML.
 ``--loaders N`` sets the number of loader threads (default: what ``remove`` picks).
 On a GPU the memory table also gives the GPU's peak allocation and the tiles per second.
 """
@@ -116,6 +120,7 @@ class StageClock:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.marks: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def wrap(self, name: str, fn):
@@ -157,10 +162,18 @@ class StageClock:
             try:
                 item = next(results)
             except StopIteration:
+                self.marks["last chunk done"] = time.perf_counter()
                 return
             finally:
                 self.seconds["waiting for chunks"] += time.perf_counter() - start
+            self.marks.setdefault("first chunk", time.perf_counter())
             yield item
+
+    def run_parts(self, started: float, ended: float) -> dict[str, float]:
+        """Seconds from the start of the run to its first chunk, and from the end of the chunk
+        loop to the end of the run (outputs closed, verified and put in place)."""
+        return {"start to first chunk": self.marks["first chunk"] - started,
+                "last chunk to end": ended - self.marks["last chunk done"]}
 
 
 @contextmanager
@@ -214,6 +227,7 @@ def throughput(folder: Path, args) -> dict:
             with clock.installed(), (gpu_utilisation(utilisation) if on_gpu
                                      else nullcontext()):
                 summary = run_once(s2, s1, folder / "out.tif", args, cog=False)
+            clock.seconds.update(clock.run_parts(start, time.perf_counter()))
         else:
             summary = run_once(s2, s1, folder / "out.tif", args, cog=False)
         results["pipeline"].append(time.perf_counter() - start)
