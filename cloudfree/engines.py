@@ -71,6 +71,16 @@ def resolve_device(device: str) -> str:
     raise UsageError(f"device={device} must be auto, cpu, cuda or cuda:N", "device")
 
 
+def cudnn_flags(tune: bool, tf32: bool):
+    """cuDNN settings for one forward: autotuning (``tune``: tiles keep one shape, so it tunes
+    once) and TF32 (off in fp32, which rounds to about 1e-3 otherwise); the user's other cuDNN
+    settings are kept."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=tune or cudnn.benchmark,
+                       benchmark_limit=cudnn.benchmark_limit,
+                       deterministic=cudnn.deterministic, allow_tf32=tf32)
+
+
 def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None,
                 mask: np.ndarray | None = None) -> None:
     """Raise ValueError unless the inputs are a matching [B,13,H,W] / [B,2,H,W] pair that fits."""
@@ -150,8 +160,7 @@ class TorchEngine:
             inputs.append(self._to_device(mask, "mask"))
         with torch.inference_mode(), torch.autocast(device_type, dtype=dtype,
                                                     enabled=dtype is not None), \
-                torch.backends.cudnn.flags(enabled=True, benchmark=self.device != "cpu",
-                                           allow_tf32=dtype is not None):  # tiles keep a shape
+                cudnn_flags(tune=self.device != "cpu", tf32=dtype is not None):
             out = self.network(*inputs)
         return out.float().cpu().numpy()
 
