@@ -46,6 +46,7 @@ class Engine(Protocol):
     bands: tuple[str, ...]
     device: str
     uses_mask: bool  # the network works on top of the classical fill (cloudfree/fill.py)
+    uses_torch_cpu: bool  # the forward runs on PyTorch's CPU threads
 
     def predict(self, s2: np.ndarray, s1: np.ndarray,
                 mask: np.ndarray | None = None) -> np.ndarray:
@@ -126,12 +127,14 @@ class TorchEngine:
         self.arch = loaded.arch
         self.uses_mask = self.network.uses_mask
         self.session = None
+        self.uses_torch_cpu = self.device == "cpu"  # until the onnxruntime graph below
         #: Pinned host buffers reused for the transfers to the GPU, one per input and shape.
         self._staging: dict[tuple, torch.Tensor] = {}
         if cpu_runtime == "onnxruntime" and self.device == "cpu" and precision == "fp32" \
                 and self.network.onnx_any_size:
             graph = network_graph(self.network, 2 * self.size_multiple, any_size=True)
             self.session = open_session(graph, ["CPUExecutionProvider"])
+            self.uses_torch_cpu = False
 
     def _to_device(self, array: np.ndarray, name: str = "s2") -> torch.Tensor:
         """The array on the engine's device; on a GPU through a pinned buffer kept for the
@@ -167,6 +170,8 @@ class TorchEngine:
 
 class OnnxEngine:
     """An exported ONNX model in onnxruntime: CUDA provider when a GPU is usable, else CPU."""
+
+    uses_torch_cpu = False
 
     def __init__(self, path: Path | str, device: str = "auto"):
         import onnxruntime as ort

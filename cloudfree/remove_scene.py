@@ -16,9 +16,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -81,6 +81,20 @@ from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 log = logging.getLogger("cloudfree")
 #: Threads loading chunks ahead of the network on CPU (see ``loader_threads``).
 LOADERS = 2
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch's CPU threads set to ``threads`` for the block, then restored. Each loader's
+    local fill would otherwise use all of torch's threads at once: on 2 cores with 2 loaders,
+    1 thread each made ``remove`` about 7 % faster (1024^2, 5 alternated runs), outputs
+    bit-identical."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def loader_threads(device: str) -> int:
@@ -642,6 +656,9 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         # last chunk is blended, composited and written on a writer thread, while the network
         # runs on the current one; ordered_map keeps at most loaders + 2 chunks in memory
         loaders = loader_threads(pipe.engine.device)
+        if not pipe.engine.uses_torch_cpu:
+            # the loaders' torch work (the local fill) shares torch's threads among them
+            stack.enter_context(torch_threads(max(1, torch.get_num_threads() // loaders)))
         loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
         writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
         writes: deque[Future] = deque()

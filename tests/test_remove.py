@@ -252,3 +252,38 @@ def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeyp
     assert np.array_equal(*outputs)
     with rasterio.open(SUMMER_S2) as ds:
         assert (outputs[0] != ds.read()).any()
+
+
+def test_loaders_share_torch_threads_unless_the_network_needs_them(tmp_path, monkeypatch,
+                                                                   checkpoints):
+    """With the network in onnxruntime, the 2 loaders' local fills share torch's threads (half
+    each); a network on torch's CPU threads keeps them all; restored afterwards."""
+    import importlib
+
+    removal = importlib.import_module("cloudfree.remove_scene")
+    from cloudfree import engines
+
+    seen: dict[str, set[int]] = {"fill": set(), "forward": set()}
+    real_fill, real_predict = removal.local_fill, engines.TorchEngine.predict
+
+    def local_fill(*args, **kwargs):
+        seen["fill"].add(torch.get_num_threads())
+        return real_fill(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        seen["forward"].add(torch.get_num_threads())
+        return real_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(removal, "local_fill", local_fill)
+    monkeypatch.setattr(engines.TorchEngine, "predict", predict)
+    torch.set_num_threads(5)
+    try:
+        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", s1_aligned=True, device="cpu",
+                     quiet=True)
+        assert seen["fill"] == {2} and torch.get_num_threads() == 5
+        seen["forward"].clear()  # the default network ran in onnxruntime, under 2
+        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "b.tif", s1_aligned=True, device="cpu",
+                     checkpoint=checkpoints["dsen2cr"], quiet=True)
+        assert seen["forward"] == {5} and torch.get_num_threads() == 5
+    finally:
+        torch.set_num_threads(1)
