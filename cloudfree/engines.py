@@ -11,6 +11,7 @@ A CUDA out-of-memory error propagates unchanged from ``predict`` so a caller can
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -72,7 +73,7 @@ def resolve_device(device: str) -> str:
     raise UsageError(f"device={device} must be auto, cpu, cuda or cuda:N", "device")
 
 
-def cudnn_flags(tune: bool, tf32: bool):
+def cudnn_flags(tune: bool, tf32: bool) -> AbstractContextManager:
     """cuDNN settings for one forward: autotuning (``tune``: tiles keep one shape, so it tunes
     once) and TF32 (off in fp32, which rounds to about 1e-3 otherwise); the user's other cuDNN
     settings are kept."""
