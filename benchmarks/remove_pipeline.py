@@ -2,6 +2,8 @@
 
     python benchmarks/remove_pipeline.py                      # CPU, bundled model
     python benchmarks/remove_pipeline.py --sizes 1024 4096 8192 --device cuda --precision fp16
+    python benchmarks/remove_pipeline.py --untrained glfcr:paper --device cuda --precision fp16 \
+        --batch-size 16 --throughput-size 4096 --sizes 10980 --repeats 1   # README, "On a GPU"
 
 Scenes are mosaics of the real SEN12MS-CR summer pair (mirrored, so there are no artificial
 edges), written as tiled GeoTIFFs. Throughput: the whole pipeline in raw-prediction mode (every
@@ -109,6 +111,20 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def untrained_checkpoint(folder: Path, arch: str, preset: str) -> Path:
+    """A checkpoint of ``arch``'s ``preset`` with seeded initial weights."""
+    import torch
+
+    from cloudfree.checkpoint import LoadedModel, save_checkpoint
+    from cloudfree.networks import build
+
+    torch.manual_seed(0)
+    loaded = LoadedModel.from_network(build(arch, preset).eval())
+    path = folder / f"{arch}_{preset}.pt"
+    save_checkpoint(path, loaded.network, loaded.scaling)
+    return path
 
 
 def model_kwargs(args) -> dict:
@@ -276,6 +292,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default="cloudfree-fillnet")
     parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--untrained", metavar="ARCH:PRESET",
+                        help="time an untrained network of this architecture and preset "
+                             "(seeded weights: the time does not depend on them)")
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto")
@@ -305,6 +324,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.untrained:
+            args.checkpoint = untrained_checkpoint(folder, *args.untrained.split(":"))
         t = throughput(folder, args)
         print(f"\nthroughput on {t['size']}^2 ({t['tiles']} tiles of {t['tile']} px, overlap "
               f"{t['overlap']}): pipeline {t['pipeline_s']} s, bare forward "
