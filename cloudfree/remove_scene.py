@@ -79,8 +79,9 @@ from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
 log = logging.getLogger("cloudfree")
-#: Threads loading chunks ahead of the network on CPU (see ``loader_threads``).
+#: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
 LOADERS = 2
+MAX_GPU_LOADERS = 16
 
 
 @contextmanager
@@ -101,8 +102,11 @@ def loader_threads(device: str) -> int:
     """Threads loading chunks ahead of the network: ``LOADERS`` on CPU, where the network
     needs the cores; on a GPU every core but two (the network's feeder and the writer), since
     reading, masking and the fill are then the slow part (issue 22: the default model kept an
-    H100 1-2 % busy with two loaders)."""
-    return LOADERS if device == "cpu" else max(LOADERS, usable_cores() - 2)
+    H100 1-2 % busy with two loaders), up to ``MAX_GPU_LOADERS``: the look-ahead holds
+    loaders + 2 chunks, each a few hundred MB at batch 16 (6.4 GB peak RSS with 14 loaders)."""
+    if device == "cpu":
+        return LOADERS
+    return min(MAX_GPU_LOADERS, max(LOADERS, usable_cores() - 2))
 
 
 class S1Source(Protocol):

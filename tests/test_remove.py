@@ -254,6 +254,16 @@ def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeyp
         assert (outputs[0] != ds.read()).any()
 
 
+@pytest.mark.parametrize(("cores", "cpu", "gpu"), [(2, 2, 2), (16, 2, 14), (96, 2, 16)])
+def test_loader_threads_on_cpu_and_on_a_gpu(monkeypatch, cores, cpu, gpu):
+    import importlib
+
+    removal = importlib.import_module("cloudfree.remove_scene")
+    monkeypatch.setattr(removal, "usable_cores", lambda: cores)
+    assert removal.loader_threads("cpu") == cpu
+    assert removal.loader_threads("cuda:0") == gpu
+
+
 def test_loaders_share_torch_threads_unless_the_network_needs_them(tmp_path, monkeypatch,
                                                                    checkpoints):
     """With the network in onnxruntime, the 2 loaders' local fills share torch's threads (half
