@@ -20,9 +20,8 @@ waiting for loaded chunks (the network starves: reading, masking and the fill ca
 and in ``predict`` (batching, transfers and the forward); the busy seconds of the loader threads
 (``load``) and of compositing on the writer thread (``finish``); the run's start (opening the
 inputs and the model and any first pass, up to the first loaded chunk, whose wait is also in
-the first figure) and end (after the last chunk: the last
-writes, closing, verifying and renaming the outputs); and on a GPU its mean utilisation,
-sampled every 0.1 s through NVML.
+the first figure) and end (after the last chunk: the last writes, closing, verifying and
+renaming the outputs); and on a GPU its mean utilisation, sampled every 0.1 s through NVML.
 ``--loaders N`` sets the number of loader threads (default: what ``remove`` picks).
 On a GPU the memory table also gives the GPU's peak allocation and the tiles per second.
 """
@@ -155,16 +154,17 @@ class StageClock:
         rs = importlib.import_module("cloudfree.remove_scene")  # the package exports a function
         real_map, real = rs.ordered_map, {n: getattr(rs.SceneRemoval, n)
                                           for n in ("load", "predict", "finish")}
+        timed = {name: self.wrap(name, fn) for name, fn in real.items()}
 
         def ordered_map(fn, items, threads, *more):
             results = real_map(fn, items, threads, *more)
-            if getattr(fn, "__name__", "") != "timed":  # not the chunk loads
+            if getattr(fn, "__func__", None) is not timed["load"]:  # not the chunk loads
                 return results
             return self._timed_iter(results)
 
         rs.ordered_map = ordered_map
-        for name, fn in real.items():
-            setattr(rs.SceneRemoval, name, self.wrap(name, fn))
+        for name, fn in timed.items():
+            setattr(rs.SceneRemoval, name, fn)
         try:
             yield self
         finally:

@@ -128,16 +128,19 @@ class TorchEngine:
         self.arch = loaded.arch
         self.uses_mask = self.network.uses_mask
         self.session = None
-        self.uses_torch_cpu = self.device == "cpu"  # until the onnxruntime graph below
         #: Pinned host buffers reused for the transfers to the GPU, one per input and shape.
         self._staging: dict[tuple, torch.Tensor] = {}
         if cpu_runtime == "onnxruntime" and self.device == "cpu" and precision == "fp32" \
                 and self.network.onnx_any_size:
             graph = network_graph(self.network, 2 * self.size_multiple, any_size=True)
             self.session = open_session(graph, ["CPUExecutionProvider"])
-            self.uses_torch_cpu = False
 
-    def _to_device(self, array: np.ndarray, name: str = "s2") -> torch.Tensor:
+    @property
+    def uses_torch_cpu(self) -> bool:
+        """The forward runs on PyTorch's CPU threads (not on a GPU, nor in onnxruntime)."""
+        return self.device == "cpu" and self.session is None
+
+    def _to_device(self, array: np.ndarray, name: str) -> torch.Tensor:
         """The array on the engine's device; on a GPU through a pinned buffer kept for the
         next batch of the same shape (``predict`` waits for its output, so by then the copy
         out of the buffer is done)."""

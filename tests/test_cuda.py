@@ -96,7 +96,7 @@ def test_remove_on_the_gpu_matches_the_cpu(tmp_path, precision):
 def test_transfers_go_through_pinned_host_memory():
     torch.manual_seed(0)
     engine = TorchEngine(LoadedModel.from_network(build("fillnet", "small").eval()), "cuda")
-    staged = engine._to_device(np.ones((2, 13, 64, 64), np.float32))
+    staged = engine._to_device(np.ones((2, 13, 64, 64), np.float32), "s2")
     assert staged.is_cuda
     assert engine._staging and all(buf.is_pinned() for buf in engine._staging.values())
 
