@@ -7,9 +7,12 @@ The scene is a mirrored mosaic of the bundled real sample (13 bands, S1 beside i
 cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fresh processes:
 - the floor: `rio cogeo create S2 OUT --cog-profile deflate` (read, decode, write a deflate COG
   with overviews; rio-cogeo's own defaults);
-- `cloudfree remove --s2 S2 --s1 S1 -o OUT` with every default (COG output), as users run it.
-The table gives each round and the median ratio remove / floor (the issue's target: <= 3x). The
-two alternate in one run, so the ratio holds on a noisy machine even where the seconds do not.
+- `cloudfree remove --s2 S2 --s1 S1 -o OUT` with every default (COG output), as users run it;
+- the default network alone, in this process: its forward (onnxruntime, as `remove` runs it on
+  CPU) on as many random tiles as that `remove` ran, at its batch size (8).
+The table gives each round and the median ratios remove / floor (the issue's target: <= 3x) and
+network / floor (what the network alone costs of that budget). The three alternate in one run,
+so the ratios hold on a noisy machine even where the seconds do not.
 Peak memory: `remove` with every default in a fresh process per scene size (Linux VmHWM; target:
 flat within 1.25x).
 """
@@ -28,21 +31,43 @@ from pathlib import Path
 
 from remove_pipeline import make_scene, peak_rss_mb
 
+BATCH = 8  # remove's default --batch-size
 
-def timed(cmd: list[str]) -> float:
-    """Wall seconds of one command, which must succeed."""
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall seconds and standard output of one command, which must succeed."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, done.stdout
+
+
+def network_seconds(tiles: int) -> float:
+    """Wall seconds of the default network's forward alone on ``tiles`` random tiles."""
+    import numpy as np
+
+    from cloudfree.engines import open_engine
+    from cloudfree.remove_scene import choose_tiling
+
+    engine = open_engine(device="cpu")
+    tile = choose_tiling(engine, None, None)[0]
+    rng = np.random.default_rng(0)
+    s2, s1 = (rng.random((BATCH, c, tile, tile), dtype=np.float32) for c in (13, 2))
+    mask = (rng.random((BATCH, 1, tile, tile)) < 0.4).astype(np.float32)
+    engine.predict(s2[:1], s1[:1], mask[:1])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, tiles, BATCH):
+        b = min(BATCH, tiles - i)
+        engine.predict(s2[:b], s1[:b], mask[:b])
     return time.perf_counter() - start
 
 
 def remove_command(s2: Path, s1: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2), "--s1", str(s1),
-            "-o", str(out), "--quiet", "--overwrite"]
+            "-o", str(out), "--quiet", "--overwrite", "--json"]
 
 
-def rounds(folder: Path, size: int, n: int) -> list[tuple[float, float]]:
-    """(floor, remove) seconds per round, alternating, after one untimed warm-up of each."""
+def rounds(folder: Path, size: int, n: int) -> list[tuple[float, float, float]]:
+    """(floor, remove, network) seconds per round, alternating, after one untimed warm-up."""
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
@@ -53,10 +78,11 @@ def rounds(folder: Path, size: int, n: int) -> list[tuple[float, float]]:
     results = []
     for i in range(n + 1):
         (folder / "floor.tif").unlink(missing_ok=True)
-        floor = timed(floor_cmd)
-        removing = timed(remove_cmd)
+        floor, _ = timed(floor_cmd)
+        removing, summary = timed(remove_cmd)
+        network = network_seconds(json.loads(summary)["tiles_run"])
         if i:  # the first round warms the page cache and the imports
-            results.append((floor, removing))
+            results.append((floor, removing, network))
     return results
 
 
@@ -93,13 +119,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         timings = rounds(folder, args.size, args.rounds)
-        print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, then remove)")
-        print("| round | rio cogeo create | cloudfree remove | ratio |\n|---|---|---|---|")
-        for i, (floor, removing) in enumerate(timings, 1):
-            print(f"| {i} | {floor:.2f} | {removing:.2f} | {removing / floor:.2f}x |")
-        ratio = statistics.median(r / f for f, r in timings)
-        print(f"| median | {statistics.median(f for f, _ in timings):.2f} | "
-              f"{statistics.median(r for _, r in timings):.2f} | **{ratio:.2f}x** |")
+        print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, remove, "
+              "then the network alone)")
+        print("| round | rio cogeo create | cloudfree remove | network alone | remove / floor | "
+              "network / floor |\n|---|---|---|---|---|---|")
+        for i, (floor, removing, network) in enumerate(timings, 1):
+            print(f"| {i} | {floor:.2f} | {removing:.2f} | {network:.2f} | "
+                  f"{removing / floor:.2f}x | {network / floor:.2f}x |")
+        median = [statistics.median(t[k] for t in timings) for k in range(3)]
+        ratios = [statistics.median(t[k] / t[0] for t in timings) for k in (1, 2)]
+        print(f"| median | {median[0]:.2f} | {median[1]:.2f} | {median[2]:.2f} | "
+              f"**{ratios[0]:.2f}x** | {ratios[1]:.2f}x |")
         rows = [peak_memory(folder, size) for size in args.memory_sizes]
     if rows:
         print("\n| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")

@@ -112,13 +112,11 @@ class CoarseGrid:
         a = F.pad(torch.from_numpy(a), (0, w * f - a.shape[-1], 0, h * f - a.shape[-2]))
         return F.avg_pool2d(a, f, divisor_override=1)
 
-    def at(self, a: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-        """Bilinear values of a coarse array [K, h, w] at the pixels ``which`` (indices into
-        the pixels given): [n, K]."""
-        points = self.points[which][None, None]
-        values = F.grid_sample(a[None], points, mode="bilinear", padding_mode="border",
-                               align_corners=False)
-        return values[0, :, 0].T
+    def at(self, a: torch.Tensor) -> torch.Tensor:
+        """Bilinear values of a coarse array [K, h, w] at the pixels given: [K, n]."""
+        values = F.grid_sample(a[None], self.points[None, None], mode="bilinear",
+                               padding_mode="border", align_corners=False)
+        return values[0, :, 0]
 
 
 def gaussian(a: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -168,9 +166,9 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     known = np.isfinite(s1)
     cell_s1 = (grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))).numpy()
     here = s1[:, rows, cols]
-    # per masked pixel: the weighted sums of every band and of the weights, [n, C + 1]
-    sums = torch.full((len(rows), len(stack)), FALLBACK_WEIGHT, dtype=torch.float32)
-    sums[:, :-1] *= torch.from_numpy(np.asarray(fallback, np.float32))
+    # per masked pixel: the weighted sums of every band and of the weights, [C + 1, n]
+    sums = torch.full((len(stack), len(rows)), FALLBACK_WEIGHT, dtype=torch.float32)
+    sums[:-1] *= torch.from_numpy(np.asarray(fallback, np.float32))[:, None]
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
@@ -180,10 +178,13 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         else:
             coarse = stack * torch.from_numpy(membership(cell_s1, centre, params.s1_sigma))
             mine = np.where(unknown, 0, membership(here, centre, params.s1_sigma))
-        spread = blurred(coarse, params.sigma / params.factor)
-        which = torch.from_numpy(np.flatnonzero(mine > MIN_MEMBERSHIP))  # pixels it matters for
-        sums.index_add_(0, which, grid.at(spread, which) * torch.from_numpy(mine)[which, None])
-    out[:, rows, cols] = (sums[:, :-1] / sums[:, -1:]).T.numpy()
+        if not (mine > MIN_MEMBERSHIP).any():
+            continue
+        # a class adds nothing where its membership is negligible (nearly every pixel has one
+        # above it for most classes, so all pixels are read back rather than a subset)
+        mine = torch.from_numpy(np.where(mine > MIN_MEMBERSHIP, mine, 0).astype(np.float32))
+        sums += grid.at(blurred(coarse, params.sigma / params.factor)) * mine
+    out[:, rows, cols] = (sums[:-1] / sums[-1:]).numpy()
     return out
 
 
