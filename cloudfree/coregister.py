@@ -23,9 +23,9 @@ import numpy as np
 import rasterio
 from pyproj import Geod
 from rasterio.enums import Resampling
-from rasterio.transform import array_bounds
+from rasterio.transform import rowcol
 from rasterio.warp import reproject, transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from cloudfree.cog import AVERAGE
@@ -83,17 +83,27 @@ class Grid:
         return cls(s2.crs, s2.transform, s2.width, s2.height)
 
 
+def grid_bounds(height: int, width: int, transform) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a raster's four corners, whatever way its transform turns
+    (north-up, south-up, rotated)."""
+    xs, ys = zip(*(transform @ corner for corner in ((0, 0), (width, 0), (0, height),
+                                                     (width, height))), strict=True)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 def source_window(s1, crs, transform, width: int, height: int,
-                   margin: int) -> Window | None:
+                  margin: int) -> Window | None:
     """The window of a source raster (S1 or a reference S2) covering a destination area (plus
     margin), or None when they do not meet."""
-    bounds = transform_bounds(crs, s1.crs, *array_bounds(height, width, transform),
-                              densify_pts=21)
-    win = from_bounds(*bounds, transform=s1.transform)
-    col0 = max(0, math.floor(min(win.col_off, win.col_off + win.width)) - margin)
-    row0 = max(0, math.floor(min(win.row_off, win.row_off + win.height)) - margin)
-    col1 = min(s1.width, math.ceil(max(win.col_off, win.col_off + win.width)) + margin)
-    row1 = min(s1.height, math.ceil(max(win.row_off, win.row_off + win.height)) + margin)
+    left, bottom, right, top = transform_bounds(crs, s1.crs,
+                                                *grid_bounds(height, width, transform),
+                                                densify_pts=21)
+    rows, cols = rowcol(s1.transform, [left, right, left, right], [bottom, bottom, top, top],
+                        op=float)
+    col0 = max(0, math.floor(min(cols)) - margin)
+    row0 = max(0, math.floor(min(rows)) - margin)
+    col1 = min(s1.width, math.ceil(max(cols)) + margin)
+    row1 = min(s1.height, math.ceil(max(rows)) + margin)
     if col1 <= col0 or row1 <= row0:
         return None
     return Window(col0, row0, col1 - col0, row1 - row0)
@@ -103,7 +113,7 @@ def _pixel_ratio(s1, grid: Grid) -> float:
     """S2 pixel size over the source's (S1's) pixel size, measured in the S2 CRS (> 1: the
     source's pixels are finer)."""
     left, bottom, right, top = transform_bounds(
-        s1.crs, grid.crs, *array_bounds(s1.height, s1.width, s1.transform), densify_pts=21)
+        s1.crs, grid.crs, *grid_bounds(s1.height, s1.width, s1.transform), densify_pts=21)
     s1_pixel = math.sqrt((right - left) * (top - bottom) / (s1.width * s1.height))
     return math.sqrt(abs(grid.transform.determinant)) / s1_pixel
 

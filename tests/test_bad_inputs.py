@@ -89,6 +89,37 @@ def test_non_finite_and_huge_float_values_are_nodata(tmp_path, garbage_s2, cli):
     assert np.isfinite(data).all() and data.min() >= 0 and data.max() < 20000
 
 
+# --- grids: a south-up transform is a place like any other ------------------------------------
+
+def south_up(path, source):
+    """``source`` stored bottom row first, with a transform of positive y pixel size."""
+    with rasterio.open(source) as ds:
+        data, profile, t = ds.read(), ds.profile, ds.transform
+    profile["transform"] = rasterio.Affine(t.a, 0, t.c, 0, -t.e, t.f + ds.height * t.e)
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(data[:, ::-1])
+    return path
+
+
+def test_south_up_s1_and_s2_are_warped_like_north_up_ones(tmp_path, cli):
+    s2, s1 = south_up(tmp_path / "s2.tif", SUMMER_S2), south_up(tmp_path / "s1.tif", SUMMER_S1)
+    warped = {}
+    for name, pair in {"plain": (SUMMER_S1, SUMMER_S2), "s1": (s1, SUMMER_S2),
+                       "s2": (SUMMER_S1, s2)}.items():
+        out = tmp_path / f"{name}_on_s2.tif"
+        result = cli("coregister", "--s1", pair[0], "--s2", pair[1], "-o", out, "--no-refine")
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as ds:
+            warped[name] = ds.read()
+    assert np.array_equal(warped["s1"], warped["plain"])
+    assert np.array_equal(warped["s2"][:, ::-1], warped["plain"])
+    out = tmp_path / "r.tif"
+    result = cli("remove", "--s2", s2, "--s1", SUMMER_S1, "-o", out)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(s2) as src, rasterio.open(out) as ds:
+        assert (ds.crs, ds.transform, ds.shape) == (src.crs, src.transform, src.shape)
+
+
 # --- output names and creation options, refused before any work ------------------------------
 
 @pytest.mark.parametrize("command", ["mask", "remove"])
