@@ -50,6 +50,8 @@ class MaskParams:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UsageError(f"unknown mask method {self.method!r} (use {' or '.join(METHODS)})")
+        if self.buffer < 0:
+            raise UsageError(f"buffer={self.buffer} must be at least 0 pixels", "buffer")
 
     @property
     def halo(self) -> int:

@@ -173,6 +173,8 @@ def geotiff_profile(
 
 def block_windows(width: int, height: int, block: int = DEFAULT_BLOCK) -> list[Window]:
     """Row-major windows of at most ``block`` x ``block`` pixels covering the raster."""
+    if block < 1:
+        raise UsageError(f"block={block} must be at least 1 pixel", "block")
     return [
         Window(col, row, min(block, width - col), min(block, height - row))
         for row in range(0, height, block)

@@ -520,6 +520,11 @@ def remove_scene(
                          "fill_method")
     if batch_size < 1:
         raise UsageError(f"batch_size={batch_size} must be at least 1", "batch_size")
+    if feather < 0:
+        raise UsageError(f"feather={feather} must be at least 0 pixels", "feather")
+    if max_correction is not None and not max_correction >= 0:
+        raise UsageError(f"max_correction={max_correction} must be a share >= 0 (such as 0.25) "
+                         "or None", "max_correction")
     if model is None and checkpoint is None and onnx is None:
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,

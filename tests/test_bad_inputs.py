@@ -19,9 +19,10 @@ import torch
 from conftest import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 from onnx import TensorProto, helper
 
+from cloudfree import MaskParams, coregister_file, mask_scene, remove_scene
 from cloudfree.checkpoint import LoadedModel
 from cloudfree.engines import OnnxEngine
-from cloudfree.errors import CloudfreeError
+from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.onnx_export import onnx_metadata
 
@@ -164,6 +165,25 @@ def test_library_calls_get_the_same_checks(tmp_path):
         mask_scene(SUMMER_S2, tmp_path / "m.tif", creation_options={"compress": "jpeg"})
     with pytest.raises(UsageError, match="outputs are GeoTIFFs; give a .tif or .tiff name"):
         mask_scene(SUMMER_S2, tmp_path / "m.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, feather=-1),
+     "feather=-1 must be at least 0 pixels"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, max_correction=-0.5),
+     "max_correction=-0.5 must be a share >= 0 (such as 0.25) or None"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, mask_params=MaskParams(buffer=-1)),
+     "buffer=-1 must be at least 0 pixels"),
+    (lambda out: mask_scene(SUMMER_S2, out, block=0), "block=0 must be at least 1 pixel"),
+    (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, block=0),
+     "block=0 must be at least 1 pixel"),
+])
+def test_library_calls_get_the_range_checks_of_the_cli(tmp_path, call, message):
+    """Values the CLI's option ranges refuse: a UsageError, not a traceback or a wrong result."""
+    with pytest.raises(UsageError) as error:
+        call(tmp_path / "out.tif")
+    assert str(error.value) == message
     assert list(tmp_path.iterdir()) == []
 
 
