@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloudfree.errors import CloudfreeError
+from cloudfree.errors import UsageError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "cloudfree-fillnet"
@@ -28,7 +28,7 @@ def bundled_model(name: str = DEFAULT_MODEL) -> Path:
     models = bundled_models()
     if name not in models:
         known = ", ".join(models) or "none in this installation"
-        raise CloudfreeError(f"no bundled model {name!r} (bundled: {known}); "
+        raise UsageError(f"no bundled model {name!r} (bundled: {known}); "
                              "give checkpoint=PATH or onnx=PATH instead", "checkpoint", "onnx")
     return models[name]
 

@@ -303,6 +303,18 @@ def test_random_bytes_are_not_a_pytorch_checkpoint(tmp_path, cli):
                                  "torch.save archive or pickle inside)\n")
 
 
+@pytest.mark.parametrize("command", ["remove", "evaluate", "export-onnx"])
+def test_an_unknown_model_name_is_a_usage_error_in_every_command(tmp_path, cli, command):
+    args = {"remove": ["remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", tmp_path / "r.tif"],
+            "evaluate": ["evaluate", tmp_path], "export-onnx": ["export-onnx", "-o",
+                                                                 tmp_path / "m.onnx"]}[command]
+    result = cli(*args, "--model", "nope")
+    assert result.exit_code == 2, result.output
+    assert last_line(result.stderr).startswith(
+        "Error: no bundled model 'nope' (bundled: cloudfree-fillnet, median-fill)")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_batch_output_that_is_a_file_is_named(tmp_path, cli):
     out = tmp_path / "out"
     out.write_text("a file\n")

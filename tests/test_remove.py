@@ -165,7 +165,7 @@ def _twelve_band_checkpoint(tmp_path, checkpoints):
         (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--tile", "100", "--checkpoint",
                        c["glfcr"]], "multiple of 16", 2),
         (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--model", "nope"],
-         "no bundled model 'nope'", 1),
+         "no bundled model 'nope'", 2),
         (lambda t, c: ["--s1", SUMMER_S1, "--s2", SUMMER_S2, "--precision", "fp16",
                        "--device", "cpu"], "fp16 needs a GPU", 2),
     ],
