@@ -55,6 +55,8 @@ log = logging.getLogger("cloudfree")
 COMMANDS = ("remove", "mask")
 #: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
 MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite", "cog"})
+#: remove options that decide whether the model can run at all (checked before any scene)
+ENGINE_OPTIONS = ("model", "checkpoint", "onnx", "device", "precision", "tile", "overlap")
 REPORT_FORMATS = (".json", ".csv")
 #: Statuses of the scenes that were run or could have been (the others are files not run).
 SCENE_STATUSES = ("ok", "failed", "skipped", "interrupted")
@@ -321,6 +323,10 @@ def check_options(command: str, options: dict, resume: bool, report: Path | None
         if extra:
             given = ", ".join(f"{name}={options[name]}" for name in extra)
             raise UsageError(f"{given}: only for command=remove", *extra, "command")
+    if command == "remove":  # once here, rather than in every scene
+        from cloudfree.remove_scene import check_engine_options
+
+        check_engine_options(**{k: options[k] for k in ENGINE_OPTIONS if k in options})
     if resume and options.get("overwrite"):
         raise UsageError("resume=True keeps existing outputs and overwrite=True replaces them: "
                          "pick one", "resume", "overwrite")

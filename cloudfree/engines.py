@@ -73,6 +73,15 @@ def resolve_device(device: str) -> str:
     raise UsageError(f"device={device} must be auto, cpu, cuda or cuda:N", "device")
 
 
+def check_precision(precision: str, device: str) -> None:
+    """Refuse a precision that is unknown or that a (resolved) device cannot run."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision={precision} must be one of {', '.join(PRECISIONS)}",
+                         "precision")
+    if precision == "fp16" and device == "cpu":
+        raise UsageError("precision=fp16 needs a GPU; use fp32 (or bf16) on CPU", "precision")
+
+
 def cudnn_flags(tune: bool, tf32: bool) -> AbstractContextManager:
     """cuDNN settings for one forward: autotuning (``tune``: tiles keep one shape, so it tunes
     once) and TF32 (off in fp32, which rounds to about 1e-3 otherwise); the user's other cuDNN
@@ -111,12 +120,8 @@ class TorchEngine:
 
     def __init__(self, loaded: LoadedModel, device: str = "auto", precision: str = "fp32",
                  cpu_runtime: str = "onnxruntime"):
-        if precision not in PRECISIONS:
-            raise UsageError(f"precision={precision} must be one of {', '.join(PRECISIONS)}",
-                             "precision")
         self.device = resolve_device(device)
-        if precision == "fp16" and self.device == "cpu":
-            raise UsageError("precision=fp16 needs a GPU; use fp32 (or bf16) on CPU", "precision")
+        check_precision(precision, self.device)
         self.precision = precision
         self.network = loaded.network.to(self.device).eval()
         self.size_multiple = self.network.size_multiple

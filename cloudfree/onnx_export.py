@@ -52,5 +52,8 @@ def export_onnx(loaded: LoadedModel, path: Path | str, tile: int = 256) -> Path:
 def export_checkpoint(checkpoint: Path | str, output: Path | str, tile: int = 256,
                       overwrite: bool = False) -> Path:
     """Load a checkpoint and export it to ``output`` (refused if it exists, unless overwrite)."""
+    if Path(output).suffix.lower() != ".onnx":
+        raise UsageError(f"output={output}: an ONNX model is written; give a .onnx path",
+                         "output")
     check_output(Path(output), overwrite, [Path(checkpoint)])
     return export_onnx(load_checkpoint(checkpoint), output, tile)

@@ -31,7 +31,14 @@ from scipy import ndimage
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.engines import DEFAULT_MODEL, Engine, model_file, open_engine
+from cloudfree.engines import (
+    DEFAULT_MODEL,
+    Engine,
+    check_precision,
+    model_file,
+    open_engine,
+    resolve_device,
+)
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import (
     FILL_METHODS,
@@ -182,6 +189,18 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
                          "overlap")
     trim = min(rf, (overlap - 1) // 2) if engine.fully_convolutional else overlap // 4
     return tile, overlap, max(0, trim)
+
+
+def check_engine_options(*, model: str | None = None, checkpoint: Path | str | None = None,
+                         onnx: Path | str | None = None, device: str = "auto",
+                         precision: str = "fp32", tile: int | None = None,
+                         overlap: int | None = None) -> None:
+    """Refuse a model, device, precision or tiling that cannot run, before any scene is read
+    (``batch`` checks once for all its scenes). The model is opened on the CPU, so that this
+    takes no GPU memory."""
+    check_precision(precision, resolve_device(device))
+    choose_tiling(open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device="cpu"),
+                  tile, overlap)
 
 
 def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:

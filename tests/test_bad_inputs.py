@@ -324,6 +324,12 @@ def test_batch_output_that_is_a_file_is_named(tmp_path, cli):
                              "a folder path\n")
 
 
+def test_evaluate_on_a_file_says_it_is_not_a_folder(tmp_path, cli):
+    result = cli("evaluate", SUMMER_S2, "--model", "median-fill")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"Error: data folder {SUMMER_S2} is a file, not a folder\n"
+
+
 def test_evaluate_without_a_model_uses_the_default(tmp_path, cli):
     data = tmp_path / "data"
     for folder, path in (("s1", SUMMER_S1), ("s2_cloudy", SUMMER_S2),

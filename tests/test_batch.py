@@ -174,6 +174,22 @@ def test_usage_errors(scenes, tmp_path, args, message, cli):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, code, message", [
+    (["--model", "nope"], 2, "no bundled model 'nope'"),
+    (["--device", "tpu"], 2, "--device tpu must be auto, cpu, cuda or cuda:N"),
+    (["--tile", "17"], 2, "--tile 17 is not a multiple of 8"),
+    (["--precision", "fp16", "--device", "cpu"], 2, "--precision fp16 needs a GPU"),
+    (["--checkpoint", "nowhere.pt"], 1, "checkpoint nowhere.pt does not exist"),
+])
+def test_a_model_that_cannot_run_is_refused_once_before_any_scene(scenes, tmp_path, args, code,
+                                                                   message, cli):
+    result = cli("batch", scenes, "-o", tmp_path / "out", *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == code and len(lines) == 1
+    assert lines[0].startswith("Error: ") and message in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_folder_and_missing_dask(tmp_path, monkeypatch, cli):
     result = cli("batch", tmp_path / "nowhere", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "does not exist" in result.stderr

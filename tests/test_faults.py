@@ -439,6 +439,8 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
      "https://gdal.org/drivers/raster/gtiff.html#creation-options"),
     (["export-onnx", "-c", MODEL, "-o", "{x}", "--tile", "8"],
      "Error: Invalid value for '--tile': 8 is not in the range 16<=x<=8192."),
+    (["export-onnx", "--model", "median-fill", "-o", "{x}"],
+     "Error: --output {x}: an ONNX model is written; give a .onnx path"),
 ])
 def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message, cli):
     x = tmp_path / "x.tif"

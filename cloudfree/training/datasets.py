@@ -71,7 +71,8 @@ def find_samples(root: Path | str) -> list[Sample]:
     """Complete triplets under ``root``, sorted by name; incomplete ones are reported."""
     root = Path(root)
     if not root.is_dir():
-        raise CloudfreeError(f"data folder {root} does not exist")
+        problem = "is a file, not a folder" if root.exists() else "does not exist"
+        raise CloudfreeError(f"data folder {root} {problem}")
     groups: dict[str, dict[str, Path]] = {}
     for path in sorted(root.rglob("*.tif*")):
         key = _key(path, root)
