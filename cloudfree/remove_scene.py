@@ -170,6 +170,8 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
     if engine.tile is not None and tile not in (None, engine.tile):
         raise UsageError(f"tile={tile}: this ONNX model runs {engine.tile} px tiles only; leave "
                          "the tile size unset or export the model again for this one", "tile")
+    if tile is not None and tile < 1:
+        raise UsageError(f"tile={tile} must be at least 1 pixel", "tile")
     tile = tile or engine.default_tile
     m = engine.size_multiple
     if tile % m:

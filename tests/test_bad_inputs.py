@@ -175,6 +175,8 @@ def test_library_calls_get_the_same_checks(tmp_path):
      "max_correction=-0.5 must be a share >= 0 (such as 0.25) or None"),
     (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, mask_params=MaskParams(buffer=-1)),
      "buffer=-1 must be at least 0 pixels"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, tile=0),
+     "tile=0 must be at least 1 pixel"),
     (lambda out: mask_scene(SUMMER_S2, out, block=0), "block=0 must be at least 1 pixel"),
     (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, block=0),
      "block=0 must be at least 1 pixel"),
