@@ -430,6 +430,10 @@ def run_batch(
     report = Path(report) if report is not None else None
     stac = Path(stac) if stac is not None else None
     check_options(command, options, resume, report, stac)
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"jobs={jobs} must be at least 1 (None: one per GPU, else 1)", "jobs")
+    if references < 0:
+        raise UsageError(f"references={references} must be at least 0", "references")
     if references and command != "remove":
         raise UsageError(f"references={references}: only for command=remove", "references",
                          "command")

@@ -19,7 +19,7 @@ import torch
 from conftest import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 from onnx import TensorProto, helper
 
-from cloudfree import MaskParams, coregister_file, mask_scene, remove_scene
+from cloudfree import MaskParams, coregister_file, mask_scene, remove_scene, run_batch
 from cloudfree.checkpoint import LoadedModel
 from cloudfree.engines import OnnxEngine
 from cloudfree.errors import CloudfreeError, UsageError
@@ -178,6 +178,10 @@ def test_library_calls_get_the_same_checks(tmp_path):
     (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, tile=0),
      "tile=0 must be at least 1 pixel"),
     (lambda out: mask_scene(SUMMER_S2, out, block=0), "block=0 must be at least 1 pixel"),
+    (lambda out: run_batch(ROOT / "examples" / "data" / "series", out, jobs=-1),
+     "jobs=-1 must be at least 1 (None: one per GPU, else 1)"),
+    (lambda out: run_batch(ROOT / "examples" / "data" / "series", out, references=-1),
+     "references=-1 must be at least 0"),
     (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, block=0),
      "block=0 must be at least 1 pixel"),
 ])
