@@ -29,7 +29,7 @@ def bundled_model(name: str = DEFAULT_MODEL) -> Path:
     if name not in models:
         known = ", ".join(models) or "none in this installation"
         raise UsageError(f"no bundled model {name!r} (bundled: {known}); "
-                             "give checkpoint=PATH or onnx=PATH instead", "checkpoint", "onnx")
+                         "give checkpoint=PATH or onnx=PATH instead", "checkpoint", "onnx")
     return models[name]
 
 
