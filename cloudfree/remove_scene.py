@@ -378,12 +378,16 @@ class SceneRemoval:
         sources = None if self.references is None else source_map(
             valid, filled, None if loaded.reference is None else
             loaded.reference.source[rows, cols])
+        kept = self.s2.to_dn(original)
+        if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
+            window = Window(final.col, final.row, original.shape[2], original.shape[1])
+            kept = np.where(valid, self.s2.read_dn(window, self.engine.bands)[0], kept)
         if self.options.composite:
             alpha = np.where(have, alpha, 0)
             blend = alpha * predicted + (1 - alpha) * original
-            dn = np.where(alpha > 0, self.s2.to_dn(blend), self.s2.to_dn(original))
+            dn = np.where(alpha > 0, self.s2.to_dn(blend), kept)
         else:
-            dn = self.s2.to_dn(np.where(have, predicted, original))
+            dn = np.where(have, self.s2.to_dn(predicted), kept)
         if self.s2.nodata is not None:
             dn[:, ~valid] = self.s2.nodata
         return dn, classes, original, sources

@@ -129,14 +129,22 @@ class Sentinel2:
                 "all 13 bands"
             )
 
-    def read(
+    @property
+    def exact_reflectance(self) -> bool:
+        """Whether reflectance converts back to every stored value exactly (``to_dn``): integer
+        DN are rounded back, float32 reflectance is not scaled; float DN and float64 are not."""
+        dtype = np.dtype(self.dtype)
+        return np.issubdtype(dtype, np.integer) or (dtype == np.float32 and self.dn_scale == 1.0)
+
+    def read_dn(
         self, window: Window | None = None, bands: Sequence[str] = BANDS
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectance float32 [len(bands), h, w] and a valid-pixel mask [h, w] for the window."""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stored values [len(bands), h, w] of the window, in the input's dtype, and the
+        validity its masks give [h, w] (None: every pixel, as far as they tell)."""
         self.require(bands, "this command")
         window = window or Window(0, 0, self.width, self.height)
         h, w = int(window.height), int(window.width)
-        raw: np.ndarray | None = None  # in the input's dtype
+        raw: np.ndarray | None = None
         valid: np.ndarray | None = None  # None: every pixel valid so far
         sources = self._thread_sources()
         groups: dict[tuple[int, int], list[int]] = {}
@@ -154,6 +162,14 @@ class Sentinel2:
                 raw[positions] = data
             if ok is not None:
                 valid = ok.all(axis=0) if valid is None else valid & ok.all(axis=0)
+        return raw, valid
+
+    def read(
+        self, window: Window | None = None, bands: Sequence[str] = BANDS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reflectance float32 [len(bands), h, w] and a valid-pixel mask [h, w] for the window."""
+        raw, valid = self.read_dn(window, bands)
+        h, w = raw.shape[1:]
         if self.nodata is not None and not math.isnan(self.nodata):
             filled = (raw == self.nodata).any(axis=0)
             valid = ~filled if valid is None else valid & ~filled

@@ -297,3 +297,25 @@ def test_loaders_share_torch_threads_unless_the_network_needs_them(tmp_path, mon
         assert seen["forward"] == {5} and torch.get_num_threads() == 5
     finally:
         torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_float_s2_in_dn_keeps_its_clear_pixels_exactly(tmp_path, dtype):
+    """Float DN come back through float32 reflectance one unit in the last place off; the
+    composite gives the stored values back instead, as for integer DN."""
+    with rasterio.open(SUMMER_S2) as src:
+        profile, stored = src.profile, src.read()
+    floats = tmp_path / f"s2_{dtype}.tif"
+    with rasterio.open(floats, "w", **{**profile, "dtype": dtype, "nodata": np.nan}) as dst:
+        dst.write(stored.astype(dtype))
+    outputs = {}
+    for name, s2 in (("uint16", SUMMER_S2), (dtype, floats)):
+        outputs[name] = tmp_path / f"out_{name}.tif"
+        remove_scene(s2, SUMMER_S1, outputs[name], model="median-fill", quiet=True)
+    with rasterio.open(outputs["uint16"]) as a, rasterio.open(outputs[dtype]) as b:
+        integer, float_ = a.read(), b.read()
+        assert b.dtypes[0] == dtype and b.crs == a.crs and b.transform == a.transform
+    kept = (integer == stored).all(axis=0)  # the pixels the composite keeps
+    assert 0.2 < kept.mean() < 0.9
+    assert np.array_equal(float_[:, kept], stored[:, kept].astype(dtype))
+    assert np.abs(float_[:, ~kept] - integer[:, ~kept]).max() <= 1  # the fill as for uint16
