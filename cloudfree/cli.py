@@ -240,7 +240,7 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               help="S2 file in a scene folder (case-insensitive glob; .SAFE folders too).")
 @click.option("--s1-pattern", default="*s1*.tif", show_default=True,
               help="S1 file in a scene folder (case-insensitive glob).")
-@opt.model_choice(onnx=False, default_device=None)
+@opt.model_choice(default_device=None)
 @click.option("--tile", type=TILE_SIZE, help="Tile size in pixels [default: the model's].")
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="Tiles per forward pass.")
 @opt.precision(default=None)
@@ -249,16 +249,17 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references, masks,
           dask_scheduler,
-          s2_pattern, s1_pattern, model, checkpoint, device, tile, batch_size, precision, offset,
-          overwrite, creation_options, cog, quiet):
+          s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
+          offset, overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
 
-    --masks, --model, --checkpoint, --device, --tile, --batch-size and --precision apply to
-    remove only.
+    --masks, --model, --checkpoint, --onnx, --device, --tile, --batch-size and --precision
+    apply to remove only.
     """
     from cloudfree.batch import run_batch
 
-    options = {"model": model, "checkpoint": checkpoint, "device": device, "tile": tile,
+    options = {"model": model, "checkpoint": checkpoint, "onnx": onnx, "device": device,
+               "tile": tile,
                "batch_size": batch_size, "precision": precision, "offset": offset,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
                "cog": cog, "masks": masks}

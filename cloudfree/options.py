@@ -88,14 +88,13 @@ def as_json(f):
                         help="Print the result as JSON on stdout.")(f)
 
 
-def model_choice(onnx: bool = True, default_device: str | None = "auto") -> Decorator:
-    """--model, -c/--checkpoint, (--onnx), --device: the model to run and where."""
+def model_choice(default_device: str | None = "auto") -> Decorator:
+    """--model, -c/--checkpoint, --onnx, --device: the model to run and where."""
     options = [
         click.option("--model", help="Bundled model (see `cloudfree models`) [default: "
                                      "cloudfree-fillnet when no checkpoint or ONNX is given]."),
         checkpoint(required=False),
-        *([click.option("--onnx", type=PATH, help="ONNX model from export-onnx.")] if onnx
-          else []),
+        click.option("--onnx", type=PATH, help="ONNX model from export-onnx."),
         device(default_device),
     ]
     return _all(options)

@@ -235,3 +235,19 @@ def test_remove_passes_options_through_and_isolates_failures(scenes, tmp_path, c
     assert rows["winter"]["cloud_fraction"] is not None
     with rasterio.open(out / "winter.tif") as ds, rasterio.open(WINTER_S2) as src:
         assert (ds.count, ds.shape, ds.crs) == (13, src.shape, src.crs)
+
+
+def test_batch_runs_an_onnx_model_as_remove_does(scenes, tmp_path, cli):
+    onnx = tmp_path / "fillnet.onnx"
+    assert cli("export-onnx", "--model", "cloudfree-fillnet", "-o", onnx).exit_code == 0
+    for name in ("floods", "winter", "corrupt"):
+        shutil.rmtree(scenes / name)
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--onnx", onnx, "-q")
+    assert result.exit_code == 0, result.output
+    single = tmp_path / "single.tif"
+    assert cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "--onnx", onnx, "-o", single,
+               "-q").exit_code == 0
+    batched = pixels(tmp_path / "out" / "summer.tif")
+    assert np.array_equal(batched, pixels(single))
+    with rasterio.open(tmp_path / "out" / "summer.tif") as ds:
+        assert ds.tags()["MODEL"] == str(onnx)
