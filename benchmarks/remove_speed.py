@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from remove_pipeline import make_scene, peak_rss_mb
+from remove_pipeline import bare_forward_seconds, make_scene, peak_rss_mb
 
 BATCH = 8  # remove's default --batch-size
 
@@ -43,22 +43,11 @@ def timed(cmd: list[str]) -> tuple[float, str]:
 
 def network_seconds(tiles: int) -> float:
     """Wall seconds of the default network's forward alone on ``tiles`` random tiles."""
-    import numpy as np
-
     from cloudfree.engines import open_engine
     from cloudfree.remove_scene import choose_tiling
 
     engine = open_engine(device="cpu")
-    tile = choose_tiling(engine, None, None)[0]
-    rng = np.random.default_rng(0)
-    s2, s1 = (rng.random((BATCH, c, tile, tile), dtype=np.float32) for c in (13, 2))
-    mask = (rng.random((BATCH, 1, tile, tile)) < 0.4).astype(np.float32)
-    engine.predict(s2[:1], s1[:1], mask[:1])  # warm-up
-    start = time.perf_counter()
-    for i in range(0, tiles, BATCH):
-        b = min(BATCH, tiles - i)
-        engine.predict(s2[:b], s1[:b], mask[:b])
-    return time.perf_counter() - start
+    return bare_forward_seconds(engine, choose_tiling(engine, None, None)[0], tiles, BATCH)
 
 
 def remove_command(s2: Path, s1: Path, out: Path) -> list[str]:

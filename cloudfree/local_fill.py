@@ -178,12 +178,11 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         else:
             coarse = stack * torch.from_numpy(membership(cell_s1, centre, params.s1_sigma))
             mine = np.where(unknown, 0, membership(here, centre, params.s1_sigma))
-        if not (mine > MIN_MEMBERSHIP).any():
-            continue
         # a class adds nothing where its membership is negligible (nearly every pixel has one
         # above it for most classes, so all pixels are read back rather than a subset)
-        mine = torch.from_numpy(np.where(mine > MIN_MEMBERSHIP, mine, 0).astype(np.float32))
-        sums += grid.at(blurred(coarse, params.sigma / params.factor)) * mine
+        mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
+        if mine.any():
+            sums += grid.at(blurred(coarse, params.sigma / params.factor)) * torch.from_numpy(mine)
     out[:, rows, cols] = (sums[:-1] / sums[-1:]).numpy()
     return out
 
