@@ -95,8 +95,8 @@ class CoarseGrid:
     """Block sums onto a grid ``factor`` times coarser, and bilinear reads back at pixels."""
 
     def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
-                 cols: np.ndarray) -> None:
-        self.shape, self.factor = shape, factor
+                 cols: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
+        self.shape, self.factor, self.device, self.dtype = shape, factor, device, dtype
         self.coarse = (-(-shape[0] // factor), -(-shape[1] // factor))
         # coarse cell i is centred on full-resolution coordinate i * factor + (factor - 1) / 2;
         # grid_sample's coordinates (align_corners=False) put cell i at (2 i + 1) / size - 1.
@@ -104,12 +104,14 @@ class CoarseGrid:
         for pos, size in ((cols, self.coarse[1]), (rows, self.coarse[0])):
             x = np.clip((pos - (factor - 1) / 2) / factor, 0, size - 1)
             where.append(((2 * x + 1) / size - 1).astype(np.float32))
-        self.points = torch.from_numpy(np.stack(where, axis=-1))  # [n, 2] as (x, y)
+        # [n, 2] as (x, y)
+        self.points = torch.from_numpy(np.stack(where, axis=-1)).to(device, dtype)
 
     def sums(self, a: np.ndarray) -> torch.Tensor:
         """[K, H, W] -> block sums [K, h, w] (zeros past the far edges)."""
         f, (h, w) = self.factor, self.coarse
-        a = F.pad(torch.from_numpy(a), (0, w * f - a.shape[-1], 0, h * f - a.shape[-2]))
+        a = torch.from_numpy(a).to(self.device, self.dtype)
+        a = F.pad(a, (0, w * f - a.shape[-1], 0, h * f - a.shape[-2]))
         return F.avg_pool2d(a, f, divisor_override=1)
 
     def at(self, a: torch.Tensor) -> torch.Tensor:
@@ -125,7 +127,7 @@ def gaussian(a: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = int(3 * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(a.dtype)
+    kernel = (kernel / kernel.sum()).to(a.device, a.dtype)
     k = len(a)
     a = F.conv2d(a[None], kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), padding=(radius, 0),
                  groups=k)
@@ -145,18 +147,27 @@ def blurred(coarse: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
                s1_db: np.ndarray, fallback: tuple[float, ...] | np.ndarray,
-               params: LocalFillParams = LocalFillParams()) -> np.ndarray:
+               params: LocalFillParams = LocalFillParams(),
+               device: torch.device | str = "cpu") -> np.ndarray:
     """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill.
 
     ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
     ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
-    is in reach (the scene median).
+    is in reach (the scene median); ``device``: where the sums and convolutions run.
     """
     out = reflectance.astype(np.float32, copy=True)
     if not fill.any():
         return out
+    device = torch.device(device)
+    # on a GPU, float64: cuDNN may run float32 convolutions in TF32, a global switch that the
+    # forward flips on another thread (and float64 costs little at these sizes)
+    dtype = torch.float32 if device.type == "cpu" else torch.float64
+
+    def there(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(device, dtype)
+
     rows, cols = np.nonzero(fill)
-    grid = CoarseGrid(fill.shape, params.factor, rows, cols)
+    grid = CoarseGrid(fill.shape, params.factor, rows, cols, device, dtype)
     s1 = smooth_s1(s1_db)
     centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
     source = source.astype(np.float32)
@@ -164,11 +175,12 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     stack = grid.sums(np.concatenate([np.where(source > 0, reflectance * source, 0),
                                       source[None]]).astype(np.float32))
     known = np.isfinite(s1)
-    cell_s1 = (grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))).numpy()
+    cell_s1 = (grid.sums(np.where(known, s1, 0))
+               / grid.sums(known.astype(np.float32))).cpu().numpy()
     here = s1[:, rows, cols]
     # per masked pixel: the weighted sums of every band and of the weights, [C + 1, n]
-    sums = torch.full((len(stack), len(rows)), FALLBACK_WEIGHT, dtype=torch.float32)
-    sums[:-1] *= torch.from_numpy(np.asarray(fallback, np.float32))[:, None]
+    sums = torch.full((len(stack), len(rows)), FALLBACK_WEIGHT, dtype=dtype, device=device)
+    sums[:-1] *= there(np.asarray(fallback, np.float32))[:, None]
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
@@ -176,14 +188,14 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         if np.isnan(centre).any():
             coarse, mine = stack, unknown.astype(np.float32)
         else:
-            coarse = stack * torch.from_numpy(membership(cell_s1, centre, params.s1_sigma))
+            coarse = stack * there(membership(cell_s1, centre, params.s1_sigma))
             mine = np.where(unknown, 0, membership(here, centre, params.s1_sigma))
         # a class adds nothing where its membership is negligible (nearly every pixel has one
         # above it for most classes, so all pixels are read back rather than a subset)
         mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
         if mine.any():
-            sums += grid.at(blurred(coarse, params.sigma / params.factor)) * torch.from_numpy(mine)
-    out[:, rows, cols] = (sums[:-1] / sums[-1:]).numpy()
+            sums += grid.at(blurred(coarse, params.sigma / params.factor)) * there(mine)
+    out[:, rows, cols] = (sums[:-1] / sums[-1:]).cpu().numpy()
     return out
 
 

@@ -259,6 +259,9 @@ class SceneRemoval:
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
+        # the local fill's convolutions run on the network's GPU, if any (issue 22: on CPU
+        # they were most of the loaders' work, and the loaders starved the GPU)
+        self.fill_device = engine.device if engine.device.startswith("cuda") else "cpu"
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
@@ -292,7 +295,7 @@ class SceneRemoval:
                 here = np.zeros_like(region)  # the halo only lends sources
                 here[inner] = region[inner]
                 network_input = local_fill(refl, here, source_weight(region, clear, local),
-                                           s1, self.fill.values, local)
+                                           s1, self.fill.values, local, self.fill_device)
             else:
                 network_input = fill_masked(refl, region, self.fill)
         if local is not None:
