@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ __all__ = ["DEFAULT_MODEL", "Engine", "OnnxEngine", "TorchEngine", "open_engine"
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: Prefix of the cloudfree keys in an ONNX model's metadata_props.
 META = "cloudfree_"
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 class Engine(Protocol):
@@ -49,10 +50,20 @@ class Engine(Protocol):
     uses_mask: bool  # the network works on top of the classical fill (cloudfree/fill.py)
     uses_torch_cpu: bool  # the forward runs on PyTorch's CPU threads
 
-    def predict(self, s2: np.ndarray, s1: np.ndarray,
-                mask: np.ndarray | None = None) -> np.ndarray:
-        """s2 [B,13,H,W], s1 [B,2,H,W] (and the fill mask [B,1,H,W]) float32 -> [B,13,H,W]."""
+    def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
+                max_correction: float | None = None) -> np.ndarray:
+        """s2 [B,13,H,W], s1 [B,2,H,W] (and the fill mask [B,1,H,W]) float32 -> [B,13,H,W];
+        a network on the fill moves it by at most ``max_correction`` times it
+        (:func:`bound_correction`)."""
         ...
+
+
+def bound_correction(pred: ArrayT, s2: ArrayT, bound: float | None) -> ArrayT:
+    """``pred`` moved from ``s2`` (the fill it corrects) by at most ``bound`` times ``s2``, per
+    value; numpy arrays or torch tensors alike (on a GPU, done there: issue 22)."""
+    if bound is None:
+        return pred
+    return s2 + (pred - s2).clip(-bound * s2, bound * s2)
 
 
 def resolve_device(device: str) -> str:
@@ -160,11 +171,12 @@ class TorchEngine:
         staged.copy_(tensor)
         return staged.to(self.device, non_blocking=True)
 
-    def predict(self, s2: np.ndarray, s1: np.ndarray,
-                mask: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
+                max_correction: float | None = None) -> np.ndarray:
         check_batch(s2, s1, self.size_multiple, None, mask)
+        bound = max_correction if self.uses_mask else None
         if self.session is not None:
-            return run_session(self.session, s2, s1, mask)
+            return bound_correction(run_session(self.session, s2, s1, mask), s2, bound)
         dtype = PRECISIONS[self.precision]
         device_type = torch.device(self.device).type
         inputs = [self._to_device(s2, "s2"), self._to_device(s1, "s1")]
@@ -173,8 +185,8 @@ class TorchEngine:
         with torch.inference_mode(), torch.autocast(device_type, dtype=dtype,
                                                     enabled=dtype is not None), \
                 cudnn_flags(tune=self.device != "cpu", tf32=dtype is not None):
-            out = self.network(*inputs)
-        return out.float().cpu().numpy()
+            out = bound_correction(self.network(*inputs).float(), inputs[0], bound)
+        return out.cpu().numpy()
 
 
 class OnnxEngine:
@@ -243,10 +255,11 @@ class OnnxEngine:
             raise CloudfreeError(f"ONNX model {path} lacks cloudfree metadata ({exc}); "
                                  "export it with `cloudfree export-onnx`") from None
 
-    def predict(self, s2: np.ndarray, s1: np.ndarray,
-                mask: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
+                max_correction: float | None = None) -> np.ndarray:
         check_batch(s2, s1, self.size_multiple, self.tile, mask)
-        return run_session(self.session, s2, s1, mask)
+        bound = max_correction if self.uses_mask else None
+        return bound_correction(run_session(self.session, s2, s1, mask), s2, bound)
 
 
 def run_session(session: onnxruntime.InferenceSession, s2: np.ndarray,

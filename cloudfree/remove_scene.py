@@ -333,9 +333,6 @@ class SceneRemoval:
             s1 = np.stack([loaded.s1[:, :, o : o + t] for o in offs])
             mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
             pred = self._run(s2, s1, mask)
-            bound = self.options.max_correction
-            if self.engine.uses_mask and bound is not None:
-                pred = s2 + np.clip(pred - s2, -bound * s2, bound * s2)
             for o, tile_pred in zip(offs, pred, strict=True):
                 out[o] = tile_pred
         return out
@@ -343,7 +340,7 @@ class SceneRemoval:
     def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """engine.predict, halving the batch on GPU out-of-memory."""
         try:
-            return self.engine.predict(s2, s1, mask)
+            return self.engine.predict(s2, s1, mask, self.options.max_correction)
         except torch.cuda.OutOfMemoryError:
             if len(s2) == 1:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from sar_optical_patch import real_batch
 
+from cloudfree.bundled import bundled_model
 from cloudfree.checkpoint import (
     LoadedModel,
     default_scaling,
     load_checkpoint,
     save_checkpoint,
 )
-from cloudfree.engines import TorchEngine, open_engine
+from cloudfree.engines import TorchEngine, bound_correction, open_engine
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.scaling import SCALINGS
@@ -175,3 +177,18 @@ def test_cpu_bf16_stays_close_to_fp32(saved):
     fp32 = open_engine(checkpoint=path, device="cpu").predict(s2, s1)
     bf16 = open_engine(checkpoint=path, device="cpu", precision="bf16").predict(s2, s1)
     assert bf16.dtype == "float32" and abs(bf16 - fp32).max() < 0.05 * abs(fp32).max()
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_the_default_models_correction_is_bounded_in_either_runtime(runtime):
+    """The bound on the network's correction of the fill is applied inside the engine (on the
+    GPU there), the same way in torch and in onnxruntime."""
+    engine = TorchEngine(load_checkpoint(bundled_model()), "cpu", cpu_runtime=runtime)
+    assert engine.uses_mask
+    s2, s1 = real_batch(engine.scaling, 64)
+    mask = np.ones((len(s2), 1, 64, 64), np.float32)
+    free = engine.predict(s2, s1, mask)
+    bounded = engine.predict(s2, s1, mask, max_correction=0.05)
+    assert (np.abs(free - s2) > 0.06 * np.abs(s2)).mean() > 0.1  # the bound is reached
+    assert (np.abs(bounded - s2) <= 0.05 * np.abs(s2) + 1e-6).all()
+    assert np.array_equal(bounded, bound_correction(free, s2, 0.05))
