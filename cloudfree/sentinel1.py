@@ -22,6 +22,8 @@ UNITS = ("auto", "db", "linear")
 POLARISATIONS = ("VV", "VH")
 #: How errors name a Sentinel-1 input.
 S1_INPUT = "Sentinel-1 input"
+#: The units check reads up to this many windows a side, of this many pixels each.
+SAMPLE_GRID, SAMPLE_WINDOW = 8, 64
 
 
 def db_to_linear(db: np.ndarray) -> np.ndarray:
@@ -136,11 +138,16 @@ def _band_indexes(ds, path: Path) -> tuple[int, int]:
 
 
 def _sample(ds, band: int) -> np.ndarray:
-    """Valid values of one band from a read of at most about 512 x 512 pixels."""
-    step = max(1, max(ds.width, ds.height) // 512)
-    data = checked_read(S1_INPUT, ds, band, masked=True, out_shape=(
-        max(1, ds.height // step), max(1, ds.width // step))).astype(np.float64)
-    values = data.compressed()
+    """Valid values of one band in up to ``SAMPLE_GRID`` x ``SAMPLE_GRID`` windows of
+    ``SAMPLE_WINDOW`` pixels spread over the raster (all of a small one): a decimated read of
+    the whole band would decode all of it (issue 22: 1.1 s of a 4096^2 S1 on the GPU run's
+    critical path)."""
+    rows, cols = (np.arange(0, n, max(SAMPLE_WINDOW, n // SAMPLE_GRID))[:SAMPLE_GRID]
+                  for n in (ds.height, ds.width))
+    values = np.concatenate([
+        checked_read(S1_INPUT, ds, band, masked=True, window=Window(
+            c, r, min(SAMPLE_WINDOW, ds.width - c), min(SAMPLE_WINDOW, ds.height - r))
+        ).compressed() for r in rows for c in cols]).astype(np.float64)
     return values[np.isfinite(values)]
 
 
