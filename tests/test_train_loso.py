@@ -86,6 +86,8 @@ def test_the_parts_hold_what_training_reads(tiny_set, tmp_path):
                for p in parts)
     ids = sorted(r["id"] for p in parts for r in json.loads((p / "index.json").read_text()))
     assert ids == ["field", "pair", "plain", "sky"]
+    field = next(p / "field.npz" for p in parts if (p / "field.npz").exists())
+    assert np.load(field).files == ["s2_cloudy"]  # its clear twin feeds the prior only
     for holdout in (["sky"], ["plain"]):
         assert (counts(training_records(parts, holdout))
                 == counts(training_records([tiny_set], holdout)))
