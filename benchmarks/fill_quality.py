@@ -43,7 +43,7 @@ import rasterio
 import torch
 from remove_quality import write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
-from train_default import has_cloud, load_set, real_triplets
+from train_default import has_cloud, real_triplets, triplet_records
 from train_loso import run_epochs
 
 from cloudfree.checkpoint import load_checkpoint
@@ -197,8 +197,7 @@ def fold_tables(rows: list[dict]) -> None:
 def score_triplets(data: Path, settings_of: Callable[[str], dict[str, dict]]) -> list[dict]:
     """One row per real triplet with cloud (both splits): its scores in every setting that
     ``settings_of(scene)`` names, under the setting's name; ``settings`` lists the names."""
-    records = [r for split in ("train", "val") for r in load_set(data, split)
-               if r["kind"] == "triplet"]
+    records = triplet_records([data])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -84,6 +84,12 @@ def training_records(folders: list[Path], holdout: list[str]) -> list[dict]:
     return [r for r in records if r["scene"] not in holdout]
 
 
+def triplet_records(folders: list[Path]) -> list[dict]:
+    """The real triplets of both splits (with their arrays)."""
+    return [r for data in folders for split in ("train", "val") for r in load_set(data, split)
+            if r["kind"] == "triplet"]
+
+
 def prior_spectrum(records: list[dict]) -> np.ndarray:
     """Per-band median reflectance of every clear L1C image (BigEarthNet's L2A excluded)."""
     images = [r["s2_clear"] for r in records if "s2_clear" in r and not r["bands_missing"]]
@@ -187,7 +193,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     records = training_records(args.data, args.holdout)
-    what = (f"both splits without {', '.join(args.holdout)}" if args.holdout
+    what = (f"train and val splits without {', '.join(args.holdout)}" if args.holdout
             else "train split")
     prior = prior_spectrum(records)
     print(f"prior spectrum of the {what}:", prior.tolist())

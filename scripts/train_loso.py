@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from train_default import has_cloud, load_set, real_triplets
+from train_default import has_cloud, real_triplets, triplet_records
 
 from cloudfree.checkpoint import load_checkpoint
 from cloudfree.networks import get_architecture
@@ -78,8 +78,7 @@ def run_epochs(folder: Path) -> tuple[int, int]:
 
 def cloudy_scenes(folders: list[Path]) -> list[str]:
     """The real triplets' scenes, both splits, on which ``remove``'s mask finds cloud."""
-    records = [r for data in folders for split in ("train", "val") for r in load_set(data, split)
-               if r["kind"] == "triplet"]
+    records = triplet_records(folders)
     return [r["scene"] for r, s in zip(records, real_triplets(records), strict=True)
             if has_cloud(s)]
 
@@ -143,9 +142,8 @@ def report(run: Run, args: argparse.Namespace) -> None:
           + "\n  ".join(tail), flush=True)
 
 
-def schedule(runs: list[Run], args: argparse.Namespace) -> None:
-    """Run ``runs``, ``--jobs`` at a time, until done or the deadline."""
-    deadline = time.monotonic() + (args.deadline or float("inf"))
+def schedule(runs: list[Run], args: argparse.Namespace, deadline: float) -> None:
+    """Run ``runs``, ``--jobs`` at a time, until done or ``deadline`` (``time.monotonic``)."""
     waiting, running = deque(runs), []
     try:
         while waiting or running:
@@ -193,6 +191,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    started = time.monotonic()
     args = parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the runs on the way out
     scenes = args.scenes or cloudy_scenes(args.data)
@@ -203,8 +202,7 @@ def main() -> None:
           f"{len(runs) - len(todo)} already finished; {args.jobs} at a time, each "
           f"{args.workers} loader workers and {args.threads} threads on {args.device}",
           flush=True)
-    started = time.monotonic()
-    schedule(todo, args)
+    schedule(todo, args, started + (args.deadline or float("inf")))
     missing = [r for r in runs if run_epochs(r.folder)[0] < args.epochs]
     print(f"{len(runs) - len(missing)}/{len(runs)} runs finished in "
           f"{time.monotonic() - started:.0f} s" + "".join(
