@@ -1,6 +1,7 @@
 """The fill's base, haze ring and feather on every real triplet of the pool, scene by scene.
 
     python benchmarks/fill_quality.py --data DATA [--fillnet CHECKPOINT] [--json out.json]
+    python benchmarks/fill_quality.py --data DATA --loso RUNS [--json out.json]
 
 DATA is the set built by ``scripts/build_training_set.py``; every real SEN12MS-CR triplet in it
 is read, from both splits (the 10 residual triplets below ID 4400 and winter_112). Each goes
@@ -14,12 +15,18 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
 - ``loso``: for each scene, the ``median-fill`` setting (base x feather, shadows) with the best
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
 
+With ``--loso RUNS`` (the folds of ``scripts/train_loso.py``), each candidate network of RUNS
+(``RUNS/<arch>-<preset>/<scene>/last.pt``) runs as "fillnet, local base, feather 2" on each
+triplet with the checkpoint of the fold that held that scene out (checked in its metadata;
+unfinished folds are left out), beside the former base and ``median-fill`` on the local base.
+
 Scores against the cloud-free image (reflectance clipped to [0, 1], 13 bands): PSNR over the
 image, inside the cloud mask and on the ring 1-10 px outside it; SSIM and the correlation of
 gradient magnitudes with the truth inside the mask (structure). Means, and wins against the
-former default, over the triplets with cloud. Last, each triplet's PSNR inside the mask beside
-that of its cloudy image's own clear land (``FAR`` px or more from the mask) against the
-cloud-free image, which is of another date.
+former default and against ``median-fill`` on the local base, over the triplets with cloud.
+Last (not with ``--loso``), each triplet's PSNR inside the mask beside that of its cloudy image's
+own clear land (``FAR`` px or more from the mask) against the cloud-free image, which is of
+another date.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import argparse
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +43,10 @@ import rasterio
 import torch
 from remove_quality import write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
-from train_default import load_set, real_triplets
+from train_default import has_cloud, real_triplets, triplet_records
+from train_loso import run_epochs
 
+from cloudfree.checkpoint import load_checkpoint
 from cloudfree.masking import MaskParams
 from cloudfree.metrics import ssim_map
 from cloudfree.remove_scene import remove_scene
@@ -60,6 +70,9 @@ SETTINGS = {
                                                    "max_correction": 0.25},
 }
 BASELINE = "median base, feather 8"
+LOCAL = "local base, feather 2"
+#: The setting ``--loso`` runs every candidate network in.
+FOLD_SETTING = "fillnet, local base, feather 2"
 CANDIDATES = [name for name in SETTINGS if not name.startswith("fillnet")]
 RING = 10
 #: Clear land this far from the mask (past the haze ring and the local fill's source ramp) shows
@@ -133,55 +146,106 @@ def loso(rows: list[dict]) -> None:
         row["loso"] = {**row[best], "chosen": best}
 
 
-def table(rows: list[dict], group: str) -> None:
-    """Means of every setting over ``rows``, gain and wins against the former default."""
+def wins(rows: list[dict], name: str, against: str) -> int:
+    """Triplets on which ``name`` scores a higher PSNR than ``against``."""
+    return sum(r[name]["psnr"] > r[against]["psnr"] + 1e-6 for r in rows)
+
+
+def table(rows: list[dict], group: str, names: list[str]) -> None:
+    """Means of the settings ``names`` over ``rows``, gain and wins against the former default,
+    wins against ``median-fill`` on the local base."""
     base = [r[BASELINE]["psnr"] for r in rows]
-    print(f"\n{group + ' triplets':>34}  PSNR  mask  ring  SSIMm gradm  gain  wins"
+    print(f"\n{group + ' triplets':>34}  PSNR  mask  ring  SSIMm gradm  gain  wins  vs local"
           f"  (n={len(rows)})")
-    for name in [*SETTINGS, "loso"]:
+    for name in names:
         mean = {k: np.nanmean([r[name][k] for r in rows]) for k in rows[0][name]
                 if k != "chosen"}
         gain = np.mean([r[name]["psnr"] for r in rows]) - np.mean(base)
-        wins = sum(r[name]["psnr"] > b + 1e-6 for r, b in zip(rows, base, strict=True))
+        n = len(rows)
         print(f"{name:>34} {mean['psnr']:5.2f} {mean['psnr_mask']:5.2f} {mean['psnr_ring']:5.2f}"
-              f" {mean['ssim_mask']:.3f} {mean['grad_mask']:.3f} {gain:+.2f} {wins:>2}/{len(rows)}")
+              f" {mean['ssim_mask']:.3f} {mean['grad_mask']:.3f} {gain:+.2f}"
+              f" {wins(rows, name, BASELINE):>2}/{n} {wins(rows, name, LOCAL):>5}/{n}")
+
+
+def fold_settings(runs: Path, scene: str) -> dict[str, dict]:
+    """The baselines and, per candidate of ``runs`` whose fold without ``scene`` is finished,
+    that fold's network in ``FOLD_SETTING``."""
+    out = {BASELINE: SETTINGS[BASELINE], LOCAL: SETTINGS[LOCAL]}
+    for folder in sorted(p.parent for p in runs.glob(f"*/{scene}")):
+        done, asked = run_epochs(folder / scene)
+        if done == 0 or done < asked:
+            print(f"{folder.name}: the fold without {scene} is unfinished ({done}/{asked} "
+                  "epochs), left out")
+            continue
+        checkpoint = folder / scene / "last.pt"
+        if scene not in load_checkpoint(checkpoint).metadata.get("holdout", []):
+            raise SystemExit(f"{checkpoint} was not trained without {scene}")
+        out[folder.name] = {**SETTINGS[FOLD_SETTING], "checkpoint": checkpoint}
+    return out
+
+
+def fold_tables(rows: list[dict]) -> None:
+    """One table per set of scenes the candidates were scored on: baselines, then candidates."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    candidates = [n for r in rows for n in r["settings"] if n not in (BASELINE, LOCAL)]
+    for name in dict.fromkeys(candidates):
+        groups.setdefault(tuple(r["name"] for r in rows if name in r), []).append(name)
+    for scenes, names in groups.items():
+        table([r for r in rows if r["name"] in scenes], "held-out", [BASELINE, LOCAL, *names])
+
+
+def score_triplets(data: Path, settings_of: Callable[[str], dict[str, dict]]) -> list[dict]:
+    """One row per real triplet with cloud (both splits): its scores in every setting that
+    ``settings_of(scene)`` names, under the setting's name; ``settings`` lists the names."""
+    records = triplet_records([data])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for record, sample in zip(records, real_triplets(records), strict=True):
+            if not has_cloud(sample):
+                print(f"{record['id']}: no cloud under remove's mask, skipped")
+                continue
+            cloud = sample.cloud.astype(bool)
+            s2, s1 = write_inputs(folder, sample)
+            settings = settings_of(record["scene"])
+            row = {"name": record["id"], "split": record["split"],
+                   "cover": round(100 * float(cloud[sample.valid].mean()), 1),
+                   "date_gap": date_gap(sample.cloudy, sample.clear, cloud, sample.valid),
+                   "settings": list(settings)}
+            for name, options in settings.items():
+                row[name] = scores(run(folder, s2, s1, options), sample.clear, cloud,
+                                   sample.valid)
+            rows.append(row)
+            print(f"{row['name']:>36} {row['split']:>5} {row['cover']:5.1f}% " + " ".join(
+                f"{row[n]['psnr']:.2f}" for n in settings), flush=True)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--fillnet", type=Path, help="a fillnet checkpoint instead of the bundled")
+    networks = parser.add_mutually_exclusive_group()
+    networks.add_argument("--fillnet", type=Path,
+                          help="a fillnet checkpoint instead of the bundled")
+    networks.add_argument("--loso", type=Path, metavar="RUNS", help="score train_loso.py's folds")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     torch.set_num_threads(2)
-    records = [r for split in ("train", "val") for r in load_set(args.data, split)
-               if r["kind"] == "triplet"]
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        for record, sample in zip(records, real_triplets(records), strict=True):
-            cloud = sample.cloud.astype(bool)
-            if not (cloud & sample.valid).any():
-                print(f"{record['id']}: no cloud under remove's mask, skipped")
-                continue
-            s2, s1 = write_inputs(folder, sample)
-            row = {"name": record["id"], "split": record["split"],
-                   "cover": round(100 * float(cloud[sample.valid].mean()), 1),
-                   "date_gap": date_gap(sample.cloudy, sample.clear, cloud, sample.valid)}
-            for name, options in SETTINGS.items():
-                if args.fillnet and name.startswith("fillnet"):
-                    options = {**options, "checkpoint": args.fillnet}
-                row[name] = scores(run(folder, s2, s1, options), sample.clear, cloud,
-                                   sample.valid)
-            rows.append(row)
-            print(f"{row['name']:>36} {row['split']:>5} {row['cover']:5.1f}% " + " ".join(
-                f"{row[n]['psnr']:.2f}" for n in SETTINGS), flush=True)
-    loso(rows)
-    for group in ("all", "val"):
-        table([r for r in rows if group == "all" or r["split"] == group], group)
-    print("loso chose:", ", ".join(f"{r['name']}: {r['loso']['chosen']}" for r in rows))
-    date_table(rows)
+    if args.loso:
+        rows = score_triplets(args.data, lambda scene: fold_settings(args.loso, scene))
+        fold_tables(rows)
+    else:
+        settings = {name: {**options, "checkpoint": args.fillnet}
+                    if args.fillnet and name.startswith("fillnet") else options
+                    for name, options in SETTINGS.items()}
+        rows = score_triplets(args.data, lambda scene: settings)
+        loso(rows)
+        for group in ("all", "val"):
+            table([r for r in rows if group == "all" or r["split"] == group], group,
+                  [*SETTINGS, "loso"])
+        print("loso chose:", ", ".join(f"{r['name']}: {r['loso']['chosen']}" for r in rows))
+        date_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

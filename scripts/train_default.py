@@ -3,6 +3,9 @@
     python scripts/build_training_set.py ... -o DATA       # the set (see its docstring)
     python scripts/train_default.py --data DATA --out RUN [--epochs 30] [--resume] [--install]
                                     [--init CHECKPOINT --lr 3e-4]   # fine-tune from weights
+    python scripts/train_default.py --data DATA --out RUN --holdout SCENE [--holdout ...]
+                                    [--preset paper] [--device cuda --amp] [--workers 2]
+                                    [--threads 1] [--samples 400]   # a held-out fold
 
 The network (``fillnet`` small) corrects the classical fill (``cloudfree/fill.py``) under the
 mask: it is trained on the set's train split only, with the mask ``remove`` uses by default
@@ -19,11 +22,21 @@ that the model reads. The prior spectrum of the fill (``PRIOR_REFLECTANCE``) is 
 median of every clear L1C image of the train split; the script prints it and refuses to go on
 when the package's constant differs. Fixed seeds; CPU, 2 threads. Checkpoints every epoch, so
 ``--resume`` continues an interrupted run. ``--install`` copies the result into the package.
+
+``--holdout SCENE`` (repeatable) trains one fold of a leave-one-scene-out cross-validation
+(``scripts/train_loso.py``): on both splits, without any record of the held-out scenes (not
+their triplets, nor their images as clear scenes or cloud fields); the checkpoint's metadata
+names them. The prior spectrum is then printed but not checked: the network learns to correct
+the package's fill, which keeps ``PRIOR_REFLECTANCE``. ``--data`` takes several folders (the
+parts of ``scripts/split_training_set.py``). The other options change the recipe above: the
+preset, device, AMP, data-loading processes (``TrainConfig.workers``), torch threads and samples
+per epoch.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -37,7 +50,7 @@ from cloudfree.bundled import MODELS_DIR
 from cloudfree.checkpoint import load_checkpoint, save_checkpoint
 from cloudfree.fill import PRIOR_REFLECTANCE
 from cloudfree.masking import MaskParams, classify
-from cloudfree.networks import build
+from cloudfree.networks import build, get_architecture
 from cloudfree.scaling import SCALINGS
 from cloudfree.training.datasets import LoadedSample, cloud_mask, network_arrays, random_view
 from cloudfree.training.loop import TrainConfig, prepare, train
@@ -57,6 +70,24 @@ def load_set(data: Path, split: str) -> list[dict]:
         with np.load(data / f"{record['id']}.npz") as arrays:
             record.update({k: arrays[k] for k in arrays.files})
     return records
+
+
+def training_records(folders: list[Path], holdout: list[str]) -> list[dict]:
+    """The train split of the folders; with ``holdout``, both splits without those scenes."""
+    splits = ("train", "val") if holdout else ("train",)
+    records = [r for data in folders for split in splits for r in load_set(data, split)]
+    if len({r["id"] for r in records}) < len(records):
+        sys.exit(f"records repeated across {', '.join(map(str, folders))}")
+    unknown = sorted(set(holdout) - {r["scene"] for r in records})
+    if unknown:
+        sys.exit(f"--holdout: no scene {', '.join(unknown)} in {', '.join(map(str, folders))}")
+    return [r for r in records if r["scene"] not in holdout]
+
+
+def triplet_records(folders: list[Path]) -> list[dict]:
+    """The real triplets of both splits (with their arrays)."""
+    return [r for data in folders for split in ("train", "val") for r in load_set(data, split)
+            if r["kind"] == "triplet"]
 
 
 def prior_spectrum(records: list[dict]) -> np.ndarray:
@@ -83,6 +114,11 @@ def real_triplets(records: list[dict]) -> list[LoadedSample]:
         valid &= valid_clear & np.isfinite(r["s1"]).all(0)
         out.append(LoadedSample(cloudy, clear, r["s1"], valid, cloud_mask(cloudy, valid, MASK)))
     return out
+
+
+def has_cloud(sample: LoadedSample) -> bool:
+    """Whether ``remove``'s mask finds cloud on the sample's valid pixels."""
+    return bool((sample.cloud.astype(bool) & sample.valid).any())
 
 
 def clear_scenes(records: list[dict]) -> list[Scene]:
@@ -130,38 +166,58 @@ class TrainingMix(torch.utils.data.Dataset):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="built by build_training_set")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="built by build_training_set (or its parts, split_training_set)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=CONFIG.epochs)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init", type=Path, help="start from these weights (a fine-tune)")
     parser.add_argument("--lr", type=float, default=CONFIG.lr)
+    parser.add_argument("--preset", default=CONFIG.preset,
+                        choices=sorted(get_architecture(CONFIG.arch).presets))
+    parser.add_argument("--device", default=CONFIG.device, help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
+    parser.add_argument("--workers", type=int,
+                        help="data-loading processes (default: none on CPU, up to 8 on a GPU)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--samples", type=int, default=SAMPLES_PER_EPOCH,
+                        help="samples per epoch")
+    parser.add_argument("--holdout", action="append", default=[], metavar="SCENE",
+                        help="leave this scene out (repeatable); trains on both splits")
     parser.add_argument("--install", action="store_true",
                         help=f"copy the trained model and median-fill into {MODELS_DIR}")
     args = parser.parse_args()
+    if args.install and args.holdout:
+        parser.error("--install ships the train split's model: not with --holdout")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    records = load_set(args.data, "train")
+    records = training_records(args.data, args.holdout)
+    what = (f"train and val splits without {', '.join(args.holdout)}" if args.holdout
+            else "train split")
     prior = prior_spectrum(records)
-    print("prior spectrum of the train split:", prior.tolist())
-    if not np.allclose(prior, PRIOR_REFLECTANCE, atol=1e-4):
+    print(f"prior spectrum of the {what}:", prior.tolist())
+    if args.holdout:
+        print("(not checked: the network corrects the package's fill, which keeps "
+              "cloudfree.fill.PRIOR_REFLECTANCE)")
+    elif not np.allclose(prior, PRIOR_REFLECTANCE, atol=1e-4):
         sys.exit(f"cloudfree.fill.PRIOR_REFLECTANCE differs from the train split's "
                  f"{tuple(prior.tolist())}: update it first")
-    config = TrainConfig(**{**CONFIG.__dict__, "epochs": args.epochs, "lr": args.lr})
+    config = dataclasses.replace(CONFIG, epochs=args.epochs, lr=args.lr, preset=args.preset,
+                                 device=args.device, amp=args.amp, workers=args.workers)
     network, scaling, state = prepare(config, args.out, args.resume)
     if args.init is not None and state is None:
         network.load_state_dict(load_checkpoint(args.init).network.state_dict())
     scenes, fields = clear_scenes(records), cloud_fields(records)
     real = real_triplets(records)
-    print(f"train split: {len(real)} real triplets, {len(scenes)} clear S1/S2 scenes, "
+    print(f"{what}: {len(real)} real triplets, {len(scenes)} clear S1/S2 scenes, "
           f"{len(fields)} cloud fields")
-    simulated = SimulatedClouds(scenes, fields, scaling, config.crop, SAMPLES_PER_EPOCH, MASK)
-    dataset = TrainingMix(real, simulated, config.crop, SAMPLES_PER_EPOCH)
+    simulated = SimulatedClouds(scenes, fields, scaling, config.crop, args.samples, MASK)
+    dataset = TrainingMix(real, simulated, config.crop, args.samples)
     started = time.time()
     train(network, scaling, dataset, config, args.out, state,
-          metadata={"data": "scripts/build_training_set.py (train split)",
-                    "trained_with": "scripts/train_default.py"})
+          metadata={"data": f"scripts/build_training_set.py ({what})",
+                    "holdout": args.holdout, "trained_with": "scripts/train_default.py"})
     print(f"trained {(time.time() - started) / 60:.1f} min")
     if args.install:
         MODELS_DIR.mkdir(exist_ok=True)
@@ -171,7 +227,6 @@ def main() -> None:
                                   "trained_with": "scripts/train_default.py"})
         save_checkpoint(MODELS_DIR / "median-fill.pt", build("fill"), SCALINGS["glfcr"],
                         metadata={"name": "median-fill", "card": "median-fill.md"})
-
 
 if __name__ == "__main__":
     main()
