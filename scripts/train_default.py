@@ -1,15 +1,19 @@
-"""Train the bundled default model ``cloudfree-fillnet`` and write the bundled ``median-fill``.
+"""Train the bundled models ``cloudfree-fillnet`` and ``cloudfree-fillnet-fast``, and write the
+bundled ``median-fill``.
 
     python scripts/build_training_set.py ... -o DATA       # the set (see its docstring)
-    python scripts/train_default.py --data DATA --out RUN [--epochs 30] [--resume] [--install]
+    python scripts/train_default.py --data DATA --out RUN --all-splits --preset paper --install
+    python scripts/train_default.py --data DATA --out RUN2 --all-splits --preset small --install
+    python scripts/train_default.py --data DATA --out RUN [--epochs 30] [--resume]
                                     [--init CHECKPOINT --lr 3e-4]   # fine-tune from weights
     python scripts/train_default.py --data DATA --out RUN --holdout SCENE [--holdout ...]
                                     [--preset paper] [--device cuda --amp] [--workers 2]
-                                    [--threads 1] [--samples 400]   # a held-out fold
+                                    [--threads 1] [--samples 400] [--seed 0]   # a held-out fold
 
-The network (``fillnet`` small) corrects the classical fill (``cloudfree/fill.py``) under the
-mask: it is trained on the set's train split only, with the mask ``remove`` uses by default
-(score method, 5 px buffer):
+The network (``fillnet``; ``paper`` preset for ``cloudfree-fillnet``, ``small`` for
+``cloudfree-fillnet-fast``, the two chosen by the leave-one-scene-out folds of
+``scripts/train_loso.py``) corrects the classical fill (``cloudfree/fill.py``) under the mask. It
+is trained with the mask ``remove`` uses by default (score method, 5 px buffer) on:
 
 - real SEN12MS-CR triplets (cloudy, cloud-free, S1): the cloudy image's own mask and fill;
 - simulated clouds (``cloudfree.training.simulate``: opaque cores of real cloud radiance,
@@ -17,11 +21,17 @@ mask: it is trained on the set's train split only, with the mask ``remove`` uses
   cloudy/clear pairs, the cloudy S1 scene) over the clear S1/S2 scenes (pairs, and the clear
   image of every triplet with its S1).
 
+Without ``--all-splits`` or ``--holdout`` it trains on the set's train split only (the recipe of
+the bundled model before issue 23); with ``--all-splits``, on both splits (the prior spectrum
+is then printed but not checked, as with ``--holdout`` below). The bundled models were trained
+so on one H100 (``--device cuda --workers 1 --threads 1``, about 75 s each).
+
 The BigEarthNet pairs are not used: their S2 is L2A (surface reflectance, no B10), not the L1C
 that the model reads. The prior spectrum of the fill (``PRIOR_REFLECTANCE``) is the per-band
-median of every clear L1C image of the train split; the script prints it and refuses to go on
+median of every clear L1C image of the train split; on that split the script refuses to go on
 when the package's constant differs. Fixed seeds; CPU, 2 threads. Checkpoints every epoch, so
-``--resume`` continues an interrupted run. ``--install`` copies the result into the package.
+``--resume`` continues an interrupted run. ``--install`` copies the result into the package, as
+``BUNDLED[preset]`` (trained on every scene: with ``--all-splits`` only).
 
 ``--holdout SCENE`` (repeatable) trains one fold of a leave-one-scene-out cross-validation
 (``scripts/train_loso.py``): on both splits, without any record of the held-out scenes (not
@@ -61,6 +71,8 @@ CONFIG = TrainConfig(arch="fillnet", preset="small", loss="l1", batch_size=8, cr
                      schedule="cosine", clip=1.0, device="cpu", seed=0, epochs=20)
 SAMPLES_PER_EPOCH = 400
 REAL_SHARE = 0.25  # of the samples of an epoch, views of the real triplets
+#: preset -> the bundled model that ``--install`` writes
+BUNDLED = {"paper": "cloudfree-fillnet", "small": "cloudfree-fillnet-fast"}
 
 
 def load_set(data: Path, split: str) -> list[dict]:
@@ -72,9 +84,11 @@ def load_set(data: Path, split: str) -> list[dict]:
     return records
 
 
-def training_records(folders: list[Path], holdout: list[str]) -> list[dict]:
-    """The train split of the folders; with ``holdout``, both splits without those scenes."""
-    splits = ("train", "val") if holdout else ("train",)
+def training_records(folders: list[Path], holdout: list[str], all_splits: bool = False
+                     ) -> list[dict]:
+    """The train split of the folders; with ``holdout`` or ``all_splits``, both splits (without
+    the held-out scenes)."""
+    splits = ("train", "val") if holdout or all_splits else ("train",)
     records = [r for data in folders for split in splits for r in load_set(data, split)]
     if len({r["id"] for r in records}) < len(records):
         sys.exit(f"records repeated across {', '.join(map(str, folders))}")
@@ -184,27 +198,32 @@ def main() -> None:
                         help="samples per epoch")
     parser.add_argument("--holdout", action="append", default=[], metavar="SCENE",
                         help="leave this scene out (repeatable); trains on both splits")
+    parser.add_argument("--all-splits", action="store_true",
+                        help="train on both splits, every scene (the model chosen by the folds)")
+    parser.add_argument("--seed", type=int, default=CONFIG.seed)
     parser.add_argument("--install", action="store_true",
                         help=f"copy the trained model and median-fill into {MODELS_DIR}")
     args = parser.parse_args()
-    if args.install and args.holdout:
-        parser.error("--install ships the train split's model: not with --holdout")
+    if args.install and (args.holdout or not args.all_splits or args.preset not in BUNDLED):
+        parser.error(f"--install ships a model of every scene: with --all-splits and --preset "
+                     f"{' or '.join(BUNDLED)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    records = training_records(args.data, args.holdout)
+    torch.manual_seed(args.seed)
+    records = training_records(args.data, args.holdout, args.all_splits)
     what = (f"train and val splits without {', '.join(args.holdout)}" if args.holdout
-            else "train split")
+            else "train and val splits" if args.all_splits else "train split")
     prior = prior_spectrum(records)
     print(f"prior spectrum of the {what}:", prior.tolist())
-    if args.holdout:
+    if args.holdout or args.all_splits:
         print("(not checked: the network corrects the package's fill, which keeps "
               "cloudfree.fill.PRIOR_REFLECTANCE)")
     elif not np.allclose(prior, PRIOR_REFLECTANCE, atol=1e-4):
         sys.exit(f"cloudfree.fill.PRIOR_REFLECTANCE differs from the train split's "
                  f"{tuple(prior.tolist())}: update it first")
     config = dataclasses.replace(CONFIG, epochs=args.epochs, lr=args.lr, preset=args.preset,
-                                 device=args.device, amp=args.amp, workers=args.workers)
+                                 device=args.device, amp=args.amp, workers=args.workers,
+                                 seed=args.seed)
     network, scaling, state = prepare(config, args.out, args.resume)
     if args.init is not None and state is None:
         network.load_state_dict(load_checkpoint(args.init).network.state_dict())
@@ -221,10 +240,10 @@ def main() -> None:
     print(f"trained {(time.time() - started) / 60:.1f} min")
     if args.install:
         MODELS_DIR.mkdir(exist_ok=True)
-        trained = load_checkpoint(args.out / "last.pt")
-        save_checkpoint(MODELS_DIR / "cloudfree-fillnet.pt", trained.network, trained.scaling,
-                        metadata={"name": "cloudfree-fillnet", "card": "cloudfree-fillnet.md",
-                                  "trained_with": "scripts/train_default.py"})
+        trained, name = load_checkpoint(args.out / "last.pt"), BUNDLED[args.preset]
+        save_checkpoint(MODELS_DIR / f"{name}.pt", trained.network, trained.scaling,
+                        metadata={"name": name, "card": f"{name}.md",
+                                  "trained_with": "scripts/train_default.py --all-splits"})
         save_checkpoint(MODELS_DIR / "median-fill.pt", build("fill"), SCALINGS["glfcr"],
                         metadata={"name": "median-fill", "card": "median-fill.md"})
 

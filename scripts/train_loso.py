@@ -3,7 +3,7 @@
     python scripts/train_loso.py --data DATA [DATA ...] --out RUNS \\
         --candidates fillnet:small fillnet:paper [--epochs 20] [--samples 400] [--jobs 5] \\
         [--device cuda] [--amp] [--workers 2] [--threads 1] [--scenes SCENE ...] \\
-        [--deadline SECONDS]
+        [--deadline SECONDS] [--seed 0]
 
 Every (candidate, scene) pair is one run of ``scripts/train_default.py --holdout SCENE``, in its
 own process group, ``--jobs`` at a time, writing ``RUNS/<arch>-<preset>/<scene>/`` (``last.pt``,
@@ -94,7 +94,8 @@ def command(run: Run, args: argparse.Namespace, resume: bool) -> list[str]:
     cmd = [sys.executable, str(SCRIPTS / "train_default.py"), "--data", *map(str, args.data),
            "--out", str(run.folder), "--holdout", run.scene, "--preset", run.preset,
            "--epochs", str(args.epochs), "--samples", str(args.samples), "--device",
-           args.device, "--workers", str(args.workers), "--threads", str(args.threads)]
+           args.device, "--workers", str(args.workers), "--threads", str(args.threads),
+           "--seed", str(args.seed)]
     return cmd + ["--amp"] * args.amp + ["--resume"] * resume
 
 
@@ -178,6 +179,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, help="data-loading processes per run")
     parser.add_argument("--threads", type=int, help="torch threads per run")
     parser.add_argument("--deadline", type=float, help="seconds; then stop everything")
+    parser.add_argument("--seed", type=int, default=0, help="of every run (a second draw)")
     args = parser.parse_args()
     args.candidates = [tuple(c.partition(":")[::2]) for c in args.candidates]
     for arch, preset in args.candidates:

@@ -317,7 +317,8 @@ def test_an_unknown_model_name_is_a_usage_error_in_every_command(tmp_path, cli, 
     result = cli(*args, "--model", "nope")
     assert result.exit_code == 2, result.output
     assert last_line(result.stderr).startswith(
-        "Error: no bundled model 'nope' (bundled: cloudfree-fillnet, median-fill)")
+        "Error: no bundled model 'nope' (bundled: cloudfree-fillnet-fast, cloudfree-fillnet, "
+        "median-fill)")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -158,5 +158,5 @@ def test_cli_exports_a_bundled_model_that_remove_runs_as_the_model_itself(tmp_pa
 def test_cli_export_onnx_takes_one_model(tmp_path, cli, args):
     result = cli("export-onnx", *args, "-o", tmp_path / "x.onnx")
     assert result.exit_code == 2
-    assert "bundled: cloudfree-fillnet, median-fill" in result.output
+    assert "bundled: cloudfree-fillnet-fast, cloudfree-fillnet, median-fill" in result.output
     assert not (tmp_path / "x.onnx").exists()

@@ -202,10 +202,10 @@ def test_gpu_out_of_memory_halves_the_batch(tmp_path, checkpoints, monkeypatch, 
 
     real = engines.TorchEngine.predict
 
-    def predict(self, s2, s1, mask=None):
+    def predict(self, s2, s1, mask=None, max_correction=None):
         if len(s2) > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(self, s2, s1, mask)
+        return real(self, s2, s1, mask, max_correction)
 
     monkeypatch.setattr(engines.TorchEngine, "predict", predict)
     out = tmp_path / "oom.tif"

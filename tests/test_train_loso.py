@@ -76,6 +76,20 @@ def test_a_holdout_reads_both_splits_without_the_scene(tiny_set):
         training_records([tiny_set], ["nowhere"])
     with pytest.raises(SystemExit, match="repeated"):
         training_records([tiny_set, tiny_set], ["sky"])
+    every = training_records([tiny_set], [], all_splits=True)
+    assert {r["id"] for r in every} == {r["id"] for r in held_out} | {"sky"}
+
+
+@pytest.mark.parametrize("options", [[], ["--holdout", "sky"], ["--all-splits", "--preset",
+                                                                  "small", "--holdout", "sky"]])
+def test_install_ships_only_a_model_of_every_scene(tiny_set, tmp_path, options):
+    """The bundled models are trained on both splits with nothing held out."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_default.py"),
+                             "--data", str(tiny_set), "--out", str(tmp_path / "run"),
+                             "--install", *options], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--install ships a model of every scene" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_parts_hold_what_training_reads(tiny_set, tmp_path):
