@@ -16,8 +16,9 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
 
 With ``--loso RUNS`` (the folds of ``scripts/train_loso.py``), each candidate network of RUNS
-(``RUNS/<arch>-<preset>/<scene>/last.pt``) runs as "fillnet, local base, feather 2" on each
-triplet with the checkpoint of the fold that held that scene out (checked in its metadata;
+(``RUNS/<arch>-<preset>/<scene>/last.pt``) runs as ``remove`` runs the bundled network (local
+base, feather 2, correction bounded to 25 % of the base) and unbounded, on each triplet with
+the checkpoint of the fold that held that scene out (checked in its metadata;
 unfinished folds are left out), beside the former base and ``median-fill`` on the local base.
 
 Scores against the cloud-free image (reflectance clipped to [0, 1], 13 bands): PSNR over the
@@ -71,8 +72,10 @@ SETTINGS = {
 }
 BASELINE = "median base, feather 8"
 LOCAL = "local base, feather 2"
-#: The setting ``--loso`` runs every candidate network in.
-FOLD_SETTING = "fillnet, local base, feather 2"
+#: The settings ``--loso`` runs every candidate network in: as ``remove`` runs the bundled one
+#: (correction bounded to 25 % of the base), and unbounded.
+FOLD_SETTINGS = {"": "fillnet, local base, f2, correction <= 25 %",
+                 ", unbounded": "fillnet, local base, feather 2"}
 CANDIDATES = [name for name in SETTINGS if not name.startswith("fillnet")]
 RING = 10
 #: Clear land this far from the mask (past the haze ring and the local fill's source ramp) shows
@@ -169,7 +172,7 @@ def table(rows: list[dict], group: str, names: list[str]) -> None:
 
 def fold_settings(runs: Path, scene: str) -> dict[str, dict]:
     """The baselines and, per candidate of ``runs`` whose fold without ``scene`` is finished,
-    that fold's network in ``FOLD_SETTING``."""
+    that fold's network in each of ``FOLD_SETTINGS``."""
     out = {BASELINE: SETTINGS[BASELINE], LOCAL: SETTINGS[LOCAL]}
     for folder in sorted(p.parent for p in runs.glob(f"*/{scene}")):
         done, asked = run_epochs(folder / scene)
@@ -180,7 +183,8 @@ def fold_settings(runs: Path, scene: str) -> dict[str, dict]:
         checkpoint = folder / scene / "last.pt"
         if scene not in load_checkpoint(checkpoint).metadata.get("holdout", []):
             raise SystemExit(f"{checkpoint} was not trained without {scene}")
-        out[folder.name] = {**SETTINGS[FOLD_SETTING], "checkpoint": checkpoint}
+        for suffix, setting in FOLD_SETTINGS.items():
+            out[folder.name + suffix] = {**SETTINGS[setting], "checkpoint": checkpoint}
     return out
 
 

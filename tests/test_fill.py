@@ -10,6 +10,7 @@ from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from scipy import ndimage
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_models
+from cloudfree.checkpoint import load_checkpoint
 from cloudfree.engines import open_engine
 from cloudfree.fill import (
     MIN_CLEAR_FRACTION,
@@ -111,9 +112,30 @@ def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
 
 
 def test_default_model_is_bundled_fillnet_on_top_of_the_fill():
-    assert DEFAULT_MODEL in bundled_models() and "median-fill" in bundled_models()
+    assert {DEFAULT_MODEL, "cloudfree-fillnet-fast", "median-fill"} <= set(bundled_models())
     engine = open_engine(model=DEFAULT_MODEL, device="cpu")
     assert engine.arch == "fillnet" and engine.uses_mask
+
+
+def test_the_fast_model_is_the_small_preset_of_the_default_and_fills_the_same_pixels(tmp_path):
+    """Issue 23: the default is fillnet's paper preset, the fast one its small preset; both
+    trained on every scene of the pool, and both leave clear pixels as they are."""
+    widths = {name: load_checkpoint(bundled_models()[name]).config["widths"]
+              for name in (DEFAULT_MODEL, "cloudfree-fillnet-fast")}
+    assert widths == {DEFAULT_MODEL: (32, 64, 96, 128), "cloudfree-fillnet-fast": (16, 32, 48, 64)}
+    outputs = {}
+    for name in widths:
+        summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / f"{name}.tif", s1_aligned=True,
+                               model=name, device="cpu", quiet=True)
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            outputs[name] = (summary["filled_pixels"], ds.read().astype(np.int64))
+    (filled, default), (filled_fast, fast) = outputs.values()
+    assert filled == filled_fast > 0
+    with rasterio.open(SUMMER_S2) as ds:
+        original = ds.read().astype(np.int64)
+    changed = (default != original).any(0)
+    assert np.array_equal(changed, (fast != original).any(0))
+    assert np.abs(default - fast)[:, changed].mean() > 10  # two networks, two fills
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a PNG
