@@ -33,6 +33,8 @@ from pathlib import Path
 
 from remove_pipeline import bare_forward_seconds, make_scene, peak_rss_mb
 
+from cloudfree.bundled import bundled_models
+
 BATCH = 8  # remove's default --batch-size
 
 
@@ -99,6 +101,8 @@ def main() -> None:
     parser.add_argument("--model", default="cloudfree-fillnet", help="a bundled model")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
     args = parser.parse_args()
+    if args.model not in bundled_models():
+        parser.error(f"--model {args.model}: bundled are {', '.join(bundled_models())}")
     if args.child:
         from cloudfree.cli import main as cli
 

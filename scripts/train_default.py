@@ -77,7 +77,11 @@ BUNDLED = {"paper": "cloudfree-fillnet", "small": "cloudfree-fillnet-fast"}
 
 def load_set(data: Path, split: str) -> list[dict]:
     """The records of one split, each with its arrays (``s1``, ``s2_clear``, ``s2_cloudy``)."""
-    records = [r for r in json.loads((data / "index.json").read_text()) if r["split"] == split]
+    index = data / "index.json"
+    if not index.is_file():
+        sys.exit(f"{data}: no index.json; give a set built by scripts/build_training_set.py "
+                 "(or its parts, split_training_set.py)")
+    records = [r for r in json.loads(index.read_text()) if r["split"] == split]
     for record in records:
         with np.load(data / f"{record['id']}.npz") as arrays:
             record.update({k: arrays[k] for k in arrays.files})
@@ -200,7 +204,8 @@ def main() -> None:
                         help="leave this scene out (repeatable); trains on both splits")
     parser.add_argument("--all-splits", action="store_true",
                         help="train on both splits, every scene (the model chosen by the folds)")
-    parser.add_argument("--seed", type=int, default=CONFIG.seed)
+    parser.add_argument("--seed", type=int, default=CONFIG.seed,
+                        help="of the weights and the samples (a second draw)")
     parser.add_argument("--install", action="store_true",
                         help=f"copy the trained model and median-fill into {MODELS_DIR}")
     args = parser.parse_args()

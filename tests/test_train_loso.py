@@ -76,6 +76,8 @@ def test_a_holdout_reads_both_splits_without_the_scene(tiny_set):
         training_records([tiny_set], ["nowhere"])
     with pytest.raises(SystemExit, match="repeated"):
         training_records([tiny_set, tiny_set], ["sky"])
+    with pytest.raises(SystemExit, match="no index.json"):
+        training_records([tiny_set / "nowhere"], [])
     every = training_records([tiny_set], [], all_splits=True)
     assert {r["id"] for r in every} == {r["id"] for r in held_out} | {"sky"}
 
