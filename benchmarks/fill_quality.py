@@ -15,6 +15,11 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
 - ``loso``: for each scene, the ``median-fill`` setting (base x feather, shadows) with the best
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
 
+With ``--pasted``, the truth is of the same date instead (issue 28): each triplet's cloud-free
+image gets the real cloud of another triplet of the pool (the next one with 5-70 % cloud, its
+cloudy pixels wherever its mask, eroded by 3 px, says cloud, turned by 90 degrees) and is filled
+back; scored the same way (inside the mask: on the pasted cloud, with the mask's buffer).
+
 With ``--loso RUNS`` (the folds of ``scripts/train_loso.py``), each candidate network of RUNS
 (``RUNS/<arch>-<preset>/<scene>/last.pt``) runs as ``remove`` runs the bundled network (local
 base, feather 2, correction bounded to 25 % of the base) and unbounded, on each triplet with
@@ -33,24 +38,29 @@ another date.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import rasterio
 import torch
 from remove_quality import write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
-from train_default import has_cloud, real_triplets, triplet_records
+from train_default import MASK, has_cloud, real_triplets, triplet_records
 from train_loso import run_epochs
 
+from cloudfree import local_fill
 from cloudfree.checkpoint import load_checkpoint
 from cloudfree.masking import MaskParams
 from cloudfree.metrics import ssim_map
 from cloudfree.remove_scene import remove_scene
+from cloudfree.training.datasets import LoadedSample, cloud_mask
 
 #: name -> remove options
 SETTINGS = {
@@ -69,12 +79,18 @@ SETTINGS = {
                                                    "max_correction": 0.5},
     "fillnet, local base, f2, correction <= 25 %": {"fill_method": "local", "feather": 2,
                                                    "max_correction": 0.25},
+    # the bound before issue 28's support term: 25 % of the base wherever the fill has land
+    "fillnet, local base, f2, correction <= 25 % everywhere": {
+        "fill_method": "local", "feather": 2, "max_correction": 0.25,
+        "support_scale": math.inf},
 }
 BASELINE = "median base, feather 8"
 LOCAL = "local base, feather 2"
 #: The settings ``--loso`` runs every candidate network in: as ``remove`` runs the bundled one
-#: (correction bounded to 25 % of the base), and unbounded.
+#: (correction bounded to 25 % of the base, less where the local fill has land of its kind
+#: near), as the bound was before that, and unbounded.
 FOLD_SETTINGS = {"": "fillnet, local base, f2, correction <= 25 %",
+                 ", 25 % everywhere": "fillnet, local base, f2, correction <= 25 % everywhere",
                  ", unbounded": "fillnet, local base, feather 2"}
 CANDIDATES = [name for name in SETTINGS if not name.startswith("fillnet")]
 RING = 10
@@ -85,10 +101,14 @@ DEFAULT = "fillnet, local base, f2, correction <= 25 %"
 
 
 def run(folder: Path, s2: Path, s1: Path, options: dict) -> np.ndarray:
-    """``remove`` with these options and every other default; reflectance [13, H, W]."""
+    """``remove`` with these options and every other default (``support_scale``: the local
+    fill's constant of that name, patched for this run); reflectance [13, H, W]."""
     out = folder / "output.tif"
-    remove_scene(s2, s1, out, s1_aligned=True, overwrite=True, quiet=True, device="cpu",
-                 **options)
+    options = dict(options)
+    scale = options.pop("support_scale", local_fill.SUPPORT_SCALE)
+    with mock.patch.object(local_fill, "SUPPORT_SCALE", scale):
+        remove_scene(s2, s1, out, s1_aligned=True, overwrite=True, quiet=True, device="cpu",
+                     **options)
     with rasterio.open(out) as ds:
         return ds.read().astype(np.float32) / 10000
 
@@ -198,17 +218,35 @@ def fold_tables(rows: list[dict]) -> None:
         table([r for r in rows if r["name"] in scenes], "held-out", [BASELINE, LOCAL, *names])
 
 
-def score_triplets(data: Path, settings_of: Callable[[str], dict[str, dict]]) -> list[dict]:
+def pasted(samples: list[LoadedSample]) -> list[LoadedSample]:
+    """Each sample's cloud-free image under the real cloud of the next sample with 5-70 %
+    cloud, turned by 90 degrees: the cloudy input of a same-date truth (``--pasted``)."""
+    donors = [s for s in samples if 0.05 < s.cloud[s.valid].mean() < 0.7]
+    out = []
+    for i, sample in enumerate(samples):
+        donor = next(d for d in donors[i % len(donors):] + donors if d is not sample)
+        core = ndimage.binary_erosion(donor.cloud > 0, iterations=3)
+        where = np.rot90(core)[None] & sample.valid[None]
+        cloudy = np.where(where, np.rot90(donor.cloudy, axes=(1, 2)), sample.clear)
+        out.append(dataclasses.replace(sample, cloudy=cloudy,
+                                       cloud=cloud_mask(cloudy, sample.valid, MASK)))
+    return out
+
+
+def score_triplets(data: Path, settings_of: Callable[[str], dict[str, dict]],
+                   same_date: bool = False) -> list[dict]:
     """One row per real triplet with cloud (both splits): its scores in every setting that
-    ``settings_of(scene)`` names, under the setting's name; ``settings`` lists the names."""
+    ``settings_of(scene)`` names, under the setting's name; ``settings`` lists the names.
+    ``same_date``: each triplet's cloud-free image under a pasted real cloud (:func:`pasted`)."""
     records = triplet_records([data])
+    records, samples = zip(*[(r, s) for r, s in zip(records, real_triplets(records), strict=True)
+                             if has_cloud(s)], strict=True)
+    if same_date:
+        samples = pasted(list(samples))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for record, sample in zip(records, real_triplets(records), strict=True):
-            if not has_cloud(sample):
-                print(f"{record['id']}: no cloud under remove's mask, skipped")
-                continue
+        for record, sample in zip(records, samples, strict=True):
             cloud = sample.cloud.astype(bool)
             s2, s1 = write_inputs(folder, sample)
             settings = settings_of(record["scene"])
@@ -232,18 +270,21 @@ def main() -> None:
     networks.add_argument("--fillnet", type=Path,
                           help="a fillnet checkpoint instead of the bundled")
     networks.add_argument("--loso", type=Path, metavar="RUNS", help="score train_loso.py's folds")
+    parser.add_argument("--pasted", action="store_true",
+                        help="score on real clouds pasted over each triplet's cloud-free image")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     torch.set_num_threads(2)
     if args.loso:
-        rows = score_triplets(args.data, lambda scene: fold_settings(args.loso, scene))
+        rows = score_triplets(args.data, lambda scene: fold_settings(args.loso, scene),
+                              args.pasted)
         fold_tables(rows)
     else:
         settings = {name: {**options, "checkpoint": args.fillnet}
                     if args.fillnet and name.startswith("fillnet") else options
                     for name, options in SETTINGS.items()}
-        rows = score_triplets(args.data, lambda scene: settings)
+        rows = score_triplets(args.data, lambda scene: settings, args.pasted)
         loso(rows)
         for group in ("all", "val"):
             table([r for r in rows if group == "all" or r["split"] == group], group,

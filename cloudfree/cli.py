@@ -156,7 +156,8 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "haze ring around clouds (local), or the scene's clear-sky median (median).")
 @click.option("--max-correction", metavar="SHARE|none", callback=_share_or_none,
               help="Bound on the fill network's correction of its base, as a share of the base "
-                   f"per band [default: {MAX_CORRECTION}]; none leaves it unbounded.")
+                   f"per band [default: {MAX_CORRECTION}; on the local base, less where clear "
+                   "land of the same S1 kind is near]; none leaves it unbounded.")
 @click.option("--mask-out", type=PATH, help="Also write the mask used.")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")

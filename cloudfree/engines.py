@@ -51,16 +51,17 @@ class Engine(Protocol):
     uses_torch_cpu: bool  # the forward runs on PyTorch's CPU threads
 
     def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
-                max_correction: float | None = None) -> np.ndarray:
+                max_correction: float | np.ndarray | None = None) -> np.ndarray:
         """s2 [B,13,H,W], s1 [B,2,H,W] (and the fill mask [B,1,H,W]) float32 -> [B,13,H,W];
-        a network on the fill moves it by at most ``max_correction`` times it
-        (:func:`bound_correction`)."""
+        a network on the fill moves it by at most ``max_correction`` times it, one share or a
+        share per pixel [B,1,H,W] (:func:`bound_correction`)."""
         ...
 
 
-def bound_correction(pred: ArrayT, s2: ArrayT, bound: float | None) -> ArrayT:
+def bound_correction(pred: ArrayT, s2: ArrayT, bound: float | ArrayT | None) -> ArrayT:
     """``pred`` moved from ``s2`` (the fill it corrects) by at most ``bound`` times ``s2``, per
-    value; numpy arrays or torch tensors alike (on a GPU, done there: issue 22)."""
+    value (``bound``: one share, or one per pixel [B,1,H,W]); numpy arrays or torch tensors
+    alike (on a GPU, done there: issue 22)."""
     if bound is None:
         return pred
     return s2 + (pred - s2).clip(-bound * s2, bound * s2)
@@ -104,7 +105,8 @@ def cudnn_flags(tune: bool, tf32: bool) -> AbstractContextManager:
 
 
 def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None,
-                mask: np.ndarray | None = None) -> None:
+                mask: np.ndarray | None = None,
+                bound: float | np.ndarray | None = None) -> None:
     """Raise ValueError unless the inputs are a matching [B,13,H,W] / [B,2,H,W] pair that fits."""
     if s2.ndim != 4 or s1.ndim != 4 or s2.shape[1] != 13 or s1.shape[1] != 2 \
             or s2.shape[0] != s1.shape[0] or s2.shape[2:] != s1.shape[2:]:
@@ -112,6 +114,8 @@ def check_batch(s2: np.ndarray, s1: np.ndarray, multiple: int, tile: int | None,
                          f"and {s1.shape}")
     if mask is not None and mask.shape != (s2.shape[0], 1, *s2.shape[2:]):
         raise ValueError(f"the fill mask must be [B,1,H,W] like s2, got {mask.shape}")
+    if isinstance(bound, np.ndarray) and bound.shape != (s2.shape[0], 1, *s2.shape[2:]):
+        raise ValueError(f"a per-pixel bound must be [B,1,H,W] like s2, got {bound.shape}")
     h, w = s2.shape[2:]
     if tile is not None and (h, w) != (tile, tile):
         raise ValueError(f"this engine runs {tile}x{tile} tiles only, got {h}x{w}")
@@ -172,13 +176,15 @@ class TorchEngine:
         return staged.to(self.device, non_blocking=True)
 
     def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
-                max_correction: float | None = None) -> np.ndarray:
-        check_batch(s2, s1, self.size_multiple, None, mask)
+                max_correction: float | np.ndarray | None = None) -> np.ndarray:
+        check_batch(s2, s1, self.size_multiple, None, mask, max_correction)
         bound = max_correction if self.uses_mask else None
         if self.session is not None:
             return bound_correction(run_session(self.session, s2, s1, mask), s2, bound)
         dtype = PRECISIONS[self.precision]
         device_type = torch.device(self.device).type
+        if isinstance(bound, np.ndarray):
+            bound = self._to_device(bound, "bound")
         inputs = [self._to_device(s2, "s2"), self._to_device(s1, "s1")]
         if self.uses_mask and mask is not None:
             inputs.append(self._to_device(mask, "mask"))
@@ -256,8 +262,8 @@ class OnnxEngine:
                                  "export it with `cloudfree export-onnx`") from None
 
     def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
-                max_correction: float | None = None) -> np.ndarray:
-        check_batch(s2, s1, self.size_multiple, self.tile, mask)
+                max_correction: float | np.ndarray | None = None) -> np.ndarray:
+        check_batch(s2, s1, self.size_multiple, self.tile, mask, max_correction)
         bound = max_correction if self.uses_mask else None
         return bound_correction(run_session(self.session, s2, s1, mask), s2, bound)
 

@@ -26,7 +26,8 @@ import numpy as np
 FILL_METHODS = ("local", "median")
 #: Default bound on a fill model's network correction of its base (share of the base, per band):
 #: the network, trained on little land and almost no water, otherwise darkens water to a third
-#: (README, "Water"); on the pool's held-out triplets the bound costs 0.06 dB.
+#: (README, "Water"). On the local base it shrinks with the fill's support
+#: (``local_fill.correction_bound``, issue 28).
 MAX_CORRECTION: float | None = 0.25
 #: L1C band medians (reflectance, B01..B12 with B8A ninth) of the clear images of the training
 #: pool's train split; see the module docstring.

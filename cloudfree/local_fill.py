@@ -46,6 +46,9 @@ CLASS_STEP = 1.5
 MIN_MEMBERSHIP = 1e-3
 #: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
 FALLBACK_WEIGHT = 1e-4
+#: Support at which the bound on a fill network's correction is halved (issue 28):
+#: :func:`correction_bound`.
+SUPPORT_SCALE = 0.1
 
 
 @dataclass(frozen=True)
@@ -148,16 +151,20 @@ def blurred(coarse: torch.Tensor, sigma: float) -> torch.Tensor:
 def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
                s1_db: np.ndarray, fallback: tuple[float, ...] | np.ndarray,
                params: LocalFillParams = LocalFillParams(),
-               device: torch.device | str = "cpu") -> np.ndarray:
-    """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill.
+               device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill, and the
+    fill's support [H, W]: the summed weight of the clear sources behind each filled pixel (0
+    where nothing clear of its S1 kind is in reach, growing with the clear land of that kind
+    around it; 0 off the fill).
 
     ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
     ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
     is in reach (the scene median); ``device``: where the sums and convolutions run.
     """
     out = reflectance.astype(np.float32, copy=True)
+    support = np.zeros(fill.shape, np.float32)
     if not fill.any():
-        return out
+        return out, support
     device = torch.device(device)
     # on a GPU, float64: cuDNN may run float32 convolutions in TF32, a global switch that the
     # forward flips on another thread (and float64 costs little at these sizes)
@@ -196,7 +203,16 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         if mine.any():
             sums += grid.at(blurred(coarse, params.sigma / params.factor)) * there(mine)
     out[:, rows, cols] = (sums[:-1] / sums[-1:]).cpu().numpy()
-    return out
+    support[rows, cols] = (sums[-1] - FALLBACK_WEIGHT).clamp(min=0).cpu().numpy()
+    return out, support
+
+
+def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
+    """Per-pixel bound on a fill network's correction, as a share of the local fill: the full
+    ``max_correction`` where no clear land of the pixel's kind is in reach, shrinking as the
+    fill's ``support`` grows. The networks learned to move a fill towards another date (their
+    real truths), which moves it away from the same date's land around (issue 28)."""
+    return (max_correction / (1 + support / SUPPORT_SCALE)).astype(np.float32)
 
 
 def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
@@ -228,4 +244,4 @@ def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.nda
     if spectrum.source != "scene":
         return fill_masked(reflectance, region, spectrum), region
     weight = source_weight(region, valid & ~cloud, params)
-    return local_fill(reflectance, region, weight, s1_db, spectrum.values, params), region
+    return local_fill(reflectance, region, weight, s1_db, spectrum.values, params)[0], region

@@ -50,6 +50,7 @@ from cloudfree.fill import (
 )
 from cloudfree.local_fill import (
     LocalFillParams,
+    correction_bound,
     haze_region,
     local_fill,
     source_weight,
@@ -156,6 +157,9 @@ class LoadedChunk:
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
     mask: np.ndarray  # [1, H, W] float32, 1 where the classical fill replaced the input
     no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
+    #: [1, H, W] per-pixel bound on the network's correction (local fill), else None: the
+    #: options' max_correction everywhere
+    bound: np.ndarray | None = None
     reference: ReferenceBlock | None = None  # the fill from other dates (remove --reference)
 
 
@@ -287,15 +291,18 @@ class SceneRemoval:
             (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
                                 chunk.height, chunk.width, g.height, g.width,
                                 halo if local is not None else 0)
-        network_input, mask = refl, np.zeros(classes.shape, bool)
+        network_input, mask, bound = refl, np.zeros(classes.shape, bool), None
         if self.fill is not None:
             mask = region
             if local is not None and self.fill.source == "scene" and region[inner].any():
                 clear = valid & (classes == CLEAR)
                 here = np.zeros_like(region)  # the halo only lends sources
                 here[inner] = region[inner]
-                network_input = local_fill(refl, here, source_weight(region, clear, local),
-                                           s1, self.fill.values, local, self.fill_device)
+                network_input, support = local_fill(refl, here,
+                                                    source_weight(region, clear, local), s1,
+                                                    self.fill.values, local, self.fill_device)
+                if self.options.max_correction is not None:
+                    bound = correction_bound(support[inner], self.options.max_correction)[None]
             else:
                 network_input = fill_masked(refl, region, self.fill)
         if local is not None:
@@ -309,7 +316,7 @@ class SceneRemoval:
                 chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid)
         return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
                            valid, classes, alpha, mask[None].astype(np.float32),
-                           np.isnan(s1).any(axis=0), reference)
+                           np.isnan(s1).any(axis=0), bound, reference)
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
@@ -332,15 +339,18 @@ class SceneRemoval:
             s2 = np.stack([loaded.s2[:, :, o : o + t] for o in offs])
             s1 = np.stack([loaded.s1[:, :, o : o + t] for o in offs])
             mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
-            pred = self._run(s2, s1, mask)
+            bound = self.options.max_correction if loaded.bound is None else \
+                np.stack([loaded.bound[:, :, o : o + t] for o in offs])
+            pred = self._run(s2, s1, mask, bound)
             for o, tile_pred in zip(offs, pred, strict=True):
                 out[o] = tile_pred
         return out
 
-    def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray,
+             bound: float | np.ndarray | None) -> np.ndarray:
         """engine.predict, halving the batch on GPU out-of-memory."""
         try:
-            return self.engine.predict(s2, s1, mask, self.options.max_correction)
+            return self.engine.predict(s2, s1, mask, bound)
         except torch.cuda.OutOfMemoryError:
             if len(s2) == 1:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
@@ -352,8 +362,10 @@ class SceneRemoval:
                     len(s2), self.batch_size)
         torch.cuda.empty_cache()
         half = len(s2) // 2
-        return np.concatenate([self._run(s2[:half], s1[:half], mask[:half]),
-                               self._run(s2[half:], s1[half:], mask[half:])])
+        bounds = (bound, bound) if not isinstance(bound, np.ndarray) else \
+            (bound[:half], bound[half:])
+        return np.concatenate([self._run(s2[:half], s1[:half], mask[:half], bounds[0]),
+                               self._run(s2[half:], s1[half:], mask[half:], bounds[1])])
 
     def finish(self, final: BlendedBlock, loaded: LoadedChunk
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -478,7 +490,9 @@ def remove_scene(
         (``local_fill.py``), or the scene's clear-sky median alone. Default: ``"local"``.
     max_correction : float or None
         Bound on the correction a fill model's network makes to its base, as a share of the
-        base per band (``median-fill`` makes none). Default: ``MAX_CORRECTION``.
+        base per band (``median-fill`` makes none). On the local base it shrinks where clear
+        land of the pixel's S1 kind is near (``local_fill.correction_bound``). None: unbounded.
+        Default: ``MAX_CORRECTION``.
     mask_params : MaskParams
         The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
         method with a 5 px buffer.

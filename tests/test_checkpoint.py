@@ -192,3 +192,11 @@ def test_the_default_models_correction_is_bounded_in_either_runtime(runtime):
     assert (np.abs(free - s2) > 0.06 * np.abs(s2)).mean() > 0.1  # the bound is reached
     assert (np.abs(bounded - s2) <= 0.05 * np.abs(s2) + 1e-6).all()
     assert np.array_equal(bounded, bound_correction(free, s2, 0.05))
+    # one share per pixel (remove's, from the local fill's support): none on the left half
+    per_pixel = np.full(mask.shape, 0.05, np.float32)
+    per_pixel[..., :32] = 0
+    held = engine.predict(s2, s1, mask, max_correction=per_pixel)
+    assert np.array_equal(held[..., :32], s2[..., :32])
+    assert np.array_equal(held[..., 32:], bounded[..., 32:])
+    with pytest.raises(ValueError, match="per-pixel bound"):
+        engine.predict(s2, s1, mask, max_correction=per_pixel[:, :, :32])

@@ -104,9 +104,12 @@ def test_the_local_fill_on_the_gpu_matches_the_cpu():
     cloud = classify(refl, valid)[0] == CLOUD
     assert 0.1 < cloud.mean() < 0.9
     args = (refl, cloud, (~cloud).astype(np.float32), s1_db, np.median(refl, axis=(1, 2)))
-    on_cpu, on_gpu = local_fill(*args), local_fill(*args, device="cuda")
+    (on_cpu, support_cpu), (on_gpu, support_gpu) = local_fill(*args), \
+        local_fill(*args, device="cuda")
     assert not np.array_equal(on_cpu[:, cloud], refl[:, cloud])
     assert np.abs(on_gpu - on_cpu).max() < 1e-6
+    assert support_cpu[cloud].max() > 0.1
+    assert np.abs(support_gpu - support_cpu).max() < 1e-5
 
 
 def test_transfers_go_through_pinned_host_memory():

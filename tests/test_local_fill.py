@@ -8,7 +8,14 @@ import rasterio
 from conftest import FLOODS, FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2
 from scipy import ndimage
 
-from cloudfree.local_fill import LocalFillParams, haze_region, local_fill, source_weight
+from cloudfree.local_fill import (
+    SUPPORT_SCALE,
+    LocalFillParams,
+    correction_bound,
+    haze_region,
+    local_fill,
+    source_weight,
+)
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import open_sentinel2
@@ -82,15 +89,24 @@ def test_opaque_cloud_over_water_is_filled_with_water_and_over_land_with_land(
     assert np.array_equal(result[:, away_from_clouds(path)], s2[:, away_from_clouds(path)])
 
 
-def test_the_networks_correction_is_bounded_to_a_quarter_of_the_base(tmp_path, floods):
+def test_the_networks_correction_is_bounded_and_shrinks_with_clear_land_around(tmp_path,
+                                                                                floods):
     path, disk, _ = cloud_over(tmp_path, floods, "water")
     inner = ndimage.binary_erosion(disk, iterations=4)  # past the feather: no original in it
     base = removed(path, tmp_path / "base.tif", model="median-fill")[:, inner]
     bounded = removed(path, tmp_path / "bounded.tif")[:, inner]
     free = removed(path, tmp_path / "free.tif", max_correction=None)[:, inner]
-    assert (abs(bounded - base) <= 0.25 * base + 1).all()  # 1 DN of rounding
-    assert (bounded < 0.8 * base).any()  # the bound is reached: the network would go further
     assert (free < 0.6 * base).any()  # unbounded, it darkens water to well under the base
+    assert (abs(bounded - base) <= 0.25 * base + 1).all()  # 1 DN of rounding
+    # clear water all around this small cloud supports the local fill: the bound shrinks to
+    # well under a quarter, and the network still moves the fill within it
+    assert (abs(bounded - base) <= 0.15 * base + 1).all()
+    assert (abs(bounded - base) > 0.05 * base + 1).any()
+
+
+def test_the_bound_is_a_quarter_where_nothing_clear_is_near_and_shrinks_with_support():
+    bound = correction_bound(np.array([0, SUPPORT_SCALE, 10 * SUPPORT_SCALE]), 0.25)
+    np.testing.assert_allclose(bound, [0.25, 0.125, 0.25 / 11], rtol=1e-6)
 
 
 def test_local_fill_takes_the_clear_pixels_that_match_in_s1():
@@ -103,9 +119,15 @@ def test_local_fill_takes_the_clear_pixels_that_match_in_s1():
         water = ds.read(1) == 1
     hole = disk_at(water.shape, deepest(water), 40)  # over water and the land around it
     assert (hole & water).sum() > 500 and (hole & ~water).sum() > 500
-    filled = local_fill(refl, hole, (valid & ~hole).astype(np.float32), s1,
-                        np.median(refl[:, valid], axis=1))
+    filled, support = local_fill(refl, hole, (valid & ~hole).astype(np.float32), s1,
+                                 np.median(refl[:, valid], axis=1))
     assert np.array_equal(filled[:, ~hole], refl[:, ~hole])
+    # the support is the clear land behind each filled pixel: none off the hole, and more at
+    # its rim than at its centre, 40 px from any clear pixel
+    assert not support[~hole].any()
+    depth = ndimage.distance_transform_edt(hole)
+    rim, centre = support[(depth > 0) & (depth <= 3)], support[depth > 35]
+    assert np.median(rim) > 0.1 and np.median(rim) > 5 * np.median(centre)
     near = ndimage.binary_dilation(hole, iterations=40) & ~hole & valid
     for label in (water, ~water):
         inside = hole & label & ndimage.binary_erosion(label, iterations=3)
