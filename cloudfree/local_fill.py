@@ -212,7 +212,8 @@ def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
     ``max_correction`` where no clear land of the pixel's kind is in reach, shrinking as the
     fill's ``support`` grows. The networks learned to move a fill towards another date (their
     real truths), which moves it away from the same date's land around (issue 28)."""
-    return (max_correction / (1 + support / SUPPORT_SCALE)).astype(np.float32)
+    with np.errstate(over="ignore"):  # a share beyond float32 (1e40) is unbounded: inf
+        return (max_correction / (1 + support / SUPPORT_SCALE)).astype(np.float32)
 
 
 def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
