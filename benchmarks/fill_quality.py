@@ -1,7 +1,7 @@
 """The fill's base, haze ring and feather on every real triplet of the pool, scene by scene.
 
     python benchmarks/fill_quality.py --data DATA [--fillnet CHECKPOINT] [--json out.json]
-    python benchmarks/fill_quality.py --data DATA --loso RUNS [--json out.json]
+    python benchmarks/fill_quality.py --data DATA --loso RUNS [--pasted] [--json out.json]
 
 DATA is the set built by ``scripts/build_training_set.py``; every real SEN12MS-CR triplet in it
 is read, from both splits (the 10 residual triplets below ID 4400 and winter_112). Each goes
@@ -9,8 +9,10 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
 
 - ``median-fill`` on the scene median base with an 8 px feather (the former default),
 - ``median-fill`` on the local base (``--fill local``: S1-aware local fill and haze ring),
-- ``cloudfree-fillnet`` on each base (the bundled network, or ``--fillnet``; six of these
-  triplets are in its train split, so its rows are held out on the four others only),
+- ``cloudfree-fillnet`` on each base (the bundled network, or ``--fillnet``; the bundled one
+  was trained on every scene here, so only ``--loso`` holds scenes out), unbounded, with its
+  correction bounded to 50 % or 25 % of the base (the latter shrinking with the local fill's
+  support, as ``remove`` runs it), and to 25 % everywhere (as before that support term),
 - the same with shadows filled too (``--shadow``),
 - ``loso``: for each scene, the ``median-fill`` setting (base x feather, shadows) with the best
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
@@ -22,7 +24,8 @@ back; scored the same way (inside the mask: on the pasted cloud, with the mask's
 
 With ``--loso RUNS`` (the folds of ``scripts/train_loso.py``), each candidate network of RUNS
 (``RUNS/<arch>-<preset>/<scene>/last.pt``) runs as ``remove`` runs the bundled network (local
-base, feather 2, correction bounded to 25 % of the base) and unbounded, on each triplet with
+base, feather 2, correction bounded to 25 % of the base, less where the local fill has support),
+bounded to 25 % everywhere, and unbounded, on each triplet with
 the checkpoint of the fold that held that scene out (checked in its metadata;
 unfinished folds are left out), beside the former base and ``median-fill`` on the local base.
 
