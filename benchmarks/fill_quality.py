@@ -18,8 +18,8 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
 
 With ``--pasted``, the truth is of the same date instead (issue 28): each triplet's cloud-free
-image gets the real cloud of another triplet of the pool (the next one with 5-70 % cloud, its
-cloudy pixels wherever its mask, eroded by 3 px, says cloud, turned by 90 degrees) and is filled
+image gets the real cloud of another triplet of the pool (one with 5-70 % cloud, see ``pasted``:
+its cloudy pixels wherever its mask, eroded by 3 px, says cloud, turned by 90 degrees) and is filled
 back; scored the same way (inside the mask: on the pasted cloud, with the mask's buffer).
 
 With ``--loso RUNS`` (the folds of ``scripts/train_loso.py``), each candidate network of RUNS
@@ -222,8 +222,9 @@ def fold_tables(rows: list[dict]) -> None:
 
 
 def pasted(samples: list[LoadedSample]) -> list[LoadedSample]:
-    """Each sample's cloud-free image under the real cloud of the next sample with 5-70 %
-    cloud, turned by 90 degrees: the cloudy input of a same-date truth (``--pasted``)."""
+    """Each sample's cloud-free image under the real cloud of a donor, turned by 90 degrees:
+    the cloudy input of a same-date truth (``--pasted``). The donors are the samples with 5-70 %
+    cloud, and sample i takes donor i (cyclically), or the next one when that is itself."""
     donors = [s for s in samples if 0.05 < s.cloud[s.valid].mean() < 0.7]
     out = []
     for i, sample in enumerate(samples):
@@ -241,11 +242,16 @@ def score_triplets(data: Path, settings_of: Callable[[str], dict[str, dict]],
     """One row per real triplet with cloud (both splits): its scores in every setting that
     ``settings_of(scene)`` names, under the setting's name; ``settings`` lists the names.
     ``same_date``: each triplet's cloud-free image under a pasted real cloud (:func:`pasted`)."""
-    records = triplet_records([data])
-    records, samples = zip(*[(r, s) for r, s in zip(records, real_triplets(records), strict=True)
-                             if has_cloud(s)], strict=True)
+    records, samples = [], []
+    every = triplet_records([data])
+    for record, sample in zip(every, real_triplets(every), strict=True):
+        if not has_cloud(sample):
+            print(f"{record['id']}: no cloud under remove's mask, skipped")
+            continue
+        records.append(record)
+        samples.append(sample)
     if same_date:
-        samples = pasted(list(samples))
+        samples = pasted(samples)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
