@@ -29,24 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from mask_quality import CLEAR_SCENE, Pair, load_pairs
+from mask_quality import CLEAR_SCENE, HELD_OUT, Pair, load_pairs, scene
 from scipy import ndimage
 
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.sentinel2 import BANDS, open_sentinel2
 
-HELD_OUT = {"series", "ROIs1868_summer_135", "ROIs1970_fall_85", "ROIs2017_winter_102",
-            *(f"residual_{i}" for i in (2266, 316, 4065, 4294, 746))}
 MAX_CLEAR = 0.05
 Term = Callable[[dict], np.ndarray]
-
-
-def scene(name: str) -> str:
-    """The SEN12MS-CR scene of a pair (each residual triplet its own; the series one)."""
-    parts = name.split("_")
-    if parts[0] in ("series", "residual"):
-        return parts[0] if parts[0] == "series" else f"residual_{parts[-1]}"
-    return "_".join(parts[:2] + [parts[4]])  # ROIs1970_fall_s2_cloudy_136_p139
 
 
 class Features:

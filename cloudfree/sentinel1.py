@@ -24,6 +24,9 @@ POLARISATIONS = ("VV", "VH")
 S1_INPUT = "Sentinel-1 input"
 #: The units check reads up to this many windows a side, of this many pixels each.
 SAMPLE_GRID, SAMPLE_WINDOW = 8, 64
+#: A median backscatter outside this range (dB) is not calibrated sigma0 or gamma0: dB scaled
+#: by 100 as some products store it, or a wrong calibration.
+PLAUSIBLE_DB = (-40.0, 10.0)
 
 
 def db_to_linear(db: np.ndarray) -> np.ndarray:
@@ -52,7 +55,23 @@ def guess_units(values: np.ndarray) -> str | None:
 
 
 def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
-    """Units to read with: the guess for 'auto'; the request, if the values do not contradict it."""
+    """Units to read with: the guess for 'auto'; the request, if the values do not contradict it.
+
+    Warns when the median, in dB, lies outside :data:`PLAUSIBLE_DB`.
+    """
+    units = _settle_units(values, requested, name)
+    db = values if units == "db" else linear_to_db(values)
+    if np.isfinite(db).any():
+        median = float(np.nanmedian(db))
+        if not PLAUSIBLE_DB[0] <= median <= PLAUSIBLE_DB[1]:
+            log.warning("%s: median backscatter %.3g dB is outside the %g to %g dB of "
+                        "calibrated Sentinel-1; check its scaling and units (the fills use it)",
+                        name, median, *PLAUSIBLE_DB)
+    return units
+
+
+def _settle_units(values: np.ndarray, requested: str, name: str) -> str:
+    """The units of :func:`resolve_units`, before the plausibility check."""
     if requested not in UNITS:
         raise UsageError(f"s1_units={requested} must be one of {', '.join(UNITS)}", "s1_units")
     guess = guess_units(values)
@@ -162,8 +181,11 @@ def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
         values = _sample(ds, bands[0])
         if values.size == 0:
             raise CloudfreeError(f"{path}: no valid VV pixels")
-        return Sentinel1(path=path, dataset=ds, bands=bands,
-                         units=resolve_units(values, units, str(path)))
+        settled = resolve_units(values, units, str(path))
+        if settled == "linear" and not (values > 0).any():
+            raise CloudfreeError(f"{path}: no valid VV pixels (every value read is 0, nodata "
+                                 "in linear power)")
+        return Sentinel1(path=path, dataset=ds, bands=bands, units=settled)
     except BaseException:
         ds.close()
         raise

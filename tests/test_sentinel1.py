@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import numpy as np
 import pytest
 import rasterio
@@ -66,9 +69,31 @@ def test_wrong_units_is_a_usage_error(tmp_path, linear, claimed):
         open_sentinel1(path, claimed)
 
 
-def test_one_band_and_missing_crs_are_clear_errors(tmp_path):
+def test_db_scaled_by_100_reads_with_a_warning(tmp_path, caplog):
+    """dB stored times 100 (an integer habit) is read, but the user is told it is not sigma0."""
+    path = copy_s1(WINTER_S1, tmp_path / "x100.tif", transform_data=lambda d: d * 100)
+    logger = logging.getLogger("cloudfree")  # the CLI's logger need not propagate to the root
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING", logger="cloudfree"):
+            with open_sentinel1(path) as s1:
+                assert s1.units == "db"
+            [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            caplog.clear()
+            for real in (WINTER_S1, FLOODS_S1):
+                open_sentinel1(real).close()
+            assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert re.search(r"x100.tif: median backscatter -\d{3,4} dB is outside", warning)  # x 100
+    assert "outside the -40 to 10 dB of calibrated Sentinel-1" in warning
+
+
+def test_one_band_missing_crs_and_all_zero_are_clear_errors(tmp_path):
     with pytest.raises(CloudfreeError, match="1 band; Sentinel-1 input needs two bands"):
         open_sentinel1(copy_s1(WINTER_S1, tmp_path / "one.tif", bands=[1]))
+    with pytest.raises(CloudfreeError, match="zero.tif: no valid VV pixels .every value read is 0"):
+        open_sentinel1(copy_s1(WINTER_S1, tmp_path / "zero.tif", transform_data=lambda d: d * 0))
     with pytest.raises(CloudfreeError, match="no coordinate reference system"):
         open_sentinel1(copy_s1(WINTER_S1, tmp_path / "nocrs.tif", crs=None))
 
