@@ -10,7 +10,8 @@ clear twin, ``clear + a * (cloudy - clear)`` for ``a`` in ``BLENDS`` (0 is the c
 real cloudy date): a real cloud at a fraction of its depth over real land, with the truth of
 ``benchmarks/mask_quality.py`` (cloud where the blend is brighter than the twin by more than 0.05
 in the mean of B02-B04). ``SAMPLES`` pixels per blend and pair; binary cross-entropy, Adam (lr
-3e-3, batches of 4096, ``EPOCHS`` epochs), one CPU thread, seed 0.
+3e-3, batches of 4096, ``EPOCHS`` epochs), one CPU thread, seed 0. ``--hidden 0`` scores a
+logistic regression on the 13 bands instead.
 
 Two folds by scene (the split of ``mask_quality.py``): trained on one half, scored on the other,
 and the other way round. Scores on the scored half, for the real cloudy dates and for their clouds
@@ -50,13 +51,15 @@ def training_pixels(pairs: list[Pair], rng: np.random.Generator) -> tuple[np.nda
     return np.concatenate(x), np.concatenate(y).astype(np.float32)
 
 
-def train(pairs: list[Pair], seed: int = 0):
-    """The network trained on ``pairs``: a function of reflectance [13, H, W] -> cloud [H, W]."""
+def train(pairs: list[Pair], hidden: int = HIDDEN, seed: int = 0):
+    """The network trained on ``pairs`` (``hidden`` 0: logistic regression on the bands): a
+    function of reflectance [13, H, W] -> cloud [H, W]."""
     torch.manual_seed(seed)
     x, y = map(torch.from_numpy, training_pixels(pairs, np.random.default_rng(seed)))
     mean, spread = x.mean(0), x.std(0) + 1e-6
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
-                              torch.nn.Linear(HIDDEN, 1))
+    net = (torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
+                               torch.nn.Linear(hidden, 1))
+           if hidden else torch.nn.Linear(x.shape[1], 1))
     optimizer = torch.optim.Adam(net.parameters(), 3e-3)
     for _ in range(EPOCHS):
         order = torch.randperm(len(x))
@@ -100,6 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+",
                         help="folders with s2_cloudy/ and s2/ twins")
+    parser.add_argument("--hidden", type=int, default=HIDDEN,
+                        help="hidden units (0: logistic regression on the 13 bands)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pairs = load_pairs(args.folders)
@@ -110,7 +115,8 @@ def main() -> None:
           "|---|---|---|---|---|---|---|---|")
     thin: dict[str, dict[str, float]] = {}
     for trained, scored in (("tuning", "held out"), ("held out", "tuning")):
-        masks = {"network": train(halves[trained]), "score (default)": ours(MaskParams())}
+        masks = {"network": train(halves[trained], args.hidden),
+                 "score (default)": ours(MaskParams())}
         for name, mask in masks.items():
             worst = max(float(mask(p.clear).mean()) for p in halves[scored])
             for blend in SCORED_BLENDS:
