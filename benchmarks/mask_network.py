@@ -23,12 +23,9 @@ thinnest blend, network / score. About 4 minutes on 2 cores.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
-from mask_quality import HELD_OUT, Pair, blended, load_pairs, ours, scene
+from mask_quality import Pair, blended, halves, load_pairs, ours, pairs_parser, scene
 
 from cloudfree.masking import MaskParams, hot_positive
 from cloudfree.sentinel2 import BANDS
@@ -100,27 +97,24 @@ def iou(c: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", type=Path, nargs="+",
-                        help="folders with s2_cloudy/ and s2/ twins")
+    parser = pairs_parser(__doc__)
     parser.add_argument("--hidden", type=int, default=HIDDEN,
                         help="hidden units (0: logistic regression on the 13 bands)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pairs = load_pairs(args.folders)
-    halves = {"tuning": [p for p in pairs if scene(p.name) not in HELD_OUT],
-              "held out": [p for p in pairs if scene(p.name) in HELD_OUT]}
+    split = dict(zip(("tuning", "held out"), halves(pairs), strict=True))
     print("| trained on | scored on | mask | blend | IoU, SEN12MS-CR pairs | per-scene mean "
           "(scenes) | IoU, series | cloud on the clear twins: worst |\n"
           "|---|---|---|---|---|---|---|---|")
     thin: dict[str, dict[str, float]] = {}
     for trained, scored in (("tuning", "held out"), ("held out", "tuning")):
-        masks = {"network": train(halves[trained], args.hidden),
+        masks = {"network": train(split[trained], args.hidden),
                  "score (default)": ours(MaskParams())}
         for name, mask in masks.items():
-            worst = max(float(mask(p.clear).mean()) for p in halves[scored])
+            worst = max(float(mask(p.clear).mean()) for p in split[scored])
             for blend in SCORED_BLENDS:
-                per_scene = counts(mask, blended(halves[scored], blend))
+                per_scene = counts(mask, blended(split[scored], blend))
                 if blend == SCORED_BLENDS[-1]:
                     for where, c in per_scene.items():
                         if c[0] + c[2] > 0:

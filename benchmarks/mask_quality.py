@@ -91,6 +91,20 @@ def read_reflectance(path: Path) -> np.ndarray:
         return ds.read().astype(np.float32) / 10000
 
 
+def halves(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """The pairs of the tuning half and of the held-out half (by scene, :data:`HELD_OUT`)."""
+    return ([p for p in pairs if scene(p.name) not in HELD_OUT],
+            [p for p in pairs if scene(p.name) in HELD_OUT])
+
+
+def pairs_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's parser, taking the folders of pairs."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+",
+                        help="folders with s2_cloudy/ and s2/ twins")
+    return parser
+
+
 def blended(pairs: list[Pair], blend: float) -> list[Pair]:
     """Each cloudy date blended into its clear twin: a real cloud at a fraction of its depth."""
     return [Pair(p.name, p.clear + blend * (p.cloudy - p.clear), p.clear) for p in pairs]
@@ -206,9 +220,7 @@ def score(masker: Masker, pairs: list[Pair],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", type=Path, nargs="+",
-                        help="folders with s2_cloudy/ and s2/ twins")
+    parser = pairs_parser(__doc__)
     parser.add_argument("--variants", action="store_true",
                         help="also score the variants of `cloudfree mask` behind its defaults")
     parser.add_argument("--clear", type=Path, default=CLEAR_SCENE,

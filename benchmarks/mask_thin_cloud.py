@@ -23,13 +23,12 @@ only that setting is scored on the held-out half.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from mask_quality import CLEAR_SCENE, HELD_OUT, Pair, load_pairs, scene
+from mask_quality import CLEAR_SCENE, Pair, halves, load_pairs, pairs_parser, scene
 from scipy import ndimage
 
 from cloudfree.masking import CLOUD, MaskParams, classify
@@ -131,15 +130,12 @@ def row(half: str, name: str, r: dict[str, float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", type=Path, nargs="+",
-                        help="folders with s2_cloudy/ and s2/ twins")
+    parser = pairs_parser(__doc__)
     parser.add_argument("--clear", type=Path, default=CLEAR_SCENE,
                         help="a cloud-free 13-band L1C scene for one more false alarm figure")
     args = parser.parse_args()
     pairs = load_pairs(args.folders)
-    tune = [p for p in pairs if scene(p.name) not in HELD_OUT]
-    held = [p for p in pairs if scene(p.name) in HELD_OUT]
+    tune, held = halves(pairs)
     with open_sentinel2(args.clear) as s2:
         clear_scene = s2.read()
     cache: dict = {}
