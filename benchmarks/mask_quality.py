@@ -106,7 +106,10 @@ def pairs_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def blended(pairs: list[Pair], blend: float) -> list[Pair]:
-    """Each cloudy date blended into its clear twin: a real cloud at a fraction of its depth."""
+    """Each cloudy date blended into its clear twin: a real cloud at a fraction of its depth
+    (at 1, the pairs themselves)."""
+    if blend == 1:
+        return pairs
     return [Pair(p.name, p.clear + blend * (p.cloudy - p.clear), p.clear) for p in pairs]
 
 

@@ -55,23 +55,7 @@ def guess_units(values: np.ndarray) -> str | None:
 
 
 def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
-    """Units to read with: the guess for 'auto'; the request, if the values do not contradict it.
-
-    Warns when the median, in dB, lies outside :data:`PLAUSIBLE_DB`.
-    """
-    units = _settle_units(values, requested, name)
-    db = values if units == "db" else linear_to_db(values)
-    if np.isfinite(db).any():
-        median = float(np.nanmedian(db))
-        if not PLAUSIBLE_DB[0] <= median <= PLAUSIBLE_DB[1]:
-            log.warning("%s: median backscatter %.3g dB is outside the %g to %g dB of "
-                        "calibrated Sentinel-1; check its scaling and units (the fills use it)",
-                        name, median, *PLAUSIBLE_DB)
-    return units
-
-
-def _settle_units(values: np.ndarray, requested: str, name: str) -> str:
-    """The units of :func:`resolve_units`, before the plausibility check."""
+    """Units to read with: the guess for 'auto'; the request, if the values do not contradict it."""
     if requested not in UNITS:
         raise UsageError(f"s1_units={requested} must be one of {', '.join(UNITS)}", "s1_units")
     guess = guess_units(values)
@@ -137,6 +121,19 @@ class Sentinel1:
         self.close()
 
 
+def check_backscatter(db: np.ndarray, name: str) -> None:
+    """Refuse a sample of VV (dB) with no valid value (power all 0); warn when its median lies
+    outside :data:`PLAUSIBLE_DB`."""
+    if not np.isfinite(db).any():
+        raise CloudfreeError(f"{name}: no valid VV pixels (every value read is 0, nodata in "
+                             "linear power)")
+    median = float(np.nanmedian(db))
+    if not PLAUSIBLE_DB[0] <= median <= PLAUSIBLE_DB[1]:
+        log.warning("%s: median backscatter %.3g dB is outside the %g to %g dB of calibrated "
+                    "Sentinel-1; check its scaling and units (the fills use it)",
+                    name, median, *PLAUSIBLE_DB)
+
+
 def _band_indexes(ds, path: Path) -> tuple[int, int]:
     """VV and VH by band description (any case), else the first two bands in that order."""
     if ds.count < 2:
@@ -182,9 +179,7 @@ def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
         if values.size == 0:
             raise CloudfreeError(f"{path}: no valid VV pixels")
         settled = resolve_units(values, units, str(path))
-        if settled == "linear" and not (values > 0).any():
-            raise CloudfreeError(f"{path}: no valid VV pixels (every value read is 0, nodata "
-                                 "in linear power)")
+        check_backscatter(values if settled == "db" else linear_to_db(values), str(path))
         return Sentinel1(path=path, dataset=ds, bands=bands, units=settled)
     except BaseException:
         ds.close()

@@ -78,7 +78,8 @@ def test_db_scaled_by_100_reads_with_a_warning(tmp_path, caplog):
         with caplog.at_level("WARNING", logger="cloudfree"):
             with open_sentinel1(path) as s1:
                 assert s1.units == "db"
-            [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            # one record, seen once or twice (through the root logger too, when it propagates)
+            [warning] = {r.getMessage() for r in caplog.records if r.levelname == "WARNING"}
             caplog.clear()
             for real in (WINTER_S1, FLOODS_S1):
                 open_sentinel1(real).close()
