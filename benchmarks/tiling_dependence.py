@@ -1,0 +1,66 @@
+"""How much `cloudfree remove`'s output depends on `--batch-size` and `--tile`.
+
+    python benchmarks/tiling_dependence.py                 # 1024^2 mosaic, bundled default
+    python benchmarks/tiling_dependence.py --model median-fill --size 2048
+
+The local base (`--fill local`, the default) is computed per chunk of tiles, with 64 px of
+context around it; its wider scale (a 48 px Gaussian) reaches past that context at a chunk's
+edges, and its coarse grids and S1 classes follow the chunk. So a fill depends a little on how
+the scene is cut. Each variant here is compared with the same run at the defaults, on the
+mosaic of the real sample (`remove_pipeline.py`), for the local base and for the scene-median
+base (`--fill median`), where only the network's tiling can differ. Printed per variant: the
+share of pixels that differ, their mean and 99th-percentile absolute difference and the
+largest one, in DN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from remove_pipeline import make_scene  # noqa: E402
+
+VARIANTS = (["--batch-size", "1"], ["--batch-size", "3"], ["--tile", "128"])
+
+
+def removed(s2: Path, s1: Path, out: Path, model: str, options: list[str]) -> np.ndarray:
+    """`cloudfree remove` as a user runs it (no COG step, which changes no value)."""
+    subprocess.run(["cloudfree", "remove", "--s2", str(s2), "--s1", str(s1), "-o", str(out),
+                    "--model", model, "--quiet", "--no-cog", "--overwrite", *options],
+                   check=True, capture_output=True)
+    with rasterio.open(out) as ds:
+        return ds.read().astype(np.int64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--model", default="cloudfree-fillnet", help="a bundled fill model")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        s2, s1 = make_scene(folder, args.size)
+        print(f"{args.size}^2 mosaic, {args.model}; against the defaults")
+        print(f"{'base':7} {'variant':16} {'changed':>8} {'mean':>6} {'p99':>5} {'max':>5}  (DN)")
+        for base in ("local", "median"):
+            default = removed(s2, s1, folder / "default.tif", args.model, ["--fill", base])
+            for variant in VARIANTS:
+                out = removed(s2, s1, folder / "variant.tif", args.model,
+                              ["--fill", base, *variant])
+                diff = np.abs(out - default)
+                changed = diff.max(axis=0) > 0
+                figures = (f"{changed.mean():8.1%} {diff[:, changed].mean():6.1f} "
+                           f"{np.percentile(diff[:, changed], 99):5.0f} {diff.max():5d}"
+                           if changed.any() else f"{0:8.1%} {'-':>6} {'-':>5} {0:5d}")
+                print(f"{base:7} {' '.join(variant):16} {figures}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
