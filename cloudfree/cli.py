@@ -41,7 +41,11 @@ class _Group(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
         except MemoryError:
-            click.echo("Error: out of memory; try a smaller --block or --batch-size", err=True)
+            command = self.get_command(ctx, ctx.invoked_subcommand or "")
+            flags = [f for f in ("--batch-size", "--block", "--tile")
+                     if command is not None and any(f in p.opts for p in command.params)]
+            advice = f"; try a smaller {' or '.join(flags)}" if flags else ""
+            click.echo(f"Error: out of memory{advice}", err=True)
             sys.exit(1)
 
 
@@ -312,16 +316,16 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--crop", type=click.IntRange(8), default=128, show_default=True,
               help="Random crop size in pixels.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--lr", type=opt.NumberRange(0, min_open=True), default=1e-4, show_default=True)
+@click.option("--weight-decay", type=opt.NumberRange(0), default=0.0, show_default=True,
               help="AdamW weight decay; 0 uses Adam.")
 @click.option("--schedule", type=click.Choice(["cosine", "step", "exponential", "constant"]),
               default="cosine", show_default=True,
               help="cosine with warm-up, step (GLF-CR's halving every 5 epochs), exponential "
               "(times --decay every epoch) or constant.")
-@click.option("--decay", type=click.FloatRange(0, 1, min_open=True), default=0.8,
+@click.option("--decay", type=opt.NumberRange(0, 1, min_open=True), default=0.8,
               show_default=True, help="Per-epoch factor of the exponential schedule.")
-@click.option("--clip", type=click.FloatRange(0), default=1.0, show_default=True,
+@click.option("--clip", type=opt.NumberRange(0), default=1.0, show_default=True,
               help="Gradient-norm clipping (0: off).")
 @opt.output("Folder for last.pt, train_state.pt and log.csv [default: run].")
 @opt.hidden_alias("--out", "output", type=PATH)
@@ -367,20 +371,27 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
 @click.option("--ssim", type=click.Choice(["valid", "official"]), default="valid",
               show_default=True, help="valid: SSIM over pixels whose window fits the image; "
               "official: GLF-CR's released code (zero padding), comparable with its tables.")
+@opt.overwrite
 @opt.quiet
 def evaluate(data, model, checkpoint, onnx, device, report_path, csv_path, as_json, mask_method,
-             ssim, quiet):
+             ssim, overwrite, quiet):
     """PSNR, SSIM, SAM, MAE on triplets under DATA, beside the cloudy-input and median-fill
     baselines, overall and by cloud cover (0-20 ... 80-100 %)."""
     from cloudfree.engines import open_engine
     from cloudfree.masking import MaskParams
-    from cloudfree.rasterio_io import write_json
-    from cloudfree.training.evaluate import evaluate_folder, table, write_csv
+    from cloudfree.rasterio_io import check_distinct, check_output, write_json
+    from cloudfree.training.datasets import find_samples
+    from cloudfree.training.evaluate import evaluate, table, write_csv
 
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device)
-    report = evaluate_folder(data, engine, MaskParams(method=mask_method), quiet, ssim)
+    samples = find_samples(data)
+    inputs = [path for s in samples for path in (s.s1, s.s2_cloudy, s.s2_clear)]
+    check_distinct({"report": report_path, "CSV": csv_path})
+    for path in filter(None, (report_path, csv_path)):
+        check_output(path, overwrite, inputs)
+    report = evaluate(samples, engine, MaskParams(method=mask_method), quiet, ssim)
     if report_path:
-        write_json(report, report_path, overwrite=True)
+        write_json(report, report_path, overwrite)
     if csv_path:
-        write_csv(report["rows"], csv_path)
+        write_csv(report["rows"], csv_path, overwrite)
     click.echo(json.dumps(report, indent=2) if as_json else table(report))

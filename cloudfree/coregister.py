@@ -373,7 +373,7 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                        quiet: bool = False) -> CoregisterResult:
     """Open S1 for reading on the S2 grid, refining the shift against S2 bands when asked."""
     if not max_shift > 0:
-        raise UsageError(f"max_shift={max_shift} must be positive", "max_shift")
+        raise UsageError(f"max_shift={max_shift} must be a positive number", "max_shift")
     s1 = open_sentinel1(s1_path, units)
     try:
         grid = Grid.of(s2)

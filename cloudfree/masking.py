@@ -52,6 +52,9 @@ class MaskParams:
             raise UsageError(f"unknown mask method {self.method!r} (use {' or '.join(METHODS)})")
         if self.buffer < 0:
             raise UsageError(f"buffer={self.buffer} must be at least 0 pixels", "buffer")
+        for name, low in (("threshold", 0), ("ndsi_threshold", -1)):
+            if not low <= getattr(self, name) <= 1:  # NaN too
+                raise UsageError(f"{name}={getattr(self, name)} must be in {low}..1", name)
 
     @property
     def halo(self) -> int:
@@ -181,9 +184,8 @@ def classify(
         dark = ndimage.median_filter(dark.astype(np.uint8), size=5, mode="reflect") > 0
         classes[dark & (classes == CLEAR)] = SHADOW
     if params.buffer:
-        disk = _disk(params.buffer)
         for cls in ((SHADOW, CLOUD) if params.shadow else (CLOUD,)):
-            grown = ndimage.binary_dilation(classes == cls, structure=disk)
+            grown = grow(classes == cls, params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
     if all_valid:
         return classes, score.astype(np.float32, copy=False)
@@ -191,7 +193,13 @@ def classify(
     return classes, np.where(valid, score, np.nan).astype(np.float32)
 
 
-def _disk(radius: int) -> np.ndarray:
-    """Disk-shaped structuring element of the given radius."""
-    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    return x * x + y * y <= radius * radius
+def grow(seeds: np.ndarray, radius: int) -> np.ndarray:
+    """The pixels within ``radius`` (Euclidean) of ``seeds``: a dilation by a disk. Beyond a
+    small radius, from a distance transform (same result): scipy's dilation slows with the
+    disk's area and runs out of memory from a radius of about 200."""
+    if radius <= 10:
+        y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+        return ndimage.binary_dilation(seeds, structure=x * x + y * y <= radius * radius)
+    if not seeds.any():
+        return seeds.copy()
+    return ndimage.distance_transform_edt(~seeds) <= radius

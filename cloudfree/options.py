@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,18 @@ from cloudfree.rasterio_io import parse_creation_options
 
 #: Tile sizes every command accepts: below 16 px a network sees too little context.
 TILE_SIZE = click.IntRange(16, 8192)
+
+
+class NumberRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN, which no range bound can catch."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return number
+
+
 PATH = click.Path(path_type=Path)
 #: The option names this module defines (the Python names click passes the commands).
 SHARED = ("output", "overwrite", "creation_options", "cog", "model", "checkpoint", "onnx",
@@ -149,9 +162,9 @@ def mask_params(buffer: int = 0) -> Decorator:
         wrapper = functools.update_wrapper(wrapper, f)
         options = [
             mask_method,
-            click.option("--threshold", type=click.FloatRange(0, 1), default=0.2,
+            click.option("--threshold", type=NumberRange(0, 1), default=0.2,
                          show_default=True, help="Cloud where the score exceeds this."),
-            click.option("--ndsi-threshold", type=click.FloatRange(-1, 1), default=0.6,
+            click.option("--ndsi-threshold", type=NumberRange(-1, 1), default=0.6,
                          show_default=True,
                          help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this."),
             click.option("--buffer", type=click.IntRange(0, 1000), default=buffer,
@@ -182,7 +195,7 @@ def s1_s2(default_name: str, s1_required: bool = True) -> Decorator:
                      show_default=True, help="Units of the S1 values; auto decides from them."),
         click.option("--refine/--no-refine", default=True, show_default=True,
                      help="Estimate the residual S1-S2 shift and correct it when reliable."),
-        click.option("--max-shift", type=click.FloatRange(0.5, 100), default=10.0,
+        click.option("--max-shift", type=NumberRange(0.5, 100), default=10.0,
                      show_default=True, metavar="PIXELS",
                      help="Largest shift the refinement searches for."),
     ])

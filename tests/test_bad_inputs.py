@@ -184,6 +184,10 @@ def test_library_calls_get_the_same_checks(tmp_path):
      "references=-1 must be at least 0"),
     (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, block=0),
      "block=0 must be at least 1 pixel"),
+    (lambda out: mask_scene(SUMMER_S2, out, MaskParams(threshold=float("nan"))),
+     "threshold=nan must be in 0..1"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, mask_params=MaskParams(
+        ndsi_threshold=-2)), "ndsi_threshold=-2 must be in -1..1"),
 ])
 def test_library_calls_get_the_range_checks_of_the_cli(tmp_path, call, message):
     """Values the CLI's option ranges refuse: a UsageError, not a traceback or a wrong result."""
@@ -349,6 +353,32 @@ def test_evaluate_without_a_model_uses_the_default(tmp_path, cli):
     other = cli("evaluate", data, "--json", "-q", "--model", "median-fill")
     overall = [json.loads(r.stdout)["overall"]["model"] for r in (result, named, other)]
     assert overall[0] == overall[1] != overall[2]
+
+
+def test_evaluate_keeps_existing_files_and_its_inputs(tmp_path, cli):
+    data = tmp_path / "data"
+    for folder, path in (("s1", SUMMER_S1), ("s2_cloudy", SUMMER_S2),
+                         ("s2_cloudfree", WINTER_CLEAR)):
+        (data / folder).mkdir(parents=True)
+        (data / folder / "summer.tif").symlink_to(path)
+    kept = tmp_path / "kept.csv"
+    kept.write_text("keep\n")
+    truth = data / "s2_cloudfree" / "summer.tif"
+    for args, code, message in (
+            (["--csv", kept], 2, f"output {kept} exists: pass --overwrite to replace it"),
+            (["--report", truth, "--overwrite"], 2,
+             f"output {truth} is also an input: choose another output path"),
+            (["--report", tmp_path / "r.json", "--csv", tmp_path / "r.json"], 2,
+             f"the report and the CSV are the same file {tmp_path / 'r.json'}: give each its own "
+             "path")):
+        result = cli("evaluate", data, "--model", "median-fill", "-q", *args)
+        assert (result.exit_code, last_line(result.stderr)) == (code, f"Error: {message}")
+    assert kept.read_text() == "keep\n" and not (tmp_path / "r.json").exists()
+    assert truth.resolve() == WINTER_CLEAR.resolve()
+    result = cli("evaluate", data, "--model", "median-fill", "-q", "--csv", kept, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert kept.read_text().splitlines()[0] == "name,cloud_cover,bin,method,psnr,ssim,sam,mae"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "kept.csv"]
 
 
 def test_remove_says_what_co_registration_and_the_fill_did(tmp_path, cli):

@@ -441,6 +441,14 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
      "Error: Invalid value for '--tile': 8 is not in the range 16<=x<=8192."),
     (["export-onnx", "--model", "median-fill", "-o", "{x}"],
      "Error: --output {x}: an ONNX model is written; give a .onnx path"),
+    (["mask", SUMMER_S2, "-o", "{x}", "--threshold", "nan"],  # NaN passes every bound
+     "Error: Invalid value for '--threshold': 'nan' is not a number."),
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", "{x}", "--ndsi-threshold", "NaN"],
+     "Error: Invalid value for '--ndsi-threshold': 'NaN' is not a number."),
+    (["coregister", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", "{x}", "--max-shift", "nan"],
+     "Error: Invalid value for '--max-shift': 'nan' is not a number."),
+    (["train", SUMMER_S2, "-o", "{x}", "--lr", "nan"],
+     "Error: Invalid value for '--lr': 'nan' is not a number."),
 ])
 def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message, cli):
     x = tmp_path / "x.tif"

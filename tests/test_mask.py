@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
+from scipy.spatial import cKDTree
 
 from cloudfree.mask_scene import mask_scene
 from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, classify
@@ -131,6 +132,20 @@ def test_thresholds_buffer_and_score_output(tmp_path):
         score = ds.read(1)
         assert ds.dtypes[0] == "float32" and ds.descriptions[0] == "cloud_score"
     np.testing.assert_array_equal(plain == CLOUD, score > 0.2)
+
+
+@pytest.mark.parametrize("buffer", [3, 10, 11, 300])
+def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
+    """By a disk dilation for small radii and a distance transform beyond: the same pixels,
+    and a buffer larger than the image (up to the option's 1000) runs."""
+    with open_sentinel2(SUMMER_S2) as ds:
+        refl, valid = ds.read()
+    cloud = classify(refl, valid)[0] == CLOUD
+    grown = classify(refl, valid, MaskParams(buffer=buffer))[0] == CLOUD
+    pixels = np.indices(cloud.shape).reshape(2, -1).T
+    distance, _ = cKDTree(np.argwhere(cloud)).query(pixels)  # to the nearest cloud pixel
+    np.testing.assert_array_equal(grown, (distance <= buffer).reshape(cloud.shape))
+    assert 0 < cloud.mean() < grown.mean() <= 1
 
 
 def test_snow_is_not_cloud():

@@ -35,9 +35,9 @@ from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import fill_image
 from cloudfree.masking import MaskParams
 from cloudfree.metrics import METRICS, SSIM_VARIANTS, all_metrics
-from cloudfree.rasterio_io import progress
+from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.training.baselines import median_fill
-from cloudfree.training.datasets import LoadedSample, Sample, find_samples, load_sample
+from cloudfree.training.datasets import LoadedSample, Sample, load_sample
 
 BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 100))
 METHODS = ("model", "model_composite", "cloudy_input", "median_fill")
@@ -123,14 +123,9 @@ def evaluate(samples: Iterable[Sample], engine, params: MaskParams = MaskParams(
     return {**summarise(rows), "protocol": {"mask_method": params.method, "ssim": ssim}}
 
 
-def evaluate_folder(data: Path, engine, params: MaskParams = MaskParams(),
-                    quiet: bool = False, ssim: str = "valid") -> dict:
-    """``evaluate`` on the triplets found under ``data``."""
-    return evaluate(find_samples(data), engine, params, quiet, ssim)
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as fh:
+def write_csv(rows: list[dict], path: Path, overwrite: bool) -> None:
+    """One row per sample and method, written atomically (``rasterio_io.atomic_output``)."""
+    with atomic_output(Path(path), overwrite) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
