@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -313,9 +314,20 @@ def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
                                      error=f"on the Dask cluster: {type(exc).__name__}: {exc}")
 
 
-def check_options(command: str, options: dict, resume: bool, report: Path | None,
-                  stac: Path | None = None) -> None:
-    """Refuse, before any work, options that cannot go together."""
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse, before any work, to write ``what`` into ``folder`` when that is a file or
+    cannot be made or written."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"cannot write {what}: {folder} is a file, not a folder")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise CloudfreeError(f"cannot write {what}: folder {existing} is not writable")
+
+
+def check_options(command: str, options: dict, resume: bool, out_dir: Path,
+                  report: Path | None, stac: Path | None = None) -> None:
+    """Refuse, before any work, options that cannot go together and outputs that cannot be
+    written."""
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r} (use {' or '.join(COMMANDS)})")
     if command == "mask":
@@ -332,8 +344,15 @@ def check_options(command: str, options: dict, resume: bool, report: Path | None
                          "pick one", "resume", "overwrite")
     if report is not None and report.suffix.lower() not in REPORT_FORMATS:
         raise UsageError(f"report {report}: name it .json or .csv")
-    if report is not None and not report.parent.is_dir():
+    if report is not None and report.is_dir():
+        raise UsageError(f"report {report} is a folder: give a file name")
+    if report is not None and not (report.parent.is_dir() or report.parent == out_dir):
         raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does not exist")
+    check_writable(out_dir, f"the outputs in {out_dir}")
+    if report is not None:
+        check_writable(report.parent, f"report {report}")
+    if stac is not None:
+        check_writable(stac, f"the STAC catalog in {stac}")
     if stac is not None and (stac / CATALOG_FILE).exists() and not (
             resume or options.get("overwrite")):
         raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass resume=True to add to "
@@ -429,7 +448,6 @@ def run_batch(
     options = {k: v for k, v in (options or {}).items() if v is not None}
     report = Path(report) if report is not None else None
     stac = Path(stac) if stac is not None else None
-    check_options(command, options, resume, report, stac)
     if jobs is not None and jobs < 1:
         raise UsageError(f"jobs={jobs} must be at least 1 (None: one per GPU, else 1)", "jobs")
     if references < 0:
@@ -441,6 +459,7 @@ def run_batch(
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output {out_dir} is a file; batch writes into a folder: give a folder "
                          "path")
+    check_options(command, options, resume, out_dir, report, stac)
     # remove runs without S1 where it can: with references, or with the network-free model
     optional = bool(references) or options.get("model") == FILL_MODEL
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,

@@ -19,7 +19,12 @@ from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.fill import FILL_METHODS, MAX_CORRECTION
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
-from cloudfree.signals import as_interrupted, raise_on_stop_signals, signal_name
+from cloudfree.signals import (
+    as_interrupted,
+    note_stops_after_work,
+    raise_on_stop_signals,
+    signal_name,
+)
 
 
 class _Group(click.Group):
@@ -27,7 +32,9 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            note_stops_after_work()
+            return result
         except CloudfreeError as exc:
             command = self.get_command(ctx, ctx.invoked_subcommand or "")
             click.echo(f"Error: {in_flags(exc, command)}", err=True)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cloudfree.errors import UsageError
+from cloudfree.signals import note_written
 
 #: ``renameat2`` arguments (linux/fcntl.h, linux/fs.h): paths relative to the working folder,
 #: and refuse to replace.
@@ -36,6 +37,7 @@ def publish(pairs: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
     if overwrite:
         for tmp, path in pairs:
             os.replace(tmp, path)
+        note_written(path for _, path in pairs)
         return
     placed: list[tuple[Path, Path, bool]] = []  # (tmp, path, whether tmp is still there)
     try:
@@ -50,6 +52,7 @@ def publish(pairs: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
     for tmp, _, kept in placed:
         if kept:
             tmp.unlink()
+    note_written(path for _, path, _ in placed)
 
 
 def _place_new(tmp: Path, path: Path) -> bool:

@@ -542,6 +542,9 @@ def remove_scene(
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
                          "filled pixel comes from the model", "source_out", "references")
     check_references(references, reference_s1, s1_path is not None, reference_count, s2_path)
+    if s1_aligned and s1_path is None:
+        raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
+                         "aligned", "s1_aligned", "s1_path")
     if s1_path is None and model is None and checkpoint is None and onnx is None:
         if not references:
             raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "
@@ -571,6 +574,10 @@ def remove_scene(
     if s1_path is None and engine.arch != "fill":
         raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
                          "s1_path=PATH, or model=median-fill", "s1_path", "model")
+    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != Fill.arch):
+        log.warning("--max-correction (max_correction) changes nothing with model %s: it "
+                    "bounds a fill network's correction of its base, and this model has none",
+                    model or checkpoint or onnx)
     choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
     with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
         s2.require(engine.bands, "this model")

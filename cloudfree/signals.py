@@ -10,11 +10,14 @@ as shells report a process killed by that signal.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
@@ -41,6 +44,19 @@ class Interrupted(KeyboardInterrupt):
 _requested: int | None = None
 
 
+#: Outputs put in place since stop signals began to raise: a stop after that leaves them.
+_written: list[Path] = []
+
+
+def note_written(paths: Iterable[Path]) -> None:
+    """Outputs now complete at their paths: a stop from now on says they are kept."""
+    _written.extend(paths)
+
+
+def _message() -> str:
+    return f"{', '.join(map(str, _written))} complete and kept" if _written else ""
+
+
 def stop_requested() -> int | None:
     """The signal number of the first stop request of this process, or None."""
     return _requested
@@ -64,7 +80,7 @@ def _raise(signum: int, frame: FrameType | None) -> None:
         threading.Timer(RETRY_S, os.kill, (os.getpid(), signum)).start()
         return
     _raised = True
-    raise Interrupted(signum)
+    raise Interrupted(signum, _message())
 
 
 def _in_finalizer(frame: FrameType | None) -> bool:
@@ -79,8 +95,31 @@ def raise_on_stop_signals() -> None:
     """From now on the stop signals raise :class:`Interrupted` in the main thread (a no-op
     when called from another thread, where Python cannot set handlers)."""
     if threading.current_thread() is threading.main_thread():
+        _written.clear()
         for signum in STOP_SIGNALS:
             signal.signal(signum, _raise)
+
+
+def note_stops_after_work() -> None:
+    """The command's work is done: a stop from now on (while the interpreter shuts down) is
+    only noted, and at exit it is said, with the exit code 128 + its number; later still, it
+    kills the process. Raised there, it would break into the clean-up with a traceback and the
+    run would exit 0."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _note)
+    atexit.unregister(_exit_if_stopped)  # once, however many commands ran in this process
+    atexit.register(_exit_if_stopped)
+
+
+def _exit_if_stopped() -> None:
+    if _requested is None:  # a stop in the last of the shutdown kills, by the signal: not 0
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        return
+    sys.stdout.flush()
+    print(f"Interrupted ({signal_name(_requested)}); {_message() or 'its work was done'}.",
+          file=sys.stderr, flush=True)
+    os._exit(128 + _requested)
 
 
 def note_stop_signals() -> None:
@@ -109,6 +148,7 @@ def stops_held() -> Iterator[None]:
 @contextmanager
 def stops_raise() -> Iterator[None]:
     """Inside the block stop signals raise :class:`Interrupted`; old handlers are restored."""
+    _written.clear()
     previous = {signum: signal.signal(signum, _raise) for signum in STOP_SIGNALS}
     try:
         yield
@@ -120,12 +160,13 @@ def stops_raise() -> Iterator[None]:
 def check_stop() -> None:
     """Raise :class:`Interrupted` if a stop was asked for (and its exception was lost)."""
     if _requested is not None:
-        raise Interrupted(_requested)
+        raise Interrupted(_requested, _message())
 
 
 def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
     """A plain KeyboardInterrupt (Python's own SIGINT handler) as an Interrupted by SIGINT."""
-    return exc if isinstance(exc, Interrupted) else Interrupted(_requested or signal.SIGINT)
+    return exc if isinstance(exc, Interrupted) else Interrupted(_requested or signal.SIGINT,
+                                                                 _message())
 
 
 def signal_name(signum: int) -> str:

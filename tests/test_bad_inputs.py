@@ -381,6 +381,22 @@ def test_evaluate_keeps_existing_files_and_its_inputs(tmp_path, cli):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "kept.csv"]
 
 
+def test_a_bound_on_a_correction_that_does_not_exist_is_said_to_change_nothing(tmp_path, cli):
+    runs = []
+    for i, extra in enumerate(([], ["--max-correction", "0.1"])):
+        out = tmp_path / f"r{i}.tif"
+        result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", out, "--model",
+                     "median-fill", *extra)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as ds:
+            runs.append((ds.read(), [line for line in result.stderr.splitlines()
+                                     if "--max-correction" in line]))
+    assert (runs[0][0] == runs[1][0]).all()
+    assert runs[0][1] == [] and runs[1][1] == [
+        "cloudfree: --max-correction (max_correction) changes nothing with model median-fill: "
+        "it bounds a fill network's correction of its base, and this model has none"]
+
+
 def test_remove_says_what_co_registration_and_the_fill_did(tmp_path, cli):
     sample = ROOT / "examples" / "data"
     result = cli("remove", "--s2", sample / "s2.tif", "--s1", sample / "s1.tif",

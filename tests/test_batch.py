@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -188,6 +189,33 @@ def test_a_model_that_cannot_run_is_refused_once_before_any_scene(scenes, tmp_pa
     assert result.exit_code == code and len(lines) == 1
     assert lines[0].startswith("Error: ") and message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_scene(scenes, tmp_path, cli,
+                                                                   monkeypatch):
+    (tmp_path / "afile").write_text("a file\n")
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--stac",
+                 tmp_path / "afile")
+    assert (result.exit_code, result.stderr) == (2, f"Error: cannot write the STAC catalog in "
+                                                    f"{tmp_path / 'afile'}: {tmp_path / 'afile'} "
+                                                    "is a file, not a folder\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(
+        path, mode))  # as a read-only mount (root may write where chmod says no)
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report",
+                 locked / "r.json")
+    assert (result.exit_code, result.stderr) == (1, f"Error: cannot write report "
+                                                    f"{locked / 'r.json'}: folder {locked} is "
+                                                    "not writable\n")
+    assert not (tmp_path / "out").exists() and not any(locked.iterdir())
+    monkeypatch.undo()
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report",
+                 tmp_path / "out" / "r.json")  # in the output folder that batch makes
+    assert result.exit_code == 1  # the corrupt scene
+    rows = json.loads((tmp_path / "out" / "r.json").read_text())["scenes"]
+    assert sorted(r["status"] for r in rows) == ["failed", "ok", "ok", "ok"]
 
 
 def test_missing_folder_and_missing_dask(tmp_path, monkeypatch, cli):

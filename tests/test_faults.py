@@ -162,6 +162,33 @@ def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path, big_s2):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("after", ["cloudfree.rasterio_io.publish",
+                                   "cloudfree.cli.note_stops_after_work"])
+def test_a_stop_once_the_outputs_are_in_place_says_they_are_kept_and_is_not_0(tmp_path, after):
+    """A SIGTERM just after the outputs were put in place (still in the command, or while the
+    interpreter shuts down) keeps them, says so, and exits 143: not 0, not 'no output'."""
+    module, name = after.rsplit(".", 1)
+    out, score = tmp_path / "m.tif", tmp_path / "s.tif"
+    code = (f"import os, signal, {module} as m\n"
+            f"real = m.{name}\n"
+            f"def then_stop(*args, **kwargs):\n"
+            f"    result = real(*args, **kwargs)\n"
+            f"    os.kill(os.getpid(), signal.SIGTERM)\n"
+            f"    return result\n"
+            f"m.{name} = then_stop\n"
+            f"from cloudfree.cli import main\n"
+            f"main(['mask', {str(SUMMER_S2)!r}, '-o', {str(out)!r}, '--score', {str(score)!r},"
+            f" '--quiet'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 143, proc.stderr
+    assert last_line(proc.stderr) == f"Interrupted (SIGTERM); {score}, {out} complete and kept."
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "s.tif"]
+    with rasterio.open(out) as ds:
+        assert ds.read(1).shape == (256, 256)
+
+
 def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2, cli):
     out = tmp_path / "m.tif"
     proc = cloudfree_process("mask", big_s2, "-o", out, "--block", "256", "--quiet")
@@ -449,6 +476,8 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
      "Error: Invalid value for '--max-shift': 'nan' is not a number."),
     (["train", SUMMER_S2, "-o", "{x}", "--lr", "nan"],
      "Error: Invalid value for '--lr': 'nan' is not a number."),
+    (["remove", "--s2", SUMMER_S2, "-o", "{x}", "--model", "median-fill", "--s1-aligned"],
+     "Error: --s1-aligned needs --s1 PATH: there is no Sentinel-1 to take as aligned"),
 ])
 def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message, cli):
     x = tmp_path / "x.tif"
