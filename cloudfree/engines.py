@@ -73,12 +73,12 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
-    if device == "cuda" or device.startswith("cuda:"):
+    index = device.partition(":")[2]
+    if device == "cuda" or (device.startswith("cuda:") and index.isdigit()):
         if not torch.cuda.is_available():
             raise CloudfreeError(f"device {device} asked for, but no CUDA GPU is usable here "
                                  f"(torch {torch.__version__}); use the cpu device")
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        if index and int(index) >= torch.cuda.device_count():
             raise CloudfreeError(f"device {device}: there are {torch.cuda.device_count()} "
                                  "CUDA device(s), numbered from 0")
         return device

@@ -30,7 +30,16 @@ class NumberRange(click.FloatRange):
         return number
 
 
-PATH = click.Path(path_type=Path)
+class _Path(click.Path):
+    """``click.Path`` that refuses an empty string (which would mean the current folder)."""
+
+    def convert(self, value, param, ctx) -> Path:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+PATH = _Path(path_type=Path)
 #: The option names this module defines (the Python names click passes the commands).
 SHARED = ("output", "overwrite", "creation_options", "cog", "model", "checkpoint", "onnx",
           "device", "precision", "quiet", "as_json", "offset", "mask_method", "s1_path",

@@ -30,6 +30,7 @@ like the model's prediction.
 from __future__ import annotations
 
 import colorsys
+import filecmp
 import json
 import logging
 import math
@@ -476,6 +477,11 @@ def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | 
             if Path(path).samefile(target):
                 raise UsageError(f"reference {Path(path).name} is the target scene itself: give "
                                  "other dates of the place", "references", "s2_path")
+            if Path(path).is_file() and Path(target).is_file() and filecmp.cmp(path, target,
+                                                                               shallow=False):
+                raise UsageError(f"reference {Path(path).name} is a copy of the target scene "
+                                 "(the same bytes): give other dates of the place",
+                                 "references", "s2_path")
     if count is not None and count < 1:
         raise UsageError(f"reference_count={count} must be at least 1 (None: every reference)",
                          "reference_count")

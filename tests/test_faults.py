@@ -478,6 +478,11 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
      "Error: Invalid value for '--lr': 'nan' is not a number."),
     (["remove", "--s2", SUMMER_S2, "-o", "{x}", "--model", "median-fill", "--s1-aligned"],
      "Error: --s1-aligned needs --s1 PATH: there is no Sentinel-1 to take as aligned"),
+    (["mask", "", "-o", "{x}"], "Error: Invalid value for 'SCENE': an empty path."),
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", "{x}", "--reference", " "],
+     "Error: Invalid value for '--reference': an empty path."),
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", "{x}", "--device", "cuda:x"],
+     "Error: --device cuda:x must be auto, cpu, cuda or cuda:N"),
 ])
 def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message, cli):
     x = tmp_path / "x.tif"

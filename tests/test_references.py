@@ -363,6 +363,12 @@ def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
                  itself, "-o", tmp_path / "o.tif")
     assert result.exit_code == 2
     assert f"reference {scenes['target'].name} is the target scene itself" in result.output
+    copy = tmp_path / "copy.tif"  # the same bytes under another name
+    copy.write_bytes(scenes["target"].read_bytes())
+    result = cli("remove", "--s2", scenes["target"], "--reference", copy, "-o", tmp_path / "o.tif")
+    assert (result.exit_code, result.stderr) == (2, "Error: reference copy.tif is a copy of the "
+                                                    "target scene (the same bytes): give other "
+                                                    "dates of the place\n")
     result = cli("remove", "--s2", scenes["target"], "--reference", tmp_path / "gone.tif",
                  "-o", tmp_path / "o.tif")
     assert result.exit_code == 1 and f"reference {tmp_path / 'gone.tif'} does not exist" \
