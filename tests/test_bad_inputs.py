@@ -10,6 +10,7 @@ import configparser
 import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -341,12 +342,17 @@ def test_evaluate_on_a_file_says_it_is_not_a_folder(tmp_path, cli):
     assert result.stderr == f"Error: data folder {SUMMER_S2} is a file, not a folder\n"
 
 
-def test_evaluate_without_a_model_uses_the_default(tmp_path, cli):
-    data = tmp_path / "data"
+def triplet_folder(data: Path) -> Path:
+    """``evaluate``'s flat layout with one triplet: the summer pair and the winter clear image."""
     for folder, path in (("s1", SUMMER_S1), ("s2_cloudy", SUMMER_S2),
                          ("s2_cloudfree", WINTER_CLEAR)):
         (data / folder).mkdir(parents=True)
         (data / folder / "summer.tif").symlink_to(path)
+    return data
+
+
+def test_evaluate_without_a_model_uses_the_default(tmp_path, cli):
+    data = triplet_folder(tmp_path / "data")
     result = cli("evaluate", data, "--json", "-q")
     assert result.exit_code == 0, result.output
     named = cli("evaluate", data, "--json", "-q", "--model", "cloudfree-fillnet")
@@ -356,11 +362,7 @@ def test_evaluate_without_a_model_uses_the_default(tmp_path, cli):
 
 
 def test_evaluate_keeps_existing_files_and_its_inputs(tmp_path, cli):
-    data = tmp_path / "data"
-    for folder, path in (("s1", SUMMER_S1), ("s2_cloudy", SUMMER_S2),
-                         ("s2_cloudfree", WINTER_CLEAR)):
-        (data / folder).mkdir(parents=True)
-        (data / folder / "summer.tif").symlink_to(path)
+    data = triplet_folder(tmp_path / "data")
     kept = tmp_path / "kept.csv"
     kept.write_text("keep\n")
     truth = data / "s2_cloudfree" / "summer.tif"
