@@ -49,8 +49,10 @@ _written: list[Path] = []
 
 
 def note_written(paths: Iterable[Path]) -> None:
-    """Outputs now complete at their paths: a stop from now on says they are kept."""
-    _written.extend(paths)
+    """Outputs now complete at their paths: a stop from now on says they are kept (noted only
+    while stops raise here, so a long-lived library process keeps no list)."""
+    if signal.getsignal(signal.SIGINT) is _raise:
+        _written.extend(paths)
 
 
 def _message() -> str:
