@@ -460,6 +460,9 @@ def run_batch(
         raise UsageError(f"output {out_dir} is a file; batch writes into a folder: give a folder "
                          "path")
     check_options(command, options, resume, out_dir, report, stac)
+    if dask_scheduler is not None and not dask_scheduler.strip():
+        raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
+                         "or leave it out to run here", "dask_scheduler")
     # remove runs without S1 where it can: with references, or with the network-free model
     optional = bool(references) or options.get("model") == FILL_MODEL
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,

@@ -168,6 +168,7 @@ def test_dates_from_names_and_tags():
     (["--model", "x"], "--model x: only for --command remove"),
     (["--masks"], "--masks: only for --command remove"),
     (["--resume", "--overwrite"], "pick one"),
+    (["--dask-scheduler", ""], "--dask-scheduler '' is empty: give the scheduler's address"),
 ])
 def test_usage_errors(scenes, tmp_path, args, message, cli):
     result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", *args)
