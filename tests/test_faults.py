@@ -483,6 +483,8 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
      "Error: Invalid value for '--reference': an empty path."),
     (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", "{x}", "--device", "cuda:x"],
      "Error: --device cuda:x must be auto, cpu, cuda or cuda:N"),
+    (["train", SUMMER_S2.parent, "-o", "{x}", "--device", "tpu"],
+     "Error: --device tpu must be auto, cpu, cuda or cuda:N"),
 ])
 def test_conflicting_or_invalid_output_options_are_refused(tmp_path, args, message, cli):
     x = tmp_path / "x.tif"

@@ -31,6 +31,7 @@ from cloudfree.checkpoint import (
     read_torch_file,
     save_checkpoint,
 )
+from cloudfree.engines import resolve_device
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import CloudRemovalNet, build, get_architecture
 from cloudfree.rasterio_io import atomic_output, progress
@@ -102,12 +103,10 @@ def learning_rate(config: TrainConfig, step: int, total: int, steps_per_epoch: i
 
 
 def _device(name: str, rank_local: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    """The device as ``remove`` resolves and checks it; under torchrun, this rank's GPU."""
+    name = resolve_device(name)
     if name == "cuda" and dist.is_initialized():
-        name = f"cuda:{rank_local}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device={name} asked for, but no CUDA GPU is available", "device")
+        name = resolve_device(f"cuda:{rank_local}")
     return torch.device(name)
 
 
