@@ -103,25 +103,38 @@ def raise_on_stop_signals() -> None:
 
 
 def note_stops_after_work() -> None:
-    """The command's work is done: a stop from now on (while the interpreter shuts down) is
-    only noted, and at exit it is said, with the exit code 128 + its number; later still, it
-    kills the process. Raised there, it would break into the clean-up with a traceback and the
-    run would exit 0."""
+    """The command's work is done. A stop while Python code still runs (a program that called
+    the CLI in-process) raises as before; once the interpreter shuts down it is only noted, and
+    at exit it is said, with the exit code 128 + its number (later still, it kills the process).
+    Raised during the shutdown, it would break into the clean-up with a traceback, and the run
+    would exit 0."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, _note)
+        signal.signal(signum, _after_work)
     atexit.unregister(_exit_if_stopped)  # once, however many commands ran in this process
     atexit.register(_exit_if_stopped)
 
 
+#: A stop that came while the interpreter shut down after a command's work.
+_late: int | None = None
+
+
+def _after_work(signum: int, frame: FrameType | None) -> None:
+    global _late
+    if threading.main_thread().is_alive():  # the main thread is marked done before atexit
+        _raise(signum, frame)
+    else:
+        _late = _late or signum
+
+
 def _exit_if_stopped() -> None:
-    if _requested is None:  # a stop in the last of the shutdown kills, by the signal: not 0
+    if _late is None:  # a stop in the last of the shutdown kills, by the signal: not 0
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         return
     sys.stdout.flush()
-    print(f"Interrupted ({signal_name(_requested)}); {_message() or 'its work was done'}.",
+    print(f"Interrupted ({signal_name(_late)}); {_message() or 'its work was done'}.",
           file=sys.stderr, flush=True)
-    os._exit(128 + _requested)
+    os._exit(128 + _late)
 
 
 def note_stop_signals() -> None:

@@ -189,6 +189,25 @@ def test_a_stop_once_the_outputs_are_in_place_says_they_are_kept_and_is_not_0(tm
         assert ds.read(1).shape == (256, 256)
 
 
+def test_a_program_that_ran_the_cli_in_process_still_gets_its_ctrl_c(tmp_path):
+    """After the command, a stop while the program goes on raises there (and the process does
+    not exit 130 at its end for it)."""
+    code = ("import os, signal, time\n"
+            "from click.testing import CliRunner\n"
+            "from cloudfree.cli import main\n"
+            f"r = CliRunner().invoke(main, ['mask', {str(SUMMER_S2)!r}, '-o',"
+            f" {str(tmp_path / 'm.tif')!r}, '-q'])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(5)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('raised')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert (proc.returncode, proc.stdout) == (0, "raised\n"), proc.stderr
+
+
 def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2, cli):
     out = tmp_path / "m.tif"
     proc = cloudfree_process("mask", big_s2, "-o", out, "--block", "256", "--quiet")
