@@ -342,15 +342,16 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
     if resume and options.get("overwrite"):
         raise UsageError("resume=True keeps existing outputs and overwrite=True replaces them: "
                          "pick one", "resume", "overwrite")
-    if report is not None and report.suffix.lower() not in REPORT_FORMATS:
-        raise UsageError(f"report {report}: name it .json or .csv")
-    if report is not None and report.is_dir():
-        raise UsageError(f"report {report} is a folder: give a file name")
-    if report is not None and not (report.parent.is_dir() or report.parent == out_dir):
-        raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does not exist")
-    check_writable(out_dir, f"the outputs in {out_dir}")
     if report is not None:
+        if report.suffix.lower() not in REPORT_FORMATS:
+            raise UsageError(f"report {report}: name it .json or .csv")
+        if report.is_dir():
+            raise UsageError(f"report {report} is a folder: give a file name")
+        if not (report.parent.is_dir() or report.parent == out_dir):  # batch makes out_dir
+            raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does "
+                                 "not exist")
         check_writable(report.parent, f"report {report}")
+    check_writable(out_dir, f"the outputs in {out_dir}")
     if stac is not None:
         check_writable(stac, f"the STAC catalog in {stac}")
     if stac is not None and (stac / CATALOG_FILE).exists() and not (

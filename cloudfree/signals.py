@@ -27,9 +27,11 @@ RETRY_S = 0.05
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal; ``message`` says what was finished, if anything."""
+    """The run was stopped by a signal; ``message`` says what was finished, if anything
+    (default: the outputs already put in place, see :func:`note_written`)."""
 
-    def __init__(self, signum: int = signal.SIGINT, message: str = "") -> None:
+    def __init__(self, signum: int = signal.SIGINT, message: str | None = None) -> None:
+        message = _message() if message is None else message
         super().__init__(message)
         self.signum = signum
         self.message = message
@@ -82,7 +84,7 @@ def _raise(signum: int, frame: FrameType | None) -> None:
         threading.Timer(RETRY_S, os.kill, (os.getpid(), signum)).start()
         return
     _raised = True
-    raise Interrupted(signum, _message())
+    raise Interrupted(signum)
 
 
 def _in_finalizer(frame: FrameType | None) -> bool:
@@ -175,13 +177,12 @@ def stops_raise() -> Iterator[None]:
 def check_stop() -> None:
     """Raise :class:`Interrupted` if a stop was asked for (and its exception was lost)."""
     if _requested is not None:
-        raise Interrupted(_requested, _message())
+        raise Interrupted(_requested)
 
 
 def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
     """A plain KeyboardInterrupt (Python's own SIGINT handler) as an Interrupted by SIGINT."""
-    return exc if isinstance(exc, Interrupted) else Interrupted(_requested or signal.SIGINT,
-                                                                 _message())
+    return exc if isinstance(exc, Interrupted) else Interrupted(_requested or signal.SIGINT)
 
 
 def signal_name(signum: int) -> str:
