@@ -78,3 +78,51 @@ def write_stack(path: Path, data: np.ndarray, profile: dict, *, dtype=None, noda
         for i, name in enumerate(descriptions or []):
             dst.set_band_description(i + 1, name)
     return path
+
+
+MTD_L2A_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
+  <n1:General_Info>
+    <Product_Info><PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>
+    <Product_Image_Characteristics>
+      <QUANTIFICATION_VALUES_LIST>
+        <BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>
+      </QUANTIFICATION_VALUES_LIST>
+      <BOA_ADD_OFFSET_VALUES_LIST>{offsets}</BOA_ADD_OFFSET_VALUES_LIST>
+    </Product_Image_Characteristics>
+  </n1:General_Info>
+</n1:Level-2A_User_Product>
+"""
+#: The bands of an L2A product (no B10) and the folder of each (its native resolution).
+L2A_BANDS = tuple(b for b in BANDS if b != "B10")
+
+
+def write_l2a_safe(folder: Path, data: np.ndarray, profile: dict, offset: int,
+                   scl: np.ndarray | None = None) -> Path:
+    """An L2A .SAFE folder: the 12 L2A bands of a 13-band stack ``data`` as lossless JP2 in
+    IMG_DATA/R10m, R20m and R60m at their native resolution (DN + ``offset``), the scene
+    classification ``scl`` (10 m values, sampled to 20 m) and MTD_MSIL2A.xml."""
+    granule = folder / "GRANULE" / "L2A_T31UFU_A000000_20220301T000000" / "IMG_DATA"
+    t: Affine = profile["transform"]
+    layers = [(band, data[BANDS.index(band)].astype(np.int32) + offset) for band in L2A_BANDS]
+    if scl is not None:
+        layers.append(("SCL", scl))
+    for band, full in layers:
+        metres = 20 if band == "SCL" else RESOLUTION[band]
+        f = metres // 10
+        sub = granule / f"R{metres}m"
+        sub.mkdir(parents=True, exist_ok=True)
+        arr = full[::f, ::f]
+        dtype = "uint8" if band == "SCL" else "uint16"
+        with rasterio.open(
+            sub / f"T31UFU_20220301T000000_{band}_{metres}m.jp2", "w", driver="JP2OpenJPEG",
+            width=arr.shape[1], height=arr.shape[0], count=1, dtype=dtype,
+            crs=profile["crs"], transform=Affine(t.a * f, 0, t.c, 0, t.e * f, t.f),
+            QUALITY=100, REVERSIBLE="YES",
+        ) as dst:
+            dst.write(arr.astype(dtype), 1)
+    offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">{-offset}</BOA_ADD_OFFSET>'
+                      for i in range(13))
+    (folder / "MTD_MSIL2A.xml").write_text(
+        MTD_L2A_TEMPLATE.format(baseline="04.00" if offset else "02.14", offsets=offsets))
+    return folder
