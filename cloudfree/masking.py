@@ -145,7 +145,10 @@ def hot_positive(b: dict[str, np.ndarray]) -> np.ndarray:
 
 def shadow_thresholds(reflectance: np.ndarray, valid: np.ndarray,
                       bands: Sequence[str] = BANDS) -> tuple[np.ndarray, np.ndarray]:
-    """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined."""
+    """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined
+    (none, as over no pixel, when ``bands`` lack B08 or B11: then nothing is shadow)."""
+    if any(b not in bands for b in SHADOW_BANDS):
+        return np.array([np.inf, np.inf]), np.zeros(3)
     b = _pick(reflectance, bands, SHADOW_BANDS)
     csi = ((b["B08"] + b["B11"]) / 2)[valid]
     blue = b["B02"][valid]

@@ -257,7 +257,8 @@ class ReferenceFill:
                     target_s1 = box_db(self._s1_block(self.s1, top, left, height, width))
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
-            out[ref.index] = (cells, window_shadow_stats(refl, valid), diff, int(clear.sum()))
+            out[ref.index] = (cells, window_shadow_stats(refl, valid, self.bands), diff,
+                              int(clear.sum()))
         joint_sums = {}
         for group in self._groups:
             common = np.logical_and.reduce([sampled[i][1] for i in group])

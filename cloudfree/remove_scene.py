@@ -256,7 +256,7 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     with closing(ordered_map(one, windows, usable_cores())) as results:
         for counts, valid in progress(results, len(windows), "fill statistics", quiet):
             histogram.merge(counts, valid)
-    return histogram.spectrum()
+    return histogram.spectrum(bands=bands)
 
 
 class SceneRemoval:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -199,6 +200,18 @@ def stac_files(path: Path) -> BandFiles:
             found.notes.append(f"radiometric offset {found.offset} DN from processing "
                                f"baseline {baseline}")
     return found
+
+
+def stac_time(path: Path) -> datetime | None:
+    """The acquisition time of a STAC item (its datetime, else its start), None if unreadable."""
+    import pystac
+
+    try:
+        item = pystac.Item.from_file(str(path))
+    except Exception:  # not an item: no time, and the reader says why
+        return None
+    found = item.datetime or item.common_metadata.start_datetime
+    return None if found is None else found.astimezone(UTC)
 
 
 def _stac_level(item, files: dict) -> str | None:

@@ -29,6 +29,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from cloudfree.errors import CloudfreeError
+from cloudfree.s2_files import METADATA_FILES
 from cloudfree.sentinel2 import canonical_band
 
 DEFAULT_S2_PATTERN = "*s2*.tif"
@@ -211,8 +212,10 @@ def safe_time(folder: Path) -> datetime | None:
     found = time_from_text(folder.name)
     if found is not None:
         return found
+    metadata = next((folder / name for name in METADATA_FILES if (folder / name).exists()),
+                    folder / "MTD_MSIL1C.xml")
     try:
-        root = ET.parse(folder / "MTD_MSIL1C.xml").getroot()
+        root = ET.parse(metadata).getroot()
     except (OSError, ET.ParseError):
         return None
     texts = {e.tag.rsplit("}", 1)[-1]: e.text or "" for e in root.iter()}

@@ -149,10 +149,12 @@ class Sentinel2:
         return np.issubdtype(dtype, np.integer) or (dtype == np.float32 and self.dn_scale == 1.0)
 
     def read_dn(
-        self, window: Window | None = None, bands: Sequence[str] = BANDS
+        self, window: Window | None = None, bands: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The stored values [len(bands), h, w] of the window, in the input's dtype, and the
-        validity its masks give [h, w] (None: every pixel, as far as they tell)."""
+        """The stored values [len(bands), h, w] of the window (default: every band of the
+        scene), in the input's dtype, and the validity its masks give [h, w] (None: every
+        pixel, as far as they tell)."""
+        bands = self.bands if bands is None else bands
         self.require(bands, "this command", "give an input with these bands")
         window = window or Window(0, 0, self.width, self.height)
         h, w = int(window.height), int(window.width)
@@ -177,9 +179,10 @@ class Sentinel2:
         return raw, valid
 
     def read(
-        self, window: Window | None = None, bands: Sequence[str] = BANDS
+        self, window: Window | None = None, bands: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectance float32 [len(bands), h, w] and a valid-pixel mask [h, w] for the window."""
+        """Reflectance float32 [len(bands), h, w] (default: every band of the scene) and a
+        valid-pixel mask [h, w] for the window."""
         raw, valid = self.read_dn(window, bands)
         h, w = raw.shape[1:]
         if self.nodata is not None and not math.isnan(self.nodata):

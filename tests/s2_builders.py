@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,45 @@ def write_l2a_safe(folder: Path, data: np.ndarray, profile: dict, offset: int,
     (folder / "MTD_MSIL2A.xml").write_text(
         MTD_L2A_TEMPLATE.format(baseline="04.00" if offset else "02.14", offsets=offsets))
     return folder
+
+
+def write_band_folder(folder: Path, data: np.ndarray, profile: dict, bands: tuple[str, ...],
+                      names: dict[str, str] | None = None, scl: np.ndarray | None = None,
+                      nodata: int | None = 0) -> Path:
+    """One GeoTIFF per band of a 13-band stack ``data`` at the band's native resolution (its
+    file named ``names[band]``, default ``band``.tif), and ``SCL.tif`` (20 m) if given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t: Affine = profile["transform"]
+    layers = [(b, data[BANDS.index(b)], RESOLUTION[b] // 10) for b in bands]
+    if scl is not None:
+        layers.append(("SCL", scl, 2))
+    for band, full, f in layers:
+        arr = full[::f, ::f]
+        name = (names or {}).get(band, band)
+        with rasterio.open(folder / f"{name}.tif", "w", driver="GTiff", width=arr.shape[1],
+                           height=arr.shape[0], count=1, dtype=arr.dtype, crs=profile["crs"],
+                           transform=Affine(t.a * f, 0, t.c, 0, t.e * f, t.f),
+                           nodata=None if band == "SCL" else nodata) as dst:
+            dst.write(arr, 1)
+    return folder
+
+
+def write_stac_item(path: Path, assets: dict[str, Path], bbox: tuple[float, ...],
+                    properties: dict, raster_offset: tuple[float, float] | None = None) -> Path:
+    """A STAC item at ``path`` whose assets (key -> file) have hrefs relative to it; with
+    ``raster_offset`` (scale, offset) each band asset carries ``raster:bands`` with them."""
+    import pystac
+    from shapely.geometry import box, mapping
+
+    item = pystac.Item("scene", mapping(box(*bbox)), list(bbox), None,
+                       {"start_datetime": "2022-03-01T00:00:00Z",
+                        "end_datetime": "2022-03-01T00:00:00Z", **properties})
+    for key, file in assets.items():
+        extra = {}
+        if raster_offset and key != "scl":
+            extra["raster:bands"] = [{"scale": raster_offset[0], "offset": raster_offset[1]}]
+        rel = Path(file).relative_to(path.parent).as_posix()
+        item.add_asset(key, pystac.Asset(rel, media_type=pystac.MediaType.GEOTIFF,
+                                         roles=["data"], extra_fields=extra))
+    path.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
+    return path
