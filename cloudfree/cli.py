@@ -104,7 +104,11 @@ def main() -> None:
 @opt.quiet
 def mask(scene, output, mask_params, score_path, as_json, block, threads, offset, level,
          overwrite, creation_options, cog, quiet):
-    """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata."""
+    """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata.
+
+    SCENE: a GeoTIFF of named bands (13 unnamed: L1C order), an L1C or L2A .SAFE folder, a
+    folder of per-band files or a STAC item (.json) of local files.
+    """
     from cloudfree.mask_scene import mask_scene
 
     summary = mask_scene(scene, output or default_output(scene, "_mask"), mask_params,
@@ -139,8 +143,9 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @main.command()
 @opt.s1_s2("<s2>_cloudfree.tif", s1_required=False)
 @click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
-              help="Sentinel-2 L1C of another date of the same place (repeatable, any CRS): "
-                   "clouds it sees clear are filled from it; the model fills the rest.")
+              help="Sentinel-2 of another date of the same place, in any form --s2 takes "
+                   "(repeatable, any CRS): clouds it sees clear are filled from it; the model "
+                   "fills the rest.")
 @click.option("--reference-s1", "reference_s1", multiple=True, metavar="S1|none",
               callback=lambda ctx, p, v: tuple(None if x.lower() == "none" else Path(x)
                                                for x in v),
