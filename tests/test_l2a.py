@@ -233,3 +233,27 @@ def test_the_reference_fill_reads_the_targets_band_set(scenes):
     covered = block.covered & scenes["cloud"]
     assert covered.sum() > 0.75 * scenes["cloud"].sum()  # less the clear date's own false alarms
     assert np.abs(block.values[:, covered] - truth[:, covered]).mean() < 0.01
+
+
+def test_stac_eo_bands_of_a_stack_and_display_copies_left_out(scenes, tmp_path):
+    """A multi-band asset is read by its ``eo:bands``; a ``visual`` RGB and a ``-jp2`` copy of
+    a band (Earth Search's layout) are never opened (here they point at nothing)."""
+    import json
+
+    stack, _ = scenes["subset"]
+    item = json.loads(scenes["stac"][0].read_text())
+    item["assets"] = {
+        "visual": {"href": "missing_tci.tif", "roles": ["visual"],
+                   "eo:bands": [{"name": "red"}, {"name": "green"}, {"name": "blue"}]},
+        "image": {"href": str(stack), "roles": ["data"],
+                  "eo:bands": [{"name": b, "common_name": "x"} for b in SUBSET]},
+        "blue-jp2": {"href": "missing_B02.jp2", "roles": ["data"],
+                     "eo:bands": [{"name": "B02", "common_name": "blue"}]},
+    }
+    path = tmp_path / "stack_item.json"
+    path.write_text(json.dumps(item))
+    with open_sentinel2(path) as s2, open_sentinel2(stack) as direct:
+        # bands from per-band files or items come in L1C order
+        assert s2.kind == "stac" and s2.bands == tuple(sorted(SUBSET, key=BANDS.index))
+        assert s2.level == "L2A"
+        np.testing.assert_array_equal(s2.read_dn(bands=SUBSET)[0], direct.read_dn()[0])
