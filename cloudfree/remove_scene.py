@@ -684,13 +684,18 @@ def remove_scene(
 def default_model(s2_path: Path | str, offset: str | int | None, level: str) -> str | None:
     """``median-fill`` for an input the bundled networks cannot read (not the 13 L1C bands, or
     L2A reflectance), with a note; None (the default network) otherwise."""
-    with open_sentinel2(s2_path, offset, level) as s2:
-        missing = s2.missing(BANDS)
-        if not missing and s2.level == "L1C":
-            return None
-        why = f"has no {', '.join(missing)}" if missing else "is L2A (bottom of atmosphere)"
-        log.warning("%s %s, and the bundled networks read the 13 L1C bands: filling with %s "
-                    "(no network; any band set)", Path(s2_path).name, why, FILL_MODEL)
+    said = logging.root.manager.disable
+    logging.disable(logging.INFO)  # the run opens it again, and says then what it finds
+    try:
+        with open_sentinel2(s2_path, offset, level) as s2:
+            missing, level = s2.missing(BANDS), s2.level
+    finally:
+        logging.disable(said)
+    if not missing and level == "L1C":
+        return None
+    why = f"has no {', '.join(missing)}" if missing else "is L2A (bottom of atmosphere)"
+    log.warning("%s %s, and the bundled networks read the 13 L1C bands: filling with %s "
+                "(no network; any band set)", Path(s2_path).name, why, FILL_MODEL)
     return FILL_MODEL
 
 
