@@ -180,8 +180,9 @@ def _footprint(ds) -> BaseGeometry:
 
 
 def _safe_footprint(folder: Path) -> BaseGeometry | None:
-    """Footprint of an L1C .SAFE folder from its first band file."""
-    band = next(iter(sorted(folder.glob("GRANULE/*/IMG_DATA/*.jp2"))), None)
+    """Footprint of an L1C or L2A .SAFE folder from its first band file."""
+    band = next(iter(sorted([*folder.glob("GRANULE/*/IMG_DATA/*.jp2"),
+                             *folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")])), None)
     if band is None:
         return None
     with rasterio.open(band) as ds:

@@ -257,3 +257,14 @@ def test_stac_eo_bands_of_a_stack_and_display_copies_left_out(scenes, tmp_path):
         assert s2.kind == "stac" and s2.bands == tuple(sorted(SUBSET, key=BANDS.index))
         assert s2.level == "L2A"
         np.testing.assert_array_equal(s2.read_dn(bands=SUBSET)[0], direct.read_dn()[0])
+
+
+def test_an_l2a_safe_folder_is_placed_and_dated_for_batch(scenes):
+    from cloudfree.scene_discovery import classify as classify_file
+
+    found = classify_file(scenes["safe"][0])
+    assert found.role == "s2" and str(found.acquired) == "2022-03-01"
+    with open_sentinel2(scenes["safe"][0]) as s2:
+        west, south, east, north = found.footprint.bounds
+        left, top = s2.transform.c, s2.transform.f  # EPSG:4326, as the sample
+        assert abs(west - left) < 1e-6 and abs(north - top) < 1e-6
