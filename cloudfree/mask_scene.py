@@ -219,6 +219,8 @@ def mask_scene(
         "score": str(score_path) if score_path else None,
         **params.to_dict(),
         "offset": s2.offset,
+        "level": s2.level,
+        "mask_source": mask_source(s2, params),
         "width": s2.width,
         "height": s2.height,
         "valid_pixels": valid_pixels,

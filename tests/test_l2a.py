@@ -8,6 +8,7 @@ under the clouds is known; the clear scene itself, in the same form, is the refe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -138,8 +139,10 @@ def test_scl_gives_the_mask_and_no_scl_the_score(scenes, tmp_path, cli):
         np.testing.assert_array_equal(ds.read(1), expected)
         assert ds.tags()["MASK_SOURCE"] == "SCL" and ds.tags()["PROCESSING_LEVEL"] == "L2A"
     # water (SCL 6) stays clear, and the score without B10 finds the clouds too
-    result = cli("mask", path, "-o", tmp_path / "score.tif", "--no-scl")
+    result = cli("mask", path, "-o", tmp_path / "score.tif", "--no-scl", "--json")
     assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["level"] == "L2A" and summary["mask_source"] == "score without B10"
     with rasterio.open(tmp_path / "score.tif") as ds:
         classes = ds.read(1)
         assert ds.tags()["MASK_SOURCE"] == "score without B10"
@@ -238,8 +241,6 @@ def test_the_reference_fill_reads_the_targets_band_set(scenes):
 def test_stac_eo_bands_of_a_stack_and_display_copies_left_out(scenes, tmp_path):
     """A multi-band asset is read by its ``eo:bands``; a ``visual`` RGB and a ``-jp2`` copy of
     a band (Earth Search's layout) are never opened (here they point at nothing)."""
-    import json
-
     stack, _ = scenes["subset"]
     item = json.loads(scenes["stac"][0].read_text())
     item["assets"] = {
