@@ -729,7 +729,10 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         outputs = GridOutputs(stack, grid, overwrite, inputs, cog)
         dst = outputs.open(output, len(pipe.bands), s2.dtype, s2.nodata, AVERAGE)
         dst.update_tags(**tags)
-        dst.descriptions = tuple(pipe.bands)
+        # written in the input's band order (a network's may differ)
+        order = [pipe.bands.index(b) for b in s2.bands if b in pipe.bands]
+        dst.descriptions = tuple(pipe.bands[i] for i in order)
+        order = slice(None) if order == sorted(order) else order  # no copy when it is the same
         mask_dst = None
         if mask_out is not None:
             mask_dst = outputs.open(mask_out, 1, "uint8", NODATA, NEAREST)
@@ -751,7 +754,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                 return
             dn, classes, original, sources = pipe.finish(final, loaded)
             window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
-            dst.write(dn, window=window)
+            dst.write(dn[order], window=window)
             if mask_dst is not None:
                 mask_dst.write(classes, 1, window=window)
             if sources is not None:

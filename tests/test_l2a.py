@@ -269,3 +269,25 @@ def test_an_l2a_safe_folder_is_placed_and_dated_for_batch(scenes):
         west, south, east, north = found.footprint.bounds
         left, top = s2.transform.c, s2.transform.f  # EPSG:4326, as the sample
         assert abs(west - left) < 1e-6 and abs(north - top) < 1e-6
+
+
+def test_a_network_writes_the_input_band_order(scenes, tmp_path, cli):
+    """A 13-band stack in an order of its own comes out in that order through a network."""
+    order = list(range(13))[::-1]
+    with rasterio.open(FLOODS_S2) as ds:
+        window = Window(100, 100, 64, 64)
+        profile = {"crs": ds.crs, "transform": window_transform(window, ds.transform)}
+    data = scenes["target"][:, :64, :64]
+    stack = write_stack(tmp_path / "reversed.tif", data[order], profile, nodata=0,
+                        descriptions=[BANDS[i] for i in order])
+    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
+    result = cli("remove", "--s2", stack, "--s1", FLOODS_S1, "--model", "cloudfree-fillnet",
+                 "-o", out, "--mask-out", mask, "-q")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds, rasterio.open(mask) as m:
+        assert ds.descriptions == tuple(BANDS[i] for i in order)
+        written = ds.read()
+        far = ndimage.distance_transform_edt(m.read(1) == CLEAR) > 12
+    assert far.any() and (written[:, far] == data[order][:, far]).all()
+    cloud = scenes["cloud"][:64, :64]
+    assert (written[:, cloud] != data[order][:, cloud]).any()
