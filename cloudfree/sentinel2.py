@@ -1,5 +1,5 @@
 """Sentinel-2 L1C and L2A: the band table and a windowed reader for GeoTIFF stacks (any subset
-of bands), .SAFE folders, folders of per-band files and STAC items (``stac_input.py``).
+of bands), .SAFE folders, folders of per-band files and STAC items (their files: ``s2_files.py``).
 
 Reflectance is DN / 10000 for products before processing baseline 04.00 and (DN - 1000) / 10000
 from baseline 04.00 on (ESA, Sentinel-2 L1C and L2A product specifications, RADIO_ADD_OFFSET and
