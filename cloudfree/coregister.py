@@ -30,7 +30,7 @@ from rasterio.windows import transform as window_transform
 
 from cloudfree.cog import AVERAGE
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.masking import CLEAR, MASK_BANDS, MaskParams, classify
+from cloudfree.masking import CLEAR, MaskParams, classify
 from cloudfree.provenance import SHIFT_APPLIED, SHIFT_X, SHIFT_Y, provenance_tags
 from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
@@ -189,11 +189,13 @@ def estimation_windows(width: int, height: int) -> list[Window]:
 
 def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | None:
     """Orientation fields of the refinement bands, clouds left out; None if too little valid."""
-    bands = REFINE_BANDS + tuple(b for b in MASK_BANDS if b not in REFINE_BANDS)
-    masked = all(b in s2.band_sources for b in bands)
+    params = MaskParams(buffer=CLOUD_BUFFER)
+    mask_bands = params.bands_for(s2.bands)
+    bands = REFINE_BANDS + tuple(b for b in mask_bands if b not in REFINE_BANDS)
+    masked = not s2.missing(bands)
     reflectance, valid = s2.read(window, bands=bands if masked else REFINE_BANDS)
     if masked:
-        classes, _ = classify(reflectance, valid, MaskParams(buffer=CLOUD_BUFFER), bands=bands)
+        classes, _ = classify(reflectance, valid, params, bands=bands)
         valid &= classes == CLEAR
     if valid.mean() < MIN_VALID:
         return None

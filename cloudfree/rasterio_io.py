@@ -201,10 +201,11 @@ def read_padded(read, top: int, left: int, height: int, width: int,
                 scene_h: int, scene_w: int, halo: int = 0):
     """Read rows/cols [top, top+height) x [left, left+width) of a scene, mirrored outside.
 
-    ``read(window)`` returns arrays [..., h, w]; ``halo`` extra pixels of real context are read
-    where the scene has them (and mirrored where not); every returned array has the size
-    (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy "symmetric"),
-    as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask`` at edges.
+    ``read(window)`` returns arrays [..., h, w] (or None, passed on); ``halo`` extra pixels of
+    real context are read where the scene has them (and mirrored where not); every returned array
+    has the size (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy
+    "symmetric"), as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask``
+    at edges.
     """
     grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
     arrays = read(grown)
@@ -212,7 +213,8 @@ def read_padded(read, top: int, left: int, height: int, width: int,
             (halo - cols.start, halo + cols.stop - grown.width))
     if not any(sum(pads, ())):
         return arrays
-    return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
+    return tuple(None if a is None else
+                 np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
 
 
 def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),

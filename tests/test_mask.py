@@ -270,10 +270,10 @@ def _all_nodata(tmp_path):
     return write_stack(tmp_path / "empty.tif", np.zeros_like(data), profile, nodata=0)
 
 
-def _no_b10(tmp_path):
+def _no_green_red(tmp_path):
     data, profile = read_stack(SUMMER_S2, 32)
-    return write_stack(tmp_path / "l2a.tif", np.delete(data, 10, 0), profile,
-                       descriptions=[b for b in BANDS if b != "B10"])
+    return write_stack(tmp_path / "subset.tif", np.delete(data, [2, 3], 0), profile,
+                       descriptions=[b for b in BANDS if b not in ("B03", "B04")])
 
 
 def _text(tmp_path):
@@ -287,7 +287,7 @@ def _text(tmp_path):
     [
         (_text, 1, "is not a raster GDAL can read"),
         (lambda t: SUMMER_S1, 1, "2 unnamed band(s); expected 13 bands"),
-        (_no_b10, 1, "band B10 missing, needed for the score cloud mask"),
+        (_no_green_red, 1, "band B03, B04 missing, needed for the score cloud mask"),
         (_all_nodata, 1, "every pixel is nodata"),
         (lambda t: t / "missing.tif", 1, "does not exist"),
     ],
