@@ -1,0 +1,44 @@
+"""Messages that say what is really wrong, and options refused when they cannot do what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from conftest import ROOT
+
+from cloudfree.sentinel1 import open_sentinel1
+
+SAMPLE = ROOT / "examples" / "data"
+SAMPLE_S1, SAMPLE_S2 = SAMPLE / "s1.tif", SAMPLE / "s2.tif"
+
+
+def write_like(src, dst, transform_data=lambda d: d, **profile):
+    """A copy of a real raster with its values (and profile entries) changed."""
+    with rasterio.open(src) as ds:
+        merged, data = {**ds.profile, **profile}, transform_data(ds.read())
+    with rasterio.open(dst, "w", **merged) as out:
+        out.write(data.astype(merged["dtype"]))
+    return dst
+
+
+def test_s1_in_db_x100_is_read_divided_by_100(tmp_path, cli):
+    s1 = write_like(SAMPLE_S1, tmp_path / "s1.tif", lambda d: np.round(d * 100), dtype="int16")
+    with open_sentinel1(s1) as scaled, open_sentinel1(SAMPLE_S1) as real:
+        assert scaled.db_scale == 0.01
+        np.testing.assert_allclose(scaled.read_linear(), real.read_linear(), rtol=2e-3)
+    result = cli("remove", "--s1", s1, "--s2", SAMPLE_S2, "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0, result.output
+    assert "median backscatter -983 is dB x 100 (-9.83 dB); read divided by 100" in result.output
+    assert "too little S1 overlap" not in result.output
+    assert "no Sentinel-1 under them" not in result.output
+
+
+def test_s1_neither_db_nor_db_x100_is_refused_with_the_reason(tmp_path, cli):
+    s1 = write_like(SAMPLE_S1, tmp_path / "s1.tif", lambda d: d * 10)  # median -98 "dB"
+    out = tmp_path / "out.tif"
+    result = cli("remove", "--s1", s1, "--s2", SAMPLE_S2, "-o", out)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].endswith(
+        "median backscatter -98.3 dB is outside the -40 to 10 dB of calibrated Sentinel-1; "
+        "give calibrated sigma0 or gamma0 in dB or linear power")
+    assert not out.exists()
