@@ -42,3 +42,23 @@ def test_s1_neither_db_nor_db_x100_is_refused_with_the_reason(tmp_path, cli):
         "median backscatter -98.3 dB is outside the -40 to 10 dB of calibrated Sentinel-1; "
         "give calibrated sigma0 or gamma0 in dB or linear power")
     assert not out.exists()
+
+
+def test_s1_aligned_off_the_grid_says_what_differs(tmp_path, cli):
+    with rasterio.open(SAMPLE_S2) as ds:
+        t = ds.transform
+    shifted = write_like(SAMPLE_S1, tmp_path / "shifted.tif",
+                         transform=t * rasterio.Affine.translation(5, 0))
+    coarse = write_like(SAMPLE_S1, tmp_path / "coarse.tif", lambda d: d[:, ::2, ::2], width=128,
+                        height=128, transform=t * rasterio.Affine.scale(2))
+    expected = {
+        shifted: f"origin ({t.c + 50:.2f}, {t.f:.2f}) vs ({t.c:.2f}, {t.f:.2f})",
+        coarse: "pixel size 20 x 20 vs 10 x 10; size 128x128 vs 256x256",
+    }
+    for s1, differences in expected.items():
+        result = cli("remove", "--s1", s1, "--s2", SAMPLE_S2, "--s1-aligned",
+                     "-o", tmp_path / "out.tif")
+        assert result.exit_code == 1
+        assert result.output.splitlines()[-1] == (
+            f"Error: --s1-aligned: {s1.name} is not on the Sentinel-2 grid (S1 vs S2: "
+            f"{differences}); drop --s1-aligned to co-register it")
