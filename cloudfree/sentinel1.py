@@ -14,7 +14,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import checked_read, open_raster
+from cloudfree.rasterio_io import check_georeferenced, checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
 
@@ -183,8 +183,7 @@ def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
     ds = open_raster(path, "Sentinel-1 input")
     try:
         bands = _band_indexes(ds, path)
-        if ds.crs is None:
-            raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
+        check_georeferenced(ds, path)
         values = _sample(ds, bands[0])
         if values.size == 0:
             raise CloudfreeError(f"{path}: no valid VV pixels")

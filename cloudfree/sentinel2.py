@@ -22,7 +22,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import checked_read, open_raster
+from cloudfree.rasterio_io import check_georeferenced, checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
 
@@ -284,8 +284,7 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
                 "(B01..B12 with B8A ninth) or band descriptions naming them (B1, B02, B8A...)"
             )
-        if ds.crs is None:
-            raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
+        check_georeferenced(ds, path)
         dtype, nodata = ds.dtypes[0], ds.nodata
         check_data_type(path, np.dtype(dtype))
         dn_scale = QUANTIFICATION
@@ -393,8 +392,7 @@ def _open_safe(folder: Path, offset: int | None) -> Sentinel2:
             datasets.append(ds)
             sources[band] = ds
         grid = sources["B02"]
-        if grid.crs is None:
-            raise CloudfreeError(f"{files['B02']}: no coordinate reference system")
+        check_georeferenced(grid, files["B02"])
         band_sources = {}
         for band, ds in sources.items():
             factor = round(ds.transform.a / grid.transform.a)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytest
 import rasterio
 from conftest import ROOT
+from rasterio.errors import NotGeoreferencedWarning
 
 from cloudfree.sentinel1 import open_sentinel1
 
 SAMPLE = ROOT / "examples" / "data"
 SAMPLE_S1, SAMPLE_S2 = SAMPLE / "s1.tif", SAMPLE / "s2.tif"
+SERIES_S2 = SAMPLE / "series" / "s2_2018-07-05.tif"
 
 
 def write_like(src, dst, transform_data=lambda d: d, **profile):
@@ -62,3 +67,40 @@ def test_s1_aligned_off_the_grid_says_what_differs(tmp_path, cli):
         assert result.output.splitlines()[-1] == (
             f"Error: --s1-aligned: {s1.name} is not on the Sentinel-2 grid (S1 vs S2: "
             f"{differences}); drop --s1-aligned to co-register it")
+
+
+def without_georeference(src, dst, drop):
+    """A copy of a real raster without its CRS and geotransform, or without the geotransform."""
+    with rasterio.open(src) as ds:
+        profile, data = ds.profile, ds.read()
+    for key in drop:
+        profile.pop(key)
+    with pytest.warns(NotGeoreferencedWarning), rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+    return dst
+
+
+@pytest.mark.parametrize(("role", "drop", "missing"), [
+    ("s2", ("crs", "transform"), "coordinate reference system"),
+    ("s1", ("crs", "transform"), "coordinate reference system"),
+    ("reference", ("crs", "transform"), "coordinate reference system"),
+    ("s2", ("transform",), "geotransform (pixel size and position)"),
+    ("s1", ("transform",), "geotransform (pixel size and position)"),
+    ("reference", ("transform",), "geotransform (pixel size and position)"),
+    ("mask", ("transform",), "geotransform (pixel size and position)"),
+])
+def test_a_raster_without_georeference_is_refused_in_our_words(tmp_path, cli, role, drop,
+                                                               missing):
+    bad = without_georeference(SAMPLE_S1 if role == "s1" else SAMPLE_S2, tmp_path / "bad.tif",
+                               drop)
+    args = {"s2": ["remove", "--s1", SAMPLE_S1, "--s2", bad],
+            "s1": ["remove", "--s1", bad, "--s2", SAMPLE_S2],
+            "reference": ["remove", "--s2", SERIES_S2, "--reference", bad],
+            "mask": ["mask", bad]}[role]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = cli(*args, "-o", tmp_path / "out.tif")
+    assert not [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: {bad}: no {missing}; georeference it first"
+    assert not (tmp_path / "out.tif").exists()
