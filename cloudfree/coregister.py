@@ -269,8 +269,14 @@ def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: R
     reliable = [e for e in estimates if e.reliable]
     inliers = sum(e.inlier for e in reliable)
     if field is None:
-        reasons = sorted({e.reason for e in estimates}) or ["no window to estimate on"]
-        return FieldEstimate(estimates, None, False, "; ".join(reasons))
+        best = max(estimates, key=lambda e: e.significance, default=None)
+        if best is None:
+            reason = "no window to estimate on"
+        elif len(estimates) == 1:
+            reason = best.reason
+        else:
+            reason = f"none of {len(estimates)} windows reliable; the best: {best.reason}"
+        return FieldEstimate(estimates, None, False, reason)
     if inliers <= MIN_INLIER_SHARE * len(reliable):
         return FieldEstimate(estimates, field, False, f"windows disagree: only {inliers} of "
                              f"{len(reliable)} reliable windows fit one smooth field")
@@ -395,8 +401,8 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                          r["reliable_windows"], r["windows"], r["inlier_windows"],
                          r["significance"])
             else:
-                log.info("S1 co-registration: no reliable residual shift found (%s); S1 used "
-                         "as georeferenced", estimate.reason)
+                log.info("S1 co-registration: Sentinel-1 used as georeferenced, without shift "
+                         "correction: %s", estimate.reason)
         elif refine:
             log.info("no Sentinel-2 bands given: shift refinement skipped")
         return CoregisterResult(s1, grid, overlap, estimate, resampling, threads)

@@ -599,10 +599,11 @@ def remove_scene(
             fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
             base = fill.describe()
             if fill_method == "local" and fill.source == "scene":
-                match = " that match in S1" if s1_path is not None else ""
-                base = f"the clear pixels nearby{match} (else {base})"
-            log.info("cloud pixels: %s", f"{base}, no network" if engine.arch == Fill.arch
-                     else f"network ({engine.arch}) fill on top of the base, {base}")
+                match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
+                base = f"nearby clear pixels{match} (where none is near: {base})"
+            log.info("cloud pixels: %s", f"filled from {base}, no network"
+                     if engine.arch == Fill.arch else
+                     f"filled by the {engine.arch} network, starting from {base}")
         dates = None
         if references:
             dates = open_references(references, s2, mask_params, shadow, offset=offset,

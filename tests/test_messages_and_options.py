@@ -104,3 +104,18 @@ def test_a_raster_without_georeference_is_refused_in_our_words(tmp_path, cli, ro
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == f"Error: {bad}: no {missing}; georeference it first"
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
+    result = cli("remove", "--s1", SAMPLE_S1, "--s2", SAMPLE_S2, "-o", tmp_path / "x.tif")
+    assert result.exit_code == 0, result.output
+    notes = result.stderr.splitlines()
+    assert ("cloudfree: S1 co-registration: Sentinel-1 used as georeferenced, without shift "
+            "correction: no significant correlation peak (significance 3.8, 6.5 needed): "
+            "Sentinel-1 and Sentinel-2 have too few edges in common to measure a shift (usual "
+            "over water, cloud or flat land)") in notes
+    assert ("cloudfree: cloud pixels: filled by the fillnet network, starting from nearby clear "
+            "pixels with similar Sentinel-1 backscatter (where none is near: the scene's "
+            "clear-sky median)") in notes
+    for jargon in ("different places", "on top of the base", "match in S1", "residual shift"):
+        assert jargon not in result.output
