@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import rasterio
-from conftest import ROOT
+from conftest import ROOT, SEN12
 from rasterio.errors import NotGeoreferencedWarning
 
 from cloudfree.sentinel1 import open_sentinel1
@@ -119,3 +119,13 @@ def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
             "clear-sky median)") in notes
     for jargon in ("different places", "on top of the base", "match in S1", "residual shift"):
         assert jargon not in result.output
+
+
+def test_train_amp_on_cpu_is_refused_like_fp16(tmp_path, cli):
+    run = tmp_path / "run"
+    result = cli("train", SEN12, "--amp", "--device", "cpu", "--epochs", "1", "-o", run)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: --amp (mixed precision) needs a GPU, and the device is cpu; drop --amp to "
+        "train in fp32")
+    assert not run.exists()
