@@ -129,3 +129,27 @@ def test_train_amp_on_cpu_is_refused_like_fp16(tmp_path, cli):
         "Error: --amp (mixed precision) needs a GPU, and the device is cpu; drop --amp to "
         "train in fp32")
     assert not run.exists()
+
+
+def crop(src, dst, size):
+    """The top-left size x size pixels of a real raster."""
+    return write_like(src, dst, lambda d: d[:, :size, :size], width=size, height=size)
+
+
+def test_a_tile_narrower_than_the_models_view_is_warned(tmp_path, cli):
+    s2, s1 = crop(SAMPLE_S2, tmp_path / "s2.tif", 96), crop(SAMPLE_S1, tmp_path / "s1.tif", 96)
+    runs = {}
+    for tile in ("16", "88", None):
+        out = tmp_path / f"{tile}.tif"
+        result = cli("remove", "--s1", s1, "--s2", s2, "-o", out,
+                     *(["--tile", tile] if tile else []))
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.stderr.splitlines()
+                  if line.startswith("cloudfree: tile ")]
+        runs[tile] = warned, rasterio.open(out).read().astype(int)
+    assert runs["16"][0][0] == (
+        "cloudfree: tile 16 px is narrower than what this model sees around each pixel (88 px "
+        "across), so the output changes near every tile border (overlap 4 px); give a tile of "
+        "at least 88 px (--tile 88; default 256)")
+    assert runs["88"][0] == runs[None][0] == []
+    assert np.abs(runs["16"][1] - runs[None][1]).max() > 100  # what the warning is about
