@@ -10,6 +10,8 @@ import rasterio
 from conftest import ROOT, SEN12
 from rasterio.errors import NotGeoreferencedWarning
 
+from cloudfree.errors import UsageError
+from cloudfree.masking import MAX_BUFFER, MaskParams
 from cloudfree.sentinel1 import open_sentinel1
 
 SAMPLE = ROOT / "examples" / "data"
@@ -153,3 +155,18 @@ def test_a_tile_narrower_than_the_models_view_is_warned(tmp_path, cli):
         "at least 88 px (--tile 88; default 256)")
     assert runs["88"][0] == runs[None][0] == []
     assert np.abs(runs["16"][1] - runs[None][1]).max() > 100  # what the warning is about
+
+
+@pytest.mark.parametrize("command", ["remove", "mask"])
+def test_a_buffer_beyond_what_memory_allows_is_refused_with_the_cost(tmp_path, cli, command):
+    out = tmp_path / "out.tif"
+    args = ["--s1", SAMPLE_S1, "--s2", SAMPLE_S2] if command == "remove" else [SAMPLE_S2]
+    result = cli(command, *args, "-o", out, "--buffer", "1000")
+    assert result.exit_code == 2 and not out.exists()
+    assert result.output.splitlines()[-1] == (
+        "Error: --buffer 1000 is more than the 300 px allowed: every window is read with that "
+        "much context around it, and memory grows with its square (2.6 GB at 1000 px on a "
+        "256 px scene); give --buffer 300 or less")
+    assert MaskParams(buffer=MAX_BUFFER).buffer == 300
+    with pytest.raises(UsageError, match="buffer=301 is more than the 300 px allowed"):
+        MaskParams(buffer=MAX_BUFFER + 1)
