@@ -197,18 +197,28 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
     return tile, overlap, max(0, trim)
 
 
-def warn_small_tile(engine: Engine, tile: int, overlap: int) -> None:
+def warn_weak_tiling(engine: Engine, grid: TileGrid) -> None:
     """Warn when tiles are narrower than what the model sees around a pixel and than its
-    default tile: the output then changes near every tile border (cloudfree-fillnet, which
-    sees 44 px each side, on the bundled sample against one whole-scene tile: up to 452 DN at
-    16 px tiles, 245 at 64 px, 57 at 88 px; benchmarks/tiling_dependence.py)."""
+    default tile, or overlap less than by default: the output then changes near every tile
+    border (cloudfree-fillnet, which sees 44 px each side, on the bundled sample against one
+    whole-scene tile: up to 452 DN at 16 px tiles, 245 at 64 px, 57 at 88 px; 360 DN at 128 px
+    tiles without overlap, 27 with the default 32 px; benchmarks/tiling_dependence.py)."""
     m = engine.size_multiple
     least = -(-2 * engine.receptive_field // m) * m
-    if tile < min(least, engine.default_tile):
+    if grid.rows * grid.cols == 1:
+        return
+    if grid.tile < min(least, engine.default_tile):
         log.warning("tile %d px is narrower than what this model sees around each pixel (%d px "
                     "across), so the output changes near every tile border (overlap %d px); "
-                    "give a tile of at least %d px (--tile %d; default %d)", tile,
-                    2 * engine.receptive_field, overlap, least, least, engine.default_tile)
+                    "give a tile of at least %d px (--tile %d; default %d)", grid.tile,
+                    2 * engine.receptive_field, grid.overlap, least, least, engine.default_tile)
+        return
+    wanted = choose_tiling(engine, grid.tile, None)[1]
+    if grid.overlap < wanted:
+        log.warning("overlap %d px is less than the %d px this model's %d px tiles get by "
+                    "default, so the output changes near every tile border; leave the overlap "
+                    "unset or give at least %d (--overlap %d)", grid.overlap, wanted, grid.tile,
+                    wanted, wanted)
 
 
 def check_engine_options(*, model: str | None = None, checkpoint: Path | str | None = None,
@@ -597,9 +607,9 @@ def remove_scene(
         s2.require(engine.bands, "this model")
         check_geotiff_output(len(engine.bands), s2.dtype, creation_options)
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
-        warn_small_tile(engine, tile, overlap)
-        check_batch_memory(TileGrid(s2.height, s2.width, tile, overlap, trim), batch_size,
-                           len(engine.bands))
+        grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
+        warn_weak_tiling(engine, grid)
+        check_batch_memory(grid, batch_size, len(engine.bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         if s1_path is not None:
             s1, s1_tags, s1_report = open_s1_on_grid(

@@ -138,23 +138,30 @@ def crop(src, dst, size):
     return write_like(src, dst, lambda d: d[:, :size, :size], width=size, height=size)
 
 
-def test_a_tile_narrower_than_the_models_view_is_warned(tmp_path, cli):
+def test_tiles_narrower_or_overlapping_less_than_the_model_needs_are_warned(tmp_path, cli):
     s2, s1 = crop(SAMPLE_S2, tmp_path / "s2.tif", 96), crop(SAMPLE_S1, tmp_path / "s1.tif", 96)
     runs = {}
-    for tile in ("16", "88", None):
-        out = tmp_path / f"{tile}.tif"
-        result = cli("remove", "--s1", s1, "--s2", s2, "-o", out,
-                     *(["--tile", tile] if tile else []))
+    for tiling in ("16", "88", "88 0", ""):
+        out = tmp_path / f"{len(runs)}.tif"
+        options = [o for flag, v in zip(("--tile", "--overlap"), tiling.split(), strict=False)
+                   for o in (flag, v)]
+        result = cli("remove", "--s1", s1, "--s2", s2, "-o", out, *options)
         assert result.exit_code == 0, result.output
         warned = [line for line in result.stderr.splitlines()
-                  if line.startswith("cloudfree: tile ")]
-        runs[tile] = warned, rasterio.open(out).read().astype(int)
-    assert runs["16"][0][0] == (
+                  if line.startswith(("cloudfree: tile ", "cloudfree: overlap "))]
+        runs[tiling] = warned, rasterio.open(out).read().astype(int)
+    assert runs["16"][0] == [
         "cloudfree: tile 16 px is narrower than what this model sees around each pixel (88 px "
         "across), so the output changes near every tile border (overlap 4 px); give a tile of "
-        "at least 88 px (--tile 88; default 256)")
-    assert runs["88"][0] == runs[None][0] == []
-    assert np.abs(runs["16"][1] - runs[None][1]).max() > 100  # what the warning is about
+        "at least 88 px (--tile 88; default 256)"]
+    assert runs["88 0"][0] == [
+        "cloudfree: overlap 0 px is less than the 22 px this model's 88 px tiles get by "
+        "default, so the output changes near every tile border; leave the overlap unset or "
+        "give at least 22 (--overlap 22)"]
+    assert runs["88"][0] == runs[""][0] == []  # the default is one tile over this scene
+    whole = runs[""][1]
+    for tiling in ("16", "88 0"):  # what the warnings are about
+        assert np.abs(runs[tiling][1] - whole).max() > 100
 
 
 @pytest.mark.parametrize("command", ["remove", "mask"])
