@@ -626,9 +626,11 @@ def remove_scene(
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
                 base = f"nearby clear pixels{match} (where none is near: {base})"
-            log.info("cloud pixels: %s", f"filled from {base}, no network"
-                     if engine.arch == Fill.arch else
-                     f"filled by the {engine.arch} network, starting from {base}")
+            how = (f"filled from {base}, no network" if engine.arch == Fill.arch else
+                   f"filled by the {engine.arch} network, starting from {base}")
+            if references:
+                how = f"taken from the other dates where they are clear, the rest {how}"
+            log.info("cloud pixels: %s", how)
         dates = None
         if references:
             dates = open_references(references, s2, mask_params, shadow, offset=offset,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -119,8 +120,20 @@ def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
     assert ("cloudfree: cloud pixels: filled by the fillnet network, starting from nearby clear "
             "pixels with similar Sentinel-1 backscatter (where none is near: the scene's "
             "clear-sky median)") in notes
-    for jargon in ("different places", "on top of the base", "match in S1", "residual shift"):
+    for jargon in ("different places", "on top of the base", "match in S1", "residual shift",
+                   " tiles"):
         assert jargon not in result.output
+    assert re.fullmatch(r".*x\.tif: filled 43\.7% cloud with cloudfree-fillnet in \d+\.\d s",
+                        result.stdout.strip())
+
+
+def test_a_run_with_other_dates_says_they_fill_first(tmp_path, cli):
+    other = SAMPLE / "series" / "s2_2018-06-25.tif"
+    result = cli("remove", "--s2", SERIES_S2, "--reference", other, "-o", tmp_path / "x.tif")
+    assert result.exit_code == 0, result.output
+    assert ("cloudfree: cloud pixels: taken from the other dates where they are clear, the rest "
+            "filled from nearby clear pixels (where none is near: the scene's clear-sky median), "
+            "no network") in result.stderr.splitlines()
 
 
 def test_train_amp_on_cpu_is_refused_like_fp16(tmp_path, cli):
