@@ -200,9 +200,10 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
 def warn_weak_tiling(engine: Engine, grid: TileGrid) -> None:
     """Warn when tiles are narrower than what the model sees around a pixel and than its
     default tile, or overlap less than by default: the output then changes near every tile
-    border (cloudfree-fillnet, which sees 44 px each side, on the bundled sample against one
-    whole-scene tile: up to 452 DN at 16 px tiles, 245 at 64 px, 57 at 88 px; 360 DN at 128 px
-    tiles without overlap, 27 with the default 32 px; benchmarks/tiling_dependence.py)."""
+    border. cloudfree-fillnet sees 44 px each side; on the bundled sample, against one
+    whole-scene tile, the largest change is 452 DN at 16 px tiles, 245 at 64, 57 at 88 and 27
+    at 128 (146, 9, 7 and 1 with --fill median, where only the network's tiling differs), and
+    360 DN at 128 px tiles without overlap (benchmarks/tiling_dependence.py --size 256)."""
     m = engine.size_multiple
     least = -(-2 * engine.receptive_field // m) * m
     if grid.rows * grid.cols == 1:
