@@ -275,6 +275,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     with closing(ordered_map(one, windows, usable_cores())) as results:
         for counts, valid in progress(results, len(windows), "fill statistics", quiet):
             histogram.merge(counts, valid)
+    if histogram.valid == 0:  # said before any note on how the clouds would be filled
+        raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
     return histogram.spectrum()
 
 

@@ -190,3 +190,11 @@ def test_a_buffer_beyond_what_memory_allows_is_refused_with_the_cost(tmp_path, c
     assert MaskParams(buffer=MAX_BUFFER).buffer == 300
     with pytest.raises(UsageError, match="buffer=301 is more than the 300 px allowed"):
         MaskParams(buffer=MAX_BUFFER + 1)
+
+
+def test_an_all_nodata_scene_is_refused_before_any_note_on_the_fill(tmp_path, cli):
+    s2 = write_like(SAMPLE_S2, tmp_path / "s2.tif", lambda d: d * 0, nodata=0)
+    result = cli("remove", "--s1", SAMPLE_S1, "--s2", s2, "-o", tmp_path / "out.tif")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: {s2}: every pixel is nodata; nothing to do"
+    assert "cloud pixels" not in result.output and "prior spectrum" not in result.output
