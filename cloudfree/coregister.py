@@ -509,7 +509,7 @@ class AlignedS1:
 
 def grid_differences(crs, transform, size: tuple[int, int], grid) -> list[str]:
     """What differs between a raster's grid and ``grid`` (CRS, pixel size, origin, size), each
-    as 'what: this vs grid's'."""
+    as 'what <the raster's> vs <the grid's>'."""
     def pixel(t) -> str:
         return f"{abs(t.a):g} x {abs(t.e):g}" + (" rotated" if t.b or t.d else "")
 
