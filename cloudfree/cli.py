@@ -197,8 +197,7 @@ def remove(s2_path, s1_path, output, as_json, quiet, max_correction, **options):
         dates = "" if sources is None else \
             f", {sources['references']} pixels from other dates, the rest"
         click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud{dates} "
-                   f"with {summary['model']} ({summary['tiles_run']} tiles, "
-                   f"{summary['seconds']:.1f} s)")
+                   f"with {summary['model']} in {summary['seconds']:.1f} s")
 
 
 @main.command()

@@ -45,6 +45,10 @@ SCL_CLOUD, SCL_SHADOW, SCL_SNOW, SCL_NODATA = (8, 9, 10), 3, 11, 0
 #: Bands of the shadow test (CSI and blue).
 SHADOW_BANDS: tuple[str, ...] = ("B02", "B08", "B11")
 METHODS = ("score", "dsen2cr")
+#: The largest cloud buffer, in pixels (3 km at 10 m). Windows are read with the buffer as context
+#: around them, so memory grows with its square: `remove` on the bundled 256 px sample peaks at
+#: 0.78 GB with 200 px, 1.0 GB with 500 and 2.6 GB with 1000 (benchmarks/buffer_memory.py).
+MAX_BUFFER = 300
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class MaskParams:
             raise UsageError(f"unknown mask method {self.method!r} (use {' or '.join(METHODS)})")
         if self.buffer < 0:
             raise UsageError(f"buffer={self.buffer} must be at least 0 pixels", "buffer")
+        if self.buffer > MAX_BUFFER:
+            raise UsageError(
+                f"buffer={self.buffer} is more than the {MAX_BUFFER} px allowed: every window is "
+                "read with that much context around it, and memory grows with its square (2.6 GB "
+                f"at 1000 px on a 256 px scene); give buffer={MAX_BUFFER} or less", "buffer")
         for name, low in (("threshold", 0), ("ndsi_threshold", -1)):
             if not low <= getattr(self, name) <= 1:  # NaN too
                 raise UsageError(f"{name}={getattr(self, name)} must be in {low}..1", name)

@@ -167,7 +167,7 @@ def mask_method(f):
 
 def mask_params(buffer: int = 0) -> Decorator:
     """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``."""
-    from cloudfree.masking import MaskParams
+    from cloudfree.masking import MAX_BUFFER, MaskParams
 
     def decorate(f):
         def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, hot, scl,
@@ -185,9 +185,10 @@ def mask_params(buffer: int = 0) -> Decorator:
             click.option("--ndsi-threshold", type=NumberRange(-1, 1), default=0.6,
                          show_default=True,
                          help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this."),
-            click.option("--buffer", type=click.IntRange(0, 1000), default=buffer,
+            click.option("--buffer", type=click.IntRange(0), default=buffer,
                          show_default=True,
-                         metavar="PIXELS", help="Dilate clouds (and shadows) by this radius."),
+                         metavar="PIXELS",
+                         help=f"Dilate clouds (and shadows) by this radius, at most {MAX_BUFFER}."),
             click.option("--shadow", is_flag=True,
                          help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
             click.option("--hot/--no-hot", default=True, show_default=True,

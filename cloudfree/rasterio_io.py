@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
@@ -513,9 +514,23 @@ def open_raster(path: Path | str, what: str = "raster"):
     if not path.exists():
         raise CloudfreeError(f"{what} {path} does not exist")
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # readers that need a grid refuse its absence in their own words (check_georeferenced)
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise CloudfreeError(f"{what} {path} is not a raster GDAL can read ({exc})") from None
+
+
+def check_georeferenced(dataset, path: Path | str) -> None:
+    """Refuse a raster without a coordinate reference system or a geotransform, in one line."""
+    if dataset.crs is None:
+        missing = "coordinate reference system"
+    elif dataset.transform.is_identity:
+        missing = "geotransform (pixel size and position)"
+    else:
+        return
+    raise CloudfreeError(f"{path}: no {missing}; georeference it first")
 
 
 def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:

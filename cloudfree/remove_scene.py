@@ -202,6 +202,31 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
     return tile, overlap, max(0, trim)
 
 
+def warn_weak_tiling(engine: Engine, grid: TileGrid) -> None:
+    """Warn when tiles are narrower than what the model sees around a pixel and than its
+    default tile, or overlap less than by default: the output then changes near every tile
+    border. cloudfree-fillnet sees 44 px each side; on the bundled sample, against one
+    whole-scene tile, the largest change is 452 DN at 16 px tiles, 245 at 64, 57 at 88 and 27
+    at 128 (146, 9, 7 and 1 with --fill median, where only the network's tiling differs), and
+    360 DN at 128 px tiles without overlap (benchmarks/tiling_dependence.py --size 256)."""
+    m = engine.size_multiple
+    least = -(-2 * engine.receptive_field // m) * m
+    if grid.rows * grid.cols == 1:
+        return
+    if grid.tile < min(least, engine.default_tile):
+        log.warning("tile %d px is narrower than what this model sees around each pixel (%d px "
+                    "across), so the output changes near every tile border (overlap %d px); "
+                    "give a tile of at least %d px (--tile %d; default %d)", grid.tile,
+                    2 * engine.receptive_field, grid.overlap, least, least, engine.default_tile)
+        return
+    wanted = choose_tiling(engine, grid.tile, None)[1]
+    if grid.overlap < wanted:
+        log.warning("overlap %d px is less than the %d px this model's %d px tiles get by "
+                    "default, so the output changes near every tile border; leave the overlap "
+                    "unset or give at least %d (--overlap %d)", grid.overlap, wanted, grid.tile,
+                    wanted, wanted)
+
+
 def check_engine_options(*, model: str | None = None, checkpoint: Path | str | None = None,
                          onnx: Path | str | None = None, device: str = "auto",
                          precision: str = "fp32", tile: int | None = None,
@@ -256,6 +281,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     with closing(ordered_map(one, windows, usable_cores())) as results:
         for counts, valid in progress(results, len(windows), "fill statistics", quiet):
             histogram.merge(counts, valid)
+    if histogram.valid == 0:  # said before any note on how the clouds would be filled
+        raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
     return histogram.spectrum(bands=bands)
 
 
@@ -604,8 +631,9 @@ def remove_scene(
         bands = check_bands(s2, engine, str(model or checkpoint or onnx), mask_params)
         check_geotiff_output(len(bands), s2.dtype, creation_options)
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
-        check_batch_memory(TileGrid(s2.height, s2.width, tile, overlap, trim), batch_size,
-                           len(bands))
+        grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
+        warn_weak_tiling(engine, grid)
+        check_batch_memory(grid, batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         if s1_path is not None:
             s1, s1_tags, s1_report = open_s1_on_grid(
@@ -620,10 +648,13 @@ def remove_scene(
             fill = scene_fill_spectrum(s2, bands, mask_params, shadow, quiet)
             base = fill.describe()
             if fill_method == "local" and fill.source == "scene":
-                match = " that match in S1" if s1_path is not None else ""
-                base = f"the clear pixels nearby{match} (else {base})"
-            log.info("cloud pixels: %s", f"{base}, no network" if engine.arch == Fill.arch
-                     else f"network ({engine.arch}) fill on top of the base, {base}")
+                match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
+                base = f"nearby clear pixels{match} (where none is near: {base})"
+            how = (f"filled from {base}, no network" if engine.arch == Fill.arch else
+                   f"filled by the {engine.arch} network, starting from {base}")
+            if references:
+                how = f"taken from the other dates where they are clear, the rest {how}"
+            log.info("cloud pixels: %s", how)
         dates = None
         if references:
             dates = open_references(references, s2, mask_params, shadow, offset=offset,

@@ -23,7 +23,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import checked_read, open_raster
+from cloudfree.rasterio_io import check_georeferenced, checked_read, open_raster
 from cloudfree.s2_files import (
     BASELINE_OFFSET,
     METADATA_FILES,
@@ -326,8 +326,7 @@ def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
                 "(B01..B12 with B8A ninth) or band descriptions naming them (B1, B02, B8A...)"
             )
-        if ds.crs is None:
-            raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
+        check_georeferenced(ds, path)
         spectral = next(i for _, i, _ in (sources[b] for b in sources if b != SCL))
         dtype, nodata = ds.dtypes[spectral - 1], ds.nodata
         check_data_type(path, np.dtype(dtype))
@@ -420,8 +419,7 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
         spectral = [b for b in bands if b != SCL]
         grid = min((datasets[found.files[b][0]] for b in spectral),
                    key=lambda ds: abs(ds.transform.a))
-        if grid.crs is None:
-            raise CloudfreeError(f"{grid.name}: no coordinate reference system")
+        check_georeferenced(grid, grid.name)
         band_sources = {}
         for band in bands:
             file, index = found.files[band]

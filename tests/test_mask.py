@@ -137,7 +137,7 @@ def test_thresholds_buffer_and_score_output(tmp_path):
 @pytest.mark.parametrize("buffer", [3, 10, 11, 300])
 def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
     """By a disk dilation for small radii and a distance transform beyond: the same pixels,
-    and a buffer larger than the image (up to the option's 1000) runs."""
+    and a buffer larger than the image (up to the largest allowed) runs."""
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read()
     cloud = classify(refl, valid)[0] == CLOUD
