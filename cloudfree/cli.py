@@ -15,7 +15,7 @@ from click.core import ParameterSource
 
 from cloudfree import __version__
 from cloudfree import options as opt
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.errors import CloudfreeError, UsageError, spelled
 from cloudfree.fill import FILL_METHODS, MAX_CORRECTION
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
@@ -58,19 +58,13 @@ class _Group(click.Group):
 
 def in_flags(exc: CloudfreeError, command: click.Command | None) -> str:
     """The library's message with each ``name=`` of an argument spelled as the command's flag."""
-    text = str(exc)
-    if command is None:
-        return text
-    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
-    for name in exc.params:
-        option = options.get(name)
-        if option is None:
-            continue
-        flag = max(option.opts, key=len)
-        if option.is_flag:
-            text = text.replace(f"{name}=True", flag)
-        text = text.replace(f"{name}=", f"{flag} ")
-    return text
+    return spelled(exc, {} if command is None else command_flags(command))
+
+
+def command_flags(command: click.Command) -> dict[str, tuple[str, bool]]:
+    """Each option's Python name, with its longest flag and whether it is a switch."""
+    return {p.name: (max(p.opts, key=len), p.is_flag) for p in command.params
+            if isinstance(p, click.Option) and p.name}
 
 
 def default_output(src: Path, suffix: str) -> Path:
@@ -279,7 +273,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references, 
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
                        s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet,
-                       references=references)
+                       references=references,
+                       flags=command_flags(click.get_current_context().command))
     click.echo(result.summary())
     result.check()
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from cloudfree.cog import make_cog, scratch_profile
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.paths import check_input, input_problem, real, taken
 from cloudfree.publish import publish
 from cloudfree.signals import check_stop
 
@@ -223,15 +224,18 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
     if geotiff and path.suffix.lower() not in GEOTIFF_SUFFIXES:
         raise UsageError(f"{path}: outputs are GeoTIFFs; give a .tif or .tiff name")
     for src in inputs:
-        if Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
+        if Path(src).exists() and path.exists() and real(path) == real(src):
             raise UsageError(f"output {path} is also an input: choose another output path")
     if path.is_dir():
         raise UsageError(f"output {path} is a folder: give a file name")
-    if path.exists() and not overwrite:
-        raise UsageError(f"output {path} exists: pass overwrite=True to replace it", "overwrite")
+    occupied = taken(path)
+    if occupied and not overwrite:
+        raise UsageError(f"output {path} {occupied}: pass overwrite=True to replace it",
+                         "overwrite")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise CloudfreeError(f"cannot write {path}: folder {parent} does not exist")
+    problem = input_problem(parent, folder=True)
+    if problem is not None:
+        raise CloudfreeError(f"cannot write {path}: folder {parent} {problem}")
     if not os.access(parent, os.W_OK):
         raise CloudfreeError(f"cannot write {path}: folder {parent} is not writable")
     return path
@@ -345,7 +349,7 @@ def check_distinct(outputs: dict[str, Path | str | None]) -> None:
     for name, path in outputs.items():
         if path is None:
             continue
-        key = Path(path).resolve()
+        key = real(path)
         if key in seen:
             raise UsageError(f"the {seen[key]} and the {name} are the same file {path}: give "
                              "each its own path")
@@ -507,9 +511,7 @@ class GridOutputs:
 
 def open_raster(path: Path | str, what: str = "raster"):
     """Open a raster for reading, turning GDAL's complaints into one clear line."""
-    path = Path(path)
-    if not path.exists():
-        raise CloudfreeError(f"{what} {path} does not exist")
+    path = check_input(path, what, folder=False)
     try:
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:

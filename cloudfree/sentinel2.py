@@ -22,6 +22,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.paths import check_input
 from cloudfree.rasterio_io import checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
@@ -364,8 +365,7 @@ def read_safe_offset(metadata: Path) -> int:
 
 
 def _open_safe(folder: Path, offset: int | None) -> Sentinel2:
-    if not folder.exists():
-        raise CloudfreeError(f"Sentinel-2 input {folder} does not exist")
+    check_input(folder, "Sentinel-2 input", folder=True)
     files: dict[str, Path] = {}
     for jp2 in sorted(folder.glob("GRANULE/*/IMG_DATA/*.jp2")):
         band = canonical_band(jp2.stem.rsplit("_", 1)[-1])
