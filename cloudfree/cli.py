@@ -381,7 +381,7 @@ def evaluate(data, model, checkpoint, onnx, device, report_path, csv_path, as_js
     baselines, overall and by cloud cover (0-20 ... 80-100 %)."""
     from cloudfree.engines import open_engine
     from cloudfree.masking import MaskParams
-    from cloudfree.rasterio_io import check_distinct, check_output, write_json
+    from cloudfree.rasterio_io import check_distinct, check_output, output_set, write_json
     from cloudfree.training.datasets import find_samples
     from cloudfree.training.evaluate import evaluate, table, write_csv
 
@@ -392,8 +392,9 @@ def evaluate(data, model, checkpoint, onnx, device, report_path, csv_path, as_js
     for path in filter(None, (report_path, csv_path)):
         check_output(path, overwrite, inputs)
     report = evaluate(samples, engine, MaskParams(method=mask_method), quiet, ssim)
-    if report_path:
-        write_json(report, report_path, overwrite)
-    if csv_path:
-        write_csv(report["rows"], csv_path, overwrite)
+    with output_set(overwrite) as together:
+        if report_path:
+            write_json(report, report_path, overwrite, together)
+        if csv_path:
+            write_csv(report["rows"], csv_path, overwrite, together)
     click.echo(json.dumps(report, indent=2) if as_json else table(report))

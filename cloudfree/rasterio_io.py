@@ -409,9 +409,10 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
             _remove_partial(tmp)
 
 
-def write_json(data: object, path: Path | str, overwrite: bool) -> Path:
+def write_json(data: object, path: Path | str, overwrite: bool,
+               together: list[tuple[Path, Path]] | None = None) -> Path:
     """``data`` as indented JSON, written atomically (see :func:`atomic_output`)."""
-    with atomic_output(Path(path), overwrite) as tmp:
+    with atomic_output(Path(path), overwrite, together=together) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
     return Path(path)
 

@@ -1,0 +1,271 @@
+"""Faults around the paths and outputs of every command: symbolic link loops, dangling links,
+FIFOs, immutable files, outputs that appear meanwhile, memory limits and stops. Each test checks
+the exit code, the one-line message, and what is left in the output folder."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rasterio
+from conftest import ROOT, SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2
+
+from cloudfree import publish, rasterio_io
+from cloudfree.errors import CloudfreeError
+from cloudfree.rasterio_io import output_set
+
+COREGISTER = ["coregister", "--s1", SUMMER_S1, "--s2", SUMMER_S2]
+
+
+def one_line_error(result) -> str:
+    """The command's single line on stderr (no traceback)."""
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    lines = result.stderr.strip().splitlines()
+    return lines[-1]
+
+
+def cloudfree_process(*args, address_space: int | None = None, **popen) -> subprocess.Popen:
+    """``python -m cloudfree ARGS`` in a child process, optionally with RLIMIT_AS (bytes)."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "cloudfree", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit if address_space else None, **popen)
+
+
+def scene_folder(root: Path) -> Path:
+    """A batch input: one scene folder holding the summer sample's S2 and S1."""
+    scene = root / "scenes" / "a"
+    scene.mkdir(parents=True)
+    for src in (SUMMER_S2, SUMMER_S1):
+        shutil.copy(src, scene / src.name)
+    return root / "scenes"
+
+
+# --- symbolic link loops, dangling links -------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["mask", SUMMER_S2, "-o", "{loop}"],
+    ["mask", SUMMER_S2, "-o", "{out}", "--score", "{loop}"],
+    ["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", "{out}", "--mask-out", "{loop}"],
+    [*COREGISTER, "-o", "{loop}"],
+    [*COREGISTER, "-o", "{out}", "--report", "{loop}"],
+    ["evaluate", SEN12, "--model", "median-fill", "--report", "{loop}"],
+    ["batch", "{scenes}", "-o", "{outs}", "--command", "mask", "--report", "{loop}"],
+])
+def test_an_output_that_is_a_symlink_loop_is_an_existing_output(tmp_path, args, cli):
+    loop = tmp_path / ("loop.json" if "--report" in args else "loop.tif")
+    loop.symlink_to(loop.name)
+    names = {"loop": loop, "out": tmp_path / "out.tif", "outs": tmp_path / "outs",
+             "scenes": scene_folder(tmp_path) if "{scenes}" in args else ""}
+    result = cli(*[str(a).format(**names) for a in args])
+    assert result.exit_code == 2, result.output
+    assert one_line_error(result).endswith(f"{loop} exists (a symbolic link loop): pass "
+                                           "--overwrite" + (" (or --resume)" if "batch" in args
+                                                            else "") + " to replace it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [loop.name] + (["scenes"] if "batch" in args else []))
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda p: p.symlink_to(p.name), "is a symbolic link loop"),
+    (lambda p: p.symlink_to("nowhere.tif"), "is a dangling symbolic link to nowhere.tif"),
+    (lambda p: os.mkfifo(p), "is a FIFO (named pipe): give a regular file"),
+])
+@pytest.mark.parametrize("role", ["s2", "s1", "reference", "checkpoint"])
+def test_inputs_that_lead_nowhere_or_never_end_are_named(tmp_path, make, problem, role, cli):
+    bad = tmp_path / ("bad.pt" if role == "checkpoint" else "bad.tif")
+    make(bad)
+    s2, s1 = (bad if role == "s2" else SUMMER_S2), (bad if role == "s1" else SUMMER_S1)
+    extra = {"reference": ["--reference", bad], "checkpoint": ["-c", bad]}.get(role, [])
+    result = cli("remove", "--s1", s1, "--s2", s2, "-o", tmp_path / "out.tif", *extra)
+    assert result.exit_code == 1, result.output
+    assert f"{bad} {problem}" in one_line_error(result)
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_fifo_as_the_scene_of_mask_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "scene.tif"
+    os.mkfifo(fifo)
+    proc = cloudfree_process("mask", fifo, "-o", tmp_path / "m.tif")
+    _, stderr = proc.communicate(timeout=120)  # it used to wait for a writer forever
+    assert proc.returncode == 1
+    assert stderr.strip() == f"Error: Sentinel-2 input {fifo} is a FIFO (named pipe): give a " \
+                             "regular file"
+
+
+def test_a_dangling_link_as_output_exists_before_the_run(tmp_path, cli):
+    out = tmp_path / "m.tif"
+    out.symlink_to("elsewhere.tif")
+    result = cli("mask", SUMMER_S2, "-o", out)
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: output {out} exists (a dangling symbolic link "
+                                      "to elsewhere.tif): pass --overwrite to replace it")
+    assert os.readlink(out) == "elsewhere.tif"
+    assert cli("mask", SUMMER_S2, "-o", out, "--overwrite").exit_code == 0
+    assert not out.is_symlink() and rasterio.open(out).count == 1
+
+
+# --- immutable outputs -------------------------------------------------------------------------
+
+def immutable(path: Path) -> bool:
+    """Make ``path`` immutable (root, chattr, a file system with attributes); False if not."""
+    done = shutil.which("chattr") and subprocess.run(["chattr", "+i", path],
+                                                     capture_output=True).returncode == 0
+    return bool(done) and not os.access(path, os.W_OK) or _is_immutable(path)
+
+
+def _is_immutable(path: Path) -> bool:
+    out = subprocess.run(["lsattr", "-d", path], capture_output=True, text=True).stdout
+    return "i" in out.split(" ", 1)[0]
+
+
+@pytest.fixture
+def immutable_output(tmp_path):
+    """An existing output made immutable (skipped where that cannot be done); undone after."""
+    out = tmp_path / "m.tif"
+    shutil.copy(WINTER_S2, out)
+    if not immutable(out):
+        pytest.skip("chattr +i is not possible here (needs root and a file system with it)")
+    yield out
+    subprocess.run(["chattr", "-i", out], check=True)
+
+
+def test_replacing_an_immutable_output_names_it_and_the_reason(immutable_output, cli):
+    before = immutable_output.read_bytes()
+    result = cli("mask", SUMMER_S2, "-o", immutable_output, "--overwrite")
+    assert result.exit_code == 1
+    assert one_line_error(result) == (
+        f"Error: cannot write {immutable_output}: operation not permitted (is the file "
+        "immutable or append-only? lsattr shows it); wrote nothing")
+    assert immutable_output.read_bytes() == before
+    assert [p.name for p in immutable_output.parent.iterdir()] == ["m.tif"]
+
+
+def test_with_overwrite_a_refused_output_puts_back_those_already_replaced(immutable_output,
+                                                                            cli):
+    score = immutable_output.with_name("score.tif")
+    score.write_bytes(b"old score")
+    result = cli("mask", SUMMER_S2, "-o", score, "--score", immutable_output, "--overwrite")
+    assert result.exit_code == 1 and "wrote none of the outputs" in one_line_error(result)
+    assert score.read_bytes() == b"old score"
+    assert sorted(p.name for p in score.parent.iterdir()) == ["m.tif", "score.tif"]
+
+
+# --- batch -------------------------------------------------------------------------------------
+
+def test_batch_keeps_an_existing_report_unless_overwrite(tmp_path, cli):
+    scenes, report = scene_folder(tmp_path), tmp_path / "run.json"
+    report.write_text("earlier\n")
+    result = cli("batch", scenes, "-o", tmp_path / "outs", "--command", "mask",
+                 "--report", report)
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: report {report} exists: pass --overwrite (or "
+                                      "--resume) to replace it")
+    assert report.read_text() == "earlier\n" and not (tmp_path / "outs").exists()
+    result = cli("batch", scenes, "-o", tmp_path / "outs", "--command", "mask",
+                 "--report", report, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert '"ok": 1' in report.read_text()
+
+
+def test_an_output_folder_inside_the_scenes_is_no_scene_on_the_next_run(tmp_path, cli):
+    scenes = scene_folder(tmp_path)
+    assert cli("batch", scenes, "-o", scenes / "outs", "--command", "mask").exit_code == 0
+    result = cli("batch", scenes, "-o", scenes / "outs2", "--command", "mask",
+                 "--report", tmp_path / "run.csv")
+    assert result.exit_code == 0, result.output
+    assert "outs: ignored: holds only cloudfree outputs (an earlier run's output folder)" \
+        in result.stderr
+    assert (scenes / "outs2" / "a_mask.tif").exists()
+
+
+def test_an_output_folder_beside_paired_files_keeps_them_paired(tmp_path, cli):
+    scenes = tmp_path / "pairs"
+    scenes.mkdir()
+    for src in (SUMMER_S2, SUMMER_S1):
+        shutil.copy(src, scenes / src.name)
+    assert cli("batch", scenes, "-o", scenes / "outs", "--command", "mask").exit_code == 0
+    result = cli("batch", scenes, "-o", scenes / "outs2", "--command", "mask")
+    assert result.exit_code == 0, result.output
+    assert len(list((scenes / "outs2").glob("*_mask.tif"))) == 1
+
+
+def test_batch_names_the_overwrite_flag_in_a_scene_error(tmp_path, cli):
+    scenes = scene_folder(tmp_path)
+    assert cli("batch", scenes, "-o", tmp_path / "outs", "--command", "mask").exit_code == 0
+    result = cli("batch", scenes, "-o", tmp_path / "outs", "--command", "mask")
+    assert result.exit_code == 1
+    assert "pass --overwrite to replace it" in result.stderr
+    assert "overwrite=True" not in result.stderr
+
+
+def test_publish_refused_midway_leaves_every_output_as_it_was(tmp_path, monkeypatch):
+    """A set of outputs is put in place together: a refusal of the second takes back the first
+    (the shared mechanism under every command's outputs)."""
+    first, second = tmp_path / "a.tif", tmp_path / "b.tif"
+    first.write_text("old a")
+    rename = os.rename
+
+    def refuse_b(src, dst):
+        if Path(dst) == second:
+            raise PermissionError(1, "Operation not permitted", str(dst))
+        rename(src, dst)
+
+    monkeypatch.setattr(publish.os, "rename", refuse_b)
+    refused = f"cannot write {second}: operation not permitted"
+    with pytest.raises(CloudfreeError, match=refused), output_set(overwrite=True) as together:
+        for path in (first, second):
+            tmp = path.with_name(f".{path.stem}.x.partial.tif")
+            tmp.write_text("new")
+            together.append((tmp, path))
+    assert first.read_text() == "old a" and not second.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+
+
+# --- all outputs of a command, or none ----------------------------------------------------------
+
+def test_coregister_report_that_appears_meanwhile_keeps_the_raster_out_too(tmp_path, monkeypatch,
+                                                                            cli):
+    out, report = tmp_path / "c.tif", tmp_path / "r.json"
+    verify = rasterio_io.verify_raster
+
+    def verify_then_another_run_writes_the_report(path, profile):
+        verify(path, profile)
+        report.write_text("theirs\n")
+
+    monkeypatch.setattr(rasterio_io, "verify_raster", verify_then_another_run_writes_the_report)
+    result = cli(*COREGISTER, "-o", out, "--report", report, "--no-cog", "-q")
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert line.startswith(f"Error: output {report} ") and line.endswith("pass --overwrite to "
+                                                                         "replace it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    assert report.read_text() == "theirs\n"
+
+
+def test_evaluate_report_and_csv_appear_together_or_not_at_all(tmp_path, monkeypatch, cli):
+    from cloudfree.training import evaluate
+
+    report, table = tmp_path / "e.json", tmp_path / "e.csv"
+    write_csv = evaluate.write_csv
+
+    def another_run_writes_the_csv_first(rows, path, overwrite, together=None):
+        write_csv(rows, path, overwrite, together)
+        table.write_text("theirs\n")
+
+    monkeypatch.setattr(evaluate, "write_csv", another_run_writes_the_csv_first)
+    result = cli("evaluate", SEN12, "--model", "median-fill", "--report", report, "--csv", table)
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: output {table} appeared while this run was "
+                                      "writing it (another run?): kept it, and wrote none of the "
+                                      "outputs; pass --overwrite to replace it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
