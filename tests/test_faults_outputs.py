@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import rasterio
+import torch
 from conftest import ROOT, SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2
 
 from cloudfree import publish, rasterio_io
-from cloudfree.errors import CloudfreeError
+from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.rasterio_io import output_set
 
 COREGISTER = ["coregister", "--s1", SUMMER_S1, "--s2", SUMMER_S2]
@@ -269,3 +270,55 @@ def test_evaluate_report_and_csv_appear_together_or_not_at_all(tmp_path, monkeyp
                                       "writing it (another run?): kept it, and wrote none of the "
                                       "outputs; pass --overwrite to replace it")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
+
+
+# --- export-onnx: memory bounded, no partial --------------------------------------------------
+
+def test_export_of_the_largest_tile_traces_small(tmp_path):
+    """The default model runs on any size: it is traced small and pinned to the tile, so 8192 px
+    (150 GiB traced at full size) exports under a 4 GiB address space."""
+    out = tmp_path / "big.onnx"
+    proc = cloudfree_process("export-onnx", "--model", "cloudfree-fillnet", "-o", out,
+                             "--tile", 8192, address_space=4 * 2**30)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    import onnx
+
+    model = onnx.load(str(out))
+    shapes = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+              for v in (*model.graph.input, *model.graph.output)]
+    assert shapes == [["batch", 13, 8192, 8192], ["batch", 2, 8192, 8192],
+                      ["batch", 1, 8192, 8192], ["batch", 13, 8192, 8192]]
+    assert [p.name for p in tmp_path.iterdir()] == ["big.onnx"]
+
+
+def test_export_whose_trace_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch):
+    from cloudfree import memory
+    from cloudfree.checkpoint import load_checkpoint, save_checkpoint
+    from cloudfree.networks import build
+    from cloudfree.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "d.pt", build("dsen2cr", "small"),
+                                             tile=64))
+    monkeypatch.setattr(memory, "total_memory", lambda: 2**30)
+    with pytest.raises(UsageError, match=r"tile=4096 needs about \d+ GiB to export .*this "
+                                         r"machine has 1 GiB: give tile=SIZE of at most (\d+)"
+                       ) as refused:
+        export_onnx(loaded, tmp_path / "d.onnx", 4096, overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pt"]
+    largest = int(str(refused.value).rsplit(" ", 1)[-1])
+    assert 64 <= largest < 4096
+    export_onnx(loaded, tmp_path / "d.onnx", largest, overwrite=False)  # the largest one fits
+    assert (tmp_path / "d.onnx").stat().st_size > 0
+
+
+def test_export_onto_an_existing_link_keeps_it_unless_overwrite(tmp_path, cli):
+    for target in ("x.onnx", "elsewhere.onnx"):  # a loop, a dangling link
+        out = tmp_path / "x.onnx"
+        out.unlink(missing_ok=True)
+        out.symlink_to(target)
+        result = cli("export-onnx", "--model", "cloudfree-fillnet", "-o", out)
+        assert result.exit_code == 2
+        assert one_line_error(result).startswith(f"Error: output {out} exists (a ")
+        assert os.readlink(out) == target
