@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.errors import CloudfreeError, UsageError, spelled
-from cloudfree.paths import taken
+from cloudfree.paths import check_folder_output, taken
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scene_discovery import (
@@ -469,10 +469,7 @@ def run_batch(
     if references and command != "remove":
         raise UsageError(f"references={references}: only for command=remove", "references",
                          "command")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output {out_dir} is a file; batch writes into a folder: give a folder "
-                         "path")
+    out_dir = check_folder_output(out_dir, "batch")
     check_options(command, options, resume, out_dir, report, stac)
     if dask_scheduler is not None and not dask_scheduler.strip():
         raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "

@@ -8,9 +8,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from cloudfree.errors import CloudfreeError
+from cloudfree.errors import CloudfreeError, UsageError
 
 #: What a file that is neither a regular file nor a folder is, by its ``st_mode`` type.
 _SPECIAL = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
@@ -77,3 +79,32 @@ def taken(path: Path | str) -> str | None:
 def real(path: Path | str) -> Path:
     """The path with every symbolic link followed; a loop stays where it loops (never raises)."""
     return Path(os.path.realpath(path))
+
+
+def check_folder_output(path: Path | str, what: str) -> Path:
+    """``path`` as a Path when ``what`` (e.g. "train") can write into it: a folder, or a name
+    that is free; else a one-line error."""
+    if os.path.lexists(path):
+        problem = input_problem(path, folder=True)
+        if problem is not None:
+            raise UsageError(f"output {path} {problem.removesuffix(', not a folder')}; {what} "
+                             "writes into a folder: give a folder path")
+    return Path(path)
+
+
+@contextmanager
+def new_folder(path: Path | str, what: str) -> Iterator[Path]:
+    """Make the output folder ``path`` (see :func:`check_folder_output`) with its missing
+    parents; when the block fails, those made here that are still empty are removed."""
+    path = check_folder_output(path, what)
+    made = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in made:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote something worth keeping
+                break
+        raise

@@ -54,7 +54,8 @@ def note_written(paths: Iterable[Path]) -> None:
     """Outputs now complete at their paths: a stop from now on says they are kept (noted only
     while stops raise here, so a long-lived library process keeps no list)."""
     if signal.getsignal(signal.SIGINT) is _raise:
-        _written.extend(paths)
+        # each once: a run may replace its own outputs (train, every epoch)
+        _written.extend([p for p in dict.fromkeys(paths) if p not in _written])
 
 
 def _message() -> str:
