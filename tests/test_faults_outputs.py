@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -322,3 +324,54 @@ def test_export_onto_an_existing_link_keeps_it_unless_overwrite(tmp_path, cli):
         assert result.exit_code == 2
         assert one_line_error(result).startswith(f"Error: output {out} exists (a ")
         assert os.readlink(out) == target
+
+
+# --- train -------------------------------------------------------------------------------------
+
+def test_train_an_arch_without_weights_is_refused_and_leaves_no_folder(tmp_path, cli):
+    result = cli("train", SEN12, "--arch", "fill", "--epochs", 1, "-o", tmp_path / "run")
+    assert result.exit_code == 2
+    assert one_line_error(result) == ("Error: fill has no weights to train: it is a fixed "
+                                      "method, run as it is; choose a network (--arch NAME)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_onto_a_file_says_it_needs_a_folder(tmp_path, cli):
+    (tmp_path / "run").write_text("not a folder")
+    result = cli("train", SEN12, "--epochs", 1, "-o", tmp_path / "run")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: output {tmp_path / 'run'} is a file; train "
+                                      "writes into a folder: give a folder path")
+
+
+@pytest.mark.parametrize("fault", ["truncated", "loss"])
+def test_a_failed_train_leaves_no_empty_run_folder(tmp_path, fault, cli):
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in SEN12.glob("ROIs2017_winter_112_p797_*.tif"):
+        shutil.copy(src, data / src.name)
+    if fault == "truncated":
+        cloudy = data / "ROIs2017_winter_112_p797_s2_cloudy.tif"
+        cloudy.write_bytes(cloudy.read_bytes()[: cloudy.stat().st_size // 2])
+    loss = ["--loss", "ibhfn"] if fault == "loss" else []
+    result = cli("train", data, "--epochs", 1, "--crop", 64, "-o", tmp_path / "runs" / "a",
+                 *loss)
+    assert result.exit_code in (1, 2)
+    one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # runs/ too was made here
+
+
+def test_sigterm_mid_train_names_each_kept_file_once(tmp_path):
+    run = tmp_path / "run"
+    proc = cloudfree_process("train", SEN12, "--epochs", 100000, "--crop", 32, "-o", run, "-q")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        log = run / "log.csv"
+        if log.exists() and len(log.read_text().splitlines()) >= 4:  # three epochs saved
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == (f"Interrupted (SIGTERM); {run / 'last.pt'}, "
+                                               f"{run / 'train_state.pt'} complete and kept.")
