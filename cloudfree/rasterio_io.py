@@ -516,6 +516,7 @@ def open_raster(path: Path | str, what: str = "raster"):
     try:
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
+        check_stop()  # GDAL's read was broken off by a stop ("Interrupted system call")
         raise CloudfreeError(f"{what} {path} is not a raster GDAL can read ({exc})") from None
 
 
@@ -525,6 +526,7 @@ def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:
     try:
         return dataset.read(*args, **kwargs)
     except rasterio.errors.RasterioError as exc:
+        check_stop()
         cause = exc.__cause__ or exc
         raise CloudfreeError(f"{what} {dataset.name}: data unreadable ({cause}); the file is "
                              "damaged or truncated: download or export it again") from None

@@ -375,3 +375,26 @@ def test_sigterm_mid_train_names_each_kept_file_once(tmp_path):
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == (f"Interrupted (SIGTERM); {run / 'last.pt'}, "
                                                f"{run / 'train_state.pt'} complete and kept.")
+
+
+def test_sigterm_while_gdal_waits_on_a_fifo_is_143_and_one_line(tmp_path):
+    """The scene is a file, but GDAL also reads its sidecar, here a FIFO that never ends: the
+    stop that breaks the read off is a stop (143), not a read error."""
+    scene = tmp_path / "scene.tif"
+    shutil.copy(SUMMER_S2, scene)
+    sidecar = tmp_path / "scene.tif.aux.xml"
+    os.mkfifo(sidecar)
+    proc = cloudfree_process("mask", scene, "-o", tmp_path / "m.tif", "-q")
+    writer = None
+    while writer is None and proc.poll() is None:  # until the run opens the FIFO to read
+        try:
+            writer = os.open(sidecar, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    if writer is not None:
+        os.close(writer)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip() == "Interrupted (SIGTERM); no output written."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "scene.tif.aux.xml"]
