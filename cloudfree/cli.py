@@ -15,8 +15,9 @@ from click.core import ParameterSource
 
 from cloudfree import __version__
 from cloudfree import options as opt
-from cloudfree.errors import CloudfreeError, UsageError, spelled
+from cloudfree.errors import CloudfreeError, OutOfMemory, UsageError, spelled
 from cloudfree.fill import FILL_METHODS, MAX_CORRECTION
+from cloudfree.memory import address_space_limit, out_of_memory
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
 from cloudfree.signals import (
@@ -35,25 +36,37 @@ class _Group(click.Group):
             result = super().invoke(ctx)
             note_stops_after_work()
             return result
-        except CloudfreeError as exc:
-            command = self.get_command(ctx, ctx.invoked_subcommand or "")
-            click.echo(f"Error: {in_flags(exc, command)}", err=True)
-            sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             stop = as_interrupted(exc)
             click.echo(f"Interrupted ({signal_name(stop.signum)}); "
                        f"{stop.message or 'no output written'}.", err=True)
             sys.exit(stop.exit_code)
-        except (OSError, rasterio.errors.RasterioError) as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-        except MemoryError:
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
             command = self.get_command(ctx, ctx.invoked_subcommand or "")
-            flags = [f for f in ("--batch-size", "--block", "--tile")
-                     if command is not None and any(f in p.opts for p in command.params)]
-            advice = f"; try a smaller {' or '.join(flags)}" if flags else ""
-            click.echo(f"Error: out of memory{advice}", err=True)
-            sys.exit(1)
+            if out_of_memory(exc):
+                click.echo(f"Error: out of memory{_memory_advice(exc, command)}", err=True)
+                sys.exit(1)
+            if isinstance(exc, CloudfreeError):
+                click.echo(f"Error: {in_flags(exc, command)}", err=True)
+                sys.exit(exc.exit_code)
+            if isinstance(exc, OSError | rasterio.errors.RasterioError):
+                click.echo(f"Error: {exc}", err=True)
+                sys.exit(1)
+            raise
+
+
+def _memory_advice(exc: Exception, command: click.Command | None) -> str:
+    """What to say after "out of memory": why, when known, and the options that use less."""
+    if isinstance(exc, OutOfMemory):
+        return f": {exc}; raise the limit"
+    limit = address_space_limit()
+    why = "" if limit is None else \
+        f" (the address-space limit, ulimit -v, of {limit / 2**30:.1f} GiB)"
+    flags = [f for f in ("--batch-size", "--block", "--tile")
+             if command is not None and any(f in p.opts for p in command.params)]
+    return why + (f"; try a smaller {' or '.join(flags)}" if flags else "")
 
 
 def in_flags(exc: CloudfreeError, command: click.Command | None) -> str:

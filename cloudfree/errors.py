@@ -25,6 +25,10 @@ class UsageError(CloudfreeError):
     exit_code = 2
 
 
+class OutOfMemory(MemoryError):
+    """Memory cannot hold the run; the message says why, when known."""
+
+
 def spelled(exc: CloudfreeError, flags: Mapping[str, tuple[str, bool]]) -> str:
     """The message with each ``name=`` of ``exc.params`` spelled as its command-line flag;
     ``flags`` maps a Python name to its flag and whether that is a switch (``name=True``)."""

@@ -398,3 +398,31 @@ def test_sigterm_while_gdal_waits_on_a_fifo_is_143_and_one_line(tmp_path):
     assert proc.returncode == 143, stderr
     assert stderr.strip() == "Interrupted (SIGTERM); no output written."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "scene.tif.aux.xml"]
+
+
+# --- out of memory -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("limit_gib", [0.6, 1.1, 1.4])
+def test_remove_under_an_address_space_limit_is_one_line_out_of_memory(tmp_path, limit_gib):
+    """Under ``ulimit -v`` the failing allocation comes in native code (the loader, GDAL,
+    onnxruntime: a traceback, or an abort, 134); a run is refused before its work when the limit
+    leaves too little once the model is loaded, and any other failure near the limit is told as
+    what it is."""
+    out = tmp_path / "r.tif"
+    proc = cloudfree_process("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", out, "-q",
+                             address_space=int(limit_gib * 2**30))
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("Error: out of memory")
+    assert "ulimit -v" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_native_allocation_failures_are_out_of_memory():
+    from cloudfree.memory import out_of_memory
+
+    with pytest.raises(RuntimeError) as torch_failure:
+        torch.empty(2**45)  # 128 TiB: torch's allocator says so in its own RuntimeError
+    assert out_of_memory(torch_failure.value)
+    assert not out_of_memory(RuntimeError("Chunk and warp failed"))  # no limit in this process
