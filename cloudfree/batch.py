@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.errors import CloudfreeError, UsageError, spelled
-from cloudfree.paths import check_folder_output, taken
+from cloudfree.paths import check_folder_output, input_problem, taken
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scene_discovery import (
@@ -320,8 +320,10 @@ def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
 def check_writable(folder: Path, what: str) -> None:
     """Refuse, before any work, to write ``what`` into ``folder`` when that is a file or
     cannot be made or written."""
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"cannot write {what}: {folder} is a file, not a folder")
+    if os.path.lexists(folder):
+        problem = input_problem(folder, folder=True)
+        if problem is not None:
+            raise UsageError(f"cannot write {what}: {folder} {problem}")
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not os.access(existing, os.W_OK):
         raise CloudfreeError(f"cannot write {what}: folder {existing} is not writable")

@@ -78,6 +78,21 @@ def test_an_output_that_is_a_symlink_loop_is_an_existing_output(tmp_path, args, 
         [loop.name] + (["scenes"] if "batch" in args else []))
 
 
+@pytest.mark.parametrize("args", [
+    ["train", SEN12, "--epochs", 1, "-o", "{loop}"],
+    ["batch", "{scenes}", "-o", "{loop}", "--command", "mask"],
+    ["batch", "{scenes}", "-o", "{outs}", "--command", "mask", "--stac", "{loop}"],
+])
+def test_a_folder_output_that_is_a_symlink_loop_is_refused_before_any_work(tmp_path, args, cli):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop.name)
+    names = {"loop": loop, "outs": tmp_path / "outs", "scenes": scene_folder(tmp_path)}
+    result = cli(*[str(a).format(**names) for a in args])
+    assert result.exit_code == 2, result.output
+    assert f"{loop} is a symbolic link loop" in one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop", "scenes"]
+
+
 @pytest.mark.parametrize("make, problem", [
     (lambda p: p.symlink_to(p.name), "is a symbolic link loop"),
     (lambda p: p.symlink_to("nowhere.tif"), "is a dangling symbolic link to nowhere.tif"),
