@@ -45,6 +45,7 @@ from cloudfree.signals import (
     as_interrupted,
     check_stop,
     note_stop_signals,
+    stop_handled,
     stop_requested,
     stops_held,
     stops_raise,
@@ -512,7 +513,8 @@ def run_batch(
             batch = BatchResult(sorted(results, key=lambda r: r.scene),
                                 time.perf_counter() - start)
             if report is not None:
-                write_report(report, batch, command)
+                with stop_handled():
+                    write_report(report, batch, command)
             raise Interrupted(as_interrupted(exc).signum, _stopped_message(batch, out_dir)) \
                 from None
     batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)

@@ -218,8 +218,9 @@ def read_padded(read, top: int, left: int, height: int, width: int,
 
 def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                  geotiff: bool = False) -> Path:
-    """Refuse an output that exists (unless overwrite), is an input, or cannot be written; with
-    ``geotiff``, one not named ``.tif`` or ``.tiff``."""
+    """Refuse an output that exists (unless overwrite; a symbolic link exists even when it leads
+    nowhere), is an input, or cannot be written; with ``geotiff``, one not named ``.tif`` or
+    ``.tiff``."""
     path = Path(path)
     if geotiff and path.suffix.lower() not in GEOTIFF_SUFFIXES:
         raise UsageError(f"{path}: outputs are GeoTIFFs; give a .tif or .tiff name")

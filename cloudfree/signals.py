@@ -175,6 +175,18 @@ def stops_raise() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextmanager
+def stop_handled() -> Iterator[None]:
+    """Inside the block the stop being handled is not raised again by :func:`check_stop`, so
+    that what a stopped run still writes (batch's report) can be put in place."""
+    global _requested
+    held, _requested = _requested, None
+    try:
+        yield
+    finally:
+        _requested = _requested or held
+
+
 def check_stop() -> None:
     """Raise :class:`Interrupted` if a stop was asked for (and its exception was lost)."""
     if _requested is not None:
