@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import rasterio.errors
@@ -21,10 +22,12 @@ from cloudfree.memory import address_space_limit, out_of_memory
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
 from cloudfree.signals import (
+    Interrupted,
     as_interrupted,
     note_stops_after_work,
     raise_on_stop_signals,
     signal_name,
+    stop_requested,
 )
 
 
@@ -37,13 +40,12 @@ class _Group(click.Group):
             note_stops_after_work()
             return result
         except KeyboardInterrupt as exc:
-            stop = as_interrupted(exc)
-            click.echo(f"Interrupted ({signal_name(stop.signum)}); "
-                       f"{stop.message or 'no output written'}.", err=True)
-            sys.exit(stop.exit_code)
+            _stopped(as_interrupted(exc))
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
+            if stop_requested() is not None:  # a stop broke into native code (an import...),
+                _stopped(Interrupted(stop_requested()))  # which raised an error of its own
             command = self.get_command(ctx, ctx.invoked_subcommand or "")
             if out_of_memory(exc):
                 click.echo(f"Error: out of memory{_memory_advice(exc, command)}", err=True)
@@ -55,6 +57,12 @@ class _Group(click.Group):
                 click.echo(f"Error: {exc}", err=True)
                 sys.exit(1)
             raise
+
+
+def _stopped(stop: Interrupted) -> NoReturn:
+    click.echo(f"Interrupted ({signal_name(stop.signum)}); "
+               f"{stop.message or 'no output written'}.", err=True)
+    sys.exit(stop.exit_code)
 
 
 def _memory_advice(exc: Exception, command: click.Command | None) -> str:

@@ -30,8 +30,8 @@ def input_problem(path: Path | str, folder: bool | None = None) -> str | None:
         return "is a folder, not a file" if folder is False else None
     if stat.S_ISREG(mode):
         return "is a file, not a folder" if folder else None
-    return (f"is {_SPECIAL.get(stat.S_IFMT(mode), 'not a regular file')}: give a regular "
-            "file" + (" or folder" if folder is None else ""))
+    wanted = {True: "a folder", False: "a regular file"}.get(folder, "a regular file or folder")
+    return f"is {_SPECIAL.get(stat.S_IFMT(mode), 'a special file')}, not {wanted}"
 
 
 def _missing(path: Path, exc: OSError) -> str:

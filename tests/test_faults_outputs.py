@@ -4,6 +4,7 @@ the exit code, the one-line message, and what is left in the output folder."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import resource
 import shutil
@@ -96,7 +97,7 @@ def test_a_folder_output_that_is_a_symlink_loop_is_refused_before_any_work(tmp_p
 @pytest.mark.parametrize("make, problem", [
     (lambda p: p.symlink_to(p.name), "is a symbolic link loop"),
     (lambda p: p.symlink_to("nowhere.tif"), "is a dangling symbolic link to nowhere.tif"),
-    (lambda p: os.mkfifo(p), "is a FIFO (named pipe): give a regular file"),
+    (lambda p: os.mkfifo(p), "is a FIFO (named pipe), not a regular file"),
 ])
 @pytest.mark.parametrize("role", ["s2", "s1", "reference", "checkpoint"])
 def test_inputs_that_lead_nowhere_or_never_end_are_named(tmp_path, make, problem, role, cli):
@@ -116,7 +117,7 @@ def test_a_fifo_as_the_scene_of_mask_is_refused_at_once(tmp_path):
     proc = cloudfree_process("mask", fifo, "-o", tmp_path / "m.tif")
     _, stderr = proc.communicate(timeout=120)  # it used to wait for a writer forever
     assert proc.returncode == 1
-    assert stderr.strip() == f"Error: Sentinel-2 input {fifo} is a FIFO (named pipe): give a " \
+    assert stderr.strip() == f"Error: Sentinel-2 input {fifo} is a FIFO (named pipe), not a " \
                              "regular file"
 
 
@@ -441,3 +442,23 @@ def test_native_allocation_failures_are_out_of_memory():
         torch.empty(2**45)  # 128 TiB: torch's allocator says so in its own RuntimeError
     assert out_of_memory(torch_failure.value)
     assert not out_of_memory(RuntimeError("Chunk and warp failed"))  # no limit in this process
+
+
+def test_a_stop_that_native_code_turns_into_its_own_error_is_still_a_stop(tmp_path,
+                                                                           monkeypatch, cli):
+    """A SIGTERM while a library initialises (torch, onnxruntime) comes back as that library's
+    ImportError; after a stop request any error is told as the stop (143, one line)."""
+    from cloudfree import signals
+
+    module = importlib.import_module("cloudfree.remove_scene")  # the package shadows its name
+
+    def stopped_while_importing(*args, **kwargs):
+        signals._note(signal.SIGTERM, None)  # what the handler records, as the import fails
+        raise ImportError("initialization failed")
+
+    monkeypatch.setattr(signals, "_requested", None)  # restored after the test
+    monkeypatch.setattr(module, "remove_scene", stopped_while_importing)
+    result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", tmp_path / "r.tif")
+    assert result.exit_code == 143
+    assert one_line_error(result) == "Interrupted (SIGTERM); no output written."
+    assert list(tmp_path.iterdir()) == []
