@@ -23,15 +23,16 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cloudfree.bundled import FILL_MODEL
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.errors import CloudfreeError, UsageError, spelled
+from cloudfree.paths import check_folder_output, input_problem, taken
 from cloudfree.provenance import acquisition_time
-from cloudfree.rasterio_io import progress
+from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scene_discovery import (
     DEFAULT_S1_PATTERN,
     DEFAULT_S2_PATTERN,
@@ -44,6 +45,7 @@ from cloudfree.signals import (
     as_interrupted,
     check_stop,
     note_stop_signals,
+    stop_handled,
     stop_requested,
     stops_held,
     stops_raise,
@@ -78,6 +80,8 @@ class Task:
     scene: Scene
     output: Path
     options: dict
+    #: How errors name the options: {name: (flag, switch)} (see ``errors.spelled``).
+    flags: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,7 @@ def run_scene(task: Task) -> SceneResult:
     try:
         summary = _call(task)
     except CloudfreeError as exc:
-        error = str(exc)
+        error = spelled(exc, task.flags)
     except Exception as exc:  # isolation: whatever breaks one scene must not stop the batch
         error = f"{type(exc).__name__}: {exc}"
     else:
@@ -317,8 +321,10 @@ def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
 def check_writable(folder: Path, what: str) -> None:
     """Refuse, before any work, to write ``what`` into ``folder`` when that is a file or
     cannot be made or written."""
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"cannot write {what}: {folder} is a file, not a folder")
+    if os.path.lexists(folder):
+        problem = input_problem(folder, folder=True)
+        if problem is not None:
+            raise UsageError(f"cannot write {what}: {folder} {problem}")
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not os.access(existing, os.W_OK):
         raise CloudfreeError(f"cannot write {what}: folder {existing} is not writable")
@@ -351,6 +357,10 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
             raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does "
                                  "not exist")
         check_writable(report.parent, f"report {report}")
+        occupied = taken(report)
+        if occupied and not (resume or options.get("overwrite")):
+            raise UsageError(f"report {report} {occupied}: pass overwrite=True (or resume=True) "
+                             "to replace it", "overwrite", "resume")
     check_writable(out_dir, f"the outputs in {out_dir}")
     if stac is not None:
         check_writable(stac, f"the STAC catalog in {stac}")
@@ -363,16 +373,18 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
 def write_report(path: Path, batch: BatchResult, command: str) -> None:
     """The run report: CSV rows, or JSON with the counts and the same rows."""
     rows = [asdict(r) for r in batch.results]
-    if path.suffix.lower() == ".csv":
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, [fld.name for fld in fields(SceneResult)])
-            writer.writeheader()
-            writer.writerows(rows)
-        return
-    counts = {s: batch.count(s) for s in (*SCENE_STATUSES, "unpaired", "ignored")}
-    # written in place, not through atomic_output: the report of an interrupted run is wanted
-    path.write_text(json.dumps({"command": command, "seconds": round(batch.seconds, 3),
-                                "counts": counts, "scenes": rows}, indent=2) + "\n")
+    # replaced as a whole (checked at the start), also at a stop: the report of a stopped run
+    # is wanted
+    with atomic_output(path, overwrite=True) as tmp:
+        if path.suffix.lower() == ".csv":
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, [fld.name for fld in fields(SceneResult)])
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            counts = {s: batch.count(s) for s in (*SCENE_STATUSES, "unpaired", "ignored")}
+            tmp.write_text(json.dumps({"command": command, "seconds": round(batch.seconds, 3),
+                                       "counts": counts, "scenes": rows}, indent=2) + "\n")
 
 
 def _problem_result(problem: Problem) -> SceneResult:
@@ -402,6 +414,7 @@ def run_batch(
     stac: Path | str | None = None,
     quiet: bool = False,
     references: int = 0,
+    flags: dict[str, tuple[str, bool]] | None = None,
 ) -> BatchResult:
     """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
 
@@ -439,6 +452,9 @@ def run_batch(
         remove: each scene takes up to this many of the other scenes (of the same area) as
         references, nearest acquisition dates first, each with its S1 for the change check
         (``remove_scene(references=..., reference_s1=...)``). Default: 0.
+    flags : dict, optional
+        How the scenes' errors name options: ``{name: (flag, whether a switch)}``, e.g. the
+        command line's ``{"overwrite": ("--overwrite", True)}``. Default: ``name=value``.
 
     Returns
     -------
@@ -456,10 +472,7 @@ def run_batch(
     if references and command != "remove":
         raise UsageError(f"references={references}: only for command=remove", "references",
                          "command")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output {out_dir} is a file; batch writes into a folder: give a folder "
-                         "path")
+    out_dir = check_folder_output(out_dir, "batch")
     check_options(command, options, resume, out_dir, report, stac)
     if dask_scheduler is not None and not dask_scheduler.strip():
         raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
@@ -475,7 +488,8 @@ def run_batch(
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command),
                   {**scene_options(options, out_dir, s.name),
-                   **reference_options(s, found.scenes, references)}) for s in found.scenes]
+                   **reference_options(s, found.scenes, references)}, flags or {})
+             for s in found.scenes]
     if resume:
         results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
         tasks = [t for t in tasks if not t.output.exists()]
@@ -499,7 +513,8 @@ def run_batch(
             batch = BatchResult(sorted(results, key=lambda r: r.scene),
                                 time.perf_counter() - start)
             if report is not None:
-                write_report(report, batch, command)
+                with stop_handled():
+                    write_report(report, batch, command)
             raise Interrupted(as_interrupted(exc).signum, _stopped_message(batch, out_dir)) \
                 from None
     batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)

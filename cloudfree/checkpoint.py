@@ -26,6 +26,7 @@ from cloudfree.errors import CloudfreeError
 from cloudfree.networks.base import CloudRemovalNet
 from cloudfree.networks.glfcr import GLFCR
 from cloudfree.networks.registry import get_architecture
+from cloudfree.paths import check_input
 from cloudfree.rasterio_io import atomic_output
 from cloudfree.scaling import SCALINGS, Scaling
 from cloudfree.sentinel2 import BANDS
@@ -102,9 +103,7 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
 
 def read_torch_file(path: Path, map_location, what: str = "checkpoint") -> object:
     """torch.load with weights_only, with each way of failing told apart in one line."""
-    if not path.is_file():
-        problem = "is a folder" if path.is_dir() else "does not exist"
-        raise CloudfreeError(f"{what} {path} {problem}")
+    check_input(path, what, folder=False)
     with path.open("rb") as f:
         head = f.read(4)
     if head.startswith(b"PK") and not zipfile.is_zipfile(path):

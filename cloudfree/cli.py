@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import rasterio.errors
@@ -15,15 +16,18 @@ from click.core import ParameterSource
 
 from cloudfree import __version__
 from cloudfree import options as opt
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.errors import CloudfreeError, OutOfMemory, UsageError, spelled
 from cloudfree.fill import FILL_METHODS, MAX_CORRECTION
+from cloudfree.memory import address_space_limit, out_of_memory
 from cloudfree.options import PATH, TILE_SIZE
 from cloudfree.rasterio_io import MASK_BLOCK
 from cloudfree.signals import (
+    Interrupted,
     as_interrupted,
     note_stops_after_work,
     raise_on_stop_signals,
     signal_name,
+    stop_requested,
 )
 
 
@@ -35,42 +39,53 @@ class _Group(click.Group):
             result = super().invoke(ctx)
             note_stops_after_work()
             return result
-        except CloudfreeError as exc:
-            command = self.get_command(ctx, ctx.invoked_subcommand or "")
-            click.echo(f"Error: {in_flags(exc, command)}", err=True)
-            sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
-            stop = as_interrupted(exc)
-            click.echo(f"Interrupted ({signal_name(stop.signum)}); "
-                       f"{stop.message or 'no output written'}.", err=True)
-            sys.exit(stop.exit_code)
-        except (OSError, rasterio.errors.RasterioError) as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-        except MemoryError:
+            _stopped(as_interrupted(exc))
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if stop_requested() is not None:  # a stop broke into native code (an import...),
+                _stopped(Interrupted(stop_requested()))  # which raised an error of its own
             command = self.get_command(ctx, ctx.invoked_subcommand or "")
-            flags = [f for f in ("--batch-size", "--block", "--tile")
-                     if command is not None and any(f in p.opts for p in command.params)]
-            advice = f"; try a smaller {' or '.join(flags)}" if flags else ""
-            click.echo(f"Error: out of memory{advice}", err=True)
-            sys.exit(1)
+            if out_of_memory(exc):
+                click.echo(f"Error: out of memory{_memory_advice(exc, command)}", err=True)
+                sys.exit(1)
+            if isinstance(exc, CloudfreeError):
+                click.echo(f"Error: {in_flags(exc, command)}", err=True)
+                sys.exit(exc.exit_code)
+            if isinstance(exc, OSError | rasterio.errors.RasterioError):
+                click.echo(f"Error: {exc}", err=True)
+                sys.exit(1)
+            raise
+
+
+def _stopped(stop: Interrupted) -> NoReturn:
+    click.echo(f"Interrupted ({signal_name(stop.signum)}); "
+               f"{stop.message or 'no output written'}.", err=True)
+    sys.exit(stop.exit_code)
+
+
+def _memory_advice(exc: Exception, command: click.Command | None) -> str:
+    """What to say after "out of memory": why, when known, and the options that use less."""
+    if isinstance(exc, OutOfMemory):
+        return f": {exc}; raise the limit"
+    limit = address_space_limit()
+    why = "" if limit is None else \
+        f" (the address-space limit, ulimit -v, of {limit / 2**30:.1f} GiB)"
+    flags = [f for f in ("--batch-size", "--block", "--tile")
+             if command is not None and any(f in p.opts for p in command.params)]
+    return why + (f"; try a smaller {' or '.join(flags)}" if flags else "")
 
 
 def in_flags(exc: CloudfreeError, command: click.Command | None) -> str:
     """The library's message with each ``name=`` of an argument spelled as the command's flag."""
-    text = str(exc)
-    if command is None:
-        return text
-    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
-    for name in exc.params:
-        option = options.get(name)
-        if option is None:
-            continue
-        flag = max(option.opts, key=len)
-        if option.is_flag:
-            text = text.replace(f"{name}=True", flag)
-        text = text.replace(f"{name}=", f"{flag} ")
-    return text
+    return spelled(exc, {} if command is None else command_flags(command))
+
+
+def command_flags(command: click.Command) -> dict[str, tuple[str, bool]]:
+    """Each option's Python name, with its longest flag and whether it is a switch."""
+    return {p.name: (max(p.opts, key=len), p.is_flag) for p in command.params
+            if isinstance(p, click.Option) and p.name}
 
 
 def default_output(src: Path, suffix: str) -> Path:
@@ -287,7 +302,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references, 
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
                        s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet,
-                       references=references)
+                       references=references,
+                       flags=command_flags(click.get_current_context().command))
     click.echo(result.summary())
     result.check()
 
@@ -394,7 +410,7 @@ def evaluate(data, model, checkpoint, onnx, device, report_path, csv_path, as_js
     baselines, overall and by cloud cover (0-20 ... 80-100 %)."""
     from cloudfree.engines import open_engine
     from cloudfree.masking import MaskParams
-    from cloudfree.rasterio_io import check_distinct, check_output, write_json
+    from cloudfree.rasterio_io import check_distinct, check_output, output_set, write_json
     from cloudfree.training.datasets import find_samples
     from cloudfree.training.evaluate import evaluate, table, write_csv
 
@@ -405,8 +421,9 @@ def evaluate(data, model, checkpoint, onnx, device, report_path, csv_path, as_js
     for path in filter(None, (report_path, csv_path)):
         check_output(path, overwrite, inputs)
     report = evaluate(samples, engine, MaskParams(method=mask_method), quiet, ssim)
-    if report_path:
-        write_json(report, report_path, overwrite)
-    if csv_path:
-        write_csv(report["rows"], csv_path, overwrite)
+    with output_set(overwrite) as together:
+        if report_path:
+            write_json(report, report_path, overwrite, together)
+        if csv_path:
+            write_csv(report["rows"], csv_path, overwrite, together)
     click.echo(json.dumps(report, indent=2) if as_json else table(report))

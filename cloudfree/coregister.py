@@ -40,6 +40,7 @@ from cloudfree.rasterio_io import (
     check_output,
     checked_read,
     geotiff_profile,
+    output_set,
     progress,
     raster_output,
     scene_io_env,
@@ -475,13 +476,14 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     check_geotiff_output(2, "float32", creation_options)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
-    with scene_io_env(), open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
+    with output_set(overwrite) as together, scene_io_env(), \
+            open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
             s1_path, s2, units=s1_units, refine=refine, max_shift=max_shift, threads=threads,
             quiet=quiet) as result:
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",
                                   nodata=float("nan"), creation_options=creation_options)
-        with raster_output(output, overwrite, inputs, profile,
+        with raster_output(output, overwrite, inputs, profile, together,
                            cog=AVERAGE if cog else None) as dst:
             for i, name in enumerate(POLARISATIONS, start=1):
                 dst.set_band_description(i, name)
@@ -491,8 +493,8 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
             for window in progress(windows, desc="coregister", quiet=quiet):
                 dst.write(result.read(window), window=window)
         report = {"output": str(output), **result.report()}
-    if report_path is not None:
-        write_json(report, report_path, overwrite)
+        if report_path is not None:
+            write_json(report, report_path, overwrite, together)
     return report
 
 

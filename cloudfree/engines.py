@@ -22,6 +22,7 @@ from cloudfree.bundled import DEFAULT_MODEL, bundled_model
 from cloudfree.checkpoint import LoadedModel, load_checkpoint
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.onnx_graph import network_graph, open_session
+from cloudfree.paths import check_input
 from cloudfree.scaling import Scaling
 
 if TYPE_CHECKING:
@@ -203,9 +204,7 @@ class OnnxEngine:
     def __init__(self, path: Path | str, device: str = "auto"):
         import onnxruntime as ort
 
-        path = Path(path)
-        if not path.is_file():
-            raise CloudfreeError(f"ONNX model {path} does not exist")
+        path = check_input(path, "ONNX model", folder=False)
         self.device = resolve_device(device)
         providers: list = ["CPUExecutionProvider"]
         if self.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():

@@ -1,5 +1,9 @@
 """Errors that reach the user as one line, with the exit code they deserve."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+
 
 class CloudfreeError(Exception):
     """A problem with the input data or the environment: one line, exit code 1.
@@ -19,3 +23,21 @@ class UsageError(CloudfreeError):
     """The command was asked for something it cannot do as given: exit code 2."""
 
     exit_code = 2
+
+
+class OutOfMemory(MemoryError):
+    """Memory cannot hold the run; the message says why, when known."""
+
+
+def spelled(exc: CloudfreeError, flags: Mapping[str, tuple[str, bool]]) -> str:
+    """The message with each ``name=`` of ``exc.params`` spelled as its command-line flag;
+    ``flags`` maps a Python name to its flag and whether that is a switch (``name=True``)."""
+    text = str(exc)
+    for name in exc.params:
+        if name not in flags:
+            continue
+        flag, switch = flags[name]
+        if switch:
+            text = text.replace(f"{name}=True", flag)
+        text = text.replace(f"{name}=", f"{flag} ")
+    return text

@@ -1,5 +1,5 @@
-"""Memory: refuse a batch of tiles that cannot fit, and give freed heap memory back to the
-operating system between chunks of a long run.
+"""Memory: refuse a batch of tiles, or an ONNX export, that cannot fit, and give freed heap
+memory back to the operating system between chunks of a long run.
 
 NumPy and torch free their large arrays, but glibc keeps freed blocks in its per-thread arenas,
 and with a reader thread, GDAL's threads and torch's threads each holding some, a process's
@@ -14,10 +14,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
+import re
+import resource
+import sys
 import time
 
-from cloudfree.errors import UsageError
+from cloudfree.errors import OutOfMemory, UsageError
 from cloudfree.tiling import TileGrid
 
 #: Seconds between releases in a long loop: slow creep, and a few page faults per release.
@@ -67,16 +71,128 @@ def total_memory() -> int | None:
         return None
 
 
+#: Address space a ``remove`` run maps once its model is loaded, besides the network's inputs
+#: and outputs: threads, their heaps and the network's activations. VmPeak less VmSize at
+#: :func:`check_batch_memory`: 0.8 GiB on the 256 px sample, 1.5 GiB on the 512 px one (9
+#: tiles); a run with less is refused, one with more can still run out.
+RUN_ADDRESS_SPACE = 2**30
+#: Within this share of the address-space limit, a failure is taken for want of memory.
+NEAR_LIMIT = 0.1
+
+
+def address_space_limit() -> int | None:
+    """The process's address-space limit (``ulimit -v``) in bytes; None when unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``VmXxx`` field of /proc/self/status in bytes; None where there is none (not Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    except MemoryError:  # not even room to read it
+        return sys.maxsize
+    return None
+
+
+#: What native libraries say when an allocation fails (onnxruntime, torch, glibc's loader,
+#: protobuf, C++).
+_NO_MEMORY = re.compile("|".join([
+    "failed to allocate memory", "can't allocate memory", "cannot allocate memory",
+    "not enough memory", "bad_alloc", "failed to map segment", "arena alloc failed",
+    "out of memory"]), re.IGNORECASE)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it came from) is for want of memory, whatever its type:
+    a MemoryError, an allocation failure that native code reports as its own error, or any
+    failure once the address space came near its limit."""
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, MemoryError) or _NO_MEMORY.search(str(chain)):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return hit_address_limit()
+
+
+def hit_address_limit() -> bool:
+    """Whether this process's address space came near its limit: the likely reason of a failure
+    in native code (an allocation that fails there can surface as any error)."""
+    limit, peak = address_space_limit(), _status_bytes("VmPeak")
+    return limit is not None and peak is not None and peak >= limit * (1 - NEAR_LIMIT)
+
+
 def check_batch_memory(grid: TileGrid, batch_size: int, bands: int) -> None:
     """Refuse, before any work, a batch of tiles whose inputs and outputs alone (the network's
-    own activations come on top) exceed the machine's memory. A batch never holds more tiles
+    own activations come on top) exceed the machine's memory, or a run that the address-space
+    limit leaves too little room (:data:`RUN_ADDRESS_SPACE`). A batch never holds more tiles
     than a row of the grid (``tiling.chunks``)."""
     total = total_memory()
     tiles = min(batch_size, grid.cols)
     planes = bands + 2 + 1 + bands  # float32: S2 input, S1 input, fill mask, network output
     need = tiles * grid.tile**2 * planes * 4
+    limit, mapped = address_space_limit(), _status_bytes("VmSize")
+    if limit is not None and mapped is not None and limit - mapped < need + RUN_ADDRESS_SPACE:
+        raise OutOfMemory(f"the address-space limit (ulimit -v) of {limit / 2**30:.1f} GiB leaves "
+                          f"{max(limit - mapped, 0) // 2**20} MiB once the model is loaded, and "
+                          f"a run needs {(need + RUN_ADDRESS_SPACE) // 2**20} MiB more at least")
     if total is not None and need > total:
         raise UsageError(f"tile={grid.tile} with batch_size={batch_size} needs at least "
                          f"{need / 2**30:.0f} GiB for the network's inputs and outputs alone; "
                          f"this machine has {total / 2**30:.0f} GiB: give a smaller tile=SIZE or "
                          "batch_size=N", "tile", "batch_size")
+
+
+#: Memory that tracing a network for ONNX takes, per byte of the outputs of its layers in one
+#: forward pass: the trace keeps every intermediate result, and more than the layers' outputs
+#: (cloudfree-fillnet measured 2.3 kB per pixel for 1.8 kB of layer outputs), with a margin.
+TRACE_FACTOR = 2
+#: Side of the small input whose forward pass is measured (rounded up to the network's multiple).
+PROBE_TILE = 64
+
+
+def layer_output_bytes(network, tile: int) -> int:
+    """Bytes of the outputs of every layer of ``network`` in one forward pass on one tile x tile
+    input: measured on a small input, and scaled by the area (convolutional layers)."""
+    import torch
+
+    multiple = network.size_multiple
+    probe = min(tile, -(-PROBE_TILE // multiple) * multiple)
+    total = 0
+
+    def count(module, inputs, output) -> None:
+        nonlocal total
+        for tensor in output if isinstance(output, tuple | list) else (output,):
+            if torch.is_tensor(tensor):
+                total += tensor.numel() * tensor.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in network.modules()
+             if not any(m.children())]
+    inputs = [torch.zeros(1, c, probe, probe) for c in (13, 2, 1)[: 3 if network.uses_mask
+                                                                    else 2]]
+    try:
+        with torch.no_grad():
+            network(*inputs, return_aux=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total * tile**2 // probe**2
+
+
+def check_trace_memory(network, tile: int) -> None:
+    """Refuse, before any work, an ONNX export whose trace cannot fit in the machine's memory
+    (it grows with the tile's area), naming the largest tile that can."""
+    total = total_memory()
+    need = TRACE_FACTOR * layer_output_bytes(network, tile)
+    if total is None or need <= total:
+        return
+    multiple = network.size_multiple
+    largest = int(tile * math.sqrt(total / need)) // multiple * multiple
+    raise UsageError(f"tile={tile} needs about {need / 2**30:.0f} GiB to export (the trace "
+                     f"keeps every intermediate result); this machine has "
+                     f"{total / 2**30:.0f} GiB: give tile=SIZE of at most {largest}", "tile")

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import onnx
+from torch import nn
 
 from cloudfree import __version__
 from cloudfree.checkpoint import LoadedModel, load_checkpoint
 from cloudfree.engines import META
 from cloudfree.errors import UsageError
+from cloudfree.memory import check_trace_memory
 from cloudfree.onnx_graph import network_graph
 from cloudfree.rasterio_io import atomic_output, check_output
 
@@ -33,18 +35,37 @@ def onnx_metadata(loaded: LoadedModel, tile: int) -> dict[str, str]:
     }
 
 
-def export_onnx(loaded: LoadedModel, path: Path | str, tile: int = 256) -> Path:
-    """Write the ``loaded`` model as an ONNX model for ``tile`` x ``tile`` inputs, atomically."""
+def traced(network: nn.Module, tile: int) -> onnx.ModelProto:
+    """The network's graph for ``tile`` x ``tile`` inputs. One that runs on any size is traced
+    on a small input and its inputs and output pinned to the tile: the trace's memory grows
+    with the area traced (about 2 kB per pixel for cloudfree-fillnet); others are traced on
+    the tile, when that fits in memory."""
+    if not network.onnx_any_size:
+        check_trace_memory(network, tile)
+        return onnx.load_from_string(network_graph(network, tile))
+    model = onnx.load_from_string(network_graph(network, 2 * network.size_multiple,
+                                                any_size=True))
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[2].dim_value = dims[3].dim_value = tile
+    return model
+
+
+def export_onnx(loaded: LoadedModel, path: Path | str, tile: int = 256,
+                overwrite: bool = True) -> Path:
+    """Write the ``loaded`` model as an ONNX model for ``tile`` x ``tile`` inputs, atomically
+    (without ``overwrite``, never over a file that appeared meanwhile)."""
     multiple = loaded.network.size_multiple
     if tile <= 0 or tile % multiple:
         raise UsageError(f"tile {tile} does not fit {loaded.arch}: it must be a positive "
                          f"multiple of {multiple}")
     network = copy.deepcopy(loaded.network).cpu().float().eval()
+    # traced before the output is opened: a run killed while tracing leaves no file behind
+    model = traced(network, tile)
+    for key, value in onnx_metadata(loaded, tile).items():
+        model.metadata_props.add(key=key, value=value)
     path = Path(path)
-    with atomic_output(path, overwrite=True) as tmp:
-        model = onnx.load_from_string(network_graph(network, tile))
-        for key, value in onnx_metadata(loaded, tile).items():
-            model.metadata_props.add(key=key, value=value)
+    with atomic_output(path, overwrite) as tmp:
         onnx.save(model, str(tmp))
     return path
 
@@ -56,4 +77,4 @@ def export_checkpoint(checkpoint: Path | str, output: Path | str, tile: int = 25
         raise UsageError(f"output={output}: an ONNX model is written; give a .onnx path",
                          "output")
     check_output(Path(output), overwrite, [Path(checkpoint)])
-    return export_onnx(load_checkpoint(checkpoint), output, tile)
+    return export_onnx(load_checkpoint(checkpoint), output, tile, overwrite)

@@ -19,9 +19,9 @@ import rasterio
 from cloudfree import __version__
 from cloudfree.masking import CLOUD, NODATA
 from cloudfree.s2_files import stac_time
-from cloudfree.scene_discovery import safe_time, time_from_tags, time_from_text
+from cloudfree.scene_discovery import OUTPUT_TAG, safe_time, time_from_tags, time_from_text
 
-VERSION = "CLOUDFREE_VERSION"
+VERSION = OUTPUT_TAG
 COMMAND = "CLOUDFREE_COMMAND"
 #: When the output was made (UTC, ISO 8601); named so that date finders do not take it for the
 #: acquisition (see ``scene_discovery``).

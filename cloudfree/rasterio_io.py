@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from cloudfree.cog import make_cog, scratch_profile
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.paths import check_input, input_problem, real, taken
 from cloudfree.publish import publish
 from cloudfree.signals import check_stop
 
@@ -220,21 +221,25 @@ def read_padded(read, top: int, left: int, height: int, width: int,
 
 def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
                  geotiff: bool = False) -> Path:
-    """Refuse an output that exists (unless overwrite), is an input, or cannot be written; with
-    ``geotiff``, one not named ``.tif`` or ``.tiff``."""
+    """Refuse an output that exists (unless overwrite; a symbolic link exists even when it leads
+    nowhere), is an input, or cannot be written; with ``geotiff``, one not named ``.tif`` or
+    ``.tiff``."""
     path = Path(path)
     if geotiff and path.suffix.lower() not in GEOTIFF_SUFFIXES:
         raise UsageError(f"{path}: outputs are GeoTIFFs; give a .tif or .tiff name")
     for src in inputs:
-        if Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
+        if Path(src).exists() and path.exists() and real(path) == real(src):
             raise UsageError(f"output {path} is also an input: choose another output path")
     if path.is_dir():
         raise UsageError(f"output {path} is a folder: give a file name")
-    if path.exists() and not overwrite:
-        raise UsageError(f"output {path} exists: pass overwrite=True to replace it", "overwrite")
+    occupied = taken(path)
+    if occupied and not overwrite:
+        raise UsageError(f"output {path} {occupied}: pass overwrite=True to replace it",
+                         "overwrite")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise CloudfreeError(f"cannot write {path}: folder {parent} does not exist")
+    problem = input_problem(parent, folder=True)
+    if problem is not None:
+        raise CloudfreeError(f"cannot write {path}: folder {parent} {problem}")
     if not os.access(parent, os.W_OK):
         raise CloudfreeError(f"cannot write {path}: folder {parent} is not writable")
     return path
@@ -348,7 +353,7 @@ def check_distinct(outputs: dict[str, Path | str | None]) -> None:
     for name, path in outputs.items():
         if path is None:
             continue
-        key = Path(path).resolve()
+        key = real(path)
         if key in seen:
             raise UsageError(f"the {seen[key]} and the {name} are the same file {path}: give "
                              "each its own path")
@@ -408,9 +413,10 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
             _remove_partial(tmp)
 
 
-def write_json(data: object, path: Path | str, overwrite: bool) -> Path:
+def write_json(data: object, path: Path | str, overwrite: bool,
+               together: list[tuple[Path, Path]] | None = None) -> Path:
     """``data`` as indented JSON, written atomically (see :func:`atomic_output`)."""
-    with atomic_output(Path(path), overwrite) as tmp:
+    with atomic_output(Path(path), overwrite, together=together) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
     return Path(path)
 
@@ -510,15 +516,14 @@ class GridOutputs:
 
 def open_raster(path: Path | str, what: str = "raster"):
     """Open a raster for reading, turning GDAL's complaints into one clear line."""
-    path = Path(path)
-    if not path.exists():
-        raise CloudfreeError(f"{what} {path} does not exist")
+    path = check_input(path, what, folder=False)
     try:
         with warnings.catch_warnings():
             # readers that need a grid refuse its absence in their own words (check_georeferenced)
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
+        check_stop()  # GDAL's read was broken off by a stop ("Interrupted system call")
         raise CloudfreeError(f"{what} {path} is not a raster GDAL can read ({exc})") from None
 
 
@@ -539,6 +544,7 @@ def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:
     try:
         return dataset.read(*args, **kwargs)
     except rasterio.errors.RasterioError as exc:
+        check_stop()
         cause = exc.__cause__ or exc
         raise CloudfreeError(f"{what} {dataset.name}: data unreadable ({cause}); the file is "
                              "damaged or truncated: download or export it again") from None

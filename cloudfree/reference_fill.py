@@ -52,6 +52,7 @@ from cloudfree.joint_fit import JointFit, JointSums
 from cloudfree.mask_scene import mask_reader
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
+from cloudfree.paths import check_input
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
 from cloudfree.radiometry import CELL, MIN_COMMON, MIN_PIXELS, CellFits, FitField, cell_sums
 from cloudfree.rasterio_io import block_windows, progress, read_padded
@@ -474,8 +475,7 @@ def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | 
     """Refuse reference options that cannot go together, or missing files, before any work."""
     for what, path in [("reference", p) for p in paths] + [("reference S1", p)
                                                            for p in reference_s1 if p]:
-        if not Path(path).exists():
-            raise CloudfreeError(f"{what} {path} does not exist")
+        check_input(path, what)
     if target is not None and Path(target).exists():
         for path in paths:
             if Path(path).samefile(target):

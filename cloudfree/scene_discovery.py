@@ -29,6 +29,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from cloudfree.errors import CloudfreeError
+from cloudfree.paths import check_input, real
 from cloudfree.s2_files import METADATA_FILES
 from cloudfree.sentinel2 import canonical_band
 
@@ -36,6 +37,8 @@ DEFAULT_S2_PATTERN = "*s2*.tif"
 DEFAULT_S1_PATTERN = "*s1*.tif"
 #: Raster files considered in a flat folder.
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: The GeoTIFF tag every cloudfree output carries (``provenance.py``): its folders are no scenes.
+OUTPUT_TAG = "CLOUDFREE_VERSION"
 #: Least fraction of an S2 footprint an S1 footprint must cover to be its partner.
 MIN_COVERAGE = 0.5
 #: Coverages closer than this count as equal (the date decides).
@@ -99,21 +102,39 @@ def discover(
     the S1 of a scene folder at all (not for commands that need none). ``exclude`` is a folder
     to leave out, e.g. the output folder placed inside ``root``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise CloudfreeError(f"scene folder {root} does not exist or is not a folder")
-    skip = exclude.resolve() if exclude is not None else None
+    root = check_input(root, "scene folder", folder=True)
+    skip = real(exclude) if exclude is not None else None
     folders = sorted(p for p in root.iterdir()
-                     if p.is_dir() and not _is_safe(p) and p.resolve() != skip)
+                     if p.is_dir() and not _is_safe(p) and real(p) != skip)
+    outputs = [p for p in folders if _holds_outputs(p)]
+    folders = [p for p in folders if p not in outputs]
+    earlier = [Problem(p.name, "ignored", "holds only cloudfree outputs (an earlier run's output "
+                                          "folder)") for p in outputs]
     if folders:
         found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1, use_s1) for f in folders]
         loose = [p for p in root.iterdir() if p.is_file() and _is_raster(p)]
         return Discovery(
             scenes=[x for x in found if isinstance(x, Scene)],
-            problems=[x for x in found if isinstance(x, Problem)]
+            problems=[x for x in found if isinstance(x, Problem)] + earlier
             + [Problem(p.name, "ignored", "file beside scene folders") for p in sorted(loose)],
         )
-    return pair_files(sorted(p for p in root.iterdir() if _is_safe(p) or _is_raster(p)), need_s1)
+    paired = pair_files(sorted(p for p in root.iterdir() if _is_safe(p) or _is_raster(p)),
+                        need_s1)
+    return Discovery(paired.scenes, paired.problems + earlier)
+
+
+def _holds_outputs(folder: Path) -> bool:
+    """Whether ``folder`` has rasters and cloudfree wrote each (its tag says so)."""
+    rasters = [p for p in folder.iterdir() if _is_raster(p)]
+    return bool(rasters) and all(_made_here(p) for p in rasters)
+
+
+def _made_here(path: Path) -> bool:
+    try:
+        with rasterio.open(path) as src:
+            return OUTPUT_TAG in src.tags()
+    except rasterio.errors.RasterioError:
+        return False
 
 
 def _is_safe(path: Path) -> bool:

@@ -23,6 +23,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.paths import check_input
 from cloudfree.rasterio_io import check_georeferenced, checked_read, open_raster
 from cloudfree.s2_files import (
     BASELINE_OFFSET,
@@ -286,13 +287,12 @@ def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
     forced = parse_level(level)
     if path.name in METADATA_FILES:
         path = path.parent
+    check_input(path, "Sentinel-2 input", folder=True if path.suffix.upper() == ".SAFE" else None)
     if path.is_dir():
         found = safe_files(path) if (path / "GRANULE").is_dir() else folder_files(path)
         kind = "safe" if (path / "GRANULE").is_dir() else "folder"
     elif path.suffix.lower() == ".json":
         found, kind = stac_files(path), "stac"
-    elif path.suffix.upper() == ".SAFE":
-        raise CloudfreeError(f"Sentinel-2 input {path} does not exist")
     else:
         return _open_stack(path, offset, forced)
     return _open_band_files(path, kind, found, offset, forced)

@@ -54,7 +54,8 @@ def note_written(paths: Iterable[Path]) -> None:
     """Outputs now complete at their paths: a stop from now on says they are kept (noted only
     while stops raise here, so a long-lived library process keeps no list)."""
     if signal.getsignal(signal.SIGINT) is _raise:
-        _written.extend(paths)
+        # each once: a run may replace its own outputs (train, every epoch)
+        _written.extend([p for p in dict.fromkeys(paths) if p not in _written])
 
 
 def _message() -> str:
@@ -172,6 +173,18 @@ def stops_raise() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextmanager
+def stop_handled() -> Iterator[None]:
+    """Inside the block the stop being handled is not raised again by :func:`check_stop`, so
+    that what a stopped run still writes (batch's report) can be put in place."""
+    global _requested
+    held, _requested = _requested, None
+    try:
+        yield
+    finally:
+        _requested = _requested or held
 
 
 def check_stop() -> None:

@@ -84,10 +84,11 @@ def test_resume_redoes_nothing_finished(scenes, tmp_path, cli):
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
 
     # Without --resume an existing output is refused, scene by scene, with the way out (in
-    # the words of run_batch, which writes the report).
+    # the command's words: the run was asked for on the command line).
+    report = tmp_path / "again.csv"
     again = cli("batch", scenes, "-o", out, "--command", "mask", "--report", report)
     assert again.exit_code == 1
-    assert "pass overwrite=True" in report_rows(report)["winter"]["error"]
+    assert "pass --overwrite to replace it" in report_rows(report)["winter"]["error"]
 
 
 def flat_folder(folder: Path) -> Path:

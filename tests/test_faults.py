@@ -331,8 +331,8 @@ def test_second_of_two_concurrent_removes_keeps_the_first_output(slow_scene, cli
     _, stderr = slow.communicate(timeout=300)
     assert slow.returncode == 2, stderr
     assert last_line(stderr) == (f"Error: output {out / 'r.tif'} appeared while this run was "
-                                 "writing it (another run?): kept it, and wrote nothing; pass "
-                                 "--overwrite to replace it")
+                                 "writing it (another run?): kept it, and wrote none of the "
+                                 "outputs; pass --overwrite to replace it")
     assert (out / "r.tif").read_bytes() == first  # the 256 px output of the fast run
     assert sorted(p.name for p in out.iterdir()) == ["r.tif"]  # m.tif of the set did not appear
 

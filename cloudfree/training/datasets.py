@@ -25,6 +25,7 @@ import torch
 from cloudfree.errors import CloudfreeError
 from cloudfree.local_fill import fill_image_locally
 from cloudfree.masking import CLOUD, SHADOW, MaskParams, classify
+from cloudfree.paths import check_input
 from cloudfree.rasterio_io import open_raster
 from cloudfree.scaling import Scaling
 from cloudfree.sentinel2 import open_sentinel2
@@ -69,10 +70,7 @@ def _key(path: Path, root: Path) -> tuple[str, str] | None:
 
 def find_samples(root: Path | str) -> list[Sample]:
     """Complete triplets under ``root``, sorted by name; incomplete ones are reported."""
-    root = Path(root)
-    if not root.is_dir():
-        problem = "is a file, not a folder" if root.exists() else "does not exist"
-        raise CloudfreeError(f"data folder {root} {problem}")
+    root = check_input(root, "data folder", folder=True)
     groups: dict[str, dict[str, Path]] = {}
     for path in sorted(root.rglob("*.tif*")):
         key = _key(path, root)

@@ -123,9 +123,11 @@ def evaluate(samples: Iterable[Sample], engine, params: MaskParams = MaskParams(
     return {**summarise(rows), "protocol": {"mask_method": params.method, "ssim": ssim}}
 
 
-def write_csv(rows: list[dict], path: Path, overwrite: bool) -> None:
+def write_csv(rows: list[dict], path: Path, overwrite: bool,
+              together: list[tuple[Path, Path]] | None = None) -> None:
     """One row per sample and method, written atomically (``rasterio_io.atomic_output``)."""
-    with atomic_output(Path(path), overwrite) as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_output(Path(path), overwrite, together=together) as tmp, \
+            open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from cloudfree.checkpoint import (
 from cloudfree.engines import resolve_device
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.networks import CloudRemovalNet, build, get_architecture
+from cloudfree.paths import check_folder_output, new_folder
 from cloudfree.rasterio_io import atomic_output, progress
 from cloudfree.scaling import Scaling
 from cloudfree.threads import usable_cores
@@ -142,7 +144,7 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
     A fresh run refuses a folder that holds another run unless ``overwrite`` (which also drops
     that run's log).
     """
-    out = Path(out)
+    out = check_folder_output(out, "train")
     if resume and overwrite:
         raise UsageError("resume=True continues the run in the folder and overwrite=True starts "
                          "it over: pick one", "resume", "overwrite")
@@ -155,6 +157,9 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
         if overwrite:
             (out / LOG).unlink(missing_ok=True)
         network = build(config.arch, config.preset, **config.overrides)
+        if not any(p.requires_grad for p in network.parameters()):
+            raise UsageError(f"{config.arch} has no weights to train: it is a fixed method, run "
+                             "as it is; choose a network (arch=NAME)", "arch")
         return network, default_scaling(config.arch), None
     if not (out / CHECKPOINT).is_file() or not (out / STATE).is_file():
         raise UsageError(f"resume=True: no {CHECKPOINT} and {STATE} in {out}", "resume")
@@ -193,13 +198,16 @@ def _write_log(path: Path, row: dict) -> None:
 def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: TrainConfig,
           out: Path, state: dict | None = None, metadata: dict | None = None) -> dict:
     """Train for ``config.epochs`` epochs in all (a resumed run continues); returns a summary."""
-    out = Path(out)
     rank, world = _init_distributed(config.device)
+    with new_folder(out, "train") if rank == 0 else nullcontext(Path(out)) as out:
+        return _train(network, scaling, dataset, config, out, state, metadata, rank, world)
+
+
+def _train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: TrainConfig,
+           out: Path, state: dict | None, metadata: dict | None, rank: int, world: int) -> dict:
     device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     check_amp(config.amp, device.type)
     amp = config.amp
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + rank + (state["step"] if state else 0))
     network.to(device).train()
     model = torch.nn.parallel.DistributedDataParallel(network) if world > 1 else network
