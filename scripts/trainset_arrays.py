@@ -21,7 +21,7 @@ from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
 from cloudfree.errors import CloudfreeError
-from cloudfree.masking import CLOUD, MASK_BANDS, MaskParams, classify
+from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.sentinel1 import guess_units, linear_to_db
 from cloudfree.sentinel2 import BANDS, QUANTIFICATION, canonical_band
 
@@ -150,7 +150,7 @@ RECIPE_MASK = MaskParams(hot=False)
 def cloud_fraction(s2: np.ndarray) -> float | None:
     """Share of valid pixels the recipes' cloud score (masking.classify) calls cloud; None
     when a band the score needs is missing (B10 in L2A)."""
-    index = [BANDS.index(b) for b in MASK_BANDS]
+    index = [BANDS.index(b) for b in MaskParams(shadow=True).bands]  # every band a mask reads
     if any(np.isnan(s2[i]).all() for i in index):
         return None
     valid = np.isfinite(s2[index]).all(axis=0)
