@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from cloudfree.rasterio_io import (
     scene_io_env,
     with_halo,
 )
+from cloudfree.reference_fill import ReferenceFill, check_references, open_references
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, usable_cores
 
@@ -70,6 +71,15 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
     return ordered_map(one, windows, threads)
 
 
+def judged_windows(dates: ReferenceFill, windows: list[Window]
+                   ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, classes, score) of each window by the temporal test of ``dates``, in order."""
+    for win in windows:
+        *_, classes, score = dates.target_classes(int(win.row_off), int(win.col_off),
+                                                  int(win.height), int(win.width))
+        yield win, classes, score
+
+
 def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
     """Tags recording how the mask was made."""
     return {
@@ -98,6 +108,7 @@ def mask_scene(
     threads: int | None = None,
     cog: bool = True,
     quiet: bool = False,
+    references: Sequence[Path | str] = (),
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
 
@@ -131,6 +142,11 @@ def mask_scene(
         Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
     quiet : bool
         No progress bar. Default: False.
+    references : sequence of paths
+        Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
+        it): where they see the ground clear, clouds, haze and shadows are found by comparing
+        the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands.
+        Default: none.
 
     Returns
     -------
@@ -143,11 +159,17 @@ def mask_scene(
     check_output(output, overwrite, [Path(scene)], geotiff=True)
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)], geotiff=True)
-    with scene_io_env(), open_sentinel2(scene, offset) as s2:
+    check_references(references, (), False, None, scene)
+    with scene_io_env(), open_sentinel2(scene, offset) as s2, ExitStack() as dates_stack:
         s2.require(params.bands, f"the {params.method} cloud mask")
         windows = block_windows(s2.width, s2.height, block)
         thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads)
                       if params.shadow else None)
+        dates = None
+        if references:
+            dates = open_references(references, s2, params, thresholds, offset=offset,
+                                    quiet=quiet, temporal=True)
+            dates_stack.callback(dates.close)
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
@@ -162,8 +184,9 @@ def mask_scene(
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.
-            results = stack.enter_context(
-                closing(classified_windows(s2, windows, params, thresholds, threads)))
+            results = stack.enter_context(closing(
+                classified_windows(s2, windows, params, thresholds, threads) if dates is None
+                else judged_windows(dates, windows)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:
@@ -178,6 +201,7 @@ def mask_scene(
     return {
         "input": str(scene),
         "output": str(output),
+        **({} if dates is None else {"references": dates.report(np.zeros(256, np.int64))}),
         "score": str(score_path) if score_path else None,
         **params.to_dict(),
         "offset": s2.offset,

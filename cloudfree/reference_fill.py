@@ -49,7 +49,14 @@ from cloudfree.agreement import MIN_AGREEING, Candidates
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.joint_fit import JointFit, JointSums
-from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
+from cloudfree.masking import (
+    CLEAR,
+    CLOUD,
+    MaskParams,
+    ShadowThresholds,
+    classify,
+    combine_shadow_stats,
+)
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
 from cloudfree.radiometry import CELL, MIN_COMMON, MIN_PIXELS, CellFits, FitField, cell_sums
@@ -64,6 +71,7 @@ from cloudfree.references import (
     open_reference,
 )
 from cloudfree.sentinel2 import BANDS, Sentinel2, open_sentinel2
+from cloudfree.temporal_mask import DETECT_INDEX, GROW, Background, TemporalMask
 from cloudfree.threads import ordered_map, usable_cores
 
 log = logging.getLogger("cloudfree")
@@ -122,7 +130,7 @@ class ReferenceFill:
 
     def __init__(self, target: Sentinel2, references: list[Reference], params: MaskParams,
                  shadow: ShadowThresholds | None, s1=None, combine: str = COMBINE,
-                 skipped: Sequence[dict] = ()) -> None:
+                 skipped: Sequence[dict] = (), temporal: bool = False) -> None:
         self.target, self.references, self.params, self.shadow = target, references, params, \
             shadow
         self.s1 = s1  # the target's S1 on its grid (None: no change check)
@@ -136,6 +144,8 @@ class ReferenceFill:
         self._groups = [group for size in joint_fit.SIZES  # nearest date first
                         for group in combinations([r.index for r in nearest], size)]
         self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
+        self.judge = temporal  # whether the dates judge the target's clouds (temporal_mask.py)
+        self.temporal: TemporalMask | None = None  # after ``fit``, when they do
 
     @property
     def used(self) -> list[Reference]:
@@ -165,7 +175,25 @@ class ReferenceFill:
         return self.s1 is not None and ref.s1 is not None
 
     def fit(self, quiet: bool) -> None:
-        """The statistics pass over the target and every reference (see the module docstring)."""
+        """The statistics pass (see the module docstring) and the temporal test: fitted first
+        on the pixels the single-date mask finds clear in the target, then again on those the
+        temporal test does not find cloud (thin cloud the single date misses no longer bends
+        the lines); the test's noise is measured between the two."""
+        self._statistics(quiet)
+        if not self.judge:
+            return
+        self.temporal = TemporalMask(self.target.height, self.target.width, self.used,
+                                     self._fields())
+        self.temporal.calibrate(self._target_clear, quiet)
+        if self.temporal.calibrated:
+            self._statistics(quiet)
+            self.temporal.references, self.temporal.fields = self.used, self._fields()
+
+    def _fields(self) -> dict[int, FitField]:
+        return {r.index: self.fitted[r.index].field for r in self.used}
+
+    def _statistics(self, quiet: bool) -> None:
+        """One statistics pass over the target and every reference."""
         h, w = self.target.height, self.target.width
         cells = (math.ceil(h / CELL), math.ceil(w / CELL))
         fits = {r.index: CellFits(len(BANDS), *cells) for r in self.references}
@@ -265,12 +293,26 @@ class ReferenceFill:
         return out, joint_sums
 
     def _target_clear(self, top: int, left: int, height: int, width: int):
-        halo = self.params.halo
+        """The target's reflectance and clear mask of a block: by the single-date mask, less
+        what the temporal test finds cloud once it is calibrated."""
+        refl, single, judged, _ = self.target_classes(top, left, height, width)
+        return refl, np.where(judged == CLOUD, CLOUD, single) == CLEAR
+
+    def target_classes(self, top: int, left: int, height: int, width: int):
+        """The target's reflectance, single-date classes, classes by the temporal test (the
+        single-date ones before it is calibrated) and single-date score of a block."""
+        judging = self.temporal is not None and self.temporal.calibrated
+        halo = self.params.halo + (GROW if judging else 0)
         refl, valid = read_padded(self.target.read, top, left, height, width,
                                   self.target.height, self.target.width, halo)
-        classes, _ = classify(refl, valid, self.params, BANDS, self.shadow)
+        classes, score = classify(refl, valid, self.params, BANDS, self.shadow)
+        judged = classes
+        if judging:
+            judged = self.temporal.classify(refl, BANDS, classes, score > self.params.threshold,
+                                            self.temporal.background(top, left, height, width,
+                                                                     halo))
         inner = (slice(halo, halo + height), slice(halo, halo + width))
-        return refl[:, inner[0], inner[1]], classes[inner] == CLEAR
+        return refl[:, inner[0], inner[1]], classes[inner], judged[inner], score[inner]
 
     def _s1_block(self, s1, top: int, left: int, height: int, width: int) -> np.ndarray:
         """S1 dB of a block of the target grid with the boxcar's context, cropped back after
@@ -280,10 +322,13 @@ class ReferenceFill:
         return block
 
     def estimate(self, top: int, left: int, height: int, width: int,
-                 need: np.ndarray) -> ReferenceBlock | None:
+                 need: np.ndarray, background: Background | None = None
+                 ) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
-        Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another."""
+        Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another; a
+        reference pixel the temporal test finds off the ``background`` of the block (computed
+        when not given) is not taken."""
         used = self.used
         if not used or not need.any():
             return None
@@ -292,12 +337,17 @@ class ReferenceFill:
         for c0 in range(0, width, STRIP_COLUMNS):
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
             if need[:, cols].any():
+                judge = None
+                if self.temporal is not None:
+                    judge = (self.temporal.background(top, left + c0, height, cols.stop - c0)
+                             if background is None else background.crop(slice(None), cols))
                 values[:, :, cols], source[:, cols] = self._strip(
-                    used, top, left + c0, height, cols.stop - c0, need[:, cols])
+                    used, top, left + c0, height, cols.stop - c0, need[:, cols], judge)
         return ReferenceBlock(values, source)
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
-               need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               need: np.ndarray, background: Background | None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """The fill [13, h, w] and source [h, w] of one strip (see :meth:`estimate`)."""
         bands = len(BANDS)
         total = np.zeros((bands, height, width), np.float32)
@@ -316,7 +366,7 @@ class ReferenceFill:
             if self._checks_change(ref) and target_s1 is None:
                 target_s1 = self._s1_block(self.s1, top, left, height, width)
             score = self._add(ref, top, left, height, width, open_, target_s1, total, weights,
-                              candidates, members)
+                              candidates, members, background)
             if score is not None:
                 _name_source(ref.index, score, best, source)
         if self.combine == "weighted":
@@ -330,13 +380,14 @@ class ReferenceFill:
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
              open_: np.ndarray, target_s1: np.ndarray | None, total: np.ndarray,
-             weights: np.ndarray, candidates: Candidates | None, members: dict
-             ) -> np.ndarray | None:
+             weights: np.ndarray, candidates: Candidates | None, members: dict,
+             background: Background | None) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
         mean weight per pixel (None where it adds nothing). A reference of a fitted group also
         leaves its reflectance and pixels taken in ``members``. In place, so that one
-        reference's arrays are held at a time (besides the groups' members)."""
+        reference's arrays are held at a time (besides the groups' members). Pixels where the
+        temporal test finds it off the ``background`` are not taken."""
         refl, _, clear = ref.clear(top, left, height, width)
         take = open_ & clear
         if self._checks_change(ref) and take.any():
@@ -345,12 +396,17 @@ class ReferenceFill:
             take &= ~_crop(moved, CHANGE_BOX // 2)
         if not take.any():
             return None
-        if ref.index in self.joint_members:
-            members[ref.index] = refl, take
         prediction, offset, variance = self.fitted[ref.index].field.at(top, left, height, width)
         prediction *= refl  # gain x reference + offset
         prediction += offset
-        del refl, offset
+        del offset
+        if background is not None:
+            take &= self.temporal.agrees(prediction[DETECT_INDEX], background)
+            if not take.any():
+                return None
+        if ref.index in self.joint_members:
+            members[ref.index] = refl, take
+        del refl
         return _accumulate(ref.index, prediction, variance, self._time_factor(ref), take, total,
                            weights, candidates)
 
@@ -498,14 +554,15 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     shadow: ShadowThresholds | None, *, offset: str | int | None, s1=None,
                     reference_s1: Sequence[Path | str | None] = (), s1_units: str = "auto",
                     refine: bool = True, max_shift: float = 10.0, quiet: bool = False,
-                    count: int | None = None) -> ReferenceFill:
+                    count: int | None = None, temporal: bool = False) -> ReferenceFill:
     """Open every reference (and its S1) on the target grid and run the statistics pass.
 
     ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
     :func:`check_references`); the change check needs the target's S1 too (``s1``). With
     ``count``, only the first ``count`` references that can serve are opened: one that does
     not overlap the target or cannot be read is skipped with a warning (batch's nearest dates,
-    where one scene must not fail another); without, such a reference is an error.
+    where one scene must not fail another); without, such a reference is an error. With
+    ``temporal``, the dates also judge the target's clouds (``temporal_mask.py``).
     """
     references: list[Reference] = []
     skipped: list[dict] = []
@@ -525,7 +582,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 log.warning("%s: reference %s skipped, the next one taken: %s",
                             target.path.name, Path(path).name, exc)
                 skipped.append({"path": str(path), "reason": str(exc)})
-        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped)
+        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, temporal)
         fill.fit(quiet)
         return fill
     except BaseException:

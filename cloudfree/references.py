@@ -112,16 +112,19 @@ class Reference:
         return out, valid
 
     def clear(self, top: int, left: int, height: int, width: int,
-              with_shadow: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Reflectance, valid and clear masks of a block of the target grid (mirrored beyond its
-        edges), classified with the context the mask needs. Without ``with_shadow`` (the
-        statistics pass, before the shadow thresholds are known) only clouds are masked."""
+              with_shadow: bool = True, halo: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reflectance, valid and clear masks of a block of the target grid with ``halo`` pixels
+        around it (mirrored beyond its edges), classified with the context the mask needs.
+        Without ``with_shadow`` (the statistics pass, before the shadow thresholds are known)
+        only clouds are masked."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
-        halo = params.halo
+        context = params.halo + halo
         refl, valid = read_padded(self.read, top, left, height, width, self.grid.height,
-                                  self.grid.width, halo)
+                                  self.grid.width, context)
         classes, _ = classify(refl, valid, params, BANDS, self.shadow if with_shadow else None)
-        inner = (slice(halo, halo + height), slice(halo, halo + width))
+        inner = (slice(params.halo, context + height + halo),
+                 slice(params.halo, context + width + halo))
         return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
 
     def close(self) -> None:

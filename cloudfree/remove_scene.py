@@ -281,9 +281,18 @@ class SceneRemoval:
         refl, valid = read_padded(lambda w: s2.read(w, self.engine.bands), chunk.top, chunk.left,
                                   chunk.height, chunk.width, s2.height, s2.width, halo)
         classes, score = classify(refl, valid, self.params, self.engine.bands, self.shadow)
+        background = None
+        temporal = None if self.references is None else self.references.temporal
+        if temporal is not None:  # other dates judge the clouds where they see clear
+            with self._one_reader:
+                background = temporal.background(chunk.top, chunk.left, chunk.height,
+                                                 chunk.width, halo)
+            classes = temporal.classify(refl, self.engine.bands, classes,
+                                        score > self.params.threshold, background)
         region = fill_mask(classes, self.params)
-        if local is not None:
-            region = haze_region(region, score, valid, local)
+        if local is not None:  # the haze ring, only where no other date judges the pixel
+            ring = haze_region(region, score, valid, local)
+            region = ring if background is None else region | (ring & (background.count == 0))
         alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
@@ -313,7 +322,8 @@ class SceneRemoval:
         scaling = self.engine.scaling
         with self._one_reader:
             reference = None if self.references is None else self.references.estimate(
-                chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid)
+                chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
+                None if background is None else background.crop(*inner))
         return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
                            valid, classes, alpha, mask[None].astype(np.float32),
                            np.isnan(s1).any(axis=0), bound, reference)
@@ -438,6 +448,7 @@ def remove_scene(
     reference_s1: Sequence[Path | str | None] = (),
     reference_count: int | None = None,
     source_out: Path | str | None = None,
+    temporal_mask: bool = False,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
 
@@ -524,6 +535,11 @@ def remove_scene(
     source_out : path, optional
         Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
         single-date model, 255 nodata); needs ``references``. Default: none.
+    temporal_mask : bool
+        With ``references``: find the target's clouds, haze and shadows by comparing it with
+        the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
+        observed), and give a reference no weight where it disagrees with the others.
+        Default: False (the single-date mask).
 
     Returns
     -------
@@ -541,6 +557,9 @@ def remove_scene(
     if source_out is not None and not references:
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
                          "filled pixel comes from the model", "source_out", "references")
+    if temporal_mask and not references:
+        raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
+                         "mask compares the scene with them", "temporal_mask", "references")
     check_references(references, reference_s1, s1_path is not None, reference_count, s2_path)
     if s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
@@ -608,7 +627,8 @@ def remove_scene(
             dates = open_references(references, s2, mask_params, shadow, offset=offset,
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
-                                    max_shift=max_shift, quiet=quiet, count=reference_count)
+                                    max_shift=max_shift, quiet=quiet, count=reference_count,
+                                    temporal=temporal_mask)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)
