@@ -69,6 +69,7 @@ from cloudfree.references import (
     change_threshold_db,
     changed,
     open_reference,
+    register,
 )
 from cloudfree.sentinel2 import BANDS, Sentinel2, open_sentinel2
 from cloudfree.temporal_mask import DETECT_INDEX, GROW, Background, TemporalMask
@@ -97,6 +98,8 @@ AGREEMENT: float | None = 16.0
 #: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
 #: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.
 STRIP_COLUMNS = 512
+#: Share of the scene a reference must cover not to be warned about.
+PARTIAL = 0.99
 #: Source-map codes besides the references' own 1..N.
 OBSERVED, SINGLE_DATE, SOURCE_NODATA = 0, 254, 255
 #: Histogram of the S1 difference (dB) for its scene-wide median.
@@ -202,14 +205,15 @@ class ReferenceFill:
                  for r in self.references if self._checks_change(r)}
         windows = block_windows(w, h, 8 * CELL)
         groups = {group: JointSums.zeros(len(group), len(BANDS)) for group in self._groups}
-        own_clear = dict.fromkeys(fits, 0)
+        own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
             for stats, joint_sums in progress(results, len(windows), "reference statistics",
                                               quiet):
                 for group, sums in joint_sums.items():
                     groups[group] += sums
-                for index, (cells_, shadow_stats, diff, clear) in stats.items():
+                for index, (cells_, shadow_stats, diff, clear, valid) in stats.items():
                     own_clear[index] += clear
+                    own_valid[index] += valid
                     for row, col, sums, fitted in cells_:
                         fits[index].add(row, col, sums, fitted)
                     shadows[index].append(shadow_stats)
@@ -225,6 +229,10 @@ class ReferenceFill:
                 prior = np.max(fitted, axis=0)
                 break
         for ref in self.references:
+            if self.temporal is None and own_valid[ref.index] < PARTIAL * h * w:
+                log.warning("reference %s covers only %.0f%% of the scene: the rest is filled "
+                            "from the other dates or the model", ref.path.name,
+                            100 * own_valid[ref.index] / (h * w))
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
             result = Fitted(None if overcast else fits[ref.index].field(prior),
@@ -283,7 +291,8 @@ class ReferenceFill:
                     target_s1 = box_db(self._s1_block(self.s1, top, left, height, width))
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
-            out[ref.index] = (cells, window_shadow_stats(refl, valid), diff, int(clear.sum()))
+            out[ref.index] = (cells, window_shadow_stats(refl, valid), diff, int(clear.sum()),
+                              int(valid.sum()))
         joint_sums = {}
         for group in self._groups:
             common = np.logical_and.reduce([sampled[i][1] for i in group])
@@ -440,6 +449,9 @@ class ReferenceFill:
                  "common_clear_pixels": self.fitted[r.index].common,
                  "used": self.fitted[r.index].field is not None,
                  "filled_pixels": int(source_counts[r.index]),
+                 **({} if r.shift is None else {
+                     "shift_px": [round(r.shift.dx, 2), round(r.shift.dy, 2)],
+                     "shift_applied": r.shift_applied}),
                  **({"s1_bias_db": [round(float(b), 2) for b in self.fitted[r.index].bias]}
                     if self._checks_change(r) else {})}
                 for r in self.references]
@@ -570,6 +582,12 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
         for position, path in enumerate(paths):
             if count is not None and len(references) == count:
                 break
+            twin = next((r.path for r in references if same_file(r.path, Path(path))), None)
+            if twin is not None:
+                log.warning("reference %s is the same as %s: used once", Path(path).name,
+                            twin.name)
+                skipped.append({"path": str(path), "reason": f"the same as {twin}"})
+                continue
             s1_path = reference_s1[position] if reference_s1 else None
             try:
                 references.append(open_one(len(references) + 1, path, s1_path, target, params,
@@ -591,16 +609,28 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
         raise
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths are one file, or two files with the same bytes."""
+    if a.exists() and b.exists() and a.samefile(b):
+        return True
+    return a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size and \
+        filecmp.cmp(a, b, shallow=False)
+
+
 def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: Sentinel2,
              params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
              max_shift: float, quiet: bool) -> Reference:
-    """One reference (and its S1, if given) on the target grid."""
+    """One reference (and its S1, if given) on the target grid, registered to it."""
     scene = open_sentinel2(path, offset)
     try:
         ref = open_reference(index, scene, target, params)
+        register(ref, target, params)
     except BaseException:
         scene.close()
         raise
+    if ref.acquired is None:
+        log.warning("reference %s has no date (in its name or tags): it weighs as the "
+                    "farthest dated one", ref.path.name)
     if s1_path is not None:
         try:
             ref.s1, _, _ = open_s1_on_grid(s1_path, target, aligned=False, units=s1_units,

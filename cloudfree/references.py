@@ -34,27 +34,41 @@ excludes the pixel.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import transform as window_transform
 from scipy import ndimage, special
 
-from cloudfree.coregister import Grid, choose_resampling, source_window, warp_onto
+from cloudfree.coregister import (
+    ESTIMATION_WINDOW,
+    Grid,
+    choose_resampling,
+    source_window,
+    warp_onto,
+)
 from cloudfree.errors import CloudfreeError
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import read_padded
 from cloudfree.sentinel1 import db_to_linear
 from cloudfree.sentinel2 import BANDS, Sentinel2
+from cloudfree.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 
 log = logging.getLogger("cloudfree")
 
 #: Whether a reference's cloud shadows are masked too (from its own scene-wide thresholds).
 REFERENCE_SHADOW = False
+#: Bands whose gradient orientations register a reference to the target, the largest shift
+#: searched (px), and the smallest shift applied (px).
+REGISTER_BANDS: tuple[str, ...] = ("B04", "B08", "B11")
+MAX_REFERENCE_SHIFT = 5.0
+MIN_APPLIED = 0.25
 #: Boxcar (pixels) of the S1 change check, the looks of IW GRD high resolution, the pixels per
 #: independent sample, and the threshold in standard deviations of the speckle log-ratio.
 CHANGE_BOX = 5
@@ -89,6 +103,8 @@ class Reference:
     params: MaskParams  # its mask: the target's, with shadows
     s1: object | None = None  # its Sentinel-1 on the target grid (read(window) -> dB [2, h, w])
     shadow: ShadowThresholds | None = None  # set by the statistics pass
+    shift: ShiftEstimate | None = None  # its measured shift against the target (``register``)
+    shift_applied: bool = False
 
     @property
     def path(self) -> Path:
@@ -157,6 +173,39 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     acquired = acquisition_date(s2)
     return Reference(index, s2, grid, acquired, resampling,
                      replace(params, shadow=REFERENCE_SHADOW))
+
+
+def register(ref: Reference, target: Sentinel2, params: MaskParams,
+             max_shift: float = MAX_REFERENCE_SHIFT) -> None:
+    """Measure the sub-pixel shift of a reference against the target on their common clear
+    land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``.
+
+    Orientation correlation (``shift_estimation.py``, with its significance and halves rule)
+    of ``REGISTER_BANDS`` over the central ``ESTIMATION_WINDOW`` px of the target grid."""
+    size_h, size_w = min(ESTIMATION_WINDOW, target.height), min(ESTIMATION_WINDOW, target.width)
+    top, left = (target.height - size_h) // 2, (target.width - size_w) // 2
+    halo = params.halo
+    refl, valid = read_padded(target.read, top, left, size_h, size_w, target.height,
+                              target.width, halo)
+    classes, _ = classify(refl, valid, params, BANDS)
+    inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
+    target_clear = classes[inner] == CLEAR
+    ref_refl, _, ref_clear = ref.clear(top, left, size_h, size_w, with_shadow=False)
+    common = target_clear & ref_clear
+    fields = {}
+    for image, name in ((ref_refl, "reference"), (refl[:, inner[0], inner[1]], "target")):
+        fields[name] = {b: orientation_field(image[BANDS.index(b)].astype(np.float64), common)
+                        for b in REGISTER_BANDS}
+    ref.shift = estimate_shift(fields["reference"], fields["target"], max_shift)
+    if not ref.shift.reliable or math.hypot(ref.shift.dx, ref.shift.dy) < MIN_APPLIED:
+        return
+    # the reference's content lies (dx, dy) px from the target's: read it that far over
+    ref.grid = replace(ref.grid, transform=ref.grid.transform * Affine.translation(
+        ref.shift.dx, ref.shift.dy))
+    ref.resampling = ref.resampling or Resampling.bilinear
+    ref.shift_applied = True
+    log.info("reference %s: shifted by (%.2f, %.2f) px onto the target", ref.path.name,
+             ref.shift.dx, ref.shift.dy)
 
 
 def changed(target_s1: np.ndarray, reference_s1: np.ndarray, bias: np.ndarray,

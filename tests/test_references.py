@@ -232,7 +232,8 @@ def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
     result = cli("remove", "--s2", target_path, "--reference", half, "-o", out,
                  "--source-out", src_map, "--mask-out", mask, "--json", "--quiet")
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
+    assert "reference half.tif covers only 50% of the scene" in result.stderr
     with rasterio.open(src_map) as ds:
         sources, colours = ds.read(1), ds.colormap(1)
     classes = read(mask)[0][0]
