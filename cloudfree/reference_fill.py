@@ -98,6 +98,8 @@ AGREEMENT: float | None = 16.0
 #: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
 #: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.
 STRIP_COLUMNS = 512
+#: Fits on the pixels the temporal test finds clear, after the first on the single-date mask.
+REFITS = 2
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
 #: Source-map codes besides the references' own 1..N.
@@ -181,16 +183,19 @@ class ReferenceFill:
         """The statistics pass (see the module docstring) and the temporal test: fitted first
         on the pixels the single-date mask finds clear in the target, then again on those the
         temporal test does not find cloud (thin cloud the single date misses no longer bends
-        the lines); the test's noise is measured between the two."""
+        the lines), ``REFITS`` times; the test's noise is measured after each fit."""
         self._statistics(quiet)
         if not self.judge:
             return
         self.temporal = TemporalMask(self.target.height, self.target.width, self.used,
                                      self._fields())
         self.temporal.calibrate(self._target_clear, quiet)
-        if self.temporal.calibrated:
+        for _ in range(REFITS):
+            if not self.temporal.calibrated:
+                break
             self._statistics(quiet)
             self.temporal.references, self.temporal.fields = self.used, self._fields()
+            self.temporal.calibrate(self._target_clear, quiet)
 
     def _fields(self) -> dict[int, FitField]:
         return {r.index: self.fitted[r.index].field for r in self.used}

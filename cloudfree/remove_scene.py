@@ -293,7 +293,9 @@ class SceneRemoval:
         if local is not None:  # the haze ring, only where no other date judges the pixel
             ring = haze_region(region, score, valid, local)
             region = ring if background is None else region | (ring & (background.count == 0))
-        alpha = (composite_alpha(region, self.options.feather)
+        # the temporal mask is tight: its edge pixels are cloud too, replaced in full
+        feather = self.options.feather if background is None else 0
+        alpha = (composite_alpha(region, feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
         with self._one_reader:  # one dataset handle each: S1 and the references

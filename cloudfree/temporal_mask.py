@@ -139,7 +139,7 @@ class TemporalMask:
         with closing(ordered_map(one, windows, usable_cores())) as results:
             for part in progress(results, len(windows), "temporal noise", quiet):
                 counts += part
-        noise = np.full(len(DETECT), np.inf)
+        noise = self.noise.copy()  # kept where no pixel is clear now
         centres = np.arange(bins) * RESIDUAL_STEP - RESIDUAL_RANGE
         for i in range(len(DETECT)):
             total = counts[i].sum()
