@@ -414,15 +414,18 @@ class ReferenceFill:
         prediction *= refl  # gain x reference + offset
         prediction += offset
         del offset
+        factor: float | np.ndarray = self._time_factor(ref)
         if background is not None:
-            take &= self.temporal.agrees(prediction[DETECT_INDEX], background)
+            agreement = self.temporal.agreement(prediction[DETECT_INDEX], background)
+            take &= agreement > 0
             if not take.any():
                 return None
+            factor = agreement * np.float32(factor)
         if ref.index in self.joint_members:
             members[ref.index] = refl, take
         del refl
-        return _accumulate(ref.index, prediction, variance, self._time_factor(ref), take, total,
-                           weights, candidates)
+        return _accumulate(ref.index, prediction, variance, factor, take, total, weights,
+                           candidates)
 
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray
                     ) -> list[tuple[int, np.ndarray]]:
@@ -483,7 +486,8 @@ def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.nda
     best[wins] = score[wins]
 
 
-def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray, factor: float,
+def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
+                factor: float | np.ndarray,
                 take: np.ndarray, total: np.ndarray, weights: np.ndarray,
                 candidates: Candidates | None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and

@@ -18,9 +18,10 @@ Tmask, Zhu and Woodcock 2014):
    single-date score itself calls cloud stays cloud. Where no reference is clear, the
    single-date classes stand; single-date snow stays snow.
 4. references: the same test on every reference's fitted prediction against the background
-   (``TemporalMask.agrees``): a reference pixel brightened in blue and aerosol, darkened in NIR
-   and SWIR, or off by more than ``2 x SIGMAS`` in any band gets no weight there. The weights
-   are per pixel, so a reference hazy all over drops out by itself.
+   (``TemporalMask.agreement``): its weight at a pixel falls as a Gaussian of its brightening
+   in blue and aerosol and its darkening in NIR and SWIR (in noise units), and is 0 beyond
+   ``SIGMAS`` or where any band is off by more than ``2 x SIGMAS``. The weights are per pixel,
+   so a reference hazy all over drops out by itself.
 """
 
 from __future__ import annotations
@@ -176,13 +177,17 @@ class TemporalMask:
         out[here & cloud] = CLOUD
         return out
 
-    def agrees(self, prediction: np.ndarray, background: Background) -> np.ndarray:
-        """Where a reference's fitted prediction [detect bands, h, w] agrees with the
-        background (True where too few references judge it)."""
+    def agreement(self, prediction: np.ndarray, background: Background) -> np.ndarray:
+        """A reference's weight factor [h, w] in 0..1 from its fitted prediction [detect bands,
+        h, w] against the background: exp(-(b^2 + d^2) / 2) for its brightening b in blue and
+        aerosol and its darkening d in NIR and SWIR (z, 0 when of the other sign), 0 where any
+        band is off by more than ``2 x SIGMAS`` or b or d exceeds ``SIGMAS``; 1 where fewer
+        than ``MIN_JUDGES`` references judge it."""
         z = self.z(prediction, background)
         with np.errstate(invalid="ignore"):
-            off = (np.fmin(z[BRIGHT[0]], z[BRIGHT[1]]) > SIGMAS) | \
-                (np.fmax(z[DARK[0]], z[DARK[1]]) < -SIGMAS) | \
-                (np.abs(z) > 2 * SIGMAS).any(axis=0)
-        return ~off | (background.count < MIN_JUDGES)
-
+            bright = np.maximum(np.fmin(z[BRIGHT[0]], z[BRIGHT[1]]), 0)
+            dark = np.maximum(-np.fmax(z[DARK[0]], z[DARK[1]]), 0)
+            off = (bright > SIGMAS) | (dark > SIGMAS) | (np.abs(z) > 2 * SIGMAS).any(axis=0)
+            weight = np.exp(-0.5 * (bright**2 + dark**2))
+        weight = np.where(off, 0, np.nan_to_num(weight, nan=1.0)).astype(np.float32)
+        return np.where(background.count < MIN_JUDGES, np.float32(1), weight)
