@@ -54,15 +54,18 @@ def sha256(path: Path | str) -> str:
 
 def acquisition_time(s2: Path | str) -> datetime | None:
     """The acquisition time (UTC) from the S2 name (file or .SAFE folder), else its date tags
-    (a .SAFE folder: its product metadata)."""
+    (a .SAFE folder: its product metadata), else the name of the folder holding it (scenes
+    kept in folders named by date)."""
     s2 = Path(s2)
+    found = None
     if s2.is_dir():
-        return safe_time(s2)
-    found = time_from_text(s2.name)
-    if found is None and s2.is_file():
-        with rasterio.open(s2) as ds:
-            found = time_from_tags(ds.tags())
-    return found
+        found = safe_time(s2)
+    else:
+        found = time_from_text(s2.name)
+        if found is None and s2.is_file():
+            with rasterio.open(s2) as ds:
+                found = time_from_tags(ds.tags())
+    return found or time_from_text(s2.absolute().parent.name)
 
 
 def provenance_tags(command: str, s2: Path | str, s1: Path | str | None = None, *,

@@ -154,3 +154,12 @@ def test_the_warnings_and_refusals(dates, cli, tmp_path):
     result = cli("remove", "--s2", dates["thin"], "--temporal-mask", "-o",
                  tmp_path / "out2.tif", "--model", "median-fill")
     assert result.exit_code == 2 and "--temporal-mask needs --reference" in result.output
+
+
+def test_a_reference_without_a_date_takes_its_folders(dates, tmp_path):
+    # scenes kept in folders named by date (as batch --references finds them)
+    (tmp_path / "2017-12-11").mkdir()
+    ref = write(tmp_path / "2017-12-11" / "s2.tif", read(dates["refs"][1])[0], dates["profile"])
+    summary = remove_scene(dates["thin"], None, tmp_path / "out.tif", references=[ref],
+                           quiet=True)
+    assert summary["references"][0]["date"] == "2017-12-11"
