@@ -151,6 +151,9 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "skip one): pixels whose backscatter changed since do not take it. Needs --s1.")
 @click.option("--source-out", type=PATH, help="With --reference: also write the source map "
               "(0 observed, 1..N reference, 254 model, 255 nodata).")
+@click.option("--days-out", type=PATH, help="With --reference: also write the days from the "
+              "scene's date to each pixel's source date (int16; 0 observed, -32768 the model "
+              "or unknown).")
 @click.option("--temporal-mask", is_flag=True,
               help="With --reference: find clouds, haze and shadows by comparing the dates, "
                    "fill only those, and give a date no weight where it disagrees with the "

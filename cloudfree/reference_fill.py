@@ -104,6 +104,8 @@ REFITS = 2
 PARTIAL = 0.99
 #: Source-map codes besides the references' own 1..N.
 OBSERVED, SINGLE_DATE, SOURCE_NODATA = 0, 254, 255
+#: Days output where no dated source is known (the model, an undated reference, nodata).
+DAYS_NODATA = -32768
 #: Histogram of the S1 difference (dB) for its scene-wide median.
 DIFF_RANGE, DIFF_STEP = 30.0, 0.05
 
@@ -473,6 +475,16 @@ class ReferenceFill:
                 "REFERENCE_COMBINE": self.combine,
                 FROM_REFERENCES: str(int(source_counts[1:SINGLE_DATE].sum())),
                 BY_MODEL: str(int(source_counts[SINGLE_DATE]))}
+
+    def days_table(self) -> np.ndarray:
+        """int16 [256]: days from the target to each source-map code's date (0 observed,
+        ``DAYS_NODATA`` where unknown), as FORCE's compositing records them."""
+        table = np.full(256, DAYS_NODATA, np.int16)
+        table[OBSERVED] = 0
+        for ref in self.references:
+            if ref.acquired is not None and self.target_date is not None:
+                table[ref.index] = (ref.acquired - self.target_date).days
+        return table
 
     def close(self) -> None:
         for ref in self.references:

@@ -72,6 +72,7 @@ from cloudfree.rasterio_io import (
     scene_io_env,
 )
 from cloudfree.reference_fill import (
+    DAYS_NODATA,
     OBSERVED,
     SINGLE_DATE,
     SOURCE_NODATA,
@@ -451,6 +452,7 @@ def remove_scene(
     reference_count: int | None = None,
     source_out: Path | str | None = None,
     temporal_mask: bool = False,
+    days_out: Path | str | None = None,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
 
@@ -542,6 +544,10 @@ def remove_scene(
         the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
         observed), and give a reference no weight where it disagrees with the others.
         Default: False (the single-date mask).
+    days_out : path, optional
+        Also write the int16 days from the target to the date each pixel came from (0
+        observed, negative an earlier reference, -32768 the model, an undated reference or
+        nodata); needs ``references``. Default: none.
 
     Returns
     -------
@@ -554,11 +560,15 @@ def remove_scene(
     started = time.perf_counter()
     output = Path(output)
     inputs = [Path(p) for p in (s2_path, s1_path, *references, *reference_s1) if p is not None]
-    check_distinct({"output": output, "mask output": mask_out, "source output": source_out})
+    check_distinct({"output": output, "mask output": mask_out, "source output": source_out,
+                    "days output": days_out})
     check_output(output, overwrite, inputs, geotiff=True)
     if source_out is not None and not references:
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
                          "filled pixel comes from the model", "source_out", "references")
+    if days_out is not None and not references:
+        raise UsageError("days_out=PATH needs references=S2 (other dates): without them every "
+                         "filled pixel comes from the model", "days_out", "references")
     if temporal_mask and not references:
         raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
                          "mask compares the scene with them", "temporal_mask", "references")
@@ -572,7 +582,7 @@ def remove_scene(
                              "model=median-fill (which needs no S1)", "s1_path", "references",
                              "model")
         model = FILL_MODEL
-    for extra in (mask_out, preview, source_out):
+    for extra in (mask_out, preview, source_out, days_out):
         if extra is not None:
             check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)
     if preview is not None and Path(preview).suffix.lower() != ".png":
@@ -652,7 +662,8 @@ def remove_scene(
             **s1_tags,
         }
         counts, sources = write_scene(pipe, output, mask_out, tags, overwrite,
-                                      creation_options, quiet, inputs, preview, cog, source_out)
+                                      creation_options, quiet, inputs, preview, cog, source_out,
+                                      None if days_out is None else Path(days_out))
         used = None if dates is None else dates.report(sources)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
@@ -673,6 +684,7 @@ def remove_scene(
         **({} if dates is None else {
             "references": used, "references_skipped": dates.skipped,
             "source_out": None if source_out is None else str(source_out),
+            "days_out": None if days_out is None else str(days_out),
             "pixels_by_source": {"observed": int(sources[OBSERVED]),
                                  "references": int(sources[1:SINGLE_DATE].sum()),
                                  "single_date_model": int(sources[SINGLE_DATE])}}),
@@ -683,7 +695,8 @@ def remove_scene(
 def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
                 preview: Path | None = None, cog: bool = True,
-                source_out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+                source_out: Path | None = None, days_out: Path | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Run every chunk, writing released blocks; return the class and source histograms of
     the scene (the second all zero without references)."""
     s2 = pipe.s2
@@ -705,6 +718,12 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             source_dst = outputs.open(source_out, 1, "uint8", SOURCE_NODATA, NEAREST)
             source_dst.update_tags(**tags)
             source_dst.write_colormap(1, source_colormap(len(pipe.references.references)))
+        days_dst = days = None
+        if days_out is not None:
+            days = pipe.references.days_table()
+            days_dst = outputs.open(days_out, 1, "int16", DAYS_NODATA, NEAREST)
+            days_dst.update_tags(**tags)
+            days_dst.set_band_description(1, "days_from_target")
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.engine.bands))
         release = PeriodicRelease()
@@ -724,6 +743,8 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                 source_counts[:] += np.bincount(sources.ravel(), minlength=256)
                 if source_dst is not None:
                     source_dst.write(sources, 1, window=window)
+                if days_dst is not None:
+                    days_dst.write(days[sources], 1, window=window)
             if quicklook is not None:
                 after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
                 quicklook.add(final.row, final.col, original, classes, after)
@@ -752,7 +773,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                         FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
         if pipe.references is not None:
             dst.update_tags(**pipe.references.tags(source_counts))
-        for written in filter(None, (dst, mask_dst, source_dst)):
+        for written in filter(None, (dst, mask_dst, source_dst, days_dst)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
             quicklook.write(Path(preview), overwrite, inputs, outputs.together)

@@ -19,7 +19,7 @@ from conftest import FLOODS_S2, SUMMER_S2, WINTER_CLEAR
 from scipy import ndimage
 
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
-from cloudfree.reference_fill import OBSERVED
+from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import open_sentinel2
 
@@ -93,11 +93,12 @@ def hazy_run(dates):
     target = write(folder / "pasted_20171201.tif", np.where(cloud, summer, truth), profile)
     runs = {}
     for temporal in (False, True):
-        out, src, mask = (folder / f"{name}_{temporal}.tif" for name in ("out", "src", "mask"))
+        out, src, mask, days = (folder / f"{name}_{temporal}.tif"
+                                for name in ("out", "src", "mask", "days"))
         summary = remove_scene(target, None, out, references=refs, source_out=src,
-                               mask_out=mask, temporal_mask=temporal, quiet=True)
+                               mask_out=mask, temporal_mask=temporal, days_out=days, quiet=True)
         runs[temporal] = {"summary": summary, "out": read(out)[0], "source": read(src)[0][0],
-                          "mask": read(mask)[0][0]}
+                          "mask": read(mask)[0][0], "days": read(days)[0][0]}
     return {"target": read(target)[0], **runs}
 
 
@@ -127,6 +128,15 @@ def test_pixels_the_dates_find_clear_stay_as_observed(hazy_run, dates):
     near = ndimage.binary_dilation(dates["cloud"], iterations=3) & ~dates["cloud"]
     assert (clear & near).sum() > 0.8 * near.sum()
     assert (hazy_run[False]["source"][near] != OBSERVED).mean() > 0.9
+
+
+def test_the_days_output_gives_each_pixels_source_date(hazy_run):
+    run = hazy_run[True]
+    source, days = run["source"], run["days"]
+    for code, expected in ((OBSERVED, 0), (1, -10), (2, 10), (3, 20), (4, 2),
+                           (SINGLE_DATE, DAYS_NODATA)):
+        assert (days[source == code] == expected).all(), code
+    assert {1, 2, 3} <= set(np.unique(source))
 
 
 def test_a_shifted_reference_is_registered(dates, tmp_path):
