@@ -1,37 +1,44 @@
-"""`remove --reference` on the pool's SEN12MS-CR-TS series: real clouds pasted over clear dates.
+"""`remove --reference` on the pool's SEN12MS-CR-TS series: real clouds over clear dates.
 
     python scripts/extract_ts_series.py CLONE_OF_Oriolac_cloud-removal /work/data/21/ts
-    python benchmarks/reference_fill.py --series /work/data/21/ts [--json out.json]
+    python benchmarks/reference_fill.py --series /work/data/21/ts --half odd [--every N]
+        [--kinds pasted thin ...] [--json out.json]
 
 The series is 30 dates of one 256 px patch (``../shared/docs/DATA.md``). With the mask
 ``remove`` uses by default (score, 5 px buffer), dates with less than ``CLEAR_MAX`` cloud are the
-clear targets and dates with ``DONOR_MIN`` to ``DONOR_MAX`` cloud are the donors. Each case
-pastes a donor's cloud onto a clear target: the donor's own pixels wherever its mask (score,
-no buffer) says cloud, so the cloud and its look are real. The clear target is the truth. Every
-other date of the series (overcast ones and the donor included) is a reference; no S1.
-``--size 100`` first crops every date to its central 100 x 100 pixels (the small images of an
-independent check), and the cases are drawn again from the crops.
+clear targets and dates with ``DONOR_MIN`` to ``DONOR_MAX`` cloud are the donors. The donor's
+cloud is where its own mask (score, no buffer) says cloud: the true mask of the case. Every
+other date of the series (overcast ones and the donor included) is a reference; no S1. Each
+(target, donor) pair gives one case of each kind (``KINDS``):
 
-Three fills, scored on reflectance clipped to [0, 1], all 13 bands, by PSNR on the pasted
-pixels and on the whole image:
+- ``pasted``: the donor's own pixels pasted over its cloud (the cloud and its look are real);
+- ``thin``: the donor's cloud blended over the target at a share of 0.15-0.3 (thin cloud);
+- ``haze``: the whole target blended at ``HAZE`` with the donor's median cloud spectrum (every
+  pixel is the true mask);
+- ``hazy reference``: as ``pasted``, with the reference nearest in date hazy all over (blended
+  at ``HAZE`` with the donor's cloud spectrum);
+- ``shifted reference``: as ``pasted``, with the reference nearest in date shifted by 1-3 px.
 
-- ``median fill``: ``remove --model median-fill`` (every masked pixel from the scene's clear-sky
-  median), through the real ``remove_scene``;
-- ``naive temporal``: the mean of the references clear at the pixel (their own mask), each
-  adjusted per band by a least-squares line fitted on the pixels clear in both, composited with
-  the same mask and feather as ``remove`` (the median fill where no reference is clear);
-- ``--reference``: ``remove --reference R1 ... R29`` through the real ``remove_scene``;
-- ``--reference, no agreement check``: the same with ``reference_fill.AGREEMENT = None`` (every
-  clear reference kept at every pixel; ``cloudfree/agreement.py``);
-- ``--reference, single dates only``: the same with ``joint_fit.KEPT = 0`` (no pair of dates
-  regressed jointly; ``cloudfree/joint_fit.py``);
-- for each case below the median fill + 3 dB, two ceilings that use the hidden truth itself:
+``--half`` keeps the clear targets at even or odd places in time order: settings are tuned on
+one half and the other is reported, held out by date. ``--size 100`` first crops every date to
+its central 100 x 100 pixels (the small images of an independent check). Scored on reflectance
+clipped to [0, 1], all 13 bands, by PSNR on the true mask and on the whole image:
+
+- ``median fill``: ``remove --model median-fill``, through the real ``remove_scene``;
+- ``naive mean, true mask``: the mean of the references clear at the pixel (their own mask),
+  each adjusted per band by a least-squares line fitted on the pixels clear in both, over the
+  TRUE mask (the median fill where no reference is clear);
+- ``--reference``: ``remove --reference R1 ... R29 --temporal-mask`` (the dates judge the
+  clouds, ``cloudfree/temporal_mask.py``); its mask's IoU against the true mask is reported
+  beside the single-date mask's, with the share of pixels outside the true mask kept exactly
+  and its seconds per reference;
+- ``--reference, single-date mask``: ``remove --reference`` without the temporal mask;
+- with ``--ablations``, ``--reference`` with one part turned off (``ABLATIONS``); with
+  ``--shadow``, also ``--reference --shadow``;
+- for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
   the best single reference with each band's line fitted on the truth under the cloud, and
-  all references together (every band of every date clear there), regressed on one half of the
-  truth under the cloud (rows split at the median) and scored on the other half, both ways.
-  They bound what adjusting and mixing the available dates can reach on that case.
-- with ``--shadow``, also ``remove --reference ... --shadow`` (the target's cloud shadows filled
-  too; its whole-image PSNR says what filling the shadow class costs or gains on clear ground).
+  all references together regressed on one half of the truth under the cloud and scored on
+  the other half, both ways.
 """
 
 from __future__ import annotations
@@ -203,7 +210,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
         setattr(module, setting, off)
         try:
             remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
-                         quiet=True, cog=False)
+                         quiet=True, cog=False, temporal_mask=True)
         finally:
             setattr(module, setting, kept)
         results[name] = read(ref_path)[0]
