@@ -18,6 +18,12 @@ naming ``..._ImgNo_3_2018-02-10_patch_0.tif``), else the ``PRODUCT_START_TIME`` 
 written, last). A reference with no date is allowed; it comes after the dated ones, in the order
 given (``reference_fill.py``).
 
+Registration (``register``): the reference's gradient orientations in ``REGISTER_BANDS`` are
+correlated with the target's on their common clear land, over the central
+``coregister.ESTIMATION_WINDOW`` px (``shift_estimation.py``, the significance and halves rule
+of the S1 co-registration); a trusted shift of at least ``MIN_APPLIED`` px is applied by reading
+the reference that far over (bilinear), and reported.
+
 S1 change check: given the Sentinel-1 of the target date and of a reference date, both on the
 target's grid, a pixel does not take that reference where the backscatter changed by more than
 speckle explains. Both are averaged in linear power over a ``CHANGE_BOX`` x ``CHANGE_BOX``
