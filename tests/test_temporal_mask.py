@@ -11,6 +11,7 @@ blended in all over (a hazy date).
 from __future__ import annotations
 
 import json
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from scipy import ndimage
 
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE
+from cloudfree.references import open_reference, register
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import open_sentinel2
 
@@ -139,25 +141,35 @@ def test_the_days_output_gives_each_pixels_source_date(hazy_run):
     assert {1, 2, 3} <= set(np.unique(source))
 
 
-def test_a_shifted_reference_is_registered(dates, tmp_path):
+def test_a_shifted_reference_is_registered(dates, hazy_run, tmp_path):
     truth, profile = dates["truth"], dates["profile"]
     moved = write(tmp_path / "moved_20171211.tif",
                   ndimage.shift(truth, (0, 2, -1.5), order=1, mode="nearest"), profile)
-    summary = remove_scene(dates["thin"], None, tmp_path / "out.tif",
-                           references=[moved, dates["refs"][0]], temporal_mask=True,
-                           quiet=True)
-    shifted, plain = summary["references"]
-    assert shifted["shift_applied"] and not plain["shift_applied"]
-    assert np.allclose(shifted["shift_px"], (-1.5, 2), atol=0.25), shifted["shift_px"]
-    assert np.hypot(*plain["shift_px"]) < 0.25
+    with open_sentinel2(dates["thin"]) as target:
+        for path, applied in ((moved, True), (dates["refs"][0], False)):
+            ref = open_reference(1, open_sentinel2(path), target, MaskParams(buffer=5))
+            with closing(ref):
+                register(ref, target, ref.params)
+                assert ref.shift_applied == applied
+                if applied:  # the content moved right by -1.5 px and down by 2 px
+                    assert np.allclose((ref.shift.dx, ref.shift.dy), (-1.5, 2), atol=0.25)
+                    read_back = ref.read(rasterio.windows.Window(0, 0, 256, 256))[0]
+                    inner = (slice(None), slice(8, -8), slice(8, -8))
+                    error = np.abs(read_back[inner] * 10000 - truth[inner]).mean()
+                    assert error < 0.2 * np.abs(read_back[inner] * 10000
+                                                - ref.s2.read()[0][inner] * 10000).mean()
+                else:
+                    assert np.hypot(ref.shift.dx, ref.shift.dy) < 0.25
+    # remove reports each reference's shift
+    assert all(not r["shift_applied"] and len(r["shift_px"]) == 2
+               for r in hazy_run[True]["summary"]["references"])
 
 
 def test_the_warnings_and_refusals(dates, cli, tmp_path):
     undated = write(tmp_path / "other.tif", read(dates["refs"][1])[0], dates["profile"])
     ref = dates["refs"][0]
     result = cli("remove", "--s2", dates["thin"], "--reference", ref, "--reference", ref,
-                 "--reference", undated, "--temporal-mask", "-o", tmp_path / "out.tif",
-                 "--quiet")
+                 "--reference", undated, "-o", tmp_path / "out.tif", "--quiet")
     assert result.exit_code == 0, result.output
     assert f"reference {ref.name} is the same as {ref.name}: used once" in result.stderr
     assert "reference other.tif has no date (in its name or tags)" in result.stderr
