@@ -151,7 +151,9 @@ def mask_scene(
     Returns
     -------
     dict
-        Summary: output and the cloud, shadow and snow fractions of the valid pixels.
+        Summary: output and the cloud, shadow and snow fractions of the valid pixels; with
+        ``references`` also ``references`` (per reference: path, date, pixels clear in both,
+        used, its measured shift).
     """
     threads = threads or usable_cores()
     output = Path(output)
@@ -201,7 +203,9 @@ def mask_scene(
     return {
         "input": str(scene),
         "output": str(output),
-        **({} if dates is None else {"references": dates.report(np.zeros(256, np.int64))}),
+        **({} if dates is None else {"references": [
+            {k: v for k, v in r.items() if k != "filled_pixels"}
+            for r in dates.report(np.zeros(256, np.int64))]}),
         "score": str(score_path) if score_path else None,
         **params.to_dict(),
         "offset": s2.offset,
