@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -59,11 +60,12 @@ from cloudfree.coregister import (
     warp_onto,
 )
 from cloudfree.errors import CloudfreeError
+from cloudfree.mask_input import mask_reader
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import read_padded
 from cloudfree.sentinel1 import db_to_linear
-from cloudfree.sentinel2 import BANDS, Sentinel2
+from cloudfree.sentinel2 import Sentinel2
 from cloudfree.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 
 log = logging.getLogger("cloudfree")
@@ -107,6 +109,7 @@ class Reference:
     acquired: date | None
     resampling: Resampling | None  # None: the same grid as the target, read directly
     params: MaskParams  # its mask: the target's, with shadows
+    bands: tuple[str, ...]  # the target's, in its order
     s1: object | None = None  # its Sentinel-1 on the target grid (read(window) -> dB [2, h, w])
     shadow: ShadowThresholds | None = None  # set by the statistics pass
     shift: ShiftEstimate | None = None  # its measured shift against the target (``register``)
@@ -117,16 +120,16 @@ class Reference:
         return self.s2.path
 
     def read(self, window) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectance [13, h, w] and valid mask [h, w] on a window of the target grid."""
+        """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid."""
         if self.resampling is None:
-            return self.s2.read(window)
+            return self.s2.read(window, self.bands)
 
         def source(win):
-            refl, valid = self.s2.read(win)
+            refl, valid = self.s2.read(win, self.bands)
             refl[:, ~valid] = np.nan
             return refl
 
-        out = warp_onto(self.s2, source, len(BANDS), self.grid,
+        out = warp_onto(self.s2, source, len(self.bands), self.grid,
                         window_transform(window, self.grid.transform), window,
                         self.resampling, 1)
         valid = np.isfinite(out).all(axis=0)
@@ -142,9 +145,13 @@ class Reference:
         only clouds are masked."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
         context = params.halo + halo
-        refl, valid = read_padded(self.read, top, left, height, width, self.grid.height,
-                                  self.grid.width, context)
-        classes, _ = classify(refl, valid, params, BANDS, self.shadow if with_shadow else None)
+        # its own scene classification when it is on the target's grid (else the score)
+        read = mask_reader(self.s2, self.bands, params) if self.resampling is None else \
+            lambda w: (*self.read(w), None)
+        refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
+                                       self.grid.width, context)
+        classes, _ = classify(refl, valid, params, self.bands,
+                              self.shadow if with_shadow else None, scl)
         inner = (slice(params.halo, context + height + halo),
                  slice(params.halo, context + width + halo))
         return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
@@ -162,10 +169,12 @@ def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:
                          0) is not None
 
 
-def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams
-                   ) -> Reference:
-    """A reference opened on the target's grid; it must overlap the target."""
-    s2.require(BANDS, "a reference")
+def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams,
+                   bands: Sequence[str] | None = None) -> Reference:
+    """A reference opened on the target's grid, read in the target's ``bands`` (default: all
+    the target's); it must overlap the target."""
+    bands = tuple(bands or target.bands)
+    s2.require(bands, "a reference", "give references with the bands of the target")
     grid = Grid.of(target)
     same = (s2.crs == target.crs and (s2.width, s2.height) == (target.width, target.height)
             and s2.transform.almost_equals(target.transform,
@@ -178,7 +187,7 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
         resampling = choose_resampling(s2, grid)
     acquired = acquisition_date(s2)
     return Reference(index, s2, grid, acquired, resampling,
-                     replace(params, shadow=REFERENCE_SHADOW))
+                     replace(params, shadow=REFERENCE_SHADOW), bands)
 
 
 def register(ref: Reference, target: Sentinel2, params: MaskParams,
@@ -190,18 +199,21 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
     of ``REGISTER_BANDS`` over the central ``ESTIMATION_WINDOW`` px of the target grid."""
     size_h, size_w = min(ESTIMATION_WINDOW, target.height), min(ESTIMATION_WINDOW, target.width)
     top, left = (target.height - size_h) // 2, (target.width - size_w) // 2
+    bands = [b for b in REGISTER_BANDS if b in ref.bands]
+    if not bands:
+        return
     halo = params.halo
-    refl, valid = read_padded(target.read, top, left, size_h, size_w, target.height,
-                              target.width, halo)
-    classes, _ = classify(refl, valid, params, BANDS)
+    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params), top, left, size_h,
+                                   size_w, target.height, target.width, halo)
+    classes, _ = classify(refl, valid, params, ref.bands, None, scl)
     inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
     target_clear = classes[inner] == CLEAR
     ref_refl, _, ref_clear = ref.clear(top, left, size_h, size_w, with_shadow=False)
     common = target_clear & ref_clear
     fields = {}
     for image, name in ((ref_refl, "reference"), (refl[:, inner[0], inner[1]], "target")):
-        fields[name] = {b: orientation_field(image[BANDS.index(b)].astype(np.float64), common)
-                        for b in REGISTER_BANDS}
+        fields[name] = {b: orientation_field(image[ref.bands.index(b)].astype(np.float64),
+                                             common) for b in bands}
     ref.shift = estimate_shift(fields["reference"], fields["target"], max_shift)
     if not ref.shift.reliable or math.hypot(ref.shift.dx, ref.shift.dy) < MIN_APPLIED:
         return

@@ -38,13 +38,12 @@ from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.radiometry import FitField
 from cloudfree.rasterio_io import block_windows, progress
 from cloudfree.references import Reference
-from cloudfree.sentinel2 import BANDS
 from cloudfree.threads import ordered_map, usable_cores
 
 #: Bands compared between dates: aerosol and blue brighten under cloud and haze, NIR and SWIR
 #: darken in shadow, B10 (cirrus) brightens under high thin cloud.
 DETECT: tuple[str, ...] = ("B01", "B02", "B08", "B11", "B10")
-BRIGHT, DARK, CIRRUS = (0, 1), (2, 3), 4
+BRIGHT, DARK, CIRRUS = ("B01", "B02"), ("B08", "B11"), ("B10",)
 #: Predictions kept per pixel for the background (the references nearest in date).
 SLOTS = 5
 #: Threshold in noise units (z) of the residuals. Not tuned: set once, and the odd half of the
@@ -60,7 +59,6 @@ MIN_JUDGES = 3
 RESIDUAL_RANGE, RESIDUAL_STEP = 0.5, 1e-4
 #: Smallest noise (reflectance): one DN of L1C.
 NOISE_FLOOR = 1e-4
-DETECT_INDEX = [BANDS.index(b) for b in DETECT]
 
 
 @dataclass
@@ -79,11 +77,21 @@ class TemporalMask:
     """The temporal test of one target against its fitted references."""
 
     def __init__(self, height: int, width: int, references: Sequence[Reference],
-                 fields: dict[int, FitField]) -> None:
+                 fields: dict[int, FitField], bands: Sequence[str]) -> None:
         self.height, self.width = height, width
         self.references = list(references)  # nearest date first
         self.fields = fields
-        self.noise = np.full(len(DETECT), np.inf)  # until calibrated: nothing is detected
+        self.detect = tuple(b for b in DETECT if b in bands)  # those the scenes have
+        self.index = [list(bands).index(b) for b in self.detect]  # in the scenes' bands
+        self.noise = np.full(len(self.detect), np.inf)  # until calibrated: nothing is detected
+
+    def _extreme(self, z: np.ndarray, names: Sequence[str], largest: bool) -> np.ndarray:
+        """The largest (or smallest) z [h, w] over the ``names`` the scenes have; -inf (or
+        inf) when they have none."""
+        rows = [self.detect.index(b) for b in names if b in self.detect]
+        if not rows:
+            return np.full(z.shape[1:], -np.inf if largest else np.inf, np.float32)
+        return (np.max if largest else np.min)(z[rows], axis=0)
 
     @property
     def calibrated(self) -> bool:
@@ -94,7 +102,7 @@ class TemporalMask:
         """The background of a block of the target grid with ``halo`` pixels of context (the
         block may reach beyond the scene: mirrored, as the target is)."""
         shape = (height + 2 * halo, width + 2 * halo)
-        slots = np.full((SLOTS, len(DETECT), *shape), np.nan, np.float32)
+        slots = np.full((SLOTS, len(self.detect), *shape), np.nan, np.float32)
         count = np.zeros(shape, np.int64)
         for ref in self.references:
             if (count >= SLOTS).all():
@@ -112,7 +120,7 @@ class TemporalMask:
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands."""
         gain, offset, _ = self.fields[ref.index].at(top, left, *refl.shape[1:])
-        return gain[DETECT_INDEX] * refl[DETECT_INDEX] + offset[DETECT_INDEX]
+        return gain[self.index] * refl[self.index] + offset[self.index]
 
     def z(self, values: np.ndarray, background: Background) -> np.ndarray:
         """Residuals [detect bands, h, w] in noise units (NaN without background)."""
@@ -122,7 +130,7 @@ class TemporalMask:
         """Each compared band's noise from the residuals on the single-date clear pixels;
         ``target_clear(top, left, h, w)`` gives the target's reflectance and clear mask."""
         bins = int(2 * RESIDUAL_RANGE / RESIDUAL_STEP) + 1
-        counts = np.zeros((len(DETECT), bins), np.int64)
+        counts = np.zeros((len(self.detect), bins), np.int64)
 
         def one(window):
             top, left = int(window.row_off), int(window.col_off)
@@ -131,7 +139,7 @@ class TemporalMask:
             bg = self.background(top, left, h, w)
             use = clear & (bg.count > 0)
             out = np.zeros_like(counts)
-            for i, band in enumerate(DETECT_INDEX):
+            for i, band in enumerate(self.index):
                 r = refl[band][use] - bg.values[i][use]
                 index = np.clip(np.rint((r + RESIDUAL_RANGE) / RESIDUAL_STEP), 0, bins - 1)
                 out[i] = np.bincount(index.astype(np.int64), minlength=bins)
@@ -143,7 +151,7 @@ class TemporalMask:
                 counts += part
         noise = self.noise.copy()  # kept where no pixel is clear now
         centres = np.arange(bins) * RESIDUAL_STEP - RESIDUAL_RANGE
-        for i in range(len(DETECT)):
+        for i in range(len(self.detect)):
             total = counts[i].sum()
             if total:
                 median = centres[np.argmax(np.cumsum(counts[i]) >= (total + 1) / 2)]
@@ -161,13 +169,14 @@ class TemporalMask:
         known."""
         if not self.calibrated:
             return classes
-        z = self.z(refl[[list(bands).index(b) for b in DETECT]], background)
+        z = self.z(refl[[list(bands).index(b) for b in self.detect]], background)
         judged = background.count > 0
         with np.errstate(invalid="ignore"):
-            bright = np.fmin(z[BRIGHT[0]], z[BRIGHT[1]])
-            dark = np.fmax(z[DARK[0]], z[DARK[1]])
-            strong = (bright > SIGMAS) | (z[CIRRUS] > SIGMAS)
-            weak = (bright > SIGMAS / 2) | (z[CIRRUS] > SIGMAS / 2)
+            bright = self._extreme(z, BRIGHT, largest=False)
+            cirrus = self._extreme(z, CIRRUS, largest=True)
+            dark = self._extreme(z, DARK, largest=True)
+            strong = (bright > SIGMAS) | (cirrus > SIGMAS)
+            weak = (bright > SIGMAS / 2) | (cirrus > SIGMAS / 2)
             shadow = dark < -SIGMAS
         strong |= core | (weak & (classes == CLOUD))
         cloud = ndimage.binary_dilation(strong, iterations=GROW, mask=weak) | strong
@@ -186,8 +195,8 @@ class TemporalMask:
         than ``MIN_JUDGES`` references judge it."""
         z = self.z(prediction, background)
         with np.errstate(invalid="ignore"):
-            bright = np.maximum(np.fmin(z[BRIGHT[0]], z[BRIGHT[1]]), 0)
-            dark = np.maximum(-np.fmax(z[DARK[0]], z[DARK[1]]), 0)
+            bright = np.maximum(self._extreme(z, BRIGHT, largest=False), 0)
+            dark = np.maximum(-self._extreme(z, DARK, largest=True), 0)
             off = (bright > SIGMAS) | (dark > SIGMAS) | (np.abs(z) > 2 * SIGMAS).any(axis=0)
             weight = np.exp(-0.5 * (bright**2 + dark**2))
         weight = np.where(off, 0, np.nan_to_num(weight, nan=1.0)).astype(np.float32)
