@@ -1,52 +1,60 @@
-"""`remove --reference` on the pool's SEN12MS-CR-TS series: real clouds pasted over clear dates.
+"""`remove --reference` on the pool's SEN12MS-CR-TS series: real clouds over clear dates.
 
     python scripts/extract_ts_series.py CLONE_OF_Oriolac_cloud-removal /work/data/21/ts
-    python benchmarks/reference_fill.py --series /work/data/21/ts [--json out.json]
+    python benchmarks/reference_fill.py --series /work/data/21/ts --half odd [--every N]
+        [--kinds pasted thin ...] [--json out.json]
 
 The series is 30 dates of one 256 px patch (``../shared/docs/DATA.md``). With the mask
 ``remove`` uses by default (score, 5 px buffer), dates with less than ``CLEAR_MAX`` cloud are the
-clear targets and dates with ``DONOR_MIN`` to ``DONOR_MAX`` cloud are the donors. Each case
-pastes a donor's cloud onto a clear target: the donor's own pixels wherever its mask (score,
-no buffer) says cloud, so the cloud and its look are real. The clear target is the truth. Every
-other date of the series (overcast ones and the donor included) is a reference; no S1.
-``--size 100`` first crops every date to its central 100 x 100 pixels (the small images of an
-independent check), and the cases are drawn again from the crops.
+clear targets and dates with ``DONOR_MIN`` to ``DONOR_MAX`` cloud are the donors. The donor's
+cloud is where its own mask (score, no buffer) says cloud: the true mask of the case. Every
+other date of the series (overcast ones and the donor included) is a reference; no S1. Each
+(target, donor) pair gives one case of each kind (``KINDS``):
 
-Three fills, scored on reflectance clipped to [0, 1], all 13 bands, by PSNR on the pasted
-pixels and on the whole image:
+- ``pasted``: the donor's own pixels pasted over its cloud (the cloud and its look are real);
+- ``thin``: the donor's cloud blended over the target at a share of 0.15-0.3 (thin cloud);
+- ``haze``: the whole target blended at ``HAZE`` with the donor's median cloud spectrum (every
+  pixel is the true mask);
+- ``hazy reference``: as ``pasted``, with the reference nearest in date hazy all over (blended
+  at ``HAZE`` with the donor's cloud spectrum);
+- ``shifted reference``: as ``pasted``, with the reference nearest in date shifted by 1-3 px.
 
-- ``median fill``: ``remove --model median-fill`` (every masked pixel from the scene's clear-sky
-  median), through the real ``remove_scene``;
-- ``naive temporal``: the mean of the references clear at the pixel (their own mask), each
-  adjusted per band by a least-squares line fitted on the pixels clear in both, composited with
-  the same mask and feather as ``remove`` (the median fill where no reference is clear);
-- ``--reference``: ``remove --reference R1 ... R29`` through the real ``remove_scene``;
-- ``--reference, no agreement check``: the same with ``reference_fill.AGREEMENT = None`` (every
-  clear reference kept at every pixel; ``cloudfree/agreement.py``);
-- ``--reference, single dates only``: the same with ``joint_fit.KEPT = 0`` (no pair of dates
-  regressed jointly; ``cloudfree/joint_fit.py``);
-- for each case below the median fill + 3 dB, two ceilings that use the hidden truth itself:
+``--half`` keeps the clear targets at even or odd places in time order: settings are tuned on
+one half and the other is reported, held out by date. ``--size 100`` first crops every date to
+its central 100 x 100 pixels (the small images of an independent check). Scored on reflectance
+clipped to [0, 1], all 13 bands, by PSNR on the true mask and on the whole image:
+
+- ``median fill``: ``remove --model median-fill``, through the real ``remove_scene``;
+- ``naive mean, true mask``: the mean of the references clear at the pixel (their own mask),
+  each adjusted per band by a least-squares line fitted on the pixels clear in both, over the
+  TRUE mask (the median fill where no reference is clear);
+- ``--reference``: ``remove --reference R1 ... R29 --temporal-mask`` (the dates judge the
+  clouds, ``cloudfree/temporal_mask.py``); its mask's IoU against the true mask is reported
+  beside the single-date mask's, with the share of pixels outside the true mask kept exactly
+  and its seconds per reference;
+- ``--reference, single-date mask``: ``remove --reference`` without the temporal mask;
+- with ``--ablations``, ``--reference`` with one part turned off (``ABLATIONS``); with
+  ``--shadow``, also ``--reference --shadow``;
+- for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
   the best single reference with each band's line fitted on the truth under the cloud, and
-  all references together (every band of every date clear there), regressed on one half of the
-  truth under the cloud (rows split at the median) and scored on the other half, both ways.
-  They bound what adjusting and mixing the available dates can reach on that case.
-- with ``--shadow``, also ``remove --reference ... --shadow`` (the target's cloud shadows filled
-  too; its whole-image PSNR says what filling the shadow class costs or gains on clear ground).
+  all references together regressed on one half of the truth under the cloud and scored on
+  the other half, both ways.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,13 +64,12 @@ from make_series_sample import cut  # noqa: E402
 
 from cloudfree import joint_fit, reference_fill  # noqa: E402
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
-from cloudfree.remove_scene import composite_alpha, fill_mask, remove_scene  # noqa: E402
+from cloudfree.remove_scene import remove_scene  # noqa: E402
 from cloudfree.sentinel2 import open_sentinel2  # noqa: E402
 
 #: Cloud fractions (default mask) of clear targets and of cloud donors.
 CLEAR_MAX, DONOR_MIN, DONOR_MAX = 0.02, 0.05, 0.95
 REMOVE_MASK = MaskParams(buffer=5)
-FEATHER = inspect.signature(remove_scene).parameters["feather"].default  # as remove
 #: ``--reference`` with one part turned off: row name, module, setting, value that disables it.
 ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", None),
              ("--reference, single dates only", joint_fit, "KEPT", 0)]
@@ -96,11 +103,11 @@ def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
     return float(10 * np.log10(1 / max(np.mean(diff.astype(np.float64) ** 2), 1e-10)))
 
 
-def naive_temporal(cloudy: np.ndarray, median_out: np.ndarray, refs: list[np.ndarray]
-                   ) -> np.ndarray:
-    """Mean of the clear references, each line-fitted per band on the commonly clear pixels."""
-    target_classes = classes(cloudy)
-    target_clear = target_classes == CLEAR
+def naive_temporal(cloudy: np.ndarray, truth_mask: np.ndarray, refs: list[np.ndarray],
+                   median_out: np.ndarray) -> np.ndarray:
+    """Mean of the clear references (their own mask), each line-fitted per band on the pixels
+    clear in both, over the TRUE cloud mask (the median fill where no reference is clear)."""
+    target_clear = ~truth_mask
     total, count = np.zeros_like(cloudy), np.zeros(cloudy.shape[1:])
     for ref in refs:
         clear = classes(ref) == CLEAR
@@ -114,51 +121,118 @@ def naive_temporal(cloudy: np.ndarray, median_out: np.ndarray, refs: list[np.nda
         total += np.where(clear, adjusted, 0)
         count += clear
     estimate = np.where(count > 0, total / np.maximum(count, 1), median_out)
-    alpha = composite_alpha(fill_mask(target_classes, REMOVE_MASK), FEATHER)
-    return alpha * estimate + (1 - alpha) * cloudy
+    return np.where(truth_mask, estimate, cloudy)
 
 
-def run_case(target: Path, donor: Path, others: list[Path], work: Path,
-             shadow: bool = False) -> dict:
+#: The kinds of case: real cloud pasted; a donor's cloud blended thinly over the target (share
+#: ``THIN``); the whole date hazy (``HAZE``); the real cloud with the nearest reference hazy all
+#: over, or shifted by 1-3 px.
+KINDS = ("pasted", "thin", "haze", "hazy reference", "shifted reference")
+THIN = (0.15, 0.3)
+HAZE = 0.2
+
+
+def cloud_spectrum(donor: np.ndarray, cloud: np.ndarray) -> np.ndarray:
+    """The donor's median cloud reflectance [13, 1, 1]."""
+    return np.median(donor[:, cloud], axis=1)[:, None, None]
+
+
+def write_like(path: Path, refl: np.ndarray, profile: dict) -> Path:
+    """Reflectance written back as the series' DN (offset 0, scale 10000)."""
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.clip(np.rint(refl * 10000), 0, 65535).astype(profile["dtype"]))
+    return path
+
+
+def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
+              work: Path) -> tuple[Path, np.ndarray, np.ndarray, list[Path]]:
+    """The cloudy target, its truth, its true cloud mask and the references of one case."""
     truth, truth_dn, profile = read(target)
     donor_refl, donor_dn, _ = read(donor)
-    pasted = classes(donor_refl, MaskParams()) == CLOUD
-    cloudy_dn = np.where(pasted, donor_dn, truth_dn)
-    cloudy_path = work / f"cloudy_{target.stem}.tif"
-    with rasterio.open(cloudy_path, "w", **profile) as dst:
-        dst.write(cloudy_dn)
+    cloud = classes(donor_refl, MaskParams()) == CLOUD
+    refs = list(others)
+    if kind == "thin":
+        share = THIN[0] + (THIN[1] - THIN[0]) * ((number * 0.618) % 1)
+        cloudy = np.where(cloud, (1 - share) * truth + share * donor_refl, truth)
+    elif kind == "haze":
+        cloud = np.ones_like(cloud)
+        cloudy = (1 - HAZE) * truth + HAZE * cloud_spectrum(donor_refl, classes(
+            donor_refl, MaskParams()) == CLOUD)
+    else:
+        cloudy = np.where(cloud, donor_refl, truth)
+    if kind in ("hazy reference", "shifted reference"):
+        nearest = min(range(len(refs)), key=lambda i: abs(
+            np.datetime64(date_of(refs[i].name)) - np.datetime64(date_of(target.name))))
+        ref, _, ref_profile = read(refs[nearest])
+        if kind == "hazy reference":
+            changed = (1 - HAZE) * ref + HAZE * cloud_spectrum(donor_refl, cloud)
+        else:
+            step = 1 + number % 3
+            changed = ndimage.shift(ref, (0, step, -step), order=1, mode="nearest")
+        (work / "refs").mkdir(exist_ok=True)
+        refs[nearest] = write_like(work / "refs" / refs[nearest].name, changed, ref_profile)
+    cloudy_path = write_like(work / f"cloudy_{target.stem}.tif",
+                             np.where(cloud, cloudy, truth), profile)
+    del truth_dn, donor_dn
+    return cloudy_path, truth, cloud, refs
+
+
+def iou(found: np.ndarray, truth: np.ndarray) -> float:
+    return float((found & truth).sum() / max((found | truth).sum(), 1))
+
+
+def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
+             work: Path, ablations: bool = False, shadow: bool = False) -> dict:
+    cloudy_path, truth, pasted, refs_paths = make_case(kind, number, target, donor, others,
+                                                       work)
     cloudy = read(cloudy_path)[0]
     results = {}
     median_path = work / "median.tif"
     remove_scene(cloudy_path, None, median_path, model="median-fill", overwrite=True, quiet=True,
                  cog=False)
     results["median fill"] = read(median_path)[0]
-    refs = [read(p)[0] for p in others]
-    results["naive temporal"] = naive_temporal(cloudy, results["median fill"], refs)
-    ref_path = work / "reference.tif"
-    summary = remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
-                           quiet=True, cog=False)
+    refs = [read(p)[0] for p in refs_paths]
+    results["naive mean, true mask"] = naive_temporal(cloudy, pasted, refs,
+                                                      results["median fill"])
+    ref_path, mask_path = work / "reference.tif", work / "mask.tif"
+    started = time.perf_counter()
+    summary = remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
+                           quiet=True, cog=False, mask_out=mask_path, temporal_mask=True)
+    seconds = time.perf_counter() - started
     results["--reference"] = read(ref_path)[0]
-    for name, module, setting, off in ABLATIONS:
+    remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True, quiet=True,
+                 cog=False)
+    results["--reference, single-date mask"] = read(ref_path)[0]
+    with rasterio.open(mask_path) as src:
+        found = src.read(1) == CLOUD
+    for name, module, setting, off in ABLATIONS if ablations else ():
         kept = getattr(module, setting)
         setattr(module, setting, off)
         try:
-            remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True,
-                         quiet=True, cog=False)
+            remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
+                         quiet=True, cog=False, temporal_mask=True)
         finally:
             setattr(module, setting, kept)
         results[name] = read(ref_path)[0]
     if shadow:
-        remove_scene(cloudy_path, None, ref_path, references=others, overwrite=True, quiet=True,
-                     cog=False, mask_params=MaskParams(buffer=5, shadow=True))
+        remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
+                     quiet=True, cog=False, mask_params=MaskParams(buffer=5, shadow=True))
         results["--reference --shadow"] = read(ref_path)[0]
     whole = np.ones(pasted.shape, bool)
-    row = {"target": target.name, "donor": donor.name, "pasted": float(pasted.mean()),
-            "from_references": summary["pixels_by_source"]["references"],
-            "psnr_pasted": {k: psnr(v, truth, pasted) for k, v in results.items()},
-            "psnr_whole": {k: psnr(v, truth, whole) for k, v in results.items()}}
+    single = classes(cloudy) == CLOUD
+    row = {"kind": kind, "target": target.name, "donor": donor.name,
+           "pasted": float(pasted.mean()),
+           "from_references": summary["pixels_by_source"]["references"],
+           "seconds_per_reference": seconds / len(refs_paths),
+           "mask_iou": {"temporal (--reference)": iou(found, pasted),
+                        "single date (score, 5 px buffer)": iou(single, pasted)},
+           "clear_kept": float(np.mean(np.all(results["--reference"][:, ~pasted]
+                                              == cloudy[:, ~pasted], axis=0)))
+           if (~pasted).any() else None,
+           "psnr_pasted": {k: psnr(v, truth, pasted) for k, v in results.items()},
+           "psnr_whole": {k: psnr(v, truth, whole) for k, v in results.items()}}
     scores = row["psnr_pasted"]
-    if scores["--reference"] < scores["median fill"] + 3:
+    if kind == "pasted" and scores["--reference"] < scores["median fill"] + 3:
         row["ceilings"] = ceilings(truth, pasted, refs)
     return row
 
@@ -206,6 +280,9 @@ def main() -> None:
     parser.add_argument("--half", choices=("even", "odd"),
                         help="only the clear targets at even (0, 2, ...) or odd places in time "
                              "order: tune settings on one half, report the other held out")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, help="only these kinds of case")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also --reference with one part turned off (ABLATIONS)")
     parser.add_argument("--shadow", action="store_true",
                         help="also --reference --shadow (cloud shadows of the target filled too)")
     parser.add_argument("--size", type=int,
@@ -228,47 +305,56 @@ def crop(path: Path, size: int, folder: Path) -> Path:
 
 
 def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
-    """The cases of ``dates`` (clear targets x cloud donors), their table and JSON."""
+    """The cases of ``dates`` (clear targets x cloud donors x kinds), their table and JSON."""
     fractions = {p: float((classes(read(p)[0]) == CLOUD).mean()) for p in dates}
     targets = [p for p in dates if fractions[p] < CLEAR_MAX]
     if args.half:
         targets = targets[args.half == "odd" :: 2]
     donors = [p for p in dates if DONOR_MIN <= fractions[p] <= DONOR_MAX]
-    cases = [(t, d) for t in targets for d in donors][:: args.every]
+    kinds = args.kinds or KINDS
+    cases = [(k, t, d) for t in targets for d in donors for k in kinds][:: args.every]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (target, donor) in enumerate(cases, 1):
+        for i, (kind, target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
-            rows.append(run_case(target, donor, others, Path(tmp), args.shadow))
-            print(f"{i}/{len(cases)} {target.name} <- {donor.name}: "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items()),
+            rows.append(run_case(kind, i, target, donor, others, Path(tmp), args.ablations,
+                                 args.shadow))
+            print(f"{i}/{len(cases)} {kind}: {target.name} <- {donor.name}: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items())
+                  + f"; IoU {rows[-1]['mask_iou']['temporal (--reference)']:.3f}",
                   file=sys.stderr)
-    methods = list(rows[0]["psnr_pasted"])
-    print(f"{len(targets)} clear targets x {len(donors)} cloud donors = {len(rows)} cases, "
-          f"{len(dates) - 1} references each\n")
-    print("| method | PSNR on pasted clouds, dB (mean) | worst case | whole image, dB | "
-          "gain over median fill: mean / worst | cases above median fill + 3 dB |")
-    print("|---|---|---|---|---|---|")
-    base = np.array([r["psnr_pasted"]["median fill"] for r in rows])
-    for m in methods:
-        values = np.array([r["psnr_pasted"][m] for r in rows])
-        whole = np.mean([r["psnr_whole"][m] for r in rows])
-        gain = values - base
-        print(f"| {m} | {values.mean():.2f} | {values.min():.2f} | {whole:.2f} | "
-              f"{gain.mean():+.2f} / {gain.min():+.2f} | {(gain >= 3).sum()}/{len(rows)} |")
-    ours = np.array([r["psnr_pasted"]["--reference"] for r in rows])
-    naive = np.array([r["psnr_pasted"]["naive temporal"] for r in rows])
-    print(f"\n--reference beats the naive temporal fill on {(ours > naive).sum()}/{len(rows)} "
-          f"cases (mean {np.mean(ours - naive):+.2f} dB)")
-    for name, *_ in ABLATIONS:
+    print(f"{len(targets)} clear targets ({args.half or 'all'}) x {len(donors)} cloud donors x "
+          f"{len(kinds)} kinds, every {args.every}: {len(rows)} cases, {len(dates) - 1} "
+          "references each\n")
+    print("| kind | cases | median fill, dB | naive mean (true mask), dB | --reference, dB | "
+          "--reference - naive: mean / worst | --reference - median fill: worst | "
+          "mask IoU temporal / single date | clear pixels kept | s per reference |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for kind in (*kinds, "all"):
+        part = [r for r in rows if kind in ("all", r["kind"])]
+        if not part:
+            continue
+        score = {m: np.array([r["psnr_pasted"][m] for r in part])
+                 for m in ("median fill", "naive mean, true mask", "--reference")}
+        ious = [np.mean([r["mask_iou"][m] for r in part]) for m in part[0]["mask_iou"]]
+        kept = [r["clear_kept"] for r in part if r["clear_kept"] is not None]
+        over_naive = score["--reference"] - score["naive mean, true mask"]
+        over_median = score["--reference"] - score["median fill"]
+        print(f"| {kind} | {len(part)} | {score['median fill'].mean():.2f} | "
+              f"{score['naive mean, true mask'].mean():.2f} | {score['--reference'].mean():.2f} "
+              f"| {over_naive.mean():+.2f} / {over_naive.min():+.2f} | {over_median.min():+.2f} "
+              f"| {ious[0]:.3f} / {ious[1]:.3f} | "
+              f"{np.mean(kept) if kept else float('nan'):.3f} | "
+              f"{np.mean([r['seconds_per_reference'] for r in part]):.3f} |")
+    for name, *_ in ABLATIONS if args.ablations else ():
+        ours = np.array([r["psnr_pasted"]["--reference"] for r in rows])
         change = ours - np.array([r["psnr_pasted"][name] for r in rows])
         print(f"against {name}: better on {(change > 0.005).sum()}, worse on "
-              f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB, "
-              f"largest gain {change.max():+.2f}, largest loss {change.min():+.2f})")
+              f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB)")
     short = [r for r in rows if "ceilings" in r]
     if short:
-        print(f"\nThe {len(short)} cases below the median fill + 3 dB, against ceilings fitted on "
-              "the hidden truth (dB on the pasted clouds; - where too few pixels to fit):\n")
+        print(f"\nThe {len(short)} pasted cases below the median fill + 3 dB, against ceilings "
+              "fitted on the hidden truth (dB on the pasted clouds; - where too few pixels):\n")
         print("| target <- cloud of | pasted | median fill + 3 | --reference | best single date, "
               "fitted on the truth | all dates, fitted on the other half |")
         print("|---|---|---|---|---|---|")

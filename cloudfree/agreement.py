@@ -45,9 +45,10 @@ class Candidates:
         self.variance = np.ones((slots, bands, height, width), np.float32)
 
     def offer(self, index: int, score: np.ndarray, prediction: np.ndarray,
-              variance: np.ndarray, factor: float) -> None:
+              variance: np.ndarray, factor: float | np.ndarray) -> None:
         """A reference's mean weight [h, w] (0 where it is not taken), prediction and residual
-        variance [bands, h, w]: kept where it outweighs the weakest kept one."""
+        variance [bands, h, w], and its time factor (a number, or one per pixel [h, w]): kept
+        where it outweighs the weakest kept one."""
         weakest = np.argmin(self.score, axis=0)
         current = np.take_along_axis(self.score, weakest[None], 0)[0]
         rows, cols = np.nonzero(score > current)
@@ -56,7 +57,7 @@ class Candidates:
         slot = weakest[rows, cols]
         self.score[slot, rows, cols] = score[rows, cols]
         self.index[slot, rows, cols] = index
-        self.factor[slot, rows, cols] = factor
+        self.factor[slot, rows, cols] = factor if np.isscalar(factor) else factor[rows, cols]
         self.prediction[slot, :, rows, cols] = prediction[:, rows, cols].T
         self.variance[slot, :, rows, cols] = variance[:, rows, cols].T
 

@@ -108,6 +108,10 @@ def main() -> None:
 @opt.mask_params()
 @click.option("--score", "score_path", type=PATH,
               help="Also write the float32 cloud score to this GeoTIFF.")
+@click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
+              help="Sentinel-2 L1C of another date of the same place (repeatable, any CRS): "
+                   "where the dates see the ground clear, clouds, haze and shadows are found "
+                   "by comparing the scene with them.")
 @opt.as_json
 @click.option("--block", type=click.IntRange(64, 16384), default=MASK_BLOCK, show_default=True,
               help="Window size in pixels for streaming the scene.")
@@ -117,8 +121,8 @@ def main() -> None:
 @opt.level
 @opt.geotiff_outputs
 @opt.quiet
-def mask(scene, output, mask_params, score_path, as_json, block, threads, offset, level,
-         overwrite, creation_options, cog, quiet):
+def mask(scene, output, mask_params, score_path, references, as_json, block, threads, offset,
+         level, overwrite, creation_options, cog, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata.
 
     SCENE: a GeoTIFF of named bands (13 unnamed: L1C order), an L1C or L2A .SAFE folder, a
@@ -131,7 +135,7 @@ def mask(scene, output, mask_params, score_path, as_json, block, threads, offset
                          score_path=score_path, overwrite=overwrite,
                          creation_options=creation_options, block=block, threads=threads,
                          cog=cog,
-                         quiet=quiet)
+                         quiet=quiet, references=references)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -168,6 +172,13 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "skip one): pixels whose backscatter changed since do not take it. Needs --s1.")
 @click.option("--source-out", type=PATH, help="With --reference: also write the source map "
               "(0 observed, 1..N reference, 254 model, 255 nodata).")
+@click.option("--days-out", type=PATH, help="With --reference: also write the days from the "
+              "scene's date to each pixel's source date (int16; 0 observed, -32768 the model "
+              "or unknown).")
+@click.option("--temporal-mask", is_flag=True,
+              help="With --reference: find clouds, haze and shadows by comparing the dates, "
+                   "fill only those, and give a date no weight where it disagrees with the "
+                   "others.")
 @opt.model_choice()
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")

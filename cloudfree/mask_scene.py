@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from rasterio.windows import Window
 
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.errors import CloudfreeError
+from cloudfree.mask_input import mask_reader
 from cloudfree.masking import (
     CLEAR,
     CLOUD,
@@ -36,6 +37,7 @@ from cloudfree.rasterio_io import (
     scene_io_env,
     with_halo,
 )
+from cloudfree.reference_fill import ReferenceFill, check_references, open_references
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, usable_cores
 
@@ -54,19 +56,6 @@ def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
 
     stats = ordered_map(window_stats, windows, threads)
     return combine_shadow_stats(list(progress(stats, len(windows), "shadow statistics", quiet)))
-
-
-def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
-                ) -> Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """read(window) -> the reflectance of ``bands``, the valid pixels and the scene
-    classification the mask takes (None: the score decides)."""
-    use_scl = params.scl and s2.has_scl
-
-    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        refl, valid = s2.read(window, bands)
-        return refl, valid, s2.read_scl(window) if use_scl else None
-
-    return read
 
 
 def mask_source(s2: Sentinel2, params: MaskParams) -> str:
@@ -91,6 +80,15 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
         return win, classes[inner], score[inner]
 
     return ordered_map(one, windows, threads)
+
+
+def judged_windows(dates: ReferenceFill, windows: list[Window]
+                   ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, classes, score) of each window by the temporal test of ``dates``, in order."""
+    for win in windows:
+        *_, classes, score = dates.target_classes(int(win.row_off), int(win.col_off),
+                                                  int(win.height), int(win.width))
+        yield win, classes, score
 
 
 def require_mask_bands(s2: Sentinel2, params: MaskParams) -> None:
@@ -130,6 +128,7 @@ def mask_scene(
     threads: int | None = None,
     cog: bool = True,
     quiet: bool = False,
+    references: Sequence[Path | str] = (),
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
 
@@ -168,11 +167,18 @@ def mask_scene(
         Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
     quiet : bool
         No progress bar. Default: False.
+    references : sequence of paths
+        Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
+        it): where they see the ground clear, clouds, haze and shadows are found by comparing
+        the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands.
+        Default: none.
 
     Returns
     -------
     dict
-        Summary: output and the cloud, shadow and snow fractions of the valid pixels.
+        Summary: output and the cloud, shadow and snow fractions of the valid pixels; with
+        ``references`` also ``references`` (per reference: path, date, pixels clear in both,
+        used, its measured shift).
     """
     threads = threads or usable_cores()
     output = Path(output)
@@ -180,12 +186,19 @@ def mask_scene(
     check_output(output, overwrite, [Path(scene)], geotiff=True)
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)], geotiff=True)
-    with scene_io_env(), open_sentinel2(scene, offset, level) as s2:
+    check_references(references, (), False, None, scene)
+    with scene_io_env(), open_sentinel2(scene, offset, level) as s2, \
+            ExitStack() as dates_stack:
         require_mask_bands(s2, params)
         log.info("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         windows = block_windows(s2.width, s2.height, block)
         thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads)
                       if params.shadow else None)
+        dates = None
+        if references:
+            dates = open_references(references, s2, params, thresholds, offset=offset,
+                                    level=level, quiet=quiet, temporal=True)
+            dates_stack.callback(dates.close)
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
@@ -200,8 +213,9 @@ def mask_scene(
                 score_dst.update_tags(**mask_tags(params, s2))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.
-            results = stack.enter_context(
-                closing(classified_windows(s2, windows, params, thresholds, threads)))
+            results = stack.enter_context(closing(
+                classified_windows(s2, windows, params, thresholds, threads) if dates is None
+                else judged_windows(dates, windows)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:
@@ -216,6 +230,9 @@ def mask_scene(
     return {
         "input": str(scene),
         "output": str(output),
+        **({} if dates is None else {"references": [
+            {k: v for k, v in r.items() if k != "filled_pixels"}
+            for r in dates.report(np.zeros(256, np.int64))]}),
         "score": str(score_path) if score_path else None,
         **params.to_dict(),
         "offset": s2.offset,

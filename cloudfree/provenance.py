@@ -55,18 +55,20 @@ def sha256(path: Path | str) -> str:
 
 def acquisition_time(s2: Path | str) -> datetime | None:
     """The acquisition time (UTC) from the S2 name (file or .SAFE folder), else its date tags
-    (a .SAFE folder: its product metadata; a STAC item: its datetime)."""
+    (a .SAFE folder: its product metadata; a STAC item: its datetime), else the name of the
+    folder holding it (scenes kept in folders named by date)."""
     s2 = Path(s2)
     if s2.is_dir():  # a .SAFE folder, or a folder of per-band files named with their date
-        return safe_time(s2) or next(
+        found = safe_time(s2) or next(
             filter(None, (time_from_text(p.name) for p in sorted(s2.iterdir()))), None)
-    found = time_from_text(s2.name)
-    if found is None and s2.suffix.lower() == ".json":
-        return stac_time(s2)
-    if found is None and s2.is_file():
-        with rasterio.open(s2) as ds:
-            found = time_from_tags(ds.tags())
-    return found
+    else:
+        found = time_from_text(s2.name)
+        if found is None and s2.suffix.lower() == ".json":
+            found = stac_time(s2)
+        elif found is None and s2.is_file():
+            with rasterio.open(s2) as ds:
+                found = time_from_tags(ds.tags())
+    return found or time_from_text(s2.absolute().parent.name)
 
 
 def provenance_tags(command: str, s2: Path | str, s1: Path | str | None = None, *,

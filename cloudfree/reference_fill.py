@@ -22,6 +22,15 @@ on the scene size nor on the number of references:
    dropped at that pixel (``agreement.py``, ``AGREEMENT``). The source map names, per pixel,
    the reference with the largest weight (among those kept).
 
+With the temporal mask (``temporal=True``; ``remove --temporal-mask``, ``mask --reference``),
+the dates also judge the target (``temporal_mask.py``): after the first statistics pass, the
+test's noise is measured and the pass runs again ``REFITS`` times without the pixels it finds
+cloud; a reference's weight at a pixel is multiplied by its agreement with the others there.
+
+Each reference is registered to the target first (``references.register``); one given twice
+is used once, and one covering less than ``PARTIAL`` of the scene or without a date is warned
+about.
+
 Pixels no reference sees clear are left to the single-date model; clear target pixels are
 never touched (the composite keeps them), and the fill ramps in over the feather at cloud edges
 like the model's prediction.
@@ -49,8 +58,15 @@ from cloudfree.agreement import MIN_AGREEING, Candidates
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.joint_fit import JointFit, JointSums
-from cloudfree.mask_scene import mask_reader
-from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
+from cloudfree.mask_input import mask_reader
+from cloudfree.masking import (
+    CLEAR,
+    CLOUD,
+    MaskParams,
+    ShadowThresholds,
+    classify,
+    combine_shadow_stats,
+)
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.paths import check_input
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
@@ -64,8 +80,10 @@ from cloudfree.references import (
     change_threshold_db,
     changed,
     open_reference,
+    register,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.temporal_mask import GROW, Background, TemporalMask
 from cloudfree.threads import ordered_map, usable_cores
 
 log = logging.getLogger("cloudfree")
@@ -91,8 +109,14 @@ AGREEMENT: float | None = 16.0
 #: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
 #: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.
 STRIP_COLUMNS = 512
+#: Fits on the pixels the temporal test finds clear, after the first on the single-date mask.
+REFITS = 2
+#: Share of the scene a reference must cover not to be warned about.
+PARTIAL = 0.99
 #: Source-map codes besides the references' own 1..N.
 OBSERVED, SINGLE_DATE, SOURCE_NODATA = 0, 254, 255
+#: Days output where no dated source is known (the model, an undated reference, nodata).
+DAYS_NODATA = -32768
 #: Histogram of the S1 difference (dB) for its scene-wide median.
 DIFF_RANGE, DIFF_STEP = 30.0, 0.05
 
@@ -124,7 +148,8 @@ class ReferenceFill:
 
     def __init__(self, target: Sentinel2, references: list[Reference], params: MaskParams,
                  shadow: ShadowThresholds | None, s1=None, combine: str = COMBINE,
-                 skipped: Sequence[dict] = (), bands: Sequence[str] | None = None) -> None:
+                 skipped: Sequence[dict] = (), bands: Sequence[str] | None = None,
+                 temporal: bool = False) -> None:
         self.target, self.references, self.params, self.shadow = target, references, params, \
             shadow
         self.bands = tuple(bands or target.bands)  # read, fitted and filled, in this order
@@ -139,6 +164,8 @@ class ReferenceFill:
         self._groups = [group for size in joint_fit.SIZES  # nearest date first
                         for group in combinations([r.index for r in nearest], size)]
         self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
+        self.judge = temporal  # whether the dates judge the target's clouds (temporal_mask.py)
+        self.temporal: TemporalMask | None = None  # after ``fit``, when they do
 
     @property
     def used(self) -> list[Reference]:
@@ -168,7 +195,28 @@ class ReferenceFill:
         return self.s1 is not None and ref.s1 is not None
 
     def fit(self, quiet: bool) -> None:
-        """The statistics pass over the target and every reference (see the module docstring)."""
+        """The statistics pass (see the module docstring) and the temporal test: fitted first
+        on the pixels the single-date mask finds clear in the target, then again on those the
+        temporal test does not find cloud (thin cloud the single date misses no longer bends
+        the lines), ``REFITS`` times; the test's noise is measured after each fit."""
+        self._statistics(quiet)
+        if not self.judge:
+            return
+        self.temporal = TemporalMask(self.target.height, self.target.width, self.used,
+                                     self._fields(), self.bands)
+        self.temporal.calibrate(self._target_clear, quiet)
+        for _ in range(REFITS):
+            if not self.temporal.calibrated:
+                break
+            self._statistics(quiet)
+            self.temporal.references, self.temporal.fields = self.used, self._fields()
+            self.temporal.calibrate(self._target_clear, quiet)
+
+    def _fields(self) -> dict[int, FitField]:
+        return {r.index: self.fitted[r.index].field for r in self.used}
+
+    def _statistics(self, quiet: bool) -> None:
+        """One statistics pass over the target and every reference."""
         h, w = self.target.height, self.target.width
         cells = (math.ceil(h / CELL), math.ceil(w / CELL))
         fits = {r.index: CellFits(len(self.bands), *cells) for r in self.references}
@@ -177,14 +225,15 @@ class ReferenceFill:
                  for r in self.references if self._checks_change(r)}
         windows = block_windows(w, h, 8 * CELL)
         groups = {group: JointSums.zeros(len(group), len(self.bands)) for group in self._groups}
-        own_clear = dict.fromkeys(fits, 0)
+        own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
             for stats, joint_sums in progress(results, len(windows), "reference statistics",
                                               quiet):
                 for group, sums in joint_sums.items():
                     groups[group] += sums
-                for index, (cells_, shadow_stats, diff, clear) in stats.items():
+                for index, (cells_, shadow_stats, diff, clear, valid) in stats.items():
                     own_clear[index] += clear
+                    own_valid[index] += valid
                     for row, col, sums, fitted in cells_:
                         fits[index].add(row, col, sums, fitted)
                     shadows[index].append(shadow_stats)
@@ -200,6 +249,10 @@ class ReferenceFill:
                 prior = np.max(fitted, axis=0)
                 break
         for ref in self.references:
+            if self.temporal is None and own_valid[ref.index] < PARTIAL * h * w:
+                log.warning("reference %s covers only %.0f%% of the scene: the rest is filled "
+                            "from the other dates or the model", ref.path.name,
+                            100 * own_valid[ref.index] / (h * w))
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
             result = Fitted(None if overcast else fits[ref.index].field(prior),
@@ -259,7 +312,7 @@ class ReferenceFill:
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
             out[ref.index] = (cells, window_shadow_stats(refl, valid, self.bands), diff,
-                              int(clear.sum()))
+                              int(clear.sum()), int(valid.sum()))
         joint_sums = {}
         for group in self._groups:
             common = np.logical_and.reduce([sampled[i][1] for i in group])
@@ -269,13 +322,28 @@ class ReferenceFill:
         return out, joint_sums
 
     def _target_clear(self, top: int, left: int, height: int, width: int):
-        halo = self.params.halo
+        """The target's reflectance and clear mask of a block: by the single-date mask, less
+        what the temporal test finds cloud once it is calibrated."""
+        refl, single, judged, _ = self.target_classes(top, left, height, width)
+        return refl, np.where(judged == CLOUD, CLOUD, single) == CLEAR
+
+    def target_classes(self, top: int, left: int, height: int, width: int):
+        """The target's reflectance, single-date classes, classes by the temporal test (the
+        single-date ones before it is calibrated) and single-date score of a block."""
+        judging = self.temporal is not None and self.temporal.calibrated
+        halo = self.params.halo + (GROW if judging else 0)
         refl, valid, scl = read_padded(mask_reader(self.target, self.bands, self.params), top,
                                        left, height, width, self.target.height,
                                        self.target.width, halo)
-        classes, _ = classify(refl, valid, self.params, self.bands, self.shadow, scl)
+        classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
+        judged = classes
+        if judging:
+            judged = self.temporal.classify(refl, self.bands, classes,
+                                            score > self.params.threshold,
+                                            self.temporal.background(top, left, height, width,
+                                                                     halo))
         inner = (slice(halo, halo + height), slice(halo, halo + width))
-        return refl[:, inner[0], inner[1]], classes[inner] == CLEAR
+        return refl[:, inner[0], inner[1]], classes[inner], judged[inner], score[inner]
 
     def _s1_block(self, s1, top: int, left: int, height: int, width: int) -> np.ndarray:
         """S1 dB of a block of the target grid with the boxcar's context, cropped back after
@@ -285,10 +353,13 @@ class ReferenceFill:
         return block
 
     def estimate(self, top: int, left: int, height: int, width: int,
-                 need: np.ndarray) -> ReferenceBlock | None:
+                 need: np.ndarray, background: Background | None = None
+                 ) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
-        Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another."""
+        Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another; a
+        reference pixel the temporal test finds off the ``background`` of the block (computed
+        when not given) is not taken."""
         used = self.used
         if not used or not need.any():
             return None
@@ -297,12 +368,17 @@ class ReferenceFill:
         for c0 in range(0, width, STRIP_COLUMNS):
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
             if need[:, cols].any():
+                judge = None
+                if self.temporal is not None:
+                    judge = (self.temporal.background(top, left + c0, height, cols.stop - c0)
+                             if background is None else background.crop(slice(None), cols))
                 values[:, :, cols], source[:, cols] = self._strip(
-                    used, top, left + c0, height, cols.stop - c0, need[:, cols])
+                    used, top, left + c0, height, cols.stop - c0, need[:, cols], judge)
         return ReferenceBlock(values, source)
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
-               need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               need: np.ndarray, background: Background | None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """The fill [13, h, w] and source [h, w] of one strip (see :meth:`estimate`)."""
         bands = len(self.bands)
         total = np.zeros((bands, height, width), np.float32)
@@ -321,7 +397,7 @@ class ReferenceFill:
             if self._checks_change(ref) and target_s1 is None:
                 target_s1 = self._s1_block(self.s1, top, left, height, width)
             score = self._add(ref, top, left, height, width, open_, target_s1, total, weights,
-                              candidates, members)
+                              candidates, members, background)
             if score is not None:
                 _name_source(ref.index, score, best, source)
         if self.combine == "weighted":
@@ -335,13 +411,14 @@ class ReferenceFill:
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
              open_: np.ndarray, target_s1: np.ndarray | None, total: np.ndarray,
-             weights: np.ndarray, candidates: Candidates | None, members: dict
-             ) -> np.ndarray | None:
+             weights: np.ndarray, candidates: Candidates | None, members: dict,
+             background: Background | None) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
         mean weight per pixel (None where it adds nothing). A reference of a fitted group also
         leaves its reflectance and pixels taken in ``members``. In place, so that one
-        reference's arrays are held at a time (besides the groups' members)."""
+        reference's arrays are held at a time (besides the groups' members). Pixels where the
+        temporal test finds it off the ``background`` are not taken."""
         refl, _, clear = ref.clear(top, left, height, width)
         take = open_ & clear
         if self._checks_change(ref) and take.any():
@@ -350,14 +427,22 @@ class ReferenceFill:
             take &= ~_crop(moved, CHANGE_BOX // 2)
         if not take.any():
             return None
-        if ref.index in self.joint_members:
-            members[ref.index] = refl, take
         prediction, offset, variance = self.fitted[ref.index].field.at(top, left, height, width)
         prediction *= refl  # gain x reference + offset
         prediction += offset
-        del refl, offset
-        return _accumulate(ref.index, prediction, variance, self._time_factor(ref), take, total,
-                           weights, candidates)
+        del offset
+        factor: float | np.ndarray = self._time_factor(ref)
+        if background is not None:
+            agreement = self.temporal.agreement(prediction[self.temporal.index], background)
+            take &= agreement > 0
+            if not take.any():
+                return None
+            factor = agreement * np.float32(factor)
+        if ref.index in self.joint_members:
+            members[ref.index] = refl, take
+        del refl
+        return _accumulate(ref.index, prediction, variance, factor, take, total, weights,
+                           candidates)
 
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray
                     ) -> list[tuple[int, np.ndarray]]:
@@ -389,6 +474,9 @@ class ReferenceFill:
                  "common_clear_pixels": self.fitted[r.index].common,
                  "used": self.fitted[r.index].field is not None,
                  "filled_pixels": int(source_counts[r.index]),
+                 **({} if r.shift is None else {
+                     "shift_px": [round(r.shift.dx, 2), round(r.shift.dy, 2)],
+                     "shift_applied": r.shift_applied}),
                  **({"s1_bias_db": [round(float(b), 2) for b in self.fitted[r.index].bias]}
                     if self._checks_change(r) else {})}
                 for r in self.references]
@@ -403,6 +491,16 @@ class ReferenceFill:
                 FROM_REFERENCES: str(int(source_counts[1:SINGLE_DATE].sum())),
                 BY_MODEL: str(int(source_counts[SINGLE_DATE]))}
 
+    def days_table(self) -> np.ndarray:
+        """int16 [256]: days from the target to each source-map code's date (0 observed,
+        ``DAYS_NODATA`` where unknown), as FORCE's compositing records them."""
+        table = np.full(256, DAYS_NODATA, np.int16)
+        table[OBSERVED] = 0
+        for ref in self.references:
+            if ref.acquired is not None and self.target_date is not None:
+                table[ref.index] = (ref.acquired - self.target_date).days
+        return table
+
     def close(self) -> None:
         for ref in self.references:
             ref.close()
@@ -415,7 +513,8 @@ def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.nda
     best[wins] = score[wins]
 
 
-def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray, factor: float,
+def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
+                factor: float | np.ndarray,
                 take: np.ndarray, total: np.ndarray, weights: np.ndarray,
                 candidates: Candidates | None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
@@ -503,7 +602,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     reference_s1: Sequence[Path | str | None] = (), s1_units: str = "auto",
                     refine: bool = True, max_shift: float = 10.0, quiet: bool = False,
                     count: int | None = None, level: str = "auto",
-                    bands: Sequence[str] | None = None) -> ReferenceFill:
+                    bands: Sequence[str] | None = None, temporal: bool = False
+                    ) -> ReferenceFill:
     """Open every reference (and its S1) on the target grid and run the statistics pass.
 
     ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
@@ -512,6 +612,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     not overlap the target or cannot be read is skipped with a warning (batch's nearest dates,
     where one scene must not fail another); without, such a reference is an error.
     ``bands``: the target's bands the fill reads and returns, in order (default: all of them).
+    With ``temporal``, the dates also judge the target's clouds (``temporal_mask.py``).
     """
     bands = tuple(bands or target.bands)
     references: list[Reference] = []
@@ -520,6 +621,12 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
         for position, path in enumerate(paths):
             if count is not None and len(references) == count:
                 break
+            twin = next((r.path for r in references if same_file(r.path, Path(path))), None)
+            if twin is not None:
+                log.warning("reference %s is the same as %s: used once", Path(path).name,
+                            twin.name)
+                skipped.append({"path": str(path), "reason": f"the same as {twin}"})
+                continue
             s1_path = reference_s1[position] if reference_s1 else None
             try:
                 references.append(open_one(len(references) + 1, path, s1_path, target, params,
@@ -533,7 +640,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 log.warning("%s: reference %s skipped, the next one taken: %s",
                             target.path.name, Path(path).name, exc)
                 skipped.append({"path": str(path), "reason": str(exc)})
-        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, bands)
+        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, bands,
+                             temporal)
         fill.fit(quiet)
         return fill
     except BaseException:
@@ -542,17 +650,30 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
         raise
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths are one file, or two files with the same bytes."""
+    if a.exists() and b.exists() and a.samefile(b):
+        return True
+    return a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size and \
+        filecmp.cmp(a, b, shallow=False)
+
+
 def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: Sentinel2,
              params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
              max_shift: float, quiet: bool, *, level: str = "auto",
              bands: Sequence[str] | None = None) -> Reference:
-    """One reference (and its S1, if given) on the target grid, read in ``bands``."""
+    """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
+    to it."""
     scene = open_sentinel2(path, offset, level)
     try:
         ref = open_reference(index, scene, target, params, bands)
+        register(ref, target, params)
     except BaseException:
         scene.close()
         raise
+    if ref.acquired is None:
+        log.warning("reference %s has no date (in its name or tags): it weighs as the "
+                    "farthest dated one", ref.path.name)
     if s1_path is not None:
         try:
             ref.s1, _, _ = open_s1_on_grid(s1_path, target, aligned=False, units=s1_units,

@@ -18,6 +18,12 @@ naming ``..._ImgNo_3_2018-02-10_patch_0.tif``), else the ``PRODUCT_START_TIME`` 
 written, last). A reference with no date is allowed; it comes after the dated ones, in the order
 given (``reference_fill.py``).
 
+Registration (``register``): the reference's gradient orientations in ``REGISTER_BANDS`` are
+correlated with the target's on their common clear land, over the central
+``coregister.ESTIMATION_WINDOW`` px (``shift_estimation.py``, the significance and halves rule
+of the S1 co-registration); a trusted shift of at least ``MIN_APPLIED`` px is applied by reading
+the reference that far over (bilinear), and reported.
+
 S1 change check: given the Sentinel-1 of the target date and of a reference date, both on the
 target's grid, a pixel does not take that reference where the backscatter changed by more than
 speckle explains. Both are averaged in linear power over a ``CHANGE_BOX`` x ``CHANGE_BOX``
@@ -34,29 +40,43 @@ excludes the pixel.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import transform as window_transform
 from scipy import ndimage, special
 
-from cloudfree.coregister import Grid, choose_resampling, source_window, warp_onto
+from cloudfree.coregister import (
+    ESTIMATION_WINDOW,
+    Grid,
+    choose_resampling,
+    source_window,
+    warp_onto,
+)
 from cloudfree.errors import CloudfreeError
-from cloudfree.mask_scene import mask_reader
+from cloudfree.mask_input import mask_reader
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import read_padded
 from cloudfree.sentinel1 import db_to_linear
 from cloudfree.sentinel2 import Sentinel2
+from cloudfree.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 
 log = logging.getLogger("cloudfree")
 
 #: Whether a reference's cloud shadows are masked too (from its own scene-wide thresholds).
 REFERENCE_SHADOW = False
+#: Bands whose gradient orientations register a reference to the target, the largest shift
+#: searched (px), and the smallest shift applied (px).
+REGISTER_BANDS: tuple[str, ...] = ("B04", "B08", "B11")
+MAX_REFERENCE_SHIFT = 5.0
+MIN_APPLIED = 0.25
 #: Boxcar (pixels) of the S1 change check, the looks of IW GRD high resolution, the pixels per
 #: independent sample, and the threshold in standard deviations of the speckle log-ratio.
 CHANGE_BOX = 5
@@ -92,6 +112,8 @@ class Reference:
     bands: tuple[str, ...]  # the target's, in its order
     s1: object | None = None  # its Sentinel-1 on the target grid (read(window) -> dB [2, h, w])
     shadow: ShadowThresholds | None = None  # set by the statistics pass
+    shift: ShiftEstimate | None = None  # its measured shift against the target (``register``)
+    shift_applied: bool = False
 
     @property
     def path(self) -> Path:
@@ -115,20 +137,23 @@ class Reference:
         return out, valid
 
     def clear(self, top: int, left: int, height: int, width: int,
-              with_shadow: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Reflectance, valid and clear masks of a block of the target grid (mirrored beyond its
-        edges), classified with the context the mask needs. Without ``with_shadow`` (the
-        statistics pass, before the shadow thresholds are known) only clouds are masked."""
+              with_shadow: bool = True, halo: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reflectance, valid and clear masks of a block of the target grid with ``halo`` pixels
+        around it (mirrored beyond its edges), classified with the context the mask needs.
+        Without ``with_shadow`` (the statistics pass, before the shadow thresholds are known)
+        only clouds are masked."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
-        halo = params.halo
+        context = params.halo + halo
         # its own scene classification when it is on the target's grid (else the score)
         read = mask_reader(self.s2, self.bands, params) if self.resampling is None else \
             lambda w: (*self.read(w), None)
         refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
-                                       self.grid.width, halo)
+                                       self.grid.width, context)
         classes, _ = classify(refl, valid, params, self.bands,
                               self.shadow if with_shadow else None, scl)
-        inner = (slice(halo, halo + height), slice(halo, halo + width))
+        inner = (slice(params.halo, context + height + halo),
+                 slice(params.halo, context + width + halo))
         return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
 
     def close(self) -> None:
@@ -163,6 +188,42 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     acquired = acquisition_date(s2)
     return Reference(index, s2, grid, acquired, resampling,
                      replace(params, shadow=REFERENCE_SHADOW), bands)
+
+
+def register(ref: Reference, target: Sentinel2, params: MaskParams,
+             max_shift: float = MAX_REFERENCE_SHIFT) -> None:
+    """Measure the sub-pixel shift of a reference against the target on their common clear
+    land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``.
+
+    Orientation correlation (``shift_estimation.py``, with its significance and halves rule)
+    of ``REGISTER_BANDS`` over the central ``ESTIMATION_WINDOW`` px of the target grid."""
+    size_h, size_w = min(ESTIMATION_WINDOW, target.height), min(ESTIMATION_WINDOW, target.width)
+    top, left = (target.height - size_h) // 2, (target.width - size_w) // 2
+    bands = [b for b in REGISTER_BANDS if b in ref.bands]
+    if not bands:
+        return
+    halo = params.halo
+    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params), top, left, size_h,
+                                   size_w, target.height, target.width, halo)
+    classes, _ = classify(refl, valid, params, ref.bands, None, scl)
+    inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
+    target_clear = classes[inner] == CLEAR
+    ref_refl, _, ref_clear = ref.clear(top, left, size_h, size_w, with_shadow=False)
+    common = target_clear & ref_clear
+    fields = {}
+    for image, name in ((ref_refl, "reference"), (refl[:, inner[0], inner[1]], "target")):
+        fields[name] = {b: orientation_field(image[ref.bands.index(b)].astype(np.float64),
+                                             common) for b in bands}
+    ref.shift = estimate_shift(fields["reference"], fields["target"], max_shift)
+    if not ref.shift.reliable or math.hypot(ref.shift.dx, ref.shift.dy) < MIN_APPLIED:
+        return
+    # the reference's content lies (dx, dy) px from the target's: read it that far over
+    ref.grid = replace(ref.grid, transform=ref.grid.transform * Affine.translation(
+        ref.shift.dx, ref.shift.dy))
+    ref.resampling = ref.resampling or Resampling.bilinear
+    ref.shift_applied = True
+    log.info("reference %s: shifted by (%.2f, %.2f) px onto the target", ref.path.name,
+             ref.shift.dx, ref.shift.dy)
 
 
 def changed(target_s1: np.ndarray, reference_s1: np.ndarray, bias: np.ndarray,

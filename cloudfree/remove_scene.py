@@ -55,8 +55,8 @@ from cloudfree.local_fill import (
     local_fill,
     source_weight,
 )
+from cloudfree.mask_input import mask_reader
 from cloudfree.mask_scene import (
-    mask_reader,
     mask_source,
     require_mask_bands,
     scene_shadow_thresholds,
@@ -77,6 +77,7 @@ from cloudfree.rasterio_io import (
     scene_io_env,
 )
 from cloudfree.reference_fill import (
+    DAYS_NODATA,
     OBSERVED,
     SINGLE_DATE,
     SOURCE_NODATA,
@@ -318,10 +319,21 @@ class SceneRemoval:
                                        chunk.left, chunk.height, chunk.width, s2.height,
                                        s2.width, halo)
         classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
+        background = None
+        temporal = None if self.references is None else self.references.temporal
+        if temporal is not None:  # other dates judge the clouds where they see clear
+            with self._one_reader:
+                background = temporal.background(chunk.top, chunk.left, chunk.height,
+                                                 chunk.width, halo)
+            classes = temporal.classify(refl, self.bands, classes,
+                                        score > self.params.threshold, background)
         region = fill_mask(classes, self.params)
-        if local is not None:
-            region = haze_region(region, score, valid, local)
-        alpha = (composite_alpha(region, self.options.feather)
+        if local is not None:  # the haze ring, only where no other date judges the pixel
+            ring = haze_region(region, score, valid, local)
+            region = ring if background is None else region | (ring & (background.count == 0))
+        # the temporal mask is tight: its edge pixels are cloud too, replaced in full
+        feather = self.options.feather if background is None else 0
+        alpha = (composite_alpha(region, feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
         with self._one_reader:  # one dataset handle each: S1 and the references
@@ -350,7 +362,8 @@ class SceneRemoval:
         scaling = self.engine.scaling
         with self._one_reader:
             reference = None if self.references is None else self.references.estimate(
-                chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid)
+                chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
+                None if background is None else background.crop(*inner))
         return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
                            valid, classes, alpha, mask[None].astype(np.float32),
                            np.isnan(s1).any(axis=0), bound, reference)
@@ -477,6 +490,8 @@ def remove_scene(
     reference_s1: Sequence[Path | str | None] = (),
     reference_count: int | None = None,
     source_out: Path | str | None = None,
+    temporal_mask: bool = False,
+    days_out: Path | str | None = None,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
 
@@ -570,6 +585,15 @@ def remove_scene(
     source_out : path, optional
         Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
         single-date model, 255 nodata); needs ``references``. Default: none.
+    temporal_mask : bool
+        With ``references``: find the target's clouds, haze and shadows by comparing it with
+        the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
+        observed), and give a reference no weight where it disagrees with the others.
+        Default: False (the single-date mask).
+    days_out : path, optional
+        Also write the int16 days from the target to the date each pixel came from (0
+        observed, negative an earlier reference, -32768 the model, an undated reference or
+        nodata); needs ``references``. Default: none.
 
     Returns
     -------
@@ -582,11 +606,18 @@ def remove_scene(
     started = time.perf_counter()
     output = Path(output)
     inputs = [Path(p) for p in (s2_path, s1_path, *references, *reference_s1) if p is not None]
-    check_distinct({"output": output, "mask output": mask_out, "source output": source_out})
+    check_distinct({"output": output, "mask output": mask_out, "source output": source_out,
+                    "days output": days_out})
     check_output(output, overwrite, inputs, geotiff=True)
     if source_out is not None and not references:
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
                          "filled pixel comes from the model", "source_out", "references")
+    if days_out is not None and not references:
+        raise UsageError("days_out=PATH needs references=S2 (other dates): without them every "
+                         "filled pixel comes from the model", "days_out", "references")
+    if temporal_mask and not references:
+        raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
+                         "mask compares the scene with them", "temporal_mask", "references")
     check_references(references, reference_s1, s1_path is not None, reference_count, s2_path)
     if s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
@@ -599,7 +630,7 @@ def remove_scene(
                              "model=median-fill (which needs no S1)", "s1_path", "references",
                              "model")
         model = FILL_MODEL
-    for extra in (mask_out, preview, source_out):
+    for extra in (mask_out, preview, source_out, days_out):
         if extra is not None:
             check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)
     if preview is not None and Path(preview).suffix.lower() != ".png":
@@ -661,7 +692,8 @@ def remove_scene(
                                     level=level, bands=bands,
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
-                                    max_shift=max_shift, quiet=quiet, count=reference_count)
+                                    max_shift=max_shift, quiet=quiet, count=reference_count,
+                                    temporal=temporal_mask)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)
@@ -684,7 +716,8 @@ def remove_scene(
             **s1_tags,
         }
         counts, sources = write_scene(pipe, output, mask_out, tags, overwrite,
-                                      creation_options, quiet, inputs, preview, cog, source_out)
+                                      creation_options, quiet, inputs, preview, cog, source_out,
+                                      None if days_out is None else Path(days_out))
         used = None if dates is None else dates.report(sources)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
@@ -705,6 +738,7 @@ def remove_scene(
         **({} if dates is None else {
             "references": used, "references_skipped": dates.skipped,
             "source_out": None if source_out is None else str(source_out),
+            "days_out": None if days_out is None else str(days_out),
             "pixels_by_source": {"observed": int(sources[OBSERVED]),
                                  "references": int(sources[1:SINGLE_DATE].sum()),
                                  "single_date_model": int(sources[SINGLE_DATE])}}),
@@ -748,7 +782,8 @@ def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
 def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
                 preview: Path | None = None, cog: bool = True,
-                source_out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+                source_out: Path | None = None, days_out: Path | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Run every chunk, writing released blocks; return the class and source histograms of
     the scene (the second all zero without references)."""
     s2 = pipe.s2
@@ -773,6 +808,12 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             source_dst = outputs.open(source_out, 1, "uint8", SOURCE_NODATA, NEAREST)
             source_dst.update_tags(**tags)
             source_dst.write_colormap(1, source_colormap(len(pipe.references.references)))
+        days_dst = days = None
+        if days_out is not None:
+            days = pipe.references.days_table()
+            days_dst = outputs.open(days_out, 1, "int16", DAYS_NODATA, NEAREST)
+            days_dst.update_tags(**tags)
+            days_dst.set_band_description(1, "days_from_target")
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.bands))
         release = PeriodicRelease()
@@ -792,6 +833,8 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                 source_counts[:] += np.bincount(sources.ravel(), minlength=256)
                 if source_dst is not None:
                     source_dst.write(sources, 1, window=window)
+                if days_dst is not None:
+                    days_dst.write(days[sources], 1, window=window)
             if quicklook is not None:
                 after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
                 quicklook.add(final.row, final.col, original, classes, after)
@@ -820,7 +863,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                         FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
         if pipe.references is not None:
             dst.update_tags(**pipe.references.tags(source_counts))
-        for written in filter(None, (dst, mask_dst, source_dst)):
+        for written in filter(None, (dst, mask_dst, source_dst, days_dst)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
             quicklook.write(Path(preview), overwrite, inputs, outputs.together)

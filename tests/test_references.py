@@ -167,7 +167,7 @@ def test_a_few_hazy_pixels_do_not_set_the_level_of_a_whole_fill(scenes, overcast
     out = tmp_path / "out.tif"
     summary = remove_scene(target, None, out, references=[reference], quiet=True)
     shared = summary["references"][0]["common_clear_pixels"]
-    assert 0 < shared < 64, shared
+    assert shared < 64, shared  # the other date finds them hazy: none may be shared at all
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
     bias = (read(out)[0][:, cloud].astype(np.float64) - truth[:, cloud]).mean(axis=1)
     assert np.abs(bias).max() < 250, bias  # taken in full, the shift gave about 400 DN
@@ -232,7 +232,8 @@ def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
     result = cli("remove", "--s2", target_path, "--reference", half, "-o", out,
                  "--source-out", src_map, "--mask-out", mask, "--json", "--quiet")
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
+    assert "reference half.tif covers only 50% of the scene" in result.stderr
     with rasterio.open(src_map) as ds:
         sources, colours = ds.read(1), ds.colormap(1)
     classes = read(mask)[0][0]

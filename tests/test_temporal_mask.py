@@ -1,0 +1,187 @@
+"""Other dates judge the clouds (``temporal_mask.py``): thin cloud the single date misses, a
+reference hazy all over, clear pixels kept, a shifted reference registered, the warnings.
+
+The scenes: the real clear winter SEN12MS-CR patch is the truth. The target has the real summer
+cumulus blended over it at a quarter of its strength (thin cloud: the single-date score sees
+little of it). The references are other dates built from the truth (another illumination, a
+level 300 DN higher), the real texture of another place added, or a fifth of real cloud
+blended in all over (a hazy date).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import FLOODS_S2, SUMMER_S2, WINTER_CLEAR
+from scipy import ndimage
+
+from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE
+from cloudfree.references import open_reference, register
+from cloudfree.remove_scene import remove_scene
+from cloudfree.sentinel2 import open_sentinel2
+
+#: Share of the summer cloud blended over the truth.
+THIN = 0.25
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile
+
+
+def write(path, data, profile):
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.clip(data, 1, 65535).astype(np.uint16))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dates(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("temporal")
+    with open_sentinel2(SUMMER_S2) as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    summer = read(SUMMER_S2)[0].astype(np.float64)
+    truth, profile = read(WINTER_CLEAR)
+    truth = truth.astype(np.float64)
+    thin = write(folder / "target_20171201.tif",
+                 np.where(cloud, (1 - THIN) * truth + THIN * summer, truth), profile)
+    refs = [write(folder / "ref_20171121.tif", truth * 1.04, profile),
+            write(folder / "ref_20171211.tif", truth + 300, profile),
+            write(folder / "ref_20171221.tif", truth * 0.97 + 100, profile)]
+    return {"folder": folder, "cloud": cloud, "truth": truth, "profile": profile,
+            "thin": thin, "refs": refs}
+
+
+def test_the_dates_find_thin_cloud_the_single_date_misses(dates, cli):
+    out = dates["folder"] / "thin_mask.tif"
+    result = cli("mask", dates["thin"], "--reference", dates["refs"][0], "--reference",
+                 dates["refs"][1], "--reference", dates["refs"][2], "-o", out, "--json",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [r["used"] for r in summary["references"]] == [True] * 3
+    found = read(out)[0][0] == CLOUD
+    single = classify(read(dates["thin"])[0].astype(np.float32) / 10000, None,
+                      MaskParams())[0] == CLOUD
+    cloud = dates["cloud"]
+    iou = (found & cloud).sum() / (found | cloud).sum()
+    single_iou = (single & cloud).sum() / (single | cloud).sum()
+    assert single_iou < 0.3 and iou > 0.9, (iou, single_iou)
+
+
+@pytest.fixture(scope="module")
+def hazy_run(dates):
+    """The summer cumulus pasted in full over the truth, filled from three dates that differ
+    from the truth by the real texture of another place (the Sen1Floods11 chip, a third of it)
+    and a date 2 days from the target, hazy all over: the truth with a fifth of real cloud (the
+    summer cumulus spread over the patch) blended in; with and without the temporal mask."""
+    folder, cloud, truth, profile = (dates[k] for k in ("folder", "cloud", "truth", "profile"))
+    summer = read(SUMMER_S2)[0].astype(np.float64)
+    _, (rows, cols) = ndimage.distance_transform_edt(~cloud, return_indices=True)
+    with rasterio.open(FLOODS_S2) as ds:
+        other = ds.read().astype(np.float64)
+    refs = []
+    for day, (r, c) in (("20171121", (0, 0)), ("20171211", (128, 0)), ("20171221", (0, 128))):
+        texture = other[:, r : r + 256, c : c + 256]
+        texture -= texture.mean(axis=(1, 2), keepdims=True)
+        refs.append(write(folder / f"textured_{day}.tif", truth + texture / 3, profile))
+    refs.append(write(folder / "haze_20171203.tif", 0.8 * truth + 0.2 * summer[:, rows, cols],
+                      profile))
+    target = write(folder / "pasted_20171201.tif", np.where(cloud, summer, truth), profile)
+    runs = {}
+    for temporal in (False, True):
+        out, src, mask, days = (folder / f"{name}_{temporal}.tif"
+                                for name in ("out", "src", "mask", "days"))
+        summary = remove_scene(target, None, out, references=refs, source_out=src,
+                               mask_out=mask, temporal_mask=temporal, days_out=days, quiet=True)
+        runs[temporal] = {"summary": summary, "out": read(out)[0], "source": read(src)[0][0],
+                          "mask": read(mask)[0][0], "days": read(days)[0][0]}
+    return {"target": read(target)[0], **runs}
+
+
+def test_a_reference_hazy_all_over_loses_its_weight(hazy_run, dates):
+    # by its date alone the hazy reference names most of the fill; pixel by pixel the others
+    # find it brighter in blue and aerosol, and its weight falls: the fill comes nearer the truth
+    def share(run):
+        source = run["source"]
+        return (source == 4).sum() / np.isin(source, (1, 2, 3, 4)).sum()
+
+    def rmse(run):
+        cloud = dates["cloud"]
+        return np.sqrt(((run["out"][:, cloud] - dates["truth"][:, cloud]) ** 2).mean())
+
+    assert share(hazy_run[False]) > 0.6, share(hazy_run[False])
+    assert share(hazy_run[True]) < 0.3, share(hazy_run[True])
+    assert rmse(hazy_run[True]) < 0.85 * rmse(hazy_run[False])
+
+
+def test_pixels_the_dates_find_clear_stay_as_observed(hazy_run, dates):
+    run, target = hazy_run[True], hazy_run["target"]
+    clear = run["mask"] == CLEAR
+    assert (run["out"][:, clear] == target[:, clear]).all()
+    assert (run["source"][clear] == OBSERVED).all()
+    # no buffer: clear pixels next to the cloud are kept, where the single-date mask's 5 px
+    # buffer replaced them
+    near = ndimage.binary_dilation(dates["cloud"], iterations=3) & ~dates["cloud"]
+    assert (clear & near).sum() > 0.8 * near.sum()
+    assert (hazy_run[False]["source"][near] != OBSERVED).mean() > 0.9
+
+
+def test_the_days_output_gives_each_pixels_source_date(hazy_run):
+    run = hazy_run[True]
+    source, days = run["source"], run["days"]
+    for code, expected in ((OBSERVED, 0), (1, -10), (2, 10), (3, 20), (4, 2),
+                           (SINGLE_DATE, DAYS_NODATA)):
+        assert (days[source == code] == expected).all(), code
+    assert {1, 2, 3} <= set(np.unique(source))
+
+
+def test_a_shifted_reference_is_registered(dates, hazy_run, tmp_path):
+    truth, profile = dates["truth"], dates["profile"]
+    moved = write(tmp_path / "moved_20171211.tif",
+                  ndimage.shift(truth, (0, 2, -1.5), order=1, mode="nearest"), profile)
+    with open_sentinel2(dates["thin"]) as target:
+        for path, applied in ((moved, True), (dates["refs"][0], False)):
+            ref = open_reference(1, open_sentinel2(path), target, MaskParams(buffer=5))
+            with closing(ref):
+                register(ref, target, ref.params)
+                assert ref.shift_applied == applied
+                if applied:  # the content moved right by -1.5 px and down by 2 px
+                    assert np.allclose((ref.shift.dx, ref.shift.dy), (-1.5, 2), atol=0.25)
+                    read_back = ref.read(rasterio.windows.Window(0, 0, 256, 256))[0]
+                    inner = (slice(None), slice(8, -8), slice(8, -8))
+                    error = np.abs(read_back[inner] * 10000 - truth[inner]).mean()
+                    assert error < 0.2 * np.abs(read_back[inner] * 10000
+                                                - ref.s2.read()[0][inner] * 10000).mean()
+                else:
+                    assert np.hypot(ref.shift.dx, ref.shift.dy) < 0.25
+    # remove reports each reference's shift
+    assert all(not r["shift_applied"] and len(r["shift_px"]) == 2
+               for r in hazy_run[True]["summary"]["references"])
+
+
+def test_the_warnings_and_refusals(dates, cli, tmp_path):
+    undated = write(tmp_path / "other.tif", read(dates["refs"][1])[0], dates["profile"])
+    ref = dates["refs"][0]
+    result = cli("remove", "--s2", dates["thin"], "--reference", ref, "--reference", ref,
+                 "--reference", undated, "-o", tmp_path / "out.tif", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"reference {ref.name} is the same as {ref.name}: used once" in result.stderr
+    assert "reference other.tif has no date (in its name or tags)" in result.stderr
+    result = cli("remove", "--s2", dates["thin"], "--temporal-mask", "-o",
+                 tmp_path / "out2.tif", "--model", "median-fill")
+    assert result.exit_code == 2 and "--temporal-mask needs --reference" in result.output
+
+
+def test_a_reference_without_a_date_takes_its_folders(dates, tmp_path):
+    # scenes kept in folders named by date (as batch --references finds them)
+    (tmp_path / "2017-12-11").mkdir()
+    ref = write(tmp_path / "2017-12-11" / "s2.tif", read(dates["refs"][1])[0], dates["profile"])
+    summary = remove_scene(dates["thin"], None, tmp_path / "out.tif", references=[ref],
+                           quiet=True)
+    assert summary["references"][0]["date"] == "2017-12-11"
