@@ -82,6 +82,7 @@ from cloudfree.reference_fill import (
     source_colormap,
     source_map,
 )
+from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
@@ -259,10 +260,12 @@ class SceneRemoval:
     def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: InferenceSettings,
                  trim: int, params: MaskParams, shadow: ShadowThresholds | None,
                  fill: FillSpectrum | None = None, local: LocalFillParams | None = None,
-                 references: ReferenceFill | None = None):
+                 references: ReferenceFill | None = None,
+                 restoring: RestoreParams | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
+        self.restoring = restoring if self.local is not None else None
         # the local fill's convolutions run on the network's GPU, if any (issue 22: on CPU
         # they were most of the loaders' work, and the loaders starved the GPU)
         self.fill_device = engine.device if engine.device.startswith("cuda") else "cpu"
@@ -301,6 +304,11 @@ class SceneRemoval:
                 network_input, support = local_fill(refl, here,
                                                     source_weight(region, clear, local), s1,
                                                     self.fill.values, local, self.fill_device)
+                if self.restoring is not None:  # what still shows is restored, not filled
+                    network_input, filled = restore(
+                        refl, network_input, here, here & (classes == SHADOW), clear,
+                        self.restoring, self.engine.bands)
+                    mask = region & ~(here & (filled < 0.5))
                 if self.options.max_correction is not None:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
             else:
@@ -438,6 +446,7 @@ def remove_scene(
     reference_s1: Sequence[Path | str | None] = (),
     reference_count: int | None = None,
     source_out: Path | str | None = None,
+    restoring: RestoreParams | None = RestoreParams(),
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
 
@@ -524,6 +533,10 @@ def remove_scene(
     source_out : path, optional
         Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
         single-date model, 255 nodata); needs ``references``. Default: none.
+    restoring : RestoreParams or None
+        On the local base, where the land still shows through thin cloud and haze, take the
+        veil off, and relight cloud shadows (with ``mask_params.shadow``), instead of filling
+        them (``restore.py``); None fills all of them. Default: ``RestoreParams()``.
 
     Returns
     -------
@@ -614,7 +627,7 @@ def remove_scene(
                                     max_correction)
         local = LocalFillParams() if fill_method == "local" else None
         pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, local,
-                            dates)
+                            dates, restoring)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
@@ -625,6 +638,7 @@ def remove_scene(
             "RADIOMETRIC_OFFSET": str(s2.offset),
             "SHADOW_FILLED": str(mask_params.shadow),
             **({"FILL_METHOD": fill_method, "FILL_SOURCE": fill.source,
+                "RESTORED": str(pipe.restoring is not None),
                 "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
                if fill is not None else {}),
             **s1_tags,
