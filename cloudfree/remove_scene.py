@@ -5,7 +5,7 @@ read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> bl
 loader threads (``loader_threads``) while the network runs on the current one, and the last
 finished block composited and written on a writer thread meanwhile.
 
-Models built on the classical fill (``engine.uses_mask``: ``median-fill`` and the default
+Models built on the classical fill (``engine.uses_mask``: the default ``median-fill`` and
 ``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
 has the masked pixels replaced by it, and the fill mask goes with it.
 """
@@ -461,7 +461,7 @@ def remove_scene(
     output : path
         GeoTIFF to write, on the S2 grid with its data type and nodata.
     model : str, optional
-        Bundled model name (``cloudfree models``). Default: ``cloudfree-fillnet`` when neither
+        Bundled model name (``cloudfree models``). Default: ``median-fill`` when neither
         ``checkpoint`` nor ``onnx`` is given; give exactly one of the three.
     checkpoint : path, optional
         A cloudfree or official GLF-CR checkpoint. Default: none.

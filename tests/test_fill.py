@@ -111,18 +111,19 @@ def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
     assert summary["fill"]["source"] == "scene"
 
 
-def test_default_model_is_bundled_fillnet_on_top_of_the_fill():
-    assert {DEFAULT_MODEL, "cloudfree-fillnet-fast", "median-fill"} <= set(bundled_models())
+def test_default_model_is_the_bundled_fill_without_a_network():
+    assert {DEFAULT_MODEL, "cloudfree-fillnet", "cloudfree-fillnet-fast"} <= set(bundled_models())
     engine = open_engine(model=DEFAULT_MODEL, device="cpu")
-    assert engine.arch == "fillnet" and engine.uses_mask
+    assert DEFAULT_MODEL == "median-fill" and engine.arch == "fill" and engine.uses_mask
 
 
 def test_the_fast_model_is_the_small_preset_of_the_default_and_fills_the_same_pixels(tmp_path):
-    """Issue 23: the default is fillnet's paper preset, the fast one its small preset; both
+    """The fillnet model is fillnet's paper preset, the fast one its small preset; both
     trained on every scene of the pool, and both leave clear pixels as they are."""
     widths = {name: load_checkpoint(bundled_models()[name]).config["widths"]
-              for name in (DEFAULT_MODEL, "cloudfree-fillnet-fast")}
-    assert widths == {DEFAULT_MODEL: (32, 64, 96, 128), "cloudfree-fillnet-fast": (16, 32, 48, 64)}
+              for name in ("cloudfree-fillnet", "cloudfree-fillnet-fast")}
+    assert widths == {"cloudfree-fillnet": (32, 64, 96, 128),
+                      "cloudfree-fillnet-fast": (16, 32, 48, 64)}
     outputs = {}
     for name in widths:
         summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / f"{name}.tif", s1_aligned=True,
