@@ -7,7 +7,8 @@ fill would throw it away. Here, over the masked region of a window:
 - the opacity is read from the haze optimised transform HOT = B02 - 0.5 B04 (Zhang, Guindon
   and Cihlar 2002): haze and cloud raise blue more than red, bright land does not. t is the
   excess of HOT over that of the clear land expected there (``expected``: the local fill,
-  ``local_fill.py``), as a share of an opaque cloud's excess, smoothed over the region. Haze
+  ``local_fill.py``), as a share of an opaque cloud's excess, smoothed over the region but
+  never above the pixel's own excess. Haze
   levels from HOT are how haze removal in atmospheric correction works (per-level dark-object
   subtraction, Zhang et al. 2002; Liang, Fang and Chen 2001);
 - the land is unmixed: (observed - t * cloud) / (1 - t) per band, with the cloud spectrum
@@ -68,10 +69,13 @@ def opacity(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray, s
     """Cloud opacity in [0, 1] over ``region`` [H, W] (0 off it), from HOT's excess over the
     expected land."""
     cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
-    excess = smooth_within((hot(reflectance, bands) - hot(expected, bands))[None], region,
-                           sigma)[0]
+    excess = hot(reflectance, bands) - hot(expected, bands)
     room = np.maximum(hot(cloud, bands) - hot(expected, bands), 0.05)
-    return np.where(region, np.clip(excess / room, 0, 1), 0).astype(np.float32)
+    # smoothed, but never above the pixel's own excess: a dark shadow beside a bright core
+    # would otherwise be unmixed to black
+    smooth = smooth_within(excess[None], region, sigma)[0]
+    t = np.clip(np.minimum(smooth, excess) / room, 0, 1)
+    return np.where(region, t, 0).astype(np.float32)
 
 
 def smoothstep_down(x: np.ndarray, low: float, high: float) -> np.ndarray:

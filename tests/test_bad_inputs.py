@@ -355,8 +355,8 @@ def test_evaluate_without_a_model_uses_the_default(tmp_path, cli):
     data = triplet_folder(tmp_path / "data")
     result = cli("evaluate", data, "--json", "-q")
     assert result.exit_code == 0, result.output
-    named = cli("evaluate", data, "--json", "-q", "--model", "cloudfree-fillnet")
-    other = cli("evaluate", data, "--json", "-q", "--model", "median-fill")
+    named = cli("evaluate", data, "--json", "-q", "--model", "median-fill")
+    other = cli("evaluate", data, "--json", "-q", "--model", "cloudfree-fillnet")
     overall = [json.loads(r.stdout)["overall"]["model"] for r in (result, named, other)]
     assert overall[0] == overall[1] != overall[2]
 

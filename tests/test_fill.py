@@ -169,7 +169,9 @@ def test_preview_must_be_a_png(tmp_path, cli):
 
 
 def test_winter_clear_partner_is_closer_after_the_default(tmp_path):
-    """The bundled default on the real winter triplet: no worse than the plain fill."""
+    """The default on the real winter triplet, against its cloud-free image of another date:
+    within 0.3 dB of the plain fill (the other-date guard; the default is chosen on same-date
+    truth, benchmarks/one_date_quality.py)."""
     out = tmp_path / "o.tif"
     params = MaskParams(threshold=0.005, buffer=5)  # the haze is faint: 8 % masked
     remove_scene(WINTER_S2, WINTER_S1, out, s1_aligned=True, quiet=True, mask_params=params)
@@ -179,4 +181,7 @@ def test_winter_clear_partner_is_closer_after_the_default(tmp_path):
     classes, _ = classify(original, None, params)
     cloud = classes == CLOUD
     fill = median_fill(original, cloud, np.ones_like(cloud))
-    assert np.abs(result - truth).mean() <= np.abs(fill - truth).mean() + 1e-4
+    def psnr(x):
+        return -10 * np.log10(((np.clip(x, 0, 1) - np.clip(truth, 0, 1)) ** 2).mean())
+
+    assert psnr(result) >= psnr(fill) - 0.3
