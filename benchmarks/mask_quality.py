@@ -19,6 +19,11 @@ With ``--blend A`` each cloudy date is replaced by ``clear + A * (cloudy - clear
 cloud at a fraction of its depth over the same land (thin cloud, which the pool's pairs hold
 little of), scored against the same truth.
 
+With ``--withheld``, the default mask is also scored with bands withheld as inputs lack them:
+B10 (L2A products have none: the score runs without its B01 + B10 term), and B01 with B10 (band
+subsets such as B02-B08, B11, B12: the B01 ramp goes too). The same pairs and truth, so the rows
+compare directly with the full score's.
+
 A clear real scene outside the pairs (``--clear``, default the cloud-free Sen1Floods11 scene of
 ../shared/data, whose bright roofs are this score's known weakness) gives one more false alarm
 figure.
@@ -173,9 +178,19 @@ def ukis_csmask() -> Masker | None:
     return run
 
 
-def methods(extra: bool) -> dict[str, Masker]:
+def withheld(*missing: str) -> Masker:
+    """The default mask run on the bands but ``missing`` (as an input without them is)."""
+    keep = [i for i, b in enumerate(BANDS) if b not in missing]
+    bands = tuple(BANDS[i] for i in keep)
+    return lambda refl: classify(refl[keep], None, MaskParams(), bands)[0] == CLOUD
+
+
+def methods(extra: bool, without: bool = False) -> dict[str, Masker]:
     """The masks to score, by the name printed in the table."""
     table: dict[str, Masker] = {"cloudfree mask (defaults)": ours(MaskParams())}
+    if without:
+        table |= {"defaults, B10 withheld (L2A)": withheld("B10"),
+                  "defaults, B01 and B10 withheld": withheld("B01", "B10")}
     if extra:
         table |= {
             "--no-hot (the default before the HOT test)": ours(MaskParams(hot=False)),
@@ -231,6 +246,8 @@ def main() -> None:
     parser.add_argument("--blend", type=float, default=1.0,
                         help="score clear + BLEND * (cloudy - clear) instead of each cloudy date: "
                              "its real cloud made thin (default 1, the cloudy date itself)")
+    parser.add_argument("--withheld", action="store_true",
+                        help="also score the default mask with B10 (and B01 with B10) withheld")
     args = parser.parse_args()
     pairs = blended(load_pairs(args.folders), args.blend)
     with open_sentinel2(args.clear) as s2:
@@ -244,11 +261,19 @@ def main() -> None:
     print("| mask | IoU | precision | recall | cores: recall | edge zone: IoU | rest: IoU | "
           f"cloud on the clear twins: mean / worst | cloud on {args.clear.stem} |\n"
           "|---|---|---|---|---|---|---|---|---|")
-    for name, masker in methods(args.variants).items():
+    for name, masker in methods(args.variants, args.withheld).items():
         r = score(masker, pairs, clear)
         print(f"| {name} | {r['iou']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
               f"{r['thick_recall']:.3f} | {r['edge_iou']:.3f} | {r['rest_iou']:.3f} | "
               f"{r['clear_mean']:.1%} / {r['clear_max']:.1%} | {r['clear_scene']:.1%} |")
+    if args.withheld:
+        full = ours(MaskParams())
+        for name, masker in list(methods(False, True).items())[1:3]:
+            both = [(full(p.cloudy), masker(p.cloudy)) for p in pairs]
+            same = sum(int((a & b).sum()) for a, b in both)
+            either = sum(int((a | b).sum()) for a, b in both)
+            print(f"{name}: IoU with the full score's mask {same / max(either, 1):.4f} "
+                  f"({either - same} of {sum(a.size for a, _ in both)} pixels differ)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/tiling_dependence.py                 # 1024^2 mosaic, bundled default
     python benchmarks/tiling_dependence.py --model median-fill --size 2048
+    python benchmarks/tiling_dependence.py --size 256 --tiles 16 32 64 88 128   # one tile: whole
 
 The local base (`--fill local`, the default) is computed per chunk of tiles, with 64 px of
 context around it; its wider scale (a 48 px Gaussian) reaches past that context at a chunk's
@@ -43,7 +44,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--model", default="cloudfree-fillnet", help="a bundled fill model")
+    parser.add_argument("--tiles", type=int, nargs="*", default=[],
+                        help="also these --tile sizes (at --size 256 the default is one tile)")
     args = parser.parse_args()
+    variants = VARIANTS + tuple(["--tile", str(t)] for t in args.tiles)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         s2, s1 = make_scene(folder, args.size)
@@ -51,7 +55,7 @@ def main() -> None:
         print(f"{'base':7} {'variant':16} {'changed':>8} {'mean':>6} {'p99':>5} {'max':>5}  (DN)")
         for base in ("local", "median"):
             default = removed(s2, s1, folder / "default.tif", args.model, ["--fill", base])
-            for variant in VARIANTS:
+            for variant in variants:
                 out = removed(s2, s1, folder / "variant.tif", args.model,
                               ["--fill", base, *variant])
                 diff = np.abs(out - default)

@@ -55,7 +55,7 @@ log = logging.getLogger("cloudfree")
 
 COMMANDS = ("remove", "mask")
 #: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
-MASK_OPTIONS = frozenset({"offset", "creation_options", "overwrite", "cog"})
+MASK_OPTIONS = frozenset({"offset", "level", "creation_options", "overwrite", "cog"})
 #: remove options that decide whether the model can run at all (checked before any scene)
 ENGINE_OPTIONS = ("model", "checkpoint", "onnx", "device", "precision", "tile", "overlap")
 REPORT_FORMATS = (".json", ".csv")

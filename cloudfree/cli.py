@@ -99,15 +99,20 @@ def main() -> None:
 @click.option("--threads", type=click.IntRange(1, 1024),
               help="Windows read and classified at once [default: all usable cores].")
 @opt.offset
+@opt.level
 @opt.geotiff_outputs
 @opt.quiet
-def mask(scene, output, mask_params, score_path, as_json, block, threads, offset, overwrite,
-         creation_options, cog, quiet):
-    """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 L1C scene; 0 clear, 255 nodata."""
+def mask(scene, output, mask_params, score_path, as_json, block, threads, offset, level,
+         overwrite, creation_options, cog, quiet):
+    """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata.
+
+    SCENE: a GeoTIFF of named bands (13 unnamed: L1C order), an L1C or L2A .SAFE folder, a
+    folder of per-band files or a STAC item (.json) of local files.
+    """
     from cloudfree.mask_scene import mask_scene
 
     summary = mask_scene(scene, output or default_output(scene, "_mask"), mask_params,
-                         offset=offset,
+                         offset=offset, level=level,
                          score_path=score_path, overwrite=overwrite,
                          creation_options=creation_options, block=block, threads=threads,
                          cog=cog,
@@ -138,8 +143,9 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @main.command()
 @opt.s1_s2("<s2>_cloudfree.tif", s1_required=False)
 @click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
-              help="Sentinel-2 L1C of another date of the same place (repeatable, any CRS): "
-                   "clouds it sees clear are filled from it; the model fills the rest.")
+              help="Sentinel-2 of another date of the same place, in any form --s2 takes "
+                   "(repeatable, any CRS): clouds it sees clear are filled from it; the model "
+                   "fills the rest.")
 @click.option("--reference-s1", "reference_s1", multiple=True, metavar="S1|none",
               callback=lambda ctx, p, v: tuple(None if x.lower() == "none" else Path(x)
                                                for x in v),
@@ -179,6 +185,7 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @opt.mask_params(buffer=5)
 @opt.as_json
 @opt.offset
+@opt.level
 @opt.geotiff_outputs
 @opt.quiet
 def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **options):
@@ -196,8 +203,7 @@ def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **
         dates = "" if sources is None else \
             f", {sources['references']} pixels from other dates, the rest"
         click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud{dates} "
-                   f"with {summary['model']} ({summary['tiles_run']} tiles, "
-                   f"{summary['seconds']:.1f} s)")
+                   f"with {summary['model']} in {summary['seconds']:.1f} s")
 
 
 @main.command()
@@ -263,12 +269,13 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="Tiles per forward pass.")
 @opt.precision(default=None)
 @opt.offset
+@opt.level
 @opt.geotiff_outputs
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references, masks,
           dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
-          offset, overwrite, creation_options, cog, quiet):
+          offset, level, overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
 
     --masks, --model, --checkpoint, --onnx, --device, --tile, --batch-size and --precision
@@ -279,6 +286,7 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references, 
     options = {"model": model, "checkpoint": checkpoint, "onnx": onnx, "device": device,
                "tile": tile,
                "batch_size": batch_size, "precision": precision, "offset": offset,
+               "level": None if level == "auto" else level,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
                "cog": cog, "masks": masks}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,

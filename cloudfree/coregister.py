@@ -30,7 +30,7 @@ from rasterio.windows import transform as window_transform
 
 from cloudfree.cog import AVERAGE
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.masking import CLEAR, MASK_BANDS, MaskParams, classify
+from cloudfree.masking import CLEAR, MaskParams, classify
 from cloudfree.provenance import SHIFT_APPLIED, SHIFT_X, SHIFT_Y, provenance_tags
 from cloudfree.rasterio_io import (
     DEFAULT_BLOCK,
@@ -189,11 +189,13 @@ def estimation_windows(width: int, height: int) -> list[Window]:
 
 def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | None:
     """Orientation fields of the refinement bands, clouds left out; None if too little valid."""
-    bands = REFINE_BANDS + tuple(b for b in MASK_BANDS if b not in REFINE_BANDS)
-    masked = all(b in s2.band_sources for b in bands)
+    params = MaskParams(buffer=CLOUD_BUFFER)
+    mask_bands = params.bands_for(s2.bands)
+    bands = REFINE_BANDS + tuple(b for b in mask_bands if b not in REFINE_BANDS)
+    masked = not s2.missing(bands)
     reflectance, valid = s2.read(window, bands=bands if masked else REFINE_BANDS)
     if masked:
-        classes, _ = classify(reflectance, valid, MaskParams(buffer=CLOUD_BUFFER), bands=bands)
+        classes, _ = classify(reflectance, valid, params, bands=bands)
         valid &= classes == CLEAR
     if valid.mean() < MIN_VALID:
         return None
@@ -269,8 +271,14 @@ def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: R
     reliable = [e for e in estimates if e.reliable]
     inliers = sum(e.inlier for e in reliable)
     if field is None:
-        reasons = sorted({e.reason for e in estimates}) or ["no window to estimate on"]
-        return FieldEstimate(estimates, None, False, "; ".join(reasons))
+        best = max(estimates, key=lambda e: e.significance, default=None)
+        if best is None:
+            reason = "no window to estimate on"
+        elif len(estimates) == 1:
+            reason = best.reason
+        else:
+            reason = f"none of {len(estimates)} windows reliable; the best: {best.reason}"
+        return FieldEstimate(estimates, None, False, reason)
     if inliers <= MIN_INLIER_SHARE * len(reliable):
         return FieldEstimate(estimates, field, False, f"windows disagree: only {inliers} of "
                              f"{len(reliable)} reliable windows fit one smooth field")
@@ -395,8 +403,8 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                          r["reliable_windows"], r["windows"], r["inlier_windows"],
                          r["significance"])
             else:
-                log.info("S1 co-registration: no reliable residual shift found (%s); S1 used "
-                         "as georeferenced", estimate.reason)
+                log.info("S1 co-registration: Sentinel-1 used as georeferenced, without shift "
+                         "correction: %s", estimate.reason)
         elif refine:
             log.info("no Sentinel-2 bands given: shift refinement skipped")
         return CoregisterResult(s1, grid, overlap, estimate, resampling, threads)
@@ -501,6 +509,29 @@ class AlignedS1:
         self.s1.close()
 
 
+def grid_differences(crs, transform, size: tuple[int, int], grid) -> list[str]:
+    """What differs between a raster's grid and ``grid`` (CRS, pixel size, origin, size), each
+    as 'what <the raster's> vs <the grid's>'."""
+    def pixel(t) -> str:
+        return f"{abs(t.a):g} x {abs(t.e):g}" + (" rotated" if t.b or t.d else "")
+
+    tolerance = 1e-6 * abs(grid.transform.a)
+    differences = []
+    if crs != grid.crs:
+        differences.append(f"CRS {crs.to_string() if crs else None} vs {grid.crs.to_string()}")
+    if not np.allclose([transform.a, transform.b, transform.d, transform.e],
+                       [grid.transform.a, grid.transform.b, grid.transform.d, grid.transform.e],
+                       rtol=0, atol=tolerance):
+        differences.append(f"pixel size {pixel(transform)} vs {pixel(grid.transform)}")
+    if not np.allclose([transform.c, transform.f], [grid.transform.c, grid.transform.f], rtol=0,
+                       atol=tolerance):
+        differences.append(f"origin ({transform.c:.2f}, {transform.f:.2f}) vs "
+                           f"({grid.transform.c:.2f}, {grid.transform.f:.2f})")
+    if size != (grid.width, grid.height):
+        differences.append(f"size {size[0]}x{size[1]} vs {grid.width}x{grid.height}")
+    return differences
+
+
 def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units: str,
                     refine: bool, max_shift: float, quiet: bool):
     """S1 readable on the S2 grid, with tags and a report of how it got there."""
@@ -509,13 +540,12 @@ def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units:
                                     max_shift=max_shift, quiet=quiet)
         return result, result.tags(), result.report()
     s1 = open_sentinel1(s1_path, units)
-    same = (s1.crs == s2.crs and (s1.width, s1.height) == (s2.width, s2.height)
-            and s1.transform.almost_equals(s2.transform, precision=1e-6 * abs(s2.transform.a)))
-    if not same:
+    differences = grid_differences(s1.crs, s1.transform, (s1.width, s1.height), s2)
+    if differences:
         s1.close()
         raise CloudfreeError(
-            f"s1_aligned=True: {Path(s1_path).name} ({s1.crs}, {s1.width}x{s1.height}) is not "
-            f"on the Sentinel-2 grid ({s2.crs}, {s2.width}x{s2.height}); drop s1_aligned=True "
-            "to co-register it", "s1_aligned")
+            f"s1_aligned=True: {Path(s1_path).name} is not on the Sentinel-2 grid "
+            f"(S1 vs S2: {'; '.join(differences)}); drop s1_aligned=True to co-register it",
+            "s1_aligned")
     return AlignedS1(s1), {"S1_ALIGNED": "TRUE", SHIFT_APPLIED: "FALSE"}, \
         {"s1": str(s1.path), "aligned": True, "s1_units": s1.units}

@@ -18,9 +18,12 @@ training pool's train split (``scripts/build_training_set.py``; printed by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from cloudfree.sentinel2 import BANDS
 
 #: Bases of the fill models in ``remove``: the local fill (``local_fill.py``), or the scene
 #: median alone (this module).
@@ -73,12 +76,15 @@ class ClearHistogram:
         self.counts += counts
         self.valid += valid
 
-    def spectrum(self, min_clear_fraction: float = MIN_CLEAR_FRACTION) -> FillSpectrum:
-        """The clear-sky median of every band, or the prior when too little is clear."""
+    def spectrum(self, min_clear_fraction: float = MIN_CLEAR_FRACTION,
+                 bands: Sequence[str] = BANDS) -> FillSpectrum:
+        """The clear-sky median of every band, or the prior of ``bands`` (the histogram's, in
+        order) when too little is clear."""
         clear = int(self.counts[0].sum())
         fraction = clear / self.valid if self.valid else 0.0
         if clear == 0 or fraction < min_clear_fraction:
-            return FillSpectrum(PRIOR_REFLECTANCE, "prior", fraction)
+            prior = dict(zip(BANDS, PRIOR_REFLECTANCE, strict=True))
+            return FillSpectrum(tuple(prior[b] for b in bands), "prior", fraction)
         cumulative = np.cumsum(self.counts, axis=1)
         # lower and upper median bins, averaged as numpy's median does for even counts
         low = np.argmax(cumulative >= (clear + 1) // 2, axis=1)

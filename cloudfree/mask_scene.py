@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -56,18 +56,47 @@ def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
     return combine_shadow_stats(list(progress(stats, len(windows), "shadow statistics", quiet)))
 
 
+def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
+                ) -> Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """read(window) -> the reflectance of ``bands``, the valid pixels and the scene
+    classification the mask takes (None: the score decides)."""
+    use_scl = params.scl and s2.has_scl
+
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        refl, valid = s2.read(window, bands)
+        return refl, valid, s2.read_scl(window) if use_scl else None
+
+    return read
+
+
+def mask_source(s2: Sentinel2, params: MaskParams) -> str:
+    """What the mask of ``s2`` comes from, for the tags and the log."""
+    if params.scl and s2.has_scl:
+        return "SCL"
+    return "score" if "B10" in s2.bands else "score without B10"
+
+
 def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
                        shadow: ShadowThresholds | None,
                        threads: int) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """(window, classes, score) of each window, in order; read and classified on ``threads``."""
 
+    bands = params.bands_for(s2.bands)
+    read = mask_reader(s2, bands, params)
+
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
         read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
-        refl, valid = s2.read(read_win, params.bands)
-        classes, score = classify(refl, valid, params, params.bands, shadow)
+        refl, valid, scl = read(read_win)
+        classes, score = classify(refl, valid, params, bands, shadow, scl)
         return win, classes[inner], score[inner]
 
     return ordered_map(one, windows, threads)
+
+
+def require_mask_bands(s2: Sentinel2, params: MaskParams) -> None:
+    """Fail with one line when the input lacks the bands the mask cannot run without."""
+    s2.require(params.required, f"the {params.method} cloud mask",
+               "give an input with B02, B03 and B04 at least (and B08, B11 for --shadow)")
 
 
 def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
@@ -80,6 +109,8 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "BUFFER_PIXELS": str(params.buffer),
         "SHADOW": str(params.shadow),
         "HOT_TEST": str(params.hot),
+        "MASK_SOURCE": mask_source(s2, params),
+        "PROCESSING_LEVEL": s2.level,
         "RADIOMETRIC_OFFSET": str(s2.offset),
         "CLASSES": "0=clear 1=cloud 2=shadow 3=snow 255=nodata",
     }
@@ -91,6 +122,7 @@ def mask_scene(
     params: MaskParams = MaskParams(),
     *,
     offset: str | int | None = "auto",
+    level: str = "auto",
     score_path: Path | str | None = None,
     overwrite: bool = False,
     creation_options: dict[str, str] | None = None,
@@ -106,7 +138,8 @@ def mask_scene(
     Parameters
     ----------
     scene : path
-        Sentinel-2 L1C scene: a 13-band GeoTIFF or a ``.SAFE`` folder.
+        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (13 unnamed: L1C order), a
+        ``.SAFE`` folder, a folder of per-band files or a STAC item of local files.
     output : path
         Mask GeoTIFF to write, on the scene's grid.
     params : MaskParams
@@ -115,6 +148,10 @@ def mask_scene(
     offset : {"auto", "0", "1000"} or int
         Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
         product metadata or tags, else assumes 0. Default: ``"auto"``.
+    level : {"auto", "L1C", "L2A"}
+        Processing level; ``auto`` reads the metadata, else the band set (the scene
+        classification SCL, or no B10: L2A). An L2A scene's SCL gives the mask when
+        ``params.scl``. Default: ``"auto"``.
     score_path : path, optional
         Also write the float32 cloud score to this GeoTIFF. Default: none.
     overwrite : bool
@@ -143,8 +180,9 @@ def mask_scene(
     check_output(output, overwrite, [Path(scene)], geotiff=True)
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)], geotiff=True)
-    with scene_io_env(), open_sentinel2(scene, offset) as s2:
-        s2.require(params.bands, f"the {params.method} cloud mask")
+    with scene_io_env(), open_sentinel2(scene, offset, level) as s2:
+        require_mask_bands(s2, params)
+        log.info("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         windows = block_windows(s2.width, s2.height, block)
         thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads)
                       if params.shadow else None)
@@ -181,6 +219,8 @@ def mask_scene(
         "score": str(score_path) if score_path else None,
         **params.to_dict(),
         "offset": s2.offset,
+        "level": s2.level,
+        "mask_source": mask_source(s2, params),
         "width": s2.width,
         "height": s2.height,
         "valid_pixels": valid_pixels,

@@ -13,6 +13,14 @@ the score softly (ramp from 1 at NDSI 0.6 to 0 at 0.8), then a 5x5 grey closing 
 filter before thresholding. Shadows use the cloud shadow index CSI = (B08 + B11) / 2 with
 scene-wide thresholds min + 3/4 (mean - min) on CSI and min + 5/6 (mean - min) on B02, then a 5x5
 majority (median) filter, as in that detector.
+
+Band subsets: the score needs B02, B03 and B04; a ramp whose band is missing is left out (L2A
+products have no B10: the score then runs without the B01 + B10 term; ``benchmarks/mask_quality.py
+--without B10`` measures what that costs), and without B11 there is no snow test. Where an L2A
+product's scene classification (SCL, Sen2Cor) comes with the bands, it gives the classes instead:
+cloud of medium and high probability and thin cirrus are cloud, cloud shadow is shadow, snow is
+snow, no data is nodata; water and everything else are clear. The score is still computed (the
+local fill's haze ring reads it).
 """
 
 from __future__ import annotations
@@ -29,11 +37,18 @@ from cloudfree.sentinel2 import BANDS
 CLEAR, CLOUD, SHADOW, SNOW, NODATA = 0, 1, 2, 3, 255
 #: Bands of the cloud score and the snow test.
 SCORE_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10", "B11")
+#: Score bands it cannot run without; the others' terms are left out when they are missing.
+REQUIRED_BANDS: tuple[str, ...] = ("B02", "B03", "B04")
+#: Scene classification (SCL) values of cloud (medium, high probability, thin cirrus), cloud
+#: shadow, snow and no data (ESA, Sentinel-2 L2A product specification, Sen2Cor).
+SCL_CLOUD, SCL_SHADOW, SCL_SNOW, SCL_NODATA = (8, 9, 10), 3, 11, 0
 #: Bands of the shadow test (CSI and blue).
 SHADOW_BANDS: tuple[str, ...] = ("B02", "B08", "B11")
-#: Every band some mask option reads, in L1C order.
-MASK_BANDS: tuple[str, ...] = tuple(b for b in BANDS if b in SCORE_BANDS + SHADOW_BANDS)
 METHODS = ("score", "dsen2cr")
+#: The largest cloud buffer, in pixels (3 km at 10 m). Windows are read with the buffer as context
+#: around them, so memory grows with its square: `remove` on the bundled 256 px sample peaks at
+#: 0.78 GB with 200 px, 1.0 GB with 500 and 2.6 GB with 1000 (benchmarks/buffer_memory.py).
+MAX_BUFFER = 300
 
 
 @dataclass(frozen=True)
@@ -46,12 +61,18 @@ class MaskParams:
     buffer: int = 0
     shadow: bool = False
     hot: bool = True
+    scl: bool = True  # classes from an L2A product's scene classification, when it has one
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UsageError(f"unknown mask method {self.method!r} (use {' or '.join(METHODS)})")
         if self.buffer < 0:
             raise UsageError(f"buffer={self.buffer} must be at least 0 pixels", "buffer")
+        if self.buffer > MAX_BUFFER:
+            raise UsageError(
+                f"buffer={self.buffer} is more than the {MAX_BUFFER} px allowed: every window is "
+                "read with that much context around it, and memory grows with its square (2.6 GB "
+                f"at 1000 px on a 256 px scene); give buffer={MAX_BUFFER} or less", "buffer")
         for name, low in (("threshold", 0), ("ndsi_threshold", -1)):
             if not low <= getattr(self, name) <= 1:  # NaN too
                 raise UsageError(f"{name}={getattr(self, name)} must be in {low}..1", name)
@@ -64,9 +85,20 @@ class MaskParams:
 
     @property
     def bands(self) -> tuple[str, ...]:
-        """The bands these options read, in L1C order."""
+        """The bands these options read from a full L1C product, in L1C order."""
         needed = SCORE_BANDS + (SHADOW_BANDS if self.shadow else ())
         return tuple(b for b in BANDS if b in needed)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The bands these options cannot run without."""
+        return tuple(b for b in self.bands if b in REQUIRED_BANDS
+                     or (self.shadow and b in SHADOW_BANDS))
+
+    def bands_for(self, present: Sequence[str]) -> tuple[str, ...]:
+        """The bands to read from an input with the bands ``present``: the required ones (even
+        if missing, for the caller's error) and the others it has, in L1C order."""
+        return tuple(b for b in self.bands if b in self.required or b in present)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,10 +136,13 @@ def _pick(reflectance: np.ndarray, bands: Sequence[str],
 
 
 def raw_score(b: dict[str, np.ndarray]) -> np.ndarray:
-    """Eq. 13 without the snow test, in [0, 1] (the minimum of the ramps, clipped once)."""
+    """Eq. 13 without the snow test, in [0, 1] (the minimum of the ramps, clipped once); the
+    ramps of missing bands (B01, B10) are left out."""
     score = _ramp(b["B02"], 0.1, 0.5)
-    np.minimum(score, _ramp(b["B01"], 0.1, 0.3), out=score)
-    np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2), out=score)
+    if "B01" in b:
+        np.minimum(score, _ramp(b["B01"], 0.1, 0.3), out=score)
+    if "B01" in b and "B10" in b:
+        np.minimum(score, _ramp(b["B01"] + b["B10"], 0.15, 0.2), out=score)
     np.minimum(score, _ramp(b["B02"] + b["B03"] + b["B04"], 0.2, 0.8), out=score)
     return np.clip(score, 0.0, 1.0, out=score).astype(np.float32, copy=False)
 
@@ -119,7 +154,10 @@ def hot_positive(b: dict[str, np.ndarray]) -> np.ndarray:
 
 def shadow_thresholds(reflectance: np.ndarray, valid: np.ndarray,
                       bands: Sequence[str] = BANDS) -> tuple[np.ndarray, np.ndarray]:
-    """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined."""
+    """Per-window (min, sum, count) statistics of CSI and B02 over valid pixels, to be combined
+    (none, as over no pixel, when ``bands`` lack B08 or B11: then nothing is shadow)."""
+    if any(b not in bands for b in SHADOW_BANDS):
+        return np.array([np.inf, np.inf]), np.zeros(3)
     b = _pick(reflectance, bands, SHADOW_BANDS)
     csi = ((b["B08"] + b["B11"]) / 2)[valid]
     blue = b["B02"][valid]
@@ -146,21 +184,24 @@ def classify(
     params: MaskParams = MaskParams(),
     bands: Sequence[str] = BANDS,
     shadow: ShadowThresholds | None = None,
+    scl: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Classes uint8 [H, W] (0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata) and score float32.
 
     ``reflectance`` holds the bands named in ``bands`` (default: all 13 in L1C order). With
     ``params.shadow`` and no ``shadow`` thresholds, they are computed from this array alone.
+    ``scl``: an L2A scene classification [H, W] on the same pixels, which then gives the classes
+    (``params.scl`` is for the caller, who reads it or not).
     """
-    b = _pick(reflectance, bands, params.bands)
+    b = _pick(reflectance, bands, params.bands_for(bands))
     h, w = b["B02"].shape
     valid = np.ones((h, w), bool) if valid is None else valid
     all_valid = bool(valid.all())
     if not all_valid:
         b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
     raw = raw_score(b)
-    ndsi = _ndsi(b["B03"], b["B11"])
-    snowy = ndsi >= params.ndsi_threshold
+    ndsi = _ndsi(b["B03"], b["B11"]) if "B11" in b else np.zeros((h, w), np.float32)
+    snowy = ndsi >= params.ndsi_threshold if "B11" in b else np.zeros((h, w), bool)
     snow = (raw > params.threshold) & snowy
     if params.hot:
         raw[~hot_positive(b)] = 0
@@ -175,16 +216,22 @@ def classify(
         score = raw
         score[snowy] = 0
         cloud = score > params.threshold
+    if scl is not None:
+        cloud, snow = np.isin(scl, SCL_CLOUD), scl == SCL_SNOW
+        valid = valid & (scl != SCL_NODATA)
+        all_valid = bool(valid.all())
     classes = snow.view(np.uint8) * np.uint8(SNOW)
     classes[cloud] = CLOUD
-    if params.shadow:
+    if scl is not None:
+        classes[(scl == SCL_SHADOW) & (classes == CLEAR)] = SHADOW
+    elif params.shadow:
         if shadow is None:
             shadow = combine_shadow_stats([shadow_thresholds(reflectance, valid, bands)])
         dark = ((b["B08"] + b["B11"]) / 2 < shadow.csi) & (b["B02"] < shadow.blue) & valid
         dark = ndimage.median_filter(dark.astype(np.uint8), size=5, mode="reflect") > 0
         classes[dark & (classes == CLEAR)] = SHADOW
     if params.buffer:
-        for cls in ((SHADOW, CLOUD) if params.shadow else (CLOUD,)):
+        for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
             grown = grow(classes == cls, params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
     if all_valid:

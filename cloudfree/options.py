@@ -142,8 +142,17 @@ def offset(f):
     """--offset auto|0|1000 for every command reading Sentinel-2."""
     return click.option(
         "--offset", type=click.Choice(["auto", "0", "1000"]), default="auto", show_default=True,
-        help="Radiometric offset (DN) of processing baseline 04.00+ L1C products; auto reads "
-             "product metadata (SAFE) or tags, else assumes 0.")(f)
+        help="Radiometric offset (DN) of processing baseline 04.00+ products (L1C and L2A); "
+             "auto reads product metadata (SAFE, STAC) or tags, else assumes 0.")(f)
+
+
+def level(f):
+    """--level auto|L1C|L2A for the commands that mask or fill Sentinel-2."""
+    return click.option(
+        "--level", type=click.Choice(["auto", "L1C", "L2A"], case_sensitive=False),
+        default="auto", show_default=True,
+        help="Processing level: L1C (top of atmosphere) or L2A (bottom of atmosphere, with the "
+             "scene classification SCL); auto reads the metadata, else the band set.")(f)
 
 
 def mask_method(f):
@@ -158,14 +167,14 @@ def mask_method(f):
 
 def mask_params(buffer: int = 0) -> Decorator:
     """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``."""
-    from cloudfree.masking import MaskParams
+    from cloudfree.masking import MAX_BUFFER, MaskParams
 
     def decorate(f):
-        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, hot,
+        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, hot, scl,
                     **kwargs):
             params = MaskParams(method=mask_method, threshold=threshold,
                                 ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow,
-                                hot=hot)
+                                hot=hot, scl=scl)
             return f(*args, mask_params=params, **kwargs)
 
         wrapper = functools.update_wrapper(wrapper, f)
@@ -176,14 +185,19 @@ def mask_params(buffer: int = 0) -> Decorator:
             click.option("--ndsi-threshold", type=NumberRange(-1, 1), default=0.6,
                          show_default=True,
                          help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this."),
-            click.option("--buffer", type=click.IntRange(0, 1000), default=buffer,
+            click.option("--buffer", type=click.IntRange(0), default=buffer,
                          show_default=True,
-                         metavar="PIXELS", help="Dilate clouds (and shadows) by this radius."),
+                         metavar="PIXELS",
+                         help=f"Dilate clouds (and shadows) by this radius, at most {MAX_BUFFER}."),
             click.option("--shadow", is_flag=True,
                          help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
             click.option("--hot/--no-hot", default=True, show_default=True,
                          help="Cloud only where HOT = B02 - 0.5*B04 - 0.08 > 0 (haze optimised "
                               "transform): keeps bright soil and roofs out of the mask."),
+            click.option("--scl/--no-scl", default=True, show_default=True,
+                         help="On L2A input with its scene classification (SCL), take clouds "
+                              "(medium, high probability, thin cirrus), cloud shadow and snow "
+                              "from it; --no-scl: the score from the bands."),
         ]
         return _all(options)(wrapper)
 
@@ -198,7 +212,9 @@ def s1_s2(default_name: str, s1_required: bool = True) -> Decorator:
                           "overlapping the S2 (remove: optional with --reference or "
                           "--model median-fill)."),
         click.option("--s2", "s2_path", required=True, type=PATH,
-                     help="Sentinel-2 L1C scene: 13-band GeoTIFF or .SAFE folder."),
+                     help="Sentinel-2 L1C or L2A scene: GeoTIFF of named bands (13 unnamed: "
+                          "L1C order), .SAFE folder, folder of per-band files or STAC item "
+                          "(.json) of local files."),
         output(f"Output GeoTIFF [default: {default_name}]."),
         click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
                      show_default=True, help="Units of the S1 values; auto decides from them."),

@@ -18,6 +18,7 @@ import rasterio
 
 from cloudfree import __version__
 from cloudfree.masking import CLOUD, NODATA
+from cloudfree.s2_files import stac_time
 from cloudfree.scene_discovery import safe_time, time_from_tags, time_from_text
 
 VERSION = "CLOUDFREE_VERSION"
@@ -54,11 +55,14 @@ def sha256(path: Path | str) -> str:
 
 def acquisition_time(s2: Path | str) -> datetime | None:
     """The acquisition time (UTC) from the S2 name (file or .SAFE folder), else its date tags
-    (a .SAFE folder: its product metadata)."""
+    (a .SAFE folder: its product metadata; a STAC item: its datetime)."""
     s2 = Path(s2)
-    if s2.is_dir():
-        return safe_time(s2)
+    if s2.is_dir():  # a .SAFE folder, or a folder of per-band files named with their date
+        return safe_time(s2) or next(
+            filter(None, (time_from_text(p.name) for p in sorted(s2.iterdir()))), None)
     found = time_from_text(s2.name)
+    if found is None and s2.suffix.lower() == ".json":
+        return stac_time(s2)
     if found is None and s2.is_file():
         with rasterio.open(s2) as ds:
             found = time_from_tags(ds.tags())

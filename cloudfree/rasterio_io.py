@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
@@ -201,10 +202,11 @@ def read_padded(read, top: int, left: int, height: int, width: int,
                 scene_h: int, scene_w: int, halo: int = 0):
     """Read rows/cols [top, top+height) x [left, left+width) of a scene, mirrored outside.
 
-    ``read(window)`` returns arrays [..., h, w]; ``halo`` extra pixels of real context are read
-    where the scene has them (and mirrored where not); every returned array has the size
-    (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy "symmetric"),
-    as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask`` at edges.
+    ``read(window)`` returns arrays [..., h, w] (or None, passed on); ``halo`` extra pixels of
+    real context are read where the scene has them (and mirrored where not); every returned array
+    has the size (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy
+    "symmetric"), as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask``
+    at edges.
     """
     grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
     arrays = read(grown)
@@ -212,7 +214,8 @@ def read_padded(read, top: int, left: int, height: int, width: int,
             (halo - cols.start, halo + cols.stop - grown.width))
     if not any(sum(pads, ())):
         return arrays
-    return tuple(np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
+    return tuple(None if a is None else
+                 np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
 
 
 def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
@@ -511,9 +514,23 @@ def open_raster(path: Path | str, what: str = "raster"):
     if not path.exists():
         raise CloudfreeError(f"{what} {path} does not exist")
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # readers that need a grid refuse its absence in their own words (check_georeferenced)
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise CloudfreeError(f"{what} {path} is not a raster GDAL can read ({exc})") from None
+
+
+def check_georeferenced(dataset, path: Path | str) -> None:
+    """Refuse a raster without a coordinate reference system or a geotransform, in one line."""
+    if dataset.crs is None:
+        missing = "coordinate reference system"
+    elif dataset.transform.is_identity:
+        missing = "geotransform (pixel size and position)"
+    else:
+        return
+    raise CloudfreeError(f"{path}: no {missing}; georeference it first")
 
 
 def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:

@@ -49,6 +49,7 @@ from cloudfree.agreement import MIN_AGREEING, Candidates
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.joint_fit import JointFit, JointSums
+from cloudfree.mask_scene import mask_reader
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify, combine_shadow_stats
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
@@ -63,7 +64,7 @@ from cloudfree.references import (
     changed,
     open_reference,
 )
-from cloudfree.sentinel2 import BANDS, Sentinel2, open_sentinel2
+from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, usable_cores
 
 log = logging.getLogger("cloudfree")
@@ -122,9 +123,10 @@ class ReferenceFill:
 
     def __init__(self, target: Sentinel2, references: list[Reference], params: MaskParams,
                  shadow: ShadowThresholds | None, s1=None, combine: str = COMBINE,
-                 skipped: Sequence[dict] = ()) -> None:
+                 skipped: Sequence[dict] = (), bands: Sequence[str] | None = None) -> None:
         self.target, self.references, self.params, self.shadow = target, references, params, \
             shadow
+        self.bands = tuple(bands or target.bands)  # read, fitted and filled, in this order
         self.s1 = s1  # the target's S1 on its grid (None: no change check)
         self.combine = combine
         self.target_date: date | None = acquisition_date(target)
@@ -168,12 +170,12 @@ class ReferenceFill:
         """The statistics pass over the target and every reference (see the module docstring)."""
         h, w = self.target.height, self.target.width
         cells = (math.ceil(h / CELL), math.ceil(w / CELL))
-        fits = {r.index: CellFits(len(BANDS), *cells) for r in self.references}
+        fits = {r.index: CellFits(len(self.bands), *cells) for r in self.references}
         shadows: dict[int, list] = {r.index: [] for r in self.references}
         diffs = {r.index: np.zeros((2, int(2 * DIFF_RANGE / DIFF_STEP) + 1), np.int64)
                  for r in self.references if self._checks_change(r)}
         windows = block_windows(w, h, 8 * CELL)
-        groups = {group: JointSums.zeros(len(group), len(BANDS)) for group in self._groups}
+        groups = {group: JointSums.zeros(len(group), len(self.bands)) for group in self._groups}
         own_clear = dict.fromkeys(fits, 0)
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
             for stats, joint_sums in progress(results, len(windows), "reference statistics",
@@ -190,7 +192,7 @@ class ReferenceFill:
         # a date sharing too few clear pixels with the target to be fitted weighs as the worst
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
-        prior = np.full(len(BANDS), VARIANCE_UNIT)
+        prior = np.full(len(self.bands), VARIANCE_UNIT)
         for fewest in (MIN_COMMON, MIN_PIXELS):
             fitted = [f.scene_variance for f in fits.values() if f.common >= fewest]
             if fitted:
@@ -255,7 +257,8 @@ class ReferenceFill:
                     target_s1 = box_db(self._s1_block(self.s1, top, left, height, width))
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
-            out[ref.index] = (cells, window_shadow_stats(refl, valid), diff, int(clear.sum()))
+            out[ref.index] = (cells, window_shadow_stats(refl, valid, self.bands), diff,
+                              int(clear.sum()))
         joint_sums = {}
         for group in self._groups:
             common = np.logical_and.reduce([sampled[i][1] for i in group])
@@ -266,9 +269,10 @@ class ReferenceFill:
 
     def _target_clear(self, top: int, left: int, height: int, width: int):
         halo = self.params.halo
-        refl, valid = read_padded(self.target.read, top, left, height, width,
-                                  self.target.height, self.target.width, halo)
-        classes, _ = classify(refl, valid, self.params, BANDS, self.shadow)
+        refl, valid, scl = read_padded(mask_reader(self.target, self.bands, self.params), top,
+                                       left, height, width, self.target.height,
+                                       self.target.width, halo)
+        classes, _ = classify(refl, valid, self.params, self.bands, self.shadow, scl)
         inner = (slice(halo, halo + height), slice(halo, halo + width))
         return refl[:, inner[0], inner[1]], classes[inner] == CLEAR
 
@@ -287,7 +291,7 @@ class ReferenceFill:
         used = self.used
         if not used or not need.any():
             return None
-        values = np.zeros((len(BANDS), height, width), np.float32)
+        values = np.zeros((len(self.bands), height, width), np.float32)
         source = np.zeros((height, width), np.uint8)
         for c0 in range(0, width, STRIP_COLUMNS):
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
@@ -299,7 +303,7 @@ class ReferenceFill:
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The fill [13, h, w] and source [h, w] of one strip (see :meth:`estimate`)."""
-        bands = len(BANDS)
+        bands = len(self.bands)
         total = np.zeros((bands, height, width), np.float32)
         weights = np.zeros((bands, height, width), np.float32)
         best = np.zeros((height, width), np.float32)
@@ -498,7 +502,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     shadow: ShadowThresholds | None, *, offset: str | int | None, s1=None,
                     reference_s1: Sequence[Path | str | None] = (), s1_units: str = "auto",
                     refine: bool = True, max_shift: float = 10.0, quiet: bool = False,
-                    count: int | None = None) -> ReferenceFill:
+                    count: int | None = None, level: str = "auto",
+                    bands: Sequence[str] | None = None) -> ReferenceFill:
     """Open every reference (and its S1) on the target grid and run the statistics pass.
 
     ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
@@ -506,7 +511,9 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     ``count``, only the first ``count`` references that can serve are opened: one that does
     not overlap the target or cannot be read is skipped with a warning (batch's nearest dates,
     where one scene must not fail another); without, such a reference is an error.
+    ``bands``: the target's bands the fill reads and returns, in order (default: all of them).
     """
+    bands = tuple(bands or target.bands)
     references: list[Reference] = []
     skipped: list[dict] = []
     try:
@@ -516,7 +523,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
             s1_path = reference_s1[position] if reference_s1 else None
             try:
                 references.append(open_one(len(references) + 1, path, s1_path, target, params,
-                                           offset, s1_units, refine, max_shift, quiet))
+                                           offset, s1_units, refine, max_shift, quiet,
+                                           level=level, bands=bands))
             except UsageError:
                 raise
             except CloudfreeError as exc:
@@ -525,7 +533,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 log.warning("%s: reference %s skipped, the next one taken: %s",
                             target.path.name, Path(path).name, exc)
                 skipped.append({"path": str(path), "reason": str(exc)})
-        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped)
+        fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, bands)
         fill.fit(quiet)
         return fill
     except BaseException:
@@ -536,11 +544,12 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
 
 def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: Sentinel2,
              params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
-             max_shift: float, quiet: bool) -> Reference:
-    """One reference (and its S1, if given) on the target grid."""
-    scene = open_sentinel2(path, offset)
+             max_shift: float, quiet: bool, *, level: str = "auto",
+             bands: Sequence[str] | None = None) -> Reference:
+    """One reference (and its S1, if given) on the target grid, read in ``bands``."""
+    scene = open_sentinel2(path, offset, level)
     try:
-        ref = open_reference(index, scene, target, params)
+        ref = open_reference(index, scene, target, params, bands)
     except BaseException:
         scene.close()
         raise

@@ -34,6 +34,7 @@ excludes the pixel.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -45,11 +46,12 @@ from scipy import ndimage, special
 
 from cloudfree.coregister import Grid, choose_resampling, source_window, warp_onto
 from cloudfree.errors import CloudfreeError
+from cloudfree.mask_scene import mask_reader
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import read_padded
 from cloudfree.sentinel1 import db_to_linear
-from cloudfree.sentinel2 import BANDS, Sentinel2
+from cloudfree.sentinel2 import Sentinel2
 
 log = logging.getLogger("cloudfree")
 
@@ -87,6 +89,7 @@ class Reference:
     acquired: date | None
     resampling: Resampling | None  # None: the same grid as the target, read directly
     params: MaskParams  # its mask: the target's, with shadows
+    bands: tuple[str, ...]  # the target's, in its order
     s1: object | None = None  # its Sentinel-1 on the target grid (read(window) -> dB [2, h, w])
     shadow: ShadowThresholds | None = None  # set by the statistics pass
 
@@ -95,16 +98,16 @@ class Reference:
         return self.s2.path
 
     def read(self, window) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectance [13, h, w] and valid mask [h, w] on a window of the target grid."""
+        """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid."""
         if self.resampling is None:
-            return self.s2.read(window)
+            return self.s2.read(window, self.bands)
 
         def source(win):
-            refl, valid = self.s2.read(win)
+            refl, valid = self.s2.read(win, self.bands)
             refl[:, ~valid] = np.nan
             return refl
 
-        out = warp_onto(self.s2, source, len(BANDS), self.grid,
+        out = warp_onto(self.s2, source, len(self.bands), self.grid,
                         window_transform(window, self.grid.transform), window,
                         self.resampling, 1)
         valid = np.isfinite(out).all(axis=0)
@@ -118,9 +121,13 @@ class Reference:
         statistics pass, before the shadow thresholds are known) only clouds are masked."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
         halo = params.halo
-        refl, valid = read_padded(self.read, top, left, height, width, self.grid.height,
-                                  self.grid.width, halo)
-        classes, _ = classify(refl, valid, params, BANDS, self.shadow if with_shadow else None)
+        # its own scene classification when it is on the target's grid (else the score)
+        read = mask_reader(self.s2, self.bands, params) if self.resampling is None else \
+            lambda w: (*self.read(w), None)
+        refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
+                                       self.grid.width, halo)
+        classes, _ = classify(refl, valid, params, self.bands,
+                              self.shadow if with_shadow else None, scl)
         inner = (slice(halo, halo + height), slice(halo, halo + width))
         return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
 
@@ -137,10 +144,12 @@ def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:
                          0) is not None
 
 
-def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams
-                   ) -> Reference:
-    """A reference opened on the target's grid; it must overlap the target."""
-    s2.require(BANDS, "a reference")
+def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams,
+                   bands: Sequence[str] | None = None) -> Reference:
+    """A reference opened on the target's grid, read in the target's ``bands`` (default: all
+    the target's); it must overlap the target."""
+    bands = tuple(bands or target.bands)
+    s2.require(bands, "a reference", "give references with the bands of the target")
     grid = Grid.of(target)
     same = (s2.crs == target.crs and (s2.width, s2.height) == (target.width, target.height)
             and s2.transform.almost_equals(target.transform,
@@ -153,7 +162,7 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
         resampling = choose_resampling(s2, grid)
     acquired = acquisition_date(s2)
     return Reference(index, s2, grid, acquired, resampling,
-                     replace(params, shadow=REFERENCE_SHADOW))
+                     replace(params, shadow=REFERENCE_SHADOW), bands)
 
 
 def changed(target_s1: np.ndarray, reference_s1: np.ndarray, bias: np.ndarray,

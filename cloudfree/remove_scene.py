@@ -55,7 +55,12 @@ from cloudfree.local_fill import (
     local_fill,
     source_weight,
 )
-from cloudfree.mask_scene import scene_shadow_thresholds
+from cloudfree.mask_scene import (
+    mask_reader,
+    mask_source,
+    require_mask_bands,
+    scene_shadow_thresholds,
+)
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.memory import PeriodicRelease, check_batch_memory
 from cloudfree.networks.fillnet import Fill
@@ -83,7 +88,7 @@ from cloudfree.reference_fill import (
     source_map,
 )
 from cloudfree.restore import RestoreParams, restore
-from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.sentinel2 import BANDS, Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
@@ -198,6 +203,31 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
     return tile, overlap, max(0, trim)
 
 
+def warn_weak_tiling(engine: Engine, grid: TileGrid) -> None:
+    """Warn when tiles are narrower than what the model sees around a pixel and than its
+    default tile, or overlap less than by default: the output then changes near every tile
+    border. cloudfree-fillnet sees 44 px each side; on the bundled sample, against one
+    whole-scene tile, the largest change is 452 DN at 16 px tiles, 245 at 64, 57 at 88 and 27
+    at 128 (146, 9, 7 and 1 with --fill median, where only the network's tiling differs), and
+    360 DN at 128 px tiles without overlap (benchmarks/tiling_dependence.py --size 256)."""
+    m = engine.size_multiple
+    least = -(-2 * engine.receptive_field // m) * m
+    if grid.rows * grid.cols == 1:
+        return
+    if grid.tile < min(least, engine.default_tile):
+        log.warning("tile %d px is narrower than what this model sees around each pixel (%d px "
+                    "across), so the output changes near every tile border (overlap %d px); "
+                    "give a tile of at least %d px (--tile %d; default %d)", grid.tile,
+                    2 * engine.receptive_field, grid.overlap, least, least, engine.default_tile)
+        return
+    wanted = choose_tiling(engine, grid.tile, None)[1]
+    if grid.overlap < wanted:
+        log.warning("overlap %d px is less than the %d px this model's %d px tiles get by "
+                    "default, so the output changes near every tile border; leave the overlap "
+                    "unset or give at least %d (--overlap %d)", grid.overlap, wanted, grid.tile,
+                    wanted, wanted)
+
+
 def check_engine_options(*, model: str | None = None, checkpoint: Path | str | None = None,
                          onnx: Path | str | None = None, device: str = "auto",
                          precision: str = "fp32", tile: int | None = None,
@@ -234,11 +264,12 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     """First pass: the clear-sky median of every band over the scene (``fill.py``)."""
     halo = params.halo
 
+    read = mask_reader(s2, bands, params)
+
     def one(win: Window) -> tuple[np.ndarray, int]:
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
-        refl, valid = read_padded(lambda w_: s2.read(w_, bands), top, left, h, w,
-                                  s2.height, s2.width, halo)
-        classes, _ = classify(refl, valid, params, bands, shadow)
+        refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo)
+        classes, _ = classify(refl, valid, params, bands, shadow, scl)
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         classes, valid = classes[inner], valid[inner]
         clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
@@ -251,7 +282,9 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     with closing(ordered_map(one, windows, usable_cores())) as results:
         for counts, valid in progress(results, len(windows), "fill statistics", quiet):
             histogram.merge(counts, valid)
-    return histogram.spectrum()
+    if histogram.valid == 0:  # said before any note on how the clouds would be filled
+        raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+    return histogram.spectrum(bands=bands)
 
 
 class SceneRemoval:
@@ -263,6 +296,9 @@ class SceneRemoval:
                  references: ReferenceFill | None = None,
                  restoring: RestoreParams | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
+        #: the bands read, filled and written: the input's own for the network-free fill, the
+        #: network's otherwise
+        self.bands = s2.bands if engine.arch == Fill.arch else engine.bands
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
         self.restoring = restoring if self.local is not None else None
@@ -281,9 +317,10 @@ class SceneRemoval:
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
-        refl, valid = read_padded(lambda w: s2.read(w, self.engine.bands), chunk.top, chunk.left,
-                                  chunk.height, chunk.width, s2.height, s2.width, halo)
-        classes, score = classify(refl, valid, self.params, self.engine.bands, self.shadow)
+        refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params), chunk.top,
+                                       chunk.left, chunk.height, chunk.width, s2.height,
+                                       s2.width, halo)
+        classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
         region = fill_mask(classes, self.params)
         if local is not None:
             region = haze_region(region, score, valid, local)
@@ -349,7 +386,8 @@ class SceneRemoval:
             mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
             bound = self.options.max_correction if loaded.bound is None else \
                 np.stack([loaded.bound[:, :, o : o + t] for o in offs])
-            pred = self._run(s2, s1, mask, bound)
+            # the network-free fill returns its (filled) input: any band set, no forward
+            pred = s2 if self.engine.arch == Fill.arch else self._run(s2, s1, mask, bound)
             for o, tile_pred in zip(offs, pred, strict=True):
                 out[o] = tile_pred
         return out
@@ -401,7 +439,7 @@ class SceneRemoval:
         kept = self.s2.to_dn(original)
         if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
             window = Window(final.col, final.row, original.shape[2], original.shape[1])
-            kept = np.where(valid, self.s2.read_dn(window, self.engine.bands)[0], kept)
+            kept = np.where(valid, self.s2.read_dn(window, self.bands)[0], kept)
         if self.options.composite:
             alpha = np.where(have, alpha, 0)
             blend = alpha * predicted + (1 - alpha) * original
@@ -426,6 +464,7 @@ def remove_scene(
     refine: bool = True,
     max_shift: float = 10.0,
     offset: str | int | None = "auto",
+    level: str = "auto",
     tile: int | None = None,
     overlap: int | None = None,
     batch_size: int = 8,
@@ -453,7 +492,10 @@ def remove_scene(
     Parameters
     ----------
     s2_path : path
-        Sentinel-2 L1C scene: a 13-band GeoTIFF or a ``.SAFE`` folder.
+        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (13 unnamed: L1C order), a
+        ``.SAFE`` folder, a folder of per-band files or a STAC item of local files. The
+        networks need the 13 L1C bands; ``median-fill`` (the default for an input without them,
+        or an L2A one) fills any band set, and the output has the input's bands in its order.
     s1_path : path or None
         Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
         None only with ``references`` (pixels no reference fills then take ``median-fill``) or
@@ -478,6 +520,10 @@ def remove_scene(
     offset : {"auto", "0", "1000"} or int
         Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
         product metadata or tags, else assumes 0. Default: ``"auto"``.
+    level : {"auto", "L1C", "L2A"}
+        Processing level; ``auto`` reads the metadata, else the band set. An L2A scene's
+        scene classification (SCL) gives the mask unless ``mask_params.scl`` is False.
+        Default: ``"auto"``.
     tile : int, optional
         Tile size in pixels. Default: the model's.
     overlap : int, optional
@@ -558,6 +604,8 @@ def remove_scene(
     if s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
                          "aligned", "s1_aligned", "s1_path")
+    if model is None and checkpoint is None and onnx is None:
+        model = default_model(s2_path, offset, level)
     if s1_path is None and model is None and checkpoint is None and onnx is None:
         if not references:
             raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "
@@ -592,12 +640,13 @@ def remove_scene(
                     "bounds a fill network's correction of its base, and this model has none",
                     model or checkpoint or onnx)
     choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
-    with scene_io_env(), open_sentinel2(s2_path, offset) as s2, ExitStack() as stack:
-        s2.require(engine.bands, "this model")
-        check_geotiff_output(len(engine.bands), s2.dtype, creation_options)
+    with scene_io_env(), open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
+        bands = check_bands(s2, engine, str(model or checkpoint or onnx), mask_params)
+        check_geotiff_output(len(bands), s2.dtype, creation_options)
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
-        check_batch_memory(TileGrid(s2.height, s2.width, tile, overlap, trim), batch_size,
-                           len(engine.bands))
+        grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
+        warn_weak_tiling(engine, grid)
+        check_batch_memory(grid, batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         if s1_path is not None:
             s1, s1_tags, s1_report = open_s1_on_grid(
@@ -609,16 +658,20 @@ def remove_scene(
             shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
         fill = None
         if engine.uses_mask:
-            fill = scene_fill_spectrum(s2, engine.bands, mask_params, shadow, quiet)
+            fill = scene_fill_spectrum(s2, bands, mask_params, shadow, quiet)
             base = fill.describe()
             if fill_method == "local" and fill.source == "scene":
-                match = " that match in S1" if s1_path is not None else ""
-                base = f"the clear pixels nearby{match} (else {base})"
-            log.info("cloud pixels: %s", f"{base}, no network" if engine.arch == Fill.arch
-                     else f"network ({engine.arch}) fill on top of the base, {base}")
+                match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
+                base = f"nearby clear pixels{match} (where none is near: {base})"
+            how = (f"filled from {base}, no network" if engine.arch == Fill.arch else
+                   f"filled by the {engine.arch} network, starting from {base}")
+            if references:
+                how = f"taken from the other dates where they are clear, the rest {how}"
+            log.info("cloud pixels: %s", how)
         dates = None
         if references:
             dates = open_references(references, s2, mask_params, shadow, offset=offset,
+                                    level=level, bands=bands,
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
                                     max_shift=max_shift, quiet=quiet, count=reference_count)
@@ -635,6 +688,7 @@ def remove_scene(
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
             "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
             "HOT_TEST": str(mask_params.hot), "CLOUD_THRESHOLD": str(mask_params.threshold),
+            "MASK_SOURCE": mask_source(s2, mask_params), "PROCESSING_LEVEL": s2.level,
             "RADIOMETRIC_OFFSET": str(s2.offset),
             "SHADOW_FILLED": str(mask_params.shadow),
             **({"FILL_METHOD": fill_method, "FILL_SOURCE": fill.source,
@@ -672,6 +726,39 @@ def remove_scene(
     }
 
 
+def default_model(s2_path: Path | str, offset: str | int | None, level: str) -> str | None:
+    """``median-fill`` for an input the bundled networks cannot read (not the 13 L1C bands, or
+    L2A reflectance), with a note; None (the default network) otherwise."""
+    said = logging.root.manager.disable
+    logging.disable(logging.INFO)  # the run opens it again, and says then what it finds
+    try:
+        with open_sentinel2(s2_path, offset, level) as s2:
+            missing, level = s2.missing(BANDS), s2.level
+    finally:
+        logging.disable(said)
+    if not missing and level == "L1C":
+        return None
+    why = f"has no {', '.join(missing)}" if missing else "is L2A (bottom of atmosphere)"
+    log.warning("%s %s, and the bundled networks read the 13 L1C bands: filling with %s "
+                "(no network; any band set)", Path(s2_path).name, why, FILL_MODEL)
+    return FILL_MODEL
+
+
+def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
+                ) -> tuple[str, ...]:
+    """The bands a removal reads and writes (the input's for the network-free fill, the
+    network's otherwise); one line when the input lacks some the model or the mask needs."""
+    require_mask_bands(s2, params)
+    if engine.arch == Fill.arch:
+        return s2.bands
+    s2.require(engine.bands, f"model {name}", "give an L1C product with all 13 bands, or "
+               f"model={FILL_MODEL}, which fills any band set", "model")
+    if s2.level == "L2A":
+        log.warning("%s is L2A (bottom of atmosphere); model %s learned from L1C (top of "
+                    "atmosphere): its fill may be off in level", s2.path.name, name)
+    return engine.bands
+
+
 def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
                 preview: Path | None = None, cog: bool = True,
@@ -679,15 +766,18 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
     """Run every chunk, writing released blocks; return the class and source histograms of
     the scene (the second all zero without references)."""
     s2 = pipe.s2
-    quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.engine.bands)
+    quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.bands)
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     source_counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
         outputs = GridOutputs(stack, grid, overwrite, inputs, cog)
-        dst = outputs.open(output, len(pipe.engine.bands), s2.dtype, s2.nodata, AVERAGE)
+        dst = outputs.open(output, len(pipe.bands), s2.dtype, s2.nodata, AVERAGE)
         dst.update_tags(**tags)
-        dst.descriptions = tuple(pipe.engine.bands)
+        # written in the input's band order (a network's may differ)
+        order = [pipe.bands.index(b) for b in s2.bands if b in pipe.bands]
+        dst.descriptions = tuple(pipe.bands[i] for i in order)
+        order = slice(None) if order == sorted(order) else order  # no copy when it is the same
         mask_dst = None
         if mask_out is not None:
             mask_dst = outputs.open(mask_out, 1, "uint8", NODATA, NEAREST)
@@ -698,7 +788,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             source_dst.update_tags(**tags)
             source_dst.write_colormap(1, source_colormap(len(pipe.references.references)))
         todo = list(chunks(pipe.grid, pipe.batch_size))
-        blender = Blender(pipe.grid, len(pipe.engine.bands))
+        blender = Blender(pipe.grid, len(pipe.bands))
         release = PeriodicRelease()
 
         def write_block(loaded: LoadedChunk, predictions: dict[int, np.ndarray]) -> None:
@@ -709,7 +799,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                 return
             dn, classes, original, sources = pipe.finish(final, loaded)
             window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
-            dst.write(dn, window=window)
+            dst.write(dn[order], window=window)
             if mask_dst is not None:
                 mask_dst.write(classes, 1, window=window)
             if sources is not None:

@@ -29,6 +29,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from cloudfree.errors import CloudfreeError
+from cloudfree.s2_files import METADATA_FILES
 from cloudfree.sentinel2 import canonical_band
 
 DEFAULT_S2_PATTERN = "*s2*.tif"
@@ -179,8 +180,9 @@ def _footprint(ds) -> BaseGeometry:
 
 
 def _safe_footprint(folder: Path) -> BaseGeometry | None:
-    """Footprint of an L1C .SAFE folder from its first band file."""
-    band = next(iter(sorted(folder.glob("GRANULE/*/IMG_DATA/*.jp2"))), None)
+    """Footprint of an L1C or L2A .SAFE folder from its first band file."""
+    band = next(iter(sorted([*folder.glob("GRANULE/*/IMG_DATA/*.jp2"),
+                             *folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")])), None)
     if band is None:
         return None
     with rasterio.open(band) as ds:
@@ -211,8 +213,10 @@ def safe_time(folder: Path) -> datetime | None:
     found = time_from_text(folder.name)
     if found is not None:
         return found
+    metadata = next((folder / name for name in METADATA_FILES if (folder / name).exists()),
+                    folder / "MTD_MSIL1C.xml")
     try:
-        root = ET.parse(folder / "MTD_MSIL1C.xml").getroot()
+        root = ET.parse(metadata).getroot()
     except (OSError, ET.ParseError):
         return None
     texts = {e.tag.rsplit("}", 1)[-1]: e.text or "" for e in root.iter()}

@@ -14,7 +14,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import checked_read, open_raster
+from cloudfree.rasterio_io import check_georeferenced, checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
 
@@ -24,9 +24,11 @@ POLARISATIONS = ("VV", "VH")
 S1_INPUT = "Sentinel-1 input"
 #: The units check reads up to this many windows a side, of this many pixels each.
 SAMPLE_GRID, SAMPLE_WINDOW = 8, 64
-#: A median backscatter outside this range (dB) is not calibrated sigma0 or gamma0: dB scaled
-#: by 100 as some products store it, or a wrong calibration.
+#: A median backscatter outside this range (dB) is not calibrated sigma0 or gamma0.
 PLAUSIBLE_DB = (-40.0, 10.0)
+#: dB stored as integer hundredths, as some products do: a median in this range is read as dB x 100
+#: (-40 to -1 dB once divided; a whole scene's median above -1 dB is not Sentinel-1).
+DB_X100 = (-4000.0, -100.0)
 
 
 def db_to_linear(db: np.ndarray) -> np.ndarray:
@@ -86,6 +88,7 @@ class Sentinel1:
     dataset: object = field(repr=False)
     bands: tuple[int, int]  # 1-based band indexes of VV and VH
     units: str  # units of the file: "db" or "linear"
+    db_scale: float = 1.0  # dB = file value x db_scale (0.01 for dB stored x 100)
 
     @property
     def crs(self):
@@ -108,7 +111,7 @@ class Sentinel1:
         data = checked_read(S1_INPUT, self.dataset, list(self.bands), window=window,
                             masked=True).astype(np.float32)
         values = data.filled(np.nan)
-        return db_to_linear(values) if self.units == "db" else np.where(
+        return db_to_linear(values * np.float32(self.db_scale)) if self.units == "db" else np.where(
             values > 0, values, np.float32(np.nan))
 
     def close(self) -> None:
@@ -121,17 +124,24 @@ class Sentinel1:
         self.close()
 
 
-def check_backscatter(db: np.ndarray, name: str) -> None:
-    """Refuse a sample of VV (dB) with no valid value (power all 0); warn when its median lies
-    outside :data:`PLAUSIBLE_DB`."""
+def check_backscatter(db: np.ndarray, name: str, stored_db: bool = True) -> float:
+    """The factor from file values to dB for a sample of VV (dB): 1, or 0.01 for a file storing
+    dB x 100 (with a warning); refuse a sample with no valid value (power all 0) or a median outside
+    :data:`PLAUSIBLE_DB` otherwise."""
     if not np.isfinite(db).any():
         raise CloudfreeError(f"{name}: no valid VV pixels (every value read is 0, nodata in "
                              "linear power)")
     median = float(np.nanmedian(db))
-    if not PLAUSIBLE_DB[0] <= median <= PLAUSIBLE_DB[1]:
-        log.warning("%s: median backscatter %.3g dB is outside the %g to %g dB of calibrated "
-                    "Sentinel-1; check its scaling and units (the fills use it)",
-                    name, median, *PLAUSIBLE_DB)
+    if PLAUSIBLE_DB[0] <= median <= PLAUSIBLE_DB[1]:
+        return 1.0
+    if stored_db and DB_X100[0] <= median <= DB_X100[1]:
+        log.warning("%s: median backscatter %.0f is dB x 100 (%.3g dB); read divided by 100",
+                    name, median, median / 100)
+        return 0.01
+    raise CloudfreeError(
+        f"{name}: median backscatter {median:.3g} dB is outside the {PLAUSIBLE_DB[0]:g} to "
+        f"{PLAUSIBLE_DB[1]:g} dB of calibrated Sentinel-1; give calibrated sigma0 or gamma0 "
+        "in dB or linear power")
 
 
 def _band_indexes(ds, path: Path) -> tuple[int, int]:
@@ -173,14 +183,15 @@ def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
     ds = open_raster(path, "Sentinel-1 input")
     try:
         bands = _band_indexes(ds, path)
-        if ds.crs is None:
-            raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
+        check_georeferenced(ds, path)
         values = _sample(ds, bands[0])
         if values.size == 0:
             raise CloudfreeError(f"{path}: no valid VV pixels")
         settled = resolve_units(values, units, str(path))
-        check_backscatter(values if settled == "db" else linear_to_db(values), str(path))
-        return Sentinel1(path=path, dataset=ds, bands=bands, units=settled)
+        stored_db = settled == "db"
+        db_scale = check_backscatter(values if stored_db else linear_to_db(values), str(path),
+                                     stored_db)
+        return Sentinel1(path=path, dataset=ds, bands=bands, units=settled, db_scale=db_scale)
     except BaseException:
         ds.close()
         raise

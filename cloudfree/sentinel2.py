@@ -1,17 +1,18 @@
-"""Sentinel-2 L1C: the band table and a windowed reader for GeoTIFF stacks and .SAFE folders.
+"""Sentinel-2 L1C and L2A: the band table and a windowed reader for GeoTIFF stacks (any subset
+of bands), .SAFE folders, folders of per-band files and STAC items (their files: ``s2_files.py``).
 
 Reflectance is DN / 10000 for products before processing baseline 04.00 and (DN - 1000) / 10000
-from baseline 04.00 on (ESA, Sentinel-2 L1C product specification; used from 25 January 2022).
+from baseline 04.00 on (ESA, Sentinel-2 L1C and L2A product specifications, RADIO_ADD_OFFSET and
+BOA_ADD_OFFSET; used from 25 January 2022). Bands coarser than the finest one are replicated onto
+its grid (nearest neighbour), window by window.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import weakref
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,19 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import checked_read, open_raster
+from cloudfree.rasterio_io import check_georeferenced, checked_read, open_raster
+from cloudfree.s2_files import (
+    BASELINE_OFFSET,
+    METADATA_FILES,
+    SCL,
+    BandFiles,
+    band_of_name,
+    canonical_band,
+    folder_files,
+    parse_level,
+    safe_files,
+    stac_files,
+)
 
 log = logging.getLogger("cloudfree")
 
@@ -52,23 +65,6 @@ SPECTRAL: dict[str, tuple[str, float, float]] = {
 QUANTIFICATION = 10000.0
 #: L1C DNs are uint16: a float value beyond this (1e30, inf, NaN) is no measurement but nodata.
 MAX_DN = float(np.iinfo(np.uint16).max)
-#: Radiometric offset of baseline 04.00+ products, in DN.
-BASELINE_OFFSET = 1000
-
-_BAND_RE = re.compile(r"^B?0?(1[0-2]|[1-9]|8A)$", re.IGNORECASE)
-
-
-def canonical_band(name: str | None) -> str | None:
-    """'B1', 'b01', 'B8a', '8A' -> 'B01', 'B01', 'B8A', 'B8A'; anything else -> None."""
-    if not name:
-        return None
-    match = _BAND_RE.match(name.strip())
-    if not match:
-        return None
-    number = match.group(1).upper()
-    return "B8A" if number == "8A" else f"B{int(number):02d}"
-
-
 def parse_offset(value: str) -> int | None:
     """The --offset option: 'auto' -> None, '0' or '1000' -> that many DN."""
     if value == "auto":
@@ -80,7 +76,7 @@ def parse_offset(value: str) -> int | None:
 
 @dataclass
 class Sentinel2:
-    """An opened Sentinel-2 L1C scene on its 10 m grid, read window by window as reflectance.
+    """An opened Sentinel-2 scene on its finest grid, read window by window as reflectance.
 
     ``read`` may be called from several threads at once: each thread other than the opening one
     reads through dataset handles of its own (GDAL handles are not shared between threads).
@@ -90,7 +86,7 @@ class Sentinel2:
     """
 
     path: Path
-    kind: str  # "geotiff" or "safe"
+    kind: str  # "geotiff", "safe", "folder" or "stac"
     width: int
     height: int
     crs: object
@@ -100,7 +96,9 @@ class Sentinel2:
     offset: int  # DN subtracted before dividing by dn_scale
     dn_scale: float  # DN per unit reflectance (1.0 for float reflectance input)
     band_sources: dict[str, tuple[object, int, int]] = field(repr=False)
-    # band -> (dataset, band index, resolution factor relative to the grid)
+    # band -> (dataset, band index, resolution factor relative to the grid), in the input's
+    # order (L1C order for products, the stack's order for a GeoTIFF); SCL, if any, among them
+    level: str = "L1C"  # "L1C" (top of atmosphere) or "L2A" (bottom of atmosphere)
     _datasets: list = field(default_factory=list, repr=False)  # the opening thread's
     _thread_datasets: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
     _owner: int = field(default_factory=threading.get_ident, repr=False)
@@ -108,8 +106,17 @@ class Sentinel2:
 
     @property
     def bands(self) -> tuple[str, ...]:
-        """The L1C bands present, in L1C order."""
-        return tuple(b for b in BANDS if b in self.band_sources)
+        """The spectral bands present, in the input's order."""
+        return tuple(b for b in self.band_sources if b != SCL)
+
+    @property
+    def has_scl(self) -> bool:
+        """Whether the scene classification of an L2A product comes with it."""
+        return SCL in self.band_sources and self.level == "L2A"
+
+    def read_scl(self, window: Window | None = None) -> np.ndarray:
+        """The scene classification [h, w] (uint8) of the window, on the scene's grid."""
+        return self.read_dn(window, (SCL,))[0][0].astype(np.uint8, copy=False)
 
     @property
     def profile(self) -> dict:
@@ -119,15 +126,20 @@ class Sentinel2:
             "transform": self.transform,
         }
 
-    def require(self, bands: Sequence[str], purpose: str) -> None:
-        """Fail with one line when bands needed for ``purpose`` are missing."""
-        missing = [b for b in bands if b not in self.band_sources]
+    def require(self, bands: Sequence[str], purpose: str,
+                advice: str = "give an L1C product with all 13 bands", *params: str) -> None:
+        """Fail with one line when bands needed for ``purpose`` are missing (``params``: the
+        arguments ``advice`` names, for the CLI's flags)."""
+        missing = self.missing(bands)
         if missing:
             raise CloudfreeError(
                 f"{self.path}: band {', '.join(missing)} missing, needed for {purpose} "
-                f"(bands found: {', '.join(self.bands) or 'none'}); give an L1C product with "
-                "all 13 bands"
+                f"(bands found: {', '.join(self.bands) or 'none'}); {advice}", *params
             )
+
+    def missing(self, bands: Sequence[str]) -> list[str]:
+        """The ``bands`` the scene lacks."""
+        return [b for b in bands if b not in self.band_sources]
 
     @property
     def exact_reflectance(self) -> bool:
@@ -137,11 +149,13 @@ class Sentinel2:
         return np.issubdtype(dtype, np.integer) or (dtype == np.float32 and self.dn_scale == 1.0)
 
     def read_dn(
-        self, window: Window | None = None, bands: Sequence[str] = BANDS
+        self, window: Window | None = None, bands: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The stored values [len(bands), h, w] of the window, in the input's dtype, and the
-        validity its masks give [h, w] (None: every pixel, as far as they tell)."""
-        self.require(bands, "this command")
+        """The stored values [len(bands), h, w] of the window (default: every band of the
+        scene), in the input's dtype, and the validity its masks give [h, w] (None: every
+        pixel, as far as they tell)."""
+        bands = self.bands if bands is None else bands
+        self.require(bands, "this command", "give an input with these bands")
         window = window or Window(0, 0, self.width, self.height)
         h, w = int(window.height), int(window.width)
         raw: np.ndarray | None = None
@@ -165,9 +179,10 @@ class Sentinel2:
         return raw, valid
 
     def read(
-        self, window: Window | None = None, bands: Sequence[str] = BANDS
+        self, window: Window | None = None, bands: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectance float32 [len(bands), h, w] and a valid-pixel mask [h, w] for the window."""
+        """Reflectance float32 [len(bands), h, w] (default: every band of the scene) and a
+        valid-pixel mask [h, w] for the window."""
         raw, valid = self.read_dn(window, bands)
         h, w = raw.shape[1:]
         if self.nodata is not None and not math.isnan(self.nodata):
@@ -259,22 +274,49 @@ def _read_valid(dataset, indexes: list[int], window: Window) -> np.ndarray | Non
     return dataset.read_masks(indexes, window=window) > 0
 
 
-def open_sentinel2(path: Path | str, offset: str | int | None = "auto") -> Sentinel2:
-    """Open a multi-band GeoTIFF (or any GDAL raster) or an L1C .SAFE folder."""
+def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
+                   level: str | None = "auto") -> Sentinel2:
+    """Open a Sentinel-2 input: a GeoTIFF (or any GDAL raster) of named bands (any subset; 13
+    unnamed bands in L1C order), an L1C or L2A .SAFE folder, a folder of per-band files or a
+    STAC item (``.json``) of local files. ``level``: ``auto`` (from the metadata and the band
+    set), ``L1C`` or ``L2A``."""
     path = Path(path)
     if isinstance(offset, str):
         offset = parse_offset(offset)
-    if path.is_dir() or path.name == "MTD_MSIL1C.xml":
-        return _open_safe(path if path.is_dir() else path.parent, offset)
-    return _open_stack(path, offset)
+    forced = parse_level(level)
+    if path.name in METADATA_FILES:
+        path = path.parent
+    if path.is_dir():
+        found = safe_files(path) if (path / "GRANULE").is_dir() else folder_files(path)
+        kind = "safe" if (path / "GRANULE").is_dir() else "folder"
+    elif path.suffix.lower() == ".json":
+        found, kind = stac_files(path), "stac"
+    elif path.suffix.upper() == ".SAFE":
+        raise CloudfreeError(f"Sentinel-2 input {path} does not exist")
+    else:
+        return _open_stack(path, offset, forced)
+    return _open_band_files(path, kind, found, offset, forced)
 
 
-def _open_stack(path: Path, offset: int | None) -> Sentinel2:
+def _level(named: str | None, forced: str | None, bands: set[str]) -> str:
+    """The processing level: as forced, else as the metadata name it, else L2A when the scene
+    classification is there or B10 (which L2A products drop) is missing from a full set."""
+    if forced or named:
+        return forced or named
+    if SCL in bands or (len(bands) >= 12 and "B10" not in bands):
+        return "L2A"
+    return "L1C"
+
+
+def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2:
     ds = open_raster(path, "Sentinel-2 input")
     try:
-        names = [canonical_band(d) for d in ds.descriptions]
+        names = [band_of_name(d) or canonical_band(d) for d in ds.descriptions]
         if any(names):
-            sources = {n: (ds, i + 1, 1) for i, n in enumerate(names) if n}
+            sources = {}
+            for i, name in enumerate(names):
+                if name and name not in sources:
+                    sources[name] = (ds, i + 1, 1)
         elif ds.count == len(BANDS):
             sources = {n: (ds, i + 1, 1) for i, n in enumerate(BANDS)}
             log.info("%s: no band names, assuming the 13-band L1C order B01..B12 (B8A 9th)",
@@ -284,20 +326,22 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
                 "(B01..B12 with B8A ninth) or band descriptions naming them (B1, B02, B8A...)"
             )
-        if ds.crs is None:
-            raise CloudfreeError(f"{path}: no coordinate reference system; georeference it first")
-        dtype, nodata = ds.dtypes[0], ds.nodata
+        check_georeferenced(ds, path)
+        spectral = next(i for _, i, _ in (sources[b] for b in sources if b != SCL))
+        dtype, nodata = ds.dtypes[spectral - 1], ds.nodata
         check_data_type(path, np.dtype(dtype))
         dn_scale = QUANTIFICATION
         if np.issubdtype(np.dtype(dtype), np.floating):
-            dn_scale = _float_scale(ds, path)
+            dn_scale = _float_scale(ds, path, spectral)
             nodata = float("nan") if nodata is None else nodata  # NaN is nodata in float input
+        tags = ds.tags()
         if offset is None:
-            offset = _offset_from_tags(ds.tags(), path) if dn_scale != 1.0 else 0
+            offset = _offset_from_tags(tags, path) if dn_scale != 1.0 else 0
         return Sentinel2(
             path=path, kind="geotiff", width=ds.width, height=ds.height, crs=ds.crs,
             transform=ds.transform, dtype=dtype, nodata=nodata, offset=offset,
-            dn_scale=dn_scale, band_sources=sources, _datasets=[ds],
+            dn_scale=dn_scale, band_sources=sources,
+            level=_level(_level_from_tags(tags), forced, set(sources)), _datasets=[ds],
         )
     except BaseException:
         ds.close()
@@ -305,7 +349,7 @@ def _open_stack(path: Path, offset: int | None) -> Sentinel2:
 
 
 def check_data_type(path: Path, dtype: np.dtype) -> None:
-    """Refuse data types that cannot hold L1C DNs or reflectance (complex, 8-bit integers)."""
+    """Refuse data types that cannot hold Sentinel-2 DNs or reflectance (complex, 8-bit)."""
     if dtype.kind == "f" or (dtype.kind in "iu" and dtype.itemsize >= 2):
         return
     raise CloudfreeError(f"{S2_INPUT} {path}: data type {dtype} is not Sentinel-2 data; give "
@@ -313,11 +357,12 @@ def check_data_type(path: Path, dtype: np.dtype) -> None:
                          "numbers")
 
 
-def _float_scale(ds, path: Path) -> float:
-    """Float input holds reflectance (0-1) or DN (0-10000): decide from an overview read."""
+def _float_scale(ds, path: Path, band: int = 2) -> float:
+    """Float input holds reflectance (0-1) or DN (0-10000): decide from an overview read of a
+    spectral ``band`` (1-based)."""
     step = max(1, max(ds.width, ds.height) // 512)
     sample = checked_read(
-        S2_INPUT, ds, 1 + min(1, ds.count - 1),
+        S2_INPUT, ds, band if ds.count > 1 else 1,
         out_shape=(max(1, ds.height // step), max(1, ds.width // step)), masked=True,
     ).astype(np.float64)
     values = sample.compressed()
@@ -330,9 +375,9 @@ def _float_scale(ds, path: Path) -> float:
 
 
 def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
-    """Offset from RADIO_ADD_OFFSET or PROCESSING_BASELINE tags; 0 when there are none."""
+    """Offset from RADIO_ADD_OFFSET, BOA_ADD_OFFSET or PROCESSING_BASELINE tags; else 0."""
     for key, value in tags.items():
-        if key.upper().startswith("RADIO_ADD_OFFSET"):
+        if key.upper().startswith(("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET")):
             return int(round(-float(value)))
     for key, value in tags.items():
         if key.upper() == "PROCESSING_BASELINE":
@@ -342,71 +387,62 @@ def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
     return 0
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+def _level_from_tags(tags: dict[str, str]) -> str | None:
+    """L2A or L1C as tags name it (PROCESSING_LEVEL, PRODUCT_TYPE, BOA_ADD_OFFSET...)."""
+    keys = {k.upper() for k in tags}
+    if any(k.startswith("BOA_") for k in keys):
+        return "L2A"
+    if any(k.startswith("RADIO_ADD_OFFSET") for k in keys):
+        return "L1C"
+    said = " ".join(v for k, v in tags.items()
+                    if k.upper() in ("PROCESSING_LEVEL", "PRODUCT_TYPE", "LEVEL")).upper()
+    for level, marks in (("L2A", ("L2A", "2A")), ("L1C", ("L1C", "1C"))):
+        if any(mark in said for mark in marks):
+            return level
+    return None
 
 
-def read_safe_offset(metadata: Path) -> int:
-    """Radiometric offset (DN to subtract) from an L1C product's MTD_MSIL1C.xml."""
-    try:
-        root = ET.parse(metadata).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise CloudfreeError(f"cannot read product metadata {metadata}: {exc}") from None
-    offsets = [float(e.text) for e in root.iter() if _local(e.tag) == "RADIO_ADD_OFFSET"]
-    if offsets:
-        if len(set(offsets)) > 1:
-            log.warning("%s: band offsets differ; using %s", metadata.name, offsets[0])
-        return int(round(-offsets[0]))
-    baseline = [e.text for e in root.iter() if _local(e.tag) == "PROCESSING_BASELINE"]
-    if baseline and baseline[0] and float(baseline[0]) >= 4.0:
-        return BASELINE_OFFSET
-    return 0
-
-
-def _open_safe(folder: Path, offset: int | None) -> Sentinel2:
-    if not folder.exists():
-        raise CloudfreeError(f"Sentinel-2 input {folder} does not exist")
-    files: dict[str, Path] = {}
-    for jp2 in sorted(folder.glob("GRANULE/*/IMG_DATA/*.jp2")):
-        band = canonical_band(jp2.stem.rsplit("_", 1)[-1])
-        if band:
-            files[band] = jp2
-    if not files:
-        raise CloudfreeError(
-            f"{folder}: no GRANULE/*/IMG_DATA/*_Bxx.jp2 band files; is it an L1C .SAFE folder?"
-        )
-    if "B02" not in files:
-        raise CloudfreeError(f"{folder}: band B02 (10 m) missing; cannot set the 10 m grid")
-    metadata = folder / "MTD_MSIL1C.xml"
+def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None,
+                     forced: str | None) -> Sentinel2:
+    """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
+    for note in found.notes:
+        log.info("%s: %s", path.name, note)
     if offset is None:
-        if metadata.exists():
-            offset = read_safe_offset(metadata)
-            log.info("%s: radiometric offset %d DN from product metadata", folder.name, offset)
-        else:
-            offset = 0
-            log.warning("%s: no MTD_MSIL1C.xml, assuming no radiometric offset", folder.name)
-    datasets = []
+        offset = found.offset or 0
+    datasets: dict[Path, object] = {}
     try:
-        sources = {}
-        for band, jp2 in files.items():
-            ds = open_raster(jp2, f"band {band}")
-            datasets.append(ds)
-            sources[band] = ds
-        grid = sources["B02"]
-        if grid.crs is None:
-            raise CloudfreeError(f"{files['B02']}: no coordinate reference system")
+        for band, (file, _) in found.files.items():
+            if file not in datasets:
+                datasets[file] = open_raster(file, f"band {band}")
+        order = {b: i for i, b in enumerate((*BANDS, SCL))}
+        bands = sorted(found.files, key=order.__getitem__)
+        spectral = [b for b in bands if b != SCL]
+        grid = min((datasets[found.files[b][0]] for b in spectral),
+                   key=lambda ds: abs(ds.transform.a))
+        check_georeferenced(grid, grid.name)
         band_sources = {}
-        for band, ds in sources.items():
-            factor = round(ds.transform.a / grid.transform.a)
-            if factor < 1 or ds.width * factor < grid.width - factor:
-                raise CloudfreeError(f"{files[band]}: its grid does not nest in the 10 m grid")
-            band_sources[band] = (ds, 1, factor)
+        for band in bands:
+            file, index = found.files[band]
+            ds = datasets[file]
+            factor = round(abs(ds.transform.a) / abs(grid.transform.a))
+            if factor < 1 or ds.width * factor < grid.width - factor or ds.crs != grid.crs:
+                raise CloudfreeError(f"{file}: its grid does not nest in the grid of "
+                                     f"{Path(grid.name).name} (the finest band)")
+            band_sources[band] = (ds, index, factor)
+        first = datasets[found.files[spectral[0]][0]]
+        dtype = first.dtypes[found.files[spectral[0]][1] - 1]
+        check_data_type(path, np.dtype(dtype))
+        nodata = first.nodata if first.nodata is not None else 0
+        dn_scale = QUANTIFICATION
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            dn_scale = _float_scale(first, path, found.files[spectral[0]][1])
         return Sentinel2(
-            path=folder, kind="safe", width=grid.width, height=grid.height, crs=grid.crs,
-            transform=grid.transform, dtype=grid.dtypes[0], nodata=0, offset=offset,
-            dn_scale=QUANTIFICATION, band_sources=band_sources, _datasets=datasets,
+            path=path, kind=kind, width=grid.width, height=grid.height, crs=grid.crs,
+            transform=grid.transform, dtype=dtype, nodata=nodata, offset=offset,
+            dn_scale=dn_scale, band_sources=band_sources,
+            level=_level(found.level, forced, set(bands)), _datasets=list(datasets.values()),
         )
     except BaseException:
-        for ds in datasets:
+        for ds in datasets.values():
             ds.close()
         raise

@@ -216,9 +216,9 @@ def decide(significance: float, disagreement: float, dx: float, dy: float, max_s
            rule: Rule = RULE) -> str:
     """Why an estimate is not to be trusted; empty when it is."""
     if significance < rule.significance:
-        return (f"no significant correlation peak ({significance:.1f} < "
-                f"{rule.significance:g}): too little structure common to S1 and S2 (water, "
-                "cloud, flat land, or images of different places)")
+        return (f"no significant correlation peak (significance {significance:.1f}, "
+                f"{rule.significance:g} needed): Sentinel-1 and Sentinel-2 have too few edges "
+                "in common to measure a shift (usual over water, cloud or flat land)")
     if disagreement > rule.disagreement:
         return (f"the halves of the window disagree (by {disagreement:.1f} px > "
                 f"{rule.disagreement:g}): a chance peak (wrong partner?) or too little structure")

@@ -81,7 +81,8 @@ def _raster_bands(ds: rasterio.DatasetReader, scale: float | None = None,
 def add_image(item: pystac.Item, path: Path, provenance: Provenance) -> None:
     """The cloud-free image: Sentinel-2 bands with wavelengths; DN to reflectance by scale."""
     with rasterio.open(path) as ds:
-        asset = pystac.Asset(str(path.absolute()), title="cloud-free Sentinel-2 L1C",
+        level = ds.tags().get("PROCESSING_LEVEL", "L1C")
+        asset = pystac.Asset(str(path.absolute()), title=f"cloud-free Sentinel-2 {level}",
                              media_type=_media_type(ds), roles=["data", "reflectance"])
         item.add_asset("image", asset)
         names = ds.descriptions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,4 +78,94 @@ def write_stack(path: Path, data: np.ndarray, profile: dict, *, dtype=None, noda
         dst.write(data.astype(dtype or data.dtype))
         for i, name in enumerate(descriptions or []):
             dst.set_band_description(i + 1, name)
+    return path
+
+
+MTD_L2A_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
+  <n1:General_Info>
+    <Product_Info><PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>
+    <Product_Image_Characteristics>
+      <QUANTIFICATION_VALUES_LIST>
+        <BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>
+      </QUANTIFICATION_VALUES_LIST>
+      <BOA_ADD_OFFSET_VALUES_LIST>{offsets}</BOA_ADD_OFFSET_VALUES_LIST>
+    </Product_Image_Characteristics>
+  </n1:General_Info>
+</n1:Level-2A_User_Product>
+"""
+#: The bands of an L2A product (no B10) and the folder of each (its native resolution).
+L2A_BANDS = tuple(b for b in BANDS if b != "B10")
+
+
+def write_l2a_safe(folder: Path, data: np.ndarray, profile: dict, offset: int,
+                   scl: np.ndarray | None = None) -> Path:
+    """An L2A .SAFE folder: the 12 L2A bands of a 13-band stack ``data`` as lossless JP2 in
+    IMG_DATA/R10m, R20m and R60m at their native resolution (DN + ``offset``), the scene
+    classification ``scl`` (10 m values, sampled to 20 m) and MTD_MSIL2A.xml."""
+    granule = folder / "GRANULE" / "L2A_T31UFU_A000000_20220301T000000" / "IMG_DATA"
+    t: Affine = profile["transform"]
+    layers = [(band, data[BANDS.index(band)].astype(np.int32) + offset) for band in L2A_BANDS]
+    if scl is not None:
+        layers.append(("SCL", scl))
+    for band, full in layers:
+        metres = 20 if band == "SCL" else RESOLUTION[band]
+        f = metres // 10
+        sub = granule / f"R{metres}m"
+        sub.mkdir(parents=True, exist_ok=True)
+        arr = full[::f, ::f]
+        dtype = "uint8" if band == "SCL" else "uint16"
+        with rasterio.open(
+            sub / f"T31UFU_20220301T000000_{band}_{metres}m.jp2", "w", driver="JP2OpenJPEG",
+            width=arr.shape[1], height=arr.shape[0], count=1, dtype=dtype,
+            crs=profile["crs"], transform=Affine(t.a * f, 0, t.c, 0, t.e * f, t.f),
+            QUALITY=100, REVERSIBLE="YES",
+        ) as dst:
+            dst.write(arr.astype(dtype), 1)
+    offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">{-offset}</BOA_ADD_OFFSET>'
+                      for i in range(13))
+    (folder / "MTD_MSIL2A.xml").write_text(
+        MTD_L2A_TEMPLATE.format(baseline="04.00" if offset else "02.14", offsets=offsets))
+    return folder
+
+
+def write_band_folder(folder: Path, data: np.ndarray, profile: dict, bands: tuple[str, ...],
+                      names: dict[str, str] | None = None, scl: np.ndarray | None = None,
+                      nodata: int | None = 0) -> Path:
+    """One GeoTIFF per band of a 13-band stack ``data`` at the band's native resolution (its
+    file named ``names[band]``, default ``band``.tif), and ``SCL.tif`` (20 m) if given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t: Affine = profile["transform"]
+    layers = [(b, data[BANDS.index(b)], RESOLUTION[b] // 10) for b in bands]
+    if scl is not None:
+        layers.append(("SCL", scl, 2))
+    for band, full, f in layers:
+        arr = full[::f, ::f]
+        name = (names or {}).get(band, band)
+        with rasterio.open(folder / f"{name}.tif", "w", driver="GTiff", width=arr.shape[1],
+                           height=arr.shape[0], count=1, dtype=arr.dtype, crs=profile["crs"],
+                           transform=Affine(t.a * f, 0, t.c, 0, t.e * f, t.f),
+                           nodata=None if band == "SCL" else nodata) as dst:
+            dst.write(arr, 1)
+    return folder
+
+
+def write_stac_item(path: Path, assets: dict[str, Path], bbox: tuple[float, ...],
+                    properties: dict, raster_offset: tuple[float, float] | None = None) -> Path:
+    """A STAC item at ``path`` whose assets (key -> file) have hrefs relative to it; with
+    ``raster_offset`` (scale, offset) each band asset carries ``raster:bands`` with them."""
+    import pystac
+    from shapely.geometry import box, mapping
+
+    item = pystac.Item("scene", mapping(box(*bbox)), list(bbox), None,
+                       {"start_datetime": "2022-03-01T00:00:00Z",
+                        "end_datetime": "2022-03-01T00:00:00Z", **properties})
+    for key, file in assets.items():
+        extra = {}
+        if raster_offset and key != "scl":
+            extra["raster:bands"] = [{"scale": raster_offset[0], "offset": raster_offset[1]}]
+        rel = Path(file).relative_to(path.parent).as_posix()
+        item.add_asset(key, pystac.Asset(rel, media_type=pystac.MediaType.GEOTIFF,
+                                         roles=["data"], extra_fields=extra))
+    path.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
     return path

@@ -42,6 +42,19 @@ def run_example(command: str, *args, cwd: Path = ROOT) -> subprocess.CompletedPr
                           text=True, timeout=300)
 
 
+def run_twice(command: str, *args, cwd: Path = ROOT) -> list[subprocess.CompletedProcess]:
+    """Run a script twice, as a user reruns it: every example must succeed both times."""
+    runs = [run_example(command, *args, cwd=cwd) for _ in range(2)]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    return runs
+
+
+def stamps(folder: Path) -> dict[str, int]:
+    """Modification times (ns) of the files in a folder, by name."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
 def read(path: Path) -> np.ndarray:
     with rasterio.open(path) as ds:
         return ds.read()
@@ -53,12 +66,20 @@ SHELL = ["for_loop.sh", "xargs_parallel.sh",
 
 
 @pytest.mark.parametrize("script", SHELL)
-def test_shell_scripts_mask_every_scene(script, scenes, tmp_path):
+def test_shell_scripts_mask_every_scene_and_rerun(script, scenes, tmp_path):
     out = tmp_path / "out"
     done = run_example("mask", EXAMPLES / script, scenes, out)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.glob("*.tif")) == ["sample_mask.tif", "winter_mask.tif"]
     assert (read(out / "sample_mask.tif") == 1).mean() > 0.2  # the sample's cumulus
+    before = stamps(out)
+    again = run_example("mask", EXAMPLES / script, scenes, out)
+    assert again.returncode == 0, again.stderr
+    assert stamps(out) == before  # nothing redone
+    if script != "gnu_parallel.sh":  # GNU parallel's job log already skips what succeeded
+        assert sorted(again.stderr.splitlines()) == [
+            f"{out}/{name}_mask.tif exists: skipped (delete it to redo {name})"
+            for name in ("sample", "winter")]
 
 
 def test_for_loop_goes_on_after_a_failed_scene(scenes, tmp_path):
@@ -67,19 +88,24 @@ def test_for_loop_goes_on_after_a_failed_scene(scenes, tmp_path):
     done = run_example("mask", EXAMPLES / "for_loop.sh", scenes, out)
     assert done.returncode == 1 and "failed:" in done.stderr
     assert [p.name for p in out.glob("*.tif")] == ["winter_mask.tif"]
+    # mended, a rerun does the failed scene only
+    shutil.copy(EXAMPLES / "data" / "s2.tif", scenes / "sample" / "s2.tif")
+    winter = stamps(out)["winter_mask.tif"]
+    done = run_example("mask", EXAMPLES / "for_loop.sh", scenes, out)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.tif")) == ["sample_mask.tif", "winter_mask.tif"]
+    assert stamps(out)["winter_mask.tif"] == winter
 
 
 def test_defaults_read_the_bundled_sample_and_write_beside_the_caller(tmp_path):
-    done = run_example("mask", EXAMPLES / "for_loop.sh", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    run_twice("mask", EXAMPLES / "for_loop.sh", cwd=tmp_path)
     assert (tmp_path / "cloudfree_out" / "data_mask.tif").is_file()
 
 
 def test_python_api_mask(scenes, tmp_path):
-    done = run_example("mask", sys.executable, EXAMPLES / "python_api.py", scenes / "sample",
-                       tmp_path / "out")
-    assert done.returncode == 0, done.stderr
-    assert "cloud" in done.stdout and (tmp_path / "out" / "s2_mask.tif").is_file()
+    for done in run_twice("mask", sys.executable, EXAMPLES / "python_api.py", scenes / "sample",
+                          tmp_path / "out"):
+        assert "cloud" in done.stdout and (tmp_path / "out" / "s2_mask.tif").is_file()
 
 
 @needs_model
@@ -88,8 +114,7 @@ def test_python_api_and_for_loop_remove(scenes, tmp_path):
                        tmp_path / "api")
     assert done.returncode == 0, done.stderr
     shutil.rmtree(scenes / "winter")
-    done = run_example("remove", EXAMPLES / "for_loop.sh", scenes, tmp_path / "loop")
-    assert done.returncode == 0, done.stderr
+    run_twice("remove", EXAMPLES / "for_loop.sh", scenes, tmp_path / "loop")
     api, loop = read(tmp_path / "api" / "s2_cloudfree.tif"), read(tmp_path / "loop" / "sample.tif")
     assert api.shape == loop.shape == (13, 256, 256)
 

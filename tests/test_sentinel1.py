@@ -69,15 +69,16 @@ def test_wrong_units_is_a_usage_error(tmp_path, linear, claimed):
         open_sentinel1(path, claimed)
 
 
-def test_db_scaled_by_100_reads_with_a_warning(tmp_path, caplog):
-    """dB stored times 100 (an integer habit) is read, but the user is told it is not sigma0."""
+def test_db_scaled_by_100_reads_divided_with_a_warning(tmp_path, caplog):
+    """dB stored times 100 (an integer habit) is read divided by 100, and the user is told."""
     path = copy_s1(WINTER_S1, tmp_path / "x100.tif", transform_data=lambda d: d * 100)
     logger = logging.getLogger("cloudfree")  # the CLI's logger need not propagate to the root
     logger.addHandler(caplog.handler)
     try:
         with caplog.at_level("WARNING", logger="cloudfree"):
-            with open_sentinel1(path) as s1:
-                assert s1.units == "db"
+            with open_sentinel1(path) as s1, open_sentinel1(WINTER_S1) as real:
+                assert s1.units == "db" and s1.db_scale == 0.01
+                np.testing.assert_allclose(s1.read_linear(), real.read_linear(), rtol=1e-5)
             # one record, seen once or twice (through the root logger too, when it propagates)
             [warning] = {r.getMessage() for r in caplog.records if r.levelname == "WARNING"}
             caplog.clear()
@@ -86,8 +87,8 @@ def test_db_scaled_by_100_reads_with_a_warning(tmp_path, caplog):
             assert not [r for r in caplog.records if r.levelname == "WARNING"]
     finally:
         logger.removeHandler(caplog.handler)
-    assert re.search(r"x100.tif: median backscatter -\d{3,4} dB is outside", warning)  # x 100
-    assert "outside the -40 to 10 dB of calibrated Sentinel-1" in warning
+    assert re.search(r"x100.tif: median backscatter -\d{3,4} is dB x 100 \(-\d+.\d+ dB\); "
+                     "read divided by 100", warning)
 
 
 def test_one_band_missing_crs_and_all_zero_are_clear_errors(tmp_path):

@@ -110,6 +110,13 @@ def _device(name: str, rank_local: int) -> torch.device:
     return torch.device(name)
 
 
+def check_amp(amp: bool, device: str) -> None:
+    """Refuse mixed precision on a device that cannot run it, as ``remove`` refuses fp16."""
+    if amp and not device.startswith("cuda"):
+        raise UsageError(f"amp=True (mixed precision) needs a GPU, and the device is {device}; "
+                         "drop amp=True to train in fp32", "amp")
+
+
 def loader_workers(workers: int | None, device: torch.device) -> int:
     """Data-loading processes: as given, else 0 on CPU (the network needs the cores) and on
     a GPU up to 8, one per core (issue 23: with none, GLF-CR small on an H100 trained 4.1x
@@ -189,9 +196,8 @@ def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: 
     out = Path(out)
     rank, world = _init_distributed(config.device)
     device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
-    amp = config.amp and device.type == "cuda"
-    if config.amp and not amp:
-        log.info("--amp needs a GPU; training in fp32")
+    check_amp(config.amp, device.type)
+    amp = config.amp
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed + rank + (state["step"] if state else 0))
@@ -261,6 +267,7 @@ def train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config: 
 def train_folder(data: Path, config: TrainConfig, out: Path, resume: bool = False,
                  overwrite: bool = False) -> dict:
     """Train on the triplets found under ``data`` (see ``cloudfree.training.datasets``)."""
+    check_amp(config.amp, resolve_device(config.device))
     network, scaling, state = prepare(config, out, resume, overwrite)
     samples = find_samples(data)
     dataset = TripletDataset(samples, scaling, config.crop, network.size_multiple)
