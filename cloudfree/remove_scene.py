@@ -344,7 +344,7 @@ class SceneRemoval:
                 if self.restoring is not None:  # what still shows is restored, not filled
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,
-                        self.restoring, self.engine.bands)
+                        self.restoring, self.bands)
                     mask = region & ~(here & (filled < 0.5))
                 if self.options.max_correction is not None:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
