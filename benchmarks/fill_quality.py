@@ -17,10 +17,12 @@ through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask)
 - ``loso``: for each scene, the ``median-fill`` setting (base x feather, shadows) with the best
   mean PSNR on the other scenes (leave-one-scene-out cross-validation).
 
-With ``--pasted``, the truth is of the same date instead (issue 28): each triplet's cloud-free
-image gets the real cloud of another triplet of the pool (one with 5-70 % cloud, see ``pasted``:
-its cloudy pixels wherever its mask, eroded by 3 px, says cloud, turned by 90 degrees) and is filled
-back; scored the same way (inside the mask: on the pasted cloud, with the mask's buffer).
+With ``--pasted``, the truth is of the same date instead: each triplet's cloud-free image gets
+the real cloud of another triplet of the pool (one with 5-70 % cloud, turned by 90 degrees),
+blended as ``clear + a * (cloudy - clear)`` with the opacity ``a`` rising with the cloud's score
+(``training/simulate.py``: cores hide the land, edges let it through), and is filled back; scored
+the same way (inside the mask of the blended image). ``benchmarks/one_date_quality.py`` does the
+same over every clear S1/S2 image of the pool, with shadows.
 
 With ``--loso RUNS`` (the folds of ``scripts/train_loso.py``), each candidate network of RUNS
 (``RUNS/<arch>-<preset>/<scene>/last.pt``) runs as ``remove`` runs the bundled network (local
@@ -60,32 +62,38 @@ from train_loso import run_epochs
 
 from cloudfree import local_fill
 from cloudfree.checkpoint import load_checkpoint
-from cloudfree.masking import MaskParams
+from cloudfree.masking import MaskParams, classify
 from cloudfree.metrics import ssim_map
 from cloudfree.remove_scene import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
+from cloudfree.training.simulate import opacity, overlay
 
 #: name -> remove options
 SETTINGS = {
     "median base, feather 8": {"model": "median-fill", "fill_method": "median", "feather": 8},
     "median base, feather 2": {"model": "median-fill", "fill_method": "median", "feather": 2},
-    "local base, feather 8": {"model": "median-fill", "fill_method": "local", "feather": 8},
-    "local base, feather 2": {"model": "median-fill", "fill_method": "local", "feather": 2},
+    "local base, feather 8": {"model": "median-fill", "fill_method": "local", "feather": 8,
+                              "restoring": None},
+    "local base, feather 2": {"model": "median-fill", "fill_method": "local", "feather": 2,
+                              "restoring": None},
     "local base, feather 2, shadows": {"model": "median-fill", "fill_method": "local",
-                                       "feather": 2,
+                                       "feather": 2, "restoring": None,
                                        "mask_params": MaskParams(buffer=5, shadow=True)},
     "fillnet, median base, feather 8": {"fill_method": "median", "feather": 8,
                                         "max_correction": None},
     "fillnet, local base, feather 2": {"fill_method": "local", "feather": 2,
-                                       "max_correction": None},
+                                       "max_correction": None, "restoring": None},
     "fillnet, local base, f2, correction <= 50 %": {"fill_method": "local", "feather": 2,
-                                                   "max_correction": 0.5},
+                                                   "max_correction": 0.5, "restoring": None},
     "fillnet, local base, f2, correction <= 25 %": {"fill_method": "local", "feather": 2,
-                                                   "max_correction": 0.25},
+                                                   "max_correction": 0.25, "restoring": None},
     # the bound before issue 28's support term: 25 % of the base wherever the fill has land
     "fillnet, local base, f2, correction <= 25 % everywhere": {
         "fill_method": "local", "feather": 2, "max_correction": 0.25,
-        "support_scale": math.inf},
+        "support_scale": math.inf, "restoring": None},
+    # thin cloud and haze taken off (and shadows relit, with --shadow) where the land shows
+    "local base, feather 2, restored": {"model": "median-fill", "fill_method": "local",
+                                        "feather": 2},
 }
 BASELINE = "median base, feather 8"
 LOCAL = "local base, feather 2"
@@ -222,16 +230,17 @@ def fold_tables(rows: list[dict]) -> None:
 
 
 def pasted(samples: list[LoadedSample]) -> list[LoadedSample]:
-    """Each sample's cloud-free image under the real cloud of a donor, turned by 90 degrees:
-    the cloudy input of a same-date truth (``--pasted``). The donors are the samples with 5-70 %
-    cloud, and sample i takes donor i (cyclically), or the next one when that is itself."""
+    """Each sample's cloud-free image under the real cloud of a donor, turned by 90 degrees and
+    blended by its opacity: the cloudy input of a same-date truth (``--pasted``). The donors are
+    the samples with 5-70 % cloud, and sample i takes donor i (cyclically), or the next one when
+    that is itself."""
     donors = [s for s in samples if 0.05 < s.cloud[s.valid].mean() < 0.7]
     out = []
     for i, sample in enumerate(samples):
         donor = next(d for d in donors[i % len(donors):] + donors if d is not sample)
-        core = ndimage.binary_erosion(donor.cloud > 0, iterations=3)
-        where = np.rot90(core)[None] & sample.valid[None]
-        cloudy = np.where(where, np.rot90(donor.cloudy, axes=(1, 2)), sample.clear)
+        alpha = np.rot90(opacity(classify(donor.cloudy, donor.valid)[1]))
+        blended = overlay(sample.clear, np.rot90(donor.cloudy, axes=(1, 2)), alpha)
+        cloudy = np.where(sample.valid[None], blended, sample.clear)
         out.append(dataclasses.replace(sample, cloudy=cloudy,
                                        cloud=cloud_mask(cloudy, sample.valid, MASK)))
     return out

@@ -197,6 +197,10 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
               show_default=True,
               help="Base of the fill models: clear pixels nearby that match in S1, with the "
                    "haze ring around clouds (local), or the scene's clear-sky median (median).")
+@click.option("--restore/--no-restore", default=True, show_default=True,
+              help="With --fill local: where the land still shows through thin cloud and haze "
+                   "(and under shadows, with --shadow), take the veil off (relight the shadow) "
+                   "instead of filling it; only opaque cloud is filled.")
 @click.option("--max-correction", metavar="SHARE|none", callback=_share_or_none,
               help="Bound on the fill network's correction of its base, as a share of the base "
                    f"per band [default: {MAX_CORRECTION}; on the local base, less where clear "
@@ -210,12 +214,14 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @opt.level
 @opt.geotiff_outputs
 @opt.quiet
-def remove(s2_path, s1_path, output, as_json, quiet, max_correction, **options):
+def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **options):
     """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1 and other dates."""
     from cloudfree.remove_scene import remove_scene
+    from cloudfree.restore import RestoreParams
 
     summary = remove_scene(s2_path, s1_path, output or default_output(s2_path, "_cloudfree"),
-                           quiet=quiet, **max_correction, **options)
+                           quiet=quiet, restoring=RestoreParams() if restore else None,
+                           **max_correction, **options)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

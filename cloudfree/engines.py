@@ -287,7 +287,7 @@ def open_engine(*, model: str | None = None, checkpoint: Path | str | None = Non
                 onnx: Path | str | None = None, device: str = "auto",
                 precision: str = "fp32") -> Engine:
     """An engine for exactly one of: a bundled model name, a checkpoint file, an ONNX file;
-    none given: the default bundled model (``cloudfree-fillnet``)."""
+    none given: the default bundled model (``median-fill``)."""
     given = [name for name, value in
              (("model", model), ("checkpoint", checkpoint), ("onnx", onnx)) if value is not None]
     if not given:

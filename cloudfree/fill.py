@@ -1,8 +1,9 @@
 """The classical fill: every masked pixel replaced, band by band, by the scene's clear-sky median.
 
-It is the network-free model (``--model median-fill``) and the starting point of the default
-network, which predicts a correction on top of it (``networks/fillnet.py``): the network never
-sees the values under the mask, so it cannot do worse there than by keeping the fill.
+It is the network-free model (``--model median-fill``, the default) and the starting point of
+the fill network, which predicts a correction on top of it (``networks/fillnet.py``): the
+network never sees the values under the mask, so it cannot do worse there than by keeping the
+fill.
 
 The median of each band over the scene's clear valid pixels is exact and streams: a first pass
 adds every clear pixel to a histogram of reflectance in steps of 1e-4 (one L1C digital number),

@@ -114,7 +114,7 @@ def model_choice(default_device: str | None = "auto") -> Decorator:
     """--model, -c/--checkpoint, --onnx, --device: the model to run and where."""
     options = [
         click.option("--model", help="Bundled model (see `cloudfree models`) [default: "
-                                     "cloudfree-fillnet when no checkpoint or ONNX is given]."),
+                                     "median-fill when no checkpoint or ONNX is given]."),
         checkpoint(required=False),
         click.option("--onnx", type=PATH, help="ONNX model from export-onnx."),
         device(default_device),

@@ -5,7 +5,7 @@ read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> bl
 loader threads (``loader_threads``) while the network runs on the current one, and the last
 finished block composited and written on a writer thread meanwhile.
 
-Models built on the classical fill (``engine.uses_mask``: ``median-fill`` and the default
+Models built on the classical fill (``engine.uses_mask``: the default ``median-fill`` and
 ``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
 has the masked pixels replaced by it, and the fill mask goes with it.
 """
@@ -88,6 +88,7 @@ from cloudfree.reference_fill import (
     source_colormap,
     source_map,
 )
+from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import BANDS, Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
@@ -293,13 +294,15 @@ class SceneRemoval:
     def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: InferenceSettings,
                  trim: int, params: MaskParams, shadow: ShadowThresholds | None,
                  fill: FillSpectrum | None = None, local: LocalFillParams | None = None,
-                 references: ReferenceFill | None = None):
+                 references: ReferenceFill | None = None,
+                 restoring: RestoreParams | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
         #: the bands read, filled and written: the input's own for the network-free fill, the
         #: network's otherwise
         self.bands = s2.bands if engine.arch == Fill.arch else engine.bands
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
+        self.restoring = restoring if self.local is not None else None
         # the local fill's convolutions run on the network's GPU, if any (issue 22: on CPU
         # they were most of the loaders' work, and the loaders starved the GPU)
         self.fill_device = engine.device if engine.device.startswith("cuda") else "cpu"
@@ -350,6 +353,11 @@ class SceneRemoval:
                 network_input, support = local_fill(refl, here,
                                                     source_weight(region, clear, local), s1,
                                                     self.fill.values, local, self.fill_device)
+                if self.restoring is not None:  # what still shows is restored, not filled
+                    network_input, filled = restore(
+                        refl, network_input, here, here & (classes == SHADOW), clear,
+                        self.restoring, self.bands)
+                    mask = region & ~(here & (filled < 0.5))
                 if self.options.max_correction is not None:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
             else:
@@ -492,6 +500,7 @@ def remove_scene(
     source_out: Path | str | None = None,
     temporal_mask: bool = False,
     days_out: Path | str | None = None,
+    restoring: RestoreParams | None = RestoreParams(),
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
 
@@ -509,7 +518,7 @@ def remove_scene(
     output : path
         GeoTIFF to write, on the S2 grid with its data type and nodata.
     model : str, optional
-        Bundled model name (``cloudfree models``). Default: ``cloudfree-fillnet`` when neither
+        Bundled model name (``cloudfree models``). Default: ``median-fill`` when neither
         ``checkpoint`` nor ``onnx`` is given; give exactly one of the three.
     checkpoint : path, optional
         A cloudfree or official GLF-CR checkpoint. Default: none.
@@ -594,6 +603,10 @@ def remove_scene(
         Also write the int16 days from the target to the date each pixel came from (0
         observed, negative an earlier reference, -32768 the model, an undated reference or
         nodata); needs ``references``. Default: none.
+    restoring : RestoreParams or None
+        On the local base, where the land still shows through thin cloud and haze, take the
+        veil off, and relight cloud shadows (with ``mask_params.shadow``), instead of filling
+        them (``restore.py``); None fills all of them. Default: ``RestoreParams()``.
 
     Returns
     -------
@@ -699,7 +712,7 @@ def remove_scene(
                                     max_correction)
         local = LocalFillParams() if fill_method == "local" else None
         pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, local,
-                            dates)
+                            dates, restoring)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
@@ -711,6 +724,7 @@ def remove_scene(
             "RADIOMETRIC_OFFSET": str(s2.offset),
             "SHADOW_FILLED": str(mask_params.shadow),
             **({"FILL_METHOD": fill_method, "FILL_SOURCE": fill.source,
+                "RESTORED": str(pipe.restoring is not None),
                 "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
                if fill is not None else {}),
             **s1_tags,

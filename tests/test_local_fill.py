@@ -94,8 +94,9 @@ def test_the_networks_correction_is_bounded_and_shrinks_with_clear_land_around(t
     path, disk, _ = cloud_over(tmp_path, floods, "water")
     inner = ndimage.binary_erosion(disk, iterations=4)  # past the feather: no original in it
     base = removed(path, tmp_path / "base.tif", model="median-fill")[:, inner]
-    bounded = removed(path, tmp_path / "bounded.tif")[:, inner]
-    free = removed(path, tmp_path / "free.tif", max_correction=None)[:, inner]
+    bounded = removed(path, tmp_path / "bounded.tif", model="cloudfree-fillnet")[:, inner]
+    free = removed(path, tmp_path / "free.tif", model="cloudfree-fillnet",
+                   max_correction=None)[:, inner]
     assert (free < 0.6 * base).any()  # unbounded, it darkens water to well under the base
     assert (abs(bounded - base) <= 0.25 * base + 1).all()  # 1 DN of rounding
     # clear water all around this small cloud supports the local fill: the bound shrinks to
@@ -187,11 +188,11 @@ def test_cli_max_correction_none_frees_the_network_and_bad_values_are_refused(tm
     for value in ("0.25", "none"):
         out = tmp_path / f"cli_{value}.tif"
         result = cli("remove", "--s2", path, "--s1", FLOODS_S1, "--s1-aligned", "-o", out,
-                     "--max-correction", value, "--quiet")
+                     "--model", "cloudfree-fillnet", "--max-correction", value, "--quiet")
         assert result.exit_code == 0, result.output
         with rasterio.open(out) as ds:
             b08[value] = ds.read(B08 + 1)[inner].mean()
-    default = removed(path, tmp_path / "default.tif")[B08, inner].mean()
+    default = removed(path, tmp_path / "default.tif", model="cloudfree-fillnet")[B08, inner].mean()
     assert b08["0.25"] == pytest.approx(default, abs=0.5) and b08["none"] < 0.8 * default
     result = cli("remove", "--s2", path, "--s1", FLOODS_S1, "-o", tmp_path / "x.tif",
                  "--max-correction", "-1")

@@ -46,8 +46,8 @@ def test_onnxruntime_matches_torch_on_real_patches(exported, arch):
     assert engine.session.get_providers() == ["CPUExecutionProvider"]
 
 
-def test_default_model_runs_in_onnxruntime_on_cpu_with_the_same_output():
-    loaded = load_checkpoint(bundled_model())
+def test_the_fill_network_runs_in_onnxruntime_on_cpu_with_the_same_output():
+    loaded = load_checkpoint(bundled_model("cloudfree-fillnet"))
     fast, eager = (TorchEngine(loaded, device="cpu", cpu_runtime=r)
                    for r in ("onnxruntime", "torch"))
     assert fast.session is not None and eager.session is None
@@ -143,7 +143,8 @@ def test_cli_exports_a_bundled_model_that_remove_runs_as_the_model_itself(tmp_pa
     result = cli("export-onnx", "--model", "cloudfree-fillnet", "-o", output)
     assert result.exit_code == 0, result.output
     outs = {}
-    for name, model in (("onnx", ["--onnx", output]), ("bundled", [])):
+    for name, model in (("onnx", ["--onnx", output]),
+                        ("bundled", ["--model", "cloudfree-fillnet"])):
         outs[name] = tmp_path / f"{name}.tif"
         result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", outs[name],
                      "--s1-aligned", "--quiet", *model)

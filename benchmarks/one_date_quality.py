@@ -1,0 +1,229 @@
+"""Single-date cloud removal judged against the same date's land: real clouds and real shadows
+over the pool's clear real S1/S2 images, one scene held out at a time.
+
+    python benchmarks/one_date_quality.py --data DATA [--json out.json]
+
+DATA is the set built by ``scripts/build_training_set.py``. Every clear L1C image with its S1 (the
+pairs and the cloud-free image of every triplet, ``train_default.clear_scenes``) is a scene. Its
+clouds and shadows come from a real cloudy image of another scene of the pool (a donor, turned by
+90 degrees):
+
+- cloud: ``clear + a * (cloudy - clear)``, with the donor's opacity ``a`` rising with its cloud
+  score (``training/simulate.py``: cores hide the land, edges let it through);
+- shadow: where the donor's mask finds shadow within ``NEAR`` px of its clouds, the clear land
+  darkened by the per-band ratio measured on the pool's real shadows (``shadow_ratios``: cloudy
+  over cloud-free, median over the shadows of the images where B08 loses 30 % or more), with a
+  1 px soft edge.
+
+Cases: ``cloud``, ``shadow`` and ``both``. Every setting runs the real ``remove_scene`` (GeoTIFFs,
+S1 aligned); scores are PSNR (reflectance in [0, 1], 13 bands) over the image and over the
+pixels the clouds and shadows changed. Then, guard, the ``other date`` case: every real triplet's
+own cloudy image against its cloud-free image of another date (the papers' protocol).
+
+Leave-one-scene-out: for each scene, the setting with the best mean PSNR on the ``both`` case of
+the other scenes is the one it is scored with (``loso``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from remove_quality import write_inputs  # puts scripts/ on the path for train_default
+from scipy import ndimage
+from train_default import load_set, real_triplets, reflectance
+
+from cloudfree.masking import CLOUD, SHADOW, MaskParams, classify
+from cloudfree.remove_scene import remove_scene
+from cloudfree.restore import RestoreParams
+from cloudfree.training.datasets import LoadedSample, cloud_mask
+from cloudfree.training.simulate import opacity, overlay
+
+#: Shadows count as cast by a donor's clouds within this many px of them.
+NEAR = 40
+#: A donor has 5-70 % cloud (some land for shadows and the local fill) and real shadows.
+DONOR_CLOUD = (0.05, 0.7)
+MIN_SHADOW = 300
+SHADOWS = MaskParams(buffer=5, shadow=True)
+#: name -> remove options
+SETTINGS = {
+    "scene-median fill": {"model": "median-fill", "fill_method": "median", "feather": 8,
+                          "restoring": None},
+    "local base": {"model": "median-fill", "restoring": None},
+    "local base, shadows filled": {"model": "median-fill", "restoring": None,
+                                   "mask_params": SHADOWS},
+    "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None},
+    "+ shadows relit": {"model": "median-fill", "mask_params": SHADOWS,
+                        "restoring": RestoreParams(haze=None)},
+    "+ haze restored": {"model": "median-fill", "restoring": RestoreParams(shadows=False)},
+    "+ haze restored, shadows relit": {"model": "median-fill", "mask_params": SHADOWS,
+                                       "restoring": RestoreParams()},
+    "fillnet + haze restored": {"model": "cloudfree-fillnet",
+                                "restoring": RestoreParams(shadows=False)},
+}
+CASES = ("cloud", "shadow", "both")
+BASELINE = "scene-median fill"
+LOCAL = "local base"
+
+
+def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
+    """PSNR (dB, peak 1) over the pixels ``where``, every band, reflectance clipped to [0, 1]."""
+    err = np.clip(pred, 0, 1)[:, where] - np.clip(truth, 0, 1)[:, where]
+    return 10 * np.log10(1 / max(float((err**2).mean()), 1e-10))
+
+
+def donor_shadow(cloudy: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The shadow pixels [H, W] of a real cloudy image within ``NEAR`` px of its clouds."""
+    classes, _ = classify(cloudy, valid, MaskParams(shadow=True))
+    near = ndimage.distance_transform_edt(classes != CLOUD) <= NEAR
+    return (classes == SHADOW) & near & valid
+
+
+def shadow_ratios(records: list[dict]) -> np.ndarray:
+    """Per-band darkening [13] of real shadows: cloudy over cloud-free, the median over the
+    shadows of each image (where B08 loses 30 % or more), then over the images, at most 1."""
+    ratios = []
+    for r in records:
+        cloudy, valid = reflectance(r["s2_cloudy"])
+        clear, valid_clear = reflectance(r["s2_clear"])
+        shadow = donor_shadow(cloudy, valid & valid_clear)
+        if shadow.sum() < MIN_SHADOW:
+            continue
+        ratio = np.median(cloudy[:, shadow] / np.maximum(clear[:, shadow], 1e-3), axis=1)
+        if ratio[7] <= 0.7:
+            ratios.append(ratio)
+    return np.minimum(np.median(ratios, axis=0), 1).astype(np.float32)
+
+
+def donors(records: list[dict]) -> list[dict]:
+    """The real cloudy images with 5-70 % cloud and real shadows: image, opacity, shadow."""
+    out = []
+    for r in records:
+        cloudy, valid = reflectance(r["s2_cloudy"])
+        classes, score = classify(cloudy, valid)
+        share = float((classes == CLOUD)[valid].mean())
+        shadow = donor_shadow(cloudy, valid)
+        if DONOR_CLOUD[0] < share < DONOR_CLOUD[1] and shadow.sum() >= MIN_SHADOW:
+            out.append({"scene": r["scene"], "id": r["id"], "cloudy": cloudy,
+                        "alpha": opacity(score), "shadow": shadow})
+    return out
+
+
+def cases(scene: dict, donor: dict, ratios: np.ndarray) -> dict[str, LoadedSample]:
+    """The scene under the donor's cloud, its shadows, and both (crops to the common size)."""
+    n = min(scene["clear"].shape[1], scene["clear"].shape[2], donor["cloudy"].shape[1],
+            donor["cloudy"].shape[2])
+    clear, s1, valid = scene["clear"][:, :n, :n], scene["s1"][:, :n, :n], scene["valid"][:n, :n]
+    cloud = np.rot90(donor["cloudy"][:, :n, :n], axes=(1, 2))
+    alpha = np.rot90(donor["alpha"][:n, :n])
+    shade = ndimage.gaussian_filter(np.rot90(donor["shadow"][:n, :n]).astype(np.float32), 1)
+    dark = clear * (1 - shade[None] * (1 - ratios[:, None, None]))
+    out = {}
+    for case, image in (("cloud", overlay(clear, cloud, alpha)), ("shadow", dark),
+                        ("both", overlay(dark, cloud, alpha))):
+        image = np.where(valid[None], image, 0).astype(np.float32)
+        out[case] = LoadedSample(image, clear, s1, valid, cloud_mask(image, valid, SHADOWS))
+    return out
+
+
+def run(folder: Path, sample: LoadedSample, options: dict) -> np.ndarray:
+    """``remove`` with these options and every other default; reflectance [13, H, W]."""
+    s2, s1 = write_inputs(folder, sample)
+    out = folder / "output.tif"
+    remove_scene(s2, s1, out, s1_aligned=True, overwrite=True, quiet=True, device="cpu",
+                 **options)
+    with rasterio.open(out) as ds:
+        return ds.read().astype(np.float32) / 10000
+
+
+def scores(pred: np.ndarray, sample: LoadedSample) -> dict[str, float]:
+    """PSNR over the valid image and over the pixels the clouds and shadows changed."""
+    changed = (np.abs(sample.cloudy - sample.clear).max(0) > 1e-3) & sample.valid
+    return {"psnr": psnr(pred, sample.clear, sample.valid),
+            "changed": psnr(pred, sample.clear, changed) if changed.any() else float("nan")}
+
+
+def loso(rows: list[dict], names: list[str], case: str = "both") -> None:
+    """Each scene's results under the setting of ``names`` best on ``case`` of the others."""
+    for i, row in enumerate(rows):
+        others = [r for j, r in enumerate(rows) if j != i]
+        best = max(names, key=lambda n: np.mean([r[case][n]["psnr"] for r in others]))
+        for c in CASES:
+            row[c]["loso"] = {**row[c][best], "chosen": best}
+
+
+def table(rows: list[dict], case: str, names: list[str]) -> None:
+    """Mean PSNR (image, changed pixels) of each setting, gain and wins over the scene-median
+    fill and wins over the local base."""
+    n = len(rows)
+    base = np.mean([r[case][BASELINE]["psnr"] for r in rows])
+    print(f"\n{case} (n={n}) | PSNR | changed px | vs scene-median | wins | wins vs local base")
+    for name in names:
+        got = [r[case][name]["psnr"] for r in rows]
+        changed = np.nanmean([r[case][name]["changed"] for r in rows])
+        wins = sum(r[case][name]["psnr"] > r[case][BASELINE]["psnr"] + 1e-6 for r in rows)
+        local = sum(r[case][name]["psnr"] > r[case][LOCAL]["psnr"] + 1e-6 for r in rows)
+        print(f"| {name} | {np.mean(got):.2f} | {changed:.2f} | {np.mean(got) - base:+.2f} | "
+              f"{wins}/{n} | {local}/{n} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    torch.set_num_threads(2)
+    records = [r for split in ("train", "val") for r in load_set(args.data, split)]
+    l1c = [r for r in records if not r["bands_missing"]]
+    ratios = shadow_ratios([r for r in l1c if {"s2_cloudy", "s2_clear"} <= set(r)])
+    print("shadow darkening (B01..B12):", " ".join(f"{x:.2f}" for x in ratios))
+    pool = donors([r for r in l1c if "s2_cloudy" in r])
+    scenes = []
+    for r in l1c:
+        if r["kind"] in ("pair", "triplet"):
+            clear, valid = reflectance(r["s2_clear"])
+            scenes.append({"id": r["id"], "scene": r["scene"], "clear": clear, "s1": r["s1"],
+                           "valid": valid & np.isfinite(r["s1"]).all(0)})
+    print(f"{len(scenes)} scenes, {len(pool)} donors")
+    settings = {n: SETTINGS[n] for n in args.settings}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for i, scene in enumerate(scenes):
+            others = [d for d in pool if d["scene"] != scene["scene"]]
+            donor = others[(7 * i + 3) % len(others)]
+            row = {"name": scene["id"], "donor": donor["id"]}
+            for case, sample in cases(scene, donor, ratios).items():
+                row[case] = {n: scores(run(folder, sample, o), sample)
+                             for n, o in settings.items()}
+            rows.append(row)
+            print(scene["id"], "|", " ".join(f"{row['both'][n]['psnr']:.2f}" for n in settings),
+                  flush=True)
+        loso(rows, list(settings))
+        for case in CASES:
+            table(rows, case, [*settings, "loso"])
+        print("loso chose:", ", ".join(sorted({r["both"]["loso"]["chosen"] for r in rows})))
+        guard = []
+        for record, sample in zip([r for r in l1c if r["kind"] == "triplet"],
+                                  real_triplets([r for r in l1c if r["kind"] == "triplet"]),
+                                  strict=True):
+            if not (sample.cloud.astype(bool) & sample.valid).any():
+                continue
+            guard.append({"name": record["id"], "other date": {
+                n: scores(run(folder, sample, o), sample) for n, o in settings.items()}})
+        table(guard, "other date", list(settings))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "guard": guard,
+                                         "shadow_ratios": ratios.tolist()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

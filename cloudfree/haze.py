@@ -1,0 +1,112 @@
+"""Thin cloud and haze: take the veil off where the land still shows, leave the rest to the fill.
+
+A pixel under a cloud of opacity t is about (1 - t) * land + t * cloud, per band (the blend of
+``benchmarks/one_date_quality.py``). Where t is small the land's texture is still there, and a
+fill would throw it away. Here, over the masked region of a window:
+
+- the opacity is read from the haze optimised transform HOT = B02 - 0.5 B04 (Zhang, Guindon
+  and Cihlar 2002): haze and cloud raise blue more than red, bright land does not. t is the
+  excess of HOT over that of the clear land expected there (``expected``: the local fill,
+  ``local_fill.py``), as a share of an opaque cloud's excess, smoothed over the region but
+  never above the pixel's own excess. Haze
+  levels from HOT are how haze removal in atmospheric correction works (per-level dark-object
+  subtraction, Zhang et al. 2002; Liang, Fang and Chen 2001);
+- the land is unmixed: (observed - t * cloud) / (1 - t) per band, with the cloud spectrum
+  ``CLOUD`` of the pool's opaque cores, so the land's level and texture come from the pixel;
+- it is trusted where t is below ``t_restore`` and handed over smoothly to the fill up to
+  ``t_fill``; and less where the restored land strays from the expected one by more than
+  ``spread`` times the spread of the clear land around (then the "land" seen is the cloud's own
+  structure): weight exp(-d^2 / (2 (spread * s)^2)), d the RMS over bands of the smoothed
+  difference, s that of the clear land's local standard deviation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cloudfree.sentinel2 import BANDS
+
+#: Reflectance of opaque cloud, B01..B12 (B8A ninth): per band, the median over the pool's
+#: cloudy L1C images (34 with 500+ such pixels) of their median where the cloud score exceeds 0.5.
+CLOUD: dict[str, float] = dict(zip(BANDS, (
+    0.538, 0.525, 0.494, 0.524, 0.546, 0.590, 0.610, 0.598, 0.629, 0.318, 0.013, 0.463, 0.354,
+), strict=True))
+#: Gaussian (px) of the local spread of the clear land around.
+SPREAD_SIGMA = 16.0
+
+
+@dataclass(frozen=True)
+class HazeParams:
+    """Where the land is restored rather than filled, and how smooth the opacity is."""
+
+    t_restore: float = 0.1  # opacity up to which the restored land is taken
+    t_fill: float = 0.3  # opacity from which the fill is
+    sigma: float = 4.0  # px, smoothness of the opacity
+    spread: float = 0.75  # trust the restored land within this many spreads of the land around
+
+
+def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian of ``values`` [C, H, W] over the pixels ``where`` [H, W] (Knutsson
+    and Westin 1993): each pixel's weighted mean of the ``where`` pixels around it."""
+    weight = ndimage.gaussian_filter(where.astype(np.float32), sigma, mode="nearest")
+    out = np.empty(values.shape, np.float32)
+    for band, v in enumerate(values):
+        out[band] = ndimage.gaussian_filter(np.where(where, v, 0).astype(np.float32), sigma,
+                                            mode="nearest")
+    return out / np.maximum(weight, 1e-6)[None]
+
+
+def hot(reflectance: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    """HOT = B02 - 0.5 B04 of [C, ...] reflectance."""
+    return reflectance[bands.index("B02")] - 0.5 * reflectance[bands.index("B04")]
+
+
+def opacity(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray, sigma: float,
+            bands: tuple[str, ...] = BANDS) -> np.ndarray:
+    """Cloud opacity in [0, 1] over ``region`` [H, W] (0 off it), from HOT's excess over the
+    expected land."""
+    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
+    excess = hot(reflectance, bands) - hot(expected, bands)
+    room = np.maximum(hot(cloud, bands) - hot(expected, bands), 0.05)
+    # smoothed, but never above the pixel's own excess: a dark shadow beside a bright core
+    # would otherwise be unmixed to black
+    smooth = smooth_within(excess[None], region, sigma)[0]
+    t = np.clip(np.minimum(smooth, excess) / room, 0, 1)
+    return np.where(region, t, 0).astype(np.float32)
+
+
+def smoothstep_down(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """1 up to ``low``, 0 from ``high``, a smooth step between."""
+    x = np.clip((x - low) / max(high - low, 1e-6), 0, 1)
+    return (1 - x * x * (3 - 2 * x)).astype(np.float32)
+
+
+def land_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """RMS over bands of the local standard deviation [H, W] of the ``clear`` pixels around."""
+    mean = smooth_within(reflectance, clear, SPREAD_SIGMA)
+    square = smooth_within(reflectance * reflectance, clear, SPREAD_SIGMA)
+    return np.sqrt(np.maximum(square - mean * mean, 0).mean(0))
+
+
+def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
+           clear: np.ndarray, params: HazeParams = HazeParams(),
+           bands: tuple[str, ...] = BANDS) -> tuple[np.ndarray, np.ndarray]:
+    """``reflectance`` [C, H, W] with the veil taken off the ``region`` [H, W] pixels, and the
+    weight [H, W] of that restored land against the fill (``expected``) in each; ``clear``: the
+    clear land. Returns (restored, weight), both unchanged / 0 off the region."""
+    restored = reflectance.astype(np.float32, copy=True)
+    weight = np.zeros(region.shape, np.float32)
+    if not region.any() or not clear.any():
+        return restored, weight
+    t = opacity(reflectance, expected, region, params.sigma, bands)
+    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
+    t_used = np.minimum(t, params.t_fill)[None]
+    unmixed = np.maximum((reflectance - t_used * cloud) / (1 - t_used), 0)
+    restored[:, region] = unmixed[:, region]
+    d = np.sqrt(((smooth_within(restored, region, params.sigma) - expected) ** 2).mean(0))
+    s = np.maximum(params.spread * land_spread(reflectance, clear), 1e-4)
+    weight = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
+    return restored, np.where(region, weight, 0).astype(np.float32)

@@ -1,0 +1,47 @@
+"""One date: what the land under thin cloud, haze and shadow still shows is restored, and only
+the rest is filled.
+
+Given the local fill of a window's masked region (``expected``, ``local_fill.py``), shadows are
+relit (``shadow.py``) and thin cloud and haze taken off (``haze.py``); the restored land is
+blended with the fill by the haze step's weight, so restoring hands over smoothly to filling
+where the cloud turns opaque.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cloudfree.haze import HazeParams, dehaze
+from cloudfree.sentinel2 import BANDS
+from cloudfree.shadow import relight
+
+
+@dataclass(frozen=True)
+class RestoreParams:
+    """Which of the two restorations run (None / False: that part is filled)."""
+
+    haze: HazeParams | None = HazeParams()
+    shadows: bool = True
+
+
+def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
+            shadow: np.ndarray, clear: np.ndarray, params: RestoreParams = RestoreParams(),
+            bands: tuple[str, ...] = BANDS) -> tuple[np.ndarray, np.ndarray]:
+    """The base of the ``region`` [H, W] pixels: restored land where it shows, ``expected``
+    elsewhere; and the share [H, W] of each that is filled (1: all fill; 0 off the region).
+    ``shadow``: the region's shadow pixels; ``clear``: the clear land. Haze needs B02 and B04
+    (HOT) among ``bands``; without them, thin cloud is filled."""
+    out = np.where(region[None], expected, reflectance).astype(np.float32)
+    filled = region.astype(np.float32)
+    cloud = region
+    if params.shadows and shadow.any():
+        out[:, shadow] = relight(reflectance, expected, shadow)[:, shadow]
+        filled[shadow] = 0
+        cloud = region & ~shadow
+    if params.haze is not None and cloud.any() and {"B02", "B04"} <= set(bands):
+        restored, weight = dehaze(reflectance, expected, cloud, clear, params.haze, bands)
+        out[:, cloud] = (weight * restored + (1 - weight) * expected)[:, cloud]
+        filled[cloud] = 1 - weight[cloud]
+    return out, filled
