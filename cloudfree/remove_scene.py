@@ -696,8 +696,11 @@ def remove_scene(
                 base = f"nearby clear pixels{match} (where none is near: {base})"
             how = (f"filled from {base}, no network" if engine.arch == Fill.arch else
                    f"filled by the {engine.arch} network, starting from {base}")
-            if references:
-                how = f"taken from the other dates where they are clear, the rest {how}"
+            steps = ["taken from the other dates where they are clear"] if references else []
+            if restoring is not None and fill_method == "local":
+                steps.append("where the land shows through thin cloud or haze, the veil taken off"
+                             + (", shadows relit" if mask_params.shadow else ""))
+            how = "; ".join([*steps, f"the rest {how}"]) if steps else how
             log.info("cloud pixels: %s", how)
         dates = None
         if references:

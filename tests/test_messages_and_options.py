@@ -117,13 +117,13 @@ def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
             "correction: no significant correlation peak (significance 3.8, 6.5 needed): "
             "Sentinel-1 and Sentinel-2 have too few edges in common to measure a shift (usual "
             "over water, cloud or flat land)") in notes
-    assert ("cloudfree: cloud pixels: filled by the fillnet network, starting from nearby clear "
-            "pixels with similar Sentinel-1 backscatter (where none is near: the scene's "
-            "clear-sky median)") in notes
+    assert ("cloudfree: cloud pixels: where the land shows through thin cloud or haze, the veil "
+            "taken off; the rest filled from nearby clear pixels with similar Sentinel-1 "
+            "backscatter (where none is near: the scene's clear-sky median), no network") in notes
     for jargon in ("different places", "on top of the base", "match in S1", "residual shift",
                    " tiles"):
         assert jargon not in result.output
-    assert re.fullmatch(r".*x\.tif: filled 43\.7% cloud with cloudfree-fillnet in \d+\.\d s",
+    assert re.fullmatch(r".*x\.tif: filled 43\.7% cloud with median-fill in \d+\.\d s",
                         result.stdout.strip())
 
 
@@ -131,9 +131,10 @@ def test_a_run_with_other_dates_says_they_fill_first(tmp_path, cli):
     other = SAMPLE / "series" / "s2_2018-06-25.tif"
     result = cli("remove", "--s2", SERIES_S2, "--reference", other, "-o", tmp_path / "x.tif")
     assert result.exit_code == 0, result.output
-    assert ("cloudfree: cloud pixels: taken from the other dates where they are clear, the rest "
-            "filled from nearby clear pixels (where none is near: the scene's clear-sky median), "
-            "no network") in result.stderr.splitlines()
+    assert ("cloudfree: cloud pixels: taken from the other dates where they are clear; where the "
+            "land shows through thin cloud or haze, the veil taken off; the rest filled from "
+            "nearby clear pixels (where none is near: the scene's clear-sky median), no network"
+            ) in result.stderr.splitlines()
 
 
 def test_train_amp_on_cpu_is_refused_like_fp16(tmp_path, cli):
@@ -158,7 +159,8 @@ def test_tiles_narrower_or_overlapping_less_than_the_model_needs_are_warned(tmp_
         out = tmp_path / f"{len(runs)}.tif"
         options = [o for flag, v in zip(("--tile", "--overlap"), tiling.split(), strict=False)
                    for o in (flag, v)]
-        result = cli("remove", "--s1", s1, "--s2", s2, "-o", out, *options)
+        result = cli("remove", "--s1", s1, "--s2", s2, "-o", out, "--model", "cloudfree-fillnet",
+                     *options)
         assert result.exit_code == 0, result.output
         warned = [line for line in result.stderr.splitlines()
                   if line.startswith(("cloudfree: tile ", "cloudfree: overlap "))]
