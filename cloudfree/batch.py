@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cloudfree.bundled import FILL_MODEL
+from cloudfree.bundled import DEFAULT_MODEL, FILL_MODEL
 from cloudfree.errors import CloudfreeError, UsageError, spelled
 from cloudfree.paths import check_folder_output, input_problem, taken
 from cloudfree.provenance import acquisition_time
@@ -478,7 +478,9 @@ def run_batch(
         raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
                          "or leave it out to run here", "dask_scheduler")
     # remove runs without S1 where it can: with references, or with the network-free model
-    optional = bool(references) or options.get("model") == FILL_MODEL
+    network = options.get("checkpoint") or options.get("onnx") or (
+        options.get("model") or DEFAULT_MODEL) != FILL_MODEL
+    optional = bool(references) or not network
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
                      need_s1=command == "remove" and not optional,
                      use_s1=command == "remove", exclude=out_dir)

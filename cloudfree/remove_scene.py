@@ -89,7 +89,7 @@ from cloudfree.reference_fill import (
     source_map,
 )
 from cloudfree.restore import RestoreParams, restore
-from cloudfree.sentinel2 import BANDS, Sentinel2, open_sentinel2
+from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
@@ -635,14 +635,6 @@ def remove_scene(
     if s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
                          "aligned", "s1_aligned", "s1_path")
-    if model is None and checkpoint is None and onnx is None:
-        model = default_model(s2_path, offset, level)
-    if s1_path is None and model is None and checkpoint is None and onnx is None:
-        if not references:
-            raise UsageError("give s1_path=PATH (Sentinel-1), references=S2 (other dates) or "
-                             "model=median-fill (which needs no S1)", "s1_path", "references",
-                             "model")
-        model = FILL_MODEL
     for extra in (mask_out, preview, source_out, days_out):
         if extra is not None:
             check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)
@@ -761,24 +753,6 @@ def remove_scene(
                                  "single_date_model": int(sources[SINGLE_DATE])}}),
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-def default_model(s2_path: Path | str, offset: str | int | None, level: str) -> str | None:
-    """``median-fill`` for an input the bundled networks cannot read (not the 13 L1C bands, or
-    L2A reflectance), with a note; None (the default network) otherwise."""
-    said = logging.root.manager.disable
-    logging.disable(logging.INFO)  # the run opens it again, and says then what it finds
-    try:
-        with open_sentinel2(s2_path, offset, level) as s2:
-            missing, level = s2.missing(BANDS), s2.level
-    finally:
-        logging.disable(said)
-    if not missing and level == "L1C":
-        return None
-    why = f"has no {', '.join(missing)}" if missing else "is L2A (bottom of atmosphere)"
-    log.warning("%s %s, and the bundled networks read the 13 L1C bands: filling with %s "
-                "(no network; any band set)", Path(s2_path).name, why, FILL_MODEL)
-    return FILL_MODEL
 
 
 def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams

@@ -117,6 +117,19 @@ def test_default_model_is_the_bundled_fill_without_a_network():
     assert DEFAULT_MODEL == "median-fill" and engine.arch == "fill" and engine.uses_mask
 
 
+def test_the_default_runs_without_s1_and_changes_only_the_masked_pixels(tmp_path, cli):
+    out, mask = tmp_path / "x.tif", tmp_path / "m.tif"
+    result = cli("remove", "--s2", SUMMER_S2, "-o", out, "--mask-out", mask)
+    assert result.exit_code == 0, result.output
+    assert "x.tif: filled 43.7% cloud with median-fill in" in result.stdout
+    assert "the rest filled from nearby clear pixels (where none is near" in result.stderr
+    with rasterio.open(out) as o, rasterio.open(SUMMER_S2) as i, rasterio.open(mask) as m:
+        filled, observed, masked = o.read(), i.read(), m.read(1) > 0
+    far = ndimage.distance_transform_edt(~masked) > 12  # beyond the haze ring around the mask
+    assert far.mean() > 0.2 and (filled[:, far] == observed[:, far]).all()
+    assert (filled[:, masked] != observed[:, masked]).any(axis=0).mean() > 0.9
+
+
 def test_the_fast_model_is_the_small_preset_of_the_default_and_fills_the_same_pixels(tmp_path):
     """The fillnet model is fillnet's paper preset, the fast one its small preset; both
     trained on every scene of the pool, and both leave clear pixels as they are."""

@@ -322,9 +322,9 @@ def test_batch_gives_each_scene_its_nearest_dates(scenes, tmp_path, cli):
 
 
 def test_batch_of_s2_dates_without_s1_runs_with_references(scenes, tmp_path, cli):
-    # a flat folder of optical dates only: with --references each scene runs without S1 (and
-    # the default network's place taken by median-fill), as remove --reference does; without,
-    # the default model needs an S1 and every scene fails as unpaired
+    # a flat folder of optical dates only: with --references each scene runs without S1, as
+    # remove --reference does; without, so does the default (no network), while a network
+    # needs an S1 and every scene fails as unpaired
     root = tmp_path / "dates"
     root.mkdir()
     (root / "a_20171201.tif").symlink_to(scenes["target"])
@@ -335,7 +335,10 @@ def test_batch_of_s2_dates_without_s1_runs_with_references(scenes, tmp_path, cli
     remove_scene(scenes["target"], None, alone, references=[WINTER_S2], quiet=True)
     np.testing.assert_allclose(read(tmp_path / "out" / "a_20171201.tif")[0], read(alone)[0],
                                atol=1)  # the batch worker's threads sum in another order
-    result = cli("batch", root, "-o", tmp_path / "plain")
+    result = cli("batch", root, "-o", tmp_path / "plain", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "plain" / "b_20171211.tif").exists()
+    result = cli("batch", root, "-o", tmp_path / "net", "--model", "cloudfree-fillnet")
     assert result.exit_code == 1 and "unpaired: no Sentinel-1 file covers 50%" in result.output
     # scene folders: a scene with its S1 keeps it, one without runs without
     area = tmp_path / "area"
@@ -352,9 +355,10 @@ def test_batch_of_s2_dates_without_s1_runs_with_references(scenes, tmp_path, cli
 
 
 def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
-    result = cli("remove", "--s2", scenes["target"], "-o", tmp_path / "o.tif")
+    result = cli("remove", "--s2", scenes["target"], "--model", "cloudfree-fillnet", "-o",
+                 tmp_path / "o.tif")
     assert result.exit_code == 2
-    assert "give --s1 PATH (Sentinel-1), --reference S2 (other dates) or --model median-fill" \
+    assert "model cloudfree-fillnet needs Sentinel-1: give --s1 PATH, or --model median-fill" \
         in result.output
     result = cli("remove", "--s2", scenes["target"], "--reference", WINTER_S2, "--reference",
                  WINTER_S2, "--reference-s1", "none", "-o", tmp_path / "o.tif")
