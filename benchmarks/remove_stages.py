@@ -4,14 +4,14 @@
 
 Runs one `remove` in this process (every default, COG output) with the functions of each stage
 wrapped by a clock that reads the calling thread's CPU time (``time.thread_time``) and its wall
-time. Stages nest (the first pass's reads are inside it); each stage gets its exclusive time, the
-time inside its wrapped functions minus that of the stages called from them; the stages of a
-first pass (on any thread) are named after it ("clear-sky statistics > read S2"). CPU seconds add up over every thread (loaders, the writer, the
-main thread). So that the network's and the local fill's CPU is counted where it is spent,
-torch (and so onnxruntime, which takes torch's thread count) runs on the calling threads
-(``torch.set_num_threads(1)``); what no Python stage holds (GDAL's own compression threads, the
-interpreter outside the stages) is the rest of the process's CPU ("other"). Also profiles the main thread
-with cProfile when ``--cprofile FILE`` is given.
+time. Stages nest; each gets its exclusive time, the time inside its wrapped functions minus
+that of the stages called from them; the stages of a first pass (on any thread) are named
+after it ("clear-sky statistics > read S2"). CPU seconds add up over every thread (loaders,
+the writer, the main thread). So that the network's and the local fill's CPU is counted where
+it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
+threads (``torch.set_num_threads(1)``); what no Python stage holds (GDAL's own compression
+threads, the interpreter outside the stages, the imports) is the rest of the process's CPU
+("other"). ``--cprofile FILE`` also writes the main thread's cProfile.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ STAGES = (
     ("cloudfree.coregister", "CoregisterResult.read", "read S1 (warp)"),
     ("cloudfree.coregister", "AlignedS1.read", "read S1"),
     ("cloudfree.remove_scene", "open_s1_on_grid", "S1 co-registration"),
+    ("cloudfree.coregister", "estimate_window", "shift estimates"),
     ("cloudfree.remove_scene", "scene_fill_spectrum", "clear-sky statistics"),
     ("cloudfree.remove_scene", "classify", "mask"),
     ("cloudfree.remove_scene", "haze_region", "mask"),
