@@ -10,8 +10,8 @@ after it ("clear-sky statistics > read S2"). CPU seconds add up over every threa
 the writer, the main thread). So that the network's and the local fill's CPU is counted where
 it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
 threads (``torch.set_num_threads(1)``); what no Python stage holds (GDAL's own compression
-threads, the interpreter outside the stages, the imports) is the rest of the process's CPU
-("other"). ``--cprofile FILE`` also writes the main thread's cProfile.
+threads, the interpreter outside the stages; not the imports, done before the clock starts)
+is the rest of the process's CPU ("other"). ``--cprofile FILE`` also writes the main thread's cProfile.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def print_stages(result: dict, title: str) -> None:
     for name, s in result["stages"].items():
         print(f"| {name} | {s['cpu']:.2f} | {s['cpu'] / total:.0%} | {s['wall']:.2f} | "
               f"{s['calls']} |")
-    print(f"| other (GDAL threads, interpreter, imports) | {result['other_cpu']:.2f} | "
+    print(f"| other (GDAL threads, interpreter) | {result['other_cpu']:.2f} | "
           f"{result['other_cpu'] / total:.0%} | | |")
 
 
