@@ -160,7 +160,7 @@ def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
     dst_shape = (math.ceil(grid.height / step), math.ceil(grid.width / step))
     src_step = max(1, math.ceil(max(src.width, src.height) / 1024))
     src_shape = (math.ceil(src.height / src_step), math.ceil(src.width / src_step))
-    vv = checked_read(S1_INPUT, s1.dataset, s1.bands[0], window=src, out_shape=src_shape,
+    vv = checked_read(S1_INPUT, s1.handle(), s1.bands[0], window=src, out_shape=src_shape,
                       masked=True)
     valid = np.isfinite(vv.filled(np.nan)).astype(np.float32)
     dst = np.zeros(dst_shape, np.float32)
