@@ -11,7 +11,8 @@ the writer, the main thread). So that the network's and the local fill's CPU is 
 it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
 threads (``torch.set_num_threads(1)``); what no Python stage holds (GDAL's own compression
 threads, the interpreter outside the stages; not the imports, done before the clock starts)
-is the rest of the process's CPU ("other"). ``--cprofile FILE`` also writes the main thread's cProfile.
+is the rest of the process's CPU ("other"). ``--cprofile FILE`` also writes the main
+thread's cProfile.
 """
 
 from __future__ import annotations

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
-from contextlib import AbstractContextManager, closing, nullcontext
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,13 +200,11 @@ def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | No
 
 
 def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
-                    resampling: Resampling, threads: int,
-                    s1_lock: AbstractContextManager = nullcontext()) -> WindowEstimate:
-    """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window;
-    ``s1_lock`` guards S1's one dataset handle when windows run on several threads."""
+                    resampling: Resampling, threads: int) -> WindowEstimate:
+    """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window
+    (safe on several threads at once: both read through a dataset handle per thread)."""
     grid = Grid.of(s2)
-    with s1_lock:
-        sar = warp_window(s1, grid, window, None, resampling, threads)
+    sar = warp_window(s1, grid, window, None, resampling, threads)
     sar_valid = np.isfinite(sar).all(axis=0)
     if sar_valid.mean() < MIN_VALID:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False, "too little S1 overlap")
@@ -258,10 +255,8 @@ def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: R
     """Shift estimates on a grid of windows, outliers rejected, fitted by a smooth field."""
     grid = Grid.of(s2)
     windows = estimation_windows(grid.width, grid.height)
-    s1_lock = threading.Lock()
-
     def one(window: Window) -> WindowEstimate:
-        return estimate_window(s1, s2, window, max_shift, resampling, threads, s1_lock)
+        return estimate_window(s1, s2, window, max_shift, resampling, threads)
 
     with closing(ordered_map(one, windows, usable_cores())) as results:
         estimates = list(progress(results, len(windows), desc="refine", quiet=quiet))
