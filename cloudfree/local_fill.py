@@ -49,8 +49,8 @@ FALLBACK_WEIGHT = 1e-4
 #: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
 SLOTS = 16
 #: Values (pixels x corners x classes x bands) packed at once in the read-back: bounds its
-#: memory (64 MB in float32).
-READ_BACK_VALUES = 2**24
+#: memory (16 MB in float32).
+READ_BACK_VALUES = 2**22
 #: Support at which the bound on a fill network's correction is halved (issue 28):
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
@@ -162,10 +162,11 @@ class CoarseGrid:
         """Sum over classes k of ``membership`` [K, n] times the bilinear values of the classes'
         coarse arrays, given at the quads' corners ``corners`` [q, 4, K, C]: [C, n]."""
         n, (_, _, k, c) = membership.shape[1], corners.shape
-        weight = self.corner_weight[:, :, None] * membership.T[self.order][:, None, :]
+        order = torch.from_numpy(self.order).to(self.device)
+        membership = membership.T[order]  # [n, K], pixels in ``order``
+        part, slot = (torch.from_numpy(a).to(self.device) for a in (self.part, self.slot))
         out = torch.empty((c, n), dtype=self.dtype, device=self.device)
         step = max(1, READ_BACK_VALUES // (SLOTS * 4 * k * c))  # parts at once
-        order = torch.from_numpy(self.order).to(self.device)
         bounds = np.searchsorted(self.part, np.arange(0, self.part_quad.numel() + step, step))
         for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             if start == stop:
@@ -174,11 +175,11 @@ class CoarseGrid:
             parts = self.part_quad[first:first + step]
             packed = torch.zeros((len(parts), SLOTS, 4 * k), dtype=self.dtype,
                                  device=self.device)
-            packed[self.part[start:stop] - first, self.slot[start:stop]] = \
-                weight[start:stop].flatten(1)
+            packed[part[start:stop] - first, slot[start:stop]] = (
+                self.corner_weight[start:stop, :, None] * membership[start:stop, None, :]
+            ).flatten(1)
             values = torch.bmm(packed, corners[parts].view(len(parts), 4 * k, c))
-            out[:, order[start:stop]] = values[self.part[start:stop] - first,
-                                               self.slot[start:stop]].T
+            out[:, order[start:stop]] = values[part[start:stop] - first, slot[start:stop]].T
         return out
 
 
