@@ -94,8 +94,11 @@ def s1_classes(s1: np.ndarray, where: np.ndarray, step: float) -> np.ndarray:
 
 
 def membership(s1: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
-    """Soft membership [...] of S1 values [2, ...] in the class ``centre``; 1 where unknown."""
-    d2 = ((s1 - centre.reshape(2, *[1] * (s1.ndim - 1))) ** 2).sum(0)
+    """Soft membership [...] of S1 values [2, ...] in the class ``centre`` ([2], or [2, ...]
+    broadcasting against them: several classes at once); 1 where unknown."""
+    if centre.ndim == 1:
+        centre = centre.reshape(2, *[1] * (s1.ndim - 1))
+    d2 = ((s1 - centre) ** 2).sum(0)
     return np.where(np.isfinite(d2), np.exp(-d2 / (2 * sigma * sigma)), 1).astype(np.float32)
 
 
@@ -147,11 +150,10 @@ class CoarseGrid:
 
     def sums(self, a: np.ndarray | torch.Tensor) -> torch.Tensor:
         """[K, H, W] -> block sums [K, h, w] (zeros past the far edges)."""
-        f, (h, w) = self.factor, self.coarse
         if isinstance(a, np.ndarray):
             a = torch.from_numpy(a).to(self.device, self.dtype)
-        a = F.pad(a, (0, w * f - a.shape[-1], 0, h * f - a.shape[-2]))
-        return F.avg_pool2d(a, f, divisor_override=1)
+        # the partial cells of the far edges sum what they hold (ceil_mode)
+        return F.avg_pool2d(a, self.factor, divisor_override=1, ceil_mode=True)
 
     def corner_values(self, a: torch.Tensor) -> torch.Tensor:
         """The values of a coarse array over ``window`` [C, h', w'] at the four cells of every
@@ -243,8 +245,8 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
     # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
     weight = there(source.astype(np.float32))
-    stack = grid.sums(torch.cat([torch.where(weight > 0, there(reflectance) * weight, 0),
-                                 weight[None]]))
+    stack = torch.cat([grid.sums(torch.where(weight > 0, there(reflectance) * weight, 0)),
+                       grid.sums(weight[None])])
     known = np.isfinite(s1)
     cell_s1 = (grid.sums(np.where(known, s1, 0))
                / grid.sums(known.astype(np.float32))).cpu().numpy()
@@ -256,18 +258,21 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
-    # a class adds nothing where its membership is negligible (nearly every pixel has one
-    # above it for most classes, so all pixels are read back rather than a subset)
-    mine = np.stack([unknown.astype(np.float32) if np.isnan(centre).any() else
-                     np.where(unknown, 0, membership(here, centre, params.s1_sigma))
-                     for centre in centres])
+    # every class's membership of every masked pixel [K, n]; a class adds nothing where it is
+    # negligible (nearly every pixel has one above it for most classes, so all pixels are read
+    # back rather than a subset)
+    mine = membership(here[:, None], centres.T[:, :, None], params.s1_sigma)
+    mine[:, unknown] = 0
+    mine[np.isnan(centres).any(1)] = unknown
     mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
     used = mine.any(axis=1)
     centres, mine = centres[used], mine[used]
-    corners = torch.stack([
-        grid.corner_values(blurred(stack * there(membership(cell_s1, centre, params.s1_sigma)),
-                                   params.sigma / params.factor, grid.window))
-        for centre in centres], dim=2)  # [quads, 4, K, C + 1]
+    corners = torch.empty((len(grid.corners[0]), 4, len(centres), len(stack)), dtype=dtype,
+                          device=device)  # [quads, 4, K, C + 1]
+    for k, centre in enumerate(centres):
+        cells = there(membership(cell_s1, centre, params.s1_sigma))
+        corners[:, :, k] = grid.corner_values(blurred(stack * cells,
+                                                      params.sigma / params.factor, grid.window))
     sums += grid.read_back(corners, there(mine))
     out[:, rows, cols] = (sums[:-1] / sums[-1:]).cpu().numpy()
     support[rows, cols] = (sums[-1] - FALLBACK_WEIGHT).clamp(min=0).cpu().numpy()
