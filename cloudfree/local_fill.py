@@ -48,7 +48,7 @@ MIN_MEMBERSHIP = 1e-3
 FALLBACK_WEIGHT = 1e-4
 #: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
 SLOTS = 16
-#: Values (pixels x corners x classes x bands) packed at once in the read-back: bounds its
+#: Values (pixels or quads x corners x classes x bands) the read-back holds at once: bounds its
 #: memory (16 MB in float32).
 READ_BACK_VALUES = 2**22
 #: Support at which the bound on a fill network's correction is halved (issue 28):
@@ -267,13 +267,19 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
     used = mine.any(axis=1)
     centres, mine = centres[used], mine[used]
-    corners = torch.empty((len(grid.corners[0]), 4, len(centres), len(stack)), dtype=dtype,
-                          device=device)  # [quads, 4, K, C + 1]
-    for k, centre in enumerate(centres):
-        cells = there(membership(cell_s1, centre, params.s1_sigma))
-        corners[:, :, k] = grid.corner_values(blurred(stack * cells,
-                                                      params.sigma / params.factor, grid.window))
-    sums += grid.read_back(corners, there(mine))
+    # the classes in groups whose blurred sums at the quads' corners take at most
+    # READ_BACK_VALUES values
+    quads = len(grid.corners[0])
+    group = max(1, READ_BACK_VALUES // (quads * 4 * len(stack)))
+    for start in range(0, len(centres), group):
+        part = centres[start:start + group]
+        corners = torch.empty((quads, 4, len(part), len(stack)), dtype=dtype,
+                              device=device)  # [quads, 4, K, C + 1]
+        for k, centre in enumerate(part):
+            cells = there(membership(cell_s1, centre, params.s1_sigma))
+            corners[:, :, k] = grid.corner_values(
+                blurred(stack * cells, params.sigma / params.factor, grid.window))
+        sums += grid.read_back(corners, there(mine[start:start + group]))
     out[:, rows, cols] = (sums[:-1] / sums[-1:]).cpu().numpy()
     support[rows, cols] = (sums[-1] - FALLBACK_WEIGHT).clamp(min=0).cpu().numpy()
     return out, support

@@ -9,6 +9,7 @@ from conftest import FLOODS, FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2
 from rasterio.windows import Window
 from scipy import ndimage
 
+from cloudfree import local_fill as local_fill_module
 from cloudfree.local_fill import (
     CLASS_STEP,
     COARSE_WEIGHT,
@@ -185,9 +186,14 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
     return out, sums[-1] - FALLBACK_WEIGHT
 
 
-def test_local_fill_matches_its_sums_computed_directly_on_a_real_window():
+@pytest.mark.parametrize("read_back_values", [None, 2**12])
+def test_local_fill_matches_its_sums_computed_directly_on_a_real_window(monkeypatch,
+                                                                        read_back_values):
     """The fill of the summer sample's real clouds (a 150 x 190 window: partial coarse cells on
-    both far edges) agrees with the direct computation to well under one DN."""
+    both far edges) agrees with the direct computation to well under one DN, also when the
+    read-back works through the classes and the quads in many small groups."""
+    if read_back_values:
+        monkeypatch.setattr(local_fill_module, "READ_BACK_VALUES", read_back_values)
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read(Window(30, 40, 190, 150))
     with rasterio.open(SUMMER_S1) as ds:
