@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     for model in args.models:
         if model not in bundled_models():
             parser.error(f"--models {model}: bundled are {', '.join(bundled_models())}")
