@@ -2,21 +2,24 @@
 
     python benchmarks/remove_speed.py                  # 2048^2, 3 rounds; memory at 1024^2, 4096^2
     python benchmarks/remove_speed.py --size 4096 --rounds 2 --memory-sizes
-    python benchmarks/remove_speed.py --model cloudfree-fillnet-fast --memory-sizes
+    python benchmarks/remove_speed.py --models cloudfree-fillnet-fast --no-stages
 
 The scene is a mirrored mosaic of the bundled real sample (13 bands, S1 beside it, about 44 %
 cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fresh processes:
 - the floor: `rio cogeo create S2 OUT --cog-profile deflate` (read, decode, write a deflate COG
   with overviews; rio-cogeo's own defaults);
-- `cloudfree remove --s2 S2 --s1 S1 -o OUT` with every default (COG output), as users run it
-  (`--model NAME`: with that bundled model instead of the default);
-- that network alone, in this process: its forward (onnxruntime, as `remove` runs it on CPU) on
-  as many random tiles as that `remove` ran, at its batch size (8).
+- `cloudfree remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (COG output),
+  as users run it, for each of ``--models`` (default: the default model, then `median-fill`, the
+  local fill with no network);
+- the first model's network alone, in this process: its forward (onnxruntime, as `remove` runs
+  it on CPU) on as many random tiles as that `remove` ran, at its batch size (8).
 The table gives each round and the median ratios remove / floor (the issue's target: <= 3x) and
-network / floor (what the network alone costs of that budget). The three alternate in one run,
-so the ratios hold on a noisy machine even where the seconds do not.
-Peak memory: `remove` with every default in a fresh process per scene size (Linux VmHWM; target:
-flat within 1.25x).
+network / floor (what the network alone costs of that budget). They alternate in one run, so
+the ratios hold on a noisy machine even where the seconds do not.
+Stages (``--no-stages`` to skip): one more `remove` per model with its stages timed
+(`remove_stages.py`: CPU seconds per stage over every thread, torch at one thread).
+Peak memory: `remove` with the first model in a fresh process per scene size (Linux VmHWM;
+target: flat within 1.25x).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import time
 from pathlib import Path
 
 from remove_pipeline import bare_forward_seconds, make_scene, peak_rss_mb
+from remove_stages import print_stages
 
 from cloudfree.bundled import bundled_models
 
@@ -59,32 +63,45 @@ def remove_command(s2: Path, s1: Path, out: Path, model: str) -> list[str]:
             "-o", str(out), "--model", model, "--quiet", "--overwrite", "--json"]
 
 
-def rounds(folder: Path, size: int, n: int, model: str) -> list[tuple[float, float, float]]:
-    """(floor, remove, network) seconds per round, alternating, after one untimed warm-up."""
+def rounds(folder: Path, size: int, n: int, models: list[str]) -> list[list[float]]:
+    """[floor, remove per model..., network] seconds per round, alternating, after one untimed
+    warm-up round."""
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
     s2, s1 = make_scene(folder, size)
     floor_cmd = [rio, "cogeo", "create", str(s2), str(folder / "floor.tif"), "--cog-profile",
                  "deflate", "--quiet"]
-    remove_cmd = remove_command(s2, s1, folder / "out.tif", model)
     results = []
     for i in range(n + 1):
         (folder / "floor.tif").unlink(missing_ok=True)
-        floor, _ = timed(floor_cmd)
-        removing, summary = timed(remove_cmd)
-        network = network_seconds(model, json.loads(summary)["tiles_run"])
+        row = [timed(floor_cmd)[0]]
+        summaries = []
+        for model in models:
+            seconds, summary = timed(remove_command(s2, s1, folder / "out.tif", model))
+            row.append(seconds)
+            summaries.append(json.loads(summary))
+        row.append(network_seconds(models[0], summaries[0]["tiles_run"]))
         if i:  # the first round warms the page cache and the imports
-            results.append((floor, removing, network))
+            results.append(row)
     return results
 
 
+def stages(folder: Path, size: int, model: str) -> dict:
+    """``remove_stages.py``'s table of one `remove` with ``model``, in a fresh process."""
+    s2, s1 = make_scene(folder, size)
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("remove_stages.py")),
+                           str(s2), str(s1), str(folder / "stages.tif"), "--model", model],
+                          check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def peak_memory(folder: Path, size: int, model: str) -> dict:
-    """Seconds and peak RSS of one `remove` with every default, in a fresh process."""
+    """Seconds and peak RSS of one `remove` with ``model``, in a fresh process."""
     s2, s1 = make_scene(folder, size)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "--child", str(s2), str(s1),
-                           str(folder / f"m{size}.tif"), "--model", model], check=True,
+                           str(folder / f"m{size}.tif"), "--models", model], check=True,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     for path in (s2, s1, folder / f"m{size}.tif"):
@@ -98,37 +115,53 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[1024, 4096])
-    parser.add_argument("--model", default="cloudfree-fillnet", help="a bundled model")
+    parser.add_argument("--models", nargs="+", default=["cloudfree-fillnet", "median-fill"],
+                        help="bundled models; the first is the one measured alone and for memory")
+    parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
     args = parser.parse_args()
-    if args.model not in bundled_models():
-        parser.error(f"--model {args.model}: bundled are {', '.join(bundled_models())}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    for model in args.models:
+        if model not in bundled_models():
+            parser.error(f"--models {model}: bundled are {', '.join(bundled_models())}")
     if args.child:
         from cloudfree.cli import main as cli
 
-        cli(remove_command(*map(Path, args.child), args.model)[3:], standalone_mode=False)
+        cli(remove_command(*map(Path, args.child), args.models[0])[3:], standalone_mode=False)
         print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
         return
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, {args.model}")
+    models = args.models
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; "
+          f"{', '.join(models)}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        timings = rounds(folder, args.size, args.rounds, args.model)
-        print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, remove, "
-              "then the network alone)")
-        print("| round | rio cogeo create | cloudfree remove | network alone | remove / floor | "
-              "network / floor |\n|---|---|---|---|---|---|")
-        for i, (floor, removing, network) in enumerate(timings, 1):
-            print(f"| {i} | {floor:.2f} | {removing:.2f} | {network:.2f} | "
-                  f"{removing / floor:.2f}x | {network / floor:.2f}x |")
-        median = [statistics.median(t[k] for t in timings) for k in range(3)]
-        ratios = [statistics.median(t[k] / t[0] for t in timings) for k in (1, 2)]
-        print(f"| median | {median[0]:.2f} | {median[1]:.2f} | {median[2]:.2f} | "
-              f"**{ratios[0]:.2f}x** | {ratios[1]:.2f}x |")
-        rows = [peak_memory(folder, size, args.model) for size in args.memory_sizes]
+        timings = rounds(folder, args.size, args.rounds, models)
+        print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, remove with "
+              f"each model, then {models[0]}'s network alone)")
+        head = " | ".join(f"remove {m}" for m in models)
+        ratios = " | ".join(f"{m} / floor" for m in models)
+        print(f"| round | rio cogeo create | {head} | network alone | {ratios} | "
+              f"network / floor |\n|{'---|' * (2 * len(models) + 4)}")
+        for i, row in enumerate(timings, 1):
+            cells = " | ".join(f"{t:.2f}" for t in row)
+            shares = " | ".join(f"{t / row[0]:.2f}x" for t in row[1:])
+            print(f"| {i} | {cells} | {shares} |")
+        median = [statistics.median(t[k] for t in timings) for k in range(len(models) + 2)]
+        shares = [statistics.median(t[k] / t[0] for t in timings)
+                  for k in range(1, len(models) + 2)]
+        print(f"| median | {' | '.join(f'{t:.2f}' for t in median)} | "
+              f"{' | '.join(f'**{r:.2f}x**' for r in shares[:-1])} | {shares[-1]:.2f}x |")
+        if not args.no_stages:
+            for model in models:
+                print_stages(stages(folder, args.size, model),
+                             f"`remove --model {model}`, {args.size}^2, stages")
+        rows = [peak_memory(folder, size, models[0]) for size in args.memory_sizes]
     if rows:
-        print("\n| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
+        print(f"\n`remove --model {models[0]}`, each size in a fresh process\n"
+              "| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
         for r in rows:
             print(f"| {r['size']}^2 | {r['seconds']} | {r['peak_rss_mb']} | "
                   f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x |")

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
-from contextlib import AbstractContextManager, closing, nullcontext
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +160,7 @@ def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
     dst_shape = (math.ceil(grid.height / step), math.ceil(grid.width / step))
     src_step = max(1, math.ceil(max(src.width, src.height) / 1024))
     src_shape = (math.ceil(src.height / src_step), math.ceil(src.width / src_step))
-    vv = checked_read(S1_INPUT, s1.dataset, s1.bands[0], window=src, out_shape=src_shape,
+    vv = checked_read(S1_INPUT, s1.handle(), s1.bands[0], window=src, out_shape=src_shape,
                       masked=True)
     valid = np.isfinite(vv.filled(np.nan)).astype(np.float32)
     dst = np.zeros(dst_shape, np.float32)
@@ -204,13 +203,11 @@ def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | No
 
 
 def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
-                    resampling: Resampling, threads: int,
-                    s1_lock: AbstractContextManager = nullcontext()) -> WindowEstimate:
-    """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window;
-    ``s1_lock`` guards S1's one dataset handle when windows run on several threads."""
+                    resampling: Resampling, threads: int) -> WindowEstimate:
+    """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window
+    (safe on several threads at once: both read through a dataset handle per thread)."""
     grid = Grid.of(s2)
-    with s1_lock:
-        sar = warp_window(s1, grid, window, None, resampling, threads)
+    sar = warp_window(s1, grid, window, None, resampling, threads)
     sar_valid = np.isfinite(sar).all(axis=0)
     if sar_valid.mean() < MIN_VALID:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False, "too little S1 overlap")
@@ -261,10 +258,8 @@ def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: R
     """Shift estimates on a grid of windows, outliers rejected, fitted by a smooth field."""
     grid = Grid.of(s2)
     windows = estimation_windows(grid.width, grid.height)
-    s1_lock = threading.Lock()
-
     def one(window: Window) -> WindowEstimate:
-        return estimate_window(s1, s2, window, max_shift, resampling, threads, s1_lock)
+        return estimate_window(s1, s2, window, max_shift, resampling, threads)
 
     with closing(ordered_map(one, windows, usable_cores())) as results:
         estimates = list(progress(results, len(windows), desc="refine", quiet=quiet))

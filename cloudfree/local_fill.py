@@ -46,6 +46,11 @@ CLASS_STEP = 1.5
 MIN_MEMBERSHIP = 1e-3
 #: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
 FALLBACK_WEIGHT = 1e-4
+#: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
+SLOTS = 16
+#: Values (pixels or quads x corners x classes x bands) the read-back holds at once: bounds its
+#: memory (16 MB in float32).
+READ_BACK_VALUES = 2**22
 #: Support at which the bound on a fill network's correction is halved (issue 28):
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
@@ -89,63 +94,124 @@ def s1_classes(s1: np.ndarray, where: np.ndarray, step: float) -> np.ndarray:
 
 
 def membership(s1: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
-    """Soft membership [...] of S1 values [2, ...] in the class ``centre``; 1 where unknown."""
-    d2 = ((s1 - centre.reshape(2, *[1] * (s1.ndim - 1))) ** 2).sum(0)
+    """Soft membership [...] of S1 values [2, ...] in the class ``centre`` ([2], or [2, ...]
+    broadcasting against them: several classes at once); 1 where unknown."""
+    if centre.ndim == 1:
+        centre = centre.reshape(2, *[1] * (s1.ndim - 1))
+    d2 = ((s1 - centre) ** 2).sum(0)
     return np.where(np.isfinite(d2), np.exp(-d2 / (2 * sigma * sigma)), 1).astype(np.float32)
 
 
 class CoarseGrid:
-    """Block sums onto a grid ``factor`` times coarser, and bilinear reads back at pixels."""
+    """Block sums onto a grid ``factor`` times coarser, and bilinear reads back at pixels.
+
+    The read-back takes every S1 class at once: a pixel's value is the sum, over the four
+    coarse cells around it and the classes, of its bilinear weight times its membership times
+    the cell's blurred sums. The pixels are grouped by the four cells they lie between (``factor``
+    squared of them share each), so that this is one small matrix product per group.
+    """
 
     def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
                  cols: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
         self.shape, self.factor, self.device, self.dtype = shape, factor, device, dtype
         self.coarse = (-(-shape[0] // factor), -(-shape[1] // factor))
-        # coarse cell i is centred on full-resolution coordinate i * factor + (factor - 1) / 2;
-        # grid_sample's coordinates (align_corners=False) put cell i at (2 i + 1) / size - 1.
-        where = []
-        for pos, size in ((cols, self.coarse[1]), (rows, self.coarse[0])):
-            x = np.clip((pos - (factor - 1) / 2) / factor, 0, size - 1)
-            where.append(((2 * x + 1) / size - 1).astype(np.float32))
-        # [n, 2] as (x, y)
-        self.points = torch.from_numpy(np.stack(where, axis=-1)).to(device, dtype)
+        h, w = self.coarse
+        (x0, fx), (y0, fy) = self._axis(cols, w), self._axis(rows, h)
+        quad = y0 * w + x0
+        # pixels sorted by their quad of cells, in parts of at most SLOTS pixels per quad
+        self.order = np.argsort(quad, kind="stable")
+        quads, first, count = np.unique(quad[self.order], return_index=True, return_counts=True)
+        rank = np.arange(len(quad)) - np.repeat(first, count)
+        parts = -(-count // SLOTS)
+        self.part_quad = torch.from_numpy(np.repeat(np.arange(len(quads)), parts)).to(device)
+        self.part = np.repeat(np.cumsum(parts) - parts, count) + rank // SLOTS
+        self.slot = rank % SLOTS
+        qy, qx = quads // w, quads % w
+        qy1, qx1 = np.minimum(qy + 1, h - 1), np.minimum(qx + 1, w - 1)
+        # the coarse cells read back: the blurs are needed there only
+        self.window = (slice(int(qy.min()), int(qy1.max()) + 1),
+                       slice(int(qx.min()), int(qx1.max()) + 1))
+        qy, qy1, qx, qx1 = qy - qy.min(), qy1 - qy.min(), qx - qx.min(), qx1 - qx.min()
+        w = int(qx1.max()) + 1
+        self.corners = torch.from_numpy(np.stack([qy * w + qx, qy * w + qx1, qy1 * w + qx,
+                                                  qy1 * w + qx1])).to(device)
+        fx, fy = fx[self.order], fy[self.order]
+        self.corner_weight = torch.from_numpy(np.stack(
+            [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1
+        ).astype(np.float32)).to(device, dtype)  # [n, 4], pixels in ``order``
 
-    def sums(self, a: np.ndarray) -> torch.Tensor:
+    def _axis(self, pos: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The lower coarse cell of each pixel along an axis and the pixel's fraction towards
+        the next: coarse cell i is centred on full-resolution coordinate
+        i * factor + (factor - 1) / 2; pixels beyond the outer centres take the edge cell."""
+        x = np.clip((pos - (self.factor - 1) / 2) / self.factor, 0, size - 1)
+        low = np.minimum(np.floor(x).astype(np.int64), max(size - 2, 0))
+        return low, (x - low).astype(np.float32)
+
+    def sums(self, a: np.ndarray | torch.Tensor) -> torch.Tensor:
         """[K, H, W] -> block sums [K, h, w] (zeros past the far edges)."""
-        f, (h, w) = self.factor, self.coarse
-        a = torch.from_numpy(a).to(self.device, self.dtype)
-        a = F.pad(a, (0, w * f - a.shape[-1], 0, h * f - a.shape[-2]))
-        return F.avg_pool2d(a, f, divisor_override=1)
+        if isinstance(a, np.ndarray):
+            a = torch.from_numpy(a).to(self.device, self.dtype)
+        # the partial cells of the far edges sum what they hold (ceil_mode)
+        return F.avg_pool2d(a, self.factor, divisor_override=1, ceil_mode=True)
 
-    def at(self, a: torch.Tensor) -> torch.Tensor:
-        """Bilinear values of a coarse array [K, h, w] at the pixels given: [K, n]."""
-        values = F.grid_sample(a[None], self.points[None, None], mode="bilinear",
-                               padding_mode="border", align_corners=False)
-        return values[0, :, 0]
+    def corner_values(self, a: torch.Tensor) -> torch.Tensor:
+        """The values of a coarse array over ``window`` [C, h', w'] at the four cells of every
+        quad: [q, 4, C]."""
+        return a.flatten(1)[:, self.corners].permute(2, 1, 0)
+
+    def read_back(self, corners: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
+        """Sum over classes k of ``membership`` [K, n] times the bilinear values of the classes'
+        coarse arrays, given at the quads' corners ``corners`` [q, 4, K, C]: [C, n]."""
+        n, (_, _, k, c) = membership.shape[1], corners.shape
+        order = torch.from_numpy(self.order).to(self.device)
+        membership = membership.T[order]  # [n, K], pixels in ``order``
+        part, slot = (torch.from_numpy(a).to(self.device) for a in (self.part, self.slot))
+        out = torch.empty((c, n), dtype=self.dtype, device=self.device)
+        step = max(1, READ_BACK_VALUES // (SLOTS * 4 * k * c))  # parts at once
+        bounds = np.searchsorted(self.part, np.arange(0, self.part_quad.numel() + step, step))
+        for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            if start == stop:
+                continue
+            first = i * step
+            parts = self.part_quad[first:first + step]
+            packed = torch.zeros((len(parts), SLOTS, 4 * k), dtype=self.dtype,
+                                 device=self.device)
+            packed[part[start:stop] - first, slot[start:stop]] = (
+                self.corner_weight[start:stop, :, None] * membership[start:stop, None, :]
+            ).flatten(1)
+            values = torch.bmm(packed, corners[parts].view(len(parts), 4 * k, c))
+            out[:, order[start:stop]] = values[part[start:stop] - first, slot[start:stop]].T
+        return out
 
 
-def gaussian(a: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian(a: torch.Tensor, sigma: float,
+             window: tuple[slice, slice] = (slice(None), slice(None))) -> torch.Tensor:
     """``scipy.ndimage.gaussian_filter`` of [K, h, w] over the last two axes, zeros outside,
-    truncated at 3 sigma, as separable depthwise convolutions."""
+    truncated at 3 sigma, as separable depthwise convolutions; only the rows and columns of
+    ``window`` (slices with steps of 1) are computed and returned."""
     radius = int(3 * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = (kernel / kernel.sum()).to(a.device, a.dtype)
-    k = len(a)
-    a = F.conv2d(a[None], kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), padding=(radius, 0),
-                 groups=k)
-    return F.conv2d(a, kernel.view(1, 1, 1, -1).expand(k, 1, 1, -1), padding=(0, radius),
-                    groups=k)[0]
+    k, (rows, cols) = len(a), (axis.indices(size)[:2] for axis, size in zip(window, a.shape[1:],
+                                                                          strict=True))
+    a = F.pad(a, (radius, radius, radius, radius))[:, rows[0]:rows[1] + 2 * radius,
+                                                   cols[0]:cols[1] + 2 * radius]
+    a = F.conv2d(a[None], kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
+    return F.conv2d(a, kernel.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k)[0]
 
 
-def blurred(coarse: torch.Tensor, sigma: float) -> torch.Tensor:
+def blurred(coarse: torch.Tensor, sigma: float,
+            window: tuple[slice, slice] = (slice(None), slice(None))) -> torch.Tensor:
     """Gaussian of ``sigma`` (coarse pixels) over [K, h, w], plus ``COARSE_WEIGHT`` times one of
-    ``4 sigma`` done on a grid 4 times coarser still and interpolated back."""
+    ``4 sigma`` done on a grid 4 times coarser still and interpolated back; only over
+    ``window``."""
     h, w = coarse.shape[1:]
     small = F.avg_pool2d(F.pad(coarse, (0, -w % 4, 0, -h % 4)), 4)
     far = F.interpolate(gaussian(small, sigma)[None], scale_factor=4, mode="bilinear",
                         align_corners=False)[0, :, :h, :w]
-    return gaussian(coarse, sigma) + COARSE_WEIGHT * far
+    return gaussian(coarse, sigma, window) + COARSE_WEIGHT * far[:, window[0], window[1]]
 
 
 def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
@@ -177,10 +243,10 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     grid = CoarseGrid(fill.shape, params.factor, rows, cols, device, dtype)
     s1 = smooth_s1(s1_db)
     centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
-    source = source.astype(np.float32)
     # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
-    stack = grid.sums(np.concatenate([np.where(source > 0, reflectance * source, 0),
-                                      source[None]]).astype(np.float32))
+    weight = there(source.astype(np.float32))
+    stack = torch.cat([grid.sums(torch.where(weight > 0, there(reflectance) * weight, 0)),
+                       grid.sums(weight[None])])
     known = np.isfinite(s1)
     cell_s1 = (grid.sums(np.where(known, s1, 0))
                / grid.sums(known.astype(np.float32))).cpu().numpy()
@@ -190,18 +256,30 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     sums[:-1] *= there(np.asarray(fallback, np.float32))[:, None]
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
+        # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
-    for centre in centres:
-        if np.isnan(centre).any():
-            coarse, mine = stack, unknown.astype(np.float32)
-        else:
-            coarse = stack * there(membership(cell_s1, centre, params.s1_sigma))
-            mine = np.where(unknown, 0, membership(here, centre, params.s1_sigma))
-        # a class adds nothing where its membership is negligible (nearly every pixel has one
-        # above it for most classes, so all pixels are read back rather than a subset)
-        mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
-        if mine.any():
-            sums += grid.at(blurred(coarse, params.sigma / params.factor)) * there(mine)
+    # every class's membership of every masked pixel [K, n]; a class adds nothing where it is
+    # negligible (nearly every pixel has one above it for most classes, so all pixels are read
+    # back rather than a subset)
+    mine = membership(here[:, None], centres.T[:, :, None], params.s1_sigma)
+    mine[:, unknown] = 0
+    mine[np.isnan(centres).any(1)] = unknown
+    mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
+    used = mine.any(axis=1)
+    centres, mine = centres[used], mine[used]
+    # the classes in groups whose blurred sums at the quads' corners take at most
+    # READ_BACK_VALUES values
+    quads = len(grid.corners[0])
+    group = max(1, READ_BACK_VALUES // (quads * 4 * len(stack)))
+    for start in range(0, len(centres), group):
+        part = centres[start:start + group]
+        corners = torch.empty((quads, 4, len(part), len(stack)), dtype=dtype,
+                              device=device)  # [quads, 4, K, C + 1]
+        for k, centre in enumerate(part):
+            cells = there(membership(cell_s1, centre, params.s1_sigma))
+            corners[:, :, k] = grid.corner_values(
+                blurred(stack * cells, params.sigma / params.factor, grid.window))
+        sums += grid.read_back(corners, there(mine[start:start + group]))
     out[:, rows, cols] = (sums[:-1] / sums[-1:]).cpu().numpy()
     support[rows, cols] = (sums[-1] - FALLBACK_WEIGHT).clamp(min=0).cpu().numpy()
     return out, support

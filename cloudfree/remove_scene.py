@@ -310,7 +310,7 @@ class SceneRemoval:
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
-        self._one_reader = threading.Lock()  # chunks load on several threads
+        self._one_reader = threading.Lock()  # the references, read by one loader at a time
 
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
@@ -339,10 +339,10 @@ class SceneRemoval:
         alpha = (composite_alpha(region, feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
-        with self._one_reader:  # one dataset handle each: S1 and the references
-            (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
-                                chunk.height, chunk.width, g.height, g.width,
-                                halo if local is not None else 0)
+        # S1 reads on every loader at once (a dataset handle per thread)
+        (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
+                            chunk.height, chunk.width, g.height, g.width,
+                            halo if local is not None else 0)
         network_input, mask, bound = refl, np.zeros(classes.shape, bool), None
         if self.fill is not None:
             mask = region
@@ -368,7 +368,7 @@ class SceneRemoval:
             network_input[:, inner[0], inner[1]]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         scaling = self.engine.scaling
-        with self._one_reader:
+        with self._one_reader:  # one dataset handle each
             reference = None if self.references is None else self.references.estimate(
                 chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
                 None if background is None else background.crop(*inner))

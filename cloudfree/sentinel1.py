@@ -7,10 +7,13 @@ sigma0 in dB is 10 log10 of linear power. Over land and water nearly all dB valu
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from cloudfree.errors import CloudfreeError, UsageError
@@ -82,13 +85,31 @@ def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
 
 @dataclass
 class Sentinel1:
-    """An opened Sentinel-1 VV/VH raster, read window by window as linear power with NaN nodata."""
+    """An opened Sentinel-1 VV/VH raster, read window by window as linear power with NaN nodata.
+
+    Reads may run on several threads at once, with no lock: each thread other than the opening
+    one reads through a dataset handle of its own (``handle``), kept in the thread's local
+    storage only, so that it closes when its thread ends (or with the object).
+    """
 
     path: Path
-    dataset: object = field(repr=False)
+    dataset: object = field(repr=False)  # the opening thread's handle
     bands: tuple[int, int]  # 1-based band indexes of VV and VH
     units: str  # units of the file: "db" or "linear"
     db_scale: float = 1.0  # dB = file value x db_scale (0.01 for dB stored x 100)
+    _owner: int = field(default_factory=threading.get_ident, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _handles: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
+
+    def handle(self):
+        """The calling thread's dataset handle (GDAL handles are not shared between threads)."""
+        if threading.get_ident() == self._owner:
+            return self.dataset
+        ds = getattr(self._local, "dataset", None)
+        if ds is None:
+            ds = self._local.dataset = rasterio.open(self.dataset.name)
+            self._handles.add(ds)
+        return ds
 
     @property
     def crs(self):
@@ -108,14 +129,15 @@ class Sentinel1:
 
     def read_linear(self, window: Window | None = None) -> np.ndarray:
         """Linear power float32 [2, h, w] (VV, VH); nodata and non-finite values are NaN."""
-        data = checked_read(S1_INPUT, self.dataset, list(self.bands), window=window,
+        data = checked_read(S1_INPUT, self.handle(), list(self.bands), window=window,
                             masked=True).astype(np.float32)
         values = data.filled(np.nan)
         return db_to_linear(values * np.float32(self.db_scale)) if self.units == "db" else np.where(
             values > 0, values, np.float32(np.nan))
 
     def close(self) -> None:
-        self.dataset.close()
+        for ds in [self.dataset, *list(self._handles)]:
+            ds.close()
 
     def __enter__(self) -> Sentinel1:
         return self

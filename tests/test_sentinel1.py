@@ -107,3 +107,23 @@ def test_conversions_and_guess():
     assert guess_units(np.array([-12.0, -8.0, 1.0])) == "db"
     assert guess_units(np.array([0.02, 0.1, 0.5])) == "linear"
     assert guess_units(np.array([3.0, 40.0, 200.0])) is None
+
+
+def test_reads_on_many_threads_at_once_match_reads_on_one_each_thread_a_handle():
+    """Loaders read S1 with no lock: every thread reads through a handle of its own, and the
+    values are those of a read on the opening thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rasterio.windows import Window
+
+    windows = [Window(c, r, 96, 80) for r in range(0, 432, 48) for c in range(0, 416, 52)]
+    with open_sentinel1(FLOODS_S1) as s1:
+        expected = [s1.read_linear(w) for w in windows]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(s1.read_linear, windows))
+            handles = set(pool.map(lambda _: id(s1.handle()), range(64)))
+        assert s1.handle() is s1.dataset
+        assert id(s1.dataset) not in handles
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert s1.dataset.closed

@@ -1,0 +1,173 @@
+"""Where `cloudfree remove` spends its CPU, stage by stage (used by `remove_speed.py`).
+
+    python benchmarks/remove_stages.py S2 S1 OUT [--model NAME]     # prints one JSON line
+
+Runs one `remove` in this process (every default, COG output) with the functions of each stage
+wrapped by a clock that reads the calling thread's CPU time (``time.thread_time``) and its wall
+time. Stages nest; each gets its exclusive time, the time inside its wrapped functions minus
+that of the stages called from them; the stages of a first pass (on any thread) are named
+after it ("clear-sky statistics > read S2"). CPU seconds add up over every thread (loaders,
+the writer, the main thread). So that the network's and the local fill's CPU is counted where
+it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
+threads (``torch.set_num_threads(1)``); what no Python stage holds (GDAL's own compression
+threads, the interpreter outside the stages; not the imports, done before the clock starts)
+is the rest of the process's CPU ("other"). ``--cprofile FILE`` also writes the main
+thread's cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib
+import json
+import os
+import threading
+import time
+from collections import defaultdict
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+#: (module, attribute path, stage): the functions each stage is made of.
+STAGES = (
+    ("cloudfree.sentinel2", "Sentinel2.read", "read S2"),
+    ("cloudfree.coregister", "CoregisterResult.read", "read S1 (warp)"),
+    ("cloudfree.coregister", "AlignedS1.read", "read S1"),
+    ("cloudfree.remove_scene", "open_s1_on_grid", "S1 co-registration"),
+    ("cloudfree.coregister", "estimate_window", "shift estimates"),
+    ("cloudfree.remove_scene", "scene_fill_spectrum", "clear-sky statistics"),
+    ("cloudfree.remove_scene", "classify", "mask"),
+    ("cloudfree.remove_scene", "haze_region", "mask"),
+    ("cloudfree.remove_scene", "composite_alpha", "mask"),
+    ("cloudfree.remove_scene", "source_weight", "local fill"),
+    ("cloudfree.remove_scene", "local_fill", "local fill"),
+    ("cloudfree.remove_scene", "SceneRemoval.load", "load (rest)"),
+    ("cloudfree.remove_scene", "SceneRemoval._run", "network"),
+    ("cloudfree.remove_scene", "Blender.add", "blend"),
+    ("cloudfree.remove_scene", "SceneRemoval.finish", "composite"),
+    ("rasterio.io", "DatasetWriter.write", "write blocks"),
+    ("rasterio.io", "DatasetWriter.close", "close (flush)"),
+    ("cloudfree.rasterio_io", "make_cog", "COG rewrite + overviews"),
+    ("cloudfree.rasterio_io", "verify_raster", "verify"),
+)
+#: The first-pass stages, under which nested reads and masks are reported.
+FIRST_PASSES = ("S1 co-registration", "clear-sky statistics")
+
+
+class StageClock:
+    """Exclusive CPU and wall seconds per stage path, over every thread."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.wall: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.phase = ""  # the first pass running (they run one at a time, before the chunks)
+
+    def wrap(self, stage: str, fn):
+        def timed(*args, **kwargs):
+            stack = self._local.__dict__.setdefault("stack", [])
+            parent = stack[-1][0] if stack else ""
+            if parent.split(" > ")[-1] == stage:  # a stage calling itself: one stage
+                return fn(*args, **kwargs)
+            path = f"{self.phase} > {stage}" if self.phase else stage
+            if stage in FIRST_PASSES:
+                self.phase, path = stage, stage
+            frame = [path, 0.0, 0.0]  # children's cpu, wall
+            stack.append(frame)
+            cpu, wall = time.thread_time(), time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+                stack.pop()
+                if stage in FIRST_PASSES:
+                    self.phase = ""
+                if stack:
+                    stack[-1][1] += cpu
+                    stack[-1][2] += wall
+                with self._lock:
+                    self.cpu[path] += cpu - frame[1]
+                    self.wall[path] += wall - frame[2]
+                    self.calls[path] += 1
+        return timed
+
+    @contextmanager
+    def installed(self):
+        """Every stage of ``STAGES`` wrapped for the duration of the block."""
+        undo = []
+        for module, name, stage in STAGES:
+            owner = importlib.import_module(module)
+            *parents, attr = name.split(".")
+            for part in parents:
+                owner = getattr(owner, part)
+            real = owner.__dict__[attr] if attr in owner.__dict__ else getattr(owner, attr)
+            setattr(owner, attr, self.wrap(stage, real))
+            undo.append((owner, attr, real))
+        try:
+            yield self
+        finally:
+            for owner, attr, real in reversed(undo):
+                setattr(owner, attr, real)
+
+
+def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | None = None
+                   ) -> dict:
+    """Stage table of one `remove` (every default, COG output) in this process."""
+    import torch
+
+    from cloudfree.remove_scene import remove_scene
+
+    torch.set_num_threads(1)
+    clock = StageClock()
+    times, wall = os.times(), time.perf_counter()
+    with ExitStack() as stack:
+        stack.enter_context(clock.installed())
+        profiler = None
+        if cprofile is not None:
+            profiler = stack.enter_context(cProfile.Profile())
+        summary = remove_scene(s2, s1, out, model=model, overwrite=True, quiet=True)
+        if profiler is not None:
+            profiler.dump_stats(cprofile)
+    after = os.times()
+    wall = time.perf_counter() - wall
+    process_cpu = after.user + after.system - times.user - times.system
+    stages = {k: {"cpu": round(v, 2), "wall": round(clock.wall[k], 2), "calls": clock.calls[k]}
+              for k, v in sorted(clock.cpu.items(), key=lambda kv: -kv[1])}
+    return {"wall": round(wall, 2), "process_cpu": round(process_cpu, 2), "stages": stages,
+            "other_cpu": round(process_cpu - sum(clock.cpu.values()), 2),
+            "tiles_run": summary["tiles_run"]}
+
+
+def print_stages(result: dict, title: str) -> None:
+    """The stage table of ``profile_remove``'s result, as markdown."""
+    total = result["process_cpu"]
+    print(f"\n{title}: {result['wall']} s wall, {total} s CPU (all threads)\n"
+          "| stage | CPU s | share of CPU | wall s (summed over threads) | calls |\n"
+          "|---|---|---|---|---|")
+    for name, s in result["stages"].items():
+        print(f"| {name} | {s['cpu']:.2f} | {s['cpu'] / total:.0%} | {s['wall']:.2f} | "
+              f"{s['calls']} |")
+    print(f"| other (GDAL threads, interpreter) | {result['other_cpu']:.2f} | "
+          f"{result['other_cpu'] / total:.0%} | | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("s2", type=Path)
+    parser.add_argument("s1", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--model", default="cloudfree-fillnet")
+    parser.add_argument("--cprofile", type=Path, help="also write the main thread's cProfile")
+    parser.add_argument("--table", action="store_true", help="print the table, not JSON")
+    args = parser.parse_args()
+    result = profile_remove(args.s2, args.s1, args.out, args.model, args.cprofile)
+    if args.table:
+        print_stages(result, f"`remove --model {args.model}`")
+    else:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
