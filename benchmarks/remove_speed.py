@@ -9,11 +9,11 @@ cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fres
 - the floor: `rio cogeo create S2 OUT --cog-profile deflate` (read, decode, write a deflate COG
   with overviews; rio-cogeo's own defaults);
 - `cloudfree remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (COG output),
-  as users run it, for each of ``--models`` (default: the default model, then `median-fill`, the
-  local fill with no network);
+  as users run it, for each of ``--models`` (default: `cloudfree-fillnet`, then the default
+  model `median-fill`, the local fill with no network);
 - the first model's network alone, in this process: its forward (onnxruntime, as `remove` runs
   it on CPU) on as many random tiles as that `remove` ran, at its batch size (8).
-The table gives each round and the median ratios remove / floor (the issue's target: <= 3x) and
+The table gives each round and the median ratios remove / floor (target: <= 3x) and
 network / floor (what the network alone costs of that budget). They alternate in one run, so
 the ratios hold on a noisy machine even where the seconds do not.
 Stages (``--no-stages`` to skip): one more `remove` per model with its stages timed
