@@ -41,6 +41,7 @@ STAGES = (
     ("cloudfree.remove_scene", "composite_alpha", "mask"),
     ("cloudfree.remove_scene", "source_weight", "local fill"),
     ("cloudfree.remove_scene", "local_fill", "local fill"),
+    ("cloudfree.remove_scene", "restore", "restore (haze, shadows)"),
     ("cloudfree.remove_scene", "SceneRemoval.load", "load (rest)"),
     ("cloudfree.remove_scene", "SceneRemoval._run", "network"),
     ("cloudfree.remove_scene", "Blender.add", "blend"),

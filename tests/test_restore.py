@@ -8,7 +8,7 @@ import rasterio
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2
 from scipy import ndimage
 
-from cloudfree.haze import HazeParams, dehaze
+from cloudfree.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within
 from cloudfree.local_fill import LocalFillParams, local_fill, source_weight
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.restore import RestoreParams, restore
@@ -120,3 +120,17 @@ def test_restore_does_not_exceed_the_cloud_when_haze_is_off(clouded):
     np.testing.assert_array_equal(base[:, region], expected[:, region])
     assert (filled[region] == 1).all()
     assert HazeParams().t_restore < HazeParams().t_fill
+
+
+def test_the_land_spread_on_its_coarse_grid_matches_the_direct_measure(clouded):
+    """The clear land's local spread, measured on a grid 4 times coarser, against the
+    normalised Gaussian of every pixel at full resolution."""
+    cloudy, _, region, _ = clouded
+    clear = ~region
+    mean = smooth_within(cloudy, clear, SPREAD_SIGMA)
+    square = smooth_within(cloudy * cloudy, clear, SPREAD_SIGMA)
+    direct = np.sqrt(np.maximum(square - mean * mean, 0).mean(0))
+    ratio = land_spread(cloudy, clear) / direct
+    assert region.mean() > 0.2 and ratio.shape == region.shape
+    assert np.percentile(np.abs(ratio - 1), 50) < 0.02
+    assert np.percentile(np.abs(ratio - 1), 99) < 0.15
