@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shift_estimation import estimate_shift, orientation_field
 from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
 from cloudfree.threads import ordered_map, usable_cores
+
+# rasterio warns that "the dataset has no geotransform" while it wraps the arrays given to
+# reproject, before it applies the transforms passed with them: a warning about nothing a user
+# gave, which would otherwise reach the terminal with a site-packages path
+warnings.filterwarnings("ignore", "Dataset has no geotransform",
+                        rasterio.errors.NotGeoreferencedWarning, "rasterio.warp")
 
 log = logging.getLogger("cloudfree")
 
