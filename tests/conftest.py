@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,3 +38,16 @@ def cli() -> Callable[..., Result]:
     """Run ``cloudfree ARGS...`` in-process (arguments may be paths or numbers)."""
     runner = CliRunner()
     return lambda *args: runner.invoke(main, [str(a) for a in args])
+
+
+def cloudfree_process(*args, limits: dict[int, int] | None = None, **popen) -> subprocess.Popen:
+    """``python -m cloudfree ARGS`` in a child process, with resource ``limits`` (RLIMIT_* to
+    bytes) set in it."""
+    def limit() -> None:
+        for which, value in limits.items():
+            resource.setrlimit(which, (value, value))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "cloudfree", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit if limits else None, **popen)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import ROOT, SUMMER_S1, SUMMER_S2
+from conftest import ROOT, SUMMER_S1, SUMMER_S2, cloudfree_process
 
 from cloudfree import publish
 from cloudfree.coregister import coregister_file
@@ -37,17 +37,6 @@ MODEL = ROOT / "cloudfree" / "models" / "cloudfree-fillnet.pt"
 
 def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
-
-
-def cloudfree_process(*args, file_limit: int | None = None, **popen) -> subprocess.Popen:
-    """``python -m cloudfree ARGS`` in a child process, optionally with RLIMIT_FSIZE (bytes)."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "cloudfree", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=limit if file_limit else None, **popen)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -76,7 +65,8 @@ def mosaic(src: Path, dst: Path, n: int, dtype: str | None = None) -> Path:
 ])
 def test_write_beyond_the_file_size_limit_fails_and_leaves_nothing(tmp_path, command, limit_kb):
     out = tmp_path / "out.tif"
-    proc = cloudfree_process(*command, "-o", out, "--quiet", file_limit=limit_kb * 1024)
+    proc = cloudfree_process(*command, "-o", out, "--quiet",
+                             limits={resource.RLIMIT_FSIZE: limit_kb * 1024})
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr
     assert last_line(stderr) == (f"Error: cannot write {out}: File too large; nothing was "
@@ -87,7 +77,8 @@ def test_write_beyond_the_file_size_limit_fails_and_leaves_nothing(tmp_path, com
 def test_a_failed_second_output_keeps_the_first_from_appearing(tmp_path):
     out, mask = tmp_path / "r.tif", tmp_path / "m.tif"  # the small mask fits, the image not
     proc = cloudfree_process("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--s1-aligned",
-                             "-o", out, "--mask-out", mask, "--quiet", file_limit=600 * 1024)
+                             "-o", out, "--mask-out", mask, "--quiet",
+                             limits={resource.RLIMIT_FSIZE: 600 * 1024})
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr
     assert last_line(stderr) == (f"Error: cannot write {out}: File too large; nothing was "

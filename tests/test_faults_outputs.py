@@ -10,14 +10,13 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import rasterio
 import torch
-from conftest import ROOT, SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2
+from conftest import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process
 
 from cloudfree import publish, rasterio_io
 from cloudfree.errors import CloudfreeError, UsageError
@@ -32,17 +31,6 @@ def one_line_error(result) -> str:
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     lines = result.stderr.strip().splitlines()
     return lines[-1]
-
-
-def cloudfree_process(*args, address_space: int | None = None, **popen) -> subprocess.Popen:
-    """``python -m cloudfree ARGS`` in a child process, optionally with RLIMIT_AS (bytes)."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "cloudfree", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=limit if address_space else None, **popen)
 
 
 def scene_folder(root: Path) -> Path:
@@ -297,7 +285,7 @@ def test_export_of_the_largest_tile_traces_small(tmp_path):
     (150 GiB traced at full size) exports under a 4 GiB address space."""
     out = tmp_path / "big.onnx"
     proc = cloudfree_process("export-onnx", "--model", "cloudfree-fillnet", "-o", out,
-                             "--tile", 8192, address_space=4 * 2**30)
+                             "--tile", 8192, limits={resource.RLIMIT_AS: 4 * 2**30})
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     import onnx
@@ -426,7 +414,7 @@ def test_remove_under_an_address_space_limit_is_one_line_out_of_memory(tmp_path,
     what it is."""
     out = tmp_path / "r.tif"
     proc = cloudfree_process("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", out, "-q",
-                             address_space=int(limit_gib * 2**30))
+                             limits={resource.RLIMIT_AS: int(limit_gib * 2**30)})
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
