@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,30 @@ def test_db_scaled_by_100_reads_divided_with_a_warning(tmp_path, caplog):
         logger.removeHandler(caplog.handler)
     assert re.search(r"x100.tif: median backscatter -\d{3,4} is dB x 100 \(-\d+.\d+ dB\); "
                      "read divided by 100", warning)
+
+
+def test_amplitude_is_told_apart_from_power(tmp_path, caplog):
+    """Linear amplitude (the square root of power) passes the units check, so the user is warned;
+    the same scenes in power give no warning."""
+    logger = logging.getLogger("cloudfree")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING", logger="cloudfree"):
+            for real in (WINTER_S1, FLOODS_S1):
+                for name, data in (("power", lambda d: 10 ** (d / 10)),
+                                   ("amplitude", lambda d: 10 ** (d / 20))):
+                    open_sentinel1(copy_s1(real, tmp_path / f"{name}_{real.name}",
+                                           transform_data=data)).close()
+            warnings = {r.getMessage() for r in caplog.records if r.levelname == "WARNING"}
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert sorted(Path(w.split(": ")[0]).name for w in warnings) == sorted(
+        f"amplitude_{p.name}" for p in (FLOODS_S1, WINTER_S1))
+    for warning in warnings:
+        assert re.fullmatch(r"\S+: the backscatter looks like amplitude, not power \(as power: VV "
+                            r"median -\d\.\d dB, VV - VH \d\.\d dB, about half of "
+                            r"Sentinel-1's usual\); if it is amplitude, square it or give it in dB",
+                            warning)
 
 
 def test_one_band_missing_crs_and_all_zero_are_clear_errors(tmp_path):
