@@ -26,6 +26,7 @@ from cloudfree.masking import (
     combine_shadow_stats,
     shadow_thresholds,
 )
+from cloudfree.memory import check_mask_memory
 from cloudfree.provenance import cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
     MASK_BLOCK,
@@ -192,6 +193,7 @@ def mask_scene(
         require_mask_bands(s2, params)
         log.info("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         windows = block_windows(s2.width, s2.height, block)
+        check_mask_memory(block, threads, windows, 1 + len(references))
         thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads)
                       if params.shadow else None)
         dates = None

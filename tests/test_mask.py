@@ -333,3 +333,24 @@ def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "cloudfree", "--version"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.startswith("cloudfree, version ")
+
+
+def test_block_and_threads_beyond_memory_are_refused_before_any_work(tmp_path, cli,
+                                                                      monkeypatch):
+    """The windows classified at once must fit in memory: on a machine of 16 MiB the 512 px
+    scene in one 512 px window (about 12 MiB) runs, in four 256 px windows on four threads it
+    runs, and two dates of it at once are refused in a line naming the options."""
+    monkeypatch.setattr("cloudfree.memory.total_memory", lambda: 16 * 2**20)
+    assert cli("mask", FLOODS_S2, "-o", tmp_path / "one.tif", "--block", "512").exit_code == 0
+    assert cli("mask", FLOODS_S2, "-o", tmp_path / "four.tif", "--block", "256",
+               "--threads", "4").exit_code == 0
+    reference = tmp_path / "other_date.tif"
+    data, profile = read_stack(FLOODS_S2, 512)
+    write_stack(reference, np.roll(data, 7, axis=2), profile)
+    result = cli("mask", FLOODS_S2, "-o", tmp_path / "two.tif", "--reference", reference,
+                 "--threads", "2")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --block 512 with --threads 2 needs about 24 MiB for the windows classified at "
+        "once; this machine has 16 MiB: give a smaller --block SIZE or --threads N")
+    assert not (tmp_path / "two.tif").exists()
