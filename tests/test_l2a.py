@@ -34,7 +34,11 @@ from cloudfree.sentinel2 import BANDS, open_sentinel2
 SIZE = 120  # a multiple of 6: the 60 m bands nest
 #: The band subset of the GeoTIFF case, in an order of its own.
 SUBSET = ("B04", "B03", "B02", "B08", "B11", "B12")
+#: The asset order of the STAC item: one of its own, which outputs keep.
+STAC_ORDER = L2A_BANDS[::-1]
 OFFSET = 1000
+#: GDAL scale and offset of the band-subset GeoTIFF and the STAC item's raster:bands.
+SCALING = (0.0001, -0.1)
 KEY_OF = {band: key for key, band in ASSET_KEYS.items()}
 
 
@@ -76,9 +80,12 @@ def _write(form: str, folder: Path, data: np.ndarray, profile: dict,
     if form == "safe":
         name = "S2A_MSIL2A_20220301T105021_N0400_R051_T30TXK_20220301T140000.SAFE"
         return write_l2a_safe(folder / name, data, profile, OFFSET, scl)
-    if form == "subset":
-        return write_stack(folder / "subset.tif", data[[BANDS.index(b) for b in SUBSET]],
-                           profile, nodata=0, descriptions=SUBSET)
+    if form == "subset":  # baseline 04.00 DN (+1000) declared by GDAL scale and offset
+        dn = (data[[BANDS.index(b) for b in SUBSET]].astype(np.int32) + OFFSET).astype(np.uint16)
+        stack = write_stack(folder / "subset.tif", dn, profile, nodata=0, descriptions=SUBSET)
+        with rasterio.open(stack, "r+") as ds:
+            ds.scales, ds.offsets = ((value,) * len(SUBSET) for value in SCALING)
+        return stack
     if form == "folder":
         names = {b: f"T30TXK_20220301T105021_{b}_{10 * (2 if b in ('B8A', 'B11') else 1)}m"
                  for b in L2A_BANDS}
@@ -86,13 +93,13 @@ def _write(form: str, folder: Path, data: np.ndarray, profile: dict,
     # STAC: per-band files with baseline 04.00 DN (+1000) and a relative href each
     files = write_band_folder(folder / "assets", (data.astype(np.int32) + OFFSET).astype(
         np.uint16), profile, L2A_BANDS, scl=scl)
-    assets = {KEY_OF.get(b, b): files / f"{b}.tif" for b in L2A_BANDS}
+    assets = {KEY_OF.get(b, b): files / f"{b}.tif" for b in STAC_ORDER}
     if scl is not None:
         assets["scl"] = files / "SCL.tif"
     with rasterio.open(files / "B02.tif") as ds:
         bbox = tuple(ds.bounds)
     return write_stac_item(folder / "item.json", assets, bbox,
-                           {"s2:product_type": "S2MSI2A"}, (0.0001, -0.1))
+                           {"s2:product_type": "S2MSI2A"}, SCALING)
 
 
 FORMS = ("safe", "subset", "folder", "stac")
@@ -115,12 +122,13 @@ def scenes(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("form", FORMS)
 def test_readers_give_the_bands_on_the_10_m_grid(scenes, form):
     path, _ = scenes[form]
-    expected = {"safe": L2A_BANDS, "subset": SUBSET, "folder": L2A_BANDS, "stac": L2A_BANDS}
+    expected = {"safe": L2A_BANDS, "subset": SUBSET, "folder": L2A_BANDS, "stac": STAC_ORDER}
     with open_sentinel2(path) as s2:
         assert s2.bands == expected[form] and (s2.width, s2.height) == (SIZE, SIZE)
         assert s2.level == ("L1C" if form == "subset" else "L2A")
         assert s2.has_scl == (form != "subset")
-        assert s2.offset == (OFFSET if form in ("safe", "stac") else 0)
+        assert s2.offset == (0 if form == "folder" else OFFSET)
+        assert s2.scaling == (pytest.approx(SCALING) if form in ("subset", "stac") else None)
         refl, valid = s2.read(bands=("B02", "B12"))
     # B12 (20 m) stored at native resolution comes back replicated, the offset removed
     truth = scenes["target"][[1, 12]] / 10000
@@ -167,6 +175,9 @@ def _check_output(out: Path, source: Path, mask: Path, clear: np.ndarray, cloud:
     with open_sentinel2(source) as s2, rasterio.open(out) as ds, rasterio.open(mask) as m:
         assert ds.descriptions == s2.bands and ds.dtypes[0] == s2.dtype
         assert int(ds.tags()["RADIOMETRIC_OFFSET"]) == s2.offset == dn_offset
+        scale, offset = s2.scaling or (1.0, 0.0)  # GDAL's scale and offset, kept as declared
+        assert ds.scales == (pytest.approx(scale),) * ds.count
+        assert ds.offsets == (pytest.approx(offset),) * ds.count
         written, before = ds.read(), s2.read_dn(bands=s2.bands)[0]
         # the local fill takes the haze within 10 px of a cloud too: farther, nothing changes
         kept = ndimage.distance_transform_edt(m.read(1) == CLEAR) > 12
@@ -180,9 +191,14 @@ def _check_output(out: Path, source: Path, mask: Path, clear: np.ndarray, cloud:
 @pytest.mark.parametrize("form", FORMS)
 def test_mask_and_remove_with_and_without_s1_and_with_a_reference(scenes, form, tmp_path, cli):
     target, reference = scenes[form]
-    offset = OFFSET if form in ("safe", "stac") else 0
-    result = cli("mask", target, "-o", tmp_path / "mask.tif")
+    offset = 0 if form == "folder" else OFFSET
+    result = cli("mask", target, "-o", tmp_path / "mask.tif", "--buffer", 0)
     assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "mask.tif") as ds:  # the pasted cloud found, little else
+        classes, source = ds.read(1), ds.tags()["MASK_SOURCE"]
+    assert source == ("score without B10" if form == "subset" else "SCL")
+    cloud = scenes["cloud"]
+    assert (classes[cloud] == CLOUD).mean() > 0.95 and (classes[~cloud] == CLOUD).mean() < 0.05
     errors = {}
     for name, extra in (("no_s1", ()), ("s1", ("--s1", FLOODS_S1)),
                         ("reference", ("--reference", reference))):
@@ -254,8 +270,8 @@ def test_stac_eo_bands_of_a_stack_and_display_copies_left_out(scenes, tmp_path):
     path = tmp_path / "stack_item.json"
     path.write_text(json.dumps(item))
     with open_sentinel2(path) as s2, open_sentinel2(stack) as direct:
-        # bands from per-band files or items come in L1C order
-        assert s2.kind == "stac" and s2.bands == tuple(sorted(SUBSET, key=BANDS.index))
+        # the bands of the item come in its own order: here the asset's eo:bands
+        assert s2.kind == "stac" and s2.bands == SUBSET
         assert s2.level == "L2A"
         np.testing.assert_array_equal(s2.read_dn(bands=SUBSET)[0], direct.read_dn()[0])
 
