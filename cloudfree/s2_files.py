@@ -94,6 +94,11 @@ def _band_and_metres(path: Path) -> tuple[str | None, int]:
     return (named.pop() if len(named) == 1 else None), (metres[-1] if metres else 0)
 
 
+def band_of_file(path: Path) -> str | None:
+    """The band (or ``SCL``) a per-band file's name names; None when none, or several, do."""
+    return _band_and_metres(path)[0]
+
+
 def _finest(paths: list[Path]) -> dict[str, tuple[Path, int]]:
     """Band -> (file, 1), the finest file of each band (``_10m`` before ``_20m``)."""
     best: dict[str, tuple[int, Path]] = {}

@@ -307,3 +307,61 @@ def test_a_network_writes_the_input_band_order(scenes, tmp_path, cli):
     assert far.any() and (written[:, far] == data[order][:, far]).all()
     cloud = scenes["cloud"][:64, :64]
     assert (written[:, cloud] != data[order][:, cloud]).any()
+
+
+def _link(folder: Path, name: str, target: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).symlink_to(target)
+    return folder / name
+
+
+def test_batch_finds_l2a_safe_band_folders_subsets_and_stac_items(scenes, tmp_path, cli):
+    """A flat folder of the four forms: each is one scene (the item's assets folder is part
+    of the item), run without S1, written in its own band order with its scale and offset."""
+    from cloudfree.scene_discovery import discover
+
+    flat = tmp_path / "flat"
+    for form in FORMS:
+        target = scenes[form][0]
+        _link(flat, target.name, target)
+    _link(flat, "assets", scenes["stac"][0].parent / "assets")  # the item's relative hrefs
+    found = discover(flat, need_s1=False)
+    assert found.problems == []
+    names = {s.name: s.s2.name for s in found.scenes}
+    safe = scenes["safe"][0]
+    assert names == {safe.stem: safe.name, "subset": "subset.tif", "bands": "bands",
+                     "item": "item.json"}
+    out = tmp_path / "out"
+    result = cli("batch", flat, "-o", out, "--masks", "-q")
+    assert result.exit_code == 0, result.output
+    assert "batch: 4 ok, 0 failed" in result.stdout
+    for name, source in names.items():
+        with rasterio.open(out / f"{name}.tif") as ds, open_sentinel2(flat / source) as s2, \
+                rasterio.open(out / f"{name}_mask.tif") as m:
+            assert ds.descriptions == s2.bands and ds.dtypes[0] == s2.dtype
+            assert ds.scales[0] == pytest.approx((s2.scaling or (1.0, 0.0))[0])
+            written, before = ds.read(), s2.read_dn()[0]
+            cloud = scenes["cloud"]
+            assert (m.read(1)[cloud] == CLOUD).mean() > 0.95
+        truth = scenes["clear"][[BANDS.index(b) for b in s2.bands]].astype(np.float64) \
+            + s2.offset
+        # the cloud is filled: much closer to the truth than the cloudy input
+        assert np.abs(written[:, cloud] - truth[:, cloud]).mean() < \
+            0.5 * np.abs(before[:, cloud] - truth[:, cloud]).mean()
+
+
+def test_scene_folders_take_a_stac_item_or_band_folder_as_their_s2(scenes, tmp_path):
+    """In a scene folder the S2 may be a STAC item (its assets beside it) or a band folder."""
+    from cloudfree.scene_discovery import discover
+
+    root = tmp_path / "scenes"
+    item = scenes["stac"][0]
+    _link(root / "a", "item.json", item)
+    _link(root / "a", "assets", item.parent / "assets")
+    _link(root / "a", "vv_vh_s1.tif", FLOODS_S1)
+    _link(root / "b", "bands", scenes["folder"][0])
+    _link(root / "b", "vv_vh_s1.tif", FLOODS_S1)
+    found = discover(root)
+    assert found.problems == []
+    assert {s.name: (s.s2.name, s.s1.name) for s in found.scenes} == {
+        "a": ("item.json", "vv_vh_s1.tif"), "b": ("bands", "vv_vh_s1.tif")}
