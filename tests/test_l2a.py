@@ -365,3 +365,33 @@ def test_scene_folders_take_a_stac_item_or_band_folder_as_their_s2(scenes, tmp_p
     assert found.problems == []
     assert {s.name: (s.s2.name, s.s1.name) for s in found.scenes} == {
         "a": ("item.json", "vv_vh_s1.tif"), "b": ("bands", "vv_vh_s1.tif")}
+
+
+def test_the_inputs_guide_examples_run_as_written(scenes, tmp_path, monkeypatch, cli):
+    """Every command of the inputs guide's examples, run as written in a folder holding the
+    files it names (built from the real samples), writes its output with the input's bands."""
+    import shlex
+
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "guides" / "inputs.md").read_text()
+    examples = text[text.index("### Examples"):text.index("\n## ", text.index("### Examples"))]
+    commands = [shlex.split(line.strip()) for line in examples.splitlines()
+                if line.startswith("    cloudfree ")]
+    assert len(commands) == 10
+    safe = scenes["safe"][0]
+    for name, target in ((safe.name, safe),
+                         (safe.name.replace("20220301", "20220219"), scenes["safe"][1]),
+                         ("s1.tif", FLOODS_S1), ("subset.tif", scenes["subset"][0]),
+                         ("bands", scenes["folder"][0]), ("stac", scenes["stac"][0].parent),
+                         ("stac_ref", scenes["stac"][1].parent)):
+        _link(tmp_path, name, target)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        result = cli(*command[1:])
+        assert result.exit_code == 0, (command, result.output)
+        source = command[2] if command[1] == "mask" else command[command.index("--s2") + 1]
+        with rasterio.open(command[command.index("-o") + 1]) as ds, \
+                open_sentinel2(source) as s2:
+            assert ds.descriptions == (("cloud_mask",) if command[1] == "mask" else s2.bands)
+            assert (ds.width, ds.height) == (SIZE, SIZE)
