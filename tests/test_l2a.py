@@ -395,3 +395,15 @@ def test_the_inputs_guide_examples_run_as_written(scenes, tmp_path, monkeypatch,
                 open_sentinel2(source) as s2:
             assert ds.descriptions == (("cloud_mask",) if command[1] == "mask" else s2.bands)
             assert (ds.width, ds.height) == (SIZE, SIZE)
+
+
+def test_bands_with_different_gdal_scales_are_refused_in_one_line(scenes, tmp_path, cli):
+    stack = tmp_path / "mixed.tif"
+    stack.write_bytes(scenes["subset"][0].read_bytes())
+    with rasterio.open(stack, "r+") as ds:
+        ds.scales = (0.0001,) * (len(SUBSET) - 1) + (0.0002,)
+    result = cli("mask", stack, "-o", tmp_path / "m.tif")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert "the bands' GDAL scale and offset differ between bands" in result.output
+    assert not (tmp_path / "m.tif").exists()
