@@ -9,12 +9,15 @@ under the clouds is known; the clear scene itself, in the same form, is the refe
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import rasterio
-from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2
+from conftest import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2
+from pystac.extensions.raster import RasterExtension
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from s2_builders import (
@@ -331,10 +334,17 @@ def test_batch_finds_l2a_safe_band_folders_subsets_and_stac_items(scenes, tmp_pa
     safe = scenes["safe"][0]
     assert names == {safe.stem: safe.name, "subset": "subset.tif", "bands": "bands",
                      "item": "item.json"}
-    out = tmp_path / "out"
-    result = cli("batch", flat, "-o", out, "--masks", "-q")
+    out, catalog = tmp_path / "out", tmp_path / "catalog"
+    result = cli("batch", flat, "-o", out, "--masks", "--stac", catalog, "-q")
     assert result.exit_code == 0, result.output
     assert "batch: 4 ok, 0 failed" in result.stdout
+    # the catalog's items give each output's own scale and offset to reflectance
+    items = {i.id: i for i in pystac.Catalog.from_file(str(catalog / "catalog.json"))
+             .get_items(recursive=True)}
+    for name, (scale, offset) in (("subset", SCALING), ("item", SCALING),
+                                  ("bands", (0.0001, 0.0))):
+        (band, *_) = RasterExtension.ext(items[name].assets["image"]).bands
+        assert (band.scale, band.offset) == (pytest.approx(scale), pytest.approx(offset))
     for name, source in names.items():
         with rasterio.open(out / f"{name}.tif") as ds, open_sentinel2(flat / source) as s2, \
                 rasterio.open(out / f"{name}_mask.tif") as m:
@@ -370,10 +380,6 @@ def test_scene_folders_take_a_stac_item_or_band_folder_as_their_s2(scenes, tmp_p
 def test_the_inputs_guide_examples_run_as_written(scenes, tmp_path, monkeypatch, cli):
     """Every command of the inputs guide's examples, run as written in a folder holding the
     files it names (built from the real samples), writes its output with the input's bands."""
-    import shlex
-
-    from conftest import ROOT
-
     text = (ROOT / "docs" / "guides" / "inputs.md").read_text()
     examples = text[text.index("### Examples"):text.index("\n## ", text.index("### Examples"))]
     commands = [shlex.split(line.strip()) for line in examples.splitlines()
