@@ -18,6 +18,9 @@ pasted in (split by case: every clear month with every donor; nothing is tuned h
   mask finds it clear, fitted to the target by a least-squares line per band on the target's
   truly clear pixels, and the fitted months averaged at each pasted pixel (``naive mean
   (raw)``: the same months unfitted, the plain mean);
+- ``sketch``: what a reference fit coping with near-total cloud could give, for comparison
+  only (``sketch_fill``: lines fitted on the pixels clear by the unbuffered mask, the months
+  weighted by their lines' residuals and days apart);
 - ``--reference``: ``remove --reference`` with every other month (no S1), and, to show what
   the cloud buffer costs the fit on a 100 px image, the same with ``--buffer 0``;
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +110,7 @@ def fitted_dates(target: np.ndarray, known: np.ndarray, dates: dict) -> list[dic
         entry = {"date": path.stem[3:], "clear": float(clear.mean()), "shared": int(shared.sum()),
                  "clear_map": clear}
         if entry["shared"] < MIN_SHARED:
-            out.append(entry | {"pred": None, "rms": float("nan")})
+            out.append(entry | {"pred": None, "rms": float("nan"), "var": None})
             continue
         pred = np.empty_like(refl)
         residual = []
@@ -115,7 +119,8 @@ def fitted_dates(target: np.ndarray, known: np.ndarray, dates: dict) -> list[dic
             slope, offset = np.polyfit(x, y, 1)
             pred[b] = slope * refl[b] + offset
             residual.append(np.mean((slope * x + offset - y) ** 2))
-        out.append(entry | {"pred": pred, "rms": float(np.sqrt(np.mean(residual)))})
+        out.append(entry | {"pred": pred, "rms": float(np.sqrt(np.mean(residual))),
+                            "var": np.array(residual)})
     return out
 
 
@@ -133,6 +138,26 @@ def naive_mean(cloudy: np.ndarray, fits: list[dict], cloud: np.ndarray) -> tuple
     return np.where(cloud, filled, cloudy), float((count[cloud] > 0).mean())
 
 
+def sketch_fill(cloudy: np.ndarray, fit_clear: np.ndarray, fill: np.ndarray, dates: dict,
+                target: date) -> np.ndarray:
+    """What a reference fit that copes with near-total cloud could give (a sketch for the
+    comparison, not cloudfree's method): each other month fitted to the target by a line per
+    band on the pixels both leave clear by cloudfree's mask *without* the buffer, the months
+    weighted per band by (1 / the line's residual variance) ** 3 x exp(-days apart / 30), as
+    the reference fill weighs fitted dates; filled where ``fill`` (remove's buffered mask)."""
+    total = np.zeros(cloudy.shape)
+    weight = np.zeros(cloudy.shape)
+    for path, fit in zip(dates, fitted_dates(cloudy, fit_clear, dates), strict=True):
+        if fit["pred"] is None:
+            continue
+        days = abs((date.fromisoformat(path.stem[3:]) - target).days)
+        w = (1 / np.maximum(fit["var"], 1e-8)) ** 3 * np.exp(-days / 30)
+        w = w[:, None, None] / w.max()
+        total += w * np.where(fit["clear_map"], fit["pred"], 0.0)
+        weight += w * fit["clear_map"]
+    return np.where(fill & (weight > 0), total / np.maximum(weight, 1e-30), cloudy)
+
+
 def worldcereal(root: Path, work: Path, every: int, detail: bool) -> None:
     months = sorted(root.glob("s2_*.tif"))
     print("\n| WorldCereal month | valid | cloud (mask from the score without B10) |\n"
@@ -145,8 +170,8 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool) -> None:
     cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
     rows = []
     print("\n| case | cloud | truly clear px | clear px by our mask (cloud found) | median fill | "
-          "--reference | --buffer 0 | naive mean (fitted) | naive mean (raw) | best single date |"
-          "\n|---|---|---|---|---|---|---|---|---|---|")
+          "--reference | --buffer 0 | naive mean (fitted) | naive mean (raw) | sketch | "
+          "best single date |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for case in cases[::every]:
         month = root / f"{case.name[:13]}.tif"
         s1 = root / f"s1_{case.name[3:13]}.tif"
@@ -172,6 +197,12 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool) -> None:
         fits = fitted_dates(truth, ~cloud, {p: dates[p] for p in others})
         fill, covered = naive_mean(cloudy, fits, cloud)
         scores["naive mean"] = psnr(fill, truth, cloud)
+        with open_sentinel2(case) as s2:
+            refl, valid = s2.read()
+            unbuffered = classify(refl, valid, bands=s2.bands)[0]
+        sketch = sketch_fill(cloudy, ~np.isin(unbuffered, (CLOUD, SHADOW, NODATA)), flagged,
+                             {p: dates[p] for p in others}, date.fromisoformat(month.stem[3:]))
+        scores["sketch: unbuffered fit, weighted"] = psnr(sketch, truth, cloud)
         raw = [(dates[p][0], dates[p][1]) for p in others]
         have = np.stack([c for _, c in raw])
         mean = sum(r * c[None] for r, c in raw) / np.maximum(have.sum(0), 1)[None]
@@ -187,6 +218,7 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool) -> None:
               f"{scores['median fill']:.2f} | {scores['--reference']:.2f} | "
               f"{scores['--reference --buffer 0']:.2f} | "
               f"{scores['naive mean']:.2f} | {scores['naive mean (raw)']:.2f} | "
+              f"{scores['sketch: unbuffered fit, weighted']:.2f} | "
               f"{best} {single[best]:.2f} |", flush=True)
         failed = scores["--reference"] < max(scores["median fill"] + 2, scores["naive mean"])
         if detail or failed:
