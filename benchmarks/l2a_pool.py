@@ -1,7 +1,7 @@
 """`mask` and `remove` on the pool's L2A-style inputs (BigEarthNet patches, WorldCereal series).
 
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... /work/data/l2a/built
-    python benchmarks/l2a_pool.py /work/data/l2a/built [--every N]
+    python benchmarks/l2a_pool.py /work/data/l2a/built [--every N] [--detail] [--no-bigearthnet]
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and
 ``remove`` without S1 and with it; what each finds and fills (there is no truth and no second
@@ -14,17 +14,30 @@ pasted in (split by case: every clear month with every donor; nothing is tuned h
 - ``median fill``: ``remove`` without S1 (the default for this band set: median-fill's local
   fill from the clear pixels nearby);
 - ``median fill + S1``: the same with the month's S1 (nearby pixels that match in S1);
-- ``naive mean``: the mean of the other months' values at the pasted pixels (given the true
-  cloud), where they have data;
-- ``--reference``: ``remove --reference`` with every other month (no S1);
+- ``naive mean``: the naive fill given the true cloud: each other month, where cloudfree's own
+  mask finds it clear, fitted to the target by a least-squares line per band on the target's
+  truly clear pixels, and the fitted months averaged at each pasted pixel (``naive mean
+  (raw)``: the same months unfitted, the plain mean);
+- ``sketch``: what a reference fit coping with near-total cloud could give, for comparison
+  only (``sketch_fill``: lines fitted on the pixels clear by the unbuffered mask, the months
+  weighted by their lines' residuals and days apart);
+- ``--reference``: ``remove --reference`` with every other month (no S1), and, to show what
+  the cloud buffer costs the fit on a 100 px image, the same with ``--buffer 0``;
 
-scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels.
+scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. Each case
+gets a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the
+pasted cloud it finds, the scores, the best single fitted month); a case where ``--reference``
+misses median fill + 2 dB or the naive mean gets per-month diagnostics below it (``--detail``:
+every case): the month's clear share, the pixels it shares clear with the target (truly; by
+our masks, as the reference fill counted them), the naive line's RMS residual, the PSNR of that
+month alone on the cloud it sees, and the pixels ``--reference`` filled from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +45,12 @@ import rasterio
 
 from cloudfree.errors import CloudfreeError
 from cloudfree.mask_scene import mask_scene
+from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import open_sentinel2
+
+#: Fewest pixels a date must share clear with the target's truly clear ones to be fitted.
+MIN_SHARED = 20
 
 
 def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
@@ -71,7 +88,77 @@ def bigearthnet(root: Path, work: Path) -> None:
               f"{m['snow_fraction']:.1%} | {plain} | {with_s1} | {filled} |")
 
 
-def worldcereal(root: Path, work: Path, every: int) -> None:
+def clear_dates(months: list[Path]) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
+    """Each month's reflectance and where it is clear by cloudfree's own mask (valid, neither
+    cloud nor shadow): a naive user's clear pixels of the other dates."""
+    out = {}
+    for month in months:
+        with open_sentinel2(month) as s2:
+            refl, valid = s2.read()
+            classes = classify(refl, valid, bands=s2.bands)[0]
+        out[month] = refl, valid & ~np.isin(classes, (CLOUD, SHADOW, NODATA))
+    return out
+
+
+def fitted_dates(target: np.ndarray, known: np.ndarray, dates: dict) -> list[dict]:
+    """Per other date: a line per band fitted (least squares) on the pixels where the target
+    is truly clear (``known``) and the date clear, its prediction of the whole target, where
+    the date is clear, the shared pixel count and the fit's RMS residual."""
+    out = []
+    for path, (refl, clear) in dates.items():
+        shared = known & clear
+        entry = {"date": path.stem[3:], "clear": float(clear.mean()), "shared": int(shared.sum()),
+                 "clear_map": clear}
+        if entry["shared"] < MIN_SHARED:
+            out.append(entry | {"pred": None, "rms": float("nan"), "var": None})
+            continue
+        pred = np.empty_like(refl)
+        residual = []
+        for b in range(refl.shape[0]):
+            x, y = refl[b][shared].astype(np.float64), target[b][shared].astype(np.float64)
+            slope, offset = np.polyfit(x, y, 1)
+            pred[b] = slope * refl[b] + offset
+            residual.append(np.mean((slope * x + offset - y) ** 2))
+        out.append(entry | {"pred": pred, "rms": float(np.sqrt(np.mean(residual))),
+                            "var": np.array(residual)})
+    return out
+
+
+def naive_mean(cloudy: np.ndarray, fits: list[dict], cloud: np.ndarray) -> tuple[np.ndarray,
+                                                                                  float]:
+    """The naive fill given the true mask: at each cloud pixel, the mean of the fitted clear
+    dates' predictions (the cloudy value where no date is clear); and the share covered."""
+    total = np.zeros_like(cloudy, dtype=np.float64)
+    count = np.zeros(cloud.shape)
+    for fit in fits:
+        if fit["pred"] is not None:
+            total += np.where(fit["clear_map"], fit["pred"], 0.0)
+            count += fit["clear_map"]
+    filled = np.where(count > 0, total / np.maximum(count, 1), cloudy)
+    return np.where(cloud, filled, cloudy), float((count[cloud] > 0).mean())
+
+
+def sketch_fill(cloudy: np.ndarray, fit_clear: np.ndarray, fill: np.ndarray, dates: dict,
+                target: date) -> np.ndarray:
+    """What a reference fit that copes with near-total cloud could give (a sketch for the
+    comparison, not cloudfree's method): each other month fitted to the target by a line per
+    band on the pixels both leave clear by cloudfree's mask *without* the buffer, the months
+    weighted per band by (1 / the line's residual variance) ** 3 x exp(-days apart / 30), as
+    the reference fill weighs fitted dates; filled where ``fill`` (remove's buffered mask)."""
+    total = np.zeros(cloudy.shape)
+    weight = np.zeros(cloudy.shape)
+    for path, fit in zip(dates, fitted_dates(cloudy, fit_clear, dates), strict=True):
+        if fit["pred"] is None:
+            continue
+        days = abs((date.fromisoformat(path.stem[3:]) - target).days)
+        w = (1 / np.maximum(fit["var"], 1e-8)) ** 3 * np.exp(-days / 30)
+        w = w[:, None, None] / w.max()
+        total += w * np.where(fit["clear_map"], fit["pred"], 0.0)
+        weight += w * fit["clear_map"]
+    return np.where(fill & (weight > 0), total / np.maximum(weight, 1e-30), cloudy)
+
+
+def worldcereal(root: Path, work: Path, every: int, detail: bool) -> None:
     months = sorted(root.glob("s2_*.tif"))
     print("\n| WorldCereal month | valid | cloud (mask from the score without B10) |\n"
           "|---|---|---|")
@@ -79,8 +166,12 @@ def worldcereal(root: Path, work: Path, every: int) -> None:
         m, outcome = attempt(mask_scene, month, work / "m.tif")
         print(f"| {month.stem[3:]} | {1 - m['nodata_fraction']:.0%} | "
               f"{m['cloud_fraction']:.1%} |" if m else f"| {month.stem[3:]} | {outcome} | |")
+    dates = clear_dates(months)
     cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
     rows = []
+    print("\n| case | cloud | truly clear px | clear px by our mask (cloud found) | median fill | "
+          "--reference | --buffer 0 | naive mean (fitted) | naive mean (raw) | sketch | "
+          "best single date |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for case in cases[::every]:
         month = root / f"{case.name[:13]}.tif"
         s1 = root / f"s1_{case.name[3:13]}.tif"
@@ -88,25 +179,59 @@ def worldcereal(root: Path, work: Path, every: int) -> None:
         with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
             cloud = ds.read(1) > 0
         truth, _ = reflectance(month)
-        scores = {}
-        for name, s1_path, refs in (("median fill", None, ()), ("median fill + S1", s1, ()),
-                                    ("--reference", None, others)):
+        cloudy, _ = reflectance(case)
+        scores, summaries = {}, {}
+        for name, s1_path, refs, buffer in (
+                ("median fill", None, (), 5), ("median fill + S1", s1, (), 5),
+                ("--reference --buffer 0", None, others, 0), ("--reference", None, others, 5)):
             summary, outcome = attempt(remove_scene, case, s1_path, work / "o.tif",
-                                       references=refs)
+                                       references=refs, mask_out=work / "o_mask.tif",
+                                       mask_params=MaskParams(buffer=buffer))
             scores[name] = psnr(reflectance(work / "o.tif")[0], truth, cloud) if summary \
                 else float("nan")
+            summaries[name] = summary
             if summary is None:
                 print(f"{case.stem} {name}: {outcome}")
-        dates = [reflectance(p) for p in others]
-        stack = np.stack([d for d, v in dates])
-        have = np.stack([v for d, v in dates])
-        mean = (stack * have[:, None]).sum(0) / np.maximum(have.sum(0), 1)[None]
-        cloudy, _ = reflectance(case)
-        scores["naive mean"] = psnr(np.where(cloud & (have.sum(0) > 0), mean, cloudy), truth,
-                                    cloud)
+        with rasterio.open(work / "o_mask.tif") as ds:  # the --reference run's mask
+            flagged = np.isin(ds.read(1), (CLOUD, SHADOW))
+        fits = fitted_dates(truth, ~cloud, {p: dates[p] for p in others})
+        fill, covered = naive_mean(cloudy, fits, cloud)
+        scores["naive mean"] = psnr(fill, truth, cloud)
+        with open_sentinel2(case) as s2:
+            refl, valid = s2.read()
+            unbuffered = classify(refl, valid, bands=s2.bands)[0]
+        sketch = sketch_fill(cloudy, ~np.isin(unbuffered, (CLOUD, SHADOW, NODATA)), flagged,
+                             {p: dates[p] for p in others}, date.fromisoformat(month.stem[3:]))
+        scores["sketch: unbuffered fit, weighted"] = psnr(sketch, truth, cloud)
+        raw = [(dates[p][0], dates[p][1]) for p in others]
+        have = np.stack([c for _, c in raw])
+        mean = sum(r * c[None] for r, c in raw) / np.maximum(have.sum(0), 1)[None]
+        scores["naive mean (raw)"] = psnr(np.where(cloud & have.any(0), mean, cloudy), truth,
+                                          cloud)
+        single = {f["date"]: psnr(np.where(cloud & f["clear_map"], f["pred"], cloudy), truth,
+                                  cloud & f["clear_map"])
+                  for f in fits if f["pred"] is not None and (cloud & f["clear_map"]).any()}
+        best = max(single, key=single.get)
         rows.append(scores)
-        print(f"{case.stem}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()),
-              flush=True)
+        print(f"| {case.stem[3:]} | {cloud.mean():.0%} | {int((~cloud).sum())} | "
+              f"{int((~flagged).sum())} ({(flagged[cloud]).mean():.0%}) | "
+              f"{scores['median fill']:.2f} | {scores['--reference']:.2f} | "
+              f"{scores['--reference --buffer 0']:.2f} | "
+              f"{scores['naive mean']:.2f} | {scores['naive mean (raw)']:.2f} | "
+              f"{scores['sketch: unbuffered fit, weighted']:.2f} | "
+              f"{best} {single[best]:.2f} |", flush=True)
+        failed = scores["--reference"] < max(scores["median fill"] + 2, scores["naive mean"])
+        if detail or failed:
+            used = {Path(r["path"]).stem[3:]: r for r in summaries["--reference"]["references"]}
+            print(f"|   {'fails' if failed else 'detail'}: naive covers {covered:.0%} of the "
+                  "cloud; per date: clear, shared truly clear px (ours: clear in both by our "
+                  "masks), fit RMS, PSNR alone on the cloud it sees, filled px |")
+            for f in fits:
+                ref = used.get(f["date"], {})
+                print(f"|   {f['date']} | {f['clear']:.0%} | {f['shared']} "
+                      f"({ref.get('common_clear_pixels', '-')}) | {f['rms']:.4f} | "
+                      f"{single.get(f['date'], float('nan')):.2f} | "
+                      f"{ref.get('filled_pixels', '-')} |")
     names = list(rows[0])
     base = np.array([r["median fill"] for r in rows])
     naive = np.array([r["naive mean"] for r in rows])
@@ -127,10 +252,14 @@ def main() -> None:
     parser.add_argument("root", type=Path, help="DEST of scripts/build_l2a_pool.py")
     parser.add_argument("--work", type=Path, default=Path("/tmp/l2a_pool"))
     parser.add_argument("--every", type=int, default=1, help="only every N-th pasted case")
+    parser.add_argument("--detail", action="store_true",
+                        help="per-date diagnostics for every case (default: failing ones)")
+    parser.add_argument("--no-bigearthnet", action="store_true")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    bigearthnet(args.root / "bigearthnet", args.work)
-    worldcereal(args.root / "worldcereal", args.work, args.every)
+    if not args.no_bigearthnet:
+        bigearthnet(args.root / "bigearthnet", args.work)
+    worldcereal(args.root / "worldcereal", args.work, args.every, args.detail)
 
 
 if __name__ == "__main__":

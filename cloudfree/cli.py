@@ -287,7 +287,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @click.option("--dask-scheduler", metavar="ADDRESS",
               help="Run on this Dask scheduler (tcp://host:8786 or scheduler JSON file).")
 @click.option("--s2-pattern", default="*s2*.tif", show_default=True,
-              help="S2 file in a scene folder (case-insensitive glob; .SAFE folders too).")
+              help="S2 file in a scene folder (case-insensitive glob); .SAFE folders, "
+              "per-band folders and STAC items are found without it.")
 @click.option("--s1-pattern", default="*s1*.tif", show_default=True,
               help="S1 file in a scene folder (case-insensitive glob).")
 @opt.model_choice(default_device=None)

@@ -789,6 +789,8 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         # written in the input's band order (a network's may differ)
         order = [pipe.bands.index(b) for b in s2.bands if b in pipe.bands]
         dst.descriptions = tuple(pipe.bands[i] for i in order)
+        if s2.scaling is not None:  # the GDAL scale and offset the input declared, kept
+            dst.scales, dst.offsets = ((value,) * len(order) for value in s2.scaling)
         order = slice(None) if order == sorted(order) else order  # no copy when it is the same
         mask_dst = None
         if mask_out is not None:

@@ -81,6 +81,7 @@ class BandFiles:
     files: dict[str, tuple[Path, int]]
     level: str | None = None
     offset: int | None = None
+    scaling: tuple[float, float | None] | None = None  # a STAC item's raster:bands scale, offset
     notes: list[str] = field(default_factory=list)  # what was assumed, for the log
 
 
@@ -91,6 +92,11 @@ def _band_and_metres(path: Path) -> tuple[str | None, int]:
     named = {b for b in map(band_of_name, pieces) if b}
     metres = [int(m.group(1)) for m in map(_METRES_RE.match, pieces) if m]
     return (named.pop() if len(named) == 1 else None), (metres[-1] if metres else 0)
+
+
+def band_of_file(path: Path) -> str | None:
+    """The band (or ``SCL``) a per-band file's name names; None when none, or several, do."""
+    return _band_and_metres(path)[0]
 
 
 def _finest(paths: list[Path]) -> dict[str, tuple[Path, int]]:
@@ -169,7 +175,9 @@ def stac_files(path: Path) -> BandFiles:
     except Exception as exc:  # pystac raises many kinds for a file that is no STAC item
         raise CloudfreeError(f"{path}: not a STAC item pystac can read ({exc})") from None
     files: dict[str, tuple[Path, int]] = {}
-    offsets: set[int] = set()
+    rank: dict[str, tuple[int, int]] = {}  # band -> its asset's place in the item, its index
+    scalings: set[tuple[float, float | None]] = set()
+    place = {key: i for i, key in enumerate(item.assets)}
     # assets whose key names a band first: "blue" before a "blue-jp2" copy or a "visual" RGB
     assets = sorted(item.assets.items(), key=lambda kv: band_of_name(kv[0]) is None)
     for key, asset in assets:
@@ -182,17 +190,21 @@ def stac_files(path: Path) -> BandFiles:
         file = _local_path(asset.href, Path(path))
         for index, band in wanted:
             files[band] = (file, index)
+            rank[band] = (place[key], index)
         for raster in asset.extra_fields.get("raster:bands") or []:
-            scale, offset = raster.get("scale"), raster.get("offset")
-            if scale and offset is not None and key.lower() != "scl":
-                offsets.add(int(round(-offset / scale)))
+            if raster.get("scale") and SCL not in bands:
+                scalings.add((raster["scale"], raster.get("offset")))
     if not any(b != SCL for b in files):
         raise CloudfreeError(f"{path}: no asset holds a Sentinel-2 band (keys such as B02, blue "
                              "or scl, or eo:bands naming them)")
-    found = BandFiles(files, _stac_level(item, files))
-    if len(offsets) == 1:
-        found.offset = offsets.pop()
-        found.notes.append(f"radiometric offset {found.offset} DN from the item's raster:bands")
+    # the bands in the item's own order (its assets, then eo:bands within an asset)
+    found = BandFiles({b: files[b] for b in sorted(files, key=rank.__getitem__)},
+                      _stac_level(item, files))
+    if len(scalings) == 1:
+        found.scaling = scalings.pop()
+        found.offset = int(round(-(found.scaling[1] or 0.0) / found.scaling[0]))
+        found.notes.append(f"scale {found.scaling[0]} and radiometric offset {found.offset} DN"
+                           " from the item's raster:bands")
     else:
         baseline = item.properties.get("s2:processing_baseline")
         if baseline is not None:

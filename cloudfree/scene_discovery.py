@@ -1,13 +1,18 @@
 """Find the scenes of a batch: scene folders matched by name patterns, or S1/S2 files paired.
 
-Two layouts are understood:
+A Sentinel-2 input is a raster, a ``.SAFE`` folder (L1C or L2A), a folder of per-band files
+(every raster in it named by one band, e.g. ``B02.tif``) or a STAC item (``.json``). Two layouts
+are understood:
 
-* a folder of scene folders, each holding one Sentinel-2 file (or ``.SAFE`` folder) and one
-  Sentinel-1 file found by case-insensitive glob patterns; a file matching both patterns is
-  assigned by its content (2 bands: S1, 12-13 bands: S2);
-* a flat folder of S1 and S2 rasters, classified by content and paired by footprint overlap
-  (bounds transformed to EPSG:4326) and then by the nearest acquisition date (from the file
-  name, e.g. ``_20190918T...``, or from date tags).
+* a folder of scene folders, each holding one Sentinel-2 input (a raster matching a
+  case-insensitive glob pattern, or a product of the other forms) and one Sentinel-1 file found
+  by pattern; a file matching both patterns is assigned by its content (2 bands: S1, 12-13
+  bands or named bands: S2);
+* a flat folder of S1 and S2 inputs, classified by content and paired by footprint overlap
+  (bounds transformed to EPSG:4326) and then by the nearest acquisition date (from the name,
+  e.g. ``_20190918T...``, from date tags, from the product metadata or the STAC item).
+
+The band files a STAC item points at are part of that item, never scenes of their own.
 
 Nothing is guessed silently: files that cannot be paired, or could pair in more than one way,
 come back as :class:`Problem` entries for the report.
@@ -16,6 +21,7 @@ come back as :class:`Problem` entries for the report.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -30,8 +36,14 @@ from shapely.geometry.base import BaseGeometry
 
 from cloudfree.errors import CloudfreeError
 from cloudfree.paths import check_input, real
-from cloudfree.s2_files import METADATA_FILES
-from cloudfree.sentinel2 import canonical_band
+from cloudfree.s2_files import (
+    METADATA_FILES,
+    SCL,
+    band_of_file,
+    band_of_name,
+    stac_files,
+    stac_time,
+)
 
 DEFAULT_S2_PATTERN = "*s2*.tif"
 DEFAULT_S1_PATTERN = "*s1*.tif"
@@ -104,23 +116,42 @@ def discover(
     """
     root = check_input(root, "scene folder", folder=True)
     skip = real(exclude) if exclude is not None else None
-    folders = sorted(p for p in root.iterdir()
-                     if p.is_dir() and not _is_safe(p) and real(p) != skip)
+    entries = _entries(root)
+    folders = [p for p in entries if p.is_dir() and not _is_product(p) and real(p) != skip]
     outputs = [p for p in folders if _holds_outputs(p)]
     folders = [p for p in folders if p not in outputs]
     earlier = [Problem(p.name, "ignored", "holds only cloudfree outputs (an earlier run's output "
                                           "folder)") for p in outputs]
     if folders:
         found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1, use_s1) for f in folders]
-        loose = [p for p in root.iterdir() if p.is_file() and _is_raster(p)]
+        loose = [p for p in entries if _is_raster(p) or _is_stac_item(p)]
         return Discovery(
             scenes=[x for x in found if isinstance(x, Scene)],
             problems=[x for x in found if isinstance(x, Problem)] + earlier
-            + [Problem(p.name, "ignored", "file beside scene folders") for p in sorted(loose)],
+            + [Problem(p.name, "ignored", "file beside scene folders") for p in loose],
         )
-    paired = pair_files(sorted(p for p in root.iterdir() if _is_safe(p) or _is_raster(p)),
-                        need_s1)
+    paired = pair_files([p for p in entries if _is_product(p) or _is_raster(p)], need_s1)
     return Discovery(paired.scenes, paired.problems + earlier)
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The visible entries of ``folder``, sorted, less the files (and folders of them) that
+    its STAC items point at: those are part of their item."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    taken: set[Path] = set()
+    for item in filter(_is_stac_item, entries):
+        try:
+            taken |= {real(file) for file, _ in stac_files(item).files.values()}
+        except CloudfreeError:  # not readable: the item fails on its own, nothing is taken
+            continue
+
+    def part_of_an_item(path: Path) -> bool:
+        if path.is_dir():
+            rasters = [p for p in path.iterdir() if _is_raster(p)]
+            return bool(rasters) and all(real(p) in taken for p in rasters)
+        return real(path) in taken
+
+    return [p for p in entries if not part_of_an_item(p)] if taken else entries
 
 
 def _holds_outputs(folder: Path) -> bool:
@@ -141,6 +172,31 @@ def _is_safe(path: Path) -> bool:
     return path.is_dir() and path.suffix.upper() == ".SAFE"
 
 
+def _is_band_folder(path: Path) -> bool:
+    """A folder of per-band files: every raster in it names one band (or the SCL), and at
+    least one a spectral band."""
+    if not path.is_dir() or _is_safe(path):
+        return False
+    bands = [band_of_file(p) for p in path.iterdir() if _is_raster(p)]
+    return bool(bands) and all(bands) and any(b != SCL for b in bands)
+
+
+def _is_stac_item(path: Path) -> bool:
+    """A JSON file holding a GeoJSON Feature with assets (a STAC item)."""
+    if not (path.is_file() and path.suffix.lower() == ".json" and not path.name.startswith(".")):
+        return False
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and found.get("type") == "Feature" and "assets" in found
+
+
+def _is_product(path: Path) -> bool:
+    """A Sentinel-2 input other than a single raster: .SAFE, per-band folder, STAC item."""
+    return _is_safe(path) or _is_band_folder(path) or _is_stac_item(path)
+
+
 def _is_raster(path: Path) -> bool:
     hidden = path.name.startswith(".")  # e.g. the temporary files of an unfinished output
     return path.is_file() and path.suffix.lower() in RASTER_SUFFIXES and not hidden
@@ -153,8 +209,8 @@ def _matches(path: Path, pattern: str) -> bool:
 def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool,
                   use_s1: bool) -> Scene | Problem:
     """The S2 and S1 inputs of one scene folder, or why there is no single choice."""
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    s2 = [p for p in entries if _is_safe(p) or (p.is_file() and _matches(p, s2_pattern))]
+    entries = _entries(folder)
+    s2 = [p for p in entries if _is_product(p) or (p.is_file() and _matches(p, s2_pattern))]
     s1 = [p for p in entries if p.is_file() and _matches(p, s1_pattern)]
     for both in set(s2) & set(s1):  # e.g. "ROIs1868_..._s2.tif" matches *s1* too
         role = classify(both).role
@@ -176,16 +232,29 @@ def _choice_error(what: str, found: list[Path], pattern: str, option: str) -> st
 
 
 def classify(path: Path) -> Raster:
-    """Role (by band count and names), lon/lat footprint and acquisition date of a raster."""
+    """Role (by band count and names), lon/lat footprint and acquisition date of a raster or
+    a Sentinel-2 product (.SAFE, per-band folder, STAC item)."""
     try:
         if _is_safe(path):
             found = safe_time(path)
-            return Raster(path, "s2", _safe_footprint(path), found and found.date())
+            return Raster(path, "s2", _files_footprint(_safe_bands(path)), found and found.date())
+        if _is_band_folder(path):
+            files = sorted(p for p in path.iterdir() if _is_raster(p))
+            found = next(filter(None, map(date_from_text, [path.name, *(p.name for p in files)])),
+                         None)
+            return Raster(path, "s2", _files_footprint(files), found)
+        if _is_stac_item(path):
+            return _stac_raster(path)
         with rasterio.open(path) as ds:
             names = [d.upper() for d in ds.descriptions if d]
-            if {"VV", "VH"} & set(names) or ds.count == 2:
+            spectral = [b for b in map(band_of_name, names) if b and b != SCL]
+            if {"VV", "VH"} & set(names):
                 role = "s1"
-            elif ds.count in (12, 13) or sum(canonical_band(n) is not None for n in names) >= 12:
+            elif spectral:
+                role = "s2"
+            elif ds.count == 2:
+                role = "s1"
+            elif ds.count in (12, 13):
                 role = "s2"
             else:
                 role = "other"
@@ -200,14 +269,30 @@ def _footprint(ds) -> BaseGeometry:
     return box(*transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21))
 
 
-def _safe_footprint(folder: Path) -> BaseGeometry | None:
-    """Footprint of an L1C or L2A .SAFE folder from its first band file."""
-    band = next(iter(sorted([*folder.glob("GRANULE/*/IMG_DATA/*.jp2"),
-                             *folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")])), None)
-    if band is None:
+def _safe_bands(folder: Path) -> list[Path]:
+    """The band files of an L1C or L2A .SAFE folder."""
+    return sorted([*folder.glob("GRANULE/*/IMG_DATA/*.jp2"),
+                   *folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")])
+
+
+def _files_footprint(files: list[Path]) -> BaseGeometry | None:
+    """Footprint of a product from its first band file (None without one)."""
+    if not files:
         return None
-    with rasterio.open(band) as ds:
-        return _footprint(ds)
+    with rasterio.open(files[0]) as ds:
+        return _footprint(ds) if ds.crs else None
+
+
+def _stac_raster(path: Path) -> Raster:
+    """A STAC item as a Sentinel-2 input: its bbox (lon/lat, as STAC says) and datetime."""
+    bbox = json.loads(path.read_text()).get("bbox")
+    if not bbox or len(bbox) not in (4, 6):  # no bbox: the footprint of its first band
+        files = sorted({file for file, _ in stac_files(path).files.values()})
+        footprint = _files_footprint(files)
+    else:
+        footprint = box(*(bbox[:2] + bbox[3:5] if len(bbox) == 6 else bbox))
+    found = stac_time(path)
+    return Raster(path, "s2", footprint, found and found.date())
 
 
 def time_from_text(text: str) -> datetime | None:
@@ -268,7 +353,8 @@ def pair_files(paths: list[Path], need_s1: bool = True) -> Discovery:
             problems.append(Problem(path.stem, "failed", str(exc)))
     s2s = [r for r in rasters if r.role == "s2"]
     s1s = [r for r in rasters if r.role == "s1"]
-    problems += [Problem(r.path.name, "ignored", "neither S1 (2 bands) nor S2 (12-13 bands)")
+    problems += [Problem(r.path.name, "ignored", "neither S1 (2 bands, or VV/VH) nor S2 (12-13 "
+                                                 "bands, or bands named B02, B03...)")
                  for r in rasters if r.role == "other"]
     scenes: list[Scene] = []
     used: set[Path] = set()

@@ -100,6 +100,7 @@ class Sentinel2:
     # band -> (dataset, band index, resolution factor relative to the grid), in the input's
     # order (L1C order for products, the stack's order for a GeoTIFF); SCL, if any, among them
     level: str = "L1C"  # "L1C" (top of atmosphere) or "L2A" (bottom of atmosphere)
+    declared_scaling: bool = False  # the input declares scale and offset (GDAL tags, STAC)
     _datasets: list = field(default_factory=list, repr=False)  # the opening thread's
     _thread_datasets: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
     _owner: int = field(default_factory=threading.get_ident, repr=False)
@@ -141,6 +142,14 @@ class Sentinel2:
     def missing(self, bands: Sequence[str]) -> list[str]:
         """The ``bands`` the scene lacks."""
         return [b for b in bands if b not in self.band_sources]
+
+    @property
+    def scaling(self) -> tuple[float, float] | None:
+        """GDAL's scale and offset of every band (reflectance = DN * scale + offset), for
+        outputs to carry as the input did; None when the input declared none."""
+        if not self.declared_scaling:
+            return None
+        return 1.0 / self.dn_scale, -self.offset / self.dn_scale
 
     @property
     def exact_reflectance(self) -> bool:
@@ -330,18 +339,23 @@ def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2
         spectral = next(i for _, i, _ in (sources[b] for b in sources if b != SCL))
         dtype, nodata = ds.dtypes[spectral - 1], ds.nodata
         check_data_type(path, np.dtype(dtype))
-        dn_scale = QUANTIFICATION
         if np.issubdtype(np.dtype(dtype), np.floating):
-            dn_scale = _float_scale(ds, path, spectral)
             nodata = float("nan") if nodata is None else nodata  # NaN is nodata in float input
         tags = ds.tags()
-        if offset is None:
-            offset = _offset_from_tags(tags, path) if dn_scale != 1.0 else 0
+        declared = gdal_scaling([(ds, i) for b, (_, i, _) in sources.items() if b != SCL],
+                                    path)
+        if declared is not None:
+            dn_scale, offset = declared[0], declared[1] if offset is None else offset
+        else:
+            dn_scale = _dn_scale(ds, path, spectral, dtype)
+            if offset is None:
+                offset = _offset_from_tags(tags, path) if dn_scale != 1.0 else 0
         return Sentinel2(
             path=path, kind="geotiff", width=ds.width, height=ds.height, crs=ds.crs,
             transform=ds.transform, dtype=dtype, nodata=nodata, offset=offset,
             dn_scale=dn_scale, band_sources=sources,
-            level=_level(_level_from_tags(tags), forced, set(sources)), _datasets=[ds],
+            level=_level(_level_from_tags(tags), forced, set(sources)),
+            declared_scaling=declared is not None, _datasets=[ds],
         )
     except BaseException:
         ds.close()
@@ -355,6 +369,40 @@ def check_data_type(path: Path, dtype: np.dtype) -> None:
     raise CloudfreeError(f"{S2_INPUT} {path}: data type {dtype} is not Sentinel-2 data; give "
                          "uint16 or int16 digital numbers, or float reflectance or digital "
                          "numbers")
+
+
+def gdal_scaling(bands: list[tuple[object, int]], path: Path) -> tuple[float, int] | None:
+    """DN per unit reflectance and the DN offset that the GDAL scale and offset of the spectral
+    ``bands`` (dataset, 1-based index) declare (reflectance = DN * scale + offset); None when
+    every band has GDAL's default (scale 1, offset 0)."""
+    pairs = {(ds.scales[i - 1], ds.offsets[i - 1]) for ds, i in bands}
+    return _scaling_of(pairs, path, "the bands' GDAL scale and offset")
+
+
+def _scaling_of(pairs: set[tuple[float | None, float | None]], path: Path,
+                source: str) -> tuple[float, int] | None:
+    """(DN per unit reflectance, DN offset) from (scale, offset) pairs, one for all bands."""
+    pairs = {(1.0 if sc is None else float(sc), 0.0 if of is None else float(of))
+             for sc, of in pairs}
+    if pairs <= {(1.0, 0.0)}:
+        return None
+    if len(pairs) > 1:
+        raise CloudfreeError(f"{path}: {source} differ between bands ({sorted(pairs)}); "
+                             "cloudfree reads one scale and offset for all bands")
+    scale, offset = pairs.pop()
+    dn_offset = -offset / scale if scale else math.nan
+    if not scale or abs(dn_offset - round(dn_offset)) > 1e-3:
+        raise CloudfreeError(f"{path}: {source} (scale {scale}, offset {offset}) do not "
+                             "give a whole number of DN as offset; rescale the input to DN")
+    return 1.0 / scale, int(round(dn_offset))
+
+
+def _dn_scale(ds, path: Path, band: int, dtype: str) -> float:
+    """DN per unit reflectance of an input that declares no scale: 10000 for integer DN, and
+    for float input as :func:`_float_scale` finds."""
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return _float_scale(ds, path, band)
+    return QUANTIFICATION
 
 
 def _float_scale(ds, path: Path, band: int = 2) -> float:
@@ -407,6 +455,7 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
     """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
     for note in found.notes:
         log.info("%s: %s", path.name, note)
+    forced_offset = offset
     if offset is None:
         offset = found.offset or 0
     datasets: dict[Path, object] = {}
@@ -414,8 +463,9 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
         for band, (file, _) in found.files.items():
             if file not in datasets:
                 datasets[file] = open_raster(file, f"band {band}")
+        # a STAC item's own asset order; L1C order for .SAFE products and folders (no order)
         order = {b: i for i, b in enumerate((*BANDS, SCL))}
-        bands = sorted(found.files, key=order.__getitem__)
+        bands = list(found.files) if kind == "stac" else sorted(found.files, key=order.get)
         spectral = [b for b in bands if b != SCL]
         grid = min((datasets[found.files[b][0]] for b in spectral),
                    key=lambda ds: abs(ds.transform.a))
@@ -433,14 +483,19 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
         dtype = first.dtypes[found.files[spectral[0]][1] - 1]
         check_data_type(path, np.dtype(dtype))
         nodata = first.nodata if first.nodata is not None else 0
-        dn_scale = QUANTIFICATION
-        if np.issubdtype(np.dtype(dtype), np.floating):
-            dn_scale = _float_scale(first, path, found.files[spectral[0]][1])
+        declared = gdal_scaling([band_sources[b][:2] for b in spectral], path) \
+            if found.scaling is None else \
+            _scaling_of({found.scaling}, path, "the item's raster:bands scale and offset")
+        if declared is not None:
+            dn_scale, offset = declared[0], declared[1] if forced_offset is None else offset
+        else:
+            dn_scale = _dn_scale(first, path, found.files[spectral[0]][1], dtype)
         return Sentinel2(
             path=path, kind=kind, width=grid.width, height=grid.height, crs=grid.crs,
             transform=grid.transform, dtype=dtype, nodata=nodata, offset=offset,
             dn_scale=dn_scale, band_sources=band_sources,
-            level=_level(found.level, forced, set(bands)), _datasets=list(datasets.values()),
+            level=_level(found.level, forced, set(bands)), declared_scaling=declared is not None,
+            _datasets=list(datasets.values()),
         )
     except BaseException:
         for ds in datasets.values():

@@ -89,6 +89,8 @@ def add_image(item: pystac.Item, path: Path, provenance: Provenance) -> None:
         integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
         scale, offset = ((1 / QUANTIFICATION, -provenance.radiometric_offset / QUANTIFICATION)
                          if integer else (None, None))
+        if (ds.scales[0], ds.offsets[0]) != (1.0, 0.0):  # the scale and offset it declares
+            scale, offset = ds.scales[0], ds.offsets[0]
         RasterExtension.ext(asset, add_if_missing=True).bands = _raster_bands(ds, scale, offset)
     EOExtension.ext(asset, add_if_missing=True).bands = [
         Band.create(name=name, common_name=SPECTRAL[name][0],

@@ -9,12 +9,15 @@ under the clouds is known; the clear scene itself, in the same form, is the refe
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import rasterio
-from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2
+from conftest import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2
+from pystac.extensions.raster import RasterExtension
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from s2_builders import (
@@ -34,7 +37,11 @@ from cloudfree.sentinel2 import BANDS, open_sentinel2
 SIZE = 120  # a multiple of 6: the 60 m bands nest
 #: The band subset of the GeoTIFF case, in an order of its own.
 SUBSET = ("B04", "B03", "B02", "B08", "B11", "B12")
+#: The asset order of the STAC item: one of its own, which outputs keep.
+STAC_ORDER = L2A_BANDS[::-1]
 OFFSET = 1000
+#: GDAL scale and offset of the band-subset GeoTIFF and the STAC item's raster:bands.
+SCALING = (0.0001, -0.1)
 KEY_OF = {band: key for key, band in ASSET_KEYS.items()}
 
 
@@ -76,9 +83,12 @@ def _write(form: str, folder: Path, data: np.ndarray, profile: dict,
     if form == "safe":
         name = "S2A_MSIL2A_20220301T105021_N0400_R051_T30TXK_20220301T140000.SAFE"
         return write_l2a_safe(folder / name, data, profile, OFFSET, scl)
-    if form == "subset":
-        return write_stack(folder / "subset.tif", data[[BANDS.index(b) for b in SUBSET]],
-                           profile, nodata=0, descriptions=SUBSET)
+    if form == "subset":  # baseline 04.00 DN (+1000) declared by GDAL scale and offset
+        dn = (data[[BANDS.index(b) for b in SUBSET]].astype(np.int32) + OFFSET).astype(np.uint16)
+        stack = write_stack(folder / "subset.tif", dn, profile, nodata=0, descriptions=SUBSET)
+        with rasterio.open(stack, "r+") as ds:
+            ds.scales, ds.offsets = ((value,) * len(SUBSET) for value in SCALING)
+        return stack
     if form == "folder":
         names = {b: f"T30TXK_20220301T105021_{b}_{10 * (2 if b in ('B8A', 'B11') else 1)}m"
                  for b in L2A_BANDS}
@@ -86,13 +96,13 @@ def _write(form: str, folder: Path, data: np.ndarray, profile: dict,
     # STAC: per-band files with baseline 04.00 DN (+1000) and a relative href each
     files = write_band_folder(folder / "assets", (data.astype(np.int32) + OFFSET).astype(
         np.uint16), profile, L2A_BANDS, scl=scl)
-    assets = {KEY_OF.get(b, b): files / f"{b}.tif" for b in L2A_BANDS}
+    assets = {KEY_OF.get(b, b): files / f"{b}.tif" for b in STAC_ORDER}
     if scl is not None:
         assets["scl"] = files / "SCL.tif"
     with rasterio.open(files / "B02.tif") as ds:
         bbox = tuple(ds.bounds)
     return write_stac_item(folder / "item.json", assets, bbox,
-                           {"s2:product_type": "S2MSI2A"}, (0.0001, -0.1))
+                           {"s2:product_type": "S2MSI2A"}, SCALING)
 
 
 FORMS = ("safe", "subset", "folder", "stac")
@@ -115,12 +125,13 @@ def scenes(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("form", FORMS)
 def test_readers_give_the_bands_on_the_10_m_grid(scenes, form):
     path, _ = scenes[form]
-    expected = {"safe": L2A_BANDS, "subset": SUBSET, "folder": L2A_BANDS, "stac": L2A_BANDS}
+    expected = {"safe": L2A_BANDS, "subset": SUBSET, "folder": L2A_BANDS, "stac": STAC_ORDER}
     with open_sentinel2(path) as s2:
         assert s2.bands == expected[form] and (s2.width, s2.height) == (SIZE, SIZE)
         assert s2.level == ("L1C" if form == "subset" else "L2A")
         assert s2.has_scl == (form != "subset")
-        assert s2.offset == (OFFSET if form in ("safe", "stac") else 0)
+        assert s2.offset == (0 if form == "folder" else OFFSET)
+        assert s2.scaling == (pytest.approx(SCALING) if form in ("subset", "stac") else None)
         refl, valid = s2.read(bands=("B02", "B12"))
     # B12 (20 m) stored at native resolution comes back replicated, the offset removed
     truth = scenes["target"][[1, 12]] / 10000
@@ -167,6 +178,9 @@ def _check_output(out: Path, source: Path, mask: Path, clear: np.ndarray, cloud:
     with open_sentinel2(source) as s2, rasterio.open(out) as ds, rasterio.open(mask) as m:
         assert ds.descriptions == s2.bands and ds.dtypes[0] == s2.dtype
         assert int(ds.tags()["RADIOMETRIC_OFFSET"]) == s2.offset == dn_offset
+        scale, offset = s2.scaling or (1.0, 0.0)  # GDAL's scale and offset, kept as declared
+        assert ds.scales == (pytest.approx(scale),) * ds.count
+        assert ds.offsets == (pytest.approx(offset),) * ds.count
         written, before = ds.read(), s2.read_dn(bands=s2.bands)[0]
         # the local fill takes the haze within 10 px of a cloud too: farther, nothing changes
         kept = ndimage.distance_transform_edt(m.read(1) == CLEAR) > 12
@@ -180,9 +194,14 @@ def _check_output(out: Path, source: Path, mask: Path, clear: np.ndarray, cloud:
 @pytest.mark.parametrize("form", FORMS)
 def test_mask_and_remove_with_and_without_s1_and_with_a_reference(scenes, form, tmp_path, cli):
     target, reference = scenes[form]
-    offset = OFFSET if form in ("safe", "stac") else 0
-    result = cli("mask", target, "-o", tmp_path / "mask.tif")
+    offset = 0 if form == "folder" else OFFSET
+    result = cli("mask", target, "-o", tmp_path / "mask.tif", "--buffer", 0)
     assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "mask.tif") as ds:  # the pasted cloud found, little else
+        classes, source = ds.read(1), ds.tags()["MASK_SOURCE"]
+    assert source == ("score without B10" if form == "subset" else "SCL")
+    cloud = scenes["cloud"]
+    assert (classes[cloud] == CLOUD).mean() > 0.95 and (classes[~cloud] == CLOUD).mean() < 0.05
     errors = {}
     for name, extra in (("no_s1", ()), ("s1", ("--s1", FLOODS_S1)),
                         ("reference", ("--reference", reference))):
@@ -254,8 +273,8 @@ def test_stac_eo_bands_of_a_stack_and_display_copies_left_out(scenes, tmp_path):
     path = tmp_path / "stack_item.json"
     path.write_text(json.dumps(item))
     with open_sentinel2(path) as s2, open_sentinel2(stack) as direct:
-        # bands from per-band files or items come in L1C order
-        assert s2.kind == "stac" and s2.bands == tuple(sorted(SUBSET, key=BANDS.index))
+        # the bands of the item come in its own order: here the asset's eo:bands
+        assert s2.kind == "stac" and s2.bands == SUBSET
         assert s2.level == "L2A"
         np.testing.assert_array_equal(s2.read_dn(bands=SUBSET)[0], direct.read_dn()[0])
 
@@ -291,3 +310,106 @@ def test_a_network_writes_the_input_band_order(scenes, tmp_path, cli):
     assert far.any() and (written[:, far] == data[order][:, far]).all()
     cloud = scenes["cloud"][:64, :64]
     assert (written[:, cloud] != data[order][:, cloud]).any()
+
+
+def _link(folder: Path, name: str, target: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).symlink_to(target)
+    return folder / name
+
+
+def test_batch_finds_l2a_safe_band_folders_subsets_and_stac_items(scenes, tmp_path, cli):
+    """A flat folder of the four forms: each is one scene (the item's assets folder is part
+    of the item), run without S1, written in its own band order with its scale and offset."""
+    from cloudfree.scene_discovery import discover
+
+    flat = tmp_path / "flat"
+    for form in FORMS:
+        target = scenes[form][0]
+        _link(flat, target.name, target)
+    _link(flat, "assets", scenes["stac"][0].parent / "assets")  # the item's relative hrefs
+    found = discover(flat, need_s1=False)
+    assert found.problems == []
+    names = {s.name: s.s2.name for s in found.scenes}
+    safe = scenes["safe"][0]
+    assert names == {safe.stem: safe.name, "subset": "subset.tif", "bands": "bands",
+                     "item": "item.json"}
+    out, catalog = tmp_path / "out", tmp_path / "catalog"
+    result = cli("batch", flat, "-o", out, "--masks", "--stac", catalog, "-q")
+    assert result.exit_code == 0, result.output
+    assert "batch: 4 ok, 0 failed" in result.stdout
+    # the catalog's items give each output's own scale and offset to reflectance
+    items = {i.id: i for i in pystac.Catalog.from_file(str(catalog / "catalog.json"))
+             .get_items(recursive=True)}
+    for name, (scale, offset) in (("subset", SCALING), ("item", SCALING),
+                                  ("bands", (0.0001, 0.0))):
+        (band, *_) = RasterExtension.ext(items[name].assets["image"]).bands
+        assert (band.scale, band.offset) == (pytest.approx(scale), pytest.approx(offset))
+    for name, source in names.items():
+        with rasterio.open(out / f"{name}.tif") as ds, open_sentinel2(flat / source) as s2, \
+                rasterio.open(out / f"{name}_mask.tif") as m:
+            assert ds.descriptions == s2.bands and ds.dtypes[0] == s2.dtype
+            assert ds.scales[0] == pytest.approx((s2.scaling or (1.0, 0.0))[0])
+            written, before = ds.read(), s2.read_dn()[0]
+            cloud = scenes["cloud"]
+            assert (m.read(1)[cloud] == CLOUD).mean() > 0.95
+        truth = scenes["clear"][[BANDS.index(b) for b in s2.bands]].astype(np.float64) \
+            + s2.offset
+        # the cloud is filled: much closer to the truth than the cloudy input
+        assert np.abs(written[:, cloud] - truth[:, cloud]).mean() < \
+            0.5 * np.abs(before[:, cloud] - truth[:, cloud]).mean()
+
+
+def test_scene_folders_take_a_stac_item_or_band_folder_as_their_s2(scenes, tmp_path):
+    """In a scene folder the S2 may be a STAC item (its assets beside it) or a band folder."""
+    from cloudfree.scene_discovery import discover
+
+    root = tmp_path / "scenes"
+    item = scenes["stac"][0]
+    _link(root / "a", "item.json", item)
+    _link(root / "a", "assets", item.parent / "assets")
+    _link(root / "a", "vv_vh_s1.tif", FLOODS_S1)
+    _link(root / "b", "bands", scenes["folder"][0])
+    _link(root / "b", "vv_vh_s1.tif", FLOODS_S1)
+    found = discover(root)
+    assert found.problems == []
+    assert {s.name: (s.s2.name, s.s1.name) for s in found.scenes} == {
+        "a": ("item.json", "vv_vh_s1.tif"), "b": ("bands", "vv_vh_s1.tif")}
+
+
+def test_the_inputs_guide_examples_run_as_written(scenes, tmp_path, monkeypatch, cli):
+    """Every command of the inputs guide's examples, run as written in a folder holding the
+    files it names (built from the real samples), writes its output with the input's bands."""
+    text = (ROOT / "docs" / "guides" / "inputs.md").read_text()
+    examples = text[text.index("### Examples"):text.index("\n## ", text.index("### Examples"))]
+    commands = [shlex.split(line.strip()) for line in examples.splitlines()
+                if line.startswith("    cloudfree ")]
+    assert len(commands) == 10
+    safe = scenes["safe"][0]
+    for name, target in ((safe.name, safe),
+                         (safe.name.replace("20220301", "20220219"), scenes["safe"][1]),
+                         ("s1.tif", FLOODS_S1), ("subset.tif", scenes["subset"][0]),
+                         ("bands", scenes["folder"][0]), ("stac", scenes["stac"][0].parent),
+                         ("stac_ref", scenes["stac"][1].parent)):
+        _link(tmp_path, name, target)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        result = cli(*command[1:])
+        assert result.exit_code == 0, (command, result.output)
+        source = command[2] if command[1] == "mask" else command[command.index("--s2") + 1]
+        with rasterio.open(command[command.index("-o") + 1]) as ds, \
+                open_sentinel2(source) as s2:
+            assert ds.descriptions == (("cloud_mask",) if command[1] == "mask" else s2.bands)
+            assert (ds.width, ds.height) == (SIZE, SIZE)
+
+
+def test_bands_with_different_gdal_scales_are_refused_in_one_line(scenes, tmp_path, cli):
+    stack = tmp_path / "mixed.tif"
+    stack.write_bytes(scenes["subset"][0].read_bytes())
+    with rasterio.open(stack, "r+") as ds:
+        ds.scales = (0.0001,) * (len(SUBSET) - 1) + (0.0002,)
+    result = cli("mask", stack, "-o", tmp_path / "m.tif")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert "the bands' GDAL scale and offset differ between bands" in result.output
+    assert not (tmp_path / "m.tif").exists()
