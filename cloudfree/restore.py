@@ -42,6 +42,7 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         cloud = region & ~shadow
     if params.haze is not None and cloud.any() and {"B02", "B04"} <= set(bands):
         restored, weight = dehaze(reflectance, expected, cloud, clear, params.haze, bands)
-        out[:, cloud] = (weight * restored + (1 - weight) * expected)[:, cloud]
-        filled[cloud] = 1 - weight[cloud]
+        weight = weight[cloud]
+        out[:, cloud] = weight * restored[:, cloud] + (1 - weight) * expected[:, cloud]
+        filled[cloud] = 1 - weight
     return out, filled
