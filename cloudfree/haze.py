@@ -58,8 +58,8 @@ def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float) -> np.nda
     weight = ndimage.gaussian_filter(where.astype(np.float32), sigma, mode="nearest")
     out = np.empty(values.shape, np.float32)
     for band, v in enumerate(values):
-        out[band] = ndimage.gaussian_filter(np.where(where, v, 0).astype(np.float32), sigma,
-                                            mode="nearest")
+        ndimage.gaussian_filter(np.where(where, v, 0).astype(np.float32, copy=False), sigma,
+                                mode="nearest", output=out[band])
     return out / np.maximum(weight, 1e-6)[None]
 
 
