@@ -48,7 +48,7 @@ from cloudfree.rasterio_io import (
 )
 from cloudfree.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.shift_estimation import estimate_shift, orientation_field
+from cloudfree.shift_estimation import estimate_shift, orientation_fields
 from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
 from cloudfree.threads import ordered_map, usable_cores
 
@@ -206,7 +206,8 @@ def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | No
         valid &= classes == CLEAR
     if valid.mean() < MIN_VALID:
         return None
-    return {b: orientation_field(reflectance[i], valid) for i, b in enumerate(REFINE_BANDS)}
+    return dict(zip(REFINE_BANDS, orientation_fields(reflectance[:len(REFINE_BANDS)], valid),
+                    strict=True))
 
 
 def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
@@ -222,9 +223,8 @@ def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: flo
     if optical is None:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False,
                               "too few cloud-free valid S2 pixels")
-    estimate = estimate_shift({p: orientation_field(band, sar_valid)
-                               for p, band in zip(POLARISATIONS, sar, strict=True)},
-                              optical, max_shift)
+    estimate = estimate_shift(dict(zip(POLARISATIONS, orientation_fields(sar, sar_valid),
+                                       strict=True)), optical, max_shift)
     return WindowEstimate(window, estimate.dx, estimate.dy, estimate.significance,
                           estimate.reliable, estimate.reason, evidence=estimate)
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from cloudfree.sentinel2 import BANDS
@@ -56,9 +58,22 @@ def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float) -> np.nda
     weight = ndimage.gaussian_filter(where.astype(np.float32), sigma, mode="nearest")
     out = np.empty(values.shape, np.float32)
     for band, v in enumerate(values):
-        out[band] = ndimage.gaussian_filter(np.where(where, v, 0).astype(np.float32), sigma,
-                                            mode="nearest")
+        ndimage.gaussian_filter(np.where(where, v, 0).astype(np.float32, copy=False), sigma,
+                                mode="nearest", output=out[band])
     return out / np.maximum(weight, 1e-6)[None]
+
+
+def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The rows and columns of the ``where`` pixels [H, W] (at least one), ``margin`` pixels
+    more on each side within the array."""
+    rows, cols = np.flatnonzero(where.any(axis=1)), np.flatnonzero(where.any(axis=0))
+    return (slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+            slice(max(cols[0] - margin, 0), cols[-1] + margin + 1))
+
+
+def reach(sigma: float) -> int:
+    """Pixels a ``smooth_within`` of ``sigma`` reads on each side (scipy's 4 sigma)."""
+    return int(4 * sigma + 0.5)
 
 
 def hot(reflectance: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
@@ -93,23 +108,23 @@ def land_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
     times coarser (sums of the clear pixels per cell, the Gaussian scaled to the grid) and
     interpolated back bilinearly: the same smooth map for a 60th of the work."""
     step, (height, width) = SPREAD_STEP, clear.shape
-    rows, cols = -(-height // step), -(-width // step)
-    pad = ((0, rows * step - height), (0, cols * step - width))
 
-    def cell_sums(values: np.ndarray) -> np.ndarray:
-        return np.pad(values, pad).reshape(rows, step, cols, step).sum(axis=(1, 3))
+    def cell_sums(values: np.ndarray) -> np.ndarray:  # [K, H, W] -> [K, h, w], the far edges'
+        # partial cells summing what they hold
+        return F.avg_pool2d(torch.from_numpy(values), step, divisor_override=1,
+                            ceil_mode=True).numpy()
 
     weight = np.where(clear, 1, 0).astype(np.float32)
-    count = ndimage.gaussian_filter(cell_sums(weight), SPREAD_SIGMA / step, mode="nearest")
-    variance = np.zeros((rows, cols), np.float32)
-    for band in reflectance:
-        seen = band * weight
-        mean = ndimage.gaussian_filter(cell_sums(seen), SPREAD_SIGMA / step, mode="nearest")
-        square = ndimage.gaussian_filter(cell_sums(seen * band), SPREAD_SIGMA / step,
-                                         mode="nearest")
-        count_ = np.maximum(count, 1e-6)
-        variance += np.maximum(square / count_ - (mean / count_) ** 2, 0)
-    spread = np.sqrt(variance / len(reflectance))
+    seen = reflectance * weight
+    # the clear pixels, their values and squares summed per cell, every band at once
+    cells = np.concatenate([cell_sums(weight[None]), cell_sums(seen),
+                            cell_sums(seen * reflectance)])
+    cells = ndimage.gaussian_filter(cells, (0, SPREAD_SIGMA / step, SPREAD_SIGMA / step),
+                                    mode="nearest")
+    count = np.maximum(cells[0], 1e-6)
+    bands = len(reflectance)
+    mean, square = cells[1:bands + 1] / count, cells[bands + 1:] / count
+    spread = np.sqrt(np.maximum(square - mean * mean, 0).mean(axis=0))
     full = ndimage.zoom(spread, step, order=1, mode="nearest", grid_mode=True)
     return full[:height, :width]
 
@@ -124,12 +139,20 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     weight = np.zeros(region.shape, np.float32)
     if not region.any() or not clear.any():
         return restored, weight
-    t = opacity(reflectance, expected, region, params.sigma, bands)
-    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
-    t_used = np.minimum(t, params.t_fill)[None]
-    unmixed = np.maximum((reflectance - t_used * cloud) / (1 - t_used), 0)
-    restored[:, region] = unmixed[:, region]
-    d = np.sqrt(((smooth_within(restored, region, params.sigma) - expected) ** 2).mean(0))
-    s = np.maximum(params.spread * land_spread(reflectance, clear), 1e-4)
-    weight = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
-    return restored, np.where(region, weight, 0).astype(np.float32)
+    # the spread on the whole window (its coarse grid and edges as they are); the rest within
+    # reach of the region, which gives the same values on it as the whole window does
+    spread = land_spread(reflectance, clear)
+    box = (slice(None), *around(region, reach(params.sigma)))
+    seen, fill, where = reflectance[box], expected[box], region[box[1:]]
+    t = opacity(seen, fill, where, params.sigma, bands)[where]
+    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None]
+    t_used = np.minimum(t, params.t_fill)
+    unmixed = np.zeros(seen.shape, np.float32)
+    unmixed[:, where] = np.maximum((seen[:, where] - t_used * cloud) / (1 - t_used), 0)
+    restored[box][:, where] = unmixed[:, where]
+    d = np.sqrt(((smooth_within(unmixed, where, params.sigma)[:, where] - fill[:, where]) ** 2
+                 ).mean(0))
+    s = np.maximum(params.spread * spread[box[1:]][where], 1e-4)
+    weight[box[1:]][where] = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(
+        -0.5 * (d / s) ** 2)
+    return restored, weight

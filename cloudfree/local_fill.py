@@ -98,8 +98,12 @@ def membership(s1: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndarray:
     broadcasting against them: several classes at once); 1 where unknown."""
     if centre.ndim == 1:
         centre = centre.reshape(2, *[1] * (s1.ndim - 1))
-    d2 = ((s1 - centre) ** 2).sum(0)
-    return np.where(np.isfinite(d2), np.exp(-d2 / (2 * sigma * sigma)), 1).astype(np.float32)
+    d2 = np.square(s1[0] - centre[0])
+    d2 += np.square(s1[1] - centre[1])
+    unknown = ~np.isfinite(d2)
+    np.exp(np.divide(d2, -2 * sigma * sigma, out=d2), out=d2)
+    d2[unknown] = 1
+    return d2.astype(np.float32, copy=False)
 
 
 class CoarseGrid:
@@ -245,8 +249,10 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
     # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
     weight = there(source.astype(np.float32))
-    stack = torch.cat([grid.sums(torch.where(weight > 0, there(reflectance) * weight, 0)),
-                       grid.sums(weight[None])])
+    sources = there(reflectance) * weight
+    sources.masked_fill_(weight <= 0, 0)  # 0, not NaN, where an unknown value has no weight
+    stack = torch.cat([grid.sums(sources), grid.sums(weight[None])])
+    del sources
     known = np.isfinite(s1)
     cell_s1 = (grid.sums(np.where(known, s1, 0))
                / grid.sums(known.astype(np.float32))).cpu().numpy()

@@ -33,7 +33,7 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     elsewhere; and the share [H, W] of each that is filled (1: all fill; 0 off the region).
     ``shadow``: the region's shadow pixels; ``clear``: the clear land. Haze needs B02 and B04
     (HOT) among ``bands``; without them, thin cloud is filled."""
-    out = np.where(region[None], expected, reflectance).astype(np.float32)
+    out = np.where(region[None], expected, reflectance).astype(np.float32, copy=False)
     filled = region.astype(np.float32)
     cloud = region
     if params.shadows and shadow.any():
@@ -42,6 +42,7 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         cloud = region & ~shadow
     if params.haze is not None and cloud.any() and {"B02", "B04"} <= set(bands):
         restored, weight = dehaze(reflectance, expected, cloud, clear, params.haze, bands)
-        out[:, cloud] = (weight * restored + (1 - weight) * expected)[:, cloud]
-        filled[cloud] = 1 - weight[cloud]
+        weight = weight[cloud]
+        out[:, cloud] = weight * restored[:, cloud] + (1 - weight) * expected[:, cloud]
+        filled[cloud] = 1 - weight
     return out, filled

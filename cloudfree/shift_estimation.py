@@ -95,13 +95,23 @@ class ShiftEstimate:
 
 def orientation_field(image: np.ndarray, valid: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
     """Doubled-angle gradient field z**2/|z| of the smoothed image; zero near invalid pixels."""
-    weights = ndimage.gaussian_filter(valid.astype(np.float64), sigma)
-    smooth = ndimage.gaussian_filter(np.where(valid, image, 0.0), sigma)
-    smooth /= np.maximum(weights, 1e-6)  # normalised convolution: no edges at nodata borders
-    z = ndimage.sobel(smooth, axis=1) + 1j * ndimage.sobel(smooth, axis=0)
-    magnitude = np.abs(z)
+    return orientation_fields(image[None], valid, sigma)[0]
+
+
+def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIGMA
+                       ) -> list[np.ndarray]:
+    """``orientation_field`` of each of ``images`` [B, H, W] sharing one ``valid`` mask (its
+    weights and erosion computed once)."""
+    weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
     inner = ndimage.binary_erosion(valid, iterations=int(3 * sigma) + 2)
-    return np.where(inner & (magnitude > 0), z * z / np.maximum(magnitude, 1e-12), 0)
+    fields = []
+    for image in images:
+        smooth = ndimage.gaussian_filter(np.where(valid, image, 0.0), sigma)
+        smooth /= weights  # normalised convolution: no edges at nodata borders
+        z = ndimage.sobel(smooth, axis=1) + 1j * ndimage.sobel(smooth, axis=0)
+        magnitude = np.abs(z)
+        fields.append(np.where(inner & (magnitude > 0), z * z / np.maximum(magnitude, 1e-12), 0))
+    return fields
 
 
 def _parabola(left: float, centre: float, right: float) -> float:
@@ -196,16 +206,21 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
                              f"of +-{radius} px")
     sar_spectra = {name: fft.fft2(f, shape) for name, f in sar.items()}
     optical_spectra = {name: fft.fft2(f, shape) for name, f in optical.items()}
-    cross = sum(sar_spectra.values()) * np.conj(sum(optical_spectra.values()))
+    sar_whole, optical_whole = sum(sar_spectra.values()), sum(optical_spectra.values())
+    cross = sar_whole * np.conj(optical_whole)
     dx, dy, significance = _peak(np.fft.fftshift(fft.ifft2(cross).real), radius, null)
     dx, dy = _refine(cross, dx, dy)
     bands = tuple(BandEstimate(o, s, *_peak(_surface(sar_spectra[s], optical_spectra[o]),
                                              radius, null))
                   for o in optical_spectra for s in sar_spectra)
     sar_sum, optical_sum = sum(sar.values()), sum(optical.values())
-    halves = {name: _peak(_surface(fft.fft2(_only(sar_sum, part), shape),
-                                   fft.fft2(_only(optical_sum, part), shape)), radius, null)[:2]
-              for name, part in _halves(window).items()}
+    halves = {}
+    for first, second in (("left", "right"), ("top", "bottom")):
+        part = _halves(window)[first]  # the other half's spectra: the whole's less this one's
+        spectra = fft.fft2(_only(sar_sum, part), shape), fft.fft2(_only(optical_sum, part), shape)
+        halves[first] = _peak(_surface(*spectra), radius, null)[:2]
+        halves[second] = _peak(_surface(sar_whole - spectra[0], optical_whole - spectra[1]),
+                               radius, null)[:2]
     disagreement = halves_disagreement((dx, dy), halves)
     reason = decide(significance, disagreement, dx, dy, max_shift)
     return ShiftEstimate(dx, dy, significance, not reason, reason, bands, band_spread(bands),

@@ -1,0 +1,74 @@
+"""The whole `cloudfree remove` output of this checkout against that of another git revision.
+
+    python benchmarks/remove_equality.py                 # against main: 2048^2 mosaic, median-fill
+    python benchmarks/remove_equality.py --ref HEAD~3 --size 1024 --model cloudfree-fillnet
+
+Both revisions run `remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (the
+S1 co-registration included) in fresh processes, each on its own package (the revision's
+``cloudfree/`` unpacked with ``git archive``), on the mirrored mosaic of the bundled sample that
+``remove_speed.py`` times. Printed: the largest difference in DN over every band and pixel, and
+the share of pixels where any band differs at all and by more than 1 DN. The promise of a
+change made for speed: at most 1 DN anywhere (exit status 1 beyond it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from remove_pipeline import ROOT, make_scene
+
+
+def unpack(ref: str, folder: Path) -> Path:
+    """``cloudfree/`` as it is at git revision ``ref``, unpacked under ``folder``."""
+    archive = subprocess.run(["git", "archive", ref, "cloudfree"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def remove_output(package: Path, s2: Path, s1: Path, out: Path, model: str) -> np.ndarray:
+    """The DN `remove` writes when ``package`` is the cloudfree imported."""
+    env = {**os.environ, "PYTHONPATH": str(package)}
+    subprocess.run([sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2), "--s1", str(s1),
+                    "-o", str(out), "--model", model, "--quiet", "--overwrite"], check=True,
+                   env=env, cwd=package)
+    with rasterio.open(out) as ds:
+        return ds.read().astype(np.int32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", default="main", help="git revision to compare with")
+    parser.add_argument("--size", type=int, default=2048, help="mosaic size")
+    parser.add_argument("--model", default="median-fill")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        s2, s1 = make_scene(folder, args.size)
+        old = remove_output(unpack(args.ref, folder / "ref"), s2, s1, folder / "old.tif",
+                            args.model)
+        new = remove_output(ROOT, s2, s1, folder / "new.tif", args.model)
+    diff = np.abs(old - new).max(axis=0)
+    pixels = diff.size
+    print(f"| mosaic | model | largest difference (DN) | pixels changed | pixels > 1 DN |\n"
+          f"|---|---|---|---|---|\n"
+          f"| {args.size}^2 x {len(old)} bands | {args.model} | {diff.max()} | "
+          f"{(diff > 0).sum() / pixels:.4%} | {(diff > 1).sum() / pixels:.4%} |")
+    worst = int(diff.max())
+    print(f"\nlargest difference {worst} DN against {args.ref}: "
+          f"{'within' if worst <= 1 else 'BEYOND'} 1 DN")
+    sys.exit(0 if worst <= 1 else 1)
+
+
+if __name__ == "__main__":
+    main()
