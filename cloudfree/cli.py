@@ -175,6 +175,9 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--days-out", type=PATH, help="With --reference: also write the days from the "
               "scene's date to each pixel's source date (int16; 0 observed, -32768 the model "
               "or unknown).")
+@click.option("--uncertainty-out", type=PATH, help="Also write the expected error of each "
+              "filled pixel: per band, the standard deviation in DN (float32; 0 where the pixel "
+              "is kept as observed, NaN at nodata).")
 @click.option("--temporal-mask", is_flag=True,
               help="With --reference: find clouds, haze and shadows by comparing the dates, "
                    "fill only those, and give a date no weight where it disagrees with the "
