@@ -420,8 +420,9 @@ class ReferenceFill:
         if moments is not None:  # the sums before the agreement check, which may drop a date
             share = np.where(weights > 0, weights, 1)
             mean = total / share
-            np.sqrt(np.maximum(moments[0] / share - mean * mean, 0), out=moments[0])
-            moments[1] /= share
+            spread, residual = moments
+            np.sqrt(np.maximum(spread / share - mean * mean, 0), out=spread)
+            residual /= share
             del mean
         if candidates is not None:
             candidates.drop_outlier(AGREEMENT, reference_weight, total, weights, source)
@@ -549,8 +550,9 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
     if candidates is not None:
         candidates.offer(index, score, prediction, variance, factor)
     if moments is not None:
-        moments[0] += weight * prediction * prediction
-        moments[1] += weight * variance
+        squares, variances = moments
+        squares += weight * prediction * prediction
+        variances += weight * variance
     del variance
     prediction *= weight
     total += prediction
