@@ -19,7 +19,7 @@ Two kinds of fill, each against the same date's truth, each run through the real
 
 Each fit is least squares of log |error| (DN, at least 0.5) on the features of its kind with an
 intercept per band, then one scale on sigma that brings the shares of errors within 1 and 2
-sigma closest to 0.68 and 0.935 together (the middle of the ranges the tool aims at). The
+sigma closest to ``TARGETS`` together (the errors are heavier-tailed than a Gaussian: see there). The
 baseline in the same table is one sigma per band (the intercepts alone), fitted the same way.
 Reported on the held-out predictions, every filled pixel and band pooled (at most ``PIXELS``
 filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2) and AUCE (UnCRtainTS,
@@ -75,8 +75,10 @@ from cloudfree.uncertainty import (  # noqa: E402
 
 #: Filled pixels kept per case and kind (at random), every band of each.
 PIXELS = 4000
-#: Coverage the scale aims at: within 1 and within 2 sigma.
-TARGETS = (0.68, 0.935)
+#: Coverage the scale aims at: within 1 and within 2 sigma. The held-out errors are heavier-
+#: tailed than a Gaussian: aiming at the middle of the wanted ranges (0.68, 0.935) gave 0.70 and
+#: 0.88 held out, below 0.9 within 2 sigma for both kinds; these targets give 0.75 and 0.90-0.91.
+TARGETS = (0.74, 0.95)
 #: Cases of the series: kinds cycled through, cloud donors per clear target.
 SERIES_KINDS = ("pasted", "thin", "shifted reference", "hazy reference")
 DONORS_PER_TARGET = 2
@@ -222,11 +224,17 @@ def fit(x: np.ndarray, band: np.ndarray, error: np.ndarray, bands: int = len(BAN
     y = np.log(np.maximum(np.abs(error), 0.5 / DN))
     solution = np.linalg.lstsq(design, y, rcond=None)[0]
     intercept, coef = solution[:bands], solution[bands:]
-    z = np.abs(error) / np.exp(design @ solution)
-    scales = np.exp(np.linspace(-2, 3, 501))
-    cost = [(np.mean(z <= s) - TARGETS[0]) ** 2 + (np.mean(z <= 2 * s) - TARGETS[1]) ** 2
-            for s in scales]
-    return coef, intercept + np.log(scales[int(np.argmin(cost))])
+    return coef, intercept + np.log(best_scale(np.abs(error) / np.exp(design @ solution)))
+
+
+def best_scale(z: np.ndarray) -> float:
+    """The factor on sigma whose shares of ``z`` (|error| / sigma) within 1 and 2 sigma come
+    closest to ``TARGETS`` (sum of squared differences)."""
+    z = np.sort(z)
+    scales = np.exp(np.linspace(-2, 3, 1001))
+    within = [np.searchsorted(z, k * scales, side="right") / len(z) for k in (1, 2)]
+    cost = (within[0] - TARGETS[0]) ** 2 + (within[1] - TARGETS[1]) ** 2
+    return float(scales[int(np.argmin(cost))])
 
 
 def predict(coef: np.ndarray, intercept: np.ndarray, x: np.ndarray, band: np.ndarray
@@ -289,7 +297,7 @@ def write_calibration(cases: dict[str, list[dict]], path: Path = CALIBRATION) ->
     """Fit each kind on all its cases; write the calibration ``remove`` ships."""
     out = {"note": "Fitted by benchmarks/uncertainty.py --write-calibration: least squares of "
                    "log |error| (DN) on the features with an intercept per band, then one "
-                   "scale matching 68 % within 1 sigma and 93.5 % within 2 sigma best. "
+                   "scale matching 74 % within 1 sigma and 95 % within 2 sigma best. "
                    "single_date: the training pool's 16 clear L1C scenes with S1 under real "
                    "clouds of other scenes (and their shadows), remove's defaults. reference: "
                    "SEN12MS-CR-TS series cases (real clouds pasted or blended over clear "

@@ -18,9 +18,10 @@ Each filled pixel and band gets ``sigma``, the standard deviation of its error (
 The map from terms to sigma is log-linear, ``log sigma_b = a_b + sum_k c_k f_k`` (the features
 ``f_k`` below, an intercept per band), one for single-date fills and one for fills from other
 dates, fitted by least squares on log |error| against same-date truth (real clouds over clear
-real images), then scaled so that the share of errors within 1 and 2 sigma comes closest to a
-Gaussian's 68 % and 95 % together (the errors are heavier-tailed than a Gaussian, so no one
-scale matches both). The shipped coefficients are ``models/uncertainty.json``, written by
+real images), then scaled so that the shares of errors within 1 and 2 sigma come closest to
+74 % and 95 % together. The errors are heavier-tailed than a Gaussian, so no one scale gives a
+Gaussian's 68 % and 95 % at once: held out, about 75 % fall within 1 sigma and 90-91 % within 2
+(``docs/benchmarks/uncertainty.md``). The shipped coefficients are ``models/uncertainty.json``, written by
 ``benchmarks/uncertainty.py --write-calibration`` (its note says on what). Calibration
 measures follow UnCRtainTS (Ebel et al. 2023), per pixel: UCE (Laves et al. 2020) and AUCE
 (Gustafsson et al. 2020).
