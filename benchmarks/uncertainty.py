@@ -17,12 +17,12 @@ Two kinds of fill, each against the same date's truth, each run through the real
   every other case with ``--temporal-mask``; held out by date: the clear targets at even places
   in time order are predicted by a fit on the odd ones and the other way round.
 
-Each fit is least squares of log |error| (DN, at least 0.5) on the features of its kind with an
-intercept per band, then one scale on sigma that brings the shares of errors within 1 and 2
-sigma closest to ``TARGETS`` together (the errors are heavier-tailed than a Gaussian: see there). The
-baseline in the same table is one sigma per band (the intercepts alone), fitted the same way.
-Reported on the held-out predictions, every filled pixel and band pooled (at most ``PIXELS``
-filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2) and AUCE (UnCRtainTS,
+Each fit is least squares of log |error| (reflectance, at least 0.5 DN) on the features of its
+kind with an intercept per band, then one scale on sigma that brings the shares of errors within
+1 and 2 sigma closest to ``TARGETS`` together (the errors are heavier-tailed than a Gaussian: see
+there). The baseline in the same table is one sigma per band (the intercepts alone), fitted the
+same way. Reported on the held-out predictions, every filled pixel and band pooled (at most
+``PIXELS`` filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2) and AUCE (UnCRtainTS,
 Ebel et al. 2023, per pixel), the Spearman correlation of sigma with |error|, and the discard
 curve (RMS error, DN, of the most certain 25, 50, 75, 90 and 100 % of the pixels).
 
@@ -296,7 +296,7 @@ def report(cases: list[dict], kind: str, split: str) -> dict:
 def write_calibration(cases: dict[str, list[dict]], path: Path = CALIBRATION) -> None:
     """Fit each kind on all its cases; write the calibration ``remove`` ships."""
     out = {"note": "Fitted by benchmarks/uncertainty.py --write-calibration: least squares of "
-                   "log |error| (DN) on the features with an intercept per band, then one "
+                   "log |error| (reflectance) on the features with an intercept per band, then one "
                    "scale matching 74 % within 1 sigma and 95 % within 2 sigma best. "
                    "single_date: the training pool's 16 clear L1C scenes with S1 under real "
                    "clouds of other scenes (and their shadows), remove's defaults. reference: "

@@ -13,7 +13,8 @@ Each filled pixel and band gets ``sigma``, the standard deviation of its error (
   rather than restored (``restore.py``: land seen through thin cloud or relit shadow errs less);
 - other dates (``reference_fill.py``): the weighted spread of the references' predictions
   there, the weighted mean residual variance of their fits, and the days to the date that
-  weighs most.
+  weighs most. Where one date alone is taken, its spread is unknown and the clear land's
+  spread stands in for it (the calibration's cases had 29 dates, so this is not fitted).
 
 The map from terms to sigma is log-linear, ``log sigma_b = a_b + sum_k c_k f_k`` (the features
 ``f_k`` below, an intercept per band), one for single-date fills and one for fills from other
@@ -21,8 +22,8 @@ dates, fitted by least squares on log |error| against same-date truth (real clou
 real images), then scaled so that the shares of errors within 1 and 2 sigma come closest to
 74 % and 95 % together. The errors are heavier-tailed than a Gaussian, so no one scale gives a
 Gaussian's 68 % and 95 % at once: held out, about 75 % fall within 1 sigma and 90-91 % within 2
-(``docs/benchmarks/uncertainty.md``). The shipped coefficients are ``models/uncertainty.json``, written by
-``benchmarks/uncertainty.py --write-calibration`` (its note says on what). Calibration
+(``docs/benchmarks/uncertainty.md``). The shipped coefficients are ``models/uncertainty.json``,
+written by ``benchmarks/uncertainty.py --write-calibration`` (its note says on what). Calibration
 measures follow UnCRtainTS (Ebel et al. 2023), per pixel: UCE (Laves et al. 2020) and AUCE
 (Gustafsson et al. 2020).
 """
@@ -158,7 +159,9 @@ def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = 
         "log_distance": lambda: np.log1p(pixel.distance / DISTANCE_UNIT),
         "log_support": lambda: np.log(pixel.support + SUPPORT_FLOOR),
         "filled": lambda: pixel.filled,
-        "log_spread": lambda: np.log(dates.spread[band] + FLOOR),
+        # one date alone has no spread: it may then differ as much as the land around varies
+        "log_spread": lambda: np.log(np.where(dates.spread[band] > 0, dates.spread[band],
+                                              pixel.dispersion[band]) + FLOOR),
         "log_residual": lambda: np.log(np.sqrt(np.maximum(dates.residual[band], 0)) + FLOOR),
         "log_days": lambda: np.log1p(days / DAYS_UNIT),
     }
