@@ -173,6 +173,28 @@ def table(rows: list[dict], case: str, names: list[str]) -> None:
               f"{wins}/{n} | {local}/{n} |")
 
 
+def pool_scenes(data: Path) -> tuple[list[dict], list[dict], list[dict], np.ndarray]:
+    """The pool's L1C records, its clear scenes (image, S1, valid), the cloud donors and the
+    shadow darkening."""
+    records = [r for split in ("train", "val") for r in load_set(data, split)]
+    l1c = [r for r in records if not r["bands_missing"]]
+    ratios = shadow_ratios([r for r in l1c if {"s2_cloudy", "s2_clear"} <= set(r)])
+    pool = donors([r for r in l1c if "s2_cloudy" in r])
+    scenes = []
+    for r in l1c:
+        if r["kind"] in ("pair", "triplet"):
+            clear, valid = reflectance(r["s2_clear"])
+            scenes.append({"id": r["id"], "scene": r["scene"], "clear": clear, "s1": r["s1"],
+                           "valid": valid & np.isfinite(r["s1"]).all(0)})
+    return l1c, scenes, pool, ratios
+
+
+def donor_for(scenes: list[dict], pool: list[dict], i: int) -> dict:
+    """The donor of scene ``i``: one of another scene, spread over the pool."""
+    others = [d for d in pool if d["scene"] != scenes[i]["scene"]]
+    return others[(7 * i + 3) % len(others)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -181,25 +203,15 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     torch.set_num_threads(2)
-    records = [r for split in ("train", "val") for r in load_set(args.data, split)]
-    l1c = [r for r in records if not r["bands_missing"]]
-    ratios = shadow_ratios([r for r in l1c if {"s2_cloudy", "s2_clear"} <= set(r)])
+    l1c, scenes, pool, ratios = pool_scenes(args.data)
     print("shadow darkening (B01..B12):", " ".join(f"{x:.2f}" for x in ratios))
-    pool = donors([r for r in l1c if "s2_cloudy" in r])
-    scenes = []
-    for r in l1c:
-        if r["kind"] in ("pair", "triplet"):
-            clear, valid = reflectance(r["s2_clear"])
-            scenes.append({"id": r["id"], "scene": r["scene"], "clear": clear, "s1": r["s1"],
-                           "valid": valid & np.isfinite(r["s1"]).all(0)})
     print(f"{len(scenes)} scenes, {len(pool)} donors")
     settings = {n: SETTINGS[n] for n in args.settings}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for i, scene in enumerate(scenes):
-            others = [d for d in pool if d["scene"] != scene["scene"]]
-            donor = others[(7 * i + 3) % len(others)]
+            donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"]}
             for case, sample in cases(scene, donor, ratios).items():
                 row[case] = {n: scores(run(folder, sample, o), sample)

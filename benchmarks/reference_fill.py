@@ -304,13 +304,20 @@ def crop(path: Path, size: int, folder: Path) -> Path:
                folder / path.name)
 
 
-def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
-    """The cases of ``dates`` (clear targets x cloud donors x kinds), their table and JSON."""
+def targets_and_donors(dates: list[Path], half: str | None = None
+                       ) -> tuple[list[Path], list[Path]]:
+    """The clear targets (of one ``half``: ``"even"`` or ``"odd"`` places in time order, or
+    all) and the cloud donors of a series."""
     fractions = {p: float((classes(read(p)[0]) == CLOUD).mean()) for p in dates}
     targets = [p for p in dates if fractions[p] < CLEAR_MAX]
-    if args.half:
-        targets = targets[args.half == "odd" :: 2]
-    donors = [p for p in dates if DONOR_MIN <= fractions[p] <= DONOR_MAX]
+    if half:
+        targets = targets[half == "odd" :: 2]
+    return targets, [p for p in dates if DONOR_MIN <= fractions[p] <= DONOR_MAX]
+
+
+def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
+    """The cases of ``dates`` (clear targets x cloud donors x kinds), their table and JSON."""
+    targets, donors = targets_and_donors(dates, args.half)
     kinds = args.kinds or KINDS
     cases = [(k, t, d) for t in targets for d in donors for k in kinds][:: args.every]
     rows = []

@@ -143,16 +143,24 @@ class BatchResult:
                 f"{len(names)} of {self.scenes} scene(s) failed: {shown}{common}")
 
 
-def output_path(out_dir: Path, name: str, command: str) -> Path:
-    """``OUT/<scene>.tif`` for remove, ``OUT/<scene>_mask.tif`` for mask."""
-    return Path(out_dir) / (f"{name}.tif" if command == "remove" else f"{name}_mask.tif")
+#: What follows the scene's name in each output's file name: remove's image, the mask (of
+#: mask, or beside remove's image) and remove's uncertainty.
+SUFFIXES = {"remove": "", "mask": "_mask", "uncertainty": "_uncertainty"}
+
+
+def output_path(out_dir: Path, name: str, kind: str) -> Path:
+    """``OUT/<scene>.tif`` for remove, ``OUT/<scene>_mask.tif`` for mask (``SUFFIXES``)."""
+    return Path(out_dir) / f"{name}{SUFFIXES[kind]}.tif"
 
 
 def scene_options(options: dict, out_dir: Path, name: str) -> dict:
-    """The options of one scene: ``masks`` becomes remove's ``mask_out`` for it."""
+    """The options of one scene: ``masks`` becomes remove's ``mask_out`` for it, and
+    ``uncertainty`` its ``uncertainty_out``."""
     options = dict(options)
     if options.pop("masks", False):
         options["mask_out"] = output_path(out_dir, name, "mask")
+    if options.pop("uncertainty", False):
+        options["uncertainty_out"] = output_path(out_dir, name, "uncertainty")
     return options
 
 
@@ -179,14 +187,16 @@ def reference_options(scene: Scene, scenes: list[Scene], count: int) -> dict:
 
 
 def finished_files(batch: BatchResult, out_dir: Path, command: str) -> list[SceneFiles]:
-    """The outputs of every scene done now or before (ok or skipped), and masks beside them."""
+    """The outputs of every scene done now or before (ok or skipped), and the masks and
+    uncertainties beside them."""
     files = []
     for r in batch.results:
         if r.status not in ("ok", "skipped") or not Path(r.output).exists():
             continue
-        mask = output_path(out_dir, r.scene, "mask")
+        mask, sigma = (output_path(out_dir, r.scene, kind) for kind in ("mask", "uncertainty"))
         mask = mask if mask.exists() else None
-        files.append(SceneFiles(r.scene, Path(r.output), mask) if command == "remove"
+        sigma = sigma if sigma.exists() else None
+        files.append(SceneFiles(r.scene, Path(r.output), mask, sigma) if command == "remove"
                      else SceneFiles(r.scene, mask=Path(r.output)))
     return files
 
@@ -442,7 +452,8 @@ def run_batch(
     options : dict, optional
         Keywords for ``remove_scene`` (any) or ``mask_scene`` (``offset``,
         ``creation_options``, ``overwrite``, ``cog``); None values are dropped, and
-        ``masks=True`` makes remove also write ``<scene>_mask.tif``. Default: none.
+        ``masks=True`` makes remove also write ``<scene>_mask.tif`` and ``uncertainty=True``
+        ``<scene>_uncertainty.tif`` (``uncertainty_out``). Default: none.
     stac : path, optional
         Folder for a STAC catalog of the finished scenes; with ``resume`` an existing one is
         added to. Default: none.

@@ -175,6 +175,9 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--days-out", type=PATH, help="With --reference: also write the days from the "
               "scene's date to each pixel's source date (int16; 0 observed, -32768 the model "
               "or unknown).")
+@click.option("--uncertainty-out", type=PATH, help="Also write the expected error of each "
+              "filled pixel: per band, the standard deviation in DN (float32; 0 where the pixel "
+              "is kept as observed, NaN at nodata).")
 @click.option("--temporal-mask", is_flag=True,
               help="With --reference: find clouds, haze and shadows by comparing the dates, "
                    "fill only those, and give a date no weight where it disagrees with the "
@@ -284,6 +287,9 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               "overlap it or cannot be read is skipped with a warning; the next is taken).")
 @click.option("--masks", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_mask.tif, the mask used.")
+@click.option("--uncertainty", is_flag=True, default=None,
+              help="remove: also write OUT/<scene>_uncertainty.tif, the expected error of each "
+                   "filled pixel (see remove --uncertainty-out).")
 @click.option("--dask-scheduler", metavar="ADDRESS",
               help="Run on this Dask scheduler (tcp://host:8786 or scheduler JSON file).")
 @click.option("--s2-pattern", default="*s2*.tif", show_default=True,
@@ -300,13 +306,13 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.geotiff_outputs
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references, masks,
-          dask_scheduler,
+          uncertainty, dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
           offset, level, overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
 
-    --masks, --model, --checkpoint, --onnx, --device, --tile, --batch-size and --precision
-    apply to remove only.
+    --masks, --uncertainty, --model, --checkpoint, --onnx, --device, --tile, --batch-size and
+    --precision apply to remove only.
     """
     from cloudfree.batch import run_batch
 
@@ -315,7 +321,7 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references, 
                "batch_size": batch_size, "precision": precision, "offset": offset,
                "level": None if level == "auto" else level,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
-               "cog": cog, "masks": masks}
+               "cog": cog, "masks": masks, "uncertainty": uncertainty}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,

@@ -85,6 +85,7 @@ from cloudfree.references import (
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.temporal_mask import GROW, Background, TemporalMask
 from cloudfree.threads import ordered_map, usable_cores
+from cloudfree.uncertainty import DateTerms
 
 log = logging.getLogger("cloudfree")
 
@@ -128,6 +129,9 @@ class ReferenceBlock:
 
     values: np.ndarray
     source: np.ndarray
+    #: the spread of the references' predictions and their fits' residuals (``estimate``'s
+    #: ``terms``), for ``uncertainty.py``
+    terms: DateTerms | None = None
 
     @property
     def covered(self) -> np.ndarray:
@@ -353,8 +357,8 @@ class ReferenceFill:
         return block
 
     def estimate(self, top: int, left: int, height: int, width: int,
-                 need: np.ndarray, background: Background | None = None
-                 ) -> ReferenceBlock | None:
+                 need: np.ndarray, background: Background | None = None,
+                 terms: bool = False) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another; a
@@ -365,6 +369,9 @@ class ReferenceFill:
             return None
         values = np.zeros((len(self.bands), height, width), np.float32)
         source = np.zeros((height, width), np.uint8)
+        spread = residual = None
+        if terms:
+            spread, residual = np.zeros_like(values), np.zeros_like(values)
         for c0 in range(0, width, STRIP_COLUMNS):
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
             if need[:, cols].any():
@@ -372,14 +379,20 @@ class ReferenceFill:
                 if self.temporal is not None:
                     judge = (self.temporal.background(top, left + c0, height, cols.stop - c0)
                              if background is None else background.crop(slice(None), cols))
+                moments = None if spread is None else (spread[:, :, cols], residual[:, :, cols])
                 values[:, :, cols], source[:, cols] = self._strip(
-                    used, top, left + c0, height, cols.stop - c0, need[:, cols], judge)
-        return ReferenceBlock(values, source)
+                    used, top, left + c0, height, cols.stop - c0, need[:, cols], judge, moments)
+        return ReferenceBlock(values, source,
+                              None if spread is None else DateTerms(spread, residual))
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
-               need: np.ndarray, background: Background | None
+               need: np.ndarray, background: Background | None,
+               moments: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """The fill [13, h, w] and source [h, w] of one strip (see :meth:`estimate`)."""
+        """The fill [13, h, w] and source [h, w] of one strip (see :meth:`estimate`); with
+        ``moments`` (views [13, h, w]), the predictions' weighted spread and the fits' weighted
+        mean residual variance written into them (including a date the agreement check drops:
+        its disagreement is part of the spread)."""
         bands = len(self.bands)
         total = np.zeros((bands, height, width), np.float32)
         weights = np.zeros((bands, height, width), np.float32)
@@ -397,13 +410,20 @@ class ReferenceFill:
             if self._checks_change(ref) and target_s1 is None:
                 target_s1 = self._s1_block(self.s1, top, left, height, width)
             score = self._add(ref, top, left, height, width, open_, target_s1, total, weights,
-                              candidates, members, background)
+                              candidates, members, background, moments)
             if score is not None:
                 _name_source(ref.index, score, best, source)
         if self.combine == "weighted":
-            for index, score in self._add_groups(members, total, weights):
+            for index, score in self._add_groups(members, total, weights, moments):
                 _name_source(index, score, best, source)
         del members
+        if moments is not None:  # the sums before the agreement check, which may drop a date
+            share = np.where(weights > 0, weights, 1)
+            mean = total / share
+            spread, residual = moments
+            np.sqrt(np.maximum(spread / share - mean * mean, 0), out=spread)
+            residual /= share
+            del mean
         if candidates is not None:
             candidates.drop_outlier(AGREEMENT, reference_weight, total, weights, source)
         total /= np.where(weights > 0, weights, 1)
@@ -412,7 +432,8 @@ class ReferenceFill:
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
              open_: np.ndarray, target_s1: np.ndarray | None, total: np.ndarray,
              weights: np.ndarray, candidates: Candidates | None, members: dict,
-             background: Background | None) -> np.ndarray | None:
+             background: Background | None,
+             moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
         mean weight per pixel (None where it adds nothing). A reference of a fitted group also
@@ -442,9 +463,10 @@ class ReferenceFill:
             members[ref.index] = refl, take
         del refl
         return _accumulate(ref.index, prediction, variance, factor, take, total, weights,
-                           candidates)
+                           candidates, moments)
 
-    def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray
+    def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray,
+                    moments: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> list[tuple[int, np.ndarray]]:
         """Add each fitted group's prediction where all its dates were taken (see ``_add``);
         return, per group that adds something, its nearest date's index and mean weight.
@@ -463,7 +485,7 @@ class ReferenceFill:
             factor = math.prod(self._time_factor(self._by_index[i]) for i in fit.dates) ** (
                 1 / len(fit.dates))
             score = _accumulate(fit.dates[0], prediction, variance, factor, take, total,
-                                weights, None)
+                                weights, None, moments)
             scores.append((fit.dates[0], score))
         return scores
 
@@ -516,15 +538,21 @@ def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.nda
 def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
                 factor: float | np.ndarray,
                 take: np.ndarray, total: np.ndarray, weights: np.ndarray,
-                candidates: Candidates | None) -> np.ndarray:
+                candidates: Candidates | None,
+                moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
     ``weights`` (and offer it to ``candidates`` as reference ``index``); return its mean weight
-    per pixel. ``prediction`` is used up."""
+    per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions and
+    residual variances are added to them too."""
     weight = reference_weight(variance, factor)
     weight[:, ~take] = 0
     score = weight.mean(axis=0)
     if candidates is not None:
         candidates.offer(index, score, prediction, variance, factor)
+    if moments is not None:
+        squares, variances = moments
+        squares += weight * prediction * prediction
+        variances += weight * variance
     del variance
     prediction *= weight
     total += prediction

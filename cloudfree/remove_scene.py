@@ -92,6 +92,18 @@ from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
+from cloudfree.uncertainty import (
+    FROM_DATES,
+    KEPT,
+    SIGMA_MEANING,
+    SINGLE_DATE_FILL,
+    UNCERTAINTY_NODATA,
+    PixelTerms,
+    SigmaModel,
+    UncertaintyBlock,
+    days_to,
+    pixel_terms,
+)
 
 log = logging.getLogger("cloudfree")
 #: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
@@ -168,6 +180,7 @@ class LoadedChunk:
     #: options' max_correction everywhere
     bound: np.ndarray | None = None
     reference: ReferenceBlock | None = None  # the fill from other dates (remove --reference)
+    terms: PixelTerms | None = None  # what the filled pixels' sigma comes from (uncertainty.py)
 
 
 def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
@@ -295,8 +308,11 @@ class SceneRemoval:
                  trim: int, params: MaskParams, shadow: ShadowThresholds | None,
                  fill: FillSpectrum | None = None, local: LocalFillParams | None = None,
                  references: ReferenceFill | None = None,
-                 restoring: RestoreParams | None = None):
+                 restoring: RestoreParams | None = None,
+                 uncertainty: SigmaModel | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
+        #: the map from terms to each filled pixel's sigma (None: no uncertainty output)
+        self.uncertainty = uncertainty
         #: the bands read, filled and written: the input's own for the network-free fill, the
         #: network's otherwise
         self.bands = s2.bands if engine.arch == Fill.arch else engine.bands
@@ -344,6 +360,7 @@ class SceneRemoval:
                             chunk.height, chunk.width, g.height, g.width,
                             halo if local is not None else 0)
         network_input, mask, bound = refl, np.zeros(classes.shape, bool), None
+        support = filled = None
         if self.fill is not None:
             mask = region
             if local is not None and self.fill.source == "scene" and region[inner].any():
@@ -362,6 +379,10 @@ class SceneRemoval:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
             else:
                 network_input = fill_masked(refl, region, self.fill)
+        terms = None
+        if self.uncertainty is not None:
+            terms = pixel_terms(refl, valid & (classes == CLEAR) & ~region, support,
+                                filled).crop(*inner)
         if local is not None:
             s1 = s1[:, inner[0], inner[1]]
         refl, valid, network_input = refl[:, inner[0], inner[1]], valid[inner], \
@@ -371,10 +392,11 @@ class SceneRemoval:
         with self._one_reader:  # one dataset handle each
             reference = None if self.references is None else self.references.estimate(
                 chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
-                None if background is None else background.crop(*inner))
+                None if background is None else background.crop(*inner),
+                terms=self.uncertainty is not None)
         return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
                            valid, classes, alpha, mask[None].astype(np.float32),
-                           np.isnan(s1).any(axis=0), bound, reference)
+                           np.isnan(s1).any(axis=0), bound, reference, terms)
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
@@ -427,9 +449,11 @@ class SceneRemoval:
                                self._run(s2[half:], s1[half:], mask[half:], bounds[1])])
 
     def finish(self, final: BlendedBlock, loaded: LoadedChunk
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                          np.ndarray | None]:
         """Composite and convert a released block to output DN; also return its classes, its
-        input reflectance and (with references) its source map."""
+        input reflectance, (with references) its source map and (with ``uncertainty``) the
+        sigma of each pixel's error in DN."""
         c = loaded.chunk
         rows = slice(final.row - c.top, final.row - c.top + final.values.shape[1])
         cols = slice(final.col - c.left, final.col - c.left + final.values.shape[2])
@@ -461,7 +485,25 @@ class SceneRemoval:
             dn = np.where(have, self.s2.to_dn(predicted), kept)
         if self.s2.nodata is not None:
             dn[:, ~valid] = self.s2.nodata
-        return dn, classes, original, sources
+        sigma = None
+        if self.uncertainty is not None:
+            sigma = self._sigma(final, loaded, (rows, cols), valid, filled, from_dates, sources)
+        return dn, classes, original, sources, sigma
+
+    def _sigma(self, final: BlendedBlock, loaded: LoadedChunk, at: tuple[slice, slice],
+               valid: np.ndarray, filled: np.ndarray, from_dates: np.ndarray,
+               sources: np.ndarray | None) -> np.ndarray:
+        """sigma [C, h, w] in DN of a block's pixels (``uncertainty.py``): 0 where kept, NaN
+        at nodata."""
+        kind = np.where(filled, np.where(from_dates, FROM_DATES, SINGLE_DATE_FILL), KEPT)
+        kind[~valid] = UNCERTAINTY_NODATA
+        reference = loaded.reference
+        days = None if sources is None else days_to(self.references.days_table(), sources)
+        block = UncertaintyBlock(final.row, final.col, self.bands, kind.astype(np.uint8),
+                                 loaded.terms.crop(*at),
+                                 None if reference is None or reference.terms is None
+                                 else reference.terms.crop(*at), days)
+        return self.uncertainty.sigma(block) * np.float32(self.s2.dn_scale)
 
 
 def remove_scene(
@@ -501,6 +543,8 @@ def remove_scene(
     temporal_mask: bool = False,
     days_out: Path | str | None = None,
     restoring: RestoreParams | None = RestoreParams(),
+    uncertainty_out: Path | str | None = None,
+    uncertainty_model: SigmaModel | None = None,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
 
@@ -607,6 +651,13 @@ def remove_scene(
         On the local base, where the land still shows through thin cloud and haze, take the
         veil off, and relight cloud shadows (with ``mask_params.shadow``), instead of filling
         them (``restore.py``); None fills all of them. Default: ``RestoreParams()``.
+    uncertainty_out : path, optional
+        Also write the float32 standard deviation, in DN, of the error expected at each filled
+        pixel and band (``uncertainty.py``): 0 where the pixel is kept as observed, NaN at
+        nodata. Default: none.
+    uncertainty_model : SigmaModel, optional
+        The map from the fill's terms to sigma. Default: the calibration shipped with the
+        package (``SigmaModel.load()``).
 
     Returns
     -------
@@ -620,7 +671,7 @@ def remove_scene(
     output = Path(output)
     inputs = [Path(p) for p in (s2_path, s1_path, *references, *reference_s1) if p is not None]
     check_distinct({"output": output, "mask output": mask_out, "source output": source_out,
-                    "days output": days_out})
+                    "days output": days_out, "uncertainty output": uncertainty_out})
     check_output(output, overwrite, inputs, geotiff=True)
     if source_out is not None and not references:
         raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
@@ -635,7 +686,7 @@ def remove_scene(
     if s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
                          "aligned", "s1_aligned", "s1_path")
-    for extra in (mask_out, preview, source_out, days_out):
+    for extra in (mask_out, preview, source_out, days_out, uncertainty_out):
         if extra is not None:
             check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)
     if preview is not None and Path(preview).suffix.lower() != ".png":
@@ -706,8 +757,11 @@ def remove_scene(
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)
         local = LocalFillParams() if fill_method == "local" else None
+        sigma_model = None
+        if uncertainty_out is not None:
+            sigma_model = uncertainty_model or SigmaModel.load()
         pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, local,
-                            dates, restoring)
+                            dates, restoring, sigma_model)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
@@ -726,7 +780,8 @@ def remove_scene(
         }
         counts, sources = write_scene(pipe, output, mask_out, tags, overwrite,
                                       creation_options, quiet, inputs, preview, cog, source_out,
-                                      None if days_out is None else Path(days_out))
+                                      None if days_out is None else Path(days_out),
+                                      None if uncertainty_out is None else Path(uncertainty_out))
         used = None if dates is None else dates.report(sources)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
@@ -737,6 +792,7 @@ def remove_scene(
         "input": str(s2_path), "s1": None if s1_path is None else str(s1_path),
         "output": str(output),
         "preview": None if preview is None else str(preview),
+        "uncertainty_out": None if uncertainty_out is None else str(uncertainty_out),
         "model": tags[MODEL], "arch": engine.arch, "tile": tile, "overlap": overlap,
         "device": engine.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
@@ -773,12 +829,13 @@ def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
 def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
                 preview: Path | None = None, cog: bool = True,
-                source_out: Path | None = None, days_out: Path | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+                source_out: Path | None = None, days_out: Path | None = None,
+                uncertainty_out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run every chunk, writing released blocks; return the class and source histograms of
     the scene (the second all zero without references)."""
     s2 = pipe.s2
-    quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.bands)
+    quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.bands,
+                                                     pipe.uncertainty is not None)
     grid = {**s2.profile, "creation_options": creation_options}
     counts = np.zeros(256, np.int64)
     source_counts = np.zeros(256, np.int64)
@@ -807,6 +864,12 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             days_dst = outputs.open(days_out, 1, "int16", DAYS_NODATA, NEAREST)
             days_dst.update_tags(**tags)
             days_dst.set_band_description(1, "days_from_target")
+        sigma_dst = None
+        if uncertainty_out is not None:
+            sigma_dst = outputs.open(uncertainty_out, len(pipe.bands), "float32", float("nan"),
+                                     AVERAGE)
+            sigma_dst.update_tags(**tags, UNITS="DN", MEANING=SIGMA_MEANING)
+            sigma_dst.descriptions = tuple(f"sigma_{b}" for b in dst.descriptions)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.bands))
         release = PeriodicRelease()
@@ -817,9 +880,11 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             final = blender.add(loaded.chunk, predictions)
             if final is None:
                 return
-            dn, classes, original, sources = pipe.finish(final, loaded)
+            dn, classes, original, sources, sigma = pipe.finish(final, loaded)
             window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
             dst.write(dn[order], window=window)
+            if sigma_dst is not None:
+                sigma_dst.write(sigma[order], window=window)
             if mask_dst is not None:
                 mask_dst.write(classes, 1, window=window)
             if sources is not None:
@@ -830,7 +895,8 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                     days_dst.write(days[sources], 1, window=window)
             if quicklook is not None:
                 after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
-                quicklook.add(final.row, final.col, original, classes, after)
+                quicklook.add(final.row, final.col, original, classes, after,
+                              None if sigma is None else sigma / s2.dn_scale)
             counts[:] += np.bincount(classes.ravel(), minlength=256)
 
         # chunks load ahead on loader threads (reading, masking, the local fill), and the
@@ -856,7 +922,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                         FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
         if pipe.references is not None:
             dst.update_tags(**pipe.references.tags(source_counts))
-        for written in filter(None, (dst, mask_dst, source_dst, days_dst)):
+        for written in filter(None, (dst, mask_dst, source_dst, days_dst, sigma_dst)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
             quicklook.write(Path(preview), overwrite, inputs, outputs.together)

@@ -39,11 +39,13 @@ MASK_CLASSES = ((CLEAR, "clear"), (CLOUD, "cloud"), (SHADOW, "shadow"), (SNOW, "
 
 @dataclass(frozen=True)
 class SceneFiles:
-    """The finished outputs of one scene: the cloud-free image and/or the mask."""
+    """The finished outputs of one scene: the cloud-free image and/or the mask, and the
+    uncertainty of the image's filled pixels."""
 
     scene: str
     output: Path | None = None
     mask: Path | None = None
+    uncertainty: Path | None = None
 
     @property
     def primary(self) -> Path:
@@ -112,6 +114,21 @@ def add_mask(item: pystac.Item, path: Path) -> None:
     ClassificationExtension.ext(asset, add_if_missing=True).classes = classes
 
 
+def add_uncertainty(item: pystac.Item, path: Path) -> None:
+    """The expected error of each filled pixel: per band, its standard deviation in DN."""
+    with rasterio.open(path) as ds:
+        asset = pystac.Asset(str(path.absolute()),
+                             title="standard deviation of the expected error of filled pixels",
+                             media_type=_media_type(ds), roles=["data", "uncertainty"])
+        item.add_asset("uncertainty", asset)
+        bands = _raster_bands(ds)
+        for band in bands:
+            band.unit = "DN"
+        RasterExtension.ext(asset, add_if_missing=True).bands = bands
+        EOExtension.ext(asset, add_if_missing=True).bands = [
+            Band.create(name=name or f"band{i}") for i, name in enumerate(ds.descriptions, 1)]
+
+
 def _properties(p: Provenance) -> dict:
     """The provenance as item properties (``cloudfree:`` prefix; None values left out)."""
     values = {
@@ -145,6 +162,8 @@ def scene_item(files: SceneFiles) -> pystac.Item:
         add_image(item, files.output, provenance)
     if files.mask is not None:
         add_mask(item, files.mask)
+    if files.uncertainty is not None:
+        add_uncertainty(item, files.uncertainty)
     return item
 
 
