@@ -90,6 +90,7 @@ from cloudfree.reference_fill import (
 )
 from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.shadow import tied_shadows
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 
@@ -330,6 +331,8 @@ class SceneRemoval:
                                                  chunk.width, halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
+        if self.restoring is not None and self.restoring.shadows and self.params.shadow:
+            classes = tied_shadows(refl, classes, self.bands)  # the rest is dark land
         region = fill_mask(classes, self.params)
         if local is not None:  # the haze ring, only where no other date judges the pixel
             ring = haze_region(region, score, valid, local)

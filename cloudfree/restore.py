@@ -32,16 +32,16 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     """The base of the ``region`` [H, W] pixels: restored land where it shows, ``expected``
     elsewhere; and the share [H, W] of each that is filled (1: all fill; 0 off the region).
     ``shadow``: the region's shadow pixels; ``clear``: the clear land. Haze needs B02 and B04
-    (HOT) among ``bands``; without them, thin cloud is filled."""
+    (HOT) among ``bands``; without them, thin cloud is filled.
+    Shadows are relit as they are given: ``shadow.tied_shadows`` tells which are."""
     out = np.where(region[None], expected, reflectance).astype(np.float32)
     filled = region.astype(np.float32)
-    cloud = region
+    hazy = region & ~shadow if params.shadows else region
     if params.shadows and shadow.any():
         out[:, shadow] = relight(reflectance, expected, shadow)[:, shadow]
         filled[shadow] = 0
-        cloud = region & ~shadow
-    if params.haze is not None and cloud.any() and {"B02", "B04"} <= set(bands):
-        restored, weight = dehaze(reflectance, expected, cloud, clear, params.haze, bands)
-        out[:, cloud] = (weight * restored + (1 - weight) * expected)[:, cloud]
-        filled[cloud] = 1 - weight[cloud]
+    if params.haze is not None and hazy.any() and {"B02", "B04"} <= set(bands):
+        restored, weight = dehaze(reflectance, expected, hazy, clear, params.haze, bands)
+        out[:, hazy] = (weight * restored + (1 - weight) * expected)[:, hazy]
+        filled[hazy] = 1 - weight[hazy]
     return out, filled
