@@ -211,7 +211,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS),
                         default=list(DEFAULT_SETTINGS))
-    parser.add_argument("--scenes", type=int, help="only the first N scenes (to iterate)")
+    parser.add_argument("--scenes", type=int,
+                        help="only the first N scenes (to iterate; 0: the guard alone)")
     parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -244,13 +245,14 @@ def main() -> None:
                   flush=True)
         extra = []
         haze = [n for n in (HAZE_DEFAULT, *HAZE_VARIANTS) if n in settings]
-        if len(haze) > 1:  # the haze constants chosen on the other scenes' cloud case
+        if rows and len(haze) > 1:  # the haze constants chosen on the other scenes' cloud case
             held_out(rows, "haze, constants held out", haze, "cloud")
             extra.append("haze, constants held out")
-        held_out(rows, "held-out choice", list(settings), "both")
-        extra.append("held-out choice")
-        for case in CASES:
-            table(rows, case, [*settings, *extra])
+        if rows:
+            held_out(rows, "held-out choice", list(settings), "both")
+            extra.append("held-out choice")
+            for case in CASES:
+                table(rows, case, [*settings, *extra])
         for name in extra:
             print(f"{name} chose:", ", ".join(
                 f"{c} x{sum(r['both'][name]['chosen'] == c for r in rows)}"
