@@ -179,12 +179,14 @@ def scores(pred: np.ndarray, sample: LoadedSample,
     return out
 
 
-def held_out(rows: list[dict], name: str, names: list[str], case: str) -> None:
-    """Row ``name``: each scene under the setting of ``names`` best on ``case`` of the others."""
+def held_out(rows: list[dict], name: str, names: list[str], case: str,
+             scored: tuple[str, ...] = CASES) -> None:
+    """Row ``name`` of the ``scored`` cases: each scene under the setting of ``names`` best on
+    ``case`` of the others."""
     for i, row in enumerate(rows):
         others = [r for j, r in enumerate(rows) if j != i]
         best = max(names, key=lambda n: np.mean([r[case][n]["psnr"] for r in others]))
-        for c in CASES:
+        for c in scored:
             row[c][name] = {**row[c][best], "chosen": best}
 
 
@@ -205,16 +207,45 @@ def table(rows: list[dict], case: str, names: list[str]) -> None:
               f"{wins}/{n} | {local}/{n} |")
 
 
+def report(rows: list[dict], guard: list[dict], names: list[str]) -> None:
+    """The tables of every case (with the held-out rows) and of the guard."""
+    extra = []
+    haze = [n for n in (HAZE_DEFAULT, *HAZE_VARIANTS) if n in names]
+    if rows and len(haze) > 1:  # the haze constants chosen on the other scenes' cloud case
+        held_out(rows, "haze, constants held out", haze, "cloud", ("cloud",))
+        extra.append("haze, constants held out")
+    if rows:
+        steps = [n for n in names if n not in HAZE_VARIANTS]
+        held_out(rows, "held-out choice", steps, "both")
+        extra.append("held-out choice")
+        for case in CASES:
+            table(rows, case, [n for n in [*names, *extra] if n in rows[0][case]])
+    for name, case in zip(extra, ("cloud", "both")[-len(extra):], strict=True):
+        print(f"{name} chose:", ", ".join(
+            f"{c} x{sum(r[case][name]['chosen'] == c for r in rows)}"
+            for c in sorted({r[case][name]["chosen"] for r in rows})))
+    if guard:
+        table(guard, "other date", list(guard[0]["other date"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS),
                         default=list(DEFAULT_SETTINGS))
-    parser.add_argument("--scenes", type=int,
-                        help="only the first N scenes (to iterate; 0: the guard alone)")
+    parser.add_argument("--scenes", default=":",
+                        help="the scenes run, as a Python slice: 0:8 (the others in another "
+                             "run, then --merge), 0:0 the guard alone; default all")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="no run: the tables of the rows and guards of these --json files")
     parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
     args = parser.parse_args()
+    if args.merge:
+        saved = [json.loads(f.read_text()) for f in args.merge]
+        report([r for x in saved for r in x["rows"]], [g for x in saved for g in x["guard"]],
+               list(saved[0]["rows"][0]["cloud"]) if saved[0]["rows"] else [])
+        return
     logging.disable(logging.WARNING)
     torch.set_num_threads(2)
     records = [r for split in ("train", "val") for r in load_set(args.data, split)]
@@ -233,30 +264,18 @@ def main() -> None:
     rows, guard = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for i, scene in enumerate(scenes[: args.scenes]):
+        start, stop = (int(x) if x else None for x in args.scenes.split(":"))
+        for i, scene in list(enumerate(scenes))[start:stop]:
             others = [d for d in pool if d["scene"] != scene["scene"]]
             donor = others[(7 * i + 3) % len(others)]
             row = {"name": scene["id"], "donor": donor["id"]}
             for case, (sample, alpha) in cases(scene, donor, ratios).items():
                 row[case] = {n: scores(run(folder, sample, o), sample, alpha)
-                             for n, o in settings.items()}
+                             for n, o in settings.items()
+                             if case == "cloud" or n not in HAZE_VARIANTS}
             rows.append(row)
-            print(scene["id"], "|", " ".join(f"{row['both'][n]['psnr']:.2f}" for n in settings),
+            print(scene["id"], "|", " ".join(f"{v['psnr']:.2f}" for v in row["cloud"].values()),
                   flush=True)
-        extra = []
-        haze = [n for n in (HAZE_DEFAULT, *HAZE_VARIANTS) if n in settings]
-        if rows and len(haze) > 1:  # the haze constants chosen on the other scenes' cloud case
-            held_out(rows, "haze, constants held out", haze, "cloud")
-            extra.append("haze, constants held out")
-        if rows:
-            held_out(rows, "held-out choice", list(settings), "both")
-            extra.append("held-out choice")
-            for case in CASES:
-                table(rows, case, [*settings, *extra])
-        for name in extra:
-            print(f"{name} chose:", ", ".join(
-                f"{c} x{sum(r['both'][name]['chosen'] == c for r in rows)}"
-                for c in sorted({r["both"][name]["chosen"] for r in rows})))
         if not args.no_guard:
             guarded = {n: o for n, o in settings.items() if n in GUARD_SETTINGS}
             triplets = [r for r in l1c if r["kind"] == "triplet"]
@@ -265,10 +284,10 @@ def main() -> None:
                     continue
                 guard.append({"name": record["id"], "other date": {
                     n: scores(run(folder, sample, o), sample) for n, o in guarded.items()}})
-            table(guard, "other date", list(guarded))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "guard": guard,
                                          "shadow_ratios": ratios.tolist()}, indent=1))
+    report(rows, guard, list(settings))
 
 
 if __name__ == "__main__":
