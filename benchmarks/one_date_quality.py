@@ -220,7 +220,8 @@ def report(rows: list[dict], guard: list[dict], names: list[str]) -> None:
         extra.append("held-out choice")
         for case in CASES:
             table(rows, case, [n for n in [*names, *extra] if n in rows[0][case]])
-    for name, case in zip(extra, ("cloud", "both")[-len(extra):], strict=True):
+    for name in extra:
+        case = "cloud" if name.startswith("haze") else "both"
         print(f"{name} chose:", ", ".join(
             f"{c} x{sum(r[case][name]['chosen'] == c for r in rows)}"
             for c in sorted({r[case][name]["chosen"] for r in rows})))
