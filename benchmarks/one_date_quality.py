@@ -16,12 +16,16 @@ clouds and shadows come from a real cloudy image of another scene of the pool (a
   1 px soft edge.
 
 Cases: ``cloud``, ``shadow`` and ``both``. Every setting runs the real ``remove_scene`` (GeoTIFFs,
-S1 aligned); scores are PSNR (reflectance in [0, 1], 13 bands) over the image and over the
-pixels the clouds and shadows changed. Then, guard, the ``other date`` case: every real triplet's
-own cloudy image against its cloud-free image of another date (the papers' protocol).
+S1 aligned); scores are PSNR (reflectance in [0, 1], 13 bands) over the image, over the pixels the
+clouds and shadows changed, and over the changed pixels of opaque cloud (blend opacity 0.5 and
+more) and of thin cloud (less). Settings: the scene median, the local base, then each step on it
+(haze restored; shadows relit, with the mask's shadow test), then all together. Then, guard, the
+``other date`` case: every real triplet's own cloudy image against its cloud-free image of
+another date (the papers' protocol).
 
-Leave-one-scene-out: for each scene, the setting with the best mean PSNR on the ``both`` case of
-the other scenes is the one it is scored with (``loso``).
+Held out, leave-one-scene-out: ``haze, constants held out`` scores each scene with the haze
+constants (the default or one of ``HAZE_VARIANTS``) best on the cloud case of the other scenes;
+``held-out choice`` with the setting best on the ``both`` case of the other scenes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from remove_quality import write_inputs  # puts scripts/ on the path for train_d
 from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
 
+from cloudfree.haze import HazeParams
 from cloudfree.masking import CLOUD, SHADOW, MaskParams, classify
 from cloudfree.remove_scene import remove_scene
 from cloudfree.restore import RestoreParams
@@ -51,22 +56,38 @@ NEAR = 40
 DONOR_CLOUD = (0.05, 0.7)
 MIN_SHADOW = 300
 SHADOWS = MaskParams(buffer=5, shadow=True)
-#: name -> remove options
+#: name -> remove options: the steps, one at a time, then together
 SETTINGS = {
     "scene-median fill": {"model": "median-fill", "fill_method": "median", "feather": 8,
                           "restoring": None},
     "local base": {"model": "median-fill", "restoring": None},
+    "+ haze restored": {"model": "median-fill", "restoring": RestoreParams(shadows=False)},
+    "+ shadows relit": {"model": "median-fill", "mask_params": SHADOWS,
+                        "restoring": RestoreParams(haze=None)},
+    "all together": {"model": "median-fill", "mask_params": SHADOWS,
+                     "restoring": RestoreParams()},
+    # not run by default
     "local base, shadows filled": {"model": "median-fill", "restoring": None,
                                    "mask_params": SHADOWS},
     "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None},
-    "+ shadows relit": {"model": "median-fill", "mask_params": SHADOWS,
-                        "restoring": RestoreParams(haze=None)},
-    "+ haze restored": {"model": "median-fill", "restoring": RestoreParams(shadows=False)},
-    "+ haze restored, shadows relit": {"model": "median-fill", "mask_params": SHADOWS,
-                                       "restoring": RestoreParams()},
     "fillnet + haze restored": {"model": "cloudfree-fillnet",
                                 "restoring": RestoreParams(shadows=False)},
 }
+#: The haze constants' alternatives: each scene is scored with the one (default included) best
+#: on the cloud case of the other scenes (``haze held out``).
+HAZE_VARIANTS = {
+    "haze: hand-over at 0.05-0.2": HazeParams(t_restore=0.05, t_fill=0.2),
+    "haze: hand-over at 0.15-0.4": HazeParams(t_restore=0.15, t_fill=0.4),
+}
+SETTINGS.update({n: {"model": "median-fill", "restoring": RestoreParams(haze=h, shadows=False)}
+                 for n, h in HAZE_VARIANTS.items()})
+DEFAULT_SETTINGS = ("scene-median fill", "local base", "+ haze restored", "+ shadows relit",
+                    "all together", *HAZE_VARIANTS)
+HAZE_DEFAULT = "+ haze restored"
+#: The guard runs the steps, not the haze alternatives.
+GUARD_SETTINGS = DEFAULT_SETTINGS[:5]
+#: Cloud pixels of the blend whose opacity is at least this are opaque; thin below it.
+OPAQUE = 0.5
 CASES = ("cloud", "shadow", "both")
 BASELINE = "scene-median fill"
 LOCAL = "local base"
@@ -115,8 +136,10 @@ def donors(records: list[dict]) -> list[dict]:
     return out
 
 
-def cases(scene: dict, donor: dict, ratios: np.ndarray) -> dict[str, LoadedSample]:
-    """The scene under the donor's cloud, its shadows, and both (crops to the common size)."""
+def cases(scene: dict, donor: dict,
+          ratios: np.ndarray) -> dict[str, tuple[LoadedSample, np.ndarray]]:
+    """The scene under the donor's cloud, its shadows, and both (crops to the common size),
+    each with the cloud's opacity [H, W] (0 in the shadow case)."""
     n = min(scene["clear"].shape[1], scene["clear"].shape[2], donor["cloudy"].shape[1],
             donor["cloudy"].shape[2])
     clear, s1, valid = scene["clear"][:, :n, :n], scene["s1"][:, :n, :n], scene["valid"][:n, :n]
@@ -128,7 +151,8 @@ def cases(scene: dict, donor: dict, ratios: np.ndarray) -> dict[str, LoadedSampl
     for case, image in (("cloud", overlay(clear, cloud, alpha)), ("shadow", dark),
                         ("both", overlay(dark, cloud, alpha))):
         image = np.where(valid[None], image, 0).astype(np.float32)
-        out[case] = LoadedSample(image, clear, s1, valid, cloud_mask(image, valid, SHADOWS))
+        out[case] = (LoadedSample(image, clear, s1, valid, cloud_mask(image, valid, SHADOWS)),
+                     np.zeros_like(alpha) if case == "shadow" else alpha)
     return out
 
 
@@ -142,34 +166,44 @@ def run(folder: Path, sample: LoadedSample, options: dict) -> np.ndarray:
         return ds.read().astype(np.float32) / 10000
 
 
-def scores(pred: np.ndarray, sample: LoadedSample) -> dict[str, float]:
-    """PSNR over the valid image and over the pixels the clouds and shadows changed."""
+def scores(pred: np.ndarray, sample: LoadedSample,
+           alpha: np.ndarray | None = None) -> dict[str, float]:
+    """PSNR over the valid image, over the pixels the clouds and shadows changed, and over the
+    changed pixels of opaque and of thin cloud (``alpha``: the blend's opacity)."""
     changed = (np.abs(sample.cloudy - sample.clear).max(0) > 1e-3) & sample.valid
-    return {"psnr": psnr(pred, sample.clear, sample.valid),
-            "changed": psnr(pred, sample.clear, changed) if changed.any() else float("nan")}
+    alpha = np.zeros(changed.shape) if alpha is None else alpha
+    out = {"psnr": psnr(pred, sample.clear, sample.valid)}
+    for name, where in (("changed", changed), ("opaque", changed & (alpha >= OPAQUE)),
+                        ("thin", changed & (alpha > 0) & (alpha < OPAQUE))):
+        out[name] = psnr(pred, sample.clear, where) if where.any() else float("nan")
+    return out
 
 
-def loso(rows: list[dict], names: list[str], case: str = "both") -> None:
-    """Each scene's results under the setting of ``names`` best on ``case`` of the others."""
+def held_out(rows: list[dict], name: str, names: list[str], case: str,
+             scored: tuple[str, ...] = CASES) -> None:
+    """Row ``name`` of the ``scored`` cases: each scene under the setting of ``names`` best on
+    ``case`` of the others."""
     for i, row in enumerate(rows):
         others = [r for j, r in enumerate(rows) if j != i]
         best = max(names, key=lambda n: np.mean([r[case][n]["psnr"] for r in others]))
-        for c in CASES:
-            row[c]["loso"] = {**row[c][best], "chosen": best}
+        for c in scored:
+            row[c][name] = {**row[c][best], "chosen": best}
 
 
 def table(rows: list[dict], case: str, names: list[str]) -> None:
-    """Mean PSNR (image, changed pixels) of each setting, gain and wins over the scene-median
-    fill and wins over the local base."""
+    """Mean PSNR (image; changed, opaque and thin cloud pixels) of each setting, gain and wins
+    over the scene-median fill, wins over the local base."""
     n = len(rows)
     base = np.mean([r[case][BASELINE]["psnr"] for r in rows])
-    print(f"\n{case} (n={n}) | PSNR | changed px | vs scene-median | wins | wins vs local base")
+    print(f"\n{case} (n={n}) | PSNR | changed px | opaque px | thin px | vs scene-median | "
+          "wins | wins vs local base")
     for name in names:
         got = [r[case][name]["psnr"] for r in rows]
-        changed = np.nanmean([r[case][name]["changed"] for r in rows])
+        parts = " | ".join(f"{np.nanmean([r[case][name].get(k, np.nan) for r in rows]):.2f}"
+                           for k in ("changed", "opaque", "thin"))
         wins = sum(r[case][name]["psnr"] > r[case][BASELINE]["psnr"] + 1e-6 for r in rows)
         local = sum(r[case][name]["psnr"] > r[case][LOCAL]["psnr"] + 1e-6 for r in rows)
-        print(f"| {name} | {np.mean(got):.2f} | {changed:.2f} | {np.mean(got) - base:+.2f} | "
+        print(f"| {name} | {np.mean(got):.2f} | {parts} | {np.mean(got) - base:+.2f} | "
               f"{wins}/{n} | {local}/{n} |")
 
 
@@ -195,46 +229,78 @@ def donor_for(scenes: list[dict], pool: list[dict], i: int) -> dict:
     return others[(7 * i + 3) % len(others)]
 
 
+def report(rows: list[dict], guard: list[dict], names: list[str]) -> None:
+    """The tables of every case (with the held-out rows) and of the guard."""
+    extra = []
+    haze = [n for n in (HAZE_DEFAULT, *HAZE_VARIANTS) if n in names]
+    if rows and len(haze) > 1:  # the haze constants chosen on the other scenes' cloud case
+        held_out(rows, "haze, constants held out", haze, "cloud", ("cloud",))
+        extra.append("haze, constants held out")
+    if rows:
+        steps = [n for n in names if n not in HAZE_VARIANTS]
+        held_out(rows, "held-out choice", steps, "both")
+        extra.append("held-out choice")
+        for case in CASES:
+            table(rows, case, [n for n in [*names, *extra] if n in rows[0][case]])
+    for name in extra:
+        case = "cloud" if name.startswith("haze") else "both"
+        print(f"{name} chose:", ", ".join(
+            f"{c} x{sum(r[case][name]['chosen'] == c for r in rows)}"
+            for c in sorted({r[case][name]["chosen"] for r in rows})))
+    if guard:
+        table(guard, "other date", list(guard[0]["other date"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS),
+                        default=list(DEFAULT_SETTINGS))
+    parser.add_argument("--scenes", default=":",
+                        help="the scenes run, as a Python slice: 0:8 (the others in another "
+                             "run, then --merge), 0:0 the guard alone; default all")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="no run: the tables of the rows and guards of these --json files")
+    parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
     args = parser.parse_args()
+    if args.merge:
+        saved = [json.loads(f.read_text()) for f in args.merge]
+        report([r for x in saved for r in x["rows"]], [g for x in saved for g in x["guard"]],
+               list(saved[0]["rows"][0]["cloud"]) if saved[0]["rows"] else [])
+        return
     logging.disable(logging.WARNING)
     torch.set_num_threads(2)
     l1c, scenes, pool, ratios = pool_scenes(args.data)
     print("shadow darkening (B01..B12):", " ".join(f"{x:.2f}" for x in ratios))
     print(f"{len(scenes)} scenes, {len(pool)} donors")
     settings = {n: SETTINGS[n] for n in args.settings}
-    rows = []
+    rows, guard = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for i, scene in enumerate(scenes):
+        start, stop = (int(x) if x else None for x in args.scenes.split(":"))
+        for i, scene in list(enumerate(scenes))[start:stop]:
             donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"]}
-            for case, sample in cases(scene, donor, ratios).items():
-                row[case] = {n: scores(run(folder, sample, o), sample)
-                             for n, o in settings.items()}
+            for case, (sample, alpha) in cases(scene, donor, ratios).items():
+                row[case] = {n: scores(run(folder, sample, o), sample, alpha)
+                             for n, o in settings.items()
+                             if case == "cloud" or n not in HAZE_VARIANTS}
             rows.append(row)
-            print(scene["id"], "|", " ".join(f"{row['both'][n]['psnr']:.2f}" for n in settings),
+            print(scene["id"], "|", " ".join(f"{v['psnr']:.2f}" for v in row["cloud"].values()),
                   flush=True)
-        loso(rows, list(settings))
-        for case in CASES:
-            table(rows, case, [*settings, "loso"])
-        print("loso chose:", ", ".join(sorted({r["both"]["loso"]["chosen"] for r in rows})))
-        guard = []
-        for record, sample in zip([r for r in l1c if r["kind"] == "triplet"],
-                                  real_triplets([r for r in l1c if r["kind"] == "triplet"]),
-                                  strict=True):
-            if not (sample.cloud.astype(bool) & sample.valid).any():
-                continue
-            guard.append({"name": record["id"], "other date": {
-                n: scores(run(folder, sample, o), sample) for n, o in settings.items()}})
-        table(guard, "other date", list(settings))
+        if not args.no_guard:
+            guarded = {n: o for n, o in settings.items() if n in GUARD_SETTINGS}
+            triplets = [r for r in l1c if r["kind"] == "triplet"]
+            for record, sample in zip(triplets, real_triplets(triplets), strict=True):
+                if not (sample.cloud.astype(bool) & sample.valid).any():
+                    continue
+                guard.append({"name": record["id"], "other date": {
+                    n: scores(run(folder, sample, o), sample) for n, o in guarded.items()}})
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "guard": guard,
                                          "shadow_ratios": ratios.tolist()}, indent=1))
+    report(rows, guard, list(settings))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ from cloudfree.reference_fill import (
 )
 from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.shadow import NEAR as SHADOW_NEAR
+from cloudfree.shadow import tied_shadows
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 from cloudfree.uncertainty import (
@@ -274,9 +276,12 @@ def composite_alpha(fill: np.ndarray, feather: int) -> np.ndarray:
 
 
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
-                        shadow: ShadowThresholds | None, quiet: bool) -> FillSpectrum:
-    """First pass: the clear-sky median of every band over the scene (``fill.py``)."""
-    halo = params.halo
+                        shadow: ShadowThresholds | None, quiet: bool,
+                        tie_shadows: bool = False) -> FillSpectrum:
+    """First pass: the clear-sky median of every band over the scene (``fill.py``);
+    ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
+    them (``shadow.tied_shadows``)."""
+    halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
 
     read = mask_reader(s2, bands, params)
 
@@ -284,6 +289,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
         refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo)
         classes, _ = classify(refl, valid, params, bands, shadow, scl)
+        if tie_shadows:
+            classes = tied_shadows(refl, classes, bands)
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         classes, valid = classes[inner], valid[inner]
         clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
@@ -346,6 +353,8 @@ class SceneRemoval:
                                                  chunk.width, halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
+        if self.restoring is not None and self.restoring.shadows and self.params.shadow:
+            classes = tied_shadows(refl, classes, self.bands)  # the rest is dark land
         region = fill_mask(classes, self.params)
         if local is not None:  # the haze ring, only where no other date judges the pixel
             ring = haze_region(region, score, valid, local)
@@ -732,7 +741,9 @@ def remove_scene(
             shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
         fill = None
         if engine.uses_mask:
-            fill = scene_fill_spectrum(s2, bands, mask_params, shadow, quiet)
+            tie = (restoring is not None and restoring.shadows and mask_params.shadow
+                   and fill_method == "local")
+            fill = scene_fill_spectrum(s2, bands, mask_params, shadow, quiet, tie)
             base = fill.describe()
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""

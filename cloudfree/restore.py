@@ -32,7 +32,8 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     """The base of the ``region`` [H, W] pixels: restored land where it shows, ``expected``
     elsewhere; and the share [H, W] of each that is filled (1: all fill; 0 off the region).
     ``shadow``: the region's shadow pixels; ``clear``: the clear land. Haze needs B02 and B04
-    (HOT) among ``bands``; without them, thin cloud is filled."""
+    (HOT) among ``bands``; without them, thin cloud is filled.
+    Shadows are relit as they are given: ``shadow.tied_shadows`` tells which are."""
     out = np.where(region[None], expected, reflectance).astype(np.float32, copy=False)
     filled = region.astype(np.float32)
     cloud = region

@@ -13,7 +13,7 @@ from cloudfree.local_fill import LocalFillParams, local_fill, source_weight
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.shadow import relight
+from cloudfree.shadow import NEAR, relight, shadow_weight
 from cloudfree.training.simulate import opacity, overlay
 
 N = 256  # px of the Sen1Floods11 chip and of the summer_19 cloud used
@@ -111,6 +111,28 @@ def test_a_darkened_real_patch_is_relit_to_the_land_it_hides(land):
     kept = texture_correlation(relit, clear, inner)  # the texture under the shadow
     assert kept > 0.8 and kept > texture_correlation(expected, clear, inner) + 0.3
     np.testing.assert_array_equal(relit[:, ~patch], dark[:, ~patch])
+
+
+def test_only_shadows_beside_a_cloud_and_darker_than_the_land_around_are_relit(land):
+    """Three patches the mask would flag on real land: a real shadow's darkening beside a
+    cloud, the same darkening far from any cloud, and undarkened land beside the cloud."""
+    clear, valid, _ = land
+    y, x = np.ogrid[:N, :N]
+
+    def disk(cy, cx, r):
+        return (y - cy) ** 2 + (x - cx) ** 2 <= r * r
+
+    near, far, plain = disk(81, 166, 8), disk(137, 10, 8), disk(60, 163, 8)
+    cloud = disk(81, 131, 15)
+    distance = ndimage.distance_transform_edt(~cloud)
+    assert distance[near].max() < NEAR and distance[plain].max() < NEAR < distance[far].min()
+    ratio = np.array([1, 1, .92, .87, .76, .64, .62, .59, .56, .56, .05, .34, .37], np.float32)
+    dark = np.where((near | far)[None], clear * ratio[:, None, None], clear)
+    flagged = near | far | plain
+    weight = shadow_weight(dark, flagged, cloud, valid & ~flagged & ~cloud)
+    assert (weight[near] > 0.5).mean() > 0.9
+    assert (weight[far] == 0).all() and (weight[plain] < 0.5).all()
+    assert (weight[~flagged] == 0).all()
 
 
 def test_restore_does_not_exceed_the_cloud_when_haze_is_off(clouded):
