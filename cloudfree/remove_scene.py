@@ -324,7 +324,7 @@ class SceneRemoval:
         classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
         background = None
         temporal = None if self.references is None else self.references.temporal
-        if temporal is not None:  # other dates judge the clouds where they see clear
+        if temporal is not None and temporal.calibrated:  # dates judge where they see clear
             with self._one_reader:
                 background = temporal.background(chunk.top, chunk.left, chunk.height,
                                                  chunk.width, halo)
@@ -334,10 +334,12 @@ class SceneRemoval:
         if local is not None:  # the haze ring, only where no other date judges the pixel
             ring = haze_region(region, score, valid, local)
             region = ring if background is None else region | (ring & (background.count == 0))
-        # the temporal mask is tight: its edge pixels are cloud too, replaced in full
-        feather = self.options.feather if background is None else 0
-        alpha = (composite_alpha(region, feather)
+        alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
+        if background is not None and self.options.composite:
+            # the temporal mask is tight where the dates judge: its edge pixels are cloud too,
+            # replaced in full
+            alpha = np.where(background.count > 0, region, alpha).astype(np.float32)
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
         # S1 reads on every loader at once (a dataset handle per thread)
         (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
@@ -498,7 +500,7 @@ def remove_scene(
     reference_s1: Sequence[Path | str | None] = (),
     reference_count: int | None = None,
     source_out: Path | str | None = None,
-    temporal_mask: bool = False,
+    temporal_mask: bool | None = None,
     days_out: Path | str | None = None,
     restoring: RestoreParams | None = RestoreParams(),
 ) -> dict:
@@ -594,11 +596,11 @@ def remove_scene(
     source_out : path, optional
         Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
         single-date model, 255 nodata); needs ``references``. Default: none.
-    temporal_mask : bool
+    temporal_mask : bool, optional
         With ``references``: find the target's clouds, haze and shadows by comparing it with
         the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
         observed), and give a reference no weight where it disagrees with the others.
-        Default: False (the single-date mask).
+        Default: None, on with ``references`` (False: the single-date mask).
     days_out : path, optional
         Also write the int16 days from the target to the date each pixel came from (0
         observed, negative an earlier reference, -32768 the model, an undated reference or
@@ -701,7 +703,7 @@ def remove_scene(
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
                                     max_shift=max_shift, quiet=quiet, count=reference_count,
-                                    temporal=temporal_mask)
+                                    temporal=temporal_mask is not False)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)
