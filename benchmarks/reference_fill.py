@@ -29,11 +29,11 @@ clipped to [0, 1], all 13 bands, by PSNR on the true mask and on the whole image
   mean of the clear dates only (less than ``CLEAR_MAX`` cloud by the default mask, as the
   targets), each mapped per band by one least-squares line fitted on the truly clear target
   pixels, over the TRUE mask (a whole-date haze leaves none to fit on: the dates as they are);
-- ``--reference``: ``remove --reference R1 ... R29`` (the default temporal mask: the dates judge the
+- ``--reference``: ``remove --reference R1 ... R29 --temporal-mask`` (the dates judge the
   clouds, ``cloudfree/temporal_mask.py``); its mask's IoU against the true mask is reported
   beside the single-date mask's, with the share of pixels outside the true mask kept exactly
   and its seconds per reference;
-- ``--reference, single-date mask``: ``remove --reference --no-temporal-mask``;
+- ``--reference, single-date mask``: ``remove --reference`` without the temporal mask;
 - with ``--ablations``, ``--reference`` with one part turned off (``ABLATIONS``); with
   ``--shadow``, also ``--reference --shadow``;
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:

@@ -60,8 +60,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--counts", type=int, nargs="+", default=[0, 1, 2, 8])
     parser.add_argument("--temporal", action="store_true",
-                        help="remove --reference with its default temporal mask (without: "
-                             "--no-temporal-mask, the single-date mask)")
+                        help="remove --reference --temporal-mask (the dates judge the clouds)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

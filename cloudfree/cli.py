@@ -175,11 +175,10 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--days-out", type=PATH, help="With --reference: also write the days from the "
               "scene's date to each pixel's source date (int16; 0 observed, -32768 the model "
               "or unknown).")
-@click.option("--temporal-mask/--no-temporal-mask", default=None,
+@click.option("--temporal-mask", is_flag=True,
               help="With --reference: find clouds, haze and shadows by comparing the dates, "
                    "fill only those, and give a date no weight where it disagrees with the "
-                   "others [default: on with --reference; --no-temporal-mask: the single-date "
-                   "mask].")
+                   "others.")
 @opt.model_choice()
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")

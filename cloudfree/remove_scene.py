@@ -500,7 +500,7 @@ def remove_scene(
     reference_s1: Sequence[Path | str | None] = (),
     reference_count: int | None = None,
     source_out: Path | str | None = None,
-    temporal_mask: bool | None = None,
+    temporal_mask: bool = False,
     days_out: Path | str | None = None,
     restoring: RestoreParams | None = RestoreParams(),
 ) -> dict:
@@ -596,11 +596,11 @@ def remove_scene(
     source_out : path, optional
         Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
         single-date model, 255 nodata); needs ``references``. Default: none.
-    temporal_mask : bool, optional
+    temporal_mask : bool
         With ``references``: find the target's clouds, haze and shadows by comparing it with
         the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
         observed), and give a reference no weight where it disagrees with the others.
-        Default: None, on with ``references`` (False: the single-date mask).
+        Default: False (the single-date mask).
     days_out : path, optional
         Also write the int16 days from the target to the date each pixel came from (0
         observed, negative an earlier reference, -32768 the model, an undated reference or
@@ -703,7 +703,7 @@ def remove_scene(
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
                                     max_shift=max_shift, quiet=quiet, count=reference_count,
-                                    temporal=temporal_mask is not False)
+                                    temporal=temporal_mask)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)

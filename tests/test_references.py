@@ -513,7 +513,7 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     # where the three agree, nothing changes
     inner = ndimage.binary_erosion(~square, iterations=1)
     np.testing.assert_array_equal(checked[:, inner], unchecked[:, inner])
-    # the temporal mask (the default with references) keeps the flood out without the check:
+    # the temporal mask (--temporal-mask) keeps the flood out without the check:
     # the flooded date darkens in NIR and SWIR against the others there, so it gets no weight
     judged, judged_src = fill([a, b, c], None, "judged.tif", temporal=True)
     assert not (judged_src[square] == 3).any()
