@@ -347,7 +347,7 @@ class SceneRemoval:
         classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
         background = None
         temporal = None if self.references is None else self.references.temporal
-        if temporal is not None:  # other dates judge the clouds where they see clear
+        if temporal is not None and temporal.calibrated:  # dates judge where they see clear
             with self._one_reader:
                 background = temporal.background(chunk.top, chunk.left, chunk.height,
                                                  chunk.width, halo)
@@ -359,10 +359,12 @@ class SceneRemoval:
         if local is not None:  # the haze ring, only where no other date judges the pixel
             ring = haze_region(region, score, valid, local)
             region = ring if background is None else region | (ring & (background.count == 0))
-        # the temporal mask is tight: its edge pixels are cloud too, replaced in full
-        feather = self.options.feather if background is None else 0
-        alpha = (composite_alpha(region, feather)
+        alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
+        if background is not None and self.options.composite:
+            # the temporal mask is tight where the dates judge: its edge pixels are cloud too,
+            # replaced in full
+            alpha = np.where(background.count > 0, region, alpha).astype(np.float32)
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
         # S1 reads on every loader at once (a dataset handle per thread)
         (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,

@@ -491,11 +491,13 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     b = write(tmp_path / "b_20171221.tif", (winter * 1.05 + 100).astype(np.uint16), profile)
     c = write(tmp_path / "c_20171203.tif", flooded, profile)
 
-    def fill(references, agreement, name, pairs=joint_fit.KEPT):
+    def fill(references, agreement, name, pairs=joint_fit.KEPT, temporal=False):
+        # the agreement check is that of the single-date mask: the temporal mask judges the
+        # dates per pixel itself (below)
         monkeypatch.setattr(reference_fill, "AGREEMENT", agreement)
         monkeypatch.setattr(joint_fit, "KEPT", pairs)
         remove_scene(scenes["target"], None, tmp_path / name, references=references,
-                     source_out=tmp_path / f"src_{name}", quiet=True)
+                     source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=temporal)
         return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
 
     checked, checked_src = fill([a, b, c], reference_fill.AGREEMENT, "checked.tif")
@@ -511,6 +513,11 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     # where the three agree, nothing changes
     inner = ndimage.binary_erosion(~square, iterations=1)
     np.testing.assert_array_equal(checked[:, inner], unchecked[:, inner])
+    # the temporal mask (--temporal-mask) keeps the flood out without the check:
+    # the flooded date darkens in NIR and SWIR against the others there, so it gets no weight
+    judged, judged_src = fill([a, b, c], None, "judged.tif", temporal=True)
+    assert not (judged_src[square] == 3).any()
+    assert np.abs(judged[:, square] - without_c[:, square]).mean() < 20  # DN; 349 unchecked
 
 
 def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monkeypatch,
