@@ -246,7 +246,7 @@ class ReferenceFill:
                     shadows[index].append(shadow_stats)
                     if diff is not None:
                         diffs[index] += diff
-        if (self.fit_buffer is None and self.params.buffer > FIT_BUFFER
+        if (self.fit_buffer is None and self.params.buffer > FIT_BUFFER and fits
                 and max(f.common for f in fits.values()) < MIN_COMMON):
             self.fit_buffer = FIT_BUFFER
             return self._statistics(quiet)
