@@ -130,7 +130,8 @@ def test_a_target_almost_all_cloud_takes_its_reference_as_it_is(scenes, overcast
                            quiet=True)
     remove_scene(target, None, median, model="median-fill", quiet=True)
     (reference,) = summary["references"]
-    assert reference["used"] and reference["common_clear_pixels"] < 1000
+    # counted without the cloud buffer (with it, 19 x 19), as no date shares 1000 with it
+    assert reference["used"] and 540 < reference["common_clear_pixels"] < 1000, reference
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
     assert cloud.mean() > 0.95
     assert (read(src_map)[0][0][cloud] == 1).mean() > 0.95
