@@ -38,8 +38,8 @@ REJECT = 3.0
 MIN_COMMON = 1000
 #: Pixels clear in both at which the scene-wide line and a shift alone weigh equally
 #: (``CellFits.field``). With ``VARIANCE_SHRINK`` and ``reference_fill.FIT_BUFFER``, chosen on
-#: the L2A benchmark's targets at odd places in time order (35 cases; 30, 100 and 300 here, 15,
-#: 50 and 200 there), and scored on the even ones, held out (docs/benchmarks/l2a.md).
+#: the L2A benchmark's targets at odd places in time order (35 cases; 100 and 300 here, 50
+#: and 200 there), and scored on the even ones, held out (docs/benchmarks/l2a.md).
 LINE_SHRINK = 300
 #: Pixels clear in both at which the shift counts half (a few pixels, often hazy ones at cloud
 #: gaps, must not set the level of a whole fill).

@@ -115,7 +115,8 @@ STRIP_COLUMNS = 512
 REFITS = 2
 #: Cloud buffer (px) of the target's clear pixels the fits count when the mask's buffer leaves
 #: fewer than ``MIN_COMMON`` clear in both with every reference. On the L2A benchmark's targets
-#: at odd places in time order, 0, 1 and 2 px gave 29.81, 29.13 and 28.55 dB (5 px: 27.75).
+#: at odd places in time order, 0, 1 and 2 px gave 29.81, 29.13 and 28.55 dB (5 px: 27.75;
+#: ``radiometry.LINE_SHRINK`` 100).
 FIT_BUFFER = 0
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
