@@ -32,12 +32,21 @@ MIN_PIXELS = 256
 SHRINK = 256
 #: Residuals beyond this many robust standard deviations are outliers.
 REJECT = 3.0
-#: Pixels clear in both, over the scene, below which the scene-wide fit leans on a shift alone
-#: (``CellFits.field``); also the fewest clear pixels of a reference for it to be used at all.
+#: Fewest clear pixels of a reference for it to be used at all; and pixels clear in both below
+#: which the target's clear pixels are counted without the cloud buffer for the fits
+#: (``reference_fill.py``).
 MIN_COMMON = 1000
-#: Pixels clear in both at which the shift of a date too little shared for a line counts half
-#: (a few pixels, often hazy ones at cloud gaps, must not set the level of a whole fill).
+#: Pixels clear in both at which the scene-wide line and a shift alone weigh equally
+#: (``CellFits.field``). With ``VARIANCE_SHRINK`` and ``reference_fill.FIT_BUFFER``, chosen on
+#: the L2A benchmark's targets at odd places in time order (35 cases; 100 and 300 here, 50
+#: and 200 there), and scored on the even ones, held out (docs/benchmarks/l2a.md).
+LINE_SHRINK = 300
+#: Pixels clear in both at which the shift counts half (a few pixels, often hazy ones at cloud
+#: gaps, must not set the level of a whole fill).
 SHIFT_SHRINK = 64
+#: Pixels clear in both at which a date's own scene-wide residual variance and the prior weigh
+#: equally.
+VARIANCE_SHRINK = 50
 #: Floor of the residual variance (reflectance^2): one DN of noise.
 VARIANCE_FLOOR = 1e-8
 
@@ -152,19 +161,21 @@ class CellFits:
         return self.pooled.line()[2]
 
     def field(self, prior_variance: np.ndarray) -> FitField:
-        """The smooth field of fits. With n < ``MIN_COMMON`` pixels clear in both (a target
-        almost all cloud), the scene-wide line is blended with a shift alone (gain 1, offset
-        the mean difference over those pixels times n / (n + ``SHIFT_SHRINK``), residual
-        variance ``prior_variance`` [bands]) in the proportion n / ``MIN_COMMON``: a date of
-        the same place taken nearly as it is, rather than none, with the one parameter a few
-        pixels can fix, its overall level."""
+        """The smooth field of fits. With n pixels clear in both, the scene-wide line is
+        blended with a shift alone (gain 1, offset the mean difference times
+        n / (n + ``SHIFT_SHRINK``)) in the proportion n / (n + ``LINE_SHRINK``), and its
+        residual variance with ``prior_variance`` [bands] in the proportion
+        n / (n + ``VARIANCE_SHRINK``): a date shared on a few pixels (a target almost all
+        cloud) keeps a line and its own residual, so it is still weighed by how well it
+        predicts the target, only leaning towards the date taken as it is."""
         gain0, offset0, var0 = self.pooled.line()
-        if self.common < MIN_COMMON:
-            w = self.common / MIN_COMMON
-            sx, sy = self.pooled.sums[:2] / np.maximum(self.pooled.count, 1)
-            shift = (sy - sx) * self.common / (self.common + SHIFT_SHRINK)
-            gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * shift
-            var0 = w * var0 + (1 - w) * prior_variance
+        n = self.pooled.count
+        sx, sy = self.pooled.sums[:2] / np.maximum(n, 1)
+        shift = (sy - sx) * n / (n + SHIFT_SHRINK)
+        w = n / (n + LINE_SHRINK)
+        gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * shift
+        w = n / (n + VARIANCE_SHRINK)
+        var0 = w * var0 + (1 - w) * prior_variance
         shape = (self.bands, *self.shape)
         gain = np.broadcast_to(gain0[:, None, None], shape).copy()
         offset = np.broadcast_to(offset0[:, None, None], shape).copy()
