@@ -5,8 +5,8 @@ changes between dates field by field, as fields green up or are harvested. Two d
 each side in time or both near, together say much more: a regression of each target band on
 all the bands of both dates (2 x 13 + 1 coefficients) learns, from the pixels clear in all
 three, how each kind of surface changed. On the pool's SEN12MS-CR-TS series
-(``benchmarks/reference_fill.py``, README), adding the pairs to the single dates raises all 105
-cases, by 0.69 dB on average and up to 2.4 dB.
+(``benchmarks/reference_fill.py``, docs/benchmarks/other-dates.md), adding the pairs to the
+single dates raises all 105 cases, by 0.69 dB on average and up to 2.4 dB.
 
 The fit is scene-wide, by ridge least squares on sums gathered window by window (every
 ``STRIDE``-th row and column: the sums of one pair are a 27 x 27 matrix, whatever the scene

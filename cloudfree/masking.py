@@ -7,7 +7,8 @@ NDSI = (B03 - B11) / (B03 + B11) >= 0.6. By default the score is also 0 where th
 transform HOT = B02 - 0.5 B04 - 0.08 is not positive (Zhang, Guindon and Cihlar 2002, with the
 constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and haze raise blue at
 least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
-false alarms on bright ground and keeps nearly every cloud (README, benchmarks/mask_quality.py).
+false alarms on bright ground and keeps nearly every cloud (benchmarks/mask_quality.py,
+docs/benchmarks/masks.md).
 The ``dsen2cr`` variant follows the public DSen2-CR detector (Meraner et al. 2020): NDSI enters
 the score softly (ramp from 1 at NDSI 0.6 to 0 at 0.8), then a 5x5 grey closing and a 7x7 mean
 filter before thresholding. Shadows use the cloud shadow index CSI = (B08 + B11) / 2 with

@@ -95,8 +95,8 @@ log = logging.getLogger("cloudfree")
 COMBINE = "weighted"
 #: Weight of a reference at a pixel: (VARIANCE_UNIT / residual variance of its fit there) **
 #: WEIGHT_POWER (the unit, a typical variance, keeps float32 in range). Measured on the pool's
-#: series (README): powers 1, 2, 3 gave +2.7, +4.5, +5.1 dB over the median fill on average,
-#: taking the nearest date alone +0.9 dB; 3 is the default.
+#: series (docs/benchmarks/other-dates.md): powers 1, 2, 3 gave +2.7, +4.5, +5.1 dB over the
+#: median fill on average, taking the nearest date alone +0.9 dB; 3 is the default.
 WEIGHT_POWER = 3.0
 VARIANCE_UNIT = 1e-4
 #: Days over which a reference's weight falls by e (None: dates do not weigh). On 12 of the
@@ -107,7 +107,8 @@ TIME_SCALE: float | None = 30.0
 #: bands of the squared standardised difference) is dropped there. None: no check. Chosen on
 #: the benchmark's even half of clear targets (every 2nd case, 28): 4 cost 0.60 dB on average,
 #: 16 0.02 dB and 64 nothing; 16 is the smallest that costs no more than that. On the odd half,
-#: held out, it lifts the worst case from -1.35 to +1.98 dB over the median fill (README).
+#: held out, it lifts the worst case from -1.35 to +1.98 dB over the median fill
+#: (docs/benchmarks/other-dates.md).
 AGREEMENT: float | None = 16.0
 #: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
 #: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.

@@ -22,7 +22,7 @@ Two readings of the fusion, chosen by ``fusion``:
 
 The authors' released code (github.com/thoailt/Cloud-Removal, ``net_CR_RDN.py``) is neither:
 it is GLF-CR's network, dynamic filter included, with GLF-CR's module names and sizes, i.e.
-``glfcr``'s ``paper`` preset (see the README).
+``glfcr``'s ``paper`` preset (see docs/guides/training.md).
 
 Details the paper leaves open, and what is chosen here:
 
