@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree.errors import CloudfreeError, UsageError
@@ -27,23 +28,17 @@ def read(path):
         return ds.read(), ds.profile
 
 
-def write(path, data, profile, **changes):
-    with rasterio.open(path, "w", **{**profile, **changes}) as dst:
-        dst.write(data)
-    return path
-
-
 @pytest.fixture(scope="module")
 def pasted(tmp_path_factory):
     """The cumulus over the clear patch (a nodata corner of 20 x 30 px), and its truth."""
     folder = tmp_path_factory.mktemp("uncertainty")
     with open_sentinel2(SUMMER_S2) as s2:
         cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
-    summer, truth = read(SUMMER_S2)[0], read(WINTER_CLEAR)[0]
-    profile = read(WINTER_CLEAR)[1]
+    summer = read(SUMMER_S2)[0]
+    truth, profile = read(WINTER_CLEAR)
     image = np.where(cloud, summer, truth)
     image[:, :20, :30] = 0
-    target = write(folder / "target_20171201.tif", image, profile, nodata=0)
+    target = write_stack(folder / "target_20171201.tif", image, profile, nodata=0)
     return {"folder": folder, "target": target, "truth": truth.astype(np.float32),
             "cloud": cloud}
 
@@ -147,9 +142,8 @@ def test_refusals_leave_nothing_and_overwrite_replaces(pasted, tmp_path, cli):
 
 
 def test_a_failed_run_leaves_no_uncertainty(pasted, tmp_path):
-    profile = read(WINTER_CLEAR)[1]
-    empty = write(tmp_path / "empty.tif", np.zeros((13, 64, 64), np.uint16),
-                  {**profile, "width": 64, "height": 64}, nodata=0)
+    empty = write_stack(tmp_path / "empty.tif", np.zeros((13, 64, 64), np.uint16),
+                        read(WINTER_CLEAR)[1], nodata=0)
     out, sigma = tmp_path / "out.tif", tmp_path / "sigma.tif"
     with pytest.raises(CloudfreeError, match="every pixel is nodata"):
         remove_scene(empty, None, out, uncertainty_out=sigma, quiet=True)
