@@ -20,11 +20,13 @@ import re
 import resource
 import sys
 import time
-
-from rasterio.windows import Window
+from typing import TYPE_CHECKING
 
 from cloudfree.errors import OutOfMemory, UsageError
 from cloudfree.tiling import TileGrid
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 #: Seconds between releases in a long loop: slow creep, and a few page faults per release.
 RELEASE_INTERVAL_S = 5.0
