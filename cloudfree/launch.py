@@ -5,10 +5,22 @@ work, instead of Python's traceback of the interrupted import."""
 from __future__ import annotations
 
 import os
+import resource
 import sys
+
+#: Address space the command maps once its libraries are loaded, before any work: VmSize after
+#: importing ``cloudfree.cli`` and ``cloudfree.remove_scene`` measured 0.82 GiB. Under a lower
+#: ``ulimit -v`` the imports fail at random, some in native threads that abort.
+LOADED_ADDRESS_SPACE = 0.85 * 2**30
 
 
 def main() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < LOADED_ADDRESS_SPACE:
+        print(f"Error: out of memory: the address-space limit (ulimit -v) of {soft / 2**30:.1f} "
+              f"GiB is below the {LOADED_ADDRESS_SPACE / 2**30:.2f} GiB cloudfree maps once its "
+              "libraries are loaded; raise the limit", file=sys.stderr, flush=True)
+        sys.exit(1)
     try:
         from cloudfree.cli import main as cli
     except KeyboardInterrupt:
