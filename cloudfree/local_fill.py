@@ -129,7 +129,8 @@ class CoarseGrid:
         parts = -(-count // SLOTS)
         self.part_quad = torch.from_numpy(np.repeat(np.arange(len(quads)), parts)).to(device)
         self.part = np.repeat(np.cumsum(parts) - parts, count) + rank // SLOTS
-        self.slot = rank % SLOTS
+        # each pixel's row in the parts' slots laid end to end, [n]
+        self.slot = torch.from_numpy(self.part * SLOTS + rank % SLOTS).to(device)
         qy, qx = quads // w, quads % w
         qy1, qx1 = np.minimum(qy + 1, h - 1), np.minimum(qx + 1, w - 1)
         # the coarse cells read back: the blurs are needed there only
@@ -138,7 +139,8 @@ class CoarseGrid:
         qy, qy1, qx, qx1 = qy - qy.min(), qy1 - qy.min(), qx - qx.min(), qx1 - qx.min()
         w = int(qx1.max()) + 1
         self.corners = torch.from_numpy(np.stack([qy * w + qx, qy * w + qx1, qy1 * w + qx,
-                                                  qy1 * w + qx1])).to(device)
+                                                  qy1 * w + qx1], axis=1).ravel()).to(device)
+        self.quads = len(quads)
         fx, fy = fx[self.order], fy[self.order]
         self.corner_weight = torch.from_numpy(np.stack(
             [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1
@@ -162,7 +164,7 @@ class CoarseGrid:
     def corner_values(self, a: torch.Tensor) -> torch.Tensor:
         """The values of a coarse array over ``window`` [C, h', w'] at the four cells of every
         quad: [q, 4, C]."""
-        return a.flatten(1)[:, self.corners].permute(2, 1, 0)
+        return a.flatten(1).T[self.corners].view(self.quads, 4, len(a))
 
     def read_back(self, corners: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
         """Sum over classes k of ``membership`` [K, n] times the bilinear values of the classes'
@@ -170,8 +172,7 @@ class CoarseGrid:
         n, (_, _, k, c) = membership.shape[1], corners.shape
         order = torch.from_numpy(self.order).to(self.device)
         membership = membership.T[order]  # [n, K], pixels in ``order``
-        part, slot = (torch.from_numpy(a).to(self.device) for a in (self.part, self.slot))
-        out = torch.empty((c, n), dtype=self.dtype, device=self.device)
+        out = torch.empty((n, c), dtype=self.dtype, device=self.device)  # pixels in ``order``
         step = max(1, READ_BACK_VALUES // (SLOTS * 4 * k * c))  # parts at once
         bounds = np.searchsorted(self.part, np.arange(0, self.part_quad.numel() + step, step))
         for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
@@ -179,14 +180,15 @@ class CoarseGrid:
                 continue
             first = i * step
             parts = self.part_quad[first:first + step]
-            packed = torch.zeros((len(parts), SLOTS, 4 * k), dtype=self.dtype,
+            rows = self.slot[start:stop] - first * SLOTS  # the pixels' rows in ``packed``
+            packed = torch.zeros((len(parts) * SLOTS, 4 * k), dtype=self.dtype,
                                  device=self.device)
-            packed[part[start:stop] - first, slot[start:stop]] = (
-                self.corner_weight[start:stop, :, None] * membership[start:stop, None, :]
-            ).flatten(1)
-            values = torch.bmm(packed, corners[parts].view(len(parts), 4 * k, c))
-            out[:, order[start:stop]] = values[part[start:stop] - first, slot[start:stop]].T
-        return out
+            packed.index_copy_(0, rows, (self.corner_weight[start:stop, :, None]
+                                         * membership[start:stop, None, :]).flatten(1))
+            values = torch.bmm(packed.view(len(parts), SLOTS, 4 * k),
+                               corners[parts].view(len(parts), 4 * k, c))
+            torch.index_select(values.view(-1, c), 0, rows, out=out[start:stop])
+        return out.new_empty((n, c)).index_copy_(0, order, out).T
 
 
 def gaussian(a: torch.Tensor, sigma: float,
@@ -275,7 +277,7 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     centres, mine = centres[used], mine[used]
     # the classes in groups whose blurred sums at the quads' corners take at most
     # READ_BACK_VALUES values
-    quads = len(grid.corners[0])
+    quads = grid.quads
     group = max(1, READ_BACK_VALUES // (quads * 4 * len(stack)))
     for start in range(0, len(centres), group):
         part = centres[start:start + group]
