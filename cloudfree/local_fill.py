@@ -48,8 +48,8 @@ MIN_MEMBERSHIP = 1e-3
 FALLBACK_WEIGHT = 1e-4
 #: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
 SLOTS = 16
-#: Values (pixels or quads x corners x classes x bands) the read-back holds at once: bounds its
-#: memory (16 MB in float32).
+#: Values (pixels, quads x corners or coarse cells, x classes x bands) the blurs and the
+#: read-back hold at once: bounds their memory (16 MB in float32).
 READ_BACK_VALUES = 2**22
 #: Support at which the bound on a fill network's correction is halved (issue 28):
 #: :func:`correction_bound`.
@@ -275,19 +275,18 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
     used = mine.any(axis=1)
     centres, mine = centres[used], mine[used]
-    # the classes in groups whose blurred sums at the quads' corners take at most
-    # READ_BACK_VALUES values
+    # the classes in groups whose blurred sums (on the coarse grid, and at the quads' corners)
+    # take at most READ_BACK_VALUES values
     quads = grid.quads
-    group = max(1, READ_BACK_VALUES // (quads * 4 * len(stack)))
+    group = max(1, READ_BACK_VALUES // (max(quads * 4, stack[0].numel()) * len(stack)))
     for start in range(0, len(centres), group):
         part = centres[start:start + group]
-        corners = torch.empty((quads, 4, len(part), len(stack)), dtype=dtype,
-                              device=device)  # [quads, 4, K, C + 1]
-        for k, centre in enumerate(part):
-            cells = there(membership(cell_s1, centre, params.s1_sigma))
-            corners[:, :, k] = grid.corner_values(
-                blurred(stack * cells, params.sigma / params.factor, grid.window))
-        sums += grid.read_back(corners, there(mine[start:start + group]))
+        cells = there(membership(cell_s1, part.T[:, :, None, None], params.s1_sigma))  # [K, h, w]
+        # every class's sources at once, [K (C + 1), h, w], blurred channel by channel
+        corners = grid.corner_values(blurred((cells[:, None] * stack).flatten(0, 1),
+                                             params.sigma / params.factor, grid.window))
+        sums += grid.read_back(corners.view(quads, 4, len(part), len(stack)),
+                               there(mine[start:start + group]))
     out[:, rows, cols] = (sums[:-1] / sums[-1:]).cpu().numpy()
     support[rows, cols] = (sums[-1] - FALLBACK_WEIGHT).clamp(min=0).cpu().numpy()
     return out, support
