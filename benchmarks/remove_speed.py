@@ -18,8 +18,8 @@ network / floor (what the network alone costs of that budget). They alternate in
 the ratios hold on a noisy machine even where the seconds do not.
 Stages (``--no-stages`` to skip): one more `remove` per model with its stages timed
 (`remove_stages.py`: CPU seconds per stage over every thread, torch at one thread).
-Peak memory: `remove` with the first model in a fresh process per scene size (Linux VmHWM;
-target: flat within 1.25x).
+Peak memory: `remove` with the first model in a fresh process per scene size, through the
+command's launcher as users run it (Linux VmHWM; target: flat within 1.25x).
 """
 
 from __future__ import annotations
@@ -125,12 +125,14 @@ def main() -> None:
     for model in args.models:
         if model not in bundled_models():
             parser.error(f"--models {model}: bundled are {', '.join(bundled_models())}")
-    if args.child:
-        from cloudfree.cli import main as cli
+    if args.child:  # the command as users run it (its launcher's settings), then its peak
+        import atexit
 
-        cli(remove_command(*map(Path, args.child), args.models[0])[3:], standalone_mode=False)
-        print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
-        return
+        from cloudfree.launch import main as launch
+
+        atexit.register(lambda: print(json.dumps({"peak_rss_mb": peak_rss_mb()})))
+        sys.argv = ["cloudfree", *remove_command(*map(Path, args.child), args.models[0])[3:]]
+        launch()
     import torch
 
     models = args.models
