@@ -28,9 +28,6 @@ def main() -> None:
               "libraries are loaded; raise the limit", file=sys.stderr, flush=True)
         sys.exit(1)
     try:
-        from cloudfree.memory import reuse_freed_memory
-
-        reuse_freed_memory()
         from cloudfree.cli import main as cli
     except KeyboardInterrupt:
         print("Interrupted (SIGINT) while starting; nothing was done.", file=sys.stderr,

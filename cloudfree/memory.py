@@ -32,48 +32,25 @@ if TYPE_CHECKING:
 RELEASE_INTERVAL_S = 5.0
 
 
-#: glibc's mallopt parameters, and the size up to which freed blocks are kept for reuse (both
-#: the blocks served from the heap and the free memory left at its top).
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-REUSED_BYTES = 256 * 2**20
-
-
 @functools.cache
-def _glibc(function: str):
-    """A function of glibc's allocator, or None where the C library has none."""
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        return getattr(ctypes.CDLL(name), function)
+        return ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):
         return None
 
 
 def release_free_memory() -> bool:
     """Return freed heap pages to the operating system; False where that is not possible."""
-    trim = _glibc("malloc_trim")
+    trim = _malloc_trim()
     if trim is None:
         return False
     trim(0)
     return True
-
-
-def reuse_freed_memory() -> bool:
-    """Serve arrays of up to ``REUSED_BYTES`` from freed heap memory rather than fresh pages.
-
-    By default glibc maps every block above 32 MB (a chunk's 13-band arrays) anew and unmaps it
-    when freed, so each costs a page fault per 4 KiB page, every chunk: on a 2048^2 scene,
-    ``remove`` then spent about a fifth of its CPU in the kernel (770 000 faults; 480 000 and a
-    third less system time with this, peak memory 8 % higher). The freed memory goes back to the
-    system between chunks all the same (:class:`PeriodicRelease`). False where that is not
-    possible.
-    """
-    mallopt = _glibc("mallopt")
-    if mallopt is None:
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, REUSED_BYTES) and
-                mallopt(M_TRIM_THRESHOLD, REUSED_BYTES))
 
 
 class PeriodicRelease:

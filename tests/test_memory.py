@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cloudfree import memory
-from cloudfree.memory import PeriodicRelease, _glibc, release_free_memory
+from cloudfree.memory import PeriodicRelease, _malloc_trim, release_free_memory
 
 STATUS = Path("/proc/self/status")
 
@@ -22,7 +20,7 @@ def resident_mb() -> float:
     raise AssertionError("no VmRSS line")
 
 
-@pytest.mark.skipif(not STATUS.exists() or _glibc("malloc_trim") is None,
+@pytest.mark.skipif(not STATUS.exists() or _malloc_trim() is None,
                     reason="needs Linux with glibc's malloc_trim")
 def test_freed_arrays_leave_resident_memory_only_after_the_release():
     blocks, pins = [], []
@@ -45,28 +43,3 @@ def test_periodic_release_waits_its_interval(monkeypatch):
         hourly()
         always()
     assert len(calls) == 3
-
-
-#: 20 arrays of 48 MB (above glibc's largest default threshold for mapping blocks anew), each
-#: freed before the next; prints the page faults they took.
-CYCLES = """
-import resource, sys
-import numpy as np
-from cloudfree.memory import reuse_freed_memory
-if sys.argv[1] == "reuse":
-    assert reuse_freed_memory()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
-    block = np.ones(6 * 2**20)
-    del block
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-@pytest.mark.skipif(_glibc("mallopt") is None, reason="needs glibc's mallopt")
-def test_reused_memory_takes_no_fresh_pages():
-    faults = {mode: int(subprocess.run([sys.executable, "-c", CYCLES, mode], check=True,
-                                       capture_output=True, text=True).stdout)
-              for mode in ("default", "reuse")}
-    # the first array's pages only, against every array's
-    assert faults["reuse"] * 5 < faults["default"], faults
