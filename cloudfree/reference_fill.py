@@ -222,7 +222,7 @@ class ReferenceFill:
             if not self.temporal.calibrated:
                 break
             self._statistics(quiet)
-            self.temporal.references, self.temporal.fields = self.used, self._fields()
+            self.temporal.refitted(self.used, self._fields())
             self.temporal.calibrate(self._target_clear, quiet)
 
     def _fields(self) -> dict[int, FitField]:

@@ -8,9 +8,15 @@ Tmask, Zhu and Woodcock 2014):
    target's radiometry by its fitted lines (``radiometry.py``); the median of the ``SLOTS``
    nearest in date is the pixel's background. References are read one at a time and only
    ``SLOTS`` predictions are kept per pixel, so memory does not grow with their number.
+   In B10 (``SCENE_WIDE``) each reference predicts by its scene-wide line, not the local
+   cells: B10 sees almost no ground, so a local line follows the dates' cirrus and takes up a
+   veil that covers its cells (a thin cloud over most of the scene).
 2. noise: the residual target - background over the pixels the single-date mask finds clear
    gives each band's noise, 1.4826 x its median absolute deviation (a scene-wide histogram,
-   ``TemporalMask.calibrate``). Residuals are measured in these units (z).
+   ``TemporalMask.calibrate``). Residuals are measured in these units (z). In ``SCENE_WIDE``
+   bands the level of the clear land and the noise come from the lower tail alone (a normal
+   distribution through its ``TAIL`` percentiles): a veil only brightens, and one over most of
+   the scene would otherwise set both.
 3. target: brightening in blue and aerosol (the smaller of their z above ``SIGMAS``) marks cloud
    and haze; brightening in B10 alone marks cirrus; darkening in both NIR and SWIR marks shadow.
    The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much
@@ -44,6 +50,8 @@ from cloudfree.threads import ordered_map, usable_cores
 #: darken in shadow, B10 (cirrus) brightens under high thin cloud.
 DETECT: tuple[str, ...] = ("B01", "B02", "B08", "B11", "B10")
 BRIGHT, DARK, CIRRUS = ("B01", "B02"), ("B08", "B11"), ("B10",)
+#: Bands predicted by each reference's scene-wide line and calibrated on the lower tail.
+SCENE_WIDE: tuple[str, ...] = CIRRUS
 #: Predictions kept per pixel for the background (the references nearest in date).
 SLOTS = 5
 #: Threshold in noise units (z) of the residuals. Not tuned: set once, and the odd half of the
@@ -59,6 +67,10 @@ MIN_JUDGES = 3
 RESIDUAL_RANGE, RESIDUAL_STEP = 0.5, 1e-4
 #: Smallest noise (reflectance): one DN of L1C.
 NOISE_FLOOR = 1e-4
+#: Lower-tail percentiles of the clear residuals that give a ``SCENE_WIDE`` band's level and
+#: noise, and the standard normal's quantiles there.
+TAIL = (0.05, 0.25)
+TAIL_Z = (-1.6449, -0.6745)
 
 
 @dataclass
@@ -83,7 +95,9 @@ class TemporalMask:
         self.fields = fields
         self.detect = tuple(b for b in DETECT if b in bands)  # those the scenes have
         self.index = [list(bands).index(b) for b in self.detect]  # in the scenes' bands
+        self.scene_wide = np.isin(self.detect, SCENE_WIDE)
         self.noise = np.full(len(self.detect), np.inf)  # until calibrated: nothing is detected
+        self.level = np.zeros(len(self.detect))  # the clear land's residual
 
     def _extreme(self, z: np.ndarray, names: Sequence[str], largest: bool) -> np.ndarray:
         """The largest (or smallest) z [h, w] over the ``names`` the scenes have; -inf (or
@@ -96,6 +110,12 @@ class TemporalMask:
     @property
     def calibrated(self) -> bool:
         return bool(np.isfinite(self.noise).any())
+
+    def refitted(self, references: Sequence[Reference], fields: dict[int, FitField]) -> None:
+        """New fits, made on the pixels the test found clear: the clear land's residual is
+        then near 0 (the level is measured again by ``calibrate``, the noise kept until)."""
+        self.references, self.fields = list(references), fields
+        self.level = np.zeros(len(self.detect))
 
     def background(self, top: int, left: int, height: int, width: int,
                    halo: int = 0) -> Background:
@@ -118,9 +138,16 @@ class TemporalMask:
         return Background(values.astype(np.float32), np.minimum(count, SLOTS))
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
-        """A reference's fitted prediction of the target in the compared bands."""
-        gain, offset, _ = self.fields[ref.index].at(top, left, *refl.shape[1:])
-        return gain[self.index] * refl[self.index] + offset[self.index]
+        """A reference's fitted prediction of the target in the compared bands (by its
+        scene-wide line in ``SCENE_WIDE`` bands)."""
+        field = self.fields[ref.index]
+        gain, offset, _ = field.at(top, left, *refl.shape[1:])
+        gain, offset = gain[self.index], offset[self.index]
+        if field.scene is not None:
+            rows = np.nonzero(self.scene_wide)[0]
+            gain[rows] = field.scene[0][self.index][rows, None, None]
+            offset[rows] = field.scene[1][self.index][rows, None, None]
+        return gain * refl[self.index] + offset
 
     def z(self, values: np.ndarray, background: Background) -> np.ndarray:
         """Residuals [detect bands, h, w] in noise units (NaN without background)."""
@@ -149,17 +176,24 @@ class TemporalMask:
         with closing(ordered_map(one, windows, usable_cores())) as results:
             for part in progress(results, len(windows), "temporal noise", quiet):
                 counts += part
-        noise = self.noise.copy()  # kept where no pixel is clear now
+        noise, level = self.noise.copy(), self.level.copy()  # kept where none is clear now
         centres = np.arange(bins) * RESIDUAL_STEP - RESIDUAL_RANGE
         for i in range(len(self.detect)):
             total = counts[i].sum()
-            if total:
+            if not total:
+                continue
+            if self.scene_wide[i]:
+                low, high = (centres[np.argmax(np.cumsum(counts[i]) >= q * total)]
+                             for q in TAIL)
+                noise[i] = max((high - low) / (TAIL_Z[1] - TAIL_Z[0]), NOISE_FLOOR)
+                level[i] = high - TAIL_Z[1] * noise[i]
+            else:
                 median = centres[np.argmax(np.cumsum(counts[i]) >= (total + 1) / 2)]
                 deviation = np.abs(centres - median)
                 order = np.argsort(deviation, kind="stable")
                 mad = deviation[order][np.argmax(np.cumsum(counts[i][order]) >= (total + 1) / 2)]
                 noise[i] = max(1.4826 * mad, NOISE_FLOOR)
-        self.noise = noise
+        self.noise, self.level = noise, level
 
     def classify(self, refl: np.ndarray, bands: Sequence[str], classes: np.ndarray,
                  core: np.ndarray, background: Background) -> np.ndarray:
@@ -169,7 +203,8 @@ class TemporalMask:
         known."""
         if not self.calibrated:
             return classes
-        z = self.z(refl[[list(bands).index(b) for b in self.detect]], background)
+        z = self.z(refl[[list(bands).index(b) for b in self.detect]]
+                   - self.level.astype(np.float32)[:, None, None], background)
         judged = background.count > 0
         with np.errstate(invalid="ignore"):
             bright = self._extreme(z, BRIGHT, largest=False)
@@ -191,13 +226,15 @@ class TemporalMask:
         """A reference's weight factor [h, w] in 0..1 from its fitted prediction [detect bands,
         h, w] against the background: exp(-(b^2 + d^2) / 2) for its brightening b in blue and
         aerosol and its darkening d in NIR and SWIR (z, 0 when of the other sign), 0 where any
-        band is off by more than ``2 x SIGMAS`` or b or d exceeds ``SIGMAS``; 1 where fewer
-        than ``MIN_JUDGES`` references judge it."""
+        band but the ``SCENE_WIDE`` ones (a local prediction there) is off by more than
+        ``2 x SIGMAS`` or b or d exceeds ``SIGMAS``; 1 where fewer than ``MIN_JUDGES``
+        references judge it."""
         z = self.z(prediction, background)
         with np.errstate(invalid="ignore"):
             bright = np.maximum(self._extreme(z, BRIGHT, largest=False), 0)
             dark = np.maximum(-self._extreme(z, DARK, largest=True), 0)
-            off = (bright > SIGMAS) | (dark > SIGMAS) | (np.abs(z) > 2 * SIGMAS).any(axis=0)
+            local = np.abs(z[~self.scene_wide])
+            off = (bright > SIGMAS) | (dark > SIGMAS) | (local > 2 * SIGMAS).any(axis=0)
             weight = np.exp(-0.5 * (bright**2 + dark**2))
         weight = np.where(off, 0, np.nan_to_num(weight, nan=1.0)).astype(np.float32)
         return np.where(background.count < MIN_JUDGES, np.float32(1), weight)
