@@ -23,7 +23,15 @@ Tmask, Zhu and Woodcock 2014):
    (hysteresis); a pixel in the single-date mask's buffer needs only that half, and one the
    single-date score itself calls cloud stays cloud. Where no reference is clear, the
    single-date classes stand; single-date snow stays snow.
-4. references: the same test on every reference's fitted prediction against the background
+4. whole date (``TemporalMask.judge_date``): a haze over the whole target is taken up by every
+   fitted line, so the date's level is compared with the other dates' before any fit. A date's
+   level in a band is the median reflectance of its own clear pixels, its anomaly that level
+   less the median level of the ``DATE_NEIGHBOURS`` clear dates nearest in time; the clear
+   references' anomalies give the spread (1.4826 x their MAD). The target is hazy all over, and
+   all cloud where the dates judge, when its anomaly exceeds ``SIGMAS`` spreads in aerosol and
+   blue but not in B10: a veil B10 shares is cirrus, which clear dates of a place often carry
+   over their whole extent, and judged as haze the whole date would be replaced.
+5. references: the same test on every reference's fitted prediction against the background
    (``TemporalMask.agreement``): its weight at a pixel falls as a Gaussian of its brightening
    in blue and aerosol and its darkening in NIR and SWIR (in noise units), and is 0 beyond
    ``SIGMAS`` or where any band is off by more than ``2 x SIGMAS``. The weights are per pixel,
@@ -32,10 +40,12 @@ Tmask, Zhu and Woodcock 2014):
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 from scipy import ndimage
@@ -45,6 +55,8 @@ from cloudfree.radiometry import FitField
 from cloudfree.rasterio_io import block_windows, progress
 from cloudfree.references import Reference
 from cloudfree.threads import ordered_map, usable_cores
+
+log = logging.getLogger("cloudfree")
 
 #: Bands compared between dates: aerosol and blue brighten under cloud and haze, NIR and SWIR
 #: darken in shadow, B10 (cirrus) brightens under high thin cloud.
@@ -67,6 +79,13 @@ MIN_JUDGES = 3
 RESIDUAL_RANGE, RESIDUAL_STEP = 0.5, 1e-4
 #: Smallest noise (reflectance): one DN of L1C.
 NOISE_FLOOR = 1e-4
+#: The whole-date test: clear dates nearest in time that give a date's expected level; the share
+#: of its valid pixels a reference must see clear to be a clear date; the fewest clear dates
+#: for the test; the histogram step of the levels (reflectance, from 0 to 1).
+DATE_NEIGHBOURS = 4
+CLEAR_DATE = 0.9
+MIN_DATES = 5
+LEVEL_STEP = 1e-4
 #: Lower-tail percentiles of the clear residuals that give a ``SCENE_WIDE`` band's level and
 #: noise, and the standard normal's quantiles there.
 TAIL = (0.05, 0.25)
@@ -89,7 +108,8 @@ class TemporalMask:
     """The temporal test of one target against its fitted references."""
 
     def __init__(self, height: int, width: int, references: Sequence[Reference],
-                 fields: dict[int, FitField], bands: Sequence[str]) -> None:
+                 fields: dict[int, FitField], bands: Sequence[str],
+                 acquired: date | None = None) -> None:
         self.height, self.width = height, width
         self.references = list(references)  # nearest date first
         self.fields = fields
@@ -98,6 +118,9 @@ class TemporalMask:
         self.scene_wide = np.isin(self.detect, SCENE_WIDE)
         self.noise = np.full(len(self.detect), np.inf)  # until calibrated: nothing is detected
         self.level = np.zeros(len(self.detect))  # the clear land's residual
+        self.acquired = acquired  # the target's date
+        self.hazy: bool | None = None  # the whole date, once judged (``judge_date``)
+        self.settled = False  # whether the fits are final (``ReferenceFill.fit``)
 
     def _extreme(self, z: np.ndarray, names: Sequence[str], largest: bool) -> np.ndarray:
         """The largest (or smallest) z [h, w] over the ``names`` the scenes have; -inf (or
@@ -152,6 +175,65 @@ class TemporalMask:
     def z(self, values: np.ndarray, background: Background) -> np.ndarray:
         """Residuals [detect bands, h, w] in noise units (NaN without background)."""
         return (values - background.values) / self.noise.astype(np.float32)[:, None, None]
+
+    def judge_date(self, target_clear, quiet: bool) -> None:
+        """Whether the target is hazy all over (step 4 of the module docstring), from its
+        single-date clear pixels (``target_clear`` as for ``calibrate``) and each reference's
+        own."""
+        names = [b for b in (*BRIGHT, *CIRRUS) if b in self.detect]
+        rows = [self.index[self.detect.index(b)] for b in names]
+        dates = [r for r in self.references if r.acquired is not None]
+        self.hazy = False
+        if self.acquired is None or len(dates) < MIN_DATES or not set(BRIGHT) <= set(names):
+            return
+        bins = int(1 / LEVEL_STEP) + 1
+
+        def histogram(values: np.ndarray) -> np.ndarray:
+            index = np.clip(np.rint(values / LEVEL_STEP), 0, bins - 1).astype(np.int64)
+            return np.stack([np.bincount(i, minlength=bins) for i in index])
+
+        def one(window):
+            top, left = int(window.row_off), int(window.col_off)
+            h, w = int(window.height), int(window.width)
+            refl, clear = target_clear(top, left, h, w)
+            counts = [histogram(refl[rows][:, clear])]
+            valid = []
+            for ref in dates:
+                refl, ok, clear = ref.clear(top, left, h, w, with_shadow=False)
+                counts.append(histogram(refl[rows][:, clear]))
+                valid.append(ok.sum())
+            return np.stack(counts), np.array(valid)
+
+        counts = np.zeros((len(dates) + 1, len(rows), bins), np.int64)
+        valid = np.zeros(len(dates), np.int64)
+        windows = block_windows(self.width, self.height)
+        with closing(ordered_map(one, windows, usable_cores())) as results:
+            for part, ok in progress(results, len(windows), "date levels", quiet):
+                counts += part
+                valid += ok
+        total = counts.sum(axis=2)
+        clear = [i for i, r in enumerate(dates, 1) if total[i, 0] >= CLEAR_DATE * valid[i - 1]]
+        if total[0, 0] == 0 or len(clear) < MIN_DATES:
+            return
+        median = np.argmax(np.cumsum(counts, axis=2) >= (total[..., None] + 1) / 2, axis=2)
+        levels = median * LEVEL_STEP  # [1 + dates, bands]
+        days = np.array([0] + [(r.acquired - self.acquired).days for r in dates])
+
+        def anomaly(i: int) -> np.ndarray:
+            others = sorted((j for j in clear if j != i), key=lambda j: abs(days[j] - days[i]))
+            return levels[i] - np.median(levels[others[:DATE_NEIGHBOURS]], axis=0)
+
+        spread = np.array([anomaly(i) for i in clear])
+        centre = np.median(spread, axis=0)
+        scale = np.maximum(1.4826 * np.median(np.abs(spread - centre), axis=0), NOISE_FLOOR)
+        z = dict(zip(names, (anomaly(0) - centre) / scale, strict=True))
+        self.hazy = bool(min(z[b] for b in BRIGHT) > SIGMAS
+                         and all(z[b] <= SIGMAS for b in CIRRUS if b in z))
+        if self.hazy:
+            log.warning("the scene is brighter in aerosol and blue than its clear reference "
+                        "dates by %.1f to %.1f times their spread, all over: it is taken as "
+                        "hazy and filled from them wherever they see clear",
+                        *sorted(z[b] for b in BRIGHT))
 
     def calibrate(self, target_clear, quiet: bool) -> None:
         """Each compared band's noise from the residuals on the single-date clear pixels;
@@ -210,10 +292,12 @@ class TemporalMask:
             bright = self._extreme(z, BRIGHT, largest=False)
             cirrus = self._extreme(z, CIRRUS, largest=True)
             dark = self._extreme(z, DARK, largest=True)
-            strong = (bright > SIGMAS) | (cirrus > SIGMAS)
-            weak = (bright > SIGMAS / 2) | (cirrus > SIGMAS / 2)
+            # once the fits are settled, B10 marks cloud only where blue and aerosol rise too
+            veiled = (bright > SIGMAS / 2) if self.settled else True
+            strong = (bright > SIGMAS) | ((cirrus > SIGMAS) & veiled)
+            weak = (bright > SIGMAS / 2) | ((cirrus > SIGMAS / 2) & veiled)
             shadow = dark < -SIGMAS
-        strong |= core | (weak & (classes == CLOUD))
+        strong |= core | (weak & (classes == CLOUD)) | bool(self.hazy)
         cloud = ndimage.binary_dilation(strong, iterations=GROW, mask=weak) | strong
         out = classes.copy()
         here = judged & (classes != NODATA) & (classes != SNOW)
