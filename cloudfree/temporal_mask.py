@@ -18,7 +18,10 @@ Tmask, Zhu and Woodcock 2014):
    distribution through its ``TAIL`` percentiles): a veil only brightens, and one over most of
    the scene would otherwise set both.
 3. target: brightening in blue and aerosol (the smaller of their z above ``SIGMAS``) marks cloud
-   and haze; brightening in B10 alone marks cirrus; darkening in both NIR and SWIR marks shadow.
+   and haze; brightening in B10 marks cirrus (alone while the lines are refitted, so that the
+   fits leave a veil out; in the final mask only where blue and aerosol rise by half as much,
+   as the target's own thin cirrus of a clear date rises there little); darkening in both NIR
+   and SWIR marks shadow.
    The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much
    (hysteresis); a pixel in the single-date mask's buffer needs only that half, and one the
    single-date score itself calls cloud stays cloud. Where no reference is clear, the
@@ -34,8 +37,8 @@ Tmask, Zhu and Woodcock 2014):
 5. references: the same test on every reference's fitted prediction against the background
    (``TemporalMask.agreement``): its weight at a pixel falls as a Gaussian of its brightening
    in blue and aerosol and its darkening in NIR and SWIR (in noise units), and is 0 beyond
-   ``SIGMAS`` or where any band is off by more than ``2 x SIGMAS``. The weights are per pixel,
-   so a reference hazy all over drops out by itself.
+   ``SIGMAS`` or where any band but B10 is off by more than ``2 x SIGMAS``. The weights are per
+   pixel, so a reference hazy all over drops out by itself.
 """
 
 from __future__ import annotations
