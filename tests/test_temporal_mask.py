@@ -213,3 +213,30 @@ def test_a_thin_high_cloud_over_most_of_the_scene_is_found(tmp_path, cli):
                       MaskParams())[0] == CLOUD
     iou = (found & veiled).sum() / (found | veiled).sum()
     assert single.mean() < 0.1 and iou > 0.9, (iou, single.mean())
+
+
+def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
+    # six clear dates of the truth under slightly different light; the target is the truth
+    # with a fifth of the real summer cumulus's spectrum blended in all over (every fitted line
+    # takes such a haze up), or the truth as it is
+    truth, profile = dates["truth"], dates["profile"]
+    with open_sentinel2(SUMMER_S2) as s2:
+        summer = s2.read()[0]
+    spectrum = np.median(summer[:, classify(summer, None, MaskParams())[0] == CLOUD], axis=1)
+    refs = [write(tmp_path / f"ref_{day}.tif", gain * truth + offset, profile)
+            for day, gain, offset in (("20171111", 1.0, 15), ("20171121", 1.02, -50),
+                                      ("20171211", 0.98, 40), ("20171221", 1.01, 20),
+                                      ("20171231", 0.99, -30), ("20180110", 1.03, 10))]
+    hazy = write(tmp_path / "hazy_20171201.tif",
+                 0.8 * truth + 0.2 * spectrum[:, None, None] * 10000, profile)
+    clear = write(tmp_path / "clear_20171201.tif", truth, profile)
+    found = {}
+    for target in (hazy, clear):
+        out = tmp_path / f"mask_{target.stem}.tif"
+        result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out,
+                     "--quiet")
+        assert result.exit_code == 0, result.output
+        found[target] = (read(out)[0][0] == CLOUD).mean()
+        warned = "is taken as hazy and filled from them" in result.stderr
+        assert warned == (target == hazy), result.stderr
+    assert found[hazy] > 0.99 and found[clear] < 0.05, found
