@@ -230,6 +230,8 @@ class TemporalMask:
         centre = np.median(spread, axis=0)
         scale = np.maximum(1.4826 * np.median(np.abs(spread - centre), axis=0), NOISE_FLOOR)
         z = dict(zip(names, (anomaly(0) - centre) / scale, strict=True))
+        log.debug("the scene's level against its %d clear dates, in their spreads: %s",
+                  len(clear), ", ".join(f"{b} {v:+.1f}" for b, v in z.items()))
         self.hazy = bool(min(z[b] for b in BRIGHT) > SIGMAS
                          and all(z[b] <= SIGMAS for b in CIRRUS if b in z))
         if self.hazy:
