@@ -2,6 +2,7 @@
 
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... /work/data/l2a/built
     python benchmarks/l2a_pool.py /work/data/l2a/built [--every N] [--detail] [--no-bigearthnet]
+        [--temporal-mask]
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and
 ``remove`` without S1 and with it; what each finds and fills (there is no truth and no second
@@ -22,7 +23,8 @@ pasted in (split by case: every clear month with every donor; nothing is tuned h
   only (``sketch_fill``: lines fitted on the pixels clear by the unbuffered mask, the months
   weighted by their lines' residuals and days apart);
 - ``--reference``: ``remove --reference`` with every other month (no S1), and, to show what
-  the cloud buffer costs the fit on a 100 px image, the same with ``--buffer 0``;
+  the cloud buffer costs the fit on a 100 px image, the same with ``--buffer 0``; with
+  ``--temporal-mask``, also ``remove --reference --temporal-mask``;
 
 scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. Each case
 gets a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the
@@ -158,7 +160,8 @@ def sketch_fill(cloudy: np.ndarray, fit_clear: np.ndarray, fill: np.ndarray, dat
     return np.where(fill & (weight > 0), total / np.maximum(weight, 1e-30), cloudy)
 
 
-def worldcereal(root: Path, work: Path, every: int, detail: bool) -> None:
+def worldcereal(root: Path, work: Path, every: int, detail: bool, temporal: bool = False
+                ) -> None:
     months = sorted(root.glob("s2_*.tif"))
     print("\n| WorldCereal month | valid | cloud (mask from the score without B10) |\n"
           "|---|---|---|")
@@ -181,12 +184,16 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool) -> None:
         truth, _ = reflectance(month)
         cloudy, _ = reflectance(case)
         scores, summaries = {}, {}
-        for name, s1_path, refs, buffer in (
-                ("median fill", None, (), 5), ("median fill + S1", s1, (), 5),
-                ("--reference --buffer 0", None, others, 0), ("--reference", None, others, 5)):
+        runs = [("median fill", None, (), 5, False), ("median fill + S1", s1, (), 5, False),
+                ("--reference --buffer 0", None, others, 0, False),
+                ("--reference", None, others, 5, False)]
+        if temporal:
+            runs.insert(-1, ("--reference --temporal-mask", None, others, 5, True))
+        for name, s1_path, refs, buffer, judged in runs:
             summary, outcome = attempt(remove_scene, case, s1_path, work / "o.tif",
                                        references=refs, mask_out=work / "o_mask.tif",
-                                       mask_params=MaskParams(buffer=buffer))
+                                       mask_params=MaskParams(buffer=buffer),
+                                       temporal_mask=judged)
             scores[name] = psnr(reflectance(work / "o.tif")[0], truth, cloud) if summary \
                 else float("nan")
             summaries[name] = summary
@@ -255,11 +262,14 @@ def main() -> None:
     parser.add_argument("--detail", action="store_true",
                         help="per-date diagnostics for every case (default: failing ones)")
     parser.add_argument("--no-bigearthnet", action="store_true")
+    parser.add_argument("--temporal-mask", action="store_true",
+                        help="also --reference --temporal-mask on the WorldCereal cases")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.no_bigearthnet:
         bigearthnet(args.root / "bigearthnet", args.work)
-    worldcereal(args.root / "worldcereal", args.work, args.every, args.detail)
+    worldcereal(args.root / "worldcereal", args.work, args.every, args.detail,
+                args.temporal_mask)
 
 
 if __name__ == "__main__":

@@ -301,10 +301,15 @@ def main() -> None:
                         help="also --reference with one part turned off (ABLATIONS)")
     parser.add_argument("--shadow", action="store_true",
                         help="also --reference --shadow (cloud shadows of the target filled too)")
+    parser.add_argument("--tables", type=Path, metavar="JSON",
+                        help="only print the tables by kind and by case of a saved --json run")
     parser.add_argument("--size", type=int,
                         help="crop every date to its central SIZE x SIZE pixels first (small "
                              "images, such as those of an independent check)")
     args = parser.parse_args()
+    if args.tables:
+        rows = json.loads(args.tables.read_text())
+        return temporal_tables(rows, [k for k in KINDS if any(r["kind"] == k for r in rows)])
     with tempfile.TemporaryDirectory() as crops:
         dates = series(args.series)
         if args.size:
@@ -388,8 +393,40 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
             print(f"| {date_of(r['target'])} <- {date_of(r['donor'])} | {r['pasted']:.0%} | "
                   f"{scores['median fill'] + 3:.2f} | {scores['--reference']:.2f} | "
                   + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+    temporal_tables(rows, kinds)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+
+
+def temporal_tables(rows: list[dict], kinds: list[str]) -> None:
+    """The tables of docs/benchmarks/other-dates.md (the temporal mask): by kind and by case,
+    PSNR (dB) on the true cloud and the masks' IoU."""
+    methods = ("median fill", "naive mean, true mask", "--reference",
+               "--reference, single-date mask")
+    masks = ("temporal (--reference)", "single date (score, 5 px buffer)")
+    print("\n| kind | cases | median fill | naive mean of the clear dates, true mask | "
+          "`--reference --temporal-mask` | `--reference` (single-date mask) | mask IoU, "
+          "temporal / single date | clear pixels kept | cases below the median fill |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in (*kinds, "all"):
+        part = [r for r in rows if kind in ("all", r["kind"])]
+        if not part:
+            continue
+        score = {m: np.mean([r["psnr_pasted"][m] for r in part]) for m in methods}
+        iou_ = [np.mean([r["mask_iou"][m] for r in part]) for m in masks]
+        kept = [r["clear_kept"] for r in part if r["clear_kept"] is not None]
+        below = sum(r["psnr_pasted"]["--reference"] < r["psnr_pasted"]["median fill"]
+                    for r in part)
+        print(f"| {kind} | {len(part)} | " + " | ".join(f"{score[m]:.2f}" for m in methods)
+              + f" | {iou_[0]:.3f} / {iou_[1]:.3f} | "
+              + (f"{np.mean(kept):.3f}" if kept else "-") + f" | {below} |")
+    print("\n| kind | case | cloud | median fill | naive mean | `--reference --temporal-mask` | "
+          "`--reference` | IoU temporal / single date |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['kind']} | {date_of(r['target'])} <- {date_of(r['donor'])} | "
+              f"{r['pasted']:.0%} | " + " | ".join(f"{r['psnr_pasted'][m]:.2f}" for m in methods)
+              + f" | {r['mask_iou'][masks[0]]:.3f} / {r['mask_iou'][masks[1]]:.3f} |")
 
 
 if __name__ == "__main__":

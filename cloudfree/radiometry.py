@@ -110,6 +110,8 @@ class FitField:
     offset: np.ndarray
     variance: np.ndarray
     cell: int
+    #: The scene-wide line (gain, offset per band) the cells are shrunk towards.
+    scene: tuple[np.ndarray, np.ndarray] | None = None
 
     def at(self, top: int, left: int, height: int, width: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,4 +188,4 @@ class CellFits:
             gain[:, r, c] = w * g + (1 - w) * gain0
             offset[:, r, c] = w * o + (1 - w) * offset0
             variance[:, r, c] = w * v + (1 - w) * var0
-        return FitField(gain, offset, variance, self.cell)
+        return FitField(gain, offset, variance, self.cell, (gain0, offset0))

@@ -216,14 +216,16 @@ class ReferenceFill:
         if not self.judge:
             return
         self.temporal = TemporalMask(self.target.height, self.target.width, self.used,
-                                     self._fields(), self.bands)
+                                     self._fields(), self.bands, self.target_date)
+        self.temporal.judge_date(self._target_clear, quiet)
         self.temporal.calibrate(self._target_clear, quiet)
         for _ in range(REFITS):
             if not self.temporal.calibrated:
                 break
             self._statistics(quiet)
-            self.temporal.references, self.temporal.fields = self.used, self._fields()
+            self.temporal.refitted(self.used, self._fields())
             self.temporal.calibrate(self._target_clear, quiet)
+        self.temporal.settled = True
 
     def _fields(self) -> dict[int, FitField]:
         return {r.index: self.fitted[r.index].field for r in self.used}

@@ -16,7 +16,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS_S2, SUMMER_S2, WINTER_CLEAR
+from conftest import FLOODS_S2, ROOT, SUMMER_S2, WINTER_CLEAR
 from scipy import ndimage
 
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
@@ -185,3 +185,58 @@ def test_a_reference_without_a_date_takes_its_folders(dates, tmp_path):
     summary = remove_scene(dates["thin"], None, tmp_path / "out.tif", references=[ref],
                            quiet=True)
     assert summary["references"][0]["date"] == "2017-12-11"
+
+
+#: The spectrum of a real high thin cloud (13 bands, reflectance): the median of the cloud of 6
+#: January 2018 in the pool's SEN12MS-CR-TS series, whose B10 (cirrus band) is bright.
+HIGH_CLOUD = (0.234, 0.204, 0.174, 0.164, 0.181, 0.223, 0.238, 0.233, 0.246, 0.146, 0.074,
+              0.141, 0.112)
+
+
+def test_a_thin_high_cloud_over_most_of_the_scene_is_found(tmp_path, cli):
+    # the bundled series' clear date of 25 June under a fifth of a high cloud on its left 70 %:
+    # the local fits of its cells take up such a veil, the scene-wide line in B10 does not
+    series = ROOT / "examples" / "data" / "series"
+    truth, profile = read(series / "s2_2018-06-25.tif")
+    veiled = np.zeros(truth.shape[1:], bool)
+    veiled[:, : int(0.7 * truth.shape[2])] = True
+    cloud = np.asarray(HIGH_CLOUD)[:, None, None] * 10000
+    target = write(tmp_path / "s2_2018-06-25.tif",
+                   np.where(veiled, 0.8 * truth + 0.2 * cloud, truth), profile)
+    refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "07-20", "07-30")]
+    out = tmp_path / "mask.tif"
+    result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    found = read(out)[0][0] == CLOUD
+    single = classify(read(target)[0].astype(np.float32) / 10000, None,
+                      MaskParams())[0] == CLOUD
+    iou = (found & veiled).sum() / (found | veiled).sum()
+    assert single.mean() < 0.1 and iou > 0.9, (iou, single.mean())
+
+
+def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
+    # six clear dates of the truth under slightly different light; the target is the truth
+    # with a fifth of the real summer cumulus's spectrum blended in all over (every fitted line
+    # takes such a haze up), or the truth as it is
+    truth, profile = dates["truth"], dates["profile"]
+    with open_sentinel2(SUMMER_S2) as s2:
+        summer = s2.read()[0]
+    spectrum = np.median(summer[:, classify(summer, None, MaskParams())[0] == CLOUD], axis=1)
+    refs = [write(tmp_path / f"ref_{day}.tif", gain * truth + offset, profile)
+            for day, gain, offset in (("20171111", 1.0, 15), ("20171121", 1.02, -50),
+                                      ("20171211", 0.98, 40), ("20171221", 1.01, 20),
+                                      ("20171231", 0.99, -30), ("20180110", 1.03, 10))]
+    hazy = write(tmp_path / "hazy_20171201.tif",
+                 0.8 * truth + 0.2 * spectrum[:, None, None] * 10000, profile)
+    clear = write(tmp_path / "clear_20171201.tif", truth, profile)
+    found = {}
+    for target in (hazy, clear):
+        out = tmp_path / f"mask_{target.stem}.tif"
+        result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out,
+                     "--quiet")
+        assert result.exit_code == 0, result.output
+        found[target] = (read(out)[0][0] == CLOUD).mean()
+        warned = "is taken as hazy and filled from them" in result.stderr
+        assert warned == (target == hazy), result.stderr
+    assert found[hazy] > 0.99 and found[clear] < 0.05, found
