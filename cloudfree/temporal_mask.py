@@ -119,8 +119,8 @@ class TemporalMask:
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands."""
-        gain, offset, _ = self.fields[ref.index].at(top, left, *refl.shape[1:])
-        return gain[self.index] * refl[self.index] + offset[self.index]
+        gain, offset = self.fields[ref.index].line_at(top, left, *refl.shape[1:], self.index)
+        return gain * refl[self.index] + offset
 
     def z(self, values: np.ndarray, background: Background) -> np.ndarray:
         """Residuals [detect bands, h, w] in noise units (NaN without background)."""
@@ -128,15 +128,17 @@ class TemporalMask:
 
     def calibrate(self, target_clear, quiet: bool) -> None:
         """Each compared band's noise from the residuals on the single-date clear pixels;
-        ``target_clear(top, left, h, w)`` gives the target's reflectance and clear mask."""
+        ``target_clear(top, left, h, w)`` gives the target's reflectance, clear mask and the
+        block's background when it computed one (else None)."""
         bins = int(2 * RESIDUAL_RANGE / RESIDUAL_STEP) + 1
         counts = np.zeros((len(self.detect), bins), np.int64)
 
         def one(window):
             top, left = int(window.row_off), int(window.col_off)
             h, w = int(window.height), int(window.width)
-            refl, clear = target_clear(top, left, h, w)
-            bg = self.background(top, left, h, w)
+            refl, clear, bg = target_clear(top, left, h, w)
+            if bg is None:
+                bg = self.background(top, left, h, w)
             use = clear & (bg.count > 0)
             out = np.zeros_like(counts)
             for i, band in enumerate(self.index):
