@@ -26,7 +26,6 @@ Tmask, Zhu and Woodcock 2014):
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -73,6 +72,23 @@ class Background:
         return Background(self.values[:, rows, cols], self.count[rows, cols])
 
 
+def nan_median(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=0)`` of a few values per element, equal to it (the mean of
+    the two middle ones when even), NaN where all are NaN; without its sort of a masked array,
+    and without its warning, which ``warnings.catch_warnings`` cannot silence safely on several
+    threads."""
+    ordered = np.sort(values, axis=0)  # NaN last
+    count = np.count_nonzero(~np.isnan(values), axis=0)
+    high = count // 2
+    low = np.where(count % 2 == 1, high, high - 1)
+    pick = np.minimum(np.stack([np.maximum(low, 0), high]), len(values) - 1)
+    low_value, high_value = np.take_along_axis(ordered, pick, axis=0)
+    median = low_value + high_value
+    median /= 2
+    median[count == 0] = np.nan
+    return median
+
+
 class TemporalMask:
     """The temporal test of one target against its fitted references."""
 
@@ -112,10 +128,7 @@ class TemporalMask:
             rows, cols = np.nonzero(clear & (count < SLOTS))
             slots[count[rows, cols], :, rows, cols] = prediction[:, rows, cols].T
             count[rows, cols] += 1
-        with warnings.catch_warnings():  # all-NaN pixels: no clear reference there
-            warnings.simplefilter("ignore", RuntimeWarning)
-            values = np.nanmedian(slots, axis=0)
-        return Background(values.astype(np.float32), np.minimum(count, SLOTS))
+        return Background(nan_median(slots), np.minimum(count, SLOTS))
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands."""
