@@ -7,14 +7,18 @@ Mosaics (``remove_pipeline.mosaic``) of the pool's SEN12MS-CR-TS series: the tar
 clear date of 24 August 2018 with the cumulus of 6 January pasted (as in
 ``benchmarks/reference_fill.py``), the references the first clear dates of the series. Each
 run is ``remove --reference ... --model median-fill`` (no S1) in a fresh process; its peak
-resident memory is Linux's VmHWM (``remove_pipeline.peak_rss_mb``). 0 references is plain
-``remove --model median-fill``, the baseline the references add to.
+resident memory is Linux's VmHWM (``remove_pipeline.peak_rss_mb``), its CPU seconds the
+user and system time of all its threads (steadier than the wall clock on a shared machine).
+Seconds per reference are the growth from the smallest count given to each larger one, divided
+by the references added. 0 references is plain ``remove --model median-fill``, the baseline the
+references add to.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +31,8 @@ import rasterio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reference_fill import CLOUD, MaskParams, classes, read, series  # noqa: E402
+from reference_fill import CLOUD, MaskParams, classes, read  # noqa: E402
+from reference_fill import series as reference_fill_series  # noqa: E402
 from remove_pipeline import mosaic, peak_rss_mb  # noqa: E402
 
 TARGET, DONOR = 19, 0  # ImgNo of the series
@@ -42,7 +47,8 @@ def child(target: str, output: str, temporal: bool, references: list[str]) -> No
     remove_scene(target, None, output, references=references, quiet=True, overwrite=True,
                  model=None if references else "median-fill",
                  temporal_mask=temporal and bool(references))
-    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+    cpu = os.times()
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_seconds": cpu.user + cpu.system}))
 
 
 def run(target: Path, refs: list[Path], out: Path, temporal: bool) -> dict:
@@ -50,8 +56,30 @@ def run(target: Path, refs: list[Path], out: Path, temporal: bool) -> dict:
     result = subprocess.run([sys.executable, __file__, "--child", str(target), str(out),
                              str(int(temporal)), *map(str, refs)], check=True,
                             capture_output=True, text=True)
+    child = json.loads(result.stdout)
     return {"seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_mb": round(json.loads(result.stdout)["peak_rss_mb"], 1)}
+            "cpu_seconds": round(child["cpu_seconds"], 1),
+            "peak_rss_mb": round(child["peak_rss_mb"], 1)}
+
+
+def scenes(series: Path, folder: Path, size: int, count: int) -> tuple[Path, list[Path]]:
+    """The target and its first ``count`` references, size x size mosaics written in
+    ``folder``."""
+    dates = reference_fill_series(series)
+    _, truth_dn, profile = read(dates[TARGET])
+    donor_refl, donor_dn, _ = read(dates[DONOR])
+    cloudy = folder / "cloudy.tif"
+    with rasterio.open(cloudy, "w", **profile) as dst:
+        dst.write(np.where(classes(donor_refl, MaskParams()) == CLOUD, donor_dn, truth_dn))
+    target = mosaic(cloudy, folder / f"t{size}.tif", size)
+    return target, [mosaic(dates[i], folder / f"r{i}_{size}.tif", size)
+                    for i in REFERENCES[:count]]
+
+
+def per_reference(row: dict, first: dict, key: str) -> str:
+    """The growth of ``key`` from the ``first`` row per reference added ('-' for none)."""
+    added = row["count"] - first["count"]
+    return f"{(row[key] - first[key]) / added:.1f}" if added else "-"
 
 
 def main() -> None:
@@ -66,27 +94,19 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.child[2] == "1", args.child[3:])
         return
-    dates = series(args.series)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        _, truth_dn, profile = read(dates[TARGET])
-        donor_refl, donor_dn, _ = read(dates[DONOR])
-        cloudy = tmp / "cloudy.tif"
-        with rasterio.open(cloudy, "w", **profile) as dst:
-            dst.write(np.where(classes(donor_refl, MaskParams()) == CLOUD, donor_dn, truth_dn))
-        print("| scene | references | seconds | seconds per reference | peak RSS (MB) |\n"
-              "|---|---|---|---|---|")
+        print("| scene | references | seconds | seconds per reference | CPU seconds | "
+              "CPU seconds per reference | peak RSS (MB) |\n|---|---|---|---|---|---|---|")
         for size in args.sizes:
-            target = mosaic(cloudy, tmp / f"t{size}.tif", size)
-            refs = [mosaic(dates[i], tmp / f"r{i}_{size}.tif", size)
-                    for i in REFERENCES[: max(args.counts)]]
-            base = None
+            target, refs = scenes(args.series, tmp, size, max(args.counts))
+            first = None
             for count in args.counts:
-                r = run(target, refs[:count], tmp / "out.tif", args.temporal)
-                base = r["seconds"] if base is None else base
-                per = "-" if not count or count == args.counts[0] else \
-                    f"{(r['seconds'] - base) / (count - args.counts[0]):.1f}"
-                print(f"| {size}^2 | {count} | {r['seconds']} | {per} | {r['peak_rss_mb']} |",
+                r = {"count": count, **run(target, refs[:count], tmp / "out.tif", args.temporal)}
+                first = first or r
+                print(f"| {size}^2 | {count} | {r['seconds']} | "
+                      f"{per_reference(r, first, 'seconds')} | {r['cpu_seconds']} | "
+                      f"{per_reference(r, first, 'cpu_seconds')} | {r['peak_rss_mb']} |",
                       flush=True)
             for path in (target, *refs):
                 path.unlink()

@@ -2,6 +2,7 @@
 
     python benchmarks/remove_equality.py                 # against main: 2048^2 mosaic, median-fill
     python benchmarks/remove_equality.py --ref HEAD~3 --size 1024 --model cloudfree-fillnet
+    python benchmarks/remove_equality.py --series /work/data/21/ts --references 16 --temporal
 
 Both revisions run `remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (the
 S1 co-registration included) in fresh processes, each on its own package (the revision's
@@ -9,6 +10,10 @@ S1 co-registration included) in fresh processes, each on its own package (the re
 ``remove_speed.py`` times. Printed: the largest difference in DN over every band and pixel, and
 the share of pixels where any band differs at all and by more than 1 DN. The promise of a
 change made for speed: at most 1 DN anywhere (exit status 1 beyond it).
+
+With ``--series``, the scene is ``reference_memory.py``'s instead (a mosaic of the pool's
+SEN12MS-CR-TS series with a real cloud pasted), run as ``remove --reference R1 ... RK``
+(``--temporal``: with ``--temporal-mask``), without S1.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from reference_memory import scenes
 from remove_pipeline import ROOT, make_scene
 
 
@@ -36,10 +42,12 @@ def unpack(ref: str, folder: Path) -> Path:
     return folder
 
 
-def remove_output(package: Path, s2: Path, s1: Path, out: Path, model: str) -> np.ndarray:
-    """The DN `remove` writes when ``package`` is the cloudfree imported."""
+def remove_output(package: Path, s2: Path, inputs: list[str], out: Path, model: str
+                  ) -> np.ndarray:
+    """The DN `remove` writes when ``package`` is the cloudfree imported; ``inputs``: the
+    options giving the other inputs."""
     env = {**os.environ, "PYTHONPATH": str(package)}
-    subprocess.run([sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2), "--s1", str(s1),
+    subprocess.run([sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2), *inputs,
                     "-o", str(out), "--model", model, "--quiet", "--overwrite"], check=True,
                    env=env, cwd=package)
     with rasterio.open(out) as ds:
@@ -51,18 +59,29 @@ def main() -> None:
     parser.add_argument("--ref", default="main", help="git revision to compare with")
     parser.add_argument("--size", type=int, default=2048, help="mosaic size")
     parser.add_argument("--model", default="median-fill")
+    parser.add_argument("--series", type=Path,
+                        help="reference_memory.py's scene of this series, with references")
+    parser.add_argument("--references", type=int, default=16, help="with --series: how many")
+    parser.add_argument("--temporal", action="store_true", help="with --series: --temporal-mask")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        s2, s1 = make_scene(folder, args.size)
-        old = remove_output(unpack(args.ref, folder / "ref"), s2, s1, folder / "old.tif",
+        if args.series is None:
+            s2, s1 = make_scene(folder, args.size)
+            inputs, scene = ["--s1", str(s1)], args.model
+        else:
+            s2, refs = scenes(args.series, folder, args.size, args.references)
+            inputs = [a for r in refs for a in ("--reference", str(r))] + \
+                ["--temporal-mask"] * args.temporal
+            scene = f"{args.model}, {len(refs)} references{', temporal' * args.temporal}"
+        old = remove_output(unpack(args.ref, folder / "ref"), s2, inputs, folder / "old.tif",
                             args.model)
-        new = remove_output(ROOT, s2, s1, folder / "new.tif", args.model)
+        new = remove_output(ROOT, s2, inputs, folder / "new.tif", args.model)
     diff = np.abs(old - new).max(axis=0)
     pixels = diff.size
     print(f"| mosaic | model | largest difference (DN) | pixels changed | pixels > 1 DN |\n"
           f"|---|---|---|---|---|\n"
-          f"| {args.size}^2 x {len(old)} bands | {args.model} | {diff.max()} | "
+          f"| {args.size}^2 x {len(old)} bands | {scene} | {diff.max()} | "
           f"{(diff > 0).sum() / pixels:.4%} | {(diff > 1).sum() / pixels:.4%} |")
     worst = int(diff.max())
     print(f"\nlargest difference {worst} DN against {args.ref}: "

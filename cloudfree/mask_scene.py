@@ -83,13 +83,17 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
     return ordered_map(one, windows, threads)
 
 
-def judged_windows(dates: ReferenceFill, windows: list[Window]
+def judged_windows(dates: ReferenceFill, windows: list[Window], threads: int
                    ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """(window, classes, score) of each window by the temporal test of ``dates``, in order."""
-    for win in windows:
+    """(window, classes, score) of each window by the temporal test of ``dates``, in order;
+    judged on ``threads``."""
+
+    def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
         *_, classes, score = dates.target_classes(int(win.row_off), int(win.col_off),
                                                   int(win.height), int(win.width))
-        yield win, classes, score
+        return win, classes, score
+
+    return ordered_map(one, windows, threads)
 
 
 def require_mask_bands(s2: Sentinel2, params: MaskParams) -> None:
@@ -217,7 +221,7 @@ def mask_scene(
             # Closed (its threads joined) before the scene's datasets, even on an error.
             results = stack.enter_context(closing(
                 classified_windows(s2, windows, params, thresholds, threads) if dates is None
-                else judged_windows(dates, windows)))
+                else judged_windows(dates, windows, threads)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:

@@ -20,6 +20,7 @@ references against each other where several are clear (``reference_fill.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,17 @@ class FitField:
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The three fields [bands, height, width] on a block of scene pixels (bilinear between
         cell centres, constant beyond the outer ones; the block may reach outside the scene)."""
+        return self._interpolated((self.gain, self.offset, self.variance), top, left, height,
+                                  width)
+
+    def line_at(self, top: int, left: int, height: int, width: int, bands: Sequence[int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The gain and offset of ``bands`` (indices) only, as :meth:`at` gives them."""
+        return self._interpolated((self.gain[bands], self.offset[bands]), top, left, height,
+                                  width)
+
+    def _interpolated(self, fields: Sequence[np.ndarray], top: int, left: int, height: int,
+                      width: int) -> tuple[np.ndarray, ...]:
         (r0, r1, fr), (c0, c1, fc) = (_axis(np.arange(top, top + height), self.cell,
                                             self.gain.shape[1]),
                                       _axis(np.arange(left, left + width), self.cell,
@@ -124,9 +136,17 @@ class FitField:
 
         def interpolate(f: np.ndarray) -> np.ndarray:
             rows = f[:, r0] * (1 - fr)[None, :, None] + f[:, r1] * fr[None, :, None]
-            return (rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc).astype(np.float32)
+            out = np.empty((len(f), height, width), np.float32)
+            for band, row in enumerate(rows):  # band by band: float64 of one band at a time
+                value = np.take(row, c0, axis=1)
+                value *= 1 - fc
+                upper = np.take(row, c1, axis=1)
+                upper *= fc
+                value += upper
+                out[band] = value
+            return out
 
-        return interpolate(self.gain), interpolate(self.offset), interpolate(self.variance)
+        return tuple(interpolate(f) for f in fields)
 
 
 def _axis(coords: np.ndarray, cell: int, count: int):

@@ -306,7 +306,7 @@ class ReferenceFill:
         per candidate group of dates, its sums (every ``joint_fit.STRIDE``-th row and column)."""
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
-        target, target_clear = self._target_clear(top, left, height, width, self.fit_buffer)
+        target, target_clear, _ = self._target_clear(top, left, height, width, self.fit_buffer)
         target_s1 = None
         out = {}
         step = slice(None, None, joint_fit.STRIDE)
@@ -343,15 +343,21 @@ class ReferenceFill:
     def _target_clear(self, top: int, left: int, height: int, width: int,
                       buffer: int | None = None):
         """The target's reflectance and clear mask of a block: by the single-date mask (with
-        ``buffer``, when given), less what the temporal test finds cloud once it is calibrated."""
-        refl, single, judged, _ = self.target_classes(top, left, height, width, buffer)
-        return refl, np.where(judged == CLOUD, CLOUD, single) == CLEAR
+        ``buffer``, when given), less what the temporal test finds cloud once it is calibrated;
+        and the background that judged it (None before)."""
+        refl, single, judged, _, background = self._classes(top, left, height, width, buffer)
+        return refl, np.where(judged == CLOUD, CLOUD, single) == CLEAR, background
 
     def target_classes(self, top: int, left: int, height: int, width: int,
                        buffer: int | None = None):
         """The target's reflectance, single-date classes, classes by the temporal test (the
         single-date ones before it is calibrated) and single-date score of a block (the mask's
         cloud buffer ``buffer``, when given)."""
+        return self._classes(top, left, height, width, buffer)[:4]
+
+    def _classes(self, top: int, left: int, height: int, width: int, buffer: int | None):
+        """``target_classes`` and the block's background (None before the temporal test is
+        calibrated)."""
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
         halo = params.halo + (GROW if judging else 0)
@@ -359,14 +365,15 @@ class ReferenceFill:
                                        left, height, width, self.target.height,
                                        self.target.width, halo)
         classes, score = classify(refl, valid, params, self.bands, self.shadow, scl)
-        judged = classes
-        if judging:
-            judged = self.temporal.classify(refl, self.bands, classes,
-                                            score > self.params.threshold,
-                                            self.temporal.background(top, left, height, width,
-                                                                     halo))
+        judged, background = classes, None
         inner = (slice(halo, halo + height), slice(halo, halo + width))
-        return refl[:, inner[0], inner[1]], classes[inner], judged[inner], score[inner]
+        if judging:
+            background = self.temporal.background(top, left, height, width, halo)
+            judged = self.temporal.classify(refl, self.bands, classes,
+                                            score > self.params.threshold, background)
+            background = background.crop(*inner)
+        return refl[:, inner[0], inner[1]], classes[inner], judged[inner], score[inner], \
+            background
 
     def _s1_block(self, s1, top: int, left: int, height: int, width: int) -> np.ndarray:
         """S1 dB of a block of the target grid with the boxcar's context, cropped back after
@@ -678,7 +685,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
             try:
                 references.append(open_one(len(references) + 1, path, s1_path, target, params,
                                            offset, s1_units, refine, max_shift, quiet,
-                                           level=level, bands=bands))
+                                           level=level, bands=bands,
+                                           count=min(count or len(paths), len(paths))))
             except UsageError:
                 raise
             except CloudfreeError as exc:
@@ -708,12 +716,12 @@ def same_file(a: Path, b: Path) -> bool:
 def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: Sentinel2,
              params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
              max_shift: float, quiet: bool, *, level: str = "auto",
-             bands: Sequence[str] | None = None) -> Reference:
+             bands: Sequence[str] | None = None, count: int = 1) -> Reference:
     """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
-    to it."""
+    to it; one of ``count`` opened together."""
     scene = open_sentinel2(path, offset, level)
     try:
-        ref = open_reference(index, scene, target, params, bands)
+        ref = open_reference(index, scene, target, params, bands, count)
         register(ref, target, params)
     except BaseException:
         scene.close()

@@ -83,6 +83,12 @@ CHANGE_BOX = 5
 ENL = 4.4
 CORRELATION = 4.0
 CHANGE_SIGMAS = 3.0
+#: GDAL block cache (MB) the references' reads hold at most together, shared out evenly: each
+#: reads through one set of handles, closed after reading its share
+#: (``Sentinel2.share_handles``). Else GDAL's cache (``rasterio_io.GDAL_CACHE_MB``, the room the
+#: output's blocks need) fills with every reference's blocks, once per reading thread, and
+#: memory grows with the number of references.
+REFERENCE_CACHE_MB = 64
 
 
 def change_threshold_db(box: int = CHANGE_BOX, enl: float = ENL,
@@ -170,9 +176,10 @@ def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:
 
 
 def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams,
-                   bands: Sequence[str] | None = None) -> Reference:
+                   bands: Sequence[str] | None = None, count: int = 1) -> Reference:
     """A reference opened on the target's grid, read in the target's ``bands`` (default: all
-    the target's); it must overlap the target."""
+    the target's); it must overlap the target. ``count``: the references opened with it, which
+    share ``REFERENCE_CACHE_MB``."""
     bands = tuple(bands or target.bands)
     s2.require(bands, "a reference", "give references with the bands of the target")
     grid = Grid.of(target)
@@ -186,6 +193,7 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
                                  f"grid of {target.path.name}; give dates of the same place")
         resampling = choose_resampling(s2, grid)
     acquired = acquisition_date(s2)
+    s2.share_handles(REFERENCE_CACHE_MB * 2**20 // max(count, 1))
     return Reference(index, s2, grid, acquired, resampling,
                      replace(params, shadow=REFERENCE_SHADOW), bands)
 

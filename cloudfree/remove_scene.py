@@ -400,7 +400,7 @@ class SceneRemoval:
             network_input[:, inner[0], inner[1]]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         scaling = self.engine.scaling
-        with self._one_reader:  # one dataset handle each
+        with self._one_reader:  # one chunk's arrays of the references at a time
             reference = None if self.references is None else self.references.estimate(
                 chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
                 None if background is None else background.crop(*inner),

@@ -13,7 +13,8 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +84,8 @@ class Sentinel2:
     reads through dataset handles of its own (GDAL handles are not shared between threads).
     Those live in the thread's local storage only, so they close when their thread ends: a
     pass on a thread pool leaves no handles behind (each holds a few MB of GDAL buffers, which
-    with several reference dates added up).
+    with several reference dates added up). After :meth:`share_handles`, every thread reads
+    through one set of handles instead (``SharedHandles``).
     """
 
     path: Path
@@ -105,6 +107,7 @@ class Sentinel2:
     _thread_datasets: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
     _owner: int = field(default_factory=threading.get_ident, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    _shared: SharedHandles | None = field(default=None, repr=False)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -167,26 +170,16 @@ class Sentinel2:
         bands = self.bands if bands is None else bands
         self.require(bands, "this command", "give an input with these bands")
         window = window or Window(0, 0, self.width, self.height)
-        h, w = int(window.height), int(window.width)
-        raw: np.ndarray | None = None
-        valid: np.ndarray | None = None  # None: every pixel valid so far
-        sources = self._thread_sources()
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, band in enumerate(bands):
-            dataset, _, factor = sources[band]
-            groups.setdefault((id(dataset), factor), []).append(i)
-        for positions in groups.values():
-            dataset, _, factor = sources[bands[positions[0]]]
-            indexes = [sources[bands[i]][1] for i in positions]
-            data, ok = _read_bands(dataset, indexes, factor, window)
-            if len(groups) == 1:
-                raw = data
-            else:
-                raw = np.empty((len(bands), h, w), dtype=data.dtype) if raw is None else raw
-                raw[positions] = data
-            if ok is not None:
-                valid = ok.all(axis=0) if valid is None else valid & ok.all(axis=0)
-        return raw, valid
+        if self._shared is None:
+            return _read_sources(self._thread_sources(), bands, window)
+        size = int(window.height) * int(window.width) * len(bands) * np.dtype(self.dtype).itemsize
+        with self._shared.sources(size) as sources:
+            return _read_sources(sources, bands, window)
+
+    def share_handles(self, budget: int) -> None:
+        """Read through one set of dataset handles whatever the thread, one read at a time,
+        reopened after every ``budget`` bytes read (``SharedHandles``)."""
+        self._shared = SharedHandles(self.band_sources, budget)
 
     def read(
         self, window: Window | None = None, bands: Sequence[str] | None = None
@@ -225,14 +218,9 @@ class Sentinel2:
             return self.band_sources
         sources = getattr(self._local, "sources", None)
         if sources is None:
-            handles: dict[str, object] = {}
-            for dataset, _, _ in self.band_sources.values():
-                if dataset.name not in handles:
-                    handles[dataset.name] = rasterio.open(dataset.name)
-                    self._thread_datasets.add(handles[dataset.name])
-            sources = {band: (handles[ds.name], index, factor)
-                       for band, (ds, index, factor) in self.band_sources.items()}
-            self._local.sources = sources
+            sources = self._local.sources = _reopened(self.band_sources)
+            for dataset, _, _ in sources.values():
+                self._thread_datasets.add(dataset)
         return sources
 
     def to_dn(self, reflectance: np.ndarray) -> np.ndarray:
@@ -248,12 +236,84 @@ class Sentinel2:
     def close(self) -> None:
         for ds in [*self._datasets, *self._thread_datasets]:
             ds.close()
+        if self._shared is not None:
+            self._shared.close()
 
     def __enter__(self) -> Sentinel2:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SharedHandles:
+    """One set of dataset handles of a scene for every thread, used one read at a time and
+    closed after every ``budget`` bytes read through it (reopened at the next read): closing
+    drops its blocks from GDAL's block cache, so what a scene keeps there stays within the
+    budget, whichever threads read it (each thread's own handles would each cache blocks)."""
+
+    def __init__(self, band_sources: dict[str, tuple[object, int, int]], budget: int) -> None:
+        self.band_sources, self.budget = band_sources, budget
+        self.lock = threading.Lock()
+        self.current: dict[str, tuple[object, int, int]] | None = None
+        self.spent = 0  # bytes read through the current handles
+
+    @contextmanager
+    def sources(self, size: int) -> Iterator[dict[str, tuple[object, int, int]]]:
+        """The handles, held for one read of ``size`` bytes."""
+        with self.lock:
+            if self.current is None:
+                self.current = _reopened(self.band_sources)
+            try:
+                yield self.current
+            finally:
+                self.spent += size
+                if self.spent >= self.budget:
+                    self._close()
+
+    def close(self) -> None:
+        with self.lock:
+            self._close()
+
+    def _close(self) -> None:
+        for dataset in {id(ds): ds for ds, _, _ in (self.current or {}).values()}.values():
+            dataset.close()
+        self.current, self.spent = None, 0
+
+
+def _reopened(band_sources: dict[str, tuple[object, int, int]]
+              ) -> dict[str, tuple[object, int, int]]:
+    """``band_sources`` on new handles of their datasets."""
+    handles: dict[str, object] = {}
+    for dataset, _, _ in band_sources.values():
+        if dataset.name not in handles:
+            handles[dataset.name] = rasterio.open(dataset.name)
+    return {band: (handles[ds.name], index, factor)
+            for band, (ds, index, factor) in band_sources.items()}
+
+
+def _read_sources(sources: dict[str, tuple[object, int, int]], bands: Sequence[str],
+                  window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+    """``Sentinel2.read_dn`` through the dataset handles ``sources``."""
+    h, w = int(window.height), int(window.width)
+    raw: np.ndarray | None = None
+    valid: np.ndarray | None = None  # None: every pixel valid so far
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, band in enumerate(bands):
+        dataset, _, factor = sources[band]
+        groups.setdefault((id(dataset), factor), []).append(i)
+    for positions in groups.values():
+        dataset, _, factor = sources[bands[positions[0]]]
+        indexes = [sources[bands[i]][1] for i in positions]
+        data, ok = _read_bands(dataset, indexes, factor, window)
+        if len(groups) == 1:
+            raw = data
+        else:
+            raw = np.empty((len(bands), h, w), dtype=data.dtype) if raw is None else raw
+            raw[positions] = data
+        if ok is not None:
+            valid = ok.all(axis=0) if valid is None else valid & ok.all(axis=0)
+    return raw, valid
 
 
 def _read_bands(dataset, indexes: list[int], factor: int, window: Window):

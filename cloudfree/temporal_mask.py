@@ -44,7 +44,6 @@ Tmask, Zhu and Woodcock 2014):
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -107,6 +106,31 @@ class Background:
         return Background(self.values[:, rows, cols], self.count[rows, cols])
 
 
+def nan_median(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=0)`` of a few values per element, equal to it (the mean of
+    the two middle ones when even), NaN where all are NaN: sorted by an odd-even transposition
+    network on whole arrays, not element by element as numpy sorts a masked array, and without
+    its warning, which ``warnings.catch_warnings`` cannot silence safely on several threads."""
+    missing = np.isnan(values)
+    ordered = np.where(missing, np.inf, values)  # NaN last
+    for step in range(len(ordered)):
+        for i in range(step % 2, len(ordered) - 1, 2):
+            smaller = np.minimum(ordered[i], ordered[i + 1])
+            np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
+            ordered[i] = smaller
+    count = len(values) - np.count_nonzero(missing, axis=0)
+    high = count // 2
+    low = np.where(count % 2 == 1, high, high - 1)
+    median, high_value = np.zeros_like(ordered[0]), np.zeros_like(ordered[0])
+    for i, row in enumerate(ordered):  # the low and high middle values
+        np.copyto(median, row, where=low == i)
+        np.copyto(high_value, row, where=high == i)
+    median += high_value
+    median /= 2
+    median[count == 0] = np.nan
+    return median
+
+
 class TemporalMask:
     """The temporal test of one target against its fitted references."""
 
@@ -158,17 +182,13 @@ class TemporalMask:
             rows, cols = np.nonzero(clear & (count < SLOTS))
             slots[count[rows, cols], :, rows, cols] = prediction[:, rows, cols].T
             count[rows, cols] += 1
-        with warnings.catch_warnings():  # all-NaN pixels: no clear reference there
-            warnings.simplefilter("ignore", RuntimeWarning)
-            values = np.nanmedian(slots, axis=0)
-        return Background(values.astype(np.float32), np.minimum(count, SLOTS))
+        return Background(nan_median(slots), np.minimum(count, SLOTS))
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands (by its
         scene-wide line in ``SCENE_WIDE`` bands)."""
         field = self.fields[ref.index]
-        gain, offset, _ = field.at(top, left, *refl.shape[1:])
-        gain, offset = gain[self.index], offset[self.index]
+        gain, offset = field.line_at(top, left, *refl.shape[1:], self.index)
         if field.scene is not None:
             rows = np.nonzero(self.scene_wide)[0]
             gain[rows] = field.scene[0][self.index][rows, None, None]
@@ -242,15 +262,17 @@ class TemporalMask:
 
     def calibrate(self, target_clear, quiet: bool) -> None:
         """Each compared band's noise from the residuals on the single-date clear pixels;
-        ``target_clear(top, left, h, w)`` gives the target's reflectance and clear mask."""
+        ``target_clear(top, left, h, w)`` gives the target's reflectance, clear mask and the
+        block's background when it computed one (else None)."""
         bins = int(2 * RESIDUAL_RANGE / RESIDUAL_STEP) + 1
         counts = np.zeros((len(self.detect), bins), np.int64)
 
         def one(window):
             top, left = int(window.row_off), int(window.col_off)
             h, w = int(window.height), int(window.width)
-            refl, clear = target_clear(top, left, h, w)
-            bg = self.background(top, left, h, w)
+            refl, clear, bg = target_clear(top, left, h, w)
+            if bg is None:
+                bg = self.background(top, left, h, w)
             use = clear & (bg.count > 0)
             out = np.zeros_like(counts)
             for i, band in enumerate(self.index):

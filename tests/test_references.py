@@ -8,7 +8,10 @@ winter image of the same place (another date, no cloud by the mask) is the refer
 from __future__ import annotations
 
 import json
+import os
 import warnings
+from contextlib import closing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +19,18 @@ import rasterio
 from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
-from cloudfree import joint_fit, reference_fill
+from cloudfree import joint_fit, reference_fill, references
 from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA
-from cloudfree.references import acquisition_date, change_threshold_db
+from cloudfree.references import acquisition_date, change_threshold_db, open_reference
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.threads import thread_pool
 
 
 def read(path):
@@ -551,3 +556,31 @@ def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monk
     assert psnr(together, truth, cloud) > psnr(alone, truth, cloud) + 5
     # the source map names the pair's nearer date, a
     assert (source[cloud] == 1).mean() > 0.95
+
+
+def open_descriptors(path) -> int:
+    """File descriptors of this process open on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(path))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts /proc/self/fd")
+def test_a_reference_read_on_many_threads_holds_one_handle_within_its_cache_share(
+        scenes, monkeypatch, tmp_path):
+    # every thread reads a reference through one set of handles (one handle per thread would
+    # each cache its blocks), closed after its share of REFERENCE_CACHE_MB has been read
+    path = write(tmp_path / "ref_20171211.tif", *read(WINTER_S2)[:2])
+    windows = [Window(c, r, 64, 64) for r in range(0, 256, 64) for c in range(0, 256, 64)]
+    for budget_mb, held in ((references.REFERENCE_CACHE_MB, 1), (0, 0)):
+        monkeypatch.setattr(references, "REFERENCE_CACHE_MB", budget_mb)
+        with open_sentinel2(scenes["target"]) as target:
+            ref = open_reference(1, open_sentinel2(path), target, MaskParams(), count=4)
+            with closing(ref):
+                whole = ref.read(Window(0, 0, 256, 256))[0]
+                with thread_pool(4) as pool:
+                    parts = list(pool.map(ref.read, windows))
+                    assert open_descriptors(path) == 1 + held  # the opening handle too
+                for window, (part, _) in zip(windows, parts, strict=True):
+                    np.testing.assert_array_equal(part, whole[:, window.toslices()[0],
+                                                               window.toslices()[1]])
+        assert open_descriptors(path) == 0

@@ -11,19 +11,24 @@ blended in all over (a hazy date).
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import closing
 
 import numpy as np
 import pytest
 import rasterio
 from conftest import FLOODS_S2, ROOT, SUMMER_S2, WINTER_CLEAR
+from rasterio.windows import Window
 from scipy import ndimage
 
+from cloudfree import references
+from cloudfree.mask_scene import mask_scene
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
-from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE
+from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_references
 from cloudfree.references import open_reference, register
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.temporal_mask import nan_median
 
 #: Share of the summer cloud blended over the truth.
 THIN = 0.25
@@ -240,3 +245,56 @@ def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
         warned = "is taken as hazy and filled from them" in result.stderr
         assert warned == (target == hazy), result.stderr
     assert found[hazy] > 0.99 and found[clear] < 0.05, found
+
+
+def test_nothing_changes_with_the_references_handles_closed_after_every_read(
+        dates, hazy_run, monkeypatch, tmp_path):
+    # each reference reads through one set of handles, closed after its share of
+    # REFERENCE_CACHE_MB (memory flat in the number of references): with no share at all,
+    # closed after every read, remove --temporal-mask gives the same output, source map and mask
+    # bit for bit; so does mask --reference judged on one thread or on several
+    folder = dates["folder"]
+    refs = [folder / f"textured_{day}.tif" for day in ("20171121", "20171211", "20171221")]
+    refs.append(folder / "haze_20171203.tif")
+    monkeypatch.setattr(references, "REFERENCE_CACHE_MB", 0)
+    out, src, mask = (tmp_path / f"{name}.tif" for name in ("out", "src", "mask"))
+    remove_scene(folder / "pasted_20171201.tif", None, out, references=refs, source_out=src,
+                 mask_out=mask, temporal_mask=True, quiet=True)
+    run = hazy_run[True]
+    np.testing.assert_array_equal(read(out)[0], run["out"])
+    np.testing.assert_array_equal(read(src)[0][0], run["source"])
+    np.testing.assert_array_equal(read(mask)[0][0], run["mask"])
+    masks = []
+    for threads in (1, 3):
+        mask_scene(dates["thin"], tmp_path / f"mask{threads}.tif", references=dates["refs"],
+                   block=64, threads=threads, quiet=True)
+        masks.append(read(tmp_path / f"mask{threads}.tif")[0][0])
+    assert (masks[0] == CLOUD).mean() > 0.1
+    np.testing.assert_array_equal(masks[0], masks[1])
+
+
+def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
+    # the background takes the gain and offset of the compared bands only, and the median of
+    # its slots by one sort: equal to every band's fields and to numpy's nanmedian
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            temporal = fill.temporal
+            field = temporal.fields[1]
+            gain, offset, _ = field.at(-5, 17, 100, 230)
+            line = field.line_at(-5, 17, 100, 230, temporal.index)
+            np.testing.assert_array_equal(line[0], gain[temporal.index])
+            np.testing.assert_array_equal(line[1], offset[temporal.index])
+            refl = np.stack([fill.references[i].read(Window(0, 0, 256, 256))[0][temporal.index]
+                             for i in (0, 1, 2, 0, 1)])
+    refl[:, :, :, :128] = np.round(refl[:, :, :, :128], 2)  # ties
+    rng = np.random.default_rng(0)
+    present = np.arange(5)[:, None, None] < rng.integers(0, 6, (256, 256))  # 0 to 5 each
+    slots = np.where(present[:, None], refl, np.nan).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        expected = np.nanmedian(slots, axis=0)
+    got = nan_median(slots)
+    assert got.dtype == np.float32 and np.isnan(got).any()
+    np.testing.assert_array_equal(got, expected)
