@@ -218,7 +218,7 @@ class TemporalMask:
         def one(window):
             top, left = int(window.row_off), int(window.col_off)
             h, w = int(window.height), int(window.width)
-            refl, clear = target_clear(top, left, h, w)
+            refl, clear, _ = target_clear(top, left, h, w)
             counts = [histogram(refl[rows][:, clear])]
             valid = []
             for ref in dates:
