@@ -29,13 +29,15 @@ clipped to [0, 1], all 13 bands, by PSNR on the true mask and on the whole image
   mean of the clear dates only (less than ``CLEAR_MAX`` cloud by the default mask, as the
   targets), each mapped per band by one least-squares line fitted on the truly clear target
   pixels, over the TRUE mask (a whole-date haze leaves none to fit on: the dates as they are);
-- ``--reference``: ``remove --reference R1 ... R29 --temporal-mask`` (the dates judge the
-  clouds, ``cloudfree/temporal_mask.py``); its mask's IoU against the true mask is reported
+- ``--reference``: ``remove --reference R1 ... R29``, the default, which on these 13-band dates
+  is the temporal mask (the dates judge the clouds, ``cloudfree/temporal_mask.py``); its mask's
+  IoU against the true mask is reported
   beside the single-date mask's, with the share of pixels outside the true mask kept exactly
   and its seconds per reference;
-- ``--reference, single-date mask``: ``remove --reference`` without the temporal mask;
+- ``--reference, single-date mask``: ``remove --reference --no-temporal-mask``;
 - with ``--ablations``, ``--reference`` with one part turned off (``ABLATIONS``); with
-  ``--shadow``, also ``--reference --shadow``;
+  ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
+  mask);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
   the best single reference with each band's line fitted on the truth under the cloud, and
   all references together regressed on one half of the truth under the cloud and scored on
@@ -213,7 +215,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
     ref_path, mask_path = work / "reference.tif", work / "mask.tif"
     started = time.perf_counter()
     summary = remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
-                           quiet=True, cog=False, mask_out=mask_path, temporal_mask=True)
+                           quiet=True, cog=False, mask_out=mask_path)
     seconds = time.perf_counter() - started
     results["--reference"] = read(ref_path)[0]
     remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True, quiet=True,
@@ -232,12 +234,14 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
         results[name] = read(ref_path)[0]
     if shadow:
         remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
-                     quiet=True, cog=False, mask_params=MaskParams(buffer=5, shadow=True))
+                     quiet=True, cog=False, mask_params=MaskParams(buffer=5, shadow=True),
+                     temporal_mask=False)
         results["--reference --shadow"] = read(ref_path)[0]
     whole = np.ones(pasted.shape, bool)
     single = classes(cloudy) == CLOUD
     row = {"kind": kind, "target": target.name, "donor": donor.name,
            "pasted": float(pasted.mean()),
+           "temporal_mask": summary["temporal_mask"],
            "from_references": summary["pixels_by_source"]["references"],
            "seconds_per_reference": seconds / len(refs_paths),
            "mask_iou": {"temporal (--reference)": iou(found, pasted),

@@ -483,6 +483,9 @@ def run_batch(
     if references and command != "remove":
         raise UsageError(f"references={references}: only for command=remove", "references",
                          "command")
+    if options.get("temporal_mask") and not references:
+        raise UsageError("temporal_mask=True needs references=K: the temporal mask compares "
+                         "each scene with other dates", "temporal_mask", "references")
     out_dir = check_folder_output(out_dir, "batch")
     check_options(command, options, resume, out_dir, report, stac)
     if dask_scheduler is not None and not dask_scheduler.strip():

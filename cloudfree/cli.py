@@ -178,10 +178,11 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--uncertainty-out", type=PATH, help="Also write the expected error of each "
               "filled pixel: per band, the standard deviation in DN (float32; 0 where the pixel "
               "is kept as observed, NaN at nodata).")
-@click.option("--temporal-mask", is_flag=True,
+@click.option("--temporal-mask/--no-temporal-mask", default=None,
               help="With --reference: find clouds, haze and shadows by comparing the dates, "
                    "fill only those, and give a date no weight where it disagrees with the "
-                   "others.")
+                   "others; --no-temporal-mask: the single-date mask [default: on for a scene "
+                   "with B01, B02 and B10 (L1C), off otherwise].")
 @opt.model_choice()
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")
@@ -285,6 +286,10 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               metavar="K", help="remove: each scene also takes up to K other scenes of the "
               "folder as references, nearest dates first, with their S1 (one that does not "
               "overlap it or cannot be read is skipped with a warning; the next is taken).")
+@click.option("--temporal-mask/--no-temporal-mask", default=None,
+              help="remove with --references: find each scene's clouds by comparing the dates, "
+                   "or not (see remove --temporal-mask) [default: on for scenes with B01, B02 "
+                   "and B10 (L1C), off otherwise].")
 @click.option("--masks", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--uncertainty", is_flag=True, default=None,
@@ -305,8 +310,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.level
 @opt.geotiff_outputs
 @opt.quiet
-def batch(scenes, output, command, jobs, resume, report_path, stac, references, masks,
-          uncertainty, dask_scheduler,
+def batch(scenes, output, command, jobs, resume, report_path, stac, references,
+          temporal_mask, masks, uncertainty, dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
           offset, level, overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
@@ -321,7 +326,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references, 
                "batch_size": batch_size, "precision": precision, "offset": offset,
                "level": None if level == "auto" else level,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
-               "cog": cog, "masks": masks, "uncertainty": uncertainty}
+               "cog": cog, "masks": masks, "uncertainty": uncertainty,
+               "temporal_mask": temporal_mask}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,

@@ -24,10 +24,11 @@ on the scene size nor on the number of references:
    dropped at that pixel (``agreement.py``, ``AGREEMENT``). The source map names, per pixel,
    the reference with the largest weight (among those kept).
 
-With the temporal mask (``temporal=True``; ``remove --temporal-mask``, ``mask --reference``),
-the dates also judge the target (``temporal_mask.py``): after the first statistics pass, the
-test's noise is measured and the pass runs again ``REFITS`` times without the pixels it finds
-cloud; a reference's weight at a pixel is multiplied by its agreement with the others there.
+With the temporal mask (``temporal=True``; ``remove --reference`` on a target with B01, B02
+and B10 unless ``--no-temporal-mask``, ``mask --reference``), the dates also judge the target
+(``temporal_mask.py``): after the first statistics pass, the test's noise is measured and the
+pass runs again ``REFITS`` times without the pixels it finds cloud; a reference's weight at a
+pixel is multiplied by its agreement with the others there.
 
 Each reference is registered to the target first (``references.register``); one given twice
 is used once, and one covering less than ``PARTIAL`` of the scene or without a date is warned

@@ -92,6 +92,7 @@ from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shadow import NEAR as SHADOW_NEAR
 from cloudfree.shadow import tied_shadows
+from cloudfree.temporal_mask import judges_by_default
 from cloudfree.threads import ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
 from cloudfree.uncertainty import (
@@ -551,7 +552,7 @@ def remove_scene(
     reference_s1: Sequence[Path | str | None] = (),
     reference_count: int | None = None,
     source_out: Path | str | None = None,
-    temporal_mask: bool = False,
+    temporal_mask: bool | None = None,
     days_out: Path | str | None = None,
     restoring: RestoreParams | None = RestoreParams(),
     uncertainty_out: Path | str | None = None,
@@ -649,11 +650,12 @@ def remove_scene(
     source_out : path, optional
         Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
         single-date model, 255 nodata); needs ``references``. Default: none.
-    temporal_mask : bool
+    temporal_mask : bool or None
         With ``references``: find the target's clouds, haze and shadows by comparing it with
         the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
-        observed), and give a reference no weight where it disagrees with the others.
-        Default: False (the single-date mask).
+        observed), and give a reference no weight where it disagrees with the others; False:
+        the single-date mask. Default: None, True for a target with B01, B02 and B10 (L1C),
+        where it was measured to win (``temporal_mask.judges_by_default``), False otherwise.
     days_out : path, optional
         Also write the int16 days from the target to the date each pixel came from (0
         observed, negative an earlier reference, -32768 the model, an undated reference or
@@ -727,6 +729,8 @@ def remove_scene(
     choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
     with scene_io_env(), open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
         bands = check_bands(s2, engine, str(model or checkpoint or onnx), mask_params)
+        if temporal_mask is None:
+            temporal_mask = bool(references) and judges_by_default(s2.bands)
         check_geotiff_output(len(bands), s2.dtype, creation_options)
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
         grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
@@ -752,7 +756,9 @@ def remove_scene(
                 base = f"nearby clear pixels{match} (where none is near: {base})"
             how = (f"filled from {base}, no network" if engine.arch == Fill.arch else
                    f"filled by the {engine.arch} network, starting from {base}")
-            steps = ["taken from the other dates where they are clear"] if references else []
+            judged = "found by comparing the dates, " if temporal_mask else ""
+            steps = [f"{judged}taken from the other dates where they are clear"] \
+                if references else []
             if restoring is not None and fill_method == "local":
                 steps.append("where the land shows through thin cloud or haze, the veil taken off"
                              + (", shadows relit" if mask_params.shadow else ""))
@@ -815,6 +821,7 @@ def remove_scene(
                                            "clear_fraction": fill.clear_fraction},
         **({} if dates is None else {
             "references": used, "references_skipped": dates.skipped,
+            "temporal_mask": temporal_mask,
             "source_out": None if source_out is None else str(source_out),
             "days_out": None if days_out is None else str(days_out),
             "pixels_by_source": {"observed": int(sources[OBSERVED]),

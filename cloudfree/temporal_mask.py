@@ -94,6 +94,12 @@ TAIL = (0.05, 0.25)
 TAIL_Z = (-1.6449, -0.6745)
 
 
+def judges_by_default(bands: Sequence[str]) -> bool:
+    """Whether the dates judge the clouds of a target of ``bands`` unless told: with aerosol,
+    blue and cirrus (L1C), where the temporal mask beat the single-date one held out by date."""
+    return {*BRIGHT, *CIRRUS} <= set(bands)
+
+
 @dataclass
 class Background:
     """The median of the nearest clear references' predictions [detect bands, h, w] (NaN where

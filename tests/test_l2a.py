@@ -206,9 +206,13 @@ def test_mask_and_remove_with_and_without_s1_and_with_a_reference(scenes, form, 
     for name, extra in (("no_s1", ()), ("s1", ("--s1", FLOODS_S1)),
                         ("reference", ("--reference", reference))):
         out, mask = tmp_path / f"{name}.tif", tmp_path / f"{name}_mask.tif"
-        result = cli("remove", "--s2", target, *extra, "-o", out, "--mask-out", mask, "-q")
+        result = cli("remove", "--s2", target, *extra, "-o", out, "--mask-out", mask, "-q",
+                     "--json")
         assert result.exit_code == 0, result.output
-        assert "median-fill" in result.output
+        summary = json.loads(result.stdout)
+        assert summary["model"] == "median-fill"
+        # no B10 in these band sets: the single-date mask judges the clouds unless told
+        assert summary.get("temporal_mask") is (False if name == "reference" else None)
         errors[name] = _check_output(out, target, mask, scenes["clear"], scenes["cloud"],
                                      offset)
     # every fill is much closer to the truth than the cloud; the clear date is the truth

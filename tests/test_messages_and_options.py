@@ -127,14 +127,18 @@ def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
                         result.stdout.strip())
 
 
-def test_a_run_with_other_dates_says_they_fill_first(tmp_path, cli):
+@pytest.mark.parametrize("flag, judged", [(None, "found by comparing the dates, "),
+                                           ("--no-temporal-mask", "")])
+def test_a_run_with_other_dates_says_they_fill_first(tmp_path, cli, flag, judged):
+    # the series has B01, B02 and B10: the dates judge the clouds unless told not to
     other = SAMPLE / "series" / "s2_2018-06-25.tif"
-    result = cli("remove", "--s2", SERIES_S2, "--reference", other, "-o", tmp_path / "x.tif")
+    result = cli("remove", "--s2", SERIES_S2, "--reference", other, "-o", tmp_path / "x.tif",
+                 *([flag] if flag else []))
     assert result.exit_code == 0, result.output
-    assert ("cloudfree: cloud pixels: taken from the other dates where they are clear; where the "
-            "land shows through thin cloud or haze, the veil taken off; the rest filled from "
-            "nearby clear pixels (where none is near: the scene's clear-sky median), no network"
-            ) in result.stderr.splitlines()
+    assert (f"cloudfree: cloud pixels: {judged}taken from the other dates where they are clear; "
+            "where the land shows through thin cloud or haze, the veil taken off; the rest "
+            "filled from nearby clear pixels (where none is near: the scene's clear-sky "
+            "median), no network") in result.stderr.splitlines()
 
 
 def test_train_amp_on_cpu_is_refused_like_fp16(tmp_path, cli):

@@ -84,7 +84,8 @@ def hazy_run(dates):
     """The summer cumulus pasted in full over the truth, filled from three dates that differ
     from the truth by the real texture of another place (the Sen1Floods11 chip, a third of it)
     and a date 2 days from the target, hazy all over: the truth with a fifth of real cloud (the
-    summer cumulus spread over the patch) blended in; with and without the temporal mask."""
+    summer cumulus spread over the patch) blended in; with the single-date mask (False) and
+    with the default, which on these 13-band dates is the temporal mask (True)."""
     folder, cloud, truth, profile = (dates[k] for k in ("folder", "cloud", "truth", "profile"))
     summer = read(SUMMER_S2)[0].astype(np.float64)
     _, (rows, cols) = ndimage.distance_transform_edt(~cloud, return_indices=True)
@@ -103,7 +104,9 @@ def hazy_run(dates):
         out, src, mask, days = (folder / f"{name}_{temporal}.tif"
                                 for name in ("out", "src", "mask", "days"))
         summary = remove_scene(target, None, out, references=refs, source_out=src,
-                               mask_out=mask, temporal_mask=temporal, days_out=days, quiet=True)
+                               mask_out=mask, temporal_mask=None if temporal else False,
+                               days_out=days, quiet=True)
+        assert summary["temporal_mask"] is temporal
         runs[temporal] = {"summary": summary, "out": read(out)[0], "source": read(src)[0][0],
                           "mask": read(mask)[0][0], "days": read(days)[0][0]}
     return {"target": read(target)[0], **runs}
@@ -181,6 +184,8 @@ def test_the_warnings_and_refusals(dates, cli, tmp_path):
     result = cli("remove", "--s2", dates["thin"], "--temporal-mask", "-o",
                  tmp_path / "out2.tif", "--model", "median-fill")
     assert result.exit_code == 2 and "--temporal-mask needs --reference" in result.output
+    result = cli("batch", tmp_path, "-o", tmp_path / "batch", "--temporal-mask")
+    assert result.exit_code == 2 and "--temporal-mask needs --references K" in result.output
 
 
 def test_a_reference_without_a_date_takes_its_folders(dates, tmp_path):
