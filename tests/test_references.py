@@ -20,11 +20,13 @@ from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
 from cloudfree import joint_fit, reference_fill
+from cloudfree.haze import HazeParams
 from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA
 from cloudfree.references import acquisition_date, change_threshold_db
 from cloudfree.remove_scene import remove_scene
+from cloudfree.restore import RestoreParams
 from cloudfree.sentinel2 import open_sentinel2
 
 
@@ -551,3 +553,24 @@ def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monk
     assert psnr(together, truth, cloud) > psnr(alone, truth, cloud) + 5
     # the source map names the pair's nearer date, a
     assert (source[cloud] == 1).mean() > 0.95
+
+
+
+def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scenes, tmp_path):
+    """A veil (a tenth of the summer cumulus' own median spectrum) over the clear winter patch
+    where the cumulus is: where the other date fills it, the veil is taken off the land that
+    shows through, which beats replacing that land by the other date's prediction."""
+    summer = read(SUMMER_S2)[0].astype(np.float64)
+    truth, cloud = scenes["truth"], scenes["cloud"]
+    veil = np.median(summer[:, cloud], axis=1)[:, None, None]
+    veiled = np.where(cloud, 0.9 * truth + 0.1 * veil, truth).round().astype(truth.dtype)
+    target = write(tmp_path / "veiled_20171201.tif", veiled, scenes["profile"])
+    scores = {}
+    for haze in (HazeParams(), None):
+        out, sources = tmp_path / "out.tif", tmp_path / "src.tif"
+        remove_scene(target, None, out, references=[WINTER_S2], quiet=True, overwrite=True,
+                     restoring=RestoreParams(haze=haze), source_out=sources)
+        filled = cloud & (read(sources)[0][0] == 1)  # the veil the other date filled
+        assert filled.sum() > 0.3 * cloud.sum()
+        scores[haze is not None] = psnr(read(out)[0], truth, filled)
+    assert scores[True] > scores[False] + 1, scores
