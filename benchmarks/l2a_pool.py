@@ -2,7 +2,7 @@
 
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... /work/data/l2a/built
     python benchmarks/l2a_pool.py /work/data/l2a/built [--every N] [--detail] [--no-bigearthnet]
-        [--temporal-mask]
+        [--temporal-mask] [--half even|odd]
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and
 ``remove`` without S1 and with it; what each finds and fills (there is no truth and no second
@@ -10,7 +10,9 @@ date of a place, so no ``--reference``).
 
 WorldCereal (12 monthly L2A composites of one place, B02-B08, B11, B12, each with S1): ``mask``
 on every month; then each clear month with the real cloud of one of the pool's cloudy patches
-pasted in (split by case: every clear month with every donor; nothing is tuned here) is filled by
+pasted in (every clear month with every donor; ``--half`` keeps the clear months at even or
+odd places in time order: settings are tuned on the odd ones and scored on the even ones, held
+out by date) is filled by
 
 - ``median fill``: ``remove`` without S1 (the default for this band set: median-fill's local
   fill from the clear pixels nearby);
@@ -160,8 +162,8 @@ def sketch_fill(cloudy: np.ndarray, fit_clear: np.ndarray, fill: np.ndarray, dat
     return np.where(fill & (weight > 0), total / np.maximum(weight, 1e-30), cloudy)
 
 
-def worldcereal(root: Path, work: Path, every: int, detail: bool, temporal: bool = False
-                ) -> None:
+def worldcereal(root: Path, work: Path, every: int, detail: bool, temporal: bool = False,
+                half: str | None = None) -> None:
     months = sorted(root.glob("s2_*.tif"))
     print("\n| WorldCereal month | valid | cloud (mask from the score without B10) |\n"
           "|---|---|---|")
@@ -171,6 +173,9 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, temporal: bool
               f"{m['cloud_fraction']:.1%} |" if m else f"| {month.stem[3:]} | {outcome} | |")
     dates = clear_dates(months)
     cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
+    if half:  # the clear months at even or odd places in time order
+        targets = sorted({case.name[:13] for case in cases})[half == "odd" :: 2]
+        cases = [case for case in cases if case.name[:13] in targets]
     rows = []
     print("\n| case | cloud | truly clear px | clear px by our mask (cloud found) | median fill | "
           "--reference | --buffer 0 | naive mean (fitted) | naive mean (raw) | sketch | "
@@ -264,12 +269,15 @@ def main() -> None:
     parser.add_argument("--no-bigearthnet", action="store_true")
     parser.add_argument("--temporal-mask", action="store_true",
                         help="also --reference --temporal-mask on the WorldCereal cases")
+    parser.add_argument("--half", choices=("even", "odd"),
+                        help="only the clear months at even (0, 2, ...) or odd places in time "
+                             "order: tune settings on the odd ones, report the even ones held out")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.no_bigearthnet:
         bigearthnet(args.root / "bigearthnet", args.work)
     worldcereal(args.root / "worldcereal", args.work, args.every, args.detail,
-                args.temporal_mask)
+                args.temporal_mask, args.half)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ from scipy import ndimage
 
 from cloudfree import joint_fit, reference_fill, references
 from cloudfree.local_fill import LocalFillParams
-from cloudfree.masking import CLOUD, MaskParams, classify
-from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA
+from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
 from cloudfree.references import acquisition_date, change_threshold_db, open_reference
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.remove_scene import remove_scene, restore_dates
+from cloudfree.restore import RestoreParams
+from cloudfree.sentinel2 import BANDS, open_sentinel2
 from cloudfree.threads import thread_pool
 
 
@@ -584,3 +585,33 @@ def test_a_reference_read_on_many_threads_holds_one_handle_within_its_cache_shar
                     np.testing.assert_array_equal(part, whole[:, window.toslices()[0],
                                                                window.toslices()[1]])
         assert open_descriptors(path) == 0
+
+
+def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scenes):
+    """A veil (a tenth of the summer cumulus' own median spectrum) over the clear winter patch
+    where the cumulus is, filled from the other winter date (fitted by a line per band on the
+    clear land): the veil is taken off the land that shows through, which beats the other
+    date's prediction; under the opaque cumulus itself the prediction is kept."""
+    with open_sentinel2(WINTER_CLEAR) as s2:
+        truth, valid = s2.read()
+    with open_sentinel2(WINTER_S2) as s2:
+        other = s2.read()[0]
+    with open_sentinel2(SUMMER_S2) as s2:
+        summer = s2.read()[0]
+    cloud = scenes["cloud"]
+    predicted = np.stack([np.polyval(np.polyfit(o[~cloud], t[~cloud], 1), o)
+                          for o, t in zip(other, truth, strict=True)]).astype(np.float32)
+    classes = np.where(cloud, CLOUD, CLEAR).astype(np.uint8)
+    veil = np.median(summer[:, cloud], axis=1)[:, None, None]
+    scores = {}
+    for name, seen in (("veil", np.where(cloud, 0.9 * truth + 0.1 * veil, truth)),
+                       ("opaque", np.where(cloud, summer, truth))):
+        block = ReferenceBlock(predicted.copy(), np.where(cloud, 1, 0).astype(np.uint8))
+        restore_dates(block, seen.astype(np.float32), cloud, classes, valid, RestoreParams(),
+                      BANDS)
+        scores[name] = block.values
+    error = {name: np.sqrt(np.mean((v[:, cloud] - truth[:, cloud]) ** 2))
+             for name, v in (("prediction", predicted), *scores.items())}
+    assert error["veil"] < 0.7 * error["prediction"], error
+    thick = cloud & (summer[1] > 0.3)  # the cumulus' opaque core
+    assert np.abs(scores["opaque"][:, thick] - predicted[:, thick]).max() < 1e-3
