@@ -113,25 +113,16 @@ class Background:
 
 
 def nan_median(values: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(values, axis=0)`` of a few values per element, equal to it (the mean of
-    the two middle ones when even), NaN where all are NaN: sorted by an odd-even transposition
-    network on whole arrays, not element by element as numpy sorts a masked array, and without
-    its warning, which ``warnings.catch_warnings`` cannot silence safely on several threads."""
-    missing = np.isnan(values)
-    ordered = np.where(missing, np.inf, values)  # NaN last
-    for step in range(len(ordered)):
-        for i in range(step % 2, len(ordered) - 1, 2):
-            smaller = np.minimum(ordered[i], ordered[i + 1])
-            np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
-            ordered[i] = smaller
-    count = len(values) - np.count_nonzero(missing, axis=0)
-    high = count // 2
-    low = np.where(count % 2 == 1, high, high - 1)
-    median, high_value = np.zeros_like(ordered[0]), np.zeros_like(ordered[0])
-    for i, row in enumerate(ordered):  # the low and high middle values
-        np.copyto(median, row, where=low == i)
-        np.copyto(high_value, row, where=high == i)
-    median += high_value
+    """``np.nanmedian(values, axis=0)``, equal to it (the mean of the two middle values when
+    their number is even), NaN where all are NaN: one sort of the whole array (NaN sorts last),
+    without nanmedian's warning, which ``warnings.catch_warnings`` cannot silence safely on
+    several threads."""
+    ordered = np.sort(values, axis=0)
+    count = len(values) - np.count_nonzero(np.isnan(values), axis=0)
+    high = np.minimum(count // 2, len(values) - 1)
+    low = np.where(count % 2 == 1, high, np.maximum(high - 1, 0))
+    median = np.take_along_axis(ordered, low[None], axis=0)[0]
+    median += np.take_along_axis(ordered, high[None], axis=0)[0]
     median /= 2
     median[count == 0] = np.nan
     return median
