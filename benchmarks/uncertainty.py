@@ -14,7 +14,8 @@ Two kinds of fill, each against the same date's truth, each run through the real
 - other dates: the SEN12MS-CR-TS series (``scripts/extract_ts_series.py``; the cases of
   ``reference_fill.py``: a real cloud pasted, or blended thinly, over a clear date, or pasted
   with the nearest reference hazy or shifted), ``remove --reference`` with the other 29 dates,
-  every other case with ``--temporal-mask``; held out by date: the clear targets at even places
+  as ``remove`` runs by default (the dates judge the clouds on these 13-band dates), every
+  third case with ``--no-temporal-mask``; held out by date: the clear targets at even places
   in time order are predicted by a fit on the odd ones and the other way round.
 
 Each fit is least squares of log |error| (reflectance, at least 0.5 DN) on the features of its
@@ -85,8 +86,8 @@ DONORS_PER_TARGET = 2
 KINDS = {SINGLE_DATE_FILL: "single_date", FROM_DATES: "reference"}
 #: DN per unit reflectance of the pool and the series.
 DN = 10000.0
-#: Every how many series cases one runs with the temporal mask.
-TEMPORAL_EVERY = 3
+#: Every how many series cases one runs with the single-date mask (``--no-temporal-mask``).
+SINGLE_DATE_MASK_EVERY = 3
 
 
 class Recorder:
@@ -196,12 +197,12 @@ def series_cases(series: Path, folder: Path, rng: np.random.Generator, every: in
     for number, (target, donor, kind, half) in enumerate(cases, 1):
         others = [p for p in dates if p != target]
         cloudy, _, _, refs = dates_bench.make_case(kind, number, target, donor, others, folder)
-        temporal = number % TEMPORAL_EVERY == 0
+        single_mask = number % SINGLE_DATE_MASK_EVERY == 0
         started = time.perf_counter()
         recorder, output, written = run(cloudy, None, folder, references=refs,
-                                        temporal_mask=temporal)
+                                        temporal_mask=False if single_mask else None)
         truth = dates_bench.read(target)[1].astype(np.float32)
-        label = f"other dates, {kind}" + (", temporal mask" if temporal else "")
+        label = f"other dates, {kind}" + (", single-date mask" if single_mask else "")
         out.append(samples(recorder.blocks, output, truth, written, rng, half, label,
                            (FROM_DATES,)))
         print(f"{number}/{len(cases)} {label}: {time.perf_counter() - started:.0f} s",
@@ -315,14 +316,20 @@ def write_calibration(cases: dict[str, list[dict]], path: Path = CALIBRATION) ->
 
 
 def collect(args: argparse.Namespace) -> dict[str, list[dict]]:
-    """The recorded samples: from ``--cache`` when it exists, else by running every case."""
+    """The recorded samples: from ``--cache`` when it exists (the kinds in ``--recollect`` run
+    again), else by running every case."""
+    cases, again = {}, {"single_date", "reference"}
     if args.cache and args.cache.exists():
         with np.load(args.cache, allow_pickle=True) as f:
-            return f["cases"].item()
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        cases = {"single_date": single_date_cases(args.pool, Path(tmp), rng, args.every),
-                 "reference": series_cases(args.series, Path(tmp), rng, args.every)}
+            cases = f["cases"].item()
+        again = set(args.recollect)
+    with tempfile.TemporaryDirectory() as tmp:  # each kind its own random stream
+        if "single_date" in again:
+            cases["single_date"] = single_date_cases(args.pool, Path(tmp),
+                                                     np.random.default_rng(0), args.every)
+        if "reference" in again:
+            cases["reference"] = series_cases(args.series, Path(tmp), np.random.default_rng(1),
+                                              args.every)
     if args.cache:
         np.savez(args.cache, cases=np.array(cases, dtype=object))
     return cases
@@ -335,6 +342,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1,
                         help="only every N-th scene and series case (a quick look)")
     parser.add_argument("--cache", type=Path, help="keep (or reuse) the recorded samples here")
+    parser.add_argument("--recollect", nargs="+", choices=("single_date", "reference"),
+                        default=(), help="with --cache: run these kinds' cases again")
     parser.add_argument("--write-calibration", action="store_true",
                         help=f"fit on every case and write {CALIBRATION.name}")
     parser.add_argument("--json", type=Path)
