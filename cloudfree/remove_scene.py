@@ -48,7 +48,6 @@ from cloudfree.fill import (
     fill_masked,
     window_counts,
 )
-from cloudfree.haze import HazeParams
 from cloudfree.local_fill import (
     LocalFillParams,
     correction_bound,
@@ -263,7 +262,7 @@ def check_engine_options(*, model: str | None = None, checkpoint: Path | str | N
 #: single-date fill, whose prediction is poorer. On 6 thin-cloud cases of the benchmark's even
 #: half (``benchmarks/reference_fill.py --half even --kinds thin --every 3``, the first 6)
 #: 0.05-0.2 gave 35.91 dB on average, 0.1-0.3 35.78 and no restoring 34.88.
-DATES_HAZE = HazeParams(t_restore=0.05, t_fill=0.2)
+DATES_HANDOVER = (0.05, 0.2)
 
 
 def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np.ndarray,
@@ -278,8 +277,10 @@ def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np
     lost on a case with a small cloud)."""
     covered = region & reference.covered
     if covered.any():
-        if params.haze is not None:
-            params = replace(params, haze=DATES_HAZE)
+        if params.haze is not None:  # the caller's smoothing and trust, the dates' hand-over
+            t_restore, t_fill = DATES_HANDOVER
+            params = replace(params, haze=replace(params.haze, t_restore=t_restore,
+                                                  t_fill=t_fill))
         values, _ = restore(reflectance, reference.values, covered,
                             covered & (classes == SHADOW), valid & (classes == CLEAR), params,
                             bands)
