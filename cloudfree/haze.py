@@ -52,15 +52,26 @@ class HazeParams:
     spread: float = 0.75  # trust the restored land within this many spreads of the land around
 
 
-def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float) -> np.ndarray:
+def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float,
+                  density: np.ndarray | None = None) -> np.ndarray:
     """Normalised Gaussian of ``values`` [C, H, W] over the pixels ``where`` [H, W] (Knutsson
-    and Westin 1993): each pixel's weighted mean of the ``where`` pixels around it."""
-    weight = ndimage.gaussian_filter(where.astype(np.float32), sigma, mode="nearest")
+    and Westin 1993): each pixel's weighted mean of the ``where`` pixels around it.
+    ``density``: the Gaussian of ``where`` itself (``where_density``), when already known."""
+    if density is None:
+        density = where_density(where, sigma)
     out = np.empty(values.shape, np.float32)
+    masked = np.empty(where.shape, np.float32)  # one band's ``where`` values, 0 elsewhere
     for band, v in enumerate(values):
-        ndimage.gaussian_filter(np.where(where, v, 0).astype(np.float32, copy=False), sigma,
-                                mode="nearest", output=out[band])
-    return out / np.maximum(weight, 1e-6)[None]
+        masked.fill(0)
+        np.copyto(masked, v, where=where)
+        ndimage.gaussian_filter(masked, sigma, mode="nearest", output=out[band])
+    out /= np.maximum(density, 1e-6)
+    return out
+
+
+def where_density(where: np.ndarray, sigma: float) -> np.ndarray:
+    """The Gaussian of ``where`` [H, W]: the weight of ``smooth_within``'s means."""
+    return ndimage.gaussian_filter(where.astype(np.float32), sigma, mode="nearest")
 
 
 def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -82,15 +93,15 @@ def hot(reflectance: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
 
 
 def opacity(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray, sigma: float,
-            bands: tuple[str, ...] = BANDS) -> np.ndarray:
+            bands: tuple[str, ...] = BANDS, density: np.ndarray | None = None) -> np.ndarray:
     """Cloud opacity in [0, 1] over ``region`` [H, W] (0 off it), from HOT's excess over the
-    expected land."""
+    expected land; ``density``: ``where_density(region, sigma)``, when already known."""
     cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
     excess = hot(reflectance, bands) - hot(expected, bands)
     room = np.maximum(hot(cloud, bands) - hot(expected, bands), 0.05)
     # smoothed, but never above the pixel's own excess: a dark shadow beside a bright core
     # would otherwise be unmixed to black
-    smooth = smooth_within(excess[None], region, sigma)[0]
+    smooth = smooth_within(excess[None], region, sigma, density)[0]
     t = np.clip(np.minimum(smooth, excess) / room, 0, 1)
     return np.where(region, t, 0).astype(np.float32)
 
@@ -114,18 +125,21 @@ def land_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
         return F.avg_pool2d(torch.from_numpy(values), step, divisor_override=1,
                             ceil_mode=True).numpy()
 
-    weight = np.where(clear, 1, 0).astype(np.float32)
+    weight = clear.astype(np.float32)
     seen = reflectance * weight
-    # the clear pixels, their values and squares summed per cell, every band at once
+    # the clear pixels, their values and their squares summed over the bands, per cell: the
+    # variances are only wanted summed over the bands, so the squares are too
     cells = np.concatenate([cell_sums(weight[None]), cell_sums(seen),
-                            cell_sums(seen * reflectance)])
+                            cell_sums(np.einsum("khw,khw->hw", seen, seen)[None])])
     cells = ndimage.gaussian_filter(cells, (0, SPREAD_SIGMA / step, SPREAD_SIGMA / step),
                                     mode="nearest")
     count = np.maximum(cells[0], 1e-6)
     bands = len(reflectance)
-    mean, square = cells[1:bands + 1] / count, cells[bands + 1:] / count
-    spread = np.sqrt(np.maximum(square - mean * mean, 0).mean(axis=0))
-    full = ndimage.zoom(spread, step, order=1, mode="nearest", grid_mode=True)
+    mean, square = cells[1:bands + 1] / count, cells[bands + 1] / count
+    spread = np.sqrt(np.maximum(square - np.einsum("khw,khw->hw", mean, mean), 0) / bands)
+    # bilinear, from the cells' centres, the edge cells held beyond them
+    full = F.interpolate(torch.from_numpy(spread)[None, None], scale_factor=step,
+                         mode="bilinear", align_corners=False)[0, 0].numpy()
     return full[:height, :width]
 
 
@@ -137,22 +151,39 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     clear land. Returns (restored, weight), both unchanged / 0 off the region."""
     restored = reflectance.astype(np.float32, copy=True)
     weight = np.zeros(region.shape, np.float32)
+    veil = unveil(reflectance, expected, region, clear, params, bands)
+    if veil is not None:
+        box, land, trust = veil
+        restored[:, box[0], box[1]][:, region[box]] = land[:, region[box]]
+        weight[box] = trust
+    return restored, weight
+
+
+def unveil(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
+           clear: np.ndarray, params: HazeParams = HazeParams(), bands: tuple[str, ...] = BANDS
+           ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    """``dehaze`` over the box of the ``region`` (and the reach of its smoothing) alone: (the
+    box's rows and columns, the restored land [C, h, w] on its ``region`` pixels, the weight
+    [h, w] of that land, 0 off the region); None when there is no region or no clear land."""
     if not region.any() or not clear.any():
-        return restored, weight
+        return None
     # the spread on the whole window (its coarse grid and edges as they are); the rest within
     # reach of the region, which gives the same values on it as the whole window does
     spread = land_spread(reflectance, clear)
-    box = (slice(None), *around(region, reach(params.sigma)))
-    seen, fill, where = reflectance[box], expected[box], region[box[1:]]
-    t = opacity(seen, fill, where, params.sigma, bands)[where]
-    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None]
+    box = around(region, reach(params.sigma))
+    seen, fill, where = reflectance[:, box[0], box[1]], expected[:, box[0], box[1]], region[box]
+    density = where_density(where, params.sigma)  # of both smoothings over the region
+    t = opacity(seen, fill, where, params.sigma, bands, density)
+    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
     t_used = np.minimum(t, params.t_fill)
-    unmixed = np.zeros(seen.shape, np.float32)
-    unmixed[:, where] = np.maximum((seen[:, where] - t_used * cloud) / (1 - t_used), 0)
-    restored[box][:, where] = unmixed[:, where]
-    d = np.sqrt(((smooth_within(unmixed, where, params.sigma)[:, where] - fill[:, where]) ** 2
-                 ).mean(0))
-    s = np.maximum(params.spread * spread[box[1:]][where], 1e-4)
-    weight[box[1:]][where] = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(
-        -0.5 * (d / s) ** 2)
-    return restored, weight
+    # every pixel of the box: the smoothing reads the region's only
+    land = t_used * cloud  # (seen - t cloud) / (1 - t), at least 0, in place
+    np.subtract(seen, land, out=land)
+    land /= 1 - t_used
+    np.maximum(land, 0, out=land)
+    off = smooth_within(land, where, params.sigma, density)
+    off -= fill
+    d = np.sqrt(np.square(off, out=off).mean(0))
+    s = np.maximum(params.spread * spread[box], 1e-4)
+    trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
+    return box, land, np.where(where, trust, 0).astype(np.float32)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloudfree.haze import HazeParams, dehaze
+from cloudfree.haze import HazeParams, unveil
 from cloudfree.sentinel2 import BANDS
 from cloudfree.shadow import relight
 
@@ -41,9 +41,14 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         out[:, shadow] = relight(reflectance, expected, shadow)[:, shadow]
         filled[shadow] = 0
         cloud = region & ~shadow
+    veil = None
     if params.haze is not None and cloud.any() and {"B02", "B04"} <= set(bands):
-        restored, weight = dehaze(reflectance, expected, cloud, clear, params.haze, bands)
-        weight = weight[cloud]
-        out[:, cloud] = weight * restored[:, cloud] + (1 - weight) * expected[:, cloud]
-        filled[cloud] = 1 - weight
+        veil = unveil(reflectance, expected, cloud, clear, params.haze, bands)
+    if veil is not None:  # over the box of the thin cloud, its pixels
+        (rows, cols), land, weight = veil
+        where = cloud[rows, cols]
+        land *= weight  # the blend weight * land + (1 - weight) * expected, in place
+        land += (1 - weight) * expected[:, rows, cols]
+        np.copyto(out[:, rows, cols], land, where=where)
+        filled[rows, cols] = np.where(where, 1 - weight, filled[rows, cols])
     return out, filled
