@@ -200,10 +200,14 @@ def gaussian(a: torch.Tensor, sigma: float,
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = (kernel / kernel.sum()).to(a.device, a.dtype)
-    k, (rows, cols) = len(a), (axis.indices(size)[:2] for axis, size in zip(window, a.shape[1:],
-                                                                          strict=True))
-    a = F.pad(a, (radius, radius, radius, radius))[:, rows[0]:rows[1] + 2 * radius,
-                                                   cols[0]:cols[1] + 2 * radius]
+    k, (height, width) = len(a), a.shape[1:]
+    (r0, r1), (c0, c1) = (axis.indices(size)[:2] for axis, size in zip(window, (height, width),
+                                                                      strict=True))
+    # the window and ``radius`` more each side: what the array has, zeros beyond it
+    top, bottom = max(r0 - radius, 0), min(r1 + radius, height)
+    left, right = max(c0 - radius, 0), min(c1 + radius, width)
+    a = F.pad(a[:, top:bottom, left:right], (left - c0 + radius, c1 + radius - right,
+                                             top - r0 + radius, r1 + radius - bottom))
     a = F.conv2d(a[None], kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
     return F.conv2d(a, kernel.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k)[0]
 
