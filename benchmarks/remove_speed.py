@@ -3,6 +3,7 @@
     python benchmarks/remove_speed.py                  # 2048^2, 3 rounds; memory at 1024^2, 4096^2
     python benchmarks/remove_speed.py --size 4096 --rounds 2 --memory-sizes
     python benchmarks/remove_speed.py --models cloudfree-fillnet-fast --no-stages
+    python benchmarks/remove_speed.py --models median-fill --compare main --no-stages --memory-sizes
 
 The scene is a mirrored mosaic of the bundled real sample (13 bands, S1 beside it, about 44 %
 cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fresh processes:
@@ -13,6 +14,9 @@ cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fres
   model `median-fill`, the local fill with no network);
 - the first model's network alone, in this process: its forward (onnxruntime, as `remove` runs
   it on CPU) on as many random tiles as that `remove` ran, at its batch size (8).
+- with ``--compare REV``: the first model's `remove` again, as git revision REV has it (its
+  ``cloudfree/`` unpacked, as `remove_equality.py` does), so that a change is timed against
+  the code before it in the same rounds.
 The table gives each round and the median ratios remove / floor (target: <= 3x) and
 network / floor (what the network alone costs of that budget). They alternate in one run, so
 the ratios hold on a noisy machine even where the seconds do not.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -34,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from remove_equality import unpack
 from remove_pipeline import bare_forward_seconds, make_scene, peak_rss_mb
 from remove_stages import print_stages
 
@@ -42,10 +48,12 @@ from cloudfree.bundled import bundled_models
 BATCH = 8  # remove's default --batch-size
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
-    """Wall seconds and standard output of one command, which must succeed."""
+def timed(cmd: list[str], package: Path | None = None) -> tuple[float, str]:
+    """Wall seconds and standard output of one command, which must succeed; ``package``: the
+    folder holding the ``cloudfree`` it imports (default: the installed one)."""
+    env = None if package is None else {**os.environ, "PYTHONPATH": str(package)}
     start = time.perf_counter()
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return time.perf_counter() - start, done.stdout
 
 
@@ -63,9 +71,11 @@ def remove_command(s2: Path, s1: Path, out: Path, model: str) -> list[str]:
             "-o", str(out), "--model", model, "--quiet", "--overwrite", "--json"]
 
 
-def rounds(folder: Path, size: int, n: int, models: list[str]) -> list[list[float]]:
+def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | None = None
+           ) -> list[list[float]]:
     """[floor, remove per model..., network] seconds per round, alternating, after one untimed
-    warm-up round."""
+    warm-up round; with ``compare`` (a folder holding another ``cloudfree``), the first model's
+    remove with that package last."""
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
@@ -82,6 +92,8 @@ def rounds(folder: Path, size: int, n: int, models: list[str]) -> list[list[floa
             row.append(seconds)
             summaries.append(json.loads(summary))
         row.append(network_seconds(models[0], summaries[0]["tiles_run"]))
+        if compare is not None:
+            row.append(timed(remove_command(s2, s1, folder / "out.tif", models[0]), compare)[0])
         if i:  # the first round warms the page cache and the imports
             results.append(row)
     return results
@@ -118,6 +130,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["cloudfree-fillnet", "median-fill"],
                         help="bundled models; the first is the one measured alone and for memory")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
+    parser.add_argument("--compare", metavar="REV",
+                        help="also time the first model's remove as git revision REV has it")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
     args = parser.parse_args()
     if args.rounds < 1:
@@ -140,22 +154,27 @@ def main() -> None:
           f"{', '.join(models)}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        timings = rounds(folder, args.size, args.rounds, models)
+        compare = None if args.compare is None else unpack(args.compare, folder / "compare")
+        timings = rounds(folder, args.size, args.rounds, models, compare)
+        old = [] if compare is None else [f"{models[0]} at {args.compare}"]
         print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, remove with "
-              f"each model, then {models[0]}'s network alone)")
-        head = " | ".join(f"remove {m}" for m in models)
-        ratios = " | ".join(f"{m} / floor" for m in models)
-        print(f"| round | rio cogeo create | {head} | network alone | {ratios} | "
-              f"network / floor |\n|{'---|' * (2 * len(models) + 4)}")
+              f"each model, then {models[0]}'s network alone{', then ' * bool(old)}"
+              f"{''.join(old)})")
+        head = " | ".join([*(f"remove {m}" for m in models), "network alone",
+                           *(f"remove {m}" for m in old)])
+        ratios = " | ".join(f"{m} / floor" for m in [*models, "network", *old])
+        print(f"| round | rio cogeo create | {head} | {ratios} |\n"
+              f"|{'---|' * (2 * (len(models) + len(old)) + 4)}")
         for i, row in enumerate(timings, 1):
             cells = " | ".join(f"{t:.2f}" for t in row)
             shares = " | ".join(f"{t / row[0]:.2f}x" for t in row[1:])
             print(f"| {i} | {cells} | {shares} |")
-        median = [statistics.median(t[k] for t in timings) for k in range(len(models) + 2)]
-        shares = [statistics.median(t[k] / t[0] for t in timings)
-                  for k in range(1, len(models) + 2)]
+        columns = len(timings[0])
+        median = [statistics.median(t[k] for t in timings) for k in range(columns)]
+        shares = [statistics.median(t[k] / t[0] for t in timings) for k in range(1, columns)]
         print(f"| median | {' | '.join(f'{t:.2f}' for t in median)} | "
-              f"{' | '.join(f'**{r:.2f}x**' for r in shares[:-1])} | {shares[-1]:.2f}x |")
+              f"{' | '.join(f'**{r:.2f}x**' for r in shares[:len(models)])} | "
+              f"{' | '.join(f'{r:.2f}x' for r in shares[len(models):])} |")
         if not args.no_stages:
             for model in models:
                 print_stages(stages(folder, args.size, model),
