@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from cloudfree.haze import smooth_within, smoothstep_down
+from cloudfree.haze import around, reach, smooth_within, smoothstep_down, where_density
 from cloudfree.masking import CLEAR, CLOUD, SHADOW
 from cloudfree.sentinel2 import BANDS
 
@@ -95,8 +95,12 @@ def relight(reflectance: np.ndarray, expected: np.ndarray, shadow: np.ndarray,
     out = reflectance.astype(np.float32, copy=True)
     if not shadow.any():
         return out
-    seen = smooth_within(reflectance, shadow, sigma)
-    wanted = smooth_within(expected, shadow, sigma)
-    gain = np.clip(wanted / np.maximum(seen, 1e-4), 1, MAX_GAIN)
-    out[:, shadow] = (reflectance * gain)[:, shadow]
+    # within reach of the shadow, which gives the same values on it as the whole array does
+    rows, cols = around(shadow, reach(sigma))
+    where, seen = shadow[rows, cols], reflectance[:, rows, cols]
+    density = where_density(where, sigma)
+    gain = smooth_within(expected[:, rows, cols], where, sigma, density)
+    gain /= np.maximum(smooth_within(seen, where, sigma, density), 1e-4)
+    np.clip(gain, 1, MAX_GAIN, out=gain)
+    np.copyto(out[:, rows, cols], seen * gain, where=where)
     return out
