@@ -19,27 +19,16 @@ SEN12MS-CR-TS series with a real cloud pasted), run as ``remove --reference R1 .
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from reference_memory import scenes
-from remove_pipeline import ROOT, make_scene
-
-
-def unpack(ref: str, folder: Path) -> Path:
-    """``cloudfree/`` as it is at git revision ``ref``, unpacked under ``folder``."""
-    archive = subprocess.run(["git", "archive", ref, "cloudfree"], cwd=ROOT, check=True,
-                             capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
+from remove_pipeline import ROOT, make_scene, unpack
 
 
 def remove_output(package: Path, s2: Path, inputs: list[str], out: Path, model: str

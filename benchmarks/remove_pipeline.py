@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import resource
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -67,6 +69,15 @@ def mosaic(src: Path, dst: Path, size: int) -> Path:
             strip = np.tile(tile[:, :rows], (1, 1, reps))[:, :, :size]
             out.write(strip, window=((row, row + rows), (0, size)))
     return dst
+
+
+def unpack(ref: str, folder: Path) -> Path:
+    """``cloudfree/`` as it is at git revision ``ref``, unpacked under ``folder``."""
+    archive = subprocess.run(["git", "archive", ref, "cloudfree"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
 
 
 def make_scene(folder: Path, size: int) -> tuple[Path, Path]:

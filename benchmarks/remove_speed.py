@@ -39,8 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from remove_equality import unpack
-from remove_pipeline import bare_forward_seconds, make_scene, peak_rss_mb
+from remove_pipeline import bare_forward_seconds, make_scene, peak_rss_mb, unpack
 from remove_stages import print_stages
 
 from cloudfree.bundled import bundled_models
@@ -50,10 +49,11 @@ BATCH = 8  # remove's default --batch-size
 
 def timed(cmd: list[str], package: Path | None = None) -> tuple[float, str]:
     """Wall seconds and standard output of one command, which must succeed; ``package``: the
-    folder holding the ``cloudfree`` it imports (default: the installed one)."""
+    folder holding the ``cloudfree`` it imports, run from there (``python -m`` looks in the
+    working folder first); default: the one this script imports."""
     env = None if package is None else {**os.environ, "PYTHONPATH": str(package)}
     start = time.perf_counter()
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=package)
     return time.perf_counter() - start, done.stdout
 
 
