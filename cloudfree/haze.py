@@ -144,27 +144,13 @@ def land_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
 
 
 def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
-           clear: np.ndarray, params: HazeParams = HazeParams(),
-           bands: tuple[str, ...] = BANDS) -> tuple[np.ndarray, np.ndarray]:
-    """``reflectance`` [C, H, W] with the veil taken off the ``region`` [H, W] pixels, and the
-    weight [H, W] of that restored land against the fill (``expected``) in each; ``clear``: the
-    clear land. Returns (restored, weight), both unchanged / 0 off the region."""
-    restored = reflectance.astype(np.float32, copy=True)
-    weight = np.zeros(region.shape, np.float32)
-    veil = unveil(reflectance, expected, region, clear, params, bands)
-    if veil is not None:
-        box, land, trust = veil
-        restored[:, box[0], box[1]][:, region[box]] = land[:, region[box]]
-        weight[box] = trust
-    return restored, weight
-
-
-def unveil(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
            clear: np.ndarray, params: HazeParams = HazeParams(), bands: tuple[str, ...] = BANDS
            ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
-    """``dehaze`` over the box of the ``region`` (and the reach of its smoothing) alone: (the
-    box's rows and columns, the restored land [C, h, w] on its ``region`` pixels, the weight
-    [h, w] of that land, 0 off the region); None when there is no region or no clear land."""
+    """The veil taken off the ``region`` [H, W] pixels of ``reflectance`` [C, H, W], over the
+    box of the region (and the reach of its smoothing) alone: (the box's rows and columns, the
+    restored land [C, h, w] on its region pixels, the weight [h, w] of that land against the
+    fill, ``expected``, 0 off the region); ``clear``: the clear land. None when there is no
+    region or no clear land."""
     if not region.any() or not clear.any():
         return None
     # the spread on the whole window (its coarse grid and edges as they are); the rest within

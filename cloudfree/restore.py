@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloudfree.haze import HazeParams, unveil
+from cloudfree.haze import HazeParams, dehaze
 from cloudfree.sentinel2 import BANDS
 from cloudfree.shadow import relight
 
@@ -43,7 +43,7 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         cloud = region & ~shadow
     veil = None
     if params.haze is not None and cloud.any() and {"B02", "B04"} <= set(bands):
-        veil = unveil(reflectance, expected, cloud, clear, params.haze, bands)
+        veil = dehaze(reflectance, expected, cloud, clear, params.haze, bands)
     if veil is not None:  # over the box of the thin cloud, its pixels
         (rows, cols), land, weight = veil
         where = cloud[rows, cols]

@@ -68,7 +68,12 @@ def texture_correlation(a, b, where):
 def test_thin_cloud_is_restored_with_the_lands_texture_better_than_filled(land, clouded):
     clear, valid, _ = land
     cloudy, alpha, region, expected = clouded
-    restored, weight = dehaze(cloudy, expected, region, valid & ~region)
+    (rows, cols), land, trust = dehaze(cloudy, expected, region, valid & ~region)
+    assert land.shape[1:] == trust.shape == region[rows, cols].shape
+    assert not trust[~region[rows, cols]].any()  # the weight is 0 off the region
+    restored, weight = cloudy.copy(), np.zeros(region.shape, np.float32)
+    restored[:, rows, cols] = np.where(region[rows, cols], land, cloudy[:, rows, cols])
+    weight[rows, cols] = trust
     thin = region & (alpha > 0.02) & (alpha < 0.15) & (weight > 0.5)
     assert thin.sum() > 500  # real translucent cloud edges, taken as land that shows
     out = weight * restored + (1 - weight) * expected
