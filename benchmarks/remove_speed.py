@@ -22,7 +22,7 @@ network / floor (what the network alone costs of that budget). They alternate in
 the ratios hold on a noisy machine even where the seconds do not.
 Stages (``--no-stages`` to skip): one more `remove` per model with its stages timed
 (`remove_stages.py`: CPU seconds per stage over every thread, torch at one thread).
-Peak memory: `remove` with the first model in a fresh process per scene size, through the
+Peak memory: `remove` with each model in a fresh process per scene size, through the
 command's launcher as users run it (Linux VmHWM; target: flat within 1.25x).
 """
 
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[1024, 4096])
     parser.add_argument("--models", nargs="+", default=["cloudfree-fillnet", "median-fill"],
-                        help="bundled models; the first is the one measured alone and for memory")
+                        help="bundled models; the first is the one whose network is timed alone")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
     parser.add_argument("--compare", metavar="REV",
                         help="also time the first model's remove as git revision REV has it")
@@ -179,9 +179,12 @@ def main() -> None:
             for model in models:
                 print_stages(stages(folder, args.size, model),
                              f"`remove --model {model}`, {args.size}^2, stages")
-        rows = [peak_memory(folder, size, models[0]) for size in args.memory_sizes]
-    if rows:
-        print(f"\n`remove --model {models[0]}`, each size in a fresh process\n"
+        memory = {m: [peak_memory(folder, size, m) for size in args.memory_sizes]
+                  for m in models}
+    for model, rows in memory.items():
+        if not rows:
+            continue
+        print(f"\n`remove --model {model}`, each size in a fresh process\n"
               "| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
         for r in rows:
             print(f"| {r['size']}^2 | {r['seconds']} | {r['peak_rss_mb']} | "
