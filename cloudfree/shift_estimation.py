@@ -102,16 +102,40 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
                        ) -> list[np.ndarray]:
     """``orientation_field`` of each of ``images`` [B, H, W] sharing one ``valid`` mask (its
     weights and erosion computed once)."""
-    weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
-    inner = ndimage.binary_erosion(valid, iterations=int(3 * sigma) + 2)
+    inner = eroded(valid, int(3 * sigma) + 2)
+    weights = None
+    if not valid.all():  # the normalised convolution's weights (all 1 without a gap)
+        weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
     fields = []
     for image in images:
         smooth = ndimage.gaussian_filter(np.where(valid, image, 0.0), sigma)
-        smooth /= weights  # normalised convolution: no edges at nodata borders
-        z = ndimage.sobel(smooth, axis=1) + 1j * ndimage.sobel(smooth, axis=0)
-        magnitude = np.abs(z)
-        fields.append(np.where(inner & (magnitude > 0), z * z / np.maximum(magnitude, 1e-12), 0))
+        if weights is not None:
+            smooth /= weights  # normalised convolution: no edges at nodata borders
+        gx, gy = sobel(smooth)
+        magnitude = np.hypot(gx, gy)
+        scale = np.where(inner & (magnitude > 0), 1 / np.maximum(magnitude, 1e-12), 0)
+        field = np.empty(smooth.shape, np.result_type(smooth, np.complex64))
+        field.real = (gx * gx - gy * gy) * scale  # z**2 / |z| for z = gx + i gy
+        field.imag = 2 * gx * gy * scale
+        fields.append(field)
     return fields
+
+
+def sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ndimage.sobel`` along columns and along rows (mirrored edges), by array slicing: a
+    third of the time of its four one-dimensional passes."""
+    padded = np.pad(image, 1, mode="symmetric")  # ndimage's "reflect"
+    across = padded[:-2] + 2 * padded[1:-1] + padded[2:]  # smoothed down the rows
+    down = padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]  # and along them
+    return across[:, 2:] - across[:, :-2], down[2:] - down[:-2]
+
+
+def eroded(valid: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_erosion(valid, iterations=...)`` (cross element, outside the array
+    invalid): the pixels farther than ``iterations`` in city-block distance from any invalid
+    one, by one distance transform instead of an erosion per iteration."""
+    padded = np.pad(valid, 1)
+    return ndimage.distance_transform_cdt(padded, metric="taxicab")[1:-1, 1:-1] > iterations
 
 
 def _parabola(left: float, centre: float, right: float) -> float:
