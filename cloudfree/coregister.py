@@ -66,10 +66,6 @@ REFINE_BANDS = ("B02", "B03", "B04", "B08")
 #: Size (pixels) of the windows the shift is estimated on, and how many per axis at most.
 ESTIMATION_WINDOW = 512
 ESTIMATION_WINDOWS_PER_AXIS = 8
-#: Scene side per window along each axis, in window sizes (rounded up): on a scene of a few
-#: windows they sample it (3 x 3 on 2048 px, 56 % of its area) instead of tiling all of it, at
-#: about half the cost; a field of degree 2 still has the 8 windows it needs.
-ESTIMATION_SPACING = 1.4
 #: Share of the reliable windows the field must fit (the rest are outliers) to be applied.
 MIN_INLIER_SHARE = 0.5
 #: Fraction of valid (overlapping, cloud-free) pixels a window needs to take part.
@@ -184,13 +180,11 @@ def overlap_fraction(s1: Sentinel1, grid: Grid) -> float:
 
 
 def estimation_windows(width: int, height: int) -> list[Window]:
-    """Windows of ESTIMATION_WINDOW px spread evenly over the grid (one per ESTIMATION_SPACING
-    window sizes of each side, up to 8 x 8), or the whole."""
+    """Windows of ESTIMATION_WINDOW px spread evenly over the grid (up to 8 x 8), or the whole."""
     def starts(size: int) -> list[int]:
         if size <= ESTIMATION_WINDOW * 1.5:
             return [0]
-        count = min(ESTIMATION_WINDOWS_PER_AXIS,
-                    math.ceil(size / (ESTIMATION_SPACING * ESTIMATION_WINDOW)))
+        count = min(ESTIMATION_WINDOWS_PER_AXIS, math.ceil(size / ESTIMATION_WINDOW))
         return sorted({int(round(s)) for s in np.linspace(0, size - ESTIMATION_WINDOW, count)})
 
     def length(size: int) -> int:
