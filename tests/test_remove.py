@@ -321,7 +321,7 @@ def test_a_float_s2_in_dn_keeps_its_clear_pixels_exactly(tmp_path, dtype):
     assert np.abs(float_[:, ~kept] - integer[:, ~kept]).max() <= 1  # the fill as for uint16
 
 
-@pytest.mark.parametrize("feather", [0, 1, 2, 3, 6])
+@pytest.mark.parametrize("feather", [0, 1, 2, 3, 7, 9])
 def test_composite_ramp_is_the_distance_to_the_clear_pixels(feather):
     """On the real cumulus scene's mask (buffered clouds touching the edges), the ramp is the
     Euclidean distance into the filled region over feather + 1, capped at 1, whichever way it
