@@ -159,22 +159,25 @@ def _refine(cross: np.ndarray, dx: float, dy: float) -> tuple[float, float]:
 
 
 def _surface(sar: np.ndarray, optical: np.ndarray) -> np.ndarray:
-    """The correlation surface of two spectra (zero lag in the centre)."""
-    return np.fft.fftshift(fft.ifft2(sar * np.conj(optical)).real)
+    """The correlation surface of two spectra (zero lag at [0, 0], negative lags wrapped to the
+    end: not shifted to the centre, which would copy it twice)."""
+    return fft.ifft2(sar * np.conj(optical)).real
 
 
 def _null_lags(shape: tuple[int, int], window: tuple[int, int], radius: int) -> np.ndarray:
-    """Lags outside the search area where at least half of the window overlaps."""
+    """Lags outside the search area where at least half of the window overlaps (laid out as
+    ``_surface``'s)."""
     rows = np.abs(np.arange(shape[0]) - shape[0] // 2)[:, None]
     cols = np.abs(np.arange(shape[1]) - shape[1] // 2)[None, :]
     half = (rows <= window[0] // 2) & (cols <= window[1] // 2)
-    return half & ((rows > radius) | (cols > radius))
+    return np.fft.ifftshift(half & ((rows > radius) | (cols > radius)))
 
 
 def _peak(surface: np.ndarray, radius: int, null: np.ndarray) -> tuple[float, float, float]:
-    """Sub-pixel position of the highest lag in the search area, and its significance."""
-    cy, cx = surface.shape[0] // 2, surface.shape[1] // 2
-    lags = surface[cy - radius: cy + radius + 1, cx - radius: cx + radius + 1]
+    """Sub-pixel position of the highest lag in the search area of a ``_surface``, and its
+    significance."""
+    lag = np.arange(-radius, radius + 1)
+    lags = surface[np.ix_(lag % surface.shape[0], lag % surface.shape[1])]
     iy, ix = np.unravel_index(np.argmax(lags), lags.shape)
     peak = lags[iy, ix]
     dy = iy - radius + _parabola(lags[iy - 1, ix], peak, lags[iy + 1, ix]) if 0 < iy < 2 * radius \
@@ -232,7 +235,7 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
     optical_spectra = {name: fft.fft2(f, shape) for name, f in optical.items()}
     sar_whole, optical_whole = sum(sar_spectra.values()), sum(optical_spectra.values())
     cross = sar_whole * np.conj(optical_whole)
-    dx, dy, significance = _peak(np.fft.fftshift(fft.ifft2(cross).real), radius, null)
+    dx, dy, significance = _peak(fft.ifft2(cross).real, radius, null)
     dx, dy = _refine(cross, dx, dy)
     bands = tuple(BandEstimate(o, s, *_peak(_surface(sar_spectra[s], optical_spectra[o]),
                                              radius, null))
