@@ -97,9 +97,10 @@ def window_counts(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
     """Per-band histogram [C, BINS] of the clear pixels of a window (safe to run in threads)."""
     counts = np.zeros((len(reflectance), BINS), np.int64)
     if clear.any():
-        bins = np.clip(np.rint(reflectance[:, clear] / STEP), 0, BINS - 1).astype(np.int64)
-        for band, values in enumerate(bins):
-            counts[band] = np.bincount(values, minlength=BINS)
+        for band, image in enumerate(reflectance):  # a band at a time: small temporaries
+            bins = image[clear] / STEP
+            np.clip(np.rint(bins, out=bins), 0, BINS - 1, out=bins)
+            counts[band] = np.bincount(bins.astype(np.intp), minlength=BINS)
     return counts
 
 

@@ -26,6 +26,7 @@ local fill's haze ring reads it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -246,8 +247,25 @@ def grow(seeds: np.ndarray, radius: int) -> np.ndarray:
     small radius, from a distance transform (same result): scipy's dilation slows with the
     disk's area and runs out of memory from a radius of about 200."""
     if radius <= 10:
-        y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-        return ndimage.binary_dilation(seeds, structure=x * x + y * y <= radius * radius)
+        return _disk_dilation(seeds, radius)
     if not seeds.any():
         return seeds.copy()
     return ndimage.distance_transform_edt(~seeds) <= radius
+
+
+def _disk_dilation(seeds: np.ndarray, radius: int) -> np.ndarray:
+    """``ndimage.binary_dilation`` of ``seeds`` by the disk x**2 + y**2 <= radius**2, row by
+    row of the disk: the seeds widened along their rows by the disk's half-width at each row
+    offset (a running maximum, whatever the width), moved by that offset. Same pixels; at
+    radius 5 on a 420 x 2048 chunk, 9 ms against the 25 ms of scipy's dilation, which visits
+    every pixel of the disk."""
+    rows = len(seeds)
+    out = np.zeros_like(seeds)
+    widened: dict[int, np.ndarray] = {}
+    for dy in range(-min(radius, rows - 1), min(radius, rows - 1) + 1):
+        half = math.isqrt(radius * radius - dy * dy)
+        if half not in widened:
+            widened[half] = ndimage.maximum_filter1d(seeds.view(np.uint8), 2 * half + 1,
+                                                     axis=1, mode="constant").view(bool)
+        out[max(dy, 0): rows + min(dy, 0)] |= widened[half][max(-dy, 0): rows - max(dy, 0)]
+    return out

@@ -295,6 +295,12 @@ def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
     return fill
 
 
+#: Largest feather + 1 for which ``composite_alpha`` visits the offsets nearer than it instead
+#: of a distance transform: on a 420 x 2048 chunk the visit took 9 ms at feather 2 against
+#: 57 ms, 27 ms against 80 at feather 7 (192 offsets), and longer than the transform at 15.
+MAX_VISITED_REACH = 8
+
+
 def composite_alpha(fill: np.ndarray, feather: int) -> np.ndarray:
     """1 deep inside the filled region, ramping to 0 at its edge over ``feather`` pixels.
 
@@ -302,8 +308,35 @@ def composite_alpha(fill: np.ndarray, feather: int) -> np.ndarray:
     """
     if not fill.any():
         return np.zeros(fill.shape, np.float32)
-    depth = ndimage.distance_transform_edt(fill)
-    return np.clip(depth / (feather + 1), 0, 1).astype(np.float32)
+    reach = feather + 1
+    if reach > MAX_VISITED_REACH:
+        depth = ndimage.distance_transform_edt(fill)
+        return np.clip(depth / reach, 0, 1).astype(np.float32)
+    # the distance to the nearest pixel outside matters below ``reach`` only: each offset
+    # nearer than that, nearest first, sets the pixels that see the outside through it
+    alpha = np.where(fill, np.float32(1), np.float32(0))
+    outside = np.pad(~fill, reach, constant_values=False)
+    rows, cols = fill.shape
+    unset = fill.copy()
+    for squared, offsets in _offsets_within(reach):
+        seen = np.zeros_like(fill)
+        for dy, dx in offsets:
+            seen |= outside[reach + dy: reach + dy + rows, reach + dx: reach + dx + cols]
+        seen &= unset
+        alpha[seen] = np.float32(min(1.0, np.sqrt(squared) / reach))
+        unset &= ~seen
+    return alpha
+
+
+def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
+    """The pixel offsets nearer than ``radius`` but the origin, by squared distance, nearest
+    first."""
+    near: dict[int, list[tuple[int, int]]] = {}
+    for dy in range(-radius + 1, radius):
+        for dx in range(-radius + 1, radius):
+            if 0 < dy * dy + dx * dx < radius * radius:
+                near.setdefault(dy * dy + dx * dx, []).append((dy, dx))
+    return sorted(near.items())
 
 
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,

@@ -102,16 +102,40 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
                        ) -> list[np.ndarray]:
     """``orientation_field`` of each of ``images`` [B, H, W] sharing one ``valid`` mask (its
     weights and erosion computed once)."""
-    weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
-    inner = ndimage.binary_erosion(valid, iterations=int(3 * sigma) + 2)
+    inner = eroded(valid, int(3 * sigma) + 2)
+    weights = None
+    if not valid.all():  # the normalised convolution's weights (all 1 without a gap)
+        weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
     fields = []
     for image in images:
         smooth = ndimage.gaussian_filter(np.where(valid, image, 0.0), sigma)
-        smooth /= weights  # normalised convolution: no edges at nodata borders
-        z = ndimage.sobel(smooth, axis=1) + 1j * ndimage.sobel(smooth, axis=0)
-        magnitude = np.abs(z)
-        fields.append(np.where(inner & (magnitude > 0), z * z / np.maximum(magnitude, 1e-12), 0))
+        if weights is not None:
+            smooth /= weights  # normalised convolution: no edges at nodata borders
+        gx, gy = sobel(smooth)
+        magnitude = np.hypot(gx, gy)
+        scale = np.where(inner & (magnitude > 0), 1 / np.maximum(magnitude, 1e-12), 0)
+        field = np.empty(smooth.shape, np.result_type(smooth, np.complex64))
+        field.real = (gx * gx - gy * gy) * scale  # z**2 / |z| for z = gx + i gy
+        field.imag = 2 * gx * gy * scale
+        fields.append(field)
     return fields
+
+
+def sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ndimage.sobel`` along columns and along rows (mirrored edges), by array slicing: a
+    third of the time of its four one-dimensional passes."""
+    padded = np.pad(image, 1, mode="symmetric")  # ndimage's "reflect"
+    across = padded[:-2] + 2 * padded[1:-1] + padded[2:]  # smoothed down the rows
+    down = padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]  # and along them
+    return across[:, 2:] - across[:, :-2], down[2:] - down[:-2]
+
+
+def eroded(valid: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_erosion(valid, iterations=...)`` (cross element, outside the array
+    invalid): the pixels farther than ``iterations`` in city-block distance from any invalid
+    one, by one distance transform instead of an erosion per iteration."""
+    padded = np.pad(valid, 1)
+    return ndimage.distance_transform_cdt(padded, metric="taxicab")[1:-1, 1:-1] > iterations
 
 
 def _parabola(left: float, centre: float, right: float) -> float:
@@ -135,22 +159,25 @@ def _refine(cross: np.ndarray, dx: float, dy: float) -> tuple[float, float]:
 
 
 def _surface(sar: np.ndarray, optical: np.ndarray) -> np.ndarray:
-    """The correlation surface of two spectra (zero lag in the centre)."""
-    return np.fft.fftshift(fft.ifft2(sar * np.conj(optical)).real)
+    """The correlation surface of two spectra (zero lag at [0, 0], negative lags wrapped to the
+    end: not shifted to the centre, which would copy it twice)."""
+    return fft.ifft2(sar * np.conj(optical)).real
 
 
 def _null_lags(shape: tuple[int, int], window: tuple[int, int], radius: int) -> np.ndarray:
-    """Lags outside the search area where at least half of the window overlaps."""
+    """Lags outside the search area where at least half of the window overlaps (laid out as
+    ``_surface``'s)."""
     rows = np.abs(np.arange(shape[0]) - shape[0] // 2)[:, None]
     cols = np.abs(np.arange(shape[1]) - shape[1] // 2)[None, :]
     half = (rows <= window[0] // 2) & (cols <= window[1] // 2)
-    return half & ((rows > radius) | (cols > radius))
+    return np.fft.ifftshift(half & ((rows > radius) | (cols > radius)))
 
 
 def _peak(surface: np.ndarray, radius: int, null: np.ndarray) -> tuple[float, float, float]:
-    """Sub-pixel position of the highest lag in the search area, and its significance."""
-    cy, cx = surface.shape[0] // 2, surface.shape[1] // 2
-    lags = surface[cy - radius: cy + radius + 1, cx - radius: cx + radius + 1]
+    """Sub-pixel position of the highest lag in the search area of a ``_surface``, and its
+    significance."""
+    lag = np.arange(-radius, radius + 1)
+    lags = surface[np.ix_(lag % surface.shape[0], lag % surface.shape[1])]
     iy, ix = np.unravel_index(np.argmax(lags), lags.shape)
     peak = lags[iy, ix]
     dy = iy - radius + _parabola(lags[iy - 1, ix], peak, lags[iy + 1, ix]) if 0 < iy < 2 * radius \
@@ -208,7 +235,7 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
     optical_spectra = {name: fft.fft2(f, shape) for name, f in optical.items()}
     sar_whole, optical_whole = sum(sar_spectra.values()), sum(optical_spectra.values())
     cross = sar_whole * np.conj(optical_whole)
-    dx, dy, significance = _peak(np.fft.fftshift(fft.ifft2(cross).real), radius, null)
+    dx, dy, significance = _peak(fft.ifft2(cross).real, radius, null)
     dx, dy = _refine(cross, dx, dy)
     bands = tuple(BandEstimate(o, s, *_peak(_surface(sar_spectra[s], optical_spectra[o]),
                                              radius, null))

@@ -295,3 +295,48 @@ def test_large_scene_combines_several_windows(tmp_path):
     assert report["field"]["degree"] == 0  # four windows support a translation only
     assert abs(report["shift_px"]["x"] - 2.5 - own["x"]) < 0.3
     assert abs(report["shift_px"]["y"] - 1.5 - own["y"]) < 0.3
+
+
+def test_orientation_field_filters_are_ndimages_on_a_cloudy_scene():
+    """The slicing Sobel and the one-transform erosion give ndimage's values on real clouds."""
+    from scipy import ndimage
+
+    from cloudfree.masking import CLEAR, MaskParams, classify
+    from cloudfree.shift_estimation import SIGMA, eroded, orientation_field, sobel
+
+    with open_sentinel2(SUMMER_S2) as s2:
+        reflectance, valid = s2.read()
+        classes, _ = classify(reflectance, valid, MaskParams(buffer=5), bands=s2.bands)
+        nir = reflectance[s2.bands.index("B08")].astype(np.float64)
+    clear = valid & (classes == CLEAR)
+    assert 0.2 < clear.mean() < 0.9  # cumulus: gaps inside and at the edges
+    for iterations in (1, int(3 * SIGMA) + 2, 20):
+        assert np.array_equal(eroded(clear, iterations),
+                              ndimage.binary_erosion(clear, iterations=iterations))
+    gx, gy = sobel(nir)
+    assert np.allclose(gx, ndimage.sobel(nir, axis=1), rtol=0, atol=1e-12)
+    assert np.allclose(gy, ndimage.sobel(nir, axis=0), rtol=0, atol=1e-12)
+    # the field as its definition writes it: z**2 / |z| of the normalised smoothing's gradient
+    weights = np.maximum(ndimage.gaussian_filter(clear.astype(np.float64), SIGMA), 1e-6)
+    smooth = ndimage.gaussian_filter(np.where(clear, nir, 0.0), SIGMA) / weights
+    z = ndimage.sobel(smooth, axis=1) + 1j * ndimage.sobel(smooth, axis=0)
+    inner = ndimage.binary_erosion(clear, iterations=int(3 * SIGMA) + 2)
+    expected = np.where(inner & (np.abs(z) > 0), z * z / np.maximum(np.abs(z), 1e-12), 0)
+    field = orientation_field(nir, clear)
+    assert np.abs(field).max() > 0.01
+    assert np.allclose(field, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(("size", "per_axis"), [(700, 1), (1024, 2), (1536, 3), (2048, 4),
+                                                (4608, 8), (10980, 8)])
+def test_estimation_windows_sample_the_scene_from_edge_to_edge(size, per_axis):
+    from cloudfree.coregister import ESTIMATION_WINDOW, estimation_windows
+
+    windows = estimation_windows(size, size)
+    assert len(windows) == per_axis ** 2
+    for axis in ("col_off", "row_off"):
+        starts = sorted({int(getattr(w, axis)) for w in windows})
+        assert starts[0] == 0 and starts[-1] + windows[-1].width == size
+        gaps = np.diff(starts)
+        assert len(gaps) == 0 or gaps.max() - gaps.min() <= 1  # evenly spread
+    assert windows[0].width == (size if per_axis == 1 else ESTIMATION_WINDOW)

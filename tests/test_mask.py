@@ -134,10 +134,11 @@ def test_thresholds_buffer_and_score_output(tmp_path):
     np.testing.assert_array_equal(plain == CLOUD, score > 0.2)
 
 
-@pytest.mark.parametrize("buffer", [3, 10, 11, 300])
+@pytest.mark.parametrize("buffer", [1, 3, 5, 10, 11, 300])
 def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
-    """By a disk dilation for small radii and a distance transform beyond: the same pixels,
-    and a buffer larger than the image (up to the largest allowed) runs."""
+    """By a disk dilation row by row of the disk for small radii and a distance transform
+    beyond: the same pixels, and a buffer larger than the image (up to the largest allowed)
+    runs."""
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read()
     cloud = classify(refl, valid)[0] == CLOUD

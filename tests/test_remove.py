@@ -319,3 +319,24 @@ def test_a_float_s2_in_dn_keeps_its_clear_pixels_exactly(tmp_path, dtype):
     assert 0.2 < kept.mean() < 0.9
     assert np.array_equal(float_[:, kept], stored[:, kept].astype(dtype))
     assert np.abs(float_[:, ~kept] - integer[:, ~kept]).max() <= 1  # the fill as for uint16
+
+
+@pytest.mark.parametrize("feather", [0, 1, 2, 3, 7, 9])
+def test_composite_ramp_is_the_distance_to_the_clear_pixels(feather):
+    """On the real cumulus scene's mask (buffered clouds touching the edges), the ramp is the
+    Euclidean distance into the filled region over feather + 1, capped at 1, whichever way it
+    is computed."""
+    from scipy import ndimage
+
+    from cloudfree.masking import classify
+    from cloudfree.remove_scene import composite_alpha
+
+    with open_sentinel2(SUMMER_S2) as s2:
+        reflectance, valid = s2.read()
+        fill = classify(reflectance, valid, MaskParams(buffer=5), bands=s2.bands)[0] == CLOUD
+    assert 0.1 < fill.mean() < 0.9 and fill[0].any() and fill[:, 0].any()
+    alpha = composite_alpha(fill, feather)
+    depth = ndimage.distance_transform_edt(fill)
+    assert alpha.dtype == np.float32
+    np.testing.assert_array_equal(alpha, np.clip(depth / (feather + 1), 0, 1).astype(np.float32))
+    assert (alpha[~fill] == 0).all() and (alpha[fill] < 1).any() == (feather > 0)
