@@ -18,10 +18,14 @@ Tmask, Zhu and Woodcock 2014):
    distribution through its ``TAIL`` percentiles): a veil only brightens, and one over most of
    the scene would otherwise set both.
 3. target: brightening in blue and aerosol (the smaller of their z above ``SIGMAS``) marks cloud
-   and haze; brightening in B10 marks cirrus (alone while the lines are refitted, so that the
-   fits leave a veil out; in the final mask only where blue and aerosol rise by half as much,
-   as the target's own thin cirrus of a clear date rises there little); darkening in both NIR
-   and SWIR marks shadow.
+   and haze where it raises HOT = B02 - 0.5 B04 too (the haze optimised transform of Zhang,
+   Guindon and Cihlar 2002, as in ``haze.py``): a veil of opacity t raises HOT by t x (HOT of
+   cloud - HOT of the land), and cloud's HOT (about 0.26) is above any land's but snow's,
+   while land that changed (a field harvested, soil laid bare) brightens red more than blue
+   and lowers it. Brightening in B10 marks cirrus (alone while the lines are refitted, so that
+   the fits leave a veil out; in the final mask only where blue and aerosol rise by half as
+   much, as the target's own thin cirrus of a clear date rises there little); darkening in
+   both NIR and SWIR marks shadow.
    The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much
    (hysteresis); a pixel in the single-date mask's buffer needs only that half, and one the
    single-date score itself calls cloud stays cloud. Where no reference is clear, the
@@ -30,15 +34,21 @@ Tmask, Zhu and Woodcock 2014):
    fitted line, so the date's level is compared with the other dates' before any fit. A date's
    level in a band is the median reflectance of its own clear pixels, its anomaly that level
    less the median level of the ``DATE_NEIGHBOURS`` clear dates nearest in time; the clear
-   references' anomalies give the spread (1.4826 x their MAD). The target is hazy all over, and
-   all cloud where the dates judge, when its anomaly exceeds ``SIGMAS`` spreads in aerosol and
-   blue but not in B10: a veil B10 shares is cirrus, which clear dates of a place often carry
-   over their whole extent, and judged as haze the whole date would be replaced.
+   references' anomalies give the spread (1.4826 x their MAD). Thin cirrus, which clear dates
+   of a place often carry over their whole extent, brightens aerosol and blue in proportion
+   to B10 (the linear relation behind the cirrus correction of Gao, Kaufman et al. 2002): when
+   some clear dates carry it (their B10 anomaly above ``SIGMAS`` spreads), the ratio is their
+   least-squares slope of the aerosol and blue anomalies on the B10 anomaly, through 0, and
+   every date's aerosol and blue anomalies are taken less that slope x its B10 anomaly. The
+   target is hazy all over, and all cloud where the dates judge, when what remains exceeds
+   ``SIGMAS`` spreads in aerosol and blue. With no clear date showing the ratio, a target
+   whose B10 stands out too is not judged hazy: judged as haze, a date under its own cirrus
+   would be replaced whole.
 5. references: the same test on every reference's fitted prediction against the background
    (``TemporalMask.agreement``): its weight at a pixel falls as a Gaussian of its brightening
    in blue and aerosol and its darkening in NIR and SWIR (in noise units), and is 0 beyond
-   ``SIGMAS`` or where any band but B10 is off by more than ``2 x SIGMAS``. The weights are per
-   pixel, so a reference hazy all over drops out by itself.
+   ``SIGMAS`` or where any of these four bands is off by more than ``2 x SIGMAS``. The weights
+   are per pixel, so a reference hazy all over drops out by itself.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ from datetime import date
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.haze import hot
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.radiometry import FitField
 from cloudfree.rasterio_io import block_windows, progress
@@ -61,9 +72,11 @@ from cloudfree.threads import ordered_map, usable_cores
 log = logging.getLogger("cloudfree")
 
 #: Bands compared between dates: aerosol and blue brighten under cloud and haze, NIR and SWIR
-#: darken in shadow, B10 (cirrus) brightens under high thin cloud.
-DETECT: tuple[str, ...] = ("B01", "B02", "B08", "B11", "B10")
+#: darken in shadow, B10 (cirrus) brightens under high thin cloud; red, with blue, tells a veil
+#: from land that changed (HOT, step 3 of the module docstring).
+DETECT: tuple[str, ...] = ("B01", "B02", "B04", "B08", "B11", "B10")
 BRIGHT, DARK, CIRRUS = ("B01", "B02"), ("B08", "B11"), ("B10",)
+
 #: Bands predicted by each reference's scene-wide line and calibrated on the lower tail.
 SCENE_WIDE: tuple[str, ...] = CIRRUS
 #: Predictions kept per pixel for the background (the references nearest in date).
@@ -126,6 +139,14 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     median /= 2
     median[count == 0] = np.nan
     return median
+
+
+def standardised(anomalies: np.ndarray) -> np.ndarray:
+    """Dates' anomalies [dates, bands] (the target's first) in the spread of the others': less
+    their median, over 1.4826 x their median absolute deviation."""
+    centre = np.median(anomalies[1:], axis=0)
+    scale = 1.4826 * np.median(np.abs(anomalies[1:] - centre), axis=0)
+    return (anomalies - centre) / np.maximum(scale, NOISE_FLOOR)
 
 
 class TemporalMask:
@@ -243,14 +264,24 @@ class TemporalMask:
             others = sorted((j for j in clear if j != i), key=lambda j: abs(days[j] - days[i]))
             return levels[i] - np.median(levels[others[:DATE_NEIGHBOURS]], axis=0)
 
-        spread = np.array([anomaly(i) for i in clear])
-        centre = np.median(spread, axis=0)
-        scale = np.maximum(1.4826 * np.median(np.abs(spread - centre), axis=0), NOISE_FLOOR)
-        z = dict(zip(names, (anomaly(0) - centre) / scale, strict=True))
-        log.debug("the scene's level against its %d clear dates, in their spreads: %s",
-                  len(clear), ", ".join(f"{b} {v:+.1f}" for b, v in z.items()))
+        anomalies = np.array([anomaly(i) for i in (0, *clear)])  # the target's first
+        z = standardised(anomalies)
+        bright = [names.index(b) for b in BRIGHT]
+        cirrus = [names.index(b) for b in CIRRUS if b in names]
+        explained = bool(cirrus) and bool((z[1:, cirrus[0]] > SIGMAS).any())
+        if explained:  # the clear dates' cirrus shows how much it brightens aerosol and blue
+            veil = anomalies[1:, cirrus[0]]
+            slope = np.maximum(veil @ anomalies[1:, bright] / (veil @ veil), 0)
+            anomalies[:, bright] -= anomalies[:, cirrus[:1]] * slope
+            z = standardised(anomalies)
+            log.debug("aerosol and blue rise %s times as much as B10 under the clear dates' "
+                      "cirrus", ", ".join(f"{v:.2f}" for v in slope))
+        log.debug("the scene's level against its %d clear dates, in their spreads%s: %s",
+                  len(clear), ", less what its B10 explains" if explained else "",
+                  ", ".join(f"{b} {v:+.1f}" for b, v in zip(names, z[0], strict=True)))
+        z = dict(zip(names, z[0], strict=True))
         self.hazy = bool(min(z[b] for b in BRIGHT) > SIGMAS
-                         and all(z[b] <= SIGMAS for b in CIRRUS if b in z))
+                         and (explained or all(z[b] <= SIGMAS for b in CIRRUS if b in z)))
         if self.hazy:
             log.warning("the scene is brighter in aerosol and blue than its clear reference "
                         "dates by %.1f to %.1f times their spread, all over: it is taken as "
@@ -314,6 +345,9 @@ class TemporalMask:
         judged = background.count > 0
         with np.errstate(invalid="ignore"):
             bright = self._extreme(z, BRIGHT, largest=False)
+            if {"B02", "B04"} <= set(self.detect):  # a veil raises HOT; changed land may not
+                rise = hot(refl, tuple(bands)) - hot(background.values, self.detect)
+                bright = np.where(rise > 0, bright, -np.inf)
             cirrus = self._extreme(z, CIRRUS, largest=True)
             dark = self._extreme(z, DARK, largest=True)
             # once the fits are settled, B10 marks cloud only where blue and aerosol rise too
@@ -334,14 +368,14 @@ class TemporalMask:
         """A reference's weight factor [h, w] in 0..1 from its fitted prediction [detect bands,
         h, w] against the background: exp(-(b^2 + d^2) / 2) for its brightening b in blue and
         aerosol and its darkening d in NIR and SWIR (z, 0 when of the other sign), 0 where any
-        band but the ``SCENE_WIDE`` ones (a local prediction there) is off by more than
-        ``2 x SIGMAS`` or b or d exceeds ``SIGMAS``; 1 where fewer than ``MIN_JUDGES``
-        references judge it."""
+        of these four bands is off by more than ``2 x SIGMAS`` or b or d exceeds ``SIGMAS``; 1
+        where fewer than ``MIN_JUDGES`` references judge it."""
         z = self.z(prediction, background)
         with np.errstate(invalid="ignore"):
             bright = np.maximum(self._extreme(z, BRIGHT, largest=False), 0)
             dark = np.maximum(-self._extreme(z, DARK, largest=True), 0)
-            local = np.abs(z[~self.scene_wide])
+            local = np.abs(z[[self.detect.index(b) for b in (*BRIGHT, *DARK)
+                              if b in self.detect]])
             off = (bright > SIGMAS) | (dark > SIGMAS) | (local > 2 * SIGMAS).any(axis=0)
             weight = np.exp(-0.5 * (bright**2 + dark**2))
         weight = np.where(off, 0, np.nan_to_num(weight, nan=1.0)).astype(np.float32)
