@@ -34,16 +34,10 @@ Tmask, Zhu and Woodcock 2014):
    fitted line, so the date's level is compared with the other dates' before any fit. A date's
    level in a band is the median reflectance of its own clear pixels, its anomaly that level
    less the median level of the ``DATE_NEIGHBOURS`` clear dates nearest in time; the clear
-   references' anomalies give the spread (1.4826 x their MAD). Thin cirrus, which clear dates
-   of a place often carry over their whole extent, brightens aerosol and blue in proportion
-   to B10 (the linear relation behind the cirrus correction of Gao, Kaufman et al. 2002): when
-   some clear dates carry it (their B10 anomaly above ``SIGMAS`` spreads), the ratio is their
-   least-squares slope of the aerosol and blue anomalies on the B10 anomaly, through 0, and
-   every date's aerosol and blue anomalies are taken less that slope x its B10 anomaly. The
-   target is hazy all over, and all cloud where the dates judge, when what remains exceeds
-   ``SIGMAS`` spreads in aerosol and blue. With no clear date showing the ratio, a target
-   whose B10 stands out too is not judged hazy: judged as haze, a date under its own cirrus
-   would be replaced whole.
+   references' anomalies give the spread (1.4826 x their MAD). The target is hazy all over, and
+   all cloud where the dates judge, when its anomaly exceeds ``SIGMAS`` spreads in aerosol and
+   blue but not in B10: a veil B10 shares is cirrus, which clear dates of a place often carry
+   over their whole extent, and judged as haze the whole date would be replaced.
 5. references: the same test on every reference's fitted prediction against the background
    (``TemporalMask.agreement``): its weight at a pixel falls as a Gaussian of its brightening
    in blue and aerosol and its darkening in NIR and SWIR (in noise units), and is 0 beyond
@@ -76,7 +70,6 @@ log = logging.getLogger("cloudfree")
 #: from land that changed (HOT, step 3 of the module docstring).
 DETECT: tuple[str, ...] = ("B01", "B02", "B04", "B08", "B11", "B10")
 BRIGHT, DARK, CIRRUS = ("B01", "B02"), ("B08", "B11"), ("B10",)
-
 #: Bands predicted by each reference's scene-wide line and calibrated on the lower tail.
 SCENE_WIDE: tuple[str, ...] = CIRRUS
 #: Predictions kept per pixel for the background (the references nearest in date).
@@ -139,14 +132,6 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     median /= 2
     median[count == 0] = np.nan
     return median
-
-
-def standardised(anomalies: np.ndarray) -> np.ndarray:
-    """Dates' anomalies [dates, bands] (the target's first) in the spread of the others': less
-    their median, over 1.4826 x their median absolute deviation."""
-    centre = np.median(anomalies[1:], axis=0)
-    scale = 1.4826 * np.median(np.abs(anomalies[1:] - centre), axis=0)
-    return (anomalies - centre) / np.maximum(scale, NOISE_FLOOR)
 
 
 class TemporalMask:
@@ -264,24 +249,14 @@ class TemporalMask:
             others = sorted((j for j in clear if j != i), key=lambda j: abs(days[j] - days[i]))
             return levels[i] - np.median(levels[others[:DATE_NEIGHBOURS]], axis=0)
 
-        anomalies = np.array([anomaly(i) for i in (0, *clear)])  # the target's first
-        z = standardised(anomalies)
-        bright = [names.index(b) for b in BRIGHT]
-        cirrus = [names.index(b) for b in CIRRUS if b in names]
-        explained = bool(cirrus) and bool((z[1:, cirrus[0]] > SIGMAS).any())
-        if explained:  # the clear dates' cirrus shows how much it brightens aerosol and blue
-            veil = anomalies[1:, cirrus[0]]
-            slope = np.maximum(veil @ anomalies[1:, bright] / (veil @ veil), 0)
-            anomalies[:, bright] -= anomalies[:, cirrus[:1]] * slope
-            z = standardised(anomalies)
-            log.debug("aerosol and blue rise %s times as much as B10 under the clear dates' "
-                      "cirrus", ", ".join(f"{v:.2f}" for v in slope))
-        log.debug("the scene's level against its %d clear dates, in their spreads%s: %s",
-                  len(clear), ", less what its B10 explains" if explained else "",
-                  ", ".join(f"{b} {v:+.1f}" for b, v in zip(names, z[0], strict=True)))
-        z = dict(zip(names, z[0], strict=True))
+        spread = np.array([anomaly(i) for i in clear])
+        centre = np.median(spread, axis=0)
+        scale = np.maximum(1.4826 * np.median(np.abs(spread - centre), axis=0), NOISE_FLOOR)
+        z = dict(zip(names, (anomaly(0) - centre) / scale, strict=True))
+        log.debug("the scene's level against its %d clear dates, in their spreads: %s",
+                  len(clear), ", ".join(f"{b} {v:+.1f}" for b, v in z.items()))
         self.hazy = bool(min(z[b] for b in BRIGHT) > SIGMAS
-                         and (explained or all(z[b] <= SIGMAS for b in CIRRUS if b in z)))
+                         and all(z[b] <= SIGMAS for b in CIRRUS if b in z))
         if self.hazy:
             log.warning("the scene is brighter in aerosol and blue than its clear reference "
                         "dates by %.1f to %.1f times their spread, all over: it is taken as "

@@ -290,44 +290,6 @@ def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
     assert found[~veiled].mean() < 0.001 and iou > 0.95, (found[~veiled].mean(), iou)
 
 
-def test_a_haze_with_cirrus_is_told_from_a_date_s_own_cirrus(dates, cli, tmp_path):
-    # seven clear dates of the truth under slightly different light, one of them under a thin
-    # veil of a real high cloud (B10 bright); a target with that cirrus is not hazy (aerosol and
-    # blue rise as much as the dates' own cirrus explains), one with a fifth of the real summer
-    # cumulus blended in as well is, though its B10 stands out
-    truth, profile = dates["truth"], dates["profile"]
-    with open_sentinel2(SUMMER_S2) as s2:
-        summer = s2.read()[0]
-    spectrum = np.median(summer[:, classify(summer, None, MaskParams())[0] == CLOUD], axis=1)
-    high = np.asarray(HIGH_CLOUD)[:, None, None] * 10000
-
-    def light(gain, offset):  # B10 sees almost no ground: the light leaves it as it is
-        out = gain * truth + offset
-        out[10] = truth[10]
-        return out
-
-    refs = [write(tmp_path / f"ref_{day}.tif", (1 - veil) * light(gain, offset) + veil * high,
-                  profile)
-            for day, gain, offset, veil in (
-                ("20171111", 1.0, 15, 0.0), ("20171121", 1.02, -50, 0.08),
-                ("20171211", 0.98, 40, 0.0), ("20171221", 1.01, 20, 0.0),
-                ("20171231", 0.99, -30, 0.0), ("20180110", 1.03, 10, 0.0),
-                ("20180120", 1.0, -20, 0.0))]
-    cirrus = 0.94 * truth + 0.06 * high
-    targets = {"cirrus": write(tmp_path / "cirrus_20171201.tif", cirrus, profile),
-               "hazy": write(tmp_path / "hazy_20171201.tif",
-                             0.8 * cirrus + 0.2 * spectrum[:, None, None] * 10000, profile)}
-    for name, target in targets.items():
-        out = tmp_path / f"mask_{name}.tif"
-        result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out,
-                     "--quiet")
-        assert result.exit_code == 0, result.output
-        found = (read(out)[0][0] == CLOUD).mean()
-        warned = "is taken as hazy and filled from them" in result.stderr
-        assert warned == (name == "hazy") and (found > 0.99) == (name == "hazy"), (
-            name, found, result.stderr)
-
-
 def test_nothing_changes_with_the_references_handles_closed_after_every_read(
         dates, hazy_run, monkeypatch, tmp_path):
     # each reference reads through one set of handles, closed after its share of
