@@ -22,14 +22,16 @@ Tmask, Zhu and Woodcock 2014):
    Guindon and Cihlar 2002, as in ``haze.py``): a veil of opacity t raises HOT by t x (HOT of
    cloud - HOT of the land), and cloud's HOT (about 0.26) is above any land's but snow's,
    while land that changed (a field harvested, soil laid bare) brightens red more than blue
-   and lowers it. Brightening in B10 marks cirrus (alone while the lines are refitted, so that
-   the fits leave a veil out; in the final mask only where blue and aerosol rise by half as
-   much, as the target's own thin cirrus of a clear date rises there little); darkening in
-   both NIR and SWIR marks shadow.
-   The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much
-   (hysteresis); a pixel in the single-date mask's buffer needs only that half, and one the
-   single-date score itself calls cloud stays cloud. Where no reference is clear, the
-   single-date classes stand; single-date snow stays snow.
+   and lowers it. A cloud's own edge may lower it too (red and blue see the cloud from
+   slightly different angles: a coloured fringe), and is taken by the growth below.
+   Brightening in B10 marks cirrus (alone while the lines are refitted, so that the fits leave
+   a veil out; in the final mask only where blue and aerosol rise by half as much, as the
+   target's own thin cirrus of a clear date rises there little); darkening in both NIR and
+   SWIR marks shadow.
+   The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much,
+   whatever their HOT (hysteresis); a pixel in the single-date mask's buffer needs only that
+   half, and one the single-date score itself calls cloud stays cloud. Where no reference is
+   clear, the single-date classes stand; single-date snow stays snow.
 4. whole date (``TemporalMask.judge_date``): a haze over the whole target is taken up by every
    fitted line, so the date's level is compared with the other dates' before any fit. A date's
    level in a band is the median reflectance of its own clear pixels, its anomaly that level
@@ -320,14 +322,14 @@ class TemporalMask:
         judged = background.count > 0
         with np.errstate(invalid="ignore"):
             bright = self._extreme(z, BRIGHT, largest=False)
+            seed = bright > SIGMAS
             if {"B02", "B04"} <= set(self.detect):  # a veil raises HOT; changed land may not
-                rise = hot(refl, tuple(bands)) - hot(background.values, self.detect)
-                bright = np.where(rise > 0, bright, -np.inf)
+                seed &= hot(refl, tuple(bands)) > hot(background.values, self.detect)
             cirrus = self._extreme(z, CIRRUS, largest=True)
             dark = self._extreme(z, DARK, largest=True)
             # once the fits are settled, B10 marks cloud only where blue and aerosol rise too
             veiled = (bright > SIGMAS / 2) if self.settled else True
-            strong = (bright > SIGMAS) | ((cirrus > SIGMAS) & veiled)
+            strong = seed | ((cirrus > SIGMAS) & veiled)
             weak = (bright > SIGMAS / 2) | ((cirrus > SIGMAS / 2) & veiled)
             shadow = dark < -SIGMAS
         strong |= core | (weak & (classes == CLOUD)) | bool(self.hazy)
