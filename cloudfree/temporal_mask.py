@@ -18,14 +18,20 @@ Tmask, Zhu and Woodcock 2014):
    distribution through its ``TAIL`` percentiles): a veil only brightens, and one over most of
    the scene would otherwise set both.
 3. target: brightening in blue and aerosol (the smaller of their z above ``SIGMAS``) marks cloud
-   and haze; brightening in B10 marks cirrus (alone while the lines are refitted, so that the
-   fits leave a veil out; in the final mask only where blue and aerosol rise by half as much,
-   as the target's own thin cirrus of a clear date rises there little); darkening in both NIR
-   and SWIR marks shadow.
-   The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much
-   (hysteresis); a pixel in the single-date mask's buffer needs only that half, and one the
-   single-date score itself calls cloud stays cloud. Where no reference is clear, the
-   single-date classes stand; single-date snow stays snow.
+   and haze where it raises HOT = B02 - 0.5 B04 too (the haze optimised transform of Zhang,
+   Guindon and Cihlar 2002, as in ``haze.py``): a veil of opacity t raises HOT by t x (HOT of
+   cloud - HOT of the land), and cloud's HOT (about 0.26) is above any land's but snow's,
+   while land that changed (a field harvested, soil laid bare) brightens red more than blue
+   and lowers it. A cloud's own edge may lower it too (red and blue see the cloud from
+   slightly different angles: a coloured fringe), and is taken by the growth below.
+   Brightening in B10 marks cirrus (alone while the lines are refitted, so that the fits leave
+   a veil out; in the final mask only where blue and aerosol rise by half as much, as the
+   target's own thin cirrus of a clear date rises there little); darkening in both NIR and
+   SWIR marks shadow.
+   The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much,
+   whatever their HOT (hysteresis); a pixel in the single-date mask's buffer needs only that
+   half, and one the single-date score itself calls cloud stays cloud. Where no reference is
+   clear, the single-date classes stand; single-date snow stays snow.
 4. whole date (``TemporalMask.judge_date``): a haze over the whole target is taken up by every
    fitted line, so the date's level is compared with the other dates' before any fit. A date's
    level in a band is the median reflectance of its own clear pixels, its anomaly that level
@@ -37,8 +43,8 @@ Tmask, Zhu and Woodcock 2014):
 5. references: the same test on every reference's fitted prediction against the background
    (``TemporalMask.agreement``): its weight at a pixel falls as a Gaussian of its brightening
    in blue and aerosol and its darkening in NIR and SWIR (in noise units), and is 0 beyond
-   ``SIGMAS`` or where any band but B10 is off by more than ``2 x SIGMAS``. The weights are per
-   pixel, so a reference hazy all over drops out by itself.
+   ``SIGMAS`` or where any of these four bands is off by more than ``2 x SIGMAS``. The weights
+   are per pixel, so a reference hazy all over drops out by itself.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from datetime import date
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.haze import hot
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.radiometry import FitField
 from cloudfree.rasterio_io import block_windows, progress
@@ -61,8 +68,9 @@ from cloudfree.threads import ordered_map, usable_cores
 log = logging.getLogger("cloudfree")
 
 #: Bands compared between dates: aerosol and blue brighten under cloud and haze, NIR and SWIR
-#: darken in shadow, B10 (cirrus) brightens under high thin cloud.
-DETECT: tuple[str, ...] = ("B01", "B02", "B08", "B11", "B10")
+#: darken in shadow, B10 (cirrus) brightens under high thin cloud; red, with blue, tells a veil
+#: from land that changed (HOT, step 3 of the module docstring).
+DETECT: tuple[str, ...] = ("B01", "B02", "B04", "B08", "B11", "B10")
 BRIGHT, DARK, CIRRUS = ("B01", "B02"), ("B08", "B11"), ("B10",)
 #: Bands predicted by each reference's scene-wide line and calibrated on the lower tail.
 SCENE_WIDE: tuple[str, ...] = CIRRUS
@@ -314,11 +322,14 @@ class TemporalMask:
         judged = background.count > 0
         with np.errstate(invalid="ignore"):
             bright = self._extreme(z, BRIGHT, largest=False)
+            seed = bright > SIGMAS
+            if {"B02", "B04"} <= set(self.detect):  # a veil raises HOT; changed land may not
+                seed &= hot(refl, tuple(bands)) > hot(background.values, self.detect)
             cirrus = self._extreme(z, CIRRUS, largest=True)
             dark = self._extreme(z, DARK, largest=True)
             # once the fits are settled, B10 marks cloud only where blue and aerosol rise too
             veiled = (bright > SIGMAS / 2) if self.settled else True
-            strong = (bright > SIGMAS) | ((cirrus > SIGMAS) & veiled)
+            strong = seed | ((cirrus > SIGMAS) & veiled)
             weak = (bright > SIGMAS / 2) | ((cirrus > SIGMAS / 2) & veiled)
             shadow = dark < -SIGMAS
         strong |= core | (weak & (classes == CLOUD)) | bool(self.hazy)
@@ -334,14 +345,14 @@ class TemporalMask:
         """A reference's weight factor [h, w] in 0..1 from its fitted prediction [detect bands,
         h, w] against the background: exp(-(b^2 + d^2) / 2) for its brightening b in blue and
         aerosol and its darkening d in NIR and SWIR (z, 0 when of the other sign), 0 where any
-        band but the ``SCENE_WIDE`` ones (a local prediction there) is off by more than
-        ``2 x SIGMAS`` or b or d exceeds ``SIGMAS``; 1 where fewer than ``MIN_JUDGES``
-        references judge it."""
+        of these four bands is off by more than ``2 x SIGMAS`` or b or d exceeds ``SIGMAS``; 1
+        where fewer than ``MIN_JUDGES`` references judge it."""
         z = self.z(prediction, background)
         with np.errstate(invalid="ignore"):
             bright = np.maximum(self._extreme(z, BRIGHT, largest=False), 0)
             dark = np.maximum(-self._extreme(z, DARK, largest=True), 0)
-            local = np.abs(z[~self.scene_wide])
+            local = np.abs(z[[self.detect.index(b) for b in (*BRIGHT, *DARK)
+                              if b in self.detect]])
             off = (bright > SIGMAS) | (dark > SIGMAS) | (local > 2 * SIGMAS).any(axis=0)
             weight = np.exp(-0.5 * (bright**2 + dark**2))
         weight = np.where(off, 0, np.nan_to_num(weight, nan=1.0)).astype(np.float32)

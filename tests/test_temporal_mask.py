@@ -22,13 +22,14 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from cloudfree import references
+from cloudfree.haze import hot
 from cloudfree.mask_scene import mask_scene
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_references
 from cloudfree.references import open_reference, register
 from cloudfree.remove_scene import remove_scene
 from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.temporal_mask import nan_median
+from cloudfree.temporal_mask import SIGMAS, nan_median
 
 #: Share of the summer cloud blended over the truth.
 THIN = 0.25
@@ -250,6 +251,43 @@ def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
         warned = "is taken as hazy and filled from them" in result.stderr
         assert warned == (target == hazy), result.stderr
     assert found[hazy] > 0.99 and found[clear] < 0.05, found
+
+
+def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
+    # the bundled series' clear date of 30 July against four other dates, with a sixth of the
+    # real cloud of 5 July blended over a square (thin cloud). Outside it, some fields changed
+    # between the dates (harvested): brighter in aerosol and blue than the dates predict, by
+    # more than the threshold, but brighter still in red, so HOT falls there; a veil raises it
+    series = ROOT / "examples" / "data" / "series"
+    truth, profile = read(series / "s2_2018-07-30.tif")
+    donor = read(series / "s2_2018-07-05.tif")[0].astype(np.float64)
+    with open_sentinel2(series / "s2_2018-07-05.tif") as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    spectrum = np.median(donor[:, cloud], axis=1)[:, None, None]
+    veiled = np.zeros(truth.shape[1:], bool)
+    veiled[16:56, 72:112] = True
+    target = write(tmp_path / "s2_2018-07-30.tif",
+                   np.where(veiled, 0.85 * truth + 0.15 * spectrum, truth), profile)
+    refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "06-25", "07-05", "07-20")]
+    with open_sentinel2(target) as s2:
+        fill = open_references(refs, s2, MaskParams(buffer=5), None, offset="auto",
+                               quiet=True, temporal=True)
+        with closing(fill):
+            test = fill.temporal
+            refl = fill.target_classes(0, 0, s2.height, s2.width)[0]
+            background = test.background(0, 0, s2.height, s2.width)
+            z = test.z(refl[test.index] - test.level.astype(np.float32)[:, None, None],
+                       background)
+            bright = np.minimum(*(z[test.detect.index(b)] for b in ("B01", "B02")))
+            rise = hot(refl, fill.bands) - hot(background.values, test.detect)
+    brighter = (bright > SIGMAS) & ~veiled  # what aerosol and blue alone would take as cloud
+    assert brighter.mean() > 0.002 and (rise[brighter] <= 0).all(), brighter.mean()
+    assert (rise[veiled] > 0).mean() > 0.98
+    out = tmp_path / "mask.tif"
+    mask_scene(target, out, references=refs, quiet=True)
+    found = read(out)[0][0] == CLOUD
+    iou = (found & veiled).sum() / (found | veiled).sum()
+    assert found[~veiled].mean() < 0.001 and iou > 0.95, (found[~veiled].mean(), iou)
 
 
 def test_nothing_changes_with_the_references_handles_closed_after_every_read(
