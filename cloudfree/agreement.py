@@ -32,6 +32,11 @@ MIN_AGREEING = 3
 #: threshold of 4 the benchmark lost 1.4 dB on 7 of its even-half cases, against 0.6 dB on 28
 #: with the scatter.
 SCATTER = 1.0
+#: Least share of a date's weight that the other kept dates must carry together for it to be
+#: dropped (0: any). Where they weigh much less, the fill's own weights say they predict the
+#: target far worse, and their agreement is more likely an error they share than a change of
+#: the one date (on a fast-changing month, the next month's fields against three others).
+OUTWEIGHED = 0.25
 
 
 class Candidates:
@@ -97,6 +102,8 @@ class Candidates:
         worst = np.argmax(d2, axis=0)
         largest = np.take_along_axis(d2, worst[None], 0)[0]
         drop = (largest > threshold) & ((self.score > 0).sum(axis=0) >= MIN_AGREEING)
+        tested = np.take_along_axis(self.score, worst[None], 0)[0]
+        drop &= self.score.sum(axis=0) - tested >= OUTWEIGHED * tested
         if not drop.any():
             return
         rows, cols = np.nonzero(drop)
