@@ -17,7 +17,7 @@ on the scene size nor on the number of references:
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
    weights (1 / residual variance of their fits there) ** ``WEIGHT_POWER`` x exp(-days apart /
-   ``TIME_SCALE``; days counted round the year, ``SEASONAL``), band by band
+   ``TIME_SCALE``), band by band
    (``COMBINE = "weighted"``: a reference that predicts the target well there counts much
    more), or the nearest date alone is taken (``"nearest"``, which measured worse). Where three
    or more are clear, the one the others contradict beyond what their residuals explain is
@@ -103,11 +103,6 @@ VARIANCE_UNIT = 1e-4
 #: Days over which a reference's weight falls by e (None: dates do not weigh). On 12 of the
 #: benchmark's cases 30 days gave +5.21 dB over the median fill, 90 days +5.18, none +5.06.
 TIME_SCALE: float | None = 30.0
-#: Whether days apart are counted round the year: a date eleven months later is a month away
-#: in the season (the fields' cycle). On the L2A benchmark's targets at odd places in time
-#: order (35 cases) 30.14 dB on average against 30.27 with it, October's cases (whose next
-#: month is November of the year before) +0.3 to +0.9 dB on six of seven.
-SEASONAL = True
 #: Per-pixel agreement check (``agreement.py``): a reference whose prediction differs from the
 #: others' by more than this many times what their residuals and scatter explain (mean over
 #: bands of the squared standardised difference) is dropped there. None: no check. Chosen on
@@ -208,8 +203,6 @@ class ReferenceFill:
             dated = [d for d in (self._distance(r)[0] for r in self.references)
                      if not math.isinf(d)]
             days = max(dated, default=0.0)
-        if SEASONAL:
-            days = min(days % 365.25, 365.25 - days % 365.25)
         return math.exp(-days / TIME_SCALE)
 
     def _checks_change(self, ref: Reference) -> bool:

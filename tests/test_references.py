@@ -563,24 +563,6 @@ def test_a_date_that_far_outweighs_those_contradicting_it_is_kept(scenes, monkey
     np.testing.assert_array_equal(kept[:, inner], dropped[:, inner])
 
 
-def test_a_date_a_year_on_weighs_as_near_as_its_season(scenes, monkeypatch, tmp_path):
-    # two dates that predict the target equally well (one is the other recalibrated): one 339
-    # days after the target (26 days away in the season), one 183 days before it
-    winter, profile, _ = read(WINTER_S2)
-    season = write(tmp_path / "a_20181105.tif", winter, profile)
-    half_year = write(tmp_path / "b_20170601.tif", (winter * 1.05 + 100).astype(np.uint16),
-                      profile)
-
-    def sources(seasonal, name):
-        monkeypatch.setattr(reference_fill, "SEASONAL", seasonal)
-        remove_scene(scenes["target"], None, tmp_path / name, references=[season, half_year],
-                     source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=False)
-        return read(tmp_path / f"src_{name}")[0][0][scenes["cloud"]]
-
-    assert (sources(True, "round.tif") == 1).mean() > 0.9
-    assert (sources(False, "straight.tif") == 2).mean() > 0.9
-
-
 def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monkeypatch,
                                                                    tmp_path):
     # two dates that differ from the truth by the real texture of another place (the
