@@ -479,6 +479,20 @@ def test_batch_skips_a_reference_elsewhere_and_takes_the_next_date(scenes, tmp_p
                      references=[SUMMER_S2, WINTER_S2], model="median-fill", quiet=True)
 
 
+def darkened_square(image, cloud):
+    """The largest square (up to 30 px) deep inside ``cloud``, and ``image`` darkened there by
+    half (a synthetic change: a flood, a harvest)."""
+    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
+    r, c = np.unravel_index(np.argmax(inside), cloud.shape)
+    half = min(15, int(inside[r, c]) - 1)
+    square = np.zeros(cloud.shape, bool)
+    square[r - half : r + half, c - half : c + half] = True
+    assert cloud[square].all() and square.sum() >= 400
+    darkened = image.copy()
+    darkened[:, square] //= 2
+    return square, darkened
+
+
 def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkeypatch,
                                                                  tmp_path):
     # three dates of the place: the hazy winter image (11 Dec), the same with another
@@ -486,15 +500,7 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     # inside the cumulus turned dark (a synthetic flood). The fits cannot see the square (the
     # target is cloudy there), so only the other dates' agreement can keep it out.
     winter, profile, _ = read(WINTER_S2)
-    cloud = scenes["cloud"]
-    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
-    r, c = np.unravel_index(np.argmax(inside), cloud.shape)
-    half = min(15, int(inside[r, c]) - 1)
-    square = np.zeros(cloud.shape, bool)
-    square[r - half : r + half, c - half : c + half] = True
-    assert cloud[square].all() and square.sum() >= 400
-    flooded = winter.copy()
-    flooded[:, square] //= 2
+    square, flooded = darkened_square(winter, scenes["cloud"])
     a = write(tmp_path / "a_20171211.tif", winter, profile)
     b = write(tmp_path / "b_20171221.tif", (winter * 1.05 + 100).astype(np.uint16), profile)
     c = write(tmp_path / "c_20171203.tif", flooded, profile)
@@ -534,14 +540,7 @@ def test_a_date_that_far_outweighs_those_contradicting_it_is_kept(scenes, monkey
     # leave them a tiny share of its weight, so their agreement does not overrule it (on a
     # month whose fields change fast, the months around agree on an error they share)
     winter, profile, _ = read(WINTER_S2)
-    cloud = scenes["cloud"]
-    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
-    r, c = np.unravel_index(np.argmax(inside), cloud.shape)
-    half = min(15, int(inside[r, c]) - 1)
-    square = np.zeros(cloud.shape, bool)
-    square[r - half : r + half, c - half : c + half] = True
-    changed = winter.copy()
-    changed[:, square] //= 2
+    square, changed = darkened_square(winter, scenes["cloud"])
     far = [write(tmp_path / "a_20180611.tif", winter, profile),
            write(tmp_path / "b_20180621.tif", (winter * 1.05 + 100).astype(np.uint16), profile)]
     near = write(tmp_path / "c_20171203.tif", changed, profile)
