@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
-from cloudfree import joint_fit, reference_fill, references
+from cloudfree import agreement, joint_fit, reference_fill, references
 from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
@@ -479,6 +479,20 @@ def test_batch_skips_a_reference_elsewhere_and_takes_the_next_date(scenes, tmp_p
                      references=[SUMMER_S2, WINTER_S2], model="median-fill", quiet=True)
 
 
+def darkened_square(image, cloud):
+    """The largest square (up to 30 px) deep inside ``cloud``, and ``image`` darkened there by
+    half (a synthetic change: a flood, a harvest)."""
+    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
+    r, c = np.unravel_index(np.argmax(inside), cloud.shape)
+    half = min(15, int(inside[r, c]) - 1)
+    square = np.zeros(cloud.shape, bool)
+    square[r - half : r + half, c - half : c + half] = True
+    assert cloud[square].all() and square.sum() >= 400
+    darkened = image.copy()
+    darkened[:, square] //= 2
+    return square, darkened
+
+
 def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkeypatch,
                                                                  tmp_path):
     # three dates of the place: the hazy winter image (11 Dec), the same with another
@@ -486,15 +500,7 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     # inside the cumulus turned dark (a synthetic flood). The fits cannot see the square (the
     # target is cloudy there), so only the other dates' agreement can keep it out.
     winter, profile, _ = read(WINTER_S2)
-    cloud = scenes["cloud"]
-    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
-    r, c = np.unravel_index(np.argmax(inside), cloud.shape)
-    half = min(15, int(inside[r, c]) - 1)
-    square = np.zeros(cloud.shape, bool)
-    square[r - half : r + half, c - half : c + half] = True
-    assert cloud[square].all() and square.sum() >= 400
-    flooded = winter.copy()
-    flooded[:, square] //= 2
+    square, flooded = darkened_square(winter, scenes["cloud"])
     a = write(tmp_path / "a_20171211.tif", winter, profile)
     b = write(tmp_path / "b_20171221.tif", (winter * 1.05 + 100).astype(np.uint16), profile)
     c = write(tmp_path / "c_20171203.tif", flooded, profile)
@@ -526,6 +532,34 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     judged, judged_src = fill([a, b, c], None, "judged.tif", temporal=True)
     assert not (judged_src[square] == 3).any()
     assert np.abs(judged[:, square] - without_c[:, square]).mean() < 20  # DN; 349 unchecked
+
+
+def test_a_date_that_far_outweighs_those_contradicting_it_is_kept(scenes, monkeypatch,
+                                                                    tmp_path):
+    # the dates that contradict the nearest one are half a year away: their time factors
+    # leave them a tiny share of its weight, so their agreement does not overrule it (on a
+    # month whose fields change fast, the months around agree on an error they share)
+    winter, profile, _ = read(WINTER_S2)
+    square, changed = darkened_square(winter, scenes["cloud"])
+    far = [write(tmp_path / "a_20180611.tif", winter, profile),
+           write(tmp_path / "b_20180621.tif", (winter * 1.05 + 100).astype(np.uint16), profile)]
+    near = write(tmp_path / "c_20171203.tif", changed, profile)
+
+    def fill(outweighed, name):
+        monkeypatch.setattr(agreement, "OUTWEIGHED", outweighed)
+        remove_scene(scenes["target"], None, tmp_path / name, references=[*far, near],
+                     source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=False)
+        return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
+
+    kept, kept_src = fill(agreement.OUTWEIGHED, "kept.tif")
+    dropped, dropped_src = fill(0.0, "dropped.tif")
+    # any contradiction drops it (the check before the weights counted): the far dates fill
+    assert not (dropped_src[square] == 3).any()
+    # weighed against them, the near date stays, with what it saw: darker by about half
+    assert (kept_src[square] == 3).all()
+    assert kept[:, square].mean() < 0.75 * dropped[:, square].mean()
+    inner = ndimage.binary_erosion(~square, iterations=1)
+    np.testing.assert_array_equal(kept[:, inner], dropped[:, inner])
 
 
 def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monkeypatch,
