@@ -41,9 +41,8 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         out[:, shadow] = relight(reflectance, expected, shadow)[:, shadow]
         filled[shadow] = 0
         cloud = region & ~shadow
-    veil = None
-    if params.haze is not None and cloud.any() and {"B02", "B04"} <= set(bands):
-        veil = dehaze(reflectance, expected, cloud, clear, params.haze, bands)
+    hazy = params.haze is not None and {"B02", "B04"} <= set(bands)
+    veil = dehaze(reflectance, expected, cloud, clear, params.haze, bands) if hazy else None
     if veil is not None:  # over the box of the thin cloud, its pixels
         (rows, cols), land, weight = veil
         where = cloud[rows, cols]
