@@ -21,8 +21,12 @@ other date of the series (overcast ones and the donor included) is a reference; 
 
 ``--half`` keeps the clear targets at even or odd places in time order: settings are tuned on
 one half and the other is reported, held out by date. ``--size 100`` first crops every date to
-its central 100 x 100 pixels (the small images of an independent check). Scored on reflectance
-clipped to [0, 1], all 13 bands, by PSNR on the true mask and on the whole image:
+its central 100 x 100 pixels (the small images of an independent check). ``--bands B02 B03 ...``
+gives ``remove`` (and scores) only those bands of the cloudy target and of every reference, as
+GeoTIFFs naming their bands (``--bands l2a``: the ten bands of an L2A product, without B01, B09
+and B10); the cases (targets, donors, true masks) and the naive mean's clear dates are still
+chosen on all 13 bands, so the cases are the same. Scored on reflectance clipped to [0, 1], all
+the bands given, by PSNR on the true mask and on the whole image:
 
 - ``median fill``: ``remove --model median-fill``, through the real ``remove_scene``;
 - ``naive mean, true mask``: the independent check's naive baseline (``naive_temporal``): the
@@ -68,7 +72,7 @@ from make_series_sample import cut  # noqa: E402
 from cloudfree import joint_fit, reference_fill  # noqa: E402
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
 from cloudfree.remove_scene import remove_scene  # noqa: E402
-from cloudfree.sentinel2 import open_sentinel2  # noqa: E402
+from cloudfree.sentinel2 import BANDS, open_sentinel2  # noqa: E402
 
 #: Cloud fractions (default mask) of clear targets and of cloud donors.
 CLEAR_MAX, DONOR_MIN, DONOR_MAX = 0.02, 0.05, 0.95
@@ -76,6 +80,8 @@ REMOVE_MASK = MaskParams(buffer=5)
 #: ``--reference`` with one part turned off: row name, module, setting, value that disables it.
 ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", None),
              ("--reference, single dates only", joint_fit, "KEPT", 0)]
+#: ``--bands l2a``: the bands of an L2A product.
+L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 
 
 def series(folder: Path) -> list[Path]:
@@ -200,18 +206,37 @@ def iou(found: np.ndarray, truth: np.ndarray) -> float:
     return float((found & truth).sum() / max((found | truth).sum(), 1))
 
 
+def band_subset(path: Path, bands: tuple[str, ...], folder: Path) -> Path:
+    """The ``bands`` of a 13-band date, as a GeoTIFF in ``folder`` whose band descriptions
+    name them."""
+    folder.mkdir(exist_ok=True)
+    with rasterio.open(path) as src:
+        pixels, profile = src.read([BANDS.index(b) + 1 for b in bands]), src.profile
+    with rasterio.open(folder / path.name, "w", **{**profile, "count": len(bands)}) as dst:
+        dst.write(pixels)
+        dst.descriptions = bands
+    return folder / path.name
+
+
 def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
-             work: Path, ablations: bool = False, shadow: bool = False) -> dict:
+             work: Path, ablations: bool = False, shadow: bool = False,
+             bands: tuple[str, ...] = BANDS) -> dict:
     cloudy_path, truth, pasted, refs_paths = make_case(kind, number, target, donor, others,
                                                        work)
+    refs = [read(p)[0] for p in refs_paths]
+    naive = naive_temporal(read(cloudy_path)[0], pasted, refs)
+    if bands != BANDS:
+        keep = [BANDS.index(b) for b in bands]
+        truth, naive, refs = truth[keep], naive[keep], [r[keep] for r in refs]
+        cloudy_path = band_subset(cloudy_path, bands, work / "bands")
+        refs_paths = [band_subset(p, bands, work / "bands") for p in refs_paths]
     cloudy = read(cloudy_path)[0]
     results = {}
     median_path = work / "median.tif"
     remove_scene(cloudy_path, None, median_path, model="median-fill", overwrite=True, quiet=True,
                  cog=False)
     results["median fill"] = read(median_path)[0]
-    refs = [read(p)[0] for p in refs_paths]
-    results["naive mean, true mask"] = naive_temporal(cloudy, pasted, refs)
+    results["naive mean, true mask"] = naive
     ref_path, mask_path = work / "reference.tif", work / "mask.tif"
     started = time.perf_counter()
     summary = remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
@@ -238,7 +263,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
                      temporal_mask=False)
         results["--reference --shadow"] = read(ref_path)[0]
     whole = np.ones(pasted.shape, bool)
-    single = classes(cloudy) == CLOUD
+    single = classify(cloudy, None, REMOVE_MASK, bands)[0] == CLOUD
     row = {"kind": kind, "target": target.name, "donor": donor.name,
            "pasted": float(pasted.mean()),
            "temporal_mask": summary["temporal_mask"],
@@ -253,7 +278,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
            "psnr_whole": {k: psnr(v, truth, whole) for k, v in results.items()}}
     scores = row["psnr_pasted"]
     if kind == "pasted" and scores["--reference"] < scores["median fill"] + 3:
-        row["ceilings"] = ceilings(truth, pasted, refs)
+        row["ceilings"] = ceilings(truth, pasted, refs, bands)
     return row
 
 
@@ -263,13 +288,14 @@ CEILING_COVER = 0.97
 CEILING_PIXELS = 100
 
 
-def ceilings(truth: np.ndarray, pasted: np.ndarray, refs: list[np.ndarray]) -> dict:
-    """Upper bounds of temporal fills on one case (references' reflectance ``refs``), from the
-    truth under the pasted cloud."""
+def ceilings(truth: np.ndarray, pasted: np.ndarray, refs: list[np.ndarray],
+             bands: tuple[str, ...] = BANDS) -> dict:
+    """Upper bounds of temporal fills on one case (references' reflectance ``refs`` in
+    ``bands``), from the truth under the pasted cloud."""
     target = truth[:, pasted].T.astype(np.float64)
     dates = []
     for ref in refs:
-        if (classes(ref)[pasted] == CLEAR).mean() >= CEILING_COVER:
+        if (classify(ref, None, REMOVE_MASK, bands)[0][pasted] == CLEAR).mean() >= CEILING_COVER:
             dates.append(ref[:, pasted].T.astype(np.float64))
     best = -np.inf
     for ref in dates:
@@ -310,7 +336,13 @@ def main() -> None:
     parser.add_argument("--size", type=int,
                         help="crop every date to its central SIZE x SIZE pixels first (small "
                              "images, such as those of an independent check)")
+    parser.add_argument("--bands", nargs="+", default=list(BANDS),
+                        help="give remove only these bands (l2a: the ten of an L2A product)")
     args = parser.parse_args()
+    args.bands = L2A_BANDS if args.bands == ["l2a"] else tuple(args.bands)
+    unknown = sorted(set(args.bands) - set(BANDS))
+    if unknown:
+        parser.error(f"unknown bands {', '.join(unknown)}: give names among {', '.join(BANDS)}")
     if args.tables:
         rows = json.loads(args.tables.read_text())
         return temporal_tables(rows, [k for k in KINDS if any(r["kind"] == k for r in rows)])
@@ -350,14 +382,14 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
         for i, (kind, target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
             rows.append(run_case(kind, i, target, donor, others, Path(tmp), args.ablations,
-                                 args.shadow))
+                                 args.shadow, args.bands))
             print(f"{i}/{len(cases)} {kind}: {target.name} <- {donor.name}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items())
                   + f"; IoU {rows[-1]['mask_iou']['temporal (--reference)']:.3f}",
                   file=sys.stderr)
     print(f"{len(targets)} clear targets ({args.half or 'all'}) x {len(donors)} cloud donors x "
           f"{len(kinds)} kinds, every {args.every}: {len(rows)} cases, {len(dates) - 1} "
-          "references each\n")
+          f"references each, bands {' '.join(args.bands)}\n")
     print("| kind | cases | median fill, dB | naive mean (true mask), dB | --reference, dB | "
           "--reference - naive: mean / worst | --reference - median fill: worst | "
           "mask IoU temporal / single date | clear pixels kept | s per reference |")
@@ -378,8 +410,12 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
               f"| {ious[0]:.3f} / {ious[1]:.3f} | "
               f"{np.mean(kept) if kept else float('nan'):.3f} | "
               f"{np.mean([r['seconds_per_reference'] for r in part]):.3f} |")
+    ours, base, naive = (np.array([r["psnr_pasted"][m] for r in rows]) for m in (
+        "--reference", "median fill", "naive mean, true mask"))
+    print(f"\n--reference: at least the median fill + 2 dB on {(ours - base >= 2).sum()}/"
+          f"{len(rows)} cases, at least the naive mean on {(ours >= naive).sum()}/{len(rows)}, "
+          f"below the median fill on {(ours < base).sum()}/{len(rows)}")
     for name, *_ in ABLATIONS if args.ablations else ():
-        ours = np.array([r["psnr_pasted"]["--reference"] for r in rows])
         change = ours - np.array([r["psnr_pasted"][name] for r in rows])
         print(f"against {name}: better on {(change > 0.005).sum()}, worse on "
               f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB)")
