@@ -33,7 +33,9 @@ MIN_PIXELS = 256
 SHRINK = 256
 #: Residuals beyond this many robust standard deviations are outliers.
 REJECT = 3.0
-#: Fewest clear pixels of a reference for it to be used at all (``reference_fill.py``).
+#: Fewest clear pixels of a reference for it to be used at all; and pixels clear in both below
+#: which the target's clear pixels are counted without the cloud buffer for the fits
+#: (``reference_fill.py``).
 MIN_COMMON = 1000
 #: Pixels clear in both at which the scene-wide line and a shift alone weigh equally
 #: (``CellFits.field``). With ``VARIANCE_SHRINK`` and ``reference_fill.FIT_BUFFER``, chosen on

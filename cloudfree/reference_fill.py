@@ -8,11 +8,11 @@ on the scene size nor on the number of references:
    (``radiometry.py``), each reference its scene-wide shadow statistics, and, with S1 of both
    dates, the histogram of their backscatter difference (its median is the change check's bias).
    A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth
-   of a smaller target's; an overcast date) is left out, with a warning. The fits count the
-   target's clear pixels with a cloud buffer of ``FIT_BUFFER`` px only (the buffer bounds the
-   fill, not the fit: a small cloud's buffer would take much of a small scene's clear pixels
-   from the fits), and a date shared on few pixels (a target almost all cloud) leans towards
-   itself taken as it is (``radiometry.CellFits.field``).
+   of a smaller target's; an overcast date) is left out, with a warning. When no reference
+   shares that many with the target (a target almost all cloud), the fits count the target's
+   clear pixels with a cloud buffer of ``FIT_BUFFER`` px only (the buffer bounds the fill, not
+   the fit), and a date shared on few pixels leans towards itself taken as it is
+   (``radiometry.CellFits.field``).
 2. fill (``ReferenceFill.estimate``, called for each block the target pipeline composites): each
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
@@ -116,12 +116,10 @@ AGREEMENT: float | None = 16.0
 STRIP_COLUMNS = 512
 #: Fits on the pixels the temporal test finds clear, after the first on the single-date mask.
 REFITS = 2
-#: Cloud buffer (px) of the target's clear pixels the fits count (the mask's own when smaller).
-#: On the L2A benchmark's targets at odd places in time order (docs/benchmarks/l2a.md), where
-#: it applied only when the mask's buffer left fewer than ``MIN_COMMON`` pixels clear in both
-#: with every reference (near-total cloud), 0, 1 and 2 px gave 29.81, 29.13 and 28.55 dB (5 px:
-#: 27.75; ``radiometry.LINE_SHRINK`` 100). Applied to every target, it lifted the small cloud's
-#: cases of April to October by 0.6 to 1.2 dB (February: -0.4), 30.14 to 30.22 dB on average.
+#: Cloud buffer (px) of the target's clear pixels the fits count when the mask's buffer leaves
+#: fewer than ``MIN_COMMON`` clear in both with every reference. On the L2A benchmark's targets
+#: at odd places in time order, 0, 1 and 2 px gave 29.81, 29.13 and 28.55 dB (5 px: 27.75;
+#: ``radiometry.LINE_SHRINK`` 100).
 FIT_BUFFER = 0
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
@@ -181,6 +179,7 @@ class ReferenceFill:
         self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
         self.judge = temporal  # whether the dates judge the target's clouds (temporal_mask.py)
         self.temporal: TemporalMask | None = None  # after ``fit``, when they do
+        self.fit_buffer: int | None = None  # the target's cloud buffer in the fits, if not its own
 
     @property
     def used(self) -> list[Reference]:
@@ -256,6 +255,10 @@ class ReferenceFill:
                     shadows[index].append(shadow_stats)
                     if diff is not None:
                         diffs[index] += diff
+        if (self.fit_buffer is None and self.params.buffer > FIT_BUFFER and fits
+                and max(f.common for f in fits.values()) < MIN_COMMON):
+            self.fit_buffer = FIT_BUFFER
+            return self._statistics(quiet)
         # a date sharing too few clear pixels with the target to be fitted weighs as the worst
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
@@ -304,8 +307,7 @@ class ReferenceFill:
         per candidate group of dates, its sums (every ``joint_fit.STRIDE``-th row and column)."""
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
-        target, target_clear, _ = self._target_clear(top, left, height, width,
-                                                     min(FIT_BUFFER, self.params.buffer))
+        target, target_clear, _ = self._target_clear(top, left, height, width, self.fit_buffer)
         target_s1 = None
         out = {}
         step = slice(None, None, joint_fit.STRIDE)
