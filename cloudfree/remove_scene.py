@@ -13,6 +13,7 @@ has the masked pixels replaced by it, and the fill mask goes with it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 from rasterio.windows import Window
 from scipy import ndimage
 
@@ -33,6 +33,7 @@ from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import (
     DEFAULT_MODEL,
+    FILL_ARCH,
     Engine,
     check_precision,
     model_file,
@@ -63,7 +64,6 @@ from cloudfree.mask_scene import (
 )
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.memory import PeriodicRelease, check_batch_memory
-from cloudfree.networks.fillnet import Fill
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
@@ -115,13 +115,17 @@ MAX_GPU_LOADERS = 16
 
 
 @contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """PyTorch's CPU threads set to ``threads`` for the block, then restored. Each loader's
-    local fill would otherwise use all of torch's threads at once: on 2 cores with 2 loaders,
-    1 thread each made ``remove`` about 7 % faster (1024^2, 5 alternated runs), outputs
-    bit-identical."""
+def torch_threads(sharers: int) -> Iterator[None]:
+    """PyTorch's CPU threads shared among ``sharers`` threads for the block, then restored.
+    Each loader's local fill would otherwise use all of torch's threads at once: on 2 cores
+    with 2 loaders, 1 thread each made ``remove`` about 7 % faster (1024^2, 5 alternated runs),
+    outputs bit-identical. Nothing to share where nothing has loaded torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, before // sharers))
     try:
         yield
     finally:
@@ -386,7 +390,7 @@ class SceneRemoval:
         self.uncertainty = uncertainty
         #: the bands read, filled and written: the input's own for the network-free fill, the
         #: network's otherwise
-        self.bands = s2.bands if engine.arch == Fill.arch else engine.bands
+        self.bands = s2.bands if engine.arch == FILL_ARCH else engine.bands
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
         self.restoring = restoring if self.local is not None else None
@@ -500,7 +504,7 @@ class SceneRemoval:
             bound = self.options.max_correction if loaded.bound is None else \
                 np.stack([loaded.bound[:, :, o : o + t] for o in offs])
             # the network-free fill returns its (filled) input: any band set, no forward
-            pred = s2 if self.engine.arch == Fill.arch else self._run(s2, s1, mask, bound)
+            pred = s2 if self.engine.arch == FILL_ARCH else self._run(s2, s1, mask, bound)
             for o, tile_pred in zip(offs, pred, strict=True):
                 out[o] = tile_pred
         return out
@@ -508,6 +512,8 @@ class SceneRemoval:
     def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray,
              bound: float | np.ndarray | None) -> np.ndarray:
         """engine.predict, halving the batch on GPU out-of-memory."""
+        import torch  # the networks' engines have loaded it
+
         try:
             return self.engine.predict(s2, s1, mask, bound)
         except torch.cuda.OutOfMemoryError:
@@ -788,7 +794,7 @@ def remove_scene(
     if s1_path is None and engine.arch != "fill":
         raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
                          "s1_path=PATH, or model=median-fill", "s1_path", "model")
-    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != Fill.arch):
+    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != FILL_ARCH):
         log.warning("--max-correction (max_correction) changes nothing with model %s: it "
                     "bounds a fill network's correction of its base, and this model has none",
                     model or checkpoint or onnx)
@@ -820,7 +826,7 @@ def remove_scene(
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
                 base = f"nearby clear pixels{match} (where none is near: {base})"
-            how = (f"filled from {base}, no network" if engine.arch == Fill.arch else
+            how = (f"filled from {base}, no network" if engine.arch == FILL_ARCH else
                    f"filled by the {engine.arch} network, starting from {base}")
             judged = "found by comparing the dates, " if temporal_mask else ""
             steps = [f"{judged}taken from the other dates where they are clear"] \
@@ -902,7 +908,7 @@ def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
     """The bands a removal reads and writes (the input's for the network-free fill, the
     network's otherwise); one line when the input lacks some the model or the mask needs."""
     require_mask_bands(s2, params)
-    if engine.arch == Fill.arch:
+    if engine.arch == FILL_ARCH:
         return s2.bands
     s2.require(engine.bands, f"model {name}", "give an L1C product with all 13 bands, or "
                f"model={FILL_MODEL}, which fills any band set", "model")
@@ -991,7 +997,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         loaders = loader_threads(pipe.engine.device)
         if not pipe.engine.uses_torch_cpu:
             # the loaders' torch work (the local fill) shares torch's threads among them
-            stack.enter_context(torch_threads(max(1, torch.get_num_threads() // loaders)))
+            stack.enter_context(torch_threads(loaders))
         loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
         writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
         writes: deque[Future] = deque()
