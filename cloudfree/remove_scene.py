@@ -67,6 +67,7 @@ from cloudfree.memory import PeriodicRelease, check_batch_memory
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    OUTPUT_BLOCK,
     GridOutputs,
     block_windows,
     check_distinct,
@@ -557,16 +558,16 @@ class SceneRemoval:
         sources = None if self.references is None else source_map(
             valid, filled, None if loaded.reference is None else
             loaded.reference.source[rows, cols])
-        kept = self.s2.to_dn(original)
+        if self.options.composite:
+            taken = have & (alpha > 0)
+            blend = alpha * predicted + (1 - alpha) * original
+        else:
+            taken, blend = have, predicted
+        dn = self.s2.to_dn(np.where(taken, blend, original))  # one conversion of the block
         if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
             window = Window(final.col, final.row, original.shape[2], original.shape[1])
-            kept = np.where(valid, self.s2.read_dn(window, self.bands)[0], kept)
-        if self.options.composite:
-            alpha = np.where(have, alpha, 0)
-            blend = alpha * predicted + (1 - alpha) * original
-            dn = np.where(alpha > 0, self.s2.to_dn(blend), kept)
-        else:
-            dn = np.where(have, self.s2.to_dn(predicted), kept)
+            kept = valid & ~taken
+            dn = np.where(kept, self.s2.read_dn(window, self.bands)[0], dn)
         if self.s2.nodata is not None:
             dn[:, ~valid] = self.s2.nodata
         sigma = None
@@ -799,11 +800,17 @@ def remove_scene(
                     "bounds a fill network's correction of its base, and this model has none",
                     model or checkpoint or onnx)
     choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
-    with scene_io_env(), open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
+    with open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
         bands = check_bands(s2, engine, str(model or checkpoint or onnx), mask_params)
         if temporal_mask is None:
             temporal_mask = bool(references) and judges_by_default(s2.bands)
         check_geotiff_output(len(bands), s2.dtype, creation_options)
+        # GDAL's block cache bounded by what the outputs' blocks need (from here on: the
+        # first passes read the whole scene)
+        per_pixel = len(bands) * (np.dtype(s2.dtype).itemsize + 4 * (uncertainty_out is not None))
+        per_pixel += (mask_out is not None) + (source_out is not None) + 2 * (days_out is not None)
+        stack.enter_context(scene_io_env(s2.width * per_pixel, int(
+            (creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
         grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
         warn_weak_tiling(engine, grid)
