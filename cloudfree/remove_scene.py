@@ -395,9 +395,6 @@ class SceneRemoval:
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
         self.restoring = restoring if self.local is not None else None
-        # the local fill's convolutions run on the network's GPU, if any (issue 22: on CPU
-        # they were most of the loaders' work, and the loaders starved the GPU)
-        self.fill_device = engine.device if engine.device.startswith("cuda") else "cpu"
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
@@ -449,7 +446,7 @@ class SceneRemoval:
                 here[inner] = region[inner]
                 network_input, support = local_fill(refl, here,
                                                     source_weight(region, clear, local), s1,
-                                                    self.fill.values, local, self.fill_device)
+                                                    self.fill.values, local)
                 if self.restoring is not None:  # what still shows is restored, not filled
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,
