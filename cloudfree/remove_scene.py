@@ -462,8 +462,9 @@ class SceneRemoval:
                                 filled).crop(*inner)
         if local is not None:
             s1 = s1[:, inner[0], inner[1]]
-        refl, valid, network_input = refl[:, inner[0], inner[1]], valid[inner], \
-            network_input[:, inner[0], inner[1]]
+        # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
+        refl, valid, network_input = np.ascontiguousarray(refl[:, inner[0], inner[1]]), \
+            valid[inner], network_input[:, inner[0], inner[1]]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         scaling = self.engine.scaling
         with self._one_reader:  # one chunk's arrays of the references at a time
