@@ -494,6 +494,8 @@ class SceneRemoval:
             wanted.append(off)
         self.tiles_skipped += len(loaded.chunk.tile_offsets()) - len(wanted)
         self.tiles_run += len(wanted)
+        if self.engine.arch == FILL_ARCH:  # the network-free fill returns its (filled) input:
+            return {o: loaded.s2[:, :, o : o + t] for o in wanted}  # any band set, no forward
         out: dict[int, np.ndarray] = {}
         for i in range(0, len(wanted), self.batch_size):
             offs = wanted[i : i + self.batch_size]
@@ -502,9 +504,7 @@ class SceneRemoval:
             mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
             bound = self.options.max_correction if loaded.bound is None else \
                 np.stack([loaded.bound[:, :, o : o + t] for o in offs])
-            # the network-free fill returns its (filled) input: any band set, no forward
-            pred = s2 if self.engine.arch == FILL_ARCH else self._run(s2, s1, mask, bound)
-            for o, tile_pred in zip(offs, pred, strict=True):
+            for o, tile_pred in zip(offs, self._run(s2, s1, mask, bound), strict=True):
                 out[o] = tile_pred
         return out
 
