@@ -247,7 +247,7 @@ class FillEngine:
     def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
                 max_correction: float | np.ndarray | None = None) -> np.ndarray:
         check_batch(s2, s1, self.size_multiple, None, mask, max_correction)
-        return s2
+        return np.array(s2, np.float32)  # a new array, as the networks' engines return
 
 
 class _PlainData(pickle.Unpickler):
