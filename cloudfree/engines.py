@@ -1,5 +1,6 @@
-"""Inference back ends behind one interface: PyTorch (any device, fp32/fp16/bf16) and onnxruntime
-(ONNX files; and, on CPU, the bundled default network exported in memory).
+"""Inference back ends behind one interface: PyTorch (any device, fp32/fp16/bf16), onnxruntime
+(ONNX files; and, on CPU, the bundled fill network exported in memory), and the network-free fill
+(the default ``median-fill``), which loads neither: its output is its filled input.
 
 Precision: fp16 and bf16 run the network under autocast. On CPU, fp16 is refused (no fast CPU
 kernels; it needs a GPU) while bf16 runs under CPU autocast (faster only on CPUs with bf16 units).
@@ -11,29 +12,39 @@ A CUDA out-of-memory error propagates unchanged from ``predict`` so a caller can
 from __future__ import annotations
 
 import json
+import pickle
+import sys
+import zipfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
-import torch
 
 from cloudfree.bundled import DEFAULT_MODEL, bundled_model
-from cloudfree.checkpoint import LoadedModel, load_checkpoint
 from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.onnx_graph import network_graph, open_session
 from cloudfree.paths import check_input
 from cloudfree.scaling import Scaling
+from cloudfree.sentinel2 import BANDS
 
 if TYPE_CHECKING:
     import onnxruntime
+    import torch
 
-__all__ = ["DEFAULT_MODEL", "Engine", "OnnxEngine", "TorchEngine", "open_engine"]
+    from cloudfree.checkpoint import LoadedModel
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+__all__ = ["DEFAULT_MODEL", "Engine", "FillEngine", "OnnxEngine", "TorchEngine", "open_engine"]
+
+#: Precisions, with the torch dtype each runs under autocast (by name: torch loads lazily).
+PRECISIONS = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
 #: Prefix of the cloudfree keys in an ONNX model's metadata_props.
 META = "cloudfree_"
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+#: The network-free fill's architecture (``networks.fillnet.Fill.arch``).
+FILL_ARCH = "fill"
+#: Device nodes one of which a GPU that torch can use needs on Linux (NVIDIA's driver, WSL2's
+#: GPU, AMD's ROCm): without any, ``auto`` is the CPU without loading torch to ask.
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 class Engine(Protocol):
@@ -70,10 +81,12 @@ def bound_correction(pred: ArrayT, s2: ArrayT, bound: float | ArrayT | None) -> 
 
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; check an explicit 'cuda[:N]'."""
+    if device == "cpu" or (device == "auto" and not gpu_possible()):
+        return "cpu"
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
     index = device.partition(":")[2]
     if device == "cuda" or (device.startswith("cuda:") and index.isdigit()):
         if not torch.cuda.is_available():
@@ -84,6 +97,14 @@ def resolve_device(device: str) -> str:
                                  "CUDA device(s), numbered from 0")
         return device
     raise UsageError(f"device={device} must be auto, cpu, cuda or cuda:N", "device")
+
+
+def gpu_possible() -> bool:
+    """Whether this machine may have a CUDA GPU for torch: False on macOS and on Linux without
+    a GPU driver's device node, where asking torch would only cost loading it."""
+    if sys.platform == "darwin":
+        return False
+    return sys.platform != "linux" or any(Path(node).exists() for node in GPU_DEVICE_NODES)
 
 
 def check_precision(precision: str, device: str) -> None:
@@ -99,6 +120,8 @@ def cudnn_flags(tune: bool, tf32: bool) -> AbstractContextManager:
     """cuDNN settings for one forward: autotuning (``tune``: tiles keep one shape, so it tunes
     once) and TF32 (off in fp32, which rounds to about 1e-3 otherwise); the user's other cuDNN
     settings are kept."""
+    import torch
+
     cudnn = torch.backends.cudnn
     return cudnn.flags(enabled=cudnn.enabled, benchmark=tune or cudnn.benchmark,
                        benchmark_limit=cudnn.benchmark_limit,
@@ -136,6 +159,8 @@ class TorchEngine:
 
     def __init__(self, loaded: LoadedModel, device: str = "auto", precision: str = "fp32",
                  cpu_runtime: str = "onnxruntime"):
+        from cloudfree.onnx_graph import network_graph, open_session
+
         self.device = resolve_device(device)
         check_precision(precision, self.device)
         self.precision = precision
@@ -165,6 +190,8 @@ class TorchEngine:
         """The array on the engine's device; on a GPU through a pinned buffer kept for the
         next batch of the same shape (``predict`` waits for its output, so by then the copy
         out of the buffer is done)."""
+        import torch
+
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         if self.device == "cpu":
             return tensor
@@ -182,7 +209,9 @@ class TorchEngine:
         bound = max_correction if self.uses_mask else None
         if self.session is not None:
             return bound_correction(run_session(self.session, s2, s1, mask), s2, bound)
-        dtype = PRECISIONS[self.precision]
+        import torch
+
+        dtype = None if self.precision == "fp32" else getattr(torch, PRECISIONS[self.precision])
         device_type = torch.device(self.device).type
         if isinstance(bound, np.ndarray):
             bound = self._to_device(bound, "bound")
@@ -196,6 +225,65 @@ class TorchEngine:
         return out.cpu().numpy()
 
 
+class FillEngine:
+    """The network-free fill (architecture ``fill``: the bundled ``median-fill``): its output is
+    its input, already filled, so it needs neither torch nor onnxruntime."""
+
+    arch = FILL_ARCH
+    tile: int | None = None
+    size_multiple = 1
+    receptive_field = 0
+    fully_convolutional = True
+    bands = BANDS
+    uses_mask = True
+    uses_torch_cpu = False
+
+    def __init__(self, scaling: Scaling, default_tile: int, device: str = "auto",
+                 precision: str = "fp32"):
+        self.device = resolve_device(device)
+        check_precision(precision, self.device)
+        self.scaling, self.default_tile = scaling, default_tile
+
+    def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
+                max_correction: float | np.ndarray | None = None) -> np.ndarray:
+        check_batch(s2, s1, self.size_multiple, None, mask, max_correction)
+        return np.array(s2, np.float32)  # a new array, as the networks' engines return
+
+
+class _PlainData(pickle.Unpickler):
+    """Unpickles plain containers and primitives only: any class or tensor is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("a tensor")
+
+
+def fill_checkpoint(path: Path) -> tuple[Scaling, int] | None:
+    """The scaling and tile of a cloudfree checkpoint of the network-free fill, read without
+    torch (its ``torch.save`` archive holds plain data only: no weights); None for any other
+    file, which ``checkpoint.load_checkpoint`` then loads or refuses."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            if len(pickles) != 1:
+                return None
+            data = _PlainData(archive.open(pickles[0])).load()
+    except (OSError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError):
+        return None
+    plain = isinstance(data, dict) and data.get("format") == "cloudfree" \
+        and data.get("format_version") == 1 and data.get("arch") == FILL_ARCH \
+        and not data.get("config") and not data.get("state_dict") \
+        and tuple(data.get("bands", ())) == BANDS
+    if not plain:
+        return None
+    try:
+        return Scaling.from_dict(data.get("scaling") or {}), int(data["tile"])
+    except (KeyError, TypeError, ValueError, CloudfreeError):
+        return None
+
+
 class OnnxEngine:
     """An exported ONNX model in onnxruntime: CUDA provider when a GPU is usable, else CPU."""
 
@@ -203,6 +291,8 @@ class OnnxEngine:
 
     def __init__(self, path: Path | str, device: str = "auto"):
         import onnxruntime as ort
+
+        from cloudfree.onnx_graph import open_session
 
         path = check_input(path, "ONNX model", folder=False)
         self.device = resolve_device(device)
@@ -300,8 +390,13 @@ def open_engine(*, model: str | None = None, checkpoint: Path | str | None = Non
             raise UsageError(f"precision={precision}: an ONNX model runs in fp32; precision "
                              "applies to checkpoints", "precision")
         return OnnxEngine(onnx, device=device)
-    return TorchEngine(load_checkpoint(model_file(model=model, checkpoint=checkpoint)),
-                       device=device, precision=precision)
+    path = model_file(model=model, checkpoint=checkpoint)
+    fill = fill_checkpoint(path)
+    if fill is not None:
+        return FillEngine(*fill, device=device, precision=precision)
+    from cloudfree.checkpoint import load_checkpoint
+
+    return TorchEngine(load_checkpoint(path), device=device, precision=precision)
 
 
 def model_file(*, model: str | None = None, checkpoint: Path | str | None = None,

@@ -13,6 +13,7 @@ has the masked pixels replaced by it, and the fill mask goes with it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 from rasterio.windows import Window
 from scipy import ndimage
 
@@ -33,6 +33,7 @@ from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.engines import (
     DEFAULT_MODEL,
+    FILL_ARCH,
     Engine,
     check_precision,
     model_file,
@@ -63,10 +64,10 @@ from cloudfree.mask_scene import (
 )
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
 from cloudfree.memory import PeriodicRelease, check_batch_memory
-from cloudfree.networks.fillnet import Fill
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    OUTPUT_BLOCK,
     GridOutputs,
     block_windows,
     check_distinct,
@@ -115,13 +116,17 @@ MAX_GPU_LOADERS = 16
 
 
 @contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """PyTorch's CPU threads set to ``threads`` for the block, then restored. Each loader's
-    local fill would otherwise use all of torch's threads at once: on 2 cores with 2 loaders,
-    1 thread each made ``remove`` about 7 % faster (1024^2, 5 alternated runs), outputs
-    bit-identical."""
+def torch_threads(sharers: int) -> Iterator[None]:
+    """PyTorch's CPU threads shared among ``sharers`` threads for the block, then restored.
+    Each loader's local fill would otherwise use all of torch's threads at once: on 2 cores
+    with 2 loaders, 1 thread each made ``remove`` about 7 % faster (1024^2, 5 alternated runs),
+    outputs bit-identical. Nothing to share where nothing has loaded torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, before // sharers))
     try:
         yield
     finally:
@@ -386,13 +391,10 @@ class SceneRemoval:
         self.uncertainty = uncertainty
         #: the bands read, filled and written: the input's own for the network-free fill, the
         #: network's otherwise
-        self.bands = s2.bands if engine.arch == Fill.arch else engine.bands
+        self.bands = s2.bands if engine.arch == FILL_ARCH else engine.bands
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
         self.restoring = restoring if self.local is not None else None
-        # the local fill's convolutions run on the network's GPU, if any (issue 22: on CPU
-        # they were most of the loaders' work, and the loaders starved the GPU)
-        self.fill_device = engine.device if engine.device.startswith("cuda") else "cpu"
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         self.tiles_run = self.tiles_skipped = 0
@@ -444,7 +446,7 @@ class SceneRemoval:
                 here[inner] = region[inner]
                 network_input, support = local_fill(refl, here,
                                                     source_weight(region, clear, local), s1,
-                                                    self.fill.values, local, self.fill_device)
+                                                    self.fill.values, local)
                 if self.restoring is not None:  # what still shows is restored, not filled
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,
@@ -460,8 +462,9 @@ class SceneRemoval:
                                 filled).crop(*inner)
         if local is not None:
             s1 = s1[:, inner[0], inner[1]]
-        refl, valid, network_input = refl[:, inner[0], inner[1]], valid[inner], \
-            network_input[:, inner[0], inner[1]]
+        # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
+        refl, valid, network_input = np.ascontiguousarray(refl[:, inner[0], inner[1]]), \
+            valid[inner], network_input[:, inner[0], inner[1]]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         scaling = self.engine.scaling
         with self._one_reader:  # one chunk's arrays of the references at a time
@@ -491,6 +494,8 @@ class SceneRemoval:
             wanted.append(off)
         self.tiles_skipped += len(loaded.chunk.tile_offsets()) - len(wanted)
         self.tiles_run += len(wanted)
+        if self.engine.arch == FILL_ARCH:  # the network-free fill returns its (filled) input:
+            return {o: loaded.s2[:, :, o : o + t] for o in wanted}  # any band set, no forward
         out: dict[int, np.ndarray] = {}
         for i in range(0, len(wanted), self.batch_size):
             offs = wanted[i : i + self.batch_size]
@@ -499,15 +504,15 @@ class SceneRemoval:
             mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
             bound = self.options.max_correction if loaded.bound is None else \
                 np.stack([loaded.bound[:, :, o : o + t] for o in offs])
-            # the network-free fill returns its (filled) input: any band set, no forward
-            pred = s2 if self.engine.arch == Fill.arch else self._run(s2, s1, mask, bound)
-            for o, tile_pred in zip(offs, pred, strict=True):
+            for o, tile_pred in zip(offs, self._run(s2, s1, mask, bound), strict=True):
                 out[o] = tile_pred
         return out
 
     def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray,
              bound: float | np.ndarray | None) -> np.ndarray:
         """engine.predict, halving the batch on GPU out-of-memory."""
+        import torch  # the networks' engines have loaded it
+
         try:
             return self.engine.predict(s2, s1, mask, bound)
         except torch.cuda.OutOfMemoryError:
@@ -551,16 +556,16 @@ class SceneRemoval:
         sources = None if self.references is None else source_map(
             valid, filled, None if loaded.reference is None else
             loaded.reference.source[rows, cols])
-        kept = self.s2.to_dn(original)
+        if self.options.composite:
+            taken = have & (alpha > 0)
+            blend = alpha * predicted + (1 - alpha) * original
+        else:
+            taken, blend = have, predicted
+        dn = self.s2.to_dn(np.where(taken, blend, original))  # one conversion of the block
         if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
             window = Window(final.col, final.row, original.shape[2], original.shape[1])
-            kept = np.where(valid, self.s2.read_dn(window, self.bands)[0], kept)
-        if self.options.composite:
-            alpha = np.where(have, alpha, 0)
-            blend = alpha * predicted + (1 - alpha) * original
-            dn = np.where(alpha > 0, self.s2.to_dn(blend), kept)
-        else:
-            dn = np.where(have, self.s2.to_dn(predicted), kept)
+            kept = valid & ~taken
+            dn = np.where(kept, self.s2.read_dn(window, self.bands)[0], dn)
         if self.s2.nodata is not None:
             dn[:, ~valid] = self.s2.nodata
         sigma = None
@@ -788,16 +793,22 @@ def remove_scene(
     if s1_path is None and engine.arch != "fill":
         raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
                          "s1_path=PATH, or model=median-fill", "s1_path", "model")
-    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != Fill.arch):
+    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != FILL_ARCH):
         log.warning("--max-correction (max_correction) changes nothing with model %s: it "
                     "bounds a fill network's correction of its base, and this model has none",
                     model or checkpoint or onnx)
     choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
-    with scene_io_env(), open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
+    with open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
         bands = check_bands(s2, engine, str(model or checkpoint or onnx), mask_params)
         if temporal_mask is None:
             temporal_mask = bool(references) and judges_by_default(s2.bands)
         check_geotiff_output(len(bands), s2.dtype, creation_options)
+        # GDAL's block cache bounded by what the outputs' blocks need (from here on: the
+        # first passes read the whole scene)
+        per_pixel = len(bands) * (np.dtype(s2.dtype).itemsize + 4 * (uncertainty_out is not None))
+        per_pixel += (mask_out is not None) + (source_out is not None) + 2 * (days_out is not None)
+        stack.enter_context(scene_io_env(s2.width * per_pixel, int(
+            (creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
         grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
         warn_weak_tiling(engine, grid)
@@ -820,7 +831,7 @@ def remove_scene(
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
                 base = f"nearby clear pixels{match} (where none is near: {base})"
-            how = (f"filled from {base}, no network" if engine.arch == Fill.arch else
+            how = (f"filled from {base}, no network" if engine.arch == FILL_ARCH else
                    f"filled by the {engine.arch} network, starting from {base}")
             judged = "found by comparing the dates, " if temporal_mask else ""
             steps = [f"{judged}taken from the other dates where they are clear"] \
@@ -902,7 +913,7 @@ def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
     """The bands a removal reads and writes (the input's for the network-free fill, the
     network's otherwise); one line when the input lacks some the model or the mask needs."""
     require_mask_bands(s2, params)
-    if engine.arch == Fill.arch:
+    if engine.arch == FILL_ARCH:
         return s2.bands
     s2.require(engine.bands, f"model {name}", "give an L1C product with all 13 bands, or "
                f"model={FILL_MODEL}, which fills any band set", "model")
@@ -991,7 +1002,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         loaders = loader_threads(pipe.engine.device)
         if not pipe.engine.uses_torch_cpu:
             # the loaders' torch work (the local fill) shares torch's threads among them
-            stack.enter_context(torch_threads(max(1, torch.get_num_threads() // loaders)))
+            stack.enter_context(torch_threads(loaders))
         loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
         writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
         writes: deque[Future] = deque()

@@ -6,6 +6,8 @@ import pkgutil
 import subprocess
 import sys
 
+from conftest import SUMMER_S1, SUMMER_S2
+
 import cloudfree
 
 #: Imports each module named on the command line with no cloudfree module loaded before it
@@ -42,3 +44,39 @@ def test_every_module_imports_first():
     done = subprocess.run([sys.executable, "-c", _IMPORT_EACH_FIRST, *all_modules()],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: ``cloudfree remove`` with the default model, in this interpreter; prints the heavy packages
+#: it loaded.
+_REMOVE_DEFAULT = """
+import sys
+from cloudfree.cli import main
+main(sys.argv[1:], standalone_mode=False)
+print("loaded:", *(m for m in ("torch", "onnxruntime") if m in sys.modules))
+"""
+
+
+def test_the_default_remove_loads_neither_torch_nor_onnxruntime(tmp_path):
+    """The network-free default fills on CPU without either: loading torch alone costs more
+    than the sample's whole removal."""
+    out = tmp_path / "r.tif"
+    done = subprocess.run([sys.executable, "-c", _REMOVE_DEFAULT, "remove", "--s2",
+                           str(SUMMER_S2), "--s1", str(SUMMER_S1), "-o", str(out), "--quiet",
+                           "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "loaded:" and out.is_file()
+
+
+def test_the_fill_engine_reads_the_checkpoint_as_torch_does():
+    from cloudfree.bundled import FILL_MODEL, bundled_model
+    from cloudfree.checkpoint import load_checkpoint
+    from cloudfree.engines import FILL_ARCH, FillEngine, TorchEngine, open_engine
+    from cloudfree.networks.fillnet import Fill
+
+    engine, loaded = open_engine(model=FILL_MODEL), load_checkpoint(bundled_model(FILL_MODEL))
+    assert isinstance(engine, FillEngine) and Fill.arch == FILL_ARCH == loaded.arch
+    full = TorchEngine(loaded, device="cpu")
+    for name in ("scaling", "bands", "default_tile", "tile", "size_multiple", "receptive_field",
+                 "fully_convolutional", "uses_mask", "device"):
+        assert getattr(engine, name) == getattr(full, name), name

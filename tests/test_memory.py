@@ -43,3 +43,21 @@ def test_periodic_release_waits_its_interval(monkeypatch):
         hourly()
         always()
     assert len(calls) == 3
+
+
+def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monkeypatch):
+    import rasterio.env
+
+    from cloudfree.rasterio_io import scene_io_env
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    mb = 2**20
+    # a 13-band uint16 output 10980 px wide: 2 rows of 256 px blocks, 139 MB
+    for row_bytes, block, cache in ((None, 256, 256 * mb), (1024 * 26, 256, 64 * mb),
+                                    (10980 * 26, 256, 2 * 256 * 10980 * 26),
+                                    (10980 * 26, 512, 256 * mb)):
+        with scene_io_env(row_bytes, block):
+            assert rasterio.env.getenv()["GDAL_CACHEMAX"] == cache
+    monkeypatch.setenv("GDAL_CACHEMAX", "16")  # the user's wins
+    with scene_io_env(10980 * 26):
+        assert "GDAL_CACHEMAX" not in rasterio.env.getenv()
