@@ -25,11 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from scipy import ndimage
 
 from cloudfree.sentinel2 import BANDS
+from cloudfree.separable import block_sums, gaussian_matrix, separable, upsample_matrix
 
 #: Reflectance of opaque cloud, B01..B12 (B8A ninth): per band, the median over the pool's
 #: cloudy L1C images (34 with 500+ such pixels) of their median where the cloud score exceeds 0.5.
@@ -59,19 +57,23 @@ def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float,
     ``density``: the Gaussian of ``where`` itself (``where_density``), when already known."""
     if density is None:
         density = where_density(where, sigma)
-    out = np.empty(values.shape, np.float32)
-    masked = np.empty(where.shape, np.float32)  # one band's ``where`` values, 0 elsewhere
-    for band, v in enumerate(values):
-        masked.fill(0)
-        np.copyto(masked, v, where=where)
-        ndimage.gaussian_filter(masked, sigma, mode="nearest", output=out[band])
+    out = gaussian(np.where(where, values, np.float32(0)), sigma)
     out /= np.maximum(density, 1e-6)
     return out
 
 
 def where_density(where: np.ndarray, sigma: float) -> np.ndarray:
     """The Gaussian of ``where`` [H, W]: the weight of ``smooth_within``'s means."""
-    return ndimage.gaussian_filter(where.astype(np.float32), sigma, mode="nearest")
+    return gaussian(where.astype(np.float32)[None], sigma)[0]
+
+
+def gaussian(a: np.ndarray, sigma: float) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` of [C, H, W] over the last two axes (truncated at 4
+    sigma, the edge values held beyond the edges), in float32."""
+    (height, width), radius = a.shape[1:], reach(sigma)
+    return separable(a.astype(np.float32, copy=False),
+                     gaussian_matrix(height, sigma, radius, edge="nearest"),
+                     gaussian_matrix(width, sigma, radius, edge="nearest"))
 
 
 def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -112,35 +114,31 @@ def smoothstep_down(x: np.ndarray, low: float, high: float) -> np.ndarray:
     return (1 - x * x * (3 - 2 * x)).astype(np.float32)
 
 
-def land_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
-    """RMS over bands of the local standard deviation [H, W] of the ``clear`` pixels around.
+def land_spread(reflectance: np.ndarray, clear: np.ndarray,
+                outputs: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+    """RMS over bands of the local standard deviation [H, W] of the ``clear`` pixels around,
+    over the rows and columns ``outputs`` (slices with steps of 1) alone.
 
     The spread varies over ``SPREAD_SIGMA`` pixels, so it is measured on a grid ``SPREAD_STEP``
     times coarser (sums of the clear pixels per cell, the Gaussian scaled to the grid) and
     interpolated back bilinearly: the same smooth map for a 60th of the work."""
-    step, (height, width) = SPREAD_STEP, clear.shape
-
-    def cell_sums(values: np.ndarray) -> np.ndarray:  # [K, H, W] -> [K, h, w], the far edges'
-        # partial cells summing what they hold
-        return F.avg_pool2d(torch.from_numpy(values), step, divisor_override=1,
-                            ceil_mode=True).numpy()
-
+    step = SPREAD_STEP
     weight = clear.astype(np.float32)
     seen = reflectance * weight
-    # the clear pixels, their values and their squares summed over the bands, per cell: the
-    # variances are only wanted summed over the bands, so the squares are too
-    cells = np.concatenate([cell_sums(weight[None]), cell_sums(seen),
-                            cell_sums(np.einsum("khw,khw->hw", seen, seen)[None])])
-    cells = ndimage.gaussian_filter(cells, (0, SPREAD_SIGMA / step, SPREAD_SIGMA / step),
-                                    mode="nearest")
+    # the clear pixels, their values and their squares summed over the bands, per cell (the far
+    # edges' partial cells summing what they hold): the variances are only wanted summed over
+    # the bands, so the squares are too
+    cells = np.concatenate([block_sums(weight[None], step), block_sums(seen, step),
+                            block_sums(np.einsum("khw,khw->hw", seen, seen)[None], step)])
+    cells = gaussian(cells, SPREAD_SIGMA / step)
     count = np.maximum(cells[0], 1e-6)
     bands = len(reflectance)
     mean, square = cells[1:bands + 1] / count, cells[bands + 1] / count
     spread = np.sqrt(np.maximum(square - np.einsum("khw,khw->hw", mean, mean), 0) / bands)
     # bilinear, from the cells' centres, the edge cells held beyond them
-    full = F.interpolate(torch.from_numpy(spread)[None, None], scale_factor=step,
-                         mode="bilinear", align_corners=False)[0, 0].numpy()
-    return full[:height, :width]
+    (h, w) = spread.shape
+    return separable(spread[None], upsample_matrix(h, step, outputs[0]),
+                     upsample_matrix(w, step, outputs[1]))[0]
 
 
 def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
@@ -153,10 +151,11 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     region or no clear land."""
     if not region.any() or not clear.any():
         return None
-    # the spread on the whole window (its coarse grid and edges as they are); the rest within
-    # reach of the region, which gives the same values on it as the whole window does
-    spread = land_spread(reflectance, clear)
+    # the spread from the whole window (its coarse grid and edges as they are), read back over
+    # the box; the rest within reach of the region, which gives the same values on it as the
+    # whole window does
     box = around(region, reach(params.sigma))
+    spread = land_spread(reflectance, clear, box)
     seen, fill, where = reflectance[:, box[0], box[1]], expected[:, box[0], box[1]], region[box]
     density = where_density(where, params.sigma)  # of both smoothings over the region
     t = opacity(seen, fill, where, params.sigma, bands, density)
@@ -170,6 +169,6 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     off = smooth_within(land, where, params.sigma, density)
     off -= fill
     d = np.sqrt(np.square(off, out=off).mean(0))
-    s = np.maximum(params.spread * spread[box], 1e-4)
+    s = np.maximum(params.spread * spread, 1e-4)
     trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
     return box, land, np.where(where, trust, 0).astype(np.float32)
