@@ -78,16 +78,16 @@ def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
         return np.where(counts > 1e-6, sums / counts, np.nan).astype(np.float32)
 
 
-def s1_classes(s1: np.ndarray, where: np.ndarray, step: float) -> np.ndarray:
-    """Centres [K, 2] (dB) of the grid cells of step ``step`` that pixels ``where`` fall in."""
-    values = s1[:, where]
+def s1_classes(values: np.ndarray, step: float) -> np.ndarray:
+    """Centres [K, 2] (dB) of the grid cells of step ``step`` that the S1 values [2, n] fall in
+    (the unknown ones ignored)."""
     values = values[:, np.isfinite(values).all(0)]
     if not values.shape[1]:
         return np.zeros((0, 2), np.float32)
     cells = np.floor(values / step).astype(np.int64)
     low = cells.min(axis=1, keepdims=True)
     span = int(cells[1].max() - low[1, 0]) + 1
-    keys = np.unique((cells[0] - low[0]) * span + cells[1] - low[1])
+    keys = np.flatnonzero(np.bincount((cells[0] - low[0]) * span + cells[1] - low[1]))
     cells = np.stack([keys // span + low[0, 0], keys % span + low[1, 0]], axis=1)
     return ((cells + 0.5) * step).astype(np.float32)
 
@@ -161,10 +161,20 @@ class CoarseGrid:
         out[self.slot] = values.T
         return out
 
-    def sums(self, a: np.ndarray) -> np.ndarray:
+    def sums(self, a: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         """[K, H, W] -> block sums [K, h, w] (the partial cells of the far edges summing what
-        they hold)."""
-        return block_sums(a, self.factor)
+        they hold); with ``weight`` [H, W], of ``a`` times it (0 where it is 0 or less, also
+        where ``a`` is NaN)."""
+        if weight is None:
+            return block_sums(a, self.factor)
+        unused = weight <= 0
+        out = np.empty((len(a), *self.coarse), np.float32)
+        weighted = np.empty(weight.shape, np.float32)  # one channel at a time: small
+        for channel, values in enumerate(a):
+            np.multiply(values, weight, out=weighted)
+            np.copyto(weighted, 0, where=unused)
+            out[channel] = block_sums(weighted, self.factor)
+        return out
 
     def corner_values(self, a: np.ndarray) -> np.ndarray:
         """The values of a coarse array over ``window`` [C, h', w'] at the four cells of every
@@ -223,17 +233,16 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
     rows, cols = grid.rows, grid.cols
     s1 = smooth_s1(s1_db)
-    centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
+    width = fill.shape[1]
+    flat = rows * width + cols  # the masked pixels in ``grid``'s order
+    here = s1.reshape(2, -1)[:, flat]
+    centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
     # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
     weight = source.astype(np.float32)
-    sources = out * weight
-    sources[:, weight <= 0] = 0  # 0, not NaN, where an unknown value has no weight
-    stack = np.concatenate([grid.sums(sources), grid.sums(weight[None])])
-    del sources
+    stack = np.concatenate([grid.sums(out, weight), grid.sums(weight[None])])
     known = np.isfinite(s1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
-    here = s1[:, rows, cols]
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
@@ -262,10 +271,9 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         grid.read_back(corners.reshape(quads, 4, len(part), len(stack)),
                        mine[:, start:start + group], sums)
     sums = sums[grid.slot].T
-    support[rows, cols] = sums[-1]
-    sums[:-1] += FALLBACK_WEIGHT * np.asarray(fallback, np.float32)[:, None]
-    sums[-1] += FALLBACK_WEIGHT
-    out[:, rows, cols] = sums[:-1] / sums[-1:]
+    support.reshape(-1)[flat] = sums[-1]
+    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)[:, None]
+    out.reshape(len(out), -1)[:, flat] = (sums[:-1] + fallback) / (sums[-1] + FALLBACK_WEIGHT)
     return out, support
 
 
