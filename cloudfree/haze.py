@@ -122,17 +122,20 @@ def land_spread(reflectance: np.ndarray, clear: np.ndarray,
     The spread varies over ``SPREAD_SIGMA`` pixels, so it is measured on a grid ``SPREAD_STEP``
     times coarser (sums of the clear pixels per cell, the Gaussian scaled to the grid) and
     interpolated back bilinearly: the same smooth map for a 60th of the work."""
-    step = SPREAD_STEP
+    step, bands = SPREAD_STEP, len(reflectance)
     weight = clear.astype(np.float32)
-    seen = reflectance * weight
     # the clear pixels, their values and their squares summed over the bands, per cell (the far
     # edges' partial cells summing what they hold): the variances are only wanted summed over
-    # the bands, so the squares are too
-    cells = np.concatenate([block_sums(weight[None], step), block_sums(seen, step),
-                            block_sums(np.einsum("khw,khw->hw", seen, seen)[None], step)])
+    # the bands, so the squares are too; a band at a time, in small temporaries
+    seen, squares = np.empty_like(weight), np.zeros_like(weight)
+    cells = [block_sums(weight, step)]
+    for band in reflectance:
+        np.multiply(band, weight, out=seen)
+        cells.append(block_sums(seen, step))
+        squares += np.square(seen, out=seen)
+    cells = np.stack([*cells, block_sums(squares, step)])
     cells = gaussian(cells, SPREAD_SIGMA / step)
     count = np.maximum(cells[0], 1e-6)
-    bands = len(reflectance)
     mean, square = cells[1:bands + 1] / count, cells[bands + 1] / count
     spread = np.sqrt(np.maximum(square - np.einsum("khw,khw->hw", mean, mean), 0) / bands)
     # bilinear, from the cells' centres, the edge cells held beyond them
