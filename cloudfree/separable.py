@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Outputs per matrix product along an axis.
-BLOCK = 64
+BLOCK = 32
 
 
 def gaussian_matrix(size: int, sigma: float, radius: int, outputs: slice = slice(None),
@@ -58,6 +58,8 @@ def along(a: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
     shape = list(a.shape)
     shape[axis] = len(matrix)
     out = np.empty(shape, np.float32)
+    if axis == -1:  # every line at once: one product per block
+        a, out = np.ascontiguousarray(a).reshape(-1, a.shape[-1]), out.reshape(-1, shape[-1])
     reached = matrix != 0
     for start in range(0, len(matrix), BLOCK):
         rows = slice(start, start + BLOCK)
@@ -70,7 +72,7 @@ def along(a: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
             np.matmul(a[..., span], matrix[rows, span].T, out=out[..., rows])
         else:
             np.matmul(matrix[rows, span], a[..., span, :], out=out[..., rows, :])
-    return out
+    return out.reshape(shape)
 
 
 def separable(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
