@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cloudfree.sentinel2 import BANDS
-from cloudfree.separable import block_sums, gaussian_matrix, separable, upsample_matrix
+from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
 
 #: Reflectance of opaque cloud, B01..B12 (B8A ninth): per band, the median over the pool's
 #: cloudy L1C images (34 with 500+ such pixels) of their median where the cloud score exceeds 0.5.
@@ -72,8 +72,8 @@ def gaussian(a: np.ndarray, sigma: float) -> np.ndarray:
     sigma, the edge values held beyond the edges), in float32."""
     (height, width), radius = a.shape[1:], reach(sigma)
     return separable(a.astype(np.float32, copy=False),
-                     gaussian_matrix(height, sigma, radius, edge="nearest"),
-                     gaussian_matrix(width, sigma, radius, edge="nearest"))
+                     gaussian_taps(height, sigma, radius, edge="nearest"),
+                     gaussian_taps(width, sigma, radius, edge="nearest"))
 
 
 def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -140,8 +140,8 @@ def land_spread(reflectance: np.ndarray, clear: np.ndarray,
     spread = np.sqrt(np.maximum(square - np.einsum("khw,khw->hw", mean, mean), 0) / bands)
     # bilinear, from the cells' centres, the edge cells held beyond them
     (h, w) = spread.shape
-    return separable(spread[None], upsample_matrix(h, step, outputs[0]),
-                     upsample_matrix(w, step, outputs[1]))[0]
+    return separable(spread[None], upsample_taps(h, step, outputs[0]),
+                     upsample_taps(w, step, outputs[1]))[0]
 
 
 def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,

@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from cloudfree.fill import fill_image, fill_masked
 from cloudfree.masking import classify
-from cloudfree.separable import block_sums, gaussian_matrix, separable, upsample_matrix
+from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
 
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
@@ -204,13 +204,13 @@ def blurred(coarse: np.ndarray, sigma: float,
     still (4 x 4 means, zeros past the far edges) and interpolated back bilinearly; only over
     ``window`` (slices with steps of 1)."""
     (h, w), radius = coarse.shape[1:], int(3 * sigma + 0.5)
-    near = separable(coarse, gaussian_matrix(h, sigma, radius, window[0]),
-                     gaussian_matrix(w, sigma, radius, window[1]))
+    near = separable(coarse, gaussian_taps(h, sigma, radius, window[0]),
+                     gaussian_taps(w, sigma, radius, window[1]))
     small = block_sums(coarse, 4) / 16
     (hs, ws) = small.shape[1:]
-    small = separable(small, gaussian_matrix(hs, sigma, radius), gaussian_matrix(ws, sigma, radius))
-    near += COARSE_WEIGHT * separable(small, upsample_matrix(hs, 4, window[0]),
-                                      upsample_matrix(ws, 4, window[1]))
+    small = separable(small, gaussian_taps(hs, sigma, radius), gaussian_taps(ws, sigma, radius))
+    near += COARSE_WEIGHT * separable(small, upsample_taps(hs, 4, window[0]),
+                                      upsample_taps(ws, 4, window[1]))
     return near
 
 

@@ -1,14 +1,16 @@
 """Separable linear filters (Gaussians, bilinear upsampling) as matrix products on an array's
 last two axes.
 
-A 1-D filter along an axis is a matrix whose row i holds the weights output i gives the inputs.
-Applied in blocks of ``BLOCK`` outputs, each from the span of inputs its rows reach, it is one
-float32 matrix product (BLAS) per block over every channel and line at once: for kernels of
-tens of taps, several times faster than a loop over the taps (``scipy.ndimage``), with the same
-values to float32 rounding.
+A 1-D filter along an axis is a matrix whose row i holds the weights output i gives the inputs,
+kept as its taps (``Taps``). Applied in blocks of ``BLOCK`` outputs, each from the span of
+inputs its rows reach, it is one float32 matrix product (BLAS) per block over every channel and
+line: for kernels of tens of taps, several times faster than a loop over the taps
+(``scipy.ndimage``), with the same values to float32 rounding.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,68 +18,73 @@ import numpy as np
 BLOCK = 32
 
 
-def gaussian_matrix(size: int, sigma: float, radius: int, outputs: slice = slice(None),
-                    edge: str = "constant") -> np.ndarray:
-    """[m, size] Gaussian of ``sigma`` truncated at ``radius`` and normalised (as
+@dataclass(frozen=True)
+class Taps:
+    """A 1-D linear filter along an axis: output i is the sum over t of ``weight[i, t]`` times
+    input ``index[i, t]`` (indices may repeat)."""
+
+    index: np.ndarray  # [m, T] int
+    weight: np.ndarray  # [m, T]
+
+    def block(self, rows: slice) -> tuple[slice, np.ndarray]:
+        """The inputs that outputs ``rows`` reach, and their weights there [r, n'] (float32)."""
+        index, weight = self.index[rows], self.weight[rows]
+        low = int(index.min())
+        matrix = np.zeros((len(index), int(index.max()) + 1 - low))
+        np.add.at(matrix, (np.arange(len(index))[:, None], index - low), weight)
+        return slice(low, low + matrix.shape[1]), matrix.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def gaussian_taps(size: int, sigma: float, radius: int, outputs: slice = slice(None),
+                  edge: str = "constant") -> Taps:
+    """Gaussian of ``sigma`` truncated at ``radius`` and normalised (as
     ``scipy.ndimage.gaussian_filter1d``'s kernel), for the outputs ``outputs`` of an axis of
     ``size``; beyond the ends, zeros (``edge="constant"``) or the end value (``"nearest"``)."""
     taps = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (taps / sigma) ** 2)
     kernel /= kernel.sum()
-    out = np.arange(size)[outputs]
-    source = out[:, None] + taps
-    matrix = np.zeros((len(out), size))
-    rows = np.broadcast_to(np.arange(len(out))[:, None], source.shape)
-    weights = np.broadcast_to(kernel, source.shape)
-    if edge == "nearest":
-        np.add.at(matrix, (rows, np.clip(source, 0, size - 1)), weights)
-    else:
-        inside = (source >= 0) & (source < size)
-        matrix[rows[inside], source[inside]] = weights[inside]
-    return matrix.astype(np.float32)
+    source = np.arange(size)[outputs][:, None] + taps
+    weight = np.broadcast_to(kernel, source.shape)
+    if edge == "constant":
+        weight = np.where((source >= 0) & (source < size), weight, 0)
+    return Taps(np.clip(source, 0, size - 1), weight)
 
 
-def upsample_matrix(size: int, factor: int, outputs: slice = slice(None)) -> np.ndarray:
-    """[m, size] bilinear upsampling by ``factor`` of an axis of ``size``, as
+def upsample_taps(size: int, factor: int, outputs: slice = slice(None)) -> Taps:
+    """Bilinear upsampling by ``factor`` of an axis of ``size``, as
     ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``: output o
     reads input (o + 0.5) / factor - 0.5, the end values held beyond the end centres."""
-    out = np.arange(size * factor)[outputs]
-    x = np.maximum((out + 0.5) / factor - 0.5, 0)
+    x = np.maximum((np.arange(size * factor)[outputs] + 0.5) / factor - 0.5, 0)
     low = np.minimum(np.floor(x).astype(np.int64), size - 1)
-    high = np.minimum(low + 1, size - 1)
     frac = x - low
-    matrix = np.zeros((len(out), size))
-    np.add.at(matrix, (np.arange(len(out)), low), 1 - frac)
-    np.add.at(matrix, (np.arange(len(out)), high), frac)
-    return matrix.astype(np.float32)
+    return Taps(np.stack([low, np.minimum(low + 1, size - 1)], axis=1),
+                np.stack([1 - frac, frac], axis=1))
 
 
-def along(a: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
-    """``matrix`` [m, n] applied along the last (``axis=-1``) or second-last (``-2``) axis of
-    ``a`` (float32, length n there), in blocks of ``BLOCK`` outputs."""
+def along(a: np.ndarray, taps: Taps, axis: int) -> np.ndarray:
+    """The filter ``taps`` applied along the last (``axis=-1``) or second-last (``-2``) axis of
+    ``a`` (float32), in blocks of ``BLOCK`` outputs, each a matrix product."""
     shape = list(a.shape)
-    shape[axis] = len(matrix)
+    shape[axis] = len(taps)
     out = np.empty(shape, np.float32)
     if axis == -1:  # every line at once: one product per block
         a, out = np.ascontiguousarray(a).reshape(-1, a.shape[-1]), out.reshape(-1, shape[-1])
-    reached = matrix != 0
-    for start in range(0, len(matrix), BLOCK):
+    for start in range(0, len(taps), BLOCK):
         rows = slice(start, start + BLOCK)
-        used = np.flatnonzero(reached[rows].any(axis=0))
-        if not len(used):
-            (out[..., rows] if axis == -1 else out[..., rows, :]).fill(0)
-            continue
-        span = slice(used[0], used[-1] + 1)
+        span, matrix = taps.block(rows)
         if axis == -1:
-            np.matmul(a[..., span], matrix[rows, span].T, out=out[..., rows])
+            np.matmul(a[..., span], matrix.T, out=out[..., rows])
         else:
-            np.matmul(matrix[rows, span], a[..., span, :], out=out[..., rows, :])
+            np.matmul(matrix, a[..., span, :], out=out[..., rows, :])
     return out.reshape(shape)
 
 
-def separable(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``rows`` [m, H] along the second-last axis of ``a`` [..., H, W], then ``cols`` [n, W]
-    along the last: [..., m, n]."""
+def separable(a: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:
+    """``rows`` along the second-last axis of ``a`` [..., H, W], then ``cols`` along the last:
+    [..., len(rows), len(cols)]."""
     return along(along(a, rows, -2), cols, -1)
 
 

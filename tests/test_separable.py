@@ -11,9 +11,9 @@ from cloudfree.sentinel2 import open_sentinel2
 from cloudfree.separable import (
     along,
     block_sums,
-    gaussian_matrix,
+    gaussian_taps,
     separable,
-    upsample_matrix,
+    upsample_taps,
 )
 
 
@@ -32,8 +32,8 @@ def test_the_gaussian_is_scipys_on_every_axis_and_over_any_window(image, edge, m
     radius = int(truncate * sigma + 0.5)
     height, width = image.shape[1:]
     rows, cols = slice(17, 190), slice(0, 131)
-    got = separable(image, gaussian_matrix(height, sigma, radius, rows, edge),
-                    gaussian_matrix(width, sigma, radius, cols, edge))
+    got = separable(image, gaussian_taps(height, sigma, radius, rows, edge),
+                    gaussian_taps(width, sigma, radius, cols, edge))
     expected = ndimage.gaussian_filter(image.astype(np.float64), (0, sigma, sigma), mode=mode,
                                        truncate=truncate)[:, rows, cols]
     assert got.dtype == np.float32 and got.shape == (3, 173, 131)
@@ -43,7 +43,7 @@ def test_the_gaussian_is_scipys_on_every_axis_and_over_any_window(image, edge, m
 def test_bilinear_upsampling_reads_half_pixel_centres_and_holds_the_edges(image):
     small = image[:, :40, :50]
     rows, cols = slice(3, 150), slice(0, 200)
-    got = separable(small, upsample_matrix(40, 4, rows), upsample_matrix(50, 4, cols))
+    got = separable(small, upsample_taps(40, 4, rows), upsample_taps(50, 4, cols))
     y = np.clip((np.arange(160)[rows] + 0.5) / 4 - 0.5, 0, 39)
     x = np.clip((np.arange(200)[cols] + 0.5) / 4 - 0.5, 0, 49)
     yy, xx = np.meshgrid(y, x, indexing="ij")
@@ -54,10 +54,14 @@ def test_bilinear_upsampling_reads_half_pixel_centres_and_holds_the_edges(image)
     assert np.allclose(got[:, :, 0], got[:, :, 1]) and np.allclose(got[:, :, -1], got[:, :, -2])
 
 
-def test_a_matrix_along_the_rows_is_its_product_with_every_channel(image):
-    matrix = gaussian_matrix(image.shape[1], 2.0, 6, slice(5, 120))
-    got = along(image, matrix, -2)
-    assert np.abs(got - np.einsum("ij,cjw->ciw", matrix, image)).max() < 1e-6
+def test_a_filter_along_the_rows_is_its_matrix_times_every_channel(image):
+    taps = gaussian_taps(image.shape[1], 2.0, 6, slice(5, 120), edge="nearest")
+    span, matrix = taps.block(slice(None))  # the whole filter as one matrix
+    assert span == slice(0, 126) and matrix.shape == (115, 126)
+    expected = np.einsum("ij,cjw->ciw", matrix, image[:, span])
+    assert np.abs(along(image, taps, -2) - expected).max() < 1e-6
+    transposed = np.ascontiguousarray(image.transpose(0, 2, 1))
+    assert np.abs(along(transposed, taps, -1).transpose(0, 2, 1) - expected).max() < 1e-6
 
 
 def test_block_sums_hold_the_partial_blocks_of_the_far_edges(image):
