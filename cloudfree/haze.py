@@ -38,6 +38,8 @@ CLOUD: dict[str, float] = dict(zip(BANDS, (
 #: measured on.
 SPREAD_SIGMA = 16.0
 SPREAD_STEP = 4
+#: Channels smoothed at once (each needs two temporaries of its size).
+CHANNELS = 4
 
 
 @dataclass(frozen=True)
@@ -57,23 +59,30 @@ def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float,
     ``density``: the Gaussian of ``where`` itself (``where_density``), when already known."""
     if density is None:
         density = where_density(where, sigma)
-    out = gaussian(np.where(where, values, np.float32(0)), sigma)
+    out = gaussian(values, sigma, where)
     out /= np.maximum(density, 1e-6)
     return out
 
 
 def where_density(where: np.ndarray, sigma: float) -> np.ndarray:
     """The Gaussian of ``where`` [H, W]: the weight of ``smooth_within``'s means."""
-    return gaussian(where.astype(np.float32)[None], sigma)[0]
+    return gaussian(where[None], sigma)[0]
 
 
-def gaussian(a: np.ndarray, sigma: float) -> np.ndarray:
-    """``scipy.ndimage.gaussian_filter`` of [C, H, W] over the last two axes (truncated at 4
-    sigma, the edge values held beyond the edges), in float32."""
+def gaussian(a: np.ndarray, sigma: float, where: np.ndarray | None = None) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` of [C, H, W] (only its ``where`` pixels, 0 elsewhere)
+    over the last two axes, truncated at 4 sigma, the edge values held beyond the edges; in
+    float32, ``CHANNELS`` at a time (small temporaries)."""
     (height, width), radius = a.shape[1:], reach(sigma)
-    return separable(a.astype(np.float32, copy=False),
-                     gaussian_taps(height, sigma, radius, edge="nearest"),
-                     gaussian_taps(width, sigma, radius, edge="nearest"))
+    rows = gaussian_taps(height, sigma, radius, edge="nearest")
+    cols = gaussian_taps(width, sigma, radius, edge="nearest")
+    out = np.empty(a.shape, np.float32)
+    for start in range(0, len(a), CHANNELS):
+        part = a[start:start + CHANNELS].astype(np.float32, copy=False)
+        if where is not None:
+            part = np.where(where, part, np.float32(0))
+        out[start:start + CHANNELS] = separable(part, rows, cols)
+    return out
 
 
 def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:

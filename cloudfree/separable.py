@@ -11,6 +11,7 @@ line: for kernels of tens of taps, several times faster than a loop over the tap
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -25,6 +26,12 @@ class Taps:
 
     index: np.ndarray  # [m, T] int
     weight: np.ndarray  # [m, T]
+
+    @cached_property
+    def blocks(self) -> list[tuple[slice, slice, np.ndarray]]:
+        """Every block of ``BLOCK`` outputs: (its rows, the inputs they reach, the matrix)."""
+        return [(rows, *self.block(rows)) for rows in
+                (slice(start, start + BLOCK) for start in range(0, len(self), BLOCK))]
 
     def block(self, rows: slice) -> tuple[slice, np.ndarray]:
         """The inputs that outputs ``rows`` reach, and their weights there [r, n'] (float32)."""
@@ -72,9 +79,7 @@ def along(a: np.ndarray, taps: Taps, axis: int) -> np.ndarray:
     out = np.empty(shape, np.float32)
     if axis == -1:  # every line at once: one product per block
         a, out = np.ascontiguousarray(a).reshape(-1, a.shape[-1]), out.reshape(-1, shape[-1])
-    for start in range(0, len(taps), BLOCK):
-        rows = slice(start, start + BLOCK)
-        span, matrix = taps.block(rows)
+    for rows, span, matrix in taps.blocks:
         if axis == -1:
             np.matmul(a[..., span], matrix.T, out=out[..., rows])
         else:
