@@ -117,7 +117,7 @@ class CoarseGrid:
 
     def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
                  cols: np.ndarray) -> None:
-        self.shape, self.factor = shape, factor
+        self.factor = factor
         self.coarse = (-(-shape[0] // factor), -(-shape[1] // factor))
         h, w = self.coarse
         (x0, fx), (y0, fy) = self._axis(cols, w), self._axis(rows, h)
@@ -190,7 +190,7 @@ class CoarseGrid:
         for first in range(0, parts, step):
             slots = slice(first * SLOTS, (first + step) * SLOTS)
             here = min(step, parts - first)
-            packed = (self.corner_weight[slots, :, None] * membership[slots, None, :])
+            packed = self.corner_weight[slots, :, None] * membership[slots, None, :]
             values = np.matmul(packed.reshape(here, SLOTS, 4 * k),
                                corners[self.part_quad[first:first + here]].reshape(
                                    here, 4 * k, c))
