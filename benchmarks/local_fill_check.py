@@ -2,23 +2,35 @@
 
     python benchmarks/local_fill_check.py               # against main: samples, 1024^2 mosaic
     python benchmarks/local_fill_check.py --ref HEAD~3 --size 2048
+    python benchmarks/local_fill_check.py --timing --size 2048   # CPU of both, the same chunks
 
 On the real samples (the SEN12MS-CR cloudy images, their own clouds; the Sen1Floods11 chip with
 a disk over its water and the land around), ``fill_image_locally`` of each revision; on the
 mirrored mosaic of the bundled sample (as ``remove_speed.py`` builds it), the whole output of
 ``remove --model median-fill`` (the local fill with no network) with each revision's
 ``local_fill`` in the pipeline. The promise: at most 1 DN anywhere.
+
+With ``--timing``, one ``remove --model median-fill`` of the mosaic instead, in which every call
+of the local fill and of the haze step (``haze.dehaze``, in the restoration) runs both
+revisions' functions on the same chunk, one after the other on the same thread: their CPU
+seconds summed over the chunks (``time.thread_time``; PyTorch, where a revision uses it, and
+OpenBLAS on that one thread), and their largest differences (the fill in DN, the haze step's
+restored land in DN and its weight).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads: CPU on the caller
 
 import numpy as np
 import rasterio
@@ -27,13 +39,14 @@ from remove_pipeline import ROOT, make_scene
 DATA = ROOT.parent / "shared" / "data"
 
 
-def revision_module(ref: str) -> types.ModuleType:
-    """``cloudfree/local_fill.py`` as it is at git revision ``ref``, loaded as a module."""
-    source = subprocess.run(["git", "show", f"{ref}:cloudfree/local_fill.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    module = types.ModuleType(f"local_fill_{ref}")
+def revision_module(ref: str, name: str = "local_fill") -> types.ModuleType:
+    """``cloudfree/{name}.py`` as it is at git revision ``ref``, loaded as a module."""
+    path = f"cloudfree/{name}.py"
+    source = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType(f"{name}_{ref}")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{ref}:cloudfree/local_fill.py", "exec"), module.__dict__)
+    exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)
     return module
 
 
@@ -77,11 +90,70 @@ def mosaic_output(s2: Path, s1: Path, out: Path, fill) -> np.ndarray:
         return ds.read().astype(np.int32)
 
 
+class Twin:
+    """A function of two revisions called on the same arguments: the second's result returned,
+    each one's CPU seconds summed and the largest difference of their results kept."""
+
+    def __init__(self, old, new, differences) -> None:
+        self.old, self.new, self.differences = old, new, differences
+        self.seconds, self.worst, self.calls = [0.0, 0.0], None, 0
+
+    def __call__(self, *args):
+        results = []
+        for i, function in enumerate((self.old, self.new)):
+            start = time.thread_time()
+            results.append(function(*args))
+            self.seconds[i] += time.thread_time() - start
+        self.calls += 1
+        if results[0] is not None:
+            diff = self.differences(*results)
+            self.worst = diff if self.worst is None else np.maximum(self.worst, diff)
+        return results[1]
+
+
+def timing(ref: str, size: int) -> None:
+    """CPU seconds of both revisions' local fill and haze step on the chunks of one run."""
+    import torch
+
+    torch.set_num_threads(1)
+    rs, restore = (importlib.import_module(f"cloudfree.{m}") for m in ("remove_scene", "restore"))
+    from cloudfree import haze, local_fill
+
+    old_fill, old_haze = revision_module(ref), revision_module(ref, "haze")
+    fill = Twin(lambda *a: old_fill.local_fill(*a[:6]), lambda *a: local_fill.local_fill(*a[:6]),
+                lambda a, b: np.array([np.abs(a[0] - b[0]).max() * 1e4,
+                                       np.abs(a[1] - b[1]).max()]))
+    dehaze = Twin(old_haze.dehaze, haze.dehaze,
+                  lambda a, b: np.array([np.abs(a[1] - b[1]).max() * 1e4,
+                                         np.abs(a[2] - b[2]).max()]))
+    real = rs.local_fill, restore.dehaze
+    rs.local_fill, restore.dehaze = fill, dehaze
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            s2, s1 = make_scene(Path(tmp), size)
+            rs.remove_scene(s2, s1, Path(tmp) / "out.tif", model="median-fill", quiet=True)
+    finally:
+        rs.local_fill, restore.dehaze = real
+    print(f"mosaic {size}^2, remove --model median-fill, CPU seconds on the same chunks\n"
+          f"| step | calls | {ref} | this checkout | ratio | largest difference |\n"
+          "|---|---|---|---|---|---|")
+    for name, twin, units in (("local fill", fill, "DN, support"),
+                              ("haze step", dehaze, "DN, weight")):
+        (a, b), worst = twin.seconds, twin.worst
+        print(f"| {name} | {twin.calls} | {a:.2f} | {b:.2f} | {b / a:.2f} | "
+              f"{worst[0]:.4f}, {worst[1]:.2g} ({units}) |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", default="main", help="git revision to compare with")
     parser.add_argument("--size", type=int, default=1024, help="mosaic size (0: none)")
+    parser.add_argument("--timing", action="store_true",
+                        help="CPU seconds of both revisions' local fill and haze step instead")
     args = parser.parse_args()
+    if args.timing:
+        timing(args.ref, args.size or 2048)
+        return
     from cloudfree import local_fill as new
 
     old = revision_module(args.ref)

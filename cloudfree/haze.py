@@ -25,11 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from scipy import ndimage
 
 from cloudfree.sentinel2 import BANDS
+from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
 
 #: Reflectance of opaque cloud, B01..B12 (B8A ninth): per band, the median over the pool's
 #: cloudy L1C images (34 with 500+ such pixels) of their median where the cloud score exceeds 0.5.
@@ -40,6 +38,8 @@ CLOUD: dict[str, float] = dict(zip(BANDS, (
 #: measured on.
 SPREAD_SIGMA = 16.0
 SPREAD_STEP = 4
+#: Channels smoothed at once (each needs two temporaries of its size).
+CHANNELS = 4
 
 
 @dataclass(frozen=True)
@@ -59,19 +59,30 @@ def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float,
     ``density``: the Gaussian of ``where`` itself (``where_density``), when already known."""
     if density is None:
         density = where_density(where, sigma)
-    out = np.empty(values.shape, np.float32)
-    masked = np.empty(where.shape, np.float32)  # one band's ``where`` values, 0 elsewhere
-    for band, v in enumerate(values):
-        masked.fill(0)
-        np.copyto(masked, v, where=where)
-        ndimage.gaussian_filter(masked, sigma, mode="nearest", output=out[band])
+    out = gaussian(values, sigma, where)
     out /= np.maximum(density, 1e-6)
     return out
 
 
 def where_density(where: np.ndarray, sigma: float) -> np.ndarray:
     """The Gaussian of ``where`` [H, W]: the weight of ``smooth_within``'s means."""
-    return ndimage.gaussian_filter(where.astype(np.float32), sigma, mode="nearest")
+    return gaussian(where[None], sigma)[0]
+
+
+def gaussian(a: np.ndarray, sigma: float, where: np.ndarray | None = None) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` of [C, H, W] (only its ``where`` pixels, 0 elsewhere)
+    over the last two axes, truncated at 4 sigma, the edge values held beyond the edges; in
+    float32, ``CHANNELS`` at a time (small temporaries)."""
+    (height, width), radius = a.shape[1:], reach(sigma)
+    rows = gaussian_taps(height, sigma, radius, edge="nearest")
+    cols = gaussian_taps(width, sigma, radius, edge="nearest")
+    out = np.empty(a.shape, np.float32)
+    for start in range(0, len(a), CHANNELS):
+        part = a[start:start + CHANNELS].astype(np.float32, copy=False)
+        if where is not None:
+            part = np.where(where, part, np.float32(0))
+        out[start:start + CHANNELS] = separable(part, rows, cols)
+    return out
 
 
 def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -112,35 +123,34 @@ def smoothstep_down(x: np.ndarray, low: float, high: float) -> np.ndarray:
     return (1 - x * x * (3 - 2 * x)).astype(np.float32)
 
 
-def land_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
-    """RMS over bands of the local standard deviation [H, W] of the ``clear`` pixels around.
+def land_spread(reflectance: np.ndarray, clear: np.ndarray,
+                outputs: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+    """RMS over bands of the local standard deviation [H, W] of the ``clear`` pixels around,
+    over the rows and columns ``outputs`` (slices with steps of 1) alone.
 
     The spread varies over ``SPREAD_SIGMA`` pixels, so it is measured on a grid ``SPREAD_STEP``
     times coarser (sums of the clear pixels per cell, the Gaussian scaled to the grid) and
     interpolated back bilinearly: the same smooth map for a 60th of the work."""
-    step, (height, width) = SPREAD_STEP, clear.shape
-
-    def cell_sums(values: np.ndarray) -> np.ndarray:  # [K, H, W] -> [K, h, w], the far edges'
-        # partial cells summing what they hold
-        return F.avg_pool2d(torch.from_numpy(values), step, divisor_override=1,
-                            ceil_mode=True).numpy()
-
+    step, bands = SPREAD_STEP, len(reflectance)
     weight = clear.astype(np.float32)
-    seen = reflectance * weight
-    # the clear pixels, their values and their squares summed over the bands, per cell: the
-    # variances are only wanted summed over the bands, so the squares are too
-    cells = np.concatenate([cell_sums(weight[None]), cell_sums(seen),
-                            cell_sums(np.einsum("khw,khw->hw", seen, seen)[None])])
-    cells = ndimage.gaussian_filter(cells, (0, SPREAD_SIGMA / step, SPREAD_SIGMA / step),
-                                    mode="nearest")
+    # the clear pixels, their values and their squares summed over the bands, per cell (the far
+    # edges' partial cells summing what they hold): the variances are only wanted summed over
+    # the bands, so the squares are too; a band at a time, in small temporaries
+    seen, squares = np.empty_like(weight), np.zeros_like(weight)
+    cells = [block_sums(weight, step)]
+    for band in reflectance:
+        np.multiply(band, weight, out=seen)
+        cells.append(block_sums(seen, step))
+        squares += np.square(seen, out=seen)
+    cells = np.stack([*cells, block_sums(squares, step)])
+    cells = gaussian(cells, SPREAD_SIGMA / step)
     count = np.maximum(cells[0], 1e-6)
-    bands = len(reflectance)
     mean, square = cells[1:bands + 1] / count, cells[bands + 1] / count
     spread = np.sqrt(np.maximum(square - np.einsum("khw,khw->hw", mean, mean), 0) / bands)
     # bilinear, from the cells' centres, the edge cells held beyond them
-    full = F.interpolate(torch.from_numpy(spread)[None, None], scale_factor=step,
-                         mode="bilinear", align_corners=False)[0, 0].numpy()
-    return full[:height, :width]
+    (h, w) = spread.shape
+    return separable(spread[None], upsample_taps(h, step, outputs[0]),
+                     upsample_taps(w, step, outputs[1]))[0]
 
 
 def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
@@ -153,10 +163,11 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     region or no clear land."""
     if not region.any() or not clear.any():
         return None
-    # the spread on the whole window (its coarse grid and edges as they are); the rest within
-    # reach of the region, which gives the same values on it as the whole window does
-    spread = land_spread(reflectance, clear)
+    # the spread from the whole window (its coarse grid and edges as they are), read back over
+    # the box; the rest within reach of the region, which gives the same values on it as the
+    # whole window does
     box = around(region, reach(params.sigma))
+    spread = land_spread(reflectance, clear, box)
     seen, fill, where = reflectance[:, box[0], box[1]], expected[:, box[0], box[1]], region[box]
     density = where_density(where, params.sigma)  # of both smoothings over the region
     t = opacity(seen, fill, where, params.sigma, bands, density)
@@ -170,6 +181,6 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     off = smooth_within(land, where, params.sigma, density)
     off -= fill
     d = np.sqrt(np.square(off, out=off).mean(0))
-    s = np.maximum(params.spread * spread[box], 1e-4)
+    s = np.maximum(params.spread * spread, 1e-4)
     trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
     return box, land, np.where(where, trust, 0).astype(np.float32)

@@ -31,12 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from cloudfree.fill import fill_image, fill_masked
 from cloudfree.masking import classify
+from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
 
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
@@ -79,16 +78,16 @@ def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
         return np.where(counts > 1e-6, sums / counts, np.nan).astype(np.float32)
 
 
-def s1_classes(s1: np.ndarray, where: np.ndarray, step: float) -> np.ndarray:
-    """Centres [K, 2] (dB) of the grid cells of step ``step`` that pixels ``where`` fall in."""
-    values = s1[:, where]
+def s1_classes(values: np.ndarray, step: float) -> np.ndarray:
+    """Centres [K, 2] (dB) of the grid cells of step ``step`` that the S1 values [2, n] fall in
+    (the unknown ones ignored)."""
     values = values[:, np.isfinite(values).all(0)]
     if not values.shape[1]:
         return np.zeros((0, 2), np.float32)
     cells = np.floor(values / step).astype(np.int64)
     low = cells.min(axis=1, keepdims=True)
     span = int(cells[1].max() - low[1, 0]) + 1
-    keys = np.unique((cells[0] - low[0]) * span + cells[1] - low[1])
+    keys = np.flatnonzero(np.bincount((cells[0] - low[0]) * span + cells[1] - low[1]))
     cells = np.stack([keys // span + low[0, 0], keys % span + low[1, 0]], axis=1)
     return ((cells + 0.5) * step).astype(np.float32)
 
@@ -112,25 +111,27 @@ class CoarseGrid:
     The read-back takes every S1 class at once: a pixel's value is the sum, over the four
     coarse cells around it and the classes, of its bilinear weight times its membership times
     the cell's blurred sums. The pixels are grouped by the four cells they lie between (``factor``
-    squared of them share each), so that this is one small matrix product per group.
+    squared of them share each), in parts of ``SLOTS`` slots (empty slots weigh 0), so that this
+    is one small matrix product per part; per-pixel values are kept in that slot layout.
     """
 
     def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
-                 cols: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
-        self.shape, self.factor, self.device, self.dtype = shape, factor, device, dtype
+                 cols: np.ndarray) -> None:
+        self.factor = factor
         self.coarse = (-(-shape[0] // factor), -(-shape[1] // factor))
         h, w = self.coarse
         (x0, fx), (y0, fy) = self._axis(cols, w), self._axis(rows, h)
         quad = y0 * w + x0
         # pixels sorted by their quad of cells, in parts of at most SLOTS pixels per quad
-        self.order = np.argsort(quad, kind="stable")
-        quads, first, count = np.unique(quad[self.order], return_index=True, return_counts=True)
+        order = np.argsort(quad, kind="stable")
+        self.rows, self.cols = rows[order], cols[order]
+        quads, first, count = np.unique(quad[order], return_index=True, return_counts=True)
         rank = np.arange(len(quad)) - np.repeat(first, count)
         parts = -(-count // SLOTS)
-        self.part_quad = torch.from_numpy(np.repeat(np.arange(len(quads)), parts)).to(device)
-        self.part = np.repeat(np.cumsum(parts) - parts, count) + rank // SLOTS
-        # each pixel's row in the parts' slots laid end to end, [n]
-        self.slot = torch.from_numpy(self.part * SLOTS + rank % SLOTS).to(device)
+        self.part_quad = np.repeat(np.arange(len(quads)), parts)
+        # each pixel's (of ``rows``, ``cols``) slot in the parts laid end to end, [n]
+        self.slot = (np.repeat(np.cumsum(parts) - parts, count) + rank // SLOTS) * SLOTS \
+            + rank % SLOTS
         qy, qx = quads // w, quads % w
         qy1, qx1 = np.minimum(qy + 1, h - 1), np.minimum(qx + 1, w - 1)
         # the coarse cells read back: the blurs are needed there only
@@ -138,13 +139,12 @@ class CoarseGrid:
                        slice(int(qx.min()), int(qx1.max()) + 1))
         qy, qy1, qx, qx1 = qy - qy.min(), qy1 - qy.min(), qx - qx.min(), qx1 - qx.min()
         w = int(qx1.max()) + 1
-        self.corners = torch.from_numpy(np.stack([qy * w + qx, qy * w + qx1, qy1 * w + qx,
-                                                  qy1 * w + qx1], axis=1).ravel()).to(device)
+        self.corners = np.stack([qy * w + qx, qy * w + qx1, qy1 * w + qx, qy1 * w + qx1],
+                                axis=1).ravel()
         self.quads = len(quads)
-        fx, fy = fx[self.order], fy[self.order]
-        self.corner_weight = torch.from_numpy(np.stack(
-            [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1
-        ).astype(np.float32)).to(device, dtype)  # [n, 4], pixels in ``order``
+        fx, fy = fx[order], fy[order]
+        self.corner_weight = self.to_slots(np.stack(
+            [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]))  # [slots, 4]
 
     def _axis(self, pos: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The lower coarse cell of each pixel along an axis and the pixel's fraction towards
@@ -154,80 +154,69 @@ class CoarseGrid:
         low = np.minimum(np.floor(x).astype(np.int64), max(size - 2, 0))
         return low, (x - low).astype(np.float32)
 
-    def sums(self, a: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """[K, H, W] -> block sums [K, h, w] (zeros past the far edges)."""
-        if isinstance(a, np.ndarray):
-            a = torch.from_numpy(a).to(self.device, self.dtype)
-        # the partial cells of the far edges sum what they hold (ceil_mode)
-        return F.avg_pool2d(a, self.factor, divisor_override=1, ceil_mode=True)
+    def to_slots(self, values: np.ndarray) -> np.ndarray:
+        """Per-pixel values [K, n] (pixels as ``rows``, ``cols``) -> [slots, K], 0 in the empty
+        slots."""
+        out = np.zeros((len(self.part_quad) * SLOTS, len(values)), np.float32)
+        out[self.slot] = values.T
+        return out
 
-    def corner_values(self, a: torch.Tensor) -> torch.Tensor:
+    def sums(self, a: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+        """[K, H, W] -> block sums [K, h, w] (the partial cells of the far edges summing what
+        they hold); with ``weight`` [H, W], of ``a`` times it (0 where it is 0 or less, also
+        where ``a`` is NaN)."""
+        if weight is None:
+            return block_sums(a, self.factor)
+        unused = weight <= 0
+        out = np.empty((len(a), *self.coarse), np.float32)
+        weighted = np.empty(weight.shape, np.float32)  # one channel at a time: small
+        for channel, values in enumerate(a):
+            np.multiply(values, weight, out=weighted)
+            np.copyto(weighted, 0, where=unused)
+            out[channel] = block_sums(weighted, self.factor)
+        return out
+
+    def corner_values(self, a: np.ndarray) -> np.ndarray:
         """The values of a coarse array over ``window`` [C, h', w'] at the four cells of every
         quad: [q, 4, C]."""
-        return a.flatten(1).T[self.corners].view(self.quads, 4, len(a))
+        return a.reshape(len(a), -1).T[self.corners].reshape(self.quads, 4, len(a))
 
-    def read_back(self, corners: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
-        """Sum over classes k of ``membership`` [K, n] times the bilinear values of the classes'
-        coarse arrays, given at the quads' corners ``corners`` [q, 4, K, C]: [C, n]."""
-        n, (_, _, k, c) = membership.shape[1], corners.shape
-        order = torch.from_numpy(self.order).to(self.device)
-        membership = membership.T[order]  # [n, K], pixels in ``order``
-        out = torch.empty((n, c), dtype=self.dtype, device=self.device)  # pixels in ``order``
+    def read_back(self, corners: np.ndarray, membership: np.ndarray, out: np.ndarray) -> None:
+        """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [slots, K] times
+        the bilinear values of the classes' coarse arrays, given at the quads' corners
+        ``corners`` [q, 4, K, C]."""
+        (_, _, k, c), parts = corners.shape, len(self.part_quad)
         step = max(1, READ_BACK_VALUES // (SLOTS * 4 * k * c))  # parts at once
-        bounds = np.searchsorted(self.part, np.arange(0, self.part_quad.numel() + step, step))
-        for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-            if start == stop:
-                continue
-            first = i * step
-            parts = self.part_quad[first:first + step]
-            rows = self.slot[start:stop] - first * SLOTS  # the pixels' rows in ``packed``
-            packed = torch.zeros((len(parts) * SLOTS, 4 * k), dtype=self.dtype,
-                                 device=self.device)
-            packed.index_copy_(0, rows, (self.corner_weight[start:stop, :, None]
-                                         * membership[start:stop, None, :]).flatten(1))
-            values = torch.bmm(packed.view(len(parts), SLOTS, 4 * k),
-                               corners[parts].view(len(parts), 4 * k, c))
-            torch.index_select(values.view(-1, c), 0, rows, out=out[start:stop])
-        return out.new_empty((n, c)).index_copy_(0, order, out).T
+        for first in range(0, parts, step):
+            slots = slice(first * SLOTS, (first + step) * SLOTS)
+            here = min(step, parts - first)
+            packed = self.corner_weight[slots, :, None] * membership[slots, None, :]
+            values = np.matmul(packed.reshape(here, SLOTS, 4 * k),
+                               corners[self.part_quad[first:first + here]].reshape(
+                                   here, 4 * k, c))
+            out[slots] += values.reshape(-1, c)
 
 
-def gaussian(a: torch.Tensor, sigma: float,
-             window: tuple[slice, slice] = (slice(None), slice(None))) -> torch.Tensor:
-    """``scipy.ndimage.gaussian_filter`` of [K, h, w] over the last two axes, zeros outside,
-    truncated at 3 sigma, as separable depthwise convolutions; only the rows and columns of
-    ``window`` (slices with steps of 1) are computed and returned."""
-    radius = int(3 * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(a.device, a.dtype)
-    k, (height, width) = len(a), a.shape[1:]
-    (r0, r1), (c0, c1) = (axis.indices(size)[:2] for axis, size in zip(window, (height, width),
-                                                                      strict=True))
-    # the window and ``radius`` more each side: what the array has, zeros beyond it
-    top, bottom = max(r0 - radius, 0), min(r1 + radius, height)
-    left, right = max(c0 - radius, 0), min(c1 + radius, width)
-    a = F.pad(a[:, top:bottom, left:right], (left - c0 + radius, c1 + radius - right,
-                                             top - r0 + radius, r1 + radius - bottom))
-    a = F.conv2d(a[None], kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
-    return F.conv2d(a, kernel.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k)[0]
-
-
-def blurred(coarse: torch.Tensor, sigma: float,
-            window: tuple[slice, slice] = (slice(None), slice(None))) -> torch.Tensor:
-    """Gaussian of ``sigma`` (coarse pixels) over [K, h, w], plus ``COARSE_WEIGHT`` times one of
-    ``4 sigma`` done on a grid 4 times coarser still and interpolated back; only over
-    ``window``."""
-    h, w = coarse.shape[1:]
-    small = F.avg_pool2d(F.pad(coarse, (0, -w % 4, 0, -h % 4)), 4)
-    far = F.interpolate(gaussian(small, sigma)[None], scale_factor=4, mode="bilinear",
-                        align_corners=False)[0, :, :h, :w]
-    return gaussian(coarse, sigma, window) + COARSE_WEIGHT * far[:, window[0], window[1]]
+def blurred(coarse: np.ndarray, sigma: float,
+            window: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+    """Gaussian of ``sigma`` (coarse pixels, truncated at 3 sigma, zeros outside) over
+    [K, h, w], plus ``COARSE_WEIGHT`` times one of ``4 sigma`` done on a grid 4 times coarser
+    still (4 x 4 means, zeros past the far edges) and interpolated back bilinearly; only over
+    ``window`` (slices with steps of 1)."""
+    (h, w), radius = coarse.shape[1:], int(3 * sigma + 0.5)
+    near = separable(coarse, gaussian_taps(h, sigma, radius, window[0]),
+                     gaussian_taps(w, sigma, radius, window[1]))
+    small = block_sums(coarse, 4) / 16
+    (hs, ws) = small.shape[1:]
+    small = separable(small, gaussian_taps(hs, sigma, radius), gaussian_taps(ws, sigma, radius))
+    near += COARSE_WEIGHT * separable(small, upsample_taps(hs, 4, window[0]),
+                                      upsample_taps(ws, 4, window[1]))
+    return near
 
 
 def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
                s1_db: np.ndarray, fallback: tuple[float, ...] | np.ndarray,
-               params: LocalFillParams = LocalFillParams(),
-               device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+               params: LocalFillParams = LocalFillParams()) -> tuple[np.ndarray, np.ndarray]:
     """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill, and the
     fill's support [H, W]: the summed weight of the clear sources behind each filled pixel (0
     where nothing clear of its S1 kind is in reach, growing with the clear land of that kind
@@ -235,37 +224,25 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
 
     ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
     ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
-    is in reach (the scene median); ``device``: where the sums and convolutions run.
+    is in reach (the scene median).
     """
     out = reflectance.astype(np.float32, copy=True)
     support = np.zeros(fill.shape, np.float32)
     if not fill.any():
         return out, support
-    device = torch.device(device)
-    # on a GPU, float64: cuDNN may run float32 convolutions in TF32, a global switch that the
-    # forward flips on another thread (and float64 costs little at these sizes)
-    dtype = torch.float32 if device.type == "cpu" else torch.float64
-
-    def there(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).to(device, dtype)
-
-    rows, cols = np.nonzero(fill)
-    grid = CoarseGrid(fill.shape, params.factor, rows, cols, device, dtype)
+    grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
+    rows, cols = grid.rows, grid.cols
     s1 = smooth_s1(s1_db)
-    centres = s1_classes(s1, fill, CLASS_STEP * params.s1_sigma)
+    width = fill.shape[1]
+    flat = rows * width + cols  # the masked pixels in ``grid``'s order
+    here = s1.reshape(2, -1)[:, flat]
+    centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
     # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
-    weight = there(source.astype(np.float32))
-    sources = there(reflectance) * weight
-    sources.masked_fill_(weight <= 0, 0)  # 0, not NaN, where an unknown value has no weight
-    stack = torch.cat([grid.sums(sources), grid.sums(weight[None])])
-    del sources
+    weight = source.astype(np.float32)
+    stack = np.concatenate([grid.sums(out, weight), grid.sums(weight[None])])
     known = np.isfinite(s1)
-    cell_s1 = (grid.sums(np.where(known, s1, 0))
-               / grid.sums(known.astype(np.float32))).cpu().numpy()
-    here = s1[:, rows, cols]
-    # per masked pixel: the weighted sums of every band and of the weights, [C + 1, n]
-    sums = torch.full((len(stack), len(rows)), FALLBACK_WEIGHT, dtype=dtype, device=device)
-    sums[:-1] *= there(np.asarray(fallback, np.float32))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
@@ -278,21 +255,25 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     mine[np.isnan(centres).any(1)] = unknown
     mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
     used = mine.any(axis=1)
-    centres, mine = centres[used], mine[used]
+    centres, mine = centres[used], grid.to_slots(mine[used])
+    # per masked pixel (slot): the weighted sums of every band and of the weights, [slots, C + 1]
+    sums = np.zeros((len(mine), len(stack)), np.float32)
     # the classes in groups whose blurred sums (on the coarse grid, and at the quads' corners)
     # take at most READ_BACK_VALUES values
-    quads = grid.quads
-    group = max(1, READ_BACK_VALUES // (max(quads * 4, stack[0].numel()) * len(stack)))
+    quads, (h, w) = grid.quads, stack.shape[1:]
+    group = max(1, READ_BACK_VALUES // (max(quads * 4, h * w) * len(stack)))
     for start in range(0, len(centres), group):
         part = centres[start:start + group]
-        cells = there(membership(cell_s1, part.T[:, :, None, None], params.s1_sigma))  # [K, h, w]
+        cells = membership(cell_s1, part.T[:, :, None, None], params.s1_sigma)  # [K, h, w]
         # every class's sources at once, [K (C + 1), h, w], blurred channel by channel
-        corners = grid.corner_values(blurred((cells[:, None] * stack).flatten(0, 1),
+        corners = grid.corner_values(blurred((cells[:, None] * stack).reshape(-1, h, w),
                                              params.sigma / params.factor, grid.window))
-        sums += grid.read_back(corners.view(quads, 4, len(part), len(stack)),
-                               there(mine[start:start + group]))
-    out[:, rows, cols] = (sums[:-1] / sums[-1:]).cpu().numpy()
-    support[rows, cols] = (sums[-1] - FALLBACK_WEIGHT).clamp(min=0).cpu().numpy()
+        grid.read_back(corners.reshape(quads, 4, len(part), len(stack)),
+                       mine[:, start:start + group], sums)
+    sums = sums[grid.slot].T
+    support.reshape(-1)[flat] = sums[-1]
+    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)[:, None]
+    out.reshape(len(out), -1)[:, flat] = (sums[:-1] + fallback) / (sums[-1] + FALLBACK_WEIGHT)
     return out, support
 
 

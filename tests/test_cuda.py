@@ -17,8 +17,6 @@ import torch
 from cloudfree.checkpoint import LoadedModel
 from cloudfree.engines import OnnxEngine, TorchEngine, resolve_device
 from cloudfree.errors import CloudfreeError
-from cloudfree.local_fill import local_fill
-from cloudfree.masking import CLOUD, classify
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.remove_scene import remove_scene
 from tests.conftest import SUMMER_S1, SUMMER_S2
@@ -93,23 +91,6 @@ def test_remove_on_the_gpu_matches_the_cpu(tmp_path, precision):
         assert diff.max() <= 1  # 1e-4 of reflectance
     else:
         assert np.percentile(diff, 99.9) <= AUTOCAST_TOLERANCE[precision] * 10000
-
-
-def test_the_local_fill_on_the_gpu_matches_the_cpu():
-    """The default fill's sums and convolutions run on the network's GPU, in float64."""
-    with rasterio.open(SUMMER_S2) as s2, rasterio.open(SUMMER_S1) as s1:
-        refl = s2.read().astype(np.float32) / 10000
-        s1_db = s1.read().astype(np.float32)
-    valid = np.ones(refl.shape[1:], bool)
-    cloud = classify(refl, valid)[0] == CLOUD
-    assert 0.1 < cloud.mean() < 0.9
-    args = (refl, cloud, (~cloud).astype(np.float32), s1_db, np.median(refl, axis=(1, 2)))
-    (on_cpu, support_cpu), (on_gpu, support_gpu) = local_fill(*args), \
-        local_fill(*args, device="cuda")
-    assert not np.array_equal(on_cpu[:, cloud], refl[:, cloud])
-    assert np.abs(on_gpu - on_cpu).max() < 1e-6
-    assert support_cpu[cloud].max() > 0.1
-    assert np.abs(support_gpu - support_cpu).max() < 1e-5
 
 
 def test_transfers_go_through_pinned_host_memory():

@@ -169,7 +169,7 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
     here = s1[:, rows, cols]
     sums = FALLBACK_WEIGHT * np.concatenate([fallback, [1]])[:, None] * np.ones(len(rows))
     sigma = params.sigma / f
-    for centre in s1_classes(s1, fill, CLASS_STEP * params.s1_sigma):
+    for centre in s1_classes(s1[:, fill], CLASS_STEP * params.s1_sigma):
         coarse = stack * membership(cell_s1, centre, params.s1_sigma)
         near = ndimage.gaussian_filter(coarse, (0, sigma, sigma), mode="constant", truncate=3)
         padded = np.pad(coarse, [(0, 0), (0, -h % 4), (0, -w % 4)])
