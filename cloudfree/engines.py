@@ -60,7 +60,6 @@ class Engine(Protocol):
     bands: tuple[str, ...]
     device: str
     uses_mask: bool  # the network works on top of the classical fill (cloudfree/fill.py)
-    uses_torch_cpu: bool  # the forward runs on PyTorch's CPU threads
 
     def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
                 max_correction: float | np.ndarray | None = None) -> np.ndarray:
@@ -181,11 +180,6 @@ class TorchEngine:
             graph = network_graph(self.network, 2 * self.size_multiple, any_size=True)
             self.session = open_session(graph, ["CPUExecutionProvider"])
 
-    @property
-    def uses_torch_cpu(self) -> bool:
-        """The forward runs on PyTorch's CPU threads (not on a GPU, nor in onnxruntime)."""
-        return self.device == "cpu" and self.session is None
-
     def _to_device(self, array: np.ndarray, name: str) -> torch.Tensor:
         """The array on the engine's device; on a GPU through a pinned buffer kept for the
         next batch of the same shape (``predict`` waits for its output, so by then the copy
@@ -236,7 +230,6 @@ class FillEngine:
     fully_convolutional = True
     bands = BANDS
     uses_mask = True
-    uses_torch_cpu = False
 
     def __init__(self, scaling: Scaling, default_tile: int, device: str = "auto",
                  precision: str = "fp32"):
@@ -286,8 +279,6 @@ def fill_checkpoint(path: Path) -> tuple[Scaling, int] | None:
 
 class OnnxEngine:
     """An exported ONNX model in onnxruntime: CUDA provider when a GPU is usable, else CPU."""
-
-    uses_torch_cpu = False
 
     def __init__(self, path: Path | str, device: str = "auto"):
         import onnxruntime as ort

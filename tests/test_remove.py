@@ -264,42 +264,30 @@ def test_loader_threads_on_cpu_and_on_a_gpu(monkeypatch, cores, cpu, gpu):
     assert removal.loader_threads("cuda:0") == gpu
 
 
-def test_loaders_share_torch_threads_unless_the_network_needs_them(tmp_path, monkeypatch,
-                                                                   checkpoints):
-    """With the network in onnxruntime, the 2 loaders' local fills share torch's threads (half
-    each); a network on torch's CPU threads keeps them all; restored afterwards."""
+def test_the_fill_runs_numpys_blas_on_one_thread_and_restores_it(tmp_path, monkeypatch):
+    """Called from Python, where the launcher's OPENBLAS_NUM_THREADS does not apply, the local
+    fill's matrix products run on one BLAS thread each; the caller's setting comes back."""
     import importlib
 
-    removal = importlib.import_module("cloudfree.remove_scene")
-    from cloudfree import engines
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    seen: dict[str, set[int]] = {"fill": set(), "forward": set()}
-    real_fill, real_predict = removal.local_fill, engines.TorchEngine.predict
+    removal = importlib.import_module("cloudfree.remove_scene")
+    seen: set[int] = set()
+    real_fill = removal.local_fill
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
 
     def local_fill(*args, **kwargs):
-        seen["fill"].add(torch.get_num_threads())
+        seen.update(blas_threads())
         return real_fill(*args, **kwargs)
 
-    def predict(self, *args, **kwargs):
-        seen["forward"].add(torch.get_num_threads())
-        return real_predict(self, *args, **kwargs)
-
     monkeypatch.setattr(removal, "local_fill", local_fill)
-    monkeypatch.setattr(engines.TorchEngine, "predict", predict)
-    torch.set_num_threads(5)
-    try:
-        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", s1_aligned=True, device="cpu",
-                     model="cloudfree-fillnet", quiet=True)
-        assert seen["fill"] == {2} and torch.get_num_threads() == 5
-        seen["forward"].clear()  # the fill network ran in onnxruntime, under 2
-        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "b.tif", s1_aligned=True, device="cpu",
-                     checkpoint=checkpoints["dsen2cr"], quiet=True)
-        assert seen["forward"] == {5} and torch.get_num_threads() == 5
-    finally:
-        torch.set_num_threads(1)
+    with threadpool_limits(limits=3, user_api="blas"):
+        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", s1_aligned=True, quiet=True)
+        assert seen == {1}
+        assert blas_threads() == {3}
 
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_float_s2_in_dn_keeps_its_clear_pixels_exactly(tmp_path, dtype):
     """Float DN come back through float32 reflectance one unit in the last place off; the
     composite gives the stored values back instead, as for integer DN."""
