@@ -29,6 +29,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cloudfree.bundled import DEFAULT_MODEL, FILL_MODEL
+from cloudfree.engines import gpu_possible
 from cloudfree.errors import CloudfreeError, UsageError, spelled
 from cloudfree.paths import check_folder_output, input_problem, taken
 from cloudfree.provenance import acquisition_time
@@ -245,21 +246,20 @@ def run_worker_scene(task: Task) -> SceneResult:
 
 def _init_worker(devices, threads: int, torch_too: bool) -> None:
     """Pool initializer: take one GPU from the queue, or set the CPU threads mask (and torch,
-    for remove) may use."""
+    for remove, once a network loads it) may use."""
     global _worker_device, _worker_threads
     _worker_threads = threads or None
     note_stop_signals()
     if devices is not None:
         _worker_device = devices.get()
     elif threads and torch_too:
-        import torch
-
-        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # torch's threads, read when it loads
 
 
 def gpu_devices(command: str, options: dict) -> list[str]:
     """``cuda:i`` for each visible GPU when ``remove`` may use them, else none."""
-    if command != "remove" or options.get("device", "auto") not in ("auto", "cuda"):
+    if (command != "remove" or options.get("device", "auto") not in ("auto", "cuda")
+            or not gpu_possible()):
         return []
     import torch
 
