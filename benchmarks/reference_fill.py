@@ -33,7 +33,8 @@ the bands given, by PSNR on the true mask and on the whole image:
   mean of the clear dates only (less than ``CLEAR_MAX`` cloud by the default mask, as the
   targets), each mapped per band by one least-squares line fitted on the truly clear target
   pixels, over the TRUE mask (a whole-date haze leaves none to fit on: the dates as they are);
-- ``--reference``: ``remove --reference R1 ... R29``, the default, which on these 13-band dates
+- ``--reference``: ``remove --reference R1 ... R29``, the default (with ``--temporal-mask``:
+  ``remove --reference R1 ... R29 --temporal-mask``), which on these 13-band dates
   is the temporal mask (the dates judge the clouds, ``cloudfree/temporal_mask.py``); its mask's
   IoU against the true mask is reported
   beside the single-date mask's, with the share of pixels outside the true mask kept exactly
@@ -220,7 +221,7 @@ def band_subset(path: Path, bands: tuple[str, ...], folder: Path) -> Path:
 
 def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
              work: Path, ablations: bool = False, shadow: bool = False,
-             bands: tuple[str, ...] = BANDS) -> dict:
+             bands: tuple[str, ...] = BANDS, temporal: bool | None = None) -> dict:
     cloudy_path, truth, pasted, refs_paths = make_case(kind, number, target, donor, others,
                                                        work)
     refs = [read(p)[0] for p in refs_paths]
@@ -240,7 +241,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
     ref_path, mask_path = work / "reference.tif", work / "mask.tif"
     started = time.perf_counter()
     summary = remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
-                           quiet=True, cog=False, mask_out=mask_path)
+                           quiet=True, cog=False, mask_out=mask_path, temporal_mask=temporal)
     seconds = time.perf_counter() - started
     results["--reference"] = read(ref_path)[0]
     remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True, quiet=True,
@@ -338,6 +339,9 @@ def main() -> None:
                              "images, such as those of an independent check)")
     parser.add_argument("--bands", nargs="+", default=list(BANDS),
                         help="give remove only these bands (l2a: the ten of an L2A product)")
+    parser.add_argument("--temporal-mask", action="store_true", default=None,
+                        help="the --reference column with --temporal-mask whatever the bands "
+                             "(default: remove's default for the bands given)")
     args = parser.parse_args()
     args.bands = L2A_BANDS if args.bands == ["l2a"] else tuple(args.bands)
     unknown = sorted(set(args.bands) - set(BANDS))
@@ -382,14 +386,15 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
         for i, (kind, target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
             rows.append(run_case(kind, i, target, donor, others, Path(tmp), args.ablations,
-                                 args.shadow, args.bands))
+                                 args.shadow, args.bands, args.temporal_mask))
             print(f"{i}/{len(cases)} {kind}: {target.name} <- {donor.name}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items())
                   + f"; IoU {rows[-1]['mask_iou']['temporal (--reference)']:.3f}",
                   file=sys.stderr)
     print(f"{len(targets)} clear targets ({args.half or 'all'}) x {len(donors)} cloud donors x "
           f"{len(kinds)} kinds, every {args.every}: {len(rows)} cases, {len(dates) - 1} "
-          f"references each, bands {' '.join(args.bands)}\n")
+          f"references each, bands {' '.join(args.bands)}"
+          + (", --reference with --temporal-mask" if args.temporal_mask else "") + "\n")
     print("| kind | cases | median fill, dB | naive mean (true mask), dB | --reference, dB | "
           "--reference - naive: mean / worst | --reference - median fill: worst | "
           "mask IoU temporal / single date | clear pixels kept | s per reference |")

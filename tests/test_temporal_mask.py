@@ -19,6 +19,7 @@ import pytest
 import rasterio
 from conftest import FLOODS_S2, ROOT, SUMMER_S2, WINTER_CLEAR
 from rasterio.windows import Window
+from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree import references
@@ -28,8 +29,8 @@ from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_references
 from cloudfree.references import open_reference, register
 from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.temporal_mask import SIGMAS, nan_median
+from cloudfree.sentinel2 import BANDS, open_sentinel2
+from cloudfree.temporal_mask import SIGMAS, judges_by_default, nan_median
 
 #: Share of the summer cloud blended over the truth.
 THIN = 0.25
@@ -78,6 +79,40 @@ def test_the_dates_find_thin_cloud_the_single_date_misses(dates, cli):
     iou = (found & cloud).sum() / (found | cloud).sum()
     single_iou = (single & cloud).sum() / (single | cloud).sum()
     assert single_iou < 0.3 and iou > 0.9, (iou, single_iou)
+
+
+#: The ten bands of an L2A product without B01, B09 and B10 (no aerosol, no cirrus).
+TEN = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+
+
+def test_a_ten_band_target_is_judged_by_the_dates_when_told(dates, tmp_path):
+    # the thin cloud of ``dates`` with only the ten bands of an L2A product (no aerosol, no
+    # cirrus): the single-date mask by default, the references judge it with temporal_mask=True
+    # (brightening in blue alone, gated by HOT)
+    keep = [BANDS.index(b) for b in TEN]
+
+    def ten(path):
+        data, profile = read(path)
+        return write_stack(tmp_path / path.name, data[keep], profile, descriptions=TEN)
+
+    target, refs = ten(dates["thin"]), [ten(r) for r in dates["refs"]]
+    masks = {}
+    for temporal in (None, True):
+        out, mask = tmp_path / f"out_{temporal}.tif", tmp_path / f"mask_{temporal}.tif"
+        summary = remove_scene(target, None, out, references=refs, mask_out=mask,
+                               temporal_mask=temporal, quiet=True)
+        assert summary["temporal_mask"] is bool(temporal)
+        masks[temporal] = read(mask)[0][0] == CLOUD
+    cloud = dates["cloud"]
+    iou = {k: (m & cloud).sum() / (m | cloud).sum() for k, m in masks.items()}
+    assert iou[None] < 0.3 and iou[True] > 0.9, iou
+
+
+def test_the_dates_judge_by_default_only_with_aerosol_blue_and_cirrus():
+    assert judges_by_default(BANDS)
+    assert not judges_by_default(TEN)
+    assert not judges_by_default([b for b in BANDS if b != "B10"])  # L2A .SAFE: no cirrus
+    assert not judges_by_default([b for b in BANDS if b != "B01"])
 
 
 @pytest.fixture(scope="module")
