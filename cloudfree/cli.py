@@ -182,7 +182,7 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
               help="With --reference: find clouds, haze and shadows by comparing the dates, "
                    "fill only those, and give a date no weight where it disagrees with the "
                    "others; --no-temporal-mask: the single-date mask [default: on for a scene "
-                   "with B01, B02 and B10 (L1C), off otherwise].")
+                   "with B02 and B04 (L1C and L2A), off otherwise].")
 @opt.model_choice()
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")
@@ -288,8 +288,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               "overlap it or cannot be read is skipped with a warning; the next is taken).")
 @click.option("--temporal-mask/--no-temporal-mask", default=None,
               help="remove with --references: find each scene's clouds by comparing the dates, "
-                   "or not (see remove --temporal-mask) [default: on for scenes with B01, B02 "
-                   "and B10 (L1C), off otherwise].")
+                   "or not (see remove --temporal-mask) [default: on for scenes with B02 "
+                   "and B04 (L1C and L2A), off otherwise].")
 @click.option("--masks", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--uncertainty", is_flag=True, default=None,

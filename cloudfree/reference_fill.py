@@ -24,11 +24,12 @@ on the scene size nor on the number of references:
    dropped at that pixel (``agreement.py``, ``AGREEMENT``). The source map names, per pixel,
    the reference with the largest weight (among those kept).
 
-With the temporal mask (``temporal=True``; ``remove --reference`` on a target with B01, B02
-and B10 unless ``--no-temporal-mask``, ``mask --reference``), the dates also judge the target
+With the temporal mask (``temporal=True``; ``remove --reference`` on a target with B02 and B04
+unless ``--no-temporal-mask``, ``mask --reference``), the dates also judge the target
 (``temporal_mask.py``): after the first statistics pass, the test's noise is measured and the
 pass runs again ``REFITS`` times without the pixels it finds cloud; a reference's weight at a
-pixel is multiplied by its agreement with the others there.
+pixel is multiplied by its agreement with the others there. Both only with aerosol, blue and
+cirrus (``TemporalMask.weighs``): without them the test decides only what is filled.
 
 Each reference is registered to the target first (``references.register``); one given twice
 is used once, and one covering less than ``PARTIAL`` of the scene or without a date is warned
@@ -220,7 +221,7 @@ class ReferenceFill:
                                      self._fields(), self.bands, self.target_date)
         self.temporal.judge_date(self._target_clear, quiet)
         self.temporal.calibrate(self._target_clear, quiet)
-        for _ in range(REFITS):
+        for _ in range(REFITS if self.temporal.weighs else 0):
             if not self.temporal.calibrated:
                 break
             self._statistics(quiet)
@@ -403,7 +404,7 @@ class ReferenceFill:
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
             if need[:, cols].any():
                 judge = None
-                if self.temporal is not None:
+                if self.temporal is not None and self.temporal.weighs:
                     judge = (self.temporal.background(top, left + c0, height, cols.stop - c0)
                              if background is None else background.crop(slice(None), cols))
                 moments = None if spread is None else (spread[:, :, cols], residual[:, :, cols])

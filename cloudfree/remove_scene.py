@@ -706,8 +706,9 @@ def remove_scene(
         With ``references``: find the target's clouds, haze and shadows by comparing it with
         the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
         observed), and give a reference no weight where it disagrees with the others; False:
-        the single-date mask. Default: None, True for a target with B01, B02 and B10 (L1C),
-        where it was measured to win (``temporal_mask.judges_by_default``), False otherwise.
+        the single-date mask. Default: None, True for a target with B02 and B04 (L1C and
+        L2A), where it was measured to win (``temporal_mask.judges_by_default``), False
+        otherwise.
     days_out : path, optional
         Also write the int16 days from the target to the date each pixel came from (0
         observed, negative an earlier reference, -32768 the model, an undated reference or

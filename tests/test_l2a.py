@@ -211,8 +211,8 @@ def test_mask_and_remove_with_and_without_s1_and_with_a_reference(scenes, form, 
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)
         assert summary["model"] == "median-fill"
-        # no B10 in these band sets: the single-date mask judges the clouds unless told
-        assert summary.get("temporal_mask") is (False if name == "reference" else None)
+        # blue and red in these band sets: the other date judges the clouds unless told
+        assert summary.get("temporal_mask") is (True if name == "reference" else None)
         errors[name] = _check_output(out, target, mask, scenes["clear"], scenes["cloud"],
                                      offset)
     # every fill is much closer to the truth than the cloud; the clear date is the truth

@@ -130,7 +130,7 @@ def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
 @pytest.mark.parametrize("flag, judged", [(None, "found by comparing the dates, "),
                                            ("--no-temporal-mask", "")])
 def test_a_run_with_other_dates_says_they_fill_first(tmp_path, cli, flag, judged):
-    # the series has B01, B02 and B10: the dates judge the clouds unless told not to
+    # the series has blue and red (B02, B04): the dates judge the clouds unless told not to
     other = SAMPLE / "series" / "s2_2018-06-25.tif"
     result = cli("remove", "--s2", SERIES_S2, "--reference", other, "-o", tmp_path / "x.tif",
                  *([flag] if flag else []))
