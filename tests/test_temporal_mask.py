@@ -116,7 +116,7 @@ def test_without_aerosol_and_cirrus_the_dates_decide_only_what_is_filled(dates, 
     # bands the refits leave the thin cloud the test finds out of the fits
     keep = [BANDS.index(b) for b in TEN]
     common = {}
-    for name, bands in (("ten", TEN), ("all", BANDS)):
+    for name in ("ten", "all"):
         paths = [dates["thin"], *dates["refs"]]
         if name == "ten":
             paths = [write_stack(tmp_path / p.name, read(p)[0][keep], read(p)[1],
