@@ -24,9 +24,10 @@ out by date) is filled by
 - ``sketch``: what a reference fit coping with near-total cloud could give, for comparison
   only (``sketch_fill``: lines fitted on the pixels clear by the unbuffered mask, the months
   weighted by their lines' residuals and days apart);
-- ``--reference``: ``remove --reference`` with every other month (no S1), and, to show what
-  the cloud buffer costs the fit on a 100 px image, the same with ``--buffer 0``; with
-  ``--temporal-mask``, also ``remove --reference --temporal-mask``;
+- ``--reference``: ``remove --reference --no-temporal-mask`` with every other month (no S1:
+  the target's own mask), and, to show what the cloud buffer costs the fit on a 100 px image,
+  the same with ``--buffer 0``; with ``--temporal-mask``, also ``remove --reference
+  --temporal-mask`` (the default of ``remove --reference`` on this band set);
 
 scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. Each case
 gets a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the
