@@ -105,7 +105,7 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
                        ) -> list[np.ndarray]:
     """``orientation_field`` of each of ``images`` [B, H, W] sharing one ``valid`` mask (its
     weights and erosion computed once)."""
-    inner = eroded(valid, int(3 * sigma) + 2)
+    outer = ~eroded(valid, int(3 * sigma) + 2)
     weights = None
     if not valid.all():  # the normalised convolution's weights (all 1 without a gap)
         weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
@@ -115,17 +115,19 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
         if weights is not None:
             smooth /= weights  # normalised convolution: no edges at nodata borders
         gx, gy = sobel(smooth)
-        # z**2 / |z| for z = gx + i gy, zero outside ``inner``, in place (a third of the time)
-        scale = np.hypot(gx, gy)
-        keep = inner & (scale > 0)
-        np.divide(1, np.maximum(scale, 1e-12, out=scale), out=scale)
-        scale *= keep
+        # z**2 / |z| for z = gx + i gy, zero outside ``inner`` (where z = 0 it is 0 whatever
+        # the scale), in place: a third of the time
         field = np.empty(smooth.shape, np.result_type(smooth, np.complex64))
         twice = np.multiply(gx, 2)
         twice *= gy
-        np.multiply(twice, scale, out=field.imag)
         gx *= gx
-        gx -= np.square(gy, out=gy)
+        gy *= gy
+        scale = np.add(gx, gy)
+        np.sqrt(scale, out=scale)
+        np.divide(1, np.maximum(scale, 1e-12, out=scale), out=scale)
+        scale[outer] = 0
+        np.multiply(twice, scale, out=field.imag)
+        gx -= gy
         np.multiply(gx, scale, out=field.real)
         fields.append(field)
     return fields
