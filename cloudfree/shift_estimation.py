@@ -213,20 +213,39 @@ def _null_lags(shape: tuple[int, int], window: tuple[int, int], radius: int) -> 
     return np.fft.ifftshift(half & ((rows > radius) | (cols > radius)))
 
 
-def _peak(surface: np.ndarray, radius: int, null: np.ndarray) -> tuple[float, float, float]:
-    """Sub-pixel position of the highest lag in the search area of a ``_surface``, and its
-    significance."""
+def _search_area(surface: np.ndarray, radius: int) -> np.ndarray:
+    """The lags -radius..radius on both axes of a ``_surface`` [2 radius + 1, 2 radius + 1]."""
     lag = np.arange(-radius, radius + 1)
-    lags = surface[np.ix_(lag % surface.shape[0], lag % surface.shape[1])]
+    return surface[np.ix_(lag % surface.shape[0], lag % surface.shape[1])]
+
+
+def _half_search_area(cross: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """``_search_area`` of the ``_surface`` of ``cross`` without the rest of it: the inverse
+    transform down the columns, then along the rows of the search area only."""
+    lag = np.arange(-radius, radius + 1)
+    rows = fft.ifft(cross, axis=0)[lag % shape[0]]
+    return fft.irfft(rows, shape[1], axis=1)[:, lag % shape[1]]
+
+
+def _peak(lags: np.ndarray) -> tuple[float, float, float]:
+    """Sub-pixel position (dx, dy) of the highest lag of a ``_search_area``, and its value."""
+    radius = lags.shape[0] // 2
     iy, ix = np.unravel_index(np.argmax(lags), lags.shape)
     peak = lags[iy, ix]
     dy = iy - radius + _parabola(lags[iy - 1, ix], peak, lags[iy + 1, ix]) if 0 < iy < 2 * radius \
         else float(iy - radius)
     dx = ix - radius + _parabola(lags[iy, ix - 1], peak, lags[iy, ix + 1]) if 0 < ix < 2 * radius \
         else float(ix - radius)
+    return float(dx), float(dy), float(peak)
+
+
+def _significant_peak(surface: np.ndarray, radius: int, null: np.ndarray
+                      ) -> tuple[float, float, float]:
+    """``_peak`` of a ``_surface``'s search area, with its significance instead of its value."""
+    dx, dy, peak = _peak(_search_area(surface, radius))
     values = surface[null]
     spread = values.std()
-    return float(dx), float(dy), float((peak - values.mean()) / spread) if spread > 0 else 0.0
+    return dx, dy, float((peak - values.mean()) / spread) if spread > 0 else 0.0
 
 
 def band_spread(bands: Sequence[BandEstimate]) -> float:
@@ -278,10 +297,10 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
     optical_spectra = {name: _spectrum(f, shape, conjugate=True) for name, f in optical.items()}
     sar_whole, optical_whole = _total(sar_spectra.values()), _total(optical_spectra.values())
     cross = _cross(sar_whole, optical_whole)
-    dx, dy, significance = _peak(_surface(cross, shape), radius, null)
+    dx, dy, significance = _significant_peak(_surface(cross, shape), radius, null)
     dx, dy = _refine(cross, shape, dx, dy)
-    bands = tuple(BandEstimate(o, s, *_peak(_surface(_cross(sar_spectra[s], optical_spectra[o]),
-                                                     shape), radius, null))
+    bands = tuple(BandEstimate(o, s, *_significant_peak(
+                      _surface(_cross(sar_spectra[s], optical_spectra[o]), shape), radius, null))
                   for o in optical_spectra for s in sar_spectra)
     sar_sum, optical_sum = _total(sar.values()), _total(optical.values())
     halves = {}
@@ -291,10 +310,9 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
         part = _halves(window)[first]
         spectra = (_spectrum(sar_sum[part], shape),
                    _spectrum(optical_sum[part], shape, conjugate=True))
-        halves[first] = _peak(_surface(_cross(*spectra), shape), radius, null)[:2]
-        halves[second] = _peak(_surface(_cross(sar_whole - spectra[0],
-                                               optical_whole - spectra[1]), shape),
-                               radius, null)[:2]
+        halves[first] = _peak(_half_search_area(_cross(*spectra), shape, radius))[:2]
+        halves[second] = _peak(_half_search_area(
+            _cross(sar_whole - spectra[0], optical_whole - spectra[1]), shape, radius))[:2]
     disagreement = halves_disagreement((dx, dy), halves)
     reason = decide(significance, disagreement, dx, dy, max_shift)
     return ShiftEstimate(dx, dy, significance, not reason, reason, bands, band_spread(bands),
