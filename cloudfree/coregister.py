@@ -133,7 +133,11 @@ def choose_resampling(s1, grid: Grid) -> Resampling:
 
 def warp_window(s1: Sentinel1, grid: Grid, window: Window, field: ShiftField | None,
                 resampling: Resampling, threads: int) -> np.ndarray:
-    """S1 dB float32 [2, h, w] on a window of the grid, each pixel sampled where the field says."""
+    """S1 dB float32 [2, h, w] on a window of the grid, each pixel sampled where the field says
+    (read as it is where S1 already lies on the grid and no field moves it: the warp would
+    give the same values)."""
+    if field is None and not grid_differences(s1.crs, s1.transform, (s1.width, s1.height), grid):
+        return linear_to_db(s1.read_linear(window))
     dst_transform = window_transform(window, grid.transform) if field is None else \
         grid.transform @ field.block_transform(window)
     return linear_to_db(warp_onto(s1, s1.read_linear, 2, grid, dst_transform, window,
