@@ -52,11 +52,11 @@ class Rule:
     disagreement: float  # px: largest distance of a half's estimate from the whole window's
 
 
-#: The decision, calibrated for --max-shift 5, 10 and 20 (benchmarks/coregister_calibration.py):
-#: no wrong partner of 836 passes at any of them (the highest whose halves agree reached 5.8,
-#: 6.2 and 6.1), and 97.3-97.9 % of the displaced pool pairs with structure are corrected within
-#: 0.5 px, against 96.3-97.1 % for significance >= 7 alone, which let a wrong partner through at
-#: 20 px (significance 9.0, halves 21 px apart).
+#: The decision, calibrated for --max-shift 5, 10 and 20 (benchmarks/coregister_calibration.py,
+#: docs/benchmarks/coregister.md): no wrong partner of 836 passes at any of them, and 95.2-96.1 %
+#: of the displaced pool pairs with structure are corrected within 0.5 px (the misses: one
+#: snow-covered patch with too few clear pixels), against 94.5-95.0 % for significance >= 7
+#: alone, which let a wrong partner through at 20 px.
 RULE = Rule(significance=6.5, disagreement=3.0)
 
 
