@@ -50,7 +50,7 @@ from cloudfree.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shift_estimation import estimate_shift, orientation_fields
 from cloudfree.shift_field import ShiftField, WindowEstimate, fit_field
-from cloudfree.threads import ordered_map, usable_cores
+from cloudfree.threads import one_blas_thread, ordered_map, usable_cores
 
 # rasterio warns that "the dataset has no geotransform" while it wraps the arrays given to
 # reproject, before it applies the transforms passed with them: a warning about nothing a user
@@ -133,7 +133,11 @@ def choose_resampling(s1, grid: Grid) -> Resampling:
 
 def warp_window(s1: Sentinel1, grid: Grid, window: Window, field: ShiftField | None,
                 resampling: Resampling, threads: int) -> np.ndarray:
-    """S1 dB float32 [2, h, w] on a window of the grid, each pixel sampled where the field says."""
+    """S1 dB float32 [2, h, w] on a window of the grid, each pixel sampled where the field says
+    (read as it is where S1 already lies on the grid and no field moves it: the warp would
+    give the same values)."""
+    if field is None and not grid_differences(s1.crs, s1.transform, (s1.width, s1.height), grid):
+        return linear_to_db(s1.read_linear(window))
     dst_transform = window_transform(window, grid.transform) if field is None else \
         grid.transform @ field.block_transform(window)
     return linear_to_db(warp_onto(s1, s1.read_linear, 2, grid, dst_transform, window,
@@ -478,7 +482,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     check_geotiff_output(2, "float32", creation_options)
     if report_path is not None:
         check_output(Path(report_path), overwrite, inputs + (output,))
-    with output_set(overwrite) as together, scene_io_env(), \
+    with output_set(overwrite) as together, scene_io_env(), one_blas_thread(), \
             open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
             s1_path, s2, units=s1_units, refine=refine, max_shift=max_shift, threads=threads,
             quiet=quiet) as result:

@@ -7,7 +7,10 @@ orientation with doubled angle, z**2 / |z| for the gradient z = gx + i gy: magni
 Fitch, Kadyrov, Christmas & Kittler 2002; doubled angles for polarity, Granlund 1978). The shift is
 the peak of the real cross-correlation of the summed SAR fields (VV, VH) with the summed optical
 fields within the search area, refined on a grid of 1/20 px around it by evaluating the
-correlation there directly (matrix-multiply DFT; Guizar-Sicairos, Thurman & Fienup 2008).
+correlation there directly (matrix-multiply DFT; Guizar-Sicairos, Thurman & Fienup 2008). The real
+part of the correlation of two complex fields is the sum of the correlations of their real parts
+and of their imaginary parts, so each field is transformed as two real images (half spectra) and
+each surface comes back by one real inverse transform, half the cost of a complex one.
 
 Two pieces of evidence decide whether it is trusted (``RULE``, calibrated by
 benchmarks/coregister_calibration.py on real pairs with known displacements, wrong partners,
@@ -49,11 +52,11 @@ class Rule:
     disagreement: float  # px: largest distance of a half's estimate from the whole window's
 
 
-#: The decision, calibrated for --max-shift 5, 10 and 20 (benchmarks/coregister_calibration.py):
-#: no wrong partner of 836 passes at any of them (the highest whose halves agree reached 5.8,
-#: 6.2 and 6.1), and 97.3-97.9 % of the displaced pool pairs with structure are corrected within
-#: 0.5 px, against 96.3-97.1 % for significance >= 7 alone, which let a wrong partner through at
-#: 20 px (significance 9.0, halves 21 px apart).
+#: The decision, calibrated for --max-shift 5, 10 and 20 (benchmarks/coregister_calibration.py,
+#: docs/benchmarks/coregister.md): no wrong partner of 836 passes at any of them, and 95.2-96.1 %
+#: of the displaced pool pairs with structure are corrected within 0.5 px (the misses: one
+#: snow-covered patch with too few clear pixels), against 94.5-95.0 % for significance >= 7
+#: alone, which let a wrong partner through at 20 px.
 RULE = Rule(significance=6.5, disagreement=3.0)
 
 
@@ -102,7 +105,7 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
                        ) -> list[np.ndarray]:
     """``orientation_field`` of each of ``images`` [B, H, W] sharing one ``valid`` mask (its
     weights and erosion computed once)."""
-    inner = eroded(valid, int(3 * sigma) + 2)
+    outer = ~eroded(valid, int(3 * sigma) + 2)
     weights = None
     if not valid.all():  # the normalised convolution's weights (all 1 without a gap)
         weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
@@ -112,11 +115,20 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
         if weights is not None:
             smooth /= weights  # normalised convolution: no edges at nodata borders
         gx, gy = sobel(smooth)
-        magnitude = np.hypot(gx, gy)
-        scale = np.where(inner & (magnitude > 0), 1 / np.maximum(magnitude, 1e-12), 0)
+        # z**2 / |z| for z = gx + i gy, zero outside ``inner`` (where z = 0 it is 0 whatever
+        # the scale), in place: a third of the time
         field = np.empty(smooth.shape, np.result_type(smooth, np.complex64))
-        field.real = (gx * gx - gy * gy) * scale  # z**2 / |z| for z = gx + i gy
-        field.imag = 2 * gx * gy * scale
+        twice = np.multiply(gx, 2)
+        twice *= gy
+        gx *= gx
+        gy *= gy
+        scale = np.add(gx, gy)
+        np.sqrt(scale, out=scale)
+        np.divide(1, np.maximum(scale, 1e-12, out=scale), out=scale)
+        scale[outer] = 0
+        np.multiply(twice, scale, out=field.imag)
+        gx -= gy
+        np.multiply(gx, scale, out=field.real)
         fields.append(field)
     return fields
 
@@ -133,7 +145,12 @@ def sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def eroded(valid: np.ndarray, iterations: int) -> np.ndarray:
     """``ndimage.binary_erosion(valid, iterations=...)`` (cross element, outside the array
     invalid): the pixels farther than ``iterations`` in city-block distance from any invalid
-    one, by one distance transform instead of an erosion per iteration."""
+    one, by one distance transform instead of an erosion per iteration (by slicing when only
+    the outside is invalid)."""
+    if valid.all():
+        inner = np.zeros(valid.shape, bool)
+        inner[iterations:valid.shape[0] - iterations, iterations:valid.shape[1] - iterations] = True
+        return inner
     padded = np.pad(valid, 1)
     return ndimage.distance_transform_cdt(padded, metric="taxicab")[1:-1, 1:-1] > iterations
 
@@ -144,24 +161,47 @@ def _parabola(left: float, centre: float, right: float) -> float:
     return 0.0 if curvature >= 0 else 0.5 * (left - right) / curvature
 
 
-def _refine(cross: np.ndarray, dx: float, dy: float) -> tuple[float, float]:
+def _spectrum(field: np.ndarray, shape: tuple[int, int], conjugate: bool = False
+              ) -> np.ndarray:
+    """Half spectra [2, H', W' // 2 + 1] of the real and the imaginary part of a complex field
+    [H, W] zero-padded to ``shape`` (H', W'), or their complex conjugates."""
+    planes = np.moveaxis(field.view(field.real.dtype).reshape(*field.shape, 2), -1, 0)
+    spectrum = fft.rfft2(planes, shape)
+    return np.conj(spectrum, out=spectrum) if conjugate else spectrum
+
+
+def _cross(sar: np.ndarray, optical: np.ndarray) -> np.ndarray:
+    """The half spectrum of the real part of the correlation of a SAR ``_spectrum`` with a
+    conjugated optical one."""
+    cross = sar[0] * optical[0]
+    cross += sar[1] * optical[1]
+    return cross
+
+
+def _surface(cross: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The correlation surface of a ``_cross`` (zero lag at [0, 0], negative lags wrapped to the
+    end: not shifted to the centre, which would copy it twice)."""
+    return fft.irfft2(cross, shape)
+
+
+def _refine(cross: np.ndarray, shape: tuple[int, int], dx: float, dy: float
+            ) -> tuple[float, float]:
     """The highest lag within 1 px of (dx, dy), on a grid of 1/UPSAMPLE px, of the correlation
-    whose spectrum is ``cross``: the band-limited surface evaluated directly by a
+    whose half spectrum is ``cross``: the band-limited surface evaluated directly by a
     matrix-multiply DFT (Guizar-Sicairos, Thurman & Fienup 2008), free of the bias of a
-    parabola through integer lags."""
+    parabola through integer lags. The columns of the half spectrum but the first (and the
+    last, for an even width) stand for their conjugate twins too: they count twice."""
     steps = np.arange(-UPSAMPLE, UPSAMPLE + 1) / UPSAMPLE
     ys, xs = dy + steps, dx + steps
-    rows = np.exp(2j * np.pi * np.outer(ys, np.fft.fftfreq(cross.shape[0])))
-    cols = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(cross.shape[1]), xs))
+    twice = np.full(cross.shape[1], 2.0)
+    twice[0] = 1.0
+    if shape[1] % 2 == 0:
+        twice[-1] = 1.0
+    rows = np.exp(2j * np.pi * np.outer(ys, np.fft.fftfreq(shape[0])))
+    cols = np.exp(2j * np.pi * np.outer(np.fft.rfftfreq(shape[1]), xs)) * twice[:, None]
     surface = (rows @ cross @ cols).real
     iy, ix = np.unravel_index(np.argmax(surface), surface.shape)
     return float(xs[ix]), float(ys[iy])
-
-
-def _surface(sar: np.ndarray, optical: np.ndarray) -> np.ndarray:
-    """The correlation surface of two spectra (zero lag at [0, 0], negative lags wrapped to the
-    end: not shifted to the centre, which would copy it twice)."""
-    return fft.ifft2(sar * np.conj(optical)).real
 
 
 def _null_lags(shape: tuple[int, int], window: tuple[int, int], radius: int) -> np.ndarray:
@@ -173,20 +213,39 @@ def _null_lags(shape: tuple[int, int], window: tuple[int, int], radius: int) -> 
     return np.fft.ifftshift(half & ((rows > radius) | (cols > radius)))
 
 
-def _peak(surface: np.ndarray, radius: int, null: np.ndarray) -> tuple[float, float, float]:
-    """Sub-pixel position of the highest lag in the search area of a ``_surface``, and its
-    significance."""
+def _search_area(surface: np.ndarray, radius: int) -> np.ndarray:
+    """The lags -radius..radius on both axes of a ``_surface`` [2 radius + 1, 2 radius + 1]."""
     lag = np.arange(-radius, radius + 1)
-    lags = surface[np.ix_(lag % surface.shape[0], lag % surface.shape[1])]
+    return surface[np.ix_(lag % surface.shape[0], lag % surface.shape[1])]
+
+
+def _half_search_area(cross: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """``_search_area`` of the ``_surface`` of ``cross`` without the rest of it: the inverse
+    transform down the columns, then along the rows of the search area only."""
+    lag = np.arange(-radius, radius + 1)
+    rows = fft.ifft(cross, axis=0)[lag % shape[0]]
+    return fft.irfft(rows, shape[1], axis=1)[:, lag % shape[1]]
+
+
+def _peak(lags: np.ndarray) -> tuple[float, float, float]:
+    """Sub-pixel position (dx, dy) of the highest lag of a ``_search_area``, and its value."""
+    radius = lags.shape[0] // 2
     iy, ix = np.unravel_index(np.argmax(lags), lags.shape)
     peak = lags[iy, ix]
     dy = iy - radius + _parabola(lags[iy - 1, ix], peak, lags[iy + 1, ix]) if 0 < iy < 2 * radius \
         else float(iy - radius)
     dx = ix - radius + _parabola(lags[iy, ix - 1], peak, lags[iy, ix + 1]) if 0 < ix < 2 * radius \
         else float(ix - radius)
+    return float(dx), float(dy), float(peak)
+
+
+def _significant_peak(surface: np.ndarray, radius: int, null: np.ndarray
+                      ) -> tuple[float, float, float]:
+    """``_peak`` of a ``_surface``'s search area, with its significance instead of its value."""
+    dx, dy, peak = _peak(_search_area(surface, radius))
     values = surface[null]
     spread = values.std()
-    return float(dx), float(dy), float((peak - values.mean()) / spread) if spread > 0 else 0.0
+    return dx, dy, float((peak - values.mean()) / spread) if spread > 0 else 0.0
 
 
 def band_spread(bands: Sequence[BandEstimate]) -> float:
@@ -203,10 +262,13 @@ def _halves(shape: tuple[int, int]) -> dict[str, tuple[slice, slice]]:
             "top": (slice(0, h // 2), slice(None)), "bottom": (slice(h // 2, None), slice(None))}
 
 
-def _only(field: np.ndarray, part: tuple[slice, slice]) -> np.ndarray:
-    out = np.zeros_like(field)
-    out[part] = field[part]
-    return out
+def _total(arrays) -> np.ndarray:
+    """The sum of arrays of one shape (a new array)."""
+    arrays = iter(arrays)
+    total = next(arrays).copy()
+    for array in arrays:
+        total += array
+    return total
 
 
 def halves_disagreement(whole: tuple[float, float], halves: Mapping[str, tuple[float, float]]
@@ -231,23 +293,26 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
         return ShiftEstimate(0.0, 0.0, 0.0, False,
                              f"window of {window[1]}x{window[0]} px too small to test a search "
                              f"of +-{radius} px")
-    sar_spectra = {name: fft.fft2(f, shape) for name, f in sar.items()}
-    optical_spectra = {name: fft.fft2(f, shape) for name, f in optical.items()}
-    sar_whole, optical_whole = sum(sar_spectra.values()), sum(optical_spectra.values())
-    cross = sar_whole * np.conj(optical_whole)
-    dx, dy, significance = _peak(fft.ifft2(cross).real, radius, null)
-    dx, dy = _refine(cross, dx, dy)
-    bands = tuple(BandEstimate(o, s, *_peak(_surface(sar_spectra[s], optical_spectra[o]),
-                                             radius, null))
+    sar_spectra = {name: _spectrum(f, shape) for name, f in sar.items()}
+    optical_spectra = {name: _spectrum(f, shape, conjugate=True) for name, f in optical.items()}
+    sar_whole, optical_whole = _total(sar_spectra.values()), _total(optical_spectra.values())
+    cross = _cross(sar_whole, optical_whole)
+    dx, dy, significance = _significant_peak(_surface(cross, shape), radius, null)
+    dx, dy = _refine(cross, shape, dx, dy)
+    bands = tuple(BandEstimate(o, s, *_significant_peak(
+                      _surface(_cross(sar_spectra[s], optical_spectra[o]), shape), radius, null))
                   for o in optical_spectra for s in sar_spectra)
-    sar_sum, optical_sum = sum(sar.values()), sum(optical.values())
+    sar_sum, optical_sum = _total(sar.values()), _total(optical.values())
     halves = {}
     for first, second in (("left", "right"), ("top", "bottom")):
-        part = _halves(window)[first]  # the other half's spectra: the whole's less this one's
-        spectra = fft.fft2(_only(sar_sum, part), shape), fft.fft2(_only(optical_sum, part), shape)
-        halves[first] = _peak(_surface(*spectra), radius, null)[:2]
-        halves[second] = _peak(_surface(sar_whole - spectra[0], optical_whole - spectra[1]),
-                               radius, null)[:2]
+        # the first half at the origin (a correlation does not change when both images move by
+        # the same amount); the other half's spectra: the whole's less the first's
+        part = _halves(window)[first]
+        spectra = (_spectrum(sar_sum[part], shape),
+                   _spectrum(optical_sum[part], shape, conjugate=True))
+        halves[first] = _peak(_half_search_area(_cross(*spectra), shape, radius))[:2]
+        halves[second] = _peak(_half_search_area(
+            _cross(sar_whole - spectra[0], optical_whole - spectra[1]), shape, radius))[:2]
     disagreement = halves_disagreement((dx, dy), halves)
     reason = decide(significance, disagreement, dx, dy, max_shift)
     return ShiftEstimate(dx, dy, significance, not reason, reason, bands, band_spread(bands),

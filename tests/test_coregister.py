@@ -227,6 +227,59 @@ def test_windowed_output_equals_whole_window():
     np.testing.assert_allclose(part, whole[:, 300:390, 100:237], atol=1e-4)
 
 
+def test_s1_on_the_grid_is_read_as_the_warp_would_give_it(tmp_path):
+    """Where S1 lies on the S2 grid already and no field moves it, it is read without the warp:
+    the same values, bit for bit, as the warp onto the grid (real pairs, UTM and EPSG:4326)."""
+    from cloudfree.coregister import warp_onto, warp_window
+    from cloudfree.sentinel1 import linear_to_db, open_sentinel1
+
+    moved = moved_s1(WINTER_S1, tmp_path / "moved.tif", 0.5, 0)
+    for s1_path, s2_path in ((WINTER_S1, WINTER_S2), (FLOODS_S1, FLOODS_S2), (moved, WINTER_S2)):
+        with open_sentinel2(s2_path) as s2, open_sentinel1(s1_path) as s1:
+            grid = Grid.of(s2)
+            for window in (Window(0, 0, grid.width, grid.height), Window(37, 5, 101, 88)):
+                warped = linear_to_db(warp_onto(
+                    s1, s1.read_linear, 2, grid, rasterio.windows.transform(window, grid.transform),
+                    window, Resampling.bilinear, 1))
+                read = warp_window(s1, grid, window, None, Resampling.bilinear, 1)
+                assert np.array_equal(read, warped, equal_nan=True)
+                if s1_path == moved:  # half a pixel off the grid: warped, and so not the file
+                    assert not np.array_equal(read, linear_to_db(s1.read_linear(window)),
+                                              equal_nan=True)
+
+
+def test_correlation_of_half_spectra_is_the_complex_correlations_real_part():
+    """The surface from the fields' real and imaginary parts (real transforms, half spectra)
+    and its search area alone are the real part of the complex fields' correlation, on the
+    real pair's fields."""
+    from scipy import fft
+
+    from cloudfree.sentinel1 import open_sentinel1
+    from cloudfree.shift_estimation import (
+        _cross,
+        _half_search_area,
+        _search_area,
+        _spectrum,
+        _surface,
+        orientation_fields,
+    )
+
+    with open_sentinel2(FLOODS_S2) as s2, open_sentinel1(FLOODS_S1) as s1:
+        nir, valid = s2.read(bands=("B08",))
+        sar = np.log(s1.read_linear()[:1])
+    optical_field = orientation_fields(nir, valid)[0]
+    sar_field = orientation_fields(sar, np.isfinite(sar[0]))[0]
+    shape, radius = (sar_field.shape[0] + 32, sar_field.shape[1] + 32), 16
+    expected = fft.ifft2(fft.fft2(sar_field, shape) * np.conj(fft.fft2(optical_field, shape))).real
+    cross = _cross(_spectrum(sar_field, shape), _spectrum(optical_field, shape, conjugate=True))
+    surface = _surface(cross, shape)
+    scale = np.abs(expected).max()
+    assert scale > 0 and surface.shape == shape
+    np.testing.assert_allclose(surface, expected, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(_half_search_area(cross, shape, radius),
+                               _search_area(expected, radius), rtol=0, atol=1e-5 * scale)
+
+
 def test_partial_overlap_warns_with_fraction(tmp_path, cli):
     moved = moved_s1(WINTER_S1, tmp_path / "half.tif", 128, 0)
     out = tmp_path / "out.tif"
@@ -313,6 +366,9 @@ def test_orientation_field_filters_are_ndimages_on_a_cloudy_scene():
     for iterations in (1, int(3 * SIGMA) + 2, 20):
         assert np.array_equal(eroded(clear, iterations),
                               ndimage.binary_erosion(clear, iterations=iterations))
+        everywhere = np.ones_like(clear)  # only the outside invalid: by slicing
+        assert np.array_equal(eroded(everywhere, iterations),
+                              ndimage.binary_erosion(everywhere, iterations=iterations))
     gx, gy = sobel(nir)
     assert np.allclose(gx, ndimage.sobel(nir, axis=1), rtol=0, atol=1e-12)
     assert np.allclose(gy, ndimage.sobel(nir, axis=0), rtol=0, atol=1e-12)

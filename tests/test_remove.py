@@ -288,6 +288,8 @@ def test_the_fill_runs_numpys_blas_on_one_thread_and_restores_it(tmp_path, monke
         assert seen == {1}
         assert blas_threads() == {3}
 
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_float_s2_in_dn_keeps_its_clear_pixels_exactly(tmp_path, dtype):
     """Float DN come back through float32 reflectance one unit in the last place off; the
     composite gives the stored values back instead, as for integer DN."""
