@@ -2,7 +2,7 @@
 
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... /work/data/l2a/built
     python benchmarks/l2a_pool.py /work/data/l2a/built [--every N] [--detail] [--no-bigearthnet]
-        [--temporal-mask] [--half even|odd]
+        [--no-temporal-mask] [--half even|odd]
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and
 ``remove`` without S1 and with it; what each finds and fills (there is no truth and no second
@@ -24,10 +24,10 @@ out by date) is filled by
 - ``sketch``: what a reference fit coping with near-total cloud could give, for comparison
   only (``sketch_fill``: lines fitted on the pixels clear by the unbuffered mask, the months
   weighted by their lines' residuals and days apart);
-- ``--reference``: ``remove --reference --no-temporal-mask`` with every other month (no S1:
-  the target's own mask), and, to show what the cloud buffer costs the fit on a 100 px image,
-  the same with ``--buffer 0``; with ``--temporal-mask``, also ``remove --reference
-  --temporal-mask`` (the default of ``remove --reference`` on this band set);
+- ``--reference``: ``remove --reference`` with every other month (no S1; its defaults: the
+  other dates judge the target's clouds), and, to show what the cloud buffer costs the fit on
+  a 100 px image, the same with ``--buffer 0``; with ``--no-temporal-mask``, also ``remove
+  --reference --no-temporal-mask`` (the target's own mask);
 
 scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. Each case
 gets a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the
@@ -163,7 +163,7 @@ def sketch_fill(cloudy: np.ndarray, fit_clear: np.ndarray, fill: np.ndarray, dat
     return np.where(fill & (weight > 0), total / np.maximum(weight, 1e-30), cloudy)
 
 
-def worldcereal(root: Path, work: Path, every: int, detail: bool, temporal: bool = False,
+def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool = False,
                 half: str | None = None) -> None:
     months = sorted(root.glob("s2_*.tif"))
     print("\n| WorldCereal month | valid | cloud (mask from the score without B10) |\n"
@@ -191,10 +191,10 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, temporal: bool
         cloudy, _ = reflectance(case)
         scores, summaries = {}, {}
         runs = [("median fill", None, (), 5, False), ("median fill + S1", s1, (), 5, False),
-                ("--reference --buffer 0", None, others, 0, False),
-                ("--reference", None, others, 5, False)]
-        if temporal:
-            runs.insert(-1, ("--reference --temporal-mask", None, others, 5, True))
+                ("--reference --buffer 0", None, others, 0, None),
+                ("--reference", None, others, 5, None)]  # last: its mask is read below
+        if own_mask:
+            runs.insert(-1, ("--reference --no-temporal-mask", None, others, 5, False))
         for name, s1_path, refs, buffer, judged in runs:
             summary, outcome = attempt(remove_scene, case, s1_path, work / "o.tif",
                                        references=refs, mask_out=work / "o_mask.tif",
@@ -256,7 +256,7 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, temporal: bool
         print(f"| {name} | {v.mean():.2f} | {v.min():.2f} | {(v - base).mean():+.2f} / "
               f"{(v - base).min():+.2f} | {(v - naive).mean():+.2f} / {(v - naive).min():+.2f} |")
     print()
-    for name in (n for n in names if n.startswith("--reference --temporal") or n == "--reference"):
+    for name in (n for n in names if n in ("--reference", "--reference --no-temporal-mask")):
         ours = np.array([r[name] for r in rows])
         print(f"{name}: at least median fill + 2 dB on {(ours - base >= 2).sum()}/{len(rows)} "
               f"cases, at least the naive mean on {(ours >= naive).sum()}/{len(rows)}")
@@ -270,8 +270,8 @@ def main() -> None:
     parser.add_argument("--detail", action="store_true",
                         help="per-date diagnostics for every case (default: failing ones)")
     parser.add_argument("--no-bigearthnet", action="store_true")
-    parser.add_argument("--temporal-mask", action="store_true",
-                        help="also --reference --temporal-mask on the WorldCereal cases")
+    parser.add_argument("--no-temporal-mask", action="store_true",
+                        help="also --reference --no-temporal-mask on the WorldCereal cases")
     parser.add_argument("--half", choices=("even", "odd"),
                         help="only the clear months at even (0, 2, ...) or odd places in time "
                              "order: tune settings on the odd ones, report the even ones held out")
@@ -280,7 +280,7 @@ def main() -> None:
     if not args.no_bigearthnet:
         bigearthnet(args.root / "bigearthnet", args.work)
     worldcereal(args.root / "worldcereal", args.work, args.every, args.detail,
-                args.temporal_mask, args.half)
+                args.no_temporal_mask, args.half)
 
 
 if __name__ == "__main__":

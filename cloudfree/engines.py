@@ -256,7 +256,9 @@ class _PlainData(pickle.Unpickler):
 def fill_checkpoint(path: Path) -> tuple[Scaling, int] | None:
     """The scaling and tile of a cloudfree checkpoint of the network-free fill, read without
     torch (its ``torch.save`` archive holds plain data only: no weights); None for any other
-    file, which ``checkpoint.load_checkpoint`` then loads or refuses."""
+    file, which ``checkpoint.load_checkpoint`` then loads or refuses. A path that is no regular
+    file (a FIFO would block the read forever) is refused here, as that would refuse it."""
+    check_input(path, "checkpoint", folder=False)
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]

@@ -9,9 +9,10 @@ import resource
 import sys
 
 #: Address space the command maps once its libraries are loaded, before any work: VmSize after
-#: importing ``cloudfree.cli`` and ``cloudfree.remove_scene`` measured 0.82 GiB. Under a lower
+#: importing ``cloudfree.cli`` and ``cloudfree.remove_scene`` measured 0.36 GiB (PyTorch, loaded
+#: only for a network, adds about 0.45 GiB; the run's own check counts it). Under a lower
 #: ``ulimit -v`` the imports fail at random, some in native threads that abort.
-LOADED_ADDRESS_SPACE = 0.85 * 2**30
+LOADED_ADDRESS_SPACE = 0.4 * 2**30
 #: Threads of NumPy's OpenBLAS, unless the user sets them: the command runs its own threads
 #: (estimation windows, chunks), one per core, and OpenBLAS's threads beside them spin on the
 #: same cores. The shift refinement's matrix products took 10x the CPU with OpenBLAS's default

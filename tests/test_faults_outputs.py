@@ -406,7 +406,7 @@ def test_sigterm_while_gdal_waits_on_a_fifo_is_143_and_one_line(tmp_path):
 
 # --- out of memory -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("limit_gib", [0.6, 1.1, 1.4])
+@pytest.mark.parametrize("limit_gib", [0.3, 0.6, 1.1])
 def test_remove_under_an_address_space_limit_is_one_line_out_of_memory(tmp_path, limit_gib):
     """Under ``ulimit -v`` the failing allocation comes in native code (the loader, GDAL,
     onnxruntime: a traceback, or an abort, 134); a run is refused before its work when the limit
