@@ -256,9 +256,7 @@ class _PlainData(pickle.Unpickler):
 def fill_checkpoint(path: Path) -> tuple[Scaling, int] | None:
     """The scaling and tile of a cloudfree checkpoint of the network-free fill, read without
     torch (its ``torch.save`` archive holds plain data only: no weights); None for any other
-    file, which ``checkpoint.load_checkpoint`` then loads or refuses. A path that is no regular
-    file (a FIFO would block the read forever) is refused here, as that would refuse it."""
-    check_input(path, "checkpoint", folder=False)
+    file, which ``checkpoint.load_checkpoint`` then loads or refuses."""
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
@@ -383,7 +381,8 @@ def open_engine(*, model: str | None = None, checkpoint: Path | str | None = Non
             raise UsageError(f"precision={precision}: an ONNX model runs in fp32; precision "
                              "applies to checkpoints", "precision")
         return OnnxEngine(onnx, device=device)
-    path = model_file(model=model, checkpoint=checkpoint)
+    # checked before any read: a FIFO, say, would block it forever
+    path = check_input(model_file(model=model, checkpoint=checkpoint), "checkpoint", folder=False)
     fill = fill_checkpoint(path)
     if fill is not None:
         return FillEngine(*fill, device=device, precision=precision)

@@ -772,7 +772,7 @@ def remove_scene(
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
                          precision=precision)
-    if s1_path is None and engine.arch != "fill":
+    if s1_path is None and engine.arch != FILL_ARCH:
         raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
                          "s1_path=PATH, or model=median-fill", "s1_path", "model")
     if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != FILL_ARCH):

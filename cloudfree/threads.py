@@ -28,15 +28,13 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """NumPy's BLAS on one thread for the block, then as it was. Our own pools already run a
-    thread per core; OpenBLAS's threads beside them spin on the same cores. ``remove`` called
-    from Python on a 2048^2 scene took 2.5x the CPU with OpenBLAS's default threads (the local
-    fill's and the shift refinement's matrix products), same output; the command's launcher
-    sets ``OPENBLAS_NUM_THREADS`` before NumPy loads instead."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+def one_blas_thread() -> threadpool_limits:
+    """NumPy's BLAS on one thread until the returned context is left, then as it was. Our own
+    pools already run a thread per core; OpenBLAS's threads beside them spin on the same cores.
+    ``remove`` called from Python on a 2048^2 scene took 2.5x the CPU with OpenBLAS's default
+    threads (the local fill's and the shift refinement's matrix products), same output; the
+    command's launcher sets ``OPENBLAS_NUM_THREADS`` before NumPy loads instead."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int,
