@@ -120,7 +120,8 @@ def crop(src: Path, dst: Path, width: int, height: int, grid=None) -> Path:
 
 
 def estimate(s1: Path, s2, pair: str, offset: tuple[float, float], max_shift: float) -> Case:
-    with coregister_to_grid(s1, s2, quiet=True, max_shift=max_shift) as result:
+    with coregister_to_grid(s1, s2, quiet=True, max_shift=max_shift,
+                            evidence=True) as result:
         (w,) = result.estimate.estimates  # pairs up to 768 px are one window
         return Case(pair, offset, (w.dx, w.dy), w.significance,
                     w.evidence.disagreement if w.evidence else None, result.applied)

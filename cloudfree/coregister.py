@@ -215,9 +215,11 @@ def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | No
 
 
 def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
-                    resampling: Resampling, threads: int) -> WindowEstimate:
+                    resampling: Resampling, threads: int, evidence: bool = False
+                    ) -> WindowEstimate:
     """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window
-    (safe on several threads at once: both read through a dataset handle per thread)."""
+    (safe on several threads at once: both read through a dataset handle per thread); with
+    ``evidence``, every half and band estimated (``estimate_shift``)."""
     grid = Grid.of(s2)
     sar = warp_window(s1, grid, window, None, resampling, threads)
     sar_valid = np.isfinite(sar).all(axis=0)
@@ -228,7 +230,7 @@ def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: flo
         return WindowEstimate(window, 0.0, 0.0, 0.0, False,
                               "too few cloud-free valid S2 pixels")
     estimate = estimate_shift(dict(zip(POLARISATIONS, orientation_fields(sar, sar_valid),
-                                       strict=True)), optical, max_shift)
+                                       strict=True)), optical, max_shift, evidence)
     return WindowEstimate(window, estimate.dx, estimate.dy, estimate.significance,
                           estimate.reliable, estimate.reason, evidence=estimate)
 
@@ -265,12 +267,12 @@ def _median_evidence(estimates: list[WindowEstimate], name: str) -> float | None
 
 
 def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: Resampling,
-                   threads: int, quiet: bool = False) -> FieldEstimate:
+                   threads: int, quiet: bool = False, evidence: bool = False) -> FieldEstimate:
     """Shift estimates on a grid of windows, outliers rejected, fitted by a smooth field."""
     grid = Grid.of(s2)
     windows = estimation_windows(grid.width, grid.height)
     def one(window: Window) -> WindowEstimate:
-        return estimate_window(s1, s2, window, max_shift, resampling, threads)
+        return estimate_window(s1, s2, window, max_shift, resampling, threads, evidence)
 
     with closing(ordered_map(one, windows, usable_cores())) as results:
         estimates = list(progress(results, len(windows), desc="refine", quiet=quiet))
@@ -385,8 +387,9 @@ def _metres(grid: Grid, dx: float, dy: float) -> dict[str, float]:
 
 def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str = "auto",
                        refine: bool = True, max_shift: float = 10.0, threads: int = 2,
-                       quiet: bool = False) -> CoregisterResult:
-    """Open S1 for reading on the S2 grid, refining the shift against S2 bands when asked."""
+                       quiet: bool = False, evidence: bool = False) -> CoregisterResult:
+    """Open S1 for reading on the S2 grid, refining the shift against S2 bands when asked (with
+    ``evidence``, the report has every window's halves and per-band estimates)."""
     if not max_shift > 0:
         raise UsageError(f"max_shift={max_shift} must be a positive number", "max_shift")
     s1 = open_sentinel1(s1_path, units)
@@ -402,7 +405,7 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
         resampling = choose_resampling(s1, grid)
         estimate = None
         if refine and isinstance(s2, Sentinel2):
-            estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet)
+            estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet, evidence)
             r = estimate.report()
             if estimate.applied:
                 log.info("S1 co-registration: residual shift corrected (field over %d/%d "
@@ -485,7 +488,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     with output_set(overwrite) as together, scene_io_env(), one_blas_thread(), \
             open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
             s1_path, s2, units=s1_units, refine=refine, max_shift=max_shift, threads=threads,
-            quiet=quiet) as result:
+            quiet=quiet, evidence=True) as result:
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",
                                   nodata=float("nan"), creation_options=creation_options)

@@ -34,9 +34,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import fft, ndimage
+
+from cloudfree.separable import Taps, gaussian_taps, separable
 
 #: Gaussian smoothing (pixels) before the gradient: suppresses speckle.
 SIGMA = 1.5
@@ -91,7 +94,8 @@ class ShiftEstimate:
     reliable: bool
     reason: str = ""  # why it is not reliable; empty when it is
     bands: tuple[BandEstimate, ...] = ()  # every optical band against every polarisation
-    spread: float = 0.0  # median distance (px) of the band estimates from their median
+    spread: float | None = None  # median distance (px) of the band estimates from their median
+    # (None: the bands were not estimated)
     halves: Mapping[str, tuple[float, float]] | None = None  # left, right, top, bottom: dx, dy
     disagreement: float | None = None  # px, of the halves from the whole (the better split)
 
@@ -106,18 +110,15 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
     """``orientation_field`` of each of ``images`` [B, H, W] sharing one ``valid`` mask (its
     weights and erosion computed once)."""
     outer = ~eroded(valid, int(3 * sigma) + 2)
-    weights = None
-    if not valid.all():  # the normalised convolution's weights (all 1 without a gap)
-        weights = np.maximum(ndimage.gaussian_filter(valid.astype(np.float64), sigma), 1e-6)
+    smooth = gaussian(np.where(valid, images, 0), sigma)
+    if not valid.all():  # normalised convolution: no edges at nodata borders
+        smooth /= np.maximum(gaussian(valid, sigma), 1e-6)
     fields = []
-    for image in images:
-        smooth = ndimage.gaussian_filter(np.where(valid, image, 0.0), sigma)
-        if weights is not None:
-            smooth /= weights  # normalised convolution: no edges at nodata borders
-        gx, gy = sobel(smooth)
+    for image in smooth:
+        gx, gy = sobel(image)
         # z**2 / |z| for z = gx + i gy, zero outside ``inner`` (where z = 0 it is 0 whatever
         # the scale), in place: a third of the time
-        field = np.empty(smooth.shape, np.result_type(smooth, np.complex64))
+        field = np.empty(image.shape, np.complex64)
         twice = np.multiply(gx, 2)
         twice *= gy
         gx *= gx
@@ -131,6 +132,22 @@ def orientation_fields(images: np.ndarray, valid: np.ndarray, sigma: float = SIG
         np.multiply(gx, scale, out=field.real)
         fields.append(field)
     return fields
+
+
+def gaussian(images: np.ndarray, sigma: float) -> np.ndarray:
+    """``ndimage.gaussian_filter`` with ``sigma`` on the last two axes of ``images`` [..., H, W]
+    (mirrored edges, kernel truncated at 4 sigma), as float32 matrix products (separable.py):
+    half the time, the same values to float32 rounding."""
+    radius = int(4 * sigma + 0.5)  # ndimage's truncation
+    pad = [(0, 0)] * (images.ndim - 2) + [(radius, radius)] * 2
+    padded = np.pad(images.astype(np.float32, copy=False), pad, mode="symmetric")
+    return separable(padded, *(_taps(size, sigma, radius) for size in images.shape[-2:]))
+
+
+@lru_cache(maxsize=16)
+def _taps(size: int, sigma: float, radius: int) -> Taps:
+    """The Gaussian for the inner ``size`` outputs of an axis padded by ``radius`` each side."""
+    return gaussian_taps(size + 2 * radius, sigma, radius, slice(radius, radius + size))
 
 
 def sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -281,8 +298,11 @@ def halves_disagreement(whole: tuple[float, float], halves: Mapping[str, tuple[f
 
 
 def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarray],
-                   max_shift: float) -> ShiftEstimate:
-    """Shift of the SAR fields relative to the optical ones (orientation_field, keyed by name)."""
+                   max_shift: float, evidence: bool = False) -> ShiftEstimate:
+    """Shift of the SAR fields relative to the optical ones (orientation_field, keyed by name).
+
+    The halves are estimated only where the peak is significant (below that, the decision does
+    not look at them), and the bands not at all, unless ``evidence`` asks for both (reports)."""
     if not (any(np.any(f) for f in sar.values()) and any(np.any(f) for f in optical.values())):
         return ShiftEstimate(0.0, 0.0, 0.0, False, "no edges in the overlap")
     window = next(iter(optical.values())).shape
@@ -293,16 +313,27 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
         return ShiftEstimate(0.0, 0.0, 0.0, False,
                              f"window of {window[1]}x{window[0]} px too small to test a search "
                              f"of +-{radius} px")
-    sar_spectra = {name: _spectrum(f, shape) for name, f in sar.items()}
-    optical_spectra = {name: _spectrum(f, shape, conjugate=True) for name, f in optical.items()}
-    sar_whole, optical_whole = _total(sar_spectra.values()), _total(optical_spectra.values())
+    # the whole window's correlation is that of the summed fields: two transforms, not one per
+    # field
+    sar_sum, optical_sum = _total(sar.values()), _total(optical.values())
+    sar_whole = _spectrum(sar_sum, shape)
+    optical_whole = _spectrum(optical_sum, shape, conjugate=True)
     cross = _cross(sar_whole, optical_whole)
     dx, dy, significance = _significant_peak(_surface(cross, shape), radius, null)
     dx, dy = _refine(cross, shape, dx, dy)
-    bands = tuple(BandEstimate(o, s, *_significant_peak(
-                      _surface(_cross(sar_spectra[s], optical_spectra[o]), shape), radius, null))
-                  for o in optical_spectra for s in sar_spectra)
-    sar_sum, optical_sum = _total(sar.values()), _total(optical.values())
+    bands = ()
+    if evidence:
+        sar_spectra = {name: _spectrum(f, shape) for name, f in sar.items()}
+        optical_spectra = {name: _spectrum(f, shape, conjugate=True)
+                           for name, f in optical.items()}
+        bands = tuple(BandEstimate(o, s, *_significant_peak(
+                          _surface(_cross(sar_spectra[s], optical_spectra[o]), shape), radius,
+                          null))
+                      for o in optical_spectra for s in sar_spectra)
+    spread = band_spread(bands) if evidence else None
+    weak = weak_peak(significance)
+    if weak and not evidence:
+        return ShiftEstimate(dx, dy, significance, False, weak)
     halves = {}
     for first, second in (("left", "right"), ("top", "bottom")):
         # the first half at the origin (a correlation does not change when both images move by
@@ -315,17 +346,25 @@ def estimate_shift(sar: Mapping[str, np.ndarray], optical: Mapping[str, np.ndarr
             _cross(sar_whole - spectra[0], optical_whole - spectra[1]), shape, radius))[:2]
     disagreement = halves_disagreement((dx, dy), halves)
     reason = decide(significance, disagreement, dx, dy, max_shift)
-    return ShiftEstimate(dx, dy, significance, not reason, reason, bands, band_spread(bands),
-                         halves, disagreement)
+    return ShiftEstimate(dx, dy, significance, not reason, reason, bands, spread, halves,
+                         disagreement)
+
+
+def weak_peak(significance: float, rule: Rule = RULE) -> str:
+    """Why a peak of this significance is not to be trusted whatever else; empty if it may be."""
+    if significance < rule.significance:
+        return (f"no significant correlation peak (significance {significance:.1f}, "
+                f"{rule.significance:g} needed): Sentinel-1 and Sentinel-2 have too few edges "
+                "in common to measure a shift (usual over water, cloud or flat land)")
+    return ""
 
 
 def decide(significance: float, disagreement: float, dx: float, dy: float, max_shift: float,
            rule: Rule = RULE) -> str:
     """Why an estimate is not to be trusted; empty when it is."""
-    if significance < rule.significance:
-        return (f"no significant correlation peak (significance {significance:.1f}, "
-                f"{rule.significance:g} needed): Sentinel-1 and Sentinel-2 have too few edges "
-                "in common to measure a shift (usual over water, cloud or flat land)")
+    weak = weak_peak(significance, rule)
+    if weak:
+        return weak
     if disagreement > rule.disagreement:
         return (f"the halves of the window disagree (by {disagreement:.1f} px > "
                 f"{rule.disagreement:g}): a chance peak (wrong partner?) or too little structure")
@@ -335,10 +374,14 @@ def decide(significance: float, disagreement: float, dx: float, dy: float, max_s
 
 
 def evidence_dict(estimate: ShiftEstimate) -> dict:
-    """The evidence behind an estimate, for reports: halves, their disagreement, every band."""
-    disagreement = estimate.disagreement
-    return {"halves_disagreement": None if disagreement is None else round(disagreement, 3),
-            "halves": {k: {"dx": round(v[0], 3), "dy": round(v[1], 3)}
-                       for k, v in (estimate.halves or {}).items()},
-            "band_spread": round(estimate.spread, 3),
-            "band_estimates": [b.as_dict() for b in estimate.bands]}
+    """The evidence behind an estimate, for reports: halves, their disagreement, every band
+    (those estimated)."""
+    out = {}
+    if estimate.halves is not None:
+        out["halves_disagreement"] = round(estimate.disagreement, 3)
+        out["halves"] = {k: {"dx": round(v[0], 3), "dy": round(v[1], 3)}
+                         for k, v in estimate.halves.items()}
+    if estimate.spread is not None:
+        out["band_spread"] = round(estimate.spread, 3)
+        out["band_estimates"] = [b.as_dict() for b in estimate.bands]
+    return out
