@@ -6,9 +6,10 @@ uniform in [-9.9, 9.9] px on each axis, by translating its geotransform; ``coreg
 then estimates the shift against the S2, for each search range (``--max-shift``). A pair is not
 perfectly aligned itself, so the error of an estimate is measured against the applied offset
 plus the pair's own shift (the median of estimate minus offset over its accepted copies; a
-cloudy pair takes its clear twin's). Offsets that put the total beyond the search range must not
-be applied. Each S1 is also put on the grid of every other location's S2 (both cropped to a
-common size): a wrong partner, which must never get a shift.
+cloudy pair takes its clear twin's; a pair with none accepted is taken as aligned). Offsets
+that put the total beyond the search range must not be applied. Each S1 is also put on the
+grid of every other location's S2 (both cropped to a common size): a wrong partner, which must
+never get a shift.
 
 Per search range, the sweep gives what each decision rule (least significance, largest
 disagreement of the window's halves; see cloudfree/shift_estimation.py) would have accepted;
@@ -151,10 +152,11 @@ def wrong_partners(found: dict[str, tuple[Path, Path]], max_shift: float,
     return cases
 
 
-def own_shift(cases: list[Case]) -> np.ndarray:
-    """The pair's own misregistration: median of estimate minus offset over accepted cases."""
-    use = [c for c in cases if c.applied] or cases
-    return np.median([np.subtract(c.estimate, c.offset) for c in use], axis=0)
+def own_shift(cases: list[Case]) -> np.ndarray | None:
+    """The pair's own misregistration: median of estimate minus offset over its accepted cases;
+    None when none was accepted (its refused estimates do not measure it)."""
+    use = [c for c in cases if c.applied]
+    return np.median([np.subtract(c.estimate, c.offset) for c in use], axis=0) if use else None
 
 
 @dataclass
@@ -171,6 +173,7 @@ def score(by_pair: dict[str, list[Case]], wrong: list[Case], max_shift: float) -
     scored = [Scored(c, "wrong", True, float("inf")) for c in wrong]
     for name, cases in by_pair.items():
         own = own_shift(by_pair.get(name.removesuffix(CLOUDY), cases))
+        own = np.zeros(2) if own is None else own  # never measured: taken as aligned
         kind = "no structure" if name in NO_STRUCTURE else \
             "cloudy" if name.endswith(CLOUDY) else "structure"
         for c in cases:
@@ -225,14 +228,16 @@ def pair_table(scored: list[Scored], sizes: dict[str, str]) -> list[str]:
         rows = [x for x in scored if x.case.pair == name]
         reachable = [x for x in rows if x.reachable]
         err = np.array([x.error for x in reachable if x.case.applied])
-        own = own_shift([x.case for x in rows]) if not name.endswith(CLOUDY) else None
+        cloudy = name.endswith(CLOUDY)
+        own = None if cloudy else own_shift([x.case for x in rows])
         sig = [x.case.significance for x in rows]
         spread = [x.case.disagreement for x in rows if x.case.disagreement is not None]
         stats = [f"{np.sqrt(np.mean(err ** 2)):.2f}", f"{err.max():.2f}",
                  f"{np.mean(err <= 0.5):.0%}"] if err.size else ["-", "-", "-"]
         content = NO_STRUCTURE.get(name, "cloudy" if name.endswith(CLOUDY) else "structure")
         lines.append(f"| {name} | {sizes[name]} | {content} | "
-                     + ("(clear twin's)" if own is None else f"({own[0]:+.2f}, {own[1]:+.2f})")
+                     + ("(clear twin's)" if cloudy else "(none accepted)" if own is None
+                        else f"({own[0]:+.2f}, {own[1]:+.2f})")
                      + f" | {min(sig):.1f}-{max(sig):.1f} | "
                      + (f"{np.median(spread):.1f}" if spread else "-")
                      + f" | {err.size}/{len(reachable)} | " + " | ".join(stats) + " |")
