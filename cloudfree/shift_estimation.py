@@ -6,8 +6,9 @@ orientation with doubled angle, z**2 / |z| for the gradient z = gx + i gy: magni
 2 theta, so a boundary of either contrast polarity gives the same value (orientation correlation,
 Fitch, Kadyrov, Christmas & Kittler 2002; doubled angles for polarity, Granlund 1978). The shift is
 the peak of the real cross-correlation of the summed SAR fields (VV, VH) with the summed optical
-fields within the search area, refined on a grid of 1/20 px around it by evaluating the
-correlation there directly (matrix-multiply DFT; Guizar-Sicairos, Thurman & Fienup 2008). The real
+fields (the sum of every band pair's correlation, from one transform of each sum) within the
+search area, refined on a grid of 1/20 px around it by evaluating the correlation there directly
+(matrix-multiply DFT; Guizar-Sicairos, Thurman & Fienup 2008). The real
 part of the correlation of two complex fields is the sum of the correlations of their real parts
 and of their imaginary parts, so each field is transformed as two real images (half spectra) and
 each surface comes back by one real inverse transform, half the cost of a complex one.
@@ -25,9 +26,10 @@ featureless and cloudy pairs):
   least one split find the whole window's shift (one split is enough: a cloud or a lake may
   blank one half); on a wrong partner a chance peak does not repeat on independent content.
 
-Each optical band is also estimated against each polarisation on its own; these estimates and
-their spread are reported, not used by the decision: on the pool's weaker right pairs they spread
-by 1-2.6 px, and they can agree on a wrong partner (the visible bands share their boundaries).
+For reports (``evidence``), each optical band is also estimated against each polarisation on its
+own; these estimates and their spread are reported, not used by the decision: on the pool's
+weaker right pairs they spread by 1-2.6 px, and they can agree on a wrong partner (the visible
+bands share their boundaries).
 """
 
 from __future__ import annotations
