@@ -113,6 +113,9 @@ TIME_SCALE: float | None = 30.0
 #: None, 3, 4 and 5 gave 30.14, 30.20, 30.23 and 30.23 dB, at least the naive mean on 32, 34,
 #: 34 and 35 of 35 cases (a TIME_SCALE of 60 days everywhere: 30.18, 34).
 MIN_SPREAD: float | None = 5.0
+#: The most TIME_SCALE is stretched by (to 90 days): a date days from the target still far
+#: outweighs others half a year away, however few they are.
+MAX_STRETCH = 3.0
 #: Per-pixel agreement check (``agreement.py``): a reference whose prediction differs from the
 #: others' by more than this many times what their residuals and scatter explain (mean over
 #: bands of the squared standardised difference) is dropped there. None: no check. Chosen on
@@ -217,15 +220,16 @@ class ReferenceFill:
         return math.exp(-days / self.time_scale)
 
     def _spread_scale(self) -> float | None:
-        """TIME_SCALE, stretched (geometrically) until the used dated references' time factors
-        spread over MIN_SPREAD dates' worth (half of them, when fewer than twice that)."""
+        """TIME_SCALE, stretched (geometrically, up to MAX_STRETCH times) until the used dated
+        references' time factors spread over MIN_SPREAD dates' worth (half of them, when fewer
+        than twice that)."""
         if TIME_SCALE is None or MIN_SPREAD is None:
             return TIME_SCALE
         days = np.array([d for d in (self._distance(r)[0] for r in self.used)
                          if not math.isinf(d)])
         want = min(MIN_SPREAD, len(days) / 2)
         scale = TIME_SCALE
-        while days.size and scale < 100 * TIME_SCALE:
+        while days.size and scale < MAX_STRETCH * TIME_SCALE:
             f = np.exp(-(days - days.min()) / scale)
             if f.sum() ** 2 / (f * f).sum() >= want:
                 break
