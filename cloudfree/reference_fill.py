@@ -108,8 +108,9 @@ TIME_SCALE: float | None = 30.0
 #: effective number, (sum f)^2 / sum f^2; half the dated references when fewer than twice
 #: this): for a target whose near dates all lie on one side (the end of a series) or are few,
 #: TIME_SCALE is stretched until they do, so that one date's change under the cloud is not
-#: taken alone (monthly dates on both sides spread over about 4, dates 12 days apart over 9). Chosen
-#: on the L2A benchmark's targets at odd places in time order (docs/benchmarks/l2a.md):
+#: taken alone (monthly dates on both sides spread over about 4, dates 12 days apart with
+#: gaps over 6 to 9). Chosen on the L2A benchmark's targets at odd places in time order
+#: (docs/benchmarks/l2a.md):
 #: None, 3, 4 and 5 gave 30.14, 30.20, 30.23 and 30.23 dB, at least the naive mean on 32, 34,
 #: 34 and 35 of 35 cases (a TIME_SCALE of 60 days everywhere: 30.18, 34).
 MIN_SPREAD: float | None = 5.0
