@@ -209,8 +209,8 @@ class ReferenceFill:
         return abs((ref.acquired - self.target_date).days), ref.index
 
     def _time_factor(self, ref: Reference) -> float:
-        """exp(-days / TIME_SCALE); an undated reference counts as far as the farthest dated
-        one (1 when none is dated, or the target is not)."""
+        """exp(-days / the time scale, TIME_SCALE stretched by ``fit``); an undated reference
+        counts as far as the farthest dated one (1 when none is dated, or the target is not)."""
         if self.time_scale is None:
             return 1.0
         days = self._distance(ref)[0]
@@ -235,7 +235,7 @@ class ReferenceFill:
             if f.sum() ** 2 / (f * f).sum() >= want:
                 break
             scale *= 1.05
-        return scale
+        return min(scale, MAX_STRETCH * TIME_SCALE)
 
     def _checks_change(self, ref: Reference) -> bool:
         return self.s1 is not None and ref.s1 is not None
