@@ -649,3 +649,50 @@ def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scen
     assert error["veil"] < 0.7 * error["prediction"], error
     thick = cloud & (summer[1] > 0.3)  # the cumulus' opaque core
     assert np.abs(scores["opaque"][:, thick] - predicted[:, thick]).max() < 1e-3
+
+
+
+def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
+        scenes, monkeypatch, tmp_path):
+    # a target at the end of its series: ten later dates, a month apart, each changed under
+    # the target's cloud by as much as the others (the real pixels of another place, the
+    # Sen1Floods11 chip, scattered, each date its own draw, all the same size; the fits see
+    # none of it). Weighed by days apart as they
+    # are, the nearest date takes most of the fill and its change with it; with the time
+    # scale stretched until the dates' time factors spread over five dates' worth, their
+    # changes average down
+    truth, profile = scenes["truth"].astype(np.float64), scenes["profile"]
+    with rasterio.open(FLOODS_S2) as ds:
+        chip = ds.read(window=Window(0, 0, 256, 256)).astype(np.float64).reshape(13, -1)
+    under = ndimage.binary_dilation(scenes["cloud"], iterations=8)  # the fill, buffer included
+    references = []
+    for k in range(10):
+        change = np.random.default_rng(k).permutation(chip, axis=1).reshape(truth.shape)
+        change -= change.mean(axis=(1, 2), keepdims=True)
+        change *= 60 / change.std(axis=(1, 2), keepdims=True) * under
+        acquired = np.datetime64("2017-12-01") + np.timedelta64(30 * (k + 1), "D")
+        references.append(write(tmp_path / f"{k}_{str(acquired).replace('-', '')}.tif",
+                                np.clip(truth + change, 1, None).astype(np.uint16), profile))
+    spread = reference_fill.MIN_SPREAD
+
+    def fill(min_spread, name):
+        monkeypatch.setattr(reference_fill, "MIN_SPREAD", min_spread)
+        # the single-date mask: judged by the dates, the changed pixels of each would be
+        # taken for its own clouds, a test of its own
+        remove_scene(scenes["target"], None, tmp_path / name, references=references,
+                     quiet=True, temporal_mask=False)
+        return read(tmp_path / name)[0]
+
+    cloud = scenes["cloud"]
+    nearest = psnr(fill(None, "nearest.tif"), truth, cloud)
+    assert psnr(fill(spread, "spread.tif"), truth, cloud) > nearest + 0.6  # 47.28 vs 46.23
+    # the time scale is stretched for these dates, not for dates on both sides of the target
+    with open_sentinel2(scenes["target"]) as target:
+        with closing(reference_fill.open_references(references, target, MaskParams(), None,
+                                                    offset=None, quiet=True)) as one_side:
+            assert one_side.time_scale > 2 * reference_fill.TIME_SCALE
+        both = [*references[:5], *(write(tmp_path / f"b{k}_201711{k:02d}.tif", truth.astype(
+            np.uint16), profile) for k in (1, 8, 16, 24))]
+        with closing(reference_fill.open_references(both, target, MaskParams(), None,
+                                                    offset=None, quiet=True)) as two_sides:
+            assert two_sides.time_scale == reference_fill.TIME_SCALE
