@@ -18,7 +18,9 @@ stages; not the imports, done before the clock starts) is the rest of the proces
 (``launch.OPENBLAS_THREADS``), set here before NumPy loads: with OpenBLAS's default, a thread
 per core spinning beside the stages' threads, "other" and the shift estimates of
 `remove_speed.py`'s 2048^2 scene took 3.0 s more CPU than the command spends on them.
-``--cprofile FILE`` also writes the main thread's cProfile.
+``--cprofile FILE`` also writes the main thread's cProfile. The timeline under the table gives
+when each phase ran (its first start to its last end) and how many cores the process used
+meanwhile: on 2 cores, a phase at 1 core is a serial one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -79,6 +82,9 @@ class StageClock:
         self.calls: dict[str, int] = defaultdict(int)
         self._local = threading.local()
         self._lock = threading.Lock()
+        #: stage -> [first start, last end] in seconds since the clock began
+        self.spans: dict[str, list[float]] = {}
+        self.start = time.perf_counter()
 
     def wrap(self, stage: str, fn):
         def timed(*args, **kwargs):
@@ -105,6 +111,9 @@ class StageClock:
                     stack[-1][1] += cpu
                     stack[-1][2] += wall
                 with self._lock:
+                    end = time.perf_counter() - self.start
+                    span = self.spans.setdefault(stage, [end - wall, end])
+                    span[0], span[1] = min(span[0], end - wall), max(span[1], end)
                     self.cpu[path] += cpu - frame[1]
                     self.wall[path] += wall - frame[2]
                     self.calls[path] += 1
@@ -151,6 +160,59 @@ class StageClock:
                 setattr(owner, attr, real)
 
 
+#: The stages whose span (first start to last end) the timeline shows, in the order they run.
+TIMELINE = ("S1 co-registration", "clear-sky statistics", "load (rest)", "composite",
+            "close (flush)", "COG rewrite + overviews", "verify")
+#: Seconds between two readings of the process's CPU time for the timeline.
+SAMPLE_S = 0.02
+
+
+@contextmanager
+def cpu_samples(start: float) -> Iterator[list[tuple[float, float]]]:
+    """(seconds since ``start``, process CPU seconds), read every ``SAMPLE_S`` in the block."""
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            times = os.times()
+            samples.append((time.perf_counter() - start, times.user + times.system))
+            done.wait(SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        sampler.join()
+
+
+def cores_used(samples: list[tuple[float, float]], begin: float, end: float) -> float:
+    """Process CPU seconds per wall second between ``begin`` and ``end`` (from the samples)."""
+    inside = [s for s in samples if begin <= s[0] <= end]
+    if len(inside) < 2:
+        return float("nan")
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+def timeline(clock: StageClock, samples: list[tuple[float, float]], wall: float) -> list[dict]:
+    """Start, end and cores used of each ``TIMELINE`` stage, and of the gaps where none of
+    them runs (the imports before the clock are not in it)."""
+    rows = [{"stage": name, "start": clock.spans[name][0], "end": clock.spans[name][1]}
+            for name in TIMELINE if name in clock.spans]
+    covered = 0.0
+    for row in sorted(rows, key=lambda r: r["start"]):
+        if row["start"] - covered > 0.05:
+            rows.append({"stage": "(none of these)", "start": covered, "end": row["start"]})
+        covered = max(covered, row["end"])
+    if wall - covered > 0.05:
+        rows.append({"stage": "(none of these)", "start": covered, "end": wall})
+    return [{**r, "start": round(r["start"], 2), "end": round(r["end"], 2),
+             "cores": round(cores_used(samples, r["start"], r["end"]), 2)}
+            for r in sorted(rows, key=lambda r: r["start"])]
+
+
 def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | None = None
                    ) -> dict:
     """Stage table of one `remove` (every default, COG output) in this process."""
@@ -162,6 +224,7 @@ def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | N
     clock = StageClock()
     times, wall = os.times(), time.perf_counter()
     with ExitStack() as stack:
+        samples = stack.enter_context(cpu_samples(clock.start))
         stack.enter_context(clock.installed())
         profiler = None
         if cprofile is not None:
@@ -176,7 +239,8 @@ def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | N
               for k, v in sorted(clock.cpu.items(), key=lambda kv: -kv[1])}
     return {"wall": round(wall, 2), "process_cpu": round(process_cpu, 2), "stages": stages,
             "other_cpu": round(process_cpu - sum(clock.cpu.values()), 2),
-            "tiles_run": summary["tiles_run"]}
+            "tiles_run": summary["tiles_run"],
+            "timeline": timeline(clock, samples, time.perf_counter() - clock.start)}
 
 
 def print_stages(result: dict, title: str) -> None:
@@ -190,6 +254,10 @@ def print_stages(result: dict, title: str) -> None:
               f"{s['calls']} |")
     print(f"| other (GDAL threads, interpreter) | {result['other_cpu']:.2f} | "
           f"{result['other_cpu'] / total:.0%} | | |")
+    print("\nTimeline (seconds from the start of `remove_scene`; cores: process CPU per wall "
+          "second, all threads)\n| stage | from | to | cores used |\n|---|---|---|---|")
+    for row in result.get("timeline", []):
+        print(f"| {row['stage']} | {row['start']:.2f} | {row['end']:.2f} | {row['cores']:.2f} |")
 
 
 def main() -> None:
