@@ -158,13 +158,14 @@ class LoadedChunk:
     """Everything the network and the composite need for one chunk (padded to its extent)."""
 
     chunk: Chunk
-    s2: np.ndarray  # scaled network input [13, H, W]
-    s1: np.ndarray  # scaled network input [2, H, W]
+    s2: np.ndarray  # scaled network input [13, H, W] (the network-free fill: its output)
+    s1: np.ndarray | None  # scaled network input [2, H, W]; None without a network
     reflectance: np.ndarray  # [13, H, W]
     valid: np.ndarray  # [H, W]
     classes: np.ndarray  # [H, W] uint8
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
-    mask: np.ndarray  # [1, H, W] float32, 1 where the classical fill replaced the input
+    #: [1, H, W] float32, 1 where the classical fill replaced the input; None without a network
+    mask: np.ndarray | None
     no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
     #: [1, H, W] per-pixel bound on the network's correction (local fill), else None: the
     #: options' max_correction everywhere
@@ -405,6 +406,7 @@ class SceneRemoval:
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
         s2, g, local = self.s2, self.grid, self.local
+        network = self.engine.arch != FILL_ARCH
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
@@ -453,7 +455,7 @@ class SceneRemoval:
                         refl, network_input, here, here & (classes == SHADOW), clear,
                         self.restoring, self.bands)
                     mask = region & ~(here & (filled < 0.5))
-                if self.options.max_correction is not None:
+                if self.options.max_correction is not None and network:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
             else:
                 network_input = fill_masked(refl, region, self.fill)
@@ -476,8 +478,10 @@ class SceneRemoval:
         if reference is not None and self.restoring is not None and background is not None:
             restore_dates(reference, refl, region[inner], classes, valid, self.restoring,
                           self.bands)
-        return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
-                           valid, classes, alpha, mask[None].astype(np.float32),
+        # the network's other inputs only where there is one (chunks in flight are smaller)
+        return LoadedChunk(chunk, scaling.scale_s2(network_input),
+                           scaling.scale_s1(s1) if network else None, refl, valid, classes,
+                           alpha, mask[None].astype(np.float32) if network else None,
                            np.isnan(s1).any(axis=0), bound, reference, terms)
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
