@@ -6,7 +6,8 @@ Runs one `remove` in this process (every default, COG output) with the functions
 wrapped by a clock that reads the calling thread's CPU time (``time.thread_time``) and its wall
 time. Stages nest; each gets its exclusive time, the time inside its wrapped functions minus
 that of the stages called from them; the stages of a first pass (on any thread) are named
-after it ("clear-sky statistics > read S2"). CPU seconds add up over every thread (loaders,
+after it ("clear-sky statistics > read S2"; the two passes run at once, the work each
+submits to a pool counted under it). CPU seconds add up over every thread (loaders,
 the writer, the main thread). So that the network's and the local fill's CPU is counted where
 it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
 threads (``torch.set_num_threads(1)``); the COG rewrite, which runs alone after the last
@@ -33,6 +34,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -80,7 +82,6 @@ class StageClock:
         self.calls: dict[str, int] = defaultdict(int)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.phase = ""  # the first pass running (they run one at a time, before the chunks)
         #: stage -> [first start, last end] in seconds since the clock began
         self.spans: dict[str, list[float]] = {}
         self.start = time.perf_counter()
@@ -91,9 +92,10 @@ class StageClock:
             parent = stack[-1][0] if stack else ""
             if parent.split(" > ")[-1] == stage:  # a stage calling itself: one stage
                 return fn(*args, **kwargs)
-            path = f"{self.phase} > {stage}" if self.phase else stage
+            phase = self.phase()
+            path = f"{phase} > {stage}" if phase else stage
             if stage in FIRST_PASSES:
-                self.phase, path = stage, stage
+                self._local.phase, path = stage, stage
             frame = [path, 0.0, 0.0]  # children's cpu, wall
             stack.append(frame)
             clock = time.process_time if stage in ALONE else time.thread_time
@@ -104,7 +106,7 @@ class StageClock:
                 cpu, wall = clock() - cpu, time.perf_counter() - wall
                 stack.pop()
                 if stage in FIRST_PASSES:
-                    self.phase = ""
+                    self._local.phase = phase
                 if stack:
                     stack[-1][1] += cpu
                     stack[-1][2] += wall
@@ -117,10 +119,32 @@ class StageClock:
                     self.calls[path] += 1
         return timed
 
+    def phase(self) -> str:
+        """The first pass the calling thread works for ("" outside them)."""
+        return getattr(self._local, "phase", "")
+
+    def inherited(self, submit):
+        """``ThreadPoolExecutor.submit`` whose work runs in the submitting thread's phase: the
+        first passes run at once, on threads of their own (S1 co-registration beside the
+        clear-sky statistics)."""
+        def submitted(pool, fn, *args, **kwargs):
+            phase = self.phase()
+
+            def run(*args, **kwargs):
+                outer, self._local.phase = self.phase(), phase
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self._local.phase = outer
+            return submit(pool, run, *args, **kwargs)
+        return submitted
+
     @contextmanager
     def installed(self):
         """Every stage of ``STAGES`` wrapped for the duration of the block."""
-        undo = []
+        submit = ThreadPoolExecutor.submit
+        ThreadPoolExecutor.submit = self.inherited(submit)
+        undo = [(ThreadPoolExecutor, "submit", submit)]
         for module, name, stage in STAGES:
             owner = importlib.import_module(module)
             *parents, attr = name.split(".")

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,6 +92,7 @@ from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shadow import NEAR as SHADOW_NEAR
 from cloudfree.shadow import tied_shadows
+from cloudfree.signals import check_stop
 from cloudfree.temporal_mask import judges_by_default
 from cloudfree.threads import one_blas_thread, ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
@@ -326,12 +327,28 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
     return sorted(near.items())
 
 
+def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
+                 tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None
+                 ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
+    """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
+    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
+    stopped early once ``abandon`` is set."""
+    shadow = None
+    if params.shadow:
+        shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
+    if not fill:
+        return shadow, None
+    return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon)
+
+
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
-                        tie_shadows: bool = False) -> FillSpectrum:
+                        tie_shadows: bool = False, abandon: threading.Event | None = None
+                        ) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
-    them (``shadow.tied_shadows``)."""
+    them (``shadow.tied_shadows``). Once ``abandon`` is set (the caller failed), or a stop was
+    asked for, it raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
 
     read = mask_reader(s2, bands, params)
@@ -353,6 +370,9 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     # Closed (its threads joined) before the scene's datasets, even on a stop.
     with closing(ordered_map(one, windows, usable_cores())) as results:
         for counts, valid in progress(results, len(windows), "fill statistics", quiet):
+            check_stop()  # this may run on a thread of its own, which signals do not reach
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
             histogram.merge(counts, valid)
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
         raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
@@ -802,19 +822,23 @@ def remove_scene(
         warn_weak_tiling(engine, grid)
         check_batch_memory(grid, batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
-        if s1_path is not None:
-            s1, s1_tags, s1_report = open_s1_on_grid(
-                s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
-                max_shift=max_shift, quiet=quiet)
-            stack.callback(s1.close)
-        shadow = None
-        if mask_params.shadow:
-            shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
-        fill = None
-        if engine.uses_mask:
-            tie = (restoring is not None and restoring.shadows and mask_params.shadow
-                   and fill_method == "local")
-            fill = scene_fill_spectrum(s2, bands, mask_params, shadow, quiet, tie)
+        tie = (restoring is not None and restoring.shadows and mask_params.shadow
+               and fill_method == "local")
+        abandon = threading.Event()
+        with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
+            passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
+                                  quiet or s1_path is not None, abandon)
+            try:
+                if s1_path is not None:
+                    s1, s1_tags, s1_report = open_s1_on_grid(
+                        s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
+                        max_shift=max_shift, quiet=quiet)
+                    stack.callback(s1.close)
+            except BaseException:
+                abandon.set()  # its error first, without waiting for the passes
+                raise
+            shadow, fill = passes.result()
+        if fill is not None:
             base = fill.describe()
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
