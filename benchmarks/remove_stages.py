@@ -6,7 +6,8 @@ Runs one `remove` in this process (every default, COG output) with the functions
 wrapped by a clock that reads the calling thread's CPU time (``time.thread_time``) and its wall
 time. Stages nest; each gets its exclusive time, the time inside its wrapped functions minus
 that of the stages called from them; the stages of a first pass (on any thread) are named
-after it ("clear-sky statistics > read S2"). CPU seconds add up over every thread (loaders,
+after it ("clear-sky statistics > read S2"; the two passes run at once, the work each
+submits to a pool counted under it). CPU seconds add up over every thread (loaders,
 the writer, the main thread). So that the network's and the local fill's CPU is counted where
 it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
 threads (``torch.set_num_threads(1)``); the COG rewrite, which runs alone after the last
@@ -17,7 +18,9 @@ stages; not the imports, done before the clock starts) is the rest of the proces
 (``launch.OPENBLAS_THREADS``), set here before NumPy loads: with OpenBLAS's default, a thread
 per core spinning beside the stages' threads, "other" and the shift estimates of
 `remove_speed.py`'s 2048^2 scene took 3.0 s more CPU than the command spends on them.
-``--cprofile FILE`` also writes the main thread's cProfile.
+``--cprofile FILE`` also writes the main thread's cProfile. The timeline under the table gives
+when each phase ran (its first start to its last end) and how many cores the process used
+meanwhile: on 2 cores, a phase at 1 core is a serial one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -77,7 +82,9 @@ class StageClock:
         self.calls: dict[str, int] = defaultdict(int)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.phase = ""  # the first pass running (they run one at a time, before the chunks)
+        #: stage -> [first start, last end] in seconds since the clock began
+        self.spans: dict[str, list[float]] = {}
+        self.start = time.perf_counter()
 
     def wrap(self, stage: str, fn):
         def timed(*args, **kwargs):
@@ -85,9 +92,10 @@ class StageClock:
             parent = stack[-1][0] if stack else ""
             if parent.split(" > ")[-1] == stage:  # a stage calling itself: one stage
                 return fn(*args, **kwargs)
-            path = f"{self.phase} > {stage}" if self.phase else stage
+            phase = self.phase()
+            path = f"{phase} > {stage}" if phase else stage
             if stage in FIRST_PASSES:
-                self.phase, path = stage, stage
+                self._local.phase, path = stage, stage
             frame = [path, 0.0, 0.0]  # children's cpu, wall
             stack.append(frame)
             clock = time.process_time if stage in ALONE else time.thread_time
@@ -98,20 +106,45 @@ class StageClock:
                 cpu, wall = clock() - cpu, time.perf_counter() - wall
                 stack.pop()
                 if stage in FIRST_PASSES:
-                    self.phase = ""
+                    self._local.phase = phase
                 if stack:
                     stack[-1][1] += cpu
                     stack[-1][2] += wall
                 with self._lock:
+                    end = time.perf_counter() - self.start
+                    span = self.spans.setdefault(stage, [end - wall, end])
+                    span[0], span[1] = min(span[0], end - wall), max(span[1], end)
                     self.cpu[path] += cpu - frame[1]
                     self.wall[path] += wall - frame[2]
                     self.calls[path] += 1
         return timed
 
+    def phase(self) -> str:
+        """The first pass the calling thread works for ("" outside them)."""
+        return getattr(self._local, "phase", "")
+
+    def inherited(self, submit):
+        """``ThreadPoolExecutor.submit`` whose work runs in the submitting thread's phase: the
+        first passes run at once, on threads of their own (S1 co-registration beside the
+        clear-sky statistics)."""
+        def submitted(pool, fn, *args, **kwargs):
+            phase = self.phase()
+
+            def run(*args, **kwargs):
+                outer, self._local.phase = self.phase(), phase
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self._local.phase = outer
+            return submit(pool, run, *args, **kwargs)
+        return submitted
+
     @contextmanager
     def installed(self):
         """Every stage of ``STAGES`` wrapped for the duration of the block."""
-        undo = []
+        submit = ThreadPoolExecutor.submit
+        ThreadPoolExecutor.submit = self.inherited(submit)
+        undo = [(ThreadPoolExecutor, "submit", submit)]
         for module, name, stage in STAGES:
             owner = importlib.import_module(module)
             *parents, attr = name.split(".")
@@ -127,6 +160,59 @@ class StageClock:
                 setattr(owner, attr, real)
 
 
+#: The stages whose span (first start to last end) the timeline shows, in the order they run.
+TIMELINE = ("S1 co-registration", "clear-sky statistics", "load (rest)", "composite",
+            "close (flush)", "COG rewrite + overviews", "verify")
+#: Seconds between two readings of the process's CPU time for the timeline.
+SAMPLE_S = 0.02
+
+
+@contextmanager
+def cpu_samples(start: float) -> Iterator[list[tuple[float, float]]]:
+    """(seconds since ``start``, process CPU seconds), read every ``SAMPLE_S`` in the block."""
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            times = os.times()
+            samples.append((time.perf_counter() - start, times.user + times.system))
+            done.wait(SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        sampler.join()
+
+
+def cores_used(samples: list[tuple[float, float]], begin: float, end: float) -> float:
+    """Process CPU seconds per wall second between ``begin`` and ``end`` (from the samples)."""
+    inside = [s for s in samples if begin <= s[0] <= end]
+    if len(inside) < 2:
+        return float("nan")
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+def timeline(clock: StageClock, samples: list[tuple[float, float]], wall: float) -> list[dict]:
+    """Start, end and cores used of each ``TIMELINE`` stage, and of the gaps where none of
+    them runs (the imports before the clock are not in it)."""
+    rows = [{"stage": name, "start": clock.spans[name][0], "end": clock.spans[name][1]}
+            for name in TIMELINE if name in clock.spans]
+    covered = 0.0
+    for row in sorted(rows, key=lambda r: r["start"]):
+        if row["start"] - covered > 0.05:
+            rows.append({"stage": "(none of these)", "start": covered, "end": row["start"]})
+        covered = max(covered, row["end"])
+    if wall - covered > 0.05:
+        rows.append({"stage": "(none of these)", "start": covered, "end": wall})
+    return [{**r, "start": round(r["start"], 2), "end": round(r["end"], 2),
+             "cores": round(cores_used(samples, r["start"], r["end"]), 2)}
+            for r in sorted(rows, key=lambda r: r["start"])]
+
+
 def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | None = None
                    ) -> dict:
     """Stage table of one `remove` (every default, COG output) in this process."""
@@ -138,6 +224,7 @@ def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | N
     clock = StageClock()
     times, wall = os.times(), time.perf_counter()
     with ExitStack() as stack:
+        samples = stack.enter_context(cpu_samples(clock.start))
         stack.enter_context(clock.installed())
         profiler = None
         if cprofile is not None:
@@ -152,7 +239,8 @@ def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | N
               for k, v in sorted(clock.cpu.items(), key=lambda kv: -kv[1])}
     return {"wall": round(wall, 2), "process_cpu": round(process_cpu, 2), "stages": stages,
             "other_cpu": round(process_cpu - sum(clock.cpu.values()), 2),
-            "tiles_run": summary["tiles_run"]}
+            "tiles_run": summary["tiles_run"],
+            "timeline": timeline(clock, samples, time.perf_counter() - clock.start)}
 
 
 def print_stages(result: dict, title: str) -> None:
@@ -166,6 +254,10 @@ def print_stages(result: dict, title: str) -> None:
               f"{s['calls']} |")
     print(f"| other (GDAL threads, interpreter) | {result['other_cpu']:.2f} | "
           f"{result['other_cpu'] / total:.0%} | | |")
+    print("\nTimeline (seconds from the start of `remove_scene`; cores: process CPU per wall "
+          "second, all threads)\n| stage | from | to | cores used |\n|---|---|---|---|")
+    for row in result.get("timeline", []):
+        print(f"| {row['stage']} | {row['start']:.2f} | {row['end']:.2f} | {row['cores']:.2f} |")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,6 +92,7 @@ from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shadow import NEAR as SHADOW_NEAR
 from cloudfree.shadow import tied_shadows
+from cloudfree.signals import check_stop
 from cloudfree.temporal_mask import judges_by_default
 from cloudfree.threads import one_blas_thread, ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
@@ -157,13 +158,14 @@ class LoadedChunk:
     """Everything the network and the composite need for one chunk (padded to its extent)."""
 
     chunk: Chunk
-    s2: np.ndarray  # scaled network input [13, H, W]
-    s1: np.ndarray  # scaled network input [2, H, W]
+    s2: np.ndarray  # scaled network input [13, H, W] (the network-free fill: its output)
+    s1: np.ndarray | None  # scaled network input [2, H, W]; None without a network
     reflectance: np.ndarray  # [13, H, W]
     valid: np.ndarray  # [H, W]
     classes: np.ndarray  # [H, W] uint8
     alpha: np.ndarray  # [H, W] share of the prediction in the composite
-    mask: np.ndarray  # [1, H, W] float32, 1 where the classical fill replaced the input
+    #: [1, H, W] float32, 1 where the classical fill replaced the input; None without a network
+    mask: np.ndarray | None
     no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
     #: [1, H, W] per-pixel bound on the network's correction (local fill), else None: the
     #: options' max_correction everywhere
@@ -325,12 +327,28 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
     return sorted(near.items())
 
 
+def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
+                 tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None
+                 ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
+    """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
+    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
+    stopped early once ``abandon`` is set."""
+    shadow = None
+    if params.shadow:
+        shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
+    if not fill:
+        return shadow, None
+    return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon)
+
+
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
-                        tie_shadows: bool = False) -> FillSpectrum:
+                        tie_shadows: bool = False, abandon: threading.Event | None = None
+                        ) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
-    them (``shadow.tied_shadows``)."""
+    them (``shadow.tied_shadows``). Once ``abandon`` is set (the caller failed), or a stop was
+    asked for, it raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
 
     read = mask_reader(s2, bands, params)
@@ -352,6 +370,9 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     # Closed (its threads joined) before the scene's datasets, even on a stop.
     with closing(ordered_map(one, windows, usable_cores())) as results:
         for counts, valid in progress(results, len(windows), "fill statistics", quiet):
+            check_stop()  # this may run on a thread of its own, which signals do not reach
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
             histogram.merge(counts, valid)
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
         raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
@@ -385,6 +406,7 @@ class SceneRemoval:
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
         s2, g, local = self.s2, self.grid, self.local
+        network = self.engine.arch != FILL_ARCH
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
@@ -433,7 +455,7 @@ class SceneRemoval:
                         refl, network_input, here, here & (classes == SHADOW), clear,
                         self.restoring, self.bands)
                     mask = region & ~(here & (filled < 0.5))
-                if self.options.max_correction is not None:
+                if self.options.max_correction is not None and network:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
             else:
                 network_input = fill_masked(refl, region, self.fill)
@@ -456,8 +478,10 @@ class SceneRemoval:
         if reference is not None and self.restoring is not None and background is not None:
             restore_dates(reference, refl, region[inner], classes, valid, self.restoring,
                           self.bands)
-        return LoadedChunk(chunk, scaling.scale_s2(network_input), scaling.scale_s1(s1), refl,
-                           valid, classes, alpha, mask[None].astype(np.float32),
+        # the network's other inputs only where there is one (chunks in flight are smaller)
+        return LoadedChunk(chunk, scaling.scale_s2(network_input),
+                           scaling.scale_s1(s1) if network else None, refl, valid, classes,
+                           alpha, mask[None].astype(np.float32) if network else None,
                            np.isnan(s1).any(axis=0), bound, reference, terms)
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
@@ -537,12 +561,13 @@ class SceneRemoval:
         sources = None if self.references is None else source_map(
             valid, filled, None if loaded.reference is None else
             loaded.reference.source[rows, cols])
+        taken, blend = have, predicted  # a new array, blended in place
         if self.options.composite:
             taken = have & (alpha > 0)
-            blend = alpha * predicted + (1 - alpha) * original
-        else:
-            taken, blend = have, predicted
-        dn = self.s2.to_dn(np.where(taken, blend, original))  # one conversion of the block
+            blend *= alpha
+            blend += (1 - alpha) * original
+        np.copyto(blend, original, where=~taken)
+        dn = self.s2.to_dn(blend)  # one conversion of the block
         if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
             window = Window(final.col, final.row, original.shape[2], original.shape[1])
             kept = valid & ~taken
@@ -797,19 +822,23 @@ def remove_scene(
         warn_weak_tiling(engine, grid)
         check_batch_memory(grid, batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
-        if s1_path is not None:
-            s1, s1_tags, s1_report = open_s1_on_grid(
-                s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
-                max_shift=max_shift, quiet=quiet)
-            stack.callback(s1.close)
-        shadow = None
-        if mask_params.shadow:
-            shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
-        fill = None
-        if engine.uses_mask:
-            tie = (restoring is not None and restoring.shadows and mask_params.shadow
-                   and fill_method == "local")
-            fill = scene_fill_spectrum(s2, bands, mask_params, shadow, quiet, tie)
+        tie = (restoring is not None and restoring.shadows and mask_params.shadow
+               and fill_method == "local")
+        abandon = threading.Event()
+        with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
+            passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
+                                  quiet or s1_path is not None, abandon)
+            try:
+                if s1_path is not None:
+                    s1, s1_tags, s1_report = open_s1_on_grid(
+                        s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
+                        max_shift=max_shift, quiet=quiet)
+                    stack.callback(s1.close)
+            except BaseException:
+                abandon.set()  # its error first, without waiting for the passes
+                raise
+            shadow, fill = passes.result()
+        if fill is not None:
             base = fill.describe()
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""

@@ -28,11 +28,14 @@ class Scaling:
 
     def scale_s2(self, reflectance: np.ndarray) -> np.ndarray:
         """Reflectance [13, ...] -> network input."""
-        return (np.clip(reflectance, 0.0, self.s2_max) * self.s2_factor).astype(np.float32)
+        scaled = np.clip(reflectance, 0.0, self.s2_max)
+        if self.s2_factor != 1:  # in place: one array per call, not three
+            scaled *= self.s2_factor
+        return scaled.astype(np.float32, copy=False)
 
     def unscale_s2(self, values: np.ndarray) -> np.ndarray:
-        """Network output -> reflectance."""
-        return (values / self.s2_factor).astype(np.float32)
+        """Network output -> reflectance (a new array)."""
+        return (values / self.s2_factor).astype(np.float32, copy=False)
 
     def scale_s1(self, db: np.ndarray) -> np.ndarray:
         """S1 in dB [2, ...] (VV, VH) -> network input; NaN (nodata) becomes the lower bound."""

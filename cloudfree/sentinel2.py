@@ -195,14 +195,13 @@ class Sentinel2:
             measured = raw.any(axis=0)
             if not measured.all():
                 valid = measured if valid is None else valid & measured
-        # One pass from the input's dtype to float32, exactly as float32(dn - offset) / scale.
+        # From the input's dtype to float32, exactly as float32(dn - offset) / scale.
         out = np.empty(raw.shape, dtype=np.float32)
         with np.errstate(over="ignore", invalid="ignore"):  # huge floats are nodata, below
+            np.copyto(out, raw, casting="unsafe")  # in place: faster than a mixed-type divide
             if self.offset:
-                np.subtract(raw, self.offset, out=out, dtype=np.float32)
-                out /= self.dn_scale
-            else:
-                np.divide(raw, self.dn_scale, out=out, dtype=np.float32)
+                out -= np.float32(self.offset)
+            out /= np.float32(self.dn_scale)
         if np.issubdtype(raw.dtype, np.floating):
             # NaN, inf and values no DN can take are never data, declared or not
             measured = (np.abs(out) <= MAX_DN / self.dn_scale).all(axis=0)
@@ -225,12 +224,13 @@ class Sentinel2:
 
     def to_dn(self, reflectance: np.ndarray) -> np.ndarray:
         """Reflectance back to the input's DN scale and dtype (clipped to the dtype's range)."""
-        dn = reflectance * self.dn_scale + self.offset
+        dn = reflectance * self.dn_scale  # then in place: one float array, not four
+        dn += self.offset
         dtype = np.dtype(self.dtype)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             low = max(info.min, 1) if self.nodata == 0 else info.min
-            return np.clip(np.rint(dn), low, info.max).astype(dtype)
+            return np.clip(np.rint(dn, out=dn), low, info.max, out=dn).astype(dtype)
         return dn.astype(dtype)
 
     def close(self) -> None:

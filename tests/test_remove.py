@@ -332,3 +332,24 @@ def test_composite_ramp_is_the_distance_to_the_clear_pixels(feather):
     assert alpha.dtype == np.float32
     np.testing.assert_array_equal(alpha, np.clip(depth / (feather + 1), 0, 1).astype(np.float32))
     assert (alpha[~fill] == 0).all() and (alpha[fill] < 1).any() == (feather > 0)
+
+
+def test_the_statistics_beside_the_coregistration_stop_once_it_fails():
+    """The first passes that need no S1 run on a thread of their own while it is
+    co-registered; when that fails, they stop at the next window instead of reading on."""
+    from concurrent.futures import CancelledError
+    from threading import Event
+
+    from cloudfree.remove_scene import first_passes, scene_fill_spectrum
+
+    params = MaskParams(buffer=5, shadow=True)
+    with open_sentinel2(WINTER_S2) as s2:
+        shadow, fill = first_passes(s2, s2.bands, params, True, False, True)
+        alone = scene_fill_spectrum(s2, s2.bands, params, shadow, True)
+        np.testing.assert_array_equal(fill.values, alone.values)
+        assert shadow is not None and 0 < fill.clear_fraction < 1
+        assert first_passes(s2, s2.bands, params, False, False, True)[1] is None
+        abandon = Event()
+        abandon.set()
+        with pytest.raises(CancelledError):
+            first_passes(s2, s2.bands, params, True, False, True, abandon)
