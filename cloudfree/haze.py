@@ -178,9 +178,13 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     np.subtract(seen, land, out=land)
     land /= 1 - t_used
     np.maximum(land, 0, out=land)
-    off = smooth_within(land, where, params.sigma, density)
-    off -= fill
-    d = np.sqrt(np.square(off, out=off).mean(0))
+    d = np.zeros(where.shape, np.float32)  # the RMS over bands of the smoothed difference
+    for start in range(0, len(land), CHANNELS):  # a few bands at a time: small temporaries
+        part = slice(start, start + CHANNELS)
+        off = smooth_within(land[part], where, params.sigma, density)
+        off -= fill[part]
+        d += np.square(off, out=off).sum(0)
+    d = np.sqrt(d / len(land))
     s = np.maximum(params.spread * spread, 1e-4)
     trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
     return box, land, np.where(where, trust, 0).astype(np.float32)
