@@ -39,7 +39,7 @@ CLOUD: dict[str, float] = dict(zip(BANDS, (
 SPREAD_SIGMA = 16.0
 SPREAD_STEP = 4
 #: Channels smoothed at once (each needs two temporaries of its size).
-CHANNELS = 4
+CHANNELS = 1
 
 
 @dataclass(frozen=True)
