@@ -226,23 +226,29 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
     is in reach (the scene median).
     """
-    out = reflectance.astype(np.float32, copy=True)
     support = np.zeros(fill.shape, np.float32)
     if not fill.any():
-        return out, support
+        return reflectance.astype(np.float32, copy=True), support
     grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
-    rows, cols = grid.rows, grid.cols
-    s1 = smooth_s1(s1_db)
-    width = fill.shape[1]
-    flat = rows * width + cols  # the masked pixels in ``grid``'s order
-    here = s1.reshape(2, -1)[:, flat]
+    flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
+    here, stack, cell_s1 = coarse_sources(grid, reflectance, source, s1_db, flat)
+    sums = pixel_sums(grid, here, stack, cell_s1, params)
+    total = sums[grid.slot, -1]
+    support.reshape(-1)[flat] = total
+    total += FALLBACK_WEIGHT
+    out = reflectance.astype(np.float32, copy=True)
+    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)
+    for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
+        values[flat] = (sums[grid.slot, band] + fallback[band]) / total
+    return out, support
+
+
+def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: np.ndarray,
+               params: LocalFillParams) -> np.ndarray:
+    """Per masked pixel (slot of ``grid``), the sums of the sources ``stack`` [C + 1, h, w]
+    weighted by distance and by S1 class, [slots, C + 1]; ``here`` [2, n]: the masked pixels'
+    smoothed S1, ``cell_s1`` [2, h, w]: the coarse cells'."""
     centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
-    # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
-    weight = source.astype(np.float32)
-    stack = np.concatenate([grid.sums(out, weight), grid.sums(weight[None])])
-    known = np.isfinite(s1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
@@ -270,11 +276,23 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
                                              params.sigma / params.factor, grid.window))
         grid.read_back(corners.reshape(quads, 4, len(part), len(stack)),
                        mine[:, start:start + group], sums)
-    sums = sums[grid.slot].T
-    support.reshape(-1)[flat] = sums[-1]
-    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)[:, None]
-    out.reshape(len(out), -1)[:, flat] = (sums[:-1] + fallback) / (sums[-1] + FALLBACK_WEIGHT)
-    return out, support
+    return sums
+
+
+def coarse_sources(grid: CoarseGrid, reflectance: np.ndarray, source: np.ndarray,
+                   s1_db: np.ndarray, flat: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The smoothed S1 [2, n] of the masked pixels (``flat``, indices into [H, W]), the
+    sources [C + 1, h, w] (every band times the ``source`` weight, then the weight) summed
+    over ``grid``'s coarse cells, and each cell's mean smoothed S1 [2, h, w]."""
+    s1 = smooth_s1(s1_db)
+    here = s1.reshape(2, -1)[:, flat]
+    weight = source.astype(np.float32)
+    stack = np.concatenate([grid.sums(reflectance, weight), grid.sums(weight[None])])
+    known = np.isfinite(s1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
+    return here, stack, cell_s1
 
 
 def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
