@@ -48,8 +48,8 @@ FALLBACK_WEIGHT = 1e-4
 #: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
 SLOTS = 16
 #: Values (pixels, quads x corners or coarse cells, x classes x bands) the blurs and the
-#: read-back hold at once: bounds their memory (16 MB in float32).
-READ_BACK_VALUES = 2**22
+#: read-back hold at once: bounds their memory (8 MB in float32).
+READ_BACK_VALUES = 2**21
 #: Support at which the bound on a fill network's correction is halved (issue 28):
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
