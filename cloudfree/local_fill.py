@@ -115,7 +115,8 @@ class CoarseGrid:
     coarse cells around it and the classes, of its bilinear weight times its membership times
     the cell's blurred sums. The pixels are grouped by the four cells they lie between (``factor``
     squared of them share each), in parts of ``SLOTS`` slots (empty slots weigh 0), so that this
-    is one small matrix product per part; per-pixel values are kept in that slot layout.
+    is one small matrix product per part; per-pixel values are kept in that slot layout, one row
+    per quantity ([K, slots]: the products of the read-back run along whole rows).
     """
 
     def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
@@ -147,7 +148,7 @@ class CoarseGrid:
         self.quads = len(quads)
         fx, fy = fx[order], fy[order]
         self.corner_weight = self.to_slots(np.stack(
-            [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]))  # [slots, 4]
+            [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]))  # [4, slots]
 
     def _axis(self, pos: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The lower coarse cell of each pixel along an axis and the pixel's fraction towards
@@ -158,10 +159,10 @@ class CoarseGrid:
         return low, (x - low).astype(np.float32)
 
     def to_slots(self, values: np.ndarray) -> np.ndarray:
-        """Per-pixel values [K, n] (pixels as ``rows``, ``cols``) -> [slots, K], 0 in the empty
+        """Per-pixel values [K, n] (pixels as ``rows``, ``cols``) -> [K, slots], 0 in the empty
         slots."""
-        out = np.zeros((len(self.part_quad) * SLOTS, len(values)), np.float32)
-        out[self.slot] = values.T
+        out = np.zeros((len(values), len(self.part_quad) * SLOTS), np.float32)
+        out[:, self.slot] = values
         return out
 
     def sums(self, a: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
@@ -185,7 +186,7 @@ class CoarseGrid:
         return a.reshape(len(a), -1).T[self.corners].reshape(self.quads, 4, len(a))
 
     def read_back(self, corners: np.ndarray, membership: np.ndarray, out: np.ndarray) -> None:
-        """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [slots, K] times
+        """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [K, slots] times
         the bilinear values of the classes' coarse arrays, given at the quads' corners
         ``corners`` [q, 4, K, C]."""
         (_, _, k, c), parts = corners.shape, len(self.part_quad)
@@ -193,8 +194,8 @@ class CoarseGrid:
         for first in range(0, parts, step):
             slots = slice(first * SLOTS, (first + step) * SLOTS)
             here = min(step, parts - first)
-            packed = self.corner_weight[slots, :, None] * membership[slots, None, :]
-            values = np.matmul(packed.reshape(here, SLOTS, 4 * k),
+            packed = self.corner_weight[:, None, slots] * membership[None, :, slots]
+            values = np.matmul(packed.reshape(4 * k, here, SLOTS).transpose(1, 2, 0),
                                corners[self.part_quad[first:first + here]].reshape(
                                    here, 4 * k, c))
             out[slots] += values.reshape(-1, c)
@@ -266,7 +267,7 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     used = mine.any(axis=1)
     centres, mine = centres[used], grid.to_slots(mine[used])
     # per masked pixel (slot): the weighted sums of every band and of the weights, [slots, C + 1]
-    sums = np.zeros((len(mine), len(stack)), np.float32)
+    sums = np.zeros((mine.shape[1], len(stack)), np.float32)
     # the classes in groups whose blurred sums (on the coarse grid, and at the quads' corners)
     # take at most READ_BACK_VALUES values
     quads, (h, w) = grid.quads, stack.shape[1:]
@@ -278,7 +279,7 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
         corners = grid.corner_values(blurred((cells[:, None] * stack).reshape(-1, h, w),
                                              params.sigma / params.factor, grid.window))
         grid.read_back(corners.reshape(quads, 4, len(part), len(stack)),
-                       mine[:, start:start + group], sums)
+                       mine[start:start + group], sums)
     return sums
 
 
