@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloudfree.haze import HazeParams, dehaze
+from cloudfree.haze import HazeParams, dehaze, unveil
 from cloudfree.sentinel2 import BANDS
 from cloudfree.shadow import relight
 
@@ -47,10 +47,12 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     hazy = params.haze is not None and {"B02", "B04"} <= set(bands)
     veil = dehaze(reflectance, expected, cloud, clear, params.haze, bands) if hazy else None
     if veil is not None:  # over the box of the thin cloud, its pixels
-        (rows, cols), land, weight = veil
+        (rows, cols), t, weight = veil
         where = cloud[rows, cols]
         keep = 1 - weight
-        for restored, fill in zip(land, out[:, rows, cols], strict=True):  # a band at a time
+        seen = reflectance[:, rows, cols]
+        for band, fill in enumerate(out[:, rows, cols]):  # a band at a time: small temporaries
+            restored = unveil(seen[band:band + 1], t, bands[band:band + 1])[0]
             restored *= weight  # the blend weight * land + (1 - weight) * expected, in place
             restored += keep * fill
             np.copyto(fill, restored, where=where)

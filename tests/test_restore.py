@@ -8,11 +8,18 @@ import rasterio
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2
 from scipy import ndimage
 
-from cloudfree.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within
+from cloudfree.haze import (
+    SPREAD_SIGMA,
+    HazeParams,
+    dehaze,
+    land_spread,
+    smooth_within,
+    unveil,
+)
 from cloudfree.local_fill import LocalFillParams, local_fill, source_weight
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.restore import RestoreParams, restore
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.sentinel2 import BANDS, open_sentinel2
 from cloudfree.shadow import NEAR, relight, shadow_weight
 from cloudfree.training.simulate import opacity, overlay
 
@@ -68,7 +75,8 @@ def texture_correlation(a, b, where):
 def test_thin_cloud_is_restored_with_the_lands_texture_better_than_filled(land, clouded):
     clear, valid, _ = land
     cloudy, alpha, region, expected = clouded
-    (rows, cols), land, trust = dehaze(cloudy, expected, region, valid & ~region)
+    (rows, cols), veil, trust = dehaze(cloudy, expected, region, valid & ~region)
+    land = unveil(cloudy[:, rows, cols], veil, BANDS)
     assert land.shape[1:] == trust.shape == region[rows, cols].shape
     assert not trust[~region[rows, cols]].any()  # the weight is 0 off the region
     restored, weight = cloudy.copy(), np.zeros(region.shape, np.float32)
