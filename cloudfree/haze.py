@@ -23,12 +23,11 @@ fill would throw it away. Here, over the masked region of a window:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from cloudfree.sentinel2 import BANDS
-from cloudfree.separable import Taps, block_sums, gaussian_taps, separable, upsample_taps
+from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
 
 #: Reflectance of opaque cloud, B01..B12 (B8A ninth): per band, the median over the pool's
 #: cloudy L1C images (34 with 500+ such pixels) of their median where the cloud score exceeds 0.5.
@@ -75,7 +74,8 @@ def gaussian(a: np.ndarray, sigma: float, where: np.ndarray | None = None) -> np
     over the last two axes, truncated at 4 sigma, the edge values held beyond the edges; in
     float32, ``CHANNELS`` at a time (small temporaries)."""
     (height, width), radius = a.shape[1:], reach(sigma)
-    rows, cols = held_taps(height, sigma, radius), held_taps(width, sigma, radius)
+    rows = gaussian_taps(height, sigma, radius, edge="nearest")
+    cols = gaussian_taps(width, sigma, radius, edge="nearest")
     out = np.empty(a.shape, np.float32)
     for start in range(0, len(a), CHANNELS):
         part = a[start:start + CHANNELS].astype(np.float32, copy=False)
@@ -83,13 +83,6 @@ def gaussian(a: np.ndarray, sigma: float, where: np.ndarray | None = None) -> np
             part = np.where(where, part, np.float32(0))
         out[start:start + CHANNELS] = separable(part, rows, cols)
     return out
-
-
-@lru_cache(maxsize=64)
-def held_taps(size: int, sigma: float, radius: int) -> Taps:
-    """``gaussian``'s filter along an axis of ``size``, kept: the chunks repeat a few sizes, and
-    its matrices are built once."""
-    return gaussian_taps(size, sigma, radius, edge="nearest")
 
 
 def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
