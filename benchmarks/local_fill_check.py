@@ -92,7 +92,8 @@ def mosaic_output(s2: Path, s1: Path, out: Path, fill) -> np.ndarray:
 
 class Twin:
     """A function of two revisions called on the same arguments: the second's result returned,
-    each one's CPU seconds summed and the largest difference of their results kept."""
+    each one's CPU seconds summed and the largest difference of their results kept
+    (``differences(args, old result, new result)``)."""
 
     def __init__(self, old, new, differences) -> None:
         self.old, self.new, self.differences = old, new, differences
@@ -106,7 +107,7 @@ class Twin:
             self.seconds[i] += time.thread_time() - start
         self.calls += 1
         if results[0] is not None:
-            diff = self.differences(*results)
+            diff = self.differences(args, *results)
             self.worst = diff if self.worst is None else np.maximum(self.worst, diff)
         return results[1]
 
@@ -118,14 +119,21 @@ def timing(ref: str, size: int) -> None:
     torch.set_num_threads(1)
     rs, restore = (importlib.import_module(f"cloudfree.{m}") for m in ("remove_scene", "restore"))
     from cloudfree import haze, local_fill
+    from cloudfree.sentinel2 import BANDS
 
     old_fill, old_haze = revision_module(ref), revision_module(ref, "haze")
     fill = Twin(lambda *a: old_fill.local_fill(*a[:6]), lambda *a: local_fill.local_fill(*a[:6]),
-                lambda a, b: np.array([np.abs(a[0] - b[0]).max() * 1e4,
-                                       np.abs(a[1] - b[1]).max()]))
+                lambda _, a, b: np.array([np.abs(a[0] - b[0]).max() * 1e4,
+                                          np.abs(a[1] - b[1]).max()]))
+
+    def land(args, result):  # the restored land, given or (as the veil's opacity) unveiled
+        (rows, cols), veil, _ = result
+        bands = args[5] if len(args) > 5 else BANDS
+        return veil if veil.ndim == 3 else haze.unveil(args[0][:, rows, cols], veil, bands)
+
     dehaze = Twin(old_haze.dehaze, haze.dehaze,
-                  lambda a, b: np.array([np.abs(a[1] - b[1]).max() * 1e4,
-                                         np.abs(a[2] - b[2]).max()]))
+                  lambda args, a, b: np.array([np.abs(land(args, a) - land(args, b)).max() * 1e4,
+                                               np.abs(a[2] - b[2]).max()]))
     real = rs.local_fill, restore.dehaze
     rs.local_fill, restore.dehaze = fill, dehaze
     try:

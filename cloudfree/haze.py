@@ -39,7 +39,7 @@ CLOUD: dict[str, float] = dict(zip(BANDS, (
 SPREAD_SIGMA = 16.0
 SPREAD_STEP = 4
 #: Channels smoothed at once (each needs two temporaries of its size).
-CHANNELS = 4
+CHANNELS = 1
 
 
 @dataclass(frozen=True)
@@ -158,9 +158,9 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
            ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
     """The veil taken off the ``region`` [H, W] pixels of ``reflectance`` [C, H, W], over the
     box of the region (and the reach of its smoothing) alone: (the box's rows and columns, the
-    restored land [C, h, w] on its region pixels, the weight [h, w] of that land against the
-    fill, ``expected``, 0 off the region); ``clear``: the clear land. None when there is no
-    region or no clear land."""
+    veil's opacity [h, w] as it is taken off, ``unveil`` giving the land under it, the weight
+    [h, w] of that land against the fill, ``expected``, 0 off the region); ``clear``: the clear
+    land. None when there is no region or no clear land."""
     if not region.any() or not clear.any():
         return None
     # the spread from the whole window (its coarse grid and edges as they are), read back over
@@ -171,16 +171,27 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     seen, fill, where = reflectance[:, box[0], box[1]], expected[:, box[0], box[1]], region[box]
     density = where_density(where, params.sigma)  # of both smoothings over the region
     t = opacity(seen, fill, where, params.sigma, bands, density)
-    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
     t_used = np.minimum(t, params.t_fill)
-    # every pixel of the box: the smoothing reads the region's only
-    land = t_used * cloud  # (seen - t cloud) / (1 - t), at least 0, in place
-    np.subtract(seen, land, out=land)
-    land /= 1 - t_used
-    np.maximum(land, 0, out=land)
-    off = smooth_within(land, where, params.sigma, density)
-    off -= fill
-    d = np.sqrt(np.square(off, out=off).mean(0))
+    d = np.zeros(where.shape, np.float32)  # the RMS over bands of the smoothed difference
+    for start in range(0, len(seen), CHANNELS):  # a few bands at a time: small temporaries
+        part = slice(start, start + CHANNELS)
+        # every pixel of the box: the smoothing reads the region's only
+        off = smooth_within(unveil(seen[part], t_used, bands[part]), where, params.sigma,
+                            density)
+        off -= fill[part]
+        d += np.square(off, out=off).sum(0)
+    d = np.sqrt(d / len(seen))
     s = np.maximum(params.spread * spread, 1e-4)
     trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
-    return box, land, np.where(where, trust, 0).astype(np.float32)
+    return box, t_used, np.where(where, trust, 0).astype(np.float32)
+
+
+def unveil(seen: np.ndarray, t: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    """The land [C, h, w] under a veil of opacity ``t`` [h, w] of the pixels ``seen``
+    [C, h, w] (of ``bands``): (seen - t cloud) / (1 - t), at least 0."""
+    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
+    land = t * cloud  # in place from here
+    np.subtract(seen, land, out=land)
+    land /= 1 - t
+    np.maximum(land, 0, out=land)
+    return land

@@ -48,8 +48,8 @@ FALLBACK_WEIGHT = 1e-4
 #: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
 SLOTS = 16
 #: Values (pixels, quads x corners or coarse cells, x classes x bands) the blurs and the
-#: read-back hold at once: bounds their memory (16 MB in float32).
-READ_BACK_VALUES = 2**22
+#: read-back hold at once: bounds their memory (8 MB in float32).
+READ_BACK_VALUES = 2**21
 #: Support at which the bound on a fill network's correction is halved (issue 28):
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
@@ -71,6 +71,9 @@ class LocalFillParams:
 def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
     """Mean of VV and VH dB over ``size`` x ``size`` (speckle), ignoring NaN; NaN where none."""
     finite = np.isfinite(s1_db)
+    if finite.all():  # no gaps (the usual case): the plain mean, half the work
+        return ndimage.uniform_filter(s1_db.astype(np.float32, copy=False), size=(1, size, size),
+                                      mode="nearest")
     values = np.where(finite, s1_db, 0).astype(np.float32)
     counts = ndimage.uniform_filter(finite.astype(np.float32), size=(1, size, size), mode="nearest")
     sums = ndimage.uniform_filter(values, size=(1, size, size), mode="nearest")
@@ -112,7 +115,8 @@ class CoarseGrid:
     coarse cells around it and the classes, of its bilinear weight times its membership times
     the cell's blurred sums. The pixels are grouped by the four cells they lie between (``factor``
     squared of them share each), in parts of ``SLOTS`` slots (empty slots weigh 0), so that this
-    is one small matrix product per part; per-pixel values are kept in that slot layout.
+    is one small matrix product per part; per-pixel values are kept in that slot layout, one row
+    per quantity ([K, slots]: the products of the read-back run along whole rows).
     """
 
     def __init__(self, shape: tuple[int, int], factor: int, rows: np.ndarray,
@@ -144,7 +148,7 @@ class CoarseGrid:
         self.quads = len(quads)
         fx, fy = fx[order], fy[order]
         self.corner_weight = self.to_slots(np.stack(
-            [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]))  # [slots, 4]
+            [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]))  # [4, slots]
 
     def _axis(self, pos: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The lower coarse cell of each pixel along an axis and the pixel's fraction towards
@@ -155,10 +159,10 @@ class CoarseGrid:
         return low, (x - low).astype(np.float32)
 
     def to_slots(self, values: np.ndarray) -> np.ndarray:
-        """Per-pixel values [K, n] (pixels as ``rows``, ``cols``) -> [slots, K], 0 in the empty
+        """Per-pixel values [K, n] (pixels as ``rows``, ``cols``) -> [K, slots], 0 in the empty
         slots."""
-        out = np.zeros((len(self.part_quad) * SLOTS, len(values)), np.float32)
-        out[self.slot] = values.T
+        out = np.zeros((len(values), len(self.part_quad) * SLOTS), np.float32)
+        out[:, self.slot] = values
         return out
 
     def sums(self, a: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
@@ -182,7 +186,7 @@ class CoarseGrid:
         return a.reshape(len(a), -1).T[self.corners].reshape(self.quads, 4, len(a))
 
     def read_back(self, corners: np.ndarray, membership: np.ndarray, out: np.ndarray) -> None:
-        """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [slots, K] times
+        """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [K, slots] times
         the bilinear values of the classes' coarse arrays, given at the quads' corners
         ``corners`` [q, 4, K, C]."""
         (_, _, k, c), parts = corners.shape, len(self.part_quad)
@@ -190,8 +194,8 @@ class CoarseGrid:
         for first in range(0, parts, step):
             slots = slice(first * SLOTS, (first + step) * SLOTS)
             here = min(step, parts - first)
-            packed = self.corner_weight[slots, :, None] * membership[slots, None, :]
-            values = np.matmul(packed.reshape(here, SLOTS, 4 * k),
+            packed = self.corner_weight[:, None, slots] * membership[None, :, slots]
+            values = np.matmul(packed.reshape(4 * k, here, SLOTS).transpose(1, 2, 0),
                                corners[self.part_quad[first:first + here]].reshape(
                                    here, 4 * k, c))
             out[slots] += values.reshape(-1, c)
@@ -226,23 +230,29 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
     is in reach (the scene median).
     """
-    out = reflectance.astype(np.float32, copy=True)
     support = np.zeros(fill.shape, np.float32)
     if not fill.any():
-        return out, support
+        return reflectance.astype(np.float32, copy=True), support
     grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
-    rows, cols = grid.rows, grid.cols
-    s1 = smooth_s1(s1_db)
-    width = fill.shape[1]
-    flat = rows * width + cols  # the masked pixels in ``grid``'s order
-    here = s1.reshape(2, -1)[:, flat]
+    flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
+    here, stack, cell_s1 = coarse_sources(grid, reflectance, source, s1_db, flat)
+    sums = pixel_sums(grid, here, stack, cell_s1, params)
+    total = sums[grid.slot, -1]
+    support.reshape(-1)[flat] = total
+    total += FALLBACK_WEIGHT
+    out = reflectance.astype(np.float32, copy=True)
+    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)
+    for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
+        values[flat] = (sums[grid.slot, band] + fallback[band]) / total
+    return out, support
+
+
+def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: np.ndarray,
+               params: LocalFillParams) -> np.ndarray:
+    """Per masked pixel (slot of ``grid``), the sums of the sources ``stack`` [C + 1, h, w]
+    weighted by distance and by S1 class, [slots, C + 1]; ``here`` [2, n]: the masked pixels'
+    smoothed S1, ``cell_s1`` [2, h, w]: the coarse cells'."""
     centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
-    # sources and their weights [C + 1] summed over the coarse cells, and each cell's mean S1
-    weight = source.astype(np.float32)
-    stack = np.concatenate([grid.sums(out, weight), grid.sums(weight[None])])
-    known = np.isfinite(s1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
     unknown = ~np.isfinite(here).all(0)
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
@@ -257,7 +267,7 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     used = mine.any(axis=1)
     centres, mine = centres[used], grid.to_slots(mine[used])
     # per masked pixel (slot): the weighted sums of every band and of the weights, [slots, C + 1]
-    sums = np.zeros((len(mine), len(stack)), np.float32)
+    sums = np.zeros((mine.shape[1], len(stack)), np.float32)
     # the classes in groups whose blurred sums (on the coarse grid, and at the quads' corners)
     # take at most READ_BACK_VALUES values
     quads, (h, w) = grid.quads, stack.shape[1:]
@@ -269,12 +279,24 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         corners = grid.corner_values(blurred((cells[:, None] * stack).reshape(-1, h, w),
                                              params.sigma / params.factor, grid.window))
         grid.read_back(corners.reshape(quads, 4, len(part), len(stack)),
-                       mine[:, start:start + group], sums)
-    sums = sums[grid.slot].T
-    support.reshape(-1)[flat] = sums[-1]
-    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)[:, None]
-    out.reshape(len(out), -1)[:, flat] = (sums[:-1] + fallback) / (sums[-1] + FALLBACK_WEIGHT)
-    return out, support
+                       mine[start:start + group], sums)
+    return sums
+
+
+def coarse_sources(grid: CoarseGrid, reflectance: np.ndarray, source: np.ndarray,
+                   s1_db: np.ndarray, flat: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The smoothed S1 [2, n] of the masked pixels (``flat``, indices into [H, W]), the
+    sources [C + 1, h, w] (every band times the ``source`` weight, then the weight) summed
+    over ``grid``'s coarse cells, and each cell's mean smoothed S1 [2, h, w]."""
+    s1 = smooth_s1(s1_db)
+    here = s1.reshape(2, -1)[:, flat]
+    weight = source.astype(np.float32)
+    stack = np.concatenate([grid.sums(reflectance, weight), grid.sums(weight[None])])
+    known = np.isfinite(s1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
+    return here, stack, cell_s1
 
 
 def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:

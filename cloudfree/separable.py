@@ -11,7 +11,7 @@ line: for kernels of tens of taps, several times faster than a loop over the tap
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -48,23 +48,36 @@ class Taps:
 def gaussian_taps(size: int, sigma: float, radius: int, outputs: slice = slice(None),
                   edge: str = "constant") -> Taps:
     """Gaussian of ``sigma`` truncated at ``radius`` and normalised (as
-    ``scipy.ndimage.gaussian_filter1d``'s kernel), for the outputs ``outputs`` of an axis of
-    ``size``; beyond the ends, zeros (``edge="constant"``) or the end value (``"nearest"``)."""
+    ``scipy.ndimage.gaussian_filter1d``'s kernel), for the outputs ``outputs`` (a step of 1) of
+    an axis of ``size``; beyond the ends, zeros (``edge="constant"``) or the end value
+    (``"nearest"``). Kept: windows repeat a few sizes, and their matrices are built once."""
+    return _gaussian_taps(size, sigma, radius, *outputs.indices(size)[:2], edge)
+
+
+def upsample_taps(size: int, factor: int, outputs: slice = slice(None)) -> Taps:
+    """Bilinear upsampling by ``factor`` of an axis of ``size``, as
+    ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``: output o
+    reads input (o + 0.5) / factor - 0.5, the end values held beyond the end centres; for the
+    outputs ``outputs`` (a step of 1). Kept, as ``gaussian_taps``."""
+    return _upsample_taps(size, factor, *outputs.indices(size * factor)[:2])
+
+
+@lru_cache(maxsize=256)
+def _gaussian_taps(size: int, sigma: float, radius: int, start: int, stop: int,
+                   edge: str) -> Taps:
     taps = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (taps / sigma) ** 2)
     kernel /= kernel.sum()
-    source = np.arange(size)[outputs][:, None] + taps
+    source = np.arange(start, stop)[:, None] + taps
     weight = np.broadcast_to(kernel, source.shape)
     if edge == "constant":
         weight = np.where((source >= 0) & (source < size), weight, 0)
     return Taps(np.clip(source, 0, size - 1), weight)
 
 
-def upsample_taps(size: int, factor: int, outputs: slice = slice(None)) -> Taps:
-    """Bilinear upsampling by ``factor`` of an axis of ``size``, as
-    ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``: output o
-    reads input (o + 0.5) / factor - 0.5, the end values held beyond the end centres."""
-    x = np.maximum((np.arange(size * factor)[outputs] + 0.5) / factor - 0.5, 0)
+@lru_cache(maxsize=256)
+def _upsample_taps(size: int, factor: int, start: int, stop: int) -> Taps:
+    x = np.maximum((np.arange(start, stop) + 0.5) / factor - 0.5, 0)
     low = np.minimum(np.floor(x).astype(np.int64), size - 1)
     frac = x - low
     return Taps(np.stack([low, np.minimum(low + 1, size - 1)], axis=1),

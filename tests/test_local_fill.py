@@ -211,6 +211,25 @@ def test_local_fill_matches_its_sums_computed_directly_on_a_real_window(monkeypa
     np.testing.assert_allclose(support[region], expected_support, rtol=1e-4, atol=1e-6)
 
 
+def test_smoothed_s1_is_the_mean_of_the_known_values_around():
+    """The summer sample's real S1: with no gaps, the 5x5 mean; with a hole, the same far from
+    it, the mean of the known values at its edge and NaN in its middle."""
+    with rasterio.open(SUMMER_S1) as ds:
+        s1 = ds.read().astype(np.float32)
+    whole = smooth_s1(s1)
+    np.testing.assert_allclose(whole[:, 50, 70], s1[:, 48:53, 68:73].mean(axis=(1, 2)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(whole[:, 0, 0], s1[:, [0, 0, 0, 1, 2]][:, :, [0, 0, 0, 1, 2]]
+                               .mean(axis=(1, 2)), rtol=1e-5)  # the edge values held beyond
+    holed = s1.copy()
+    holed[:, 100:110, 100:110] = np.nan
+    gaps = smooth_s1(holed)
+    np.testing.assert_allclose(gaps[:, :90], whole[:, :90], rtol=1e-5, atol=1e-5)
+    assert np.isnan(gaps[:, 104:106, 104:106]).all()
+    edge = holed[:, 98:103, 98:103]  # the 5x5 around (100, 100): 9 of its values are known
+    np.testing.assert_allclose(gaps[:, 100, 100], np.nanmean(edge, axis=(1, 2)), rtol=1e-5)
+
+
 def test_haze_ring_joins_only_hazy_pixels_near_clouds():
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read()

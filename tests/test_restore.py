@@ -8,11 +8,18 @@ import rasterio
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2
 from scipy import ndimage
 
-from cloudfree.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within
+from cloudfree.haze import (
+    SPREAD_SIGMA,
+    HazeParams,
+    dehaze,
+    land_spread,
+    smooth_within,
+    unveil,
+)
 from cloudfree.local_fill import LocalFillParams, local_fill, source_weight
 from cloudfree.masking import CLOUD, MaskParams, classify
 from cloudfree.restore import RestoreParams, restore
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.sentinel2 import BANDS, open_sentinel2
 from cloudfree.shadow import NEAR, relight, shadow_weight
 from cloudfree.training.simulate import opacity, overlay
 
@@ -68,7 +75,8 @@ def texture_correlation(a, b, where):
 def test_thin_cloud_is_restored_with_the_lands_texture_better_than_filled(land, clouded):
     clear, valid, _ = land
     cloudy, alpha, region, expected = clouded
-    (rows, cols), land, trust = dehaze(cloudy, expected, region, valid & ~region)
+    (rows, cols), veil, trust = dehaze(cloudy, expected, region, valid & ~region)
+    land = unveil(cloudy[:, rows, cols], veil, BANDS)
     assert land.shape[1:] == trust.shape == region[rows, cols].shape
     assert not trust[~region[rows, cols]].any()  # the weight is 0 off the region
     restored, weight = cloudy.copy(), np.zeros(region.shape, np.float32)
@@ -83,7 +91,7 @@ def test_thin_cloud_is_restored_with_the_lands_texture_better_than_filled(land, 
 
 def test_opaque_cores_are_still_filled(clouded):
     cloudy, alpha, region, expected = clouded
-    base, filled = restore(cloudy, expected, region, np.zeros_like(region),
+    base, filled = restore(cloudy, expected.copy(), region, np.zeros_like(region),
                            ~region, RestoreParams())
     core = ndimage.binary_erosion(alpha >= 1, iterations=4) & region
     assert core.sum() > 500
@@ -95,9 +103,23 @@ def test_pixels_off_the_region_are_untouched(land, clouded):
     cloudy, _, region, expected = clouded
     shadow = ndimage.binary_dilation(region, iterations=6) & ~region  # a made-up shadow ring
     whole = region | shadow
-    base, filled = restore(cloudy, expected, whole, shadow, ~whole, RestoreParams())
+    base, filled = restore(cloudy, expected.copy(), whole, shadow, ~whole, RestoreParams())
     np.testing.assert_array_equal(base[:, ~whole], cloudy[:, ~whole])
     assert (filled[~whole] == 0).all() and (filled[shadow] == 0).all()
+
+
+def test_the_base_is_written_over_the_expected_land_on_the_region_alone(clouded):
+    """No second image: the restored land goes into ``expected`` on the region, the rest of it
+    is left as it was given."""
+    cloudy, _, region, expected = clouded
+    given = expected.copy()
+    base, filled = restore(cloudy, given, region, np.zeros_like(region), ~region,
+                           RestoreParams())
+    assert base is given
+    np.testing.assert_array_equal(given[:, ~region], expected[:, ~region])
+    restored = region & (filled < 1)
+    assert restored.sum() > 500
+    assert (given[:, restored] != expected[:, restored]).any(axis=0).mean() > 0.9
 
 
 def test_a_darkened_real_patch_is_relit_to_the_land_it_hides(land):
@@ -142,7 +164,7 @@ def test_only_shadows_beside_a_cloud_and_darker_than_the_land_around_are_relit(l
 
 def test_restore_does_not_exceed_the_cloud_when_haze_is_off(clouded):
     cloudy, _, region, expected = clouded
-    base, filled = restore(cloudy, expected, region, np.zeros_like(region), ~region,
+    base, filled = restore(cloudy, expected.copy(), region, np.zeros_like(region), ~region,
                            RestoreParams(haze=None))
     np.testing.assert_array_equal(base[:, region], expected[:, region])
     assert (filled[region] == 1).all()
