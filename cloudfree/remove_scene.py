@@ -62,7 +62,7 @@ from cloudfree.mask_scene import (
     scene_shadow_thresholds,
 )
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
-from cloudfree.memory import PeriodicRelease, check_batch_memory
+from cloudfree.memory import check_batch_memory, release_free_memory
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
@@ -981,7 +981,6 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             sigma_dst.descriptions = tuple(f"sigma_{b}" for b in dst.descriptions)
         todo = list(chunks(pipe.grid, pipe.batch_size))
         blender = Blender(pipe.grid, len(pipe.bands))
-        release = PeriodicRelease()
 
         def write_block(loaded: LoadedChunk, predictions: dict[int, np.ndarray]) -> None:
             """Blend a chunk's predictions; composite and write the block that releases (on
@@ -1017,7 +1016,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         writes: deque[Future] = deque()
         for loaded in progress(loads, len(todo), desc="remove", quiet=quiet, unit="chunk"):
             writes.append(writer.submit(write_block, loaded, pipe.predict(loaded)))
-            release()  # or resident memory creeps up with the scene
+            release_free_memory()  # or resident memory creeps up with the scene
             while len(writes) > 1 or (writes and writes[0].done()):
                 writes.popleft().result()  # raises the writer's error, if any
         while writes:

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloudfree import memory
-from cloudfree.memory import PeriodicRelease, _malloc_trim, release_free_memory
+from cloudfree.memory import _malloc_trim, release_free_memory
 
 STATUS = Path("/proc/self/status")
 
@@ -33,16 +32,6 @@ def test_freed_arrays_leave_resident_memory_only_after_the_release():
     assert release_free_memory()
     assert resident_mb() < held - 150
     assert sum(p.sum() for p in pins) == 3000 * 1000
-
-
-def test_periodic_release_waits_its_interval(monkeypatch):
-    calls = []
-    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append(True))
-    hourly, always = PeriodicRelease(3600), PeriodicRelease(0)
-    for _ in range(3):
-        hourly()
-        always()
-    assert len(calls) == 3
 
 
 def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monkeypatch):
