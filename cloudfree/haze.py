@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cloudfree.sentinel2 import BANDS
-from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
+from cloudfree.separable import block_sums, separable, upsample_taps
+from cloudfree.separable import gaussian as separable_gaussian
 
 #: Reflectance of opaque cloud, B01..B12 (B8A ninth): per band, the median over the pool's
 #: cloudy L1C images (34 with 500+ such pixels) of their median where the cloud score exceeds 0.5.
@@ -73,15 +74,12 @@ def gaussian(a: np.ndarray, sigma: float, where: np.ndarray | None = None) -> np
     """``scipy.ndimage.gaussian_filter`` of [C, H, W] (only its ``where`` pixels, 0 elsewhere)
     over the last two axes, truncated at 4 sigma, the edge values held beyond the edges; in
     float32, ``CHANNELS`` at a time (small temporaries)."""
-    (height, width), radius = a.shape[1:], reach(sigma)
-    rows = gaussian_taps(height, sigma, radius, edge="nearest")
-    cols = gaussian_taps(width, sigma, radius, edge="nearest")
     out = np.empty(a.shape, np.float32)
     for start in range(0, len(a), CHANNELS):
         part = a[start:start + CHANNELS].astype(np.float32, copy=False)
         if where is not None:
             part = np.where(where, part, np.float32(0))
-        out[start:start + CHANNELS] = separable(part, rows, cols)
+        out[start:start + CHANNELS] = separable_gaussian(part, sigma, reach(sigma), "nearest")
     return out
 
 

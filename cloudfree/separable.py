@@ -49,8 +49,9 @@ def gaussian_taps(size: int, sigma: float, radius: int, outputs: slice = slice(N
                   edge: str = "constant") -> Taps:
     """Gaussian of ``sigma`` truncated at ``radius`` and normalised (as
     ``scipy.ndimage.gaussian_filter1d``'s kernel), for the outputs ``outputs`` (a step of 1) of
-    an axis of ``size``; beyond the ends, zeros (``edge="constant"``) or the end value
-    (``"nearest"``). Kept: windows repeat a few sizes, and their matrices are built once."""
+    an axis of ``size``; beyond the ends, zeros (``edge="constant"``), the end value
+    (``"nearest"``) or the values mirrored about the end (``"reflect"``, ndimage's name: d c b a
+    | a b c d | d c b a). Kept: windows repeat a few sizes, and their matrices are built once."""
     return _gaussian_taps(size, sigma, radius, *outputs.indices(size)[:2], edge)
 
 
@@ -72,6 +73,9 @@ def _gaussian_taps(size: int, sigma: float, radius: int, start: int, stop: int,
     weight = np.broadcast_to(kernel, source.shape)
     if edge == "constant":
         weight = np.where((source >= 0) & (source < size), weight, 0)
+    if edge == "reflect":
+        source = source % (2 * size)
+        source = np.where(source < size, source, 2 * size - 1 - source)
     return Taps(np.clip(source, 0, size - 1), weight)
 
 
@@ -98,6 +102,13 @@ def along(a: np.ndarray, taps: Taps, axis: int) -> np.ndarray:
         else:
             np.matmul(matrix, a[..., span, :], out=out[..., rows, :])
     return out.reshape(shape)
+
+
+def gaussian(a: np.ndarray, sigma: float, radius: int, edge: str) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` of ``a`` [..., H, W] on its last two axes (``edge`` as
+    ``gaussian_taps``), in float32."""
+    return separable(a.astype(np.float32, copy=False),
+                     *(gaussian_taps(size, sigma, radius, edge=edge) for size in a.shape[-2:]))
 
 
 def separable(a: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:

@@ -36,12 +36,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy import fft, ndimage
 
-from cloudfree.separable import Taps, gaussian_taps, separable
+from cloudfree import separable
 
 #: Gaussian smoothing (pixels) before the gradient: suppresses speckle.
 SIGMA = 1.5
@@ -140,16 +139,7 @@ def gaussian(images: np.ndarray, sigma: float) -> np.ndarray:
     """``ndimage.gaussian_filter`` with ``sigma`` on the last two axes of ``images`` [..., H, W]
     (mirrored edges, kernel truncated at 4 sigma), as float32 matrix products (separable.py):
     half the time, the same values to float32 rounding."""
-    radius = int(4 * sigma + 0.5)  # ndimage's truncation
-    pad = [(0, 0)] * (images.ndim - 2) + [(radius, radius)] * 2
-    padded = np.pad(images.astype(np.float32, copy=False), pad, mode="symmetric")
-    return separable(padded, *(_taps(size, sigma, radius) for size in images.shape[-2:]))
-
-
-@lru_cache(maxsize=16)
-def _taps(size: int, sigma: float, radius: int) -> Taps:
-    """The Gaussian for the inner ``size`` outputs of an axis padded by ``radius`` each side."""
-    return gaussian_taps(size + 2 * radius, sigma, radius, slice(radius, radius + size))
+    return separable.gaussian(images, sigma, int(4 * sigma + 0.5), "reflect")
 
 
 def sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

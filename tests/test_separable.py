@@ -26,7 +26,8 @@ def image():
 
 
 @pytest.mark.parametrize(("edge", "mode", "truncate"), [("constant", "constant", 3.0),
-                                                        ("nearest", "nearest", 4.0)])
+                                                        ("nearest", "nearest", 4.0),
+                                                        ("reflect", "reflect", 4.0)])
 def test_the_gaussian_is_scipys_on_every_axis_and_over_any_window(image, edge, mode, truncate):
     sigma = 4.0
     radius = int(truncate * sigma + 0.5)
