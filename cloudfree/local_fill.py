@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from cloudfree.fill import fill_image, fill_masked
-from cloudfree.masking import classify
+from cloudfree.masking import classify, grow, squared_distance
 from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
 
 #: Weight of the 4x wider spatial scale against the first.
@@ -313,16 +313,17 @@ def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
     """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it."""
     if not fill.any() or params.ring <= 0:
         return fill
-    near = ndimage.distance_transform_edt(~fill) <= params.ring
-    return fill | (near & valid & (np.nan_to_num(score) > params.ring_score))
+    return fill | (grow(fill, params.ring) & valid & (np.nan_to_num(score) > params.ring_score))
 
 
 def source_weight(region: np.ndarray, clear: np.ndarray, params: LocalFillParams) -> np.ndarray:
     """Weight [H, W] of each clear pixel as a source, ramping up away from the region."""
     if not region.any():
         return clear.astype(np.float32)
-    ramp = ndimage.distance_transform_edt(~region) / max(params.source_ramp, 1)
-    return (clear * np.clip(ramp, 0, 1)).astype(np.float32)
+    reach = max(params.source_ramp, 1)
+    # the ramp at each squared distance (from 0 to ``reach`` squared, where it is 1)
+    ramp = (np.sqrt(np.arange(reach * reach + 1)) / reach).astype(np.float32)
+    return np.where(clear, ramp[squared_distance(region, reach)], np.float32(0))
 
 
 def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.ndarray,
