@@ -84,7 +84,9 @@ def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
 def s1_classes(values: np.ndarray, step: float) -> np.ndarray:
     """Centres [K, 2] (dB) of the grid cells of step ``step`` that the S1 values [2, n] fall in
     (the unknown ones ignored)."""
-    values = values[:, np.isfinite(values).all(0)]
+    known = np.isfinite(values[0]) & np.isfinite(values[1])
+    if not known.all():
+        values = values[:, known]
     if not values.shape[1]:
         return np.zeros((0, 2), np.float32)
     cells = np.floor(values / step).astype(np.int64)
@@ -183,7 +185,9 @@ class CoarseGrid:
     def corner_values(self, a: np.ndarray) -> np.ndarray:
         """The values of a coarse array over ``window`` [C, h', w'] at the four cells of every
         quad: [q, 4, C]."""
-        return a.reshape(len(a), -1).T[self.corners].reshape(self.quads, 4, len(a))
+        # the cells' values laid out in rows first: each corner a contiguous row
+        rows = np.ascontiguousarray(a.reshape(len(a), -1).T)
+        return rows[self.corners].reshape(self.quads, 4, len(a))
 
     def read_back(self, corners: np.ndarray, membership: np.ndarray, out: np.ndarray) -> None:
         """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [K, slots] times
@@ -253,7 +257,7 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     weighted by distance and by S1 class, [slots, C + 1]; ``here`` [2, n]: the masked pixels'
     smoothed S1, ``cell_s1`` [2, h, w]: the coarse cells'."""
     centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
-    unknown = ~np.isfinite(here).all(0)
+    unknown = ~(np.isfinite(here[0]) & np.isfinite(here[1]))
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
