@@ -265,11 +265,14 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     # negligible (nearly every pixel has one above it for most classes, so all pixels are read
     # back rather than a subset)
     mine = membership(here[:, None], centres.T[:, :, None], params.s1_sigma)
-    mine[:, unknown] = 0
+    if unknown.any():
+        mine[:, unknown] = 0
     mine[np.isnan(centres).any(1)] = unknown
-    mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
+    np.copyto(mine, 0, where=mine <= MIN_MEMBERSHIP)
     used = mine.any(axis=1)
-    centres, mine = centres[used], grid.to_slots(mine[used])
+    if not used.all():
+        centres, mine = centres[used], mine[used]
+    mine = grid.to_slots(mine)
     # per masked pixel (slot): the weighted sums of every band and of the weights, [slots, C + 1]
     sums = np.zeros((mine.shape[1], len(stack)), np.float32)
     # the classes in groups whose blurred sums (on the coarse grid, and at the quads' corners)
