@@ -239,15 +239,20 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         return reflectance.astype(np.float32, copy=True), support
     grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
     flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
-    here, stack, cell_s1 = coarse_sources(grid, reflectance, source, s1_db, flat)
-    sums = pixel_sums(grid, here, stack, cell_s1, params)
-    total = sums[grid.slot, -1]
+    # a row per quantity [C + 1, slots]: each band's sums read contiguously (the coarse
+    # sources freed first)
+    sums = np.ascontiguousarray(pixel_sums(
+        grid, *coarse_sources(grid, reflectance, source, s1_db, flat), params).T)
+    total = sums[-1, grid.slot]
     support.reshape(-1)[flat] = total
     total += FALLBACK_WEIGHT
     out = reflectance.astype(np.float32, copy=True)
     fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)
     for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
-        values[flat] = (sums[grid.slot, band] + fallback[band]) / total
+        filled = sums[band, grid.slot]
+        filled += fallback[band]
+        filled /= total
+        values[flat] = filled
     return out, support
 
 
