@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from cloudfree.rasterio_io import block_windows
+from cloudfree.rasterio_io import DEFAULT_BLOCK, block_windows
 from cloudfree.sentinel2 import Sentinel2
 
 log = logging.getLogger("cloudfree")
@@ -39,10 +39,11 @@ class DecodedScene:
     ``windows`` as a first pass stores them (:meth:`store`), then read back for any window
     (:meth:`read`) once every window is stored (:attr:`complete`)."""
 
-    def __init__(self, s2: Sentinel2, bands: Sequence[str], scl: bool, folder: Path) -> None:
+    def __init__(self, s2: Sentinel2, bands: Sequence[str], scl: bool, folder: Path,
+                 block: int = DEFAULT_BLOCK) -> None:
         self.bands, self.scl = tuple(bands), scl
         self.dtype = np.dtype(s2.dtype)
-        self.windows = block_windows(s2.width, s2.height)
+        self.windows = block_windows(s2.width, s2.height, block)
         self.planes = len(self.bands) + 1 + scl  # the bands, validity, SCL
         self.offsets = np.cumsum([0] + [self._bytes(w) for w in self.windows])
         # open as long as the scene is (``close``), not within one block
@@ -61,9 +62,9 @@ class DecodedScene:
         if not hasattr(os, "preadv"):
             return None
         if free < 2 * size:
-            log.info("%s has %.1f GB free, less than twice the %.1f GB the decoded scene needs: "
-                     "the input is decoded again for each pass instead", folder, free / 1e9,
-                     size / 1e9)
+            log.info("%s has %.0f MB free, less than twice the %.0f MB the decoded scene needs: "
+                     "the input is decoded again for each pass instead", folder, free / 2**20,
+                     size / 2**20)
             return None
         return cls(s2, bands, scl, folder)
 
