@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class DecodedScene:
 
     def __init__(self, s2: Sentinel2, bands: Sequence[str], scl: bool, folder: Path,
                  block: int = DEFAULT_BLOCK) -> None:
-        self.bands, self.scl = tuple(bands), scl
+        self.bands, self.scl, self.folder = tuple(bands), scl, folder
         self.dtype = np.dtype(s2.dtype)
         self.windows = block_windows(s2.width, s2.height, block)
         self.planes = len(self.bands) + 1 + scl  # the bands, validity, SCL
@@ -49,6 +50,9 @@ class DecodedScene:
         # open as long as the scene is (``close``), not within one block
         self._file = tempfile.TemporaryFile(dir=folder, prefix=".cloudfree-decoded-")  # noqa: SIM115
         self._stored = [False] * len(self.windows)
+        self._lock = threading.Lock()
+        #: a write failed (full disk, file size limit): the chunks decode the input instead
+        self.failed = False
 
     @classmethod
     def beside(cls, output: Path, s2: Sentinel2, bands: Sequence[str], scl: bool
@@ -56,11 +60,11 @@ class DecodedScene:
         """A scratch in ``output``'s folder, or None (the input is then decoded again) when
         the folder lacks room for it twice over (the outputs are written there too) or the
         system has no positional reads."""
+        if not hasattr(os, "preadv"):  # Windows
+            return None
         folder = Path(output).parent
         size = (len(bands) + 1 + scl) * s2.width * s2.height * np.dtype(s2.dtype).itemsize
         free = shutil.disk_usage(folder).free
-        if not hasattr(os, "preadv"):
-            return None
         if free < 2 * size:
             log.info("%s has %.0f MB free, less than twice the %.0f MB the decoded scene needs: "
                      "the input is decoded again for each pass instead", folder, free / 2**20,
@@ -71,7 +75,7 @@ class DecodedScene:
     @property
     def complete(self) -> bool:
         """Whether every window has been stored."""
-        return all(self._stored)
+        return not self.failed and all(self._stored)
 
     def store(self, index: int, grown: Window, stored: Stored) -> None:
         """Keep the part of window ``index`` of ``windows`` in ``stored``, read for ``grown``
@@ -91,9 +95,25 @@ class DecodedScene:
                 plane[:] = 1 if valid is None else valid[rows, cols]
             else:
                 plane[:] = scl[rows, cols]
-            _write(self._file.fileno(), plane, offset)
+            if self.failed:
+                return
+            try:
+                _write(self._file.fileno(), plane, offset)
+            except OSError as exc:
+                self._give_up(exc)
+                return
             offset += plane.nbytes
         self._stored[index] = True
+
+    def _give_up(self, exc: OSError) -> None:
+        """After a failed write: say so once, and give back the space written."""
+        with self._lock:
+            if not self.failed:
+                self.failed = True
+                log.info("the decoded scene could not be kept in %s (%s): the input is "
+                         "decoded again for each pass instead", self.folder,
+                         exc.strerror or exc)
+            os.ftruncate(self._file.fileno(), 0)
 
     def read(self, window: Window) -> Stored:
         """The stored values, validity and SCL (None without ``scl``) of ``window``."""

@@ -16,6 +16,8 @@ from cloudfree.sentinel2 import Sentinel2
 
 #: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+#: Pixels mirrored outside a window: (top, bottom), (left, right).
+Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
@@ -36,8 +38,7 @@ def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
     return read
 
 
-def mask_input(s2: Sentinel2, stored: Stored,
-               pads: tuple[tuple[int, int], tuple[int, int]] | None = None) -> MaskInput:
+def mask_input(s2: Sentinel2, stored: Stored, pads: Pads | None = None) -> MaskInput:
     """The mask's input from stored values; with ``pads`` (rows, cols), mirrored that far
     outside (as ``rasterio_io.read_padded``), the reflectance converted into the middle of its
     padded array rather than copied there."""
@@ -61,7 +62,7 @@ def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams,
     source = decoded.read if decoded is not None and decoded.complete else \
         stored_reader(s2, bands, params)
 
-    def read(window: Window, pads=None) -> MaskInput:
+    def read(window: Window, pads: Pads | None = None) -> MaskInput:
         return mask_input(s2, source(window), pads)
 
     return read

@@ -56,7 +56,14 @@ from cloudfree.local_fill import (
     local_fill,
     source_weight,
 )
-from cloudfree.mask_input import MaskInput, mask_input, mask_reader, stored_reader, takes_scl
+from cloudfree.mask_input import (
+    MaskInput,
+    Pads,
+    mask_input,
+    mask_reader,
+    stored_reader,
+    takes_scl,
+)
 from cloudfree.mask_scene import (
     mask_source,
     require_mask_bands,
@@ -361,7 +368,7 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         win = windows[index]
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
 
-        def read(grown: Window, pads=None) -> MaskInput:
+        def read(grown: Window, pads: Pads | None = None) -> MaskInput:
             stored = decode(grown)
             if decoded is not None:
                 decoded.store(index, grown, stored)

@@ -3,6 +3,7 @@ input gives, bit for bit, and the scratch leaves no file behind."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -164,9 +165,26 @@ def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path,
     assert f"{tmp_path} has 50 MB free, less than twice the 44 MB the decoded scene " \
         "needs: the input is decoded again for each pass instead" in caplog.text
     assert len(kept) == before  # nothing kept, nothing read back
-    with rasterio.open(out) as a, rasterio.open(tmp_path / "again.tif") as b:
-        np.testing.assert_array_equal(a.read(), b.read())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.tif", "copy.tif", "s2.tif"]
+    monkeypatch.undo()
+    writes = []
+
+    def full_disk(fd, array, offset):  # the disk fills up in the second window
+        writes.append(offset)
+        if len(writes) > 20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(fd, array, offset)
+
+    write = decoded_scene._write
+    monkeypatch.setattr(decoded_scene, "_write", full_disk)
+    with caplog.at_level(logging.INFO, logger="cloudfree"):
+        remove_scene(s2, SUMMER_S1, tmp_path / "full.tif", model="median-fill", quiet=True)
+    assert f"the decoded scene could not be kept in {tmp_path} (No space left on device): the " \
+        "input is decoded again for each pass instead" in caplog.text
+    for other in ("again.tif", "full.tif"):
+        with rasterio.open(out) as a, rasterio.open(tmp_path / other) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.tif", "copy.tif", "full.tif",
+                                                          "s2.tif"]
 
 
 def test_a_run_killed_while_the_copy_is_in_use_leaves_only_its_partial_output(tmp_path):
