@@ -70,7 +70,11 @@ class DecodedScene:
                      "the input is decoded again for each pass instead", folder, free / 2**20,
                      size / 2**20)
             return None
-        return cls(s2, bands, scl, folder)
+        try:
+            return cls(s2, bands, scl, folder)
+        except OSError as exc:  # e.g. no file handle left
+            _cannot_keep(folder, exc)
+            return None
 
     @property
     def complete(self) -> bool:
@@ -110,9 +114,7 @@ class DecodedScene:
         with self._lock:
             if not self.failed:
                 self.failed = True
-                log.info("the decoded scene could not be kept in %s (%s): the input is "
-                         "decoded again for each pass instead", self.folder,
-                         exc.strerror or exc)
+                _cannot_keep(self.folder, exc)
             os.ftruncate(self._file.fileno(), 0)
 
     def read(self, window: Window) -> Stored:
@@ -144,6 +146,11 @@ class DecodedScene:
 
     def _bytes(self, window: Window) -> int:
         return self.planes * int(window.height) * int(window.width) * self.dtype.itemsize
+
+
+def _cannot_keep(folder: Path, exc: OSError) -> None:
+    log.info("the decoded scene could not be kept in %s (%s): the input is decoded again for "
+             "each pass instead", folder, exc.strerror or exc)
 
 
 def _write(fd: int, array: np.ndarray, offset: int) -> None:
