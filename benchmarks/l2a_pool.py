@@ -148,7 +148,7 @@ def sketch_fill(cloudy: np.ndarray, fit_clear: np.ndarray, fill: np.ndarray, dat
     """What a reference fit that copes with near-total cloud could give (a sketch for the
     comparison, not cloudfree's method): each other month fitted to the target by a line per
     band on the pixels both leave clear by cloudfree's mask *without* the buffer, the months
-    weighted per band by (1 / the line's residual variance) ** 3 x exp(-days apart / 30), as
+    weighted per band by (1 / the line's residual variance) ** 3 x exp(-days apart / 30), much as
     the reference fill weighs fitted dates; filled where ``fill`` (remove's buffered mask)."""
     total = np.zeros(cloudy.shape)
     weight = np.zeros(cloudy.shape)
