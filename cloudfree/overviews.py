@@ -88,6 +88,7 @@ class _Level:
         self.row_done = 0  # the next overview row to make
         self.kept_top = 0  # source rows of earlier strips still needed, full width, from here
         self.kept = np.empty((count, 0, source[1]), self.dtype)
+        self.col_end = 0  # source columns of the strip under way received so far
 
     def add(self, block: np.ndarray, row: int, col: int
             ) -> tuple[np.ndarray, int, int] | None:
@@ -125,7 +126,7 @@ class _Level:
         return end if done >= len(axis.first) else min(int(axis.first[done]), end)
 
     def _start_strip(self, row: int, height: int) -> None:
-        if row != self.kept_top + self.kept.shape[1]:
+        if row != self.kept_top + self.kept.shape[1] or self.col_end not in (0, self.source[1]):
             raise ValueError("blocks out of strip order")
         self.strip = (row, height)
         bottom = self.rows.ready(self.row_done, row + height, self.source[0])
@@ -174,20 +175,19 @@ class _Level:
         if self.nodata is not None:
             valid = ~np.isnan(values) if np.isnan(self.nodata) else values != self.nodata
             values = np.where(valid, values, 0.0)
-        xw = [cax.left[cols]] + [1.0] * (cax.taps - 2) + [cax.right[cols]][:cax.taps - 1]
-        yw = [rax.left[rows]] + [1.0] * (rax.taps - 2) + [rax.right[rows]][:rax.taps - 1]
+        # the middle tap's weight is 1: multiplying by it changes no bit
+        xw = ([cax.left[cols]] + [1.0] * (cax.taps - 2) + [cax.right[cols]])[:cax.taps]
+        yw = ([rax.left[rows]] + [1.0] * (rax.taps - 2) + [rax.right[rows]])[:rax.taps]
         total = weight = 0.0
         for dy in range(rax.taps):
-            line = 0.0
-            line_weight = 0.0
+            line = line_weight = 0.0
             for dx in range(cax.taps):
                 v = values[:, r0 + dy][:, :, c0 + dx]
-                wx = xw[dx] if np.ndim(xw[dx]) == 0 else xw[dx][None, None, :]
-                line = line + (v if dx and 0 < dx < cax.taps - 1 else v * wx)
+                wx = np.reshape(xw[dx], (1, 1, -1))
+                line = line + v * wx
                 if valid is not None:
-                    ok = valid[:, r0 + dy][:, :, c0 + dx]
-                    line_weight = line_weight + np.where(ok, wx, 0.0)
-            wy = yw[dy] if np.ndim(yw[dy]) == 0 else yw[dy][None, :, None]
+                    line_weight = line_weight + np.where(valid[:, r0 + dy][:, :, c0 + dx], wx, 0.0)
+            wy = np.reshape(yw[dy], (1, -1, 1))
             total = total + line * wy
             if valid is not None:
                 weight = weight + line_weight * wy
@@ -206,8 +206,8 @@ class _Level:
         replacement where a mean happens to equal nodata."""
         out = mean.astype(self.dtype)
         if self.nodata is not None:
-            if not np.isnan(self.nodata):
-                nodata = self.dtype.type(self.nodata)
+            if not np.isnan(self.nodata):  # integers (floats are averaged with NaN nodata)
+                nodata = int(self.nodata)
                 out[out == nodata] = nodata + 1 if nodata < np.iinfo(self.dtype).max \
                     else nodata - 1
             out[empty] = self.nodata
@@ -245,6 +245,9 @@ class StreamedOverviews:
         if self.failed:
             return
         block = array if array.ndim == 3 else array[None]
+        if block.dtype != self.levels[0].dtype:  # left to GDAL's casting
+            self.failed = True
+            return
         row, col = int(window.row_off), int(window.col_off)
         try:
             for level, dataset in zip(self.levels, self.datasets, strict=True):
@@ -287,8 +290,7 @@ class OverviewedWriter:
         """The dataset's ``write``; blocks of every band go on to the overviews."""
         dataset, overviews = self._dataset, self._overviews
         dataset.write(array, indexes, window=window, **kwargs)
-        every = indexes is None or (np.ndim(array) == 2 and indexes == 1 == dataset.count) \
-            or list(np.atleast_1d(indexes)) == list(range(1, dataset.count + 1))
+        every = indexes is None or list(np.atleast_1d(indexes)) == list(range(1, dataset.count + 1))
         if not every:
             overviews.failed = True  # GDAL makes the overviews instead
             return
