@@ -16,21 +16,24 @@ from cloudfree.overviews import overview_sizes, supported
 from cloudfree.rasterio_io import geotiff_profile, raster_output
 
 #: Odd sides, so that some levels average three columns with fractional weights.
-HEIGHT, WIDTH = 700, 547
+ODD = (700, 547)
+#: Sides that halve evenly down to the last level.
+EVEN = (640, 512)
 
 
-def mosaic(path, band_count: int | None = None) -> np.ndarray:
-    """A HEIGHT x WIDTH mosaic of a real raster, mirrored at its edges."""
+def mosaic(path, size: tuple[int, int], band_count: int | None = None) -> np.ndarray:
+    """A mosaic of ``size`` (rows, columns) of a real raster, mirrored at its edges."""
     with rasterio.open(path) as src:
         data = src.read(list(range(1, (band_count or src.count) + 1)))
-    reps = (1, -(-HEIGHT // data.shape[1]), -(-WIDTH // data.shape[2]))
+    reps = (1, -(-size[0] // data.shape[1]), -(-size[1] // data.shape[2]))
     tiled = np.concatenate([np.concatenate([data, data[:, ::-1]], 1)] * reps[1], 1)
     tiled = np.concatenate([np.concatenate([tiled, tiled[:, :, ::-1]], 2)] * reps[2], 2)
-    return np.ascontiguousarray(tiled[:, :HEIGHT, :WIDTH])
+    return np.ascontiguousarray(tiled[:, :size[0], :size[1]])
 
 
 def profile_of(data: np.ndarray, nodata) -> dict:
-    return geotiff_profile(width=WIDTH, height=HEIGHT, crs="EPSG:32631", count=data.shape[0],
+    height, width = data.shape[1:]
+    return geotiff_profile(width=width, height=height, crs="EPSG:32631", count=data.shape[0],
                            dtype=data.dtype.name, nodata=nodata,
                            transform=rasterio.transform.from_origin(500000, 4e6, 10, 10),
                            creation_options={"blockxsize": "128", "blockysize": "128"})
@@ -53,8 +56,9 @@ def streamed(path, data: np.ndarray, profile: dict, resampling: str, rows: int, 
              column_major: bool = False) -> None:
     """Write ``data`` as a COG output in blocks of ``rows`` x ``cols``, strip by strip (with
     ``column_major``, column by column instead)."""
-    windows = [Window(c, r, min(cols, WIDTH - c), min(rows, HEIGHT - r))
-               for r in range(0, HEIGHT, rows) for c in range(0, WIDTH, cols)]
+    height, width = data.shape[1:]
+    windows = [Window(c, r, min(cols, width - c), min(rows, height - r))
+               for r in range(0, height, rows) for c in range(0, width, cols)]
     if column_major:
         windows.sort(key=lambda w: (w.col_off, w.row_off))
     with raster_output(path, False, [], profile, cog=resampling) as dst:
@@ -91,15 +95,20 @@ def test_overview_sizes_round_down_as_the_cog_driver_does():
     assert overview_sizes(256, 100, 256) == []
 
 
-@pytest.mark.parametrize(("source", "kind", "resampling", "nodata"), [
-    (WINTER_S2, "uint16", AVERAGE, 0),  # reflectance with a nodata corner
-    (WINTER_S2, "uint16", AVERAGE, None),
-    (FLOODS_S1, "float32", AVERAGE, float("nan")),  # dB with NaN gaps
-    (WINTER_S2, "uint8", NEAREST, 255),  # classes
+@pytest.mark.parametrize(("source", "kind", "resampling", "nodata", "size", "shapes"), [
+    # reflectance with a nodata corner
+    (WINTER_S2, "uint16", AVERAGE, 0, ODD, [(350, 273), (175, 136), (87, 68)]),
+    (WINTER_S2, "uint16", AVERAGE, 0, EVEN, [(320, 256), (160, 128), (80, 64)]),
+    (WINTER_S2, "uint16", AVERAGE, None, ODD, [(350, 273), (175, 136), (87, 68)]),
+    (WINTER_S2, "uint16", AVERAGE, None, EVEN, [(320, 256), (160, 128), (80, 64)]),
+    # dB with NaN gaps
+    (FLOODS_S1, "float32", AVERAGE, float("nan"), ODD, [(350, 273), (175, 136), (87, 68)]),
+    # classes
+    (WINTER_S2, "uint8", NEAREST, 255, ODD, [(350, 273), (175, 136), (87, 68)]),
 ])
 def test_streamed_overviews_equal_gdals_own(tmp_path, handed, source, kind, resampling,
-                                            nodata):
-    data = mosaic(source)
+                                            nodata, size, shapes):
+    data = mosaic(source, size)
     if kind == "uint8":
         data = (data[:1] // 1000).clip(0, 4).astype(np.uint8)
     data = data.astype(kind)
@@ -117,10 +126,9 @@ def test_streamed_overviews_equal_gdals_own(tmp_path, handed, source, kind, resa
     assert valid and not errors, errors
     with rasterio.open(out) as ds:
         assert np.array_equal(ds.read(), data, equal_nan=True)
-        assert ds.overviews(1) == [2, 4, 8]  # 700 x 547 in 128 px blocks: 350, 175, 87 rows
+        assert ds.overviews(1) == [2, 4, 8]  # halved until 128 px blocks hold them
     ours, gdal = levels(out), levels(reference)
-    assert [a.shape for a in ours] == [(data.shape[0], 350, 273), (data.shape[0], 175, 136),
-                                       (data.shape[0], 87, 68)]
+    assert [a.shape[1:] for a in ours] == shapes
     for a, b in zip(ours, gdal, strict=True):
         assert np.array_equal(a, b, equal_nan=True)
     if nodata is not None:
@@ -129,7 +137,7 @@ def test_streamed_overviews_equal_gdals_own(tmp_path, handed, source, kind, resa
 
 
 def test_blocks_out_of_strip_order_leave_the_overviews_to_gdal(tmp_path, handed):
-    data = mosaic(WINTER_S2, band_count=3)
+    data = mosaic(WINTER_S2, ODD, band_count=3)
     profile = profile_of(data, None)
     out, reference = tmp_path / "out.tif", tmp_path / "reference.tif"
     streamed(out, data, profile, AVERAGE, rows=128, cols=128, column_major=True)
