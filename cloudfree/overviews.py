@@ -242,7 +242,7 @@ class StreamedOverviews:
 
     def add(self, array: np.ndarray, window: Window) -> None:
         """Feed one written block ([bands, rows, cols], or [rows, cols] for one band)."""
-        if self.failed:
+        if self.failed or not self.levels:
             return
         block = array if array.ndim == 3 else array[None]
         if block.dtype != self.levels[0].dtype:  # left to GDAL's casting
