@@ -157,7 +157,9 @@ class _Level:
             total = quads[0].astype(np.uint32)
             for q in quads[1:]:
                 total += q
-            return ((total + 2) >> 2).astype(self.dtype)
+            total += 2
+            total >>= 2
+            return total.astype(self.dtype)
         total = np.zeros(quads[0].shape, np.uint32)
         count = np.zeros(quads[0].shape, np.uint32)
         for q in quads:
