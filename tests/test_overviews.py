@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import rasterio
@@ -13,7 +16,7 @@ from rio_cogeo.cogeo import cog_validate
 from cloudfree import rasterio_io
 from cloudfree.cog import AVERAGE, NEAREST, cog_options, make_cog
 from cloudfree.overviews import overview_sizes, supported
-from cloudfree.rasterio_io import geotiff_profile, raster_output
+from cloudfree.rasterio_io import geotiff_profile, raster_output, remove_stale_partials
 
 #: Odd sides, so that some levels average three columns with fractional weights.
 ODD = (700, 547)
@@ -149,3 +152,16 @@ def test_blocks_out_of_strip_order_leave_the_overviews_to_gdal(tmp_path, handed)
         assert np.array_equal(ds.read(), data) and ds.overviews(1) == [2, 4, 8]
     for a, b in zip(levels(out), levels(reference), strict=True):
         assert np.abs(a.astype(int) - b).max() <= 1  # GDAL's own, from its other scratch
+
+
+def test_scratch_files_of_a_dead_run_are_removed(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # a process now dead
+    partial = f".out.{rasterio_io._HOST}.{done.stdout.strip()}.0123abcd.partial.tif"
+    names = [partial + end for end in ("", ".ovr1", ".ovr12", ".vrt", ".cog", ".cog.ovr.tmp",
+                                       ".aux.xml")]
+    for name in names:
+        (tmp_path / name).write_bytes(b"left by a killed run")
+    (tmp_path / "out.tif.ovr1").write_bytes(b"not ours")
+    remove_stale_partials(tmp_path / "out.tif")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif.ovr1"]
