@@ -147,7 +147,9 @@ class _Level:
             return source[:, r0][:, :, c0]
         if self.dtype.kind == "u" and self.rows.taps == self.cols.taps == 2:
             return self._halve_integers(source, r0[0], c0[0], len(r0), len(c0))
-        return self._weighted(source, rows, r0, cols, c0)
+        # a band at a time: the float64 working copy stays small
+        return np.concatenate([self._weighted(source[b:b + 1], rows, r0, cols, c0)
+                               for b in range(source.shape[0])])
 
     def _halve_integers(self, source, r0: int, c0: int, h: int, w: int) -> np.ndarray:
         """2 x 2 means of integers, rounded half up, nodata left out (GDAL's exact result)."""
