@@ -13,12 +13,13 @@ it is spent, torch (and so onnxruntime, which takes torch's thread count) runs o
 threads (``torch.set_num_threads(1)``); the COG rewrite, which runs alone after the last
 chunk, is timed by the process's CPU, so that its deflate on GDAL's own threads counts with it
 (and the overviews, where GDAL makes them; those of `remove`'s outputs are made from the
-blocks as they are written, "overviews (from the blocks)"). What no Python stage holds (GDAL's other threads, the interpreter outside the
-stages; not the imports, done before the clock starts) is the rest of the process's CPU
-("other"). NumPy's OpenBLAS runs the threads the command's launcher gives it
-(``launch.OPENBLAS_THREADS``), set here before NumPy loads: with OpenBLAS's default, a thread
-per core spinning beside the stages' threads, "other" and the shift estimates of
-`remove_speed.py`'s 2048^2 scene took 3.0 s more CPU than the command spends on them.
+blocks as they are written, "overviews (from the blocks)"). What no Python stage holds (GDAL's
+other threads, the interpreter outside the stages; not the imports, done before the clock
+starts) is the rest of the process's CPU ("other"). NumPy's OpenBLAS runs the threads the
+command's launcher gives it (``launch.OPENBLAS_THREADS``), set here before NumPy loads: with
+OpenBLAS's default, a thread per core spinning beside the stages' threads, "other" and the
+shift estimates of `remove_speed.py`'s 2048^2 scene took 3.0 s more CPU than the command spends
+on them.
 ``--cprofile FILE`` also writes the main thread's cProfile. The timeline under the table gives
 when each phase ran (its first start to its last end) and how many cores the process used
 meanwhile: on 2 cores, a phase at 1 core is a serial one.

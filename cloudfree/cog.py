@@ -2,9 +2,12 @@
 
 Outputs are streamed block by block into a tiled GeoTIFF (memory flat in the scene size); this
 copies that file once through GDAL's COG driver, which adds internal overviews (halving until
-they fit one block) and orders the file as the COG layout wants. GDAL streams both steps through
-its block cache, so memory stays bounded; disk needs about 1.4 times the output size again while
-the copy runs. Small outputs (masks) are streamed uncompressed and compressed once, by the copy.
+they fit one block) and orders the file as the COG layout wants. The overviews are those made
+from the blocks as they were written (:mod:`cloudfree.overviews`, the same as GDAL's), handed to
+the driver as the file's own through a VRT, or else the driver makes them from the finished
+file. GDAL streams both steps through its block cache, so memory stays bounded; disk needs about
+1.4 times the output size again while the copy runs. Small outputs (masks) are streamed
+uncompressed and compressed once, by the copy.
 The compression, its level, the predictor and the block size of the output's profile (from
 ``--co``) carry over; the other creation options apply only with ``--no-cog``.
 """

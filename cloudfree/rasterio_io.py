@@ -505,7 +505,9 @@ def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: 
                   together: list[tuple[Path, Path]] | None = None, cog: str | None = None):
     """An atomic output opened for writing with ``profile``, verified before the rename. With
     ``cog`` (``cloudfree.cog.AVERAGE`` or ``NEAREST``: how its overviews are resampled) it is a
-    Cloud Optimized GeoTIFF: streamed into a scratch file that the COG step then copies."""
+    Cloud Optimized GeoTIFF: streamed into a scratch file that the COG step then copies, its
+    overviews made from the blocks as they are written (when written strip by strip, see
+    :mod:`cloudfree.overviews`)."""
     verify = partial(verify_raster, profile=profile)
     levels: list[Path] = []  # overviews streamed beside the output (when written in strips)
     finish = None if cog is None else partial(make_cog, resampling=cog, profile=profile,
