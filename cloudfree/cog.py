@@ -104,6 +104,7 @@ def make_cog(path: Path, resampling: str, profile: dict,
 def with_overviews(path: Path, overviews: Sequence[Path], vrt: Path) -> None:
     """Write ``vrt``: the GeoTIFF at ``path`` with the rasters ``overviews`` (largest first, as
     many bands) as its overviews, which the COG driver then copies instead of making its own."""
+    vrt.unlink(missing_ok=True)  # GDAL would delete an old one with the files it names
     with rasterio.open(path) as src:
         rasterio.shutil.copy(src, vrt, driver="VRT")
     tree = ElementTree.parse(vrt)
