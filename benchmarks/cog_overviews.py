@@ -37,7 +37,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.cog import AVERAGE, cog_block, cog_options, make_cog, scratch_profile
-from cloudfree.overviews import StreamedOverviews
+from cloudfree.overviews import StreamedOverviews, read_levels
 from cloudfree.rasterio_io import geotiff_profile, scene_io_env
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "s2.tif"
@@ -94,21 +94,11 @@ def stream(scene: Mosaic, path: Path, streamed: bool) -> tuple[list[Path] | None
     return (None if overviews is None else overviews.finish()), spent
 
 
-def levels(path: Path) -> list[np.ndarray]:
-    with rasterio.open(path) as ds:
-        count = len(ds.overviews(1))
-    out = []
-    for level in range(count):
-        with rasterio.open(path, overview_level=level) as ds:
-            out.append(ds.read())
-    return out
-
-
 def compare(ours: Path, theirs: Path, label: str) -> None:
     print(f"\nstreamed overviews against {label}")
     print("| level | size | largest difference (DN) | mean difference (DN) | pixels differing |\n"
           "|---|---|---|---|---|")
-    for i, (a, b) in enumerate(zip(levels(ours), levels(theirs), strict=True)):
+    for i, (a, b) in enumerate(zip(read_levels(ours), read_levels(theirs), strict=True)):
         diff = np.abs(a.astype(np.int64) - b)
         print(f"| 1/{2 ** (i + 1)} | {a.shape[2]} x {a.shape[1]} | {diff.max()} | "
               f"{diff.mean():.6f} | {np.count_nonzero(diff) / diff.size:.4%} |")

@@ -34,6 +34,17 @@ def overview_sizes(height: int, width: int, block: int) -> list[tuple[int, int]]
     return sizes
 
 
+def read_levels(path: Path) -> list[np.ndarray]:
+    """Every overview level of the raster at ``path``, largest first."""
+    with rasterio.open(path) as ds:
+        count = len(ds.overviews(1))
+    levels = []
+    for level in range(count):
+        with rasterio.open(path, overview_level=level) as ds:
+            levels.append(ds.read())
+    return levels
+
+
 def supported(dtype: str, nodata: float | None, nearest: bool) -> bool:
     """Whether this module reproduces GDAL's overviews of such an output."""
     if nearest:

@@ -15,7 +15,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from cloudfree import rasterio_io
 from cloudfree.cog import AVERAGE, NEAREST, cog_options, make_cog
-from cloudfree.overviews import overview_sizes, supported
+from cloudfree.overviews import overview_sizes, read_levels, supported
 from cloudfree.rasterio_io import geotiff_profile, raster_output, remove_stale_partials
 
 #: Odd sides, so that some levels average three columns with fractional weights.
@@ -81,16 +81,6 @@ def gdal_cog(path, data: np.ndarray, profile: dict, resampling: str) -> None:
         rasterio.shutil.copy(src, path, driver="COG", **cog_options(profile, resampling))
 
 
-def levels(path) -> list[np.ndarray]:
-    with rasterio.open(path) as ds:
-        count = len(ds.overviews(1))
-    out = []
-    for level in range(count):
-        with rasterio.open(path, overview_level=level) as ds:
-            out.append(ds.read())
-    return out
-
-
 def test_overview_sizes_round_down_as_the_cog_driver_does():
     assert overview_sizes(10980, 10980, 256) == [(5490, 5490), (2745, 2745), (1372, 1372),
                                                  (686, 686), (343, 343), (171, 171)]
@@ -130,7 +120,7 @@ def test_streamed_overviews_equal_gdals_own(tmp_path, handed, source, kind, resa
     with rasterio.open(out) as ds:
         assert np.array_equal(ds.read(), data, equal_nan=True)
         assert ds.overviews(1) == [2, 4, 8]  # halved until 128 px blocks hold them
-    ours, gdal = levels(out), levels(reference)
+    ours, gdal = read_levels(out), read_levels(reference)
     assert [a.shape[1:] for a in ours] == shapes
     for a, b in zip(ours, gdal, strict=True):
         assert np.array_equal(a, b, equal_nan=True)
@@ -150,7 +140,7 @@ def test_blocks_out_of_strip_order_leave_the_overviews_to_gdal(tmp_path, handed)
                                                           "reference.tif"]
     with rasterio.open(out) as ds:
         assert np.array_equal(ds.read(), data) and ds.overviews(1) == [2, 4, 8]
-    for a, b in zip(levels(out), levels(reference), strict=True):
+    for a, b in zip(read_levels(out), read_levels(reference), strict=True):
         assert np.abs(a.astype(int) - b).max() <= 1  # GDAL's own, from its other scratch
 
 
