@@ -61,26 +61,28 @@ def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float,
     if density is None:
         density = where_density(where, sigma)
     out = gaussian(values, sigma, where)
-    out /= np.maximum(density, 1e-6)
+    out /= density
     return out
 
 
 def where_density(where: np.ndarray, sigma: float) -> np.ndarray:
-    """The Gaussian of ``where`` [H, W]: the weight of ``smooth_within``'s means."""
-    return gaussian(where[None], sigma)[0]
+    """The Gaussian of ``where`` [H, W], at least 1e-6: the weight of ``smooth_within``'s
+    means."""
+    density = gaussian(where[None], sigma)[0]
+    return np.maximum(density, np.float32(1e-6), out=density)
 
 
 def gaussian(a: np.ndarray, sigma: float, where: np.ndarray | None = None) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter`` of [C, H, W] (only its ``where`` pixels, 0 elsewhere)
     over the last two axes, truncated at 4 sigma, the edge values held beyond the edges; in
     float32, ``CHANNELS`` at a time (small temporaries)."""
-    out = np.empty(a.shape, np.float32)
+    parts = []
     for start in range(0, len(a), CHANNELS):
         part = a[start:start + CHANNELS].astype(np.float32, copy=False)
         if where is not None:
             part = np.where(where, part, np.float32(0))
-        out[start:start + CHANNELS] = separable_gaussian(part, sigma, reach(sigma), "nearest")
-    return out
+        parts.append(separable_gaussian(part, sigma, reach(sigma), "nearest"))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -177,7 +179,8 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         off = smooth_within(unveil(seen[part], t_used, bands[part]), where, params.sigma,
                             density)
         off -= fill[part]
-        d += np.square(off, out=off).sum(0)
+        for band in np.square(off, out=off):
+            d += band
     d = np.sqrt(d / len(seen))
     s = np.maximum(params.spread * spread, 1e-4)
     trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from cloudfree.fill import fill_image, fill_masked
-from cloudfree.masking import classify
+from cloudfree.masking import classify, grow, squared_distance
 from cloudfree.separable import block_sums, gaussian_taps, separable, upsample_taps
 
 #: Weight of the 4x wider spatial scale against the first.
@@ -84,7 +84,9 @@ def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
 def s1_classes(values: np.ndarray, step: float) -> np.ndarray:
     """Centres [K, 2] (dB) of the grid cells of step ``step`` that the S1 values [2, n] fall in
     (the unknown ones ignored)."""
-    values = values[:, np.isfinite(values).all(0)]
+    known = np.isfinite(values[0]) & np.isfinite(values[1])
+    if not known.all():
+        values = values[:, known]
     if not values.shape[1]:
         return np.zeros((0, 2), np.float32)
     cells = np.floor(values / step).astype(np.int64)
@@ -183,7 +185,9 @@ class CoarseGrid:
     def corner_values(self, a: np.ndarray) -> np.ndarray:
         """The values of a coarse array over ``window`` [C, h', w'] at the four cells of every
         quad: [q, 4, C]."""
-        return a.reshape(len(a), -1).T[self.corners].reshape(self.quads, 4, len(a))
+        # the cells' values laid out in rows first: each corner a contiguous row
+        rows = np.ascontiguousarray(a.reshape(len(a), -1).T)
+        return rows[self.corners].reshape(self.quads, 4, len(a))
 
     def read_back(self, corners: np.ndarray, membership: np.ndarray, out: np.ndarray) -> None:
         """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [K, slots] times
@@ -235,15 +239,20 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         return reflectance.astype(np.float32, copy=True), support
     grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
     flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
-    here, stack, cell_s1 = coarse_sources(grid, reflectance, source, s1_db, flat)
-    sums = pixel_sums(grid, here, stack, cell_s1, params)
-    total = sums[grid.slot, -1]
+    # a row per quantity [C + 1, slots]: each band's sums read contiguously (the coarse
+    # sources freed first)
+    sums = np.ascontiguousarray(pixel_sums(
+        grid, *coarse_sources(grid, reflectance, source, s1_db, flat), params).T)
+    total = sums[-1, grid.slot]
     support.reshape(-1)[flat] = total
     total += FALLBACK_WEIGHT
     out = reflectance.astype(np.float32, copy=True)
     fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)
     for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
-        values[flat] = (sums[grid.slot, band] + fallback[band]) / total
+        filled = sums[band, grid.slot]
+        filled += fallback[band]
+        filled /= total
+        values[flat] = filled
     return out, support
 
 
@@ -253,7 +262,7 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     weighted by distance and by S1 class, [slots, C + 1]; ``here`` [2, n]: the masked pixels'
     smoothed S1, ``cell_s1`` [2, h, w]: the coarse cells'."""
     centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
-    unknown = ~np.isfinite(here).all(0)
+    unknown = ~(np.isfinite(here[0]) & np.isfinite(here[1]))
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
         # a NaN centre: membership 1 in every cell, and the pixels with no S1 are its own
         centres = np.concatenate([centres, np.full((1, 2), np.nan, np.float32)])
@@ -261,11 +270,14 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     # negligible (nearly every pixel has one above it for most classes, so all pixels are read
     # back rather than a subset)
     mine = membership(here[:, None], centres.T[:, :, None], params.s1_sigma)
-    mine[:, unknown] = 0
+    if unknown.any():
+        mine[:, unknown] = 0
     mine[np.isnan(centres).any(1)] = unknown
-    mine = np.where(mine > MIN_MEMBERSHIP, mine, np.float32(0))
+    np.copyto(mine, 0, where=mine <= MIN_MEMBERSHIP)
     used = mine.any(axis=1)
-    centres, mine = centres[used], grid.to_slots(mine[used])
+    if not used.all():
+        centres, mine = centres[used], mine[used]
+    mine = grid.to_slots(mine)
     # per masked pixel (slot): the weighted sums of every band and of the weights, [slots, C + 1]
     sums = np.zeros((mine.shape[1], len(stack)), np.float32)
     # the classes in groups whose blurred sums (on the coarse grid, and at the quads' corners)
@@ -313,16 +325,17 @@ def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
     """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it."""
     if not fill.any() or params.ring <= 0:
         return fill
-    near = ndimage.distance_transform_edt(~fill) <= params.ring
-    return fill | (near & valid & (np.nan_to_num(score) > params.ring_score))
+    return fill | (grow(fill, params.ring) & valid & (np.nan_to_num(score) > params.ring_score))
 
 
 def source_weight(region: np.ndarray, clear: np.ndarray, params: LocalFillParams) -> np.ndarray:
     """Weight [H, W] of each clear pixel as a source, ramping up away from the region."""
     if not region.any():
         return clear.astype(np.float32)
-    ramp = ndimage.distance_transform_edt(~region) / max(params.source_ramp, 1)
-    return (clear * np.clip(ramp, 0, 1)).astype(np.float32)
+    reach = max(params.source_ramp, 1)
+    # the ramp at each squared distance (from 0 to ``reach`` squared, where it is 1)
+    ramp = (np.sqrt(np.arange(reach * reach + 1)) / reach).astype(np.float32)
+    return np.where(clear, ramp[squared_distance(region, reach)], np.float32(0))
 
 
 def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.ndarray,

@@ -1,5 +1,6 @@
 """How the mask reads a scene: its bands, valid pixels and, where it has one and the options
-take it, its scene classification."""
+take it, its scene classification; decoded from the input, or read back from a
+:class:`~cloudfree.decoded_scene.DecodedScene`."""
 
 from __future__ import annotations
 
@@ -8,18 +9,60 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from rasterio.windows import Window
 
+from cloudfree.decoded_scene import DecodedScene, Stored
 from cloudfree.masking import MaskParams
+from cloudfree.rasterio_io import mirror_pads
 from cloudfree.sentinel2 import Sentinel2
 
+#: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
+MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+#: Pixels mirrored outside a window: (top, bottom), (left, right).
+Pads = tuple[tuple[int, int], tuple[int, int]]
 
-def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
-                ) -> Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """read(window) -> the reflectance of ``bands``, the valid pixels and the scene
-    classification the mask takes (None: the score decides)."""
-    use_scl = params.scl and s2.has_scl
 
-    def read(window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        refl, valid = s2.read(window, bands)
-        return refl, valid, s2.read_scl(window) if use_scl else None
+def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
+    """Whether the mask takes the scene's classification."""
+    return params.scl and s2.has_scl
+
+
+def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
+                  ) -> Callable[[Window], Stored]:
+    """read(window) -> the stored values of ``bands``, their validity and the scene
+    classification the mask takes (None: the score decides), decoded from the input."""
+    use_scl = takes_scl(s2, params)
+
+    def read(window: Window) -> Stored:
+        raw, valid = s2.read_dn(window, bands)
+        return raw, valid, s2.read_scl(window) if use_scl else None
+
+    return read
+
+
+def mask_input(s2: Sentinel2, stored: Stored, pads: Pads | None = None) -> MaskInput:
+    """The mask's input from stored values; with ``pads`` (rows, cols), mirrored that far
+    outside (as ``rasterio_io.read_padded``), the reflectance converted into the middle of its
+    padded array rather than copied there."""
+    raw, valid, scl = stored
+    if pads is None:
+        return (*s2.reflectance(raw, valid), scl)
+    (top, bottom), (left, right) = pads
+    h, w = raw.shape[1:]
+    refl = np.empty((raw.shape[0], top + h + bottom, left + w + right), np.float32)
+    _, valid = s2.reflectance(raw, valid, refl[:, top:top + h, left:left + w])
+    return mirror_pads(refl, pads), np.pad(valid, pads, mode="symmetric"), \
+        None if scl is None else np.pad(scl, pads, mode="symmetric")
+
+
+def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams,
+                decoded: DecodedScene | None = None
+                ) -> Callable[..., MaskInput]:
+    """read(window, pads=None) -> the reflectance of ``bands``, the valid pixels and the scene
+    classification the mask takes (None: the score decides), padded as :func:`mask_input`;
+    read back from ``decoded`` when it holds the whole scene, else decoded from the input."""
+    source = decoded.read if decoded is not None and decoded.complete else \
+        stored_reader(s2, bands, params)
+
+    def read(window: Window, pads: Pads | None = None) -> MaskInput:
+        return mask_input(s2, source(window), pads)
 
     return read

@@ -26,7 +26,6 @@ local fill's haze ring reads it).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -243,29 +242,46 @@ def classify(
 
 
 def grow(seeds: np.ndarray, radius: int) -> np.ndarray:
-    """The pixels within ``radius`` (Euclidean) of ``seeds``: a dilation by a disk. Beyond a
-    small radius, from a distance transform (same result): scipy's dilation slows with the
-    disk's area and runs out of memory from a radius of about 200."""
-    if radius <= 10:
-        return _disk_dilation(seeds, radius)
-    if not seeds.any():
-        return seeds.copy()
-    return ndimage.distance_transform_edt(~seeds) <= radius
+    """The pixels within ``radius`` (Euclidean) of ``seeds``: a dilation by a disk (scipy's
+    dilation slows with the disk's area and runs out of memory from a radius of about 200)."""
+    return squared_distance(seeds, radius + 1) <= radius * radius
 
 
-def _disk_dilation(seeds: np.ndarray, radius: int) -> np.ndarray:
-    """``ndimage.binary_dilation`` of ``seeds`` by the disk x**2 + y**2 <= radius**2, row by
-    row of the disk: the seeds widened along their rows by the disk's half-width at each row
-    offset (a running maximum, whatever the width), moved by that offset. Same pixels; at
-    radius 5 on a 420 x 2048 chunk, 9 ms against the 25 ms of scipy's dilation, which visits
-    every pixel of the disk."""
-    rows = len(seeds)
-    out = np.zeros_like(seeds)
-    widened: dict[int, np.ndarray] = {}
-    for dy in range(-min(radius, rows - 1), min(radius, rows - 1) + 1):
-        half = math.isqrt(radius * radius - dy * dy)
-        if half not in widened:
-            widened[half] = ndimage.maximum_filter1d(seeds.view(np.uint8), 2 * half + 1,
-                                                     axis=1, mode="constant").view(bool)
-        out[max(dy, 0): rows + min(dy, 0)] |= widened[half][max(-dy, 0): rows - max(dy, 0)]
-    return out
+#: Largest reach at which ``squared_distance`` shifts the seeds rather than taking a distance
+#: transform (its passes grow with the reach): on a 414 x 1982 chunk, 5.6 ms at 11 px and
+#: 7.1 ms at 15 against the transform's 27 ms.
+NEAR_REACH = 24
+
+
+def squared_distance(seeds: np.ndarray, reach: int) -> np.ndarray:
+    """Squared Euclidean distance [H, W] (unsigned integers) from each pixel to the nearest of
+    ``seeds`` [H, W], exact below ``reach`` squared, which it is elsewhere (also with no seed):
+    ``ndimage.distance_transform_edt(~seeds) ** 2`` capped, for a fraction of the work.
+
+    The squared distance is separable (Felzenszwalb and Huttenlocher 2012): the least
+    dx**2 + dy**2 over the seeds is the least dy**2 plus the nearest seed's dx**2 in the row dy
+    away. Within the reach both minima are a few shifted copies of whole arrays."""
+    cap = reach * reach
+    if reach > NEAR_REACH:
+        if not seeds.any():
+            return np.full(seeds.shape, cap, np.uint32)
+        distance = ndimage.distance_transform_edt(~seeds)
+        return np.minimum(np.rint(np.square(distance, out=distance)), cap).astype(np.uint32)
+    narrow, wide = np.min_scalar_type(cap + 1), np.min_scalar_type(2 * cap)
+    # along the rows: a seed's dx**2 is dx**2 | 0, every other pixel keeps all bits set
+    seen = np.where(seeds, narrow.type(0), narrow.type(np.iinfo(narrow).max))
+    rows = seen.copy()
+    shifted = np.empty_like(seen)
+    for dx in range(1, min(reach, seeds.shape[1])):
+        for to, of in ((slice(dx, None), slice(None, -dx)), (slice(None, -dx), slice(dx, None))):
+            np.bitwise_or(seen[:, of], narrow.type(dx * dx), out=shifted[:, to])
+            np.minimum(rows[:, to], shifted[:, to], out=rows[:, to])
+    # across the rows, whole rows at a time (contiguous: 3 times faster than the columns)
+    rows = np.minimum(rows, narrow.type(cap)).astype(wide)
+    out = rows.copy()
+    shifted = np.empty_like(rows)
+    for dy in range(1, min(reach, len(seeds))):
+        for to, of in ((slice(dy, None), slice(None, -dy)), (slice(None, -dy), slice(dy, None))):
+            np.add(rows[of], wide.type(dy * dy), out=shifted[to])
+            np.minimum(out[to], shifted[to], out=out[to])
+    return np.minimum(out, wide.type(cap), out=out)

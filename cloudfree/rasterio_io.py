@@ -217,23 +217,47 @@ def with_halo(
 
 
 def read_padded(read, top: int, left: int, height: int, width: int,
-                scene_h: int, scene_w: int, halo: int = 0):
+                scene_h: int, scene_w: int, halo: int = 0, pads_itself: bool = False):
     """Read rows/cols [top, top+height) x [left, left+width) of a scene, mirrored outside.
 
     ``read(window)`` returns arrays [..., h, w] (or None, passed on); ``halo`` extra pixels of
     real context are read where the scene has them (and mirrored where not); every returned array
     has the size (height + 2 halo, width + 2 halo). Mirroring repeats the edge pixel (numpy
     "symmetric"), as scipy.ndimage's "reflect" mode does, so masks agree with ``cloudfree mask``
-    at edges.
+    at edges. With ``pads_itself``, ``read(window, pads)`` returns its arrays already mirrored
+    by ``pads`` (rows, cols): it can fill a padded array it makes (:func:`mirror_pads`) where
+    a padded copy would take as long as the read.
     """
     grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
-    arrays = read(grown)
     pads = ((halo - rows.start, halo + rows.stop - grown.height),
             (halo - cols.start, halo + cols.stop - grown.width))
     if not any(sum(pads, ())):
-        return arrays
+        return read(grown)
+    if pads_itself:
+        return read(grown, pads)
     return tuple(None if a is None else
-                 np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric") for a in arrays)
+                 np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric")
+                 for a in read(grown))
+
+
+def mirror_pads(padded: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]
+                ) -> np.ndarray:
+    """``padded`` [..., H, W] with its margins ``pads`` (rows, cols) set, in place, to the
+    mirror of what they surround, as numpy's "symmetric" pad (a new array where a margin is
+    wider than what it mirrors)."""
+    (top, bottom), (left, right) = pads
+    h, w = padded.shape[-2] - top - bottom, padded.shape[-1] - left - right
+    if max(top, bottom) > h or max(left, right) > w:
+        inner = padded[..., top:top + h, left:left + w]
+        return np.pad(inner, [(0, 0)] * (padded.ndim - 2) + list(pads), mode="symmetric")
+    middle = padded[..., :, left:left + w]  # rows first, then every row's columns: as np.pad
+    middle[..., :top, :] = middle[..., top:2 * top, :][..., ::-1, :]
+    end = top + h
+    middle[..., end:, :] = middle[..., end - bottom:end, :][..., ::-1, :]
+    padded[..., :left] = padded[..., left:2 * left][..., ::-1]
+    end = left + w
+    padded[..., end:] = padded[..., end - right:end][..., ::-1]
+    return padded
 
 
 def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),

@@ -30,6 +30,7 @@ from scipy import ndimage
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.engines import (
     DEFAULT_MODEL,
     FILL_ARCH,
@@ -55,7 +56,14 @@ from cloudfree.local_fill import (
     local_fill,
     source_weight,
 )
-from cloudfree.mask_input import mask_reader
+from cloudfree.mask_input import (
+    MaskInput,
+    Pads,
+    mask_input,
+    mask_reader,
+    stored_reader,
+    takes_scl,
+)
 from cloudfree.mask_scene import (
     mask_source,
     require_mask_bands,
@@ -328,34 +336,46 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
-                 tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None
+                 tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
+                 decoded: DecodedScene | None = None
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
-    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
-    stopped early once ``abandon`` is set."""
+    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics,
+    which keep what they decode in ``decoded``; stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
         shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
     if not fill:
         return shadow, None
-    return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon)
+    return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
+                                       decoded)
 
 
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
-                        tie_shadows: bool = False, abandon: threading.Event | None = None
-                        ) -> FillSpectrum:
+                        tie_shadows: bool = False, abandon: threading.Event | None = None,
+                        decoded: DecodedScene | None = None) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
-    them (``shadow.tied_shadows``). Once ``abandon`` is set (the caller failed), or a stop was
-    asked for, it raises CancelledError, or Interrupted, after the windows being read."""
+    them (``shadow.tied_shadows``). What it decodes is kept in ``decoded`` (its windows are
+    the pass's). Once ``abandon`` is set (the caller failed), or a stop was asked for, it
+    raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
+    decode = stored_reader(s2, bands, params)
+    windows = block_windows(s2.width, s2.height) if decoded is None else decoded.windows
 
-    read = mask_reader(s2, bands, params)
-
-    def one(win: Window) -> tuple[np.ndarray, int]:
+    def one(index: int) -> tuple[np.ndarray, int]:
+        win = windows[index]
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
-        refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo)
+
+        def read(grown: Window, pads: Pads | None = None) -> MaskInput:
+            stored = decode(grown)
+            if decoded is not None:
+                decoded.store(index, grown, stored)
+            return mask_input(s2, stored, pads)
+
+        refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo,
+                                       pads_itself=True)
         classes, _ = classify(refl, valid, params, bands, shadow, scl)
         if tie_shadows:
             classes = tied_shadows(refl, classes, bands)
@@ -365,10 +385,9 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         return window_counts(refl[:, inner[0], inner[1]], clear), int(valid.sum())
 
     histogram = ClearHistogram(len(bands))
-    windows = block_windows(s2.width, s2.height)
     # windows are read and classified on every core; each thread returns only its histogram.
     # Closed (its threads joined) before the scene's datasets, even on a stop.
-    with closing(ordered_map(one, windows, usable_cores())) as results:
+    with closing(ordered_map(one, range(len(windows)), usable_cores())) as results:
         for counts, valid in progress(results, len(windows), "fill statistics", quiet):
             check_stop()  # this may run on a thread of its own, which signals do not reach
             if abandon is not None and abandon.is_set():
@@ -387,8 +406,10 @@ class SceneRemoval:
                  fill: FillSpectrum | None = None, local: LocalFillParams | None = None,
                  references: ReferenceFill | None = None,
                  restoring: RestoreParams | None = None,
-                 uncertainty: SigmaModel | None = None):
+                 uncertainty: SigmaModel | None = None, decoded: DecodedScene | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
+        #: the scene as the first pass decoded it, read back by the chunks (None: decoded)
+        self.decoded = decoded
         #: the map from terms to each filled pixel's sigma (None: no uncertainty output)
         self.uncertainty = uncertainty
         #: the bands read, filled and written: the input's own for the network-free fill, the
@@ -410,9 +431,9 @@ class SceneRemoval:
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
-        refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params), chunk.top,
-                                       chunk.left, chunk.height, chunk.width, s2.height,
-                                       s2.width, halo)
+        refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params, self.decoded),
+                                       chunk.top, chunk.left, chunk.height, chunk.width,
+                                       s2.height, s2.width, halo, pads_itself=True)
         classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
         background = None
         temporal = None if self.references is None else self.references.temporal
@@ -825,9 +846,14 @@ def remove_scene(
         tie = (restoring is not None and restoring.shadows and mask_params.shadow
                and fill_method == "local")
         abandon = threading.Event()
+        decoded = None  # the scene as the statistics decode it, for the chunks to read back
+        if engine.uses_mask:
+            decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, mask_params))
+            if decoded is not None:
+                stack.callback(decoded.close)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
             passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
-                                  quiet or s1_path is not None, abandon)
+                                  quiet or s1_path is not None, abandon, decoded)
             try:
                 if s1_path is not None:
                     s1, s1_tags, s1_report = open_s1_on_grid(
@@ -869,7 +895,7 @@ def remove_scene(
         if uncertainty_out is not None:
             sigma_model = uncertainty_model or SigmaModel.load()
         pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, local,
-                            dates, restoring, sigma_model)
+                            dates, restoring, sigma_model, decoded)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
                               model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),

@@ -34,8 +34,12 @@ class Scaling:
         return scaled.astype(np.float32, copy=False)
 
     def unscale_s2(self, values: np.ndarray) -> np.ndarray:
-        """Network output -> reflectance (a new array)."""
-        return (values / self.s2_factor).astype(np.float32, copy=False)
+        """Network output -> reflectance, in place where ``values`` is float32."""
+        if values.dtype != np.float32:
+            return (values / np.float32(self.s2_factor)).astype(np.float32)
+        if self.s2_factor != 1:
+            values /= np.float32(self.s2_factor)
+        return values
 
     def scale_s1(self, db: np.ndarray) -> np.ndarray:
         """S1 in dB [2, ...] (VV, VH) -> network input; NaN (nodata) becomes the lower bound."""

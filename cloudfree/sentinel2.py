@@ -186,7 +186,12 @@ class Sentinel2:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Reflectance float32 [len(bands), h, w] (default: every band of the scene) and a
         valid-pixel mask [h, w] for the window."""
-        raw, valid = self.read_dn(window, bands)
+        return self.reflectance(*self.read_dn(window, bands))
+
+    def reflectance(self, raw: np.ndarray, valid: np.ndarray | None,
+                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """What :meth:`read` makes of the stored values and validity :meth:`read_dn` gave:
+        reflectance float32 (into ``out``, of raw's shape, when given) and the valid pixels."""
         h, w = raw.shape[1:]
         if self.nodata is not None and not math.isnan(self.nodata):
             filled = (raw == self.nodata).any(axis=0)
@@ -196,7 +201,7 @@ class Sentinel2:
             if not measured.all():
                 valid = measured if valid is None else valid & measured
         # From the input's dtype to float32, exactly as float32(dn - offset) / scale.
-        out = np.empty(raw.shape, dtype=np.float32)
+        out = np.empty(raw.shape, dtype=np.float32) if out is None else out
         with np.errstate(over="ignore", invalid="ignore"):  # huge floats are nodata, below
             np.copyto(out, raw, casting="unsafe")  # in place: faster than a mixed-type divide
             if self.offset:

@@ -11,10 +11,19 @@ import pytest
 import rasterio
 from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from cloudfree.mask_scene import mask_scene
-from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, classify
+from cloudfree.masking import (
+    CLOUD,
+    NEAR_REACH,
+    NODATA,
+    SHADOW,
+    MaskParams,
+    classify,
+    squared_distance,
+)
 from cloudfree.sentinel2 import BANDS, open_sentinel2
 
 
@@ -134,11 +143,10 @@ def test_thresholds_buffer_and_score_output(tmp_path):
     np.testing.assert_array_equal(plain == CLOUD, score > 0.2)
 
 
-@pytest.mark.parametrize("buffer", [1, 3, 5, 10, 11, 300])
+@pytest.mark.parametrize("buffer", [1, 3, 5, 10, 11, 23, 24, 300])
 def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
-    """By a disk dilation row by row of the disk for small radii and a distance transform
-    beyond: the same pixels, and a buffer larger than the image (up to the largest allowed)
-    runs."""
+    """By shifted copies of the seeds for small radii and a distance transform beyond: the
+    same pixels, and a buffer larger than the image (up to the largest allowed) runs."""
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read()
     cloud = classify(refl, valid)[0] == CLOUD
@@ -147,6 +155,24 @@ def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
     distance, _ = cKDTree(np.argwhere(cloud)).query(pixels)  # to the nearest cloud pixel
     np.testing.assert_array_equal(grown, (distance <= buffer).reshape(cloud.shape))
     assert 0 < cloud.mean() < grown.mean() <= 1
+
+
+@pytest.mark.parametrize("reach", [1, 2, 11, 15, 16, NEAR_REACH, NEAR_REACH + 1])
+def test_squared_distances_within_reach_are_those_of_the_distance_transform(reach):
+    """On a real cloud mask, its edges and a slice with no cloud at all: every squared distance
+    below the reach exact, the reach squared beyond."""
+    with open_sentinel2(SUMMER_S2) as ds:
+        refl, valid = ds.read()
+    cloud = classify(refl, valid)[0] == CLOUD
+    for seeds in (cloud, cloud[:3], cloud[:, :1], np.zeros((5, 7), bool)):
+        got = squared_distance(seeds, reach)
+        assert got.dtype.kind == "u"
+        expected = np.full(seeds.shape, reach * reach)
+        if seeds.any():
+            distance = ndimage.distance_transform_edt(~seeds)
+            expected = np.minimum(np.rint(distance ** 2), reach * reach)
+        np.testing.assert_array_equal(got, expected)
+    assert 0 < (squared_distance(cloud, reach) < reach * reach).mean() < 1
 
 
 def test_snow_is_not_cloud():

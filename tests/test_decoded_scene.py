@@ -1,0 +1,203 @@
+"""The scene decoded once: what the chunks read back from the scratch is what decoding the
+input gives, bit for bit, and the scratch leaves no file behind."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+import cloudfree.decoded_scene as decoded_scene
+from cloudfree.decoded_scene import DecodedScene
+from cloudfree.mask_input import mask_input, mask_reader, stored_reader, takes_scl
+from cloudfree.masking import MaskParams
+from cloudfree.rasterio_io import mirror_pads, read_padded
+from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
+from cloudfree.sentinel2 import open_sentinel2
+from tests.conftest import FLOODS_S2, ROOT, SUMMER_S1, SUMMER_S2
+from tests.s2_builders import (
+    coarsen_like_l1c,
+    read_stack,
+    write_l2a_safe,
+    write_safe,
+    write_stack,
+)
+from tests.test_faults import leftovers, mosaic, wait_for_partial
+
+#: Windows of a 252 x 252 scene kept in 100 px blocks: whole, across blocks and edges, a corner
+#: pixel, a strip of the partial last blocks.
+WINDOWS = (Window(0, 0, 252, 252), Window(37, 91, 150, 120), Window(251, 251, 1, 1),
+           Window(0, 199, 252, 53), Window(99, 0, 2, 252))
+
+
+def summer_with_nodata(tmp_path: Path, dtype: str = "uint16") -> Path:
+    """The real summer scene (252 px) with a nodata corner (0 DN, or NaN in float)."""
+    data, profile = read_stack(SUMMER_S2, 252)
+    data = data.astype(dtype)
+    data[:, :30, :45] = np.nan if dtype == "float32" else 0
+    return write_stack(tmp_path / f"s2_{dtype}.tif", data, profile,
+                       nodata=None if dtype == "float32" else 0)
+
+
+def l1c_safe(tmp_path: Path) -> Path:
+    data, profile = read_stack(SUMMER_S2, 252)
+    return write_safe(tmp_path / "S2A_MSIL1C_20220301_N0400.SAFE", coarsen_like_l1c(data),
+                      profile, offset=1000)
+
+
+def l2a_safe(tmp_path: Path) -> Path:
+    data, profile = read_stack(SUMMER_S2, 252)
+    scl = (data[1] // 300 % 12).astype(np.uint8)  # every class, from the real blue band
+    return write_l2a_safe(tmp_path / "S2A_MSIL2A_20220301_N0400.SAFE", coarsen_like_l1c(data),
+                          profile, offset=1000, scl=scl)
+
+
+def floods(tmp_path: Path) -> Path:  # int16, named bands, nodata 0, 512 px: cropped to 252
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(window=Window(0, 0, 252, 252)), ds.profile
+    profile.update(width=252, height=252, transform=ds.window_transform(Window(0, 0, 252, 252)))
+    data[:, 200:, :20] = 0
+    with rasterio.open(tmp_path / "floods.tif", "w", **profile) as dst:
+        dst.write(data)
+    return tmp_path / "floods.tif"
+
+
+INPUTS = {"uint16 GeoTIFF with nodata": summer_with_nodata,
+          "float32 with NaN": lambda p: summer_with_nodata(p, "float32"),
+          "L1C SAFE (JPEG2000, 20/60 m bands)": l1c_safe,
+          "L2A SAFE with SCL": l2a_safe, "int16 named bands": floods}
+
+
+@pytest.mark.parametrize("make", INPUTS.values(), ids=INPUTS.keys())
+def test_the_chunks_read_back_what_decoding_gives_bit_for_bit(tmp_path, make):
+    params = MaskParams(buffer=5)
+    with open_sentinel2(make(tmp_path)) as s2:
+        decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
+        try:
+            spectrum = scene_fill_spectrum(s2, s2.bands, params, None, True, decoded=decoded)
+            assert decoded.complete and len(decoded.windows) == 9
+            direct = scene_fill_spectrum(s2, s2.bands, params, None, True)
+            np.testing.assert_array_equal(spectrum.values, direct.values)
+            from_copy = mask_reader(s2, s2.bands, params, decoded)
+            decode = stored_reader(s2, s2.bands, params)
+            for window in WINDOWS:
+                raw, valid, scl = decoded.read(window)
+                want_raw, want_valid, want_scl = decode(window)
+                assert raw.dtype == np.dtype(s2.dtype)
+                np.testing.assert_array_equal(raw, want_raw)  # NaN where NaN
+                np.testing.assert_array_equal(valid, True if want_valid is None else want_valid)
+                assert (scl is None) == (want_scl is None) == (not s2.has_scl)
+                if scl is not None:
+                    np.testing.assert_array_equal(scl, want_scl)
+                refl, ok, _ = from_copy(window)
+                want_refl, want_ok = s2.read(window)
+                np.testing.assert_array_equal(refl, want_refl)
+                np.testing.assert_array_equal(ok, want_ok)
+            if make not in (l1c_safe, l2a_safe):  # nodata read back as nodata
+                assert not s2.read()[1].all()
+        finally:
+            decoded.close()
+
+
+def test_padded_reads_mirror_exactly_as_np_pad(tmp_path):
+    params = MaskParams(buffer=5)
+    with open_sentinel2(l2a_safe(tmp_path)) as s2:
+        read = mask_reader(s2, s2.bands, params)
+        for top, left, h, w, halo in ((0, 0, 60, 252, 20), (200, 10, 52, 30, 9),
+                                      (0, 0, 252, 252, 300), (100, 100, 20, 20, 5)):
+            got = read_padded(read, top, left, h, w, 252, 252, halo, pads_itself=True)
+            want = read_padded(lambda win: read(win), top, left, h, w, 252, 252, halo)
+            for a, b in zip(got, want, strict=True):
+                assert a.shape == (*a.shape[:-2], h + 2 * halo, w + 2 * halo)
+                np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = rng.integers(1, 9, 2)
+        pads = tuple(tuple(int(x) for x in rng.integers(0, 12, 2)) for _ in range(2))
+        inner = rng.random((2, h, w)).astype(np.float32)
+        padded = np.full((2, h + sum(pads[0]), w + sum(pads[1])), np.nan, np.float32)
+        padded[:, pads[0][0]:pads[0][0] + h, pads[1][0]:pads[1][0] + w] = inner
+        np.testing.assert_array_equal(mirror_pads(padded, pads),
+                                      np.pad(inner, [(0, 0), *pads], mode="symmetric"))
+    with open_sentinel2(SUMMER_S2) as s2:  # all of a corner window, converted into its place
+        stored = stored_reader(s2, s2.bands, params)(Window(0, 0, 40, 30))
+        refl, valid, _ = mask_input(s2, stored, ((3, 0), (0, 7)))
+        np.testing.assert_array_equal(refl, np.pad(s2.read(Window(0, 0, 40, 30))[0],
+                                                   [(0, 0), (3, 0), (0, 7)], mode="symmetric"))
+        assert refl.shape == valid.shape[:0] + (13, 33, 47) and valid.all()
+
+
+def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path, monkeypatch,
+                                                                      caplog):
+    s2 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 5)  # 1280 px: 4 windows, two partial
+    kept = []
+    store, read = DecodedScene.store, DecodedScene.read
+
+    def store_and_look(self, *args):
+        kept.append(sorted(p.name for p in tmp_path.iterdir()))
+        return store(self, *args)
+
+    def counted(self, window):
+        kept.append("read")
+        return read(self, window)
+
+    monkeypatch.setattr(DecodedScene, "store", store_and_look)
+    monkeypatch.setattr(DecodedScene, "read", counted)
+    out = tmp_path / "copy.tif"
+    remove_scene(s2, SUMMER_S1, out, model="median-fill", quiet=True)
+    assert kept[0] == ["s2.tif"]  # in the folder, with no name
+    assert kept.count("read") > 4 and len(kept) - kept.count("read") == 4
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage",
+                        lambda folder: SimpleNamespace(free=50 * 2**20))
+    before = len(kept)
+    with caplog.at_level(logging.INFO, logger="cloudfree"):
+        remove_scene(s2, SUMMER_S1, tmp_path / "again.tif", model="median-fill", quiet=True)
+    assert f"{tmp_path} has 50 MB free, less than twice the 44 MB the decoded scene " \
+        "needs: the input is decoded again for each pass instead" in caplog.text
+    assert len(kept) == before  # nothing kept, nothing read back
+    monkeypatch.undo()
+    writes = []
+
+    def full_disk(fd, array, offset):  # the disk fills up in the second window
+        writes.append(offset)
+        if len(writes) > 20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(fd, array, offset)
+
+    write = decoded_scene._write
+    monkeypatch.setattr(decoded_scene, "_write", full_disk)
+    with caplog.at_level(logging.INFO, logger="cloudfree"):
+        remove_scene(s2, SUMMER_S1, tmp_path / "full.tif", model="median-fill", quiet=True)
+    assert f"the decoded scene could not be kept in {tmp_path} (No space left on device): the " \
+        "input is decoded again for each pass instead" in caplog.text
+    for other in ("again.tif", "full.tif"):
+        with rasterio.open(out) as a, rasterio.open(tmp_path / other) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.tif", "copy.tif", "full.tif",
+                                                          "s2.tif"]
+
+
+def test_a_run_killed_while_the_copy_is_in_use_leaves_only_its_partial_output(tmp_path):
+    scene, out = tmp_path / "scene", tmp_path / "out"
+    scene.mkdir()
+    out.mkdir()
+    s2, s1 = mosaic(SUMMER_S2, scene / "s2.tif", 3), mosaic(SUMMER_S1, scene / "s1.tif", 3)
+    proc = subprocess.Popen([sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2),
+                             "--s1", str(s1), "--s1-aligned", "-o", str(out / "r.tif"),
+                             "--batch-size", "1", "--quiet"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_partial(out, proc)  # the chunks have begun: they read the copy
+    proc.send_signal(signal.SIGKILL)  # no clean-up possible
+    proc.communicate(timeout=60)
+    assert [p.name for p in out.iterdir()] == leftovers(out) and len(leftovers(out)) == 1
