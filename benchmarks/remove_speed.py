@@ -19,7 +19,9 @@ cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fres
   the code before it in the same rounds.
 The table gives each round and the median ratios remove / floor (target: <= 3x) and
 network / floor (what the network alone costs of that budget). They alternate in one run, so
-the ratios hold on a noisy machine even where the seconds do not.
+the ratios hold on a noisy machine even where the seconds do not. A second table gives the
+CPU seconds of each command (all its threads), which a loaded machine changes less than the wall
+seconds.
 Stages (``--no-stages`` to skip): one more `remove` per model with its stages timed
 (`remove_stages.py`: CPU seconds per stage over every thread, torch at one thread).
 Peak memory: `remove` with each model in a fresh process per scene size, through the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,14 +50,20 @@ from cloudfree.bundled import bundled_models
 BATCH = 8  # remove's default --batch-size
 
 
-def timed(cmd: list[str], package: Path | None = None) -> tuple[float, str]:
-    """Wall seconds and standard output of one command, which must succeed; ``package``: the
-    folder holding the ``cloudfree`` it imports, run from there (``python -m`` looks in the
-    working folder first); default: the one this script imports."""
+def children_cpu() -> float:
+    """CPU seconds (user and system) of this process's finished children so far."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def timed(cmd: list[str], package: Path | None = None) -> tuple[float, str, float]:
+    """Wall seconds, standard output and CPU seconds of one command, which must succeed;
+    ``package``: the folder holding the ``cloudfree`` it imports, run from there (``python -m``
+    looks in the working folder first); default: the one this script imports."""
     env = None if package is None else {**os.environ, "PYTHONPATH": str(package)}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=package)
-    return time.perf_counter() - start, done.stdout
+    return time.perf_counter() - start, done.stdout, children_cpu() - cpu
 
 
 def network_seconds(model: str, tiles: int) -> float:
@@ -72,31 +81,37 @@ def remove_command(s2: Path, s1: Path, out: Path, model: str) -> list[str]:
 
 
 def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | None = None
-           ) -> list[list[float]]:
+           ) -> tuple[list[list[float]], list[list[float]]]:
     """[floor, remove per model..., network] seconds per round, alternating, after one untimed
     warm-up round; with ``compare`` (a folder holding another ``cloudfree``), the first model's
-    remove with that package last."""
+    remove with that package last. Also the CPU seconds of each command but the network."""
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
     s2, s1 = make_scene(folder, size)
     floor_cmd = [rio, "cogeo", "create", str(s2), str(folder / "floor.tif"), "--cog-profile",
                  "deflate", "--quiet"]
-    results = []
+    results, cpus = [], []
     for i in range(n + 1):
         (folder / "floor.tif").unlink(missing_ok=True)
-        row = [timed(floor_cmd)[0]]
+        seconds, _, cpu = timed(floor_cmd)
+        row, cpu_row = [seconds], [cpu]
         summaries = []
         for model in models:
-            seconds, summary = timed(remove_command(s2, s1, folder / "out.tif", model))
+            seconds, summary, cpu = timed(remove_command(s2, s1, folder / "out.tif", model))
             row.append(seconds)
+            cpu_row.append(cpu)
             summaries.append(json.loads(summary))
         row.append(network_seconds(models[0], summaries[0]["tiles_run"]))
         if compare is not None:
-            row.append(timed(remove_command(s2, s1, folder / "out.tif", models[0]), compare)[0])
+            seconds, _, cpu = timed(remove_command(s2, s1, folder / "out.tif", models[0]),
+                                    compare)
+            row.append(seconds)
+            cpu_row.append(cpu)
         if i:  # the first round warms the page cache and the imports
             results.append(row)
-    return results
+            cpus.append(cpu_row)
+    return results, cpus
 
 
 def stages(folder: Path, size: int, model: str) -> dict:
@@ -155,7 +170,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         compare = None if args.compare is None else unpack(args.compare, folder / "compare")
-        timings = rounds(folder, args.size, args.rounds, models, compare)
+        timings, cpus = rounds(folder, args.size, args.rounds, models, compare)
         old = [] if compare is None else [f"{models[0]} at {args.compare}"]
         print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, remove with "
               f"each model, then {models[0]}'s network alone{', then ' * bool(old)}"
@@ -175,6 +190,14 @@ def main() -> None:
         print(f"| median | {' | '.join(f'{t:.2f}' for t in median)} | "
               f"{' | '.join(f'**{r:.2f}x**' for r in shares[:len(models)])} | "
               f"{' | '.join(f'{r:.2f}x' for r in shares[len(models):])} |")
+        names = ["rio cogeo create", *(f"remove {m}" for m in [*models, *old])]
+        print("\nCPU seconds per round (user and system, every thread; steadier than the wall "
+              f"seconds on a shared machine)\n| round | {' | '.join(names)} |\n"
+              f"|{'---|' * (len(names) + 1)}")
+        for i, row in enumerate(cpus, 1):
+            print(f"| {i} | {' | '.join(f'{t:.2f}' for t in row)} |")
+        middle = [statistics.median(t[k] for t in cpus) for k in range(len(names))]
+        print(f"| median | {' | '.join(f'{t:.2f}' for t in middle)} |")
         if not args.no_stages:
             for model in models:
                 print_stages(stages(folder, args.size, model),

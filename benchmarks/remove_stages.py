@@ -11,13 +11,15 @@ submits to a pool counted under it). CPU seconds add up over every thread (loade
 the writer, the main thread). So that the network's and the local fill's CPU is counted where
 it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
 threads (``torch.set_num_threads(1)``); the COG rewrite, which runs alone after the last
-chunk, is timed by the process's CPU, so that its deflate and overviews on GDAL's own threads
-count with it. What no Python stage holds (GDAL's other threads, the interpreter outside the
-stages; not the imports, done before the clock starts) is the rest of the process's CPU
-("other"). NumPy's OpenBLAS runs the threads the command's launcher gives it
-(``launch.OPENBLAS_THREADS``), set here before NumPy loads: with OpenBLAS's default, a thread
-per core spinning beside the stages' threads, "other" and the shift estimates of
-`remove_speed.py`'s 2048^2 scene took 3.0 s more CPU than the command spends on them.
+chunk, is timed by the process's CPU, so that its deflate on GDAL's own threads counts with it
+(and the overviews, where GDAL makes them; those of `remove`'s outputs are made from the
+blocks as they are written, "overviews (from the blocks)"). What no Python stage holds (GDAL's
+other threads, the interpreter outside the stages; not the imports, done before the clock
+starts) is the rest of the process's CPU ("other"). NumPy's OpenBLAS runs the threads the
+command's launcher gives it (``launch.OPENBLAS_THREADS``), set here before NumPy loads: with
+OpenBLAS's default, a thread per core spinning beside the stages' threads, "other" and the
+shift estimates of `remove_speed.py`'s 2048^2 scene took 3.0 s more CPU than the command spends
+on them.
 ``--cprofile FILE`` also writes the main thread's cProfile. The timeline under the table gives
 when each phase ran (its first start to its last end) and how many cores the process used
 meanwhile: on 2 cores, a phase at 1 core is a serial one.
@@ -61,16 +63,16 @@ STAGES = (
     ("cloudfree.remove_scene", "Blender.add", "blend"),
     ("cloudfree.remove_scene", "SceneRemoval.finish", "composite"),
     ("rasterio.io", "DatasetWriter.write", "write blocks"),
+    ("cloudfree.overviews", "StreamedOverviews.add", "overviews (from the blocks)"),
     ("rasterio.io", "DatasetWriter.close", "close (flush)"),
-    ("cloudfree.rasterio_io", "make_cog", "COG rewrite + overviews"),
+    ("cloudfree.rasterio_io", "make_cog", "COG rewrite"),
     ("cloudfree.rasterio_io", "verify_raster", "verify"),
 )
 #: The first-pass stages, under which nested reads and masks are reported.
 FIRST_PASSES = ("S1 co-registration", "clear-sky statistics")
 #: Stages that run alone in the process, timed by the process's CPU: the COG rewrite after the
-#: last chunk, whose deflate and overviews run on GDAL's own threads (about two thirds of its
-#: CPU, otherwise "other").
-ALONE = ("COG rewrite + overviews",)
+#: last chunk, whose deflate runs on GDAL's own threads (most of its CPU, otherwise "other").
+ALONE = ("COG rewrite",)
 
 
 class StageClock:
@@ -162,7 +164,7 @@ class StageClock:
 
 #: The stages whose span (first start to last end) the timeline shows, in the order they run.
 TIMELINE = ("S1 co-registration", "clear-sky statistics", "load (rest)", "composite",
-            "close (flush)", "COG rewrite + overviews", "verify")
+            "close (flush)", "COG rewrite", "verify")
 #: Seconds between two readings of the process's CPU time for the timeline.
 SAMPLE_S = 0.02
 

@@ -2,9 +2,12 @@
 
 Outputs are streamed block by block into a tiled GeoTIFF (memory flat in the scene size); this
 copies that file once through GDAL's COG driver, which adds internal overviews (halving until
-they fit one block) and orders the file as the COG layout wants. GDAL streams both steps through
-its block cache, so memory stays bounded; disk needs about 1.4 times the output size again while
-the copy runs. Small outputs (masks) are streamed uncompressed and compressed once, by the copy.
+they fit one block) and orders the file as the COG layout wants. The overviews are those made
+from the blocks as they were written (:mod:`cloudfree.overviews`, the same as GDAL's), handed to
+the driver as the file's own through a VRT, or else the driver makes them from the finished
+file. GDAL streams both steps through its block cache, so memory stays bounded; disk needs about
+1.4 times the output size again while the copy runs. Small outputs (masks) are streamed
+uncompressed and compressed once, by the copy.
 The compression, its level, the predictor and the block size of the output's profile (from
 ``--co``) carry over; the other creation options apply only with ``--no-cog``.
 """
@@ -12,7 +15,9 @@ The compression, its level, the predictor and the block size of the output's pro
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import rasterio
@@ -31,6 +36,8 @@ _LEVELS = {"DEFLATE": "zlevel", "ZSTD": "zstd_level", "LZMA": "lzma_preset"}
 #: uncompressed, which saves compressing twice, while the raw image is at most this big: a mask
 #: of a whole Sentinel-2 tile (115 MiB), not a 13-band output.
 UNCOMPRESSED_SCRATCH_BYTES = 512 * 2**20
+#: The COG driver's block side when the output's blocks are not square multiples of 16.
+COG_DEFAULT_BLOCK = 512
 
 
 def _small(profile: dict) -> bool:
@@ -64,19 +71,47 @@ def cog_options(profile: dict, resampling: str) -> dict[str, str]:
     return options
 
 
-def make_cog(path: Path, resampling: str, profile: dict) -> None:
+def cog_block(profile: dict) -> int:
+    """Side of the COG's blocks, which also ends its overviews (halved until one block)."""
+    return int(cog_options(profile, AVERAGE).get("blocksize", COG_DEFAULT_BLOCK))
+
+
+def make_cog(path: Path, resampling: str, profile: dict,
+             overviews: Sequence[Path] | None = None) -> None:
     """Rewrite the streamed GeoTIFF at ``path`` in place as a COG with ``resampling`` overviews,
-    compressed and tiled as ``profile`` (the output's GeoTIFF profile) asks."""
+    compressed and tiled as ``profile`` (the output's GeoTIFF profile) asks; ``overviews``: its
+    levels, already made (:class:`cloudfree.overviews.StreamedOverviews`), else GDAL makes them."""
     path = Path(path)
     cog = path.with_name(path.name + ".cog")
+    vrt = path.with_name(path.name + ".vrt")
     scratch = "NONE" if _small(profile) else "LZW"  # LZW: the driver's own default
     try:
-        with rasterio.open(path) as src, rasterio.Env(COG_TMP_COMPRESSION=scratch):
+        source = path
+        if overviews:
+            with_overviews(path, overviews, vrt)
+            source = vrt
+        with rasterio.open(source) as src, rasterio.Env(COG_TMP_COMPRESSION=scratch):
             rasterio.shutil.copy(src, cog, driver="COG", **cog_options(profile, resampling))
         os.replace(cog, path)
     except CPLE_BaseError as exc:  # rasterio lets GDAL's own error types out of copy()
         raise rasterio.errors.RasterioIOError(f"the COG step failed: "
                                               f"{str(exc).replace(cog.name + ': ', '')}") from None
     finally:
-        for leftover in (cog, cog.with_name(cog.name + ".aux.xml")):
+        for leftover in (cog, cog.with_name(cog.name + ".aux.xml"), vrt, *(overviews or ())):
             leftover.unlink(missing_ok=True)
+
+
+def with_overviews(path: Path, overviews: Sequence[Path], vrt: Path) -> None:
+    """Write ``vrt``: the GeoTIFF at ``path`` with the rasters ``overviews`` (largest first, as
+    many bands) as its overviews, which the COG driver then copies instead of making its own."""
+    vrt.unlink(missing_ok=True)  # GDAL would delete an old one with the files it names
+    with rasterio.open(path) as src:
+        rasterio.shutil.copy(src, vrt, driver="VRT")
+    tree = ElementTree.parse(vrt)
+    for band in tree.getroot().iter("VRTRasterBand"):
+        for level in overviews:
+            overview = ElementTree.SubElement(band, "Overview")
+            name = ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="1")
+            name.text = level.name
+            ElementTree.SubElement(overview, "SourceBand").text = band.get("band")
+    tree.write(vrt)

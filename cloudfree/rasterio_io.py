@@ -24,8 +24,9 @@ import rasterio.transform
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from cloudfree.cog import make_cog, scratch_profile
+from cloudfree.cog import NEAREST, cog_block, make_cog, scratch_profile
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.overviews import OverviewedWriter, StreamedOverviews, supported
 from cloudfree.paths import check_input, input_problem, real, taken
 from cloudfree.publish import publish
 from cloudfree.signals import check_stop
@@ -311,9 +312,11 @@ def remove_stale_partials(path: Path) -> None:
     A run stopped by SIGKILL (or a crash) cannot clean up after itself; the next run for the
     same output does it. Partials of a live process, or of another host, are left and named.
     """
-    # with the COG step's scratch files: the copy (.cog) and GDAL's overviews (.cog.ovr.tmp)
+    # with the COG step's scratch files: the copy (.cog), GDAL's overviews (.cog.ovr.tmp), the
+    # streamed overviews (.ovr1, .ovr2, ...) and the file that lists them (.vrt)
     pattern = re.compile(rf"\.{re.escape(path.stem)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?"
-                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}(?:\.cog)?(?:\.ovr\.tmp)?"
+                         rf"[0-9a-f]{{8}}\.partial{re.escape(path.suffix)}"
+                         r"(?:\.cog|\.vrt|\.ovr\d+)?(?:\.ovr\.tmp)?"
                          r"(?:\.aux\.xml)?")
     pattern_glob = f".{glob.escape(path.stem)}.*.partial{glob.escape(path.suffix)}*"
     for found in path.parent.glob(pattern_glob):
@@ -462,7 +465,9 @@ def write_json(data: object, path: Path | str, overwrite: bool,
 
 
 def _remove_partial(tmp: Path) -> None:
-    for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
+    """Remove a partial output and its scratch files (``.aux.xml``, the COG step's)."""
+    tmp.unlink(missing_ok=True)
+    for leftover in tmp.parent.glob(glob.escape(tmp.name) + ".*"):
         leftover.unlink(missing_ok=True)
 
 
@@ -524,13 +529,27 @@ def raster_output(path: Path, overwrite: bool, inputs: Sequence[Path], profile: 
                   together: list[tuple[Path, Path]] | None = None, cog: str | None = None):
     """An atomic output opened for writing with ``profile``, verified before the rename. With
     ``cog`` (``cloudfree.cog.AVERAGE`` or ``NEAREST``: how its overviews are resampled) it is a
-    Cloud Optimized GeoTIFF: streamed into a scratch file that the COG step then copies."""
+    Cloud Optimized GeoTIFF: streamed into a scratch file that the COG step then copies, its
+    overviews made from the blocks as they are written (when written strip by strip, see
+    :mod:`cloudfree.overviews`)."""
     verify = partial(verify_raster, profile=profile)
-    finish = None if cog is None else partial(make_cog, resampling=cog, profile=profile)
+    levels: list[Path] = []  # overviews streamed beside the output (when written in strips)
+    finish = None if cog is None else partial(make_cog, resampling=cog, profile=profile,
+                                              overviews=levels)
     streamed = profile if cog is None else scratch_profile(profile)
     with atomic_output(path, overwrite, inputs, verify, together, finish) as tmp, \
             rasterio.open(tmp, "w", **streamed) as dst:
-        yield dst
+        if cog is None or not supported(profile["dtype"], profile.get("nodata"),
+                                        cog == NEAREST):
+            yield dst
+            return
+        overviews = StreamedOverviews(tmp, profile, streamed, cog == NEAREST, cog_block(profile))
+        try:
+            yield OverviewedWriter(dst, overviews)
+        except BaseException:
+            overviews.discard()
+            raise
+        levels.extend(overviews.finish() or ())
 
 
 class GridOutputs:

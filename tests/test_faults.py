@@ -205,13 +205,16 @@ def test_partial_of_a_killed_run_is_removed_by_the_next_one(tmp_path, big_s2, cl
     wait_for_partial(tmp_path, proc)
     proc.kill()  # SIGKILL: no clean-up possible
     proc.communicate(timeout=60)
-    (stale,) = tmp_path.iterdir()
+    stale = list(tmp_path.iterdir())  # the partial output, and its overviews made so far
+    assert [p.suffix for p in stale].count(".tif") == 1, stale
     live = partial_path(out)  # of this test's own process: alive, so only reported
     live.write_bytes(b"being written")
     result = cli("mask", SUMMER_S2, "-o", out)
     assert result.exit_code == 0, result.output
-    assert not stale.exists() and live.exists() and out.exists()
-    assert f"removed {stale}, left by an interrupted run (process {proc.pid})" in result.stderr
+    assert not any(p.exists() for p in stale) and live.exists() and out.exists()
+    for path in stale:
+        assert f"removed {path}, left by an interrupted run (process {proc.pid})" \
+            in result.stderr
     assert f"{live}: partial output of process {os.getpid()}" in result.stderr
 
 
