@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,19 @@ FLOODS_S1 = FLOODS / "Spain_7370579_S1Hand.tif"
 # One thread: two threads on the 2 cores of CI fight each other and run slower.
 torch.set_num_threads(1)
 
+
+
+@pytest.fixture
+def cloudfree_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` holding the ``cloudfree`` logger's records from INFO up, also after a CLI run
+    in the same process stopped that logger passing them to the root logger."""
+    logger = logging.getLogger("cloudfree")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="cloudfree"):
+            yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ bf16 autocast within ``AUTOCAST_TOLERANCE`` on 99.9 % of the values and 10x that
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import rasterio
@@ -117,7 +115,7 @@ def test_onnxruntime_cuda_provider_matches_torch(tmp_path):
     assert np.abs(engine.predict(s2, s1) - reference).max() / loaded.scaling.s2_factor <= 1e-4
 
 
-def test_a_real_out_of_memory_halves_the_batch(tmp_path, caplog):
+def test_a_real_out_of_memory_halves_the_batch(tmp_path, cloudfree_log):
     """Fill the GPU until one tile fits but a row of three does not: remove must finish at a
     smaller batch and give the same output as without the pressure."""
     torch.manual_seed(0)
@@ -144,16 +142,13 @@ def test_a_real_out_of_memory_halves_the_batch(tmp_path, caplog):
     free, _ = torch.cuda.mem_get_info()
     ballast = torch.empty(free - int(1.5 * per_tile) - (128 << 20), dtype=torch.uint8,
                           device="cuda")
-    logger = logging.getLogger("cloudfree")
-    logger.addHandler(caplog.handler)
     try:
         summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "tight.tif", batch_size=3,
                                **options)
     finally:
-        logger.removeHandler(caplog.handler)
         del ballast
         torch.cuda.empty_cache()
-    assert "GPU out of memory at batch size 3; continuing with 1" in caplog.text
+    assert "GPU out of memory at batch size 3; continuing with 1" in cloudfree_log.text
     assert summary["tiles_run"] == 9
     assert np.abs(read(tmp_path / "tight.tif") - read(tmp_path / "free.tif")).max() <= 1
 

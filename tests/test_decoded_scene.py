@@ -4,7 +4,6 @@ input gives, bit for bit, and the scratch leaves no file behind."""
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 import subprocess
@@ -138,7 +137,7 @@ def test_padded_reads_mirror_exactly_as_np_pad(tmp_path):
 
 
 def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path, monkeypatch,
-                                                                      caplog):
+                                                                      cloudfree_log):
     s2 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 5)  # 1280 px: 4 windows, two partial
     kept = []
     store, read = DecodedScene.store, DecodedScene.read
@@ -160,10 +159,9 @@ def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path,
     monkeypatch.setattr(decoded_scene.shutil, "disk_usage",
                         lambda folder: SimpleNamespace(free=50 * 2**20))
     before = len(kept)
-    with caplog.at_level(logging.INFO, logger="cloudfree"):
-        remove_scene(s2, SUMMER_S1, tmp_path / "again.tif", model="median-fill", quiet=True)
+    remove_scene(s2, SUMMER_S1, tmp_path / "again.tif", model="median-fill", quiet=True)
     assert f"{tmp_path} has 50 MB free, less than twice the 44 MB the decoded scene " \
-        "needs: the input is decoded again for each pass instead" in caplog.text
+        "needs: the input is decoded again for each pass instead" in cloudfree_log.text
     assert len(kept) == before  # nothing kept, nothing read back
     monkeypatch.undo()
     writes = []
@@ -176,10 +174,9 @@ def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path,
 
     write = decoded_scene._write
     monkeypatch.setattr(decoded_scene, "_write", full_disk)
-    with caplog.at_level(logging.INFO, logger="cloudfree"):
-        remove_scene(s2, SUMMER_S1, tmp_path / "full.tif", model="median-fill", quiet=True)
+    remove_scene(s2, SUMMER_S1, tmp_path / "full.tif", model="median-fill", quiet=True)
     assert f"the decoded scene could not be kept in {tmp_path} (No space left on device): the " \
-        "input is decoded again for each pass instead" in caplog.text
+        "input is decoded again for each pass instead" in cloudfree_log.text
     for other in ("again.tif", "full.tif"):
         with rasterio.open(out) as a, rasterio.open(tmp_path / other) as b:
             np.testing.assert_array_equal(a.read(), b.read())
