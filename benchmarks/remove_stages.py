@@ -46,7 +46,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", OPENBLAS_THREADS)  # before NumPy 
 
 #: (module, attribute path, stage): the functions each stage is made of.
 STAGES = (
-    ("cloudfree.sentinel2", "Sentinel2.read", "read S2"),
+    ("cloudfree.sentinel2", "Sentinel2.read_dn", "read S2"),
+    ("cloudfree.sentinel2", "Sentinel2.reflectance", "read S2"),
+    ("cloudfree.decoded_scene", "DecodedScene.read", "read S2 (decoded copy)"),
+    ("cloudfree.decoded_scene", "DecodedScene.store", "keep decoded S2"),
     ("cloudfree.coregister", "CoregisterResult.read", "read S1 (warp)"),
     ("cloudfree.coregister", "AlignedS1.read", "read S1"),
     ("cloudfree.remove_scene", "open_s1_on_grid", "S1 co-registration"),
