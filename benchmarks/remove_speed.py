@@ -1,6 +1,6 @@
 """Benchmark `cloudfree remove` on CPU against the cost of reading and writing the scene.
 
-    python benchmarks/remove_speed.py                  # 2048^2, 3 rounds; memory at 1024^2, 4096^2
+    python benchmarks/remove_speed.py          # 2048^2, 3 rounds; memory at 1024^2, 4096^2 (3 runs)
     python benchmarks/remove_speed.py --size 4096 --rounds 2 --memory-sizes
     python benchmarks/remove_speed.py --models cloudfree-fillnet-fast --no-stages
     python benchmarks/remove_speed.py --models median-fill --compare main --no-stages --memory-sizes
@@ -25,7 +25,9 @@ seconds.
 Stages (``--no-stages`` to skip): one more `remove` per model with its stages timed
 (`remove_stages.py`: CPU seconds per stage over every thread, torch at one thread).
 Peak memory: `remove` with each model in a fresh process per scene size, through the
-command's launcher as users run it (Linux VmHWM; target: flat within 1.25x).
+command's launcher as users run it (Linux VmHWM; target: flat within 1.25x); ``--memory-runs``
+runs of each size, the sizes alternating, and their median (a single run's peak varies by tens
+of MB with the threads' timing).
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[1024, 4096])
+    parser.add_argument("--memory-runs", type=int, default=3,
+                        help="runs of each memory size (the table gives their median)")
     parser.add_argument("--models", nargs="+", default=["cloudfree-fillnet", "median-fill"],
                         help="bundled models; the first is the one whose network is timed alone")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
@@ -149,8 +153,8 @@ def main() -> None:
                         help="also time the first model's remove as git revision REV has it")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.memory_runs < 1:
+        parser.error("--rounds and --memory-runs must be at least 1")
     for model in args.models:
         if model not in bundled_models():
             parser.error(f"--models {model}: bundled are {', '.join(bundled_models())}")
@@ -202,16 +206,23 @@ def main() -> None:
             for model in models:
                 print_stages(stages(folder, args.size, model),
                              f"`remove --model {model}`, {args.size}^2, stages")
-        memory = {m: [peak_memory(folder, size, m) for size in args.memory_sizes]
-                  for m in models}
-    for model, rows in memory.items():
-        if not rows:
+        memory = {m: [peak_memory(folder, size, m) for _ in range(args.memory_runs)
+                      for size in args.memory_sizes] for m in models}
+    for model, runs in memory.items():
+        if not runs:
             continue
-        print(f"\n`remove --model {model}`, each size in a fresh process\n"
-              "| scene | seconds | peak RSS (MB) | vs smallest |\n|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['size']}^2 | {r['seconds']} | {r['peak_rss_mb']} | "
-                  f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x |")
+        print(f"\n`remove --model {model}`, each size in a fresh process, {args.memory_runs} "
+              "runs (medians)\n| scene | seconds | peak RSS (MB) | runs' peaks (MB) | "
+              "vs smallest |\n|---|---|---|---|---|")
+        smallest = None
+        for size in args.memory_sizes:
+            mine = [r for r in runs if r["size"] == size]
+            peaks = sorted(r["peak_rss_mb"] for r in mine)
+            peak = statistics.median(peaks)
+            smallest = smallest or peak
+            print(f"| {size}^2 | {statistics.median(r['seconds'] for r in mine):.1f} | "
+                  f"{peak:.0f} | {', '.join(f'{p:.0f}' for p in peaks)} | "
+                  f"{peak / smallest:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ MAX_GPU_LOADERS = 16
 def loader_threads(device: str) -> int:
     """Threads loading chunks ahead of the network: ``LOADERS`` on CPU, where the network
     needs the cores; on a GPU every core but two (the network's feeder and the writer), since
-    reading, masking and the fill are then the slow part (issue 22: the default model kept an
+    reading, masking and the fill are then the slow part (the default model kept an
     H100 1-2 % busy with two loaders), up to ``MAX_GPU_LOADERS``: the look-ahead holds
     loaders + 2 chunks, each a few hundred MB at batch 16 (6.4 GB peak RSS with 14 loaders)."""
     if device == "cpu":
@@ -546,7 +546,7 @@ class SceneRemoval:
                 raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
                                      "tile=SIZE or device=cpu", "tile", "device") from None
         # retried outside the handler: until it is left, the traceback keeps the failed
-        # batch's activations alive on the GPU (issue 22: batch 1 then ran out of memory too)
+        # batch's activations alive on the GPU (batch 1 then ran out of memory too)
         self.batch_size = max(1, len(s2) // 2)
         log.warning("GPU out of memory at batch size %d; continuing with %d",
                     len(s2), self.batch_size)
