@@ -35,6 +35,11 @@ log = logging.getLogger("cloudfree")
 Stored = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
+def _planes(bands: Sequence[str], scl: bool) -> int:
+    """Planes kept per window: the bands, their validity and (with ``scl``) the SCL."""
+    return len(bands) + 1 + scl
+
+
 class DecodedScene:
     """The stored values of ``bands`` (and SCL, with ``scl``) of a scene, window by window of
     ``windows`` as a first pass stores them (:meth:`store`), then read back for any window
@@ -45,7 +50,7 @@ class DecodedScene:
         self.bands, self.scl, self.folder = tuple(bands), scl, folder
         self.dtype = np.dtype(s2.dtype)
         self.windows = block_windows(s2.width, s2.height, block)
-        self.planes = len(self.bands) + 1 + scl  # the bands, validity, SCL
+        self.planes = _planes(self.bands, scl)
         self.offsets = np.cumsum([0] + [self._bytes(w) for w in self.windows])
         # open as long as the scene is (``close``), not within one block
         self._file = tempfile.TemporaryFile(dir=folder, prefix=".cloudfree-decoded-")  # noqa: SIM115
@@ -63,7 +68,7 @@ class DecodedScene:
         if not hasattr(os, "preadv"):  # Windows
             return None
         folder = Path(output).parent
-        size = (len(bands) + 1 + scl) * s2.width * s2.height * np.dtype(s2.dtype).itemsize
+        size = _planes(bands, scl) * s2.width * s2.height * np.dtype(s2.dtype).itemsize
         free = shutil.disk_usage(folder).free
         if free < 2 * size:
             log.info("%s has %.0f MB free, less than twice the %.0f MB the decoded scene needs: "
