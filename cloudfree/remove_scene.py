@@ -1042,6 +1042,9 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         writes: deque[Future] = deque()
         for loaded in progress(loads, len(todo), desc="remove", quiet=quiet, unit="chunk"):
             writes.append(writer.submit(write_block, loaded, pipe.predict(loaded)))
+            # the writer holds the chunk while it needs it; held here too, it would stay in
+            # memory while the next one is awaited, beside the loaders' chunks
+            del loaded
             release_free_memory()  # or resident memory creeps up with the scene
             while len(writes) > 1 or (writes and writes[0].done()):
                 writes.popleft().result()  # raises the writer's error, if any
