@@ -1,5 +1,5 @@
 """Memory: refuse a batch of tiles, or an ONNX export, that cannot fit, and give freed heap
-memory back to the operating system between chunks of a long run.
+memory back to the operating system during a long run.
 
 NumPy and torch free their large arrays, but glibc keeps freed blocks in its per-thread arenas,
 and with a reader thread, GDAL's threads and torch's threads each holding some, a process's
@@ -13,7 +13,6 @@ every 5 s), while the peak of a 4096^2 one fell by about 100 MB.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import math
 import os
@@ -23,30 +22,48 @@ import sys
 from typing import TYPE_CHECKING
 
 from cloudfree.errors import OutOfMemory, UsageError
-from cloudfree.tiling import TileGrid
 
 if TYPE_CHECKING:
     from rasterio.windows import Window
 
+    from cloudfree.tiling import TileGrid
+
+#: glibc's ``mallopt`` parameter for the most heap arenas (``M_ARENA_MAX`` in malloc.h).
+M_ARENA_MAX = -8
+#: Heap arenas for the command (glibc's default: one more for each thread that allocates at
+#: once, up to 8 per core). Each arena keeps what its threads freed for their own next arrays,
+#: so with the loaders, the writer and the main thread each in an arena of their own, the
+#: process holds the sum of their largest moments rather than the largest moment of their sum.
+HEAP_ARENAS = 1
+
+
 @functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+def _libc_function(name: str):
+    """A function of glibc (``malloc_trim``, ``mallopt``), or None where the C library has
+    none of that name."""
     try:
-        return ctypes.CDLL(name).malloc_trim
+        return getattr(ctypes.CDLL(None), name)  # the process's own C library
     except (OSError, AttributeError):
         return None
 
 
 def release_free_memory() -> bool:
     """Return freed heap pages to the operating system; False where that is not possible."""
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is None:
         return False
     trim(0)
     return True
+
+
+def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> bool:
+    """Let glibc's malloc make at most ``arenas`` heap arenas from now on (call it before any
+    thread starts); False where that is not possible. A ``MALLOC_ARENA_MAX`` set by the user
+    wins."""
+    mallopt = _libc_function("mallopt")
+    if mallopt is None or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))
 
 
 def total_memory() -> int | None:

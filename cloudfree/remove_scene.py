@@ -586,7 +586,9 @@ class SceneRemoval:
         if self.options.composite:
             taken = have & (alpha > 0)
             blend *= alpha
-            blend += (1 - alpha) * original
+            keep = 1 - alpha
+            for band, values in zip(blend, original, strict=True):  # no block-sized temporary
+                band += keep * values
         np.copyto(blend, original, where=~taken)
         dn = self.s2.to_dn(blend)  # one conversion of the block
         if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again

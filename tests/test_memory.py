@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloudfree.memory import _malloc_trim, release_free_memory
+from cloudfree.memory import _libc_function, release_free_memory
 
 STATUS = Path("/proc/self/status")
 
@@ -19,7 +19,7 @@ def resident_mb() -> float:
     raise AssertionError("no VmRSS line")
 
 
-@pytest.mark.skipif(not STATUS.exists() or _malloc_trim() is None,
+@pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
                     reason="needs Linux with glibc's malloc_trim")
 def test_freed_arrays_leave_resident_memory_only_after_the_release():
     blocks, pins = [], []
