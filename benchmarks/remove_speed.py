@@ -203,9 +203,9 @@ def main() -> None:
         columns = len(timings[0])
         median = [statistics.median(t[k] for t in timings) for k in range(columns)]
         shares = [statistics.median(t[k] / t[0] for t in timings) for k in range(1, columns)]
-        print(f"| median | {' | '.join(f'{t:.2f}' for t in median)} | "
-              f"{' | '.join(f'**{r:.2f}x**' for r in shares[:len(models)])} | "
-              f"{' | '.join(f'{r:.2f}x' for r in shares[len(models):])} |")
+        cells = [*(f"{t:.2f}" for t in median), *(f"**{r:.2f}x**" for r in shares[:len(models)]),
+                 *(f"{r:.2f}x" for r in shares[len(models):])]
+        print(f"| median | {' | '.join(cells)} |")
         names = ["rio cogeo create", *(f"remove {m}" for m in [*models, *old])]
         print("\nCPU seconds per round (user and system, every thread; steadier than the wall "
               f"seconds on a shared machine)\n| round | {' | '.join(names)} |\n"

@@ -89,7 +89,7 @@ def address_space_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-def _status_bytes(field: str) -> int | None:
+def status_bytes(field: str) -> int | None:
     """A ``VmXxx`` field of /proc/self/status in bytes; None where there is none (not Linux)."""
     try:
         with open("/proc/self/status") as f:
@@ -126,7 +126,7 @@ def out_of_memory(exc: BaseException) -> bool:
 def hit_address_limit() -> bool:
     """Whether this process's address space came near its limit: the likely reason of a failure
     in native code (an allocation that fails there can surface as any error)."""
-    limit, peak = address_space_limit(), _status_bytes("VmPeak")
+    limit, peak = address_space_limit(), status_bytes("VmPeak")
     return limit is not None and peak is not None and peak >= limit * (1 - NEAR_LIMIT)
 
 
@@ -139,7 +139,7 @@ def check_batch_memory(grid: TileGrid, batch_size: int, bands: int) -> None:
     tiles = min(batch_size, grid.cols)
     planes = bands + 2 + 1 + bands  # float32: S2 input, S1 input, fill mask, network output
     need = tiles * grid.tile**2 * planes * 4
-    limit, mapped = address_space_limit(), _status_bytes("VmSize")
+    limit, mapped = address_space_limit(), status_bytes("VmSize")
     if limit is not None and mapped is not None and limit - mapped < need + RUN_ADDRESS_SPACE:
         raise OutOfMemory(f"the address-space limit (ulimit -v) of {limit / 2**30:.1f} GiB leaves "
                           f"{max(limit - mapped, 0) // 2**20} MiB once the model is loaded, and "
