@@ -56,6 +56,11 @@ SHIFT_SHRINK = 64
 VARIANCE_SHRINK = 50
 #: Floor of the residual variance (reflectance^2): one DN of noise.
 VARIANCE_FLOOR = 1e-8
+#: Share of what a date's line corrects on the pixels clear in both (the error of the date taken
+#: as it is, less the line's) that counts as the line's error under the cloud
+#: (``LineSums.risk``): the line is fitted where the target is clear, and how a date differs
+#: there, as it is, says how much of the line rests on land like that under the cloud.
+TRANSFER = 0.5
 
 
 @dataclass
@@ -109,6 +114,18 @@ class LineSums:
         mse = syy - 2 * gain * sxy - 2 * offset * sy + gain * gain * sxx + \
             2 * gain * offset * sx + offset * offset
         return np.maximum(mse, 0.0) + VARIANCE_FLOOR
+
+    def risk(self, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """The error a date is weighed by: :func:`transfer_risk` of the line's (:meth:`error`)
+        and the date's taken as it is (gain 1, offset 0)."""
+        return transfer_risk(self.error(gain, offset),
+                             self.error(np.ones_like(gain), np.zeros_like(gain)))
+
+
+def transfer_risk(fitted: np.ndarray, as_is: np.ndarray) -> np.ndarray:
+    """The line's error ``fitted`` and ``TRANSFER`` of what it corrects (the error of the date
+    taken as it is, ``as_is``, less ``fitted``)."""
+    return fitted + TRANSFER * np.maximum(as_is - fitted, 0.0)
 
 
 def cell_sums(x: np.ndarray, y: np.ndarray) -> tuple[LineSums, bool]:
@@ -204,8 +221,8 @@ class CellFits:
 
     @property
     def scene_variance(self) -> np.ndarray:
-        """Residual variance per band of the scene-wide fit (``LineSums.error``)."""
-        return self.pooled.error(*self.pooled.line()[:2])
+        """Residual variance per band of the scene-wide fit (``LineSums.risk``)."""
+        return self.pooled.risk(*self.pooled.line()[:2])
 
     def field(self, prior_variance: np.ndarray) -> FitField:
         """The smooth field of fits. With n pixels clear in both, the scene-wide line is
@@ -222,7 +239,7 @@ class CellFits:
         shift = (sy - sx) * n / (n + SHIFT_SHRINK)
         w = n / (n + LINE_SHRINK)
         gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * shift
-        var0 = self.pooled.error(gain0, offset0)
+        var0 = self.pooled.risk(gain0, offset0)
         w = n / (n + VARIANCE_SHRINK)
         var0 = w * var0 + (1 - w) * prior_variance
         shape = (self.bands, *self.shape)
@@ -234,5 +251,5 @@ class CellFits:
             w = sums.count / (sums.count + SHRINK)
             gain[:, r, c] = w * g + (1 - w) * gain0
             offset[:, r, c] = w * o + (1 - w) * offset0
-            variance[:, r, c] = w * sums.error(gain[:, r, c], offset[:, r, c]) + (1 - w) * var0
+            variance[:, r, c] = w * sums.risk(gain[:, r, c], offset[:, r, c]) + (1 - w) * var0
         return FitField(gain, offset, variance, self.cell, (gain0, offset0))

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
-from cloudfree import agreement, joint_fit, reference_fill, references
+from cloudfree import agreement, joint_fit, radiometry, reference_fill, references
 from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
@@ -696,3 +696,29 @@ def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
         with closing(reference_fill.open_references(both, target, MaskParams(), None,
                                                     offset=None, quiet=True)) as two_sides:
             assert two_sides.time_scale == reference_fill.TIME_SCALE
+
+
+def test_a_date_whose_line_only_fits_the_clear_land_does_not_outweigh_one_as_it_is(
+        scenes, monkeypatch, tmp_path):
+    # two dates of the winter patch. One is the truth moved by 1 px (a date a little off in
+    # registration: its line cannot do better than the date as it is). The other is darker
+    # (0.7 x + 300 DN, another season's light), so that its line fits the target's clear pixels
+    # to the DN, but its land changed under the target's cloud (the patch turned over there).
+    # Weighed by its line's error alone it takes the fill with its changed land; counting half
+    # of what its line corrects, the date that needs no correction weighs more
+    truth, profile = scenes["truth"].astype(np.float64), scenes["profile"]
+    steady = write(tmp_path / "steady_20171211.tif",
+                   np.roll(truth, 1, axis=2).astype(np.uint16), profile)
+    changed = np.where(scenes["cloud"], truth[:, ::-1, ::-1], truth) * 0.7 + 300
+    darker = write(tmp_path / "darker_20171206.tif", changed.astype(np.uint16), profile)
+
+    transfer = radiometry.TRANSFER
+
+    def fill(share, name):
+        monkeypatch.setattr(radiometry, "TRANSFER", share)
+        remove_scene(scenes["target"], None, tmp_path / name, references=[steady, darker],
+                     quiet=True, temporal_mask=False)
+        return psnr(read(tmp_path / name)[0], truth, scenes["cloud"])
+
+    lines_alone = fill(0.0, "lines.tif")
+    assert fill(transfer, "transfer.tif") > lines_alone + 15  # 44.6 dB against 23.7
