@@ -2,7 +2,7 @@
 
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... /work/data/l2a/built
     python benchmarks/l2a_pool.py /work/data/l2a/built [--every N] [--detail] [--no-bigearthnet]
-        [--no-temporal-mask] [--half even|odd]
+        [--no-temporal-mask] [--half even|odd] [--harder two-clouds|far-dates]
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and
 ``remove`` without S1 and with it; what each finds and fills (there is no truth and no second
@@ -27,15 +27,20 @@ out by date) is filled by
 - ``--reference``: ``remove --reference`` with every other month (no S1; its defaults: the
   other dates judge the target's clouds), and, to show what the cloud buffer costs the fit on
   a 100 px image, the same with ``--buffer 0``; with ``--no-temporal-mask``, also ``remove
-  --reference --no-temporal-mask`` (the target's own mask);
+  --reference --no-temporal-mask`` (the target's own mask); with ``--true-mask``, also the
+  same given the true cloud as its mask (``with_true_mask``; the summary table only);
 
-scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. Each case
-gets a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the
-pasted cloud it finds, the scores, the best single fitted month); a case where ``--reference``
-misses median fill + 2 dB or the naive mean gets per-month diagnostics below it (``--detail``:
-every case): the month's clear share, the pixels it shares clear with the target (truly; by
-our masks, as the reference fill counted them), the naive line's RMS residual, the PSNR of that
-month alone on the cloud it sees, and the pixels ``--reference`` filled from it.
+scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. ``--harder``
+makes harder cases of the same targets (``--half`` still applies): ``two-clouds`` pastes each
+donor's cloud together with the next donor's (in name order; unions covering more than
+``MOST_CLOUD`` of the image are left out), ``far-dates`` leaves the months next to the target out
+of the references (the nearest then lie two months or more away in the crop cycle). Each case gets
+a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the pasted
+cloud it finds, the scores, the best single fitted month); a case where ``--reference`` misses
+median fill + 2 dB or the naive mean gets per-month diagnostics below it (``--detail``: every
+case): the month's clear share, the pixels it shares clear with the target (truly; by our masks, as
+the reference fill counted them), the naive line's RMS residual, the PSNR of that month alone on
+the cloud it sees, and the pixels ``--reference`` filled from it.
 """
 
 from __future__ import annotations
@@ -194,8 +199,22 @@ def two_clouds(cases: list[Path], work: Path) -> list[Path]:
     return out
 
 
+def with_true_mask(case: Path, cloud: np.ndarray, work: Path) -> Path:
+    """A copy of ``case`` in ``work`` with an SCL band of its true cloud (high probability
+    cloud there, vegetation elsewhere), which then gives its mask (``remove``'s own buffer
+    still applies)."""
+    with rasterio.open(case) as ds:
+        bands, profile, names = ds.read(), ds.profile, ds.descriptions
+    path = work / f"true_mask_{case.name}"
+    with rasterio.open(path, "w", **(profile | {"count": len(bands) + 1})) as dst:
+        dst.write(np.concatenate([bands, np.where(cloud, 9, 4).astype(bands.dtype)[None]]))
+        dst.descriptions = (*names, "SCL")
+    return path
+
+
 def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool = False,
-                half: str | None = None, harder: str | None = None) -> None:
+                half: str | None = None, harder: str | None = None,
+                true_mask: bool = False) -> None:
     months = sorted(root.glob("s2_*.tif"))
     print("\n| WorldCereal month | valid | cloud (mask from the score without B10) |\n"
           "|---|---|---|")
@@ -241,6 +260,11 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
                 print(f"{case.stem} {name}: {outcome}")
         with rasterio.open(work / "o_mask.tif") as ds:  # the --reference run's mask
             flagged = np.isin(ds.read(1), (CLOUD, SHADOW))
+        if true_mask:
+            summary, outcome = attempt(remove_scene, with_true_mask(case, cloud, work), None,
+                                       work / "t.tif", references=others, temporal_mask=False)
+            scores["--reference, true mask"] = psnr(reflectance(work / "t.tif")[0], truth,
+                                                    cloud) if summary else float("nan")
         fits = fitted_dates(truth, ~cloud, {p: dates[p] for p in others})
         fill, covered = naive_mean(cloudy, fits, cloud)
         scores["naive mean"] = psnr(fill, truth, cloud)
@@ -317,6 +341,9 @@ def main() -> None:
     parser.add_argument("--half", choices=("even", "odd"),
                         help="only the clear months at even (0, 2, ...) or odd places in time "
                              "order: tune settings on the odd ones, report the even ones held out")
+    parser.add_argument("--true-mask", action="store_true",
+                        help="also --reference given the true cloud as the target's mask (an "
+                             "SCL band; the dates do not judge it): what the mask costs")
     parser.add_argument("--harder", choices=("two-clouds", "far-dates"),
                         help="harder WorldCereal cases from the same targets: two donors' clouds "
                              "at once (each with the next in name order), or without the months "
@@ -326,7 +353,7 @@ def main() -> None:
     if not args.no_bigearthnet:
         bigearthnet(args.root / "bigearthnet", args.work)
     worldcereal(args.root / "worldcereal", args.work, args.every, args.detail,
-                args.no_temporal_mask, args.half, args.harder)
+                args.no_temporal_mask, args.half, args.harder, args.true_mask)
 
 
 if __name__ == "__main__":
