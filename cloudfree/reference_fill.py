@@ -494,9 +494,21 @@ class ReferenceFill:
             residual /= share
             del mean
         if candidates is not None:
-            candidates.drop_outlier(AGREEMENT, reference_weight, total, weights, source)
+            transfers = self._transfers([r.index for r in used])
+            candidates.drop_outlier(AGREEMENT, lambda variance, factor, index: reference_weight(
+                variance, factor, transfers[index].T), total, weights, source)
         total /= np.where(weights > 0, weights, 1)
         return total, source
+
+    def _transfers(self, indices: Sequence[int]) -> np.ndarray:
+        """float32 [largest index + 1, bands]: the ``FitField.transfer`` of the references
+        ``indices``, by index (1 elsewhere)."""
+        table = np.ones((max(indices) + 1, len(self.bands)), np.float32)
+        for index in indices:
+            transfer = self.fitted[index].field.transfer
+            if transfer is not None:
+                table[index] = transfer
+        return table
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
              open_: np.ndarray, target_s1: np.ndarray | None, total: np.ndarray,
@@ -531,7 +543,8 @@ class ReferenceFill:
         if ref.index in self.joint_members:
             members[ref.index] = refl, take
         del refl
-        return _accumulate(ref.index, prediction, variance, factor, take, total, weights,
+        return _accumulate(ref.index, prediction, variance, factor,
+                           self.fitted[ref.index].field.transfer, take, total, weights,
                            candidates, moments)
 
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray,
@@ -553,8 +566,9 @@ class ReferenceFill:
                                        prediction.shape).copy()
             factor = math.prod(self._time_factor(self._by_index[i]) for i in fit.dates) ** (
                 1 / len(fit.dates))
-            score = _accumulate(fit.dates[0], prediction, variance, factor, take, total,
-                                weights, None, moments)
+            score = _accumulate(fit.dates[0], prediction, variance, factor,
+                                self._transfers(fit.dates)[list(fit.dates)].mean(axis=0), take,
+                                total, weights, None, moments)
             scores.append((fit.dates[0], score))
         return scores
 
@@ -605,15 +619,17 @@ def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.nda
 
 
 def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
-                factor: float | np.ndarray,
+                factor: float | np.ndarray, transfer: np.ndarray | None,
                 take: np.ndarray, total: np.ndarray, weights: np.ndarray,
                 candidates: Candidates | None,
                 moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
     ``weights`` (and offer it to ``candidates`` as reference ``index``); return its mean weight
-    per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions and
+    per pixel. ``prediction`` is used up. ``transfer``: the fit's ``FitField.transfer`` (for a
+    group of dates, the mean of theirs). ``moments``: the weighted squared predictions and
     residual variances are added to them too."""
-    weight = reference_weight(variance, factor)
+    weight = reference_weight(variance, factor,
+                              None if transfer is None else transfer[:, None, None])
     weight[:, ~take] = 0
     score = weight.mean(axis=0)
     if candidates is not None:
@@ -629,10 +645,14 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
     return score
 
 
-def reference_weight(variance: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
-    """A reference's weight: ``factor`` (its time factor) x (variance / VARIANCE_UNIT) **
-    -WEIGHT_POWER, from the residual variance of its fit."""
+def reference_weight(variance: np.ndarray, factor: float | np.ndarray,
+                     transfer: np.ndarray | None = None) -> np.ndarray:
+    """A reference's weight: ``factor`` (its time factor) x (variance x ``transfer`` /
+    VARIANCE_UNIT) ** -WEIGHT_POWER, from the residual variance of its fit and, when given, its
+    ``FitField.transfer`` (broadcast to the variance's shape)."""
     weight = variance / VARIANCE_UNIT
+    if transfer is not None:
+        weight *= transfer.astype(np.float32, copy=False)
     weight **= -WEIGHT_POWER
     weight *= factor
     return weight
