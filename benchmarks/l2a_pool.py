@@ -232,7 +232,8 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
     rows = []
     print("\n| case | cloud | truly clear px | clear px by our mask (cloud found) | median fill | "
           "--reference | --buffer 0 | naive mean (fitted) | naive mean (raw) | sketch | "
-          "best single date |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "best single date |" + " true mask |" * true_mask + "\n" + "|---" * (11 + true_mask)
+          + "|")
     for case in cases[::every]:
         month = root / f"{case.name[:13]}.tif"
         s1 = root / f"s1_{case.name[3:13]}.tif"
@@ -290,7 +291,8 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
               f"{scores['--reference --buffer 0']:.2f} | "
               f"{scores['naive mean']:.2f} | {scores['naive mean (raw)']:.2f} | "
               f"{scores['sketch: unbuffered fit, weighted']:.2f} | "
-              f"{best} {single[best]:.2f} |", flush=True)
+              f"{best} {single[best]:.2f} |" + (f" {scores['--reference, true mask']:.2f} |"
+                                                 if true_mask else ""), flush=True)
         failed = scores["--reference"] < max(scores["median fill"] + 2, scores["naive mean"])
         if detail or failed:
             used = {Path(r["path"]).stem[3:]: r for r in summaries["--reference"]["references"]}
