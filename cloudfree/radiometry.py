@@ -17,7 +17,8 @@ For every band the target is predicted from the reference by a line, target = ga
 The residual variance is how well the reference predicts the target there: the mean squared
 error of the line finally used (shrunk as above) over every pixel clear in both, the outliers
 included, since under the cloud the date is taken everywhere, on land that changed too; it
-weighs the references against each other where several are clear (``reference_fill.py``).
+weighs the references against each other where several are clear (``reference_fill.py``),
+together with part of what the line corrects (``TRANSFER``).
 Measured with the outliers left out instead (the trimmed fit's own residual), a date whose
 fields changed in part weighs as much as one that did not: on the L2A benchmark's targets at odd
 places in time order (docs/benchmarks/l2a.md) that gave 30.23 dB against 30.41, the closest case
@@ -61,9 +62,12 @@ VARIANCE_FLOOR = 1e-8
 #: weighed against each other (``transfer_risk``, ``FitField.transfer``): the line is learnt
 #: where the target is clear, and the more a date must be bent to match that land, the less
 #: its line can be trusted for other land under the cloud. On the L2A benchmark's targets at odd
-#: places in time order (docs/benchmarks/l2a.md), 0.25, 0.5 and 1 gave 30.49, 30.51 and 30.52
-#: dB against 30.40 without (the near-total cloud p280 gaining most: June 23.15 to 24.39, 24.66
-#: and 24.88 dB), at least the plain mean of the other dates on 34 of 35 cases against 33.
+#: places in time order (docs/benchmarks/l2a.md), 0.5 gave 30.52 dB against 30.40 without (the
+#: near-total cloud p280 gaining most: June 23.15 to 24.69 dB), the closest case 0.64 dB over
+#: the naive mean against 0.26, and at least the plain mean of the other dates on 34 of 35 cases
+#: against 33. Counted per cell in the residual variance itself, 0.25, 0.5 and 1 gave 30.49,
+#: 30.51 and 30.52 dB, but the agreement check then took the correction for disagreement it
+#: explains (a hazy date's).
 TRANSFER = 0.5
 
 

@@ -16,7 +16,8 @@ on the scene size nor on the number of references:
 2. fill (``ReferenceFill.estimate``, called for each block the target pipeline composites): each
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
-   weights (1 / residual variance of their fits there) ** ``WEIGHT_POWER`` x exp(-days apart /
+   weights (1 / residual variance of their fits there, times what their lines correct:
+   ``radiometry.FitField.transfer``) ** ``WEIGHT_POWER`` x exp(-days apart /
    ``TIME_SCALE``, stretched where the dates would lean on too few, ``MIN_SPREAD``), band by band
    (``COMBINE = "weighted"``: a reference that predicts the target well there counts much
    more), or the nearest date alone is taken (``"nearest"``, which measured worse). Where three
