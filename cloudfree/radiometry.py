@@ -18,7 +18,7 @@ The residual variance is how well the reference predicts the target there: the m
 error of the line finally used (shrunk as above) over every pixel clear in both, the outliers
 included, since under the cloud the date is taken everywhere, on land that changed too; it
 weighs the references against each other where several are clear (``reference_fill.py``),
-together with part of what the line corrects (``TRANSFER``).
+on a target almost all cloud together with part of what the line corrects (``TRANSFER``).
 Measured with the outliers left out instead (the trimmed fit's own residual), a date whose
 fields changed in part weighs as much as one that did not: on the L2A benchmark's targets at odd
 places in time order (docs/benchmarks/l2a.md) that gave 30.23 dB against 30.41, the closest case
@@ -59,15 +59,18 @@ VARIANCE_SHRINK = 50
 VARIANCE_FLOOR = 1e-8
 #: Share of what a date's line corrects on the pixels clear in both (the error of the date taken
 #: as it is, less the line's) that counts as the line's error under the cloud when the dates are
-#: weighed against each other (``transfer_risk``, ``FitField.transfer``): the line is learnt
-#: where the target is clear, and the more a date must be bent to match that land, the less
-#: its line can be trusted for other land under the cloud. On the L2A benchmark's targets at odd
-#: places in time order (docs/benchmarks/l2a.md), 0.5 gave 30.52 dB against 30.40 without (the
-#: near-total cloud p280 gaining most: June 23.15 to 24.69 dB), the closest case 0.64 dB over
-#: the naive mean against 0.26, and at least the plain mean of the other dates on 34 of 35 cases
-#: against 33. Counted per cell in the residual variance itself, 0.25, 0.5 and 1 gave 30.49,
-#: 30.51 and 30.52 dB, but the agreement check then took the correction for disagreement it
-#: explains (a hazy date's).
+#: weighed against each other, on a target almost all cloud (no date shares ``MIN_COMMON``
+#: clear pixels with it; ``transfer_risk``, ``FitField.transfer``): the line is learnt on those
+#: few pixels, which may hold other land than the cloud covers, and the more a date must be
+#: bent to match them, the less its line can be trusted there. On the L2A benchmark's targets at
+#: odd places in time order (docs/benchmarks/l2a.md) it changes the five of 94 % cloud only,
+#: all for the better (June 23.15 to 24.69 dB, February 32.43 to 33.03, April 24.82 to 25.34,
+#: October 25.06 to 25.24, August 28.75 to 28.81; 30.48 dB on average against 30.40), and the
+#: fill is then at least the plain mean of the other dates on 34 of 35 cases against 33. On
+#: every target, not only these, 0.5 gave 30.52 dB there but 34.22 against 34.35 on the L1C
+#: series cut to the L2A bands, whose targets keep thousands of clear pixels; counted per cell
+#: in the residual variance itself (0.25, 0.5, 1: 30.49, 30.51, 30.52 dB), the agreement check
+#: took the correction for disagreement it explains (a hazy date's).
 TRANSFER = 0.5
 
 
@@ -164,8 +167,8 @@ class FitField:
     #: The scene-wide line (gain, offset per band) the cells are shrunk towards.
     scene: tuple[np.ndarray, np.ndarray] | None = None
     #: Per band, how many times its residual variance the date's error is taken to be where it
-    #: is weighed against the others (``transfer_risk`` of the scene-wide line, over its error;
-    #: None: 1).
+    #: is weighed against the others (``transfer_risk`` of the scene-wide line, over its error,
+    #: on a target almost all cloud; None: 1).
     transfer: np.ndarray | None = None
 
     def at(self, top: int, left: int, height: int, width: int
@@ -236,7 +239,7 @@ class CellFits:
         """Residual variance per band of the scene-wide fit (``LineSums.error``)."""
         return self.pooled.error(*self.pooled.line()[:2])
 
-    def field(self, prior_variance: np.ndarray) -> FitField:
+    def field(self, prior_variance: np.ndarray, few: bool = False) -> FitField:
         """The smooth field of fits. With n pixels clear in both, the scene-wide line is
         blended with a shift alone (gain 1, offset the mean difference times
         n / (n + ``SHIFT_SHRINK``)) in the proportion n / (n + ``LINE_SHRINK``), and the error
@@ -244,7 +247,9 @@ class CellFits:
         proportion
         n / (n + ``VARIANCE_SHRINK``): a date shared on a few pixels (a target almost all
         cloud) keeps a line and its own residual, so it is still weighed by how well it
-        predicts the target, only leaning towards the date taken as it is."""
+        predicts the target, only leaning towards the date taken as it is. With ``few`` (no
+        date shares ``MIN_COMMON`` clear pixels with the target), the field's ``transfer``
+        counts what the scene-wide line corrects (``transfer_risk``)."""
         gain0, offset0, _ = self.pooled.line()
         n = self.pooled.count
         sx, sy = self.pooled.sums[:2] / np.maximum(n, 1)
@@ -252,7 +257,7 @@ class CellFits:
         w = n / (n + LINE_SHRINK)
         gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * shift
         var0 = self.pooled.error(gain0, offset0)
-        transfer = transfer_risk(var0, self.pooled.as_is()) / var0
+        transfer = transfer_risk(var0, self.pooled.as_is()) / var0 if few else None
         w = n / (n + VARIANCE_SHRINK)
         var0 = w * var0 + (1 - w) * prior_variance
         shape = (self.bands, *self.shape)

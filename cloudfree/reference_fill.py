@@ -16,8 +16,9 @@ on the scene size nor on the number of references:
 2. fill (``ReferenceFill.estimate``, called for each block the target pipeline composites): each
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
-   weights (1 / residual variance of their fits there, times what their lines correct:
-   ``radiometry.FitField.transfer``) ** ``WEIGHT_POWER`` x exp(-days apart /
+   weights (1 / residual variance of their fits there, on a target almost all cloud times
+   what their lines correct: ``radiometry.FitField.transfer``) ** ``WEIGHT_POWER`` x
+   exp(-days apart /
    ``TIME_SCALE``, stretched where the dates would lean on too few, ``MIN_SPREAD``), band by band
    (``COMBINE = "weighted"``: a reference that predicts the target well there counts much
    more), or the nearest date alone is taken (``"nearest"``, which measured worse). Where three
@@ -306,6 +307,7 @@ class ReferenceFill:
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
         prior = np.full(len(self.bands), VARIANCE_UNIT)
+        few = bool(fits) and max(f.common for f in fits.values()) < MIN_COMMON
         for fewest in (MIN_COMMON, MIN_PIXELS):
             fitted = [f.scene_variance for f in fits.values() if f.common >= fewest]
             if fitted:
@@ -318,7 +320,7 @@ class ReferenceFill:
                             100 * own_valid[ref.index] / (h * w))
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
-            result = Fitted(None if overcast else fits[ref.index].field(prior),
+            result = Fitted(None if overcast else fits[ref.index].field(prior, few),
                             fits[ref.index].common)
             if ref.index in diffs:
                 result.bias = histogram_median(diffs[ref.index])
