@@ -2,7 +2,7 @@
 
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... /work/data/l2a/built
     python benchmarks/l2a_pool.py /work/data/l2a/built [--every N] [--detail] [--no-bigearthnet]
-        [--no-temporal-mask] [--half even|odd]
+        [--no-temporal-mask] [--half even|odd] [--harder two-clouds|far-dates]
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and
 ``remove`` without S1 and with it; what each finds and fills (there is no truth and no second
@@ -27,15 +27,20 @@ out by date) is filled by
 - ``--reference``: ``remove --reference`` with every other month (no S1; its defaults: the
   other dates judge the target's clouds), and, to show what the cloud buffer costs the fit on
   a 100 px image, the same with ``--buffer 0``; with ``--no-temporal-mask``, also ``remove
-  --reference --no-temporal-mask`` (the target's own mask);
+  --reference --no-temporal-mask`` (the target's own mask); with ``--true-mask``, also the
+  same given the true cloud as its mask (``with_true_mask``; the summary table only);
 
-scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. Each case
-gets a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the
-pasted cloud it finds, the scores, the best single fitted month); a case where ``--reference``
-misses median fill + 2 dB or the naive mean gets per-month diagnostics below it (``--detail``:
-every case): the month's clear share, the pixels it shares clear with the target (truly; by
-our masks, as the reference fill counted them), the naive line's RMS residual, the PSNR of that
-month alone on the cloud it sees, and the pixels ``--reference`` filled from it.
+scored by PSNR (reflectance clipped to [0, 1], all nine bands) on the pasted pixels. ``--harder``
+makes harder cases of the same targets (``--half`` still applies): ``two-clouds`` pastes each
+donor's cloud together with the next donor's (in name order; unions covering more than
+``MOST_CLOUD`` of the image are left out), ``far-dates`` leaves the months next to the target out
+of the references (the nearest then lie two months or more away in the crop cycle). Each case gets
+a row (cloud share, truly clear pixels, pixels our mask leaves clear and the share of the pasted
+cloud it finds, the scores, the best single fitted month); a case where ``--reference`` misses
+median fill + 2 dB or the naive mean gets per-month diagnostics below it (``--detail``: every
+case): the month's clear share, the pixels it shares clear with the target (truly; by our masks, as
+the reference fill counted them), the naive line's RMS residual, the PSNR of that month alone on
+the cloud it sees, and the pixels ``--reference`` filled from it.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from cloudfree.sentinel2 import open_sentinel2
 
 #: Fewest pixels a date must share clear with the target's truly clear ones to be fitted.
 MIN_SHARED = 20
+#: Most of the image two pasted clouds may cover together (``--harder two-clouds``).
+MOST_CLOUD = 0.95
 
 
 def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
@@ -163,8 +170,51 @@ def sketch_fill(cloudy: np.ndarray, fit_clear: np.ndarray, fill: np.ndarray, dat
     return np.where(fill & (weight > 0), total / np.maximum(weight, 1e-30), cloudy)
 
 
+def two_clouds(cases: list[Path], work: Path) -> list[Path]:
+    """Per target month, each pasted case with the next donor's cloud pasted in too (donors in
+    name order, the last with the first): the union of two real clouds, in ``work``; those
+    covering more than ``MOST_CLOUD`` of the image are left out."""
+    out = []
+    by_month: dict[str, list[Path]] = {}
+    for case in cases:
+        by_month.setdefault(case.name[:13], []).append(case)
+    for month_cases in by_month.values():
+        for a, b in zip(month_cases, month_cases[1:] + month_cases[:1], strict=True):
+            with rasterio.open(a) as ds:
+                first, profile = ds.read(), ds.profile
+                names = ds.descriptions
+            second = rasterio.open(b).read()
+            cloud_a, cloud_b = (rasterio.open(c.with_name(f"{c.stem}_cloud.tif")).read(1) > 0
+                                for c in (a, b))
+            if (cloud_a | cloud_b).mean() > MOST_CLOUD:
+                continue
+            path = work / f"{a.stem}+{b.stem.rsplit('_', 1)[1]}.tif"
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(np.where(cloud_b & ~cloud_a, second, first))
+                dst.descriptions = names
+            with rasterio.open(path.with_name(f"{path.stem}_cloud.tif"), "w", **(profile | {
+                    "count": 1, "dtype": "uint8", "nodata": None})) as dst:
+                dst.write((cloud_a | cloud_b).astype(np.uint8), 1)
+            out.append(path)
+    return out
+
+
+def with_true_mask(case: Path, cloud: np.ndarray, work: Path) -> Path:
+    """A copy of ``case`` in ``work`` with an SCL band of its true cloud (high probability
+    cloud there, vegetation elsewhere), which then gives its mask (``remove``'s own buffer
+    still applies)."""
+    with rasterio.open(case) as ds:
+        bands, profile, names = ds.read(), ds.profile, ds.descriptions
+    path = work / f"true_mask_{case.name}"
+    with rasterio.open(path, "w", **(profile | {"count": len(bands) + 1})) as dst:
+        dst.write(np.concatenate([bands, np.where(cloud, 9, 4).astype(bands.dtype)[None]]))
+        dst.descriptions = (*names, "SCL")
+    return path
+
+
 def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool = False,
-                half: str | None = None) -> None:
+                half: str | None = None, harder: str | None = None,
+                true_mask: bool = False) -> None:
     months = sorted(root.glob("s2_*.tif"))
     print("\n| WorldCereal month | valid | cloud (mask from the score without B10) |\n"
           "|---|---|---|")
@@ -177,14 +227,18 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
     if half:  # the clear months at even or odd places in time order
         targets = sorted({case.name[:13] for case in cases})[half == "odd" :: 2]
         cases = [case for case in cases if case.name[:13] in targets]
+    if harder == "two-clouds":
+        cases = two_clouds(cases, work)
     rows = []
     print("\n| case | cloud | truly clear px | clear px by our mask (cloud found) | median fill | "
           "--reference | --buffer 0 | naive mean (fitted) | naive mean (raw) | sketch | "
-          "best single date |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "best single date |" + " true mask |" * true_mask + "\n" + "|---" * (11 + true_mask)
+          + "|")
     for case in cases[::every]:
         month = root / f"{case.name[:13]}.tif"
         s1 = root / f"s1_{case.name[3:13]}.tif"
-        others = [p for p in months if p != month]
+        others = [p for p in months if p != month and not (
+            harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
         with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
             cloud = ds.read(1) > 0
         truth, _ = reflectance(month)
@@ -207,6 +261,11 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
                 print(f"{case.stem} {name}: {outcome}")
         with rasterio.open(work / "o_mask.tif") as ds:  # the --reference run's mask
             flagged = np.isin(ds.read(1), (CLOUD, SHADOW))
+        if true_mask:
+            summary, outcome = attempt(remove_scene, with_true_mask(case, cloud, work), None,
+                                       work / "t.tif", references=others, temporal_mask=False)
+            scores["--reference, true mask"] = psnr(reflectance(work / "t.tif")[0], truth,
+                                                    cloud) if summary else float("nan")
         fits = fitted_dates(truth, ~cloud, {p: dates[p] for p in others})
         fill, covered = naive_mean(cloudy, fits, cloud)
         scores["naive mean"] = psnr(fill, truth, cloud)
@@ -232,7 +291,8 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
               f"{scores['--reference --buffer 0']:.2f} | "
               f"{scores['naive mean']:.2f} | {scores['naive mean (raw)']:.2f} | "
               f"{scores['sketch: unbuffered fit, weighted']:.2f} | "
-              f"{best} {single[best]:.2f} |", flush=True)
+              f"{best} {single[best]:.2f} |" + (f" {scores['--reference, true mask']:.2f} |"
+                                                 if true_mask else ""), flush=True)
         failed = scores["--reference"] < max(scores["median fill"] + 2, scores["naive mean"])
         if detail or failed:
             used = {Path(r["path"]).stem[3:]: r for r in summaries["--reference"]["references"]}
@@ -256,10 +316,18 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
         print(f"| {name} | {v.mean():.2f} | {v.min():.2f} | {(v - base).mean():+.2f} / "
               f"{(v - base).min():+.2f} | {(v - naive).mean():+.2f} / {(v - naive).min():+.2f} |")
     print()
+    raw = np.array([r["naive mean (raw)"] for r in rows])
     for name in (n for n in names if n in ("--reference", "--reference --no-temporal-mask")):
         ours = np.array([r[name] for r in rows])
         print(f"{name}: at least median fill + 2 dB on {(ours - base >= 2).sum()}/{len(rows)} "
-              f"cases, at least the naive mean on {(ours >= naive).sum()}/{len(rows)}")
+              f"cases, at least the naive mean on {(ours >= naive).sum()}/{len(rows)} (the raw "
+              f"one on {(ours >= raw).sum()}, closest {(ours - raw).min():+.2f} dB)")
+
+
+def _months_apart(a: Path, b: Path) -> int:
+    """Months from ``b``'s date to ``a``'s (files named s2_YYYY-MM-DD)."""
+    (ya, ma), (yb, mb) = ((int(p.stem[3:7]), int(p.stem[8:10])) for p in (a, b))
+    return 12 * (ya - yb) + ma - mb
 
 
 def main() -> None:
@@ -275,12 +343,19 @@ def main() -> None:
     parser.add_argument("--half", choices=("even", "odd"),
                         help="only the clear months at even (0, 2, ...) or odd places in time "
                              "order: tune settings on the odd ones, report the even ones held out")
+    parser.add_argument("--true-mask", action="store_true",
+                        help="also --reference given the true cloud as the target's mask (an "
+                             "SCL band; the dates do not judge it): what the mask costs")
+    parser.add_argument("--harder", choices=("two-clouds", "far-dates"),
+                        help="harder WorldCereal cases from the same targets: two donors' clouds "
+                             "at once (each with the next in name order), or without the months "
+                             "next to the target as references")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.no_bigearthnet:
         bigearthnet(args.root / "bigearthnet", args.work)
     worldcereal(args.root / "worldcereal", args.work, args.every, args.detail,
-                args.no_temporal_mask, args.half)
+                args.no_temporal_mask, args.half, args.harder, args.true_mask)
 
 
 if __name__ == "__main__":
