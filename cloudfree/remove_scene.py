@@ -57,6 +57,7 @@ from cloudfree.local_fill import (
     source_weight,
 )
 from cloudfree.mask_input import (
+    FirstPassCopy,
     MaskInput,
     Pads,
     mask_input,
@@ -337,7 +338,7 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
-                 decoded: DecodedScene | None = None
+                 decoded: DecodedScene | FirstPassCopy | None = None
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
     shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics,
@@ -354,7 +355,7 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
                         tie_shadows: bool = False, abandon: threading.Event | None = None,
-                        decoded: DecodedScene | None = None) -> FillSpectrum:
+                        decoded: DecodedScene | FirstPassCopy | None = None) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
     them (``shadow.tied_shadows``). What it decodes is kept in ``decoded`` (its windows are
@@ -846,19 +847,24 @@ def remove_scene(
         tie = (restoring is not None and restoring.shadows and mask_params.shadow
                and fill_method == "local")
         abandon = threading.Event()
-        decoded = None  # the scene as the statistics decode it, for the chunks to read back
+        decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
         if engine.uses_mask:
             decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, mask_params))
             if decoded is not None:
                 stack.callback(decoded.close)
+                # and for the co-registration beside them, as they go
+                copy = FirstPassCopy(s2, decoded)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
             passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
-                                  quiet or s1_path is not None, abandon, decoded)
+                                  quiet or s1_path is not None, abandon, copy)
+            if copy is not None:
+                passes.add_done_callback(lambda _: copy.end())
             try:
                 if s1_path is not None:
                     s1, s1_tags, s1_report = open_s1_on_grid(
                         s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
-                        max_shift=max_shift, quiet=quiet)
+                        max_shift=max_shift, quiet=quiet,
+                        read_s2=None if copy is None else copy.read)
                     stack.callback(s1.close)
             except BaseException:
                 abandon.set()  # its error first, without waiting for the passes
