@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from rasterio.windows import transform as window_transform
 
 from cloudfree.cog import AVERAGE
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.mask_input import S2Reader
 from cloudfree.masking import CLEAR, MaskParams, classify
 from cloudfree.provenance import SHIFT_APPLIED, SHIFT_X, SHIFT_Y, provenance_tags
 from cloudfree.rasterio_io import (
@@ -75,10 +75,6 @@ MIN_VALID = 0.2
 CLOUD_BUFFER = 5
 #: Extra S1 pixels read around each window for the resampling kernel.
 SOURCE_MARGIN = 3
-
-#: read(window, bands) -> reflectance [len(bands), h, w] and valid pixels of the S2, as
-#: ``Sentinel2.read`` gives them (``remove`` takes them from the scene it has decoded already).
-S2Reader = Callable[[Window, Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)

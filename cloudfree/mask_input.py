@@ -19,6 +19,9 @@ from cloudfree.sentinel2 import Sentinel2
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 #: Pixels mirrored outside a window: (top, bottom), (left, right).
 Pads = tuple[tuple[int, int], tuple[int, int]]
+#: read(window, bands) -> reflectance [len(bands), h, w] and valid pixels, as
+#: :meth:`Sentinel2.read` gives them.
+S2Reader = Callable[[Window, Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
@@ -84,6 +87,11 @@ class FirstPassCopy:
         self._stored: set[int] = set()
         self._ended = False
 
+    @classmethod
+    def of(cls, s2: Sentinel2, decoded: DecodedScene | FirstPassCopy) -> FirstPassCopy:
+        """``decoded`` as a copy being filled, as it is if it is one."""
+        return decoded if isinstance(decoded, FirstPassCopy) else cls(s2, decoded)
+
     @property
     def windows(self) -> list[Window]:
         """The windows the pass stores, in order (the decoded scene's)."""
@@ -95,6 +103,17 @@ class FirstPassCopy:
         with self._changed:
             self._stored.add(index)
             self._changed.notify_all()
+
+    def storing_reader(self, decode: Callable[[Window], Stored]) -> S2Reader:
+        """read(window, bands) as :meth:`read`, for a pass over :attr:`windows` that decodes
+        each (every band kept, by ``decode``) and stores it first."""
+        index = {(w.row_off, w.col_off): i for i, w in enumerate(self.windows)}
+
+        def read(window: Window, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+            self.store(index[window.row_off, window.col_off], window, decode(window))
+            return self.read(window, bands)
+
+        return read
 
     def end(self) -> None:
         """The first pass is over (done, failed or stopped): reads wait no longer."""

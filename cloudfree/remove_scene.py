@@ -341,11 +341,18 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
                  decoded: DecodedScene | FirstPassCopy | None = None
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
-    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics,
-    which keep what they decode in ``decoded``; stopped early once ``abandon`` is set."""
+    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
+    the first of them keeps what it decodes in ``decoded`` (every band of ``bands``), the
+    statistics then reading it back; stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
-        shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
+        if decoded is None:
+            shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
+        else:  # this pass decodes the scene and keeps it; the statistics then read it back
+            copy = FirstPassCopy.of(s2, decoded)
+            shadow = scene_shadow_thresholds(s2, copy.windows, quiet, usable_cores(),
+                                             copy.storing_reader(stored_reader(s2, bands,
+                                                                               params)))
     if not fill:
         return shadow, None
     return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
@@ -359,11 +366,14 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
     them (``shadow.tied_shadows``). What it decodes is kept in ``decoded`` (its windows are
-    the pass's). Once ``abandon`` is set (the caller failed), or a stop was asked for, it
+    the pass's); where an earlier pass kept the whole scene there, it is read back. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
     raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
     decode = stored_reader(s2, bands, params)
-    windows = block_windows(s2.width, s2.height) if decoded is None else decoded.windows
+    copy = None if decoded is None else FirstPassCopy.of(s2, decoded)
+    if copy is not None and copy.decoded.complete:  # kept by the shadow pass: read back
+        decode, copy = copy.decoded.read, None
+    windows = block_windows(s2.width, s2.height) if copy is None else copy.windows
 
     def one(index: int) -> tuple[np.ndarray, int]:
         win = windows[index]
@@ -371,8 +381,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
 
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
             stored = decode(grown)
-            if decoded is not None:
-                decoded.store(index, grown, stored)
+            if copy is not None:
+                copy.store(index, grown, stored)
             return mask_input(s2, stored, pads)
 
         refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo,
