@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
@@ -30,7 +30,7 @@ from scipy import ndimage
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.decoded_scene import DecodedScene
+from cloudfree.decoded_scene import DecodedScene, Stored
 from cloudfree.engines import (
     DEFAULT_MODEL,
     FILL_ARCH,
@@ -365,25 +365,26 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
                         decoded: DecodedScene | FirstPassCopy | None = None) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
-    them (``shadow.tied_shadows``). What it decodes is kept in ``decoded`` (its windows are
-    the pass's); where an earlier pass kept the whole scene there, it is read back. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
+    them (``shadow.tied_shadows``). With ``decoded``, the scene is kept there first
+    (``keep_scene``; unless an earlier pass kept it) and the windows with their margins read
+    back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
     raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
     decode = stored_reader(s2, bands, params)
-    copy = None if decoded is None else FirstPassCopy.of(s2, decoded)
-    if copy is not None and copy.decoded.complete:  # kept by the shadow pass: read back
-        decode, copy = copy.decoded.read, None
-    windows = block_windows(s2.width, s2.height) if copy is None else copy.windows
+    if decoded is not None:
+        copy = FirstPassCopy.of(s2, decoded)
+        if not copy.decoded.complete:
+            keep_scene(copy, decode, quiet, abandon)
+        if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
+            decode = copy.decoded.read
+    windows = block_windows(s2.width, s2.height)
 
     def one(index: int) -> tuple[np.ndarray, int]:
         win = windows[index]
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
 
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
-            stored = decode(grown)
-            if copy is not None:
-                copy.store(index, grown, stored)
-            return mask_input(s2, stored, pads)
+            return mask_input(s2, decode(grown), pads)
 
         refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo,
                                        pads_itself=True)
@@ -407,6 +408,24 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
         raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
     return histogram.spectrum(bands=bands)
+
+
+def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
+               abandon: threading.Event | None = None) -> None:
+    """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on every core
+    (a margin decodes the JPEG2000 tiles beside each window too: on the 2048^2 L1C ``.SAFE``
+    of ``benchmarks/safe_speed.py``, in 1024 px tiles, 5 px margins on 2 threads took three
+    times the CPU). Stopped as ``scene_fill_spectrum``."""
+
+    def one(index: int) -> None:
+        window = copy.windows[index]
+        copy.store(index, window, decode(window))
+
+    with closing(ordered_map(one, range(len(copy.windows)), usable_cores())) as done:
+        for _ in progress(done, len(copy.windows), "read", quiet):
+            check_stop()
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
 
 
 class SceneRemoval:
