@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import rasterio
-from rasterio.windows import Window, intersect, intersection
+from rasterio.windows import Window
 
 import cloudfree.decoded_scene as decoded_scene
 from cloudfree.coregister import REFINE_BANDS
@@ -116,10 +116,9 @@ def test_remove_decodes_each_window_once_with_the_same_shifts_and_output(tmp_pat
     with open_sentinel2(s2) as scene:
         windows, bands = block_windows(scene.width, scene.height), scene.bands
     assert len(once["s1_coregistration"]["window_estimates"]) == 9  # beside 4 windows kept
-    assert len(decodes) == len(windows) == 4 and {b for _, b in decodes} == {bands}
-    for window in windows:  # each decoded once, with the mask's halo around it
-        assert [w for w, _ in decodes if intersect(w, window)
-                and intersection(w, window) == window] != []
+    # each window decoded once as it is, with no margin (JPEG2000 would decode its neighbours)
+    assert len(windows) == 4 and sorted(decodes, key=str) == sorted(((w, bands) for w in windows),
+                                                                    key=str)
     monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # no room: each pass decodes
                         lambda folder: SimpleNamespace(free=2**20))
     del decodes[:]
