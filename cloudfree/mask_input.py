@@ -83,6 +83,8 @@ class FirstPassCopy:
 
     def __init__(self, s2: Sentinel2, decoded: DecodedScene) -> None:
         self.s2, self.decoded = s2, decoded
+        #: windows a tile of the input spans across and down (``Sentinel2.tiles_across``)
+        self.across = s2.tiles_across(int(decoded.windows[0].width))
         self._changed = threading.Condition()
         self._stored: set[int] = set()
         self._ended = False
@@ -104,16 +106,15 @@ class FirstPassCopy:
             self._stored.add(index)
             self._changed.notify_all()
 
-    def storing_reader(self, decode: Callable[[Window], Stored]) -> S2Reader:
-        """read(window, bands) as :meth:`read`, for a pass over :attr:`windows` that decodes
-        each (every band kept, by ``decode``) and stores it first."""
-        index = {(w.row_off, w.col_off): i for i, w in enumerate(self.windows)}
-
-        def read(window: Window, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-            self.store(index[window.row_off, window.col_off], window, decode(window))
-            return self.read(window, bands)
-
-        return read
+    def tile_groups(self) -> list[list[int]]:
+        """The indices of :attr:`windows` by the input's tiles (:attr:`across`), in order:
+        read one after the other on one thread, a tile is decoded once."""
+        cols = sum(window.row_off == 0 for window in self.windows)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index in range(len(self.windows)):
+            row, col = divmod(index, cols)
+            groups.setdefault((row // self.across, col // self.across), []).append(index)
+        return list(groups.values())
 
     def end(self) -> None:
         """The first pass is over (done, failed or stopped): reads wait no longer."""

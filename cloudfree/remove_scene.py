@@ -342,17 +342,17 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
     shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
-    the first of them keeps what it decodes in ``decoded`` (every band of ``bands``), the
-    statistics then reading it back; stopped early once ``abandon`` is set."""
+    with ``decoded``, the scene (every band of ``bands``) is decoded and kept there first
+    (``keep_scene``) and both read it back; stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
-        if decoded is None:
-            shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
-        else:  # this pass decodes the scene and keeps it; the statistics then read it back
+        read = None
+        if decoded is not None:  # the scene decoded and kept first, read back from then on
             copy = FirstPassCopy.of(s2, decoded)
-            shadow = scene_shadow_thresholds(s2, copy.windows, quiet, usable_cores(),
-                                             copy.storing_reader(stored_reader(s2, bands,
-                                                                               params)))
+            keep_scene(copy, stored_reader(s2, bands, params), quiet, abandon)
+            read = copy.read
+        shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
+                                         1 if read is None else usable_cores(), read)
     if not fill:
         return shadow, None
     return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
@@ -412,17 +412,24 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
 
 def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
                abandon: threading.Event | None = None) -> None:
-    """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on every core
-    (a margin decodes the JPEG2000 tiles beside each window too: on the 2048^2 L1C ``.SAFE``
-    of ``benchmarks/safe_speed.py``, in 1024 px tiles, 5 px margins on 2 threads took three
-    times the CPU). Stopped as ``scene_fill_spectrum``."""
+    """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on every core,
+    the windows of one tile of the input on one thread (``FirstPassCopy.tile_groups``), unless
+    that leaves a core idle. A JPEG2000 tile is decoded by each read that takes part of it,
+    unless the same dataset handle read it just before: on the 2048^2 L1C ``.SAFE`` of
+    ``benchmarks/safe_speed.py`` (1024 px tiles), 5 px margins on 2 threads took three times
+    the CPU, and at 4096^2 the windows of a 20 m tile split over 2 threads twice the CPU.
+    Stopped as ``scene_fill_spectrum``."""
+    groups = copy.tile_groups()
+    if len(groups) < usable_cores():  # a small scene: each core decoding beats decoding once
+        groups = [[index] for index in range(len(copy.windows))]
 
-    def one(index: int) -> None:
-        window = copy.windows[index]
-        copy.store(index, window, decode(window))
+    def one(group: list[int]) -> None:
+        for index in group:
+            window = copy.windows[index]
+            copy.store(index, window, decode(window))
 
-    with closing(ordered_map(one, range(len(copy.windows)), usable_cores())) as done:
-        for _ in progress(done, len(copy.windows), "read", quiet):
+    with closing(ordered_map(one, groups, usable_cores())) as done:
+        for _ in progress(done, len(groups), "read", quiet):
             check_stop()
             if abandon is not None and abandon.is_set():
                 raise CancelledError
