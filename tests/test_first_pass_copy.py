@@ -3,6 +3,8 @@ what the first pass keeps, bit for bit what decoding the input gives, as it keep
 
 from __future__ import annotations
 
+import importlib
+import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import SimpleNamespace
 
@@ -17,7 +19,7 @@ from cloudfree.decoded_scene import DecodedScene
 from cloudfree.mask_input import FirstPassCopy, stored_reader, takes_scl
 from cloudfree.masking import SHADOW_BANDS, MaskParams
 from cloudfree.rasterio_io import block_windows
-from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
+from cloudfree.remove_scene import keep_scene, remove_scene, scene_fill_spectrum
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import thread_pool
 from tests.conftest import SUMMER_S1, SUMMER_S2
@@ -129,3 +131,36 @@ def test_remove_decodes_each_window_once_with_the_same_shifts_and_output(tmp_pat
     with rasterio.open(tmp_path / "once.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert a.tags().get("COREGISTER_FIELD") == b.tags().get("COREGISTER_FIELD")
+
+
+def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, monkeypatch):
+    with open_sentinel2(l1c_safe(tmp_path)) as s2:  # one JPEG2000 tile per band: 252 px
+        assert s2.tiles_across(100) == 2 and s2.tiles_across(126) == 2  # the 20 m tile: 252
+        assert s2.tiles_across(1024) == 1
+        decoded = DecodedScene(s2, s2.bands, False, tmp_path, block=100)
+        copy = FirstPassCopy(s2, decoded)
+        try:
+            assert copy.tile_groups() == [[0, 1, 3, 4], [2, 5], [6, 7], [8]]
+            threads = {}
+            decode = stored_reader(s2, s2.bands, MaskParams())
+
+            def on_thread(window):
+                threads.setdefault(threading.get_ident(), []).append(window)
+                return decode(window)
+
+            # two cores, as CI has (the module, not the function ``cloudfree.remove_scene``)
+            monkeypatch.setattr(importlib.import_module("cloudfree.remove_scene"),
+                                "usable_cores", lambda: 2)
+            keep_scene(copy, on_thread, True)
+            assert decoded.complete
+            kept = sorted((w for ws in threads.values() for w in ws), key=str)
+            assert kept == sorted(decoded.windows, key=str)  # each once, with no margin
+            for group in copy.tile_groups():  # a tile's windows on one thread
+                assert any({decoded.windows[i] for i in group} <= set(ws)
+                           for ws in threads.values())
+            window = Window(80, 90, 60, 50)
+            np.testing.assert_array_equal(copy.read(window, s2.bands)[0], s2.read(window)[0])
+        finally:
+            decoded.close()
+    with open_sentinel2(SUMMER_S2) as s2:  # a GeoTIFF in strips: windows read one by one
+        assert s2.tiles_across(100) == 1
