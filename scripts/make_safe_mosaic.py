@@ -38,10 +38,11 @@ METADATA = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+#: An L2A product's MTD_MSIL2A.xml: its baseline and each band's BOA_ADD_OFFSET to fill in.
 METADATA_L2A = """<?xml version="1.0" encoding="UTF-8"?>
 <n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
   <n1:General_Info>
-    <Product_Info><PROCESSING_BASELINE>04.00</PROCESSING_BASELINE></Product_Info>
+    <Product_Info><PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>
     <Product_Image_Characteristics>
       <QUANTIFICATION_VALUES_LIST>
         <BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>
@@ -96,7 +97,7 @@ def make_safe(stack: Path, out: Path, level: str = "L1C") -> Path:
     _write_jp2(granule / "R20m" / "T31PCR_20200101T000000_SCL_20m.jp2", scl[::2, ::2], crs, t, 2)
     offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">{-L2A_OFFSET}</BOA_ADD_OFFSET>'
                       for i in range(len(BANDS)))
-    (out / "MTD_MSIL2A.xml").write_text(METADATA_L2A.format(offsets=offsets))
+    (out / "MTD_MSIL2A.xml").write_text(METADATA_L2A.format(baseline="04.00", offsets=offsets))
     return out
 
 
