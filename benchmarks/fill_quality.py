@@ -87,7 +87,7 @@ SETTINGS = {
                                                    "max_correction": 0.5, "restoring": None},
     "fillnet, local base, f2, correction <= 25 %": {"fill_method": "local", "feather": 2,
                                                    "max_correction": 0.25, "restoring": None},
-    # the bound before issue 28's support term: 25 % of the base wherever the fill has land
+    # the bound without the support term: 25 % of the base wherever the fill has land
     "fillnet, local base, f2, correction <= 25 % everywhere": {
         "fill_method": "local", "feather": 2, "max_correction": 0.25,
         "support_scale": math.inf, "restoring": None},

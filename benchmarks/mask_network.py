@@ -1,4 +1,4 @@
-"""A per-pixel cloud network against the cloud score, by scene, on real and thin clouds (issue 25).
+"""A per-pixel cloud network against the cloud score, by scene, on real and thin clouds.
 
     python scripts/extract_mask_pairs.py CLONE_OF_Oriolac/cloud-removal pairs/
     python benchmarks/mask_network.py pairs/{high_cp,low_cp,ok,residual,series}

@@ -1,4 +1,4 @@
-"""Thin-cloud terms for `cloudfree mask` (issue 25): tuned on half the pairs, scored on the rest.
+"""Thin-cloud terms for `cloudfree mask`: tuned on half the pairs, scored on the rest.
 
     python scripts/extract_mask_pairs.py CLONE_OF_Oriolac/cloud-removal pairs/
     python benchmarks/mask_thin_cloud.py pairs/{high_cp,low_cp,ok,residual,series}

@@ -12,8 +12,9 @@ cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fres
 - `cloudfree remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (COG output),
   as users run it, for each of ``--models`` (default: `cloudfree-fillnet`, then the default
   model `median-fill`, the local fill with no network);
-- the first model's network alone, in this process: its forward (onnxruntime, as `remove` runs
-  it on CPU) on as many random tiles as that `remove` ran, at its batch size (8).
+- the first model's network alone, when it has one (`median-fill` has none), in this process:
+  its forward (onnxruntime, as `remove` runs it on CPU) on as many random tiles as that `remove`
+  ran, at its batch size (8).
 - with ``--compare REV``: the first model's `remove` again, as git revision REV has it (its
   ``cloudfree/`` unpacked, as `remove_equality.py` does), so that a change is timed against
   the code before it in the same rounds.
@@ -68,6 +69,13 @@ def timed(cmd: list[str], package: Path | None = None) -> tuple[float, str, floa
     return time.perf_counter() - start, done.stdout, children_cpu() - cpu
 
 
+def has_network(model: str) -> bool:
+    """Whether ``model`` runs a network (the network-free fill runs none)."""
+    from cloudfree.engines import FILL_ARCH, open_engine
+
+    return open_engine(model=model, device="cpu").arch != FILL_ARCH
+
+
 def network_seconds(model: str, tiles: int) -> float:
     """Wall seconds of ``model``'s forward alone on ``tiles`` random tiles."""
     from cloudfree.engines import open_engine
@@ -82,11 +90,12 @@ def remove_command(s2: Path, s1: Path, out: Path, model: str) -> list[str]:
             "-o", str(out), "--model", model, "--quiet", "--overwrite", "--json"]
 
 
-def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | None = None
-           ) -> tuple[list[list[float]], list[list[float]]]:
+def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | None = None,
+           network: bool = True) -> tuple[list[list[float]], list[list[float]]]:
     """[floor, remove per model..., network] seconds per round, alternating, after one untimed
-    warm-up round; with ``compare`` (a folder holding another ``cloudfree``), the first model's
-    remove with that package last. Also the CPU seconds of each command but the network."""
+    warm-up round (the network's only with ``network``); with ``compare`` (a folder holding
+    another ``cloudfree``), the first model's remove with that package last. Also the CPU
+    seconds of each command but the network."""
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
@@ -104,7 +113,8 @@ def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | N
             row.append(seconds)
             cpu_row.append(cpu)
             summaries.append(json.loads(summary))
-        row.append(network_seconds(models[0], summaries[0]["tiles_run"]))
+        if network:
+            row.append(network_seconds(models[0], summaries[0]["tiles_run"]))
         if compare is not None:
             seconds, _, cpu = timed(remove_command(s2, s1, folder / "out.tif", models[0]),
                                     compare)
@@ -147,7 +157,8 @@ def main() -> None:
     parser.add_argument("--memory-runs", type=int, default=3,
                         help="runs of each memory size (the table gives their median)")
     parser.add_argument("--models", nargs="+", default=["cloudfree-fillnet", "median-fill"],
-                        help="bundled models; the first is the one whose network is timed alone")
+                        help="bundled models; the first one's network (if it has one) is "
+                        "timed alone")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
     parser.add_argument("--compare", metavar="REV",
                         help="also time the first model's remove as git revision REV has it")
@@ -174,16 +185,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         compare = None if args.compare is None else unpack(args.compare, folder / "compare")
-        timings, cpus = rounds(folder, args.size, args.rounds, models, compare)
+        network = has_network(models[0])
+        timings, cpus = rounds(folder, args.size, args.rounds, models, compare, network)
         old = [] if compare is None else [f"{models[0]} at {args.compare}"]
-        print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, remove with "
-              f"each model, then {models[0]}'s network alone{', then ' * bool(old)}"
-              f"{''.join(old)})")
-        head = " | ".join([*(f"remove {m}" for m in models), "network alone",
+        alone = [f"{models[0]}'s network alone"] if network else []
+        print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, then "
+              f"{', then '.join(['remove with each model', *alone, *old])})")
+        head = " | ".join([*(f"remove {m}" for m in models), *(["network alone"] * network),
                            *(f"remove {m}" for m in old)])
-        ratios = " | ".join(f"{m} / floor" for m in [*models, "network", *old])
+        ratios = " | ".join(f"{m} / floor" for m in [*models, *(["network"] * network), *old])
         print(f"| round | rio cogeo create | {head} | {ratios} |\n"
-              f"|{'---|' * (2 * (len(models) + len(old)) + 4)}")
+              f"|{'---|' * (2 * (len(models) + len(old) + network) + 2)}")
         for i, row in enumerate(timings, 1):
             cells = " | ".join(f"{t:.2f}" for t in row)
             shares = " | ".join(f"{t / row[0]:.2f}x" for t in row[1:])
@@ -191,9 +203,9 @@ def main() -> None:
         columns = len(timings[0])
         median = [statistics.median(t[k] for t in timings) for k in range(columns)]
         shares = [statistics.median(t[k] / t[0] for t in timings) for k in range(1, columns)]
-        print(f"| median | {' | '.join(f'{t:.2f}' for t in median)} | "
-              f"{' | '.join(f'**{r:.2f}x**' for r in shares[:len(models)])} | "
-              f"{' | '.join(f'{r:.2f}x' for r in shares[len(models):])} |")
+        cells = [*(f"{t:.2f}" for t in median), *(f"**{r:.2f}x**" for r in shares[:len(models)]),
+                 *(f"{r:.2f}x" for r in shares[len(models):])]
+        print(f"| median | {' | '.join(cells)} |")
         names = ["rio cogeo create", *(f"remove {m}" for m in [*models, *old])]
         print("\nCPU seconds per round (user and system, every thread; steadier than the wall "
               f"seconds on a shared machine)\n| round | {' | '.join(names)} |\n"

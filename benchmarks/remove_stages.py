@@ -16,13 +16,17 @@ chunk, is timed by the process's CPU, so that its deflate on GDAL's own threads 
 blocks as they are written, "overviews (from the blocks)"). What no Python stage holds (GDAL's
 other threads, the interpreter outside the stages; not the imports, done before the clock
 starts) is the rest of the process's CPU ("other"). NumPy's OpenBLAS runs the threads the
-command's launcher gives it (``launch.OPENBLAS_THREADS``), set here before NumPy loads: with
+command's launcher gives it (``launch.OPENBLAS_THREADS``), set here before NumPy loads (and
+glibc's heap arenas as the launcher limits them, ``memory.limit_heap_arenas``): with
 OpenBLAS's default, a thread per core spinning beside the stages' threads, "other" and the
 shift estimates of `remove_speed.py`'s 2048^2 scene took 3.0 s more CPU than the command spends
 on them.
 ``--cprofile FILE`` also writes the main thread's cProfile. The timeline under the table gives
-when each phase ran (its first start to its last end) and how many cores the process used
-meanwhile: on 2 cores, a phase at 1 core is a serial one.
+when each phase ran (its first start to its last end), how many cores the process used
+meanwhile (on 2 cores, a phase at 1 core is a serial one) and the process's largest resident
+memory then (VmRSS, read with the CPU time; the phases of a first pass overlap). This process
+loads PyTorch, even for the default model, which the command does not: add that much to every
+peak (about 180 MB at 1024^2), and take the command's own peak from `remove_speed.py`.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from cloudfree.launch import OPENBLAS_THREADS
+from cloudfree.memory import limit_heap_arenas, status_bytes
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", OPENBLAS_THREADS)  # before NumPy loads
+limit_heap_arenas()  # the command's heap, as its launcher sets it
 
 #: (module, attribute path, stage): the functions each stage is made of.
 STAGES = (
@@ -168,20 +174,28 @@ class StageClock:
 #: The stages whose span (first start to last end) the timeline shows, in the order they run.
 TIMELINE = ("S1 co-registration", "clear-sky statistics", "load (rest)", "composite",
             "close (flush)", "COG rewrite", "verify")
-#: Seconds between two readings of the process's CPU time for the timeline.
+#: Seconds between two readings of the process's CPU time and memory for the timeline.
 SAMPLE_S = 0.02
 
 
+def resident_mb() -> float:
+    """The process's resident memory (VmRSS) in MB; NaN where /proc does not say (not Linux)."""
+    rss = status_bytes("VmRSS")
+    return float("nan") if rss is None else rss / 2**20
+
+
 @contextmanager
-def cpu_samples(start: float) -> Iterator[list[tuple[float, float]]]:
-    """(seconds since ``start``, process CPU seconds), read every ``SAMPLE_S`` in the block."""
-    samples: list[tuple[float, float]] = []
+def cpu_samples(start: float) -> Iterator[list[tuple[float, float, float]]]:
+    """(seconds since ``start``, process CPU seconds, resident MB), read every ``SAMPLE_S`` in
+    the block."""
+    samples: list[tuple[float, float, float]] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             times = os.times()
-            samples.append((time.perf_counter() - start, times.user + times.system))
+            samples.append((time.perf_counter() - start, times.user + times.system,
+                            resident_mb()))
             done.wait(SAMPLE_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -193,7 +207,7 @@ def cpu_samples(start: float) -> Iterator[list[tuple[float, float]]]:
         sampler.join()
 
 
-def cores_used(samples: list[tuple[float, float]], begin: float, end: float) -> float:
+def cores_used(samples: list[tuple[float, float, float]], begin: float, end: float) -> float:
     """Process CPU seconds per wall second between ``begin`` and ``end`` (from the samples)."""
     inside = [s for s in samples if begin <= s[0] <= end]
     if len(inside) < 2:
@@ -201,9 +215,17 @@ def cores_used(samples: list[tuple[float, float]], begin: float, end: float) -> 
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
-def timeline(clock: StageClock, samples: list[tuple[float, float]], wall: float) -> list[dict]:
-    """Start, end and cores used of each ``TIMELINE`` stage, and of the gaps where none of
-    them runs (the imports before the clock are not in it)."""
+def peak_resident(samples: list[tuple[float, float, float]], begin: float, end: float) -> float:
+    """The largest resident memory (MB) sampled between ``begin`` and ``end``, or by the
+    samples on either side of a phase shorter than their interval."""
+    return max((s[2] for s in samples if begin - SAMPLE_S <= s[0] <= end + SAMPLE_S),
+               default=float("nan"))
+
+
+def timeline(clock: StageClock, samples: list[tuple[float, float, float]], wall: float
+             ) -> list[dict]:
+    """Start, end, cores used and peak resident memory of each ``TIMELINE`` stage, and of the
+    gaps where none of them runs (the imports before the clock are not in it)."""
     rows = [{"stage": name, "start": clock.spans[name][0], "end": clock.spans[name][1]}
             for name in TIMELINE if name in clock.spans]
     covered = 0.0
@@ -214,7 +236,8 @@ def timeline(clock: StageClock, samples: list[tuple[float, float]], wall: float)
     if wall - covered > 0.05:
         rows.append({"stage": "(none of these)", "start": covered, "end": wall})
     return [{**r, "start": round(r["start"], 2), "end": round(r["end"], 2),
-             "cores": round(cores_used(samples, r["start"], r["end"]), 2)}
+             "cores": round(cores_used(samples, r["start"], r["end"]), 2),
+             "peak_mb": round(peak_resident(samples, r["start"], r["end"]), 1)}
             for r in sorted(rows, key=lambda r: r["start"])]
 
 
@@ -260,9 +283,11 @@ def print_stages(result: dict, title: str) -> None:
     print(f"| other (GDAL threads, interpreter) | {result['other_cpu']:.2f} | "
           f"{result['other_cpu'] / total:.0%} | | |")
     print("\nTimeline (seconds from the start of `remove_scene`; cores: process CPU per wall "
-          "second, all threads)\n| stage | from | to | cores used |\n|---|---|---|---|")
+          "second, all threads; peak: the largest resident memory sampled)\n"
+          "| stage | from | to | cores used | peak RSS (MB) |\n|---|---|---|---|---|")
     for row in result.get("timeline", []):
-        print(f"| {row['stage']} | {row['start']:.2f} | {row['end']:.2f} | {row['cores']:.2f} |")
+        print(f"| {row['stage']} | {row['start']:.2f} | {row['end']:.2f} | {row['cores']:.2f} | "
+              f"{row.get('peak_mb', float('nan')):.0f} |")
 
 
 def main() -> None:

@@ -72,7 +72,7 @@ class Engine(Protocol):
 def bound_correction(pred: ArrayT, s2: ArrayT, bound: float | ArrayT | None) -> ArrayT:
     """``pred`` moved from ``s2`` (the fill it corrects) by at most ``bound`` times ``s2``, per
     value (``bound``: one share, or one per pixel [B,1,H,W]); numpy arrays or torch tensors
-    alike (on a GPU, done there: issue 22)."""
+    alike (on a GPU, done there)."""
     if bound is None:
         return pred
     return s2 + (pred - s2).clip(-bound * s2, bound * s2)

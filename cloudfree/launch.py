@@ -1,6 +1,7 @@
 """The ``cloudfree`` command's entry point: a Ctrl-C while the command's libraries load (about
 half a second, before any work) ends it with one line and exit code 130, like one during the
-work, instead of Python's traceback of the interrupted import."""
+work, instead of Python's traceback of the interrupted import. It also sets what must be set
+before the libraries load or the threads start: OpenBLAS's threads, glibc's heap arenas."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import resource
 import sys
 import threading
 import types
+
+from cloudfree.memory import limit_heap_arenas
 
 #: Address space the command maps once its libraries are loaded, before any work: VmSize after
 #: importing ``cloudfree.cli`` and ``cloudfree.remove_scene`` measured 0.36 GiB (PyTorch, loaded
@@ -75,6 +78,7 @@ def main() -> None:
               f"GiB is below the {LOADED_ADDRESS_SPACE / 2**30:.2f} GiB cloudfree maps once its "
               "libraries are loaded; raise the limit", file=sys.stderr, flush=True)
         sys.exit(1)
+    limit_heap_arenas()  # before any thread allocates
     try:
         for name in DEFERRED:
             defer(name)

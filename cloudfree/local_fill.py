@@ -50,7 +50,7 @@ SLOTS = 16
 #: Values (pixels, quads x corners or coarse cells, x classes x bands) the blurs and the
 #: read-back hold at once: bounds their memory (8 MB in float32).
 READ_BACK_VALUES = 2**21
-#: Support at which the bound on a fill network's correction is halved (issue 28):
+#: Support at which the bound on a fill network's correction is halved:
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
 
@@ -315,7 +315,7 @@ def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
     """Per-pixel bound on a fill network's correction, as a share of the local fill: the full
     ``max_correction`` where no clear land of the pixel's kind is in reach, shrinking as the
     fill's ``support`` grows. The networks learned to move a fill towards another date (their
-    real truths), which moves it away from the same date's land around (issue 28)."""
+    real truths), which moves it away from the same date's land around."""
     with np.errstate(over="ignore"):  # a share beyond float32 (1e40) is unbounded: inf
         return (max_correction / (1 + support / SUPPORT_SCALE)).astype(np.float32)
 

@@ -54,6 +54,6 @@ def open_session(model: bytes | str, providers: list) -> onnxruntime.InferenceSe
     options.log_severity_level = 3
     options.intra_op_num_threads = torch.get_num_threads()
     # idle intra-op threads sleep instead of spinning: on CPU the loader threads need those
-    # cycles (issue 26: 9 % off `remove` on 2 cores, identical output)
+    # cycles (9 % off `remove` on 2 cores, identical output)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=providers)

@@ -623,7 +623,9 @@ class SceneRemoval:
         if self.options.composite:
             taken = have & (alpha > 0)
             blend *= alpha
-            blend += (1 - alpha) * original
+            keep = 1 - alpha
+            for band, values in zip(blend, original, strict=True):  # no block-sized temporary
+                band += keep * values
         np.copyto(blend, original, where=~taken)
         dn = self.s2.to_dn(blend)  # one conversion of the block
         if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
@@ -1082,8 +1084,14 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
         writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
         writes: deque[Future] = deque()
-        for loaded in progress(loads, len(todo), desc="remove", quiet=quiet, unit="chunk"):
+        # a bar updated by hand: one that wraps the iterator holds the last chunk meanwhile
+        bar = stack.enter_context(progress(None, len(todo), "remove", quiet, unit="chunk"))
+        for loaded in loads:
             writes.append(writer.submit(write_block, loaded, pipe.predict(loaded)))
+            # the writer holds the chunk while it needs it; held here too, it would stay in
+            # memory while the next one is awaited, beside the loaders' chunks
+            del loaded
+            bar.update()
             release_free_memory()  # or resident memory creeps up with the scene
             while len(writes) > 1 or (writes and writes[0].done()):
                 writes.popleft().result()  # raises the writer's error, if any

@@ -204,8 +204,8 @@ def _band_indexes(ds, path: Path) -> tuple[int, int]:
 def _sample(ds, band: int) -> np.ndarray:
     """Valid values of one band in up to ``SAMPLE_GRID`` x ``SAMPLE_GRID`` windows of
     ``SAMPLE_WINDOW`` pixels spread over the raster (all of a small one): a decimated read of
-    the whole band would decode all of it (issue 22: 1.1 s of a 4096^2 S1 on the GPU run's
-    critical path)."""
+    the whole band would decode all of it (1.1 s of a 4096^2 S1 on the GPU run's critical
+    path)."""
     rows, cols = (np.arange(0, n, max(SAMPLE_WINDOW, n // SAMPLE_GRID))[:SAMPLE_GRID]
                   for n in (ds.height, ds.width))
     values = np.concatenate([

@@ -174,5 +174,6 @@ class Blender:
             return None
         part = block[:, r0 - top : r1 - top, c0 - left : c1 - left]
         weight = part[self.channels]
-        values = part[: self.channels] / np.where(weight > 0, weight, 1)
+        values = part[: self.channels]  # divided in place: the carries are copied already
+        values /= np.where(weight > 0, weight, 1)
         return BlendedBlock(r0, c0, values, weight)

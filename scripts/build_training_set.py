@@ -1,4 +1,4 @@
-"""Build the training / validation set of issue 10 from the training pool of DATA.md.
+"""Build the training / validation set from the training pool of DATA.md.
 
     python scripts/build_training_set.py --oriolac DIR --dsen2cr DIR --rico DIR \\
         --bigearthnet bigearthnet-common-2.8.0.tar.gz --shared ../shared/data -o OUT
@@ -74,7 +74,7 @@ KIND_ARRAYS = {
 }
 #: The Oriolac residual triplets of the training pool (DATA.md); all IDs < RESERVED_FROM.
 RESIDUAL_IDS = (316, 581, 746, 1302, 2266, 2729, 3968, 4065, 4287, 4294)
-#: Validation scenes (issue 10); every other scene is training. Real cloudy/clear triplets
+#: Validation scenes; every other scene is training. Real cloudy/clear triplets
 #: from 5 scenes, a real clear S1/S2 pair in EPSG:4326 and one with S1 and S2 on different
 #: grids; the dSen2CR patches stay together in train (one scene).
 VALIDATION_SCENES = {
@@ -451,7 +451,7 @@ def load_manifest(path: Path) -> dict:
 def write_manifest(path: Path, sources: dict[str, Source], checked: Checked,
                    entries: list[dict]) -> None:
     files = [{"source": s, "path": p, "sha256": d} for (s, p), d in sorted(checked.used.items())]
-    manifest = {"about": "Source files and samples of scripts/build_training_set.py (issue 10).",
+    manifest = {"about": "Source files and samples of scripts/build_training_set.py.",
                 "revisions": {name: source.revision() for name, source in sources.items()},
                 "files": files, "samples": entries}
     tmp = path.with_name(path.name + ".partial")

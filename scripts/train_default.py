@@ -21,8 +21,8 @@ is trained with the mask ``remove`` uses by default (score method, 5 px buffer) 
   cloudy/clear pairs, the cloudy S1 scene) over the clear S1/S2 scenes (pairs, and the clear
   image of every triplet with its S1).
 
-Without ``--all-splits`` or ``--holdout`` it trains on the set's train split only (the recipe of
-the bundled model before issue 23); with ``--all-splits``, on both splits (the prior spectrum
+Without ``--all-splits`` or ``--holdout`` it trains on the set's train split only (an older recipe
+of the bundled model); with ``--all-splits``, on both splits (the prior spectrum
 is then printed but not checked, as with ``--holdout`` below). The bundled models were trained
 so on one H100 (``--device cuda --workers 1 --threads 1``, about 75 s each).
 

@@ -1,4 +1,4 @@
-"""Bad inputs a new user may give (issue 27): each is one line and the right exit code, or nodata.
+"""Bad inputs a new user may give: each is one line and the right exit code, or nodata.
 
 Rasters, ONNX models and checkpoints that are wrong in one way each, built from the real sample;
 every case checks the message, the exit code and the files left behind.

@@ -301,7 +301,7 @@ def test_cli_max_correction_none_frees_the_network_and_bad_values_are_refused(tm
 
 def test_the_default_fills_the_forest_of_the_sample_close_to_the_forest_around(tmp_path):
     """The bundled sample's clouds sit in forest: the default's fill stays near the land 10-25 px
-    around in red and near infrared (with the bound of issue 23 alone, the network took the
+    around in red and near infrared (with a fixed bound alone, the network took the
     patches to B04 1.29x and B08 0.80x of that land: reddish-brown blotches)."""
     with rasterio.open(SUMMER_S2) as ds:
         original = ds.read().astype(np.float64)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cloudfree.memory import _malloc_trim, release_free_memory
+from cloudfree.memory import _libc_function, release_free_memory
 
 STATUS = Path("/proc/self/status")
 
@@ -19,7 +22,7 @@ def resident_mb() -> float:
     raise AssertionError("no VmRSS line")
 
 
-@pytest.mark.skipif(not STATUS.exists() or _malloc_trim() is None,
+@pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
                     reason="needs Linux with glibc's malloc_trim")
 def test_freed_arrays_leave_resident_memory_only_after_the_release():
     blocks, pins = [], []
@@ -50,3 +53,37 @@ def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monke
     monkeypatch.setenv("GDAL_CACHEMAX", "16")  # the user's wins
     with scene_io_env(10980 * 26):
         assert "GDAL_CACHEMAX" not in rasterio.env.getenv()
+
+
+HEAPS_AFTER_THREADS = """
+import ctypes, sys, tempfile, threading
+from cloudfree.memory import limit_heap_arenas
+print(limit_heap_arenas())
+libc = ctypes.CDLL(None)
+libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p
+libc.fclose.argtypes = (ctypes.c_void_p,)
+libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+together = threading.Barrier(4)
+def allocate():  # each of 4 threads allocates while the others hold theirs
+    libc.malloc(4096)
+    together.wait()
+threads = [threading.Thread(target=allocate) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+    out = libc.fopen(f.name.encode(), b"w")
+    libc.malloc_info(0, out)
+    libc.fclose(out)
+    print(open(f.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(_libc_function("malloc_info") is None or _libc_function("mallopt") is None,
+                    reason="needs glibc's malloc")
+@pytest.mark.parametrize("env, limited, heaps", [({}, "True", 1),
+                                                 ({"MALLOC_ARENA_MAX": "8"}, "False", 5)])
+def test_threads_share_one_heap_arena_unless_the_user_sets_their_number(env, limited, heaps):
+    run_env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run([sys.executable, "-c", HEAPS_AFTER_THREADS], env={**run_env, **env},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [limited, str(heaps)]

@@ -60,7 +60,7 @@ def test_the_fill_network_runs_in_onnxruntime_on_cpu_with_the_same_output():
         assert abs(got - want).max() <= 1e-5 and abs(got - s2[crop]).max() > 1e-3
     glfcr = LoadedModel.from_network(build("glfcr", "small").eval())
     assert TorchEngine(glfcr, device="cpu").session is None  # graph bound to its tile size
-    # its idle threads sleep, leaving the cores to the loaders (issue 26)
+    # its idle threads sleep, leaving the cores to the loaders
     options = fast.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 

@@ -121,7 +121,7 @@ def check_amp(amp: bool, device: str) -> None:
 
 def loader_workers(workers: int | None, device: torch.device) -> int:
     """Data-loading processes: as given, else 0 on CPU (the network needs the cores) and on
-    a GPU up to 8, one per core (issue 23: with none, GLF-CR small on an H100 trained 4.1x
+    a GPU up to 8, one per core (with none, GLF-CR small on an H100 trained 4.1x
     slower, 13 against 54 samples/s at 128 px, batch 16, AMP)."""
     if workers is not None:
         return workers
