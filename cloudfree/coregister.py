@@ -30,6 +30,7 @@ from rasterio.windows import transform as window_transform
 
 from cloudfree.cog import AVERAGE
 from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.mask_input import S2Reader
 from cloudfree.masking import CLEAR, MaskParams, classify
 from cloudfree.provenance import SHIFT_APPLIED, SHIFT_X, SHIFT_Y, provenance_tags
 from cloudfree.rasterio_io import (
@@ -198,13 +199,15 @@ def estimation_windows(width: int, height: int) -> list[Window]:
             for r in starts(height) for c in starts(width)]
 
 
-def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | None:
-    """Orientation fields of the refinement bands, clouds left out; None if too little valid."""
+def _optical_fields(s2: Sentinel2, window: Window, read: S2Reader | None = None
+                    ) -> dict[str, np.ndarray] | None:
+    """Orientation fields of the refinement bands, clouds left out; None if too little valid.
+    The bands are read by ``read`` (default: ``s2.read``)."""
     params = MaskParams(buffer=CLOUD_BUFFER)
     mask_bands = params.bands_for(s2.bands)
     bands = REFINE_BANDS + tuple(b for b in mask_bands if b not in REFINE_BANDS)
     masked = not s2.missing(bands)
-    reflectance, valid = s2.read(window, bands=bands if masked else REFINE_BANDS)
+    reflectance, valid = (read or s2.read)(window, bands if masked else REFINE_BANDS)
     if masked:
         classes, _ = classify(reflectance, valid, params, bands=bands)
         valid &= classes == CLEAR
@@ -215,17 +218,18 @@ def _optical_fields(s2: Sentinel2, window: Window) -> dict[str, np.ndarray] | No
 
 
 def estimate_window(s1: Sentinel1, s2: Sentinel2, window: Window, max_shift: float,
-                    resampling: Resampling, threads: int, evidence: bool = False
-                    ) -> WindowEstimate:
+                    resampling: Resampling, threads: int, evidence: bool = False,
+                    read: S2Reader | None = None) -> WindowEstimate:
     """The shift of the warped S1 (VV and VH) against the S2 refinement bands on one window
     (safe on several threads at once: both read through a dataset handle per thread); with
-    ``evidence``, every half and band estimated (``estimate_shift``)."""
+    ``evidence``, every half and band estimated (``estimate_shift``); the S2 bands read by
+    ``read`` (default: ``s2.read``)."""
     grid = Grid.of(s2)
     sar = warp_window(s1, grid, window, None, resampling, threads)
     sar_valid = np.isfinite(sar).all(axis=0)
     if sar_valid.mean() < MIN_VALID:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False, "too little S1 overlap")
-    optical = _optical_fields(s2, window)
+    optical = _optical_fields(s2, window, read)
     if optical is None:
         return WindowEstimate(window, 0.0, 0.0, 0.0, False,
                               "too few cloud-free valid S2 pixels")
@@ -267,12 +271,14 @@ def _median_evidence(estimates: list[WindowEstimate], name: str) -> float | None
 
 
 def estimate_field(s1: Sentinel1, s2: Sentinel2, max_shift: float, resampling: Resampling,
-                   threads: int, quiet: bool = False, evidence: bool = False) -> FieldEstimate:
-    """Shift estimates on a grid of windows, outliers rejected, fitted by a smooth field."""
+                   threads: int, quiet: bool = False, evidence: bool = False,
+                   read: S2Reader | None = None) -> FieldEstimate:
+    """Shift estimates on a grid of windows, outliers rejected, fitted by a smooth field (the
+    S2 bands read by ``read``, default ``s2.read``)."""
     grid = Grid.of(s2)
     windows = estimation_windows(grid.width, grid.height)
     def one(window: Window) -> WindowEstimate:
-        return estimate_window(s1, s2, window, max_shift, resampling, threads, evidence)
+        return estimate_window(s1, s2, window, max_shift, resampling, threads, evidence, read)
 
     with closing(ordered_map(one, windows, usable_cores())) as results:
         estimates = list(progress(results, len(windows), desc="refine", quiet=quiet))
@@ -387,9 +393,11 @@ def _metres(grid: Grid, dx: float, dy: float) -> dict[str, float]:
 
 def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str = "auto",
                        refine: bool = True, max_shift: float = 10.0, threads: int = 2,
-                       quiet: bool = False, evidence: bool = False) -> CoregisterResult:
+                       quiet: bool = False, evidence: bool = False,
+                       read_s2: S2Reader | None = None) -> CoregisterResult:
     """Open S1 for reading on the S2 grid, refining the shift against S2 bands when asked (with
-    ``evidence``, the report has every window's halves and per-band estimates)."""
+    ``evidence``, the report has every window's halves and per-band estimates; the S2 bands
+    read by ``read_s2``, default ``s2.read``)."""
     if not max_shift > 0:
         raise UsageError(f"max_shift={max_shift} must be a positive number", "max_shift")
     s1 = open_sentinel1(s1_path, units)
@@ -405,7 +413,8 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
         resampling = choose_resampling(s1, grid)
         estimate = None
         if refine and isinstance(s2, Sentinel2):
-            estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet, evidence)
+            estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet, evidence,
+                                      read_s2)
             r = estimate.report()
             if estimate.applied:
                 log.info("S1 co-registration: residual shift corrected (field over %d/%d "
@@ -544,11 +553,13 @@ def grid_differences(crs, transform, size: tuple[int, int], grid) -> list[str]:
 
 
 def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units: str,
-                    refine: bool, max_shift: float, quiet: bool):
-    """S1 readable on the S2 grid, with tags and a report of how it got there."""
+                    refine: bool, max_shift: float, quiet: bool,
+                    read_s2: S2Reader | None = None):
+    """S1 readable on the S2 grid, with tags and a report of how it got there (the S2 bands
+    the refinement needs read by ``read_s2``, default ``s2.read``)."""
     if not aligned:
         result = coregister_to_grid(s1_path, s2, units=units, refine=refine,
-                                    max_shift=max_shift, quiet=quiet)
+                                    max_shift=max_shift, quiet=quiet, read_s2=read_s2)
         return result, result.tags(), result.report()
     s1 = open_sentinel1(s1_path, units)
     differences = grid_differences(s1.crs, s1.transform, (s1.width, s1.height), s2)

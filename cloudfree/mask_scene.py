@@ -12,7 +12,7 @@ from rasterio.windows import Window
 
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.errors import CloudfreeError
-from cloudfree.mask_input import mask_reader
+from cloudfree.mask_input import S2Reader, mask_reader
 from cloudfree.masking import (
     CLEAR,
     CLOUD,
@@ -49,11 +49,12 @@ COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 1
 
 
 def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
-                            threads: int = 1) -> ShadowThresholds:
-    """First pass: scene-wide shadow thresholds from all valid pixels."""
+                            threads: int = 1, read: S2Reader | None = None) -> ShadowThresholds:
+    """First pass: scene-wide shadow thresholds from all valid pixels (read by ``read``,
+    default ``s2.read``)."""
 
     def window_stats(win: Window) -> tuple[np.ndarray, np.ndarray]:
-        return shadow_thresholds(*s2.read(win, SHADOW_BANDS), SHADOW_BANDS)
+        return shadow_thresholds(*(read or s2.read)(win, SHADOW_BANDS), SHADOW_BANDS)
 
     stats = ordered_map(window_stats, windows, threads)
     return combine_shadow_stats(list(progress(stats, len(windows), "shadow statistics", quiet)))

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
@@ -30,7 +30,7 @@ from scipy import ndimage
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.decoded_scene import DecodedScene
+from cloudfree.decoded_scene import DecodedScene, Stored
 from cloudfree.engines import (
     DEFAULT_MODEL,
     FILL_ARCH,
@@ -57,6 +57,7 @@ from cloudfree.local_fill import (
     source_weight,
 )
 from cloudfree.mask_input import (
+    FirstPassCopy,
     MaskInput,
     Pads,
     mask_input,
@@ -337,14 +338,21 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
-                 decoded: DecodedScene | None = None
+                 decoded: DecodedScene | FirstPassCopy | None = None
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
-    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics,
-    which keep what they decode in ``decoded``; stopped early once ``abandon`` is set."""
+    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
+    with ``decoded``, the scene (every band of ``bands``) is decoded and kept there first
+    (``keep_scene``) and both read it back; stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
-        shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet)
+        read = None
+        if decoded is not None:  # the scene decoded and kept first, read back from then on
+            copy = FirstPassCopy.of(s2, decoded)
+            keep_scene(copy, stored_reader(s2, bands, params), quiet, abandon)
+            read = copy.read
+        shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
+                                         1 if read is None else usable_cores(), read)
     if not fill:
         return shadow, None
     return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
@@ -354,25 +362,29 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
                         tie_shadows: bool = False, abandon: threading.Event | None = None,
-                        decoded: DecodedScene | None = None) -> FillSpectrum:
+                        decoded: DecodedScene | FirstPassCopy | None = None) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
-    them (``shadow.tied_shadows``). What it decodes is kept in ``decoded`` (its windows are
-    the pass's). Once ``abandon`` is set (the caller failed), or a stop was asked for, it
+    them (``shadow.tied_shadows``). With ``decoded``, the scene is kept there first
+    (``keep_scene``; unless an earlier pass kept it) and the windows with their margins read
+    back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
     raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
     decode = stored_reader(s2, bands, params)
-    windows = block_windows(s2.width, s2.height) if decoded is None else decoded.windows
+    if decoded is not None:
+        copy = FirstPassCopy.of(s2, decoded)
+        if not copy.decoded.complete:
+            keep_scene(copy, decode, quiet, abandon)
+        if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
+            decode = copy.decoded.read
+    windows = block_windows(s2.width, s2.height)
 
     def one(index: int) -> tuple[np.ndarray, int]:
         win = windows[index]
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
 
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
-            stored = decode(grown)
-            if decoded is not None:
-                decoded.store(index, grown, stored)
-            return mask_input(s2, stored, pads)
+            return mask_input(s2, decode(grown), pads)
 
         refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo,
                                        pads_itself=True)
@@ -396,6 +408,31 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
         raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
     return histogram.spectrum(bands=bands)
+
+
+def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
+               abandon: threading.Event | None = None) -> None:
+    """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on every core,
+    the windows of one tile of the input on one thread (``FirstPassCopy.tile_groups``), unless
+    that leaves a core idle. A JPEG2000 tile is decoded by each read that takes part of it,
+    unless the same dataset handle read it just before: on the 2048^2 L1C ``.SAFE`` of
+    ``benchmarks/safe_speed.py`` (1024 px tiles), 5 px margins on 2 threads took three times
+    the CPU, and at 4096^2 the windows of a 20 m tile split over 2 threads twice the CPU.
+    Stopped as ``scene_fill_spectrum``."""
+    groups = copy.tile_groups()
+    if len(groups) < usable_cores():  # a small scene: each core decoding beats decoding once
+        groups = [[index] for index in range(len(copy.windows))]
+
+    def one(group: list[int]) -> None:
+        for index in group:
+            window = copy.windows[index]
+            copy.store(index, window, decode(window))
+
+    with closing(ordered_map(one, groups, usable_cores())) as done:
+        for _ in progress(done, len(groups), "read", quiet):
+            check_stop()
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
 
 
 class SceneRemoval:
@@ -848,19 +885,24 @@ def remove_scene(
         tie = (restoring is not None and restoring.shadows and mask_params.shadow
                and fill_method == "local")
         abandon = threading.Event()
-        decoded = None  # the scene as the statistics decode it, for the chunks to read back
+        decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
         if engine.uses_mask:
             decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, mask_params))
             if decoded is not None:
                 stack.callback(decoded.close)
+                # and for the co-registration beside them, as they go
+                copy = FirstPassCopy(s2, decoded)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
             passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
-                                  quiet or s1_path is not None, abandon, decoded)
+                                  quiet or s1_path is not None, abandon, copy)
+            if copy is not None:
+                passes.add_done_callback(lambda _: copy.end())
             try:
                 if s1_path is not None:
                     s1, s1_tags, s1_report = open_s1_on_grid(
                         s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
-                        max_shift=max_shift, quiet=quiet)
+                        max_shift=max_shift, quiet=quiet,
+                        read_s2=None if copy is None else copy.read)
                     stack.callback(s1.close)
             except BaseException:
                 abandon.set()  # its error first, without waiting for the passes

@@ -176,6 +176,20 @@ class Sentinel2:
         with self._shared.sources(size) as sources:
             return _read_sources(sources, bands, window)
 
+    def tiles_across(self, block: int) -> int:
+        """How many windows of ``block`` px a tile of the 10 and 20 m bands spans, across and
+        down (a 1024 px JPEG2000 tile of a 20 m band spans 2048 px of the scene's grid: 2
+        windows of 1024), at least 1; 1 for bands stored in strips. Each dataset handle (every
+        thread has its own) decodes a tile it reads part of, so the windows of one tile are
+        best read on one thread. The 60 m bands are left out: few pixels, and tiles so wide
+        that grouping windows by them would leave too few groups to keep every core busy."""
+        spans = [1]
+        for dataset, index, factor in self.band_sources.values():
+            rows, cols = dataset.block_shapes[index - 1]
+            if factor <= 2 and rows == cols:
+                spans.append(rows * factor // block)
+        return max(spans)
+
     def share_handles(self, budget: int) -> None:
         """Read through one set of dataset handles whatever the thread, one read at a time,
         reopened after every ``budget`` bytes read (``SharedHandles``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import rasterio
 from rasterio.transform import Affine
 
 from cloudfree.sentinel2 import BANDS, RESOLUTION
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from make_safe_mosaic import METADATA_L2A as MTD_L2A_TEMPLATE  # noqa: E402
 
 MTD_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 <n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">
@@ -81,19 +85,6 @@ def write_stack(path: Path, data: np.ndarray, profile: dict, *, dtype=None, noda
     return path
 
 
-MTD_L2A_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
-<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
-  <n1:General_Info>
-    <Product_Info><PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>
-    <Product_Image_Characteristics>
-      <QUANTIFICATION_VALUES_LIST>
-        <BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>
-      </QUANTIFICATION_VALUES_LIST>
-      <BOA_ADD_OFFSET_VALUES_LIST>{offsets}</BOA_ADD_OFFSET_VALUES_LIST>
-    </Product_Image_Characteristics>
-  </n1:General_Info>
-</n1:Level-2A_User_Product>
-"""
 #: The bands of an L2A product (no B10) and the folder of each (its native resolution).
 L2A_BANDS = tuple(b for b in BANDS if b != "B10")
 

@@ -1,0 +1,47 @@
+"""How long the `cloudfree` command takes to start: `cloudfree remove --help` (every library the
+command loads, no work), this checkout against another git revision, alternating.
+
+    python benchmarks/startup_time.py                  # against main, 10 rounds
+    python benchmarks/startup_time.py --ref HEAD~1 --rounds 20
+
+Each round runs `python -m cloudfree remove --help` once with this checkout's `cloudfree`,
+then with REV's (its ``cloudfree/`` unpacked, as `remove_equality.py` does), in fresh
+processes, after one untimed round. Printed: the median and every round's wall and CPU
+seconds (user and system). `python -X importtime -m cloudfree remove --help` shows where the
+time goes, module by module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from remove_pipeline import ROOT, unpack
+from safe_speed import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", default="main", help="git revision to compare with")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this checkout": ROOT, args.ref: unpack(args.ref, Path(tmp))}
+        figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in trees}
+        for i in range(args.rounds + 1):
+            for name, package in trees.items():
+                timing = run([sys.executable, "-m", "cloudfree", "remove", "--help"], package)
+                if i:  # the first round warms the page cache
+                    figures[name].append(timing)
+    print("| cloudfree | wall s (median) | CPU s (median) | wall s (rounds) |\n|---|---|---|---|")
+    for name, rows in figures.items():
+        wall, cpu, _ = zip(*rows, strict=True)
+        print(f"| {name} | {statistics.median(wall):.3f} | {statistics.median(cpu):.3f} | "
+              f"{', '.join(f'{w:.2f}' for w in wall)} |")
+
+
+if __name__ == "__main__":
+    main()

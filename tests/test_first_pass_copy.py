@@ -1,0 +1,166 @@
+"""The scene decoded once in `remove`: the co-registration and the clear-sky statistics read
+what the first pass keeps, bit for bit what decoding the input gives, as it keeps it."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+import cloudfree.decoded_scene as decoded_scene
+from cloudfree.coregister import REFINE_BANDS
+from cloudfree.decoded_scene import DecodedScene
+from cloudfree.mask_input import FirstPassCopy, stored_reader, takes_scl
+from cloudfree.masking import SHADOW_BANDS, MaskParams
+from cloudfree.rasterio_io import block_windows
+from cloudfree.remove_scene import keep_scene, remove_scene, scene_fill_spectrum
+from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.threads import thread_pool
+from tests.conftest import SUMMER_S1, SUMMER_S2
+from tests.test_decoded_scene import INPUTS, WINDOWS, l1c_safe, l2a_safe, summer_with_nodata
+from tests.test_faults import mosaic
+
+#: The bands the co-registration reads (the refinement's and its mask's), the shadow pass's,
+#: and one band.
+BAND_SETS = (REFINE_BANDS + ("B01", "B10", "B11"), SHADOW_BANDS, ("B04",))
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list:
+    """The (window, bands) of every ``Sentinel2.read_dn`` call from here on."""
+    calls = []
+    read_dn = Sentinel2.read_dn
+
+    def counted(self, window=None, bands=None):
+        calls.append((window, None if bands is None else tuple(bands)))
+        return read_dn(self, window, bands)
+
+    monkeypatch.setattr(Sentinel2, "read_dn", counted)
+    return calls
+
+
+@pytest.mark.parametrize("make", INPUTS.values(), ids=INPUTS.keys())
+def test_the_copy_gives_what_decoding_gives_and_decodes_only_where_it_cannot(tmp_path, make,
+                                                                            decodes):
+    params = MaskParams(buffer=5)
+    with open_sentinel2(make(tmp_path)) as s2:
+        decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
+        copy = FirstPassCopy(s2, decoded)
+        try:
+            scene_fill_spectrum(s2, s2.bands, params, None, True, decoded=copy)
+            copy.end()
+            assert decoded.complete
+            for window in WINDOWS:
+                all_valid = bool(decoded.read(window)[1].all())
+                for bands in BAND_SETS:
+                    if s2.missing(bands):
+                        continue
+                    before = len(decodes)
+                    refl, valid = copy.read(window, bands)
+                    assert len(decodes) == before + (not all_valid)  # decoded where masked
+                    want_refl, want_valid = s2.read(window, bands)
+                    np.testing.assert_array_equal(refl, want_refl)
+                    np.testing.assert_array_equal(valid, want_valid)
+            if make in (l1c_safe, l2a_safe):  # JPEG2000 has no masks: all from the copy
+                assert decoded.read(Window(0, 0, 252, 252))[1].all()
+            if make is summer_with_nodata:  # the nodata corner's windows decoded again
+                assert not decoded.read(WINDOWS[0])[1].all()
+                assert decoded.read(WINDOWS[2])[1].all()
+        finally:
+            decoded.close()
+
+
+def test_a_read_waits_for_the_windows_it_needs_and_decodes_once_the_pass_has_ended(
+        tmp_path, decodes):
+    with open_sentinel2(l1c_safe(tmp_path)) as s2:
+        decoded = DecodedScene(s2, s2.bands, False, tmp_path, block=100)
+        copy = FirstPassCopy(s2, decoded)
+        decode = stored_reader(s2, s2.bands, MaskParams())
+        window = Window(90, 10, 20, 20)  # in the first two of the 3 x 3 windows
+        try:
+            with thread_pool(1) as pool:
+                reading = pool.submit(copy.read, window, REFINE_BANDS)
+                copy.store(0, decoded.windows[0], decode(decoded.windows[0]))
+                with pytest.raises(FutureTimeout):  # the second is not there yet
+                    reading.result(timeout=0.5)
+                copy.store(1, decoded.windows[1], decode(decoded.windows[1]))
+                stored = len(decodes)
+                refl, valid = reading.result(timeout=60)
+                assert len(decodes) == stored  # read from the copy
+                np.testing.assert_array_equal(refl, s2.read(window, REFINE_BANDS)[0])
+                assert valid.all()
+                later = pool.submit(copy.read, Window(0, 240, 10, 10), ("B02", "B11"))
+                with pytest.raises(FutureTimeout):
+                    later.result(timeout=0.5)
+                stored = len(decodes)
+                copy.end()  # the pass stopped before the last row: decoded instead
+                refl, _ = later.result(timeout=60)
+                assert decodes[stored:] == [(Window(0, 240, 10, 10), ("B02", "B11"))]
+                np.testing.assert_array_equal(refl, s2.read(Window(0, 240, 10, 10),
+                                                            ("B02", "B11"))[0])
+        finally:
+            decoded.close()
+
+
+@pytest.mark.parametrize("shadow", [False, True], ids=["default", "shadow"])
+def test_remove_decodes_each_window_once_with_the_same_shifts_and_output(tmp_path, monkeypatch,
+                                                                         decodes, shadow):
+    s2, s1 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 5), mosaic(SUMMER_S1, tmp_path / "s1.tif", 5)
+    params = MaskParams(buffer=5, shadow=shadow)
+    once = remove_scene(s2, s1, tmp_path / "once.tif", model="median-fill", quiet=True,
+                        mask_params=params)
+    with open_sentinel2(s2) as scene:
+        windows, bands = block_windows(scene.width, scene.height), scene.bands
+    assert len(once["s1_coregistration"]["window_estimates"]) == 9  # beside 4 windows kept
+    # each window decoded once as it is, with no margin (JPEG2000 would decode its neighbours)
+    assert len(windows) == 4 and sorted(decodes, key=str) == sorted(((w, bands) for w in windows),
+                                                                    key=str)
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # no room: each pass decodes
+                        lambda folder: SimpleNamespace(free=2**20))
+    del decodes[:]
+    again = remove_scene(s2, s1, tmp_path / "again.tif", model="median-fill", quiet=True,
+                         mask_params=params)
+    assert len(decodes) > 4 + 9 + 4 * shadow
+    assert once["s1_coregistration"] == again["s1_coregistration"]
+    with rasterio.open(tmp_path / "once.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert a.tags().get("COREGISTER_FIELD") == b.tags().get("COREGISTER_FIELD")
+
+
+def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, monkeypatch):
+    with open_sentinel2(l1c_safe(tmp_path)) as s2:  # one JPEG2000 tile per band: 252 px
+        assert s2.tiles_across(100) == 2 and s2.tiles_across(126) == 2  # the 20 m tile: 252
+        assert s2.tiles_across(1024) == 1
+        decoded = DecodedScene(s2, s2.bands, False, tmp_path, block=100)
+        copy = FirstPassCopy(s2, decoded)
+        try:
+            assert copy.tile_groups() == [[0, 1, 3, 4], [2, 5], [6, 7], [8]]
+            threads = {}
+            decode = stored_reader(s2, s2.bands, MaskParams())
+
+            def on_thread(window):
+                threads.setdefault(threading.get_ident(), []).append(window)
+                return decode(window)
+
+            # two cores, as CI has (the module, not the function ``cloudfree.remove_scene``)
+            monkeypatch.setattr(importlib.import_module("cloudfree.remove_scene"),
+                                "usable_cores", lambda: 2)
+            keep_scene(copy, on_thread, True)
+            assert decoded.complete
+            kept = sorted((w for ws in threads.values() for w in ws), key=str)
+            assert kept == sorted(decoded.windows, key=str)  # each once, with no margin
+            for group in copy.tile_groups():  # a tile's windows on one thread
+                assert any({decoded.windows[i] for i in group} <= set(ws)
+                           for ws in threads.values())
+            window = Window(80, 90, 60, 50)
+            np.testing.assert_array_equal(copy.read(window, s2.bands)[0], s2.read(window)[0])
+        finally:
+            decoded.close()
+    with open_sentinel2(SUMMER_S2) as s2:  # a GeoTIFF in strips: windows read one by one
+        assert s2.tiles_across(100) == 1
