@@ -100,8 +100,7 @@ class Candidates:
                      weights: np.ndarray, source: np.ndarray) -> None:
         """Where the worst kept prediction's ``d2`` exceeds ``threshold`` (and at least
         ``MIN_AGREEING`` are kept), refill ``total``, ``weights`` and ``source`` from the others;
-        ``weight_of(variance, factor, index)`` gives the weights of reference ``index``'s
-        predictions (variance [bands, n], factor and index [n])."""
+        ``weight_of(variance, factor)`` gives a prediction's weights."""
         d2 = self.disagreement()
         worst = np.argmax(d2, axis=0)
         largest = np.take_along_axis(d2, worst[None], 0)[0]
@@ -117,8 +116,7 @@ class Candidates:
         for slot in range(len(self.score)):
             keep = (worst[rows, cols] != slot) & (self.score[slot, rows, cols] > 0)
             r, c = rows[keep], cols[keep]
-            w = weight_of(self.variance[slot, :, r, c].T, self.factor[slot, r, c],
-                          self.index[slot, r, c])
+            w = weight_of(self.variance[slot, :, r, c].T, self.factor[slot, r, c])
             total[:, r, c] += w * self.prediction[slot, :, r, c].T
             weights[:, r, c] += w
             wins = keep & (self.score[slot, rows, cols] > best)

@@ -17,8 +17,7 @@ For every band the target is predicted from the reference by a line, target = ga
 The residual variance is how well the reference predicts the target there: the mean squared
 error of the line finally used (shrunk as above) over every pixel clear in both, the outliers
 included, since under the cloud the date is taken everywhere, on land that changed too; it
-weighs the references against each other where several are clear (``reference_fill.py``),
-on a target almost all cloud together with part of what the line corrects (``TRANSFER``).
+weighs the references against each other where several are clear (``reference_fill.py``).
 Measured with the outliers left out instead (the trimmed fit's own residual), a date whose
 fields changed in part weighs as much as one that did not: on the L2A benchmark's targets at odd
 places in time order (docs/benchmarks/l2a.md) that gave 30.23 dB against 30.41, the closest case
@@ -57,21 +56,6 @@ SHIFT_SHRINK = 64
 VARIANCE_SHRINK = 50
 #: Floor of the residual variance (reflectance^2): one DN of noise.
 VARIANCE_FLOOR = 1e-8
-#: Share of what a date's line corrects on the pixels clear in both (the error of the date taken
-#: as it is, less the line's) that counts as the line's error under the cloud when the dates are
-#: weighed against each other, on a target almost all cloud (no date shares ``MIN_COMMON``
-#: clear pixels with it; ``transfer_risk``, ``FitField.transfer``): the line is learnt on those
-#: few pixels, which may hold other land than the cloud covers, and the more a date must be
-#: bent to match them, the less its line can be trusted there. On the L2A benchmark's targets at
-#: odd places in time order (docs/benchmarks/l2a.md) it changes the five of 94 % cloud only,
-#: all for the better (June 23.15 to 24.69 dB, February 32.43 to 33.03, April 24.82 to 25.34,
-#: October 25.06 to 25.24, August 28.75 to 28.81; 30.48 dB on average against 30.40), and the
-#: fill is then at least the plain mean of the other dates on 34 of 35 cases against 33. On
-#: every target, not only these, 0.5 gave 30.52 dB there but 34.22 against 34.35 on the L1C
-#: series cut to the L2A bands, whose targets keep thousands of clear pixels; counted per cell
-#: in the residual variance itself (0.25, 0.5, 1: 30.49, 30.51, 30.52 dB), the agreement check
-#: took the correction for disagreement it explains (a hazy date's).
-TRANSFER = 0.5
 
 
 @dataclass
@@ -126,18 +110,6 @@ class LineSums:
             2 * gain * offset * sx + offset * offset
         return np.maximum(mse, 0.0) + VARIANCE_FLOOR
 
-    def as_is(self) -> np.ndarray:
-        """Mean squared error per band of the date taken as it is (gain 1, offset 0), over every
-        point."""
-        bands = len(self.count)
-        return self.error(np.ones(bands), np.zeros(bands))
-
-
-def transfer_risk(fitted: np.ndarray, as_is: np.ndarray) -> np.ndarray:
-    """The line's error ``fitted`` and ``TRANSFER`` of what it corrects (the error of the date
-    taken as it is, ``as_is``, less ``fitted``)."""
-    return fitted + TRANSFER * np.maximum(as_is - fitted, 0.0)
-
 
 def cell_sums(x: np.ndarray, y: np.ndarray) -> tuple[LineSums, bool]:
     """A cell's robust sums and True, or the plain sums of too few pixels and False (those only
@@ -166,10 +138,6 @@ class FitField:
     cell: int
     #: The scene-wide line (gain, offset per band) the cells are shrunk towards.
     scene: tuple[np.ndarray, np.ndarray] | None = None
-    #: Per band, how many times its residual variance the date's error is taken to be where it
-    #: is weighed against the others (``transfer_risk`` of the scene-wide line, over its error,
-    #: on a target almost all cloud; None: 1).
-    transfer: np.ndarray | None = None
 
     def at(self, top: int, left: int, height: int, width: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,7 +207,7 @@ class CellFits:
         """Residual variance per band of the scene-wide fit (``LineSums.error``)."""
         return self.pooled.error(*self.pooled.line()[:2])
 
-    def field(self, prior_variance: np.ndarray, few: bool = False) -> FitField:
+    def field(self, prior_variance: np.ndarray) -> FitField:
         """The smooth field of fits. With n pixels clear in both, the scene-wide line is
         blended with a shift alone (gain 1, offset the mean difference times
         n / (n + ``SHIFT_SHRINK``)) in the proportion n / (n + ``LINE_SHRINK``), and the error
@@ -247,9 +215,7 @@ class CellFits:
         proportion
         n / (n + ``VARIANCE_SHRINK``): a date shared on a few pixels (a target almost all
         cloud) keeps a line and its own residual, so it is still weighed by how well it
-        predicts the target, only leaning towards the date taken as it is. With ``few`` (no
-        date shares ``MIN_COMMON`` clear pixels with the target), the field's ``transfer``
-        counts what the scene-wide line corrects (``transfer_risk``)."""
+        predicts the target, only leaning towards the date taken as it is."""
         gain0, offset0, _ = self.pooled.line()
         n = self.pooled.count
         sx, sy = self.pooled.sums[:2] / np.maximum(n, 1)
@@ -257,7 +223,6 @@ class CellFits:
         w = n / (n + LINE_SHRINK)
         gain0, offset0 = w * gain0 + (1 - w), w * offset0 + (1 - w) * shift
         var0 = self.pooled.error(gain0, offset0)
-        transfer = transfer_risk(var0, self.pooled.as_is()) / var0 if few else None
         w = n / (n + VARIANCE_SHRINK)
         var0 = w * var0 + (1 - w) * prior_variance
         shape = (self.bands, *self.shape)
@@ -270,4 +235,4 @@ class CellFits:
             gain[:, r, c] = w * g + (1 - w) * gain0
             offset[:, r, c] = w * o + (1 - w) * offset0
             variance[:, r, c] = w * sums.error(gain[:, r, c], offset[:, r, c]) + (1 - w) * var0
-        return FitField(gain, offset, variance, self.cell, (gain0, offset0), transfer)
+        return FitField(gain, offset, variance, self.cell, (gain0, offset0))

@@ -16,9 +16,7 @@ on the scene size nor on the number of references:
 2. fill (``ReferenceFill.estimate``, called for each block the target pipeline composites): each
    reference clear at a masked target pixel (its own mask, and no S1 change) gives
    the value its smooth field of fits predicts; the references' predictions are averaged with
-   weights (1 / residual variance of their fits there, on a target almost all cloud times
-   what their lines correct: ``radiometry.FitField.transfer``) ** ``WEIGHT_POWER`` x
-   exp(-days apart /
+   weights (1 / residual variance of their fits there) ** ``WEIGHT_POWER`` x exp(-days apart /
    ``TIME_SCALE``, stretched where the dates would lean on too few, ``MIN_SPREAD``), band by band
    (``COMBINE = "weighted"``: a reference that predicts the target well there counts much
    more), or the nearest date alone is taken (``"nearest"``, which measured worse). Where three
@@ -307,7 +305,6 @@ class ReferenceFill:
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
         prior = np.full(len(self.bands), VARIANCE_UNIT)
-        few = bool(fits) and max(f.common for f in fits.values()) < MIN_COMMON
         for fewest in (MIN_COMMON, MIN_PIXELS):
             fitted = [f.scene_variance for f in fits.values() if f.common >= fewest]
             if fitted:
@@ -320,7 +317,7 @@ class ReferenceFill:
                             100 * own_valid[ref.index] / (h * w))
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
-            result = Fitted(None if overcast else fits[ref.index].field(prior, few),
+            result = Fitted(None if overcast else fits[ref.index].field(prior),
                             fits[ref.index].common)
             if ref.index in diffs:
                 result.bias = histogram_median(diffs[ref.index])
@@ -497,21 +494,9 @@ class ReferenceFill:
             residual /= share
             del mean
         if candidates is not None:
-            transfers = self._transfers([r.index for r in used])
-            candidates.drop_outlier(AGREEMENT, lambda variance, factor, index: reference_weight(
-                variance, factor, transfers[index].T), total, weights, source)
+            candidates.drop_outlier(AGREEMENT, reference_weight, total, weights, source)
         total /= np.where(weights > 0, weights, 1)
         return total, source
-
-    def _transfers(self, indices: Sequence[int]) -> np.ndarray:
-        """float32 [largest index + 1, bands]: the ``FitField.transfer`` of the references
-        ``indices``, by index (1 elsewhere)."""
-        table = np.ones((max(indices) + 1, len(self.bands)), np.float32)
-        for index in indices:
-            transfer = self.fitted[index].field.transfer
-            if transfer is not None:
-                table[index] = transfer
-        return table
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
              open_: np.ndarray, target_s1: np.ndarray | None, total: np.ndarray,
@@ -546,8 +531,7 @@ class ReferenceFill:
         if ref.index in self.joint_members:
             members[ref.index] = refl, take
         del refl
-        return _accumulate(ref.index, prediction, variance, factor,
-                           self.fitted[ref.index].field.transfer, take, total, weights,
+        return _accumulate(ref.index, prediction, variance, factor, take, total, weights,
                            candidates, moments)
 
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray,
@@ -569,9 +553,8 @@ class ReferenceFill:
                                        prediction.shape).copy()
             factor = math.prod(self._time_factor(self._by_index[i]) for i in fit.dates) ** (
                 1 / len(fit.dates))
-            score = _accumulate(fit.dates[0], prediction, variance, factor,
-                                self._transfers(fit.dates)[list(fit.dates)].mean(axis=0), take,
-                                total, weights, None, moments)
+            score = _accumulate(fit.dates[0], prediction, variance, factor, take, total,
+                                weights, None, moments)
             scores.append((fit.dates[0], score))
         return scores
 
@@ -622,17 +605,15 @@ def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.nda
 
 
 def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
-                factor: float | np.ndarray, transfer: np.ndarray | None,
+                factor: float | np.ndarray,
                 take: np.ndarray, total: np.ndarray, weights: np.ndarray,
                 candidates: Candidates | None,
                 moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
     ``weights`` (and offer it to ``candidates`` as reference ``index``); return its mean weight
-    per pixel. ``prediction`` is used up. ``transfer``: the fit's ``FitField.transfer`` (for a
-    group of dates, the mean of theirs). ``moments``: the weighted squared predictions and
+    per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions and
     residual variances are added to them too."""
-    weight = reference_weight(variance, factor,
-                              None if transfer is None else transfer[:, None, None])
+    weight = reference_weight(variance, factor)
     weight[:, ~take] = 0
     score = weight.mean(axis=0)
     if candidates is not None:
@@ -648,14 +629,10 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
     return score
 
 
-def reference_weight(variance: np.ndarray, factor: float | np.ndarray,
-                     transfer: np.ndarray | None = None) -> np.ndarray:
-    """A reference's weight: ``factor`` (its time factor) x (variance x ``transfer`` /
-    VARIANCE_UNIT) ** -WEIGHT_POWER, from the residual variance of its fit and, when given, its
-    ``FitField.transfer`` (broadcast to the variance's shape)."""
+def reference_weight(variance: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
+    """A reference's weight: ``factor`` (its time factor) x (variance / VARIANCE_UNIT) **
+    -WEIGHT_POWER, from the residual variance of its fit."""
     weight = variance / VARIANCE_UNIT
-    if transfer is not None:
-        weight *= transfer.astype(np.float32, copy=False)
     weight **= -WEIGHT_POWER
     weight *= factor
     return weight

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
-from cloudfree import agreement, joint_fit, radiometry, reference_fill, references
+from cloudfree import agreement, joint_fit, reference_fill, references
 from cloudfree.local_fill import LocalFillParams
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
@@ -696,34 +696,3 @@ def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
         with closing(reference_fill.open_references(both, target, MaskParams(), None,
                                                     offset=None, quiet=True)) as two_sides:
             assert two_sides.time_scale == reference_fill.TIME_SCALE
-
-
-def test_a_date_whose_line_only_fits_the_clear_land_does_not_outweigh_one_as_it_is(
-        scenes, overcast, monkeypatch, tmp_path):
-    # the target is cloud but for a 28 px square (no date shares the 1000 clear pixels of a
-    # fit). One date is the truth moved by 1 px (a date a little off in registration: its line
-    # cannot do better than the date as it is). The other is darker (0.7 x + 300 DN, another
-    # season's light), so that its line fits the square to the DN, but its land changed under
-    # the cloud (the patch turned over there). Weighed by its line's error alone it takes the
-    # fill with its changed land; counting half of what its line corrects, the date that needs
-    # no correction weighs more
-    square = np.zeros(scenes["cloud"].shape, bool)
-    square[192:220, 16:44] = True
-    truth, profile = scenes["truth"].astype(np.float64), scenes["profile"]
-    target = write(tmp_path / "target_20171201.tif",
-                   np.where(square, truth, read(overcast)[0]).astype(np.uint16), profile)
-    steady = write(tmp_path / "steady_20171211.tif",
-                   np.roll(truth, 1, axis=2).astype(np.uint16), profile)
-    near = ndimage.binary_dilation(square, iterations=8)
-    changed = np.where(near, truth, truth[:, ::-1, ::-1]) * 0.7 + 300
-    darker = write(tmp_path / "darker_20171206.tif", changed.astype(np.uint16), profile)
-    transfer = radiometry.TRANSFER
-
-    def fill(share, name):
-        monkeypatch.setattr(radiometry, "TRANSFER", share)
-        remove_scene(target, None, tmp_path / name, references=[steady, darker], quiet=True,
-                     temporal_mask=False)
-        return psnr(read(tmp_path / name)[0], truth, ~near)
-
-    lines_alone = fill(0.0, "lines.tif")
-    assert fill(transfer, "transfer.tif") > lines_alone + 10  # 38.0 dB against 24.7
