@@ -115,11 +115,11 @@ def peak_rss_mb() -> float:
     Linux's VmHWM, because ru_maxrss of a child also counts the parent's memory at the fork
     (it is carried across fork and exec), which would floor every figure at the parent's size.
     """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    from cloudfree.memory import status_bytes
+
+    peak = status_bytes("VmHWM")
+    if peak is not None:
+        return peak / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -89,11 +89,6 @@ class FirstPassCopy:
         self._stored: set[int] = set()
         self._ended = False
 
-    @classmethod
-    def of(cls, s2: Sentinel2, decoded: DecodedScene | FirstPassCopy) -> FirstPassCopy:
-        """``decoded`` as a copy being filled, as it is if it is one."""
-        return decoded if isinstance(decoded, FirstPassCopy) else cls(s2, decoded)
-
     @property
     def windows(self) -> list[Window]:
         """The windows the pass stores, in order (the decoded scene's)."""

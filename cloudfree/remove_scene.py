@@ -338,17 +338,16 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
-                 decoded: DecodedScene | FirstPassCopy | None = None
+                 copy: FirstPassCopy | None = None
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
     shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
-    with ``decoded``, the scene (every band of ``bands``) is decoded and kept there first
+    with ``copy``, the scene (every band of ``bands``) is decoded and kept there first
     (``keep_scene``) and both read it back; stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
         read = None
-        if decoded is not None:  # the scene decoded and kept first, read back from then on
-            copy = FirstPassCopy.of(s2, decoded)
+        if copy is not None:  # the scene decoded and kept first, read back from then on
             keep_scene(copy, stored_reader(s2, bands, params), quiet, abandon)
             read = copy.read
         shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
@@ -356,23 +355,22 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
     if not fill:
         return shadow, None
     return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
-                                       decoded)
+                                       copy)
 
 
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
                         tie_shadows: bool = False, abandon: threading.Event | None = None,
-                        decoded: DecodedScene | FirstPassCopy | None = None) -> FillSpectrum:
+                        copy: FirstPassCopy | None = None) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
-    them (``shadow.tied_shadows``). With ``decoded``, the scene is kept there first
+    them (``shadow.tied_shadows``). With ``copy``, the scene is kept there first
     (``keep_scene``; unless an earlier pass kept it) and the windows with their margins read
     back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
     raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
     decode = stored_reader(s2, bands, params)
-    if decoded is not None:
-        copy = FirstPassCopy.of(s2, decoded)
+    if copy is not None:
         if not copy.decoded.complete:
             keep_scene(copy, decode, quiet, abandon)
         if copy.decoded.complete:  # else (a write failed) decoded again, margins and all

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 import cloudfree.decoded_scene as decoded_scene
 from cloudfree.decoded_scene import DecodedScene
-from cloudfree.mask_input import mask_input, mask_reader, stored_reader, takes_scl
+from cloudfree.mask_input import FirstPassCopy, mask_input, mask_reader, stored_reader, takes_scl
 from cloudfree.masking import MaskParams
 from cloudfree.rasterio_io import mirror_pads, read_padded
 from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
@@ -83,7 +83,8 @@ def test_the_chunks_read_back_what_decoding_gives_bit_for_bit(tmp_path, make):
     with open_sentinel2(make(tmp_path)) as s2:
         decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
         try:
-            spectrum = scene_fill_spectrum(s2, s2.bands, params, None, True, decoded=decoded)
+            spectrum = scene_fill_spectrum(s2, s2.bands, params, None, True,
+                                           copy=FirstPassCopy(s2, decoded))
             assert decoded.complete and len(decoded.windows) == 9
             direct = scene_fill_spectrum(s2, s2.bands, params, None, True)
             np.testing.assert_array_equal(spectrum.values, direct.values)

@@ -53,7 +53,7 @@ def test_the_copy_gives_what_decoding_gives_and_decodes_only_where_it_cannot(tmp
         decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
         copy = FirstPassCopy(s2, decoded)
         try:
-            scene_fill_spectrum(s2, s2.bands, params, None, True, decoded=copy)
+            scene_fill_spectrum(s2, s2.bands, params, None, True, copy=copy)
             copy.end()
             assert decoded.complete
             for window in WINDOWS:
