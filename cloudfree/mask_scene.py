@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.cog import AVERAGE, NEAREST
+from cloudfree.decoded_scene import DecodedScene, Stored
 from cloudfree.errors import CloudfreeError
-from cloudfree.mask_input import S2Reader, mask_reader
+from cloudfree.mask_input import FirstPassCopy, S2Reader, mask_reader, stored_reader, takes_scl
 from cloudfree.masking import (
     CLEAR,
     CLOUD,
@@ -40,6 +43,7 @@ from cloudfree.rasterio_io import (
 )
 from cloudfree.reference_fill import ReferenceFill, check_references, open_references
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.signals import check_stop
 from cloudfree.threads import ordered_map, usable_cores
 
 log = logging.getLogger("cloudfree")
@@ -60,6 +64,54 @@ def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
     return combine_shadow_stats(list(progress(stats, len(windows), "shadow statistics", quiet)))
 
 
+def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
+               abandon: threading.Event | None = None, threads: int | None = None) -> None:
+    """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on ``threads``
+    (default: every core), the windows of one tile of the input on one thread
+    (``FirstPassCopy.tile_groups``), unless that leaves a thread idle. A JPEG2000 tile is
+    decoded by each read that takes part of it, unless the same dataset handle read it just
+    before: on the 2048^2 L1C ``.SAFE`` of ``benchmarks/safe_speed.py`` (1024 px tiles), 5 px
+    margins on 2 threads took three times the CPU, and at 4096^2 the windows of a 20 m tile
+    split over 2 threads twice the CPU. Once ``abandon`` is set (the caller failed), or a stop
+    was asked for, it raises CancelledError, or Interrupted, after the windows being read."""
+    threads = threads or usable_cores()
+    groups = copy.tile_groups()
+    if len(groups) < threads:  # a small scene: each thread decoding beats decoding once
+        groups = [[index] for index in range(len(copy.windows))]
+
+    def one(group: list[int]) -> None:
+        for index in group:
+            window = copy.windows[index]
+            copy.store(index, window, decode(window))
+
+    with closing(ordered_map(one, groups, threads)) as done:
+        for _ in progress(done, len(groups), "read", quiet):
+            check_stop()
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
+
+
+def kept_scene(s2: Sentinel2, output: Path, bands: Sequence[str], params: MaskParams,
+               stack: ExitStack, quiet: bool, threads: int) -> FirstPassCopy | None:
+    """A JPEG2000 scene's ``bands`` (and the SCL the mask takes) decoded once, each window as
+    it is (``keep_scene``), into a scratch beside ``output`` (``DecodedScene``; closed with
+    ``stack``), for the mask's passes to read back with their margins: read from the input,
+    a margin decodes the tiles beside the window too. None for other inputs (a margin costs
+    them a few rows), or where the scratch has no room (the input is then read as it is)."""
+    if not s2.jpeg2000:
+        return None
+    decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, params))
+    if decoded is None:
+        return None
+    stack.callback(decoded.close)
+    copy = FirstPassCopy(s2, decoded)
+    try:
+        keep_scene(copy, stored_reader(s2, bands, params), quiet, threads=threads)
+    finally:
+        copy.end()
+    return copy
+
+
 def mask_source(s2: Sentinel2, params: MaskParams) -> str:
     """What the mask of ``s2`` comes from, for the tags and the log."""
     if params.scl and s2.has_scl:
@@ -68,12 +120,14 @@ def mask_source(s2: Sentinel2, params: MaskParams) -> str:
 
 
 def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
-                       shadow: ShadowThresholds | None,
-                       threads: int) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """(window, classes, score) of each window, in order; read and classified on ``threads``."""
+                       shadow: ShadowThresholds | None, threads: int,
+                       decoded: DecodedScene | None = None
+                       ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, classes, score) of each window, in order; read (back from ``decoded`` when it
+    holds the whole scene) and classified on ``threads``."""
 
     bands = params.bands_for(s2.bands)
-    read = mask_reader(s2, bands, params)
+    read = mask_reader(s2, bands, params, decoded)
 
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
         read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
@@ -199,7 +253,11 @@ def mask_scene(
         log.info("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         windows = block_windows(s2.width, s2.height, block)
         check_mask_memory(block, threads, windows, 1 + len(references))
-        thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads)
+        # the references' test reads the target itself
+        copy = None if references else kept_scene(s2, output, params.bands_for(s2.bands),
+                                                  params, dates_stack, quiet, threads)
+        thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads,
+                                              None if copy is None else copy.read)
                       if params.shadow else None)
         dates = None
         if references:
@@ -221,7 +279,8 @@ def mask_scene(
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.
             results = stack.enter_context(closing(
-                classified_windows(s2, windows, params, thresholds, threads) if dates is None
+                classified_windows(s2, windows, params, thresholds, threads,
+                                   None if copy is None else copy.decoded) if dates is None
                 else judged_windows(dates, windows, threads)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)

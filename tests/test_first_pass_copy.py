@@ -17,9 +17,10 @@ import cloudfree.decoded_scene as decoded_scene
 from cloudfree.coregister import REFINE_BANDS
 from cloudfree.decoded_scene import DecodedScene
 from cloudfree.mask_input import FirstPassCopy, stored_reader, takes_scl
+from cloudfree.mask_scene import keep_scene
 from cloudfree.masking import SHADOW_BANDS, MaskParams
 from cloudfree.rasterio_io import block_windows
-from cloudfree.remove_scene import keep_scene, remove_scene, scene_fill_spectrum
+from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import thread_pool
 from tests.conftest import SUMMER_S1, SUMMER_S2
@@ -149,7 +150,7 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
                 return decode(window)
 
             # two cores, as CI has (the module, not the function ``cloudfree.remove_scene``)
-            monkeypatch.setattr(importlib.import_module("cloudfree.remove_scene"),
+            monkeypatch.setattr(importlib.import_module("cloudfree.mask_scene"),
                                 "usable_cores", lambda: 2)
             keep_scene(copy, on_thread, True)
             assert decoded.complete
