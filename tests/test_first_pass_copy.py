@@ -17,7 +17,7 @@ import cloudfree.decoded_scene as decoded_scene
 from cloudfree.coregister import REFINE_BANDS
 from cloudfree.decoded_scene import DecodedScene
 from cloudfree.mask_input import FirstPassCopy, stored_reader, takes_scl
-from cloudfree.mask_scene import keep_scene
+from cloudfree.mask_scene import keep_scene, mask_scene
 from cloudfree.masking import SHADOW_BANDS, MaskParams
 from cloudfree.rasterio_io import block_windows
 from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
@@ -165,3 +165,39 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
             decoded.close()
     with open_sentinel2(SUMMER_S2) as s2:  # a GeoTIFF in strips: windows read one by one
         assert s2.tiles_across(100) == 1
+
+
+@pytest.mark.parametrize("make", [l1c_safe, l2a_safe], ids=["L1C", "L2A"])
+@pytest.mark.parametrize("shadow", [False, True], ids=["default", "shadow"])
+def test_mask_decodes_a_safe_once_with_no_margin_and_writes_the_same(tmp_path, monkeypatch,
+                                                                    decodes, make, shadow):
+    safe = make(tmp_path)
+    params = MaskParams(buffer=5, shadow=shadow)
+    # 100 px windows: read from the input, each would take a 5 px margin and more
+    once = mask_scene(safe, tmp_path / "once.tif", params, block=100, threads=2, quiet=True,
+                      score_path=tmp_path / "once_score.tif")
+    with open_sentinel2(safe) as s2:
+        assert s2.jpeg2000
+        whole, bands = Window(0, 0, s2.width, s2.height), params.bands_for(s2.bands)
+        scl = takes_scl(s2, params)
+    assert decodes == [(whole, bands)] + [(whole, ("SCL",))] * scl  # each pixel once
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # no room: decoded window by window
+                        lambda folder: SimpleNamespace(free=2**20))
+    del decodes[:]
+    again = mask_scene(safe, tmp_path / "again.tif", params, block=100, threads=2, quiet=True,
+                       score_path=tmp_path / "again_score.tif")
+    assert len(decodes) >= 9 * (1 + shadow) and all(w != whole for w, _ in decodes)
+    assert once["cloud_fraction"] == again["cloud_fraction"] > 0
+    for name in ("", "_score"):
+        with rasterio.open(tmp_path / f"once{name}.tif") as a, \
+                rasterio.open(tmp_path / f"again{name}.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cloudfree")]
+
+
+def test_mask_reads_a_geotiff_as_it_is(tmp_path, decodes):
+    params = MaskParams(buffer=5)
+    mask_scene(SUMMER_S2, tmp_path / "mask.tif", params, block=100, threads=2, quiet=True)
+    with open_sentinel2(SUMMER_S2) as s2:
+        assert not s2.jpeg2000
+    assert len(decodes) == 9  # each 100 px window with its margin, no scratch kept first
