@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -13,9 +11,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.cog import AVERAGE, NEAREST
-from cloudfree.decoded_scene import DecodedScene, Stored
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.errors import CloudfreeError
-from cloudfree.mask_input import FirstPassCopy, S2Reader, mask_reader, stored_reader, takes_scl
+from cloudfree.kept_scene import kept_scene
+from cloudfree.mask_input import S2Reader, mask_reader
 from cloudfree.masking import (
     CLEAR,
     CLOUD,
@@ -43,7 +42,6 @@ from cloudfree.rasterio_io import (
 )
 from cloudfree.reference_fill import ReferenceFill, check_references, open_references
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.signals import check_stop
 from cloudfree.threads import ordered_map, usable_cores
 
 log = logging.getLogger("cloudfree")
@@ -62,54 +60,6 @@ def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
 
     stats = ordered_map(window_stats, windows, threads)
     return combine_shadow_stats(list(progress(stats, len(windows), "shadow statistics", quiet)))
-
-
-def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
-               abandon: threading.Event | None = None, threads: int | None = None) -> None:
-    """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on ``threads``
-    (default: every core), the windows of one tile of the input on one thread
-    (``FirstPassCopy.tile_groups``), unless that leaves a thread idle. A JPEG2000 tile is
-    decoded by each read that takes part of it, unless the same dataset handle read it just
-    before: on the 2048^2 L1C ``.SAFE`` of ``benchmarks/safe_speed.py`` (1024 px tiles), 5 px
-    margins on 2 threads took three times the CPU, and at 4096^2 the windows of a 20 m tile
-    split over 2 threads twice the CPU. Once ``abandon`` is set (the caller failed), or a stop
-    was asked for, it raises CancelledError, or Interrupted, after the windows being read."""
-    threads = threads or usable_cores()
-    groups = copy.tile_groups()
-    if len(groups) < threads:  # a small scene: each thread decoding beats decoding once
-        groups = [[index] for index in range(len(copy.windows))]
-
-    def one(group: list[int]) -> None:
-        for index in group:
-            window = copy.windows[index]
-            copy.store(index, window, decode(window))
-
-    with closing(ordered_map(one, groups, threads)) as done:
-        for _ in progress(done, len(groups), "read", quiet):
-            check_stop()
-            if abandon is not None and abandon.is_set():
-                raise CancelledError
-
-
-def kept_scene(s2: Sentinel2, output: Path, bands: Sequence[str], params: MaskParams,
-               stack: ExitStack, quiet: bool, threads: int) -> FirstPassCopy | None:
-    """A JPEG2000 scene's ``bands`` (and the SCL the mask takes) decoded once, each window as
-    it is (``keep_scene``), into a scratch beside ``output`` (``DecodedScene``; closed with
-    ``stack``), for the mask's passes to read back with their margins: read from the input,
-    a margin decodes the tiles beside the window too. None for other inputs (a margin costs
-    them a few rows), or where the scratch has no room (the input is then read as it is)."""
-    if not s2.jpeg2000:
-        return None
-    decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, params))
-    if decoded is None:
-        return None
-    stack.callback(decoded.close)
-    copy = FirstPassCopy(s2, decoded)
-    try:
-        keep_scene(copy, stored_reader(s2, bands, params), quiet, threads=threads)
-    finally:
-        copy.end()
-    return copy
 
 
 def mask_source(s2: Sentinel2, params: MaskParams) -> str:
@@ -253,16 +203,19 @@ def mask_scene(
         log.info("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         windows = block_windows(s2.width, s2.height, block)
         check_mask_memory(block, threads, windows, 1 + len(references))
-        # the references' test reads the target itself
-        copy = None if references else kept_scene(s2, output, params.bands_for(s2.bands),
-                                                  params, dates_stack, quiet, threads)
+        # with references, their fit reads every band of the target
+        copy = kept_scene(s2, output, s2.bands if references else params.bands_for(s2.bands),
+                          params, quiet, threads)
+        if copy is not None:
+            dates_stack.callback(copy.decoded.close)
         thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads,
                                               None if copy is None else copy.read)
                       if params.shadow else None)
         dates = None
         if references:
             dates = open_references(references, s2, params, thresholds, offset=offset,
-                                    level=level, quiet=quiet, temporal=True)
+                                    level=level, quiet=quiet, temporal=True, scratch=output,
+                                    decoded=None if copy is None else copy.decoded)
             dates_stack.callback(dates.close)
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)

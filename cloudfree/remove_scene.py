@@ -49,6 +49,7 @@ from cloudfree.fill import (
     fill_masked,
     window_counts,
 )
+from cloudfree.kept_scene import keep_scene
 from cloudfree.local_fill import (
     LocalFillParams,
     correction_bound,
@@ -66,7 +67,6 @@ from cloudfree.mask_input import (
     takes_scl,
 )
 from cloudfree.mask_scene import (
-    keep_scene,
     mask_source,
     require_mask_bands,
     scene_shadow_thresholds,
@@ -904,7 +904,8 @@ def remove_scene(
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
                                     max_shift=max_shift, quiet=quiet, count=reference_count,
-                                    temporal=temporal_mask)
+                                    temporal=temporal_mask, scratch=output,
+                                    decoded=decoded)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)
