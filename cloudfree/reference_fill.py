@@ -738,7 +738,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                                            offset, s1_units, refine, max_shift, quiet,
                                            level=level, bands=bands,
                                            count=min(count or len(paths), len(paths)),
-                                           scratch=scratch))
+                                           scratch=scratch, decoded=decoded))
             except UsageError:
                 raise
             except CloudfreeError as exc:
@@ -771,14 +771,15 @@ def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: S
              params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
              max_shift: float, quiet: bool, *, level: str = "auto",
              bands: Sequence[str] | None = None, count: int = 1,
-             scratch: Path | str | None = None) -> Reference:
+             scratch: Path | str | None = None, decoded: DecodedScene | None = None
+             ) -> Reference:
     """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
-    to it; one of ``count`` opened together (kept decoded beside ``scratch``: see
-    ``open_reference``)."""
+    to it (the target read back from ``decoded``, when given); one of ``count`` opened
+    together (kept decoded beside ``scratch``: see ``open_reference``)."""
     scene = open_sentinel2(path, offset, level)
     try:
         ref = open_reference(index, scene, target, params, bands, count, scratch, quiet)
-        register(ref, target, params)
+        register(ref, target, params, decoded=decoded)
     except BaseException:
         scene.close()
         raise

@@ -59,6 +59,7 @@ from cloudfree.coregister import (
     source_window,
     warp_onto,
 )
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.errors import CloudfreeError
 from cloudfree.kept_scene import kept_scene
 from cloudfree.mask_input import FirstPassCopy, mask_reader
@@ -212,9 +213,12 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
 
 
 def register(ref: Reference, target: Sentinel2, params: MaskParams,
-             max_shift: float = MAX_REFERENCE_SHIFT) -> None:
+             max_shift: float = MAX_REFERENCE_SHIFT, decoded: DecodedScene | None = None
+             ) -> None:
     """Measure the sub-pixel shift of a reference against the target on their common clear
-    land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``.
+    land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``;
+    the target read back from ``decoded`` (its ``ref.bands`` as a first pass decoded them)
+    when given.
 
     Orientation correlation (``shift_estimation.py``, with its significance and halves rule)
     of ``REGISTER_BANDS`` over the central ``ESTIMATION_WINDOW`` px of the target grid."""
@@ -224,8 +228,10 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
     if not bands:
         return
     halo = params.halo
-    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params), top, left, size_h,
-                                   size_w, target.height, target.width, halo)
+    if decoded is not None and decoded.bands != ref.bands:
+        decoded = None
+    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params, decoded), top, left,
+                                   size_h, size_w, target.height, target.width, halo)
     classes, _ = classify(refl, valid, params, ref.bands, None, scl)
     inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
     target_clear = classes[inner] == CLEAR
