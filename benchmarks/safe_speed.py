@@ -6,6 +6,7 @@ whether the outputs are the same.
     python benchmarks/safe_speed.py --commands mask --shadow     # mask, and mask --shadow
     python benchmarks/safe_speed.py --commands reference --levels L1C --rounds 1
     python benchmarks/safe_speed.py --levels L1C --rounds 5 --shadow --ref HEAD~2
+    python benchmarks/safe_speed.py --commands mask reference --decodes   # decodes, not time
 
 The scene is `remove_speed.py`'s mosaic of the bundled sample (13 bands, S1 beside it, about
 44 % cloud), written as a `.SAFE` folder of lossless JPEG2000 by `scripts/make_safe_mosaic.py`
@@ -25,6 +26,9 @@ of the CPU seconds (user and system of the command and every thread and child it
 a loaded machine changes them less than the wall seconds), the wall seconds and the peak RSS,
 and the largest difference between the two outputs (DN; for `mask`, the mask's classes and
 the score's values, NaN equal to NaN) over every round (0: identical).
+
+With ``--decodes``, each command runs once per version under `count_decodes.py` instead, and
+the table gives, per input, its reads and how many times over each band read was read.
 """
 
 from __future__ import annotations
@@ -75,6 +79,17 @@ def largest_difference(a: Path, b: Path) -> float:
     return worst
 
 
+def decodes(cmd: list[str], package: Path) -> list[str]:
+    """`count_decodes.py`'s lines for one command run with the ``cloudfree`` of ``package``."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "count_decodes.py"), *cmd],
+                          cwd=package, env={**os.environ, "PYTHONPATH": str(package)},
+                          capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr}")
+    return [line.removeprefix("decodes ") for line in proc.stderr.splitlines()
+            if line.startswith("decodes ")]
+
+
 def make_safe(stack: Path, safe: Path, level: str) -> Path:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_safe_mosaic.py"), str(stack),
                     str(safe), "--level", level], check=True)
@@ -113,18 +128,31 @@ def main() -> None:
     parser.add_argument("--commands", nargs="+", choices=("remove", "mask", "reference"),
                         default=["remove"], help="what to time (see above)")
     parser.add_argument("--shadow", action="store_true", help="also time each with --shadow")
+    parser.add_argument("--decodes", action="store_true",
+                        help="count each input's decoding instead of timing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         stack, s1 = make_scene(folder, args.size)
         trees = {"this checkout": ROOT, args.ref: unpack(args.ref, folder / "ref")}
-        print("| product | command | cloudfree | CPU s (median) | CPU s (rounds) | wall s "
+        print("| product | command | cloudfree | input: reads, times over |\n|---|---|---|---|"
+              if args.decodes else
+              "| product | command | cloudfree | CPU s (median) | CPU s (rounds) | wall s "
               "(median) | wall s (rounds) | peak RSS MB (median) | largest difference |\n"
               "|---|---|---|---|---|---|---|---|---|")
         for level in args.levels:
             for name in args.commands:
                 line, count = commands(name, level, folder, args.size, stack, s1)
                 for extra in [[], ["--shadow"]][:1 + args.shadow]:
+                    shown = " ".join([line[0], *extra] + (["--reference"] if name == "reference"
+                                                          else []))
+                    if args.decodes:
+                        for tree, package in trees.items():
+                            cmd = [a.replace("OUT_STEM", str(folder / "out")) for a in line]
+                            counts = decodes([*cmd, *extra, "--quiet", "--overwrite"], package)
+                            print(f"| {level} `.SAFE` {args.size}^2 | `{shown}` | {tree} | "
+                                  f"{'; '.join(counts)} |", flush=True)
+                        continue
                     figures: dict[str, list[tuple[float, float, float]]] = {t: [] for t in trees}
                     worst = [0.0] * count
                     for i in range(args.rounds + 1):
@@ -140,8 +168,6 @@ def main() -> None:
                         for k, suffix in enumerate([".tif", "_score.tif"][:count]):
                             worst[k] = max(worst[k], largest_difference(
                                 *(Path(s + suffix) for s in stems)))
-                    shown = " ".join([line[0], *extra] + (["--reference"] if name == "reference"
-                                                          else []))
                     for tree, rows in figures.items():
                         wall, cpu, rss = zip(*rows, strict=True)
                         print(f"| {level} `.SAFE` {args.size}^2 | `{shown}` | {tree} | "
