@@ -75,6 +75,8 @@ from cloudfree.memory import check_batch_memory, release_free_memory
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
+    DEFAULT_BLOCK,
+    MASK_BLOCK,
     OUTPUT_BLOCK,
     GridOutputs,
     block_windows,
@@ -366,16 +368,18 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
     them (``shadow.tied_shadows``). With ``copy``, the scene is kept there first
     (``keep_scene``; unless an earlier pass kept it) and the windows with their margins read
-    back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
+    back from it in windows of ``MASK_BLOCK`` px (a quarter of the memory per thread of
+    1024 px ones). Once ``abandon`` is set (the caller failed), or a stop was asked for, it
     raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
     decode = stored_reader(s2, bands, params)
+    block = DEFAULT_BLOCK
     if copy is not None:
         if not copy.decoded.complete:
             keep_scene(copy, decode, quiet, abandon)
         if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
-            decode = copy.decoded.read
-    windows = block_windows(s2.width, s2.height)
+            decode, block = copy.decoded.read, MASK_BLOCK
+    windows = block_windows(s2.width, s2.height, block)
 
     def one(index: int) -> tuple[np.ndarray, int]:
         win = windows[index]
@@ -521,11 +525,12 @@ class SceneRemoval:
                                 filled).crop(*inner)
         if local is not None:
             s1 = s1[:, inner[0], inner[1]]
-        # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
-        refl, valid, network_input = np.ascontiguousarray(refl[:, inner[0], inner[1]]), \
-            valid[inner], network_input[:, inner[0], inner[1]]
-        classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         scaling = self.engine.scaling
+        # scaled (a new array) first, so that the padded fill is let go before the copy below
+        network_input = scaling.scale_s2(network_input[:, inner[0], inner[1]])
+        # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
+        refl, valid = np.ascontiguousarray(refl[:, inner[0], inner[1]]), valid[inner]
+        classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         with self._one_reader:  # one chunk's arrays of the references at a time
             reference = None if self.references is None else self.references.estimate(
                 chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
@@ -535,7 +540,7 @@ class SceneRemoval:
             restore_dates(reference, refl, region[inner], classes, valid, self.restoring,
                           self.bands)
         # the network's other inputs only where there is one (chunks in flight are smaller)
-        return LoadedChunk(chunk, scaling.scale_s2(network_input),
+        return LoadedChunk(chunk, network_input,
                            scaling.scale_s1(s1) if network else None, refl, valid, classes,
                            alpha, mask[None].astype(np.float32) if network else None,
                            np.isnan(s1).any(axis=0), bound, reference, terms)
