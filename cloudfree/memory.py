@@ -43,12 +43,13 @@ HEAP_ARENAS = 1
 M_MMAP_THRESHOLD = -3
 #: Blocks of this many bytes or more get pages of their own, handed back to the system when
 #: freed, rather than room in the heap. glibc's own threshold starts at 128 KiB and rises to the
-#: largest block freed (up to 32 MiB), so the chunks' many-band arrays (15-43 MB) share the heap
-#: with smaller ones, and the holes they leave between them stay resident and multiply with the
-#: chunks. A default-model ``remove`` of 4096^2 peaked at 535 MB with 4 MiB, 597 with 16 and
-#: 616-627 with glibc's own, for the same CPU; 1 MiB and 128 KiB cost 50-100 % more CPU in
-#: page faults (each block's pages are fresh).
-MMAP_THRESHOLD = 4 * 2**20
+#: largest block freed (up to 32 MiB), so a chunk's many-band arrays (24-32 MB at 4096^2) take
+#: room in the heap among smaller blocks, and the holes they leave stay resident until the
+#: next ``release_free_memory``. A default-model ``remove`` of 4096^2 peaked at 582 MB with 16
+#: MiB against 641 with glibc's own, for the same CPU (38.8 s); 4 MiB went to 539 MB but took
+#: 15 % more CPU in page faults (a block of its own has fresh pages each time), 1 MiB and 128
+#: KiB 50-100 % more.
+MMAP_THRESHOLD = 16 * 2**20
 
 
 @functools.cache

@@ -100,9 +100,9 @@ class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
                 "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc.mallinfo2.restype = Info
-libc.free(libc.malloc(24 * 2**20))  # glibc's own threshold rises to 24 MB here
+libc.free(libc.malloc(28 * 2**20))  # glibc's own threshold rises to 28 MB here
 before = libc.mallinfo2().hblks  # blocks in pages of their own
-block = libc.malloc(8 * 2**20)
+block = libc.malloc(20 * 2**20)
 print(libc.mallinfo2().hblks - before)
 """
 
