@@ -75,8 +75,6 @@ from cloudfree.memory import check_batch_memory, release_free_memory
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
-    DEFAULT_BLOCK,
-    MASK_BLOCK,
     OUTPUT_BLOCK,
     GridOutputs,
     block_windows,
@@ -368,18 +366,16 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
     them (``shadow.tied_shadows``). With ``copy``, the scene is kept there first
     (``keep_scene``; unless an earlier pass kept it) and the windows with their margins read
-    back from it in windows of ``MASK_BLOCK`` px (a quarter of the memory per thread of
-    1024 px ones). Once ``abandon`` is set (the caller failed), or a stop was asked for, it
+    back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
     raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
     decode = stored_reader(s2, bands, params)
-    block = DEFAULT_BLOCK
     if copy is not None:
         if not copy.decoded.complete:
             keep_scene(copy, decode, quiet, abandon)
         if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
-            decode, block = copy.decoded.read, MASK_BLOCK
-    windows = block_windows(s2.width, s2.height, block)
+            decode = copy.decoded.read
+    windows = block_windows(s2.width, s2.height)
 
     def one(index: int) -> tuple[np.ndarray, int]:
         win = windows[index]
