@@ -13,7 +13,7 @@ import sys
 import threading
 import types
 
-from cloudfree.memory import limit_heap_arenas, map_large_blocks
+from cloudfree.memory import limit_heap_arenas
 
 #: Address space the command maps once its libraries are loaded, before any work: VmSize after
 #: importing ``cloudfree.cli`` and ``cloudfree.remove_scene`` measured 0.36 GiB (PyTorch, loaded
@@ -79,7 +79,6 @@ def main() -> None:
               "libraries are loaded; raise the limit", file=sys.stderr, flush=True)
         sys.exit(1)
     limit_heap_arenas()  # before any thread allocates
-    map_large_blocks()
     try:
         for name in DEFERRED:
             defer(name)

@@ -38,18 +38,6 @@ M_ARENA_MAX = -8
 #: arena, against 521-546 and 734-793 MB with glibc's default and 685-730 MB at 4096^2 with
 #: two (3 runs or more each, ``/usr/bin/time``), for the same CPU.
 HEAP_ARENAS = 1
-#: glibc's ``mallopt`` parameter for the size from which a block gets pages of its own
-#: (``M_MMAP_THRESHOLD`` in malloc.h).
-M_MMAP_THRESHOLD = -3
-#: Blocks of this many bytes or more get pages of their own, handed back to the system when
-#: freed, rather than room in the heap. glibc's own threshold starts at 128 KiB and rises to the
-#: largest block freed (up to 32 MiB), so a chunk's many-band arrays (24-32 MB at 4096^2) take
-#: room in the heap among smaller blocks, and the holes they leave stay resident until the
-#: next ``release_free_memory``. A default-model ``remove`` of 4096^2 peaked at 582 MB with 16
-#: MiB against 641 with glibc's own, for the same CPU (38.8 s); 4 MiB went to 539 MB but took
-#: 15 % more CPU in page faults (a block of its own has fresh pages each time), 1 MiB and 128
-#: KiB 50-100 % more.
-MMAP_THRESHOLD = 16 * 2**20
 
 
 @functools.cache
@@ -79,15 +67,6 @@ def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> bool:
     if mallopt is None or "MALLOC_ARENA_MAX" in os.environ:
         return False
     return bool(mallopt(M_ARENA_MAX, arenas))
-
-
-def map_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Give blocks of ``threshold`` bytes or more pages of their own (``MMAP_THRESHOLD``);
-    False where that is not possible. A ``MALLOC_MMAP_THRESHOLD_`` set by the user wins."""
-    mallopt = _libc_function("mallopt")
-    if mallopt is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def total_memory() -> int | None:

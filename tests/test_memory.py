@@ -87,34 +87,3 @@ def test_threads_share_one_heap_arena_unless_the_user_sets_their_number(env, lim
     done = subprocess.run([sys.executable, "-c", HEAPS_AFTER_THREADS], env={**run_env, **env},
                           capture_output=True, text=True, check=True)
     assert done.stdout.split() == [limited, str(heaps)]
-
-
-LARGE_BLOCK_AFTER_A_LARGER_ONE = """
-import ctypes
-from cloudfree.memory import map_large_blocks
-print(map_large_blocks())
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = (ctypes.c_void_p,)
-class Info(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
-                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-libc.mallinfo2.restype = Info
-libc.free(libc.malloc(28 * 2**20))  # glibc's own threshold rises to 28 MB here
-before = libc.mallinfo2().hblks  # blocks in pages of their own
-block = libc.malloc(20 * 2**20)
-print(libc.mallinfo2().hblks - before)
-"""
-
-
-@pytest.mark.skipif(_libc_function("mallinfo2") is None or _libc_function("mallopt") is None,
-                    reason="needs glibc's malloc (2.33 or later)")
-@pytest.mark.parametrize("env, set_here, own_pages", [({}, "True", "1"),
-                                                      ({"MALLOC_MMAP_THRESHOLD_": "33554432"},
-                                                       "False", "0")])
-def test_large_blocks_get_pages_of_their_own_unless_the_user_sets_the_threshold(
-        env, set_here, own_pages):
-    run_env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
-    done = subprocess.run([sys.executable, "-c", LARGE_BLOCK_AFTER_A_LARGER_ONE],
-                          env={**run_env, **env}, capture_output=True, text=True, check=True)
-    assert done.stdout.split() == [set_here, own_pages]
