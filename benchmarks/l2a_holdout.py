@@ -1,6 +1,6 @@
 """Does the error on the target's own clear pixels tell which fill from other dates is better?
 
-    python benchmarks/l2a_holdout.py /work/data/l2a/built --half odd [--harder two-clouds|far-dates]
+    python benchmarks/l2a_holdout.py DEST --half odd [--harder two-clouds|far-dates]
 
 On the WorldCereal cases of ``benchmarks/l2a_pool.py`` (same ``--half`` and ``--harder``), two
 fills from the other months, given the true cloud: **weighted**, each month fitted to the target
