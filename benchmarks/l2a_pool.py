@@ -1,7 +1,7 @@
 """`mask` and `remove` on the pool's L2A-style inputs (BigEarthNet patches, WorldCereal series).
 
-    python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... /work/data/l2a/built
-    python benchmarks/l2a_pool.py /work/data/l2a/built [--every N] [--detail] [--no-bigearthnet]
+    python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... DEST
+    python benchmarks/l2a_pool.py DEST [--every N] [--detail] [--no-bigearthnet]
         [--no-temporal-mask] [--half even|odd] [--harder two-clouds|far-dates]
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and

@@ -1,7 +1,7 @@
 """`remove --reference` on the pool's SEN12MS-CR-TS series: real clouds over clear dates.
 
-    python scripts/extract_ts_series.py CLONE_OF_Oriolac_cloud-removal /work/data/21/ts
-    python benchmarks/reference_fill.py --series /work/data/21/ts --half odd [--every N]
+    python scripts/extract_ts_series.py CLONE_OF_Oriolac_cloud-removal SERIES
+    python benchmarks/reference_fill.py --series SERIES --half odd [--every N]
         [--kinds pasted thin ...] [--json out.json]
 
 The series is 30 dates of one 256 px patch (``../shared/docs/DATA.md``). With the mask
@@ -320,7 +320,7 @@ def ceilings(truth: np.ndarray, pasted: np.ndarray, refs: list[np.ndarray],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=Path, default=Path("/work/data/21/ts"))
+    parser.add_argument("--series", type=Path, required=True)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--every", type=int, default=1,
                         help="only every N-th case (a quick look)")

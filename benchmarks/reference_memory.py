@@ -1,6 +1,6 @@
 """Peak memory of `remove --reference` against the scene size and the number of references.
 
-    python benchmarks/reference_memory.py --series /work/data/21/ts [--sizes 1024 2048]
+    python benchmarks/reference_memory.py --series SERIES [--sizes 1024 2048]
         [--counts 2 16] [--temporal]
 
 Mosaics (``remove_pipeline.mosaic``) of the pool's SEN12MS-CR-TS series: the target is the
@@ -84,7 +84,7 @@ def per_reference(row: dict, first: dict, key: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=Path, default=Path("/work/data/21/ts"))
+    parser.add_argument("--series", type=Path, required=True)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--counts", type=int, nargs="+", default=[0, 1, 2, 8])
     parser.add_argument("--temporal", action="store_true",

@@ -2,7 +2,7 @@
 
     python benchmarks/remove_equality.py                 # against main: 2048^2 mosaic, median-fill
     python benchmarks/remove_equality.py --ref HEAD~3 --size 1024 --model cloudfree-fillnet
-    python benchmarks/remove_equality.py --series /work/data/21/ts --references 16 --temporal
+    python benchmarks/remove_equality.py --series SERIES --references 16 --temporal
 
 Both revisions run `remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (the
 S1 co-registration included) in fresh processes, each on its own package (the revision's

@@ -62,7 +62,7 @@ def flagged(target: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=Path, default=Path("/work/data/21/pairs"))
+    parser.add_argument("--pairs", type=Path, required=True)
     args = parser.parse_args()
     with open_sentinel2(args.pairs / TARGET / "s2.tif") as s2:
         target = on_grid(args.pairs / TARGET / "s1.tif", s2)

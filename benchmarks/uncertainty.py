@@ -337,8 +337,8 @@ def collect(args: argparse.Namespace) -> dict[str, list[dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=Path, default=Path("/work/data/onedate/pool"))
-    parser.add_argument("--series", type=Path, default=Path("/work/data/temporal/ts"))
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--series", type=Path, required=True)
     parser.add_argument("--every", type=int, default=1,
                         help="only every N-th scene and series case (a quick look)")
     parser.add_argument("--cache", type=Path, help="keep (or reuse) the recorded samples here")

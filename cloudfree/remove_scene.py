@@ -497,11 +497,12 @@ class SceneRemoval:
                                 filled).crop(*inner)
         if local is not None:
             s1 = s1[:, inner[0], inner[1]]
-        # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
-        refl, valid, network_input = np.ascontiguousarray(refl[:, inner[0], inner[1]]), \
-            valid[inner], network_input[:, inner[0], inner[1]]
-        classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         scaling = self.engine.scaling
+        # scaled (a new array) first, so that the padded fill is let go before the copy below
+        network_input = scaling.scale_s2(network_input[:, inner[0], inner[1]])
+        # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
+        refl, valid = np.ascontiguousarray(refl[:, inner[0], inner[1]]), valid[inner]
+        classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
         with self._one_reader:  # one chunk's arrays of the references at a time
             reference = None if self.references is None else self.references.estimate(
                 chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
@@ -511,7 +512,7 @@ class SceneRemoval:
             restore_dates(reference, refl, region[inner], classes, valid, self.restoring,
                           self.bands)
         # the network's other inputs only where there is one (chunks in flight are smaller)
-        return LoadedChunk(chunk, scaling.scale_s2(network_input),
+        return LoadedChunk(chunk, network_input,
                            scaling.scale_s1(s1) if network else None, refl, valid, classes,
                            alpha, mask[None].astype(np.float32) if network else None,
                            np.isnan(s1).any(axis=0), bound, reference, terms)

@@ -1,8 +1,8 @@
 """Cut the bundled time-series sample (``examples/data/series/``) from the pool's SEN12MS-CR-TS
 series.
 
-    python scripts/extract_ts_series.py CLONE_OF_Oriolac_cloud-removal /work/data/21/ts
-    python scripts/make_series_sample.py /work/data/21/ts examples/data/series
+    python scripts/extract_ts_series.py CLONE_OF_Oriolac_cloud-removal SERIES
+    python scripts/make_series_sample.py SERIES examples/data/series
 
 Five dates of the series (10 June to 30 July 2018), each cut to the same 128 x 128 pixels: the
 date of 5 July has real cumulus and shadows there, the four others are the references the

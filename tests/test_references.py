@@ -696,3 +696,44 @@ def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
         with closing(reference_fill.open_references(both, target, MaskParams(), None,
                                                     offset=None, quiet=True)) as two_sides:
             assert two_sides.time_scale == reference_fill.TIME_SCALE
+
+
+def test_a_date_masked_in_a_small_patch_hands_over_to_the_others_gradually(
+        scenes, monkeypatch, tmp_path):
+    # two dates under the target's cumulus: the nearest (11 Dec), the hazy winter image with a
+    # patch of the real cumulus pasted in (its own small cloud), and the same image darkened
+    # there by half (21 Dec, a change the fits cannot see). Inside the patch only the second
+    # is clear; around it the first's weight ramps up over EDGE_RAMP px, so the fill does not
+    # step from one date to the other at the patch's edge
+    winter, profile, _ = read(WINTER_S2)
+    summer = read(SUMMER_S2)[0]
+    cloud = scenes["cloud"]
+    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
+    r, c = np.unravel_index(np.argmax(inside), cloud.shape)
+    assert inside[r, c] > 20
+    patch = np.zeros(cloud.shape, bool)
+    patch[r - 4 : r + 4, c - 4 : c + 4] = True
+    a = write(tmp_path / "a_20171211.tif", np.where(patch, summer, winter), profile)
+    b = write(tmp_path / "b_20171221.tif", np.where(cloud, winter // 2, winter), profile)
+
+    def fill(ramp, name):
+        monkeypatch.setattr(reference_fill, "EDGE_RAMP", ramp)
+        remove_scene(scenes["target"], None, tmp_path / name, references=[a, b],
+                     source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=False)
+        return read(tmp_path / name)[0].astype(np.float64), read(tmp_path / f"src_{name}")[0][0]
+
+    ramped, source = fill(reference_fill.EDGE_RAMP, "ramped.tif")
+    stepped, _ = fill(0, "stepped.tif")
+    masked = source == 2  # where the first date is not clear: its patch and the mask's buffer
+    assert masked[patch].all() and masked.sum() < 30 * 30
+    distance = ndimage.distance_transform_edt(~masked)
+    edge, next_ = distance == 0, (distance > 0) & (distance <= 1)
+    edge &= ndimage.binary_dilation(next_)
+
+    def step(image):  # the mean jump (DN, all bands) across the masked region's border
+        return np.abs(image[:, next_].mean(axis=1) - image[:, edge].mean(axis=1)).mean()
+
+    assert step(ramped) < 0.6 * step(stepped)  # 266 against 502 DN
+    # inside the patch, and from EDGE_RAMP px around it on (to twice that), the fill is the same
+    far = (distance >= reference_fill.EDGE_RAMP) & (distance <= 2 * reference_fill.EDGE_RAMP)
+    assert np.abs(ramped - stepped)[:, masked | far].max() <= 1
