@@ -11,7 +11,9 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.cog import AVERAGE, NEAREST
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.errors import CloudfreeError
+from cloudfree.kept_scene import kept_scene
 from cloudfree.mask_input import S2Reader, mask_reader
 from cloudfree.masking import (
     CLEAR,
@@ -68,12 +70,14 @@ def mask_source(s2: Sentinel2, params: MaskParams) -> str:
 
 
 def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
-                       shadow: ShadowThresholds | None,
-                       threads: int) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """(window, classes, score) of each window, in order; read and classified on ``threads``."""
+                       shadow: ShadowThresholds | None, threads: int,
+                       decoded: DecodedScene | None = None
+                       ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, classes, score) of each window, in order; read (back from ``decoded`` when it
+    holds the whole scene) and classified on ``threads``."""
 
     bands = params.bands_for(s2.bands)
-    read = mask_reader(s2, bands, params)
+    read = mask_reader(s2, bands, params, decoded)
 
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
         read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
@@ -199,12 +203,19 @@ def mask_scene(
         log.info("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         windows = block_windows(s2.width, s2.height, block)
         check_mask_memory(block, threads, windows, 1 + len(references))
-        thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads)
+        # with references, their fit reads every band of the target
+        copy = kept_scene(s2, output, s2.bands if references else params.bands_for(s2.bands),
+                          params, quiet, threads)
+        if copy is not None:
+            dates_stack.callback(copy.decoded.close)
+        thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads,
+                                              None if copy is None else copy.read)
                       if params.shadow else None)
         dates = None
         if references:
             dates = open_references(references, s2, params, thresholds, offset=offset,
-                                    level=level, quiet=quiet, temporal=True)
+                                    level=level, quiet=quiet, temporal=True, scratch=output,
+                                    decoded=None if copy is None else copy.decoded)
             dates_stack.callback(dates.close)
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
@@ -221,7 +232,8 @@ def mask_scene(
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.
             results = stack.enter_context(closing(
-                classified_windows(s2, windows, params, thresholds, threads) if dates is None
+                classified_windows(s2, windows, params, thresholds, threads,
+                                   None if copy is None else copy.decoded) if dates is None
                 else judged_windows(dates, windows, threads)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)

@@ -61,6 +61,7 @@ from rasterio.windows import Window
 from cloudfree import joint_fit
 from cloudfree.agreement import MIN_AGREEING, Candidates
 from cloudfree.coregister import open_s1_on_grid
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.joint_fit import JointFit, JointSums
 from cloudfree.mask_input import mask_reader
@@ -208,6 +209,8 @@ class ReferenceFill:
         self.temporal: TemporalMask | None = None  # after ``fit``, when they do
         self.fit_buffer: int | None = None  # the target's cloud buffer in the fits, if not its own
         self.time_scale = TIME_SCALE  # after ``fit``: stretched to MIN_SPREAD dates' worth
+        #: the target's ``bands`` as a first pass decoded them (None: decoded here)
+        self.decoded: DecodedScene | None = None
 
     @property
     def used(self) -> list[Reference]:
@@ -411,7 +414,8 @@ class ReferenceFill:
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
         halo = params.halo + (GROW if judging else 0)
-        refl, valid, scl = read_padded(mask_reader(self.target, self.bands, params), top,
+        refl, valid, scl = read_padded(mask_reader(self.target, self.bands, params,
+                                                   self.decoded), top,
                                        left, height, width, self.target.height,
                                        self.target.width, halo)
         classes, score = classify(refl, valid, params, self.bands, self.shadow, scl)
@@ -719,7 +723,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     reference_s1: Sequence[Path | str | None] = (), s1_units: str = "auto",
                     refine: bool = True, max_shift: float = 10.0, quiet: bool = False,
                     count: int | None = None, level: str = "auto",
-                    bands: Sequence[str] | None = None, temporal: bool = False
+                    bands: Sequence[str] | None = None, temporal: bool = False,
+                    scratch: Path | str | None = None, decoded: DecodedScene | None = None
                     ) -> ReferenceFill:
     """Open every reference (and its S1) on the target grid and run the statistics pass.
 
@@ -730,6 +735,9 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     where one scene must not fail another); without, such a reference is an error.
     ``bands``: the target's bands the fill reads and returns, in order (default: all of them).
     With ``temporal``, the dates also judge the target's clouds (``temporal_mask.py``).
+    ``scratch``: the output beside which a JPEG2000 reference is kept decoded
+    (``references.open_reference``); ``decoded``: the target's ``bands`` as a first pass
+    decoded them, read back rather than decoded again.
     """
     bands = tuple(bands or target.bands)
     references: list[Reference] = []
@@ -749,7 +757,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 references.append(open_one(len(references) + 1, path, s1_path, target, params,
                                            offset, s1_units, refine, max_shift, quiet,
                                            level=level, bands=bands,
-                                           count=min(count or len(paths), len(paths))))
+                                           count=min(count or len(paths), len(paths)),
+                                           scratch=scratch, decoded=decoded))
             except UsageError:
                 raise
             except CloudfreeError as exc:
@@ -760,6 +769,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 skipped.append({"path": str(path), "reason": str(exc)})
         fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, bands,
                              temporal)
+        if decoded is not None and decoded.bands == bands:
+            fill.decoded = decoded
         fill.fit(quiet)
         return fill
     except BaseException:
@@ -779,13 +790,16 @@ def same_file(a: Path, b: Path) -> bool:
 def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: Sentinel2,
              params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
              max_shift: float, quiet: bool, *, level: str = "auto",
-             bands: Sequence[str] | None = None, count: int = 1) -> Reference:
+             bands: Sequence[str] | None = None, count: int = 1,
+             scratch: Path | str | None = None, decoded: DecodedScene | None = None
+             ) -> Reference:
     """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
-    to it; one of ``count`` opened together."""
+    to it (the target read back from ``decoded``, when given); one of ``count`` opened
+    together (kept decoded beside ``scratch``: see ``open_reference``)."""
     scene = open_sentinel2(path, offset, level)
     try:
-        ref = open_reference(index, scene, target, params, bands, count)
-        register(ref, target, params)
+        ref = open_reference(index, scene, target, params, bands, count, scratch, quiet)
+        register(ref, target, params, decoded=decoded)
     except BaseException:
         scene.close()
         raise

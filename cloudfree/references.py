@@ -59,8 +59,10 @@ from cloudfree.coregister import (
     source_window,
     warp_onto,
 )
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.errors import CloudfreeError
-from cloudfree.mask_input import mask_reader
+from cloudfree.kept_scene import kept_scene
+from cloudfree.mask_input import FirstPassCopy, mask_reader
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import read_padded
@@ -120,6 +122,8 @@ class Reference:
     shadow: ShadowThresholds | None = None  # set by the statistics pass
     shift: ShiftEstimate | None = None  # its measured shift against the target (``register``)
     shift_applied: bool = False
+    #: its ``bands`` (and SCL) decoded once and kept (``kept_scene``), read back by every pass
+    kept: FirstPassCopy | None = None
 
     @property
     def path(self) -> Path:
@@ -127,11 +131,12 @@ class Reference:
 
     def read(self, window) -> tuple[np.ndarray, np.ndarray]:
         """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid."""
+        read = self.s2.read if self.kept is None else self.kept.read
         if self.resampling is None:
-            return self.s2.read(window, self.bands)
+            return read(window, self.bands)
 
         def source(win):
-            refl, valid = self.s2.read(win, self.bands)
+            refl, valid = read(win, self.bands)
             refl[:, ~valid] = np.nan
             return refl
 
@@ -152,8 +157,9 @@ class Reference:
         params = self.params if with_shadow else replace(self.params, shadow=False)
         context = params.halo + halo
         # its own scene classification when it is on the target's grid (else the score)
-        read = mask_reader(self.s2, self.bands, params) if self.resampling is None else \
-            lambda w: (*self.read(w), None)
+        read = mask_reader(self.s2, self.bands, params,
+                           None if self.kept is None else self.kept.decoded) \
+            if self.resampling is None else lambda w: (*self.read(w), None)
         refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
                                        self.grid.width, context)
         classes, _ = classify(refl, valid, params, self.bands,
@@ -163,6 +169,8 @@ class Reference:
         return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
 
     def close(self) -> None:
+        if self.kept is not None:
+            self.kept.decoded.close()
         self.s2.close()
         if self.s1 is not None:
             self.s1.close()
@@ -176,10 +184,14 @@ def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:
 
 
 def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams,
-                   bands: Sequence[str] | None = None, count: int = 1) -> Reference:
+                   bands: Sequence[str] | None = None, count: int = 1,
+                   scratch: Path | str | None = None, quiet: bool = True) -> Reference:
     """A reference opened on the target's grid, read in the target's ``bands`` (default: all
     the target's); it must overlap the target. ``count``: the references opened with it, which
-    share ``REFERENCE_CACHE_MB``."""
+    share ``REFERENCE_CACHE_MB``. With ``scratch`` (an output), a JPEG2000 reference is
+    decoded once into a scratch beside it (``kept_scene``): its passes (registration,
+    statistics, the temporal test, the fill) read each window with a margin, which would
+    decode the tiles beside it again each time."""
     bands = tuple(bands or target.bands)
     s2.require(bands, "a reference", "give references with the bands of the target")
     grid = Grid.of(target)
@@ -193,15 +205,20 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
                                  f"grid of {target.path.name}; give dates of the same place")
         resampling = choose_resampling(s2, grid)
     acquired = acquisition_date(s2)
+    params = replace(params, shadow=REFERENCE_SHADOW)
+    # each thread through handles of its own while it decodes the whole scene
+    kept = None if scratch is None else kept_scene(s2, scratch, bands, params, quiet)
     s2.share_handles(REFERENCE_CACHE_MB * 2**20 // max(count, 1))
-    return Reference(index, s2, grid, acquired, resampling,
-                     replace(params, shadow=REFERENCE_SHADOW), bands)
+    return Reference(index, s2, grid, acquired, resampling, params, bands, kept=kept)
 
 
 def register(ref: Reference, target: Sentinel2, params: MaskParams,
-             max_shift: float = MAX_REFERENCE_SHIFT) -> None:
+             max_shift: float = MAX_REFERENCE_SHIFT, decoded: DecodedScene | None = None
+             ) -> None:
     """Measure the sub-pixel shift of a reference against the target on their common clear
-    land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``.
+    land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``;
+    the target read back from ``decoded`` (its ``ref.bands`` as a first pass decoded them)
+    when given.
 
     Orientation correlation (``shift_estimation.py``, with its significance and halves rule)
     of ``REGISTER_BANDS`` over the central ``ESTIMATION_WINDOW`` px of the target grid."""
@@ -211,8 +228,10 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
     if not bands:
         return
     halo = params.halo
-    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params), top, left, size_h,
-                                   size_w, target.height, target.width, halo)
+    if decoded is not None and decoded.bands != ref.bands:
+        decoded = None
+    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params, decoded), top, left,
+                                   size_h, size_w, target.height, target.width, halo)
     classes, _ = classify(refl, valid, params, ref.bands, None, scl)
     inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
     target_clear = classes[inner] == CLEAR

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
@@ -30,7 +30,7 @@ from scipy import ndimage
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.decoded_scene import DecodedScene, Stored
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.engines import (
     DEFAULT_MODEL,
     FILL_ARCH,
@@ -49,6 +49,7 @@ from cloudfree.fill import (
     fill_masked,
     window_counts,
 )
+from cloudfree.kept_scene import keep_scene
 from cloudfree.local_fill import (
     LocalFillParams,
     correction_bound,
@@ -406,31 +407,6 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
         raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
     return histogram.spectrum(bands=bands)
-
-
-def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
-               abandon: threading.Event | None = None) -> None:
-    """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on every core,
-    the windows of one tile of the input on one thread (``FirstPassCopy.tile_groups``), unless
-    that leaves a core idle. A JPEG2000 tile is decoded by each read that takes part of it,
-    unless the same dataset handle read it just before: on the 2048^2 L1C ``.SAFE`` of
-    ``benchmarks/safe_speed.py`` (1024 px tiles), 5 px margins on 2 threads took three times
-    the CPU, and at 4096^2 the windows of a 20 m tile split over 2 threads twice the CPU.
-    Stopped as ``scene_fill_spectrum``."""
-    groups = copy.tile_groups()
-    if len(groups) < usable_cores():  # a small scene: each core decoding beats decoding once
-        groups = [[index] for index in range(len(copy.windows))]
-
-    def one(group: list[int]) -> None:
-        for index in group:
-            window = copy.windows[index]
-            copy.store(index, window, decode(window))
-
-    with closing(ordered_map(one, groups, usable_cores())) as done:
-        for _ in progress(done, len(groups), "read", quiet):
-            check_stop()
-            if abandon is not None and abandon.is_set():
-                raise CancelledError
 
 
 class SceneRemoval:
@@ -929,7 +905,8 @@ def remove_scene(
                                     s1=None if s1_path is None else s1,
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
                                     max_shift=max_shift, quiet=quiet, count=reference_count,
-                                    temporal=temporal_mask)
+                                    temporal=temporal_mask, scratch=output,
+                                    decoded=decoded)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)

@@ -190,6 +190,13 @@ class Sentinel2:
                 spans.append(rows * factor // block)
         return max(spans)
 
+    @property
+    def jpeg2000(self) -> bool:
+        """Whether a band is stored as JPEG2000 (a ``.SAFE`` product's), where a read decodes
+        every tile it touches: a window read with a margin decodes the tiles beside it too."""
+        return any(dataset.driver == "JP2OpenJPEG" for dataset, _, _ in
+                   self.band_sources.values())
+
     def share_handles(self, budget: int) -> None:
         """Read through one set of dataset handles whatever the thread, one read at a time,
         reopened after every ``budget`` bytes read (``SharedHandles``)."""

@@ -16,13 +16,16 @@ from rasterio.windows import Window
 import cloudfree.decoded_scene as decoded_scene
 from cloudfree.coregister import REFINE_BANDS
 from cloudfree.decoded_scene import DecodedScene
+from cloudfree.kept_scene import keep_scene
 from cloudfree.mask_input import FirstPassCopy, stored_reader, takes_scl
-from cloudfree.masking import SHADOW_BANDS, MaskParams
+from cloudfree.mask_scene import mask_scene
+from cloudfree.masking import CLOUD, SHADOW_BANDS, MaskParams, classify
 from cloudfree.rasterio_io import block_windows
-from cloudfree.remove_scene import keep_scene, remove_scene, scene_fill_spectrum
+from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import thread_pool
-from tests.conftest import SUMMER_S1, SUMMER_S2
+from tests.conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S2
+from tests.s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 from tests.test_decoded_scene import INPUTS, WINDOWS, l1c_safe, l2a_safe, summer_with_nodata
 from tests.test_faults import mosaic
 
@@ -149,7 +152,7 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
                 return decode(window)
 
             # two cores, as CI has (the module, not the function ``cloudfree.remove_scene``)
-            monkeypatch.setattr(importlib.import_module("cloudfree.remove_scene"),
+            monkeypatch.setattr(importlib.import_module("cloudfree.kept_scene"),
                                 "usable_cores", lambda: 2)
             keep_scene(copy, on_thread, True)
             assert decoded.complete
@@ -164,3 +167,88 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
             decoded.close()
     with open_sentinel2(SUMMER_S2) as s2:  # a GeoTIFF in strips: windows read one by one
         assert s2.tiles_across(100) == 1
+
+
+@pytest.mark.parametrize("make", [l1c_safe, l2a_safe], ids=["L1C", "L2A"])
+@pytest.mark.parametrize("shadow", [False, True], ids=["default", "shadow"])
+def test_mask_decodes_a_safe_once_with_no_margin_and_writes_the_same(tmp_path, monkeypatch,
+                                                                    decodes, make, shadow):
+    safe = make(tmp_path)
+    params = MaskParams(buffer=5, shadow=shadow)
+    # 100 px windows: read from the input, each would take a 5 px margin and more
+    once = mask_scene(safe, tmp_path / "once.tif", params, block=100, threads=2, quiet=True,
+                      score_path=tmp_path / "once_score.tif")
+    with open_sentinel2(safe) as s2:
+        assert s2.jpeg2000
+        whole, bands = Window(0, 0, s2.width, s2.height), params.bands_for(s2.bands)
+        scl = takes_scl(s2, params)
+    assert decodes == [(whole, bands)] + [(whole, ("SCL",))] * scl  # each pixel once
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # no room: decoded window by window
+                        lambda folder: SimpleNamespace(free=2**20))
+    del decodes[:]
+    again = mask_scene(safe, tmp_path / "again.tif", params, block=100, threads=2, quiet=True,
+                       score_path=tmp_path / "again_score.tif")
+    assert len(decodes) >= 9 * (1 + shadow) and all(w != whole for w, _ in decodes)
+    assert once["cloud_fraction"] == again["cloud_fraction"] > 0
+    for name in ("", "_score"):
+        with rasterio.open(tmp_path / f"once{name}.tif") as a, \
+                rasterio.open(tmp_path / f"again{name}.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cloudfree")]
+
+
+def test_mask_reads_a_geotiff_as_it_is(tmp_path, decodes):
+    params = MaskParams(buffer=5)
+    mask_scene(SUMMER_S2, tmp_path / "mask.tif", params, block=100, threads=2, quiet=True)
+    with open_sentinel2(SUMMER_S2) as s2:
+        assert not s2.jpeg2000
+    assert len(decodes) == 9  # each 100 px window with its margin, no scratch kept first
+
+
+def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, monkeypatch):
+    # the target: the real clear winter patch with the real summer cumulus pasted over it; the
+    # reference: the hazy winter date of the same place as an L1C .SAFE (JPEG2000)
+    summer, _ = read_stack(SUMMER_S2, 252)
+    with open_sentinel2(SUMMER_S2) as s2:
+        cloud = classify(s2.read(Window(0, 0, 252, 252))[0], None, MaskParams())[0] == CLOUD
+    clear, profile = read_stack(WINTER_CLEAR, 252)
+    target = write_stack(tmp_path / "target_20171201.tif", np.where(cloud, summer, clear),
+                         profile)
+    reference = write_safe(tmp_path / "S2B_MSIL1C_20171211T101029_N0400_R022_T31UFU_"
+                           "20171211T121507.SAFE", coarsen_like_l1c(read_stack(WINTER_S2, 252)[0]),
+                           profile, offset=1000)
+    reads: dict[str, list] = {}
+    read_dn = Sentinel2.read_dn
+
+    def counted(self, window=None, bands=None):
+        reads.setdefault(self.path.name, []).append(window)
+        return read_dn(self, window, bands)
+
+    monkeypatch.setattr(Sentinel2, "read_dn", counted)
+
+    def run(stem: str) -> tuple[dict, dict]:
+        reads.clear()
+        filled = remove_scene(target, None, tmp_path / f"{stem}.tif", references=[reference],
+                              source_out=tmp_path / f"{stem}_src.tif", quiet=True)
+        on_remove = {name: len(windows) for name, windows in reads.items()}
+        reads.clear()
+        masked = mask_scene(target, tmp_path / f"{stem}_mask.tif", references=[reference],
+                            quiet=True)
+        assert filled["references"][0]["used"] and masked["cloud_fraction"] > 0.1
+        return {"filled": filled["references"], "masked": masked["references"]}, on_remove
+
+    once, counts = run("once")
+    assert reads[reference.name] == [Window(0, 0, 252, 252)]  # by the mask: once, as it is
+    # by remove: the reference once, and the target once by its first pass, none by the
+    # registration, the references' fit and the temporal test
+    assert counts == {reference.name: 1, target.name: 1}
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # no room: each pass decodes
+                        lambda folder: SimpleNamespace(free=2**20))
+    again, counts = run("again")
+    assert counts[reference.name] > 3 and counts[target.name] > 3
+    assert once == again
+    for name in ("", "_src", "_mask"):
+        with rasterio.open(tmp_path / f"once{name}.tif") as a, \
+                rasterio.open(tmp_path / f"again{name}.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cloudfree")]
