@@ -23,7 +23,8 @@ from cloudfree.threads import ordered_map, usable_cores
 
 
 def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
-               abandon: threading.Event | None = None, threads: int | None = None) -> None:
+               abandon: threading.Event | None = None, threads: int | None = None,
+               desc: str = "read") -> None:
     """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on ``threads``
     (default: every core), the windows of one tile of the input on one thread
     (``FirstPassCopy.tile_groups``), unless that leaves a thread idle. A JPEG2000 tile is
@@ -43,14 +44,15 @@ def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: b
             copy.store(index, window, decode(window))
 
     with closing(ordered_map(one, groups, threads)) as done:
-        for _ in progress(done, len(groups), "read", quiet):
+        for _ in progress(done, len(groups), desc, quiet):
             check_stop()
             if abandon is not None and abandon.is_set():
                 raise CancelledError
 
 
 def kept_scene(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: MaskParams,
-               quiet: bool, threads: int | None = None) -> FirstPassCopy | None:
+               quiet: bool, threads: int | None = None, desc: str = "read"
+               ) -> FirstPassCopy | None:
     """A JPEG2000 scene's ``bands`` (and the SCL the mask takes) decoded once, each window as
     it is (``keep_scene``), into a scratch beside ``output`` (``DecodedScene``, which the caller
     closes), for the passes to read back with the margins they need: read from the input, a
@@ -63,7 +65,7 @@ def kept_scene(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: 
         return None
     copy = FirstPassCopy(s2, decoded)
     try:
-        keep_scene(copy, stored_reader(s2, bands, params), quiet, threads=threads)
+        keep_scene(copy, stored_reader(s2, bands, params), quiet, threads=threads, desc=desc)
     except BaseException:
         decoded.close()
         raise

@@ -207,7 +207,8 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     acquired = acquisition_date(s2)
     params = replace(params, shadow=REFERENCE_SHADOW)
     # each thread through handles of its own while it decodes the whole scene
-    kept = None if scratch is None else kept_scene(s2, scratch, bands, params, quiet)
+    kept = None if scratch is None else kept_scene(s2, scratch, bands, params, quiet,
+                                                   desc=f"read reference {index}")
     s2.share_handles(REFERENCE_CACHE_MB * 2**20 // max(count, 1))
     return Reference(index, s2, grid, acquired, resampling, params, bands, kept=kept)
 
