@@ -62,9 +62,10 @@ def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams,
                 ) -> Callable[..., MaskInput]:
     """read(window, pads=None) -> the reflectance of ``bands``, the valid pixels and the scene
     classification the mask takes (None: the score decides), padded as :func:`mask_input`;
-    read back from ``decoded`` when it holds the whole scene, else decoded from the input."""
-    source = decoded.read if decoded is not None and decoded.complete else \
-        stored_reader(s2, bands, params)
+    read back from ``decoded`` when it holds the whole scene in these bands, else decoded from
+    the input."""
+    kept = decoded is not None and decoded.complete and decoded.bands == tuple(bands)
+    source = decoded.read if kept else stored_reader(s2, bands, params)
 
     def read(window: Window, pads: Pads | None = None) -> MaskInput:
         return mask_input(s2, source(window), pads)

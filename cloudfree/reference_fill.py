@@ -209,7 +209,7 @@ class ReferenceFill:
         self.temporal: TemporalMask | None = None  # after ``fit``, when they do
         self.fit_buffer: int | None = None  # the target's cloud buffer in the fits, if not its own
         self.time_scale = TIME_SCALE  # after ``fit``: stretched to MIN_SPREAD dates' worth
-        #: the target's ``bands`` as a first pass decoded them (None: decoded here)
+        #: the target as a first pass decoded it, read back where it holds ``bands``
         self.decoded: DecodedScene | None = None
 
     @property
@@ -736,8 +736,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     ``bands``: the target's bands the fill reads and returns, in order (default: all of them).
     With ``temporal``, the dates also judge the target's clouds (``temporal_mask.py``).
     ``scratch``: the output beside which a JPEG2000 reference is kept decoded
-    (``references.open_reference``); ``decoded``: the target's ``bands`` as a first pass
-    decoded them, read back rather than decoded again.
+    (``references.open_reference``); ``decoded``: the target as a first pass decoded it,
+    read back rather than decoded again where it holds ``bands``.
     """
     bands = tuple(bands or target.bands)
     references: list[Reference] = []
@@ -769,8 +769,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 skipped.append({"path": str(path), "reason": str(exc)})
         fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, bands,
                              temporal)
-        if decoded is not None and decoded.bands == bands:
-            fill.decoded = decoded
+        fill.decoded = decoded
         fill.fit(quiet)
         return fill
     except BaseException:

@@ -218,8 +218,8 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
              ) -> None:
     """Measure the sub-pixel shift of a reference against the target on their common clear
     land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``;
-    the target read back from ``decoded`` (its ``ref.bands`` as a first pass decoded them)
-    when given.
+    the target read back from ``decoded`` (as a first pass decoded it) when it holds
+    ``ref.bands``.
 
     Orientation correlation (``shift_estimation.py``, with its significance and halves rule)
     of ``REGISTER_BANDS`` over the central ``ESTIMATION_WINDOW`` px of the target grid."""
@@ -229,8 +229,6 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
     if not bands:
         return
     halo = params.halo
-    if decoded is not None and decoded.bands != ref.bands:
-        decoded = None
     refl, valid, scl = read_padded(mask_reader(target, ref.bands, params, decoded), top, left,
                                    size_h, size_w, target.height, target.width, halo)
     classes, _ = classify(refl, valid, params, ref.bands, None, scl)
