@@ -34,14 +34,28 @@ from tests.test_faults import mosaic
 BAND_SETS = (REFINE_BANDS + ("B01", "B10", "B11"), SHADOW_BANDS, ("B04",))
 
 
+class Decodes(list):
+    """The (window, bands) of every ``Sentinel2.read_dn`` call; ``by_input``: the windows read
+    of each input, by its file name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_input: dict[str, list[Window]] = {}
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_input.clear()
+
+
 @pytest.fixture
-def decodes(monkeypatch) -> list:
-    """The (window, bands) of every ``Sentinel2.read_dn`` call from here on."""
-    calls = []
+def decodes(monkeypatch) -> Decodes:
+    """The decodes of every ``Sentinel2.read_dn`` call from here on."""
+    calls = Decodes()
     read_dn = Sentinel2.read_dn
 
     def counted(self, window=None, bands=None):
         calls.append((window, None if bands is None else tuple(bands)))
+        calls.by_input.setdefault(self.path.name, []).append(window)
         return read_dn(self, window, bands)
 
     monkeypatch.setattr(Sentinel2, "read_dn", counted)
@@ -205,7 +219,8 @@ def test_mask_reads_a_geotiff_as_it_is(tmp_path, decodes):
     assert len(decodes) == 9  # each 100 px window with its margin, no scratch kept first
 
 
-def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, monkeypatch):
+def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, monkeypatch,
+                                                                       decodes):
     # the target: the real clear winter patch with the real summer cumulus pasted over it; the
     # reference: the hazy winter date of the same place as an L1C .SAFE (JPEG2000)
     summer, _ = read_stack(SUMMER_S2, 252)
@@ -217,21 +232,14 @@ def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, 
     reference = write_safe(tmp_path / "S2B_MSIL1C_20171211T101029_N0400_R022_T31UFU_"
                            "20171211T121507.SAFE", coarsen_like_l1c(read_stack(WINTER_S2, 252)[0]),
                            profile, offset=1000)
-    reads: dict[str, list] = {}
-    read_dn = Sentinel2.read_dn
-
-    def counted(self, window=None, bands=None):
-        reads.setdefault(self.path.name, []).append(window)
-        return read_dn(self, window, bands)
-
-    monkeypatch.setattr(Sentinel2, "read_dn", counted)
+    reads = decodes.by_input
 
     def run(stem: str) -> tuple[dict, dict]:
-        reads.clear()
+        decodes.clear()
         filled = remove_scene(target, None, tmp_path / f"{stem}.tif", references=[reference],
                               source_out=tmp_path / f"{stem}_src.tif", quiet=True)
         on_remove = {name: len(windows) for name, windows in reads.items()}
-        reads.clear()
+        decodes.clear()
         masked = mask_scene(target, tmp_path / f"{stem}_mask.tif", references=[reference],
                             quiet=True)
         assert filled["references"][0]["used"] and masked["cloud_fraction"] > 0.1
