@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from s2_builders import write_stack
 from scipy import ndimage
 
-from cloudfree import references
+from cloudfree import references, temporal_mask
 from cloudfree.haze import hot
 from cloudfree.mask_scene import mask_scene
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
@@ -396,11 +396,33 @@ def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
                              for i in (0, 1, 2, 0, 1)])
     refl[:, :, :, :128] = np.round(refl[:, :, :, :128], 2)  # ties
     rng = np.random.default_rng(0)
-    present = np.arange(5)[:, None, None] < rng.integers(0, 6, (256, 256))  # 0 to 5 each
-    slots = np.where(present[:, None], refl, np.nan).astype(np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
-        expected = np.nanmedian(slots, axis=0)
-    got = nan_median(slots)
-    assert got.dtype == np.float32 and np.isnan(got).any()
-    np.testing.assert_array_equal(got, expected)
+    for kept in range(1, 6):  # as many slots as references, up to SLOTS
+        present = np.arange(kept)[:, None, None] < rng.integers(0, kept + 1, (256, 256))
+        slots = np.where(present[:, None], refl[:kept], np.nan).astype(np.float32)
+        slots[rng.random(slots.shape) < 0.05] = np.nan  # a band missing alone
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+            expected = np.nanmedian(slots, axis=0)
+        got = nan_median(slots)
+        assert got.dtype == np.float32 and np.isnan(got).any()
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
+    # with fewer references than SLOTS the slots no reference can fill are not sorted: the
+    # median is the same without them
+    sorted_slots = []
+
+    def recorded(slots):
+        sorted_slots.append(len(slots))
+        return nan_median(slots)
+
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"][:2], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            monkeypatch.setattr(temporal_mask, "nan_median", recorded)
+            background = fill.temporal.background(10, 20, 100, 120, halo=3)
+    assert sorted_slots == [2]
+    assert background.values.shape == (len(fill.temporal.detect), 106, 126)
+    assert background.count.max() == 2 and (background.count < 2).any()
