@@ -417,7 +417,7 @@ class ReferenceFill:
         refl, valid, scl = read_padded(mask_reader(self.target, self.bands, params,
                                                    self.decoded), top,
                                        left, height, width, self.target.height,
-                                       self.target.width, halo)
+                                       self.target.width, halo, pads_itself=True)
         classes, score = classify(refl, valid, params, self.bands, self.shadow, scl)
         judged, background = classes, None
         inner = (slice(halo, halo + height), slice(halo, halo + width))

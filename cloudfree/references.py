@@ -157,11 +157,12 @@ class Reference:
         params = self.params if with_shadow else replace(self.params, shadow=False)
         context = params.halo + halo
         # its own scene classification when it is on the target's grid (else the score)
+        direct = self.resampling is None
         read = mask_reader(self.s2, self.bands, params,
                            None if self.kept is None else self.kept.decoded) \
-            if self.resampling is None else lambda w: (*self.read(w), None)
+            if direct else lambda w: (*self.read(w), None)
         refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
-                                       self.grid.width, context)
+                                       self.grid.width, context, pads_itself=direct)
         classes, _ = classify(refl, valid, params, self.bands,
                               self.shadow if with_shadow else None, scl)
         inner = (slice(params.halo, context + height + halo),
@@ -230,7 +231,8 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
         return
     halo = params.halo
     refl, valid, scl = read_padded(mask_reader(target, ref.bands, params, decoded), top, left,
-                                   size_h, size_w, target.height, target.width, halo)
+                                   size_h, size_w, target.height, target.width, halo,
+                                   pads_itself=True)
     classes, _ = classify(refl, valid, params, ref.bands, None, scl)
     inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
     target_clear = classes[inner] == CLEAR

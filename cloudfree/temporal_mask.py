@@ -201,14 +201,15 @@ class TemporalMask:
         kept = max(1, min(SLOTS, len(self.references)))  # fewer references: fewer slots
         slots = np.full((kept, len(self.detect), *shape), np.nan, np.float32)
         count = np.zeros(shape, np.int64)
-        for ref in self.references:
+        for filled, ref in enumerate(self.references):
             if (count >= kept).all():
                 break
             refl, _, clear = ref.clear(top, left, height, width, with_shadow=False, halo=halo)
             prediction = self.predict(ref, refl, top - halo, left - halo)
-            rows, cols = np.nonzero(clear & (count < kept))
-            slots[count[rows, cols], :, rows, cols] = prediction[:, rows, cols].T
-            count[rows, cols] += 1
+            take = clear & (count < kept)
+            for slot in range(min(filled + 1, kept)):  # each pixel's next free slot
+                np.copyto(slots[slot], prediction, where=take & (count == slot))
+            count += take
         return Background(nan_median(slots), count)
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
