@@ -137,18 +137,17 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     warning, which ``warnings.catch_warnings`` cannot silence safely on several threads."""
     if len(values) == 1:
         return values[0].copy()
-    missing = np.isnan(values)
-    count = len(values) - missing.sum(axis=0, dtype=np.uint8)
-    ordered = np.where(missing, np.float32(np.inf), values)
-    del missing
+    count = len(values) - np.isnan(values).sum(axis=0, dtype=np.intp)
+    ordered = np.fmin(values, np.float32(np.inf))  # NaN as infinity
     for end in range(len(values) - 1, 0, -1):
         for i in range(end):
-            low = np.minimum(ordered[i], ordered[i + 1])
+            smaller = np.minimum(ordered[i], ordered[i + 1])
             np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
-            ordered[i] = low
+            ordered[i] = smaller
     high = np.minimum(count // 2, len(values) - 1)
-    median = np.choose(high - ((count % 2 == 0) & (high > 0)), ordered)
-    median += np.choose(high, ordered)
+    low = high - ((count % 2 == 0) & (high > 0))
+    median = np.take_along_axis(ordered, low[None], axis=0)[0]
+    median += np.take_along_axis(ordered, high[None], axis=0)[0]
     median /= 2
     median[count == 0] = np.nan
     return median
