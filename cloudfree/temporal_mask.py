@@ -137,17 +137,20 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     warning, which ``warnings.catch_warnings`` cannot silence safely on several threads."""
     if len(values) == 1:
         return values[0].copy()
-    count = len(values) - np.isnan(values).sum(axis=0, dtype=np.intp)
+    count = len(values) - np.isnan(values).sum(axis=0, dtype=np.uint8)
     ordered = np.fmin(values, np.float32(np.inf))  # NaN as infinity
     for end in range(len(values) - 1, 0, -1):
         for i in range(end):
             smaller = np.minimum(ordered[i], ordered[i + 1])
             np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
             ordered[i] = smaller
-    high = np.minimum(count // 2, len(values) - 1)
+    high = count // 2  # the middle values' places among the sorted ones
     low = high - ((count % 2 == 0) & (high > 0))
-    median = np.take_along_axis(ordered, low[None], axis=0)[0]
-    median += np.take_along_axis(ordered, high[None], axis=0)[0]
+    median, upper = np.empty_like(ordered[0]), np.empty_like(ordered[0])
+    for place in range(len(values) // 2 + 1):
+        np.copyto(median, ordered[place], where=low == place)
+        np.copyto(upper, ordered[place], where=high == place)
+    median += upper
     median /= 2
     median[count == 0] = np.nan
     return median
