@@ -426,3 +426,41 @@ def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
     assert sorted_slots == [2]
     assert background.values.shape == (len(fill.temporal.detect), 106, 126)
     assert background.count.max() == 2 and (background.count < 2).any()
+    # each clear reference's prediction in a slot of its own: the median of those clear
+    predictions = []
+    for ref in fill.temporal.references:
+        refl, _, clear = ref.clear(10, 20, 100, 120, with_shadow=False, halo=3)
+        predicted = fill.temporal.predict(ref, refl, 7, 17)
+        predictions.append(np.where(clear, predicted, np.nan))
+    np.testing.assert_array_equal(background.count, np.isfinite(predictions).all(axis=1).sum(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels no reference sees clear
+        np.testing.assert_array_equal(background.values, np.nanmedian(predictions, axis=0))
+
+
+def test_padded_reads_at_the_scene_edge_mirror_into_their_arrays(dates, monkeypatch):
+    # a window at the scene's edge read with its context: the reflectance mirrored into the
+    # array it is converted into, not padded into a second copy, for the references and the
+    # target alike; as numpy's symmetric pad would
+    padded_images = []
+    pad = np.pad
+
+    def counted(array, *args, **kwargs):
+        if array.ndim == 3:
+            padded_images.append(array.shape)
+        return pad(array, *args, **kwargs)
+
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"][:1], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            ref = fill.references[0]
+            monkeypatch.setattr(np, "pad", counted)
+            refl, valid, clear = ref.clear(0, 0, 40, 50, with_shadow=False, halo=4)
+            target_refl, _, _, _ = fill.target_classes(0, 0, 40, 50)
+            monkeypatch.setattr(np, "pad", pad)
+            whole, whole_valid = ref.read(Window(0, 0, 60, 70))
+            mirrored = np.pad(whole[:, :50, :60], [(0, 0), (4, 0), (4, 0)], mode="symmetric")
+    assert padded_images == []
+    np.testing.assert_array_equal(refl[:, :48, :58], mirrored[:, :48, :58])
+    assert valid.all() and clear.shape == (48, 58) and target_refl.shape[1:] == (40, 50)
