@@ -15,6 +15,7 @@ in the input's data type (0/1 for validity; SCL's 0-255 fit every type Sentinel-
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -40,6 +41,41 @@ def _planes(bands: Sequence[str], scl: bool) -> int:
     return len(bands) + 1 + scl
 
 
+def scratch_bytes(s2: Sentinel2, bands: Sequence[str], scl: bool) -> int:
+    """The size of the scratch a :class:`DecodedScene` of ``s2`` takes."""
+    return _planes(bands, scl) * s2.width * s2.height * np.dtype(s2.dtype).itemsize
+
+
+class ScratchRoom:
+    """Which of a run's scenes are kept decoded in its output's folder, decided once, before
+    the first is written, for all of them: in the order given, each while the free space
+    holds it, every scene granted before it and the outputs (taken as large as the largest
+    scratch, as for one scene alone). Checked one by one, each when it comes, the scenes kept
+    first would leave a later one without room and without a word."""
+
+    def __init__(self, output: Path | str, sizes: dict[Path, int]) -> None:
+        folder = Path(output).parent
+        free = shutil.disk_usage(folder).free
+        need = max(sizes.values(), default=0)  # the outputs
+        self.sizes = sizes
+        self.granted: set[Path] = set()
+        for path, size in sizes.items():
+            if need + size <= free:
+                self.granted.add(path)
+                need += size
+        refused = [path.name for path in sizes if path not in self.granted]
+        if refused:
+            log.warning("%s has %.0f MB free, less than the %.0f MB that keeping every input "
+                        "decoded and the outputs need: %s decoded again for each pass instead",
+                        folder, free / 2**20, (sum(sizes.values()) + max(sizes.values()))
+                        / 2**20, ", ".join(refused))
+
+    def holds(self, s2: Sentinel2) -> bool | None:
+        """Whether ``s2`` was granted room; None for a scene it was not asked about (a
+        reference taken in place of one that could not be read)."""
+        return s2.path in self.granted if s2.path in self.sizes else None
+
+
 class DecodedScene:
     """The stored values of ``bands`` (and SCL, with ``scl``) of a scene, window by window of
     ``windows`` as a first pass stores them (:meth:`store`), then read back for any window
@@ -60,16 +96,20 @@ class DecodedScene:
         self.failed = False
 
     @classmethod
-    def beside(cls, output: Path, s2: Sentinel2, bands: Sequence[str], scl: bool
-               ) -> DecodedScene | None:
-        """A scratch in ``output``'s folder, or None (the input is then decoded again) when
-        the folder lacks room for it twice over (the outputs are written there too) or the
-        system has no positional reads."""
+    def beside(cls, output: Path, s2: Sentinel2, bands: Sequence[str], scl: bool,
+               room: ScratchRoom | None = None) -> DecodedScene | None:
+        """A scratch in ``output``'s folder, or None (the input is then decoded again) where
+        ``room`` (the run's, for all its scenes) did not grant it one, or, for a scene it was
+        not asked about, the folder lacks room for it twice over (the outputs are written there
+        too); or the system has no positional reads."""
         if not hasattr(os, "preadv"):  # Windows
             return None
         folder = Path(output).parent
-        size = _planes(bands, scl) * s2.width * s2.height * np.dtype(s2.dtype).itemsize
-        free = shutil.disk_usage(folder).free
+        granted = None if room is None else room.holds(s2)
+        if granted is False:
+            return None
+        size = scratch_bytes(s2, bands, scl)
+        free = math.inf if granted else shutil.disk_usage(folder).free
         if free < 2 * size:
             log.info("%s has %.0f MB free, less than twice the %.0f MB the decoded scene needs: "
                      "the input is decoded again for each pass instead", folder, free / 2**20,

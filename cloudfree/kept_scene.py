@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rasterio.windows import Window
 
-from cloudfree.decoded_scene import DecodedScene, Stored
+from cloudfree.decoded_scene import DecodedScene, ScratchRoom, Stored
 from cloudfree.mask_input import FirstPassCopy, stored_reader, takes_scl
 from cloudfree.masking import MaskParams
 from cloudfree.rasterio_io import progress
@@ -51,16 +51,17 @@ def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: b
 
 
 def kept_scene(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: MaskParams,
-               quiet: bool, threads: int | None = None, desc: str = "read"
-               ) -> FirstPassCopy | None:
+               quiet: bool, threads: int | None = None, desc: str = "read",
+               room: ScratchRoom | None = None) -> FirstPassCopy | None:
     """A JPEG2000 scene's ``bands`` (and the SCL the mask takes) decoded once, each window as
     it is (``keep_scene``), into a scratch beside ``output`` (``DecodedScene``, which the caller
     closes), for the passes to read back with the margins they need: read from the input, a
     margin decodes the tiles beside the window too. None for other inputs (a margin costs them
-    a few rows), or where the scratch has no room (the input is then read as it is)."""
+    a few rows), or where the scratch has no room (the input is then read as it is): in
+    ``room``, when given, the run's for all its scenes (``ScratchRoom``)."""
     if not s2.jpeg2000:
         return None
-    decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, params))
+    decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, params), room)
     if decoded is None:
         return None
     copy = FirstPassCopy(s2, decoded)

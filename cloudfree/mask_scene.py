@@ -11,10 +11,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.cog import AVERAGE, NEAREST
-from cloudfree.decoded_scene import DecodedScene
+from cloudfree.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
 from cloudfree.errors import CloudfreeError
 from cloudfree.kept_scene import kept_scene
-from cloudfree.mask_input import S2Reader, mask_reader
+from cloudfree.mask_input import S2Reader, mask_reader, takes_scl
 from cloudfree.masking import (
     CLEAR,
     CLOUD,
@@ -41,6 +41,7 @@ from cloudfree.rasterio_io import (
     with_halo,
 )
 from cloudfree.reference_fill import ReferenceFill, check_references, open_references
+from cloudfree.references import scratch_sizes
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, usable_cores
 
@@ -204,8 +205,12 @@ def mask_scene(
         windows = block_windows(s2.width, s2.height, block)
         check_mask_memory(block, threads, windows, 1 + len(references))
         # with references, their fit reads every band of the target
-        copy = kept_scene(s2, output, s2.bands if references else params.bands_for(s2.bands),
-                          params, quiet, threads)
+        bands = s2.bands if references else params.bands_for(s2.bands)
+        room = None if not references else ScratchRoom(output, {  # the run's scratch together
+            **({s2.path: scratch_bytes(s2, bands, takes_scl(s2, params))} if s2.jpeg2000
+               else {}),
+            **scratch_sizes(references, params, bands, offset, level)})
+        copy = kept_scene(s2, output, bands, params, quiet, threads, room=room)
         if copy is not None:
             dates_stack.callback(copy.decoded.close)
         thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads,
@@ -215,7 +220,7 @@ def mask_scene(
         if references:
             dates = open_references(references, s2, params, thresholds, offset=offset,
                                     level=level, quiet=quiet, temporal=True, scratch=output,
-                                    decoded=None if copy is None else copy.decoded)
+                                    decoded=None if copy is None else copy.decoded, room=room)
             dates_stack.callback(dates.close)
         grid = {**s2.profile, "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)

@@ -61,7 +61,7 @@ from rasterio.windows import Window
 from cloudfree import joint_fit
 from cloudfree.agreement import MIN_AGREEING, Candidates
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.decoded_scene import DecodedScene
+from cloudfree.decoded_scene import DecodedScene, ScratchRoom
 from cloudfree.errors import CloudfreeError, UsageError
 from cloudfree.joint_fit import JointFit, JointSums
 from cloudfree.mask_input import mask_reader
@@ -417,7 +417,7 @@ class ReferenceFill:
         refl, valid, scl = read_padded(mask_reader(self.target, self.bands, params,
                                                    self.decoded), top,
                                        left, height, width, self.target.height,
-                                       self.target.width, halo)
+                                       self.target.width, halo, pads_itself=True)
         classes, score = classify(refl, valid, params, self.bands, self.shadow, scl)
         judged, background = classes, None
         inner = (slice(halo, halo + height), slice(halo, halo + width))
@@ -724,8 +724,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     refine: bool = True, max_shift: float = 10.0, quiet: bool = False,
                     count: int | None = None, level: str = "auto",
                     bands: Sequence[str] | None = None, temporal: bool = False,
-                    scratch: Path | str | None = None, decoded: DecodedScene | None = None
-                    ) -> ReferenceFill:
+                    scratch: Path | str | None = None, decoded: DecodedScene | None = None,
+                    room: ScratchRoom | None = None) -> ReferenceFill:
     """Open every reference (and its S1) on the target grid and run the statistics pass.
 
     ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
@@ -737,7 +737,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     With ``temporal``, the dates also judge the target's clouds (``temporal_mask.py``).
     ``scratch``: the output beside which a JPEG2000 reference is kept decoded
     (``references.open_reference``); ``decoded``: the target as a first pass decoded it,
-    read back rather than decoded again where it holds ``bands``.
+    read back rather than decoded again where it holds ``bands``; ``room``: which references
+    the run keeps decoded (``ScratchRoom``; default: each one that has room when it comes).
     """
     bands = tuple(bands or target.bands)
     references: list[Reference] = []
@@ -758,7 +759,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                                            offset, s1_units, refine, max_shift, quiet,
                                            level=level, bands=bands,
                                            count=min(count or len(paths), len(paths)),
-                                           scratch=scratch, decoded=decoded))
+                                           scratch=scratch, decoded=decoded, room=room))
             except UsageError:
                 raise
             except CloudfreeError as exc:
@@ -790,14 +791,14 @@ def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: S
              params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
              max_shift: float, quiet: bool, *, level: str = "auto",
              bands: Sequence[str] | None = None, count: int = 1,
-             scratch: Path | str | None = None, decoded: DecodedScene | None = None
-             ) -> Reference:
+             scratch: Path | str | None = None, decoded: DecodedScene | None = None,
+             room: ScratchRoom | None = None) -> Reference:
     """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
     to it (the target read back from ``decoded``, when given); one of ``count`` opened
     together (kept decoded beside ``scratch``: see ``open_reference``)."""
     scene = open_sentinel2(path, offset, level)
     try:
-        ref = open_reference(index, scene, target, params, bands, count, scratch, quiet)
+        ref = open_reference(index, scene, target, params, bands, count, scratch, quiet, room)
         register(ref, target, params, decoded=decoded)
     except BaseException:
         scene.close()

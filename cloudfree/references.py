@@ -59,15 +59,15 @@ from cloudfree.coregister import (
     source_window,
     warp_onto,
 )
-from cloudfree.decoded_scene import DecodedScene
+from cloudfree.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
 from cloudfree.errors import CloudfreeError
 from cloudfree.kept_scene import kept_scene
-from cloudfree.mask_input import FirstPassCopy, mask_reader
+from cloudfree.mask_input import FirstPassCopy, mask_reader, takes_scl
 from cloudfree.masking import CLEAR, MaskParams, ShadowThresholds, classify
 from cloudfree.provenance import acquisition_time
 from cloudfree.rasterio_io import read_padded
 from cloudfree.sentinel1 import db_to_linear
-from cloudfree.sentinel2 import Sentinel2
+from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 
 log = logging.getLogger("cloudfree")
@@ -157,11 +157,12 @@ class Reference:
         params = self.params if with_shadow else replace(self.params, shadow=False)
         context = params.halo + halo
         # its own scene classification when it is on the target's grid (else the score)
+        direct = self.resampling is None
         read = mask_reader(self.s2, self.bands, params,
                            None if self.kept is None else self.kept.decoded) \
-            if self.resampling is None else lambda w: (*self.read(w), None)
+            if direct else lambda w: (*self.read(w), None)
         refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
-                                       self.grid.width, context)
+                                       self.grid.width, context, pads_itself=direct)
         classes, _ = classify(refl, valid, params, self.bands,
                               self.shadow if with_shadow else None, scl)
         inner = (slice(params.halo, context + height + halo),
@@ -185,13 +186,14 @@ def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:
 
 def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams,
                    bands: Sequence[str] | None = None, count: int = 1,
-                   scratch: Path | str | None = None, quiet: bool = True) -> Reference:
+                   scratch: Path | str | None = None, quiet: bool = True,
+                   room: ScratchRoom | None = None) -> Reference:
     """A reference opened on the target's grid, read in the target's ``bands`` (default: all
     the target's); it must overlap the target. ``count``: the references opened with it, which
     share ``REFERENCE_CACHE_MB``. With ``scratch`` (an output), a JPEG2000 reference is
     decoded once into a scratch beside it (``kept_scene``): its passes (registration,
     statistics, the temporal test, the fill) read each window with a margin, which would
-    decode the tiles beside it again each time."""
+    decode the tiles beside it again each time; where ``room`` (the run's) granted it one."""
     bands = tuple(bands or target.bands)
     s2.require(bands, "a reference", "give references with the bands of the target")
     grid = Grid.of(target)
@@ -208,9 +210,26 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     params = replace(params, shadow=REFERENCE_SHADOW)
     # each thread through handles of its own while it decodes the whole scene
     kept = None if scratch is None else kept_scene(s2, scratch, bands, params, quiet,
-                                                   desc=f"read reference {index}")
+                                                   desc=f"read reference {index}", room=room)
     s2.share_handles(REFERENCE_CACHE_MB * 2**20 // max(count, 1))
     return Reference(index, s2, grid, acquired, resampling, params, bands, kept=kept)
+
+
+def scratch_sizes(paths: Sequence[Path | str], params: MaskParams, bands: Sequence[str],
+                  offset: str | int | None, level: str) -> dict[Path, int]:
+    """The scratch each JPEG2000 reference of ``paths`` is kept decoded in by
+    ``open_reference``, by its path (for ``ScratchRoom``); one that cannot be opened is left to
+    ``open_references`` to report."""
+    params = replace(params, shadow=REFERENCE_SHADOW)
+    sizes = {}
+    for path in paths:
+        try:
+            with open_sentinel2(path, offset, level) as s2:
+                if s2.jpeg2000:
+                    sizes[s2.path] = scratch_bytes(s2, bands, takes_scl(s2, params))
+        except CloudfreeError:
+            continue
+    return sizes
 
 
 def register(ref: Reference, target: Sentinel2, params: MaskParams,
@@ -230,7 +249,8 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
         return
     halo = params.halo
     refl, valid, scl = read_padded(mask_reader(target, ref.bands, params, decoded), top, left,
-                                   size_h, size_w, target.height, target.width, halo)
+                                   size_h, size_w, target.height, target.width, halo,
+                                   pads_itself=True)
     classes, _ = classify(refl, valid, params, ref.bands, None, scl)
     inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
     target_clear = classes[inner] == CLEAR

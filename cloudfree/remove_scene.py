@@ -30,7 +30,7 @@ from scipy import ndimage
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.decoded_scene import DecodedScene
+from cloudfree.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
 from cloudfree.engines import (
     DEFAULT_MODEL,
     FILL_ARCH,
@@ -98,6 +98,7 @@ from cloudfree.reference_fill import (
     source_colormap,
     source_map,
 )
+from cloudfree.references import scratch_sizes
 from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shadow import NEAR as SHADOW_NEAR
@@ -861,8 +862,12 @@ def remove_scene(
                and fill_method == "local")
         abandon = threading.Event()
         decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
+        scl = takes_scl(s2, mask_params)
+        room = None if not references else ScratchRoom(output, {  # the run's scratch together
+            **({s2.path: scratch_bytes(s2, bands, scl)} if engine.uses_mask else {}),
+            **scratch_sizes(references[:reference_count], mask_params, bands, offset, level)})
         if engine.uses_mask:
-            decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, mask_params))
+            decoded = DecodedScene.beside(output, s2, bands, scl, room)
             if decoded is not None:
                 stack.callback(decoded.close)
                 # and for the co-registration beside them, as they go
@@ -906,7 +911,7 @@ def remove_scene(
                                     reference_s1=reference_s1, s1_units=s1_units, refine=refine,
                                     max_shift=max_shift, quiet=quiet, count=reference_count,
                                     temporal=temporal_mask, scratch=output,
-                                    decoded=decoded)
+                                    decoded=decoded, room=room)
             stack.callback(dates.close)
         options = InferenceSettings(tile, overlap, batch_size, composite, feather,
                                     max_correction)

@@ -131,15 +131,26 @@ class Background:
 
 def nan_median(values: np.ndarray) -> np.ndarray:
     """``np.nanmedian(values, axis=0)``, equal to it (the mean of the two middle values when
-    their number is even), NaN where all are NaN: one sort of the whole array (NaN sorts last),
-    without nanmedian's warning, which ``warnings.catch_warnings`` cannot silence safely on
-    several threads."""
-    ordered = np.sort(values, axis=0)
-    count = len(values) - np.count_nonzero(np.isnan(values), axis=0)
-    high = np.minimum(count // 2, len(values) - 1)
-    low = np.where(count % 2 == 1, high, np.maximum(high - 1, 0))
-    median = np.take_along_axis(ordered, low[None], axis=0)[0]
-    median += np.take_along_axis(ordered, high[None], axis=0)[0]
+    their number is even), NaN where all are NaN, for the few values of a pixel's slots: sorted
+    by a network of elementwise minima and maxima over whole planes (NaN as infinity, last),
+    which costs far less than ``np.sort`` along the first axis; and without nanmedian's
+    warning, which ``warnings.catch_warnings`` cannot silence safely on several threads."""
+    if len(values) == 1:
+        return values[0].copy()
+    count = len(values) - np.isnan(values).sum(axis=0, dtype=np.uint8)
+    ordered = np.fmin(values, np.float32(np.inf))  # NaN as infinity
+    for end in range(len(values) - 1, 0, -1):
+        for i in range(end):
+            smaller = np.minimum(ordered[i], ordered[i + 1])
+            np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
+            ordered[i] = smaller
+    high = count // 2  # the middle values' places among the sorted ones
+    low = high - ((count % 2 == 0) & (high > 0))
+    median, upper = np.empty_like(ordered[0]), np.empty_like(ordered[0])
+    for place in range(len(values) // 2 + 1):
+        np.copyto(median, ordered[place], where=low == place)
+        np.copyto(upper, ordered[place], where=high == place)
+    median += upper
     median /= 2
     median[count == 0] = np.nan
     return median
@@ -189,17 +200,19 @@ class TemporalMask:
         """The background of a block of the target grid with ``halo`` pixels of context (the
         block may reach beyond the scene: mirrored, as the target is)."""
         shape = (height + 2 * halo, width + 2 * halo)
-        slots = np.full((SLOTS, len(self.detect), *shape), np.nan, np.float32)
+        kept = max(1, min(SLOTS, len(self.references)))  # fewer references: fewer slots
+        slots = np.full((kept, len(self.detect), *shape), np.nan, np.float32)
         count = np.zeros(shape, np.int64)
-        for ref in self.references:
-            if (count >= SLOTS).all():
+        for filled, ref in enumerate(self.references):
+            if (count >= kept).all():
                 break
             refl, _, clear = ref.clear(top, left, height, width, with_shadow=False, halo=halo)
             prediction = self.predict(ref, refl, top - halo, left - halo)
-            rows, cols = np.nonzero(clear & (count < SLOTS))
-            slots[count[rows, cols], :, rows, cols] = prediction[:, rows, cols].T
-            count[rows, cols] += 1
-        return Background(nan_median(slots), np.minimum(count, SLOTS))
+            take = clear & (count < kept)
+            for slot in range(min(filled + 1, kept)):  # each pixel's next free slot
+                np.copyto(slots[slot], prediction, where=take & (count == slot))
+            count += take
+        return Background(nan_median(slots), count)
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands (by its

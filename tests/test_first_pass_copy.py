@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -219,19 +220,24 @@ def test_mask_reads_a_geotiff_as_it_is(tmp_path, decodes):
     assert len(decodes) == 9  # each 100 px window with its margin, no scratch kept first
 
 
-def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, monkeypatch,
-                                                                       decodes):
-    # the target: the real clear winter patch with the real summer cumulus pasted over it; the
-    # reference: the hazy winter date of the same place as an L1C .SAFE (JPEG2000)
+def target_and_safe_reference(folder: Path) -> tuple[Path, Path]:
+    """The target: the real clear winter patch with the real summer cumulus pasted over it; the
+    reference: the hazy winter date of the same place as an L1C .SAFE (JPEG2000)."""
     summer, _ = read_stack(SUMMER_S2, 252)
     with open_sentinel2(SUMMER_S2) as s2:
         cloud = classify(s2.read(Window(0, 0, 252, 252))[0], None, MaskParams())[0] == CLOUD
     clear, profile = read_stack(WINTER_CLEAR, 252)
-    target = write_stack(tmp_path / "target_20171201.tif", np.where(cloud, summer, clear),
+    target = write_stack(folder / "target_20171201.tif", np.where(cloud, summer, clear),
                          profile)
-    reference = write_safe(tmp_path / "S2B_MSIL1C_20171211T101029_N0400_R022_T31UFU_"
+    reference = write_safe(folder / "S2B_MSIL1C_20171211T101029_N0400_R022_T31UFU_"
                            "20171211T121507.SAFE", coarsen_like_l1c(read_stack(WINTER_S2, 252)[0]),
                            profile, offset=1000)
+    return target, reference
+
+
+def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, monkeypatch,
+                                                                       decodes):
+    target, reference = target_and_safe_reference(tmp_path)
     reads = decodes.by_input
 
     def run(stem: str) -> tuple[dict, dict]:
@@ -260,3 +266,32 @@ def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, 
                 rasterio.open(tmp_path / f"again{name}.tif") as b:
             np.testing.assert_array_equal(a.read(), b.read())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cloudfree")]
+
+
+def test_the_room_for_the_scratch_files_is_decided_once_for_the_whole_run(
+        tmp_path, monkeypatch, decodes, cloudfree_log):
+    # room for the target's scratch and the outputs, not for the reference's too: decided from
+    # one look at the free space, before either is written (the target's, written first, would
+    # otherwise be what leaves the reference none), and said
+    target, reference = target_and_safe_reference(tmp_path)
+    scratch = 14 * 252 * 252 * 2  # 13 bands and their validity, uint16: 1.7 MB
+    looks = []
+
+    def free(folder):
+        looks.append(folder)
+        return SimpleNamespace(free=int(2.5 * scratch))
+
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage", free)
+    summary = remove_scene(target, None, tmp_path / "out.tif", references=[reference],
+                           quiet=True)
+    assert summary["references"][0]["used"] and looks == [tmp_path]
+    assert f"{tmp_path} has 4 MB free, less than the 5 MB that keeping every input decoded " \
+        f"and the outputs need: {reference.name} decoded again for each pass instead" \
+        in cloudfree_log.text
+    counts = {name: len(windows) for name, windows in decodes.by_input.items()}
+    assert counts[target.name] == 1 and counts[reference.name] > 3
+    # mask keeps a JPEG2000 target only: the reference alone has room
+    looks.clear()
+    decodes.clear()
+    mask_scene(target, tmp_path / "mask.tif", references=[reference], quiet=True)
+    assert looks == [tmp_path] and len(decodes.by_input[reference.name]) == 1

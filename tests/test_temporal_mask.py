@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from s2_builders import write_stack
 from scipy import ndimage
 
-from cloudfree import references
+from cloudfree import references, temporal_mask
 from cloudfree.haze import hot
 from cloudfree.mask_scene import mask_scene
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
@@ -396,11 +396,71 @@ def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
                              for i in (0, 1, 2, 0, 1)])
     refl[:, :, :, :128] = np.round(refl[:, :, :, :128], 2)  # ties
     rng = np.random.default_rng(0)
-    present = np.arange(5)[:, None, None] < rng.integers(0, 6, (256, 256))  # 0 to 5 each
-    slots = np.where(present[:, None], refl, np.nan).astype(np.float32)
+    for kept in range(1, 6):  # as many slots as references, up to SLOTS
+        present = np.arange(kept)[:, None, None] < rng.integers(0, kept + 1, (256, 256))
+        slots = np.where(present[:, None], refl[:kept], np.nan).astype(np.float32)
+        slots[rng.random(slots.shape) < 0.05] = np.nan  # a band missing alone
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+            expected = np.nanmedian(slots, axis=0)
+        got = nan_median(slots)
+        assert got.dtype == np.float32 and np.isnan(got).any()
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
+    # with fewer references than SLOTS the slots no reference can fill are not sorted: the
+    # median is the same without them
+    sorted_slots = []
+
+    def recorded(slots):
+        sorted_slots.append(len(slots))
+        return nan_median(slots)
+
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"][:2], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            monkeypatch.setattr(temporal_mask, "nan_median", recorded)
+            background = fill.temporal.background(10, 20, 100, 120, halo=3)
+    assert sorted_slots == [2]
+    assert background.values.shape == (len(fill.temporal.detect), 106, 126)
+    assert background.count.max() == 2 and (background.count < 2).any()
+    # each clear reference's prediction in a slot of its own: the median of those clear
+    predictions = []
+    for ref in fill.temporal.references:
+        refl, _, clear = ref.clear(10, 20, 100, 120, with_shadow=False, halo=3)
+        predicted = fill.temporal.predict(ref, refl, 7, 17)
+        predictions.append(np.where(clear, predicted, np.nan))
+    np.testing.assert_array_equal(background.count, np.isfinite(predictions).all(axis=1).sum(0))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
-        expected = np.nanmedian(slots, axis=0)
-    got = nan_median(slots)
-    assert got.dtype == np.float32 and np.isnan(got).any()
-    np.testing.assert_array_equal(got, expected)
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels no reference sees clear
+        np.testing.assert_array_equal(background.values, np.nanmedian(predictions, axis=0))
+
+
+def test_padded_reads_at_the_scene_edge_mirror_into_their_arrays(dates, monkeypatch):
+    # a window at the scene's edge read with its context: the reflectance mirrored into the
+    # array it is converted into, not padded into a second copy, for the references and the
+    # target alike; as numpy's symmetric pad would
+    padded_images = []
+    pad = np.pad
+
+    def counted(array, *args, **kwargs):
+        if array.ndim == 3:
+            padded_images.append(array.shape)
+        return pad(array, *args, **kwargs)
+
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"][:1], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            ref = fill.references[0]
+            monkeypatch.setattr(np, "pad", counted)
+            refl, valid, clear = ref.clear(0, 0, 40, 50, with_shadow=False, halo=4)
+            target_refl, _, _, _ = fill.target_classes(0, 0, 40, 50)
+            monkeypatch.setattr(np, "pad", pad)
+            whole, whole_valid = ref.read(Window(0, 0, 60, 70))
+            mirrored = np.pad(whole[:, :50, :60], [(0, 0), (4, 0), (4, 0)], mode="symmetric")
+    assert padded_images == []
+    np.testing.assert_array_equal(refl[:, :48, :58], mirrored[:, :48, :58])
+    assert valid.all() and clear.shape == (48, 58) and target_refl.shape[1:] == (40, 50)
