@@ -64,11 +64,10 @@ def release_free_memory() -> bool:
 
 #: Growth of resident memory past its level after the last release (or its lowest since) at
 #: which :func:`releasing_as_it_grows` releases again. Between the releases after each chunk,
-#: the loaders free and allocate blocks that do not fit the holes left, so freed pages stayed
-#: resident: a release at the moment of a default-model 4096^2 ``remove``'s peak handed back
-#: 50-150 MB. With 48 MB that peak fell from about 635 to 555 MB, 1024^2 unchanged, for about
-#: 300 releases and 10 % more CPU (system time: the pages handed back are faulted in again);
-#: 24 MB released more often for little less.
+#: the loaders free and allocate blocks that do not fit the holes left, so freed pages stay
+#: resident. With 48 MB a default-model ``remove`` peaked at 570 MB at 4096^2 against 635, and
+#: 390 against 412 at 1024^2 (``benchmarks/remove_speed.py``, medians of 3 runs), for 9.35 CPU s
+#: at 2048^2 against 8.96 (system time: the pages handed back are faulted in again when used).
 RELEASE_MARGIN = 48 * 2**20
 #: Seconds between :func:`releasing_as_it_grows`'s looks at resident memory.
 RELEASE_POLL = 0.01
