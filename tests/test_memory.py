@@ -1,4 +1,5 @@
-"""Freed heap memory goes back to the operating system when `remove` asks between chunks."""
+"""Freed heap memory goes back to the operating system when `remove` asks between chunks, and
+as resident memory grows."""
 
 from __future__ import annotations
 
