@@ -72,7 +72,7 @@ from cloudfree.mask_scene import (
     scene_shadow_thresholds,
 )
 from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, ShadowThresholds, classify
-from cloudfree.memory import check_batch_memory, release_free_memory
+from cloudfree.memory import check_batch_memory, release_free_memory, releasing_as_it_grows
 from cloudfree.preview import Preview
 from cloudfree.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.rasterio_io import (
@@ -853,6 +853,7 @@ def remove_scene(
         per_pixel += (mask_out is not None) + (source_out is not None) + 2 * (days_out is not None)
         stack.enter_context(scene_io_env(s2.width * per_pixel, int(
             (creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
+        stack.enter_context(releasing_as_it_grows())  # between the releases after each chunk
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
         grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
         warn_weak_tiling(engine, grid)

@@ -1,4 +1,5 @@
-"""Freed heap memory goes back to the operating system when `remove` asks between chunks."""
+"""Freed heap memory goes back to the operating system when `remove` asks between chunks, and
+as resident memory grows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloudfree.memory import _libc_function, release_free_memory
+from cloudfree.memory import _libc_function, release_free_memory, releasing_as_it_grows
 
 STATUS = Path("/proc/self/status")
 
@@ -35,6 +36,26 @@ def test_freed_arrays_leave_resident_memory_only_after_the_release():
     assert release_free_memory()
     assert resident_mb() < held - 150
     assert sum(p.sum() for p in pins) == 3000 * 1000
+
+
+@pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
+                    reason="needs Linux with glibc's malloc_trim")
+def test_freed_pages_are_released_while_resident_memory_grows():
+    """Blocks that cannot reuse the holes freed earlier grow the heap; the holes go back to the
+    system meanwhile, not only at the next release asked for."""
+    import time
+
+    with releasing_as_it_grows(margin=32 * 2**20, every=0.002):
+        blocks, pins = [], []
+        for _ in range(3000):  # 64 kB blocks (192 MB), each pinned by 8 kB after it
+            blocks.append(np.ones(8000))
+            pins.append(np.ones(1000))
+        held = resident_mb()
+        del blocks
+        grown = [np.ones(16000) for _ in range(1500)]  # 128 kB blocks (192 MB): not in a hole
+        time.sleep(0.2)
+        assert resident_mb() < held + 100  # without the releases: held + 192 MB
+    assert sum(p.sum() for p in pins) + sum(g.sum() for g in grown) == 3000 * 1000 + 1500 * 16000
 
 
 def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monkeypatch):
