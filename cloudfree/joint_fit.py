@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 NEAREST = 8
 #: Sizes of the groups (2: pairs).
 SIZES: tuple[int, ...] = (2,)
-#: One group more, of every date at once: the ``NEAREST`` nearest of those whose own mask finds
-#: at least this share clear where ``references.register`` samples them (None: no such group).
-#: On the L2A benchmark's targets at odd places in time order (docs/benchmarks/l2a.md) it
-#: raised ``remove --reference`` from 30.40 to 30.72 dB (groups of four dates instead: 30.75,
-#: for ten times the statistics).
+#: One group more, of several dates at once: those of the ``NEAREST`` nearest whose own mask
+#: finds at least this share clear where ``references.register`` samples them (None: no such
+#: group). On the L2A benchmark's targets at odd places in time order (docs/benchmarks/l2a.md)
+#: it raised ``remove --reference`` from 30.40 to 30.72 dB (every group of four of the nearest
+#: dates instead: 30.75, for about ten times the statistics).
 WHOLE_CLEAR: float | None = 0.5
 #: Groups used in the fill: those with the smallest mean residual variance.
 KEPT = 6
@@ -117,11 +117,10 @@ class JointFit:
         return out.reshape(shape)
 
 
-def whole_group(by_date: list[Reference]) -> tuple[int, ...]:
-    """The indices of the ``WHOLE_CLEAR`` group's dates, from references nearest first (one
-    that ``register`` did not sample counts as clear)."""
+def whole_group(nearest: list[Reference]) -> tuple[int, ...]:
+    """The indices of the ``WHOLE_CLEAR`` group's dates among the nearest references, nearest
+    first (one that ``register`` did not sample counts as clear)."""
     if WHOLE_CLEAR is None:
         return ()
-    clear = [r.index for r in by_date if r.sampled_clear is None or
-             r.sampled_clear >= WHOLE_CLEAR]
-    return tuple(clear[:NEAREST])
+    return tuple(r.index for r in nearest
+                 if r.sampled_clear is None or r.sampled_clear >= WHOLE_CLEAR)

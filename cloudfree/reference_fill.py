@@ -201,11 +201,10 @@ class ReferenceFill:
         self.skipped = list(skipped)  # references passed over: path, reason (open_references)
         self.threshold_db = change_threshold_db()
         self._by_index = {r.index: r for r in references}
-        by_date = sorted(references, key=self._distance)
-        nearest = [r.index for r in by_date[: joint_fit.NEAREST]]
+        nearest = sorted(references, key=self._distance)[: joint_fit.NEAREST]
         self._groups = [group for size in joint_fit.SIZES  # nearest date first
-                        for group in combinations(nearest, size)]
-        whole = joint_fit.whole_group(by_date)
+                        for group in combinations([r.index for r in nearest], size)]
+        whole = joint_fit.whole_group(nearest)
         if len(whole) > max(joint_fit.SIZES, default=1):
             self._groups.append(whole)
         self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
