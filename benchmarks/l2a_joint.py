@@ -23,15 +23,8 @@ the mean, the worst, and on how many cases it beats the best single month and th
 
 from __future__ import annotations
 
-import argparse
-import math
-from datetime import date
-from pathlib import Path
-
 import numpy as np
-import rasterio
-from l2a_holdout import fills, psnr, time_scale
-from l2a_pool import _months_apart, clear_dates, reflectance, two_clouds
+from l2a_holdout import case_inputs, fills, psnr, tuning_cases
 
 from cloudfree.reference_fill import WEIGHT_POWER
 
@@ -93,36 +86,13 @@ def joint(truth: np.ndarray, fit: np.ndarray, where: np.ndarray, others: list[tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="DEST of scripts/build_l2a_pool.py")
-    parser.add_argument("--half", choices=("even", "odd"), required=True)
-    parser.add_argument("--harder", choices=("two-clouds", "far-dates"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/l2a_joint"))
-    args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    root = args.root / "worldcereal"
-    months = sorted(root.glob("s2_*.tif"))
-    dates = {m: d for m, d in clear_dates(months).items() if d[1].mean() > 0.5}
-    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
-    targets = sorted({case.name[:13] for case in cases})[args.half == "odd" :: 2]
-    cases = [case for case in cases if case.name[:13] in targets]
-    if args.harder == "two-clouds":
-        cases = two_clouds(cases, args.work)
+    args, dates, cases = tuning_cases(__doc__.splitlines()[0], "/tmp/l2a_joint")
     names = ["weighted", "mean", "best month", "least residual"] + [
         f"joint{', all bands' * all_} {s:g}" for all_ in (False, True) for s in RIDGES]
     print("| case | clear px | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
     rows = []
     for case in cases:
-        month = root / f"{case.name[:13]}.tif"
-        when = date.fromisoformat(month.stem[3:])
-        near = [p for p in dates if p != month and not (
-            args.harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
-        days = [abs((date.fromisoformat(p.stem[3:]) - when).days) for p in near]
-        scale = time_scale(days)
-        others = [(*dates[p], math.exp(-d / scale)) for p, d in zip(near, days, strict=True)]
-        with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
-            cloud = ds.read(1) > 0
-        truth = reflectance(month)[0]
+        truth, cloud, others = case_inputs(case, dates, args.harder)
         where = cloud & np.logical_and.reduce([c for _, c, _ in others])
         target = truth[:, where]
         weighted, mean = fills(truth, ~cloud, where, others)

@@ -84,7 +84,7 @@ def per_reference(row: dict, first: dict, key: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=Path, required=True)
+    parser.add_argument("--series", type=Path)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--counts", type=int, nargs="+", default=[0, 1, 2, 8])
     parser.add_argument("--temporal", action="store_true",
@@ -94,6 +94,8 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.child[2] == "1", args.child[3:])
         return
+    if args.series is None:
+        parser.error("the following arguments are required: --series")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         print("| scene | references | seconds | seconds per reference | CPU seconds | "
