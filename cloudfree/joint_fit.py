@@ -37,7 +37,7 @@ SIZES: tuple[int, ...] = (2,)
 #: finds at least this share clear where ``references.register`` samples them (None: no such
 #: group). On the L2A benchmark's targets at odd places in time order (docs/benchmarks/l2a.md)
 #: it raised ``remove --reference`` from 30.40 to 30.72 dB (every group of four of the nearest
-#: dates instead: 30.75, for about ten times the statistics).
+#: dates instead: 30.75, for about ten times the statistics); with ``FEW_PIXELS``, 30.96.
 WHOLE_CLEAR: float | None = 0.5
 #: Groups used in the fill: those with the smallest mean residual variance.
 KEPT = 6
@@ -47,7 +47,7 @@ STRIDE = 2
 #: is almost all cloud (no date shares ``MIN_COMMON`` clear pixels with it: see
 #: ``reference_fill.FIT_BUFFER``); the sums then count every pixel, not every ``STRIDE``-th,
 #: at no cost, as the target has few clear ones. Elsewhere ``MIN_COMMON``. On the L2A
-#: benchmark's targets at odd places in time order it raised the five with 94 % cloud by -0.05
+#: benchmark's targets at odd places in time order it moved the five with 94 % cloud by -0.02
 #: to +3.08 dB (docs/benchmarks/l2a.md).
 FEW_PIXELS = 300
 #: Ridge penalty per pixel on the coefficients of the bands (not the intercept).
