@@ -607,18 +607,26 @@ def three_textured_dates(scenes, folder):
                                   ("c_20171219", first + second))]
 
 
-def test_the_dates_regressed_all_at_once_give_what_no_pair_gives(scenes, monkeypatch, tmp_path):
+def test_the_dates_regressed_all_at_once_give_what_no_pair_gives(scenes, overcast, monkeypatch,
+                                                                 tmp_path):
     # no date alone and no pair takes the textures out, the three together do (a + b - c), as
-    # the group of the nearest mostly clear dates (joint_fit.py)
+    # the group of the nearest mostly clear dates (joint_fit.py); an overcast date given too is
+    # left out of the group (with it, no pixel would be clear in all)
     dates, cloud, truth = three_textured_dates(scenes, tmp_path), scenes["cloud"], scenes["truth"]
 
-    def fill(whole, name):
+    def fill(whole, name, references=dates):
         monkeypatch.setattr(joint_fit, "WHOLE_CLEAR", whole)
-        remove_scene(scenes["target"], None, tmp_path / name, references=dates, quiet=True)
+        remove_scene(scenes["target"], None, tmp_path / name, references=references,
+                     quiet=True)
         return read(tmp_path / name)[0]
 
-    together, pairs = fill(joint_fit.WHOLE_CLEAR, "whole.tif"), fill(None, "pairs.tif")
+    mostly = joint_fit.WHOLE_CLEAR
+    together, pairs = fill(mostly, "whole.tif"), fill(None, "pairs.tif")
     assert psnr(together, truth, cloud) > psnr(pairs, truth, cloud) + 5
+    beside = fill(mostly, "overcast.tif", [*dates, overcast])
+    assert psnr(beside, truth, cloud) > psnr(pairs, truth, cloud) + 5
+    every = fill(0.0, "every.tif", [*dates, overcast])
+    assert psnr(every, truth, cloud) < psnr(pairs, truth, cloud) + 1
 
 
 def test_on_a_target_almost_all_cloud_the_dates_are_regressed_on_every_clear_pixel(
