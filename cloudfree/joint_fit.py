@@ -50,6 +50,8 @@ STRIDE = 2
 #: benchmark's targets at odd places in time order it moved the five with 94 % cloud by -0.02
 #: to +3.08 dB (docs/benchmarks/l2a.md).
 FEW_PIXELS = 300
+#: Pixels whose sums are taken at once (``JointSums.of``).
+PIXELS = 8192
 #: Ridge penalty per pixel on the coefficients of the bands (not the intercept).
 RIDGE = 1e-4
 
@@ -72,11 +74,16 @@ class JointSums:
 
     @classmethod
     def of(cls, dates: list[np.ndarray], target: np.ndarray) -> JointSums:
-        """Sums over the pixels of the dates' and the target's reflectance [bands, n]."""
-        a = np.concatenate([d.T for d in dates] + [np.ones((target.shape[1], 1))], 1,
-                           dtype=np.float64)
-        y = target.T.astype(np.float64)
-        return cls(a.T @ a, a.T @ y, (y * y).sum(0), len(y))
+        """Sums over the pixels of the dates' and the target's reflectance [bands, n], taken
+        ``PIXELS`` at a time (a group of eight 13-band dates has 105 float64 features)."""
+        sums = cls.zeros(len(dates), len(target))
+        for start in range(0, target.shape[1], PIXELS):
+            part = slice(start, start + PIXELS)
+            y = target[:, part].T.astype(np.float64)
+            a = np.concatenate([d[:, part].T for d in dates] + [np.ones((len(y), 1))], 1,
+                               dtype=np.float64)
+            sums += cls(a.T @ a, a.T @ y, (y * y).sum(0), len(y))
+        return sums
 
     def __iadd__(self, other: JointSums) -> JointSums:
         self.gram += other.gram
