@@ -108,12 +108,14 @@ def held_out(cloud: np.ndarray, kind: str) -> list[np.ndarray]:
 KINDS = ("blocks", "shifted cloud", "ring")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def tuning_cases(description: str, work: str) -> tuple[argparse.Namespace, dict, list]:
+    """The command line (root, ``--half``, ``--harder``, ``--work``, by default ``work``), the
+    clear months (reflectance and clear map by cloudfree's mask) and the cases."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("root", type=Path, help="DEST of scripts/build_l2a_pool.py")
     parser.add_argument("--half", choices=("even", "odd"), required=True)
     parser.add_argument("--harder", choices=("two-clouds", "far-dates"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/l2a_holdout"))
+    parser.add_argument("--work", type=Path, default=Path(work))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     root = args.root / "worldcereal"
@@ -124,20 +126,32 @@ def main() -> None:
     cases = [case for case in cases if case.name[:13] in targets]
     if args.harder == "two-clouds":
         cases = two_clouds(cases, args.work)
+    return args, dates, cases
+
+
+def case_inputs(case: Path, dates: dict, harder: str | None
+                ) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+    """A case's truth [bands, h, w], its pasted cloud and the other months (reflectance, clear
+    map, time factor; ``far-dates``: without the months next to it)."""
+    month = case.parent.parent / f"{case.name[:13]}.tif"
+    when = date.fromisoformat(month.stem[3:])
+    near = [p for p in dates if p != month and not (
+        harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+    days = [abs((date.fromisoformat(p.stem[3:]) - when).days) for p in near]
+    scale = time_scale(days)
+    others = [(*dates[p], math.exp(-d / scale)) for p, d in zip(near, days, strict=True)]
+    with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
+        cloud = ds.read(1) > 0
+    return reflectance(month)[0], cloud, others
+
+
+def main() -> None:
+    args, dates, cases = tuning_cases(__doc__.splitlines()[0], "/tmp/l2a_holdout")
     print("| case | weighted, dB | mean, dB | weighted - mean | predicted: " +
           " | ".join(KINDS) + " |\n|---|---|---|---|" + "---|" * len(KINDS))
     true, predicted = [], {kind: [] for kind in KINDS}
     for case in cases:
-        month = root / f"{case.name[:13]}.tif"
-        when = date.fromisoformat(month.stem[3:])
-        near = [p for p in dates if p != month and not (
-            args.harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
-        days = [abs((date.fromisoformat(p.stem[3:]) - when).days) for p in near]
-        scale = time_scale(days)
-        others = [(*dates[p], math.exp(-d / scale)) for p, d in zip(near, days, strict=True)]
-        with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
-            cloud = ds.read(1) > 0
-        truth = reflectance(month)[0]
+        truth, cloud, others = case_inputs(case, dates, args.harder)
         weighted, mean = fills(truth, ~cloud, cloud, others)
         true.append(psnr(weighted, truth[:, cloud]) - psnr(mean, truth[:, cloud]))
         row = []

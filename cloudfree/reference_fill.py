@@ -204,6 +204,9 @@ class ReferenceFill:
         nearest = sorted(references, key=self._distance)[: joint_fit.NEAREST]
         self._groups = [group for size in joint_fit.SIZES  # nearest date first
                         for group in combinations([r.index for r in nearest], size)]
+        whole = joint_fit.whole_group(nearest)
+        if len(whole) > max(joint_fit.SIZES, default=1):
+            self._groups.append(whole)
         self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
         self.judge = temporal  # whether the dates judge the target's clouds (temporal_mask.py)
         self.temporal: TemporalMask | None = None  # after ``fit``, when they do
@@ -343,12 +346,19 @@ class ReferenceFill:
     def _fit_groups(self, groups: dict[tuple[int, ...], JointSums]) -> list[JointFit]:
         """The ``joint_fit.KEPT`` groups of used references with the smallest mean residual
         variance."""
+        fewest = MIN_COMMON if self.fit_buffer is None else joint_fit.FEW_PIXELS
         fits = []
         for group, sums in groups.items():
-            solved = sums.solve()
+            solved = sums.solve(self._group_stride, fewest)
             if solved is not None and all(self.fitted[i].field is not None for i in group):
                 fits.append(JointFit(group, *solved))
         return sorted(fits, key=lambda f: f.variance.mean())[: joint_fit.KEPT]
+
+    @property
+    def _group_stride(self) -> int:
+        """The groups' sums count every pixel where the target is almost all cloud (the fits'
+        own buffer), else every ``joint_fit.STRIDE``-th."""
+        return joint_fit.STRIDE if self.fit_buffer is None else 1
 
     @property
     def joint_members(self) -> set[int]:
@@ -356,20 +366,22 @@ class ReferenceFill:
 
     def _window_stats(self, window: Window) -> tuple[dict, dict]:
         """Per reference: the cells' robust sums, shadow statistics and S1 difference histogram;
-        per candidate group of dates, its sums (every ``joint_fit.STRIDE``-th row and column)."""
+        per candidate group of dates, its sums (every ``_group_stride``-th row and column)."""
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
         target, target_clear, _ = self._target_clear(top, left, height, width, self.fit_buffer)
         target_s1 = None
         out = {}
-        step = slice(None, None, joint_fit.STRIDE)
-        sampled = {}  # the groups' dates, every STRIDE-th pixel
+        step = slice(None, None, self._group_stride)
+        counted = np.zeros_like(target_clear)  # the target's clear pixels the groups count
+        counted[step, step] = target_clear[step, step]
+        sampled = {}  # the groups' dates there: reflectance and clear
         members = {i for group in self._groups for i in group}
         for ref in self.references:
             refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
             both = target_clear & clear
             if ref.index in members:
-                sampled[ref.index] = refl[:, step, step], both[step, step]
+                sampled[ref.index] = refl[:, counted], clear[counted]
             cells = []
             for r0 in range(0, height, CELL):
                 for c0 in range(0, width, CELL):
@@ -390,7 +402,7 @@ class ReferenceFill:
             common = np.logical_and.reduce([sampled[i][1] for i in group])
             if common.any():
                 joint_sums[group] = JointSums.of([sampled[i][0][:, common] for i in group],
-                                                 target[:, step, step][:, common])
+                                                 target[:, counted][:, common])
         return out, joint_sums
 
     def _target_clear(self, top: int, left: int, height: int, width: int,

@@ -124,6 +124,8 @@ class Reference:
     shift_applied: bool = False
     #: its ``bands`` (and SCL) decoded once and kept (``kept_scene``), read back by every pass
     kept: FirstPassCopy | None = None
+    #: the share of the window ``register`` reads that its mask finds clear (None: not read)
+    sampled_clear: float | None = None
 
     @property
     def path(self) -> Path:
@@ -255,6 +257,7 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
     inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
     target_clear = classes[inner] == CLEAR
     ref_refl, _, ref_clear = ref.clear(top, left, size_h, size_w, with_shadow=False)
+    ref.sampled_clear = float(ref_clear.mean())
     common = target_clear & ref_clear
     fields = {}
     for image, name in ((ref_refl, "reference"), (refl[:, inner[0], inner[1]], "target")):
