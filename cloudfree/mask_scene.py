@@ -11,10 +11,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.cog import AVERAGE, NEAREST
-from cloudfree.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.errors import CloudfreeError
 from cloudfree.kept_scene import kept_scene
-from cloudfree.mask_input import S2Reader, mask_reader, takes_scl
+from cloudfree.mask_input import S2Reader, mask_reader
 from cloudfree.masking import (
     CLEAR,
     CLOUD,
@@ -41,7 +41,7 @@ from cloudfree.rasterio_io import (
     with_halo,
 )
 from cloudfree.reference_fill import ReferenceFill, check_references, open_references
-from cloudfree.references import scratch_sizes
+from cloudfree.references import scratch_room
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.threads import ordered_map, usable_cores
 
@@ -206,10 +206,8 @@ def mask_scene(
         check_mask_memory(block, threads, windows, 1 + len(references))
         # with references, their fit reads every band of the target
         bands = s2.bands if references else params.bands_for(s2.bands)
-        room = None if not references else ScratchRoom(output, {  # the run's scratch together
-            **({s2.path: scratch_bytes(s2, bands, takes_scl(s2, params))} if s2.jpeg2000
-               else {}),
-            **scratch_sizes(references, params, bands, offset, level)})
+        room = scratch_room(output, s2 if s2.jpeg2000 else None, references, params, bands,
+                            offset, level) if references else None
         copy = kept_scene(s2, output, bands, params, quiet, threads, room=room)
         if copy is not None:
             dates_stack.callback(copy.decoded.close)

@@ -217,13 +217,14 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     return Reference(index, s2, grid, acquired, resampling, params, bands, kept=kept)
 
 
-def scratch_sizes(paths: Sequence[Path | str], params: MaskParams, bands: Sequence[str],
-                  offset: str | int | None, level: str) -> dict[Path, int]:
-    """The scratch each JPEG2000 reference of ``paths`` is kept decoded in by
-    ``open_reference``, by its path (for ``ScratchRoom``); one that cannot be opened is left to
-    ``open_references`` to report."""
-    params = replace(params, shadow=REFERENCE_SHADOW)
-    sizes = {}
+def scratch_room(output: Path | str, target: Sentinel2 | None, paths: Sequence[Path | str],
+                 params: MaskParams, bands: Sequence[str], offset: str | int | None, level: str
+                 ) -> ScratchRoom:
+    """The run's room for its inputs kept decoded beside ``output``: ``target``'s, when the run
+    keeps it, and that of each JPEG2000 reference of ``paths`` (``open_reference``); one that
+    cannot be opened is left to ``open_references`` to report."""
+    sizes = {} if target is None else {
+        target.path: scratch_bytes(target, bands, takes_scl(target, params))}
     for path in paths:
         try:
             with open_sentinel2(path, offset, level) as s2:
@@ -231,7 +232,7 @@ def scratch_sizes(paths: Sequence[Path | str], params: MaskParams, bands: Sequen
                     sizes[s2.path] = scratch_bytes(s2, bands, takes_scl(s2, params))
         except CloudfreeError:
             continue
-    return sizes
+    return ScratchRoom(output, sizes)
 
 
 def register(ref: Reference, target: Sentinel2, params: MaskParams,

@@ -30,7 +30,7 @@ from scipy import ndimage
 from cloudfree.bundled import FILL_MODEL
 from cloudfree.cog import AVERAGE, NEAREST
 from cloudfree.coregister import open_s1_on_grid
-from cloudfree.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
+from cloudfree.decoded_scene import DecodedScene
 from cloudfree.engines import (
     DEFAULT_MODEL,
     FILL_ARCH,
@@ -98,7 +98,7 @@ from cloudfree.reference_fill import (
     source_colormap,
     source_map,
 )
-from cloudfree.references import scratch_sizes
+from cloudfree.references import scratch_room
 from cloudfree.restore import RestoreParams, restore
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shadow import NEAR as SHADOW_NEAR
@@ -864,9 +864,9 @@ def remove_scene(
         abandon = threading.Event()
         decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
         scl = takes_scl(s2, mask_params)
-        room = None if not references else ScratchRoom(output, {  # the run's scratch together
-            **({s2.path: scratch_bytes(s2, bands, scl)} if engine.uses_mask else {}),
-            **scratch_sizes(references[:reference_count], mask_params, bands, offset, level)})
+        room = scratch_room(output, s2 if engine.uses_mask else None,
+                            references[:reference_count], mask_params, bands, offset,
+                            level) if references else None
         if engine.uses_mask:
             decoded = DecodedScene.beside(output, s2, bands, scl, room)
             if decoded is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,6 @@ def test_freed_arrays_leave_resident_memory_only_after_the_release():
 def test_freed_pages_are_released_while_resident_memory_grows():
     """Blocks that cannot reuse the holes freed earlier grow the heap; the holes go back to the
     system meanwhile, not only at the next release asked for."""
-    import time
-
     with releasing_as_it_grows(margin=32 * 2**20, every=0.002):
         blocks, pins = [], []
         for _ in range(3000):  # 64 kB blocks (192 MB), each pinned by 8 kB after it
