@@ -106,7 +106,7 @@ from cloudfree.shadow import tied_shadows
 from cloudfree.signals import check_stop
 from cloudfree.temporal_mask import judges_by_default
 from cloudfree.threads import one_blas_thread, ordered_map, thread_pool, usable_cores
-from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks
+from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks, tiles_within
 from cloudfree.uncertainty import (
     FROM_DATES,
     KEPT,
@@ -124,6 +124,9 @@ log = logging.getLogger("cloudfree")
 #: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
 LOADERS = 2
 MAX_GPU_LOADERS = 16
+#: Widest chunk of the network-free fill (px; 5 tiles of 256): what a 1024^2 scene's chunks
+#: span, so that larger scenes' chunks hold no more.
+FILL_CHUNK_WIDTH = 1152
 
 
 def loader_threads(device: str) -> int:
@@ -432,6 +435,10 @@ class SceneRemoval:
         self.restoring = restoring if self.local is not None else None
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
+        #: tiles per chunk: a batch for a network; for the network-free fill, whose chunks'
+        #: arrays are the memory that grows with them, at most ``FILL_CHUNK_WIDTH`` px of them
+        self.chunk_tiles = self.batch_size if engine.arch != FILL_ARCH else \
+            min(self.batch_size, tiles_within(self.grid, FILL_CHUNK_WIDTH))
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
         self._one_reader = threading.Lock()  # the references, read by one loader at a time
@@ -1031,7 +1038,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                                      AVERAGE)
             sigma_dst.update_tags(**tags, UNITS="DN", MEANING=SIGMA_MEANING)
             sigma_dst.descriptions = tuple(f"sigma_{b}" for b in dst.descriptions)
-        todo = list(chunks(pipe.grid, pipe.batch_size))
+        todo = list(chunks(pipe.grid, pipe.chunk_tiles))
         blender = Blender(pipe.grid, len(pipe.bands))
 
         def write_block(loaded: LoadedChunk, predictions: dict[int, np.ndarray]) -> None:

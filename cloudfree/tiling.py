@@ -109,6 +109,11 @@ class Chunk:
         return [i * self.grid.stride for i in range(self.col1 - self.col0)]
 
 
+def tiles_within(grid: TileGrid, width: int) -> int:
+    """The most tiles (at least one) of a chunk no wider than ``width`` pixels."""
+    return max(1, (width - grid.overlap) // grid.stride)
+
+
 def chunks(grid: TileGrid, tiles_per_chunk: int) -> Iterator[Chunk]:
     """Chunks in the order the blender expects: strips top to bottom, chunks left to right."""
     for row in range(grid.rows):

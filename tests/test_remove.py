@@ -353,3 +353,26 @@ def test_the_statistics_beside_the_coregistration_stop_once_it_fails():
         abandon.set()
         with pytest.raises(CancelledError):
             first_passes(s2, s2.bands, params, True, False, True, abandon)
+
+
+def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path):
+    """The network-free fill depends on its chunk's extent, and the chunk's arrays are the
+    memory that grows with it: whatever the batch, its chunks hold at most 5 tiles of 256 px
+    (1152 px), as a 1024^2 scene's whole row, so a wider scene's output is the same at batch 8
+    as at batch 5."""
+    with rasterio.open(SUMMER_S2) as s2, rasterio.open(SUMMER_S1) as s1:
+        wide = {}
+        for name, src in (("s2", s2), ("s1", s1)):
+            data = src.read()
+            data = np.tile(np.concatenate([data, data[:, :, ::-1]], axis=2), (1, 1, 3))
+            wide[name] = tmp_path / f"{name}.tif"  # 7 tiles across
+            with rasterio.open(wide[name], "w", **{**src.profile, "width": data.shape[2]}) as dst:
+                dst.write(data)
+    outputs = {}
+    for batch in (5, 8):
+        outputs[batch] = tmp_path / f"out_{batch}.tif"
+        summary = remove_scene(wide["s2"], wide["s1"], outputs[batch], model="median-fill",
+                               s1_aligned=True, batch_size=batch, quiet=True)
+        assert summary["tiles_run"] > 5
+    with rasterio.open(outputs[5]) as a, rasterio.open(outputs[8]) as b:
+        assert a.width == 1536 and np.array_equal(a.read(), b.read())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloudfree.tiling import Blender, TileGrid, chunks
+from cloudfree.tiling import Blender, TileGrid, chunks, tiles_within
 
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap", "trim", "per_chunk"),
@@ -55,3 +55,12 @@ def test_invalid_geometry():
         TileGrid(100, 100, 64, 64, 0)
     with pytest.raises(ValueError, match="no blending ramp"):
         TileGrid(100, 100, 64, 16, 8)
+
+
+@pytest.mark.parametrize("tile, overlap, width, tiles", [(256, 32, 1152, 5), (256, 32, 1151, 4),
+                                                         (512, 64, 1152, 2), (2048, 256, 1152, 1)])
+def test_tiles_within_a_width_fill_it_without_passing_it(tile, overlap, width, tiles):
+    grid = TileGrid(4096, 4096, tile, overlap, overlap // 4)
+    assert tiles_within(grid, width) == tiles
+    widths = {c.width for c in chunks(grid, tiles)}
+    assert max(widths) <= max(width, tile) and (tiles == 1 or max(widths) > width - grid.stride)
