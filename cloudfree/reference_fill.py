@@ -80,15 +80,7 @@ from cloudfree.masking import (
 from cloudfree.masking import shadow_thresholds as window_shadow_stats
 from cloudfree.paths import check_input
 from cloudfree.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
-from cloudfree.radiometry import (
-    CELL,
-    MIN_COMMON,
-    MIN_PIXELS,
-    CellFits,
-    FitField,
-    LineSums,
-    cell_sums,
-)
+from cloudfree.radiometry import CELL, MIN_COMMON, MIN_PIXELS, CellFits, FitField, cell_sums
 from cloudfree.rasterio_io import block_windows, progress, read_padded
 from cloudfree.references import (
     CHANGE_BOX,
@@ -324,27 +316,24 @@ class ReferenceFill:
         windows = block_windows(w, h, 8 * CELL)
         groups = {group: JointSums.zeros(len(group), len(self.bands)) for group in self._groups}
         own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
-        # with the ring test, the same sums counting the ring too, and the ring's own
         tests_ring = self._tests_ring
-        with_ring = ({r.index: CellFits(len(self.bands), *cells) for r in self.references},
-                     {group: JointSums.zeros(len(group), len(self.bands))
-                      for group in self._groups},
-                     {r.index: LineSums.zeros(len(self.bands)) for r in self.references})
+        sets = [(fits, groups)]  # with the ring test, the same sums counting the ring too
+        if tests_ring:
+            sets.append(({r.index: CellFits(len(self.bands), *cells) for r in self.references},
+                         {group: JointSums.zeros(len(group), len(self.bands))
+                          for group in self._groups}))
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
             for stats, joint_sums in progress(results, len(windows), "reference statistics",
                                               quiet):
-                for into, window_sums in zip((groups, with_ring[1]), joint_sums,
-                                             strict=False):
+                for (_, into), window_sums in zip(sets, joint_sums, strict=True):
                     for group, sums in window_sums.items():
                         into[group] += sums
-                for index, (cells_, shadow_stats, diff, clear, valid, ring) in stats.items():
+                for index, (cells_, shadow_stats, diff, clear, valid) in stats.items():
                     own_clear[index] += clear
                     own_valid[index] += valid
-                    for into, window_cells in zip((fits, with_ring[0]), cells_, strict=False):
+                    for (into, _), window_cells in zip(sets, cells_, strict=True):
                         for row, col, sums, fitted in window_cells:
                             into[index].add(row, col, sums, fitted)
-                    if ring is not None:
-                        with_ring[2][index] += ring
                     shadows[index].append(shadow_stats)
                     if diff is not None:
                         diffs[index] += diff
@@ -354,9 +343,9 @@ class ReferenceFill:
             return self._statistics(quiet)
         if tests_ring:
             self.ring_tested = True
-            if ring_clear(fits, with_ring[2], self.bands.index("B02")):
+            if ring_clear(fits, sets[1][0], self.bands.index("B02")):
                 self.fit_buffer = FIT_BUFFER
-                fits, groups = with_ring[:2]
+                fits, groups = sets[1]
         # a date sharing too few clear pixels with the target to be fitted weighs as the worst
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
@@ -417,8 +406,7 @@ class ReferenceFill:
         """Per reference: the cells' robust sums, shadow statistics, S1 difference histogram,
         own clear and valid pixel counts; per candidate group of dates, its sums (every
         ``_group_stride``-th row and column). With the ring test (``_tests_ring``), the
-        cells' and groups' sums also counting the ring the cloud buffer takes from the fits,
-        and each reference's sums on the ring alone."""
+        cells' and groups' sums also counting the ring the cloud buffer takes from the fits."""
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
         target, target_clear, _ = self._target_clear(top, left, height, width, self.fit_buffer)
@@ -445,13 +433,8 @@ class ReferenceFill:
                     target_s1 = box_db(self._s1_block(self.s1, top, left, height, width))
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
-            ring = None
-            if len(masks) > 1:
-                part = masks[1] & ~target_clear & clear
-                ring = LineSums.of(refl[:, part], target[:, part],
-                                   np.ones((len(refl), int(part.sum())), bool))
             out[ref.index] = (cells, window_shadow_stats(refl, valid, self.bands), diff,
-                              int(clear.sum()), int(valid.sum()), ring)
+                              int(clear.sum()), int(valid.sum()))
         joint_sums = []
         values = target[:, counted]
         for mask in masks:
@@ -696,18 +679,21 @@ def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int,
     return cells
 
 
-def ring_clear(fits: dict[int, CellFits], rings: dict[int, LineSums], band: int) -> bool:
-    """Whether the target's pixels in the ring its cloud buffer takes from the fits (``rings``:
-    their sums with each date) are brighter in ``band`` than the rest of its clear pixels,
-    against each date's scene-wide line, by less than ``RING_HAZE`` residual standard deviations
-    (the median over the dates sharing ``MIN_PIXELS`` pixels of the ring and of the rest)."""
+def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: int) -> bool:
+    """Whether the target's pixels in the ring its cloud buffer takes from the fits (the
+    difference between the sums of ``with_ring`` and of ``fits``, each date's over every pixel)
+    are brighter in ``band`` than the rest of its clear pixels, against each date's scene-wide
+    line, by less than ``RING_HAZE`` residual standard deviations (the median over the dates
+    sharing ``MIN_PIXELS`` pixels of the ring and of the rest)."""
     excess = []
-    for index, ring in rings.items():
-        n, pooled = ring.every[5, band], fits[index].pooled
+    for index, wider in with_ring.items():
+        pooled = fits[index].pooled
+        ring = wider.pooled.every[:, band] - pooled.every[:, band]
+        n = ring[5]
         if n < MIN_PIXELS or pooled.every[5, band] < MIN_PIXELS:
             continue
         gain = pooled.line()[0][band]
-        rx, ry = ring.every[:2, band] / n
+        rx, ry = ring[:2] / n
         px, py = pooled.every[:2, band] / pooled.every[5, band]
         excess.append(((ry - py) - gain * (rx - px))
                       / math.sqrt(fits[index].scene_variance[band]))
