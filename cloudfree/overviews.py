@@ -4,9 +4,11 @@ GDAL's COG driver, given a file without overviews, halves its sides (rounding do
 fit one block, then computes each level from the one above it (a cascade, not from the full
 image). Averages: each overview pixel ``j`` of a level ``m`` wide over a level ``n`` wide covers
 source columns ``[j n/m, (j+1) n/m)``, edge pixels weighted by the part of them inside (so odd
-sides, e.g. 2745 -> 1372, mix three columns with fractional weights), nodata left out, integers
-rounded half up; nearest picks column ``int(0.5 + j n/m)`` (GDAL's gcore/overview.cpp,
-GDALResampleChunk_AverageOrRMS_T and GDALResampleChunk_NearT, 3.10). This module does the same
+sides, e.g. 2745 -> 1372, mix three columns with fractional weights), nodata left out; unsigned
+integers rounded half up, signed 16-bit ones averaged in GDAL's float32 work type, compared with
+nodata there and rounded half away from zero, as GDALCopyWords casts them; nearest picks column
+``int(0.5 + j n/m)`` (GDAL's gcore/overview.cpp, GDALResampleChunk_AverageOrRMS_T and
+GDALResampleChunk_NearT, 3.10). This module does the same
 on the blocks of a streamed output, in the order they are written (strips of rows top to bottom,
 each strip's blocks left to right), keeping only the rows and columns that a level's next pixels
 still need; each level goes to a scratch GeoTIFF that the COG step hands to GDAL as the source's
@@ -22,7 +24,7 @@ import rasterio
 from rasterio.windows import Window
 
 #: Data types whose averages follow GDAL's integer rounding here; others are left to GDAL.
-INTEGER_AVERAGED = (np.uint8, np.uint16)
+INTEGER_AVERAGED = (np.uint8, np.uint16, np.int16)
 
 
 def overview_sizes(height: int, width: int, block: int) -> list[tuple[int, int]]:
@@ -156,31 +158,44 @@ class _Level:
         c0 = self.cols.first[cols] - left
         if self.nearest:
             return source[:, r0][:, :, c0]
-        if self.dtype.kind == "u" and self.rows.taps == self.cols.taps == 2:
+        if self.dtype.kind in "ui" and self.rows.taps == self.cols.taps == 2:
             return self._halve_integers(source, r0[0], c0[0], len(r0), len(c0))
         # a band at a time: the float64 working copy stays small
         return np.concatenate([self._weighted(source[b:b + 1], rows, r0, cols, c0)
                                for b in range(source.shape[0])])
 
     def _halve_integers(self, source, r0: int, c0: int, h: int, w: int) -> np.ndarray:
-        """2 x 2 means of integers, rounded half up, nodata left out (GDAL's exact result)."""
+        """2 x 2 means of integers, nodata left out, rounded as GDAL rounds them (its exact
+        result)."""
         quads = [source[:, r0 + dy:r0 + 2 * h:2, c0 + dx:c0 + 2 * w:2]
                  for dy in (0, 1) for dx in (0, 1)]
+        signed = self.dtype.kind == "i"
+        total = quads[0].astype(np.int32 if signed else np.uint32)
+        for q in quads[1:]:
+            total += q
+        # a quarter of the total rounded half up; one less below zero rounds half away from it
+        mean = total if self.nodata is None else total.copy()
+        if signed:
+            mean -= total < 0
+        mean += 2
+        mean >>= 2
         if self.nodata is None:
-            total = quads[0].astype(np.uint32)
-            for q in quads[1:]:
-                total += q
-            total += 2
-            total >>= 2
-            return total.astype(self.dtype)
-        total = np.zeros(quads[0].shape, np.uint32)
-        count = np.zeros(quads[0].shape, np.uint32)
-        for q in quads:
-            valid = q != self.nodata
-            total += np.where(valid, q, 0)
-            count += valid
-        mean = (2 * total + count) // np.maximum(2 * count, 1)
-        return self._finish(mean, count == 0)
+            return mean.astype(self.dtype)
+        nodata = int(self.nodata)
+        missing = sum((q == nodata).view(np.uint8) for q in quads)
+        # where all four are valid, GDAL compares the mean with nodata in its work type
+        # (signed: before rounding)
+        equal = total == 4 * nodata if signed else mean == nodata
+        out = mean.astype(self.dtype)
+        out[equal] = self._replacement()
+        part = np.nonzero(missing)
+        if part[0].size:
+            count = 4 - missing[part].astype(np.int32)
+            exact = (total[part] - nodata * (4 - count)) / np.maximum(count, 1)
+            if not signed:
+                exact = np.floor(exact + 0.5)
+            out[part] = self._finish(exact, count == 0)
+        return out
 
     def _weighted(self, source, rows: slice, r0, cols: slice, c0) -> np.ndarray:
         """Fractionally weighted means, in GDAL's order of operations (float64)."""
@@ -214,17 +229,27 @@ class _Level:
         mean = total / np.where(empty, 1.0, weight)
         if self.dtype.kind == "u":
             mean = np.floor(mean + 0.5)
+        elif self.dtype.kind == "i":
+            mean = mean.astype(np.float32)  # GDAL's work type for them
         return self._finish(mean, empty)
 
+    def _replacement(self) -> int:
+        """What GDAL writes where an average happens to equal an integer nodata value."""
+        nodata = int(self.nodata)
+        return nodata + 1 if nodata < np.iinfo(self.dtype).max else nodata - 1
+
     def _finish(self, mean: np.ndarray, empty: np.ndarray) -> np.ndarray:
-        """Cast to the output type; nodata where no source pixel was valid, and GDAL's
-        replacement where a mean happens to equal nodata."""
+        """Cast to the output type: GDAL's replacement where a mean (in its work type) happens
+        to equal nodata, signed integers rounded half away from zero (as GDALCopyWords casts
+        them), and nodata where no source pixel was valid."""
+        if self.nodata is not None and not np.isnan(self.nodata):  # integers
+            mean[mean == self.nodata] = self._replacement()
+        if self.dtype.kind == "i":
+            info = np.iinfo(self.dtype)
+            mean = np.where(mean >= 0, np.floor(mean + 0.5), np.ceil(mean - 0.5))
+            mean = mean.clip(info.min, info.max)
         out = mean.astype(self.dtype)
         if self.nodata is not None:
-            if not np.isnan(self.nodata):  # integers (floats are averaged with NaN nodata)
-                nodata = int(self.nodata)
-                out[out == nodata] = nodata + 1 if nodata < np.iinfo(self.dtype).max \
-                    else nodata - 1
             out[empty] = self.nodata
         return out
 

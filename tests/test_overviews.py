@@ -94,6 +94,10 @@ def test_overview_sizes_round_down_as_the_cog_driver_does():
     (WINTER_S2, "uint16", AVERAGE, 0, EVEN, [(320, 256), (160, 128), (80, 64)]),
     (WINTER_S2, "uint16", AVERAGE, None, ODD, [(350, 273), (175, 136), (87, 68)]),
     (WINTER_S2, "uint16", AVERAGE, None, EVEN, [(320, 256), (160, 128), (80, 64)]),
+    # signed digital numbers (as Sen1Floods11 ships them), here shifted to span zero
+    (WINTER_S2, "int16", AVERAGE, 0, ODD, [(350, 273), (175, 136), (87, 68)]),
+    (WINTER_S2, "int16", AVERAGE, None, ODD, [(350, 273), (175, 136), (87, 68)]),
+    (WINTER_S2, "int16", AVERAGE, -9999, EVEN, [(320, 256), (160, 128), (80, 64)]),
     # dB with NaN gaps
     (FLOODS_S1, "float32", AVERAGE, float("nan"), ODD, [(350, 273), (175, 136), (87, 68)]),
     # classes
@@ -104,6 +108,9 @@ def test_streamed_overviews_equal_gdals_own(tmp_path, handed, source, kind, resa
     data = mosaic(source, size)
     if kind == "uint8":
         data = (data[:1] // 1000).clip(0, 4).astype(np.uint8)
+    if kind == "int16":
+        data = data.astype(np.int32) - int(np.median(data))
+        assert (data < 0).mean() > 0.3 and (data == 0).any()
     data = data.astype(kind)
     if nodata is not None:
         data[:, :150, :90] = nodata
