@@ -49,6 +49,12 @@ from rasterio.transform import Affine
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "data"
+FLOODS = ROOT / ".." / "shared" / "data" / "sen1floods11"
+#: Real S2 and S1 a mosaic can be made of: the bundled sample (SEN12MS-CR, uint16, a forest
+#: with cumulus) or the Sen1Floods11 chip of the test data (int16 with nodata 0, EPSG:4326;
+#: river, fields, town: a much wider spread of S1 backscatter, thin cloud).
+SAMPLES = {"bundled": (SAMPLE / "s2.tif", SAMPLE / "s1.tif"),
+           "floods": (FLOODS / "Spain_7370579_S2Hand.tif", FLOODS / "Spain_7370579_S1Hand.tif")}
 
 
 def mosaic(src: Path, dst: Path, size: int) -> Path:
@@ -80,9 +86,12 @@ def unpack(ref: str, folder: Path) -> Path:
     return folder
 
 
-def make_scene(folder: Path, size: int) -> tuple[Path, Path]:
-    return (mosaic(SAMPLE / "s2.tif", folder / f"s2_{size}.tif", size),
-            mosaic(SAMPLE / "s1.tif", folder / f"s1_{size}.tif", size))
+def make_scene(folder: Path, size: int, sample: str = "bundled") -> tuple[Path, Path]:
+    """Mosaics (S2, S1) of ``size`` of one of ``SAMPLES``."""
+    s2, s1 = SAMPLES[sample]
+    suffix = "" if sample == "bundled" else f"_{sample}"
+    return (mosaic(s2, folder / f"s2{suffix}_{size}.tif", size),
+            mosaic(s1, folder / f"s1{suffix}_{size}.tif", size))
 
 
 def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:

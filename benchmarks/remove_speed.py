@@ -4,9 +4,12 @@
     python benchmarks/remove_speed.py --size 4096 --rounds 2 --memory-sizes
     python benchmarks/remove_speed.py --models cloudfree-fillnet-fast --no-stages
     python benchmarks/remove_speed.py --models median-fill --compare main --no-stages --memory-sizes
+    python benchmarks/remove_speed.py --models median-fill --sample floods --memory-sizes
 
 The scene is a mirrored mosaic of the bundled real sample (13 bands, S1 beside it, about 44 %
-cloud), as in `remove_pipeline.py`. Each round runs, one after the other in fresh processes:
+cloud), as in `remove_pipeline.py`; ``--sample floods``: of the Sen1Floods11 chip of the test
+data instead (int16, varied land and backscatter, little cloud). Each round runs, one after the
+other in fresh processes:
 - the floor: `rio cogeo create S2 OUT --cog-profile deflate` (read, decode, write a deflate COG
   with overviews; rio-cogeo's own defaults);
 - `cloudfree remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (COG output),
@@ -45,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from remove_pipeline import bare_forward_seconds, make_scene, peak_rss_mb, unpack
+from remove_pipeline import SAMPLES, bare_forward_seconds, make_scene, peak_rss_mb, unpack
 from remove_stages import print_stages
 
 from cloudfree.bundled import bundled_models
@@ -91,7 +94,8 @@ def remove_command(s2: Path, s1: Path, out: Path, model: str) -> list[str]:
 
 
 def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | None = None,
-           network: bool = True) -> tuple[list[list[float]], list[list[float]]]:
+           network: bool = True, sample: str = "bundled"
+           ) -> tuple[list[list[float]], list[list[float]]]:
     """[floor, remove per model..., network] seconds per round, alternating, after one untimed
     warm-up round (the network's only with ``network``); with ``compare`` (a folder holding
     another ``cloudfree``), the first model's remove with that package last. Also the CPU
@@ -99,7 +103,7 @@ def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | N
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
-    s2, s1 = make_scene(folder, size)
+    s2, s1 = make_scene(folder, size, sample)
     floor_cmd = [rio, "cogeo", "create", str(s2), str(folder / "floor.tif"), "--cog-profile",
                  "deflate", "--quiet"]
     results, cpus = [], []
@@ -126,18 +130,18 @@ def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | N
     return results, cpus
 
 
-def stages(folder: Path, size: int, model: str) -> dict:
+def stages(folder: Path, size: int, model: str, sample: str) -> dict:
     """``remove_stages.py``'s table of one `remove` with ``model``, in a fresh process."""
-    s2, s1 = make_scene(folder, size)
+    s2, s1 = make_scene(folder, size, sample)
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("remove_stages.py")),
                            str(s2), str(s1), str(folder / "stages.tif"), "--model", model],
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def peak_memory(folder: Path, size: int, model: str) -> dict:
+def peak_memory(folder: Path, size: int, model: str, sample: str) -> dict:
     """Seconds and peak RSS of one `remove` with ``model``, in a fresh process."""
-    s2, s1 = make_scene(folder, size)
+    s2, s1 = make_scene(folder, size, sample)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "--child", str(s2), str(s1),
                            str(folder / f"m{size}.tif"), "--models", model], check=True,
@@ -160,6 +164,8 @@ def main() -> None:
                         help="bundled models; the first one's network (if it has one) is "
                         "timed alone")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
+    parser.add_argument("--sample", choices=sorted(SAMPLES), default="bundled",
+                        help="the real S2 and S1 the mosaic is made of")
     parser.add_argument("--compare", metavar="REV",
                         help="also time the first model's remove as git revision REV has it")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
@@ -186,11 +192,12 @@ def main() -> None:
         folder = Path(tmp)
         compare = None if args.compare is None else unpack(args.compare, folder / "compare")
         network = has_network(models[0])
-        timings, cpus = rounds(folder, args.size, args.rounds, models, compare, network)
+        timings, cpus = rounds(folder, args.size, args.rounds, models, compare, network,
+                               args.sample)
         old = [] if compare is None else [f"{models[0]} at {args.compare}"]
         alone = [f"{models[0]}'s network alone"] if network else []
-        print(f"\n{args.size}^2 x 13 bands, S1 beside it; seconds per round (floor, then "
-              f"{', then '.join(['remove with each model', *alone, *old])})")
+        print(f"\n{args.size}^2 x 13 bands of the {args.sample} sample, S1 beside it; seconds "
+              f"per round (floor, then {', then '.join(['remove with each model', *alone, *old])})")
         head = " | ".join([*(f"remove {m}" for m in models), *(["network alone"] * network),
                            *(f"remove {m}" for m in old)])
         ratios = " | ".join(f"{m} / floor" for m in [*models, *(["network"] * network), *old])
@@ -216,9 +223,9 @@ def main() -> None:
         print(f"| median | {' | '.join(f'{t:.2f}' for t in middle)} |")
         if not args.no_stages:
             for model in models:
-                print_stages(stages(folder, args.size, model),
+                print_stages(stages(folder, args.size, model, args.sample),
                              f"`remove --model {model}`, {args.size}^2, stages")
-        memory = {m: [peak_memory(folder, size, m) for _ in range(args.memory_runs)
+        memory = {m: [peak_memory(folder, size, m, args.sample) for _ in range(args.memory_runs)
                       for size in args.memory_sizes] for m in models}
     for model, runs in memory.items():
         if not runs:
