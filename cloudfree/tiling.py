@@ -139,9 +139,9 @@ class Blender:
         self.channels = channels
         self.tile_weight = grid.weights()
         padded_width = grid.start(grid.cols - 1) + grid.tile + grid.trim
-        # Carry of the `overlap` rows below the previous strip (values + weight), full width.
+        # Carry of the `overlap` rows below the previous strip (values + weight), full width:
+        # one buffer, each chunk replacing the columns it read with those below itself
         self._down = np.zeros((channels + 1, grid.overlap, padded_width), np.float32)
-        self._next_down = np.zeros_like(self._down)
         self._right: np.ndarray | None = None
 
     def add(self, chunk: Chunk, predictions: dict[int, np.ndarray]) -> BlendedBlock | None:
@@ -163,11 +163,8 @@ class Blender:
         done_rows = chunk.height if last_row else g.stride
         done_cols = chunk.width if last_col else chunk.width - o
         self._right = None if last_col else acc[:, :, done_cols:].copy()
-        if not last_row:
-            self._next_down[:, :, x0 : x0 + done_cols] = acc[:, g.stride :, :done_cols]
-        if last_col:
-            self._down, self._next_down = self._next_down, self._down
-            self._next_down[:] = 0
+        if not last_row:  # the strip's chunks, left to right, rewrite every column of it
+            self._down[:, :, x0 : x0 + done_cols] = acc[:, g.stride :, :done_cols]
         return self._clip(acc[:, :done_rows, :done_cols], chunk.top, chunk.left)
 
     def _clip(self, block: np.ndarray, top: int, left: int) -> BlendedBlock | None:

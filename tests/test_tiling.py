@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,23 @@ def test_tiles_within_a_width_fill_it_without_passing_it(tile, overlap, width, t
     assert tiles_within(grid, width) == tiles
     widths = {c.width for c in chunks(grid, tiles)}
     assert max(widths) <= max(width, tile) and (tiles == 1 or max(widths) > width - grid.stride)
+
+
+def test_blender_holds_one_carry_across_the_scene():
+    """Through a strip of a wide scene, the blender keeps one band of ``overlap`` rows across
+    the width (values and weight) for the next strip, not one being read and one being filled."""
+    grid = TileGrid(600, 4096, 256, 32, 8)
+    padded_width = grid.start(grid.cols - 1) + grid.tile + grid.trim
+    carry = (13 + 1) * grid.overlap * padded_width * 4
+    prediction = np.ones((13, grid.tile, grid.tile), np.float32)
+    tracemalloc.start()
+    try:
+        blender = Blender(grid, channels=13)
+        for chunk in chunks(grid, 5):
+            if chunk.row == 1:  # the second strip, reading the first one's carry
+                break
+            blender.add(chunk, dict.fromkeys(chunk.tile_offsets(), prediction))
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert carry <= held < 1.5 * carry
