@@ -40,7 +40,7 @@ UNCOMPRESSED_SCRATCH_BYTES = 512 * 2**20
 COG_DEFAULT_BLOCK = 512
 
 
-def _small(profile: dict) -> bool:
+def raw_scratch(profile: dict) -> bool:
     """Whether an output of ``profile`` is small enough for uncompressed scratch files."""
     size = profile["width"] * profile["height"] * profile["count"]
     return size * np.dtype(profile["dtype"]).itemsize <= UNCOMPRESSED_SCRATCH_BYTES
@@ -48,7 +48,7 @@ def _small(profile: dict) -> bool:
 
 def scratch_profile(profile: dict) -> dict:
     """Profile of the streamed file that :func:`make_cog` copies into an output of ``profile``."""
-    return {**profile, "compress": "none", "predictor": 1} if _small(profile) else profile
+    return {**profile, "compress": "none", "predictor": 1} if raw_scratch(profile) else profile
 
 
 def cog_options(profile: dict, resampling: str) -> dict[str, str]:
@@ -84,7 +84,7 @@ def make_cog(path: Path, resampling: str, profile: dict,
     path = Path(path)
     cog = path.with_name(path.name + ".cog")
     vrt = path.with_name(path.name + ".vrt")
-    scratch = "NONE" if _small(profile) else "LZW"  # LZW: the driver's own default
+    scratch = "NONE" if raw_scratch(profile) else "LZW"  # LZW: the driver's own default
     try:
         source = path
         if overviews:

@@ -49,9 +49,9 @@ MASK_BLOCK = 512
 #: ``remove`` peaked 171 MB higher than with 64 (and 1024^2, whose blocks never fill it, not at
 #: all), outputs identical.
 GDAL_CACHE_MB = 256
-#: Least block cache while streaming a scene (MB): room for the reads of the chunks in flight.
-#: Less cost CPU: 32 MB took about 10 % more than 64 on a 4096^2 ``remove``.
-MIN_GDAL_CACHE_MB = 64
+#: Least block cache while streaming a scene (MB): room for the reads of the chunks in flight
+#: (the chunks read the scene back from its decoded copy, outside the cache).
+MIN_GDAL_CACHE_MB = 32
 
 
 def scene_io_env(output_row_bytes: int | None = None, block_rows: int = OUTPUT_BLOCK

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from cloudfree.bundled import FILL_MODEL
-from cloudfree.cog import AVERAGE, NEAREST
+from cloudfree.cog import AVERAGE, NEAREST, raw_scratch
 from cloudfree.coregister import open_s1_on_grid
 from cloudfree.decoded_scene import DecodedScene
 from cloudfree.engines import (
@@ -859,10 +859,14 @@ def remove_scene(
             temporal_mask = bool(references) and judges_by_default(s2.bands)
         check_geotiff_output(len(bands), s2.dtype, creation_options)
         # GDAL's block cache bounded by what the outputs' blocks need (from here on: the
-        # first passes read the whole scene)
+        # first passes read the whole scene): two rows of them where an output is streamed
+        # compressed, none where every one goes to the COG step's raw scratch file
         per_pixel = len(bands) * (np.dtype(s2.dtype).itemsize + 4 * (uncertainty_out is not None))
         per_pixel += (mask_out is not None) + (source_out is not None) + 2 * (days_out is not None)
-        stack.enter_context(scene_io_env(s2.width * per_pixel, int(
+        largest = {"width": s2.width, "height": s2.height, "count": len(bands),
+                   "dtype": "float32" if uncertainty_out is not None else s2.dtype}
+        compressed = not cog or not raw_scratch(largest)
+        stack.enter_context(scene_io_env(s2.width * per_pixel * compressed, int(
             (creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
         stack.enter_context(releasing_as_it_grows())  # between the releases after each chunk
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))

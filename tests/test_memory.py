@@ -65,7 +65,8 @@ def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monke
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
     mb = 2**20
     # a 13-band uint16 output 10980 px wide: 2 rows of 256 px blocks, 139 MB
-    for row_bytes, block, cache in ((None, 256, 256 * mb), (1024 * 26, 256, 64 * mb),
+    for row_bytes, block, cache in ((None, 256, 256 * mb), (1024 * 26, 256, 32 * mb),
+                                    (0, 256, 32 * mb),
                                     (10980 * 26, 256, 2 * 256 * 10980 * 26),
                                     (10980 * 26, 512, 256 * mb)):
         with scene_io_env(row_bytes, block):
@@ -107,3 +108,28 @@ def test_threads_share_one_heap_arena_unless_the_user_sets_their_number(env, lim
     done = subprocess.run([sys.executable, "-c", HEAPS_AFTER_THREADS], env={**run_env, **env},
                           capture_output=True, text=True, check=True)
     assert done.stdout.split() == [limited, str(heaps)]
+
+
+@pytest.mark.parametrize(("cog", "rows_kept"), [
+    (True, False),  # a raw scratch file: partly written blocks cost no compression
+    (False, True),  # written compressed as it streams
+])
+def test_remove_keeps_output_blocks_in_the_cache_only_when_it_streams_them_compressed(
+        tmp_path, monkeypatch, cog, rows_kept):
+    import importlib
+
+    from conftest import SUMMER_S1, SUMMER_S2
+
+    from cloudfree.rasterio_io import scene_io_env
+
+    removal = importlib.import_module("cloudfree.remove_scene")  # the package's is the function
+
+    asked = []
+
+    def spy(row_bytes=None, block=256):
+        asked.append(row_bytes)
+        return scene_io_env(row_bytes, block)
+
+    monkeypatch.setattr(removal, "scene_io_env", spy)
+    removal.remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "out.tif", quiet=True, cog=cog)
+    assert asked == [256 * 13 * 2 if rows_kept else 0]
