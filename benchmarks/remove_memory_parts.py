@@ -28,6 +28,8 @@ from pathlib import Path
 
 from remove_pipeline import make_scene, peak_rss_mb
 
+from cloudfree.memory import resident_bytes
+
 MIB = 2**20
 
 
@@ -40,13 +42,12 @@ class MallInfo2(ctypes.Structure):
 
 
 class Sampler:
-    """Samples (seconds, resident MB, heap in use MB, GDAL cache MB, loads under way)."""
+    """Samples (seconds, resident MB, heap in use MB, GDAL cache MB)."""
 
     def __init__(self) -> None:
         self.libc = ctypes.CDLL(None)
         self.libc.mallinfo2.restype = MallInfo2
         self.gdal = None
-        self.loading = 0
         self.first = self.last = None  # the chunk phase
         self.samples: list[tuple[float, float, float, float]] = []
         self.stop = threading.Event()
@@ -70,9 +71,7 @@ class Sampler:
                 if scene_removal is not None and hasattr(scene_removal, "finish"):
                     self.patch(scene_removal)
                     patched = True
-            with open("/proc/self/statm") as f:
-                rss = int(f.read().split()[1]) * 4096 / MIB
-            self.samples.append((time.perf_counter(), rss,
+            self.samples.append((time.perf_counter(), resident_bytes() / MIB,
                                  self.libc.mallinfo2().uordblks / MIB, self.gdal_cache()))
 
     def patch(self, scene_removal) -> None:
@@ -96,12 +95,9 @@ class Sampler:
                  "gdal_cache": [s[3] for s in phase],
                  "not_in_use": [s[1] - s[2] for s in phase]}
         return {"peak": peak_rss_mb(), "samples": len(phase),
-                **{k: (statistics.median(v), quantile(v, 0.9)) for k, v in parts.items()},
+                **{k: (statistics.median(v), statistics.quantiles(v, n=10)[-1])
+                   for k, v in parts.items()},
                 "at_top": {"resident": top[1], "heap_in_use": top[2], "gdal_cache": top[3]}}
-
-
-def quantile(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
 def child(s2: str, s1: str, out: str) -> None:

@@ -89,9 +89,8 @@ def unpack(ref: str, folder: Path) -> Path:
 def make_scene(folder: Path, size: int, sample: str = "bundled") -> tuple[Path, Path]:
     """Mosaics (S2, S1) of ``size`` of one of ``SAMPLES``."""
     s2, s1 = SAMPLES[sample]
-    suffix = "" if sample == "bundled" else f"_{sample}"
-    return (mosaic(s2, folder / f"s2{suffix}_{size}.tif", size),
-            mosaic(s1, folder / f"s1{suffix}_{size}.tif", size))
+    return (mosaic(s2, folder / f"s2_{sample}_{size}.tif", size),
+            mosaic(s1, folder / f"s1_{sample}_{size}.tif", size))
 
 
 def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:

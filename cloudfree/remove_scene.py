@@ -865,8 +865,8 @@ def remove_scene(
         per_pixel += (mask_out is not None) + (source_out is not None) + 2 * (days_out is not None)
         largest = {"width": s2.width, "height": s2.height, "count": len(bands),
                    "dtype": "float32" if uncertainty_out is not None else s2.dtype}
-        compressed = not cog or not raw_scratch(largest)
-        stack.enter_context(scene_io_env(s2.width * per_pixel * compressed, int(
+        row_bytes = 0 if cog and raw_scratch(largest) else s2.width * per_pixel
+        stack.enter_context(scene_io_env(row_bytes, int(
             (creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
         stack.enter_context(releasing_as_it_grows())  # between the releases after each chunk
         tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
