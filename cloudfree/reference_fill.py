@@ -189,6 +189,10 @@ class ReferenceBlock:
     def covered(self) -> np.ndarray:
         return self.source > 0
 
+    def crop(self, rows: slice, cols: slice) -> ReferenceBlock:
+        return ReferenceBlock(self.values[:, rows, cols], self.source[rows, cols],
+                              None if self.terms is None else self.terms.crop(rows, cols))
+
 
 @dataclass
 class Fitted:

@@ -57,6 +57,7 @@ from cloudfree.local_fill import (
     local_fill,
     source_weight,
 )
+from cloudfree.local_residual import CONTEXT, carry_residual, sources_near
 from cloudfree.mask_input import (
     FirstPassCopy,
     MaskInput,
@@ -104,7 +105,7 @@ from cloudfree.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.shadow import NEAR as SHADOW_NEAR
 from cloudfree.shadow import tied_shadows
 from cloudfree.signals import check_stop
-from cloudfree.temporal_mask import judges_by_default
+from cloudfree.temporal_mask import Background, judges_by_default
 from cloudfree.threads import one_blas_thread, ordered_map, thread_pool, usable_cores
 from cloudfree.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks, tiles_within
 from cloudfree.uncertainty import (
@@ -454,6 +455,8 @@ class SceneRemoval:
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
+        if self.references is not None:  # the clear pixels whose residual the dates' fill takes
+            halo = max(halo, CONTEXT)
         refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params, self.decoded),
                                        chunk.top, chunk.left, chunk.height, chunk.width,
                                        s2.height, s2.width, halo, pads_itself=True)
@@ -509,17 +512,16 @@ class SceneRemoval:
                                 filled).crop(*inner)
         if local is not None:
             s1 = s1[:, inner[0], inner[1]]
+        reference = None
+        if self.references is not None:
+            reference = self._from_dates(chunk, halo, refl, valid & (classes == CLEAR) & ~region,
+                                         region, (alpha > 0) & valid, background)
         scaling = self.engine.scaling
         # scaled (a new array) first, so that the padded fill is let go before the copy below
         network_input = scaling.scale_s2(network_input[:, inner[0], inner[1]])
         # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
         refl, valid = np.ascontiguousarray(refl[:, inner[0], inner[1]]), valid[inner]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
-        with self._one_reader:  # one chunk's arrays of the references at a time
-            reference = None if self.references is None else self.references.estimate(
-                chunk.top, chunk.left, chunk.height, chunk.width, (alpha > 0) & valid,
-                None if background is None else background.crop(*inner),
-                terms=self.uncertainty is not None)
         if reference is not None and self.restoring is not None and background is not None:
             restore_dates(reference, refl, region[inner], classes, valid, self.restoring,
                           self.bands)
@@ -528,6 +530,30 @@ class SceneRemoval:
                            scaling.scale_s1(s1) if network else None, refl, valid, classes,
                            alpha, mask[None].astype(np.float32) if network else None,
                            np.isnan(s1).any(axis=0), bound, reference, terms)
+
+    def _from_dates(self, chunk: Chunk, halo: int, refl: np.ndarray, clear: np.ndarray,
+                    region: np.ndarray, need: np.ndarray, background: Background | None
+                    ) -> ReferenceBlock | None:
+        """The references' fill of the chunk's ``need`` pixels (arrays with ``halo``), with the
+        residual of the target's ``clear`` pixels beside them carried in (``local_residual``)."""
+        around = (slice(halo - CONTEXT, halo + chunk.height + CONTEXT),
+                  slice(halo - CONTEXT, halo + chunk.width + CONTEXT))
+        inner = (slice(CONTEXT, CONTEXT + chunk.height), slice(CONTEXT, CONTEXT + chunk.width))
+        own = np.zeros((chunk.height + 2 * CONTEXT, chunk.width + 2 * CONTEXT), bool)
+        own[inner] = True
+        need, clear = need[around] & own, clear[around]
+        with self._one_reader:  # one chunk's arrays of the references at a time
+            reference = self.references.estimate(
+                chunk.top - CONTEXT, chunk.left - CONTEXT, chunk.height + 2 * CONTEXT,
+                chunk.width + 2 * CONTEXT, need | sources_near(need, clear),
+                None if background is None else background.crop(*around),
+                terms=self.uncertainty is not None)
+        if reference is None:
+            return None
+        covered = reference.covered
+        carry_residual(reference.values, refl[:, around[0], around[1]], clear & covered,
+                       region[around], need & covered, self.bands)
+        return reference.crop(*inner)
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""

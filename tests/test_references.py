@@ -7,6 +7,7 @@ winter image of the same place (another date, no cloud by the mask) is the refer
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import warnings
@@ -23,8 +24,9 @@ from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
-from cloudfree import agreement, joint_fit, reference_fill, references
+from cloudfree import agreement, joint_fit, local_residual, reference_fill, references
 from cloudfree.local_fill import LocalFillParams
+from cloudfree.local_residual import REACH, carry_residual
 from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
 from cloudfree.references import acquisition_date, change_threshold_db, open_reference
@@ -700,6 +702,107 @@ def test_a_reference_read_on_many_threads_holds_one_handle_within_its_cache_shar
                     np.testing.assert_array_equal(part, whole[:, window.toslices()[0],
                                                                window.toslices()[1]])
         assert open_descriptors(path) == 0
+
+
+def test_the_residual_beside_a_cloud_is_carried_into_its_edge_and_fades_inside(scenes):
+    """The other winter date fitted to the clear winter patch by a line per band predicts the
+    land under the pasted cumulus; what the patch's clear pixels differ from that prediction by
+    is carried into the cloud's edge (a third off the error of the 10 m bands next to it) and
+    nowhere else: pixels beyond the Gaussian's reach and the clear pixels keep their values."""
+    with open_sentinel2(WINTER_CLEAR) as s2:
+        truth, valid = s2.read()
+    with open_sentinel2(WINTER_S2) as s2:
+        other = s2.read()[0]
+    cloud = scenes["cloud"]
+    predicted = np.stack([np.polyval(np.polyfit(o[~cloud], t[~cloud], 1), o)
+                          for o, t in zip(other, truth, strict=True)]).astype(np.float32)
+    values = predicted.copy()
+    carry_residual(values, truth, valid & ~cloud, cloud, cloud, BANDS)
+    inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
+
+    def rmse(a, where, bands=BANDS):
+        at = [BANDS.index(b) for b in bands]
+        return np.sqrt(np.mean((a[at][:, where] - truth[at][:, where]) ** 2))
+
+    edge, next_ = cloud & (inside <= 2), cloud & (inside > 2) & (inside <= 4)
+    ten = ("B02", "B03", "B04", "B08")  # a 20 or 60 m band lends from farther: less
+    assert rmse(values, edge, ten) < 0.7 * rmse(predicted, edge, ten)
+    assert rmse(values, next_, ten) < 0.9 * rmse(predicted, next_, ten)
+    assert rmse(values, edge) < 0.8 * rmse(predicted, edge)
+    deep = inside > REACH
+    assert deep.sum() > 5000
+    np.testing.assert_array_equal(values[:, deep | ~cloud], predicted[:, deep | ~cloud])
+
+
+def test_cloud_the_mask_missed_beside_a_cloud_lends_no_residual(scenes, monkeypatch):
+    """Every third pixel beside the pasted cumulus made cloud again (the cumulus' own values)
+    but left clear by the mask: brighter in blue than the other date's prediction, they lend
+    nothing, and the fill is the one without them; taken as land, they would brighten the
+    cloud's edge."""
+    with open_sentinel2(WINTER_CLEAR) as s2:
+        truth, valid = s2.read()
+    with open_sentinel2(WINTER_S2) as s2:
+        other = s2.read()[0]
+    with open_sentinel2(SUMMER_S2) as s2:
+        summer = s2.read()[0]
+    cloud = scenes["cloud"]
+    predicted = np.stack([np.polyval(np.polyfit(o[~cloud], t[~cloud], 1), o)
+                          for o, t in zip(other, truth, strict=True)]).astype(np.float32)
+    beside = ndimage.binary_dilation(cloud) & ~cloud
+    missed = beside & (np.arange(cloud.size).reshape(cloud.shape) % 3 == 0)
+    seen = np.where(missed, summer, truth)
+    assert (summer[1, missed] - predicted[1, missed] > local_residual.HAZE).mean() > 0.9
+    fills = {}
+    for name, observed, clear, haze in (("missed", seen, valid & ~cloud, local_residual.HAZE),
+                                        ("without", truth, valid & ~cloud & ~missed, 0.02),
+                                        ("no test", seen, valid & ~cloud, np.inf)):
+        monkeypatch.setattr(local_residual, "HAZE", haze)
+        fills[name] = predicted.copy()
+        carry_residual(fills[name], observed, clear, cloud, cloud, BANDS)
+    taken = fills["missed"] == fills["without"]
+    # the 10 m bands exactly; a 20 or 60 m band's margin keeps the rest off already
+    assert taken[[BANDS.index(b) for b in ("B02", "B03", "B04", "B08")]].all()
+    assert taken.mean() > 0.999
+    edge = cloud & ndimage.binary_dilation(beside)
+    assert (fills["no test"][1:4, edge] - fills["without"][1:4, edge]).mean() > 0.01
+
+
+def test_remove_with_a_reference_carries_the_residual_seamlessly(scenes, monkeypatch,
+                                                                 tmp_path):
+    """``remove --reference`` on the pasted cumulus: the residual of the clear pixels beside
+    it makes the cloud's edge closer to the truth than the other date's fit alone, and the
+    dates' fill of chunks one 64 px tile wide (16 over the patch, cutting the cloud) is that of
+    chunks of whole rows of tiles, bit for bit."""
+    removal = importlib.import_module("cloudfree.remove_scene")  # the package's is the function
+    from_dates = removal.SceneRemoval._from_dates
+    fills, outputs = {}, {}
+
+    def spy(self, chunk, *args):
+        block = from_dates(self, chunk, *args)
+        canvas = fills.setdefault(name, np.full((13, 256, 256), np.nan, np.float32))
+        if block is not None:
+            here = canvas[:, chunk.top:chunk.top + chunk.height,
+                          chunk.left:chunk.left + chunk.width]
+            h, w = here.shape[1:]
+            np.copyto(here, block.values[:, :h, :w], where=block.covered[:h, :w])
+        return block
+
+    monkeypatch.setattr(removal.SceneRemoval, "_from_dates", spy)
+    for name, width, carry in (("whole", removal.FILL_CHUNK_WIDTH, carry_residual),
+                               ("narrow", 64, carry_residual),
+                               ("fit alone", removal.FILL_CHUNK_WIDTH, lambda *a: None)):
+        monkeypatch.setattr(removal, "FILL_CHUNK_WIDTH", width)
+        monkeypatch.setattr(removal, "carry_residual", carry)
+        out = tmp_path / f"{name}.tif"
+        remove_scene(scenes["target"], None, out, references=[WINTER_S2], tile=64,
+                     model="median-fill", quiet=True)
+        outputs[name] = read(out)[0]
+    cloud = scenes["cloud"]
+    assert not np.isnan(fills["whole"][:, cloud]).any()
+    np.testing.assert_array_equal(fills["whole"], fills["narrow"])
+    edge = cloud & (ndimage.distance_transform_cdt(cloud, metric="chessboard") <= 3)
+    scores = {name: psnr(v, scenes["truth"], edge) for name, v in outputs.items()}
+    assert scores["whole"] > scores["fit alone"] + 1, scores
 
 
 def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scenes):

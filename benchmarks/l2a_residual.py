@@ -1,0 +1,99 @@
+"""What carrying the target's residual into the fill (``local_residual.py``) gives, by setting.
+
+    python benchmarks/l2a_residual.py DEST [--half odd] [--harder two-clouds|far-dates]
+        [--sigma 1 2 4] [--shrink 0.005 0.02 0.05]
+
+On the WorldCereal cases of ``benchmarks/l2a_pool.py`` (the same ``--half`` and ``--harder``),
+``remove --reference`` with every other month, without the carried residual, with it at each
+``--sigma`` x ``--shrink``, and at the defaults with one guard or none (the blue test, the
+margins of the 20 and 60 m bands); per setting the mean PSNR on the pasted cloud, the worst
+case, the mean and extremes of its change against no residual, and the closest case over
+median fill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from itertools import product
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+import rasterio
+from l2a_pool import _months_apart, psnr, reflectance, two_clouds
+
+from cloudfree import local_residual
+from cloudfree.remove_scene import remove_scene
+
+removal = importlib.import_module("cloudfree.remove_scene")  # the package's is the function
+HAZE, MARGIN, SIGMA, SHRINK = (local_residual.HAZE, local_residual.MARGIN, local_residual.SIGMA,
+                               local_residual.SHRINK)
+
+
+GUARDS = {"blue": "the blue test only", "margins": "the margins only", "none": "none"}
+
+
+def set_carry(sigma: float | None, shrink: float, guards: str = "both") -> None:
+    """Carry with this sigma and shrink (None: no residual carried) and these guards: "both",
+    "blue" (no margins), "margins" (no blue test) or "none"."""
+    local_residual.SIGMA, local_residual.SHRINK = sigma or 1.0, shrink
+    local_residual.HAZE = HAZE if guards in ("both", "blue") else np.inf
+    local_residual.MARGIN = MARGIN if guards in ("both", "margins") else dict.fromkeys(MARGIN, 0)
+    local_residual.REACH = int(local_residual.TRUNCATE * (sigma or 1.0) + 0.5)
+    local_residual.CONTEXT = removal.CONTEXT = local_residual.REACH + max(
+        local_residual.MARGIN.values())
+    removal.carry_residual = local_residual.carry_residual if sigma else lambda *args: None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="DEST of scripts/build_l2a_pool.py")
+    parser.add_argument("--half", choices=("even", "odd"), default="odd")
+    parser.add_argument("--harder", choices=("two-clouds", "far-dates"))
+    parser.add_argument("--sigma", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    parser.add_argument("--shrink", type=float, nargs="+", default=[0.005, 0.02, 0.05])
+    args = parser.parse_args()
+    root = args.root / "worldcereal"
+    months = sorted(root.glob("s2_*.tif"))
+    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
+    targets = sorted({case.name[:13] for case in cases})[args.half == "odd"::2]
+    cases = [case for case in cases if case.name[:13] in targets]
+    settings = [(None, 0.0, "both"), *((sigma, shrink, "both") for sigma, shrink in
+                                       product(args.sigma, args.shrink)),
+                *((SIGMA, SHRINK, guards) for guards in ("blue", "margins", "none"))]
+    scores = np.zeros((len(cases), len(settings)))
+    base = np.zeros(len(cases))
+    with TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.harder == "two-clouds":
+            cases = two_clouds(cases, work)
+        for i, case in enumerate(cases):
+            month = root / f"{case.name[:13]}.tif"
+            others = [p for p in months if p != month and not (
+                args.harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+            with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
+                cloud = ds.read(1) > 0
+            truth = reflectance(month)[0]
+            remove_scene(case, None, work / "o.tif", quiet=True, overwrite=True)
+            base[i] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
+            for j, setting in enumerate(settings):
+                set_carry(*setting)
+                remove_scene(case, None, work / "o.tif", references=others, quiet=True,
+                             overwrite=True)
+                scores[i, j] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
+            print(f"{case.stem[3:]}: median fill {base[i]:.2f}, --reference "
+                  + ", ".join(f"{s:.2f}" for s in scores[i]), flush=True)
+    print(f"\n{len(cases)} cases\n\n| residual carried | mean dB | worst | change: mean / least / "
+          "most | closest over median fill |\n|---|---|---|---|---|")
+    for j, (sigma, shrink, guards) in enumerate(settings):
+        change = scores[:, j] - scores[:, 0]
+        name = "none" if sigma is None else f"sigma {sigma:g} px, shrink {shrink:g}" + (
+            "" if guards == "both" else f", guards: {GUARDS[guards]}")
+        print(f"| {name} | {scores[:, j].mean():.2f} | {scores[:, j].min():.2f} | "
+              f"{change.mean():+.2f} / {change.min():+.2f} / {change.max():+.2f} | "
+              f"{(scores[:, j] - base).min():+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
