@@ -21,18 +21,18 @@ from cloudfree.sentinel2 import RESOLUTION
 
 #: The Gaussian's sigma (px) and the shrink added to its density of clear pixels (a density of
 #: 1 is a neighbourhood all clear). Chosen on the L2A benchmark's targets at odd places in time
-#: order (docs/benchmarks/l2a.md): sigma 1, 1.5, 2, 3, 4 and 6 px with shrink 0.02 gave +0.25,
-#: +0.30, +0.32, +0.31, +0.29 and +0.24 dB on average over the fill without it; at sigma 2,
-#: shrink 0, 0.005, 0.02 and 0.05 gave +0.13 (one case -0.46), +0.33, +0.32 and +0.29. The
-#: shrink of 0.02 lowers no case of the tuning half or of its far-dates set.
+#: order (``benchmarks/l2a_residual.py``, docs/benchmarks/l2a.md): sigma 1, 2 and 3 px with a
+#: shrink of 0.02 gave +0.10, +0.16 and +0.16 dB on average over the fill without it (at most
+#: +0.45, +0.75 and +0.89); shrinks of 0.005 and 0.05 at 2 px +0.16 and +0.14. At 2 px and
+#: 0.02 no case loses.
 SIGMA = 2.0
 SHRINK = 0.02
 #: How far (px) the Gaussian reaches: scipy's kernel radius at its default truncation.
 TRUNCATE = 4.0
 REACH = int(TRUNCATE * SIGMA + 0.5)
 #: A clear pixel brighter in blue than the prediction by more than this (reflectance) lends no
-#: residual: cloud or haze the mask missed beside a cloud, not the land. On the L2A benchmark's
-#: tuning half 0.01, 0.02 and 0.04 cost 0.02, 0.005 and 0 dB of the residual's gain (0.32 dB).
+#: residual: cloud or haze the mask missed beside a cloud, not the land. It costs the tuning half
+#: above 0.01 dB without the margins below and nothing with them.
 HAZE = 0.02
 #: Pixels of a band sampled at 20 or 60 m repeat one value over 2 or 6 px of the 10 m grid, so
 #: one beside a cloud may hold some of it: in such a band, a clear pixel within (its sampling /

@@ -553,6 +553,7 @@ class SceneRemoval:
         covered = reference.covered
         carry_residual(reference.values, refl[:, around[0], around[1]], clear & covered,
                        region[around], need & covered, self.bands)
+        reference.source[~need] = 0  # the clear pixels only lent their residual
         return reference.crop(*inner)
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
