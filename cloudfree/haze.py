@@ -89,8 +89,8 @@ def around(where: np.ndarray, margin: int) -> tuple[slice, slice]:
     """The rows and columns of the ``where`` pixels [H, W] (at least one), ``margin`` pixels
     more on each side within the array."""
     rows, cols = np.flatnonzero(where.any(axis=1)), np.flatnonzero(where.any(axis=0))
-    return (slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
-            slice(max(cols[0] - margin, 0), cols[-1] + margin + 1))
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, where.shape[0])),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, where.shape[1])))
 
 
 def reach(sigma: float) -> int:

@@ -49,6 +49,7 @@ from cloudfree.fill import (
     fill_masked,
     window_counts,
 )
+from cloudfree.haze import reach as haze_reach
 from cloudfree.kept_scene import keep_scene
 from cloudfree.local_fill import (
     LocalFillParams,
@@ -455,8 +456,10 @@ class SceneRemoval:
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
-        if self.references is not None:  # the clear pixels whose residual the dates' fill takes
-            halo = max(halo, CONTEXT)
+        if self.references is not None:  # what the dates' fill reads around the chunk
+            halo = max(halo, CONTEXT + (haze_reach(self.restoring.haze.sigma) if
+                                        self.restoring is not None and
+                                        self.restoring.haze is not None else 0))
         refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params, self.decoded),
                                        chunk.top, chunk.left, chunk.height, chunk.width,
                                        s2.height, s2.width, halo, pads_itself=True)
@@ -514,47 +517,56 @@ class SceneRemoval:
             s1 = s1[:, inner[0], inner[1]]
         reference = None
         if self.references is not None:
-            reference = self._from_dates(chunk, halo, refl, valid & (classes == CLEAR) & ~region,
-                                         region, (alpha > 0) & valid, background)
+            reference = self._from_dates(chunk, halo, refl, valid, classes, region,
+                                         (alpha > 0) & valid, background)
         scaling = self.engine.scaling
         # scaled (a new array) first, so that the padded fill is let go before the copy below
         network_input = scaling.scale_s2(network_input[:, inner[0], inner[1]])
         # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
         refl, valid = np.ascontiguousarray(refl[:, inner[0], inner[1]]), valid[inner]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
-        if reference is not None and self.restoring is not None and background is not None:
-            restore_dates(reference, refl, region[inner], classes, valid, self.restoring,
-                          self.bands)
         # the network's other inputs only where there is one (chunks in flight are smaller)
         return LoadedChunk(chunk, network_input,
                            scaling.scale_s1(s1) if network else None, refl, valid, classes,
                            alpha, mask[None].astype(np.float32) if network else None,
                            np.isnan(s1).any(axis=0), bound, reference, terms)
 
-    def _from_dates(self, chunk: Chunk, halo: int, refl: np.ndarray, clear: np.ndarray,
-                    region: np.ndarray, need: np.ndarray, background: Background | None
-                    ) -> ReferenceBlock | None:
+    def _from_dates(self, chunk: Chunk, halo: int, refl: np.ndarray, valid: np.ndarray,
+                    classes: np.ndarray, region: np.ndarray, need: np.ndarray,
+                    background: Background | None) -> ReferenceBlock | None:
         """The references' fill of the chunk's ``need`` pixels (arrays with ``halo``), with the
-        residual of the target's ``clear`` pixels beside them carried in (``local_residual``)."""
-        around = (slice(halo - CONTEXT, halo + chunk.height + CONTEXT),
-                  slice(halo - CONTEXT, halo + chunk.width + CONTEXT))
-        inner = (slice(CONTEXT, CONTEXT + chunk.height), slice(CONTEXT, CONTEXT + chunk.width))
-        own = np.zeros((chunk.height + 2 * CONTEXT, chunk.width + 2 * CONTEXT), bool)
-        own[inner] = True
-        need, clear = need[around] & own, clear[around]
+        residual of the target's clear pixels beside them carried in (``local_residual``) and,
+        where the dates judge the clouds, what shows through thin cloud restored
+        (``restore_dates``). Both read pixels around the chunk, which are filled here too, so
+        that a pixel comes out the same whatever chunk it falls in."""
+        restoring = self.restoring is not None and background is not None
+        # the region beyond the chunk whose fill the restoration's smoothing reads
+        beyond = haze_reach(self.restoring.haze.sigma) if restoring and \
+            self.restoring.haze is not None else 0
+        pad = beyond + CONTEXT
+        around = (slice(halo - pad, halo + chunk.height + pad),
+                  slice(halo - pad, halo + chunk.width + pad))
+        height, width = chunk.height + 2 * pad, chunk.width + 2 * pad
+        within = np.zeros((height, width), bool)
+        within[CONTEXT:height - CONTEXT, CONTEXT:width - CONTEXT] = True
+        clear = (valid & (classes == CLEAR) & ~region)[around]
+        need = need[around] & within
         with self._one_reader:  # one chunk's arrays of the references at a time
             reference = self.references.estimate(
-                chunk.top - CONTEXT, chunk.left - CONTEXT, chunk.height + 2 * CONTEXT,
-                chunk.width + 2 * CONTEXT, need | sources_near(need, clear),
+                chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
                 None if background is None else background.crop(*around),
                 terms=self.uncertainty is not None)
         if reference is None:
             return None
         covered = reference.covered
-        carry_residual(reference.values, refl[:, around[0], around[1]], clear & covered,
-                       region[around], need & covered, self.bands)
+        refl = refl[:, around[0], around[1]]
+        carry_residual(reference.values, refl, clear & covered, region[around], need & covered,
+                       self.bands)
         reference.source[~need] = 0  # the clear pixels only lent their residual
-        return reference.crop(*inner)
+        if restoring:
+            restore_dates(reference, refl, region[around], classes[around], valid[around],
+                          self.restoring, self.bands)
+        return reference.crop(slice(pad, pad + chunk.height), slice(pad, pad + chunk.width))
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
