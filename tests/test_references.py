@@ -60,6 +60,23 @@ def scenes(tmp_path_factory):
             "profile": profile}
 
 
+@pytest.fixture(scope="module")
+def winter_fit(scenes):
+    """The clear winter patch (reflectance, valid), the summer cumulus' reflectance, and the
+    other winter date fitted to the clear patch by a line per band on the land outside the
+    pasted cloud: the dates' prediction."""
+    with open_sentinel2(WINTER_CLEAR) as s2:
+        truth, valid = s2.read()
+    with open_sentinel2(WINTER_S2) as s2:
+        other = s2.read()[0]
+    with open_sentinel2(SUMMER_S2) as s2:
+        summer = s2.read()[0]
+    land = ~scenes["cloud"]
+    predicted = np.stack([np.polyval(np.polyfit(o[land], t[land], 1), o)
+                          for o, t in zip(other, truth, strict=True)]).astype(np.float32)
+    return truth, valid, summer, predicted
+
+
 def psnr(a, b, where):
     diff = (a[:, where].astype(np.float64) - b[:, where]) / 10000
     return 10 * np.log10(1 / np.mean(diff ** 2))
@@ -704,18 +721,14 @@ def test_a_reference_read_on_many_threads_holds_one_handle_within_its_cache_shar
         assert open_descriptors(path) == 0
 
 
-def test_the_residual_beside_a_cloud_is_carried_into_its_edge_and_fades_inside(scenes):
+def test_the_residual_beside_a_cloud_is_carried_into_its_edge_and_fades_inside(scenes,
+                                                                               winter_fit):
     """The other winter date fitted to the clear winter patch by a line per band predicts the
     land under the pasted cumulus; what the patch's clear pixels differ from that prediction by
     is carried into the cloud's edge (a third off the error of the 10 m bands next to it) and
     nowhere else: pixels beyond the Gaussian's reach and the clear pixels keep their values."""
-    with open_sentinel2(WINTER_CLEAR) as s2:
-        truth, valid = s2.read()
-    with open_sentinel2(WINTER_S2) as s2:
-        other = s2.read()[0]
+    truth, valid, _, predicted = winter_fit
     cloud = scenes["cloud"]
-    predicted = np.stack([np.polyval(np.polyfit(o[~cloud], t[~cloud], 1), o)
-                          for o, t in zip(other, truth, strict=True)]).astype(np.float32)
     values = predicted.copy()
     carry_residual(values, truth, valid & ~cloud, cloud, cloud, BANDS)
     inside = ndimage.distance_transform_cdt(cloud, metric="chessboard")
@@ -734,20 +747,13 @@ def test_the_residual_beside_a_cloud_is_carried_into_its_edge_and_fades_inside(s
     np.testing.assert_array_equal(values[:, deep | ~cloud], predicted[:, deep | ~cloud])
 
 
-def test_cloud_the_mask_missed_beside_a_cloud_lends_no_residual(scenes, monkeypatch):
+def test_cloud_the_mask_missed_beside_a_cloud_lends_no_residual(scenes, winter_fit, monkeypatch):
     """Every third pixel beside the pasted cumulus made cloud again (the cumulus' own values)
     but left clear by the mask: brighter in blue than the other date's prediction, they lend
     nothing, and the fill is the one without them; taken as land, they would brighten the
     cloud's edge."""
-    with open_sentinel2(WINTER_CLEAR) as s2:
-        truth, valid = s2.read()
-    with open_sentinel2(WINTER_S2) as s2:
-        other = s2.read()[0]
-    with open_sentinel2(SUMMER_S2) as s2:
-        summer = s2.read()[0]
+    truth, valid, summer, predicted = winter_fit
     cloud = scenes["cloud"]
-    predicted = np.stack([np.polyval(np.polyfit(o[~cloud], t[~cloud], 1), o)
-                          for o, t in zip(other, truth, strict=True)]).astype(np.float32)
     beside = ndimage.binary_dilation(cloud) & ~cloud
     missed = beside & (np.arange(cloud.size).reshape(cloud.shape) % 3 == 0)
     seen = np.where(missed, summer, truth)
@@ -794,20 +800,13 @@ def test_remove_with_a_reference_carries_the_residual_seamlessly(scenes, monkeyp
     assert scores["whole"] > scores["fit alone"] + 1, scores
 
 
-def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scenes):
+def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scenes, winter_fit):
     """A veil (a tenth of the summer cumulus' own median spectrum) over the clear winter patch
     where the cumulus is, filled from the other winter date (fitted by a line per band on the
     clear land): the veil is taken off the land that shows through, which beats the other
     date's prediction; under the opaque cumulus itself the prediction is kept."""
-    with open_sentinel2(WINTER_CLEAR) as s2:
-        truth, valid = s2.read()
-    with open_sentinel2(WINTER_S2) as s2:
-        other = s2.read()[0]
-    with open_sentinel2(SUMMER_S2) as s2:
-        summer = s2.read()[0]
+    truth, valid, summer, predicted = winter_fit
     cloud = scenes["cloud"]
-    predicted = np.stack([np.polyval(np.polyfit(o[~cloud], t[~cloud], 1), o)
-                          for o, t in zip(other, truth, strict=True)]).astype(np.float32)
     classes = np.where(cloud, CLOUD, CLEAR).astype(np.uint8)
     veil = np.median(summer[:, cloud], axis=1)[:, None, None]
     scores = {}
