@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.haze import around
 from cloudfree.sentinel2 import RESOLUTION
 
 #: The Gaussian's sigma (px) and the shrink added to its density of clear pixels (a density of
@@ -55,11 +56,9 @@ def carry_residual(values: np.ndarray, observed: np.ndarray, clear: np.ndarray,
     A clear pixel brighter in blue by more than ``HAZE`` lends nothing, nor, in a band of
     ``MARGIN`` px, one that near a ``masked`` pixel. Exact on a block whose ``need`` pixels lie
     at least ``CONTEXT`` px inside it."""
-    rows, cols = np.nonzero(need.any(axis=1))[0], np.nonzero(need.any(axis=0))[0]
-    if not rows.size or not clear.any():
+    if not need.any() or not clear.any():
         return
-    box = (slice(max(rows[0] - CONTEXT, 0), rows[-1] + CONTEXT + 1),
-           slice(max(cols[0] - CONTEXT, 0), cols[-1] + CONTEXT + 1))
+    box = around(need, CONTEXT)
     clear, masked, need = clear[box], masked[box], need[box]
     if "B02" in bands:
         blue = bands.index("B02")

@@ -439,6 +439,9 @@ class SceneRemoval:
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
         self.restoring = restoring if self.local is not None else None
+        #: how far the restoration of thin cloud reads the fill around a pixel (0: none)
+        self.restore_reach = 0 if self.restoring is None or self.restoring.haze is None else \
+            haze_reach(self.restoring.haze.sigma)
         self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
         self.batch_size = options.batch_size
         #: tiles per chunk: a batch for a network; for the network-free fill, whose chunks'
@@ -457,9 +460,7 @@ class SceneRemoval:
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
         if self.references is not None:  # what the dates' fill reads around the chunk
-            halo = max(halo, CONTEXT + (haze_reach(self.restoring.haze.sigma) if
-                                        self.restoring is not None and
-                                        self.restoring.haze is not None else 0))
+            halo = max(halo, CONTEXT + self.restore_reach)
         refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params, self.decoded),
                                        chunk.top, chunk.left, chunk.height, chunk.width,
                                        s2.height, s2.width, halo, pads_itself=True)
@@ -541,9 +542,7 @@ class SceneRemoval:
         that a pixel comes out the same whatever chunk it falls in."""
         restoring = self.restoring is not None and background is not None
         # the region beyond the chunk whose fill the restoration's smoothing reads
-        beyond = haze_reach(self.restoring.haze.sigma) if restoring and \
-            self.restoring.haze is not None else 0
-        pad = beyond + CONTEXT
+        pad = CONTEXT + (self.restore_reach if restoring else 0)
         around = (slice(halo - pad, halo + chunk.height + pad),
                   slice(halo - pad, halo + chunk.width + pad))
         height, width = chunk.height + 2 * pad, chunk.width + 2 * pad
