@@ -125,8 +125,8 @@ def mask(scene, output, mask_params, score_path, references, as_json, block, thr
          level, overwrite, creation_options, cog, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata.
 
-    SCENE: a GeoTIFF of named bands (13 unnamed: L1C order), an L1C or L2A .SAFE folder, a
-    folder of per-band files or a STAC item (.json) of local files.
+    SCENE: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12 in L2A order), an L1C or
+    L2A .SAFE folder, a folder of per-band files or a STAC item (.json) of local files.
     """
     from cloudfree.mask_scene import mask_scene
 

@@ -148,8 +148,9 @@ def mask_scene(
     Parameters
     ----------
     scene : path
-        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (13 unnamed: L1C order), a
-        ``.SAFE`` folder, a folder of per-band files or a STAC item of local files.
+        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12
+        in L2A order), a ``.SAFE`` folder, a folder of per-band files or a STAC item of local
+        files.
     output : path
         Mask GeoTIFF to write, on the scene's grid.
     params : MaskParams

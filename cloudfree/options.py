@@ -212,9 +212,9 @@ def s1_s2(default_name: str, s1_required: bool = True) -> Decorator:
                           "overlapping the S2 (remove: optional with --reference or "
                           "--model median-fill)."),
         click.option("--s2", "s2_path", required=True, type=PATH,
-                     help="Sentinel-2 L1C or L2A scene: GeoTIFF of named bands (13 unnamed: "
-                          "L1C order), .SAFE folder, folder of per-band files or STAC item "
-                          "(.json) of local files."),
+                     help="Sentinel-2 L1C or L2A scene: GeoTIFF of named bands (unnamed: 13 "
+                          "in L1C order, 12 in L2A order), .SAFE folder, folder of per-band "
+                          "files or STAC item (.json) of local files."),
         output(f"Output GeoTIFF [default: {default_name}]."),
         click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
                      show_default=True, help="Units of the S1 values; auto decides from them."),

@@ -725,8 +725,9 @@ def remove_scene(
     Parameters
     ----------
     s2_path : path
-        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (13 unnamed: L1C order), a
-        ``.SAFE`` folder, a folder of per-band files or a STAC item of local files. The
+        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12
+        in L2A order), a ``.SAFE`` folder, a folder of per-band files or a STAC item of local
+        files. The
         networks need the 13 L1C bands; ``median-fill`` (the default for an input without them,
         or an L2A one) fills any band set, and the output has the input's bands in its order.
     s1_path : path or None

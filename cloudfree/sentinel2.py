@@ -45,6 +45,8 @@ log = logging.getLogger("cloudfree")
 BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
 )
+#: L2A band order (the product's bands, BigEarthNet's patches): L1C's without B10.
+L2A_BANDS: tuple[str, ...] = tuple(b for b in BANDS if b != "B10")
 #: Native ground sampling distance of each band in metres.
 RESOLUTION: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
@@ -372,10 +374,10 @@ def _read_valid(dataset, indexes: list[int], window: Window) -> np.ndarray | Non
 
 def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
                    level: str | None = "auto") -> Sentinel2:
-    """Open a Sentinel-2 input: a GeoTIFF (or any GDAL raster) of named bands (any subset; 13
-    unnamed bands in L1C order), an L1C or L2A .SAFE folder, a folder of per-band files or a
-    STAC item (``.json``) of local files. ``level``: ``auto`` (from the metadata and the band
-    set), ``L1C`` or ``L2A``."""
+    """Open a Sentinel-2 input: a GeoTIFF (or any GDAL raster) of named bands (any subset;
+    unnamed: 13 in L1C order, 12 in L2A order), an L1C or L2A .SAFE folder, a folder of
+    per-band files or a STAC item (``.json``) of local files. ``level``: ``auto`` (from the
+    metadata and the band set), ``L1C`` or ``L2A``."""
     path = Path(path)
     if isinstance(offset, str):
         offset = parse_offset(offset)
@@ -403,6 +405,13 @@ def _level(named: str | None, forced: str | None, bands: set[str]) -> str:
     return "L1C"
 
 
+#: Band orders taken for a stack without band names, by band count.
+UNNAMED: dict[int, tuple[tuple[str, ...], str]] = {
+    len(BANDS): (BANDS, "the 13-band L1C order B01..B12 (B8A 9th)"),
+    len(L2A_BANDS): (L2A_BANDS, "the 12-band L2A order B01..B12 without B10 (B8A 9th)"),
+}
+
+
 def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2:
     ds = open_raster(path, "Sentinel-2 input")
     try:
@@ -412,14 +421,15 @@ def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2
             for i, name in enumerate(names):
                 if name and name not in sources:
                     sources[name] = (ds, i + 1, 1)
-        elif ds.count == len(BANDS):
-            sources = {n: (ds, i + 1, 1) for i, n in enumerate(BANDS)}
-            log.info("%s: no band names, assuming the 13-band L1C order B01..B12 (B8A 9th)",
-                     path)
+        elif ds.count in UNNAMED:
+            order, what = UNNAMED[ds.count]
+            sources = {n: (ds, i + 1, 1) for i, n in enumerate(order)}
+            log.info("%s: no band names, assuming %s", path, what)
         else:
             raise CloudfreeError(
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
-                "(B01..B12 with B8A ninth) or band descriptions naming them (B1, B02, B8A...)"
+                "(B01..B12 with B8A ninth), 12 in L2A order (the same without B10) or band "
+                "descriptions naming them (B1, B02, B8A...)"
             )
         check_georeferenced(ds, path)
         spectral = next(i for _, i, _ in (sources[b] for b in sources if b != SCL))
