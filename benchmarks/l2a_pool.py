@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -322,6 +323,51 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
         print(f"{name}: at least median fill + 2 dB on {(ours - base >= 2).sum()}/{len(rows)} "
               f"cases, at least the naive mean on {(ours >= naive).sum()}/{len(rows)} (the raw "
               f"one on {(ours >= raw).sum()}, closest {(ours - raw).min():+.2f} dB)")
+
+
+def sweep(root: Path, half: str, harder: str | None, settings: list[Callable[[], None]],
+          work: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``remove --reference`` with every other month on the WorldCereal cases of ``half`` (and
+    ``harder``), once after each of the ``settings`` calls: the cases' names, the median
+    fill's PSNR on the pasted cloud [cases] and each setting's [cases, settings]."""
+    root = root / "worldcereal"
+    months = sorted(root.glob("s2_*.tif"))
+    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
+    targets = sorted({case.name[:13] for case in cases})[half == "odd"::2]
+    cases = [case for case in cases if case.name[:13] in targets]
+    if harder == "two-clouds":
+        cases = two_clouds(cases, work)
+    base, scores = np.zeros(len(cases)), np.zeros((len(cases), len(settings)))
+    for i, case in enumerate(cases):
+        month = root / f"{case.name[:13]}.tif"
+        others = [p for p in months if p != month and not (
+            harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+        with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
+            cloud = ds.read(1) > 0
+        truth = reflectance(month)[0]
+        remove_scene(case, None, work / "o.tif", quiet=True, overwrite=True)
+        base[i] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
+        for j, setting in enumerate(settings):
+            setting()
+            remove_scene(case, None, work / "o.tif", references=others, quiet=True,
+                         overwrite=True)
+            scores[i, j] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
+        print(f"{case.stem[3:]}: median fill {base[i]:.2f}, --reference "
+              + ", ".join(f"{s:.2f}" for s in scores[i]), flush=True)
+    return [case.stem[3:] for case in cases], base, scores
+
+
+def print_sweep(title: str, labels: list[str], base: np.ndarray, scores: np.ndarray) -> None:
+    """``sweep``'s table: per setting (``labels``, the first the one others are measured
+    against) the mean PSNR, the worst case, the mean and extremes of the change against the
+    first, and the closest case over median fill."""
+    print(f"\n{len(base)} cases\n\n| {title} | mean dB | worst | change: mean / least / most | "
+          "closest over median fill |\n|---|---|---|---|---|")
+    for j, label in enumerate(labels):
+        change = scores[:, j] - scores[:, 0]
+        print(f"| {label} | {scores[:, j].mean():.2f} | {scores[:, j].min():.2f} | "
+              f"{change.mean():+.2f} / {change.min():+.2f} / {change.max():+.2f} | "
+              f"{(scores[:, j] - base).min():+.2f} |")
 
 
 def _months_apart(a: Path, b: Path) -> int:

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from functools import partial
 from itertools import product
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
-import rasterio
-from l2a_pool import _months_apart, psnr, reflectance, two_clouds
+from l2a_pool import print_sweep, sweep
 
 from cloudfree import local_residual
-from cloudfree.remove_scene import remove_scene
 
 removal = importlib.import_module("cloudfree.remove_scene")  # the package's is the function
 HAZE, MARGIN, SIGMA, SHRINK = (local_residual.HAZE, local_residual.MARGIN, local_residual.SIGMA,
@@ -54,46 +53,16 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     parser.add_argument("--shrink", type=float, nargs="+", default=[0.005, 0.02, 0.05])
     args = parser.parse_args()
-    root = args.root / "worldcereal"
-    months = sorted(root.glob("s2_*.tif"))
-    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
-    targets = sorted({case.name[:13] for case in cases})[args.half == "odd"::2]
-    cases = [case for case in cases if case.name[:13] in targets]
     settings = [(None, 0.0, "both"), *((sigma, shrink, "both") for sigma, shrink in
                                        product(args.sigma, args.shrink)),
                 *((SIGMA, SHRINK, guards) for guards in ("blue", "margins", "none"))]
-    scores = np.zeros((len(cases), len(settings)))
-    base = np.zeros(len(cases))
     with TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        if args.harder == "two-clouds":
-            cases = two_clouds(cases, work)
-        for i, case in enumerate(cases):
-            month = root / f"{case.name[:13]}.tif"
-            others = [p for p in months if p != month and not (
-                args.harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
-            with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
-                cloud = ds.read(1) > 0
-            truth = reflectance(month)[0]
-            remove_scene(case, None, work / "o.tif", quiet=True, overwrite=True)
-            base[i] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
-            for j, setting in enumerate(settings):
-                set_carry(*setting)
-                remove_scene(case, None, work / "o.tif", references=others, quiet=True,
-                             overwrite=True)
-                scores[i, j] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
-            print(f"{case.stem[3:]}: median fill {base[i]:.2f}, --reference "
-                  + ", ".join(f"{s:.2f}" for s in scores[i]), flush=True)
-    print(f"\n{len(cases)} cases\n\n| residual carried | mean dB | worst | change: mean / least / "
-          "most | closest over median fill |\n|---|---|---|---|---|")
-    for j, (sigma, shrink, guards) in enumerate(settings):
-        change = scores[:, j] - scores[:, 0]
-        name = "none" if sigma is None else f"sigma {sigma:g} px, shrink {shrink:g}" + (
+        _, base, scores = sweep(args.root, args.half, args.harder,
+                                    [partial(set_carry, *s) for s in settings], Path(tmp))
+    print_sweep("residual carried", [
+        "none" if sigma is None else f"sigma {sigma:g} px, shrink {shrink:g}" + (
             "" if guards == "both" else f", guards: {GUARDS[guards]}")
-        print(f"| {name} | {scores[:, j].mean():.2f} | {scores[:, j].min():.2f} | "
-              f"{change.mean():+.2f} / {change.min():+.2f} / {change.max():+.2f} | "
-              f"{(scores[:, j] - base).min():+.2f} |")
-
+        for sigma, shrink, guards in settings], base, scores)
 
 if __name__ == "__main__":
     main()

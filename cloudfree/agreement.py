@@ -97,10 +97,11 @@ class Candidates:
         return d2
 
     def drop_outlier(self, threshold: float, weight_of, total: np.ndarray,
-                     weights: np.ndarray, source: np.ndarray) -> None:
+                     weights: np.ndarray, source: np.ndarray) -> np.ndarray | None:
         """Where the worst kept prediction's ``d2`` exceeds ``threshold`` (and at least
         ``MIN_AGREEING`` are kept), refill ``total``, ``weights`` and ``source`` from the others;
-        ``weight_of(variance, factor)`` gives a prediction's weights."""
+        ``weight_of(variance, factor)`` gives a prediction's weights. Returns where a date was
+        dropped (None: nowhere)."""
         d2 = self.disagreement()
         worst = np.argmax(d2, axis=0)
         largest = np.take_along_axis(d2, worst[None], 0)[0]
@@ -108,7 +109,7 @@ class Candidates:
         tested = np.take_along_axis(self.score, worst[None], 0)[0]
         drop &= self.score.sum(axis=0) - tested >= OUTWEIGHED * tested
         if not drop.any():
-            return
+            return None
         rows, cols = np.nonzero(drop)
         total[:, rows, cols] = 0
         weights[:, rows, cols] = 0
@@ -122,3 +123,4 @@ class Candidates:
             wins = keep & (self.score[slot, rows, cols] > best)
             source[rows[wins], cols[wins]] = self.index[slot, rows[wins], cols[wins]]
             best[wins] = self.score[slot, rows[wins], cols[wins]]
+        return drop

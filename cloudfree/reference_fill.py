@@ -11,7 +11,7 @@ on the scene size nor on the number of references:
    of a smaller target's; an overcast date) is left out, with a warning. When no reference
    shares that many with the target (a target almost all cloud), the fits count the target's
    clear pixels with a cloud buffer of ``FIT_BUFFER`` px only (the buffer bounds the fill, not
-   the fit), and a date shared on few pixels leans towards itself taken as it is
+   the fit), and a date shared on few pixels leans towards itself sampled as it is
    (``radiometry.CellFits.field``). Elsewhere the fits count the target's clear pixels with
    the same ``FIT_BUFFER`` when the ring its cloud buffer takes from them shows no haze
    (``ring_clear``: no brighter in blue, against each date, than the rest; ``RING_HAZE``);
@@ -23,10 +23,13 @@ on the scene size nor on the number of references:
    ``TIME_SCALE``, stretched where the dates would lean on too few, ``MIN_SPREAD``) x a ramp
    over ``EDGE_RAMP`` px from the reference's own masked pixels (``edge_ramp``), band by band
    (``COMBINE = "weighted"``: a reference that predicts the target well there counts much
-   more), or the nearest date alone is taken (``"nearest"``, which measured worse). Where three
+   more), or the nearest date alone is sampled (``"nearest"``, which measured worse). Where three
    or more are clear, the one the others contradict beyond what their residuals explain is
-   dropped at that pixel (``agreement.py``, ``AGREEMENT``). The source map names, per pixel,
-   the reference with the largest weight (among those kept).
+   dropped at that pixel (``agreement.py``, ``AGREEMENT``). Where the nearest mostly clear
+   dates are all clear and none was dropped, a share ``SIMILAR`` of the fill comes from the
+   target's clear pixels whose dates look alike (``similar_pixels.py``; their sample is
+   gathered in the statistics pass). The source map names, per pixel, the reference with the
+   largest weight (among those kept).
 
 With the temporal mask (``temporal=True``; ``remove --reference`` on a target with B02 and B04
 unless ``--no-temporal-mask``, ``mask --reference``), the dates also judge the target
@@ -93,6 +96,7 @@ from cloudfree.references import (
     register,
 )
 from cloudfree.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.similar_pixels import SimilarPixels, sample_grid, sample_stride
 from cloudfree.temporal_mask import GROW, Background, TemporalMask
 from cloudfree.threads import ordered_map, usable_cores
 from cloudfree.uncertainty import DateTerms
@@ -120,7 +124,7 @@ TIME_SCALE: float | None = 30.0
 #: effective number, (sum f)^2 / sum f^2; half the dated references when fewer than twice
 #: this): for a target whose near dates all lie on one side (the end of a series) or are few,
 #: TIME_SCALE is stretched until they do, so that one date's change under the cloud is not
-#: taken alone (monthly dates on both sides spread over about 4, dates 12 days apart with
+#: sampled alone (monthly dates on both sides spread over about 4, dates 12 days apart with
 #: gaps over 6 to 9). Chosen on the L2A benchmark's targets at odd places in time order
 #: (docs/benchmarks/l2a.md):
 #: None, 3, 4 and 5 gave 30.14, 30.20, 30.23 and 30.23 dB, at least the naive mean on 32, 34,
@@ -137,6 +141,11 @@ MAX_STRETCH = 3.0
 #: held out, it lifts the worst case from -1.35 to +1.98 dB over the median fill
 #: (docs/benchmarks/other-dates.md).
 AGREEMENT: float | None = 16.0
+#: Share of the fill sampled from the target's clear pixels whose dates look alike
+#: (``similar_pixels.py``; the dates: the group of the nearest mostly clear ones,
+#: ``joint_fit.WHOLE_CLEAR``), where all those dates are clear and the agreement check dropped
+#: none; the weighted predictions keep the rest. None: not used.
+SIMILAR: float | None = 0.3
 #: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
 #: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.
 STRIP_COLUMNS = 512
@@ -156,7 +165,7 @@ EDGE_RAMP = 5
 #: Haze test of the ring the mask's cloud buffer takes from the fits (``ring_clear``): where
 #: the target's pixels there are brighter in blue than the rest of its clear pixels, against
 #: each date's scene-wide line, by less than this many residual standard deviations (the median
-#: over the dates), no haze is taken to lie beside the clouds and the fits count the target's
+#: over the dates), no haze is sampled to lie beside the clouds and the fits count the target's
 #: clear pixels with a buffer of ``FIT_BUFFER`` px. None: no test (the buffer is kept). It
 #: lies between the haze-free and hazy rings of the tuning halves (docs/benchmarks/l2a.md): the
 #: L2A benchmark's small cloud at odd places in time order -0.05 to +0.42; the L1C series cut
@@ -226,7 +235,10 @@ class ReferenceFill:
         whole = joint_fit.whole_group(nearest)
         if len(whole) > max(joint_fit.SIZES, default=1):
             self._groups.append(whole)
+        #: the dates whose clear pixels alike predict the target (``similar_pixels.py``)
+        self._similar_dates = whole if SIMILAR is not None and len(whole) >= 2 else ()
         self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
+        self.similar: SimilarPixels | None = None  # after ``fit``, when there are such dates
         self.judge = temporal  # whether the dates judge the target's clouds (temporal_mask.py)
         self.temporal: TemporalMask | None = None  # after ``fit``, when they do
         self.fit_buffer: int | None = None  # the target's cloud buffer in the fits, if not its own
@@ -326,12 +338,15 @@ class ReferenceFill:
             sets.append(({r.index: CellFits(len(self.bands), *cells) for r in self.references},
                          {group: JointSums.zeros(len(group), len(self.bands))
                           for group in self._groups}))
+        samples: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sets]
         with closing(ordered_map(self._window_stats, windows, usable_cores())) as results:
-            for stats, joint_sums in progress(results, len(windows), "reference statistics",
-                                              quiet):
+            for stats, joint_sums, window_samples in progress(
+                    results, len(windows), "reference statistics", quiet):
                 for (_, into), window_sums in zip(sets, joint_sums, strict=True):
                     for group, sums in window_sums.items():
                         into[group] += sums
+                for into, sample in zip(samples, window_samples, strict=True):
+                    into.append(sample)
                 for index, (cells_, shadow_stats, diff, clear, valid) in stats.items():
                     own_clear[index] += clear
                     own_valid[index] += valid
@@ -350,6 +365,7 @@ class ReferenceFill:
             if ring_clear(fits, sets[1][0], self.bands.index("B02")):
                 self.fit_buffer = FIT_BUFFER
                 fits, groups = sets[1]
+                samples = samples[1:]
         # a date sharing too few clear pixels with the target to be fitted weighs as the worst
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
@@ -376,8 +392,19 @@ class ReferenceFill:
                             own_clear[ref.index])
             elif result.common < MIN_COMMON:
                 log.warning("reference %s: only %d pixels clear in both dates; its fit leans "
-                            "towards the date taken as it is", ref.path.name, result.common)
+                            "towards the date sampled as it is", ref.path.name, result.common)
         self.joint_fits = self._fit_groups(groups)
+        self.similar = self._fit_similar(samples[0])
+
+    def _fit_similar(self, samples: list[tuple[np.ndarray, np.ndarray]]
+                     ) -> SimilarPixels | None:
+        """The search of the target's clear pixels alike in the ``_similar_dates`` (None
+        without such dates, or when one of them has no fit)."""
+        dates = self._similar_dates
+        if not dates or not all(self.fitted[i].field is not None for i in dates):
+            return None
+        return SimilarPixels.fit(dates, np.concatenate([f for f, _ in samples]),
+                                 np.concatenate([t for _, t in samples]))
 
     def _fit_groups(self, groups: dict[tuple[int, ...], JointSums]) -> list[JointFit]:
         """The ``joint_fit.KEPT`` groups of used references with the smallest mean residual
@@ -404,13 +431,17 @@ class ReferenceFill:
 
     @property
     def joint_members(self) -> set[int]:
-        return {i for fit in self.joint_fits for i in fit.dates}
+        """The dates whose reflectance a block's groups (and the similar pixels) read."""
+        return {i for fit in self.joint_fits for i in fit.dates} | set(
+            () if self.similar is None else self.similar.dates)
 
-    def _window_stats(self, window: Window) -> tuple[dict, list[dict]]:
+    def _window_stats(self, window: Window) -> tuple[dict, list[dict], list[tuple]]:
         """Per reference: the cells' robust sums, shadow statistics, S1 difference histogram,
         own clear and valid pixel counts; per candidate group of dates, its sums (every
-        ``_group_stride``-th row and column). With the ring test (``_tests_ring``), the
-        cells' and groups' sums also counting the ring the cloud buffer takes from the fits."""
+        ``_group_stride``-th row and column); the similar pixels' sample (``_similar_dates``'
+        features [n, f] and the target [n, bands] on the sample grid, where all are clear).
+        With the ring test (``_tests_ring``), the cells' and groups' sums and the sample also
+        counting the ring the cloud buffer takes from the fits."""
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
         target, target_clear, _ = self._target_clear(top, left, height, width, self.fit_buffer)
@@ -426,10 +457,15 @@ class ReferenceFill:
         counted[step, step] = masks[-1][step, step]
         sampled = {}  # the groups' dates there: reflectance and clear
         members = {i for group in self._groups for i in group}
+        grid = sample_grid(top, left, height, width,
+                           sample_stride(self.target.height, self.target.width))
+        alike = {}  # the similar pixels' dates on the sample grid: reflectance and clear
         for ref in self.references:
             refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
             if ref.index in members:
                 sampled[ref.index] = refl[:, counted], clear[counted]
+            if ref.index in self._similar_dates:
+                alike[ref.index] = refl[:, grid], clear[grid]
             cells = [_cell_sums(refl, target, mask & clear, top, left) for mask in masks]
             diff = None
             if self._checks_change(ref):
@@ -449,7 +485,13 @@ class ReferenceFill:
                 if common.any():
                     joint_sums[-1][group] = JointSums.of(
                         [sampled[i][0][:, common] for i in group], values[:, common])
-        return out, joint_sums
+        samples = []
+        dates = self._similar_dates
+        for mask in masks:
+            common = np.logical_and.reduce([mask[grid], *(alike[i][1] for i in dates)])
+            samples.append((np.concatenate([alike[i][0][:, common] for i in dates]).T,
+                            target[:, grid][:, common].T) if dates else None)
+        return out, joint_sums, samples
 
     def _target_clear(self, top: int, left: int, height: int, width: int,
                       buffer: int | None = None):
@@ -501,7 +543,7 @@ class ReferenceFill:
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another; a
         reference pixel the temporal test finds off the ``background`` of the block (computed
-        when not given) is not taken."""
+        when not given) is not sampled."""
         used = self.used
         if not used or not need.any():
             return None
@@ -551,9 +593,11 @@ class ReferenceFill:
                               candidates, members, background, moments)
             if score is not None:
                 _name_source(ref.index, score, best, source)
+        alike = None
         if self.combine == "weighted":
             for index, score in self._add_groups(members, total, weights, moments):
                 _name_source(index, score, best, source)
+            alike = self._similar(members)
         del members
         if moments is not None:  # the sums before the agreement check, which may drop a date
             share = np.where(weights > 0, weights, 1)
@@ -562,9 +606,16 @@ class ReferenceFill:
             np.sqrt(np.maximum(spread / share - mean * mean, 0), out=spread)
             residual /= share
             del mean
+        dropped = None
         if candidates is not None:
-            candidates.drop_outlier(AGREEMENT, reference_weight, total, weights, source)
+            dropped = candidates.drop_outlier(AGREEMENT, reference_weight, total, weights,
+                                              source)
         total /= np.where(weights > 0, weights, 1)
+        if alike is not None:
+            prediction, take = alike
+            if dropped is not None:
+                take &= ~dropped
+            total[:, take] += np.float32(SIMILAR) * (prediction[:, take] - total[:, take])
         return total, source
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
@@ -575,9 +626,9 @@ class ReferenceFill:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
         mean weight per pixel (None where it adds nothing). A reference of a fitted group also
-        leaves its reflectance and pixels taken in ``members``. In place, so that one
+        leaves its reflectance and pixels sampled in ``members``. In place, so that one
         reference's arrays are held at a time (besides the groups' members). Pixels where the
-        temporal test finds it off the ``background`` are not taken."""
+        temporal test finds it off the ``background`` are not sampled."""
         refl, _, clear = ref.clear(top, left, height, width, halo=EDGE_RAMP)
         ramp = _crop(edge_ramp(clear), EDGE_RAMP)
         refl, clear = _crop(refl, EDGE_RAMP), _crop(clear, EDGE_RAMP)
@@ -609,7 +660,7 @@ class ReferenceFill:
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray,
                     moments: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> list[tuple[int, np.ndarray]]:
-        """Add each fitted group's prediction where all its dates were taken (see ``_add``);
+        """Add each fitted group's prediction where all its dates were sampled (see ``_add``);
         return, per group that adds something, its nearest date's index and mean weight.
         Groups are not offered to the agreement check: where it drops a date, the fill is
         rebuilt from the single dates that agree, without the groups."""
@@ -629,6 +680,19 @@ class ReferenceFill:
                                 weights, None, moments)
             scores.append((fit.dates[0], score))
         return scores
+
+    def _similar(self, members: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        """The similar pixels' prediction [bands, h, w] where all their dates were sampled
+        (see ``_add``), and where that is; None where nowhere."""
+        similar = self.similar
+        if similar is None or not all(i in members for i in similar.dates):
+            return None
+        take = np.logical_and.reduce([members[i][1] for i in similar.dates])
+        if not take.any():
+            return None
+        prediction = np.zeros((len(self.bands), *take.shape), np.float32)
+        prediction[:, take] = similar.predict([members[i][0] for i in similar.dates], take)
+        return prediction, take
 
     def report(self, source_counts: np.ndarray) -> list[dict]:
         """Per reference: path, date, pixels clear in both, whether used, pixels it filled."""
@@ -863,7 +927,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
             except CloudfreeError as exc:
                 if count is None:
                     raise
-                log.warning("%s: reference %s skipped, the next one taken: %s",
+                log.warning("%s: reference %s skipped, the next one sampled: %s",
                             target.path.name, Path(path).name, exc)
                 skipped.append({"path": str(path), "reason": str(exc)})
         fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, bands,

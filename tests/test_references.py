@@ -525,6 +525,7 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
     c = write(tmp_path / "c_20171203.tif", flooded, profile)
 
     def fill(references, agreement, name, pairs=joint_fit.KEPT, temporal=False):
+        # pairs=0: the single dates alone (no group, no similar pixels)
         # the agreement check is that of the single-date mask: the temporal mask judges the
         # dates per pixel itself (below). The fits keep the cloud buffer: counting the ring
         # beside the cumulus brings both fills nearer the truth in the square (RMSE 231 and
@@ -532,6 +533,7 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
         monkeypatch.setattr(reference_fill, "AGREEMENT", agreement)
         monkeypatch.setattr(reference_fill, "RING_HAZE", None)
         monkeypatch.setattr(joint_fit, "KEPT", pairs)
+        monkeypatch.setattr(reference_fill, "SIMILAR", reference_fill.SIMILAR if pairs else None)
         remove_scene(scenes["target"], None, tmp_path / name, references=references,
                      source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=temporal)
         return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
@@ -600,8 +602,11 @@ def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monk
               profile)
     cloud = scenes["cloud"]
 
-    def fill(kept, name):
+    def fill(kept, name):  # kept=0: the single dates alone
         monkeypatch.setattr(joint_fit, "KEPT", kept)
+        # the groups alone: the texture is exactly linear in the two dates, which the pair's
+        # fit gives back and a search of similar pixels only approaches (with them, 39.9 dB)
+        monkeypatch.setattr(reference_fill, "SIMILAR", None)
         out, src = tmp_path / name, tmp_path / f"src_{name}"
         remove_scene(scenes["target"], None, out, references=[a, b], source_out=src,
                      quiet=True)
@@ -899,6 +904,9 @@ def test_a_date_masked_in_a_small_patch_hands_over_to_the_others_gradually(
         # the fits keep the cloud buffer, as when the figures below were measured (counting
         # the ring beside the cumulus, clear here, the jumps are 463 against 641 DN)
         monkeypatch.setattr(reference_fill, "RING_HAZE", None)
+        # the single dates' ramp alone: the similar pixels, predicted from both dates, step
+        # off at the patch too (with them the jumps are 275 against 356 DN)
+        monkeypatch.setattr(reference_fill, "SIMILAR", None)
         remove_scene(scenes["target"], None, tmp_path / name, references=[a, b],
                      source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=False)
         return read(tmp_path / name)[0].astype(np.float64), read(tmp_path / f"src_{name}")[0][0]
@@ -952,3 +960,32 @@ def test_the_fits_count_the_pixels_beside_a_cloud_unless_they_are_brighter_in_bl
     assert fit_buffer(hazy) is None
     ring, buffer = fill(reference_fill.RING_HAZE, "ring.tif"), fill(None, "buffer.tif")
     assert ring > buffer + 0.4  # 35.57 against 34.97 dB
+
+
+def test_clear_pixels_alike_in_the_dates_show_a_change_no_line_follows(scenes, monkeypatch,
+                                                                       tmp_path):
+    # since the two dates, the target's most vegetated land (NDVI of the clear winter patch
+    # above its median) lost 40 % of its red edge and near infrared (a harvest), the rest did
+    # not: a step in the dates' spectra that no line per band, nor one over every band of both
+    # dates, follows. The target's clear pixels whose dates look alike show it under the cloud
+    truth, profile, cloud = scenes["truth"], scenes["profile"], scenes["cloud"]
+    red, nir = (truth[BANDS.index(b)].astype(np.float64) for b in ("B04", "B08"))
+    harvested = (nir - red) / (nir + red) > np.median((nir - red) / (nir + red))
+    changed = truth.copy()
+    for band in ("B05", "B06", "B07", "B08", "B8A"):
+        changed[BANDS.index(band), harvested] = changed[BANDS.index(band), harvested] * 0.6
+    summer = read(SUMMER_S2)[0]
+    target = write(tmp_path / "target_20171201.tif", np.where(cloud, summer, changed), profile)
+    a = write(tmp_path / "a_20171203.tif", truth, profile)
+    b = write(tmp_path / "b_20171211.tif", (truth * 1.05 + 100).astype(np.uint16), profile)
+
+    def fill(share, name):
+        monkeypatch.setattr(reference_fill, "SIMILAR", share)
+        remove_scene(target, None, tmp_path / name, references=[a, b], quiet=True)
+        return read(tmp_path / name)[0]
+
+    alike, lines = fill(reference_fill.SIMILAR, "alike.tif"), fill(None, "lines.tif")
+    assert psnr(alike, changed, cloud) > psnr(lines, changed, cloud) + 1
+    # away from the cloud both keep the target as it is
+    away = ~ndimage.binary_dilation(cloud, iterations=40)
+    assert away.sum() > 1000 and (alike[:, away] == lines[:, away]).all()

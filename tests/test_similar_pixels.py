@@ -1,0 +1,36 @@
+"""The target predicted from its clear pixels alike in the other dates (similar_pixels.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import WINTER_CLEAR, WINTER_S2
+
+from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.similar_pixels import SimilarPixels, sample_grid, sample_stride
+
+
+def test_left_out_error_is_the_error_on_pixels_off_the_sample():
+    # the clear winter patch predicted from the hazy winter date of the same place: fitted on
+    # the scene's sample grid (every 2nd row and column of a 256 px patch), its error measured
+    # on the pixels left out of their own search matches that on the pixels off the grid
+    with open_sentinel2(WINTER_CLEAR) as s2:
+        truth = s2.read()[0]
+    with open_sentinel2(WINTER_S2) as s2:
+        other = s2.read()[0]
+    height, width = truth.shape[1:]
+    assert sample_stride(height, width) == 2
+    grid = sample_grid(0, 0, height, width, 2)
+    assert grid.sum() == 128 * 128 and grid[0, 0] and not grid[1, 1]
+    similar = SimilarPixels.fit((1,), other[:, grid].T, truth[:, grid].T)
+    predicted = similar.predict([other], ~grid)
+    error = np.mean((predicted - truth[:, ~grid]) ** 2, axis=1)
+    assert predicted.shape == (13, (~grid).sum())
+    ratio = error / similar.variance
+    assert (ratio > 0.5).all() and (ratio < 2).all(), ratio
+    # far better than taking the other date as it is
+    assert error.mean() < 0.5 * np.mean((other[:, ~grid] - truth[:, ~grid]) ** 2)
+
+
+def test_too_few_pixels_fit_nothing():
+    rng = np.random.default_rng(0)
+    assert SimilarPixels.fit((1, 2), rng.random((100, 26)), rng.random((100, 13))) is None
