@@ -82,6 +82,9 @@ def _recording_accumulate(index, prediction, variance, factor, take, *args, **kw
 
 reference_fill._accumulate = _recording_accumulate
 JointFit.predict = _recording_predict
+#: the weighted predictions alone: the share of the similar pixels (``similar_pixels.py``) is
+#: blended in after their sum, and is left out here so that ``as weighed`` is that sum
+reference_fill.SIMILAR = None
 
 
 def combine(parts: list[tuple], weigh: Callable, base: np.ndarray) -> np.ndarray:

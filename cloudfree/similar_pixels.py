@@ -12,9 +12,11 @@ interpolator (Chen, Zhu, Vogelmann, Gao and Jin, Remote Sensing of Environment 1
 taken over the whole scene and over all the group's dates.
 
 The pixels searched are a regular sample of the scene's clear pixels (every ``stride``-th row
-and column, at most about ``SAMPLE`` pixels), gathered in the references' statistics pass; the
-prediction's error is measured on them, each left out of its own search, and weighs it against
-the other predictions as a fit's residual does (``reference_fill.py``).
+and column, at most about ``SAMPLE`` pixels), gathered in the references' statistics pass. The
+fill takes a fixed share of this prediction (``reference_fill.SIMILAR``): weighed against the
+dates' predictions by its error on the sample, each pixel left out of its own search, it
+counted too much, as a clear pixel finds near twins beside it where one deep in a cloud does
+not.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from cloudfree.radiometry import MIN_PIXELS, VARIANCE_FLOOR
+from cloudfree.radiometry import MIN_PIXELS
 
 #: Neighbours averaged.
 NEIGHBOURS = 5
@@ -61,8 +63,8 @@ def sample_grid(top: int, left: int, height: int, width: int, stride: int) -> np
 @dataclass
 class SimilarPixels:
     """A fitted search: the dates (reference indices, nearest first), the features' mean and
-    scale [f], the projection [f, COMPONENTS], the tree of the sample's projected features, the
-    sample's target values [n, bands] and the left-out error variance [bands]."""
+    scale [f], the projection [f, COMPONENTS], the tree of the sample's projected features and
+    the sample's target values [n, bands]."""
 
     dates: tuple[int, ...]
     mean: np.ndarray
@@ -70,7 +72,6 @@ class SimilarPixels:
     basis: np.ndarray
     tree: cKDTree
     targets: np.ndarray
-    variance: np.ndarray
 
     @classmethod
     def fit(cls, dates: tuple[int, ...], features: np.ndarray, targets: np.ndarray
@@ -83,13 +84,8 @@ class SimilarPixels:
         mean, scale = features.mean(0), features.std(0) + 1e-6
         standard = (features - mean) / scale
         basis = np.linalg.svd(standard, full_matrices=False)[2][:COMPONENTS].T
-        projected = standard @ basis
-        tree = cKDTree(projected)
-        # each pixel's prediction from the others: its own (nearest, at distance 0) left out
-        distance, index = tree.query(projected, NEIGHBOURS + 1)
-        left_out = _weighted(distance[:, 1:], index[:, 1:], targets)
-        variance = np.maximum(np.mean((left_out - targets) ** 2, axis=0), VARIANCE_FLOOR)
-        return cls(dates, mean, scale, basis, tree, targets.astype(np.float32), variance)
+        return cls(dates, mean, scale, basis, cKDTree(standard @ basis),
+                   targets.astype(np.float32))
 
     def predict(self, dates: list[np.ndarray], where: np.ndarray) -> np.ndarray:
         """The target [bands, n] at the ``where`` pixels [h, w] of the dates' reflectance
