@@ -11,7 +11,7 @@ on the scene size nor on the number of references:
    of a smaller target's; an overcast date) is left out, with a warning. When no reference
    shares that many with the target (a target almost all cloud), the fits count the target's
    clear pixels with a cloud buffer of ``FIT_BUFFER`` px only (the buffer bounds the fill, not
-   the fit), and a date shared on few pixels leans towards itself sampled as it is
+   the fit), and a date shared on few pixels leans towards itself taken as it is
    (``radiometry.CellFits.field``). Elsewhere the fits count the target's clear pixels with
    the same ``FIT_BUFFER`` when the ring its cloud buffer takes from them shows no haze
    (``ring_clear``: no brighter in blue, against each date, than the rest; ``RING_HAZE``);
@@ -23,7 +23,7 @@ on the scene size nor on the number of references:
    ``TIME_SCALE``, stretched where the dates would lean on too few, ``MIN_SPREAD``) x a ramp
    over ``EDGE_RAMP`` px from the reference's own masked pixels (``edge_ramp``), band by band
    (``COMBINE = "weighted"``: a reference that predicts the target well there counts much
-   more), or the nearest date alone is sampled (``"nearest"``, which measured worse). Where three
+   more), or the nearest date alone is taken (``"nearest"``, which measured worse). Where three
    or more are clear, the one the others contradict beyond what their residuals explain is
    dropped at that pixel (``agreement.py``, ``AGREEMENT``). Where the nearest mostly clear
    dates are all clear and none was dropped, a share ``SIMILAR`` of the fill comes from the
@@ -124,7 +124,7 @@ TIME_SCALE: float | None = 30.0
 #: effective number, (sum f)^2 / sum f^2; half the dated references when fewer than twice
 #: this): for a target whose near dates all lie on one side (the end of a series) or are few,
 #: TIME_SCALE is stretched until they do, so that one date's change under the cloud is not
-#: sampled alone (monthly dates on both sides spread over about 4, dates 12 days apart with
+#: taken alone (monthly dates on both sides spread over about 4, dates 12 days apart with
 #: gaps over 6 to 9). Chosen on the L2A benchmark's targets at odd places in time order
 #: (docs/benchmarks/l2a.md):
 #: None, 3, 4 and 5 gave 30.14, 30.20, 30.23 and 30.23 dB, at least the naive mean on 32, 34,
@@ -141,7 +141,7 @@ MAX_STRETCH = 3.0
 #: held out, it lifts the worst case from -1.35 to +1.98 dB over the median fill
 #: (docs/benchmarks/other-dates.md).
 AGREEMENT: float | None = 16.0
-#: Share of the fill sampled from the target's clear pixels whose dates look alike
+#: Share of the fill taken from the target's clear pixels whose dates look alike
 #: (``similar_pixels.py``; the dates: the group of the nearest mostly clear ones,
 #: ``joint_fit.WHOLE_CLEAR``), where all those dates are clear and the agreement check dropped
 #: none; the weighted predictions keep the rest. None: not used.
@@ -165,7 +165,7 @@ EDGE_RAMP = 5
 #: Haze test of the ring the mask's cloud buffer takes from the fits (``ring_clear``): where
 #: the target's pixels there are brighter in blue than the rest of its clear pixels, against
 #: each date's scene-wide line, by less than this many residual standard deviations (the median
-#: over the dates), no haze is sampled to lie beside the clouds and the fits count the target's
+#: over the dates), no haze is taken to lie beside the clouds and the fits count the target's
 #: clear pixels with a buffer of ``FIT_BUFFER`` px. None: no test (the buffer is kept). It
 #: lies between the haze-free and hazy rings of the tuning halves (docs/benchmarks/l2a.md): the
 #: L2A benchmark's small cloud at odd places in time order -0.05 to +0.42; the L1C series cut
@@ -392,7 +392,7 @@ class ReferenceFill:
                             own_clear[ref.index])
             elif result.common < MIN_COMMON:
                 log.warning("reference %s: only %d pixels clear in both dates; its fit leans "
-                            "towards the date sampled as it is", ref.path.name, result.common)
+                            "towards the date taken as it is", ref.path.name, result.common)
         self.joint_fits = self._fit_groups(groups)
         self.similar = self._fit_similar(samples[0])
 
@@ -543,7 +543,7 @@ class ReferenceFill:
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another; a
         reference pixel the temporal test finds off the ``background`` of the block (computed
-        when not given) is not sampled."""
+        when not given) is not taken."""
         used = self.used
         if not used or not need.any():
             return None
@@ -626,9 +626,9 @@ class ReferenceFill:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
         mean weight per pixel (None where it adds nothing). A reference of a fitted group also
-        leaves its reflectance and pixels sampled in ``members``. In place, so that one
+        leaves its reflectance and pixels taken in ``members``. In place, so that one
         reference's arrays are held at a time (besides the groups' members). Pixels where the
-        temporal test finds it off the ``background`` are not sampled."""
+        temporal test finds it off the ``background`` are not taken."""
         refl, _, clear = ref.clear(top, left, height, width, halo=EDGE_RAMP)
         ramp = _crop(edge_ramp(clear), EDGE_RAMP)
         refl, clear = _crop(refl, EDGE_RAMP), _crop(clear, EDGE_RAMP)
@@ -660,7 +660,7 @@ class ReferenceFill:
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray,
                     moments: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> list[tuple[int, np.ndarray]]:
-        """Add each fitted group's prediction where all its dates were sampled (see ``_add``);
+        """Add each fitted group's prediction where all its dates were taken (see ``_add``);
         return, per group that adds something, its nearest date's index and mean weight.
         Groups are not offered to the agreement check: where it drops a date, the fill is
         rebuilt from the single dates that agree, without the groups."""
@@ -682,7 +682,7 @@ class ReferenceFill:
         return scores
 
     def _similar(self, members: dict) -> tuple[np.ndarray, np.ndarray] | None:
-        """The similar pixels' prediction [bands, h, w] where all their dates were sampled
+        """The similar pixels' prediction [bands, h, w] where all their dates were taken
         (see ``_add``), and where that is; None where nowhere."""
         similar = self.similar
         if similar is None or not all(i in members for i in similar.dates):
@@ -927,7 +927,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
             except CloudfreeError as exc:
                 if count is None:
                     raise
-                log.warning("%s: reference %s skipped, the next one sampled: %s",
+                log.warning("%s: reference %s skipped, the next one taken: %s",
                             target.path.name, Path(path).name, exc)
                 skipped.append({"path": str(path), "reason": str(exc)})
         fill = ReferenceFill(target, references, params, shadow, s1, COMBINE, skipped, bands,
