@@ -28,6 +28,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from cloudfree.radiometry import MIN_PIXELS
+from cloudfree.threads import usable_cores
 
 #: Neighbours averaged.
 NEIGHBOURS = 5
@@ -89,14 +90,16 @@ class SimilarPixels:
 
     def predict(self, dates: list[np.ndarray], where: np.ndarray) -> np.ndarray:
         """The target [bands, n] at the ``where`` pixels [h, w] of the dates' reflectance
-        [bands, h, w] (nearest date first), ``PIXELS`` at a time."""
+        [bands, h, w] (nearest date first), ``PIXELS`` at a time, searched on every core (the
+        references' fill runs one block at a time)."""
         rows, cols = np.nonzero(where)
         out = np.empty((self.targets.shape[1], len(rows)), np.float32)
         for start in range(0, len(rows), PIXELS):
             part = slice(start, start + PIXELS)
             features = np.concatenate([d[:, rows[part], cols[part]] for d in dates]).T
             projected = ((features - self.mean) / self.scale) @ self.basis
-            distance, index = self.tree.query(projected, NEIGHBOURS, eps=APPROXIMATE)
+            distance, index = self.tree.query(projected, NEIGHBOURS, eps=APPROXIMATE,
+                                              workers=usable_cores())
             out[:, part] = _weighted(distance, index, self.targets).T
         return out
 
