@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from l2a_pool import _months_apart, clear_dates, reflectance, two_clouds
+from l2a_pool import clear_dates, other_months, reflectance, worldcereal_cases
 from scipy import ndimage, stats
 
 from cloudfree.reference_fill import MAX_STRETCH, MIN_SPREAD, TIME_SCALE, WEIGHT_POWER
@@ -121,12 +121,7 @@ def tuning_cases(description: str, work: str) -> tuple[argparse.Namespace, dict,
     root = args.root / "worldcereal"
     months = sorted(root.glob("s2_*.tif"))
     dates = {m: d for m, d in clear_dates(months).items() if d[1].mean() > 0.5}
-    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
-    targets = sorted({case.name[:13] for case in cases})[args.half == "odd" :: 2]
-    cases = [case for case in cases if case.name[:13] in targets]
-    if args.harder == "two-clouds":
-        cases = two_clouds(cases, args.work)
-    return args, dates, cases
+    return args, dates, worldcereal_cases(root, args.half, args.harder, args.work)
 
 
 def case_inputs(case: Path, dates: dict, harder: str | None
@@ -135,8 +130,7 @@ def case_inputs(case: Path, dates: dict, harder: str | None
     map, time factor; ``far-dates``: without the months next to it)."""
     month = case.parent.parent / f"{case.name[:13]}.tif"
     when = date.fromisoformat(month.stem[3:])
-    near = [p for p in dates if p != month and not (
-        harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+    near = other_months(list(dates), month, harder)
     days = [abs((date.fromisoformat(p.stem[3:]) - when).days) for p in near]
     scale = time_scale(days)
     others = [(*dates[p], math.exp(-d / scale)) for p, d in zip(near, days, strict=True)]

@@ -213,6 +213,24 @@ def with_true_mask(case: Path, cloud: np.ndarray, work: Path) -> Path:
     return path
 
 
+def worldcereal_cases(root: Path, half: str | None, harder: str | None, work: Path
+                      ) -> list[Path]:
+    """The pasted cases under ``root`` (``DEST/worldcereal``): of the clear months at even or
+    odd places in time order (``half``; None: all), each with the next donor's cloud too
+    (``harder`` two-clouds, written in ``work``)."""
+    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
+    if half:
+        targets = sorted({case.name[:13] for case in cases})[half == "odd" :: 2]
+        cases = [case for case in cases if case.name[:13] in targets]
+    return two_clouds(cases, work) if harder == "two-clouds" else cases
+
+
+def other_months(months: list[Path], month: Path, harder: str | None) -> list[Path]:
+    """The months other than ``month`` (``harder`` far-dates: without the months next to it)."""
+    return [p for p in months if p != month and not (
+        harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+
+
 def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool = False,
                 half: str | None = None, harder: str | None = None,
                 true_mask: bool = False) -> None:
@@ -224,12 +242,7 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
         print(f"| {month.stem[3:]} | {1 - m['nodata_fraction']:.0%} | "
               f"{m['cloud_fraction']:.1%} |" if m else f"| {month.stem[3:]} | {outcome} | |")
     dates = clear_dates(months)
-    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
-    if half:  # the clear months at even or odd places in time order
-        targets = sorted({case.name[:13] for case in cases})[half == "odd" :: 2]
-        cases = [case for case in cases if case.name[:13] in targets]
-    if harder == "two-clouds":
-        cases = two_clouds(cases, work)
+    cases = worldcereal_cases(root, half, harder, work)
     rows = []
     print("\n| case | cloud | truly clear px | clear px by our mask (cloud found) | median fill | "
           "--reference | --buffer 0 | naive mean (fitted) | naive mean (raw) | sketch | "
@@ -238,8 +251,7 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
     for case in cases[::every]:
         month = root / f"{case.name[:13]}.tif"
         s1 = root / f"s1_{case.name[3:13]}.tif"
-        others = [p for p in months if p != month and not (
-            harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+        others = other_months(months, month, harder)
         with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
             cloud = ds.read(1) > 0
         truth, _ = reflectance(month)
@@ -326,22 +338,17 @@ def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool
 
 
 def sweep(root: Path, half: str, harder: str | None, settings: list[Callable[[], None]],
-          work: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+          work: Path) -> tuple[np.ndarray, np.ndarray]:
     """``remove --reference`` with every other month on the WorldCereal cases of ``half`` (and
-    ``harder``), once after each of the ``settings`` calls: the cases' names, the median
-    fill's PSNR on the pasted cloud [cases] and each setting's [cases, settings]."""
+    ``harder``), once after each of the ``settings`` calls: the median fill's PSNR on the
+    pasted cloud [cases] and each setting's [cases, settings]."""
     root = root / "worldcereal"
     months = sorted(root.glob("s2_*.tif"))
-    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
-    targets = sorted({case.name[:13] for case in cases})[half == "odd"::2]
-    cases = [case for case in cases if case.name[:13] in targets]
-    if harder == "two-clouds":
-        cases = two_clouds(cases, work)
+    cases = worldcereal_cases(root, half, harder, work)
     base, scores = np.zeros(len(cases)), np.zeros((len(cases), len(settings)))
     for i, case in enumerate(cases):
         month = root / f"{case.name[:13]}.tif"
-        others = [p for p in months if p != month and not (
-            harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+        others = other_months(months, month, harder)
         with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
             cloud = ds.read(1) > 0
         truth = reflectance(month)[0]
@@ -354,7 +361,7 @@ def sweep(root: Path, half: str, harder: str | None, settings: list[Callable[[],
             scores[i, j] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
         print(f"{case.stem[3:]}: median fill {base[i]:.2f}, --reference "
               + ", ".join(f"{s:.2f}" for s in scores[i]), flush=True)
-    return [case.stem[3:] for case in cases], base, scores
+    return base, scores
 
 
 def print_sweep(title: str, labels: list[str], base: np.ndarray, scores: np.ndarray) -> None:

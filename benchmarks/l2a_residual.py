@@ -57,12 +57,13 @@ def main() -> None:
                                        product(args.sigma, args.shrink)),
                 *((SIGMA, SHRINK, guards) for guards in ("blue", "margins", "none"))]
     with TemporaryDirectory() as tmp:
-        _, base, scores = sweep(args.root, args.half, args.harder,
-                                    [partial(set_carry, *s) for s in settings], Path(tmp))
+        base, scores = sweep(args.root, args.half, args.harder,
+                                [partial(set_carry, *s) for s in settings], Path(tmp))
     print_sweep("residual carried", [
         "none" if sigma is None else f"sigma {sigma:g} px, shrink {shrink:g}" + (
             "" if guards == "both" else f", guards: {GUARDS[guards]}")
         for sigma, shrink, guards in settings], base, scores)
+
 
 if __name__ == "__main__":
     main()

@@ -38,7 +38,7 @@ def main() -> None:
     similar_pixels.NEIGHBOURS = args.neighbours
     shares = [None, *args.shares]
     with TemporaryDirectory() as tmp:
-        _, base, scores = sweep(args.root, args.half, args.harder,
+        base, scores = sweep(args.root, args.half, args.harder,
                                 [partial(set_share, share) for share in shares], Path(tmp))
     print_sweep(f"share of the similar pixels ({args.neighbours} neighbours)",
                 ["none" if share is None else f"{share:g}" for share in shares], base, scores)

@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from l2a_pool import (
-    _months_apart,
     clear_dates,
     fitted_dates,
     naive_mean,
+    other_months,
     psnr,
     reflectance,
-    two_clouds,
+    worldcereal_cases,
 )
 
 import cloudfree.reference_fill as reference_fill
@@ -216,16 +216,11 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     root = args.root / "worldcereal"
     months = sorted(root.glob("s2_*.tif"))
-    cases = sorted(p for p in (root / "pasted").glob("*.tif") if not p.stem.endswith("_cloud"))
-    targets = sorted({case.name[:13] for case in cases})[args.half == "odd" :: 2]
-    cases = [case for case in cases if case.name[:13] in targets]
-    if args.harder == "two-clouds":
-        cases = two_clouds(cases, args.work)
+    cases = worldcereal_cases(root, args.half, args.harder, args.work)
     rows = []
     for case in cases:
         month = root / f"{case.name[:13]}.tif"
-        others = [p for p in months if p != month and not (
-            args.harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+        others = other_months(months, month, args.harder)
         scores = case_scores(case, others, month, args.work, case.stem[3:] in args.detail)
         if not rows:
             print("| case | " + " | ".join(scores) + " |\n" + "|---" * (len(scores) + 1) + "|")

@@ -54,8 +54,8 @@ def carry_residual(values: np.ndarray, observed: np.ndarray, clear: np.ndarray,
     """Add to ``values`` [C, h, w] of ``bands`` at the ``need`` pixels the residual
     ``observed - values`` of the ``clear`` pixels, spread by normalized convolution; in place.
     A clear pixel brighter in blue by more than ``HAZE`` lends nothing, nor, in a band of
-    ``MARGIN`` px, one that near a ``masked`` pixel. Exact on a block whose ``need`` pixels lie
-    at least ``CONTEXT`` px inside it."""
+    ``MARGIN`` px, one that lies near a ``masked`` pixel. Exact on a block whose ``need``
+    pixels lie at least ``CONTEXT`` px inside it."""
     if not need.any() or not clear.any():
         return
     box = around(need, CONTEXT)

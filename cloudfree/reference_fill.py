@@ -486,11 +486,11 @@ class ReferenceFill:
                     joint_sums[-1][group] = JointSums.of(
                         [sampled[i][0][:, common] for i in group], values[:, common])
         samples = []
-        dates = self._similar_dates
+        dates, seen = self._similar_dates, target[:, grid]
         for mask in masks:
             common = np.logical_and.reduce([mask[grid], *(alike[i][1] for i in dates)])
             samples.append((np.concatenate([alike[i][0][:, common] for i in dates]).T,
-                            target[:, grid][:, common].T) if dates else None)
+                            seen[:, common].T) if dates else None)
         return out, joint_sums, samples
 
     def _target_clear(self, top: int, left: int, height: int, width: int,
@@ -614,8 +614,9 @@ class ReferenceFill:
         if alike is not None:
             prediction, take = alike
             if dropped is not None:
+                prediction = prediction[:, ~dropped[take]]
                 take &= ~dropped
-            total[:, take] += np.float32(SIMILAR) * (prediction[:, take] - total[:, take])
+            total[:, take] += np.float32(SIMILAR) * (prediction - total[:, take])
         return total, source
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
@@ -682,17 +683,15 @@ class ReferenceFill:
         return scores
 
     def _similar(self, members: dict) -> tuple[np.ndarray, np.ndarray] | None:
-        """The similar pixels' prediction [bands, h, w] where all their dates were taken
-        (see ``_add``), and where that is; None where nowhere."""
+        """The similar pixels' prediction [bands, n] at the n pixels where all their dates
+        were taken (see ``_add``), and where those are [h, w]; None where nowhere."""
         similar = self.similar
         if similar is None or not all(i in members for i in similar.dates):
             return None
         take = np.logical_and.reduce([members[i][1] for i in similar.dates])
         if not take.any():
             return None
-        prediction = np.zeros((len(self.bands), *take.shape), np.float32)
-        prediction[:, take] = similar.predict([members[i][0] for i in similar.dates], take)
-        return prediction, take
+        return similar.predict([members[i][0] for i in similar.dates], take), take
 
     def report(self, source_counts: np.ndarray) -> list[dict]:
         """Per reference: path, date, pixels clear in both, whether used, pixels it filled."""

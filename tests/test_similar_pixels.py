@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import WINTER_CLEAR, WINTER_S2
 
+from cloudfree.radiometry import MIN_PIXELS
 from cloudfree.sentinel2 import open_sentinel2
 from cloudfree.similar_pixels import SimilarPixels, sample_grid, sample_stride
 
@@ -32,6 +33,10 @@ def test_the_clear_winter_patch_from_its_look_alikes_on_another_date():
     assert error < 0.8 * np.mean((lines - truth[:, ~grid]) ** 2)
 
 
-def test_too_few_pixels_fit_nothing():
-    rng = np.random.default_rng(0)
-    assert SimilarPixels.fit((1, 2), rng.random((100, 26)), rng.random((100, 13))) is None
+def test_fewer_than_a_cells_worth_of_clear_pixels_fit_nothing():
+    with open_sentinel2(WINTER_CLEAR) as s2:
+        truth = s2.read()[0].reshape(13, -1).T
+    with open_sentinel2(WINTER_S2) as s2:
+        other = s2.read()[0].reshape(13, -1).T
+    assert SimilarPixels.fit((1,), other[:MIN_PIXELS - 1], truth[:MIN_PIXELS - 1]) is None
+    assert SimilarPixels.fit((1,), other[:MIN_PIXELS], truth[:MIN_PIXELS]) is not None
