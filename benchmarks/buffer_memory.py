@@ -27,8 +27,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
 def child(s2: str, s1: str, output: str, buffer: int) -> None:
     import torch
 
-    from cloudfree.masking import MaskParams
-    from cloudfree.remove_scene import remove_scene
+    from cloudfree.mask.classify import MaskParams
+    from cloudfree.pipeline.remove import remove_scene
 
     torch.set_num_threads(1)
     remove_scene(s2, s1, output, mask_params=MaskParams(buffer=buffer), quiet=True,

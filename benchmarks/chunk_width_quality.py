@@ -26,11 +26,11 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from cloudfree.masking import classify
+from cloudfree.mask.classify import classify
 from cloudfree.training.simulate import opacity, overlay
 
 #: the module (the package's ``remove_scene`` is the function)
-removal = importlib.import_module("cloudfree.remove_scene")
+removal = importlib.import_module("cloudfree.pipeline.remove")
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SEN12MSCR = DATA / "sen12mscr"
 SPAIN = DATA / "sen1floods11" / "Spain_7370579"

@@ -9,8 +9,8 @@ warm-up run, written with --no-cog and then with the default COG output (validat
 rio-cogeo); the extra time is the difference, as a share of the --no-cog command (small outputs
 such as masks are streamed uncompressed when a COG follows, so the whole command compares).
 Memory: peak RSS of `remove` with the default COG output, each size in a fresh process, and of
-the COG step alone (`cloudfree.cog.make_cog` on a 13-band mosaic of that size, in GDAL's bounded
-scene cache as `remove` runs it), each size in a fresh process.
+the COG step alone (`cloudfree.output.cog.make_cog` on a 13-band mosaic of that size, in GDAL's
+bounded scene cache as `remove` runs it), each size in a fresh process.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def extra_time(folder: Path, args) -> list[dict]:
     """remove and mask at ``args.size``, each with --no-cog and then with its COG output."""
     from rio_cogeo.cogeo import cog_validate
 
-    from cloudfree.mask_scene import mask_scene
+    from cloudfree.pipeline.mask import mask_scene
 
     s2, s1 = make_scene(folder, args.size)
     out, mask = folder / "remove.tif", folder / "mask.tif"
@@ -68,7 +68,7 @@ def extra_time(folder: Path, args) -> list[dict]:
 
 def cog_memory(folder: Path, size: int) -> dict:
     """Peak RSS of the COG step alone on a size x size 13-band scene, in a fresh process."""
-    from cloudfree.sentinel2 import BANDS
+    from cloudfree.io.sentinel2 import BANDS
 
     scene = make_scene(folder, size)[0]
     out = subprocess.run([sys.executable, __file__, "--cog-child", str(scene)], check=True,
@@ -79,8 +79,9 @@ def cog_memory(folder: Path, size: int) -> dict:
 
 
 def cog_child(path: Path) -> None:
-    from cloudfree.cog import AVERAGE, make_cog
-    from cloudfree.rasterio_io import geotiff_profile, scene_io_env
+    from cloudfree.io.rasters import scene_io_env
+    from cloudfree.output.cog import AVERAGE, make_cog
+    from cloudfree.output.geotiff import geotiff_profile
 
     with rasterio.open(path) as src:
         grid = {k: src.profile[k] for k in ("width", "height", "crs", "transform", "count",

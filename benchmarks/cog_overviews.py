@@ -10,7 +10,7 @@ tiles), into the scratch file the COG step copies, then made a COG in two ways, 
 ``--rounds``:
 - GDAL's: the COG driver makes the overviews itself, from the finished file;
 - streamed: the overviews are made from the blocks as they are written
-  (`cloudfree.overviews.StreamedOverviews`) and handed to the COG driver.
+  (`cloudfree.output.overviews.StreamedOverviews`) and handed to the COG driver.
 Printed per round: the CPU seconds of making the overviews from the blocks and of each COG step.
 Then, per overview level: the largest and mean absolute difference in DN between the two, and
 the share of pixels that differ, against GDAL's COG step as `remove` runs it and against GDAL
@@ -36,9 +36,10 @@ import rasterio.shutil
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from cloudfree.cog import AVERAGE, cog_block, cog_options, make_cog, scratch_profile
-from cloudfree.overviews import StreamedOverviews, read_levels
-from cloudfree.rasterio_io import geotiff_profile, scene_io_env
+from cloudfree.io.rasters import scene_io_env
+from cloudfree.output.cog import AVERAGE, cog_block, cog_options, make_cog, scratch_profile
+from cloudfree.output.geotiff import geotiff_profile
+from cloudfree.output.overviews import StreamedOverviews, read_levels
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "s2.tif"
 #: `remove`'s released blocks with the default model: stride of 256 px tiles overlapping by

@@ -12,8 +12,8 @@ grid of every other location's S2 (both cropped to a common size): a wrong partn
 never get a shift.
 
 Per search range, the sweep gives what each decision rule (least significance, largest
-disagreement of the window's halves; see cloudfree/shift_estimation.py) would have accepted;
-the library's rule (``RULE``) is chosen from it. "Significance only" is the former rule.
+disagreement of the window's halves; see cloudfree/coregister/shift_estimation.py) would have
+accepted; the library's rule (``RULE``) is chosen from it. "Significance only" is the former rule.
 
     python benchmarks/coregister_calibration.py [--pairs DIR] [--max-shift 5 10 20]
 """
@@ -34,9 +34,9 @@ import rasterio
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from cloudfree.coregister import coregister_to_grid
-from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.shift_estimation import RULE, Rule, decide
+from cloudfree.coregister.s1_to_s2 import coregister_to_grid
+from cloudfree.coregister.shift_estimation import RULE, Rule, decide
+from cloudfree.io.sentinel2 import open_sentinel2
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLES = {

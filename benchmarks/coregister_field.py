@@ -6,7 +6,7 @@ runs in a fresh process, and the fitted field is compared with the applied one o
 grid over the whole scene (corners included, where the fit extrapolates beyond the outermost
 window centres). GDAL's block cache is capped at ``--gdal-cache-mb`` (64 MB) in the child, so
 that its peak memory (VmHWM) shows the tool's own use: with the default cap (256 MB,
-rasterio_io.GDAL_CACHE_MB) the cache adds up to that much on any scene whose files exceed it.
+io.rasters.GDAL_CACHE_MB) the cache adds up to that much on any scene whose files exceed it.
 
     python benchmarks/coregister_field.py [--sizes 1536 4608 7680]
 """
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from deformed_mosaic import field_error, write_mosaic  # noqa: E402
 from remove_pipeline import peak_rss_mb  # noqa: E402
 
-from cloudfree.coregister import coregister_file  # noqa: E402
+from cloudfree.coregister.s1_to_s2 import coregister_file  # noqa: E402
 
 
 def run(folder: Path, size: int, cache_mb: int) -> dict:

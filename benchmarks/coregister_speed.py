@@ -33,17 +33,22 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from remove_pipeline import make_scene, unpack  # noqa: E402
 
-from cloudfree.launch import OPENBLAS_THREADS  # noqa: E402
+from cloudfree.cli.launch import OPENBLAS_THREADS  # noqa: E402
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", OPENBLAS_THREADS)  # as the command runs
 
 
 def estimates(s2_path: Path, s1_path: Path) -> dict:
     """Every window's estimate and the windows' CPU seconds on this thread."""
-    from cloudfree.coregister import Grid, choose_resampling, estimate_window, estimation_windows
-    from cloudfree.rasterio_io import scene_io_env
-    from cloudfree.sentinel1 import open_sentinel1
-    from cloudfree.sentinel2 import open_sentinel2
+    from cloudfree.coregister.s1_to_s2 import (
+        Grid,
+        choose_resampling,
+        estimate_window,
+        estimation_windows,
+    )
+    from cloudfree.io.rasters import scene_io_env
+    from cloudfree.io.sentinel1 import open_sentinel1
+    from cloudfree.io.sentinel2 import open_sentinel2
 
     rows, cpu = [], 0.0
     with scene_io_env(), open_sentinel2(s2_path) as s2, open_sentinel1(s1_path) as s1:

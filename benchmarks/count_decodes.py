@@ -15,8 +15,8 @@ import atexit
 import sys
 from collections import defaultdict
 
-from cloudfree.launch import main
-from cloudfree.sentinel2 import Sentinel2
+from cloudfree.cli.launch import main
+from cloudfree.io.sentinel2 import Sentinel2
 
 calls: dict[str, int] = defaultdict(int)
 #: per input, per band: the pixels read over the input's

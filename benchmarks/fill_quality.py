@@ -60,12 +60,12 @@ from scipy import ndimage
 from train_default import MASK, has_cloud, real_triplets, triplet_records
 from train_loso import run_epochs
 
-from cloudfree import local_fill
-from cloudfree.checkpoint import load_checkpoint
-from cloudfree.masking import MaskParams, classify
-from cloudfree.metrics import ssim_map
-from cloudfree.remove_scene import remove_scene
+from cloudfree.fill import local as local_fill
+from cloudfree.inference.checkpoint import load_checkpoint
+from cloudfree.mask.classify import MaskParams, classify
+from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
+from cloudfree.training.metrics import ssim_map
 from cloudfree.training.simulate import opacity, overlay
 
 #: name -> remove options

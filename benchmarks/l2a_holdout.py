@@ -36,7 +36,7 @@ import rasterio
 from l2a_pool import clear_dates, other_months, reflectance, worldcereal_cases
 from scipy import ndimage, stats
 
-from cloudfree.reference_fill import MAX_STRETCH, MIN_SPREAD, TIME_SCALE, WEIGHT_POWER
+from cloudfree.dates.fill import MAX_STRETCH, MIN_SPREAD, TIME_SCALE, WEIGHT_POWER
 
 MIN_SHARED = 20
 BLOCK, FOLDS, RING = 10, 4, 6

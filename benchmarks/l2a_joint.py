@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from l2a_holdout import case_inputs, fills, psnr, tuning_cases
 
-from cloudfree.reference_fill import WEIGHT_POWER
+from cloudfree.dates.fill import WEIGHT_POWER
 
 RIDGES = (1e-5, 1e-4, 1e-3)
 

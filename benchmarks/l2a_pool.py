@@ -54,11 +54,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from cloudfree.errors import CloudfreeError
-from cloudfree.mask_scene import mask_scene
-from cloudfree.masking import CLOUD, NODATA, SHADOW, MaskParams, classify
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
+from cloudfree.pipeline.mask import mask_scene
+from cloudfree.pipeline.remove import remove_scene
 
 #: Fewest pixels a date must share clear with the target's truly clear ones to be fitted.
 MIN_SHARED = 20

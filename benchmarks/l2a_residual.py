@@ -23,9 +23,9 @@ from tempfile import TemporaryDirectory
 import numpy as np
 from l2a_pool import print_sweep, sweep
 
-from cloudfree import local_residual
+from cloudfree.dates import residual as local_residual
 
-removal = importlib.import_module("cloudfree.remove_scene")  # the package's is the function
+removal = importlib.import_module("cloudfree.pipeline.remove")
 HAZE, MARGIN, SIGMA, SHRINK = (local_residual.HAZE, local_residual.MARGIN, local_residual.SIGMA,
                                local_residual.SHRINK)
 

@@ -20,7 +20,8 @@ from tempfile import TemporaryDirectory
 
 from l2a_pool import print_sweep, sweep
 
-from cloudfree import reference_fill, similar_pixels
+from cloudfree.dates import fill as reference_fill
+from cloudfree.dates import similar_pixels
 
 
 def set_share(share: float | None) -> None:

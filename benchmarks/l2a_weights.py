@@ -52,11 +52,11 @@ from l2a_pool import (
     worldcereal_cases,
 )
 
-import cloudfree.reference_fill as reference_fill
-from cloudfree.joint_fit import RIDGE, JointFit
-from cloudfree.masking import CLOUD, NODATA, SHADOW, classify
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import open_sentinel2
+import cloudfree.dates.fill as reference_fill
+from cloudfree.dates.joint_fit import RIDGE, JointFit
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, classify
+from cloudfree.pipeline.remove import remove_scene
 
 BLOCK, FOLDS = 10, 4
 UNIT = reference_fill.VARIANCE_UNIT

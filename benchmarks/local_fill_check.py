@@ -52,8 +52,8 @@ def revision_module(ref: str, name: str = "local_fill") -> types.ModuleType:
 
 def samples() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(name, reflectance, cloud, valid, S1 dB) of every real sample."""
-    from cloudfree.masking import CLOUD, classify
-    from cloudfree.sentinel2 import open_sentinel2
+    from cloudfree.io.sentinel2 import open_sentinel2
+    from cloudfree.mask.classify import CLOUD, classify
 
     sen12 = DATA / "sen12mscr"
     floods = DATA / "sen1floods11"
@@ -79,7 +79,7 @@ def samples() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 def mosaic_output(s2: Path, s1: Path, out: Path, fill) -> np.ndarray:
     """The DN `remove --model median-fill` writes with ``fill`` as the local fill."""
-    rs = importlib.import_module("cloudfree.remove_scene")  # the package exports a function
+    rs = importlib.import_module("cloudfree.pipeline.remove")
     real = rs.local_fill
     rs.local_fill = fill
     try:
@@ -118,8 +118,9 @@ def timing(ref: str, size: int) -> None:
 
     torch.set_num_threads(1)
     rs, restore = (importlib.import_module(f"cloudfree.{m}") for m in ("remove_scene", "restore"))
-    from cloudfree import haze, local_fill
-    from cloudfree.sentinel2 import BANDS
+    from cloudfree.fill import local as local_fill
+    from cloudfree.io.sentinel2 import BANDS
+    from cloudfree.mask import haze
 
     old_fill, old_haze = revision_module(ref), revision_module(ref, "haze")
     fill = Twin(lambda *a: old_fill.local_fill(*a[:6]), lambda *a: local_fill.local_fill(*a[:6]),
@@ -162,7 +163,7 @@ def main() -> None:
     if args.timing:
         timing(args.ref, args.size or 2048)
         return
-    from cloudfree import local_fill as new
+    from cloudfree.fill import local as new
 
     old = revision_module(args.ref)
     print("| input | filled pixels | largest difference (DN) | pixels > 1 DN |\n"

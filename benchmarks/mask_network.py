@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from mask_quality import Pair, blended, halves, load_pairs, ours, pairs_parser, scene
 
-from cloudfree.masking import MaskParams, hot_positive
-from cloudfree.sentinel2 import BANDS
+from cloudfree.io.sentinel2 import BANDS
+from cloudfree.mask.classify import MaskParams, hot_positive
 
 BLENDS = (0.0, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 SCORED_BLENDS = (1.0, 0.25, 0.15)

@@ -46,8 +46,8 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
-from cloudfree.masking import CLOUD, MaskParams, classify
-from cloudfree.sentinel2 import BANDS, open_sentinel2
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLEAR_SCENE = DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"

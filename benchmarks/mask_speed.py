@@ -37,8 +37,8 @@ from remove_pipeline import ROOT, SAMPLE, mosaic
 #: scene, output, keyword arguments as JSON (``params``: MaskParams fields). Prints wall and CPU s.
 RUN = """
 import json, sys, time
-from cloudfree.mask_scene import mask_scene
-from cloudfree.masking import MaskParams
+from cloudfree.pipeline.mask import mask_scene
+from cloudfree.mask.classify import MaskParams
 kwargs = json.loads(sys.argv[3])
 params = MaskParams(**kwargs.pop("params", {}))
 wall, cpu = time.perf_counter(), time.process_time()
@@ -84,7 +84,7 @@ def time_s2cloudless(scene: Path, size: int) -> float:
 
 
 def main() -> None:
-    from cloudfree.threads import usable_cores
+    from cloudfree.core.threads import usable_cores
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)

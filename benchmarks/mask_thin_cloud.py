@@ -31,8 +31,8 @@ import numpy as np
 from mask_quality import CLEAR_SCENE, Pair, halves, load_pairs, pairs_parser, scene
 from scipy import ndimage
 
-from cloudfree.masking import CLOUD, MaskParams, classify
-from cloudfree.sentinel2 import BANDS, open_sentinel2
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
 
 MAX_CLEAR = 0.05
 Term = Callable[[dict], np.ndarray]

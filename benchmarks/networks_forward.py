@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cloudfree.checkpoint import LoadedModel
-from cloudfree.engines import Engine, OnnxEngine, TorchEngine
+from cloudfree.inference.checkpoint import LoadedModel
+from cloudfree.inference.engines import Engine, OnnxEngine, TorchEngine
+from cloudfree.inference.onnx_export import export_onnx
 from cloudfree.networks import ARCHITECTURES, build
-from cloudfree.onnx_export import export_onnx
 
 
 def seconds_per_tile(engine: Engine, tile: int, batch: int, repeat: int) -> float:

@@ -43,10 +43,10 @@ from remove_quality import write_inputs  # puts scripts/ on the path for train_d
 from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
 
-from cloudfree.haze import HazeParams
-from cloudfree.masking import CLOUD, SHADOW, MaskParams, classify
-from cloudfree.remove_scene import remove_scene
-from cloudfree.restore import RestoreParams
+from cloudfree.fill.restore import RestoreParams
+from cloudfree.mask.classify import CLOUD, SHADOW, MaskParams, classify
+from cloudfree.mask.haze import HazeParams
+from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
 from cloudfree.training.simulate import opacity, overlay
 

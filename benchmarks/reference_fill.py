@@ -35,8 +35,8 @@ the bands given, by PSNR on the true mask and on the whole image:
   pixels, over the TRUE mask (a whole-date haze leaves none to fit on: the dates as they are);
 - ``--reference``: ``remove --reference R1 ... R29``, the default (with ``--temporal-mask``:
   ``remove --reference R1 ... R29 --temporal-mask``), which on these 13-band dates
-  is the temporal mask (the dates judge the clouds, ``cloudfree/temporal_mask.py``); its mask's
-  IoU against the true mask is reported
+  is the temporal mask (the dates judge the clouds, ``cloudfree/dates/temporal_mask.py``); its
+  mask's IoU against the true mask is reported
   beside the single-date mask's, with the share of pixels outside the true mask kept exactly
   and its seconds per reference;
 - ``--reference, single-date mask``: ``remove --reference --no-temporal-mask``;
@@ -70,10 +70,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_series_sample import cut  # noqa: E402
 
-from cloudfree import joint_fit, reference_fill  # noqa: E402
-from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
-from cloudfree.remove_scene import remove_scene  # noqa: E402
-from cloudfree.sentinel2 import BANDS, open_sentinel2  # noqa: E402
+from cloudfree.dates import fill as reference_fill  # noqa: E402
+from cloudfree.dates import joint_fit  # noqa: E402
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
+from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
 #: Cloud fractions (default mask) of clear targets and of cloud donors.
 CLEAR_MAX, DONOR_MIN, DONOR_MAX = 0.02, 0.05, 0.95

@@ -42,7 +42,7 @@ REFERENCES = (3, 9, 12, 13, 14, 16, 17, 18, 20, 22, 23, 24, 1, 4, 5, 6)
 
 
 def child(target: str, output: str, temporal: bool, references: list[str]) -> None:
-    from cloudfree.remove_scene import remove_scene
+    from cloudfree.pipeline.remove import remove_scene
 
     remove_scene(target, None, output, references=references, quiet=True, overwrite=True,
                  model=None if references else "median-fill",

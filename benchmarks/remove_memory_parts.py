@@ -28,7 +28,7 @@ from pathlib import Path
 
 from remove_pipeline import make_scene, peak_rss_mb
 
-from cloudfree.memory import resident_bytes
+from cloudfree.core.memory import resident_bytes
 
 MIB = 2**20
 
@@ -66,7 +66,7 @@ class Sampler:
         patched = False
         while not self.stop.wait(0.01):
             if not patched:  # once the module has run its class statement
-                module = sys.modules.get("cloudfree.remove_scene")
+                module = sys.modules.get("cloudfree.pipeline.remove")
                 scene_removal = getattr(module, "SceneRemoval", None)
                 if scene_removal is not None and hasattr(scene_removal, "finish"):
                     self.patch(scene_removal)
@@ -104,8 +104,8 @@ def child(s2: str, s1: str, out: str) -> None:
     """`cloudfree remove` through its launcher, sampled; prints the summary as JSON."""
     import atexit
 
-    from cloudfree.launch import main as launch
-    from cloudfree.memory import limit_heap_arenas
+    from cloudfree.cli.launch import main as launch
+    from cloudfree.core.memory import limit_heap_arenas
 
     limit_heap_arenas()  # as the launcher does, before the sampling thread starts
     sampler = Sampler()

@@ -95,7 +95,7 @@ def make_scene(folder: Path, size: int, sample: str = "bundled") -> tuple[Path, 
 
 def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:
     """One `remove` in this process (COG output unless ``cog=False``); returns its summary."""
-    from cloudfree.remove_scene import remove_scene
+    from cloudfree.pipeline.remove import remove_scene
 
     return remove_scene(s2, s1, out, s1_aligned=True, composite=False, overwrite=True,
                         tile=args.tile, batch_size=args.batch_size, device=args.device,
@@ -123,7 +123,7 @@ def peak_rss_mb() -> float:
     Linux's VmHWM, because ru_maxrss of a child also counts the parent's memory at the fork
     (it is carried across fork and exec), which would floor every figure at the parent's size.
     """
-    from cloudfree.memory import status_bytes
+    from cloudfree.core.memory import status_bytes
 
     peak = status_bytes("VmHWM")
     if peak is not None:
@@ -135,7 +135,7 @@ def untrained_checkpoint(folder: Path, arch: str, preset: str) -> Path:
     """A checkpoint of ``arch``'s ``preset`` with seeded initial weights."""
     import torch
 
-    from cloudfree.checkpoint import LoadedModel, save_checkpoint
+    from cloudfree.inference.checkpoint import LoadedModel, save_checkpoint
     from cloudfree.networks import build
 
     torch.manual_seed(0)
@@ -170,7 +170,7 @@ class StageClock:
     @contextmanager
     def installed(self):
         """Time the chunk loop's stages for the duration of the block."""
-        rs = importlib.import_module("cloudfree.remove_scene")  # the package exports a function
+        rs = importlib.import_module("cloudfree.pipeline.remove")
         real_map, real = rs.ordered_map, {n: getattr(rs.SceneRemoval, n)
                                           for n in ("load", "predict", "finish")}
         timed = {name: self.wrap(name, fn) for name, fn in real.items()}
@@ -252,9 +252,9 @@ def bare_forward_seconds(engine, tile: int, tiles: int, batch_size: int) -> floa
 
 def throughput(folder: Path, args) -> dict:
     """Pipeline vs bare forward on the same tiles, in one process."""
-    from cloudfree.engines import open_engine
-    from cloudfree.remove_scene import choose_tiling
-    from cloudfree.tiling import TileGrid
+    from cloudfree.inference.engines import open_engine
+    from cloudfree.inference.tiling import TileGrid
+    from cloudfree.pipeline.remove import choose_tiling
 
     s2, s1 = make_scene(folder, args.throughput_size)
     engine = open_engine(device=args.device, precision=args.precision, **model_kwargs(args))
@@ -330,7 +330,7 @@ def main() -> None:
     args.tile = args.tile or None
     args.loaders = args.loaders or None
     if args.loaders:
-        importlib.import_module("cloudfree.remove_scene").loader_threads = \
+        importlib.import_module("cloudfree.pipeline.remove").loader_threads = \
             lambda device: args.loaders
     if args.child:
         import torch

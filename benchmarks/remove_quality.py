@@ -5,8 +5,9 @@
 
 DATA is the set built by ``scripts/build_training_set.py``; only its ``val`` split is read.
 Every sample goes through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask
-and options) and is scored against its cloud-free image with the metrics of ``cloudfree.metrics``
-(reflectance clipped to [0, 1], every band, every valid pixel). Beside the models:
+and options) and is scored against its cloud-free image with the metrics of
+``cloudfree.training.metrics`` (reflectance clipped to [0, 1], every band, every valid pixel).
+Beside the models:
 
 - ``median_fill``: every masked pixel replaced by its band's median over the scene's clear pixels
   (``training.baselines.median_fill``), with the mask ``remove`` uses;
@@ -36,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from train_default import MASK, clear_scenes, cloud_fields, load_set, real_triplets  # noqa: E402
 
-from cloudfree.metrics import METRICS, all_metrics  # noqa: E402
-from cloudfree.remove_scene import remove_scene  # noqa: E402
+from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 from cloudfree.training.baselines import median_fill  # noqa: E402
 from cloudfree.training.datasets import LoadedSample  # noqa: E402
 from cloudfree.training.evaluate import cover_bin  # noqa: E402
+from cloudfree.training.metrics import METRICS, all_metrics  # noqa: E402
 from cloudfree.training.simulate import CloudField, Scene, simulate  # noqa: E402
 
 SIZE = 256

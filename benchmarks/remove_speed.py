@@ -51,7 +51,7 @@ from pathlib import Path
 from remove_pipeline import SAMPLES, bare_forward_seconds, make_scene, peak_rss_mb, unpack
 from remove_stages import print_stages
 
-from cloudfree.bundled import bundled_models
+from cloudfree.inference.bundled import bundled_models
 
 BATCH = 8  # remove's default --batch-size
 
@@ -74,15 +74,15 @@ def timed(cmd: list[str], package: Path | None = None) -> tuple[float, str, floa
 
 def has_network(model: str) -> bool:
     """Whether ``model`` runs a network (the network-free fill runs none)."""
-    from cloudfree.engines import FILL_ARCH, open_engine
+    from cloudfree.inference.engines import FILL_ARCH, open_engine
 
     return open_engine(model=model, device="cpu").arch != FILL_ARCH
 
 
 def network_seconds(model: str, tiles: int) -> float:
     """Wall seconds of ``model``'s forward alone on ``tiles`` random tiles."""
-    from cloudfree.engines import open_engine
-    from cloudfree.remove_scene import choose_tiling
+    from cloudfree.inference.engines import open_engine
+    from cloudfree.pipeline.remove import choose_tiling
 
     engine = open_engine(model=model, device="cpu")
     return bare_forward_seconds(engine, choose_tiling(engine, None, None)[0], tiles, BATCH)
@@ -178,7 +178,7 @@ def main() -> None:
     if args.child:  # the command as users run it (its launcher's settings), then its peak
         import atexit
 
-        from cloudfree.launch import main as launch
+        from cloudfree.cli.launch import main as launch
 
         atexit.register(lambda: print(json.dumps({"peak_rss_mb": peak_rss_mb()})))
         sys.argv = ["cloudfree", *remove_command(*map(Path, args.child), args.models[0])[3:]]

@@ -44,38 +44,38 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from cloudfree.launch import OPENBLAS_THREADS
-from cloudfree.memory import limit_heap_arenas, status_bytes
+from cloudfree.cli.launch import OPENBLAS_THREADS
+from cloudfree.core.memory import limit_heap_arenas, status_bytes
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", OPENBLAS_THREADS)  # before NumPy loads
 limit_heap_arenas()  # the command's heap, as its launcher sets it
 
 #: (module, attribute path, stage): the functions each stage is made of.
 STAGES = (
-    ("cloudfree.sentinel2", "Sentinel2.read_dn", "read S2"),
-    ("cloudfree.sentinel2", "Sentinel2.reflectance", "read S2"),
-    ("cloudfree.decoded_scene", "DecodedScene.read", "read S2 (decoded copy)"),
-    ("cloudfree.decoded_scene", "DecodedScene.store", "keep decoded S2"),
-    ("cloudfree.coregister", "CoregisterResult.read", "read S1 (warp)"),
-    ("cloudfree.coregister", "AlignedS1.read", "read S1"),
-    ("cloudfree.remove_scene", "open_s1_on_grid", "S1 co-registration"),
-    ("cloudfree.coregister", "estimate_window", "shift estimates"),
-    ("cloudfree.remove_scene", "scene_fill_spectrum", "clear-sky statistics"),
-    ("cloudfree.remove_scene", "classify", "mask"),
-    ("cloudfree.remove_scene", "haze_region", "mask"),
-    ("cloudfree.remove_scene", "composite_alpha", "mask"),
-    ("cloudfree.remove_scene", "source_weight", "local fill"),
-    ("cloudfree.remove_scene", "local_fill", "local fill"),
-    ("cloudfree.remove_scene", "restore", "restore (haze, shadows)"),
-    ("cloudfree.remove_scene", "SceneRemoval.load", "load (rest)"),
-    ("cloudfree.remove_scene", "SceneRemoval._run", "network"),
-    ("cloudfree.remove_scene", "Blender.add", "blend"),
-    ("cloudfree.remove_scene", "SceneRemoval.finish", "composite"),
+    ("cloudfree.io.sentinel2", "Sentinel2.read_dn", "read S2"),
+    ("cloudfree.io.sentinel2", "Sentinel2.reflectance", "read S2"),
+    ("cloudfree.io.decoded_scene", "DecodedScene.read", "read S2 (decoded copy)"),
+    ("cloudfree.io.decoded_scene", "DecodedScene.store", "keep decoded S2"),
+    ("cloudfree.coregister.s1_to_s2", "CoregisterResult.read", "read S1 (warp)"),
+    ("cloudfree.coregister.s1_to_s2", "AlignedS1.read", "read S1"),
+    ("cloudfree.pipeline.remove", "open_s1_on_grid", "S1 co-registration"),
+    ("cloudfree.coregister.s1_to_s2", "estimate_window", "shift estimates"),
+    ("cloudfree.pipeline.remove", "scene_fill_spectrum", "clear-sky statistics"),
+    ("cloudfree.pipeline.remove", "classify", "mask"),
+    ("cloudfree.pipeline.remove", "haze_region", "mask"),
+    ("cloudfree.pipeline.remove", "composite_alpha", "mask"),
+    ("cloudfree.pipeline.remove", "source_weight", "local fill"),
+    ("cloudfree.pipeline.remove", "local_fill", "local fill"),
+    ("cloudfree.pipeline.remove", "restore", "restore (haze, shadows)"),
+    ("cloudfree.pipeline.remove", "SceneRemoval.load", "load (rest)"),
+    ("cloudfree.pipeline.remove", "SceneRemoval._run", "network"),
+    ("cloudfree.pipeline.remove", "Blender.add", "blend"),
+    ("cloudfree.pipeline.remove", "SceneRemoval.finish", "composite"),
     ("rasterio.io", "DatasetWriter.write", "write blocks"),
-    ("cloudfree.overviews", "StreamedOverviews.add", "overviews (from the blocks)"),
+    ("cloudfree.output.overviews", "StreamedOverviews.add", "overviews (from the blocks)"),
     ("rasterio.io", "DatasetWriter.close", "close (flush)"),
-    ("cloudfree.rasterio_io", "make_cog", "COG rewrite"),
-    ("cloudfree.rasterio_io", "verify_raster", "verify"),
+    ("cloudfree.output.atomic", "make_cog", "COG rewrite"),
+    ("cloudfree.output.atomic", "verify_raster", "verify"),
 )
 #: The first-pass stages, under which nested reads and masks are reported.
 FIRST_PASSES = ("S1 co-registration", "clear-sky statistics")
@@ -246,7 +246,7 @@ def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | N
     """Stage table of one `remove` (every default, COG output) in this process."""
     import torch
 
-    from cloudfree.remove_scene import remove_scene
+    from cloudfree.pipeline.remove import remove_scene
 
     torch.set_num_threads(1)
     clock = StageClock()

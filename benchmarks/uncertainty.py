@@ -56,9 +56,7 @@ import one_date_quality as one_date  # noqa: E402
 import reference_fill as dates_bench  # noqa: E402
 from remove_quality import write_inputs  # noqa: E402
 
-from cloudfree.remove_scene import remove_scene  # noqa: E402
-from cloudfree.sentinel2 import BANDS  # noqa: E402
-from cloudfree.uncertainty import (  # noqa: E402
+from cloudfree.fill.uncertainty import (  # noqa: E402
     CALIBRATION,
     FEATURES,
     FROM_DATES,
@@ -73,6 +71,8 @@ from cloudfree.uncertainty import (  # noqa: E402
     features,
     uce,
 )
+from cloudfree.io.sentinel2 import BANDS  # noqa: E402
+from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
 #: Filled pixels kept per case and kind (at random), every band of each.
 PIXELS = 4000

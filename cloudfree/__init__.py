@@ -2,32 +2,34 @@
 
 The public Python API is the names in ``__all__``; everything else may change between
 releases. They are imported on first use, so that ``import cloudfree`` (and the CLI) stay fast.
-``cloudfree.remove_scene`` and ``cloudfree.mask_scene`` are the functions, although modules of
-the same names exist (``from cloudfree.remove_scene import ...`` reaches those).
+
+The package is laid out by stage, imports pointing down only: ``core`` (errors, threads, stop
+signals, memory, paths), ``io`` (reading scenes), ``mask``, ``output`` (writing results),
+``coregister`` (S1 onto the S2 grid), ``fill`` (one date), ``dates`` (other dates),
+``networks``, ``inference`` (engines, tiling, checkpoints), ``training``, ``pipeline`` (the
+commands as functions) and ``cli``.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _PUBLIC = {
-    "remove_scene": "cloudfree.remove_scene",
-    "mask_scene": "cloudfree.mask_scene",
-    "coregister_file": "cloudfree.coregister",
-    "run_batch": "cloudfree.batch",
-    "BatchResult": "cloudfree.batch",
-    "MaskParams": "cloudfree.masking",
-    "load_checkpoint": "cloudfree.checkpoint",
-    "save_checkpoint": "cloudfree.checkpoint",
+    "remove_scene": "cloudfree.pipeline.remove",
+    "mask_scene": "cloudfree.pipeline.mask",
+    "coregister_file": "cloudfree.coregister.s1_to_s2",
+    "run_batch": "cloudfree.pipeline.batch",
+    "BatchResult": "cloudfree.pipeline.batch",
+    "MaskParams": "cloudfree.mask.classify",
+    "load_checkpoint": "cloudfree.inference.checkpoint",
+    "save_checkpoint": "cloudfree.inference.checkpoint",
     "build": "cloudfree.networks",
     "ARCHITECTURES": "cloudfree.networks",
-    "CloudfreeError": "cloudfree.errors",
-    "UsageError": "cloudfree.errors",
+    "CloudfreeError": "cloudfree.core.errors",
+    "UsageError": "cloudfree.core.errors",
 }
 
 __all__ = ["__version__", *_PUBLIC]
@@ -44,14 +46,3 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
 
-
-class _Package(types.ModuleType):
-    """The package; importing a submodule named like a public function leaves the function."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _PUBLIC and isinstance(value, types.ModuleType):
-            return  # the import system binding the submodule, which stays in sys.modules
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -1,5 +1,5 @@
 """Allow ``python -m cloudfree``."""
 
-from cloudfree.launch import main
+from cloudfree.cli.launch import main
 
 main()

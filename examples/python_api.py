@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from cloudfree.errors import CloudfreeError
-from cloudfree.mask_scene import mask_scene
-from cloudfree.masking import MaskParams
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.mask.classify import MaskParams
+from cloudfree.pipeline.mask import mask_scene
 
 
 def main(data: Path, out: Path) -> None:
@@ -23,7 +23,7 @@ def main(data: Path, out: Path) -> None:
     print(f"{mask['output']}: {mask['cloud_fraction']:.1%} cloud")
     if os.environ.get("CLOUDFREE_COMMAND") == "mask":
         return
-    from cloudfree.remove_scene import remove_scene
+    from cloudfree.pipeline.remove import remove_scene
 
     clear = remove_scene(data / "s2.tif", data / "s1.tif", out / "s2_cloudfree.tif",
                          mask_params=params, device="auto", overwrite=True, quiet=True)

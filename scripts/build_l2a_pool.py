@@ -35,8 +35,8 @@ import rasterio
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from cloudfree.masking import CLOUD, classify
-from cloudfree.sentinel2 import BANDS, open_sentinel2
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLOUD, classify
 
 BEN = "bigearthnet-common-2.8.0/src/bigearthnet_common/BigEarthNet-S{}-Example.tar.bz2"
 NETCDF = "tests/worldcerealtests/testresources/worldcereal_preprocessed_inputs.nc"

@@ -59,9 +59,9 @@ from trainset_sources import (
     open_source,
 )
 
-from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import progress
-from cloudfree.sentinel2 import BANDS, canonical_band
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.progress import progress
+from cloudfree.io.sentinel2 import BANDS, canonical_band
 
 log = logging.getLogger("build_training_set")
 MANIFEST = Path(__file__).with_name("training_set_manifest.json")

@@ -34,7 +34,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
-from cloudfree.sentinel2 import BANDS, canonical_band
+from cloudfree.io.sentinel2 import BANDS, canonical_band
 
 #: The training-pool samples of Oriolac/cloud-removal (DATA.md); all others are held out.
 ORIOLAC_IDS = (316, 581, 746, 1302, 2266, 2729, 3968, 4065, 4287, 4294)

@@ -23,8 +23,8 @@ import numpy as np
 import rasterio
 from rasterio.transform import Affine
 
-from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW, MaskParams, classify
-from cloudfree.sentinel2 import BANDS, RESOLUTION, open_sentinel2
+from cloudfree.io.sentinel2 import BANDS, RESOLUTION, open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW, MaskParams, classify
 
 METADATA = """<?xml version="1.0" encoding="UTF-8"?>
 <n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">

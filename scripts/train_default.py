@@ -12,8 +12,8 @@ bundled ``median-fill``.
 
 The network (``fillnet``; ``paper`` preset for ``cloudfree-fillnet``, ``small`` for
 ``cloudfree-fillnet-fast``, the two chosen by the leave-one-scene-out folds of
-``scripts/train_loso.py``) corrects the classical fill (``cloudfree/fill.py``) under the mask. It
-is trained with the mask ``remove`` uses by default (score method, 5 px buffer) on:
+``scripts/train_loso.py``) corrects the classical fill (``cloudfree/fill/median.py``) under the
+mask. It is trained with the mask ``remove`` uses by default (score method, 5 px buffer) on:
 
 - real SEN12MS-CR triplets (cloudy, cloud-free, S1): the cloudy image's own mask and fill;
 - simulated clouds (``cloudfree.training.simulate``: opaque cores of real cloud radiance,
@@ -56,12 +56,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cloudfree.bundled import MODELS_DIR
-from cloudfree.checkpoint import load_checkpoint, save_checkpoint
-from cloudfree.fill import PRIOR_REFLECTANCE
-from cloudfree.masking import MaskParams, classify
+from cloudfree.fill.median import PRIOR_REFLECTANCE
+from cloudfree.inference.bundled import MODELS_DIR
+from cloudfree.inference.checkpoint import load_checkpoint, save_checkpoint
+from cloudfree.inference.scaling import SCALINGS
+from cloudfree.mask.classify import MaskParams, classify
 from cloudfree.networks import build, get_architecture
-from cloudfree.scaling import SCALINGS
 from cloudfree.training.datasets import LoadedSample, cloud_mask, network_arrays, random_view
 from cloudfree.training.loop import TrainConfig, prepare, train
 from cloudfree.training.simulate import CloudField, Scene, SimulatedClouds, opacity
@@ -222,9 +222,9 @@ def main() -> None:
     print(f"prior spectrum of the {what}:", prior.tolist())
     if args.holdout or args.all_splits:
         print("(not checked: the network corrects the package's fill, which keeps "
-              "cloudfree.fill.PRIOR_REFLECTANCE)")
+              "cloudfree.fill.median.PRIOR_REFLECTANCE)")
     elif not np.allclose(prior, PRIOR_REFLECTANCE, atol=1e-4):
-        sys.exit(f"cloudfree.fill.PRIOR_REFLECTANCE differs from the train split's "
+        sys.exit(f"cloudfree.fill.median.PRIOR_REFLECTANCE differs from the train split's "
                  f"{tuple(prior.tolist())}: update it first")
     config = dataclasses.replace(CONFIG, epochs=args.epochs, lr=args.lr, preset=args.preset,
                                  device=args.device, amp=args.amp, workers=args.workers,

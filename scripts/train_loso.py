@@ -35,9 +35,9 @@ from pathlib import Path
 
 from train_default import has_cloud, real_triplets, triplet_records
 
-from cloudfree.checkpoint import load_checkpoint
+from cloudfree.core.threads import usable_cores
+from cloudfree.inference.checkpoint import load_checkpoint
 from cloudfree.networks import get_architecture
-from cloudfree.threads import usable_cores
 from cloudfree.training.loop import CHECKPOINT, STATE
 
 SCRIPTS = Path(__file__).resolve().parent

@@ -1,7 +1,7 @@
 """Array conventions of the training set: S1 in dB, S2 as 13 L1C-ordered DN bands, one 10 m grid.
 
 - ``s1``: float32 (2, H, W), VV then VH, in dB; linear power is converted (10 log10).
-- ``s2_clear`` / ``s2_cloudy``: float32 (13, H, W) in the order of ``cloudfree.sentinel2.BANDS``,
+- ``s2_clear`` / ``s2_cloudy``: float32 (13, H, W) in the order of ``cloudfree.io.sentinel2.BANDS``,
   DN = reflectance x 10000 without offset; a band the source lacks is NaN, as is nodata.
 - Every array of a sample is resampled onto the 10 m grid of its S2 (bilinear, through
   ``rasterio.warp.reproject``: 20 m and 60 m bands, and S1 acquired on another grid), then all
@@ -20,10 +20,10 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
-from cloudfree.errors import CloudfreeError
-from cloudfree.masking import CLOUD, MaskParams, classify
-from cloudfree.sentinel1 import guess_units, linear_to_db
-from cloudfree.sentinel2 import BANDS, QUANTIFICATION, canonical_band
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.io.sentinel1 import guess_units, linear_to_db
+from cloudfree.io.sentinel2 import BANDS, QUANTIFICATION, canonical_band
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
 
 #: Border lines (rows or columns, all sides together) that may be cut to drop partial nodata
 #: left by resampling; nodata deeper inside stays NaN.

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.core.errors import CloudfreeError, UsageError
 
 ORIOLAC = "github:Oriolac/cloud-removal"
 DSEN2CR = "github:CodyKurpanek/dSen2CR_DSP"

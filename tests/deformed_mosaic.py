@@ -16,10 +16,10 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
-from cloudfree.coregister import coregister_to_grid
-from cloudfree.sentinel1 import db_to_linear, linear_to_db
-from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.shift_field import ShiftField
+from cloudfree.coregister.s1_to_s2 import coregister_to_grid
+from cloudfree.coregister.shift_field import ShiftField
+from cloudfree.io.sentinel1 import db_to_linear, linear_to_db
+from cloudfree.io.sentinel2 import open_sentinel2
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAIRS = ((DATA / "sen1floods11" / "Spain_7370579_S1Hand.tif",

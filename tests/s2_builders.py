@@ -10,7 +10,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import Affine
 
-from cloudfree.sentinel2 import BANDS, RESOLUTION
+from cloudfree.io.sentinel2 import BANDS, RESOLUTION
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from make_safe_mosaic import METADATA_L2A as MTD_L2A_TEMPLATE  # noqa: E402

@@ -7,7 +7,7 @@ import rasterio
 import torch
 from conftest import SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 
-from cloudfree.scaling import SCALINGS, Scaling
+from cloudfree.inference.scaling import SCALINGS, Scaling
 
 PAIRS = ((SUMMER_S2, SUMMER_S1), (WINTER_S2, WINTER_S1))
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import SUMMER_S1, SUMMER_S2
 
 import cloudfree
-from cloudfree.errors import UsageError
+from cloudfree.core.errors import UsageError
 from cloudfree.networks import ARCHITECTURES
 
 DOCUMENTED = ["remove_scene", "mask_scene", "coregister_file", "run_batch"]
@@ -26,8 +26,8 @@ def test_every_public_name_resolves_and_lists_in_dir():
 
 
 def test_public_functions_win_over_their_modules():
-    import cloudfree.mask_scene  # noqa: F401  (binds nothing over the function)
-    from cloudfree.remove_scene import choose_tiling
+    import cloudfree.pipeline.mask  # noqa: F401  (binds nothing over the function)
+    from cloudfree.pipeline.remove import choose_tiling
 
     assert inspect.isfunction(cloudfree.mask_scene) and inspect.isfunction(choose_tiling)
     assert inspect.isfunction(cloudfree.remove_scene)

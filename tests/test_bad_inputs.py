@@ -21,11 +21,11 @@ from conftest import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 from onnx import TensorProto, helper
 
 from cloudfree import MaskParams, coregister_file, mask_scene, remove_scene, run_batch
-from cloudfree.checkpoint import LoadedModel
-from cloudfree.engines import OnnxEngine
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.inference.checkpoint import LoadedModel
+from cloudfree.inference.engines import OnnxEngine
+from cloudfree.inference.onnx_export import onnx_metadata
 from cloudfree.networks import ARCHITECTURES, build
-from cloudfree.onnx_export import onnx_metadata
 
 
 def last_line(text: str) -> str:
@@ -160,7 +160,7 @@ def test_creation_options_that_do_not_fit_the_data_type_are_refused_before_any_w
 
 def test_library_calls_get_the_same_checks(tmp_path):
     from cloudfree import mask_scene
-    from cloudfree.errors import UsageError
+    from cloudfree.core.errors import UsageError
 
     with pytest.raises(UsageError, match="JPEG is lossy and 8-bit only"):
         mask_scene(SUMMER_S2, tmp_path / "m.tif", creation_options={"compress": "jpeg"})

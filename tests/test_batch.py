@@ -14,7 +14,7 @@ import pytest
 import rasterio
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 
-from cloudfree.scene_discovery import date_from_tags, date_from_text, discover
+from cloudfree.io.discovery import date_from_tags, date_from_text, discover
 
 GOOD = ("floods", "summer", "winter")
 
@@ -249,7 +249,7 @@ def test_dask_cluster_gives_the_same_outputs_as_local_jobs(scenes, tmp_path, cli
 def test_remove_passes_options_through_and_isolates_failures(scenes, tmp_path, cli):
     import torch
 
-    from cloudfree.checkpoint import save_checkpoint
+    from cloudfree.inference.checkpoint import save_checkpoint
     from cloudfree.networks import build
 
     torch.manual_seed(0)

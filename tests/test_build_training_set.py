@@ -25,8 +25,8 @@ import build_training_set as bts  # noqa: E402
 import trainset_arrays as arrays  # noqa: E402
 import trainset_sources as sources  # noqa: E402
 
-from cloudfree.errors import CloudfreeError  # noqa: E402
-from cloudfree.sentinel2 import BANDS  # noqa: E402
+from cloudfree.core.errors import CloudfreeError  # noqa: E402
+from cloudfree.io.sentinel2 import BANDS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

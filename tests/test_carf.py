@@ -7,7 +7,7 @@ import io
 import torch
 from sar_optical_patch import assert_crop_matches_whole, sar_optical_patch
 
-from cloudfree.checkpoint import load_checkpoint, save_checkpoint
+from cloudfree.inference.checkpoint import load_checkpoint, save_checkpoint
 from cloudfree.networks import build, get_architecture
 from cloudfree.networks.blocks import DualSwinConv, DualWindowAttention, GuidedWindowAttention
 from cloudfree.networks.carf import CARF

@@ -7,18 +7,18 @@ import pytest
 import torch
 from sar_optical_patch import real_batch
 
-from cloudfree.bundled import bundled_model
-from cloudfree.checkpoint import (
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.inference.bundled import bundled_model
+from cloudfree.inference.checkpoint import (
     LoadedModel,
     default_scaling,
     load_checkpoint,
     save_checkpoint,
 )
-from cloudfree.engines import TorchEngine, bound_correction, open_engine
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.inference.engines import TorchEngine, bound_correction, open_engine
+from cloudfree.inference.scaling import SCALINGS
+from cloudfree.io.sentinel2 import BANDS
 from cloudfree.networks import ARCHITECTURES, build
-from cloudfree.scaling import SCALINGS
-from cloudfree.sentinel2 import BANDS
 
 ARCHS = sorted(ARCHITECTURES)
 

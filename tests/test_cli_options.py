@@ -8,8 +8,8 @@ import click
 import pytest
 from conftest import SUMMER_S2
 
-from cloudfree.cli import main
-from cloudfree.options import SHARED
+from cloudfree.cli.commands import main
+from cloudfree.cli.options import SHARED
 
 #: Shared options whose help says what this command writes there (output) or does with it
 #: (model: run it, or export it, which has no default).

@@ -12,12 +12,13 @@ import rasterio
 from conftest import FLOODS_S1, FLOODS_S2, WINTER_S1, WINTER_S2
 from rio_cogeo.cogeo import cog_validate
 
-from cloudfree.bundled import DEFAULT_MODEL, bundled_model
-from cloudfree.cog import NEAREST, make_cog
-from cloudfree.errors import CloudfreeError
-from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW
-from cloudfree.provenance import Provenance
-from cloudfree.rasterio_io import atomic_output, geotiff_profile
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_model
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW
+from cloudfree.output.atomic import atomic_output
+from cloudfree.output.cog import NEAREST, make_cog
+from cloudfree.output.geotiff import geotiff_profile
+from cloudfree.output.provenance import Provenance
 
 
 def assert_cog(path, overviews):

@@ -11,9 +11,9 @@ from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, W
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
-from cloudfree.coregister import Grid, coregister_file, coregister_to_grid
-from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.shift_estimation import RULE, halves_disagreement
+from cloudfree.coregister.s1_to_s2 import Grid, coregister_file, coregister_to_grid
+from cloudfree.coregister.shift_estimation import RULE, halves_disagreement
+from cloudfree.io.sentinel2 import open_sentinel2
 
 
 def moved_s1(src, dst, dx=0.0, dy=0.0, grid=None):
@@ -248,8 +248,8 @@ def test_windowed_output_equals_whole_window():
 def test_s1_on_the_grid_is_read_as_the_warp_would_give_it(tmp_path):
     """Where S1 lies on the S2 grid already and no field moves it, it is read without the warp:
     the same values, bit for bit, as the warp onto the grid (real pairs, UTM and EPSG:4326)."""
-    from cloudfree.coregister import warp_onto, warp_window
-    from cloudfree.sentinel1 import linear_to_db, open_sentinel1
+    from cloudfree.coregister.s1_to_s2 import warp_onto, warp_window
+    from cloudfree.io.sentinel1 import linear_to_db, open_sentinel1
 
     moved = moved_s1(WINTER_S1, tmp_path / "moved.tif", 0.5, 0)
     for s1_path, s2_path in ((WINTER_S1, WINTER_S2), (FLOODS_S1, FLOODS_S2), (moved, WINTER_S2)):
@@ -272,8 +272,7 @@ def test_correlation_of_half_spectra_is_the_complex_correlations_real_part():
     real pair's fields."""
     from scipy import fft
 
-    from cloudfree.sentinel1 import open_sentinel1
-    from cloudfree.shift_estimation import (
+    from cloudfree.coregister.shift_estimation import (
         _cross,
         _half_search_area,
         _search_area,
@@ -281,6 +280,7 @@ def test_correlation_of_half_spectra_is_the_complex_correlations_real_part():
         _surface,
         orientation_fields,
     )
+    from cloudfree.io.sentinel1 import open_sentinel1
 
     with open_sentinel2(FLOODS_S2) as s2, open_sentinel1(FLOODS_S1) as s1:
         nir, valid = s2.read(bands=("B08",))
@@ -373,8 +373,8 @@ def test_orientation_field_filters_are_ndimages_on_a_cloudy_scene():
     ndimage's values on real clouds."""
     from scipy import ndimage
 
-    from cloudfree.masking import CLEAR, MaskParams, classify
-    from cloudfree.shift_estimation import SIGMA, eroded, orientation_field, sobel
+    from cloudfree.coregister.shift_estimation import SIGMA, eroded, orientation_field, sobel
+    from cloudfree.mask.classify import CLEAR, MaskParams, classify
 
     with open_sentinel2(SUMMER_S2) as s2:
         reflectance, valid = s2.read()
@@ -408,7 +408,7 @@ def test_orientation_field_filters_are_ndimages_on_a_cloudy_scene():
 @pytest.mark.parametrize(("size", "per_axis"), [(700, 1), (1024, 2), (1536, 3), (2048, 4),
                                                 (4608, 8), (10980, 8)])
 def test_estimation_windows_sample_the_scene_from_edge_to_edge(size, per_axis):
-    from cloudfree.coregister import ESTIMATION_WINDOW, estimation_windows
+    from cloudfree.coregister.s1_to_s2 import ESTIMATION_WINDOW, estimation_windows
 
     windows = estimation_windows(size, size)
     assert len(windows) == per_axis ** 2

@@ -12,11 +12,11 @@ import pytest
 import rasterio
 import torch
 
-from cloudfree.checkpoint import LoadedModel
-from cloudfree.engines import OnnxEngine, TorchEngine, resolve_device
-from cloudfree.errors import CloudfreeError
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.inference.checkpoint import LoadedModel
+from cloudfree.inference.engines import OnnxEngine, TorchEngine, resolve_device
 from cloudfree.networks import ARCHITECTURES, build
-from cloudfree.remove_scene import remove_scene
+from cloudfree.pipeline.remove import remove_scene
 from tests.conftest import SUMMER_S1, SUMMER_S2
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,7 +32,7 @@ def read(path) -> np.ndarray:
 
 def sample_tiles(tile: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Two real tiles of the summer sample, scaled as GLF-CR scales them."""
-    from cloudfree.checkpoint import default_scaling
+    from cloudfree.inference.checkpoint import default_scaling
 
     scaling = default_scaling("glfcr")
     with rasterio.open(SUMMER_S2) as s2, rasterio.open(SUMMER_S1) as s1:
@@ -102,7 +102,7 @@ def test_transfers_go_through_pinned_host_memory():
 def test_onnxruntime_cuda_provider_matches_torch(tmp_path):
     import onnxruntime as ort
 
-    from cloudfree.onnx_export import export_onnx
+    from cloudfree.inference.onnx_export import export_onnx
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("this onnxruntime has no CUDA provider (onnxruntime-gpu not installed)")
@@ -121,7 +121,7 @@ def test_a_real_out_of_memory_halves_the_batch(tmp_path, cloudfree_log):
     torch.manual_seed(0)
     loaded = LoadedModel.from_network(build("glfcr", "paper").eval())
     checkpoint = tmp_path / "glfcr.pt"
-    from cloudfree.checkpoint import save_checkpoint
+    from cloudfree.inference.checkpoint import save_checkpoint
 
     save_checkpoint(checkpoint, loaded.network, loaded.scaling)
     # 128 px tiles with 32 px overlap: rows of 3 tiles on the 256 px sample

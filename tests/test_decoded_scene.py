@@ -16,13 +16,19 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-import cloudfree.decoded_scene as decoded_scene
-from cloudfree.decoded_scene import DecodedScene
-from cloudfree.mask_input import FirstPassCopy, mask_input, mask_reader, stored_reader, takes_scl
-from cloudfree.masking import MaskParams
-from cloudfree.rasterio_io import mirror_pads, read_padded
-from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
-from cloudfree.sentinel2 import open_sentinel2
+import cloudfree.io.decoded_scene as decoded_scene
+from cloudfree.io.decoded_scene import DecodedScene
+from cloudfree.io.rasters import mirror_pads, read_padded
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import MaskParams
+from cloudfree.mask.scene_input import (
+    FirstPassCopy,
+    mask_input,
+    mask_reader,
+    stored_reader,
+    takes_scl,
+)
+from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
 from tests.conftest import FLOODS_S2, ROOT, SUMMER_S1, SUMMER_S2
 from tests.s2_builders import (
     coarsen_like_l1c,

@@ -16,14 +16,14 @@ import atexit, sys
 atexit.register(lambda: print("loaded:", *(m for m in ("botocore", "numpy.f2py.crackfortran")
                                            if m in sys.modules)))
 sys.argv = ["cloudfree", "remove", "--help"]
-from cloudfree.launch import main
+from cloudfree.cli.launch import main
 main()
 """
 
 #: The deferred modules used after the start-up, as a library would: each loads then.
 _USE = """
 import sys
-from cloudfree.launch import DEFERRED, defer
+from cloudfree.cli.launch import DEFERRED, defer
 for name in DEFERRED:
     defer(name)
 import rasterio.session, numpy

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from cloudfree.cli import main
+from cloudfree.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -6,12 +6,12 @@ import numpy as np
 import torch
 from sar_optical_patch import real_batch
 
-from cloudfree import bundled
-from cloudfree.bundled import DEFAULT_MODEL
-from cloudfree.checkpoint import save_checkpoint
-from cloudfree.engines import open_engine
+from cloudfree.inference import bundled
+from cloudfree.inference.bundled import DEFAULT_MODEL
+from cloudfree.inference.checkpoint import save_checkpoint
+from cloudfree.inference.engines import open_engine
+from cloudfree.inference.scaling import SCALINGS
 from cloudfree.networks import build
-from cloudfree.scaling import SCALINGS
 
 
 def conv_params(cin: int, cout: int) -> int:

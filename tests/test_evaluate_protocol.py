@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cloudfree.masking import MaskParams
+from cloudfree.mask.classify import MaskParams
 from cloudfree.training.datasets import cloud_mask, read_reflectance
 from tests.conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 

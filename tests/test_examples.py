@@ -16,7 +16,7 @@ import rasterio
 from conftest import ROOT, WINTER_S1, WINTER_S2
 from scipy import ndimage
 
-from cloudfree.bundled import DEFAULT_MODEL, bundled_models
+from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_models
 
 EXAMPLES = ROOT / "examples"
 needs_model = pytest.mark.skipif(DEFAULT_MODEL not in bundled_models(),

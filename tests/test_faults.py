@@ -26,11 +26,11 @@ import rasterio
 import torch
 from conftest import ROOT, SUMMER_S1, SUMMER_S2, cloudfree_process
 
-from cloudfree import publish
-from cloudfree.coregister import coregister_file
-from cloudfree.errors import UsageError
-from cloudfree.rasterio_io import atomic_output, output_set, partial_path, verify_raster
-from cloudfree.signals import note_stop_signals, stop_requested, stops_held
+from cloudfree.core.errors import UsageError
+from cloudfree.core.stop import note_stop_signals, stop_requested, stops_held
+from cloudfree.coregister.s1_to_s2 import coregister_file
+from cloudfree.output import publish
+from cloudfree.output.atomic import atomic_output, output_set, partial_path, verify_raster
 
 MODEL = ROOT / "cloudfree" / "models" / "cloudfree-fillnet.pt"
 
@@ -153,8 +153,8 @@ def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path, big_s2):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("after", ["cloudfree.rasterio_io.publish",
-                                   "cloudfree.cli.note_stops_after_work"])
+@pytest.mark.parametrize("after", ["cloudfree.output.atomic.publish",
+                                   "cloudfree.cli.commands.note_stops_after_work"])
 def test_a_stop_once_the_outputs_are_in_place_says_they_are_kept_and_is_not_0(tmp_path, after):
     """A SIGTERM just after the outputs were put in place (still in the command, or while the
     interpreter shuts down) keeps them, says so, and exits 143: not 0, not 'no output'."""
@@ -167,7 +167,7 @@ def test_a_stop_once_the_outputs_are_in_place_says_they_are_kept_and_is_not_0(tm
             f"    os.kill(os.getpid(), signal.SIGTERM)\n"
             f"    return result\n"
             f"m.{name} = then_stop\n"
-            f"from cloudfree.cli import main\n"
+            f"from cloudfree.cli.commands import main\n"
             f"main(['mask', {str(SUMMER_S2)!r}, '-o', {str(out)!r}, '--score', {str(score)!r},"
             f" '--quiet'])\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -185,7 +185,7 @@ def test_a_program_that_ran_the_cli_in_process_still_gets_its_ctrl_c(tmp_path):
     not exit 130 at its end for it)."""
     code = ("import os, signal, time\n"
             "from click.testing import CliRunner\n"
-            "from cloudfree.cli import main\n"
+            "from cloudfree.cli.commands import main\n"
             f"r = CliRunner().invoke(main, ['mask', {str(SUMMER_S2)!r}, '-o',"
             f" {str(tmp_path / 'm.tif')!r}, '-q'])\n"
             "assert r.exit_code == 0, r.output\n"
@@ -291,16 +291,16 @@ def test_a_stop_while_a_batch_worker_starts_is_noted_not_a_traceback():
 
 
 def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
-    """A Ctrl-C in the half second the CLI's imports take (simulated: importing cloudfree.cli
-    raises KeyboardInterrupt, as Python's SIGINT handler does) ends with one line, not the
-    import's traceback."""
+    """A Ctrl-C in the half second the CLI's imports take (simulated: importing
+    cloudfree.cli.commands raises KeyboardInterrupt, as Python's SIGINT handler does) ends with one
+    line, not the import's traceback."""
     code = ("import sys\n"
             "class Stop:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'cloudfree.cli':\n"
+            "        if name == 'cloudfree.cli.commands':\n"
             "            raise KeyboardInterrupt\n"
             "sys.meta_path.insert(0, Stop())\n"
-            "from cloudfree.launch import main\n"
+            "from cloudfree.cli.launch import main\n"
             "main()\n")
     out = tmp_path / "mask.tif"
     proc = subprocess.run([sys.executable, "-c", code, "mask", SUMMER_S2, "-o", out],

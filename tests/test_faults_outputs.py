@@ -18,9 +18,9 @@ import rasterio
 import torch
 from conftest import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process
 
-from cloudfree import publish, rasterio_io
-from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.rasterio_io import output_set
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.output import atomic, publish
+from cloudfree.output.atomic import output_set
 
 COREGISTER = ["coregister", "--s1", SUMMER_S1, "--s2", SUMMER_S2]
 
@@ -243,13 +243,13 @@ def test_publish_refused_midway_leaves_every_output_as_it_was(tmp_path, monkeypa
 def test_coregister_report_that_appears_meanwhile_keeps_the_raster_out_too(tmp_path, monkeypatch,
                                                                             cli):
     out, report = tmp_path / "c.tif", tmp_path / "r.json"
-    verify = rasterio_io.verify_raster
+    verify = atomic.verify_raster
 
     def verify_then_another_run_writes_the_report(path, profile):
         verify(path, profile)
         report.write_text("theirs\n")
 
-    monkeypatch.setattr(rasterio_io, "verify_raster", verify_then_another_run_writes_the_report)
+    monkeypatch.setattr(atomic, "verify_raster", verify_then_another_run_writes_the_report)
     result = cli(*COREGISTER, "-o", out, "--report", report, "--no-cog", "-q")
     assert result.exit_code == 2
     line = one_line_error(result)
@@ -299,10 +299,10 @@ def test_export_of_the_largest_tile_traces_small(tmp_path):
 
 
 def test_export_whose_trace_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch):
-    from cloudfree import memory
-    from cloudfree.checkpoint import load_checkpoint, save_checkpoint
+    from cloudfree.core import memory
+    from cloudfree.inference.checkpoint import load_checkpoint, save_checkpoint
+    from cloudfree.inference.onnx_export import export_onnx
     from cloudfree.networks import build
-    from cloudfree.onnx_export import export_onnx
 
     torch.manual_seed(0)
     loaded = load_checkpoint(save_checkpoint(tmp_path / "d.pt", build("dsen2cr", "small"),
@@ -424,7 +424,7 @@ def test_remove_under_an_address_space_limit_is_one_line_out_of_memory(tmp_path,
 
 
 def test_native_allocation_failures_are_out_of_memory():
-    from cloudfree.memory import out_of_memory
+    from cloudfree.core.memory import out_of_memory
 
     with pytest.raises(RuntimeError) as torch_failure:
         torch.empty(2**45)  # 128 TiB: torch's allocator says so in its own RuntimeError
@@ -436,9 +436,9 @@ def test_a_stop_that_native_code_turns_into_its_own_error_is_still_a_stop(tmp_pa
                                                                            monkeypatch, cli):
     """A SIGTERM while a library initialises (torch, onnxruntime) comes back as that library's
     ImportError; after a stop request any error is told as the stop (143, one line)."""
-    from cloudfree import signals
+    from cloudfree.core import stop as signals
 
-    module = importlib.import_module("cloudfree.remove_scene")  # the package shadows its name
+    module = importlib.import_module("cloudfree.pipeline.remove")
 
     def stopped_while_importing(*args, **kwargs):
         signals._note(signal.SIGTERM, None)  # what the handler records, as the import fails

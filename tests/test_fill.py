@@ -9,21 +9,21 @@ import torch
 from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from scipy import ndimage
 
-from cloudfree.bundled import DEFAULT_MODEL, bundled_models
-from cloudfree.checkpoint import load_checkpoint
-from cloudfree.engines import open_engine
-from cloudfree.fill import (
+from cloudfree.fill.local import LocalFillParams
+from cloudfree.fill.median import (
     MIN_CLEAR_FRACTION,
     PRIOR_REFLECTANCE,
     STEP,
     ClearHistogram,
     fill_image,
 )
-from cloudfree.local_fill import LocalFillParams
-from cloudfree.masking import CLOUD, MaskParams, classify
+from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_models
+from cloudfree.inference.checkpoint import load_checkpoint
+from cloudfree.inference.engines import open_engine
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
 from cloudfree.networks import build
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.baselines import median_fill
 
 

@@ -14,17 +14,17 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-import cloudfree.decoded_scene as decoded_scene
-from cloudfree.coregister import REFINE_BANDS
-from cloudfree.decoded_scene import DecodedScene
-from cloudfree.kept_scene import keep_scene
-from cloudfree.mask_input import FirstPassCopy, stored_reader, takes_scl
-from cloudfree.mask_scene import mask_scene
-from cloudfree.masking import CLOUD, SHADOW_BANDS, MaskParams, classify
-from cloudfree.rasterio_io import block_windows
-from cloudfree.remove_scene import remove_scene, scene_fill_spectrum
-from cloudfree.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.threads import thread_pool
+import cloudfree.io.decoded_scene as decoded_scene
+from cloudfree.core.threads import thread_pool
+from cloudfree.coregister.s1_to_s2 import REFINE_BANDS
+from cloudfree.io.decoded_scene import DecodedScene
+from cloudfree.io.rasters import block_windows
+from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.mask.classify import CLOUD, SHADOW_BANDS, MaskParams, classify
+from cloudfree.mask.kept_scene import keep_scene
+from cloudfree.mask.scene_input import FirstPassCopy, stored_reader, takes_scl
+from cloudfree.pipeline.mask import mask_scene
+from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
 from tests.conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S2
 from tests.s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 from tests.test_decoded_scene import INPUTS, WINDOWS, l1c_safe, l2a_safe, summer_with_nodata
@@ -167,7 +167,7 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
                 return decode(window)
 
             # two cores, as CI has (the module, not the function ``cloudfree.remove_scene``)
-            monkeypatch.setattr(importlib.import_module("cloudfree.kept_scene"),
+            monkeypatch.setattr(importlib.import_module("cloudfree.mask.kept_scene"),
                                 "usable_cores", lambda: 2)
             keep_scene(copy, on_thread, True)
             assert decoded.complete

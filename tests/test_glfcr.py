@@ -8,7 +8,7 @@ import pytest
 import torch
 from sar_optical_patch import assert_crop_matches_whole, sar_optical_patch
 
-from cloudfree.errors import CloudfreeError
+from cloudfree.core.errors import CloudfreeError
 from cloudfree.networks import build, get_architecture
 from cloudfree.networks.blocks import shifted_window_mask, window_partition
 from cloudfree.networks.glfcr import GLFCR, dynamic_filter

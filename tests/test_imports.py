@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import SUMMER_S1, SUMMER_S2
 
@@ -35,7 +37,7 @@ def all_modules() -> list[str]:
 
 def test_the_walk_finds_the_modules_that_once_formed_a_circle():
     modules = all_modules()
-    assert {"cloudfree.checkpoint", "cloudfree.networks.glfcr", "cloudfree.cli",
+    assert {"cloudfree.inference.checkpoint", "cloudfree.networks.glfcr", "cloudfree.cli.commands",
             "cloudfree.training.loop"} <= set(modules)
     assert len(modules) > 40 and "cloudfree.__main__" not in modules
 
@@ -50,7 +52,7 @@ def test_every_module_imports_first():
 #: it loaded.
 _REMOVE_DEFAULT = """
 import sys
-from cloudfree.cli import main
+from cloudfree.cli.commands import main
 main(sys.argv[1:], standalone_mode=False)
 print("loaded:", *(m for m in ("torch", "onnxruntime") if m in sys.modules))
 """
@@ -69,9 +71,9 @@ def test_the_default_remove_loads_neither_torch_nor_onnxruntime(tmp_path):
 
 
 def test_the_fill_engine_reads_the_checkpoint_as_torch_does():
-    from cloudfree.bundled import FILL_MODEL, bundled_model
-    from cloudfree.checkpoint import load_checkpoint
-    from cloudfree.engines import FILL_ARCH, FillEngine, TorchEngine, open_engine
+    from cloudfree.inference.bundled import FILL_MODEL, bundled_model
+    from cloudfree.inference.checkpoint import load_checkpoint
+    from cloudfree.inference.engines import FILL_ARCH, FillEngine, TorchEngine, open_engine
     from cloudfree.networks.fillnet import Fill
 
     engine, loaded = open_engine(model=FILL_MODEL), load_checkpoint(bundled_model(FILL_MODEL))
@@ -80,3 +82,49 @@ def test_the_fill_engine_reads_the_checkpoint_as_torch_does():
     for name in ("scaling", "bands", "default_tile", "tile", "size_multiple", "receptive_field",
                  "fully_convolutional", "uses_mask", "device"):
         assert getattr(engine, name) == getattr(full, name), name
+
+
+#: The packages by stage, lowest first: a module imports only from its own package and those
+#: before it (``cloudfree/__init__.py`` and ``__main__`` sit above them all).
+LAYERS = ("core", "io", "mask", "output", "coregister", "fill", "dates", "networks", "inference",
+          "training", "pipeline", "cli")
+
+
+def cloudfree_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, package) of every ``cloudfree.<package>`` a module imports at run time, those
+    inside functions included; imports only for type checkers are left out."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found += [(node.lineno, name.split(".")[1]) for name in names
+                  if name.startswith("cloudfree.")]
+    return found
+
+
+def test_the_packages_exist_and_every_module_sits_in_one():
+    root = Path(cloudfree.__file__).parent
+    assert {p.name for p in root.iterdir() if (p / "__init__.py").is_file()} == set(LAYERS)
+    assert sorted(p.name for p in root.glob("*.py")) == ["__init__.py", "__main__.py"]
+
+
+def test_imports_point_down_the_stages():
+    root = Path(cloudfree.__file__).parent
+    upward = []
+    for path in root.rglob("*.py"):
+        package = path.relative_to(root).parts[0]
+        if package not in LAYERS:
+            continue
+        upward += [f"{path.relative_to(root)}:{line} imports cloudfree.{target}"
+                   for line, target in cloudfree_imports(path)
+                   if target in LAYERS and LAYERS.index(target) > LAYERS.index(package)]
+    assert not upward, "\n".join(upward)

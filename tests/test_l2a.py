@@ -30,9 +30,9 @@ from s2_builders import (
 )
 from scipy import ndimage
 
-from cloudfree.masking import CLEAR, CLOUD, NODATA, SHADOW, SNOW, MaskParams, classify
-from cloudfree.s2_files import ASSET_KEYS
-from cloudfree.sentinel2 import BANDS, open_sentinel2
+from cloudfree.io.s2_files import ASSET_KEYS
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW, MaskParams, classify
 
 SIZE = 120  # a multiple of 6: the 60 m bands nest
 #: The band subset of the GeoTIFF case, in an order of its own.
@@ -244,7 +244,7 @@ def test_a_stac_item_with_remote_assets_is_refused_in_one_line(scenes, tmp_path,
 
 def test_the_reference_fill_reads_the_targets_band_set(scenes):
     """The reference path takes whatever bands the target has, in its order."""
-    from cloudfree.reference_fill import open_references
+    from cloudfree.dates.fill import open_references
 
     target, reference = scenes["subset"]
     with open_sentinel2(target) as s2:
@@ -284,7 +284,7 @@ def test_stac_eo_bands_of_a_stack_and_display_copies_left_out(scenes, tmp_path):
 
 
 def test_an_l2a_safe_folder_is_placed_and_dated_for_batch(scenes):
-    from cloudfree.scene_discovery import classify as classify_file
+    from cloudfree.io.discovery import classify as classify_file
 
     found = classify_file(scenes["safe"][0])
     assert found.role == "s2" and str(found.acquired) == "2022-03-01"
@@ -325,7 +325,7 @@ def _link(folder: Path, name: str, target: Path) -> Path:
 def test_batch_finds_l2a_safe_band_folders_subsets_and_stac_items(scenes, tmp_path, cli):
     """A flat folder of the four forms: each is one scene (the item's assets folder is part
     of the item), run without S1, written in its own band order with its scale and offset."""
-    from cloudfree.scene_discovery import discover
+    from cloudfree.io.discovery import discover
 
     flat = tmp_path / "flat"
     for form in FORMS:
@@ -366,7 +366,7 @@ def test_batch_finds_l2a_safe_band_folders_subsets_and_stac_items(scenes, tmp_pa
 
 def test_scene_folders_take_a_stac_item_or_band_folder_as_their_s2(scenes, tmp_path):
     """In a scene folder the S2 may be a STAC item (its assets beside it) or a band folder."""
-    from cloudfree.scene_discovery import discover
+    from cloudfree.io.discovery import discover
 
     root = tmp_path / "scenes"
     item = scenes["stac"][0]

@@ -9,8 +9,8 @@ from conftest import FLOODS, FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2
 from rasterio.windows import Window
 from scipy import ndimage
 
-from cloudfree import local_fill as local_fill_module
-from cloudfree.local_fill import (
+from cloudfree.fill import local as local_fill_module
+from cloudfree.fill.local import (
     CLASS_STEP,
     COARSE_WEIGHT,
     FALLBACK_WEIGHT,
@@ -25,9 +25,9 @@ from cloudfree.local_fill import (
     smooth_s1,
     source_weight,
 )
-from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.pipeline.remove import remove_scene
 
 B08, B11 = 7, 11  # band indices in L1C order (B8A is ninth)
 RADIUS = 14

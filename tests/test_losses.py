@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloudfree.errors import UsageError
-from cloudfree.metrics import SSIM_K1
+from cloudfree.core.errors import UsageError
 from cloudfree.networks.ibhfn import VariationalBottleneck
 from cloudfree.training.datasets import read_reflectance
 from cloudfree.training.losses import (
@@ -19,6 +18,7 @@ from cloudfree.training.losses import (
     ibhfn_terms,
     ibhfn_weights,
 )
+from cloudfree.training.metrics import SSIM_K1
 from tests.conftest import WINTER_CLEAR, WINTER_S2
 
 SIZE = 48

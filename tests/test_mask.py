@@ -14,8 +14,8 @@ from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from cloudfree.mask_scene import mask_scene
-from cloudfree.masking import (
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import (
     CLOUD,
     NEAR_REACH,
     NODATA,
@@ -24,7 +24,7 @@ from cloudfree.masking import (
     classify,
     squared_distance,
 )
-from cloudfree.sentinel2 import BANDS, open_sentinel2
+from cloudfree.pipeline.mask import mask_scene
 
 
 def read_mask(path):
@@ -367,7 +367,7 @@ def test_block_and_threads_beyond_memory_are_refused_before_any_work(tmp_path, c
     """The windows classified at once must fit in memory: on a machine of 16 MiB the 512 px
     scene in one 512 px window (about 12 MiB) runs, in four 256 px windows on four threads it
     runs, and two dates of it at once are refused in a line naming the options."""
-    monkeypatch.setattr("cloudfree.memory.total_memory", lambda: 16 * 2**20)
+    monkeypatch.setattr("cloudfree.core.memory.total_memory", lambda: 16 * 2**20)
     assert cli("mask", FLOODS_S2, "-o", tmp_path / "one.tif", "--block", "512").exit_code == 0
     assert cli("mask", FLOODS_S2, "-o", tmp_path / "four.tif", "--block", "256",
                "--threads", "4").exit_code == 0

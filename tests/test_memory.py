@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloudfree.memory import _libc_function, release_free_memory, releasing_as_it_grows
+from cloudfree.core.memory import _libc_function, release_free_memory, releasing_as_it_grows
 
 STATUS = Path("/proc/self/status")
 
@@ -60,7 +60,7 @@ def test_freed_pages_are_released_while_resident_memory_grows():
 def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monkeypatch):
     import rasterio.env
 
-    from cloudfree.rasterio_io import scene_io_env
+    from cloudfree.io.rasters import scene_io_env
 
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
     mb = 2**20
@@ -78,7 +78,7 @@ def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monke
 
 HEAPS_AFTER_THREADS = """
 import ctypes, sys, tempfile, threading
-from cloudfree.memory import limit_heap_arenas
+from cloudfree.core.memory import limit_heap_arenas
 print(limit_heap_arenas())
 libc = ctypes.CDLL(None)
 libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p
@@ -120,9 +120,9 @@ def test_remove_keeps_output_blocks_in_the_cache_only_when_it_streams_them_compr
 
     from conftest import SUMMER_S1, SUMMER_S2
 
-    from cloudfree.rasterio_io import scene_io_env
+    from cloudfree.io.rasters import scene_io_env
 
-    removal = importlib.import_module("cloudfree.remove_scene")  # the package's is the function
+    removal = importlib.import_module("cloudfree.pipeline.remove")
 
     asked = []
 

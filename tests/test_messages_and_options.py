@@ -11,9 +11,9 @@ import rasterio
 from conftest import ROOT, SEN12
 from rasterio.errors import NotGeoreferencedWarning
 
-from cloudfree.errors import UsageError
-from cloudfree.masking import MAX_BUFFER, MaskParams
-from cloudfree.sentinel1 import open_sentinel1
+from cloudfree.core.errors import UsageError
+from cloudfree.io.sentinel1 import open_sentinel1
+from cloudfree.mask.classify import MAX_BUFFER, MaskParams
 
 SAMPLE = ROOT / "examples" / "data"
 SAMPLE_S1, SAMPLE_S2 = SAMPLE / "s1.tif", SAMPLE / "s2.tif"

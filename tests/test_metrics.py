@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from cloudfree.metrics import SSIM_K1, mae, psnr, sam, ssim, ssim_official
 from cloudfree.training.datasets import read_reflectance
 from cloudfree.training.losses import cloud_aware
+from cloudfree.training.metrics import SSIM_K1, mae, psnr, sam, ssim, ssim_official
 from tests.conftest import WINTER_CLEAR, WINTER_S2
 
 

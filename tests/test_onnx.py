@@ -10,13 +10,13 @@ import torch
 from conftest import SUMMER_S1, SUMMER_S2
 from sar_optical_patch import real_batch
 
-from cloudfree.bundled import bundled_model
-from cloudfree.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
-from cloudfree.engines import OnnxEngine, TorchEngine, open_engine
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.inference.bundled import bundled_model
+from cloudfree.inference.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
+from cloudfree.inference.engines import OnnxEngine, TorchEngine, open_engine
+from cloudfree.inference.onnx_export import export_onnx
+from cloudfree.io.sentinel2 import BANDS
 from cloudfree.networks import ARCHITECTURES, build
-from cloudfree.onnx_export import export_onnx
-from cloudfree.sentinel2 import BANDS
 
 ARCHS = sorted(ARCHITECTURES)
 TILE = 128

@@ -13,10 +13,11 @@ from conftest import FLOODS_S1, WINTER_S2
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from cloudfree import rasterio_io
-from cloudfree.cog import AVERAGE, NEAREST, cog_options, make_cog
-from cloudfree.overviews import overview_sizes, read_levels, supported
-from cloudfree.rasterio_io import geotiff_profile, raster_output, remove_stale_partials
+from cloudfree.output import atomic
+from cloudfree.output.atomic import raster_output, remove_stale_partials
+from cloudfree.output.cog import AVERAGE, NEAREST, cog_options, make_cog
+from cloudfree.output.geotiff import geotiff_profile
+from cloudfree.output.overviews import overview_sizes, read_levels, supported
 
 #: Odd sides, so that some levels average three columns with fractional weights.
 ODD = (700, 547)
@@ -51,7 +52,7 @@ def handed(monkeypatch) -> list[int]:
         counts.append(len(overviews or ()))
         make_cog(path, resampling, profile, overviews)
 
-    monkeypatch.setattr(rasterio_io, "make_cog", spy)
+    monkeypatch.setattr(atomic, "make_cog", spy)
     return counts
 
 
@@ -154,7 +155,7 @@ def test_blocks_out_of_strip_order_leave_the_overviews_to_gdal(tmp_path, handed)
 def test_scratch_files_of_a_dead_run_are_removed(tmp_path):
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # a process now dead
-    partial = f".out.{rasterio_io._HOST}.{done.stdout.strip()}.0123abcd.partial.tif"
+    partial = f".out.{atomic._HOST}.{done.stdout.strip()}.0123abcd.partial.tif"
     names = [partial + end for end in ("", ".ovr1", ".ovr12", ".vrt", ".cog", ".cog.ovr.tmp",
                                        ".aux.xml")]
     for name in names:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import WINTER_CLEAR, WINTER_S2
 
-from cloudfree.radiometry import VARIANCE_FLOOR, VARIANCE_SHRINK, CellFits, cell_sums
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.dates.radiometry import VARIANCE_FLOOR, VARIANCE_SHRINK, CellFits, cell_sums
+from cloudfree.io.sentinel2 import open_sentinel2
 
 PRIOR = np.full(13, 1e-4)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cloudfree.checkpoint import load_checkpoint
-from cloudfree.errors import UsageError
+from cloudfree.core.errors import UsageError
+from cloudfree.inference.checkpoint import load_checkpoint
 from cloudfree.training.loop import TrainConfig, learning_rate
 from cloudfree.training.recipes import recipe, with_recipe
 from tests.test_training import flat_layout

@@ -24,16 +24,18 @@ from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
-from cloudfree import agreement, joint_fit, local_residual, reference_fill, references
-from cloudfree.local_fill import LocalFillParams
-from cloudfree.local_residual import REACH, carry_residual
-from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
-from cloudfree.reference_fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
-from cloudfree.references import acquisition_date, change_threshold_db, open_reference
-from cloudfree.remove_scene import remove_scene, restore_dates
-from cloudfree.restore import RestoreParams
-from cloudfree.sentinel2 import BANDS, open_sentinel2
-from cloudfree.threads import thread_pool
+from cloudfree.core.threads import thread_pool
+from cloudfree.dates import agreement, joint_fit, references
+from cloudfree.dates import fill as reference_fill
+from cloudfree.dates import residual as local_residual
+from cloudfree.dates.fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
+from cloudfree.dates.references import acquisition_date, change_threshold_db, open_reference
+from cloudfree.dates.residual import REACH, carry_residual
+from cloudfree.fill.local import LocalFillParams
+from cloudfree.fill.restore import RestoreParams
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.pipeline.remove import remove_scene, restore_dates
 
 
 def read(path):
@@ -786,7 +788,7 @@ def test_remove_with_a_reference_carries_the_residual_seamlessly(scenes, monkeyp
     tiles give: the residual and the restoration of what shows through thin cloud read the
     pixels around each chunk (only the restoration's coarse map of the land's spread, laid on
     each chunk's own grid, leaves a few DN)."""
-    removal = importlib.import_module("cloudfree.remove_scene")  # the package's is the function
+    removal = importlib.import_module("cloudfree.pipeline.remove")
     outputs = {}
     for name, width, carry in (("whole", removal.FILL_CHUNK_WIDTH, carry_residual),
                                ("narrow", 64, carry_residual),

@@ -10,13 +10,13 @@ import rasterio
 import torch
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 
-from cloudfree.checkpoint import save_checkpoint
-from cloudfree.masking import CLOUD, NODATA, MaskParams
+from cloudfree.coregister.shift_estimation import RULE
+from cloudfree.inference.checkpoint import save_checkpoint
+from cloudfree.inference.tiling import TileGrid
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLOUD, NODATA, MaskParams
 from cloudfree.networks import ARCHITECTURES, build
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import BANDS, open_sentinel2
-from cloudfree.shift_estimation import RULE
-from cloudfree.tiling import TileGrid
+from cloudfree.pipeline.remove import remove_scene
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def read(path):
 
 def whole_image_prediction(checkpoint, s2_path, s1_path, trim):
     """The network on the whole (mirror-padded) scene at once: what tiling must reproduce."""
-    from cloudfree.checkpoint import load_checkpoint
+    from cloudfree.inference.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     with open_sentinel2(s2_path) as s2, rasterio.open(s1_path) as s1:
@@ -200,7 +200,7 @@ def test_missing_crs_is_refused(tmp_path, checkpoints, cli):
 
 def test_gpu_out_of_memory_halves_the_batch(tmp_path, checkpoints, monkeypatch, caplog):
     """A CUDA OOM is simulated on the CPU engine: the pipeline retries with smaller batches."""
-    from cloudfree import engines
+    from cloudfree.inference import engines
 
     real = engines.TorchEngine.predict
 
@@ -222,7 +222,7 @@ def test_gpu_out_of_memory_halves_the_batch(tmp_path, checkpoints, monkeypatch, 
 
 
 def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints, cli):
-    from cloudfree.onnx_export import export_checkpoint
+    from cloudfree.inference.onnx_export import export_checkpoint
 
     onnx = export_checkpoint(checkpoints["dsen2cr"], tmp_path / "m.onnx", 64)
     a = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", checkpoint=checkpoints["dsen2cr"],
@@ -241,7 +241,7 @@ def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeyp
     """The default model and fill, with chunks loading ahead on one thread or on two."""
     import importlib
 
-    removal = importlib.import_module("cloudfree.remove_scene")
+    removal = importlib.import_module("cloudfree.pipeline.remove")
     outputs = []
     for loaders in (1, 2):
         monkeypatch.setattr(removal, "LOADERS", loaders)
@@ -260,7 +260,7 @@ def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeyp
 def test_loader_threads_on_cpu_and_on_a_gpu(monkeypatch, cores, cpu, gpu):
     import importlib
 
-    removal = importlib.import_module("cloudfree.remove_scene")
+    removal = importlib.import_module("cloudfree.pipeline.remove")
     monkeypatch.setattr(removal, "usable_cores", lambda: cores)
     assert removal.loader_threads("cpu") == cpu
     assert removal.loader_threads("cuda:0") == gpu
@@ -273,7 +273,7 @@ def test_the_fill_runs_numpys_blas_on_one_thread_and_restores_it(tmp_path, monke
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    removal = importlib.import_module("cloudfree.remove_scene")
+    removal = importlib.import_module("cloudfree.pipeline.remove")
     seen: set[int] = set()
     real_fill = removal.local_fill
 
@@ -320,8 +320,8 @@ def test_composite_ramp_is_the_distance_to_the_clear_pixels(feather):
     is computed."""
     from scipy import ndimage
 
-    from cloudfree.masking import classify
-    from cloudfree.remove_scene import composite_alpha
+    from cloudfree.mask.classify import classify
+    from cloudfree.pipeline.remove import composite_alpha
 
     with open_sentinel2(SUMMER_S2) as s2:
         reflectance, valid = s2.read()
@@ -340,7 +340,7 @@ def test_the_statistics_beside_the_coregistration_stop_once_it_fails():
     from concurrent.futures import CancelledError
     from threading import Event
 
-    from cloudfree.remove_scene import first_passes, scene_fill_spectrum
+    from cloudfree.pipeline.remove import first_passes, scene_fill_spectrum
 
     params = MaskParams(buffer=5, shadow=True)
     with open_sentinel2(WINTER_S2) as s2:

@@ -8,19 +8,12 @@ import rasterio
 from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2
 from scipy import ndimage
 
-from cloudfree.haze import (
-    SPREAD_SIGMA,
-    HazeParams,
-    dehaze,
-    land_spread,
-    smooth_within,
-    unveil,
-)
-from cloudfree.local_fill import LocalFillParams, local_fill, source_weight
-from cloudfree.masking import CLOUD, MaskParams, classify
-from cloudfree.restore import RestoreParams, restore
-from cloudfree.sentinel2 import BANDS, open_sentinel2
-from cloudfree.shadow import NEAR, relight, shadow_weight
+from cloudfree.fill.local import LocalFillParams, local_fill, source_weight
+from cloudfree.fill.restore import RestoreParams, restore
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
+from cloudfree.mask.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within, unveil
+from cloudfree.mask.shadow import NEAR, relight, shadow_weight
 from cloudfree.training.simulate import opacity, overlay
 
 N = 256  # px of the Sen1Floods11 chip and of the summer_19 cloud used

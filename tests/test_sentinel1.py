@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from conftest import FLOODS_S1, WINTER_S1
 
-from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.sentinel1 import db_to_linear, guess_units, linear_to_db, open_sentinel1
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.io.sentinel1 import db_to_linear, guess_units, linear_to_db, open_sentinel1
 
 
 def copy_s1(src, dst, *, transform_data=None, bands=None, descriptions=None, crs="keep"):

@@ -13,8 +13,8 @@ from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2
 from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 
-from cloudfree.errors import CloudfreeError
-from cloudfree.sentinel2 import BANDS, canonical_band, open_sentinel2
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.io.sentinel2 import BANDS, canonical_band, open_sentinel2
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_wrong_band_count_and_missing_band(tmp_path):
 def test_reads_on_a_thread_pool_match_and_leave_no_handles_behind():
     # each pool thread reads through handles of its own; they close when the pool's threads
     # end, so a pass on a pool leaves only the opening thread's handle open
-    from cloudfree.threads import ordered_map
+    from cloudfree.core.threads import ordered_map
 
     def open_handles() -> int:
         return sum(Path(f"/proc/self/fd/{fd}").resolve() == SUMMER_S2.resolve()

@@ -7,14 +7,8 @@ import pytest
 from conftest import SUMMER_S2
 from scipy import ndimage
 
-from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.separable import (
-    along,
-    block_sums,
-    gaussian_taps,
-    separable,
-    upsample_taps,
-)
+from cloudfree.core.separable import along, block_sums, gaussian_taps, separable, upsample_taps
+from cloudfree.io.sentinel2 import open_sentinel2
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import rasterio
 from deformed_mosaic import field_error, write_mosaic
 from rasterio.windows import Window
 
-from cloudfree.coregister import coregister_file
-from cloudfree.shift_field import WindowEstimate, fit_field
+from cloudfree.coregister.s1_to_s2 import coregister_file
+from cloudfree.coregister.shift_field import WindowEstimate, fit_field
 
 SIZE = 1536
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from conftest import WINTER_CLEAR, WINTER_S2
 
-from cloudfree.radiometry import MIN_PIXELS
-from cloudfree.sentinel2 import open_sentinel2
-from cloudfree.similar_pixels import SimilarPixels, sample_grid, sample_stride
+from cloudfree.dates.radiometry import MIN_PIXELS
+from cloudfree.dates.similar_pixels import SimilarPixels, sample_grid, sample_stride
+from cloudfree.io.sentinel2 import open_sentinel2
 
 
 def test_the_clear_winter_patch_from_its_look_alikes_on_another_date():

@@ -17,9 +17,9 @@ from pystac.extensions.raster import RasterExtension
 from pystac.validation import validate_dict
 from rio_cogeo.cogeo import cog_validate
 
-from cloudfree.bundled import DEFAULT_MODEL
-from cloudfree.sentinel2 import BANDS
-from cloudfree.stac import SENTINEL2_FIRST
+from cloudfree.inference.bundled import DEFAULT_MODEL
+from cloudfree.io.sentinel2 import BANDS
+from cloudfree.output.stac import SENTINEL2_FIRST
 
 
 def scene(root: Path, name: str, s2: Path, s1: Path, s2_name: str = "s2.tif",

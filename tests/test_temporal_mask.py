@@ -22,15 +22,15 @@ from rasterio.windows import Window
 from s2_builders import write_stack
 from scipy import ndimage
 
-from cloudfree import references, temporal_mask
-from cloudfree.haze import hot
-from cloudfree.mask_scene import mask_scene
-from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
-from cloudfree.reference_fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_references
-from cloudfree.references import open_reference, register
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import BANDS, open_sentinel2
-from cloudfree.temporal_mask import SIGMAS, judges_by_default, nan_median
+from cloudfree.dates import references, temporal_mask
+from cloudfree.dates.fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_references
+from cloudfree.dates.references import open_reference, register
+from cloudfree.dates.temporal_mask import SIGMAS, judges_by_default, nan_median
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.mask.haze import hot
+from cloudfree.pipeline.mask import mask_scene
+from cloudfree.pipeline.remove import remove_scene
 
 #: Share of the summer cloud blended over the truth.
 THIN = 0.25

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cloudfree.threads import join_started, ordered_map
+from cloudfree.core.threads import join_started, ordered_map
 
 
 @pytest.mark.parametrize("threads", [1, 3])

@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cloudfree.tiling import Blender, TileGrid, chunks, tiles_within
+from cloudfree.inference.tiling import Blender, TileGrid, chunks, tiles_within
 
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap", "trim", "per_chunk"),

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import split_training_set  # noqa: E402
 from train_default import clear_scenes, cloud_fields, real_triplets, training_records  # noqa: E402
 
-from cloudfree.checkpoint import load_checkpoint  # noqa: E402
+from cloudfree.inference.checkpoint import load_checkpoint  # noqa: E402
 
 CLOUDY = (slice(None), slice(0, 64), slice(128, 192))  # 63 % cloud in summer_19
 PLAIN = (slice(None), slice(64, 128), slice(64, 128))

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cloudfree.errors import CloudfreeError
+from cloudfree.core.errors import CloudfreeError
 from cloudfree.training.datasets import find_samples
 from cloudfree.training.evaluate import COLUMNS, METHODS
 from cloudfree.training.loop import STATE, TrainConfig, train_folder
@@ -90,7 +90,7 @@ def test_training_lowers_the_loss_and_resume_continues(tmp_path):
 
 
 def test_loader_workers_default_to_none_on_cpu_and_some_on_a_gpu():
-    from cloudfree.threads import usable_cores
+    from cloudfree.core.threads import usable_cores
     from cloudfree.training.loop import loader_workers
 
     assert loader_workers(None, torch.device("cpu")) == 0

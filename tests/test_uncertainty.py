@@ -16,11 +16,11 @@ from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from s2_builders import write_stack
 from scipy import ndimage
 
-from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.masking import CLEAR, CLOUD, MaskParams, classify
-from cloudfree.remove_scene import remove_scene
-from cloudfree.sentinel2 import BANDS, open_sentinel2
-from cloudfree.uncertainty import SigmaModel, local_spread
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.fill.uncertainty import SigmaModel, local_spread
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.pipeline.remove import remove_scene
 
 
 def read(path):

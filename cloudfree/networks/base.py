@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cloudfree.errors import CloudfreeError
+from cloudfree.core.errors import CloudfreeError
 
 #: Channels of the interface: the 13 L1C bands in, the 13 bands out, and S1 VV + VH.
 S2_BANDS = 13
@@ -27,9 +27,10 @@ class CloudRemovalNet(nn.Module):
     With ``return_aux=True`` forward returns ``(output, aux)`` where ``aux`` holds auxiliary
     outputs for training (e.g. ``gate``, ``kl``); otherwise just the output tensor.
 
-    Networks that set ``uses_mask`` work on top of the classical fill (``cloudfree/fill.py``):
-    their ``s2`` has the masked pixels already filled, and ``forward`` takes the fill mask
-    ``mask`` [B,1,H,W] (1 filled, 0 clear) as a third input; no mask means nothing was filled.
+    Networks that set ``uses_mask`` work on top of the classical fill
+    (``cloudfree/fill/median.py``): their ``s2`` has the masked pixels already filled, and
+    ``forward`` takes the fill mask ``mask`` [B,1,H,W] (1 filled, 0 clear) as a third input; no mask
+    means nothing was filled.
     """
 
     arch: ClassVar[str] = ""

@@ -40,7 +40,7 @@ class DSen2CR(CloudRemovalNet):
         "small": {"features": 32, "blocks": 4, "res_scale": 0.1, "use_sar": True},
     }
     size_multiple: ClassVar[int] = 1
-    #: Name in ``cloudfree.scaling.SCALINGS`` of the input scaling the paper trains with.
+    #: Name in ``cloudfree.inference.scaling.SCALINGS`` of the input scaling the paper trains with.
     default_scaling: ClassVar[str] = "dsen2cr"
     default_loss: ClassVar[str] = "carl"  # Meraner et al. 2020, eq. 4
 

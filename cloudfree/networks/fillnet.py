@@ -1,4 +1,4 @@
-"""Networks on top of the classical fill (``cloudfree/fill.py``): the default model's family.
+"""Networks on top of the classical fill (``cloudfree/fill/median.py``): the default model's family.
 
 ``fill`` has no parameters and returns its input: with the pipeline's fill it is the network-free
 model ``median-fill``. ``fillnet`` adds a correction to the filled pixels only::

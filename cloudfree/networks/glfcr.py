@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cloudfree.errors import CloudfreeError
+from cloudfree.core.errors import CloudfreeError
 from cloudfree.networks.base import S1_BANDS, S2_BANDS, CloudRemovalNet
 from cloudfree.networks.blocks import (
     DualRDB,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloudfree.errors import UsageError
+from cloudfree.core.errors import UsageError
 from cloudfree.networks.base import CloudRemovalNet
 
 ARCHITECTURES: dict[str, type[CloudRemovalNet]] = {}

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cloudfree.errors import CloudfreeError
-from cloudfree.local_fill import fill_image_locally
-from cloudfree.masking import CLOUD, SHADOW, MaskParams, classify
-from cloudfree.paths import check_input
-from cloudfree.rasterio_io import open_raster
-from cloudfree.scaling import Scaling
-from cloudfree.sentinel2 import open_sentinel2
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.core.paths import check_input
+from cloudfree.fill.local import fill_image_locally
+from cloudfree.inference.scaling import Scaling
+from cloudfree.io.rasters import open_raster
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLOUD, SHADOW, MaskParams, classify
 
 log = logging.getLogger("cloudfree")
 

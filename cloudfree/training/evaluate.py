@@ -1,10 +1,10 @@
 """``cloudfree evaluate``: PSNR, SSIM, SAM, MAE of a model beside two baselines, by cloud cover.
 
 Protocol, after GLF-CR (seed 001 sec. 5.1 and 5.3): each sample's cloud cover is the percentage of
-its valid pixels that ``cloudfree.masking`` flags in the cloudy image; samples fall in bins 0-20,
-20-40, 40-60, 60-80, 80-100 % (100 % in the last). Metrics (``cloudfree.metrics``) are computed
-per sample on reflectance clipped to [0, 1] and averaged over samples, overall and per bin.
-Invalid pixels (nodata in any input) are set to the target in every reconstruction.
+its valid pixels that ``cloudfree.mask.classify`` flags in the cloudy image; samples fall in bins
+0-20, 20-40, 40-60, 60-80, 80-100 % (100 % in the last). Metrics (``cloudfree.training.metrics``)
+are computed per sample on reflectance clipped to [0, 1] and averaged over samples, overall and per
+bin. Invalid pixels (nodata in any input) are set to the target in every reconstruction.
 
 Two choices decide whether figures compare with GLF-CR's tables. The detector: GLF-CR binned with
 the cloud-detection flowchart of Meraner et al. (2020), ``MaskParams(method="dsen2cr")``
@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cloudfree.errors import CloudfreeError, UsageError
-from cloudfree.fill import fill_image
-from cloudfree.masking import MaskParams
-from cloudfree.metrics import METRICS, SSIM_VARIANTS, all_metrics
-from cloudfree.rasterio_io import atomic_output, progress
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.progress import progress
+from cloudfree.fill.median import fill_image
+from cloudfree.mask.classify import MaskParams
+from cloudfree.output.atomic import atomic_output
 from cloudfree.training.baselines import median_fill
 from cloudfree.training.datasets import LoadedSample, Sample, load_sample
+from cloudfree.training.metrics import METRICS, SSIM_VARIANTS, all_metrics
 
 BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 100))
 METHODS = ("model", "model_composite", "cloudy_input", "median_fill")
@@ -73,7 +74,8 @@ def predict_reflectance(engine, sample: LoadedSample) -> np.ndarray:
 
 def score_sample(name: str, sample: LoadedSample, prediction: np.ndarray,
                  ssim: str = "valid") -> list[dict]:
-    """One row per method for one sample; ``ssim`` names a ``cloudfree.metrics.SSIM_VARIANTS``."""
+    """One row per method for one sample; ``ssim`` names a
+    ``cloudfree.training.metrics.SSIM_VARIANTS``."""
     valid = sample.valid[None]
     target = np.clip(sample.clear, 0, 1)
     cloud = sample.cloud[None] > 0
@@ -125,7 +127,7 @@ def evaluate(samples: Iterable[Sample], engine, params: MaskParams = MaskParams(
 
 def write_csv(rows: list[dict], path: Path, overwrite: bool,
               together: list[tuple[Path, Path]] | None = None) -> None:
-    """One row per sample and method, written atomically (``rasterio_io.atomic_output``)."""
+    """One row per sample and method, written atomically (``output.atomic.atomic_output``)."""
     with atomic_output(Path(path), overwrite, together=together) as tmp, \
             open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)

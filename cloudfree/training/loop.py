@@ -2,7 +2,7 @@
 
 Files written to the output folder:
 
-- ``last.pt``: a cloudfree checkpoint (``cloudfree.checkpoint``) after every epoch;
+- ``last.pt``: a cloudfree checkpoint (``cloudfree.inference.checkpoint``) after every epoch;
 - ``train_state.pt``: optimiser, gradient-scaler, epoch and step (tensors and plain containers
   only, so it loads with ``weights_only=True``); ``resume`` continues from both;
 - ``log.csv``: one row per epoch: epoch, step, lr, loss, each loss term, seconds.
@@ -26,19 +26,20 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from cloudfree.checkpoint import (
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.paths import check_folder_output, new_folder
+from cloudfree.core.progress import progress
+from cloudfree.core.threads import usable_cores
+from cloudfree.inference.checkpoint import (
     default_scaling,
     load_checkpoint,
     read_torch_file,
     save_checkpoint,
 )
-from cloudfree.engines import resolve_device
-from cloudfree.errors import CloudfreeError, UsageError
+from cloudfree.inference.engines import resolve_device
+from cloudfree.inference.scaling import Scaling
 from cloudfree.networks import CloudRemovalNet, build, get_architecture
-from cloudfree.paths import check_folder_output, new_folder
-from cloudfree.rasterio_io import atomic_output, progress
-from cloudfree.scaling import Scaling
-from cloudfree.threads import usable_cores
+from cloudfree.output.atomic import atomic_output
 from cloudfree.training.datasets import TripletDataset, find_samples
 from cloudfree.training.losses import LOSSES
 

@@ -16,7 +16,7 @@ fraction of training done, in [0, 1]. ``parts`` names each term for the log.
   formulas; every formula and weight below is our choice:
 
   - ``rec``: L1 to the target over valid pixels;
-  - ``struct``: 1 - SSIM (``cloudfree.metrics.ssim_map``, averaged over bands and pixels);
+  - ``struct``: 1 - SSIM (``cloudfree.training.metrics.ssim_map``, averaged over bands and pixels);
   - ``spectral``: 1 - cosine between predicted and true spectra, over valid pixels (a smooth SAM);
   - ``contrast`` (contrastive sharpness), on cloud pixels only: with ``d(a, b)`` the mean absolute
     difference of the horizontal and vertical image gradients of ``a`` and ``b`` over the
@@ -41,8 +41,8 @@ from collections.abc import Callable
 
 import torch
 
-from cloudfree.errors import UsageError
-from cloudfree.metrics import ssim_map
+from cloudfree.core.errors import UsageError
+from cloudfree.training.metrics import ssim_map
 
 LossFn = Callable[[torch.Tensor, dict, dict, float], tuple[torch.Tensor, dict[str, float]]]
 CLOUD_WEIGHT = 0.8  # lambda of CARF eq. 17

@@ -16,7 +16,7 @@ gives no optimisation settings.
 
 from __future__ import annotations
 
-from cloudfree.errors import UsageError
+from cloudfree.core.errors import UsageError
 
 RECIPES: dict[str, dict[str, dict]] = {
     "paper": {

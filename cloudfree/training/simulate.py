@@ -1,7 +1,7 @@
 """Simulated clouds: real cloud fields laid over clear scenes, for training without clear pairs.
 
-A cloud field is a real cloudy Sentinel-2 image and its cloud score (``cloudfree.masking``, CARF
-eq. 13-16). Its opacity is alpha = clip((score - 0.05) / 0.45, 0, 1) times a random strength in
+A cloud field is a real cloudy Sentinel-2 image and its cloud score (``cloudfree.mask.classify``,
+CARF eq. 13-16). Its opacity is alpha = clip((score - 0.05) / 0.45, 0, 1) times a random strength in
 [0.6, 1.4] (clipped to 1), so thick cores are opaque (their pixels are the real cloud's radiance
 and carry nothing of the surface), edges translucent and clear pixels stay clear; the simulated
 cloudy image is clear * (1 - alpha) + cloud_field * alpha, per band.
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cloudfree.masking import MaskParams
-from cloudfree.scaling import Scaling
+from cloudfree.inference.scaling import Scaling
+from cloudfree.mask.classify import MaskParams
 from cloudfree.training.datasets import LoadedSample, cloud_mask, network_arrays, random_view
 
 SCORE_CLEAR, SCORE_OPAQUE = 0.05, 0.5

@@ -1,0 +1,1 @@
+"""The ``cloudfree`` command: Click commands, shared options, the entry point."""

@@ -1,0 +1,236 @@
+"""Every option more than one command takes, defined once: same name, flags and help everywhere.
+
+Old spellings stay accepted, hidden from help, for one release (:func:`hidden_alias`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from cloudfree.output.geotiff import parse_creation_options
+
+#: Tile sizes every command accepts: below 16 px a network sees too little context.
+TILE_SIZE = click.IntRange(16, 8192)
+
+
+class NumberRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN, which no range bound can catch."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return number
+
+
+class _Path(click.Path):
+    """``click.Path`` that refuses an empty string (which would mean the current folder)."""
+
+    def convert(self, value, param, ctx) -> Path:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+PATH = _Path(path_type=Path)
+#: The option names this module defines (the Python names click passes the commands).
+SHARED = ("output", "overwrite", "creation_options", "cog", "model", "checkpoint", "onnx",
+          "device", "precision", "quiet", "as_json", "offset", "mask_method", "s1_path",
+          "s2_path", "s1_units", "refine", "max_shift")
+
+Decorator = Callable[[Callable], Callable]
+
+
+def setup_logging(quiet: bool) -> None:
+    """Log cloudfree messages to stderr: warnings only when quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cloudfree: %(message)s"))
+    logger = logging.getLogger("cloudfree")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def hidden_alias(old: str, name: str, **kwargs) -> Decorator:
+    """Accept ``old`` as a hidden spelling of the option ``name`` (it wins when given)."""
+    dest = f"{name}_old_spelling"
+
+    def decorate(f):
+        def wrapper(*args, **values):
+            given = values.pop(dest)
+            if given is not None:
+                values[name] = given
+            return f(*args, **values)
+
+        wrapper = functools.update_wrapper(wrapper, f)
+        return click.option(old, dest, hidden=True, default=None, **kwargs)(wrapper)
+
+    return decorate
+
+
+def output(help: str, required: bool = False) -> Decorator:
+    """-o/--output; its help names what the command writes and its default."""
+    return click.option("-o", "--output", type=PATH, required=required, help=help)
+
+
+def overwrite(f):
+    return click.option("--overwrite", is_flag=True, help="Replace existing outputs.")(f)
+
+
+def geotiff_outputs(f):
+    """--overwrite, --co NAME=VALUE (as in rio) and --cog/--no-cog."""
+    f = click.option("--cog/--no-cog", default=True, show_default=True,
+                     help="Write Cloud Optimized GeoTIFFs with internal overviews; --no-cog "
+                          "skips that step (faster).")(f)
+    f = click.option("--co", "creation_options", multiple=True, metavar="NAME=VALUE",
+                     callback=lambda ctx, p, v: parse_creation_options(v),
+                     help="GDAL creation option for the output GeoTIFF (repeatable).")(f)
+    return overwrite(f)
+
+
+def quiet(f):
+    """--quiet: no progress bar, warnings only."""
+    def callback(ctx, param, value):
+        setup_logging(value)
+        return value
+
+    return click.option("--quiet", "-q", is_flag=True, callback=callback, expose_value=True,
+                        is_eager=True, help="No progress bar or informational messages.")(f)
+
+
+def as_json(f):
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as JSON on stdout.")(f)
+
+
+def model_choice(default_device: str | None = "auto") -> Decorator:
+    """--model, -c/--checkpoint, --onnx, --device: the model to run and where."""
+    options = [
+        click.option("--model", help="Bundled model (see `cloudfree models`) [default: "
+                                     "median-fill when no checkpoint or ONNX is given]."),
+        checkpoint(required=False),
+        click.option("--onnx", type=PATH, help="ONNX model from export-onnx."),
+        device(default_device),
+    ]
+    return _all(options)
+
+
+def checkpoint(required: bool) -> Decorator:
+    return click.option("-c", "--checkpoint", type=PATH, required=required,
+                        help="cloudfree or official GLF-CR checkpoint.")
+
+
+def device(default: str | None = "auto") -> Decorator:
+    return click.option("--device", default=default, show_default=default is not None,
+                        help="auto, cpu, cuda or cuda:N.")
+
+
+def precision(default: str | None = "fp32") -> Decorator:
+    return click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]),
+                        default=default, show_default=default is not None,
+                        help="Arithmetic; fp16/bf16 run under autocast (fp16 on a GPU only).")
+
+
+def offset(f):
+    """--offset auto|0|1000 for every command reading Sentinel-2."""
+    return click.option(
+        "--offset", type=click.Choice(["auto", "0", "1000"]), default="auto", show_default=True,
+        help="Radiometric offset (DN) of processing baseline 04.00+ products (L1C and L2A); "
+             "auto reads product metadata (SAFE, STAC) or tags, else assumes 0.")(f)
+
+
+def level(f):
+    """--level auto|L1C|L2A for the commands that mask or fill Sentinel-2."""
+    return click.option(
+        "--level", type=click.Choice(["auto", "L1C", "L2A"], case_sensitive=False),
+        default="auto", show_default=True,
+        help="Processing level: L1C (top of atmosphere) or L2A (bottom of atmosphere, with the "
+             "scene classification SCL); auto reads the metadata, else the band set.")(f)
+
+
+def mask_method(f):
+    """--mask-method, with the old ``mask --method`` as a hidden alias."""
+    f = hidden_alias("--method", "mask_method", type=click.Choice(["score", "dsen2cr"]))(f)
+    return click.option("--mask-method", type=click.Choice(["score", "dsen2cr"]),
+                        default="score", show_default=True,
+                        help="score: Sen2Cor-style score (CARF eq. 13-16); dsen2cr: soft NDSI "
+                             "in the score, 5x5 grey closing and 7x7 mean filter (the detector "
+                             "GLF-CR binned its test set with).")(f)
+
+
+def mask_params(buffer: int = 0) -> Decorator:
+    """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``."""
+    from cloudfree.mask.classify import MAX_BUFFER, MaskParams
+
+    def decorate(f):
+        def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, hot, scl,
+                    **kwargs):
+            params = MaskParams(method=mask_method, threshold=threshold,
+                                ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow,
+                                hot=hot, scl=scl)
+            return f(*args, mask_params=params, **kwargs)
+
+        wrapper = functools.update_wrapper(wrapper, f)
+        options = [
+            mask_method,
+            click.option("--threshold", type=NumberRange(0, 1), default=0.2,
+                         show_default=True, help="Cloud where the score exceeds this."),
+            click.option("--ndsi-threshold", type=NumberRange(-1, 1), default=0.6,
+                         show_default=True,
+                         help="Snow (not cloud) where NDSI = (B03-B11)/(B03+B11) reaches this."),
+            click.option("--buffer", type=click.IntRange(0), default=buffer,
+                         show_default=True,
+                         metavar="PIXELS",
+                         help=f"Dilate clouds (and shadows) by this radius, at most {MAX_BUFFER}."),
+            click.option("--shadow", is_flag=True,
+                         help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
+            click.option("--hot/--no-hot", default=True, show_default=True,
+                         help="Cloud only where HOT = B02 - 0.5*B04 - 0.08 > 0 (haze optimised "
+                              "transform): keeps bright soil and roofs out of the mask."),
+            click.option("--scl/--no-scl", default=True, show_default=True,
+                         help="On L2A input with its scene classification (SCL), take clouds "
+                              "(medium, high probability, thin cirrus), cloud shadow and snow "
+                              "from it; --no-scl: the score from the bands."),
+        ]
+        return _all(options)(wrapper)
+
+    return decorate
+
+
+def s1_s2(default_name: str, s1_required: bool = True) -> Decorator:
+    """--s1, --s2, -o and the co-registration options shared by `coregister` and `remove`."""
+    return _all([
+        click.option("--s1", "s1_path", required=s1_required, type=PATH,
+                     help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS "
+                          "overlapping the S2 (remove: optional with --reference or "
+                          "--model median-fill)."),
+        click.option("--s2", "s2_path", required=True, type=PATH,
+                     help="Sentinel-2 L1C or L2A scene: GeoTIFF of named bands (unnamed: 13 "
+                          "in L1C order, 12 in L2A order), .SAFE folder, folder of per-band "
+                          "files or STAC item (.json) of local files."),
+        output(f"Output GeoTIFF [default: {default_name}]."),
+        click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
+                     show_default=True, help="Units of the S1 values; auto decides from them."),
+        click.option("--refine/--no-refine", default=True, show_default=True,
+                     help="Estimate the residual S1-S2 shift and correct it when reliable."),
+        click.option("--max-shift", type=NumberRange(0.5, 100), default=10.0,
+                     show_default=True, metavar="PIXELS",
+                     help="Largest shift the refinement searches for."),
+    ])
+
+
+def _all(options: list[Decorator]) -> Decorator:
+    """Apply ``options`` so that they show in help in list order."""
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate

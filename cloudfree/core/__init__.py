@@ -1,0 +1,1 @@
+"""Foundations every stage uses: errors, threads, stop signals, memory, paths, progress."""

@@ -1,0 +1,110 @@
+"""What a path given on the command line is, said in words: a missing file, a symbolic link loop,
+a dangling link, a FIFO. Inputs must be regular files or folders (a FIFO or a device would
+block the read or never end); an output name taken by anything, a dangling link included, is
+an existing output."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cloudfree.core.errors import CloudfreeError, UsageError
+
+#: What a file that is neither a regular file nor a folder is, by its ``st_mode`` type.
+_SPECIAL = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
+            stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
+def input_problem(path: Path | str, folder: bool | None = None) -> str | None:
+    """Why ``path`` cannot be read as an input, in words (``folder``: True when it must be a
+    folder, False when a file, None either); None when it can."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return _missing(Path(path), exc)
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file" if folder is False else None
+    if stat.S_ISREG(mode):
+        return "is a file, not a folder" if folder else None
+    wanted = {True: "a folder", False: "a regular file"}.get(folder, "a regular file or folder")
+    return f"is {_SPECIAL.get(stat.S_IFMT(mode), 'a special file')}, not {wanted}"
+
+
+def _missing(path: Path, exc: OSError) -> str:
+    """Why ``os.stat`` failed on ``path``, in words."""
+    link = _broken_link(path, exc)
+    if link is not None:
+        return f"is {link}"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "does not exist"
+    return f"cannot be read ({(exc.strerror or str(exc)).lower()})"
+
+
+def _broken_link(path: Path, exc: OSError) -> str | None:
+    """``path`` as a symbolic link that leads nowhere, in words, or None."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if os.path.islink(path):
+        return f"a dangling symbolic link to {os.readlink(path)}"
+    return None
+
+
+def check_input(path: Path | str, what: str, folder: bool | None = None) -> Path:
+    """``path`` as a Path when it can be read (see :func:`input_problem`); else a one-line
+    error naming the input as ``what``."""
+    problem = input_problem(path, folder)
+    if problem is not None:
+        raise CloudfreeError(f"{what} {path} {problem}")
+    return Path(path)
+
+
+def taken(path: Path | str) -> str | None:
+    """What holds the name ``path`` (``"exists"``, ``"exists (a dangling symbolic link ...)"``),
+    or None when the name is free."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as exc:
+        link = _broken_link(Path(path), exc)
+        if link is not None:
+            return f"exists ({link})"
+    return "exists"
+
+
+def real(path: Path | str) -> Path:
+    """The path with every symbolic link followed; a loop stays where it loops (never raises)."""
+    return Path(os.path.realpath(path))
+
+
+def check_folder_output(path: Path | str, what: str) -> Path:
+    """``path`` as a Path when ``what`` (e.g. "train") can write into it: a folder, or a name
+    that is free; else a one-line error."""
+    if os.path.lexists(path):
+        problem = input_problem(path, folder=True)
+        if problem is not None:
+            raise UsageError(f"output {path} {problem.removesuffix(', not a folder')}; {what} "
+                             "writes into a folder: give a folder path")
+    return Path(path)
+
+
+@contextmanager
+def new_folder(path: Path | str, what: str) -> Iterator[Path]:
+    """Make the output folder ``path`` (see :func:`check_folder_output`) with its missing
+    parents; when the block fails, those made here that are still empty are removed."""
+    path = check_folder_output(path, what)
+    made = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in made:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote something worth keeping
+                break
+        raise

@@ -1,0 +1,297 @@
+"""Reference dates: other Sentinel-2 scenes of the target's place, on its grid, masked, dated.
+
+A reference is an L1C GeoTIFF or ``.SAFE`` folder of another date, in any CRS or grid that
+overlaps the target. It is read window by window on the target's grid: directly when the grids
+are the same, otherwise resampled (bilinear, NaN nodata) with the machinery that puts Sentinel-1
+on the grid (``coregister.warp_onto``). Its radiometric offset is its own (``--offset auto``
+reads each product's metadata or tags). Its mask is the target's (same method, thresholds and
+buffer). Its cloud shadows are not masked by default (``REFERENCE_SHADOW``): the scene-relative
+shadow test also takes dark ground (23 % of the clear winter sample), and on the pool's series
+masking them lowered the fill's mean gain over the median fill from +4.5 to +3.6 dB (12 of
+the benchmark's cases, weight power 2; docs/benchmarks/other-dates.md).
+
+Its date, as the provenance tags find a scene's (``provenance.acquisition_time``): the name of
+the file or ``.SAFE`` folder (SAFE naming ``..._MSIL1C_20200604T101031_...``, SEN12MS-CR-TS
+naming ``..._ImgNo_3_2018-02-10_patch_0.tif``), else the ``PRODUCT_START_TIME`` of a
+``.SAFE`` folder's ``MTD_MSIL1C.xml`` or a date tag of the GeoTIFF
+(``ACQUISITION_DATE``, ``SENSING_TIME``, ...; ``TIFFTAG_DATETIME``, often the time the file was
+written, last). A reference with no date is allowed; it comes after the dated ones, in the order
+given (``reference_fill.py``).
+
+Registration (``register``): the reference's gradient orientations in ``REGISTER_BANDS`` are
+correlated with the target's on their common clear land, over the central
+``coregister.ESTIMATION_WINDOW`` px (``shift_estimation.py``, the significance and halves rule
+of the S1 co-registration); a trusted shift of at least ``MIN_APPLIED`` px is applied by reading
+the reference that far over (bilinear), and reported.
+
+S1 change check: given the Sentinel-1 of the target date and of a reference date, both on the
+target's grid, a pixel does not take that reference where the backscatter changed by more than
+speckle explains. Both are averaged in linear power over a ``CHANGE_BOX`` x ``CHANGE_BOX``
+boxcar; the log-ratio of two independent means of L'-look gamma intensities has the standard
+deviation (10 / ln 10) sqrt(2 psi1(L')) dB (psi1 the trigamma function; e.g. Lee and Pottier,
+Polarimetric Radar Imaging, 2009, ch. 4). L' = ``ENL`` x boxcar pixels / ``CORRELATION``: the
+equivalent number of looks of IW GRD high resolution (4.4, ESA Sentinel-1 product definition)
+times the independent samples in the box (GRD pixels of 10 m over a resolution of about 20 x 22 m
+are correlated in groups of about 4). A change beyond ``CHANGE_SIGMAS`` of these in VV or VH,
+after removing the scene-wide median difference of each polarisation (orbit and incidence),
+excludes the pixel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.windows import transform as window_transform
+from scipy import ndimage, special
+
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.coregister.s1_to_s2 import (
+    ESTIMATION_WINDOW,
+    Grid,
+    choose_resampling,
+    source_window,
+    warp_onto,
+)
+from cloudfree.coregister.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
+from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
+from cloudfree.io.rasters import read_padded
+from cloudfree.io.sentinel1 import db_to_linear
+from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds, classify
+from cloudfree.mask.kept_scene import kept_scene
+from cloudfree.mask.scene_input import FirstPassCopy, mask_reader, takes_scl
+from cloudfree.output.provenance import acquisition_time
+
+log = logging.getLogger("cloudfree")
+
+#: Whether a reference's cloud shadows are masked too (from its own scene-wide thresholds).
+REFERENCE_SHADOW = False
+#: Bands whose gradient orientations register a reference to the target, the largest shift
+#: searched (px), and the smallest shift applied (px).
+REGISTER_BANDS: tuple[str, ...] = ("B04", "B08", "B11")
+MAX_REFERENCE_SHIFT = 5.0
+MIN_APPLIED = 0.25
+#: Boxcar (pixels) of the S1 change check, the looks of IW GRD high resolution, the pixels per
+#: independent sample, and the threshold in standard deviations of the speckle log-ratio.
+CHANGE_BOX = 5
+ENL = 4.4
+CORRELATION = 4.0
+CHANGE_SIGMAS = 3.0
+#: GDAL block cache (MB) the references' reads hold at most together, shared out evenly: each
+#: reads through one set of handles, closed after reading its share
+#: (``Sentinel2.share_handles``). Else GDAL's cache (``io.rasters.GDAL_CACHE_MB``, the room the
+#: output's blocks need) fills with every reference's blocks, once per reading thread, and
+#: memory grows with the number of references.
+REFERENCE_CACHE_MB = 64
+
+
+def change_threshold_db(box: int = CHANGE_BOX, enl: float = ENL,
+                        correlation: float = CORRELATION, sigmas: float = CHANGE_SIGMAS) -> float:
+    """The |dB| change between two boxcar means that speckle exceeds with ~0.3 % chance."""
+    looks = enl * box * box / correlation
+    return float(sigmas * 10 / np.log(10) * np.sqrt(2 * special.polygamma(1, looks)))
+
+
+def acquisition_date(s2: Sentinel2) -> date | None:
+    """The date of a scene: from its name (file or ``.SAFE`` folder), else its date tags."""
+    found = acquisition_time(s2.path)
+    return None if found is None else found.date()
+
+
+@dataclass
+class Reference:
+    """One reference date, read on the target grid. ``index`` is its 1-based place on the
+    command line (its code in the source map)."""
+
+    index: int
+    s2: Sentinel2
+    grid: Grid
+    acquired: date | None
+    resampling: Resampling | None  # None: the same grid as the target, read directly
+    params: MaskParams  # its mask: the target's, with shadows
+    bands: tuple[str, ...]  # the target's, in its order
+    s1: object | None = None  # its Sentinel-1 on the target grid (read(window) -> dB [2, h, w])
+    shadow: ShadowThresholds | None = None  # set by the statistics pass
+    shift: ShiftEstimate | None = None  # its measured shift against the target (``register``)
+    shift_applied: bool = False
+    #: its ``bands`` (and SCL) decoded once and kept (``kept_scene``), read back by every pass
+    kept: FirstPassCopy | None = None
+    #: the share of the window ``register`` reads that its mask finds clear (None: not read)
+    sampled_clear: float | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.s2.path
+
+    def read(self, window) -> tuple[np.ndarray, np.ndarray]:
+        """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid."""
+        read = self.s2.read if self.kept is None else self.kept.read
+        if self.resampling is None:
+            return read(window, self.bands)
+
+        def source(win):
+            refl, valid = read(win, self.bands)
+            refl[:, ~valid] = np.nan
+            return refl
+
+        out = warp_onto(self.s2, source, len(self.bands), self.grid,
+                        window_transform(window, self.grid.transform), window,
+                        self.resampling, 1)
+        valid = np.isfinite(out).all(axis=0)
+        out[:, ~valid] = 0.0
+        return out, valid
+
+    def clear(self, top: int, left: int, height: int, width: int,
+              with_shadow: bool = True, halo: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reflectance, valid and clear masks of a block of the target grid with ``halo`` pixels
+        around it (mirrored beyond its edges), classified with the context the mask needs.
+        Without ``with_shadow`` (the statistics pass, before the shadow thresholds are known)
+        only clouds are masked."""
+        params = self.params if with_shadow else replace(self.params, shadow=False)
+        context = params.halo + halo
+        # its own scene classification when it is on the target's grid (else the score)
+        direct = self.resampling is None
+        read = mask_reader(self.s2, self.bands, params,
+                           None if self.kept is None else self.kept.decoded) \
+            if direct else lambda w: (*self.read(w), None)
+        refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
+                                       self.grid.width, context, pads_itself=direct)
+        classes, _ = classify(refl, valid, params, self.bands,
+                              self.shadow if with_shadow else None, scl)
+        inner = (slice(params.halo, context + height + halo),
+                 slice(params.halo, context + width + halo))
+        return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
+
+    def close(self) -> None:
+        if self.kept is not None:
+            self.kept.decoded.close()
+        self.s2.close()
+        if self.s1 is not None:
+            self.s1.close()
+
+
+def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:
+    """Whether ``reference`` covers any of the target's grid (in any CRS)."""
+    grid = Grid.of(target)
+    return source_window(reference, grid.crs, grid.transform, grid.width, grid.height,
+                         0) is not None
+
+
+def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskParams,
+                   bands: Sequence[str] | None = None, count: int = 1,
+                   scratch: Path | str | None = None, quiet: bool = True,
+                   room: ScratchRoom | None = None) -> Reference:
+    """A reference opened on the target's grid, read in the target's ``bands`` (default: all
+    the target's); it must overlap the target. ``count``: the references opened with it, which
+    share ``REFERENCE_CACHE_MB``. With ``scratch`` (an output), a JPEG2000 reference is
+    decoded once into a scratch beside it (``kept_scene``): its passes (registration,
+    statistics, the temporal test, the fill) read each window with a margin, which would
+    decode the tiles beside it again each time; where ``room`` (the run's) granted it one."""
+    bands = tuple(bands or target.bands)
+    s2.require(bands, "a reference", "give references with the bands of the target")
+    grid = Grid.of(target)
+    same = (s2.crs == target.crs and (s2.width, s2.height) == (target.width, target.height)
+            and s2.transform.almost_equals(target.transform,
+                                           precision=1e-6 * abs(target.transform.a)))
+    resampling = None
+    if not same:
+        if not overlaps(s2, target):
+            raise CloudfreeError(f"reference {s2.path.name} does not overlap the Sentinel-2 "
+                                 f"grid of {target.path.name}; give dates of the same place")
+        resampling = choose_resampling(s2, grid)
+    acquired = acquisition_date(s2)
+    params = replace(params, shadow=REFERENCE_SHADOW)
+    # each thread through handles of its own while it decodes the whole scene
+    kept = None if scratch is None else kept_scene(s2, scratch, bands, params, quiet,
+                                                   desc=f"read reference {index}", room=room)
+    s2.share_handles(REFERENCE_CACHE_MB * 2**20 // max(count, 1))
+    return Reference(index, s2, grid, acquired, resampling, params, bands, kept=kept)
+
+
+def scratch_room(output: Path | str, target: Sentinel2 | None, paths: Sequence[Path | str],
+                 params: MaskParams, bands: Sequence[str], offset: str | int | None, level: str
+                 ) -> ScratchRoom:
+    """The run's room for its inputs kept decoded beside ``output``: ``target``'s, when the run
+    keeps it, and that of each JPEG2000 reference of ``paths`` (``open_reference``); one that
+    cannot be opened is left to ``open_references`` to report."""
+    sizes = {} if target is None else {
+        target.path: scratch_bytes(target, bands, takes_scl(target, params))}
+    for path in paths:
+        try:
+            with open_sentinel2(path, offset, level) as s2:
+                if s2.jpeg2000:
+                    sizes[s2.path] = scratch_bytes(s2, bands, takes_scl(s2, params))
+        except CloudfreeError:
+            continue
+    return ScratchRoom(output, sizes)
+
+
+def register(ref: Reference, target: Sentinel2, params: MaskParams,
+             max_shift: float = MAX_REFERENCE_SHIFT, decoded: DecodedScene | None = None
+             ) -> None:
+    """Measure the sub-pixel shift of a reference against the target on their common clear
+    land, and read it shifted back when the shift is trusted and at least ``MIN_APPLIED``;
+    the target read back from ``decoded`` (as a first pass decoded it) when it holds
+    ``ref.bands``.
+
+    Orientation correlation (``shift_estimation.py``, with its significance and halves rule)
+    of ``REGISTER_BANDS`` over the central ``ESTIMATION_WINDOW`` px of the target grid."""
+    size_h, size_w = min(ESTIMATION_WINDOW, target.height), min(ESTIMATION_WINDOW, target.width)
+    top, left = (target.height - size_h) // 2, (target.width - size_w) // 2
+    bands = [b for b in REGISTER_BANDS if b in ref.bands]
+    if not bands:
+        return
+    halo = params.halo
+    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params, decoded), top, left,
+                                   size_h, size_w, target.height, target.width, halo,
+                                   pads_itself=True)
+    classes, _ = classify(refl, valid, params, ref.bands, None, scl)
+    inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
+    target_clear = classes[inner] == CLEAR
+    ref_refl, _, ref_clear = ref.clear(top, left, size_h, size_w, with_shadow=False)
+    ref.sampled_clear = float(ref_clear.mean())
+    common = target_clear & ref_clear
+    fields = {}
+    for image, name in ((ref_refl, "reference"), (refl[:, inner[0], inner[1]], "target")):
+        fields[name] = {b: orientation_field(image[ref.bands.index(b)].astype(np.float64),
+                                             common) for b in bands}
+    ref.shift = estimate_shift(fields["reference"], fields["target"], max_shift)
+    if not ref.shift.reliable or math.hypot(ref.shift.dx, ref.shift.dy) < MIN_APPLIED:
+        return
+    # the reference's content lies (dx, dy) px from the target's: read it that far over
+    ref.grid = replace(ref.grid, transform=ref.grid.transform * Affine.translation(
+        ref.shift.dx, ref.shift.dy))
+    ref.resampling = ref.resampling or Resampling.bilinear
+    ref.shift_applied = True
+    log.info("reference %s: shifted by (%.2f, %.2f) px onto the target", ref.path.name,
+             ref.shift.dx, ref.shift.dy)
+
+
+def changed(target_s1: np.ndarray, reference_s1: np.ndarray, bias: np.ndarray,
+            threshold: float) -> np.ndarray:
+    """Pixels [h, w] whose boxcar-averaged VV or VH differ by more than ``threshold`` dB after
+    the scene-wide difference ``bias`` [2]; inputs dB [2, h, w] (NaN: unknown, never changed)."""
+    diff = box_db(reference_s1) - box_db(target_s1) - bias[:, None, None]
+    with np.errstate(invalid="ignore"):
+        return (np.abs(diff) > threshold).any(axis=0)
+
+
+def box_db(s1_db: np.ndarray) -> np.ndarray:
+    """Boxcar mean in linear power of each polarisation over its valid pixels, in dB; NaN where
+    fewer than half the box is valid."""
+    linear = db_to_linear(s1_db.astype(np.float64))
+    valid = np.isfinite(linear)
+    size = (1, CHANGE_BOX, CHANGE_BOX)
+    total = ndimage.uniform_filter(np.where(valid, linear, 0.0), size=size, mode="reflect")
+    share = ndimage.uniform_filter(valid.astype(np.float64), size=size, mode="reflect")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(share >= 0.5, 10 * np.log10(total / share), np.nan)

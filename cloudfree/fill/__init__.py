@@ -1,0 +1,1 @@
+"""Filling one date: median and local fills, restoration of thin cloud, uncertainty."""

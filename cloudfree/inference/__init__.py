@@ -1,0 +1,2 @@
+"""Running models: engines (torch, onnxruntime), tiling and blending, scaling, checkpoints,
+bundled models, ONNX export."""

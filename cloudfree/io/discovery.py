@@ -1,0 +1,402 @@
+"""Find the scenes of a batch: scene folders matched by name patterns, or S1/S2 files paired.
+
+A Sentinel-2 input is a raster, a ``.SAFE`` folder (L1C or L2A), a folder of per-band files
+(every raster in it named by one band, e.g. ``B02.tif``) or a STAC item (``.json``). Two layouts
+are understood:
+
+* a folder of scene folders, each holding one Sentinel-2 input (a raster matching a
+  case-insensitive glob pattern, or a product of the other forms) and one Sentinel-1 file found
+  by pattern; a file matching both patterns is assigned by its content (2 bands: S1, 12-13
+  bands or named bands: S2);
+* a flat folder of S1 and S2 inputs, classified by content and paired by footprint overlap
+  (bounds transformed to EPSG:4326) and then by the nearest acquisition date (from the name,
+  e.g. ``_20190918T...``, from date tags, from the product metadata or the STAC item).
+
+The band files a STAC item points at are part of that item, never scenes of their own.
+
+Nothing is guessed silently: files that cannot be paired, or could pair in more than one way,
+come back as :class:`Problem` entries for the report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import rasterio
+import rasterio.errors
+from rasterio.warp import transform_bounds
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.core.paths import check_input, real
+from cloudfree.io.s2_files import (
+    METADATA_FILES,
+    SCL,
+    band_of_file,
+    band_of_name,
+    stac_files,
+    stac_time,
+)
+
+DEFAULT_S2_PATTERN = "*s2*.tif"
+DEFAULT_S1_PATTERN = "*s1*.tif"
+#: Raster files considered in a flat folder.
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: The GeoTIFF tag every cloudfree output carries (``provenance.py``): its folders are no scenes.
+OUTPUT_TAG = "CLOUDFREE_VERSION"
+#: Least fraction of an S2 footprint an S1 footprint must cover to be its partner.
+MIN_COVERAGE = 0.5
+#: Coverages closer than this count as equal (the date decides).
+COVERAGE_TOLERANCE = 0.01
+
+_DATE_RE = re.compile(
+    r"(?<!\d)((?:19|20)\d\d)[-_:]?(\d\d)[-_:]?(\d\d)(?:[T ](\d\d):?(\d\d):?(\d\d))?(?!\d)")
+_DATE_TAG_RE = re.compile(r"ACQUI|SENSING|START|DATE|TIME", re.IGNORECASE)
+#: Elements of an L1C product's MTD_MSIL1C.xml that hold its sensing start, preferred first.
+SAFE_TIME_ELEMENTS = ("PRODUCT_START_TIME", "DATATAKE_SENSING_START")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One unit of work: an S2 input, its S1 partner (None when the command needs none)."""
+
+    name: str
+    s2: Path
+    s1: Path | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or scene folder that is not run; status is 'failed', 'unpaired' or 'ignored'."""
+
+    name: str
+    status: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The scenes to run and the problems to report."""
+
+    scenes: list[Scene]
+    problems: list[Problem]
+
+
+@dataclass(frozen=True)
+class Raster:
+    """What pairing needs to know about one file: its role, footprint and date."""
+
+    path: Path
+    role: str  # "s2", "s1" or "other"
+    footprint: BaseGeometry | None  # lon/lat box
+    acquired: date | None
+
+
+def discover(
+    root: Path | str,
+    *,
+    s2_pattern: str = DEFAULT_S2_PATTERN,
+    s1_pattern: str = DEFAULT_S1_PATTERN,
+    need_s1: bool = True,
+    use_s1: bool = True,
+    exclude: Path | None = None,
+) -> Discovery:
+    """Scenes under ``root``: scene folders if it has any (``.SAFE`` aside), else paired files.
+
+    ``need_s1``: a scene without an S1 fails; else it runs without one. ``use_s1``: look for
+    the S1 of a scene folder at all (not for commands that need none). ``exclude`` is a folder
+    to leave out, e.g. the output folder placed inside ``root``.
+    """
+    root = check_input(root, "scene folder", folder=True)
+    skip = real(exclude) if exclude is not None else None
+    entries = _entries(root)
+    folders = [p for p in entries if p.is_dir() and not _is_product(p) and real(p) != skip]
+    outputs = [p for p in folders if _holds_outputs(p)]
+    folders = [p for p in folders if p not in outputs]
+    earlier = [Problem(p.name, "ignored", "holds only cloudfree outputs (an earlier run's output "
+                                          "folder)") for p in outputs]
+    if folders:
+        found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1, use_s1) for f in folders]
+        loose = [p for p in entries if _is_raster(p) or _is_stac_item(p)]
+        return Discovery(
+            scenes=[x for x in found if isinstance(x, Scene)],
+            problems=[x for x in found if isinstance(x, Problem)] + earlier
+            + [Problem(p.name, "ignored", "file beside scene folders") for p in loose],
+        )
+    paired = pair_files([p for p in entries if _is_product(p) or _is_raster(p)], need_s1)
+    return Discovery(paired.scenes, paired.problems + earlier)
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The visible entries of ``folder``, sorted, less the files (and folders of them) that
+    its STAC items point at: those are part of their item."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    taken: set[Path] = set()
+    for item in filter(_is_stac_item, entries):
+        try:
+            taken |= {real(file) for file, _ in stac_files(item).files.values()}
+        except CloudfreeError:  # not readable: the item fails on its own, nothing is taken
+            continue
+
+    def part_of_an_item(path: Path) -> bool:
+        if path.is_dir():
+            rasters = [p for p in path.iterdir() if _is_raster(p)]
+            return bool(rasters) and all(real(p) in taken for p in rasters)
+        return real(path) in taken
+
+    return [p for p in entries if not part_of_an_item(p)] if taken else entries
+
+
+def _holds_outputs(folder: Path) -> bool:
+    """Whether ``folder`` has rasters and cloudfree wrote each (its tag says so)."""
+    rasters = [p for p in folder.iterdir() if _is_raster(p)]
+    return bool(rasters) and all(_made_here(p) for p in rasters)
+
+
+def _made_here(path: Path) -> bool:
+    try:
+        with rasterio.open(path) as src:
+            return OUTPUT_TAG in src.tags()
+    except rasterio.errors.RasterioError:
+        return False
+
+
+def _is_safe(path: Path) -> bool:
+    return path.is_dir() and path.suffix.upper() == ".SAFE"
+
+
+def _is_band_folder(path: Path) -> bool:
+    """A folder of per-band files: every raster in it names one band (or the SCL), and at
+    least one a spectral band."""
+    if not path.is_dir() or _is_safe(path):
+        return False
+    bands = [band_of_file(p) for p in path.iterdir() if _is_raster(p)]
+    return bool(bands) and all(bands) and any(b != SCL for b in bands)
+
+
+def _is_stac_item(path: Path) -> bool:
+    """A JSON file holding a GeoJSON Feature with assets (a STAC item)."""
+    if not (path.is_file() and path.suffix.lower() == ".json" and not path.name.startswith(".")):
+        return False
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and found.get("type") == "Feature" and "assets" in found
+
+
+def _is_product(path: Path) -> bool:
+    """A Sentinel-2 input other than a single raster: .SAFE, per-band folder, STAC item."""
+    return _is_safe(path) or _is_band_folder(path) or _is_stac_item(path)
+
+
+def _is_raster(path: Path) -> bool:
+    hidden = path.name.startswith(".")  # e.g. the temporary files of an unfinished output
+    return path.is_file() and path.suffix.lower() in RASTER_SUFFIXES and not hidden
+
+
+def _matches(path: Path, pattern: str) -> bool:
+    return fnmatch.fnmatch(path.name.lower(), pattern.lower())
+
+
+def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool,
+                  use_s1: bool) -> Scene | Problem:
+    """The S2 and S1 inputs of one scene folder, or why there is no single choice."""
+    entries = _entries(folder)
+    s2 = [p for p in entries if _is_product(p) or (p.is_file() and _matches(p, s2_pattern))]
+    s1 = [p for p in entries if p.is_file() and _matches(p, s1_pattern)]
+    for both in set(s2) & set(s1):  # e.g. "ROIs1868_..._s2.tif" matches *s1* too
+        role = classify(both).role
+        (s1 if role == "s2" else s2).remove(both)
+    if len(s2) != 1:
+        return Problem(folder.name, "failed", _choice_error("S2", s2, s2_pattern, "--s2-pattern"))
+    if not use_s1 or (not s1 and not need_s1):
+        return Scene(folder.name, s2[0], None)
+    if len(s1) != 1:
+        return Problem(folder.name, "failed", _choice_error("S1", s1, s1_pattern, "--s1-pattern"))
+    return Scene(folder.name, s2[0], s1[0])
+
+
+def _choice_error(what: str, found: list[Path], pattern: str, option: str) -> str:
+    if not found:
+        return f"no {what} file matching {pattern!r} (set {option})"
+    names = ", ".join(p.name for p in found)
+    return f"ambiguous: {len(found)} {what} files match {pattern!r} ({names}); narrow {option}"
+
+
+def classify(path: Path) -> Raster:
+    """Role (by band count and names), lon/lat footprint and acquisition date of a raster or
+    a Sentinel-2 product (.SAFE, per-band folder, STAC item)."""
+    try:
+        if _is_safe(path):
+            found = safe_time(path)
+            return Raster(path, "s2", _files_footprint(_safe_bands(path)), found and found.date())
+        if _is_band_folder(path):
+            files = sorted(p for p in path.iterdir() if _is_raster(p))
+            found = next(filter(None, map(date_from_text, [path.name, *(p.name for p in files)])),
+                         None)
+            return Raster(path, "s2", _files_footprint(files), found)
+        if _is_stac_item(path):
+            return _stac_raster(path)
+        with rasterio.open(path) as ds:
+            names = [d.upper() for d in ds.descriptions if d]
+            spectral = [b for b in map(band_of_name, names) if b and b != SCL]
+            if {"VV", "VH"} & set(names):
+                role = "s1"
+            elif spectral:
+                role = "s2"
+            elif ds.count == 2:
+                role = "s1"
+            elif ds.count in (12, 13):
+                role = "s2"
+            else:
+                role = "other"
+            footprint = _footprint(ds) if ds.crs else None
+            acquired = date_from_text(path.name) or date_from_tags(ds.tags())
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        raise CloudfreeError(f"{path.name} is not a raster GDAL can read ({exc})") from None
+    return Raster(path, role, footprint, acquired)
+
+
+def _footprint(ds) -> BaseGeometry:
+    return box(*transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21))
+
+
+def _safe_bands(folder: Path) -> list[Path]:
+    """The band files of an L1C or L2A .SAFE folder."""
+    return sorted([*folder.glob("GRANULE/*/IMG_DATA/*.jp2"),
+                   *folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")])
+
+
+def _files_footprint(files: list[Path]) -> BaseGeometry | None:
+    """Footprint of a product from its first band file (None without one)."""
+    if not files:
+        return None
+    with rasterio.open(files[0]) as ds:
+        return _footprint(ds) if ds.crs else None
+
+
+def _stac_raster(path: Path) -> Raster:
+    """A STAC item as a Sentinel-2 input: its bbox (lon/lat, as STAC says) and datetime."""
+    bbox = json.loads(path.read_text()).get("bbox")
+    if not bbox or len(bbox) not in (4, 6):  # no bbox: the footprint of its first band
+        files = sorted({file for file, _ in stac_files(path).files.values()})
+        footprint = _files_footprint(files)
+    else:
+        footprint = box(*(bbox[:2] + bbox[3:5] if len(bbox) == 6 else bbox))
+    found = stac_time(path)
+    return Raster(path, "s2", footprint, found and found.date())
+
+
+def time_from_text(text: str) -> datetime | None:
+    """The first valid YYYYMMDD (or YYYY-MM-DD, YYYY:MM:DD) date in ``text``, in UTC, with the
+    time of day when one follows (``20190918T105021``, ``2019-09-18T10:50:21``), else 00:00."""
+    for match in _DATE_RE.finditer(text):
+        try:
+            return datetime(*(int(g or 0) for g in match.groups()), tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def time_from_tags(tags: dict[str, str]) -> datetime | None:
+    """An acquisition time from tags; TIFFTAG_DATETIME (often the write time) only last."""
+    keys = sorted((k for k in tags if _DATE_TAG_RE.search(k)),
+                  key=lambda k: k == "TIFFTAG_DATETIME")
+    return next(filter(None, (time_from_text(tags[key]) for key in keys)), None)
+
+
+def safe_time(folder: Path) -> datetime | None:
+    """The sensing time of a ``.SAFE`` folder: from its name, else its ``MTD_MSIL1C.xml``
+    (``PRODUCT_START_TIME``); None when neither has one (or the metadata cannot be read)."""
+    found = time_from_text(folder.name)
+    if found is not None:
+        return found
+    metadata = next((folder / name for name in METADATA_FILES if (folder / name).exists()),
+                    folder / "MTD_MSIL1C.xml")
+    try:
+        root = ET.parse(metadata).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    texts = {e.tag.rsplit("}", 1)[-1]: e.text or "" for e in root.iter()}
+    return next(filter(None, (time_from_text(texts.get(name, ""))
+                              for name in SAFE_TIME_ELEMENTS)), None)
+
+
+def date_from_text(text: str) -> date | None:
+    """The date of :func:`time_from_text`."""
+    found = time_from_text(text)
+    return found.date() if found else None
+
+
+def date_from_tags(tags: dict[str, str]) -> date | None:
+    """The date of :func:`time_from_tags`."""
+    found = time_from_tags(tags)
+    return found.date() if found else None
+
+
+def pair_files(paths: list[Path], need_s1: bool = True) -> Discovery:
+    """Pair each S2 with the S1 covering most of it, then nearest in date; report the rest."""
+    problems: list[Problem] = []
+    rasters: list[Raster] = []
+    for path in paths:
+        try:
+            rasters.append(classify(path))
+        except CloudfreeError as exc:
+            problems.append(Problem(path.stem, "failed", str(exc)))
+    s2s = [r for r in rasters if r.role == "s2"]
+    s1s = [r for r in rasters if r.role == "s1"]
+    problems += [Problem(r.path.name, "ignored", "neither S1 (2 bands, or VV/VH) nor S2 (12-13 "
+                                                 "bands, or bands named B02, B03...)")
+                 for r in rasters if r.role == "other"]
+    scenes: list[Scene] = []
+    used: set[Path] = set()
+    for s2 in s2s:
+        name = s2.path.stem
+        partner, error = _best_partner(s2, s1s)
+        if partner is not None:
+            used.add(partner.path)
+        if partner is None and need_s1:
+            problems.append(Problem(name, "failed", error))
+        else:
+            scenes.append(Scene(name, s2.path, partner.path if partner else None))
+    problems += [Problem(r.path.name, "unpaired", "no Sentinel-2 file takes it as partner")
+                 for r in s1s if r.path not in used]
+    return Discovery(scenes, problems)
+
+
+def _coverage(s2: Raster, s1: Raster) -> float:
+    if s2.footprint is None or s1.footprint is None or s2.footprint.area == 0:
+        return 0.0
+    return s2.footprint.intersection(s1.footprint).area / s2.footprint.area
+
+
+def _days(s2: Raster, s1: Raster) -> float:
+    """Days between acquisitions; infinite when either date is unknown."""
+    if s2.acquired is None or s1.acquired is None:
+        return float("inf")
+    return abs((s2.acquired - s1.acquired).days)
+
+
+def _best_partner(s2: Raster, s1s: list[Raster]) -> tuple[Raster | None, str]:
+    """The overlapping S1 nearest in date (then covering most), or None and the reason."""
+    ranked = sorted(
+        ((_days(s2, s1), -round(_coverage(s2, s1) / COVERAGE_TOLERANCE), s1) for s1 in s1s
+         if _coverage(s2, s1) >= MIN_COVERAGE),
+        key=lambda c: c[:2],
+    )
+    if not ranked:
+        return None, f"unpaired: no Sentinel-1 file covers {MIN_COVERAGE:.0%} of {s2.path.name}"
+    best = [c[2] for c in ranked if c[:2] == ranked[0][:2]]
+    if len(best) > 1:
+        names = ", ".join(r.path.name for r in best)
+        return None, (f"ambiguous: {names} overlap {s2.path.name} equally and dates do not decide"
+                      " (use scene folders)")
+    return best[0], ""

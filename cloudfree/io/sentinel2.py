@@ -1,0 +1,599 @@
+"""Sentinel-2 L1C and L2A: the band table and a windowed reader for GeoTIFF stacks (any subset
+of bands), .SAFE folders, folders of per-band files and STAC items (their files: ``s2_files.py``).
+
+Reflectance is DN / 10000 for products before processing baseline 04.00 and (DN - 1000) / 10000
+from baseline 04.00 on (ESA, Sentinel-2 L1C and L2A product specifications, RADIO_ADD_OFFSET and
+BOA_ADD_OFFSET; used from 25 January 2022). Bands coarser than the finest one are replicated onto
+its grid (nearest neighbour), window by window.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import MaskFlags
+from rasterio.windows import Window
+
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.paths import check_input
+from cloudfree.io.rasters import check_georeferenced, checked_read, open_raster
+from cloudfree.io.s2_files import (
+    BASELINE_OFFSET,
+    METADATA_FILES,
+    SCL,
+    BandFiles,
+    band_of_name,
+    canonical_band,
+    folder_files,
+    parse_level,
+    safe_files,
+    stac_files,
+)
+
+log = logging.getLogger("cloudfree")
+
+#: L1C band order (SEN12MS-CR, GLF-CR and DSen2-CR all use it): B8A is ninth.
+BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)
+#: L2A band order (the product's bands, BigEarthNet's patches): L1C's without B10.
+L2A_BANDS: tuple[str, ...] = tuple(b for b in BANDS if b != "B10")
+#: Native ground sampling distance of each band in metres.
+RESOLUTION: dict[str, int] = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
+    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+}
+#: How errors name a Sentinel-2 input.
+S2_INPUT = "Sentinel-2 input"
+#: STAC ``eo`` common name, centre wavelength and bandwidth (micrometres) of each band, from
+#: the Sentinel-2A MSI spectral response (ESA, Sentinel-2 User Handbook and MSI technical guide).
+SPECTRAL: dict[str, tuple[str, float, float]] = {
+    "B01": ("coastal", 0.443, 0.021), "B02": ("blue", 0.492, 0.066),
+    "B03": ("green", 0.560, 0.036), "B04": ("red", 0.665, 0.031),
+    "B05": ("rededge", 0.704, 0.015), "B06": ("rededge", 0.741, 0.015),
+    "B07": ("rededge", 0.783, 0.020), "B08": ("nir", 0.833, 0.106),
+    "B8A": ("nir08", 0.865, 0.021), "B09": ("nir09", 0.945, 0.020),
+    "B10": ("cirrus", 1.374, 0.031), "B11": ("swir16", 1.614, 0.091),
+    "B12": ("swir22", 2.202, 0.175),
+}
+#: DN per unit reflectance (QUANTIFICATION_VALUE of L1C products).
+QUANTIFICATION = 10000.0
+#: L1C DNs are uint16: a float value beyond this (1e30, inf, NaN) is no measurement but nodata.
+MAX_DN = float(np.iinfo(np.uint16).max)
+def parse_offset(value: str) -> int | None:
+    """The --offset option: 'auto' -> None, '0' or '1000' -> that many DN."""
+    if value == "auto":
+        return None
+    if value in ("0", "1000"):
+        return int(value)
+    raise UsageError(f"offset={value} must be auto, 0 or 1000", "offset")
+
+
+@dataclass
+class Sentinel2:
+    """An opened Sentinel-2 scene on its finest grid, read window by window as reflectance.
+
+    ``read`` may be called from several threads at once: each thread other than the opening one
+    reads through dataset handles of its own (GDAL handles are not shared between threads).
+    Those live in the thread's local storage only, so they close when their thread ends: a
+    pass on a thread pool leaves no handles behind (each holds a few MB of GDAL buffers, which
+    with several reference dates added up). After :meth:`share_handles`, every thread reads
+    through one set of handles instead (``SharedHandles``).
+    """
+
+    path: Path
+    kind: str  # "geotiff", "safe", "folder" or "stac"
+    width: int
+    height: int
+    crs: object
+    transform: object
+    dtype: str
+    nodata: float | None
+    offset: int  # DN subtracted before dividing by dn_scale
+    dn_scale: float  # DN per unit reflectance (1.0 for float reflectance input)
+    band_sources: dict[str, tuple[object, int, int]] = field(repr=False)
+    # band -> (dataset, band index, resolution factor relative to the grid), in the input's
+    # order (L1C order for products, the stack's order for a GeoTIFF); SCL, if any, among them
+    level: str = "L1C"  # "L1C" (top of atmosphere) or "L2A" (bottom of atmosphere)
+    declared_scaling: bool = False  # the input declares scale and offset (GDAL tags, STAC)
+    _datasets: list = field(default_factory=list, repr=False)  # the opening thread's
+    _thread_datasets: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
+    _owner: int = field(default_factory=threading.get_ident, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _shared: SharedHandles | None = field(default=None, repr=False)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The spectral bands present, in the input's order."""
+        return tuple(b for b in self.band_sources if b != SCL)
+
+    @property
+    def has_scl(self) -> bool:
+        """Whether the scene classification of an L2A product comes with it."""
+        return SCL in self.band_sources and self.level == "L2A"
+
+    def read_scl(self, window: Window | None = None) -> np.ndarray:
+        """The scene classification [h, w] (uint8) of the window, on the scene's grid."""
+        return self.read_dn(window, (SCL,))[0][0].astype(np.uint8, copy=False)
+
+    @property
+    def profile(self) -> dict:
+        """Grid of the scene (CRS, transform, size) for writing outputs on it."""
+        return {
+            "width": self.width, "height": self.height, "crs": self.crs,
+            "transform": self.transform,
+        }
+
+    def require(self, bands: Sequence[str], purpose: str,
+                advice: str = "give an L1C product with all 13 bands", *params: str) -> None:
+        """Fail with one line when bands needed for ``purpose`` are missing (``params``: the
+        arguments ``advice`` names, for the CLI's flags)."""
+        missing = self.missing(bands)
+        if missing:
+            raise CloudfreeError(
+                f"{self.path}: band {', '.join(missing)} missing, needed for {purpose} "
+                f"(bands found: {', '.join(self.bands) or 'none'}); {advice}", *params
+            )
+
+    def missing(self, bands: Sequence[str]) -> list[str]:
+        """The ``bands`` the scene lacks."""
+        return [b for b in bands if b not in self.band_sources]
+
+    @property
+    def scaling(self) -> tuple[float, float] | None:
+        """GDAL's scale and offset of every band (reflectance = DN * scale + offset), for
+        outputs to carry as the input did; None when the input declared none."""
+        if not self.declared_scaling:
+            return None
+        return 1.0 / self.dn_scale, -self.offset / self.dn_scale
+
+    @property
+    def exact_reflectance(self) -> bool:
+        """Whether reflectance converts back to every stored value exactly (``to_dn``): integer
+        DN are rounded back, float32 reflectance is not scaled; float DN and float64 are not."""
+        dtype = np.dtype(self.dtype)
+        return np.issubdtype(dtype, np.integer) or (dtype == np.float32 and self.dn_scale == 1.0)
+
+    def read_dn(
+        self, window: Window | None = None, bands: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stored values [len(bands), h, w] of the window (default: every band of the
+        scene), in the input's dtype, and the validity its masks give [h, w] (None: every
+        pixel, as far as they tell)."""
+        bands = self.bands if bands is None else bands
+        self.require(bands, "this command", "give an input with these bands")
+        window = window or Window(0, 0, self.width, self.height)
+        if self._shared is None:
+            return _read_sources(self._thread_sources(), bands, window)
+        size = int(window.height) * int(window.width) * len(bands) * np.dtype(self.dtype).itemsize
+        with self._shared.sources(size) as sources:
+            return _read_sources(sources, bands, window)
+
+    def tiles_across(self, block: int) -> int:
+        """How many windows of ``block`` px a tile of the 10 and 20 m bands spans, across and
+        down (a 1024 px JPEG2000 tile of a 20 m band spans 2048 px of the scene's grid: 2
+        windows of 1024), at least 1; 1 for bands stored in strips. Each dataset handle (every
+        thread has its own) decodes a tile it reads part of, so the windows of one tile are
+        best read on one thread. The 60 m bands are left out: few pixels, and tiles so wide
+        that grouping windows by them would leave too few groups to keep every core busy."""
+        spans = [1]
+        for dataset, index, factor in self.band_sources.values():
+            rows, cols = dataset.block_shapes[index - 1]
+            if factor <= 2 and rows == cols:
+                spans.append(rows * factor // block)
+        return max(spans)
+
+    @property
+    def jpeg2000(self) -> bool:
+        """Whether a band is stored as JPEG2000 (a ``.SAFE`` product's), where a read decodes
+        every tile it touches: a window read with a margin decodes the tiles beside it too."""
+        return any(dataset.driver == "JP2OpenJPEG" for dataset, _, _ in
+                   self.band_sources.values())
+
+    def share_handles(self, budget: int) -> None:
+        """Read through one set of dataset handles whatever the thread, one read at a time,
+        reopened after every ``budget`` bytes read (``SharedHandles``)."""
+        self._shared = SharedHandles(self.band_sources, budget)
+
+    def read(
+        self, window: Window | None = None, bands: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reflectance float32 [len(bands), h, w] (default: every band of the scene) and a
+        valid-pixel mask [h, w] for the window."""
+        return self.reflectance(*self.read_dn(window, bands))
+
+    def reflectance(self, raw: np.ndarray, valid: np.ndarray | None,
+                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """What :meth:`read` makes of the stored values and validity :meth:`read_dn` gave:
+        reflectance float32 (into ``out``, of raw's shape, when given) and the valid pixels."""
+        h, w = raw.shape[1:]
+        if self.nodata is not None and not math.isnan(self.nodata):
+            filled = (raw == self.nodata).any(axis=0)
+            valid = ~filled if valid is None else valid & ~filled
+        else:  # 0 is L1C's fill value: a pixel with every band at 0 DN is none, declared or not
+            measured = raw.any(axis=0)
+            if not measured.all():
+                valid = measured if valid is None else valid & measured
+        # From the input's dtype to float32, exactly as float32(dn - offset) / scale.
+        out = np.empty(raw.shape, dtype=np.float32) if out is None else out
+        with np.errstate(over="ignore", invalid="ignore"):  # huge floats are nodata, below
+            np.copyto(out, raw, casting="unsafe")  # in place: faster than a mixed-type divide
+            if self.offset:
+                out -= np.float32(self.offset)
+            out /= np.float32(self.dn_scale)
+        if np.issubdtype(raw.dtype, np.floating):
+            # NaN, inf and values no DN can take are never data, declared or not
+            measured = (np.abs(out) <= MAX_DN / self.dn_scale).all(axis=0)
+            valid = measured if valid is None else valid & measured
+        if valid is None or valid.all():
+            return out, np.ones((h, w), dtype=bool)
+        out[:, ~valid] = 0.0
+        return out, valid
+
+    def _thread_sources(self) -> dict[str, tuple[object, int, int]]:
+        """``band_sources`` with dataset handles owned by the calling thread."""
+        if threading.get_ident() == self._owner:
+            return self.band_sources
+        sources = getattr(self._local, "sources", None)
+        if sources is None:
+            sources = self._local.sources = _reopened(self.band_sources)
+            for dataset, _, _ in sources.values():
+                self._thread_datasets.add(dataset)
+        return sources
+
+    def to_dn(self, reflectance: np.ndarray) -> np.ndarray:
+        """Reflectance back to the input's DN scale and dtype (clipped to the dtype's range)."""
+        dn = reflectance * self.dn_scale  # then in place: one float array, not four
+        dn += self.offset
+        dtype = np.dtype(self.dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            low = max(info.min, 1) if self.nodata == 0 else info.min
+            return np.clip(np.rint(dn, out=dn), low, info.max, out=dn).astype(dtype)
+        return dn.astype(dtype)
+
+    def close(self) -> None:
+        for ds in [*self._datasets, *self._thread_datasets]:
+            ds.close()
+        if self._shared is not None:
+            self._shared.close()
+
+    def __enter__(self) -> Sentinel2:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SharedHandles:
+    """One set of dataset handles of a scene for every thread, used one read at a time and
+    closed after every ``budget`` bytes read through it (reopened at the next read): closing
+    drops its blocks from GDAL's block cache, so what a scene keeps there stays within the
+    budget, whichever threads read it (each thread's own handles would each cache blocks)."""
+
+    def __init__(self, band_sources: dict[str, tuple[object, int, int]], budget: int) -> None:
+        self.band_sources, self.budget = band_sources, budget
+        self.lock = threading.Lock()
+        self.current: dict[str, tuple[object, int, int]] | None = None
+        self.spent = 0  # bytes read through the current handles
+
+    @contextmanager
+    def sources(self, size: int) -> Iterator[dict[str, tuple[object, int, int]]]:
+        """The handles, held for one read of ``size`` bytes."""
+        with self.lock:
+            if self.current is None:
+                self.current = _reopened(self.band_sources)
+            try:
+                yield self.current
+            finally:
+                self.spent += size
+                if self.spent >= self.budget:
+                    self._close()
+
+    def close(self) -> None:
+        with self.lock:
+            self._close()
+
+    def _close(self) -> None:
+        for dataset in {id(ds): ds for ds, _, _ in (self.current or {}).values()}.values():
+            dataset.close()
+        self.current, self.spent = None, 0
+
+
+def _reopened(band_sources: dict[str, tuple[object, int, int]]
+              ) -> dict[str, tuple[object, int, int]]:
+    """``band_sources`` on new handles of their datasets."""
+    handles: dict[str, object] = {}
+    for dataset, _, _ in band_sources.values():
+        if dataset.name not in handles:
+            handles[dataset.name] = rasterio.open(dataset.name)
+    return {band: (handles[ds.name], index, factor)
+            for band, (ds, index, factor) in band_sources.items()}
+
+
+def _read_sources(sources: dict[str, tuple[object, int, int]], bands: Sequence[str],
+                  window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+    """``Sentinel2.read_dn`` through the dataset handles ``sources``."""
+    h, w = int(window.height), int(window.width)
+    raw: np.ndarray | None = None
+    valid: np.ndarray | None = None  # None: every pixel valid so far
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, band in enumerate(bands):
+        dataset, _, factor = sources[band]
+        groups.setdefault((id(dataset), factor), []).append(i)
+    for positions in groups.values():
+        dataset, _, factor = sources[bands[positions[0]]]
+        indexes = [sources[bands[i]][1] for i in positions]
+        data, ok = _read_bands(dataset, indexes, factor, window)
+        if len(groups) == 1:
+            raw = data
+        else:
+            raw = np.empty((len(bands), h, w), dtype=data.dtype) if raw is None else raw
+            raw[positions] = data
+        if ok is not None:
+            valid = ok.all(axis=0) if valid is None else valid & ok.all(axis=0)
+    return raw, valid
+
+
+def _read_bands(dataset, indexes: list[int], factor: int, window: Window):
+    """Bands of one dataset on the 10 m grid: data [n, h, w] in its dtype and masks (or None).
+
+    Coarser bands are replicated (nearest neighbour), which keeps windowed reads identical to
+    whole-image reads wherever the window falls.
+    """
+    if factor == 1:
+        data = checked_read(S2_INPUT, dataset, indexes, window=window)
+        return data, _read_valid(dataset, indexes, window)
+    r0, c0 = int(window.row_off), int(window.col_off)
+    r1, c1 = r0 + int(window.height), c0 + int(window.width)
+    src = Window(c0 // factor, r0 // factor,
+                 (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
+    data = checked_read(S2_INPUT, dataset, indexes, window=src)
+    mask = _read_valid(dataset, indexes, src)
+    rows = np.arange(r0, r1) // factor - r0 // factor
+    cols = np.arange(c0, c1) // factor - c0 // factor
+    return data[:, rows][:, :, cols], None if mask is None else mask[:, rows][:, :, cols]
+
+
+def _read_valid(dataset, indexes: list[int], window: Window) -> np.ndarray | None:
+    """Valid-pixel masks [n, h, w] of the bands; None where GDAL says every pixel is valid."""
+    flags = dataset.mask_flag_enums
+    if all(flags[i - 1] == [MaskFlags.all_valid] for i in indexes):
+        return None
+    return dataset.read_masks(indexes, window=window) > 0
+
+
+def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
+                   level: str | None = "auto") -> Sentinel2:
+    """Open a Sentinel-2 input: a GeoTIFF (or any GDAL raster) of named bands (any subset;
+    unnamed: 13 in L1C order, 12 in L2A order), an L1C or L2A .SAFE folder, a folder of
+    per-band files or a STAC item (``.json``) of local files. ``level``: ``auto`` (from the
+    metadata and the band set), ``L1C`` or ``L2A``."""
+    path = Path(path)
+    if isinstance(offset, str):
+        offset = parse_offset(offset)
+    forced = parse_level(level)
+    if path.name in METADATA_FILES:
+        path = path.parent
+    check_input(path, "Sentinel-2 input", folder=True if path.suffix.upper() == ".SAFE" else None)
+    if path.is_dir():
+        found = safe_files(path) if (path / "GRANULE").is_dir() else folder_files(path)
+        kind = "safe" if (path / "GRANULE").is_dir() else "folder"
+    elif path.suffix.lower() == ".json":
+        found, kind = stac_files(path), "stac"
+    else:
+        return _open_stack(path, offset, forced)
+    return _open_band_files(path, kind, found, offset, forced)
+
+
+def _level(named: str | None, forced: str | None, bands: set[str]) -> str:
+    """The processing level: as forced, else as the metadata name it, else L2A when the scene
+    classification is there or B10 (which L2A products drop) is missing from a full set."""
+    if forced or named:
+        return forced or named
+    if SCL in bands or (len(bands) >= 12 and "B10" not in bands):
+        return "L2A"
+    return "L1C"
+
+
+#: Band orders taken for a stack without band names, by band count.
+UNNAMED: dict[int, tuple[tuple[str, ...], str]] = {
+    len(BANDS): (BANDS, "the 13-band L1C order B01..B12 (B8A 9th)"),
+    len(L2A_BANDS): (L2A_BANDS, "the 12-band L2A order B01..B12 without B10 (B8A 9th)"),
+}
+
+
+def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2:
+    ds = open_raster(path, "Sentinel-2 input")
+    try:
+        names = [band_of_name(d) or canonical_band(d) for d in ds.descriptions]
+        if any(names):
+            sources = {}
+            for i, name in enumerate(names):
+                if name and name not in sources:
+                    sources[name] = (ds, i + 1, 1)
+        elif ds.count in UNNAMED:
+            order, what = UNNAMED[ds.count]
+            sources = {n: (ds, i + 1, 1) for i, n in enumerate(order)}
+            log.info("%s: no band names, assuming %s", path, what)
+        else:
+            raise CloudfreeError(
+                f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
+                "(B01..B12 with B8A ninth), 12 in L2A order (the same without B10) or band "
+                "descriptions naming them (B1, B02, B8A...)"
+            )
+        check_georeferenced(ds, path)
+        spectral = next(i for _, i, _ in (sources[b] for b in sources if b != SCL))
+        dtype, nodata = ds.dtypes[spectral - 1], ds.nodata
+        check_data_type(path, np.dtype(dtype))
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            nodata = float("nan") if nodata is None else nodata  # NaN is nodata in float input
+        tags = ds.tags()
+        declared = gdal_scaling([(ds, i) for b, (_, i, _) in sources.items() if b != SCL],
+                                    path)
+        if declared is not None:
+            dn_scale, offset = declared[0], declared[1] if offset is None else offset
+        else:
+            dn_scale = _dn_scale(ds, path, spectral, dtype)
+            if offset is None:
+                offset = _offset_from_tags(tags, path) if dn_scale != 1.0 else 0
+        return Sentinel2(
+            path=path, kind="geotiff", width=ds.width, height=ds.height, crs=ds.crs,
+            transform=ds.transform, dtype=dtype, nodata=nodata, offset=offset,
+            dn_scale=dn_scale, band_sources=sources,
+            level=_level(_level_from_tags(tags), forced, set(sources)),
+            declared_scaling=declared is not None, _datasets=[ds],
+        )
+    except BaseException:
+        ds.close()
+        raise
+
+
+def check_data_type(path: Path, dtype: np.dtype) -> None:
+    """Refuse data types that cannot hold Sentinel-2 DNs or reflectance (complex, 8-bit)."""
+    if dtype.kind == "f" or (dtype.kind in "iu" and dtype.itemsize >= 2):
+        return
+    raise CloudfreeError(f"{S2_INPUT} {path}: data type {dtype} is not Sentinel-2 data; give "
+                         "uint16 or int16 digital numbers, or float reflectance or digital "
+                         "numbers")
+
+
+def gdal_scaling(bands: list[tuple[object, int]], path: Path) -> tuple[float, int] | None:
+    """DN per unit reflectance and the DN offset that the GDAL scale and offset of the spectral
+    ``bands`` (dataset, 1-based index) declare (reflectance = DN * scale + offset); None when
+    every band has GDAL's default (scale 1, offset 0)."""
+    pairs = {(ds.scales[i - 1], ds.offsets[i - 1]) for ds, i in bands}
+    return _scaling_of(pairs, path, "the bands' GDAL scale and offset")
+
+
+def _scaling_of(pairs: set[tuple[float | None, float | None]], path: Path,
+                source: str) -> tuple[float, int] | None:
+    """(DN per unit reflectance, DN offset) from (scale, offset) pairs, one for all bands."""
+    pairs = {(1.0 if sc is None else float(sc), 0.0 if of is None else float(of))
+             for sc, of in pairs}
+    if pairs <= {(1.0, 0.0)}:
+        return None
+    if len(pairs) > 1:
+        raise CloudfreeError(f"{path}: {source} differ between bands ({sorted(pairs)}); "
+                             "cloudfree reads one scale and offset for all bands")
+    scale, offset = pairs.pop()
+    dn_offset = -offset / scale if scale else math.nan
+    if not scale or abs(dn_offset - round(dn_offset)) > 1e-3:
+        raise CloudfreeError(f"{path}: {source} (scale {scale}, offset {offset}) do not "
+                             "give a whole number of DN as offset; rescale the input to DN")
+    return 1.0 / scale, int(round(dn_offset))
+
+
+def _dn_scale(ds, path: Path, band: int, dtype: str) -> float:
+    """DN per unit reflectance of an input that declares no scale: 10000 for integer DN, and
+    for float input as :func:`_float_scale` finds."""
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return _float_scale(ds, path, band)
+    return QUANTIFICATION
+
+
+def _float_scale(ds, path: Path, band: int = 2) -> float:
+    """Float input holds reflectance (0-1) or DN (0-10000): decide from an overview read of a
+    spectral ``band`` (1-based)."""
+    step = max(1, max(ds.width, ds.height) // 512)
+    sample = checked_read(
+        S2_INPUT, ds, band if ds.count > 1 else 1,
+        out_shape=(max(1, ds.height // step), max(1, ds.width // step)), masked=True,
+    ).astype(np.float64)
+    values = sample.compressed()
+    values = values[np.abs(values) <= MAX_DN]  # not NaN, inf or garbage
+    if values.size and np.percentile(values, 99) < 3.0:
+        log.info("%s: float values near 0-1, read as reflectance", path)
+        return 1.0
+    log.info("%s: float values in DN range, read as DN / 10000", path)
+    return QUANTIFICATION
+
+
+def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
+    """Offset from RADIO_ADD_OFFSET, BOA_ADD_OFFSET or PROCESSING_BASELINE tags; else 0."""
+    for key, value in tags.items():
+        if key.upper().startswith(("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET")):
+            return int(round(-float(value)))
+    for key, value in tags.items():
+        if key.upper() == "PROCESSING_BASELINE":
+            return BASELINE_OFFSET if float(value) >= 4.0 else 0
+    log.info("%s: no processing-baseline metadata, assuming no radiometric offset "
+             "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path)
+    return 0
+
+
+def _level_from_tags(tags: dict[str, str]) -> str | None:
+    """L2A or L1C as tags name it (PROCESSING_LEVEL, PRODUCT_TYPE, BOA_ADD_OFFSET...)."""
+    keys = {k.upper() for k in tags}
+    if any(k.startswith("BOA_") for k in keys):
+        return "L2A"
+    if any(k.startswith("RADIO_ADD_OFFSET") for k in keys):
+        return "L1C"
+    said = " ".join(v for k, v in tags.items()
+                    if k.upper() in ("PROCESSING_LEVEL", "PRODUCT_TYPE", "LEVEL")).upper()
+    for level, marks in (("L2A", ("L2A", "2A")), ("L1C", ("L1C", "1C"))):
+        if any(mark in said for mark in marks):
+            return level
+    return None
+
+
+def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None,
+                     forced: str | None) -> Sentinel2:
+    """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
+    for note in found.notes:
+        log.info("%s: %s", path.name, note)
+    forced_offset = offset
+    if offset is None:
+        offset = found.offset or 0
+    datasets: dict[Path, object] = {}
+    try:
+        for band, (file, _) in found.files.items():
+            if file not in datasets:
+                datasets[file] = open_raster(file, f"band {band}")
+        # a STAC item's own asset order; L1C order for .SAFE products and folders (no order)
+        order = {b: i for i, b in enumerate((*BANDS, SCL))}
+        bands = list(found.files) if kind == "stac" else sorted(found.files, key=order.get)
+        spectral = [b for b in bands if b != SCL]
+        grid = min((datasets[found.files[b][0]] for b in spectral),
+                   key=lambda ds: abs(ds.transform.a))
+        check_georeferenced(grid, grid.name)
+        band_sources = {}
+        for band in bands:
+            file, index = found.files[band]
+            ds = datasets[file]
+            factor = round(abs(ds.transform.a) / abs(grid.transform.a))
+            if factor < 1 or ds.width * factor < grid.width - factor or ds.crs != grid.crs:
+                raise CloudfreeError(f"{file}: its grid does not nest in the grid of "
+                                     f"{Path(grid.name).name} (the finest band)")
+            band_sources[band] = (ds, index, factor)
+        first = datasets[found.files[spectral[0]][0]]
+        dtype = first.dtypes[found.files[spectral[0]][1] - 1]
+        check_data_type(path, np.dtype(dtype))
+        nodata = first.nodata if first.nodata is not None else 0
+        declared = gdal_scaling([band_sources[b][:2] for b in spectral], path) \
+            if found.scaling is None else \
+            _scaling_of({found.scaling}, path, "the item's raster:bands scale and offset")
+        if declared is not None:
+            dn_scale, offset = declared[0], declared[1] if forced_offset is None else offset
+        else:
+            dn_scale = _dn_scale(first, path, found.files[spectral[0]][1], dtype)
+        return Sentinel2(
+            path=path, kind=kind, width=grid.width, height=grid.height, crs=grid.crs,
+            transform=grid.transform, dtype=dtype, nodata=nodata, offset=offset,
+            dn_scale=dn_scale, band_sources=band_sources,
+            level=_level(found.level, forced, set(bands)), declared_scaling=declared is not None,
+            _datasets=list(datasets.values()),
+        )
+    except BaseException:
+        for ds in datasets.values():
+            ds.close()
+        raise

@@ -1,0 +1,138 @@
+"""How the mask reads a scene: its bands, valid pixels and, where it has one and the options
+take it, its scene classification; decoded from the input, or read back from a
+:class:`~cloudfree.io.decoded_scene.DecodedScene`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from rasterio.windows import Window, intersect
+
+from cloudfree.io.decoded_scene import DecodedScene, Stored
+from cloudfree.io.rasters import mirror_pads
+from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.classify import MaskParams
+
+#: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
+MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+#: Pixels mirrored outside a window: (top, bottom), (left, right).
+Pads = tuple[tuple[int, int], tuple[int, int]]
+#: read(window, bands) -> reflectance [len(bands), h, w] and valid pixels, as
+#: :meth:`Sentinel2.read` gives them.
+S2Reader = Callable[[Window, Sequence[str]], tuple[np.ndarray, np.ndarray]]
+
+
+def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
+    """Whether the mask takes the scene's classification."""
+    return params.scl and s2.has_scl
+
+
+def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
+                  ) -> Callable[[Window], Stored]:
+    """read(window) -> the stored values of ``bands``, their validity and the scene
+    classification the mask takes (None: the score decides), decoded from the input."""
+    use_scl = takes_scl(s2, params)
+
+    def read(window: Window) -> Stored:
+        raw, valid = s2.read_dn(window, bands)
+        return raw, valid, s2.read_scl(window) if use_scl else None
+
+    return read
+
+
+def mask_input(s2: Sentinel2, stored: Stored, pads: Pads | None = None) -> MaskInput:
+    """The mask's input from stored values; with ``pads`` (rows, cols), mirrored that far
+    outside (as ``io.rasters.read_padded``), the reflectance converted into the middle of its
+    padded array rather than copied there."""
+    raw, valid, scl = stored
+    if pads is None:
+        return (*s2.reflectance(raw, valid), scl)
+    (top, bottom), (left, right) = pads
+    h, w = raw.shape[1:]
+    refl = np.empty((raw.shape[0], top + h + bottom, left + w + right), np.float32)
+    _, valid = s2.reflectance(raw, valid, refl[:, top:top + h, left:left + w])
+    return mirror_pads(refl, pads), np.pad(valid, pads, mode="symmetric"), \
+        None if scl is None else np.pad(scl, pads, mode="symmetric")
+
+
+def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams,
+                decoded: DecodedScene | None = None
+                ) -> Callable[..., MaskInput]:
+    """read(window, pads=None) -> the reflectance of ``bands``, the valid pixels and the scene
+    classification the mask takes (None: the score decides), padded as :func:`mask_input`;
+    read back from ``decoded`` when it holds the whole scene in these bands, else decoded from
+    the input."""
+    kept = decoded is not None and decoded.complete and decoded.bands == tuple(bands)
+    source = decoded.read if kept else stored_reader(s2, bands, params)
+
+    def read(window: Window, pads: Pads | None = None) -> MaskInput:
+        return mask_input(s2, source(window), pads)
+
+    return read
+
+
+class FirstPassCopy:
+    """Windows of a scene as :meth:`Sentinel2.read` gives them, taken from the
+    :class:`~cloudfree.io.decoded_scene.DecodedScene` a first pass fills (:meth:`store`) while it
+    is being filled, a read waiting for the windows it needs, rather than decoded again (the
+    co-registration's, beside the clear-sky statistics). Decoded where the copy cannot give
+    them exactly: bands it lacks, a window where the input's masks leave out a pixel (the
+    validity kept is that of all its bands together, not of the bands asked for), or once the
+    pass has ended without storing them (:meth:`end`) or keeping it failed."""
+
+    def __init__(self, s2: Sentinel2, decoded: DecodedScene) -> None:
+        self.s2, self.decoded = s2, decoded
+        #: windows a tile of the input spans across and down (``Sentinel2.tiles_across``)
+        self.across = s2.tiles_across(int(decoded.windows[0].width))
+        self._changed = threading.Condition()
+        self._stored: set[int] = set()
+        self._ended = False
+
+    @property
+    def windows(self) -> list[Window]:
+        """The windows the pass stores, in order (the decoded scene's)."""
+        return self.decoded.windows
+
+    def store(self, index: int, grown: Window, stored: Stored) -> None:
+        """``DecodedScene.store``, then wake the reads waiting for window ``index``."""
+        self.decoded.store(index, grown, stored)
+        with self._changed:
+            self._stored.add(index)
+            self._changed.notify_all()
+
+    def tile_groups(self) -> list[list[int]]:
+        """The indices of :attr:`windows` by the input's tiles (:attr:`across`), in order:
+        read one after the other on one thread, a tile is decoded once."""
+        cols = sum(window.row_off == 0 for window in self.windows)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index in range(len(self.windows)):
+            row, col = divmod(index, cols)
+            groups.setdefault((row // self.across, col // self.across), []).append(index)
+        return list(groups.values())
+
+    def end(self) -> None:
+        """The first pass is over (done, failed or stopped): reads wait no longer."""
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def read(self, window: Window, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Reflectance [len(bands), h, w] and valid pixels of ``window``."""
+        decoded = self.decoded
+        if set(bands) <= set(decoded.bands):
+            needed = {i for i, tile in enumerate(decoded.windows) if intersect(tile, window)}
+            with self._changed:
+                self._changed.wait_for(lambda: self._ended or needed <= self._stored)
+                kept = needed <= self._stored
+            if kept and not decoded.failed:
+                try:
+                    raw, valid, _ = decoded.read(window)
+                except OSError:  # its file emptied by a failed write meanwhile
+                    raw = valid = None
+                # checked after the read: a write failing during it voids what it read
+                if valid is not None and not decoded.failed and valid.all():
+                    return self.s2.reflectance(raw[[decoded.bands.index(b) for b in bands]],
+                                               None)
+        return self.s2.read(window, bands)

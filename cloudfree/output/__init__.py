@@ -1,0 +1,2 @@
+"""Writing results: GeoTIFF profiles, atomic outputs, COG, overviews, provenance, previews
+and STAC."""

@@ -1,0 +1,1 @@
+"""Scene-level orchestration of the commands: remove, mask, batch."""

@@ -1,0 +1,553 @@
+"""Run ``remove`` or ``mask`` over many scenes, on local worker processes or a Dask cluster.
+
+Every scene runs in isolation: an error becomes a ``failed`` row of the report and the other
+scenes go on. Outputs appear only by rename (see :func:`cloudfree.output.atomic.atomic_output`),
+so ``resume`` can skip any scene whose output exists.
+
+Dask: ``dask_scheduler`` is the address of a running ``dask.distributed`` scheduler (or its
+scheduler JSON file). Each worker imports cloudfree and opens the inputs and writes the outputs
+itself, so workers need the same cloudfree version and the same paths (a shared file system).
+Start one worker process per GPU, with one thread each, e.g. ``dask cuda worker`` or
+``CUDA_VISIBLE_DEVICES=i dask worker ADDRESS --nthreads 1``; with ``device="auto"`` each worker
+uses the GPU it sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from cloudfree.core.errors import CloudfreeError, UsageError, spelled
+from cloudfree.core.paths import check_folder_output, input_problem, taken
+from cloudfree.core.progress import progress
+from cloudfree.core.stop import (
+    Interrupted,
+    as_interrupted,
+    check_stop,
+    note_stop_signals,
+    stop_handled,
+    stop_requested,
+    stops_held,
+    stops_raise,
+)
+from cloudfree.core.threads import usable_cores
+from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL
+from cloudfree.inference.engines import gpu_possible
+from cloudfree.io.discovery import DEFAULT_S1_PATTERN, DEFAULT_S2_PATTERN, Problem, Scene, discover
+from cloudfree.output.atomic import atomic_output
+from cloudfree.output.provenance import acquisition_time
+from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
+
+log = logging.getLogger("cloudfree")
+
+COMMANDS = ("remove", "mask")
+#: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
+MASK_OPTIONS = frozenset({"offset", "level", "creation_options", "overwrite", "cog"})
+#: remove options that decide whether the model can run at all (checked before any scene)
+ENGINE_OPTIONS = ("model", "checkpoint", "onnx", "device", "precision", "tile", "overlap")
+REPORT_FORMATS = (".json", ".csv")
+#: Statuses of the scenes that were run or could have been (the others are files not run).
+SCENE_STATUSES = ("ok", "failed", "skipped", "interrupted")
+#: Failed scene names shown in the closing error line before "and N more".
+SHOWN_FAILURES = 5
+
+#: The GPU this worker process owns (set by the pool initializer), or None.
+_worker_device: str | None = None
+#: Threads a worker's `mask` uses (its share of the cores); None: all of them (one job).
+_worker_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One scene to run, picklable for worker processes and Dask."""
+
+    command: str
+    scene: Scene
+    output: Path
+    options: dict
+    #: How errors name the options: {name: (flag, switch)} (see ``errors.spelled``).
+    flags: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    """One row of the run report."""
+
+    scene: str
+    status: str  # ok, failed, skipped, interrupted, unpaired, ignored
+    seconds: float | None = None
+    cloud_fraction: float | None = None
+    error: str = ""
+    s2: str = ""
+    s1: str = ""
+    output: str = ""
+
+    @classmethod
+    def of(cls, task: Task, status: str, **values) -> SceneResult:
+        s1 = str(task.scene.s1) if task.scene.s1 else ""
+        return cls(task.scene.name, status, s2=str(task.scene.s2), s1=s1,
+                   output=str(task.output), **values)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """All rows of a run, in scene-name order, and its wall time."""
+
+    results: list[SceneResult]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[SceneResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def scenes(self) -> int:
+        """Rows that are scenes (not unpaired or ignored files)."""
+        return sum(self.count(s) for s in SCENE_STATUSES)
+
+    def summary(self) -> str:
+        statuses = ("ok", "failed", "skipped") + (("interrupted",) if self.count("interrupted")
+                                                  else ())
+        counts = ", ".join(f"{self.count(s)} {s}" for s in statuses)
+        extra = ", ".join(f"{self.count(s)} {s} file(s)" for s in ("unpaired", "ignored")
+                          if self.count(s))
+        return f"batch: {counts}{'; ' + extra if extra else ''} in {self.seconds:.1f} s"
+
+    def check(self) -> None:
+        """Raise a one-line CloudfreeError naming the failed scenes, if any."""
+        if self.failed:
+            names = [r.scene for r in self.failed]
+            more = len(names) - SHOWN_FAILURES
+            shown = ", ".join(names[:SHOWN_FAILURES]) + (f" and {more} more" if more > 0 else "")
+            errors = {r.error for r in self.failed}
+            common = f" (all: {errors.pop()})" if len(names) > 1 and len(errors) == 1 else ""
+            raise CloudfreeError(
+                f"{len(names)} of {self.scenes} scene(s) failed: {shown}{common}")
+
+
+#: What follows the scene's name in each output's file name: remove's image, the mask (of
+#: mask, or beside remove's image) and remove's uncertainty.
+SUFFIXES = {"remove": "", "mask": "_mask", "uncertainty": "_uncertainty"}
+
+
+def output_path(out_dir: Path, name: str, kind: str) -> Path:
+    """``OUT/<scene>.tif`` for remove, ``OUT/<scene>_mask.tif`` for mask (``SUFFIXES``)."""
+    return Path(out_dir) / f"{name}{SUFFIXES[kind]}.tif"
+
+
+def scene_options(options: dict, out_dir: Path, name: str) -> dict:
+    """The options of one scene: ``masks`` becomes remove's ``mask_out`` for it, and
+    ``uncertainty`` its ``uncertainty_out``."""
+    options = dict(options)
+    if options.pop("masks", False):
+        options["mask_out"] = output_path(out_dir, name, "mask")
+    if options.pop("uncertainty", False):
+        options["uncertainty_out"] = output_path(out_dir, name, "uncertainty")
+    return options
+
+
+def reference_options(scene: Scene, scenes: list[Scene], count: int) -> dict:
+    """``remove_scene`` keywords giving ``scene`` up to ``count`` of the others as references,
+    nearest acquisition date first (undated scenes last, by name), each with its S1: all the
+    others in that order, of which the scene takes the first ``count`` that overlap it and can
+    be read (``reference_count``; the rest are skipped with a warning)."""
+    if not count:
+        return {}
+    when = acquisition_time(scene.s2)
+
+    def distance(other: Scene) -> tuple[float, str]:
+        other_time = acquisition_time(other.s2)
+        if when is None or other_time is None:
+            return math.inf, other.name
+        return abs((other_time - when).total_seconds()), other.name
+
+    ordered = sorted((o for o in scenes if o.s2 != scene.s2), key=distance)
+    # the change check compares S1 of both dates: none without the scene's own
+    reference_s1 = [o.s1 for o in ordered] if scene.s1 is not None else []
+    return {"references": [o.s2 for o in ordered], "reference_s1": reference_s1,
+            "reference_count": count}
+
+
+def finished_files(batch: BatchResult, out_dir: Path, command: str) -> list[SceneFiles]:
+    """The outputs of every scene done now or before (ok or skipped), and the masks and
+    uncertainties beside them."""
+    files = []
+    for r in batch.results:
+        if r.status not in ("ok", "skipped") or not Path(r.output).exists():
+            continue
+        mask, sigma = (output_path(out_dir, r.scene, kind) for kind in ("mask", "uncertainty"))
+        mask = mask if mask.exists() else None
+        sigma = sigma if sigma.exists() else None
+        files.append(SceneFiles(r.scene, Path(r.output), mask, sigma) if command == "remove"
+                     else SceneFiles(r.scene, mask=Path(r.output)))
+    return files
+
+
+def run_scene(task: Task) -> SceneResult:
+    """Run one scene; every error becomes a failed result (one line), never an exception."""
+    start = time.perf_counter()
+    try:
+        summary = _call(task)
+    except CloudfreeError as exc:
+        error = spelled(exc, task.flags)
+    except Exception as exc:  # isolation: whatever breaks one scene must not stop the batch
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        return SceneResult.of(task, "ok", seconds=round(time.perf_counter() - start, 3),
+                              cloud_fraction=summary.get("cloud_fraction"))
+    return SceneResult.of(task, "failed", seconds=round(time.perf_counter() - start, 3),
+                          error=" ".join(error.split()))
+
+
+def _call(task: Task) -> dict:
+    if task.command == "mask":
+        from cloudfree.pipeline.mask import mask_scene
+
+        return mask_scene(task.scene.s2, task.output, quiet=True,
+                          **{"threads": _worker_threads, **task.options})
+    from cloudfree.pipeline.remove import remove_scene
+
+    options = dict(task.options)
+    if _worker_device and options.get("device", "auto") in ("auto", "cuda"):
+        options["device"] = _worker_device
+    return remove_scene(task.scene.s2, task.scene.s1, task.output, quiet=True, **options)
+
+
+def run_worker_scene(task: Task) -> SceneResult:
+    """run_scene in a pool worker; after a stop signal (its partial output removed) this scene
+    and the ones still queued come back interrupted, and the pool shuts down as usual."""
+    if stop_requested():
+        return SceneResult.of(task, "interrupted")
+    try:
+        with stops_raise():
+            return run_scene(task)
+    except KeyboardInterrupt:
+        return SceneResult.of(task, "interrupted")
+
+
+def _init_worker(devices, threads: int, torch_too: bool) -> None:
+    """Pool initializer: take one GPU from the queue, or set the CPU threads mask (and torch,
+    for remove, once a network loads it) may use."""
+    global _worker_device, _worker_threads
+    _worker_threads = threads or None
+    note_stop_signals()
+    if devices is not None:
+        _worker_device = devices.get()
+    elif threads and torch_too:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # torch's threads, read when it loads
+
+
+def gpu_devices(command: str, options: dict) -> list[str]:
+    """``cuda:i`` for each visible GPU when ``remove`` may use them, else none."""
+    if (command != "remove" or options.get("device", "auto") not in ("auto", "cuda")
+            or not gpu_possible()):
+        return []
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[SceneResult]:
+    """Results as scenes finish: in this process for one job, else in spawned workers."""
+    if jobs == 1:
+        yield from map(run_scene, tasks)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    queue = None
+    if devices:
+        queue = ctx.Queue()
+        for i in range(jobs):
+            queue.put(devices[i % len(devices)])
+    remove = any(t.command == "remove" for t in tasks)
+    threads = max(1, usable_cores() // jobs) if not devices else 0
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(queue, threads, remove))
+    try:
+        with stops_held():  # submit spawns the workers; each takes stops once initialised
+            futures = {pool.submit(run_worker_scene, task): task for task in tasks}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # the worker process died (killed, out of memory...)
+                yield SceneResult.of(futures[future], "failed",
+                                     error=f"worker process died: {type(exc).__name__}: {exc}")
+    except (KeyboardInterrupt, GeneratorExit):  # stopped, or the caller gave up on the rest
+        stop_workers()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def stop_workers() -> None:
+    """Pass the stop on to the workers (SIGTERM; each removes its partial output)."""
+    for worker in multiprocessing.active_children():
+        worker.terminate()
+
+
+def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
+    """Results as scenes finish on the Dask cluster at ``scheduler`` (address or JSON file)."""
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise CloudfreeError(
+            '--dask-scheduler needs dask.distributed: pip install "cloudfree[dask]"') from None
+    try:
+        client = (Client(scheduler_file=scheduler) if scheduler.endswith(".json")
+                  else Client(scheduler, timeout="20s"))
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CloudfreeError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    with client:
+        keys = [f"cloudfree-{i}-{t.scene.name}" for i, t in enumerate(tasks)]
+        task_of = dict(zip(keys, tasks, strict=True))
+        futures = client.map(run_scene, tasks, key=keys, pure=False)
+        for future in dask_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # the worker died or the task could not run there
+                yield SceneResult.of(task_of[future.key], "failed",
+                                     error=f"on the Dask cluster: {type(exc).__name__}: {exc}")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse, before any work, to write ``what`` into ``folder`` when that is a file or
+    cannot be made or written."""
+    if os.path.lexists(folder):
+        problem = input_problem(folder, folder=True)
+        if problem is not None:
+            raise UsageError(f"cannot write {what}: {folder} {problem}")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise CloudfreeError(f"cannot write {what}: folder {existing} is not writable")
+
+
+def check_options(command: str, options: dict, resume: bool, out_dir: Path,
+                  report: Path | None, stac: Path | None = None) -> None:
+    """Refuse, before any work, options that cannot go together and outputs that cannot be
+    written."""
+    if command not in COMMANDS:
+        raise UsageError(f"unknown command {command!r} (use {' or '.join(COMMANDS)})")
+    if command == "mask":
+        extra = sorted(set(options) - MASK_OPTIONS)
+        if extra:
+            given = ", ".join(f"{name}={options[name]}" for name in extra)
+            raise UsageError(f"{given}: only for command=remove", *extra, "command")
+    if command == "remove":  # once here, rather than in every scene
+        from cloudfree.pipeline.remove import check_engine_options
+
+        check_engine_options(**{k: options[k] for k in ENGINE_OPTIONS if k in options})
+    if resume and options.get("overwrite"):
+        raise UsageError("resume=True keeps existing outputs and overwrite=True replaces them: "
+                         "pick one", "resume", "overwrite")
+    if report is not None:
+        if report.suffix.lower() not in REPORT_FORMATS:
+            raise UsageError(f"report {report}: name it .json or .csv")
+        if report.is_dir():
+            raise UsageError(f"report {report} is a folder: give a file name")
+        if not (report.parent.is_dir() or report.parent == out_dir):  # batch makes out_dir
+            raise CloudfreeError(f"cannot write report {report}: folder {report.parent} does "
+                                 "not exist")
+        check_writable(report.parent, f"report {report}")
+        occupied = taken(report)
+        if occupied and not (resume or options.get("overwrite")):
+            raise UsageError(f"report {report} {occupied}: pass overwrite=True (or resume=True) "
+                             "to replace it", "overwrite", "resume")
+    check_writable(out_dir, f"the outputs in {out_dir}")
+    if stac is not None:
+        check_writable(stac, f"the STAC catalog in {stac}")
+    if stac is not None and (stac / CATALOG_FILE).exists() and not (
+            resume or options.get("overwrite")):
+        raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass resume=True to add to "
+                         "it or overwrite=True to replace it", "resume", "overwrite")
+
+
+def write_report(path: Path, batch: BatchResult, command: str) -> None:
+    """The run report: CSV rows, or JSON with the counts and the same rows."""
+    rows = [asdict(r) for r in batch.results]
+    # replaced as a whole (checked at the start), also at a stop: the report of a stopped run
+    # is wanted
+    with atomic_output(path, overwrite=True) as tmp:
+        if path.suffix.lower() == ".csv":
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, [fld.name for fld in fields(SceneResult)])
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            counts = {s: batch.count(s) for s in (*SCENE_STATUSES, "unpaired", "ignored")}
+            tmp.write_text(json.dumps({"command": command, "seconds": round(batch.seconds, 3),
+                                       "counts": counts, "scenes": rows}, indent=2) + "\n")
+
+
+def _problem_result(problem: Problem) -> SceneResult:
+    log.warning("%s: %s: %s", problem.name, problem.status, problem.error)
+    return SceneResult(problem.name, problem.status, error=problem.error)
+
+
+def _logged(results: Iterable[SceneResult]) -> Iterator[SceneResult]:
+    for result in results:
+        if result.status == "failed":
+            log.warning("%s: failed: %s", result.scene, result.error)
+        yield result
+
+
+def run_batch(
+    scenes: Path | str,
+    out_dir: Path | str,
+    *,
+    command: str = "remove",
+    jobs: int | None = None,
+    resume: bool = False,
+    report: Path | str | None = None,
+    dask_scheduler: str | None = None,
+    s2_pattern: str = DEFAULT_S2_PATTERN,
+    s1_pattern: str = DEFAULT_S1_PATTERN,
+    options: dict | None = None,
+    stac: Path | str | None = None,
+    quiet: bool = False,
+    references: int = 0,
+    flags: dict[str, tuple[str, bool]] | None = None,
+) -> BatchResult:
+    """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
+
+    Parameters
+    ----------
+    scenes : path
+        A folder of scene folders, or of S1/S2 file pairs matched by footprint and date.
+    out_dir : path
+        Output folder: ``<scene>.tif`` (remove) or ``<scene>_mask.tif`` (mask).
+    command : {"remove", "mask"}
+        What to run on each scene. Default: ``"remove"``.
+    jobs : int, optional
+        Local worker processes. Default: one per GPU for remove, else 1.
+    resume : bool
+        Skip scenes whose output exists (outputs only appear when complete). Default: False.
+    report : path, optional
+        Write a run report, ``.json`` or ``.csv``. Default: none.
+    dask_scheduler : str, optional
+        Run on this Dask scheduler (``tcp://host:8786`` or a scheduler JSON file) instead of
+        local processes. Default: none.
+    s2_pattern : str
+        Case-insensitive glob of the S2 file in a scene folder. Default: ``"*s2*.tif"``.
+    s1_pattern : str
+        Case-insensitive glob of the S1 file in a scene folder. Default: ``"*s1*.tif"``.
+    options : dict, optional
+        Keywords for ``remove_scene`` (any) or ``mask_scene`` (``offset``,
+        ``creation_options``, ``overwrite``, ``cog``); None values are dropped, and
+        ``masks=True`` makes remove also write ``<scene>_mask.tif`` and ``uncertainty=True``
+        ``<scene>_uncertainty.tif`` (``uncertainty_out``). Default: none.
+    stac : path, optional
+        Folder for a STAC catalog of the finished scenes; with ``resume`` an existing one is
+        added to. Default: none.
+    quiet : bool
+        No progress bar. Default: False.
+    references : int
+        remove: each scene takes up to this many of the other scenes (of the same area) as
+        references, nearest acquisition dates first, each with its S1 for the change check
+        (``remove_scene(references=..., reference_s1=...)``). Default: 0.
+    flags : dict, optional
+        How the scenes' errors name options: ``{name: (flag, whether a switch)}``, e.g. the
+        command line's ``{"overwrite": ("--overwrite", True)}``. Default: ``name=value``.
+
+    Returns
+    -------
+    BatchResult
+        One row per scene (status, output, seconds, error) and the wall time.
+    """
+    start, started_at = time.perf_counter(), time.time()
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    report = Path(report) if report is not None else None
+    stac = Path(stac) if stac is not None else None
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"jobs={jobs} must be at least 1 (None: one per GPU, else 1)", "jobs")
+    if references < 0:
+        raise UsageError(f"references={references} must be at least 0", "references")
+    if references and command != "remove":
+        raise UsageError(f"references={references}: only for command=remove", "references",
+                         "command")
+    if options.get("temporal_mask") and not references:
+        raise UsageError("temporal_mask=True needs references=K: the temporal mask compares "
+                         "each scene with other dates", "temporal_mask", "references")
+    out_dir = check_folder_output(out_dir, "batch")
+    check_options(command, options, resume, out_dir, report, stac)
+    if dask_scheduler is not None and not dask_scheduler.strip():
+        raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
+                         "or leave it out to run here", "dask_scheduler")
+    # remove runs without S1 where it can: with references, or with the network-free model
+    network = options.get("checkpoint") or options.get("onnx") or (
+        options.get("model") or DEFAULT_MODEL) != FILL_MODEL
+    optional = bool(references) or not network
+    found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
+                     need_s1=command == "remove" and not optional,
+                     use_s1=command == "remove", exclude=out_dir)
+    if not found.scenes and not found.problems:
+        raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [_problem_result(p) for p in found.problems]
+    tasks = [Task(command, s, output_path(out_dir, s.name, command),
+                  {**scene_options(options, out_dir, s.name),
+                   **reference_options(s, found.scenes, references)}, flags or {})
+             for s in found.scenes]
+    if resume:
+        results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
+        tasks = [t for t in tasks if not t.output.exists()]
+    if tasks:
+        if dask_scheduler:
+            running = run_dask(tasks, dask_scheduler)
+        else:
+            devices = gpu_devices(command, options)
+            jobs = min(jobs or max(1, len(devices)), len(tasks))
+            running = run_local(tasks, jobs, devices)
+        try:
+            with logging_redirect_tqdm(loggers=[log]):
+                for result in progress(_logged(running), total=len(tasks), desc="scenes",
+                                       quiet=quiet, unit="scene"):
+                    results.append(result)
+            check_stop()
+        except KeyboardInterrupt as exc:
+            running.close()  # now: stop the workers and wait for their clean-up
+            results = [r for r in results if r.status != "interrupted"]
+            results += _unfinished(tasks, results, started_at)
+            batch = BatchResult(sorted(results, key=lambda r: r.scene),
+                                time.perf_counter() - start)
+            if report is not None:
+                with stop_handled():
+                    write_report(report, batch, command)
+            raise Interrupted(as_interrupted(exc).signum, _stopped_message(batch, out_dir)) \
+                from None
+    batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)
+    if report is not None:
+        write_report(report, batch, command)
+    if stac is not None:
+        write_catalog(stac, finished_files(batch, out_dir, command), update=resume)
+    return batch
+
+
+def _unfinished(tasks: list[Task], results: list[SceneResult], started: float
+                ) -> list[SceneResult]:
+    """Rows for the scenes without a result at a stop: ok if their output appeared during the
+    run (outputs appear only by rename, when complete), else interrupted."""
+    reported = {r.output for r in results}
+    return [SceneResult.of(t, "ok" if t.output.exists() and t.output.stat().st_mtime >= started
+                           else "interrupted")
+            for t in tasks if str(t.output) not in reported]
+
+
+def _stopped_message(batch: BatchResult, out_dir: Path) -> str:
+    """What a stopped batch leaves: the finished outputs, and no partial ones."""
+    done = batch.count("ok")
+    return (f"{done} scene(s) finished before the stop (outputs in {out_dir}), "
+            f"{batch.count('interrupted')} stopped with no output left behind")

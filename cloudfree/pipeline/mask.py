@@ -1,0 +1,262 @@
+"""Mask a whole Sentinel-2 scene window by window and write the class GeoTIFF."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.core.memory import check_mask_memory
+from cloudfree.core.progress import progress
+from cloudfree.core.threads import ordered_map, usable_cores
+from cloudfree.dates.fill import ReferenceFill, check_references, open_references
+from cloudfree.dates.references import scratch_room
+from cloudfree.io.decoded_scene import DecodedScene
+from cloudfree.io.rasters import MASK_BLOCK, block_windows, scene_io_env, with_halo
+from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.mask.classify import (
+    CLEAR,
+    CLOUD,
+    COLORMAP,
+    NODATA,
+    SHADOW,
+    SHADOW_BANDS,
+    SNOW,
+    MaskParams,
+    ShadowThresholds,
+    classify,
+    combine_shadow_stats,
+    shadow_thresholds,
+)
+from cloudfree.mask.kept_scene import kept_scene
+from cloudfree.mask.scene_input import S2Reader, mask_reader
+from cloudfree.output.atomic import GridOutputs, check_distinct, check_output
+from cloudfree.output.cog import AVERAGE, NEAREST
+from cloudfree.output.provenance import cloud_fraction_tags, provenance_tags
+
+log = logging.getLogger("cloudfree")
+
+def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
+                            threads: int = 1, read: S2Reader | None = None) -> ShadowThresholds:
+    """First pass: scene-wide shadow thresholds from all valid pixels (read by ``read``,
+    default ``s2.read``)."""
+
+    def window_stats(win: Window) -> tuple[np.ndarray, np.ndarray]:
+        return shadow_thresholds(*(read or s2.read)(win, SHADOW_BANDS), SHADOW_BANDS)
+
+    stats = ordered_map(window_stats, windows, threads)
+    return combine_shadow_stats(list(progress(stats, len(windows), "shadow statistics", quiet)))
+
+
+def mask_source(s2: Sentinel2, params: MaskParams) -> str:
+    """What the mask of ``s2`` comes from, for the tags and the log."""
+    if params.scl and s2.has_scl:
+        return "SCL"
+    return "score" if "B10" in s2.bands else "score without B10"
+
+
+def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
+                       shadow: ShadowThresholds | None, threads: int,
+                       decoded: DecodedScene | None = None
+                       ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, classes, score) of each window, in order; read (back from ``decoded`` when it
+    holds the whole scene) and classified on ``threads``."""
+
+    bands = params.bands_for(s2.bands)
+    read = mask_reader(s2, bands, params, decoded)
+
+    def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
+        read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
+        refl, valid, scl = read(read_win)
+        classes, score = classify(refl, valid, params, bands, shadow, scl)
+        return win, classes[inner], score[inner]
+
+    return ordered_map(one, windows, threads)
+
+
+def judged_windows(dates: ReferenceFill, windows: list[Window], threads: int
+                   ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """(window, classes, score) of each window by the temporal test of ``dates``, in order;
+    judged on ``threads``."""
+
+    def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
+        *_, classes, score = dates.target_classes(int(win.row_off), int(win.col_off),
+                                                  int(win.height), int(win.width))
+        return win, classes, score
+
+    return ordered_map(one, windows, threads)
+
+
+def require_mask_bands(s2: Sentinel2, params: MaskParams) -> None:
+    """Fail with one line when the input lacks the bands the mask cannot run without."""
+    s2.require(params.required, f"the {params.method} cloud mask",
+               "give an input with B02, B03 and B04 at least (and B08, B11 for --shadow)")
+
+
+def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
+    """Tags recording how the mask was made."""
+    return {
+        **provenance_tags("mask", s2.path),
+        "MASK_METHOD": params.method,
+        "CLOUD_THRESHOLD": str(params.threshold),
+        "NDSI_THRESHOLD": str(params.ndsi_threshold),
+        "BUFFER_PIXELS": str(params.buffer),
+        "SHADOW": str(params.shadow),
+        "HOT_TEST": str(params.hot),
+        "MASK_SOURCE": mask_source(s2, params),
+        "PROCESSING_LEVEL": s2.level,
+        "RADIOMETRIC_OFFSET": str(s2.offset),
+        "CLASSES": "0=clear 1=cloud 2=shadow 3=snow 255=nodata",
+    }
+
+
+def mask_scene(
+    scene: Path | str,
+    output: Path | str,
+    params: MaskParams = MaskParams(),
+    *,
+    offset: str | int | None = "auto",
+    level: str = "auto",
+    score_path: Path | str | None = None,
+    overwrite: bool = False,
+    creation_options: dict[str, str] | None = None,
+    block: int = MASK_BLOCK,
+    threads: int | None = None,
+    cog: bool = True,
+    quiet: bool = False,
+    references: Sequence[Path | str] = (),
+) -> dict:
+    """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
+
+    Classes: 0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata.
+
+    Parameters
+    ----------
+    scene : path
+        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12
+        in L2A order), a ``.SAFE`` folder, a folder of per-band files or a STAC item of local
+        files.
+    output : path
+        Mask GeoTIFF to write, on the scene's grid.
+    params : MaskParams
+        Method (``score`` or ``dsen2cr``), thresholds, buffer in pixels, shadow, HOT test.
+        Default: ``MaskParams()``.
+    offset : {"auto", "0", "1000"} or int
+        Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
+        product metadata or tags, else assumes 0. Default: ``"auto"``.
+    level : {"auto", "L1C", "L2A"}
+        Processing level; ``auto`` reads the metadata, else the band set (the scene
+        classification SCL, or no B10: L2A). An L2A scene's SCL gives the mask when
+        ``params.scl``. Default: ``"auto"``.
+    score_path : path, optional
+        Also write the float32 cloud score to this GeoTIFF. Default: none.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options. Default: none.
+    block : int
+        Window size in pixels for streaming the scene; the result does not depend on it.
+        Default: 512.
+    threads : int, optional
+        Windows read and classified at once; the result does not depend on it. Default: every
+        usable core.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+    references : sequence of paths
+        Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
+        it): where they see the ground clear, clouds, haze and shadows are found by comparing
+        the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands.
+        Default: none.
+
+    Returns
+    -------
+    dict
+        Summary: output and the cloud, shadow and snow fractions of the valid pixels; with
+        ``references`` also ``references`` (per reference: path, date, pixels clear in both,
+        used, its measured shift).
+    """
+    threads = threads or usable_cores()
+    output = Path(output)
+    check_distinct({"mask output": output, "score output": score_path})
+    check_output(output, overwrite, [Path(scene)], geotiff=True)
+    if score_path is not None:
+        check_output(Path(score_path), overwrite, [Path(scene)], geotiff=True)
+    check_references(references, (), False, None, scene)
+    with scene_io_env(), open_sentinel2(scene, offset, level) as s2, \
+            ExitStack() as dates_stack:
+        require_mask_bands(s2, params)
+        log.info("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
+        windows = block_windows(s2.width, s2.height, block)
+        check_mask_memory(block, threads, windows, 1 + len(references))
+        # with references, their fit reads every band of the target
+        bands = s2.bands if references else params.bands_for(s2.bands)
+        room = scratch_room(output, s2 if s2.jpeg2000 else None, references, params, bands,
+                            offset, level) if references else None
+        copy = kept_scene(s2, output, bands, params, quiet, threads, room=room)
+        if copy is not None:
+            dates_stack.callback(copy.decoded.close)
+        thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads,
+                                              None if copy is None else copy.read)
+                      if params.shadow else None)
+        dates = None
+        if references:
+            dates = open_references(references, s2, params, thresholds, offset=offset,
+                                    level=level, quiet=quiet, temporal=True, scratch=output,
+                                    decoded=None if copy is None else copy.decoded, room=room)
+            dates_stack.callback(dates.close)
+        grid = {**s2.profile, "creation_options": creation_options}
+        counts = np.zeros(256, dtype=np.int64)
+        with ExitStack() as stack:
+            outputs = GridOutputs(stack, grid, overwrite, [Path(scene)], cog)
+            dst = outputs.open(output, 1, "uint8", NODATA, NEAREST)
+            dst.update_tags(**mask_tags(params, s2))
+            dst.set_band_description(1, "cloud_mask")
+            dst.write_colormap(1, COLORMAP)
+            score_dst = None
+            if score_path is not None:
+                score_dst = outputs.open(score_path, 1, "float32", float("nan"), AVERAGE)
+                score_dst.update_tags(**mask_tags(params, s2))
+                score_dst.set_band_description(1, "cloud_score")
+            # Closed (its threads joined) before the scene's datasets, even on an error.
+            results = stack.enter_context(closing(
+                classified_windows(s2, windows, params, thresholds, threads,
+                                   None if copy is None else copy.decoded) if dates is None
+                else judged_windows(dates, windows, threads)))
+            for win, classes, score in progress(results, len(windows), "mask", quiet):
+                dst.write(classes, 1, window=win)
+                if score_dst is not None:
+                    score_dst.write(score, 1, window=win)
+                for value in (CLEAR, CLOUD, SHADOW, SNOW, NODATA):  # cheaper than bincount
+                    counts[value] += np.count_nonzero(classes == value)
+            valid_pixels = int(counts.sum() - counts[NODATA])
+            if valid_pixels == 0:
+                raise CloudfreeError(f"{scene}: every pixel is nodata; nothing to mask")
+            dst.update_tags(**cloud_fraction_tags(counts))
+    total = int(counts.sum())
+    return {
+        "input": str(scene),
+        "output": str(output),
+        **({} if dates is None else {"references": [
+            {k: v for k, v in r.items() if k != "filled_pixels"}
+            for r in dates.report(np.zeros(256, np.int64))]}),
+        "score": str(score_path) if score_path else None,
+        **params.to_dict(),
+        "offset": s2.offset,
+        "level": s2.level,
+        "mask_source": mask_source(s2, params),
+        "width": s2.width,
+        "height": s2.height,
+        "valid_pixels": valid_pixels,
+        "nodata_fraction": counts[NODATA] / total,
+        "cloud_fraction": counts[CLOUD] / valid_pixels,
+        "shadow_fraction": counts[SHADOW] / valid_pixels,
+        "snow_fraction": counts[SNOW] / valid_pixels,
+        "clear_fraction": counts[CLEAR] / valid_pixels,
+    }

@@ -1,0 +1,1143 @@
+"""`cloudfree remove`: stream a scene through a network in blended tiles and composite the result.
+
+read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> blend -> unscale
+-> composite -> write, chunk by chunk (see tiling.py), with the next chunks read and prepared on
+loader threads (``loader_threads``) while the network runs on the current one, and the last
+finished block composited and written on a writer thread meanwhile.
+
+Models built on the classical fill (``engine.uses_mask``: the default ``median-fill`` and
+``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
+has the masked pixels replaced by it, and the fill mask goes with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import CancelledError, Future
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from rasterio.windows import Window
+from scipy import ndimage
+
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.memory import check_batch_memory, release_free_memory, releasing_as_it_grows
+from cloudfree.core.progress import progress
+from cloudfree.core.stop import check_stop
+from cloudfree.core.threads import one_blas_thread, ordered_map, thread_pool, usable_cores
+from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
+from cloudfree.dates.fill import (
+    DAYS_NODATA,
+    OBSERVED,
+    SINGLE_DATE,
+    SOURCE_NODATA,
+    ReferenceBlock,
+    ReferenceFill,
+    check_references,
+    open_references,
+    source_colormap,
+    source_map,
+)
+from cloudfree.dates.references import scratch_room
+from cloudfree.dates.residual import CONTEXT, carry_residual, sources_near
+from cloudfree.dates.temporal_mask import Background, judges_by_default
+from cloudfree.fill.local import (
+    LocalFillParams,
+    correction_bound,
+    haze_region,
+    local_fill,
+    source_weight,
+)
+from cloudfree.fill.median import (
+    FILL_METHODS,
+    MAX_CORRECTION,
+    ClearHistogram,
+    FillSpectrum,
+    fill_masked,
+    window_counts,
+)
+from cloudfree.fill.restore import RestoreParams, restore
+from cloudfree.fill.uncertainty import (
+    FROM_DATES,
+    KEPT,
+    SIGMA_MEANING,
+    SINGLE_DATE_FILL,
+    UNCERTAINTY_NODATA,
+    PixelTerms,
+    SigmaModel,
+    UncertaintyBlock,
+    days_to,
+    pixel_terms,
+)
+from cloudfree.inference.bundled import FILL_MODEL
+from cloudfree.inference.engines import (
+    DEFAULT_MODEL,
+    FILL_ARCH,
+    Engine,
+    check_precision,
+    model_file,
+    open_engine,
+    resolve_device,
+)
+from cloudfree.inference.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks, tiles_within
+from cloudfree.io.decoded_scene import DecodedScene
+from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
+from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.mask.classify import (
+    CLEAR,
+    CLOUD,
+    NODATA,
+    SHADOW,
+    MaskParams,
+    ShadowThresholds,
+    classify,
+)
+from cloudfree.mask.haze import reach as haze_reach
+from cloudfree.mask.kept_scene import keep_scene
+from cloudfree.mask.scene_input import (
+    FirstPassCopy,
+    MaskInput,
+    Pads,
+    mask_input,
+    mask_reader,
+    stored_reader,
+    takes_scl,
+)
+from cloudfree.mask.shadow import NEAR as SHADOW_NEAR
+from cloudfree.mask.shadow import tied_shadows
+from cloudfree.output.atomic import GridOutputs, check_distinct, check_output
+from cloudfree.output.cog import AVERAGE, NEAREST, raw_scratch
+from cloudfree.output.geotiff import check_geotiff_output
+from cloudfree.output.preview import Preview
+from cloudfree.output.provenance import MODEL, cloud_fraction_tags, provenance_tags
+from cloudfree.pipeline.mask import mask_source, require_mask_bands, scene_shadow_thresholds
+
+log = logging.getLogger("cloudfree")
+#: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
+LOADERS = 2
+MAX_GPU_LOADERS = 16
+#: Widest chunk of the network-free fill (px; 5 tiles of 256): what a 1024^2 scene's chunks
+#: span, so that larger scenes' chunks hold no more. With a batch of 8 tiles (1824 px) instead,
+#: the default peaked at 1.46x from 1024^2 to 4096^2 against 1.28x (benchmarks/remove_speed.py,
+#: medians of 3 runs), for the same PSNR under real clouds pasted on real clear land
+#: (benchmarks/chunk_width_quality.py; 3.4 % of the pixels change, by 20 DN at the 99th
+#: percentile of those).
+FILL_CHUNK_WIDTH = 1152
+
+
+def loader_threads(device: str) -> int:
+    """Threads loading chunks ahead of the network: ``LOADERS`` on CPU, where the network
+    needs the cores; on a GPU every core but two (the network's feeder and the writer), since
+    reading, masking and the fill are then the slow part (the default model kept an
+    H100 1-2 % busy with two loaders), up to ``MAX_GPU_LOADERS``: the look-ahead holds
+    loaders + 2 chunks, each a few hundred MB at batch 16 (6.4 GB peak RSS with 14 loaders)."""
+    if device == "cpu":
+        return LOADERS
+    return min(MAX_GPU_LOADERS, max(LOADERS, usable_cores() - 2))
+
+
+class S1Source(Protocol):
+    """Sentinel-1 on the S2 grid, read by windows of the S2 grid as float32 dB [2, h, w]."""
+
+    def read(self, window: Window) -> np.ndarray: ...
+
+
+class NoS1:
+    """No Sentinel-1 (``remove --reference`` without ``--s1``): zeros for a model that reads
+    none (``median-fill``)."""
+
+    def read(self, window: Window) -> np.ndarray:
+        return np.zeros((2, int(window.height), int(window.width)), np.float32)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How the network runs over the scene: tiles, batches and the composite."""
+
+    tile: int
+    overlap: int
+    batch_size: int = 8
+    composite: bool = True
+    feather: int = 2
+    #: Bound on a fill model's correction, as a share of the base it corrects (None: none).
+    max_correction: float | None = None
+
+
+@dataclass
+class LoadedChunk:
+    """Everything the network and the composite need for one chunk (padded to its extent)."""
+
+    chunk: Chunk
+    s2: np.ndarray  # scaled network input [13, H, W] (the network-free fill: its output)
+    s1: np.ndarray | None  # scaled network input [2, H, W]; None without a network
+    reflectance: np.ndarray  # [13, H, W]
+    valid: np.ndarray  # [H, W]
+    classes: np.ndarray  # [H, W] uint8
+    alpha: np.ndarray  # [H, W] share of the prediction in the composite
+    #: [1, H, W] float32, 1 where the classical fill replaced the input; None without a network
+    mask: np.ndarray | None
+    no_s1: np.ndarray  # [H, W] no Sentinel-1 value under the pixel (outside its coverage)
+    #: [1, H, W] per-pixel bound on the network's correction (local fill), else None: the
+    #: options' max_correction everywhere
+    bound: np.ndarray | None = None
+    reference: ReferenceBlock | None = None  # the fill from other dates (remove --reference)
+    terms: PixelTerms | None = None  # what the filled pixels' sigma comes from (uncertainty.py)
+
+
+def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
+                  scene: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """Tile, overlap and trim for an engine, checking user choices against its constraints.
+
+    With the ``scene``'s (height, width), a tile larger than both the scene and the model's
+    default is cut down to the scene (rounded up to the model's size multiple): a larger one
+    only costs memory.
+    """
+    if engine.tile is not None and tile not in (None, engine.tile):
+        raise UsageError(f"tile={tile}: this ONNX model runs {engine.tile} px tiles only; leave "
+                         "the tile size unset or export the model again for this one", "tile")
+    if tile is not None and tile < 1:
+        raise UsageError(f"tile={tile} must be at least 1 pixel", "tile")
+    tile = tile or engine.default_tile
+    m = engine.size_multiple
+    if tile % m:
+        raise UsageError(f"tile={tile} is not a multiple of {m}, which this model needs", "tile")
+    if scene is not None and engine.tile is None:
+        fits = max(engine.default_tile, -(-max(scene) // m) * m)
+        if tile > fits:
+            log.info("tile %d px is larger than the %dx%d px scene: using %d", tile, scene[1],
+                     scene[0], fits)
+            tile = fits
+    rf = engine.receptive_field
+    if overlap is None:
+        wanted = 2 * rf + 2 if engine.fully_convolutional else tile // 4
+        overlap = min(tile // 2, max(tile // 8, wanted))
+    if not 0 <= overlap <= tile // 2:
+        raise UsageError(f"overlap={overlap} must be between 0 and half the tile ({tile // 2})",
+                         "overlap")
+    trim = min(rf, (overlap - 1) // 2) if engine.fully_convolutional else overlap // 4
+    return tile, overlap, max(0, trim)
+
+
+def warn_weak_tiling(engine: Engine, grid: TileGrid) -> None:
+    """Warn when tiles are narrower than what the model sees around a pixel and than its
+    default tile, or overlap less than by default: the output then changes near every tile
+    border. cloudfree-fillnet sees 44 px each side; on the bundled sample, against one
+    whole-scene tile, the largest change is 452 DN at 16 px tiles, 245 at 64, 57 at 88 and 27
+    at 128 (146, 9, 7 and 1 with --fill median, where only the network's tiling differs), and
+    360 DN at 128 px tiles without overlap (benchmarks/tiling_dependence.py --size 256)."""
+    m = engine.size_multiple
+    least = -(-2 * engine.receptive_field // m) * m
+    if grid.rows * grid.cols == 1:
+        return
+    if grid.tile < min(least, engine.default_tile):
+        log.warning("tile %d px is narrower than what this model sees around each pixel (%d px "
+                    "across), so the output changes near every tile border (overlap %d px); "
+                    "give a tile of at least %d px (--tile %d; default %d)", grid.tile,
+                    2 * engine.receptive_field, grid.overlap, least, least, engine.default_tile)
+        return
+    wanted = choose_tiling(engine, grid.tile, None)[1]
+    if grid.overlap < wanted:
+        log.warning("overlap %d px is less than the %d px this model's %d px tiles get by "
+                    "default, so the output changes near every tile border; leave the overlap "
+                    "unset or give at least %d (--overlap %d)", grid.overlap, wanted, grid.tile,
+                    wanted, wanted)
+
+
+def check_engine_options(*, model: str | None = None, checkpoint: Path | str | None = None,
+                         onnx: Path | str | None = None, device: str = "auto",
+                         precision: str = "fp32", tile: int | None = None,
+                         overlap: int | None = None) -> None:
+    """Refuse a model, device, precision or tiling that cannot run, before any scene is read
+    (``batch`` checks once for all its scenes). The model is opened on the CPU, so that this
+    takes no GPU memory."""
+    check_precision(precision, resolve_device(device))
+    choose_tiling(open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device="cpu"),
+                  tile, overlap)
+
+
+#: Cloud opacities up to which the land seen through thin cloud is taken, and from which the
+#: other dates' prediction is, where they fill (``restore_dates``): lower than against the
+#: single-date fill, whose prediction is poorer. On 6 thin-cloud cases of the benchmark's even
+#: half (``benchmarks/reference_fill.py --half even --kinds thin --every 3``, the first 6)
+#: 0.05-0.2 gave 35.91 dB on average, 0.1-0.3 35.78 and no restoring 34.88.
+DATES_HANDOVER = (0.05, 0.2)
+
+
+def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np.ndarray,
+                  classes: np.ndarray, valid: np.ndarray, params: RestoreParams,
+                  bands: tuple[str, ...]) -> None:
+    """Where the other dates fill the ``region``, what still shows through thin cloud and haze
+    is restored against their prediction as the land expected there (``restore.py``), and only
+    the rest taken from them; ``reference.values`` is changed in place. Used where the dates
+    judge the clouds (the temporal mask): with the single-date mask's buffer and haze ring in
+    the region, the veil's opacity is smoothed over clear pixels, read too low at the edges of
+    small clouds, and their own pixels restored (on the benchmark's odd half, up to 4.4 dB
+    lost on a case with a small cloud)."""
+    covered = region & reference.covered
+    if covered.any():
+        if params.haze is not None:  # the caller's smoothing and trust, the dates' hand-over
+            t_restore, t_fill = DATES_HANDOVER
+            params = replace(params, haze=replace(params.haze, t_restore=t_restore,
+                                                  t_fill=t_fill))
+        values, _ = restore(reflectance, reference.values, covered,
+                            covered & (classes == SHADOW), valid & (classes == CLEAR), params,
+                            bands)
+        reference.values[:, covered] = values[:, covered]
+
+
+def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
+    """The pixels to replace: clouds, and shadows when the mask has them."""
+    fill = classes == CLOUD
+    if params.shadow:
+        fill |= classes == SHADOW
+    return fill
+
+
+#: Largest feather + 1 for which ``composite_alpha`` visits the offsets nearer than it instead
+#: of a distance transform: on a 420 x 2048 chunk the visit took 9 ms at feather 2 against
+#: 57 ms, 27 ms against 80 at feather 7 (192 offsets), and longer than the transform at 15.
+MAX_VISITED_REACH = 8
+
+
+def composite_alpha(fill: np.ndarray, feather: int) -> np.ndarray:
+    """1 deep inside the filled region, ramping to 0 at its edge over ``feather`` pixels.
+
+    The ramp runs inward so every pixel outside the region keeps its original value exactly.
+    """
+    if not fill.any():
+        return np.zeros(fill.shape, np.float32)
+    reach = feather + 1
+    if reach > MAX_VISITED_REACH:
+        depth = ndimage.distance_transform_edt(fill)
+        return np.clip(depth / reach, 0, 1).astype(np.float32)
+    # the distance to the nearest pixel outside matters below ``reach`` only: each offset
+    # nearer than that, nearest first, sets the pixels that see the outside through it
+    alpha = np.where(fill, np.float32(1), np.float32(0))
+    outside = np.pad(~fill, reach, constant_values=False)
+    rows, cols = fill.shape
+    unset = fill.copy()
+    for squared, offsets in _offsets_within(reach):
+        seen = np.zeros_like(fill)
+        for dy, dx in offsets:
+            seen |= outside[reach + dy: reach + dy + rows, reach + dx: reach + dx + cols]
+        seen &= unset
+        alpha[seen] = np.float32(min(1.0, np.sqrt(squared) / reach))
+        unset &= ~seen
+    return alpha
+
+
+def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
+    """The pixel offsets nearer than ``radius`` but the origin, by squared distance, nearest
+    first."""
+    near: dict[int, list[tuple[int, int]]] = {}
+    for dy in range(-radius + 1, radius):
+        for dx in range(-radius + 1, radius):
+            if 0 < dy * dy + dx * dx < radius * radius:
+                near.setdefault(dy * dy + dx * dx, []).append((dy, dx))
+    return sorted(near.items())
+
+
+def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
+                 tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
+                 copy: FirstPassCopy | None = None
+                 ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
+    """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
+    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
+    with ``copy``, the scene (every band of ``bands``) is decoded and kept there first
+    (``keep_scene``) and both read it back; stopped early once ``abandon`` is set."""
+    shadow = None
+    if params.shadow:
+        read = None
+        if copy is not None:  # the scene decoded and kept first, read back from then on
+            keep_scene(copy, stored_reader(s2, bands, params), quiet, abandon)
+            read = copy.read
+        shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
+                                         1 if read is None else usable_cores(), read)
+    if not fill:
+        return shadow, None
+    return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
+                                       copy)
+
+
+def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
+                        shadow: ShadowThresholds | None, quiet: bool,
+                        tie_shadows: bool = False, abandon: threading.Event | None = None,
+                        copy: FirstPassCopy | None = None) -> FillSpectrum:
+    """First pass: the clear-sky median of every band over the scene (``fill.py``);
+    ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
+    them (``shadow.tied_shadows``). With ``copy``, the scene is kept there first
+    (``keep_scene``; unless an earlier pass kept it) and the windows with their margins read
+    back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
+    raises CancelledError, or Interrupted, after the windows being read."""
+    halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
+    decode = stored_reader(s2, bands, params)
+    if copy is not None:
+        if not copy.decoded.complete:
+            keep_scene(copy, decode, quiet, abandon)
+        if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
+            decode = copy.decoded.read
+    windows = block_windows(s2.width, s2.height)
+
+    def one(index: int) -> tuple[np.ndarray, int]:
+        win = windows[index]
+        top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+
+        def read(grown: Window, pads: Pads | None = None) -> MaskInput:
+            return mask_input(s2, decode(grown), pads)
+
+        refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo,
+                                       pads_itself=True)
+        classes, _ = classify(refl, valid, params, bands, shadow, scl)
+        if tie_shadows:
+            classes = tied_shadows(refl, classes, bands)
+        inner = (slice(halo, halo + h), slice(halo, halo + w))
+        classes, valid = classes[inner], valid[inner]
+        clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
+        return window_counts(refl[:, inner[0], inner[1]], clear), int(valid.sum())
+
+    histogram = ClearHistogram(len(bands))
+    # windows are read and classified on every core; each thread returns only its histogram.
+    # Closed (its threads joined) before the scene's datasets, even on a stop.
+    with closing(ordered_map(one, range(len(windows)), usable_cores())) as results:
+        for counts, valid in progress(results, len(windows), "fill statistics", quiet):
+            check_stop()  # this may run on a thread of its own, which signals do not reach
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
+            histogram.merge(counts, valid)
+    if histogram.valid == 0:  # said before any note on how the clouds would be filled
+        raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+    return histogram.spectrum(bands=bands)
+
+
+class SceneRemoval:
+    """One scene through one engine."""
+
+    def __init__(self, s2: Sentinel2, s1: S1Source, engine: Engine, options: InferenceSettings,
+                 trim: int, params: MaskParams, shadow: ShadowThresholds | None,
+                 fill: FillSpectrum | None = None, local: LocalFillParams | None = None,
+                 references: ReferenceFill | None = None,
+                 restoring: RestoreParams | None = None,
+                 uncertainty: SigmaModel | None = None, decoded: DecodedScene | None = None):
+        self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
+        #: the scene as the first pass decoded it, read back by the chunks (None: decoded)
+        self.decoded = decoded
+        #: the map from terms to each filled pixel's sigma (None: no uncertainty output)
+        self.uncertainty = uncertainty
+        #: the bands read, filled and written: the input's own for the network-free fill, the
+        #: network's otherwise
+        self.bands = s2.bands if engine.arch == FILL_ARCH else engine.bands
+        self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
+        self.local = local if fill is not None else None
+        self.restoring = restoring if self.local is not None else None
+        #: how far the restoration of thin cloud reads the fill around a pixel (0: none)
+        self.restore_reach = 0 if self.restoring is None or self.restoring.haze is None else \
+            haze_reach(self.restoring.haze.sigma)
+        self.grid = TileGrid(s2.height, s2.width, options.tile, options.overlap, trim)
+        self.batch_size = options.batch_size
+        #: tiles per chunk: a batch for a network; for the network-free fill, whose chunks'
+        #: arrays are the memory that grows with them, at most ``FILL_CHUNK_WIDTH`` px of them
+        self.chunk_tiles = self.batch_size if engine.arch != FILL_ARCH else \
+            min(self.batch_size, tiles_within(self.grid, FILL_CHUNK_WIDTH))
+        self.tiles_run = self.tiles_skipped = 0
+        self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
+        self._one_reader = threading.Lock()  # the references, read by one loader at a time
+
+    def load(self, chunk: Chunk) -> LoadedChunk:
+        """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
+        s2, g, local = self.s2, self.grid, self.local
+        network = self.engine.arch != FILL_ARCH
+        halo = self.params.halo + self.options.feather + 1
+        if local is not None:  # the haze ring and the local fill's sources around the chunk
+            halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
+        if self.references is not None:  # what the dates' fill reads around the chunk
+            halo = max(halo, CONTEXT + self.restore_reach)
+        refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params, self.decoded),
+                                       chunk.top, chunk.left, chunk.height, chunk.width,
+                                       s2.height, s2.width, halo, pads_itself=True)
+        classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
+        background = None
+        temporal = None if self.references is None else self.references.temporal
+        if temporal is not None and temporal.calibrated:  # dates judge where they see clear
+            with self._one_reader:
+                background = temporal.background(chunk.top, chunk.left, chunk.height,
+                                                 chunk.width, halo)
+            classes = temporal.classify(refl, self.bands, classes,
+                                        score > self.params.threshold, background)
+        if self.restoring is not None and self.restoring.shadows and self.params.shadow:
+            classes = tied_shadows(refl, classes, self.bands)  # the rest is dark land
+        region = fill_mask(classes, self.params)
+        if local is not None:  # the haze ring, only where no other date judges the pixel
+            ring = haze_region(region, score, valid, local)
+            region = ring if background is None else region | (ring & (background.count == 0))
+        alpha = (composite_alpha(region, self.options.feather)
+                 if self.options.composite else np.zeros(classes.shape, np.float32))
+        if background is not None and self.options.composite:
+            # the temporal mask is tight where the dates judge: its edge pixels are cloud too,
+            # replaced in full
+            alpha = np.where(background.count > 0, region, alpha).astype(np.float32)
+        inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
+        # S1 reads on every loader at once (a dataset handle per thread)
+        (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
+                            chunk.height, chunk.width, g.height, g.width,
+                            halo if local is not None else 0)
+        network_input, mask, bound = refl, np.zeros(classes.shape, bool), None
+        support = filled = None
+        if self.fill is not None:
+            mask = region
+            if local is not None and self.fill.source == "scene" and region[inner].any():
+                clear = valid & (classes == CLEAR)
+                here = np.zeros_like(region)  # the halo only lends sources
+                here[inner] = region[inner]
+                network_input, support = local_fill(refl, here,
+                                                    source_weight(region, clear, local), s1,
+                                                    self.fill.values, local)
+                if self.restoring is not None:  # what still shows is restored, not filled
+                    network_input, filled = restore(
+                        refl, network_input, here, here & (classes == SHADOW), clear,
+                        self.restoring, self.bands)
+                    mask = region & ~(here & (filled < 0.5))
+                if self.options.max_correction is not None and network:
+                    bound = correction_bound(support[inner], self.options.max_correction)[None]
+            else:
+                network_input = fill_masked(refl, region, self.fill)
+        terms = None
+        if self.uncertainty is not None:
+            terms = pixel_terms(refl, valid & (classes == CLEAR) & ~region, support,
+                                filled).crop(*inner)
+        if local is not None:
+            s1 = s1[:, inner[0], inner[1]]
+        reference = None
+        if self.references is not None:
+            reference = self._from_dates(chunk, halo, refl, valid, classes, region,
+                                         (alpha > 0) & valid, background)
+        scaling = self.engine.scaling
+        # scaled (a new array) first, so that the padded fill is let go before the copy below
+        network_input = scaling.scale_s2(network_input[:, inner[0], inner[1]])
+        # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
+        refl, valid = np.ascontiguousarray(refl[:, inner[0], inner[1]]), valid[inner]
+        classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
+        # the network's other inputs only where there is one (chunks in flight are smaller)
+        return LoadedChunk(chunk, network_input,
+                           scaling.scale_s1(s1) if network else None, refl, valid, classes,
+                           alpha, mask[None].astype(np.float32) if network else None,
+                           np.isnan(s1).any(axis=0), bound, reference, terms)
+
+    def _from_dates(self, chunk: Chunk, halo: int, refl: np.ndarray, valid: np.ndarray,
+                    classes: np.ndarray, region: np.ndarray, need: np.ndarray,
+                    background: Background | None) -> ReferenceBlock | None:
+        """The references' fill of the chunk's ``need`` pixels (arrays with ``halo``), with the
+        residual of the target's clear pixels beside them carried in (``local_residual``) and,
+        where the dates judge the clouds, what shows through thin cloud restored
+        (``restore_dates``). Both read pixels around the chunk, which are filled here too, so
+        that a pixel comes out the same whatever chunk it falls in."""
+        restoring = self.restoring is not None and background is not None
+        # the region beyond the chunk whose fill the restoration's smoothing reads
+        pad = CONTEXT + (self.restore_reach if restoring else 0)
+        around = (slice(halo - pad, halo + chunk.height + pad),
+                  slice(halo - pad, halo + chunk.width + pad))
+        height, width = chunk.height + 2 * pad, chunk.width + 2 * pad
+        within = np.zeros((height, width), bool)
+        within[CONTEXT:height - CONTEXT, CONTEXT:width - CONTEXT] = True
+        clear = (valid & (classes == CLEAR) & ~region)[around]
+        need = need[around] & within
+        with self._one_reader:  # one chunk's arrays of the references at a time
+            reference = self.references.estimate(
+                chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
+                None if background is None else background.crop(*around),
+                terms=self.uncertainty is not None)
+        if reference is None:
+            return None
+        covered = reference.covered
+        refl = refl[:, around[0], around[1]]
+        carry_residual(reference.values, refl, clear & covered, region[around], need & covered,
+                       self.bands)
+        reference.source[~need] = 0  # the clear pixels only lent their residual
+        if restoring:
+            restore_dates(reference, refl, region[around], classes[around], valid[around],
+                          self.restoring, self.bands)
+        return reference.crop(slice(pad, pad + chunk.height), slice(pad, pad + chunk.width))
+
+    def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
+        """Network output (scaled) for every tile of the chunk that needs one."""
+        t = self.grid.tile
+        wanted = []
+        alpha = loaded.alpha if loaded.reference is None else \
+            np.where(loaded.reference.covered, 0, loaded.alpha)  # the model fills the rest
+        for off in loaded.chunk.tile_offsets():
+            cols = slice(off, off + t)
+            if not loaded.valid[:, cols].any():
+                continue  # all nodata
+            if self.options.composite and not alpha[:, cols].any():
+                continue  # nothing to fill: the composite keeps the original here
+            wanted.append(off)
+        self.tiles_skipped += len(loaded.chunk.tile_offsets()) - len(wanted)
+        self.tiles_run += len(wanted)
+        if self.engine.arch == FILL_ARCH:  # the network-free fill returns its (filled) input:
+            return {o: loaded.s2[:, :, o : o + t] for o in wanted}  # any band set, no forward
+        out: dict[int, np.ndarray] = {}
+        for i in range(0, len(wanted), self.batch_size):
+            offs = wanted[i : i + self.batch_size]
+            s2 = np.stack([loaded.s2[:, :, o : o + t] for o in offs])
+            s1 = np.stack([loaded.s1[:, :, o : o + t] for o in offs])
+            mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
+            bound = self.options.max_correction if loaded.bound is None else \
+                np.stack([loaded.bound[:, :, o : o + t] for o in offs])
+            for o, tile_pred in zip(offs, self._run(s2, s1, mask, bound), strict=True):
+                out[o] = tile_pred
+        return out
+
+    def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray,
+             bound: float | np.ndarray | None) -> np.ndarray:
+        """engine.predict, halving the batch on GPU out-of-memory."""
+        import torch  # the networks' engines have loaded it
+
+        try:
+            return self.engine.predict(s2, s1, mask, bound)
+        except torch.cuda.OutOfMemoryError:
+            if len(s2) == 1:
+                raise CloudfreeError("GPU out of memory even at batch size 1; use a smaller "
+                                     "tile=SIZE or device=cpu", "tile", "device") from None
+        # retried outside the handler: until it is left, the traceback keeps the failed
+        # batch's activations alive on the GPU (batch 1 then ran out of memory too)
+        self.batch_size = max(1, len(s2) // 2)
+        log.warning("GPU out of memory at batch size %d; continuing with %d",
+                    len(s2), self.batch_size)
+        torch.cuda.empty_cache()
+        half = len(s2) // 2
+        bounds = (bound, bound) if not isinstance(bound, np.ndarray) else \
+            (bound[:half], bound[half:])
+        return np.concatenate([self._run(s2[:half], s1[:half], mask[:half], bounds[0]),
+                               self._run(s2[half:], s1[half:], mask[half:], bounds[1])])
+
+    def finish(self, final: BlendedBlock, loaded: LoadedChunk
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                          np.ndarray | None]:
+        """Composite and convert a released block to output DN; also return its classes, its
+        input reflectance, (with references) its source map and (with ``uncertainty``) the
+        sigma of each pixel's error in DN."""
+        c = loaded.chunk
+        rows = slice(final.row - c.top, final.row - c.top + final.values.shape[1])
+        cols = slice(final.col - c.left, final.col - c.left + final.values.shape[2])
+        original = loaded.reflectance[:, rows, cols]
+        valid, classes, alpha = loaded.valid[rows, cols], loaded.classes[rows, cols], \
+            loaded.alpha[rows, cols]
+        predicted = self.engine.scaling.unscale_s2(final.values)
+        have = final.weight > 0
+        from_dates = np.zeros(have.shape, bool)
+        if loaded.reference is not None:
+            from_dates = loaded.reference.covered[rows, cols]
+            predicted = np.where(from_dates, loaded.reference.values[:, rows, cols], predicted)
+            have |= from_dates
+        filled = have & valid & (alpha > 0 if self.options.composite else True)
+        self.filled += int(filled.sum())
+        self.filled_without_s1 += int((filled & ~from_dates & loaded.no_s1[rows, cols]).sum())
+        sources = None if self.references is None else source_map(
+            valid, filled, None if loaded.reference is None else
+            loaded.reference.source[rows, cols])
+        taken, blend = have, predicted  # a new array, blended in place
+        if self.options.composite:
+            taken = have & (alpha > 0)
+            blend *= alpha
+            keep = 1 - alpha
+            for band, values in zip(blend, original, strict=True):  # no block-sized temporary
+                band += keep * values
+        np.copyto(blend, original, where=~taken)
+        dn = self.s2.to_dn(blend)  # one conversion of the block
+        if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
+            window = Window(final.col, final.row, original.shape[2], original.shape[1])
+            kept = valid & ~taken
+            dn = np.where(kept, self.s2.read_dn(window, self.bands)[0], dn)
+        if self.s2.nodata is not None:
+            dn[:, ~valid] = self.s2.nodata
+        sigma = None
+        if self.uncertainty is not None:
+            sigma = self._sigma(final, loaded, (rows, cols), valid, filled, from_dates, sources)
+        return dn, classes, original, sources, sigma
+
+    def _sigma(self, final: BlendedBlock, loaded: LoadedChunk, at: tuple[slice, slice],
+               valid: np.ndarray, filled: np.ndarray, from_dates: np.ndarray,
+               sources: np.ndarray | None) -> np.ndarray:
+        """sigma [C, h, w] in DN of a block's pixels (``uncertainty.py``): 0 where kept, NaN
+        at nodata."""
+        kind = np.where(filled, np.where(from_dates, FROM_DATES, SINGLE_DATE_FILL), KEPT)
+        kind[~valid] = UNCERTAINTY_NODATA
+        reference = loaded.reference
+        days = None if sources is None else days_to(self.references.days_table(), sources)
+        block = UncertaintyBlock(final.row, final.col, self.bands, kind.astype(np.uint8),
+                                 loaded.terms.crop(*at),
+                                 None if reference is None or reference.terms is None
+                                 else reference.terms.crop(*at), days)
+        return self.uncertainty.sigma(block) * np.float32(self.s2.dn_scale)
+
+
+def remove_scene(
+    s2_path: Path | str,
+    s1_path: Path | str | None,
+    output: Path | str,
+    *,
+    model: str | None = None,
+    checkpoint: Path | str | None = None,
+    onnx: Path | str | None = None,
+    s1_aligned: bool = False,
+    s1_units: str = "auto",
+    refine: bool = True,
+    max_shift: float = 10.0,
+    offset: str | int | None = "auto",
+    level: str = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    precision: str = "fp32",
+    composite: bool = True,
+    feather: int = 2,
+    fill_method: str = "local",
+    max_correction: float | None = MAX_CORRECTION,
+    mask_params: MaskParams = MaskParams(buffer=5),
+    mask_out: Path | str | None = None,
+    preview: Path | str | None = None,
+    overwrite: bool = False,
+    creation_options: dict[str, str] | None = None,
+    cog: bool = True,
+    quiet: bool = False,
+    references: Sequence[Path | str] = (),
+    reference_s1: Sequence[Path | str | None] = (),
+    reference_count: int | None = None,
+    source_out: Path | str | None = None,
+    temporal_mask: bool | None = None,
+    days_out: Path | str | None = None,
+    restoring: RestoreParams | None = RestoreParams(),
+    uncertainty_out: Path | str | None = None,
+    uncertainty_model: SigmaModel | None = None,
+) -> dict:
+    """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
+
+    Parameters
+    ----------
+    s2_path : path
+        Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12
+        in L2A order), a ``.SAFE`` folder, a folder of per-band files or a STAC item of local
+        files. The
+        networks need the 13 L1C bands; ``median-fill`` (the default for an input without them,
+        or an L2A one) fills any band set, and the output has the input's bands in its order.
+    s1_path : path or None
+        Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
+        None only with ``references`` (pixels no reference fills then take ``median-fill``) or
+        with ``model="median-fill"``, which reads no S1.
+    output : path
+        GeoTIFF to write, on the S2 grid with its data type and nodata.
+    model : str, optional
+        Bundled model name (``cloudfree models``). Default: ``median-fill`` when neither
+        ``checkpoint`` nor ``onnx`` is given; give exactly one of the three.
+    checkpoint : path, optional
+        A cloudfree or official GLF-CR checkpoint. Default: none.
+    onnx : path, optional
+        An ONNX model from ``export-onnx``. Default: none.
+    s1_aligned : bool
+        The S1 is already on the S2 grid: skip co-registration. Default: False.
+    s1_units : {"auto", "db", "linear"}
+        Units of the S1 values; ``auto`` decides from them. Default: ``"auto"``.
+    refine : bool
+        Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
+    max_shift : float
+        Largest shift the refinement searches for, in S2 pixels. Default: 10.
+    offset : {"auto", "0", "1000"} or int
+        Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
+        product metadata or tags, else assumes 0. Default: ``"auto"``.
+    level : {"auto", "L1C", "L2A"}
+        Processing level; ``auto`` reads the metadata, else the band set. An L2A scene's
+        scene classification (SCL) gives the mask unless ``mask_params.scl`` is False.
+        Default: ``"auto"``.
+    tile : int, optional
+        Tile size in pixels. Default: the model's.
+    overlap : int, optional
+        Tile overlap in pixels, 0 to half the tile. Default: from the receptive field.
+    batch_size : int
+        Tiles per forward pass. Default: 8.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Default: ``"auto"``.
+    precision : {"fp32", "fp16", "bf16"}
+        Arithmetic; fp16 and bf16 run under autocast (fp16 on a GPU only). Default: ``"fp32"``.
+    composite : bool
+        Keep clear pixels and fill the masked ones (True), or write the raw prediction (False).
+        Default: True.
+    feather : int
+        Width in pixels of the transition inside cloud edges. Default: 2.
+    fill_method : {"local", "median"}
+        Base of the models built on the classical fill (``median-fill``, ``cloudfree-fillnet``):
+        clear pixels nearby that match in S1, with the thin haze around clouds filled too
+        (``local_fill.py``), or the scene's clear-sky median alone. Default: ``"local"``.
+    max_correction : float or None
+        Bound on the correction a fill model's network makes to its base, as a share of the
+        base per band (``median-fill`` makes none). On the local base it shrinks where clear
+        land of the pixel's S1 kind is near (``local_fill.correction_bound``). None: unbounded.
+        Default: ``MAX_CORRECTION``.
+    mask_params : MaskParams
+        The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
+        method with a 5 px buffer.
+    mask_out : path, optional
+        Also write the uint8 class mask used. Default: none.
+    preview : path, optional
+        Also write a PNG quicklook (input RGB, mask, output RGB). Default: none.
+    overwrite : bool
+        Replace existing outputs. Default: False.
+    creation_options : dict, optional
+        GDAL GeoTIFF creation options, ``{"compress": "zstd"}``. Default: none.
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    quiet : bool
+        No progress bar. Default: False.
+    references : sequence of paths
+        Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
+        it): masked pixels they see clear are filled from them, radiometrically adjusted
+        (``reference_fill.py``); the model fills the rest. Default: none.
+    reference_s1 : sequence of paths or None
+        One Sentinel-1 file (or None) per reference, in order: where the backscatter changed
+        between the target's S1 and it beyond speckle, that reference is not taken. Default:
+        none.
+    reference_count : int, optional
+        Take only the first ``reference_count`` of ``references`` that overlap the scene and
+        can be read, skipping the others with a warning (``batch`` gives every other scene,
+        nearest dates first). Default: None, every reference, and one that does not overlap
+        or cannot be read is an error.
+    source_out : path, optional
+        Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
+        single-date model, 255 nodata); needs ``references``. Default: none.
+    temporal_mask : bool or None
+        With ``references``: find the target's clouds, haze and shadows by comparing it with
+        the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
+        observed), and give a reference no weight where it disagrees with the others; False:
+        the single-date mask. Default: None, True for a target with B02 and B04 (L1C and
+        L2A), where it was measured to win (``temporal_mask.judges_by_default``), False
+        otherwise.
+    days_out : path, optional
+        Also write the int16 days from the target to the date each pixel came from (0
+        observed, negative an earlier reference, -32768 the model, an undated reference or
+        nodata); needs ``references``. Default: none.
+    restoring : RestoreParams or None
+        On the local base, where the land still shows through thin cloud and haze, take the
+        veil off, and relight cloud shadows (with ``mask_params.shadow``), instead of filling
+        them (``restore.py``); None fills all of them. Default: ``RestoreParams()``.
+    uncertainty_out : path, optional
+        Also write the float32 standard deviation, in DN, of the error expected at each filled
+        pixel and band (``uncertainty.py``): 0 where the pixel is kept as observed, NaN at
+        nodata. Default: none.
+    uncertainty_model : SigmaModel, optional
+        The map from the fill's terms to sigma. Default: the calibration shipped with the
+        package (``SigmaModel.load()``).
+
+    Returns
+    -------
+    dict
+        Summary: output, model, tiles, cloud and shadow fractions, co-registration report,
+        seconds; with ``references`` also ``references`` (per reference: path, date, pixels
+        clear in both, used, pixels filled), ``references_skipped`` (path, reason) and
+        ``pixels_by_source``.
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    inputs = [Path(p) for p in (s2_path, s1_path, *references, *reference_s1) if p is not None]
+    check_distinct({"output": output, "mask output": mask_out, "source output": source_out,
+                    "days output": days_out, "uncertainty output": uncertainty_out})
+    check_output(output, overwrite, inputs, geotiff=True)
+    if source_out is not None and not references:
+        raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
+                         "filled pixel comes from the model", "source_out", "references")
+    if days_out is not None and not references:
+        raise UsageError("days_out=PATH needs references=S2 (other dates): without them every "
+                         "filled pixel comes from the model", "days_out", "references")
+    if temporal_mask and not references:
+        raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
+                         "mask compares the scene with them", "temporal_mask", "references")
+    check_references(references, reference_s1, s1_path is not None, reference_count, s2_path)
+    if s1_aligned and s1_path is None:
+        raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
+                         "aligned", "s1_aligned", "s1_path")
+    for extra in (mask_out, preview, source_out, days_out, uncertainty_out):
+        if extra is not None:
+            check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise UsageError(f"preview={preview}: the quicklook is a PNG; give a .png path",
+                         "preview")
+    if fill_method not in FILL_METHODS:
+        raise UsageError(f"fill_method={fill_method!r}: use one of {', '.join(FILL_METHODS)}",
+                         "fill_method")
+    if batch_size < 1:
+        raise UsageError(f"batch_size={batch_size} must be at least 1", "batch_size")
+    if feather < 0:
+        raise UsageError(f"feather={feather} must be at least 0 pixels", "feather")
+    if max_correction is not None and not max_correction >= 0:
+        raise UsageError(f"max_correction={max_correction} must be a share >= 0 (such as 0.25) "
+                         "or None", "max_correction")
+    if model is None and checkpoint is None and onnx is None:
+        model = DEFAULT_MODEL
+    engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
+                         precision=precision)
+    if s1_path is None and engine.arch != FILL_ARCH:
+        raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
+                         "s1_path=PATH, or model=median-fill", "s1_path", "model")
+    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != FILL_ARCH):
+        log.warning("--max-correction (max_correction) changes nothing with model %s: it "
+                    "bounds a fill network's correction of its base, and this model has none",
+                    model or checkpoint or onnx)
+    choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
+    with open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
+        stack.enter_context(one_blas_thread())
+        bands = check_bands(s2, engine, str(model or checkpoint or onnx), mask_params)
+        if temporal_mask is None:
+            temporal_mask = bool(references) and judges_by_default(s2.bands)
+        check_geotiff_output(len(bands), s2.dtype, creation_options)
+        # GDAL's block cache bounded by what the outputs' blocks need (from here on: the
+        # first passes read the whole scene): two rows of them where an output is streamed
+        # compressed, none where every one goes to the COG step's raw scratch file
+        per_pixel = len(bands) * (np.dtype(s2.dtype).itemsize + 4 * (uncertainty_out is not None))
+        per_pixel += (mask_out is not None) + (source_out is not None) + 2 * (days_out is not None)
+        largest = {"width": s2.width, "height": s2.height, "count": len(bands),
+                   "dtype": "float32" if uncertainty_out is not None else s2.dtype}
+        row_bytes = 0 if cog and raw_scratch(largest) else s2.width * per_pixel
+        stack.enter_context(scene_io_env(row_bytes, int(
+            (creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
+        stack.enter_context(releasing_as_it_grows())  # between the releases after each chunk
+        tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
+        grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
+        warn_weak_tiling(engine, grid)
+        check_batch_memory(grid, batch_size, len(bands))
+        s1, s1_tags, s1_report = NoS1(), {}, None
+        tie = (restoring is not None and restoring.shadows and mask_params.shadow
+               and fill_method == "local")
+        abandon = threading.Event()
+        decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
+        scl = takes_scl(s2, mask_params)
+        room = scratch_room(output, s2 if engine.uses_mask else None,
+                            references[:reference_count], mask_params, bands, offset,
+                            level) if references else None
+        if engine.uses_mask:
+            decoded = DecodedScene.beside(output, s2, bands, scl, room)
+            if decoded is not None:
+                stack.callback(decoded.close)
+                # and for the co-registration beside them, as they go
+                copy = FirstPassCopy(s2, decoded)
+        with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
+            passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
+                                  quiet or s1_path is not None, abandon, copy)
+            if copy is not None:
+                passes.add_done_callback(lambda _: copy.end())
+            try:
+                if s1_path is not None:
+                    s1, s1_tags, s1_report = open_s1_on_grid(
+                        s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
+                        max_shift=max_shift, quiet=quiet,
+                        read_s2=None if copy is None else copy.read)
+                    stack.callback(s1.close)
+            except BaseException:
+                abandon.set()  # its error first, without waiting for the passes
+                raise
+            shadow, fill = passes.result()
+        if fill is not None:
+            base = fill.describe()
+            if fill_method == "local" and fill.source == "scene":
+                match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
+                base = f"nearby clear pixels{match} (where none is near: {base})"
+            how = (f"filled from {base}, no network" if engine.arch == FILL_ARCH else
+                   f"filled by the {engine.arch} network, starting from {base}")
+            judged = "found by comparing the dates, " if temporal_mask else ""
+            steps = [f"{judged}taken from the other dates where they are clear"] \
+                if references else []
+            if restoring is not None and fill_method == "local":
+                steps.append("where the land shows through thin cloud or haze, the veil taken off"
+                             + (", shadows relit" if mask_params.shadow else ""))
+            how = "; ".join([*steps, f"the rest {how}"]) if steps else how
+            log.info("cloud pixels: %s", how)
+        dates = None
+        if references:
+            dates = open_references(references, s2, mask_params, shadow, offset=offset,
+                                    level=level, bands=bands,
+                                    s1=None if s1_path is None else s1,
+                                    reference_s1=reference_s1, s1_units=s1_units, refine=refine,
+                                    max_shift=max_shift, quiet=quiet, count=reference_count,
+                                    temporal=temporal_mask, scratch=output,
+                                    decoded=decoded, room=room)
+            stack.callback(dates.close)
+        options = InferenceSettings(tile, overlap, batch_size, composite, feather,
+                                    max_correction)
+        local = LocalFillParams() if fill_method == "local" else None
+        sigma_model = None
+        if uncertainty_out is not None:
+            sigma_model = uncertainty_model or SigmaModel.load()
+        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, local,
+                            dates, restoring, sigma_model, decoded)
+        tags = {
+            **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
+                              model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
+                              arch=engine.arch),
+            "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
+            "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
+            "HOT_TEST": str(mask_params.hot), "CLOUD_THRESHOLD": str(mask_params.threshold),
+            "MASK_SOURCE": mask_source(s2, mask_params), "PROCESSING_LEVEL": s2.level,
+            "RADIOMETRIC_OFFSET": str(s2.offset),
+            "SHADOW_FILLED": str(mask_params.shadow),
+            **({"FILL_METHOD": fill_method, "FILL_SOURCE": fill.source,
+                "RESTORED": str(pipe.restoring is not None),
+                "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
+               if fill is not None else {}),
+            **s1_tags,
+        }
+        counts, sources = write_scene(pipe, output, mask_out, tags, overwrite,
+                                      creation_options, quiet, inputs, preview, cog, source_out,
+                                      None if days_out is None else Path(days_out),
+                                      None if uncertainty_out is None else Path(uncertainty_out))
+        used = None if dates is None else dates.report(sources)
+    valid = int(counts.sum() - counts[NODATA])
+    without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
+    if pipe.filled_without_s1:
+        log.warning("%.1f%% of the filled pixels (%d) have no Sentinel-1 under them: filled "
+                    "from the optical context alone", 100 * without_s1, pipe.filled_without_s1)
+    return {
+        "input": str(s2_path), "s1": None if s1_path is None else str(s1_path),
+        "output": str(output),
+        "preview": None if preview is None else str(preview),
+        "uncertainty_out": None if uncertainty_out is None else str(uncertainty_out),
+        "model": tags[MODEL], "arch": engine.arch, "tile": tile, "overlap": overlap,
+        "device": engine.device, "tiles_run": pipe.tiles_run,
+        "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
+        "shadow_fraction": counts[SHADOW] / valid, "filled_pixels": pipe.filled,
+        "filled_without_s1_fraction": without_s1, "s1_coregistration": s1_report,
+        "fill": None if fill is None else {"source": fill.source,
+                                           "clear_fraction": fill.clear_fraction},
+        **({} if dates is None else {
+            "references": used, "references_skipped": dates.skipped,
+            "temporal_mask": temporal_mask,
+            "source_out": None if source_out is None else str(source_out),
+            "days_out": None if days_out is None else str(days_out),
+            "pixels_by_source": {"observed": int(sources[OBSERVED]),
+                                 "references": int(sources[1:SINGLE_DATE].sum()),
+                                 "single_date_model": int(sources[SINGLE_DATE])}}),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
+                ) -> tuple[str, ...]:
+    """The bands a removal reads and writes (the input's for the network-free fill, the
+    network's otherwise); one line when the input lacks some the model or the mask needs."""
+    require_mask_bands(s2, params)
+    if engine.arch == FILL_ARCH:
+        return s2.bands
+    s2.require(engine.bands, f"model {name}", "give an L1C product with all 13 bands, or "
+               f"model={FILL_MODEL}, which fills any band set", "model")
+    if s2.level == "L2A":
+        log.warning("%s is L2A (bottom of atmosphere); model %s learned from L1C (top of "
+                    "atmosphere): its fill may be off in level", s2.path.name, name)
+    return engine.bands
+
+
+def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
+                overwrite: bool, creation_options, quiet: bool, inputs,
+                preview: Path | None = None, cog: bool = True,
+                source_out: Path | None = None, days_out: Path | None = None,
+                uncertainty_out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run every chunk, writing released blocks; return the class and source histograms of
+    the scene (the second all zero without references)."""
+    s2 = pipe.s2
+    quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.bands,
+                                                     pipe.uncertainty is not None)
+    grid = {**s2.profile, "creation_options": creation_options}
+    counts = np.zeros(256, np.int64)
+    source_counts = np.zeros(256, np.int64)
+    with ExitStack() as stack:
+        outputs = GridOutputs(stack, grid, overwrite, inputs, cog)
+        dst = outputs.open(output, len(pipe.bands), s2.dtype, s2.nodata, AVERAGE)
+        dst.update_tags(**tags)
+        # written in the input's band order (a network's may differ)
+        order = [pipe.bands.index(b) for b in s2.bands if b in pipe.bands]
+        dst.descriptions = tuple(pipe.bands[i] for i in order)
+        if s2.scaling is not None:  # the GDAL scale and offset the input declared, kept
+            dst.scales, dst.offsets = ((value,) * len(order) for value in s2.scaling)
+        order = slice(None) if order == sorted(order) else order  # no copy when it is the same
+        mask_dst = None
+        if mask_out is not None:
+            mask_dst = outputs.open(mask_out, 1, "uint8", NODATA, NEAREST)
+            mask_dst.update_tags(**tags)
+        source_dst = None
+        if source_out is not None:
+            source_dst = outputs.open(source_out, 1, "uint8", SOURCE_NODATA, NEAREST)
+            source_dst.update_tags(**tags)
+            source_dst.write_colormap(1, source_colormap(len(pipe.references.references)))
+        days_dst = days = None
+        if days_out is not None:
+            days = pipe.references.days_table()
+            days_dst = outputs.open(days_out, 1, "int16", DAYS_NODATA, NEAREST)
+            days_dst.update_tags(**tags)
+            days_dst.set_band_description(1, "days_from_target")
+        sigma_dst = None
+        if uncertainty_out is not None:
+            sigma_dst = outputs.open(uncertainty_out, len(pipe.bands), "float32", float("nan"),
+                                     AVERAGE)
+            sigma_dst.update_tags(**tags, UNITS="DN", MEANING=SIGMA_MEANING)
+            sigma_dst.descriptions = tuple(f"sigma_{b}" for b in dst.descriptions)
+        todo = list(chunks(pipe.grid, pipe.chunk_tiles))
+        blender = Blender(pipe.grid, len(pipe.bands))
+
+        def write_block(loaded: LoadedChunk, predictions: dict[int, np.ndarray]) -> None:
+            """Blend a chunk's predictions; composite and write the block that releases (on
+            the writer thread, in chunk order)."""
+            final = blender.add(loaded.chunk, predictions)
+            if final is None:
+                return
+            dn, classes, original, sources, sigma = pipe.finish(final, loaded)
+            window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
+            dst.write(dn[order], window=window)
+            if sigma_dst is not None:
+                sigma_dst.write(sigma[order], window=window)
+            if mask_dst is not None:
+                mask_dst.write(classes, 1, window=window)
+            if sources is not None:
+                source_counts[:] += np.bincount(sources.ravel(), minlength=256)
+                if source_dst is not None:
+                    source_dst.write(sources, 1, window=window)
+                if days_dst is not None:
+                    days_dst.write(days[sources], 1, window=window)
+            if quicklook is not None:
+                after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
+                quicklook.add(final.row, final.col, original, classes, after,
+                              None if sigma is None else sigma / s2.dn_scale)
+            counts[:] += np.bincount(classes.ravel(), minlength=256)
+
+        # chunks load ahead on loader threads (reading, masking, the local fill), and the
+        # last chunk is blended, composited and written on a writer thread, while the network
+        # runs on the current one; ordered_map keeps at most loaders + 2 chunks in memory
+        loaders = loader_threads(pipe.engine.device)
+        loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
+        writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
+        writes: deque[Future] = deque()
+        # a bar updated by hand: one that wraps the iterator holds the last chunk meanwhile
+        bar = stack.enter_context(progress(None, len(todo), "remove", quiet, unit="chunk"))
+        for loaded in loads:
+            writes.append(writer.submit(write_block, loaded, pipe.predict(loaded)))
+            # the writer holds the chunk while it needs it; held here too, it would stay in
+            # memory while the next one is awaited, beside the loaders' chunks
+            del loaded
+            bar.update()
+            release_free_memory()  # or resident memory creeps up with the scene
+            while len(writes) > 1 or (writes and writes[0].done()):
+                writes.popleft().result()  # raises the writer's error, if any
+        while writes:
+            writes.popleft().result()
+        if counts.sum() == counts[NODATA]:
+            raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
+        dst.update_tags(FILLED_PIXELS=str(pipe.filled),
+                        FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
+        if pipe.references is not None:
+            dst.update_tags(**pipe.references.tags(source_counts))
+        for written in filter(None, (dst, mask_dst, source_dst, days_dst, sigma_dst)):
+            written.update_tags(**cloud_fraction_tags(counts))
+        if quicklook is not None:
+            quicklook.write(Path(preview), overwrite, inputs, outputs.together)
+    return counts, source_counts
