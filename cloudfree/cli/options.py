@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from cloudfree.core.messages import OncePerRun
 from cloudfree.output.geotiff import parse_creation_options
 
 #: Tile sizes every command accepts: below 16 px a network sees too little context.
@@ -42,19 +43,21 @@ class _Path(click.Path):
 PATH = _Path(path_type=Path)
 #: The option names this module defines (the Python names click passes the commands).
 SHARED = ("output", "overwrite", "creation_options", "cog", "model", "checkpoint", "onnx",
-          "device", "precision", "quiet", "as_json", "offset", "mask_method", "s1_path",
+          "device", "precision", "quiet", "verbose", "as_json", "offset", "mask_method", "s1_path",
           "s2_path", "s1_units", "refine", "max_shift")
 
 Decorator = Callable[[Callable], Callable]
 
 
-def setup_logging(quiet: bool) -> None:
-    """Log cloudfree messages to stderr: warnings only when quiet."""
+def setup_logging(quiet: bool, verbose: bool = False) -> None:
+    """Log cloudfree messages to stderr, each one once per run: errors only when quiet, the
+    routine notes on how the inputs were read and what was done too when verbose."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("cloudfree: %(message)s"))
     logger = logging.getLogger("cloudfree")
     logger.handlers[:] = [handler]
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.filters[:] = [OncePerRun()]
+    logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
 
 
@@ -96,13 +99,19 @@ def geotiff_outputs(f):
 
 
 def quiet(f):
-    """--quiet: no progress bar, warnings only."""
+    """--quiet: errors only, no progress bar; --verbose: the routine notes too."""
     def callback(ctx, param, value):
-        setup_logging(value)
+        ctx.meta[f"cloudfree.{param.name}"] = value
+        setup_logging(ctx.meta.get("cloudfree.quiet", False),
+                      ctx.meta.get("cloudfree.verbose", False))
         return value
 
+    f = click.option("--verbose", "-v", is_flag=True, callback=callback, expose_value=False,
+                     is_eager=True, help="Also say how each input was read and how the clouds "
+                                         "were filled (--quiet wins).")(f)
     return click.option("--quiet", "-q", is_flag=True, callback=callback, expose_value=True,
-                        is_eager=True, help="No progress bar or informational messages.")(f)
+                        is_eager=True, help="No progress bar, warnings or notes: errors "
+                                            "only.")(f)
 
 
 def as_json(f):

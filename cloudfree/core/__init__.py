@@ -1,1 +1,2 @@
-"""Foundations every stage uses: errors, threads, stop signals, memory, paths, progress."""
+"""Foundations every stage uses: errors, threads, stop signals, memory, paths, progress,
+messages."""

@@ -413,15 +413,15 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                                       read_s2)
             r = estimate.report()
             if estimate.applied:
-                log.info("S1 co-registration: residual shift corrected (field over %d/%d "
-                         "reliable windows, %d inliers, significance %.1f)",
-                         r["reliable_windows"], r["windows"], r["inlier_windows"],
-                         r["significance"])
+                log.debug("S1 co-registration: residual shift corrected (field over %d/%d "
+                          "reliable windows, %d inliers, significance %.1f)",
+                          r["reliable_windows"], r["windows"], r["inlier_windows"],
+                          r["significance"])
             else:
-                log.info("S1 co-registration: Sentinel-1 used as georeferenced, without shift "
-                         "correction: %s", estimate.reason)
+                log.debug("S1 co-registration: Sentinel-1 used as georeferenced, without shift "
+                          "correction: %s", estimate.reason)
         elif refine:
-            log.info("no Sentinel-2 bands given: shift refinement skipped")
+            log.debug("no Sentinel-2 bands given: shift refinement skipped")
         return CoregisterResult(s1, grid, overlap, estimate, resampling, threads)
     except BaseException:
         s1.close()
@@ -429,11 +429,14 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
 
 
 def summary_line(report: dict) -> str:
-    """One line for the terminal: mean shift, significance, applied or why not, overlap."""
+    """One line for the terminal: mean shift, significance, applied or why not, overlap (the
+    halves' disagreement only beside an applied shift: when not applied, the reason says what
+    failed)."""
     outcome = "applied" if report["applied"] else \
         f"not applied: {report.get('reason', 'refinement off')}"
     halves = report.get("halves_disagreement")
-    agreement = "" if halves is None else f", halves disagree by {halves} px"
+    agreement = "" if halves is None or not report["applied"] else \
+        f", halves disagree by {halves} px"
     return (f"{report['output']}: shift ({report['shift_px']['x']}, {report['shift_px']['y']}) px, "
             f"significance {report.get('significance', 0.0)}{agreement}, {outcome}, "
             f"overlap {report['overlap_fraction']:.1%}")

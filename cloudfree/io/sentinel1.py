@@ -77,8 +77,8 @@ def resolve_units(values: np.ndarray, requested: str, name: str) -> str:
                 f"{name}: cannot tell dB from linear power (median {median:.3g}); "
                 "pass s1_units=db or s1_units=linear", "s1_units"
             )
-        log.info("%s: backscatter read as %s (median %.3g)", name,
-                 "dB" if guess == "db" else "linear power", median)
+        log.debug("%s: backscatter read as %s (median %.3g)", name,
+                  "dB" if guess == "db" else "linear power", median)
         return guess
     if guess is not None and guess != requested:
         raise UsageError(
@@ -197,7 +197,7 @@ def _band_indexes(ds, path: Path) -> tuple[int, int]:
             f"{path}: {ds.count} bands without VV/VH names; Sentinel-1 input has two bands, "
             "VV and VH (is this the Sentinel-2 file?)"
         )
-    log.info("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path)
+    log.debug("%s: no VV/VH band names, reading band 1 as VV and band 2 as VH", path)
     return 1, 2
 
 

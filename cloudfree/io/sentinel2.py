@@ -424,7 +424,7 @@ def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2
         elif ds.count in UNNAMED:
             order, what = UNNAMED[ds.count]
             sources = {n: (ds, i + 1, 1) for i, n in enumerate(order)}
-            log.info("%s: no band names, assuming %s", path, what)
+            log.debug("%s: no band names, assuming %s", path, what)
         else:
             raise CloudfreeError(
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
@@ -512,9 +512,9 @@ def _float_scale(ds, path: Path, band: int = 2) -> float:
     values = sample.compressed()
     values = values[np.abs(values) <= MAX_DN]  # not NaN, inf or garbage
     if values.size and np.percentile(values, 99) < 3.0:
-        log.info("%s: float values near 0-1, read as reflectance", path)
+        log.debug("%s: float values near 0-1, read as reflectance", path)
         return 1.0
-    log.info("%s: float values in DN range, read as DN / 10000", path)
+    log.debug("%s: float values in DN range, read as DN / 10000", path)
     return QUANTIFICATION
 
 
@@ -526,8 +526,8 @@ def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
     for key, value in tags.items():
         if key.upper() == "PROCESSING_BASELINE":
             return BASELINE_OFFSET if float(value) >= 4.0 else 0
-    log.info("%s: no processing-baseline metadata, assuming no radiometric offset "
-             "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path)
+    log.debug("%s: no processing-baseline metadata, assuming no radiometric offset "
+              "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path)
     return 0
 
 
@@ -550,7 +550,7 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
                      forced: str | None) -> Sentinel2:
     """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
     for note in found.notes:
-        log.info("%s: %s", path.name, note)
+        log.debug("%s: %s", path.name, note)
     forced_offset = offset
     if offset is None:
         offset = found.offset or 0
