@@ -308,7 +308,8 @@ class ReferenceFill:
     def _judge(self, quiet: bool) -> None:
         """The temporal test, calibrated, with its refits."""
         self.temporal = TemporalMask(self.target.height, self.target.width, self.used,
-                                     self._fields(), self.bands, self.target_date)
+                                     self._fields(), self.bands, self.target_date,
+                                     name=self.target.path.name)
         self.temporal.judge_date(self._target_clear, quiet)
         self.temporal.calibrate(self._target_clear, quiet)
         for _ in range(REFITS if self.temporal.weighs else 0):
@@ -378,9 +379,9 @@ class ReferenceFill:
                 break
         for ref in self.references:
             if self.temporal is None and own_valid[ref.index] < PARTIAL * h * w:
-                log.warning("reference %s covers only %.0f%% of the scene: the rest is filled "
-                            "from the other dates or the model", ref.path.name,
-                            100 * own_valid[ref.index] / (h * w))
+                log.warning("%s: reference %s covers only %.0f%% of the scene: the rest is "
+                            "filled from the other dates or the model", self.target.path.name,
+                            ref.path.name, 100 * own_valid[ref.index] / (h * w))
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
             result = Fitted(None if overcast else fits[ref.index].field(prior),
@@ -389,11 +390,12 @@ class ReferenceFill:
                 result.bias = histogram_median(diffs[ref.index])
             self.fitted[ref.index] = result
             if overcast:
-                log.warning("reference %s: only %d clear pixels; not used", ref.path.name,
-                            own_clear[ref.index])
+                log.warning("%s: reference %s: only %d clear pixels; not used",
+                            self.target.path.name, ref.path.name, own_clear[ref.index])
             elif result.common < MIN_COMMON:
-                log.warning("reference %s: only %d pixels clear in both dates; its fit leans "
-                            "towards the date taken as it is", ref.path.name, result.common)
+                log.warning("%s: reference %s: only %d pixels clear in both dates; its fit "
+                            "leans towards the date taken as it is", self.target.path.name,
+                            ref.path.name, result.common)
         self.joint_fits = self._fit_groups(groups)
         self.similar = self._fit_similar(samples[0])
 
@@ -911,8 +913,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 break
             twin = next((r.path for r in references if same_file(r.path, Path(path))), None)
             if twin is not None:
-                log.warning("reference %s is the same as %s: used once", Path(path).name,
-                            twin.name)
+                log.warning("%s: reference %s is the same as %s: used once",
+                            target.path.name, Path(path).name, twin.name)
                 skipped.append({"path": str(path), "reason": f"the same as {twin}"})
                 continue
             s1_path = reference_s1[position] if reference_s1 else None
@@ -966,8 +968,8 @@ def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: S
         scene.close()
         raise
     if ref.acquired is None:
-        log.warning("reference %s has no date (in its name or tags): it weighs as the "
-                    "farthest dated one", ref.path.name)
+        log.warning("%s: reference %s has no date (in its name or tags): it weighs as the "
+                    "farthest dated one", target.path.name, ref.path.name)
     if s1_path is not None:
         try:
             ref.s1, _, _ = open_s1_on_grid(s1_path, target, aligned=False, units=s1_units,

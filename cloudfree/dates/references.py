@@ -272,8 +272,8 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
         ref.shift.dx, ref.shift.dy))
     ref.resampling = ref.resampling or Resampling.bilinear
     ref.shift_applied = True
-    log.info("reference %s: shifted by (%.2f, %.2f) px onto the target", ref.path.name,
-             ref.shift.dx, ref.shift.dy)
+    log.debug("%s: reference %s: shifted by (%.2f, %.2f) px onto the target",
+              target.path.name, ref.path.name, ref.shift.dx, ref.shift.dy)
 
 
 def changed(target_s1: np.ndarray, reference_s1: np.ndarray, bias: np.ndarray,

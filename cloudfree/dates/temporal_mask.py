@@ -162,8 +162,9 @@ class TemporalMask:
 
     def __init__(self, height: int, width: int, references: Sequence[Reference],
                  fields: dict[int, FitField], bands: Sequence[str],
-                 acquired: date | None = None) -> None:
+                 acquired: date | None = None, name: str = "the scene") -> None:
         self.height, self.width = height, width
+        self.name = name  # the target's, for messages
         self.references = list(references)  # nearest date first
         self.fields = fields
         self.detect = tuple(b for b in DETECT if b in bands)  # those the scenes have
@@ -286,9 +287,9 @@ class TemporalMask:
         self.hazy = bool(min(z[b] for b in BRIGHT) > SIGMAS
                          and all(z[b] <= SIGMAS for b in CIRRUS if b in z))
         if self.hazy:
-            log.warning("the scene is brighter in aerosol and blue than its clear reference "
-                        "dates by %.1f to %.1f times their spread, all over: it is taken as "
-                        "hazy and filled from them wherever they see clear",
+            log.warning("%s is brighter in aerosol and blue than its clear reference dates "
+                        "by %.1f to %.1f times their spread, all over: it is taken as hazy "
+                        "and filled from them wherever they see clear", self.name,
                         *sorted(z[b] for b in BRIGHT))
 
     def calibrate(self, target_clear, quiet: bool) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import logging.handlers
 import math
 import multiprocessing
 import os
@@ -239,11 +240,18 @@ def run_worker_scene(task: Task) -> SceneResult:
         return SceneResult.of(task, "interrupted")
 
 
-def _init_worker(devices, threads: int, torch_too: bool) -> None:
+def _init_worker(devices, threads: int, torch_too: bool, messages=None,
+                 level: int = logging.WARNING) -> None:
     """Pool initializer: take one GPU from the queue, or set the CPU threads mask (and torch,
-    for remove, once a network loads it) may use."""
+    for remove, once a network loads it) may use; send the messages to the batch's process
+    (``messages``, a queue), which shows them as its own, each once."""
     global _worker_device, _worker_threads
     _worker_threads = threads or None
+    if messages is not None:
+        log.handlers[:] = [logging.handlers.QueueHandler(messages)]
+        log.filters[:] = []
+        log.setLevel(level)
+        log.propagate = False
     note_stop_signals()
     if devices is not None:
         _worker_device = devices.get()
@@ -274,8 +282,12 @@ def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[Scen
             queue.put(devices[i % len(devices)])
     remove = any(t.command == "remove" for t in tasks)
     threads = max(1, usable_cores() // jobs) if not devices else 0
+    messages = ctx.Queue()
+    listener = logging.handlers.QueueListener(messages, _AsOwn())
+    listener.start()
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                               initargs=(queue, threads, remove))
+                               initargs=(queue, threads, remove, messages,
+                                         log.getEffectiveLevel()))
     try:
         with stops_held():  # submit spawns the workers; each takes stops once initialised
             futures = {pool.submit(run_worker_scene, task): task for task in tasks}
@@ -290,6 +302,14 @@ def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[Scen
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        listener.stop()
+
+
+class _AsOwn(logging.Handler):
+    """Handles a worker's message as one of this process: same prefix, level and filters."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.handle(record)
 
 
 def stop_workers() -> None:

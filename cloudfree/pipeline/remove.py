@@ -954,7 +954,7 @@ def remove_scene(
                 steps.append("where the land shows through thin cloud or haze, the veil taken off"
                              + (", shadows relit" if mask_params.shadow else ""))
             how = "; ".join([*steps, f"the rest {how}"]) if steps else how
-            log.info("cloud pixels: %s", how)
+            log.debug("cloud pixels: %s", how)
         dates = None
         if references:
             dates = open_references(references, s2, mask_params, shadow, offset=offset,
@@ -997,8 +997,9 @@ def remove_scene(
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
     if pipe.filled_without_s1:
-        log.warning("%.1f%% of the filled pixels (%d) have no Sentinel-1 under them: filled "
-                    "from the optical context alone", 100 * without_s1, pipe.filled_without_s1)
+        log.warning("%s: %.1f%% of the filled pixels (%d) have no Sentinel-1 under them: "
+                    "filled from the optical context alone", Path(s2_path).name,
+                    100 * without_s1, pipe.filled_without_s1)
     return {
         "input": str(s2_path), "s1": None if s1_path is None else str(s1_path),
         "output": str(output),
