@@ -137,7 +137,7 @@ def test_creation_options_are_checked_before_any_work(tmp_path, cli, command, co
     out = tmp_path / "out.tif"
     args = ["mask", SUMMER_S2] if command == "mask" else [
         "remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1]
-    result = cli(*args, "-o", out, "--co", co)
+    result = cli(*args, "-o", out, "--co", co, "-v")
     assert result.exit_code == 2, result.output
     line = last_line(result.stderr)
     assert line.startswith("Error: " + message), line
@@ -149,7 +149,7 @@ def test_creation_options_that_do_not_fit_the_data_type_are_refused_before_any_w
                                                                                   cli):
     out = tmp_path / "out.tif"  # PREDICTOR=3 is for floats: the uint16 S2 or the uint8 mask
     for args in (["remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1], ["mask", SUMMER_S2]):
-        result = cli(*args, "-o", out, "--co", "PREDICTOR=3")
+        result = cli(*args, "-o", out, "--co", "PREDICTOR=3", "-v")
         assert result.exit_code == 2, result.output
         assert last_line(result.stderr) == (
             "Error: --co PREDICTOR=3: PREDICTOR=3 is only supported with Float32 or Float64; see "
@@ -233,7 +233,7 @@ def test_a_batch_beyond_the_memory_of_the_machine_is_refused(tmp_path, cli):
     with rasterio.open(wide, "w", **profile):
         pass
     result = cli("remove", "--s2", wide, "--s1", SUMMER_S1, "-o", tmp_path / "r.tif",
-                 "--tile", "8192", "--batch-size", "64")
+                 "--tile", "8192", "--batch-size", "64", "-v")
     assert result.exit_code == 2, result.output
     # 64 tiles of 8192^2 px, 29 float32 planes each (13 + 2 + 1 in, 13 out): 464 GiB
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -402,7 +402,7 @@ def test_a_bound_on_a_correction_that_does_not_exist_is_said_to_change_nothing(t
 def test_remove_says_what_co_registration_and_the_fill_did(tmp_path, cli):
     sample = ROOT / "examples" / "data"
     result = cli("remove", "--s2", sample / "s2.tif", "--s1", sample / "s1.tif",
-                 "-o", tmp_path / "r.tif", "--model", "cloudfree-fillnet")
+                 "-o", tmp_path / "r.tif", "--model", "cloudfree-fillnet", "-v")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if "S1 co-registration" in line]
     assert len(lines) == 1, result.stderr
@@ -414,7 +414,7 @@ def test_remove_says_what_co_registration_and_the_fill_did(tmp_path, cli):
     assert (f"cloudfree: cloud pixels: {restored}; the rest filled by the fillnet network, "
             f"starting from {base}") in result.stderr
     result = cli("remove", "--s2", sample / "s2.tif", "--s1", sample / "s1.tif",
-                 "-o", tmp_path / "m.tif", "--no-restore")
+                 "-o", tmp_path / "m.tif", "--no-restore", "-v")
     assert f"cloudfree: cloud pixels: filled from {base}, no network" in result.stderr
 
 

@@ -454,7 +454,8 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
     shutil.copy(SUMMER_S1, scenes / "bad" / "s1.tif")
     shutil.copy(SUMMER_S2, scenes / "loose_s2.tif")  # a file beside scene folders: ignored
     report = tmp_path / "run.json"
-    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report", report)
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report", report,
+                 "-v")
     assert result.exit_code == 1
     assert last_line(result.stderr) == "Error: 1 of 1 scene(s) failed: bad"
     assert f"cloudfree: {scenes / 'bad' / 's2.tif'}: no band names" in result.stderr

@@ -110,7 +110,7 @@ def test_a_raster_without_georeference_is_refused_in_our_words(tmp_path, cli, ro
 
 
 def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
-    result = cli("remove", "--s1", SAMPLE_S1, "--s2", SAMPLE_S2, "-o", tmp_path / "x.tif")
+    result = cli("remove", "--s1", SAMPLE_S1, "--s2", SAMPLE_S2, "-o", tmp_path / "x.tif", "-v")
     assert result.exit_code == 0, result.output
     notes = result.stderr.splitlines()
     assert ("cloudfree: S1 co-registration: Sentinel-1 used as georeferenced, without shift "
@@ -133,7 +133,7 @@ def test_a_run_with_other_dates_says_they_fill_first(tmp_path, cli, flag, judged
     # the series has blue and red (B02, B04): the dates judge the clouds unless told not to
     other = SAMPLE / "series" / "s2_2018-06-25.tif"
     result = cli("remove", "--s2", SERIES_S2, "--reference", other, "-o", tmp_path / "x.tif",
-                 *([flag] if flag else []))
+                 "--verbose", *([flag] if flag else []))
     assert result.exit_code == 0, result.output
     assert (f"cloudfree: cloud pixels: {judged}taken from the other dates where they are clear; "
             "where the land shows through thin cloud or haze, the veil taken off; the rest "
@@ -200,7 +200,104 @@ def test_a_buffer_beyond_what_memory_allows_is_refused_with_the_cost(tmp_path, c
 
 def test_an_all_nodata_scene_is_refused_before_any_note_on_the_fill(tmp_path, cli):
     s2 = write_like(SAMPLE_S2, tmp_path / "s2.tif", lambda d: d * 0, nodata=0)
-    result = cli("remove", "--s1", SAMPLE_S1, "--s2", s2, "-o", tmp_path / "out.tif")
+    result = cli("remove", "--s1", SAMPLE_S1, "--s2", s2, "-o", tmp_path / "out.tif", "-v")
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == f"Error: {s2}: every pixel is nodata; nothing to do"
     assert "cloud pixels" not in result.output and "prior spectrum" not in result.output
+
+
+README_SERIES = ["--s2", SERIES_S2, *(a for d in ("06-10", "06-25", "07-20", "07-30") for a in
+                                       ("--reference", SAMPLE / "series" / f"s2_2018-{d}.tif"))]
+
+
+def test_the_readme_commands_print_their_result_line_and_nothing_else(tmp_path, cli):
+    result = cli("remove", "--s1", SAMPLE_S1, "--s2", SAMPLE_S2, "-o", tmp_path / "x.tif",
+                 "--overwrite")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert re.fullmatch(r".*x\.tif: filled 43\.7% cloud with median-fill in \d+\.\d s\n",
+                        result.stdout)
+    result = cli("remove", *README_SERIES, "-o", tmp_path / "series_clear.tif", "--source-out",
+                 tmp_path / "series_source.tif", "--preview", tmp_path / "series.png",
+                 "--overwrite")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert re.fullmatch(r".*series_clear\.tif: filled 30\.9% cloud, 5065 pixels from other "
+                        r"dates, the rest with median-fill in \d+\.\d s\n", result.stdout)
+
+
+def test_verbose_notes_name_their_file_once_each_however_often_it_is_read(tmp_path, cli):
+    result = cli("remove", *README_SERIES, "-o", tmp_path / "x.tif", "-v")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(set(lines)), result.stderr  # the references are read twice
+    for name in ("07-05", "06-10", "06-25", "07-20", "07-30"):
+        assert lines.count(f"cloudfree: {SAMPLE}/series/s2_2018-{name}.tif: no band names, "
+                           "assuming the 13-band L1C order B01..B12 (B8A 9th)") == 1
+    assert ("cloudfree: s2_2018-07-05.tif: reference s2_2018-06-25.tif: shifted by (0.08, "
+            "-0.51) px onto the target") in lines
+
+
+def test_quiet_leaves_errors_only_and_warnings_name_their_file(tmp_path, cli):
+    s1 = write_like(SAMPLE_S1, tmp_path / "s1.tif", lambda d: np.round(d * 100), dtype="int16")
+    args = ["remove", "--s1", s1, "--s2", SAMPLE_S2, "-o", tmp_path / "out.tif", "--overwrite"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"cloudfree: {s1}: median backscatter -983 is dB x 100 (-9.83 dB); "
+                             "read divided by 100\n")
+    result = cli(*args, "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    result = cli("mask", SAMPLE_S2, "-o", tmp_path / "m.tif", "-q", "-v")  # --quiet wins
+    assert (result.exit_code, result.stderr) == (0, "")
+    result = cli("coregister", "--s1", s1, "--s2", SAMPLE_S2, "-o", tmp_path / "c.tif", "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert "halves disagree" not in result.stdout  # not applied: the reason says why, once
+    assert result.stdout.count("no significant correlation peak") == 1
+    empty = write_like(SAMPLE_S2, tmp_path / "empty.tif", lambda d: d * 0, nodata=0)
+    result = cli("remove", "--s2", empty, "-o", tmp_path / "e.tif", "-q")  # errors still show
+    assert (result.exit_code, result.stderr) == (
+        1, f"Error: {empty}: every pixel is nodata; nothing to do\n")
+
+
+COVERED = "covers only 98% of the scene: the rest is filled from the other dates or the model"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_batch_warns_once_per_scene_and_quiet_leaves_nothing(tmp_path, cli, jobs):
+    args = ["batch", SAMPLE / "series", "--references", "3", "-j", jobs]
+    result = cli(*args, "-o", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    # the scenes are each other's references: each is read several times, warned about once
+    assert sorted(result.stderr.splitlines()) == [
+        f"cloudfree: s2_2018-06-25.tif: reference s2_2018-07-20.tif {COVERED}",
+        f"cloudfree: s2_2018-07-20.tif: reference s2_2018-06-25.tif {COVERED}",
+        f"cloudfree: s2_2018-07-30.tif: reference s2_2018-06-25.tif {COVERED}"]
+    result = cli(*args, "-o", tmp_path / "b", "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("batch: 5 ok, 0 failed, 0 skipped in ")
+
+
+def test_every_command_takes_quiet_and_verbose():
+    from cloudfree.cli.commands import main
+
+    for name, command in main.commands.items():
+        if name == "models":  # prints the list, nothing else
+            continue
+        flags = {o for p in command.params for o in getattr(p, "opts", ())}
+        assert {"-q", "--quiet", "-v", "--verbose"} <= flags, name
+
+
+def test_a_message_passes_once_per_run_and_errors_always():
+    import logging
+
+    from cloudfree.core.messages import OncePerRun
+
+    once = OncePerRun()
+
+    def record(level, msg, *args):
+        return logging.LogRecord("cloudfree", level, __file__, 1, msg, args, None)
+
+    assert once.filter(record(logging.WARNING, "%s: odd", "a.tif"))
+    assert not once.filter(record(logging.WARNING, "a.tif: odd"))
+    assert once.filter(record(logging.WARNING, "%s: odd", "b.tif"))
+    assert once.filter(record(logging.INFO, "a.tif: odd"))
+    assert once.filter(record(logging.ERROR, "failed")) and once.filter(
+        record(logging.ERROR, "failed"))
