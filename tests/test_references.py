@@ -259,7 +259,7 @@ def test_source_map_values_and_colour_table(scenes, cli, tmp_path):
     target_path = write(tmp_path / "target.tif", target, profile, nodata=0)
     out, src_map, mask = tmp_path / "out.tif", tmp_path / "src.tif", tmp_path / "mask.tif"
     result = cli("remove", "--s2", target_path, "--reference", half, "-o", out,
-                 "--source-out", src_map, "--mask-out", mask, "--json", "--quiet")
+                 "--source-out", src_map, "--mask-out", mask, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert "reference half.tif covers only 50% of the scene" in result.stderr
@@ -479,7 +479,7 @@ def test_batch_skips_a_reference_elsewhere_and_takes_the_next_date(scenes, tmp_p
         (root / name / f"{name}_s1_{date_}.tif").symlink_to(s1)
     report = tmp_path / "report.json"
     result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--model",
-                 "median-fill", "--report", report, "--quiet")
+                 "median-fill", "--report", report)
     assert result.exit_code == 0, result.output
     statuses = {r["scene"]: r["status"] for r in json.loads(report.read_text())["scenes"]}
     assert statuses == {"a": "ok", "b": "ok", "d": "ok"}

@@ -243,7 +243,7 @@ def test_the_warnings_and_refusals(dates, cli, tmp_path):
     undated = write(tmp_path / "other.tif", read(dates["refs"][1])[0], dates["profile"])
     ref = dates["refs"][0]
     result = cli("remove", "--s2", dates["thin"], "--reference", ref, "--reference", ref,
-                 "--reference", undated, "-o", tmp_path / "out.tif", "--quiet")
+                 "--reference", undated, "-o", tmp_path / "out.tif")
     assert result.exit_code == 0, result.output
     assert f"reference {ref.name} is the same as {ref.name}: used once" in result.stderr
     assert "reference other.tif has no date (in its name or tags)" in result.stderr
@@ -309,8 +309,7 @@ def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
     found = {}
     for target in (hazy, clear):
         out = tmp_path / f"mask_{target.stem}.tif"
-        result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out,
-                     "--quiet")
+        result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out)
         assert result.exit_code == 0, result.output
         found[target] = (read(out)[0][0] == CLOUD).mean()
         warned = "is taken as hazy and filled from them" in result.stderr
