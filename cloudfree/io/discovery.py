@@ -142,8 +142,8 @@ def _entries(folder: Path) -> list[Path]:
     for item in filter(_is_stac_item, entries):
         try:
             taken |= {real(file) for file, _ in stac_files(item).files.values()}
-        except CloudfreeError:  # not readable: the item fails on its own, nothing is taken
-            continue
+        except CloudfreeError:  # not readable: the item fails on its own, its files are its
+            taken |= _local_hrefs(item)
 
     def part_of_an_item(path: Path) -> bool:
         if path.is_dir():
@@ -152,6 +152,19 @@ def _entries(folder: Path) -> list[Path]:
         return real(path) in taken
 
     return [p for p in entries if not part_of_an_item(p)] if taken else entries
+
+
+def _local_hrefs(item: Path) -> set[Path]:
+    """The local files an item's assets point at, read from its JSON as it is (for an item
+    the STAC reader refuses: its files are still its own, not scenes)."""
+    try:
+        assets = json.loads(item.read_text()).get("assets")
+    except (OSError, ValueError):
+        return set()
+    hrefs = [a.get("href") for a in assets.values() if isinstance(a, dict)] \
+        if isinstance(assets, dict) else []
+    return {real(item.parent / h) for h in hrefs
+            if isinstance(h, str) and h and "://" not in h}
 
 
 def _holds_outputs(folder: Path) -> bool:
