@@ -36,6 +36,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.paths import check_input, real
+from cloudfree.io.rasters import check_map_crs
 from cloudfree.io.s2_files import (
     METADATA_FILES,
     SCL,
@@ -279,6 +280,8 @@ def classify(path: Path) -> Raster:
 
 
 def _footprint(ds) -> BaseGeometry:
+    """The lon/lat box of a raster (pairing compares them), one line where it has none."""
+    check_map_crs(ds.crs, ds.name, "input")
     return box(*transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21))
 
 
