@@ -148,3 +148,33 @@ def test_distributed_training_on_cpu_with_gloo(tmp_path):
     rows = read_csv(out / "log.csv")
     assert len(rows) == 1 and rows[0]["step"] == "1"  # two samples, one per process
     assert torch.load(out / STATE, weights_only=True)["step"] == 1
+
+
+def test_a_diverging_run_stops_and_a_nan_checkpoint_is_refused(tmp_path, cli):
+    """The loss not finite: one line and exit 1, no NaN last.pt written; a checkpoint whose
+    parameters are NaN is refused in one line."""
+    data = sen12mscr_layout(tmp_path / "data")
+    run = tmp_path / "run"
+    result = cli("train", str(data), "--epochs", "2", "--crop", "32", "--lr", "1e30",
+                 "--out", str(run), "-q")
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: training diverged at step ")
+    assert line.endswith("; nothing of this epoch is saved; lower --lr 1e+30 or look for NaN "
+                         "in the data")
+    from cloudfree.inference.checkpoint import load_checkpoint, save_checkpoint
+
+    if (run / "last.pt").exists():  # an earlier epoch's, still finite: it loads
+        load_checkpoint(run / "last.pt")
+    from cloudfree.inference.scaling import SCALINGS
+    from cloudfree.networks import build
+
+    network = build("fillnet")
+    with torch.no_grad():
+        next(network.parameters()).fill_(float("nan"))
+    bad = tmp_path / "nan.pt"
+    save_checkpoint(bad, network, SCALINGS["glfcr"])
+    with pytest.raises(CloudfreeError, match=r"^checkpoint .*nan\.pt: parameter \S+ holds NaN "
+                       r"or infinite values \(its training diverged\); train it again with a "
+                       r"lower learning rate$"):
+        load_checkpoint(bad)

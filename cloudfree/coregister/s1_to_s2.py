@@ -33,7 +33,13 @@ from cloudfree.core.progress import progress
 from cloudfree.core.threads import one_blas_thread, ordered_map, usable_cores
 from cloudfree.coregister.shift_estimation import estimate_shift, orientation_fields
 from cloudfree.coregister.shift_field import ShiftField, WindowEstimate, fit_field
-from cloudfree.io.rasters import DEFAULT_BLOCK, block_windows, checked_read, scene_io_env
+from cloudfree.io.rasters import (
+    DEFAULT_BLOCK,
+    block_windows,
+    check_map_crs,
+    checked_read,
+    scene_io_env,
+)
 from cloudfree.io.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import CLEAR, MaskParams, classify
@@ -399,6 +405,10 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
     s1 = open_sentinel1(s1_path, units)
     try:
         grid = Grid.of(s2)
+        if s1.crs != grid.crs:  # S1 goes onto the S2 grid through both coordinate systems
+            check_map_crs(s1.crs, s1.path, "Sentinel-1 input")
+            check_map_crs(grid.crs, s2.path if isinstance(s2, Sentinel2) else "grid",
+                          "Sentinel-2 input")
         overlap = overlap_fraction(s1, grid)
         if overlap == 0.0:
             raise CloudfreeError(f"{s1.path.name} does not overlap the Sentinel-2 grid "

@@ -62,7 +62,7 @@ from cloudfree.coregister.s1_to_s2 import (
 )
 from cloudfree.coregister.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
-from cloudfree.io.rasters import read_padded
+from cloudfree.io.rasters import check_map_crs, read_padded
 from cloudfree.io.sentinel1 import db_to_linear
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds, classify
@@ -204,6 +204,9 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
                                            precision=1e-6 * abs(target.transform.a)))
     resampling = None
     if not same:
+        if s2.crs != target.crs:  # the reference goes onto the target's grid through both
+            check_map_crs(s2.crs, s2.path, "reference")
+            check_map_crs(target.crs, target.path, "Sentinel-2 input")
         if not overlaps(s2, target):
             raise CloudfreeError(f"reference {s2.path.name} does not overlap the Sentinel-2 "
                                  f"grid of {target.path.name}; give dates of the same place")

@@ -97,6 +97,12 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         keys = ", ".join(map(str, list(data)[:6])) if isinstance(data, Mapping) else type(data)
         raise CloudfreeError(f"checkpoint {path}: neither a cloudfree nor an official GLF-CR "
                              f"checkpoint (top level: {keys})")
+    bad = next((name for name, value in loaded.network.state_dict().items()
+                if value.is_floating_point() and not torch.isfinite(value).all()), None)
+    if bad is not None:
+        raise CloudfreeError(f"checkpoint {path}: parameter {bad} holds NaN or infinite values "
+                             "(its training diverged); train it again with a lower learning "
+                             "rate")
     loaded.network.eval()
     return loaded
 

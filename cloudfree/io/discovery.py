@@ -36,6 +36,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.paths import check_input, real
+from cloudfree.io.rasters import check_map_crs
 from cloudfree.io.s2_files import (
     METADATA_FILES,
     SCL,
@@ -142,8 +143,8 @@ def _entries(folder: Path) -> list[Path]:
     for item in filter(_is_stac_item, entries):
         try:
             taken |= {real(file) for file, _ in stac_files(item).files.values()}
-        except CloudfreeError:  # not readable: the item fails on its own, nothing is taken
-            continue
+        except CloudfreeError:  # not readable: the item fails on its own, its files are its
+            taken |= _local_hrefs(item)
 
     def part_of_an_item(path: Path) -> bool:
         if path.is_dir():
@@ -152,6 +153,19 @@ def _entries(folder: Path) -> list[Path]:
         return real(path) in taken
 
     return [p for p in entries if not part_of_an_item(p)] if taken else entries
+
+
+def _local_hrefs(item: Path) -> set[Path]:
+    """The local files an item's assets point at, read from its JSON as it is (for an item
+    the STAC reader refuses: its files are still its own, not scenes)."""
+    try:
+        assets = json.loads(item.read_text()).get("assets")
+    except (OSError, ValueError):
+        return set()
+    hrefs = [a.get("href") for a in assets.values() if isinstance(a, dict)] \
+        if isinstance(assets, dict) else []
+    return {real(item.parent / h) for h in hrefs
+            if isinstance(h, str) and h and "://" not in h}
 
 
 def _holds_outputs(folder: Path) -> bool:
@@ -266,6 +280,8 @@ def classify(path: Path) -> Raster:
 
 
 def _footprint(ds) -> BaseGeometry:
+    """The lon/lat box of a raster (pairing compares them), one line where it has none."""
+    check_map_crs(ds.crs, ds.name, "input")
     return box(*transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21))
 
 

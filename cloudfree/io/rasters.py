@@ -147,6 +147,20 @@ def check_georeferenced(dataset, path: Path | str) -> None:
         return
     raise CloudfreeError(f"{path}: no {missing}; georeference it first")
 
+def check_map_crs(crs, path: Path | str, what: str) -> None:
+    """Refuse, in one line, a coordinate system that cannot be transformed to another (an
+    engineering, i.e. local, one): the inputs of ``what`` (e.g. "Sentinel-1 input") must be
+    placed on each other's grid. None (no CRS) is left to :func:`check_georeferenced`."""
+    if crs is None or crs.is_projected or crs.is_geographic:
+        return
+    wkt = crs.to_wkt()
+    kind = "an engineering (local) coordinate system" \
+        if wkt.startswith(("LOCAL_CS", "ENGCRS", "ENGINEERINGCRS")) else \
+        f"a coordinate system of no map ({wkt.split('[', 1)[0]})"
+    raise CloudfreeError(f"{what} {path} has {kind}, not a map projection; reproject it "
+                         "first (gdalwarp -t_srs with the EPSG code of its UTM zone)")
+
+
 def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:
     """``dataset.read(*args, **kwargs)``; a failure inside a file that opened (damaged data)
     becomes one line naming the input (``what``) and the file."""

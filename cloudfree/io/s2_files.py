@@ -9,6 +9,8 @@ classification ``*_SCL_20m.jp2``), plain folders of per-band files (``B02.tif``,
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -83,6 +85,40 @@ class BandFiles:
     offset: int | None = None
     scaling: tuple[float, float | None] | None = None  # a STAC item's raster:bands scale, offset
     notes: list[str] = field(default_factory=list)  # what was assumed, for the log
+    offset_error: CloudfreeError | None = None  # why the metadata give no offset: raised
+    # only when the offset is needed (no offset given)
+
+
+def _shown(value: object, width: int = 40) -> str:
+    """A metadata value as an error shows it: as JSON writes it (else its repr), cut to
+    ``width`` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def number_or_none(value: object) -> float | None:
+    """A finite number from a metadata value (a number or the text of one); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def offset_number(value: object, where: str) -> float:
+    """A number from the metadata that give the radiometric offset (``where``: the file and
+    field), else a one-line error saying to give the offset instead."""
+    number = number_or_none(value)
+    if number is None:
+        raise CloudfreeError(f"{where} is {_shown(value)}, not a number; correct it, or give "
+                             "the radiometric offset: offset=0 (processing baseline before "
+                             "04.00) or offset=1000 (04.00 and later)", "offset")
+    return number
 
 
 def _band_and_metres(path: Path) -> tuple[str | None, int]:
@@ -122,8 +158,12 @@ def safe_files(folder: Path) -> BandFiles:
     for name, level in METADATA_FILES.items():
         if (folder / name).exists():
             found.level = level
-            found.offset = read_safe_offset(folder / name)
-            found.notes.append(f"radiometric offset {found.offset} DN from {name}")
+            try:
+                found.offset = read_safe_offset(folder / name)
+            except CloudfreeError as exc:  # an error only where the offset is not given
+                found.offset_error = exc
+            else:
+                found.notes.append(f"radiometric offset {found.offset} DN from {name}")
             break
     else:
         found.level = "L2A" if "MSIL2A" in folder.name.upper() else \
@@ -149,6 +189,9 @@ def folder_files(folder: Path) -> BandFiles:
 
 def _local_path(href: str, item_path: Path) -> Path:
     """An asset's file, relative hrefs taken from the item's folder; remote ones refused."""
+    if not isinstance(href, str) or not href:
+        raise CloudfreeError(f"{item_path}: an asset's href is {_shown(href)}, not the path of "
+                             "a file; correct the item")
     parsed = urlparse(href)
     if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:  # "C:" on Windows
         path = Path(unquote(parsed.path) if parsed.scheme == "file" else href)
@@ -157,13 +200,48 @@ def _local_path(href: str, item_path: Path) -> Path:
                          "network: download the assets and point the item's hrefs at them")
 
 
-def _asset_bands(key: str, asset) -> list[str | None]:
+def _field_list(item_path: Path, key: str, asset, name: str) -> list[dict]:
+    """An asset's ``eo:bands`` or ``raster:bands``: a list of objects (empty when absent), else
+    a one-line error naming the item, the asset and the field."""
+    value = asset.extra_fields.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(b, dict) for b in value):
+        example = '{"name": "B02"}' if name == "eo:bands" else '{"scale": 0.0001}'
+        raise CloudfreeError(f"{item_path}: asset {key!r}: {name} is {_shown(value)}, not a "
+                             f"list of objects, one per band of the file (such as {example}); "
+                             "correct the item")
+    return value
+
+
+def _asset_bands(item_path: Path, key: str, asset) -> list[str | None]:
     """The bands an asset holds, in order: from its key, else from its ``eo:bands``."""
     named = band_of_name(key)
     if named:
         return [named]
-    eo = asset.extra_fields.get("eo:bands") or []
-    return [band_of_name(b.get("name")) or band_of_name(b.get("common_name")) for b in eo]
+    bands = []
+    for entry in _field_list(item_path, key, asset, "eo:bands"):
+        names = [entry.get(f) for f in ("name", "common_name")]
+        wrong = next((n for n in names if n is not None and not isinstance(n, str)), None)
+        if wrong is not None:
+            raise CloudfreeError(f"{item_path}: asset {key!r}: eo:bands gives the name "
+                                 f"{_shown(wrong)}, not a band name such as \"B02\" or "
+                                 "\"blue\"; correct the item")
+        bands.append(band_of_name(names[0]) or band_of_name(names[1]))
+    return bands
+
+
+def _raster_scaling(item_path: Path, key: str, raster: dict) -> tuple[float, float | None]:
+    """The (scale, offset) of one ``raster:bands`` entry, numbers (or the text of numbers)."""
+    values = []
+    for name in ("scale", "offset"):
+        value = raster.get(name)
+        number = None if value is None else number_or_none(value)
+        if value is not None and number is None:
+            raise CloudfreeError(f"{item_path}: asset {key!r}: raster:bands {name} is "
+                                 f"{_shown(value)}, not a number; correct the item")
+        values.append(number)
+    return values[0], values[1]
 
 
 def stac_files(path: Path) -> BandFiles:
@@ -181,9 +259,11 @@ def stac_files(path: Path) -> BandFiles:
     # assets whose key names a band first: "blue" before a "blue-jp2" copy or a "visual" RGB
     assets = sorted(item.assets.items(), key=lambda kv: band_of_name(kv[0]) is None)
     for key, asset in assets:
-        if DISPLAY_ROLES & set(asset.roles or []) or key.lower() in DISPLAY_ROLES:
+        roles = asset.roles if isinstance(asset.roles, list) else []
+        if DISPLAY_ROLES & {r for r in roles if isinstance(r, str)} \
+                or key.lower() in DISPLAY_ROLES:
             continue
-        bands = _asset_bands(key, asset)
+        bands = _asset_bands(Path(path), key, asset)
         wanted = [(i, b) for i, b in enumerate(bands, start=1) if b and b not in files]
         if not wanted:
             continue
@@ -191,9 +271,10 @@ def stac_files(path: Path) -> BandFiles:
         for index, band in wanted:
             files[band] = (file, index)
             rank[band] = (place[key], index)
-        for raster in asset.extra_fields.get("raster:bands") or []:
-            if raster.get("scale") and SCL not in bands:
-                scalings.add((raster["scale"], raster.get("offset")))
+        for raster in _field_list(Path(path), key, asset, "raster:bands"):
+            scale, offset = _raster_scaling(Path(path), key, raster)
+            if scale and SCL not in bands:
+                scalings.add((scale, offset))
     if not any(b != SCL for b in files):
         raise CloudfreeError(f"{path}: no asset holds a Sentinel-2 band (keys such as B02, blue "
                              "or scl, or eo:bands naming them)")
@@ -202,15 +283,20 @@ def stac_files(path: Path) -> BandFiles:
                       _stac_level(item, files))
     if len(scalings) == 1:
         found.scaling = scalings.pop()
-        found.offset = int(round(-(found.scaling[1] or 0.0) / found.scaling[0]))
+        dn_offset = -(found.scaling[1] or 0.0) / found.scaling[0]
+        found.offset = int(round(dn_offset)) if math.isfinite(dn_offset) else None
         found.notes.append(f"scale {found.scaling[0]} and radiometric offset {found.offset} DN"
                            " from the item's raster:bands")
     else:
         baseline = item.properties.get("s2:processing_baseline")
-        if baseline is not None:
-            found.offset = BASELINE_OFFSET if float(baseline) >= 4.0 else 0
-            found.notes.append(f"radiometric offset {found.offset} DN from processing "
-                               f"baseline {baseline}")
+        try:
+            if baseline is not None:
+                number = offset_number(baseline, f"{path}: s2:processing_baseline")
+                found.offset = BASELINE_OFFSET if number >= 4.0 else 0
+                found.notes.append(f"radiometric offset {found.offset} DN from processing "
+                                   f"baseline {baseline}")
+        except CloudfreeError as exc:  # an error only where the offset is not given
+            found.offset_error = exc
     return found
 
 
@@ -248,7 +334,7 @@ def read_safe_offset(metadata: Path) -> int:
         root = ET.parse(metadata).getroot()
     except (OSError, ET.ParseError) as exc:
         raise CloudfreeError(f"cannot read product metadata {metadata}: {exc}") from None
-    offsets = [float(e.text) for e in root.iter()
+    offsets = [offset_number(e.text.strip(), f"{metadata}: {_local(e.tag)}") for e in root.iter()
                if _local(e.tag) in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET") and e.text]
     if offsets:
         if len(set(offsets)) > 1:
@@ -256,6 +342,7 @@ def read_safe_offset(metadata: Path) -> int:
                                  " cloudfree reads one offset for all bands")
         return int(round(-offsets[0]))
     baseline = [e.text for e in root.iter() if _local(e.tag) == "PROCESSING_BASELINE"]
-    if baseline and baseline[0] and float(baseline[0]) >= 4.0:
+    if baseline and baseline[0] and offset_number(
+            baseline[0].strip(), f"{metadata}: PROCESSING_BASELINE") >= 4.0:
         return BASELINE_OFFSET
     return 0

@@ -34,6 +34,7 @@ from cloudfree.io.s2_files import (
     band_of_name,
     canonical_band,
     folder_files,
+    offset_number,
     parse_level,
     safe_files,
     stac_files,
@@ -487,7 +488,7 @@ def _scaling_of(pairs: set[tuple[float | None, float | None]], path: Path,
                              "cloudfree reads one scale and offset for all bands")
     scale, offset = pairs.pop()
     dn_offset = -offset / scale if scale else math.nan
-    if not scale or abs(dn_offset - round(dn_offset)) > 1e-3:
+    if not math.isfinite(dn_offset) or abs(dn_offset - round(dn_offset)) > 1e-3:
         raise CloudfreeError(f"{path}: {source} (scale {scale}, offset {offset}) do not "
                              "give a whole number of DN as offset; rescale the input to DN")
     return 1.0 / scale, int(round(dn_offset))
@@ -522,10 +523,11 @@ def _offset_from_tags(tags: dict[str, str], path: Path) -> int:
     """Offset from RADIO_ADD_OFFSET, BOA_ADD_OFFSET or PROCESSING_BASELINE tags; else 0."""
     for key, value in tags.items():
         if key.upper().startswith(("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET")):
-            return int(round(-float(value)))
+            return int(round(-offset_number(value.strip(), f"{path}: tag {key}")))
     for key, value in tags.items():
         if key.upper() == "PROCESSING_BASELINE":
-            return BASELINE_OFFSET if float(value) >= 4.0 else 0
+            number = offset_number(value.strip(), f"{path}: tag {key}")
+            return BASELINE_OFFSET if number >= 4.0 else 0
     log.debug("%s: no processing-baseline metadata, assuming no radiometric offset "
               "(use --offset 1000 for baseline 04.00+ DNs that still carry it)", path)
     return 0
@@ -553,12 +555,18 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
         log.debug("%s: %s", path.name, note)
     forced_offset = offset
     if offset is None:
+        if found.offset_error is not None:
+            raise found.offset_error
         offset = found.offset or 0
     datasets: dict[Path, object] = {}
     try:
-        for band, (file, _) in found.files.items():
+        for band, (file, index) in found.files.items():
             if file not in datasets:
                 datasets[file] = open_raster(file, f"band {band}")
+            if index > datasets[file].count:  # a STAC item's eo:bands name more than it has
+                raise CloudfreeError(f"{path}: eo:bands names {band} as band {index} of "
+                                     f"{file.name}, which has {datasets[file].count}; correct "
+                                     "the item's eo:bands")
         # a STAC item's own asset order; L1C order for .SAFE products and folders (no order)
         order = {b: i for i, b in enumerate((*BANDS, SCL))}
         bands = list(found.files) if kind == "stac" else sorted(found.files, key=order.get)

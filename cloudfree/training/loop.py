@@ -248,6 +248,11 @@ def _train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config:
                 group["lr"] = lr
             with torch.autocast(device.type, torch.float16, enabled=amp):
                 loss, parts = _batch_loss(model, batch, loss_fn, scaling, step / total)
+            if not amp and not torch.isfinite(loss.detach()).all():  # AMP skips such steps
+                raise CloudfreeError(
+                    f"training diverged at step {step + 1} (epoch {epoch + 1}): the loss is "
+                    f"{loss.item()}; nothing of this epoch is saved; lower lr={config.lr:g} or "
+                    "look for NaN in the data", "lr")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.clip > 0:
@@ -262,6 +267,11 @@ def _train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config:
         means = _all_mean({k: v / max(count, 1) for k, v in sums.items()}, world, device)
         row = {"epoch": epoch + 1, "step": step, "lr": lr, **means,
                "seconds": round(time.time() - started, 2)}
+        if not all(torch.isfinite(p.detach()).all() for p in params):  # the last step diverged
+            raise CloudfreeError(
+                f"training diverged at step {step} (epoch {epoch + 1}): the parameters are no "
+                f"longer finite; nothing of this epoch is saved; lower lr={config.lr:g} or "
+                "look for NaN in the data", "lr")
         if rank == 0:
             _save(out, network, scaling, opt, scaler, epoch + 1, step, config, metadata)
             _write_log(out / LOG, row)
