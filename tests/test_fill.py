@@ -119,7 +119,7 @@ def test_default_model_is_the_bundled_fill_without_a_network():
 
 def test_the_default_runs_without_s1_and_changes_only_the_masked_pixels(tmp_path, cli):
     out, mask = tmp_path / "x.tif", tmp_path / "m.tif"
-    result = cli("remove", "--s2", SUMMER_S2, "-o", out, "--mask-out", mask)
+    result = cli("remove", "--s2", SUMMER_S2, "-o", out, "--mask-out", mask, "-v")
     assert result.exit_code == 0, result.output
     assert "x.tif: filled 43.7% cloud with median-fill in" in result.stdout
     assert "the rest filled from nearby clear pixels (where none is near" in result.stderr
