@@ -66,7 +66,6 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_series_sample import cut  # noqa: E402
