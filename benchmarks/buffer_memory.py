@@ -16,10 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from remove_pipeline import mosaic, peak_rss_mb  # noqa: E402
+from remove_pipeline import mosaic, peak_rss_mb
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
 

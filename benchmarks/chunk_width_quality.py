@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from metrics import psnr
 from rasterio.transform import from_origin
 
 from cloudfree.mask.classify import classify
@@ -87,12 +88,6 @@ def write(path: Path, data: np.ndarray, dtype: str) -> Path:
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data.astype(dtype))
     return path
-
-
-def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
-    """PSNR (dB, peak 1) over the pixels ``where``, every band, reflectance clipped to [0, 1]."""
-    err = np.clip(pred, 0, 1)[:, where] - np.clip(truth, 0, 1)[:, where]
-    return 10 * np.log10(1 / max(float((err**2).mean()), 1e-10))
 
 
 def run(s2: Path, s1: Path, out: Path, width: int) -> np.ndarray:

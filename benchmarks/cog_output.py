@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 
 import rasterio
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from remove_pipeline import (  # noqa: E402
+from remove_pipeline import (
     make_scene,
     peak_memory,
     peak_rss_mb,

@@ -26,7 +26,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from deformed_mosaic import field_error, write_mosaic  # noqa: E402
 from remove_pipeline import peak_rss_mb  # noqa: E402

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from l2a_pool import clear_dates, other_months, reflectance, worldcereal_cases
+from metrics import psnr
 from scipy import ndimage, stats
 
 from cloudfree.dates.fill import MAX_STRETCH, MIN_SPREAD, TIME_SCALE, WEIGHT_POWER
@@ -83,10 +84,6 @@ def fills(truth: np.ndarray, fit: np.ndarray, where: np.ndarray, others: list[tu
 
 def squared_error(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float(((np.clip(prediction, 0, 1) - np.clip(truth, 0, 1)) ** 2).sum())
-
-
-def psnr(prediction: np.ndarray, truth: np.ndarray) -> float:
-    return 10 * math.log10(truth.size / max(squared_error(prediction, truth), 1e-10))
 
 
 def held_out(cloud: np.ndarray, kind: str) -> list[np.ndarray]:

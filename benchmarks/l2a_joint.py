@@ -24,7 +24,8 @@ the mean, the worst, and on how many cases it beats the best single month and th
 from __future__ import annotations
 
 import numpy as np
-from l2a_holdout import case_inputs, fills, psnr, tuning_cases
+from l2a_holdout import case_inputs, fills, tuning_cases
+from metrics import psnr
 
 from cloudfree.dates.fill import WEIGHT_POWER
 

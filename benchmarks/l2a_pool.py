@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from metrics import psnr
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.sentinel2 import open_sentinel2
@@ -64,11 +65,6 @@ from cloudfree.pipeline.remove import remove_scene
 MIN_SHARED = 20
 #: Most of the image two pasted clouds may cover together (``--harder two-clouds``).
 MOST_CLOUD = 0.95
-
-
-def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
-    diff = np.clip(pred, 0, 1)[:, where] - np.clip(truth, 0, 1)[:, where]
-    return float(10 * np.log10(1 / max(np.mean(diff.astype(np.float64) ** 2), 1e-10)))
 
 
 def reflectance(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -47,10 +47,10 @@ from l2a_pool import (
     fitted_dates,
     naive_mean,
     other_months,
-    psnr,
     reflectance,
     worldcereal_cases,
 )
+from metrics import psnr
 
 import cloudfree.dates.fill as reference_fill
 from cloudfree.dates.joint_fit import RIDGE, JointFit

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from metrics import psnr
 from remove_quality import write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
@@ -91,12 +92,6 @@ OPAQUE = 0.5
 CASES = ("cloud", "shadow", "both")
 BASELINE = "scene-median fill"
 LOCAL = "local base"
-
-
-def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
-    """PSNR (dB, peak 1) over the pixels ``where``, every band, reflectance clipped to [0, 1]."""
-    err = np.clip(pred, 0, 1)[:, where] - np.clip(truth, 0, 1)[:, where]
-    return 10 * np.log10(1 / max(float((err**2).mean()), 1e-10))
 
 
 def donor_shadow(cloudy: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -61,11 +61,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from metrics import psnr
 from rasterio.windows import Window
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_series_sample import cut  # noqa: E402
@@ -107,11 +107,6 @@ def classes(refl: np.ndarray, params: MaskParams = REMOVE_MASK) -> np.ndarray:
 def date_of(name: str) -> str:
     """The date in a SEN12MS-CR-TS file name."""
     return re.search(r"\d{4}-\d\d-\d\d", name).group(0)
-
-
-def psnr(pred: np.ndarray, truth: np.ndarray, where: np.ndarray) -> float:
-    diff = np.clip(pred, 0, 1)[:, where] - np.clip(truth, 0, 1)[:, where]
-    return float(10 * np.log10(1 / max(np.mean(diff.astype(np.float64) ** 2), 1e-10)))
 
 
 #: Fewest truly clear target pixels for the naive baseline's lines (fewer: the dates as they are).

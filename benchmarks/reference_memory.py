@@ -27,13 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from reference_fill import CLOUD, MaskParams, classes, read  # noqa: E402
-from reference_fill import series as reference_fill_series  # noqa: E402
-from remove_pipeline import mosaic, peak_rss_mb  # noqa: E402
+from reference_fill import CLOUD, MaskParams, classes, read
+from reference_fill import series as reference_fill_series
+from remove_pipeline import mosaic, peak_rss_mb
 
 TARGET, DONOR = 19, 0  # ImgNo of the series
 #: The references, nearest first in this order (the dates of the series other than the target

@@ -5,8 +5,8 @@
 
 DATA is the set built by ``scripts/build_training_set.py``; only its ``val`` split is read.
 Every sample goes through the real ``remove_scene`` (GeoTIFFs in a temporary folder, default mask
-and options) and is scored against its cloud-free image with the metrics of
-``cloudfree.training.metrics`` (reflectance clipped to [0, 1], every band, every valid pixel).
+and options) and is scored against its cloud-free image with ``benchmarks/metrics.py`` (those
+of ``cloudfree evaluate``: reflectance clipped to [0, 1], every band, every valid pixel).
 Beside the models:
 
 - ``median_fill``: every masked pixel replaced by its band's median over the scene's clear pixels
@@ -35,16 +35,17 @@ from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+from metrics import mae, psnr, sam, ssim  # noqa: E402
 from train_default import MASK, clear_scenes, cloud_fields, load_set, real_triplets  # noqa: E402
 
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 from cloudfree.training.baselines import median_fill  # noqa: E402
 from cloudfree.training.datasets import LoadedSample  # noqa: E402
 from cloudfree.training.evaluate import cover_bin  # noqa: E402
-from cloudfree.training.metrics import METRICS, all_metrics  # noqa: E402
 from cloudfree.training.simulate import CloudField, Scene, simulate  # noqa: E402
 
 SIZE = 256
+METRICS = {"psnr": psnr, "ssim": ssim, "sam": sam, "mae": mae}
 GRID = {"crs": "EPSG:32631", "transform": from_origin(500000, 5000000, 10, 10)}
 
 
@@ -91,14 +92,9 @@ def run_model(folder: Path, model: str, s2: Path, s1: Path) -> np.ndarray:
 
 
 def score(sample: LoadedSample, outputs: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Metrics of every output against the cloud-free image."""
-    target = np.clip(sample.clear, 0, 1)
-    valid = sample.valid[None]
-    names = list(outputs)
-    stacked = np.stack([np.where(valid, np.clip(outputs[n], 0, 1), target) for n in names])
-    values = all_metrics(torch.from_numpy(stacked),
-                         torch.from_numpy(np.broadcast_to(target, stacked.shape).copy()))
-    return {n: {k: float(values[k][i]) for k in METRICS} for i, n in enumerate(names)}
+    """Metrics of every output against the cloud-free image, over its valid pixels."""
+    return {n: {k: fn(out, sample.clear, sample.valid) for k, fn in METRICS.items()}
+            for n, out in outputs.items()}
 
 
 def summary(rows: list[dict], methods: list[str], models: list[str]) -> dict:

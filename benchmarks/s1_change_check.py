@@ -16,18 +16,14 @@ share of a 60 x 60 px square it flags when the reference's S1 there is changed b
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cloudfree.coregister.s1_to_s2 import open_s1_on_grid  # noqa: E402
-from cloudfree.dates.fill import difference_histogram, histogram_median  # noqa: E402
-from cloudfree.dates.references import CHANGE_BOX, box_db, change_threshold_db, changed  # noqa: E402
-from cloudfree.io.sentinel2 import open_sentinel2  # noqa: E402
+from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
+from cloudfree.dates.fill import difference_histogram, histogram_median
+from cloudfree.dates.references import CHANGE_BOX, box_db, change_threshold_db, changed
+from cloudfree.io.sentinel2 import open_sentinel2
 
 TARGET, REFERENCE = "ssl4eo_0000200_20200607", "ssl4eo_0000200_20200903"
 SQUARE = (100, 100, 60)  # row, column, size

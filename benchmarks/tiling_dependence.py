@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import rasterio
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from remove_pipeline import make_scene  # noqa: E402
+from remove_pipeline import make_scene
 
 VARIANTS = (["--batch-size", "1"], ["--batch-size", "3"], ["--tile", "128"])
 
