@@ -37,6 +37,7 @@ def test_unnamed_13_band_stack_uses_l1c_order():
 
 
 def test_unnamed_12_band_stack_uses_l2a_order(tmp_path, cloudfree_log):
+    cloudfree_log.set_level("DEBUG", logger="cloudfree")  # the order is a note (-v)
     data, profile = read_stack(SUMMER_S2, 64)
     l2a = write_stack(tmp_path / "l2a.tif", np.delete(data, 10, axis=0), profile)
     with open_sentinel2(l2a) as s2:
@@ -86,7 +87,7 @@ def test_float_reflectance_is_recognised(tmp_path, caplog):
     data, profile = read_stack(SUMMER_S2, 256)
     path = write_stack(tmp_path / "refl.tif", data / 10000.0, profile, dtype="float32")
     logging.getLogger("cloudfree").addHandler(caplog.handler)
-    with caplog.at_level("INFO", logger="cloudfree"), open_sentinel2(path) as s2:
+    with caplog.at_level("DEBUG", logger="cloudfree"), open_sentinel2(path) as s2:
         assert s2.dn_scale == 1.0
         refl, _ = s2.read(bands=("B02",))
         back = s2.to_dn(refl)
