@@ -10,7 +10,9 @@ functions of each stage wrapped by ``remove_stages.StageClock`` (each thread's C
 exclusive of the stages called inside; summed over every thread). The passes over the whole
 scene (the target's first pass, the references' statistics, the temporal test) name the stages
 nested in them: "reference statistics > read + mask reference" is the reading and masking of
-the references done for the statistics pass.
+the references done for the statistics pass. The similar pixels' search runs on the calling
+thread (``workers=1``, the same neighbours), so that its CPU is counted in its stage rather
+than in the k-d tree's own threads ("other").
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ def profile(size: int) -> dict:
 
     from reference_speed import make_scenes
 
+    import cloudfree.dates.similar_pixels as similar_pixels
     from cloudfree.pipeline.remove import remove_scene
 
+    similar_pixels.usable_cores = lambda: 1  # the search on the calling thread, timed there
     remove_stages.STAGES = STAGES + remove_stages.STAGES
     remove_stages.FIRST_PASSES = PASSES
     with tempfile.TemporaryDirectory() as tmp:
