@@ -162,7 +162,10 @@ class StageClock:
             for part in parents:
                 owner = getattr(owner, part)
             real = owner.__dict__[attr] if attr in owner.__dict__ else getattr(owner, attr)
-            setattr(owner, attr, self.wrap(stage, real))
+            if isinstance(real, classmethod):
+                setattr(owner, attr, classmethod(self.wrap(stage, real.__func__)))
+            else:
+                setattr(owner, attr, self.wrap(stage, real))
             undo.append((owner, attr, real))
         try:
             yield self

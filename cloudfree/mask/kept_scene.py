@@ -52,14 +52,16 @@ def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: b
 
 def kept_scene(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: MaskParams,
                quiet: bool, threads: int | None = None, desc: str = "read",
-               room: ScratchRoom | None = None) -> FirstPassCopy | None:
+               room: ScratchRoom | None = None, every_format: bool = False
+               ) -> FirstPassCopy | None:
     """A JPEG2000 scene's ``bands`` (and the SCL the mask takes) decoded once, each window as
     it is (``keep_scene``), into a scratch beside ``output`` (``DecodedScene``, which the caller
     closes), for the passes to read back with the margins they need: read from the input, a
     margin decodes the tiles beside the window too. None for other inputs (a margin costs them
-    a few rows), or where the scratch has no room (the input is then read as it is): in
+    a few rows) unless ``every_format`` (a reference, read by several passes: each would
+    decode it again), or where the scratch has no room (the input is then read as it is): in
     ``room``, when given, the run's for all its scenes (``ScratchRoom``)."""
-    if not s2.jpeg2000:
+    if not (s2.jpeg2000 or every_format):
         return None
     decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, params), room)
     if decoded is None:
