@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import SUMMER_S2
+from helpers import SUMMER_S2
 from s2_builders import (
     coarsen_like_l1c,
     read_stack,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import FLOODS_S1, FLOODS_S2, ROOT, SEN12, WINTER_S1, WINTER_S2
+from helpers import FLOODS_S1, FLOODS_S2, ROOT, SEN12, WINTER_S1, WINTER_S2
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_training_set as bts  # noqa: E402

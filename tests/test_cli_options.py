@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import click
 import pytest
-from conftest import SUMMER_S2
+from helpers import SUMMER_S2
 
 from cloudfree.cli.commands import main
 from cloudfree.cli.options import SHARED

@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS_S1, FLOODS_S2, WINTER_S1, WINTER_S2
+from helpers import FLOODS_S1, FLOODS_S2, WINTER_S1, WINTER_S2
 from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.core.errors import CloudfreeError

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from helpers import SUMMER_S1, SUMMER_S2
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.inference.checkpoint import LoadedModel
 from cloudfree.inference.engines import OnnxEngine, TorchEngine, resolve_device
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.pipeline.remove import remove_scene
-from tests.conftest import SUMMER_S1, SUMMER_S2
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -14,7 +14,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import rasterio
+from helpers import FLOODS_S2, ROOT, SUMMER_S1, SUMMER_S2
 from rasterio.windows import Window
+from s2_builders import (
+    coarsen_like_l1c,
+    read_stack,
+    write_l2a_safe,
+    write_safe,
+    write_stack,
+)
 
 import cloudfree.io.decoded_scene as decoded_scene
 from cloudfree.io.decoded_scene import DecodedScene
@@ -29,14 +37,6 @@ from cloudfree.mask.scene_input import (
     takes_scl,
 )
 from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
-from tests.conftest import FLOODS_S2, ROOT, SUMMER_S1, SUMMER_S2
-from tests.s2_builders import (
-    coarsen_like_l1c,
-    read_stack,
-    write_l2a_safe,
-    write_safe,
-    write_stack,
-)
 from tests.test_faults import leftovers, mosaic, wait_for_partial
 
 #: Windows of a 252 x 252 scene kept in 100 px blocks: whole, across blocks and edges, a corner

@@ -7,7 +7,7 @@ import importlib.util
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 #: ``cloudfree remove --help`` through the command's entry point; prints, as it exits, which
 #: of the deferred modules' insides were loaded.

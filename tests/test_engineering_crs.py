@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from conftest import SUMMER_S1, SUMMER_S2
+from helpers import SUMMER_S1, SUMMER_S2
 from rasterio.crs import CRS
 from s2_builders import read_stack, write_stack
 

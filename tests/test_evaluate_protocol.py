@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 
 from cloudfree.mask.classify import MaskParams
 from cloudfree.training.datasets import cloud_mask, read_reflectance
-from tests.conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 
 
 def summer_layout(root):

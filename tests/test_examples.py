@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import ROOT, WINTER_S1, WINTER_S2
+from helpers import ROOT, WINTER_S1, WINTER_S2
 from scipy import ndimage
 
 from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_models

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import ROOT, SUMMER_S1, SUMMER_S2, cloudfree_process
+from helpers import ROOT, SUMMER_S1, SUMMER_S2, cloudfree_process
 
 from cloudfree.core.errors import UsageError
 from cloudfree.core.stop import note_stop_signals, stop_requested, stops_held

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import rasterio
 import torch
-from conftest import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process
+from helpers import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.output import atomic, publish

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from scipy import ndimage
 
 from cloudfree.fill.local import LocalFillParams

@@ -16,7 +16,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from conftest import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2
+from helpers import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2
 from pystac.extensions.raster import RasterExtension
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS, FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2
+from helpers import FLOODS, FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2
 from rasterio.windows import Window
 from scipy import ndimage
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import WINTER_CLEAR, WINTER_S2
 
 from cloudfree.core.errors import UsageError
 from cloudfree.networks.ibhfn import VariationalBottleneck
@@ -19,7 +20,6 @@ from cloudfree.training.losses import (
     ibhfn_weights,
 )
 from cloudfree.training.metrics import SSIM_K1
-from tests.conftest import WINTER_CLEAR, WINTER_S2
 
 SIZE = 48
 

@@ -118,7 +118,7 @@ def test_remove_keeps_output_blocks_in_the_cache_only_when_it_streams_them_compr
         tmp_path, monkeypatch, cog, rows_kept):
     import importlib
 
-    from conftest import SUMMER_S1, SUMMER_S2
+    from helpers import SUMMER_S1, SUMMER_S2
 
     from cloudfree.io.rasters import scene_io_env
 

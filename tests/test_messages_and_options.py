@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import rasterio
-from conftest import ROOT, SEN12
+from helpers import ROOT, SEN12
 from rasterio.errors import NotGeoreferencedWarning
 
 from cloudfree.core.errors import UsageError

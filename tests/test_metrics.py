@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import WINTER_CLEAR, WINTER_S2
 
 from cloudfree.training.datasets import read_reflectance
 from cloudfree.training.losses import cloud_aware
 from cloudfree.training.metrics import SSIM_K1, mae, psnr, sam, ssim, ssim_official
-from tests.conftest import WINTER_CLEAR, WINTER_S2
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import rasterio
 import torch
-from conftest import SUMMER_S1, SUMMER_S2
+from helpers import SUMMER_S1, SUMMER_S2
 from sar_optical_patch import real_batch
 
 from cloudfree.core.errors import CloudfreeError, UsageError

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
-from conftest import FLOODS_S1, WINTER_S2
+from helpers import FLOODS_S1, WINTER_S2
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import WINTER_CLEAR, WINTER_S2
+from helpers import WINTER_CLEAR, WINTER_S2
 
 from cloudfree.dates.radiometry import VARIANCE_FLOOR, VARIANCE_SHRINK, CellFits, cell_sums
 from cloudfree.io.sentinel2 import open_sentinel2

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
+from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 
 from cloudfree.coregister.shift_estimation import RULE
 from cloudfree.inference.checkpoint import save_checkpoint
@@ -134,7 +134,7 @@ def test_cli_end_to_end_on_sen1floods11_geographic_s1(tmp_path, checkpoints, cli
 
 
 def test_clear_scene_skips_every_tile(tmp_path, checkpoints):
-    from conftest import WINTER_CLEAR
+    from helpers import WINTER_CLEAR
 
     out = tmp_path / "same.tif"
     # The cloud-free partner has 10 bright-roof pixels above the default threshold of 0.2.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS_S1, FLOODS_S2, SUMMER_S2
+from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S2
 from scipy import ndimage
 
 from cloudfree.fill.local import LocalFillParams, local_fill, source_weight

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS_S1, WINTER_S1
+from helpers import FLOODS_S1, WINTER_S1
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.io.sentinel1 import db_to_linear, guess_units, linear_to_db, open_sentinel1

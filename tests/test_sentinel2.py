@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS_S2, SUMMER_S1, SUMMER_S2
+from helpers import FLOODS_S2, SUMMER_S1, SUMMER_S2
 from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 

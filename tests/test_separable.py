@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SUMMER_S2
+from helpers import SUMMER_S2
 from scipy import ndimage
 
 from cloudfree.core.separable import along, block_sums, gaussian_taps, separable, upsample_taps

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import WINTER_CLEAR, WINTER_S2
+from helpers import WINTER_CLEAR, WINTER_S2
 
 from cloudfree.dates.radiometry import MIN_PIXELS
 from cloudfree.dates.similar_pixels import SimilarPixels, sample_grid, sample_stride

@@ -17,7 +17,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 import rasterio
-from conftest import FLOODS_S2, ROOT, SUMMER_S2, WINTER_CLEAR
+from helpers import FLOODS_S2, ROOT, SUMMER_S2, WINTER_CLEAR
 from rasterio.windows import Window
 from s2_builders import write_stack
 from scipy import ndimage

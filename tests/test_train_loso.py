@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
-from tests.conftest import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from helpers import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import split_training_set  # noqa: E402

@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.training.datasets import find_samples
 from cloudfree.training.evaluate import COLUMNS, METHODS
 from cloudfree.training.loop import STATE, TrainConfig, train_folder
-from tests.conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 
 WINTER = {"s1": WINTER_S1, "s2_cloudy": WINTER_S2, "s2": WINTER_CLEAR}
 

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from conftest import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from s2_builders import write_stack
 from scipy import ndimage
 
