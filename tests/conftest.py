@@ -6,11 +6,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pytest
+import rasterio
 import torch
 from click.testing import CliRunner, Result
+from helpers import SUMMER_S2, WINTER_CLEAR
 
 from cloudfree.cli.commands import main
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
 
 # One thread: two threads on the 2 cores of CI fight each other and run slower.
 torch.set_num_threads(1)
@@ -34,3 +39,27 @@ def cli() -> Callable[..., Result]:
     """Run ``cloudfree ARGS...`` in-process (arguments may be paths or numbers)."""
     runner = CliRunner()
     return lambda *args: runner.invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def pasted_cloud(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The real summer cumulus (the summer pixels its single-date mask calls cloud) pasted over
+    the real clear winter SEN12MS-CR patch, built once for the session and written as
+    ``target_20171201.tif`` with the clear patch's profile. Keys: ``target`` (that file),
+    ``image`` (its DN), ``cloud`` (the pasted pixels), ``summer`` (the summer DN), ``truth`` (the
+    clear patch's DN) and ``profile``; the arrays are read-only, copy them to change them."""
+    folder = tmp_path_factory.mktemp("pasted")
+    with open_sentinel2(SUMMER_S2) as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    with rasterio.open(SUMMER_S2) as ds:
+        summer = ds.read()
+    with rasterio.open(WINTER_CLEAR) as ds:
+        truth, profile = ds.read(), ds.profile
+    image = np.where(cloud, summer, truth)
+    target = folder / "target_20171201.tif"
+    with rasterio.open(target, "w", **profile) as dst:
+        dst.write(image)
+    for array in (cloud, summer, truth, image):
+        array.setflags(write=False)
+    return {"target": target, "image": image, "cloud": cloud, "summer": summer, "truth": truth,
+            "profile": profile}

@@ -50,16 +50,12 @@ def write(path, data, profile, **changes):
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    """Target (cumulus pasted on the clear winter patch), its cloud, and the truth."""
+def scenes(tmp_path_factory, pasted_cloud):
+    """Target (cumulus pasted on the clear winter patch: ``pasted_cloud``), its cloud, and the
+    truth; ``folder`` is this module's own."""
     folder = tmp_path_factory.mktemp("refs")
-    with open_sentinel2(SUMMER_S2) as s2:
-        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
-    summer = read(SUMMER_S2)[0]
-    truth, profile, _ = read(WINTER_CLEAR)
-    target = write(folder / "target_20171201.tif", np.where(cloud, summer, truth), profile)
-    return {"folder": folder, "target": target, "cloud": cloud, "truth": truth,
-            "profile": profile}
+    return {"folder": folder, **{key: pasted_cloud[key]
+                                 for key in ("target", "cloud", "truth", "profile")}}
 
 
 @pytest.fixture(scope="module")
@@ -392,7 +388,7 @@ def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
     result = cli("remove", "--s2", scenes["target"], "--reference", WINTER_S2, "--reference",
                  WINTER_S2, "--reference-s1", "none", "-o", tmp_path / "o.tif")
     assert result.exit_code == 2 and "1 --reference-s1 S1 for 2 references" in result.output
-    itself = scenes["folder"] / "." / scenes["target"].name  # another spelling of the target
+    itself = scenes["target"].parent / "." / scenes["target"].name  # another spelling of the target
     result = cli("remove", "--s2", scenes["target"], "--reference", WINTER_S2, "--reference",
                  itself, "-o", tmp_path / "o.tif")
     assert result.exit_code == 2

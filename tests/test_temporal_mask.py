@@ -17,7 +17,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 import rasterio
-from helpers import FLOODS_S2, ROOT, SUMMER_S2, WINTER_CLEAR
+from helpers import FLOODS_S2, ROOT, SUMMER_S2
 from rasterio.windows import Window
 from s2_builders import write_stack
 from scipy import ndimage
@@ -48,13 +48,11 @@ def write(path, data, profile):
 
 
 @pytest.fixture(scope="module")
-def dates(tmp_path_factory):
+def dates(tmp_path_factory, pasted_cloud):
     folder = tmp_path_factory.mktemp("temporal")
-    with open_sentinel2(SUMMER_S2) as s2:
-        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
-    summer = read(SUMMER_S2)[0].astype(np.float64)
-    truth, profile = read(WINTER_CLEAR)
-    truth = truth.astype(np.float64)
+    cloud, profile = pasted_cloud["cloud"], pasted_cloud["profile"]
+    summer = pasted_cloud["summer"].astype(np.float64)
+    truth = pasted_cloud["truth"].astype(np.float64)
     thin = write(folder / "target_20171201.tif",
                  np.where(cloud, (1 - THIN) * truth + THIN * summer, truth), profile)
     refs = [write(folder / "ref_20171121.tif", truth * 1.04, profile),
@@ -144,14 +142,15 @@ def test_the_dates_judge_by_default_with_blue_and_red():
 
 
 @pytest.fixture(scope="module")
-def hazy_run(dates):
-    """The summer cumulus pasted in full over the truth, filled from three dates that differ
-    from the truth by the real texture of another place (the Sen1Floods11 chip, a third of it)
-    and a date 2 days from the target, hazy all over: the truth with a fifth of real cloud (the
-    summer cumulus spread over the patch) blended in; with the single-date mask (False) and
-    with the default, which on these 13-band dates is the temporal mask (True)."""
+def hazy_run(dates, pasted_cloud):
+    """The summer cumulus pasted in full over the truth (``pasted_cloud``), filled from three
+    dates that differ from the truth by the real texture of another place (the Sen1Floods11
+    chip, a third of it) and a date 2 days from the target, hazy all over: the truth with a
+    fifth of real cloud (the summer cumulus spread over the patch) blended in; with the
+    single-date mask (False) and with the default, which on these 13-band dates is the temporal
+    mask (True)."""
     folder, cloud, truth, profile = (dates[k] for k in ("folder", "cloud", "truth", "profile"))
-    summer = read(SUMMER_S2)[0].astype(np.float64)
+    summer = pasted_cloud["summer"].astype(np.float64)
     _, (rows, cols) = ndimage.distance_transform_edt(~cloud, return_indices=True)
     with rasterio.open(FLOODS_S2) as ds:
         other = ds.read().astype(np.float64)
@@ -162,7 +161,7 @@ def hazy_run(dates):
         refs.append(write(folder / f"textured_{day}.tif", truth + texture / 3, profile))
     refs.append(write(folder / "haze_20171203.tif", 0.8 * truth + 0.2 * summer[:, rows, cols],
                       profile))
-    target = write(folder / "pasted_20171201.tif", np.where(cloud, summer, truth), profile)
+    target = pasted_cloud["target"]
     runs = {}
     for temporal in (False, True):
         out, src, mask, days = (folder / f"{name}_{temporal}.tif"
@@ -173,7 +172,7 @@ def hazy_run(dates):
         assert summary["temporal_mask"] is temporal
         runs[temporal] = {"summary": summary, "out": read(out)[0], "source": read(src)[0][0],
                           "mask": read(mask)[0][0], "days": read(days)[0][0]}
-    return {"target": read(target)[0], **runs}
+    return {"target": read(target)[0], "target_path": target, **runs}
 
 
 def test_a_reference_hazy_all_over_loses_its_weight(hazy_run, dates):
@@ -365,7 +364,7 @@ def test_nothing_changes_with_the_references_handles_closed_after_every_read(
     refs.append(folder / "haze_20171203.tif")
     monkeypatch.setattr(references, "REFERENCE_CACHE_MB", 0)
     out, src, mask = (tmp_path / f"{name}.tif" for name in ("out", "src", "mask"))
-    remove_scene(folder / "pasted_20171201.tif", None, out, references=refs, source_out=src,
+    remove_scene(hazy_run["target_path"], None, out, references=refs, source_out=src,
                  mask_out=mask, temporal_mask=True, quiet=True)
     run = hazy_run[True]
     np.testing.assert_array_equal(read(out)[0], run["out"])

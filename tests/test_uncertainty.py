@@ -18,8 +18,8 @@ from scipy import ndimage
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.fill.uncertainty import SigmaModel, local_spread
-from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.io.sentinel2 import BANDS
+from cloudfree.mask.classify import CLEAR
 from cloudfree.pipeline.remove import remove_scene
 
 
@@ -29,18 +29,16 @@ def read(path):
 
 
 @pytest.fixture(scope="module")
-def pasted(tmp_path_factory):
-    """The cumulus over the clear patch (a nodata corner of 20 x 30 px), and its truth."""
+def pasted(tmp_path_factory, pasted_cloud):
+    """The cumulus over the clear patch (``pasted_cloud``, with a nodata corner of 20 x 30 px),
+    and its truth."""
     folder = tmp_path_factory.mktemp("uncertainty")
-    with open_sentinel2(SUMMER_S2) as s2:
-        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
-    summer = read(SUMMER_S2)[0]
-    truth, profile = read(WINTER_CLEAR)
-    image = np.where(cloud, summer, truth)
+    image = pasted_cloud["image"].copy()
     image[:, :20, :30] = 0
-    target = write_stack(folder / "target_20171201.tif", image, profile, nodata=0)
-    return {"folder": folder, "target": target, "truth": truth.astype(np.float32),
-            "cloud": cloud}
+    target = write_stack(folder / "target_20171201.tif", image, pasted_cloud["profile"],
+                         nodata=0)
+    return {"folder": folder, "target": target,
+            "truth": pasted_cloud["truth"].astype(np.float32), "cloud": pasted_cloud["cloud"]}
 
 
 @pytest.fixture(scope="module")
