@@ -154,8 +154,9 @@ def test_a_real_out_of_memory_halves_the_batch(tmp_path, cloudfree_log):
 
 
 def test_training_with_amp_on_the_gpu_lowers_the_loss(tmp_path):
+    from helpers import flat_layout, read_csv
+
     from cloudfree.training.loop import TrainConfig, train_folder
-    from tests.test_training import flat_layout, read_csv
 
     data = flat_layout(tmp_path / "data", 4)
     config = TrainConfig(arch="glfcr", preset="small", epochs=3, batch_size=2, crop=64,

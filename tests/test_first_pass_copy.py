@@ -12,9 +12,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import rasterio
-from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S2
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S2, mosaic
 from rasterio.windows import Window
-from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
+from s2_builders import (
+    INPUTS,
+    WINDOWS,
+    coarsen_like_l1c,
+    l1c_safe,
+    l2a_safe,
+    read_stack,
+    summer_with_nodata,
+    write_safe,
+    write_stack,
+)
 
 import cloudfree.io.decoded_scene as decoded_scene
 from cloudfree.core.threads import thread_pool
@@ -27,8 +37,6 @@ from cloudfree.mask.kept_scene import keep_scene
 from cloudfree.mask.scene_input import FirstPassCopy, stored_reader, takes_scl
 from cloudfree.pipeline.mask import mask_scene
 from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
-from tests.test_decoded_scene import INPUTS, WINDOWS, l1c_safe, l2a_safe, summer_with_nodata
-from tests.test_faults import mosaic
 
 #: The bands the co-registration reads (the refinement's and its mask's), the shadow pass's,
 #: and one band.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from helpers import flat_layout
 
 from cloudfree.core.errors import UsageError
 from cloudfree.inference.checkpoint import load_checkpoint
 from cloudfree.training.loop import TrainConfig, learning_rate
 from cloudfree.training.recipes import recipe, with_recipe
-from tests.test_training import flat_layout
 
 
 @pytest.mark.parametrize(("arch", "loss"), [("glfcr", "l1"), ("carf", "cloudaware"),

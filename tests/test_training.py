@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -13,18 +12,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from helpers import SUMMER_S1, SUMMER_S2, WINTER, flat_layout, read_csv
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.training.datasets import find_samples
 from cloudfree.training.evaluate import COLUMNS, METHODS
 from cloudfree.training.loop import STATE, TrainConfig, train_folder
-
-WINTER = {"s1": WINTER_S1, "s2_cloudy": WINTER_S2, "s2": WINTER_CLEAR}
-
-
-def read_csv(path: Path) -> list[dict]:
-    return list(csv.DictReader(path.read_text().splitlines()))
 
 
 def sen12mscr_layout(root: Path, with_summer: bool = False) -> Path:
@@ -37,15 +30,6 @@ def sen12mscr_layout(root: Path, with_summer: bool = False) -> Path:
         folder = root / f"{roi}_{kind}" / f"{kind}_{scene}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{roi}_{kind}_{scene}_{patch}.tif").symlink_to(path)
-    return root
-
-
-def flat_layout(root: Path, copies: int) -> Path:
-    """s1/, s2_cloudy/, s2_cloudfree/ with ``copies`` names for the winter triplet."""
-    for kind, folder in (("s1", "s1"), ("s2_cloudy", "s2_cloudy"), ("s2", "s2_cloudfree")):
-        (root / folder).mkdir(parents=True)
-        for i in range(copies):
-            (root / folder / f"winter{i}.tif").symlink_to(WINTER[kind])
     return root
 
 
