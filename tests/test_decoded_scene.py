@@ -97,6 +97,7 @@ def test_padded_reads_mirror_exactly_as_np_pad(tmp_path):
         assert refl.shape == valid.shape[:0] + (13, 33, 47) and valid.all()
 
 
+@pytest.mark.slow
 def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path, monkeypatch,
                                                                       cloudfree_log):
     s2 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 5)  # 1280 px: 4 windows, two partial

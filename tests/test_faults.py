@@ -212,6 +212,7 @@ def test_sighup_mid_mask_exits_129_and_leaves_nothing(tmp_path, big_s2):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_scratch_files_of_a_run_killed_in_the_cog_step_are_removed_by_the_next(tmp_path, big_s2):
     args = ("mask", big_s2, "-o", tmp_path / "m.tif", "--score", tmp_path / "s.tif")
     proc = cloudfree_process(*args, "--quiet")
@@ -233,6 +234,7 @@ def test_scratch_files_of_a_run_killed_in_the_cog_step_are_removed_by_the_next(t
             in stderr
 
 
+@pytest.mark.slow
 def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     scenes = tmp_path / "scenes"
     for name, n in (("a_small", 1), ("b_large", 8)):
@@ -296,6 +298,7 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
 
 # --- 3. two runs for one output: exactly one wins -------------------------------------------------
 
+@pytest.mark.slow
 def test_second_of_two_concurrent_removes_keeps_the_first_output(slow_scene, cli):
     s2, s1, out = slow_scene
     slow = cloudfree_process("remove", "--s2", s2, "--s1", s1, "--s1-aligned", "-o",

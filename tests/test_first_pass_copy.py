@@ -135,6 +135,7 @@ def test_a_read_waits_for_the_windows_it_needs_and_decodes_once_the_pass_has_end
 
 
 @pytest.mark.parametrize("shadow", [False, True], ids=["default", "shadow"])
+@pytest.mark.slow
 def test_remove_decodes_each_window_once_with_the_same_shifts_and_output(tmp_path, monkeypatch,
                                                                          decodes, shadow):
     s2, s1 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 5), mosaic(SUMMER_S1, tmp_path / "s1.tif", 5)
@@ -243,6 +244,7 @@ def target_and_safe_reference(folder: Path) -> tuple[Path, Path]:
     return target, reference
 
 
+@pytest.mark.slow
 def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, monkeypatch,
                                                                        decodes):
     target, reference = target_and_safe_reference(tmp_path)

@@ -192,6 +192,7 @@ def _check_output(out: Path, source: Path, mask: Path, clear: np.ndarray, cloud:
 
 
 @pytest.mark.parametrize("form", FORMS)
+@pytest.mark.slow
 def test_mask_and_remove_with_and_without_s1_and_with_a_reference(scenes, form, tmp_path, cli):
     target, reference = scenes[form]
     offset = 0 if form == "folder" else OFFSET
@@ -381,6 +382,7 @@ def test_scene_folders_take_a_stac_item_or_band_folder_as_their_s2(scenes, tmp_p
         "a": ("item.json", "vv_vh_s1.tif"), "b": ("bands", "vv_vh_s1.tif")}
 
 
+@pytest.mark.slow
 def test_the_inputs_guide_examples_run_as_written(scenes, tmp_path, monkeypatch, cli):
     """Every command of the inputs guide's examples, run as written in a folder holding the
     files it names (built from the real samples), writes its output with the input's bands."""

@@ -83,6 +83,7 @@ def removed(path, out, **options) -> np.ndarray:
     ("water", "median-fill"), ("land", "median-fill"), ("land", "cloudfree-fillnet"),
     ("water", "cloudfree-fillnet"),
 ])
+@pytest.mark.slow
 def test_opaque_cloud_over_water_is_filled_with_water_and_over_land_with_land(
         tmp_path, floods, over, model):
     s2 = floods[0]
@@ -98,6 +99,7 @@ def test_opaque_cloud_over_water_is_filled_with_water_and_over_land_with_land(
     assert np.array_equal(result[:, away_from_clouds(path)], s2[:, away_from_clouds(path)])
 
 
+@pytest.mark.slow
 def test_the_networks_correction_is_bounded_and_shrinks_with_clear_land_around(tmp_path,
                                                                                 floods):
     path, disk, _ = cloud_over(tmp_path, floods, "water")
@@ -279,6 +281,7 @@ def test_median_base_is_still_available(tmp_path):
         remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "x.tif", fill_method="nearest")
 
 
+@pytest.mark.slow
 def test_cli_max_correction_none_frees_the_network_and_bad_values_are_refused(tmp_path, floods,
                                                                               cli):
     path, disk, _ = cloud_over(tmp_path, floods, "water")

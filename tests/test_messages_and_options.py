@@ -261,6 +261,7 @@ COVERED = "covers only 98% of the scene: the rest is filled from the other dates
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.slow
 def test_batch_warns_once_per_scene_and_quiet_leaves_nothing(tmp_path, cli, jobs):
     args = ["batch", SAMPLE / "series", "--references", "3", "-j", jobs]
     result = cli(*args, "-o", tmp_path / "a")

@@ -35,6 +35,7 @@ def exported(tmp_path_factory) -> dict[str, tuple[LoadedModel, object]]:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.slow
 def test_onnxruntime_matches_torch_on_real_patches(exported, arch):
     loaded, path = exported[arch]
     engine = open_engine(onnx=path, device="cpu")

@@ -104,6 +104,7 @@ def test_overview_sizes_round_down_as_the_cog_driver_does():
     # classes
     (WINTER_S2, "uint8", NEAREST, 255, ODD, [(350, 273), (175, 136), (87, 68)]),
 ])
+@pytest.mark.slow
 def test_streamed_overviews_equal_gdals_own(tmp_path, handed, source, kind, resampling,
                                             nodata, size, shapes):
     data = mosaic(source, size)

@@ -427,6 +427,7 @@ def test_fill_by_narrow_strips_is_the_fill_of_the_whole_block(scenes, monkeypatc
     np.testing.assert_array_equal(whole_src, strip_src)
 
 
+@pytest.mark.slow
 def test_safe_reference_in_another_utm_zone_with_its_own_offset_and_date(scenes, tmp_path):
     # the hazy winter date as an L1C .SAFE: bands at native resolution (lossless JP2) on the
     # next UTM zone's 10 m grid, processing baseline 04.00 (DN + 1000), its date in the name
@@ -651,6 +652,7 @@ def three_textured_dates(scenes, folder):
                                   ("c_20171219", first + second))]
 
 
+@pytest.mark.slow
 def test_the_dates_regressed_all_at_once_give_what_no_pair_gives(scenes, overcast, monkeypatch,
                                                                  tmp_path):
     # no date alone and no pair takes the textures out, the three together do (a + b - c), as
@@ -827,6 +829,7 @@ def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scen
 
 
 
+@pytest.mark.slow
 def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
         scenes, monkeypatch, tmp_path):
     # a target at the end of its series: ten later dates, a month apart, each changed under
@@ -960,6 +963,7 @@ def test_the_fits_count_the_pixels_beside_a_cloud_unless_they_are_brighter_in_bl
     assert ring > buffer + 0.4  # 35.57 against 34.97 dB
 
 
+@pytest.mark.slow
 def test_clear_pixels_alike_in_the_dates_show_a_change_no_line_follows(scenes, monkeypatch,
                                                                        tmp_path):
     # since the two dates, the target's most vegetated land (NDVI of the clear winter patch

@@ -68,6 +68,7 @@ def test_tiled_equals_whole_image_for_fully_convolutional(tmp_path, checkpoints)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.slow
 def test_no_seams_at_tile_borders(tmp_path, checkpoints, arch):
     out = tmp_path / f"{arch}.tif"
     remove_scene(WINTER_S2, WINTER_S1, out, checkpoint=checkpoints[arch], s1_aligned=True,
@@ -109,6 +110,7 @@ def test_cli_end_to_end_on_sen12mscr(tmp_path, checkpoints, cli):
     assert (data[:, cloud] != source[:, cloud]).any(axis=0).mean() > 0.95  # clouds filled
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_on_sen1floods11_geographic_s1(tmp_path, checkpoints, cli):
     """S1 in EPSG:4326 on a slightly different grid, S2 int16 with nodata 0."""
     with rasterio.open(FLOODS_S2) as ds:
@@ -355,6 +357,7 @@ def test_the_statistics_beside_the_coregistration_stop_once_it_fails():
             first_passes(s2, s2.bands, params, True, False, True, abandon)
 
 
+@pytest.mark.slow
 def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path):
     """The network-free fill depends on its chunk's extent, and the chunk's arrays are the
     memory that grows with it: whatever the batch, its chunks hold at most 5 tiles of 256 px

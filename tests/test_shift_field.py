@@ -29,6 +29,7 @@ def corrected(tmp_path_factory):
     return s1, aligned, out, report, json.loads(report_path.read_text())
 
 
+@pytest.mark.slow
 def test_known_deformation_recovered(corrected):
     s1, aligned, out, report, written = corrected
     assert report["applied"] and report["windows"] == 9 and report["inlier_windows"] == 9

@@ -62,6 +62,7 @@ def dates(tmp_path_factory, pasted_cloud):
             "thin": thin, "refs": refs}
 
 
+@pytest.mark.slow
 def test_the_dates_find_thin_cloud_the_single_date_misses(dates, cli):
     out = dates["folder"] / "thin_mask.tif"
     result = cli("mask", dates["thin"], "--reference", dates["refs"][0], "--reference",
@@ -108,6 +109,7 @@ def test_a_ten_band_target_is_judged_by_the_dates_by_default(dates, tmp_path):
     assert iou[False] < 0.3 and iou[None] > 0.7, iou
 
 
+@pytest.mark.slow
 def test_without_aerosol_and_cirrus_the_dates_decide_only_what_is_filled(dates, tmp_path):
     # on the ten bands the fits stay on the single-date mask's clear pixels (no refits without
     # what the test finds) and the references are not weighed against each other; with all
@@ -175,6 +177,7 @@ def hazy_run(dates, pasted_cloud):
     return {"target": read(target)[0], "target_path": target, **runs}
 
 
+@pytest.mark.slow
 def test_a_reference_hazy_all_over_loses_its_weight(hazy_run, dates):
     # by its date alone the hazy reference names most of the fill; pixel by pixel the others
     # find it brighter in blue and aerosol, and its weight falls: the fill comes nearer the truth
@@ -290,6 +293,7 @@ def test_a_thin_high_cloud_over_most_of_the_scene_is_found(tmp_path, cli):
     assert single.mean() < 0.1 and iou > 0.9, (iou, single.mean())
 
 
+@pytest.mark.slow
 def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
     # six clear dates of the truth under slightly different light; the target is the truth
     # with a fifth of the real summer cumulus's spectrum blended in all over (every fitted line
@@ -316,6 +320,7 @@ def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
     assert found[hazy] > 0.99 and found[clear] < 0.05, found
 
 
+@pytest.mark.slow
 def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
     # the bundled series' clear date of 30 July against four other dates, with a sixth of the
     # real cloud of 5 July blended over a square (thin cloud). Outside it, some fields changed
@@ -353,6 +358,7 @@ def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
     assert found[~veiled].mean() < 0.001 and iou > 0.95, (found[~veiled].mean(), iou)
 
 
+@pytest.mark.slow
 def test_nothing_changes_with_the_references_handles_closed_after_every_read(
         dates, hazy_run, monkeypatch, tmp_path):
     # each reference reads through one set of handles, closed after its share of
@@ -379,6 +385,7 @@ def test_nothing_changes_with_the_references_handles_closed_after_every_read(
     np.testing.assert_array_equal(masks[0], masks[1])
 
 
+@pytest.mark.slow
 def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
     # the background takes the gain and offset of the compared bands only, and the median of
     # its slots by one sort: equal to every band's fields and to numpy's nanmedian

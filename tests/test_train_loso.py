@@ -83,6 +83,7 @@ def test_a_holdout_reads_both_splits_without_the_scene(tiny_set):
 
 @pytest.mark.parametrize("options", [[], ["--holdout", "sky"], ["--all-splits", "--preset",
                                                                   "small", "--holdout", "sky"]])
+@pytest.mark.slow
 def test_install_ships_only_a_model_of_every_scene(tiny_set, tmp_path, options):
     """The bundled models are trained on both splits with nothing held out."""
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_default.py"),
@@ -118,6 +119,7 @@ def train_loso(data: Path, out: Path, *args: str) -> subprocess.CompletedProcess
                            "--samples", "8", *args], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_loso_runs_resume_and_stop_at_the_deadline(tiny_set, tmp_path):
     done = train_loso(tiny_set, tmp_path, "--epochs", "1")
     assert done.returncode == 0, done.stdout + done.stderr
