@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 from pathlib import Path
@@ -33,14 +32,6 @@ def sen12mscr_layout(root: Path, with_summer: bool = False) -> Path:
     return root
 
 
-@pytest.fixture
-def captured(caplog):
-    logger = logging.getLogger("cloudfree")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-
-
 def test_sen12mscr_layout_is_found(tmp_path):
     samples = find_samples(sen12mscr_layout(tmp_path))
     assert [s.name for s in samples] == ["ROIs2017_winter_112_p797"]
@@ -48,16 +39,17 @@ def test_sen12mscr_layout_is_found(tmp_path):
     assert samples[0].s2_cloudy.parent.name == "s2_cloudy_112"
 
 
-def test_missing_twin_is_reported(tmp_path, captured):
+def test_missing_twin_is_reported(tmp_path, cloudfree_log):
     samples = find_samples(sen12mscr_layout(tmp_path, with_summer=True))
     assert len(samples) == 1
-    assert "ROIs1868_summer_19_p30 (no s2_cloudfree)" in captured.text
+    assert "ROIs1868_summer_19_p30 (no s2_cloudfree)" in cloudfree_log.text
     for path in tmp_path.glob("ROIs2017*/*/*.tif"):
         path.unlink()
     with pytest.raises(CloudfreeError, match="no complete"):
         find_samples(tmp_path)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_resume_continues(tmp_path):
     data, out = flat_layout(tmp_path / "data", 2), tmp_path / "run"
     config = TrainConfig(loss="l1", epochs=4, batch_size=2, crop=None, lr=2e-3, schedule="constant",
@@ -123,6 +115,7 @@ def _distributed_worker(rank: int, port: int, data: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_training_on_cpu_with_gloo(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
