@@ -16,7 +16,7 @@ step() {  # step NAME COMMAND...: run, keep the output, say how it ended
     echo "   exit $? ($(tail -1 "$out/$name.txt"))"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt"
-step tests python -m pytest -q tests/test_cuda.py
+step tests python -m pytest -q tests/inference/test_cuda.py
 step forward python benchmarks/networks_forward.py --devices cuda --repeat 5
 step glfcr_fp16 python benchmarks/remove_pipeline.py --untrained glfcr:paper --device cuda \
     --precision fp16 --batch-size 16 --throughput-size 4096 --sizes 10980 --repeats 1

@@ -1,37 +1,24 @@
-"""Shared test fixtures: the CLI runner, and paths to the real sample data in ../shared/data."""
+"""Shared test fixtures: the CLI runner, the ``cloudfree`` log. Paths to the sample data and
+plain helpers are in ``helpers.py``."""
 
 from __future__ import annotations
 
 import logging
-import os
-import resource
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 import torch
 from click.testing import CliRunner, Result
+from helpers import SUMMER_S2, WINTER_CLEAR
 
 from cloudfree.cli.commands import main
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-SEN12 = DATA / "sen12mscr"
-FLOODS = DATA / "sen1floods11"
-
-SUMMER_S2 = SEN12 / "ROIs1868_summer_19_p30_s2_cloudy.tif"
-SUMMER_S1 = SEN12 / "ROIs1868_summer_19_p30_s1.tif"
-WINTER_S2 = SEN12 / "ROIs2017_winter_112_p797_s2_cloudy.tif"
-WINTER_CLEAR = SEN12 / "ROIs2017_winter_112_p797_s2_cloudfree.tif"
-WINTER_S1 = SEN12 / "ROIs2017_winter_112_p797_s1.tif"
-FLOODS_S2 = FLOODS / "Spain_7370579_S2Hand.tif"
-FLOODS_S1 = FLOODS / "Spain_7370579_S1Hand.tif"
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
 
 # One thread: two threads on the 2 cores of CI fight each other and run slower.
 torch.set_num_threads(1)
-
 
 
 @pytest.fixture
@@ -54,14 +41,25 @@ def cli() -> Callable[..., Result]:
     return lambda *args: runner.invoke(main, [str(a) for a in args])
 
 
-def cloudfree_process(*args, limits: dict[int, int] | None = None, **popen) -> subprocess.Popen:
-    """``python -m cloudfree ARGS`` in a child process, with resource ``limits`` (RLIMIT_* to
-    bytes) set in it."""
-    def limit() -> None:
-        for which, value in limits.items():
-            resource.setrlimit(which, (value, value))
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "cloudfree", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=limit if limits else None, **popen)
+@pytest.fixture(scope="session")
+def pasted_cloud(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The real summer cumulus (the summer pixels its single-date mask calls cloud) pasted over
+    the real clear winter SEN12MS-CR patch, built once for the session and written as
+    ``target_20171201.tif`` with the clear patch's profile. Keys: ``target`` (that file),
+    ``image`` (its DN), ``cloud`` (the pasted pixels), ``summer`` (the summer DN), ``truth`` (the
+    clear patch's DN) and ``profile``; the arrays are read-only, copy them to change them."""
+    folder = tmp_path_factory.mktemp("pasted")
+    with open_sentinel2(SUMMER_S2) as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    with rasterio.open(SUMMER_S2) as ds:
+        summer = ds.read()
+    with rasterio.open(WINTER_CLEAR) as ds:
+        truth, profile = ds.read(), ds.profile
+    image = np.where(cloud, summer, truth)
+    target = folder / "target_20171201.tif"
+    with rasterio.open(target, "w", **profile) as dst:
+        dst.write(image)
+    for array in (cloud, summer, truth, image):
+        array.setflags(write=False)
+    return {"target": target, "image": image, "cloud": cloud, "summer": summer, "truth": truth,
+            "profile": profile}

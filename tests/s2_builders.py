@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from helpers import FLOODS_S2, SUMMER_S2
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from cloudfree.io.sentinel2 import BANDS, RESOLUTION
 
@@ -160,3 +162,47 @@ def write_stac_item(path: Path, assets: dict[str, Path], bbox: tuple[float, ...]
                                          roles=["data"], extra_fields=extra))
     path.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
     return path
+
+
+#: Windows of a 252 x 252 scene kept in 100 px blocks: whole, across blocks and edges, a corner
+#: pixel, a strip of the partial last blocks.
+WINDOWS = (Window(0, 0, 252, 252), Window(37, 91, 150, 120), Window(251, 251, 1, 1),
+           Window(0, 199, 252, 53), Window(99, 0, 2, 252))
+
+
+def summer_with_nodata(tmp_path: Path, dtype: str = "uint16") -> Path:
+    """The real summer scene (252 px) with a nodata corner (0 DN, or NaN in float)."""
+    data, profile = read_stack(SUMMER_S2, 252)
+    data = data.astype(dtype)
+    data[:, :30, :45] = np.nan if dtype == "float32" else 0
+    return write_stack(tmp_path / f"s2_{dtype}.tif", data, profile,
+                       nodata=None if dtype == "float32" else 0)
+
+
+def l1c_safe(tmp_path: Path) -> Path:
+    data, profile = read_stack(SUMMER_S2, 252)
+    return write_safe(tmp_path / "S2A_MSIL1C_20220301_N0400.SAFE", coarsen_like_l1c(data),
+                      profile, offset=1000)
+
+
+def l2a_safe(tmp_path: Path) -> Path:
+    data, profile = read_stack(SUMMER_S2, 252)
+    scl = (data[1] // 300 % 12).astype(np.uint8)  # every class, from the real blue band
+    return write_l2a_safe(tmp_path / "S2A_MSIL2A_20220301_N0400.SAFE", coarsen_like_l1c(data),
+                          profile, offset=1000, scl=scl)
+
+
+def floods(tmp_path: Path) -> Path:  # int16, named bands, nodata 0, 512 px: cropped to 252
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(window=Window(0, 0, 252, 252)), ds.profile
+    profile.update(width=252, height=252, transform=ds.window_transform(Window(0, 0, 252, 252)))
+    data[:, 200:, :20] = 0
+    with rasterio.open(tmp_path / "floods.tif", "w", **profile) as dst:
+        dst.write(data)
+    return tmp_path / "floods.tif"
+
+
+INPUTS = {"uint16 GeoTIFF with nodata": summer_with_nodata,
+          "float32 with NaN": lambda p: summer_with_nodata(p, "float32"),
+          "L1C SAFE (JPEG2000, 20/60 m bands)": l1c_safe,
+          "L2A SAFE with SCL": l2a_safe, "int16 named bands": floods}

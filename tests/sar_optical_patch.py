@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import rasterio
 import torch
-from conftest import SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 
 from cloudfree.inference.scaling import SCALINGS, Scaling
 

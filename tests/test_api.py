@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SUMMER_S1, SUMMER_S2
+from helpers import SUMMER_S1, SUMMER_S2
 
 import cloudfree
 from cloudfree.core.errors import UsageError

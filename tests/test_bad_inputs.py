@@ -17,7 +17,7 @@ import onnx
 import pytest
 import rasterio
 import torch
-from conftest import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
+from helpers import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 from onnx import TensorProto, helper
 
 from cloudfree import MaskParams, coregister_file, mask_scene, remove_scene, run_batch

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import ROOT, WINTER_S1, WINTER_S2
+from helpers import ROOT, WINTER_S1, WINTER_S2
 from scipy import ndimage
 
 from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_models
@@ -119,6 +119,7 @@ def test_python_api_and_for_loop_remove(scenes, tmp_path):
     assert api.shape == loop.shape == (13, 256, 256)
 
 
+@pytest.mark.slow
 def test_readme_reference_example_fills_the_cumulus_from_the_other_dates(tmp_path):
     # the README's --reference command on the bundled series, its outputs moved to tmp_path
     text = (ROOT / "README.md").read_text()

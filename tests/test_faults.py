@@ -24,7 +24,15 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import ROOT, SUMMER_S1, SUMMER_S2, cloudfree_process
+from helpers import (
+    ROOT,
+    SUMMER_S1,
+    SUMMER_S2,
+    cloudfree_process,
+    leftovers,
+    mosaic,
+    wait_for_partial,
+)
 
 from cloudfree.core.errors import UsageError
 from cloudfree.core.stop import note_stop_signals, stop_requested, stops_held
@@ -37,23 +45,6 @@ MODEL = ROOT / "cloudfree" / "models" / "cloudfree-fillnet.pt"
 
 def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
-
-
-def mosaic(src: Path, dst: Path, n: int, dtype: str | None = None) -> Path:
-    """The real sample tiled n x n times (uncompressed, quick to write), on the sample's grid."""
-    with rasterio.open(src) as ds:
-        data, profile = ds.read(), ds.profile
-    data = np.tile(data, (1, n, n)).astype(dtype or data.dtype)
-    profile.update(width=data.shape[2], height=data.shape[1], compress=None, tiled=False,
-                   blockysize=16, dtype=data.dtype)
-    profile.pop("predictor", None)
-    with rasterio.open(dst, "w", **profile) as out:
-        out.write(data)
-    return dst
 
 
 # --- 1. a failed write fails the command -------------------------------------------------------
@@ -104,14 +95,6 @@ def test_verify_refuses_a_truncated_geotiff(tmp_path):
 
 
 # --- 2. stop signals clean up; stale partials of killed runs are removed ------------------------
-
-def wait_for_partial(folder: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not leftovers(folder):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no partial output appeared"
-        time.sleep(0.05)
-
 
 @pytest.fixture
 def slow_scene(tmp_path):
@@ -229,6 +212,7 @@ def test_sighup_mid_mask_exits_129_and_leaves_nothing(tmp_path, big_s2):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_scratch_files_of_a_run_killed_in_the_cog_step_are_removed_by_the_next(tmp_path, big_s2):
     args = ("mask", big_s2, "-o", tmp_path / "m.tif", "--score", tmp_path / "s.tif")
     proc = cloudfree_process(*args, "--quiet")
@@ -250,6 +234,7 @@ def test_scratch_files_of_a_run_killed_in_the_cog_step_are_removed_by_the_next(t
             in stderr
 
 
+@pytest.mark.slow
 def test_batch_jobs_2_interrupted_reports_what_finished(tmp_path):
     scenes = tmp_path / "scenes"
     for name, n in (("a_small", 1), ("b_large", 8)):
@@ -313,6 +298,7 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
 
 # --- 3. two runs for one output: exactly one wins -------------------------------------------------
 
+@pytest.mark.slow
 def test_second_of_two_concurrent_removes_keeps_the_first_output(slow_scene, cli):
     s2, s1, out = slow_scene
     slow = cloudfree_process("remove", "--s2", s2, "--s1", s1, "--s1-aligned", "-o",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import rasterio
 import torch
-from conftest import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process
+from helpers import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.output import atomic, publish
@@ -280,6 +280,7 @@ def test_evaluate_report_and_csv_appear_together_or_not_at_all(tmp_path, monkeyp
 
 # --- export-onnx: memory bounded, no partial --------------------------------------------------
 
+@pytest.mark.slow
 def test_export_of_the_largest_tile_traces_small(tmp_path):
     """The default model runs on any size: it is traced small and pinned to the tile, so 8192 px
     (150 GiB traced at full size) exports under a 4 GiB address space."""
@@ -365,6 +366,7 @@ def test_a_failed_train_leaves_no_empty_run_folder(tmp_path, fault, cli):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # runs/ too was made here
 
 
+@pytest.mark.slow
 def test_sigterm_mid_train_names_each_kept_file_once(tmp_path):
     run = tmp_path / "run"
     proc = cloudfree_process("train", SEN12, "--epochs", 100000, "--crop", 32, "-o", run, "-q")

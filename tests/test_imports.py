@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SUMMER_S1, SUMMER_S2
+import pytest
+from helpers import SUMMER_S1, SUMMER_S2
 
 import cloudfree
 
@@ -42,6 +43,7 @@ def test_the_walk_finds_the_modules_that_once_formed_a_circle():
     assert len(modules) > 40 and "cloudfree.__main__" not in modules
 
 
+@pytest.mark.slow
 def test_every_module_imports_first():
     done = subprocess.run([sys.executable, "-c", _IMPORT_EACH_FIRST, *all_modules()],
                           capture_output=True, text=True, timeout=300)

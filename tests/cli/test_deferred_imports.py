@@ -1,0 +1,58 @@
+"""The command's start-up leaves the modules it imports without using (``launch.DEFERRED``)
+unloaded, and they work as ever once used."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+from helpers import ROOT
+
+#: ``cloudfree remove --help`` through the command's entry point; prints, as it exits, which
+#: of the deferred modules' insides were loaded.
+_HELP = """
+import atexit, sys
+atexit.register(lambda: print("loaded:", *(m for m in ("botocore", "numpy.f2py.crackfortran")
+                                           if m in sys.modules)))
+sys.argv = ["cloudfree", "remove", "--help"]
+from cloudfree.cli.launch import main
+main()
+"""
+
+#: The deferred modules used after the start-up, as a library would: each loads then.
+_USE = """
+import sys
+from cloudfree.cli.launch import DEFERRED, defer
+for name in DEFERRED:
+    defer(name)
+import rasterio.session, numpy
+assert "numpy.f2py.crackfortran" not in sys.modules
+assert callable(numpy.f2py.run_main) and "numpy.f2py.crackfortran" in sys.modules
+if rasterio.session.boto3 is not None:  # installed: rasterio's AWS sessions take it
+    assert "botocore" not in sys.modules
+    import boto3.session
+    assert rasterio.session.boto3.Session is boto3.session.Session
+    assert "botocore" in sys.modules and sys.modules["boto3"] is boto3
+print("ok")
+"""
+
+
+def run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT),
+                                                      "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_help_loads_neither_boto3_nor_f2py():
+    out = run(_HELP)
+    assert "Usage: cloudfree remove" in out
+    assert out.strip().splitlines()[-1] == "loaded:"
+
+
+def test_the_deferred_modules_load_when_used():
+    assert run(_USE).strip() == "ok"
+    if importlib.util.find_spec("boto3") is None:  # nothing deferred, nothing broken
+        assert "botocore" not in run(_HELP)

@@ -1,0 +1,84 @@
+"""The per-band lines of one date to another (``radiometry.py``) on dates shared on few pixels.
+
+The target is the clear winter SEN12MS-CR patch; the references are the hazy winter image of
+the same place (another date: haze lowers its contrast, so its gains are well above 1) and the
+clear image itself moved by 4 px (a poorly registered date: its residual is much larger).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import WINTER_CLEAR, WINTER_S2
+
+from cloudfree.dates.radiometry import VARIANCE_FLOOR, VARIANCE_SHRINK, CellFits, cell_sums
+from cloudfree.io.sentinel2 import open_sentinel2
+
+PRIOR = np.full(13, 1e-4)
+
+
+def reflectance(path):
+    with open_sentinel2(path) as s2:
+        return s2.read()[0]
+
+
+@pytest.fixture(scope="module")
+def dates():
+    target = reflectance(WINTER_CLEAR)
+    return target, {"hazy": reflectance(WINTER_S2), "shifted": np.roll(target, (4, 4), (1, 2))}
+
+
+def field(target, reference, rows, cols):
+    """The scene-wide fit (one 256 px cell) on the pixels rows x cols only."""
+    fits = CellFits(13, 1, 1, cell=256)
+    x = reference[:, rows, cols].reshape(13, -1)
+    fits.add(0, 0, *cell_sums(x, target[:, rows, cols].reshape(13, -1)))
+    return fits.field(PRIOR)
+
+
+def test_a_date_shared_on_few_pixels_keeps_a_line_and_its_own_residual(dates):
+    target, references = dates
+    few = {}
+    for name, reference in references.items():
+        everywhere = field(target, reference, slice(None), slice(None))
+        # 100 pixels clear in both (a target almost all cloud)
+        corner = field(target, reference, slice(100, 110), slice(100, 110))
+        few[name] = corner.variance.mean()
+        if name == "hazy":  # gains 2.1 to 3.1 from B03 to B8A on every pixel
+            gain = everywhere.gain[2:10, 0, 0]
+            # the few pixels' line still lifts them (a shift alone, or nearly, gave 1.18)
+            assert gain.min() > 2 and 1.35 < corner.gain[2:10, 0, 0].mean() < gain.mean()
+        # its residual is its own: the error of the line it keeps on those 100 pixels (the
+        # lifted line still errs on the hazy date's dark and bright pixels), mostly, not the
+        # prior (1e-4)
+        x = reference[:, 100:110, 100:110].reshape(13, -1)
+        y = target[:, 100:110, 100:110].reshape(13, -1)
+        error = np.mean((corner.gain[:, :1, 0] * x + corner.offset[:, :1, 0] - y) ** 2, axis=1)
+        share = 100 / (100 + VARIANCE_SHRINK)
+        assert np.allclose(corner.variance[:, 0, 0],
+                           share * (error + VARIANCE_FLOOR) + (1 - share) * PRIOR, rtol=1e-4)
+        assert not np.allclose(corner.variance[:, 0, 0], PRIOR, rtol=0.5)
+    assert few["shifted"] != pytest.approx(few["hazy"], rel=0.2), few
+
+
+
+def test_a_date_whose_land_changed_in_part_weighs_by_its_error_there_too(dates):
+    """Land that changed on a quarter of the pixels clear in both (fields of another part of
+    the hazy date moved in) is mostly left out of the line, but not of the date's residual:
+    under a cloud the date is taken everywhere, on changed land too."""
+    target, references = dates
+    steady = references["hazy"]
+    changed = steady.copy()
+    changed[:, 40:100] = np.roll(steady, 128, axis=2)[:, 40:100]
+    fits = {name: field(target, reference, slice(None), slice(None))
+            for name, reference in {"steady": steady, "changed": changed}.items()}
+    for name, reference in {"steady": steady, "changed": changed}.items():
+        fit = fits[name]
+        error = np.mean((fit.gain[:, :1, 0] * reference.reshape(13, -1) + fit.offset[:, :1, 0]
+                         - target.reshape(13, -1)) ** 2, axis=1)
+        # every pixel's error, the outliers the trimmed line left out included
+        assert np.allclose(fit.variance[:, 0, 0], error, rtol=2e-3, atol=1e-7)
+    # the changed date's error is well above the steady one's in the near infrared, where the
+    # moved fields differ most (the trimmed fit's own residual: 2.3 to 2.5 times)
+    ratio = fits["changed"].variance[5:9, 0, 0] / fits["steady"].variance[5:9, 0, 0]
+    assert (ratio > 3.5).all(), ratio

@@ -1,0 +1,473 @@
+"""Other dates judge the clouds (``temporal_mask.py``): thin cloud the single date misses, a
+reference hazy all over, clear pixels kept, a shifted reference registered, the warnings.
+
+The scenes: the real clear winter SEN12MS-CR patch is the truth. The target has the real summer
+cumulus blended over it at a quarter of its strength (thin cloud: the single-date score sees
+little of it). The references are other dates built from the truth (another illumination, a
+level 300 DN higher), the real texture of another place added, or a fifth of real cloud
+blended in all over (a hazy date).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from contextlib import closing
+
+import numpy as np
+import pytest
+import rasterio
+from helpers import FLOODS_S2, ROOT, SUMMER_S2
+from rasterio.windows import Window
+from s2_builders import write_stack
+from scipy import ndimage
+
+from cloudfree.dates import references, temporal_mask
+from cloudfree.dates.fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_references
+from cloudfree.dates.references import open_reference, register
+from cloudfree.dates.temporal_mask import SIGMAS, judges_by_default, nan_median
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.mask.haze import hot
+from cloudfree.pipeline.mask import mask_scene
+from cloudfree.pipeline.remove import remove_scene
+
+#: Share of the summer cloud blended over the truth.
+THIN = 0.25
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile
+
+
+def write(path, data, profile):
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.clip(data, 1, 65535).astype(np.uint16))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dates(tmp_path_factory, pasted_cloud):
+    folder = tmp_path_factory.mktemp("temporal")
+    cloud, profile = pasted_cloud["cloud"], pasted_cloud["profile"]
+    summer = pasted_cloud["summer"].astype(np.float64)
+    truth = pasted_cloud["truth"].astype(np.float64)
+    thin = write(folder / "target_20171201.tif",
+                 np.where(cloud, (1 - THIN) * truth + THIN * summer, truth), profile)
+    refs = [write(folder / "ref_20171121.tif", truth * 1.04, profile),
+            write(folder / "ref_20171211.tif", truth + 300, profile),
+            write(folder / "ref_20171221.tif", truth * 0.97 + 100, profile)]
+    return {"folder": folder, "cloud": cloud, "truth": truth, "profile": profile,
+            "thin": thin, "refs": refs}
+
+
+@pytest.mark.slow
+def test_the_dates_find_thin_cloud_the_single_date_misses(dates, cli):
+    out = dates["folder"] / "thin_mask.tif"
+    result = cli("mask", dates["thin"], "--reference", dates["refs"][0], "--reference",
+                 dates["refs"][1], "--reference", dates["refs"][2], "-o", out, "--json",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [r["used"] for r in summary["references"]] == [True] * 3
+    found = read(out)[0][0] == CLOUD
+    single = classify(read(dates["thin"])[0].astype(np.float32) / 10000, None,
+                      MaskParams())[0] == CLOUD
+    cloud = dates["cloud"]
+    iou = (found & cloud).sum() / (found | cloud).sum()
+    single_iou = (single & cloud).sum() / (single | cloud).sum()
+    assert single_iou < 0.3 and iou > 0.9, (iou, single_iou)
+
+
+#: The ten bands of an L2A product without B01, B09 and B10 (no aerosol, no cirrus).
+TEN = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+
+
+def test_a_ten_band_target_is_judged_by_the_dates_by_default(dates, tmp_path):
+    # the thin cloud of ``dates`` with only the ten bands of an L2A product (no aerosol, no
+    # cirrus): the references judge it by default (brightening in blue alone, gated by HOT),
+    # the single-date mask with temporal_mask=False. Without aerosol and cirrus the lines are
+    # not refitted without what the test finds, so the thin cloud bends them and less of it
+    # stands out than on all the bands
+    keep = [BANDS.index(b) for b in TEN]
+
+    def ten(path):
+        data, profile = read(path)
+        return write_stack(tmp_path / path.name, data[keep], profile, descriptions=TEN)
+
+    target, refs = ten(dates["thin"]), [ten(r) for r in dates["refs"]]
+    masks = {}
+    for temporal in (False, None):
+        out, mask = tmp_path / f"out_{temporal}.tif", tmp_path / f"mask_{temporal}.tif"
+        summary = remove_scene(target, None, out, references=refs, mask_out=mask,
+                               temporal_mask=temporal, quiet=True)
+        assert summary["temporal_mask"] is (temporal is None)
+        masks[temporal] = read(mask)[0][0] == CLOUD
+    cloud = dates["cloud"]
+    iou = {k: (m & cloud).sum() / (m | cloud).sum() for k, m in masks.items()}
+    assert iou[False] < 0.3 and iou[None] > 0.7, iou
+
+
+@pytest.mark.slow
+def test_without_aerosol_and_cirrus_the_dates_decide_only_what_is_filled(dates, tmp_path):
+    # on the ten bands the fits stay on the single-date mask's clear pixels (no refits without
+    # what the test finds) and the references are not weighed against each other; with all
+    # bands the refits leave the thin cloud the test finds out of the fits
+    keep = [BANDS.index(b) for b in TEN]
+    common = {}
+    for name in ("ten", "all"):
+        paths = [dates["thin"], *dates["refs"]]
+        if name == "ten":
+            paths = [write_stack(tmp_path / p.name, read(p)[0][keep], read(p)[1],
+                                 descriptions=TEN) for p in paths]
+        with open_sentinel2(paths[0]) as s2:
+            for temporal in (False, True):
+                fill = open_references(paths[1:], s2, MaskParams(buffer=5), None,
+                                       offset="auto", quiet=True, temporal=temporal)
+                with closing(fill):
+                    if temporal:
+                        assert fill.temporal.weighs is (name == "all")
+                        assert fill.temporal.calibrated
+                    common[name, temporal] = [fill.fitted[r.index].common for r in fill.used]
+    assert common["ten", True] == common["ten", False], common
+    assert all(t < f for t, f in zip(common["all", True], common["all", False], strict=True)), \
+        common
+
+
+def test_the_dates_judge_by_default_with_blue_and_red():
+    assert judges_by_default(BANDS)
+    assert judges_by_default(TEN)
+    assert judges_by_default([b for b in BANDS if b != "B10"])  # L2A .SAFE: no cirrus
+    assert not judges_by_default([b for b in TEN if b != "B04"])
+    assert not judges_by_default([b for b in TEN if b != "B02"])
+
+
+@pytest.fixture(scope="module")
+def hazy_run(dates, pasted_cloud):
+    """The summer cumulus pasted in full over the truth (``pasted_cloud``), filled from three
+    dates that differ from the truth by the real texture of another place (the Sen1Floods11
+    chip, a third of it) and a date 2 days from the target, hazy all over: the truth with a
+    fifth of real cloud (the summer cumulus spread over the patch) blended in; with the
+    single-date mask (False) and with the default, which on these 13-band dates is the temporal
+    mask (True)."""
+    folder, cloud, truth, profile = (dates[k] for k in ("folder", "cloud", "truth", "profile"))
+    summer = pasted_cloud["summer"].astype(np.float64)
+    _, (rows, cols) = ndimage.distance_transform_edt(~cloud, return_indices=True)
+    with rasterio.open(FLOODS_S2) as ds:
+        other = ds.read().astype(np.float64)
+    refs = []
+    for day, (r, c) in (("20171121", (0, 0)), ("20171211", (128, 0)), ("20171221", (0, 128))):
+        texture = other[:, r : r + 256, c : c + 256]
+        texture -= texture.mean(axis=(1, 2), keepdims=True)
+        refs.append(write(folder / f"textured_{day}.tif", truth + texture / 3, profile))
+    refs.append(write(folder / "haze_20171203.tif", 0.8 * truth + 0.2 * summer[:, rows, cols],
+                      profile))
+    target = pasted_cloud["target"]
+    runs = {}
+    for temporal in (False, True):
+        out, src, mask, days = (folder / f"{name}_{temporal}.tif"
+                                for name in ("out", "src", "mask", "days"))
+        summary = remove_scene(target, None, out, references=refs, source_out=src,
+                               mask_out=mask, temporal_mask=None if temporal else False,
+                               days_out=days, quiet=True)
+        assert summary["temporal_mask"] is temporal
+        runs[temporal] = {"summary": summary, "out": read(out)[0], "source": read(src)[0][0],
+                          "mask": read(mask)[0][0], "days": read(days)[0][0]}
+    return {"target": read(target)[0], "target_path": target, **runs}
+
+
+@pytest.mark.slow
+def test_a_reference_hazy_all_over_loses_its_weight(hazy_run, dates):
+    # by its date alone the hazy reference names most of the fill; pixel by pixel the others
+    # find it brighter in blue and aerosol, and its weight falls: the fill comes nearer the truth
+    # (the source map names a group of dates by its nearest, here the hazy one: the groups that
+    # hold it still name it where they weigh most, 0.46 of the fill against 0.80)
+    def share(run):
+        source = run["source"]
+        return (source == 4).sum() / np.isin(source, (1, 2, 3, 4)).sum()
+
+    def rmse(run):
+        cloud = dates["cloud"]
+        return np.sqrt(((run["out"][:, cloud] - dates["truth"][:, cloud]) ** 2).mean())
+
+    assert share(hazy_run[False]) > 0.6, share(hazy_run[False])
+    assert share(hazy_run[True]) < 0.5, share(hazy_run[True])
+    assert rmse(hazy_run[True]) < 0.85 * rmse(hazy_run[False])
+
+
+def test_pixels_the_dates_find_clear_stay_as_observed(hazy_run, dates):
+    run, target = hazy_run[True], hazy_run["target"]
+    clear = run["mask"] == CLEAR
+    assert (run["out"][:, clear] == target[:, clear]).all()
+    assert (run["source"][clear] == OBSERVED).all()
+    # no buffer: clear pixels next to the cloud are kept, where the single-date mask's 5 px
+    # buffer replaced them
+    near = ndimage.binary_dilation(dates["cloud"], iterations=3) & ~dates["cloud"]
+    assert (clear & near).sum() > 0.8 * near.sum()
+    assert (hazy_run[False]["source"][near] != OBSERVED).mean() > 0.9
+
+
+def test_the_days_output_gives_each_pixels_source_date(hazy_run):
+    run = hazy_run[True]
+    source, days = run["source"], run["days"]
+    for code, expected in ((OBSERVED, 0), (1, -10), (2, 10), (3, 20), (4, 2),
+                           (SINGLE_DATE, DAYS_NODATA)):
+        assert (days[source == code] == expected).all(), code
+    assert {1, 2, 3} <= set(np.unique(source))
+
+
+def test_a_shifted_reference_is_registered(dates, hazy_run, tmp_path):
+    truth, profile = dates["truth"], dates["profile"]
+    moved = write(tmp_path / "moved_20171211.tif",
+                  ndimage.shift(truth, (0, 2, -1.5), order=1, mode="nearest"), profile)
+    with open_sentinel2(dates["thin"]) as target:
+        for path, applied in ((moved, True), (dates["refs"][0], False)):
+            ref = open_reference(1, open_sentinel2(path), target, MaskParams(buffer=5))
+            with closing(ref):
+                register(ref, target, ref.params)
+                assert ref.shift_applied == applied
+                if applied:  # the content moved right by -1.5 px and down by 2 px
+                    assert np.allclose((ref.shift.dx, ref.shift.dy), (-1.5, 2), atol=0.25)
+                    read_back = ref.read(rasterio.windows.Window(0, 0, 256, 256))[0]
+                    inner = (slice(None), slice(8, -8), slice(8, -8))
+                    error = np.abs(read_back[inner] * 10000 - truth[inner]).mean()
+                    assert error < 0.2 * np.abs(read_back[inner] * 10000
+                                                - ref.s2.read()[0][inner] * 10000).mean()
+                else:
+                    assert np.hypot(ref.shift.dx, ref.shift.dy) < 0.25
+    # remove reports each reference's shift
+    assert all(not r["shift_applied"] and len(r["shift_px"]) == 2
+               for r in hazy_run[True]["summary"]["references"])
+
+
+def test_the_warnings_and_refusals(dates, cli, tmp_path):
+    undated = write(tmp_path / "other.tif", read(dates["refs"][1])[0], dates["profile"])
+    ref = dates["refs"][0]
+    result = cli("remove", "--s2", dates["thin"], "--reference", ref, "--reference", ref,
+                 "--reference", undated, "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0, result.output
+    assert f"reference {ref.name} is the same as {ref.name}: used once" in result.stderr
+    assert "reference other.tif has no date (in its name or tags)" in result.stderr
+    result = cli("remove", "--s2", dates["thin"], "--temporal-mask", "-o",
+                 tmp_path / "out2.tif", "--model", "median-fill")
+    assert result.exit_code == 2 and "--temporal-mask needs --reference" in result.output
+    result = cli("batch", tmp_path, "-o", tmp_path / "batch", "--temporal-mask")
+    assert result.exit_code == 2 and "--temporal-mask needs --references K" in result.output
+
+
+def test_a_reference_without_a_date_takes_its_folders(dates, tmp_path):
+    # scenes kept in folders named by date (as batch --references finds them)
+    (tmp_path / "2017-12-11").mkdir()
+    ref = write(tmp_path / "2017-12-11" / "s2.tif", read(dates["refs"][1])[0], dates["profile"])
+    summary = remove_scene(dates["thin"], None, tmp_path / "out.tif", references=[ref],
+                           quiet=True)
+    assert summary["references"][0]["date"] == "2017-12-11"
+
+
+#: The spectrum of a real high thin cloud (13 bands, reflectance): the median of the cloud of 6
+#: January 2018 in the pool's SEN12MS-CR-TS series, whose B10 (cirrus band) is bright.
+HIGH_CLOUD = (0.234, 0.204, 0.174, 0.164, 0.181, 0.223, 0.238, 0.233, 0.246, 0.146, 0.074,
+              0.141, 0.112)
+
+
+def test_a_thin_high_cloud_over_most_of_the_scene_is_found(tmp_path, cli):
+    # the bundled series' clear date of 25 June under a fifth of a high cloud on its left 70 %:
+    # the local fits of its cells take up such a veil, the scene-wide line in B10 does not
+    series = ROOT / "examples" / "data" / "series"
+    truth, profile = read(series / "s2_2018-06-25.tif")
+    veiled = np.zeros(truth.shape[1:], bool)
+    veiled[:, : int(0.7 * truth.shape[2])] = True
+    cloud = np.asarray(HIGH_CLOUD)[:, None, None] * 10000
+    target = write(tmp_path / "s2_2018-06-25.tif",
+                   np.where(veiled, 0.8 * truth + 0.2 * cloud, truth), profile)
+    refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "07-20", "07-30")]
+    out = tmp_path / "mask.tif"
+    result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    found = read(out)[0][0] == CLOUD
+    single = classify(read(target)[0].astype(np.float32) / 10000, None,
+                      MaskParams())[0] == CLOUD
+    iou = (found & veiled).sum() / (found | veiled).sum()
+    assert single.mean() < 0.1 and iou > 0.9, (iou, single.mean())
+
+
+@pytest.mark.slow
+def test_a_haze_over_the_whole_date_is_found(dates, cli, tmp_path):
+    # six clear dates of the truth under slightly different light; the target is the truth
+    # with a fifth of the real summer cumulus's spectrum blended in all over (every fitted line
+    # takes such a haze up), or the truth as it is
+    truth, profile = dates["truth"], dates["profile"]
+    with open_sentinel2(SUMMER_S2) as s2:
+        summer = s2.read()[0]
+    spectrum = np.median(summer[:, classify(summer, None, MaskParams())[0] == CLOUD], axis=1)
+    refs = [write(tmp_path / f"ref_{day}.tif", gain * truth + offset, profile)
+            for day, gain, offset in (("20171111", 1.0, 15), ("20171121", 1.02, -50),
+                                      ("20171211", 0.98, 40), ("20171221", 1.01, 20),
+                                      ("20171231", 0.99, -30), ("20180110", 1.03, 10))]
+    hazy = write(tmp_path / "hazy_20171201.tif",
+                 0.8 * truth + 0.2 * spectrum[:, None, None] * 10000, profile)
+    clear = write(tmp_path / "clear_20171201.tif", truth, profile)
+    found = {}
+    for target in (hazy, clear):
+        out = tmp_path / f"mask_{target.stem}.tif"
+        result = cli("mask", target, *(a for r in refs for a in ("--reference", r)), "-o", out)
+        assert result.exit_code == 0, result.output
+        found[target] = (read(out)[0][0] == CLOUD).mean()
+        warned = "is taken as hazy and filled from them" in result.stderr
+        assert warned == (target == hazy), result.stderr
+    assert found[hazy] > 0.99 and found[clear] < 0.05, found
+
+
+@pytest.mark.slow
+def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
+    # the bundled series' clear date of 30 July against four other dates, with a sixth of the
+    # real cloud of 5 July blended over a square (thin cloud). Outside it, some fields changed
+    # between the dates (harvested): brighter in aerosol and blue than the dates predict, by
+    # more than the threshold, but brighter still in red, so HOT falls there; a veil raises it
+    series = ROOT / "examples" / "data" / "series"
+    truth, profile = read(series / "s2_2018-07-30.tif")
+    donor = read(series / "s2_2018-07-05.tif")[0].astype(np.float64)
+    with open_sentinel2(series / "s2_2018-07-05.tif") as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    spectrum = np.median(donor[:, cloud], axis=1)[:, None, None]
+    veiled = np.zeros(truth.shape[1:], bool)
+    veiled[16:56, 72:112] = True
+    target = write(tmp_path / "s2_2018-07-30.tif",
+                   np.where(veiled, 0.85 * truth + 0.15 * spectrum, truth), profile)
+    refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "06-25", "07-05", "07-20")]
+    with open_sentinel2(target) as s2:
+        fill = open_references(refs, s2, MaskParams(buffer=5), None, offset="auto",
+                               quiet=True, temporal=True)
+        with closing(fill):
+            test = fill.temporal
+            refl = fill.target_classes(0, 0, s2.height, s2.width)[0]
+            background = test.background(0, 0, s2.height, s2.width)
+            z = test.z(refl[test.index] - test.level.astype(np.float32)[:, None, None],
+                       background)
+            bright = np.minimum(*(z[test.detect.index(b)] for b in ("B01", "B02")))
+            rise = hot(refl, fill.bands) - hot(background.values, test.detect)
+    brighter = (bright > SIGMAS) & ~veiled  # what aerosol and blue alone would take as cloud
+    assert brighter.mean() > 0.002 and (rise[brighter] <= 0).all(), brighter.mean()
+    assert (rise[veiled] > 0).mean() > 0.98
+    out = tmp_path / "mask.tif"
+    mask_scene(target, out, references=refs, quiet=True)
+    found = read(out)[0][0] == CLOUD
+    iou = (found & veiled).sum() / (found | veiled).sum()
+    assert found[~veiled].mean() < 0.001 and iou > 0.95, (found[~veiled].mean(), iou)
+
+
+@pytest.mark.slow
+def test_nothing_changes_with_the_references_handles_closed_after_every_read(
+        dates, hazy_run, monkeypatch, tmp_path):
+    # each reference reads through one set of handles, closed after its share of
+    # REFERENCE_CACHE_MB (memory flat in the number of references): with no share at all,
+    # closed after every read, remove --temporal-mask gives the same output, source map and mask
+    # bit for bit; so does mask --reference judged on one thread or on several
+    folder = dates["folder"]
+    refs = [folder / f"textured_{day}.tif" for day in ("20171121", "20171211", "20171221")]
+    refs.append(folder / "haze_20171203.tif")
+    monkeypatch.setattr(references, "REFERENCE_CACHE_MB", 0)
+    out, src, mask = (tmp_path / f"{name}.tif" for name in ("out", "src", "mask"))
+    remove_scene(hazy_run["target_path"], None, out, references=refs, source_out=src,
+                 mask_out=mask, temporal_mask=True, quiet=True)
+    run = hazy_run[True]
+    np.testing.assert_array_equal(read(out)[0], run["out"])
+    np.testing.assert_array_equal(read(src)[0][0], run["source"])
+    np.testing.assert_array_equal(read(mask)[0][0], run["mask"])
+    masks = []
+    for threads in (1, 3):
+        mask_scene(dates["thin"], tmp_path / f"mask{threads}.tif", references=dates["refs"],
+                   block=64, threads=threads, quiet=True)
+        masks.append(read(tmp_path / f"mask{threads}.tif")[0][0])
+    assert (masks[0] == CLOUD).mean() > 0.1
+    np.testing.assert_array_equal(masks[0], masks[1])
+
+
+@pytest.mark.slow
+def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
+    # the background takes the gain and offset of the compared bands only, and the median of
+    # its slots by one sort: equal to every band's fields and to numpy's nanmedian
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            temporal = fill.temporal
+            field = temporal.fields[1]
+            gain, offset, _ = field.at(-5, 17, 100, 230)
+            line = field.line_at(-5, 17, 100, 230, temporal.index)
+            np.testing.assert_array_equal(line[0], gain[temporal.index])
+            np.testing.assert_array_equal(line[1], offset[temporal.index])
+            refl = np.stack([fill.references[i].read(Window(0, 0, 256, 256))[0][temporal.index]
+                             for i in (0, 1, 2, 0, 1)])
+    refl[:, :, :, :128] = np.round(refl[:, :, :, :128], 2)  # ties
+    rng = np.random.default_rng(0)
+    for kept in range(1, 6):  # as many slots as references, up to SLOTS
+        present = np.arange(kept)[:, None, None] < rng.integers(0, kept + 1, (256, 256))
+        slots = np.where(present[:, None], refl[:kept], np.nan).astype(np.float32)
+        slots[rng.random(slots.shape) < 0.05] = np.nan  # a band missing alone
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+            expected = np.nanmedian(slots, axis=0)
+        got = nan_median(slots)
+        assert got.dtype == np.float32 and np.isnan(got).any()
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
+    # with fewer references than SLOTS the slots no reference can fill are not sorted: the
+    # median is the same without them
+    sorted_slots = []
+
+    def recorded(slots):
+        sorted_slots.append(len(slots))
+        return nan_median(slots)
+
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"][:2], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            monkeypatch.setattr(temporal_mask, "nan_median", recorded)
+            background = fill.temporal.background(10, 20, 100, 120, halo=3)
+    assert sorted_slots == [2]
+    assert background.values.shape == (len(fill.temporal.detect), 106, 126)
+    assert background.count.max() == 2 and (background.count < 2).any()
+    # each clear reference's prediction in a slot of its own: the median of those clear
+    predictions = []
+    for ref in fill.temporal.references:
+        refl, _, clear = ref.clear(10, 20, 100, 120, with_shadow=False, halo=3)
+        predicted = fill.temporal.predict(ref, refl, 7, 17)
+        predictions.append(np.where(clear, predicted, np.nan))
+    np.testing.assert_array_equal(background.count, np.isfinite(predictions).all(axis=1).sum(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels no reference sees clear
+        np.testing.assert_array_equal(background.values, np.nanmedian(predictions, axis=0))
+
+
+def test_padded_reads_at_the_scene_edge_mirror_into_their_arrays(dates, monkeypatch):
+    # a window at the scene's edge read with its context: the reflectance mirrored into the
+    # array it is converted into, not padded into a second copy, for the references and the
+    # target alike; as numpy's symmetric pad would
+    padded_images = []
+    pad = np.pad
+
+    def counted(array, *args, **kwargs):
+        if array.ndim == 3:
+            padded_images.append(array.shape)
+        return pad(array, *args, **kwargs)
+
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"][:1], target, MaskParams(buffer=5), None,
+                               offset="auto", quiet=True, temporal=True)
+        with closing(fill):
+            ref = fill.references[0]
+            monkeypatch.setattr(np, "pad", counted)
+            refl, valid, clear = ref.clear(0, 0, 40, 50, with_shadow=False, halo=4)
+            target_refl, _, _, _ = fill.target_classes(0, 0, 40, 50)
+            monkeypatch.setattr(np, "pad", pad)
+            whole, whole_valid = ref.read(Window(0, 0, 60, 70))
+            mirrored = np.pad(whole[:, :50, :60], [(0, 0), (4, 0), (4, 0)], mode="symmetric")
+    assert padded_images == []
+    np.testing.assert_array_equal(refl[:, :48, :58], mirrored[:, :48, :58])
+    assert valid.all() and clear.shape == (48, 58) and target_refl.shape[1:] == (40, 50)

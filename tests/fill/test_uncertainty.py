@@ -1,0 +1,188 @@
+"""`remove --uncertainty-out`: the expected error of every filled pixel, on real scenes.
+
+The case with a truth: the real summer cumulus (the summer pixels its mask calls cloud) pasted
+over the real clear winter SEN12MS-CR patch; the clear patch is the truth, the hazy winter
+image of the same place another date.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from s2_builders import write_stack
+from scipy import ndimage
+
+from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.fill.uncertainty import SigmaModel, local_spread
+from cloudfree.io.sentinel2 import BANDS
+from cloudfree.mask.classify import CLEAR
+from cloudfree.pipeline.remove import remove_scene
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile
+
+
+@pytest.fixture(scope="module")
+def pasted(tmp_path_factory, pasted_cloud):
+    """The cumulus over the clear patch (``pasted_cloud``, with a nodata corner of 20 x 30 px),
+    and its truth."""
+    folder = tmp_path_factory.mktemp("uncertainty")
+    image = pasted_cloud["image"].copy()
+    image[:, :20, :30] = 0
+    target = write_stack(folder / "target_20171201.tif", image, pasted_cloud["profile"],
+                         nodata=0)
+    return {"folder": folder, "target": target,
+            "truth": pasted_cloud["truth"].astype(np.float32), "cloud": pasted_cloud["cloud"]}
+
+
+@pytest.fixture(scope="module")
+def one_date(pasted):
+    """``remove`` with S1 and every default, with the uncertainty, mask and preview."""
+    folder = pasted["folder"]
+    out, sigma, mask = folder / "out.tif", folder / "sigma.tif", folder / "mask.tif"
+    summary = remove_scene(pasted["target"], WINTER_S1, out, s1_aligned=True, quiet=True,
+                           uncertainty_out=sigma, mask_out=mask, preview=folder / "p.png")
+    return {"out": out, "sigma": sigma, "mask": mask, "summary": summary}
+
+
+def test_uncertainty_is_a_float32_cog_on_the_output_grid(one_date):
+    with rasterio.open(one_date["sigma"]) as ds, rasterio.open(one_date["out"]) as out:
+        assert (ds.count, ds.shape, ds.crs, ds.transform) == (13, out.shape, out.crs,
+                                                              out.transform)
+        assert ds.dtypes == ("float32",) * 13 and np.isnan(ds.nodata)
+        assert ds.descriptions == tuple(f"sigma_{b}" for b in out.descriptions)
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert ds.tags()["UNITS"] == "DN"
+    assert one_date["summary"]["uncertainty_out"] == str(one_date["sigma"])
+
+
+def test_zero_where_kept_nan_at_nodata_positive_where_filled(pasted, one_date):
+    sigma, out, image = (read(p)[0] for p in (one_date["sigma"], one_date["out"],
+                                              pasted["target"]))
+    nodata = (image == 0).all(0)
+    assert nodata.sum() == 20 * 30
+    assert np.isnan(sigma[:, nodata]).all() and not np.isnan(sigma[:, ~nodata]).any()
+    kept = (sigma == 0).all(0) & ~nodata
+    assert (out[:, kept] == image[:, kept]).all()  # 0: the pixel as observed
+    filled = ~kept & ~nodata
+    assert (sigma[:, filled] > 0).all() and np.isfinite(sigma[:, filled]).all()
+    changed = (out != image).any(0) & ~nodata
+    assert (changed <= filled).all() and changed.sum() > 0.9 * pasted["cloud"].sum()
+
+
+def test_sigma_grows_with_the_distance_to_clear_land(one_date):
+    sigma, classes = read(one_date["sigma"])[0], read(one_date["mask"])[0][0]
+    filled = (sigma > 0).all(0)
+    distance = ndimage.distance_transform_edt(classes != CLEAR)
+    near, far = filled & (distance <= 4), filled & (distance >= 20)
+    assert near.sum() > 500 and far.sum() > 500
+    for band in (1, 3, 7):  # B02, B04, B08
+        assert np.median(sigma[band, far]) > 1.3 * np.median(sigma[band, near])
+
+
+def errors_within(sigma: np.ndarray, out: np.ndarray, truth: np.ndarray,
+                  where: np.ndarray) -> tuple[float, float]:
+    error = np.abs(out[:, where].astype(np.float32) - truth[:, where])
+    return float((error <= sigma[:, where]).mean()), float((error <= 2 * sigma[:, where]).mean())
+
+
+def test_errors_of_the_filled_cloud_mostly_within_sigma(pasted, one_date):
+    sigma, out = read(one_date["sigma"])[0], read(one_date["out"])[0]
+    cloud = pasted["cloud"] & (sigma > 0).all(0)
+    one, two = errors_within(sigma, out, pasted["truth"], cloud)
+    assert 0.45 < one < 0.9 and 0.8 < two <= 1, (one, two)
+
+
+def test_fill_from_another_date_is_more_certain_and_within_sigma(pasted, one_date, tmp_path):
+    out, sigma = tmp_path / "out.tif", tmp_path / "sigma.tif"
+    summary = remove_scene(pasted["target"], None, out, references=[WINTER_S2],
+                           uncertainty_out=sigma, source_out=tmp_path / "src.tif", quiet=True)
+    assert summary["pixels_by_source"]["references"] > 0.9 * pasted["cloud"].sum()
+    dated = read(sigma)[0]
+    source = read(tmp_path / "src.tif")[0][0]
+    from_ref = pasted["cloud"] & (source == 1)
+    assert np.isfinite(dated[:, from_ref]).all() and (dated[:, from_ref] > 0).all()
+    single = read(one_date["sigma"])[0]
+    assert np.median(dated[:, from_ref]) < np.median(single[:, from_ref])
+    one, two = errors_within(dated, read(out)[0], pasted["truth"], from_ref)
+    assert 0.45 < one <= 1 and 0.8 < two <= 1, (one, two)
+
+
+def test_preview_gains_a_confidence_panel(one_date):
+    with rasterio.open(one_date["out"].parent / "p.png") as png:
+        image = png.read()
+    width = (image.shape[2] - 3 * 8) // 4
+    assert image.shape[2] == 4 * width + 3 * 8
+    panel = image[:, :, 3 * (width + 8):]
+    # filled pixels are coloured (no blue), the kept ones are the dimmed input
+    coloured = (panel[2] == 0) & (panel[:2].max(0) > 100)
+    assert 0.2 < coloured.mean() < 0.8
+
+
+def test_refusals_leave_nothing_and_overwrite_replaces(pasted, tmp_path, cli):
+    out, sigma = tmp_path / "out.tif", tmp_path / "sigma.tif"
+    sigma.write_bytes(b"x")
+    with pytest.raises(UsageError, match="exists"):
+        remove_scene(pasted["target"], None, out, uncertainty_out=sigma, quiet=True)
+    assert not out.exists() and sigma.read_bytes() == b"x"
+    with pytest.raises(UsageError, match="uncertainty output"):
+        remove_scene(pasted["target"], None, out, uncertainty_out=out, quiet=True)
+    result = cli("remove", "--s2", pasted["target"], "-o", out, "--uncertainty-out", sigma,
+                 "--overwrite", "-q")
+    assert result.exit_code == 0, result.output
+    assert read(sigma)[1]["dtype"] == "float32"
+
+
+def test_a_failed_run_leaves_no_uncertainty(pasted, tmp_path):
+    empty = write_stack(tmp_path / "empty.tif", np.zeros((13, 64, 64), np.uint16),
+                        read(WINTER_CLEAR)[1], nodata=0)
+    out, sigma = tmp_path / "out.tif", tmp_path / "sigma.tif"
+    with pytest.raises(CloudfreeError, match="every pixel is nodata"):
+        remove_scene(empty, None, out, uncertainty_out=sigma, quiet=True)
+    assert list(tmp_path.iterdir()) == [empty]
+
+
+def test_batch_writes_it_beside_the_image_and_in_the_stac_item(tmp_path, cli):
+    scene = tmp_path / "scenes" / "summer"
+    scene.mkdir(parents=True)
+    (scene / SUMMER_S2.name).symlink_to(SUMMER_S2)
+    (scene / SUMMER_S1.name).symlink_to(SUMMER_S1)
+    out, stac = tmp_path / "out", tmp_path / "stac"
+    result = cli("batch", tmp_path / "scenes", "-o", out, "--uncertainty", "--stac", stac, "-q")
+    assert result.exit_code == 0, result.output
+    sigma = read(out / "summer_uncertainty.tif")[0]
+    assert sigma.shape == (13, 256, 256) and (sigma > 0).any()
+    item = json.loads(next(stac.rglob("summer.json")).read_text())
+    asset = item["assets"]["uncertainty"]
+    assert "uncertainty" in asset["roles"]
+    assert asset["href"].endswith("summer_uncertainty.tif")
+    assert asset["raster:bands"][0]["unit"] == "DN"
+    bad = cli("batch", tmp_path / "scenes", "-o", tmp_path / "m", "--command", "mask",
+              "--uncertainty")
+    assert bad.exit_code == 2 and "only for" in bad.output
+
+
+def test_the_shipped_calibration_covers_every_band():
+    model = SigmaModel.load()
+    for fit in (model.single_date, model.reference):
+        assert set(fit.intercept) == set(BANDS)
+        assert len(fit.coefficients) == len(fit.features)
+
+
+def test_local_spread_is_the_spread_of_the_clear_land_around():
+    rng = np.random.default_rng(0)
+    image = np.zeros((1, 128, 128), np.float32)
+    image[:, :, 64:] = rng.normal(0.2, 0.05, (1, 128, 64))  # rough right half, flat left
+    clear = np.ones((128, 128), bool)
+    clear[40:88, 40:88] = False
+    spread = local_spread(image, clear)[0]
+    assert spread[64, 8] < 0.005 and 0.04 < spread[64, 120] < 0.06
+    assert not np.isnan(spread).any()
+    # nothing clear at all: the fallback, not NaN
+    assert np.isfinite(local_spread(image, np.zeros_like(clear))).all()

@@ -1,0 +1,84 @@
+"""Plain helpers the tests import: paths to the real sample data in ../shared/data,
+``cloudfree`` run in a child process, partial outputs, mosaics of the samples and training
+layouts. Fixtures live in ``conftest.py``; Sentinel-2 input builders in ``s2_builders.py``."""
+
+from __future__ import annotations
+
+import csv
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SEN12 = DATA / "sen12mscr"
+FLOODS = DATA / "sen1floods11"
+
+SUMMER_S2 = SEN12 / "ROIs1868_summer_19_p30_s2_cloudy.tif"
+SUMMER_S1 = SEN12 / "ROIs1868_summer_19_p30_s1.tif"
+WINTER_S2 = SEN12 / "ROIs2017_winter_112_p797_s2_cloudy.tif"
+WINTER_CLEAR = SEN12 / "ROIs2017_winter_112_p797_s2_cloudfree.tif"
+WINTER_S1 = SEN12 / "ROIs2017_winter_112_p797_s1.tif"
+FLOODS_S2 = FLOODS / "Spain_7370579_S2Hand.tif"
+FLOODS_S1 = FLOODS / "Spain_7370579_S1Hand.tif"
+
+
+def cloudfree_process(*args, limits: dict[int, int] | None = None, **popen) -> subprocess.Popen:
+    """``python -m cloudfree ARGS`` in a child process, with resource ``limits`` (RLIMIT_* to
+    bytes) set in it."""
+    def limit() -> None:
+        for which, value in limits.items():
+            resource.setrlimit(which, (value, value))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "cloudfree", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit if limits else None, **popen)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+def mosaic(src: Path, dst: Path, n: int, dtype: str | None = None) -> Path:
+    """The real sample tiled n x n times (uncompressed, quick to write), on the sample's grid."""
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(), ds.profile
+    data = np.tile(data, (1, n, n)).astype(dtype or data.dtype)
+    profile.update(width=data.shape[2], height=data.shape[1], compress=None, tiled=False,
+                   blockysize=16, dtype=data.dtype)
+    profile.pop("predictor", None)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+    return dst
+
+
+def wait_for_partial(folder: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not leftovers(folder):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no partial output appeared"
+        time.sleep(0.05)
+
+
+#: The winter triplet by kind.
+WINTER = {"s1": WINTER_S1, "s2_cloudy": WINTER_S2, "s2": WINTER_CLEAR}
+
+
+def read_csv(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def flat_layout(root: Path, copies: int) -> Path:
+    """s1/, s2_cloudy/, s2_cloudfree/ with ``copies`` names for the winter triplet."""
+    for kind, folder in (("s1", "s1"), ("s2_cloudy", "s2_cloudy"), ("s2", "s2_cloudfree")):
+        (root / folder).mkdir(parents=True)
+        for i in range(copies):
+            (root / folder / f"winter{i}.tif").symlink_to(WINTER[kind])
+    return root

@@ -1,0 +1,383 @@
+"""`cloudfree mask` on real scenes: outcomes, window invariance, SAFE parity, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from helpers import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2
+from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import (
+    CLOUD,
+    NEAR_REACH,
+    NODATA,
+    SHADOW,
+    MaskParams,
+    classify,
+    squared_distance,
+)
+from cloudfree.pipeline.mask import mask_scene
+
+
+def read_mask(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds
+
+
+def test_summer_cumulus_is_found_where_it_is(tmp_path, cli):
+    out = tmp_path / "summer_mask.tif"
+    result = cli("mask", SUMMER_S2, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert 0.2 < summary["cloud_fraction"] < 0.6
+    classes, ds = read_mask(out)
+    with rasterio.open(SUMMER_S2) as src:
+        assert (ds.crs, ds.transform, ds.shape) == (src.crs, src.transform, src.shape)
+        visible = src.read([2, 3, 4]).astype(float).sum(axis=0)
+    assert summary["cloud_fraction"] == pytest.approx((classes == CLOUD).mean())
+    # The big cumulus at the top left is cloud, the open fields in the middle are not.
+    assert (classes[10:80, 0:60] == CLOUD).mean() > 0.75
+    assert (classes[100:160, 100:200] == CLOUD).mean() < 0.05
+    # Cloud pixels are the bright ones.
+    assert visible[classes == CLOUD].mean() > 2 * visible[classes != CLOUD].mean()
+    with rasterio.open(out) as ds:
+        assert ds.dtypes[0] == "uint8" and ds.nodata == NODATA
+        assert ds.tags()["MASK_METHOD"] == "score" and ds.tags()["CLOUD_THRESHOLD"] == "0.2"
+        assert ds.block_shapes == [(256, 256)] and ds.compression.value == "DEFLATE"
+
+
+def test_clear_floods_scene_near_zero_and_nodata_preserved(tmp_path):
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(), {"crs": ds.crs, "transform": ds.transform}
+    data[:, 300:, :40] = 0  # a swath edge of nodata
+    scene = write_stack(tmp_path / "floods.tif", data, profile, nodata=0,
+                        descriptions=[f"B{int(b[1:])}" if b != "B8A" else "B8A" for b in BANDS])
+    out = tmp_path / "floods_mask.tif"
+    summary = mask_scene(scene, out)
+    classes, ds = read_mask(out)
+    assert str(ds.crs) == "EPSG:4326"
+    assert (classes[300:, :40] == NODATA).all()
+    assert (classes[:300] != NODATA).all() and (classes[:, 40:] != NODATA).all()
+    # Clear scene: only a few bright roofs and greenhouses pass the score.
+    assert summary["cloud_fraction"] < 0.05
+    assert summary["nodata_fraction"] == pytest.approx(212 * 40 / 512**2)
+
+
+def test_winter_haze_regression():
+    """Thin haze over dark terrain: the score stays far below the threshold (s2cloudless ~0%)."""
+    with open_sentinel2(WINTER_S2) as s2:
+        refl, valid = s2.read()
+    classes, score = classify(refl, valid)
+    assert (classes == CLOUD).sum() == 0
+    assert float(np.nanmax(score)) == pytest.approx(0.039, abs=0.001)
+    classes, score = classify(refl, valid, MaskParams(method="dsen2cr", hot=False))
+    assert (classes == CLOUD).sum() == 0
+    assert float(np.nanmax(score)) == pytest.approx(0.0289, abs=0.001)
+
+
+def _eq_13_to_16(refl: np.ndarray, hot: bool) -> np.ndarray:
+    """The CARF score written out from the paper (seed 002, eq. 13-16), with the HOT gate."""
+    b01, b02, b03, b04, b10, b11 = (refl[BANDS.index(b)] for b in
+                                    ("B01", "B02", "B03", "B04", "B10", "B11"))
+
+    def r(x, lo, hi):
+        return np.clip((x - lo) / (hi - lo), 0, 1)
+
+    score = np.minimum.reduce([r(b02, .1, .5), r(b01, .1, .3), r(b01 + b10, .15, .2),
+                               r(b02 + b03 + b04, .2, .8)])
+    score[(b03 - b11) / (b03 + b11) >= 0.6] = 0
+    if hot:
+        score[b02 - 0.5 * b04 - 0.08 <= 0] = 0
+    return score
+
+
+@pytest.mark.parametrize("hot", [False, True])
+def test_score_is_the_papers_formula_bit_for_bit(tmp_path, hot):
+    """The streamed, threaded score equals eq. 13-16 computed on the whole image at once."""
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl, _ = s2.read()
+    mask_scene(SUMMER_S2, tmp_path / "m.tif", MaskParams(hot=hot), block=64, threads=2,
+               score_path=tmp_path / "s.tif")
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), _eq_13_to_16(refl, hot))
+
+
+def test_hot_test_clears_bright_roofs_and_keeps_the_cumulus():
+    """HOT = B02 - 0.5 B04 - 0.08 > 0 only ever lowers the score: roofs go, the cumulus stays."""
+    masks = {}
+    for name, path in (("floods", FLOODS_S2), ("summer", SUMMER_S2)):
+        with open_sentinel2(path) as s2:
+            refl, valid = s2.read()
+        plain, plain_score = classify(refl, valid, MaskParams(hot=False))
+        gated, gated_score = classify(refl, valid)
+        assert (gated_score <= plain_score).all()
+        assert ((gated == CLOUD) <= (plain == CLOUD)).all()
+        masks[name] = (plain == CLOUD).mean(), (gated == CLOUD).mean()
+    # The clear Sen1Floods11 scene: 3.9 % of bright roofs and greenhouses, less than half left.
+    assert masks["floods"][0] == pytest.approx(0.039, abs=0.001)
+    assert masks["floods"][1] < 0.5 * masks["floods"][0]
+    # The summer cumulus loses almost nothing.
+    assert masks["summer"][1] > 0.98 * masks["summer"][0] > 0.29
+
+
+def test_thresholds_buffer_and_score_output(tmp_path):
+    base = mask_scene(SUMMER_S2, tmp_path / "a.tif")
+    strict = mask_scene(SUMMER_S2, tmp_path / "b.tif", MaskParams(threshold=0.6))
+    buffered = mask_scene(SUMMER_S2, tmp_path / "c.tif", MaskParams(buffer=3),
+                          score_path=tmp_path / "score.tif")
+    assert strict["cloud_fraction"] < base["cloud_fraction"] < buffered["cloud_fraction"]
+    plain, _ = read_mask(tmp_path / "a.tif")
+    grown, _ = read_mask(tmp_path / "c.tif")
+    assert ((plain == CLOUD) <= (grown == CLOUD)).all()
+    with rasterio.open(tmp_path / "score.tif") as ds:
+        score = ds.read(1)
+        assert ds.dtypes[0] == "float32" and ds.descriptions[0] == "cloud_score"
+    np.testing.assert_array_equal(plain == CLOUD, score > 0.2)
+
+
+@pytest.mark.parametrize("buffer", [1, 3, 5, 10, 11, 23, 24, 300])
+def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
+    """By shifted copies of the seeds for small radii and a distance transform beyond: the
+    same pixels, and a buffer larger than the image (up to the largest allowed) runs."""
+    with open_sentinel2(SUMMER_S2) as ds:
+        refl, valid = ds.read()
+    cloud = classify(refl, valid)[0] == CLOUD
+    grown = classify(refl, valid, MaskParams(buffer=buffer))[0] == CLOUD
+    pixels = np.indices(cloud.shape).reshape(2, -1).T
+    distance, _ = cKDTree(np.argwhere(cloud)).query(pixels)  # to the nearest cloud pixel
+    np.testing.assert_array_equal(grown, (distance <= buffer).reshape(cloud.shape))
+    assert 0 < cloud.mean() < grown.mean() <= 1
+
+
+@pytest.mark.parametrize("reach", [1, 2, 11, 15, 16, NEAR_REACH, NEAR_REACH + 1])
+def test_squared_distances_within_reach_are_those_of_the_distance_transform(reach):
+    """On a real cloud mask, its edges and a slice with no cloud at all: every squared distance
+    below the reach exact, the reach squared beyond."""
+    with open_sentinel2(SUMMER_S2) as ds:
+        refl, valid = ds.read()
+    cloud = classify(refl, valid)[0] == CLOUD
+    for seeds in (cloud, cloud[:3], cloud[:, :1], np.zeros((5, 7), bool)):
+        got = squared_distance(seeds, reach)
+        assert got.dtype.kind == "u"
+        expected = np.full(seeds.shape, reach * reach)
+        if seeds.any():
+            distance = ndimage.distance_transform_edt(~seeds)
+            expected = np.minimum(np.rint(distance ** 2), reach * reach)
+        np.testing.assert_array_equal(got, expected)
+    assert 0 < (squared_distance(cloud, reach) < reach * reach).mean() < 1
+
+
+def test_snow_is_not_cloud():
+    data, _ = read_stack(SUMMER_S2, 64)
+    refl = data.astype(np.float32) / 10000
+    refl[:, :, :32] = refl[:, :, :32].max(axis=(1, 2), keepdims=True)  # bright everywhere
+    refl[11, :, :16] = 0.02  # ... and dark in SWIR B11 on the left: NDSI high, snow
+    classes, _ = classify(refl)
+    assert (classes[:, :16] == 3).all() and (classes[:, 16:32] == CLOUD).all()
+
+
+@pytest.mark.parametrize("method", ["score", "dsen2cr"])
+def test_windowed_equals_whole_image(tmp_path, method):
+    params = MaskParams(method=method, buffer=2, shadow=True)
+    whole = mask_scene(FLOODS_S2, tmp_path / "whole.tif", params, block=4096,
+                       score_path=tmp_path / "whole_score.tif")
+    tiled = mask_scene(FLOODS_S2, tmp_path / "tiled.tif", params, block=100,
+                       score_path=tmp_path / "tiled_score.tif")
+    a, _ = read_mask(tmp_path / "whole.tif")
+    b, _ = read_mask(tmp_path / "tiled.tif")
+    np.testing.assert_array_equal(a, b)
+    assert whole["shadow_fraction"] == tiled["shadow_fraction"] > 0
+    assert (a == SHADOW).any() and (a == CLOUD).any()
+    with rasterio.open(tmp_path / "whole_score.tif") as s, rasterio.open(
+        tmp_path / "tiled_score.tif"
+    ) as t:
+        np.testing.assert_array_equal(s.read(), t.read())
+
+
+def _reference_mask(scene: Path, params: MaskParams) -> tuple[np.ndarray, np.ndarray]:
+    """The mask computed the plain way: every band of the whole image read at once, one thread."""
+    with rasterio.open(scene) as ds:
+        dn, valid = ds.read().astype(np.float32), (ds.read_masks() > 0).all(axis=0)
+    refl = np.where(valid, dn / 10000, 0).astype(np.float32)
+    return classify(refl, valid, params)
+
+
+@pytest.mark.parametrize("params", [MaskParams(), MaskParams(method="dsen2cr", buffer=2,
+                                                               shadow=True)])
+def test_threaded_minimal_read_equals_plain_whole_image(tmp_path, params):
+    """Threads, band selection and windows change nothing, bit for bit (nodata edge included)."""
+    with rasterio.open(FLOODS_S2) as ds:
+        data, profile = ds.read(), {"crs": ds.crs, "transform": ds.transform}
+    data[:, 300:, :40] = 0
+    scene = write_stack(tmp_path / "floods.tif", data, profile, nodata=0,
+                        descriptions=[f"B{int(b[1:])}" if b != "B8A" else "B8A" for b in BANDS])
+    classes, score = _reference_mask(scene, params)
+    mask_scene(scene, tmp_path / "m.tif", params, block=96, threads=3,
+               score_path=tmp_path / "s.tif")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.tif")[0], classes)
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), score)
+    assert (classes == CLOUD).any() and (classes == NODATA).any()
+
+
+def test_mask_reads_only_the_bands_it_needs(tmp_path, cli):
+    """Without --shadow, B08 and the bands no test uses are not needed (nor read from a SAFE)."""
+    data, profile = read_stack(SUMMER_S2, 64)
+    keep = [b for b in BANDS if b in ("B01", "B02", "B03", "B04", "B10", "B11")]
+    scene = write_stack(tmp_path / "six.tif", data[[BANDS.index(b) for b in keep]], profile,
+                        descriptions=keep)
+    full = write_stack(tmp_path / "full.tif", data, profile)
+    assert cli("mask", scene, "-o", tmp_path / "six_mask.tif", "--threads", "2").exit_code == 0
+    assert cli("mask", full, "-o", tmp_path / "full_mask.tif").exit_code == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "six_mask.tif")[0],
+                                  read_mask(tmp_path / "full_mask.tif")[0])
+    result = cli("mask", scene, "-o", tmp_path / "shadow.tif", "--shadow")
+    assert result.exit_code == 1 and "band B08 missing" in result.output
+
+
+def test_safe_needs_only_the_score_bands(tmp_path):
+    """A SAFE folder with only B01-B04, B10 and B11 gives the mask of the full product."""
+    data, profile = read_stack(SUMMER_S2, 120)
+    l1c = coarsen_like_l1c(data)
+    full = write_safe(tmp_path / "full.SAFE", l1c, profile, offset=0)
+    part = write_safe(tmp_path / "part.SAFE", l1c, profile, offset=0)
+    for jp2 in part.glob("GRANULE/*/IMG_DATA/*.jp2"):
+        if not jp2.stem.endswith(("B01", "B02", "B03", "B04", "B10", "B11")):
+            jp2.unlink()
+    mask_scene(full, tmp_path / "full.tif", threads=2)
+    mask_scene(part, tmp_path / "part.tif", threads=2)
+    a, b = read_mask(tmp_path / "full.tif")[0], read_mask(tmp_path / "part.tif")[0]
+    np.testing.assert_array_equal(a, b)
+    assert (a == CLOUD).any() and (a == 0).any()
+
+
+def test_safe_gives_the_same_mask_as_geotiff(tmp_path, cli):
+    data, profile = read_stack(SUMMER_S2, 252)
+    l1c = coarsen_like_l1c(data)
+    tif = write_stack(tmp_path / "stack.tif", l1c, profile)
+    safe = write_safe(tmp_path / "S2B_MSIL1C_N0400.SAFE", l1c, profile, offset=1000)
+    assert cli("mask", tif, "-o", tmp_path / "tif_mask.tif").exit_code == 0
+    result = cli("mask", safe, "--method", "dsen2cr")
+    assert result.exit_code == 0, result.output
+    tif_mask, _ = read_mask(tmp_path / "tif_mask.tif")
+    cli("mask", tif, "-o", tmp_path / "tif_mask2.tif", "--method", "dsen2cr")
+    safe_mask, _ = read_mask(tmp_path / "S2B_MSIL1C_N0400_mask.tif")
+    np.testing.assert_array_equal(safe_mask, read_mask(tmp_path / "tif_mask2.tif")[0])
+    # Ignoring the baseline 04.00 offset would change the result.
+    cli("mask", safe, "-o", tmp_path / "no_offset.tif", "--offset", "0")
+    assert (read_mask(tmp_path / "no_offset.tif")[0] != tif_mask).any()
+
+
+def test_default_name_overwrite_and_creation_options(tmp_path, cli):
+    scene = tmp_path / "scene.tif"
+    scene.write_bytes(SUMMER_S2.read_bytes())
+    assert cli("mask", scene, "--co", "COMPRESS=LZW").exit_code == 0
+    out = tmp_path / "scene_mask.tif"
+    with rasterio.open(out) as ds:
+        assert ds.compression.value == "LZW"
+    before = out.stat().st_mtime_ns
+    result = cli("mask", scene)
+    assert result.exit_code == 2
+    assert "exists: pass --overwrite" in result.output
+    assert out.stat().st_mtime_ns == before
+    assert cli("mask", scene, "--overwrite").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "scene_mask.tif"]
+
+
+def _all_nodata(tmp_path):
+    data, profile = read_stack(SUMMER_S2, 32)
+    return write_stack(tmp_path / "empty.tif", np.zeros_like(data), profile, nodata=0)
+
+
+def _no_green_red(tmp_path):
+    data, profile = read_stack(SUMMER_S2, 32)
+    return write_stack(tmp_path / "subset.tif", np.delete(data, [2, 3], 0), profile,
+                       descriptions=[b for b in BANDS if b not in ("B03", "B04")])
+
+
+def _text(tmp_path):
+    path = tmp_path / "notes.tif"
+    path.write_text("hello")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "message"),
+    [
+        (_text, 1, "is not a raster GDAL can read"),
+        (lambda t: SUMMER_S1, 1, "2 unnamed band(s); expected 13 bands"),
+        (_no_green_red, 1, "band B03, B04 missing, needed for the score cloud mask"),
+        (_all_nodata, 1, "every pixel is nodata"),
+        (lambda t: t / "missing.tif", 1, "does not exist"),
+    ],
+)
+def test_bad_input_one_line_and_no_file(tmp_path, make, code, message, cli):
+    scene = make(tmp_path)
+    out = tmp_path / "out" / "mask.tif"
+    out.parent.mkdir()
+    result = cli("mask", scene, "-o", out)
+    assert result.exit_code == code
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.output
+    assert list(out.parent.iterdir()) == []
+
+
+def test_unwritable_output(tmp_path, cli):
+    target = tmp_path / "m.tif" if os.geteuid() else Path("/proc/cloudfree_mask.tif")
+    if os.geteuid():
+        tmp_path.chmod(0o500)
+    result = cli("mask", SUMMER_S2, "-o", target)
+    tmp_path.chmod(0o700)
+    assert result.exit_code == 1
+    assert "cannot write" in result.output and "Traceback" not in result.output
+    assert not target.exists()
+
+
+def test_missing_output_folder(tmp_path, cli):
+    result = cli("mask", SUMMER_S2, "-o", tmp_path / "nope" / "m.tif")
+    assert result.exit_code == 1
+    assert "folder" in result.output and "does not exist" in result.output
+
+
+def test_version_and_module_entry(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and "cloudfree, version" in result.output
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cloudfree", "--version"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("cloudfree, version ")
+
+
+def test_block_and_threads_beyond_memory_are_refused_before_any_work(tmp_path, cli,
+                                                                      monkeypatch):
+    """The windows classified at once must fit in memory: on a machine of 16 MiB the 512 px
+    scene in one 512 px window (about 12 MiB) runs, in four 256 px windows on four threads it
+    runs, and two dates of it at once are refused in a line naming the options."""
+    monkeypatch.setattr("cloudfree.core.memory.total_memory", lambda: 16 * 2**20)
+    assert cli("mask", FLOODS_S2, "-o", tmp_path / "one.tif", "--block", "512").exit_code == 0
+    assert cli("mask", FLOODS_S2, "-o", tmp_path / "four.tif", "--block", "256",
+               "--threads", "4").exit_code == 0
+    reference = tmp_path / "other_date.tif"
+    data, profile = read_stack(FLOODS_S2, 512)
+    write_stack(reference, np.roll(data, 7, axis=2), profile)
+    result = cli("mask", FLOODS_S2, "-o", tmp_path / "two.tif", "--reference", reference,
+                 "--threads", "2")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --block 512 with --threads 2 needs about 24 MiB for the windows classified at "
+        "once; this machine has 16 MiB: give a smaller --block SIZE or --threads N")
+    assert not (tmp_path / "two.tif").exists()

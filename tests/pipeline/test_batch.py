@@ -1,0 +1,283 @@
+"""`cloudfree batch` on folders built from the real samples: isolation, resume, pairing, Dask."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+
+from cloudfree.io.discovery import date_from_tags, date_from_text, discover
+
+GOOD = ("floods", "summer", "winter")
+
+
+def link(folder: Path, name: str, target: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).symlink_to(target)
+    return folder / name
+
+
+@pytest.fixture
+def scenes(tmp_path) -> Path:
+    """Scene folders from the real pairs, and one whose S2 is a text file."""
+    root = tmp_path / "scenes"
+    for name, s2, s1 in (("floods", FLOODS_S2, FLOODS_S1), ("summer", SUMMER_S2, SUMMER_S1),
+                         ("winter", WINTER_S2, WINTER_S1)):
+        link(root / name, s2.name, s2)
+        link(root / name, s1.name, s1)
+    link(root / "corrupt", "corrupt_s1.tif", SUMMER_S1)
+    (root / "corrupt" / "corrupt_s2.tif").write_text("not a GeoTIFF\n")
+    return root
+
+
+def report_rows(path: Path) -> dict[str, dict]:
+    if path.suffix == ".csv":
+        with open(path, newline="") as f:
+            return {r["scene"]: r for r in csv.DictReader(f)}
+    return {r["scene"]: r for r in json.loads(path.read_text())["scenes"]}
+
+
+def pixels(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+def test_corrupt_scene_is_reported_the_others_finish(scenes, tmp_path, cli):
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
+                 "--report", report)
+    assert result.exit_code == 1
+    assert "batch: 3 ok, 1 failed, 0 skipped" in result.stdout
+    assert "Error: 1 of 4 scene(s) failed: corrupt" in result.stderr
+    assert "Traceback" not in result.output
+    rows = report_rows(report)
+    assert rows["corrupt"]["status"] == "failed"
+    assert "corrupt_s2.tif is not a raster GDAL can read" in rows["corrupt"]["error"]
+    assert not (out / "corrupt_mask.tif").exists()
+    for name in GOOD:
+        assert rows[name]["status"] == "ok" and rows[name]["error"] == ""
+        assert (out / f"{name}_mask.tif").is_file()
+    assert rows["summer"]["cloud_fraction"] > 0.2 > rows["floods"]["cloud_fraction"]
+    assert json.loads(report.read_text())["counts"]["ok"] == 3
+
+
+def test_resume_redoes_nothing_finished(scenes, tmp_path, cli):
+    out = tmp_path / "out"
+    assert cli("batch", scenes, "-o", out, "--command", "mask", "-q").exit_code == 1
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert sorted(stamps) == [f"{n}_mask.tif" for n in GOOD]
+
+    report = tmp_path / "resume.csv"
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--resume", "--report", report)
+    assert "batch: 0 ok, 1 failed, 3 skipped" in result.stdout
+    rows = report_rows(report)
+    assert {n: rows[n]["status"] for n in GOOD} == dict.fromkeys(GOOD, "skipped")
+    assert rows["corrupt"]["status"] == "failed"  # failed scenes are tried again
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+
+    # Without --resume an existing output is refused, scene by scene, with the way out (in
+    # the command's words: the run was asked for on the command line).
+    report = tmp_path / "again.csv"
+    again = cli("batch", scenes, "-o", out, "--command", "mask", "--report", report)
+    assert again.exit_code == 1
+    assert "pass --overwrite to replace it" in report_rows(report)["winter"]["error"]
+
+
+def flat_folder(folder: Path) -> Path:
+    """Sen1Floods11 and SEN12MS-CR rasters together, with dates in names or tags."""
+    link(folder, "S2_20190918_spain.tif", FLOODS_S2)
+    link(folder, "S1_20190301_spain.tif", FLOODS_S1)  # same footprint, months earlier
+    shutil.copy(FLOODS_S1, folder / "spain_vv_vh.tif")
+    with rasterio.open(folder / "spain_vv_vh.tif", "r+") as ds:
+        ds.update_tags(ACQUISITION_DATE="2019-09-17T18:03:42")
+    link(folder, WINTER_S2.name, WINTER_S2)
+    link(folder, WINTER_S1.name, WINTER_S1)
+    link(folder, SUMMER_S1.name, SUMMER_S1)  # no Sentinel-2 over it
+    return folder
+
+
+def test_flat_folder_pairs_by_footprint_then_date(tmp_path):
+    found = discover(flat_folder(tmp_path / "flat"))
+    pairs = {s.s2.name: s.s1.name for s in found.scenes}
+    assert pairs == {"S2_20190918_spain.tif": "spain_vv_vh.tif", WINTER_S2.name: WINTER_S1.name}
+    unpaired = {p.name for p in found.problems if p.status == "unpaired"}
+    assert unpaired == {"S1_20190301_spain.tif", SUMMER_S1.name}
+    assert len(found.problems) == 2
+
+
+def test_flat_folder_batch_lists_unpaired_files(tmp_path, cli):
+    flat = flat_folder(tmp_path / "flat")
+    out, report = flat / "out", tmp_path / "report.json"  # the output folder is not a scene
+    result = cli("batch", flat, "-o", out, "--command", "mask", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "2 unpaired file(s)" in result.stdout
+    assert f"{SUMMER_S1.name}: unpaired" in result.stderr
+    rows = report_rows(report)
+    assert rows[SUMMER_S1.name]["status"] == "unpaired"
+    assert Path(rows["S2_20190918_spain"]["s1"]).name == "spain_vv_vh.tif"
+    assert {p.name for p in out.iterdir()} == {
+        "S2_20190918_spain_mask.tif", f"{WINTER_S2.stem}_mask.tif"}
+    again = cli("batch", flat, "-o", out, "--command", "mask", "--resume")
+    assert "batch: 0 ok, 0 failed, 2 skipped" in again.stdout
+
+
+def test_equal_candidates_are_ambiguous_not_guessed(tmp_path):
+    folder = tmp_path / "flat"
+    link(folder, "winter_s2.tif", WINTER_S2)
+    link(folder, "a_s1.tif", WINTER_S1)
+    link(folder, "b_s1.tif", WINTER_S1)
+    found = discover(folder)
+    assert found.scenes == []
+    (problem,) = [p for p in found.problems if p.status == "failed"]
+    assert problem.name == "winter_s2" and "ambiguous: a_s1.tif, b_s1.tif" in problem.error
+    assert discover(folder, need_s1=False).scenes[0].s1 is None
+
+
+def test_scene_folder_patterns(tmp_path):
+    folder = tmp_path / "scenes" / "winter"
+    for path in (WINTER_S2, WINTER_CLEAR, WINTER_S1):
+        link(folder, path.name, path)
+    link(tmp_path / "scenes" / "summer", SUMMER_S2.name, SUMMER_S2)  # "ROIs1868" matches *s1*
+    link(tmp_path / "scenes" / "summer", SUMMER_S1.name, SUMMER_S1)
+    found = discover(tmp_path / "scenes")
+    assert [s.name for s in found.scenes] == ["summer"]
+    assert found.scenes[0].s1.name == SUMMER_S1.name
+    assert "ambiguous: 2 S2 files" in found.problems[0].error
+    assert "--s2-pattern" in found.problems[0].error
+    found = discover(tmp_path / "scenes", s2_pattern="*_cloudy.tif")
+    assert {s.name: s.s2 for s in found.scenes}["winter"].name == WINTER_S2.name
+
+
+def test_dates_from_names_and_tags():
+    assert str(date_from_text("S1A_IW_GRDH_1SDV_20190917T180342_20190917T180407")) == "2019-09-17"
+    assert date_from_text("Spain_7370579_S1Hand") is None
+    assert date_from_text("x_20191340_y") is None  # not a date
+    assert str(date_from_tags({"TIFFTAG_DATETIME": "2024:01:01 00:00:00",
+                               "ACQUISITION_DATE": "2019-09-18"})) == "2019-09-18"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--report", "r.txt"], "name it .json or .csv"),
+    (["--model", "x"], "--model x: only for --command remove"),
+    (["--masks"], "--masks: only for --command remove"),
+    (["--resume", "--overwrite"], "pick one"),
+    (["--dask-scheduler", ""], "--dask-scheduler '' is empty: give the scheduler's address"),
+])
+def test_usage_errors(scenes, tmp_path, args, message, cli):
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", *args)
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--model", "nope"], 2, "no bundled model 'nope'"),
+    (["--device", "tpu"], 2, "--device tpu must be auto, cpu, cuda or cuda:N"),
+    (["--model", "cloudfree-fillnet", "--tile", "17"], 2, "--tile 17 is not a multiple of 8"),
+    (["--precision", "fp16", "--device", "cpu"], 2, "--precision fp16 needs a GPU"),
+    (["--checkpoint", "nowhere.pt"], 1, "checkpoint nowhere.pt does not exist"),
+])
+def test_a_model_that_cannot_run_is_refused_once_before_any_scene(scenes, tmp_path, args, code,
+                                                                   message, cli):
+    result = cli("batch", scenes, "-o", tmp_path / "out", *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == code and len(lines) == 1
+    assert lines[0].startswith("Error: ") and message in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_scene(scenes, tmp_path, cli,
+                                                                   monkeypatch):
+    (tmp_path / "afile").write_text("a file\n")
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--stac",
+                 tmp_path / "afile")
+    assert (result.exit_code, result.stderr) == (2, f"Error: cannot write the STAC catalog in "
+                                                    f"{tmp_path / 'afile'}: {tmp_path / 'afile'} "
+                                                    "is a file, not a folder\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(
+        path, mode))  # as a read-only mount (root may write where chmod says no)
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report",
+                 locked / "r.json")
+    assert (result.exit_code, result.stderr) == (1, f"Error: cannot write report "
+                                                    f"{locked / 'r.json'}: folder {locked} is "
+                                                    "not writable\n")
+    assert not (tmp_path / "out").exists() and not any(locked.iterdir())
+    monkeypatch.undo()
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", "--report",
+                 tmp_path / "out" / "r.json")  # in the output folder that batch makes
+    assert result.exit_code == 1  # the corrupt scene
+    rows = json.loads((tmp_path / "out" / "r.json").read_text())["scenes"]
+    assert sorted(r["status"] for r in rows) == ["failed", "ok", "ok", "ok"]
+
+
+def test_missing_folder_and_missing_dask(tmp_path, monkeypatch, cli):
+    result = cli("batch", tmp_path / "nowhere", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "does not exist" in result.stderr
+    flat = flat_folder(tmp_path / "flat")
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = cli("batch", flat, "-o", tmp_path / "out", "--command", "mask",
+                 "--dask-scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 1 and 'pip install "cloudfree[dask]"' in result.stderr
+
+
+def test_dask_cluster_gives_the_same_outputs_as_local_jobs(scenes, tmp_path, cli):
+    distributed = pytest.importorskip("distributed")
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    assert cli("batch", scenes, "-o", local, "--command", "mask", "-q").exit_code == 1
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        report = tmp_path / "dask.json"
+        result = cli("batch", scenes, "-o", remote, "--command", "mask", "--report", report,
+                     "--dask-scheduler", cluster.scheduler_address)
+    assert result.exit_code == 1 and "failed: corrupt" in result.stderr
+    assert report_rows(report)["corrupt"]["status"] == "failed"
+    for name in GOOD:
+        assert np.array_equal(pixels(local / f"{name}_mask.tif"),
+                              pixels(remote / f"{name}_mask.tif"))
+
+
+def test_remove_passes_options_through_and_isolates_failures(scenes, tmp_path, cli):
+    import torch
+
+    from cloudfree.inference.checkpoint import save_checkpoint
+    from cloudfree.networks import build
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "small.pt", build("dsen2cr", "small").eval(), tile=128)
+    for name in ("floods", "summer"):
+        shutil.rmtree(scenes / name)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    result = cli("batch", scenes, "-o", out, "--checkpoint", checkpoint, "--device", "cpu",
+                 "--tile", "128", "--batch-size", "2", "--report", report, "-q")
+    assert result.exit_code == 1 and "1 of 2 scene(s) failed: corrupt" in result.stderr
+    rows = report_rows(report)
+    assert rows["winter"]["status"] == "ok", rows["winter"]["error"]
+    assert rows["winter"]["cloud_fraction"] is not None
+    with rasterio.open(out / "winter.tif") as ds, rasterio.open(WINTER_S2) as src:
+        assert (ds.count, ds.shape, ds.crs) == (13, src.shape, src.crs)
+
+
+def test_batch_runs_an_onnx_model_as_remove_does(scenes, tmp_path, cli):
+    onnx = tmp_path / "fillnet.onnx"
+    assert cli("export-onnx", "--model", "cloudfree-fillnet", "-o", onnx).exit_code == 0
+    for name in ("floods", "winter", "corrupt"):
+        shutil.rmtree(scenes / name)
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--onnx", onnx, "-q")
+    assert result.exit_code == 0, result.output
+    single = tmp_path / "single.tif"
+    assert cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "--onnx", onnx, "-o", single,
+               "-q").exit_code == 0
+    batched = pixels(tmp_path / "out" / "summer.tif")
+    assert np.array_equal(batched, pixels(single))
+    with rasterio.open(tmp_path / "out" / "summer.tif") as ds:
+        assert ds.tags()["MODEL"] == str(onnx)

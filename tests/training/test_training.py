@@ -1,0 +1,157 @@
+"""Training data layouts, the training loop (resume, DDP on CPU) and evaluate, on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from helpers import SUMMER_S1, SUMMER_S2, WINTER, flat_layout, read_csv
+
+from cloudfree.core.errors import CloudfreeError
+from cloudfree.training.datasets import find_samples
+from cloudfree.training.evaluate import COLUMNS, METHODS
+from cloudfree.training.loop import STATE, TrainConfig, train_folder
+
+
+def sen12mscr_layout(root: Path, with_summer: bool = False) -> Path:
+    """The SEN12MS-CR folder scheme, e.g. ROIs2017_winter_s2_cloudy/s2_cloudy_112/..._p797.tif."""
+    files = {("ROIs2017_winter", "112", "p797", kind): path for kind, path in WINTER.items()}
+    if with_summer:
+        files[("ROIs1868_summer", "19", "p30", "s1")] = SUMMER_S1
+        files[("ROIs1868_summer", "19", "p30", "s2_cloudy")] = SUMMER_S2
+    for (roi, scene, patch, kind), path in files.items():
+        folder = root / f"{roi}_{kind}" / f"{kind}_{scene}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{roi}_{kind}_{scene}_{patch}.tif").symlink_to(path)
+    return root
+
+
+def test_sen12mscr_layout_is_found(tmp_path):
+    samples = find_samples(sen12mscr_layout(tmp_path))
+    assert [s.name for s in samples] == ["ROIs2017_winter_112_p797"]
+    assert samples[0].s2_clear.name == "ROIs2017_winter_s2_112_p797.tif"
+    assert samples[0].s2_cloudy.parent.name == "s2_cloudy_112"
+
+
+def test_missing_twin_is_reported(tmp_path, cloudfree_log):
+    samples = find_samples(sen12mscr_layout(tmp_path, with_summer=True))
+    assert len(samples) == 1
+    assert "ROIs1868_summer_19_p30 (no s2_cloudfree)" in cloudfree_log.text
+    for path in tmp_path.glob("ROIs2017*/*/*.tif"):
+        path.unlink()
+    with pytest.raises(CloudfreeError, match="no complete"):
+        find_samples(tmp_path)
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss_and_resume_continues(tmp_path):
+    data, out = flat_layout(tmp_path / "data", 2), tmp_path / "run"
+    config = TrainConfig(loss="l1", epochs=4, batch_size=2, crop=None, lr=2e-3, schedule="constant",
+                         quiet=True)
+    train_folder(data, config, out)
+    rows = read_csv(out / "log.csv")
+    assert float(rows[-1]["loss"]) < 0.8 * float(rows[0]["loss"])
+
+    config.epochs = 6
+    summary = train_folder(data, config, out, resume=True)
+    state = torch.load(out / STATE, weights_only=True)
+    assert summary["step"] == state["step"] == 6 and state["epoch"] == 6
+    assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_loader_workers_default_to_none_on_cpu_and_some_on_a_gpu():
+    from cloudfree.core.threads import usable_cores
+    from cloudfree.training.loop import loader_workers
+
+    assert loader_workers(None, torch.device("cpu")) == 0
+    assert loader_workers(None, torch.device("cuda")) == min(8, usable_cores())
+    assert loader_workers(3, torch.device("cpu")) == 3
+
+
+def test_persistent_loader_workers_train_every_epoch(tmp_path):
+    """Worker processes kept across epochs: every epoch still sees every sample."""
+    data, out = flat_layout(tmp_path / "data", 4), tmp_path / "run"
+    config = TrainConfig(loss="l1", epochs=2, batch_size=2, crop=32, workers=2, quiet=True)
+    summary = train_folder(data, config, out)
+    assert summary["step"] == 4
+    assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [2, 4]
+
+
+def test_train_and_evaluate_commands(tmp_path, cli):
+    data = sen12mscr_layout(tmp_path / "data", with_summer=True)
+    result = cli("train", str(data), "--epochs", "1", "--crop", "32",
+                 "--loss", "cloudaware", "--out", str(tmp_path / "run"), "-q")
+    assert result.exit_code == 0, result.output
+    report, table = tmp_path / "report.json", tmp_path / "report.csv"
+    result = cli("evaluate", str(data), "-c", str(tmp_path / "run" / "last.pt"),
+                 "--report", str(report), "--csv", str(table), "-q")
+    assert result.exit_code == 0, result.output
+    assert "| median_fill |" in result.output
+    rows = read_csv(table)
+    assert tuple(rows[0]) == COLUMNS
+    assert [r["method"] for r in rows] == list(METHODS)
+    for r in rows:
+        assert r["bin"] == "0-20" and 0 <= float(r["cloud_cover"]) <= 20
+        assert 10 < float(r["psnr"]) < 60 and 0 < float(r["ssim"]) <= 1
+        assert 0 <= float(r["sam"]) < 90 and 0 <= float(r["mae"]) < 0.5
+    summary = json.loads(report.read_text())
+    assert set(summary["overall"]) == set(METHODS) and list(summary["bins"]) == ["0-20"]
+
+
+def _distributed_worker(rank: int, port: int, data: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    try:
+        train_folder(Path(data), TrainConfig(epochs=1, batch_size=1, crop=32, device="cpu",
+                                             quiet=True), Path(out))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_distributed_training_on_cpu_with_gloo(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, out = flat_layout(tmp_path / "data", 2), tmp_path / "run"
+    mp.spawn(_distributed_worker, args=(port, str(data), str(out)), nprocs=2)
+    rows = read_csv(out / "log.csv")
+    assert len(rows) == 1 and rows[0]["step"] == "1"  # two samples, one per process
+    assert torch.load(out / STATE, weights_only=True)["step"] == 1
+
+
+def test_a_diverging_run_stops_and_a_nan_checkpoint_is_refused(tmp_path, cli):
+    """The loss not finite: one line and exit 1, no NaN last.pt written; a checkpoint whose
+    parameters are NaN is refused in one line."""
+    data = sen12mscr_layout(tmp_path / "data")
+    run = tmp_path / "run"
+    result = cli("train", str(data), "--epochs", "2", "--crop", "32", "--lr", "1e30",
+                 "--out", str(run), "-q")
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: training diverged at step ")
+    assert line.endswith("; nothing of this epoch is saved; lower --lr 1e+30 or look for NaN "
+                         "in the data")
+    from cloudfree.inference.checkpoint import load_checkpoint, save_checkpoint
+
+    if (run / "last.pt").exists():  # an earlier epoch's, still finite: it loads
+        load_checkpoint(run / "last.pt")
+    from cloudfree.inference.scaling import SCALINGS
+    from cloudfree.networks import build
+
+    network = build("fillnet")
+    with torch.no_grad():
+        next(network.parameters()).fill_(float("nan"))
+    bad = tmp_path / "nan.pt"
+    save_checkpoint(bad, network, SCALINGS["glfcr"])
+    with pytest.raises(CloudfreeError, match=r"^checkpoint .*nan\.pt: parameter \S+ holds NaN "
+                       r"or infinite values \(its training diverged\); train it again with a "
+                       r"lower learning rate$"):
+        load_checkpoint(bad)
