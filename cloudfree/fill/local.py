@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from cloudfree.core.separable import block_sums, gaussian_taps, separable, upsample_taps
 from cloudfree.fill.median import fill_image, fill_masked
-from cloudfree.mask.classify import classify, grow, squared_distance
+from cloudfree.mask.classify import classify, grow, seeding, squared_distance
 
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
@@ -322,10 +322,13 @@ def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
 
 def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
                 params: LocalFillParams) -> np.ndarray:
-    """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it."""
+    """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it, from
+    the part of it that is cloud rather than a lone bright pixel (``seeding``; exact with
+    ``ring + SEED_BOX // 2`` px of context)."""
     if not fill.any() or params.ring <= 0:
         return fill
-    return fill | (grow(fill, params.ring) & valid & (np.nan_to_num(score) > params.ring_score))
+    ring = grow(seeding(fill, score), params.ring)
+    return fill | (ring & valid & (np.nan_to_num(score) > params.ring_score))
 
 
 def source_weight(region: np.ndarray, clear: np.ndarray, params: LocalFillParams) -> np.ndarray:

@@ -94,6 +94,7 @@ from cloudfree.mask.classify import (
     CLEAR,
     CLOUD,
     NODATA,
+    SEED_BOX,
     SHADOW,
     MaskParams,
     ShadowThresholds,
@@ -455,7 +456,8 @@ class SceneRemoval:
         network = self.engine.arch != FILL_ARCH
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
-            halo = self.params.halo + local.ring + max(self.options.feather + 1, local.reach)
+            halo = (self.params.halo + local.ring + SEED_BOX // 2
+                    + max(self.options.feather + 1, local.reach))
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params, self.decoded),

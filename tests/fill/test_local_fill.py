@@ -26,7 +26,7 @@ from cloudfree.fill.local import (
     source_weight,
 )
 from cloudfree.io.sentinel2 import open_sentinel2
-from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify, seeding
 from cloudfree.pipeline.remove import remove_scene
 
 B08, B11 = 7, 11  # band indices in L1C order (B8A is ninth)
@@ -247,7 +247,7 @@ def test_haze_ring_joins_only_hazy_pixels_near_clouds():
     assert weight[region].max() == 0 and weight.max() == 1
     assert 0 < weight[ndimage.binary_dilation(region) & ~region].max() < 1
     # every hazy pixel within the ring, and the sources' ramp, as the distance transform has them
-    near = ndimage.distance_transform_edt(~cloud) <= local.ring
+    near = ndimage.distance_transform_edt(~seeding(cloud, score)) <= local.ring
     np.testing.assert_array_equal(region, cloud | (near & valid & (score > local.ring_score)))
     ramp = np.clip(ndimage.distance_transform_edt(~region) / local.source_ramp, 0, 1)
     np.testing.assert_array_equal(weight, ((classes == CLEAR) * ramp).astype(np.float32))

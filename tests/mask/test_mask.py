@@ -19,9 +19,12 @@ from cloudfree.mask.classify import (
     CLOUD,
     NEAR_REACH,
     NODATA,
+    SEED_SCORE,
     SHADOW,
     MaskParams,
     classify,
+    grow,
+    seeding,
     squared_distance,
 )
 from cloudfree.pipeline.mask import mask_scene
@@ -146,14 +149,17 @@ def test_thresholds_buffer_and_score_output(tmp_path):
 @pytest.mark.parametrize("buffer", [1, 3, 5, 10, 11, 23, 24, 300])
 def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
     """By shifted copies of the seeds for small radii and a distance transform beyond: the
-    same pixels, and a buffer larger than the image (up to the largest allowed) runs."""
+    same pixels (within the radius of a cloud pixel that seeds the buffer), and a buffer larger
+    than the image (up to the largest allowed) runs."""
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read()
-    cloud = classify(refl, valid)[0] == CLOUD
+    classes, score = classify(refl, valid)
+    cloud = classes == CLOUD
     grown = classify(refl, valid, MaskParams(buffer=buffer))[0] == CLOUD
     pixels = np.indices(cloud.shape).reshape(2, -1).T
-    distance, _ = cKDTree(np.argwhere(cloud)).query(pixels)  # to the nearest cloud pixel
-    np.testing.assert_array_equal(grown, (distance <= buffer).reshape(cloud.shape))
+    seeds = seeding(cloud, score)
+    distance, _ = cKDTree(np.argwhere(seeds)).query(pixels)  # to the nearest seed
+    np.testing.assert_array_equal(grown, cloud | (distance <= buffer).reshape(cloud.shape))
     assert 0 < cloud.mean() < grown.mean() <= 1
 
 
@@ -381,3 +387,34 @@ def test_block_and_threads_beyond_memory_are_refused_before_any_work(tmp_path, c
         "Error: --block 512 with --threads 2 needs about 24 MiB for the windows classified at "
         "once; this machine has 16 MiB: give a smaller --block SIZE or --threads N")
     assert not (tmp_path / "two.tif").exists()
+
+
+def reflectance_of(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open_sentinel2(path) as s2:
+        return s2.read()
+
+
+def test_lone_bright_pixels_are_masked_but_grow_no_buffer():
+    """The cloud-free Sen1Floods11 chip's roofs, roads and greenhouses score as cloud, most in
+    specks of a few pixels: they stay masked, but a speck grows no buffer, while the summer
+    sample's real clouds grow all of it."""
+    refl, valid = reflectance_of(FLOODS_S2)
+    bare, score = classify(refl, valid)
+    specks = bare == CLOUD
+    labels, count = ndimage.label(specks, np.ones((3, 3)))
+    sizes = ndimage.sum(specks, labels, np.arange(1, count + 1))
+    near = ndimage.uniform_filter(specks.astype(np.float32), 7, mode="constant") * 49
+    lone = np.isin(labels, 1 + np.flatnonzero(sizes <= 4)) & (near < 8.5) & (score < SEED_SCORE)
+    assert count > 300 and lone.sum() > 300
+    seeds = seeding(specks, score)
+    assert not (seeds & lone).any() and seeds[specks & (score >= SEED_SCORE)].all()
+    buffered, _ = classify(refl, valid, MaskParams(buffer=5))
+    assert ((buffered == CLOUD) >= specks).all()
+    assert (buffered == CLOUD).mean() < 0.6 * grow(specks, 5).mean()
+
+    refl, valid = reflectance_of(SUMMER_S2)
+    bare, score = classify(refl, valid)
+    cloud = bare == CLOUD
+    assert seeding(cloud, score).sum() > 0.99 * cloud.sum()
+    buffered, _ = classify(refl, valid, MaskParams(buffer=5))
+    assert ((buffered == CLOUD) == grow(cloud, 5)).mean() > 0.995
