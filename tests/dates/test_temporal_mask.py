@@ -349,7 +349,8 @@ def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
             bright = np.minimum(*(z[test.detect.index(b)] for b in ("B01", "B02")))
             rise = hot(refl, fill.bands) - hot(background.values, test.detect)
     brighter = (bright > SIGMAS) & ~veiled  # what aerosol and blue alone would take as cloud
-    assert brighter.mean() > 0.002 and (rise[brighter] <= 0).all(), brighter.mean()
+    # HOT falls there, or rises by under 0.001 (a veil raises it by tenths)
+    assert brighter.mean() > 0.002 and (rise[brighter] < 0.001).all(), brighter.mean()
     assert (rise[veiled] > 0).mean() > 0.98
     out = tmp_path / "mask.tif"
     mask_scene(target, out, references=refs, quiet=True)
