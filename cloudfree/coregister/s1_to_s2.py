@@ -42,7 +42,7 @@ from cloudfree.io.rasters import (
 )
 from cloudfree.io.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.mask.classify import CLEAR, MaskParams, classify
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify, grow
 from cloudfree.mask.scene_input import S2Reader
 from cloudfree.output.atomic import (
     check_distinct,
@@ -205,14 +205,14 @@ def _optical_fields(s2: Sentinel2, window: Window, read: S2Reader | None = None
                     ) -> dict[str, np.ndarray] | None:
     """Orientation fields of the refinement bands, clouds left out; None if too little valid.
     The bands are read by ``read`` (default: ``s2.read``)."""
-    params = MaskParams(buffer=CLOUD_BUFFER)
+    params = MaskParams()
     mask_bands = params.bands_for(s2.bands)
     bands = REFINE_BANDS + tuple(b for b in mask_bands if b not in REFINE_BANDS)
     masked = not s2.missing(bands)
     reflectance, valid = (read or s2.read)(window, bands if masked else REFINE_BANDS)
-    if masked:
+    if masked:  # every pixel that may be cloud, lone bright ones too, and the buffer around
         classes, _ = classify(reflectance, valid, params, bands=bands)
-        valid &= classes == CLEAR
+        valid &= (classes == CLEAR) & ~grow(classes == CLOUD, CLOUD_BUFFER)
     if valid.mean() < MIN_VALID:
         return None
     return dict(zip(REFINE_BANDS, orientation_fields(reflectance[:len(REFINE_BANDS)], valid),
