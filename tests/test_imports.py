@@ -84,6 +84,7 @@ def test_the_fill_engine_reads_the_checkpoint_as_torch_does():
     for name in ("scaling", "bands", "default_tile", "tile", "size_multiple", "receptive_field",
                  "fully_convolutional", "uses_mask", "device"):
         assert getattr(engine, name) == getattr(full, name), name
+    assert not engine.runs_network and full.runs_network  # what remove_scene branches on
 
 
 #: The packages by stage, lowest first: a module imports only from its own package and those

@@ -60,6 +60,7 @@ class Engine(Protocol):
     bands: tuple[str, ...]
     device: str
     uses_mask: bool  # the network works on top of the classical fill (cloudfree/fill/median.py)
+    runs_network: bool  # False for the network-free fill, whose output is its filled input
 
     def predict(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray | None = None,
                 max_correction: float | np.ndarray | None = None) -> np.ndarray:
@@ -155,6 +156,7 @@ class TorchEngine:
     """
 
     tile: int | None = None
+    runs_network = True
 
     def __init__(self, loaded: LoadedModel, device: str = "auto", precision: str = "fp32",
                  cpu_runtime: str = "onnxruntime"):
@@ -230,6 +232,7 @@ class FillEngine:
     fully_convolutional = True
     bands = BANDS
     uses_mask = True
+    runs_network = False
 
     def __init__(self, scaling: Scaling, default_tile: int, device: str = "auto",
                  precision: str = "fp32"):
@@ -279,6 +282,8 @@ def fill_checkpoint(path: Path) -> tuple[Scaling, int] | None:
 
 class OnnxEngine:
     """An exported ONNX model in onnxruntime: CUDA provider when a GPU is usable, else CPU."""
+
+    runs_network = True
 
     def __init__(self, path: Path | str, device: str = "auto"):
         import onnxruntime as ort

@@ -79,7 +79,6 @@ from cloudfree.fill.uncertainty import (
 from cloudfree.inference.bundled import FILL_MODEL
 from cloudfree.inference.engines import (
     DEFAULT_MODEL,
-    FILL_ARCH,
     Engine,
     check_precision,
     model_file,
@@ -433,7 +432,7 @@ class SceneRemoval:
         self.uncertainty = uncertainty
         #: the bands read, filled and written: the input's own for the network-free fill, the
         #: network's otherwise
-        self.bands = s2.bands if engine.arch == FILL_ARCH else engine.bands
+        self.bands = engine.bands if engine.runs_network else s2.bands
         self.options, self.params, self.shadow, self.fill = options, params, shadow, fill
         self.local = local if fill is not None else None
         self.restoring = restoring if self.local is not None else None
@@ -444,7 +443,7 @@ class SceneRemoval:
         self.batch_size = options.batch_size
         #: tiles per chunk: a batch for a network; for the network-free fill, whose chunks'
         #: arrays are the memory that grows with them, at most ``FILL_CHUNK_WIDTH`` px of them
-        self.chunk_tiles = self.batch_size if engine.arch != FILL_ARCH else \
+        self.chunk_tiles = self.batch_size if engine.runs_network else \
             min(self.batch_size, tiles_within(self.grid, FILL_CHUNK_WIDTH))
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
@@ -453,7 +452,7 @@ class SceneRemoval:
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
         s2, g, local = self.s2, self.grid, self.local
-        network = self.engine.arch != FILL_ARCH
+        network = self.engine.runs_network
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (self.params.halo + local.ring + SEED_BOX // 2
@@ -581,7 +580,7 @@ class SceneRemoval:
             wanted.append(off)
         self.tiles_skipped += len(loaded.chunk.tile_offsets()) - len(wanted)
         self.tiles_run += len(wanted)
-        if self.engine.arch == FILL_ARCH:  # the network-free fill returns its (filled) input:
+        if not self.engine.runs_network:  # the network-free fill returns its (filled) input:
             return {o: loaded.s2[:, :, o : o + t] for o in wanted}  # any band set, no forward
         out: dict[int, np.ndarray] = {}
         for i in range(0, len(wanted), self.batch_size):
@@ -882,10 +881,10 @@ def remove_scene(
         model = DEFAULT_MODEL
     engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
                          precision=precision)
-    if s1_path is None and engine.arch != FILL_ARCH:
+    if s1_path is None and engine.runs_network:
         raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
                          "s1_path=PATH, or model=median-fill", "s1_path", "model")
-    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.arch != FILL_ARCH):
+    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.runs_network):
         log.warning("--max-correction (max_correction) changes nothing with model %s: it "
                     "bounds a fill network's correction of its base, and this model has none",
                     model or checkpoint or onnx)
@@ -947,7 +946,7 @@ def remove_scene(
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
                 base = f"nearby clear pixels{match} (where none is near: {base})"
-            how = (f"filled from {base}, no network" if engine.arch == FILL_ARCH else
+            how = (f"filled from {base}, no network" if not engine.runs_network else
                    f"filled by the {engine.arch} network, starting from {base}")
             judged = "found by comparing the dates, " if temporal_mask else ""
             steps = [f"{judged}taken from the other dates where they are clear"] \
@@ -1031,7 +1030,7 @@ def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
     """The bands a removal reads and writes (the input's for the network-free fill, the
     network's otherwise); one line when the input lacks some the model or the mask needs."""
     require_mask_bands(s2, params)
-    if engine.arch == FILL_ARCH:
+    if not engine.runs_network:
         return s2.bands
     s2.require(engine.bands, f"model {name}", "give an L1C product with all 13 bands, or "
                f"model={FILL_MODEL}, which fills any band set", "model")
