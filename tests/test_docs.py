@@ -3,6 +3,7 @@ command, and the README stays short, starts with CI's commands and leads to ever
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 import sys
@@ -81,6 +82,73 @@ def test_cli_reference_holds_every_option_of_every_command(site):
                 first = param.help.split()[0].replace("<", "&lt;").replace(">", "&gt;")
                 assert first in section, (name, param.opts, first)
     assert checked > 100
+
+
+CELL = re.compile(r"<td>(.*?)</td>", re.S)
+ROW = re.compile(r"<tr>\s*(<td>.*?)</tr>", re.S)
+
+
+def text(html_part: str) -> str:
+    """What a reader sees of a piece of the page: no tags, entities read, spaces collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", html_part)).split())
+
+
+def option_rows(section: str) -> dict[str, list[str]]:
+    """Each option's row of a command's table, as text: longest flag -> [names, type,
+    description, default]."""
+    rows = {}
+    for row in ROW.findall(section):
+        cells = [text(cell) for cell in CELL.findall(row)]
+        flags = re.findall(r"--?[\w-]+", cells[0].split(" / ")[0])  # not --no-...
+        rows[max(flags, key=len)] = cells
+    return rows
+
+
+def help_defaults(option: click.Option, ctx: click.Context) -> list[str]:
+    """Every default the option's line of ``--help`` shows: after the help (show_default) and
+    inside it (``[default: <s2>_cloudfree.tif]``)."""
+    record = option.get_help_record(ctx)
+    return [found.strip() for found in re.findall(r"\[default: ([^;\]]*)", record[1])]
+
+
+def test_cli_reference_shows_help_and_defaults_as_help_does(site):
+    sections = command_sections((site / "reference" / "cli" / "index.html").read_text())
+    parent = click.Context(main, info_name="cloudfree")
+    shown = 0
+    for name, command in main.commands.items():
+        rows = option_rows(sections[name])
+        ctx = click.Context(command, info_name=name, parent=parent)
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.hidden:
+                continue
+            _, kind, description, default = rows[max(param.opts, key=len)]
+            assert description == " ".join((param.help or "").split()), (name, param.opts)
+            for value in help_defaults(param, ctx):
+                assert value == default or f"[default: {value}" in description, \
+                    (name, param.opts, value)
+                shown += 1
+            if param.metavar:  # the choices --help shows: [auto|cpu|cuda|cuda:N], NAME...
+                assert kind.startswith(param.metavar), (name, param.opts, kind)
+        # the command's own help, as --help prints it, line breaks aside
+        assert " ".join(command.help.split()) in text(sections[name]), name
+    assert shown > 60
+    remove, coregister = option_rows(sections["remove"]), option_rows(sections["coregister"])
+    assert remove["--output"][2] == "Output GeoTIFF [default: <s2>_cloudfree.tif]."
+    assert coregister["--output"][2] == "Output GeoTIFF [default: <s1>_on_<s2>.tif]."
+    assert remove["--refine"][3] == "refine" and remove["--device"][3] == "auto"
+    assert remove["--device"][1] == "[auto|cpu|cuda|cuda:N]"
+    assert remove["--s1"][3] == "" and coregister["--s1"][3] == "required"
+    assert "Sentinel.UNSET" not in sections["remove"] and "<em>" not in sections["coregister"]
+
+
+def test_cli_reference_summaries_are_whole_sentences(site):
+    page = (site / "reference" / "cli" / "index.html").read_text()
+    listed = dict(re.findall(r"<li><em>([\w-]+)</em>: (.*?)</li>", page))
+    assert set(listed) == set(main.commands)
+    for name, summary in listed.items():
+        summary = text(summary)
+        assert summary == main.commands[name].get_short_help_str(limit=1000), name
+        assert summary[0].isupper() and summary.endswith(".") and "..." not in summary, name
 
 
 def test_readme_is_short_and_starts_with_the_commands_ci_runs():

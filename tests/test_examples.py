@@ -149,3 +149,21 @@ def test_readme_reference_example_fills_the_cumulus_from_the_other_dates(tmp_pat
     assert blue[filled].mean() < 1.2 * blue[observed].mean()
     assert f"{len(source_dates)} pixels from other dates" in done.stdout
     assert Path(outputs["--preview"]).stat().st_size > 0
+
+
+def test_sample_cloud_cover_is_told_as_mask_and_remove_measure_it(tmp_path, cli):
+    """Every page that gives the bundled sample's cloud cover gives what the commands print:
+    the mask's share, and the share remove fills with its 5 px buffer."""
+    sample = EXAMPLES / "data"
+    mask = cli("mask", sample / "s2.tif", "-o", tmp_path / "m.tif", "-q")
+    remove = cli("remove", "--s1", sample / "s1.tif", "--s2", sample / "s2.tif",
+                 "-o", tmp_path / "r.tif", "-q")
+    assert mask.exit_code == 0 and remove.exit_code == 0, mask.output + remove.output
+    masked = re.search(r"cloud (\d+\.\d)%", mask.stdout).group(1)
+    filled = re.search(r"filled (\d+\.\d)% cloud", remove.stdout).group(1)
+    assert (masked, filled) == ("30.5", "43.3")
+    for page in ("README.md", "docs/index.md", "docs/guides/inputs.md",
+                 "examples/data/README.md"):
+        text = " ".join((ROOT / page).read_text().split())
+        assert f"{masked} %" in text and f"{filled} %" in text, page
+        assert "44 %" not in text and "about a third" not in text, page

@@ -28,6 +28,7 @@ from cloudfree.core.stop import (
     stop_requested,
 )
 from cloudfree.fill.median import FILL_METHODS, MAX_CORRECTION
+from cloudfree.inference.bundled import DEFAULT_MODEL
 from cloudfree.io.rasters import MASK_BLOCK
 
 
@@ -97,19 +98,20 @@ def default_output(src: Path, suffix: str) -> Path:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cloudfree")
 def main() -> None:
-    """SAR-assisted cloud removal for whole Sentinel-2 scenes."""
+    """Remove clouds from whole Sentinel-2 scenes, with Sentinel-1 and other dates where given."""
     opt.setup_logging(False)
     raise_on_stop_signals()
 
 
-@main.command()
+@main.command(short_help="Cloud, shadow and snow mask of a Sentinel-2 scene.")
 @click.argument("scene", type=PATH)
 @opt.output("Output mask GeoTIFF [default: <scene>_mask.tif].")
 @opt.mask_params()
 @click.option("--score", "score_path", type=PATH,
               help="Also write the float32 cloud score to this GeoTIFF.")
 @click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
-              help="Sentinel-2 L1C of another date of the same place (repeatable, any CRS): "
+              help="Sentinel-2 of another date of the same place, in any form SCENE takes "
+                   "(repeatable, any CRS): "
                    "where the dates see the ground clear, clouds, haze and shadows are found "
                    "by comparing the scene with them.")
 @opt.as_json
@@ -159,8 +161,11 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
     return {"max_correction": share}
 
 
-@main.command()
-@opt.s1_s2("<s2>_cloudfree.tif", s1_required=False)
+@main.command(short_help="Remove clouds from a Sentinel-2 scene, with Sentinel-1 and other "
+                         "dates where given.")
+@opt.s1_s2("<s2>_cloudfree.tif", s1_required=False,
+           s1_note="Needed by the fill networks (a bundled network, a checkpoint or ONNX); "
+                   f"the default model, {DEFAULT_MODEL}, reads none.")
 @click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
               help="Sentinel-2 of another date of the same place, in any form --s2 takes "
                    "(repeatable, any CRS): clouds it sees clear are filled from it; the model "
@@ -236,7 +241,7 @@ def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **
                    f"with {summary['model']} in {summary['seconds']:.1f} s")
 
 
-@main.command()
+@main.command(short_help="List the network architectures and the bundled models.")
 def models():
     """List the network architectures (presets, parameter counts) and the bundled models."""
     from cloudfree.inference.model_list import catalog_lines
@@ -244,9 +249,8 @@ def models():
     click.echo("\n".join(catalog_lines()))
 
 
-@main.command("export-onnx")
-@click.option("--model", help="Bundled model to export (see `cloudfree models`), instead of "
-                              "a checkpoint.")
+@main.command("export-onnx", short_help="Export a checkpoint or bundled network to ONNX.")
+@opt.model_option("Bundled network to export instead of a checkpoint", networks_only=True)
 @opt.checkpoint(required=False)
 @opt.output("ONNX model to write.", required=True)
 @click.option("--tile", type=TILE_SIZE, default=256, show_default=True,
@@ -256,13 +260,16 @@ def models():
 def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
     """Export a checkpoint or bundled model to ONNX (opset 17) with its scaling and bands in
     the metadata."""
-    from cloudfree.inference.bundled import bundled_models
-    from cloudfree.inference.onnx_export import export_checkpoint
+    from cloudfree.inference.bundled import FILL_MODEL, bundled_models
+    from cloudfree.inference.onnx_export import export_checkpoint, exportable
 
     bundled = bundled_models()
     if (model is None) == (checkpoint is None):
         raise UsageError("give one of --checkpoint PATH and --model NAME (bundled: "
                          f"{', '.join(bundled)})")
+    if model == FILL_MODEL:
+        raise UsageError(f"{FILL_MODEL} has no network to export: it fills without one; "
+                         f"exportable: {exportable()}", "checkpoint")
     if model is not None and model not in bundled:
         raise UsageError(f"no bundled model {model!r} (bundled: {', '.join(bundled)})")
     path = export_checkpoint(bundled[model] if model else checkpoint, output, tile,
@@ -270,7 +277,7 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
     click.echo(f"{path}: {tile}x{tile} tiles, dynamic batch")
 
 
-@main.command()
+@main.command(short_help="Run remove (or mask) on every scene under a folder.")
 @click.argument("scenes", type=PATH)
 @opt.output("Output folder: <scene>.tif (remove) or <scene>_mask.tif (mask).", required=True)
 @click.option("--command", type=click.Choice(["remove", "mask"]), default="remove",
@@ -338,7 +345,7 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
     result.check()
 
 
-@main.command()
+@main.command(short_help="Warp Sentinel-1 onto the Sentinel-2 grid.")
 @opt.s1_s2("<s1>_on_<s2>.tif")
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Warp threads.")
@@ -361,7 +368,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
     click.echo(summary_line(r))
 
 
-@main.command()
+@main.command(short_help="Train a network on S1/S2 triplets.")
 @click.argument("data", type=PATH)
 @click.option("--arch", default="dsen2cr", show_default=True,
               help="Architecture (dsen2cr, glfcr, carf, ibhfn, sgbafm, fillnet).")
@@ -374,10 +381,13 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
               "(glfcr, carf, sgbafm); options given explicitly win.")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True,
               help="Epochs in all (a resumed run continues up to this).")
-@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True,
+              help="Samples per optimiser step (per GPU under torchrun).")
 @click.option("--crop", type=click.IntRange(8), default=128, show_default=True,
               help="Random crop size in pixels.")
-@click.option("--lr", type=opt.NumberRange(0, min_open=True), default=1e-4, show_default=True)
+@click.option("--lr", type=opt.NumberRange(0, min_open=True), default=1e-4, show_default=True,
+              help="Learning rate at the schedule's peak (cosine warms up to it, the others "
+                   "start from it).")
 @click.option("--weight-decay", type=opt.NumberRange(0), default=0.0, show_default=True,
               help="AdamW weight decay; 0 uses Adam.")
 @click.option("--schedule", type=click.Choice(["cosine", "step", "exponential", "constant"]),
@@ -396,7 +406,9 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
 @click.option("--amp", is_flag=True, help="Mixed precision (GPU only).")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Data-loading processes. Default: 0 on CPU; on a GPU up to 8, one per core.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the sample order and of each sample's crop, flips and "
+                   "rotation.")
 @opt.quiet
 def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight_decay,
           schedule, decay, clip, output, resume, overwrite, device, amp, workers, seed, quiet):
@@ -420,7 +432,7 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
     click.echo(f"{summary['checkpoint']}: {summary['step']} steps, log {summary['log']}")
 
 
-@main.command()
+@main.command(short_help="Score a model on S1/S2 triplets against the baselines.")
 @click.argument("data", type=PATH)
 @opt.model_choice()
 @click.option("--report", "report_path", type=PATH,

@@ -119,11 +119,34 @@ def as_json(f):
                         help="Print the result as JSON on stdout.")(f)
 
 
+#: What --device takes (cloudfree.inference.engines.resolve_device): shown as its metavar.
+DEVICES = "auto|cpu|cuda|cuda:N"
+
+
+def bundled_names(networks_only: bool = False) -> list[str]:
+    """The bundled models' names, the default first (``networks_only``: those with a network)."""
+    from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL, bundled_models
+
+    names = sorted(bundled_models(), key=lambda name: (name != DEFAULT_MODEL, name))
+    return [name for name in names if not (networks_only and name == FILL_MODEL)]
+
+
+def model_option(what: str, after: str = "", networks_only: bool = False) -> Decorator:
+    """--model NAME: ``what`` it is, the bundled models it takes by name, then ``after``."""
+    names = bundled_names(networks_only)
+    listed = (" or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else
+              names[0] if names else "none in this installation")
+    return click.option("--model", metavar="NAME",
+                        help=f"{what}: {listed} (see `cloudfree models`){after}.")
+
+
 def model_choice(default_device: str | None = "auto") -> Decorator:
     """--model, -c/--checkpoint, --onnx, --device: the model to run and where."""
+    from cloudfree.inference.bundled import DEFAULT_MODEL
+
     options = [
-        click.option("--model", help="Bundled model (see `cloudfree models`) [default: "
-                                     "median-fill when no checkpoint or ONNX is given]."),
+        model_option("Bundled model", f" [default: {DEFAULT_MODEL} when no checkpoint or ONNX "
+                                      "is given]"),
         checkpoint(required=False),
         click.option("--onnx", type=PATH, help="ONNX model from export-onnx."),
         device(default_device),
@@ -138,7 +161,9 @@ def checkpoint(required: bool) -> Decorator:
 
 def device(default: str | None = "auto") -> Decorator:
     return click.option("--device", default=default, show_default=default is not None,
-                        help="auto, cpu, cuda or cuda:N.")
+                        metavar=f"[{DEVICES}]",
+                        help="Where to run: auto (the GPU when one is usable, else the CPU), "
+                             "cpu, cuda or cuda:N (the GPU numbered N, from 0).")
 
 
 def precision(default: str | None = "fp32") -> Decorator:
@@ -213,13 +238,13 @@ def mask_params(buffer: int = 0) -> Decorator:
     return decorate
 
 
-def s1_s2(default_name: str, s1_required: bool = True) -> Decorator:
-    """--s1, --s2, -o and the co-registration options shared by `coregister` and `remove`."""
+def s1_s2(default_name: str, s1_required: bool = True, s1_note: str = "") -> Decorator:
+    """--s1, --s2, -o and the co-registration options shared by `coregister` and `remove`;
+    ``s1_note`` follows the --s1 help (when the command needs it)."""
     return _all([
         click.option("--s1", "s1_path", required=s1_required, type=PATH,
                      help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS "
-                          "overlapping the S2 (remove: optional with --reference or "
-                          "--model median-fill)."),
+                          "overlapping the S2." + (f" {s1_note}" if s1_note else "")),
         click.option("--s2", "s2_path", required=True, type=PATH,
                      help="Sentinel-2 L1C or L2A scene: GeoTIFF of named bands (unnamed: 13 "
                           "in L1C order, 12 in L2A order), .SAFE folder, folder of per-band "

@@ -1,10 +1,12 @@
-"""What ``cloudfree models`` lists: registered architectures with their presets, bundled models."""
+"""What ``cloudfree models`` lists: the network architectures with their presets, and the bundled
+models. The internal ``fill`` architecture has no network: it shows as the model ``median-fill``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from cloudfree.inference import bundled
+from cloudfree.inference.engines import FILL_ARCH
 from cloudfree.networks import ARCHITECTURES, build
 
 
@@ -36,7 +38,7 @@ def human_count(n: int) -> str:
 def catalog_lines() -> list[str]:
     """The text of ``cloudfree models``."""
     lines = ["Architectures (preset: parameters, size multiple, receptive field radius in px):"]
-    for arch in sorted(ARCHITECTURES):
+    for arch in sorted(set(ARCHITECTURES) - {FILL_ARCH}):  # the fill: median-fill, below
         lines.append(f"  {arch}")
         for preset in ARCHITECTURES[arch].presets:
             info = count_parameters(arch, preset)

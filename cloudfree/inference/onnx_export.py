@@ -12,8 +12,9 @@ from torch import nn
 from cloudfree import __version__
 from cloudfree.core.errors import UsageError
 from cloudfree.core.memory import check_trace_memory
+from cloudfree.inference.bundled import FILL_MODEL, bundled_models
 from cloudfree.inference.checkpoint import LoadedModel, load_checkpoint
-from cloudfree.inference.engines import META
+from cloudfree.inference.engines import FILL_ARCH, META
 from cloudfree.inference.onnx_graph import network_graph
 from cloudfree.output.atomic import atomic_output, check_output
 
@@ -51,6 +52,13 @@ def traced(network: nn.Module, tile: int) -> onnx.ModelProto:
     return model
 
 
+def exportable() -> str:
+    """What can be exported, as a message names it: the bundled networks, then a checkpoint."""
+    names = sorted(name for name in bundled_models() if name != FILL_MODEL)
+    bundled = f"{', '.join(names)} (bundled) or " if names else ""
+    return f"{bundled}checkpoint=PATH of a trained network"
+
+
 def export_onnx(loaded: LoadedModel, path: Path | str, tile: int = 256,
                 overwrite: bool = True) -> Path:
     """Write the ``loaded`` model as an ONNX model for ``tile`` x ``tile`` inputs, atomically
@@ -72,9 +80,14 @@ def export_onnx(loaded: LoadedModel, path: Path | str, tile: int = 256,
 
 def export_checkpoint(checkpoint: Path | str, output: Path | str, tile: int = 256,
                       overwrite: bool = False) -> Path:
-    """Load a checkpoint and export it to ``output`` (refused if it exists, unless overwrite)."""
+    """Load a checkpoint and export it to ``output`` (refused if it exists, unless overwrite);
+    the network-free fill (``median-fill``) is refused: it has no network to export."""
     if Path(output).suffix.lower() != ".onnx":
         raise UsageError(f"output={output}: an ONNX model is written; give a .onnx path",
                          "output")
     check_output(Path(output), overwrite, [Path(checkpoint)])
-    return export_onnx(load_checkpoint(checkpoint), output, tile, overwrite)
+    loaded = load_checkpoint(checkpoint)
+    if loaded.arch == FILL_ARCH:
+        raise UsageError(f"{FILL_MODEL} (architecture {FILL_ARCH}) has no network to export: it "
+                         f"fills without one; exportable: {exportable()}", "checkpoint")
+    return export_onnx(loaded, output, tile, overwrite)

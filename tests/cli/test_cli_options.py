@@ -12,8 +12,9 @@ from cloudfree.cli.commands import main
 from cloudfree.cli.options import SHARED
 
 #: Shared options whose help says what this command writes there (output) or does with it
-#: (model: run it, or export it, which has no default).
-_HELP_PER_COMMAND = {"output", "model"}
+#: (model: run it, or export it, which has no default; s1_path: required by coregister, by the
+#: networks only in remove).
+_HELP_PER_COMMAND = {"output", "model", "s1_path"}
 
 
 def visible_options() -> dict[str, list[tuple[str, click.Option]]]:
