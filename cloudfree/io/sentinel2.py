@@ -111,6 +111,7 @@ class Sentinel2:
     _owner: int = field(default_factory=threading.get_ident, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _shared: SharedHandles | None = field(default=None, repr=False)
+    _scl_checked: bool = field(default=False, repr=False)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -125,6 +126,24 @@ class Sentinel2:
     def read_scl(self, window: Window | None = None) -> np.ndarray:
         """The scene classification [h, w] (uint8) of the window, on the scene's grid."""
         return self.read_dn(window, (SCL,))[0][0].astype(np.uint8, copy=False)
+
+    def warn_unknown_scl(self) -> None:
+        """Warn (once per scene) when the scene classification holds none of Sen2Cor's classes
+        of land and sky (1-11) in a sample of up to 1024 x 1024 of its pixels: a mask from it
+        finds no cloud, shadow or snow anywhere."""
+        if self._scl_checked or SCL not in self.band_sources:
+            return
+        self._scl_checked = True
+        dataset, index, _ = self.band_sources[SCL]
+        sample = checked_read(S2_INPUT, dataset, index,
+                              out_shape=(min(dataset.height, 1024), min(dataset.width, 1024)))
+        if ((sample >= 1) & (sample <= 11)).any():
+            return
+        values = np.unique(sample)
+        shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")
+        log.warning("%s: the scene classification (SCL) holds none of Sen2Cor's classes 1-11 "
+                    "(only %s): the mask from it finds no cloud, shadow or snow; give the "
+                    "product's own SCL, or --no-scl to mask from the bands", dataset.name, shown)
 
     @property
     def profile(self) -> dict:
