@@ -14,7 +14,7 @@ from cloudfree.coregister.shift_estimation import RULE
 from cloudfree.inference.checkpoint import save_checkpoint
 from cloudfree.inference.tiling import TileGrid
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLOUD, NODATA, MaskParams
+from cloudfree.mask.classify import CLOUD, NODATA, MaskParams, classify
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.pipeline.remove import remove_scene
 
@@ -379,3 +379,41 @@ def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path
         assert summary["tiles_run"] > 5
     with rasterio.open(outputs[5]) as a, rasterio.open(outputs[8]) as b:
         assert a.width == 1536 and np.array_equal(a.read(), b.read())
+
+
+def _all_cloud(path, pasted_cloud, saturated: bool):
+    """The real summer cumulus spread over the whole patch (its pixels that the mask calls
+    cloud on their own, whatever their neighbours, repeated), or every pixel saturated (65535
+    DN)."""
+    summer, profile = pasted_cloud["summer"], pasted_cloud["profile"]
+    if saturated:
+        image = np.full_like(summer, 65535)
+    else:
+        with open_sentinel2(SUMMER_S2) as s2:
+            classes, score = classify(s2.read()[0], None, MaskParams())
+        cores = summer[:, (classes == CLOUD) & (score > 0.5)]
+        image = cores[:, np.arange(summer[0].size) % cores.shape[1]].reshape(summer.shape)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(image)
+    return path
+
+
+@pytest.mark.parametrize("saturated", [False, True], ids=["all cloud", "all saturated"])
+def test_a_scene_with_nothing_clear_warns_that_it_is_filled_with_one_spectrum(
+        tmp_path, pasted_cloud, cli, saturated):
+    """It became one colour per band with only a note."""
+    s2 = _all_cloud(tmp_path / "target_20171201.tif", pasted_cloud, saturated)
+    out = tmp_path / "out.tif"
+    result = cli("remove", "--s2", s2, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "cloudfree: target_20171201.tif: only 0.00% of the scene is clear: its clouds are "
+        "filled with one spectrum, the median of clear Sentinel-2 scenes elsewhere (the prior), "
+        "not the land under them; give other dates of the same place with --reference "
+        "(references)"]
+    assert all(np.unique(band).size == 1 for band in read(out)[0])
+
+
+def test_a_scene_with_clear_land_gives_no_such_warning(tmp_path, pasted_cloud, cli):
+    result = cli("remove", "--s2", pasted_cloud["target"], "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0 and result.stderr == "", result.output
