@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -135,12 +136,23 @@ def band_of_file(path: Path) -> str | None:
     return _band_and_metres(path)[0]
 
 
-def _finest(paths: list[Path]) -> dict[str, tuple[Path, int]]:
-    """Band -> (file, 1), the finest file of each band (``_10m`` before ``_20m``)."""
+def _finest(paths: list[Path], where: Path) -> dict[str, tuple[Path, int]]:
+    """Band -> (file, 1), the finest file of each band (``_10m`` before ``_20m``); one line
+    naming both files when two hold one band at one resolution, or one of them does not say
+    its resolution (``B01.tif`` and ``T31TCJ_B01.tif``, ``B02.tif`` and ``blue.tif``)."""
     best: dict[str, tuple[int, Path]] = {}
+    named: dict[str, list[tuple[int, Path]]] = {}
     for path in sorted(paths):
         band, metres = _band_and_metres(path)
-        if band and (band not in best or metres < best[band][0]):
+        if not band:
+            continue
+        for other_metres, other in named.get(band, []):
+            if metres == other_metres or not (metres and other_metres):
+                raise CloudfreeError(f"{where}: {other.relative_to(where)} and "
+                                     f"{path.relative_to(where)} both hold band {band}; keep "
+                                     "one of them, move the other out")
+        named.setdefault(band, []).append((metres, path))
+        if band not in best or metres < best[band][0]:
             best[band] = (metres, path)
     return {band: (path, 1) for band, (_, path) in best.items()}
 
@@ -150,7 +162,7 @@ def safe_files(folder: Path) -> BandFiles:
     if not folder.exists():
         raise CloudfreeError(f"Sentinel-2 input {folder} does not exist")
     files = _finest(list(folder.glob("GRANULE/*/IMG_DATA/*.jp2"))
-                    + list(folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")))
+                    + list(folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")), folder)
     if not any(b != SCL for b in files):
         raise CloudfreeError(f"{folder}: no GRANULE/*/IMG_DATA band files (*_B02.jp2 or "
                              "R10m/*_B02_10m.jp2); is it a Sentinel-2 L1C or L2A .SAFE folder?")
@@ -175,9 +187,13 @@ def safe_files(folder: Path) -> BandFiles:
 
 def folder_files(folder: Path) -> BandFiles:
     """The bands of a folder of per-band rasters, one band named in each file's name."""
-    paths = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-             and p.suffix.lower() in BAND_FILE_SUFFIXES]
-    files = _finest(paths)
+    paths = [p for p in folder.iterdir() if not p.name.startswith(".")
+             and p.suffix.lower() in BAND_FILE_SUFFIXES and (p.is_file() or p.is_symlink())]
+    for path in paths:
+        if path.is_symlink() and not path.exists() and band_of_file(path):
+            raise CloudfreeError(f"{path}: a symbolic link to {os.readlink(path)}, which does "
+                                 "not exist; correct the link or remove it")
+    files = _finest([p for p in paths if p.is_file()], folder)
     if not any(b != SCL for b in files):
         raise CloudfreeError(
             f"{folder}: no band files (names such as B02.tif, T31TCJ_20220101T105021_B02_10m.jp2"

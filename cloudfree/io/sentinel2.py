@@ -111,6 +111,7 @@ class Sentinel2:
     _owner: int = field(default_factory=threading.get_ident, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _shared: SharedHandles | None = field(default=None, repr=False)
+    _scl_checked: bool = field(default=False, repr=False)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -125,6 +126,24 @@ class Sentinel2:
     def read_scl(self, window: Window | None = None) -> np.ndarray:
         """The scene classification [h, w] (uint8) of the window, on the scene's grid."""
         return self.read_dn(window, (SCL,))[0][0].astype(np.uint8, copy=False)
+
+    def warn_unknown_scl(self) -> None:
+        """Warn (once per scene) when the scene classification holds none of Sen2Cor's classes
+        of land and sky (1-11) in a sample of up to 1024 x 1024 of its pixels: a mask from it
+        finds no cloud, shadow or snow anywhere."""
+        if self._scl_checked or SCL not in self.band_sources:
+            return
+        self._scl_checked = True
+        dataset, index, _ = self.band_sources[SCL]
+        sample = checked_read(S2_INPUT, dataset, index,
+                              out_shape=(min(dataset.height, 1024), min(dataset.width, 1024)))
+        if ((sample >= 1) & (sample <= 11)).any():
+            return
+        values = np.unique(sample)
+        shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")
+        log.warning("%s: the scene classification (SCL) holds none of Sen2Cor's classes 1-11 "
+                    "(only %s): the mask from it finds no cloud, shadow or snow; give the "
+                    "product's own SCL, or --no-scl to mask from the bands", dataset.name, shown)
 
     @property
     def profile(self) -> dict:
@@ -356,12 +375,15 @@ def _read_bands(dataset, indexes: list[int], factor: int, window: Window):
         return data, _read_valid(dataset, indexes, window)
     r0, c0 = int(window.row_off), int(window.col_off)
     r1, c1 = r0 + int(window.height), c0 + int(window.width)
-    src = Window(c0 // factor, r0 // factor,
-                 (c1 - 1) // factor - c0 // factor + 1, (r1 - 1) // factor - r0 // factor + 1)
+    # a band up to half its pixel short of the grid: its last pixel stands for the rest
+    last_row, last_col = dataset.height - 1, dataset.width - 1
+    top, left = min(r0 // factor, last_row), min(c0 // factor, last_col)
+    src = Window(left, top, min((c1 - 1) // factor, last_col) - left + 1,
+                 min((r1 - 1) // factor, last_row) - top + 1)
     data = checked_read(S2_INPUT, dataset, indexes, window=src)
     mask = _read_valid(dataset, indexes, src)
-    rows = np.arange(r0, r1) // factor - r0 // factor
-    cols = np.arange(c0, c1) // factor - c0 // factor
+    rows = np.minimum(np.arange(r0, r1) // factor, last_row) - top
+    cols = np.minimum(np.arange(c0, c1) // factor, last_col) - left
     return data[:, rows][:, :, cols], None if mask is None else mask[:, rows][:, :, cols]
 
 
@@ -548,6 +570,78 @@ def _level_from_tags(tags: dict[str, str]) -> str | None:
     return None
 
 
+#: What to do when a band file is not on the scene's grid.
+GRID_ADVICE = "give band files of one scene that cover the same extent, each at its native " \
+    "resolution"
+
+
+def _scene_grid(datasets: list) -> object:
+    """The dataset whose grid the scene takes: of the finest pixels, the grid (position and
+    size) most of the finest bands share (the first of them on a tie), so that the band that
+    differs is the one named."""
+    finest = min(abs(ds.transform.a) for ds in datasets)
+    candidates = [ds for ds in datasets if abs(ds.transform.a) == finest]
+    for ds in candidates:
+        check_georeferenced(ds, ds.name)
+    shared = [(tuple(ds.transform), ds.width, ds.height) for ds in candidates]
+    return max(candidates, key=lambda ds: shared.count((tuple(ds.transform), ds.width,
+                                                        ds.height)))
+
+
+def _units(crs) -> str:
+    """How distances in ``crs`` read in a message: "m", "degrees" or its linear unit."""
+    if crs.is_geographic:
+        return "degrees"
+    unit = crs.linear_units or "unknown"
+    return "m" if unit.lower() in ("metre", "meter", "m", "unknown") else unit
+
+
+def _moved(east: float, north: float, unit: str) -> str:
+    """'50 m east and 20 m south' of a shift (either part left out when zero)."""
+    parts = [f"{abs(v):g} {unit} {plus if v > 0 else minus}"
+             for v, plus, minus in ((east, "east", "west"), (north, "north", "south")) if v]
+    return " and ".join(parts)
+
+
+def band_factor(ds, file: Path, band: str, grid) -> int:
+    """How many pixels of ``grid`` (the scene's, its finest band's) one pixel of band file
+    ``ds`` spans across and down; one line naming the file and what differs when it is not on
+    that grid: another CRS, pixels no whole multiple of the grid's, its top-left corner more
+    than half its own pixel away from the grid's, or an extent other than the grid's (by more
+    than half its pixel, beyond the extent of a size rounded up to whole pixels)."""
+    check_georeferenced(ds, file)
+    name = Path(grid.name).name
+    g, t = grid.transform, ds.transform
+    unit = _units(grid.crs) if grid.crs is not None else "m"
+    of_grid = f"the scene's grid ({name}, the finest band)"
+    if ds.crs != grid.crs:
+        raise CloudfreeError(f"{file}: band {band} is in {ds.crs.to_string()}, {of_grid} in "
+                             f"{grid.crs.to_string()}; {GRID_ADVICE}, in one CRS")
+    factor = max(1, round(abs(t.a) / abs(g.a)))
+    scaled = (g.a * factor, g.b * factor, g.d * factor, g.e * factor)
+    if any(abs(x - y) > 1e-6 * abs(g.a) * factor for x, y in zip((t.a, t.b, t.d, t.e), scaled,
+                                                                   strict=True)):
+        raise CloudfreeError(f"{file}: band {band} has pixels of {abs(t.a):g} x {abs(t.e):g} "
+                             f"{unit}, not a whole multiple of the {abs(g.a):g} x {abs(g.e):g} "
+                             f"{unit} of {of_grid}; {GRID_ADVICE}")
+    east, north = t.c - g.c, t.f - g.f
+    if abs(east) > abs(t.a) / 2 or abs(north) > abs(t.e) / 2:
+        raise CloudfreeError(f"{file}: band {band} lies {_moved(east, north, unit)} of "
+                             f"{of_grid}, more than half its {abs(t.a):g} {unit} pixel; "
+                             f"{GRID_ADVICE}")
+
+    def fits(size: int, grid_size: int) -> bool:
+        return size == -(-grid_size // factor) or 2 * abs(size * factor - grid_size) <= factor
+
+    if not (fits(ds.width, grid.width) and fits(ds.height, grid.height)):
+        raise CloudfreeError(
+            f"{file}: band {band} covers {ds.width * abs(t.a):g} x {ds.height * abs(t.e):g} "
+            f"{unit} ({ds.width} x {ds.height} px of {abs(t.a):g} {unit}), not the "
+            f"{grid.width * abs(g.a):g} x {grid.height * abs(g.e):g} {unit} of {of_grid}, "
+            f"{grid.width} x {grid.height} px; {GRID_ADVICE}")
+    return factor
+
+
 def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None,
                      forced: str | None) -> Sentinel2:
     """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
@@ -571,18 +665,14 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
         order = {b: i for i, b in enumerate((*BANDS, SCL))}
         bands = list(found.files) if kind == "stac" else sorted(found.files, key=order.get)
         spectral = [b for b in bands if b != SCL]
-        grid = min((datasets[found.files[b][0]] for b in spectral),
-                   key=lambda ds: abs(ds.transform.a))
-        check_georeferenced(grid, grid.name)
+        grid = _scene_grid([datasets[found.files[b][0]] for b in spectral])
         band_sources = {}
+        factors: dict[Path, int] = {}
         for band in bands:
             file, index = found.files[band]
-            ds = datasets[file]
-            factor = round(abs(ds.transform.a) / abs(grid.transform.a))
-            if factor < 1 or ds.width * factor < grid.width - factor or ds.crs != grid.crs:
-                raise CloudfreeError(f"{file}: its grid does not nest in the grid of "
-                                     f"{Path(grid.name).name} (the finest band)")
-            band_sources[band] = (ds, index, factor)
+            if file not in factors:
+                factors[file] = band_factor(datasets[file], file, band, grid)
+            band_sources[band] = (datasets[file], index, factors[file])
         first = datasets[found.files[spectral[0]][0]]
         dtype = first.dtypes[found.files[spectral[0]][1] - 1]
         check_data_type(path, np.dtype(dtype))

@@ -34,6 +34,8 @@ def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
     """read(window) -> the stored values of ``bands``, their validity and the scene
     classification the mask takes (None: the score decides), decoded from the input."""
     use_scl = takes_scl(s2, params)
+    if use_scl:
+        s2.warn_unknown_scl()
 
     def read(window: Window) -> Stored:
         raw, valid = s2.read_dn(window, bands)

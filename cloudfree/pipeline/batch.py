@@ -389,10 +389,40 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
     check_writable(out_dir, f"the outputs in {out_dir}")
     if stac is not None:
         check_writable(stac, f"the STAC catalog in {stac}")
+        if report is not None and _same_file(report, stac / CATALOG_FILE):
+            raise UsageError(f"report {report} is the STAC catalog's file: the catalog would "
+                             "replace it; give the report another name or folder")
     if stac is not None and (stac / CATALOG_FILE).exists() and not (
             resume or options.get("overwrite")):
         raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass resume=True to add to "
                          "it or overwrite=True to replace it", "resume", "overwrite")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file, on a file system that tells letters' case
+    apart or not."""
+    return os.path.normcase(os.path.abspath(a)).casefold() == \
+        os.path.normcase(os.path.abspath(b)).casefold()
+
+
+def check_scene_outputs(scenes: list[Scene], out_dir: Path, command: str,
+                        report: Path | None, stac: Path | None) -> None:
+    """Refuse, before any work, scenes whose outputs would be one file (their names equal but
+    for the case of their letters: ``x_s2.tif`` and ``x_s2.TIF``), and a report that a
+    scene's STAC item would replace."""
+    seen: dict[str, Scene] = {}
+    for scene in sorted(scenes, key=lambda s: str(s.s2)):
+        first = seen.setdefault(scene.name.casefold(), scene)
+        if first is not scene:
+            raise CloudfreeError(
+                f"{first.s2} and {scene.s2} would both be written to "
+                f"{output_path(out_dir, first.name, command)} (each output is named by its "
+                "scene, whatever the case of its letters); rename one of them or move it to "
+                "another folder")
+        if stac is not None and report is not None and _same_file(
+                report, stac / scene.name / f"{scene.name}.json"):
+            raise UsageError(f"report {report} is the STAC item of scene {scene.name}: the "
+                             "catalog would replace it; give the report another name or folder")
 
 
 def write_report(path: Path, batch: BatchResult, command: str) -> None:
@@ -515,6 +545,7 @@ def run_batch(
                      use_s1=command == "remove", exclude=out_dir)
     if not found.scenes and not found.problems:
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
+    check_scene_outputs(found.scenes, out_dir, command, report, stac)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command),

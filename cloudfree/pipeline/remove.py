@@ -1001,6 +1001,8 @@ def remove_scene(
         log.warning("%s: %.1f%% of the filled pixels (%d) have no Sentinel-1 under them: "
                     "filled from the optical context alone", Path(s2_path).name,
                     100 * without_s1, pipe.filled_without_s1)
+    if fill is not None and fill.source == "prior" and dates is None and pipe.filled:
+        warn_prior_fill(Path(s2_path).name, fill, engine.runs_network)
     return {
         "input": str(s2_path), "s1": None if s1_path is None else str(s1_path),
         "output": str(output),
@@ -1023,6 +1025,18 @@ def remove_scene(
                                  "single_date_model": int(sources[SINGLE_DATE])}}),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def warn_prior_fill(name: str, fill: FillSpectrum, network: bool) -> None:
+    """Warn that a scene with (almost) nothing clear, all cloud or all saturated, was filled
+    from the prior: one spectrum, the same in every cloud pixel (the network's correction of
+    it aside), not the land under the clouds."""
+    how = "by the network starting from" if network else "with"
+    log.warning("%s: only %.2f%% of the scene is clear: its clouds are filled %s one spectrum, "
+                "the median of clear Sentinel-2 scenes elsewhere (the prior), not the land "
+                "under them; give other dates of the same place with --reference "
+                "(references)",
+                name, 100 * fill.clear_fraction, how)
 
 
 def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams

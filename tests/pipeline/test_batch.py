@@ -281,3 +281,42 @@ def test_batch_runs_an_onnx_model_as_remove_does(scenes, tmp_path, cli):
     assert np.array_equal(batched, pixels(single))
     with rasterio.open(tmp_path / "out" / "summer.tif") as ds:
         assert ds.tags()["MODEL"] == str(onnx)
+
+
+def test_scenes_whose_outputs_would_be_one_file_are_refused_before_any_work(tmp_path, cli):
+    """``x_s2.tif`` and ``x_s2.TIF`` were written to one output (one lost with --overwrite)."""
+    flat = tmp_path / "flat"
+    tif, upper = link(flat, "x_s2.tif", SUMMER_S2), link(flat, "x_s2.TIF", WINTER_S2)
+    out = tmp_path / "out"
+    for extra in ([], ["--overwrite"]):
+        result = cli("batch", flat, "-o", out, "--command", "mask", *extra)
+        assert (result.exit_code, result.stderr) == (1, (
+            f"Error: {upper} and {tif} would both be written to {out / 'x_s2_mask.tif'} (each "
+            "output is named by its scene, whatever the case of its letters); rename one of "
+            "them or move it to another folder\n"))
+        assert not out.exists()
+    folders = tmp_path / "folders"  # scene folders named alike but for case
+    link(folders / "Summer", SUMMER_S2.name, SUMMER_S2)
+    link(folders / "summer", WINTER_S2.name, WINTER_S2)
+    result = cli("batch", folders, "-o", out, "--command", "mask")
+    assert result.exit_code == 1 and "would both be written to" in result.stderr
+    assert not out.exists()
+
+
+def test_a_report_the_stac_catalog_would_replace_is_refused_before_any_work(scenes, tmp_path,
+                                                                            cli):
+    out = tmp_path / "out"
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--stac", out, "--report",
+                 out / "catalog.json")
+    assert (result.exit_code, result.stderr) == (2, (
+        f"Error: report {out / 'catalog.json'} is the STAC catalog's file: the catalog would "
+        "replace it; give the report another name or folder\n"))
+    assert not out.exists()
+    stac = tmp_path / "stac"  # an earlier catalog's folder of scene summer's item
+    (stac / "summer").mkdir(parents=True)
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--stac", stac, "--report",
+                 stac / "summer" / "summer.json")
+    assert (result.exit_code, result.stderr) == (2, (
+        f"Error: report {stac / 'summer' / 'summer.json'} is the STAC item of scene summer: "
+        "the catalog would replace it; give the report another name or folder\n"))
+    assert not out.exists() and not any((stac / "summer").iterdir())

@@ -14,7 +14,7 @@ from cloudfree.coregister.shift_estimation import RULE
 from cloudfree.inference.checkpoint import save_checkpoint
 from cloudfree.inference.tiling import TileGrid
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLOUD, NODATA, MaskParams
+from cloudfree.mask.classify import CLOUD, NODATA, MaskParams, classify
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.pipeline.remove import remove_scene
 
@@ -392,3 +392,41 @@ def test_remove_grows_nothing_around_the_cloud_free_chips_bright_specks(tmp_path
         masked = m.read(1) == CLOUD
     assert 0.017 < changed.mean() < 0.09
     assert changed[masked].all()  # what the mask flags is filled
+
+
+def _all_cloud(path, pasted_cloud, saturated: bool):
+    """The real summer cumulus spread over the whole patch (its pixels that the mask calls
+    cloud on their own, whatever their neighbours, repeated), or every pixel saturated (65535
+    DN)."""
+    summer, profile = pasted_cloud["summer"], pasted_cloud["profile"]
+    if saturated:
+        image = np.full_like(summer, 65535)
+    else:
+        with open_sentinel2(SUMMER_S2) as s2:
+            classes, score = classify(s2.read()[0], None, MaskParams())
+        cores = summer[:, (classes == CLOUD) & (score > 0.5)]
+        image = cores[:, np.arange(summer[0].size) % cores.shape[1]].reshape(summer.shape)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(image)
+    return path
+
+
+@pytest.mark.parametrize("saturated", [False, True], ids=["all cloud", "all saturated"])
+def test_a_scene_with_nothing_clear_warns_that_it_is_filled_with_one_spectrum(
+        tmp_path, pasted_cloud, cli, saturated):
+    """It became one colour per band with only a note."""
+    s2 = _all_cloud(tmp_path / "target_20171201.tif", pasted_cloud, saturated)
+    out = tmp_path / "out.tif"
+    result = cli("remove", "--s2", s2, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "cloudfree: target_20171201.tif: only 0.00% of the scene is clear: its clouds are "
+        "filled with one spectrum, the median of clear Sentinel-2 scenes elsewhere (the prior), "
+        "not the land under them; give other dates of the same place with --reference "
+        "(references)"]
+    assert all(np.unique(band).size == 1 for band in read(out)[0])
+
+
+def test_a_scene_with_clear_land_gives_no_such_warning(tmp_path, pasted_cloud, cli):
+    result = cli("remove", "--s2", pasted_cloud["target"], "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0 and result.stderr == "", result.output
