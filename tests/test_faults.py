@@ -466,7 +466,7 @@ def test_batch_reports_the_corrupt_file_and_counts_scenes_only(tmp_path, cli):
      "https://gdal.org/drivers/raster/gtiff.html#creation-options"),
     (["export-onnx", "-c", MODEL, "-o", "{x}", "--tile", "8"],
      "Error: Invalid value for '--tile': 8 is not in the range 16<=x<=8192."),
-    (["export-onnx", "--model", "median-fill", "-o", "{x}"],
+    (["export-onnx", "--model", "cloudfree-fillnet", "-o", "{x}"],
      "Error: --output {x}: an ONNX model is written; give a .onnx path"),
     (["mask", SUMMER_S2, "-o", "{x}", "--threshold", "nan"],  # NaN passes every bound
      "Error: Invalid value for '--threshold': 'nan' is not a number."),
