@@ -66,8 +66,8 @@ from cloudfree.io.rasters import check_map_crs, read_padded
 from cloudfree.io.sentinel1 import db_to_linear
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds, classify
-from cloudfree.mask.kept_scene import kept_scene
-from cloudfree.mask.scene_input import FirstPassCopy, mask_reader, takes_scl
+from cloudfree.mask.decoded_copy import decoded_copy
+from cloudfree.mask.scene_input import SceneCopy, mask_reader, takes_scl
 from cloudfree.output.provenance import acquisition_time
 
 log = logging.getLogger("cloudfree")
@@ -122,8 +122,8 @@ class Reference:
     shadow: ShadowThresholds | None = None  # set by the statistics pass
     shift: ShiftEstimate | None = None  # its measured shift against the target (``register``)
     shift_applied: bool = False
-    #: its ``bands`` (and SCL) decoded once and kept (``kept_scene``), read back by every pass
-    kept: FirstPassCopy | None = None
+    #: its ``bands`` (and SCL) decoded once and kept (``decoded_copy``), read back by every pass
+    kept: SceneCopy | None = None
     #: the share of the window ``register`` reads that its mask finds clear (None: not read)
     sampled_clear: float | None = None
 
@@ -193,7 +193,7 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     """A reference opened on the target's grid, read in the target's ``bands`` (default: all
     the target's); it must overlap the target. ``count``: the references opened with it, which
     share ``REFERENCE_CACHE_MB``. With ``scratch`` (an output), a reference is decoded once
-    into a scratch beside it (``kept_scene``): its passes (registration, statistics, each
+    into a scratch beside it (``decoded_copy``): its passes (registration, statistics, each
     refit, the temporal test, the fill) would each decode it again, and a JPEG2000 one the
     tiles beside each window too, for its margin; where ``room`` (the run's) granted it one.
     On the bundled series mirrored to 1024^2 (four references, ``benchmarks/reference_speed.py``)
@@ -216,7 +216,7 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     acquired = acquisition_date(s2)
     params = replace(params, shadow=REFERENCE_SHADOW)
     # each thread through handles of its own while it decodes the whole scene
-    kept = None if scratch is None else kept_scene(s2, scratch, bands, params, quiet,
+    kept = None if scratch is None else decoded_copy(s2, scratch, bands, params, quiet,
                                                    desc=f"read reference {index}", room=room,
                                                    every_format=True)
     s2.share_handles(REFERENCE_CACHE_MB * 2**20 // max(count, 1))

@@ -75,7 +75,7 @@ def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams,
     return read
 
 
-class FirstPassCopy:
+class SceneCopy:
     """Windows of a scene as :meth:`Sentinel2.read` gives them, taken from the
     :class:`~cloudfree.io.decoded_scene.DecodedScene` a first pass fills (:meth:`store`) while it
     is being filled, a read waiting for the windows it needs, rather than decoded again (the

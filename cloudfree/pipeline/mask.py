@@ -33,7 +33,7 @@ from cloudfree.mask.classify import (
     combine_shadow_stats,
     shadow_thresholds,
 )
-from cloudfree.mask.kept_scene import kept_scene
+from cloudfree.mask.decoded_copy import decoded_copy
 from cloudfree.mask.scene_input import S2Reader, mask_reader
 from cloudfree.output.atomic import GridOutputs, check_distinct, check_output
 from cloudfree.output.cog import AVERAGE, NEAREST
@@ -199,7 +199,7 @@ def mask_scene(
         bands = s2.bands if references else params.bands_for(s2.bands)
         room = scratch_room(output, s2 if s2.jpeg2000 else None, references, params, bands,
                             offset, level) if references else None
-        copy = kept_scene(s2, output, bands, params, quiet, threads, room=room)
+        copy = decoded_copy(s2, output, bands, params, quiet, threads, room=room)
         if copy is not None:
             dates_stack.callback(copy.decoded.close)
         thresholds = (scene_shadow_thresholds(s2, windows, quiet, threads,

@@ -99,12 +99,12 @@ from cloudfree.mask.classify import (
     ShadowThresholds,
     classify,
 )
+from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
-from cloudfree.mask.kept_scene import keep_scene
 from cloudfree.mask.scene_input import (
-    FirstPassCopy,
     MaskInput,
     Pads,
+    SceneCopy,
     mask_input,
     mask_reader,
     stored_reader,
@@ -346,17 +346,17 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
-                 copy: FirstPassCopy | None = None
+                 copy: SceneCopy | None = None
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
     shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
     with ``copy``, the scene (every band of ``bands``) is decoded and kept there first
-    (``keep_scene``) and both read it back; stopped early once ``abandon`` is set."""
+    (``fill_copy``) and both read it back; stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
         read = None
         if copy is not None:  # the scene decoded and kept first, read back from then on
-            keep_scene(copy, stored_reader(s2, bands, params), quiet, abandon)
+            fill_copy(copy, stored_reader(s2, bands, params), quiet, abandon)
             read = copy.read
         shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
                                          1 if read is None else usable_cores(), read)
@@ -369,18 +369,18 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
                         tie_shadows: bool = False, abandon: threading.Event | None = None,
-                        copy: FirstPassCopy | None = None) -> FillSpectrum:
+                        copy: SceneCopy | None = None) -> FillSpectrum:
     """First pass: the clear-sky median of every band over the scene (``fill.py``);
     ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
     them (``shadow.tied_shadows``). With ``copy``, the scene is kept there first
-    (``keep_scene``; unless an earlier pass kept it) and the windows with their margins read
+    (``fill_copy``; unless an earlier pass kept it) and the windows with their margins read
     back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
     raises CancelledError, or Interrupted, after the windows being read."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
     decode = stored_reader(s2, bands, params)
     if copy is not None:
         if not copy.decoded.complete:
-            keep_scene(copy, decode, quiet, abandon)
+            fill_copy(copy, decode, quiet, abandon)
         if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
             decode = copy.decoded.read
     windows = block_windows(s2.width, s2.height)
@@ -924,7 +924,7 @@ def remove_scene(
             if decoded is not None:
                 stack.callback(decoded.close)
                 # and for the co-registration beside them, as they go
-                copy = FirstPassCopy(s2, decoded)
+                copy = SceneCopy(s2, decoded)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
             passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
                                   quiet or s1_path is not None, abandon, copy)

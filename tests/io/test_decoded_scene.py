@@ -28,7 +28,7 @@ from cloudfree.io.rasters import mirror_pads, read_padded
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import MaskParams
 from cloudfree.mask.scene_input import (
-    FirstPassCopy,
+    SceneCopy,
     mask_input,
     mask_reader,
     stored_reader,
@@ -44,7 +44,7 @@ def test_the_chunks_read_back_what_decoding_gives_bit_for_bit(tmp_path, make):
         decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
         try:
             spectrum = scene_fill_spectrum(s2, s2.bands, params, None, True,
-                                           copy=FirstPassCopy(s2, decoded))
+                                           copy=SceneCopy(s2, decoded))
             assert decoded.complete and len(decoded.windows) == 9
             direct = scene_fill_spectrum(s2, s2.bands, params, None, True)
             np.testing.assert_array_equal(spectrum.values, direct.values)

@@ -1,5 +1,5 @@
 """A scene decoded once before the passes that read it: each window of a
-:class:`~cloudfree.mask.scene_input.FirstPassCopy` decoded as it is, with no margin, and kept in its
+:class:`~cloudfree.mask.scene_input.SceneCopy` decoded as it is, with no margin, and kept in its
 :class:`~cloudfree.io.decoded_scene.DecodedScene`, for the passes to read back with the margins
 they need."""
 
@@ -19,15 +19,15 @@ from cloudfree.core.threads import ordered_map, usable_cores
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, Stored
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classify import MaskParams
-from cloudfree.mask.scene_input import FirstPassCopy, stored_reader, takes_scl
+from cloudfree.mask.scene_input import SceneCopy, stored_reader, takes_scl
 
 
-def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: bool,
+def fill_copy(copy: SceneCopy, decode: Callable[[Window], Stored], quiet: bool,
                abandon: threading.Event | None = None, threads: int | None = None,
                desc: str = "read") -> None:
     """Decode each of ``copy``'s windows as it is, with no margin, and keep it, on ``threads``
     (default: every core), the windows of one tile of the input on one thread
-    (``FirstPassCopy.tile_groups``), unless that leaves a thread idle. A JPEG2000 tile is
+    (``SceneCopy.tile_groups``), unless that leaves a thread idle. A JPEG2000 tile is
     decoded by each read that takes part of it, unless the same dataset handle read it just
     before: on the 2048^2 L1C ``.SAFE`` of ``benchmarks/safe_speed.py`` (1024 px tiles), 5 px
     margins on 2 threads took three times the CPU, and at 4096^2 the windows of a 20 m tile
@@ -50,12 +50,12 @@ def keep_scene(copy: FirstPassCopy, decode: Callable[[Window], Stored], quiet: b
                 raise CancelledError
 
 
-def kept_scene(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: MaskParams,
+def decoded_copy(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: MaskParams,
                quiet: bool, threads: int | None = None, desc: str = "read",
                room: ScratchRoom | None = None, every_format: bool = False
-               ) -> FirstPassCopy | None:
+               ) -> SceneCopy | None:
     """A JPEG2000 scene's ``bands`` (and the SCL the mask takes) decoded once, each window as
-    it is (``keep_scene``), into a scratch beside ``output`` (``DecodedScene``, which the caller
+    it is (``fill_copy``), into a scratch beside ``output`` (``DecodedScene``, which the caller
     closes), for the passes to read back with the margins they need: read from the input, a
     margin decodes the tiles beside the window too. None for other inputs (a margin costs them
     a few rows) unless ``every_format`` (a reference, read by several passes: each would
@@ -66,9 +66,9 @@ def kept_scene(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: 
     decoded = DecodedScene.beside(output, s2, bands, takes_scl(s2, params), room)
     if decoded is None:
         return None
-    copy = FirstPassCopy(s2, decoded)
+    copy = SceneCopy(s2, decoded)
     try:
-        keep_scene(copy, stored_reader(s2, bands, params), quiet, threads=threads, desc=desc)
+        fill_copy(copy, stored_reader(s2, bands, params), quiet, threads=threads, desc=desc)
     except BaseException:
         decoded.close()
         raise

@@ -33,8 +33,8 @@ from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.rasters import block_windows
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import CLOUD, SHADOW_BANDS, MaskParams, classify
-from cloudfree.mask.kept_scene import keep_scene
-from cloudfree.mask.scene_input import FirstPassCopy, stored_reader, takes_scl
+from cloudfree.mask.decoded_copy import fill_copy
+from cloudfree.mask.scene_input import SceneCopy, stored_reader, takes_scl
 from cloudfree.pipeline.mask import mask_scene
 from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
 
@@ -77,7 +77,7 @@ def test_the_copy_gives_what_decoding_gives_and_decodes_only_where_it_cannot(tmp
     params = MaskParams(buffer=5)
     with open_sentinel2(make(tmp_path)) as s2:
         decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
-        copy = FirstPassCopy(s2, decoded)
+        copy = SceneCopy(s2, decoded)
         try:
             scene_fill_spectrum(s2, s2.bands, params, None, True, copy=copy)
             copy.end()
@@ -106,7 +106,7 @@ def test_a_read_waits_for_the_windows_it_needs_and_decodes_once_the_pass_has_end
         tmp_path, decodes):
     with open_sentinel2(l1c_safe(tmp_path)) as s2:
         decoded = DecodedScene(s2, s2.bands, False, tmp_path, block=100)
-        copy = FirstPassCopy(s2, decoded)
+        copy = SceneCopy(s2, decoded)
         decode = stored_reader(s2, s2.bands, MaskParams())
         window = Window(90, 10, 20, 20)  # in the first two of the 3 x 3 windows
         try:
@@ -165,7 +165,7 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
         assert s2.tiles_across(100) == 2 and s2.tiles_across(126) == 2  # the 20 m tile: 252
         assert s2.tiles_across(1024) == 1
         decoded = DecodedScene(s2, s2.bands, False, tmp_path, block=100)
-        copy = FirstPassCopy(s2, decoded)
+        copy = SceneCopy(s2, decoded)
         try:
             assert copy.tile_groups() == [[0, 1, 3, 4], [2, 5], [6, 7], [8]]
             threads = {}
@@ -176,9 +176,9 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
                 return decode(window)
 
             # two cores, as CI has (the module, not the function ``cloudfree.remove_scene``)
-            monkeypatch.setattr(importlib.import_module("cloudfree.mask.kept_scene"),
+            monkeypatch.setattr(importlib.import_module("cloudfree.mask.decoded_copy"),
                                 "usable_cores", lambda: 2)
-            keep_scene(copy, on_thread, True)
+            fill_copy(copy, on_thread, True)
             assert decoded.complete
             kept = sorted((w for ws in threads.values() for w in ws), key=str)
             assert kept == sorted(decoded.windows, key=str)  # each once, with no margin
