@@ -227,7 +227,7 @@ def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool,
     s2 = [p for p in entries if _is_product(p) or (p.is_file() and _matches(p, s2_pattern))]
     s1 = [p for p in entries if p.is_file() and _matches(p, s1_pattern)]
     for both in set(s2) & set(s1):  # e.g. "ROIs1868_..._s2.tif" matches *s1* too
-        role = classify(both).role
+        role = describe_raster(both).role
         (s1 if role == "s2" else s2).remove(both)
     if len(s2) != 1:
         return Problem(folder.name, "failed", _choice_error("S2", s2, s2_pattern, "--s2-pattern"))
@@ -245,7 +245,7 @@ def _choice_error(what: str, found: list[Path], pattern: str, option: str) -> st
     return f"ambiguous: {len(found)} {what} files match {pattern!r} ({names}); narrow {option}"
 
 
-def classify(path: Path) -> Raster:
+def describe_raster(path: Path) -> Raster:
     """Role (by band count and names), lon/lat footprint and acquisition date of a raster or
     a Sentinel-2 product (.SAFE, per-band folder, STAC item)."""
     try:
@@ -364,7 +364,7 @@ def pair_files(paths: list[Path], need_s1: bool = True) -> Discovery:
     rasters: list[Raster] = []
     for path in paths:
         try:
-            rasters.append(classify(path))
+            rasters.append(describe_raster(path))
         except CloudfreeError as exc:
             problems.append(Problem(path.stem, "failed", str(exc)))
     s2s = [r for r in rasters if r.role == "s2"]

@@ -285,9 +285,9 @@ def test_stac_eo_bands_of_a_stack_and_display_copies_left_out(scenes, tmp_path):
 
 
 def test_an_l2a_safe_folder_is_placed_and_dated_for_batch(scenes):
-    from cloudfree.io.discovery import classify as classify_file
+    from cloudfree.io.discovery import describe_raster
 
-    found = classify_file(scenes["safe"][0])
+    found = describe_raster(scenes["safe"][0])
     assert found.role == "s2" and str(found.acquired) == "2022-03-01"
     with open_sentinel2(scenes["safe"][0]) as s2:
         west, south, east, north = found.footprint.bounds
