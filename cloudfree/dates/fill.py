@@ -94,12 +94,11 @@ from cloudfree.mask.classify import (
     CLOUD,
     MaskParams,
     ShadowThresholds,
-    classify,
     combine_shadow_stats,
     squared_distance,
 )
 from cloudfree.mask.classify import shadow_thresholds as window_shadow_stats
-from cloudfree.mask.scene_input import mask_reader
+from cloudfree.mask.scene_input import mask_reader, read_classified
 from cloudfree.output.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
 
 log = logging.getLogger("cloudfree")
@@ -517,11 +516,10 @@ class ReferenceFill:
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
         halo = params.halo + (GROW if judging else 0)
-        refl, valid, scl = read_padded(mask_reader(self.target, self.bands, params,
-                                                   self.decoded), top,
-                                       left, height, width, self.target.height,
-                                       self.target.width, halo, pads_itself=True)
-        classes, score = classify(refl, valid, params, self.bands, self.shadow, scl)
+        refl, valid, classes, score = read_classified(
+            mask_reader(self.target, self.bands, params, self.decoded), top, left, height,
+            width, (self.target.height, self.target.width), halo, params, self.bands,
+            self.shadow)
         judged, background = classes, None
         inner = (slice(halo, halo + height), slice(halo, halo + width))
         if judging:

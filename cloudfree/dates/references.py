@@ -62,12 +62,12 @@ from cloudfree.coregister.s1_to_s2 import (
 )
 from cloudfree.coregister.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
-from cloudfree.io.rasters import check_map_crs, read_padded
+from cloudfree.io.rasters import check_map_crs
 from cloudfree.io.sentinel1 import db_to_linear
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds, classify
+from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds
 from cloudfree.mask.decoded_copy import decoded_copy
-from cloudfree.mask.scene_input import SceneCopy, mask_reader, takes_scl
+from cloudfree.mask.scene_input import SceneCopy, mask_reader, read_classified, takes_scl
 from cloudfree.output.provenance import acquisition_time
 
 log = logging.getLogger("cloudfree")
@@ -163,10 +163,9 @@ class Reference:
         read = mask_reader(self.s2, self.bands, params,
                            None if self.kept is None else self.kept.decoded) \
             if direct else lambda w: (*self.read(w), None)
-        refl, valid, scl = read_padded(read, top, left, height, width, self.grid.height,
-                                       self.grid.width, context, pads_itself=direct)
-        classes, _ = classify(refl, valid, params, self.bands,
-                              self.shadow if with_shadow else None, scl)
+        refl, valid, classes, _ = read_classified(
+            read, top, left, height, width, (self.grid.height, self.grid.width), context, params,
+            self.bands, self.shadow if with_shadow else None, pads_itself=direct)
         inner = (slice(params.halo, context + height + halo),
                  slice(params.halo, context + width + halo))
         return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
@@ -256,10 +255,10 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
     if not bands:
         return
     halo = params.halo
-    refl, valid, scl = read_padded(mask_reader(target, ref.bands, params, decoded), top, left,
-                                   size_h, size_w, target.height, target.width, halo,
-                                   pads_itself=True)
-    classes, _ = classify(refl, valid, params, ref.bands, None, scl)
+    refl, valid, classes, _ = read_classified(mask_reader(target, ref.bands, params, decoded),
+                                              top, left, size_h, size_w,
+                                              (target.height, target.width), halo, params,
+                                              ref.bands)
     inner = (slice(halo, halo + size_h), slice(halo, halo + size_w))
     target_clear = classes[inner] == CLEAR
     ref_refl, _, ref_clear = ref.clear(top, left, size_h, size_w, with_shadow=False)

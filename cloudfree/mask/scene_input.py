@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from rasterio.windows import Window, intersect
 
 from cloudfree.io.decoded_scene import DecodedScene, Stored
-from cloudfree.io.rasters import mirror_pads
+from cloudfree.io.rasters import mirror_pads, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
-from cloudfree.mask.classify import MaskParams
+from cloudfree.mask.classify import MaskParams, ShadowThresholds, classify
 
 #: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -23,6 +24,29 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 #: :meth:`Sentinel2.read` gives them.
 S2Reader = Callable[[Window, Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
+
+
+class MaskedWindow(NamedTuple):
+    """A window read with a margin around it: reflectance [C, H, W], valid pixels, the mask's
+    classes and cloud score [H, W]."""
+
+    refl: np.ndarray
+    valid: np.ndarray
+    classes: np.ndarray
+    score: np.ndarray
+
+
+def read_classified(read: Callable[..., MaskInput], top: int, left: int, height: int,
+                    width: int, scene: tuple[int, int], halo: int, params: MaskParams,
+                    bands: Sequence[str], shadow: ShadowThresholds | None = None,
+                    pads_itself: bool = True) -> MaskedWindow:
+    """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
+    width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
+    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does."""
+    refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
+                                   pads_itself=pads_itself)
+    classes, score = classify(refl, valid, params, bands, shadow, scl)
+    return MaskedWindow(refl, valid, classes, score)
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
     """Whether the mask takes the scene's classification."""

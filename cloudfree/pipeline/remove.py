@@ -97,7 +97,6 @@ from cloudfree.mask.classify import (
     SHADOW,
     MaskParams,
     ShadowThresholds,
-    classify,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
@@ -107,6 +106,7 @@ from cloudfree.mask.scene_input import (
     SceneCopy,
     mask_input,
     mask_reader,
+    read_classified,
     stored_reader,
     takes_scl,
 )
@@ -392,9 +392,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
             return mask_input(s2, decode(grown), pads)
 
-        refl, valid, scl = read_padded(read, top, left, h, w, s2.height, s2.width, halo,
-                                       pads_itself=True)
-        classes, _ = classify(refl, valid, params, bands, shadow, scl)
+        refl, valid, classes, _ = read_classified(read, top, left, h, w, (s2.height, s2.width),
+                                                  halo, params, bands, shadow)
         if tie_shadows:
             classes = tied_shadows(refl, classes, bands)
         inner = (slice(halo, halo + h), slice(halo, halo + w))
@@ -459,10 +458,10 @@ class SceneRemoval:
                     + max(self.options.feather + 1, local.reach))
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
-        refl, valid, scl = read_padded(mask_reader(s2, self.bands, self.params, self.decoded),
-                                       chunk.top, chunk.left, chunk.height, chunk.width,
-                                       s2.height, s2.width, halo, pads_itself=True)
-        classes, score = classify(refl, valid, self.params, self.bands, self.shadow, scl)
+        refl, valid, classes, score = read_classified(
+            mask_reader(s2, self.bands, self.params, self.decoded), chunk.top, chunk.left,
+            chunk.height, chunk.width, (s2.height, s2.width), halo, self.params, self.bands,
+            self.shadow)
         background = None
         temporal = None if self.references is None else self.references.temporal
         if temporal is not None and temporal.calibrated:  # dates judge where they see clear
