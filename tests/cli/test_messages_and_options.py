@@ -127,6 +127,20 @@ def test_the_readme_sample_run_says_in_plain_words_what_was_done(tmp_path, cli):
                         result.stdout.strip())
 
 
+def test_the_result_line_gives_the_shadow_share_when_shadows_are_filled(tmp_path, cli):
+    result = cli("remove", "--s1", SAMPLE_S1, "--s2", SAMPLE_S2, "-o", tmp_path / "x.tif",
+                 "--shadow")
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r".*x\.tif: filled 43\.3% cloud and 4\.0% shadow with median-fill in "
+                        r"\d+\.\d s", result.stdout.strip())
+    result = cli("remove", "--s2", SERIES_S2, "--reference",
+                 SAMPLE / "series" / "s2_2018-06-25.tif", "-o", tmp_path / "y.tif", "--shadow")
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r".*y\.tif: filled 30\.7% cloud and 22\.1% shadow, 8648 pixels from "
+                        r"other dates, the rest with median-fill in \d+\.\d s",
+                        result.stdout.strip())
+
+
 @pytest.mark.parametrize("flag, judged", [(None, "found by comparing the dates, "),
                                            ("--no-temporal-mask", "")])
 def test_a_run_with_other_dates_says_they_fill_first(tmp_path, cli, flag, judged):
