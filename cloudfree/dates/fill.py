@@ -100,7 +100,7 @@ from cloudfree.mask.classify import (
 )
 from cloudfree.mask.classify import shadow_thresholds as window_shadow_stats
 from cloudfree.mask.scene_input import mask_reader
-from cloudfree.output.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
+from cloudfree.output.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES, input_path
 
 log = logging.getLogger("cloudfree")
 
@@ -713,7 +713,7 @@ class ReferenceFill:
     def tags(self, source_counts: np.ndarray) -> dict[str, str]:
         """GeoTIFF tags: the references (path, date, pixels filled) and pixels per source."""
         return {REFERENCES: json.dumps([
-                    {"path": str(r.path.absolute()), "date": None if r.acquired is None
+                    {"path": input_path(r.path), "date": None if r.acquired is None
                      else r.acquired.isoformat(), "used": self.fitted[r.index].field is not None,
                      "filled_pixels": int(source_counts[r.index])} for r in self.references]),
                 "REFERENCE_COMBINE": self.combine,
