@@ -237,8 +237,10 @@ def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **
         sources = summary.get("pixels_by_source")
         dates = "" if sources is None else \
             f", {sources['references']} pixels from other dates, the rest"
-        click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud{dates} "
-                   f"with {summary['model']} in {summary['seconds']:.1f} s")
+        shadow = (f" and {summary['shadow_fraction']:.1%} shadow"
+                  if options["mask_params"].shadow else "")
+        click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud{shadow}"
+                   f"{dates} with {summary['model']} in {summary['seconds']:.1f} s")
 
 
 @main.command(short_help="List the network architectures and the bundled models.")

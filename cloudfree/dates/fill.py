@@ -39,8 +39,9 @@ pixel is multiplied by its agreement with the others there. Both only with aeros
 cirrus (``TemporalMask.weighs``): without them the test decides only what is filled.
 
 Each reference is registered to the target first (``references.register``); one given twice
-is used once, and one covering less than ``PARTIAL`` of the scene or without a date is warned
-about.
+is used once, and one covering less than ``PARTIAL`` of the scene (not counting the border
+strips its applied shift and the resampling kernel leave without data) or without a date is
+warned about.
 
 Pixels no reference sees clear are left to the single-date model; clear target pixels are
 never touched (the composite keeps them), and the fill ramps in over the feather at cloud edges
@@ -99,7 +100,7 @@ from cloudfree.mask.classify import (
 )
 from cloudfree.mask.classify import shadow_thresholds as window_shadow_stats
 from cloudfree.mask.scene_input import mask_reader, read_classified
-from cloudfree.output.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES
+from cloudfree.output.provenance import BY_MODEL, FROM_REFERENCES, REFERENCES, input_path
 
 log = logging.getLogger("cloudfree")
 
@@ -333,6 +334,7 @@ class ReferenceFill:
         windows = block_windows(w, h, 8 * CELL)
         groups = {group: JointSums.zeros(len(group), len(self.bands)) for group in self._groups}
         own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
+        inner_valid = dict.fromkeys(fits, 0)  # inside the border strips its shift explains
         tests_ring = self._tests_ring
         sets = [(fits, groups)]  # with the ring test, the same sums counting the ring too
         if tests_ring:
@@ -348,9 +350,10 @@ class ReferenceFill:
                         into[group] += sums
                 for into, sample in zip(samples, window_samples, strict=True):
                     into.append(sample)
-                for index, (cells_, shadow_stats, diff, clear, valid) in stats.items():
+                for index, (cells_, shadow_stats, diff, clear, valid, inner) in stats.items():
                     own_clear[index] += clear
                     own_valid[index] += valid
+                    inner_valid[index] += inner
                     for (into, _), window_cells in zip(sets, cells_, strict=True):
                         for row, col, sums, fitted in window_cells:
                             into[index].add(row, col, sums, fitted)
@@ -377,7 +380,9 @@ class ReferenceFill:
                 prior = np.max(fitted, axis=0)
                 break
         for ref in self.references:
-            if self.temporal is None and own_valid[ref.index] < PARTIAL * h * w:
+            top, bottom, left, right = ref.shift_strip()
+            inner = max(h - top - bottom, 0) * max(w - left - right, 0)
+            if self.temporal is None and inner_valid[ref.index] < PARTIAL * inner:
                 log.warning("%s: reference %s covers only %.0f%% of the scene: the rest is "
                             "filled from the other dates or the model", self.target.path.name,
                             ref.path.name, 100 * own_valid[ref.index] / (h * w))
@@ -476,7 +481,8 @@ class ReferenceFill:
                 delta = box_db(self._s1_block(ref.s1, top, left, height, width)) - target_s1
                 diff = difference_histogram(delta)
             out[ref.index] = (cells, window_shadow_stats(refl, valid, self.bands), diff,
-                              int(clear.sum()), int(valid.sum()))
+                              int(clear.sum()), int(valid.sum()),
+                              int(valid[_inside(ref, top, left, height, width)].sum()))
         joint_sums = []
         values = target[:, counted]
         for mask in masks:
@@ -711,7 +717,7 @@ class ReferenceFill:
     def tags(self, source_counts: np.ndarray) -> dict[str, str]:
         """GeoTIFF tags: the references (path, date, pixels filled) and pixels per source."""
         return {REFERENCES: json.dumps([
-                    {"path": str(r.path.absolute()), "date": None if r.acquired is None
+                    {"path": input_path(r.path), "date": None if r.acquired is None
                      else r.acquired.isoformat(), "used": self.fitted[r.index].field is not None,
                      "filled_pixels": int(source_counts[r.index])} for r in self.references]),
                 "REFERENCE_COMBINE": self.combine,
@@ -745,6 +751,16 @@ def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int,
             y = target[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
             cells.append(((top + r0) // CELL, (left + c0) // CELL, *cell_sums(x, y)))
     return cells
+
+
+def _inside(ref: Reference, top: int, left: int, height: int, width: int
+            ) -> tuple[slice, slice]:
+    """The part of a window of the target grid inside the border strips that the reference's
+    shift may leave without data (``Reference.shift_strip``), as slices into the window."""
+    strip_top, strip_bottom, strip_left, strip_right = ref.shift_strip()
+    rows = (max(strip_top - top, 0), max(min(ref.grid.height - strip_bottom - top, height), 0))
+    cols = (max(strip_left - left, 0), max(min(ref.grid.width - strip_right - left, width), 0))
+    return slice(*rows), slice(*cols)
 
 
 def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: int) -> bool:

@@ -106,6 +106,12 @@ def acquisition_date(s2: Sentinel2) -> date | None:
     return None if found is None else found.date()
 
 
+#: Half-width in pixels of each resampling kernel, by which a shifted reference's border pixels
+#: may miss data (``Reference.shift_strip``).
+KERNEL_RADIUS = {Resampling.nearest: 0.5, Resampling.bilinear: 1.0, Resampling.cubic: 2.0,
+                 Resampling.cubic_spline: 2.0, Resampling.lanczos: 3.0}
+
+
 @dataclass
 class Reference:
     """One reference date, read on the target grid. ``index`` is its 1-based place on the
@@ -130,6 +136,21 @@ class Reference:
     @property
     def path(self) -> Path:
         return self.s2.path
+
+    def shift_strip(self) -> tuple[int, int, int, int]:
+        """Width in pixels of the border strips (top, bottom, left, right) of the target grid
+        that the applied shift, plus the resampling kernel, may leave without data: the side
+        the reference is read over from, ``ceil(|shift| + kernel half-width)``; none unshifted."""
+        if not self.shift_applied or self.shift is None:
+            return 0, 0, 0, 0
+        radius = KERNEL_RADIUS.get(self.resampling, 1.0)
+
+        def width(d: float) -> int:
+            return math.ceil(abs(d) + radius)
+
+        dx, dy = self.shift.dx, self.shift.dy
+        return (width(dy) if dy < 0 else 0, width(dy) if dy > 0 else 0,
+                width(dx) if dx < 0 else 0, width(dx) if dx > 0 else 0)
 
     def read(self, window) -> tuple[np.ndarray, np.ndarray]:
         """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid."""

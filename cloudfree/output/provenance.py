@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,12 @@ def sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+def input_path(path: Path | str) -> str:
+    """An input's path as the tags record it: absolute, with ``.`` and ``..`` resolved by name
+    (links are kept as the user gave them, not followed)."""
+    return os.path.abspath(path)
+
+
 def acquisition_time(s2: Path | str) -> datetime | None:
     """The acquisition time (UTC) from the S2 name (file or .SAFE folder), else its date tags
     (a .SAFE folder: its product metadata; a STAC item: its datetime), else the name of the
@@ -68,7 +75,7 @@ def acquisition_time(s2: Path | str) -> datetime | None:
         elif found is None and s2.is_file():
             with rasterio.open(s2) as ds:
                 found = time_from_tags(ds.tags())
-    return found or time_from_text(s2.absolute().parent.name)
+    return found or time_from_text(Path(input_path(s2)).parent.name)
 
 
 def provenance_tags(command: str, s2: Path | str, s1: Path | str | None = None, *,
@@ -77,12 +84,12 @@ def provenance_tags(command: str, s2: Path | str, s1: Path | str | None = None, 
     """The tags every output of ``command`` carries; ``model_path`` is the weights file used."""
     tags = {VERSION: __version__, COMMAND: command,
             PROCESSED: datetime.now(UTC).isoformat(timespec="seconds"),
-            INPUT_S2: str(Path(s2).absolute())}
+            INPUT_S2: input_path(s2)}
     acquired = acquisition_time(s2)
     if acquired is not None:
         tags[ACQUIRED] = acquired.isoformat()
     if s1 is not None:
-        tags[INPUT_S1] = str(Path(s1).absolute())
+        tags[INPUT_S1] = input_path(s1)
     if model is not None:
         tags[MODEL] = model
     if model_path is not None:

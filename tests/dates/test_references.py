@@ -991,3 +991,50 @@ def test_clear_pixels_alike_in_the_dates_show_a_change_no_line_follows(scenes, m
     # away from the cloud both keep the target as it is
     away = ~ndimage.binary_dilation(cloud, iterations=40)
     assert away.sum() > 1000 and (alike[:, away] == lines[:, away]).all()
+
+
+def half_scene(src: Path, dst: Path) -> Path:
+    """``src`` cut to its left half, on the same grid (its own tags kept)."""
+    with rasterio.open(src) as ds:
+        window = Window(0, 0, ds.width // 2, ds.height)
+        profile = {**ds.profile, "width": ds.width // 2,
+                   "transform": ds.window_transform(window)}
+        data, tags = ds.read(window=window), ds.tags()
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+        out.update_tags(**tags)
+    return dst
+
+
+SERIES = Path(__file__).resolve().parents[2] / "examples" / "data" / "series"
+
+
+@pytest.mark.parametrize("target, shifted", [("06-25", "07-20"), ("06-25", "07-30"),
+                                             ("07-20", "06-25"), ("07-30", "06-25")])
+def test_a_reference_on_the_same_grid_is_not_warned_about_for_its_shift_strip(
+        tmp_path, cli, target, shifted):
+    # registration moves it by up to a pixel, leaving a 1 px border strip without data
+    with open_sentinel2(SERIES / f"s2_2018-{target}.tif") as scene, closing(open_reference(
+            1, open_sentinel2(SERIES / f"s2_2018-{shifted}.tif"), scene,
+            MaskParams(buffer=5))) as ref:
+        references.register(ref, scene, MaskParams(buffer=5))
+        valid = ref.read(Window(0, 0, 128, 128))[1]
+        strip = ref.shift_strip()
+    assert ref.shift_applied and 0.98 < valid.mean() < 0.99  # what it warned about before
+    assert strip in {(0, 2, 2, 0), (2, 0, 0, 2)}
+    top, bottom, left, right = strip
+    assert valid[top:128 - bottom, left:128 - right].all()
+    result = cli("remove", "--s2", SERIES / f"s2_2018-{target}.tif", "--reference",
+                 SERIES / f"s2_2018-{shifted}.tif", "--no-temporal-mask", "-o",
+                 tmp_path / "out.tif")
+    assert (result.exit_code, result.stderr) == (0, ""), result.output
+
+
+def test_a_reference_covering_half_the_scene_is_still_warned_about(tmp_path, cli):
+    half = half_scene(SERIES / "s2_2018-06-25.tif", tmp_path / "s2_2018-06-25.tif")
+    result = cli("remove", "--s2", SERIES / "s2_2018-07-20.tif", "--reference", half,
+                 "--no-temporal-mask", "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("cloudfree: s2_2018-07-20.tif: reference s2_2018-06-25.tif covers "
+                             "only 50% of the scene: the rest is filled from the other dates "
+                             "or the model\n")
