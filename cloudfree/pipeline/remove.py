@@ -16,10 +16,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -1053,6 +1053,51 @@ def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams
     return engine.bands
 
 
+@dataclass(frozen=True)
+class OptionalOutput:
+    """An optional output of ``remove`` on the scene's grid: how it is opened, what it is given
+    before the first block (``prepare``) and what each released block writes into it
+    (``block(classes, sources, sigma)``, [H, W] or [C, H, W])."""
+
+    path: Path
+    count: int
+    dtype: str
+    nodata: float | None
+    resampling: str
+    block: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray | None]
+    prepare: Callable[[object], None] = lambda dst: None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def optional_outputs(pipe: SceneRemoval, mask_out: Path | None, source_out: Path | None,
+                     days_out: Path | None, uncertainty_out: Path | None,
+                     descriptions: Sequence[str], order) -> list[OptionalOutput]:
+    """The optional outputs asked for, in the order they are opened: the mask, the source map
+    and the days map (with references), the uncertainty (``order``: the input's band order
+    among ``pipe.bands``, as the output is written)."""
+    table = []
+    if mask_out is not None:
+        table.append(OptionalOutput(mask_out, 1, "uint8", NODATA, NEAREST,
+                                    lambda classes, sources, sigma: classes))
+    if source_out is not None:
+        colours = source_colormap(len(pipe.references.references))
+        table.append(OptionalOutput(source_out, 1, "uint8", SOURCE_NODATA, NEAREST,
+                                    lambda classes, sources, sigma: sources,
+                                    lambda dst: dst.write_colormap(1, colours)))
+    if days_out is not None:
+        days = pipe.references.days_table()
+        table.append(OptionalOutput(days_out, 1, "int16", DAYS_NODATA, NEAREST,
+                                    lambda classes, sources, sigma:
+                                    None if sources is None else days[sources],
+                                    lambda dst: dst.set_band_description(1, "days_from_target")))
+    if uncertainty_out is not None:
+        names = tuple(f"sigma_{b}" for b in descriptions)
+        table.append(OptionalOutput(uncertainty_out, len(pipe.bands), "float32", float("nan"),
+                                    AVERAGE, lambda classes, sources, sigma: sigma[order],
+                                    lambda dst: setattr(dst, "descriptions", names),
+                                    {"UNITS": "DN", "MEANING": SIGMA_MEANING}))
+    return table
+
 def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
                 overwrite: bool, creation_options, quiet: bool, inputs,
                 preview: Path | None = None, cog: bool = True,
@@ -1076,27 +1121,14 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         if s2.scaling is not None:  # the GDAL scale and offset the input declared, kept
             dst.scales, dst.offsets = ((value,) * len(order) for value in s2.scaling)
         order = slice(None) if order == sorted(order) else order  # no copy when it is the same
-        mask_dst = None
-        if mask_out is not None:
-            mask_dst = outputs.open(mask_out, 1, "uint8", NODATA, NEAREST)
-            mask_dst.update_tags(**tags)
-        source_dst = None
-        if source_out is not None:
-            source_dst = outputs.open(source_out, 1, "uint8", SOURCE_NODATA, NEAREST)
-            source_dst.update_tags(**tags)
-            source_dst.write_colormap(1, source_colormap(len(pipe.references.references)))
-        days_dst = days = None
-        if days_out is not None:
-            days = pipe.references.days_table()
-            days_dst = outputs.open(days_out, 1, "int16", DAYS_NODATA, NEAREST)
-            days_dst.update_tags(**tags)
-            days_dst.set_band_description(1, "days_from_target")
-        sigma_dst = None
-        if uncertainty_out is not None:
-            sigma_dst = outputs.open(uncertainty_out, len(pipe.bands), "float32", float("nan"),
-                                     AVERAGE)
-            sigma_dst.update_tags(**tags, UNITS="DN", MEANING=SIGMA_MEANING)
-            sigma_dst.descriptions = tuple(f"sigma_{b}" for b in dst.descriptions)
+        extras = []  # (dataset, what each released block writes into it), in this order
+        for extra in optional_outputs(pipe, mask_out, source_out, days_out, uncertainty_out,
+                                      dst.descriptions, order):
+            extra_dst = outputs.open(extra.path, extra.count, extra.dtype, extra.nodata,
+                                     extra.resampling)
+            extra_dst.update_tags(**tags, **extra.tags)
+            extra.prepare(extra_dst)
+            extras.append((extra_dst, extra.block))
         todo = list(chunks(pipe.grid, pipe.chunk_tiles))
         blender = Blender(pipe.grid, len(pipe.bands))
 
@@ -1109,16 +1141,12 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             dn, classes, original, sources, sigma = pipe.finish(final, loaded)
             window = Window(final.col, final.row, dn.shape[2], dn.shape[1])
             dst.write(dn[order], window=window)
-            if sigma_dst is not None:
-                sigma_dst.write(sigma[order], window=window)
-            if mask_dst is not None:
-                mask_dst.write(classes, 1, window=window)
+            for extra_dst, block in extras:
+                data = block(classes, sources, sigma)
+                if data is not None:  # no source map where no reference took part
+                    extra_dst.write(data if data.ndim == 3 else data[None], window=window)
             if sources is not None:
                 source_counts[:] += np.bincount(sources.ravel(), minlength=256)
-                if source_dst is not None:
-                    source_dst.write(sources, 1, window=window)
-                if days_dst is not None:
-                    days_dst.write(days[sources], 1, window=window)
             if quicklook is not None:
                 after = (dn.astype(np.float32) - s2.offset) / s2.dn_scale
                 quicklook.add(final.row, final.col, original, classes, after,
@@ -1151,7 +1179,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
                         FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
         if pipe.references is not None:
             dst.update_tags(**pipe.references.tags(source_counts))
-        for written in filter(None, (dst, mask_dst, source_dst, days_dst, sigma_dst)):
+        for written in (dst, *(extra_dst for extra_dst, _ in extras)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
             quicklook.write(Path(preview), overwrite, inputs, outputs.together)
