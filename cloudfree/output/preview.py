@@ -8,6 +8,13 @@ panel shows the input dimmed, with clouds white, shadows purple and snow cyan (t
 confidence of the filled pixels: the mean sigma of the three RGB bands, from green (below
 ``SIGMA_LOW``) through yellow to red (``SIGMA_HIGH`` and above, reflectance), over the input
 dimmed where the pixel is kept.
+
+A legend strip of ``LEGEND`` rows lies below the panels (the panels above it are the same with
+or without it): under the mask panel, a swatch of each class drawn (CLOUD white, SHADOW purple,
+SNOW cyan, always the three); under the confidence panel, when there is one, the colour ramp
+from ``SIGMA_LOW`` (green, left end) to ``SIGMA_HIGH`` (red, right end) on the same logarithmic
+scale as the panel, its two ends marked by short ticks with their values beneath, and SIGMA.
+The labels use a small bitmap font defined here (no font library).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from cloudfree.mask.classify import CLEAR, COLORMAP, NODATA
+from cloudfree.mask.classify import CLEAR, CLOUD, COLORMAP, NODATA, SHADOW, SNOW
 from cloudfree.output.atomic import raster_output
 
 MAX_SIDE = 768
@@ -30,6 +37,27 @@ RGB = ("B04", "B03", "B02")
 #: Confidence panel: sigma (reflectance) shown green at or below the first, red at or above the
 #: second.
 SIGMA_LOW, SIGMA_HIGH = 0.005, 0.05
+#: Rows of the legend strip below the panels.
+LEGEND = 54
+SCALE = 2  # pixels a font dot
+SWATCH = 5 * SCALE  # a swatch is as tall as a label
+INK = (40, 40, 40)
+#: The legend's bitmap font: 5 rows a glyph, "#" inked.
+FONT = {
+    "0": ("###", "#.#", "#.#", "#.#", "###"), "1": (".#.", "##.", ".#.", ".#.", "###"),
+    "2": ("###", "..#", "###", "#..", "###"), "3": ("###", "..#", ".##", "..#", "###"),
+    "4": ("#.#", "#.#", "###", "..#", "..#"), "5": ("###", "#..", "###", "..#", "###"),
+    "6": ("###", "#..", "###", "#.#", "###"), "7": ("###", "..#", "..#", ".#.", ".#."),
+    "8": ("###", "#.#", "###", "#.#", "###"), "9": ("###", "#.#", "###", "..#", "###"),
+    ".": (".", ".", ".", ".", "#"), " ": ("..", "..", "..", "..", ".."),
+    "A": (".#.", "#.#", "###", "#.#", "#.#"), "C": (".##", "#..", "#..", "#..", ".##"),
+    "D": ("##.", "#.#", "#.#", "#.#", "##."), "G": (".##", "#..", "#.#", "#.#", ".##"),
+    "H": ("#.#", "#.#", "###", "#.#", "#.#"), "I": ("###", ".#.", ".#.", ".#.", "###"),
+    "L": ("#..", "#..", "#..", "#..", "###"), "M": ("#...#", "##.##", "#.#.#", "#...#", "#...#"),
+    "N": ("#..#", "##.#", "#.##", "#..#", "#..#"), "O": (".#.", "#.#", "#.#", "#.#", ".#."),
+    "S": (".##", "#..", ".#.", "..#", "##."), "U": ("#.#", "#.#", "#.#", "#.#", "###"),
+    "W": ("#...#", "#...#", "#.#.#", "##.##", "#...#"),
+}
 
 
 class Preview:
@@ -62,6 +90,11 @@ class Preview:
             self.sigma[at] = sigma[self.rgb][(slice(None), *sub)].mean(axis=0)
 
     def image(self) -> np.ndarray:
+        """The panels and the legend strip below them, uint8 RGB [3, h + LEGEND, width]."""
+        panels = self.panels()
+        return np.concatenate([panels, self._legend(panels.shape[2])], axis=1)
+
+    def panels(self) -> np.ndarray:
         """The panels as uint8 RGB [3, h, n w + (n - 1) GAP] on a white background."""
         before, after = _to_byte(self.before), _to_byte(self.after)
         mask = (before * 0.5).astype(np.uint8)
@@ -99,11 +132,66 @@ class Preview:
         filled = np.isfinite(self.sigma) & (self.sigma > 0)
         level = np.log(np.clip(self.sigma[filled], SIGMA_LOW, SIGMA_HIGH) / SIGMA_LOW) / \
             np.log(SIGMA_HIGH / SIGMA_LOW)
-        panel[0, filled] = np.rint(255 * np.clip(2 * level, 0, 1)).astype(np.uint8)
-        panel[1, filled] = np.rint(255 * np.clip(2 - 2 * level, 0, 1)).astype(np.uint8)
-        panel[2, filled] = 0
+        panel[:, filled] = _ramp(level)
         panel[:, self.classes == NODATA] = 0
         return panel
+
+    def _legend(self, width: int) -> np.ndarray:
+        """The strip below the panels: the mask's swatches and, with confidence, the ramp."""
+        legend = np.full((3, LEGEND, width), 255, np.uint8)
+        w = self.classes.shape[1]
+        x = w + GAP  # under the mask panel
+        for i, (value, name) in enumerate(((CLOUD, "CLOUD"), (SHADOW, "SHADOW"),
+                                           (SNOW, "SNOW"))):
+            y = GAP + i * (SWATCH + 4)
+            _fill(legend, y, x, SWATCH, SWATCH, (128, 128, 128))  # a border: clouds are white
+            _fill(legend, y + 1, x + 1, SWATCH - 2, SWATCH - 2, COLORMAP[value][:3])
+            _text(legend, name, y, x + SWATCH + 4)
+        if self.sigma is not None:
+            x = 3 * (w + GAP)  # under the confidence panel
+            legend[:, GAP:GAP + 8, x:x + w] = _ramp(np.linspace(0, 1, w))[:, None]
+            for tick in (x, x + w - 1):
+                _fill(legend, GAP + 8, tick, 4, 1, INK)
+            low, high = f"{SIGMA_LOW:g}", f"{SIGMA_HIGH:g}"
+            y = GAP + 14
+            _text(legend, low, y, x)
+            _text(legend, high, y, x + w - _text_width(high))
+            middle = x + (w - _text_width("SIGMA")) // 2
+            if middle - x < _text_width(low) + 2 * SCALE or \
+                    middle + _text_width("SIGMA") > x + w - _text_width(high) - 2 * SCALE:
+                y += SWATCH + 4  # no room between the values: below them
+            _text(legend, "SIGMA", y, middle)
+        return legend
+
+
+def _ramp(level: np.ndarray) -> np.ndarray:
+    """uint8 RGB [3, n] of levels 0 (green) to 1 (red), through yellow."""
+    return np.stack([np.rint(255 * np.clip(2 * level, 0, 1)),
+                     np.rint(255 * np.clip(2 - 2 * level, 0, 1)),
+                     np.zeros_like(level)]).astype(np.uint8)
+
+
+def _fill(image: np.ndarray, y: int, x: int, h: int, w: int, colour) -> None:
+    """Paint a rectangle of ``image`` [3, rows, cols], clipped to it."""
+    rows, cols = image.shape[1:]
+    y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, rows), min(x + w, cols)
+    if y0 < y1 and x0 < x1:
+        image[:, y0:y1, x0:x1] = np.array(colour, np.uint8).reshape(-1, 1, 1)
+
+
+def _text_width(text: str) -> int:
+    return (sum(len(FONT[c][0]) + 1 for c in text) - 1) * SCALE
+
+
+def _text(image: np.ndarray, text: str, y: int, x: int) -> None:
+    """Write ``text`` (characters of ``FONT``) with its top left corner at (y, x), clipped."""
+    for c in text:
+        glyph = FONT[c]
+        for r, line in enumerate(glyph):
+            for k, dot in enumerate(line):
+                if dot == "#":
+                    _fill(image, y + r * SCALE, x + k * SCALE, SCALE, SCALE, INK)
+        x += (len(glyph[0]) + 1) * SCALE
 
 
 def _to_byte(reflectance: np.ndarray) -> np.ndarray:

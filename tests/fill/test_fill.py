@@ -23,6 +23,7 @@ from cloudfree.inference.engines import open_engine
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, MaskParams, classify
 from cloudfree.networks import build
+from cloudfree.output.preview import LEGEND
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.baselines import median_fill
 
@@ -160,7 +161,8 @@ def test_preview_shows_input_mask_and_output_side_by_side(tmp_path, cli):
     assert result.exit_code == 0, result.output
     with rasterio.open(png) as ds:
         image = ds.read()
-    assert image.shape == (3, 256, 3 * 256 + 2 * 8)
+    assert image.shape == (3, 256 + LEGEND, 3 * 256 + 2 * 8)
+    image = image[:, :256]  # the panels, above the legend
     mask_panel = image[:, :, 264:520]
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
