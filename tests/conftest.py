@@ -11,7 +11,8 @@ import pytest
 import rasterio
 import torch
 from click.testing import CliRunner, Result
-from helpers import SUMMER_S2, WINTER_CLEAR
+from helpers import NATIVE_SIZE, SUMMER_S2, WINTER_CLEAR
+from s2_builders import coarsen_like_l1c, read_stack
 
 from cloudfree.cli.commands import main
 from cloudfree.io.sentinel2 import open_sentinel2
@@ -63,3 +64,11 @@ def pasted_cloud(tmp_path_factory: pytest.TempPathFactory) -> dict:
         array.setflags(write=False)
     return {"target": target, "image": image, "cloud": cloud, "summer": summer, "truth": truth,
             "profile": profile}
+
+
+@pytest.fixture(scope="session")
+def native_stack() -> tuple[np.ndarray, dict]:
+    """The summer scene's top-left ``NATIVE_SIZE`` px as a 13-band stack with each band at its
+    native resolution (the 20 and 60 m bands coarsened as L1C stores them), and its grid."""
+    data, profile = read_stack(SUMMER_S2, NATIVE_SIZE)
+    return coarsen_like_l1c(data), profile

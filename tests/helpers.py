@@ -27,6 +27,8 @@ WINTER_CLEAR = SEN12 / "ROIs2017_winter_112_p797_s2_cloudfree.tif"
 WINTER_S1 = SEN12 / "ROIs2017_winter_112_p797_s1.tif"
 FLOODS_S2 = FLOODS / "Spain_7370579_S2Hand.tif"
 FLOODS_S1 = FLOODS / "Spain_7370579_S1Hand.tif"
+#: Side of the ``native_stack`` fixture's scene (px).
+NATIVE_SIZE = 120
 
 
 def cloudfree_process(*args, limits: dict[int, int] | None = None, **popen) -> subprocess.Popen:
@@ -82,3 +84,13 @@ def flat_layout(root: Path, copies: int) -> Path:
         for i in range(copies):
             (root / folder / f"winter{i}.tif").symlink_to(WINTER[kind])
     return root
+
+
+def one_line_error(result) -> str:
+    """The last line a CLI run (click's ``Result``) wrote on stderr: its one-line error, with
+    no traceback."""
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines, result.output
+    return lines[-1]

@@ -16,21 +16,13 @@ from pathlib import Path
 import pytest
 import rasterio
 import torch
-from helpers import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process
+from helpers import SEN12, SUMMER_S1, SUMMER_S2, WINTER_S2, cloudfree_process, one_line_error
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.output import atomic, publish
 from cloudfree.output.atomic import output_set
 
 COREGISTER = ["coregister", "--s1", SUMMER_S1, "--s2", SUMMER_S2]
-
-
-def one_line_error(result) -> str:
-    """The command's single line on stderr (no traceback)."""
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    lines = result.stderr.strip().splitlines()
-    return lines[-1]
 
 
 def scene_folder(root: Path) -> Path:

@@ -237,8 +237,8 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
     params = replace(params, shadow=REFERENCE_SHADOW)
     # each thread through handles of its own while it decodes the whole scene
     kept = None if scratch is None else decoded_copy(s2, scratch, bands, params, quiet,
-                                                   desc=f"read reference {index}", room=room,
-                                                   every_format=True)
+                                                     desc=f"read reference {index}", room=room,
+                                                     every_format=True)
     s2.share_handles(REFERENCE_CACHE_MB * 2**20 // max(count, 1))
     return Reference(index, s2, grid, acquired, resampling, params, bands, kept=kept)
 

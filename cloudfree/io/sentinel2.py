@@ -70,6 +70,8 @@ SPECTRAL: dict[str, tuple[str, float, float]] = {
 QUANTIFICATION = 10000.0
 #: L1C DNs are uint16: a float value beyond this (1e30, inf, NaN) is no measurement but nodata.
 MAX_DN = float(np.iinfo(np.uint16).max)
+
+
 def parse_offset(value: str) -> int | None:
     """The --offset option: 'auto' -> None, '0' or '1000' -> that many DN."""
     if value == "auto":

@@ -51,9 +51,9 @@ def fill_copy(copy: SceneCopy, decode: Callable[[Window], Stored], quiet: bool,
 
 
 def decoded_copy(s2: Sentinel2, output: Path | str, bands: Sequence[str], params: MaskParams,
-               quiet: bool, threads: int | None = None, desc: str = "read",
-               room: ScratchRoom | None = None, every_format: bool = False
-               ) -> SceneCopy | None:
+                 quiet: bool, threads: int | None = None, desc: str = "read",
+                 room: ScratchRoom | None = None, every_format: bool = False
+                 ) -> SceneCopy | None:
     """A JPEG2000 scene's ``bands`` (and the SCL the mask takes) decoded once, each window as
     it is (``fill_copy``), into a scratch beside ``output`` (``DecodedScene``, which the caller
     closes), for the passes to read back with the margins they need: read from the input, a

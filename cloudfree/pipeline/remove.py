@@ -945,8 +945,8 @@ def remove_scene(
             if fill_method == "local" and fill.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
                 base = f"nearby clear pixels{match} (where none is near: {base})"
-            how = (f"filled from {base}, no network" if not engine.runs_network else
-                   f"filled by the {engine.arch} network, starting from {base}")
+            how = (f"filled by the {engine.arch} network, starting from {base}"
+                   if engine.runs_network else f"filled from {base}, no network")
             judged = "found by comparing the dates, " if temporal_mask else ""
             steps = [f"{judged}taken from the other dates where they are clear"] \
                 if references else []

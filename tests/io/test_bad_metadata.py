@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import SUMMER_S2
+from helpers import SUMMER_S2, one_line_error
 from s2_builders import (
     coarsen_like_l1c,
     read_stack,
@@ -26,12 +26,6 @@ from cloudfree.io.sentinel2 import BANDS
 SIZE = 120
 OFFSET_ADVICE = ("not a number; correct it, or give the radiometric offset: --offset 0 "
                  "(processing baseline before 04.00) or --offset 1000 (04.00 and later)")
-
-
-def error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert lines and "Traceback" not in result.output, result.output
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +99,7 @@ def test_non_numeric_offset_metadata_is_one_line_and_offset_gets_past_it(sample,
     out.parent.mkdir()
     result = cli("mask", s2, "-o", out)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == f"Error: {where(s2)}, {OFFSET_ADVICE}"
+    assert one_line_error(result) == f"Error: {where(s2)}, {OFFSET_ADVICE}"
     assert list(out.parent.iterdir()) == []
     # what the error advises runs: the offset given, the metadata are not needed
     result = cli("mask", s2, "-o", out, "--offset", "1000", "-q")
@@ -185,7 +179,7 @@ def test_malformed_stac_fields_are_one_line(sample, tmp_path, cli, case):
     out.parent.mkdir()
     result = cli("mask", item, "-o", out)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == f"Error: {item}: {message}"
+    assert one_line_error(result) == f"Error: {item}: {message}"
     assert list(out.parent.iterdir()) == []
 
 

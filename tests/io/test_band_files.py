@@ -11,25 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SUMMER_S2
-from s2_builders import coarsen_like_l1c, read_stack, write_band_folder, write_l2a_safe
+from helpers import NATIVE_SIZE, one_line_error
+from s2_builders import write_band_folder, write_l2a_safe
 
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-
-SIZE = 120
-
-
-def error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert lines and "Traceback" not in result.output, result.output
-    return lines[-1]
-
-
-@pytest.fixture(scope="module")
-def sample() -> tuple[np.ndarray, dict]:
-    """The summer scene's top-left stack at native resolutions, and its grid."""
-    data, profile = read_stack(SUMMER_S2, SIZE)
-    return coarsen_like_l1c(data), profile
 
 
 def run_mask(cli, tmp_path, s2, *args) -> tuple[object, Path]:
@@ -47,9 +32,9 @@ DUPLICATES = {
 
 
 @pytest.mark.parametrize("case", DUPLICATES)
-def test_a_band_named_by_two_files_is_refused_naming_both(sample, tmp_path, cli, case):
+def test_a_band_named_by_two_files_is_refused_naming_both(native_stack, tmp_path, cli, case):
     """One of them was dropped without a word."""
-    l1c, profile = sample
+    l1c, profile = native_stack
     first, second, band = DUPLICATES[case]
     scl = (l1c[1] // 300 % 12).astype(np.uint8)
     folder = write_band_folder(tmp_path / "bands", l1c, profile, BANDS, scl=scl)
@@ -58,15 +43,15 @@ def test_a_band_named_by_two_files_is_refused_naming_both(sample, tmp_path, cli,
         (folder / f"{band}.tif").rename(folder / first)
     result, out = run_mask(cli, tmp_path, folder)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == (f"Error: {folder}: {sorted([first, second])[0]} and "
+    assert one_line_error(result) == (f"Error: {folder}: {sorted([first, second])[0]} and "
                                   f"{sorted([first, second])[1]} both hold band {band}; keep "
                                   "one of them, move the other out")
     assert list(out.parent.iterdir()) == []
 
 
-def test_files_of_one_band_at_two_named_resolutions_take_the_finest(sample, tmp_path):
+def test_files_of_one_band_at_two_named_resolutions_take_the_finest(native_stack, tmp_path):
     """As in a product's R10m and R20m folders: not a duplicate."""
-    l1c, profile = sample
+    l1c, profile = native_stack
     folder = write_band_folder(tmp_path / "bands", l1c, profile, BANDS,
                                names={"B02": "B02_10m"})
     write_band_folder(tmp_path / "coarse", l1c[:, ::2, ::2], {
@@ -75,18 +60,18 @@ def test_files_of_one_band_at_two_named_resolutions_take_the_finest(sample, tmp_
     shutil.copy(tmp_path / "coarse" / "B02_20m.tif", folder)
     with open_sentinel2(folder) as s2:
         assert Path(s2.band_sources["B02"][0].name).name == "B02_10m.tif"
-        assert (s2.width, s2.height) == (SIZE, SIZE)
+        assert (s2.width, s2.height) == (NATIVE_SIZE, NATIVE_SIZE)
 
 
-def test_a_broken_symbolic_link_is_refused_naming_it(sample, tmp_path, cli):
+def test_a_broken_symbolic_link_is_refused_naming_it(native_stack, tmp_path, cli):
     """It was passed over: 12 bands out of 13, without a word."""
-    l1c, profile = sample
+    l1c, profile = native_stack
     folder = write_band_folder(tmp_path / "bands", l1c, profile, BANDS)
     (folder / "B08.tif").unlink()
     (folder / "B08.tif").symlink_to(tmp_path / "gone" / "B08.tif")
     result, out = run_mask(cli, tmp_path, folder)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == (f"Error: {folder / 'B08.tif'}: a symbolic link to "
+    assert one_line_error(result) == (f"Error: {folder / 'B08.tif'}: a symbolic link to "
                                   f"{tmp_path / 'gone' / 'B08.tif'}, which does not exist; "
                                   "correct the link or remove it")
     assert list(out.parent.iterdir()) == []
@@ -96,10 +81,10 @@ def test_a_broken_symbolic_link_is_refused_naming_it(sample, tmp_path, cli):
         assert len(s2.bands) == 12
 
 
-def test_a_scene_classification_of_no_sen2cor_class_is_a_warning(sample, tmp_path, cli):
+def test_a_scene_classification_of_no_sen2cor_class_is_a_warning(native_stack, tmp_path, cli):
     """An SCL holding only values beyond Sen2Cor's classes gave 0 % cloud without a word."""
-    l1c, profile = sample
-    scl = np.full((SIZE, SIZE), 200, np.uint8)
+    l1c, profile = native_stack
+    scl = np.full((NATIVE_SIZE, NATIVE_SIZE), 200, np.uint8)
     scl[:10] = 0  # and no data
     safe = write_l2a_safe(tmp_path / "S2A_MSIL2A_20220301T000000_N0400.SAFE", l1c, profile,
                           offset=1000, scl=scl)

@@ -9,29 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rasterio
-from helpers import SUMMER_S2
+from helpers import SUMMER_S2, one_line_error
 from rasterio.transform import Affine
 from s2_builders import coarsen_like_l1c, read_stack, write_band_folder, write_safe
 
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 
-SIZE = 120
 ADVICE = "give band files of one scene that cover the same extent, each at its native resolution"
-
-
-def error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert lines and "Traceback" not in result.output, result.output
-    return lines[-1]
-
-
-@pytest.fixture(scope="module")
-def sample() -> tuple[np.ndarray, dict]:
-    """The summer scene's top-left stack at native resolutions, and its grid."""
-    data, profile = read_stack(SUMMER_S2, SIZE)
-    return coarsen_like_l1c(data), profile
 
 
 def rewrite(file: Path, transform: Affine | None = None, size: int | None = None,
@@ -62,55 +47,55 @@ def run_mask(cli, tmp_path, s2) -> tuple[object, Path]:
     return cli("mask", s2, "-o", out), out
 
 
-def test_a_band_shifted_by_more_than_half_its_pixel_is_refused(sample, tmp_path, cli):
+def test_a_band_shifted_by_more_than_half_its_pixel_is_refused(native_stack, tmp_path, cli):
     """A B04 50 m east of the grid was read 5 px off."""
-    l1c, profile = sample
+    l1c, profile = native_stack
     folder = write_band_folder(tmp_path / "bands", l1c, profile, BANDS)
     rewrite(folder / "B04.tif", shifted(folder / "B04.tif", 50, 0))
     result, out = run_mask(cli, tmp_path, folder)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == (
+    assert one_line_error(result) == (
         f"Error: {folder / 'B04.tif'}: band B04 lies 50 m east of the scene's grid (B02.tif, "
         f"the finest band), more than half its 10 m pixel; {ADVICE}")
     assert list(out.parent.iterdir()) == []
 
 
-def test_a_band_from_elsewhere_is_refused(sample, tmp_path, cli):
+def test_a_band_from_elsewhere_is_refused(native_stack, tmp_path, cli):
     """A 20 m band 50 km away (and 10 km south) was used as if it were there."""
-    l1c, profile = sample
+    l1c, profile = native_stack
     folder = write_band_folder(tmp_path / "bands", l1c, profile, BANDS)
     rewrite(folder / "B11.tif", shifted(folder / "B11.tif", -50_000, -10_000))
     result, out = run_mask(cli, tmp_path, folder)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == (
+    assert one_line_error(result) == (
         f"Error: {folder / 'B11.tif'}: band B11 lies 50000 m west and 10000 m south of the "
         f"scene's grid (B02.tif, the finest band), more than half its 20 m pixel; {ADVICE}")
     assert list(out.parent.iterdir()) == []
 
 
-def test_a_safe_band_of_another_size_is_refused_not_cropped_to(sample, tmp_path, cli):
+def test_a_safe_band_of_another_size_is_refused_not_cropped_to(native_stack, tmp_path, cli):
     """A .SAFE whose B02 is 100 x 100 px cropped the output to 100 x 100: the band that
     differs from the other 10 m bands is named."""
-    l1c, profile = sample
+    l1c, profile = native_stack
     safe = write_safe(tmp_path / "S2A_MSIL1C_20220301T000000_N0400.SAFE", l1c, profile, 1000)
     b02 = next(safe.glob("GRANULE/*/IMG_DATA/*_B02.jp2"))
     rewrite(b02, size=100)
     result, out = run_mask(cli, tmp_path, safe)
     assert result.exit_code == 1, result.output
     grid = b02.name.replace("B02", "B03")
-    assert error_line(result) == (
+    assert one_line_error(result) == (
         f"Error: {b02}: band B02 covers 1000 x 1000 m (100 x 100 px of 10 m), not the "
         f"1200 x 1200 m of the scene's grid ({grid}, the finest band), 120 x 120 px; {ADVICE}")
     assert list(out.parent.iterdir()) == []
 
 
-def test_a_band_in_another_crs_or_of_other_pixels_is_refused(sample, tmp_path, cli):
-    l1c, profile = sample
+def test_a_band_in_another_crs_or_of_other_pixels_is_refused(native_stack, tmp_path, cli):
+    l1c, profile = native_stack
     folder = write_band_folder(tmp_path / "bands", l1c, profile, BANDS)
     rewrite(folder / "B05.tif", crs="EPSG:32632")
     result, out = run_mask(cli, tmp_path, folder)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == (
+    assert one_line_error(result) == (
         f"Error: {folder / 'B05.tif'}: band B05 is in EPSG:32632, the scene's grid (B02.tif, "
         f"the finest band) in EPSG:32631; {ADVICE}, in one CRS")
     assert list(out.parent.iterdir()) == []
@@ -119,7 +104,7 @@ def test_a_band_in_another_crs_or_of_other_pixels_is_refused(sample, tmp_path, c
     out.parent.rmdir()
     result, out = run_mask(cli, tmp_path, folder)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == (
+    assert one_line_error(result) == (
         f"Error: {folder / 'B05.tif'}: band B05 has pixels of 15 x 15 m, not a whole multiple "
         f"of the 10 x 10 m of the scene's grid (B02.tif, the finest band); {ADVICE}")
     assert list(out.parent.iterdir()) == []

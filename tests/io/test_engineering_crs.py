@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from helpers import SUMMER_S1, SUMMER_S2
+from helpers import SUMMER_S1, SUMMER_S2, one_line_error
 from rasterio.crs import CRS
 from s2_builders import read_stack, write_stack
 
@@ -20,12 +20,6 @@ LOCAL_CS = CRS.from_wkt('LOCAL_CS["arbitrary",UNIT["metre",1],AXIS["Easting",EAS
                         'AXIS["Northing",NORTH]]')
 REPROJECT = ("has an engineering (local) coordinate system, not a map projection; reproject it "
              "first (gdalwarp -t_srs with the EPSG code of its UTM zone)")
-
-
-def error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert lines and "Traceback" not in result.output, result.output
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +50,7 @@ def test_an_engineering_crs_is_one_line(local, tmp_path, cli, args, what):
     out = tmp_path / "out.tif"
     result = cli(*(named.get(a, a) for a in args), "-o", out)
     assert result.exit_code == 1, result.output
-    assert error_line(result) == \
+    assert one_line_error(result) == \
         f"Error: {what.replace('S1', str(s1)).replace('S2', str(s2))} {REPROJECT}"
     assert list(tmp_path.iterdir()) == []
 
