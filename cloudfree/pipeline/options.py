@@ -80,7 +80,7 @@ class EngineOptions:
         check_path("checkpoint", self.checkpoint, optional=True)
         check_path("onnx", self.onnx, optional=True)
         if not isinstance(self.device, str) or not re.fullmatch(DEVICE_NAME, self.device):
-            raise UsageError(f"device={self.device!r} must be auto, cpu, cuda or cuda:N",
+            raise UsageError(f"device={self.device} must be auto, cpu, cuda or cuda:N",
                              "device")
         check_choice("precision", self.precision, PRECISIONS)
         if self.tile is not None:

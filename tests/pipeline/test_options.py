@@ -56,7 +56,7 @@ ONE_PATH = "references='x.tif' is one path where a list of them is taken: give r
                               dates=ReferenceOptions(references=[SUMMER_S2, None])),
      f"references=None {NOT_A_PATH}"),
     (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(device="tpu")),
-     "device='tpu' must be auto, cpu, cuda or cuda:N"),
+     "device=tpu must be auto, cpu, cuda or cuda:N"),
     (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, fill=FillOptions(composite="no")),
      "composite='no' must be True or False"),
     (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, inputs=InputOptions(s1_units="dB")),
