@@ -18,6 +18,8 @@ from pathlib import Path
 
 from remove_pipeline import mosaic, peak_rss_mb
 
+from cloudfree.pipeline.options import EngineOptions, OutputOptions
+
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
@@ -28,8 +30,9 @@ def child(s2: str, s1: str, output: str, buffer: int) -> None:
     from cloudfree.pipeline.remove import remove_scene
 
     torch.set_num_threads(1)
-    remove_scene(s2, s1, output, mask_params=MaskParams(buffer=buffer), quiet=True,
-                 overwrite=True, device="cpu")
+    remove_scene(s2, s1, output, engine=EngineOptions(device="cpu"),
+                 mask_params=MaskParams(buffer=buffer), outputs=OutputOptions(overwrite=True),
+                 quiet=True)
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 
 

@@ -27,7 +27,9 @@ import rasterio
 from metrics import psnr
 from rasterio.transform import from_origin
 
+from cloudfree.io.options import InputOptions
 from cloudfree.mask.classify import classify
+from cloudfree.pipeline.options import OutputOptions
 from cloudfree.training.simulate import opacity, overlay
 
 #: the module (the package's ``remove_scene`` is the function)
@@ -93,7 +95,8 @@ def write(path: Path, data: np.ndarray, dtype: str) -> Path:
 def run(s2: Path, s1: Path, out: Path, width: int) -> np.ndarray:
     """The default ``remove`` of the scene with chunks of at most ``width`` px, in DN."""
     removal.FILL_CHUNK_WIDTH = width
-    removal.remove_scene(s2, s1, out, s1_aligned=True, quiet=True, overwrite=True)
+    removal.remove_scene(s2, s1, out, inputs=InputOptions(s1_aligned=True),
+                         outputs=OutputOptions(overwrite=True), quiet=True)
     with rasterio.open(out) as src:
         return src.read().astype(np.float32)
 

@@ -36,6 +36,7 @@ from rasterio.windows import transform as window_transform
 
 from cloudfree.coregister.s1_to_s2 import coregister_to_grid
 from cloudfree.coregister.shift_estimation import RULE, Rule, decide
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -121,7 +122,7 @@ def crop(src: Path, dst: Path, width: int, height: int, grid=None) -> Path:
 
 
 def estimate(s1: Path, s2, pair: str, offset: tuple[float, float], max_shift: float) -> Case:
-    with coregister_to_grid(s1, s2, quiet=True, max_shift=max_shift,
+    with coregister_to_grid(s1, s2, InputOptions(max_shift=max_shift), quiet=True,
                             evidence=True) as result:
         (w,) = result.estimate.estimates  # pairs up to 768 px are one window
         return Case(pair, offset, (w.dx, w.dy), w.significance,

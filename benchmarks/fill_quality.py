@@ -64,6 +64,7 @@ from train_loso import run_epochs
 from cloudfree.fill import local as local_fill
 from cloudfree.inference.checkpoint import load_checkpoint
 from cloudfree.mask.classify import MaskParams, classify
+from cloudfree.pipeline.options import split_options
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
 from cloudfree.training.simulate import opacity, overlay
@@ -118,8 +119,8 @@ def run(folder: Path, s2: Path, s1: Path, options: dict) -> np.ndarray:
     options = dict(options)
     scale = options.pop("support_scale", local_fill.SUPPORT_SCALE)
     with mock.patch.object(local_fill, "SUPPORT_SCALE", scale):
-        remove_scene(s2, s1, out, s1_aligned=True, overwrite=True, quiet=True, device="cpu",
-                     **options)
+        remove_scene(s2, s1, out, quiet=True, **split_options(
+            {"s1_aligned": True, "overwrite": True, "device": "cpu", **options}))
     with rasterio.open(out) as ds:
         return ds.read().astype(np.float32) / 10000
 

@@ -59,6 +59,7 @@ from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.pipeline.mask import mask_scene
+from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
 
 #: Fewest pixels a date must share clear with the target's truly clear ones to be fitted.
@@ -348,12 +349,12 @@ def sweep(root: Path, half: str, harder: str | None, settings: list[Callable[[],
         with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
             cloud = ds.read(1) > 0
         truth = reflectance(month)[0]
-        remove_scene(case, None, work / "o.tif", quiet=True, overwrite=True)
+        remove_scene(case, None, work / "o.tif", outputs=OutputOptions(overwrite=True), quiet=True)
         base[i] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
         for j, setting in enumerate(settings):
             setting()
-            remove_scene(case, None, work / "o.tif", references=others, quiet=True,
-                         overwrite=True)
+            remove_scene(case, None, work / "o.tif", dates=ReferenceOptions(references=others),
+                         outputs=OutputOptions(overwrite=True), quiet=True)
             scores[i, j] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
         print(f"{case.stem[3:]}: median fill {base[i]:.2f}, --reference "
               + ", ".join(f"{s:.2f}" for s in scores[i]), flush=True)

@@ -56,6 +56,7 @@ import cloudfree.dates.fill as reference_fill
 from cloudfree.dates.joint_fit import RIDGE, JointFit
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, classify
+from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
 
 BLOCK, FOLDS = 10, 4
@@ -154,11 +155,12 @@ def case_scores(case: Path, others: list[Path], month: Path, work: Path, detail:
     truth, _ = reflectance(month)
     cloudy, _ = reflectance(case)
     scores = {}
-    remove_scene(case, None, work / "o.tif", quiet=True, overwrite=True)
+    remove_scene(case, None, work / "o.tif", outputs=OutputOptions(overwrite=True), quiet=True)
     scores["median fill"] = psnr(reflectance(work / "o.tif")[0], truth, cloud)
     RECORDED.clear()
-    summary = remove_scene(case, None, work / "o.tif", references=others, quiet=True,
-                           overwrite=True, mask_out=work / "m.tif")
+    summary = remove_scene(case, None, work / "o.tif", dates=ReferenceOptions(references=others),
+                           outputs=OutputOptions(overwrite=True, mask_out=work / "m.tif"),
+                           quiet=True)
     out = reflectance(work / "o.tif")[0]
     scores["--reference"] = psnr(out, truth, cloud)
     dates = clear_dates(others)

@@ -47,6 +47,7 @@ from train_default import load_set, real_triplets, reflectance
 from cloudfree.fill.restore import RestoreParams
 from cloudfree.mask.classify import CLOUD, SHADOW, MaskParams, classify
 from cloudfree.mask.haze import HazeParams
+from cloudfree.pipeline.options import split_options
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
 from cloudfree.training.simulate import opacity, overlay
@@ -155,8 +156,8 @@ def run(folder: Path, sample: LoadedSample, options: dict) -> np.ndarray:
     """``remove`` with these options and every other default; reflectance [13, H, W]."""
     s2, s1 = write_inputs(folder, sample)
     out = folder / "output.tif"
-    remove_scene(s2, s1, out, s1_aligned=True, overwrite=True, quiet=True, device="cpu",
-                 **options)
+    remove_scene(s2, s1, out, quiet=True, **split_options(
+        {"s1_aligned": True, "overwrite": True, "device": "cpu", **options}))
     with rasterio.open(out) as ds:
         return ds.read().astype(np.float32) / 10000
 

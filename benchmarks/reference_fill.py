@@ -74,6 +74,11 @@ from cloudfree.dates import fill as reference_fill  # noqa: E402
 from cloudfree.dates import joint_fit  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
+from cloudfree.pipeline.options import (  # noqa: E402
+    EngineOptions,
+    OutputOptions,
+    ReferenceOptions,
+)
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
 #: Cloud fractions (default mask) of clear targets and of cloud donors.
@@ -230,18 +235,21 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
     cloudy = read(cloudy_path)[0]
     results = {}
     median_path = work / "median.tif"
-    remove_scene(cloudy_path, None, median_path, model="median-fill", overwrite=True, quiet=True,
-                 cog=False)
+    remove_scene(cloudy_path, None, median_path, engine=EngineOptions(model="median-fill"),
+                 outputs=OutputOptions(overwrite=True, cog=False), quiet=True)
     results["median fill"] = read(median_path)[0]
     results["naive mean, true mask"] = naive
     ref_path, mask_path = work / "reference.tif", work / "mask.tif"
     started = time.perf_counter()
-    summary = remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
-                           quiet=True, cog=False, mask_out=mask_path, temporal_mask=temporal)
+    summary = remove_scene(cloudy_path, None, ref_path,
+                           dates=ReferenceOptions(references=refs_paths, temporal_mask=temporal),
+                           outputs=OutputOptions(overwrite=True, cog=False, mask_out=mask_path),
+                           quiet=True)
     seconds = time.perf_counter() - started
     results["--reference"] = read(ref_path)[0]
-    remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True, quiet=True,
-                 cog=False, temporal_mask=False)
+    remove_scene(cloudy_path, None, ref_path,
+                 dates=ReferenceOptions(references=refs_paths, temporal_mask=False),
+                 outputs=OutputOptions(overwrite=True, cog=False), quiet=True)
     results["--reference, single-date mask"] = read(ref_path)[0]
     with rasterio.open(mask_path) as src:
         found = src.read(1) == CLOUD
@@ -249,15 +257,16 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
         kept = getattr(module, setting)
         setattr(module, setting, off)
         try:
-            remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
-                         quiet=True, cog=False, temporal_mask=True)
+            remove_scene(cloudy_path, None, ref_path,
+                         dates=ReferenceOptions(references=refs_paths, temporal_mask=True),
+                         outputs=OutputOptions(overwrite=True, cog=False), quiet=True)
         finally:
             setattr(module, setting, kept)
         results[name] = read(ref_path)[0]
     if shadow:
-        remove_scene(cloudy_path, None, ref_path, references=refs_paths, overwrite=True,
-                     quiet=True, cog=False, mask_params=MaskParams(buffer=5, shadow=True),
-                     temporal_mask=False)
+        remove_scene(cloudy_path, None, ref_path, mask_params=MaskParams(buffer=5, shadow=True),
+                     dates=ReferenceOptions(references=refs_paths, temporal_mask=False),
+                     outputs=OutputOptions(overwrite=True, cog=False), quiet=True)
         results["--reference --shadow"] = read(ref_path)[0]
     whole = np.ones(pasted.shape, bool)
     single = classify(cloudy, None, REMOVE_MASK, bands)[0] == CLOUD

@@ -31,6 +31,8 @@ from reference_fill import CLOUD, MaskParams, classes, read
 from reference_fill import series as reference_fill_series
 from remove_pipeline import mosaic, peak_rss_mb
 
+from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
+
 TARGET, DONOR = 19, 0  # ImgNo of the series
 #: The references, nearest first in this order (the dates of the series other than the target
 #: and the donor; the first eight are clear).
@@ -40,9 +42,11 @@ REFERENCES = (3, 9, 12, 13, 14, 16, 17, 18, 20, 22, 23, 24, 1, 4, 5, 6)
 def child(target: str, output: str, temporal: bool, references: list[str]) -> None:
     from cloudfree.pipeline.remove import remove_scene
 
-    remove_scene(target, None, output, references=references, quiet=True, overwrite=True,
-                 model=None if references else "median-fill",
-                 temporal_mask=temporal and bool(references))
+    remove_scene(target, None, output,
+                 engine=EngineOptions(model=None if references else "median-fill"),
+                 dates=ReferenceOptions(references=references,
+                                        temporal_mask=temporal and bool(references)),
+                 outputs=OutputOptions(overwrite=True), quiet=True)
     cpu = os.times()
     print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_seconds": cpu.user + cpu.system}))
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import remove_stages  # first: it sets NumPy's threads as the command's launcher does
 from remove_stages import StageClock, cpu_samples, print_stages
 
+from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
+
 #: (module, attribute path, stage) of the reference path, besides those of ``remove_stages``.
 STAGES = (
     ("cloudfree.pipeline.remove", "first_passes", "target first pass"),
@@ -74,8 +76,9 @@ def profile(size: int) -> dict:
         with ExitStack() as stack:
             samples = stack.enter_context(cpu_samples(clock.start))
             stack.enter_context(clock.installed())
-            remove_scene(target, None, Path(tmp) / "out.tif", references=refs, overwrite=True,
-                         quiet=True)
+            remove_scene(target, None, Path(tmp) / "out.tif",
+                         dates=ReferenceOptions(references=refs),
+                         outputs=OutputOptions(overwrite=True), quiet=True)
         after = os.times()
     wall = time.perf_counter() - wall
     process_cpu = after.user + after.system - times.user - times.system

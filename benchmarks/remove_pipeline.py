@@ -95,11 +95,13 @@ def make_scene(folder: Path, size: int, sample: str = "bundled") -> tuple[Path, 
 
 def run_once(s2: Path, s1: Path, out: Path, args, **options) -> dict:
     """One `remove` in this process (COG output unless ``cog=False``); returns its summary."""
+    from cloudfree.pipeline.options import split_options
     from cloudfree.pipeline.remove import remove_scene
 
-    return remove_scene(s2, s1, out, s1_aligned=True, composite=False, overwrite=True,
-                        tile=args.tile, batch_size=args.batch_size, device=args.device,
-                        precision=args.precision, quiet=True, **model_kwargs(args), **options)
+    return remove_scene(s2, s1, out, quiet=True, **split_options(
+        {"s1_aligned": True, "composite": False, "overwrite": True, "tile": args.tile,
+         "batch_size": args.batch_size, "device": args.device, "precision": args.precision,
+         **model_kwargs(args), **options}))
 
 
 def print_memory_table(rows: list[dict], title: str = "") -> None:

@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from metrics import mae, psnr, sam, ssim  # noqa: E402
 from train_default import MASK, clear_scenes, cloud_fields, load_set, real_triplets  # noqa: E402
 
+from cloudfree.io.options import InputOptions  # noqa: E402
+from cloudfree.pipeline.options import EngineOptions, OutputOptions  # noqa: E402
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 from cloudfree.training.baselines import median_fill  # noqa: E402
 from cloudfree.training.datasets import LoadedSample  # noqa: E402
@@ -85,8 +87,9 @@ def run_model(folder: Path, model: str, s2: Path, s1: Path) -> np.ndarray:
     """``remove`` with a bundled model (or a checkpoint file) and every default; reflectance."""
     out = folder / "output.tif"
     source = {"checkpoint": model} if model.endswith(".pt") else {"model": model}
-    remove_scene(s2, s1, out, **source, s1_aligned=True, overwrite=True, quiet=True,
-                 device="cpu")
+    remove_scene(s2, s1, out, engine=EngineOptions(**source, device="cpu"),
+                 inputs=InputOptions(s1_aligned=True), outputs=OutputOptions(overwrite=True),
+                 quiet=True)
     with rasterio.open(out) as ds:
         return ds.read().astype(np.float32) / 10000
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from cloudfree.cli.launch import OPENBLAS_THREADS
 from cloudfree.core.memory import limit_heap_arenas, status_bytes
+from cloudfree.pipeline.options import EngineOptions, OutputOptions
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", OPENBLAS_THREADS)  # before NumPy loads
 limit_heap_arenas()  # the command's heap, as its launcher sets it
@@ -260,7 +261,8 @@ def profile_remove(s2: Path, s1: Path, out: Path, model: str, cprofile: Path | N
         profiler = None
         if cprofile is not None:
             profiler = stack.enter_context(cProfile.Profile())
-        summary = remove_scene(s2, s1, out, model=model, overwrite=True, quiet=True)
+        summary = remove_scene(s2, s1, out, engine=EngineOptions(model=model),
+                               outputs=OutputOptions(overwrite=True), quiet=True)
         if profiler is not None:
             profiler.dump_stats(cprofile)
     after = os.times()

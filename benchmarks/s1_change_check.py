@@ -23,6 +23,7 @@ import numpy as np
 from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
 from cloudfree.dates.fill import difference_histogram, histogram_median
 from cloudfree.dates.references import CHANGE_BOX, box_db, change_threshold_db, changed
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
 
 TARGET, REFERENCE = "ssl4eo_0000200_20200607", "ssl4eo_0000200_20200903"
@@ -31,8 +32,7 @@ CHANGES_DB = (-10.0, -6.0, -3.0, 3.0, 6.0)
 
 
 def on_grid(s1_path: Path, s2) -> np.ndarray:
-    s1, _, _ = open_s1_on_grid(s1_path, s2, aligned=False, units="auto", refine=True,
-                               max_shift=10.0, quiet=True)
+    s1, _, _ = open_s1_on_grid(s1_path, s2, InputOptions(), quiet=True)
     try:
         return s1.read()
     finally:

@@ -70,6 +70,7 @@ from cloudfree.fill.uncertainty import (  # noqa: E402
     uce,
 )
 from cloudfree.io.sentinel2 import BANDS  # noqa: E402
+from cloudfree.pipeline.options import split_options  # noqa: E402
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
 #: Filled pixels kept per case and kind (at random), every band of each.
@@ -156,8 +157,9 @@ def run(s2: Path, s1: Path | None, folder: Path, **options) -> tuple[Recorder, n
     """``remove`` with ``options``; the recorder, the output and its sigma (DN)."""
     recorder = Recorder(SigmaModel.load())
     out, sigma = folder / "output.tif", folder / "sigma.tif"
-    remove_scene(s2, s1, out, overwrite=True, quiet=True, cog=False, device="cpu",
-                 uncertainty_out=sigma, uncertainty_model=recorder, **options)
+    remove_scene(s2, s1, out, quiet=True, **split_options(
+        {"overwrite": True, "cog": False, "device": "cpu", "uncertainty_out": sigma,
+         "uncertainty_model": recorder, **options}))
     with rasterio.open(out) as ds, rasterio.open(sigma) as sd:
         return recorder, ds.read().astype(np.float32), sd.read()
 

@@ -23,10 +23,11 @@ def main(data: Path, out: Path) -> None:
     print(f"{mask['output']}: {mask['cloud_fraction']:.1%} cloud")
     if os.environ.get("CLOUDFREE_COMMAND") == "mask":
         return
+    from cloudfree.pipeline.options import OutputOptions
     from cloudfree.pipeline.remove import remove_scene
 
     clear = remove_scene(data / "s2.tif", data / "s1.tif", out / "s2_cloudfree.tif",
-                         mask_params=params, device="auto", overwrite=True, quiet=True)
+                         mask_params=params, outputs=OutputOptions(overwrite=True), quiet=True)
     print(f"{clear['output']}: {clear['cloud_fraction']:.1%} cloud filled "
           f"in {clear['seconds']:.1f} s")
 

@@ -5,6 +5,7 @@ layouts. Fixtures live in ``conftest.py``; Sentinel-2 input builders in ``s2_bui
 from __future__ import annotations
 
 import csv
+import inspect
 import os
 import resource
 import subprocess
@@ -94,3 +95,12 @@ def one_line_error(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert lines, result.output
     return lines[-1]
+
+
+def documented_parameters(obj) -> set[str]:
+    """Names listed as ``name : type`` under the numpydoc Parameters heading of ``obj``."""
+    doc = inspect.getdoc(obj) or ""
+    assert "Parameters\n----------" in doc, obj
+    section = doc.split("Parameters\n----------", 1)[1].split("\n\n")[0]
+    return {line.split(" : ")[0] for line in section.splitlines()
+            if " : " in line and not line.startswith(" ")}

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SUMMER_S1, SUMMER_S2
+from helpers import SUMMER_S1, SUMMER_S2, documented_parameters
 
 import cloudfree
 from cloudfree.core.errors import UsageError
 from cloudfree.networks import ARCHITECTURES
+from cloudfree.pipeline.options import EngineOptions
 
 DOCUMENTED = ["remove_scene", "mask_scene", "coregister_file", "run_batch"]
 
@@ -40,15 +41,6 @@ def test_import_cloudfree_loads_no_torch():
     assert done.stdout.strip() == "False"
 
 
-def documented_parameters(obj) -> set[str]:
-    """Names listed as ``name : type`` under the numpydoc Parameters heading of ``obj``."""
-    doc = inspect.getdoc(obj) or ""
-    assert "Parameters\n----------" in doc, obj
-    section = doc.split("Parameters\n----------", 1)[1].split("\n\n")[0]
-    return {line.split(" : ")[0] for line in section.splitlines()
-            if " : " in line and not line.startswith(" ")}
-
-
 @pytest.mark.parametrize("name", DOCUMENTED)
 def test_help_documents_every_parameter(name):
     function = getattr(cloudfree, name)
@@ -68,8 +60,9 @@ def test_every_network_constructor_documents_its_parameters(arch):
 
 
 def test_library_errors_name_the_argument(tmp_path):
-    with pytest.raises(UsageError, match="^batch_size=0 must be at least 1$"):
-        cloudfree.remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "out.tif", batch_size=0)
+    with pytest.raises(UsageError, match="^batch_size=0 must be in 1..1024$"):
+        cloudfree.remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "out.tif",
+                               engine=EngineOptions(batch_size=0))
     existing = tmp_path / "mask.tif"
     existing.write_bytes(b"")
     with pytest.raises(UsageError, match="exists: pass overwrite=True to replace it$"):

@@ -25,7 +25,9 @@ from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.inference.checkpoint import LoadedModel
 from cloudfree.inference.engines import OnnxEngine
 from cloudfree.inference.onnx_export import onnx_metadata
+from cloudfree.io.options import InputOptions
 from cloudfree.networks import ARCHITECTURES, build
+from cloudfree.pipeline.options import EngineOptions, FillOptions
 
 
 def last_line(text: str) -> str:
@@ -170,21 +172,39 @@ def test_library_calls_get_the_same_checks(tmp_path):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, feather=-1),
-     "feather=-1 must be at least 0 pixels"),
-    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, max_correction=-0.5),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, fill=FillOptions(feather=-1)),
+     "feather=-1 must be in 0..256 pixels"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, fill=FillOptions(feather=10**6)),
+     "feather=1000000 must be in 0..256 pixels"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, inputs=InputOptions(max_shift=1e9)),
+     "max_shift=1000000000.0 must be in 0.5..100 pixels"),
+    (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, max_shift=1e6),
+     "max_shift=1000000.0 must be in 0.5..100 pixels"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, inputs=InputOptions(offset=500)),
+     "offset=500 must be auto, 0 or 1000"),
+    (lambda out: mask_scene(SUMMER_S2, out, offset=500), "offset=500 must be auto, 0 or 1000"),
+    (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, offset="500"),
+     "offset='500' must be auto, 0 or 1000"),
+    (lambda out: mask_scene(SUMMER_S2, out, threads=0), "threads=0 must be in 1..1024"),
+    (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, threads=0),
+     "threads=0 must be in 1..256"),
+    (lambda out: mask_scene(SUMMER_S2, out, block=10**9),
+     "block=1000000000 must be in 64..16384 pixels"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(batch_size=10**6)),
+     "batch_size=1000000 must be in 1..1024"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, fill=FillOptions(max_correction=-0.5)),
      "max_correction=-0.5 must be a share >= 0 (such as 0.25) or None"),
     (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, mask_params=MaskParams(buffer=-1)),
      "buffer=-1 must be at least 0 pixels"),
-    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, tile=0),
-     "tile=0 must be at least 1 pixel"),
-    (lambda out: mask_scene(SUMMER_S2, out, block=0), "block=0 must be at least 1 pixel"),
+    (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(tile=0)),
+     "tile=0 must be in 16..8192 pixels"),
+    (lambda out: mask_scene(SUMMER_S2, out, block=0), "block=0 must be in 64..16384 pixels"),
     (lambda out: run_batch(ROOT / "examples" / "data" / "series", out, jobs=-1),
-     "jobs=-1 must be at least 1 (None: one per GPU, else 1)"),
+     "jobs=-1 must be in 1..1024"),
     (lambda out: run_batch(ROOT / "examples" / "data" / "series", out, references=-1),
-     "references=-1 must be at least 0"),
+     "references=-1 must be in 0..250"),
     (lambda out: coregister_file(SUMMER_S1, SUMMER_S2, out, block=0),
-     "block=0 must be at least 1 pixel"),
+     "block=0 must be in 64..16384 pixels"),
     (lambda out: mask_scene(SUMMER_S2, out, MaskParams(threshold=float("nan"))),
      "threshold=nan must be in 0..1"),
     (lambda out: remove_scene(SUMMER_S2, SUMMER_S1, out, mask_params=MaskParams(

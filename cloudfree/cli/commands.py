@@ -27,9 +27,11 @@ from cloudfree.core.stop import (
     signal_name,
     stop_requested,
 )
+from cloudfree.core.threads import THREADS_RANGE, WARP_THREADS_RANGE
 from cloudfree.fill.median import FILL_METHODS, MAX_CORRECTION
 from cloudfree.inference.bundled import DEFAULT_MODEL
-from cloudfree.io.rasters import MASK_BLOCK
+from cloudfree.inference.tiling import BATCH_SIZE_RANGE, FEATHER_RANGE, OVERLAP_RANGE
+from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK
 
 
 class _Group(click.Group):
@@ -115,9 +117,9 @@ def main() -> None:
                    "where the dates see the ground clear, clouds, haze and shadows are found "
                    "by comparing the scene with them.")
 @opt.as_json
-@click.option("--block", type=click.IntRange(64, 16384), default=MASK_BLOCK, show_default=True,
-              help="Window size in pixels for streaming the scene.")
-@click.option("--threads", type=click.IntRange(1, 1024),
+@click.option("--block", type=click.IntRange(*BLOCK_RANGE), default=MASK_BLOCK,
+              show_default=True, help="Window size in pixels for streaming the scene.")
+@click.option("--threads", type=click.IntRange(*THREADS_RANGE),
               help="Windows read and classified at once [default: all usable cores].")
 @opt.offset
 @opt.level
@@ -193,14 +195,14 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
               help="The S1 is already on the S2 grid: skip co-registration.")
 @click.option("--tile", type=TILE_SIZE,
               help="Tile size in pixels [default: the model's].")
-@click.option("--overlap", type=click.IntRange(0, 4096),
+@click.option("--overlap", type=click.IntRange(*OVERLAP_RANGE),
               help="Tile overlap in pixels [default: from the receptive field].")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
-              help="Tiles per forward pass.")
+@click.option("--batch-size", type=click.IntRange(*BATCH_SIZE_RANGE), default=8,
+              show_default=True, help="Tiles per forward pass.")
 @opt.precision()
 @click.option("--composite/--no-composite", default=True, show_default=True,
               help="Keep clear pixels and fill clouds, or write the raw prediction.")
-@click.option("--feather", type=click.IntRange(0, 256), default=2, show_default=True,
+@click.option("--feather", type=click.IntRange(*FEATHER_RANGE), default=2, show_default=True,
               metavar="PIXELS", help="Width of the transition inside cloud edges.")
 @click.option("--fill", "fill_method", type=click.Choice(FILL_METHODS), default="local",
               show_default=True,
@@ -226,11 +228,13 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **options):
     """Remove clouds from a Sentinel-2 scene with the help of Sentinel-1 and other dates."""
     from cloudfree.fill.restore import RestoreParams
+    from cloudfree.pipeline.options import split_options
     from cloudfree.pipeline.remove import remove_scene
 
+    grouped = split_options({"restoring": RestoreParams() if restore else None,
+                             **max_correction, **options})
     summary = remove_scene(s2_path, s1_path, output or default_output(s2_path, "_cloudfree"),
-                           quiet=quiet, restoring=RestoreParams() if restore else None,
-                           **max_correction, **options)
+                           quiet=quiet, **grouped)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -313,7 +317,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               help="S1 file in a scene folder (case-insensitive glob).")
 @opt.model_choice(default_device=None)
 @click.option("--tile", type=TILE_SIZE, help="Tile size in pixels [default: the model's].")
-@click.option("--batch-size", type=click.IntRange(1, 1024), help="Tiles per forward pass.")
+@click.option("--batch-size", type=click.IntRange(*BATCH_SIZE_RANGE),
+              help="Tiles per forward pass.")
 @opt.precision(default=None)
 @opt.offset
 @opt.level
@@ -349,8 +354,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
 
 @main.command(short_help="Warp Sentinel-1 onto the Sentinel-2 grid.")
 @opt.s1_s2("<s1>_on_<s2>.tif")
-@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True,
-              help="Warp threads.")
+@click.option("--threads", type=click.IntRange(*WARP_THREADS_RANGE), default=2,
+              show_default=True, help="Warp threads.")
 @click.option("--report", "report_path", type=PATH,
               help="Write the shift field, its reliability, the per-window estimates with their "
                    "evidence (per half, per band) and the overlap as JSON to this file.")

@@ -15,10 +15,12 @@ from pathlib import Path
 import click
 
 from cloudfree.core.messages import OncePerRun
+from cloudfree.inference.tiling import TILE_RANGE
+from cloudfree.io.options import MAX_SHIFT_RANGE
 from cloudfree.output.geotiff import parse_creation_options
 
-#: Tile sizes every command accepts: below 16 px a network sees too little context.
-TILE_SIZE = click.IntRange(16, 8192)
+#: Tile sizes every command accepts (``inference.tiling.TILE_RANGE``).
+TILE_SIZE = click.IntRange(*TILE_RANGE)
 
 
 class NumberRange(click.FloatRange):
@@ -254,7 +256,7 @@ def s1_s2(default_name: str, s1_required: bool = True, s1_note: str = "") -> Dec
                      show_default=True, help="Units of the S1 values; auto decides from them."),
         click.option("--refine/--no-refine", default=True, show_default=True,
                      help="Estimate the residual S1-S2 shift and correct it when reliable."),
-        click.option("--max-shift", type=NumberRange(0.5, 100), default=10.0,
+        click.option("--max-shift", type=NumberRange(*MAX_SHIFT_RANGE), default=10.0,
                      show_default=True, metavar="PIXELS",
                      help="Largest shift the refinement searches for."),
     ])

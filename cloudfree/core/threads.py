@@ -14,6 +14,9 @@ from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
 
+#: Threads a caller may give a command's pool (``threads``), and GDAL's warp (``coregister``).
+THREADS_RANGE = (1, 1024)
+WARP_THREADS_RANGE = (1, 256)
 #: Numbers the pools, so that each one's threads have names of their own.
 _POOLS = itertools.count()
 T = TypeVar("T")

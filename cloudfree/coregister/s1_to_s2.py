@@ -28,12 +28,15 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.arguments import check_path, check_whole
+from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.progress import progress
-from cloudfree.core.threads import one_blas_thread, ordered_map, usable_cores
+from cloudfree.core.threads import WARP_THREADS_RANGE, one_blas_thread, ordered_map, usable_cores
 from cloudfree.coregister.shift_estimation import estimate_shift, orientation_fields
 from cloudfree.coregister.shift_field import ShiftField, WindowEstimate, fit_field
+from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import (
+    BLOCK_RANGE,
     DEFAULT_BLOCK,
     block_windows,
     check_map_crs,
@@ -393,16 +396,14 @@ def _metres(grid: Grid, dx: float, dy: float) -> dict[str, float]:
     return {"east": round(east, 3), "north": round(north, 3)}
 
 
-def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str = "auto",
-                       refine: bool = True, max_shift: float = 10.0, threads: int = 2,
+def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid,
+                       inputs: InputOptions = InputOptions(), *, threads: int = 2,
                        quiet: bool = False, evidence: bool = False,
                        read_s2: S2Reader | None = None) -> CoregisterResult:
-    """Open S1 for reading on the S2 grid, refining the shift against S2 bands when asked (with
-    ``evidence``, the report has every window's halves and per-band estimates; the S2 bands
-    read by ``read_s2``, default ``s2.read``)."""
-    if not max_shift > 0:
-        raise UsageError(f"max_shift={max_shift} must be a positive number", "max_shift")
-    s1 = open_sentinel1(s1_path, units)
+    """Open S1 for reading on the S2 grid, in ``inputs.s1_units``, refining the shift against
+    S2 bands when ``inputs.refine`` (with ``evidence``, the report has every window's halves
+    and per-band estimates; the S2 bands read by ``read_s2``, default ``s2.read``)."""
+    s1 = open_sentinel1(s1_path, inputs.s1_units)
     try:
         grid = Grid.of(s2)
         if s1.crs != grid.crs:  # S1 goes onto the S2 grid through both coordinate systems
@@ -418,9 +419,9 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
                         s1.path, 100 * overlap)
         resampling = choose_resampling(s1, grid)
         estimate = None
-        if refine and isinstance(s2, Sentinel2):
-            estimate = estimate_field(s1, s2, max_shift, resampling, threads, quiet, evidence,
-                                      read_s2)
+        if inputs.refine and isinstance(s2, Sentinel2):
+            estimate = estimate_field(s1, s2, inputs.max_shift, resampling, threads, quiet,
+                                      evidence, read_s2)
             r = estimate.report()
             if estimate.applied:
                 log.debug("S1 co-registration: residual shift corrected (field over %d/%d "
@@ -430,7 +431,7 @@ def coregister_to_grid(s1_path: Path | str, s2: Sentinel2 | Grid, *, units: str 
             else:
                 log.debug("S1 co-registration: Sentinel-1 used as georeferenced, without shift "
                           "correction: %s", estimate.reason)
-        elif refine:
+        elif inputs.refine:
             log.debug("no Sentinel-2 bands given: shift refinement skipped")
         return CoregisterResult(s1, grid, overlap, estimate, resampling, threads)
     except BaseException:
@@ -473,9 +474,9 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     refine : bool
         Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
     max_shift : float
-        Largest shift the refinement searches for, in S2 pixels. Default: 10.
+        Largest shift the refinement searches for, in S2 pixels, 0.5 to 100. Default: 10.
     threads : int
-        GDAL warp threads. Default: 2.
+        GDAL warp threads, 1 to 256. Default: 2.
     offset : {"auto", "0", "1000"}
         Radiometric offset in DN of the S2 (used by the refinement). Default: ``"auto"``.
     overwrite : bool
@@ -486,7 +487,8 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
         Also write the report (shift field, reliability, per-window estimates with their
         per-half and per-band evidence, overlap) as JSON. Default: none.
     block : int
-        Window size in pixels for writing; the result does not depend on it. Default: 1024.
+        Window size in pixels for writing, 64 to 16384; the result does not depend on it.
+        Default: 1024.
     cog : bool
         Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
     quiet : bool
@@ -497,6 +499,12 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     dict
         The report: output path, shift field and its reliability, overlap.
     """
+    options = InputOptions(offset=offset, s1_units=s1_units, refine=refine, max_shift=max_shift)
+    for name, path in (("s1_path", s1_path), ("s2_path", s2_path), ("output", output)):
+        check_path(name, path)
+    check_path("report_path", report_path, optional=True)
+    check_whole("threads", threads, *WARP_THREADS_RANGE)
+    check_whole("block", block, *BLOCK_RANGE, "pixels")
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))
     check_distinct({"output": output, "report": report_path})
     check_output(output, overwrite, inputs, geotiff=True)
@@ -505,8 +513,7 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
         check_output(Path(report_path), overwrite, inputs + (output,))
     with output_set(overwrite) as together, scene_io_env(), one_blas_thread(), \
             open_sentinel2(s2_path, offset) as s2, coregister_to_grid(
-            s1_path, s2, units=s1_units, refine=refine, max_shift=max_shift, threads=threads,
-            quiet=quiet, evidence=True) as result:
+            s1_path, s2, options, threads=threads, quiet=quiet, evidence=True) as result:
         profile = geotiff_profile(width=s2.width, height=s2.height, crs=s2.crs,
                                   transform=s2.transform, count=2, dtype="float32",
                                   nodata=float("nan"), creation_options=creation_options)
@@ -561,16 +568,15 @@ def grid_differences(crs, transform, size: tuple[int, int], grid) -> list[str]:
     return differences
 
 
-def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, *, aligned: bool, units: str,
-                    refine: bool, max_shift: float, quiet: bool,
+def open_s1_on_grid(s1_path: Path | str, s2: Sentinel2, inputs: InputOptions, quiet: bool,
                     read_s2: S2Reader | None = None):
-    """S1 readable on the S2 grid, with tags and a report of how it got there (the S2 bands
-    the refinement needs read by ``read_s2``, default ``s2.read``)."""
-    if not aligned:
-        result = coregister_to_grid(s1_path, s2, units=units, refine=refine,
-                                    max_shift=max_shift, quiet=quiet, read_s2=read_s2)
+    """S1 readable on the S2 grid (co-registered unless ``inputs.s1_aligned``), with tags and a
+    report of how it got there (the S2 bands the refinement needs read by ``read_s2``,
+    default ``s2.read``)."""
+    if not inputs.s1_aligned:
+        result = coregister_to_grid(s1_path, s2, inputs, quiet=quiet, read_s2=read_s2)
         return result, result.tags(), result.report()
-    s1 = open_sentinel1(s1_path, units)
+    s1 = open_sentinel1(s1_path, inputs.s1_units)
     differences = grid_differences(s1.crs, s1.transform, (s1.width, s1.height), s2)
     if differences:
         s1.close()

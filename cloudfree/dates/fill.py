@@ -69,7 +69,7 @@ from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.paths import check_input
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import ordered_map, usable_cores
-from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
+from cloudfree.coregister.s1_to_s2 import coregister_to_grid
 from cloudfree.dates import joint_fit
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
 from cloudfree.dates.joint_fit import JointFit, JointSums
@@ -88,6 +88,7 @@ from cloudfree.dates.similar_pixels import SimilarPixels, sample_grid, sample_st
 from cloudfree.dates.temporal_mask import GROW, Background, TemporalMask
 from cloudfree.fill.uncertainty import DateTerms
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom
+from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import block_windows, read_padded
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import (
@@ -868,8 +869,7 @@ def histogram_median(counts: np.ndarray) -> np.ndarray:
 
 
 def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | str | None],
-                     has_s1: bool, count: int | None = None, target: Path | str | None = None
-                     ) -> None:
+                     has_s1: bool, target: Path | str | None = None) -> None:
     """Refuse reference options that cannot go together, or missing files, before any work."""
     for what, path in [("reference", p) for p in paths] + [("reference S1", p)
                                                            for p in reference_s1 if p]:
@@ -884,9 +884,6 @@ def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | 
                 raise UsageError(f"reference {Path(path).name} is a copy of the target scene "
                                  "(the same bytes): give other dates of the place",
                                  "references", "s2_path")
-    if count is not None and count < 1:
-        raise UsageError(f"reference_count={count} must be at least 1 (None: every reference)",
-                         "reference_count")
     if reference_s1 and len(reference_s1) != len(paths):
         raise UsageError(f"{len(reference_s1)} reference_s1=S1 for {len(paths)} references: give "
                          "one per reference, in the same order (none for a reference without "
@@ -897,14 +894,14 @@ def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | 
 
 
 def open_references(paths: Sequence[Path | str], target: Sentinel2, params: MaskParams,
-                    shadow: ShadowThresholds | None, *, offset: str | int | None, s1=None,
-                    reference_s1: Sequence[Path | str | None] = (), s1_units: str = "auto",
-                    refine: bool = True, max_shift: float = 10.0, quiet: bool = False,
-                    count: int | None = None, level: str = "auto",
+                    shadow: ShadowThresholds | None, inputs: InputOptions = InputOptions(), *,
+                    s1=None, reference_s1: Sequence[Path | str | None] = (),
+                    quiet: bool = False, count: int | None = None,
                     bands: Sequence[str] | None = None, temporal: bool = False,
                     scratch: Path | str | None = None, decoded: DecodedScene | None = None,
                     room: ScratchRoom | None = None) -> ReferenceFill:
-    """Open every reference (and its S1) on the target grid and run the statistics pass.
+    """Open every reference (and its S1) on the target grid, read as ``inputs`` say, and run
+    the statistics pass.
 
     ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
     :func:`check_references`); the change check needs the target's S1 too (``s1``). With
@@ -934,8 +931,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
             s1_path = reference_s1[position] if reference_s1 else None
             try:
                 references.append(open_one(len(references) + 1, path, s1_path, target, params,
-                                           offset, s1_units, refine, max_shift, quiet,
-                                           level=level, bands=bands,
+                                           inputs, quiet, bands=bands,
                                            count=min(count or len(paths), len(paths)),
                                            scratch=scratch, decoded=decoded, room=room))
             except UsageError:
@@ -966,15 +962,14 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: Sentinel2,
-             params: MaskParams, offset: str | int | None, s1_units: str, refine: bool,
-             max_shift: float, quiet: bool, *, level: str = "auto",
+             params: MaskParams, inputs: InputOptions, quiet: bool, *,
              bands: Sequence[str] | None = None, count: int = 1,
              scratch: Path | str | None = None, decoded: DecodedScene | None = None,
              room: ScratchRoom | None = None) -> Reference:
     """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
     to it (the target read back from ``decoded``, when given); one of ``count`` opened
     together (kept decoded beside ``scratch``: see ``open_reference``)."""
-    scene = open_sentinel2(path, offset, level)
+    scene = open_sentinel2(path, inputs.offset, inputs.level)
     try:
         ref = open_reference(index, scene, target, params, bands, count, scratch, quiet, room)
         register(ref, target, params, decoded=decoded)
@@ -986,8 +981,7 @@ def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: S
                     "farthest dated one", target.path.name, ref.path.name)
     if s1_path is not None:
         try:
-            ref.s1, _, _ = open_s1_on_grid(s1_path, target, aligned=False, units=s1_units,
-                                           refine=refine, max_shift=max_shift, quiet=quiet)
+            ref.s1 = coregister_to_grid(s1_path, target, inputs, quiet=quiet)
         except BaseException:
             ref.close()
             raise

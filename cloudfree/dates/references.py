@@ -62,6 +62,7 @@ from cloudfree.coregister.s1_to_s2 import (
 )
 from cloudfree.coregister.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
+from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import check_map_crs
 from cloudfree.io.sentinel1 import db_to_linear
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
@@ -244,16 +245,16 @@ def open_reference(index: int, s2: Sentinel2, target: Sentinel2, params: MaskPar
 
 
 def scratch_room(output: Path | str, target: Sentinel2 | None, paths: Sequence[Path | str],
-                 params: MaskParams, bands: Sequence[str], offset: str | int | None, level: str
+                 params: MaskParams, bands: Sequence[str], inputs: InputOptions
                  ) -> ScratchRoom:
     """The run's room for its inputs kept decoded beside ``output``: ``target``'s, when the run
-    keeps it, and that of each reference of ``paths`` (``open_reference``); one that cannot be
-    opened is left to ``open_references`` to report."""
+    keeps it, and that of each reference of ``paths`` (``open_reference``, read as ``inputs``
+    say); one that cannot be opened is left to ``open_references`` to report."""
     sizes = {} if target is None else {
         target.path: scratch_bytes(target, bands, takes_scl(target, params))}
     for path in paths:
         try:
-            with open_sentinel2(path, offset, level) as s2:
+            with open_sentinel2(path, inputs.offset, inputs.level) as s2:
                 sizes[s2.path] = scratch_bytes(s2, bands, takes_scl(s2, params))
         except CloudfreeError:
             continue

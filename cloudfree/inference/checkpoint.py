@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from cloudfree.core.errors import CloudfreeError
+from cloudfree.core.arguments import check_path
+from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.paths import check_input
 from cloudfree.inference.scaling import SCALINGS, Scaling
 from cloudfree.io.sentinel2 import BANDS
@@ -87,6 +88,8 @@ def save_checkpoint(path: Path | str, network: CloudRemovalNet, scaling: Scaling
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> LoadedModel:
     """Load a cloudfree or official GLF-CR checkpoint; the network is in eval mode."""
+    check_path("path", path)
+    check_map_location(map_location)
     path = Path(path)
     data = read_torch_file(path, map_location)
     if isinstance(data, Mapping) and data.get("format") == FORMAT:
@@ -105,6 +108,21 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
                              "rate")
     loaded.network.eval()
     return loaded
+
+
+def check_map_location(map_location: object) -> None:
+    """Refuse a device torch does not know, or a GPU where none is usable, before the file is
+    read: torch would fail as if the file were corrupt."""
+    if not isinstance(map_location, str | torch.device):
+        return  # a mapping or a function: torch's own business
+    try:
+        device = torch.device(map_location)
+    except RuntimeError:
+        raise UsageError(f"map_location={map_location!r} is not a device: use cpu, cuda or "
+                         "cuda:N", "map_location") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CloudfreeError(f"map_location={map_location!r}: no CUDA GPU is usable here "
+                             f"(torch {torch.__version__}); use cpu", "map_location")
 
 
 def read_torch_file(path: Path, map_location, what: str = "checkpoint") -> object:

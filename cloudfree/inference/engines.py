@@ -37,6 +37,8 @@ __all__ = ["DEFAULT_MODEL", "Engine", "FillEngine", "OnnxEngine", "TorchEngine",
 
 #: Precisions, with the torch dtype each runs under autocast (by name: torch loads lazily).
 PRECISIONS = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
+#: The devices a caller may name (a regular expression): auto, cpu, cuda or cuda:N.
+DEVICE_NAME = r"auto|cpu|cuda(:\d+)?"
 #: Prefix of the cloudfree keys in an ONNX model's metadata_props.
 META = "cloudfree_"
 #: The network-free fill's architecture (``networks.fillnet.Fill.arch``).

@@ -22,6 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Tile sizes a caller may give (pixels): below 16 a network sees too little context.
+TILE_RANGE = (16, 8192)
+#: Ranges of the tile overlap (pixels), of the tiles per forward pass and of the feather, the
+#: ramp (pixels) over which the prediction blends into the input inside cloud edges.
+OVERLAP_RANGE = (0, 4096)
+BATCH_SIZE_RANGE = (1, 1024)
+FEATHER_RANGE = (0, 256)
 
 @dataclass(frozen=True)
 class TileGrid:

@@ -25,6 +25,8 @@ log = logging.getLogger("cloudfree")
 
 #: Rows and columns read or computed at once when streaming a scene.
 DEFAULT_BLOCK = 1024
+#: Window sizes a caller may give (``block``): smaller ones only cost time, larger ones memory.
+BLOCK_RANGE = (64, 16384)
 
 #: Side of the outputs' blocks (pixels), unless the user's creation options say otherwise.
 OUTPUT_BLOCK = 256

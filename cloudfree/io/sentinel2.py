@@ -72,13 +72,17 @@ QUANTIFICATION = 10000.0
 MAX_DN = float(np.iinfo(np.uint16).max)
 
 
-def parse_offset(value: str) -> int | None:
-    """The --offset option: 'auto' -> None, '0' or '1000' -> that many DN."""
-    if value == "auto":
+#: The radiometric offsets (DN) a product can carry: none, or that of baseline 04.00 and later.
+OFFSETS = (0, 1000)
+
+
+def parse_offset(value: str | int | None) -> int | None:
+    """The offset option: 'auto' (or None) -> None, 0 or 1000 (or '0', '1000') -> that many DN."""
+    if value in (None, "auto"):
         return None
-    if value in ("0", "1000"):
+    if not isinstance(value, bool) and str(value) in map(str, OFFSETS):
         return int(value)
-    raise UsageError(f"offset={value} must be auto, 0 or 1000", "offset")
+    raise UsageError(f"offset={value!r} must be auto, 0 or 1000", "offset")
 
 
 @dataclass
@@ -404,8 +408,7 @@ def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
     per-band files or a STAC item (``.json``) of local files. ``level``: ``auto`` (from the
     metadata and the band set), ``L1C`` or ``L2A``."""
     path = Path(path)
-    if isinstance(offset, str):
-        offset = parse_offset(offset)
+    offset = parse_offset(offset)
     forced = parse_level(level)
     if path.name in METADATA_FILES:
         path = path.parent

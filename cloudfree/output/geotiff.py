@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import rasterio
 import rasterio.io
 import rasterio.transform
 
+from cloudfree.core.arguments import check_kind
 from cloudfree.core.errors import UsageError
 from cloudfree.io.rasters import OUTPUT_BLOCK, gdal_messages
 
@@ -62,11 +63,18 @@ def check_creation_options(options: dict[str, str]) -> None:
     if all(failures):  # a failure with one data type only may be the other's option
         raise _options_error(options, failures[0])
 
+def check_options_kind(creation_options: object) -> None:
+    """Refuse creation options that are not a dict of NAME: VALUE (or None)."""
+    check_kind("creation_options", creation_options, Mapping | None,
+               "a dict of GDAL creation options, such as {'compress': 'zstd'}, or None")
+
+
 def check_geotiff_output(count: int, dtype: str, creation_options: dict[str, str] | None
                          ) -> None:
     """Refuse, before any work, creation options that cannot write a GeoTIFF of ``count`` bands
     of ``dtype`` (e.g. PREDICTOR=3 for integers), or any output (see
     :func:`check_creation_options`)."""
+    check_options_kind(creation_options)
     if not creation_options:
         return
     check_creation_options(creation_options)

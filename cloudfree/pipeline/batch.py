@@ -22,13 +22,14 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from cloudfree.core.arguments import check_kind, check_path, check_switch, check_whole
 from cloudfree.core.errors import CloudfreeError, UsageError, spelled
 from cloudfree.core.paths import check_folder_output, input_problem, taken
 from cloudfree.core.progress import progress
@@ -53,10 +54,18 @@ from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
 log = logging.getLogger("cloudfree")
 
 COMMANDS = ("remove", "mask")
-#: Options ``mask`` takes; ``remove`` takes any keyword of ``remove_scene``.
+#: Options ``mask`` takes; ``remove`` takes any field of its option groups
+#: (``pipeline.options``) and ``mask_params``.
 MASK_OPTIONS = frozenset({"offset", "level", "creation_options", "overwrite", "cog"})
-#: remove options that decide whether the model can run at all (checked before any scene)
-ENGINE_OPTIONS = ("model", "checkpoint", "onnx", "device", "precision", "tile", "overlap")
+#: batch's own remove options: also write each scene's mask, its uncertainty.
+SCENE_OUTPUTS = ("masks", "uncertainty")
+#: remove options batch sets for each scene (its outputs' names, its references).
+PER_SCENE = frozenset({"mask_out", "preview", "source_out", "days_out", "uncertainty_out",
+                       "references", "reference_s1", "reference_count"})
+#: Worker processes a caller may ask for (``jobs``), and the most other scenes a scene takes
+#: as references (``references``); the command line's ranges.
+JOBS_RANGE = (1, 1024)
+MAX_REFERENCES = 250
 REPORT_FORMATS = (".json", ".csv")
 #: Statuses of the scenes that were run or could have been (the others are files not run).
 SCENE_STATUSES = ("ok", "failed", "skipped", "interrupted")
@@ -220,12 +229,14 @@ def _call(task: Task) -> dict:
 
         return mask_scene(task.scene.s2, task.output, quiet=True,
                           **{"threads": _worker_threads, **task.options})
+    from cloudfree.pipeline.options import split_options
     from cloudfree.pipeline.remove import remove_scene
 
     options = dict(task.options)
     if _worker_device and options.get("device", "auto") in ("auto", "cuda"):
         options["device"] = _worker_device
-    return remove_scene(task.scene.s2, task.scene.s1, task.output, quiet=True, **options)
+    return remove_scene(task.scene.s2, task.scene.s1, task.output, quiet=True,
+                        **split_options(options))
 
 
 def run_worker_scene(task: Task) -> SceneResult:
@@ -357,8 +368,10 @@ def check_writable(folder: Path, what: str) -> None:
 
 def check_options(command: str, options: dict, resume: bool, out_dir: Path,
                   report: Path | None, stac: Path | None = None) -> None:
-    """Refuse, before any work, options that cannot go together and outputs that cannot be
-    written."""
+    """Refuse, before any work, options that are unknown, out of range or cannot go together,
+    and outputs that cannot be written: once here, rather than in every scene."""
+    from cloudfree.pipeline.options import split_options
+
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r} (use {' or '.join(COMMANDS)})")
     if command == "mask":
@@ -366,10 +379,17 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
         if extra:
             given = ", ".join(f"{name}={options[name]}" for name in extra)
             raise UsageError(f"{given}: only for command=remove", *extra, "command")
-    if command == "remove":  # once here, rather than in every scene
+    for name in sorted(set(options) & PER_SCENE):
+        raise UsageError(f"{name}={options[name]!r}: batch sets it for each scene; give "
+                         "masks=True, uncertainty=True or references=K instead", name)
+    for name in SCENE_OUTPUTS:
+        if name in options:
+            check_switch(name, options[name])
+    grouped = split_options({k: v for k, v in options.items() if k not in SCENE_OUTPUTS})
+    if command == "remove":
         from cloudfree.pipeline.remove import check_engine_options
 
-        check_engine_options(**{k: options[k] for k in ENGINE_OPTIONS if k in options})
+        check_engine_options(grouped["engine"])
     if resume and options.get("overwrite"):
         raise UsageError("resume=True keeps existing outputs and overwrite=True replaces them: "
                          "pick one", "resume", "overwrite")
@@ -482,7 +502,7 @@ def run_batch(
     command : {"remove", "mask"}
         What to run on each scene. Default: ``"remove"``.
     jobs : int, optional
-        Local worker processes. Default: one per GPU for remove, else 1.
+        Local worker processes, 1 to 1024. Default: one per GPU for remove, else 1.
     resume : bool
         Skip scenes whose output exists (outputs only appear when complete). Default: False.
     report : path, optional
@@ -495,19 +515,23 @@ def run_batch(
     s1_pattern : str
         Case-insensitive glob of the S1 file in a scene folder. Default: ``"*s1*.tif"``.
     options : dict, optional
-        Keywords for ``remove_scene`` (any) or ``mask_scene`` (``offset``,
-        ``creation_options``, ``overwrite``, ``cog``); None values are dropped, and
-        ``masks=True`` makes remove also write ``<scene>_mask.tif`` and ``uncertainty=True``
-        ``<scene>_uncertainty.tif`` (``uncertainty_out``). Default: none.
+        The options of each scene by name: for remove, ``mask_params`` and the fields of its
+        option groups (``EngineOptions``, ``FillOptions``, ``InputOptions``,
+        ``ReferenceOptions``, ``OutputOptions``: ``{"model": "cloudfree-fillnet", "tile":
+        512}``) but the outputs' paths and the references, which batch sets for each scene;
+        for mask, ``offset``, ``level``, ``creation_options``, ``overwrite`` and ``cog``.
+        None values are dropped, and ``masks=True`` makes remove also write
+        ``<scene>_mask.tif`` and ``uncertainty=True`` ``<scene>_uncertainty.tif``. A name
+        that is no option, or a value out of range, fails before any scene. Default: none.
     stac : path, optional
         Folder for a STAC catalog of the finished scenes; with ``resume`` an existing one is
         added to. Default: none.
     quiet : bool
         No progress bar. Default: False.
     references : int
-        remove: each scene takes up to this many of the other scenes (of the same area) as
-        references, nearest acquisition dates first, each with its S1 for the change check
-        (``remove_scene(references=..., reference_s1=...)``). Default: 0.
+        remove: each scene takes up to this many (0 to 250) of the other scenes (of the same
+        area) as references, nearest acquisition dates first, each with its S1 for the change
+        check (``ReferenceOptions(references=..., reference_s1=...)``). Default: 0.
     flags : dict, optional
         How the scenes' errors name options: ``{name: (flag, whether a switch)}``, e.g. the
         command line's ``{"overwrite": ("--overwrite", True)}``. Default: ``name=value``.
@@ -518,13 +542,16 @@ def run_batch(
         One row per scene (status, output, seconds, error) and the wall time.
     """
     start, started_at = time.perf_counter(), time.time()
+    for name, path in (("scenes", scenes), ("out_dir", out_dir), ("report", report),
+                       ("stac", stac)):
+        check_path(name, path, optional=name in ("report", "stac"))
+    check_kind("options", options, Mapping | None, "a dict of options by name, or None")
     options = {k: v for k, v in (options or {}).items() if v is not None}
     report = Path(report) if report is not None else None
     stac = Path(stac) if stac is not None else None
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"jobs={jobs} must be at least 1 (None: one per GPU, else 1)", "jobs")
-    if references < 0:
-        raise UsageError(f"references={references} must be at least 0", "references")
+    if jobs is not None:
+        check_whole("jobs", jobs, *JOBS_RANGE)
+    check_whole("references", references, 0, MAX_REFERENCES)
     if references and command != "remove":
         raise UsageError(f"references={references}: only for command=remove", "references",
                          "command")
@@ -533,6 +560,7 @@ def run_batch(
                          "each scene with other dates", "temporal_mask", "references")
     out_dir = check_folder_output(out_dir, "batch")
     check_options(command, options, resume, out_dir, report, stac)
+    check_kind("dask_scheduler", dask_scheduler, str | None, "an address or a JSON file's path")
     if dask_scheduler is not None and not dask_scheduler.strip():
         raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
                          "or leave it out to run here", "dask_scheduler")

@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
+from cloudfree.core.arguments import check_kind, check_path, check_paths, check_whole
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.memory import check_mask_memory
 from cloudfree.core.progress import progress
-from cloudfree.core.threads import ordered_map, usable_cores
+from cloudfree.core.threads import THREADS_RANGE, ordered_map, usable_cores
 from cloudfree.dates.fill import ReferenceFill, check_references, open_references
 from cloudfree.dates.references import scratch_room
 from cloudfree.io.decoded_scene import DecodedScene
-from cloudfree.io.rasters import MASK_BLOCK, block_windows, scene_io_env, with_halo
+from cloudfree.io.options import InputOptions
+from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK, block_windows, scene_io_env, with_halo
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import (
     CLEAR,
@@ -37,6 +39,7 @@ from cloudfree.mask.decoded_copy import decoded_copy
 from cloudfree.mask.scene_input import S2Reader, mask_reader
 from cloudfree.output.atomic import GridOutputs, check_distinct, check_output
 from cloudfree.output.cog import AVERAGE, NEAREST
+from cloudfree.output.geotiff import check_options_kind
 from cloudfree.output.provenance import cloud_fraction_tags, provenance_tags
 
 log = logging.getLogger("cloudfree")
@@ -160,11 +163,11 @@ def mask_scene(
     creation_options : dict, optional
         GDAL GeoTIFF creation options. Default: none.
     block : int
-        Window size in pixels for streaming the scene; the result does not depend on it.
-        Default: 512.
+        Window size in pixels for streaming the scene, 64 to 16384; the result does not depend
+        on it. Default: 512.
     threads : int, optional
-        Windows read and classified at once; the result does not depend on it. Default: every
-        usable core.
+        Windows read and classified at once, 1 to 1024; the result does not depend on it.
+        Default: every usable core.
     cog : bool
         Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
     quiet : bool
@@ -182,13 +185,23 @@ def mask_scene(
         ``references`` also ``references`` (per reference: path, date, pixels clear in both,
         used, its measured shift).
     """
+    check_path("scene", scene)
+    check_path("output", output)
+    check_path("score_path", score_path, optional=True)
+    check_kind("params", params, MaskParams, "a MaskParams")
+    inputs = InputOptions(offset=offset, level=level)
+    check_options_kind(creation_options)
+    check_whole("block", block, *BLOCK_RANGE, "pixels")
+    if threads is not None:
+        check_whole("threads", threads, *THREADS_RANGE)
+    references = check_paths("references", references)
     threads = threads or usable_cores()
     output = Path(output)
     check_distinct({"mask output": output, "score output": score_path})
     check_output(output, overwrite, [Path(scene)], geotiff=True)
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)], geotiff=True)
-    check_references(references, (), False, None, scene)
+    check_references(references, (), False, scene)
     with scene_io_env(), open_sentinel2(scene, offset, level) as s2, \
             ExitStack() as dates_stack:
         require_mask_bands(s2, params)
@@ -198,7 +211,7 @@ def mask_scene(
         # with references, their fit reads every band of the target
         bands = s2.bands if references else params.bands_for(s2.bands)
         room = scratch_room(output, s2 if s2.jpeg2000 else None, references, params, bands,
-                            offset, level) if references else None
+                            inputs) if references else None
         copy = decoded_copy(s2, output, bands, params, quiet, threads, room=room)
         if copy is not None:
             dates_stack.callback(copy.decoded.close)
@@ -207,8 +220,8 @@ def mask_scene(
                       if params.shadow else None)
         dates = None
         if references:
-            dates = open_references(references, s2, params, thresholds, offset=offset,
-                                    level=level, quiet=quiet, temporal=True, scratch=output,
+            dates = open_references(references, s2, params, thresholds, inputs, quiet=quiet,
+                                    temporal=True, scratch=output,
                                     decoded=None if copy is None else copy.decoded, room=room)
             dates_stack.callback(dates.close)
         grid = {**s2.profile, "creation_options": creation_options}

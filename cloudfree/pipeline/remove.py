@@ -27,6 +27,7 @@ import numpy as np
 from rasterio.windows import Window
 from scipy import ndimage
 
+from cloudfree.core.arguments import check_path
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.memory import check_batch_memory, release_free_memory, releasing_as_it_grows
 from cloudfree.core.progress import progress
@@ -56,7 +57,6 @@ from cloudfree.fill.local import (
     source_weight,
 )
 from cloudfree.fill.median import (
-    FILL_METHODS,
     MAX_CORRECTION,
     ClearHistogram,
     FillSpectrum,
@@ -78,15 +78,13 @@ from cloudfree.fill.uncertainty import (
 )
 from cloudfree.inference.bundled import FILL_MODEL
 from cloudfree.inference.engines import (
-    DEFAULT_MODEL,
     Engine,
     check_precision,
-    model_file,
-    open_engine,
     resolve_device,
 )
 from cloudfree.inference.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks, tiles_within
 from cloudfree.io.decoded_scene import DecodedScene
+from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import (
@@ -118,6 +116,14 @@ from cloudfree.output.geotiff import check_geotiff_output
 from cloudfree.output.preview import Preview
 from cloudfree.output.provenance import MODEL, cloud_fraction_tags, provenance_tags
 from cloudfree.pipeline.mask import mask_source, require_mask_bands, scene_shadow_thresholds
+from cloudfree.pipeline.options import (
+    OPTIONAL_OUTPUTS,
+    EngineOptions,
+    FillOptions,
+    OutputOptions,
+    ReferenceOptions,
+    check_kinds,
+)
 
 log = logging.getLogger("cloudfree")
 #: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
@@ -250,16 +256,13 @@ def warn_weak_tiling(engine: Engine, grid: TileGrid) -> None:
                     wanted, wanted)
 
 
-def check_engine_options(*, model: str | None = None, checkpoint: Path | str | None = None,
-                         onnx: Path | str | None = None, device: str = "auto",
-                         precision: str = "fp32", tile: int | None = None,
-                         overlap: int | None = None) -> None:
+def check_engine_options(engine: EngineOptions) -> None:
     """Refuse a model, device, precision or tiling that cannot run, before any scene is read
     (``batch`` checks once for all its scenes). The model is opened on the CPU, so that this
     takes no GPU memory."""
-    check_precision(precision, resolve_device(device))
-    choose_tiling(open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device="cpu"),
-                  tile, overlap)
+    check_precision(engine.precision, resolve_device(engine.device))
+    choose_tiling(replace(engine, precision="fp32").open(device="cpu"), engine.tile,
+                  engine.overlap)
 
 
 #: Cloud opacities up to which the land seen through thin cloud is taken, and from which the
@@ -682,343 +685,236 @@ def remove_scene(
     s1_path: Path | str | None,
     output: Path | str,
     *,
-    model: str | None = None,
-    checkpoint: Path | str | None = None,
-    onnx: Path | str | None = None,
-    s1_aligned: bool = False,
-    s1_units: str = "auto",
-    refine: bool = True,
-    max_shift: float = 10.0,
-    offset: str | int | None = "auto",
-    level: str = "auto",
-    tile: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    precision: str = "fp32",
-    composite: bool = True,
-    feather: int = 2,
-    fill_method: str = "local",
-    max_correction: float | None = MAX_CORRECTION,
+    engine: EngineOptions = EngineOptions(),
     mask_params: MaskParams = MaskParams(buffer=5),
-    mask_out: Path | str | None = None,
-    preview: Path | str | None = None,
-    overwrite: bool = False,
-    creation_options: dict[str, str] | None = None,
-    cog: bool = True,
+    fill: FillOptions = FillOptions(),
+    inputs: InputOptions = InputOptions(),
+    dates: ReferenceOptions = ReferenceOptions(),
+    outputs: OutputOptions = OutputOptions(),
     quiet: bool = False,
-    references: Sequence[Path | str] = (),
-    reference_s1: Sequence[Path | str | None] = (),
-    reference_count: int | None = None,
-    source_out: Path | str | None = None,
-    temporal_mask: bool | None = None,
-    days_out: Path | str | None = None,
-    restoring: RestoreParams | None = RestoreParams(),
-    uncertainty_out: Path | str | None = None,
-    uncertainty_model: SigmaModel | None = None,
 ) -> dict:
     """Remove clouds from ``s2_path`` with the help of ``s1_path``; write ``output``.
+
+    The options come in groups, each checked when it is made (a wrong type or a value out of
+    the command line's range is a ``UsageError`` naming the field)::
+
+        remove_scene("s2.tif", "s1.tif", "clear.tif",
+                     engine=EngineOptions(model="cloudfree-fillnet", device="cuda"),
+                     dates=ReferenceOptions(references=["june.tif", "august.tif"]),
+                     outputs=OutputOptions(mask_out="mask.tif", overwrite=True))
 
     Parameters
     ----------
     s2_path : path
         Sentinel-2 L1C or L2A scene: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12
         in L2A order), a ``.SAFE`` folder, a folder of per-band files or a STAC item of local
-        files. The
-        networks need the 13 L1C bands; ``median-fill`` (the default for an input without them,
-        or an L2A one) fills any band set, and the output has the input's bands in its order.
+        files. The networks need the 13 L1C bands; ``median-fill`` (the default for an input
+        without them, or an L2A one) fills any band set, and the output has the input's bands
+        in its order.
     s1_path : path or None
         Sentinel-1 GeoTIFF with VV and VH (dB or linear power), in any CRS overlapping the S2.
-        None only with ``references`` (pixels no reference fills then take ``median-fill``) or
-        with ``model="median-fill"``, which reads no S1.
+        None only with references (pixels no reference fills then take ``median-fill``) or
+        with the model ``median-fill``, which reads no S1.
     output : path
         GeoTIFF to write, on the S2 grid with its data type and nodata.
-    model : str, optional
-        Bundled model name (``cloudfree models``). Default: ``median-fill`` when neither
-        ``checkpoint`` nor ``onnx`` is given; give exactly one of the three.
-    checkpoint : path, optional
-        A cloudfree or official GLF-CR checkpoint. Default: none.
-    onnx : path, optional
-        An ONNX model from ``export-onnx``. Default: none.
-    s1_aligned : bool
-        The S1 is already on the S2 grid: skip co-registration. Default: False.
-    s1_units : {"auto", "db", "linear"}
-        Units of the S1 values; ``auto`` decides from them. Default: ``"auto"``.
-    refine : bool
-        Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
-    max_shift : float
-        Largest shift the refinement searches for, in S2 pixels. Default: 10.
-    offset : {"auto", "0", "1000"} or int
-        Radiometric offset in DN of processing baseline 04.00+ products; ``auto`` reads the
-        product metadata or tags, else assumes 0. Default: ``"auto"``.
-    level : {"auto", "L1C", "L2A"}
-        Processing level; ``auto`` reads the metadata, else the band set. An L2A scene's
-        scene classification (SCL) gives the mask unless ``mask_params.scl`` is False.
-        Default: ``"auto"``.
-    tile : int, optional
-        Tile size in pixels. Default: the model's.
-    overlap : int, optional
-        Tile overlap in pixels, 0 to half the tile. Default: from the receptive field.
-    batch_size : int
-        Tiles per forward pass. Default: 8.
-    device : str
-        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Default: ``"auto"``.
-    precision : {"fp32", "fp16", "bf16"}
-        Arithmetic; fp16 and bf16 run under autocast (fp16 on a GPU only). Default: ``"fp32"``.
-    composite : bool
-        Keep clear pixels and fill the masked ones (True), or write the raw prediction (False).
-        Default: True.
-    feather : int
-        Width in pixels of the transition inside cloud edges. Default: 2.
-    fill_method : {"local", "median"}
-        Base of the models built on the classical fill (``median-fill``, ``cloudfree-fillnet``):
-        clear pixels nearby that match in S1, with the thin haze around clouds filled too
-        (``local_fill.py``), or the scene's clear-sky median alone. Default: ``"local"``.
-    max_correction : float or None
-        Bound on the correction a fill model's network makes to its base, as a share of the
-        base per band (``median-fill`` makes none). On the local base it shrinks where clear
-        land of the pixel's S1 kind is near (``local_fill.correction_bound``). None: unbounded.
-        Default: ``MAX_CORRECTION``.
+    engine : EngineOptions
+        The model (bundled, checkpoint or ONNX), device, precision, tiles and batch size.
+        Default: ``EngineOptions()``, the bundled ``median-fill`` on the GPU when one is usable.
     mask_params : MaskParams
         The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
         method with a 5 px buffer.
-    mask_out : path, optional
-        Also write the uint8 class mask used. Default: none.
-    preview : path, optional
-        Also write a PNG quicklook (input RGB, mask, output RGB). Default: none.
-    overwrite : bool
-        Replace existing outputs. Default: False.
-    creation_options : dict, optional
-        GDAL GeoTIFF creation options, ``{"compress": "zstd"}``. Default: none.
-    cog : bool
-        Write a Cloud Optimized GeoTIFF with internal overviews. Default: True.
+    fill : FillOptions
+        The fill's base (local or median), the composite and its feather, the bound on a fill
+        network's correction, the restoration of thin cloud. Default: ``FillOptions()``.
+    inputs : InputOptions
+        How the inputs are read: the S2's radiometric offset and processing level, the S1's
+        units, whether it is already on the S2 grid, the shift refinement. Default:
+        ``InputOptions()``.
+    dates : ReferenceOptions
+        Other dates of the place to fill from (and their S1), how many to take, the temporal
+        mask. Default: none.
+    outputs : OutputOptions
+        The optional outputs (mask, quicklook, source and days maps, uncertainty), overwrite,
+        GDAL creation options, COG. Default: ``OutputOptions()``, the output alone.
     quiet : bool
         No progress bar. Default: False.
-    references : sequence of paths
-        Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
-        it): masked pixels they see clear are filled from them, radiometrically adjusted
-        (``reference_fill.py``); the model fills the rest. Default: none.
-    reference_s1 : sequence of paths or None
-        One Sentinel-1 file (or None) per reference, in order: where the backscatter changed
-        between the target's S1 and it beyond speckle, that reference is not taken. Default:
-        none.
-    reference_count : int, optional
-        Take only the first ``reference_count`` of ``references`` that overlap the scene and
-        can be read, skipping the others with a warning (``batch`` gives every other scene,
-        nearest dates first). Default: None, every reference, and one that does not overlap
-        or cannot be read is an error.
-    source_out : path, optional
-        Also write the uint8 source map (0 observed, 1..N the references in order, 254 the
-        single-date model, 255 nodata); needs ``references``. Default: none.
-    temporal_mask : bool or None
-        With ``references``: find the target's clouds, haze and shadows by comparing it with
-        the other dates (``temporal_mask.py``), fill only those (clear pixels stay as
-        observed), and give a reference no weight where it disagrees with the others; False:
-        the single-date mask. Default: None, True for a target with B02 and B04 (L1C and
-        L2A), where it was measured to win (``temporal_mask.judges_by_default``), False
-        otherwise.
-    days_out : path, optional
-        Also write the int16 days from the target to the date each pixel came from (0
-        observed, negative an earlier reference, -32768 the model, an undated reference or
-        nodata); needs ``references``. Default: none.
-    restoring : RestoreParams or None
-        On the local base, where the land still shows through thin cloud and haze, take the
-        veil off, and relight cloud shadows (with ``mask_params.shadow``), instead of filling
-        them (``restore.py``); None fills all of them. Default: ``RestoreParams()``.
-    uncertainty_out : path, optional
-        Also write the float32 standard deviation, in DN, of the error expected at each filled
-        pixel and band (``uncertainty.py``): 0 where the pixel is kept as observed, NaN at
-        nodata. Default: none.
-    uncertainty_model : SigmaModel, optional
-        The map from the fill's terms to sigma. Default: the calibration shipped with the
-        package (``SigmaModel.load()``).
 
     Returns
     -------
     dict
         Summary: output, model, tiles, cloud and shadow fractions, co-registration report,
-        seconds; with ``references`` also ``references`` (per reference: path, date, pixels
+        seconds; with references also ``references`` (per reference: path, date, pixels
         clear in both, used, pixels filled), ``references_skipped`` (path, reason) and
         ``pixels_by_source``.
     """
     started = time.perf_counter()
+    for name, path in (("s2_path", s2_path), ("s1_path", s1_path), ("output", output)):
+        check_path(name, path, optional=name == "s1_path")
+    check_kinds({"engine": engine, "mask_params": mask_params, "fill": fill, "inputs": inputs,
+                 "dates": dates, "outputs": outputs})
     output = Path(output)
-    inputs = [Path(p) for p in (s2_path, s1_path, *references, *reference_s1) if p is not None]
-    check_distinct({"output": output, "mask output": mask_out, "source output": source_out,
-                    "days output": days_out, "uncertainty output": uncertainty_out})
-    check_output(output, overwrite, inputs, geotiff=True)
-    if source_out is not None and not references:
-        raise UsageError("source_out=PATH needs references=S2 (other dates): without them every "
-                         "filled pixel comes from the model", "source_out", "references")
-    if days_out is not None and not references:
-        raise UsageError("days_out=PATH needs references=S2 (other dates): without them every "
-                         "filled pixel comes from the model", "days_out", "references")
-    if temporal_mask and not references:
+    references = dates.references
+    input_paths = [Path(p) for p in (s2_path, s1_path, *references, *dates.reference_s1)
+                   if p is not None]
+    check_distinct({"output": output, "mask output": outputs.mask_out,
+                    "source output": outputs.source_out, "days output": outputs.days_out,
+                    "uncertainty output": outputs.uncertainty_out})
+    check_output(output, outputs.overwrite, input_paths, geotiff=True)
+    for name in ("source_out", "days_out"):
+        if getattr(outputs, name) is not None and not references:
+            raise UsageError(f"{name}=PATH needs references=S2 (other dates): without them "
+                             "every filled pixel comes from the model", name, "references")
+    if dates.temporal_mask and not references:
         raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
                          "mask compares the scene with them", "temporal_mask", "references")
-    check_references(references, reference_s1, s1_path is not None, reference_count, s2_path)
-    if s1_aligned and s1_path is None:
+    check_references(references, dates.reference_s1, s1_path is not None, s2_path)
+    if inputs.s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
                          "aligned", "s1_aligned", "s1_path")
-    for extra in (mask_out, preview, source_out, days_out, uncertainty_out):
+    for name in OPTIONAL_OUTPUTS:
+        extra = getattr(outputs, name)
         if extra is not None:
-            check_output(Path(extra), overwrite, inputs, geotiff=extra is not preview)
-    if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise UsageError(f"preview={preview}: the quicklook is a PNG; give a .png path",
-                         "preview")
-    if fill_method not in FILL_METHODS:
-        raise UsageError(f"fill_method={fill_method!r}: use one of {', '.join(FILL_METHODS)}",
-                         "fill_method")
-    if batch_size < 1:
-        raise UsageError(f"batch_size={batch_size} must be at least 1", "batch_size")
-    if feather < 0:
-        raise UsageError(f"feather={feather} must be at least 0 pixels", "feather")
-    if max_correction is not None and not max_correction >= 0:
-        raise UsageError(f"max_correction={max_correction} must be a share >= 0 (such as 0.25) "
-                         "or None", "max_correction")
-    if model is None and checkpoint is None and onnx is None:
-        model = DEFAULT_MODEL
-    engine = open_engine(model=model, checkpoint=checkpoint, onnx=onnx, device=device,
-                         precision=precision)
-    if s1_path is None and engine.runs_network:
-        raise UsageError(f"model {model or checkpoint or onnx} needs Sentinel-1: give "
-                         "s1_path=PATH, or model=median-fill", "s1_path", "model")
-    if max_correction != MAX_CORRECTION and not (engine.uses_mask and engine.runs_network):
+            check_output(extra, outputs.overwrite, input_paths, geotiff=name != "preview")
+    model = engine.open()
+    if s1_path is None and model.runs_network:
+        raise UsageError(f"model {engine.name} needs Sentinel-1: give s1_path=PATH, or "
+                         "model=median-fill", "s1_path", "model")
+    if fill.max_correction != MAX_CORRECTION and not (model.uses_mask and model.runs_network):
         log.warning("--max-correction (max_correction) changes nothing with model %s: it "
                     "bounds a fill network's correction of its base, and this model has none",
-                    model or checkpoint or onnx)
-    choose_tiling(engine, tile, overlap)  # refuse impossible choices before reading anything
-    with open_sentinel2(s2_path, offset, level) as s2, ExitStack() as stack:
+                    engine.name)
+    # refuse impossible choices before reading anything
+    choose_tiling(model, engine.tile, engine.overlap)
+    uncertainty_out, preview = outputs.uncertainty_out, outputs.preview
+    with open_sentinel2(s2_path, inputs.offset, inputs.level) as s2, ExitStack() as stack:
         stack.enter_context(one_blas_thread())
-        bands = check_bands(s2, engine, str(model or checkpoint or onnx), mask_params)
+        bands = check_bands(s2, model, engine.name, mask_params)
+        temporal_mask = dates.temporal_mask
         if temporal_mask is None:
             temporal_mask = bool(references) and judges_by_default(s2.bands)
-        check_geotiff_output(len(bands), s2.dtype, creation_options)
+        check_geotiff_output(len(bands), s2.dtype, outputs.creation_options)
         # GDAL's block cache bounded by what the outputs' blocks need (from here on: the
         # first passes read the whole scene): two rows of them where an output is streamed
         # compressed, none where every one goes to the COG step's raw scratch file
         per_pixel = len(bands) * (np.dtype(s2.dtype).itemsize + 4 * (uncertainty_out is not None))
-        per_pixel += (mask_out is not None) + (source_out is not None) + 2 * (days_out is not None)
+        per_pixel += ((outputs.mask_out is not None) + (outputs.source_out is not None)
+                      + 2 * (outputs.days_out is not None))
         largest = {"width": s2.width, "height": s2.height, "count": len(bands),
                    "dtype": "float32" if uncertainty_out is not None else s2.dtype}
-        row_bytes = 0 if cog and raw_scratch(largest) else s2.width * per_pixel
+        row_bytes = 0 if outputs.cog and raw_scratch(largest) else s2.width * per_pixel
         stack.enter_context(scene_io_env(row_bytes, int(
-            (creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
+            (outputs.creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
         stack.enter_context(releasing_as_it_grows())  # between the releases after each chunk
-        tile, overlap, trim = choose_tiling(engine, tile, overlap, (s2.height, s2.width))
+        tile, overlap, trim = choose_tiling(model, engine.tile, engine.overlap,
+                                            (s2.height, s2.width))
         grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
-        warn_weak_tiling(engine, grid)
-        check_batch_memory(grid, batch_size, len(bands))
+        warn_weak_tiling(model, grid)
+        check_batch_memory(grid, engine.batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
+        restoring = fill.restoring
         tie = (restoring is not None and restoring.shadows and mask_params.shadow
-               and fill_method == "local")
+               and fill.fill_method == "local")
         abandon = threading.Event()
         decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
         scl = takes_scl(s2, mask_params)
-        room = scratch_room(output, s2 if engine.uses_mask else None,
-                            references[:reference_count], mask_params, bands, offset,
-                            level) if references else None
-        if engine.uses_mask:
+        room = scratch_room(output, s2 if model.uses_mask else None,
+                            references[:dates.reference_count], mask_params, bands,
+                            inputs) if references else None
+        if model.uses_mask:
             decoded = DecodedScene.beside(output, s2, bands, scl, room)
             if decoded is not None:
                 stack.callback(decoded.close)
                 # and for the co-registration beside them, as they go
                 copy = SceneCopy(s2, decoded)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
-            passes = first.submit(first_passes, s2, bands, mask_params, engine.uses_mask, tie,
+            passes = first.submit(first_passes, s2, bands, mask_params, model.uses_mask, tie,
                                   quiet or s1_path is not None, abandon, copy)
             if copy is not None:
                 passes.add_done_callback(lambda _: copy.end())
             try:
                 if s1_path is not None:
                     s1, s1_tags, s1_report = open_s1_on_grid(
-                        s1_path, s2, aligned=s1_aligned, units=s1_units, refine=refine,
-                        max_shift=max_shift, quiet=quiet,
+                        s1_path, s2, inputs, quiet,
                         read_s2=None if copy is None else copy.read)
                     stack.callback(s1.close)
             except BaseException:
                 abandon.set()  # its error first, without waiting for the passes
                 raise
-            shadow, fill = passes.result()
-        if fill is not None:
-            base = fill.describe()
-            if fill_method == "local" and fill.source == "scene":
+            shadow, spectrum = passes.result()
+        if spectrum is not None:
+            base = spectrum.describe()
+            if fill.fill_method == "local" and spectrum.source == "scene":
                 match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
                 base = f"nearby clear pixels{match} (where none is near: {base})"
-            how = (f"filled by the {engine.arch} network, starting from {base}"
-                   if engine.runs_network else f"filled from {base}, no network")
+            how = (f"filled by the {model.arch} network, starting from {base}"
+                   if model.runs_network else f"filled from {base}, no network")
             judged = "found by comparing the dates, " if temporal_mask else ""
             steps = [f"{judged}taken from the other dates where they are clear"] \
                 if references else []
-            if restoring is not None and fill_method == "local":
+            if restoring is not None and fill.fill_method == "local":
                 steps.append("where the land shows through thin cloud or haze, the veil taken off"
                              + (", shadows relit" if mask_params.shadow else ""))
             how = "; ".join([*steps, f"the rest {how}"]) if steps else how
             log.debug("cloud pixels: %s", how)
-        dates = None
+        from_dates = None
         if references:
-            dates = open_references(references, s2, mask_params, shadow, offset=offset,
-                                    level=level, bands=bands,
-                                    s1=None if s1_path is None else s1,
-                                    reference_s1=reference_s1, s1_units=s1_units, refine=refine,
-                                    max_shift=max_shift, quiet=quiet, count=reference_count,
-                                    temporal=temporal_mask, scratch=output,
-                                    decoded=decoded, room=room)
-            stack.callback(dates.close)
-        options = InferenceSettings(tile, overlap, batch_size, composite, feather,
-                                    max_correction)
-        local = LocalFillParams() if fill_method == "local" else None
+            from_dates = open_references(references, s2, mask_params, shadow, inputs,
+                                         bands=bands, s1=None if s1_path is None else s1,
+                                         reference_s1=dates.reference_s1, quiet=quiet,
+                                         count=dates.reference_count, temporal=temporal_mask,
+                                         scratch=output, decoded=decoded, room=room)
+            stack.callback(from_dates.close)
+        settings = InferenceSettings(tile, overlap, engine.batch_size, fill.composite,
+                                     fill.feather, fill.max_correction)
+        local = LocalFillParams() if fill.fill_method == "local" else None
         sigma_model = None
         if uncertainty_out is not None:
-            sigma_model = uncertainty_model or SigmaModel.load()
-        pipe = SceneRemoval(s2, s1, engine, options, trim, mask_params, shadow, fill, local,
-                            dates, restoring, sigma_model, decoded)
+            sigma_model = fill.uncertainty_model or SigmaModel.load()
+        pipe = SceneRemoval(s2, s1, model, settings, trim, mask_params, shadow, spectrum, local,
+                            from_dates, restoring, sigma_model, decoded)
         tags = {
-            **provenance_tags("remove", s2_path, s1_path, model=str(model or checkpoint or onnx),
-                              model_path=model_file(model=model, checkpoint=checkpoint, onnx=onnx),
-                              arch=engine.arch),
-            "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(composite),
-            "FEATHER": str(feather), "MASK_METHOD": mask_params.method,
+            **provenance_tags("remove", s2_path, s1_path, model=engine.name,
+                              model_path=engine.weights(), arch=model.arch),
+            "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(fill.composite),
+            "FEATHER": str(fill.feather), "MASK_METHOD": mask_params.method,
             "HOT_TEST": str(mask_params.hot), "CLOUD_THRESHOLD": str(mask_params.threshold),
             "MASK_SOURCE": mask_source(s2, mask_params), "PROCESSING_LEVEL": s2.level,
             "RADIOMETRIC_OFFSET": str(s2.offset),
             "SHADOW_FILLED": str(mask_params.shadow),
-            **({"FILL_METHOD": fill_method, "FILL_SOURCE": fill.source,
+            **({"FILL_METHOD": fill.fill_method, "FILL_SOURCE": spectrum.source,
                 "RESTORED": str(pipe.restoring is not None),
-                "FILL_CLEAR_FRACTION": f"{fill.clear_fraction:.4f}"}
-               if fill is not None else {}),
+                "FILL_CLEAR_FRACTION": f"{spectrum.clear_fraction:.4f}"}
+               if spectrum is not None else {}),
             **s1_tags,
         }
-        counts, sources = write_scene(pipe, output, mask_out, tags, overwrite,
-                                      creation_options, quiet, inputs, preview, cog, source_out,
-                                      None if days_out is None else Path(days_out),
-                                      None if uncertainty_out is None else Path(uncertainty_out))
-        used = None if dates is None else dates.report(sources)
+        counts, sources = write_scene(pipe, output, outputs, tags, quiet, input_paths)
+        used = None if from_dates is None else from_dates.report(sources)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
     if pipe.filled_without_s1:
         log.warning("%s: %.1f%% of the filled pixels (%d) have no Sentinel-1 under them: "
                     "filled from the optical context alone", Path(s2_path).name,
                     100 * without_s1, pipe.filled_without_s1)
-    if fill is not None and fill.source == "prior" and dates is None and pipe.filled:
-        warn_prior_fill(Path(s2_path).name, fill, engine.runs_network)
+    if spectrum is not None and spectrum.source == "prior" and from_dates is None \
+            and pipe.filled:
+        warn_prior_fill(Path(s2_path).name, spectrum, model.runs_network)
     return {
         "input": str(s2_path), "s1": None if s1_path is None else str(s1_path),
         "output": str(output),
         "preview": None if preview is None else str(preview),
         "uncertainty_out": None if uncertainty_out is None else str(uncertainty_out),
-        "model": tags[MODEL], "arch": engine.arch, "tile": tile, "overlap": overlap,
-        "device": engine.device, "tiles_run": pipe.tiles_run,
+        "model": tags[MODEL], "arch": model.arch, "tile": tile, "overlap": overlap,
+        "device": model.device, "tiles_run": pipe.tiles_run,
         "tiles_skipped": pipe.tiles_skipped, "cloud_fraction": counts[CLOUD] / valid,
         "shadow_fraction": counts[SHADOW] / valid, "filled_pixels": pipe.filled,
         "filled_without_s1_fraction": without_s1, "s1_coregistration": s1_report,
-        "fill": None if fill is None else {"source": fill.source,
-                                           "clear_fraction": fill.clear_fraction},
-        **({} if dates is None else {
-            "references": used, "references_skipped": dates.skipped,
+        "fill": None if spectrum is None else {"source": spectrum.source,
+                                               "clear_fraction": spectrum.clear_fraction},
+        **({} if from_dates is None else {
+            "references": used, "references_skipped": from_dates.skipped,
             "temporal_mask": temporal_mask,
-            "source_out": None if source_out is None else str(source_out),
-            "days_out": None if days_out is None else str(days_out),
+            "source_out": None if outputs.source_out is None else str(outputs.source_out),
+            "days_out": None if outputs.days_out is None else str(outputs.days_out),
             "pixels_by_source": {"observed": int(sources[OBSERVED]),
                                  "references": int(sources[1:SINGLE_DATE].sum()),
                                  "single_date_model": int(sources[SINGLE_DATE])}}),
@@ -1069,50 +965,49 @@ class OptionalOutput:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def optional_outputs(pipe: SceneRemoval, mask_out: Path | None, source_out: Path | None,
-                     days_out: Path | None, uncertainty_out: Path | None,
-                     descriptions: Sequence[str], order) -> list[OptionalOutput]:
+def optional_outputs(pipe: SceneRemoval, outputs: OutputOptions, descriptions: Sequence[str],
+                     order) -> list[OptionalOutput]:
     """The optional outputs asked for, in the order they are opened: the mask, the source map
     and the days map (with references), the uncertainty (``order``: the input's band order
     among ``pipe.bands``, as the output is written)."""
     table = []
-    if mask_out is not None:
-        table.append(OptionalOutput(mask_out, 1, "uint8", NODATA, NEAREST,
+    if outputs.mask_out is not None:
+        table.append(OptionalOutput(outputs.mask_out, 1, "uint8", NODATA, NEAREST,
                                     lambda classes, sources, sigma: classes))
-    if source_out is not None:
+    if outputs.source_out is not None:
         colours = source_colormap(len(pipe.references.references))
-        table.append(OptionalOutput(source_out, 1, "uint8", SOURCE_NODATA, NEAREST,
+        table.append(OptionalOutput(outputs.source_out, 1, "uint8", SOURCE_NODATA, NEAREST,
                                     lambda classes, sources, sigma: sources,
                                     lambda dst: dst.write_colormap(1, colours)))
-    if days_out is not None:
+    if outputs.days_out is not None:
         days = pipe.references.days_table()
-        table.append(OptionalOutput(days_out, 1, "int16", DAYS_NODATA, NEAREST,
+        table.append(OptionalOutput(outputs.days_out, 1, "int16", DAYS_NODATA, NEAREST,
                                     lambda classes, sources, sigma:
                                     None if sources is None else days[sources],
                                     lambda dst: dst.set_band_description(1, "days_from_target")))
-    if uncertainty_out is not None:
+    if outputs.uncertainty_out is not None:
         names = tuple(f"sigma_{b}" for b in descriptions)
-        table.append(OptionalOutput(uncertainty_out, len(pipe.bands), "float32", float("nan"),
-                                    AVERAGE, lambda classes, sources, sigma: sigma[order],
+        table.append(OptionalOutput(outputs.uncertainty_out, len(pipe.bands), "float32",
+                                    float("nan"), AVERAGE,
+                                    lambda classes, sources, sigma: sigma[order],
                                     lambda dst: setattr(dst, "descriptions", names),
                                     {"UNITS": "DN", "MEANING": SIGMA_MEANING}))
     return table
 
-def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: dict[str, str],
-                overwrite: bool, creation_options, quiet: bool, inputs,
-                preview: Path | None = None, cog: bool = True,
-                source_out: Path | None = None, days_out: Path | None = None,
-                uncertainty_out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Run every chunk, writing released blocks; return the class and source histograms of
-    the scene (the second all zero without references)."""
+def write_scene(pipe: SceneRemoval, output: Path, options: OutputOptions, tags: dict[str, str],
+                quiet: bool, inputs: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Run every chunk, writing ``output`` and the optional outputs by released blocks (none
+    of them may be read among the ``inputs``); return the class and source histograms of the
+    scene (the second all zero without references)."""
     s2 = pipe.s2
+    preview = options.preview
     quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.bands,
                                                      pipe.uncertainty is not None)
-    grid = {**s2.profile, "creation_options": creation_options}
+    grid = {**s2.profile, "creation_options": options.creation_options}
     counts = np.zeros(256, np.int64)
     source_counts = np.zeros(256, np.int64)
     with ExitStack() as stack:
-        outputs = GridOutputs(stack, grid, overwrite, inputs, cog)
+        outputs = GridOutputs(stack, grid, options.overwrite, inputs, options.cog)
         dst = outputs.open(output, len(pipe.bands), s2.dtype, s2.nodata, AVERAGE)
         dst.update_tags(**tags)
         # written in the input's band order (a network's may differ)
@@ -1122,8 +1017,7 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
             dst.scales, dst.offsets = ((value,) * len(order) for value in s2.scaling)
         order = slice(None) if order == sorted(order) else order  # no copy when it is the same
         extras = []  # (dataset, what each released block writes into it), in this order
-        for extra in optional_outputs(pipe, mask_out, source_out, days_out, uncertainty_out,
-                                      dst.descriptions, order):
+        for extra in optional_outputs(pipe, options, dst.descriptions, order):
             extra_dst = outputs.open(extra.path, extra.count, extra.dtype, extra.nodata,
                                      extra.resampling)
             extra_dst.update_tags(**tags, **extra.tags)
@@ -1182,5 +1076,5 @@ def write_scene(pipe: SceneRemoval, output: Path, mask_out: Path | None, tags: d
         for written in (dst, *(extra_dst for extra_dst, _ in extras)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:
-            quicklook.write(Path(preview), overwrite, inputs, outputs.together)
+            quicklook.write(preview, options.overwrite, inputs, outputs.together)
     return counts, source_counts

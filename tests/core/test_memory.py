@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cloudfree.core.memory import _libc_function, release_free_memory, releasing_as_it_grows
+from cloudfree.pipeline.options import OutputOptions
 
 STATUS = Path("/proc/self/status")
 
@@ -131,5 +132,6 @@ def test_remove_keeps_output_blocks_in_the_cache_only_when_it_streams_them_compr
         return scene_io_env(row_bytes, block)
 
     monkeypatch.setattr(removal, "scene_io_env", spy)
-    removal.remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "out.tif", quiet=True, cog=cog)
+    removal.remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "out.tif", outputs=OutputOptions(cog=cog),
+                         quiet=True)
     assert asked == [256 * 13 * 2 if rows_kept else 0]

@@ -13,6 +13,7 @@ from rasterio.windows import Window
 
 from cloudfree.coregister.s1_to_s2 import Grid, coregister_file, coregister_to_grid
 from cloudfree.coregister.shift_estimation import RULE, halves_disagreement
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
 
 
@@ -239,7 +240,8 @@ def test_geographic_s1_onto_utm_grid_and_back(tmp_path, utm_s2):
 
 
 def test_windowed_output_equals_whole_window():
-    with open_sentinel2(FLOODS_S2) as s2, coregister_to_grid(FLOODS_S1, s2, refine=False) as r:
+    with open_sentinel2(FLOODS_S2) as s2, \
+            coregister_to_grid(FLOODS_S1, s2, InputOptions(refine=False)) as r:
         whole = r.read()
         part = r.read(Window(100, 300, 137, 90))
     np.testing.assert_allclose(part, whole[:, 300:390, 100:237], atol=1e-4)

@@ -33,8 +33,10 @@ from cloudfree.dates.references import acquisition_date, change_threshold_db, op
 from cloudfree.dates.residual import REACH, carry_residual
 from cloudfree.fill.local import LocalFillParams
 from cloudfree.fill.restore import RestoreParams
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene, restore_dates
 
 
@@ -93,10 +95,11 @@ def test_reference_in_another_crs_fills_the_cloud(scenes, tmp_path):
     ref = write(tmp_path / "ref_4326.tif", warped, profile, crs="EPSG:4326",
                 transform=transform, width=width, height=height, nodata=0)
     out, src_map = tmp_path / "out.tif", tmp_path / "src.tif"
-    summary = remove_scene(scenes["target"], None, out, references=[ref], source_out=src_map,
-                           quiet=True)
+    summary = remove_scene(scenes["target"], None, out, dates=ReferenceOptions(references=[ref]),
+                           outputs=OutputOptions(source_out=src_map), quiet=True)
     median = tmp_path / "median.tif"
-    remove_scene(scenes["target"], None, median, model="median-fill", quiet=True)
+    remove_scene(scenes["target"], None, median, engine=EngineOptions(model="median-fill"),
+                 quiet=True)
     result, out_profile, tags = read(out)
     assert out_profile["crs"] == scenes["profile"]["crs"]
     assert out_profile["transform"] == scenes["profile"]["transform"]
@@ -120,9 +123,11 @@ def overcast(scenes):
 
 def test_no_clear_reference_gives_the_plain_remove_bit_for_bit(scenes, overcast, tmp_path):
     plain, with_ref = tmp_path / "plain.tif", tmp_path / "ref.tif"
-    remove_scene(scenes["target"], WINTER_S1, plain, s1_aligned=True, quiet=True)
-    summary = remove_scene(scenes["target"], WINTER_S1, with_ref, s1_aligned=True,
-                           references=[overcast], quiet=True)
+    remove_scene(scenes["target"], WINTER_S1, plain, inputs=InputOptions(s1_aligned=True),
+                 quiet=True)
+    summary = remove_scene(scenes["target"], WINTER_S1, with_ref,
+                           inputs=InputOptions(s1_aligned=True),
+                           dates=ReferenceOptions(references=[overcast]), quiet=True)
     assert summary["references"][0]["used"] is False
     assert summary["pixels_by_source"]["references"] == 0
     np.testing.assert_array_equal(read(plain)[0], read(with_ref)[0])
@@ -130,8 +135,9 @@ def test_no_clear_reference_gives_the_plain_remove_bit_for_bit(scenes, overcast,
 
 def test_overcast_reference_is_ignored_beside_a_clear_one(scenes, overcast, tmp_path):
     out, src_map = tmp_path / "out.tif", tmp_path / "src.tif"
-    summary = remove_scene(scenes["target"], None, out, references=[overcast, WINTER_S2],
-                           source_out=src_map, quiet=True)
+    summary = remove_scene(scenes["target"], None, out,
+                           dates=ReferenceOptions(references=[overcast, WINTER_S2]),
+                           outputs=OutputOptions(source_out=src_map), quiet=True)
     used = {r["index"]: r["used"] for r in summary["references"]}
     assert used == {1: False, 2: True}
     sources = read(src_map)[0][0]
@@ -149,9 +155,9 @@ def test_a_target_almost_all_cloud_takes_its_reference_as_it_is(scenes, overcast
                    np.where(corner, truth, read(overcast)[0]), profile)
     reference = write(tmp_path / "ref_20171211.tif", (truth * 1.03).astype(np.uint16), profile)
     out, src_map, median = tmp_path / "out.tif", tmp_path / "src.tif", tmp_path / "median.tif"
-    summary = remove_scene(target, None, out, references=[reference], source_out=src_map,
-                           quiet=True)
-    remove_scene(target, None, median, model="median-fill", quiet=True)
+    summary = remove_scene(target, None, out, dates=ReferenceOptions(references=[reference]),
+                           outputs=OutputOptions(source_out=src_map), quiet=True)
+    remove_scene(target, None, median, engine=EngineOptions(model="median-fill"), quiet=True)
     (reference,) = summary["references"]
     # counted without the cloud buffer (with it, 19 x 19), as no date shares 1000 with it
     assert reference["used"] and 540 < reference["common_clear_pixels"] < 1000, reference
@@ -173,7 +179,7 @@ def test_a_target_almost_all_cloud_still_gets_the_level_of_its_reference_right(s
                    np.where(corner, truth, read(overcast)[0]), profile)
     brighter = write(tmp_path / "ref_20171211.tif", truth + np.uint16(400), profile)
     out = tmp_path / "out.tif"
-    remove_scene(target, None, out, references=[brighter], quiet=True)
+    remove_scene(target, None, out, dates=ReferenceOptions(references=[brighter]), quiet=True)
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
     bias = (read(out)[0][:, cloud].astype(np.float64) - truth[:, cloud]).mean(axis=1)
     assert np.abs(bias).max() < 60, bias  # with no shift: about 215 DN
@@ -190,7 +196,8 @@ def test_a_few_hazy_pixels_do_not_set_the_level_of_a_whole_fill(scenes, overcast
                    np.where(gap, truth + np.uint16(400), read(overcast)[0]), profile)
     reference = write(tmp_path / "ref_20171211.tif", truth, profile)
     out = tmp_path / "out.tif"
-    summary = remove_scene(target, None, out, references=[reference], quiet=True)
+    summary = remove_scene(target, None, out, dates=ReferenceOptions(references=[reference]),
+                           quiet=True)
     shared = summary["references"][0]["common_clear_pixels"]
     assert shared < 64, shared  # the other date finds them hazy: none may be shared at all
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
@@ -213,8 +220,9 @@ def test_a_date_sharing_almost_no_clear_pixel_does_not_outweigh_one_that_shares_
     elsewhere = write(tmp_path / "elsewhere_20170902.tif",
                       np.where(square, clouds, truth[:, ::-1, ::-1] * 1.5), profile)
     both, alone = tmp_path / "both.tif", tmp_path / "alone.tif"
-    summary = remove_scene(target, None, both, references=[shifted, elsewhere], quiet=True)
-    remove_scene(target, None, alone, references=[shifted], quiet=True)
+    summary = remove_scene(target, None, both,
+                           dates=ReferenceOptions(references=[shifted, elsewhere]), quiet=True)
+    remove_scene(target, None, alone, dates=ReferenceOptions(references=[shifted]), quiet=True)
     shared = [r["common_clear_pixels"] for r in summary["references"]]
     assert 256 <= shared[0] < 1000 and shared[1] < 50, shared
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
@@ -234,8 +242,9 @@ def test_a_reference_zero_filled_without_declared_nodata_fills_nothing_there(sce
     out, src_map = tmp_path / "out.tif", tmp_path / "src.tif"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        summary = remove_scene(scenes["target"], None, out, references=[half, empty],
-                               source_out=src_map, quiet=True)
+        summary = remove_scene(scenes["target"], None, out,
+                               dates=ReferenceOptions(references=[half, empty]),
+                               outputs=OutputOptions(source_out=src_map), quiet=True)
     assert [r["used"] for r in summary["references"]] == [True, False]
     sources, result = read(src_map)[0][0], read(out)[0]
     cloud = scenes["cloud"]
@@ -290,9 +299,10 @@ def test_s1_change_keeps_a_changed_place_from_the_reference(scenes, tmp_path):
     changed[:, r0 : r0 + 40, c0 : c0 + 40] -= 10  # a flood: backscatter down 10 dB
     ref_s1 = write(tmp_path / "ref_s1.tif", changed, profile)
     src_map = tmp_path / "src.tif"
-    remove_scene(scenes["target"], WINTER_S1, tmp_path / "out.tif", s1_aligned=True,
-                 references=[WINTER_S2], reference_s1=[ref_s1], source_out=src_map,
-                 model="median-fill", quiet=True)
+    remove_scene(scenes["target"], WINTER_S1, tmp_path / "out.tif",
+                 engine=EngineOptions(model="median-fill"), inputs=InputOptions(s1_aligned=True),
+                 dates=ReferenceOptions(references=[WINTER_S2], reference_s1=[ref_s1]),
+                 outputs=OutputOptions(source_out=src_map), quiet=True)
     sources = read(src_map)[0][0]
     cloud = scenes["cloud"]
     inside = np.zeros(cloud.shape, bool)
@@ -308,14 +318,17 @@ def test_reference_dates_from_names_and_errors(scenes, tmp_path):
     with open_sentinel2(WINTER_S2) as s2:
         assert acquisition_date(s2) is None
     with pytest.raises(Exception, match="needs the target's Sentinel-1"):
-        remove_scene(scenes["target"], None, tmp_path / "o.tif", references=[WINTER_S2],
-                     reference_s1=[WINTER_S1], quiet=True)
+        remove_scene(scenes["target"], None, tmp_path / "o.tif",
+                     dates=ReferenceOptions(references=[WINTER_S2], reference_s1=[WINTER_S1]),
+                     quiet=True)
     with pytest.raises(Exception, match="source_out=PATH needs references=S2"):
-        remove_scene(scenes["target"], WINTER_S1, tmp_path / "o.tif", s1_aligned=True,
-                     source_out=tmp_path / "s.tif", quiet=True)
+        remove_scene(scenes["target"], WINTER_S1, tmp_path / "o.tif",
+                     inputs=InputOptions(s1_aligned=True),
+                     outputs=OutputOptions(source_out=tmp_path / "s.tif"), quiet=True)
     far = write(tmp_path / "far.tif", read(SUMMER_S2)[0], read(SUMMER_S2)[1])
     with pytest.raises(Exception, match="does not overlap"):
-        remove_scene(scenes["target"], None, tmp_path / "o.tif", references=[far], quiet=True)
+        remove_scene(scenes["target"], None, tmp_path / "o.tif",
+                     dates=ReferenceOptions(references=[far]), quiet=True)
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -357,7 +370,8 @@ def test_batch_of_s2_dates_without_s1_runs_with_references(scenes, tmp_path, cli
     result = cli("batch", root, "-o", tmp_path / "out", "--references", 1, "--quiet")
     assert result.exit_code == 0, result.output
     alone = tmp_path / "alone.tif"
-    remove_scene(scenes["target"], None, alone, references=[WINTER_S2], quiet=True)
+    remove_scene(scenes["target"], None, alone, dates=ReferenceOptions(references=[WINTER_S2]),
+                 quiet=True)
     np.testing.assert_allclose(read(tmp_path / "out" / "a_20171201.tif")[0], read(alone)[0],
                                atol=1)  # the batch worker's threads sum in another order
     result = cli("batch", root, "-o", tmp_path / "plain", "--quiet")
@@ -417,9 +431,11 @@ def test_fill_by_narrow_strips_is_the_fill_of_the_whole_block(scenes, monkeypatc
     for columns in (reference_fill.STRIP_COLUMNS, 40):
         monkeypatch.setattr(reference_fill, "STRIP_COLUMNS", columns)
         out, src_map = tmp_path / f"out{columns}.tif", tmp_path / f"src{columns}.tif"
-        remove_scene(scenes["target"], WINTER_S1, out, s1_aligned=True,
-                     references=[WINTER_S2, WINTER_CLEAR], reference_s1=[ref_s1, None],
-                     source_out=src_map, model="median-fill", quiet=True)
+        remove_scene(scenes["target"], WINTER_S1, out, engine=EngineOptions(model="median-fill"),
+                     inputs=InputOptions(s1_aligned=True),
+                     dates=ReferenceOptions(references=[WINTER_S2, WINTER_CLEAR],
+                                            reference_s1=[ref_s1, None]),
+                     outputs=OutputOptions(source_out=src_map), quiet=True)
         outputs.append((read(out)[0], read(src_map)[0]))
     (whole, whole_src), (strips, strip_src) = outputs
     assert set(np.unique(whole_src)) >= {1, 2}
@@ -448,12 +464,14 @@ def test_safe_reference_in_another_utm_zone_with_its_own_offset_and_date(scenes,
     renamed = write_safe(tmp_path / "winter.SAFE", coarsen_like_l1c(warped), grid,
                          offset=1000, start="2017-12-21T10:10:31.026Z")
     median = tmp_path / "median.tif"
-    remove_scene(scenes["target"], None, median, model="median-fill", quiet=True)
+    remove_scene(scenes["target"], None, median, engine=EngineOptions(model="median-fill"),
+                 quiet=True)
     cloud, truth = scenes["cloud"], scenes["truth"]
     for safe, day in ((named, "2017-12-11"), (renamed, "2017-12-21")):
         out, src_map = tmp_path / f"{safe.stem}.tif", tmp_path / f"{safe.stem}_src.tif"
-        summary = remove_scene(scenes["target"], None, out, references=[safe],
-                               source_out=src_map, quiet=True)
+        summary = remove_scene(scenes["target"], None, out,
+                               dates=ReferenceOptions(references=[safe]),
+                               outputs=OutputOptions(source_out=src_map), quiet=True)
         (used,) = summary["references"]
         assert used["date"] == day and used["used"]
         result, out_profile, _ = read(out)
@@ -486,15 +504,20 @@ def test_batch_skips_a_reference_elsewhere_and_takes_the_next_date(scenes, tmp_p
     assert json.loads(read(tmp_path / "out" / "d.tif")[2]["REFERENCES"]) == []
     # the library says the same, and without reference_count the disjoint date is an error
     out = tmp_path / "a.tif"
-    summary = remove_scene(scenes["target"], WINTER_S1, out, s1_aligned=True,
-                           references=[SUMMER_S2, WINTER_S2], reference_count=1,
-                           model="median-fill", quiet=True)
+    summary = remove_scene(scenes["target"], WINTER_S1, out,
+                           engine=EngineOptions(model="median-fill"),
+                           inputs=InputOptions(s1_aligned=True),
+                           dates=ReferenceOptions(references=[SUMMER_S2, WINTER_S2],
+                                                  reference_count=1),
+                           quiet=True)
     assert [r["path"] for r in summary["references"]] == [str(WINTER_S2)]
     (skipped,) = summary["references_skipped"]
     assert skipped["path"] == str(SUMMER_S2) and "does not overlap" in skipped["reason"]
     with pytest.raises(Exception, match="does not overlap"):
-        remove_scene(scenes["target"], WINTER_S1, tmp_path / "b.tif", s1_aligned=True,
-                     references=[SUMMER_S2, WINTER_S2], model="median-fill", quiet=True)
+        remove_scene(scenes["target"], WINTER_S1, tmp_path / "b.tif",
+                     engine=EngineOptions(model="median-fill"),
+                     inputs=InputOptions(s1_aligned=True),
+                     dates=ReferenceOptions(references=[SUMMER_S2, WINTER_S2]), quiet=True)
 
 
 def darkened_square(image, cloud):
@@ -533,8 +556,9 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
         monkeypatch.setattr(reference_fill, "RING_HAZE", None)
         monkeypatch.setattr(joint_fit, "KEPT", pairs)
         monkeypatch.setattr(reference_fill, "SIMILAR", reference_fill.SIMILAR if pairs else None)
-        remove_scene(scenes["target"], None, tmp_path / name, references=references,
-                     source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=temporal)
+        remove_scene(scenes["target"], None, tmp_path / name,
+                     dates=ReferenceOptions(references=references, temporal_mask=temporal),
+                     outputs=OutputOptions(source_out=tmp_path / f"src_{name}"), quiet=True)
         return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
 
     checked, checked_src = fill([a, b, c], reference_fill.AGREEMENT, "checked.tif")
@@ -570,8 +594,9 @@ def test_a_date_that_far_outweighs_those_contradicting_it_is_kept(scenes, monkey
 
     def fill(outweighed, name):
         monkeypatch.setattr(agreement, "OUTWEIGHED", outweighed)
-        remove_scene(scenes["target"], None, tmp_path / name, references=[*far, near],
-                     source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=False)
+        remove_scene(scenes["target"], None, tmp_path / name,
+                     dates=ReferenceOptions(references=[*far, near], temporal_mask=False),
+                     outputs=OutputOptions(source_out=tmp_path / f"src_{name}"), quiet=True)
         return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
 
     kept, kept_src = fill(agreement.OUTWEIGHED, "kept.tif")
@@ -607,8 +632,8 @@ def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monk
         # fit gives back and a search of similar pixels only approaches (with them, 39.9 dB)
         monkeypatch.setattr(reference_fill, "SIMILAR", None)
         out, src = tmp_path / name, tmp_path / f"src_{name}"
-        remove_scene(scenes["target"], None, out, references=[a, b], source_out=src,
-                     quiet=True)
+        remove_scene(scenes["target"], None, out, dates=ReferenceOptions(references=[a, b]),
+                     outputs=OutputOptions(source_out=src), quiet=True)
         return read(out)[0], read(src)[0][0]
 
     together, source = fill(joint_fit.KEPT, "pair.tif")
@@ -662,8 +687,8 @@ def test_the_dates_regressed_all_at_once_give_what_no_pair_gives(scenes, overcas
 
     def fill(whole, name, references=dates):
         monkeypatch.setattr(joint_fit, "WHOLE_CLEAR", whole)
-        remove_scene(scenes["target"], None, tmp_path / name, references=references,
-                     quiet=True)
+        remove_scene(scenes["target"], None, tmp_path / name,
+                     dates=ReferenceOptions(references=references), quiet=True)
         return read(tmp_path / name)[0]
 
     mostly = joint_fit.WHOLE_CLEAR
@@ -689,7 +714,8 @@ def test_on_a_target_almost_all_cloud_the_dates_are_regressed_on_every_clear_pix
 
     def fill(fewest, name):
         monkeypatch.setattr(joint_fit, "FEW_PIXELS", fewest)
-        remove_scene(target, None, tmp_path / name, references=dates, quiet=True)
+        remove_scene(target, None, tmp_path / name, dates=ReferenceOptions(references=dates),
+                     quiet=True)
         return read(tmp_path / name)[0]
 
     cloud = classify(read(target)[0].astype(np.float32) / 10000, None, MaskParams())[0] == CLOUD
@@ -794,8 +820,9 @@ def test_remove_with_a_reference_carries_the_residual_seamlessly(scenes, monkeyp
         monkeypatch.setattr(removal, "FILL_CHUNK_WIDTH", width)
         monkeypatch.setattr(removal, "carry_residual", carry)
         out = tmp_path / f"{name}.tif"
-        remove_scene(scenes["target"], None, out, references=[WINTER_S2], tile=64,
-                     model="median-fill", quiet=True)
+        remove_scene(scenes["target"], None, out,
+                     engine=EngineOptions(tile=64, model="median-fill"),
+                     dates=ReferenceOptions(references=[WINTER_S2]), quiet=True)
         outputs[name] = read(out)[0].astype(np.int32)
     seams = np.abs(outputs["whole"] - outputs["narrow"]).max(axis=0)
     assert (seams == 0).mean() > 0.99 and seams.max() <= 20, (seams > 0).sum()
@@ -863,8 +890,8 @@ def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
         monkeypatch.setattr(reference_fill, "RING_HAZE", None)
         # the single-date mask: judged by the dates, the changed pixels of each would be
         # taken for its own clouds, a test of its own
-        remove_scene(scenes["target"], None, tmp_path / name, references=references,
-                     quiet=True, temporal_mask=False)
+        remove_scene(scenes["target"], None, tmp_path / name,
+                     dates=ReferenceOptions(references=references, temporal_mask=False), quiet=True)
         return read(tmp_path / name)[0]
 
     cloud = scenes["cloud"]
@@ -873,12 +900,12 @@ def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
     # the time scale is stretched for these dates, not for dates on both sides of the target
     with open_sentinel2(scenes["target"]) as target:
         with closing(reference_fill.open_references(references, target, MaskParams(), None,
-                                                    offset=None, quiet=True)) as one_side:
+                                                    quiet=True)) as one_side:
             assert one_side.time_scale > 2 * reference_fill.TIME_SCALE
         both = [*references[:5], *(write(tmp_path / f"b{k}_201711{k:02d}.tif", truth.astype(
             np.uint16), profile) for k in (1, 8, 16, 24))]
         with closing(reference_fill.open_references(both, target, MaskParams(), None,
-                                                    offset=None, quiet=True)) as two_sides:
+                                                    quiet=True)) as two_sides:
             assert two_sides.time_scale == reference_fill.TIME_SCALE
 
 
@@ -908,8 +935,9 @@ def test_a_date_masked_in_a_small_patch_hands_over_to_the_others_gradually(
         # the single dates' ramp alone: the similar pixels, predicted from both dates, step
         # off at the patch too (with them the jumps are 275 against 356 DN)
         monkeypatch.setattr(reference_fill, "SIMILAR", None)
-        remove_scene(scenes["target"], None, tmp_path / name, references=[a, b],
-                     source_out=tmp_path / f"src_{name}", quiet=True, temporal_mask=False)
+        remove_scene(scenes["target"], None, tmp_path / name,
+                     dates=ReferenceOptions(references=[a, b], temporal_mask=False),
+                     outputs=OutputOptions(source_out=tmp_path / f"src_{name}"), quiet=True)
         return read(tmp_path / name)[0].astype(np.float64), read(tmp_path / f"src_{name}")[0][0]
 
     ramped, _ = fill(reference_fill.EDGE_RAMP, "ramped.tif")
@@ -948,13 +976,13 @@ def test_the_fits_count_the_pixels_beside_a_cloud_unless_they_are_brighter_in_bl
 
     def fit_buffer(target):
         with open_sentinel2(target) as s2, closing(reference_fill.open_references(
-                [WINTER_S2], s2, MaskParams(buffer=5), None, offset=None, quiet=True)) as fill:
+                [WINTER_S2], s2, MaskParams(buffer=5), None, quiet=True)) as fill:
             return fill.fit_buffer
 
     def fill(ring_haze, name):
         monkeypatch.setattr(reference_fill, "RING_HAZE", ring_haze)
-        remove_scene(scenes["target"], None, tmp_path / name, references=[WINTER_S2],
-                     quiet=True)
+        remove_scene(scenes["target"], None, tmp_path / name,
+                     dates=ReferenceOptions(references=[WINTER_S2]), quiet=True)
         return psnr(read(tmp_path / name)[0], truth, cloud)
 
     assert fit_buffer(scenes["target"]) == reference_fill.FIT_BUFFER
@@ -983,7 +1011,8 @@ def test_clear_pixels_alike_in_the_dates_show_a_change_no_line_follows(scenes, m
 
     def fill(share, name):
         monkeypatch.setattr(reference_fill, "SIMILAR", share)
-        remove_scene(target, None, tmp_path / name, references=[a, b], quiet=True)
+        remove_scene(target, None, tmp_path / name, dates=ReferenceOptions(references=[a, b]),
+                     quiet=True)
         return read(tmp_path / name)[0]
 
     alike, lines = fill(reference_fill.SIMILAR, "alike.tif"), fill(None, "lines.tif")

@@ -30,6 +30,7 @@ from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.mask.haze import hot
 from cloudfree.pipeline.mask import mask_scene
+from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
 
 #: Share of the summer cloud blended over the truth.
@@ -100,8 +101,9 @@ def test_a_ten_band_target_is_judged_by_the_dates_by_default(dates, tmp_path):
     masks = {}
     for temporal in (False, None):
         out, mask = tmp_path / f"out_{temporal}.tif", tmp_path / f"mask_{temporal}.tif"
-        summary = remove_scene(target, None, out, references=refs, mask_out=mask,
-                               temporal_mask=temporal, quiet=True)
+        summary = remove_scene(target, None, out,
+                               dates=ReferenceOptions(references=refs, temporal_mask=temporal),
+                               outputs=OutputOptions(mask_out=mask), quiet=True)
         assert summary["temporal_mask"] is (temporal is None)
         masks[temporal] = read(mask)[0][0] == CLOUD
     cloud = dates["cloud"]
@@ -124,7 +126,7 @@ def test_without_aerosol_and_cirrus_the_dates_decide_only_what_is_filled(dates, 
         with open_sentinel2(paths[0]) as s2:
             for temporal in (False, True):
                 fill = open_references(paths[1:], s2, MaskParams(buffer=5), None,
-                                       offset="auto", quiet=True, temporal=temporal)
+                                       quiet=True, temporal=temporal)
                 with closing(fill):
                     if temporal:
                         assert fill.temporal.weighs is (name == "all")
@@ -168,9 +170,11 @@ def hazy_run(dates, pasted_cloud):
     for temporal in (False, True):
         out, src, mask, days = (folder / f"{name}_{temporal}.tif"
                                 for name in ("out", "src", "mask", "days"))
-        summary = remove_scene(target, None, out, references=refs, source_out=src,
-                               mask_out=mask, temporal_mask=None if temporal else False,
-                               days_out=days, quiet=True)
+        summary = remove_scene(target, None, out,
+                               dates=ReferenceOptions(references=refs,
+                                                      temporal_mask=None if temporal else False),
+                               outputs=OutputOptions(source_out=src, mask_out=mask, days_out=days),
+                               quiet=True)
         assert summary["temporal_mask"] is temporal
         runs[temporal] = {"summary": summary, "out": read(out)[0], "source": read(src)[0][0],
                           "mask": read(mask)[0][0], "days": read(days)[0][0]}
@@ -260,8 +264,8 @@ def test_a_reference_without_a_date_takes_its_folders(dates, tmp_path):
     # scenes kept in folders named by date (as batch --references finds them)
     (tmp_path / "2017-12-11").mkdir()
     ref = write(tmp_path / "2017-12-11" / "s2.tif", read(dates["refs"][1])[0], dates["profile"])
-    summary = remove_scene(dates["thin"], None, tmp_path / "out.tif", references=[ref],
-                           quiet=True)
+    summary = remove_scene(dates["thin"], None, tmp_path / "out.tif",
+                           dates=ReferenceOptions(references=[ref]), quiet=True)
     assert summary["references"][0]["date"] == "2017-12-11"
 
 
@@ -338,7 +342,7 @@ def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
                    np.where(veiled, 0.85 * truth + 0.15 * spectrum, truth), profile)
     refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "06-25", "07-05", "07-20")]
     with open_sentinel2(target) as s2:
-        fill = open_references(refs, s2, MaskParams(buffer=5), None, offset="auto",
+        fill = open_references(refs, s2, MaskParams(buffer=5), None,
                                quiet=True, temporal=True)
         with closing(fill):
             test = fill.temporal
@@ -371,8 +375,9 @@ def test_nothing_changes_with_the_references_handles_closed_after_every_read(
     refs.append(folder / "haze_20171203.tif")
     monkeypatch.setattr(references, "REFERENCE_CACHE_MB", 0)
     out, src, mask = (tmp_path / f"{name}.tif" for name in ("out", "src", "mask"))
-    remove_scene(hazy_run["target_path"], None, out, references=refs, source_out=src,
-                 mask_out=mask, temporal_mask=True, quiet=True)
+    remove_scene(hazy_run["target_path"], None, out,
+                 dates=ReferenceOptions(references=refs, temporal_mask=True),
+                 outputs=OutputOptions(source_out=src, mask_out=mask), quiet=True)
     run = hazy_run[True]
     np.testing.assert_array_equal(read(out)[0], run["out"])
     np.testing.assert_array_equal(read(src)[0][0], run["source"])
@@ -392,7 +397,7 @@ def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
     # its slots by one sort: equal to every band's fields and to numpy's nanmedian
     with open_sentinel2(dates["thin"]) as target:
         fill = open_references(dates["refs"], target, MaskParams(buffer=5), None,
-                               offset="auto", quiet=True, temporal=True)
+                               quiet=True, temporal=True)
         with closing(fill):
             temporal = fill.temporal
             field = temporal.fields[1]
@@ -427,7 +432,7 @@ def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
 
     with open_sentinel2(dates["thin"]) as target:
         fill = open_references(dates["refs"][:2], target, MaskParams(buffer=5), None,
-                               offset="auto", quiet=True, temporal=True)
+                               quiet=True, temporal=True)
         with closing(fill):
             monkeypatch.setattr(temporal_mask, "nan_median", recorded)
             background = fill.temporal.background(10, 20, 100, 120, halo=3)
@@ -460,7 +465,7 @@ def test_padded_reads_at_the_scene_edge_mirror_into_their_arrays(dates, monkeypa
 
     with open_sentinel2(dates["thin"]) as target:
         fill = open_references(dates["refs"][:1], target, MaskParams(buffer=5), None,
-                               offset="auto", quiet=True, temporal=True)
+                               quiet=True, temporal=True)
         with closing(fill):
             ref = fill.references[0]
             monkeypatch.setattr(np, "pad", counted)

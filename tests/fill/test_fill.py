@@ -20,10 +20,12 @@ from cloudfree.fill.median import (
 from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_models
 from cloudfree.inference.checkpoint import load_checkpoint
 from cloudfree.inference.engines import open_engine
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, MaskParams, classify
 from cloudfree.networks import build
 from cloudfree.output.preview import LEGEND
+from cloudfree.pipeline.options import EngineOptions, FillOptions
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.baselines import median_fill
 
@@ -91,8 +93,9 @@ def test_untrained_fillnet_is_the_fill():
 
 def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
     out = tmp_path / "filled.tif"
-    summary = remove_scene(SUMMER_S2, SUMMER_S1, out, model="median-fill", s1_aligned=True,
-                           quiet=True, fill_method="median")
+    summary = remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(model="median-fill"),
+                           fill=FillOptions(fill_method="median"),
+                           inputs=InputOptions(s1_aligned=True), quiet=True)
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
     classes, _ = classify(refl, valid, MaskParams(buffer=5))  # remove's default mask
@@ -140,8 +143,9 @@ def test_the_fast_model_is_the_small_preset_of_the_default_and_fills_the_same_pi
                       "cloudfree-fillnet-fast": (16, 32, 48, 64)}
     outputs = {}
     for name in widths:
-        summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / f"{name}.tif", s1_aligned=True,
-                               model=name, device="cpu", quiet=True)
+        summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / f"{name}.tif",
+                               engine=EngineOptions(model=name, device="cpu"),
+                               inputs=InputOptions(s1_aligned=True), quiet=True)
         with rasterio.open(tmp_path / f"{name}.tif") as ds:
             outputs[name] = (summary["filled_pixels"], ds.read().astype(np.int64))
     (filled, default), (filled_fast, fast) = outputs.values()
@@ -189,7 +193,8 @@ def test_winter_clear_partner_is_closer_after_the_default(tmp_path):
     truth, benchmarks/one_date_quality.py)."""
     out = tmp_path / "o.tif"
     params = MaskParams(threshold=0.005, buffer=5)  # the haze is faint: 8 % masked
-    remove_scene(WINTER_S2, WINTER_S1, out, s1_aligned=True, quiet=True, mask_params=params)
+    remove_scene(WINTER_S2, WINTER_S1, out, mask_params=params,
+                 inputs=InputOptions(s1_aligned=True), quiet=True)
     with rasterio.open(out) as ds, rasterio.open(WINTER_CLEAR) as ref, \
             rasterio.open(WINTER_S2) as cloudy:
         result, truth, original = (d.read().astype(np.float64) / 1e4 for d in (ds, ref, cloudy))

@@ -25,8 +25,10 @@ from cloudfree.fill.local import (
     smooth_s1,
     source_weight,
 )
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify, seeding
+from cloudfree.pipeline.options import EngineOptions, FillOptions, split_options
 from cloudfree.pipeline.remove import remove_scene
 
 B08, B11 = 7, 11  # band indices in L1C order (B8A is ninth)
@@ -74,7 +76,8 @@ def cloud_over(tmp_path, floods, over: str) -> tuple:
 
 
 def removed(path, out, **options) -> np.ndarray:
-    remove_scene(path, FLOODS_S1, out, s1_aligned=True, quiet=True, device="cpu", **options)
+    remove_scene(path, FLOODS_S1, out, quiet=True,
+                 **split_options({"s1_aligned": True, "device": "cpu", **options}))
     with rasterio.open(out) as ds:
         return ds.read().astype(np.float64)
 
@@ -263,7 +266,8 @@ def away_from_clouds(path) -> np.ndarray:
 
 def test_pixels_away_from_clouds_are_bit_identical_with_the_local_fill(tmp_path):
     out = tmp_path / "o.tif"
-    remove_scene(SUMMER_S2, SUMMER_S1, out, s1_aligned=True, quiet=True, device="cpu")
+    remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(device="cpu"),
+                 inputs=InputOptions(s1_aligned=True), quiet=True)
     away = away_from_clouds(SUMMER_S2)
     assert 0.05 < away.mean() < 0.95
     with rasterio.open(out) as ds, rasterio.open(SUMMER_S2) as src:
@@ -273,12 +277,14 @@ def test_pixels_away_from_clouds_are_bit_identical_with_the_local_fill(tmp_path)
 
 def test_median_base_is_still_available(tmp_path):
     out = tmp_path / "o.tif"
-    remove_scene(SUMMER_S2, SUMMER_S1, out, s1_aligned=True, quiet=True, device="cpu",
-                 model="median-fill", fill_method="median")
+    remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(device="cpu", model="median-fill"),
+                 fill=FillOptions(fill_method="median"), inputs=InputOptions(s1_aligned=True),
+                 quiet=True)
     with rasterio.open(out) as ds:
         assert ds.tags()["FILL_METHOD"] == "median"
     with pytest.raises(Exception, match="fill_method='nearest'"):
-        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "x.tif", fill_method="nearest")
+        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "x.tif",
+                     fill=FillOptions(fill_method="nearest"))
 
 
 @pytest.mark.slow
@@ -309,7 +315,7 @@ def test_the_default_fills_the_forest_of_the_sample_close_to_the_forest_around(t
     with rasterio.open(SUMMER_S2) as ds:
         original = ds.read().astype(np.float64)
     out = tmp_path / "out.tif"
-    remove_scene(SUMMER_S2, SUMMER_S1, out, quiet=True, device="cpu")
+    remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(device="cpu"), quiet=True)
     with rasterio.open(out) as ds:
         result = ds.read().astype(np.float64)
     filled = np.abs(result - original).max(axis=0) > 0

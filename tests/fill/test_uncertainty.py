@@ -18,9 +18,11 @@ from scipy import ndimage
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.fill.uncertainty import SigmaModel, local_spread
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask.classify import CLEAR
 from cloudfree.output.preview import LEGEND
+from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
 
 
@@ -47,8 +49,10 @@ def one_date(pasted):
     """``remove`` with S1 and every default, with the uncertainty, mask and preview."""
     folder = pasted["folder"]
     out, sigma, mask = folder / "out.tif", folder / "sigma.tif", folder / "mask.tif"
-    summary = remove_scene(pasted["target"], WINTER_S1, out, s1_aligned=True, quiet=True,
-                           uncertainty_out=sigma, mask_out=mask, preview=folder / "p.png")
+    summary = remove_scene(pasted["target"], WINTER_S1, out, inputs=InputOptions(s1_aligned=True),
+                           outputs=OutputOptions(uncertainty_out=sigma, mask_out=mask,
+                                                 preview=folder / "p.png"),
+                           quiet=True)
     return {"out": out, "sigma": sigma, "mask": mask, "summary": summary}
 
 
@@ -102,8 +106,11 @@ def test_errors_of_the_filled_cloud_mostly_within_sigma(pasted, one_date):
 
 def test_fill_from_another_date_is_more_certain_and_within_sigma(pasted, one_date, tmp_path):
     out, sigma = tmp_path / "out.tif", tmp_path / "sigma.tif"
-    summary = remove_scene(pasted["target"], None, out, references=[WINTER_S2],
-                           uncertainty_out=sigma, source_out=tmp_path / "src.tif", quiet=True)
+    summary = remove_scene(pasted["target"], None, out,
+                           dates=ReferenceOptions(references=[WINTER_S2]),
+                           outputs=OutputOptions(uncertainty_out=sigma,
+                                                 source_out=tmp_path / "src.tif"),
+                           quiet=True)
     assert summary["pixels_by_source"]["references"] > 0.9 * pasted["cloud"].sum()
     dated = read(sigma)[0]
     source = read(tmp_path / "src.tif")[0][0]
@@ -130,10 +137,12 @@ def test_refusals_leave_nothing_and_overwrite_replaces(pasted, tmp_path, cli):
     out, sigma = tmp_path / "out.tif", tmp_path / "sigma.tif"
     sigma.write_bytes(b"x")
     with pytest.raises(UsageError, match="exists"):
-        remove_scene(pasted["target"], None, out, uncertainty_out=sigma, quiet=True)
+        remove_scene(pasted["target"], None, out, outputs=OutputOptions(uncertainty_out=sigma),
+                     quiet=True)
     assert not out.exists() and sigma.read_bytes() == b"x"
     with pytest.raises(UsageError, match="uncertainty output"):
-        remove_scene(pasted["target"], None, out, uncertainty_out=out, quiet=True)
+        remove_scene(pasted["target"], None, out, outputs=OutputOptions(uncertainty_out=out),
+                     quiet=True)
     result = cli("remove", "--s2", pasted["target"], "-o", out, "--uncertainty-out", sigma,
                  "--overwrite", "-q")
     assert result.exit_code == 0, result.output
@@ -145,7 +154,7 @@ def test_a_failed_run_leaves_no_uncertainty(pasted, tmp_path):
                         read(WINTER_CLEAR)[1], nodata=0)
     out, sigma = tmp_path / "out.tif", tmp_path / "sigma.tif"
     with pytest.raises(CloudfreeError, match="every pixel is nodata"):
-        remove_scene(empty, None, out, uncertainty_out=sigma, quiet=True)
+        remove_scene(empty, None, out, outputs=OutputOptions(uncertainty_out=sigma), quiet=True)
     assert list(tmp_path.iterdir()) == [empty]
 
 

@@ -91,6 +91,20 @@ def test_truncated_checkpoint(saved, tmp_path):
         load_checkpoint(path)
 
 
+def test_an_unknown_device_is_no_corrupt_checkpoint(saved):
+    path = saved["dsen2cr"][0]
+    with pytest.raises(UsageError, match=r"^map_location='tpu' is not a device: use cpu, cuda "
+                                         r"or cuda:N$"):
+        load_checkpoint(path, map_location="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(CloudfreeError, match=r"^map_location='cuda': no CUDA GPU is usable "
+                                                 r"here \(torch .*\); use cpu$"):
+            load_checkpoint(path, map_location="cuda")
+    with pytest.raises(UsageError, match=r"^path=None must be a path"):
+        load_checkpoint(None)
+    assert load_checkpoint(path, map_location=torch.device("cpu")).arch == "dsen2cr"
+
+
 @pytest.mark.parametrize("content, message", [
     (b"not a checkpoint at all", "is not a PyTorch checkpoint"),
     (None, "does not exist"),

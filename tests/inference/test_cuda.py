@@ -16,7 +16,9 @@ from helpers import SUMMER_S1, SUMMER_S2
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.inference.checkpoint import LoadedModel
 from cloudfree.inference.engines import OnnxEngine, TorchEngine, resolve_device
+from cloudfree.io.options import InputOptions
 from cloudfree.networks import ARCHITECTURES, build
+from cloudfree.pipeline.options import EngineOptions, split_options
 from cloudfree.pipeline.remove import remove_scene
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -79,10 +81,12 @@ def test_autocast_on_the_gpu_stays_within_its_tolerance(precision):
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
 def test_remove_on_the_gpu_matches_the_cpu(tmp_path, precision):
     """The default model through the whole tiled pipeline: output DN against the CPU run."""
-    cpu = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "cpu.tif", s1_aligned=True,
-                       device="cpu", quiet=True)
-    gpu = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "gpu.tif", s1_aligned=True,
-                       device="auto", precision=precision, quiet=True)
+    cpu = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "cpu.tif",
+                       engine=EngineOptions(device="cpu"), inputs=InputOptions(s1_aligned=True),
+                       quiet=True)
+    gpu = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "gpu.tif",
+                       engine=EngineOptions(device="auto", precision=precision),
+                       inputs=InputOptions(s1_aligned=True), quiet=True)
     assert gpu["device"] == "cuda" and gpu["tiles_run"] == cpu["tiles_run"] > 0
     diff = np.abs(read(tmp_path / "gpu.tif") - read(tmp_path / "cpu.tif"))
     if precision == "fp32":
@@ -126,8 +130,9 @@ def test_a_real_out_of_memory_halves_the_batch(tmp_path, cloudfree_log):
     save_checkpoint(checkpoint, loaded.network, loaded.scaling)
     # 128 px tiles with 32 px overlap: rows of 3 tiles on the 256 px sample
     options = {"checkpoint": checkpoint, "s1_aligned": True, "tile": 128, "overlap": 32,
-               "composite": False, "device": "cuda", "quiet": True}
-    remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "free.tif", batch_size=1, **options)
+               "composite": False, "device": "cuda"}
+    remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "free.tif", quiet=True,
+                 **split_options({"batch_size": 1, **options}))
     engine = TorchEngine(loaded, "cuda")
     s2, s1 = sample_tiles()
     engine.predict(s2[:1], s1[:1])
@@ -143,8 +148,8 @@ def test_a_real_out_of_memory_halves_the_batch(tmp_path, cloudfree_log):
     ballast = torch.empty(free - int(1.5 * per_tile) - (128 << 20), dtype=torch.uint8,
                           device="cuda")
     try:
-        summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "tight.tif", batch_size=3,
-                               **options)
+        summary = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "tight.tif", quiet=True,
+                               **split_options({"batch_size": 3, **options}))
     finally:
         del ballast
         torch.cuda.empty_cache()

@@ -34,6 +34,7 @@ from cloudfree.mask.scene_input import (
     stored_reader,
     takes_scl,
 )
+from cloudfree.pipeline.options import EngineOptions
 from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
 
 
@@ -115,13 +116,14 @@ def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path,
     monkeypatch.setattr(DecodedScene, "store", store_and_look)
     monkeypatch.setattr(DecodedScene, "read", counted)
     out = tmp_path / "copy.tif"
-    remove_scene(s2, SUMMER_S1, out, model="median-fill", quiet=True)
+    remove_scene(s2, SUMMER_S1, out, engine=EngineOptions(model="median-fill"), quiet=True)
     assert kept[0] == ["s2.tif"]  # in the folder, with no name
     assert kept.count("read") > 4 and len(kept) - kept.count("read") == 4
     monkeypatch.setattr(decoded_scene.shutil, "disk_usage",
                         lambda folder: SimpleNamespace(free=50 * 2**20))
     before = len(kept)
-    remove_scene(s2, SUMMER_S1, tmp_path / "again.tif", model="median-fill", quiet=True)
+    remove_scene(s2, SUMMER_S1, tmp_path / "again.tif", engine=EngineOptions(model="median-fill"),
+                 quiet=True)
     assert f"{tmp_path} has 50 MB free, less than twice the 44 MB the decoded scene " \
         "needs: the input is decoded again for each pass instead" in cloudfree_log.text
     assert len(kept) == before  # nothing kept, nothing read back
@@ -136,7 +138,8 @@ def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path,
 
     write = decoded_scene._write
     monkeypatch.setattr(decoded_scene, "_write", full_disk)
-    remove_scene(s2, SUMMER_S1, tmp_path / "full.tif", model="median-fill", quiet=True)
+    remove_scene(s2, SUMMER_S1, tmp_path / "full.tif", engine=EngineOptions(model="median-fill"),
+                 quiet=True)
     assert f"the decoded scene could not be kept in {tmp_path} (No space left on device): the " \
         "input is decoded again for each pass instead" in cloudfree_log.text
     for other in ("again.tif", "full.tif"):

@@ -249,8 +249,7 @@ def test_the_reference_fill_reads_the_targets_band_set(scenes):
 
     target, reference = scenes["subset"]
     with open_sentinel2(target) as s2:
-        fill = open_references([reference], s2, MaskParams(buffer=5), None, offset="auto",
-                               quiet=True)
+        fill = open_references([reference], s2, MaskParams(buffer=5), None, quiet=True)
         try:
             block = fill.estimate(0, 0, SIZE, SIZE, scenes["cloud"])
         finally:

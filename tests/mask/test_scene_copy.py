@@ -36,6 +36,7 @@ from cloudfree.mask.classify import CLOUD, SHADOW_BANDS, MaskParams, classify
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.scene_input import SceneCopy, stored_reader, takes_scl
 from cloudfree.pipeline.mask import mask_scene
+from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
 
 #: The bands the co-registration reads (the refinement's and its mask's), the shadow pass's,
@@ -140,8 +141,8 @@ def test_remove_decodes_each_window_once_with_the_same_shifts_and_output(tmp_pat
                                                                          decodes, shadow):
     s2, s1 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 5), mosaic(SUMMER_S1, tmp_path / "s1.tif", 5)
     params = MaskParams(buffer=5, shadow=shadow)
-    once = remove_scene(s2, s1, tmp_path / "once.tif", model="median-fill", quiet=True,
-                        mask_params=params)
+    once = remove_scene(s2, s1, tmp_path / "once.tif", engine=EngineOptions(model="median-fill"),
+                        mask_params=params, quiet=True)
     with open_sentinel2(s2) as scene:
         windows, bands = block_windows(scene.width, scene.height), scene.bands
     assert len(once["s1_coregistration"]["window_estimates"]) == 9  # beside 4 windows kept
@@ -151,8 +152,8 @@ def test_remove_decodes_each_window_once_with_the_same_shifts_and_output(tmp_pat
     monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # no room: each pass decodes
                         lambda folder: SimpleNamespace(free=2**20))
     del decodes[:]
-    again = remove_scene(s2, s1, tmp_path / "again.tif", model="median-fill", quiet=True,
-                         mask_params=params)
+    again = remove_scene(s2, s1, tmp_path / "again.tif", engine=EngineOptions(model="median-fill"),
+                         mask_params=params, quiet=True)
     assert len(decodes) > 4 + 9 + 4 * shadow
     assert once["s1_coregistration"] == again["s1_coregistration"]
     with rasterio.open(tmp_path / "once.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
@@ -252,8 +253,10 @@ def test_a_safe_reference_is_decoded_once_with_the_same_fill_and_mask(tmp_path, 
 
     def run(stem: str) -> tuple[dict, dict]:
         decodes.clear()
-        filled = remove_scene(target, None, tmp_path / f"{stem}.tif", references=[reference],
-                              source_out=tmp_path / f"{stem}_src.tif", quiet=True)
+        filled = remove_scene(target, None, tmp_path / f"{stem}.tif",
+                              dates=ReferenceOptions(references=[reference]),
+                              outputs=OutputOptions(source_out=tmp_path / f"{stem}_src.tif"),
+                              quiet=True)
         on_remove = {name: len(windows) for name, windows in reads.items()}
         decodes.clear()
         masked = mask_scene(target, tmp_path / f"{stem}_mask.tif", references=[reference],
@@ -292,8 +295,8 @@ def test_the_room_for_the_scratch_files_is_decided_once_for_the_whole_run(
         return SimpleNamespace(free=int(2.5 * scratch))
 
     monkeypatch.setattr(decoded_scene.shutil, "disk_usage", free)
-    summary = remove_scene(target, None, tmp_path / "out.tif", references=[reference],
-                           quiet=True)
+    summary = remove_scene(target, None, tmp_path / "out.tif",
+                           dates=ReferenceOptions(references=[reference]), quiet=True)
     assert summary["references"][0]["used"] and looks == [tmp_path]
     assert f"{tmp_path} has 4 MB free, less than the 5 MB that keeping every input decoded " \
         f"and the outputs need: {reference.name} decoded again for each pass instead" \

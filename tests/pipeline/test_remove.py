@@ -13,9 +13,11 @@ from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTE
 from cloudfree.coregister.shift_estimation import RULE
 from cloudfree.inference.checkpoint import save_checkpoint
 from cloudfree.inference.tiling import TileGrid
+from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, MaskParams, classify
 from cloudfree.networks import ARCHITECTURES, build
+from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions
 from cloudfree.pipeline.remove import remove_scene
 
 
@@ -55,8 +57,10 @@ def whole_image_prediction(checkpoint, s2_path, s1_path, trim):
 def test_tiled_equals_whole_image_for_fully_convolutional(tmp_path, checkpoints):
     ckpt = checkpoints["dsen2cr"]
     out = tmp_path / "tiled.tif"
-    summary = remove_scene(SUMMER_S2, SUMMER_S1, out, checkpoint=ckpt, s1_aligned=True,
-                           tile=64, overlap=24, batch_size=3, composite=False, device="cpu")
+    summary = remove_scene(SUMMER_S2, SUMMER_S1, out,
+                           engine=EngineOptions(checkpoint=ckpt, tile=64, overlap=24, batch_size=3,
+                                                device="cpu"),
+                           fill=FillOptions(composite=False), inputs=InputOptions(s1_aligned=True))
     rf = build("dsen2cr", "small").receptive_field()
     grid = TileGrid(256, 256, 64, 24, trim=min(rf, 11))
     assert summary["tiles_run"] == grid.rows * grid.cols and summary["tiles_skipped"] == 0
@@ -71,8 +75,10 @@ def test_tiled_equals_whole_image_for_fully_convolutional(tmp_path, checkpoints)
 @pytest.mark.slow
 def test_no_seams_at_tile_borders(tmp_path, checkpoints, arch):
     out = tmp_path / f"{arch}.tif"
-    remove_scene(WINTER_S2, WINTER_S1, out, checkpoint=checkpoints[arch], s1_aligned=True,
-                 tile=64, composite=False, batch_size=4, device="cpu")
+    remove_scene(WINTER_S2, WINTER_S1, out,
+                 engine=EngineOptions(checkpoint=checkpoints[arch], tile=64, batch_size=4,
+                                      device="cpu"),
+                 fill=FillOptions(composite=False), inputs=InputOptions(s1_aligned=True))
     pred = read(out)[0].astype(np.float64)
     grad = np.abs(np.diff(pred, axis=2)).mean(axis=(0, 1))  # mean |d/dx| per column boundary
     # Tile starts/ends in scene columns for the default overlap (a quarter of the tile).
@@ -140,9 +146,11 @@ def test_clear_scene_skips_every_tile(tmp_path, checkpoints):
 
     out = tmp_path / "same.tif"
     # The cloud-free partner has 10 bright-roof pixels above the default threshold of 0.2.
-    summary = remove_scene(WINTER_CLEAR, WINTER_S1, out, checkpoint=checkpoints["dsen2cr"],
-                           s1_aligned=True, tile=64, device="cpu",
-                           mask_params=MaskParams(threshold=0.3))
+    summary = remove_scene(WINTER_CLEAR, WINTER_S1, out,
+                           engine=EngineOptions(checkpoint=checkpoints["dsen2cr"], tile=64,
+                                                device="cpu"),
+                           mask_params=MaskParams(threshold=0.3),
+                           inputs=InputOptions(s1_aligned=True))
     assert summary["tiles_run"] == 0 and summary["cloud_fraction"] == 0
     np.testing.assert_array_equal(read(out)[0], read(WINTER_CLEAR)[0])
 
@@ -216,8 +224,10 @@ def test_gpu_out_of_memory_halves_the_batch(tmp_path, checkpoints, monkeypatch, 
     import logging
 
     logging.getLogger("cloudfree").addHandler(caplog.handler)
-    summary = remove_scene(SUMMER_S2, SUMMER_S1, out, checkpoint=checkpoints["dsen2cr"],
-                           s1_aligned=True, tile=64, batch_size=4, device="cpu")
+    summary = remove_scene(SUMMER_S2, SUMMER_S1, out,
+                           engine=EngineOptions(checkpoint=checkpoints["dsen2cr"], tile=64,
+                                                batch_size=4, device="cpu"),
+                           inputs=InputOptions(s1_aligned=True))
     logging.getLogger("cloudfree").removeHandler(caplog.handler)
     assert "out of memory at batch size 4; continuing with 2" in caplog.text
     assert summary["tiles_run"] > 0 and out.exists()
@@ -227,10 +237,12 @@ def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints, 
     from cloudfree.inference.onnx_export import export_checkpoint
 
     onnx = export_checkpoint(checkpoints["dsen2cr"], tmp_path / "m.onnx", 64)
-    a = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", checkpoint=checkpoints["dsen2cr"],
-                     s1_aligned=True, device="cpu")
-    b = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "b.tif", onnx=onnx, s1_aligned=True,
-                     device="cpu")
+    a = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif",
+                     engine=EngineOptions(checkpoint=checkpoints["dsen2cr"], device="cpu"),
+                     inputs=InputOptions(s1_aligned=True))
+    b = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "b.tif",
+                     engine=EngineOptions(onnx=onnx, device="cpu"),
+                     inputs=InputOptions(s1_aligned=True))
     assert a["tile"] == b["tile"] == 64  # the checkpoint's tile when --tile is not given
     diff = np.abs(read(tmp_path / "a.tif")[0].astype(int) - read(tmp_path / "b.tif")[0])
     assert diff.max() <= 1
@@ -248,8 +260,9 @@ def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeyp
     for loaders in (1, 2):
         monkeypatch.setattr(removal, "LOADERS", loaders)
         out = tmp_path / f"loaders{loaders}.tif"
-        summary = remove_scene(SUMMER_S2, SUMMER_S1, out, s1_aligned=True, tile=64,
-                               batch_size=2, quiet=True)
+        summary = remove_scene(SUMMER_S2, SUMMER_S1, out,
+                               engine=EngineOptions(tile=64, batch_size=2),
+                               inputs=InputOptions(s1_aligned=True), quiet=True)
         assert summary["tiles_run"] > 4  # several chunks, most with cloud
         with rasterio.open(out) as ds:
             outputs.append(ds.read())
@@ -288,7 +301,8 @@ def test_the_fill_runs_numpys_blas_on_one_thread_and_restores_it(tmp_path, monke
 
     monkeypatch.setattr(removal, "local_fill", local_fill)
     with threadpool_limits(limits=3, user_api="blas"):
-        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", s1_aligned=True, quiet=True)
+        remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "a.tif", inputs=InputOptions(s1_aligned=True),
+                     quiet=True)
         assert seen == {1}
         assert blas_threads() == {3}
 
@@ -305,7 +319,8 @@ def test_a_float_s2_in_dn_keeps_its_clear_pixels_exactly(tmp_path, dtype):
     outputs = {}
     for name, s2 in (("uint16", SUMMER_S2), (dtype, floats)):
         outputs[name] = tmp_path / f"out_{name}.tif"
-        remove_scene(s2, SUMMER_S1, outputs[name], model="median-fill", quiet=True)
+        remove_scene(s2, SUMMER_S1, outputs[name], engine=EngineOptions(model="median-fill"),
+                     quiet=True)
     with rasterio.open(outputs["uint16"]) as a, rasterio.open(outputs[dtype]) as b:
         integer, float_ = a.read(), b.read()
         assert b.dtypes[0] == dtype and b.crs == a.crs and b.transform == a.transform
@@ -374,8 +389,9 @@ def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path
     outputs = {}
     for batch in (5, 8):
         outputs[batch] = tmp_path / f"out_{batch}.tif"
-        summary = remove_scene(wide["s2"], wide["s1"], outputs[batch], model="median-fill",
-                               s1_aligned=True, batch_size=batch, quiet=True)
+        summary = remove_scene(wide["s2"], wide["s1"], outputs[batch],
+                               engine=EngineOptions(model="median-fill", batch_size=batch),
+                               inputs=InputOptions(s1_aligned=True), quiet=True)
         assert summary["tiles_run"] > 5
     with rasterio.open(outputs[5]) as a, rasterio.open(outputs[8]) as b:
         assert a.width == 1536 and np.array_equal(a.read(), b.read())
@@ -386,7 +402,7 @@ def test_remove_grows_nothing_around_the_cloud_free_chips_bright_specks(tmp_path
     filled, but the specks among them grow no buffer or haze ring: about half the pixels change
     that did when every false alarm grew both (14 %)."""
     out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
-    remove_scene(FLOODS_S2, FLOODS_S1, out, mask_out=mask, quiet=True)
+    remove_scene(FLOODS_S2, FLOODS_S1, out, outputs=OutputOptions(mask_out=mask), quiet=True)
     with rasterio.open(FLOODS_S2) as src, rasterio.open(out) as dst, rasterio.open(mask) as m:
         changed = (src.read() != dst.read()).any(axis=0)
         masked = m.read(1) == CLOUD
