@@ -1,6 +1,8 @@
 """An HTTP server on 127.0.0.1 serving the files of a folder with byte-range requests
 (``Range: bytes=a-b``, one range per request, as GDAL's network reader asks), logging every
-request and the body bytes it sent. Python's ``http.server`` ignores ranges.
+request and the body bytes it sent. Python's ``http.server`` ignores ranges. A URL whose query
+holds ``fail=N`` is answered 503 (Service Unavailable) its first N times, for retries; one
+with ``noranges`` in its query is answered whole, as servers without byte ranges do.
 
 It runs in a child process: a server thread inside the test's process never answered, as
 rasterio holds Python's lock while GDAL opens a ``/vsicurl/`` file.
@@ -12,9 +14,10 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
@@ -56,6 +59,16 @@ class RangeServer:
 
 
 def _handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
+    failed: dict[str, int] = {}  # the 503s answered so far, by URL
+    lock = threading.Lock()
+
+    def failing(url: str) -> bool:
+        """Whether ``url`` (asking for ``fail=N``) is to be answered 503 this time."""
+        wanted = int(parse_qs(urlparse(url).query).get("fail", ["0"])[0])
+        with lock:
+            failed[url] = failed.get(url, 0) + 1
+            return failed[url] <= wanted
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as GDAL's reader expects
 
@@ -71,9 +84,11 @@ def _handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
             inside = file.is_file() and root.resolve() in file.resolve().parents
             data = file.read_bytes() if inside else b""
             start, end = 0, len(data) - 1
-            match = _RANGE.match(wanted or "")
+            match = None if "noranges" in self.path else _RANGE.match(wanted or "")
             if not inside:
                 status = 404
+            elif failing(self.path):
+                status = 503
             elif match and match.group(1):
                 start, end, status = int(match.group(1)), min(int(match.group(2) or end), end), 206
             elif match and match.group(2):  # the last N bytes

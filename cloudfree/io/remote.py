@@ -25,11 +25,12 @@ from urllib.parse import parse_qs, urlencode, urljoin
 
 from rasterio.env import get_gdal_config
 
+from cloudfree import __version__
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.paths import Url, as_url
 
-#: Retries of a request that failed in a way that may pass (no answer, HTTP 429 or 5xx) and
-#: the wait before the first (seconds; doubled for each next one), unless GDAL's settings say.
+#: Retries of a request that failed in a way that may pass (``_passing``) and the wait before
+#: the first (seconds; doubled for each next one), unless GDAL's settings say.
 RETRIES, RETRY_DELAY = 3, 1.0
 #: Seconds a JSON fetch waits for an answer, unless GDAL_HTTP_TIMEOUT says.
 TIMEOUT = 30.0
@@ -37,6 +38,8 @@ TIMEOUT = 30.0
 RETRY_CODES = (429, 500, 502, 503, 504)
 #: URL endings read as rasters; any other URL is taken for a STAC item.
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: How the JSON fetch names itself to servers (some refuse Python's default).
+USER_AGENT = f"cloudfree/{__version__}"
 #: What GDAL's network layer is asked for in a file name.
 _GDAL_PREFIX = "/vsicurl?"
 
@@ -109,19 +112,29 @@ def _problem(exc: Exception, timeout: float) -> str:
     return f"cannot be fetched ({reason}); check the URL and your network"
 
 
-def _fetch(url: Url, headers: dict[str, str], retries: int) -> bytes:
-    """The body at ``url``, with up to ``retries`` retries of failures that may pass."""
+def _passing(exc: Exception) -> bool:
+    """Whether a request's failure may pass if tried again: no answer in time, a connection
+    broken off, HTTP 429 or 5xx (not a refused connection or an unknown host, as GDAL)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in RETRY_CODES
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, TimeoutError | ConnectionResetError | ConnectionAbortedError)
+
+
+def _fetch(url: Url, headers: dict[str, str], retries: int, limit: int | None = None
+           ) -> tuple[int, bytes]:
+    """The HTTP status and body (its first ``limit`` bytes, when given) at ``url``, with up to
+    ``retries`` retries of failures that may pass."""
     timeout = _number("GDAL_HTTP_TIMEOUT", TIMEOUT)
     delay = _number("GDAL_HTTP_RETRY_DELAY", RETRY_DELAY)
     attempt = 0
     while True:
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                        timeout=timeout) as response:
-                return response.read()
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read(limit)
         except (urllib.error.URLError, OSError) as exc:
-            lasting = isinstance(exc, urllib.error.HTTPError) and exc.code not in RETRY_CODES
-            if lasting or attempt == retries:
+            if not _passing(exc) or attempt == retries:
                 raise CloudfreeError(f"{url}: {_problem(exc, timeout)}") from None
         time.sleep(delay * 2**attempt)
         attempt += 1
@@ -131,7 +144,7 @@ def fetch_json(url: Url, what: str) -> object:
     """The JSON document at ``url`` (``what``, e.g. "Sentinel-2 input", names it in errors)."""
     retries = int(_number("GDAL_HTTP_MAX_RETRY", RETRIES))
     try:
-        body = _fetch(url, {"Accept": "application/geo+json, application/json"}, retries)
+        body = _fetch(url, {"Accept": "application/geo+json, application/json"}, retries)[1]
     except CloudfreeError as exc:
         raise CloudfreeError(f"{what} {exc}") from None
     try:
@@ -143,12 +156,16 @@ def fetch_json(url: Url, what: str) -> object:
 
 
 def open_error(url: Url, what: str, exc: Exception) -> CloudfreeError:
-    """The one-line error for a URL GDAL could not open: why the server did not give it, when
-    one request says, else GDAL's words."""
+    """The one-line error for a URL GDAL could not open: why the server did not give it (or
+    not by byte ranges), when one request for its first byte says, else GDAL's words."""
     try:
-        _fetch(url, {"Range": "bytes=0-0"}, retries=0)
+        status = _fetch(url, {"Range": "bytes=0-0"}, retries=0, limit=1)[0]
     except CloudfreeError as failed:
         return CloudfreeError(f"{what} {failed}")
+    if status == 200:  # the whole file, not the range asked for
+        return CloudfreeError(f"{what} {url}: the server does not answer byte ranges, which "
+                              "reading without a download needs; download the file and give "
+                              "its path")
     return CloudfreeError(f"{what} {url} is not a raster GDAL can read ({exc}); give the URL "
                           "of a GeoTIFF (a COG reads fastest) or of a STAC item")
 

@@ -217,8 +217,9 @@ def _asset_file(href: str, item_path: Path | Url) -> Path | Url:
     parsed = urlparse(href)
     if item_url is not None and parsed.scheme == "":
         return resolve(href, item_url)
-    if item_url is None and (parsed.scheme in ("", "file") or len(parsed.scheme) == 1):
-        path = Path(unquote(parsed.path) if parsed.scheme == "file" else href)  # "C:" above
+    windows_drive = len(parsed.scheme) == 1  # "C:"
+    if item_url is None and (parsed.scheme in ("", "file") or windows_drive):
+        path = Path(unquote(parsed.path) if parsed.scheme == "file" else href)
         return path if path.is_absolute() else (item_path.parent / path)
     raise CloudfreeError(f"{item_path}: asset {href} is neither an http(s) URL nor a file "
                          f"{'relative to the item' if item_url else 'on this machine'}; give "

@@ -17,6 +17,8 @@ from range_server import RangeServer
 from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, write_band_folder, write_stac_item
 
+from cloudfree.cli.commands import default_output
+from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.paths import Url, as_url
 from cloudfree.io import remote
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
@@ -78,6 +80,33 @@ def test_url_names_and_the_gdal_name_keep_the_url_whole():
     assert as_url(Path("http://h/x.tif")) is None and as_url("scene.tif") is None
 
 
+def test_the_default_output_of_a_url_goes_to_the_current_folder():
+    assert default_output(as_url("https://h/a/S2B_31UFU.json?t=1"), "_mask") == \
+        Path("S2B_31UFU_mask.tif")
+    assert default_output(as_url("https://h/items/S2B_31UFU"), "_cloudfree") == \
+        Path("S2B_31UFU_cloudfree.tif")
+
+
+def test_requests_that_may_pass_are_retried_then_named(served, monkeypatch):
+    monkeypatch.setenv("GDAL_HTTP_RETRY_DELAY", "0.05")
+    server, url = served["server"], served["url"]
+    server.reset()
+    with open_sentinel2(f"{url}/item.json?fail=2") as s2, \
+            open_sentinel2(f"{url}/reference.tif?fail=2") as ref:  # the JSON fetch, then GDAL
+        assert s2.bands == BANDS and ref.width == 256
+
+    def statuses(path: str) -> list[int]:
+        return [r["status"] for r in server.requests if r["path"] == path]
+
+    assert statuses("/item.json?fail=2") == [503, 503, 200]
+    assert statuses("/reference.tif?fail=2")[:3] == [503, 503, 200]
+    with pytest.raises(CloudfreeError) as failed:
+        open_sentinel2(f"{url}/item.json?fail=9")
+    assert str(failed.value) == (f"Sentinel-2 input {url}/item.json?fail=9: the server answers "
+                                 "HTTP 503 Service Unavailable; check the URL and the server")
+    assert statuses("/item.json?fail=9") == [503] * 4  # 3 retries
+
+
 def test_a_window_of_a_remote_item_fetches_only_its_blocks(served):
     server = served["server"]
     files = sorted((served["big"].parent / "assets").glob("*.tif"))
@@ -92,6 +121,8 @@ def test_a_window_of_a_remote_item_fetches_only_its_blocks(served):
     gets = _tif_gets(server)
     assert gets and all(r["range"] and r["status"] == 206 for r in gets)
     assert {r["path"] for r in gets} == {f"/big/assets/{p.name}" for p in files}
+    # the window is 1 of 16 tiles of a 10 m band, 1 of 4 of a 20 m band and the one tile of a
+    # 60 m band: about 12 % of the bytes, headers included
     assert server.sent < 0.15 * total, (server.sent, total)
 
 
@@ -117,6 +148,16 @@ def test_remove_reads_an_item_a_reference_and_s1_over_http_as_from_disk(served, 
     assert tags["INPUT_S2"] == f"{url}/item.json" and tags["INPUT_S1"] == f"{url}/s1.tif"
     assert tags["ACQUISITION_DATETIME"] == local_tags["ACQUISITION_DATETIME"] is not None
     assert json.loads(tags["REFERENCES"])[0]["path"] == f"{url}/reference.tif"
+
+
+def test_mask_of_an_item_by_url_is_the_local_items(served, cli, tmp_path):
+    outs = [tmp_path / "local.tif", tmp_path / "http.tif"]
+    for item, out in zip((served["item"], f"{served['url']}/item.json"), outs, strict=True):
+        result = cli("mask", item, "-o", out)
+        assert result.exit_code == 0, result.output
+    with rasterio.open(outs[0]) as a, rasterio.open(outs[1]) as b:
+        assert np.array_equal(a.read(), b.read()) and (a.read(1) == 1).mean() > 0.2
+        assert b.tags()["INPUT_S2"] == f"{served['url']}/item.json"
 
 
 def test_item_hrefs_may_be_absolute_urls_and_a_cog_url_may_carry_a_query(served, tmp_path):
@@ -148,6 +189,8 @@ def _closed_port() -> int:
     ("not json", "is not JSON (it begins 'not a STAC item'); give the URL of a STAC item"),
     ("missing band", "the server answers HTTP 404 Not Found; check the URL"),
     ("missing s1", "the server answers HTTP 404 Not Found; check the URL"),
+    ("no ranges", "the server does not answer byte ranges, which reading without a download "
+                  "needs; download the file and give its path"),
 ])
 def test_unreachable_or_wrong_urls_fail_in_one_line_leaving_no_file(
         served, cli, tmp_path, monkeypatch, case, expected):
@@ -162,7 +205,8 @@ def test_unreachable_or_wrong_urls_fail_in_one_line_leaving_no_file(
                  "missing item": (f"{url}/missing.json",) * 2,
                  "not json": (f"{url}/notes.txt",) * 2,
                  "missing band": (None, None),
-                 "missing s1": (f"{url}/item.json", f"{url}/nothing/s1.tif")}[case]
+                 "missing s1": (f"{url}/item.json", f"{url}/nothing/s1.tif"),
+                 "no ranges": (f"{url}/reference.tif?noranges",) * 2}[case]
     out_folder = tmp_path / "out"
     out_folder.mkdir()
     if case == "missing band":
