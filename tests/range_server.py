@@ -11,6 +11,7 @@ rasterio holds Python's lock while GDAL opens a ``/vsicurl/`` file.
 from __future__ import annotations
 
 import json
+import mimetypes
 import re
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def _handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Type", mimetypes.guess_type(file.name)[0]
+                             or "application/octet-stream")
             self.send_header("Content-Length", str(end - start + 1))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()

@@ -38,13 +38,15 @@ TIMEOUT = 30.0
 RETRY_CODES = (429, 500, 502, 503, 504)
 #: URL endings read as rasters; any other URL is taken for a STAC item.
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: Most bytes a STAC item's JSON is read to (an item is a few kB; more is no item).
+MAX_ITEM_BYTES = 16 * 2**20
 #: How the JSON fetch names itself to servers (some refuse Python's default).
 USER_AGENT = f"cloudfree/{__version__}"
 #: What GDAL's network layer is asked for in a file name.
 _GDAL_PREFIX = "/vsicurl?"
 
 
-def setting(name: str) -> str | None:
+def _setting(name: str) -> str | None:
     """A GDAL setting the user gave, in the environment or GDAL's configuration, else None."""
     value = os.environ.get(name) or get_gdal_config(name)
     return None if value in (None, "") else str(value)
@@ -53,7 +55,7 @@ def setting(name: str) -> str | None:
 def _number(name: str, default: float) -> float:
     """A numeric GDAL setting, else ``default`` (also for text that is no number)."""
     try:
-        return float(setting(name) or default)
+        return float(_setting(name) or default)
     except ValueError:
         return default
 
@@ -66,9 +68,9 @@ def names_raster(url: Url) -> bool:
 def gdal_path(url: Url) -> str:
     """The name GDAL opens ``url`` by, with the settings above in it."""
     options = {"empty_dir": "yes"}
-    if setting("GDAL_HTTP_MAX_RETRY") is None:
+    if _setting("GDAL_HTTP_MAX_RETRY") is None:
         options["max_retry"] = str(RETRIES)
-    if setting("GDAL_HTTP_RETRY_DELAY") is None:
+    if _setting("GDAL_HTTP_RETRY_DELAY") is None:
         options["retry_delay"] = f"{RETRY_DELAY:g}"
     return _GDAL_PREFIX + urlencode({**options, "url": url})
 
@@ -121,10 +123,10 @@ def _passing(exc: Exception) -> bool:
     return isinstance(reason, TimeoutError | ConnectionResetError | ConnectionAbortedError)
 
 
-def _fetch(url: Url, headers: dict[str, str], retries: int, limit: int | None = None
-           ) -> tuple[int, bytes]:
-    """The HTTP status and body (its first ``limit`` bytes, when given) at ``url``, with up to
-    ``retries`` retries of failures that may pass."""
+def _fetch(url: Url, headers: dict[str, str], retries: int, limit: int
+           ) -> tuple[int, str, bytes]:
+    """The HTTP status, content type and body (its first ``limit`` bytes) at ``url``, with up
+    to ``retries`` retries of failures that may pass."""
     timeout = _number("GDAL_HTTP_TIMEOUT", TIMEOUT)
     delay = _number("GDAL_HTTP_RETRY_DELAY", RETRY_DELAY)
     attempt = 0
@@ -132,7 +134,8 @@ def _fetch(url: Url, headers: dict[str, str], retries: int, limit: int | None = 
         try:
             request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, response.read(limit)
+                return response.status, response.headers.get_content_type(), \
+                    response.read(limit)
         except (urllib.error.URLError, OSError) as exc:
             if not _passing(exc) or attempt == retries:
                 raise CloudfreeError(f"{url}: {_problem(exc, timeout)}") from None
@@ -144,9 +147,13 @@ def fetch_json(url: Url, what: str) -> object:
     """The JSON document at ``url`` (``what``, e.g. "Sentinel-2 input", names it in errors)."""
     retries = int(_number("GDAL_HTTP_MAX_RETRY", RETRIES))
     try:
-        body = _fetch(url, {"Accept": "application/geo+json, application/json"}, retries)[1]
+        _, kind, body = _fetch(url, {"Accept": "application/geo+json, application/json"},
+                               retries, MAX_ITEM_BYTES + 1)
     except CloudfreeError as exc:
         raise CloudfreeError(f"{what} {exc}") from None
+    if kind.startswith("image/") or len(body) > MAX_ITEM_BYTES:
+        raise CloudfreeError(f"{what} {url} is {kind}, not a STAC item; a URL is read as a "
+                             f"raster when its path ends in {', '.join(RASTER_SUFFIXES)}")
     try:
         return json.loads(body)
     except ValueError:

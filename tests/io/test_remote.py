@@ -49,7 +49,8 @@ def _item(folder: Path, data: np.ndarray, profile: dict, block: int) -> Path:
 def served(tmp_path_factory, pasted_cloud):
     """A server of: ``item.json`` (the real cumulus pasted on the clear winter patch, per-band
     COGs), the winter patch's other date (``reference.tif``) and S1 (``s1.tif``) as COGs, a
-    1024 px item of 256 px tiles (``big/item.json``) and a text file; the local paths too."""
+    1020 px item of 256 px tiles (``big/item.json``), a text file and a PNG; the local paths
+    too."""
     root = tmp_path_factory.mktemp("served")
     item = _item(root, pasted_cloud["image"], pasted_cloud["profile"], 64)
     for src, name in ((WINTER_S2, "reference.tif"), (WINTER_S1, "s1.tif")):
@@ -61,6 +62,7 @@ def served(tmp_path_factory, pasted_cloud):
     (root / "big").mkdir()
     big_item = _item(root / "big", data, profile, 256)
     (root / "notes.txt").write_text("not a STAC item\n")
+    (root / "quicklook.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     with RangeServer(root, tmp_path_factory.mktemp("log") / "requests.jsonl") as server:
         yield {"server": server, "url": server.url, "root": root, "item": item,
                "big": big_item}
@@ -189,6 +191,8 @@ def _closed_port() -> int:
     ("not json", "is not JSON (it begins 'not a STAC item'); give the URL of a STAC item"),
     ("missing band", "the server answers HTTP 404 Not Found; check the URL"),
     ("missing s1", "the server answers HTTP 404 Not Found; check the URL"),
+    ("image", "is image/png, not a STAC item; a URL is read as a raster when its path ends "
+              "in .tif, .tiff, .jp2, .vrt"),
     ("no ranges", "the server does not answer byte ranges, which reading without a download "
                   "needs; download the file and give its path"),
 ])
@@ -206,6 +210,7 @@ def test_unreachable_or_wrong_urls_fail_in_one_line_leaving_no_file(
                  "not json": (f"{url}/notes.txt",) * 2,
                  "missing band": (None, None),
                  "missing s1": (f"{url}/item.json", f"{url}/nothing/s1.tif"),
+                 "image": (f"{url}/quicklook.png",) * 2,
                  "no ranges": (f"{url}/reference.tif?noranges",) * 2}[case]
     out_folder = tmp_path / "out"
     out_folder.mkdir()
