@@ -16,9 +16,10 @@ from click.core import ParameterSource
 
 from cloudfree import __version__
 from cloudfree.cli import options as opt
-from cloudfree.cli.options import PATH, TILE_SIZE
+from cloudfree.cli.options import INPUT, PATH, TILE_SIZE
 from cloudfree.core.errors import CloudfreeError, OutOfMemory, UsageError, spelled
 from cloudfree.core.memory import address_space_limit, out_of_memory
+from cloudfree.core.paths import Url, as_url
 from cloudfree.core.stop import (
     Interrupted,
     as_interrupted,
@@ -91,9 +92,11 @@ def command_flags(command: click.Command) -> dict[str, tuple[str, bool]]:
             if isinstance(p, click.Option) and p.name}
 
 
-def default_output(src: Path, suffix: str) -> Path:
-    """``scene.tif`` -> ``scene<suffix>.tif`` beside it (``X.SAFE`` -> ``X<suffix>.tif``)."""
-    src = Path(src)
+def default_output(src: Path | Url, suffix: str) -> Path:
+    """``scene.tif`` -> ``scene<suffix>.tif`` beside it (``X.SAFE`` -> ``X<suffix>.tif``); for a
+    URL, in the current folder."""
+    url = as_url(src)
+    src = Path(url.name) if url is not None else Path(src)
     return src.parent / f"{src.stem if src.suffix else src.name}{suffix}.tif"
 
 
@@ -106,12 +109,12 @@ def main() -> None:
 
 
 @main.command(short_help="Cloud, shadow and snow mask of a Sentinel-2 scene.")
-@click.argument("scene", type=PATH)
+@click.argument("scene", type=INPUT)
 @opt.output("Output mask GeoTIFF [default: <scene>_mask.tif].")
 @opt.mask_params()
 @click.option("--score", "score_path", type=PATH,
               help="Also write the float32 cloud score to this GeoTIFF.")
-@click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
+@click.option("--reference", "references", type=INPUT, multiple=True, metavar="S2",
               help="Sentinel-2 of another date of the same place, in any form SCENE takes "
                    "(repeatable, any CRS): "
                    "where the dates see the ground clear, clouds, haze and shadows are found "
@@ -130,7 +133,8 @@ def mask(scene, output, mask_params, score_path, references, as_json, block, thr
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata.
 
     SCENE: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12 in L2A order), an L1C or
-    L2A .SAFE folder, a folder of per-band files or a STAC item (.json) of local files.
+    L2A .SAFE folder, a folder of per-band files or a STAC item (.json); GeoTIFFs (COGs best)
+    and STAC items may be http(s) URLs, read by byte ranges.
     """
     from cloudfree.pipeline.mask import mask_scene
 
@@ -168,13 +172,13 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @opt.s1_s2("<s2>_cloudfree.tif", s1_required=False,
            s1_note="Needed by the fill networks (a bundled network, a checkpoint or ONNX); "
                    f"the default model, {DEFAULT_MODEL}, reads none.")
-@click.option("--reference", "references", type=PATH, multiple=True, metavar="S2",
+@click.option("--reference", "references", type=INPUT, multiple=True, metavar="S2",
               help="Sentinel-2 of another date of the same place, in any form --s2 takes "
                    "(repeatable, any CRS): clouds it sees clear are filled from it; the model "
                    "fills the rest.")
 @click.option("--reference-s1", "reference_s1", multiple=True, metavar="S1|none",
-              callback=lambda ctx, p, v: tuple(None if x.lower() == "none" else Path(x)
-                                               for x in v),
+              callback=lambda ctx, p, v: tuple(None if x.lower() == "none" else
+                                               as_url(x) or Path(x) for x in v),
               help="Sentinel-1 of each reference's date, in the order of --reference (none to "
                    "skip one): pixels whose backscatter changed since do not take it. Needs --s1.")
 @click.option("--source-out", type=PATH, help="With --reference: also write the source map "
@@ -284,7 +288,7 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 
 
 @main.command(short_help="Run remove (or mask) on every scene under a folder.")
-@click.argument("scenes", type=PATH)
+@click.argument("scenes", type=INPUT)
 @opt.output("Output folder: <scene>.tif (remove) or <scene>_mask.tif (mask).", required=True)
 @click.option("--command", type=click.Choice(["remove", "mask"]), default="remove",
               show_default=True, help="What to run on each scene.")
@@ -367,7 +371,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
     """Warp Sentinel-1 onto the Sentinel-2 grid with sub-pixel shift refinement."""
     from cloudfree.coregister.s1_to_s2 import coregister_file, summary_line
 
-    out = output or default_output(s1_path, f"_on_{Path(s2_path).stem}")
+    out = output or default_output(s1_path, f"_on_{(as_url(s2_path) or Path(s2_path)).stem}")
     r = coregister_file(s1_path, s2_path, out, s1_units=s1_units, refine=refine,
                         max_shift=max_shift, threads=threads, offset=offset, overwrite=overwrite,
                         creation_options=creation_options, report_path=report_path, cog=cog,

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from cloudfree.core.messages import OncePerRun
+from cloudfree.core.paths import Url, as_url
 from cloudfree.inference.tiling import TILE_RANGE
 from cloudfree.io.options import MAX_SHIFT_RANGE
 from cloudfree.output.geotiff import parse_creation_options
@@ -42,7 +43,17 @@ class _Path(click.Path):
         return super().convert(value, param, ctx)
 
 
+class _Input(_Path):
+    """An input: a path, or an http(s) URL kept as written (``Url``; a Path would fold it)."""
+
+    def convert(self, value, param, ctx) -> Path | Url:
+        url = as_url(value)
+        return url if url is not None else super().convert(value, param, ctx)
+
+
 PATH = _Path(path_type=Path)
+#: Inputs that may be read over the network: Sentinel-2 and Sentinel-1 rasters, STAC items.
+INPUT = _Input(path_type=Path)
 #: The option names this module defines (the Python names click passes the commands).
 SHARED = ("output", "overwrite", "creation_options", "cog", "model", "checkpoint", "onnx",
           "device", "precision", "quiet", "verbose", "as_json", "offset", "mask_method", "s1_path",
@@ -244,13 +255,15 @@ def s1_s2(default_name: str, s1_required: bool = True, s1_note: str = "") -> Dec
     """--s1, --s2, -o and the co-registration options shared by `coregister` and `remove`;
     ``s1_note`` follows the --s1 help (when the command needs it)."""
     return _all([
-        click.option("--s1", "s1_path", required=s1_required, type=PATH,
+        click.option("--s1", "s1_path", required=s1_required, type=INPUT,
                      help="Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS "
-                          "overlapping the S2." + (f" {s1_note}" if s1_note else "")),
-        click.option("--s2", "s2_path", required=True, type=PATH,
+                          "overlapping the S2; a file or an http(s) URL."
+                          + (f" {s1_note}" if s1_note else "")),
+        click.option("--s2", "s2_path", required=True, type=INPUT,
                      help="Sentinel-2 L1C or L2A scene: GeoTIFF of named bands (unnamed: 13 "
                           "in L1C order, 12 in L2A order), .SAFE folder, folder of per-band "
-                          "files or STAC item (.json) of local files."),
+                          "files or STAC item (.json), local or at an http(s) URL (GeoTIFFs, "
+                          "COGs best, and items read by byte ranges, not downloaded)."),
         output(f"Output GeoTIFF [default: {default_name}]."),
         click.option("--s1-units", type=click.Choice(["auto", "db", "linear"]), default="auto",
                      show_default=True, help="Units of the S1 values; auto decides from them."),

@@ -1,7 +1,7 @@
 """What a path given on the command line is, said in words: a missing file, a symbolic link loop,
 a dangling link, a FIFO. Inputs must be regular files or folders (a FIFO or a device would
-block the read or never end); an output name taken by anything, a dangling link included, is
-an existing output."""
+block the read or never end), or http(s) URLs (:class:`Url`, read by ``io/remote.py``); an
+output name taken by anything, a dangling link included, is an existing output."""
 
 from __future__ import annotations
 
@@ -10,13 +10,49 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 
 #: What a file that is neither a regular file nor a folder is, by its ``st_mode`` type.
 _SPECIAL = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
             stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
+#: How the URLs of inputs read over the network begin.
+URL_SCHEMES = ("http://", "https://")
+
+
+class Url(str):
+    """An input given as an http(s) URL, kept as written (``Path`` would fold its ``//``), with
+    the name pieces of a file path taken from the URL's path: ``name``, ``stem``, ``suffix``."""
+
+    __slots__ = ()
+
+    @property
+    def _path(self) -> PurePosixPath:
+        return PurePosixPath(unquote(urlsplit(self).path))
+
+    @property
+    def name(self) -> str:
+        return self._path.name
+
+    @property
+    def stem(self) -> str:
+        return self._path.stem
+
+    @property
+    def suffix(self) -> str:
+        return self._path.suffix
+
+
+def as_url(value: object) -> Url | None:
+    """``value`` as a :class:`Url` when it is the text of an http(s) URL, else None (a ``Path``
+    is never one)."""
+    if isinstance(value, str) and value[:8].lower().startswith(URL_SCHEMES):
+        return value if isinstance(value, Url) else Url(value)
+    return None
 
 
 def input_problem(path: Path | str, folder: bool | None = None) -> str | None:
@@ -53,9 +89,17 @@ def _broken_link(path: Path, exc: OSError) -> str | None:
     return None
 
 
-def check_input(path: Path | str, what: str, folder: bool | None = None) -> Path:
-    """``path`` as a Path when it can be read (see :func:`input_problem`); else a one-line
-    error naming the input as ``what``."""
+def check_input(path: Path | str, what: str, folder: bool | None = None, url: bool = False
+                ) -> Path | Url:
+    """``path`` as a Path when it can be read (see :func:`input_problem`), or with ``url`` an
+    http(s) URL as a :class:`Url` (checked when it is fetched); else a one-line error naming
+    the input as ``what``."""
+    found = as_url(path)
+    if found is not None:
+        if not url or folder:
+            need = "a local folder (a URL cannot be listed)" if folder else "a local file"
+            raise CloudfreeError(f"{what} {found} is a URL; give {need}")
+        return found
     problem = input_problem(path, folder)
     if problem is not None:
         raise CloudfreeError(f"{what} {path} {problem}")

@@ -66,7 +66,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from cloudfree.core.errors import CloudfreeError, UsageError
-from cloudfree.core.paths import check_input
+from cloudfree.core.paths import as_url, check_input
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import ordered_map, usable_cores
 from cloudfree.coregister.s1_to_s2 import coregister_to_grid
@@ -873,9 +873,12 @@ def check_references(paths: Sequence[Path | str], reference_s1: Sequence[Path | 
     """Refuse reference options that cannot go together, or missing files, before any work."""
     for what, path in [("reference", p) for p in paths] + [("reference S1", p)
                                                            for p in reference_s1 if p]:
-        check_input(path, what)
-    if target is not None and Path(target).exists():
-        for path in paths:
+        check_input(path, what, url=True)
+    if as_url(target) is not None and target in paths:
+        raise UsageError(f"reference {target} is the target scene itself: give other dates of "
+                         "the place", "references", "s2_path")
+    if target is not None and as_url(target) is None and Path(target).exists():
+        for path in (p for p in paths if as_url(p) is None):
             if Path(path).samefile(target):
                 raise UsageError(f"reference {Path(path).name} is the target scene itself: give "
                                  "other dates of the place", "references", "s2_path")

@@ -35,8 +35,8 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from cloudfree.core.errors import CloudfreeError
-from cloudfree.core.paths import check_input, real
-from cloudfree.io.rasters import check_map_crs
+from cloudfree.core.paths import Url, check_input, real
+from cloudfree.io.rasters import check_map_crs, open_raster
 from cloudfree.io.s2_files import (
     METADATA_FILES,
     SCL,
@@ -291,11 +291,11 @@ def _safe_bands(folder: Path) -> list[Path]:
                    *folder.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")])
 
 
-def _files_footprint(files: list[Path]) -> BaseGeometry | None:
+def _files_footprint(files: list[Path | Url]) -> BaseGeometry | None:
     """Footprint of a product from its first band file (None without one)."""
     if not files:
         return None
-    with rasterio.open(files[0]) as ds:
+    with open_raster(files[0], "band file") as ds:
         return _footprint(ds) if ds.crs else None
 
 
@@ -303,7 +303,7 @@ def _stac_raster(path: Path) -> Raster:
     """A STAC item as a Sentinel-2 input: its bbox (lon/lat, as STAC says) and datetime."""
     bbox = json.loads(path.read_text()).get("bbox")
     if not bbox or len(bbox) not in (4, 6):  # no bbox: the footprint of its first band
-        files = sorted({file for file, _ in stac_files(path).files.values()})
+        files = sorted({file for file, _ in stac_files(path).files.values()}, key=str)
         footprint = _files_footprint(files)
     else:
         footprint = box(*(bbox[:2] + bbox[3:5] if len(bbox) == 6 else bbox))

@@ -18,8 +18,9 @@ import rasterio.transform
 from rasterio.windows import Window
 
 from cloudfree.core.errors import CloudfreeError, UsageError
-from cloudfree.core.paths import check_input
+from cloudfree.core.paths import as_url, check_input
 from cloudfree.core.stop import check_stop
+from cloudfree.io.remote import gdal_path, open_error, shown
 
 log = logging.getLogger("cloudfree")
 
@@ -128,15 +129,19 @@ def mirror_pads(padded: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]
     return padded
 
 def open_raster(path: Path | str, what: str = "raster"):
-    """Open a raster for reading, turning GDAL's complaints into one clear line."""
-    path = check_input(path, what, folder=False)
+    """Open a raster for reading (a local file, or an http(s) URL read by byte ranges: see
+    ``remote.py``), turning GDAL's complaints into one clear line."""
+    path = check_input(path, what, folder=False, url=True)
+    url = as_url(path)
     try:
         with warnings.catch_warnings():
             # readers that need a grid refuse its absence in their own words (check_georeferenced)
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(path if url is None else gdal_path(url))
     except rasterio.errors.RasterioIOError as exc:
         check_stop()  # GDAL's read was broken off by a stop ("Interrupted system call")
+        if url is not None:
+            raise open_error(url, what, exc) from None
         raise CloudfreeError(f"{what} {path} is not a raster GDAL can read ({exc})") from None
 
 def check_georeferenced(dataset, path: Path | str) -> None:
@@ -170,9 +175,12 @@ def checked_read(what: str, dataset, *args, **kwargs) -> np.ndarray:
         return dataset.read(*args, **kwargs)
     except rasterio.errors.RasterioError as exc:
         check_stop()
-        cause = exc.__cause__ or exc
-        raise CloudfreeError(f"{what} {dataset.name}: data unreadable ({cause}); the file is "
-                             "damaged or truncated: download or export it again") from None
+        cause, name = exc.__cause__ or exc, shown(dataset.name)
+        if as_url(name) is not None:
+            raise CloudfreeError(f"{what} {name}: a read over the network failed ({cause}); "
+                                 "check your network and the server, and run again") from None
+        raise CloudfreeError(f"{what} {name}: data unreadable ({cause}); the file is damaged "
+                             "or truncated: download or export it again") from None
 
 
 @contextmanager

@@ -20,6 +20,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.paths import Url, as_url
+from cloudfree.io.remote import fetch_json, resolve
 
 #: STAC asset keys (Earth Search's, the ``eo`` common names that name one band) -> band.
 ASSET_KEYS: dict[str, str] = {
@@ -81,7 +83,7 @@ class BandFiles:
     """The files of one product: band (or SCL) -> (file, band index in it), in product order,
     and what its metadata say (None: they say nothing)."""
 
-    files: dict[str, tuple[Path, int]]
+    files: dict[str, tuple[Path | Url, int]]
     level: str | None = None
     offset: int | None = None
     scaling: tuple[float, float | None] | None = None  # a STAC item's raster:bands scale, offset
@@ -203,20 +205,29 @@ def folder_files(folder: Path) -> BandFiles:
     return BandFiles(files, level)
 
 
-def _local_path(href: str, item_path: Path) -> Path:
-    """An asset's file, relative hrefs taken from the item's folder; remote ones refused."""
+def _asset_file(href: str, item_path: Path | Url) -> Path | Url:
+    """An asset's file: an http(s) URL, or a path (a local item's) or URL (a remote item's)
+    taken relative to the item; other schemes refused."""
     if not isinstance(href, str) or not href:
         raise CloudfreeError(f"{item_path}: an asset's href is {_shown(href)}, not the path of "
                              "a file; correct the item")
+    url, item_url = as_url(href), as_url(item_path)
+    if url is not None:
+        return url
     parsed = urlparse(href)
-    if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:  # "C:" on Windows
+    if item_url is not None and parsed.scheme == "":
+        return resolve(href, item_url)
+    windows_drive = len(parsed.scheme) == 1  # "C:"
+    if item_url is None and (parsed.scheme in ("", "file") or windows_drive):
         path = Path(unquote(parsed.path) if parsed.scheme == "file" else href)
         return path if path.is_absolute() else (item_path.parent / path)
-    raise CloudfreeError(f"{item_path}: asset {href} is not a local file; cloudfree reads no "
-                         "network: download the assets and point the item's hrefs at them")
+    raise CloudfreeError(f"{item_path}: asset {href} is neither an http(s) URL nor a file "
+                         f"{'relative to the item' if item_url else 'on this machine'}; give "
+                         "the item with http(s) or local hrefs (for s3:// and gs://, their "
+                         "https form)")
 
 
-def _field_list(item_path: Path, key: str, asset, name: str) -> list[dict]:
+def _field_list(item_path: Path | Url, key: str, asset, name: str) -> list[dict]:
     """An asset's ``eo:bands`` or ``raster:bands``: a list of objects (empty when absent), else
     a one-line error naming the item, the asset and the field."""
     value = asset.extra_fields.get(name)
@@ -230,7 +241,7 @@ def _field_list(item_path: Path, key: str, asset, name: str) -> list[dict]:
     return value
 
 
-def _asset_bands(item_path: Path, key: str, asset) -> list[str | None]:
+def _asset_bands(item_path: Path | Url, key: str, asset) -> list[str | None]:
     """The bands an asset holds, in order: from its key, else from its ``eo:bands``."""
     named = band_of_name(key)
     if named:
@@ -247,7 +258,7 @@ def _asset_bands(item_path: Path, key: str, asset) -> list[str | None]:
     return bands
 
 
-def _raster_scaling(item_path: Path, key: str, raster: dict) -> tuple[float, float | None]:
+def _raster_scaling(item_path: Path | Url, key: str, raster: dict) -> tuple[float, float | None]:
     """The (scale, offset) of one ``raster:bands`` entry, numbers (or the text of numbers)."""
     values = []
     for name in ("scale", "offset"):
@@ -260,15 +271,25 @@ def _raster_scaling(item_path: Path, key: str, raster: dict) -> tuple[float, flo
     return values[0], values[1]
 
 
-def stac_files(path: Path) -> BandFiles:
-    """The bands of a STAC item whose assets are local files, its level and its offset."""
+def read_item(path: Path | Url):
+    """The STAC item (``pystac.Item``) in a local JSON file or at an http(s) URL."""
     import pystac  # only STAC input needs it
 
+    url = as_url(path)
+    found = None if url is None else fetch_json(url, "Sentinel-2 input")
     try:
-        item = pystac.Item.from_file(str(path))
+        if found is None:
+            return pystac.Item.from_file(str(path))
+        return pystac.Item.from_dict(found, href=url)
     except Exception as exc:  # pystac raises many kinds for a file that is no STAC item
         raise CloudfreeError(f"{path}: not a STAC item pystac can read ({exc})") from None
-    files: dict[str, tuple[Path, int]] = {}
+
+
+def stac_files(path: Path | Url) -> BandFiles:
+    """The bands of a STAC item (a local file or a URL) whose assets are local files or URLs,
+    its level and its offset."""
+    item = read_item(path)
+    files: dict[str, tuple[Path | Url, int]] = {}
     rank: dict[str, tuple[int, int]] = {}  # band -> its asset's place in the item, its index
     scalings: set[tuple[float, float | None]] = set()
     place = {key: i for i, key in enumerate(item.assets)}
@@ -279,16 +300,16 @@ def stac_files(path: Path) -> BandFiles:
         if DISPLAY_ROLES & {r for r in roles if isinstance(r, str)} \
                 or key.lower() in DISPLAY_ROLES:
             continue
-        bands = _asset_bands(Path(path), key, asset)
+        bands = _asset_bands(path, key, asset)
         wanted = [(i, b) for i, b in enumerate(bands, start=1) if b and b not in files]
         if not wanted:
             continue
-        file = _local_path(asset.href, Path(path))
+        file = _asset_file(asset.href, path)
         for index, band in wanted:
             files[band] = (file, index)
             rank[band] = (place[key], index)
-        for raster in _field_list(Path(path), key, asset, "raster:bands"):
-            scale, offset = _raster_scaling(Path(path), key, raster)
+        for raster in _field_list(path, key, asset, "raster:bands"):
+            scale, offset = _raster_scaling(path, key, raster)
             if scale and SCL not in bands:
                 scalings.add((scale, offset))
     if not any(b != SCL for b in files):
@@ -316,13 +337,11 @@ def stac_files(path: Path) -> BandFiles:
     return found
 
 
-def stac_time(path: Path) -> datetime | None:
+def stac_time(path: Path | Url) -> datetime | None:
     """The acquisition time of a STAC item (its datetime, else its start), None if unreadable."""
-    import pystac
-
     try:
-        item = pystac.Item.from_file(str(path))
-    except Exception:  # not an item: no time, and the reader says why
+        item = read_item(path)
+    except CloudfreeError:  # not an item: no time, and the reader says why
         return None
     found = item.datetime or item.common_metadata.start_datetime
     return None if found is None else found.astimezone(UTC)

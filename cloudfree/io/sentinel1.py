@@ -17,6 +17,7 @@ import rasterio
 from rasterio.windows import Window
 
 from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.paths import Url, as_url
 from cloudfree.io.rasters import check_georeferenced, checked_read, open_raster
 
 log = logging.getLogger("cloudfree")
@@ -98,7 +99,7 @@ class Sentinel1:
     storage only, so that it closes when its thread ends (or with the object).
     """
 
-    path: Path
+    path: Path | Url
     dataset: object = field(repr=False)  # the opening thread's handle
     bands: tuple[int, int]  # 1-based band indexes of VV and VH
     units: str  # units of the file: "db" or "linear"
@@ -216,8 +217,9 @@ def _sample(ds, band: int) -> np.ndarray:
 
 
 def open_sentinel1(path: Path | str, units: str = "auto") -> Sentinel1:
-    """Open an S1 VV/VH raster and settle its units (``auto``, ``db`` or ``linear``)."""
-    path = Path(path)
+    """Open an S1 VV/VH raster (a file or an http(s) URL) and settle its units (``auto``,
+    ``db`` or ``linear``)."""
+    path = as_url(path) or Path(path)
     ds = open_raster(path, "Sentinel-1 input")
     try:
         bands = _band_indexes(ds, path)

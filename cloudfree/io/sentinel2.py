@@ -24,7 +24,8 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from cloudfree.core.errors import CloudfreeError, UsageError
-from cloudfree.core.paths import check_input
+from cloudfree.core.paths import Url, as_url, check_input
+from cloudfree.io import remote
 from cloudfree.io.rasters import check_georeferenced, checked_read, open_raster
 from cloudfree.io.s2_files import (
     BASELINE_OFFSET,
@@ -97,7 +98,7 @@ class Sentinel2:
     through one set of handles instead (``SharedHandles``).
     """
 
-    path: Path
+    path: Path | Url  # a URL for an input read over the network
     kind: str  # "geotiff", "safe", "folder" or "stac"
     width: int
     height: int
@@ -149,7 +150,8 @@ class Sentinel2:
         shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")
         log.warning("%s: the scene classification (SCL) holds none of Sen2Cor's classes 1-11 "
                     "(only %s): the mask from it finds no cloud, shadow or snow; give the "
-                    "product's own SCL, or --no-scl to mask from the bands", dataset.name, shown)
+                    "product's own SCL, or --no-scl to mask from the bands",
+                    remote.shown(dataset.name), shown)
 
     @property
     def profile(self) -> dict:
@@ -405,11 +407,18 @@ def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
                    level: str | None = "auto") -> Sentinel2:
     """Open a Sentinel-2 input: a GeoTIFF (or any GDAL raster) of named bands (any subset;
     unnamed: 13 in L1C order, 12 in L2A order), an L1C or L2A .SAFE folder, a folder of
-    per-band files or a STAC item (``.json``) of local files. ``level``: ``auto`` (from the
-    metadata and the band set), ``L1C`` or ``L2A``."""
-    path = Path(path)
+    per-band files or a STAC item (``.json``) of local files or URLs; or an http(s) URL of a
+    GeoTIFF (``.tif``: a COG reads fastest) or of a STAC item (any other URL), read by byte
+    ranges (``remote.py``). ``level``: ``auto`` (from the metadata and the band set), ``L1C``
+    or ``L2A``."""
     offset = parse_offset(offset)
     forced = parse_level(level)
+    url = as_url(path)
+    if url is not None:  # a raster by its ending, else a STAC item
+        if remote.names_raster(url):
+            return _open_stack(url, offset, forced)
+        return _open_band_files(url, "stac", stac_files(url), offset, forced)
+    path = Path(path)
     if path.name in METADATA_FILES:
         path = path.parent
     check_input(path, "Sentinel-2 input", folder=True if path.suffix.upper() == ".SAFE" else None)
@@ -440,7 +449,7 @@ UNNAMED: dict[int, tuple[tuple[str, ...], str]] = {
 }
 
 
-def _open_stack(path: Path, offset: int | None, forced: str | None) -> Sentinel2:
+def _open_stack(path: Path | Url, offset: int | None, forced: str | None) -> Sentinel2:
     ds = open_raster(path, "Sentinel-2 input")
     try:
         names = [band_of_name(d) or canonical_band(d) for d in ds.descriptions]
@@ -587,7 +596,7 @@ def _scene_grid(datasets: list) -> object:
     finest = min(abs(ds.transform.a) for ds in datasets)
     candidates = [ds for ds in datasets if abs(ds.transform.a) == finest]
     for ds in candidates:
-        check_georeferenced(ds, ds.name)
+        check_georeferenced(ds, remote.shown(ds.name))
     shared = [(tuple(ds.transform), ds.width, ds.height) for ds in candidates]
     return max(candidates, key=lambda ds: shared.count((tuple(ds.transform), ds.width,
                                                         ds.height)))
@@ -615,7 +624,7 @@ def band_factor(ds, file: Path, band: str, grid) -> int:
     than half its own pixel away from the grid's, or an extent other than the grid's (by more
     than half its pixel, beyond the extent of a size rounded up to whole pixels)."""
     check_georeferenced(ds, file)
-    name = Path(grid.name).name
+    name = remote.base_name(grid.name)
     g, t = grid.transform, ds.transform
     unit = _units(grid.crs) if grid.crs is not None else "m"
     of_grid = f"the scene's grid ({name}, the finest band)"
@@ -647,7 +656,7 @@ def band_factor(ds, file: Path, band: str, grid) -> int:
     return factor
 
 
-def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None,
+def _open_band_files(path: Path | Url, kind: str, found: BandFiles, offset: int | None,
                      forced: str | None) -> Sentinel2:
     """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
     for note in found.notes:
@@ -657,7 +666,7 @@ def _open_band_files(path: Path, kind: str, found: BandFiles, offset: int | None
         if found.offset_error is not None:
             raise found.offset_error
         offset = found.offset or 0
-    datasets: dict[Path, object] = {}
+    datasets: dict[Path | Url, object] = {}
     try:
         for band, (file, index) in found.files.items():
             if file not in datasets:

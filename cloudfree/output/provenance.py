@@ -18,7 +18,10 @@ import numpy as np
 import rasterio
 
 from cloudfree import __version__
+from cloudfree.core.paths import as_url
 from cloudfree.io.discovery import OUTPUT_TAG, safe_time, time_from_tags, time_from_text
+from cloudfree.io.rasters import open_raster
+from cloudfree.io.remote import names_raster
 from cloudfree.io.s2_files import stac_time
 from cloudfree.mask.classify import CLOUD, NODATA
 
@@ -56,14 +59,24 @@ def sha256(path: Path | str) -> str:
 
 def input_path(path: Path | str) -> str:
     """An input's path as the tags record it: absolute, with ``.`` and ``..`` resolved by name
-    (links are kept as the user gave them, not followed)."""
-    return os.path.abspath(path)
+    (links are kept as the user gave them, not followed); a URL as given."""
+    return as_url(path) or os.path.abspath(path)
 
 
 def acquisition_time(s2: Path | str) -> datetime | None:
     """The acquisition time (UTC) from the S2 name (file or .SAFE folder), else its date tags
     (a .SAFE folder: its product metadata; a STAC item: its datetime), else the name of the
-    folder holding it (scenes kept in folders named by date)."""
+    folder holding it (scenes kept in folders named by date); for a URL, its name, else the
+    item's datetime or the raster's tags."""
+    url = as_url(s2)
+    if url is not None:
+        found = time_from_text(url.name)
+        if found is None and not names_raster(url):
+            found = stac_time(url)
+        elif found is None:
+            with open_raster(url, "Sentinel-2 input") as ds:
+                found = time_from_tags(ds.tags())
+        return found
     s2 = Path(s2)
     if s2.is_dir():  # a .SAFE folder, or a folder of per-band files named with their date
         found = safe_time(s2) or next(

@@ -33,7 +33,7 @@ def test_s1_help_speaks_for_its_own_command(cli):
     coregister = help_text(cli, "coregister")
     assert "remove:" not in coregister and "median-fill" not in coregister
     assert "Sentinel-1 GeoTIFF with VV and VH (dB or linear power), any CRS overlapping the " \
-           "S2. [required]" in coregister
+           "S2; a file or an http(s) URL. [required]" in coregister
     remove = help_text(cli, "remove")
     assert "remove:" not in remove and "--model median-fill" not in remove
     assert "Needed by the fill networks (a bundled network, a checkpoint or ONNX); the default " \

@@ -232,14 +232,15 @@ def test_a_network_refuses_an_input_without_its_bands_in_one_line(scenes, tmp_pa
     assert not (tmp_path / "out.tif").exists()
 
 
-def test_a_stac_item_with_remote_assets_is_refused_in_one_line(scenes, tmp_path, cli):
+def test_a_stac_item_with_s3_assets_is_refused_in_one_line(scenes, tmp_path, cli):
     item = scenes["stac"][0]
-    text = item.read_text().replace('"assets/B02.tif"', '"https://example.com/B02.tif"')
+    text = item.read_text().replace('"assets/B02.tif"', '"s3://bucket/B02.tif"')
     remote = item.parent / "remote.json"
     remote.write_text(text)
     result = cli("mask", remote, "-o", tmp_path / "m.tif")
     assert result.exit_code == 1
-    assert "is not a local file; cloudfree reads no network" in result.output
+    assert "asset s3://bucket/B02.tif is neither an http(s) URL nor a file on this machine" \
+        in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
