@@ -9,7 +9,6 @@ import math
 import os
 from collections.abc import Iterable
 from numbers import Integral, Real
-from pathlib import Path
 
 from cloudfree.core.errors import UsageError
 
@@ -88,8 +87,3 @@ def check_paths(name: str, value: object, none_items: bool = False) -> tuple:
         if not (none_items and path is None):
             check_path(name, path)
     return paths
-
-
-def as_path(value: PathLike | None) -> Path | None:
-    """``value`` as a Path (None stays None)."""
-    return None if value is None else Path(value)
