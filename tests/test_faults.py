@@ -538,3 +538,52 @@ def test_one_pixel_scene_and_nan_hole_raise_no_numpy_warning(tmp_path, float_s2)
         assert report["significance"] == 0.0 and report["applied"] is False
         report = coregister_file(SUMMER_S1, float_s2, tmp_path / "n.tif", quiet=True)
         assert report["windows"] == 1 and report["significance"] > 0
+
+
+# --- 10. no process outlives the run --------------------------------------------------------------
+
+def children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(map(int, (task / "children").read_text().split()))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_batch_workers_exit_when_the_batch_is_killed(tmp_path):
+    """SIGKILL of the batch process, which cannot stop its workers: they notice within
+    seconds, stop their scene as SIGTERM would (no partial output left) and exit."""
+    scenes = tmp_path / "scenes"
+    for name in ("a", "b"):
+        (scenes / name).mkdir(parents=True)
+        mosaic(SUMMER_S2, scenes / name / "s2.tif", 8)
+    out = tmp_path / "out"
+    proc = cloudfree_process("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
+                             "--quiet", start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and leftovers(out)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = children(proc.pid)
+    assert len(workers) >= 2  # two workers and multiprocessing's resource tracker
+    proc.kill()
+    proc.wait()  # not communicate: workers left alive would hold its pipes open
+    deadline = time.monotonic() + 15
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert left == []
+    assert leftovers(out) == []

@@ -36,11 +36,13 @@ from cloudfree.core.stop import (
     Interrupted,
     as_interrupted,
     check_stop,
+    exit_with_parent,
     note_stop_signals,
     stop_handled,
     stop_requested,
     stops_held,
     stops_raise,
+    task_running,
 )
 from cloudfree.core.threads import usable_cores
 from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL
@@ -234,7 +236,7 @@ def run_worker_scene(task: Task) -> SceneResult:
     if stop_requested():
         return SceneResult.of(task, "interrupted")
     try:
-        with stops_raise():
+        with task_running, stops_raise():
             return run_scene(task)
     except KeyboardInterrupt:
         return SceneResult.of(task, "interrupted")
@@ -253,6 +255,7 @@ def _init_worker(devices, threads: int, torch_too: bool, messages=None,
         log.setLevel(level)
         log.propagate = False
     note_stop_signals()
+    exit_with_parent()
     if devices is not None:
         _worker_device = devices.get()
     elif threads and torch_too:

@@ -141,8 +141,21 @@ def load_sample(sample: Sample, params: MaskParams = MaskParams()) -> LoadedSamp
         raise CloudfreeError(f"sample {sample.name}: sizes differ (S1 {s1.shape[1:]}, cloudy "
                              f"{cloudy.shape[1:]}, cloud-free {clear.shape[1:]}); "
                              "co-register first")
-    valid = valid & valid_clear & np.isfinite(s1).all(axis=0)
+    own = {sample.s1: np.isfinite(s1).all(axis=0), sample.s2_cloudy: valid,
+           sample.s2_clear: valid_clear}
+    valid = valid & valid_clear & own[sample.s1]
+    if not valid.any():
+        raise CloudfreeError(f"sample {sample.name} has no usable pixel: {_unusable(own)}; fix "
+                             "or remove the sample")
     return LoadedSample(cloudy, clear, s1, valid, cloud_mask(cloudy, valid, params))
+
+
+def _unusable(own: dict[Path, np.ndarray]) -> str:
+    """Why no pixel of a sample is valid, from each file's own valid mask."""
+    for path, valid in own.items():
+        if not valid.any():
+            return f"every pixel of {path} is nodata (NaN or its nodata value)"
+    return f"no pixel is valid in {', '.join(map(str, own))} at once"
 
 
 def network_arrays(loaded: LoadedSample, scaling: Scaling) -> dict[str, np.ndarray]:

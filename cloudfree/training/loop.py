@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -187,6 +188,18 @@ def _batch_loss(network, batch: dict, loss_fn, scaling: Scaling, progress_done: 
     return loss_fn(pred.float() / f, on_reflectance, aux, progress_done)
 
 
+def _own_errors(loader: DataLoader) -> Iterator[dict]:
+    """The loader's batches; an error of cloudfree's in a loading process is raised with its
+    own one-line message (the DataLoader puts the process's traceback into it)."""
+    try:
+        yield from loader
+    except CloudfreeError as exc:
+        text = str(exc).strip()
+        if "\nOriginal Traceback" not in text:
+            raise
+        raise type(exc)(text.splitlines()[-1].partition(": ")[2]) from None
+
+
 def _write_log(path: Path, row: dict) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as fh:
@@ -239,7 +252,7 @@ def _train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config:
         if world > 1:
             sampler.set_epoch(epoch)
         started, sums, count = time.time(), {}, 0
-        bar = progress(loader, total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
+        bar = progress(_own_errors(loader), total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
                        quiet=config.quiet or rank > 0, unit="batch")
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -309,6 +322,7 @@ def _save(out: Path, network: CloudRemovalNet, scaling: Scaling, opt, scaler, ep
           step: int, config: TrainConfig, metadata: dict | None) -> None:
     """Checkpoint and training state of the finished epoch."""
     meta = {**(metadata or {}), "training": {**asdict(config), "epoch": epoch, "step": step}}
+    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / CHECKPOINT, network, scaling, metadata=meta)
     with atomic_output(out / STATE, overwrite=True) as tmp:
         torch.save({"epoch": epoch, "step": step, "optimizer": opt.state_dict(),
