@@ -205,6 +205,7 @@ class TripletDataset(torch.utils.data.Dataset):
         self.samples, self.scaling, self.params = samples, scaling, params
         self.crop = None if crop is None else crop - crop % multiple
         self.multiple = multiple
+        self._small_seen = False  # a sample smaller than the crop was reported
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -216,6 +217,12 @@ class TripletDataset(torch.utils.data.Dataset):
             m = self.multiple
             return {k: torch.from_numpy(v[:, :h - h % m, :w - w % m].copy())
                     for k, v in arrays.items()}
+        h, w = arrays["s2"].shape[1:]
+        if self.crop > min(h, w) and not self._small_seen:  # once per loading process
+            self._small_seen = True
+            log.warning("crop %d is larger than sample %s (%d x %d): its crops are %d px",
+                        self.crop, self.samples[index].name, w, h,
+                        min(h, w) - min(h, w) % self.multiple)
         rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
         view = random_view(arrays, rng, self.crop, self.multiple)
         return {k: torch.from_numpy(v) for k, v in view.items()}

@@ -122,12 +122,17 @@ def check_amp(amp: bool, device: str) -> None:
 
 
 def loader_workers(workers: int | None, device: torch.device) -> int:
-    """Data-loading processes: as given, else 0 on CPU (the network needs the cores) and on
-    a GPU up to 8, one per core (with none, GLF-CR small on an H100 trained 4.1x
-    slower, 13 against 54 samples/s at 128 px, batch 16, AMP)."""
+    """Data-loading processes: as given up to one per usable core, else 0 on CPU (the network
+    needs the cores) and on a GPU up to 8, one per core (with none, GLF-CR small on an H100
+    trained 4.1x slower, 13 against 54 samples/s at 128 px, batch 16, AMP)."""
+    cores = usable_cores()
+    if workers is not None and workers > cores:  # each would compete for the same cores
+        log.warning("%d data-loading processes asked for, more than the %d usable cores; "
+                    "using %d", workers, cores, cores)
+        return cores
     if workers is not None:
         return workers
-    return 0 if device.type == "cpu" else min(8, usable_cores())
+    return 0 if device.type == "cpu" else min(8, cores)
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
@@ -252,8 +257,9 @@ def _train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config:
         if world > 1:
             sampler.set_epoch(epoch)
         started, sums, count = time.time(), {}, 0
-        bar = progress(_own_errors(loader), total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       quiet=config.quiet or rank > 0, unit="batch")
+        bar = progress(_own_errors(loader), total=per_epoch,
+                       desc=f"epoch {epoch + 1}/{config.epochs}", quiet=config.quiet or rank > 0,
+                       unit="batch")
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             lr = learning_rate(config, step, total, per_epoch)
