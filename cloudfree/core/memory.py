@@ -176,7 +176,8 @@ def out_of_memory(exc: BaseException) -> bool:
     while chain is not None:
         if isinstance(chain, MemoryError) or _NO_MEMORY.search(str(chain)):
             return True
-        chain = chain.__cause__ or chain.__context__
+        # ``raise ... from None`` replaced the error it came from with its own words
+        chain = chain.__cause__ or (None if chain.__suppress_context__ else chain.__context__)
     return hit_address_limit()
 
 
