@@ -10,6 +10,7 @@ import errno
 import json
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import signal
@@ -587,3 +588,26 @@ def test_batch_workers_exit_when_the_batch_is_killed(tmp_path):
     proc.stderr.close()
     assert left == []
     assert leftovers(out) == []
+
+
+# --- 11. an address-space limit too low to load PyTorch is one line, not a native abort ---------
+
+@pytest.mark.parametrize("command, limit_mb, what", [
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--model", "cloudfree-fillnet"], 680,
+     r"a network model \(PyTorch and the model\)"),  # std::bad_alloc, abort
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--model", "cloudfree-fillnet"], 780,
+     r"a network model \(PyTorch and the model\)"),  # "libgomp: Thread creation failed", exit 1
+    (["train", SUMMER_S2.parent, "--epochs", "1", "--crop", "32"], 680, "PyTorch"),
+    (["export-onnx", "--model", "cloudfree-fillnet"], 680, "PyTorch"),
+])
+def test_too_low_an_address_space_limit_for_pytorch_is_one_line(tmp_path, command, limit_mb,
+                                                                 what):
+    out = tmp_path / ("out.tif" if command[0] == "remove" else "out")
+    proc = cloudfree_process(*command, "-o", out, "--quiet",
+                             limits={resource.RLIMIT_AS: limit_mb * 2**20})
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert re.fullmatch(
+        rf"Error: out of memory: the address-space limit \(ulimit -v\) of 0\.\d GiB leaves "
+        rf"\d+ MiB, and loading {what} takes about \d+ MiB; raise the limit\n", stderr), stderr
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from cloudfree import __version__
 from cloudfree.cli import options as opt
 from cloudfree.cli.options import PATH, TILE_SIZE
 from cloudfree.core.errors import CloudfreeError, OutOfMemory, UsageError, spelled
-from cloudfree.core.memory import address_space_limit, out_of_memory
+from cloudfree.core.memory import address_space_limit, check_room_for_torch, out_of_memory
 from cloudfree.core.stop import (
     Interrupted,
     as_interrupted,
@@ -73,7 +73,7 @@ def _memory_advice(exc: Exception, command: click.Command | None) -> str:
     limit = address_space_limit()
     why = "" if limit is None else \
         f" (the address-space limit, ulimit -v, of {limit / 2**30:.1f} GiB)"
-    flags = [f for f in ("--batch-size", "--block", "--tile")
+    flags = [f for f in ("--batch-size", "--block", "--tile", "--threads")
              if command is not None and any(f in p.opts for p in command.params)]
     return why + (f"; try a smaller {' or '.join(flags)}" if flags else "")
 
@@ -263,6 +263,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
     """Export a checkpoint or bundled model to ONNX (opset 17) with its scaling and bands in
     the metadata."""
     from cloudfree.inference.bundled import FILL_MODEL, bundled_models
+
+    check_room_for_torch()
     from cloudfree.inference.onnx_export import export_checkpoint, exportable
 
     bundled = bundled_models()
@@ -420,6 +422,7 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
 
     Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
     """
+    check_room_for_torch()
     from cloudfree.training.loop import TrainConfig, train_folder
     from cloudfree.training.recipes import with_recipe
 
