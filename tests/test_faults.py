@@ -276,24 +276,29 @@ def test_a_stop_while_a_batch_worker_starts_is_noted_not_a_traceback():
         assert future.result(timeout=120) == signal.SIGINT
 
 
-def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
-    """A Ctrl-C in the half second the CLI's imports take (simulated: importing
-    cloudfree.cli.commands raises KeyboardInterrupt, as Python's SIGINT handler does) ends with one
-    line, not the import's traceback."""
-    code = ("import sys\n"
-            "class Stop:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'cloudfree.cli.commands':\n"
-            "            raise KeyboardInterrupt\n"
-            "sys.meta_path.insert(0, Stop())\n"
-            "from cloudfree.cli.launch import main\n"
-            "main()\n")
+@pytest.mark.parametrize("stop, name, code", [
+    ("raise KeyboardInterrupt", "SIGINT", 130),  # as Python's SIGINT handler does
+    ("os.kill(os.getpid(), signal.SIGTERM)", "SIGTERM", 143),  # ended with no word
+    ("os.kill(os.getpid(), signal.SIGHUP); raise ImportError('broken')", "SIGHUP", 129),
+])
+def test_a_stop_while_the_command_loads_is_one_line(tmp_path, stop, name, code):
+    """A stop in the half second the CLI's imports take (simulated: importing
+    cloudfree.cli.commands meets it; a native import may turn it into an error of its own) ends
+    with one line, not the import's traceback or nothing."""
+    program = ("import os, signal, sys\n"
+               "class Stop:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name == 'cloudfree.cli.commands':\n"
+               f"            {stop}\n"
+               "sys.meta_path.insert(0, Stop())\n"
+               "from cloudfree.cli.launch import main\n"
+               "main()\n")
     out = tmp_path / "mask.tif"
-    proc = subprocess.run([sys.executable, "-c", code, "mask", SUMMER_S2, "-o", out],
+    proc = subprocess.run([sys.executable, "-c", program, "mask", SUMMER_S2, "-o", out],
                           capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 130
-    assert proc.stderr == "Interrupted (SIGINT) while starting; nothing was done.\n"
+    assert proc.returncode == code
+    assert proc.stderr == f"Interrupted ({name}) while starting; nothing was done.\n"
     assert not out.exists()
 
 

@@ -283,7 +283,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 
 @main.command(short_help="Run remove (or mask) on every scene under a folder.")
 @click.argument("scenes", type=PATH)
-@opt.output("Output folder: <scene>.tif (remove) or <scene>_mask.tif (mask).", required=True)
+@opt.output("Output folder: <scene>.tif (remove) or <scene>_mask.tif (mask).", required=True,
+            folder=True)
 @click.option("--command", type=click.Choice(["remove", "mask"]), default="remove",
               show_default=True, help="What to run on each scene.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 1024),
@@ -402,7 +403,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
               show_default=True, help="Per-epoch factor of the exponential schedule.")
 @click.option("--clip", type=opt.NumberRange(0), default=1.0, show_default=True,
               help="Gradient-norm clipping (0: off).")
-@opt.output("Folder for last.pt, train_state.pt and log.csv [default: run].")
+@opt.output("Folder for last.pt, train_state.pt and log.csv [default: run].", folder=True)
 @opt.hidden_alias("--out", "output", type=PATH)
 @click.option("--resume", is_flag=True, help="Continue the run in the output folder.")
 @opt.overwrite
