@@ -210,7 +210,12 @@ def _local_path(href: str, item_path: Path) -> Path:
                              "a file; correct the item")
     parsed = urlparse(href)
     if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:  # "C:" on Windows
-        path = Path(unquote(parsed.path) if parsed.scheme == "file" else href)
+        # hrefs are URIs: "B04%20v2.tif" is the file "B04 v2.tif" (a file of the literal name,
+        # as a hand-written item may mean, is taken when only that exists)
+        decoded = Path(unquote(parsed.path if parsed.scheme == "file" else href))
+        literal = Path(parsed.path if parsed.scheme == "file" else href)
+        path = next((p for p in (decoded, literal)
+                     if os.path.lexists(item_path.parent / p)), decoded)
         return path if path.is_absolute() else (item_path.parent / path)
     raise CloudfreeError(f"{item_path}: asset {href} is not a local file; cloudfree reads no "
                          "network: download the assets and point the item's hrefs at them")
