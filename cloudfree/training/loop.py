@@ -50,6 +50,9 @@ CHECKPOINT = "last.pt"
 STATE = "train_state.pt"
 LOG = "log.csv"
 SCHEDULES = ("cosine", "step", "exponential", "constant")
+#: Largest learning rate taken: an Adam step moves each weight by about the rate, and the
+#: networks' weights are of order 1 or less.
+MAX_LR = 1.0
 
 
 @dataclass
@@ -88,6 +91,10 @@ class TrainConfig:
             raise UsageError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
         if not 0 < self.decay <= 1:
             raise UsageError(f"decay must be in (0, 1], got {self.decay}")
+        if not 0 < self.lr <= MAX_LR:  # one epoch at 1e30 saved weights of 1e30, finite
+            raise UsageError(f"lr={self.lr:g} must be above 0 and at most {MAX_LR:g}: Adam moves "
+                             "every weight by about the learning rate each step (the papers "
+                             "train at 1e-4 to 1e-3)", "lr")
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:

@@ -148,9 +148,21 @@ def test_distributed_training_on_cpu_with_gloo(tmp_path):
     assert torch.load(out / STATE, weights_only=True)["step"] == 1
 
 
-def test_a_diverging_run_stops_and_a_nan_checkpoint_is_refused(tmp_path, cli):
+def test_a_learning_rate_above_1_is_refused(tmp_path, cli):
+    """One epoch at 1e30 saved weights of about 1e30, finite, and exited 0."""
+    data, run = sen12mscr_layout(tmp_path / "data"), tmp_path / "run"
+    result = cli("train", data, "--epochs", "1", "--crop", "32", "--lr", "1e30", "--out", run)
+    assert result.exit_code == 2, result.output
+    assert one_line_error(result) == (
+        "Error: --lr 1e+30 must be above 0 and at most 1: Adam moves every weight by about the "
+        "learning rate each step (the papers train at 1e-4 to 1e-3)")
+    assert not run.exists()
+
+
+def test_a_diverging_run_stops_and_a_nan_checkpoint_is_refused(tmp_path, cli, monkeypatch):
     """The loss not finite: one line and exit 1, no NaN last.pt written; a checkpoint whose
     parameters are NaN is refused in one line."""
+    monkeypatch.setattr("cloudfree.training.loop.MAX_LR", 1e30)  # a rate that diverges
     data = sen12mscr_layout(tmp_path / "data")
     run = tmp_path / "run"
     result = cli("train", str(data), "--epochs", "2", "--crop", "32", "--lr", "1e30",
