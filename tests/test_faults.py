@@ -125,6 +125,21 @@ def big_s2(tmp_path_factory):
     return mosaic(SUMMER_S2, tmp_path_factory.mktemp("big") / "s2.tif", 8)
 
 
+def test_a_stop_as_the_partial_output_appears_removes_it(tmp_path, monkeypatch):
+    """The tests stop a run the moment its partial output appears: a signal handled right after
+    the file was made (simulated) left it behind."""
+    made = Path.touch
+
+    def touch_then_stop(self, *args, **kwargs) -> None:
+        made(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "touch", touch_then_stop)
+    with pytest.raises(KeyboardInterrupt), atomic_output(tmp_path / "o.tif", False):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path, big_s2):
     proc = cloudfree_process("mask", big_s2, "-o", tmp_path / "m.tif", "--block", "256",
                              "--quiet")
