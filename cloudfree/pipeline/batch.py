@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -51,6 +52,9 @@ from cloudfree.io.discovery import DEFAULT_S1_PATTERN, DEFAULT_S2_PATTERN, Probl
 from cloudfree.output.atomic import atomic_output
 from cloudfree.output.provenance import acquisition_time
 from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 log = logging.getLogger("cloudfree")
 
@@ -337,17 +341,17 @@ def dask_address(scheduler: str) -> str:
         return scheduler
     path = check_input(scheduler, "Dask scheduler file", folder=False)
     try:
-        address = json.loads(path.read_bytes())["address"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        address = exc
+        address = json.loads(path.read_bytes()).get("address")
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
+        address = None
     if not isinstance(address, str) or not address:
         raise CloudfreeError(f"Dask scheduler file {path} holds no scheduler address (JSON with "
                              '"address"): give the file the scheduler wrote '
-                             "(--scheduler-file) or its address", "dask_scheduler")
+                             "(--scheduler-file) or its address")
     return address
 
 
-def dask_client(scheduler: str, address: str):
+def dask_client(scheduler: str, address: str) -> Client:
     """A client of the Dask scheduler at ``address`` (from ``scheduler``), connected within
     ``DASK_CONNECT_S``."""
     from distributed import Client
@@ -357,12 +361,12 @@ def dask_client(scheduler: str, address: str):
         return Client(address, timeout=DASK_CONNECT_S)
     except MemoryError:  # a message length read from a reply in another protocol
         raise CloudfreeError(f"{where} answered, but not as a Dask scheduler: check the "
-                             "address", "dask_scheduler") from None
-    except Exception as exc:  # noqa: BLE001 - whatever the connection raised, said in one line
+                             "address") from None
+    except Exception as exc:  # whatever the connection raised, said in one line
         raise CloudfreeError(f"cannot reach the Dask scheduler {where}: {exc}") from None
 
 
-def run_dask(tasks: list[Task], client) -> Iterator[SceneResult]:
+def run_dask(tasks: list[Task], client: Client) -> Iterator[SceneResult]:
     """Results as scenes finish on the Dask cluster of ``client``, which is closed at the end."""
     from distributed import as_completed as dask_completed
 
