@@ -16,8 +16,9 @@ address-space limits too low for PyTorch, and kills (SIGKILL of ``batch --jobs 2
 failure, a warning, or success; the processes of each run are watched until they end.
 
 Prints one row per run, then the counts: runs, tracebacks (or native aborts, or an error not
-in one line), silent results (exit 0 where a failure or a warning was due), leftovers (outputs
-or folders left by a failed or killed run), orphans (processes of a run alive 15 s after it
+in one line), silent results (exit 0 where a failure or a warning was due, or a stop that ended
+the run without a word), refused (a failure where the input is good), leftovers (outputs or
+folders left by a failed or killed run), orphans (processes of a run alive 15 s after it
 ended), hangs.
 
     python scripts/fault_sweep.py [--part paths|families|all] [--only mask,remove] [--keep DIR]
@@ -283,10 +284,11 @@ def judge(case: Case, got: dict) -> dict[str, bool]:
     killed = case.kill is not None and case.kill[1] == signal.SIGKILL
     return {
         "tracebacks": "Traceback" in stderr or code in (-6, 134)
-        or (failed and not killed and len(lines) != 1),
+        or (failed and not killed and case.expect != "stop" and len(lines) != 1),
         "silent": (code == 0 and (case.expect == "fail"
                                   or (case.expect == "warn" and case.needle not in stderr)))
         or (case.expect == "stop" and code != 0 and "Interrupted" not in stderr),
+        "refused": failed and case.expect in ("ok", "warn") and not killed,
         "leftovers": (failed or code is None or killed)
         and any(os.path.lexists(q) for q in case.left),
         "orphans": bool(got["orphans"]),
@@ -505,7 +507,7 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-COUNTS = ("tracebacks", "silent", "leftovers", "orphans", "hangs")
+COUNTS = ("tracebacks", "silent", "refused", "leftovers", "orphans", "hangs")
 
 
 def sweep_families(keep: Path | None) -> int:
