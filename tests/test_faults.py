@@ -10,6 +10,7 @@ import errno
 import json
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import signal
@@ -122,6 +123,21 @@ def test_sigterm_mid_remove_exits_143_and_leaves_nothing(slow_scene):
 def big_s2(tmp_path_factory):
     """A 2048 x 2048 mosaic of the real summer scene: seconds to mask by 256 px windows."""
     return mosaic(SUMMER_S2, tmp_path_factory.mktemp("big") / "s2.tif", 8)
+
+
+def test_a_stop_as_the_partial_output_appears_removes_it(tmp_path, monkeypatch):
+    """The tests stop a run the moment its partial output appears: a signal handled right after
+    the file was made (simulated) left it behind."""
+    made = Path.touch
+
+    def touch_then_stop(self, *args, **kwargs) -> None:
+        made(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "touch", touch_then_stop)
+    with pytest.raises(KeyboardInterrupt), atomic_output(tmp_path / "o.tif", False):
+        pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sigint_mid_mask_exits_130_and_leaves_nothing(tmp_path, big_s2):
@@ -275,24 +291,29 @@ def test_a_stop_while_a_batch_worker_starts_is_noted_not_a_traceback():
         assert future.result(timeout=120) == signal.SIGINT
 
 
-def test_ctrl_c_while_the_command_loads_is_one_line_and_130(tmp_path):
-    """A Ctrl-C in the half second the CLI's imports take (simulated: importing
-    cloudfree.cli.commands raises KeyboardInterrupt, as Python's SIGINT handler does) ends with one
-    line, not the import's traceback."""
-    code = ("import sys\n"
-            "class Stop:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'cloudfree.cli.commands':\n"
-            "            raise KeyboardInterrupt\n"
-            "sys.meta_path.insert(0, Stop())\n"
-            "from cloudfree.cli.launch import main\n"
-            "main()\n")
+@pytest.mark.parametrize("stop, name, code", [
+    ("raise KeyboardInterrupt", "SIGINT", 130),  # as Python's SIGINT handler does
+    ("os.kill(os.getpid(), signal.SIGTERM)", "SIGTERM", 143),  # ended with no word
+    ("os.kill(os.getpid(), signal.SIGHUP); raise ImportError('broken')", "SIGHUP", 129),
+])
+def test_a_stop_while_the_command_loads_is_one_line(tmp_path, stop, name, code):
+    """A stop in the half second the CLI's imports take (simulated: importing
+    cloudfree.cli.commands meets it; a native import may turn it into an error of its own) ends
+    with one line, not the import's traceback or nothing."""
+    program = ("import os, signal, sys\n"
+               "class Stop:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name == 'cloudfree.cli.commands':\n"
+               f"            {stop}\n"
+               "sys.meta_path.insert(0, Stop())\n"
+               "from cloudfree.cli.launch import main\n"
+               "main()\n")
     out = tmp_path / "mask.tif"
-    proc = subprocess.run([sys.executable, "-c", code, "mask", SUMMER_S2, "-o", out],
+    proc = subprocess.run([sys.executable, "-c", program, "mask", SUMMER_S2, "-o", out],
                           capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 130
-    assert proc.stderr == "Interrupted (SIGINT) while starting; nothing was done.\n"
+    assert proc.returncode == code
+    assert proc.stderr == f"Interrupted ({name}) while starting; nothing was done.\n"
     assert not out.exists()
 
 
@@ -538,3 +559,75 @@ def test_one_pixel_scene_and_nan_hole_raise_no_numpy_warning(tmp_path, float_s2)
         assert report["significance"] == 0.0 and report["applied"] is False
         report = coregister_file(SUMMER_S1, float_s2, tmp_path / "n.tif", quiet=True)
         assert report["windows"] == 1 and report["significance"] > 0
+
+
+# --- 10. no process outlives the run --------------------------------------------------------------
+
+def children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(map(int, (task / "children").read_text().split()))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_batch_workers_exit_when_the_batch_is_killed(tmp_path):
+    """SIGKILL of the batch process, which cannot stop its workers: they notice within
+    seconds, stop their scene as SIGTERM would (no partial output left) and exit."""
+    scenes = tmp_path / "scenes"
+    for name in ("a", "b"):
+        (scenes / name).mkdir(parents=True)
+        mosaic(SUMMER_S2, scenes / name / "s2.tif", 8)
+    out = tmp_path / "out"
+    proc = cloudfree_process("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
+                             "--quiet", start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and leftovers(out)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = children(proc.pid)
+    assert len(workers) >= 2  # two workers and multiprocessing's resource tracker
+    proc.kill()
+    proc.wait()  # not communicate: workers left alive would hold its pipes open
+    deadline = time.monotonic() + 15
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert left == []
+    assert leftovers(out) == []
+
+
+# --- 11. an address-space limit too low to load PyTorch is one line, not a native abort ---------
+
+@pytest.mark.parametrize("command, limit_mb, what", [
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--model", "cloudfree-fillnet"], 680,
+     r"a network model \(PyTorch and the model\)"),  # std::bad_alloc, abort
+    (["remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "--model", "cloudfree-fillnet"], 780,
+     r"a network model \(PyTorch and the model\)"),  # "libgomp: Thread creation failed", exit 1
+    (["train", SUMMER_S2.parent, "--epochs", "1", "--crop", "32"], 680, "PyTorch"),
+    (["export-onnx", "--model", "cloudfree-fillnet"], 680, "PyTorch"),
+])
+def test_too_low_an_address_space_limit_for_pytorch_is_one_line(tmp_path, command, limit_mb,
+                                                                 what):
+    out = tmp_path / ("out.tif" if command[0] == "remove" else "out")
+    proc = cloudfree_process(*command, "-o", out, "--quiet",
+                             limits={resource.RLIMIT_AS: limit_mb * 2**20})
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert re.fullmatch(
+        rf"Error: out of memory: the address-space limit \(ulimit -v\) of 0\.\d GiB leaves "
+        rf"\d+ MiB, and loading {what} takes about \d+ MiB; raise the limit\n", stderr), stderr
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from cloudfree import __version__
 from cloudfree.cli import options as opt
 from cloudfree.cli.options import INPUT, PATH, TILE_SIZE
 from cloudfree.core.errors import CloudfreeError, OutOfMemory, UsageError, spelled
-from cloudfree.core.memory import address_space_limit, out_of_memory
+from cloudfree.core.memory import address_space_limit, check_room_for_torch, out_of_memory
 from cloudfree.core.paths import Url, as_url
 from cloudfree.core.stop import (
     Interrupted,
@@ -76,7 +76,7 @@ def _memory_advice(exc: Exception, command: click.Command | None) -> str:
     limit = address_space_limit()
     why = "" if limit is None else \
         f" (the address-space limit, ulimit -v, of {limit / 2**30:.1f} GiB)"
-    flags = [f for f in ("--batch-size", "--block", "--tile")
+    flags = [f for f in ("--batch-size", "--block", "--tile", "--threads")
              if command is not None and any(f in p.opts for p in command.params)]
     return why + (f"; try a smaller {' or '.join(flags)}" if flags else "")
 
@@ -271,6 +271,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
     """Export a checkpoint or bundled model to ONNX (opset 17) with its scaling and bands in
     the metadata."""
     from cloudfree.inference.bundled import FILL_MODEL, bundled_models
+
+    check_room_for_torch()
     from cloudfree.inference.onnx_export import export_checkpoint, exportable
 
     bundled = bundled_models()
@@ -289,7 +291,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 
 @main.command(short_help="Run remove (or mask) on every scene under a folder.")
 @click.argument("scenes", type=INPUT)
-@opt.output("Output folder: <scene>.tif (remove) or <scene>_mask.tif (mask).", required=True)
+@opt.output("Output folder: <scene>.tif (remove) or <scene>_mask.tif (mask).", required=True,
+            folder=True)
 @click.option("--command", type=click.Choice(["remove", "mask"]), default="remove",
               show_default=True, help="What to run on each scene.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 1024),
@@ -409,7 +412,7 @@ def coregister(s1_path, s2_path, output, s1_units, refine, max_shift, threads, r
               show_default=True, help="Per-epoch factor of the exponential schedule.")
 @click.option("--clip", type=opt.NumberRange(0), default=1.0, show_default=True,
               help="Gradient-norm clipping (0: off).")
-@opt.output("Folder for last.pt, train_state.pt and log.csv [default: run].")
+@opt.output("Folder for last.pt, train_state.pt and log.csv [default: run].", folder=True)
 @opt.hidden_alias("--out", "output", type=PATH)
 @click.option("--resume", is_flag=True, help="Continue the run in the output folder.")
 @opt.overwrite
@@ -429,6 +432,7 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
 
     Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
     """
+    check_room_for_torch()
     from cloudfree.training.loop import TrainConfig, train_folder
     from cloudfree.training.recipes import with_recipe
 

@@ -1,7 +1,8 @@
-"""The ``cloudfree`` command's entry point: a Ctrl-C while the command's libraries load (about
-half a second, before any work) ends it with one line and exit code 130, like one during the
-work, instead of Python's traceback of the interrupted import. It also sets what must be set
-before the libraries load or the threads start: OpenBLAS's threads, glibc's heap arenas."""
+"""The ``cloudfree`` command's entry point: a Ctrl-C (or SIGTERM, SIGHUP) while the command's
+libraries load (about half a second, before any work) ends it with one line and exit code 130
+(143, 129), like one during the work, instead of Python's traceback of the interrupted import
+(or, for SIGTERM and SIGHUP, no word at all). It also sets what must be set before the
+libraries load or the threads start: OpenBLAS's threads, glibc's heap arenas."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import resource
 import sys
 import threading
 import types
+from signal import SIGINT
 
 from cloudfree.core.memory import limit_heap_arenas
+from cloudfree.core.stop import Interrupted, raise_on_stop_signals, signal_name, stop_requested
 
 #: Address space the command maps once its libraries are loaded, before any work: VmSize after
 #: importing ``cloudfree.cli.commands`` and ``cloudfree.pipeline.remove`` measured 0.36 GiB
@@ -79,14 +82,19 @@ def main() -> None:
               "libraries are loaded; raise the limit", file=sys.stderr, flush=True)
         sys.exit(1)
     limit_heap_arenas()  # before any thread allocates
+    raise_on_stop_signals()  # a SIGTERM or SIGHUP while the libraries load is said too
     try:
         for name in DEFERRED:
             defer(name)
         from cloudfree.cli.commands import main as cli
-    except KeyboardInterrupt:
-        print("Interrupted (SIGINT) while starting; nothing was done.", file=sys.stderr,
-              flush=True)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt) and stop_requested() is None:
+            raise
+        # the stop, or an error a library raised for it (a native import broken into)
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(stop_requested() or SIGINT)
+        print(f"Interrupted ({signal_name(stop.signum)}) while starting; nothing was done.",
+              file=sys.stderr, flush=True)
         # os._exit, not sys.exit: with the interrupt in the later imports, sys.exit(130) was
         # seen to end by SIGINT (-2) all the same (Python's unhandled-interrupt flag)
-        os._exit(130)
+        os._exit(stop.exit_code)
     cli()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,11 +36,19 @@ class NumberRange(click.FloatRange):
 
 
 class _Path(click.Path):
-    """``click.Path`` that refuses an empty string (which would mean the current folder)."""
+    """``click.Path`` that refuses an empty string (which would mean the current folder) and,
+    for a file (``file``), a trailing slash (which names a folder, and ``Path`` drops)."""
+
+    def __init__(self, file: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.file = file
 
     def convert(self, value, param, ctx) -> Path:
         if isinstance(value, str) and not value.strip():
             self.fail("an empty path.", param, ctx)
+        if self.file and isinstance(value, str) and value.endswith(("/", os.sep)):
+            self.fail(f"{value} ends with a slash, which names a folder: give a file name.",
+                      param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -54,6 +63,8 @@ class _Input(_Path):
 PATH = _Path(path_type=Path)
 #: Inputs that may be read over the network: Sentinel-2 and Sentinel-1 rasters, STAC items.
 INPUT = _Input(path_type=Path)
+#: A file to write.
+FILE_OUT = _Path(file=True, path_type=Path)
 #: The option names this module defines (the Python names click passes the commands).
 SHARED = ("output", "overwrite", "creation_options", "cog", "model", "checkpoint", "onnx",
           "device", "precision", "quiet", "verbose", "as_json", "offset", "mask_method", "s1_path",
@@ -91,9 +102,11 @@ def hidden_alias(old: str, name: str, **kwargs) -> Decorator:
     return decorate
 
 
-def output(help: str, required: bool = False) -> Decorator:
-    """-o/--output; its help names what the command writes and its default."""
-    return click.option("-o", "--output", type=PATH, required=required, help=help)
+def output(help: str, required: bool = False, folder: bool = False) -> Decorator:
+    """-o/--output, a file unless ``folder``; its help names what the command writes and its
+    default."""
+    return click.option("-o", "--output", type=PATH if folder else FILE_OUT, required=required,
+                        help=help)
 
 
 def overwrite(f):

@@ -138,17 +138,20 @@ def check_folder_output(path: Path | str, what: str) -> Path:
 
 @contextmanager
 def new_folder(path: Path | str, what: str) -> Iterator[Path]:
-    """Make the output folder ``path`` (see :func:`check_folder_output`) with its missing
-    parents; when the block fails, those made here that are still empty are removed."""
+    """The output folder ``path`` (see :func:`check_folder_output`), which the block makes with
+    its missing parents when it first writes there (a run killed before that leaves no empty
+    folder); when the block fails, the missing ones made meanwhile that are still empty are
+    removed."""
     path = check_folder_output(path, what)
     made = [p for p in (path, *path.parents) if not os.path.lexists(p)]
-    path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
     except BaseException:
         for folder in made:  # the deepest first
             try:
                 folder.rmdir()
+            except FileNotFoundError:  # not made yet
+                continue
             except OSError:  # not empty: the run wrote something worth keeping
                 break
         raise

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,11 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
                      if hasattr(signal, name))  # Windows has no SIGHUP
 #: Seconds after which a signal that came inside a ``__del__`` is sent again.
 RETRY_S = 0.05
+#: Seconds between a worker process's checks that the process that started it still lives.
+PARENT_POLL_S = 0.5
+#: Seconds a worker whose parent died gives its running task to unwind (remove its partial
+#: output) before it exits all the same.
+ORPHAN_GRACE_S = 60
 
 
 class Interrupted(KeyboardInterrupt):
@@ -200,3 +206,29 @@ def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
 
 def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
+
+
+#: Held by a worker process while it runs a task (see :func:`exit_with_parent`).
+task_running = threading.Lock()
+
+
+def exit_with_parent() -> None:
+    """Start a thread that ends this worker process once the process that started it is gone.
+
+    A parent killed by SIGKILL cannot stop its workers, and they would wait for tasks forever,
+    holding their memory. A task running then (``task_running`` held) is stopped as by SIGTERM,
+    which removes its partial output; the process exits once it has unwound. Polling the
+    parent's id works on every POSIX system (Linux's ``PR_SET_PDEATHSIG`` would only send a
+    signal, which an idle worker notes without exiting).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        if not task_running.acquire(blocking=False):
+            os.kill(os.getpid(), signal.SIGTERM)
+            task_running.acquire(timeout=ORPHAN_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -41,6 +41,13 @@ PRIOR_REFLECTANCE: tuple[float, ...] = (
 )
 #: Below this share of clear pixels among the valid ones, the prior replaces the scene median.
 MIN_CLEAR_FRACTION = 0.01
+#: Below this share, ``remove`` warns that the fill comes from little: the few clear pixels of
+#: a mostly cloudy scene lie in a few patches between clouds, often hazy, and their median need
+#: not be the land under the clouds. 5 %, a judgement: on the pool's real cloudy/clear pairs
+#: with the clear part shrunk to the pixels farthest from cloud, the median fill's error under
+#: the mask fell from 0.011 (median over 27-28 pairs) at 1-3 % clear to 0.007 at 5 % and 0.004
+#: at 20 % in one half of the scenes; the other half, hazier, showed no trend (0.035-0.041).
+FEW_CLEAR_FRACTION = 0.05
 #: Histogram step (reflectance) and range: one DN, reflectance 0 to 2.
 STEP = 1e-4
 BINS = 20001

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import numpy as np
 
 from cloudfree.core.errors import CloudfreeError, UsageError
+from cloudfree.core.memory import check_room_for_torch
 from cloudfree.core.paths import check_input
 from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_model
 from cloudfree.inference.scaling import Scaling
@@ -387,12 +388,14 @@ def open_engine(*, model: str | None = None, checkpoint: Path | str | None = Non
         if precision != "fp32":
             raise UsageError(f"precision={precision}: an ONNX model runs in fp32; precision "
                              "applies to checkpoints", "precision")
+        check_room_for_torch(model=True)  # onnxruntime's session, on torch's threads
         return OnnxEngine(onnx, device=device)
     # checked before any read: a FIFO, say, would block it forever
     path = check_input(model_file(model=model, checkpoint=checkpoint), "checkpoint", folder=False)
     fill = fill_checkpoint(path)
     if fill is not None:
         return FillEngine(*fill, device=device, precision=precision)
+    check_room_for_torch(model=True)
     from cloudfree.inference.checkpoint import load_checkpoint
 
     return TorchEngine(load_checkpoint(path), device=device, precision=precision)

@@ -51,7 +51,7 @@ def open_session(model: bytes | str, providers: list) -> onnxruntime.InferenceSe
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: its errors are raised, and said in one line
     options.intra_op_num_threads = torch.get_num_threads()
     # idle intra-op threads sleep instead of spinning: on CPU the loader threads need those
     # cycles (9 % off `remove` on 2 cores, identical output)

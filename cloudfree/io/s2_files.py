@@ -219,7 +219,12 @@ def _asset_file(href: str, item_path: Path | Url) -> Path | Url:
         return resolve(href, item_url)
     windows_drive = len(parsed.scheme) == 1  # "C:"
     if item_url is None and (parsed.scheme in ("", "file") or windows_drive):
-        path = Path(unquote(parsed.path) if parsed.scheme == "file" else href)
+        # hrefs are URIs: "B04%20v2.tif" is the file "B04 v2.tif" (a file of the literal name,
+        # as a hand-written item may mean, is taken when only that exists)
+        decoded = Path(unquote(parsed.path if parsed.scheme == "file" else href))
+        literal = Path(parsed.path if parsed.scheme == "file" else href)
+        path = next((p for p in (decoded, literal)
+                     if os.path.lexists(item_path.parent / p)), decoded)
         return path if path.is_absolute() else (item_path.parent / path)
     raise CloudfreeError(f"{item_path}: asset {href} is neither an http(s) URL nor a file "
                          f"{'relative to the item' if item_url else 'on this machine'}; give "

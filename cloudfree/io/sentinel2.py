@@ -71,6 +71,10 @@ SPECTRAL: dict[str, tuple[str, float, float]] = {
 QUANTIFICATION = 10000.0
 #: L1C DNs are uint16: a float value beyond this (1e30, inf, NaN) is no measurement but nodata.
 MAX_DN = float(np.iinfo(np.uint16).max)
+#: Share of a band's pixels below the radiometric offset past which the offset is doubtful:
+#: with the offset in the data only noise falls below it (dark water is 1-2 % reflectance in
+#: B04, 100-200 DN above it); with the offset removed, a quarter of a scene may be.
+BELOW_OFFSET = 0.05
 
 
 #: The radiometric offsets (DN) a product can carry: none, or that of baseline 04.00 and later.
@@ -152,6 +156,25 @@ class Sentinel2:
                     "(only %s): the mask from it finds no cloud, shadow or snow; give the "
                     "product's own SCL, or --no-scl to mask from the bands",
                     remote.shown(dataset.name), shown)
+
+    def warn_doubtful_offset(self) -> None:
+        """Warn when more than ``BELOW_OFFSET`` of the valid pixels of B04 (else the first
+        band), in a sample of up to 1024 x 1024, lie below the radiometric offset: negative
+        reflectance, as when the offset was already removed from the file."""
+        if self.offset <= 0:
+            return
+        band = "B04" if "B04" in self.band_sources else self.bands[0]
+        dataset, index, _ = self.band_sources[band]
+        sample = checked_read(S2_INPUT, dataset, index, masked=True,
+                              out_shape=(min(dataset.height, 1024), min(dataset.width, 1024)))
+        values = sample.compressed().astype(np.float64)
+        values = values[(values != 0) & (np.abs(values) <= MAX_DN)]  # 0: L1C's fill value
+        below = float(np.mean(values < self.offset)) if values.size else 0.0
+        if below > BELOW_OFFSET:
+            log.warning("%s: %.0f%% of %s's pixels are below the radiometric offset of %d DN "
+                        "(negative reflectance): the file may have had it removed already; if "
+                        "so, give --offset 0 (offset=0)", self.path, 100 * below, band,
+                        self.offset)
 
     @property
     def profile(self) -> dict:
@@ -428,8 +451,15 @@ def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
     elif path.suffix.lower() == ".json":
         found, kind = stac_files(path), "stac"
     else:
-        return _open_stack(path, offset, forced)
-    return _open_band_files(path, kind, found, offset, forced)
+        found, kind = None, "stack"
+    s2 = (_open_stack(path, offset, forced) if found is None
+          else _open_band_files(path, kind, found, offset, forced))
+    try:
+        s2.warn_doubtful_offset()
+    except BaseException:
+        s2.close()
+        raise
+    return s2
 
 
 def _level(named: str | None, forced: str | None, bands: set[str]) -> str:
@@ -461,7 +491,13 @@ def _open_stack(path: Path | Url, offset: int | None, forced: str | None) -> Sen
         elif ds.count in UNNAMED:
             order, what = UNNAMED[ds.count]
             sources = {n: (ds, i + 1, 1) for i, n in enumerate(order)}
-            log.debug("%s: no band names, assuming %s", path, what)
+            described = sorted({d for d in ds.descriptions if d})
+            if described:  # a band order of its own, perhaps: say what is assumed
+                shown = ", ".join(described[:4]) + (", ..." if len(described) > 4 else "")
+                log.warning("%s: band descriptions (%s) name no Sentinel-2 band; assuming %s",
+                            path, shown, what)
+            else:
+                log.debug("%s: no band names, assuming %s", path, what)
         else:
             raise CloudfreeError(
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
@@ -656,6 +692,24 @@ def band_factor(ds, file: Path, band: str, grid) -> int:
     return factor
 
 
+def check_one_kind_of_values(sources: dict[str, tuple], found: BandFiles) -> None:
+    """Refuse spectral bands (band -> (dataset, index)) some of floating point values and some
+    of integers: read as the first band's type, reflectance of 0-1 among digital numbers came
+    out as nodata."""
+    floating = {b: np.issubdtype(np.dtype(ds.dtypes[i - 1]), np.floating)
+                for b, (ds, i) in sources.items()}
+    odd = [b for b in sources if floating[b]] if sum(floating.values()) * 2 <= len(floating) \
+        else [b for b in sources if not floating[b]]
+    if not odd or len(odd) == len(sources):
+        return
+    ds, i = sources[odd[0]]
+    rest = next(b for b in sources if b not in odd)
+    other = sources[rest][0].dtypes[sources[rest][1] - 1]
+    raise CloudfreeError(f"{found.files[odd[0]][0]}: band {odd[0]} holds {ds.dtypes[i - 1]} "
+                         f"values, {rest} and the other bands {other}: give every band as the "
+                         "same kind of values (digital numbers, or reflectance)")
+
+
 def _open_band_files(path: Path | Url, kind: str, found: BandFiles, offset: int | None,
                      forced: str | None) -> Sentinel2:
     """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
@@ -687,6 +741,7 @@ def _open_band_files(path: Path | Url, kind: str, found: BandFiles, offset: int 
             if file not in factors:
                 factors[file] = band_factor(datasets[file], file, band, grid)
             band_sources[band] = (datasets[file], index, factors[file])
+        check_one_kind_of_values({b: band_sources[b][:2] for b in spectral}, found)
         first = datasets[found.files[spectral[0]][0]]
         dtype = first.dtypes[found.files[spectral[0]][1] - 1]
         check_data_type(path, np.dtype(dtype))

@@ -157,10 +157,10 @@ def atomic_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
     remove_stale_partials(path)
     tmp = partial_path(path)
     try:
-        tmp.touch()
-    except OSError as exc:
-        raise CloudfreeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
+        try:  # inside the clean-up: a stop that comes as the file appears removes it
+            tmp.touch()
+        except OSError as exc:
+            raise CloudfreeError(f"cannot write {path}: {exc.strerror or exc}") from None
         with gdal_messages() as errors:
             try:
                 yield tmp

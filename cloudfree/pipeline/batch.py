@@ -26,22 +26,25 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cloudfree.core.arguments import check_kind, check_path, check_switch, check_whole
 from cloudfree.core.errors import CloudfreeError, UsageError, spelled
-from cloudfree.core.paths import check_folder_output, input_problem, taken
+from cloudfree.core.paths import check_folder_output, check_input, input_problem, taken
 from cloudfree.core.progress import progress
 from cloudfree.core.stop import (
     Interrupted,
     as_interrupted,
     check_stop,
+    exit_with_parent,
     note_stop_signals,
     stop_handled,
     stop_requested,
     stops_held,
     stops_raise,
+    task_running,
 )
 from cloudfree.core.threads import usable_cores
 from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL
@@ -50,6 +53,9 @@ from cloudfree.io.discovery import DEFAULT_S1_PATTERN, DEFAULT_S2_PATTERN, Probl
 from cloudfree.output.atomic import atomic_output
 from cloudfree.output.provenance import acquisition_time
 from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 log = logging.getLogger("cloudfree")
 
@@ -71,6 +77,9 @@ REPORT_FORMATS = (".json", ".csv")
 SCENE_STATUSES = ("ok", "failed", "skipped", "interrupted")
 #: Failed scene names shown in the closing error line before "and N more".
 SHOWN_FAILURES = 5
+#: Seconds to connect to a Dask scheduler, before any output is made: a scheduler on the
+#: network answers in well under a second; one not there is reported without a long wait.
+DASK_CONNECT_S = 10
 
 #: The GPU this worker process owns (set by the pool initializer), or None.
 _worker_device: str | None = None
@@ -245,7 +254,7 @@ def run_worker_scene(task: Task) -> SceneResult:
     if stop_requested():
         return SceneResult.of(task, "interrupted")
     try:
-        with stops_raise():
+        with task_running, stops_raise():
             return run_scene(task)
     except KeyboardInterrupt:
         return SceneResult.of(task, "interrupted")
@@ -264,6 +273,7 @@ def _init_worker(devices, threads: int, torch_too: bool, messages=None,
         log.setLevel(level)
         log.propagate = False
     note_stop_signals()
+    exit_with_parent()
     if devices is not None:
         _worker_device = devices.get()
     elif threads and torch_too:
@@ -329,19 +339,48 @@ def stop_workers() -> None:
         worker.terminate()
 
 
-def run_dask(tasks: list[Task], scheduler: str) -> Iterator[SceneResult]:
-    """Results as scenes finish on the Dask cluster at ``scheduler`` (address or JSON file)."""
+def dask_address(scheduler: str) -> str:
+    """The address of the Dask scheduler ``scheduler`` names: itself, or the one its scheduler
+    file (``*.json``, as ``dask scheduler --scheduler-file`` writes) holds; a one-line error
+    when dask.distributed is missing or the file is missing or holds no address."""
     try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
+        import distributed  # noqa: F401
     except ImportError:
         raise CloudfreeError(
             '--dask-scheduler needs dask.distributed: pip install "cloudfree[dask]"') from None
+    if not scheduler.endswith(".json"):
+        return scheduler
+    path = check_input(scheduler, "Dask scheduler file", folder=False)
     try:
-        client = (Client(scheduler_file=scheduler) if scheduler.endswith(".json")
-                  else Client(scheduler, timeout="20s"))
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise CloudfreeError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+        address = json.loads(path.read_bytes()).get("address")
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
+        address = None
+    if not isinstance(address, str) or not address:
+        raise CloudfreeError(f"Dask scheduler file {path} holds no scheduler address (JSON with "
+                             '"address"): give the file the scheduler wrote '
+                             "(--scheduler-file) or its address")
+    return address
+
+
+def dask_client(scheduler: str, address: str) -> Client:
+    """A client of the Dask scheduler at ``address`` (from ``scheduler``), connected within
+    ``DASK_CONNECT_S``."""
+    from distributed import Client
+
+    where = scheduler if address == scheduler else f"{address} (from {scheduler})"
+    try:
+        return Client(address, timeout=DASK_CONNECT_S)
+    except MemoryError:  # a message length read from a reply in another protocol
+        raise CloudfreeError(f"{where} answered, but not as a Dask scheduler: check the "
+                             "address") from None
+    except Exception as exc:  # whatever the connection raised, said in one line
+        raise CloudfreeError(f"cannot reach the Dask scheduler {where}: {exc}") from None
+
+
+def run_dask(tasks: list[Task], client: Client) -> Iterator[SceneResult]:
+    """Results as scenes finish on the Dask cluster of ``client``, which is closed at the end."""
+    from distributed import as_completed as dask_completed
+
     with client:
         keys = [f"cloudfree-{i}-{t.scene.name}" for i, t in enumerate(tasks)]
         task_of = dict(zip(keys, tasks, strict=True))
@@ -564,6 +603,7 @@ def run_batch(
     if dask_scheduler is not None and not dask_scheduler.strip():
         raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
                          "or leave it out to run here", "dask_scheduler")
+    address = dask_address(dask_scheduler) if dask_scheduler else None
     # remove runs without S1 where it can: with references, or with the network-free model
     network = options.get("checkpoint") or options.get("onnx") or (
         options.get("model") or DEFAULT_MODEL) != FILL_MODEL
@@ -574,7 +614,6 @@ def run_batch(
     if not found.scenes and not found.problems:
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
     check_scene_outputs(found.scenes, out_dir, command, report, stac)
-    out_dir.mkdir(parents=True, exist_ok=True)
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command),
                   {**scene_options(options, out_dir, s.name),
@@ -583,9 +622,16 @@ def run_batch(
     if resume:
         results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
         tasks = [t for t in tasks if not t.output.exists()]
+    client = dask_client(dask_scheduler, address) if address and tasks else None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)  # once the cluster answered
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
     if tasks:
-        if dask_scheduler:
-            running = run_dask(tasks, dask_scheduler)
+        if client is not None:
+            running = run_dask(tasks, client)
         else:
             devices = gpu_devices(command, options)
             jobs = min(jobs or max(1, len(devices)), len(tasks))

@@ -57,6 +57,7 @@ from cloudfree.fill.local import (
     source_weight,
 )
 from cloudfree.fill.median import (
+    FEW_CLEAR_FRACTION,
     MAX_CORRECTION,
     ClearHistogram,
     FillSpectrum,
@@ -895,9 +896,9 @@ def remove_scene(
         log.warning("%s: %.1f%% of the filled pixels (%d) have no Sentinel-1 under them: "
                     "filled from the optical context alone", Path(s2_path).name,
                     100 * without_s1, pipe.filled_without_s1)
-    if spectrum is not None and spectrum.source == "prior" and from_dates is None \
-            and pipe.filled:
-        warn_prior_fill(Path(s2_path).name, spectrum, model.runs_network)
+    if spectrum is not None and spectrum.clear_fraction < FEW_CLEAR_FRACTION \
+            and from_dates is None and pipe.filled:
+        warn_little_clear(Path(s2_path).name, spectrum, model.runs_network)
     return {
         "input": str(s2_path), "s1": None if s1_path is None else str(s1_path),
         "output": str(output),
@@ -922,16 +923,19 @@ def remove_scene(
     }
 
 
-def warn_prior_fill(name: str, fill: FillSpectrum, network: bool) -> None:
-    """Warn that a scene with (almost) nothing clear, all cloud or all saturated, was filled
-    from the prior: one spectrum, the same in every cloud pixel (the network's correction of
-    it aside), not the land under the clouds."""
+def warn_little_clear(name: str, fill: FillSpectrum, network: bool) -> None:
+    """Warn that a scene with little clear (under ``FEW_CLEAR_FRACTION``) was filled from
+    one spectrum, the same in every cloud pixel where no clear neighbour is near (the
+    network's correction of it aside): the prior when almost nothing is clear (all cloud or
+    all saturated), else the median of the few clear pixels, not the land under the
+    clouds."""
     how = "by the network starting from" if network else "with"
+    spectrum = ("the median of clear Sentinel-2 scenes elsewhere (the prior)"
+                if fill.source == "prior" else
+                "the median of those few pixels (mostly cloud edges, perhaps hazy)")
     log.warning("%s: only %.2f%% of the scene is clear: its clouds are filled %s one spectrum, "
-                "the median of clear Sentinel-2 scenes elsewhere (the prior), not the land "
-                "under them; give other dates of the same place with --reference "
-                "(references)",
-                name, 100 * fill.clear_fraction, how)
+                "%s, not the land under them; give other dates of the same place with "
+                "--reference (references)", name, 100 * fill.clear_fraction, how, spectrum)
 
 
 def check_bands(s2: Sentinel2, engine: Engine, name: str, params: MaskParams

@@ -141,8 +141,21 @@ def load_sample(sample: Sample, params: MaskParams = MaskParams()) -> LoadedSamp
         raise CloudfreeError(f"sample {sample.name}: sizes differ (S1 {s1.shape[1:]}, cloudy "
                              f"{cloudy.shape[1:]}, cloud-free {clear.shape[1:]}); "
                              "co-register first")
-    valid = valid & valid_clear & np.isfinite(s1).all(axis=0)
+    own = {sample.s1: np.isfinite(s1).all(axis=0), sample.s2_cloudy: valid,
+           sample.s2_clear: valid_clear}
+    valid = valid & valid_clear & own[sample.s1]
+    if not valid.any():
+        raise CloudfreeError(f"sample {sample.name} has no usable pixel: {_unusable(own)}; fix "
+                             "or remove the sample")
     return LoadedSample(cloudy, clear, s1, valid, cloud_mask(cloudy, valid, params))
+
+
+def _unusable(own: dict[Path, np.ndarray]) -> str:
+    """Why no pixel of a sample is valid, from each file's own valid mask."""
+    for path, valid in own.items():
+        if not valid.any():
+            return f"every pixel of {path} is nodata (NaN or its nodata value)"
+    return f"no pixel is valid in {', '.join(map(str, own))} at once"
 
 
 def network_arrays(loaded: LoadedSample, scaling: Scaling) -> dict[str, np.ndarray]:
@@ -192,6 +205,7 @@ class TripletDataset(torch.utils.data.Dataset):
         self.samples, self.scaling, self.params = samples, scaling, params
         self.crop = None if crop is None else crop - crop % multiple
         self.multiple = multiple
+        self._small_seen = False  # a sample smaller than the crop was reported
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -203,6 +217,12 @@ class TripletDataset(torch.utils.data.Dataset):
             m = self.multiple
             return {k: torch.from_numpy(v[:, :h - h % m, :w - w % m].copy())
                     for k, v in arrays.items()}
+        h, w = arrays["s2"].shape[1:]
+        if self.crop > min(h, w) and not self._small_seen:  # once per loading process
+            self._small_seen = True
+            log.warning("crop %d is larger than sample %s (%d x %d): its crops are %d px",
+                        self.crop, self.samples[index].name, w, h,
+                        min(h, w) - min(h, w) % self.multiple)
         rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
         view = random_view(arrays, rng, self.crop, self.multiple)
         return {k: torch.from_numpy(v) for k, v in view.items()}

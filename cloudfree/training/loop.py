@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ CHECKPOINT = "last.pt"
 STATE = "train_state.pt"
 LOG = "log.csv"
 SCHEDULES = ("cosine", "step", "exponential", "constant")
+#: Largest learning rate taken: an Adam step moves each weight by about the rate, and the
+#: networks' weights are of order 1 or less.
+MAX_LR = 1.0
 
 
 @dataclass
@@ -87,6 +91,10 @@ class TrainConfig:
             raise UsageError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
         if not 0 < self.decay <= 1:
             raise UsageError(f"decay must be in (0, 1], got {self.decay}")
+        if not 0 < self.lr <= MAX_LR:  # one epoch at 1e30 saved weights of 1e30, finite
+            raise UsageError(f"lr={self.lr:g} must be above 0 and at most {MAX_LR:g}: Adam moves "
+                             "every weight by about the learning rate each step (the papers "
+                             "train at 1e-4 to 1e-3)", "lr")
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
@@ -121,12 +129,17 @@ def check_amp(amp: bool, device: str) -> None:
 
 
 def loader_workers(workers: int | None, device: torch.device) -> int:
-    """Data-loading processes: as given, else 0 on CPU (the network needs the cores) and on
-    a GPU up to 8, one per core (with none, GLF-CR small on an H100 trained 4.1x
-    slower, 13 against 54 samples/s at 128 px, batch 16, AMP)."""
+    """Data-loading processes: as given up to one per usable core, else 0 on CPU (the network
+    needs the cores) and on a GPU up to 8, one per core (with none, GLF-CR small on an H100
+    trained 4.1x slower, 13 against 54 samples/s at 128 px, batch 16, AMP)."""
+    cores = usable_cores()
+    if workers is not None and workers > cores:  # each would compete for the same cores
+        log.warning("%d data-loading processes asked for, more than the %d usable cores; "
+                    "using %d", workers, cores, cores)
+        return cores
     if workers is not None:
         return workers
-    return 0 if device.type == "cpu" else min(8, usable_cores())
+    return 0 if device.type == "cpu" else min(8, cores)
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
@@ -187,6 +200,18 @@ def _batch_loss(network, batch: dict, loss_fn, scaling: Scaling, progress_done: 
     return loss_fn(pred.float() / f, on_reflectance, aux, progress_done)
 
 
+def _own_errors(loader: DataLoader) -> Iterator[dict]:
+    """The loader's batches; an error of cloudfree's in a loading process is raised with its
+    own one-line message (the DataLoader puts the process's traceback into it)."""
+    try:
+        yield from loader
+    except CloudfreeError as exc:
+        text = str(exc).strip()
+        if "\nOriginal Traceback" not in text:
+            raise
+        raise type(exc)(text.splitlines()[-1].partition(": ")[2]) from None
+
+
 def _write_log(path: Path, row: dict) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as fh:
@@ -239,8 +264,9 @@ def _train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config:
         if world > 1:
             sampler.set_epoch(epoch)
         started, sums, count = time.time(), {}, 0
-        bar = progress(loader, total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       quiet=config.quiet or rank > 0, unit="batch")
+        bar = progress(_own_errors(loader), total=per_epoch,
+                       desc=f"epoch {epoch + 1}/{config.epochs}", quiet=config.quiet or rank > 0,
+                       unit="batch")
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             lr = learning_rate(config, step, total, per_epoch)
@@ -309,6 +335,7 @@ def _save(out: Path, network: CloudRemovalNet, scaling: Scaling, opt, scaler, ep
           step: int, config: TrainConfig, metadata: dict | None) -> None:
     """Checkpoint and training state of the finished epoch."""
     meta = {**(metadata or {}), "training": {**asdict(config), "epoch": epoch, "step": step}}
+    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / CHECKPOINT, network, scaling, metadata=meta)
     with atomic_output(out / STATE, overwrite=True) as tmp:
         torch.save({"epoch": epoch, "step": step, "optimizer": opt.state_dict(),

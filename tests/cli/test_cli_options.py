@@ -68,3 +68,25 @@ def test_old_spellings_still_work(tmp_path, old, new, cli):
     with rasterio.open(tmp_path / "m0.tif") as a, rasterio.open(tmp_path / "m1.tif") as b:
         assert a.tags()["MASK_METHOD"] == b.tags()["MASK_METHOD"] == "dsen2cr"
         assert (a.read() == b.read()).all()
+
+
+@pytest.mark.parametrize("command", [
+    ["mask", SUMMER_S2],
+    ["export-onnx", "--model", "cloudfree-fillnet"],
+])
+def test_a_file_output_with_a_trailing_slash_is_refused(tmp_path, command, cli):
+    """``-o o.tif/`` names a folder; it wrote the file ``o.tif``."""
+    out = f"{tmp_path / 'o.tif'}/"
+    result = cli(*command, "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '-o' / '--output': {out} ends with a slash, which names a "
+        "folder: give a file name.")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_output_may_end_with_a_slash(tmp_path):
+    from cloudfree.cli.options import FILE_OUT, PATH
+
+    assert PATH.convert(f"{tmp_path}/run/", None, None) == tmp_path / "run"
+    assert FILE_OUT.convert(f"{tmp_path}/o.tif", None, None) == tmp_path / "o.tif"

@@ -6,13 +6,25 @@ import csv
 import json
 import os
 import shutil
+import socket
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from helpers import (
+    FLOODS_S1,
+    FLOODS_S2,
+    SUMMER_S1,
+    SUMMER_S2,
+    WINTER_CLEAR,
+    WINTER_S1,
+    WINTER_S2,
+    cloudfree_process,
+    one_line_error,
+)
 
 from cloudfree.io.discovery import date_from_tags, date_from_text, discover
 
@@ -228,6 +240,67 @@ def test_missing_folder_and_missing_dask(tmp_path, monkeypatch, cli):
     result = cli("batch", flat, "-o", tmp_path / "out", "--command", "mask",
                  "--dask-scheduler", "tcp://127.0.0.1:1")
     assert result.exit_code == 1 and 'pip install "cloudfree[dask]"' in result.stderr
+
+
+@pytest.fixture
+def junk_server():
+    """The address of a TCP server that answers every connection with an HTTP error page,
+    not Dask's protocol."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 8)
+
+    threading.Thread(target=answer, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def test_a_bad_dask_scheduler_is_one_line_before_any_output(tmp_path, monkeypatch, cli,
+                                                            junk_server):
+    """A scheduler file that is not one, a scheduler that is not there and a server that is not
+    a scheduler: one line within seconds, and no output folder made."""
+    pytest.importorskip("distributed")
+    monkeypatch.setattr("cloudfree.pipeline.batch.DASK_CONNECT_S", 1)
+    scenes, out = flat_folder(tmp_path / "flat"), tmp_path / "out"
+    garbage = tmp_path / "scheduler.json"
+    garbage.write_bytes(b"\x00garbage{")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    for scheduler, message in [
+        (garbage, f"Dask scheduler file {garbage} holds no scheduler address (JSON with "
+                  '"address"): give the file the scheduler wrote (--scheduler-file) or its '
+                  "address"),
+        (free, f"cannot reach the Dask scheduler {free}: Timed out trying to connect to {free} "
+               "after 1 s"),
+        (junk_server, f"{junk_server} answered, but not as a Dask scheduler: check the address"),
+    ]:
+        result = cli("batch", scenes, "-o", out, "--command", "mask", "--dask-scheduler",
+                     scheduler)
+        assert result.exit_code == 1
+        assert one_line_error(result) == f"Error: {message}"
+        assert not out.exists()
+
+
+def test_a_missing_dask_scheduler_file_is_one_line_not_a_wait(tmp_path):
+    pytest.importorskip("distributed")
+    scenes, out = flat_folder(tmp_path / "flat"), tmp_path / "out"
+    proc = cloudfree_process("batch", scenes, "-o", out, "--dask-scheduler",
+                             tmp_path / "none.json")
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert stderr == f"Error: Dask scheduler file {tmp_path / 'none.json'} does not exist\n"
+    assert not out.exists()
 
 
 def test_dask_cluster_gives_the_same_outputs_as_local_jobs(scenes, tmp_path, cli):

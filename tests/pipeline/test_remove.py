@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -441,6 +442,26 @@ def test_a_scene_with_nothing_clear_warns_that_it_is_filled_with_one_spectrum(
         "not the land under them; give other dates of the same place with --reference "
         "(references)"]
     assert all(np.unique(band).size == 1 for band in read(out)[0])
+
+
+def test_a_scene_with_a_few_percent_clear_warns_that_its_fill_comes_from_little(
+        tmp_path, pasted_cloud, cli):
+    """A 56 px square of the clear winter land left in the all-cloud scene: the scene's median
+    (not the prior) fills the rest; it was said only below 1 % clear."""
+    s2 = _all_cloud(tmp_path / "target_20171201.tif", pasted_cloud, saturated=False)
+    with rasterio.open(s2, "r+") as ds:
+        image = ds.read()
+        image[:, 100:156, 100:156] = pasted_cloud["truth"][:, 100:156, 100:156]
+        ds.write(image)
+    result = cli("remove", "--s2", s2, "--model", "median-fill", "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0, result.output
+    line, = result.stderr.splitlines()
+    share = float(re.match(r"cloudfree: target_20171201\.tif: only (\d\.\d\d)% of the scene "
+                           "is clear: its clouds are filled with one spectrum, the median of "
+                           r"those few pixels \(mostly cloud edges, perhaps hazy\), not the "
+                           "land under them; give other dates of the same place with "
+                           r"--reference \(references\)$", line)[1])
+    assert 1 < share < 5
 
 
 def test_a_scene_with_clear_land_gives_no_such_warning(tmp_path, pasted_cloud, cli):

@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import SUMMER_S1, SUMMER_S2, WINTER, flat_layout, read_csv
+from helpers import (
+    SUMMER_S1,
+    SUMMER_S2,
+    WINTER,
+    cloudfree_process,
+    flat_layout,
+    one_line_error,
+    read_csv,
+)
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.training.datasets import find_samples
@@ -71,7 +82,17 @@ def test_loader_workers_default_to_none_on_cpu_and_some_on_a_gpu():
 
     assert loader_workers(None, torch.device("cpu")) == 0
     assert loader_workers(None, torch.device("cuda")) == min(8, usable_cores())
-    assert loader_workers(3, torch.device("cpu")) == 3
+    assert loader_workers(1, torch.device("cpu")) == 1
+
+
+def test_more_loader_workers_than_cores_are_capped_with_a_warning(cloudfree_log):
+    from cloudfree.core.threads import usable_cores
+    from cloudfree.training.loop import loader_workers
+
+    cores = usable_cores()
+    assert loader_workers(100000, torch.device("cpu")) == cores
+    assert (f"100000 data-loading processes asked for, more than the {cores} usable cores; "
+            f"using {cores}") in cloudfree_log.text
 
 
 def test_persistent_loader_workers_train_every_epoch(tmp_path):
@@ -127,9 +148,21 @@ def test_distributed_training_on_cpu_with_gloo(tmp_path):
     assert torch.load(out / STATE, weights_only=True)["step"] == 1
 
 
-def test_a_diverging_run_stops_and_a_nan_checkpoint_is_refused(tmp_path, cli):
+def test_a_learning_rate_above_1_is_refused(tmp_path, cli):
+    """One epoch at 1e30 saved weights of about 1e30, finite, and exited 0."""
+    data, run = sen12mscr_layout(tmp_path / "data"), tmp_path / "run"
+    result = cli("train", data, "--epochs", "1", "--crop", "32", "--lr", "1e30", "--out", run)
+    assert result.exit_code == 2, result.output
+    assert one_line_error(result) == (
+        "Error: --lr 1e+30 must be above 0 and at most 1: Adam moves every weight by about the "
+        "learning rate each step (the papers train at 1e-4 to 1e-3)")
+    assert not run.exists()
+
+
+def test_a_diverging_run_stops_and_a_nan_checkpoint_is_refused(tmp_path, cli, monkeypatch):
     """The loss not finite: one line and exit 1, no NaN last.pt written; a checkpoint whose
     parameters are NaN is refused in one line."""
+    monkeypatch.setattr("cloudfree.training.loop.MAX_LR", 1e30)  # a rate that diverges
     data = sen12mscr_layout(tmp_path / "data")
     run = tmp_path / "run"
     result = cli("train", str(data), "--epochs", "2", "--crop", "32", "--lr", "1e30",
@@ -155,3 +188,49 @@ def test_a_diverging_run_stops_and_a_nan_checkpoint_is_refused(tmp_path, cli):
                        r"or infinite values \(its training diverged\); train it again with a "
                        r"lower learning rate$"):
         load_checkpoint(bad)
+
+
+def nan_s1_layout(root: Path) -> Path:
+    """The winter triplet with every pixel of its S1 NaN."""
+    data = flat_layout(root, 1)
+    s1 = data / "s1" / "winter0.tif"
+    s1.unlink()
+    with rasterio.open(WINTER["s1"]) as src:
+        profile = src.profile
+    with rasterio.open(s1, "w", **profile) as dst:
+        dst.write(np.full((2, profile["height"], profile["width"]), np.nan, np.float32))
+    return data
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_sample_with_no_usable_pixel_is_refused_naming_the_file(tmp_path, cli, workers):
+    """An all-NaN S1 leaves no pixel to train on (it trained at a loss of 0): one line naming
+    the file, also from a loading process; no run folder."""
+    data, run = nan_s1_layout(tmp_path / "data"), tmp_path / "run"
+    result = cli("train", data, "--epochs", "1", "--crop", "32", "--workers", workers,
+                 "--out", run, "-q")
+    assert result.exit_code == 1, result.output
+    assert one_line_error(result) == (
+        f"Error: sample winter0 has no usable pixel: every pixel of {data}/s1/winter0.tif is "
+        "nodata (NaN or its nodata value); fix or remove the sample")
+    assert not run.exists()
+
+
+def test_a_run_killed_before_its_first_epoch_leaves_no_folder(tmp_path):
+    data, run = flat_layout(tmp_path / "data", 8), tmp_path / "runs" / "run"
+    proc = cloudfree_process("train", data, "--epochs", "1", "--crop", "128", "-o", run)
+    for line in proc.stderr:
+        if "training dsen2cr" in line:
+            break
+    time.sleep(0.5)  # the first epoch takes seconds
+    assert proc.poll() is None
+    proc.kill()
+    proc.communicate()
+    assert list(tmp_path.iterdir()) == [tmp_path / "data"]
+
+
+def test_a_crop_larger_than_the_samples_is_reported(tmp_path, cloudfree_log):
+    data, out = flat_layout(tmp_path / "data", 1), tmp_path / "run"
+    train_folder(data, TrainConfig(epochs=1, batch_size=1, crop=512, quiet=True), out)
+    assert "crop 512 is larger than sample winter0 (256 x 256): its crops are 256 px" \
+        in cloudfree_log.text
