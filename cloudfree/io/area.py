@@ -57,7 +57,7 @@ def parse_crs(value: object) -> CRS:
             raise CRSError("not a string")
         with rasterio.Env():  # PROJ's complaint to the log, not to stderr
             return CRS.from_user_input(value)
-    except CRSError:
+    except (CRSError, ValueError):  # "EPSG:nope" fails in the parsing of its code
         raise UsageError(f"bbox_crs={value!r} is no CRS PROJ knows; give one such as "
                          "EPSG:4326 (longitude, latitude) or EPSG:32631", "bbox_crs") from None
 
