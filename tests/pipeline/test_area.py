@@ -3,11 +3,13 @@ the scene's grid cropped to it, as the same window of a whole-scene run."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from helpers import SUMMER_S2, WINTER_S2
+from helpers import ROOT, SUMMER_S2, WINTER_S2
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from s2_builders import write_band_folder
@@ -44,16 +46,11 @@ def inner(shape: tuple[int, int], margin: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory) -> dict:
+def whole(tmp_path_factory, cli) -> dict:
     """``remove`` of the whole summer sample, with its mask."""
-    from click.testing import CliRunner
-
-    from cloudfree.cli.commands import main
-
     folder = tmp_path_factory.mktemp("whole")
     out, mask = folder / "whole.tif", folder / "whole_mask.tif"
-    result = CliRunner().invoke(main, ["remove", "--s2", str(SUMMER_S2), "-o", str(out),
-                                       "--mask-out", str(mask), "-q"])
+    result = cli("remove", "--s2", SUMMER_S2, "-o", out, "--mask-out", mask, "-q")
     assert result.exit_code == 0, result.output
     return {"output": out, "mask": mask}
 
@@ -211,3 +208,26 @@ def test_batch_masks_the_box_of_each_scene(tmp_path, cli):
     assert bounds.left <= BOX[0] and bounds.bottom <= BOX[1]
     assert bounds.right >= BOX[2] and bounds.top >= BOX[3]
     assert not (out / "winter_mask.tif").exists()
+
+
+def test_the_other_dates_and_their_source_map_follow_the_box(tmp_path, cli):
+    """The five bundled dates (EPSG:4326): a box in that CRS, with three references."""
+    series = ROOT / "examples" / "data" / "series"
+    target = series / "s2_2018-07-05.tif"
+    references = [a for d in ("06-10", "06-25", "07-20") for a in
+                  ("--reference", series / f"s2_2018-{d}.tif")]
+    out, source = tmp_path / "out.tif", tmp_path / "source.tif"
+    result = cli("remove", "--s2", target, *references, "-o", out, "--source-out", source,
+                 "--bbox", 12.726, 42.066, 12.732, 42.072, "--bbox-crs", "EPSG:4326", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    with rasterio.open(target) as src, rasterio.open(out) as ds, rasterio.open(source) as sm:
+        window = Window(*map(int, ds.tags()[INPUT_WINDOW].split()))
+        assert (sm.transform, sm.shape) == (ds.transform, ds.shape)
+        assert ds.transform == src.window_transform(window)
+        assert ds.width < src.width and ds.height < src.height
+        sources, observed = sm.read(1), src.read(window=window)
+        # every pixel taken from another date is counted, and the observed ones are kept
+        taken = (sources >= 1) & (sources <= 3)
+        assert taken.sum() == summary["pixels_by_source"]["references"] > 0
+        assert np.array_equal(ds.read()[:, sources == 0], observed[:, sources == 0])
