@@ -126,10 +126,11 @@ def main() -> None:
               help="Windows read and classified at once [default: all usable cores].")
 @opt.offset
 @opt.level
+@opt.area
 @opt.geotiff_outputs
 @opt.quiet
 def mask(scene, output, mask_params, score_path, references, as_json, block, threads, offset,
-         level, overwrite, creation_options, cog, quiet):
+         level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
     """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata.
 
     SCENE: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12 in L2A order), an L1C or
@@ -139,7 +140,7 @@ def mask(scene, output, mask_params, score_path, references, as_json, block, thr
     from cloudfree.pipeline.mask import mask_scene
 
     summary = mask_scene(scene, output or default_output(scene, "_mask"), mask_params,
-                         offset=offset, level=level,
+                         offset=offset, level=level, bbox=bbox, bbox_crs=bbox_crs,
                          score_path=score_path, overwrite=overwrite,
                          creation_options=creation_options, block=block, threads=threads,
                          cog=cog,
@@ -227,6 +228,7 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @opt.as_json
 @opt.offset
 @opt.level
+@opt.area
 @opt.geotiff_outputs
 @opt.quiet
 def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **options):
@@ -329,12 +331,13 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.precision(default=None)
 @opt.offset
 @opt.level
+@opt.area
 @opt.geotiff_outputs
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references,
           temporal_mask, masks, uncertainty, dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
-          offset, level, overwrite, creation_options, cog, quiet):
+          offset, level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
 
     --masks, --uncertainty, --model, --checkpoint, --onnx, --device, --tile, --batch-size and
@@ -348,7 +351,7 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
                "level": None if level == "auto" else level,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
                "cog": cog, "masks": masks, "uncertainty": uncertainty,
-               "temporal_mask": temporal_mask}
+               "temporal_mask": temporal_mask, "bbox": bbox, "bbox_crs": bbox_crs}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,

@@ -68,7 +68,7 @@ FILE_OUT = _Path(file=True, path_type=Path)
 #: The option names this module defines (the Python names click passes the commands).
 SHARED = ("output", "overwrite", "creation_options", "cog", "model", "checkpoint", "onnx",
           "device", "precision", "quiet", "verbose", "as_json", "offset", "mask_method", "s1_path",
-          "s2_path", "s1_units", "refine", "max_shift")
+          "s2_path", "s1_units", "refine", "max_shift", "bbox", "bbox_crs")
 
 Decorator = Callable[[Callable], Callable]
 
@@ -213,6 +213,19 @@ def level(f):
         default="auto", show_default=True,
         help="Processing level: L1C (top of atmosphere) or L2A (bottom of atmosphere, with the "
              "scene classification SCL); auto reads the metadata, else the band set.")(f)
+
+
+def area(f):
+    """--bbox MINX MINY MAXX MAXY and --bbox-crs for the commands that mask or fill a scene."""
+    f = click.option(
+        "--bbox-crs", metavar="CRS",
+        help="CRS of --bbox, as PROJ reads it: EPSG:4326 for longitude and latitude "
+             "[default: the scene's].")(f)
+    return click.option(
+        "--bbox", type=float, nargs=4, default=None, metavar="MINX MINY MAXX MAXY",
+        help="Process only this box of the scene (in its CRS unless --bbox-crs): the outputs "
+             "are the scene's grid cropped to it, snapped outward to whole pixels; a box "
+             "reaching beyond the scene is clipped to it.")(f)
 
 
 def mask_method(f):

@@ -1,16 +1,20 @@
-"""How the inputs are read: the Sentinel-2's radiometric offset and processing level, and how the
-Sentinel-1 is put on the Sentinel-2 grid. One object, checked when it is made, that goes with a
-run from the command line or the library down to every scene it opens (the target and its
-references)."""
+"""How the inputs are read: the Sentinel-2's radiometric offset and processing level, how the
+Sentinel-1 is put on the Sentinel-2 grid, and the area of interest of the scene processed. One
+object, checked when it is made, that goes with a run from the command line or the library
+down to every scene it opens (the target and its references; the area crops the target alone,
+the others being put on its grid)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from cloudfree.core.arguments import check_choice, check_number, check_switch
+from cloudfree.core.errors import UsageError
+from cloudfree.io.area import box_window, check_box, parse_crs
 from cloudfree.io.s2_files import parse_level
 from cloudfree.io.sentinel1 import UNITS
-from cloudfree.io.sentinel2 import parse_offset
+from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2, parse_offset
 
 #: Range of the largest S1-S2 shift the refinement searches for (S2 pixels): its search area
 #: and memory grow with the square of it (1e9 asked for 24 GB).
@@ -39,6 +43,14 @@ class InputOptions:
         Estimate the residual S1-S2 shift and correct it when reliable. Default: True.
     max_shift : float
         Largest shift the refinement searches for, in S2 pixels, 0.5 to 100. Default: 10.
+    bbox : (minx, miny, maxx, maxy), optional
+        Area of interest: only the part of the scene inside this box is read and written, on
+        the scene's grid, the box snapped outward to whole pixels of it and clipped to the
+        scene (``io.area``); the other dates and the Sentinel-1 follow, as they are put on
+        that grid. Default: none, the whole scene.
+    bbox_crs : str, optional
+        The CRS of ``bbox`` as PROJ reads it (``EPSG:4326`` for longitude and latitude).
+        Default: none, the scene's CRS.
     """
 
     offset: str | int | None = "auto"
@@ -47,11 +59,35 @@ class InputOptions:
     s1_units: str = "auto"
     refine: bool = True
     max_shift: float = 10.0
+    bbox: tuple[float, float, float, float] | None = None
+    bbox_crs: str | None = None
 
     def __post_init__(self) -> None:
+        if self.bbox is not None:
+            object.__setattr__(self, "bbox", check_box(self.bbox))
+        if self.bbox_crs is not None:
+            if self.bbox is None:
+                raise UsageError(f"bbox_crs={self.bbox_crs} needs bbox=MINX MINY MAXX MAXY: "
+                                 "it is the CRS of that box", "bbox_crs", "bbox")
+            parse_crs(self.bbox_crs)
         parse_offset(self.offset)
         parse_level(self.level)
         check_switch("s1_aligned", self.s1_aligned)
         check_choice("s1_units", self.s1_units, UNITS)
         check_switch("refine", self.refine)
         check_number("max_shift", self.max_shift, *MAX_SHIFT_RANGE, "pixels")
+
+    def open_scene(self, path: Path | str) -> Sentinel2:
+        """The scene to process (not a reference): opened as these options read it and cropped
+        to ``bbox``."""
+        s2 = open_sentinel2(path, self.offset, self.level)
+        if self.bbox is None:
+            return s2
+        try:
+            crs = None if self.bbox_crs is None else parse_crs(self.bbox_crs)
+            s2.crop(box_window(self.bbox, crs, s2.crs, s2.transform, s2.width, s2.height,
+                               str(s2.path)))
+        except BaseException:
+            s2.close()
+            raise
+        return s2

@@ -22,6 +22,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.paths import Url, as_url, check_input
@@ -117,6 +118,7 @@ class Sentinel2:
     # order (L1C order for products, the stack's order for a GeoTIFF); SCL, if any, among them
     level: str = "L1C"  # "L1C" (top of atmosphere) or "L2A" (bottom of atmosphere)
     declared_scaling: bool = False  # the input declares scale and offset (GDAL tags, STAC)
+    area: Window | None = None  # the window of the stored grid the scene is cropped to
     _datasets: list = field(default_factory=list, repr=False)  # the opening thread's
     _thread_datasets: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
     _owner: int = field(default_factory=threading.get_ident, repr=False)
@@ -223,11 +225,25 @@ class Sentinel2:
         bands = self.bands if bands is None else bands
         self.require(bands, "this command", "give an input with these bands")
         window = window or Window(0, 0, self.width, self.height)
+        if self.area is not None:
+            window = Window(window.col_off + self.area.col_off, window.row_off
+                            + self.area.row_off, window.width, window.height)
         if self._shared is None:
             return _read_sources(self._thread_sources(), bands, window)
         size = int(window.height) * int(window.width) * len(bands) * np.dtype(self.dtype).itemsize
         with self._shared.sources(size) as sources:
             return _read_sources(sources, bands, window)
+
+    def crop(self, window: Window) -> None:
+        """Make the scene the whole-pixel ``window`` of its grid: its size, transform and
+        every read from then on are the window's (``read_dn``'s windows fall inside it)."""
+        col, row, width, height = (int(v) for v in (window.col_off, window.row_off,
+                                                    window.width, window.height))
+        self.transform = window_transform(Window(col, row, width, height), self.transform)
+        if self.area is not None:
+            col, row = col + self.area.col_off, row + self.area.row_off
+        self.area = Window(col, row, width, height)
+        self.width, self.height = width, height
 
     def tiles_across(self, block: int) -> int:
         """How many windows of ``block`` px a tile of the 10 and 20 m bands spans, across and

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from cloudfree import __version__
 from cloudfree.core.paths import as_url
@@ -41,6 +42,9 @@ SHIFT_X = "COREGISTER_SHIFT_X_PX"
 SHIFT_Y = "COREGISTER_SHIFT_Y_PX"
 SHIFT_APPLIED = "COREGISTER_APPLIED"
 RADIOMETRIC_OFFSET = "RADIOMETRIC_OFFSET"
+#: The part of the input's grid an output covers (an area of interest): column, row, width and
+#: height in the input's pixels.
+INPUT_WINDOW = "INPUT_WINDOW"
 #: ``remove --reference``: the references (JSON list of path, date, used, filled_pixels) and the
 #: pixels filled from them and by the single-date model.
 REFERENCES = "REFERENCES"
@@ -93,8 +97,9 @@ def acquisition_time(s2: Path | str) -> datetime | None:
 
 def provenance_tags(command: str, s2: Path | str, s1: Path | str | None = None, *,
                     model: str | None = None, model_path: Path | str | None = None,
-                    arch: str | None = None) -> dict[str, str]:
-    """The tags every output of ``command`` carries; ``model_path`` is the weights file used."""
+                    arch: str | None = None, area: Window | None = None) -> dict[str, str]:
+    """The tags every output of ``command`` carries; ``model_path`` is the weights file used,
+    ``area`` the window of the input's grid the output covers, when only part of it."""
     tags = {VERSION: __version__, COMMAND: command,
             PROCESSED: datetime.now(UTC).isoformat(timespec="seconds"),
             INPUT_S2: input_path(s2)}
@@ -109,6 +114,9 @@ def provenance_tags(command: str, s2: Path | str, s1: Path | str | None = None, 
         tags[MODEL_SHA256] = sha256(model_path)
     if arch:
         tags[ARCH] = arch
+    if area is not None:
+        tags[INPUT_WINDOW] = " ".join(str(int(v)) for v in (area.col_off, area.row_off,
+                                                             area.width, area.height))
     return tags
 
 

@@ -62,7 +62,8 @@ log = logging.getLogger("cloudfree")
 COMMANDS = ("remove", "mask")
 #: Options ``mask`` takes; ``remove`` takes any field of its option groups
 #: (``pipeline.options``) and ``mask_params``.
-MASK_OPTIONS = frozenset({"offset", "level", "creation_options", "overwrite", "cog"})
+MASK_OPTIONS = frozenset({"offset", "level", "creation_options", "overwrite", "cog", "bbox",
+                          "bbox_crs"})
 #: batch's own remove options: also write each scene's mask, its uncertainty.
 SCENE_OUTPUTS = ("masks", "uncertainty")
 #: remove options batch sets for each scene (its outputs' names, its references).

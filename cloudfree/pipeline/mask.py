@@ -20,7 +20,7 @@ from cloudfree.dates.references import scratch_room
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK, block_windows, scene_io_env, with_halo
-from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classify import (
     CLEAR,
     CLOUD,
@@ -104,7 +104,7 @@ def require_mask_bands(s2: Sentinel2, params: MaskParams) -> None:
 def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
     """Tags recording how the mask was made."""
     return {
-        **provenance_tags("mask", s2.path),
+        **provenance_tags("mask", s2.path, area=s2.area),
         "MASK_METHOD": params.method,
         "CLOUD_THRESHOLD": str(params.threshold),
         "NDSI_THRESHOLD": str(params.ndsi_threshold),
@@ -133,6 +133,8 @@ def mask_scene(
     cog: bool = True,
     quiet: bool = False,
     references: Sequence[Path | str] = (),
+    bbox: tuple[float, float, float, float] | None = None,
+    bbox_crs: str | None = None,
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
 
@@ -177,6 +179,12 @@ def mask_scene(
         it): where they see the ground clear, clouds, haze and shadows are found by comparing
         the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands.
         Default: none.
+    bbox : (minx, miny, maxx, maxy), optional
+        Mask only the part of the scene inside this box, snapped outward to whole pixels of
+        the scene's grid and clipped to the scene. Default: none, the whole scene.
+    bbox_crs : str, optional
+        The CRS of ``bbox`` (``EPSG:4326`` for longitude and latitude). Default: none, the
+        scene's CRS.
 
     Returns
     -------
@@ -189,7 +197,7 @@ def mask_scene(
     check_path("output", output)
     check_path("score_path", score_path, optional=True)
     check_kind("params", params, MaskParams, "a MaskParams")
-    inputs = InputOptions(offset=offset, level=level)
+    inputs = InputOptions(offset=offset, level=level, bbox=bbox, bbox_crs=bbox_crs)
     check_options_kind(creation_options)
     check_whole("block", block, *BLOCK_RANGE, "pixels")
     if threads is not None:
@@ -202,7 +210,7 @@ def mask_scene(
     if score_path is not None:
         check_output(Path(score_path), overwrite, [Path(scene)], geotiff=True)
     check_references(references, (), False, scene)
-    with scene_io_env(), open_sentinel2(scene, offset, level) as s2, \
+    with scene_io_env(), inputs.open_scene(scene) as s2, \
             ExitStack() as dates_stack:
         require_mask_bands(s2, params)
         log.debug("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))

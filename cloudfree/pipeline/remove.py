@@ -87,7 +87,7 @@ from cloudfree.inference.tiling import BlendedBlock, Blender, Chunk, TileGrid, c
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
-from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classify import (
     CLEAR,
     CLOUD,
@@ -787,7 +787,7 @@ def remove_scene(
     # refuse impossible choices before reading anything
     choose_tiling(model, engine.tile, engine.overlap)
     uncertainty_out, preview = outputs.uncertainty_out, outputs.preview
-    with open_sentinel2(s2_path, inputs.offset, inputs.level) as s2, ExitStack() as stack:
+    with inputs.open_scene(s2_path) as s2, ExitStack() as stack:
         stack.enter_context(one_blas_thread())
         bands = check_bands(s2, model, engine.name, mask_params)
         temporal_mask = dates.temporal_mask
@@ -875,7 +875,7 @@ def remove_scene(
                             from_dates, restoring, sigma_model, decoded)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=engine.name,
-                              model_path=engine.weights(), arch=model.arch),
+                              model_path=engine.weights(), arch=model.arch, area=s2.area),
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(fill.composite),
             "FEATHER": str(fill.feather), "MASK_METHOD": mask_params.method,
             "HOT_TEST": str(mask_params.hot), "CLOUD_THRESHOLD": str(mask_params.threshold),
