@@ -27,7 +27,7 @@ from cloudfree.dates.fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_refere
 from cloudfree.dates.references import open_reference, register
 from cloudfree.dates.temporal_mask import SIGMAS, judges_by_default, nan_median
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.mask.classify import CLEAR, CLOUD, SNOW, MaskParams, classify
 from cloudfree.mask.haze import hot
 from cloudfree.pipeline.mask import mask_scene
 from cloudfree.pipeline.remove import remove_scene
@@ -357,6 +357,32 @@ def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
     found = read(out)[0][0] == CLOUD
     iou = (found & veiled).sum() / (found | veiled).sum()
     assert found[~veiled].mean() < 0.001 and iou > 0.95, (found[~veiled].mean(), iou)
+
+
+def test_snow_no_near_date_shows_is_judged_as_cloud(tmp_path):
+    # the real cumulus of 5 July pasted over the clear 30 July of the bundled series, with a
+    # snow test so loose (NDSI from -0.3) that the single-date mask calls nearly all of it snow:
+    # against dates that show no snow there it is cloud; with 5 July among the references, a
+    # near date shows that "snow" too, and it stays snow
+    series = ROOT / "examples" / "data" / "series"
+    truth, profile = read(series / "s2_2018-07-30.tif")
+    donor = read(series / "s2_2018-07-05.tif")[0]
+    with open_sentinel2(series / "s2_2018-07-05.tif") as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    target = write(tmp_path / "s2_2018-07-30.tif", np.where(cloud, donor, truth), profile)
+    params = MaskParams(ndsi_threshold=-0.3)
+    found = {}
+    for name, days in (("single date", ()), ("snow-free dates", ("06-10", "06-25", "07-20")),
+                       ("a date with it", ("06-10", "06-25", "07-05", "07-20"))):
+        out = tmp_path / "mask.tif"
+        mask_scene(target, out, params, references=[series / f"s2_2018-{d}.tif" for d in days],
+                   quiet=True, overwrite=True)
+        found[name] = read(out)[0][0]
+    assert (found["single date"][cloud] == SNOW).mean() > 0.98
+    assert (found["snow-free dates"][cloud] == CLOUD).mean() > 0.99
+    assert (found["a date with it"][cloud] == SNOW).mean() > 0.9
+    for classes in found.values():  # no snow anywhere else
+        assert not (classes[~cloud] == SNOW).any()
 
 
 @pytest.mark.slow
