@@ -29,6 +29,12 @@ half of the by-scene split (:data:`HELD_OUT`), with the pairs where it passes 1 
 ``--twin-reference`` also that of ``cloudfree mask --reference`` given the cloud-free twin as the
 one other date (where the twin shows no snow, snow that brightened as cloud does is cloud).
 
+With ``--thin``, the split of the default mask's cloud into cloud and thin cloud
+(``classify.thin_cloud``, as ``cloudfree mask`` writes it) is scored against the pairs' own split
+of their cloud (thick where more than 0.15 brighter than the twin, thin from 0.05 to 0.15), for
+a few thresholds of the score, on each half of the split: IoU, precision and recall of thin
+cloud among the pixels both call cloud, and the share of thick cloud kept thick.
+
 A clear real scene outside the pairs (``--clear``, default the cloud-free Sen1Floods11 scene of
 ../shared/data, whose bright roofs are this score's known weakness) gives one more false alarm
 figure.
@@ -55,7 +61,15 @@ from scipy import ndimage
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLOUD, SNOW, MaskParams, classify
+from cloudfree.mask.classify import (
+    CLOUD,
+    SCORE_BANDS,
+    SNOW,
+    THIN_SCORE,
+    MaskParams,
+    classify,
+    raw_score,
+)
 from cloudfree.pipeline.mask import mask_scene
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -292,6 +306,31 @@ def snow_share(pairs: list[Pair], twin: bool) -> None:
                               for k, v in counts.items()))
 
 
+def thin_split(pairs: list[Pair]) -> None:
+    """Print how well ``classify.thin_cloud`` at a few thresholds splits the cloud into thick
+    and thin, against the pairs' brightening, on each half of the by-scene split."""
+    print("| threshold | tuning half: thin IoU / precision / recall / thick kept | "
+          "held-out half: thin IoU / precision / recall / thick kept |\n|---|---|---|")
+    features = [[(raw_score({b: p.cloudy[BANDS.index(b)] for b in SCORE_BANDS if b != "B11"}),
+                  classify(p.cloudy, None, MaskParams())[0] == CLOUD, p.excess) for p in part]
+                for part in halves(pairs)]
+    for threshold in (0.3, 0.4, THIN_SCORE, 0.6, 0.7):
+        cells = []
+        for part in features:
+            c = np.zeros(4, np.int64)  # thin found and true, found only, true only, thick kept
+            thick_total = 0
+            for raw, cloud, excess in part:
+                found, true = cloud & (raw < threshold), cloud & (excess > TRUTH_DELTA)
+                thick, true = true & (excess > THICK_DELTA), true & (excess <= THICK_DELTA)
+                c += [(found & true).sum(), (found & thick).sum(), (~found & true).sum(),
+                      (~found & thick).sum()]
+                thick_total += int(thick.sum())
+            cells.append(f"{c[0] / max(c[:3].sum(), 1):.3f} / {c[0] / max(c[0] + c[1], 1):.3f}"
+                         f" / {c[0] / max(c[0] + c[2], 1):.3f} / {c[3] / max(thick_total, 1):.3f}")
+        mark = " (default)" if threshold == THIN_SCORE else ""
+        print(f"| {threshold}{mark} | {cells[0]} | {cells[1]} |")
+
+
 def main() -> None:
     parser = pairs_parser(__doc__)
     parser.add_argument("--variants", action="store_true",
@@ -306,6 +345,8 @@ def main() -> None:
     parser.add_argument("--twin-reference", action="store_true",
                         help="also give the share of the cloud classed snow by `cloudfree mask "
                              "--reference` with the cloud-free twin as the reference")
+    parser.add_argument("--thin", action="store_true",
+                        help="also score the split of the cloud into cloud and thin cloud")
     args = parser.parse_args()
     if args.twin_reference and args.blend != 1:
         parser.error("--twin-reference runs on the files as they are: leave --blend out")
@@ -328,6 +369,9 @@ def main() -> None:
               f"{r['clear_mean']:.1%} / {r['clear_max']:.1%} | {r['clear_scene']:.1%} |")
     print()
     snow_share(pairs, args.twin_reference)
+    if args.thin:
+        print()
+        thin_split(pairs)
     if args.withheld:
         full = ours(MaskParams())
         for name, masker in list(methods(False, True).items())[1:3]:

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from cloudfree.mask.classify import CLOUD, THIN
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SEN12 = DATA / "sen12mscr"
@@ -94,3 +96,8 @@ def one_line_error(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert lines, result.output
     return lines[-1]
+
+
+def mask_cloud(classes: np.ndarray) -> np.ndarray:
+    """The cloud of a ``cloudfree mask`` output: its cloud (1) and thin cloud (4) classes."""
+    return np.isin(classes, (CLOUD, THIN))
