@@ -273,6 +273,9 @@ def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str
     ``reflectance`` holds ``bands`` on the same pixels. A buffer's pixels, scored low, are thin
     too. With an L2A scene classification ``scl`` (which gave the classes), its thin cirrus is
     the thin cloud."""
+    cloud = classes == CLOUD
+    if not cloud.any():
+        return classes.copy()
     if scl is not None:
         thin = scl == SCL_THIN
     else:
@@ -280,7 +283,7 @@ def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str
                                        if x in REQUIRED_BANDS or x in bands])
         thin = raw_score(b) < THIN_SCORE
     out = classes.copy()
-    out[(classes == CLOUD) & thin] = THIN
+    out[cloud & thin] = THIN
     return out
 
 
