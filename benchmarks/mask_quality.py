@@ -24,6 +24,17 @@ B10 (L2A products have none: the score runs without its B01 + B10 term), and B01
 subsets such as B02-B08, B11, B12: the B01 ramp goes too). The same pairs and truth, so the rows
 compare directly with the full score's.
 
+The share of the cloud (by the truth) that the default mask classes snow is printed for each
+half of the by-scene split (:data:`HELD_OUT`), with the pairs where it passes 1 %; with
+``--twin-reference`` also that of ``cloudfree mask --reference`` given the cloud-free twin as the
+one other date (where the twin shows no snow, snow that brightened as cloud does is cloud).
+
+With ``--thin``, the split of the default mask's cloud into cloud and thin cloud
+(``classify.thin_cloud``, as ``cloudfree mask`` writes it) is scored against the pairs' own split
+of their cloud (thick where more than 0.15 brighter than the twin, thin from 0.05 to 0.15), for
+a few thresholds of the score, on each half of the split: IoU, precision and recall of thin
+cloud among the pixels both call cloud, and the share of thick cloud kept thick.
+
 A clear real scene outside the pairs (``--clear``, default the cloud-free Sen1Floods11 scene of
 ../shared/data, whose bright roofs are this score's known weakness) gives one more false alarm
 figure.
@@ -38,6 +49,8 @@ lower scores, a cirrus (B10) term, the dsen2cr method; s2cloudless
 from __future__ import annotations
 
 import argparse
+import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +59,18 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
+from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLOUD, MaskParams, classify
+from cloudfree.mask.classify import (
+    CLOUD,
+    SCORE_BANDS,
+    SNOW,
+    THIN_SCORE,
+    MaskParams,
+    classify,
+    raw_score,
+)
+from cloudfree.pipeline.mask import mask_scene
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLEAR_SCENE = DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
@@ -74,6 +97,7 @@ class Pair:
     name: str
     cloudy: np.ndarray  # reflectance [13, H, W]
     clear: np.ndarray
+    files: tuple[Path, Path] | None = None  # the cloudy and the clear file, as read
 
     @property
     def excess(self) -> np.ndarray:
@@ -124,7 +148,8 @@ def load_pairs(folders: list[Path]) -> list[Pair]:
     for folder in folders:
         for cloudy in sorted((folder / "s2_cloudy").glob("*.tif")):
             clear = folder / "s2" / cloudy.name.replace("_s2_cloudy_", "_s2_")
-            pairs.append(Pair(cloudy.stem, read_reflectance(cloudy), read_reflectance(clear)))
+            pairs.append(Pair(cloudy.stem, read_reflectance(cloudy), read_reflectance(clear),
+                              (cloudy, clear)))
     if not pairs:
         raise SystemExit(f"no s2_cloudy/*.tif with an s2/ twin in {', '.join(map(str, folders))}")
     return pairs
@@ -237,6 +262,75 @@ def score(masker: Masker, pairs: list[Pair],
             "clear_scene": float(masker(scene)[valid].mean())}
 
 
+def with_twin(pair: Pair, folder: Path) -> np.ndarray:
+    """The classes of ``cloudfree mask --reference`` on the pair's cloudy file, given its
+    cloud-free twin as the one other date (the single-date classes where there is no snow,
+    which the other dates only ever turn into cloud, or where the files are not georeferenced,
+    as the pool's residual triplets are not)."""
+    classes = classify(pair.cloudy, None, MaskParams())[0]
+    if not (classes == SNOW).any():
+        return classes
+    out = folder / "mask.tif"
+    try:
+        mask_scene(pair.files[0], out, references=[pair.files[1]], overwrite=True, quiet=True)
+    except CloudfreeError as exc:
+        print(f"{pair.name}: single date only ({exc})")
+        return classes
+    with rasterio.open(out) as ds:
+        return ds.read(1)
+
+
+def snow_share(pairs: list[Pair], twin: bool) -> None:
+    """Print the share of the cloud by the truth that the default mask classes snow, pooled
+    over each half of the by-scene split, and each pair where it passes 1 % (``twin``: also
+    with the twin as a reference)."""
+    maskers = {"single date": lambda p: classify(p.cloudy, None, MaskParams())[0]}
+    with tempfile.TemporaryDirectory() as folder:
+        if twin:
+            logging.getLogger("cloudfree").setLevel(logging.ERROR)  # the twins have no date
+            maskers["twin as reference"] = lambda p: with_twin(p, Path(folder))
+        for half, part in zip(("tuning", "held-out"), halves(pairs), strict=True):
+            counts = dict.fromkeys(maskers, 0)
+            for pair in part:
+                shares = {}
+                for name, masker in maskers.items():
+                    here = int(((masker(pair) == SNOW) & pair.truth).sum())
+                    counts[name] += here
+                    shares[name] = here / max(int(pair.truth.sum()), 1)
+                if shares["single date"] > 0.01:
+                    print(f"{pair.name}: cloud classed snow: "
+                          + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+            cloud = sum(int(p.truth.sum()) for p in part)
+            print(f"{half} half ({cloud} cloud pixels): cloud classed snow: "
+                  + ", ".join(f"{k} {v / max(cloud, 1):.2%} ({v} px)"
+                              for k, v in counts.items()))
+
+
+def thin_split(pairs: list[Pair]) -> None:
+    """Print how well ``classify.thin_cloud`` at a few thresholds splits the cloud into thick
+    and thin, against the pairs' brightening, on each half of the by-scene split."""
+    print("| threshold | tuning half: thin IoU / precision / recall / thick kept | "
+          "held-out half: thin IoU / precision / recall / thick kept |\n|---|---|---|")
+    features = [[(raw_score({b: p.cloudy[BANDS.index(b)] for b in SCORE_BANDS if b != "B11"}),
+                  classify(p.cloudy, None, MaskParams())[0] == CLOUD, p.excess) for p in part]
+                for part in halves(pairs)]
+    for threshold in (0.3, 0.4, THIN_SCORE, 0.6, 0.7):
+        cells = []
+        for part in features:
+            c = np.zeros(4, np.int64)  # thin found and true, found only, true only, thick kept
+            thick_total = 0
+            for raw, cloud, excess in part:
+                found, true = cloud & (raw < threshold), cloud & (excess > TRUTH_DELTA)
+                thick, true = true & (excess > THICK_DELTA), true & (excess <= THICK_DELTA)
+                c += [(found & true).sum(), (found & thick).sum(), (~found & true).sum(),
+                      (~found & thick).sum()]
+                thick_total += int(thick.sum())
+            cells.append(f"{c[0] / max(c[:3].sum(), 1):.3f} / {c[0] / max(c[0] + c[1], 1):.3f}"
+                         f" / {c[0] / max(c[0] + c[2], 1):.3f} / {c[3] / max(thick_total, 1):.3f}")
+        mark = " (default)" if threshold == THIN_SCORE else ""
+        print(f"| {threshold}{mark} | {cells[0]} | {cells[1]} |")
+
+
 def main() -> None:
     parser = pairs_parser(__doc__)
     parser.add_argument("--variants", action="store_true",
@@ -248,7 +342,14 @@ def main() -> None:
                              "its real cloud made thin (default 1, the cloudy date itself)")
     parser.add_argument("--withheld", action="store_true",
                         help="also score the default mask with B10 (and B01 with B10) withheld")
+    parser.add_argument("--twin-reference", action="store_true",
+                        help="also give the share of the cloud classed snow by `cloudfree mask "
+                             "--reference` with the cloud-free twin as the reference")
+    parser.add_argument("--thin", action="store_true",
+                        help="also score the split of the cloud into cloud and thin cloud")
     args = parser.parse_args()
+    if args.twin_reference and args.blend != 1:
+        parser.error("--twin-reference runs on the files as they are: leave --blend out")
     pairs = blended(load_pairs(args.folders), args.blend)
     with open_sentinel2(args.clear) as s2:
         clear = s2.read()
@@ -266,6 +367,11 @@ def main() -> None:
         print(f"| {name} | {r['iou']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
               f"{r['thick_recall']:.3f} | {r['edge_iou']:.3f} | {r['rest_iou']:.3f} | "
               f"{r['clear_mean']:.1%} / {r['clear_max']:.1%} | {r['clear_scene']:.1%} |")
+    print()
+    snow_share(pairs, args.twin_reference)
+    if args.thin:
+        print()
+        thin_split(pairs)
     if args.withheld:
         full = ours(MaskParams())
         for name, masker in list(methods(False, True).items())[1:3]:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from cloudfree.mask.classify import CLOUD, THIN
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SEN12 = DATA / "sen12mscr"
@@ -104,3 +106,8 @@ def documented_parameters(obj) -> set[str]:
     section = doc.split("Parameters\n----------", 1)[1].split("\n\n")[0]
     return {line.split(" : ")[0] for line in section.splitlines()
             if " : " in line and not line.startswith(" ")}
+
+
+def mask_cloud(classes: np.ndarray) -> np.ndarray:
+    """The cloud of a ``cloudfree mask`` output: its cloud (1) and thin cloud (4) classes."""
+    return np.isin(classes, (CLOUD, THIN))

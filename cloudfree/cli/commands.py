@@ -131,7 +131,8 @@ def main() -> None:
 @opt.quiet
 def mask(scene, output, mask_params, score_path, references, as_json, block, threads, offset,
          level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
-    """Cloud (1), shadow (2), snow (3) mask of a Sentinel-2 scene; 0 clear, 255 nodata.
+    """Cloud (1), shadow (2), snow (3), thin cloud (4) mask of a Sentinel-2 scene; 0 clear,
+    255 nodata.
 
     SCENE: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12 in L2A order), an L1C or
     L2A .SAFE folder, a folder of per-band files or a STAC item (.json); GeoTIFFs (COGs best)
@@ -149,6 +150,7 @@ def mask(scene, output, mask_params, score_path, references, as_json, block, thr
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"{summary['output']}: cloud {summary['cloud_fraction']:.1%}"
+                   + f" (thin {summary['thin_cloud_fraction']:.1%})"
                    + (f", shadow {summary['shadow_fraction']:.1%}" if mask_params.shadow else "")
                    + f", snow {summary['snow_fraction']:.1%} of valid pixels")
 

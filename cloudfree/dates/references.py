@@ -178,6 +178,13 @@ class Reference:
         around it (mirrored beyond its edges), classified with the context the mask needs.
         Without ``with_shadow`` (the statistics pass, before the shadow thresholds are known)
         only clouds are masked."""
+        refl, valid, classes = self.classes(top, left, height, width, with_shadow, halo)
+        return refl, valid, classes == CLEAR
+
+    def classes(self, top: int, left: int, height: int, width: int,
+                with_shadow: bool = True, halo: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As ``clear``, with the single-date classes [h, w] in place of the clear mask."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
         context = params.halo + halo
         # its own scene classification when it is on the target's grid (else the score)
@@ -190,7 +197,7 @@ class Reference:
             self.bands, self.shadow if with_shadow else None, pads_itself=direct)
         inner = (slice(params.halo, context + height + halo),
                  slice(params.halo, context + width + halo))
-        return refl[:, inner[0], inner[1]], valid[inner], classes[inner] == CLEAR
+        return refl[:, inner[0], inner[1]], valid[inner], classes[inner]
 
     def close(self) -> None:
         if self.kept is not None:

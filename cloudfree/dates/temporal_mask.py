@@ -31,7 +31,13 @@ Tmask, Zhu and Woodcock 2014):
    The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much,
    whatever their HOT (hysteresis); a pixel in the single-date mask's buffer needs only that
    half, and one the single-date score itself calls cloud stays cloud. Where no reference is
-   clear, the single-date classes stand; single-date snow stays snow.
+   clear, the single-date classes stand. Single-date snow stays snow where a near date shows
+   snow too (a reference read for the pixel's background before its ``SLOTS`` were filled):
+   snow lies for days to months. Where none does, it is judged as the other pixels are and is
+   cloud where the test finds cloud: a snow test (NDSI) passed by a bright patch that no near
+   date shows and that brightened aerosol and blue and raised HOT against them is a cloud, or
+   a pixel that changed as much (snow fallen and gone between near dates), which is filled
+   from them either way.
 4. whole date (``TemporalMask.judge_date``): a haze over the whole target is taken up by every
    fitted line, so the date's level is compared with the other dates' before any fit. A date's
    level in a band is the median reflectance of its own clear pixels, its anomaly that level
@@ -121,13 +127,16 @@ def judges_by_default(bands: Sequence[str]) -> bool:
 @dataclass
 class Background:
     """The median of the nearest clear references' predictions [detect bands, h, w] (NaN where
-    none is clear) and how many entered it [h, w]."""
+    none is clear), how many entered it [h, w] and whether a reference read for it (before its
+    slots were filled) is snow there [h, w]."""
 
     values: np.ndarray
     count: np.ndarray
+    snowy: np.ndarray
 
     def crop(self, rows: slice, cols: slice) -> Background:
-        return Background(self.values[:, rows, cols], self.count[rows, cols])
+        return Background(self.values[:, rows, cols], self.count[rows, cols],
+                          self.snowy[rows, cols])
 
 
 def nan_median(values: np.ndarray) -> np.ndarray:
@@ -205,16 +214,20 @@ class TemporalMask:
         kept = max(1, min(SLOTS, len(self.references)))  # fewer references: fewer slots
         slots = np.full((kept, len(self.detect), *shape), np.nan, np.float32)
         count = np.zeros(shape, np.int64)
+        snowy = np.zeros(shape, bool)
         for filled, ref in enumerate(self.references):
             if (count >= kept).all():
                 break
-            refl, _, clear = ref.clear(top, left, height, width, with_shadow=False, halo=halo)
+            refl, _, classes = ref.classes(top, left, height, width, with_shadow=False,
+                                           halo=halo)
             prediction = self.predict(ref, refl, top - halo, left - halo)
-            take = clear & (count < kept)
+            open_slots = count < kept
+            snowy |= (classes == SNOW) & open_slots
+            take = (classes == CLEAR) & open_slots
             for slot in range(min(filled + 1, kept)):  # each pixel's next free slot
                 np.copyto(slots[slot], prediction, where=take & (count == slot))
             count += take
-        return Background(nan_median(slots), count)
+        return Background(nan_median(slots), count, snowy)
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands (by its
@@ -366,6 +379,8 @@ class TemporalMask:
         out[here] = CLEAR
         out[here & shadow] = SHADOW
         out[here & cloud] = CLOUD
+        # snow no near date shows, brightened as cloud brightens (module docstring, step 3)
+        out[judged & (classes == SNOW) & ~background.snowy & cloud] = CLOUD
         return out
 
     def agreement(self, prediction: np.ndarray, background: Background) -> np.ndarray:

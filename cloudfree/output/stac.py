@@ -25,7 +25,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
 from cloudfree.io.sentinel2 import QUANTIFICATION, SPECTRAL
-from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW, THIN
 from cloudfree.output.provenance import Provenance
 
 CATALOG_ID = "cloudfree"
@@ -102,14 +102,17 @@ def add_image(item: pystac.Item, path: Path, provenance: Provenance) -> None:
 
 
 def add_mask(item: pystac.Item, path: Path) -> None:
-    """The class mask: clear, cloud, shadow, snow, nodata."""
+    """The class mask: clear, cloud, shadow, snow (thin cloud where its tags list it),
+    nodata."""
     with rasterio.open(path) as ds:
         asset = pystac.Asset(str(path.absolute()), title="cloud, shadow and snow mask",
                              media_type=_media_type(ds),
                              roles=["data", "cloud", "cloud-shadow", "snow-ice"])
         item.add_asset("mask", asset)
         RasterExtension.ext(asset, add_if_missing=True).bands = _raster_bands(ds)
-    classes = [Classification.create(value, name=name) for value, name in MASK_CLASSES]
+        listed = ds.tags().get("CLASSES", "")
+    extra = ((THIN, "thin_cloud"),) if f"{THIN}=thin_cloud" in listed.split() else ()
+    classes = [Classification.create(value, name=name) for value, name in MASK_CLASSES + extra]
     classes.append(Classification.create(NODATA, name="nodata", nodata=True))
     ClassificationExtension.ext(asset, add_if_missing=True).classes = classes
 

@@ -29,11 +29,13 @@ from cloudfree.mask.classify import (
     SHADOW,
     SHADOW_BANDS,
     SNOW,
+    THIN,
     MaskParams,
     ShadowThresholds,
     classify,
     combine_shadow_stats,
     shadow_thresholds,
+    thin_cloud,
 )
 from cloudfree.mask.decoded_copy import decoded_copy
 from cloudfree.mask.scene_input import S2Reader, mask_reader
@@ -67,8 +69,9 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
                        shadow: ShadowThresholds | None, threads: int,
                        decoded: DecodedScene | None = None
                        ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """(window, classes, score) of each window, in order; read (back from ``decoded`` when it
-    holds the whole scene) and classified on ``threads``."""
+    """(window, classes, score) of each window, in order, thin cloud apart (``thin_cloud``);
+    read (back from ``decoded`` when it holds the whole scene) and classified on
+    ``threads``."""
 
     bands = params.bands_for(s2.bands)
     read = mask_reader(s2, bands, params, decoded)
@@ -77,20 +80,22 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
         read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
         refl, valid, scl = read(read_win)
         classes, score = classify(refl, valid, params, bands, shadow, scl)
-        return win, classes[inner], score[inner]
+        thin = thin_cloud(classes[inner], refl[:, inner[0], inner[1]], bands,
+                          None if scl is None else scl[inner])
+        return win, thin, score[inner]
 
     return ordered_map(one, windows, threads)
 
 
 def judged_windows(dates: ReferenceFill, windows: list[Window], threads: int
                    ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """(window, classes, score) of each window by the temporal test of ``dates``, in order;
-    judged on ``threads``."""
+    """(window, classes, score) of each window by the temporal test of ``dates``, in order,
+    thin cloud apart (``thin_cloud``); judged on ``threads``."""
 
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
-        *_, classes, score = dates.target_classes(int(win.row_off), int(win.col_off),
-                                                  int(win.height), int(win.width))
-        return win, classes, score
+        refl, _, classes, score = dates.target_classes(int(win.row_off), int(win.col_off),
+                                                       int(win.height), int(win.width))
+        return win, thin_cloud(classes, refl, dates.bands), score
 
     return ordered_map(one, windows, threads)
 
@@ -114,7 +119,7 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "MASK_SOURCE": mask_source(s2, params),
         "PROCESSING_LEVEL": s2.level,
         "RADIOMETRIC_OFFSET": str(s2.offset),
-        "CLASSES": "0=clear 1=cloud 2=shadow 3=snow 255=nodata",
+        "CLASSES": f"0=clear 1=cloud 2=shadow 3=snow {THIN}=thin_cloud 255=nodata",
     }
 
 
@@ -138,7 +143,8 @@ def mask_scene(
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
 
-    Classes: 0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata.
+    Classes: 0 clear, 1 cloud, 2 shadow, 3 snow, 4 thin cloud (``classify.thin_cloud``), 255
+    nodata.
 
     Parameters
     ----------
@@ -254,12 +260,14 @@ def mask_scene(
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:
                     score_dst.write(score, 1, window=win)
-                for value in (CLEAR, CLOUD, SHADOW, SNOW, NODATA):  # cheaper than bincount
+                for value in (CLEAR, CLOUD, SHADOW, SNOW, THIN, NODATA):  # cheaper than bincount
                     counts[value] += np.count_nonzero(classes == value)
             valid_pixels = int(counts.sum() - counts[NODATA])
             if valid_pixels == 0:
                 raise CloudfreeError(f"{scene}: every pixel is nodata; nothing to mask")
-            dst.update_tags(**cloud_fraction_tags(counts))
+            cloud = counts.copy()  # thin cloud is cloud in the fraction
+            cloud[CLOUD] += cloud[THIN]
+            dst.update_tags(**cloud_fraction_tags(cloud))
     total = int(counts.sum())
     return {
         "input": str(scene),
@@ -276,7 +284,8 @@ def mask_scene(
         "height": s2.height,
         "valid_pixels": valid_pixels,
         "nodata_fraction": counts[NODATA] / total,
-        "cloud_fraction": counts[CLOUD] / valid_pixels,
+        "cloud_fraction": (counts[CLOUD] + counts[THIN]) / valid_pixels,
+        "thin_cloud_fraction": counts[THIN] / valid_pixels,
         "shadow_fraction": counts[SHADOW] / valid_pixels,
         "snow_fraction": counts[SNOW] / valid_pixels,
         "clear_fraction": counts[CLEAR] / valid_pixels,

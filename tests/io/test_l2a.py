@@ -16,7 +16,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from helpers import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2
+from helpers import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2, mask_cloud
 from pystac.extensions.raster import RasterExtension
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -32,7 +32,16 @@ from scipy import ndimage
 
 from cloudfree.io.s2_files import ASSET_KEYS
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW, MaskParams, classify
+from cloudfree.mask.classify import (
+    CLEAR,
+    CLOUD,
+    NODATA,
+    SHADOW,
+    SNOW,
+    THIN,
+    MaskParams,
+    classify,
+)
 
 SIZE = 120  # a multiple of 6: the 60 m bands nest
 #: The band subset of the GeoTIFF case, in an order of its own.
@@ -144,8 +153,8 @@ def test_scl_gives_the_mask_and_no_scl_the_score(scenes, tmp_path, cli):
     result = cli("mask", path, "-o", tmp_path / "scl.tif", "--buffer", 0)
     assert result.exit_code == 0, result.output
     scl = _native_scl(scenes["scl"])
-    expected = np.select([np.isin(scl, (8, 9, 10)), scl == 11, scl == 3, scl == 0],
-                         [CLOUD, SNOW, SHADOW, NODATA], CLEAR)
+    expected = np.select([np.isin(scl, (8, 9)), scl == 10, scl == 11, scl == 3, scl == 0],
+                         [CLOUD, THIN, SNOW, SHADOW, NODATA], CLEAR)  # 10: thin cirrus
     with rasterio.open(tmp_path / "scl.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), expected)
         assert ds.tags()["MASK_SOURCE"] == "SCL" and ds.tags()["PROCESSING_LEVEL"] == "L2A"
@@ -158,8 +167,8 @@ def test_scl_gives_the_mask_and_no_scl_the_score(scenes, tmp_path, cli):
         classes = ds.read(1)
         assert ds.tags()["MASK_SOURCE"] == "score without B10"
     cloud = scenes["cloud"]
-    assert (classes[cloud] == CLOUD).mean() > 0.95
-    assert (classes[~cloud] == CLOUD).mean() < 0.05
+    assert mask_cloud(classes[cloud]).mean() > 0.95
+    assert mask_cloud(classes[~cloud]).mean() < 0.05
 
 
 def test_boa_add_offset_and_its_override(scenes):
@@ -202,7 +211,7 @@ def test_mask_and_remove_with_and_without_s1_and_with_a_reference(scenes, form, 
         classes, source = ds.read(1), ds.tags()["MASK_SOURCE"]
     assert source == ("score without B10" if form == "subset" else "SCL")
     cloud = scenes["cloud"]
-    assert (classes[cloud] == CLOUD).mean() > 0.95 and (classes[~cloud] == CLOUD).mean() < 0.05
+    assert mask_cloud(classes[cloud]).mean() > 0.95 and mask_cloud(classes[~cloud]).mean() < 0.05
     errors = {}
     for name, extra in (("no_s1", ()), ("s1", ("--s1", FLOODS_S1)),
                         ("reference", ("--reference", reference))):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2
+from helpers import FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2, mask_cloud
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -21,11 +21,14 @@ from cloudfree.mask.classify import (
     NODATA,
     SEED_SCORE,
     SHADOW,
+    THIN,
+    THIN_SCORE,
     MaskParams,
     classify,
     grow,
     seeding,
     squared_distance,
+    thin_cloud,
 )
 from cloudfree.pipeline.mask import mask_scene
 
@@ -45,16 +48,40 @@ def test_summer_cumulus_is_found_where_it_is(tmp_path, cli):
     with rasterio.open(SUMMER_S2) as src:
         assert (ds.crs, ds.transform, ds.shape) == (src.crs, src.transform, src.shape)
         visible = src.read([2, 3, 4]).astype(float).sum(axis=0)
-    assert summary["cloud_fraction"] == pytest.approx((classes == CLOUD).mean())
+    cloud = np.isin(classes, (CLOUD, THIN))
+    assert summary["cloud_fraction"] == pytest.approx(cloud.mean())
+    assert summary["thin_cloud_fraction"] == pytest.approx((classes == THIN).mean())
     # The big cumulus at the top left is cloud, the open fields in the middle are not.
-    assert (classes[10:80, 0:60] == CLOUD).mean() > 0.75
-    assert (classes[100:160, 100:200] == CLOUD).mean() < 0.05
+    assert cloud[10:80, 0:60].mean() > 0.75
+    assert cloud[100:160, 100:200].mean() < 0.05
     # Cloud pixels are the bright ones.
-    assert visible[classes == CLOUD].mean() > 2 * visible[classes != CLOUD].mean()
+    assert visible[cloud].mean() > 2 * visible[~cloud].mean()
     with rasterio.open(out) as ds:
         assert ds.dtypes[0] == "uint8" and ds.nodata == NODATA
         assert ds.tags()["MASK_METHOD"] == "score" and ds.tags()["CLOUD_THRESHOLD"] == "0.2"
         assert ds.block_shapes == [(256, 256)] and ds.compression.value == "DEFLATE"
+
+
+def test_thin_cloud_is_the_cloud_scored_low_at_the_cumulus_edges(tmp_path, cli):
+    # thin cloud (4) and cloud (1) together are the cloud of the classification, split by the
+    # score; the thin pixels lie at the edges of the cumulus, the thick ones inside
+    out, score = tmp_path / "mask.tif", tmp_path / "score.tif"
+    result = cli("mask", SUMMER_S2, "-o", out, "--score", score)
+    assert result.exit_code == 0 and "(thin " in result.stdout, result.output
+    with rasterio.open(out) as ds:
+        classes = ds.read(1)
+        assert ds.tags()["CLASSES"] == "0=clear 1=cloud 2=shadow 3=snow 4=thin_cloud 255=nodata"
+        assert ds.colormap(1)[THIN][:3] != ds.colormap(1)[CLOUD][:3]
+    with open_sentinel2(SUMMER_S2) as s2:
+        single = classify(s2.read()[0], None, MaskParams())[0]
+    np.testing.assert_array_equal(np.isin(classes, (CLOUD, THIN)), single == CLOUD)
+    with rasterio.open(score) as ds:
+        scores = ds.read(1)
+    thin, thick = classes == THIN, classes == CLOUD
+    assert 0.3 < thin.sum() / (thin | thick).sum() < 0.8  # edges and wisps; the cores thick
+    assert (scores[thin] < THIN_SCORE).all() and (scores[thick] >= THIN_SCORE).all()
+    inside = ndimage.distance_transform_edt(thin | thick)  # pixels to the cloud's edge
+    assert np.median(inside[thin]) < 5 < 10 < np.median(inside[thick])
 
 
 def test_clear_floods_scene_near_zero_and_nodata_preserved(tmp_path):
@@ -139,11 +166,12 @@ def test_thresholds_buffer_and_score_output(tmp_path):
     assert strict["cloud_fraction"] < base["cloud_fraction"] < buffered["cloud_fraction"]
     plain, _ = read_mask(tmp_path / "a.tif")
     grown, _ = read_mask(tmp_path / "c.tif")
-    assert ((plain == CLOUD) <= (grown == CLOUD)).all()
+    plain, grown = mask_cloud(plain), mask_cloud(grown)
+    assert (plain <= grown).all()
     with rasterio.open(tmp_path / "score.tif") as ds:
         score = ds.read(1)
         assert ds.dtypes[0] == "float32" and ds.descriptions[0] == "cloud_score"
-    np.testing.assert_array_equal(plain == CLOUD, score > 0.2)
+    np.testing.assert_array_equal(plain, score > 0.2)
 
 
 @pytest.mark.parametrize("buffer", [1, 3, 5, 10, 11, 23, 24, 300])
@@ -201,7 +229,7 @@ def test_windowed_equals_whole_image(tmp_path, method):
     b, _ = read_mask(tmp_path / "tiled.tif")
     np.testing.assert_array_equal(a, b)
     assert whole["shadow_fraction"] == tiled["shadow_fraction"] > 0
-    assert (a == SHADOW).any() and (a == CLOUD).any()
+    assert (a == SHADOW).any() and mask_cloud(a).any()
     with rasterio.open(tmp_path / "whole_score.tif") as s, rasterio.open(
         tmp_path / "tiled_score.tif"
     ) as t:
@@ -209,11 +237,13 @@ def test_windowed_equals_whole_image(tmp_path, method):
 
 
 def _reference_mask(scene: Path, params: MaskParams) -> tuple[np.ndarray, np.ndarray]:
-    """The mask computed the plain way: every band of the whole image read at once, one thread."""
+    """The mask computed the plain way: every band of the whole image read at once, one thread
+    (thin cloud apart, as ``mask`` writes it)."""
     with rasterio.open(scene) as ds:
         dn, valid = ds.read().astype(np.float32), (ds.read_masks() > 0).all(axis=0)
     refl = np.where(valid, dn / 10000, 0).astype(np.float32)
-    return classify(refl, valid, params)
+    classes, score = classify(refl, valid, params)
+    return thin_cloud(classes, refl), score
 
 
 @pytest.mark.parametrize("params", [MaskParams(), MaskParams(method="dsen2cr", buffer=2,
@@ -231,7 +261,7 @@ def test_threaded_minimal_read_equals_plain_whole_image(tmp_path, params):
     np.testing.assert_array_equal(read_mask(tmp_path / "m.tif")[0], classes)
     with rasterio.open(tmp_path / "s.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), score)
-    assert (classes == CLOUD).any() and (classes == NODATA).any()
+    assert mask_cloud(classes).any() and (classes == NODATA).any()
 
 
 def test_mask_reads_only_the_bands_it_needs(tmp_path, cli):

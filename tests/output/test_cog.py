@@ -14,7 +14,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_model
-from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW, THIN
 from cloudfree.output.atomic import atomic_output
 from cloudfree.output.cog import NEAREST, make_cog
 from cloudfree.output.geotiff import geotiff_profile
@@ -55,7 +55,7 @@ def test_mask_and_coregister_write_cogs_with_the_right_overviews(tmp_path, cli):
             assert ds.compression.value == "DEFLATE"
             assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == predictor  # none for classes
     full, ov = overview(mask)
-    assert np.isin(ov, [CLEAR, CLOUD, SHADOW, SNOW, NODATA]).all()
+    assert np.isin(ov, [CLEAR, CLOUD, SHADOW, SNOW, THIN, NODATA]).all()
     assert (ov == full[:, ::2, ::2]).mean() > 0.95  # nearest: picked, never averaged
     with rasterio.open(mask) as ds:
         assert ds.colormap(1)[CLOUD] == (255, 255, 255, 255)

@@ -99,6 +99,7 @@ def test_assets_load_with_band_information(removed):
     assert len(raster) == 13 and raster[0].scale == 1e-4 and raster[0].data_type == "int16"
     classes = {c.value: c.name for c in ClassificationExtension.ext(mask).classes}
     assert classes[1] == "cloud" and classes[255] == "nodata"
+    assert 4 not in classes  # remove's mask has no thin cloud class
     for key, name in (("image", "floods.tif"), ("mask", "floods_mask.tif")):
         href = item.assets[key].get_absolute_href()
         assert cog_validate(href, quiet=True)[:2] == (True, [])
@@ -113,6 +114,8 @@ def test_resume_adds_to_the_catalog(tmp_path, cli):
                "-q").exit_code == 0
     first = items(stac)["summer"]
     assert first.properties["cloudfree:command"] == "mask" and list(first.assets) == ["mask"]
+    classes = {c.value: c.name for c in ClassificationExtension.ext(first.assets["mask"]).classes}
+    assert classes[4] == "thin_cloud" and classes[1] == "cloud"  # mask's own class of thin cloud
     scene(scenes, "winter", WINTER_S2, WINTER_S1)
     again = cli("batch", scenes, "-o", out, "--command", "mask", "--stac", stac, "-q")
     assert again.exit_code == 2 and "pass --resume to add to it" in again.stderr
