@@ -45,7 +45,7 @@ from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
 
 from cloudfree.fill.restore import RestoreParams
-from cloudfree.mask.classify import CLOUD, SHADOW, MaskParams, classify
+from cloudfree.mask.classify import SHADOW, MaskParams, classify
 from cloudfree.mask.haze import HazeParams
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
@@ -94,10 +94,18 @@ BASELINE = "scene-median fill"
 LOCAL = "local base"
 
 
+def donor_cloud(cloudy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cloud [H, W] of a real cloudy image by its score alone (score above the threshold),
+    and the score: the donors and their clouds do not change with the mask's other tests, so
+    every mask is scored on the same cases."""
+    _, score = classify(cloudy, valid, MaskParams())
+    return np.nan_to_num(score) > MaskParams().threshold, score
+
+
 def donor_shadow(cloudy: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The shadow pixels [H, W] of a real cloudy image within ``NEAR`` px of its clouds."""
     classes, _ = classify(cloudy, valid, MaskParams(shadow=True))
-    near = ndimage.distance_transform_edt(classes != CLOUD) <= NEAR
+    near = ndimage.distance_transform_edt(~donor_cloud(cloudy, valid)[0]) <= NEAR
     return (classes == SHADOW) & near & valid
 
 
@@ -122,8 +130,8 @@ def donors(records: list[dict]) -> list[dict]:
     out = []
     for r in records:
         cloudy, valid = reflectance(r["s2_cloudy"])
-        classes, score = classify(cloudy, valid)
-        share = float((classes == CLOUD)[valid].mean())
+        cloud, score = donor_cloud(cloudy, valid)
+        share = float(cloud[valid].mean())
         shadow = donor_shadow(cloudy, valid)
         if DONOR_CLOUD[0] < share < DONOR_CLOUD[1] and shadow.sum() >= MIN_SHADOW:
             out.append({"scene": r["scene"], "id": r["id"], "cloudy": cloudy,
