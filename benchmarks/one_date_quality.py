@@ -68,6 +68,8 @@ SETTINGS = {
     "all together": {"model": "median-fill", "mask_params": SHADOWS,
                      "restoring": RestoreParams()},
     # not run by default
+    "+ bright-land test": {"model": "median-fill", "mask_params": MaskParams(buffer=5, land=True),
+                           "restoring": RestoreParams(shadows=False)},
     "local base, shadows filled": {"model": "median-fill", "restoring": None,
                                    "mask_params": SHADOWS},
     "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None},

@@ -9,7 +9,8 @@ constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and ha
 least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
 false alarms on bright ground and keeps nearly every cloud (benchmarks/mask_quality.py,
 docs/benchmarks/masks.md).
-Bright land (``bright_land``, on by default): roofs, greenhouses and roads can score as cloud.
+Bright land (``bright_land``, with ``land=True``; off by default, as it also drops some thin
+cloud): roofs, greenhouses and roads can score as cloud.
 Such a pixel is left clear when no cloud near it is confident (score 0.6), the cloud pixels around
 show no parallax between B07, B08 and B8A (the Cloud Displacement Index of Frantz et al. 2018: a
 cloud, high above the ground, shifts between the B08 and B8A detectors, a roof does not), their
@@ -82,7 +83,7 @@ class MaskParams:
     buffer: int = 0
     shadow: bool = False
     hot: bool = True
-    land: bool = True  # bright land (roofs, greenhouses) that scores as cloud left clear
+    land: bool = False  # bright land (roofs, greenhouses) that scores as cloud left clear
     scl: bool = True  # classes from an L2A product's scene classification, when it has one
 
     def __post_init__(self) -> None:
