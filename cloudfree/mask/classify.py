@@ -10,13 +10,12 @@ least as much as red, bright soil and roofs do not. On real cloudy / cloud-free 
 false alarms on bright ground and keeps nearly every cloud (benchmarks/mask_quality.py,
 docs/benchmarks/masks.md).
 Bright land (``bright_land``, with ``land=True``; off by default, as it also drops some thin
-cloud): roofs, greenhouses and roads can score as cloud.
-Such a pixel is left clear when no cloud near it is confident (score 0.6), the cloud pixels around
-show no parallax between B07, B08 and B8A (the Cloud Displacement Index of Frantz et al. 2018: a
-cloud, high above the ground, shifts between the B08 and B8A detectors, a roof does not), their
-short-wave infrared B11 is that of land (above 1.1 times the visible mean; water droplets absorb
-there) and the land around shows no haze, as the land around a thin cloud does. Without B07,
-B08, B8A or B11 the test is skipped.
+cloud): roofs, greenhouses and roads can score as cloud. Such a pixel is left clear when no cloud
+near it is confident (score 0.6), the cloud pixels around show no parallax between B07, B08 and B8A
+(the Cloud Displacement Index of Frantz et al. 2018: a cloud, high above the ground, shifts between
+the B08 and B8A detectors, a roof does not), their short-wave infrared B11 is that of land (above
+1.1 times the visible mean; water droplets absorb there) and the land around shows no haze, as the
+land around a thin cloud does. Without B07, B08, B8A or B11 the test is skipped.
 The ``dsen2cr`` variant follows the public DSen2-CR detector (Meraner et al. 2020): NDSI enters
 the score softly (ramp from 1 at NDSI 0.6 to 0 at 0.8), then a 5x5 grey closing and a 7x7 mean
 filter before thresholding. Shadows use the cloud shadow index CSI = (B08 + B11) / 2 with
