@@ -1,7 +1,8 @@
 """What `cloudfree remove` changes on cloud-free scenes: the share of pixels whose value differs
 from the input, per scene, with the cloud fraction the mask flags.
 
-    python benchmarks/clear_scenes.py --data DATA [--json out.json] [-- REMOVE OPTIONS]
+    python benchmarks/clear_scenes.py --data DATA [--json out.json] [--s2cloudless]
+        [-- REMOVE OPTIONS]
 
 DATA is the set built by ``scripts/build_training_set.py``. Its cloud-free L1C images are the
 scenes: the clear patches (the pool's ``ok/``, ``bad_blur/`` and the SEN12MS-CR-TS clear
@@ -16,6 +17,13 @@ A pixel counts as changed where any band of the output differs from the input. T
 SEN12MS-CR's "cloud-free" patches and such: a few hold small real clouds (the set's notes give
 their cloud fraction by the score), which a good mask does flag and fill; the table gives that
 fraction beside the change.
+
+With ``--s2cloudless`` (installed), the share of the pixels its mask flags (the settings of
+``mask_quality.py``) is given beside, as a baseline: what a user of that mask would fill.
+
+The summary also splits the scenes into the halves of ``mask_quality.py``'s by-scene split
+(``HELD_OUT``: the SEN12MS-CR-TS patches of the pool's series and the residual triplets it
+names): rules are tuned on the tuning half, and the held-out half is scored once.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from mask_quality import HELD_OUT, s2cloudless
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
@@ -39,6 +49,26 @@ def scenes(data: Path) -> list[tuple[str, dict]]:
     records = json.loads((data / "index.json").read_text())
     return [(r["id"], r) for r in records
             if r["kind"] in ("clear", "pair", "triplet") and not r["bands_missing"]]
+
+
+def held_out(record: dict) -> bool:
+    """Whether the image's scene is in the held-out half of ``mask_quality.py``'s split (the
+    pool's SEN12MS-CR-TS series and residual triplets are named as there)."""
+    name = record["scene"]
+    if name.startswith("sen12mscrts_ROIs2017_146"):
+        return "series" in HELD_OUT
+    return name.removeprefix("oriolac_") in HELD_OUT
+
+
+def summary(rows: list[dict], label: str) -> str:
+    """Mean, median and worst share of changed pixels of ``rows``, and scenes over 1 and 3 %."""
+    changed = [r["changed"] for r in rows]
+    worst = rows[int(np.argmax(changed))]["scene"]
+    return (f"{len(rows)} {label}: pixels changed by remove, mean "
+            f"{100 * statistics.mean(changed):.2f} %, median "
+            f"{100 * statistics.median(changed):.2f} %, worst {100 * max(changed):.2f} % "
+            f"({worst}); scenes over 1 %: {sum(c > 0.01 for c in changed)}, over 3 %: "
+            f"{sum(c > 0.03 for c in changed)}")
 
 
 def write_inputs(record: dict, arrays: dict, folder: Path) -> tuple[Path, Path | None]:
@@ -78,12 +108,25 @@ def mask_share(s2: Path, out: Path) -> float:
     return float(((classes != 0) & valid).sum() / max(valid.sum(), 1))
 
 
+def flagged_share(masker: Callable[[np.ndarray], np.ndarray], s2: Path) -> float:
+    """Share of the valid pixels of the GeoTIFF ``s2`` that ``masker`` flags."""
+    with rasterio.open(s2) as src:
+        dn = src.read()
+    valid = (dn != 0).all(axis=0)
+    return float((masker(dn.astype(np.float32) / 10000) & valid).sum() / max(valid.sum(), 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--s2cloudless", action="store_true",
+                        help="also the share of pixels the s2cloudless mask flags")
     parser.add_argument("options", nargs="*", help="after --: options for every remove")
     args = parser.parse_args()
+    baseline = s2cloudless() if args.s2cloudless else None
+    if args.s2cloudless and baseline is None:
+        raise SystemExit("--s2cloudless: s2cloudless is not installed (pip install s2cloudless)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -96,16 +139,26 @@ def main() -> None:
                        *(["--s1", str(s1)] if s1 else []), "-o", str(out), "--mask-out",
                        str(mask), "--overwrite", "--quiet", *args.options]
             subprocess.run(command, check=True, capture_output=True)
-            rows.append({"scene": name, "kind": record["kind"],
+            rows.append({"scene": name, "kind": record["kind"], "held_out": held_out(record),
                          "changed": changed_share(s2, out), "masked": mask_share(s2, mask)})
-            print(f"{name:48s} {record['kind']:8s} changed {100 * rows[-1]['changed']:6.2f} % "
-                  f"masked {100 * rows[-1]['masked']:6.2f} %", flush=True)
-    changed = [r["changed"] for r in rows]
-    print(f"\n{len(rows)} cloud-free scenes: pixels changed by remove, mean "
-          f"{100 * statistics.mean(changed):.2f} %, median {100 * statistics.median(changed):.2f} "
-          f"%, worst {100 * max(changed):.2f} % ({rows[int(np.argmax(changed))]['scene']}); "
-          f"scenes over 1 %: {sum(c > 0.01 for c in changed)}, over 3 %: "
-          f"{sum(c > 0.03 for c in changed)}")
+            line = (f"{name:48s} {record['kind']:8s} changed {100 * rows[-1]['changed']:6.2f} % "
+                    f"masked {100 * rows[-1]['masked']:6.2f} %")
+            if baseline is not None:
+                rows[-1]["s2cloudless"] = flagged_share(baseline, s2)
+                line += f" s2cloudless {100 * rows[-1]['s2cloudless']:6.2f} %"
+            print(line, flush=True)
+    print()
+    print(summary(rows, "cloud-free scenes"))
+    if baseline is not None:
+        flagged = [r["s2cloudless"] for r in rows]
+        print(f"s2cloudless flags: mean {100 * statistics.mean(flagged):.2f} %, median "
+              f"{100 * statistics.median(flagged):.2f} %, worst {100 * max(flagged):.2f} %; "
+              f"scenes over 1 %: {sum(c > 0.01 for c in flagged)}, over 3 %: "
+              f"{sum(c > 0.03 for c in flagged)}")
+    for label, held in (("of the tuning half", False), ("of the held-out half", True)):
+        part = [r for r in rows if r["held_out"] == held]
+        if part:
+            print(summary(part, label))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -45,7 +45,7 @@ from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
 
 from cloudfree.fill.restore import RestoreParams
-from cloudfree.mask.classify import CLOUD, SHADOW, MaskParams, classify
+from cloudfree.mask.classify import SHADOW, MaskParams, classify
 from cloudfree.mask.haze import HazeParams
 from cloudfree.pipeline.options import split_options
 from cloudfree.pipeline.remove import remove_scene
@@ -69,6 +69,8 @@ SETTINGS = {
     "all together": {"model": "median-fill", "mask_params": SHADOWS,
                      "restoring": RestoreParams()},
     # not run by default
+    "+ bright-land test": {"model": "median-fill", "mask_params": MaskParams(buffer=5, land=True),
+                           "restoring": RestoreParams(shadows=False)},
     "local base, shadows filled": {"model": "median-fill", "restoring": None,
                                    "mask_params": SHADOWS},
     "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None},
@@ -95,10 +97,18 @@ BASELINE = "scene-median fill"
 LOCAL = "local base"
 
 
+def donor_cloud(cloudy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cloud [H, W] of a real cloudy image by its score alone (score above the threshold),
+    and the score: the donors and their clouds do not change with the mask's other tests, so
+    every mask is scored on the same cases."""
+    _, score = classify(cloudy, valid, MaskParams())
+    return np.nan_to_num(score) > MaskParams().threshold, score
+
+
 def donor_shadow(cloudy: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The shadow pixels [H, W] of a real cloudy image within ``NEAR`` px of its clouds."""
     classes, _ = classify(cloudy, valid, MaskParams(shadow=True))
-    near = ndimage.distance_transform_edt(classes != CLOUD) <= NEAR
+    near = ndimage.distance_transform_edt(~donor_cloud(cloudy, valid)[0]) <= NEAR
     return (classes == SHADOW) & near & valid
 
 
@@ -123,8 +133,8 @@ def donors(records: list[dict]) -> list[dict]:
     out = []
     for r in records:
         cloudy, valid = reflectance(r["s2_cloudy"])
-        classes, score = classify(cloudy, valid)
-        share = float((classes == CLOUD)[valid].mean())
+        cloud, score = donor_cloud(cloudy, valid)
+        share = float(cloud[valid].mean())
         shadow = donor_shadow(cloudy, valid)
         if DONOR_CLOUD[0] < share < DONOR_CLOUD[1] and shadow.sum() >= MIN_SHADOW:
             out.append({"scene": r["scene"], "id": r["id"], "cloudy": cloudy,

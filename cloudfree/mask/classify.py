@@ -9,6 +9,13 @@ constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and ha
 least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
 false alarms on bright ground and keeps nearly every cloud (benchmarks/mask_quality.py,
 docs/benchmarks/masks.md).
+Bright land (``bright_land``, with ``land=True``; off by default, as it also drops some thin
+cloud): roofs, greenhouses and roads can score as cloud. Such a pixel is left clear when no cloud
+near it is confident (score 0.6), the cloud pixels around show no parallax between B07, B08 and B8A
+(the Cloud Displacement Index of Frantz et al. 2018: a cloud, high above the ground, shifts between
+the B08 and B8A detectors, a roof does not), their short-wave infrared B11 is that of land (above
+1.1 times the visible mean; water droplets absorb there) and the land around shows no haze, as the
+land around a thin cloud does. Without B07, B08, B8A or B11 the test is skipped.
 The ``dsen2cr`` variant follows the public DSen2-CR detector (Meraner et al. 2020): NDSI enters
 the score softly (ramp from 1 at NDSI 0.6 to 0 at 0.8), then a 5x5 grey closing and a 7x7 mean
 filter before thresholding. Shadows use the cloud shadow index CSI = (B08 + B11) / 2 with
@@ -54,6 +61,8 @@ REQUIRED_BANDS: tuple[str, ...] = ("B02", "B03", "B04")
 SCL_CLOUD, SCL_SHADOW, SCL_SNOW, SCL_NODATA = (8, 9, 10), 3, 11, 0
 #: The SCL value of thin cirrus, among ``SCL_CLOUD``.
 SCL_THIN = 10
+#: Bands of the bright-land test (``bright_land``): the parallax index and short-wave infrared.
+LAND_BANDS: tuple[str, ...] = ("B07", "B08", "B8A", "B11")
 #: Bands of the shadow test (CSI and blue).
 SHADOW_BANDS: tuple[str, ...] = ("B02", "B08", "B11")
 METHODS = ("score", "dsen2cr")
@@ -84,6 +93,7 @@ class MaskParams:
     buffer: int = 0
     shadow: bool = False
     hot: bool = True
+    land: bool = False  # bright land (roofs, greenhouses) that scores as cloud left clear
     scl: bool = True  # classes from an L2A product's scene classification, when it has one
 
     def __post_init__(self) -> None:
@@ -105,12 +115,14 @@ class MaskParams:
         """Pixels of context needed so windowed results equal whole-image results."""
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         seeds = SEED_BOX // 2 if self.buffer else 0  # whether a cloud pixel seeds the buffer
-        return smoothing + (2 if self.shadow else 0) + seeds + self.buffer
+        land = LAND_REACH if self.land else 0  # the bright-land test's neighbourhood
+        return smoothing + land + (2 if self.shadow else 0) + seeds + self.buffer
 
     @property
     def bands(self) -> tuple[str, ...]:
         """The bands these options read from a full L1C product, in L1C order."""
-        needed = SCORE_BANDS + (SHADOW_BANDS if self.shadow else ())
+        needed = (SCORE_BANDS + (LAND_BANDS if self.land else ())
+                  + (SHADOW_BANDS if self.shadow else ()))
         return tuple(b for b in BANDS if b in needed)
 
     @property
@@ -241,6 +253,8 @@ def classify(
         score = raw
         score[snowy] = 0
         cloud = score > params.threshold
+    if params.land and scl is None:
+        cloud &= ~bright_land(b, cloud, score)
     if scl is not None:
         cloud, snow = np.isin(scl, SCL_CLOUD), scl == SCL_SNOW
         valid = valid & (scl != SCL_NODATA)
@@ -285,6 +299,64 @@ def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str
     out = classes.copy()
     out[cloud & thin] = THIN
     return out
+
+
+#: A cloud pixel is bright land, and left clear, when within the ``LAND_BOX`` px square around
+#: it no cloud pixel scores ``LAND_SCORE`` or more, its cloud pixels' mean parallax index
+#: (``parallax_index``) exceeds ``LAND_CDI`` and their mean ratio of B11 to the visible bands
+#: exceeds ``LAND_SWIR``, and fewer than ``LAND_HAZE`` of its other pixels score above
+#: ``HAZE_SCORE`` (no haze around, as around a cloud). Chosen on the tuning half of the pool
+#: (benchmarks/clear_scenes.py, benchmarks/one_date_quality.py, benchmarks/mask_quality.py;
+#: docs/benchmarks/masks.md).
+LAND_BOX, LAND_SCORE, LAND_CDI, LAND_SWIR, LAND_HAZE, HAZE_SCORE = 15, 0.6, -0.7, 1.1, 0.3, 0.05
+#: Variances of the parallax index over this many px (square).
+CDI_BOX = 7
+#: Context the bright-land test needs: its square, the variances' and the 2 px mean of B08.
+LAND_REACH = LAND_BOX // 2 + CDI_BOX // 2 + 1
+
+
+def parallax_index(b: dict[str, np.ndarray]) -> np.ndarray:
+    """Cloud displacement index of Frantz, Hass, Uhl, Stoffels and Hill (2018, Remote Sensing of
+    Environment 215): CDI = (V(B07 / B8A) - V(B08 / B8A)) / (V(B07 / B8A) + V(B08 / B8A)), V the
+    variance over ``CDI_BOX`` px (B08 first averaged over 2 px, as B8A is 20 m). The B08 and B8A
+    detectors see a cloud from slightly different angles, so its edges shift between them and
+    B08 / B8A varies: clouds are near -1, ground (bright roofs too) higher."""
+    b8a = np.maximum(b["B8A"], np.float32(1e-4))
+    near = ndimage.uniform_filter(b["B08"], 2, mode="reflect") / b8a
+    edge = b["B07"] / b8a
+    v8, v7 = local_variance(near, CDI_BOX), local_variance(edge, CDI_BOX)
+    return (v7 - v8) / np.maximum(v7 + v8, np.float32(1e-12))
+
+
+def local_variance(x: np.ndarray, size: int) -> np.ndarray:
+    """Variance of ``x`` [H, W] over the ``size`` px square around each pixel."""
+    mean = ndimage.uniform_filter(x, size, mode="reflect")
+    return ndimage.uniform_filter(x * x, size, mode="reflect") - mean * mean
+
+
+def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
+    confident cloud near, no parallax, land's short-wave infrared, no haze around (the
+    constants ``LAND_*``). None without the bands ``LAND_BANDS``. Exact with ``LAND_REACH`` px
+    of context."""
+    if not cloud.any() or any(k not in b for k in LAND_BANDS):
+        return np.zeros_like(cloud)
+    score = np.nan_to_num(score)
+    peak = ndimage.maximum_filter(np.where(cloud, score, 0), LAND_BOX, mode="constant")
+    land = cloud & (peak < LAND_SCORE)
+    if not land.any():
+        return land
+
+    def mean(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """Mean of ``x`` over the ``where`` pixels of each pixel's ``LAND_BOX`` square."""
+        w = where.astype(np.float32)
+        total = ndimage.uniform_filter(x * w, LAND_BOX, mode="constant")
+        return total / np.maximum(ndimage.uniform_filter(w, LAND_BOX, mode="constant"), 1e-6)
+
+    visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
+    land &= mean(parallax_index(b), cloud) > LAND_CDI
+    land &= mean(b["B11"] / visible, cloud) > LAND_SWIR
+    return land & (mean((score > HAZE_SCORE).astype(np.float32), ~cloud) < LAND_HAZE)
 
 
 def seeding(cloud: np.ndarray, score: np.ndarray) -> np.ndarray:

@@ -116,6 +116,7 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "BUFFER_PIXELS": str(params.buffer),
         "SHADOW": str(params.shadow),
         "HOT_TEST": str(params.hot),
+        "BRIGHT_LAND_TEST": str(params.land),
         "MASK_SOURCE": mask_source(s2, params),
         "PROCESSING_LEVEL": s2.level,
         "RADIOMETRIC_OFFSET": str(s2.offset),

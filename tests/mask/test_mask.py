@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import (
     CLOUD,
+    LAND_REACH,
     NEAR_REACH,
     NODATA,
     SEED_SCORE,
@@ -146,8 +147,8 @@ def test_hot_test_clears_bright_roofs_and_keeps_the_cumulus():
     for name, path in (("floods", FLOODS_S2), ("summer", SUMMER_S2)):
         with open_sentinel2(path) as s2:
             refl, valid = s2.read()
-        plain, plain_score = classify(refl, valid, MaskParams(hot=False))
-        gated, gated_score = classify(refl, valid)
+        plain, plain_score = classify(refl, valid, MaskParams(hot=False, land=False))
+        gated, gated_score = classify(refl, valid, MaskParams(land=False))
         assert (gated_score <= plain_score).all()
         assert ((gated == CLOUD) <= (plain == CLOUD)).all()
         masks[name] = (plain == CLOUD).mean(), (gated == CLOUD).mean()
@@ -156,6 +157,38 @@ def test_hot_test_clears_bright_roofs_and_keeps_the_cumulus():
     assert masks["floods"][1] < 0.5 * masks["floods"][0]
     # The summer cumulus loses almost nothing.
     assert masks["summer"][1] > 0.98 * masks["summer"][0] > 0.29
+
+
+def test_bright_land_leaves_roofs_and_greenhouses_clear_and_keeps_the_cumulus():
+    """On the cloud-free Sen1Floods11 chip the bright-land test (``land=True``) clears most of
+    what still scores as cloud (roofs, greenhouses, roads: 1.7 % of the scene); the summer
+    cumulus keeps all but a few pixels of its cloud, and nothing clear becomes cloud."""
+    fractions = {}
+    for name, path in (("floods", FLOODS_S2), ("summer", SUMMER_S2)):
+        with open_sentinel2(path) as s2:
+            refl, valid = s2.read()
+        without = classify(refl, valid)[0] == CLOUD
+        cloud = classify(refl, valid, MaskParams(land=True))[0] == CLOUD
+        assert (cloud <= without).all()
+        fractions[name] = without.mean(), cloud.mean()
+    assert fractions["floods"][0] == pytest.approx(0.017, abs=0.001)
+    assert fractions["floods"][1] < 0.5 * fractions["floods"][0]
+    assert fractions["summer"][1] > 0.99 * fractions["summer"][0] > 0.3
+
+
+def test_bright_land_needs_its_bands_and_can_be_turned_off():
+    """Without B07, B08, B8A and B11 (or by default, land=False) the test is skipped, and the
+    mask reads none of them; its neighbourhood is part of the halo."""
+    on = MaskParams(land=True)
+    assert {"B07", "B08", "B8A", "B11"} <= set(on.bands)
+    assert not {"B07", "B08", "B8A"} & set(MaskParams().bands)
+    assert on.halo == MaskParams().halo + LAND_REACH
+    with open_sentinel2(FLOODS_S2) as s2:
+        refl, valid = s2.read()
+    keep = [i for i, b in enumerate(BANDS) if b not in ("B07", "B8A")]
+    without = classify(refl[keep], valid, on, [BANDS[i] for i in keep])[0]
+    np.testing.assert_array_equal(without, classify(refl, valid)[0])
+    assert (without != classify(refl, valid, on)[0]).any()
 
 
 def test_thresholds_buffer_and_score_output(tmp_path):
@@ -220,7 +253,7 @@ def test_snow_is_not_cloud():
 
 @pytest.mark.parametrize("method", ["score", "dsen2cr"])
 def test_windowed_equals_whole_image(tmp_path, method):
-    params = MaskParams(method=method, buffer=2, shadow=True)
+    params = MaskParams(method=method, buffer=2, shadow=True, land=True)
     whole = mask_scene(FLOODS_S2, tmp_path / "whole.tif", params, block=4096,
                        score_path=tmp_path / "whole_score.tif")
     tiled = mask_scene(FLOODS_S2, tmp_path / "tiled.tif", params, block=100,
@@ -429,7 +462,7 @@ def test_lone_bright_pixels_are_masked_but_grow_no_buffer():
     specks of a few pixels: they stay masked, but a speck grows no buffer, while the summer
     sample's real clouds grow all of it."""
     refl, valid = reflectance_of(FLOODS_S2)
-    bare, score = classify(refl, valid)
+    bare, score = classify(refl, valid, MaskParams(land=False))  # all of them
     specks = bare == CLOUD
     labels, count = ndimage.label(specks, np.ones((3, 3)))
     sizes = ndimage.sum(specks, labels, np.arange(1, count + 1))
@@ -438,7 +471,7 @@ def test_lone_bright_pixels_are_masked_but_grow_no_buffer():
     assert count > 300 and lone.sum() > 300
     seeds = seeding(specks, score)
     assert not (seeds & lone).any() and seeds[specks & (score >= SEED_SCORE)].all()
-    buffered, _ = classify(refl, valid, MaskParams(buffer=5))
+    buffered, _ = classify(refl, valid, MaskParams(buffer=5, land=False))
     assert ((buffered == CLOUD) >= specks).all()
     assert (buffered == CLOUD).mean() < 0.6 * grow(specks, 5).mean()
 

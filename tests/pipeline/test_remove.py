@@ -411,6 +411,25 @@ def test_remove_grows_nothing_around_the_cloud_free_chips_bright_specks(tmp_path
     assert changed[masked].all()  # what the mask flags is filled
 
 
+def test_remove_with_the_bright_land_test_leaves_most_of_the_chips_bright_land_alone(tmp_path):
+    """With the bright-land test, most of what scores as cloud on the cloud-free Sen1Floods11
+    chip (roofs, greenhouses, roads) stays clear, and `remove` changes under 4 % of the chip
+    (7.7 % without the test)."""
+    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
+    remove_scene(FLOODS_S2, FLOODS_S1, out, mask_out=mask, quiet=True,
+                 mask_params=MaskParams(buffer=5, land=True))
+    with rasterio.open(FLOODS_S2) as src, rasterio.open(out) as dst, rasterio.open(mask) as m:
+        changed = (src.read() != dst.read()).any(axis=0)
+        masked = m.read(1) == CLOUD
+    with open_sentinel2(FLOODS_S2) as s2:
+        refl, valid = s2.read()
+    assert changed.mean() < 0.04
+    assert changed[masked].all()  # what the mask flags is filled
+    without = classify(refl, valid)[0] == CLOUD
+    found = classify(refl, valid, MaskParams(land=True))[0] == CLOUD
+    assert found.mean() < 0.5 * without.mean() and changed[found].all()
+
+
 def _all_cloud(path, pasted_cloud, saturated: bool):
     """The real summer cumulus spread over the whole patch (its pixels that the mask calls
     cloud on their own, whatever their neighbours, repeated), or every pixel saturated (65535
