@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import colorsys
 import filecmp
+import functools
 import json
 import logging
 import math
@@ -73,7 +74,14 @@ from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
 from cloudfree.dates import joint_fit
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
 from cloudfree.dates.joint_fit import JointFit, JointSums
-from cloudfree.dates.radiometry import CELL, MIN_COMMON, MIN_PIXELS, CellFits, FitField, cell_sums
+from cloudfree.dates.radiometry import (
+    CELL,
+    MIN_COMMON,
+    MIN_PIXELS,
+    CellFits,
+    FitField,
+    grouped_sums,
+)
 from cloudfree.dates.references import (
     CHANGE_BOX,
     Reference,
@@ -741,16 +749,26 @@ class ReferenceFill:
 
 def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int, left: int
                ) -> list[tuple]:
-    """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``), on the
-    pixels ``both`` clear in the reference (``refl``) and the target."""
-    cells = []
-    for r0 in range(0, both.shape[0], CELL):
-        for c0 in range(0, both.shape[1], CELL):
-            part = both[r0 : r0 + CELL, c0 : c0 + CELL]
-            x = refl[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
-            y = target[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
-            cells.append(((top + r0) // CELL, (left + c0) // CELL, *cell_sums(x, y)))
-    return cells
+    """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``, multiples
+    of ``CELL``), on the pixels ``both`` clear in the reference (``refl``) and the target; all
+    the window's cells at once (``grouped_sums``)."""
+    order, cells = _cell_major(*both.shape)
+    taken = order[both.ravel()[order]]  # the pixels both clear, one cell after another
+    cols = -(-both.shape[1] // CELL)
+    sums = grouped_sums(np.take(refl.reshape(len(refl), -1), taken, axis=1),
+                        np.take(target.reshape(len(target), -1), taken, axis=1),
+                        np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols))
+    return [(top // CELL + k // cols, left // CELL + k % cols, *cell)
+            for k, cell in enumerate(sums)]
+
+
+@functools.lru_cache(maxsize=8)
+def _cell_major(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of a window (flat indices) one ``CELL`` after another, each cell's in rows,
+    and the cell of each pixel (row-major cell index)."""
+    rows, cols = np.indices((height, width))
+    cells = (rows // CELL * -(-width // CELL) + cols // CELL).ravel()
+    return np.argsort(cells, kind="stable"), cells
 
 
 def _inside(ref: Reference, top: int, left: int, height: int, width: int
