@@ -842,10 +842,26 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
 def reference_weight(variance: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
     """A reference's weight: ``factor`` (its time factor) x (variance / VARIANCE_UNIT) **
     -WEIGHT_POWER, from the residual variance of its fit."""
-    weight = variance / VARIANCE_UNIT
-    weight **= -WEIGHT_POWER
+    weight = _inverse_power(variance / VARIANCE_UNIT, WEIGHT_POWER)
     weight *= factor
     return weight
+
+
+def _inverse_power(x: np.ndarray, power: float) -> np.ndarray:
+    """float32 ``x ** -power``; for a whole ``power``, by squaring in float64 (a few times
+    faster than float32's ``pow``, and as exact once rounded)."""
+    if power != int(power) or power < 1:
+        return x ** np.float32(-power)
+    base, out, n = x.astype(np.float64), None, int(power)
+    while n:  # binary exponentiation, lowest bit first
+        last = n == 1
+        if n & 1:  # base itself when it is not squared again (no copy: a fresh array faults)
+            out = (base if last else base.copy()) if out is None else \
+                np.multiply(out, base, out=out)
+        n >>= 1
+        if n:
+            base *= base
+    return np.reciprocal(out, out=out).astype(np.float32)
 
 
 def edge_ramp(clear: np.ndarray) -> np.ndarray:
