@@ -668,8 +668,9 @@ class ReferenceFill:
             take &= ~_crop(moved, CHANGE_BOX // 2)[at][None]
         if not take.any():
             return None
-        prediction, offset, variance = (f[:, None] for f in self.fitted[ref.index].field.at(
-            top + at[0], left + at[1]))
+        prediction, offset, variance = (
+            f[:, at[0], at[1]][:, None]
+            for f in self.fitted[ref.index].field.at(top, left, height, width))
         prediction *= refl  # gain x reference + offset
         prediction += offset
         del offset

@@ -174,32 +174,16 @@ class FitField:
     #: The scene-wide line (gain, offset per band) the cells are shrunk towards.
     scene: tuple[np.ndarray, np.ndarray] | None = None
 
-    def at(self, rows: np.ndarray, cols: np.ndarray
+    def at(self, top: int, left: int, height: int, width: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The three fields [bands, n] at n scene pixels (rows, cols; bilinear between cell
-        centres, constant beyond the outer ones; they may lie outside the scene), with the
-        same sums in the same order as :meth:`line_at` on a block."""
-        (r0, r1, fr), (c0, c1, fc) = (_axis(rows, self.cell, self.gain.shape[1]),
-                                      _axis(cols, self.cell, self.gain.shape[2]))
-
-        def interpolate(f: np.ndarray) -> np.ndarray:
-            out = np.empty((len(f), len(rows)), np.float32)
-            for band, plane in enumerate(f):  # band by band: float64 of one band at a time
-                value = plane[r0, c0] * (1 - fr) + plane[r1, c0] * fr
-                value *= 1 - fc
-                upper = plane[r0, c1] * (1 - fr) + plane[r1, c1] * fr
-                upper *= fc
-                value += upper
-                out[band] = value
-            return out
-
-        return tuple(interpolate(f) for f in (self.gain, self.offset, self.variance))
+        """The three fields [bands, height, width] on a block of scene pixels (bilinear between
+        cell centres, constant beyond the outer ones; the block may reach outside the scene)."""
+        return self._interpolated((self.gain, self.offset, self.variance), top, left, height,
+                                  width)
 
     def line_at(self, top: int, left: int, height: int, width: int, bands: Sequence[int]
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """The gain and offset of ``bands`` (indices) only, on a block of scene pixels
-        [bands, height, width] (the block may reach outside the scene), as :meth:`at` gives
-        them."""
+        """The gain and offset of ``bands`` (indices) only, as :meth:`at` gives them."""
         return self._interpolated((self.gain[bands], self.offset[bands]), top, left, height,
                                   width)
 
