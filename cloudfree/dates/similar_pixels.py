@@ -35,7 +35,7 @@ NEIGHBOURS = 5
 #: Most pixels searched (the sample's stride grows with the scene).
 SAMPLE = 16384
 #: Dimensions of the search: principal components of the standardised features.
-COMPONENTS = 8
+COMPONENTS = 16
 #: The search is approximate: each neighbour found lies within (1 + ``APPROXIMATE``) times the
 #: distance of the true one (``cKDTree.query``'s ``eps``). On the pool's SEN12MS-CR-TS series
 #: (eight dates predicting a ninth) 1 searched about 4 times faster than an exact search and
