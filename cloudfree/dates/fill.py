@@ -582,8 +582,9 @@ class ReferenceFill:
             pixels = (at[0], at[1] + c0)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
                 used, top, left + c0, height, cols.stop - c0, at, judge, moments)
-            for into, part in zip((spread, residual), moments or (), strict=False):
-                into[:, pixels[0], pixels[1]] = part[:, 0]
+            if moments is not None:
+                spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
+                    part[:, 0] for part in moments)
         return ReferenceBlock(values, source,
                               None if spread is None else DateTerms(spread, residual))
 
