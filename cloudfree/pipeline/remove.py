@@ -446,6 +446,7 @@ class SceneRemoval:
             min(self.batch_size, tiles_within(self.grid, FILL_CHUNK_WIDTH))
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
+        self._one_reader = threading.Lock()  # the references, read by one loader at a time
 
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
@@ -464,8 +465,9 @@ class SceneRemoval:
         background = None
         temporal = None if self.references is None else self.references.temporal
         if temporal is not None and temporal.calibrated:  # dates judge where they see clear
-            background = temporal.background(chunk.top, chunk.left, chunk.height,
-                                             chunk.width, halo)
+            with self._one_reader:
+                background = temporal.background(chunk.top, chunk.left, chunk.height,
+                                                 chunk.width, halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
         if self.restoring is not None and self.restoring.shadows and self.params.shadow:
@@ -545,10 +547,11 @@ class SceneRemoval:
         within[CONTEXT:height - CONTEXT, CONTEXT:width - CONTEXT] = True
         clear = (valid & (classes == CLEAR) & ~region)[around]
         need = need[around] & within
-        reference = self.references.estimate(
-            chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
-            None if background is None else background.crop(*around),
-            terms=self.uncertainty is not None)
+        with self._one_reader:  # one chunk's arrays of the references at a time
+            reference = self.references.estimate(
+                chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
+                None if background is None else background.crop(*around),
+                terms=self.uncertainty is not None)
         if reference is None:
             return None
         covered = reference.covered
