@@ -62,7 +62,7 @@ STAGES = (
     ("cloudfree.pipeline.remove", "open_s1_on_grid", "S1 co-registration"),
     ("cloudfree.coregister.s1_to_s2", "estimate_window", "shift estimates"),
     ("cloudfree.pipeline.remove", "scene_fill_spectrum", "clear-sky statistics"),
-    ("cloudfree.pipeline.remove", "classify", "mask"),
+    ("cloudfree.mask.scene_input", "classify", "mask"),
     ("cloudfree.pipeline.remove", "haze_region", "mask"),
     ("cloudfree.pipeline.remove", "composite_alpha", "mask"),
     ("cloudfree.pipeline.remove", "source_weight", "local fill"),

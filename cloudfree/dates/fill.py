@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import colorsys
 import filecmp
+import functools
 import json
 import logging
 import math
@@ -73,7 +74,14 @@ from cloudfree.coregister.s1_to_s2 import coregister_to_grid
 from cloudfree.dates import joint_fit
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
 from cloudfree.dates.joint_fit import JointFit, JointSums
-from cloudfree.dates.radiometry import CELL, MIN_COMMON, MIN_PIXELS, CellFits, FitField, cell_sums
+from cloudfree.dates.radiometry import (
+    CELL,
+    MIN_COMMON,
+    MIN_PIXELS,
+    CellFits,
+    FitField,
+    grouped_sums,
+)
 from cloudfree.dates.references import (
     CHANGE_BOX,
     Reference,
@@ -549,9 +557,9 @@ class ReferenceFill:
                  terms: bool = False) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
-        Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another; a
-        reference pixel the temporal test finds off the ``background`` of the block (computed
-        when not given) is not taken."""
+        Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
+        ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
+        of the block (computed when not given) is not taken."""
         used = self.used
         if not used or not need.any():
             return None
@@ -562,33 +570,45 @@ class ReferenceFill:
             spread, residual = np.zeros_like(values), np.zeros_like(values)
         for c0 in range(0, width, STRIP_COLUMNS):
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
-            if need[:, cols].any():
-                judge = None
-                if self.temporal is not None and self.temporal.weighs:
-                    judge = (self.temporal.background(top, left + c0, height, cols.stop - c0)
-                             if background is None else background.crop(slice(None), cols))
-                moments = None if spread is None else (spread[:, :, cols], residual[:, :, cols])
-                values[:, :, cols], source[:, cols] = self._strip(
-                    used, top, left + c0, height, cols.stop - c0, need[:, cols], judge, moments)
+            at = np.nonzero(need[:, cols])
+            if not len(at[0]):
+                continue
+            judge = None
+            if self.temporal is not None and self.temporal.weighs:
+                judge = (self.temporal.background(top, left + c0, height, cols.stop - c0)
+                         if background is None else background.crop(slice(None), cols))
+            moments = None if spread is None else (
+                np.zeros((len(self.bands), 1, len(at[0])), np.float32),
+                np.zeros((len(self.bands), 1, len(at[0])), np.float32))
+            pixels = (at[0], at[1] + c0)
+            values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
+                used, top, left + c0, height, cols.stop - c0, at, judge, moments)
+            if moments is not None:
+                spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
+                    part[:, 0] for part in moments)
         return ReferenceBlock(values, source,
                               None if spread is None else DateTerms(spread, residual))
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
-               need: np.ndarray, background: Background | None,
+               at: tuple[np.ndarray, np.ndarray], background: Background | None,
                moments: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """The fill [13, h, w] and source [h, w] of one strip (see :meth:`estimate`); with
-        ``moments`` (views [13, h, w]), the predictions' weighted spread and the fits' weighted
-        mean residual variance written into them (including a date the agreement check drops:
-        its disagreement is part of the spread)."""
-        bands = len(self.bands)
-        total = np.zeros((bands, height, width), np.float32)
-        weights = np.zeros((bands, height, width), np.float32)
-        best = np.zeros((height, width), np.float32)
-        source = np.zeros((height, width), np.uint8)
+        """The fill [13, n] and source [n] of one strip (see :meth:`estimate`) at its n pixels
+        ``at`` (rows, columns in the strip); with ``moments`` ([13, 1, n]), the predictions'
+        weighted spread and the fits' weighted mean residual variance written into them
+        (including a date the agreement check drops: its disagreement is part of the spread).
+        The pixels' arrays are laid out as one row of n, [.., 1, n]."""
+        bands, n = len(self.bands), len(at[0])
+        total = np.zeros((bands, 1, n), np.float32)
+        weights = np.zeros((bands, 1, n), np.float32)
+        best = np.zeros((1, n), np.float32)
+        source = np.zeros((1, n), np.uint8)
+        need = np.ones((1, n), bool)
+        if background is not None:
+            background = background.at(*at)
         candidates = None
         if AGREEMENT is not None and self.combine == "weighted" and len(used) >= MIN_AGREEING:
-            candidates = Candidates(bands, height, width)
+            candidates = Candidates(bands, 1, n)
         target_s1 = None
         members: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the groups' dates
         for ref in used:
@@ -597,8 +617,8 @@ class ReferenceFill:
                 break
             if self._checks_change(ref) and target_s1 is None:
                 target_s1 = self._s1_block(self.s1, top, left, height, width)
-            score = self._add(ref, top, left, height, width, open_, target_s1, total, weights,
-                              candidates, members, background, moments)
+            score = self._add(ref, top, left, height, width, at, open_, target_s1, total,
+                              weights, candidates, members, background, moments)
             if score is not None:
                 _name_source(ref.index, score, best, source)
         alike = None
@@ -625,30 +645,34 @@ class ReferenceFill:
                 prediction = prediction[:, ~dropped[take]]
                 take &= ~dropped
             total[:, take] += np.float32(SIMILAR) * (prediction - total[:, take])
-        return total, source
+        return total[:, 0], source[0]
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
-             open_: np.ndarray, target_s1: np.ndarray | None, total: np.ndarray,
+             at: tuple[np.ndarray, np.ndarray], open_: np.ndarray,
+             target_s1: np.ndarray | None, total: np.ndarray,
              weights: np.ndarray, candidates: Candidates | None, members: dict,
              background: Background | None,
              moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
-        ``total`` and its weight to ``weights`` (and offer it to ``candidates``); return its
-        mean weight per pixel (None where it adds nothing). A reference of a fitted group also
+        ``total`` and its weight to ``weights`` (and offer it to ``candidates``), the strip's
+        pixels ``at`` laid out as in ``_strip``; return its mean weight per pixel (None where it
+        adds nothing). A reference of a fitted group also
         leaves its reflectance and pixels taken in ``members``. In place, so that one
         reference's arrays are held at a time (besides the groups' members). Pixels where the
         temporal test finds it off the ``background`` are not taken."""
         refl, _, clear = ref.clear(top, left, height, width, halo=EDGE_RAMP)
-        ramp = _crop(edge_ramp(clear), EDGE_RAMP)
-        refl, clear = _crop(refl, EDGE_RAMP), _crop(clear, EDGE_RAMP)
-        take = open_ & clear
+        ramp = _crop(edge_ramp(clear), EDGE_RAMP)[at][None]
+        refl = _crop(refl, EDGE_RAMP)[:, at[0], at[1]][:, None]
+        take = open_ & _crop(clear, EDGE_RAMP)[at][None]
         if self._checks_change(ref) and take.any():
             ref_s1 = self._s1_block(ref.s1, top, left, height, width)
             moved = changed(target_s1, ref_s1, self.fitted[ref.index].bias, self.threshold_db)
-            take &= ~_crop(moved, CHANGE_BOX // 2)
+            take &= ~_crop(moved, CHANGE_BOX // 2)[at][None]
         if not take.any():
             return None
-        prediction, offset, variance = self.fitted[ref.index].field.at(top, left, height, width)
+        prediction, offset, variance = (
+            f[:, at[0], at[1]][:, None]
+            for f in self.fitted[ref.index].field.at(top, left, height, width))
         prediction *= refl  # gain x reference + offset
         prediction += offset
         del offset
@@ -742,16 +766,26 @@ class ReferenceFill:
 
 def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int, left: int
                ) -> list[tuple]:
-    """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``), on the
-    pixels ``both`` clear in the reference (``refl``) and the target."""
-    cells = []
-    for r0 in range(0, both.shape[0], CELL):
-        for c0 in range(0, both.shape[1], CELL):
-            part = both[r0 : r0 + CELL, c0 : c0 + CELL]
-            x = refl[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
-            y = target[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
-            cells.append(((top + r0) // CELL, (left + c0) // CELL, *cell_sums(x, y)))
-    return cells
+    """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``, multiples
+    of ``CELL``), on the pixels ``both`` clear in the reference (``refl``) and the target; all
+    the window's cells at once (``grouped_sums``)."""
+    order, cells = _cell_major(*both.shape)
+    taken = order[both.ravel()[order]]  # the pixels both clear, one cell after another
+    cols = -(-both.shape[1] // CELL)
+    sums = grouped_sums(np.take(refl.reshape(len(refl), -1), taken, axis=1),
+                        np.take(target.reshape(len(target), -1), taken, axis=1),
+                        np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols))
+    return [(top // CELL + k // cols, left // CELL + k % cols, *cell)
+            for k, cell in enumerate(sums)]
+
+
+@functools.lru_cache(maxsize=8)
+def _cell_major(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of a window (flat indices) one ``CELL`` after another, each cell's in rows,
+    and the cell of each pixel (row-major cell index)."""
+    rows, cols = np.indices((height, width))
+    cells = (rows // CELL * -(-width // CELL) + cols // CELL).ravel()
+    return np.argsort(cells, kind="stable"), cells
 
 
 def _inside(ref: Reference, top: int, left: int, height: int, width: int
@@ -825,10 +859,26 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
 def reference_weight(variance: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
     """A reference's weight: ``factor`` (its time factor) x (variance / VARIANCE_UNIT) **
     -WEIGHT_POWER, from the residual variance of its fit."""
-    weight = variance / VARIANCE_UNIT
-    weight **= -WEIGHT_POWER
+    weight = _inverse_power(variance / VARIANCE_UNIT, WEIGHT_POWER)
     weight *= factor
     return weight
+
+
+def _inverse_power(x: np.ndarray, power: float) -> np.ndarray:
+    """float32 ``x ** -power``; for a whole ``power``, by squaring in float64 (a few times
+    faster than float32's ``pow``, and as exact once rounded)."""
+    if power != int(power) or power < 1:
+        return x ** np.float32(-power)
+    base, out, n = x.astype(np.float64), None, int(power)
+    while n:  # binary exponentiation, lowest bit first
+        last = n == 1
+        if n & 1:  # base itself when it is not squared again (no copy: a fresh array faults)
+            out = (base if last else base.copy()) if out is None else \
+                np.multiply(out, base, out=out)
+        n >>= 1
+        if n:
+            base *= base
+    return np.reciprocal(out, out=out).astype(np.float32)
 
 
 def edge_ramp(clear: np.ndarray) -> np.ndarray:

@@ -114,18 +114,53 @@ class LineSums:
 def cell_sums(x: np.ndarray, y: np.ndarray) -> tuple[LineSums, bool]:
     """A cell's robust sums and True, or the plain sums of too few pixels and False (those only
     join the scene-wide pool); x (reference), y (target) [bands, n]."""
-    if x.shape[1] < MIN_PIXELS:
-        return LineSums.of(x, y, np.ones(x.shape, bool)), False
-    return robust_sums(x, y), True
+    return grouped_sums(x, y, np.array([x.shape[1]]))[0]
 
 
-def robust_sums(x: np.ndarray, y: np.ndarray) -> LineSums:
-    """The inliers' sums of a trimmed least-squares line per band; x, y [bands, n]."""
-    first = LineSums.of(x, y, np.ones(x.shape, bool))
-    gain, offset, _ = first.line()
-    residual = np.abs(y - gain[:, None] * x - offset[:, None])
-    scale = 1.4826 * np.median(residual, axis=1, keepdims=True) + 1e-4
-    return LineSums.of(x, y, residual <= REJECT * scale, first.every)
+def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
+                 ) -> list[tuple[LineSums, bool]]:
+    """``cell_sums`` of several cells at once: x, y [bands, n] of their pixels, one cell after
+    another, ``pixels`` [cells] how many each has. A cell of at least ``MIN_PIXELS`` pixels
+    gets its inliers' sums (a trimmed least-squares line per band: the pixels whose residual to
+    the line of all exceeds ``REJECT`` robust standard deviations, 1.4826 x the median absolute
+    residual, are left out), every cell the sums of all its pixels (``LineSums.every``). Band
+    by band, so that the temporaries are a few vectors of n."""
+    count = len(pixels)
+    fitted, filled = pixels >= MIN_PIXELS, pixels > 0
+    starts = (np.cumsum(pixels) - pixels)[filled]
+    cell = np.repeat(np.arange(count), pixels)
+    judged = fitted[cell]  # the pixels of fitted cells
+    # where a fitted cell's residuals go in a row of its own, to be sorted for their median
+    slots = np.arange(pixels.max(initial=0)) < pixels[fitted, None]
+    low, high = (pixels[fitted] - 1) // 2, pixels[fitted] // 2  # the middle ones' places
+    middle = np.arange(len(low))
+    every = np.zeros((6, len(x), count))  # x, y, xx, xy, yy and the count, per band and cell
+    every[5] = pixels
+    kept = every.copy()
+    for band, (xb, yb) in enumerate(zip(x, y, strict=True)):
+        if not filled.any():
+            break
+        xb, yb = xb.astype(np.float64), yb.astype(np.float64)
+        for i, w in enumerate((xb, yb, xb * xb, xb * yb, yb * yb)):
+            every[i, band, filled] = np.add.reduceat(w, starts)
+        if not fitted.any():
+            continue
+        gain, offset, _ = LineSums(every[:5, band], every[5, band], every[:, band]).line()
+        residual = np.abs(yb - np.repeat(gain, pixels) * xb - np.repeat(offset, pixels))
+        ordered = np.full(slots.shape, np.inf)
+        ordered[slots] = residual[judged]
+        ordered.sort(axis=1)
+        scale = 1.4826 * ((ordered[middle, low] + ordered[middle, high]) / 2) + 1e-4
+        limit = np.full(count, np.inf)
+        limit[fitted] = REJECT * scale
+        out = np.flatnonzero(residual > np.repeat(limit, pixels))  # left out of ``kept``
+        at, xo, yo = cell[out], xb[out], yb[out]
+        for i, w in enumerate((xo, yo, xo * xo, xo * yo, yo * yo)):
+            kept[i, band] = every[i, band] - np.bincount(at, w, count)
+        kept[5, band] = pixels - np.bincount(at, minlength=count)
+    return [(LineSums(kept[:5, :, k], kept[5, :, k], every[:, :, k]), True) if fitted[k] else
+            (LineSums(every[:5, :, k], every[5, :, k], every[:, :, k]), False)
+            for k in range(count)]
 
 
 @dataclass(frozen=True)

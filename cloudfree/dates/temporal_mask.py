@@ -138,6 +138,10 @@ class Background:
         return Background(self.values[:, rows, cols], self.count[rows, cols],
                           self.snowy[rows, cols])
 
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> Background:
+        """The background at n pixels (rows, cols), laid out as one row of n [.., 1, n]."""
+        return Background(self.values[:, rows, cols][:, None], self.count[rows, cols][None])
+
 
 def nan_median(values: np.ndarray) -> np.ndarray:
     """``np.nanmedian(values, axis=0)``, equal to it (the mean of the two middle values when

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 from helpers import WINTER_CLEAR, WINTER_S2
 
-from cloudfree.dates.radiometry import VARIANCE_FLOOR, VARIANCE_SHRINK, CellFits, cell_sums
+from cloudfree.dates.fill import _cell_sums
+from cloudfree.dates.radiometry import (
+    CELL,
+    MIN_PIXELS,
+    REJECT,
+    VARIANCE_FLOOR,
+    VARIANCE_SHRINK,
+    CellFits,
+    LineSums,
+    cell_sums,
+)
 from cloudfree.io.sentinel2 import open_sentinel2
 
 PRIOR = np.full(13, 1e-4)
@@ -82,3 +92,40 @@ def test_a_date_whose_land_changed_in_part_weighs_by_its_error_there_too(dates):
     # moved fields differ most (the trimmed fit's own residual: 2.3 to 2.5 times)
     ratio = fits["changed"].variance[5:9, 0, 0] / fits["steady"].variance[5:9, 0, 0]
     assert (ratio > 3.5).all(), ratio
+
+
+def test_a_windows_cells_summed_at_once_are_each_cells_trimmed_sums(dates):
+    """The statistics pass sums all the cells of a window at once; each cell's sums are still
+    its trimmed least-squares line's: each band's line over the cell's pixels clear in both,
+    the pixels beyond REJECT x 1.4826 x their median absolute residual left out, the sums
+    over the rest; a cell of fewer than MIN_PIXELS keeps the sums of all."""
+    target, references = dates
+    hazy = references["hazy"]
+    both = hazy[1] < np.quantile(hazy[1], 0.6)  # the darker part of the hazy date: uneven
+    both[:, 150:] &= np.arange(both.shape[0])[:, None] % 7 == 0  # cells with few pixels
+    both[:64, 192:] = False  # and none
+    window = (slice(0, 200), slice(0, 256))  # partial cells along the bottom
+    hazy, target, both = hazy[:, window[0], window[1]], target[:, window[0], window[1]], \
+        both[window]
+    cells = _cell_sums(hazy, target, both, 128, 64)  # the window's place in the scene
+    assert len(cells) == 4 * 4
+    flags = set()
+    for row, col, sums, fitted in cells:
+        r0, c0 = (row - 2) * CELL, (col - 1) * CELL
+        part = both[r0 : r0 + CELL, c0 : c0 + CELL]
+        x = hazy[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
+        y = target[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
+        every = LineSums.of(x, y, np.ones(x.shape, bool))
+        keep = np.ones(x.shape, bool)
+        if x.shape[1] >= MIN_PIXELS:
+            gain, offset, _ = every.line()
+            residual = np.abs(y - gain[:, None] * x - offset[:, None])
+            keep = residual <= REJECT * (1.4826 * np.median(residual, 1, keepdims=True) + 1e-4)
+        expected = LineSums.of(x, y, keep, every.every)
+        flags.add((fitted, bool((expected.count < x.shape[1]).any()), x.shape[1] > 0))
+        assert fitted == (x.shape[1] >= MIN_PIXELS)
+        np.testing.assert_array_equal(sums.count, expected.count)
+        np.testing.assert_allclose(sums.sums, expected.sums, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sums.every, expected.every, rtol=1e-9, atol=1e-12)
+    # fitted cells with outliers left out, cells of too few pixels, and empty ones
+    assert {(True, True, True), (False, False, True), (False, False, False)} <= flags
