@@ -140,7 +140,8 @@ class Background:
 
     def at(self, rows: np.ndarray, cols: np.ndarray) -> Background:
         """The background at n pixels (rows, cols), laid out as one row of n [.., 1, n]."""
-        return Background(self.values[:, rows, cols][:, None], self.count[rows, cols][None])
+        return Background(self.values[:, rows, cols][:, None], self.count[rows, cols][None],
+                          self.snowy[rows, cols][None])
 
 
 def nan_median(values: np.ndarray) -> np.ndarray:
