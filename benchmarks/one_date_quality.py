@@ -71,6 +71,9 @@ SETTINGS = {
     # not run by default
     "+ bright-land test": {"model": "median-fill", "mask_params": MaskParams(buffer=5, land=True),
                            "restoring": RestoreParams(shadows=False)},
+    "without the S1 built-up test": {"model": "median-fill",
+                           "mask_params": MaskParams(buffer=5, built_up=False),
+                           "restoring": RestoreParams(shadows=False)},
     "local base, shadows filled": {"model": "median-fill", "restoring": None,
                                    "mask_params": SHADOWS},
     "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None},
