@@ -885,6 +885,7 @@ def remove_scene(
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(fill.composite),
             "FEATHER": str(fill.feather), "MASK_METHOD": mask_params.method,
             "HOT_TEST": str(mask_params.hot), "BRIGHT_LAND_TEST": str(mask_params.land),
+            "S1_BUILT_UP_TEST": str(mask_params.built_up and s1_path is not None),
             "CLOUD_THRESHOLD": str(mask_params.threshold),
             "MASK_SOURCE": mask_source(s2, mask_params), "PROCESSING_LEVEL": s2.level,
             "RADIOMETRIC_OFFSET": str(s2.offset),

@@ -442,6 +442,7 @@ def test_remove_with_s1_leaves_the_chips_built_up_land_alone(tmp_path):
         with rasterio.open(FLOODS_S2) as src, rasterio.open(out) as dst, rasterio.open(mask) as m:
             changed[on] = (src.read() != dst.read()).any(axis=0)
             masked[on] = m.read(1) == CLOUD
+            assert dst.tags()["S1_BUILT_UP_TEST"] == str(on)
         assert changed[on][masked[on]].all()
     assert changed[True].mean() < 0.05 < 0.07 < changed[False].mean()
     assert (masked[True] <= masked[False]).all()
