@@ -1,9 +1,10 @@
 """`cloudfree remove`: stream a scene through a network in blended tiles and composite the result.
 
-read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> blend -> unscale
--> composite -> write, chunk by chunk (see tiling.py), with the next chunks read and prepared on
-loader threads (``loader_threads``) while the network runs on the current one, and the last
-finished block composited and written on a writer thread meanwhile.
+read S2 (offset) -> mask -> S1 on the S2 grid (built-up land out of the mask) -> scale -> tiles
+-> network -> blend -> unscale -> composite -> write, chunk by chunk (see tiling.py), with the
+next chunks read and prepared on loader threads (``loader_threads``) while the network runs on
+the current one, and the last finished block composited and written on a writer thread
+meanwhile.
 
 Models built on the classical fill (``engine.uses_mask``: the default ``median-fill`` and
 ``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
@@ -728,8 +729,9 @@ def remove_scene(
         The model (bundled, checkpoint or ONNX), device, precision, tiles and batch size.
         Default: ``EngineOptions()``, the bundled ``median-fill`` on the GPU when one is usable.
     mask_params : MaskParams
-        The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
-        method with a 5 px buffer.
+        The cloud mask: method, thresholds, buffer in pixels, shadow; with ``s1_path``,
+        ``built_up`` leaves clear what scores as cloud on built-up backscatter with no confident
+        cloud near. Default: the ``score`` method with a 5 px buffer, the built-up test on.
     fill : FillOptions
         The fill's base (local or median), the composite and its feather, the bound on a fill
         network's correction, the restoration of thin cloud. Default: ``FillOptions()``.
