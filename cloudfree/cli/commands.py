@@ -226,7 +226,7 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--mask-out", type=PATH, help="Also write the mask used.")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")
-@opt.mask_params(buffer=5)
+@opt.mask_params(buffer=5, s1=True)
 @opt.as_json
 @opt.offset
 @opt.level

@@ -238,16 +238,17 @@ def mask_method(f):
                              "GLF-CR binned its test set with).")(f)
 
 
-def mask_params(buffer: int = 0) -> Decorator:
-    """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``."""
+def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
+    """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``; with
+    ``s1`` (`remove`), the test that reads Sentinel-1 too."""
     from cloudfree.mask.classify import MAX_BUFFER, MaskParams
 
     def decorate(f):
         def wrapper(*args, mask_method, threshold, ndsi_threshold, buffer, shadow, hot, land,
-                    scl, **kwargs):
+                    scl, built_up=True, **kwargs):
             params = MaskParams(method=mask_method, threshold=threshold,
                                 ndsi_threshold=ndsi_threshold, buffer=buffer, shadow=shadow,
-                                hot=hot, land=land, scl=scl)
+                                hot=hot, land=land, scl=scl, built_up=built_up)
             return f(*args, mask_params=params, **kwargs)
 
         wrapper = functools.update_wrapper(wrapper, f)
@@ -280,6 +281,13 @@ def mask_params(buffer: int = 0) -> Decorator:
                               "(medium, high probability, thin cirrus), cloud shadow and snow "
                               "from it; --no-scl: the score from the bands."),
         ]
+        if s1:
+            options.append(click.option(
+                "--s1-built-up/--no-s1-built-up", "built_up", default=True, show_default=True,
+                help="With --s1: leave out of the mask what scores as cloud but has no cloud "
+                     "scoring 0.6 or more near it and Sentinel-1 VV backscatter above -5 dB on "
+                     "average: the double bounce of roofs and walls (S1 sees through cloud; a "
+                     "real cloud over a town has confident pixels near)."))
         return _all(options)(wrapper)
 
     return decorate

@@ -1,9 +1,10 @@
 """`cloudfree remove`: stream a scene through a network in blended tiles and composite the result.
 
-read S2 (offset) -> mask -> S1 on the S2 grid -> scale -> tiles -> network -> blend -> unscale
--> composite -> write, chunk by chunk (see tiling.py), with the next chunks read and prepared on
-loader threads (``loader_threads``) while the network runs on the current one, and the last
-finished block composited and written on a writer thread meanwhile.
+read S2 (offset) -> mask -> S1 on the S2 grid (built-up land out of the mask) -> scale -> tiles
+-> network -> blend -> unscale -> composite -> write, chunk by chunk (see tiling.py), with the
+next chunks read and prepared on loader threads (``loader_threads``) while the network runs on
+the current one, and the last finished block composited and written on a writer thread
+meanwhile.
 
 Models built on the classical fill (``engine.uses_mask``: the default ``median-fill`` and
 ``fillnet``) get one more pass first, for the scene's clear-sky median (``fill.py``); their input
@@ -89,6 +90,7 @@ from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classify import (
+    BUILT_BOX,
     CLEAR,
     CLOUD,
     NODATA,
@@ -96,6 +98,7 @@ from cloudfree.mask.classify import (
     SHADOW,
     MaskParams,
     ShadowThresholds,
+    built_up,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
@@ -462,10 +465,19 @@ class SceneRemoval:
                     + max(self.options.feather + 1, local.reach))
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
+        vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
+        if vetoes:  # the built-up test's square around the pixels the mask classes exactly
+            halo += BUILT_BOX // 2
         refl, valid, classes, score = read_classified(
             mask_reader(s2, self.bands, self.params, self.decoded), chunk.top, chunk.left,
             chunk.height, chunk.width, (s2.height, s2.width), halo, self.params, self.bands,
             self.shadow)
+        # S1 reads on every loader at once (a dataset handle per thread)
+        (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
+                            chunk.height, chunk.width, g.height, g.width, halo)
+        if vetoes:  # built-up land by its backscatter, with no confident cloud near, is clear
+            classes = np.where(built_up(classes, score, self.params.threshold, s1[0]),
+                               np.uint8(CLEAR), classes)
         background = None
         temporal = None if self.references is None else self.references.temporal
         if temporal is not None and temporal.calibrated:  # dates judge where they see clear
@@ -487,10 +499,6 @@ class SceneRemoval:
             # replaced in full
             alpha = np.where(background.count > 0, region, alpha).astype(np.float32)
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
-        # S1 reads on every loader at once (a dataset handle per thread)
-        (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
-                            chunk.height, chunk.width, g.height, g.width,
-                            halo if local is not None else 0)
         network_input, mask, bound = refl, np.zeros(classes.shape, bool), None
         support = filled = None
         if self.fill is not None:
@@ -515,8 +523,7 @@ class SceneRemoval:
         if self.uncertainty is not None:
             terms = pixel_terms(refl, valid & (classes == CLEAR) & ~region, support,
                                 filled).crop(*inner)
-        if local is not None:
-            s1 = s1[:, inner[0], inner[1]]
+        s1 = s1[:, inner[0], inner[1]]
         reference = None
         if self.references is not None:
             reference = self._from_dates(chunk, halo, refl, valid, classes, region,
@@ -722,8 +729,9 @@ def remove_scene(
         The model (bundled, checkpoint or ONNX), device, precision, tiles and batch size.
         Default: ``EngineOptions()``, the bundled ``median-fill`` on the GPU when one is usable.
     mask_params : MaskParams
-        The cloud mask: method, thresholds, buffer in pixels, shadow. Default: the ``score``
-        method with a 5 px buffer.
+        The cloud mask: method, thresholds, buffer in pixels, shadow; with ``s1_path``,
+        ``built_up`` leaves clear what scores as cloud on built-up backscatter with no confident
+        cloud near. Default: the ``score`` method with a 5 px buffer, the built-up test on.
     fill : FillOptions
         The fill's base (local or median), the composite and its feather, the bound on a fill
         network's correction, the restoration of thin cloud. Default: ``FillOptions()``.
@@ -879,6 +887,7 @@ def remove_scene(
             "TILE": str(tile), "OVERLAP": str(overlap), "COMPOSITE": str(fill.composite),
             "FEATHER": str(fill.feather), "MASK_METHOD": mask_params.method,
             "HOT_TEST": str(mask_params.hot), "BRIGHT_LAND_TEST": str(mask_params.land),
+            "S1_BUILT_UP_TEST": str(mask_params.built_up and s1_path is not None),
             "CLOUD_THRESHOLD": str(mask_params.threshold),
             "MASK_SOURCE": mask_source(s2, mask_params), "PROCESSING_LEVEL": s2.level,
             "RADIOMETRIC_OFFSET": str(s2.offset),
