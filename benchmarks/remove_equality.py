@@ -3,6 +3,7 @@
     python benchmarks/remove_equality.py                 # against main: 2048^2 mosaic, median-fill
     python benchmarks/remove_equality.py --ref HEAD~3 --size 1024 --model cloudfree-fillnet
     python benchmarks/remove_equality.py --series SERIES --references 16 --temporal
+    python benchmarks/remove_equality.py --bundled-series --size 1024
 
 Both revisions run `remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (the
 S1 co-registration included) in fresh processes, each on its own package (the revision's
@@ -13,7 +14,9 @@ change made for speed: at most 1 DN anywhere (exit status 1 beyond it).
 
 With ``--series``, the scene is ``reference_memory.py``'s instead (a mosaic of the pool's
 SEN12MS-CR-TS series with a real cloud pasted), run as ``remove --reference R1 ... RK``
-(``--temporal``: with ``--temporal-mask``), without S1.
+(``--temporal``: with ``--temporal-mask``), without S1; with ``--bundled-series``,
+``reference_speed.py``'s (the bundled five-date series mirrored, its four other dates as the
+references), run the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from reference_memory import scenes
+from reference_speed import make_scenes
 from remove_pipeline import ROOT, make_scene, unpack
 
 
@@ -51,15 +55,19 @@ def main() -> None:
     parser.add_argument("--series", type=Path,
                         help="reference_memory.py's scene of this series, with references")
     parser.add_argument("--references", type=int, default=16, help="with --series: how many")
-    parser.add_argument("--temporal", action="store_true", help="with --series: --temporal-mask")
+    parser.add_argument("--bundled-series", action="store_true",
+                        help="reference_speed.py's scene (the bundled series), with references")
+    parser.add_argument("--temporal", action="store_true",
+                        help="with a series: --temporal-mask")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        if args.series is None:
+        if args.series is None and not args.bundled_series:
             s2, s1 = make_scene(folder, args.size)
             inputs, scene = ["--s1", str(s1)], args.model
         else:
-            s2, refs = scenes(args.series, folder, args.size, args.references)
+            s2, refs = make_scenes(folder, args.size) if args.bundled_series else \
+                scenes(args.series, folder, args.size, args.references)
             inputs = [a for r in refs for a in ("--reference", str(r))] + \
                 ["--temporal-mask"] * args.temporal
             scene = f"{args.model}, {len(refs)} references{', temporal' * args.temporal}"
