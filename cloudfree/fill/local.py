@@ -24,7 +24,8 @@ the land beyond.
 
 Two spatial scales are summed, ``sigma`` and ``4 sigma`` (the larger weighted ``COARSE_WEIGHT``),
 so a pixel far inside a cloud still finds land of its S1 class; where nothing clear of its kind
-is in reach, a small weight on the scene's clear-sky median (``fill.py``) takes over. Everything
+is in reach, a small weight on the mean of the clear pixels of its kind anywhere in the window
+takes over (on the scene's clear-sky median, ``median.py``, where the window has none). Everything
 works on one window with a halo (``reach`` pixels of real context read around it), so memory
 does not depend on the scene size.
 """
@@ -49,6 +50,9 @@ CLASS_STEP = 1.5
 MIN_MEMBERSHIP = 1e-3
 #: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
 FALLBACK_WEIGHT = 1e-4
+#: Sources (summed weight times S1 membership) of a masked pixel's kind in the window below
+#: which the scene median is its fallback rather than their mean: one coarse cell's worth.
+KIN_SOURCES = 16.0
 #: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
 SLOTS = 16
 #: Values (pixels, quads x corners or coarse cells, x classes x bands) the blurs and the
@@ -247,7 +251,8 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
 
     ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
     ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
-    is in reach (the scene median); ``bands``: those of ``reflectance``, in order.
+    is in reach, not even of its S1 kind anywhere in the window (the scene median);
+    ``bands``: those of ``reflectance``, in order.
     """
     support = np.zeros(fill.shape, np.float32)
     if not fill.any():
@@ -256,27 +261,34 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
     # a row per quantity [C + 1, slots]: each band's sums read contiguously (the coarse
     # sources freed first)
-    sums = np.ascontiguousarray(pixel_sums(
-        grid, *coarse_sources(grid, reflectance, source, s1_db, flat, bands), params).T)
+    sums, kin = (np.ascontiguousarray(a.T) for a in pixel_sums(
+        grid, *coarse_sources(grid, reflectance, source, s1_db, flat, bands), params))
     total = sums[-1, grid.slot]
     support.reshape(-1)[flat] = total
     total += FALLBACK_WEIGHT
+    # the fallback: the window's clear sources of the pixel's kind, or the scene median
+    kin_total = kin[-1, grid.slot]
+    has_kin = kin_total >= KIN_SOURCES
+    kin_total[~has_kin] = 1
     out = reflectance.astype(np.float32, copy=True)
-    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)
+    fallback = np.asarray(fallback, np.float32)
     for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
-        filled = sums[band, grid.slot]
-        filled += fallback[band]
+        filled = np.where(has_kin, kin[band, grid.slot] / kin_total, fallback[band])
+        filled *= FALLBACK_WEIGHT
+        filled += sums[band, grid.slot]
         filled /= total
         values[flat] = filled
     return out, support
 
 
 def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: np.ndarray,
-               water_stack: np.ndarray | None, params: LocalFillParams) -> np.ndarray:
+               water_stack: np.ndarray | None, params: LocalFillParams
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Per masked pixel (slot of ``grid``), the sums of the sources ``stack`` [C + 1, h, w]
-    weighted by distance and by S1 class, [slots, C + 1]; ``here`` [2, n]: the masked pixels'
-    smoothed S1, ``cell_s1`` [2, h, w]: the coarse cells'; ``water_stack``: the sources of the
-    open-water classes (None: the same as the others')."""
+    weighted by distance and by S1 class, [slots, C + 1], and the same without the distance
+    (every source of the window); ``here`` [2, n]: the masked pixels' smoothed S1,
+    ``cell_s1`` [2, h, w]: the coarse cells'; ``water_stack``: the sources of the open-water
+    classes (None: the same as the others')."""
     centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
     unknown = ~(np.isfinite(here[0]) & np.isfinite(here[1]))
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
@@ -301,16 +313,20 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     quads, (h, w) = grid.quads, stack.shape[1:]
     group = max(1, READ_BACK_VALUES // (max(quads * 4, h * w) * len(stack)))
     water = np.zeros(len(centres), bool) if water_stack is None else centres[:, 0] < WATER_VV
+    # every class's sources over the whole window [K, C + 1]
+    window = np.zeros((len(centres), len(stack)), np.float32)
     for kind, sources in ((~water, stack), (water, water_stack)):
         for start in range(0, int(kind.sum()), group):
             part = np.flatnonzero(kind)[start:start + group]
             cells = membership(cell_s1, centres[part].T[:, :, None, None],
                                params.s1_sigma)  # [K, h, w]
-            # every class's sources at once, [K (C + 1), h, w], blurred channel by channel
-            corners = grid.corner_values(blurred((cells[:, None] * sources).reshape(-1, h, w),
+            # every class's sources at once, [K, C + 1, h, w], blurred channel by channel
+            weighted = cells[:, None] * sources
+            window[part] = weighted.sum(axis=(2, 3))
+            corners = grid.corner_values(blurred(weighted.reshape(-1, h, w),
                                                  params.sigma / params.factor, grid.window))
             grid.read_back(corners.reshape(quads, 4, len(part), len(sources)), mine[part], sums)
-    return sums
+    return sums, mine.T @ window
 
 
 def coarse_sources(grid: CoarseGrid, reflectance: np.ndarray, source: np.ndarray,

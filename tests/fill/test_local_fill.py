@@ -14,6 +14,7 @@ from cloudfree.fill.local import (
     CLASS_STEP,
     COARSE_WEIGHT,
     FALLBACK_WEIGHT,
+    KIN_SOURCES,
     LAND_IN_WATER,
     MIN_MEMBERSHIP,
     SUPPORT_SCALE,
@@ -199,7 +200,8 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
     y = np.clip((rows - (f - 1) / 2) / f, 0, h - 1)
     x = np.clip((cols - (f - 1) / 2) / f, 0, w - 1)
     here = s1[:, rows, cols]
-    sums = FALLBACK_WEIGHT * np.concatenate([fallback, [1]])[:, None] * np.ones(len(rows))
+    sums = np.zeros((len(refl) + 1, len(rows)))
+    kin = np.zeros_like(sums)  # the window's sources of each pixel's kind
     sigma = params.sigma / f
     for centre in s1_classes(s1[:, fill], CLASS_STEP * params.s1_sigma):
         sources = water_stack if centre[0] < WATER_VV else stack
@@ -213,11 +215,15 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
                              np.maximum((np.arange(w) + 0.5) / 4 - 0.5, 0), indexing="ij")
         far = bilinear(small, sy.ravel(), sx.ravel()).reshape(len(small), h, w)
         mine = membership(here, centre, params.s1_sigma)
-        sums += bilinear(near + COARSE_WEIGHT * far, y, x) * np.where(mine > MIN_MEMBERSHIP,
-                                                                     mine, 0)
+        mine = np.where(mine > MIN_MEMBERSHIP, mine, 0)
+        sums += bilinear(near + COARSE_WEIGHT * far, y, x) * mine
+        kin += coarse.sum(axis=(1, 2))[:, None] * mine
+    has_kin = kin[-1] >= KIN_SOURCES
+    spectrum = np.where(has_kin, kin[:-1] / np.where(has_kin, kin[-1], 1),
+                        np.asarray(fallback)[:, None])
     out = refl.astype(np.float64)
-    out[:, rows, cols] = sums[:-1] / sums[-1]
-    return out, sums[-1] - FALLBACK_WEIGHT
+    out[:, rows, cols] = (sums[:-1] + FALLBACK_WEIGHT * spectrum) / (sums[-1] + FALLBACK_WEIGHT)
+    return out, sums[-1]
 
 
 @pytest.mark.parametrize("read_back_values", [None, 2**12])
