@@ -42,7 +42,7 @@ from cloudfree.pipeline.options import split_options  # noqa: E402
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
 #: Bands reported.
-SHOWN = ("B02", "B03", "B04", "B08", "B11", "B12")
+SHOWN = ("B02", "B04", "B08", "B11", "B12")
 #: Water in a pool scene: smoothed VV below this (dB), B08 and B11 below these (reflectance).
 WATER_VV, WATER_B08, WATER_B11 = -17.0, 0.08, 0.06
 CHIP_RADII = (14, 25, 40, 60)
