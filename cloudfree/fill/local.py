@@ -13,8 +13,7 @@ coarser (sources summed per cell, each cell's S1 its mean), read back bilinearly
 pixels, whose own S1 sets their memberships. So clear water fills water, clear forest fills
 forest, and a river or field edge seen by S1 under the cloud carries through. In the classes of
 open water (VV below ``WATER_VV``) the sources that look like water in S2 (``water_like``) count
-up to ``1 / LAND_IN_WATER`` times more than the others in the spectrum (not in the weight, the
-support, which stays that of all the sources), so a coarse cell on a river bank or the bright
+``1 / LAND_IN_WATER`` times more than the others, so a coarse cell on a river bank or the bright
 land beside a narrow river does not lift the water's NIR and SWIR.
 
 Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ring`` pixels of
@@ -316,26 +315,17 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     water = np.zeros(len(centres), bool) if water_stack is None else centres[:, 0] < WATER_VV
     # every class's sources over the whole window [K, C + 1]
     window = np.zeros((len(centres), len(stack)), np.float32)
-    # the open-water classes' sums apart, with the plain weight of their sources last
-    water_sums = np.zeros((mine.shape[1], len(stack) + 1), np.float32)
-    for kind, sources, out in ((~water, stack, sums), (water, water_stack, water_sums)):
-        if out is water_sums and water.any():
-            sources = np.concatenate([water_stack, stack[-1:]])
+    for kind, sources in ((~water, stack), (water, water_stack)):
         for start in range(0, int(kind.sum()), group):
             part = np.flatnonzero(kind)[start:start + group]
             cells = membership(cell_s1, centres[part].T[:, :, None, None],
                                params.s1_sigma)  # [K, h, w]
             # every class's sources at once, [K, C + 1, h, w], blurred channel by channel
             weighted = cells[:, None] * sources
-            window[part] = weighted[:, :len(stack)].sum(axis=(2, 3))
+            window[part] = weighted.sum(axis=(2, 3))
             corners = grid.corner_values(blurred(weighted.reshape(-1, h, w),
                                                  params.sigma / params.factor, grid.window))
-            grid.read_back(corners.reshape(quads, 4, len(part), len(sources)), mine[part], out)
-    if water.any():  # their sources' spectrum, at the plain weight of those sources
-        seen = water_sums[:, -2] > 0
-        scale = water_sums[:, -1] / np.where(seen, water_sums[:, -2], 1)
-        sums[:, :-1] += water_sums[:, :-2] * scale[:, None]
-        sums[:, -1] += np.where(seen, water_sums[:, -1], 0)
+            grid.read_back(corners.reshape(quads, 4, len(part), len(sources)), mine[part], sums)
     return sums, mine.T @ window
 
 

@@ -201,13 +201,10 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
     x = np.clip((cols - (f - 1) / 2) / f, 0, w - 1)
     here = s1[:, rows, cols]
     sums = np.zeros((len(refl) + 1, len(rows)))
-    water_sums = np.zeros((len(refl) + 2, len(rows)))  # the open-water classes', then the
-    # plain weight of their sources
     kin = np.zeros_like(sums)  # the window's sources of each pixel's kind
     sigma = params.sigma / f
     for centre in s1_classes(s1[:, fill], CLASS_STEP * params.s1_sigma):
-        is_water = centre[0] < WATER_VV
-        sources = np.concatenate([water_stack, stack[-1:]]) if is_water else stack
+        sources = water_stack if centre[0] < WATER_VV else stack
         coarse = sources * membership(cell_s1, centre, params.s1_sigma)
         near = ndimage.gaussian_filter(coarse, (0, sigma, sigma), mode="constant", truncate=3)
         padded = np.pad(coarse, [(0, 0), (0, -h % 4), (0, -w % 4)])
@@ -219,11 +216,8 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
         far = bilinear(small, sy.ravel(), sx.ravel()).reshape(len(small), h, w)
         mine = membership(here, centre, params.s1_sigma)
         mine = np.where(mine > MIN_MEMBERSHIP, mine, 0)
-        (water_sums if is_water else sums)[:] += bilinear(near + COARSE_WEIGHT * far, y, x) * mine
-        kin += coarse[:len(kin)].sum(axis=(1, 2))[:, None] * mine
-    seen = water_sums[-2] > 0  # the water's spectrum at the plain weight of its sources
-    sums[:-1] += water_sums[:-2] * water_sums[-1] / np.where(seen, water_sums[-2], 1)
-    sums[-1] += np.where(seen, water_sums[-1], 0)
+        sums += bilinear(near + COARSE_WEIGHT * far, y, x) * mine
+        kin += coarse.sum(axis=(1, 2))[:, None] * mine
     has_kin = kin[-1] >= KIN_SOURCES
     spectrum = np.where(has_kin, kin[:-1] / np.where(has_kin, kin[-1], 1),
                         np.asarray(fallback)[:, None])
