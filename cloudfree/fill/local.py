@@ -13,8 +13,8 @@ coarser (sources summed per cell, each cell's S1 its mean), read back bilinearly
 pixels, whose own S1 sets their memberships. So clear water fills water, clear forest fills
 forest, and a river or field edge seen by S1 under the cloud carries through. In the classes of
 open water (VV below ``WATER_VV``) the sources that look like water in S2 (``water_like``) count
-``1 / LAND_IN_WATER`` times more than the others, so a coarse cell on a river bank or the bright
-land beside a narrow river does not lift the water's NIR and SWIR.
+up to ``1 / LAND_IN_WATER`` times more than the others, so a coarse cell on a river bank or the
+bright land beside a narrow river does not lift the water's NIR and SWIR.
 
 Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ring`` pixels of
 it) joins the filled region, so the composite does not keep a ring of haze; clear pixels farther
@@ -48,7 +48,8 @@ COARSE_WEIGHT = 0.05
 CLASS_STEP = 1.5
 #: Membership below which a masked pixel ignores an S1 class.
 MIN_MEMBERSHIP = 1e-3
-#: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
+#: Weight of the fallback (the window's clear pixels of the masked pixel's S1 kind, or the
+#: scene median), against normalised densities of clear pixels in [0, 1].
 FALLBACK_WEIGHT = 1e-4
 #: Sources (summed weight times S1 membership) of a masked pixel's kind in the window below
 #: which the scene median is its fallback rather than their mean: one coarse cell's worth.
@@ -58,15 +59,15 @@ SLOTS = 16
 #: Values (pixels, quads x corners or coarse cells, x classes x bands) the blurs and the
 #: read-back hold at once: bounds their memory (8 MB in float32).
 READ_BACK_VALUES = 2**21
-#: S1 classes whose VV centre lies below this (dB) are open water: the usual threshold of
-#: water in VV backscatter, which is low over smooth water and -5 to -12 dB over land.
+#: S1 classes whose VV centre lies below this (dB) are open water: a common threshold for it in
+#: VV backscatter (calm water scatters little back; land mostly -5 to -12 dB).
 WATER_VV = -15.0
 #: Weight, in the water classes, of a clear source that does not look like water in S2, against
 #: 1 for one that does: the land of a river bank or a coarse cell half water adds its bright
 #: NIR and SWIR only where no clear water is in reach.
 LAND_IN_WATER = 0.01
-#: NDWI from which a source counts fully as water in the open-water classes (pixels of water and
-#: land mixed lie between 0 and it).
+#: Water index (``water_like``) from which a source counts fully as water in the open-water
+#: classes (pixels of water and land mixed lie between 0 and it).
 WATER_NDWI = 0.3
 #: Support at which the bound on a fill network's correction is halved:
 #: :func:`correction_bound`.
@@ -354,9 +355,9 @@ def coarse_sources(grid: CoarseGrid, reflectance: np.ndarray, source: np.ndarray
 
 
 def water_like(reflectance: np.ndarray, bands: tuple[str, ...]) -> np.ndarray | None:
-    """How much each pixel [H, W] looks like open water in S2, from ``LAND_IN_WATER`` to 1:
-    the NDWI (McFeeters 1996, green against NIR) over ``WATER_NDWI``, where also greener than in
-    SWIR (MNDWI, Xu 2006, above 0); None without B03, B08 and B11."""
+    """How much each pixel [H, W] looks like open water in S2, from ``LAND_IN_WATER`` to 1: the
+    smaller of NDWI (McFeeters 1996, green against NIR) and MNDWI (Xu 2006, green against SWIR),
+    over ``WATER_NDWI``; None without B03, B08 and B11."""
     if not {"B03", "B08", "B11"} <= set(bands):
         return None
     green, nir, swir = (reflectance[bands.index(b)] for b in ("B03", "B08", "B11"))
