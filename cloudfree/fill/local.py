@@ -11,7 +11,10 @@ the S1 difference: the "bilateral grid" idea (Paris and Durand, 2006), with the 
 as normalised convolutions (Knutsson and Westin, 1993) of every class on a grid ``factor`` times
 coarser (sources summed per cell, each cell's S1 its mean), read back bilinearly at the masked
 pixels, whose own S1 sets their memberships. So clear water fills water, clear forest fills
-forest, and a river or field edge seen by S1 under the cloud carries through.
+forest, and a river or field edge seen by S1 under the cloud carries through. In the classes of
+open water (VV below ``WATER_VV``) the sources that look like water in S2 (``water_like``) count
+up to ``1 / LAND_IN_WATER`` times more than the others, so a coarse cell on a river bank or the
+bright land beside a narrow river does not lift the water's NIR and SWIR.
 
 Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ring`` pixels of
 it) joins the filled region, so the composite does not keep a ring of haze; clear pixels farther
@@ -21,7 +24,8 @@ the land beyond.
 
 Two spatial scales are summed, ``sigma`` and ``4 sigma`` (the larger weighted ``COARSE_WEIGHT``),
 so a pixel far inside a cloud still finds land of its S1 class; where nothing clear of its kind
-is in reach, a small weight on the scene's clear-sky median (``fill.py``) takes over. Everything
+is in reach, a small weight on the mean of the clear pixels of its kind anywhere in the window
+takes over (on the scene's clear-sky median, ``median.py``, where the window has none). Everything
 works on one window with a halo (``reach`` pixels of real context read around it), so memory
 does not depend on the scene size.
 """
@@ -35,6 +39,7 @@ from scipy import ndimage
 
 from cloudfree.core.separable import block_sums, gaussian_taps, separable, upsample_taps
 from cloudfree.fill.median import fill_image, fill_masked
+from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask.classify import classify, grow, seeding, squared_distance
 
 #: Weight of the 4x wider spatial scale against the first.
@@ -43,13 +48,27 @@ COARSE_WEIGHT = 0.05
 CLASS_STEP = 1.5
 #: Membership below which a masked pixel ignores an S1 class.
 MIN_MEMBERSHIP = 1e-3
-#: Weight of the scene median, against normalised densities of clear pixels in [0, 1].
+#: Weight of the fallback (the window's clear pixels of the masked pixel's S1 kind, or the
+#: scene median), against normalised densities of clear pixels in [0, 1].
 FALLBACK_WEIGHT = 1e-4
+#: Sources (summed weight times S1 membership) of a masked pixel's kind in the window below
+#: which the scene median is its fallback rather than their mean: one coarse cell's worth.
+KIN_SOURCES = 16.0
 #: Pixels sharing one product in the read-back: those between four coarse cells (factor 4).
 SLOTS = 16
 #: Values (pixels, quads x corners or coarse cells, x classes x bands) the blurs and the
 #: read-back hold at once: bounds their memory (8 MB in float32).
 READ_BACK_VALUES = 2**21
+#: S1 classes whose VV centre lies below this (dB) are open water: a common threshold for it in
+#: VV backscatter (calm water scatters little back; land mostly -5 to -12 dB).
+WATER_VV = -15.0
+#: Weight, in the water classes, of a clear source that does not look like water in S2, against
+#: 1 for one that does: the land of a river bank or a coarse cell half water adds its bright
+#: NIR and SWIR only where no clear water is in reach.
+LAND_IN_WATER = 0.01
+#: Water index (``water_like``) from which a source counts fully as water in the open-water
+#: classes (pixels of water and land mixed lie between 0 and it).
+WATER_NDWI = 0.3
 #: Support at which the bound on a fill network's correction is halved:
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
@@ -224,7 +243,8 @@ def blurred(coarse: np.ndarray, sigma: float,
 
 def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
                s1_db: np.ndarray, fallback: tuple[float, ...] | np.ndarray,
-               params: LocalFillParams = LocalFillParams()) -> tuple[np.ndarray, np.ndarray]:
+               params: LocalFillParams = LocalFillParams(),
+               bands: tuple[str, ...] = BANDS) -> tuple[np.ndarray, np.ndarray]:
     """``reflectance`` [C, H, W] with the ``fill`` pixels replaced by the local fill, and the
     fill's support [H, W]: the summed weight of the clear sources behind each filled pixel (0
     where nothing clear of its S1 kind is in reach, growing with the clear land of that kind
@@ -232,7 +252,8 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
 
     ``source`` [H, W]: how much each pixel counts as a source (0 to 1; 0 off the clear pixels);
     ``s1_db`` [2, H, W] (NaN where unknown); ``fallback``: per-band values where nothing clear
-    is in reach (the scene median).
+    is in reach, not even of its S1 kind anywhere in the window (the scene median);
+    ``bands``: those of ``reflectance``, in order.
     """
     support = np.zeros(fill.shape, np.float32)
     if not fill.any():
@@ -241,26 +262,34 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
     # a row per quantity [C + 1, slots]: each band's sums read contiguously (the coarse
     # sources freed first)
-    sums = np.ascontiguousarray(pixel_sums(
-        grid, *coarse_sources(grid, reflectance, source, s1_db, flat), params).T)
+    sums, kin = (np.ascontiguousarray(a.T) for a in pixel_sums(
+        grid, *coarse_sources(grid, reflectance, source, s1_db, flat, bands), params))
     total = sums[-1, grid.slot]
     support.reshape(-1)[flat] = total
     total += FALLBACK_WEIGHT
+    # the fallback: the window's clear sources of the pixel's kind, or the scene median
+    kin_total = kin[-1, grid.slot]
+    has_kin = kin_total >= KIN_SOURCES
+    kin_total[~has_kin] = 1
     out = reflectance.astype(np.float32, copy=True)
-    fallback = FALLBACK_WEIGHT * np.asarray(fallback, np.float32)
+    fallback = np.asarray(fallback, np.float32)
     for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
-        filled = sums[band, grid.slot]
-        filled += fallback[band]
+        filled = np.where(has_kin, kin[band, grid.slot] / kin_total, fallback[band])
+        filled *= FALLBACK_WEIGHT
+        filled += sums[band, grid.slot]
         filled /= total
         values[flat] = filled
     return out, support
 
 
 def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: np.ndarray,
-               params: LocalFillParams) -> np.ndarray:
+               water_stack: np.ndarray | None, params: LocalFillParams
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Per masked pixel (slot of ``grid``), the sums of the sources ``stack`` [C + 1, h, w]
-    weighted by distance and by S1 class, [slots, C + 1]; ``here`` [2, n]: the masked pixels'
-    smoothed S1, ``cell_s1`` [2, h, w]: the coarse cells'."""
+    weighted by distance and by S1 class, [slots, C + 1], and the same without the distance
+    (every source of the window); ``here`` [2, n]: the masked pixels' smoothed S1,
+    ``cell_s1`` [2, h, w]: the coarse cells'; ``water_stack``: the sources of the open-water
+    classes (None: the same as the others')."""
     centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
     unknown = ~(np.isfinite(here[0]) & np.isfinite(here[1]))
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
@@ -284,31 +313,58 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     # take at most READ_BACK_VALUES values
     quads, (h, w) = grid.quads, stack.shape[1:]
     group = max(1, READ_BACK_VALUES // (max(quads * 4, h * w) * len(stack)))
-    for start in range(0, len(centres), group):
-        part = centres[start:start + group]
-        cells = membership(cell_s1, part.T[:, :, None, None], params.s1_sigma)  # [K, h, w]
-        # every class's sources at once, [K (C + 1), h, w], blurred channel by channel
-        corners = grid.corner_values(blurred((cells[:, None] * stack).reshape(-1, h, w),
-                                             params.sigma / params.factor, grid.window))
-        grid.read_back(corners.reshape(quads, 4, len(part), len(stack)),
-                       mine[start:start + group], sums)
-    return sums
+    water = np.zeros(len(centres), bool) if water_stack is None else centres[:, 0] < WATER_VV
+    # every class's sources over the whole window [K, C + 1]
+    window = np.zeros((len(centres), len(stack)), np.float32)
+    for kind, sources in ((~water, stack), (water, water_stack)):
+        for start in range(0, int(kind.sum()), group):
+            part = np.flatnonzero(kind)[start:start + group]
+            cells = membership(cell_s1, centres[part].T[:, :, None, None],
+                               params.s1_sigma)  # [K, h, w]
+            # every class's sources at once, [K, C + 1, h, w], blurred channel by channel
+            weighted = cells[:, None] * sources
+            window[part] = weighted.sum(axis=(2, 3))
+            corners = grid.corner_values(blurred(weighted.reshape(-1, h, w),
+                                                 params.sigma / params.factor, grid.window))
+            grid.read_back(corners.reshape(quads, 4, len(part), len(sources)), mine[part], sums)
+    return sums, mine.T @ window
 
 
 def coarse_sources(grid: CoarseGrid, reflectance: np.ndarray, source: np.ndarray,
-                   s1_db: np.ndarray, flat: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   s1_db: np.ndarray, flat: np.ndarray, bands: tuple[str, ...] = BANDS
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """The smoothed S1 [2, n] of the masked pixels (``flat``, indices into [H, W]), the
     sources [C + 1, h, w] (every band times the ``source`` weight, then the weight) summed
-    over ``grid``'s coarse cells, and each cell's mean smoothed S1 [2, h, w]."""
+    over ``grid``'s coarse cells, each cell's mean smoothed S1 [2, h, w], and the sources of
+    the open-water classes (the weight lowered off the pixels that look like water; None
+    without the bands to tell)."""
     s1 = smooth_s1(s1_db)
     here = s1.reshape(2, -1)[:, flat]
     weight = source.astype(np.float32)
-    stack = np.concatenate([grid.sums(reflectance, weight), grid.sums(weight[None])])
+
+    def summed(weight: np.ndarray) -> np.ndarray:
+        return np.concatenate([grid.sums(reflectance, weight), grid.sums(weight[None])])
+
+    stack = summed(weight)
+    water = water_like(reflectance, bands)
+    water_stack = None if water is None else summed(weight * water)
     known = np.isfinite(s1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
-    return here, stack, cell_s1
+    return here, stack, cell_s1, water_stack
+
+
+def water_like(reflectance: np.ndarray, bands: tuple[str, ...]) -> np.ndarray | None:
+    """How much each pixel [H, W] looks like open water in S2, from ``LAND_IN_WATER`` to 1: the
+    smaller of NDWI (McFeeters 1996, green against NIR) and MNDWI (Xu 2006, green against SWIR),
+    over ``WATER_NDWI``; None without B03, B08 and B11."""
+    if not {"B03", "B08", "B11"} <= set(bands):
+        return None
+    green, nir, swir = (reflectance[bands.index(b)] for b in ("B03", "B08", "B11"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index = np.nan_to_num(np.minimum((green - nir) / (green + nir),
+                                         (green - swir) / (green + swir)))
+    return np.clip(index / WATER_NDWI, LAND_IN_WATER, 1).astype(np.float32)
 
 
 def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:

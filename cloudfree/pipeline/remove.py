@@ -509,7 +509,7 @@ class SceneRemoval:
                 here[inner] = region[inner]
                 network_input, support = local_fill(refl, here,
                                                     source_weight(region, clear, local), s1,
-                                                    self.fill.values, local)
+                                                    self.fill.values, local, self.bands)
                 if self.restoring is not None:  # what still shows is restored, not filled
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,

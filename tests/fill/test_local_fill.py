@@ -14,8 +14,12 @@ from cloudfree.fill.local import (
     CLASS_STEP,
     COARSE_WEIGHT,
     FALLBACK_WEIGHT,
+    KIN_SOURCES,
+    LAND_IN_WATER,
     MIN_MEMBERSHIP,
     SUPPORT_SCALE,
+    WATER_NDWI,
+    WATER_VV,
     LocalFillParams,
     correction_bound,
     haze_region,
@@ -102,6 +106,25 @@ def test_opaque_cloud_over_water_is_filled_with_water_and_over_land_with_land(
     assert np.array_equal(result[:, away_from_clouds(path)], s2[:, away_from_clouds(path)])
 
 
+def test_water_under_a_wide_opaque_cloud_stays_as_dark_as_the_water_in_nir_and_swir(
+        tmp_path, floods):
+    """A cloud over the river and its banks: the clear water left is mostly brighter, mixed
+    with land at the edges; the water classes of S1 draw on the clear pixels that look like
+    water."""
+    s2, profile, water, cloud = floods
+    disk = disk_at(water.shape, deepest(water), 40)
+    assert (disk & ~water).sum() > 500  # the banks are under it too
+    path = tmp_path / "cloudy.tif"
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(np.where(disk[None], np.rint(cloud * 10000).astype(s2.dtype)[:, None, None],
+                          s2))
+    result = removed(path, tmp_path / "out.tif")
+    under = disk & water
+    for band in (B08, B11):
+        want = np.median(s2[band, under])
+        assert abs(np.median(result[band, under]) / want - 1) < 0.35, band
+
+
 @pytest.mark.slow
 def test_the_networks_correction_is_bounded_and_shrinks_with_clear_land_around(tmp_path,
                                                                                 floods):
@@ -152,7 +175,8 @@ def test_local_fill_takes_the_clear_pixels_that_match_in_s1():
 
 def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillParams()):
     """The local fill's sums written out directly with numpy and scipy, class by class: block
-    sums onto the coarse grid, scipy's Gaussians, bilinear reads by map_coordinates."""
+    sums onto the coarse grid, scipy's Gaussians, bilinear reads by map_coordinates; in the
+    open-water classes, the sources weighted by how much they look like water."""
     f, (height, width) = params.factor, fill.shape
     h, w = -(-height // f), -(-width // f)
 
@@ -166,16 +190,22 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
 
     s1 = smooth_s1(s1_db)
     known = np.isfinite(s1)
+    green, nir, swir = refl[2], refl[B08], refl[B11]
+    index = np.minimum((green - nir) / (green + nir), (green - swir) / (green + swir))
+    water = source * np.clip(index / WATER_NDWI, LAND_IN_WATER, 1)
     stack = block_sums(np.concatenate([refl * source, source[None]]))
+    water_stack = block_sums(np.concatenate([refl * water, water[None]]))
     cell_s1 = block_sums(np.where(known, s1, 0)) / block_sums(known.astype(float))
     rows, cols = np.nonzero(fill)
     y = np.clip((rows - (f - 1) / 2) / f, 0, h - 1)
     x = np.clip((cols - (f - 1) / 2) / f, 0, w - 1)
     here = s1[:, rows, cols]
-    sums = FALLBACK_WEIGHT * np.concatenate([fallback, [1]])[:, None] * np.ones(len(rows))
+    sums = np.zeros((len(refl) + 1, len(rows)))
+    kin = np.zeros_like(sums)  # the window's sources of each pixel's kind
     sigma = params.sigma / f
     for centre in s1_classes(s1[:, fill], CLASS_STEP * params.s1_sigma):
-        coarse = stack * membership(cell_s1, centre, params.s1_sigma)
+        sources = water_stack if centre[0] < WATER_VV else stack
+        coarse = sources * membership(cell_s1, centre, params.s1_sigma)
         near = ndimage.gaussian_filter(coarse, (0, sigma, sigma), mode="constant", truncate=3)
         padded = np.pad(coarse, [(0, 0), (0, -h % 4), (0, -w % 4)])
         small = padded.reshape(len(padded), padded.shape[1] // 4, 4, -1, 4).mean((2, 4))
@@ -185,11 +215,15 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
                              np.maximum((np.arange(w) + 0.5) / 4 - 0.5, 0), indexing="ij")
         far = bilinear(small, sy.ravel(), sx.ravel()).reshape(len(small), h, w)
         mine = membership(here, centre, params.s1_sigma)
-        sums += bilinear(near + COARSE_WEIGHT * far, y, x) * np.where(mine > MIN_MEMBERSHIP,
-                                                                     mine, 0)
+        mine = np.where(mine > MIN_MEMBERSHIP, mine, 0)
+        sums += bilinear(near + COARSE_WEIGHT * far, y, x) * mine
+        kin += coarse.sum(axis=(1, 2))[:, None] * mine
+    has_kin = kin[-1] >= KIN_SOURCES
+    spectrum = np.where(has_kin, kin[:-1] / np.where(has_kin, kin[-1], 1),
+                        np.asarray(fallback)[:, None])
     out = refl.astype(np.float64)
-    out[:, rows, cols] = sums[:-1] / sums[-1]
-    return out, sums[-1] - FALLBACK_WEIGHT
+    out[:, rows, cols] = (sums[:-1] + FALLBACK_WEIGHT * spectrum) / (sums[-1] + FALLBACK_WEIGHT)
+    return out, sums[-1]
 
 
 @pytest.mark.parametrize("read_back_values", [None, 2**12])
@@ -214,6 +248,26 @@ def test_local_fill_matches_its_sums_computed_directly_on_a_real_window(monkeypa
     assert np.abs(filled - expected).max() < 0.05e-4  # reflectance: a twentieth of a DN
     assert np.array_equal(filled[:, ~region], refl[:, ~region])
     np.testing.assert_allclose(support[region], expected_support, rtol=1e-4, atol=1e-6)
+
+
+def test_local_fill_over_water_matches_its_sums_computed_directly():
+    """A hole over the chip's river and its banks: the open-water classes of S1 and the others
+    agree with the direct computation."""
+    with open_sentinel2(FLOODS_S2) as ds:
+        refl, valid = ds.read()
+    with rasterio.open(FLOODS_S1) as ds:
+        s1 = ds.read()
+    with rasterio.open(FLOODS / "Spain_7370579_LabelHand.tif") as ds:
+        water = ds.read(1) == 1
+    hole = disk_at(water.shape, deepest(water), 40)
+    centres = s1_classes(smooth_s1(s1)[:, hole], CLASS_STEP * LocalFillParams().s1_sigma)
+    assert (centres[:, 0] < WATER_VV).any() and (centres[:, 0] > WATER_VV).any()
+    source = (valid & ~hole).astype(np.float32)
+    fallback = np.median(refl[:, valid], axis=1)
+    filled, support = local_fill(refl, hole, source, s1, fallback)
+    expected, expected_support = reference_local_fill(refl, hole, source, s1, fallback)
+    assert np.abs(filled - expected).max() < 0.05e-4
+    np.testing.assert_allclose(support[hole], expected_support, rtol=1e-4, atol=1e-6)
 
 
 def test_smoothed_s1_is_the_mean_of_the_known_values_around():
