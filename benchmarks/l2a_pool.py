@@ -76,8 +76,10 @@ def reflectance(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def attempt(run, *args, **kwargs) -> tuple[dict | None, str]:
     """``run(*args, **kwargs)``'s summary and a one-line outcome (its error when it fails)."""
     started = time.perf_counter()
+    replace = ({"outputs": OutputOptions(overwrite=True)} if run is remove_scene
+               else {"overwrite": True})
     try:
-        summary = run(*args, quiet=True, overwrite=True, **kwargs)
+        summary = run(*args, quiet=True, **replace, **kwargs)
     except CloudfreeError as exc:
         return None, f"error: {exc}"
     return summary, f"ok ({time.perf_counter() - started:.1f} s)"
