@@ -59,7 +59,7 @@ from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.pipeline.mask import mask_scene
-from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
+from cloudfree.pipeline.options import OutputOptions, ReferenceOptions, split_options
 from cloudfree.pipeline.remove import remove_scene
 
 #: Fewest pixels a date must share clear with the target's truly clear ones to be fitted.
@@ -74,12 +74,13 @@ def reflectance(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def attempt(run, *args, **kwargs) -> tuple[dict | None, str]:
-    """``run(*args, **kwargs)``'s summary and a one-line outcome (its error when it fails)."""
+    """``run(*args, **kwargs)``'s summary and a one-line outcome (its error when it fails);
+    ``remove_scene``'s options are given by name."""
     started = time.perf_counter()
-    replace = ({"outputs": OutputOptions(overwrite=True)} if run is remove_scene
-               else {"overwrite": True})
+    options = {"overwrite": True, **kwargs}
     try:
-        summary = run(*args, quiet=True, **replace, **kwargs)
+        summary = run(*args, quiet=True, **(split_options(options) if run is remove_scene
+                                            else options))
     except CloudfreeError as exc:
         return None, f"error: {exc}"
     return summary, f"ok ({time.perf_counter() - started:.1f} s)"
