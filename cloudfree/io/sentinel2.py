@@ -452,6 +452,18 @@ def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
     or ``L2A``."""
     offset = parse_offset(offset)
     forced = parse_level(level)
+    s2 = _open_any(path, offset, forced)
+    if offset:  # an offset given, not one the product's metadata states: is it in the data?
+        try:
+            s2.warn_doubtful_offset()
+        except BaseException:
+            s2.close()
+            raise
+    return s2
+
+
+def _open_any(path: Path | str, offset: int | None, forced: str | None) -> Sentinel2:
+    """``open_sentinel2`` of a URL or a path, by its kind."""
     url = as_url(path)
     if url is not None:  # a raster by its ending, else a STAC item
         if remote.names_raster(url):
@@ -468,14 +480,8 @@ def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
         found, kind = stac_files(path), "stac"
     else:
         found, kind = None, "stack"
-    s2 = (_open_stack(path, offset, forced) if found is None
-          else _open_band_files(path, kind, found, offset, forced))
-    try:
-        s2.warn_doubtful_offset()
-    except BaseException:
-        s2.close()
-        raise
-    return s2
+    return (_open_stack(path, offset, forced) if found is None
+            else _open_band_files(path, kind, found, offset, forced))
 
 
 def _level(named: str | None, forced: str | None, bands: set[str]) -> str:
