@@ -6,8 +6,8 @@ On the WorldCereal cases of ``benchmarks/l2a_pool.py`` (same ``--half`` and ``--
 fills from the other months, given the true cloud: **weighted**, each month fitted to the target
 by a least-squares line per band on the target's clear pixels (where the month is clear by
 cloudfree's mask) and the months weighted per band by (1e-4 / the line's residual variance) **
-``reference_fill.WEIGHT_POWER`` x exp(-days apart / the time scale, stretched as
-``reference_fill`` stretches it), a stand-in for ``remove --reference`` with one line per band
+``weights.WEIGHT_POWER`` x exp(-days apart / the time scale, stretched as
+``weights.spread_scale`` stretches it), a stand-in for ``remove --reference`` with one line per band
 for the whole image; and **mean**, the fitted months averaged (the benchmark's naive mean).
 
 The question is whether their difference under the cloud (dB, weighted minus mean) can be told
@@ -37,7 +37,7 @@ from l2a_pool import clear_dates, other_months, reflectance, worldcereal_cases
 from metrics import psnr
 from scipy import ndimage, stats
 
-from cloudfree.dates.fill import MAX_STRETCH, MIN_SPREAD, TIME_SCALE, WEIGHT_POWER
+from cloudfree.dates.weights import MAX_STRETCH, MIN_SPREAD, TIME_SCALE, WEIGHT_POWER
 
 MIN_SHARED = 20
 BLOCK, FOLDS, RING = 10, 4, 6
@@ -45,7 +45,7 @@ BLOCK, FOLDS, RING = 10, 4, 6
 
 def time_scale(days: list[float]) -> float:
     """TIME_SCALE stretched until the time factors spread over MIN_SPREAD dates' worth (half
-    the dates when fewer), as ``ReferenceFill._spread_scale``."""
+    the dates when fewer), as ``weights.spread_scale``."""
     days_ = np.array(days)
     want, scale = min(MIN_SPREAD, len(days_) / 2), TIME_SCALE
     while scale < MAX_STRETCH * TIME_SCALE:

@@ -27,7 +27,7 @@ import numpy as np
 from l2a_holdout import case_inputs, fills, tuning_cases
 from metrics import psnr
 
-from cloudfree.dates.fill import WEIGHT_POWER
+from cloudfree.dates.weights import WEIGHT_POWER
 
 RIDGES = (1e-5, 1e-4, 1e-3)
 

@@ -12,7 +12,7 @@ predictions are then combined again under the cloud with other weights:
 - ``as weighed``: the fill's own weights, without the agreement check (which drops a date at
   a pixel after the sum);
 - ``power 2``, ``power 1``, ``equal``: (1e-4 / residual variance) ** 2, ** 1, ** 0, times the
-  same time factor and edge ramp (``reference_fill.WEIGHT_POWER`` is 4);
+  same time factor and edge ramp (``weights.WEIGHT_POWER`` is 4);
 - ``dates only``, ``groups only``: the fill's weights on the single dates alone, or on the
   fitted groups (pairs and the group of the clear nearest dates) alone; ``dates only, equal,
   no days apart``: the single dates' predictions averaged as the naive mean averages its own;
@@ -54,13 +54,14 @@ from metrics import psnr
 
 import cloudfree.dates.fill as reference_fill
 from cloudfree.dates.joint_fit import RIDGE, JointFit
+from cloudfree.dates.weights import VARIANCE_UNIT, WEIGHT_POWER
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, classify
 from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
 
 BLOCK, FOLDS = 10, 4
-UNIT = reference_fill.VARIANCE_UNIT
+UNIT = VARIANCE_UNIT
 #: The predictions recorded while a fill runs: dates (one, or a group's), whether a group,
 #: prediction [bands, h, w], residual variance [bands, h, w], factor [h, w], taken [h, w].
 RECORDED: list[tuple] = []
@@ -172,7 +173,7 @@ def case_scores(case: Path, others: list[Path], month: Path, work: Path, detail:
     with rasterio.open(work / "m.tif") as ds:
         filled = np.isin(ds.read(1), (CLOUD, SHADOW)) & cloud
     tau = heterogeneity(parts, filled)
-    variants = {"as weighed": (parts, power(reference_fill.WEIGHT_POWER)),
+    variants = {"as weighed": (parts, power(WEIGHT_POWER)),
                 "power 2": (parts, power(2)), "power 1": (parts, power(1)),
                 "equal": (parts, power(0)),
                 "dates only": (parts, lambda v, f, g: (not g) * power(4)(v, f, g)),

@@ -21,8 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
-from cloudfree.dates.fill import difference_histogram, histogram_median
-from cloudfree.dates.references import CHANGE_BOX, box_db, change_threshold_db, changed
+from cloudfree.dates.references import (
+    CHANGE_BOX,
+    box_db,
+    change_threshold_db,
+    changed,
+    difference_histogram,
+    histogram_median,
+)
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
 

@@ -63,7 +63,7 @@ from cloudfree.coregister.s1_to_s2 import (
 from cloudfree.coregister.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
 from cloudfree.io.options import InputOptions
-from cloudfree.io.rasters import check_map_crs
+from cloudfree.io.rasters import check_map_crs, crop_halo, read_padded
 from cloudfree.io.sentinel1 import db_to_linear
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds
@@ -92,6 +92,8 @@ CHANGE_SIGMAS = 3.0
 #: output's blocks need) fills with every reference's blocks, once per reading thread, and
 #: memory grows with the number of references.
 REFERENCE_CACHE_MB = 64
+#: Histogram of the S1 difference (dB) for its scene-wide median (``difference_histogram``).
+DIFF_RANGE, DIFF_STEP = 30.0, 0.05
 
 
 def change_threshold_db(box: int = CHANGE_BOX, enl: float = ENL,
@@ -328,3 +330,35 @@ def box_db(s1_db: np.ndarray) -> np.ndarray:
     share = ndimage.uniform_filter(valid.astype(np.float64), size=size, mode="reflect")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(share >= 0.5, 10 * np.log10(total / share), np.nan)
+
+
+def s1_block(s1, top: int, left: int, height: int, width: int, scene: tuple[int, int]
+             ) -> np.ndarray:
+    """S1 dB of a block of the target grid (``scene``: its height and width) with the boxcar's
+    context, cropped back after ``box_db``: callers crop with ``crop_halo``."""
+    (block,) = read_padded(lambda w: (s1.read(w),), top, left, height, width, *scene,
+                           CHANGE_BOX // 2)
+    return block
+
+
+def difference_histogram(delta: np.ndarray) -> np.ndarray:
+    """Counts [2, bins] of the finite differences of VV and VH (inner part of the block)."""
+    delta = crop_halo(delta, CHANGE_BOX // 2)
+    bins = int(2 * DIFF_RANGE / DIFF_STEP) + 1
+    out = np.zeros((2, bins), np.int64)
+    for pol in range(2):
+        values = delta[pol][np.isfinite(delta[pol])]
+        index = np.clip(np.rint((values + DIFF_RANGE) / DIFF_STEP), 0, bins - 1).astype(np.int64)
+        out[pol] = np.bincount(index, minlength=bins)
+    return out
+
+
+def histogram_median(counts: np.ndarray) -> np.ndarray:
+    """The median difference of each polarisation (0 where nothing was counted)."""
+    medians = np.zeros(2)
+    for pol in range(2):
+        total = counts[pol].sum()
+        if total:
+            bin_ = int(np.argmax(np.cumsum(counts[pol]) >= (total + 1) // 2))
+            medians[pol] = bin_ * DIFF_STEP - DIFF_RANGE
+    return medians

@@ -109,6 +109,11 @@ def read_padded(read, top: int, left: int, height: int, width: int,
                  np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric")
                  for a in read(grown))
 
+def crop_halo(a: np.ndarray, halo: int) -> np.ndarray:
+    """The inner part of an array [..., h, w] read with ``halo`` extra pixels on every side."""
+    return a[..., halo : a.shape[-2] - halo, halo : a.shape[-1] - halo]
+
+
 def mirror_pads(padded: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]
                 ) -> np.ndarray:
     """``padded`` [..., H, W] with its margins ``pads`` (rows, cols) set, in place, to the

@@ -15,8 +15,10 @@ from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.memory import check_mask_memory
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import THREADS_RANGE, ordered_map, usable_cores
-from cloudfree.dates.fill import ReferenceFill, check_references, open_references
+from cloudfree.dates.opening import check_references, open_references
 from cloudfree.dates.references import scratch_room
+from cloudfree.dates.report import reference_report
+from cloudfree.dates.target_mask import TargetMask
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK, block_windows, scene_io_env, with_halo
@@ -87,15 +89,15 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
     return ordered_map(one, windows, threads)
 
 
-def judged_windows(dates: ReferenceFill, windows: list[Window], threads: int
+def judged_windows(target: TargetMask, windows: list[Window], threads: int
                    ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """(window, classes, score) of each window by the temporal test of ``dates``, in order,
-    thin cloud apart (``thin_cloud``); judged on ``threads``."""
+    """(window, classes, score) of each window by the dates' temporal test of the ``target``,
+    in order, thin cloud apart (``thin_cloud``); judged on ``threads``."""
 
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
-        refl, _, classes, score = dates.target_classes(int(win.row_off), int(win.col_off),
-                                                       int(win.height), int(win.width))
-        return win, thin_cloud(classes, refl, dates.bands), score
+        refl, _, classes, score = target.classes(int(win.row_off), int(win.col_off),
+                                                 int(win.height), int(win.width))
+        return win, thin_cloud(classes, refl, target.bands), score
 
     return ordered_map(one, windows, threads)
 
@@ -256,7 +258,7 @@ def mask_scene(
             results = stack.enter_context(closing(
                 classified_windows(s2, windows, params, thresholds, threads,
                                    None if copy is None else copy.decoded) if dates is None
-                else judged_windows(dates, windows, threads)))
+                else judged_windows(dates.target, windows, threads)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:
@@ -275,7 +277,7 @@ def mask_scene(
         "output": str(output),
         **({} if dates is None else {"references": [
             {k: v for k, v in r.items() if k != "filled_pixels"}
-            for r in dates.report(np.zeros(256, np.int64))]}),
+            for r in reference_report(dates, np.zeros(256, np.int64))]}),
         "score": str(score_path) if score_path else None,
         **params.to_dict(),
         "offset": s2.offset,

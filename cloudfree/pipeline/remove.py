@@ -35,19 +35,20 @@ from cloudfree.core.progress import progress
 from cloudfree.core.stop import check_stop
 from cloudfree.core.threads import one_blas_thread, ordered_map, thread_pool, usable_cores
 from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
-from cloudfree.dates.fill import (
+from cloudfree.dates.fill import ReferenceBlock, ReferenceFill
+from cloudfree.dates.opening import check_references, open_references
+from cloudfree.dates.references import scratch_room
+from cloudfree.dates.report import (
     DAYS_NODATA,
     OBSERVED,
     SINGLE_DATE,
     SOURCE_NODATA,
-    ReferenceBlock,
-    ReferenceFill,
-    check_references,
-    open_references,
+    days_table,
+    reference_report,
+    reference_tags,
     source_colormap,
     source_map,
 )
-from cloudfree.dates.references import scratch_room
 from cloudfree.dates.residual import CONTEXT, carry_residual, sources_near
 from cloudfree.dates.temporal_mask import Background, judges_by_default
 from cloudfree.fill.local import (
@@ -479,7 +480,7 @@ class SceneRemoval:
             classes = np.where(built_up(classes, score, self.params.threshold, s1[0]),
                                np.uint8(CLEAR), classes)
         background = None
-        temporal = None if self.references is None else self.references.temporal
+        temporal = None if self.references is None else self.references.dates.temporal
         if temporal is not None and temporal.calibrated:  # dates judge where they see clear
             with self._one_reader:
                 background = temporal.background(chunk.top, chunk.left, chunk.height,
@@ -680,7 +681,7 @@ class SceneRemoval:
         kind = np.where(filled, np.where(from_dates, FROM_DATES, SINGLE_DATE_FILL), KEPT)
         kind[~valid] = UNCERTAINTY_NODATA
         reference = loaded.reference
-        days = None if sources is None else days_to(self.references.days_table(), sources)
+        days = None if sources is None else days_to(days_table(self.references.dates), sources)
         block = UncertaintyBlock(final.row, final.col, self.bands, kind.astype(np.uint8),
                                  loaded.terms.crop(*at),
                                  None if reference is None or reference.terms is None
@@ -867,12 +868,13 @@ def remove_scene(
             log.debug("cloud pixels: %s", how)
         from_dates = None
         if references:
-            from_dates = open_references(references, s2, mask_params, shadow, inputs,
-                                         bands=bands, s1=None if s1_path is None else s1,
-                                         reference_s1=dates.reference_s1, quiet=quiet,
-                                         count=dates.reference_count, temporal=temporal_mask,
-                                         scratch=output, decoded=decoded, room=room)
-            stack.callback(from_dates.close)
+            opened = open_references(references, s2, mask_params, shadow, inputs,
+                                     bands=bands, s1=None if s1_path is None else s1,
+                                     reference_s1=dates.reference_s1, quiet=quiet,
+                                     count=dates.reference_count, temporal=temporal_mask,
+                                     scratch=output, decoded=decoded, room=room)
+            stack.callback(opened.close)
+            from_dates = ReferenceFill(opened)
         settings = InferenceSettings(tile, overlap, engine.batch_size, fill.composite,
                                      fill.feather, fill.max_correction)
         local = LocalFillParams() if fill.fill_method == "local" else None
@@ -899,7 +901,7 @@ def remove_scene(
             **s1_tags,
         }
         counts, sources = write_scene(pipe, output, outputs, tags, quiet, input_paths)
-        used = None if from_dates is None else from_dates.report(sources)
+        used = None if from_dates is None else reference_report(from_dates.dates, sources)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
     if pipe.filled_without_s1:
@@ -922,7 +924,7 @@ def remove_scene(
         "fill": None if spectrum is None else {"source": spectrum.source,
                                                "clear_fraction": spectrum.clear_fraction},
         **({} if from_dates is None else {
-            "references": used, "references_skipped": from_dates.skipped,
+            "references": used, "references_skipped": from_dates.dates.skipped,
             "temporal_mask": temporal_mask,
             "source_out": None if outputs.source_out is None else str(outputs.source_out),
             "days_out": None if outputs.days_out is None else str(outputs.days_out),
@@ -989,12 +991,12 @@ def optional_outputs(pipe: SceneRemoval, outputs: OutputOptions, descriptions: S
         table.append(OptionalOutput(outputs.mask_out, 1, "uint8", NODATA, NEAREST,
                                     lambda classes, sources, sigma: classes))
     if outputs.source_out is not None:
-        colours = source_colormap(len(pipe.references.references))
+        colours = source_colormap(len(pipe.references.dates.references))
         table.append(OptionalOutput(outputs.source_out, 1, "uint8", SOURCE_NODATA, NEAREST,
                                     lambda classes, sources, sigma: sources,
                                     lambda dst: dst.write_colormap(1, colours)))
     if outputs.days_out is not None:
-        days = pipe.references.days_table()
+        days = days_table(pipe.references.dates)
         table.append(OptionalOutput(outputs.days_out, 1, "int16", DAYS_NODATA, NEAREST,
                                     lambda classes, sources, sigma:
                                     None if sources is None else days[sources],
@@ -1086,7 +1088,8 @@ def write_scene(pipe: SceneRemoval, output: Path, options: OutputOptions, tags: 
         dst.update_tags(FILLED_PIXELS=str(pipe.filled),
                         FILLED_WITHOUT_S1_PIXELS=str(pipe.filled_without_s1))
         if pipe.references is not None:
-            dst.update_tags(**pipe.references.tags(source_counts))
+            dst.update_tags(**reference_tags(pipe.references.dates, pipe.references.combine,
+                                             source_counts))
         for written in (dst, *(extra_dst for extra_dst, _ in extras)):
             written.update_tags(**cloud_fraction_tags(counts))
         if quicklook is not None:

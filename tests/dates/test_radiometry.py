@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from helpers import WINTER_CLEAR, WINTER_S2
 
-from cloudfree.dates.fill import _cell_sums
 from cloudfree.dates.radiometry import (
     CELL,
     MIN_PIXELS,
@@ -22,6 +21,7 @@ from cloudfree.dates.radiometry import (
     LineSums,
     cell_sums,
 )
+from cloudfree.dates.statistics import _cell_sums
 from cloudfree.io.sentinel2 import open_sentinel2
 
 PRIOR = np.full(13, 1e-4)

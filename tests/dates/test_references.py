@@ -25,11 +25,13 @@ from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
 from cloudfree.core.threads import thread_pool
-from cloudfree.dates import agreement, joint_fit, references
+from cloudfree.dates import agreement, joint_fit, references, statistics, weights
 from cloudfree.dates import fill as reference_fill
 from cloudfree.dates import residual as local_residual
-from cloudfree.dates.fill import OBSERVED, SINGLE_DATE, SOURCE_NODATA, ReferenceBlock
+from cloudfree.dates.fill import ReferenceBlock, ReferenceFill
+from cloudfree.dates.opening import open_references
 from cloudfree.dates.references import acquisition_date, change_threshold_db, open_reference
+from cloudfree.dates.report import OBSERVED, SINGLE_DATE, SOURCE_NODATA
 from cloudfree.dates.residual import REACH, carry_residual
 from cloudfree.fill.local import LocalFillParams
 from cloudfree.fill.restore import RestoreParams
@@ -553,7 +555,7 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
         # beside the cumulus brings both fills nearer the truth in the square (RMSE 231 and
         # 223 DN against 259 and 265), by different amounts under the two masks
         monkeypatch.setattr(reference_fill, "AGREEMENT", agreement)
-        monkeypatch.setattr(reference_fill, "RING_HAZE", None)
+        monkeypatch.setattr(statistics, "RING_HAZE", None)
         monkeypatch.setattr(joint_fit, "KEPT", pairs)
         monkeypatch.setattr(reference_fill, "SIMILAR", reference_fill.SIMILAR if pairs else None)
         remove_scene(scenes["target"], None, tmp_path / name,
@@ -878,16 +880,16 @@ def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
         acquired = np.datetime64("2017-12-01") + np.timedelta64(30 * (k + 1), "D")
         references.append(write(tmp_path / f"{k}_{str(acquired).replace('-', '')}.tif",
                                 np.clip(truth + change, 1, None).astype(np.uint16), profile))
-    spread = reference_fill.MIN_SPREAD
+    spread = weights.MIN_SPREAD
 
     def fill(min_spread, name):
-        monkeypatch.setattr(reference_fill, "MIN_SPREAD", min_spread)
+        monkeypatch.setattr(weights, "MIN_SPREAD", min_spread)
         # the single dates alone: the groups of dates, leaning towards their plain mean
         # (joint_fit.RIDGE), average the changes down too
         monkeypatch.setattr(joint_fit, "KEPT", 0)
         # the fits keep the cloud buffer: the changes reach 8 px beyond the cloud, and the
         # ring beside it (clear on this target) would show them to the fits
-        monkeypatch.setattr(reference_fill, "RING_HAZE", None)
+        monkeypatch.setattr(statistics, "RING_HAZE", None)
         # the single-date mask: judged by the dates, the changed pixels of each would be
         # taken for its own clouds, a test of its own
         remove_scene(scenes["target"], None, tmp_path / name,
@@ -899,14 +901,14 @@ def test_dates_all_on_one_side_are_averaged_over_several_not_the_nearest_alone(
     assert psnr(fill(spread, "spread.tif"), truth, cloud) > nearest + 0.6  # 48.45 vs 46.59
     # the time scale is stretched for these dates, not for dates on both sides of the target
     with open_sentinel2(scenes["target"]) as target:
-        with closing(reference_fill.open_references(references, target, MaskParams(), None,
-                                                    quiet=True)) as one_side:
-            assert one_side.time_scale > 2 * reference_fill.TIME_SCALE
+        with closing(ReferenceFill(open_references(references, target, MaskParams(), None,
+                                                   quiet=True))) as one_side:
+            assert one_side.weights.scale > 2 * weights.TIME_SCALE
         both = [*references[:5], *(write(tmp_path / f"b{k}_201711{k:02d}.tif", truth.astype(
             np.uint16), profile) for k in (1, 8, 16, 24))]
-        with closing(reference_fill.open_references(both, target, MaskParams(), None,
-                                                    quiet=True)) as two_sides:
-            assert two_sides.time_scale == reference_fill.TIME_SCALE
+        with closing(ReferenceFill(open_references(both, target, MaskParams(), None,
+                                                   quiet=True))) as two_sides:
+            assert two_sides.weights.scale == weights.TIME_SCALE
 
 
 def test_a_date_masked_in_a_small_patch_hands_over_to_the_others_gradually(
@@ -931,7 +933,7 @@ def test_a_date_masked_in_a_small_patch_hands_over_to_the_others_gradually(
         monkeypatch.setattr(reference_fill, "EDGE_RAMP", ramp)
         # the fits keep the cloud buffer, as when the figures below were measured (counting
         # the ring beside the cumulus, clear here, the jumps are 463 against 641 DN)
-        monkeypatch.setattr(reference_fill, "RING_HAZE", None)
+        monkeypatch.setattr(statistics, "RING_HAZE", None)
         # the single dates' ramp alone: the similar pixels, predicted from both dates, step
         # off at the patch too (with them the jumps are 275 against 356 DN)
         monkeypatch.setattr(reference_fill, "SIMILAR", None)
@@ -975,19 +977,19 @@ def test_the_fits_count_the_pixels_beside_a_cloud_unless_they_are_brighter_in_bl
             :, None, None]).astype(np.uint16), profile)
 
     def fit_buffer(target):
-        with open_sentinel2(target) as s2, closing(reference_fill.open_references(
-                [WINTER_S2], s2, MaskParams(buffer=5), None, quiet=True)) as fill:
-            return fill.fit_buffer
+        with open_sentinel2(target) as s2, closing(open_references(
+                [WINTER_S2], s2, MaskParams(buffer=5), None, quiet=True)) as dates:
+            return dates.fit_buffer
 
     def fill(ring_haze, name):
-        monkeypatch.setattr(reference_fill, "RING_HAZE", ring_haze)
+        monkeypatch.setattr(statistics, "RING_HAZE", ring_haze)
         remove_scene(scenes["target"], None, tmp_path / name,
                      dates=ReferenceOptions(references=[WINTER_S2]), quiet=True)
         return psnr(read(tmp_path / name)[0], truth, cloud)
 
-    assert fit_buffer(scenes["target"]) == reference_fill.FIT_BUFFER
+    assert fit_buffer(scenes["target"]) == statistics.FIT_BUFFER
     assert fit_buffer(hazy) is None
-    ring, buffer = fill(reference_fill.RING_HAZE, "ring.tif"), fill(None, "buffer.tif")
+    ring, buffer = fill(statistics.RING_HAZE, "ring.tif"), fill(None, "buffer.tif")
     assert ring > buffer + 0.4  # 35.57 against 34.97 dB
 
 

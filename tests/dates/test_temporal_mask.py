@@ -23,8 +23,9 @@ from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree.dates import references, temporal_mask
-from cloudfree.dates.fill import DAYS_NODATA, OBSERVED, SINGLE_DATE, open_references
+from cloudfree.dates.opening import open_references
 from cloudfree.dates.references import open_reference, register
+from cloudfree.dates.report import DAYS_NODATA, OBSERVED, SINGLE_DATE
 from cloudfree.dates.temporal_mask import SIGMAS, judges_by_default, nan_median
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, SNOW, MaskParams, classify
@@ -346,7 +347,7 @@ def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
                                quiet=True, temporal=True)
         with closing(fill):
             test = fill.temporal
-            refl = fill.target_classes(0, 0, s2.height, s2.width)[0]
+            refl = fill.target.classes(0, 0, s2.height, s2.width)[0]
             background = test.background(0, 0, s2.height, s2.width)
             z = test.z(refl[test.index] - test.level.astype(np.float32)[:, None, None],
                        background)
@@ -496,7 +497,7 @@ def test_padded_reads_at_the_scene_edge_mirror_into_their_arrays(dates, monkeypa
             ref = fill.references[0]
             monkeypatch.setattr(np, "pad", counted)
             refl, valid, clear = ref.clear(0, 0, 40, 50, with_shadow=False, halo=4)
-            target_refl, _, _, _ = fill.target_classes(0, 0, 40, 50)
+            target_refl, _, _, _ = fill.target.classes(0, 0, 40, 50)
             monkeypatch.setattr(np, "pad", pad)
             whole, whole_valid = ref.read(Window(0, 0, 60, 70))
             mirrored = np.pad(whole[:, :50, :60], [(0, 0), (4, 0), (4, 0)], mode="symmetric")

@@ -255,11 +255,13 @@ def test_a_stac_item_with_s3_assets_is_refused_in_one_line(scenes, tmp_path, cli
 
 def test_the_reference_fill_reads_the_targets_band_set(scenes):
     """The reference path takes whatever bands the target has, in its order."""
-    from cloudfree.dates.fill import open_references
+    from cloudfree.dates.fill import ReferenceFill
+    from cloudfree.dates.opening import open_references
 
     target, reference = scenes["subset"]
     with open_sentinel2(target) as s2:
-        fill = open_references([reference], s2, MaskParams(buffer=5), None, quiet=True)
+        fill = ReferenceFill(open_references([reference], s2, MaskParams(buffer=5), None,
+                                             quiet=True))
         try:
             block = fill.estimate(0, 0, SIZE, SIZE, scenes["cloud"])
         finally:

@@ -1,0 +1,433 @@
+"""The statistics pass over the target's reference dates (``remove --reference``,
+``mask --reference``): what the fill (``fill.py``) and the temporal mask learn of each date.
+
+By windows of the target grid, so memory depends neither on the scene size nor on the number of
+references: for every window, the target and each reference are masked; on the pixels clear in
+both, each cell of the window gets a robust line per band (``radiometry.py``), each reference
+its scene-wide shadow statistics, and, with S1 of both dates, the histogram of their backscatter
+difference (its median is the change check's bias, ``references.histogram_median``). The same
+pass gathers the sums of the groups of the nearest dates fitted jointly (``joint_fit.py``) and
+the sample of the target's clear pixels whose dates look alike (``similar_pixels.py``).
+
+A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth of a
+smaller target's; an overcast date) is left out, with a warning. When no reference shares that
+many with the target (a target almost all cloud), the fits count the target's clear pixels with
+a cloud buffer of ``FIT_BUFFER`` px only (the buffer bounds the fill, not the fit), and a date
+shared on few pixels leans towards itself taken as it is (``radiometry.CellFits.field``).
+Elsewhere the fits count the target's clear pixels with the same ``FIT_BUFFER`` when the ring
+its cloud buffer takes from them shows no haze (``ring_clear``: no brighter in blue, against
+each date, than the rest; ``RING_HAZE``); the same pass gathers both sums. A reference covering
+less than ``PARTIAL`` of the scene (not counting the border strips its applied shift and the
+resampling kernel leave without data) is warned about.
+
+With the temporal mask (``temporal=True``; ``remove --reference`` on a target with B02 and B04
+unless ``--no-temporal-mask``, ``mask --reference``), the dates also judge the target
+(``temporal_mask.py``, read through ``target_mask.py``): after the first statistics pass, the
+test's noise is measured and the pass runs again ``REFITS`` times without the pixels it finds
+cloud.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+from rasterio.windows import Window
+
+from cloudfree.core.progress import progress
+from cloudfree.core.threads import ordered_map, usable_cores
+from cloudfree.dates import joint_fit
+from cloudfree.dates.joint_fit import JointFit, JointSums
+from cloudfree.dates.radiometry import (
+    CELL,
+    MIN_COMMON,
+    MIN_PIXELS,
+    CellFits,
+    FitField,
+    grouped_sums,
+)
+from cloudfree.dates.references import (
+    DIFF_RANGE,
+    DIFF_STEP,
+    Reference,
+    acquisition_date,
+    box_db,
+    difference_histogram,
+    histogram_median,
+    s1_block,
+)
+from cloudfree.dates.similar_pixels import SimilarPixels, sample_grid, sample_stride
+from cloudfree.dates.target_mask import TargetMask
+from cloudfree.dates.temporal_mask import TemporalMask
+from cloudfree.dates.weights import VARIANCE_UNIT, days_apart
+from cloudfree.io.rasters import block_windows
+from cloudfree.mask.classify import combine_shadow_stats
+from cloudfree.mask.classify import shadow_thresholds as window_shadow_stats
+
+log = logging.getLogger("cloudfree")
+
+#: Fits on the pixels the temporal test finds clear, after the first on the single-date mask.
+REFITS = 2
+#: Cloud buffer (px) of the target's clear pixels the fits count when the mask's buffer leaves
+#: fewer than ``MIN_COMMON`` clear in both with every reference, or when the ring it takes from
+#: them shows no haze (``RING_HAZE``). On the L2A benchmark's targets
+#: at odd places in time order, 0, 1 and 2 px gave 29.81, 29.13 and 28.55 dB (5 px: 27.75;
+#: ``radiometry.LINE_SHRINK`` 100).
+FIT_BUFFER = 0
+#: Haze test of the ring the mask's cloud buffer takes from the fits (``ring_clear``): where
+#: the target's pixels there are brighter in blue than the rest of its clear pixels, against
+#: each date's scene-wide line, by less than this many residual standard deviations (the median
+#: over the dates), no haze is taken to lie beside the clouds and the fits count the target's
+#: clear pixels with a buffer of ``FIT_BUFFER`` px. None: no test (the buffer is kept). It
+#: lies between the haze-free and hazy rings of the tuning halves (docs/benchmarks/l2a.md): the
+#: L2A benchmark's small cloud at odd places in time order -0.05 to +0.42; the L1C series cut
+#: to the L2A bands at even places -0.31 to +0.68, but +2.84 for the thin cloud of 10 February,
+#: whose fill lost 3.7 dB with the ring counted. With this test the L2A benchmark's tuning
+#: half rose from 30.96 to 31.14 dB.
+RING_HAZE: float | None = 1.0
+#: Share of the scene a reference must cover not to be warned about.
+PARTIAL = 0.99
+
+
+@dataclass
+class Fitted:
+    """What the statistics pass learnt of one reference."""
+
+    field: FitField | None
+    common: int  # pixels clear in both dates
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(2))  # S1 VV, VH dB (ref - target)
+
+
+class DateStatistics:
+    """The references of one target scene, fitted (``fit``) and ordered."""
+
+    def __init__(self, target: TargetMask, references: list[Reference], s1=None,
+                 skipped: Sequence[dict] = (), temporal: bool = False) -> None:
+        self.target, self.references = target, references
+        self.s1 = s1  # the target's S1 on its grid (None: no change check)
+        self.target_date = acquisition_date(target.scene)
+        self.fitted: dict[int, Fitted] = {}
+        self.skipped = list(skipped)  # references passed over: path, reason (open_references)
+        nearest = sorted(references, key=self._distance)[: joint_fit.NEAREST]
+        self.groups = [group for size in joint_fit.SIZES  # nearest date first
+                       for group in combinations([r.index for r in nearest], size)]
+        whole = joint_fit.whole_group(nearest)
+        if len(whole) > max(joint_fit.SIZES, default=1):
+            self.groups.append(whole)
+        #: the dates whose clear pixels alike predict the target (``similar_pixels.py``)
+        self.similar_dates = whole if len(whole) >= 2 else ()
+        self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
+        self.similar: SimilarPixels | None = None  # after ``fit``, when there are such dates
+        self.judge = temporal  # whether the dates judge the target's clouds (temporal_mask.py)
+        self.fit_buffer: int | None = None  # the target's cloud buffer in the fits, if not its own
+        self.ring_tested = False  # whether ``ring_clear`` has judged the buffer's ring
+        #: whether no date shares ``MIN_COMMON`` clear pixels with the target beyond its
+        #: cloud buffer (a target almost all cloud)
+        self.few_clear = False
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The target's bands read, fitted and filled, in this order."""
+        return self.target.bands
+
+    @property
+    def temporal(self) -> TemporalMask | None:
+        """The dates' test of the target's clouds, after ``fit`` when they judge it."""
+        return self.target.temporal
+
+    @property
+    def used(self) -> list[Reference]:
+        """References with a fit, nearest date first (undated ones after, in the order given)."""
+        refs = [r for r in self.references if self.fitted.get(r.index) and
+                self.fitted[r.index].field is not None]
+        return sorted(refs, key=self._distance)
+
+    def _distance(self, ref: Reference) -> tuple[float, int]:
+        return days_apart(ref, self.target_date)
+
+    def checks_change(self, ref: Reference) -> bool:
+        """Whether the S1 change check applies to ``ref`` (S1 of both dates)."""
+        return self.s1 is not None and ref.s1 is not None
+
+    def s1_block(self, s1, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """``references.s1_block`` of ``s1`` on the target grid."""
+        return s1_block(s1, top, left, height, width,
+                        (self.target.scene.height, self.target.scene.width))
+
+    def fit(self, quiet: bool) -> None:
+        """The statistics pass (see the module docstring) and the temporal test: fitted first
+        on the pixels the single-date mask finds clear in the target, then again on those the
+        temporal test does not find cloud (thin cloud the single date misses no longer bends
+        the lines), ``REFITS`` times; the test's noise is measured after each fit."""
+        self._statistics(quiet)
+        if self.judge:
+            self._judge(quiet)
+
+    def _judge(self, quiet: bool) -> None:
+        """The temporal test, calibrated, with its refits."""
+        scene = self.target.scene
+        temporal = self.target.temporal = TemporalMask(
+            scene.height, scene.width, self.used, self._fields(), self.bands, self.target_date,
+            name=scene.path.name)
+        temporal.judge_date(self.target.clear, quiet)
+        temporal.calibrate(self.target.clear, quiet)
+        for _ in range(REFITS if temporal.weighs else 0):
+            if not temporal.calibrated:
+                break
+            self._statistics(quiet)
+            temporal.refitted(self.used, self._fields())
+            temporal.calibrate(self.target.clear, quiet)
+        temporal.settled = True
+
+    def _fields(self) -> dict[int, FitField]:
+        return {r.index: self.fitted[r.index].field for r in self.used}
+
+    def _statistics(self, quiet: bool) -> None:
+        """One statistics pass over the target and every reference."""
+        scene, bands = self.target.scene, len(self.bands)
+        h, w = scene.height, scene.width
+        cells = (math.ceil(h / CELL), math.ceil(w / CELL))
+        windows = block_windows(w, h, 8 * CELL)
+        tests_ring = self._tests_ring
+        # with the ring test, the same sums counting the ring too
+        sets = [({r.index: CellFits(bands, *cells) for r in self.references},
+                 {group: JointSums.zeros(len(group), bands) for group in self.groups})
+                for _ in range(1 + tests_ring)]
+        fits, groups = sets[0]
+        shadows: dict[int, list] = {r.index: [] for r in self.references}
+        diffs = {r.index: np.zeros((2, int(2 * DIFF_RANGE / DIFF_STEP) + 1), np.int64)
+                 for r in self.references if self.checks_change(r)}
+        own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
+        inner_valid = dict.fromkeys(fits, 0)  # inside the border strips its shift explains
+        samples: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sets]
+        with closing(ordered_map(WindowSums(self, tests_ring).sums, windows,
+                                 usable_cores())) as results:
+            for stats, joint_sums, window_samples in progress(
+                    results, len(windows), "reference statistics", quiet):
+                for (_, into), window_sums in zip(sets, joint_sums, strict=True):
+                    for group, sums in window_sums.items():
+                        into[group] += sums
+                for into, sample in zip(samples, window_samples, strict=True):
+                    into.append(sample)
+                for index, (cells_, shadow_stats, diff, clear, valid, inner) in stats.items():
+                    own_clear[index] += clear
+                    own_valid[index] += valid
+                    inner_valid[index] += inner
+                    for (into, _), window_cells in zip(sets, cells_, strict=True):
+                        for row, col, sums, fitted in window_cells:
+                            into[index].add(row, col, sums, fitted)
+                    shadows[index].append(shadow_stats)
+                    if diff is not None:
+                        diffs[index] += diff
+        if (self.fit_buffer is None and self.target.params.buffer > FIT_BUFFER and fits
+                and max(f.common for f in fits.values()) < MIN_COMMON):
+            self.fit_buffer, self.few_clear = FIT_BUFFER, True
+            return self._statistics(quiet)
+        if tests_ring:
+            self.ring_tested = True
+            if ring_clear(fits, sets[1][0], self.bands.index("B02")):
+                self.fit_buffer = FIT_BUFFER
+                fits, groups = sets[1]
+                samples = samples[1:]
+        # a date sharing too few clear pixels with the target to be fitted weighs as the worst
+        # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
+        # others, when none does: then dates alone weigh them)
+        prior = np.full(bands, VARIANCE_UNIT)
+        for fewest in (MIN_COMMON, MIN_PIXELS):
+            fitted = [f.scene_variance for f in fits.values() if f.common >= fewest]
+            if fitted:
+                prior = np.max(fitted, axis=0)
+                break
+        for ref in self.references:
+            top, bottom, left, right = ref.shift_strip()
+            inner = max(h - top - bottom, 0) * max(w - left - right, 0)
+            if self.temporal is None and inner_valid[ref.index] < PARTIAL * inner:
+                log.warning("%s: reference %s covers only %.0f%% of the scene: the rest is "
+                            "filled from the other dates or the model", scene.path.name,
+                            ref.path.name, 100 * own_valid[ref.index] / (h * w))
+            ref.shadow = combine_shadow_stats(shadows[ref.index])
+            overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
+            result = Fitted(None if overcast else fits[ref.index].field(prior),
+                            fits[ref.index].common)
+            if ref.index in diffs:
+                result.bias = histogram_median(diffs[ref.index])
+            self.fitted[ref.index] = result
+            if overcast:
+                log.warning("%s: reference %s: only %d clear pixels; not used",
+                            scene.path.name, ref.path.name, own_clear[ref.index])
+            elif result.common < MIN_COMMON:
+                log.warning("%s: reference %s: only %d pixels clear in both dates; its fit "
+                            "leans towards the date taken as it is", scene.path.name,
+                            ref.path.name, result.common)
+        self.joint_fits = self._fit_groups(groups)
+        self.similar = self._fit_similar(samples[0])
+
+    def _fit_similar(self, samples: list[tuple[np.ndarray, np.ndarray]]
+                     ) -> SimilarPixels | None:
+        """The search of the target's clear pixels alike in the ``similar_dates`` (None
+        without such dates, or when one of them has no fit)."""
+        dates = self.similar_dates
+        if not dates or not all(self.fitted[i].field is not None for i in dates):
+            return None
+        return SimilarPixels.fit(dates, np.concatenate([f for f, _ in samples]),
+                                 np.concatenate([t for _, t in samples]))
+
+    def _fit_groups(self, groups: dict[tuple[int, ...], JointSums]) -> list[JointFit]:
+        """The ``joint_fit.KEPT`` groups of used references with the smallest mean residual
+        variance."""
+        fewest = joint_fit.FEW_PIXELS if self.few_clear else MIN_COMMON
+        fits = []
+        for group, sums in groups.items():
+            solved = sums.solve(self.group_stride, fewest)
+            if solved is not None and all(self.fitted[i].field is not None for i in group):
+                fits.append(JointFit(group, *solved))
+        return sorted(fits, key=lambda f: f.variance.mean())[: joint_fit.KEPT]
+
+    @property
+    def _tests_ring(self) -> bool:
+        """Whether this statistics pass also gathers the buffer ring's sums (``RING_HAZE``)."""
+        return (RING_HAZE is not None and not self.ring_tested and self.fit_buffer is None
+                and "B02" in self.bands and self.target.params.buffer > FIT_BUFFER)
+
+    @property
+    def group_stride(self) -> int:
+        """The groups' sums count every pixel where the target is almost all cloud (the fits'
+        own buffer), else every ``joint_fit.STRIDE``-th."""
+        return 1 if self.few_clear else joint_fit.STRIDE
+
+    def close(self) -> None:
+        for ref in self.references:
+            ref.close()
+
+
+class WindowSums:
+    """What one statistics pass of ``dates`` gathers from each window of the target grid
+    (``sums``), the target's clear pixels counted as the pass counts them (``fit_buffer``) and,
+    with ``tests_ring``, also with the ring the cloud buffer takes from them."""
+
+    def __init__(self, dates: DateStatistics, tests_ring: bool) -> None:
+        self.dates = dates
+        self.buffers = [dates.fit_buffer] + [FIT_BUFFER] * tests_ring
+        self.stride = dates.group_stride
+        self.members = {i for group in dates.groups for i in group}
+        self.sample_stride = sample_stride(dates.target.scene.height, dates.target.scene.width)
+
+    def sums(self, window: Window) -> tuple[dict, list[dict], list[tuple]]:
+        """Per reference: the cells' robust sums, shadow statistics, S1 difference histogram,
+        own clear and valid pixel counts; per candidate group of dates, its sums (every
+        ``stride``-th row and column); the similar pixels' sample (``similar_dates``' features
+        [n, f] and the target [n, bands] on the sample grid, where all are clear). Each sum
+        and the sample once per buffer of the target's clear pixels (``buffers``)."""
+        dates = self.dates
+        top, left = int(window.row_off), int(window.col_off)
+        height, width = int(window.height), int(window.width)
+        target, target_clear, _ = dates.target.clear(top, left, height, width, self.buffers[0])
+        masks = [target_clear] + [dates.target.clear(top, left, height, width, buffer)[1]
+                                  for buffer in self.buffers[1:]]
+        target_s1 = None
+        out = {}
+        step = slice(None, None, self.stride)
+        counted = np.zeros_like(target_clear)  # the target's clear pixels the groups count
+        counted[step, step] = masks[-1][step, step]
+        sampled = {}  # the groups' dates there: reflectance and clear
+        grid = sample_grid(top, left, height, width, self.sample_stride)
+        alike = {}  # the similar pixels' dates on the sample grid: reflectance and clear
+        for ref in dates.references:
+            refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
+            if ref.index in self.members:
+                sampled[ref.index] = refl[:, counted], clear[counted]
+            if ref.index in dates.similar_dates:
+                alike[ref.index] = refl[:, grid], clear[grid]
+            cells = [_cell_sums(refl, target, mask & clear, top, left) for mask in masks]
+            diff = None
+            if dates.checks_change(ref):
+                if target_s1 is None:
+                    target_s1 = box_db(dates.s1_block(dates.s1, top, left, height, width))
+                delta = box_db(dates.s1_block(ref.s1, top, left, height, width)) - target_s1
+                diff = difference_histogram(delta)
+            out[ref.index] = (cells, window_shadow_stats(refl, valid, dates.bands), diff,
+                              int(clear.sum()), int(valid.sum()),
+                              int(valid[_inside(ref, top, left, height, width)].sum()))
+        joint_sums = []
+        values = target[:, counted]
+        for mask in masks:
+            kept = mask[counted]
+            joint_sums.append({})
+            for group in dates.groups:
+                common = np.logical_and.reduce([sampled[i][1] for i in group]) & kept
+                if common.any():
+                    joint_sums[-1][group] = JointSums.of(
+                        [sampled[i][0][:, common] for i in group], values[:, common])
+        samples = []
+        similar, seen = dates.similar_dates, target[:, grid]
+        for mask in masks:
+            common = np.logical_and.reduce([mask[grid], *(alike[i][1] for i in similar)])
+            samples.append((np.concatenate([alike[i][0][:, common] for i in similar]).T,
+                            seen[:, common].T) if similar else None)
+        return out, joint_sums, samples
+
+
+def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int, left: int
+               ) -> list[tuple]:
+    """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``, multiples
+    of ``CELL``), on the pixels ``both`` clear in the reference (``refl``) and the target; all
+    the window's cells at once (``grouped_sums``)."""
+    order, cells = _cell_major(*both.shape)
+    taken = order[both.ravel()[order]]  # the pixels both clear, one cell after another
+    cols = -(-both.shape[1] // CELL)
+    sums = grouped_sums(np.take(refl.reshape(len(refl), -1), taken, axis=1),
+                        np.take(target.reshape(len(target), -1), taken, axis=1),
+                        np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols))
+    return [(top // CELL + k // cols, left // CELL + k % cols, *cell)
+            for k, cell in enumerate(sums)]
+
+
+@functools.lru_cache(maxsize=8)
+def _cell_major(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of a window (flat indices) one ``CELL`` after another, each cell's in rows,
+    and the cell of each pixel (row-major cell index)."""
+    rows, cols = np.indices((height, width))
+    cells = (rows // CELL * -(-width // CELL) + cols // CELL).ravel()
+    return np.argsort(cells, kind="stable"), cells
+
+
+def _inside(ref: Reference, top: int, left: int, height: int, width: int
+            ) -> tuple[slice, slice]:
+    """The part of a window of the target grid inside the border strips that the reference's
+    shift may leave without data (``Reference.shift_strip``), as slices into the window."""
+    strip_top, strip_bottom, strip_left, strip_right = ref.shift_strip()
+    rows = (max(strip_top - top, 0), max(min(ref.grid.height - strip_bottom - top, height), 0))
+    cols = (max(strip_left - left, 0), max(min(ref.grid.width - strip_right - left, width), 0))
+    return slice(*rows), slice(*cols)
+
+
+def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: int) -> bool:
+    """Whether the target's pixels in the ring its cloud buffer takes from the fits (the
+    difference between the sums of ``with_ring`` and of ``fits``, each date's over every pixel)
+    are brighter in ``band`` than the rest of its clear pixels, against each date's scene-wide
+    line, by less than ``RING_HAZE`` residual standard deviations (the median over the dates
+    sharing ``MIN_PIXELS`` pixels of the ring and of the rest)."""
+    excess = []
+    for index, wider in with_ring.items():
+        pooled = fits[index].pooled
+        ring = wider.pooled.every[:, band] - pooled.every[:, band]
+        n = ring[5]
+        if n < MIN_PIXELS or pooled.every[5, band] < MIN_PIXELS:
+            continue
+        gain = pooled.line()[0][band]
+        rx, ry = ring[:2] / n
+        px, py = pooled.every[:2, band] / pooled.every[5, band]
+        excess.append(((ry - py) - gain * (rx - px))
+                      / math.sqrt(fits[index].scene_variance[band]))
+    if not excess:
+        return False
+    median = float(np.median(excess))
+    log.debug("the ring the cloud buffer takes from the fits is %+.2f residual sd brighter in "
+              "blue than the rest (median of %d dates)", median, len(excess))
+    return median < RING_HAZE

@@ -1,0 +1,62 @@
+"""The target scene's mask block by block, as the reference dates see it: the single-date mask,
+less what the dates' temporal test (``temporal_mask.py``) finds cloud once it is calibrated."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from cloudfree.dates.temporal_mask import GROW, Background, TemporalMask
+from cloudfree.io.decoded_scene import DecodedScene
+from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, ShadowThresholds
+from cloudfree.mask.scene_input import mask_reader, read_classified
+
+
+class TargetMask:
+    """The target's reflectance and classes of any block, in ``bands``."""
+
+    def __init__(self, scene: Sentinel2, bands: Sequence[str], params: MaskParams,
+                 shadow: ShadowThresholds | None, decoded: DecodedScene | None = None) -> None:
+        self.scene, self.bands, self.params, self.shadow = scene, tuple(bands), params, shadow
+        #: the target as a first pass decoded it, read back where it holds ``bands``
+        self.decoded = decoded
+        #: the dates' test, once the statistics pass has made it (``DateStatistics.fit``)
+        self.temporal: TemporalMask | None = None
+
+    def classes(self, top: int, left: int, height: int, width: int, buffer: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The target's reflectance, single-date classes, classes by the temporal test (the
+        single-date ones before it is calibrated) and single-date score of a block (the mask's
+        cloud buffer ``buffer``, when given)."""
+        return self._read(top, left, height, width, buffer)[:4]
+
+    def clear(self, top: int, left: int, height: int, width: int, buffer: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, Background | None]:
+        """The target's reflectance and clear mask of a block: by the single-date mask (with
+        ``buffer``, when given), less what the temporal test finds cloud once it is calibrated;
+        and the background that judged it (None before)."""
+        refl, single, judged, _, background = self._read(top, left, height, width, buffer)
+        return refl, np.where(judged == CLOUD, CLOUD, single) == CLEAR, background
+
+    def _read(self, top: int, left: int, height: int, width: int, buffer: int | None):
+        """``classes`` and the block's background (None before the temporal test is
+        calibrated)."""
+        judging = self.temporal is not None and self.temporal.calibrated
+        params = self.params if buffer is None else replace(self.params, buffer=buffer)
+        halo = params.halo + (GROW if judging else 0)
+        refl, valid, classes, score = read_classified(
+            mask_reader(self.scene, self.bands, params, self.decoded), top, left, height,
+            width, (self.scene.height, self.scene.width), halo, params, self.bands,
+            self.shadow)
+        judged, background = classes, None
+        inner = (slice(halo, halo + height), slice(halo, halo + width))
+        if judging:
+            background = self.temporal.background(top, left, height, width, halo)
+            judged = self.temporal.classify(refl, self.bands, classes,
+                                            score > self.params.threshold, background)
+            background = background.crop(*inner)
+        return refl[:, inner[0], inner[1]], classes[inner], judged[inner], score[inner], \
+            background
