@@ -6,7 +6,7 @@ their share of the fill.
 
 On the WorldCereal cases of ``benchmarks/l2a_pool.py`` (the same ``--half`` and ``--harder``),
 ``remove --reference`` with every other month, without the similar pixels and with each share
-of the fill (``reference_fill.SIMILAR``) taken from them, searching ``--neighbours`` pixels;
+of the fill (``similar_pixels.SIMILAR``) taken from them, searching ``--neighbours`` pixels;
 per share the mean PSNR on the pasted cloud, the worst case, the mean and extremes of its
 change against none, and the closest case over median fill.
 """
@@ -20,12 +20,11 @@ from tempfile import TemporaryDirectory
 
 from l2a_pool import print_sweep, sweep
 
-from cloudfree.dates import fill as reference_fill
 from cloudfree.dates import similar_pixels
 
 
 def set_share(share: float | None) -> None:
-    reference_fill.SIMILAR = share
+    similar_pixels.SIMILAR = share
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ from l2a_pool import (
 from metrics import psnr
 
 import cloudfree.dates.fill as reference_fill
+from cloudfree.dates import similar_pixels
 from cloudfree.dates.joint_fit import RIDGE, JointFit
 from cloudfree.dates.weights import VARIANCE_UNIT, WEIGHT_POWER
 from cloudfree.io.sentinel2 import open_sentinel2
@@ -86,7 +87,7 @@ reference_fill._accumulate = _recording_accumulate
 JointFit.predict = _recording_predict
 #: the weighted predictions alone: the share of the similar pixels (``similar_pixels.py``) is
 #: blended in after their sum, and is left out here so that ``as weighed`` is that sum
-reference_fill.SIMILAR = None
+similar_pixels.SIMILAR = None
 
 
 def combine(parts: list[tuple], weigh: Callable, base: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ m_-j): about 1 when the dates differ by what their residuals and their own disag
 explain, so that nothing is dropped where the others do not agree among themselves either.
 Where at least three are kept, the largest ``d2`` exceeds the threshold and the others
 together weigh at least ``OUTWEIGHED`` of that date, it is dropped at that pixel and the fill
-there becomes the weighted mean of the other kept dates (``reference_fill.py``'s weights;
+there becomes the weighted mean of the other kept dates (``weights.py``'s weights;
 dates beyond the ``SLOTS`` best, whose weights are small by then, are left out there).
 Elsewhere the fill is left exactly as it was.
 """

@@ -14,10 +14,10 @@ taken (``"nearest"``, which measured worse). The groups of dates fitted jointly
 (``joint_fit.py``) add their predictions where all their dates are clear. Where three or more
 are clear, the one the others contradict beyond what their residuals explain is dropped at that
 pixel (``agreement.py``, ``AGREEMENT``). Where the nearest mostly clear dates are all clear and
-none was dropped, a share ``SIMILAR`` of the fill comes from the target's clear pixels whose
-dates look alike (``similar_pixels.py``; their sample is gathered in the statistics pass). The
-source map (``report.py``) names, per pixel, the reference with the largest weight (among those
-kept).
+none was dropped, a share ``similar_pixels.SIMILAR`` of the fill comes from the target's clear
+pixels whose dates look alike (``similar_pixels.py``; their sample is gathered in the
+statistics pass). The source map (``report.py``) names, per pixel, the reference with the
+largest weight (among those kept).
 
 With the temporal mask, a reference's weight at a pixel is multiplied by its agreement with the
 others there (``temporal_mask.py``); only with aerosol, blue and cirrus
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
 from cloudfree.dates.statistics import DateStatistics
@@ -54,11 +55,6 @@ COMBINE = "weighted"
 #: held out, it lifts the worst case from -1.35 to +1.98 dB over the median fill
 #: (docs/benchmarks/other-dates.md).
 AGREEMENT: float | None = 16.0
-#: Share of the fill taken from the target's clear pixels whose dates look alike
-#: (``similar_pixels.py``; the dates: the group of the nearest mostly clear ones,
-#: ``joint_fit.WHOLE_CLEAR``), where all those dates are clear and the agreement check dropped
-#: none; the weighted predictions keep the rest. None: not used.
-SIMILAR: float | None = 0.3
 #: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
 #: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.
 STRIP_COLUMNS = 512
@@ -99,11 +95,9 @@ class ReferenceFill:
         self.weights = TimeWeights(dates.target_date, dates.references, dates.used)
         self.threshold_db = change_threshold_db()
         self._by_index = {r.index: r for r in dates.references}
-        #: the similar pixels' search, when the fill takes a share from it (``SIMILAR``)
-        self.similar = None if SIMILAR is None else dates.similar
         #: the dates whose reflectance a block's groups (and the similar pixels) read
         self.members = {i for fit in dates.joint_fits for i in fit.dates} | set(
-            () if self.similar is None else self.similar.dates)
+            () if dates.similar is None else dates.similar.dates)
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
@@ -197,7 +191,7 @@ class ReferenceFill:
             if dropped is not None:
                 prediction = prediction[:, ~dropped[take]]
                 take &= ~dropped
-            total[:, take] += np.float32(SIMILAR) * (prediction - total[:, take])
+            total[:, take] += np.float32(similar_pixels.SIMILAR) * (prediction - total[:, take])
         return total[:, 0], source[0]
 
     def _add(self, ref: Reference, top: int, left: int, height: int, width: int,
@@ -271,7 +265,7 @@ class ReferenceFill:
     def _similar(self, members: dict) -> tuple[np.ndarray, np.ndarray] | None:
         """The similar pixels' prediction [bands, n] at the n pixels where all their dates
         were taken (see ``_add``), and where those are [h, w]; None where nowhere."""
-        similar = self.similar
+        similar = self.dates.similar
         if similar is None or not all(i in members for i in similar.dates):
             return None
         take = np.logical_and.reduce([members[i][1] for i in similar.dates])

@@ -12,7 +12,7 @@ The fit is scene-wide, by ridge least squares on sums gathered window by window 
 ``STRIDE``-th row and column: the sums of one pair are a 27 x 27 matrix, whatever the scene
 size), its coefficients shrunk towards the dates' plain mean (``RIDGE``), and its residual
 variance per band weighs the pair against the single dates where all are clear
-(``reference_fill.py``). Groups of more than two dates (``SIZES``) work the same
+(``fill.py``). Groups of more than two dates (``SIZES``) work the same
 way, and so does one group of the nearest dates that are mostly clear, all at once
 (``WHOLE_CLEAR``): where the months around a target each changed differently, the target is
 predicted better by all of them together than by any one or two.
@@ -46,7 +46,7 @@ KEPT = 6
 STRIDE = 2
 #: Fewest pixels clear in the target and in all of a group's dates for its fit where the target
 #: is almost all cloud (no date shares ``MIN_COMMON`` clear pixels with it: see
-#: ``reference_fill.FIT_BUFFER``); the sums then count every pixel, not every ``STRIDE``-th,
+#: ``statistics.FIT_BUFFER``); the sums then count every pixel, not every ``STRIDE``-th,
 #: at no cost, as the target has few clear ones. Elsewhere ``MIN_COMMON``. On the L2A
 #: benchmark's targets at odd places in time order it moved the five with 94 % cloud by -0.02
 #: to +3.08 dB (docs/benchmarks/l2a.md).

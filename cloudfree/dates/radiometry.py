@@ -17,11 +17,11 @@ For every band the target is predicted from the reference by a line, target = ga
 The residual variance is how well the reference predicts the target there: the mean squared
 error of the line finally used (shrunk as above) over every pixel clear in both, the outliers
 included, since under the cloud the date is taken everywhere, on land that changed too; it
-weighs the references against each other where several are clear (``reference_fill.py``).
+weighs the references against each other where several are clear (``fill.py``).
 Measured with the outliers left out instead (the trimmed fit's own residual), a date whose
 fields changed in part weighs as much as one that did not: on the L2A benchmark's targets at odd
 places in time order (docs/benchmarks/l2a.md) that gave 30.23 dB against 30.41, the closest case
-+2.36 dB over median fill against +2.66 (both with ``reference_fill.WEIGHT_POWER`` 3).
++2.36 dB over median fill against +2.66 (both with ``weights.WEIGHT_POWER`` 3).
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ SHRINK = 256
 REJECT = 3.0
 #: Fewest clear pixels of a reference for it to be used at all; and pixels clear in both below
 #: which the target's clear pixels are counted without the cloud buffer for the fits
-#: (``reference_fill.py``).
+#: (``statistics.py``).
 MIN_COMMON = 1000
 #: Pixels clear in both at which the scene-wide line and a shift alone weigh equally
-#: (``CellFits.field``). With ``VARIANCE_SHRINK`` and ``reference_fill.FIT_BUFFER``, chosen on
+#: (``CellFits.field``). With ``VARIANCE_SHRINK`` and ``statistics.FIT_BUFFER``, chosen on
 #: the L2A benchmark's targets at odd places in time order (35 cases; 100 and 300 here, 50
 #: and 200 there), and scored on the even ones, held out (docs/benchmarks/l2a.md).
 LINE_SHRINK = 300

@@ -16,7 +16,7 @@ naming ``..._ImgNo_3_2018-02-10_patch_0.tif``), else the ``PRODUCT_START_TIME`` 
 ``.SAFE`` folder's ``MTD_MSIL1C.xml`` or a date tag of the GeoTIFF
 (``ACQUISITION_DATE``, ``SENSING_TIME``, ...; ``TIFFTAG_DATETIME``, often the time the file was
 written, last). A reference with no date is allowed; it comes after the dated ones, in the order
-given (``reference_fill.py``).
+given (``weights.days_apart``).
 
 Registration (``register``): the reference's gradient orientations in ``REGISTER_BANDS`` are
 correlated with the target's on their common clear land, over the central

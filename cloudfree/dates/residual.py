@@ -1,6 +1,6 @@
 """Carry the target's own departure from the other dates' prediction into the fill beside it.
 
-The references' fill (``reference_fill.py``) predicts the target through lines fitted over cells
+The references' fill (``fill.py``) predicts the target through lines fitted over cells
 of ``radiometry.CELL`` px; what the target differs by at a finer scale (a field sown or cut since
 the dates nearest it, a patch the cell's line misses) shows on its clear pixels next to the
 cloud. Their residual, target - prediction, is spread over the filled pixels by normalized

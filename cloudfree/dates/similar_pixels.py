@@ -13,7 +13,7 @@ taken over the whole scene and over all the group's dates.
 
 The pixels searched are a regular sample of the scene's clear pixels (every ``stride``-th row
 and column, at most about ``SAMPLE`` pixels), gathered in the references' statistics pass. The
-fill takes a fixed share of this prediction (``reference_fill.SIMILAR``): weighed against the
+fill (``fill.py``) takes a fixed share of this prediction (``SIMILAR``): weighed against the
 dates' predictions by its error on the sample, each pixel left out of its own search, it
 counted too much, as a clear pixel finds near twins beside it where one deep in a cloud does
 not.
@@ -30,6 +30,11 @@ from scipy.spatial import cKDTree
 from cloudfree.core.threads import usable_cores
 from cloudfree.dates.radiometry import MIN_PIXELS
 
+#: Share of the fill taken from the target's clear pixels whose dates look alike (the dates:
+#: the group of the nearest mostly clear ones, ``joint_fit.WHOLE_CLEAR``), where all those
+#: dates are clear and the agreement check dropped none; the weighted predictions keep the
+#: rest. None: not used (nor their sample gathered).
+SIMILAR: float | None = 0.3
 #: Neighbours averaged.
 NEIGHBOURS = 5
 #: Most pixels searched (the sample's stride grows with the scene).

@@ -42,7 +42,7 @@ from rasterio.windows import Window
 
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import ordered_map, usable_cores
-from cloudfree.dates import joint_fit
+from cloudfree.dates import joint_fit, similar_pixels
 from cloudfree.dates.joint_fit import JointFit, JointSums
 from cloudfree.dates.radiometry import (
     CELL,
@@ -121,7 +121,8 @@ class DateStatistics:
         if len(whole) > max(joint_fit.SIZES, default=1):
             self.groups.append(whole)
         #: the dates whose clear pixels alike predict the target (``similar_pixels.py``)
-        self.similar_dates = whole if len(whole) >= 2 else ()
+        self.similar_dates = (whole if similar_pixels.SIMILAR is not None and len(whole) >= 2
+                              else ())
         self.joint_fits: list[JointFit] = []  # after ``fit``: the groups the fill uses
         self.similar: SimilarPixels | None = None  # after ``fit``, when there are such dates
         self.judge = temporal  # whether the dates judge the target's clouds (temporal_mask.py)

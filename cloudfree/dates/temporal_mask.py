@@ -53,7 +53,7 @@ Tmask, Zhu and Woodcock 2014):
    are per pixel, so a reference hazy all over drops out by itself.
 
 Steps 5 and the refitting of the lines without what the test finds cloud
-(``reference_fill.REFITS``) need aerosol, blue and cirrus (``TemporalMask.weighs``). With blue
+(``statistics.REFITS``) need aerosol, blue and cirrus (``TemporalMask.weighs``). With blue
 alone (the ten bands of L2A) the test flags clear land beside the clouds too: on the L2A
 benchmark's small targets mostly under cloud, the refits left half of the truly clear pixels out
 of the fits and the weights dropped every date at many pixels, 26.85 dB against 30.13 without
@@ -191,7 +191,7 @@ class TemporalMask:
         self.level = np.zeros(len(self.detect))  # the clear land's residual
         self.acquired = acquired  # the target's date
         self.hazy: bool | None = None  # the whole date, once judged (``judge_date``)
-        self.settled = False  # whether the fits are final (``ReferenceFill.fit``)
+        self.settled = False  # whether the fits are final (``DateStatistics.fit``)
 
     def _extreme(self, z: np.ndarray, names: Sequence[str], largest: bool) -> np.ndarray:
         """The largest (or smallest) z [h, w] over the ``names`` the scenes have; -inf (or

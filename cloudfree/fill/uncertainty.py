@@ -11,7 +11,7 @@ Each filled pixel and band gets ``sigma``, the standard deviation of its error (
   the pixel's Sentinel-1 kind in reach (0 where nothing clear of its kind is near, so that the
   S1 classes do not tell it apart from what is), and the share of the pixel that is filled
   rather than restored (``restore.py``: land seen through thin cloud or relit shadow errs less);
-- other dates (``reference_fill.py``): the weighted spread of the references' predictions
+- other dates (``dates/fill.py``): the weighted spread of the references' predictions
   there, the weighted mean residual variance of their fits, and the days to the date that
   weighs most. Where one date alone is taken, its spread is unknown and the clear land's
   spread stands in for it (the calibration's cases had 29 dates, so this is not fitted).
@@ -235,7 +235,7 @@ def _load(path: str) -> SigmaModel:
 
 
 def days_to(table: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Days [h, w] from the target to each pixel's source date (``reference_fill.days_table``),
+    """Days [h, w] from the target to each pixel's source date (``dates.report.days_table``),
     ``UNDATED_DAYS`` where unknown."""
     days = np.abs(table.astype(np.float32))[source]
     return np.where(table[source] == np.iinfo(np.int16).min, UNDATED_DAYS, days)

@@ -25,7 +25,14 @@ from s2_builders import coarsen_like_l1c, write_safe
 from scipy import ndimage
 
 from cloudfree.core.threads import thread_pool
-from cloudfree.dates import agreement, joint_fit, references, statistics, weights
+from cloudfree.dates import (
+    agreement,
+    joint_fit,
+    references,
+    similar_pixels,
+    statistics,
+    weights,
+)
 from cloudfree.dates import fill as reference_fill
 from cloudfree.dates import residual as local_residual
 from cloudfree.dates.fill import ReferenceBlock, ReferenceFill
@@ -557,7 +564,7 @@ def test_a_date_the_others_contradict_is_dropped_where_it_changed(scenes, monkey
         monkeypatch.setattr(reference_fill, "AGREEMENT", agreement)
         monkeypatch.setattr(statistics, "RING_HAZE", None)
         monkeypatch.setattr(joint_fit, "KEPT", pairs)
-        monkeypatch.setattr(reference_fill, "SIMILAR", reference_fill.SIMILAR if pairs else None)
+        monkeypatch.setattr(similar_pixels, "SIMILAR", similar_pixels.SIMILAR if pairs else None)
         remove_scene(scenes["target"], None, tmp_path / name,
                      dates=ReferenceOptions(references=references, temporal_mask=temporal),
                      outputs=OutputOptions(source_out=tmp_path / f"src_{name}"), quiet=True)
@@ -632,7 +639,7 @@ def test_two_dates_regressed_together_give_what_neither_gives_alone(scenes, monk
         monkeypatch.setattr(joint_fit, "KEPT", kept)
         # the groups alone: the texture is exactly linear in the two dates, which the pair's
         # fit gives back and a search of similar pixels only approaches (with them, 39.9 dB)
-        monkeypatch.setattr(reference_fill, "SIMILAR", None)
+        monkeypatch.setattr(similar_pixels, "SIMILAR", None)
         out, src = tmp_path / name, tmp_path / f"src_{name}"
         remove_scene(scenes["target"], None, out, dates=ReferenceOptions(references=[a, b]),
                      outputs=OutputOptions(source_out=src), quiet=True)
@@ -936,7 +943,7 @@ def test_a_date_masked_in_a_small_patch_hands_over_to_the_others_gradually(
         monkeypatch.setattr(statistics, "RING_HAZE", None)
         # the single dates' ramp alone: the similar pixels, predicted from both dates, step
         # off at the patch too (with them the jumps are 275 against 356 DN)
-        monkeypatch.setattr(reference_fill, "SIMILAR", None)
+        monkeypatch.setattr(similar_pixels, "SIMILAR", None)
         remove_scene(scenes["target"], None, tmp_path / name,
                      dates=ReferenceOptions(references=[a, b], temporal_mask=False),
                      outputs=OutputOptions(source_out=tmp_path / f"src_{name}"), quiet=True)
@@ -1012,12 +1019,12 @@ def test_clear_pixels_alike_in_the_dates_show_a_change_no_line_follows(scenes, m
     b = write(tmp_path / "b_20171211.tif", (truth * 1.05 + 100).astype(np.uint16), profile)
 
     def fill(share, name):
-        monkeypatch.setattr(reference_fill, "SIMILAR", share)
+        monkeypatch.setattr(similar_pixels, "SIMILAR", share)
         remove_scene(target, None, tmp_path / name, dates=ReferenceOptions(references=[a, b]),
                      quiet=True)
         return read(tmp_path / name)[0]
 
-    alike, lines = fill(reference_fill.SIMILAR, "alike.tif"), fill(None, "lines.tif")
+    alike, lines = fill(similar_pixels.SIMILAR, "alike.tif"), fill(None, "lines.tif")
     assert psnr(alike, changed, cloud) > psnr(lines, changed, cloud) + 1
     # away from the cloud both keep the target as it is
     away = ~ndimage.binary_dilation(cloud, iterations=40)
