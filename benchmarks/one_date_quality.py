@@ -18,10 +18,14 @@ clouds and shadows come from a real cloudy image of another scene of the pool (a
 Cases: ``cloud``, ``shadow`` and ``both``. Every setting runs the real ``remove_scene`` (GeoTIFFs,
 S1 aligned); scores are PSNR (reflectance in [0, 1], 13 bands) over the image, over the pixels the
 clouds and shadows changed, and over the changed pixels of opaque cloud (blend opacity 0.5 and
-more) and of thin cloud (less). Settings: the scene median, the local base, then each step on it
-(haze restored; shadows relit, with the mask's shadow test), then all together. Then, guard, the
-``other date`` case: every real triplet's own cloudy image against its cloud-free image of
-another date (the papers' protocol).
+more) and of thin cloud (less), and over the ring just inside each cloud (its pixels within
+``RING`` px of the land it left clear), where restoring hands over to filling. Specks: the filled
+pixels (those the output changed) darker than the clear land's 1st percentile in B02, B03 or
+B04, or bluer (B02 / B04) than its 99th, summed over the scenes. Settings: the scene median, the
+local base, then each step on it (haze restored; shadows relit, with the mask's shadow test),
+then all together. Then, guard, the ``other date`` case: every real triplet's own cloudy image
+against its cloud-free image of another date (the papers' protocol; its ring inside the
+triplet's own cloud mask).
 
 Held out, leave-one-scene-out: ``haze, constants held out`` scores each scene with the haze
 constants (the default or one of ``HAZE_VARIANTS``) best on the cloud case of the other scenes;
@@ -97,6 +101,13 @@ HAZE_DEFAULT = "+ haze restored"
 GUARD_SETTINGS = DEFAULT_SETTINGS[:5]
 #: Cloud pixels of the blend whose opacity is at least this are opaque; thin below it.
 OPAQUE = 0.5
+#: The ring inside a cloud: its pixels within this many px of the land it left unchanged (the
+#: local fill's haze ring is as wide; the artefacts of restoring sit there).
+RING = 10
+#: A speck is a filled pixel darker than the clear land's ``SPECK_DARK`` percentile in one of
+#: ``SPECK_BANDS``, or bluer (B02 / B04) than its ``SPECK_BLUE`` percentile.
+SPECK_DARK, SPECK_BLUE = 1.0, 99.0
+SPECK_BANDS = (1, 2, 3)  # B02, B03, B04
 CASES = ("cloud", "shadow", "both")
 BASELINE = "scene-median fill"
 LOCAL = "local base"
@@ -177,15 +188,36 @@ def run(folder: Path, sample: LoadedSample, options: dict) -> np.ndarray:
         return ds.read().astype(np.float32) / 10000
 
 
+def specks(pred: np.ndarray, sample: LoadedSample, land: np.ndarray) -> int:
+    """Filled pixels (changed by the output) darker than the input's clear ``land``
+    [H, W] in one of ``SPECK_BANDS`` (its ``SPECK_DARK`` percentile), or bluer (B02 / B04) than
+    its ``SPECK_BLUE`` percentile."""
+    filled = (np.abs(pred - sample.cloudy).max(0) > 5e-4) & sample.valid
+    seen, clear = pred[:, filled], sample.cloudy[:, land]
+    low = np.percentile(clear[list(SPECK_BANDS)], SPECK_DARK, axis=1)[:, None]
+    bluest = np.percentile(clear[1] / np.maximum(clear[3], 1e-4), SPECK_BLUE)
+    dark = (seen[list(SPECK_BANDS)] < low).any(0)
+    return int((dark | (seen[1] > bluest * seen[3])).sum())
+
+
 def scores(pred: np.ndarray, sample: LoadedSample,
            alpha: np.ndarray | None = None) -> dict[str, float]:
-    """PSNR over the valid image, over the pixels the clouds and shadows changed, and over the
-    changed pixels of opaque and of thin cloud (``alpha``: the blend's opacity)."""
+    """PSNR over the valid image, over the pixels the clouds and shadows changed, over the
+    changed pixels of opaque and of thin cloud (``alpha``: the blend's opacity) and over the
+    cloud's inner ``RING`` (without ``alpha``, another date's: the sample's own cloud); and, on
+    the same date (with ``alpha``), the specks."""
     changed = (np.abs(sample.cloudy - sample.clear).max(0) > 1e-3) & sample.valid
-    alpha = np.zeros(changed.shape) if alpha is None else alpha
     out = {"psnr": psnr(pred, sample.clear, sample.valid)}
+    if alpha is None:  # another date: the sample's cloud, and the land it leaves
+        cloud = sample.cloud.astype(bool) & sample.valid
+        land = sample.valid & ~cloud
+        alpha = np.zeros(changed.shape)
+    else:  # the same date: its land is the input's clear land
+        cloud, land = changed & (alpha > 0), sample.valid & ~changed
+        out["specks"] = specks(pred, sample, land)
+    ring = cloud & (ndimage.distance_transform_edt(~land) <= RING)
     for name, where in (("changed", changed), ("opaque", changed & (alpha >= OPAQUE)),
-                        ("thin", changed & (alpha > 0) & (alpha < OPAQUE))):
+                        ("thin", changed & (alpha > 0) & (alpha < OPAQUE)), ("ring", ring)):
         out[name] = psnr(pred, sample.clear, where) if where.any() else float("nan")
     return out
 
@@ -202,20 +234,23 @@ def held_out(rows: list[dict], name: str, names: list[str], case: str,
 
 
 def table(rows: list[dict], case: str, names: list[str]) -> None:
-    """Mean PSNR (image; changed, opaque and thin cloud pixels) of each setting, gain and wins
-    over the scene-median fill, wins over the local base."""
+    """Mean PSNR (image; changed, opaque and thin cloud pixels, the ring inside the clouds) of
+    each setting, the specks summed over the rows, gain and wins over the scene-median fill,
+    wins over the local base."""
     n = len(rows)
     base = np.mean([r[case][BASELINE]["psnr"] for r in rows])
-    print(f"\n{case} (n={n}) | PSNR | changed px | opaque px | thin px | vs scene-median | "
-          "wins | wins vs local base")
+    print(f"\n{case} (n={n}) | PSNR | changed px | opaque px | thin px | ring px | specks | "
+          "vs scene-median | wins | wins vs local base")
     for name in names:
         got = [r[case][name]["psnr"] for r in rows]
         parts = " | ".join(f"{np.nanmean([r[case][name].get(k, np.nan) for r in rows]):.2f}"
-                           for k in ("changed", "opaque", "thin"))
+                           for k in ("changed", "opaque", "thin", "ring"))
+        speckled = sum(r[case][name]["specks"] for r in rows) \
+            if "specks" in rows[0][case][name] else "-"
         wins = sum(r[case][name]["psnr"] > r[case][BASELINE]["psnr"] + 1e-6 for r in rows)
         local = sum(r[case][name]["psnr"] > r[case][LOCAL]["psnr"] + 1e-6 for r in rows)
-        print(f"| {name} | {np.mean(got):.2f} | {parts} | {np.mean(got) - base:+.2f} | "
-              f"{wins}/{n} | {local}/{n} |")
+        print(f"| {name} | {np.mean(got):.2f} | {parts} | {speckled} | "
+              f"{np.mean(got) - base:+.2f} | {wins}/{n} | {local}/{n} |")
 
 
 def pool_scenes(data: Path) -> tuple[list[dict], list[dict], list[dict], np.ndarray]:

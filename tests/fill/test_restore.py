@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S2
+from helpers import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2
 from scipy import ndimage
 
 from cloudfree.fill.local import LocalFillParams, local_fill, source_weight
@@ -14,6 +14,7 @@ from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLOUD, MaskParams, classify
 from cloudfree.mask.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within, unveil
 from cloudfree.mask.shadow import NEAR, relight, shadow_weight
+from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.simulate import opacity, overlay
 
 N = 256  # px of the Sen1Floods11 chip and of the summer_19 cloud used
@@ -176,3 +177,24 @@ def test_the_land_spread_on_its_coarse_grid_matches_the_direct_measure(clouded):
     assert region.mean() > 0.2 and ratio.shape == region.shape
     assert np.percentile(np.abs(ratio - 1), 50) < 0.02
     assert np.percentile(np.abs(ratio - 1), 99) < 0.15
+
+
+def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land(tmp_path):
+    """The bundled sample as ``remove`` runs it by default: no filled pixel darker in B02, B03
+    or B04 than the clear land's 0.5th percentile, nor bluer (B02 / B04) than its 99.9th (the
+    veil of its cloud edges unmixed with a white cloud left hundreds of dark blue specks; the
+    local fill alone has one pixel above the 99.5th)."""
+    sample = ROOT / "examples" / "data"
+    out = tmp_path / "out.tif"
+    remove_scene(sample / "s2.tif", sample / "s1.tif", out, quiet=True)
+    with rasterio.open(sample / "s2.tif") as ds:
+        seen = ds.read().astype(np.float32)
+    with rasterio.open(out) as ds:
+        written = ds.read().astype(np.float32)
+    filled = (written != seen).any(axis=0)
+    assert 0.2 < filled.mean() < 0.8
+    land, restored = seen[1:4, ~filled], written[1:4, filled]  # B02, B03, B04
+    darkest = np.percentile(land, 0.5, axis=1)[:, None]
+    assert not (restored < darkest).any()
+    bluest = np.percentile(land[0] / land[2], 99.9)
+    assert not (restored[0] > bluest * restored[2]).any()
