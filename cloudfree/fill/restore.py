@@ -4,7 +4,9 @@ the rest is filled.
 Given the local fill of a window's masked region (``expected``, ``local_fill.py``), shadows are
 relit (``shadow.py``) and thin cloud and haze taken off (``haze.py``); the restored land is
 blended with the fill by the haze step's weight, so restoring hands over smoothly to filling
-where the cloud turns opaque.
+where the cloud turns opaque. The restored land is first held within what the clear land around
+makes plausible (``land_bounds``): each band no darker than the clear land's darkest, B04 no
+lower than makes it bluer than the clear land's bluest.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cloudfree.io.sentinel2 import BANDS
-from cloudfree.mask.haze import HazeParams, dehaze, unveil
+from cloudfree.mask.haze import HazeParams, dehaze, land_bounds, unveil
 from cloudfree.mask.shadow import relight
 
 
@@ -51,8 +53,16 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         where = cloud[rows, cols]
         keep = 1 - weight
         seen = reflectance[:, rows, cols]
+        darkest, bluest = land_bounds(reflectance, clear, bands)
+        # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much
+        # of is what made the land bluer than any clear land
+        blue = bands.index("B02")
+        reddest = np.maximum(unveil(seen[blue, None], t, ("B02",))[0], darkest[blue]) / bluest
         for band, fill in enumerate(out[:, rows, cols]):  # a band at a time: small temporaries
             restored = unveil(seen[band:band + 1], t, bands[band:band + 1])[0]
+            np.maximum(restored, darkest[band], out=restored)
+            if bands[band] == "B04":
+                np.maximum(restored, reddest, out=restored)
             restored *= weight  # the blend weight * land + (1 - weight) * expected, in place
             restored += keep * fill
             np.copyto(fill, restored, where=where)

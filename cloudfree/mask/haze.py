@@ -18,11 +18,12 @@ fill would throw it away. Here, over the masked region of a window:
   ``spread`` times the spread of the clear land around (then the "land" seen is the cloud's own
   structure): weight exp(-d^2 / (2 (spread * s)^2)), d the RMS over bands of the smoothed
   difference, s that of the clear land's local standard deviation;
-- and not at all where the restored land is not land (``land_bounds``): darker in one of the
-  land's bands than all but ``DARK_PERCENTILE`` % of the clear land around, or bluer (B02 / B04)
-  than all but ``100 - BLUE_PERCENTILE`` %. The veil at a cloud's edge is not the opaque core's
-  ``CLOUD``: haze raises blue well above red, so unmixing it with a white cloud takes too much
-  red and green off and leaves dark blue-black specks; those pixels are filled.
+- the restored land is bounded by the clear land around (``land_bounds``, applied by
+  ``restore.py``): no darker in one of the land's bands than its ``DARK_PERCENTILE``, no bluer
+  (B02 / B04) than its ``BLUE_PERCENTILE`` (its red raised). The veil at a cloud's edge is not
+  the opaque core's ``CLOUD``: haze raises blue more than red, so unmixing it with a white cloud
+  takes too much red and green off, and the land came out as dark blue-black specks along the
+  bright cores.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ SPREAD_SIGMA = 16.0
 SPREAD_STEP = 4
 #: Channels smoothed at once (each needs two temporaries of its size).
 CHANNELS = 1
-#: Percentile of the clear land around (per band) below which restored land is darker than the
-#: land can be: the 1st, so that the darkest clear land (shadowed slopes, water) still bounds it
-#: and a few dark outliers (a single pixel of a cloud's shadow) do not.
+#: Percentile of the clear land around (per band) that restored land is raised to where it
+#: comes out darker: the 1st, so that the darkest clear land (shadowed slopes, water) still
+#: bounds it and a few dark outliers (a single pixel of a cloud's shadow) do not. Set a priori,
+#: not tuned (docs/benchmarks/fill-quality.md).
 DARK_PERCENTILE = 1.0
-#: Percentile of the clear land's blue over red (B02 / B04) above which restored land is bluer
-#: than the land can be: the 99th, the same share at the other end.
+#: Percentile of the clear land's blue over red (B02 / B04) that restored land is held to (its
+#: red raised) where it comes out bluer: the 99th, the same share at the other end.
 BLUE_PERCENTILE = 99.0
 #: Bands whose restored land is bounded by the clear land's: not B01, B09 and B10, which see the
 #: atmosphere (aerosol, water vapour, cirrus) more than the land.
@@ -204,28 +206,19 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     density = where_density(where, params.sigma)  # of both smoothings over the region
     t = opacity(seen, fill, where, params.sigma, bands, density)
     t_used = np.minimum(t, params.t_fill)
-    low, bluest = land_bounds(reflectance, clear, bands)
-    land_like = np.ones(where.shape, bool)
-    blue = red = None
     d = np.zeros(where.shape, np.float32)  # the RMS over bands of the smoothed difference
     for start in range(0, len(seen), CHANNELS):  # a few bands at a time: small temporaries
         part = slice(start, start + CHANNELS)
-        land = unveil(seen[part], t_used, bands[part])
-        land_like &= (land >= low[part, None, None]).all(axis=0)
-        if "B02" in bands[part]:
-            blue = land[bands[part].index("B02")]
-        if "B04" in bands[part]:
-            red = land[bands[part].index("B04")]
         # every pixel of the box: the smoothing reads the region's only
-        off = smooth_within(land, where, params.sigma, density)
+        off = smooth_within(unveil(seen[part], t_used, bands[part]), where, params.sigma,
+                            density)
         off -= fill[part]
         for band in np.square(off, out=off):
             d += band
     d = np.sqrt(d / len(seen))
     s = np.maximum(params.spread * spread, 1e-4)
     trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
-    land_like &= blue <= bluest * red
-    return box, t_used, np.where(where & land_like, trust, 0).astype(np.float32)
+    return box, t_used, np.where(where, trust, 0).astype(np.float32)
 
 
 def unveil(seen: np.ndarray, t: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
