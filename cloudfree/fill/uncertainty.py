@@ -11,21 +11,24 @@ Each filled pixel and band gets ``sigma``, the standard deviation of its error (
   the pixel's Sentinel-1 kind in reach (0 where nothing clear of its kind is near, so that the
   S1 classes do not tell it apart from what is), and the share of the pixel that is filled
   rather than restored (``restore.py``: land seen through thin cloud or relit shadow errs less);
-- other dates (``reference_fill.py``): the weighted spread of the references' predictions
-  there, the weighted mean residual variance of their fits, and the days to the date that
+- other dates (``dates/fill.py``): the weighted spread of the references' predictions there,
+  the weighted mean residual variance of their fits, their effective number there
+  ((sum of weights)^2 / sum of squared weights: 1 where one date alone is taken, fewer than
+  the dates given where some are cloudy there or weigh little) and the days to the date that
   weighs most. Where one date alone is taken, its spread is unknown and the clear land's
-  spread stands in for it (the calibration's cases had 29 dates, so this is not fitted).
+  spread stands in for it; the calibration's cases give 1, 2, 4, 8 and 29 dates, some of them
+  cloudy, so that both are fitted.
 
 The map from terms to sigma is log-linear, ``log sigma_b = a_b + sum_k c_k f_k`` (the features
 ``f_k`` below, an intercept per band), one for single-date fills and one for fills from other
 dates, fitted by least squares on log |error| against same-date truth (real clouds over clear
 real images), then scaled so that the shares of errors within 1 and 2 sigma come closest to
-74 % and 95 % together. The errors are heavier-tailed than a Gaussian, so no one scale gives a
-Gaussian's 68 % and 95 % at once: held out, about 75 % fall within 1 sigma and 90-91 % within 2
-(``docs/benchmarks/uncertainty.md``). The shipped coefficients are ``models/uncertainty.json``,
-written by ``benchmarks/uncertainty.py --write-calibration`` (its note says on what). Calibration
-measures follow UnCRtainTS (Ebel et al. 2023), per pixel: UCE (Laves et al. 2020) and AUCE
-(Gustafsson et al. 2020).
+the fit's targets together (``TARGETS`` of ``benchmarks/uncertainty.py``). The errors are
+heavier-tailed than a Gaussian, so no one scale gives a Gaussian's 68 % and 95 % at once
+(held out, per number of dates: ``docs/benchmarks/uncertainty.md``). The shipped coefficients
+are ``models/uncertainty.json``, written by ``benchmarks/uncertainty.py --write-calibration``
+(its note says on what). Calibration measures follow UnCRtainTS (Ebel et al. 2023), per pixel:
+UCE (Laves et al. 2020) and AUCE (Gustafsson et al. 2020).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ UNDATED_DAYS = 60.0
 #: The features of each kind, in the order of the calibration's coefficients.
 FEATURES = {
     "single_date": ("log_dispersion", "log_distance", "log_support", "filled"),
-    "reference": ("log_dispersion", "log_distance", "log_spread", "log_residual", "log_days"),
+    "reference": ("log_dispersion", "log_distance", "log_spread", "log_residual", "log_days",
+                  "log_dates"),
 }
 
 
@@ -79,14 +83,17 @@ class PixelTerms:
 
 @dataclass
 class DateTerms:
-    """The references' terms on a block: the weighted spread of their predictions and the
-    weighted mean residual variance of their fits [C, h, w] (reflectance, and squared)."""
+    """The references' terms on a block: the weighted spread of their predictions, the
+    weighted mean residual variance of their fits and their effective number [C, h, w]
+    (reflectance, squared, count)."""
 
     spread: np.ndarray
     residual: np.ndarray
+    effective: np.ndarray
 
     def crop(self, rows: slice, cols: slice) -> DateTerms:
-        return DateTerms(self.spread[:, rows, cols], self.residual[:, rows, cols])
+        return DateTerms(self.spread[:, rows, cols], self.residual[:, rows, cols],
+                         self.effective[:, rows, cols])
 
 
 def local_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
@@ -151,9 +158,9 @@ class Fit:
         return out
 
 
-def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = None,
-             days: np.ndarray | None = None) -> np.ndarray:
-    """The features [K, h, w] of band ``band`` for a kind of fill (``FEATURES``)."""
+def features(names: tuple[str, ...], band: int, pixel: PixelTerms,
+             dates: DateTerms | None = None, days: np.ndarray | None = None) -> np.ndarray:
+    """The features ``names`` [K, h, w] of band ``band`` (of ``FEATURES``)."""
     values = {
         "log_dispersion": lambda: np.log(pixel.dispersion[band] + FLOOR),
         "log_distance": lambda: np.log1p(pixel.distance / DISTANCE_UNIT),
@@ -164,8 +171,9 @@ def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = 
                                               pixel.dispersion[band]) + FLOOR),
         "log_residual": lambda: np.log(np.sqrt(np.maximum(dates.residual[band], 0)) + FLOOR),
         "log_days": lambda: np.log1p(days / DAYS_UNIT),
+        "log_dates": lambda: np.log(np.maximum(dates.effective[band], 1)),
     }
-    return np.stack([values[name]() for name in FEATURES[kind]]).astype(np.float32)
+    return np.stack([values[name]() for name in names]).astype(np.float32)
 
 
 @dataclass
@@ -202,13 +210,12 @@ class SigmaModel:
             where = block.kind == kind
             if not where.any():
                 continue
-            name = "single_date" if kind == SINGLE_DATE_FILL else "reference"
             pixel = block.pixel.crop(*_bounds(where))
             dates = None if block.dates is None else block.dates.crop(*_bounds(where))
             days = None if block.days is None else block.days[_bounds(where)]
             part = where[_bounds(where)]
             for b, band in enumerate(block.bands):
-                log_sigma = fit.log_sigma(band, features(name, b, pixel, dates, days))
+                log_sigma = fit.log_sigma(band, features(fit.features, b, pixel, dates, days))
                 out[b][_bounds(where)] = np.where(part, np.exp(log_sigma),
                                                   out[b][_bounds(where)])
         return out
@@ -226,8 +233,8 @@ def _load(path: str) -> SigmaModel:
     fits = {}
     for kind in ("single_date", "reference"):
         part = data[kind]
-        if tuple(part["features"]) != FEATURES[kind]:
-            raise ValueError(f"{path}: {kind} features {part['features']} are not "
+        if not set(part["features"]) <= set(FEATURES[kind]):  # an older calibration: fewer
+            raise ValueError(f"{path}: {kind} features {part['features']} are not of "
                              f"{FEATURES[kind]}")
         fits[kind] = Fit(tuple(part["features"]), tuple(part["coefficients"]),
                          dict(part["intercept"]))
