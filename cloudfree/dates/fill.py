@@ -200,8 +200,8 @@ class ReferenceBlock:
 
     values: np.ndarray
     source: np.ndarray
-    #: the spread of the references' predictions, their fits' residuals and their effective
-    #: number (``estimate``'s ``terms``), for ``uncertainty.py``
+    #: the spread of the references' predictions and their fits' residuals (``estimate``'s
+    #: ``terms``), for ``uncertainty.py``
     terms: DateTerms | None = None
 
     @property
@@ -565,9 +565,9 @@ class ReferenceFill:
             return None
         values = np.zeros((len(self.bands), height, width), np.float32)
         source = np.zeros((height, width), np.uint8)
-        spread = residual = count = None
+        spread = residual = None
         if terms:
-            spread, residual, count = (np.zeros_like(values) for _ in range(3))
+            spread, residual = np.zeros_like(values), np.zeros_like(values)
         for c0 in range(0, width, STRIP_COLUMNS):
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
             at = np.nonzero(need[:, cols])
@@ -577,27 +577,26 @@ class ReferenceFill:
             if self.temporal is not None and self.temporal.weighs:
                 judge = (self.temporal.background(top, left + c0, height, cols.stop - c0)
                          if background is None else background.crop(slice(None), cols))
-            moments = None if spread is None else tuple(
-                np.zeros((len(self.bands), 1, len(at[0])), np.float32) for _ in range(3))
+            moments = None if spread is None else (
+                np.zeros((len(self.bands), 1, len(at[0])), np.float32),
+                np.zeros((len(self.bands), 1, len(at[0])), np.float32))
             pixels = (at[0], at[1] + c0)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
                 used, top, left + c0, height, cols.stop - c0, at, judge, moments)
             if moments is not None:
-                for whole, part in zip((spread, residual, count), moments, strict=True):
-                    whole[:, pixels[0], pixels[1]] = part[:, 0]
+                spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
+                    part[:, 0] for part in moments)
         return ReferenceBlock(values, source,
-                              None if spread is None else DateTerms(spread, residual, count))
+                              None if spread is None else DateTerms(spread, residual))
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                at: tuple[np.ndarray, np.ndarray], background: Background | None,
-               moments: tuple[np.ndarray, ...] | None = None
+               moments: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """The fill [13, n] and source [n] of one strip (see :meth:`estimate`) at its n pixels
-        ``at`` (rows, columns in the strip); with ``moments`` (three [13, 1, n]), the
-        predictions' weighted spread, the fits' weighted mean residual variance and the
-        effective number of predictions, (sum of weights)^2 / sum of squared weights, written
-        into them (including a date the agreement check drops: its disagreement is part of the
-        spread).
+        ``at`` (rows, columns in the strip); with ``moments`` ([13, 1, n]), the predictions'
+        weighted spread and the fits' weighted mean residual variance written into them
+        (including a date the agreement check drops: its disagreement is part of the spread).
         The pixels' arrays are laid out as one row of n, [.., 1, n]."""
         bands, n = len(self.bands), len(at[0])
         total = np.zeros((bands, 1, n), np.float32)
@@ -631,10 +630,9 @@ class ReferenceFill:
         if moments is not None:  # the sums before the agreement check, which may drop a date
             share = np.where(weights > 0, weights, 1)
             mean = total / share
-            spread, residual, count = moments
+            spread, residual = moments
             np.sqrt(np.maximum(spread / share - mean * mean, 0), out=spread)
             residual /= share
-            np.divide(weights * weights, np.where(count > 0, count, 1), out=count)
             del mean
         dropped = None
         if candidates is not None:
@@ -654,7 +652,7 @@ class ReferenceFill:
              target_s1: np.ndarray | None, total: np.ndarray,
              weights: np.ndarray, candidates: Candidates | None, members: dict,
              background: Background | None,
-             moments: tuple[np.ndarray, ...] | None = None) -> np.ndarray | None:
+             moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``), the strip's
         pixels ``at`` laid out as in ``_strip``; return its mean weight per pixel (None where it
@@ -693,7 +691,7 @@ class ReferenceFill:
                            candidates, moments)
 
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray,
-                    moments: tuple[np.ndarray, ...] | None = None
+                    moments: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> list[tuple[int, np.ndarray]]:
         """Add each fitted group's prediction where all its dates were taken (see ``_add``);
         return, per group that adds something, its nearest date's index and mean weight.
@@ -837,21 +835,20 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
                 factor: float | np.ndarray,
                 take: np.ndarray, total: np.ndarray, weights: np.ndarray,
                 candidates: Candidates | None,
-                moments: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+                moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
     ``weights`` (and offer it to ``candidates`` as reference ``index``); return its mean weight
-    per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions, the
-    weighted residual variances and the squared weights are added to them too."""
+    per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions and
+    residual variances are added to them too."""
     weight = reference_weight(variance, factor)
     weight[:, ~take] = 0
     score = weight.mean(axis=0)
     if candidates is not None:
         candidates.offer(index, score, prediction, variance, factor)
     if moments is not None:
-        squares, variances, weight_squares = moments
+        squares, variances = moments
         squares += weight * prediction * prediction
         variances += weight * variance
-        weight_squares += weight * weight
     del variance
     prediction *= weight
     total += prediction
