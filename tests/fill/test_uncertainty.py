@@ -126,10 +126,11 @@ def test_fill_from_another_date_is_more_certain_and_within_sigma(pasted, one_dat
 SERIES = ROOT / "examples" / "data" / "series"
 
 
-def from_series(target: Path, references: list[str], folder: Path) -> dict[str, np.ndarray]:
+def from_series(target: Path, references: list[str]) -> dict[str, np.ndarray]:
     """``remove`` of ``target`` with the bundled series' dates ``references`` (month-day):
-    its output, sigma and source map."""
-    paths = {name: folder / f"{name}.tif" for name in ("out", "sigma", "source")}
+    its output, sigma and source map (written beside the target)."""
+    paths = {name: target.parent / f"{len(references)}_{name}.tif"
+             for name in ("out", "sigma", "source")}
     remove_scene(target, None, paths["out"],
                  dates=ReferenceOptions(references=[SERIES / f"s2_2018-{r}.tif"
                                                     for r in references]),
@@ -146,8 +147,8 @@ def test_one_reference_is_less_certain_than_three_and_both_are_calibrated(tmp_pa
     donor = read(SERIES / "s2_2018-07-05.tif")[0]
     truth, profile = read(SERIES / "s2_2018-06-25.tif")
     target = write_stack(tmp_path / "s2_2018-06-25.tif", np.where(cloud, donor, truth), profile)
-    runs = {count: from_series(target, dates, tmp_path / str(count)) for count, dates in
-            ((1, ["06-10"]), (3, ["06-10", "07-20", "07-30"]))}
+    runs = {len(dates): from_series(target, dates)
+            for dates in (["06-10"], ["06-10", "07-20", "07-30"])}
     both = cloud & np.logical_and.reduce([(r["source"][0] >= 1) & (r["source"][0] < 200)
                                           for r in runs.values()])
     assert both.sum() > 0.9 * cloud.sum() > 2000
