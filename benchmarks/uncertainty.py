@@ -1,7 +1,7 @@
 """How well ``remove --uncertainty-out`` predicts the error of each filled pixel; and its fit.
 
     python benchmarks/uncertainty.py --pool POOL --series SERIES [--cache samples.npz]
-        [--write-calibration]
+        [--compare EARLIER.json [--scale-only single_date]] [--write-calibration]
 
 Two kinds of fill, each against the same date's truth, each run through the real
 ``remove_scene``, whose per-pixel terms are recorded as it writes (``uncertainty.py``):
@@ -13,20 +13,25 @@ Two kinds of fill, each against the same date's truth, each run through the real
   cases are predicted by a fit on the other 15 scenes);
 - other dates: the SEN12MS-CR-TS series (``scripts/extract_ts_series.py``; the cases of
   ``reference_fill.py``: a real cloud pasted, or blended thinly, over a clear date, or pasted
-  with the nearest reference hazy or shifted), ``remove --reference`` with the other 29 dates,
-  as ``remove`` runs by default (the dates judge the clouds on these 13-band dates), every
-  third case with ``--no-temporal-mask``; held out by date: the clear targets at even places
-  in time order are predicted by a fit on the odd ones and the other way round.
+  with the nearest reference hazy or shifted), ``remove --reference`` as ``remove`` runs by
+  default (the dates judge the clouds on these 13-band dates), every third case with
+  ``--no-temporal-mask``; each case runs with the nearest 1, 2, 4 and 8 other dates in time,
+  with all 29, and with the 2 nearest mostly clear and the 2 nearest overcast ones
+  (``reference_sets``); held out by date: the clear targets at even places in time order are
+  predicted by a fit on the odd ones and the other way round.
 
 Each fit is least squares of log |error| (reflectance, at least 0.5 DN) on the features of its
 kind with an intercept per band, then one scale on sigma that brings the shares of errors within
-1 and 2 sigma closest to ``TARGETS`` together (the errors are heavier-tailed than a Gaussian: see
-there). The baseline in the same table is one sigma per band (the intercepts alone), fitted the
-same way. Reported on the held-out predictions, every filled pixel and band pooled (at most
-``PIXELS`` filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2) and AUCE (UnCRtainTS,
-Ebel et al. 2023, per pixel), the Spearman correlation of sigma with |error|, and the discard
-curve (RMS error, DN, of the most certain 25, 50, 75, 90 and 100 % of the pixels).
+1 and 2 sigma closest to the kind's ``TARGETS`` together (the errors are heavier-tailed than a
+Gaussian: see there). The baseline in the same table is one sigma per band (the intercepts
+alone), fitted the same way. Reported on the held-out predictions, every filled pixel and band
+pooled (at most ``PIXELS`` filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2)
+and AUCE (UnCRtainTS, Ebel et al. 2023, per pixel), the Spearman correlation of sigma with
+|error|, and the discard curve (RMS error, DN, of the most certain 25, 50, 75, 90 and 100 % of
+the pixels); and the shares within 1 and 2 sigma per set of references.
 
+``--compare`` adds an earlier calibration file to the tables (per set of references too);
+``--scale-only`` keeps its coefficients for a kind and fits only the scale.
 ``--write-calibration`` fits each kind on all its cases and writes
 ``cloudfree/models/uncertainty.json``. ``--cache`` keeps the recorded samples, so that a refit
 needs no new run.
