@@ -88,7 +88,7 @@ PIXELS = 4000
 #: ranges (0.68 and 0.93 of 0.58-0.78 and 0.88-0.98) gave 0.71 and 0.879 held out, 2 sigma
 #: short. Other dates: wider, as an independent check found them too confident with few
 #: references; 0.76 and 0.96 give 0.74-0.77 and 0.87-0.92 held out for 1 to 29 references (0.74
-#: and 0.95: 0.72-0.75 and 0.86-0.91).
+#: and 0.95: 0.72-0.75 and 0.86-0.92).
 TARGETS = {"single_date": (0.70, 0.94), "reference": (0.76, 0.96)}
 #: Cases of the series: kinds cycled through, cloud donors per clear target.
 SERIES_KINDS = ("pasted", "thin", "shifted reference", "hazy reference")
