@@ -159,14 +159,13 @@ def raw_terms(block: UncertaintyBlock) -> dict[str, np.ndarray]:
     return out
 
 
-def design(names: tuple[str, ...], case: dict) -> dict[str, np.ndarray]:
-    """Rows of one case for a fit: the features ``names`` [C n, K], band [C n], error
-    (reflectance) [C n], the written sigma (reflectance) [C n], group, case and references'
-    labels [C n]."""
+def design(kind: str, case: dict) -> dict[str, np.ndarray]:
+    """Rows of one case for a fit: features [C n, K], band [C n], error (reflectance) [C n],
+    the written sigma (reflectance) [C n], group, case and references' labels [C n]."""
     pixel = PixelTerms(case["dispersion"], case["distance"], case["support"], case["filled"])
     dates = DateTerms(case["spread"], case["residual"]) if "spread" in case else None
     bands, n = case["error"].shape
-    x = np.concatenate([features(names, b, pixel, dates, case.get("days")).T
+    x = np.concatenate([features(kind, b, pixel, dates, case.get("days")).T
                         for b in range(bands)])
     return {"x": x, "band": np.repeat(np.arange(bands), n),
             "error": case["error"].reshape(-1) / DN, "written": case["written"].reshape(-1) / DN,
@@ -251,11 +250,9 @@ def series_cases(series: Path, folder: Path, rng: np.random.Generator, every: in
     return out
 
 
-def pooled(cases: list[dict], kind: str, names: tuple[str, ...] | None = None
-           ) -> dict[str, np.ndarray]:
-    """Every case's rows of one kind, together (with the features ``names``; default: the
-    kind's ``FEATURES``)."""
-    parts = [design(names or FEATURES[kind], c[kind]) for c in cases if kind in c]
+def pooled(cases: list[dict], kind: str) -> dict[str, np.ndarray]:
+    """Every case's rows of one kind, together."""
+    parts = [design(kind, c[kind]) for c in cases if kind in c]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -305,23 +302,16 @@ def held_out(data: dict[str, np.ndarray], terms: bool, targets: tuple[float, flo
 
 
 def kept(kind: str, path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The coefficients and intercepts of a kind in the calibration file ``path`` (None: none),
-    which must have the kind's ``FEATURES``."""
+    """The coefficients and intercepts of a kind in the calibration file ``path`` (None: none)."""
     if path is None:
         return None
     model = getattr(SigmaModel.load(path), kind)
-    if model.features != FEATURES[kind]:
-        raise SystemExit(f"{path}: {kind} has other features than {FEATURES[kind]}")
     return np.array(model.coefficients), np.array([model.intercept[b] for b in BANDS])
 
 
-def calibrated(cases: list[dict], kind: str, path: Path) -> np.ndarray:
-    """sigma of every row of a kind (``pooled``'s order) by the calibration file ``path``."""
-    model = getattr(SigmaModel.load(path), kind)
-    x = pooled(cases, kind, model.features)["x"]
-    data = pooled(cases, kind)
-    return predict(np.array(model.coefficients), np.array([model.intercept[b] for b in BANDS]),
-                   x, data["band"])
+def calibrated(data: dict[str, np.ndarray], kind: str, path: Path) -> np.ndarray:
+    """sigma of every row of a kind's ``pooled`` rows by the calibration file ``path``."""
+    return predict(*kept(kind, path), data["x"], data["band"])
 
 
 def measures(error: np.ndarray, sigma: np.ndarray) -> dict[str, float]:
@@ -341,10 +331,10 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
     data = pooled(cases, kind)
     rows = {"terms, held out": held_out(data, True, TARGETS[kind], kept(kind, keep)),
             "one sigma per band, held out (baseline)": held_out(data, False, TARGETS[kind]),
-            "shipped calibration (in sample)": calibrated(cases, kind, CALIBRATION),
+            "shipped calibration (in sample)": calibrated(data, kind, CALIBRATION),
             "as remove wrote it (calibration of the run)": data["written"]}
     if compare:
-        rows[f"{compare.name} (earlier calibration)"] = calibrated(cases, kind, compare)
+        rows[f"{compare.name} (earlier calibration)"] = calibrated(data, kind, compare)
     results = {name: measures(data["error"] * DN, s * DN) for name, s in rows.items()}
     names = list(next(iter(results.values())))
     print(f"\n{kind}: {len(np.unique(data['case']))} case kinds, "

@@ -153,9 +153,9 @@ class Fit:
         return out
 
 
-def features(names: tuple[str, ...], band: int, pixel: PixelTerms,
-             dates: DateTerms | None = None, days: np.ndarray | None = None) -> np.ndarray:
-    """The features ``names`` [K, h, w] of band ``band`` (of ``FEATURES``)."""
+def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = None,
+             days: np.ndarray | None = None) -> np.ndarray:
+    """The features [K, h, w] of band ``band`` for a kind of fill (``FEATURES``)."""
     values = {
         "log_dispersion": lambda: np.log(pixel.dispersion[band] + FLOOR),
         "log_distance": lambda: np.log1p(pixel.distance / DISTANCE_UNIT),
@@ -167,7 +167,7 @@ def features(names: tuple[str, ...], band: int, pixel: PixelTerms,
         "log_residual": lambda: np.log(np.sqrt(np.maximum(dates.residual[band], 0)) + FLOOR),
         "log_days": lambda: np.log1p(days / DAYS_UNIT),
     }
-    return np.stack([values[name]() for name in names]).astype(np.float32)
+    return np.stack([values[name]() for name in FEATURES[kind]]).astype(np.float32)
 
 
 @dataclass
@@ -204,12 +204,13 @@ class SigmaModel:
             where = block.kind == kind
             if not where.any():
                 continue
+            name = "single_date" if kind == SINGLE_DATE_FILL else "reference"
             pixel = block.pixel.crop(*_bounds(where))
             dates = None if block.dates is None else block.dates.crop(*_bounds(where))
             days = None if block.days is None else block.days[_bounds(where)]
             part = where[_bounds(where)]
             for b, band in enumerate(block.bands):
-                log_sigma = fit.log_sigma(band, features(fit.features, b, pixel, dates, days))
+                log_sigma = fit.log_sigma(band, features(name, b, pixel, dates, days))
                 out[b][_bounds(where)] = np.where(part, np.exp(log_sigma),
                                                   out[b][_bounds(where)])
         return out
@@ -227,8 +228,8 @@ def _load(path: str) -> SigmaModel:
     fits = {}
     for kind in ("single_date", "reference"):
         part = data[kind]
-        if not set(part["features"]) <= set(FEATURES[kind]):  # an older calibration: fewer
-            raise ValueError(f"{path}: {kind} features {part['features']} are not of "
+        if tuple(part["features"]) != FEATURES[kind]:
+            raise ValueError(f"{path}: {kind} features {part['features']} are not "
                              f"{FEATURES[kind]}")
         fits[kind] = Fit(tuple(part["features"]), tuple(part["coefficients"]),
                          dict(part["intercept"]))
