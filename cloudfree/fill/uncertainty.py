@@ -11,21 +11,23 @@ Each filled pixel and band gets ``sigma``, the standard deviation of its error (
   the pixel's Sentinel-1 kind in reach (0 where nothing clear of its kind is near, so that the
   S1 classes do not tell it apart from what is), and the share of the pixel that is filled
   rather than restored (``restore.py``: land seen through thin cloud or relit shadow errs less);
-- other dates (``dates/fill.py``): the weighted spread of the references' predictions
-  there, the weighted mean residual variance of their fits, and the days to the date that
-  weighs most. Where one date alone is taken, its spread is unknown and the clear land's
-  spread stands in for it (the calibration's cases had 29 dates, so this is not fitted).
+- other dates (``dates/fill.py``): the weighted spread of the references' predictions there,
+  the weighted mean residual variance of their fits, and the days to the date that weighs
+  most. Where one date alone is taken, its spread is unknown and the clear land's spread stands
+  in for it. The calibration's cases give 1, 2, 4, 8 and 29 dates, some of them cloudy, so
+  that this is fitted too; the references' effective number at the pixel, tried as a further
+  term, took a coefficient near 0 and changed no coverage by more than 0.01.
 
 The map from terms to sigma is log-linear, ``log sigma_b = a_b + sum_k c_k f_k`` (the features
 ``f_k`` below, an intercept per band), one for single-date fills and one for fills from other
 dates, fitted by least squares on log |error| against same-date truth (real clouds over clear
 real images), then scaled so that the shares of errors within 1 and 2 sigma come closest to
-74 % and 95 % together. The errors are heavier-tailed than a Gaussian, so no one scale gives a
-Gaussian's 68 % and 95 % at once: held out, about 75 % fall within 1 sigma and 90-91 % within 2
-(``docs/benchmarks/uncertainty.md``). The shipped coefficients are ``models/uncertainty.json``,
-written by ``benchmarks/uncertainty.py --write-calibration`` (its note says on what). Calibration
-measures follow UnCRtainTS (Ebel et al. 2023), per pixel: UCE (Laves et al. 2020) and AUCE
-(Gustafsson et al. 2020).
+the fit's targets together (``TARGETS`` of ``benchmarks/uncertainty.py``). The errors are
+heavier-tailed than a Gaussian, so no one scale gives a Gaussian's 68 % and 95 % at once
+(held out, per number of dates: ``docs/benchmarks/uncertainty.md``). The shipped coefficients
+are ``models/uncertainty.json``, written by ``benchmarks/uncertainty.py --write-calibration``
+(its note says on what). Calibration measures follow UnCRtainTS (Ebel et al. 2023), per pixel:
+UCE (Laves et al. 2020) and AUCE (Gustafsson et al. 2020).
 """
 
 from __future__ import annotations

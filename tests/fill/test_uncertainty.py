@@ -8,19 +8,20 @@ image of the same place another date.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from helpers import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
 from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.fill.uncertainty import SigmaModel, local_spread
 from cloudfree.io.options import InputOptions
-from cloudfree.io.sentinel2 import BANDS
-from cloudfree.mask.classify import CLEAR
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.output.preview import LEGEND
 from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
@@ -120,6 +121,43 @@ def test_fill_from_another_date_is_more_certain_and_within_sigma(pasted, one_dat
     assert np.median(dated[:, from_ref]) < np.median(single[:, from_ref])
     one, two = errors_within(dated, read(out)[0], pasted["truth"], from_ref)
     assert 0.45 < one <= 1 and 0.8 < two <= 1, (one, two)
+
+
+SERIES = ROOT / "examples" / "data" / "series"
+
+
+def from_series(target: Path, references: list[str]) -> dict[str, np.ndarray]:
+    """``remove`` of ``target`` with the bundled series' dates ``references`` (month-day):
+    its output, sigma and source map (written beside the target)."""
+    paths = {name: target.parent / f"{len(references)}_{name}.tif"
+             for name in ("out", "sigma", "source")}
+    remove_scene(target, None, paths["out"],
+                 dates=ReferenceOptions(references=[SERIES / f"s2_2018-{r}.tif"
+                                                    for r in references]),
+                 outputs=OutputOptions(uncertainty_out=paths["sigma"],
+                                       source_out=paths["source"]), quiet=True)
+    return {name: read(path)[0] for name, path in paths.items()}
+
+
+def test_one_reference_is_less_certain_than_three_and_both_are_calibrated(tmp_path):
+    # the real cloud of the series' 5 July pasted over its clear 25 June; the references are
+    # the nearest other date, then the three others
+    with open_sentinel2(SERIES / "s2_2018-07-05.tif") as s2:
+        cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    donor = read(SERIES / "s2_2018-07-05.tif")[0]
+    truth, profile = read(SERIES / "s2_2018-06-25.tif")
+    target = write_stack(tmp_path / "s2_2018-06-25.tif", np.where(cloud, donor, truth), profile)
+    runs = {len(dates): from_series(target, dates)
+            for dates in (["06-10"], ["06-10", "07-20", "07-30"])}
+    both = cloud & np.logical_and.reduce([(r["source"][0] >= 1) & (r["source"][0] < 200)
+                                          for r in runs.values()])
+    assert both.sum() > 0.9 * cloud.sum() > 2000
+    for band in (1, 3, 7):  # B02, B04, B08
+        assert np.median(runs[1]["sigma"][band, both]) > 1.3 * np.median(
+            runs[3]["sigma"][band, both])
+    for run in runs.values():  # the wanted coverage: 58-78 % within 1 sigma, 88-98 % within 2
+        one, two = errors_within(run["sigma"], run["out"], truth.astype(np.float32), both)
+        assert 0.58 <= one <= 0.78 and 0.88 <= two <= 0.98, (one, two)
 
 
 def test_preview_gains_a_confidence_panel(one_date):
