@@ -34,11 +34,8 @@ from cloudfree.dates.radiometry import MIN_PIXELS
 NEIGHBOURS = 5
 #: Most pixels searched (the sample's stride grows with the scene).
 SAMPLE = 16384
-#: Dimensions of the search: principal components of the standardised features. On the bundled
-#: series mirrored to 1024^2 (four references, ``benchmarks/reference_stages.py``) 8 searched
-#: about 1.8 times faster than 16, which the quality benchmarks found neutral
-#: (docs/benchmarks/speed.md).
-COMPONENTS = 8
+#: Dimensions of the search: principal components of the standardised features.
+COMPONENTS = 16
 #: The search is approximate: each neighbour found lies within (1 + ``APPROXIMATE``) times the
 #: distance of the true one (``cKDTree.query``'s ``eps``). On the pool's SEN12MS-CR-TS series
 #: (eight dates predicting a ninth) 1 searched about 4 times faster than an exact search and
