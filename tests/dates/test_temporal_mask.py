@@ -88,9 +88,9 @@ TEN = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 def test_a_ten_band_target_is_judged_by_the_dates_by_default(dates, tmp_path):
     # the thin cloud of ``dates`` with only the ten bands of an L2A product (no aerosol, no
     # cirrus): the references judge it by default (brightening in blue alone, gated by HOT),
-    # the single-date mask with temporal_mask=False. Without aerosol and cirrus the lines are
-    # not refitted without what the test finds, so the thin cloud bends them and less of it
-    # stands out than on all the bands
+    # the single-date mask with temporal_mask=False. Without aerosol and cirrus the test is not
+    # refitted without what it finds (only the fill's lines are, ``fill.THIN_SCORE``), so the
+    # thin cloud bends its lines and less of it stands out than on all the bands
     keep = [BANDS.index(b) for b in TEN]
 
     def ten(path):
