@@ -38,7 +38,8 @@ pass runs again ``REFITS`` times without the pixels it finds cloud; a reference'
 pixel is multiplied by its agreement with the others there. Both only with aerosol, blue and
 cirrus (``TemporalMask.weighs``): without them the test decides what is filled, and the fill's
 lines are fitted once more after it without what it finds where the single-date score rates
-the pixel somewhat cloudy (``THIN_SCORE``), the test itself left as it is.
+the pixel somewhat cloudy (``THIN_SCORE``; kept where that leaves out more than a trace,
+``THIN_SHARE``), the test itself left as it is.
 
 Each reference is registered to the target first (``references.register``); one given twice
 is used once, and one covering less than ``PARTIAL`` of the scene (not counting the border
