@@ -3,6 +3,7 @@
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... DEST
     python benchmarks/l2a_pool.py DEST [--every N] [--detail] [--no-bigearthnet]
         [--no-temporal-mask] [--half even|odd] [--harder two-clouds|far-dates]
+    python benchmarks/l2a_pool.py DEST --no-bigearthnet --half odd --single 2
 
 BigEarthNet (six L2A patches, 120 px, folders of per-band files, each with its S1): ``mask``, and
 ``remove`` without S1 and with it; what each finds and fills (there is no truth and no second
@@ -41,6 +42,17 @@ median fill + 2 dB or the naive mean gets per-month diagnostics below it (``--de
 case): the month's clear share, the pixels it shares clear with the target (truly; by our masks, as
 the reference fill counted them), the naive line's RMS residual, the PSNR of that month alone on
 the cloud it sees, and the pixels ``--reference`` filled from it.
+
+``--single N`` runs instead, per WorldCereal case and per single reference (the ``N`` months
+nearest the target on each side that their own mask finds at least half clear),
+``remove --reference`` with that month alone, stage by stage (``SINGLE_STAGES``: the default;
+without the thin-cloud restoration; without it and the carried residual, i.e. the fits'
+prediction as it is; with the target's own mask, ``--no-temporal-mask``), and reports on the
+true cloud, where the month fills: the mean signed error per band (DN) and the RMSE
+(reflectance), beside the RMSE and blue and NIR error of the month fitted by a least-squares
+line per band on the pixels the final mask (the default run's) calls clear and the month's own
+mask too (issue #64: one clean reference's fill must be as good as that line); then the mean
+over the cases of each.
 """
 
 from __future__ import annotations
@@ -58,6 +70,7 @@ from metrics import psnr
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
+from cloudfree.pipeline import remove
 from cloudfree.pipeline.mask import mask_scene
 from cloudfree.pipeline.options import OutputOptions, ReferenceOptions, split_options
 from cloudfree.pipeline.remove import remove_scene
@@ -377,6 +390,77 @@ def print_sweep(title: str, labels: list[str], base: np.ndarray, scores: np.ndar
               f"{(scores[:, j] - base).min():+.2f} |")
 
 
+#: ``--single``'s stages: name, ``remove_scene`` options, whether the residual of the clear
+#: pixels beside the cloud is carried in (``dates/residual.py``).
+SINGLE_STAGES = [("default", {}, True),
+                 ("no restoration", {"restoring": None}, True),
+                 ("fits alone", {"restoring": None}, False),
+                 ("--no-temporal-mask", {"temporal_mask": False}, True)]
+
+
+def line_fitted(ref: np.ndarray, target: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``ref`` mapped onto ``target`` by a least-squares line per band fitted on ``where``."""
+    out = np.empty_like(ref, dtype=np.float64)
+    for b in range(len(ref)):
+        gain, offset = np.polyfit(ref[b][where], target[b][where], 1)
+        out[b] = gain * ref[b] + offset
+    return out
+
+
+def single_references(root: Path, work: Path, half: str | None, nearest: int) -> None:
+    """``--single``: each case's fill from one reference at a time, stage by stage, against
+    the line-fitted reference (see the module docstring)."""
+    months = sorted(root.glob("s2_*.tif"))
+    dates = clear_dates(months)
+    names = [name for name, _, _ in SINGLE_STAGES]
+    blue, nir = 0, 6  # B02, B08 among the pool's nine bands
+    print("| case | reference | line: RMSE / B02 / B08 error (DN) | "
+          + " | ".join(f"{n}: RMSE / mean error per band (DN)" for n in names) + " |\n"
+          + "|---" * (3 + len(names)) + "|")
+    totals = []
+    carry = remove.carry_residual
+    for case in worldcereal_cases(root, half, None, work):
+        month = root / f"{case.name[:13]}.tif"
+        with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
+            cloud = ds.read(1) > 0
+        truth, _ = reflectance(month)
+        at = months.index(month)
+        refs = [p for p in months[max(at - nearest, 0): at + nearest + 1]
+                if p != month and dates[p][1].mean() >= 0.5]
+        for ref in refs:
+            cells, row = [], []
+            for i, (_, options, residual) in enumerate(SINGLE_STAGES):
+                if not residual:
+                    remove.carry_residual = lambda *args, **kwargs: None
+                try:
+                    remove_scene(case, None, work / "o.tif", quiet=True, **split_options(
+                        {"references": [ref], "mask_out": work / "o_mask.tif",
+                         "source_out": work / "o_src.tif", "overwrite": True, **options}))
+                finally:
+                    remove.carry_residual = carry
+                with rasterio.open(work / "o_src.tif") as ds:
+                    sourced = cloud & (ds.read(1) == 1)
+                if i == 0:
+                    with rasterio.open(work / "o_mask.tif") as ds:
+                        clear = ~np.isin(ds.read(1), (CLOUD, SHADOW, NODATA)) & dates[ref][1]
+                    where = sourced
+                    line = (line_fitted(dates[ref][0], truth, clear) - truth)[:, where]
+                    row.append(np.sqrt(np.mean(line ** 2)))
+                    cells.append(f"{row[-1]:.4f} / {line[blue].mean() * 1e4:+.0f} / "
+                                 f"{line[nir].mean() * 1e4:+.0f}")
+                error = (reflectance(work / "o.tif")[0] - truth)[:, where]
+                row.append(np.sqrt(np.mean(error ** 2)))
+                cells.append(f"{row[-1]:.4f} / " + " ".join(
+                    f"{e * 1e4:+.0f}" for e in error.mean(axis=1)))
+            totals.append(row)
+            print(f"| {case.stem[3:]} | {ref.stem[3:]} | " + " | ".join(cells) + " |",
+                  flush=True)
+    mean = np.mean(totals, axis=0)
+    print(f"\n{len(totals)} fills from one reference: mean RMSE on the true cloud: line-fitted "
+          f"reference {mean[0]:.4f}, " + ", ".join(
+              f"{n} {v:.4f}" for n, v in zip(names, mean[1:], strict=True)))
+
+
 def _months_apart(a: Path, b: Path) -> int:
     """Months from ``b``'s date to ``a``'s (files named s2_YYYY-MM-DD)."""
     (ya, ma), (yb, mb) = ((int(p.stem[3:7]), int(p.stem[8:10])) for p in (a, b))
@@ -403,8 +487,14 @@ def main() -> None:
                         help="harder WorldCereal cases from the same targets: two donors' clouds "
                              "at once (each with the next in name order), or without the months "
                              "next to the target as references")
+    parser.add_argument("--single", type=int, metavar="N",
+                        help="instead: each WorldCereal case filled from one reference at a "
+                             "time (the N nearest mostly clear months on each side), stage by "
+                             "stage, against the reference fitted by a line")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.single:
+        return single_references(args.root / "worldcereal", args.work, args.half, args.single)
     if not args.no_bigearthnet:
         bigearthnet(args.root / "bigearthnet", args.work)
     worldcereal(args.root / "worldcereal", args.work, args.every, args.detail,

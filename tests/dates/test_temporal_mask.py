@@ -89,9 +89,9 @@ TEN = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 def test_a_ten_band_target_is_judged_by_the_dates_by_default(dates, tmp_path):
     # the thin cloud of ``dates`` with only the ten bands of an L2A product (no aerosol, no
     # cirrus): the references judge it by default (brightening in blue alone, gated by HOT),
-    # the single-date mask with temporal_mask=False. Without aerosol and cirrus the lines are
-    # not refitted without what the test finds, so the thin cloud bends them and less of it
-    # stands out than on all the bands
+    # the single-date mask with temporal_mask=False. Without aerosol and cirrus the test is not
+    # refitted without what it finds (only the fill's lines are, ``target_mask.THIN_SCORE``), so the
+    # thin cloud bends its lines and less of it stands out than on all the bands
     keep = [BANDS.index(b) for b in TEN]
 
     def ten(path):
@@ -112,11 +112,42 @@ def test_a_ten_band_target_is_judged_by_the_dates_by_default(dates, tmp_path):
     assert iou[False] < 0.3 and iou[None] > 0.7, iou
 
 
+def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
+    # issue #64: on the ten bands the dates find thin cloud the single-date mask leaves clear,
+    # and the fill's lines now leave it out too (where the single-date score is above
+    # ``target_mask.THIN_SCORE`` of its threshold). One reference, the truth + 300 DN, against that
+    # reference fitted by a least-squares line per band on the pixels the final mask calls
+    # clear: on main the fill's mean error in blue was 186 DN above the line's, its RMSE 351
+    # DN (now 108 and 251; the line's 54, the thin cloud the final mask misses bending it)
+    keep = [BANDS.index(b) for b in TEN]
+
+    def ten(path):
+        data, profile = read(path)
+        return write_stack(tmp_path / path.name, data[keep], profile, descriptions=TEN)
+
+    out, mask, source = (tmp_path / f"{name}.tif" for name in ("out", "mask", "source"))
+    target, ref = ten(dates["thin"]), ten(dates["refs"][1])
+    remove_scene(target, None, out, dates=ReferenceOptions(references=[ref]),
+                 outputs=OutputOptions(mask_out=mask, source_out=source), quiet=True)
+    cloud, truth = dates["cloud"], dates["truth"][keep]
+    filled = cloud & (read(source)[0][0] == 1)
+    assert filled.sum() > 0.5 * cloud.sum()
+    clear = read(mask)[0][0] == CLEAR
+    seen, date = read(target)[0].astype(np.float64), read(ref)[0].astype(np.float64)
+    line = np.stack([np.polyval(np.polyfit(d[clear], t[clear], 1), d)
+                     for d, t in zip(date, seen, strict=True)])
+    error = read(out)[0][:, filled].astype(np.float64) - truth[:, filled]
+    line_error = line[:, filled] - truth[:, filled]
+    assert error[0].mean() - line_error[0].mean() < 130, (error[0].mean(), line_error[0].mean())
+    assert np.sqrt(np.mean(error ** 2)) < 300
+
+
 @pytest.mark.slow
 def test_without_aerosol_and_cirrus_the_dates_decide_only_what_is_filled(dates, tmp_path):
-    # on the ten bands the fits stay on the single-date mask's clear pixels (no refits without
-    # what the test finds) and the references are not weighed against each other; with all
-    # bands the refits leave the thin cloud the test finds out of the fits
+    # on the ten bands the fits leave out only what the test finds where the single-date score
+    # rates it somewhat cloudy (``target_mask.THIN_SCORE``: the thin cloud here), the test itself is
+    # not refitted and the references are not weighed against each other; with all bands the
+    # refits leave all the thin cloud the test finds out of the fits
     keep = [BANDS.index(b) for b in TEN]
     common = {}
     for name in ("ten", "all"):
@@ -133,7 +164,8 @@ def test_without_aerosol_and_cirrus_the_dates_decide_only_what_is_filled(dates, 
                         assert fill.temporal.weighs is (name == "all")
                         assert fill.temporal.calibrated
                     common[name, temporal] = [fill.fitted[r.index].common for r in fill.used]
-    assert common["ten", True] == common["ten", False], common
+    assert all(t < f for t, f in zip(common["ten", True], common["ten", False], strict=True)), \
+        common
     assert all(t < f for t, f in zip(common["all", True], common["all", False], strict=True)), \
         common
 
