@@ -69,6 +69,8 @@ from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
 from cloudfree.training.simulate import opacity, overlay
 
+#: The bundled network the ``fillnet`` settings run (``--fillnet`` or ``--loso``: a checkpoint).
+FILLNET = "cloudfree-fillnet"
 #: name -> remove options
 SETTINGS = {
     "median base, feather 8": {"model": "median-fill", "fill_method": "median", "feather": 8},
@@ -80,17 +82,20 @@ SETTINGS = {
     "local base, feather 2, shadows": {"model": "median-fill", "fill_method": "local",
                                        "feather": 2, "restoring": None,
                                        "mask_params": MaskParams(buffer=5, shadow=True)},
-    "fillnet, median base, feather 8": {"fill_method": "median", "feather": 8,
-                                        "max_correction": None},
-    "fillnet, local base, feather 2": {"fill_method": "local", "feather": 2,
+    # the network named: remove's default model is median-fill, which has none
+    "fillnet, median base, feather 8": {"model": FILLNET, "fill_method": "median",
+                                        "feather": 8, "max_correction": None},
+    "fillnet, local base, feather 2": {"model": FILLNET, "fill_method": "local", "feather": 2,
                                        "max_correction": None, "restoring": None},
-    "fillnet, local base, f2, correction <= 50 %": {"fill_method": "local", "feather": 2,
-                                                   "max_correction": 0.5, "restoring": None},
-    "fillnet, local base, f2, correction <= 25 %": {"fill_method": "local", "feather": 2,
-                                                   "max_correction": 0.25, "restoring": None},
+    "fillnet, local base, f2, correction <= 50 %": {
+        "model": FILLNET, "fill_method": "local", "feather": 2, "max_correction": 0.5,
+        "restoring": None},
+    "fillnet, local base, f2, correction <= 25 %": {
+        "model": FILLNET, "fill_method": "local", "feather": 2, "max_correction": 0.25,
+        "restoring": None},
     # the bound without the support term: 25 % of the base wherever the fill has land
     "fillnet, local base, f2, correction <= 25 % everywhere": {
-        "fill_method": "local", "feather": 2, "max_correction": 0.25,
+        "model": FILLNET, "fill_method": "local", "feather": 2, "max_correction": 0.25,
         "support_scale": math.inf, "restoring": None},
     # thin cloud and haze taken off (and shadows relit, with --shadow) where the land shows
     "local base, feather 2, restored": {"model": "median-fill", "fill_method": "local",
@@ -109,7 +114,8 @@ RING = 10
 #: Clear land this far from the mask (past the haze ring and the local fill's source ramp) shows
 #: how far the cloudy date itself is from the cloud-free one.
 FAR = 15
-DEFAULT = "fillnet, local base, f2, correction <= 25 %"
+#: remove's default (``median-fill`` on the local base, haze restored), for the last table.
+DEFAULT = "local base, feather 2, restored"
 
 
 def run(folder: Path, s2: Path, s1: Path, options: dict) -> np.ndarray:
@@ -194,6 +200,11 @@ def table(rows: list[dict], group: str, names: list[str]) -> None:
               f" {wins(rows, name, BASELINE):>2}/{n} {wins(rows, name, LOCAL):>5}/{n}")
 
 
+def with_checkpoint(options: dict, checkpoint: Path) -> dict:
+    """A ``fillnet`` setting's options with ``checkpoint`` in place of the bundled network."""
+    return {**options, "model": None, "checkpoint": checkpoint}
+
+
 def fold_settings(runs: Path, scene: str) -> dict[str, dict]:
     """The baselines and, per candidate of ``runs`` whose fold without ``scene`` is finished,
     that fold's network in each of ``FOLD_SETTINGS``."""
@@ -208,7 +219,7 @@ def fold_settings(runs: Path, scene: str) -> dict[str, dict]:
         if scene not in load_checkpoint(checkpoint).metadata.get("holdout", []):
             raise SystemExit(f"{checkpoint} was not trained without {scene}")
         for suffix, setting in FOLD_SETTINGS.items():
-            out[folder.name + suffix] = {**SETTINGS[setting], "checkpoint": checkpoint}
+            out[folder.name + suffix] = with_checkpoint(SETTINGS[setting], checkpoint)
     return out
 
 
@@ -292,7 +303,7 @@ def main() -> None:
                               args.pasted)
         fold_tables(rows)
     else:
-        settings = {name: {**options, "checkpoint": args.fillnet}
+        settings = {name: with_checkpoint(options, args.fillnet)
                     if args.fillnet and name.startswith("fillnet") else options
                     for name, options in SETTINGS.items()}
         rows = score_triplets(args.data, lambda scene: settings, args.pasted)
