@@ -49,7 +49,7 @@ from cloudfree.dates.report import (
     source_colormap,
     source_map,
 )
-from cloudfree.dates.residual import CONTEXT, carry_residual, sources_near
+from cloudfree.dates.residual import CONTEXT, LEND_SCORE, carry_residual, sources_near
 from cloudfree.dates.temporal_mask import Background, judges_by_default
 from cloudfree.fill.local import (
     LocalFillParams,
@@ -528,7 +528,7 @@ class SceneRemoval:
         reference = None
         if self.references is not None:
             reference = self._from_dates(chunk, halo, refl, valid, classes, region,
-                                         (alpha > 0) & valid, background)
+                                         (alpha > 0) & valid, background, score)
         scaling = self.engine.scaling
         # scaled (a new array) first, so that the padded fill is let go before the copy below
         network_input = scaling.scale_s2(network_input[:, inner[0], inner[1]])
@@ -543,12 +543,14 @@ class SceneRemoval:
 
     def _from_dates(self, chunk: Chunk, halo: int, refl: np.ndarray, valid: np.ndarray,
                     classes: np.ndarray, region: np.ndarray, need: np.ndarray,
-                    background: Background | None) -> ReferenceBlock | None:
+                    background: Background | None, score: np.ndarray) -> ReferenceBlock | None:
         """The references' fill of the chunk's ``need`` pixels (arrays with ``halo``), with the
-        residual of the target's clear pixels beside them carried in (``local_residual``) and,
-        where the dates judge the clouds, what shows through thin cloud restored
-        (``restore_dates``). Both read pixels around the chunk, which are filled here too, so
-        that a pixel comes out the same whatever chunk it falls in."""
+        residual of the target's clear pixels beside them carried in (``carry_residual``; where
+        the dates do not weigh the references, none from those whose single-date ``score`` is
+        above ``LEND_SCORE`` of the threshold) and, where the dates judge the clouds, what
+        shows through thin cloud restored (``restore_dates``). Both read pixels around the
+        chunk, which are filled here too, so that a pixel comes out the same whatever chunk it
+        falls in."""
         restoring = self.restoring is not None and background is not None
         # the region beyond the chunk whose fill the restoration's smoothing reads
         pad = CONTEXT + (self.restore_reach if restoring else 0)
@@ -558,6 +560,9 @@ class SceneRemoval:
         within = np.zeros((height, width), bool)
         within[CONTEXT:height - CONTEXT, CONTEXT:width - CONTEXT] = True
         clear = (valid & (classes == CLEAR) & ~region)[around]
+        temporal = self.references.dates.temporal
+        if temporal is None or not temporal.weighs:  # thin cloud the mask missed lends no residual
+            clear &= score[around] <= LEND_SCORE * self.params.threshold
         need = need[around] & within
         with self._one_reader:  # one chunk's arrays of the references at a time
             reference = self.references.estimate(

@@ -118,7 +118,10 @@ def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
     # ``target_mask.THIN_SCORE`` of its threshold). One reference, the truth + 300 DN, against that
     # reference fitted by a least-squares line per band on the pixels the final mask calls
     # clear: on main the fill's mean error in blue was 186 DN above the line's, its RMSE 351
-    # DN (now 108 and 251; the line's 54, the thin cloud the final mask misses bending it)
+    # DN (108 and 251 with the lines refitted; the line's 54, the thin cloud the final mask
+    # misses bending it). The pixels of that thin cloud lent the carried residual +22 DN in blue
+    # until those the single-date score rates somewhat cloudy lent none (``residual.LEND_SCORE``):
+    # now 86 and 229
     keep = [BANDS.index(b) for b in TEN]
 
     def ten(path):
@@ -138,8 +141,8 @@ def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
                      for d, t in zip(date, seen, strict=True)])
     error = read(out)[0][:, filled].astype(np.float64) - truth[:, filled]
     line_error = line[:, filled] - truth[:, filled]
-    assert error[0].mean() - line_error[0].mean() < 130, (error[0].mean(), line_error[0].mean())
-    assert np.sqrt(np.mean(error ** 2)) < 300
+    assert error[0].mean() - line_error[0].mean() < 96, (error[0].mean(), line_error[0].mean())
+    assert np.sqrt(np.mean(error ** 2)) < 240
 
 
 @pytest.mark.slow
