@@ -51,7 +51,7 @@ prediction as it is; with the target's own mask, ``--no-temporal-mask``), and re
 true cloud, where the month fills: the mean signed error per band (DN) and the RMSE
 (reflectance), beside the RMSE and blue and NIR error of the month fitted by a least-squares
 line per band on the pixels the final mask (the default run's) calls clear and the month's own
-mask too (issue #64: one clean reference's fill must be as good as that line); then the mean
+mask too (one clean reference's fill should be as good as that line); then the mean
 over the cases of each.
 """
 

@@ -51,6 +51,14 @@ MARGIN = {band: RESOLUTION[band] // 10 - 1 for band in RESOLUTION}
 CONTEXT = REACH + max(MARGIN.values())
 
 
+def lenders(clear: np.ndarray, score: np.ndarray, threshold: float, dates_weigh: bool
+            ) -> np.ndarray:
+    """The ``clear`` pixels that may lend their residual: where the dates do not weigh the
+    references, not those whose single-date cloud ``score`` is above ``LEND_SCORE`` of the
+    mask's ``threshold``."""
+    return clear if dates_weigh else clear & (score <= LEND_SCORE * threshold)
+
+
 def sources_near(need: np.ndarray, clear: np.ndarray) -> np.ndarray:
     """The ``clear`` pixels within ``REACH`` of a ``need`` one: where the residual is read."""
     near = ndimage.maximum_filter(need, size=2 * REACH + 1, mode="constant")

@@ -49,7 +49,7 @@ from cloudfree.dates.report import (
     source_colormap,
     source_map,
 )
-from cloudfree.dates.residual import CONTEXT, LEND_SCORE, carry_residual, sources_near
+from cloudfree.dates.residual import CONTEXT, carry_residual, lenders, sources_near
 from cloudfree.dates.temporal_mask import Background, judges_by_default
 from cloudfree.fill.local import (
     LocalFillParams,
@@ -547,7 +547,7 @@ class SceneRemoval:
         """The references' fill of the chunk's ``need`` pixels (arrays with ``halo``), with the
         residual of the target's clear pixels beside them carried in (``carry_residual``; where
         the dates do not weigh the references, none from those whose single-date ``score`` is
-        above ``LEND_SCORE`` of the threshold) and, where the dates judge the clouds, what
+        above ``residual.LEND_SCORE`` of the threshold) and, where the dates judge the clouds, what
         shows through thin cloud restored (``restore_dates``). Both read pixels around the
         chunk, which are filled here too, so that a pixel comes out the same whatever chunk it
         falls in."""
@@ -559,10 +559,9 @@ class SceneRemoval:
         height, width = chunk.height + 2 * pad, chunk.width + 2 * pad
         within = np.zeros((height, width), bool)
         within[CONTEXT:height - CONTEXT, CONTEXT:width - CONTEXT] = True
-        clear = (valid & (classes == CLEAR) & ~region)[around]
         temporal = self.references.dates.temporal
-        if temporal is None or not temporal.weighs:  # thin cloud the mask missed lends no residual
-            clear &= score[around] <= LEND_SCORE * self.params.threshold
+        clear = lenders((valid & (classes == CLEAR) & ~region)[around], score[around],
+                        self.params.threshold, temporal is not None and temporal.weighs)
         need = need[around] & within
         with self._one_reader:  # one chunk's arrays of the references at a time
             reference = self.references.estimate(

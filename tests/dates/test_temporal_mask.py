@@ -113,7 +113,7 @@ def test_a_ten_band_target_is_judged_by_the_dates_by_default(dates, tmp_path):
 
 
 def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
-    # issue #64: on the ten bands the dates find thin cloud the single-date mask leaves clear,
+    # on the ten bands the dates find thin cloud the single-date mask leaves clear,
     # and the fill's lines now leave it out too (where the single-date score is above
     # ``target_mask.THIN_SCORE`` of its threshold). One reference, the truth + 300 DN, against that
     # reference fitted by a least-squares line per band on the pixels the final mask calls

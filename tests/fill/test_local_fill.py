@@ -147,15 +147,21 @@ def test_the_bound_is_a_quarter_where_nothing_clear_is_near_and_shrinks_with_sup
     np.testing.assert_allclose(bound, [0.25, 0.125, 0.25 / 11], rtol=1e-6)
 
 
-def test_local_fill_takes_the_clear_pixels_that_match_in_s1():
-    """Two S1 classes side by side: each masked pixel gets the mean of its own class."""
+def river_hole() -> tuple[np.ndarray, ...]:
+    """The chip's reflectance, valid pixels, S1, water label and a 40 px hole over its river and
+    the land around it."""
     with open_sentinel2(FLOODS_S2) as ds:
         refl, valid = ds.read()
     with rasterio.open(FLOODS_S1) as ds:
         s1 = ds.read()
     with rasterio.open(FLOODS / "Spain_7370579_LabelHand.tif") as ds:
         water = ds.read(1) == 1
-    hole = disk_at(water.shape, deepest(water), 40)  # over water and the land around it
+    return refl, valid, s1, water, disk_at(water.shape, deepest(water), 40)
+
+
+def test_local_fill_takes_the_clear_pixels_that_match_in_s1():
+    """Two S1 classes side by side: each masked pixel gets the mean of its own class."""
+    refl, valid, s1, water, hole = river_hole()
     assert (hole & water).sum() > 500 and (hole & ~water).sum() > 500
     filled, support = local_fill(refl, hole, (valid & ~hole).astype(np.float32), s1,
                                  np.median(refl[:, valid], axis=1))
@@ -253,13 +259,7 @@ def test_local_fill_matches_its_sums_computed_directly_on_a_real_window(monkeypa
 def test_local_fill_over_water_matches_its_sums_computed_directly():
     """A hole over the chip's river and its banks: the open-water classes of S1 and the others
     agree with the direct computation."""
-    with open_sentinel2(FLOODS_S2) as ds:
-        refl, valid = ds.read()
-    with rasterio.open(FLOODS_S1) as ds:
-        s1 = ds.read()
-    with rasterio.open(FLOODS / "Spain_7370579_LabelHand.tif") as ds:
-        water = ds.read(1) == 1
-    hole = disk_at(water.shape, deepest(water), 40)
+    refl, valid, s1, _, hole = river_hole()
     centres = s1_classes(smooth_s1(s1)[:, hole], CLASS_STEP * LocalFillParams().s1_sigma)
     assert (centres[:, 0] < WATER_VV).any() and (centres[:, 0] > WATER_VV).any()
     source = (valid & ~hole).astype(np.float32)
