@@ -28,6 +28,7 @@ from cloudfree.fill.local import (
     s1_classes,
     smooth_s1,
     source_weight,
+    unshaded,
 )
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
@@ -307,7 +308,8 @@ def test_haze_ring_joins_only_hazy_pixels_near_clouds():
     near = ndimage.distance_transform_edt(~seeding(cloud, score)) <= local.ring
     np.testing.assert_array_equal(region, cloud | (near & valid & (score > local.ring_score)))
     ramp = np.clip(ndimage.distance_transform_edt(~region) / local.source_ramp, 0, 1)
-    np.testing.assert_array_equal(weight, ((classes == CLEAR) * ramp).astype(np.float32))
+    lit = unshaded(refl, region, classes == CLEAR)
+    np.testing.assert_array_equal(weight, ((classes == CLEAR) * ramp).astype(np.float32) * lit)
 
 
 def away_from_clouds(path) -> np.ndarray:
