@@ -21,7 +21,10 @@ clouds and shadows changed, and over the changed pixels of opaque cloud (blend o
 more) and of thin cloud (less), and over the ring just inside each cloud (its pixels within
 ``RING`` px of the land it left clear), where restoring hands over to filling. Specks: the filled
 pixels (those the output changed) darker than the clear land's 1st percentile in B02, B03 or
-B04, or bluer (B02 / B04) than its 99th, summed over the scenes. Settings: the scene median, the
+B04, or bluer (B02 / B04) than its 99th, summed over the scenes. Colour, on the opaque cloud
+pixels: per band, the relative error of the output's mean against the truth's (its level), and
+of the output's mean against that of the clear land within ``LAND_RING`` px of the cloud (what
+the eye compares a patch with), in % and averaged over the scenes. Settings: the scene median, the
 local base, then each step on it (haze restored; shadows relit, with the mask's shadow test),
 then all together. Then, guard, the ``other date`` case: every real triplet's own cloudy image
 against its cloud-free image of another date (the papers' protocol; its ring inside the
@@ -30,6 +33,9 @@ triplet's own cloud mask).
 Held out, leave-one-scene-out: ``haze, constants held out`` scores each scene with the haze
 constants (the default or one of ``HAZE_VARIANTS``) best on the cloud case of the other scenes;
 ``held-out choice`` with the setting best on the ``both`` case of the other scenes.
+
+``--half tuning`` or ``--half held-out`` runs the scenes and guard triplets of one half of the
+by-scene split (``HELD_OUT`` of ``mask_quality.py``).
 """
 
 from __future__ import annotations
@@ -43,12 +49,14 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from clear_scenes import held_out as in_held_out
 from metrics import psnr
 from remove_quality import write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
 
 from cloudfree.fill.restore import RestoreParams
+from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask.classify import SHADOW, MaskParams, classify
 from cloudfree.mask.haze import HazeParams
 from cloudfree.pipeline.options import split_options
@@ -108,6 +116,12 @@ RING = 10
 #: ``SPECK_BANDS``, or bluer (B02 / B04) than its ``SPECK_BLUE`` percentile.
 SPECK_DARK, SPECK_BLUE = 1.0, 99.0
 SPECK_BANDS = (1, 2, 3)  # B02, B03, B04
+#: The clear land a fill is compared with by eye: within this many px of the cloud.
+LAND_RING = 20
+#: Bands of the colour columns (the visible, NIR and SWIR), and those whose mean relative error
+#: (absolute) sums a fill's level up: the land's, not the atmosphere's (B01, B09, B10).
+COLOUR_BANDS = ("B02", "B03", "B04", "B08", "B11")
+LEVEL_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 CASES = ("cloud", "shadow", "both")
 BASELINE = "scene-median fill"
 LOCAL = "local base"
@@ -200,12 +214,27 @@ def specks(pred: np.ndarray, sample: LoadedSample, land: np.ndarray) -> int:
     return int((dark | (seen[1] > bluest * seen[3])).sum())
 
 
+def colour(pred: np.ndarray, sample: LoadedSample, opaque: np.ndarray,
+           land: np.ndarray) -> dict[str, list[float]]:
+    """Per band [13], on the ``opaque`` pixels: the relative error (%) of the output's mean
+    against the truth's (``bias``), and the output's and the truth's against the mean of the
+    clear ``land`` within ``LAND_RING`` px of them (``vs_ring``, ``truth_vs_ring``; NaN without
+    such land)."""
+    ring = land & (ndimage.distance_transform_edt(~opaque) <= LAND_RING)
+    around = sample.clear[:, ring].mean(1) if ring.any() else np.full(len(pred), np.nan)
+    mean, truth = pred[:, opaque].mean(1), sample.clear[:, opaque].mean(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"bias": (100 * (mean / truth - 1)).tolist(),
+                "vs_ring": (100 * (mean / around - 1)).tolist(),
+                "truth_vs_ring": (100 * (truth / around - 1)).tolist()}
+
+
 def scores(pred: np.ndarray, sample: LoadedSample,
            alpha: np.ndarray | None = None) -> dict[str, float]:
     """PSNR over the valid image, over the pixels the clouds and shadows changed, over the
     changed pixels of opaque and of thin cloud (``alpha``: the blend's opacity) and over the
     cloud's inner ``RING`` (without ``alpha``, another date's: the sample's own cloud); and, on
-    the same date (with ``alpha``), the specks."""
+    the same date (with ``alpha``), the specks and the opaque pixels' ``colour``."""
     changed = (np.abs(sample.cloudy - sample.clear).max(0) > 1e-3) & sample.valid
     out = {"psnr": psnr(pred, sample.clear, sample.valid)}
     if alpha is None:  # another date: the sample's cloud, and the land it leaves
@@ -215,6 +244,9 @@ def scores(pred: np.ndarray, sample: LoadedSample,
     else:  # the same date: its land is the input's clear land
         cloud, land = changed & (alpha > 0), sample.valid & ~changed
         out["specks"] = specks(pred, sample, land)
+        opaque = changed & (alpha >= OPAQUE)
+        if opaque.any():
+            out.update(colour(pred, sample, opaque, land))
     ring = cloud & (ndimage.distance_transform_edt(~land) <= RING)
     for name, where in (("changed", changed), ("opaque", changed & (alpha >= OPAQUE)),
                         ("thin", changed & (alpha > 0) & (alpha < OPAQUE)), ("ring", ring)):
@@ -253,6 +285,29 @@ def table(rows: list[dict], case: str, names: list[str]) -> None:
               f"{np.mean(got) - base:+.2f} | {wins}/{n} | {local}/{n} |")
 
 
+def colour_table(rows: list[dict], case: str, names: list[str]) -> None:
+    """Per setting, on the opaque cloud pixels: the mean over the scenes of each
+    ``COLOUR_BANDS`` relative error (%) against the truth and against the clear land around,
+    and of the absolute one over ``LEVEL_BANDS``; the truth's against the land around last."""
+    level = [BANDS.index(b) for b in LEVEL_BANDS]
+    shown = [BANDS.index(b) for b in COLOUR_BANDS]
+
+    def bands(values: np.ndarray) -> str:
+        return "/".join(f"{x:+.1f}" for x in np.nanmean(values[:, shown], 0))
+
+    heads = "/".join(COLOUR_BANDS)
+    print(f"\n{case}, opaque px (n={len(rows)}) | {heads} vs truth % | |error| % | "
+          f"{heads} vs land around %")
+    for name in names:
+        got = [r[case][name] for r in rows if "bias" in r[case][name]]
+        bias, ring = (np.array([g[k] for g in got]) for k in ("bias", "vs_ring"))
+        print(f"| {name} | {bands(bias)} | {np.mean(np.abs(bias[:, level])):.1f} | "
+              f"{bands(ring)} |")
+    truth = np.array([r[case][names[0]]["truth_vs_ring"] for r in rows
+                      if "bias" in r[case][names[0]]])
+    print(f"| the truth | - | - | {bands(truth)} |")
+
+
 def pool_scenes(data: Path) -> tuple[list[dict], list[dict], list[dict], np.ndarray]:
     """The pool's L1C records, its clear scenes (image, S1, valid), the cloud donors and the
     shadow darkening."""
@@ -288,6 +343,8 @@ def report(rows: list[dict], guard: list[dict], names: list[str]) -> None:
         extra.append("held-out choice")
         for case in CASES:
             table(rows, case, [n for n in [*names, *extra] if n in rows[0][case]])
+            if any("bias" in v for r in rows for v in r[case].values()):
+                colour_table(rows, case, [n for n in [*names, *extra] if n in rows[0][case]])
     for name in extra:
         case = "cloud" if name.startswith("haze") else "both"
         print(f"{name} chose:", ", ".join(
@@ -309,6 +366,8 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="no run: the tables of the rows and guards of these --json files")
     parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
+    parser.add_argument("--half", choices=("tuning", "held-out"),
+                        help="only the scenes and guard triplets of this half of the split")
     args = parser.parse_args()
     if args.merge:
         saved = [json.loads(f.read_text()) for f in args.merge]
@@ -326,6 +385,8 @@ def main() -> None:
         folder = Path(tmp)
         start, stop = (int(x) if x else None for x in args.scenes.split(":"))
         for i, scene in list(enumerate(scenes))[start:stop]:
+            if args.half and in_held_out(scene) != (args.half == "held-out"):
+                continue
             donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"]}
             for case, (sample, alpha) in cases(scene, donor, ratios).items():
@@ -337,7 +398,8 @@ def main() -> None:
                   flush=True)
         if not args.no_guard:
             guarded = {n: o for n, o in settings.items() if n in GUARD_SETTINGS}
-            triplets = [r for r in l1c if r["kind"] == "triplet"]
+            triplets = [r for r in l1c if r["kind"] == "triplet" and (
+                not args.half or in_held_out(r) == (args.half == "held-out"))]
             for record, sample in zip(triplets, real_triplets(triplets), strict=True):
                 if not (sample.cloud.astype(bool) & sample.valid).any():
                     continue

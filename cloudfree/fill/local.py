@@ -20,7 +20,11 @@ Thin cloud just outside the mask (a cloud score above ``ring_score`` within ``ri
 it) joins the filled region, so the composite does not keep a ring of haze; clear pixels farther
 from clouds are never touched. Clear pixels count as sources with a weight that ramps from 0 at
 the filled region to 1 at ``source_ramp`` pixels from it, as the edge of a cloud is hazier than
-the land beyond.
+the land beyond. A clear pixel near the fill that looks like a cloud's shadow (``unshaded``: much
+darker in NIR and SWIR than the clear land around, as the shadow test of ``shadow.py`` measures
+it, and not water) lends little: cumulus cast their shadows beside them, and a fill of their
+land made partly of shadow came out darker in NIR and SWIR and bluer (the visible bands lose
+less in a shadow) than the land around.
 
 Two spatial scales are summed, ``sigma`` and ``4 sigma`` (the larger weighted ``COARSE_WEIGHT``),
 so a pixel far inside a cloud still finds land of its S1 class; where nothing clear of its kind
@@ -40,7 +44,9 @@ from scipy import ndimage
 from cloudfree.core.separable import block_sums, gaussian_taps, separable, upsample_taps
 from cloudfree.fill.median import fill_image, fill_masked
 from cloudfree.io.sentinel2 import BANDS
+from cloudfree.mask import shadow
 from cloudfree.mask.classify import classify, grow, seeding, squared_distance
+from cloudfree.mask.haze import gaussian, smoothstep_down
 
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
@@ -69,6 +75,9 @@ LAND_IN_WATER = 0.01
 #: Water index (``water_like``) from which a source counts fully as water in the open-water
 #: classes (pixels of water and land mixed lie between 0 and it).
 WATER_NDWI = 0.3
+#: Grid step (px) on which ``unshaded`` compares the sources with the clear land around: its
+#: Gaussians are 4 px and wider, so a 16th of the work gives the same smooth map.
+SHADE_STEP = 4
 #: Support at which the bound on a fill network's correction is halved:
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
@@ -387,14 +396,49 @@ def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
     return fill | (ring & valid & (np.nan_to_num(score) > params.ring_score))
 
 
-def source_weight(region: np.ndarray, clear: np.ndarray, params: LocalFillParams) -> np.ndarray:
-    """Weight [H, W] of each clear pixel as a source, ramping up away from the region."""
+def source_weight(reflectance: np.ndarray, region: np.ndarray, clear: np.ndarray,
+                  params: LocalFillParams, bands: tuple[str, ...] = BANDS) -> np.ndarray:
+    """Weight [H, W] of each clear pixel of ``reflectance`` [C, H, W] as a source, ramping up
+    away from the region, little where it looks like a cloud's shadow (``unshaded``)."""
     if not region.any():
         return clear.astype(np.float32)
     reach = max(params.source_ramp, 1)
     # the ramp at each squared distance (from 0 to ``reach`` squared, where it is 1)
     ramp = (np.sqrt(np.arange(reach * reach + 1)) / reach).astype(np.float32)
-    return np.where(clear, ramp[squared_distance(region, reach)], np.float32(0))
+    weight = np.where(clear, ramp[squared_distance(region, reach)], np.float32(0))
+    return weight * unshaded(reflectance, region, clear, bands)
+
+
+def unshaded(reflectance: np.ndarray, region: np.ndarray, clear: np.ndarray,
+             bands: tuple[str, ...] = BANDS) -> np.ndarray:
+    """How far [H, W] (0 to 1) each pixel near ``region`` is from looking like a cloud's shadow,
+    by the measure of ``shadow.shadow_weight``: 0 where the mean ratio of the ``clear`` land's
+    B08 and B11 around it (Gaussian of ``shadow.SEEN_SIGMA`` px) to that of the clear land
+    farther around (``shadow.LAND_SIGMA`` px) is ``shadow.DARK[0]`` or less, 1 from
+    ``shadow.DARK[1]``; 1 on water (NDWI above ``shadow.WATER_NDWI``), without the bands and
+    farther than ``shadow.NEAR`` px from the region (measured on the grid of ``SHADE_STEP``
+    px, the map then interpolated bilinearly)."""
+    if not ({"B03", "B08", "B11"} <= set(bands) and region.any() and clear.any()):
+        return np.ones(clear.shape, np.float32)
+    green, nir, swir = (reflectance[bands.index(b)] for b in ("B03", "B08", "B11"))
+    # the clear pixels and their B08 and B11 summed per cell of a coarser grid
+    weight = clear.astype(np.float32)
+    cells = np.stack([block_sums(weight, SHADE_STEP), block_sums(nir * weight, SHADE_STEP),
+                      block_sums(swir * weight, SHADE_STEP)])
+    seen, land = (gaussian(cells, sigma / SHADE_STEP)
+                  for sigma in (shadow.SEEN_SIGMA, shadow.LAND_SIGMA))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.nan_to_num((seen[1:] * land[:1]) / (seen[:1] * land[1:]), nan=1).mean(0)
+    lit = 1 - smoothstep_down(ratio, *shadow.DARK)
+    reach = -(-shadow.NEAR // SHADE_STEP)
+    near = squared_distance(block_sums(region, SHADE_STEP) > 0, reach) < reach * reach
+    lit[~near] = 1
+    # bilinear, from the cells' centres, the edge cells held beyond them
+    (h, w) = lit.shape
+    lit = separable(lit[None], upsample_taps(h, SHADE_STEP, slice(0, clear.shape[0])),
+                    upsample_taps(w, SHADE_STEP, slice(0, clear.shape[1])))[0]
+    lit[green - nir > shadow.WATER_NDWI * (green + nir)] = 1
+    return lit
 
 
 def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.ndarray,
@@ -408,5 +452,5 @@ def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.nda
     region = haze_region(cloud, classify(reflectance, valid)[1], valid, params)
     if spectrum.source != "scene":
         return fill_masked(reflectance, region, spectrum), region
-    weight = source_weight(region, valid & ~cloud, params)
+    weight = source_weight(reflectance, region, valid & ~cloud, params)
     return local_fill(reflectance, region, weight, s1_db, spectrum.values, params)[0], region

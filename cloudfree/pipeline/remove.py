@@ -508,9 +508,9 @@ class SceneRemoval:
                 clear = valid & (classes == CLEAR)
                 here = np.zeros_like(region)  # the halo only lends sources
                 here[inner] = region[inner]
-                network_input, support = local_fill(refl, here,
-                                                    source_weight(region, clear, local), s1,
-                                                    self.fill.values, local, self.bands)
+                sources = source_weight(refl, region, clear, local, self.bands)
+                network_input, support = local_fill(refl, here, sources, s1, self.fill.values,
+                                                    local, self.bands)
                 if self.restoring is not None:  # what still shows is restored, not filled
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,

@@ -47,7 +47,7 @@ def clouded(land):
 def expected_land(image, region, valid, s1):
     """The local fill of ``region`` from the clear land around, as ``remove`` runs it."""
     params = LocalFillParams()
-    weight = source_weight(region, valid & ~region, params)
+    weight = source_weight(image, region, valid & ~region, params)
     median = np.median(image[:, valid & ~region], axis=1)
     return local_fill(image, region, weight, s1, median, params)[0]
 
