@@ -32,7 +32,8 @@ OPENBLAS_THREADS = "1"
 #: boto3 (rasterio, for S3 credentials; with botocore and s3transfer), NumPy's f2py (SciPy
 #: lists NumPy's names), SciPy's spatial (the other dates' similar pixels) and pyproj (a shift
 #: in metres on a longitude/latitude grid). Each loads when first used instead (``defer``):
-#: the last two took 0.26 s of a single-date ``remove``'s start (``python -X importtime``).
+#: the last two took 0.23 of the 0.78 CPU s a single-date ``remove`` spent importing before its
+#: work (``benchmarks/startup_time.py --remove-imports``, medians of 10 rounds).
 DEFERRED = ("boto3", "numpy.f2py", "scipy.spatial", "pyproj")
 
 
