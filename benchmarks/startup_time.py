@@ -3,12 +3,17 @@ command loads, no work), this checkout against another git revision, alternating
 
     python benchmarks/startup_time.py                  # against main, 10 rounds
     python benchmarks/startup_time.py --ref HEAD~1 --rounds 20
+    python benchmarks/startup_time.py --remove-imports   # what a `remove` run loads first
 
 Each round runs `python -m cloudfree remove --help` once with this checkout's `cloudfree`,
 then with REV's (its ``cloudfree/`` unpacked, as `remove_equality.py` does), in fresh
 processes, after one untimed round. Printed: the median and every round's wall and CPU
 seconds (user and system). `python -X importtime -m cloudfree remove --help` shows where the
 time goes, module by module.
+
+``--help`` loads no pipeline; ``--remove-imports`` times instead what a `remove` run imports
+before any work (the command's modules and the pipeline's, the launcher's deferred modules
+left unloaded as it leaves them), the same way.
 """
 
 from __future__ import annotations
@@ -22,18 +27,27 @@ from pathlib import Path
 from remove_pipeline import ROOT, unpack
 from safe_speed import run
 
+#: What `cloudfree remove` imports before its work, with the launcher's deferred modules.
+REMOVE_IMPORTS = ("from cloudfree.cli.launch import DEFERRED, defer\n"
+                  "for name in DEFERRED:\n    defer(name)\n"
+                  "import cloudfree.cli.commands, cloudfree.pipeline.remove")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", default="main", help="git revision to compare with")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--remove-imports", action="store_true",
+                        help="time what a remove run imports, not remove --help")
     args = parser.parse_args()
+    command = [sys.executable, "-c", REMOVE_IMPORTS] if args.remove_imports else \
+        [sys.executable, "-m", "cloudfree", "remove", "--help"]
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this checkout": ROOT, args.ref: unpack(args.ref, Path(tmp))}
         figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in trees}
         for i in range(args.rounds + 1):
             for name, package in trees.items():
-                timing = run([sys.executable, "-m", "cloudfree", "remove", "--help"], package)
+                timing = run(command, package)
                 if i:  # the first round warms the page cache
                     figures[name].append(timing)
     print("| cloudfree | wall s (median) | CPU s (median) | wall s (rounds) |\n|---|---|---|---|")

@@ -29,9 +29,12 @@ LOADED_ADDRESS_SPACE = 0.4 * 2**30
 #: threads on 2 busy cores (47 ms against 4.5 ms of CPU a window, same results).
 OPENBLAS_THREADS = "1"
 #: Modules the command's libraries import on the way to its work without using them there:
-#: boto3 (rasterio, for S3 credentials; with botocore and s3transfer) and NumPy's f2py (SciPy
-#: lists NumPy's names). Each loads when first used instead (``defer``).
-DEFERRED = ("boto3", "numpy.f2py")
+#: boto3 (rasterio, for S3 credentials; with botocore and s3transfer), NumPy's f2py (SciPy
+#: lists NumPy's names), SciPy's spatial (the other dates' similar pixels) and pyproj (a shift
+#: in metres on a longitude/latitude grid). Each loads when first used instead (``defer``):
+#: the last two took 0.23 of the 0.78 CPU s a single-date ``remove`` spent importing before its
+#: work (``benchmarks/startup_time.py --remove-imports``, medians of 10 rounds).
+DEFERRED = ("boto3", "numpy.f2py", "scipy.spatial", "pyproj")
 
 
 class _Deferred(types.ModuleType):

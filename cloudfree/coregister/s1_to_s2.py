@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import rasterio
-from pyproj import Geod
 from rasterio.enums import Resampling
 from rasterio.transform import rowcol
 from rasterio.warp import reproject, transform_bounds
@@ -390,7 +390,7 @@ def _metres(grid: Grid, dx: float, dy: float) -> dict[str, float]:
     east, north = t.a * dx + t.b * dy, t.d * dx + t.e * dy
     if grid.crs.is_geographic:
         lon, lat = t @ (grid.width / 2, grid.height / 2)
-        geod = Geod(ellps="WGS84")
+        geod = pyproj.Geod(ellps="WGS84")
         east = math.copysign(geod.inv(lon, lat, lon + east, lat)[2], east)
         north = math.copysign(geod.inv(lon, lat, lon, lat + north)[2], north)
     return {"east": round(east, 3), "north": round(north, 3)}

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
+from scipy import spatial
 
 from cloudfree.core.threads import usable_cores
 from cloudfree.dates.radiometry import MIN_PIXELS
@@ -76,7 +76,7 @@ class SimilarPixels:
     mean: np.ndarray
     scale: np.ndarray
     basis: np.ndarray
-    tree: cKDTree
+    tree: spatial.cKDTree
     targets: np.ndarray
 
     @classmethod
@@ -90,7 +90,7 @@ class SimilarPixels:
         mean, scale = features.mean(0), features.std(0) + 1e-6
         standard = (features - mean) / scale
         basis = np.linalg.svd(standard, full_matrices=False)[2][:COMPONENTS].T
-        return cls(dates, mean, scale, basis, cKDTree(standard @ basis),
+        return cls(dates, mean, scale, basis, spatial.cKDTree(standard @ basis),
                    targets.astype(np.float32))
 
     def predict(self, dates: list[np.ndarray], where: np.ndarray) -> np.ndarray:
