@@ -14,7 +14,14 @@ from rasterio.windows import Window, intersect
 from cloudfree.io.decoded_scene import DecodedScene, Stored
 from cloudfree.io.rasters import mirror_pads, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
-from cloudfree.mask.classify import MaskParams, ShadowThresholds, classify
+from cloudfree.mask.classify import (
+    CLOUD,
+    SNOW,
+    SNOW_REACH,
+    MaskParams,
+    ShadowThresholds,
+    classify,
+)
 
 #: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -42,11 +49,21 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
                     pads_itself: bool = True) -> MaskedWindow:
     """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
     width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
-    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does."""
-    refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
+    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does. The
+    snow cores' context (``SNOW_REACH``) is read around the halo, and classified with only
+    where the window holds snow and cloud: elsewhere the classes are those of the window and
+    its halo alone, and a caller's context is the halo it asks for."""
+    extra = SNOW_REACH
+    refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo + extra,
                                    pads_itself=pads_itself)
-    classes, score = classify(refl, valid, params, bands, shadow, scl)
-    return MaskedWindow(refl, valid, classes, score)
+    inner = (slice(extra, -extra), slice(extra, -extra))
+    window = (refl[:, inner[0], inner[1]], valid[inner], None if scl is None else scl[inner])
+    classes, score = classify(window[0], window[1], params, bands, shadow, window[2],
+                              cores=False)
+    if (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores may lie here
+        classes, score = (x[inner] for x in classify(refl, valid, params, bands, shadow, scl))
+    return MaskedWindow(window[0], window[1], classes, score)
+
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
     """Whether the mask takes the scene's classification."""

@@ -79,7 +79,7 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
     read = mask_reader(s2, bands, params, decoded)
 
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
-        read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
+        read_win, inner = with_halo(win, params.context, s2.width, s2.height)
         refl, valid, scl = read(read_win)
         classes, score = classify(refl, valid, params, bands, shadow, scl)
         thin = thin_cloud(classes[inner], refl[:, inner[0], inner[1]], bands,
