@@ -49,20 +49,19 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
                     pads_itself: bool = True) -> MaskedWindow:
     """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
     width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
-    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does. The
-    snow cores' context (``SNOW_REACH``) is read around the halo, and classified with only
-    where the window holds snow and cloud: elsewhere the classes are those of the window and
-    its halo alone, and a caller's context is the halo it asks for."""
-    extra = SNOW_REACH
-    refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo + extra,
+    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does. A
+    window that holds snow and cloud is read again with the snow cores' context
+    (``SNOW_REACH``) around the halo and classified with it; the caller's context stays the
+    halo it asks for."""
+    refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
                                    pads_itself=pads_itself)
-    inner = (slice(extra, -extra), slice(extra, -extra))
-    window = (refl[:, inner[0], inner[1]], valid[inner], None if scl is None else scl[inner])
-    classes, score = classify(window[0], window[1], params, bands, shadow, window[2],
-                              cores=False)
+    classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False)
     if (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores may lie here
-        classes, score = (x[inner] for x in classify(refl, valid, params, bands, shadow, scl))
-    return MaskedWindow(window[0], window[1], classes, score)
+        wide = read_padded(read, top, left, height, width, *scene, halo + SNOW_REACH,
+                           pads_itself=pads_itself)
+        inner = (slice(SNOW_REACH, -SNOW_REACH), slice(SNOW_REACH, -SNOW_REACH))
+        classes, score = (x[inner] for x in classify(*wide[:2], params, bands, shadow, wide[2]))
+    return MaskedWindow(refl, valid, classes, score)
 
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
