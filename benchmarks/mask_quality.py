@@ -52,6 +52,7 @@ import argparse
 import logging
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,7 @@ from scipy import ndimage
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+from cloudfree.mask import classify as classify_module
 from cloudfree.mask.classify import (
     CLOUD,
     SCORE_BANDS,
@@ -77,6 +79,7 @@ CLEAR_SCENE = DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
 TRUTH_DELTA = 0.05
 THICK_DELTA = 0.15  # brightening of thick cores
 EDGE_PX = 3  # width of the edge zone around the cores
+NEAR_SNOW = 20  # px from a pasted cloud within which the snow kept is also given apart
 VISIBLE = [BANDS.index(b) for b in ("B02", "B03", "B04")]
 #: The held-out half of the by-scene split (the other half tunes).
 HELD_OUT = {"series", "ROIs1868_summer_135", "ROIs1970_fall_85", "ROIs2017_winter_102",
@@ -306,6 +309,63 @@ def snow_share(pairs: list[Pair], twin: bool) -> None:
                               for k, v in counts.items()))
 
 
+@contextmanager
+def snow_rules(cirrus: bool, cores: bool):
+    """The mask with its cirrus test of snow (B10) and its snow cores on or off."""
+    kept = classify_module.SNOW_CIRRUS, classify_module.SNOW_CORE
+    classify_module.SNOW_CIRRUS = kept[0] if cirrus else np.inf
+    classify_module.SNOW_CORE = kept[1] if cores else 0
+    try:
+        yield
+    finally:
+        classify_module.SNOW_CIRRUS, classify_module.SNOW_CORE = kept
+
+
+def snow_kept(pairs: list[Pair], scene: Path) -> None:
+    """Print, for the mask with and without its snow rules, the share of the cloud by the truth
+    classed snow per half of the split, and the share of a real snow scene's snow (what the
+    mask without the rules calls snow) kept snow:
+    alone, and with each pair's cloud (by the truth, from its top left corner) pasted over it,
+    outside the pasted cloud (all of it, and within ``NEAR_SNOW`` px of the cloud), beside the
+    share of the pasted cloud classed snow."""
+    with open_sentinel2(scene) as s2:
+        snowy, valid = s2.read()
+        bands = list(s2.bands)
+    size = snowy.shape[1:]
+    with snow_rules(False, False):  # the scene's snow: what passes the snow test
+        alone = classify(snowy, valid, MaskParams(), bands)[0] == SNOW
+    print(f"real snow: {scene.name}, {alone.mean():.1%} snow without the snow rules\n")
+    print("| mask | half | cloud classed snow | real snow kept: alone | under pasted clouds: "
+          f"outside them / within {NEAR_SNOW} px | pasted cloud classed snow |\n"
+          "|---|---|---|---|---|---|")
+    for name, b10, cores in (("without the snow rules", False, False),
+                             ("B10 only", True, False), ("cores only", False, True),
+                             ("defaults", True, True)):
+        with snow_rules(b10, cores):
+            kept_alone = (classify(snowy, valid, MaskParams(), bands)[0] == SNOW)[alone].mean()
+            for half, part in zip(("tuning", "held-out"), halves(pairs), strict=True):
+                # cloud classed snow, cloud; snow kept, snow; near: kept, snow; pasted cloud
+                # classed snow, pasted cloud
+                c = np.zeros(8, np.int64)
+                for pair in part:
+                    classes = classify(pair.cloudy, None, MaskParams())[0]
+                    c[:2] += [((classes == SNOW) & pair.truth).sum(), pair.truth.sum()]
+                    cloud = pair.truth[:size[0], :size[1]]
+                    if not cloud.any() or cloud.all():
+                        continue
+                    pasted = snowy.copy()
+                    donor = pair.cloudy[[BANDS.index(b) for b in bands], :size[0], :size[1]]
+                    pasted[:, cloud] = donor[:, cloud]
+                    found = classify(pasted, valid, MaskParams(), bands)[0] == SNOW
+                    near = (ndimage.distance_transform_edt(~cloud) <= NEAR_SNOW) & ~cloud
+                    c[2:] += [(found & alone & ~cloud).sum(), (alone & ~cloud).sum(),
+                              (found & alone & near).sum(), (alone & near).sum(),
+                              (found & cloud).sum(), cloud.sum()]
+                print(f"| {name} | {half} | {c[0] / max(c[1], 1):.2%} | {kept_alone:.2%} | "
+                      f"{c[2] / max(c[3], 1):.2%} / {c[4] / max(c[5], 1):.2%} | "
+                      f"{c[6] / max(c[7], 1):.2%} |")
+
+
 def thin_split(pairs: list[Pair]) -> None:
     """Print how well ``classify.thin_cloud`` at a few thresholds splits the cloud into thick
     and thin, against the pairs' brightening, on each half of the by-scene split."""
@@ -345,6 +405,10 @@ def main() -> None:
     parser.add_argument("--twin-reference", action="store_true",
                         help="also give the share of the cloud classed snow by `cloudfree mask "
                              "--reference` with the cloud-free twin as the reference")
+    parser.add_argument("--snow", type=Path,
+                        help="no other table: a real snow scene (as the pool's BigEarthNet "
+                             "S2B_MSIL2A_20180204T94161_57_38); the shares of cloud classed "
+                             "snow and of its snow kept, with and without the snow rules")
     parser.add_argument("--thin", action="store_true",
                         help="also score the split of the cloud into cloud and thin cloud")
     parser.add_argument("--bright-land", action="store_true",
@@ -354,6 +418,9 @@ def main() -> None:
     if args.twin_reference and args.blend != 1:
         parser.error("--twin-reference runs on the files as they are: leave --blend out")
     pairs = blended(load_pairs(args.folders), args.blend)
+    if args.snow:
+        snow_kept(pairs, args.snow)
+        return
     with open_sentinel2(args.clear) as s2:
         clear = s2.read()
     truth = sum(int(p.truth.sum()) for p in pairs) / sum(p.truth.size for p in pairs)

@@ -31,13 +31,15 @@ Tmask, Zhu and Woodcock 2014):
    The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much,
    whatever their HOT (hysteresis); a pixel in the single-date mask's buffer needs only that
    half, and one the single-date score itself calls cloud stays cloud. Where no reference is
-   clear, the single-date classes stand. Single-date snow stays snow where a near date shows
-   snow too (a reference read for the pixel's background before its ``SLOTS`` were filled):
-   snow lies for days to months. Where none does, it is judged as the other pixels are and is
-   cloud where the test finds cloud: a snow test (NDSI) passed by a bright patch that no near
-   date shows and that brightened aerosol and blue and raised HOT against them is a cloud, or
-   a pixel that changed as much (snow fallen and gone between near dates), which is filled
-   from them either way.
+   clear, the single-date classes stand. Single-date snow stays snow where near dates show
+   snow too (of the references read for the pixel's background before its ``SLOTS`` were
+   filled, at least ``SNOW_DATES``, or as many as see the ground clear there): snow lies for
+   days to months, a cloud moves on. Elsewhere it is judged as the other pixels are and is
+   cloud where the test finds cloud: a snow test (NDSI) passed by a bright patch that near
+   dates do not show and that brightened aerosol and blue and raised HOT against them is a
+   cloud (one other date may show the same "snow": a cloud of ice there too), or a pixel that
+   changed as much (snow fallen and gone between near dates), which is filled from them
+   either way.
 4. whole date (``TemporalMask.judge_date``): a haze over the whole target is taken up by every
    fitted line, so the date's level is compared with the other dates' before any fit. A date's
    level in a band is the median reflectance of its own clear pixels, its anomaly that level
@@ -97,6 +99,10 @@ SLOTS = 5
 SIGMAS = 4.0
 #: Pixels a detection grows into neighbours brightened by at least half the threshold.
 GROW = 3
+#: Single-date snow lies (and stays snow) where at least this many of the references read for
+#: the background show snow, or as many as show the ground clear: one date showing it among
+#: others that see the ground may hold the same cloud, one the snow test passed too.
+SNOW_DATES = 2
 #: Fewest clear references for the background to judge a reference (a median of fewer is one
 #: of them).
 MIN_JUDGES = 3
@@ -127,8 +133,8 @@ def judges_by_default(bands: Sequence[str]) -> bool:
 @dataclass
 class Background:
     """The median of the nearest clear references' predictions [detect bands, h, w] (NaN where
-    none is clear), how many entered it [h, w] and whether a reference read for it (before its
-    slots were filled) is snow there [h, w]."""
+    none is clear), how many entered it [h, w] and whether the references read for it (before
+    its slots were filled) show snow lying there [h, w] (``SNOW_DATES``)."""
 
     values: np.ndarray
     count: np.ndarray
@@ -219,7 +225,7 @@ class TemporalMask:
         kept = max(1, min(SLOTS, len(self.references)))  # fewer references: fewer slots
         slots = np.full((kept, len(self.detect), *shape), np.nan, np.float32)
         count = np.zeros(shape, np.int64)
-        snowy = np.zeros(shape, bool)
+        snowy = np.zeros(shape, np.int64)  # the references read that show snow
         for filled, ref in enumerate(self.references):
             if (count >= kept).all():
                 break
@@ -227,11 +233,12 @@ class TemporalMask:
                                            halo=halo)
             prediction = self.predict(ref, refl, top - halo, left - halo)
             open_slots = count < kept
-            snowy |= (classes == SNOW) & open_slots
+            snowy += (classes == SNOW) & open_slots
             take = (classes == CLEAR) & open_slots
             for slot in range(min(filled + 1, kept)):  # each pixel's next free slot
                 np.copyto(slots[slot], prediction, where=take & (count == slot))
             count += take
+        snowy = (snowy >= SNOW_DATES) | ((snowy > 0) & (snowy >= count))
         return Background(nan_median(slots), count, snowy)
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:

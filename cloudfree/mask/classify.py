@@ -9,6 +9,12 @@ constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and ha
 least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
 false alarms on bright ground and keeps nearly every cloud (benchmarks/mask_quality.py,
 docs/benchmarks/masks.md).
+Ice cloud passes the snow test too. Where B10 is given, a pixel brighter there than
+``SNOW_CIRRUS`` is not snow: water vapour absorbs at 1375 nm the light that would reach the
+ground, so the band sees high cloud and not the snow beneath. And a patch of snow at most
+``SNOW_CORE`` px across whose border is mostly cloud (``snow_cores``) is cloud: snow on the
+ground shows land around it, or is larger. With the other dates, ``dates/temporal_mask.py``
+judges the snow again.
 Bright land (``bright_land``, with ``land=True``; off by default, as it also drops some thin
 cloud): roofs, greenhouses and roads can score as cloud. Such a pixel is left clear when no cloud
 near it is confident (score 0.6), the cloud pixels around show no parallax between B07, B08 and B8A
@@ -26,8 +32,9 @@ scene-wide thresholds min + 3/4 (mean - min) on CSI and min + 5/6 (mean - min) o
 majority (median) filter, as in that detector.
 
 Band subsets: the score needs B02, B03 and B04; a ramp whose band is missing is left out (L2A
-products have no B10: the score then runs without the B01 + B10 term; ``benchmarks/mask_quality.py
---without B10`` measures what that costs), and without B11 there is no snow test. Where an L2A
+products have no B10: the score then runs without the B01 + B10 term, and the snow test
+without its B10 rule; ``benchmarks/mask_quality.py --withheld`` measures what that costs), and
+without B11 there is no snow test. Where an L2A
 product's scene classification (SCL, Sen2Cor) comes with the bands, it gives the classes instead:
 cloud of medium and high probability and thin cirrus are cloud, cloud shadow is shadow, snow is
 snow, no data is nodata; water and everything else are clear. The score is still computed (the
@@ -55,6 +62,14 @@ THIN = 4
 #: own split of their cloud: thick where the cloudy date is more than 0.15 brighter than its
 #: clear twin in B02-B04, thin where 0.05 to 0.15 (benchmarks/mask_quality.py --thin).
 THIN_SCORE = 0.5
+#: A pixel that passes the snow test is cloud where its B10 (1375 nm) reflectance exceeds this.
+#: Water vapour absorbs nearly all the light at 1375 nm that reaches the ground, so the band
+#: sees high cloud, ice cloud that the NDSI takes for snow included, and not the snow beneath
+#: (Gao, Goetz and Wiscombe 1993, Geophysical Research Letters 20). Set from that, not tuned:
+#: the pool holds no real snow in L1C, and its cloud classed snow is under 0.003 in B10 (the
+#: cloud around it 0.002-0.015). 0.035 leaves room for snow under dry high-mountain air, which
+#: lets more of its light through.
+SNOW_CIRRUS = 0.035
 #: Bands of the cloud score and the snow test.
 SCORE_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10", "B11")
 #: Score bands it cannot run without; the others' terms are left out when they are missing.
@@ -88,7 +103,7 @@ COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 1
 
 @dataclass(frozen=True)
 class MaskParams:
-    """Options of the mask; ``halo`` is how far a pixel's class depends on its neighbours."""
+    """Options of the mask; ``context`` is how far a pixel's class depends on its neighbours."""
 
     method: str = "score"
     threshold: float = 0.2
@@ -118,11 +133,19 @@ class MaskParams:
 
     @property
     def halo(self) -> int:
-        """Pixels of context needed so windowed results equal whole-image results."""
+        """Pixels of context needed so windowed results equal whole-image results, but for the
+        snow cores' (``SNOW_REACH``, which ``context`` adds)."""
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         seeds = SEED_BOX // 2 if self.buffer else 0  # whether a cloud pixel seeds the buffer
         land = LAND_REACH if self.land else 0  # the bright-land test's neighbourhood
         return smoothing + land + (2 if self.shadow else 0) + seeds + self.buffer
+
+    @property
+    def context(self) -> int:
+        """Pixels of context needed so windowed classes equal whole-image ones: ``halo`` and
+        the snow cores'. Windowed readers (``scene_input.read_classified``) read the snow
+        cores' around the halo a caller asks for, which then sets the caller's context."""
+        return self.halo + SNOW_REACH
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -227,6 +250,7 @@ def classify(
     bands: Sequence[str] = BANDS,
     shadow: ShadowThresholds | None = None,
     scl: np.ndarray | None = None,
+    cores: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Classes uint8 [H, W] (0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata; ``thin_cloud``
     parts thin cloud off for ``mask``'s output) and score float32.
@@ -234,7 +258,9 @@ def classify(
     ``reflectance`` holds the bands named in ``bands`` (default: all 13 in L1C order). With
     ``params.shadow`` and no ``shadow`` thresholds, they are computed from this array alone.
     ``scl``: an L2A scene classification [H, W] on the same pixels, which then gives the classes
-    (``params.scl`` is for the caller, who reads it or not).
+    (``params.scl`` is for the caller, who reads it or not). ``cores=False`` leaves snow
+    cores snow (``snow_cores``; for a caller that classifies again with their context where
+    there is snow).
     """
     b = _pick(reflectance, bands, params.bands_for(bands))
     h, w = b["B02"].shape
@@ -244,12 +270,15 @@ def classify(
         b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
     raw = raw_score(b)
     ndsi = _ndsi(b["B03"], b["B11"]) if "B11" in b else np.zeros((h, w), np.float32)
-    snowy = ndsi >= params.ndsi_threshold if "B11" in b else np.zeros((h, w), bool)
+    # bright at 1375 nm: a cloud's ice, not the ground's snow
+    icy = b["B10"] > SNOW_CIRRUS if "B10" in b else np.zeros((h, w), bool)
+    snowy = (ndsi >= params.ndsi_threshold) & ~icy if "B11" in b else np.zeros((h, w), bool)
     snow = (raw > params.threshold) & snowy
     if params.hot:
         raw[~hot_positive(b)] = 0
     if params.method == "dsen2cr":
         soft = np.clip(_ramp(ndsi, params.ndsi_threshold + 0.2, params.ndsi_threshold), 0, 1)
+        soft[icy] = 1
         score = np.minimum(raw, soft)
         score = ndimage.grey_closing(score, size=(5, 5), mode="reflect")
         score = ndimage.uniform_filter(score, size=7, mode="reflect")
@@ -261,6 +290,10 @@ def classify(
         cloud = score > params.threshold
     if params.land and scl is None:
         cloud &= ~bright_land(b, cloud, score)
+    if cores:
+        inside = snow_cores(snow, cloud)
+        cloud |= inside
+        snow &= ~inside
     if scl is not None:
         cloud, snow = np.isin(scl, SCL_CLOUD), scl == SCL_SNOW
         valid = valid & (scl != SCL_NODATA)
@@ -284,6 +317,44 @@ def classify(
         return classes, score.astype(np.float32, copy=False)
     classes[~valid] = NODATA
     return classes, np.where(valid, score, np.nan).astype(np.float32)
+
+
+#: A patch of snow (8-connected) at most ``SNOW_CORE`` px across, rows and columns, is cloud
+#: when at least ``SNOW_CORE_RING`` of the pixels bordering it are cloud: the cold top of a
+#: cloud or an ice part of it passes the snow test, a patch of snow on the ground shows land
+#: somewhere around it, or is large. Chosen on the tuning half of the pool's cloudy / clear
+#: pairs (by scene, benchmarks/mask_quality.py) with the real snow of the pool kept
+#: (docs/benchmarks/masks.md#cloud-kept-as-snow).
+SNOW_CORE, SNOW_CORE_RING = 20, 0.75
+#: Context the snow cores need: a patch and the pixels bordering it.
+SNOW_REACH = SNOW_CORE + 1
+
+
+def snow_cores(snow: np.ndarray, cloud: np.ndarray) -> np.ndarray:
+    """The pixels of ``snow`` [H, W] in patches inside ``cloud`` (``SNOW_CORE``,
+    ``SNOW_CORE_RING``). Exact with ``SNOW_REACH`` px of context; beyond the array's edges the
+    classes are mirrored, as windows are read beyond a scene's."""
+    if not (snow.any() and cloud.any()):
+        return np.zeros_like(snow)
+    pad = SNOW_REACH
+    snow, cloud = (np.pad(x, pad, mode="symmetric") for x in (snow, cloud))
+    labels, _ = ndimage.label(snow, np.ones((3, 3), bool))
+    out = np.zeros_like(snow)
+    height, width = snow.shape
+    touching = np.unique(labels[snow & ndimage.binary_dilation(cloud, np.ones((3, 3), bool))])
+    found = ndimage.find_objects(labels)
+    for i in touching:
+        rows, cols = found[i - 1]
+        if (rows.stop - rows.start > SNOW_CORE or cols.stop - cols.start > SNOW_CORE
+                or rows.start == 0 or cols.start == 0 or rows.stop == height
+                or cols.stop == width):  # large, or may be (cut by the array's edge)
+            continue
+        box = (slice(rows.start - 1, rows.stop + 1), slice(cols.start - 1, cols.stop + 1))
+        patch = labels[box] == i
+        ring = ndimage.binary_dilation(patch, np.ones((3, 3), bool)) & ~patch
+        if cloud[box][ring].mean() >= SNOW_CORE_RING:
+            out[box] |= patch
+    return out[pad:-pad, pad:-pad]
 
 
 def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str] = BANDS,

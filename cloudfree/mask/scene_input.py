@@ -14,7 +14,14 @@ from rasterio.windows import Window, intersect
 from cloudfree.io.decoded_scene import DecodedScene, Stored
 from cloudfree.io.rasters import mirror_pads, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
-from cloudfree.mask.classify import MaskParams, ShadowThresholds, classify
+from cloudfree.mask.classify import (
+    CLOUD,
+    SNOW,
+    SNOW_REACH,
+    MaskParams,
+    ShadowThresholds,
+    classify,
+)
 
 #: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -42,11 +49,20 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
                     pads_itself: bool = True) -> MaskedWindow:
     """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
     width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
-    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does."""
+    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does. A
+    window that holds snow and cloud is read again with the snow cores' context
+    (``SNOW_REACH``) around the halo and classified with it; the caller's context stays the
+    halo it asks for."""
     refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
                                    pads_itself=pads_itself)
-    classes, score = classify(refl, valid, params, bands, shadow, scl)
+    classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False)
+    if (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores may lie here
+        wide = read_padded(read, top, left, height, width, *scene, halo + SNOW_REACH,
+                           pads_itself=pads_itself)
+        inner = (slice(SNOW_REACH, -SNOW_REACH), slice(SNOW_REACH, -SNOW_REACH))
+        classes, score = (x[inner] for x in classify(*wide[:2], params, bands, shadow, wide[2]))
     return MaskedWindow(refl, valid, classes, score)
+
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
     """Whether the mask takes the scene's classification."""

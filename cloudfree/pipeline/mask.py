@@ -81,7 +81,11 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
         read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
         refl, valid, scl = read(read_win)
-        classes, score = classify(refl, valid, params, bands, shadow, scl)
+        classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False)
+        if (classes == SNOW).any() and (classes == CLOUD).any():  # read the snow cores' context
+            read_win, inner = with_halo(win, params.context, s2.width, s2.height)
+            refl, valid, scl = read(read_win)
+            classes, score = classify(refl, valid, params, bands, shadow, scl)
         thin = thin_cloud(classes[inner], refl[:, inner[0], inner[1]], bands,
                           None if scl is None else scl[inner])
         return win, thin, score[inner]

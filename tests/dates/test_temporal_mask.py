@@ -402,25 +402,29 @@ def test_land_that_changed_is_not_taken_for_cloud(tmp_path):
 def test_snow_no_near_date_shows_is_judged_as_cloud(tmp_path):
     # the real cumulus of 5 July pasted over the clear 30 July of the bundled series, with a
     # snow test so loose (NDSI from -0.3) that the single-date mask calls nearly all of it snow:
-    # against dates that show no snow there it is cloud; with 5 July among the references, a
-    # near date shows that "snow" too, and it stays snow
+    # against dates that show no snow there it is cloud; with 5 July among three references
+    # that see the ground there, one date shows that "snow" (the same cloud): still cloud;
+    # with it on two dates (5 July and a copy dated 10 July) the "snow" lies, and stays snow
     series = ROOT / "examples" / "data" / "series"
     truth, profile = read(series / "s2_2018-07-30.tif")
     donor = read(series / "s2_2018-07-05.tif")[0]
     with open_sentinel2(series / "s2_2018-07-05.tif") as s2:
         cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
     target = write(tmp_path / "s2_2018-07-30.tif", np.where(cloud, donor, truth), profile)
+    again = write(tmp_path / "s2_2018-07-10.tif", donor, profile)
     params = MaskParams(ndsi_threshold=-0.3)
     found = {}
-    for name, days in (("single date", ()), ("snow-free dates", ("06-10", "06-25", "07-20")),
-                       ("a date with it", ("06-10", "06-25", "07-05", "07-20"))):
+    free = [series / f"s2_2018-{d}.tif" for d in ("06-10", "06-25", "07-20")]
+    for name, refs in (("single date", []), ("snow-free dates", free),
+                       ("one date with it", [*free, series / "s2_2018-07-05.tif"]),
+                       ("two dates with it", [*free, series / "s2_2018-07-05.tif", again])):
         out = tmp_path / "mask.tif"
-        mask_scene(target, out, params, references=[series / f"s2_2018-{d}.tif" for d in days],
-                   quiet=True, overwrite=True)
+        mask_scene(target, out, params, references=refs, quiet=True, overwrite=True)
         found[name] = read(out)[0][0]
     assert (found["single date"][cloud] == SNOW).mean() > 0.98
     assert mask_cloud(found["snow-free dates"][cloud]).mean() > 0.99
-    assert (found["a date with it"][cloud] == SNOW).mean() > 0.9
+    assert mask_cloud(found["one date with it"][cloud]).mean() > 0.99
+    assert (found["two dates with it"][cloud] == SNOW).mean() > 0.9
     for classes in found.values():  # no snow anywhere else
         assert not (classes[~cloud] == SNOW).any()
 

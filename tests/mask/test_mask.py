@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2, mask_cloud
+from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -22,6 +23,7 @@ from cloudfree.mask.classify import (
     NODATA,
     SEED_SCORE,
     SHADOW,
+    SNOW,
     THIN,
     THIN_SCORE,
     MaskParams,
@@ -32,7 +34,8 @@ from cloudfree.mask.classify import (
     squared_distance,
     thin_cloud,
 )
-from cloudfree.pipeline.mask import mask_scene
+from cloudfree.mask.scene_input import mask_reader, read_classified
+from cloudfree.pipeline.mask import classified_windows, mask_scene
 
 
 def read_mask(path):
@@ -267,6 +270,96 @@ def test_snow_is_not_cloud():
     refl[11, :, :16] = 0.02  # ... and dark in SWIR B11 on the left: NDSI high, snow
     classes, _ = classify(refl)
     assert (classes[:, :16] == 3).all() and (classes[:, 16:32] == CLOUD).all()
+
+
+@pytest.mark.parametrize("method", ["score", "dsen2cr"])
+def test_ice_cloud_bright_in_the_cirrus_band_is_not_snow(method):
+    # the real cumulus of the summer sample made ice-like: dark in SWIR B11 (NDSI over 0.8, as
+    # ice cloud and snow are) and, on its left half, bright at 1375 nm as ice cloud is (B10
+    # 0.07, the January ice cloud of the pool's series): cloud there; where B10 stays that of
+    # the water cloud (0.0013) it passes for snow, as on the ground, and without B10 (L2A)
+    # it all does
+    refl = read_stack(SUMMER_S2, 256)[0].astype(np.float32) / 10000
+    params = MaskParams(method=method)
+    cloud = classify(refl, None, params)[0] == CLOUD
+    refl[BANDS.index("B11")][cloud] = 0.1 * refl[BANDS.index("B03")][cloud]  # NDSI 0.82
+    left = np.zeros_like(cloud)
+    left[:, :128] = True
+    refl[BANDS.index("B10")][cloud & left] = 0.07
+    classes = classify(refl, None, params)[0]
+    assert cloud[:, :128].mean() > 0.4 and cloud[:, 128:].mean() > 0.1
+    assert (classes[cloud & left] == CLOUD).mean() > 0.97
+    right = np.zeros_like(cloud)
+    right[:, 136:] = True  # beyond the reach of dsen2cr's smoothing
+    assert (classes[cloud & right] == SNOW).mean() > 0.9  # dsen2cr: 0.91, its edges smoothed
+    l2a = [b for b in BANDS if b != "B10"]
+    without = classify(refl[[BANDS.index(b) for b in l2a]], None, params, l2a)[0]
+    assert (without[cloud] == SNOW).mean() > 0.9
+
+
+def snow_spots(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """The real cumulus of the summer sample with spots made to pass the snow test (B11 a
+    tenth of B03, as ice and snow are dark there): one of 25 x 9 px deep inside its largest
+    cloud, spots of 7 x 7 px inside its clouds, and on its clear land with the spectrum of the
+    cloud's brightest pixel (snow on the ground) beside a cloud (touching it) and away from
+    them. Its GeoTIFF and each kind's pixels."""
+    data, profile = read_stack(SUMMER_S2, 256)
+    cloud = classify(data.astype(np.float32) / 10000)[0] == CLOUD
+    inside = ndimage.binary_erosion(cloud, iterations=6)
+    distance = ndimage.distance_transform_edt(~cloud)
+    bright = data[:, cloud].max(axis=1)
+    spots = {kind: np.zeros_like(cloud) for kind in ("large", "inside", "beside", "land")}
+    row, col = np.unravel_index(np.argmax(ndimage.distance_transform_edt(cloud)), cloud.shape)
+    # 25 x 9 px deep in a cloud, 9 px of it above a multiple of 32 (a window's edge below)
+    top = 32 * round(row / 32) - 9
+    spots["large"][top:top + 25, col + 4:col + 13] = True
+    for row in range(4, 252, 6):
+        for col in range(4, 252, 6):
+            square = (slice(row - 3, row + 4), slice(col - 3, col + 4))
+            near = ndimage.binary_dilation(np.logical_or.reduce(list(spots.values())),
+                                           iterations=2)
+            for kind, where in (("inside", inside), ("beside", distance == 4),
+                                ("land", distance > 12)):
+                if where[row, col] and not near[square].any():
+                    spots[kind][square] = True
+                    if kind != "inside":
+                        data[:, square[0], square[1]] = bright[:, None, None]
+    snowy = np.logical_or.reduce(list(spots.values()))
+    data[BANDS.index("B11")][snowy] = data[BANDS.index("B03")][snowy] // 10
+    return write_stack(tmp_path / "spots.tif", data, profile), spots
+
+
+def test_snow_inside_a_cloud_is_cloud(tmp_path):
+    path, spots = snow_spots(tmp_path)
+    assert all(s.sum() > 200 for s in spots.values()), {k: s.sum() for k, s in spots.items()}
+    with open_sentinel2(path) as s2:
+        refl = s2.read()[0]
+    classes = classify(refl)[0]
+    assert (classes[spots["inside"]] == CLOUD).mean() > 0.95
+    assert (classes[spots["beside"]] == SNOW).all()  # land on one side
+    assert (classes[spots["large"]] == SNOW).all()  # larger than a core
+    assert (classes[spots["land"]] == SNOW).all()
+    # window by window, as `mask` and `remove` read the scene, as on the whole image
+    mask_scene(path, tmp_path / "mask.tif")
+    np.testing.assert_array_equal(mask_cloud(read_mask(tmp_path / "mask.tif")[0]),
+                                  mask_cloud(classes))
+    for params in (MaskParams(), MaskParams(buffer=5)):
+        expected, halo = classify(refl, None, params)[0], params.halo
+        got = np.zeros_like(expected)
+        with open_sentinel2(path) as s2:
+            windows = [Window(left, top, 32, 32) for top in range(0, 256, 32)
+                       for left in range(0, 256, 32)]
+            for window, found, _ in classified_windows(s2, windows, params, None, 2):
+                rows, cols = window.toslices()
+                got[rows, cols] = np.where(found == THIN, CLOUD, found)
+            np.testing.assert_array_equal(got, expected)  # as `mask` reads it
+            read = mask_reader(s2, s2.bands, params)
+            for top in range(0, 256, 32):
+                for left in range(0, 256, 32):
+                    window = read_classified(read, top, left, 32, 32, (256, 256), halo,
+                                             params, s2.bands).classes
+                    got[top:top + 32, left:left + 32] = window[halo:halo + 32, halo:halo + 32]
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("method", ["score", "dsen2cr"])
