@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from clear_scenes import held_out as in_held_out
 from metrics import psnr
 from remove_quality import write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
@@ -62,12 +63,15 @@ NEAR = 40
 DONOR_CLOUD = (0.05, 0.7)
 MIN_SHADOW = 300
 SHADOWS = MaskParams(buffer=5, shadow=True)
+#: ``remove``'s mask without shadows (``--no-shadow``)
+UNSHADED = MaskParams(buffer=5)
 #: name -> remove options: the steps, one at a time, then together
 SETTINGS = {
     "scene-median fill": {"model": "median-fill", "fill_method": "median", "feather": 8,
-                          "restoring": None},
-    "local base": {"model": "median-fill", "restoring": None},
-    "+ haze restored": {"model": "median-fill", "restoring": RestoreParams(shadows=False)},
+                          "restoring": None, "mask_params": UNSHADED},
+    "local base": {"model": "median-fill", "restoring": None, "mask_params": UNSHADED},
+    "+ haze restored": {"model": "median-fill", "restoring": RestoreParams(shadows=False),
+                        "mask_params": UNSHADED},
     "+ shadows relit": {"model": "median-fill", "mask_params": SHADOWS,
                         "restoring": RestoreParams(haze=None)},
     "all together": {"model": "median-fill", "mask_params": SHADOWS,
@@ -82,8 +86,9 @@ SETTINGS = {
                                      "restoring": RestoreParams(shadows=False)},
     "local base, shadows filled": {"model": "median-fill", "restoring": None,
                                    "mask_params": SHADOWS},
-    "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None},
-    "fillnet + haze restored": {"model": "cloudfree-fillnet",
+    "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None,
+                                  "mask_params": UNSHADED},
+    "fillnet + haze restored": {"model": "cloudfree-fillnet", "mask_params": UNSHADED,
                                 "restoring": RestoreParams(shadows=False)},
 }
 #: The haze constants' alternatives: each scene is scored with the one (default included) best
@@ -92,8 +97,8 @@ HAZE_VARIANTS = {
     "haze: hand-over at 0.05-0.2": HazeParams(t_restore=0.05, t_fill=0.2),
     "haze: hand-over at 0.15-0.4": HazeParams(t_restore=0.15, t_fill=0.4),
 }
-SETTINGS.update({n: {"model": "median-fill", "restoring": RestoreParams(haze=h, shadows=False)}
-                 for n, h in HAZE_VARIANTS.items()})
+SETTINGS.update({n: {"model": "median-fill", "restoring": RestoreParams(haze=h, shadows=False),
+                     "mask_params": UNSHADED} for n, h in HAZE_VARIANTS.items()})
 DEFAULT_SETTINGS = ("scene-median fill", "local base", "+ haze restored", "+ shadows relit",
                     "all together", *HAZE_VARIANTS)
 HAZE_DEFAULT = "+ haze restored"
@@ -264,9 +269,16 @@ def pool_scenes(data: Path) -> tuple[list[dict], list[dict], list[dict], np.ndar
     for r in l1c:
         if r["kind"] in ("pair", "triplet"):
             clear, valid = reflectance(r["s2_clear"])
-            scenes.append({"id": r["id"], "scene": r["scene"], "clear": clear, "s1": r["s1"],
+            scenes.append({"id": r["id"], "scene": r["scene"], "held_out": in_held_out(r),
+                           "clear": clear, "s1": r["s1"],
                            "valid": valid & np.isfinite(r["s1"]).all(0)})
     return l1c, scenes, pool, ratios
+
+
+def in_half(held_out: bool, half: str | None) -> bool:
+    """Whether a scene (``held_out`` or not) is in ``half`` (``tuning``, ``held-out``; None:
+    both)."""
+    return half is None or held_out == (half == "held-out")
 
 
 def donor_for(scenes: list[dict], pool: list[dict], i: int) -> dict:
@@ -309,6 +321,9 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="no run: the tables of the rows and guards of these --json files")
     parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
+    parser.add_argument("--half", choices=("tuning", "held-out"),
+                        help="only the scenes (and guard triplets) of this half of the by-scene "
+                             "split (HELD_OUT of mask_quality.py); default both")
     args = parser.parse_args()
     if args.merge:
         saved = [json.loads(f.read_text()) for f in args.merge]
@@ -326,6 +341,8 @@ def main() -> None:
         folder = Path(tmp)
         start, stop = (int(x) if x else None for x in args.scenes.split(":"))
         for i, scene in list(enumerate(scenes))[start:stop]:
+            if not in_half(scene["held_out"], args.half):
+                continue
             donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"]}
             for case, (sample, alpha) in cases(scene, donor, ratios).items():
@@ -337,7 +354,8 @@ def main() -> None:
                   flush=True)
         if not args.no_guard:
             guarded = {n: o for n, o in settings.items() if n in GUARD_SETTINGS}
-            triplets = [r for r in l1c if r["kind"] == "triplet"]
+            triplets = [r for r in l1c if r["kind"] == "triplet"
+                        and in_half(in_held_out(r), args.half)]
             for record, sample in zip(triplets, real_triplets(triplets), strict=True):
                 if not (sample.cloud.astype(bool) & sample.valid).any():
                     continue

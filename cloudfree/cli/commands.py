@@ -217,8 +217,8 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "haze ring around clouds (local), or the scene's clear-sky median (median).")
 @click.option("--restore/--no-restore", default=True, show_default=True,
               help="With --fill local: where the land still shows through thin cloud and haze "
-                   "(and under shadows, with --shadow), take the veil off (relight the shadow) "
-                   "instead of filling it; only opaque cloud is filled.")
+                   "(and under the clouds' shadows, see --shadow), take the veil off (relight "
+                   "the shadow) instead of filling it; only opaque cloud is filled.")
 @click.option("--max-correction", metavar="SHARE|none", callback=_share_or_none,
               help="Bound on the fill network's correction of its base, as a share of the base "
                    f"per band [default: {MAX_CORRECTION}; on the local base, less where clear "
@@ -226,7 +226,7 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--mask-out", type=PATH, help="Also write the mask used.")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")
-@opt.mask_params(buffer=5, s1=True)
+@opt.mask_params(buffer=5, s1=True, shadow=True)
 @opt.as_json
 @opt.offset
 @opt.level

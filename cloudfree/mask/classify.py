@@ -148,10 +148,13 @@ class MaskParams:
 
 @dataclass(frozen=True)
 class ShadowThresholds:
-    """Scene-wide thresholds of the shadow test (from one pass over the valid pixels)."""
+    """Scene-wide thresholds of the shadow test (from one pass over the valid pixels); for
+    ``remove``, also the offset (rows, columns) from the scene's clouds to their shadows
+    (``shadow.scene_offset``; None: no shadow is cast in the scene, or it is not known)."""
 
     csi: float
     blue: float
+    offset: tuple[int, int] | None = None
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
