@@ -226,7 +226,7 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--mask-out", type=PATH, help="Also write the mask used.")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")
-@opt.mask_params(buffer=5, s1=True, shadow=True)
+@opt.mask_params(buffer=5, s1=True)
 @opt.as_json
 @opt.offset
 @opt.level
@@ -250,7 +250,7 @@ def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **
         dates = "" if sources is None else \
             f", {sources['references']} pixels from other dates, the rest"
         shadow = (f" and {summary['shadow_fraction']:.1%} shadow"
-                  if options["mask_params"].shadow else "")
+                  if summary["shadow_fraction"] > 0 else "")
         click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud{shadow}"
                    f"{dates} with {summary['model']} in {summary['seconds']:.1f} s")
 

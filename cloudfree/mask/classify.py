@@ -94,7 +94,9 @@ class MaskParams:
     threshold: float = 0.2
     ndsi_threshold: float = 0.6
     buffer: int = 0
-    shadow: bool = False
+    #: cloud shadows flagged (class 2); None: the command's default (``mask``: off, ``remove``:
+    #: on for a single date, off with references)
+    shadow: bool | None = None
     hot: bool = True
     land: bool = False  # bright land (roofs, greenhouses) that scores as cloud left clear
     #: with Sentinel-1 (``remove --s1``): cloud on built-up backscatter, none confident, left

@@ -750,7 +750,7 @@ def remove_scene(
     output: Path | str,
     *,
     engine: EngineOptions = EngineOptions(),
-    mask_params: MaskParams = MaskParams(buffer=5, shadow=True),
+    mask_params: MaskParams = MaskParams(buffer=5),
     fill: FillOptions = FillOptions(),
     inputs: InputOptions = InputOptions(),
     dates: ReferenceOptions = ReferenceOptions(),
@@ -789,8 +789,9 @@ def remove_scene(
         ``built_up`` leaves clear what scores as cloud on built-up backscatter with no confident
         cloud near. With ``shadow``, the shadows the scene's clouds cast are relit (filled
         without ``fill.restoring``; ``shadow.tied_shadows``), the rest of the dark land the
-        shadow test flags is kept. Default: the ``score`` method with a 5 px buffer, shadows
-        and the built-up test on.
+        shadow test flags is kept; ``shadow=None`` (the default) is on for a single date, off
+        with references. Default: the ``score`` method with a 5 px buffer, the built-up test
+        on.
     fill : FillOptions
         The fill's base (local or median), the composite and its feather, the bound on a fill
         network's correction, the restoration of thin cloud. Default: ``FillOptions()``.
@@ -856,6 +857,8 @@ def remove_scene(
     uncertainty_out, preview = outputs.uncertainty_out, outputs.preview
     with inputs.open_scene(s2_path) as s2, ExitStack() as stack:
         stack.enter_context(one_blas_thread())
+        if mask_params.shadow is None:
+            mask_params = replace(mask_params, shadow=not references)
         if mask_params.shadow and not {"B03", *SHADOW_BANDS} <= set(s2.bands):
             log.info("%s has no B08 or B11: its cloud shadows are left as they are",
                      s2.path.name)
