@@ -22,7 +22,7 @@ from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 from rasterio.windows import Window
@@ -139,6 +139,8 @@ from cloudfree.pipeline.options import (
 )
 
 log = logging.getLogger("cloudfree")
+#: What a job returns for each window of a pass over the scene (``classified_windows``).
+Result = TypeVar("Result")
 #: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
 LOADERS = 2
 MAX_GPU_LOADERS = 16
@@ -387,9 +389,10 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
 
 
 def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
-                       shadow: ShadowThresholds | None, halo: int, job: Callable, label: str,
-                       quiet: bool, abandon: threading.Event | None = None,
-                       copy: SceneCopy | None = None) -> Iterator:
+                       shadow: ShadowThresholds | None, halo: int,
+                       job: Callable[[Window, MaskedWindow], Result], label: str, quiet: bool,
+                       abandon: threading.Event | None = None,
+                       copy: SceneCopy | None = None) -> Iterator[Result]:
     """``job(window, MaskedWindow)`` on every block of the scene, read with ``halo`` px of
     context and classified, on every core; yields the results in order. With ``copy``, the
     scene is kept there first (``fill_copy``; unless an earlier pass kept it) and the windows
@@ -404,7 +407,7 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
             decode = copy.decoded.read
     windows = block_windows(s2.width, s2.height)
 
-    def one(index: int):
+    def one(index: int) -> Result:
         win = windows[index]
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
 
