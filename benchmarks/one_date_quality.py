@@ -1,7 +1,7 @@
 """Single-date cloud removal judged against the same date's land: real clouds and real shadows
 over the pool's clear real S1/S2 images, one scene held out at a time.
 
-    python benchmarks/one_date_quality.py --data DATA [--json out.json]
+    python benchmarks/one_date_quality.py --data DATA [--json out.json] [--half tuning]
 
 DATA is the set built by ``scripts/build_training_set.py``. Every clear L1C image with its S1 (the
 pairs and the cloud-free image of every triplet, ``train_default.clear_scenes``) is a scene. Its
@@ -22,8 +22,9 @@ more) and of thin cloud (less), and over the ring just inside each cloud (its pi
 ``RING`` px of the land it left clear), where restoring hands over to filling. Specks: the filled
 pixels (those the output changed) darker than the clear land's 1st percentile in B02, B03 or
 B04, or bluer (B02 / B04) than its 99th, summed over the scenes. Settings: the scene median, the
-local base, then each step on it (haze restored; shadows relit, with the mask's shadow test),
-then all together. Then, guard, the ``other date`` case: every real triplet's own cloudy image
+local base (shadows left dark, ``--no-shadow``), then each step on it (haze restored; shadows
+relit, with the mask's shadow test, ``remove``'s default for one date), then all together (the
+default). Then, guard, the ``other date`` case: every real triplet's own cloudy image
 against its cloud-free image of another date (the papers' protocol; its ring inside the
 triplet's own cloud mask).
 
