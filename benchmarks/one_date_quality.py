@@ -39,6 +39,7 @@ import argparse
 import json
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ DONOR_CLOUD = (0.05, 0.7)
 MIN_SHADOW = 300
 SHADOWS = MaskParams(buffer=5, shadow=True)
 #: ``remove``'s mask without shadows (``--no-shadow``)
-UNSHADED = MaskParams(buffer=5)
+UNSHADED = MaskParams(buffer=5, shadow=False)
 #: name -> remove options: the steps, one at a time, then together
 SETTINGS = {
     "scene-median fill": {"model": "median-fill", "fill_method": "median", "feather": 8,
@@ -80,10 +81,10 @@ SETTINGS = {
     # not run by default
     # the bright-land test as measured before the built-up test (S1) existed
     "+ bright-land test": {"model": "median-fill",
-                           "mask_params": MaskParams(buffer=5, land=True, built_up=False),
+                           "mask_params": replace(UNSHADED, land=True, built_up=False),
                            "restoring": RestoreParams(shadows=False)},
     "without the S1 built-up test": {"model": "median-fill",
-                                     "mask_params": MaskParams(buffer=5, built_up=False),
+                                     "mask_params": replace(UNSHADED, built_up=False),
                                      "restoring": RestoreParams(shadows=False)},
     "local base, shadows filled": {"model": "median-fill", "restoring": None,
                                    "mask_params": SHADOWS},

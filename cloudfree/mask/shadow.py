@@ -163,7 +163,10 @@ def shadow_weight(reflectance: np.ndarray, shadow: np.ndarray, cloud: np.ndarray
     the shadow, and everywhere without an offset."""
     if offset is None or not cloud.any():
         return np.zeros(shadow.shape, np.float32)
-    return shadow_like(reflectance, shadow, clear, bands) * footprint(cloud, offset)
+    cast = footprint(cloud, offset)
+    if not (shadow & cast).any():
+        return np.zeros(shadow.shape, np.float32)
+    return shadow_like(reflectance, shadow, clear, bands) * cast
 
 
 def tied_shadows(reflectance: np.ndarray, classes: np.ndarray,

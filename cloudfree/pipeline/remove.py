@@ -443,8 +443,11 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         inside = valid & ((rows >= 0) & (rows < s2.height))[:, None] \
             & ((cols >= 0) & (cols < s2.width))[None, :]
         cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
+        inner = (slice(halo, halo + h), slice(halo, halo + w))
+        if not cloud[inner].any():  # nothing to displace: the counts are 0
+            return offset_counts(cloud, cloud, inner, inside)
         like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands) >= 0.5
-        return offset_counts(like, cloud, (slice(halo, halo + h), slice(halo, halo + w)), inside)
+        return offset_counts(like, cloud, inner, inside)
 
     return scene_offset(sum(classified_windows(s2, bands, params, shadow, halo, job,
                                                "shadow offset", quiet, abandon, copy)))
