@@ -245,7 +245,8 @@ def test_water_and_dark_land_beside_a_cloud_without_shadows_are_left_alone(land,
     out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
     remove_scene(scene, None, out, outputs=OutputOptions(mask_out=mask), quiet=True)
     with rasterio.open(out) as a, rasterio.open(mask) as m:
-        kept, used = a.read(), m.read(1)
+        kept, used, tags = a.read(), m.read(1), a.tags()
+    assert tags["SHADOW_FILLED"] == "True"  # shadows on, by default for one date
     assert not (used == SHADOW).any()
     replaced = (used != CLEAR) & (used != NODATA)
     untouched = valid & (ndimage.distance_transform_edt(~replaced) > LocalFillParams().ring)
