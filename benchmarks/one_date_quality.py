@@ -1,7 +1,7 @@
 """Single-date cloud removal judged against the same date's land: real clouds and real shadows
 over the pool's clear real S1/S2 images, one scene held out at a time.
 
-    python benchmarks/one_date_quality.py --data DATA [--json out.json]
+    python benchmarks/one_date_quality.py --data DATA [--json out.json] [--half tuning]
 
 DATA is the set built by ``scripts/build_training_set.py``. Every clear L1C image with its S1 (the
 pairs and the cloud-free image of every triplet, ``train_default.clear_scenes``) is a scene. Its
@@ -24,9 +24,10 @@ pixels (those the output changed) darker than the clear land's 1st percentile in
 B04, or bluer (B02 / B04) than its 99th, summed over the scenes. Colour, on the opaque cloud
 pixels: per band, the relative error of the output's mean against the truth's (its level), and
 of the output's mean against that of the clear land within ``LAND_RING`` px of the cloud (what
-the eye compares a patch with), in % and averaged over the scenes. Settings: the scene median, the
-local base, then each step on it (haze restored; shadows relit, with the mask's shadow test),
-then all together. Then, guard, the ``other date`` case: every real triplet's own cloudy image
+the eye compares a patch with), in % and averaged over the scenes. Settings: the scene median,
+the local base (shadows left dark, ``--no-shadow``), then each step on it (haze restored;
+shadows relit, with the mask's shadow test, ``remove``'s default for one date), then all
+together (the default). Then, guard, the ``other date`` case: every real triplet's own cloudy image
 against its cloud-free image of another date (the papers' protocol; its ring inside the
 triplet's own cloud mask).
 
@@ -44,6 +45,7 @@ import argparse
 import json
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +72,15 @@ NEAR = 40
 DONOR_CLOUD = (0.05, 0.7)
 MIN_SHADOW = 300
 SHADOWS = MaskParams(buffer=5, shadow=True)
+#: ``remove``'s mask without shadows (``--no-shadow``)
+UNSHADED = MaskParams(buffer=5, shadow=False)
 #: name -> remove options: the steps, one at a time, then together
 SETTINGS = {
     "scene-median fill": {"model": "median-fill", "fill_method": "median", "feather": 8,
-                          "restoring": None},
-    "local base": {"model": "median-fill", "restoring": None},
-    "+ haze restored": {"model": "median-fill", "restoring": RestoreParams(shadows=False)},
+                          "restoring": None, "mask_params": UNSHADED},
+    "local base": {"model": "median-fill", "restoring": None, "mask_params": UNSHADED},
+    "+ haze restored": {"model": "median-fill", "restoring": RestoreParams(shadows=False),
+                        "mask_params": UNSHADED},
     "+ shadows relit": {"model": "median-fill", "mask_params": SHADOWS,
                         "restoring": RestoreParams(haze=None)},
     "all together": {"model": "median-fill", "mask_params": SHADOWS,
@@ -83,15 +88,16 @@ SETTINGS = {
     # not run by default
     # the bright-land test as measured before the built-up test (S1) existed
     "+ bright-land test": {"model": "median-fill",
-                           "mask_params": MaskParams(buffer=5, land=True, built_up=False),
+                           "mask_params": replace(UNSHADED, land=True, built_up=False),
                            "restoring": RestoreParams(shadows=False)},
     "without the S1 built-up test": {"model": "median-fill",
-                                     "mask_params": MaskParams(buffer=5, built_up=False),
+                                     "mask_params": replace(UNSHADED, built_up=False),
                                      "restoring": RestoreParams(shadows=False)},
     "local base, shadows filled": {"model": "median-fill", "restoring": None,
                                    "mask_params": SHADOWS},
-    "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None},
-    "fillnet + haze restored": {"model": "cloudfree-fillnet",
+    "fillnet on the local base": {"model": "cloudfree-fillnet", "restoring": None,
+                                  "mask_params": UNSHADED},
+    "fillnet + haze restored": {"model": "cloudfree-fillnet", "mask_params": UNSHADED,
                                 "restoring": RestoreParams(shadows=False)},
 }
 #: The haze constants' alternatives: each scene is scored with the one (default included) best
@@ -100,8 +106,8 @@ HAZE_VARIANTS = {
     "haze: hand-over at 0.05-0.2": HazeParams(t_restore=0.05, t_fill=0.2),
     "haze: hand-over at 0.15-0.4": HazeParams(t_restore=0.15, t_fill=0.4),
 }
-SETTINGS.update({n: {"model": "median-fill", "restoring": RestoreParams(haze=h, shadows=False)}
-                 for n, h in HAZE_VARIANTS.items()})
+SETTINGS.update({n: {"model": "median-fill", "restoring": RestoreParams(haze=h, shadows=False),
+                     "mask_params": UNSHADED} for n, h in HAZE_VARIANTS.items()})
 DEFAULT_SETTINGS = ("scene-median fill", "local base", "+ haze restored", "+ shadows relit",
                     "all together", *HAZE_VARIANTS)
 HAZE_DEFAULT = "+ haze restored"
@@ -319,9 +325,16 @@ def pool_scenes(data: Path) -> tuple[list[dict], list[dict], list[dict], np.ndar
     for r in l1c:
         if r["kind"] in ("pair", "triplet"):
             clear, valid = reflectance(r["s2_clear"])
-            scenes.append({"id": r["id"], "scene": r["scene"], "clear": clear, "s1": r["s1"],
+            scenes.append({"id": r["id"], "scene": r["scene"], "held_out": in_held_out(r),
+                           "clear": clear, "s1": r["s1"],
                            "valid": valid & np.isfinite(r["s1"]).all(0)})
     return l1c, scenes, pool, ratios
+
+
+def in_half(held_out: bool, half: str | None) -> bool:
+    """Whether a scene (``held_out`` or not) is in ``half`` (``tuning``, ``held-out``; None:
+    both)."""
+    return half is None or held_out == (half == "held-out")
 
 
 def donor_for(scenes: list[dict], pool: list[dict], i: int) -> dict:
@@ -367,7 +380,8 @@ def main() -> None:
                         help="no run: the tables of the rows and guards of these --json files")
     parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
     parser.add_argument("--half", choices=("tuning", "held-out"),
-                        help="only the scenes and guard triplets of this half of the split")
+                        help="only the scenes (and guard triplets) of this half of the by-scene "
+                             "split (HELD_OUT of mask_quality.py); default both")
     args = parser.parse_args()
     if args.merge:
         saved = [json.loads(f.read_text()) for f in args.merge]
@@ -385,7 +399,7 @@ def main() -> None:
         folder = Path(tmp)
         start, stop = (int(x) if x else None for x in args.scenes.split(":"))
         for i, scene in list(enumerate(scenes))[start:stop]:
-            if args.half and in_held_out(scene) != (args.half == "held-out"):
+            if not in_half(scene["held_out"], args.half):
                 continue
             donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"]}
@@ -398,8 +412,8 @@ def main() -> None:
                   flush=True)
         if not args.no_guard:
             guarded = {n: o for n, o in settings.items() if n in GUARD_SETTINGS}
-            triplets = [r for r in l1c if r["kind"] == "triplet" and (
-                not args.half or in_held_out(r) == (args.half == "held-out"))]
+            triplets = [r for r in l1c if r["kind"] == "triplet"
+                        and in_half(in_held_out(r), args.half)]
             for record, sample in zip(triplets, real_triplets(triplets), strict=True):
                 if not (sample.cloud.astype(bool) & sample.valid).any():
                     continue

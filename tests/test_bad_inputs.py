@@ -430,7 +430,8 @@ def test_remove_says_what_co_registration_and_the_fill_did(tmp_path, cli):
     assert "not applied" not in result.stderr and "wrong partner" not in result.stderr
     base = ("nearby clear pixels with similar Sentinel-1 backscatter (where none is near: the "
             "scene's clear-sky median)")
-    restored = "where the land shows through thin cloud or haze, the veil taken off"
+    restored = ("where the land shows through thin cloud or haze, the veil taken off, shadows "
+                "relit")
     assert (f"cloudfree: cloud pixels: {restored}; the rest filled by the fillnet network, "
             f"starting from {base}") in result.stderr
     result = cli("remove", "--s2", sample / "s2.tif", "--s1", sample / "s1.tif",

@@ -217,8 +217,8 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "haze ring around clouds (local), or the scene's clear-sky median (median).")
 @click.option("--restore/--no-restore", default=True, show_default=True,
               help="With --fill local: where the land still shows through thin cloud and haze "
-                   "(and under shadows, with --shadow), take the veil off (relight the shadow) "
-                   "instead of filling it; only opaque cloud is filled.")
+                   "(and under the clouds' shadows, see --shadow), take the veil off (relight "
+                   "the shadow) instead of filling it; only opaque cloud is filled.")
 @click.option("--max-correction", metavar="SHARE|none", callback=_share_or_none,
               help="Bound on the fill network's correction of its base, as a share of the base "
                    f"per band [default: {MAX_CORRECTION}; on the local base, less where clear "
@@ -250,7 +250,7 @@ def remove(s2_path, s1_path, output, as_json, quiet, max_correction, restore, **
         dates = "" if sources is None else \
             f", {sources['references']} pixels from other dates, the rest"
         shadow = (f" and {summary['shadow_fraction']:.1%} shadow"
-                  if options["mask_params"].shadow else "")
+                  if summary["shadow_fraction"] > 0 else "")
         click.echo(f"{summary['output']}: filled {summary['cloud_fraction']:.1%} cloud{shadow}"
                    f"{dates} with {summary['model']} in {summary['seconds']:.1f} s")
 

@@ -240,7 +240,9 @@ def mask_method(f):
 
 def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
     """Cloud-mask options shared by `mask` and `remove`, collected into ``mask_params``; with
-    ``s1`` (`remove`), the test that reads Sentinel-1 too."""
+    ``s1`` (`remove`), the test that reads Sentinel-1 too, and --shadow/--no-shadow on by
+    default for a single date (`remove` relights the shadows its clouds cast; `mask` flags the
+    scene's dark land, off by default)."""
     from cloudfree.mask.classify import MAX_BUFFER, MaskParams
 
     def decorate(f):
@@ -263,8 +265,17 @@ def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
                          show_default=True,
                          metavar="PIXELS",
                          help=f"Dilate clouds (and shadows) by this radius, at most {MAX_BUFFER}."),
-            click.option("--shadow", is_flag=True,
-                         help="Also flag cloud shadow (class 2) from CSI=(B08+B11)/2."),
+            click.option("--shadow/--no-shadow", default=None if s1 else False,
+                         show_default=not s1,
+                         help="Relight (or with --no-restore, fill) the shadows the scene's "
+                              "clouds cast: the dark pixels (CSI=(B08+B11)/2) on the side "
+                              "where the clouds' outlines, displaced alike, fall on dark "
+                              "land; dark land elsewhere is kept (needs B08 and B11; skipped "
+                              "without them) [default: on for a single date, off with "
+                              "--reference]."
+                         if s1 else
+                         "Also flag cloud shadow (class 2) from CSI=(B08+B11)/2: the "
+                         "scene's darkest land, which takes in dark forest and water too."),
             click.option("--hot/--no-hot", default=True, show_default=True,
                          help="Cloud only where HOT = B02 - 0.5*B04 - 0.08 > 0 (haze optimised "
                               "transform): keeps bright soil and roofs out of the mask."),

@@ -109,7 +109,9 @@ class MaskParams:
     threshold: float = 0.2
     ndsi_threshold: float = 0.6
     buffer: int = 0
-    shadow: bool = False
+    #: cloud shadows flagged (class 2); None: the command's default (``mask``: off, ``remove``:
+    #: on for a single date, off with references)
+    shadow: bool | None = None
     hot: bool = True
     land: bool = False  # bright land (roofs, greenhouses) that scores as cloud left clear
     #: with Sentinel-1 (``remove --s1``): cloud on built-up backscatter, none confident, left
@@ -171,10 +173,13 @@ class MaskParams:
 
 @dataclass(frozen=True)
 class ShadowThresholds:
-    """Scene-wide thresholds of the shadow test (from one pass over the valid pixels)."""
+    """Scene-wide thresholds of the shadow test (from one pass over the valid pixels); for
+    ``remove``, also the offset (rows, columns) from the scene's clouds to their shadows
+    (``shadow.scene_offset``; None: no shadow is cast in the scene, or it is not known)."""
 
     csi: float
     blue: float
+    offset: tuple[int, int] | None = None
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

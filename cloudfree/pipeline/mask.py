@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,8 @@ def mask_scene(
     check_path("output", output)
     check_path("score_path", score_path, optional=True)
     check_kind("params", params, MaskParams, "a MaskParams")
+    if params.shadow is None:  # the mask flags no shadow unless asked to
+        params = replace(params, shadow=False)
     inputs = InputOptions(offset=offset, level=level, bbox=bbox, bbox_crs=bbox_crs)
     check_options_kind(creation_options)
     check_whole("block", block, *BLOCK_RANGE, "pixels")

@@ -17,12 +17,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 from rasterio.windows import Window
@@ -97,6 +97,7 @@ from cloudfree.mask.classify import (
     NODATA,
     SEED_BOX,
     SHADOW,
+    SHADOW_BANDS,
     MaskParams,
     ShadowThresholds,
     built_up,
@@ -104,6 +105,7 @@ from cloudfree.mask.classify import (
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
 from cloudfree.mask.scene_input import (
+    MaskedWindow,
     MaskInput,
     Pads,
     SceneCopy,
@@ -114,7 +116,13 @@ from cloudfree.mask.scene_input import (
     takes_scl,
 )
 from cloudfree.mask.shadow import NEAR as SHADOW_NEAR
-from cloudfree.mask.shadow import tied_shadows
+from cloudfree.mask.shadow import (
+    OFFSET_REACH,
+    offset_counts,
+    scene_offset,
+    shadow_like,
+    tied_shadows,
+)
 from cloudfree.output.atomic import GridOutputs, check_distinct, check_output
 from cloudfree.output.cog import AVERAGE, NEAREST, raw_scratch
 from cloudfree.output.geotiff import check_geotiff_output
@@ -131,6 +139,8 @@ from cloudfree.pipeline.options import (
 )
 
 log = logging.getLogger("cloudfree")
+#: What a job returns for each window of a pass over the scene (``classified_windows``).
+Result = TypeVar("Result")
 #: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
 LOADERS = 2
 MAX_GPU_LOADERS = 16
@@ -357,9 +367,10 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
                  copy: SceneCopy | None = None
                  ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
-    shadow thresholds (with ``params.shadow``), then (with ``fill``) the clear-sky statistics;
-    with ``copy``, the scene (every band of ``bands``) is decoded and kept there first
-    (``fill_copy``) and both read it back; stopped early once ``abandon`` is set."""
+    shadow thresholds (with ``params.shadow``) and, with ``tie_shadows``, the offset from the
+    clouds to their shadows; then (with ``fill``) the clear-sky statistics; with ``copy``, the
+    scene (every band of ``bands``) is decoded and kept there first (``fill_copy``) and all
+    read it back; stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
         read = None
@@ -368,23 +379,26 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
             read = copy.read
         shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
                                          1 if read is None else usable_cores(), read)
+        if tie_shadows:
+            shadow = replace(shadow, offset=scene_shadow_offset(s2, bands, params, shadow,
+                                                                quiet, abandon, copy))
     if not fill:
         return shadow, None
     return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
                                        copy)
 
 
-def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
-                        shadow: ShadowThresholds | None, quiet: bool,
-                        tie_shadows: bool = False, abandon: threading.Event | None = None,
-                        copy: SceneCopy | None = None) -> FillSpectrum:
-    """First pass: the clear-sky median of every band over the scene (``fill.py``);
-    ``tie_shadows``: flagged shadows not tied to a cloud count as clear, as restoring takes
-    them (``shadow.tied_shadows``). With ``copy``, the scene is kept there first
-    (``fill_copy``; unless an earlier pass kept it) and the windows with their margins read
-    back from it. Once ``abandon`` is set (the caller failed), or a stop was asked for, it
-    raises CancelledError, or Interrupted, after the windows being read."""
-    halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
+def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
+                       shadow: ShadowThresholds | None, halo: int,
+                       job: Callable[[Window, MaskedWindow], Result], label: str, quiet: bool,
+                       abandon: threading.Event | None = None,
+                       copy: SceneCopy | None = None) -> Iterator[Result]:
+    """``job(window, MaskedWindow)`` on every block of the scene, read with ``halo`` px of
+    context and classified, on every core; yields the results in order. With ``copy``, the
+    scene is kept there first (``fill_copy``; unless an earlier pass kept it) and the windows
+    with their margins read back from it. Once ``abandon`` is set (the caller failed), or a
+    stop was asked for, it raises CancelledError, or Interrupted, after the windows being
+    read."""
     decode = stored_reader(s2, bands, params)
     if copy is not None:
         if not copy.decoded.complete:
@@ -393,31 +407,74 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
             decode = copy.decoded.read
     windows = block_windows(s2.width, s2.height)
 
-    def one(index: int) -> tuple[np.ndarray, int]:
+    def one(index: int) -> Result:
         win = windows[index]
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
 
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
             return mask_input(s2, decode(grown), pads)
 
-        refl, valid, classes, _ = read_classified(read, top, left, h, w, (s2.height, s2.width),
-                                                  halo, params, bands, shadow)
-        if tie_shadows:
-            classes = tied_shadows(refl, classes, bands)
+        return job(win, read_classified(read, top, left, h, w, (s2.height, s2.width), halo,
+                                        params, bands, shadow))
+
+    # windows are read and classified on every core; each thread returns only its result.
+    # Closed (its threads joined) before the scene's datasets, even on a stop.
+    with closing(ordered_map(one, range(len(windows)), usable_cores())) as results:
+        for result in progress(results, len(windows), label, quiet):
+            check_stop()  # this may run on a thread of its own, which signals do not reach
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
+            yield result
+
+
+def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
+                        shadow: ShadowThresholds, quiet: bool,
+                        abandon: threading.Event | None = None,
+                        copy: SceneCopy | None = None) -> tuple[int, int] | None:
+    """First pass: the offset from the scene's clouds to their shadows (``shadow.scene_offset``;
+    None: none is cast). Reads as ``classified_windows``."""
+    halo = params.halo + OFFSET_REACH
+
+    def job(win: Window, window: MaskedWindow) -> np.ndarray:
+        refl, valid, classes, score = window
+        h, w = int(win.height), int(win.width)
+        rows = np.arange(-halo, h + halo) + int(win.row_off)
+        cols = np.arange(-halo, w + halo) + int(win.col_off)
+        inside = valid & ((rows >= 0) & (rows < s2.height))[:, None] \
+            & ((cols >= 0) & (cols < s2.width))[None, :]
+        cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
         inner = (slice(halo, halo + h), slice(halo, halo + w))
+        if not cloud[inner].any():  # nothing to displace: the counts are 0
+            return offset_counts(cloud, cloud, inner, inside)
+        like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands) >= 0.5
+        return offset_counts(like, cloud, inner, inside)
+
+    return scene_offset(sum(classified_windows(s2, bands, params, shadow, halo, job,
+                                               "shadow offset", quiet, abandon, copy)))
+
+
+def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
+                        shadow: ShadowThresholds | None, quiet: bool,
+                        tie_shadows: bool = False, abandon: threading.Event | None = None,
+                        copy: SceneCopy | None = None) -> FillSpectrum:
+    """First pass: the clear-sky median of every band over the scene (``fill.py``);
+    ``tie_shadows``: flagged shadows not tied to a cloud (by ``shadow.offset``) count as clear,
+    as restoring takes them (``shadow.tied_shadows``). Reads as ``classified_windows``."""
+    halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
+
+    def job(win: Window, window: MaskedWindow) -> tuple[np.ndarray, int]:
+        refl, valid, classes, _ = window
+        if tie_shadows:
+            classes = tied_shadows(refl, classes, shadow.offset, bands)
+        inner = (slice(halo, halo + int(win.height)), slice(halo, halo + int(win.width)))
         classes, valid = classes[inner], valid[inner]
         clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
         return window_counts(refl[:, inner[0], inner[1]], clear), int(valid.sum())
 
     histogram = ClearHistogram(len(bands))
-    # windows are read and classified on every core; each thread returns only its histogram.
-    # Closed (its threads joined) before the scene's datasets, even on a stop.
-    with closing(ordered_map(one, range(len(windows)), usable_cores())) as results:
-        for counts, valid in progress(results, len(windows), "fill statistics", quiet):
-            check_stop()  # this may run on a thread of its own, which signals do not reach
-            if abandon is not None and abandon.is_set():
-                raise CancelledError
-            histogram.merge(counts, valid)
+    for counts, valid in classified_windows(s2, bands, params, shadow, halo, job,
+                                            "fill statistics", quiet, abandon, copy):
+        histogram.merge(counts, valid)
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
         raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
     return histogram.spectrum(bands=bands)
@@ -487,8 +544,8 @@ class SceneRemoval:
                                                  chunk.width, halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
-        if self.restoring is not None and self.restoring.shadows and self.params.shadow:
-            classes = tied_shadows(refl, classes, self.bands)  # the rest is dark land
+        if self.params.shadow:  # the rest is dark land
+            classes = tied_shadows(refl, classes, self.shadow.offset, self.bands)
         region = fill_mask(classes, self.params)
         if local is not None:  # the haze ring, only where no other date judges the pixel
             ring = haze_region(region, score, valid, local)
@@ -736,7 +793,11 @@ def remove_scene(
     mask_params : MaskParams
         The cloud mask: method, thresholds, buffer in pixels, shadow; with ``s1_path``,
         ``built_up`` leaves clear what scores as cloud on built-up backscatter with no confident
-        cloud near. Default: the ``score`` method with a 5 px buffer, the built-up test on.
+        cloud near. With ``shadow``, the shadows the scene's clouds cast are relit (filled
+        without ``fill.restoring``; ``shadow.tied_shadows``), the rest of the dark land the
+        shadow test flags is kept; ``shadow=None`` (the default) is on for a single date, off
+        with references. Default: the ``score`` method with a 5 px buffer, the built-up test
+        on.
     fill : FillOptions
         The fill's base (local or median), the composite and its feather, the bound on a fill
         network's correction, the restoration of thin cloud. Default: ``FillOptions()``.
@@ -802,6 +863,12 @@ def remove_scene(
     uncertainty_out, preview = outputs.uncertainty_out, outputs.preview
     with inputs.open_scene(s2_path) as s2, ExitStack() as stack:
         stack.enter_context(one_blas_thread())
+        if mask_params.shadow is None:
+            mask_params = replace(mask_params, shadow=not references)
+        if mask_params.shadow and not {"B03", *SHADOW_BANDS} <= set(s2.bands):
+            log.info("%s has no B08 or B11: its cloud shadows are left as they are",
+                     s2.path.name)
+            mask_params = replace(mask_params, shadow=False)
         bands = check_bands(s2, model, engine.name, mask_params)
         temporal_mask = dates.temporal_mask
         if temporal_mask is None:
@@ -826,8 +893,7 @@ def remove_scene(
         check_batch_memory(grid, engine.batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         restoring = fill.restoring
-        tie = (restoring is not None and restoring.shadows and mask_params.shadow
-               and fill.fill_method == "local")
+        tie = mask_params.shadow  # only the shadows the clouds cast are relit or filled
         abandon = threading.Event()
         decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
         scl = takes_scl(s2, mask_params)

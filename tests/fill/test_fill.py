@@ -22,10 +22,10 @@ from cloudfree.inference.checkpoint import load_checkpoint
 from cloudfree.inference.engines import open_engine
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
-from cloudfree.mask.classify import CLOUD, MaskParams, classify
+from cloudfree.mask.classify import CLOUD, COLORMAP, SHADOW, MaskParams, classify
 from cloudfree.networks import build
 from cloudfree.output.preview import LEGEND
-from cloudfree.pipeline.options import EngineOptions, FillOptions
+from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.baselines import median_fill
 
@@ -92,25 +92,30 @@ def test_untrained_fillnet_is_the_fill():
 
 
 def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
-    out = tmp_path / "filled.tif"
+    out, mask = tmp_path / "filled.tif", tmp_path / "mask.tif"
     summary = remove_scene(SUMMER_S2, SUMMER_S1, out, engine=EngineOptions(model="median-fill"),
                            fill=FillOptions(fill_method="median"),
-                           inputs=InputOptions(s1_aligned=True), quiet=True)
+                           inputs=InputOptions(s1_aligned=True),
+                           outputs=OutputOptions(mask_out=mask), quiet=True)
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
-    classes, _ = classify(refl, valid, MaskParams(buffer=5))  # remove's default mask
+    classes, _ = classify(refl, valid, MaskParams(buffer=5))  # remove's default cloud mask
+    with rasterio.open(mask) as ds:  # with the shadows its clouds cast (filled, not relit)
+        used = ds.read(1)
     cloud = classes == CLOUD
+    filled = cloud | (used == SHADOW)
     assert 0.05 < cloud.mean() < 0.95, "the test needs both clouds and clear pixels"
+    assert 0.01 < (used == SHADOW).mean() < 0.1 and not (used[cloud] == SHADOW).any()
     with rasterio.open(out) as ds:
         result, tags = ds.read(), ds.tags()
     with rasterio.open(SUMMER_S2) as ds:
         original = ds.read()
 
-    deep = ndimage.distance_transform_edt(cloud) >= 9  # past the 8 px feather
-    median = np.median(original[:, valid & ~cloud], axis=1)
+    deep = ndimage.distance_transform_edt(filled) >= 9  # past the 8 px feather
+    median = np.median(original[:, valid & ~filled], axis=1)
     np.testing.assert_allclose(result[:, deep], np.broadcast_to(median[:, None],
                                                                 result[:, deep].shape), atol=1)
-    assert np.array_equal(result[:, ~cloud], original[:, ~cloud])
+    assert np.array_equal(result[:, ~filled], original[:, ~filled])
     assert tags["FILL_SOURCE"] == "scene" and tags["ARCH"] == "fill"
     assert summary["fill"]["source"] == "scene"
 
@@ -125,7 +130,7 @@ def test_the_default_runs_without_s1_and_changes_only_the_masked_pixels(tmp_path
     out, mask = tmp_path / "x.tif", tmp_path / "m.tif"
     result = cli("remove", "--s2", SUMMER_S2, "-o", out, "--mask-out", mask, "-v")
     assert result.exit_code == 0, result.output
-    assert "x.tif: filled 43.3% cloud with median-fill in" in result.stdout
+    assert "x.tif: filled 43.3% cloud and 4.0% shadow with median-fill in" in result.stdout
     assert "the rest filled from nearby clear pixels (where none is near" in result.stderr
     with rasterio.open(out) as o, rasterio.open(SUMMER_S2) as i, rasterio.open(mask) as m:
         filled, observed, masked = o.read(), i.read(), m.read(1) > 0
@@ -159,9 +164,9 @@ def test_the_fast_model_is_the_small_preset_of_the_default_and_fills_the_same_pi
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a PNG
 def test_preview_shows_input_mask_and_output_side_by_side(tmp_path, cli):
-    png = tmp_path / "quicklook.png"
+    png, mask = tmp_path / "quicklook.png", tmp_path / "mask.tif"
     result = cli("remove", "--s1", SUMMER_S1, "--s2", SUMMER_S2, "-o", tmp_path / "o.tif",
-                 "--model", "median-fill", "--preview", png, "--quiet")
+                 "--model", "median-fill", "--preview", png, "--mask-out", mask, "--quiet")
     assert result.exit_code == 0, result.output
     with rasterio.open(png) as ds:
         image = ds.read()
@@ -171,12 +176,17 @@ def test_preview_shows_input_mask_and_output_side_by_side(tmp_path, cli):
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
     cloud = classify(refl, valid, MaskParams(buffer=5))[0] == CLOUD
+    with rasterio.open(mask) as ds:
+        shadow = ds.read(1) == SHADOW  # the shadows the clouds cast, relit
     assert (mask_panel[:, cloud] == 255).all()  # clouds drawn white
     assert (mask_panel[:, ~cloud] < 255).all()
+    purple = np.array(COLORMAP[SHADOW][:3])[:, None]
+    assert shadow.any() and (mask_panel[:, shadow] == purple).all()
     before, after = image[:, :, :256], image[:, :, 528:]
-    away = ndimage.distance_transform_edt(~cloud) > LocalFillParams().ring  # past the haze ring
+    away = ndimage.distance_transform_edt(~(cloud | shadow)) > LocalFillParams().ring
     assert np.array_equal(before[:, away], after[:, away])  # clear pixels untouched
     assert after[:, cloud].mean() < before[:, cloud].mean() - 50  # clouds gone
+    assert after[:, shadow].mean() > before[:, shadow].mean() + 5  # shadows relit
 
 
 def test_preview_must_be_a_png(tmp_path, cli):

@@ -6,14 +6,25 @@ import numpy as np
 import pytest
 import rasterio
 from helpers import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S2
+from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree.fill.local import LocalFillParams, local_fill, source_weight
 from cloudfree.fill.restore import RestoreParams, restore
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLOUD, MaskParams, classify
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.mask.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within, unveil
-from cloudfree.mask.shadow import NEAR, relight, shadow_weight
+from cloudfree.mask.shadow import (
+    OFFSET_REACH,
+    WATER_NDWI,
+    footprint,
+    offset_counts,
+    relight,
+    scene_offset,
+    shadow_like,
+    shadow_weight,
+)
+from cloudfree.pipeline.options import OutputOptions
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.simulate import opacity, overlay
 
@@ -134,26 +145,114 @@ def test_a_darkened_real_patch_is_relit_to_the_land_it_hides(land):
     np.testing.assert_array_equal(relit[:, ~patch], dark[:, ~patch])
 
 
-def test_only_shadows_beside_a_cloud_and_darker_than_the_land_around_are_relit(land):
-    """Three patches the mask would flag on real land: a real shadow's darkening beside a
-    cloud, the same darkening far from any cloud, and undarkened land beside the cloud."""
+def test_only_shadows_where_the_scenes_offset_casts_them_and_darker_than_the_land_are_relit(
+        land):
+    """Four patches the mask would flag on real land: a real shadow's darkening where the
+    cloud casts it (the scene's offset: 35 px east), the same darkening on the cloud's other
+    side and far from any cloud, and undarkened land where the cloud casts its shadow."""
     clear, valid, _ = land
     y, x = np.ogrid[:N, :N]
 
     def disk(cy, cx, r):
         return (y - cy) ** 2 + (x - cx) ** 2 <= r * r
 
-    near, far, plain = disk(81, 166, 8), disk(137, 10, 8), disk(60, 163, 8)
+    cast, west, far = disk(81, 166, 8), disk(81, 96, 8), disk(137, 10, 8)
+    plain = disk(70, 160, 6)
     cloud = disk(81, 131, 15)
-    distance = ndimage.distance_transform_edt(~cloud)
-    assert distance[near].max() < NEAR and distance[plain].max() < NEAR < distance[far].min()
+    offset = (0, 35)
+    where = footprint(cloud, offset)
+    assert where[cast].all() and where[plain].all() and not (where[west] | where[far]).any()
     ratio = np.array([1, 1, .92, .87, .76, .64, .62, .59, .56, .56, .05, .34, .37], np.float32)
-    dark = np.where((near | far)[None], clear * ratio[:, None, None], clear)
-    flagged = near | far | plain
-    weight = shadow_weight(dark, flagged, cloud, valid & ~flagged & ~cloud)
-    assert (weight[near] > 0.5).mean() > 0.9
-    assert (weight[far] == 0).all() and (weight[plain] < 0.5).all()
-    assert (weight[~flagged] == 0).all()
+    darkened = cast | west | far
+    dark = np.where(darkened[None], clear * ratio[:, None, None], clear)
+    flagged = darkened | plain
+    weight = shadow_weight(dark, flagged, cloud, valid & ~flagged & ~cloud, offset)
+    assert (weight[cast] > 0.5).mean() > 0.9
+    assert (weight[west] == 0).all() and (weight[far] == 0).all()
+    assert (weight[plain] < 0.5).all() and (weight[~flagged] == 0).all()
+    # darkened alike, the three patches look like shadows wherever they are
+    assert (shadow_like(dark, flagged, valid & ~flagged & ~cloud)[darkened] > 0.5).mean() > 0.9
+    no_offset = shadow_weight(dark, flagged, cloud, valid & ~flagged & ~cloud, None)
+    assert not no_offset.any()
+
+
+def test_the_bundled_samples_shadows_are_found_west_of_its_clouds_and_relit_by_default(
+        tmp_path):
+    """The bundled sample's real cumulus casts its shadows west (its shadows lie on the west
+    side of every cloud in the quicklook): the scene's offset points there, and ``remove``
+    relights them by default, brighter in NIR and SWIR with the land's texture, and changes
+    nothing off the clouds, their haze ring and those shadows."""
+    sample = ROOT / "examples" / "data"
+    with open_sentinel2(sample / "s2.tif") as ds:
+        refl, valid = ds.read()
+    classes, score = classify(refl, valid, MaskParams(buffer=5, shadow=True))
+    cloud = (classes == CLOUD) & (score > MaskParams().threshold)
+    like = shadow_like(refl, classes == SHADOW, classes == CLEAR) >= 0.5
+    r = OFFSET_REACH
+    counts = offset_counts(np.pad(like, r), np.pad(cloud, r), (slice(r, N + r),) * 2,
+                           np.pad(valid, r))
+    dy, dx = scene_offset(counts)
+    assert dx < -20 and abs(dy) < 10
+    out, unshaded, mask = tmp_path / "out.tif", tmp_path / "unshaded.tif", tmp_path / "m.tif"
+    remove_scene(sample / "s2.tif", None, out, outputs=OutputOptions(mask_out=mask),
+                 quiet=True)
+    remove_scene(sample / "s2.tif", None, unshaded, mask_params=MaskParams(buffer=5,
+                                                                          shadow=False),
+                 quiet=True)
+    with rasterio.open(out) as a, rasterio.open(unshaded) as b, rasterio.open(mask) as m, \
+            rasterio.open(sample / "s2.tif") as i:
+        relit, kept, used, seen = (a.read().astype(np.float32), b.read().astype(np.float32),
+                                   m.read(1), i.read().astype(np.float32))
+    shadow = used == SHADOW
+    assert 0.02 < shadow.mean() < 0.08
+    # --no-shadow leaves them dark (but the few in a cloud's haze ring)
+    assert (kept[:, shadow] == seen[:, shadow]).all(axis=0).mean() > 0.9
+    nir, swir = BANDS.index("B08"), BANDS.index("B11")
+    for band in (nir, swir):
+        assert relit[band, shadow].mean() > 1.3 * seen[band, shadow].mean()
+    inner = ndimage.binary_erosion(shadow, iterations=2)
+    assert texture_correlation(relit, seen, inner) > 0.8
+    # east of each shadow pixel, within the offset's reach, its cloud
+    east = np.array([cloud[row, col:col + 2 * r].any() for row, col in zip(*np.nonzero(shadow),
+                                                                           strict=True)])
+    assert east.mean() > 0.9
+    changed = (relit != kept).any(axis=0)
+    away = ndimage.distance_transform_edt(~(used > 0)) > LocalFillParams().ring
+    assert not changed[away].any()
+
+
+def test_water_and_dark_land_beside_a_cloud_without_shadows_are_left_alone(land, clouded,
+                                                                            tmp_path):
+    """The Sen1Floods11 chip (a river, dark fields) under summer_19's cumulus, whose shadows
+    are not in the image: the mask's shadow test flags water and dark land beside the cloud
+    that is as dark, against the land around, as a shadow, but no displacement lays the
+    cloud's outline on it much more than on its other side, so ``remove`` by default relights
+    none of it."""
+    _, valid, _ = land
+    cloudy, _, region, _ = clouded
+    classes, _ = classify(cloudy, valid, MaskParams(buffer=5, shadow=True))
+    flagged = classes == SHADOW
+    near = ndimage.distance_transform_edt(classes != CLOUD) <= 50
+    green, nir = cloudy[BANDS.index("B03")], cloudy[BANDS.index("B08")]
+    water = flagged & (green - nir > WATER_NDWI * (green + nir))
+    assert water.sum() > 1000  # the river, flagged as shadow
+    dark = shadow_like(cloudy, flagged, classes == CLEAR) >= 0.5
+    assert (dark & near).sum() > 1000  # dark land beside the cloud, as dark as a shadow
+    with rasterio.open(FLOODS_S2) as ds:
+        profile = ds.profile
+    dn = np.where(valid, np.clip(np.rint(cloudy * 1e4), 1, 65535), 0).astype(np.uint16)
+    scene = write_stack(tmp_path / "s2.tif", dn, profile, nodata=0)
+    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
+    remove_scene(scene, None, out, outputs=OutputOptions(mask_out=mask), quiet=True)
+    with rasterio.open(out) as a, rasterio.open(mask) as m:
+        kept, used, tags = a.read(), m.read(1), a.tags()
+    assert tags["SHADOW_FILLED"] == "True"  # shadows on, by default for one date
+    assert not (used == SHADOW).any()
+    replaced = (used != CLEAR) & (used != NODATA)
+    untouched = valid & (ndimage.distance_transform_edt(~replaced) > LocalFillParams().ring)
+    for left in (water, dark & near):
+        assert (left & untouched).sum() > 500
+        np.testing.assert_array_equal(kept[:, left & untouched], dn[:, left & untouched])
 
 
 def test_restore_does_not_exceed_the_cloud_when_haze_is_off(clouded):
@@ -181,18 +280,21 @@ def test_the_land_spread_on_its_coarse_grid_matches_the_direct_measure(clouded):
 
 def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land(tmp_path):
     """The bundled sample as ``remove`` runs it by default: no filled pixel darker in B02, B03
-    or B04 than the clear land's 0.5th percentile, nor bluer (B02 / B04) than its bluest pixel
-    (the veil of its cloud edges unmixed with a white cloud left hundreds of dark blue specks)."""
+    or B04 than the land's 0.5th percentile, nor bluer (B02 / B04) than its bluest pixel
+    (the veil of its cloud edges unmixed with a white cloud left hundreds of dark blue specks).
+    The land is what the input shows off the clouds: the pixels kept, and the shadowed ones
+    the output relights, as seen."""
     sample = ROOT / "examples" / "data"
-    out = tmp_path / "out.tif"
-    remove_scene(sample / "s2.tif", sample / "s1.tif", out, quiet=True)
+    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
+    remove_scene(sample / "s2.tif", sample / "s1.tif", out, outputs=OutputOptions(mask_out=mask),
+                 quiet=True)
     with rasterio.open(sample / "s2.tif") as ds:
         seen = ds.read().astype(np.float32)
-    with rasterio.open(out) as ds:
-        written = ds.read().astype(np.float32)
+    with rasterio.open(out) as ds, rasterio.open(mask) as m:
+        written, shadow = ds.read().astype(np.float32), m.read(1) == SHADOW
     filled = (written != seen).any(axis=0)
-    assert 0.2 < filled.mean() < 0.8
-    land, restored = seen[1:4, ~filled], written[1:4, filled]  # B02, B03, B04
+    assert 0.2 < filled.mean() < 0.8 and (filled & shadow).sum() > 0.8 * shadow.sum() > 1000
+    land, restored = seen[1:4, ~filled | shadow], written[1:4, filled]  # B02, B03, B04
     darkest = np.percentile(land, 0.5, axis=1)[:, None]
     assert not (restored < darkest).any()
     bluest = (land[0] / land[2]).max()

@@ -16,7 +16,7 @@ from cloudfree.inference.checkpoint import save_checkpoint
 from cloudfree.inference.tiling import TileGrid
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLOUD, NODATA, MaskParams, classify
+from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions
 from cloudfree.pipeline.remove import remove_scene
@@ -111,9 +111,12 @@ def test_cli_end_to_end_on_sen12mscr(tmp_path, checkpoints, cli):
     assert names == BANDS
     assert tags["ARCH"] == "dsen2cr" and tags["TILE"] == "128"
     classes = read(mask_out)[0][0]
-    cloud = classes == CLOUD
+    cloud, shadow = classes == CLOUD, classes == SHADOW  # the shadows the clouds cast, relit
     assert summary["cloud_fraction"] == pytest.approx(cloud.mean())
-    np.testing.assert_array_equal(data[:, ~cloud], source[:, ~cloud])  # clear pixels unchanged
+    assert summary["shadow_fraction"] == pytest.approx(shadow.mean())
+    assert shadow.mean() > 0.01
+    kept = ~(cloud | shadow)
+    np.testing.assert_array_equal(data[:, kept], source[:, kept])  # clear pixels unchanged
     assert (data[:, cloud] != source[:, cloud]).any(axis=0).mean() > 0.95  # clouds filled
 
 
