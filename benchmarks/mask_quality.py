@@ -186,7 +186,9 @@ def s2cloudless() -> Masker | None:
     return lambda refl: detector.get_cloud_masks(np.moveaxis(refl, 0, -1)[None])[0] > 0
 
 
-def ukis_csmask() -> Masker | None:
+def ukis_csmask(factor: int = 1) -> Masker | None:
+    """The ukis-csmask network's cloud (6-band L1C model), run on the image averaged over
+    ``factor`` x ``factor`` px blocks (3: the 30 m its authors ask for) and repeated back."""
     try:
         from ukis_csmask.mask import CSmask
     except ImportError:
@@ -195,10 +197,13 @@ def ukis_csmask() -> Masker | None:
     names = ["blue", "green", "red", "nir", "swir16", "swir22"]
 
     def run(refl: np.ndarray) -> np.ndarray:
-        img = np.moveaxis(refl[[BANDS.index(b) for b in order]], 0, -1).copy()
-        mask = CSmask(img, band_order=names, product_level="l1c",
+        img = np.moveaxis(refl[[BANDS.index(b) for b in order]], 0, -1)
+        h, w = img.shape[0] // factor * factor, img.shape[1] // factor * factor
+        img = img[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
+        mask = CSmask(img.astype(np.float32), band_order=names, product_level="l1c",
                       providers=["CPUExecutionProvider"], intra_op_num_threads=2)
-        return mask.csm[..., 0] == 1
+        cloud = np.kron(mask.csm[..., 0] == 1, np.ones((factor, factor), bool))
+        return np.pad(cloud, ((0, refl.shape[1] - h), (0, refl.shape[2] - w)), mode="edge")
 
     return run
 
