@@ -366,9 +366,9 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray) 
     if not land.any():
         return land
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
-    land &= box_mean(parallax_index(b), cloud, LAND_BOX) > LAND_CDI
-    land &= box_mean(b["B11"] / visible, cloud, LAND_BOX) > LAND_SWIR
-    hazy = box_mean((score > HAZE_SCORE).astype(np.float32), ~cloud, LAND_BOX)
+    land &= box_mean(parallax_index(b), cloud, LAND_BOX, "constant") > LAND_CDI
+    land &= box_mean(b["B11"] / visible, cloud, LAND_BOX, "constant") > LAND_SWIR
+    hazy = box_mean((score > HAZE_SCORE).astype(np.float32), ~cloud, LAND_BOX, "constant")
     return land & (hazy < LAND_HAZE)
 
 
@@ -414,23 +414,25 @@ def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray) -> np.ndarr
         return cloud
     score = np.nan_to_num(score)
     box = SEED_BOX * SEED_BOX
-    near = ndimage.uniform_filter(cloud.astype(np.float32), SEED_BOX, mode="constant") * box
+    near = ndimage.uniform_filter(cloud.astype(np.float32), SEED_BOX, mode="reflect") * box
     seeds = cloud & ((near > SEED_NEIGHBOURS - 0.5) | (score >= SEED_SCORE))
     if not seeds.any():
         return seeds
     confident = cloud & ((box_mean(cloud.astype(np.float32), valid, SHARE_BOX) >= SEED_SHARE)
                          | (score >= CONFIDENT_SCORE))
-    backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="constant")
+    backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
     hazy = box_mean((score > HAZE_SCORE).astype(np.float32), valid & ~cloud, HAZE_BOX)
     return seeds & (backed | (hazy >= SEED_HAZE))
 
 
-def box_mean(x: np.ndarray, where: np.ndarray, size: int) -> np.ndarray:
+def box_mean(x: np.ndarray, where: np.ndarray, size: int,
+             mode: str = "reflect") -> np.ndarray:
     """Mean of ``x`` [H, W] over the ``where`` pixels of the ``size`` px square around each
-    pixel (0 where it holds none)."""
+    pixel (0 where it holds none); beyond the array's edges mirrored (``mode``), as windows
+    read at the scene's edges are."""
     weight = where.astype(np.float32)
-    total = ndimage.uniform_filter(x * weight, size, mode="constant")
-    return total / np.maximum(ndimage.uniform_filter(weight, size, mode="constant"), 1e-6)
+    total = ndimage.uniform_filter(x * weight, size, mode=mode)
+    return total / np.maximum(ndimage.uniform_filter(weight, size, mode=mode), 1e-6)
 
 
 def grow(seeds: np.ndarray, radius: int) -> np.ndarray:

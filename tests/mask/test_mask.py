@@ -32,6 +32,7 @@ from cloudfree.mask.classify import (
     squared_distance,
     thin_cloud,
 )
+from cloudfree.mask.scene_input import mask_reader, read_classified
 from cloudfree.pipeline.mask import mask_scene
 
 
@@ -240,6 +241,24 @@ def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
     distance, _ = cKDTree(np.argwhere(seeds)).query(pixels)  # to the nearest seed
     np.testing.assert_array_equal(grown, cloud | (distance <= buffer).reshape(cloud.shape))
     assert 0 < cloud.mean() < grown.mean() <= 1
+
+
+def test_the_buffer_window_by_window_is_the_buffer_of_the_whole_image():
+    """Windows of 32 px read with the mask's halo (mirrored beyond the scene's edges) grow the
+    buffer where the whole image does, at the edges too: what confirms a cloud reaches 65 px."""
+    params = MaskParams(buffer=5)
+    with open_sentinel2(SUMMER_S2) as s2:
+        expected = classify(s2.read()[0], None, params)[0]
+        read = mask_reader(s2, s2.bands, params)
+        got = np.zeros_like(expected)
+        halo = params.halo
+        for top in range(0, s2.height, 32):
+            for left in range(0, s2.width, 32):
+                window = read_classified(read, top, left, 32, 32, (s2.height, s2.width), halo,
+                                         params, s2.bands).classes
+                got[top:top + 32, left:left + 32] = window[halo:halo + 32, halo:halo + 32]
+    np.testing.assert_array_equal(got, expected)
+    assert 0.3 < (expected == CLOUD).mean() < 0.9
 
 
 @pytest.mark.parametrize("reach", [1, 2, 11, 15, 16, NEAR_REACH, NEAR_REACH + 1])
