@@ -1,8 +1,8 @@
 """What `cloudfree remove` changes on cloud-free scenes: the share of pixels whose value differs
 from the input, per scene, with the cloud fraction the mask flags.
 
-    python benchmarks/clear_scenes.py --data DATA [--json out.json] [--s2cloudless]
-        [-- REMOVE OPTIONS]
+    python benchmarks/clear_scenes.py --data DATA [--json out.json] [--half tuning|held-out]
+        [--s2cloudless] [--ukis-csmask] [-- REMOVE OPTIONS]
 
 DATA is the set built by ``scripts/build_training_set.py``. Its cloud-free L1C images are the
 scenes: the clear patches (the pool's ``ok/``, ``bad_blur/`` and the SEN12MS-CR-TS clear
@@ -18,8 +18,10 @@ SEN12MS-CR's "cloud-free" patches and such: a few hold small real clouds (the se
 their cloud fraction by the score), which a good mask does flag and fill; the table gives that
 fraction beside the change.
 
-With ``--s2cloudless`` (installed), the share of the pixels its mask flags (the settings of
-``mask_quality.py``) is given beside, as a baseline: what a user of that mask would fill.
+With ``--s2cloudless`` or ``--ukis-csmask`` (installed), the share of the pixels that mask flags
+(the settings of ``mask_quality.py``; ukis-csmask's 6-band L1C network on the image averaged to
+30 m, as its authors ask: at 10 m it flags much of some clear patches) is given beside, as a
+baseline: what a user of that mask would fill.
 
 The summary also splits the scenes into the halves of ``mask_quality.py``'s by-scene split
 (``HELD_OUT``: the SEN12MS-CR-TS patches of the pool's series and the residual triplets it
@@ -39,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from mask_quality import HELD_OUT, s2cloudless
+from mask_quality import HELD_OUT, s2cloudless, ukis_csmask
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
@@ -122,15 +124,27 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--s2cloudless", action="store_true",
                         help="also the share of pixels the s2cloudless mask flags")
+    parser.add_argument("--ukis-csmask", action="store_true",
+                        help="also the share of pixels the ukis-csmask network flags as cloud")
+    parser.add_argument("--half", choices=("tuning", "held-out"),
+                        help="only the scenes of this half of the by-scene split")
     parser.add_argument("options", nargs="*", help="after --: options for every remove")
     args = parser.parse_args()
-    baseline = s2cloudless() if args.s2cloudless else None
-    if args.s2cloudless and baseline is None:
-        raise SystemExit("--s2cloudless: s2cloudless is not installed (pip install s2cloudless)")
+    baselines = {}
+    for name, wanted, make, package in (("s2cloudless", args.s2cloudless, s2cloudless,
+                                         "s2cloudless"),
+                                        ("ukis-csmask", args.ukis_csmask, lambda: ukis_csmask(3),
+                                         "ukis-csmask[cpu]")):
+        if wanted:
+            baselines[name] = make()
+            if baselines[name] is None:
+                raise SystemExit(f"--{name}: {name} is not installed (pip install {package})")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name, record in scenes(args.data):
+            if args.half and held_out(record) != (args.half == "held-out"):
+                continue
             with np.load(args.data / f"{record['id']}.npz") as z:
                 arrays = {k: z[k] for k in z.files}
             s2, s1 = write_inputs(record, arrays, folder)
@@ -143,15 +157,15 @@ def main() -> None:
                          "changed": changed_share(s2, out), "masked": mask_share(s2, mask)})
             line = (f"{name:48s} {record['kind']:8s} changed {100 * rows[-1]['changed']:6.2f} % "
                     f"masked {100 * rows[-1]['masked']:6.2f} %")
-            if baseline is not None:
-                rows[-1]["s2cloudless"] = flagged_share(baseline, s2)
-                line += f" s2cloudless {100 * rows[-1]['s2cloudless']:6.2f} %"
+            for label, masker in baselines.items():
+                rows[-1][label] = flagged_share(masker, s2)
+                line += f" {label} {100 * rows[-1][label]:6.2f} %"
             print(line, flush=True)
     print()
     print(summary(rows, "cloud-free scenes"))
-    if baseline is not None:
-        flagged = [r["s2cloudless"] for r in rows]
-        print(f"s2cloudless flags: mean {100 * statistics.mean(flagged):.2f} %, median "
+    for label in baselines:
+        flagged = [r[label] for r in rows]
+        print(f"{label} flags: mean {100 * statistics.mean(flagged):.2f} %, median "
               f"{100 * statistics.median(flagged):.2f} %, worst {100 * max(flagged):.2f} %; "
               f"scenes over 1 %: {sum(c > 0.01 for c in flagged)}, over 3 %: "
               f"{sum(c > 0.03 for c in flagged)}")

@@ -388,11 +388,11 @@ def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
 def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
                 params: LocalFillParams) -> np.ndarray:
     """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it, from
-    the part of it that is cloud rather than a lone bright pixel (``seeding``; exact with
-    ``ring + SEED_BOX // 2`` px of context)."""
+    the part of it that is confirmed cloud rather than bright land (``seeding``; exact with
+    ``ring + SEED_REACH`` px of context)."""
     if not fill.any() or params.ring <= 0:
         return fill
-    ring = grow(seeding(fill, score), params.ring)
+    ring = grow(seeding(fill, score, valid), params.ring)
     return fill | (ring & valid & (np.nan_to_num(score) > params.ring_score))
 
 

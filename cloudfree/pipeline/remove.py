@@ -95,7 +95,7 @@ from cloudfree.mask.classify import (
     CLEAR,
     CLOUD,
     NODATA,
-    SEED_BOX,
+    SEED_REACH,
     SHADOW,
     SHADOW_BANDS,
     MaskParams,
@@ -519,7 +519,7 @@ class SceneRemoval:
         network = self.engine.runs_network
         halo = self.params.halo + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
-            halo = (self.params.halo + local.ring + SEED_BOX // 2
+            halo = (self.params.halo + local.ring + SEED_REACH
                     + max(self.options.feather + 1, local.reach))
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)

@@ -305,7 +305,7 @@ def test_haze_ring_joins_only_hazy_pixels_near_clouds():
     assert weight[region].max() == 0 and weight.max() == 1
     assert 0 < weight[ndimage.binary_dilation(region) & ~region].max() < 1
     # every hazy pixel within the ring, and the sources' ramp, as the distance transform has them
-    near = ndimage.distance_transform_edt(~seeding(cloud, score)) <= local.ring
+    near = ndimage.distance_transform_edt(~seeding(cloud, score, valid)) <= local.ring
     np.testing.assert_array_equal(region, cloud | (near & valid & (score > local.ring_score)))
     ramp = np.clip(ndimage.distance_transform_edt(~region) / local.source_ramp, 0, 1)
     lit = unshaded(refl, region, classes == CLEAR)

@@ -207,7 +207,7 @@ def test_built_up_backscatter_clears_the_chips_roofs_and_none_of_the_cumulus():
         classes, score = classify(refl, valid, MaskParams(buffer=5))
         cloud = classes == CLOUD
         land = built_up(classes, score, 0.2, vv)
-        assert (land <= cloud).all() and cloud.mean() > 0.05
+        assert (land <= cloud).all() and cloud.mean() > 0.01
         assert low <= land.sum() / cloud.sum() <= high
         assert not built_up(classes, score, 0.2, np.full_like(vv, np.nan)).any()
 
@@ -239,10 +239,28 @@ def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
     cloud = classes == CLOUD
     grown = classify(refl, valid, MaskParams(buffer=buffer))[0] == CLOUD
     pixels = np.indices(cloud.shape).reshape(2, -1).T
-    seeds = seeding(cloud, score)
+    seeds = seeding(cloud, score, valid)
     distance, _ = cKDTree(np.argwhere(seeds)).query(pixels)  # to the nearest seed
     np.testing.assert_array_equal(grown, cloud | (distance <= buffer).reshape(cloud.shape))
     assert 0 < cloud.mean() < grown.mean() <= 1
+
+
+def test_the_buffer_window_by_window_is_the_buffer_of_the_whole_image():
+    """Windows of 32 px read with the mask's halo (mirrored beyond the scene's edges) grow the
+    buffer where the whole image does, at the edges too: what confirms a cloud reaches 65 px."""
+    params = MaskParams(buffer=5)
+    with open_sentinel2(SUMMER_S2) as s2:
+        expected = classify(s2.read()[0], None, params)[0]
+        read = mask_reader(s2, s2.bands, params)
+        got = np.zeros_like(expected)
+        halo = params.halo
+        for top in range(0, s2.height, 32):
+            for left in range(0, s2.width, 32):
+                window = read_classified(read, top, left, 32, 32, (s2.height, s2.width), halo,
+                                         params, s2.bands).classes
+                got[top:top + 32, left:left + 32] = window[halo:halo + 32, halo:halo + 32]
+    np.testing.assert_array_equal(got, expected)
+    assert 0.3 < (expected == CLOUD).mean() < 0.9
 
 
 @pytest.mark.parametrize("reach", [1, 2, 11, 15, 16, NEAR_REACH, NEAR_REACH + 1])
@@ -568,27 +586,25 @@ def reflectance_of(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return s2.read()
 
 
-def test_lone_bright_pixels_are_masked_but_grow_no_buffer():
-    """The cloud-free Sen1Floods11 chip's roofs, roads and greenhouses score as cloud, most in
-    specks of a few pixels: they stay masked, but a speck grows no buffer, while the summer
-    sample's real clouds grow all of it."""
+def test_bright_land_is_masked_but_grows_no_buffer():
+    """The cloud-free Sen1Floods11 chip's roofs, roads and greenhouses score as cloud, in specks
+    and in blocks, some bright enough (a score of 0.5 or more) or dense enough to pass for a
+    cloud's pixels on their own: they stay masked, but with no confident cloud near and no haze
+    around, none grows a buffer, while the summer sample's real clouds grow nearly all of it."""
     refl, valid = reflectance_of(FLOODS_S2)
     bare, score = classify(refl, valid, MaskParams(land=False))  # all of them
     specks = bare == CLOUD
-    labels, count = ndimage.label(specks, np.ones((3, 3)))
-    sizes = ndimage.sum(specks, labels, np.arange(1, count + 1))
     near = ndimage.uniform_filter(specks.astype(np.float32), 7, mode="constant") * 49
-    lone = np.isin(labels, 1 + np.flatnonzero(sizes <= 4)) & (near < 8.5) & (score < SEED_SCORE)
-    assert count > 300 and lone.sum() > 300
-    seeds = seeding(specks, score)
-    assert not (seeds & lone).any() and seeds[specks & (score >= SEED_SCORE)].all()
+    alike = specks & ((near > 8.5) | (score >= SEED_SCORE))  # cloud-like on their own
+    assert alike.sum() > 1000 and (specks & (score >= SEED_SCORE)).sum() > 100
+    assert not seeding(specks, score, valid).any()
     buffered, _ = classify(refl, valid, MaskParams(buffer=5, land=False))
-    assert ((buffered == CLOUD) >= specks).all()
-    assert (buffered == CLOUD).mean() < 0.6 * grow(specks, 5).mean()
+    np.testing.assert_array_equal(buffered == CLOUD, specks)
 
     refl, valid = reflectance_of(SUMMER_S2)
     bare, score = classify(refl, valid)
     cloud = bare == CLOUD
-    assert seeding(cloud, score).sum() > 0.99 * cloud.sum()
-    buffered, _ = classify(refl, valid, MaskParams(buffer=5))
-    assert ((buffered == CLOUD) == grow(cloud, 5)).mean() > 0.995
+    assert seeding(cloud, score, valid).sum() > 0.99 * cloud.sum()
+    buffered = classify(refl, valid, MaskParams(buffer=5))[0] == CLOUD
+    full = grow(cloud, 5)  # every cloud pixel's buffer: a few wisps far from the cores lose it
+    assert (buffered <= full).all() and (full & ~buffered).mean() < 0.01

@@ -401,23 +401,27 @@ def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path
         assert a.width == 1536 and np.array_equal(a.read(), b.read())
 
 
-def test_remove_grows_nothing_around_the_cloud_free_chips_bright_specks(tmp_path):
-    """Roofs, roads and greenhouses of the cloud-free Sen1Floods11 chip that score as cloud are
-    filled, but the specks among them grow no buffer or haze ring: about half the pixels change
-    that did when every false alarm grew both (14 %)."""
+def test_remove_changes_under_1_percent_of_the_cloud_free_chip(tmp_path):
+    """Roofs, roads and greenhouses of the cloud-free Sen1Floods11 chip that score as cloud grow
+    no buffer or haze ring (no confident cloud near, no haze around), and the built-up ones are
+    left clear by their backscatter: `remove` with its defaults and the chip's S1 changes under
+    1 % of its pixels, no more than the mask flags."""
     out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
     remove_scene(FLOODS_S2, FLOODS_S1, out, outputs=OutputOptions(mask_out=mask), quiet=True)
     with rasterio.open(FLOODS_S2) as src, rasterio.open(out) as dst, rasterio.open(mask) as m:
-        changed = (src.read() != dst.read()).any(axis=0)
+        valid = (src.read() != 0).all(axis=0)
+        changed = (src.read() != dst.read()).any(axis=0) & valid
         masked = m.read(1) == CLOUD
-    assert 0.017 < changed.mean() < 0.09
+    assert 0.002 < changed.sum() / valid.sum() < 0.01
     assert changed[masked].all()  # what the mask flags is filled
+    assert changed.sum() <= masked.sum()
 
 
 def test_remove_with_the_bright_land_test_leaves_most_of_the_chips_bright_land_alone(tmp_path):
     """With the bright-land test, most of what scores as cloud on the cloud-free Sen1Floods11
-    chip (roofs, greenhouses, roads) stays clear, and `remove` changes under 4 % of the chip
-    (7.7 % without the test)."""
+    chip (roofs, greenhouses, roads) stays clear, and `remove` changes under 1 % of the chip
+    (1.7 % without the test); what the test leaves cloud is filled (but a pixel at the chip's
+    edge, which remove's own mask does not call cloud)."""
     out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
     remove_scene(FLOODS_S2, FLOODS_S1, out, outputs=OutputOptions(mask_out=mask), quiet=True,
                  mask_params=MaskParams(buffer=5, land=True, built_up=False))
@@ -426,17 +430,17 @@ def test_remove_with_the_bright_land_test_leaves_most_of_the_chips_bright_land_a
         masked = m.read(1) == CLOUD
     with open_sentinel2(FLOODS_S2) as s2:
         refl, valid = s2.read()
-    assert changed.mean() < 0.04
+    assert changed.mean() < 0.01
     assert changed[masked].all()  # what the mask flags is filled
     without = classify(refl, valid)[0] == CLOUD
     found = classify(refl, valid, MaskParams(land=True))[0] == CLOUD
-    assert found.mean() < 0.5 * without.mean() and changed[found].all()
+    assert found.mean() < 0.5 * without.mean() and changed[found].mean() > 0.99
 
 
 def test_remove_with_s1_leaves_the_chips_built_up_land_alone(tmp_path):
     """With Sentinel-1, what scores as cloud on built-up backscatter with no confident cloud
-    near is left clear: `remove` changes under 5 % of the cloud-free Sen1Floods11 chip, where
-    it changes 7.7 % without the test; the mask written is the one filled."""
+    near is left clear: `remove` changes under 1 % of the cloud-free Sen1Floods11 chip, where
+    it changes 1.7 % without the test; the mask written is the one filled."""
     changed, masked = {}, {}
     for on in (True, False):
         out, mask = tmp_path / f"{on}.tif", tmp_path / f"mask{on}.tif"
@@ -447,7 +451,7 @@ def test_remove_with_s1_leaves_the_chips_built_up_land_alone(tmp_path):
             masked[on] = m.read(1) == CLOUD
             assert dst.tags()["S1_BUILT_UP_TEST"] == str(on)
         assert changed[on][masked[on]].all()
-    assert changed[True].mean() < 0.05 < 0.07 < changed[False].mean()
+    assert changed[True].mean() < 0.01 < 0.015 < changed[False].mean()
     assert (masked[True] <= masked[False]).all()
 
 
