@@ -126,7 +126,9 @@ class FillOptions:
         Keep clear pixels and fill the masked ones (True), or write the raw prediction (False).
         Default: True.
     feather : int
-        Width in pixels of the transition inside cloud edges, 0 to 256. Default: 2.
+        Width in pixels of the transition inside the edge of the filled region, 0 to 256.
+        What other dates fill replaces the pixels the mask calls cloud in full: the ramp lies
+        in the buffer. Default: 2.
     max_correction : float or None
         Bound on the correction a fill model's network makes to its base, as a share of the
         base per band (``median-fill`` makes none). On the local base it shrinks where clear

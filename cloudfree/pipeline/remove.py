@@ -552,6 +552,11 @@ class SceneRemoval:
             region = ring if background is None else region | (ring & (background.count == 0))
         alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
+        if self.references is not None and self.options.composite:
+            # the feather eases the dates' fill in over the buffer: a cloud pixel is replaced
+            # in full (a small cloud grows no buffer, and would keep part of itself). One date
+            # keeps the feather there: such a pixel may be a bright roof, half kept
+            alpha[classes == CLOUD] = 1
         if background is not None and self.options.composite:
             # the temporal mask is tight where the dates judge: its edge pixels are cloud too,
             # replaced in full

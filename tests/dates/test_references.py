@@ -45,7 +45,12 @@ from cloudfree.fill.restore import RestoreParams
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
-from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
+from cloudfree.pipeline.options import (
+    EngineOptions,
+    FillOptions,
+    OutputOptions,
+    ReferenceOptions,
+)
 from cloudfree.pipeline.remove import remove_scene, restore_dates
 
 
@@ -1077,3 +1082,20 @@ def test_a_reference_covering_half_the_scene_is_still_warned_about(tmp_path, cli
     assert result.stderr == ("cloudfree: s2_2018-07-20.tif: reference s2_2018-06-25.tif covers "
                              "only 50% of the scene: the rest is filled from the other dates "
                              "or the model\n")
+
+
+def test_the_dates_replace_a_cloud_pixel_in_full_whatever_the_feather(tmp_path):
+    # without a buffer (a small cloud grows none) the feather's ramp would lie on the cloud's
+    # own edge and keep part of it where the dates do not judge the pixels: cloud pixels take
+    # the dates' fill in full, the same with a 2 px feather as with none
+    outputs = {}
+    for feather in (0, 2):
+        out, mask = tmp_path / f"f{feather}.tif", tmp_path / f"f{feather}_mask.tif"
+        remove_scene(SERIES / "s2_2018-07-05.tif", None, out, mask_params=MaskParams(buffer=0),
+                     fill=FillOptions(feather=feather), outputs=OutputOptions(mask_out=mask),
+                     dates=ReferenceOptions(references=[SERIES / "s2_2018-06-25.tif"],
+                                            temporal_mask=False), quiet=True)
+        with rasterio.open(out) as o, rasterio.open(mask) as m:
+            outputs[feather], cloud = o.read().astype(np.int32), m.read(1) == CLOUD
+    differ = (outputs[0] != outputs[2]).any(axis=0)
+    assert cloud.sum() > 2000 and not (differ & cloud).any(), (differ & cloud).sum()

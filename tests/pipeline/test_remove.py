@@ -511,3 +511,4 @@ def test_a_scene_with_a_few_percent_clear_warns_that_its_fill_comes_from_little(
 def test_a_scene_with_clear_land_gives_no_such_warning(tmp_path, pasted_cloud, cli):
     result = cli("remove", "--s2", pasted_cloud["target"], "-o", tmp_path / "out.tif")
     assert result.exit_code == 0 and result.stderr == "", result.output
+
