@@ -418,8 +418,7 @@ def unshaded(reflectance: np.ndarray, region: np.ndarray, clear: np.ndarray,
     near = squared_distance(block_sums(region, step) > 0, reach) < reach * reach
     lit[~near] = 1
     lit = shadow.full_grid(lit, clear.shape)
-    green, nir = reflectance[bands.index("B03")], reflectance[bands.index("B08")]
-    lit[green - nir > shadow.WATER_NDWI * (green + nir)] = 1
+    lit[shadow.water(reflectance, bands)] = 1
     return lit
 
 

@@ -137,6 +137,12 @@ def full_grid(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
                      upsample_taps(w, SHADE_STEP, slice(0, shape[1])))[0]
 
 
+def water(reflectance: np.ndarray, bands: tuple[str, ...] = BANDS) -> np.ndarray:
+    """Where [H, W] a pixel is water, not a shadow: NDWI above ``WATER_NDWI``."""
+    green, nir = reflectance[bands.index("B03")], reflectance[bands.index("B08")]
+    return green - nir > WATER_NDWI * (green + nir)
+
+
 def shadow_like(reflectance: np.ndarray, shadow: np.ndarray, clear: np.ndarray,
                 bands: tuple[str, ...] = BANDS) -> np.ndarray:
     """How much [H, W] (0 to 1) each ``shadow`` pixel is darkened as a shadow darkens land,
@@ -144,8 +150,7 @@ def shadow_like(reflectance: np.ndarray, shadow: np.ndarray, clear: np.ndarray,
     on water (and everywhere without B03, B08 and B11)."""
     if not ({"B03", "B08", "B11"} <= set(bands) and shadow.any()):
         return np.zeros(shadow.shape, np.float32)
-    green, nir = reflectance[bands.index("B03")], reflectance[bands.index("B08")]
-    flagged = shadow & ~(green - nir > WATER_NDWI * (green + nir))
+    flagged = shadow & ~water(reflectance, bands)
     land = clear + np.float32(FLAGGED_WEIGHT) * shadow  # the flagged pixels stand in, weakly
     dark = full_grid(shade(reflectance, shadow, land, bands), shadow.shape)
     return np.where(flagged, dark, 0).astype(np.float32)

@@ -29,6 +29,7 @@ from cloudfree.mask.shadow import (
     scene_offset,
     shadow_like,
     shadow_weight,
+    water,
 )
 from cloudfree.pipeline.options import OutputOptions
 from cloudfree.pipeline.remove import remove_scene
@@ -195,12 +196,6 @@ def darkened_disks(clear: np.ndarray, valid: np.ndarray
         dark |= disk if i < 5 else False
     image = np.where(dark[None], clear * DARKENING[:, None, None], clear)
     return image, flagged & valid, dark & valid
-
-
-def water(refl: np.ndarray) -> np.ndarray:
-    """Where [H, W] the shadow test takes a pixel for water (NDWI above ``WATER_NDWI``)."""
-    green, nir = refl[BANDS.index("B03")], refl[BANDS.index("B08")]
-    return green - nir > WATER_NDWI * (green + nir)
 
 
 def full_resolution_shadow_like(refl: np.ndarray, shadow: np.ndarray,
