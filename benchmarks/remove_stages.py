@@ -6,7 +6,7 @@ Runs one `remove` in this process (every default, COG output) with the functions
 wrapped by a clock that reads the calling thread's CPU time (``time.thread_time``) and its wall
 time. Stages nest; each gets its exclusive time, the time inside its wrapped functions minus
 that of the stages called from them; the stages of a first pass (on any thread) are named
-after it ("clear-sky statistics > read S2"; the two passes run at once, the work each
+after it ("shadow offset > read S2"; they run beside the co-registration, the work each
 submits to a pool counted under it). CPU seconds add up over every thread (loaders,
 the writer, the main thread). So that the network's and the local fill's CPU is counted where
 it is spent, torch (and so onnxruntime, which takes torch's thread count) runs on the calling
@@ -62,6 +62,13 @@ STAGES = (
     ("cloudfree.pipeline.remove", "open_s1_on_grid", "S1 co-registration"),
     ("cloudfree.coregister.s1_to_s2", "estimate_window", "shift estimates"),
     ("cloudfree.pipeline.remove", "scene_fill_spectrum", "clear-sky statistics"),
+    ("cloudfree.pipeline.remove", "scene_shadow_thresholds", "shadow thresholds"),
+    ("cloudfree.pipeline.remove", "scene_shadow_offset", "shadow offset"),
+    ("cloudfree.pipeline.remove", "offset_counts", "shadow offset"),
+    ("cloudfree.pipeline.remove", "shadow_like", "shadow test"),
+    ("cloudfree.mask.shadow", "shadow_like", "shadow test"),
+    ("cloudfree.pipeline.remove", "tied_shadows", "shadows tied"),
+    ("cloudfree.fill.local", "unshaded", "shadow test"),
     ("cloudfree.mask.scene_input", "classify", "mask"),
     ("cloudfree.pipeline.remove", "haze_region", "mask"),
     ("cloudfree.pipeline.remove", "composite_alpha", "mask"),
@@ -79,7 +86,7 @@ STAGES = (
     ("cloudfree.output.atomic", "verify_raster", "verify"),
 )
 #: The first-pass stages, under which nested reads and masks are reported.
-FIRST_PASSES = ("S1 co-registration", "clear-sky statistics")
+FIRST_PASSES = ("S1 co-registration", "shadow offset", "clear-sky statistics")
 #: Stages that run alone in the process, timed by the process's CPU: the COG rewrite after the
 #: last chunk, whose deflate runs on GDAL's own threads (most of its CPU, otherwise "other").
 ALONE = ("COG rewrite",)
@@ -176,8 +183,8 @@ class StageClock:
 
 
 #: The stages whose span (first start to last end) the timeline shows, in the order they run.
-TIMELINE = ("S1 co-registration", "clear-sky statistics", "load (rest)", "composite",
-            "close (flush)", "COG rewrite", "verify")
+TIMELINE = ("S1 co-registration", "shadow offset", "clear-sky statistics", "load (rest)",
+            "composite", "close (flush)", "COG rewrite", "verify")
 #: Seconds between two readings of the process's CPU time and memory for the timeline.
 SAMPLE_S = 0.02
 

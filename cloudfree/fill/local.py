@@ -46,7 +46,6 @@ from cloudfree.fill.median import fill_image, fill_masked
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask import shadow
 from cloudfree.mask.classify import classify, grow, seeding, squared_distance
-from cloudfree.mask.haze import gaussian, smoothstep_down
 
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
@@ -75,9 +74,6 @@ LAND_IN_WATER = 0.01
 #: Water index (``water_like``) from which a source counts fully as water in the open-water
 #: classes (pixels of water and land mixed lie between 0 and it).
 WATER_NDWI = 0.3
-#: Grid step (px) on which ``unshaded`` compares the sources with the clear land around: its
-#: Gaussians are 4 px and wider, so a 16th of the work gives the same smooth map.
-SHADE_STEP = 4
 #: Support at which the bound on a fill network's correction is halved:
 #: :func:`correction_bound`.
 SUPPORT_SCALE = 0.1
@@ -411,33 +407,18 @@ def source_weight(reflectance: np.ndarray, region: np.ndarray, clear: np.ndarray
 
 def unshaded(reflectance: np.ndarray, region: np.ndarray, clear: np.ndarray,
              bands: tuple[str, ...] = BANDS) -> np.ndarray:
-    """How far [H, W] (0 to 1) each pixel near ``region`` is from looking like a cloud's shadow,
-    by the measure of ``shadow.shadow_weight``: 0 where the mean ratio of the ``clear`` land's
-    B08 and B11 around it (Gaussian of ``shadow.SEEN_SIGMA`` px) to that of the clear land
-    farther around (``shadow.LAND_SIGMA`` px) is ``shadow.DARK[0]`` or less, 1 from
-    ``shadow.DARK[1]``; 1 on water (NDWI above ``shadow.WATER_NDWI``), without the bands and
-    farther than ``shadow.NEAR`` px from the region (measured on the grid of ``SHADE_STEP``
-    px, the map then interpolated bilinearly)."""
+    """How far [H, W] (0 to 1) each pixel near ``region`` is from looking like a cloud's shadow:
+    1 less ``shadow.shade`` of the ``clear`` land around it against the clear land farther
+    around; 1 on water (NDWI above ``shadow.WATER_NDWI``), without the bands and farther than
+    ``shadow.NEAR`` px from the region (measured on the grid of ``shadow.SHADE_STEP`` px)."""
     if not ({"B03", "B08", "B11"} <= set(bands) and region.any() and clear.any()):
         return np.ones(clear.shape, np.float32)
-    green, nir, swir = (reflectance[bands.index(b)] for b in ("B03", "B08", "B11"))
-    # the clear pixels and their B08 and B11 summed per cell of a coarser grid
-    weight = clear.astype(np.float32)
-    cells = np.stack([block_sums(weight, SHADE_STEP), block_sums(nir * weight, SHADE_STEP),
-                      block_sums(swir * weight, SHADE_STEP)])
-    seen, land = (gaussian(cells, sigma / SHADE_STEP)
-                  for sigma in (shadow.SEEN_SIGMA, shadow.LAND_SIGMA))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.nan_to_num((seen[1:] * land[:1]) / (seen[:1] * land[1:]), nan=1).mean(0)
-    lit = 1 - smoothstep_down(ratio, *shadow.DARK)
-    reach = -(-shadow.NEAR // SHADE_STEP)
-    near = squared_distance(block_sums(region, SHADE_STEP) > 0, reach) < reach * reach
+    lit = 1 - shadow.shade(reflectance, clear, clear, bands)
+    step, reach = shadow.SHADE_STEP, -(-shadow.NEAR // shadow.SHADE_STEP)
+    near = squared_distance(block_sums(region, step) > 0, reach) < reach * reach
     lit[~near] = 1
-    # bilinear, from the cells' centres, the edge cells held beyond them
-    (h, w) = lit.shape
-    lit = separable(lit[None], upsample_taps(h, SHADE_STEP, slice(0, clear.shape[0])),
-                    upsample_taps(w, SHADE_STEP, slice(0, clear.shape[1])))[0]
-    lit[green - nir > shadow.WATER_NDWI * (green + nir)] = 1
+    lit = shadow.full_grid(lit, clear.shape)
+    lit[shadow.water(reflectance, bands)] = 1
     return lit
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import rasterio
@@ -15,7 +17,11 @@ from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.mask.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within, unveil
 from cloudfree.mask.shadow import (
+    DARK,
+    FLAGGED_WEIGHT,
+    LAND_SIGMA,
     OFFSET_REACH,
+    SEEN_SIGMA,
     WATER_NDWI,
     footprint,
     offset_counts,
@@ -23,12 +29,15 @@ from cloudfree.mask.shadow import (
     scene_offset,
     shadow_like,
     shadow_weight,
+    water,
 )
 from cloudfree.pipeline.options import OutputOptions
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.simulate import opacity, overlay
 
 N = 256  # px of the Sen1Floods11 chip and of the summer_19 cloud used
+#: the darkening of real shadows on the pool (benchmarks/one_date_quality.py), per band
+DARKENING = np.array([1, 1, .92, .87, .76, .64, .62, .59, .56, .56, .05, .34, .37], np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +140,7 @@ def test_a_darkened_real_patch_is_relit_to_the_land_it_hides(land):
     clear, valid, s1 = land
     y, x = np.ogrid[:N, :N]
     patch = ((y - 80) ** 2 + (x - 170) ** 2 <= 25**2) & valid
-    # the darkening of real shadows on the pool (benchmarks/one_date_quality.py), per band
-    ratio = np.array([1, 1, .92, .87, .76, .64, .62, .59, .56, .56, .05, .34, .37], np.float32)
+    ratio = DARKENING
     dark = np.where(patch[None], clear * ratio[:, None, None], clear)
     expected = expected_land(dark, patch, valid, s1)
     relit = relight(dark, expected, patch)
@@ -162,7 +170,7 @@ def test_only_shadows_where_the_scenes_offset_casts_them_and_darker_than_the_lan
     offset = (0, 35)
     where = footprint(cloud, offset)
     assert where[cast].all() and where[plain].all() and not (where[west] | where[far]).any()
-    ratio = np.array([1, 1, .92, .87, .76, .64, .62, .59, .56, .56, .05, .34, .37], np.float32)
+    ratio = DARKENING
     darkened = cast | west | far
     dark = np.where(darkened[None], clear * ratio[:, None, None], clear)
     flagged = darkened | plain
@@ -174,6 +182,65 @@ def test_only_shadows_where_the_scenes_offset_casts_them_and_darker_than_the_lan
     assert (shadow_like(dark, flagged, valid & ~flagged & ~cloud)[darkened] > 0.5).mean() > 0.9
     no_offset = shadow_weight(dark, flagged, cloud, valid & ~flagged & ~cloud, None)
     assert not no_offset.any()
+
+
+def darkened_disks(clear: np.ndarray, valid: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chip with disks of 4 to 12 px darkened as real shadows darken land, the pixels the
+    mask would flag (those disks and as many undarkened ones) and the darkened ones."""
+    y, x = np.ogrid[:N, :N]
+    flagged, dark = np.zeros((N, N), bool), np.zeros((N, N), bool)
+    for i, r in enumerate((4, 6, 8, 10, 12, 4, 6, 8, 10, 12)):
+        disk = (y - 30 - 45 * (i % 5)) ** 2 + (x - 50 - 150 * (i // 5)) ** 2 <= r * r
+        flagged |= disk
+        dark |= disk if i < 5 else False
+    image = np.where(dark[None], clear * DARKENING[:, None, None], clear)
+    return image, flagged & valid, dark & valid
+
+
+def full_resolution_shadow_like(refl: np.ndarray, shadow: np.ndarray,
+                                clear: np.ndarray) -> np.ndarray:
+    """The shadow test's measure with its Gaussians at full resolution (B08, B11), 0 on
+    water."""
+    picked = refl[[BANDS.index("B08"), BANDS.index("B11")]]
+    seen = smooth_within(picked, shadow, SEEN_SIGMA)
+    land = (clear + FLAGGED_WEIGHT * shadow).astype(np.float32)
+    around = np.stack([ndimage.gaussian_filter(b * land, LAND_SIGMA, mode="nearest")
+                       for b in picked]) / ndimage.gaussian_filter(land, LAND_SIGMA, mode="nearest")
+    ratio = (seen / around).mean(0)
+    step = np.clip((DARK[1] - ratio) / (DARK[1] - DARK[0]), 0, 1)  # crosses a half with it
+    return np.where(shadow & ~water(refl), step, 0)
+
+
+def test_the_shadow_test_on_its_grid_finds_the_shadows_its_full_resolution_measure_finds(land):
+    """Shadow-darkened and undarkened disks on real land: the shadow test, measured on a grid
+    4 px coarser, takes the same pixels for shadows as its Gaussians at full resolution."""
+    clear, valid, _ = land
+    image, flagged, dark = darkened_disks(clear, valid)
+    like = shadow_like(image, flagged, valid & ~flagged)
+    full = full_resolution_shadow_like(image, flagged, valid & ~flagged)
+    assert ((like >= 0.5) == (full >= 0.5))[flagged].mean() > 0.99
+    assert (like >= 0.5)[dark & ~water(image)].mean() > 0.95
+    assert (like >= 0.5)[flagged & ~dark].mean() < 0.1
+
+
+def test_the_shadow_test_costs_less_cpu_than_one_full_resolution_blur_of_its_land(land):
+    """The shadow test's Gaussians (4 and 32 px) run on a grid 4 px coarser: on the chip it
+    takes less CPU than one band's Gaussian of 32 px at full resolution (it took three)."""
+    clear, valid, _ = land
+    image, flagged, _ = darkened_disks(clear, valid)
+
+    def cpu(run) -> float:  # the least of five runs, CPU of this thread
+        times = []
+        for _ in range(5):
+            start = time.thread_time()
+            run()
+            times.append(time.thread_time() - start)
+        return min(times)
+
+    test = cpu(lambda: shadow_like(image, flagged, valid & ~flagged))
+    blur = cpu(lambda: ndimage.gaussian_filter(image[7], LAND_SIGMA, mode="nearest"))
+    assert test < blur
 
 
 def test_the_bundled_samples_shadows_are_found_west_of_its_clouds_and_relit_by_default(
