@@ -41,7 +41,7 @@ of the fill like any clear pixel.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import fft, ndimage
 
 from cloudfree.core.separable import block_sums, separable, upsample_taps
 from cloudfree.io.sentinel2 import BANDS
@@ -171,10 +171,21 @@ def offset_counts(like: np.ndarray, cloud: np.ndarray, inner: tuple[slice, slice
     target = (inside & ~cloud)[around_rows, around_cols].astype(np.float32)
     out = np.zeros((3, 2 * r + 1, 2 * r + 1))
     if source.any():
-        for i, field in enumerate((target * like[around_rows, around_cols], target)):
-            out[i] = signal.correlate(field, source, mode="valid", method="fft")
+        out[:2] = valid_correlation(np.stack([target * like[around_rows, around_cols], target]),
+                                    source)
         out[2] = source.sum()
     return out
+
+
+def valid_correlation(fields: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """The correlation of each of ``fields`` [K, H + 2R, W + 2R] with ``kernel`` [H, W] at
+    every shift that keeps the kernel inside the field: [K, 2R + 1, 2R + 1], by FFT (with
+    zeros past the field's end, no shift up to 2R wraps around)."""
+    shape = [fft.next_fast_len(n, real=True) for n in fields.shape[1:]]
+    spectra = fft.rfft2(fields.astype(np.float64), shape) * np.conj(
+        fft.rfft2(kernel.astype(np.float64), shape))
+    rows, cols = (f - k + 1 for f, k in zip(fields.shape[1:], kernel.shape, strict=True))
+    return fft.irfft2(spectra, shape)[:, :rows, :cols]
 
 
 def scene_offset(counts: np.ndarray) -> tuple[int, int] | None:
