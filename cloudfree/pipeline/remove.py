@@ -552,11 +552,6 @@ class SceneRemoval:
             region = ring if background is None else region | (ring & (background.count == 0))
         alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
-        if self.references is not None and self.options.composite:
-            # the feather eases the dates' fill in over the buffer: a cloud pixel is replaced
-            # in full (a small cloud grows no buffer, and would keep part of itself). One date
-            # keeps the feather there: such a pixel may be a bright roof, half kept
-            alpha[classes == CLOUD] = 1
         if background is not None and self.options.composite:
             # the temporal mask is tight where the dates judge: its edge pixels are cloud too,
             # replaced in full
@@ -597,6 +592,11 @@ class SceneRemoval:
         # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
         refl, valid = np.ascontiguousarray(refl[:, inner[0], inner[1]]), valid[inner]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
+        if reference is not None and self.options.composite:
+            # the feather eases the dates' fill in over the buffer: a cloud pixel they fill is
+            # replaced in full (a small cloud grows no buffer, and would keep part of itself).
+            # One date keeps the feather there: such a pixel may be a bright roof, half kept
+            alpha = np.where((classes == CLOUD) & reference.covered, np.float32(1), alpha)
         # the network's other inputs only where there is one (chunks in flight are smaller)
         return LoadedChunk(chunk, network_input,
                            scaling.scale_s1(s1) if network else None, refl, valid, classes,
