@@ -372,7 +372,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS),
-                        default=list(DEFAULT_SETTINGS))
+                        default=list(DEFAULT_SETTINGS),
+                        help="the settings run; the scene-median fill and the local base, "
+                             "which the tables compare with, always run first")
     parser.add_argument("--scenes", default=":",
                         help="the scenes run, as a Python slice: 0:8 (the others in another "
                              "run, then --merge), 0:0 the guard alone; default all")
@@ -393,7 +395,7 @@ def main() -> None:
     l1c, scenes, pool, ratios = pool_scenes(args.data)
     print("shadow darkening (B01..B12):", " ".join(f"{x:.2f}" for x in ratios))
     print(f"{len(scenes)} scenes, {len(pool)} donors")
-    settings = {n: SETTINGS[n] for n in args.settings}
+    settings = {n: SETTINGS[n] for n in dict.fromkeys([BASELINE, LOCAL, *args.settings])}
     rows, guard = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
