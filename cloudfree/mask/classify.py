@@ -308,7 +308,7 @@ def classify(
         cloud = score > params.threshold
     if params.land and scl is None:
         cloud &= ~bright_land(b, cloud, score)
-    if cores:
+    if cores and scl is None:  # a scene classification gives the classes itself
         inside = snow_cores(snow, cloud)
         cloud |= inside
         snow &= ~inside

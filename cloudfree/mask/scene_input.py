@@ -56,7 +56,7 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
     refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
                                    pads_itself=pads_itself)
     classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False)
-    if (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores may lie here
+    if scl is None and (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores
         wide = read_padded(read, top, left, height, width, *scene, halo + SNOW_REACH,
                            pads_itself=pads_itself)
         inner = (slice(SNOW_REACH, -SNOW_REACH), slice(SNOW_REACH, -SNOW_REACH))

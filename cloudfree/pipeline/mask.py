@@ -83,7 +83,7 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
         read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
         refl, valid, scl = read(read_win)
         classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False)
-        if (classes == SNOW).any() and (classes == CLOUD).any():  # read the snow cores' context
+        if scl is None and (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores
             read_win, inner = with_halo(win, params.context, s2.width, s2.height)
             refl, valid, scl = read(read_win)
             classes, score = classify(refl, valid, params, bands, shadow, scl)

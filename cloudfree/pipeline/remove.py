@@ -870,9 +870,10 @@ def remove_scene(
         stack.enter_context(one_blas_thread())
         if mask_params.shadow is None:
             mask_params = replace(mask_params, shadow=not references)
-        if mask_params.shadow and not {"B03", *SHADOW_BANDS} <= set(s2.bands):
-            log.info("%s has no B08 or B11: its cloud shadows are left as they are",
-                     s2.path.name)
+        missing = sorted({"B03", *SHADOW_BANDS} - set(s2.bands))
+        if mask_params.shadow and missing:
+            log.info("%s has no %s: its cloud shadows are left as they are", s2.path.name,
+                     " or ".join(missing))
             mask_params = replace(mask_params, shadow=False)
         bands = check_bands(s2, model, engine.name, mask_params)
         temporal_mask = dates.temporal_mask
