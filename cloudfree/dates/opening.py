@@ -130,7 +130,7 @@ def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: S
     """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
     to it (the target read back from ``decoded``, when given); one of ``count`` opened
     together (kept decoded beside ``scratch``: see ``open_reference``)."""
-    scene = open_sentinel2(path, inputs.offset, inputs.level)
+    scene = open_sentinel2(path, inputs.offset, inputs.level, what="reference")
     try:
         ref = open_reference(index, scene, target, params, bands, count, scratch, quiet, room)
         register(ref, target, params, decoded=decoded)

@@ -443,16 +443,16 @@ def _read_valid(dataset, indexes: list[int], window: Window) -> np.ndarray | Non
 
 
 def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
-                   level: str | None = "auto") -> Sentinel2:
+                   level: str | None = "auto", what: str = S2_INPUT) -> Sentinel2:
     """Open a Sentinel-2 input: a GeoTIFF (or any GDAL raster) of named bands (any subset;
     unnamed: 13 in L1C order, 12 in L2A order), an L1C or L2A .SAFE folder, a folder of
     per-band files or a STAC item (``.json``) of local files or URLs; or an http(s) URL of a
     GeoTIFF (``.tif``: a COG reads fastest) or of a STAC item (any other URL), read by byte
     ranges (``remote.py``). ``level``: ``auto`` (from the metadata and the band set), ``L1C``
-    or ``L2A``."""
+    or ``L2A``. ``what`` names the input in errors (e.g. "reference")."""
     offset = parse_offset(offset)
     forced = parse_level(level)
-    s2 = _open_any(path, offset, forced)
+    s2 = _open_any(path, offset, forced, what)
     if offset:  # an offset given, not one the product's metadata states: is it in the data?
         try:
             s2.warn_doubtful_offset()
@@ -462,17 +462,18 @@ def open_sentinel2(path: Path | str, offset: str | int | None = "auto",
     return s2
 
 
-def _open_any(path: Path | str, offset: int | None, forced: str | None) -> Sentinel2:
+def _open_any(path: Path | str, offset: int | None, forced: str | None,
+              what: str) -> Sentinel2:
     """``open_sentinel2`` of a URL or a path, by its kind."""
     url = as_url(path)
     if url is not None:  # a raster by its ending, else a STAC item
         if remote.names_raster(url):
-            return _open_stack(url, offset, forced)
-        return _open_band_files(url, "stac", stac_files(url), offset, forced)
+            return _open_stack(url, offset, forced, what)
+        return _open_band_files(url, "stac", stac_files(url), offset, forced, what)
     path = Path(path)
     if path.name in METADATA_FILES:
         path = path.parent
-    check_input(path, "Sentinel-2 input", folder=True if path.suffix.upper() == ".SAFE" else None)
+    check_input(path, what, folder=True if path.suffix.upper() == ".SAFE" else None)
     if path.is_dir():
         found = safe_files(path) if (path / "GRANULE").is_dir() else folder_files(path)
         kind = "safe" if (path / "GRANULE").is_dir() else "folder"
@@ -480,8 +481,8 @@ def _open_any(path: Path | str, offset: int | None, forced: str | None) -> Senti
         found, kind = stac_files(path), "stac"
     else:
         found, kind = None, "stack"
-    return (_open_stack(path, offset, forced) if found is None
-            else _open_band_files(path, kind, found, offset, forced))
+    return (_open_stack(path, offset, forced, what) if found is None
+            else _open_band_files(path, kind, found, offset, forced, what))
 
 
 def _level(named: str | None, forced: str | None, bands: set[str]) -> str:
@@ -501,8 +502,9 @@ UNNAMED: dict[int, tuple[tuple[str, ...], str]] = {
 }
 
 
-def _open_stack(path: Path | Url, offset: int | None, forced: str | None) -> Sentinel2:
-    ds = open_raster(path, "Sentinel-2 input")
+def _open_stack(path: Path | Url, offset: int | None, forced: str | None,
+                what: str) -> Sentinel2:
+    ds = open_raster(path, what)
     try:
         names = [band_of_name(d) or canonical_band(d) for d in ds.descriptions]
         if any(names):
@@ -511,15 +513,15 @@ def _open_stack(path: Path | Url, offset: int | None, forced: str | None) -> Sen
                 if name and name not in sources:
                     sources[name] = (ds, i + 1, 1)
         elif ds.count in UNNAMED:
-            order, what = UNNAMED[ds.count]
+            order, assumed = UNNAMED[ds.count]
             sources = {n: (ds, i + 1, 1) for i, n in enumerate(order)}
             described = sorted({d for d in ds.descriptions if d})
             if described:  # a band order of its own, perhaps: say what is assumed
                 shown = ", ".join(described[:4]) + (", ..." if len(described) > 4 else "")
                 log.warning("%s: band descriptions (%s) name no Sentinel-2 band; assuming %s",
-                            path, shown, what)
+                            path, shown, assumed)
             else:
-                log.debug("%s: no band names, assuming %s", path, what)
+                log.debug("%s: no band names, assuming %s", path, assumed)
         else:
             raise CloudfreeError(
                 f"{path}: {ds.count} unnamed band(s); expected 13 bands in L1C order "
@@ -529,7 +531,7 @@ def _open_stack(path: Path | Url, offset: int | None, forced: str | None) -> Sen
         check_georeferenced(ds, path)
         spectral = next(i for _, i, _ in (sources[b] for b in sources if b != SCL))
         dtype, nodata = ds.dtypes[spectral - 1], ds.nodata
-        check_data_type(path, np.dtype(dtype))
+        check_data_type(path, np.dtype(dtype), what)
         if np.issubdtype(np.dtype(dtype), np.floating):
             nodata = float("nan") if nodata is None else nodata  # NaN is nodata in float input
         tags = ds.tags()
@@ -553,11 +555,11 @@ def _open_stack(path: Path | Url, offset: int | None, forced: str | None) -> Sen
         raise
 
 
-def check_data_type(path: Path, dtype: np.dtype) -> None:
+def check_data_type(path: Path, dtype: np.dtype, what: str = S2_INPUT) -> None:
     """Refuse data types that cannot hold Sentinel-2 DNs or reflectance (complex, 8-bit)."""
     if dtype.kind == "f" or (dtype.kind in "iu" and dtype.itemsize >= 2):
         return
-    raise CloudfreeError(f"{S2_INPUT} {path}: data type {dtype} is not Sentinel-2 data; give "
+    raise CloudfreeError(f"{what} {path}: data type {dtype} is not Sentinel-2 data; give "
                          "uint16 or int16 digital numbers, or float reflectance or digital "
                          "numbers")
 
@@ -733,7 +735,7 @@ def check_one_kind_of_values(sources: dict[str, tuple], found: BandFiles) -> Non
 
 
 def _open_band_files(path: Path | Url, kind: str, found: BandFiles, offset: int | None,
-                     forced: str | None) -> Sentinel2:
+                     forced: str | None, what: str) -> Sentinel2:
     """A scene from per-band files (.SAFE, folder, STAC item) on the grid of its finest band."""
     for note in found.notes:
         log.debug("%s: %s", path.name, note)
@@ -766,7 +768,7 @@ def _open_band_files(path: Path | Url, kind: str, found: BandFiles, offset: int 
         check_one_kind_of_values({b: band_sources[b][:2] for b in spectral}, found)
         first = datasets[found.files[spectral[0]][0]]
         dtype = first.dtypes[found.files[spectral[0]][1] - 1]
-        check_data_type(path, np.dtype(dtype))
+        check_data_type(path, np.dtype(dtype), what)
         nodata = first.nodata if first.nodata is not None else 0
         declared = gdal_scaling([band_sources[b][:2] for b in spectral], path) \
             if found.scaling is None else \

@@ -432,6 +432,11 @@ def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
                  "-o", tmp_path / "o.tif")
     assert result.exit_code == 1 and f"reference {tmp_path / 'gone.tif'} does not exist" \
         in result.output
+    text = tmp_path / "notes.tif"  # not a raster: named as the reference, not as the target
+    text.write_text("not a raster")
+    result = cli("remove", "--s2", scenes["target"], "--reference", text, "-o", tmp_path / "o.tif")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: reference {text} is not a raster GDAL can read")
     assert not (tmp_path / "o.tif").exists()
 
 
