@@ -55,11 +55,12 @@ def scenes(data: Path) -> list[tuple[str, dict]]:
 
 def held_out(record: dict) -> bool:
     """Whether the image's scene is in the held-out half of ``mask_quality.py``'s split (the
-    pool's SEN12MS-CR-TS series and residual triplets are named as there)."""
+    pool's SEN12MS-CR-TS series and residual triplets are named as there; other scenes by their
+    name without the source's prefix)."""
     name = record["scene"]
     if name.startswith("sen12mscrts_ROIs2017_146"):
         return "series" in HELD_OUT
-    return name.removeprefix("oriolac_") in HELD_OUT
+    return name.partition("_")[2] in HELD_OUT
 
 
 def summary(rows: list[dict], label: str) -> str:
