@@ -112,6 +112,9 @@ SEED_REACH = SEED_NEAR + SHARE_BOX // 2
 #: Colours of the classes in the mask's GeoTIFF palette and in previews (RGBA).
 COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 140, 255),
             SNOW: (0, 200, 255, 255), THIN: (180, 180, 180, 255), NODATA: (0, 0, 0, 0)}
+#: Names of the classes in the mask's tags and STAC items.
+CLASS_NAMES = ((CLEAR, "clear"), (CLOUD, "cloud"), (SHADOW, "shadow"), (SNOW, "snow"),
+               (THIN, "thin_cloud"), (NODATA, "nodata"))
 
 
 @dataclass(frozen=True)
