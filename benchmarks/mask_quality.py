@@ -29,11 +29,15 @@ half of the by-scene split (:data:`HELD_OUT`), with the pairs where it passes 1 
 ``--twin-reference`` also that of ``cloudfree mask --reference`` given the cloud-free twin as the
 one other date (where the twin shows no snow, snow that brightened as cloud does is cloud).
 
-With ``--thin``, the split of the default mask's cloud into cloud and thin cloud
-(``classify.thin_cloud``, as ``cloudfree mask`` writes it) is scored against the pairs' own split
-of their cloud (thick where more than 0.15 brighter than the twin, thin from 0.05 to 0.15), for
-a few thresholds of the score, on each half of the split: IoU, precision and recall of thin
-cloud among the pixels both call cloud, and the share of thick cloud kept thick.
+With ``--thin`` (no other table), the default mask's classes as ``cloudfree mask`` writes them
+(its cloud split into thick cloud and thin cloud by ``classify.thin_cloud``) are scored per class
+against the pairs' own split: clear where the cloudy date is at most 0.05 brighter than its twin,
+thin cloud from 0.05 to 0.15 (the land shows through: the table printed first gives, by
+brightening, the share of textured pixels where the cloudy date still correlates with its twin),
+thick above. IoU of clear, thin, thick, and cloud (thin and thick together), pooled over the
+pairs; s2cloudless and ukis-csmask, which have no thin class, count for clear and cloud. The
+threshold of the split is chosen on the tuning half (the best mean of the thin and thick IoU)
+and only that one is scored on the held-out half.
 
 With ``--filled``, what ``remove`` fills by default (without S1: the mask, its 5 px buffer and
 the haze ring) is scored as a mask on each half: the buffer and the ring should cover the real
@@ -75,6 +79,7 @@ from cloudfree.mask.classify import (
     THIN_SCORE,
     MaskParams,
     classify,
+    local_variance,
     raw_score,
 )
 from cloudfree.pipeline.mask import mask_scene
@@ -384,29 +389,112 @@ def snow_kept(pairs: list[Pair], scene: Path) -> None:
                       f"{c[6] / max(c[7], 1):.2%} |")
 
 
+#: Thresholds of the thin-cloud split tried on the tuning half.
+THIN_THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+#: Brightening bins of the check that the land shows through the truth's thin cloud.
+SHOWS_BINS = (-np.inf, TRUTH_DELTA, 0.1, THICK_DELTA, 0.2, 0.3, 0.4, np.inf)
+#: Size (px, square) of the windows the cloudy date is correlated with its twin over.
+SHOWS_BOX = 9
+#: Per-class truth and classes: clear, thin, thick.
+SPLIT = ("clear", "thin", "thick")
+
+
+def truth_split(pair: Pair) -> np.ndarray:
+    """0 clear, 1 thin, 2 thick by the pair's brightening (``TRUTH_DELTA``, ``THICK_DELTA``)."""
+    return (pair.excess > TRUTH_DELTA).astype(np.uint8) + (pair.excess > THICK_DELTA)
+
+
+def land_shows(pairs: list[Pair]) -> None:
+    """Print, by brightening, the share of textured pixels (the twin's local variance above its
+    median) where the cloudy date still correlates with its twin (above 0.5 over
+    ``SHOWS_BOX`` px): whether the land shows through the truth's thin cloud and not its
+    thick cloud."""
+    excess, corr, var = [], [], []
+    for pair in pairs:
+        a, b = pair.cloudy[VISIBLE].mean(0), pair.clear[VISIBLE].mean(0)
+        mean_a, mean_b = (ndimage.uniform_filter(x, SHOWS_BOX, mode="reflect") for x in (a, b))
+        cov = ndimage.uniform_filter(a * b, SHOWS_BOX, mode="reflect") - mean_a * mean_b
+        var_a, var_b = (local_variance(x, SHOWS_BOX) for x in (a, b))
+        excess.append(pair.excess.ravel())
+        corr.append((cov / np.sqrt(np.maximum(var_a * var_b, 1e-12))).ravel())
+        var.append(var_b.ravel())
+    excess, corr, var = map(np.concatenate, (excess, corr, var))
+    textured = var > np.median(var)
+    print("| brightening over the twin (B02-B04) | textured pixels | land shows (correlation "
+          f"with the twin over {SHOWS_BOX} px above 0.5) |\n|---|---|---|")
+    for low, high in zip(SHOWS_BINS[:-1], SHOWS_BINS[1:], strict=True):
+        here = textured & (excess > low) & (excess <= high)
+        print(f"| {low:g} to {high:g} | {here.sum()} | {(corr[here] > 0.5).mean():.2f} |")
+
+
+def split_confusion(pairs: list[Pair], classes: Callable[[Pair], np.ndarray]) -> np.ndarray:
+    """Pooled counts [truth, found] of clear, thin and thick over ``pairs``; ``classes`` gives
+    each pair's found split, 0 clear, 1 thin, 2 thick."""
+    counts = np.zeros((3, 3), np.int64)
+    for pair in pairs:
+        np.add.at(counts, (truth_split(pair).ravel(), classes(pair).ravel()), 1)
+    return counts
+
+
+def split_ious(counts: np.ndarray) -> dict[str, float]:
+    """IoU of clear, thin, thick and cloud (thin and thick) from ``split_confusion``'s counts."""
+    cloud = np.array([[counts[0, 0], counts[0, 1:].sum()],
+                      [counts[1:, 0].sum(), counts[1:, 1:].sum()]])
+    out = {}
+    for names, c in ((SPLIT, counts), ((None, "cloud"), cloud)):
+        for k, name in enumerate(names):
+            if name is not None:
+                out[name] = c[k, k] / max(c[k].sum() + c[:, k].sum() - c[k, k], 1)
+    return out
+
+
 def thin_split(pairs: list[Pair]) -> None:
-    """Print how well ``classify.thin_cloud`` at a few thresholds splits the cloud into thick
-    and thin, against the pairs' brightening, on each half of the by-scene split."""
-    print("| threshold | tuning half: thin IoU / precision / recall / thick kept | "
-          "held-out half: thin IoU / precision / recall / thick kept |\n|---|---|---|")
-    features = [[(raw_score({b: p.cloudy[BANDS.index(b)] for b in SCORE_BANDS if b != "B11"}),
-                  classify(p.cloudy, None, MaskParams())[0] == CLOUD, p.excess) for p in part]
-                for part in halves(pairs)]
-    for threshold in (0.3, 0.4, THIN_SCORE, 0.6, 0.7):
-        cells = []
-        for part in features:
-            c = np.zeros(4, np.int64)  # thin found and true, found only, true only, thick kept
-            thick_total = 0
-            for raw, cloud, excess in part:
-                found, true = cloud & (raw < threshold), cloud & (excess > TRUTH_DELTA)
-                thick, true = true & (excess > THICK_DELTA), true & (excess <= THICK_DELTA)
-                c += [(found & true).sum(), (found & thick).sum(), (~found & true).sum(),
-                      (~found & thick).sum()]
-                thick_total += int(thick.sum())
-            cells.append(f"{c[0] / max(c[:3].sum(), 1):.3f} / {c[0] / max(c[0] + c[1], 1):.3f}"
-                         f" / {c[0] / max(c[0] + c[2], 1):.3f} / {c[3] / max(thick_total, 1):.3f}")
+    """Print the per-class IoU (clear, thin, thick, cloud) of the default mask with its cloud
+    split at each of ``THIN_THRESHOLDS`` on the tuning half, beside s2cloudless and
+    ukis-csmask (cloud only), and then of the threshold with the best mean of the thin and
+    thick IoU there, and of the others, on the held-out half."""
+    tuning, held_out = halves(pairs)
+    print("Tuning half: does the land show through the truth's thin cloud?\n")
+    land_shows(tuning)
+    raw, cloud = {}, {}
+    for pair in pairs:
+        raw[pair.name] = raw_score({b: pair.cloudy[BANDS.index(b)] for b in SCORE_BANDS
+                                    if b != "B11"})
+        cloud[pair.name] = classify(pair.cloudy, None, MaskParams())[0] == CLOUD
+
+    def split(threshold: float) -> Callable[[Pair], np.ndarray]:
+        return lambda p: cloud[p.name] * (1 + (raw[p.name] >= threshold)).astype(np.uint8)
+
+    others = {}
+    for name, make in (("s2cloudless", s2cloudless), ("ukis-csmask 6-band L1C", ukis_csmask)):
+        masker = make()
+        if masker is None:
+            print(f"{name}: not installed, left out")
+        else:  # no thin class: all its cloud thick
+            others[name] = lambda p, m=masker: m(p.cloudy).astype(np.uint8) * 2
+    header = ("| mask | clear IoU | thin IoU | thick IoU | cloud IoU (thin and thick) |\n"
+              "|---|---|---|---|---|")
+
+    def row(name: str, counts: np.ndarray, split: bool = True) -> str:
+        r = split_ious(counts)
+        thin = f"{r['thin']:.3f} | {r['thick']:.3f}" if split else "- | -"
+        return f"| {name} | {r['clear']:.3f} | {thin} | {r['cloud']:.3f} |"
+
+    print(f"\nTuning half ({len(tuning)} pairs), per class:\n\n{header}")
+    best, best_mean = THIN_SCORE, -1.0
+    for threshold in THIN_THRESHOLDS:
+        r = split_ious(counts := split_confusion(tuning, split(threshold)))
+        if (r["thin"] + r["thick"]) / 2 > best_mean:
+            best, best_mean = threshold, (r["thin"] + r["thick"]) / 2
         mark = " (default)" if threshold == THIN_SCORE else ""
-        print(f"| {threshold}{mark} | {cells[0]} | {cells[1]} |")
+        print(row(f"cloudfree mask, thin below {threshold}{mark}", counts))
+    for name, classes in others.items():
+        print(row(name, split_confusion(tuning, classes), split=False))
+    print(f"\nBest mean of the thin and thick IoU on the tuning half: {best}.")
+    print(f"\nHeld-out half ({len(held_out)} pairs), per class:\n\n{header}")
+    print(row(f"cloudfree mask, thin below {best}", split_confusion(held_out, split(best))))
+    for name, classes in others.items():
+        print(row(name, split_confusion(held_out, classes), split=False))
 
 
 def main() -> None:
@@ -428,7 +516,8 @@ def main() -> None:
                              "S2B_MSIL2A_20180204T94161_57_38); the shares of cloud classed "
                              "snow and of its snow kept, with and without the snow rules")
     parser.add_argument("--thin", action="store_true",
-                        help="also score the split of the cloud into cloud and thin cloud")
+                        help="no other table: the per-class IoU of clear, thin and thick cloud, "
+                             "the split tuned on the tuning half and scored on the held-out")
     parser.add_argument("--bright-land", action="store_true",
                         help="no other table: the defaults and --bright-land on the tuning "
                              "half, the held-out half and all the pairs")
@@ -442,6 +531,9 @@ def main() -> None:
     pairs = blended(load_pairs(args.folders), args.blend)
     if args.snow:
         snow_kept(pairs, args.snow)
+        return
+    if args.thin:
+        thin_split(pairs)
         return
     with open_sentinel2(args.clear) as s2:
         clear = s2.read()
@@ -471,9 +563,6 @@ def main() -> None:
               f"{r['clear_mean']:.1%} / {r['clear_max']:.1%} | {r['clear_scene']:.1%} |")
     print()
     snow_share(pairs, args.twin_reference)
-    if args.thin:
-        print()
-        thin_split(pairs)
     if args.withheld:
         full = ours(MaskParams())
         for name, masker in list(methods(False, True).items())[1:3]:

@@ -86,10 +86,12 @@ def in_flags(exc: CloudfreeError, command: click.Command | None) -> str:
     return spelled(exc, {} if command is None else command_flags(command))
 
 
-def command_flags(command: click.Command) -> dict[str, tuple[str, bool]]:
-    """Each option's Python name, with its longest flag and whether it is a switch."""
-    return {p.name: (max(p.opts, key=len), p.is_flag) for p in command.params
-            if isinstance(p, click.Option) and p.name}
+def command_flags(command: click.Command) -> dict[str, tuple[str, bool | str]]:
+    """Each option's Python name, with its longest flag and whether it is a switch (for an
+    on/off pair, its off flag)."""
+    return {p.name: (max(p.opts, key=len),
+                     p.secondary_opts[0] if p.is_flag and p.secondary_opts else p.is_flag)
+            for p in command.params if isinstance(p, click.Option) and p.name}
 
 
 def default_output(src: Path | Url, suffix: str) -> Path:
@@ -119,6 +121,9 @@ def main() -> None:
                    "(repeatable, any CRS): "
                    "where the dates see the ground clear, clouds, haze and shadows are found "
                    "by comparing the scene with them.")
+@click.option("--thin/--no-thin", default=True, show_default=True,
+              help="Write thin cloud, which the land shows through, as its own class (4); "
+                   "--no-thin: as cloud (1), for tools that read 1 as all the cloud.")
 @opt.as_json
 @click.option("--block", type=click.IntRange(*BLOCK_RANGE), default=MASK_BLOCK,
               show_default=True, help="Window size in pixels for streaming the scene.")
@@ -129,10 +134,10 @@ def main() -> None:
 @opt.area
 @opt.geotiff_outputs
 @opt.quiet
-def mask(scene, output, mask_params, score_path, references, as_json, block, threads, offset,
-         level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
-    """Cloud (1), shadow (2), snow (3), thin cloud (4) mask of a Sentinel-2 scene; 0 clear,
-    255 nodata.
+def mask(scene, output, mask_params, score_path, references, thin, as_json, block, threads,
+         offset, level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
+    """Cloud (1), shadow (2), snow (3), thin cloud (4; cloud with --no-thin) mask of a
+    Sentinel-2 scene; 0 clear, 255 nodata.
 
     SCENE: a GeoTIFF of named bands (unnamed: 13 in L1C order, 12 in L2A order), an L1C or
     L2A .SAFE folder, a folder of per-band files or a STAC item (.json); GeoTIFFs (COGs best)
@@ -144,13 +149,12 @@ def mask(scene, output, mask_params, score_path, references, as_json, block, thr
                          offset=offset, level=level, bbox=bbox, bbox_crs=bbox_crs,
                          score_path=score_path, overwrite=overwrite,
                          creation_options=creation_options, block=block, threads=threads,
-                         cog=cog,
-                         quiet=quiet, references=references)
+                         cog=cog, quiet=quiet, references=references, thin=thin)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"{summary['output']}: cloud {summary['cloud_fraction']:.1%}"
-                   + f" (thin {summary['thin_cloud_fraction']:.1%})"
+                   + (f" (thin {summary['thin_cloud_fraction']:.1%})" if thin else "")
                    + (f", shadow {summary['shadow_fraction']:.1%}" if mask_params.shadow else "")
                    + f", snow {summary['snow_fraction']:.1%} of valid pixels")
 
@@ -321,6 +325,9 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @click.option("--uncertainty", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_uncertainty.tif, the expected error of each "
                    "filled pixel (see remove --uncertainty-out).")
+@click.option("--thin/--no-thin", default=None,
+              help="mask: write thin cloud as its own class (4), or as cloud (1); see mask "
+                   "--thin [default: --thin].")
 @click.option("--dask-scheduler", metavar="ADDRESS",
               help="Run on this Dask scheduler (tcp://host:8786 or scheduler JSON file).")
 @click.option("--s2-pattern", default="*s2*.tif", show_default=True,
@@ -339,13 +346,13 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.geotiff_outputs
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references,
-          temporal_mask, masks, uncertainty, dask_scheduler,
+          temporal_mask, masks, uncertainty, thin, dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
           offset, level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
 
     --masks, --uncertainty, --model, --checkpoint, --onnx, --device, --tile, --batch-size and
-    --precision apply to remove only.
+    --precision apply to remove only, --thin to mask only.
     """
     from cloudfree.pipeline.batch import run_batch
 
@@ -355,7 +362,7 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
                "level": None if level == "auto" else level,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
                "cog": cog, "masks": masks, "uncertainty": uncertainty,
-               "temporal_mask": temporal_mask, "bbox": bbox, "bbox_crs": bbox_crs}
+               "temporal_mask": temporal_mask, "bbox": bbox, "bbox_crs": bbox_crs, "thin": thin}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,

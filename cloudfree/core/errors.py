@@ -29,9 +29,10 @@ class OutOfMemory(MemoryError):
     """Memory cannot hold the run; the message says why, when known."""
 
 
-def spelled(exc: CloudfreeError, flags: Mapping[str, tuple[str, bool]]) -> str:
+def spelled(exc: CloudfreeError, flags: Mapping[str, tuple[str, bool | str]]) -> str:
     """The message with each ``name=`` of ``exc.params`` spelled as its command-line flag;
-    ``flags`` maps a Python name to its flag and whether that is a switch (``name=True``)."""
+    ``flags`` maps a Python name to its flag and whether that is a switch (``name=True``), or
+    the switch's off flag (``name=False`` too, as ``--no-thin``)."""
     text = str(exc)
     for name in exc.params:
         if name not in flags:
@@ -39,5 +40,7 @@ def spelled(exc: CloudfreeError, flags: Mapping[str, tuple[str, bool]]) -> str:
         flag, switch = flags[name]
         if switch:
             text = text.replace(f"{name}=True", flag)
+        if isinstance(switch, str):
+            text = text.replace(f"{name}=False", switch)
         text = text.replace(f"{name}=", f"{flag} ")
     return text

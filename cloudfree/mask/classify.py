@@ -60,7 +60,9 @@ THIN = 4
 #: the land may show through.
 #: Chosen on the tuning half of the pool's cloudy / clear pairs (by scene), against the pairs'
 #: own split of their cloud: thick where the cloudy date is more than 0.15 brighter than its
-#: clear twin in B02-B04, thin where 0.05 to 0.15 (benchmarks/mask_quality.py --thin).
+#: clear twin in B02-B04, thin where 0.05 to 0.15 (the land still shows there): the best mean
+#: of the thin and thick IoU of 0.3 to 0.7 (benchmarks/mask_quality.py --thin;
+#: docs/benchmarks/masks.md).
 THIN_SCORE = 0.5
 #: A pixel that passes the snow test is cloud where its B10 (1375 nm) reflectance exceeds this.
 #: Water vapour absorbs nearly all the light at 1375 nm that reaches the ground, so the band
@@ -112,6 +114,9 @@ SEED_REACH = SEED_NEAR + SHARE_BOX // 2
 #: Colours of the classes in the mask's GeoTIFF palette and in previews (RGBA).
 COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 140, 255),
             SNOW: (0, 200, 255, 255), THIN: (180, 180, 180, 255), NODATA: (0, 0, 0, 0)}
+#: Names of the classes in the mask's tags and STAC items.
+CLASS_NAMES = ((CLEAR, "clear"), (CLOUD, "cloud"), (SHADOW, "shadow"), (SNOW, "snow"),
+               (THIN, "thin_cloud"), (NODATA, "nodata"))
 
 
 @dataclass(frozen=True)

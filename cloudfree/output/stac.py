@@ -25,7 +25,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
 from cloudfree.io.sentinel2 import QUANTIFICATION, SPECTRAL
-from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW, THIN
+from cloudfree.mask.classify import CLASS_NAMES, NODATA, THIN
 from cloudfree.output.provenance import Provenance
 
 CATALOG_ID = "cloudfree"
@@ -34,7 +34,6 @@ CATALOG_FILE = "catalog.json"
 SENTINEL2_FIRST = datetime(2015, 6, 23, tzinfo=UTC)
 #: Points per footprint edge when it is carried to WGS84 (as rasterio's densify_pts).
 EDGE_POINTS = 21
-MASK_CLASSES = ((CLEAR, "clear"), (CLOUD, "cloud"), (SHADOW, "shadow"), (SNOW, "snow"))
 
 
 @dataclass(frozen=True)
@@ -110,10 +109,9 @@ def add_mask(item: pystac.Item, path: Path) -> None:
                              roles=["data", "cloud", "cloud-shadow", "snow-ice"])
         item.add_asset("mask", asset)
         RasterExtension.ext(asset, add_if_missing=True).bands = _raster_bands(ds)
-        listed = ds.tags().get("CLASSES", "")
-    extra = ((THIN, "thin_cloud"),) if f"{THIN}=thin_cloud" in listed.split() else ()
-    classes = [Classification.create(value, name=name) for value, name in MASK_CLASSES + extra]
-    classes.append(Classification.create(NODATA, name="nodata", nodata=True))
+        listed = ds.tags().get("CLASSES", "").split()
+    classes = [Classification.create(value, name=name, nodata=value == NODATA or None)
+               for value, name in CLASS_NAMES if value != THIN or f"{value}={name}" in listed]
     ClassificationExtension.ext(asset, add_if_missing=True).classes = classes
 
 

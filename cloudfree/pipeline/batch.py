@@ -63,7 +63,9 @@ COMMANDS = ("remove", "mask")
 #: Options ``mask`` takes; ``remove`` takes any field of its option groups
 #: (``pipeline.options``) and ``mask_params``.
 MASK_OPTIONS = frozenset({"offset", "level", "creation_options", "overwrite", "cog", "bbox",
-                          "bbox_crs"})
+                          "bbox_crs", "thin"})
+#: Options of ``mask`` that ``remove`` has not (switches).
+MASK_ONLY = ("thin",)
 #: batch's own remove options: also write each scene's mask, its uncertainty.
 SCENE_OUTPUTS = ("masks", "uncertainty")
 #: remove options batch sets for each scene (its outputs' names, its references).
@@ -414,18 +416,20 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
 
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r} (use {' or '.join(COMMANDS)})")
-    if command == "mask":
-        extra = sorted(set(options) - MASK_OPTIONS)
-        if extra:
-            given = ", ".join(f"{name}={options[name]}" for name in extra)
-            raise UsageError(f"{given}: only for command=remove", *extra, "command")
+    mask = command == "mask"
+    extra = sorted(set(options) - MASK_OPTIONS if mask else set(options) & set(MASK_ONLY))
+    if extra:
+        given = ", ".join(f"{name}={options[name]}" for name in extra)
+        raise UsageError(f"{given}: only for command={'remove' if mask else 'mask'}", *extra,
+                         "command")
     for name in sorted(set(options) & PER_SCENE):
         raise UsageError(f"{name}={options[name]!r}: batch sets it for each scene; give "
                          "masks=True, uncertainty=True or references=K instead", name)
-    for name in SCENE_OUTPUTS:
+    own = MASK_ONLY if mask else SCENE_OUTPUTS
+    for name in own:
         if name in options:
             check_switch(name, options[name])
-    grouped = split_options({k: v for k, v in options.items() if k not in SCENE_OUTPUTS})
+    grouped = split_options({k: v for k, v in options.items() if k not in own})
     if command == "remove":
         from cloudfree.pipeline.remove import check_engine_options
 
@@ -529,7 +533,7 @@ def run_batch(
     stac: Path | str | None = None,
     quiet: bool = False,
     references: int = 0,
-    flags: dict[str, tuple[str, bool]] | None = None,
+    flags: dict[str, tuple[str, bool | str]] | None = None,
 ) -> BatchResult:
     """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
 
@@ -559,7 +563,8 @@ def run_batch(
         option groups (``EngineOptions``, ``FillOptions``, ``InputOptions``,
         ``ReferenceOptions``, ``OutputOptions``: ``{"model": "cloudfree-fillnet", "tile":
         512}``) but the outputs' paths and the references, which batch sets for each scene;
-        for mask, ``offset``, ``level``, ``creation_options``, ``overwrite`` and ``cog``.
+        for mask, ``offset``, ``level``, ``creation_options``, ``overwrite``, ``cog`` and
+        ``thin``.
         None values are dropped, and ``masks=True`` makes remove also write
         ``<scene>_mask.tif`` and ``uncertainty=True`` ``<scene>_uncertainty.tif``. A name
         that is no option, or a value out of range, fails before any scene. Default: none.

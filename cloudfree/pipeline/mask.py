@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from cloudfree.core.arguments import check_kind, check_path, check_paths, check_whole
+from cloudfree.core.arguments import (
+    check_kind,
+    check_path,
+    check_paths,
+    check_switch,
+    check_whole,
+)
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.memory import check_mask_memory
 from cloudfree.core.progress import progress
@@ -25,6 +31,7 @@ from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK, block_windows, scene_io_env, with_halo
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classify import (
+    CLASS_NAMES,
     CLEAR,
     CLOUD,
     COLORMAP,
@@ -70,11 +77,11 @@ def mask_source(s2: Sentinel2, params: MaskParams) -> str:
 
 def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
                        shadow: ShadowThresholds | None, threads: int,
-                       decoded: DecodedScene | None = None
+                       decoded: DecodedScene | None = None, thin: bool = True
                        ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """(window, classes, score) of each window, in order, thin cloud apart (``thin_cloud``);
-    read (back from ``decoded`` when it holds the whole scene) and classified on
-    ``threads``."""
+    """(window, classes, score) of each window, in order, thin cloud apart (``thin_cloud``)
+    unless not ``thin``; read (back from ``decoded`` when it holds the whole scene) and
+    classified on ``threads``."""
 
     bands = params.bands_for(s2.bands)
     read = mask_reader(s2, bands, params, decoded)
@@ -87,22 +94,23 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
             read_win, inner = with_halo(win, params.context, s2.width, s2.height)
             refl, valid, scl = read(read_win)
             classes, score = classify(refl, valid, params, bands, shadow, scl)
-        thin = thin_cloud(classes[inner], refl[:, inner[0], inner[1]], bands,
-                          None if scl is None else scl[inner])
-        return win, thin, score[inner]
+        if not thin:
+            return win, classes[inner], score[inner]
+        return win, thin_cloud(classes[inner], refl[:, inner[0], inner[1]], bands,
+                               None if scl is None else scl[inner]), score[inner]
 
     return ordered_map(one, windows, threads)
 
 
-def judged_windows(target: TargetMask, windows: list[Window], threads: int
+def judged_windows(target: TargetMask, windows: list[Window], threads: int, thin: bool = True
                    ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """(window, classes, score) of each window by the dates' temporal test of the ``target``,
-    in order, thin cloud apart (``thin_cloud``); judged on ``threads``."""
+    in order, thin cloud apart (``thin_cloud``) unless not ``thin``; judged on ``threads``."""
 
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
         refl, _, classes, score = target.classes(int(win.row_off), int(win.col_off),
                                                  int(win.height), int(win.width))
-        return win, thin_cloud(classes, refl, target.bands), score
+        return win, thin_cloud(classes, refl, target.bands) if thin else classes, score
 
     return ordered_map(one, windows, threads)
 
@@ -113,8 +121,13 @@ def require_mask_bands(s2: Sentinel2, params: MaskParams) -> None:
                "give an input with B02, B03 and B04 at least (and B08, B11 for --shadow)")
 
 
-def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
-    """Tags recording how the mask was made."""
+def mask_classes(thin: bool = True) -> str:
+    """The ``CLASSES`` tag: each code and its name (thin cloud only when ``thin``)."""
+    return " ".join(f"{code}={name}" for code, name in CLASS_NAMES if thin or code != THIN)
+
+
+def mask_tags(params: MaskParams, s2: Sentinel2, thin: bool = True) -> dict[str, str]:
+    """Tags recording how the mask was made (``thin``: thin cloud as its own class)."""
     return {
         **provenance_tags("mask", s2.path, area=s2.area),
         "MASK_METHOD": params.method,
@@ -127,7 +140,7 @@ def mask_tags(params: MaskParams, s2: Sentinel2) -> dict[str, str]:
         "MASK_SOURCE": mask_source(s2, params),
         "PROCESSING_LEVEL": s2.level,
         "RADIOMETRIC_OFFSET": str(s2.offset),
-        "CLASSES": f"0=clear 1=cloud 2=shadow 3=snow {THIN}=thin_cloud 255=nodata",
+        "CLASSES": mask_classes(thin),
     }
 
 
@@ -148,11 +161,12 @@ def mask_scene(
     references: Sequence[Path | str] = (),
     bbox: tuple[float, float, float, float] | None = None,
     bbox_crs: str | None = None,
+    thin: bool = True,
 ) -> dict:
     """Write the uint8 class mask of ``scene`` to ``output``; return a summary with fractions.
 
-    Classes: 0 clear, 1 cloud, 2 shadow, 3 snow, 4 thin cloud (``classify.thin_cloud``), 255
-    nodata.
+    Classes: 0 clear, 1 cloud, 2 shadow, 3 snow, 4 thin cloud (``classify.thin_cloud``; with
+    ``thin=False`` written as cloud, 1), 255 nodata.
 
     Parameters
     ----------
@@ -199,11 +213,15 @@ def mask_scene(
     bbox_crs : str, optional
         The CRS of ``bbox`` (``EPSG:4326`` for longitude and latitude). Default: none, the
         scene's CRS.
+    thin : bool
+        Write thin cloud as its own class, 4; False: as cloud, 1, the codes of a mask with
+        one cloud class. Default: True.
 
     Returns
     -------
     dict
-        Summary: output and the cloud, shadow and snow fractions of the valid pixels; with
+        Summary: output and the cloud (thin cloud included), thin cloud (None when not
+        ``thin``), shadow and snow fractions of the valid pixels; with
         ``references`` also ``references`` (per reference: path, date, pixels clear in both,
         used, its measured shift).
     """
@@ -211,6 +229,7 @@ def mask_scene(
     check_path("output", output)
     check_path("score_path", score_path, optional=True)
     check_kind("params", params, MaskParams, "a MaskParams")
+    check_switch("thin", thin)
     if params.shadow is None:  # the mask flags no shadow unless asked to
         params = replace(params, shadow=False)
     inputs = InputOptions(offset=offset, level=level, bbox=bbox, bbox_crs=bbox_crs)
@@ -253,19 +272,19 @@ def mask_scene(
         with ExitStack() as stack:
             outputs = GridOutputs(stack, grid, overwrite, [Path(scene)], cog)
             dst = outputs.open(output, 1, "uint8", NODATA, NEAREST)
-            dst.update_tags(**mask_tags(params, s2))
+            dst.update_tags(**mask_tags(params, s2, thin))
             dst.set_band_description(1, "cloud_mask")
             dst.write_colormap(1, COLORMAP)
             score_dst = None
             if score_path is not None:
                 score_dst = outputs.open(score_path, 1, "float32", float("nan"), AVERAGE)
-                score_dst.update_tags(**mask_tags(params, s2))
+                score_dst.update_tags(**mask_tags(params, s2, thin))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.
             results = stack.enter_context(closing(
                 classified_windows(s2, windows, params, thresholds, threads,
-                                   None if copy is None else copy.decoded) if dates is None
-                else judged_windows(dates.target, windows, threads)))
+                                   None if copy is None else copy.decoded, thin) if dates is None
+                else judged_windows(dates.target, windows, threads, thin)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:
@@ -275,8 +294,9 @@ def mask_scene(
             valid_pixels = int(counts.sum() - counts[NODATA])
             if valid_pixels == 0:
                 raise CloudfreeError(f"{scene}: every pixel is nodata; nothing to mask")
-            cloud = counts.copy()  # thin cloud is cloud in the fraction
+            cloud = counts.copy()  # thin cloud is cloud in the fraction, counted once
             cloud[CLOUD] += cloud[THIN]
+            cloud[THIN] = 0
             dst.update_tags(**cloud_fraction_tags(cloud))
     total = int(counts.sum())
     return {
@@ -295,7 +315,7 @@ def mask_scene(
         "valid_pixels": valid_pixels,
         "nodata_fraction": counts[NODATA] / total,
         "cloud_fraction": (counts[CLOUD] + counts[THIN]) / valid_pixels,
-        "thin_cloud_fraction": counts[THIN] / valid_pixels,
+        "thin_cloud_fraction": counts[THIN] / valid_pixels if thin else None,
         "shadow_fraction": counts[SHADOW] / valid_pixels,
         "snow_fraction": counts[SNOW] / valid_pixels,
         "clear_fraction": counts[CLEAR] / valid_pixels,

@@ -22,7 +22,7 @@ from cloudfree.inference.checkpoint import load_checkpoint
 from cloudfree.inference.engines import open_engine
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
-from cloudfree.mask.classify import CLOUD, COLORMAP, SHADOW, MaskParams, classify
+from cloudfree.mask.classify import CLEAR, CLOUD, COLORMAP, SHADOW, MaskParams, classify
 from cloudfree.networks import build
 from cloudfree.output.preview import LEGEND
 from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions
@@ -133,7 +133,9 @@ def test_the_default_runs_without_s1_and_changes_only_the_masked_pixels(tmp_path
     assert "x.tif: filled 43.1% cloud and 4.0% shadow with median-fill in" in result.stdout
     assert "the rest filled from nearby clear pixels (where none is near" in result.stderr
     with rasterio.open(out) as o, rasterio.open(SUMMER_S2) as i, rasterio.open(mask) as m:
-        filled, observed, masked = o.read(), i.read(), m.read(1) > 0
+        filled, observed, classes = o.read(), i.read(), m.read(1)
+    assert set(np.unique(classes)) <= {CLEAR, CLOUD, SHADOW}  # all its cloud 1, thin or not
+    masked = classes > 0
     far = ndimage.distance_transform_edt(~masked) > 12  # beyond the haze ring around the mask
     assert far.mean() > 0.2 and (filled[:, far] == observed[:, far]).all()
     assert (filled[:, masked] != observed[:, masked]).any(axis=0).mean() > 0.9

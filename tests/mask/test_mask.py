@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S2, mask_cloud
+from helpers import (
+    FLOODS_S1,
+    FLOODS_S2,
+    SUMMER_S1,
+    SUMMER_S2,
+    WINTER_CLEAR,
+    WINTER_S2,
+    mask_cloud,
+)
 from rasterio.windows import Window
 from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 from scipy import ndimage
@@ -17,6 +25,7 @@ from scipy.spatial import cKDTree
 
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import (
+    CLEAR,
     CLOUD,
     LAND_REACH,
     NEAR_REACH,
@@ -87,6 +96,42 @@ def test_thin_cloud_is_the_cloud_scored_low_at_the_cumulus_edges(tmp_path, cli):
     assert (scores[thin] < THIN_SCORE).all() and (scores[thick] >= THIN_SCORE).all()
     inside = ndimage.distance_transform_edt(thin | thick)  # pixels to the cloud's edge
     assert np.median(inside[thin]) < 5 < 10 < np.median(inside[thick])
+
+
+@pytest.mark.parametrize("depth, expected", [(0.4, THIN), (1.0, CLOUD)])
+def test_a_real_cloud_made_thin_over_real_land_is_thin_cloud(tmp_path, depth, expected):
+    # the summer sample's thick cloud laid over the winter sample's clear land at 40 % of its
+    # depth (0.1 brighter in B02-B04: the land shows through) is thin cloud, 4; at its full
+    # depth, cloud, 1; the land around stays clear
+    with rasterio.open(SUMMER_S2) as ds:
+        cloud = ds.read().astype(np.float32)
+    land, profile = read_stack(WINTER_CLEAR, 256)
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl = s2.read()[0]
+    thick = thin_cloud(classify(refl, None, MaskParams())[0], refl) == CLOUD
+    veil = np.where(thick, land + depth * (cloud - land), land)
+    scene = write_stack(tmp_path / "veil.tif", np.rint(veil), profile, dtype="uint16")
+    mask_scene(scene, tmp_path / "mask.tif")
+    classes = read_mask(tmp_path / "mask.tif")[0]
+    assert (classes[thick] == expected).mean() > 0.95
+    assert (classes[~thick] == CLEAR).mean() > 0.99
+
+
+def test_no_thin_writes_thin_cloud_as_cloud_with_the_other_codes_unchanged(tmp_path, cli):
+    split, merged = tmp_path / "split.tif", tmp_path / "merged.tif"
+    assert cli("mask", SUMMER_S2, "-o", split).exit_code == 0
+    result = cli("mask", SUMMER_S2, "-o", merged, "--no-thin", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["thin_cloud_fraction"] is None and summary["cloud_fraction"] > 0.2
+    with rasterio.open(split) as a, rasterio.open(merged) as b:
+        thin, one = a.read(1), b.read(1)
+        assert b.tags()["CLASSES"] == "0=clear 1=cloud 2=shadow 3=snow 255=nodata"
+        assert b.tags()["CLOUD_FRACTION"] == a.tags()["CLOUD_FRACTION"]
+    assert (thin == THIN).mean() > 0.1 and THIN not in one
+    np.testing.assert_array_equal(one, np.where(thin == THIN, CLOUD, thin))
+    assert "(thin" not in cli("mask", SUMMER_S2, "-o", merged, "--no-thin",
+                              "--overwrite").stdout
 
 
 def test_clear_floods_scene_near_zero_and_nodata_preserved(tmp_path):

@@ -189,6 +189,12 @@ def test_usage_errors(scenes, tmp_path, args, message, cli):
     assert not (tmp_path / "out").exists()
 
 
+def test_no_thin_is_for_mask_only(scenes, tmp_path, cli):
+    result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "remove", "--no-thin")
+    assert result.exit_code == 2 and "--no-thin: only for --command mask" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--model", "nope"], 2, "no bundled model 'nope'"),
     (["--device", "tpu"], 2, "--device tpu must be auto, cpu, cuda or cuda:N"),
