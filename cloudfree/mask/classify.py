@@ -329,7 +329,9 @@ def classify(
         if shadow is None:
             shadow = combine_shadow_stats([shadow_thresholds(reflectance, valid, bands)])
         dark = ((b["B08"] + b["B11"]) / 2 < shadow.csi) & (b["B02"] < shadow.blue) & valid
-        dark = ndimage.median_filter(dark.astype(np.uint8), size=5, mode="reflect") > 0
+        # the 5 x 5 median of a binary image: at least 13 of its 25 pixels dark (the same
+        # pixels as ``ndimage.median_filter``'s, for a 20th of the work)
+        dark = ndimage.uniform_filter(dark.astype(np.float32), 5, mode="reflect") > 0.5
         classes[dark & (classes == CLEAR)] = SHADOW
     if params.buffer:
         for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
@@ -502,6 +504,8 @@ def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray) -> np.ndarr
     confident = cloud & ((box_mean(cloud.astype(np.float32), valid, SHARE_BOX) >= SEED_SHARE)
                          | (score >= CONFIDENT_SCORE))
     backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
+    if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
+        return seeds
     hazy = box_mean((score > HAZE_SCORE).astype(np.float32), valid & ~cloud, HAZE_BOX)
     return seeds & (backed | (hazy >= SEED_HAZE))
 
@@ -511,6 +515,8 @@ def box_mean(x: np.ndarray, where: np.ndarray, size: int,
     """Mean of ``x`` [H, W] over the ``where`` pixels of the ``size`` px square around each
     pixel (0 where it holds none); beyond the array's edges mirrored (``mode``), as windows
     read at the scene's edges are."""
+    if mode != "constant" and where.all():  # every weight and their mean exactly 1
+        return ndimage.uniform_filter(x, size, mode=mode)
     weight = where.astype(np.float32)
     total = ndimage.uniform_filter(x * weight, size, mode=mode)
     return total / np.maximum(ndimage.uniform_filter(weight, size, mode=mode), 1e-6)

@@ -550,6 +550,18 @@ class SceneRemoval:
         if local is not None:  # the haze ring, only where no other date judges the pixel
             ring = haze_region(region, score, valid, local)
             region = ring if background is None else region | (ring & (background.count == 0))
+            # the fill, the restoration and the dates' fill take their sources this near the
+            # chunk: the wider margin the classes and the ring needed to be exact is let go
+            near = max(self.options.feather + 1, local.reach)
+            if self.references is not None:
+                near = max(near, CONTEXT + self.restore_reach)
+            if near < halo:
+                cut = (slice(halo - near, near - halo),) * 2
+                refl = np.ascontiguousarray(refl[:, cut[0], cut[1]])
+                valid, classes, score, region = (x[cut] for x in (valid, classes, score, region))
+                s1 = s1[:, cut[0], cut[1]]
+                background = None if background is None else background.crop(*cut)
+                halo = near
         alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
         if background is not None and self.options.composite:

@@ -38,8 +38,10 @@ from cloudfree.mask.classify import (
     MaskParams,
     built_up,
     classify,
+    combine_shadow_stats,
     grow,
     seeding,
+    shadow_thresholds,
     squared_distance,
     thin_cloud,
 )
@@ -653,3 +655,39 @@ def test_bright_land_is_masked_but_grows_no_buffer():
     buffered = classify(refl, valid, MaskParams(buffer=5))[0] == CLOUD
     full = grow(cloud, 5)  # every cloud pixel's buffer: a few wisps far from the cores lose it
     assert (buffered <= full).all() and (full & ~buffered).mean() < 0.01
+
+
+def test_shadow_test_and_seeding_take_their_filters_shortcuts_exactly():
+    """The shadow test's 5 x 5 median of the dark pixels is taken as a count, the seeding skips
+    the haze where every seed has confident cloud near and the box means their weights where
+    every pixel is valid: the same pixels as the filters in full, on the summer sample whole
+    and with a corner of it nodata."""
+    refl, whole = reflectance_of(SUMMER_S2)
+    holed = whole.copy()
+    holed[:40, :60] = False
+    for valid in (whole, holed):
+        classes, score = classify(refl, valid, MaskParams(shadow=True))
+        index = {b: i for i, b in enumerate(BANDS)}
+        stats = combine_shadow_stats([shadow_thresholds(refl, valid)])
+        dark = (((refl[index["B08"]] + refl[index["B11"]]) / 2 < stats.csi)
+                & (refl[index["B02"]] < stats.blue) & valid)
+        median = ndimage.median_filter(dark.astype(np.uint8), size=5, mode="reflect") > 0
+        lit = np.isin(classes, (CLEAR, SHADOW))
+        assert (classes == SHADOW).sum() > 1000
+        np.testing.assert_array_equal(classes == SHADOW, median & lit)
+
+        cloud, score = classes == CLOUD, np.nan_to_num(score)
+        weight = valid.astype(np.float32)
+
+        def mean(x, where, size):
+            where = where.astype(np.float32)
+            return ndimage.uniform_filter(x * where, size, mode="reflect") / np.maximum(
+                ndimage.uniform_filter(where, size, mode="reflect"), 1e-6)
+
+        near = ndimage.uniform_filter(cloud.astype(np.float32), 7, mode="reflect") * 49
+        seeds = cloud & ((near > 8.5) | (score >= SEED_SCORE))
+        confident = cloud & ((mean(cloud.astype(np.float32), weight, 31) >= 0.5)
+                             | (score >= 0.8))
+        backed = ndimage.maximum_filter(confident, 101, mode="reflect")
+        hazy = mean((score > 0.05).astype(np.float32), valid & ~cloud, 15) >= 0.7
+        np.testing.assert_array_equal(seeding(cloud, score, valid), seeds & (backed | hazy))
