@@ -101,6 +101,7 @@ from cloudfree.mask.classify import (
     MaskParams,
     ShadowThresholds,
     built_up,
+    cloud_parallax,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
@@ -548,7 +549,9 @@ class SceneRemoval:
             classes = tied_shadows(refl, classes, self.shadow.offset, self.bands)
         region = fill_mask(classes, self.params)
         if local is not None:  # the haze ring, only where no other date judges the pixel
-            ring = haze_region(region, score, valid, local)
+            parallax = (cloud_parallax(refl, self.bands, classes == CLOUD) if self.params.land
+                        else None)
+            ring = haze_region(region, score, valid, local, parallax)
             region = ring if background is None else region | (ring & (background.count == 0))
         alpha = (composite_alpha(region, self.options.feather)
                  if self.options.composite else np.zeros(classes.shape, np.float32))
