@@ -423,6 +423,8 @@ FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 HAZE_SCORE = 0.05
 #: Variances of the parallax index over this many px (square).
 CDI_BOX = 7
+#: B08 (10 m) smoothed by this kernel, across and along, before it is compared with B8A (20 m).
+NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 #: Context the bright-land test needs: its square, the variances' and the 2 px mean of B08.
 LAND_REACH = LAND_BOX // 2 + CDI_BOX // 2 + 1
 #: Context the parallax of the clouds around a pixel needs (``cloud_parallax``).
@@ -434,11 +436,14 @@ SEED_REACH = SEED_NEAR + PARALLAX_REACH
 def parallax_index(b: dict[str, np.ndarray]) -> np.ndarray:
     """Cloud displacement index of Frantz, Hass, Uhl, Stoffels and Hill (2018, Remote Sensing of
     Environment 215): CDI = (V(B07 / B8A) - V(B08 / B8A)) / (V(B07 / B8A) + V(B08 / B8A)), V the
-    variance over ``CDI_BOX`` px (B08 first averaged over 2 px, as B8A is 20 m). The B08 and B8A
-    detectors see a cloud from slightly different angles, so its edges shift between them and
-    B08 / B8A varies: clouds are near -1, ground (bright roofs too) higher."""
+    variance over ``CDI_BOX`` px (B08 first smoothed towards B8A's 20 m by the kernel
+    ``NEAR_KERNEL`` across and along: centred, so that a window mirrored beyond a scene's edge
+    sees what the whole scene does). The B08 and B8A detectors see a cloud from slightly
+    different angles, so its edges shift between them and B08 / B8A varies: clouds are near -1,
+    ground (bright roofs too) higher."""
     b8a = np.maximum(b["B8A"], np.float32(1e-4))
-    near = ndimage.uniform_filter(b["B08"], 2, mode="reflect") / b8a
+    near = ndimage.correlate1d(b["B08"], NEAR_KERNEL, axis=0, mode="reflect")
+    near = ndimage.correlate1d(near, NEAR_KERNEL, axis=1, mode="reflect") / b8a
     edge = b["B07"] / b8a
     v8, v7 = local_variance(near, CDI_BOX), local_variance(edge, CDI_BOX)
     return (v7 - v8) / np.maximum(v7 + v8, np.float32(1e-12))
