@@ -435,8 +435,8 @@ def main() -> None:
     parser.add_argument("--thin", action="store_true",
                         help="also score the split of the cloud into cloud and thin cloud")
     parser.add_argument("--bright-land", action="store_true",
-                        help="no other table: the defaults and --bright-land on the tuning "
-                             "half, the held-out half and all the pairs")
+                        help="no other table: the defaults and --no-bright-land on the "
+                             "tuning half, the held-out half and all the pairs")
     parser.add_argument("--filled", action="store_true",
                         help="no other table: what remove fills by default (the mask, its "
                              "buffer and the haze ring) on the tuning half, the held-out half "
@@ -467,7 +467,6 @@ def main() -> None:
             methods(args.variants, args.withheld).items()]
     if args.bright_land or args.filled:
         variants = ((("defaults", ours(MaskParams())),
-                     ("--bright-land", ours(MaskParams(land=True))),
                      ("--no-bright-land", ours(MaskParams(land=False)))) if args.bright_land else
                     (("filled by remove", filled),))
         parts = ((f"{args.half} half", pairs),) if args.half else zip(
