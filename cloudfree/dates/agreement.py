@@ -71,10 +71,12 @@ class Candidates:
 
     def disagreement(self) -> np.ndarray:
         """``d2`` [slots, h, w] of each kept prediction against the others (module docstring);
-        -inf for empty slots. Built up slot by slot, so that few full arrays exist at once."""
+        -inf for empty slots. Built up slot by slot, so that few full arrays exist at once (each
+        slot's precision computed once)."""
         kept = self.score > 0
         slots = range(len(kept))
         d2 = np.full(self.score.shape, -np.inf, np.float32)
+        precision = [np.where(kept[i], 1 / self.variance[i], 0) for i in slots]  # once each
         for j in slots:
             if not kept[j].any():
                 continue
@@ -82,14 +84,12 @@ class Candidates:
             total = np.full(self.prediction.shape[1:], 1e-30, np.float32)
             mean = np.zeros(self.prediction.shape[1:], np.float32)
             for i in others:
-                precision = np.where(kept[i], 1 / self.variance[i], 0)
-                total += precision
-                mean += precision * self.prediction[i]
+                total += precision[i]
+                mean += precision[i] * self.prediction[i]
             mean /= total
             spread = self.variance[j] + 1 / total
             for i in others:
-                spread += SCATTER * np.where(kept[i], 1 / self.variance[i], 0) * \
-                    (self.prediction[i] - mean) ** 2 / total
+                spread += SCATTER * precision[i] * (self.prediction[i] - mean) ** 2 / total
             mean -= self.prediction[j]
             mean **= 2
             mean /= spread
