@@ -159,18 +159,19 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     if len(values) == 1:
         return values[0].copy()
     count = len(values) - np.isnan(values).sum(axis=0, dtype=np.uint8)
-    ordered = list(np.fmin(values, np.float32(np.inf)))  # NaN as infinity
-    spare = np.empty_like(ordered[0])
+    ordered = np.fmin(values, np.float32(np.inf))  # NaN as infinity
     for end in range(len(values) - 1, 0, -1):
-        for i in range(end):  # the planes swapped by name, not copied
-            np.minimum(ordered[i], ordered[i + 1], out=spare)
+        for i in range(end):
+            smaller = np.minimum(ordered[i], ordered[i + 1])
             np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
-            ordered[i], spare = spare, ordered[i]
+            ordered[i] = smaller
     high = count // 2  # the middle values' places among the sorted ones
     low = high - ((count % 2 == 0) & (high > 0))
-    middle = np.stack(ordered[: len(values) // 2 + 1])
-    median = np.take_along_axis(middle, low[None], 0)[0]
-    median += np.take_along_axis(middle, high[None], 0)[0]
+    median, upper = np.empty_like(ordered[0]), np.empty_like(ordered[0])
+    for place in range(len(values) // 2 + 1):
+        np.copyto(median, ordered[place], where=low == place)
+        np.copyto(upper, ordered[place], where=high == place)
+    median += upper
     median /= 2
     median[count == 0] = np.nan
     return median
