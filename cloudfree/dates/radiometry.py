@@ -127,13 +127,13 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
     the line of all exceeds ``REJECT`` robust standard deviations, 1.4826 x the median absolute
     residual, are left out), every cell the sums of all its pixels (``LineSums.every``). Band
     by band, so that the temporaries are a few vectors of n; each cell's median by a partial
-    sort of its own residuals (a fifth faster than sorting them all, padded to one length)."""
+    sort of its own residuals (not all of them sorted, padded to one length)."""
     count = len(pixels)
     fitted, filled = pixels >= MIN_PIXELS, pixels > 0
     ends = np.cumsum(pixels)
     starts = (ends - pixels)[filled]
     cell = np.repeat(np.arange(count), pixels)
-    # each fitted cell's pixels and the places of its middle residuals once in order
+    # each fitted cell's pixels (start, end) and the places of its two middle residuals, sorted
     spans = [(int(e - n), int(e), int(n - 1) // 2, int(n) // 2)
              for e, n in zip(ends[fitted], pixels[fitted], strict=True)]
     middle = np.empty(len(spans))
