@@ -615,7 +615,6 @@ def test_a_date_that_far_outweighs_those_contradicting_it_is_kept(scenes, monkey
     def fill(outweighed, name):
         monkeypatch.setattr(agreement, "OUTWEIGHED", outweighed)
         remove_scene(scenes["target"], None, tmp_path / name,
-                     mask_params=MaskParams(buffer=5, land=False),  # all the cloud (above)
                      dates=ReferenceOptions(references=[*far, near], temporal_mask=False),
                      outputs=OutputOptions(source_out=tmp_path / f"src_{name}"), quiet=True)
         return read(tmp_path / name)[0].astype(np.int32), read(tmp_path / f"src_{name}")[0][0]
@@ -1033,9 +1032,7 @@ def test_clear_pixels_alike_in_the_dates_show_a_change_no_line_follows(scenes, m
     def fill(share, name):
         monkeypatch.setattr(similar_pixels, "SIMILAR", share)
         remove_scene(target, None, tmp_path / name, dates=ReferenceOptions(references=[a, b]),
-                     # the pasted cloud's sharp rims, with the bright-land test, stay clear
-                     # (2.9 % of it) and move the lines: the whole cloud masked, as here meant
-                     mask_params=MaskParams(buffer=5, land=False), quiet=True)
+                     quiet=True)
         return read(tmp_path / name)[0]
 
     alike, lines = fill(similar_pixels.SIMILAR, "alike.tif"), fill(None, "lines.tif")
