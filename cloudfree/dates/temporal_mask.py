@@ -99,6 +99,13 @@ SLOTS = 5
 SIGMAS = 4.0
 #: Pixels a detection grows into neighbours brightened by at least half the threshold.
 GROW = 3
+#: Pixels a cloud then grows into neighbours brightened in blue alone by at least ``FRINGE_Z``
+#: (z) where HOT rises too: the thin cloud and haze at its edges (``TemporalMask.classify``).
+FRINGE, FRINGE_Z = 10, SIGMAS / 2
+#: Neighbours of a pixel: the eight around it.
+EIGHT = np.ones((3, 3), bool)
+#: Pixels of context the test needs around a block to judge it exactly.
+REACH = GROW + FRINGE
 #: Single-date snow lies (and stays snow) where at least this many of the references read for
 #: the background show snow, or as many as show the ground clear: one date showing it among
 #: others that see the ground may hold the same cloud, one the snow test passed too.
@@ -375,8 +382,11 @@ class TemporalMask:
         with np.errstate(invalid="ignore"):
             bright = self._extreme(z, BRIGHT, largest=False)
             seed = bright > SIGMAS
+            fringe = np.zeros_like(seed)
             if {"B02", "B04"} <= set(self.detect):  # a veil raises HOT; changed land may not
-                seed &= hot(refl, tuple(bands)) > hot(background.values, self.detect)
+                veil = hot(refl, tuple(bands)) > hot(background.values, self.detect)
+                seed &= veil
+                fringe = veil & (z[self.detect.index("B02")] > FRINGE_Z)
             cirrus = self._extreme(z, CIRRUS, largest=True)
             dark = self._extreme(z, DARK, largest=True)
             # once the fits are settled, B10 marks cloud only where blue and aerosol rise too
@@ -386,6 +396,8 @@ class TemporalMask:
             shadow = dark < -SIGMAS
         strong |= core | (weak & (classes == CLOUD)) | bool(self.hazy)
         cloud = ndimage.binary_dilation(strong, iterations=GROW, mask=weak) | strong
+        if FRINGE:  # a cloud's veiled edge, fine wisps that B01's 60 m pixels do not resolve
+            cloud |= ndimage.binary_dilation(cloud, EIGHT, iterations=FRINGE, mask=fringe)
         out = classes.copy()
         here = judged & (classes != NODATA) & (classes != SNOW)
         out[here] = CLEAR
