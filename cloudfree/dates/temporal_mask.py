@@ -386,7 +386,8 @@ class TemporalMask:
             if {"B02", "B04"} <= set(self.detect):  # a veil raises HOT; changed land may not
                 veil = hot(refl, tuple(bands)) > hot(background.values, self.detect)
                 seed &= veil
-                fringe = veil & (z[self.detect.index("B02")] > FRINGE_Z)
+                if "B01" in self.detect:  # blue alone sees what B01's 60 m pixels blur
+                    fringe = veil & (z[self.detect.index("B02")] > FRINGE_Z)
             cirrus = self._extreme(z, CIRRUS, largest=True)
             dark = self._extreme(z, DARK, largest=True)
             # once the fits are settled, B10 marks cloud only where blue and aerosol rise too
@@ -396,7 +397,7 @@ class TemporalMask:
             shadow = dark < -SIGMAS
         strong |= core | (weak & (classes == CLOUD)) | bool(self.hazy)
         cloud = ndimage.binary_dilation(strong, iterations=GROW, mask=weak) | strong
-        if FRINGE:  # a cloud's veiled edge, fine wisps that B01's 60 m pixels do not resolve
+        if FRINGE and fringe.any():  # the cloud's veiled edge
             cloud |= ndimage.binary_dilation(cloud, EIGHT, iterations=FRINGE, mask=fringe)
         out = classes.copy()
         here = judged & (classes != NODATA) & (classes != SNOW)
