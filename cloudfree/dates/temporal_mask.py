@@ -30,7 +30,14 @@ Tmask, Zhu and Woodcock 2014):
    SWIR marks shadow.
    The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much,
    whatever their HOT (hysteresis); a pixel in the single-date mask's buffer needs only that
-   half, and one the single-date score itself calls cloud stays cloud. Where no reference is
+   half, and one the single-date score itself calls cloud stays cloud. The cloud then grows by
+   up to ``FRINGE`` pixels (diagonals too) into the veiled fringe at its edge: neighbours
+   brightened by ``FRINGE_Z`` in blue alone where HOT rises. Aerosol (B01) is sampled at 60 m,
+   so a wisp or a haze a few 10 m pixels wide barely raises it, and the smaller of the two z
+   left such wisps beside the cloud as clear land (the bundled series' cumulus of 5 July: 299
+   kept pixels within 10 px of it brighter in blue than its four references by more than 0.03,
+   and in HOT by 0.015, after the date's own offset; 20 with the fringe). Without B01 (L2A)
+   no fringe is grown: blue alone is the test there already. Where no reference is
    clear, the single-date classes stand. Single-date snow stays snow where near dates show
    snow too (of the references read for the pixel's background before its ``SLOTS`` were
    filled, at least ``SNOW_DATES``, or as many as see the ground clear there): snow lies for
@@ -100,7 +107,11 @@ SIGMAS = 4.0
 #: Pixels a detection grows into neighbours brightened by at least half the threshold.
 GROW = 3
 #: Pixels a cloud then grows into neighbours brightened in blue alone by at least ``FRINGE_Z``
-#: (z) where HOT rises too: the thin cloud and haze at its edges (``TemporalMask.classify``).
+#: (z) where HOT rises too: the thin cloud and haze at its edges (step 3 of the module
+#: docstring). Chosen on the bundled series' preview, not on the pool: 6 px through four
+#: neighbours left the wisp north-west of the cumulus, whose veiled pixels are linked to the
+#: cloud only diagonally past its coloured edge (where HOT falls); the pool's series checks it
+#: (docs/benchmarks/other-dates.md).
 FRINGE, FRINGE_Z = 10, SIGMAS / 2
 #: Neighbours of a pixel: the eight around it.
 EIGHT = np.ones((3, 3), bool)
