@@ -480,6 +480,18 @@ def temporal_tables(rows: list[dict], kinds: list[str]) -> None:
         print(f"| {kind} | {len(part)} | " + " | ".join(f"{score[m]:.2f}" for m in methods)
               + f" | {iou_[0]:.3f} / {iou_[1]:.3f} | "
               + (f"{np.mean(kept):.3f}" if kept else "-") + f" | {below} |")
+    extra = [m for m in rows[0]["psnr_pasted"] if m not in methods] if rows else []
+    if extra:  # the ablations: dB on the true cloud and on the whole image, beside the default
+        shown = ("median fill", "--reference", *extra)
+        print("\n| kind | cases | " + " | ".join(f"{m}: true cloud / whole image" for m in shown)
+              + " |")
+        print("|---|---|" + "---|" * len(shown))
+        for kind in (*kinds, "all"):
+            part = [r for r in rows if kind in ("all", r["kind"])]
+            if part:
+                print(f"| {kind} | {len(part)} | " + " | ".join(
+                    f"{np.mean([r['psnr_pasted'][m] for r in part]):.2f} / "
+                    f"{np.mean([r['psnr_whole'][m] for r in part]):.2f}" for m in shown) + " |")
     print("\n| kind | case | cloud | median fill | naive mean | `--reference --temporal-mask` | "
           "`--reference` | IoU temporal / single date |")
     print("|---|---|---|---|---|---|---|---|")
