@@ -40,7 +40,9 @@ the bands given, by PSNR on the true mask and on the whole image:
   beside the single-date mask's, with the share of pixels outside the true mask kept exactly
   and its seconds per reference;
 - ``--reference, single-date mask``: ``remove --reference --no-temporal-mask``;
-- with ``--ablations``, ``--reference`` with one part turned off (``ABLATIONS``); with
+- with ``--ablations [WORD ...]``, ``--reference`` with one part turned off (``ABLATIONS``:
+  all, or those whose names hold a WORD; ``--ablations fringe``: today's mask without the
+  veiled fringe it grows into at a cloud's edge); with
   ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
   mask);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
@@ -57,6 +59,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +74,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_series_sample import cut  # noqa: E402
 
 from cloudfree.dates import fill as reference_fill  # noqa: E402
-from cloudfree.dates import joint_fit  # noqa: E402
+from cloudfree.dates import joint_fit, temporal_mask  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
 from cloudfree.pipeline.options import (  # noqa: E402
@@ -86,7 +89,8 @@ CLEAR_MAX, DONOR_MIN, DONOR_MAX = 0.02, 0.05, 0.95
 REMOVE_MASK = MaskParams(buffer=5)
 #: ``--reference`` with one part turned off: row name, module, setting, value that disables it.
 ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", None),
-             ("--reference, single dates only", joint_fit, "KEPT", 0)]
+             ("--reference, single dates only", joint_fit, "KEPT", 0),
+             ("--reference, no fringe", temporal_mask, "FRINGE", 0)]
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 
@@ -221,7 +225,7 @@ def band_subset(path: Path, bands: tuple[str, ...], folder: Path) -> Path:
 
 
 def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
-             work: Path, ablations: bool = False, shadow: bool = False,
+             work: Path, ablations: Sequence[tuple] = (), shadow: bool = False,
              bands: tuple[str, ...] = BANDS, temporal: bool | None = None) -> dict:
     cloudy_path, truth, pasted, refs_paths = make_case(kind, number, target, donor, others,
                                                        work)
@@ -253,7 +257,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
     results["--reference, single-date mask"] = read(ref_path)[0]
     with rasterio.open(mask_path) as src:
         found = src.read(1) == CLOUD
-    for name, module, setting, off in ABLATIONS if ablations else ():
+    for name, module, setting, off in ablations:
         kept = getattr(module, setting)
         setattr(module, setting, off)
         try:
@@ -333,8 +337,9 @@ def main() -> None:
                         help="only the clear targets at even (0, 2, ...) or odd places in time "
                              "order: tune settings on one half, report the other held out")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, help="only these kinds of case")
-    parser.add_argument("--ablations", action="store_true",
-                        help="also --reference with one part turned off (ABLATIONS)")
+    parser.add_argument("--ablations", nargs="*", metavar="WORD",
+                        help="also --reference with one part turned off (ABLATIONS): all, or "
+                             "those whose names hold one of the WORDs")
     parser.add_argument("--shadow", action="store_true",
                         help="also --reference --shadow (cloud shadows of the target filled too)")
     parser.add_argument("--tables", type=Path, metavar="JSON",
@@ -386,11 +391,13 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
     targets, donors = targets_and_donors(dates, args.half)
     kinds = args.kinds or KINDS
     cases = [(k, t, d) for t in targets for d in donors for k in kinds][:: args.every]
+    ablations = [a for a in ABLATIONS if args.ablations is not None and (
+        not args.ablations or any(word in a[0] for word in args.ablations))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (kind, target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
-            rows.append(run_case(kind, i, target, donor, others, Path(tmp), args.ablations,
+            rows.append(run_case(kind, i, target, donor, others, Path(tmp), ablations,
                                  args.shadow, args.bands, args.temporal_mask))
             print(f"{i}/{len(cases)} {kind}: {target.name} <- {donor.name}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items())
@@ -425,10 +432,13 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
     print(f"\n--reference: at least the median fill + 2 dB on {(ours - base >= 2).sum()}/"
           f"{len(rows)} cases, at least the naive mean on {(ours >= naive).sum()}/{len(rows)}, "
           f"below the median fill on {(ours < base).sum()}/{len(rows)}")
-    for name, *_ in ABLATIONS if args.ablations else ():
+    for name, *_ in ablations:
         change = ours - np.array([r["psnr_pasted"][name] for r in rows])
+        whole = np.array([r["psnr_whole"]["--reference"] - r["psnr_whole"][name] for r in rows])
         print(f"against {name}: better on {(change > 0.005).sum()}, worse on "
-              f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB)")
+              f"{(change < -0.005).sum()}/{len(rows)} cases (mean {change.mean():+.3f} dB, "
+              f"from {change.min():+.2f} to {change.max():+.2f}; whole image "
+              f"{whole.mean():+.3f} dB, from {whole.min():+.2f} to {whole.max():+.2f})")
     short = [r for r in rows if "ceilings" in r]
     if short:
         print(f"\nThe {len(short)} pasted cases below the median fill + 3 dB, against ceilings "
@@ -470,6 +480,18 @@ def temporal_tables(rows: list[dict], kinds: list[str]) -> None:
         print(f"| {kind} | {len(part)} | " + " | ".join(f"{score[m]:.2f}" for m in methods)
               + f" | {iou_[0]:.3f} / {iou_[1]:.3f} | "
               + (f"{np.mean(kept):.3f}" if kept else "-") + f" | {below} |")
+    extra = [m for m in rows[0]["psnr_pasted"] if m not in methods] if rows else []
+    if extra:  # the ablations: dB on the true cloud and on the whole image, beside the default
+        shown = ("median fill", "--reference", *extra)
+        print("\n| kind | cases | " + " | ".join(f"{m}: true cloud / whole image" for m in shown)
+              + " |")
+        print("|---|---|" + "---|" * len(shown))
+        for kind in (*kinds, "all"):
+            part = [r for r in rows if kind in ("all", r["kind"])]
+            if part:
+                print(f"| {kind} | {len(part)} | " + " | ".join(
+                    f"{np.mean([r['psnr_pasted'][m] for r in part]):.2f} / "
+                    f"{np.mean([r['psnr_whole'][m] for r in part]):.2f}" for m in shown) + " |")
     print("\n| kind | case | cloud | median fill | naive mean | `--reference --temporal-mask` | "
           "`--reference` | IoU temporal / single date |")
     print("|---|---|---|---|---|---|---|---|")

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cloudfree.dates.temporal_mask import GROW, Background, TemporalMask
+from cloudfree.dates.temporal_mask import REACH, Background, TemporalMask
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, ShadowThresholds
@@ -60,7 +60,7 @@ class TargetMask:
         calibrated)."""
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
-        halo = params.halo + (GROW if judging else 0)
+        halo = params.halo + (REACH if judging else 0)
         refl, valid, classes, score = read_classified(
             mask_reader(self.scene, self.bands, params, self.decoded), top, left, height,
             width, (self.scene.height, self.scene.width), halo, params, self.bands,

@@ -4,9 +4,11 @@ the rest is filled.
 Given the local fill of a window's masked region (``expected``, ``local_fill.py``), shadows are
 relit (``shadow.py``) and thin cloud and haze taken off (``haze.py``); the restored land is
 blended with the fill by the haze step's weight, so restoring hands over smoothly to filling
-where the cloud turns opaque. The restored land is first held within what the clear land around
-makes plausible (``land_bounds``): each band no darker than the clear land's darkest, B04 no
-lower than makes it bluer than the clear land's bluest.
+where the cloud turns opaque. The restored land is first held within what the scene's clear land
+makes plausible (``LandBounds``): each band no darker than the clear land's darkest, B04 no
+lower than makes it bluer than the clear land's bluest. ``remove`` counts the clear land of the
+whole scene in its first pass (``LandHistogram``), so that a pixel's bounds do not depend on the
+chunk it is restored in; on an array alone they come from its own clear pixels.
 """
 
 from __future__ import annotations
@@ -15,9 +17,92 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cloudfree.fill.median import BINS, STEP, window_counts
 from cloudfree.io.sentinel2 import BANDS
-from cloudfree.mask.haze import HazeParams, dehaze, land_bounds, unveil
+from cloudfree.mask.haze import (
+    BLUE_PERCENTILE,
+    DARK_PERCENTILE,
+    LAND_BANDS,
+    HazeParams,
+    dehaze,
+    unveil,
+)
 from cloudfree.mask.shadow import relight
+
+#: Step and bins of the histogram of the clear land's B02 / B04: 0 to 20 in steps of 0.001.
+RATIO_STEP = 1e-3
+RATIO_BINS = 20001
+
+
+@dataclass(frozen=True)
+class LandBounds:
+    """What restored land is held to: the darkest plausible land per band (0: unbounded) and
+    the bluest B02 / B04 (inf: unbounded)."""
+
+    darkest: tuple[float, ...]
+    bluest: float
+
+
+def percentile_bin(counts: np.ndarray, q: float) -> int:
+    """The bin of a histogram's ``q`` th percentile (the lower of the two around it)."""
+    return int(np.searchsorted(np.cumsum(counts), q / 100 * (counts.sum() - 1), side="right"))
+
+
+class LandHistogram:
+    """Histograms of the clear land: its ``LAND_BANDS`` in steps of one DN (``median.STEP``)
+    and its B02 / B04 in ``RATIO_STEP``, filled window by window, in memory that does not grow
+    with the scene."""
+
+    def __init__(self, bands: tuple[str, ...]) -> None:
+        self.bands = bands
+        self.counts = np.zeros((len(bands), BINS), np.int64)
+        self.ratios = np.zeros(RATIO_BINS, np.int64)
+
+    def add(self, reflectance: np.ndarray, clear: np.ndarray) -> None:
+        """Count the ``clear`` pixels [h, w] of a window's ``reflectance`` [C, h, w]."""
+        self.merge(*self.window(reflectance, clear, self.bands))
+
+    def merge(self, counts: np.ndarray, ratios: np.ndarray) -> None:
+        """Add the counts of a window (from ``window``)."""
+        self.counts += counts
+        self.ratios += ratios
+
+    @staticmethod
+    def window(reflectance: np.ndarray, clear: np.ndarray, bands: tuple[str, ...]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The counts of the ``clear`` pixels of a window, per band [C, BINS] (0 off
+        ``LAND_BANDS``) and of their B02 / B04 [RATIO_BINS] (safe to run in threads)."""
+        counts = np.zeros((len(bands), BINS), np.int64)
+        ratios = np.zeros(RATIO_BINS, np.int64)
+        if not clear.any():
+            return counts, ratios
+        for band, name in enumerate(bands):
+            if name in LAND_BANDS:
+                counts[band] = window_counts(reflectance[band:band + 1], clear)[0]
+        if {"B02", "B04"} <= set(bands):
+            blue = reflectance[bands.index("B02")][clear]
+            red = reflectance[bands.index("B04")][clear]
+            ratio = blue[red > 0] / red[red > 0] / RATIO_STEP
+            np.clip(np.rint(ratio, out=ratio), 0, RATIO_BINS - 1, out=ratio)
+            ratios = np.bincount(ratio.astype(np.intp), minlength=RATIO_BINS)
+        return counts, ratios
+
+    def bounds(self) -> LandBounds:
+        """Each land band's ``DARK_PERCENTILE`` and the ``BLUE_PERCENTILE`` of B02 / B04 of the
+        land counted (unbounded where none was)."""
+        darkest = tuple(percentile_bin(c, DARK_PERCENTILE) * STEP if c.any() else 0.0
+                        for c in self.counts)
+        bluest = (percentile_bin(self.ratios, BLUE_PERCENTILE) * RATIO_STEP
+                  if self.ratios.any() else np.inf)
+        return LandBounds(darkest, bluest)
+
+
+def land_bounds(reflectance: np.ndarray, clear: np.ndarray, bands: tuple[str, ...]
+                ) -> LandBounds:
+    """The bounds of the ``clear`` pixels [H, W] of ``reflectance`` [C, H, W] alone."""
+    histogram = LandHistogram(bands)
+    histogram.add(reflectance, clear)
+    return histogram.bounds()
 
 
 @dataclass(frozen=True)
@@ -30,14 +115,16 @@ class RestoreParams:
 
 def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
             shadow: np.ndarray, clear: np.ndarray, params: RestoreParams = RestoreParams(),
-            bands: tuple[str, ...] = BANDS) -> tuple[np.ndarray, np.ndarray]:
+            bands: tuple[str, ...] = BANDS, bounds: LandBounds | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """The base of the ``region`` [H, W] pixels: restored land where it shows, ``expected``
     elsewhere, written over ``expected`` (float32) on the region and returned; and the share
     [H, W] of each that is filled (1: all fill; 0 off the region). Off the region ``expected``
     is left as it is: the local fill's output holds the observed pixels there.
     ``shadow``: the region's shadow pixels; ``clear``: the clear land. Haze needs B02 and B04
     (HOT) among ``bands``; without them, thin cloud is filled.
-    Shadows are relit as they are given: ``shadow.tied_shadows`` tells which are."""
+    Shadows are relit as they are given: ``shadow.tied_shadows`` tells which are. ``bounds``:
+    those of the scene's clear land (``LandHistogram``); None: those of ``clear``."""
     out = expected
     filled = region.astype(np.float32)
     cloud = region
@@ -53,7 +140,8 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         where = cloud[rows, cols]
         keep = 1 - weight
         seen = reflectance[:, rows, cols]
-        darkest, bluest = land_bounds(reflectance, clear, bands)
+        held = bounds or land_bounds(reflectance, clear, bands)
+        darkest, bluest = np.asarray(held.darkest, np.float32), held.bluest
         # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much
         # of is what made the land bluer than any clear land
         blue = bands.index("B02")

@@ -18,7 +18,7 @@ fill would throw it away. Here, over the masked region of a window:
   ``spread`` times the spread of the clear land around (then the "land" seen is the cloud's own
   structure): weight exp(-d^2 / (2 (spread * s)^2)), d the RMS over bands of the smoothed
   difference, s that of the clear land's local standard deviation;
-- the restored land is bounded by the clear land around (``land_bounds``, applied by
+- the restored land is bounded by the scene's clear land (``restore.LandHistogram``, applied by
   ``restore.py``): no darker in one of the land's bands than its ``DARK_PERCENTILE``, no bluer
   (B02 / B04) than its ``BLUE_PERCENTILE`` (its red raised). The veil at a cloud's edge is not
   the opaque core's ``CLOUD``: haze raises blue more than red, so unmixing it with a white cloud
@@ -47,7 +47,7 @@ SPREAD_SIGMA = 16.0
 SPREAD_STEP = 4
 #: Channels smoothed at once (each needs two temporaries of its size).
 CHANNELS = 1
-#: Percentile of the clear land around (per band) that restored land is raised to where it
+#: Percentile of the scene's clear land (per band) that restored land is raised to where it
 #: comes out darker: the 1st, so that the darkest clear land (shadowed slopes, water) still
 #: bounds it and a few dark outliers (a single pixel of a cloud's shadow) do not. Set a priori,
 #: not tuned (docs/benchmarks/fill-quality.md).
@@ -58,8 +58,6 @@ BLUE_PERCENTILE = 99.0
 #: Bands whose restored land is bounded by the clear land's: not B01, B09 and B10, which see the
 #: atmosphere (aerosol, water vapour, cirrus) more than the land.
 LAND_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
-#: Clear pixels (evenly spaced) the percentiles are taken from, at most.
-BOUND_SAMPLES = 2**16
 
 
 @dataclass(frozen=True)
@@ -170,21 +168,6 @@ def land_spread(reflectance: np.ndarray, clear: np.ndarray,
     (h, w) = spread.shape
     return separable(spread[None], upsample_taps(h, step, outputs[0]),
                      upsample_taps(w, step, outputs[1]))[0]
-
-
-def land_bounds(reflectance: np.ndarray, clear: np.ndarray, bands: tuple[str, ...]
-                ) -> tuple[np.ndarray, float]:
-    """The darkest plausible land per band [C] (``DARK_PERCENTILE`` of the ``clear`` pixels
-    [H, W], at least one; 0 off ``LAND_BANDS``: unbounded) and the bluest B02 / B04
-    (``BLUE_PERCENTILE``), from at most ``BOUND_SAMPLES`` of them."""
-    flat = np.flatnonzero(clear)
-    flat = flat[::-(-len(flat) // BOUND_SAMPLES)]
-    sample = reflectance.reshape(len(reflectance), -1)[:, flat]
-    low = np.percentile(sample, DARK_PERCENTILE, axis=1).astype(np.float32)
-    low[[b not in LAND_BANDS for b in bands]] = 0
-    blue, red = sample[bands.index("B02")], sample[bands.index("B04")]
-    ratio = blue[red > 0] / red[red > 0]
-    return low, float(np.percentile(ratio, BLUE_PERCENTILE)) if len(ratio) else np.inf
 
 
 def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,

@@ -66,7 +66,7 @@ from cloudfree.fill.median import (
     fill_masked,
     window_counts,
 )
-from cloudfree.fill.restore import RestoreParams, restore
+from cloudfree.fill.restore import LandBounds, LandHistogram, RestoreParams, restore
 from cloudfree.fill.uncertainty import (
     FROM_DATES,
     KEPT,
@@ -290,14 +290,14 @@ DATES_HANDOVER = (0.05, 0.2)
 
 def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np.ndarray,
                   classes: np.ndarray, valid: np.ndarray, params: RestoreParams,
-                  bands: tuple[str, ...]) -> None:
+                  bands: tuple[str, ...], bounds: LandBounds | None = None) -> None:
     """Where the other dates fill the ``region``, what still shows through thin cloud and haze
     is restored against their prediction as the land expected there (``restore.py``), and only
     the rest taken from them; ``reference.values`` is changed in place. Used where the dates
     judge the clouds (the temporal mask): with the single-date mask's buffer and haze ring in
     the region, the veil's opacity is smoothed over clear pixels, read too low at the edges of
     small clouds, and their own pixels restored (on the benchmark's odd half, up to 4.4 dB
-    lost on a case with a small cloud)."""
+    lost on a case with a small cloud). ``bounds``: the scene's (``restore``)."""
     covered = region & reference.covered
     if covered.any():
         if params.haze is not None:  # the caller's smoothing and trust, the dates' hand-over
@@ -306,7 +306,7 @@ def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np
                                                   t_fill=t_fill))
         values, _ = restore(reflectance, reference.values, covered,
                             covered & (classes == SHADOW), valid & (classes == CLEAR), params,
-                            bands)
+                            bands, bounds)
         reference.values[:, covered] = values[:, covered]
 
 
@@ -365,10 +365,11 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
                  copy: SceneCopy | None = None
-                 ) -> tuple[ShadowThresholds | None, FillSpectrum | None]:
+                 ) -> tuple[ShadowThresholds | None, tuple[FillSpectrum, LandBounds] | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
     shadow thresholds (with ``params.shadow``) and, with ``tie_shadows``, the offset from the
-    clouds to their shadows; then (with ``fill``) the clear-sky statistics; with ``copy``, the
+    clouds to their shadows; then (with ``fill``) the clear-sky statistics
+    (``scene_fill_spectrum``); with ``copy``, the
     scene (every band of ``bands``) is decoded and kept there first (``fill_copy``) and all
     read it back; stopped early once ``abandon`` is set."""
     shadow = None
@@ -456,28 +457,34 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
                         tie_shadows: bool = False, abandon: threading.Event | None = None,
-                        copy: SceneCopy | None = None) -> FillSpectrum:
-    """First pass: the clear-sky median of every band over the scene (``fill.py``);
-    ``tie_shadows``: flagged shadows not tied to a cloud (by ``shadow.offset``) count as clear,
-    as restoring takes them (``shadow.tied_shadows``). Reads as ``classified_windows``."""
+                        copy: SceneCopy | None = None) -> tuple[FillSpectrum, LandBounds]:
+    """First pass: the clear-sky median of every band over the scene (``fill.py``) and the
+    bounds of its clear land that restored land is held to (``restore.py``), the same for every
+    chunk; ``tie_shadows``: flagged shadows not tied to a cloud (by ``shadow.offset``) count as
+    clear, as restoring takes them (``shadow.tied_shadows``). Reads as
+    ``classified_windows``."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
 
-    def job(win: Window, window: MaskedWindow) -> tuple[np.ndarray, int]:
+    def job(win: Window, window: MaskedWindow
+            ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
         refl, valid, classes, _ = window
         if tie_shadows:
             classes = tied_shadows(refl, classes, shadow.offset, bands)
         inner = (slice(halo, halo + int(win.height)), slice(halo, halo + int(win.width)))
-        classes, valid = classes[inner], valid[inner]
+        classes, valid, refl = classes[inner], valid[inner], refl[:, inner[0], inner[1]]
         clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
-        return window_counts(refl[:, inner[0], inner[1]], clear), int(valid.sum())
+        return (window_counts(refl, clear), int(valid.sum()),
+                LandHistogram.window(refl, valid & (classes == CLEAR), bands))
 
-    histogram = ClearHistogram(len(bands))
-    for counts, valid in classified_windows(s2, bands, params, shadow, halo, job,
-                                            "fill statistics", quiet, abandon, copy):
+    histogram, land = ClearHistogram(len(bands)), LandHistogram(bands)
+    for counts, valid, land_counts in classified_windows(s2, bands, params, shadow, halo, job,
+                                                         "fill statistics", quiet, abandon,
+                                                         copy):
         histogram.merge(counts, valid)
+        land.merge(*land_counts)
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
         raise CloudfreeError(f"{s2.path}: every pixel is nodata; nothing to do")
-    return histogram.spectrum(bands=bands)
+    return histogram.spectrum(bands=bands), land.bounds()
 
 
 class SceneRemoval:
@@ -488,8 +495,11 @@ class SceneRemoval:
                  fill: FillSpectrum | None = None, local: LocalFillParams | None = None,
                  references: ReferenceFill | None = None,
                  restoring: RestoreParams | None = None,
-                 uncertainty: SigmaModel | None = None, decoded: DecodedScene | None = None):
+                 uncertainty: SigmaModel | None = None, decoded: DecodedScene | None = None,
+                 bounds: LandBounds | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
+        #: what restored land is held to, from the scene's clear land (``scene_fill_spectrum``)
+        self.bounds = bounds
         #: the scene as the first pass decoded it, read back by the chunks (None: decoded)
         self.decoded = decoded
         #: the map from terms to each filled pixel's sigma (None: no uncertainty output)
@@ -583,7 +593,7 @@ class SceneRemoval:
                 if self.restoring is not None:  # what still shows is restored, not filled
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,
-                        self.restoring, self.bands)
+                        self.restoring, self.bands, self.bounds)
                     mask = region & ~(here & (filled < 0.5))
                 if self.options.max_correction is not None and network:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
@@ -651,7 +661,7 @@ class SceneRemoval:
         reference.source[~need] = 0  # the clear pixels only lent their residual
         if restoring:
             restore_dates(reference, refl, region[around], classes[around], valid[around],
-                          self.restoring, self.bands)
+                          self.restoring, self.bands, self.bounds)
         return reference.crop(slice(pad, pad + chunk.height), slice(pad, pad + chunk.width))
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
@@ -938,7 +948,8 @@ def remove_scene(
             except BaseException:
                 abandon.set()  # its error first, without waiting for the passes
                 raise
-            shadow, spectrum = passes.result()
+            shadow, statistics = passes.result()
+        spectrum, bounds = (None, None) if statistics is None else statistics
         if spectrum is not None:
             base = spectrum.describe()
             if fill.fill_method == "local" and spectrum.source == "scene":
@@ -970,7 +981,7 @@ def remove_scene(
         if uncertainty_out is not None:
             sigma_model = fill.uncertainty_model or SigmaModel.load()
         pipe = SceneRemoval(s2, s1, model, settings, trim, mask_params, shadow, spectrum, local,
-                            from_dates, restoring, sigma_model, decoded)
+                            from_dates, restoring, sigma_model, decoded, bounds)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=engine.name,
                               model_path=engine.weights(), arch=model.arch, area=s2.area),

@@ -235,7 +235,7 @@ def test_the_readme_commands_print_their_result_line_and_nothing_else(tmp_path, 
                  tmp_path / "series_source.tif", "--preview", tmp_path / "series.png",
                  "--overwrite")
     assert (result.exit_code, result.stderr) == (0, "")
-    assert re.fullmatch(r".*series_clear\.tif: filled 30\.5% cloud, 4999 pixels from other "
+    assert re.fullmatch(r".*series_clear\.tif: filled 34\.2% cloud, 5601 pixels from other "
                         r"dates, the rest with median-fill in \d+\.\d s\n", result.stdout)
 
 

@@ -12,10 +12,20 @@ from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree.fill.local import LocalFillParams, local_fill, source_weight
-from cloudfree.fill.restore import RestoreParams, restore
+from cloudfree.fill.restore import LandHistogram, RestoreParams, land_bounds, restore
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, classify
-from cloudfree.mask.haze import SPREAD_SIGMA, HazeParams, dehaze, land_spread, smooth_within, unveil
+from cloudfree.mask.haze import (
+    BLUE_PERCENTILE,
+    DARK_PERCENTILE,
+    LAND_BANDS,
+    SPREAD_SIGMA,
+    HazeParams,
+    dehaze,
+    land_spread,
+    smooth_within,
+    unveil,
+)
 from cloudfree.mask.shadow import (
     DARK,
     FLAGGED_WEIGHT,
@@ -366,3 +376,20 @@ def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land
     assert not (restored < darkest).any()
     bluest = (land[0] / land[2]).max()
     assert not (restored[0] > bluest * restored[2]).any()
+
+
+def test_the_land_bounds_counted_window_by_window_are_the_whole_images_percentiles(land):
+    """The bounds ``remove`` counts over the scene in its first pass: the same whatever windows
+    the land is counted in, and numpy's percentiles of all its clear pixels to a DN."""
+    refl, valid, _ = land
+    histogram = LandHistogram(BANDS)
+    for rows in (slice(0, 64), slice(64, 200), slice(200, N)):
+        histogram.add(refl[:, rows], valid[rows])
+    bounds = histogram.bounds()
+    assert bounds == land_bounds(refl, valid, BANDS)
+    seen = refl[:, valid]
+    for band, name in enumerate(BANDS):
+        want = np.percentile(seen[band], DARK_PERCENTILE) if name in LAND_BANDS else 0
+        assert bounds.darkest[band] == pytest.approx(want, abs=1e-4), name
+    ratio = seen[BANDS.index("B02")] / seen[BANDS.index("B04")]
+    assert bounds.bluest == pytest.approx(np.percentile(ratio, BLUE_PERCENTILE), abs=1e-3)

@@ -44,10 +44,10 @@ def test_the_chunks_read_back_what_decoding_gives_bit_for_bit(tmp_path, make):
     with open_sentinel2(make(tmp_path)) as s2:
         decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
         try:
-            spectrum = scene_fill_spectrum(s2, s2.bands, params, None, True,
-                                           copy=SceneCopy(s2, decoded))
+            spectrum, _ = scene_fill_spectrum(s2, s2.bands, params, None, True,
+                                              copy=SceneCopy(s2, decoded))
             assert decoded.complete and len(decoded.windows) == 9
-            direct = scene_fill_spectrum(s2, s2.bands, params, None, True)
+            direct, _ = scene_fill_spectrum(s2, s2.bands, params, None, True)
             np.testing.assert_array_equal(spectrum.values, direct.values)
             from_copy = mask_reader(s2, s2.bands, params, decoded)
             decode = stored_reader(s2, s2.bands, params)
