@@ -8,7 +8,7 @@ For every date of the pool's SEN12MS-CR-TS series (``reference_fill.py``): its l
 clear), its anomaly (that level less the median level of the ``DATE_NEIGHBOURS`` clear dates
 nearest in time, itself left out) and that anomaly in spreads of the clear dates' own anomalies
 (centred on their median, 1.4826 x their median absolute deviation), as
-``temporal_mask.TemporalMask.judge_date`` computes it for a target against its references. A
+``temporal_mask.level_anomalies`` computes it for a target against its references. A
 clear date is one its mask finds clear on ``CLEAR_DATE`` of its pixels. The dates whose
 aerosol and blue both stand out by a given number of spreads are those a test at that number
 would judge hazy; on a clear date that would change pixels a user expects kept.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reference_fill import REMOVE_MASK, classes, read, series  # noqa: E402
 
-from cloudfree.dates.temporal_mask import CLEAR_DATE, DATE_NEIGHBOURS, NOISE_FLOOR  # noqa: E402
+from cloudfree.dates.temporal_mask import CLEAR_DATE, level_anomalies  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS  # noqa: E402
 from cloudfree.mask.classify import CLEAR, NODATA  # noqa: E402
 
@@ -54,20 +54,13 @@ def main() -> None:
         days.append(date.fromisoformat(names[-1]).toordinal())
     levels, days = np.array(levels), np.array(days)
     clear_dates = [i for i, share in enumerate(shares) if share >= CLEAR_DATE]
-
-    def anomaly(i: int) -> np.ndarray:
-        others = sorted((j for j in clear_dates if j != i), key=lambda j: abs(days[j] - days[i]))
-        return levels[i] - np.median(levels[others[:DATE_NEIGHBOURS]], axis=0)
-
-    spread = np.array([anomaly(i) for i in clear_dates])
-    centre = np.median(spread, axis=0)
-    scale = np.maximum(1.4826 * np.median(np.abs(spread - centre), axis=0), NOISE_FLOOR)
+    spreads = level_anomalies(levels, days, clear_dates)
     print("| date | clear share | clear date | " + " | ".join(
         f"{b} anomaly (spreads)" for b in LEVEL_BANDS) + " |")
     print("|---|---|---|" + "---|" * len(LEVEL_BANDS))
     stand_out = {}
     for i, name in enumerate(names):
-        z = (anomaly(i) - centre) / scale
+        z = spreads[i]
         if i in clear_dates:
             stand_out[name] = min(z[0], z[1])
         print(f"| {name} | {shares[i]:.2f} | {'yes' if i in clear_dates else 'no'} | "

@@ -148,6 +148,20 @@ def judges_by_default(bands: Sequence[str]) -> bool:
     return {"B02", "B04"} <= set(bands)
 
 
+def level_anomalies(levels: np.ndarray, days: np.ndarray, clear: Sequence[int]) -> np.ndarray:
+    """Each date's level [dates, bands] less the median level of the ``DATE_NEIGHBOURS``
+    ``clear`` dates nearest in ``days`` (itself left out), in spreads of the clear dates' own
+    such anomalies (centred on their median, 1.4826 x their median absolute deviation)."""
+
+    def anomaly(i: int) -> np.ndarray:
+        others = sorted((j for j in clear if j != i), key=lambda j: abs(days[j] - days[i]))
+        return levels[i] - np.median(levels[others[:DATE_NEIGHBOURS]], axis=0)
+
+    spread = np.array([anomaly(i) for i in clear])
+    centre = np.median(spread, axis=0)
+    scale = np.maximum(1.4826 * np.median(np.abs(spread - centre), axis=0), NOISE_FLOOR)
+    return np.array([(anomaly(i) - centre) / scale for i in range(len(levels))])
+
 @dataclass
 class Background:
     """The median of the nearest clear references' predictions [detect bands, h, w] (NaN where
@@ -317,14 +331,7 @@ class TemporalMask:
         levels = median * LEVEL_STEP  # [1 + dates, bands]
         days = np.array([0] + [(r.acquired - self.acquired).days for r in dates])
 
-        def anomaly(i: int) -> np.ndarray:
-            others = sorted((j for j in clear if j != i), key=lambda j: abs(days[j] - days[i]))
-            return levels[i] - np.median(levels[others[:DATE_NEIGHBOURS]], axis=0)
-
-        spread = np.array([anomaly(i) for i in clear])
-        centre = np.median(spread, axis=0)
-        scale = np.maximum(1.4826 * np.median(np.abs(spread - centre), axis=0), NOISE_FLOOR)
-        z = dict(zip(names, (anomaly(0) - centre) / scale, strict=True))
+        z = dict(zip(names, level_anomalies(levels, days, clear)[0], strict=True))
         log.debug("the scene's level against its %d clear dates, in their spreads: %s",
                   len(clear), ", ".join(f"{b} {v:+.1f}" for b, v in z.items()))
         self.hazy = bool(min(z[b] for b in BRIGHT) > SIGMAS
