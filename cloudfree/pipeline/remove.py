@@ -119,6 +119,7 @@ from cloudfree.mask.scene_input import (
 from cloudfree.mask.shadow import NEAR as SHADOW_NEAR
 from cloudfree.mask.shadow import (
     OFFSET_REACH,
+    SHADE_STEP,
     offset_counts,
     scene_offset,
     shadow_like,
@@ -544,9 +545,12 @@ class SceneRemoval:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
         s2, g, local = self.s2, self.grid, self.local
         network = self.engine.runs_network
-        halo = self.params.halo + self.options.feather + 1
+        context = self.params.halo  # what classifying the pixels around the chunk takes
+        if self.kept is not None and self.kept.complete:  # none: the classes are read back,
+            context %= SHADE_STEP  # but the window keeps its corner on the shadow test's grid
+        halo = context + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
-            halo = (self.params.halo + local.ring + SEED_REACH
+            halo = (context + local.ring + SEED_REACH
                     + max(self.options.feather + 1, local.reach))
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
