@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -49,20 +48,16 @@ class ClassifiedScene:
     @classmethod
     def beside(cls, output: Path, height: int, width: int) -> ClassifiedScene | None:
         """A scratch in ``output``'s folder, or None (the windows are then classified again)
-        where the folder lacks room for it twice over or the system has no positional
-        reads."""
+        where it cannot be made. Made where the decoded scene is kept, whose room (twice its
+        size, or the run's ``ScratchRoom``) holds it too (5 bytes a pixel against 28 for 13
+        bands of 16 bits); a disk that fills up meanwhile leaves the windows classified again
+        (:meth:`store`)."""
         if not hasattr(os, "preadv"):
             return None
-        folder = Path(output).parent
-        size = PIXEL_BYTES * height * width
-        if shutil.disk_usage(folder).free < 2 * size:
-            log.debug("%s lacks room for the scene's classes (%.0f MB): each pass classifies "
-                      "its windows", folder, size / 2**20)
-            return None
         try:
-            return cls(height, width, folder)
+            return cls(height, width, Path(output).parent)
         except OSError as exc:
-            log.debug("the scene's classes could not be kept in %s (%s)", folder, exc)
+            log.debug("the scene's classes could not be kept beside %s (%s)", output, exc)
             return None
 
     @property
