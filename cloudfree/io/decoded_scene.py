@@ -147,7 +147,7 @@ class DecodedScene:
             if self.failed:
                 return
             try:
-                _write(self._file.fileno(), plane, offset)
+                write_at(self._file.fileno(), plane, offset)
             except OSError as exc:
                 self._give_up(exc)
                 return
@@ -178,7 +178,7 @@ class DecodedScene:
             for i in range(self.planes):
                 offset = int(self.offsets[index]) + ((i * t_h) + r0 - t_top) * t_w * \
                     self.dtype.itemsize
-                _read(self._file.fileno(), piece, offset)
+                read_at(self._file.fileno(), piece, offset)
                 data[i, r0 - top:r1 - top, c0 - left:c1 - left] = piece[:, c0 - t_left:
                                                                         c1 - t_left]
         n = len(self.bands)
@@ -198,7 +198,7 @@ def _cannot_keep(folder: Path, exc: OSError) -> None:
              "each pass instead", folder, exc.strerror or exc)
 
 
-def _write(fd: int, array: np.ndarray, offset: int) -> None:
+def write_at(fd: int, array: np.ndarray, offset: int) -> None:
     """All of the contiguous ``array`` at ``offset`` of the file ``fd``."""
     view = memoryview(array).cast("B")
     while view:
@@ -206,7 +206,7 @@ def _write(fd: int, array: np.ndarray, offset: int) -> None:
         view, offset = view[done:], offset + done
 
 
-def _read(fd: int, array: np.ndarray, offset: int) -> None:
+def read_at(fd: int, array: np.ndarray, offset: int) -> None:
     """Fill the contiguous ``array`` from ``offset`` of the file ``fd``."""
     view = memoryview(array).cast("B")
     while view:

@@ -14,6 +14,7 @@ from rasterio.windows import Window, intersect
 from cloudfree.io.decoded_scene import DecodedScene, Stored
 from cloudfree.io.rasters import mirror_pads, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import (
     CLOUD,
     SNOW,
@@ -63,6 +64,21 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
         classes, score = (x[inner] for x in classify(*wide[:2], params, bands, shadow, wide[2]))
     return MaskedWindow(refl, valid, classes, score)
 
+
+
+def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
+                scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
+                shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None
+                ) -> MaskedWindow:
+    """:func:`read_classified`'s window; where ``kept`` holds the whole scene's classes, only
+    the reflectance is read (by ``read``, which pads itself) and the classes and score are
+    read back from it: the same, exact to the window's edge."""
+    if kept is None or not kept.complete:
+        return read_classified(read, top, left, height, width, scene, halo, params, bands,
+                               shadow)
+    refl, valid, _ = read_padded(read, top, left, height, width, *scene, halo,
+                                 pads_itself=True)
+    return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
     """Whether the mask takes the scene's classification."""

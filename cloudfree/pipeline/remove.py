@@ -90,6 +90,7 @@ from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
 from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import (
     BUILT_BOX,
     CLEAR,
@@ -111,13 +112,14 @@ from cloudfree.mask.scene_input import (
     SceneCopy,
     mask_input,
     mask_reader,
-    read_classified,
+    read_masked,
     stored_reader,
     takes_scl,
 )
 from cloudfree.mask.shadow import NEAR as SHADOW_NEAR
 from cloudfree.mask.shadow import (
     OFFSET_REACH,
+    SHADE_STEP,
     offset_counts,
     scene_offset,
     shadow_like,
@@ -364,14 +366,15 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
-                 copy: SceneCopy | None = None
+                 copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
                  ) -> tuple[ShadowThresholds | None, tuple[FillSpectrum, LandBounds] | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
     shadow thresholds (with ``params.shadow``) and, with ``tie_shadows``, the offset from the
     clouds to their shadows; then (with ``fill``) the clear-sky statistics
     (``scene_fill_spectrum``); with ``copy``, the
     scene (every band of ``bands``) is decoded and kept there first (``fill_copy``) and all
-    read it back; stopped early once ``abandon`` is set."""
+    read it back; with ``kept``, the first of them keeps the scene's classes there and the
+    second reads them back (``classified_windows``); stopped early once ``abandon`` is set."""
     shadow = None
     if params.shadow:
         read = None
@@ -382,22 +385,25 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
                                          1 if read is None else usable_cores(), read)
         if tie_shadows:
             shadow = replace(shadow, offset=scene_shadow_offset(s2, bands, params, shadow,
-                                                                quiet, abandon, copy))
+                                                                quiet, abandon, copy, kept))
     if not fill:
         return shadow, None
     return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
-                                       copy)
+                                       copy, kept)
 
 
 def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                        shadow: ShadowThresholds | None, halo: int,
                        job: Callable[[Window, MaskedWindow], Result], label: str, quiet: bool,
                        abandon: threading.Event | None = None,
-                       copy: SceneCopy | None = None) -> Iterator[Result]:
+                       copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
+                       ) -> Iterator[Result]:
     """``job(window, MaskedWindow)`` on every block of the scene, read with ``halo`` px of
     context and classified, on every core; yields the results in order. With ``copy``, the
     scene is kept there first (``fill_copy``; unless an earlier pass kept it) and the windows
-    with their margins read back from it. Once ``abandon`` is set (the caller failed), or a
+    with their margins read back from it. With ``kept``, each window's classes are kept there
+    as they are classified, or, where an earlier pass kept them all, read back from it instead.
+    Once ``abandon`` is set (the caller failed), or a
     stop was asked for, it raises CancelledError, or Interrupted, after the windows being
     read."""
     decode = stored_reader(s2, bands, params)
@@ -407,6 +413,9 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
         if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
             decode = copy.decoded.read
     windows = block_windows(s2.width, s2.height)
+    storing = kept is not None and not kept.complete
+    if storing and kept.windows != windows:
+        raise ValueError("the kept classes are laid out in other windows than the pass's")
 
     def one(index: int) -> Result:
         win = windows[index]
@@ -415,8 +424,12 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
             return mask_input(s2, decode(grown), pads)
 
-        return job(win, read_classified(read, top, left, h, w, (s2.height, s2.width), halo,
-                                        params, bands, shadow))
+        window = read_masked(read, top, left, h, w, (s2.height, s2.width), halo, params, bands,
+                             shadow, None if storing else kept)
+        if storing:
+            inner = (slice(halo, halo + h), slice(halo, halo + w))
+            kept.store(index, window.classes[inner], window.score[inner])
+        return job(win, window)
 
     # windows are read and classified on every core; each thread returns only its result.
     # Closed (its threads joined) before the scene's datasets, even on a stop.
@@ -431,7 +444,8 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
 def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds, quiet: bool,
                         abandon: threading.Event | None = None,
-                        copy: SceneCopy | None = None) -> tuple[int, int] | None:
+                        copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
+                        ) -> tuple[int, int] | None:
     """First pass: the offset from the scene's clouds to their shadows (``shadow.scene_offset``;
     None: none is cast). Reads as ``classified_windows``."""
     halo = params.halo + OFFSET_REACH
@@ -451,13 +465,14 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         return offset_counts(like, cloud, inner, inside)
 
     return scene_offset(sum(classified_windows(s2, bands, params, shadow, halo, job,
-                                               "shadow offset", quiet, abandon, copy)))
+                                               "shadow offset", quiet, abandon, copy, kept)))
 
 
 def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds | None, quiet: bool,
                         tie_shadows: bool = False, abandon: threading.Event | None = None,
-                        copy: SceneCopy | None = None) -> tuple[FillSpectrum, LandBounds]:
+                        copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
+                        ) -> tuple[FillSpectrum, LandBounds]:
     """First pass: the clear-sky median of every band over the scene (``fill.py``) and the
     bounds of its clear land that restored land is held to (``restore.py``), the same for every
     chunk; ``tie_shadows``: flagged shadows not tied to a cloud (by ``shadow.offset``) count as
@@ -479,7 +494,7 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     histogram, land = ClearHistogram(len(bands)), LandHistogram(bands)
     for counts, valid, land_counts in classified_windows(s2, bands, params, shadow, halo, job,
                                                          "fill statistics", quiet, abandon,
-                                                         copy):
+                                                         copy, kept):
         histogram.merge(counts, valid)
         land.merge(*land_counts)
     if histogram.valid == 0:  # said before any note on how the clouds would be filled
@@ -496,12 +511,15 @@ class SceneRemoval:
                  references: ReferenceFill | None = None,
                  restoring: RestoreParams | None = None,
                  uncertainty: SigmaModel | None = None, decoded: DecodedScene | None = None,
-                 bounds: LandBounds | None = None):
+                 bounds: LandBounds | None = None, kept: ClassifiedScene | None = None):
         self.s2, self.s1, self.engine, self.references = s2, s1, engine, references
         #: what restored land is held to, from the scene's clear land (``scene_fill_spectrum``)
         self.bounds = bounds
         #: the scene as the first pass decoded it, read back by the chunks (None: decoded)
         self.decoded = decoded
+        #: the scene's classes as the first pass kept them, read back by the chunks (None, or
+        #: not complete: classified again)
+        self.kept = kept
         #: the map from terms to each filled pixel's sigma (None: no uncertainty output)
         self.uncertainty = uncertainty
         #: the bands read, filled and written: the input's own for the network-free fill, the
@@ -527,19 +545,22 @@ class SceneRemoval:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
         s2, g, local = self.s2, self.grid, self.local
         network = self.engine.runs_network
-        halo = self.params.halo + self.options.feather + 1
+        context = self.params.halo  # what classifying the pixels around the chunk takes
+        if self.kept is not None and self.kept.complete:  # none: the classes are read back,
+            context %= SHADE_STEP  # but the window keeps its corner on the shadow test's grid
+        halo = context + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
-            halo = (self.params.halo + local.ring + SEED_REACH
+            halo = (context + local.ring + SEED_REACH
                     + max(self.options.feather + 1, local.reach))
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
         if vetoes:  # the built-up test's square around the pixels the mask classes exactly
             halo += BUILT_BOX // 2
-        refl, valid, classes, score = read_classified(
+        refl, valid, classes, score = read_masked(
             mask_reader(s2, self.bands, self.params, self.decoded), chunk.top, chunk.left,
             chunk.height, chunk.width, (s2.height, s2.width), halo, self.params, self.bands,
-            self.shadow)
+            self.shadow, self.kept)
         # S1 reads on every loader at once (a dataset handle per thread)
         (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
                             chunk.height, chunk.width, g.height, g.width, halo)
@@ -923,7 +944,7 @@ def remove_scene(
         restoring = fill.restoring
         tie = mask_params.shadow  # only the shadows the clouds cast are relit or filled
         abandon = threading.Event()
-        decoded = copy = None  # the scene as the statistics decode it, for the chunks to read
+        decoded = copy = kept = None  # the scene as the statistics decode and classify it
         scl = takes_scl(s2, mask_params)
         room = scratch_room(output, s2 if model.uses_mask else None,
                             references[:dates.reference_count], mask_params, bands,
@@ -934,9 +955,12 @@ def remove_scene(
                 stack.callback(decoded.close)
                 # and for the co-registration beside them, as they go
                 copy = SceneCopy(s2, decoded)
+                kept = ClassifiedScene.beside(output, s2.height, s2.width)
+                if kept is not None:
+                    stack.callback(kept.close)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
             passes = first.submit(first_passes, s2, bands, mask_params, model.uses_mask, tie,
-                                  quiet or s1_path is not None, abandon, copy)
+                                  quiet or s1_path is not None, abandon, copy, kept)
             if copy is not None:
                 passes.add_done_callback(lambda _: copy.end())
             try:
@@ -981,7 +1005,7 @@ def remove_scene(
         if uncertainty_out is not None:
             sigma_model = fill.uncertainty_model or SigmaModel.load()
         pipe = SceneRemoval(s2, s1, model, settings, trim, mask_params, shadow, spectrum, local,
-                            from_dates, restoring, sigma_model, decoded, bounds)
+                            from_dates, restoring, sigma_model, decoded, bounds, kept)
         tags = {
             **provenance_tags("remove", s2_path, s1_path, model=engine.name,
                               model_path=engine.weights(), arch=model.arch, area=s2.area),

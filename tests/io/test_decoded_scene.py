@@ -136,8 +136,8 @@ def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path,
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return write(fd, array, offset)
 
-    write = decoded_scene._write
-    monkeypatch.setattr(decoded_scene, "_write", full_disk)
+    write = decoded_scene.write_at
+    monkeypatch.setattr(decoded_scene, "write_at", full_disk)
     remove_scene(s2, SUMMER_S1, tmp_path / "full.tif", engine=EngineOptions(model="median-fill"),
                  quiet=True)
     assert f"the decoded scene could not be kept in {tmp_path} (No space left on device): the " \
