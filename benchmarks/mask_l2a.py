@@ -31,7 +31,10 @@ February 2018, 2.8 %).
 surface-level set and the top-of-atmosphere set; the one kept is the best IoU at surface levels
 among those that keep, against the mask without the veiled edges, the top-of-atmosphere IoU
 within 0.005, the cloud on the clear L1C scene (its bright roofs, top of atmosphere) and the
-real L2A images' mean cloud within 0.1 point.
+real L2A images' mean cloud within 0.1 point, and the land taken for cloud beside a cloud
+within 3 points: ``town_beside_cloud``, the summer sample's cumulus pasted (where the full L1C
+mask finds it, so with no veil around it) beside the Sen1Floods11 chip's village, at top of
+atmosphere. The tables give that share too, at each set's levels.
 """
 
 from __future__ import annotations
@@ -43,7 +46,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from mask_quality import CLEAR_SCENE, Pair, halves, load_pairs, ours, s2cloudless, score
+from mask_quality import (
+    CLEAR_SCENE,
+    DATA,
+    Pair,
+    halves,
+    load_pairs,
+    ours,
+    s2cloudless,
+    score,
+)
+from rasterio.windows import Window
 
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask import classify as classify_module
@@ -51,9 +64,14 @@ from cloudfree.mask.classify import CLOUD, MaskParams, classify
 
 #: Bands an L2A product of the ten-band sets lacks, and those of every L2A product.
 L2A_10, L2A_12 = ("B01", "B09", "B10"), ("B10",)
+#: The cumulus pasted beside a village (``town_beside_cloud``): the summer sample's window and
+#: the Sen1Floods11 chip's, 120 px.
+SUMMER = DATA / "sen12mscr" / "ROIs1868_summer_19_p30_s2_cloudy.tif"
+CUMULUS, VILLAGE, TOWN_SIZE = (48, 0), (100, 100), 120
 #: Bands lowered to surface levels.
 VISIBLE = ("B01", "B02", "B03", "B04")
-GRID = {"EDGE_BOX": (21, 31), "EDGE_HOT": (0.01, 0.015), "EDGE_BLUE": (0.03, 0.04, 0.05),
+GRID = {"EDGE_BOX": (21, 31), "EDGE_HOT": (0.01, 0.02, 0.03, 0.04),
+        "EDGE_BLUE": (0.03, 0.04, 0.05),
         "EDGE_GROW": (10, 15), "EDGE_SHARE": (0.5, 0.7)}
 NAMES = {"EDGE_BOX": "box", "EDGE_HOT": "HOT", "EDGE_BLUE": "blue", "EDGE_GROW": "grow",
          "EDGE_SHARE": "share"}
@@ -111,6 +129,18 @@ def surface(pairs: list[Pair], levels: dict[str, float]) -> list[Pair]:
         by = offsets(p.clear, levels)
         out.append(Pair(p.name, lowered(p.cloudy, by), lowered(p.clear, by)))
     return out
+
+
+def town_beside_cloud() -> tuple[np.ndarray, np.ndarray]:
+    """A village with a cloud beside it: the Sen1Floods11 chip's village and fields (120 px) with
+    the summer sample's cumulus pasted in where the full L1C mask finds it (no veil around it:
+    what the mask finds beyond it is land); reflectance [13, H, W] and the pasted cloud."""
+    with open_sentinel2(CLEAR_SCENE) as s2:
+        land = s2.read(Window(*VILLAGE, TOWN_SIZE, TOWN_SIZE))[0]
+    with open_sentinel2(SUMMER) as s2:
+        cloudy = s2.read(Window(*CUMULUS, TOWN_SIZE, TOWN_SIZE))[0]
+    cloud = classify(cloudy, None, MaskParams())[0] == CLOUD
+    return np.where(cloud, cloudy, land), cloud
 
 
 def without(missing: tuple[str, ...]):
@@ -173,23 +203,31 @@ def main() -> None:
         grid(sets, images)
         return
     print("| mask | IoU | precision | recall | cores: recall | edge zone: IoU | rest: IoU | "
-          "cloud on the clear twins: mean / worst | cloud on the clear L1C scene | cloud on the "
-          "real L2A images: mean / worst |\n|---|---|---|---|---|---|---|---|---|---|")
-    rows = [("full L1C bands (defaults)", ours(MaskParams()), pairs, (scene, valid), None)]
+          "cloud on the clear twins: mean / worst | cloud on the clear L1C scene | land beside "
+          "the pasted cloud taken for cloud | cloud on the real L2A images: mean / worst |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
+    town = {False: town_beside_cloud()}
+    town[True] = (lowered(town[False][0], offsets(town[False][0], levels)), town[False][1])
+    rows = [("full L1C bands (defaults)", ours(MaskParams()), pairs, (scene, valid), None,
+             town[False])]
     for name, (part, clear, missing) in sets.items():
-        rows += [(f"L2A bands, {name}, {label}", without(missing), part, clear, off)
+        rows += [(f"L2A bands, {name}, {label}", without(missing), part, clear, off,
+                  town[name != "top of atmosphere"])
                  for label, off in (("without the veiled edges", True),
                                     ("with the veiled edges", False))]
     if (masker := s2cloudless()) is not None:
-        rows.append(("s2cloudless (all 13 L1C bands)", masker, pairs, (scene, valid), None))
-    for name, masker, part, clear, off in rows:
+        rows.append(("s2cloudless (all 13 L1C bands)", masker, pairs, (scene, valid), None,
+                     town[False]))
+    for name, masker, part, clear, off, (beside, pasted) in rows:
         with edges(off=bool(off)):
             r = score(masker, part, clear)
+            land = float(masker(beside)[~pasted].mean())
             real = real_cloud(images) if off is not None else None
         tail = f"{real[0]:.2%} / {real[1]:.2%}" if real else "-"
         print(f"| {name} | {r['iou']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
               f"{r['thick_recall']:.3f} | {r['edge_iou']:.3f} | {r['rest_iou']:.3f} | "
-              f"{r['clear_mean']:.2%} / {r['clear_max']:.2%} | {r['clear_scene']:.2%} | {tail} |")
+              f"{r['clear_mean']:.2%} / {r['clear_max']:.2%} | {r['clear_scene']:.2%} | "
+              f"{land:.2%} | {tail} |")
 
 
 def grid(sets: dict, images: list) -> None:
@@ -198,24 +236,32 @@ def grid(sets: dict, images: list) -> None:
     toa, toa_clear, missing = sets["top of atmosphere"]
     low, low_clear, _ = sets["surface levels"]
     masker = without(missing)
+    beside, pasted = town_beside_cloud()
+
+    def town() -> float:
+        return float(masker(beside)[~pasted].mean())
+
     with edges(off=True):
-        base, base_real = score(masker, toa, toa_clear), real_cloud(images)[0]
+        base, base_real, base_town = score(masker, toa, toa_clear), real_cloud(images)[0], town()
     print(f"without the veiled edges: top of atmosphere IoU {base['iou']:.3f}, cloud on the "
-          f"clear L1C scene {base['clear_scene']:.2%}; real L2A mean cloud {base_real:.2%}\n\n"
+          f"clear L1C scene {base['clear_scene']:.2%}, land beside the pasted cloud taken "
+          f"{base_town:.2%}; real L2A mean cloud {base_real:.2%}\n\n"
           "| setting | surface levels: IoU / precision / recall | top of atmosphere: IoU / "
-          "cloud on the clear L1C scene | real L2A: mean / worst |\n|---|---|---|---|")
+          "cloud on the clear L1C scene / land beside the pasted cloud | real L2A: mean / worst "
+          "|\n|---|---|---|---|")
     best, best_iou = None, -1.0
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values, strict=True))
         with edges(**setting):
             r, t = score(masker, low, low_clear), score(masker, toa, toa_clear)
-            real = real_cloud(images)
+            real, land = real_cloud(images), town()
         label = ", ".join(f"{NAMES[k]} {v}" for k, v in setting.items())
         print(f"| {label} | {r['iou']:.3f} / {r['precision']:.3f} / {r['recall']:.3f} | "
-              f"{t['iou']:.3f} / {t['clear_scene']:.2%} | {real[0]:.2%} / {real[1]:.2%} |",
-              flush=True)
+              f"{t['iou']:.3f} / {t['clear_scene']:.2%} / {land:.2%} | {real[0]:.2%} / "
+              f"{real[1]:.2%} |", flush=True)
         if (t["iou"] >= base["iou"] - 0.005 and t["clear_scene"] <= base["clear_scene"] + 0.001
-                and real[0] <= base_real + 0.001 and r["iou"] > best_iou):
+                and land <= base_town + 0.03 and real[0] <= base_real + 0.001
+                and r["iou"] > best_iou):
             best, best_iou = label, r["iou"]
     print(f"\nKept: {best} (surface-level IoU {best_iou:.3f}).")
 
