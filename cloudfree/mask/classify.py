@@ -138,6 +138,9 @@ class MaskParams:
     #: clear (``built_up``); the mask alone has no Sentinel-1 and ignores it
     built_up: bool = True
     scl: bool = True  # classes from an L2A product's scene classification, when it has one
+    #: without B10, clouds grown into their veiled edges (``veiled_edges``); off where other
+    #: dates judge the target's clouds
+    edges: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -316,7 +319,7 @@ def classify(
         cloud = score > params.threshold
     if params.land and scl is None:
         cloud &= ~bright_land(b, cloud, score)
-    if "B10" not in b and scl is None:  # L2A: the thin edges the score misses there
+    if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
         inside = snow_cores(snow, cloud)
