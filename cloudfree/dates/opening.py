@@ -11,6 +11,7 @@ from __future__ import annotations
 import filecmp
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cloudfree.core.errors import CloudfreeError, UsageError
@@ -104,8 +105,10 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 log.warning("%s: reference %s skipped, the next one taken: %s",
                             target.path.name, Path(path).name, exc)
                 skipped.append({"path": str(path), "reason": str(exc)})
-        dates = DateStatistics(TargetMask(target, bands, params, shadow, decoded), references,
-                               s1, skipped, temporal)
+        # the dates judge the target's edges: no single-date growth into them
+        target_params = replace(params, edges=False)
+        dates = DateStatistics(TargetMask(target, bands, target_params, shadow, decoded),
+                               references, s1, skipped, temporal)
         dates.fit(quiet)
         return dates
     except BaseException:

@@ -153,6 +153,51 @@ def test_clear_floods_scene_near_zero_and_nodata_preserved(tmp_path):
     assert summary["nodata_fraction"] == pytest.approx(212 * 40 / 512**2)
 
 
+#: The summer sample as an L2A band set (no B01, B09, B10) at surface levels: each visible band
+#: lowered by its 1st percentile less the dark level of the pool's real L2A images (a dark-object
+#: subtraction, as ``benchmarks/mask_l2a.py`` makes them).
+L2A_SET = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
+L2A_DARK = {"B02": 0.0202, "B03": 0.0382, "B04": 0.0216}
+
+
+def _summer_at_l2a_levels() -> np.ndarray:
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl = s2.read()[0]
+    out = refl[[BANDS.index(b) for b in L2A_SET]]
+    for band, dark in L2A_DARK.items():
+        i = L2A_SET.index(band)
+        out[i] = np.maximum(out[i] - max(0.0, np.percentile(out[i], 1) - dark), 0)
+    return out
+
+
+def test_l2a_band_set_finds_the_thin_edges_of_the_cumulus():
+    """At surface levels the score's blue ramp sees only the cumulus's cores (37 % of the L1C
+    mask's cloud, 8 % of the pixels within 3 px of its edges); the veiled edges grown from them
+    find its thin edges (66 %, 31 %), as thin cloud, and leave the open fields clear."""
+    with open_sentinel2(SUMMER_S2) as s2:
+        l1c = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
+    refl = _summer_at_l2a_levels()
+    classes = thin_cloud(classify(refl, None, MaskParams(), L2A_SET)[0], refl, L2A_SET)
+    cloud = np.isin(classes, (CLOUD, THIN))
+    edges = l1c & ~ndimage.binary_erosion(l1c, iterations=3)  # within 3 px of its edge
+    assert (cloud & l1c).sum() / l1c.sum() > 0.6
+    assert (cloud & edges).sum() / edges.sum() > 0.25
+    assert (classes[edges & cloud] == THIN).mean() > 0.85
+    assert (cloud & ~l1c).mean() < 0.02 and not cloud[100:160, 100:200].any()
+
+
+def test_l2a_veiled_edges_window_by_window_are_those_of_the_whole_image(tmp_path):
+    with rasterio.open(SUMMER_S2) as ds:
+        profile = {"crs": ds.crs, "transform": ds.transform}
+    scene = write_stack(tmp_path / "l2a.tif", np.rint(_summer_at_l2a_levels() * 10000), profile,
+                        dtype="uint16", descriptions=list(L2A_SET))
+    mask_scene(scene, tmp_path / "whole.tif", block=4096)
+    mask_scene(scene, tmp_path / "tiled.tif", block=64, threads=2)
+    whole, tiled = read_mask(tmp_path / "whole.tif")[0], read_mask(tmp_path / "tiled.tif")[0]
+    np.testing.assert_array_equal(whole, tiled)
+    assert (whole == THIN).mean() > 0.15
+
+
 def test_winter_haze_regression():
     """Thin haze over dark terrain: the score stays far below the threshold (s2cloudless ~0%)."""
     with open_sentinel2(WINTER_S2) as s2:
