@@ -46,7 +46,7 @@ local fill's haze ring reads it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -163,7 +163,7 @@ class MaskParams:
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         seeds = SEED_REACH if self.buffer else 0  # whether a cloud pixel seeds the buffer
         land = LAND_REACH if self.land else 0  # the bright-land test's neighbourhood
-        edges = EDGE_REACH  # the veiled edges grown without B10 (L2A)
+        edges = EDGE_REACH if self.edges else 0  # the veiled edges grown without B10
         return smoothing + land + edges + (2 if self.shadow else 0) + seeds + self.buffer
 
     @property
@@ -190,6 +190,11 @@ class MaskParams:
         """The bands to read from an input with the bands ``present``: the required ones (even
         if missing, for the caller's error) and the others it has, in L1C order."""
         return tuple(b for b in self.bands if b in self.required or b in present)
+
+    def for_bands(self, present: Sequence[str]) -> MaskParams:
+        """These settings for an input with the bands ``present``: with B10, no veiled edges
+        grown, and no context read for them."""
+        return replace(self, edges=False) if "B10" in present else self
 
     def to_dict(self) -> dict:
         return asdict(self)

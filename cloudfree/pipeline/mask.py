@@ -248,6 +248,7 @@ def mask_scene(
     with scene_io_env(), inputs.open_scene(scene) as s2, \
             ExitStack() as dates_stack:
         require_mask_bands(s2, params)
+        params = params.for_bands(s2.bands)
         log.debug("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         windows = block_windows(s2.width, s2.height, block)
         check_mask_memory(block, threads, windows, 1 + len(references))

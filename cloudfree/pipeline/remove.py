@@ -918,6 +918,7 @@ def remove_scene(
             log.info("%s has no %s: its cloud shadows are left as they are", s2.path.name,
                      " or ".join(missing))
             mask_params = replace(mask_params, shadow=False)
+        mask_params = mask_params.for_bands(s2.bands)
         bands = check_bands(s2, model, engine.name, mask_params)
         temporal_mask = dates.temporal_mask
         if temporal_mask is None:
