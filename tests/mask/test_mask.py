@@ -106,7 +106,8 @@ def test_thin_cloud_is_the_cloud_scored_low_at_the_cumulus_edges(tmp_path, cli):
 def test_a_real_cloud_made_thin_over_real_land_is_thin_cloud(tmp_path, depth, expected):
     # the summer sample's thick cloud laid over the winter sample's clear land at 40 % of its
     # depth (0.1 brighter in B02-B04: the land shows through) is thin cloud, 4; at its full
-    # depth, cloud, 1; the land around stays clear
+    # depth, cloud, 1; the land around stays clear. Without the bright-land test, which leaves
+    # some of such a veil over textured land clear (about a tenth at 40 %: docs/guides/masks.md)
     with rasterio.open(SUMMER_S2) as ds:
         cloud = ds.read().astype(np.float32)
     land, profile = read_stack(WINTER_CLEAR, 256)
@@ -115,7 +116,7 @@ def test_a_real_cloud_made_thin_over_real_land_is_thin_cloud(tmp_path, depth, ex
     thick = thin_cloud(classify(refl, None, MaskParams())[0], refl) == CLOUD
     veil = np.where(thick, land + depth * (cloud - land), land)
     scene = write_stack(tmp_path / "veil.tif", np.rint(veil), profile, dtype="uint16")
-    mask_scene(scene, tmp_path / "mask.tif")
+    mask_scene(scene, tmp_path / "mask.tif", MaskParams(land=False))
     classes = read_mask(tmp_path / "mask.tif")[0]
     assert (classes[thick] == expected).mean() > 0.95
     assert (classes[~thick] == CLEAR).mean() > 0.99
