@@ -462,9 +462,11 @@ def local_variance(x: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter(x * x, size, mode="reflect") - mean * mean
 
 
-def texture(x: np.ndarray) -> np.ndarray:
-    """Mean absolute difference of ``x`` [H, W] from its 3 x 3 px mean, relative to that mean."""
-    mean = np.maximum(ndimage.uniform_filter(x, 3, mode="reflect"), np.float32(1e-4))
+def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Absolute difference of ``x`` [H, W] from the mean of the ``where`` pixels of its 3 x 3 px
+    square, relative to that mean: the texture within what ``where`` holds, not the step at its
+    edge (a cloud's sharp rim against the land)."""
+    mean = np.maximum(box_mean(x, where, 3), np.float32(1e-4))
     return np.abs(x - mean) / mean
 
 
@@ -483,7 +485,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray) 
         return land
     faint = ndimage.maximum_filter(np.where(cloud, np.nan_to_num(score), 0), LAND_BOX,
                                    mode="reflect") < FAINT_SCORE
-    return land & ((box_mean(texture(b["B04"]), cloud, LAND_BOX) > LAND_TEXTURE)
+    return land & ((box_mean(texture(b["B04"], cloud), cloud, LAND_BOX) > LAND_TEXTURE)
                    | (faint & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)))
 
 
