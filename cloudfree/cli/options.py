@@ -286,7 +286,9 @@ def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
                               "(B11) and the texture of built-up land, or barely scores and "
                               "shows land plainly: bright roofs, greenhouses and roads; and "
                               "grow the buffer and haze ring only from clouds with parallax "
-                              "(needs B07, B08, B8A and B11; skipped without them)."),
+                              "(needs B07, B08, B8A and B11; skipped without them). Where "
+                              "other dates judge the clouds (--reference), they judge such "
+                              "land."),
             click.option("--scl/--no-scl", default=True, show_default=True,
                          help="On L2A input with its scene classification (SCL), take clouds "
                               "(medium, high probability, thin cirrus), cloud shadow and snow "

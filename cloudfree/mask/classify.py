@@ -15,13 +15,15 @@ ground, so the band sees high cloud and not the snow beneath. And a patch of sno
 ``SNOW_CORE`` px across whose border is mostly cloud (``snow_cores``) is cloud: snow on the
 ground shows land around it, or is larger. With the other dates, ``dates/temporal_mask.py``
 judges the snow again.
-Bright land (``bright_land``, with ``land=True``; off by default, as it also drops some thin
-cloud): roofs, greenhouses and roads can score as cloud. Such a pixel is left clear when no cloud
-near it is confident (score 0.6), the cloud pixels around show no parallax between B07, B08 and B8A
-(the Cloud Displacement Index of Frantz et al. 2018: a cloud, high above the ground, shifts between
-the B08 and B8A detectors, a roof does not), their short-wave infrared B11 is that of land (above
-1.1 times the visible mean; water droplets absorb there) and the land around shows no haze, as the
-land around a thin cloud does. Without B07, B08, B8A or B11 the test is skipped.
+Bright land (``bright_land``, with ``land=True``, the default): roofs, greenhouses and roads can
+score as cloud. Such a pixel is left clear when the cloud pixels around it show no parallax
+between B07, B08 and B8A (the Cloud Displacement Index of Frantz et al. 2018: a cloud, high above
+the ground, shifts between the B08 and B8A detectors, a roof does not), their short-wave infrared
+B11 is that of land (water droplets absorb there) and B04 varies among them as built-up land
+does (or they barely score and show land plainly), unless nearly all the sky around scores as
+cloud (overcast). A cloud must show parallax to be confident, before it grows a buffer. Without
+B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge such
+land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
 with no confident cloud near and VV backscatter of built-up land under it (double bounce) is left
 clear; S1 sees through cloud, so the test relies on the score to keep a cloud over a town.
@@ -320,7 +322,7 @@ def classify(
         score[snowy] = 0
         cloud = score > params.threshold
     if params.land and scl is None:
-        cloud &= ~bright_land(b, cloud, score)
+        cloud &= ~bright_land(b, cloud, score, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
         inside = snow_cores(snow, cloud)
         cloud |= inside
@@ -426,14 +428,21 @@ def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str
 #: benchmarks/one_date_quality.py; docs/benchmarks/masks.md).
 LAND_BOX, LAND_CDI, LAND_SWIR, LAND_TEXTURE = 15, -0.7, 1.0, 0.04
 FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
+#: Bright land lies among fields, trees and streets: where what scores as cloud covers
+#: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
+#: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
+#: tuning half the bright land the test leaves clear has at most 0.58 of its square scoring as
+#: cloud (the Sen1Floods11 chip 0.46); a real cloud's spread all over a scene, 1.
+OVERCAST_SHARE = 0.8
 #: The clear pixels around a thin cloud that score above this are haze (``seeding``).
 HAZE_SCORE = 0.05
 #: Variances of the parallax index over this many px (square).
 CDI_BOX = 7
 #: B08 (10 m) smoothed by this kernel, across and along, before it is compared with B8A (20 m).
 NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
-#: Context the bright-land test needs: its square, the variances' and the 2 px mean of B08.
-LAND_REACH = LAND_BOX // 2 + CDI_BOX // 2 + 1
+#: Context the bright-land test needs: its square, the variances' and the 3 px kernel of B08,
+#: or the square of its overcast share.
+LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2)
 #: Context the parallax of the clouds around a pixel needs (``cloud_parallax``).
 PARALLAX_REACH = SHARE_BOX // 2 + CDI_BOX // 2 + 1
 #: Context ``seeding`` needs to be exact.
@@ -470,17 +479,22 @@ def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
     return np.abs(x - mean) / mean
 
 
-def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray) -> np.ndarray:
+def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
+                valid: np.ndarray) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
     parallax, land's short-wave infrared and the texture of built-up land around, or a faint
-    ``score`` and plainer land (the constants ``LAND_*``, ``FAINT_*``). None without the bands
+    ``score`` and plainer land (the constants ``LAND_*``, ``FAINT_*``), under a sky that is not
+    overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
     ``LAND_BANDS``. Exact with ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
+    broken = cloud & (box_mean(cloud.astype(np.float32), valid, SHARE_BOX) < OVERCAST_SHARE)
+    if not broken.any():
+        return broken
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
     parallax = box_mean(parallax_index(b), cloud, LAND_BOX)
     swir = box_mean(b["B11"] / visible, cloud, LAND_BOX)
-    land = cloud & (parallax > LAND_CDI) & (swir > LAND_SWIR)
+    land = broken & (parallax > LAND_CDI) & (swir > LAND_SWIR)
     if not land.any():
         return land
     faint = ndimage.maximum_filter(np.where(cloud, np.nan_to_num(score), 0), LAND_BOX,

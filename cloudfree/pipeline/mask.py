@@ -238,6 +238,8 @@ def mask_scene(
     if threads is not None:
         check_whole("threads", threads, *THREADS_RANGE)
     references = check_paths("references", references)
+    if references:  # the dates judge bright land: a roof is bright on every date
+        params = replace(params, land=False)
     threads = threads or usable_cores()
     output = Path(output)
     check_distinct({"mask output": output, "score output": score_path})

@@ -976,7 +976,12 @@ def remove_scene(
             log.debug("cloud pixels: %s", how)
         from_dates = None
         if references:
-            opened = open_references(references, s2, mask_params, shadow, inputs,
+            # where the dates judge, they judge bright land too (a roof is bright on every
+            # date): their fits and the target's cloud they start from are the single-date
+            # mask's without the bright-land test, which takes some thin veils for land
+            opened = open_references(references, s2,
+                                     replace(mask_params, land=False) if temporal_mask
+                                     else mask_params, shadow, inputs,
                                      bands=bands, s1=None if s1_path is None else s1,
                                      reference_s1=dates.reference_s1, quiet=quiet,
                                      count=dates.reference_count, temporal=temporal_mask,

@@ -107,7 +107,7 @@ def test_a_real_cloud_made_thin_over_real_land_is_thin_cloud(tmp_path, depth, ex
     # the summer sample's thick cloud laid over the winter sample's clear land at 40 % of its
     # depth (0.1 brighter in B02-B04: the land shows through) is thin cloud, 4; at its full
     # depth, cloud, 1; the land around stays clear. Without the bright-land test, which leaves
-    # some of such a veil over textured land clear (about a tenth at 40 %: docs/guides/masks.md)
+    # some of such a veil over textured land clear (2 % at 40 %: docs/guides/masks.md)
     with rasterio.open(SUMMER_S2) as ds:
         cloud = ds.read().astype(np.float32)
     land, profile = read_stack(WINTER_CLEAR, 256)
@@ -228,6 +228,17 @@ def test_bright_land_leaves_roofs_and_greenhouses_clear_and_keeps_the_cumulus():
     assert fractions["floods"][0] == pytest.approx(0.017, abs=0.001)
     assert fractions["floods"][1] < 0.35 * fractions["floods"][0]
     assert fractions["summer"][1] > 0.99 * fractions["summer"][0] > 0.3
+
+
+def test_bright_land_is_not_found_under_an_overcast_sky():
+    """The summer cumulus spread over the whole patch (each pixel that of the cloud pixel
+    nearest it, its rim's too, where the land shows through) is cloud everywhere: bright land
+    lies among fields and streets, so the test finds none where nearly all the sky around
+    scores as cloud (without that rule it left 27 % of this sky clear)."""
+    refl, valid = reflectance_of(SUMMER_S2)
+    cloud = classify(refl, valid)[0] == CLOUD
+    _, (rows, cols) = ndimage.distance_transform_edt(~cloud, return_indices=True)
+    assert (classify(refl[:, rows, cols], valid)[0] == CLOUD).all()
 
 
 def test_bright_land_needs_its_bands_and_can_be_turned_off():
@@ -514,7 +525,8 @@ def test_mask_reads_only_the_bands_it_needs(tmp_path, cli):
 
 
 def test_safe_needs_only_the_score_bands(tmp_path):
-    """A SAFE folder with only B01-B04, B10 and B11 gives the mask of the full product."""
+    """A SAFE folder with only B01-B04, B10 and B11 gives the mask of the full product (without
+    the bright-land test, which needs B07, B08 and B8A and is skipped without them)."""
     data, profile = read_stack(SUMMER_S2, 120)
     l1c = coarsen_like_l1c(data)
     full = write_safe(tmp_path / "full.SAFE", l1c, profile, offset=0)
@@ -522,7 +534,7 @@ def test_safe_needs_only_the_score_bands(tmp_path):
     for jp2 in part.glob("GRANULE/*/IMG_DATA/*.jp2"):
         if not jp2.stem.endswith(("B01", "B02", "B03", "B04", "B10", "B11")):
             jp2.unlink()
-    mask_scene(full, tmp_path / "full.tif", threads=2)
+    mask_scene(full, tmp_path / "full.tif", MaskParams(land=False), threads=2)
     mask_scene(part, tmp_path / "part.tif", threads=2)
     a, b = read_mask(tmp_path / "full.tif")[0], read_mask(tmp_path / "part.tif")[0]
     np.testing.assert_array_equal(a, b)
