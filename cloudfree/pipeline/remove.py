@@ -546,8 +546,8 @@ class SceneRemoval:
         s2, g, local = self.s2, self.grid, self.local
         network = self.engine.runs_network
         context = self.params.halo  # what classifying the pixels around the chunk takes
-        if self.kept is not None and self.kept.complete:  # none: the classes are read back,
-            context %= SHADE_STEP  # but the window keeps its corner on the shadow test's grid
+        if self.kept is not None and self.kept.complete and local is not None:  # none: the
+            context %= SHADE_STEP  # classes are read back; the corner stays on the shadow grid
         halo = context + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
