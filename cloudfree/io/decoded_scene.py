@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -167,13 +167,7 @@ class DecodedScene:
         top, left = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
         data = np.empty((self.planes, h, w), self.dtype)
-        for index, tile in enumerate(self.windows):
-            t_top, t_left = int(tile.row_off), int(tile.col_off)
-            t_h, t_w = int(tile.height), int(tile.width)
-            r0, r1 = max(top, t_top), min(top + h, t_top + t_h)
-            c0, c1 = max(left, t_left), min(left + w, t_left + t_w)
-            if r0 >= r1 or c0 >= c1:
-                continue
+        for index, (t_top, t_left, t_h, t_w), (r0, r1, c0, c1) in overlaps(self.windows, window):
             piece = np.empty((r1 - r0, t_w), self.dtype)
             for i in range(self.planes):
                 offset = int(self.offsets[index]) + ((i * t_h) + r0 - t_top) * t_w * \
@@ -196,6 +190,21 @@ class DecodedScene:
 def _cannot_keep(folder: Path, exc: OSError) -> None:
     log.info("the decoded scene could not be kept in %s (%s): the input is decoded again for "
              "each pass instead", folder, exc.strerror or exc)
+
+
+def overlaps(windows: Sequence[Window], window: Window
+             ) -> Iterator[tuple[int, tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    """Each of the stored ``windows`` that ``window`` overlaps: its index, its (top, left,
+    height, width) and the overlap's rows and columns in the scene (r0, r1, c0, c1)."""
+    top, left = int(window.row_off), int(window.col_off)
+    bottom, right = top + int(window.height), left + int(window.width)
+    for index, tile in enumerate(windows):
+        t_top, t_left = int(tile.row_off), int(tile.col_off)
+        t_h, t_w = int(tile.height), int(tile.width)
+        r0, r1 = max(top, t_top), min(bottom, t_top + t_h)
+        c0, c1 = max(left, t_left), min(right, t_left + t_w)
+        if r0 < r1 and c0 < c1:
+            yield index, (t_top, t_left, t_h, t_w), (r0, r1, c0, c1)
 
 
 def write_at(fd: int, array: np.ndarray, offset: int) -> None:

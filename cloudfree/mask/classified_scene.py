@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from cloudfree.io.decoded_scene import read_at, write_at
+from cloudfree.io.decoded_scene import overlaps, read_at, write_at
 from cloudfree.io.rasters import DEFAULT_BLOCK, block_windows, read_padded
 
 log = logging.getLogger("cloudfree")
@@ -86,13 +86,7 @@ class ClassifiedScene:
         top, left = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
         classes, score = np.empty((h, w), np.uint8), np.empty((h, w), np.float32)
-        for index, tile in enumerate(self.windows):
-            t_top, t_left = int(tile.row_off), int(tile.col_off)
-            t_h, t_w = int(tile.height), int(tile.width)
-            r0, r1 = max(top, t_top), min(top + h, t_top + t_h)
-            c0, c1 = max(left, t_left), min(left + w, t_left + t_w)
-            if r0 >= r1 or c0 >= c1:
-                continue
+        for index, (t_top, t_left, t_h, t_w), (r0, r1, c0, c1) in overlaps(self.windows, window):
             start = int(self.offsets[index])
             cols = slice(c0 - t_left, c1 - t_left)
             for out, plane, itemsize in ((classes, start, 1),
