@@ -80,6 +80,7 @@ def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int
                                  pads_itself=True)
     return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))
 
+
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
     """Whether the mask takes the scene's classification."""
     return params.scl and s2.has_scl
