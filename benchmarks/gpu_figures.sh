@@ -22,5 +22,7 @@ step glfcr_fp16 python benchmarks/remove_pipeline.py --untrained glfcr:paper --d
     --precision fp16 --batch-size 16 --throughput-size 4096 --sizes 10980 --repeats 1
 step default python benchmarks/remove_pipeline.py --device cuda --batch-size 16 \
     --throughput-size 4096 --sizes 10980 --repeats 1
+step tile_default python benchmarks/tile_speed.py
+step tile_references python benchmarks/tile_speed.py --size 2048 --cases references
 step train python benchmarks/train_speed.py --device cuda --amp --copies 128 --batch-size 16 \
     --crop 128 --runs fillnet:small:8 fillnet:paper:8 glfcr:small:8 glfcr:small:0

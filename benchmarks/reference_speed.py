@@ -58,7 +58,8 @@ def timed(cmd: list[str], package: Path | None = None) -> tuple[float, float, fl
     """Wall seconds, CPU seconds and peak RSS (MB) of one command, which must succeed;
     ``package``: the folder holding the ``cloudfree`` it imports (default: this checkout's).
     Run through ``MEASURE``, so that ru_maxrss names this command's peak alone."""
-    env = {**os.environ, "PYTHONPATH": str(package or ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(package or ROOT), os.environ.get("PYTHONPATH")]))}
     wrapped = [sys.executable, "-c", MEASURE, *cmd]
     start = time.perf_counter()
     done = subprocess.run(wrapped, check=True, capture_output=True, text=True, env=env,
