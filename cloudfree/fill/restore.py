@@ -37,8 +37,8 @@ from cloudfree.mask.shadow import relight
 RATIO_STEP = 1e-3
 RATIO_BINS = 20001
 #: Opacity by which HOT's may exceed the thickest veil a pixel can hold (``thickest``) before the
-#: fill takes the pixel over entirely (set a priori: a quarter of the hand-over's span).
-SLACK = 0.05
+#: fill takes the pixel over entirely (half the hand-over's span, ``t_restore`` to ``t_fill``).
+SLACK = 0.1
 
 
 @dataclass(frozen=True)

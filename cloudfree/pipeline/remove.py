@@ -616,10 +616,6 @@ class SceneRemoval:
                         refl, network_input, here, here & (classes == SHADOW), clear,
                         self.restoring, self.bands, self.bounds)
                     mask = region & ~(here & (filled < 0.5))
-                    # land under thin cloud is the land seen, unveiled: taken whole, the feather
-                    # easing in only its fill share (blending the veiled pixel back left a
-                    # veil); relit shadows keep it, their penumbra is not relit
-                    alpha = np.where(here & (classes != SHADOW), 1 - (1 - alpha) * filled, alpha)
                 if self.options.max_correction is not None and network:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
             else:
