@@ -19,7 +19,9 @@ Cases: ``cloud``, ``shadow`` and ``both``. Every setting runs the real ``remove_
 S1 aligned); scores are PSNR (reflectance in [0, 1], 13 bands) over the image, over the pixels the
 clouds and shadows changed, and over the changed pixels of opaque cloud (blend opacity 0.5 and
 more) and of thin cloud (less), and over the ring just inside each cloud (its pixels within
-``RING`` px of the land it left clear), where restoring hands over to filling. Specks: the filled
+``RING`` px of the land it left clear), where restoring hands over to filling, and over its
+outermost ``EDGE`` px (``edge``), where the veil is thinnest; RMSE (reflectance) over the image
+and that edge. Specks: the filled
 pixels (those the output changed) darker than the clear land's 1st percentile in B02, B03 or
 B04, or bluer (B02 / B04) than its 99th, summed over the scenes. Colour, on the opaque cloud
 pixels: per band, the relative error of the output's mean against the truth's (its level), and
@@ -52,7 +54,7 @@ import numpy as np
 import rasterio
 import torch
 from clear_scenes import held_out as in_held_out
-from metrics import psnr
+from metrics import psnr, rmse
 from remove_quality import write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
@@ -118,6 +120,9 @@ OPAQUE = 0.5
 #: The ring inside a cloud: its pixels within this many px of the land it left unchanged (the
 #: local fill's haze ring is as wide; the artefacts of restoring sit there).
 RING = 10
+#: The edge of a cloud: its pixels within this many px of the land it left clear (the thinnest
+#: veil, restored rather than filled).
+EDGE = 4
 #: A speck is a filled pixel darker than the clear land's ``SPECK_DARK`` percentile in one of
 #: ``SPECK_BANDS``, or bluer (B02 / B04) than its ``SPECK_BLUE`` percentile.
 SPECK_DARK, SPECK_BLUE = 1.0, 99.0
@@ -238,11 +243,13 @@ def colour(pred: np.ndarray, sample: LoadedSample, opaque: np.ndarray,
 def scores(pred: np.ndarray, sample: LoadedSample,
            alpha: np.ndarray | None = None) -> dict[str, float]:
     """PSNR over the valid image, over the pixels the clouds and shadows changed, over the
-    changed pixels of opaque and of thin cloud (``alpha``: the blend's opacity) and over the
-    cloud's inner ``RING`` (without ``alpha``, another date's: the sample's own cloud); and, on
-    the same date (with ``alpha``), the specks and the opaque pixels' ``colour``."""
+    changed pixels of opaque and of thin cloud (``alpha``: the blend's opacity), over the
+    cloud's inner ``RING`` and its outer ``EDGE`` (without ``alpha``, another date's: the
+    sample's own cloud), RMSE over the image and the edge; and, on the same date (with
+    ``alpha``), the specks and the opaque pixels' ``colour``."""
     changed = (np.abs(sample.cloudy - sample.clear).max(0) > 1e-3) & sample.valid
-    out = {"psnr": psnr(pred, sample.clear, sample.valid)}
+    out = {"psnr": psnr(pred, sample.clear, sample.valid),
+           "rmse": rmse(pred, sample.clear, sample.valid)}
     if alpha is None:  # another date: the sample's cloud, and the land it leaves
         cloud = sample.cloud.astype(bool) & sample.valid
         land = sample.valid & ~cloud
@@ -253,10 +260,13 @@ def scores(pred: np.ndarray, sample: LoadedSample,
         opaque = changed & (alpha >= OPAQUE)
         if opaque.any():
             out.update(colour(pred, sample, opaque, land))
-    ring = cloud & (ndimage.distance_transform_edt(~land) <= RING)
+    inside = ndimage.distance_transform_edt(~land)
+    ring, edge = cloud & (inside <= RING), cloud & (inside <= EDGE)
     for name, where in (("changed", changed), ("opaque", changed & (alpha >= OPAQUE)),
-                        ("thin", changed & (alpha > 0) & (alpha < OPAQUE)), ("ring", ring)):
+                        ("thin", changed & (alpha > 0) & (alpha < OPAQUE)), ("ring", ring),
+                        ("edge", edge)):
         out[name] = psnr(pred, sample.clear, where) if where.any() else float("nan")
+    out["edge_rmse"] = rmse(pred, sample.clear, edge)
     return out
 
 
@@ -272,17 +282,19 @@ def held_out(rows: list[dict], name: str, names: list[str], case: str,
 
 
 def table(rows: list[dict], case: str, names: list[str]) -> None:
-    """Mean PSNR (image; changed, opaque and thin cloud pixels, the ring inside the clouds) of
-    each setting, the specks summed over the rows, gain and wins over the scene-median fill,
-    wins over the local base."""
+    """Mean PSNR (image; changed, opaque and thin cloud pixels, the ring and the edge inside the
+    clouds) and RMSE (x 1e4: image, edge) of each setting, the specks summed over the rows,
+    gain and wins over the scene-median fill, wins over the local base."""
     n = len(rows)
     base = np.mean([r[case][BASELINE]["psnr"] for r in rows])
-    print(f"\n{case} (n={n}) | PSNR | changed px | opaque px | thin px | ring px | specks | "
-          "vs scene-median | wins | wins vs local base")
+    print(f"\n{case} (n={n}) | PSNR | changed px | opaque px | thin px | ring px | edge px | "
+          "RMSE | edge RMSE | specks | vs scene-median | wins | wins vs local base")
     for name in names:
         got = [r[case][name]["psnr"] for r in rows]
         parts = " | ".join(f"{np.nanmean([r[case][name].get(k, np.nan) for r in rows]):.2f}"
-                           for k in ("changed", "opaque", "thin", "ring"))
+                           for k in ("changed", "opaque", "thin", "ring", "edge"))
+        parts += "".join(f" | {1e4 * np.nanmean([r[case][name].get(k, np.nan) for r in rows]):.0f}"
+                         for k in ("rmse", "edge_rmse"))
         speckled = sum(r[case][name]["specks"] for r in rows) \
             if "specks" in rows[0][case][name] else "-"
         wins = sum(r[case][name]["psnr"] > r[case][BASELINE]["psnr"] + 1e-6 for r in rows)

@@ -5,8 +5,10 @@ Given the local fill of a window's masked region (``expected``, ``local_fill.py`
 relit (``shadow.py``) and thin cloud and haze taken off (``haze.py``); the restored land is
 blended with the fill by the haze step's weight, so restoring hands over smoothly to filling
 where the cloud turns opaque. The restored land is first held within what the scene's clear land
-makes plausible (``LandBounds``): each band no darker than the clear land's darkest, B04 no
-lower than makes it bluer than the clear land's bluest. ``remove`` counts the clear land of the
+makes plausible (``LandBounds``): no thicker veil is taken off than leaves each band no darker
+than the clear land's darkest and B02 / B04 no bluer than its bluest (``thickest``), the fill
+taking over where the veil reads thicker; a pixel already out of bounds as seen is raised to
+them band by band. ``remove`` counts the clear land of the
 whole scene in its first pass (``LandHistogram``), so that a pixel's bounds do not depend on the
 chunk it is restored in; on an array alone they come from its own clear pixels.
 """
@@ -21,10 +23,12 @@ from cloudfree.fill.median import BINS, STEP, window_counts
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask.haze import (
     BLUE_PERCENTILE,
+    CLOUD,
     DARK_PERCENTILE,
     LAND_BANDS,
     HazeParams,
     dehaze,
+    smoothstep_down,
     unveil,
 )
 from cloudfree.mask.shadow import relight
@@ -32,6 +36,9 @@ from cloudfree.mask.shadow import relight
 #: Step and bins of the histogram of the clear land's B02 / B04: 0 to 20 in steps of 0.001.
 RATIO_STEP = 1e-3
 RATIO_BINS = 20001
+#: Opacity by which HOT's may exceed the thickest veil a pixel can hold (``thickest``) before the
+#: fill takes the pixel over entirely (half the hand-over's span, ``t_restore`` to ``t_fill``).
+SLACK = 0.1
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,23 @@ def land_bounds(reflectance: np.ndarray, clear: np.ndarray, bands: tuple[str, ..
     return histogram.bounds()
 
 
+def thickest(seen: np.ndarray, bounds: LandBounds, bands: tuple[str, ...]) -> np.ndarray:
+    """The thickest veil [h, w] the pixels ``seen`` [C, h, w] can hold: under a thicker one
+    (``haze.unveil``) a land band would come out darker than ``bounds`` allow, or B02 / B04
+    bluer; at least 0."""
+    cap = np.full(seen.shape[1:], np.inf, np.float32)
+    for band, (name, dark) in enumerate(zip(bands, bounds.darkest, strict=True)):
+        if dark > 0 and CLOUD[name] > dark:
+            np.minimum(cap, (seen[band] - np.float32(dark)) / np.float32(CLOUD[name] - dark),
+                       out=cap)
+    blue, red = CLOUD["B02"], CLOUD["B04"]
+    if np.isfinite(bounds.bluest) and bounds.bluest * red > blue:
+        ratio = np.float32(bounds.bluest)
+        np.minimum(cap, (ratio * seen[bands.index("B04")] - seen[bands.index("B02")])
+                   / np.float32(ratio * red - blue), out=cap)
+    return np.maximum(cap, 0, out=cap)
+
+
 @dataclass(frozen=True)
 class RestoreParams:
     """Which of the two restorations run (None / False: that part is filled)."""
@@ -138,10 +162,16 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     if veil is not None:  # over the box of the thin cloud, its pixels
         (rows, cols), t, weight = veil
         where = cloud[rows, cols]
-        keep = 1 - weight
         seen = reflectance[:, rows, cols]
         held = bounds or land_bounds(reflectance, clear, bands)
         darkest, bluest = np.asarray(held.darkest, np.float32), held.bluest
+        # HOT reads a bluish veil as thicker than it is: taken off as the white cloud, it left
+        # the land darker than any clear land (dark specks along the bright cores). No more is
+        # taken off than the pixel can hold, and where HOT reads more, the fill takes over
+        cap = thickest(seen, held, bands)
+        weight = weight * smoothstep_down(t - cap, 0, SLACK)
+        keep = 1 - weight
+        t = np.minimum(t, cap)
         # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much
         # of is what made the land bluer than any clear land
         blue = bands.index("B02")

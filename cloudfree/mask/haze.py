@@ -8,7 +8,7 @@ fill would throw it away. Here, over the masked region of a window:
   and Cihlar 2002): haze and cloud raise blue more than red, bright land does not. t is the
   excess of HOT over that of the clear land expected there (``expected``: the local fill,
   ``local_fill.py``), as a share of an opaque cloud's excess, smoothed over the region but
-  never above the pixel's own excess. Haze
+  never above the pixel's own excess nor more than ``TEXTURE`` below it. Haze
   levels from HOT are how haze removal in atmospheric correction works (per-level dark-object
   subtraction, Zhang et al. 2002; Liang, Fang and Chen 2001);
 - the land is unmixed: (observed - t * cloud) / (1 - t) per band, with the cloud spectrum
@@ -20,10 +20,12 @@ fill would throw it away. Here, over the masked region of a window:
   difference, s that of the clear land's local standard deviation;
 - the restored land is bounded by the scene's clear land (``restore.LandHistogram``, applied by
   ``restore.py``): no darker in one of the land's bands than its ``DARK_PERCENTILE``, no bluer
-  (B02 / B04) than its ``BLUE_PERCENTILE`` (its red raised). The veil at a cloud's edge is not
-  the opaque core's ``CLOUD``: haze raises blue more than red, so unmixing it with a white cloud
-  takes too much red and green off, and the land came out as dark blue-black specks along the
-  bright cores.
+  (B02 / B04) than its ``BLUE_PERCENTILE``. The veil at a cloud's edge is not the opaque core's
+  ``CLOUD``: haze raises blue more than red, so HOT reads it as thicker than it is, and
+  unmixing it with a white cloud took too much off every band: the land came out as dark
+  blue-black specks along the bright cores. So no thicker veil is taken off than leaves the
+  land within those bounds in every band at once (``restore.thickest``, a dark-object limit),
+  and where HOT reads more, the pixel is handed over to the fill.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ CLOUD: dict[str, float] = dict(zip(BANDS, (
 #: measured on.
 SPREAD_SIGMA = 16.0
 SPREAD_STEP = 4
+#: Opacity by which a pixel's own HOT excess may exceed the smoothed one around it and still be
+#: read as the land's texture rather than veil (set a priori, half the hand-over's start).
+TEXTURE = 0.05
 #: Channels smoothed at once (each needs two temporaries of its size).
 CHANNELS = 1
 #: Percentile of the scene's clear land (per band) that restored land is raised to where it
@@ -128,8 +133,10 @@ def opacity(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray, s
     excess = hot(reflectance, bands) - hot(expected, bands)
     room = np.maximum(hot(cloud, bands) - hot(expected, bands), 0.05)
     # smoothed, but never above the pixel's own excess: a dark shadow beside a bright core
-    # would otherwise be unmixed to black
+    # would otherwise be unmixed to black; nor more than ``TEXTURE`` below it: a bright wisp
+    # is veil, not the land's texture, and smoothed away it stayed on
     smooth = smooth_within(excess[None], region, sigma, density)[0]
+    np.maximum(smooth, excess - TEXTURE * room, out=smooth)
     t = np.clip(np.minimum(smooth, excess) / room, 0, 1)
     return np.where(region, t, 0).astype(np.float32)
 

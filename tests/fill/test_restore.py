@@ -378,6 +378,28 @@ def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land
     assert not (restored[0] > bluest * restored[2]).any()
 
 
+def test_the_bundled_samples_thin_cloud_is_restored_without_dark_specks_or_veil(tmp_path):
+    """The bundled sample as ``remove`` runs it by default, its cloud pixels (the shadows
+    relit aside): none darker in B02, B03 and B04 at once than the darkest 2 % of the land kept
+    (the dark blue-black specks along the bright cores, where a bluish veil was taken off as a
+    white one), and none hazier (HOT, B02 - B04 / 2) than the haziest pixel kept (the veil of a
+    bright wisp left on, or blended back by the feather)."""
+    sample = ROOT / "examples" / "data"
+    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
+    remove_scene(sample / "s2.tif", sample / "s1.tif", out, outputs=OutputOptions(mask_out=mask),
+                 quiet=True)
+    with rasterio.open(sample / "s2.tif") as ds:
+        seen = ds.read().astype(np.float32)
+    with rasterio.open(out) as ds, rasterio.open(mask) as m:
+        written, shadow = ds.read().astype(np.float32), m.read(1) == SHADOW
+    filled = (written != seen).any(axis=0)
+    cloud, land = written[:, filled & ~shadow], seen[:, ~filled]
+    assert cloud.shape[1] > 0.3 * filled.size
+    darkest = np.percentile(land[1:4], 2, axis=1)[:, None]  # B02, B03, B04
+    assert not (cloud[1:4] < darkest).all(axis=0).any()
+    assert (cloud[1] - cloud[3] / 2).max() <= (land[1] - land[3] / 2).max()
+
+
 def test_the_land_bounds_counted_window_by_window_are_the_whole_images_percentiles(land):
     """The bounds ``remove`` counts over the scene in its first pass: the same whatever windows
     the land is counted in, and numpy's percentiles of all its clear pixels to a DN."""
