@@ -98,15 +98,20 @@ class ReferenceFill:
         #: the dates whose reflectance a block's groups (and the similar pixels) read
         self.members = {i for fit in dates.joint_fits for i in fit.dates} | set(
             () if dates.similar is None else dates.similar.dates)
+        #: the edges of the blocks filled last that later blocks may ask for again
+        self._kept: list[_Filled] = []
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
-                 terms: bool = False) -> ReferenceBlock | None:
+                 terms: bool = False, keep: int = 0) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
-        of the block (computed when not given) is not taken."""
+        of the block (computed when not given) is not taken. A pixel's fill does not depend on
+        the block: those of the ``keep`` bottom rows and right columns of a block are kept and
+        taken again by the next blocks that ask for them (blocks from the top left down, row by
+        row, as the chunks come), the previous row of blocks' as long as a block reaches it."""
         used = self.dates.used
         if not used or not need.any():
             return None
@@ -115,9 +120,12 @@ class ReferenceFill:
         spread = residual = None
         if terms:
             spread, residual = np.zeros_like(values), np.zeros_like(values)
+        block = ReferenceBlock(values, source,
+                               None if spread is None else DateTerms(spread, residual))
+        todo = self._reuse(top, left, need, block)
         for c0 in range(0, width, STRIP_COLUMNS):
             cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
-            at = np.nonzero(need[:, cols])
+            at = np.nonzero(todo[:, cols])
             if not len(at[0]):
                 continue
             judge = None
@@ -133,8 +141,42 @@ class ReferenceFill:
             if moments is not None:
                 spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
                     part[:, 0] for part in moments)
-        return ReferenceBlock(values, source,
-                              None if spread is None else DateTerms(spread, residual))
+        if keep:
+            self._keep(top, left, need, block, keep)
+        return block
+
+    def _reuse(self, top: int, left: int, need: np.ndarray, block: ReferenceBlock
+               ) -> np.ndarray:
+        """Copy into ``block`` (at ``top``, ``left`` of the target grid) the kept fill of the
+        ``need`` pixels; return the pixels [h, w] still to fill. Forgets what lies above the
+        block."""
+        self._kept = [k for k in self._kept if k.top + k.done.shape[0] > top]
+        todo = need.copy()
+        for kept in self._kept:
+            here, there = _overlap((top, left, *need.shape), (kept.top, kept.left,
+                                                                *kept.done.shape))
+            if here is None:
+                continue
+            take = todo[here] & kept.done[there]
+            if not take.any():
+                continue
+            _copy_where(block.crop(*here), kept.block.crop(*there), take)
+            todo[here] &= ~take
+        return todo
+
+    def _keep(self, top: int, left: int, need: np.ndarray, block: ReferenceBlock,
+              keep: int) -> None:
+        """Keep the fill of the ``keep`` bottom rows and right columns of a block."""
+        height, width = need.shape
+        for rows, cols in ((slice(max(0, height - keep), height), slice(0, width)),
+                           (slice(0, height), slice(max(0, width - keep), width))):
+            part = block.crop(rows, cols)
+            self._kept.append(_Filled(top + rows.start, left + cols.start,
+                                      need[rows, cols].copy(),
+                                      ReferenceBlock(part.values.copy(), part.source.copy(),
+                                                     None if part.terms is None else DateTerms(
+                                                         part.terms.spread.copy(),
+                                                         part.terms.residual.copy()))))
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                at: tuple[np.ndarray, np.ndarray], background: Background | None,
@@ -275,6 +317,38 @@ class ReferenceFill:
 
     def close(self) -> None:
         self.dates.close()
+
+
+@dataclass
+class _Filled:
+    """Part of a filled block kept for the next ones: its place on the target grid, the
+    pixels filled [h, w] and their fill."""
+
+    top: int
+    left: int
+    done: np.ndarray
+    block: ReferenceBlock
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]
+             ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | tuple[None, None]:
+    """Where rectangles (top, left, height, width) ``a`` and ``b`` overlap, in each one's
+    own coordinates; None, None where they do not."""
+    top, left = max(a[0], b[0]), max(a[1], b[1])
+    bottom, right = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    if bottom <= top or right <= left:
+        return None, None
+    return ((slice(top - a[0], bottom - a[0]), slice(left - a[1], right - a[1])),
+            (slice(top - b[0], bottom - b[0]), slice(left - b[1], right - b[1])))
+
+
+def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray) -> None:
+    """Copy ``source``'s fill into ``into`` (views of the same shape) at ``where`` [h, w]."""
+    np.copyto(into.values, source.values, where=where)
+    np.copyto(into.source, source.source, where=where)
+    if into.terms is not None and source.terms is not None:
+        np.copyto(into.terms.spread, source.terms.spread, where=where)
+        np.copyto(into.terms.residual, source.terms.residual, where=where)
 
 
 def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.ndarray) -> None:

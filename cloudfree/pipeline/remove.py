@@ -651,7 +651,8 @@ class SceneRemoval:
             reference = self.references.estimate(
                 chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
                 None if background is None else background.crop(*around),
-                terms=self.uncertainty is not None)
+                terms=self.uncertainty is not None,
+                keep=self.grid.tile - self.grid.stride + 2 * pad)  # what the next chunks reread
         if reference is None:
             return None
         covered = reference.covered
