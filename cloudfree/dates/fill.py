@@ -37,6 +37,7 @@ import numpy as np
 
 from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
+from cloudfree.dates.kept import KeptEdges
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
 from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.temporal_mask import Background
@@ -98,8 +99,8 @@ class ReferenceFill:
         #: the dates whose reflectance a block's groups (and the similar pixels) read
         self.members = {i for fit in dates.joint_fits for i in fit.dates} | set(
             () if dates.similar is None else dates.similar.dates)
-        #: the edges of the blocks filled last that later blocks may ask for again
-        self._kept: list[_Filled] = []
+        #: the pixels filled [h, w] and their fill at the edges of the blocks filled last
+        self._kept: KeptEdges[tuple[np.ndarray, ReferenceBlock]] = KeptEdges()
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
@@ -109,9 +110,8 @@ class ReferenceFill:
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
         of the block (computed when not given) is not taken. A pixel's fill does not depend on
-        the block: those of the ``keep`` bottom rows and right columns of a block are kept and
-        taken again by the next blocks that ask for them (blocks from the top left down, row by
-        row, as the chunks come), the previous row of blocks' as long as a block reaches it."""
+        the block: with ``keep``, that of the block's ``keep`` bottom rows and right columns is
+        kept for the next blocks that ask for it (``kept.py``)."""
         used = self.dates.used
         if not used or not need.any():
             return None
@@ -142,41 +142,22 @@ class ReferenceFill:
                 spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
                     part[:, 0] for part in moments)
         if keep:
-            self._keep(top, left, need, block, keep)
+            self._kept.keep(top, left, height, width, keep,
+                            lambda rows, cols: (need[rows, cols].copy(),
+                                                _copied(block.crop(rows, cols))))
         return block
 
     def _reuse(self, top: int, left: int, need: np.ndarray, block: ReferenceBlock
                ) -> np.ndarray:
         """Copy into ``block`` (at ``top``, ``left`` of the target grid) the kept fill of the
-        ``need`` pixels; return the pixels [h, w] still to fill. Forgets what lies above the
-        block."""
-        self._kept = [k for k in self._kept if k.top + k.done.shape[0] > top]
+        ``need`` pixels; return the pixels [h, w] still to fill."""
         todo = need.copy()
-        for kept in self._kept:
-            here, there = _overlap((top, left, *need.shape), (kept.top, kept.left,
-                                                                *kept.done.shape))
-            if here is None:
-                continue
-            take = todo[here] & kept.done[there]
-            if not take.any():
-                continue
-            _copy_where(block.crop(*here), kept.block.crop(*there), take)
-            todo[here] &= ~take
+        for here, there, (done, kept) in self._kept.overlapping(top, left, *need.shape):
+            take = todo[here] & done[there]
+            if take.any():
+                _copy_where(block.crop(*here), kept.crop(*there), take)
+                todo[here] &= ~take
         return todo
-
-    def _keep(self, top: int, left: int, need: np.ndarray, block: ReferenceBlock,
-              keep: int) -> None:
-        """Keep the fill of the ``keep`` bottom rows and right columns of a block."""
-        height, width = need.shape
-        for rows, cols in ((slice(max(0, height - keep), height), slice(0, width)),
-                           (slice(0, height), slice(max(0, width - keep), width))):
-            part = block.crop(rows, cols)
-            self._kept.append(_Filled(top + rows.start, left + cols.start,
-                                      need[rows, cols].copy(),
-                                      ReferenceBlock(part.values.copy(), part.source.copy(),
-                                                     None if part.terms is None else DateTerms(
-                                                         part.terms.spread.copy(),
-                                                         part.terms.residual.copy()))))
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                at: tuple[np.ndarray, np.ndarray], background: Background | None,
@@ -319,27 +300,9 @@ class ReferenceFill:
         self.dates.close()
 
 
-@dataclass
-class _Filled:
-    """Part of a filled block kept for the next ones: its place on the target grid, the
-    pixels filled [h, w] and their fill."""
-
-    top: int
-    left: int
-    done: np.ndarray
-    block: ReferenceBlock
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]
-             ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | tuple[None, None]:
-    """Where rectangles (top, left, height, width) ``a`` and ``b`` overlap, in each one's
-    own coordinates; None, None where they do not."""
-    top, left = max(a[0], b[0]), max(a[1], b[1])
-    bottom, right = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    if bottom <= top or right <= left:
-        return None, None
-    return ((slice(top - a[0], bottom - a[0]), slice(left - a[1], right - a[1])),
-            (slice(top - b[0], bottom - b[0]), slice(left - b[1], right - b[1])))
+def _copied(block: ReferenceBlock) -> ReferenceBlock:
+    return ReferenceBlock(block.values.copy(), block.source.copy(), None if block.terms is None
+                          else DateTerms(block.terms.spread.copy(), block.terms.residual.copy()))
 
 
 def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray) -> None:

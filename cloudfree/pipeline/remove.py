@@ -549,9 +549,10 @@ class SceneRemoval:
         background = None
         temporal = None if self.references is None else self.references.dates.temporal
         if temporal is not None and temporal.calibrated:  # dates judge where they see clear
-            with self._one_reader:
-                background = temporal.background(chunk.top, chunk.left, chunk.height,
-                                                 chunk.width, halo)
+            with self._one_reader:  # what the next chunks read again is kept for them
+                background = temporal.background(
+                    chunk.top, chunk.left, chunk.height, chunk.width, halo,
+                    keep=g.tile - g.stride + 2 * halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
         if self.params.shadow:  # the rest is dark land
