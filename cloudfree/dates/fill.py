@@ -124,20 +124,24 @@ class ReferenceFill:
                                None if spread is None else DateTerms(spread, residual))
         todo = self._reuse(top, left, need, block)
         for c0 in range(0, width, STRIP_COLUMNS):
-            cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
-            at = np.nonzero(todo[:, cols])
-            if not len(at[0]):
+            strip = todo[:, c0:c0 + STRIP_COLUMNS]
+            rows, cols = np.nonzero(strip.any(axis=1))[0], np.nonzero(strip.any(axis=0))[0]
+            if not len(rows):
                 continue
+            # the rectangle around the pixels to fill: the references are read on it alone
+            rows, cols = slice(rows[0], rows[-1] + 1), slice(c0 + cols[0], c0 + cols[-1] + 1)
+            at = np.nonzero(todo[rows, cols])
+            h, w = rows.stop - rows.start, cols.stop - cols.start
             judge = None
             if self.dates.temporal is not None and self.dates.temporal.weighs:
-                judge = (self.dates.temporal.background(top, left + c0, height, cols.stop - c0)
-                         if background is None else background.crop(slice(None), cols))
+                judge = (self.dates.temporal.background(top + rows.start, left + cols.start, h, w)
+                         if background is None else background.crop(rows, cols))
             moments = None if spread is None else (
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32),
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32))
-            pixels = (at[0], at[1] + c0)
+            pixels = (at[0] + rows.start, at[1] + cols.start)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
-                used, top, left + c0, height, cols.stop - c0, at, judge, moments)
+                used, top + rows.start, left + cols.start, h, w, at, judge, moments)
             if moments is not None:
                 spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
                     part[:, 0] for part in moments)
