@@ -110,8 +110,8 @@ class ReferenceFill:
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
         of the block (computed when not given) is not taken. A pixel's fill does not depend on
-        the block: with ``keep``, that of the block's ``keep`` bottom rows and right columns is
-        kept for the next blocks that ask for it (``kept.py``)."""
+        the block: with ``keep``, the block takes what the blocks before it kept, and keeps
+        that of its ``keep`` bottom rows and right columns for the next ones (``kept.py``)."""
         used = self.dates.used
         if not used or not need.any():
             return None
@@ -122,7 +122,7 @@ class ReferenceFill:
             spread, residual = np.zeros_like(values), np.zeros_like(values)
         block = ReferenceBlock(values, source,
                                None if spread is None else DateTerms(spread, residual))
-        todo = self._reuse(top, left, need, block)
+        todo = self._reuse(top, left, need, block) if keep else need
         for c0 in range(0, width, STRIP_COLUMNS):
             strip = todo[:, c0:c0 + STRIP_COLUMNS]
             rows, cols = np.nonzero(strip.any(axis=1))[0], np.nonzero(strip.any(axis=0))[0]
