@@ -127,7 +127,8 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
     the line of all exceeds ``REJECT`` robust standard deviations, 1.4826 x the median absolute
     residual, are left out), every cell the sums of all its pixels (``LineSums.every``). Band
     by band, so that the temporaries are a few vectors of n; each cell's median by a partial
-    sort of its own residuals (not all of them sorted, padded to one length)."""
+    sort of its own residuals (not all of them sorted, padded to one length), around the upper
+    middle place only: the lower middle value is the largest before it."""
     count = len(pixels)
     fitted, filled = pixels >= MIN_PIXELS, pixels > 0
     ends = np.cumsum(pixels)
@@ -151,8 +152,8 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
         gain, offset, _ = LineSums(every[:5, band], every[5, band], every[:, band]).line()
         residual = np.abs(yb - np.repeat(gain, pixels) * xb - np.repeat(offset, pixels))
         for k, (start, end, low, high) in enumerate(spans):  # each cell's median residual
-            part = np.partition(residual[start:end], (low, high))
-            middle[k] = (part[low] + part[high]) / 2
+            part = np.partition(residual[start:end], high)  # the lower middle: the largest
+            middle[k] = ((part[high] if low == high else part[:high].max()) + part[high]) / 2
         scale = 1.4826 * middle + 1e-4
         limit = np.full(count, np.inf)
         limit[fitted] = REJECT * scale
