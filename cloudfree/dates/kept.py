@@ -27,11 +27,14 @@ class Part(Generic[T]):
     width: int
     value: T
     origin: int
+    #: its block's right columns (else its bottom rows)
+    right: bool
 
 
 class KeptEdges(Generic[T]):
-    """The ``keep`` bottom rows and right columns of the blocks computed last: those of the
-    blocks' current row and of the row before it."""
+    """The ``keep`` bottom rows and right columns of the blocks computed last, as long as a
+    later block may ask for them: the bottom rows of the blocks' current row and of the row
+    before it (of that row, those not yet passed), the right columns of the block before."""
 
     def __init__(self) -> None:
         self.parts: list[Part[T]] = []
@@ -39,11 +42,14 @@ class KeptEdges(Generic[T]):
     def overlapping(self, top: int, left: int, height: int, width: int
                     ) -> Iterator[tuple[Slices, Slices, T]]:
         """The kept parts overlapping a block: where in the block, where in the part, and the
-        part. Those of the rows of blocks above the one before this block's are forgotten (the
-        blocks go down: that row's reach further), and those wholly above the block."""
+        part. The blocks go down, row by row, each row from the left: forgotten are the parts
+        of the rows of blocks above the one before this block's (that row's reach further),
+        those wholly above the block, and those of an earlier row or of right columns wholly
+        left of it."""
         previous = max((p.origin for p in self.parts if p.origin < top), default=top)
         self.parts = [p for p in self.parts
-                      if p.origin >= previous and p.top + p.height > top]
+                      if p.origin >= previous and p.top + p.height > top
+                      and not ((p.right or p.origin < top) and p.left + p.width <= left)]
         for part in self.parts:
             here, there = overlap((top, left, height, width),
                                   (part.top, part.left, part.height, part.width))
@@ -54,10 +60,10 @@ class KeptEdges(Generic[T]):
              crop: Callable[[slice, slice], T]) -> None:
         """Keep ``crop(rows, cols)`` (a copy) of the ``keep`` bottom rows and right columns of
         a block."""
-        for rows, cols in ((slice(max(0, height - keep), height), slice(0, width)),
-                           (slice(0, height), slice(max(0, width - keep), width))):
+        for rows, cols, right in ((slice(max(0, height - keep), height), slice(0, width), False),
+                                  (slice(0, height), slice(max(0, width - keep), width), True)):
             self.parts.append(Part(top + rows.start, left + cols.start, rows.stop - rows.start,
-                                   cols.stop - cols.start, crop(rows, cols), top))
+                                   cols.stop - cols.start, crop(rows, cols), top, right))
 
     def clear(self) -> None:
         self.parts = []
