@@ -570,9 +570,10 @@ class SceneRemoval:
         background = None
         temporal = None if self.references is None else self.references.dates.temporal
         if temporal is not None and temporal.calibrated:  # dates judge where they see clear
-            with self._one_reader:
-                background = temporal.background(chunk.top, chunk.left, chunk.height,
-                                                 chunk.width, halo)
+            with self._one_reader:  # what the next chunks read again is kept for them
+                background = temporal.background(
+                    chunk.top, chunk.left, chunk.height, chunk.width, halo,
+                    keep=g.tile - g.stride + 2 * halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
         if self.params.shadow:  # the rest is dark land
@@ -672,7 +673,8 @@ class SceneRemoval:
             reference = self.references.estimate(
                 chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
                 None if background is None else background.crop(*around),
-                terms=self.uncertainty is not None)
+                terms=self.uncertainty is not None,
+                keep=self.grid.tile - self.grid.stride + 2 * pad)  # what the next chunks reread
         if reference is None:
             return None
         covered = reference.covered

@@ -567,3 +567,46 @@ def test_padded_reads_at_the_scene_edge_mirror_into_their_arrays(dates, monkeypa
     assert padded_images == []
     np.testing.assert_array_equal(refl[:, :48, :58], mirrored[:, :48, :58])
     assert valid.all() and clear.shape == (48, 58) and target_refl.shape[1:] == (40, 50)
+
+
+def test_blocks_in_chunk_order_take_what_the_blocks_before_them_kept(dates):
+    # blocks overlapping as the chunks do (rows of blocks from the top left, each with a halo):
+    # each computes only the background the blocks before it did not keep, and comes out the
+    # same as alone; the fill of the pixels asked for too
+    from cloudfree.dates.fill import ReferenceFill
+
+    tile, stride, halo = 96, 80, 20
+    keep, size = tile - stride + 2 * halo, tile + 2 * halo
+    corners = [(top, left) for top in (0, 80, 160) for left in (0, 80, 160)]
+    rng = np.random.default_rng(0)
+    need = [rng.random((size, size)) < 0.3 for _ in corners]
+    with open_sentinel2(dates["thin"]) as target:
+        fill = ReferenceFill(open_references(dates["refs"], target, MaskParams(buffer=5), None,
+                                             quiet=True, temporal=True))
+        with closing(fill):
+            temporal = fill.dates.temporal
+            assert temporal.calibrated
+            alone = []
+            for (top, left), wanted in zip(corners, need, strict=True):
+                background = temporal.background(top, left, tile, tile, halo)
+                alone.append((background, fill.estimate(top - halo, left - halo, size, size,
+                                                        wanted, background)))
+            computed = []
+            compute = temporal._background
+
+            def counted(top, left, height, width):
+                computed.append(height * width)
+                return compute(top, left, height, width)
+
+            temporal._background = counted
+            for (top, left), wanted, (expected, filled) in zip(corners, need, alone,
+                                                               strict=True):
+                got = temporal.background(top, left, tile, tile, halo, keep=keep)
+                for a, b in ((got.values, expected.values), (got.count, expected.count),
+                             (got.snowy, expected.snowy)):
+                    np.testing.assert_array_equal(a, b)
+                block = fill.estimate(top - halo, left - halo, size, size, wanted, got,
+                                      keep=keep)
+                np.testing.assert_array_equal(block.source, filled.source)
+                np.testing.assert_allclose(block.values, filled.values, atol=1e-6)
+    assert computed[0] == size**2 and sum(computed) < 0.6 * len(corners) * size**2

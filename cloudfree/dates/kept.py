@@ -1,0 +1,81 @@
+"""Parts of blocks kept for the next blocks that ask for the same pixels again.
+
+The chunks of a scene come row by row of blocks from the top left, each read with a margin
+that overlaps its neighbours'; where what is computed at a pixel does not depend on the block
+(the references' fill, the temporal background), the next blocks take it from the bottom rows
+and right columns of the blocks before them instead of computing it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+Slices = tuple[slice, slice]
+
+
+@dataclass
+class Part(Generic[T]):
+    """What was computed on a rectangle (top, left, height, width) of the target grid, by a
+    block whose top row was ``origin``."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    value: T
+    origin: int
+    #: its block's right columns (else its bottom rows)
+    right: bool
+
+
+class KeptEdges(Generic[T]):
+    """The ``keep`` bottom rows and right columns of the blocks computed last, as long as a
+    later block may ask for them: the bottom rows of the blocks' current row and of the row
+    before it (of that row, those not yet passed), the right columns of the block before."""
+
+    def __init__(self) -> None:
+        self.parts: list[Part[T]] = []
+
+    def overlapping(self, top: int, left: int, height: int, width: int
+                    ) -> Iterator[tuple[Slices, Slices, T]]:
+        """The kept parts overlapping a block: where in the block, where in the part, and the
+        part. The blocks go down, row by row, each row from the left: forgotten are the parts
+        of the rows of blocks above the one before this block's (that row's reach further),
+        those wholly above the block, and those of an earlier row or of right columns wholly
+        left of it."""
+        previous = max((p.origin for p in self.parts if p.origin < top), default=top)
+        self.parts = [p for p in self.parts
+                      if p.origin >= previous and p.top + p.height > top
+                      and not ((p.right or p.origin < top) and p.left + p.width <= left)]
+        for part in self.parts:
+            here, there = overlap((top, left, height, width),
+                                  (part.top, part.left, part.height, part.width))
+            if here is not None:
+                yield here, there, part.value
+
+    def keep(self, top: int, left: int, height: int, width: int, keep: int,
+             crop: Callable[[slice, slice], T]) -> None:
+        """Keep ``crop(rows, cols)`` (a copy) of the ``keep`` bottom rows and right columns of
+        a block."""
+        for rows, cols, right in ((slice(max(0, height - keep), height), slice(0, width), False),
+                                  (slice(0, height), slice(max(0, width - keep), width), True)):
+            self.parts.append(Part(top + rows.start, left + cols.start, rows.stop - rows.start,
+                                   cols.stop - cols.start, crop(rows, cols), top, right))
+
+    def clear(self) -> None:
+        self.parts = []
+
+
+def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]
+            ) -> tuple[Slices, Slices] | tuple[None, None]:
+    """Where rectangles (top, left, height, width) ``a`` and ``b`` overlap, in each one's own
+    coordinates; None, None where they do not."""
+    top, left = max(a[0], b[0]), max(a[1], b[1])
+    bottom, right = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    if bottom <= top or right <= left:
+        return None, None
+    return ((slice(top - a[0], bottom - a[0]), slice(left - a[1], right - a[1])),
+            (slice(top - b[0], bottom - b[0]), slice(left - b[1], right - b[1])))
