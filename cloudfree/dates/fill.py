@@ -37,7 +37,7 @@ import numpy as np
 
 from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
-from cloudfree.dates.kept import KeptEdges
+from cloudfree.dates.kept import KeptEdges, mirrored
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
 from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.temporal_mask import Background
@@ -123,13 +123,18 @@ class ReferenceFill:
         block = ReferenceBlock(values, source,
                                None if spread is None else DateTerms(spread, residual))
         todo = self._reuse(top, left, need, block) if keep else need
+        scene = self.dates.target.scene
         for c0 in range(0, width, STRIP_COLUMNS):
             strip = todo[:, c0:c0 + STRIP_COLUMNS]
             rows, cols = np.nonzero(strip.any(axis=1))[0], np.nonzero(strip.any(axis=0))[0]
             if not len(rows):
                 continue
-            # the rectangle around the pixels to fill: the references are read on it alone
-            rows, cols = slice(rows[0], rows[-1] + 1), slice(c0 + cols[0], c0 + cols[-1] + 1)
+            # the rectangle around the pixels to fill (grown to what its part beyond the
+            # scene mirrors, as the strip reads it): the references are read on it alone
+            rows = mirrored(top + rows[0], top + rows[-1] + 1, scene.height, top, height)
+            cols = mirrored(left + c0 + cols[0], left + c0 + cols[-1] + 1, scene.width, left + c0,
+                            strip.shape[1])
+            cols = slice(c0 + cols.start, c0 + cols.stop)
             at = np.nonzero(todo[rows, cols])
             h, w = rows.stop - rows.start, cols.stop - cols.start
             judge = None

@@ -79,3 +79,16 @@ def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]
         return None, None
     return ((slice(top - a[0], bottom - a[0]), slice(left - a[1], right - a[1])),
             (slice(top - b[0], bottom - b[0]), slice(left - b[1], right - b[1])))
+
+
+def mirrored(start: int, stop: int, size: int, block_start: int, block_size: int) -> slice:
+    """The span [start, stop) of a block's rows (or columns) on the target grid grown so
+    that it reads the scene (``size``) wherever its part beyond an edge mirrors it, as the
+    block (at ``block_start``, ``block_size`` long) does; as a slice into the block."""
+    if start < 0:
+        stop = max(stop, min(-start, size))
+    if stop > size:
+        start = min(start, max(2 * size - stop, 0))
+    start, stop = min(start, size - 1), max(stop, 1)  # it must reach the scene
+    start, stop = max(start, block_start), min(stop, block_start + block_size)
+    return slice(start - block_start, stop - block_start)

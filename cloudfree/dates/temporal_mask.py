@@ -83,7 +83,7 @@ from scipy import ndimage
 
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import ordered_map, usable_cores
-from cloudfree.dates.kept import KeptEdges
+from cloudfree.dates.kept import KeptEdges, mirrored
 from cloudfree.dates.radiometry import FitField
 from cloudfree.dates.references import Reference
 from cloudfree.io.rasters import block_windows
@@ -217,19 +217,6 @@ def _copy_background(into: Background, source: Background) -> None:
     into.snowy[...] = source.snowy
 
 
-def _mirrored(start: int, stop: int, size: int, block_start: int, block_size: int) -> slice:
-    """The span [start, stop) of a block's rows (or columns) on the target grid grown so
-    that it reads the scene (``size``) wherever its part beyond an edge mirrors it, as the
-    block (at ``block_start``, ``block_size`` long) does; as a slice into the block."""
-    if start < 0:
-        stop = max(stop, min(-start, size))
-    if stop > size:
-        start = min(start, max(2 * size - stop, 0))
-    start, stop = min(start, size - 1), max(stop, 1)  # it must reach the scene
-    start, stop = max(start, block_start), min(stop, block_start + block_size)
-    return slice(start - block_start, stop - block_start)
-
-
 class TemporalMask:
     """The temporal test of one target against its fitted references."""
 
@@ -293,8 +280,8 @@ class TemporalMask:
             missing[here] = False
         rows, cols = np.nonzero(missing.any(axis=1))[0], np.nonzero(missing.any(axis=0))[0]
         if len(rows):
-            box = (_mirrored(top + rows[0], top + rows[-1] + 1, self.height, top, height),
-                   _mirrored(left + cols[0], left + cols[-1] + 1, self.width, left, width))
+            box = (mirrored(top + rows[0], top + rows[-1] + 1, self.height, top, height),
+                   mirrored(left + cols[0], left + cols[-1] + 1, self.width, left, width))
             _copy_background(out.crop(*box), self._background(
                 top + box[0].start, left + box[1].start, box[0].stop - box[0].start,
                 box[1].stop - box[1].start))
