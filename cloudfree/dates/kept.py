@@ -35,8 +35,8 @@ class KeptEdges(Generic[T]):
     """The ``keep`` bottom rows and right columns of the blocks computed last, as long as a
     later block may ask for them: the bottom rows of the blocks' current row and of the row
     before it (of that row, those not yet passed), the right columns above them of the block
-    before. About ``keep`` rows of the scene's width: 230 MB for the chunks of a 10980^2
-    scene with four references, 160 MB of it the background's (``benchmarks/kept_memory.py``)."""
+    before. About ``keep`` rows of the scene's width: 215 MB for the chunks of a 10980^2
+    scene with four references, 142 MB of it the background's (``benchmarks/kept_memory.py``)."""
 
     def __init__(self) -> None:
         self.parts: list[Part[T]] = []
