@@ -110,8 +110,9 @@ class ReferenceFill:
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
         of the block (computed when not given) is not taken. A pixel's fill does not depend on
-        the block: with ``keep``, the block takes what the blocks before it kept, and keeps
-        that of its ``keep`` bottom rows and right columns for the next ones (``kept.py``)."""
+        the block (to float rounding): with ``keep``, the block takes what the blocks before it
+        kept, and keeps that of its ``keep`` bottom rows and right columns for the next ones
+        (``kept.py``: the blocks in their order)."""
         used = self.dates.used
         if not used or not need.any():
             return None

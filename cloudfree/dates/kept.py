@@ -2,8 +2,12 @@
 
 The chunks of a scene come row by row of blocks from the top left, each read with a margin
 that overlaps its neighbours'; where what is computed at a pixel does not depend on the block
-(the references' fill, the temporal background), the next blocks take it from the bottom rows
-and right columns of the blocks before them instead of computing it again.
+(the references' fill, the temporal background: to float rounding, as the fits' fields are
+interpolated by matrix products), the next blocks take it from the bottom rows and right
+columns of the blocks before them instead of computing it again. What a block takes depends on
+what the blocks before it kept: they must come in their order, also when computed on several
+threads (``remove``'s chunks take turns, ``core.threads.Turnstile``), or the output would
+depend on the threads' timing.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ class KeptEdges(Generic[T]):
         for rows, cols, right in ((slice(above, height), slice(0, width), False),
                                   (slice(0, above), slice(max(0, width - keep), width), True)):
             if rows.stop > rows.start:
-                    self.parts.append(Part(top + rows.start, left + cols.start,
+                self.parts.append(Part(top + rows.start, left + cols.start,
                                        rows.stop - rows.start, cols.stop - cols.start,
                                        crop(rows, cols), top, right))
 
