@@ -333,7 +333,7 @@ def main() -> None:
     args.loaders = args.loaders or None
     if args.loaders:
         importlib.import_module("cloudfree.pipeline.remove").loader_threads = \
-            lambda device: args.loaders
+            lambda device, network=True: args.loaders
     if args.child:
         import torch
 

@@ -33,7 +33,6 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 S2Reader = Callable[[Window, Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
 
-
 class MaskedWindow(NamedTuple):
     """A window read with a margin around it: reflectance [C, H, W], valid pixels, the mask's
     classes and cloud score [H, W]."""
@@ -63,7 +62,6 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
         inner = (slice(SNOW_REACH, -SNOW_REACH), slice(SNOW_REACH, -SNOW_REACH))
         classes, score = (x[inner] for x in classify(*wide[:2], params, bands, shadow, wide[2]))
     return MaskedWindow(refl, valid, classes, score)
-
 
 
 def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,

@@ -157,9 +157,9 @@ from cloudfree.pipeline.options import (
 log = logging.getLogger("cloudfree")
 #: What a job returns for each window of a pass over the scene (``classified_windows``).
 Result = TypeVar("Result")
-#: Threads loading chunks ahead of the network on CPU, and at most on a GPU (``loader_threads``).
+#: Threads loading chunks ahead of a network on CPU, and at most elsewhere (``loader_threads``).
 LOADERS = 2
-MAX_GPU_LOADERS = 16
+MAX_LOADERS = 16
 #: Widest chunk of the network-free fill (px; 5 tiles of 256): what a 1024^2 scene's chunks
 #: span, so that larger scenes' chunks hold no more. With a batch of 8 tiles (1824 px) instead,
 #: the default peaked at 1.46x from 1024^2 to 4096^2 against 1.28x (benchmarks/remove_speed.py,
@@ -169,15 +169,16 @@ MAX_GPU_LOADERS = 16
 FILL_CHUNK_WIDTH = 1152
 
 
-def loader_threads(device: str) -> int:
-    """Threads loading chunks ahead of the network: ``LOADERS`` on CPU, where the network
-    needs the cores; on a GPU every core but two (the network's feeder and the writer), since
-    reading, masking and the fill are then the slow part (the default model kept an
-    H100 1-2 % busy with two loaders), up to ``MAX_GPU_LOADERS``: the look-ahead holds
+def loader_threads(device: str, network: bool = True) -> int:
+    """Threads loading chunks ahead of the network: ``LOADERS`` where a network runs on the
+    CPU and needs the cores; on a GPU, or with no network (the default fill), every core but
+    two (the main thread's feeder and the writer), since reading, masking and the fill are
+    then the work (the default model kept an H100 1-2 % busy with two loaders, and on 16 cores
+    the default fill ran 5 of them busy), up to ``MAX_LOADERS``: the look-ahead holds
     loaders + 2 chunks, each a few hundred MB at batch 16 (6.4 GB peak RSS with 14 loaders)."""
-    if device == "cpu":
+    if device == "cpu" and network:
         return LOADERS
-    return min(MAX_GPU_LOADERS, max(LOADERS, usable_cores() - 2))
+    return min(MAX_LOADERS, max(LOADERS, usable_cores() - 2))
 
 
 class S1Source(Protocol):
@@ -1225,7 +1226,7 @@ def write_scene(pipe: SceneRemoval, output: Path, options: OutputOptions, tags: 
         # chunks load ahead on loader threads (reading, masking, the local fill), and the
         # last chunk is blended, composited and written on a writer thread, while the network
         # runs on the current one; ordered_map keeps at most loaders + 2 chunks in memory
-        loaders = loader_threads(pipe.engine.device)
+        loaders = loader_threads(pipe.engine.device, pipe.engine.runs_network)
         loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
         writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
         writes: deque[Future] = deque()

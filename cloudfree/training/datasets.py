@@ -177,7 +177,6 @@ def network_arrays(loaded: LoadedSample, scaling: Scaling) -> dict[str, np.ndarr
     }
 
 
-
 def random_view(arrays: dict[str, np.ndarray], rng: np.random.Generator,
                 crop: int | None, multiple: int = 1) -> dict[str, np.ndarray]:
     """The same random square crop (a multiple of ``multiple``), flips and 90-degree rotation

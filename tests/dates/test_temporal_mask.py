@@ -644,7 +644,7 @@ def test_remove_does_the_same_whatever_the_loaders_timing(dates, monkeypatch, tm
     monkeypatch.setattr(remove.SceneRemoval, "load", first_late)
     runs = []
     for loaders in (1, 2):
-        monkeypatch.setattr(remove, "loader_threads", lambda device, n=loaders: n)
+        monkeypatch.setattr(remove, "loader_threads", lambda *_, n=loaders: n)
         computed.clear()
         out = tmp_path / f"out{loaders}.tif"
         remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=128),

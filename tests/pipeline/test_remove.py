@@ -256,13 +256,13 @@ def test_onnx_engine_matches_checkpoint_and_default_tile(tmp_path, checkpoints, 
 
 
 def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeypatch):
-    """The default model and fill, with chunks loading ahead on one thread or on two."""
+    """The default model and fill, with chunks loading ahead on one thread or on three."""
     import importlib
 
     removal = importlib.import_module("cloudfree.pipeline.remove")
     outputs = []
-    for loaders in (1, 2):
-        monkeypatch.setattr(removal, "LOADERS", loaders)
+    for loaders in (1, 3):
+        monkeypatch.setattr(removal, "loader_threads", lambda device, network, n=loaders: n)
         out = tmp_path / f"loaders{loaders}.tif"
         summary = remove_scene(SUMMER_S2, SUMMER_S1, out,
                                engine=EngineOptions(tile=64, batch_size=2),
@@ -277,12 +277,14 @@ def test_chunks_loaded_on_several_threads_give_the_same_output(tmp_path, monkeyp
 
 @pytest.mark.parametrize(("cores", "cpu", "gpu"), [(2, 2, 2), (16, 2, 14), (96, 2, 16)])
 def test_loader_threads_on_cpu_and_on_a_gpu(monkeypatch, cores, cpu, gpu):
+    """A network on the CPU keeps the cores; on a GPU, or with no network, the loaders take them."""
     import importlib
 
     removal = importlib.import_module("cloudfree.pipeline.remove")
     monkeypatch.setattr(removal, "usable_cores", lambda: cores)
     assert removal.loader_threads("cpu") == cpu
     assert removal.loader_threads("cuda:0") == gpu
+    assert removal.loader_threads("cpu", network=False) == gpu
 
 
 def test_the_fill_runs_numpys_blas_on_one_thread_and_restores_it(tmp_path, monkeypatch):
