@@ -1,4 +1,5 @@
-"""Thread-pool helpers: the default thread count and an ordered map with bounded look-ahead."""
+"""Thread-pool helpers: the default thread count, an ordered map with bounded look-ahead, and a
+turnstile that lets numbered work through in its order."""
 
 from __future__ import annotations
 
@@ -59,6 +60,39 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int,
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+class Turnstile:
+    """Lets work numbered 0, 1, 2, ... through one at a time in the order of its numbers,
+    whatever the threads' timing: number i goes through once every number before it has gone
+    (``through``) or has said that it does not come (``past``). Every number must do one or the
+    other, also work that fails, or the numbers after it wait for ever: :meth:`past` in a
+    ``finally`` is safe after :meth:`through`."""
+
+    def __init__(self) -> None:
+        self._next = 0  # every number before it has gone
+        self._gone: set[int] = set()  # numbers at or after ``_next`` that have gone
+        self._moved = threading.Condition()
+
+    @contextmanager
+    def through(self, number: int) -> Iterator[None]:
+        """Wait for ``number``'s turn, hold it over the block, then let the next one go."""
+        with self._moved:
+            self._moved.wait_for(lambda: self._next >= number)
+        try:
+            yield
+        finally:
+            self.past(number)
+
+    def past(self, number: int) -> None:
+        """``number`` has gone, or does not come (without waiting for its turn)."""
+        with self._moved:
+            if number >= self._next:
+                self._gone.add(number)
+            while self._next in self._gone:
+                self._gone.remove(self._next)
+                self._next += 1
+            self._moved.notify_all()
 
 
 @contextmanager

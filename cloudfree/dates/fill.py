@@ -37,6 +37,7 @@ import numpy as np
 
 from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
+from cloudfree.dates.kept import KeptEdges, mirrored
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
 from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.temporal_mask import Background
@@ -98,15 +99,20 @@ class ReferenceFill:
         #: the dates whose reflectance a block's groups (and the similar pixels) read
         self.members = {i for fit in dates.joint_fits for i in fit.dates} | set(
             () if dates.similar is None else dates.similar.dates)
+        #: the pixels filled [h, w] and their fill at the edges of the blocks filled last
+        self._kept: KeptEdges[tuple[np.ndarray, ReferenceBlock]] = KeptEdges()
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
-                 terms: bool = False) -> ReferenceBlock | None:
+                 terms: bool = False, keep: int = 0) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
-        of the block (computed when not given) is not taken."""
+        of the block (computed when not given) is not taken. A pixel's fill does not depend on
+        the block (to float rounding): with ``keep``, the block takes what the blocks before it
+        kept, and keeps that of its ``keep`` bottom rows and right columns for the next ones
+        (``kept.py``: the blocks in their order)."""
         used = self.dates.used
         if not used or not need.any():
             return None
@@ -115,26 +121,53 @@ class ReferenceFill:
         spread = residual = None
         if terms:
             spread, residual = np.zeros_like(values), np.zeros_like(values)
+        block = ReferenceBlock(values, source,
+                               None if spread is None else DateTerms(spread, residual))
+        todo = self._reuse(top, left, need, block) if keep else need
+        scene = self.dates.target.scene
         for c0 in range(0, width, STRIP_COLUMNS):
-            cols = slice(c0, min(width, c0 + STRIP_COLUMNS))
-            at = np.nonzero(need[:, cols])
-            if not len(at[0]):
+            strip = todo[:, c0:c0 + STRIP_COLUMNS]
+            rows, cols = np.nonzero(strip.any(axis=1))[0], np.nonzero(strip.any(axis=0))[0]
+            if not len(rows):
                 continue
+            # the rectangle around the pixels to fill (grown to what its part beyond the
+            # scene mirrors, as the strip reads it): the references are read on it alone
+            rows = mirrored(top + rows[0], top + rows[-1] + 1, scene.height, top, height)
+            cols = mirrored(left + c0 + cols[0], left + c0 + cols[-1] + 1, scene.width, left + c0,
+                            strip.shape[1])
+            cols = slice(c0 + cols.start, c0 + cols.stop)
+            at = np.nonzero(todo[rows, cols])
+            h, w = rows.stop - rows.start, cols.stop - cols.start
             judge = None
             if self.dates.temporal is not None and self.dates.temporal.weighs:
-                judge = (self.dates.temporal.background(top, left + c0, height, cols.stop - c0)
-                         if background is None else background.crop(slice(None), cols))
+                judge = (self.dates.temporal.background(top + rows.start, left + cols.start, h, w)
+                         if background is None else background.crop(rows, cols))
             moments = None if spread is None else (
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32),
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32))
-            pixels = (at[0], at[1] + c0)
+            pixels = (at[0] + rows.start, at[1] + cols.start)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
-                used, top, left + c0, height, cols.stop - c0, at, judge, moments)
+                used, top + rows.start, left + cols.start, h, w, at, judge, moments)
             if moments is not None:
                 spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
                     part[:, 0] for part in moments)
-        return ReferenceBlock(values, source,
-                              None if spread is None else DateTerms(spread, residual))
+        if keep:
+            self._kept.keep(top, left, height, width, keep,
+                            lambda rows, cols: (need[rows, cols].copy(),
+                                                _copied(block.crop(rows, cols))))
+        return block
+
+    def _reuse(self, top: int, left: int, need: np.ndarray, block: ReferenceBlock
+               ) -> np.ndarray:
+        """Copy into ``block`` (at ``top``, ``left`` of the target grid) the kept fill of the
+        ``need`` pixels; return the pixels [h, w] still to fill."""
+        todo = need.copy()
+        for here, there, (done, kept) in self._kept.overlapping(top, left, *need.shape):
+            take = todo[here] & done[there]
+            if take.any():
+                _copy_where(block.crop(*here), kept.crop(*there), take)
+                todo[here] &= ~take
+        return todo
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                at: tuple[np.ndarray, np.ndarray], background: Background | None,
@@ -275,6 +308,20 @@ class ReferenceFill:
 
     def close(self) -> None:
         self.dates.close()
+
+
+def _copied(block: ReferenceBlock) -> ReferenceBlock:
+    return ReferenceBlock(block.values.copy(), block.source.copy(), None if block.terms is None
+                          else DateTerms(block.terms.spread.copy(), block.terms.residual.copy()))
+
+
+def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray) -> None:
+    """Copy ``source``'s fill into ``into`` (views of the same shape) at ``where`` [h, w]."""
+    np.copyto(into.values, source.values, where=where)
+    np.copyto(into.source, source.source, where=where)
+    if into.terms is not None and source.terms is not None:
+        np.copyto(into.terms.spread, source.terms.spread, where=where)
+        np.copyto(into.terms.residual, source.terms.residual, where=where)
 
 
 def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.ndarray) -> None:

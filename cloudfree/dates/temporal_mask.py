@@ -83,6 +83,7 @@ from scipy import ndimage
 
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import ordered_map, usable_cores
+from cloudfree.dates.kept import KeptEdges, mirrored
 from cloudfree.dates.radiometry import FitField
 from cloudfree.dates.references import Reference
 from cloudfree.io.rasters import block_windows
@@ -209,6 +210,13 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     return median
 
 
+def _copy_background(into: Background, source: Background) -> None:
+    """Copy ``source`` into ``into`` (views of the same shape)."""
+    into.values[...] = source.values
+    into.count[...] = source.count
+    into.snowy[...] = source.snowy
+
+
 class TemporalMask:
     """The temporal test of one target against its fitted references."""
 
@@ -230,6 +238,8 @@ class TemporalMask:
         self.acquired = acquired  # the target's date
         self.hazy: bool | None = None  # the whole date, once judged (``judge_date``)
         self.settled = False  # whether the fits are final (``DateStatistics.fit``)
+        #: the chunks' backgrounds at the edges of the blocks computed last (``background``)
+        self._kept: KeptEdges[Background] = KeptEdges()
 
     def _extreme(self, z: np.ndarray, names: Sequence[str], largest: bool) -> np.ndarray:
         """The largest (or smallest) z [h, w] over the ``names`` the scenes have; -inf (or
@@ -248,12 +258,41 @@ class TemporalMask:
         then near 0 (the level is measured again by ``calibrate``, the noise kept until)."""
         self.references, self.fields = list(references), fields
         self.level = np.zeros(len(self.detect))
+        self._kept.clear()
 
     def background(self, top: int, left: int, height: int, width: int,
-                   halo: int = 0) -> Background:
+                   halo: int = 0, keep: int = 0) -> Background:
         """The background of a block of the target grid with ``halo`` pixels of context (the
-        block may reach beyond the scene: mirrored, as the target is)."""
-        shape = (height + 2 * halo, width + 2 * halo)
+        block may reach beyond the scene: mirrored, as the target is). A pixel's background
+        does not depend on the block: with ``keep``, the block's ``keep`` bottom rows and
+        right columns (its halo included) are kept, and the next blocks compute only the
+        rectangle around what they do not find kept (``kept.py``)."""
+        top, left, height, width = top - halo, left - halo, height + 2 * halo, width + 2 * halo
+        if not keep:
+            return self._background(top, left, height, width)
+        values = np.empty((len(self.detect), height, width), np.float32)
+        count = np.empty((height, width), np.int64)
+        snowy = np.empty((height, width), bool)
+        out = Background(values, count, snowy)
+        missing = np.ones((height, width), bool)
+        for here, there, kept in self._kept.overlapping(top, left, height, width):
+            _copy_background(out.crop(*here), kept.crop(*there))
+            missing[here] = False
+        rows, cols = np.nonzero(missing.any(axis=1))[0], np.nonzero(missing.any(axis=0))[0]
+        if len(rows):
+            box = (mirrored(top + rows[0], top + rows[-1] + 1, self.height, top, height),
+                   mirrored(left + cols[0], left + cols[-1] + 1, self.width, left, width))
+            _copy_background(out.crop(*box), self._background(
+                top + box[0].start, left + box[1].start, box[0].stop - box[0].start,
+                box[1].stop - box[1].start))
+        self._kept.keep(top, left, height, width, keep,  # the counts as bytes (at most SLOTS)
+                        lambda r, c: Background(values[:, r, c].copy(),
+                                                count[r, c].astype(np.uint8), snowy[r, c].copy()))
+        return out
+
+    def _background(self, top: int, left: int, height: int, width: int) -> Background:
+        """The background of a block of the target grid (see :meth:`background`)."""
+        shape = (height, width)
         kept = max(1, min(SLOTS, len(self.references)))  # fewer references: fewer slots
         slots = np.full((kept, len(self.detect), *shape), np.nan, np.float32)
         count = np.zeros(shape, np.int64)
@@ -261,9 +300,8 @@ class TemporalMask:
         for filled, ref in enumerate(self.references):
             if (count >= kept).all():
                 break
-            refl, _, classes = ref.classes(top, left, height, width, with_shadow=False,
-                                           halo=halo)
-            prediction = self.predict(ref, refl, top - halo, left - halo)
+            refl, _, classes = ref.classes(top, left, height, width, with_shadow=False)
+            prediction = self.predict(ref, refl, top, left)
             open_slots = count < kept
             snowy += (classes == SNOW) & open_slots
             take = (classes == CLEAR) & open_slots

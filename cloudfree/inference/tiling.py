@@ -128,6 +128,12 @@ def chunks(grid: TileGrid, tiles_per_chunk: int) -> Iterator[Chunk]:
             yield Chunk(row, col0, min(grid.cols, col0 + tiles_per_chunk), grid)
 
 
+def chunk_number(chunk: Chunk, tiles_per_chunk: int) -> int:
+    """The chunk's place (from 0) in the order of ``chunks(chunk.grid, tiles_per_chunk)``."""
+    per_row = -(-chunk.grid.cols // tiles_per_chunk)
+    return chunk.row * per_row + chunk.col0 // tiles_per_chunk
+
+
 @dataclass
 class BlendedBlock:
     """A finished block of blended predictions: scene rows/cols and the values [C, h, w]."""

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -33,7 +33,13 @@ from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.memory import check_batch_memory, release_free_memory, releasing_as_it_grows
 from cloudfree.core.progress import progress
 from cloudfree.core.stop import check_stop
-from cloudfree.core.threads import one_blas_thread, ordered_map, thread_pool, usable_cores
+from cloudfree.core.threads import (
+    Turnstile,
+    one_blas_thread,
+    ordered_map,
+    thread_pool,
+    usable_cores,
+)
 from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
 from cloudfree.dates.fill import ReferenceBlock, ReferenceFill
 from cloudfree.dates.opening import check_references, open_references
@@ -85,7 +91,15 @@ from cloudfree.inference.engines import (
     check_precision,
     resolve_device,
 )
-from cloudfree.inference.tiling import BlendedBlock, Blender, Chunk, TileGrid, chunks, tiles_within
+from cloudfree.inference.tiling import (
+    BlendedBlock,
+    Blender,
+    Chunk,
+    TileGrid,
+    chunk_number,
+    chunks,
+    tiles_within,
+)
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
@@ -541,9 +555,28 @@ class SceneRemoval:
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
         self._one_reader = threading.Lock()  # the references, read by one loader at a time
+        #: the chunks' turns at the dates' background and at their fill, each in chunk order
+        #: (``_dates_turn``)
+        self._background_turns, self._fill_turns = Turnstile(), Turnstile()
+
+    @contextmanager
+    def _dates_turn(self, turns: Turnstile, chunk: Chunk) -> Iterator[None]:
+        """The references read for ``chunk`` by one loader at a time, and at each stage in
+        chunk order: what a chunk keeps for the next ones (``dates/kept.py``) is there before
+        they look, whatever the loaders' timing, so that the output does not depend on it."""
+        with turns.through(chunk_number(chunk, self.chunk_tiles)), self._one_reader:
+            yield
 
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
+        try:
+            return self._load(chunk)
+        finally:  # a chunk that skipped a stage of the dates, or failed, lets the next ones by
+            for turns in (self._background_turns, self._fill_turns):
+                turns.past(chunk_number(chunk, self.chunk_tiles))
+
+    def _load(self, chunk: Chunk) -> LoadedChunk:
+        """See :meth:`load`."""
         s2, g, local = self.s2, self.grid, self.local
         network = self.engine.runs_network
         context = self.params.halo  # what classifying the pixels around the chunk takes
@@ -571,9 +604,10 @@ class SceneRemoval:
         background = None
         temporal = None if self.references is None else self.references.dates.temporal
         if temporal is not None and temporal.calibrated:  # dates judge where they see clear
-            with self._one_reader:
-                background = temporal.background(chunk.top, chunk.left, chunk.height,
-                                                 chunk.width, halo)
+            with self._dates_turn(self._background_turns, chunk):  # what the next chunks
+                background = temporal.background(  # read again is kept for them
+                    chunk.top, chunk.left, chunk.height, chunk.width, halo,
+                    keep=g.tile - g.stride + 2 * halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
         if self.params.shadow:  # the rest is dark land
@@ -669,11 +703,12 @@ class SceneRemoval:
         clear = lenders((valid & (classes == CLEAR) & ~region)[around], score[around],
                         self.params.threshold, temporal is not None and temporal.weighs)
         need = need[around] & within
-        with self._one_reader:  # one chunk's arrays of the references at a time
+        with self._dates_turn(self._fill_turns, chunk):  # one chunk's arrays at a time
             reference = self.references.estimate(
                 chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
                 None if background is None else background.crop(*around),
-                terms=self.uncertainty is not None)
+                terms=self.uncertainty is not None,
+                keep=self.grid.tile - self.grid.stride + 2 * pad)  # what the next chunks reread
         if reference is None:
             return None
         covered = reference.covered

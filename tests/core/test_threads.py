@@ -1,4 +1,5 @@
-"""The ordered thread map behind `mask --threads`: order, bounded look-ahead, errors."""
+"""The ordered thread map behind `mask --threads`: order, bounded look-ahead, errors; the
+turnstile that lets numbered work through in order."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from cloudfree.core.threads import join_started, ordered_map
+from cloudfree.core.threads import Turnstile, join_started, ordered_map
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -51,3 +52,36 @@ def test_join_started_waits_for_a_thread_still_starting():
     started = time.monotonic()
     join_started(threading.Thread(target=done.append, args=(2,)), patience=0.1)
     assert done == [1] and time.monotonic() - started < 1
+
+
+def test_the_turnstile_lets_work_through_in_its_order_whatever_comes_first():
+    # the work arrives latest first; number 2 does not come (past), number 4 fails inside:
+    # the others go through in order, one at a time, and none waits for ever
+    turnstile, gone, inside = Turnstile(), [], []
+
+    def work(number):
+        time.sleep(0.01 * (6 - number))
+        if number == 2:
+            turnstile.past(number)
+            return
+        try:
+            with turnstile.through(number):
+                inside.append(number)
+                time.sleep(0.01)
+                assert inside == [number]
+                inside.remove(number)
+                gone.append(number)
+                if number == 4:
+                    raise ValueError("this one fails")
+        except ValueError:
+            pass
+        finally:
+            turnstile.past(number)  # said again after going through: nothing changes
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert gone == [0, 1, 3, 4, 5, 6]

@@ -11,6 +11,7 @@ blended in all over (a hazy date).
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from contextlib import closing
 
@@ -30,8 +31,9 @@ from cloudfree.dates.temporal_mask import SIGMAS, judges_by_default, nan_median
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, SNOW, MaskParams, classify
 from cloudfree.mask.haze import hot
+from cloudfree.pipeline import remove
 from cloudfree.pipeline.mask import mask_scene
-from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
+from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
 
 #: Share of the summer cloud blended over the truth.
@@ -567,3 +569,89 @@ def test_padded_reads_at_the_scene_edge_mirror_into_their_arrays(dates, monkeypa
     assert padded_images == []
     np.testing.assert_array_equal(refl[:, :48, :58], mirrored[:, :48, :58])
     assert valid.all() and clear.shape == (48, 58) and target_refl.shape[1:] == (40, 50)
+
+
+def test_blocks_in_chunk_order_take_what_the_blocks_before_them_kept(dates):
+    # blocks overlapping as the chunks do (rows of blocks from the top left, each with a halo):
+    # each computes only the background the blocks before it did not keep, and comes out the
+    # same as alone; the fill of the pixels asked for too
+    from cloudfree.dates.fill import ReferenceFill
+
+    tile, stride, halo = 96, 80, 20
+    keep, size = tile - stride + 2 * halo, tile + 2 * halo
+    corners = [(top, left) for top in (0, 80, 160) for left in (0, 80, 160)]
+    rng = np.random.default_rng(0)
+    need = [rng.random((size, size)) < 0.3 for _ in corners]
+    with open_sentinel2(dates["thin"]) as target:
+        fill = ReferenceFill(open_references(dates["refs"], target, MaskParams(buffer=5), None,
+                                             quiet=True, temporal=True))
+        with closing(fill):
+            temporal = fill.dates.temporal
+            assert temporal.calibrated
+            alone = []
+            for (top, left), wanted in zip(corners, need, strict=True):
+                background = temporal.background(top, left, tile, tile, halo)
+                alone.append((background, fill.estimate(top - halo, left - halo, size, size,
+                                                        wanted, background)))
+            computed = []
+            compute = temporal._background
+
+            def counted(top, left, height, width):
+                computed.append(height * width)
+                return compute(top, left, height, width)
+
+            temporal._background = counted
+            for (top, left), wanted, (expected, filled) in zip(corners, need, alone,
+                                                               strict=True):
+                got = temporal.background(top, left, tile, tile, halo, keep=keep)
+                for a, b in ((got.values, expected.values), (got.count, expected.count),
+                             (got.snowy, expected.snowy)):
+                    np.testing.assert_array_equal(a, b)
+                block = fill.estimate(top - halo, left - halo, size, size, wanted, got,
+                                      keep=keep)
+                np.testing.assert_array_equal(block.source, filled.source)
+                np.testing.assert_allclose(block.values, filled.values, atol=1e-6)
+    assert computed[0] == size**2 and sum(computed) < 0.6 * len(corners) * size**2
+
+
+@pytest.mark.slow
+def test_remove_does_the_same_whatever_the_loaders_timing(dates, monkeypatch, tmp_path):
+    # the chunks take what the chunks before them kept of the dates' background and fill, each
+    # in chunk order: on one loader, and on two with the first chunk held back (the second
+    # reaches the references first), every chunk computes the same pixels and the output is
+    # the same bit for bit
+    from cloudfree.dates.fill import ReferenceFill
+
+    computed = []
+    strip, background, load = (ReferenceFill._strip, temporal_mask.TemporalMask._background,
+                               remove.SceneRemoval.load)
+
+    def strip_noted(self, used, top, left, height, width, at, *rest):
+        computed.append(("fill", top, left, height, width, len(at[0])))
+        return strip(self, used, top, left, height, width, at, *rest)
+
+    def background_noted(self, top, left, height, width):
+        computed.append(("background", top, left, height, width))
+        return background(self, top, left, height, width)
+
+    def first_late(self, chunk):
+        if chunk.row == 0 and loaders > 1:
+            time.sleep(1.0)
+        return load(self, chunk)
+
+    monkeypatch.setattr(ReferenceFill, "_strip", strip_noted)
+    monkeypatch.setattr(temporal_mask.TemporalMask, "_background", background_noted)
+    monkeypatch.setattr(remove.SceneRemoval, "load", first_late)
+    runs = []
+    for loaders in (1, 2):
+        monkeypatch.setattr(remove, "loader_threads", lambda *_, n=loaders: n)
+        computed.clear()
+        out = tmp_path / f"out{loaders}.tif"
+        remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=128),
+                     dates=ReferenceOptions(references=dates["refs"], temporal_mask=True),
+                     quiet=True)
+        runs.append((read(out)[0], sorted(computed)))
+    (first, done), (second, again) = runs
+    assert len({c[1] for c in done if c[0] == "fill"}) >= 3  # three rows of chunks
+    assert done == again
+    np.testing.assert_array_equal(first, second)
