@@ -3,6 +3,7 @@
     python benchmarks/reference_speed.py                 # 2048^2, 3 rounds, size series 1024 2048
     python benchmarks/reference_speed.py --size 1024 --rounds 1 --series-sizes 512 1024
     python benchmarks/reference_speed.py --compare main  # the same rounds with main's remove too
+    python benchmarks/reference_speed.py --size 1024 --series-sizes --compare A B C  # bisecting
 
 The scenes are the bundled five-date series (``examples/data/series/``, 256 px, 13 bands)
 mirrored into size x size tiled GeoTIFFs (``remove_pipeline.mosaic``). The target is the cloudy
@@ -13,8 +14,8 @@ fresh processes:
   ``remove_speed.py`` (read, decode, write a deflate COG with overviews);
 - `cloudfree remove --s2 TARGET --reference R1 ... --reference R4 -o OUT` with every other
   default (the network-free fill, COG output), as users run it;
-- with ``--compare REV``: the same `remove` as git revision REV has it (its ``cloudfree/``
-  unpacked, as ``remove_equality.py`` does).
+- with ``--compare REV [REV ...]``: the same `remove` as each git revision REV has it (its
+  ``cloudfree/`` unpacked, as ``remove_equality.py`` does), in the order given.
 The first round is an untimed warm-up (page cache, imports). The tables give each round, the
 median of the rounds and the median ratio remove / floor, in wall seconds and in CPU seconds
 (user and system of every thread; steadier on a shared machine); and the peak resident memory of
@@ -107,18 +108,19 @@ def floor(target: Path, refs: list[Path], out: Path) -> tuple[float, float, floa
     return reading[0] + writing[0], reading[1] + writing[1], max(reading[2], writing[2])
 
 
-def rounds(folder: Path, size: int, n: int, compare: Path | None) -> list[list[tuple]]:
-    """[floor, remove, (remove at REV)] (wall, CPU, peak) per round, after a warm-up."""
+def rounds(folder: Path, size: int, n: int, compare: list[Path]) -> list[list[tuple]]:
+    """[floor, remove, (remove at each REV)] (wall, CPU, peak) per round, after a warm-up."""
     target, refs = make_scenes(folder, size)
     results = []
     for i in range(n + 1):
         row = [floor(target, refs, folder / "floor.tif"),
                timed(remove_command(target, refs, folder / "out.tif"))]
-        if compare is not None:
-            row.append(timed(remove_command(target, refs, folder / "out.tif"), compare))
+        row += [timed(remove_command(target, refs, folder / "out.tif"), package)
+                for package in compare]
         if i:
             results.append(row)
-        print(f"  round {i or 'warm-up'}: " + ", ".join(f"{w:.1f} s" for w, _, _ in row),
+        print(f"  round {i or 'warm-up'}: " + ", ".join(f"{w:.1f} s ({c:.1f} CPU s)"
+                                                      for w, c, _ in row),
               file=sys.stderr, flush=True)
     return results
 
@@ -165,8 +167,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--series-sizes", type=int, nargs="*", default=[1024, 2048],
                         help="sizes of the 10980^2 estimate (none: skip it)")
-    parser.add_argument("--compare", metavar="REV",
-                        help="also time remove as git revision REV has it")
+    parser.add_argument("--compare", metavar="REV", nargs="+", default=[],
+                        help="also time remove as each git revision REV has it")
     parser.add_argument("--read", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.read:
@@ -176,10 +178,10 @@ def main() -> None:
         parser.error("--rounds must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        compare = None if args.compare is None else unpack(args.compare, folder / "compare")
+        compare = [unpack(rev, folder / f"compare{i}") for i, rev in enumerate(args.compare)]
         timings = rounds(folder, args.size, args.rounds, compare)
         series = size_series(folder, args.series_sizes) if args.series_sizes else []
-    names = ["floor", "remove --reference x4"] + ([f"remove at {args.compare}"] * bool(compare))
+    names = ["floor", "remove --reference x4"] + [f"remove at {rev}" for rev in args.compare]
     print(f"{args.size}^2 x 13 bands, the bundled series mirrored: target {TARGET}, four "
           "references, no S1; floor = rasterio read of the references + rio cogeo create of "
           f"the target; {usable_cpus()} CPU cores")

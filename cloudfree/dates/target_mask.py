@@ -65,12 +65,18 @@ class TargetMask:
             mask_reader(self.scene, self.bands, params, self.decoded), top, left, height,
             width, (self.scene.height, self.scene.width), halo, params, self.bands,
             self.shadow)
-        judged, background = classes, None
         inner = (slice(halo, halo + height), slice(halo, halo + width))
+        judged, background = classes[inner], None
         if judging:
-            background = self.temporal.background(top, left, height, width, halo)
-            judged = self.temporal.classify(refl, self.bands, classes,
-                                            score > self.params.threshold, background)
-            background = background.crop(*inner)
-        return refl[:, inner[0], inner[1]], classes[inner], judged[inner], score[inner], \
-            background
+            # the test judges the block from the REACH px around it, whose classes the mask's
+            # context beyond makes exact: the background there alone, so that the references
+            # are read with their mask's context around that, not around the whole halo
+            near = (slice(halo - REACH, halo + height + REACH),
+                    slice(halo - REACH, halo + width + REACH))
+            background = self.temporal.background(top, left, height, width, REACH)
+            judged = self.temporal.classify(
+                refl[:, near[0], near[1]], self.bands, classes[near],
+                score[near] > self.params.threshold, background)
+            within = (slice(REACH, REACH + height), slice(REACH, REACH + width))
+            judged, background = judged[within], background.crop(*within)
+        return refl[:, inner[0], inner[1]], classes[inner], judged, score[inner], background
