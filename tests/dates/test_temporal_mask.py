@@ -31,6 +31,7 @@ from cloudfree.dates.temporal_mask import SIGMAS, judges_by_default, nan_median
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, SNOW, MaskParams, classify
 from cloudfree.mask.haze import hot
+from cloudfree.mask.scene_input import mask_reader, read_classified
 from cloudfree.pipeline import remove
 from cloudfree.pipeline.mask import mask_scene
 from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
@@ -655,3 +656,32 @@ def test_remove_does_the_same_whatever_the_loaders_timing(dates, monkeypatch, tm
     assert len({c[1] for c in done if c[0] == "fill"}) >= 3  # three rows of chunks
     assert done == again
     np.testing.assert_array_equal(first, second)
+def test_a_block_is_judged_from_the_background_around_it_alone(dates, monkeypatch):
+    # the statistics passes judge a block from the background REACH px around it: the
+    # references are read with their mask's context around that alone, not around the target's
+    # whole margin, for the classes the background over that whole margin gives
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"], target, MaskParams(buffer=5), None, quiet=True,
+                               temporal=True)
+        with closing(fill):
+            mask, test = fill.target, fill.temporal
+            assert test.calibrated
+            halos = []
+            background = test.background
+
+            def recorded(top, left, height, width, halo=0):
+                halos.append(halo)
+                return background(top, left, height, width, halo)
+
+            monkeypatch.setattr(test, "background", recorded)
+            _, _, judged, _ = mask.classes(10, 20, 100, 120)
+            monkeypatch.setattr(test, "background", background)
+            halo = mask.params.halo + temporal_mask.REACH
+            refl, _, classes, score = read_classified(
+                mask_reader(target, mask.bands, mask.params), 10, 20, 100, 120,
+                (target.height, target.width), halo, mask.params, mask.bands)
+            whole = test.classify(refl, mask.bands, classes, score > mask.params.threshold,
+                                  background(10, 20, 100, 120, halo))
+    assert halos == [temporal_mask.REACH] and halo > temporal_mask.REACH
+    np.testing.assert_array_equal(judged, whole[halo:halo + 100, halo:halo + 120])
+    assert (judged == CLOUD).any() and (judged != classes[halo:halo + 100, halo:halo + 120]).any()
