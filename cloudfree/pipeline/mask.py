@@ -205,8 +205,9 @@ def mask_scene(
     references : sequence of paths
         Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
         it): where they see the ground clear, clouds, haze and shadows are found by comparing
-        the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands.
-        Default: none.
+        the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands. The
+        bright-land test is left out (``params.land``): the dates judge such land. Default:
+        none.
     bbox : (minx, miny, maxx, maxy), optional
         Mask only the part of the scene inside this box, snapped outward to whole pixels of
         the scene's grid and clipped to the scene. Default: none, the whole scene.
@@ -238,6 +239,8 @@ def mask_scene(
     if threads is not None:
         check_whole("threads", threads, *THREADS_RANGE)
     references = check_paths("references", references)
+    if references:  # the dates judge bright land: a roof is bright on every date
+        params = replace(params, land=False)
     threads = threads or usable_cores()
     output = Path(output)
     check_distinct({"mask output": output, "score output": score_path})

@@ -102,6 +102,8 @@ from cloudfree.mask.classify import (
     MaskParams,
     ShadowThresholds,
     built_up,
+    cloud_parallax,
+    seeding,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
@@ -447,8 +449,11 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
                         copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
                         ) -> tuple[int, int] | None:
     """First pass: the offset from the scene's clouds to their shadows (``shadow.scene_offset``;
-    None: none is cast). Reads as ``classified_windows``."""
-    halo = params.halo + OFFSET_REACH
+    None: none is cast). Reads as ``classified_windows``. With the bright-land test, only
+    confirmed clouds (``seeding``, with their parallax) cast shadows: what is left of bright
+    land in the mask casts none."""
+    confirm = params.land
+    halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm and not params.buffer else 0)
 
     def job(win: Window, window: MaskedWindow) -> np.ndarray:
         refl, valid, classes, score = window
@@ -458,6 +463,8 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         inside = valid & ((rows >= 0) & (rows < s2.height))[:, None] \
             & ((cols >= 0) & (cols < s2.width))[None, :]
         cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
+        if confirm:
+            cloud = seeding(cloud, score, valid, cloud_parallax(refl, bands, cloud))
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
@@ -579,7 +586,9 @@ class SceneRemoval:
             classes = tied_shadows(refl, classes, self.shadow.offset, self.bands)
         region = fill_mask(classes, self.params)
         if local is not None:  # the haze ring, only where no other date judges the pixel
-            ring = haze_region(region, score, valid, local)
+            parallax = (cloud_parallax(refl, self.bands, classes == CLOUD) if self.params.land
+                        else None)
+            ring = haze_region(region, score, valid, local, parallax)
             region = ring if background is None else region | (ring & (background.count == 0))
             # the fill, the restoration and the dates' fill take their sources this near the
             # chunk: the wider margin the classes and the ring needed to be exact is let go
@@ -992,7 +1001,12 @@ def remove_scene(
             log.debug("cloud pixels: %s", how)
         from_dates = None
         if references:
-            opened = open_references(references, s2, mask_params, shadow, inputs,
+            # where the dates judge, they judge bright land too (a roof is bright on every
+            # date): their fits and the target's cloud they start from are the single-date
+            # mask's without the bright-land test, which takes some thin veils for land
+            opened = open_references(references, s2,
+                                     replace(mask_params, land=False) if temporal_mask
+                                     else mask_params, shadow, inputs,
                                      bands=bands, s1=None if s1_path is None else s1,
                                      reference_s1=dates.reference_s1, quiet=quiet,
                                      count=dates.reference_count, temporal=temporal_mask,
