@@ -452,8 +452,8 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     None: none is cast). Reads as ``classified_windows``. With the bright-land test, only
     confirmed clouds (``seeding``, with their parallax) cast shadows: what is left of bright
     land in the mask casts none."""
-    confirm = params.land
-    halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm and not params.buffer else 0)
+    confirm = params.land  # the confirmation takes the classes exact SEED_REACH px around
+    halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm else 0)
 
     def job(win: Window, window: MaskedWindow) -> np.ndarray:
         refl, valid, classes, score = window
@@ -558,7 +558,8 @@ class SceneRemoval:
         halo = context + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
-                    + max(self.options.feather + 1, local.reach))
+                    + max(self.options.feather + 1, local.reach)
+                    + (SHADOW_NEAR if self.params.shadow else 0))  # the shadows tied around
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
