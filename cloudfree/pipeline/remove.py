@@ -326,6 +326,9 @@ def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
 #: of a distance transform: on a 420 x 2048 chunk the visit took 9 ms at feather 2 against
 #: 57 ms, 27 ms against 80 at feather 7 (192 offsets), and longer than the transform at 15.
 MAX_VISITED_REACH = 8
+#: Context the shadows' tie to their clouds needs (``tied_shadows``), in whole steps of the
+#: shadow test's grid, so that a window's corner keeps its place on that grid.
+TIE_REACH = -(-SHADOW_NEAR // SHADE_STEP) * SHADE_STEP
 
 
 def composite_alpha(fill: np.ndarray, feather: int) -> np.ndarray:
@@ -559,7 +562,7 @@ class SceneRemoval:
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
                     + max(self.options.feather + 1, local.reach)
-                    + (SHADOW_NEAR if self.params.shadow else 0))  # the shadows tied around
+                    + (TIE_REACH if self.params.shadow else 0))  # the shadows tied around
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
