@@ -39,6 +39,9 @@ pairs; s2cloudless and ukis-csmask, which have no thin class, count for clear an
 threshold of the split is chosen on the tuning half (the best mean of the thin and thick IoU)
 and only that one is scored on the held-out half.
 
+``--half tuning`` or ``--half held-out`` scores the pairs of one half of the by-scene split
+(:data:`HELD_OUT`) alone.
+
 With ``--filled``, what ``remove`` fills by default (without S1: the mask, its 5 px buffer and
 the haze ring) is scored as a mask on each half: the buffer and the ring should cover the real
 cloud's edges without growing around false alarms.
@@ -79,6 +82,7 @@ from cloudfree.mask.classify import (
     THIN_SCORE,
     MaskParams,
     classify,
+    cloud_parallax,
     local_variance,
     raw_score,
 )
@@ -177,7 +181,8 @@ def filled(refl: np.ndarray) -> np.ndarray:
     haze ring around it."""
     classes, score = classify(refl, None, MaskParams(buffer=5))
     valid = np.ones(classes.shape, bool)
-    return haze_region(classes == CLOUD, score, valid, LocalFillParams())
+    cloud = classes == CLOUD
+    return haze_region(cloud, score, valid, LocalFillParams(), cloud_parallax(refl, BANDS, cloud))
 
 
 def hysteresis(low: float, steps: int) -> Masker:
@@ -519,16 +524,20 @@ def main() -> None:
                         help="no other table: the per-class IoU of clear, thin and thick cloud, "
                              "the split tuned on the tuning half and scored on the held-out")
     parser.add_argument("--bright-land", action="store_true",
-                        help="no other table: the defaults and --bright-land on the tuning "
-                             "half, the held-out half and all the pairs")
+                        help="no other table: the defaults and --no-bright-land on the "
+                             "tuning half, the held-out half and all the pairs")
     parser.add_argument("--filled", action="store_true",
                         help="no other table: what remove fills by default (the mask, its "
                              "buffer and the haze ring) on the tuning half, the held-out half "
                              "and all the pairs")
+    parser.add_argument("--half", choices=("tuning", "held-out"),
+                        help="only the pairs of this half of the by-scene split")
     args = parser.parse_args()
     if args.twin_reference and args.blend != 1:
         parser.error("--twin-reference runs on the files as they are: leave --blend out")
     pairs = blended(load_pairs(args.folders), args.blend)
+    if args.half:
+        pairs = halves(pairs)[args.half == "held-out"]
     if args.snow:
         snow_kept(pairs, args.snow)
         return
@@ -550,11 +559,11 @@ def main() -> None:
             methods(args.variants, args.withheld).items()]
     if args.bright_land or args.filled:
         variants = ((("defaults", ours(MaskParams())),
-                     ("--bright-land", ours(MaskParams(land=True)))) if args.bright_land else
+                     ("--no-bright-land", ours(MaskParams(land=False)))) if args.bright_land else
                     (("filled by remove", filled),))
-        rows = [(f"{label}, {name}", masker, part)
-                for label, part in zip(("tuning half", "held-out half", "all"),
-                                       (*halves(pairs), pairs), strict=True)
+        parts = ((f"{args.half} half", pairs),) if args.half else zip(
+            ("tuning half", "held-out half", "all"), (*halves(pairs), pairs), strict=True)
+        rows = [(f"{label}, {name}", masker, part) for label, part in parts
                 for name, masker in variants]
     for name, masker, part in rows:
         r = score(masker, part, clear)

@@ -92,6 +92,8 @@ SETTINGS = {
     "+ bright-land test": {"model": "median-fill",
                            "mask_params": replace(UNSHADED, land=True, built_up=False),
                            "restoring": RestoreParams(shadows=False)},
+    "without the bright-land test": {"model": "median-fill", "restoring": RestoreParams(),
+                                     "mask_params": replace(SHADOWS, land=False)},
     "without the S1 built-up test": {"model": "median-fill",
                                      "mask_params": replace(UNSHADED, built_up=False),
                                      "restoring": RestoreParams(shadows=False)},

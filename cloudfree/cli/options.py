@@ -279,14 +279,16 @@ def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
             click.option("--hot/--no-hot", default=True, show_default=True,
                          help="Cloud only where HOT = B02 - 0.5*B04 - 0.08 > 0 (haze optimised "
                               "transform): keeps bright soil and roofs out of the mask."),
-            click.option("--bright-land/--no-bright-land", "land", default=False,
+            click.option("--bright-land/--no-bright-land", "land", default=True,
                          show_default=True,
-                         help="Leave out of the mask what scores as cloud but has no cloud "
-                              "scoring 0.6 or more near it, no parallax between B07, B08 and "
-                              "B8A, land's short-wave infrared (B11) and no haze around: bright "
-                              "roofs, greenhouses and roads. It also drops some thin cloud: "
-                              "for towns under clear or opaque skies (needs B07, B08, B8A and "
-                              "B11; skipped without them)."),
+                         help="Leave out of the mask what scores as cloud but shows no "
+                              "parallax between B07, B08 and B8A, land's short-wave infrared "
+                              "(B11) and the texture of built-up land, or barely scores and "
+                              "shows land plainly: bright roofs, greenhouses and roads; and "
+                              "grow the buffer and haze ring only from clouds with parallax "
+                              "(needs B07, B08, B8A and B11; skipped without them). Where "
+                              "other dates judge the clouds (--reference), they judge such "
+                              "land."),
             click.option("--scl/--no-scl", default=True, show_default=True,
                          help="On L2A input with its scene classification (SCL), take clouds "
                               "(medium, high probability, thin cirrus), cloud shadow and snow "

@@ -78,6 +78,10 @@ MIN_INLIER_SHARE = 0.5
 MIN_VALID = 0.2
 #: Clouds (and this buffer around them, pixels) are left out of the refinement.
 CLOUD_BUFFER = 5
+#: The clouds left out: every pixel that may be cloud, so without the bright-land test, which
+#: clears some of them for land (a thin veil over textured land among them); a roof left out
+#: costs the fit a few edges, a veil left in blurs them.
+SCREEN = MaskParams(land=False)
 #: Extra S1 pixels read around each window for the resampling kernel.
 SOURCE_MARGIN = 3
 
@@ -208,13 +212,12 @@ def _optical_fields(s2: Sentinel2, window: Window, read: S2Reader | None = None
                     ) -> dict[str, np.ndarray] | None:
     """Orientation fields of the refinement bands, clouds left out; None if too little valid.
     The bands are read by ``read`` (default: ``s2.read``)."""
-    params = MaskParams()
-    mask_bands = params.bands_for(s2.bands)
+    mask_bands = SCREEN.bands_for(s2.bands)
     bands = REFINE_BANDS + tuple(b for b in mask_bands if b not in REFINE_BANDS)
     masked = not s2.missing(bands)
     reflectance, valid = (read or s2.read)(window, bands if masked else REFINE_BANDS)
     if masked:  # every pixel that may be cloud, lone bright ones too, and the buffer around
-        classes, _ = classify(reflectance, valid, params, bands=bands)
+        classes, _ = classify(reflectance, valid, SCREEN, bands=bands)
         valid &= (classes == CLEAR) & ~grow(classes == CLOUD, CLOUD_BUFFER)
     if valid.mean() < MIN_VALID:
         return None

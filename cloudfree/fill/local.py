@@ -45,7 +45,7 @@ from cloudfree.core.separable import block_sums, gaussian_taps, separable, upsam
 from cloudfree.fill.median import fill_image, fill_masked
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask import shadow
-from cloudfree.mask.classify import classify, grow, seeding, squared_distance
+from cloudfree.mask.classify import classify, cloud_parallax, grow, seeding, squared_distance
 
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
@@ -382,13 +382,13 @@ def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
 
 
 def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
-                params: LocalFillParams) -> np.ndarray:
+                params: LocalFillParams, parallax: np.ndarray | None = None) -> np.ndarray:
     """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it, from
-    the part of it that is confirmed cloud rather than bright land (``seeding``; exact with
-    ``ring + SEED_REACH`` px of context)."""
+    the part of it that is confirmed cloud rather than bright land (``seeding``, with the
+    clouds' ``parallax`` when given; exact with ``ring + SEED_REACH`` px of context)."""
     if not fill.any() or params.ring <= 0:
         return fill
-    ring = grow(seeding(fill, score, valid), params.ring)
+    ring = grow(seeding(fill, score, valid, parallax), params.ring)
     return fill | (ring & valid & (np.nan_to_num(score) > params.ring_score))
 
 
@@ -430,7 +430,8 @@ def fill_image_locally(reflectance: np.ndarray, cloud: np.ndarray, valid: np.nda
     The scene median (or the prior) comes from the pixels outside ``cloud``, as in ``remove``.
     """
     filled, spectrum = fill_image(reflectance, cloud, valid)
-    region = haze_region(cloud, classify(reflectance, valid)[1], valid, params)
+    region = haze_region(cloud, classify(reflectance, valid)[1], valid, params,
+                         cloud_parallax(reflectance, BANDS, cloud))
     if spectrum.source != "scene":
         return fill_masked(reflectance, region, spectrum), region
     weight = source_weight(reflectance, region, valid & ~cloud, params)

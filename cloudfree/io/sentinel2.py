@@ -119,6 +119,7 @@ class Sentinel2:
     level: str = "L1C"  # "L1C" (top of atmosphere) or "L2A" (bottom of atmosphere)
     declared_scaling: bool = False  # the input declares scale and offset (GDAL tags, STAC)
     area: Window | None = None  # the window of the stored grid the scene is cropped to
+    grid_size: tuple[int, int] | None = None  # the stored grid's width and height, once cropped
     _datasets: list = field(default_factory=list, repr=False)  # the opening thread's
     _thread_datasets: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
     _owner: int = field(default_factory=threading.get_ident, repr=False)
@@ -242,8 +243,25 @@ class Sentinel2:
         self.transform = window_transform(Window(col, row, width, height), self.transform)
         if self.area is not None:
             col, row = col + self.area.col_off, row + self.area.row_off
+        else:
+            self.grid_size = self.width, self.height
         self.area = Window(col, row, width, height)
         self.width, self.height = width, height
+
+    def widen(self, margin: int) -> Window:
+        """Grow a cropped scene by ``margin`` px of its stored grid on every side, as far as the
+        grid goes, so that the pixels around its area are read as they are rather than
+        mirrored; the window of the area before in the scene after (the whole scene when it
+        is not cropped)."""
+        if self.area is None:
+            return Window(0, 0, self.width, self.height)
+        (grid_w, grid_h), area = self.grid_size, self.area
+        col0, row0 = max(0, area.col_off - margin), max(0, area.row_off - margin)
+        col1 = min(grid_w, area.col_off + area.width + margin)
+        row1 = min(grid_h, area.row_off + area.height + margin)
+        box = Window(area.col_off - col0, area.row_off - row0, area.width, area.height)
+        self.crop(Window(col0 - area.col_off, row0 - area.row_off, col1 - col0, row1 - row0))
+        return box
 
     def tiles_across(self, block: int) -> int:
         """How many windows of ``block`` px a tile of the 10 and 20 m bands spans, across and

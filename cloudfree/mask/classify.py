@@ -15,13 +15,15 @@ ground, so the band sees high cloud and not the snow beneath. And a patch of sno
 ``SNOW_CORE`` px across whose border is mostly cloud (``snow_cores``) is cloud: snow on the
 ground shows land around it, or is larger. With the other dates, ``dates/temporal_mask.py``
 judges the snow again.
-Bright land (``bright_land``, with ``land=True``; off by default, as it also drops some thin
-cloud): roofs, greenhouses and roads can score as cloud. Such a pixel is left clear when no cloud
-near it is confident (score 0.6), the cloud pixels around show no parallax between B07, B08 and B8A
-(the Cloud Displacement Index of Frantz et al. 2018: a cloud, high above the ground, shifts between
-the B08 and B8A detectors, a roof does not), their short-wave infrared B11 is that of land (above
-1.1 times the visible mean; water droplets absorb there) and the land around shows no haze, as the
-land around a thin cloud does. Without B07, B08, B8A or B11 the test is skipped.
+Bright land (``bright_land``, with ``land=True``, the default): roofs, greenhouses and roads can
+score as cloud. Such a pixel is left clear when the cloud pixels around it show no parallax
+between B07, B08 and B8A (the Cloud Displacement Index of Frantz et al. 2018: a cloud, high above
+the ground, shifts between the B08 and B8A detectors, a roof does not), their short-wave infrared
+B11 is that of land (water droplets absorb there) and B04 varies among them as built-up land
+does (or they barely score and show land plainly), unless nearly all the sky around scores as
+cloud (overcast). A cloud must show parallax to be confident, before it grows a buffer. Without
+B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge such
+land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
 with no confident cloud near and VV backscatter of built-up land under it (double bounce) is left
 clear; S1 sees through cloud, so the test relies on the score to keep a cloud over a town.
@@ -111,8 +113,16 @@ MAX_BUFFER = 300
 SEED_NEIGHBOURS, SEED_BOX, SEED_SCORE = 9, 7, 0.5
 SHARE_BOX, SEED_SHARE, CONFIDENT_SCORE, SEED_NEAR = 31, 0.5, 0.8, 50
 HAZE_BOX, SEED_HAZE = 15, 0.7
-#: Context ``seeding`` needs to be exact.
-SEED_REACH = SEED_NEAR + SHARE_BOX // 2
+#: Where B07, B08 and B8A are given, a cloud pixel is confident only if the cloud pixels of the
+#: ``SHARE_BOX`` px square around it show a cloud's parallax: their mean parallax index
+#: (``parallax_index``, ``cloud_parallax``) is under ``CONFIDENT_CDI``. A block of bright roofs
+#: dense or bright enough to pass for a large or opaque cloud shows none (it is on the ground).
+#: On the tuning half of the pool's by-scene split, the confident pixels of the cloudy pairs'
+#: clouds average -0.52 (a thin cloud) to -0.93 (their medians), those of a town's roof block
+#: -0.39 (``docs/benchmarks/masks.md``).
+CONFIDENT_CDI = -0.5
+#: Bands of the parallax index.
+PARALLAX_BANDS: tuple[str, ...] = ("B07", "B08", "B8A")
 #: Colours of the classes in the mask's GeoTIFF palette and in previews (RGBA).
 COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 140, 255),
             SNOW: (0, 200, 255, 255), THIN: (180, 180, 180, 255), NODATA: (0, 0, 0, 0)}
@@ -133,7 +143,7 @@ class MaskParams:
     #: on for a single date, off with references)
     shadow: bool | None = None
     hot: bool = True
-    land: bool = False  # bright land (roofs, greenhouses) that scores as cloud left clear
+    land: bool = True  # bright land (roofs, greenhouses) that scores as cloud left clear
     #: with Sentinel-1 (``remove --s1``): cloud on built-up backscatter, none confident, left
     #: clear (``built_up``); the mask alone has no Sentinel-1 and ignores it
     built_up: bool = True
@@ -323,7 +333,7 @@ def classify(
         score[snowy] = 0
         cloud = score > params.threshold
     if params.land and scl is None:
-        cloud &= ~bright_land(b, cloud, score)
+        cloud &= ~bright_land(b, cloud, score, valid)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
@@ -349,7 +359,9 @@ def classify(
     if params.buffer:
         for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
             flagged = classes == cls
-            grown = grow(seeding(flagged, score, valid) if cls == CLOUD else flagged, params.buffer)
+            parallax = cloud_parallax(reflectance, bands, flagged) if params.land else None
+            grown = grow(seeding(flagged, score, valid, parallax) if cls == CLOUD else flagged,
+                         params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
     if all_valid:
         return classes, score.astype(np.float32, copy=False)
@@ -455,28 +467,51 @@ def veiled_edges(b: dict[str, np.ndarray], cloud: np.ndarray, snowy: np.ndarray,
     return ndimage.binary_dilation(seeds, EIGHT, EDGE_GROW, mask=veiled | cloud) & ~cloud
 
 
-#: A cloud pixel is bright land, and left clear, when within the ``LAND_BOX`` px square around
-#: it no cloud pixel scores ``LAND_SCORE`` or more, its cloud pixels' mean parallax index
-#: (``parallax_index``) exceeds ``LAND_CDI`` and their mean ratio of B11 to the visible bands
-#: exceeds ``LAND_SWIR``, and fewer than ``LAND_HAZE`` of its other pixels score above
-#: ``HAZE_SCORE`` (no haze around, as around a cloud). Chosen on the tuning half of the pool
-#: (benchmarks/clear_scenes.py, benchmarks/one_date_quality.py, benchmarks/mask_quality.py;
-#: docs/benchmarks/masks.md).
-LAND_BOX, LAND_SCORE, LAND_CDI, LAND_SWIR, LAND_HAZE, HAZE_SCORE = 15, 0.6, -0.7, 1.1, 0.3, 0.05
+#: A cloud pixel is bright land, and left clear, when the cloud pixels of the ``LAND_BOX`` px
+#: square around it show no parallax (their mean parallax index, ``parallax_index``, exceeds
+#: ``LAND_CDI``), land's short-wave infrared (their mean ratio of B11 to the visible bands
+#: exceeds ``LAND_SWIR``: water droplets absorb there) and the texture of built-up land (their
+#: mean ``texture`` in B04 exceeds ``LAND_TEXTURE``: roofs, streets and yards alternate from one
+#: 10 m pixel to the next, a cloud is smooth and a thin cloud smooths the land under it). Large
+#: smooth roofs are bright land too where they barely score as cloud (no pixel of the square
+#: scores ``FAINT_SCORE`` or more) and show land more plainly: a mean parallax index above
+#: ``FAINT_CDI`` and a short-wave infrared ratio above ``FAINT_SWIR``. Chosen on the tuning half
+#: of the pool's by-scene split (benchmarks/clear_scenes.py, benchmarks/mask_quality.py,
+#: benchmarks/one_date_quality.py; docs/benchmarks/masks.md).
+LAND_BOX, LAND_CDI, LAND_SWIR, LAND_TEXTURE = 15, -0.7, 1.0, 0.04
+FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
+#: Bright land lies among fields, trees and streets: where what scores as cloud covers
+#: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
+#: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
+#: tuning half the bright land the test leaves clear has at most 0.58 of its square scoring as
+#: cloud (the Sen1Floods11 chip 0.46); a real cloud's spread all over a scene, 1.
+OVERCAST_SHARE = 0.8
+#: The clear pixels around a thin cloud that score above this are haze (``seeding``).
+HAZE_SCORE = 0.05
 #: Variances of the parallax index over this many px (square).
 CDI_BOX = 7
-#: Context the bright-land test needs: its square, the variances' and the 2 px mean of B08.
-LAND_REACH = LAND_BOX // 2 + CDI_BOX // 2 + 1
+#: B08 (10 m) smoothed by this kernel, across and along, before it is compared with B8A (20 m).
+NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
+#: Context the bright-land test needs: its square, the variances' and the 3 px kernel of B08,
+#: or the square of its overcast share.
+LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2)
+#: Context the parallax of the clouds around a pixel needs (``cloud_parallax``).
+PARALLAX_REACH = SHARE_BOX // 2 + CDI_BOX // 2 + 1
+#: Context ``seeding`` needs to be exact.
+SEED_REACH = SEED_NEAR + PARALLAX_REACH
 
 
 def parallax_index(b: dict[str, np.ndarray]) -> np.ndarray:
     """Cloud displacement index of Frantz, Hass, Uhl, Stoffels and Hill (2018, Remote Sensing of
     Environment 215): CDI = (V(B07 / B8A) - V(B08 / B8A)) / (V(B07 / B8A) + V(B08 / B8A)), V the
-    variance over ``CDI_BOX`` px (B08 first averaged over 2 px, as B8A is 20 m). The B08 and B8A
-    detectors see a cloud from slightly different angles, so its edges shift between them and
-    B08 / B8A varies: clouds are near -1, ground (bright roofs too) higher."""
+    variance over ``CDI_BOX`` px (B08 first smoothed towards B8A's 20 m by the kernel
+    ``NEAR_KERNEL`` across and along: centred, so that a window mirrored beyond a scene's edge
+    sees what the whole scene does). The B08 and B8A detectors see a cloud from slightly
+    different angles, so its edges shift between them and B08 / B8A varies: clouds are near -1,
+    ground (bright roofs too) higher."""
     b8a = np.maximum(b["B8A"], np.float32(1e-4))
-    near = ndimage.uniform_filter(b["B08"], 2, mode="reflect") / b8a
+    near = ndimage.correlate1d(b["B08"], NEAR_KERNEL, axis=0, mode="reflect")
+    near = ndimage.correlate1d(near, NEAR_KERNEL, axis=1, mode="reflect") / b8a
     edge = b["B07"] / b8a
     v8, v7 = local_variance(near, CDI_BOX), local_variance(edge, CDI_BOX)
     return (v7 - v8) / np.maximum(v7 + v8, np.float32(1e-12))
@@ -488,27 +523,40 @@ def local_variance(x: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter(x * x, size, mode="reflect") - mean * mean
 
 
-def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray) -> np.ndarray:
+def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Absolute difference of ``x`` [H, W] from the mean of the ``where`` pixels of its 3 x 3 px
+    square, relative to that mean: the texture within what ``where`` holds, not the step at its
+    edge (a cloud's sharp rim against the land)."""
+    mean = np.maximum(box_mean(x, where, 3), np.float32(1e-4))
+    return np.abs(x - mean) / mean
+
+
+def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
+                valid: np.ndarray) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
-    confident cloud near, no parallax, land's short-wave infrared, no haze around (the
-    constants ``LAND_*``). None without the bands ``LAND_BANDS``. Exact with ``LAND_REACH`` px
-    of context."""
+    parallax, land's short-wave infrared and the texture of built-up land around, or a faint
+    ``score`` and plainer land (the constants ``LAND_*``, ``FAINT_*``), under a sky that is not
+    overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
+    ``LAND_BANDS``. Exact with ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
-    score = np.nan_to_num(score)
-    peak = ndimage.maximum_filter(np.where(cloud, score, 0), LAND_BOX, mode="constant")
-    land = cloud & (peak < LAND_SCORE)
+    broken = cloud & (box_mean(cloud.astype(np.float32), valid, SHARE_BOX) < OVERCAST_SHARE)
+    if not broken.any():
+        return broken
+    visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
+    parallax = box_mean(parallax_index(b), cloud, LAND_BOX)
+    swir = box_mean(b["B11"] / visible, cloud, LAND_BOX)
+    land = broken & (parallax > LAND_CDI) & (swir > LAND_SWIR)
     if not land.any():
         return land
-    visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
-    land &= box_mean(parallax_index(b), cloud, LAND_BOX, "constant") > LAND_CDI
-    land &= box_mean(b["B11"] / visible, cloud, LAND_BOX, "constant") > LAND_SWIR
-    hazy = box_mean((score > HAZE_SCORE).astype(np.float32), ~cloud, LAND_BOX, "constant")
-    return land & (hazy < LAND_HAZE)
+    faint = ndimage.maximum_filter(np.where(cloud, np.nan_to_num(score), 0), LAND_BOX,
+                                   mode="reflect") < FAINT_SCORE
+    return land & ((box_mean(texture(b["B04"], cloud), cloud, LAND_BOX) > LAND_TEXTURE)
+                   | (faint & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)))
 
 
 #: A cloud pixel is built-up land, and left clear, when within the ``BUILT_BOX`` px square
-#: around it no pixel scores ``LAND_SCORE`` or more and the Sentinel-1 VV backscatter of the
+#: around it no pixel scores ``BUILT_SCORE`` or more and the Sentinel-1 VV backscatter of the
 #: pixels scoring as cloud there averages above ``BUILT_VV`` dB: roofs, walls and the ground
 #: between them reflect C-band back by double bounce, where fields and trees sit near -10 dB and
 #: below. S1 sees through cloud, so under a real cloud VV is that of the land beneath, and the
@@ -516,7 +564,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray) 
 #: of the by-scene split it clears 26 % of what the mask (buffer included) calls cloud on the
 #: cloud-free dates with S1, and 1.5 % of what it calls cloud on the cloudy dates of the same
 #: places and not on the clear ones (-6 dB: 36 % and 2.7 %; ``docs/benchmarks/masks.md``).
-BUILT_BOX, BUILT_VV = 15, -5.0
+BUILT_BOX, BUILT_VV, BUILT_SCORE = 15, -5.0, 0.6
 
 
 def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
@@ -529,7 +577,7 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
         return cloud
     score = np.nan_to_num(score)
     peak = ndimage.maximum_filter(score, BUILT_BOX, mode="constant")
-    land = cloud & (peak < LAND_SCORE)
+    land = cloud & (peak < BUILT_SCORE)
     if not land.any():
         return land
     scored = (score > threshold) & np.isfinite(vv)
@@ -539,11 +587,24 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
     return land & (count > 1e-6) & (total > BUILT_VV * count)
 
 
-def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str],
+                   cloud: np.ndarray) -> np.ndarray | None:
+    """Mean parallax index [H, W] (``parallax_index``) of the ``cloud`` pixels in the
+    ``SHARE_BOX`` px square around each pixel (0 where there are none); ``reflectance`` holds
+    ``bands``; None without the bands ``PARALLAX_BANDS``. Exact with ``PARALLAX_REACH`` px of
+    context."""
+    if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
+        return None
+    return box_mean(parallax_index(_pick(reflectance, bands, PARALLAX_BANDS)), cloud, SHARE_BOX)
+
+
+def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
+            parallax: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that grow a buffer or a ring: those with at least
     ``SEED_NEIGHBOURS`` cloud pixels in the ``SEED_BOX`` px square around them (themselves
     included) or a ``score`` of at least ``SEED_SCORE``, near confident cloud or amid haze
-    (``SEED_*``, ``CONFIDENT_SCORE``); ``valid`` [H, W] marks the scene's pixels. Exact with
+    (``SEED_*``, ``CONFIDENT_SCORE``, and with ``parallax`` (``cloud_parallax``) the
+    ``CONFIDENT_CDI`` of confident cloud); ``valid`` [H, W] marks the scene's pixels. Exact with
     ``SEED_REACH`` px of context."""
     if not cloud.any():
         return cloud
@@ -555,6 +616,8 @@ def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray) -> np.ndarr
         return seeds
     confident = cloud & ((box_mean(cloud.astype(np.float32), valid, SHARE_BOX) >= SEED_SHARE)
                          | (score >= CONFIDENT_SCORE))
+    if parallax is not None:  # on the ground: no parallax
+        confident &= parallax < CONFIDENT_CDI
     backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
     if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
         return seeds

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 
 from cloudfree.core.arguments import (
     check_kind,
@@ -126,10 +127,12 @@ def mask_classes(thin: bool = True) -> str:
     return " ".join(f"{code}={name}" for code, name in CLASS_NAMES if thin or code != THIN)
 
 
-def mask_tags(params: MaskParams, s2: Sentinel2, thin: bool = True) -> dict[str, str]:
-    """Tags recording how the mask was made (``thin``: thin cloud as its own class)."""
+def mask_tags(params: MaskParams, s2: Sentinel2, thin: bool = True,
+              area: Window | None = None) -> dict[str, str]:
+    """Tags recording how the mask was made (``thin``: thin cloud as its own class; ``area``:
+    the window of the input's grid masked, when only part of it)."""
     return {
-        **provenance_tags("mask", s2.path, area=s2.area),
+        **provenance_tags("mask", s2.path, area=area),
         "MASK_METHOD": params.method,
         "CLOUD_THRESHOLD": str(params.threshold),
         "NDSI_THRESHOLD": str(params.ndsi_threshold),
@@ -205,8 +208,9 @@ def mask_scene(
     references : sequence of paths
         Sentinel-2 L1C scenes of other dates of the same place (any CRS or grid overlapping
         it): where they see the ground clear, clouds, haze and shadows are found by comparing
-        the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands.
-        Default: none.
+        the scene with them (``temporal_mask.py``); elsewhere the single-date mask stands. The
+        bright-land test is left out (``params.land``): the dates judge such land. Default:
+        none.
     bbox : (minx, miny, maxx, maxy), optional
         Mask only the part of the scene inside this box, snapped outward to whole pixels of
         the scene's grid and clipped to the scene. Default: none, the whole scene.
@@ -238,6 +242,8 @@ def mask_scene(
     if threads is not None:
         check_whole("threads", threads, *THREADS_RANGE)
     references = check_paths("references", references)
+    if references:  # the dates judge bright land: a roof is bright on every date
+        params = replace(params, land=False)
     threads = threads or usable_cores()
     output = Path(output)
     check_distinct({"mask output": output, "score output": score_path})
@@ -250,7 +256,11 @@ def mask_scene(
         require_mask_bands(s2, params)
         params = params.for_bands(s2.bands)
         log.debug("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
-        windows = block_windows(s2.width, s2.height, block)
+        # a box is read with the context around it that a window of the whole scene has
+        area = s2.area
+        box = s2.widen(params.context)
+        windows = [Window(win.col_off + box.col_off, win.row_off + box.row_off, win.width,
+                          win.height) for win in block_windows(box.width, box.height, block)]
         check_mask_memory(block, threads, windows, 1 + len(references))
         # with references, their fit reads every band of the target
         bands = s2.bands if references else params.bands_for(s2.bands)
@@ -268,18 +278,20 @@ def mask_scene(
                                     temporal=True, scratch=output,
                                     decoded=None if copy is None else copy.decoded, room=room)
             dates_stack.callback(dates.close)
-        grid = {**s2.profile, "creation_options": creation_options}
+        grid = {**s2.profile, "width": box.width, "height": box.height,
+                "transform": window_transform(box, s2.transform),
+                "creation_options": creation_options}
         counts = np.zeros(256, dtype=np.int64)
         with ExitStack() as stack:
             outputs = GridOutputs(stack, grid, overwrite, [Path(scene)], cog)
             dst = outputs.open(output, 1, "uint8", NODATA, NEAREST)
-            dst.update_tags(**mask_tags(params, s2, thin))
+            dst.update_tags(**mask_tags(params, s2, thin, area))
             dst.set_band_description(1, "cloud_mask")
             dst.write_colormap(1, COLORMAP)
             score_dst = None
             if score_path is not None:
                 score_dst = outputs.open(score_path, 1, "float32", float("nan"), AVERAGE)
-                score_dst.update_tags(**mask_tags(params, s2, thin))
+                score_dst.update_tags(**mask_tags(params, s2, thin, area))
                 score_dst.set_band_description(1, "cloud_score")
             # Closed (its threads joined) before the scene's datasets, even on an error.
             results = stack.enter_context(closing(
@@ -287,6 +299,8 @@ def mask_scene(
                                    None if copy is None else copy.decoded, thin) if dates is None
                 else judged_windows(dates.target, windows, threads, thin)))
             for win, classes, score in progress(results, len(windows), "mask", quiet):
+                win = Window(win.col_off - box.col_off, win.row_off - box.row_off, win.width,
+                             win.height)
                 dst.write(classes, 1, window=win)
                 if score_dst is not None:
                     score_dst.write(score, 1, window=win)
@@ -311,8 +325,8 @@ def mask_scene(
         "offset": s2.offset,
         "level": s2.level,
         "mask_source": mask_source(s2, params),
-        "width": s2.width,
-        "height": s2.height,
+        "width": box.width,
+        "height": box.height,
         "valid_pixels": valid_pixels,
         "nodata_fraction": counts[NODATA] / total,
         "cloud_fraction": (counts[CLOUD] + counts[THIN]) / valid_pixels,

@@ -116,6 +116,8 @@ from cloudfree.mask.classify import (
     MaskParams,
     ShadowThresholds,
     built_up,
+    cloud_parallax,
+    seeding,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
@@ -339,6 +341,9 @@ def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
 #: of a distance transform: on a 420 x 2048 chunk the visit took 9 ms at feather 2 against
 #: 57 ms, 27 ms against 80 at feather 7 (192 offsets), and longer than the transform at 15.
 MAX_VISITED_REACH = 8
+#: Context the shadows' tie to their clouds needs (``tied_shadows``), in whole steps of the
+#: shadow test's grid, so that a window's corner keeps its place on that grid.
+TIE_REACH = -(-SHADOW_NEAR // SHADE_STEP) * SHADE_STEP
 
 
 def composite_alpha(fill: np.ndarray, feather: int) -> np.ndarray:
@@ -462,8 +467,11 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
                         copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
                         ) -> tuple[int, int] | None:
     """First pass: the offset from the scene's clouds to their shadows (``shadow.scene_offset``;
-    None: none is cast). Reads as ``classified_windows``."""
-    halo = params.halo + OFFSET_REACH
+    None: none is cast). Reads as ``classified_windows``. With the bright-land test, only
+    confirmed clouds (``seeding``, with their parallax) cast shadows: what is left of bright
+    land in the mask casts none."""
+    confirm = params.land  # the confirmation takes the classes exact SEED_REACH px around
+    halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm else 0)
 
     def job(win: Window, window: MaskedWindow) -> np.ndarray:
         refl, valid, classes, score = window
@@ -473,6 +481,8 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         inside = valid & ((rows >= 0) & (rows < s2.height))[:, None] \
             & ((cols >= 0) & (cols < s2.width))[None, :]
         cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
+        if confirm:
+            cloud = seeding(cloud, score, valid, cloud_parallax(refl, bands, cloud))
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
@@ -585,7 +595,8 @@ class SceneRemoval:
         halo = context + self.options.feather + 1
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
-                    + max(self.options.feather + 1, local.reach))
+                    + max(self.options.feather + 1, local.reach)
+                    + (TIE_REACH if self.params.shadow else 0))  # the shadows tied around
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
@@ -614,7 +625,9 @@ class SceneRemoval:
             classes = tied_shadows(refl, classes, self.shadow.offset, self.bands)
         region = fill_mask(classes, self.params)
         if local is not None:  # the haze ring, only where no other date judges the pixel
-            ring = haze_region(region, score, valid, local)
+            parallax = (cloud_parallax(refl, self.bands, classes == CLOUD) if self.params.land
+                        else None)
+            ring = haze_region(region, score, valid, local, parallax)
             region = ring if background is None else region | (ring & (background.count == 0))
             # the fill, the restoration and the dates' fill take their sources this near the
             # chunk: the wider margin the classes and the ring needed to be exact is let go
@@ -1028,7 +1041,12 @@ def remove_scene(
             log.debug("cloud pixels: %s", how)
         from_dates = None
         if references:
-            opened = open_references(references, s2, mask_params, shadow, inputs,
+            # where the dates judge, they judge bright land too (a roof is bright on every
+            # date): their fits and the target's cloud they start from are the single-date
+            # mask's without the bright-land test, which takes some thin veils for land
+            opened = open_references(references, s2,
+                                     replace(mask_params, land=False) if temporal_mask
+                                     else mask_params, shadow, inputs,
                                      bands=bands, s1=None if s1_path is None else s1,
                                      reference_s1=dates.reference_s1, quiet=quiet,
                                      count=dates.reference_count, temporal=temporal_mask,

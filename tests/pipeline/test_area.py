@@ -103,16 +103,18 @@ def test_a_lon_lat_box_is_snapped_outward_onto_the_scenes_grid(tmp_path, cli):
         assert all(0 <= b < 10 for b in beyond), beyond
 
 
-def test_mask_bbox_is_the_same_window_of_the_whole_mask(tmp_path, cli):
+@pytest.mark.parametrize("options", [(), ("--buffer", "5")])
+def test_mask_bbox_is_the_same_window_of_the_whole_mask(tmp_path, cli, options):
     whole_mask, crop_mask = tmp_path / "whole_mask.tif", tmp_path / "crop_mask.tif"
-    assert cli("mask", SUMMER_S2, "-o", whole_mask, "-q").exit_code == 0
-    result = cli("mask", SUMMER_S2, "-o", crop_mask, "--bbox", *BOX, "-q")
+    assert cli("mask", SUMMER_S2, "-o", whole_mask, *options, "-q").exit_code == 0
+    result = cli("mask", SUMMER_S2, "-o", crop_mask, "--bbox", *BOX, *options, "-q")
     assert result.exit_code == 0, result.output
     crop, transform, tags = read(crop_mask)
     full, full_transform, _ = read(whole_mask, WINDOW)
     assert transform == full_transform * Affine.translation(WINDOW.col_off, WINDOW.row_off)
     assert tags[INPUT_WINDOW] == "44 53 121 131"
-    # no buffer by default, and the score is pixel by pixel: the very same classes
+    # the box is read with the context around it that the tests' squares and the buffer take,
+    # as a window of the whole scene is: the very same classes up to its edges
     assert np.array_equal(crop, full)
     assert (crop == 1).any() and (crop == 0).any()
 

@@ -404,29 +404,29 @@ def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path
 
 
 def test_remove_changes_under_1_percent_of_the_cloud_free_chip(tmp_path):
-    """Roofs, roads and greenhouses of the cloud-free Sen1Floods11 chip that score as cloud grow
-    no buffer or haze ring (no confident cloud near, no haze around), and the built-up ones are
-    left clear by their backscatter: `remove` with its defaults and the chip's S1 changes under
-    1 % of its pixels, no more than the mask flags."""
+    """Roofs, roads and greenhouses of the cloud-free Sen1Floods11 chip that score as cloud are
+    bright land by their texture, short-wave infrared and lack of parallax, and the built-up
+    ones by their backscatter; what is left grows no buffer or haze ring and casts no shadow:
+    `remove` with its defaults and the chip's S1 changes under 1 % of its pixels (0.2 %; 0.86 %
+    without the bright-land test), no more than the mask flags."""
     out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
     remove_scene(FLOODS_S2, FLOODS_S1, out, outputs=OutputOptions(mask_out=mask), quiet=True)
     with rasterio.open(FLOODS_S2) as src, rasterio.open(out) as dst, rasterio.open(mask) as m:
         valid = (src.read() != 0).all(axis=0)
         changed = (src.read() != dst.read()).any(axis=0) & valid
         masked = m.read(1) == CLOUD
-    assert 0.002 < changed.sum() / valid.sum() < 0.01
+    assert 0 < changed.sum() / valid.sum() < 0.01
     assert changed[masked].all()  # what the mask flags is filled
     assert changed.sum() <= masked.sum()
 
 
-def test_remove_with_the_bright_land_test_leaves_most_of_the_chips_bright_land_alone(tmp_path):
-    """With the bright-land test, most of what scores as cloud on the cloud-free Sen1Floods11
-    chip (roofs, greenhouses, roads) stays clear, and `remove` changes under 1 % of the chip
-    (1.7 % without the test); what the test leaves cloud is filled (but a pixel at the chip's
-    edge, which remove's own mask does not call cloud)."""
+def test_remove_leaves_the_chips_bright_land_alone_without_s1(tmp_path):
+    """Without Sentinel-1 (no built-up test), the bright-land test alone keeps most of what
+    scores as cloud on the cloud-free Sen1Floods11 chip (roofs, greenhouses, roads) clear:
+    `remove` changes under 1 % of the chip (1.7 % without the test); what it leaves cloud is
+    filled."""
     out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
-    remove_scene(FLOODS_S2, FLOODS_S1, out, outputs=OutputOptions(mask_out=mask), quiet=True,
-                 mask_params=MaskParams(buffer=5, land=True, built_up=False))
+    remove_scene(FLOODS_S2, None, out, outputs=OutputOptions(mask_out=mask), quiet=True)
     with rasterio.open(FLOODS_S2) as src, rasterio.open(out) as dst, rasterio.open(mask) as m:
         changed = (src.read() != dst.read()).any(axis=0)
         masked = m.read(1) == CLOUD
@@ -434,20 +434,21 @@ def test_remove_with_the_bright_land_test_leaves_most_of_the_chips_bright_land_a
         refl, valid = s2.read()
     assert changed.mean() < 0.01
     assert changed[masked].all()  # what the mask flags is filled
-    without = classify(refl, valid)[0] == CLOUD
-    found = classify(refl, valid, MaskParams(land=True))[0] == CLOUD
-    assert found.mean() < 0.5 * without.mean() and changed[found].mean() > 0.99
+    without = classify(refl, valid, MaskParams(land=False))[0] == CLOUD
+    found = classify(refl, valid)[0] == CLOUD
+    assert found.mean() < 0.35 * without.mean() and changed[found].mean() > 0.99
 
 
 def test_remove_with_s1_leaves_the_chips_built_up_land_alone(tmp_path):
     """With Sentinel-1, what scores as cloud on built-up backscatter with no confident cloud
-    near is left clear: `remove` changes under 1 % of the cloud-free Sen1Floods11 chip, where
-    it changes 1.7 % without the test; the mask written is the one filled."""
+    near is left clear: without the bright-land test, `remove` changes under 1 % of the
+    cloud-free Sen1Floods11 chip, where it changes 1.7 % without either test; the mask written
+    is the one filled."""
     changed, masked = {}, {}
     for on in (True, False):
         out, mask = tmp_path / f"{on}.tif", tmp_path / f"mask{on}.tif"
         remove_scene(FLOODS_S2, FLOODS_S1, out, quiet=True, outputs=OutputOptions(mask_out=mask),
-                     mask_params=MaskParams(buffer=5, built_up=on))
+                     mask_params=MaskParams(buffer=5, built_up=on, land=False))
         with rasterio.open(FLOODS_S2) as src, rasterio.open(out) as dst, rasterio.open(mask) as m:
             changed[on] = (src.read() != dst.read()).any(axis=0)
             masked[on] = m.read(1) == CLOUD
