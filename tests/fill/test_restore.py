@@ -357,20 +357,28 @@ def test_the_land_spread_on_its_coarse_grid_matches_the_direct_measure(clouded):
     assert np.percentile(np.abs(ratio - 1), 99) < 0.15
 
 
-def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land(tmp_path):
-    """The bundled sample as ``remove`` runs it by default: no filled pixel darker in B02, B03
-    or B04 than the land's 0.5th percentile, nor bluer (B02 / B04) than its bluest pixel
-    (the veil of its cloud edges unmixed with a white cloud left hundreds of dark blue specks).
-    The land is what the input shows off the clouds: the pixels kept, and the shadowed ones
-    the output relights, as seen."""
-    sample = ROOT / "examples" / "data"
-    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
+@pytest.fixture(scope="module")
+def bundled_removal(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bundled sample as ``remove`` runs it by default: its input, output (float32
+    [13, H, W]) and the mask's shadow pixels."""
+    sample, tmp = ROOT / "examples" / "data", tmp_path_factory.mktemp("bundled")
+    out, mask = tmp / "out.tif", tmp / "mask.tif"
     remove_scene(sample / "s2.tif", sample / "s1.tif", out, outputs=OutputOptions(mask_out=mask),
                  quiet=True)
     with rasterio.open(sample / "s2.tif") as ds:
         seen = ds.read().astype(np.float32)
     with rasterio.open(out) as ds, rasterio.open(mask) as m:
-        written, shadow = ds.read().astype(np.float32), m.read(1) == SHADOW
+        return seen, ds.read().astype(np.float32), m.read(1) == SHADOW
+
+
+def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land(
+        bundled_removal):
+    """The bundled sample as ``remove`` runs it by default: no filled pixel darker in B02, B03
+    or B04 than the land's 0.5th percentile, nor bluer (B02 / B04) than its bluest pixel
+    (the veil of its cloud edges unmixed with a white cloud left hundreds of dark blue specks).
+    The land is what the input shows off the clouds: the pixels kept, and the shadowed ones
+    the output relights, as seen."""
+    seen, written, shadow = bundled_removal
     filled = (written != seen).any(axis=0)
     assert 0.2 < filled.mean() < 0.8 and (filled & shadow).sum() > 0.8 * shadow.sum() > 1000
     land, restored = seen[1:4, ~filled | shadow], written[1:4, filled]  # B02, B03, B04
@@ -380,20 +388,14 @@ def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land
     assert not (restored[0] > bluest * restored[2]).any()
 
 
-def test_the_bundled_samples_thin_cloud_is_restored_without_dark_specks_or_veil(tmp_path):
+def test_the_bundled_samples_thin_cloud_is_restored_without_dark_specks_or_veil(
+        bundled_removal):
     """The bundled sample as ``remove`` runs it by default, its cloud pixels (the shadows
     relit aside): none darker in B02, B03 and B04 at once than the darkest 2 % of the land kept
     (the dark blue-black specks along the bright cores, where a bluish veil was taken off as a
     white one), and none hazier (HOT, B02 - B04 / 2) than the haziest pixel kept (the veil of a
     bright wisp left on, or blended back by the feather)."""
-    sample = ROOT / "examples" / "data"
-    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
-    remove_scene(sample / "s2.tif", sample / "s1.tif", out, outputs=OutputOptions(mask_out=mask),
-                 quiet=True)
-    with rasterio.open(sample / "s2.tif") as ds:
-        seen = ds.read().astype(np.float32)
-    with rasterio.open(out) as ds, rasterio.open(mask) as m:
-        written, shadow = ds.read().astype(np.float32), m.read(1) == SHADOW
+    seen, written, shadow = bundled_removal
     filled = (written != seen).any(axis=0)
     cloud, land = written[:, filled & ~shadow], seen[:, ~filled]
     assert cloud.shape[1] > 0.3 * filled.size
