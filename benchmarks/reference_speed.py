@@ -97,12 +97,13 @@ def remove_command(target: Path, refs: list[Path], out: Path) -> list[str]:
 
 
 def floor(target: Path, refs: list[Path], out: Path) -> tuple[float, float, float]:
-    """Wall and CPU seconds of reading the references and writing the target as a COG."""
+    """Wall and CPU seconds and peak RSS of reading the references (if any) and writing the
+    target as a COG."""
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
     out.unlink(missing_ok=True)
-    reading = timed([sys.executable, __file__, "--read", *map(str, refs)])
+    reading = timed([sys.executable, __file__, "--read", *map(str, refs)]) if refs else (0, 0, 0)
     writing = timed([rio, "cogeo", "create", str(target), str(out), "--cog-profile",
                      "deflate", "--quiet"])
     return reading[0] + writing[0], reading[1] + writing[1], max(reading[2], writing[2])

@@ -582,8 +582,9 @@ class SceneRemoval:
         try:
             return self._load(chunk)
         finally:  # a chunk that skipped a stage of the dates, or failed, lets the next ones by
+            number = chunk_number(chunk, self.chunk_tiles)
             for turns in (self._background_turns, self._fill_turns):
-                turns.past(chunk_number(chunk, self.chunk_tiles))
+                turns.past(number)
 
     def _load(self, chunk: Chunk) -> LoadedChunk:
         """See :meth:`load`."""
