@@ -332,8 +332,14 @@ def classify(
         score = raw
         score[snowy] = 0
         cloud = score > params.threshold
+    # the parallax index, where both the bright-land test and the buffer's confident clouds
+    # read it (``cloud_parallax`` reads the bands as they are: the same where all are valid)
+    index = None
+    if (params.land and params.buffer and all_valid and scl is None and cloud.any()
+            and all(k in b for k in PARALLAX_BANDS)):
+        index = parallax_index(b)
     if params.land and scl is None:
-        cloud &= ~bright_land(b, cloud, score, valid)
+        cloud &= ~bright_land(b, cloud, score, valid, index)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
@@ -359,7 +365,8 @@ def classify(
     if params.buffer:
         for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
             flagged = classes == cls
-            parallax = cloud_parallax(reflectance, bands, flagged) if params.land else None
+            parallax = (cloud_parallax(reflectance, bands, flagged, index)
+                        if params.land and cls == CLOUD else None)
             grown = grow(seeding(flagged, score, valid, parallax) if cls == CLOUD else flagged,
                          params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
@@ -532,27 +539,34 @@ def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 
 def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
-                valid: np.ndarray) -> np.ndarray:
+                valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
     parallax, land's short-wave infrared and the texture of built-up land around, or a faint
     ``score`` and plainer land (the constants ``LAND_*``, ``FAINT_*``), under a sky that is not
     overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
-    ``LAND_BANDS``. Exact with ``LAND_REACH`` px of context."""
+    ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
+    ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
     broken = cloud & (box_mean(cloud.astype(np.float32), valid, SHARE_BOX) < OVERCAST_SHARE)
     if not broken.any():
         return broken
+    count = box_count(cloud, LAND_BOX)  # the divisor of the three means over the clouds
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
-    parallax = box_mean(parallax_index(b), cloud, LAND_BOX)
-    swir = box_mean(b["B11"] / visible, cloud, LAND_BOX)
+    parallax = box_mean(parallax_index(b) if index is None else index, cloud, LAND_BOX,
+                        count=count)
+    swir = box_mean(b["B11"] / visible, cloud, LAND_BOX, count=count)
     land = broken & (parallax > LAND_CDI) & (swir > LAND_SWIR)
     if not land.any():
         return land
+    kept = land & (box_mean(texture(b["B04"], cloud), cloud, LAND_BOX, count=count)
+                   > LAND_TEXTURE)
+    plain = land & ~kept & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
+    if not plain.any():  # none left to the faint score
+        return kept
     faint = ndimage.maximum_filter(np.where(cloud, np.nan_to_num(score), 0), LAND_BOX,
                                    mode="reflect") < FAINT_SCORE
-    return land & ((box_mean(texture(b["B04"], cloud), cloud, LAND_BOX) > LAND_TEXTURE)
-                   | (faint & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)))
+    return kept | (plain & faint)
 
 
 #: A cloud pixel is built-up land, and left clear, when within the ``BUILT_BOX`` px square
@@ -587,15 +601,17 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
     return land & (count > 1e-6) & (total > BUILT_VV * count)
 
 
-def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str],
-                   cloud: np.ndarray) -> np.ndarray | None:
+def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
+                   index: np.ndarray | None = None) -> np.ndarray | None:
     """Mean parallax index [H, W] (``parallax_index``) of the ``cloud`` pixels in the
     ``SHARE_BOX`` px square around each pixel (0 where there are none); ``reflectance`` holds
-    ``bands``; None without the bands ``PARALLAX_BANDS``. Exact with ``PARALLAX_REACH`` px of
-    context."""
+    ``bands``; None without the bands ``PARALLAX_BANDS``. ``index``: the parallax index of
+    ``reflectance``, where the caller has it. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
-    return box_mean(parallax_index(_pick(reflectance, bands, PARALLAX_BANDS)), cloud, SHARE_BOX)
+    if index is None:
+        index = parallax_index(_pick(reflectance, bands, PARALLAX_BANDS))
+    return box_mean(index, cloud, SHARE_BOX)
 
 
 def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
@@ -626,15 +642,21 @@ def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
 
 
 def box_mean(x: np.ndarray, where: np.ndarray, size: int,
-             mode: str = "reflect") -> np.ndarray:
+             mode: str = "reflect", count: np.ndarray | None = None) -> np.ndarray:
     """Mean of ``x`` [H, W] over the ``where`` pixels of the ``size`` px square around each
     pixel (0 where it holds none); beyond the array's edges mirrored (``mode``), as windows
-    read at the scene's edges are."""
+    read at the scene's edges are. ``count``: ``box_count(where, size, mode)``, where the
+    caller has it."""
     if mode != "constant" and where.all():  # every weight and their mean exactly 1
         return ndimage.uniform_filter(x, size, mode=mode)
-    weight = where.astype(np.float32)
-    total = ndimage.uniform_filter(x * weight, size, mode=mode)
-    return total / np.maximum(ndimage.uniform_filter(weight, size, mode=mode), 1e-6)
+    total = ndimage.uniform_filter(x * where.astype(np.float32), size, mode=mode)
+    return total / (box_count(where, size, mode) if count is None else count)
+
+
+def box_count(where: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray:
+    """The share of ``where`` [H, W] pixels in the ``size`` px square around each pixel, at
+    least 1e-6: ``box_mean``'s divisor."""
+    return np.maximum(ndimage.uniform_filter(where.astype(np.float32), size, mode=mode), 1e-6)
 
 
 def grow(seeds: np.ndarray, radius: int) -> np.ndarray:

@@ -275,6 +275,31 @@ def test_bright_land_leaves_roofs_and_greenhouses_clear_and_keeps_the_cumulus():
     assert fractions["summer"][1] > 0.99 * fractions["summer"][0] > 0.3
 
 
+def test_remove_s_mask_computes_the_parallax_index_once(monkeypatch):
+    """With ``remove``'s buffer and shadows, the bright-land test and the buffer's confident
+    clouds read one parallax index, and the shadows' buffer none, over the summer sample's
+    cumulus and their shadows: its classes stay those of the windows around it."""
+    from cloudfree.mask import classify as module
+
+    calls = []
+
+    def counted(b):
+        calls.append(b["B08"].shape)
+        return parallax_index(b)
+
+    parallax_index = module.parallax_index
+    monkeypatch.setattr(module, "parallax_index", counted)
+    refl, valid = reflectance_of(SUMMER_S2)
+    params = MaskParams(buffer=5, shadow=True)
+    shadow = combine_shadow_stats([shadow_thresholds(refl, valid)])
+    classes = classify(refl, valid, params, shadow=shadow)[0]
+    assert {CLOUD, SHADOW} <= set(np.unique(classes)) and len(calls) == 1
+    monkeypatch.setattr(module, "parallax_index", parallax_index)
+    end = 128 + params.context
+    window = classify(refl[:, :end], valid[:end], params, shadow=shadow)[0]
+    np.testing.assert_array_equal(window[:128], classes[:128])
+
+
 def test_bright_land_is_not_found_under_an_overcast_sky():
     """The summer cumulus spread over the whole patch (each pixel that of the cloud pixel
     nearest it, its rim's too, where the land shows through) is cloud everywhere: bright land
