@@ -295,6 +295,7 @@ def classify(
     shadow: ShadowThresholds | None = None,
     scl: np.ndarray | None = None,
     cores: bool = True,
+    index: ParallaxIndex | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Classes uint8 [H, W] (0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata; ``thin_cloud``
     parts thin cloud off for ``mask``'s output) and score float32.
@@ -304,7 +305,8 @@ def classify(
     ``scl``: an L2A scene classification [H, W] on the same pixels, which then gives the classes
     (``params.scl`` is for the caller, who reads it or not). ``cores=False`` leaves snow
     cores snow (``snow_cores``; for a caller that classifies again with their context where
-    there is snow).
+    there is snow). ``index``: where the parallax index of ``reflectance`` is kept for the
+    caller.
     """
     b = _pick(reflectance, bands, params.bands_for(bands))
     h, w = b["B02"].shape
@@ -332,14 +334,16 @@ def classify(
         score = raw
         score[snowy] = 0
         cloud = score > params.threshold
-    # the parallax index, where both the bright-land test and the buffer's confident clouds
-    # read it (``cloud_parallax`` reads the bands as they are: the same where all are valid)
-    index = None
-    if (params.land and params.buffer and all_valid and scl is None and cloud.any()
-            and all(k in b for k in PARALLAX_BANDS)):
-        index = parallax_index(b)
+    # the parallax index, computed once where the bright-land test and the buffer's confident
+    # clouds or the caller's read it (``cloud_parallax`` reads the bands as they are: the same
+    # where all are valid)
+    shared = None
+    if (params.land and (params.buffer or index is not None) and all_valid and scl is None
+            and cloud.any() and all(k in b for k in PARALLAX_BANDS)):
+        index = ParallaxIndex() if index is None else index
+        shared = index.of(reflectance, bands)
     if params.land and scl is None:
-        cloud &= ~bright_land(b, cloud, score, valid, index)
+        cloud &= ~bright_land(b, cloud, score, valid, shared)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
@@ -524,6 +528,23 @@ def parallax_index(b: dict[str, np.ndarray]) -> np.ndarray:
     return (v7 - v8) / np.maximum(v7 + v8, np.float32(1e-12))
 
 
+class ParallaxIndex:
+    """The parallax index (``parallax_index``) of a reflectance array's bands as they are,
+    computed once for that array: ``classify`` and its caller read the same."""
+
+    def __init__(self) -> None:
+        self._of: np.ndarray | None = None
+        self._index = np.zeros((0, 0), np.float32)
+
+    def of(self, reflectance: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+        """The index [H, W] of ``reflectance`` [C, H, W], whose bands are ``bands`` (with
+        ``PARALLAX_BANDS``)."""
+        if self._of is not reflectance:
+            self._index = parallax_index(_pick(reflectance, bands, PARALLAX_BANDS))
+            self._of = reflectance
+        return self._index
+
+
 def local_variance(x: np.ndarray, size: int) -> np.ndarray:
     """Variance of ``x`` [H, W] over the ``size`` px square around each pixel."""
     mean = ndimage.uniform_filter(x, size, mode="reflect")
@@ -602,16 +623,15 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
 
 
 def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
-                   index: np.ndarray | None = None) -> np.ndarray | None:
+                   index: ParallaxIndex | None = None) -> np.ndarray | None:
     """Mean parallax index [H, W] (``parallax_index``) of the ``cloud`` pixels in the
     ``SHARE_BOX`` px square around each pixel (0 where there are none); ``reflectance`` holds
-    ``bands``; None without the bands ``PARALLAX_BANDS``. ``index``: the parallax index of
-    ``reflectance``, where the caller has it. Exact with ``PARALLAX_REACH`` px of context."""
+    ``bands``; None without the bands ``PARALLAX_BANDS``. ``index``: where the parallax index
+    of ``reflectance`` is kept. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
-    if index is None:
-        index = parallax_index(_pick(reflectance, bands, PARALLAX_BANDS))
-    return box_mean(index, cloud, SHARE_BOX)
+    return box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
+                    cloud, SHARE_BOX)
 
 
 def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,

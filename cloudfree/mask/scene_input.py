@@ -20,6 +20,7 @@ from cloudfree.mask.classify import (
     SNOW,
     SNOW_REACH,
     MaskParams,
+    ParallaxIndex,
     ShadowThresholds,
     classify,
 )
@@ -46,16 +47,18 @@ class MaskedWindow(NamedTuple):
 def read_classified(read: Callable[..., MaskInput], top: int, left: int, height: int,
                     width: int, scene: tuple[int, int], halo: int, params: MaskParams,
                     bands: Sequence[str], shadow: ShadowThresholds | None = None,
-                    pads_itself: bool = True) -> MaskedWindow:
+                    pads_itself: bool = True, index: ParallaxIndex | None = None
+                    ) -> MaskedWindow:
     """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
     width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
     outside the scene, see ``io.rasters.read_padded``), and classified as the mask does. A
     window that holds snow and cloud is read again with the snow cores' context
     (``SNOW_REACH``) around the halo and classified with it; the caller's context stays the
-    halo it asks for."""
+    halo it asks for. ``index``: where the window's parallax index is kept (``classify``)."""
     refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
                                    pads_itself=pads_itself)
-    classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False)
+    classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False,
+                              index=index)
     if scl is None and (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores
         wide = read_padded(read, top, left, height, width, *scene, halo + SNOW_REACH,
                            pads_itself=pads_itself)
@@ -66,14 +69,15 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
 
 def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
                 scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
-                shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None
-                ) -> MaskedWindow:
-    """:func:`read_classified`'s window; where ``kept`` holds the whole scene's classes, only
-    the reflectance is read (by ``read``, which pads itself) and the classes and score are
-    read back from it: the same, exact to the window's edge."""
+                shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None,
+                index: ParallaxIndex | None = None) -> MaskedWindow:
+    """:func:`read_classified`'s window (``index``: where its parallax index is kept); where
+    ``kept`` holds the whole scene's classes, only the reflectance is read (by ``read``, which
+    pads itself) and the classes and score are read back from it: the same, exact to the
+    window's edge."""
     if kept is None or not kept.complete:
         return read_classified(read, top, left, height, width, scene, halo, params, bands,
-                               shadow)
+                               shadow, index=index)
     refl, valid, _ = read_padded(read, top, left, height, width, *scene, halo,
                                  pads_itself=True)
     return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))

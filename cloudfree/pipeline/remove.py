@@ -114,6 +114,7 @@ from cloudfree.mask.classify import (
     SHADOW,
     SHADOW_BANDS,
     MaskParams,
+    ParallaxIndex,
     ShadowThresholds,
     built_up,
     cloud_parallax,
@@ -414,12 +415,14 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
 
 def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                        shadow: ShadowThresholds | None, halo: int,
-                       job: Callable[[Window, MaskedWindow], Result], label: str, quiet: bool,
+                       job: Callable[[Window, MaskedWindow, ParallaxIndex], Result], label: str,
+                       quiet: bool,
                        abandon: threading.Event | None = None,
                        copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
                        ) -> Iterator[Result]:
-    """``job(window, MaskedWindow)`` on every block of the scene, read with ``halo`` px of
-    context and classified, on every core; yields the results in order. With ``copy``, the
+    """``job(window, MaskedWindow, ParallaxIndex)`` on every block of the scene, read with
+    ``halo`` px of context and classified (its parallax index kept where the mask computed
+    it), on every core; yields the results in order. With ``copy``, the
     scene is kept there first (``fill_copy``; unless an earlier pass kept it) and the windows
     with their margins read back from it. With ``kept``, each window's classes are kept there
     as they are classified, or, where an earlier pass kept them all, read back from it instead.
@@ -444,12 +447,13 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
             return mask_input(s2, decode(grown), pads)
 
+        parallax = ParallaxIndex()
         window = read_masked(read, top, left, h, w, (s2.height, s2.width), halo, params, bands,
-                             shadow, None if storing else kept)
+                             shadow, None if storing else kept, parallax)
         if storing:
             inner = (slice(halo, halo + h), slice(halo, halo + w))
             kept.store(index, window.classes[inner], window.score[inner])
-        return job(win, window)
+        return job(win, window, parallax)
 
     # windows are read and classified on every core; each thread returns only its result.
     # Closed (its threads joined) before the scene's datasets, even on a stop.
@@ -473,7 +477,7 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     confirm = params.land  # the confirmation takes the classes exact SEED_REACH px around
     halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm else 0)
 
-    def job(win: Window, window: MaskedWindow) -> np.ndarray:
+    def job(win: Window, window: MaskedWindow, parallax: ParallaxIndex) -> np.ndarray:
         refl, valid, classes, score = window
         h, w = int(win.height), int(win.width)
         rows = np.arange(-halo, h + halo) + int(win.row_off)
@@ -482,7 +486,7 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
             & ((cols >= 0) & (cols < s2.width))[None, :]
         cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
         if confirm:
-            cloud = seeding(cloud, score, valid, cloud_parallax(refl, bands, cloud))
+            cloud = seeding(cloud, score, valid, cloud_parallax(refl, bands, cloud, parallax))
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
@@ -505,7 +509,7 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     ``classified_windows``."""
     halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
 
-    def job(win: Window, window: MaskedWindow
+    def job(win: Window, window: MaskedWindow, _: ParallaxIndex
             ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
         refl, valid, classes, _ = window
         if tie_shadows:
