@@ -275,7 +275,7 @@ def test_bright_land_leaves_roofs_and_greenhouses_clear_and_keeps_the_cumulus():
     assert fractions["summer"][1] > 0.99 * fractions["summer"][0] > 0.3
 
 
-def test_remove_s_mask_computes_the_parallax_index_once(monkeypatch):
+def test_the_mask_with_buffer_and_shadows_computes_the_parallax_index_once(monkeypatch):
     """With ``remove``'s buffer and shadows, the bright-land test and the buffer's confident
     clouds read one parallax index, and the shadows' buffer none, over the summer sample's
     cumulus and their shadows: its classes stay those of the windows around it."""

@@ -378,6 +378,31 @@ def test_the_statistics_beside_the_coregistration_stop_once_it_fails():
             first_passes(s2, s2.bands, params, True, False, True, abandon)
 
 
+def test_the_shadow_offset_pass_reads_the_parallax_index_its_mask_computed(monkeypatch):
+    """The pass that finds the offset from the summer sample's clouds to their shadows confirms
+    its clouds by their parallax: it reads the index the mask computed for the window (one
+    window: one index), and finds the offset it finds computing its own."""
+    from cloudfree.mask import classify as module
+    from cloudfree.pipeline.remove import first_passes
+
+    params = MaskParams(buffer=5, shadow=True)
+    index, calls = module.parallax_index, []
+
+    def counted(b):
+        calls.append(b["B08"].shape)
+        return index(b)
+
+    def unkept(self, reflectance, bands):  # each reader computes its own
+        return index(module._pick(reflectance, bands, module.PARALLAX_BANDS))
+
+    monkeypatch.setattr(module, "parallax_index", counted)
+    with open_sentinel2(SUMMER_S2) as s2:
+        shadow = first_passes(s2, s2.bands, params, False, True, True)[0]
+        assert shadow.offset is not None and len(calls) == 1
+        monkeypatch.setattr(module.ParallaxIndex, "of", unkept)
+        assert first_passes(s2, s2.bands, params, False, True, True)[0] == shadow
+
+
 @pytest.mark.slow
 def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path):
     """The network-free fill depends on its chunk's extent, and the chunk's arrays are the
