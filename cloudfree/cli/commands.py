@@ -215,8 +215,10 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
               help="Keep clear pixels and fill clouds, or write the raw prediction.")
 @click.option("--feather", type=click.IntRange(*FEATHER_RANGE), default=2, show_default=True,
               metavar="PIXELS",
-              help="Width of the transition inside the edge of the filled region (with "
-                   "--reference, cloud pixels are replaced in full: it lies in the buffer).")
+              help="Width of the transition inside the edge of the filled region, from the "
+                   "pixels as seen to the fill (where thin cloud is restored, from the land "
+                   "restored under it; with --reference, cloud pixels are replaced in full: "
+                   "it lies in the buffer).")
 @click.option("--fill", "fill_method", type=click.Choice(FILL_METHODS), default="local",
               show_default=True,
               help="Base of the fill models: clear pixels nearby that match in S1, with the "

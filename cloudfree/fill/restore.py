@@ -139,8 +139,8 @@ class RestoreParams:
 
 def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
             shadow: np.ndarray, clear: np.ndarray, params: RestoreParams = RestoreParams(),
-            bands: tuple[str, ...] = BANDS, bounds: LandBounds | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            bands: tuple[str, ...] = BANDS, bounds: LandBounds | None = None,
+            feather: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The base of the ``region`` [H, W] pixels: restored land where it shows, ``expected``
     elsewhere, written over ``expected`` (float32) on the region and returned; and the share
     [H, W] of each that is filled (1: all fill; 0 off the region). Off the region ``expected``
@@ -148,7 +148,11 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     ``shadow``: the region's shadow pixels; ``clear``: the clear land. Haze needs B02 and B04
     (HOT) among ``bands``; without them, thin cloud is filled.
     Shadows are relit as they are given: ``shadow.tied_shadows`` tells which are. ``bounds``:
-    those of the scene's clear land (``LandHistogram``); None: those of ``clear``."""
+    those of the scene's clear land (``LandHistogram``); None: those of ``clear``.
+    ``feather``: the composite's share [H, W] of the base against the pixel as seen (the
+    feather, ``composite_alpha``), or None. On the pixels whose veil is taken off, the rest of
+    that share goes to their restored land instead, and ``feather`` is set to 1 there (in
+    place): easing the fill in against the veiled pixel as seen gave the veil back."""
     out = expected
     filled = region.astype(np.float32)
     cloud = region
@@ -170,6 +174,10 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         # taken off than the pixel can hold, and where HOT reads more, the fill takes over
         cap = thickest(seen, held, bands)
         weight = weight * smoothstep_down(t - cap, 0, SLACK)
+        if feather is not None:  # the fill eased in against the land, not the veil seen
+            eased = feather[rows, cols]
+            weight = np.where(where, 1 - (1 - weight) * eased, weight)
+            eased[where] = 1
         keep = 1 - weight
         t = np.minimum(t, cap)
         # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much

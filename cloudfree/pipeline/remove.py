@@ -654,7 +654,7 @@ class SceneRemoval:
             alpha = np.where(background.count > 0, region, alpha).astype(np.float32)
         inner = (slice(halo, halo + chunk.height), slice(halo, halo + chunk.width))
         network_input, mask, bound = refl, np.zeros(classes.shape, bool), None
-        support = filled = None
+        support = filled = eased = scored = None
         if self.fill is not None:
             mask = region
             if local is not None and self.fill.source == "scene" and region[inner].any():
@@ -665,9 +665,14 @@ class SceneRemoval:
                 network_input, support = local_fill(refl, here, sources, s1, self.fill.values,
                                                     local, self.bands)
                 if self.restoring is not None:  # what still shows is restored, not filled
+                    # a pixel that scores as cloud itself keeps the feather against it as seen:
+                    # bright land the mask took for cloud grows no buffer, and is right as seen
+                    scored = np.nan_to_num(score) > self.params.threshold
+                    eased = np.where(scored, np.float32(1), alpha) if self.options.composite \
+                        else None
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,
-                        self.restoring, self.bands, self.bounds)
+                        self.restoring, self.bands, self.bounds, eased)
                     mask = region & ~(here & (filled < 0.5))
                 if self.options.max_correction is not None and network:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
@@ -688,6 +693,9 @@ class SceneRemoval:
         # a copy, not a view: the chunk keeps its reflectance until written, not the halo's
         refl, valid = np.ascontiguousarray(refl[:, inner[0], inner[1]]), valid[inner]
         classes, alpha, mask = classes[inner], alpha[inner], mask[inner]
+        if eased is not None:  # the feather of the land restored; the dates' fill keeps its own
+            kept = scored[inner] if reference is None else scored[inner] | reference.covered
+            alpha = np.where(kept, alpha, eased[inner])
         if reference is not None and self.options.composite:
             # the feather eases the dates' fill in over the buffer: a cloud pixel they fill is
             # replaced in full (a small cloud grows no buffer, and would keep part of itself).
