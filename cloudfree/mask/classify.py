@@ -21,9 +21,10 @@ between B07, B08 and B8A (the Cloud Displacement Index of Frantz et al. 2018: a 
 the ground, shifts between the B08 and B8A detectors, a roof does not), their short-wave infrared
 B11 is that of land (water droplets absorb there) and B04 varies among them as built-up land
 does (or they barely score and show land plainly), unless nearly all the sky around scores as
-cloud (overcast). A cloud must show parallax to be confident, before it grows a buffer. Without
-B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge such
-land (``pipeline/remove.py``).
+cloud (overcast). A cloud must show parallax to be confident, before it grows a buffer (without
+the parallax bands, a pixel confident by its score alone must lie amid cloud: ``seeding``).
+Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
+such land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
 with no confident cloud near and VV backscatter of built-up land under it (double bounce) is left
 clear; S1 sees through cloud, so the test relies on the score to keep a cloud over a town.
