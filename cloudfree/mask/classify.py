@@ -115,7 +115,7 @@ MAX_BUFFER = 300
 #: ``land=False``), a pixel confident by its score alone also needs ``SEED_NEIGHBOURS`` cloud
 #: pixels in the ``SEED_BOX`` px square around it: the white roofs of a village's sheds, a few
 #: pixels each, scored 1 on the pool's real L2A months and grew 1-2 % of them into a buffer
-#: (0.1-0.2 % now; docs/benchmarks/masks.md).
+#: (at most 0.2 % now; docs/benchmarks/masks.md).
 SEED_NEIGHBOURS, SEED_BOX, SEED_SCORE = 9, 7, 0.5
 SHARE_BOX, SEED_SHARE, CONFIDENT_SCORE, SEED_NEAR = 31, 0.5, 0.8, 50
 HAZE_BOX, SEED_HAZE = 15, 0.7
