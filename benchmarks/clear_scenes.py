@@ -2,7 +2,8 @@
 from the input, per scene, with the cloud fraction the mask flags.
 
     python benchmarks/clear_scenes.py --data DATA [--json out.json] [--half tuning|held-out]
-        [--s2cloudless] [--ukis-csmask] [-- REMOVE OPTIONS]
+        [--s2cloudless] [--ukis-csmask] [--bands l1c|l2a|l2a10] [--surface DEST]
+        [--no-veiled-edges] [--real DEST] [-- REMOVE OPTIONS]
 
 DATA is the set built by ``scripts/build_training_set.py``. Its cloud-free L1C images are the
 scenes: the clear patches (the pool's ``ok/``, ``bad_blur/`` and the SEN12MS-CR-TS clear
@@ -25,7 +26,20 @@ baseline: what a user of that mask would fill.
 
 The summary also splits the scenes into the halves of ``mask_quality.py``'s by-scene split
 (``HELD_OUT``: the SEN12MS-CR-TS patches of the pool's series and the residual triplets it
-names): rules are tuned on the tuning half, and the held-out half is scored once.
+names): rules are tuned on the tuning half, and the held-out half is scored once. The set
+holds the clear Sen1Floods11 chip of ../shared/data (``sen1floods11_Spain_7370579``, a village
+among fields, tuning half).
+
+L2A inputs, emulated as ``benchmarks/mask_l2a.py`` does: ``--bands l2a`` writes the 12 bands of
+an L2A product (B10 dropped), ``--bands l2a10`` the common ten (B02-B08, B8A, B11, B12), both
+named in the band descriptions and read as L2A (``--level l2a``). They stay at top-of-atmosphere
+levels unless ``--surface DEST`` brings them to surface levels by ``mask_l2a.py``'s dark-object
+subtraction (the visible bands lowered by the image's 1st percentile less the dark level of the
+real L2A images of the pool ``DEST``). ``--no-veiled-edges``: ``remove`` with the mask's growth
+of veiled edges off (``classify.veiled_edges``, which runs only without B10), to measure what
+it changes. ``--real DEST``: also ``remove`` on the real L2A images of the pool (the WorldCereal
+months and BigEarthNet patches, each with its S1; all but the snowy BigEarthNet patch of 4
+February 2018 nearly cloud-free), as they are; these stand apart from the halves.
 """
 
 from __future__ import annotations
@@ -41,9 +55,18 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from mask_l2a import L2A_10, L2A_12, dark_levels, l2a_paths, lowered, offsets, real_l2a
 from mask_quality import HELD_OUT, s2cloudless, ukis_csmask
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
+
+from cloudfree.io.sentinel2 import BANDS, open_sentinel2
+
+#: Bands each ``--bands`` set lacks.
+MISSING = {"l1c": (), "l2a": L2A_12, "l2a10": L2A_10}
+#: ``python -c`` program running ``python -m cloudfree`` with the veiled edges off.
+NO_EDGES = ("import runpy, sys; sys.path.insert(0, {folder!r}); from mask_l2a import edges\n"
+            "with edges(off=True): runpy.run_module('cloudfree', run_name='__main__')")
 
 
 def scenes(data: Path) -> list[tuple[str, dict]]:
@@ -74,19 +97,34 @@ def summary(rows: list[dict], label: str) -> str:
             f"{sum(c > 0.03 for c in changed)}")
 
 
-def write_inputs(record: dict, arrays: dict, folder: Path) -> tuple[Path, Path | None]:
-    """The clear image (and S1, when the record has one) as GeoTIFFs on a made-up 10 m grid."""
+def as_l2a(dn: np.ndarray, missing: tuple[str, ...], levels: dict[str, float] | None
+           ) -> np.ndarray:
+    """13-band L1C DN [13, H, W] (NaN or 0 at nodata) without the bands ``missing``, lowered to
+    surface levels by dark-object subtraction with the L2A dark ``levels`` (None: as it is)."""
+    if levels is not None:
+        valid = np.isfinite(dn).all(axis=0) & (dn > 0).all(axis=0)
+        filled = np.where(valid, dn, np.nanmedian(np.where(valid, dn, np.nan), axis=(1, 2),
+                                                  keepdims=True)) / 10000
+        dn = np.where(valid, lowered(filled, offsets(filled, levels)) * 10000, dn)
+    return dn[[i for i, b in enumerate(BANDS) if b not in missing]]
+
+
+def write_inputs(record: dict, arrays: dict, folder: Path, missing: tuple[str, ...] = (),
+                 levels: dict[str, float] | None = None) -> tuple[Path, Path | None]:
+    """The clear image (and S1, when the record has one) as GeoTIFFs on a made-up 10 m grid,
+    without the bands ``missing`` and at the surface ``levels`` given (``as_l2a``)."""
     crs = CRS.from_user_input(record["crs"] or "EPSG:32631")
     step = 1e-4 if crs.is_geographic else 10.0
-    clear = arrays["s2_clear"]
+    clear = as_l2a(arrays["s2_clear"], missing, levels)
     transform = from_origin(0.0 if crs.is_geographic else 500000.0,
                             45.0 if crs.is_geographic else 5000000.0, step, step)
     grid = {"driver": "GTiff", "height": clear.shape[1], "width": clear.shape[2], "crs": crs,
             "transform": transform}
     s2 = folder / "s2.tif"
     dn = np.where(np.isfinite(clear), np.clip(np.round(clear), 1, 65535), 0).astype(np.uint16)
-    with rasterio.open(s2, "w", **grid, count=13, dtype="uint16", nodata=0) as dst:
+    with rasterio.open(s2, "w", **grid, count=len(dn), dtype="uint16", nodata=0) as dst:
         dst.write(dn)
+        dst.descriptions = tuple(b for b in BANDS if b not in missing)
     if "s1" not in arrays:
         return s2, None
     s1 = folder / "s1.tif"
@@ -96,10 +134,10 @@ def write_inputs(record: dict, arrays: dict, folder: Path) -> tuple[Path, Path |
 
 
 def changed_share(s2: Path, out: Path) -> float:
-    """Share of the valid pixels where any band of ``out`` differs from ``s2``."""
-    with rasterio.open(s2) as a, rasterio.open(out) as b:
-        before, after = a.read(), b.read()
-    valid = (before != 0).all(axis=0)
+    """Share of the valid pixels where any band of ``out`` differs from ``s2`` (both as
+    ``open_sentinel2`` reads them: a folder's 20 m bands brought to 10 m as ``remove`` does)."""
+    with open_sentinel2(s2) as a, open_sentinel2(out) as b:
+        (before, valid), (after, _) = a.read(), b.read()
     return float(((before != after).any(axis=0) & valid).sum() / max(valid.sum(), 1))
 
 
@@ -129,8 +167,35 @@ def main() -> None:
                         help="also the share of pixels the ukis-csmask network flags as cloud")
     parser.add_argument("--half", choices=("tuning", "held-out"),
                         help="only the scenes of this half of the by-scene split")
+    parser.add_argument("--bands", choices=tuple(MISSING), default="l1c",
+                        help="the band set written: L1C's 13, L2A's 12 (no B10) or the ten of "
+                             "10 m and 20 m")
+    parser.add_argument("--surface", type=Path, metavar="DEST",
+                        help="with an L2A band set: at surface levels, by dark-object "
+                             "subtraction to the dark levels of the real L2A images under DEST")
+    parser.add_argument("--no-veiled-edges", action="store_true",
+                        help="remove with the mask's growth of veiled edges off")
+    parser.add_argument("--real", type=Path, metavar="DEST",
+                        help="also remove on the real L2A images under DEST, as they are")
     parser.add_argument("options", nargs="*", help="after --: options for every remove")
     args = parser.parse_args()
+    if args.surface and args.bands == "l1c":
+        parser.error("--surface: give an L2A band set (--bands l2a or l2a10)")
+    missing = MISSING[args.bands]
+    levels = dark_levels(real_l2a(args.surface)) if args.surface else None
+    launch = (["-c", NO_EDGES.format(folder=str(Path(__file__).resolve().parent))]
+              if args.no_veiled_edges else ["-m", "cloudfree"])
+    options = [*(["--level", "l2a"] if missing else []), *args.options]
+
+    def run(s2: Path, s1: Path | None, folder: Path) -> dict:
+        """``remove`` on ``s2`` (and ``s1``): the share of pixels changed and masked."""
+        out, mask = folder / "out.tif", folder / "mask.tif"
+        command = [sys.executable, *launch, "remove", "--s2", str(s2),
+                   *(["--s1", str(s1)] if s1 else []), "-o", str(out), "--mask-out",
+                   str(mask), "--overwrite", "--quiet", *options]
+        subprocess.run(command, check=True, capture_output=True)
+        return {"changed": changed_share(s2, out), "masked": mask_share(s2, mask)}
+
     baselines = {}
     for name, wanted, make, package in (("s2cloudless", args.s2cloudless, s2cloudless,
                                          "s2cloudless"),
@@ -140,7 +205,7 @@ def main() -> None:
             baselines[name] = make()
             if baselines[name] is None:
                 raise SystemExit(f"--{name}: {name} is not installed (pip install {package})")
-    rows = []
+    rows, real = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name, record in scenes(args.data):
@@ -148,20 +213,24 @@ def main() -> None:
                 continue
             with np.load(args.data / f"{record['id']}.npz") as z:
                 arrays = {k: z[k] for k in z.files}
-            s2, s1 = write_inputs(record, arrays, folder)
-            out, mask = folder / "out.tif", folder / "mask.tif"
-            command = [sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2),
-                       *(["--s1", str(s1)] if s1 else []), "-o", str(out), "--mask-out",
-                       str(mask), "--overwrite", "--quiet", *args.options]
-            subprocess.run(command, check=True, capture_output=True)
+            s2, s1 = write_inputs(record, arrays, folder, missing, levels)
             rows.append({"scene": name, "kind": record["kind"], "held_out": held_out(record),
-                         "changed": changed_share(s2, out), "masked": mask_share(s2, mask)})
+                         **run(s2, s1, folder)})
             line = (f"{name:48s} {record['kind']:8s} changed {100 * rows[-1]['changed']:6.2f} % "
                     f"masked {100 * rows[-1]['masked']:6.2f} %")
             for label, masker in baselines.items():
                 rows[-1][label] = flagged_share(masker, s2)
                 line += f" {label} {100 * rows[-1][label]:6.2f} %"
             print(line, flush=True)
+        if args.real:
+            print(f"\nThe real L2A images of {args.real}, as they are:")
+            kept = {name for name, *_ in real_l2a(args.real)}  # half of their pixels valid
+            for path in (p for p in l2a_paths(args.real) if p.name in kept):
+                s1 = path.with_name(path.name.replace("s2_", "s1_") if path.is_file()
+                                    else f"{path.name}_s1.tif")
+                real.append({"scene": path.name, **run(path, s1, folder)})
+                print(f"{path.name:48s} changed {100 * real[-1]['changed']:6.2f} % masked "
+                      f"{100 * real[-1]['masked']:6.2f} %", flush=True)
     print()
     print(summary(rows, "cloud-free scenes"))
     for label in baselines:
@@ -174,8 +243,10 @@ def main() -> None:
         part = [r for r in rows if r["held_out"] == held]
         if part:
             print(summary(part, label))
+    if real:
+        print(summary(real, "real L2A images"))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(rows + real, indent=1))
 
 
 if __name__ == "__main__":

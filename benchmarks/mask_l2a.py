@@ -77,13 +77,17 @@ NAMES = {"EDGE_BOX": "box", "EDGE_HOT": "HOT", "EDGE_BLUE": "blue", "EDGE_GROW":
          "EDGE_SHARE": "share"}
 
 
+def l2a_paths(dest: Path) -> list[Path]:
+    """The pool's real L2A images: WorldCereal months, BigEarthNet patches (folders)."""
+    return (sorted((dest / "worldcereal").glob("s2_*.tif"))
+            + sorted(p for p in (dest / "bigearthnet").glob("S2*_*") if p.is_dir()))
+
+
 def real_l2a(dest: Path) -> list[tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]]:
     """(name, reflectance, valid, bands) of the pool's real L2A images (WorldCereal months with
     data, BigEarthNet patches)."""
-    paths = (sorted((dest / "worldcereal").glob("s2_*.tif"))
-             + sorted(p for p in (dest / "bigearthnet").glob("S2*_*") if p.is_dir()))
     out = []
-    for path in paths:
+    for path in l2a_paths(dest):
         with open_sentinel2(path) as s2:
             refl, valid = s2.read()
             if valid.mean() >= 0.5:

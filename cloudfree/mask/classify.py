@@ -21,9 +21,10 @@ between B07, B08 and B8A (the Cloud Displacement Index of Frantz et al. 2018: a 
 the ground, shifts between the B08 and B8A detectors, a roof does not), their short-wave infrared
 B11 is that of land (water droplets absorb there) and B04 varies among them as built-up land
 does (or they barely score and show land plainly), unless nearly all the sky around scores as
-cloud (overcast). A cloud must show parallax to be confident, before it grows a buffer. Without
-B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge such
-land (``pipeline/remove.py``).
+cloud (overcast). A cloud must show parallax to be confident, before it grows a buffer (without
+the parallax bands, a pixel confident by its score alone must lie amid cloud: ``seeding``).
+Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
+such land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
 with no confident cloud near and VV backscatter of built-up land under it (double bounce) is left
 clear; S1 sees through cloud, so the test relies on the score to keep a cloud over a town.
@@ -110,6 +111,11 @@ MAX_BUFFER = 300
 #: Sen1Floods11 chip: 0.86 % instead of 4.3 %), and the real clouds blended over the pool's
 #: clear scenes score 0.03 dB more (at worst 0.15 dB less). Confident cloud within 25 px only:
 #: 0.3 dB less (2 dB on one scene).
+#: Without the parallax (no B07, B08 or B8A, as in WorldCereal's nine L2A bands, or
+#: ``land=False``), a pixel confident by its score alone also needs ``SEED_NEIGHBOURS`` cloud
+#: pixels in the ``SEED_BOX`` px square around it: the white roofs of a village's sheds, a few
+#: pixels each, scored 1 on the pool's real L2A months and grew 1-2 % of them into a buffer
+#: (at most 0.2 % now; docs/benchmarks/masks.md).
 SEED_NEIGHBOURS, SEED_BOX, SEED_SCORE = 9, 7, 0.5
 SHARE_BOX, SEED_SHARE, CONFIDENT_SCORE, SEED_NEAR = 31, 0.5, 0.8, 50
 HAZE_BOX, SEED_HAZE = 15, 0.7
@@ -640,8 +646,9 @@ def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     ``SEED_NEIGHBOURS`` cloud pixels in the ``SEED_BOX`` px square around them (themselves
     included) or a ``score`` of at least ``SEED_SCORE``, near confident cloud or amid haze
     (``SEED_*``, ``CONFIDENT_SCORE``, and with ``parallax`` (``cloud_parallax``) the
-    ``CONFIDENT_CDI`` of confident cloud); ``valid`` [H, W] marks the scene's pixels. Exact with
-    ``SEED_REACH`` px of context."""
+    ``CONFIDENT_CDI`` of confident cloud; without it, a pixel confident by its score has
+    ``SEED_NEIGHBOURS`` cloud pixels around it too); ``valid`` [H, W] marks the scene's pixels.
+    Exact with ``SEED_REACH`` px of context."""
     if not cloud.any():
         return cloud
     score = np.nan_to_num(score)
@@ -650,8 +657,11 @@ def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     seeds = cloud & ((near > SEED_NEIGHBOURS - 0.5) | (score >= SEED_SCORE))
     if not seeds.any():
         return seeds
+    opaque = score >= CONFIDENT_SCORE
+    if parallax is None:  # nothing tells a lone bright roof from a small cloud: a speck is none
+        opaque &= near > SEED_NEIGHBOURS - 0.5
     confident = cloud & ((box_mean(cloud.astype(np.float32), valid, SHARE_BOX) >= SEED_SHARE)
-                         | (score >= CONFIDENT_SCORE))
+                         | opaque)
     if parallax is not None:  # on the ground: no parallax
         confident &= parallax < CONFIDENT_CDI
     backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")

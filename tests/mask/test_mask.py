@@ -346,6 +346,31 @@ def test_only_clouds_with_parallax_seed_a_buffer():
                           ("B02", "B03", "B04"), cloud) is None
 
 
+#: WorldCereal's nine L2A bands: no B8A, so no parallax and no bright-land test.
+NINE = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
+
+
+def test_without_parallax_a_bright_speck_grows_no_buffer():
+    """Without B8A nothing tells a lone bright roof from a small cloud: a speck of 2 x 2 px
+    scoring 1 (the summer cumulus's brightest pixel, set into the Sen1Floods11 chip's fields
+    on WorldCereal's nine bands) is masked but grows no buffer; a block of 4 x 4 px of it does."""
+    refl, valid = reflectance_of(SUMMER_S2)
+    classes, score = classify(refl, valid)
+    core = refl[:, *np.unravel_index(np.argmax(np.where(classes == CLOUD, score, 0)),
+                                     score.shape)]
+    fields, _ = reflectance_of(FLOODS_S2)
+    nine = [BANDS.index(b) for b in NINE]
+    fields = fields[:, 180:280, 340:440]
+    assert not (classify(fields[nine], None, MaskParams(buffer=5), NINE)[0] == CLOUD).any()
+    for size, grows in ((2, False), (4, True)):
+        scene = fields.copy()
+        scene[:, 50:50 + size, 50:50 + size] = core[:, None, None]
+        classes, score = classify(scene[nine], None, MaskParams(buffer=5), NINE)
+        cloud = classes == CLOUD
+        assert cloud[50:50 + size, 50:50 + size].all() and score[50, 50] == 1
+        assert (cloud.sum() > size * size) == grows
+
+
 def test_built_up_backscatter_clears_the_chips_roofs_and_none_of_the_cumulus():
     """Under the Sentinel-1 of the cloud-free Sen1Floods11 chip, over a third of what the mask
     (with its buffer, without the bright-land test) calls cloud lies on built-up backscatter
