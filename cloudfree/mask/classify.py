@@ -374,11 +374,11 @@ def classify(
         classes[dark & (classes == CLEAR)] = SHADOW
     if params.buffer:
         for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
-            flagged = classes == cls
-            parallax = (cloud_parallax(reflectance, bands, flagged, index)
-                        if params.land and cls == CLOUD else None)
-            grown = grow(seeding(flagged, score, valid, parallax) if cls == CLOUD else flagged,
-                         params.buffer)
+            seeds = classes == cls
+            if cls == CLOUD:
+                seeds = (confirmed_seeding(reflectance, bands, seeds, score, valid, index)
+                         if params.land else seeding(seeds, score, valid))
+            grown = grow(seeds, params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
     if all_valid:
         return classes, score.astype(np.float32, copy=False)
@@ -629,26 +629,44 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
 
 
 def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
-                   index: ParallaxIndex | None = None) -> np.ndarray | None:
+                   index: ParallaxIndex | None = None,
+                   count: np.ndarray | None = None) -> np.ndarray | None:
     """Mean parallax index [H, W] (``parallax_index``) of the ``cloud`` pixels in the
     ``SHARE_BOX`` px square around each pixel (0 where there are none); ``reflectance`` holds
     ``bands``; None without the bands ``PARALLAX_BANDS``. ``index``: where the parallax index
-    of ``reflectance`` is kept. Exact with ``PARALLAX_REACH`` px of context."""
+    of ``reflectance`` is kept; ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller
+    has it. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
     return box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
-                    cloud, SHARE_BOX)
+                    cloud, SHARE_BOX, count=count)
+
+
+def confirmed_seeding(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
+                      score: np.ndarray, valid: np.ndarray,
+                      index: ParallaxIndex | None = None) -> np.ndarray:
+    """``seeding`` of ``cloud`` with its clouds' parallax (``cloud_parallax``; ``reflectance``,
+    ``bands`` and ``index`` as there). Where every pixel is valid, the share of cloud around
+    each pixel is computed once for both (the parallax's divisor and the confident clouds')."""
+    if not cloud.any():
+        return cloud
+    share = (box_count(cloud, SHARE_BOX) if valid.all()
+             and all(k in bands for k in PARALLAX_BANDS) else None)
+    return seeding(cloud, score, valid, cloud_parallax(reflectance, bands, cloud, index, share),
+                   share)
 
 
 def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
-            parallax: np.ndarray | None = None) -> np.ndarray:
+            parallax: np.ndarray | None = None, share: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that grow a buffer or a ring: those with at least
     ``SEED_NEIGHBOURS`` cloud pixels in the ``SEED_BOX`` px square around them (themselves
     included) or a ``score`` of at least ``SEED_SCORE``, near confident cloud or amid haze
     (``SEED_*``, ``CONFIDENT_SCORE``, and with ``parallax`` (``cloud_parallax``) the
     ``CONFIDENT_CDI`` of confident cloud; without it, a pixel confident by its score has
     ``SEED_NEIGHBOURS`` cloud pixels around it too); ``valid`` [H, W] marks the scene's pixels.
-    Exact with ``SEED_REACH`` px of context."""
+    ``share``: ``box_mean(cloud, valid, SHARE_BOX)`` (or, where every pixel is valid,
+    ``box_count(cloud, SHARE_BOX)``), where the caller has it. Exact with ``SEED_REACH`` px of
+    context."""
     if not cloud.any():
         return cloud
     score = np.nan_to_num(score)
@@ -660,8 +678,9 @@ def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     opaque = score >= CONFIDENT_SCORE
     if parallax is None:  # nothing tells a lone bright roof from a small cloud: a speck is none
         opaque &= near > SEED_NEIGHBOURS - 0.5
-    confident = cloud & ((box_mean(cloud.astype(np.float32), valid, SHARE_BOX) >= SEED_SHARE)
-                         | opaque)
+    if share is None:
+        share = box_mean(cloud.astype(np.float32), valid, SHARE_BOX)
+    confident = cloud & ((share >= SEED_SHARE) | opaque)
     if parallax is not None:  # on the ground: no parallax
         confident &= parallax < CONFIDENT_CDI
     backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
