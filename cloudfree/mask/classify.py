@@ -319,7 +319,7 @@ def classify(
     valid = np.ones((h, w), bool) if valid is None else valid
     all_valid = bool(valid.all())
     if not all_valid:
-        b = {k: np.where(valid, v, 0.0).astype(np.float32) for k, v in b.items()}
+        b = {k: np.where(valid, v, 0.0).astype(np.float32, copy=False) for k, v in b.items()}
     raw = raw_score(b)
     ndsi = _ndsi(b["B03"], b["B11"]) if "B11" in b else np.zeros((h, w), np.float32)
     # bright at 1375 nm: a cloud's ice, not the ground's snow
@@ -370,15 +370,15 @@ def classify(
         dark = ((b["B08"] + b["B11"]) / 2 < shadow.csi) & (b["B02"] < shadow.blue) & valid
         # the 5 x 5 median of a binary image: at least 13 of its 25 pixels dark (the same
         # pixels as ``ndimage.median_filter``'s, for a 20th of the work)
-        dark = ndimage.uniform_filter(dark.astype(np.float32), 5, mode="reflect") > 0.5
+        dark = ndimage.uniform_filter(dark, 5, output=np.float32, mode="reflect") > 0.5
         classes[dark & (classes == CLEAR)] = SHADOW
     if params.buffer:
         for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
-            flagged = classes == cls
-            parallax = (cloud_parallax(reflectance, bands, flagged, index)
-                        if params.land and cls == CLOUD else None)
-            grown = grow(seeding(flagged, score, valid, parallax) if cls == CLOUD else flagged,
-                         params.buffer)
+            seeds = classes == cls
+            if cls == CLOUD:
+                seeds = (confirmed_seeding(reflectance, bands, seeds, score, valid, index)
+                         if params.land else seeding(seeds, score, valid))
+            grown = grow(seeds, params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
     if all_valid:
         return classes, score.astype(np.float32, copy=False)
@@ -473,7 +473,7 @@ def veiled_edges(b: dict[str, np.ndarray], cloud: np.ndarray, snowy: np.ndarray,
     context."""
     if not cloud.any():
         return np.zeros_like(cloud)
-    seeds = cloud & (box_mean(cloud.astype(np.float32), valid, SHARE_BOX) >= EDGE_SHARE)
+    seeds = cloud & (box_mean(cloud, valid, SHARE_BOX) >= EDGE_SHARE)
     if not seeds.any():
         return seeds
     veiled = valid & ~snowy
@@ -575,7 +575,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
-    broken = cloud & (box_mean(cloud.astype(np.float32), valid, SHARE_BOX) < OVERCAST_SHARE)
+    broken = cloud & (box_mean(cloud, valid, SHARE_BOX) < OVERCAST_SHARE)
     if not broken.any():
         return broken
     count = box_count(cloud, LAND_BOX)  # the divisor of the three means over the clouds
@@ -624,50 +624,69 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
     scored = (score > threshold) & np.isfinite(vv)
     total = ndimage.uniform_filter(np.where(scored, vv, 0).astype(np.float32), BUILT_BOX,
                                    mode="constant")
-    count = ndimage.uniform_filter(scored.astype(np.float32), BUILT_BOX, mode="constant")
+    count = ndimage.uniform_filter(scored, BUILT_BOX, output=np.float32, mode="constant")
     return land & (count > 1e-6) & (total > BUILT_VV * count)
 
 
 def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
-                   index: ParallaxIndex | None = None) -> np.ndarray | None:
+                   index: ParallaxIndex | None = None,
+                   count: np.ndarray | None = None) -> np.ndarray | None:
     """Mean parallax index [H, W] (``parallax_index``) of the ``cloud`` pixels in the
     ``SHARE_BOX`` px square around each pixel (0 where there are none); ``reflectance`` holds
     ``bands``; None without the bands ``PARALLAX_BANDS``. ``index``: where the parallax index
-    of ``reflectance`` is kept. Exact with ``PARALLAX_REACH`` px of context."""
+    of ``reflectance`` is kept; ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller
+    has it. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
     return box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
-                    cloud, SHARE_BOX)
+                    cloud, SHARE_BOX, count=count)
+
+
+def confirmed_seeding(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
+                      score: np.ndarray, valid: np.ndarray,
+                      index: ParallaxIndex | None = None) -> np.ndarray:
+    """``seeding`` of ``cloud`` with its clouds' parallax (``cloud_parallax``; ``reflectance``,
+    ``bands`` and ``index`` as there). Where every pixel is valid, the share of cloud around
+    each pixel is computed once for both (the parallax's divisor and the confident clouds')."""
+    if not cloud.any():
+        return cloud
+    share = (box_count(cloud, SHARE_BOX) if valid.all()
+             and all(k in bands for k in PARALLAX_BANDS) else None)
+    return seeding(cloud, score, valid, cloud_parallax(reflectance, bands, cloud, index, share),
+                   share)
 
 
 def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
-            parallax: np.ndarray | None = None) -> np.ndarray:
+            parallax: np.ndarray | None = None, share: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that grow a buffer or a ring: those with at least
     ``SEED_NEIGHBOURS`` cloud pixels in the ``SEED_BOX`` px square around them (themselves
     included) or a ``score`` of at least ``SEED_SCORE``, near confident cloud or amid haze
     (``SEED_*``, ``CONFIDENT_SCORE``, and with ``parallax`` (``cloud_parallax``) the
     ``CONFIDENT_CDI`` of confident cloud; without it, a pixel confident by its score has
     ``SEED_NEIGHBOURS`` cloud pixels around it too); ``valid`` [H, W] marks the scene's pixels.
-    Exact with ``SEED_REACH`` px of context."""
+    ``share``: ``box_mean(cloud, valid, SHARE_BOX)`` (or, where every pixel is valid,
+    ``box_count(cloud, SHARE_BOX)``), where the caller has it. Exact with ``SEED_REACH`` px of
+    context."""
     if not cloud.any():
         return cloud
     score = np.nan_to_num(score)
     box = SEED_BOX * SEED_BOX
-    near = ndimage.uniform_filter(cloud.astype(np.float32), SEED_BOX, mode="reflect") * box
+    near = ndimage.uniform_filter(cloud, SEED_BOX, output=np.float32, mode="reflect") * box
     seeds = cloud & ((near > SEED_NEIGHBOURS - 0.5) | (score >= SEED_SCORE))
     if not seeds.any():
         return seeds
     opaque = score >= CONFIDENT_SCORE
     if parallax is None:  # nothing tells a lone bright roof from a small cloud: a speck is none
         opaque &= near > SEED_NEIGHBOURS - 0.5
-    confident = cloud & ((box_mean(cloud.astype(np.float32), valid, SHARE_BOX) >= SEED_SHARE)
-                         | opaque)
+    if share is None:
+        share = box_mean(cloud, valid, SHARE_BOX)
+    confident = cloud & ((share >= SEED_SHARE) | opaque)
     if parallax is not None:  # on the ground: no parallax
         confident &= parallax < CONFIDENT_CDI
     backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
     if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
         return seeds
-    hazy = box_mean((score > HAZE_SCORE).astype(np.float32), valid & ~cloud, HAZE_BOX)
+    hazy = box_mean(score > HAZE_SCORE, valid & ~cloud, HAZE_BOX)
     return seeds & (backed | (hazy >= SEED_HAZE))
 
 
@@ -675,18 +694,22 @@ def box_mean(x: np.ndarray, where: np.ndarray, size: int,
              mode: str = "reflect", count: np.ndarray | None = None) -> np.ndarray:
     """Mean of ``x`` [H, W] over the ``where`` pixels of the ``size`` px square around each
     pixel (0 where it holds none); beyond the array's edges mirrored (``mode``), as windows
-    read at the scene's edges are. ``count``: ``box_count(where, size, mode)``, where the
-    caller has it."""
+    read at the scene's edges are. ``x`` booleans: the share of them, in float32 (the filter
+    reads them as the 0 and 1 it would read from float32, a quarter of the bytes).
+    ``count``: ``box_count(where, size, mode)``, where the caller has it."""
+    out = np.result_type(x, np.float32)
     if mode != "constant" and where.all():  # every weight and their mean exactly 1
-        return ndimage.uniform_filter(x, size, mode=mode)
-    total = ndimage.uniform_filter(x * where.astype(np.float32), size, mode=mode)
+        return ndimage.uniform_filter(x, size, output=out, mode=mode)
+    weighted = x & where if x.dtype == bool else x * where.astype(np.float32)
+    total = ndimage.uniform_filter(weighted, size, output=out, mode=mode)
     return total / (box_count(where, size, mode) if count is None else count)
 
 
 def box_count(where: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray:
     """The share of ``where`` [H, W] pixels in the ``size`` px square around each pixel, at
     least 1e-6: ``box_mean``'s divisor."""
-    return np.maximum(ndimage.uniform_filter(where.astype(np.float32), size, mode=mode), 1e-6)
+    share = ndimage.uniform_filter(where, size, output=np.float32, mode=mode)
+    return np.maximum(share, np.float32(1e-6), out=share)
 
 
 def grow(seeds: np.ndarray, radius: int) -> np.ndarray:

@@ -118,7 +118,7 @@ from cloudfree.mask.classify import (
     ShadowThresholds,
     built_up,
     cloud_parallax,
-    seeding,
+    confirmed_seeding,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
@@ -485,9 +485,9 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         inside = valid & ((rows >= 0) & (rows < s2.height))[:, None] \
             & ((cols >= 0) & (cols < s2.width))[None, :]
         cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
-        if confirm:
-            cloud = seeding(cloud, score, valid, cloud_parallax(refl, bands, cloud, parallax))
         inner = (slice(halo, halo + h), slice(halo, halo + w))
+        if confirm and cloud[inner].any():  # the confirmed clouds are among these
+            cloud = confirmed_seeding(refl, bands, cloud, score, valid, parallax)
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
         like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands) >= 0.5

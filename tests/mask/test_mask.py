@@ -41,6 +41,7 @@ from cloudfree.mask.classify import (
     classify,
     cloud_parallax,
     combine_shadow_stats,
+    confirmed_seeding,
     grow,
     seeding,
     shadow_thresholds,
@@ -792,7 +793,8 @@ def test_bright_land_is_masked_but_grows_no_buffer():
 def test_shadow_test_and_seeding_take_their_filters_shortcuts_exactly():
     """The shadow test's 5 x 5 median of the dark pixels is taken as a count, the seeding skips
     the haze where every seed has confident cloud near and the box means their weights where
-    every pixel is valid: the same pixels as the filters in full, on the summer sample whole
+    every pixel is valid, and the confirmation by the parallax shares the seeding's share of
+    cloud around each pixel: the same pixels as the filters in full, on the summer sample whole
     and with a corner of it nodata."""
     refl, whole = reflectance_of(SUMMER_S2)
     holed = whole.copy()
@@ -823,3 +825,6 @@ def test_shadow_test_and_seeding_take_their_filters_shortcuts_exactly():
         backed = ndimage.maximum_filter(confident, 101, mode="reflect")
         hazy = mean((score > 0.05).astype(np.float32), valid & ~cloud, 15) >= 0.7
         np.testing.assert_array_equal(seeding(cloud, score, valid), seeds & (backed | hazy))
+        np.testing.assert_array_equal(  # the share of cloud computed once for both
+            confirmed_seeding(refl, BANDS, cloud, score, valid),
+            seeding(cloud, score, valid, cloud_parallax(refl, BANDS, cloud)))
