@@ -46,7 +46,7 @@ COMPONENTS = 16
 #: (four dates predicting a fifth from 16384 pixels, ``benchmarks/similar_search.py``) 3
 #: searched about 8 times faster than an exact search and twice as fast as 1, for 4 % more RMS
 #: error than 1; the fill takes ``SIMILAR`` of it: the other dates' and the L2A benchmarks
-#: moved by 0.01 and 0.02 dB on the mean.
+#: moved by 0.01 and 0.04 dB or less on the mean (docs/benchmarks/speed.md).
 APPROXIMATE = 3.0
 #: Added to the distances (in standardised units) before their inverse weighs a neighbour.
 NEAR = 1e-3
