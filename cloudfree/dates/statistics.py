@@ -94,6 +94,9 @@ FIT_BUFFER = 0
 #: whose fill lost 3.7 dB with the ring counted. With this test the L2A benchmark's tuning
 #: half rose from 30.96 to 31.14 dB.
 RING_HAZE: float | None = 1.0
+#: The statistics pass's windows (px), whole cells; the first pass keeps each reference's
+#: classes in them (``Reference.keep_classes``), read back by the later passes and the fill.
+WINDOW = 8 * CELL
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
 #: Where the temporal test does not weigh the references, the lines fitted once more without
@@ -174,7 +177,10 @@ class DateStatistics:
         """The statistics pass (see the module docstring) and the temporal test: fitted first
         on the pixels the single-date mask finds clear in the target, then again on those the
         temporal test does not find cloud (thin cloud the single date misses no longer bends
-        the lines), ``REFITS`` times; the test's noise is measured after each fit."""
+        the lines), ``REFITS`` times; the test's noise is measured after each fit. The first
+        pass keeps each reference's classes for the others to read back."""
+        for ref in self.references:
+            ref.keep_classes(WINDOW)
         self._statistics(quiet)
         if self.judge:
             self._judge(quiet)
@@ -210,7 +216,7 @@ class DateStatistics:
         scene, bands = self.target.scene, len(self.bands)
         h, w = scene.height, scene.width
         cells = (math.ceil(h / CELL), math.ceil(w / CELL))
-        windows = block_windows(w, h, 8 * CELL)
+        windows = block_windows(w, h, WINDOW)
         tests_ring = self._tests_ring
         # with the ring test, the same sums counting the ring too
         sets = [({r.index: CellFits(bands, *cells) for r in self.references},

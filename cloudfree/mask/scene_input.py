@@ -70,16 +70,15 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
 def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
                 scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
                 shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None,
-                index: ParallaxIndex | None = None) -> MaskedWindow:
+                index: ParallaxIndex | None = None, pads_itself: bool = True) -> MaskedWindow:
     """:func:`read_classified`'s window (``index``: where its parallax index is kept); where
-    ``kept`` holds the whole scene's classes, only the reflectance is read (by ``read``, which
-    pads itself) and the classes and score are read back from it: the same, exact to the
-    window's edge."""
+    ``kept`` holds the whole scene's classes, only the reflectance is read (by ``read``) and
+    the classes and score are read back from it: the same, exact to the window's edge."""
     if kept is None or not kept.complete:
         return read_classified(read, top, left, height, width, scene, halo, params, bands,
-                               shadow, index=index)
+                               shadow, pads_itself, index)
     refl, valid, _ = read_padded(read, top, left, height, width, *scene, halo,
-                                 pads_itself=True)
+                                 pads_itself=pads_itself)
     return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))
 
 
