@@ -73,7 +73,7 @@ from cloudfree.mask.scene_input import (
     SceneCopy,
     mask_reader,
     read_classified,
-    read_masked,
+    read_keeping,
     takes_scl,
 )
 from cloudfree.output.provenance import acquisition_time
@@ -201,27 +201,17 @@ class Reference:
         masked are classified each time), else classified and, for a window of its, kept
         there."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
-        kept = None if params.shadow else self.classified  # kept: the classes without shadows
-        back = kept is not None and kept.complete
         # its own scene classification when it is on the target's grid (else the score)
         direct = self.resampling is None
-        # the mask's context around the halo; read resampled, the window it classifies (a
-        # warp rounds by the window it fills)
-        margin = 0 if back and direct else params.halo
-        context = margin + halo
         read = mask_reader(self.s2, self.bands, params,
                            None if self.kept is None else self.kept.decoded) \
             if direct else lambda w: (*self.read(w), None)
-        refl, valid, classes, score = read_masked(
-            read, top, left, height, width, (self.grid.height, self.grid.width), context, params,
-            self.bands, self.shadow if with_shadow else None, kept if back else None,
-            pads_itself=direct)
-        place = None if kept is None or back else kept.place(top, left, height, width)
-        if place is not None:
-            block = (slice(context, context + height), slice(context, context + width))
-            kept.store(place, classes[block], score[block])
-        inner = (slice(margin, context + height + halo), slice(margin, context + width + halo))
-        return refl[:, inner[0], inner[1]], valid[inner], classes[inner]
+        refl, valid, classes, _ = read_keeping(
+            read, top, left, height, width, (self.grid.height, self.grid.width), halo, params,
+            self.bands, self.shadow if with_shadow else None,
+            None if params.shadow else self.classified,  # kept: the classes without shadows
+            pads_itself=direct, same_read=not direct)
+        return refl, valid, classes
 
     def keep_classes(self, block: int) -> None:
         """From now on, keep its classes as a pass over the whole target grid in windows of

@@ -94,8 +94,9 @@ FIT_BUFFER = 0
 #: whose fill lost 3.7 dB with the ring counted. With this test the L2A benchmark's tuning
 #: half rose from 30.96 to 31.14 dB.
 RING_HAZE: float | None = 1.0
-#: The statistics pass's windows (px), whole cells; the first pass keeps each reference's
-#: classes in them (``Reference.keep_classes``), read back by the later passes and the fill.
+#: The statistics pass's windows (px), whole cells; the first pass keeps the classes of the
+#: target and of each reference in them (``keep_classes``), read back by the later passes,
+#: the temporal test and the fill.
 WINDOW = 8 * CELL
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
@@ -178,7 +179,9 @@ class DateStatistics:
         on the pixels the single-date mask finds clear in the target, then again on those the
         temporal test does not find cloud (thin cloud the single date misses no longer bends
         the lines), ``REFITS`` times; the test's noise is measured after each fit. The first
-        pass keeps each reference's classes for the others to read back."""
+        pass keeps the classes of the target (with each cloud buffer the fits count it with)
+        and of each reference for the others to read back."""
+        self.target.keep_classes(WINDOW, (self.fit_buffer, FIT_BUFFER))
         for ref in self.references:
             ref.keep_classes(WINDOW)
         self._statistics(quiet)
@@ -325,6 +328,7 @@ class DateStatistics:
         return 1 if self.few_clear else joint_fit.STRIDE
 
     def close(self) -> None:
+        self.target.close()
         for ref in self.references:
             ref.close()
 

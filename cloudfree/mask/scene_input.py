@@ -82,6 +82,31 @@ def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int
     return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))
 
 
+def read_keeping(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
+                 scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
+                 shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None,
+                 pads_itself: bool = True, same_read: bool = False) -> MaskedWindow:
+    """A window with ``halo`` px around it whose classes are exact there: classified with the
+    mask's context (``params.halo``) around the halo, then cropped to it, and kept in ``kept``
+    where the window is one of its windows; or, once ``kept`` holds the whole scene's, read
+    back from it, only the reflectance read, and without that context unless ``same_read``
+    (a reader whose values depend on the window it fills, as a warp's rounding does)."""
+    back = kept is not None and kept.complete
+    margin = params.halo if same_read or not back else 0
+    context = margin + halo
+    window = read_masked(read, top, left, height, width, scene, context, params, bands, shadow,
+                         kept if back else None, pads_itself=pads_itself)
+    place = None if kept is None or back else kept.place(top, left, height, width)
+    if place is not None:
+        block = (slice(context, context + height), slice(context, context + width))
+        kept.store(place, window.classes[block], window.score[block])
+    if not margin:
+        return window
+    rows, cols = slice(margin, context + height + halo), slice(margin, context + width + halo)
+    return MaskedWindow(window.refl[:, rows, cols], window.valid[rows, cols],
+                        window.classes[rows, cols], window.score[rows, cols])
+
+
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
     """Whether the mask takes the scene's classification."""
     return params.scl and s2.has_scl
