@@ -12,7 +12,7 @@ import numpy as np
 from rasterio.windows import Window, intersect
 
 from cloudfree.io.decoded_scene import DecodedScene, Stored
-from cloudfree.io.rasters import mirror_pads, read_padded
+from cloudfree.io.rasters import mirror_pads, mirrors_once, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import (
@@ -90,13 +90,18 @@ def read_keeping(read: Callable[..., MaskInput], top: int, left: int, height: in
     mask's context (``params.halo``) around the halo, then cropped to it, and kept in ``kept``
     where the window is one of its windows; or, once ``kept`` holds the whole scene's, read
     back from it, only the reflectance read, and without that context unless ``same_read``
-    (a reader whose values depend on the window it fills, as a warp's rounding does)."""
-    back = kept is not None and kept.complete
-    margin = params.halo if same_read or not back else 0
+    (a reader whose values depend on the window it fills, as a warp's rounding does). A
+    window whose read mirrors more than the scene's edge (``mirrors_once``: a narrow window
+    reaching far beyond the scene) is read and classified as if none were kept, its values
+    there depending on the context read."""
+    complete = kept is not None and kept.complete
+    back = complete and mirrors_once(top, left, height, width, *scene, params.halo + halo)
+    narrow = back and not same_read and mirrors_once(top, left, height, width, *scene, halo)
+    margin = 0 if narrow else params.halo
     context = margin + halo
     window = read_masked(read, top, left, height, width, scene, context, params, bands, shadow,
                          kept if back else None, pads_itself=pads_itself)
-    place = None if kept is None or back else kept.place(top, left, height, width)
+    place = None if kept is None or complete else kept.place(top, left, height, width)
     if place is not None:
         block = (slice(context, context + height), slice(context, context + width))
         kept.store(place, window.classes[block], window.score[block])

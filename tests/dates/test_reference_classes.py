@@ -70,8 +70,11 @@ def test_the_kept_classes_are_what_classifying_again_gives(tmp_path):
                               int(window.width), with_shadow=False)
                 kept = ref.classified
                 assert kept.complete and len(kept.windows) == 9
+                # inside, at the edges, and reaching beyond them farther than it reads of
+                # the scene (its margin there repeats what it reads: classified as it was)
                 for top, left, h, w, halo in ((0, 0, 128, 128, 0), (10, 20, 50, 70, 7),
-                                              (70, 90, 58, 38, 12), (0, 60, 20, 68, 5)):
+                                              (70, 90, 58, 38, 12), (0, 60, 20, 68, 5),
+                                              (-24, -24, 152, 35, 5)):
                     back = ref.classes(top, left, h, w, with_shadow=False, halo=halo)
                     ref.classified = None  # classified again, with the mask's context
                     again = ref.classes(top, left, h, w, with_shadow=False, halo=halo)
