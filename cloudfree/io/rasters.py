@@ -107,6 +107,7 @@ def read_padded(read, top: int, left: int, height: int, width: int,
                  np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric")
                  for a in read(grown))
 
+
 def halo_pads(top: int, left: int, height: int, width: int, scene_h: int, scene_w: int,
               halo: int) -> tuple[Window, tuple[tuple[int, int], tuple[int, int]]]:
     """What :func:`read_padded` reads of the scene for this window (grown by ``halo``, clipped
