@@ -109,12 +109,16 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
         target_params = replace(params, edges=False)
         dates = DateStatistics(TargetMask(target, bands, target_params, shadow, decoded),
                                references, s1, skipped, temporal)
-        dates.fit(quiet)
-        return dates
     except BaseException:
         for ref in references:
             ref.close()
         raise
+    try:
+        dates.fit(quiet)
+    except BaseException:
+        dates.close()
+        raise
+    return dates
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -66,9 +66,16 @@ from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import check_map_crs, crop_halo, read_padded
 from cloudfree.io.sentinel1 import db_to_linear
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
+from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds
 from cloudfree.mask.decoded_copy import decoded_copy
-from cloudfree.mask.scene_input import SceneCopy, mask_reader, read_classified, takes_scl
+from cloudfree.mask.scene_input import (
+    SceneCopy,
+    mask_reader,
+    read_classified,
+    read_keeping,
+    takes_scl,
+)
 from cloudfree.output.provenance import acquisition_time
 
 log = logging.getLogger("cloudfree")
@@ -135,6 +142,9 @@ class Reference:
     kept: SceneCopy | None = None
     #: the share of the window ``register`` reads that its mask finds clear (None: not read)
     sampled_clear: float | None = None
+    #: its classes on the target grid, kept as the first pass over the grid classifies them
+    #: (``keep_classes``), read back by every later one (None, or not complete: classified)
+    classified: ClassifiedScene | None = None
 
     @property
     def path(self) -> Path:
@@ -186,22 +196,36 @@ class Reference:
     def classes(self, top: int, left: int, height: int, width: int,
                 with_shadow: bool = True, halo: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """As ``clear``, with the single-date classes [h, w] in place of the clear mask."""
+        """As ``clear``, with the single-date classes [h, w] in place of the clear mask: read
+        back from ``classified`` once it holds the whole grid's (the classes with shadows
+        masked are classified each time), else classified and, for a window of its, kept
+        there."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
-        context = params.halo + halo
         # its own scene classification when it is on the target's grid (else the score)
         direct = self.resampling is None
         read = mask_reader(self.s2, self.bands, params,
                            None if self.kept is None else self.kept.decoded) \
             if direct else lambda w: (*self.read(w), None)
-        refl, valid, classes, _ = read_classified(
-            read, top, left, height, width, (self.grid.height, self.grid.width), context, params,
-            self.bands, self.shadow if with_shadow else None, pads_itself=direct)
-        inner = (slice(params.halo, context + height + halo),
-                 slice(params.halo, context + width + halo))
-        return refl[:, inner[0], inner[1]], valid[inner], classes[inner]
+        refl, valid, classes, _ = read_keeping(
+            read, top, left, height, width, (self.grid.height, self.grid.width), halo, params,
+            self.bands, self.shadow if with_shadow else None,
+            None if params.shadow else self.classified,  # kept: the classes without shadows
+            pads_itself=direct, same_read=not direct)
+        return refl, valid, classes
+
+    def keep_classes(self, block: int) -> None:
+        """From now on, keep its classes as a pass over the whole target grid in windows of
+        ``block`` px classifies them (``classes``), for the later passes to read back: in a
+        scratch beside its decoded copy, whose room holds it too (``ClassifiedScene.beside``);
+        without one, or where it cannot be made or a write fails, it is classified each
+        time."""
+        if self.kept is not None and self.classified is None:
+            self.classified = ClassifiedScene.beside(self.kept.decoded.folder, self.grid.height,
+                                                     self.grid.width, block)
 
     def close(self) -> None:
+        if self.classified is not None:
+            self.classified.close()
         if self.kept is not None:
             self.kept.decoded.close()
         self.s2.close()

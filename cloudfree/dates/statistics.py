@@ -94,6 +94,10 @@ FIT_BUFFER = 0
 #: whose fill lost 3.7 dB with the ring counted. With this test the L2A benchmark's tuning
 #: half rose from 30.96 to 31.14 dB.
 RING_HAZE: float | None = 1.0
+#: The statistics pass's windows (px), whole cells; the first pass keeps the classes of the
+#: target and of each reference in them (``keep_classes``), read back by the later passes,
+#: the temporal test and the fill.
+WINDOW = 8 * CELL
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
 #: Where the temporal test does not weigh the references, the lines fitted once more without
@@ -174,7 +178,12 @@ class DateStatistics:
         """The statistics pass (see the module docstring) and the temporal test: fitted first
         on the pixels the single-date mask finds clear in the target, then again on those the
         temporal test does not find cloud (thin cloud the single date misses no longer bends
-        the lines), ``REFITS`` times; the test's noise is measured after each fit."""
+        the lines), ``REFITS`` times; the test's noise is measured after each fit. The first
+        pass keeps the classes of the target (with each cloud buffer the fits count it with)
+        and of each reference for the others to read back."""
+        self.target.keep_classes(WINDOW, (self.fit_buffer, FIT_BUFFER))
+        for ref in self.references:
+            ref.keep_classes(WINDOW)
         self._statistics(quiet)
         if self.judge:
             self._judge(quiet)
@@ -210,7 +219,7 @@ class DateStatistics:
         scene, bands = self.target.scene, len(self.bands)
         h, w = scene.height, scene.width
         cells = (math.ceil(h / CELL), math.ceil(w / CELL))
-        windows = block_windows(w, h, 8 * CELL)
+        windows = block_windows(w, h, WINDOW)
         tests_ring = self._tests_ring
         # with the ring test, the same sums counting the ring too
         sets = [({r.index: CellFits(bands, *cells) for r in self.references},
@@ -319,6 +328,7 @@ class DateStatistics:
         return 1 if self.few_clear else joint_fit.STRIDE
 
     def close(self) -> None:
+        self.target.close()
         for ref in self.references:
             ref.close()
 

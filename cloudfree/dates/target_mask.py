@@ -3,7 +3,7 @@ less what the dates' temporal test (``temporal_mask.py``) finds cloud once it is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -11,8 +11,9 @@ import numpy as np
 from cloudfree.dates.temporal_mask import REACH, Background, TemporalMask
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, ShadowThresholds
-from cloudfree.mask.scene_input import mask_reader, read_classified
+from cloudfree.mask.scene_input import mask_reader, read_keeping
 
 #: Where the temporal test does not weigh the references (no aerosol or cirrus band: L2A), the
 #: pixels it finds cloud leave the fits' clear pixels only where their single-date score
@@ -34,6 +35,25 @@ class TargetMask:
         self.decoded = decoded
         #: the dates' test, once the statistics pass has made it (``DateStatistics.fit``)
         self.temporal: TemporalMask | None = None
+        #: its single-date classes and score by cloud buffer, kept as the first pass over the
+        #: scene classifies them (``keep_classes``), read back by every later one
+        self.classified: dict[int, ClassifiedScene] = {}
+
+    def keep_classes(self, block: int, buffers: Iterable[int | None]) -> None:
+        """From now on, keep its classes with each cloud buffer of ``buffers`` (None: the
+        mask's) as a pass over the scene in windows of ``block`` px classifies them, for the
+        later passes to read back: in scratches beside its decoded copy, whose room holds them
+        too (``ClassifiedScene.beside``); without one, or where one cannot be made or a write
+        fails, it is classified each time."""
+        if self.decoded is None:
+            return
+        for buffer in buffers:
+            buffer = self.params.buffer if buffer is None else buffer
+            if buffer not in self.classified:
+                kept = ClassifiedScene.beside(self.decoded.folder, self.scene.height,
+                                              self.scene.width, block)
+                if kept is not None:
+                    self.classified[buffer] = kept
 
     def classes(self, top: int, left: int, height: int, width: int, buffer: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -60,23 +80,25 @@ class TargetMask:
         calibrated)."""
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
-        halo = params.halo + (REACH if judging else 0)
-        refl, valid, classes, score = read_classified(
+        halo = REACH if judging else 0
+        refl, valid, classes, score = read_keeping(
             mask_reader(self.scene, self.bands, params, self.decoded), top, left, height,
             width, (self.scene.height, self.scene.width), halo, params, self.bands,
-            self.shadow)
+            self.shadow, self.classified.get(params.buffer))
         inner = (slice(halo, halo + height), slice(halo, halo + width))
         judged, background = classes[inner], None
         if judging:
-            # the test judges the block from the REACH px around it, whose classes the mask's
-            # context beyond makes exact: the background there alone, so that the references
-            # are read with their mask's context around that, not around the whole halo
-            near = (slice(halo - REACH, halo + height + REACH),
-                    slice(halo - REACH, halo + width + REACH))
+            # the test judges the block from the REACH px around it, whose classes are exact:
+            # the background there alone, so that the references are read with their mask's
+            # context around that, not around the mask's context too
             background = self.temporal.background(top, left, height, width, REACH)
-            judged = self.temporal.classify(
-                refl[:, near[0], near[1]], self.bands, classes[near],
-                score[near] > self.params.threshold, background)
+            judged = self.temporal.classify(refl, self.bands, classes,
+                                            score > self.params.threshold, background)
             within = (slice(REACH, REACH + height), slice(REACH, REACH + width))
             judged, background = judged[within], background.crop(*within)
         return refl[:, inner[0], inner[1]], classes[inner], judged, score[inner], background
+
+    def close(self) -> None:
+        """Give the kept classes' scratches back."""
+        for kept in self.classified.values():
+            kept.close()

@@ -98,9 +98,7 @@ def read_padded(read, top: int, left: int, height: int, width: int,
     by ``pads`` (rows, cols): it can fill a padded array it makes (:func:`mirror_pads`) where
     a padded copy would take as long as the read.
     """
-    grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
-    pads = ((halo - rows.start, halo + rows.stop - grown.height),
-            (halo - cols.start, halo + cols.stop - grown.width))
+    grown, pads = halo_pads(top, left, height, width, scene_h, scene_w, halo)
     if not any(sum(pads, ())):
         return read(grown)
     if pads_itself:
@@ -108,6 +106,27 @@ def read_padded(read, top: int, left: int, height: int, width: int,
     return tuple(None if a is None else
                  np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pads), mode="symmetric")
                  for a in read(grown))
+
+
+def halo_pads(top: int, left: int, height: int, width: int, scene_h: int, scene_w: int,
+              halo: int) -> tuple[Window, tuple[tuple[int, int], tuple[int, int]]]:
+    """What :func:`read_padded` reads of the scene for this window (grown by ``halo``, clipped
+    to the scene) and the pixels it mirrors around that: (top, bottom), (left, right)."""
+    grown, (rows, cols) = with_halo(Window(left, top, width, height), halo, scene_w, scene_h)
+    return grown, ((halo - rows.start, halo + rows.stop - grown.height),
+                   (halo - cols.start, halo + cols.stop - grown.width))
+
+
+def mirrors_once(top: int, left: int, height: int, width: int, scene_h: int, scene_w: int,
+                 halo: int) -> bool:
+    """Whether :func:`read_padded` of this window mirrors no margin wider than the part of the
+    scene it reads: each pixel it gives outside the scene is then the scene's mirror image
+    across the nearest edge, whatever the halo; else the margin repeats the part read, which
+    depends on the halo."""
+    grown, ((top_pad, bottom), (left_pad, right)) = halo_pads(top, left, height, width,
+                                                              scene_h, scene_w, halo)
+    return max(top_pad, bottom) <= grown.height and max(left_pad, right) <= grown.width
+
 
 def crop_halo(a: np.ndarray, halo: int) -> np.ndarray:
     """The inner part of an array [..., h, w] read with ``halo`` extra pixels on every side."""

@@ -42,28 +42,36 @@ class ClassifiedScene:
                                         for w in self.windows])
         self._file = tempfile.TemporaryFile(dir=folder, prefix=".cloudfree-classes-")  # noqa: SIM115
         self._stored = [False] * len(self.windows)
+        self._places = {(int(w.row_off), int(w.col_off), int(w.height), int(w.width)): index
+                        for index, w in enumerate(self.windows)}
         #: a write failed (full disk): the windows are classified again instead
         self.failed = False
 
     @classmethod
-    def beside(cls, output: Path, height: int, width: int) -> ClassifiedScene | None:
-        """A scratch in ``output``'s folder, or None (the windows are then classified again)
-        where it cannot be made. Made where the decoded scene is kept, whose room (twice its
-        size, or the run's ``ScratchRoom``) holds it too (5 bytes a pixel against 28 for 13
+    def beside(cls, folder: Path, height: int, width: int, block: int = DEFAULT_BLOCK
+               ) -> ClassifiedScene | None:
+        """A scratch in ``folder`` (the output's), or None (the windows are then classified
+        again) where it cannot be made. Made where the decoded scene is kept, whose room (twice
+        its size, or the run's ``ScratchRoom``) holds it too (5 bytes a pixel against 28 for 13
         bands of 16 bits); a disk that fills up meanwhile leaves the windows classified again
         (:meth:`store`)."""
         if not hasattr(os, "preadv"):
             return None
         try:
-            return cls(height, width, Path(output).parent)
+            return cls(height, width, Path(folder), block)
         except OSError as exc:
-            log.debug("the scene's classes could not be kept beside %s (%s)", output, exc)
+            log.debug("the scene's classes could not be kept in %s (%s)", folder, exc)
             return None
 
     @property
     def complete(self) -> bool:
         """Whether every window has been stored."""
         return not self.failed and all(self._stored)
+
+    def place(self, top: int, left: int, height: int, width: int) -> int | None:
+        """The index in ``windows`` of the window of these rows and columns, None where it is
+        none of them."""
+        return self._places.get((top, left, height, width))
 
     def store(self, index: int, classes: np.ndarray, score: np.ndarray) -> None:
         """Keep the classes and score [h, w] of window ``index`` of ``windows``."""

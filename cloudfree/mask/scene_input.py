@@ -12,7 +12,7 @@ import numpy as np
 from rasterio.windows import Window, intersect
 
 from cloudfree.io.decoded_scene import DecodedScene, Stored
-from cloudfree.io.rasters import mirror_pads, read_padded
+from cloudfree.io.rasters import mirror_pads, mirrors_once, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import (
@@ -70,17 +70,46 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
 def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
                 scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
                 shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None,
-                index: ParallaxIndex | None = None) -> MaskedWindow:
+                index: ParallaxIndex | None = None, pads_itself: bool = True) -> MaskedWindow:
     """:func:`read_classified`'s window (``index``: where its parallax index is kept); where
-    ``kept`` holds the whole scene's classes, only the reflectance is read (by ``read``, which
-    pads itself) and the classes and score are read back from it: the same, exact to the
-    window's edge."""
+    ``kept`` holds the whole scene's classes, only the reflectance is read (by ``read``) and
+    the classes and score are read back from it: the same, exact to the window's edge."""
     if kept is None or not kept.complete:
         return read_classified(read, top, left, height, width, scene, halo, params, bands,
-                               shadow, index=index)
+                               shadow, pads_itself, index)
     refl, valid, _ = read_padded(read, top, left, height, width, *scene, halo,
-                                 pads_itself=True)
+                                 pads_itself=pads_itself)
     return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))
+
+
+def read_keeping(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
+                 scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
+                 shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None,
+                 pads_itself: bool = True, same_read: bool = False) -> MaskedWindow:
+    """A window with ``halo`` px around it whose classes are exact there: classified with the
+    mask's context (``params.halo``) around the halo, then cropped to it, and kept in ``kept``
+    where the window is one of its windows; or, once ``kept`` holds the whole scene's, read
+    back from it, only the reflectance read, and without that context unless ``same_read``
+    (a reader whose values depend on the window it fills, as a warp's rounding does). A
+    window whose read mirrors more than the scene's edge (``mirrors_once``: a narrow window
+    reaching far beyond the scene) is read and classified as if none were kept, its values
+    there depending on the context read."""
+    complete = kept is not None and kept.complete
+    back = complete and mirrors_once(top, left, height, width, *scene, params.halo + halo)
+    narrow = back and not same_read and mirrors_once(top, left, height, width, *scene, halo)
+    margin = 0 if narrow else params.halo
+    context = margin + halo
+    window = read_masked(read, top, left, height, width, scene, context, params, bands, shadow,
+                         kept if back else None, pads_itself=pads_itself)
+    place = None if kept is None or complete else kept.place(top, left, height, width)
+    if place is not None:
+        block = (slice(context, context + height), slice(context, context + width))
+        kept.store(place, window.classes[block], window.score[block])
+    if not margin:
+        return window
+    rows, cols = slice(margin, context + height + halo), slice(margin, context + width + halo)
+    return MaskedWindow(window.refl[:, rows, cols], window.valid[rows, cols],
+                        window.classes[rows, cols], window.score[rows, cols])
 
 
 def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:

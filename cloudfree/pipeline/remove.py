@@ -1018,7 +1018,7 @@ def remove_scene(
                 stack.callback(decoded.close)
                 # and for the co-registration beside them, as they go
                 copy = SceneCopy(s2, decoded)
-                kept = ClassifiedScene.beside(output, s2.height, s2.width)
+                kept = ClassifiedScene.beside(output.parent, s2.height, s2.width)
                 if kept is not None:
                     stack.callback(kept.close)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration

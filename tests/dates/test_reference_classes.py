@@ -1,0 +1,143 @@
+"""The classes of each reference and of the target, kept by the first statistics pass and read
+back by every later pass: the same as classifying them again, a reference read as it is or
+resampled (shifted onto the target), and `remove` writes the same output where they cannot be
+kept.
+
+The scenes: the bundled five-date series (real SEN12MS-CR-TS dates of one place); its cloudy
+date, 2018-07-05, is the target; a reference with cloud is 2018-07-30 with that date's cumulus
+pasted 64 px to the east.
+"""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import closing
+
+import numpy as np
+import pytest
+import rasterio
+from helpers import ROOT
+from scipy import ndimage
+
+from cloudfree.dates.opening import open_one
+from cloudfree.dates.references import Reference, open_reference
+from cloudfree.dates.target_mask import TargetMask
+from cloudfree.io.options import InputOptions
+from cloudfree.io.rasters import block_windows
+from cloudfree.io.sentinel2 import open_sentinel2
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.mask.decoded_copy import decoded_copy
+from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
+from cloudfree.pipeline.remove import remove_scene
+
+SERIES = ROOT / "examples" / "data" / "series"
+TARGET = SERIES / "s2_2018-07-05.tif"
+
+
+def cloudy_reference(folder, moved=False):
+    """2018-07-30 with the cumulus of 2018-07-05 (its mask's cloud) pasted 64 px to the east
+    (wrapped round); ``moved``: all of it then moved 2 px down and 1.5 px west, dated two
+    days earlier (read resampled, its shift applied)."""
+    with rasterio.open(SERIES / "s2_2018-07-30.tif") as ds:
+        clear, profile = ds.read().astype(np.float64), ds.profile
+    with open_sentinel2(TARGET) as s2:
+        cloud = classify(*s2.read(), MaskParams())[0] == CLOUD
+    with rasterio.open(TARGET) as ds:
+        data = np.where(np.roll(cloud, 64, axis=1), np.roll(ds.read(), 64, axis=2), clear)
+    if moved:
+        data = ndimage.shift(data, (0, 2, -1.5), order=1, mode="nearest")
+    out = folder / f"s2_2018-07-{28 if moved else 30}.tif"
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(np.clip(data, 1, 65535).round().astype(np.uint16))
+    return out
+
+
+def test_the_kept_classes_are_what_classifying_again_gives(tmp_path):
+    output = tmp_path / "out" / "out.tif"
+    output.parent.mkdir()
+    with open_sentinel2(TARGET) as target:
+        for index, moved in enumerate((False, True), 1):
+            path, params = cloudy_reference(tmp_path, moved), MaskParams(buffer=5)
+            # registered (its shift applied: read resampled), or read as it is
+            ref = open_one(index, path, None, target, params, InputOptions(), True,
+                           scratch=output) if moved else \
+                open_reference(index, open_sentinel2(path), target, params, scratch=output)
+            with closing(ref):
+                assert ref.shift_applied == moved and (ref.resampling is None) != moved
+                ref.keep_classes(48)
+                for window in block_windows(target.width, target.height, 48):  # a first pass
+                    ref.clear(int(window.row_off), int(window.col_off), int(window.height),
+                              int(window.width), with_shadow=False)
+                kept = ref.classified
+                assert kept.complete and len(kept.windows) == 9
+                # inside, at the edges, and reaching beyond them farther than it reads of
+                # the scene (its margin there repeats what it reads: classified as it was)
+                for top, left, h, w, halo in ((0, 0, 128, 128, 0), (10, 20, 50, 70, 7),
+                                              (70, 90, 58, 38, 12), (0, 60, 20, 68, 5),
+                                              (-24, -24, 152, 35, 5)):
+                    back = ref.classes(top, left, h, w, with_shadow=False, halo=halo)
+                    ref.classified = None  # classified again, with the mask's context
+                    again = ref.classes(top, left, h, w, with_shadow=False, halo=halo)
+                    ref.classified = kept
+                    for got, want in zip(back, again, strict=True):
+                        np.testing.assert_array_equal(got, want)
+                classes = ref.classes(0, 0, 128, 128)[2]
+                assert (classes == CLOUD).mean() > 0.2 and (classes == CLEAR).mean() > 0.3
+        # the target's, with the mask's cloud buffer and without
+        params = MaskParams(buffer=5, edges=False)
+        copy = decoded_copy(target, output, target.bands, params, True, every_format=True)
+        mask = TargetMask(target, target.bands, params, None, copy.decoded)
+        with closing(copy.decoded), closing(mask):
+            mask.keep_classes(48, (None, 0))
+            for window in block_windows(target.width, target.height, 48):
+                for buffer in (None, 0):
+                    mask.clear(int(window.row_off), int(window.col_off), int(window.height),
+                               int(window.width), buffer)
+            kept = dict(mask.classified)
+            assert len(kept) == 2 and all(k.complete for k in kept.values())
+            for top, left, h, w in ((0, 0, 128, 128), (10, 20, 50, 70), (70, 90, 58, 38)):
+                for buffer in (None, 0):
+                    back = mask.classes(top, left, h, w, buffer)
+                    mask.classified = {}
+                    again = mask.classes(top, left, h, w, buffer)
+                    mask.classified = kept
+                    for got, want in zip(back, again, strict=True):
+                        np.testing.assert_array_equal(got, want)
+            single = mask.classes(0, 0, 128, 128)[1]
+            assert (single == CLOUD).mean() > (mask.classes(0, 0, 128, 128, 0)[1] == CLOUD).mean()
+    assert list(output.parent.iterdir()) == []  # nameless scratches: nothing left behind
+
+
+@pytest.mark.slow
+def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeypatch):
+    scene_input = importlib.import_module("cloudfree.mask.scene_input")
+    module = importlib.import_module("cloudfree.mask.classified_scene")
+    classified = []
+    classify = scene_input.classify
+
+    def counted(*args, **kwargs):
+        classified.append(args[0].shape)
+        return classify(*args, **kwargs)
+
+    def full_disk(fd, array, offset):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scene_input, "classify", counted)
+    references = [cloudy_reference(tmp_path), SERIES / "s2_2018-06-25.tif"]
+    outputs, calls = [], []
+    for case in ("kept", "not kept"):
+        if case == "not kept":  # no room for the references' classes, and a full disk for
+            # the target's: each classified again in every pass
+            monkeypatch.setattr(Reference, "keep_classes", lambda self, block: None)
+            monkeypatch.setattr(module, "write_at", full_disk)
+        classified.clear()
+        out = tmp_path / f"{case}.tif"
+        summary = remove_scene(TARGET, None, out, quiet=True, outputs=OutputOptions(mask_out=(
+            tmp_path / f"{case}_mask.tif")), dates=ReferenceOptions(references=references))
+        assert summary["pixels_by_source"]["references"] > 2000  # of the 5835 cloud pixels
+        calls.append(len(classified))
+        with rasterio.open(out) as ds, rasterio.open(tmp_path / f"{case}_mask.tif") as mask:
+            outputs.append((ds.read(), mask.read()))
+    for got, want in zip(*outputs, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert calls[0] < calls[1] / 2
