@@ -41,10 +41,13 @@ it changes. ``--real DEST``: also ``remove`` on the real L2A images of the pool 
 months and BigEarthNet patches, each with its S1; all but the snowy BigEarthNet patch of 4
 February 2018 nearly cloud-free), as they are; these stand apart from the halves.
 
-``--extra DIR``: also ``remove`` on every GeoTIFF of DIR as it is (no S1), a tuning part of its
-own beside the halves: the cloud-free L1C crops of DSen2's demo data that
-``scripts/extract_dsen2_scenes.py`` writes (a village among fields; a coast with bright gypsum
-pans). ``--data`` may then be left out to run these alone.
+``--extra DIR``: also ``remove`` on every GeoTIFF of DIR as it is (no S1), a set of its own
+beside the pool's: the cloud-free built-up L1C scenes of the Onera Satellite Change Detection
+dataset that ``scripts/extract_oscd_scenes.py`` writes (towns, industrial estates, ports and
+airports), or the two crops of DSen2's demo data of ``scripts/extract_dsen2_scenes.py`` (a
+village among fields; a coast with bright gypsum pans). Where DIR has a SPLIT.tsv (scene, half),
+``--half`` picks its scenes too and the summary gives its halves. ``--data`` may be left out to
+run these alone.
 """
 
 from __future__ import annotations
@@ -89,6 +92,14 @@ def held_out(record: dict) -> bool:
     if name.startswith("sen12mscrts_ROIs2017_146"):
         return "series" in HELD_OUT
     return name.partition("_")[2] in HELD_OUT
+
+
+def extra_split(folder: Path) -> dict[str, str]:
+    """Half of each scene of an ``--extra`` folder, by its SPLIT.tsv (none: no split)."""
+    table = folder / "SPLIT.tsv"
+    if not table.exists():
+        return {}
+    return dict(line.split("\t") for line in table.read_text().splitlines()[1:] if line)
 
 
 def summary(rows: list[dict], label: str) -> str:
@@ -244,8 +255,13 @@ def main() -> None:
                       f"{100 * real[-1]['masked']:6.2f} %", flush=True)
         if args.extra:
             print(f"\nThe GeoTIFFs of {args.extra}, as they are:")
+            split = extra_split(args.extra)
             for path in sorted(args.extra.glob("*.tif")):
-                extra.append({"scene": path.stem, "extra": True, **run(path, None, folder)})
+                half = split.get(path.stem)
+                if args.half and half and half != args.half:
+                    continue
+                extra.append({"scene": path.stem, "extra": True, "held_out": half == "held-out",
+                              **run(path, None, folder)})
                 print(f"{path.stem:48s} changed {100 * extra[-1]['changed']:6.2f} % masked "
                       f"{100 * extra[-1]['masked']:6.2f} %", flush=True)
     print()
@@ -265,6 +281,10 @@ def main() -> None:
         print(summary(real, "real L2A images"))
     if extra:
         print(summary(extra, f"scenes of {args.extra}"))
+        for label, held in (("of its tuning half", False), ("of its held-out half", True)):
+            part = [r for r in extra if r["held_out"] == held]
+            if part and len(part) < len(extra):
+                print(summary(part, label))
     if args.json:
         args.json.write_text(json.dumps(rows + real + extra, indent=1))
 
