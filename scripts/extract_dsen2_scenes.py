@@ -36,6 +36,9 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
+#: Where the scenes come from (the manifest's first line).
+SOURCE = ("DSen2 demo data (Lanaras et al. 2018; Copernicus Sentinel-2 L1C, CC BY 4.0) from "
+          "github:lanha/DSen2, data/")
 #: The crops used, with the EPSG code of their tile's UTM zone.
 SCENES = {"S2A_MSIL1C_20170527_T33UUB": 32633, "S2B_MSIL1C_20171022_T49JGM": 32749}
 #: Each resolution's MATLAB variable, bands and factor to 10 m.
@@ -99,7 +102,8 @@ def extract(repo: Path, dest: Path) -> list[Path]:
 def write_manifest(dest: Path, files: list[Path]) -> None:
     lines = [f"{p.relative_to(dest)}\t{p.stat().st_size}\t"
              f"{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in sorted(files)]
-    (dest / "MANIFEST.tsv").write_text("path\tbytes\tsha256\n" + "\n".join(lines) + "\n")
+    (dest / "MANIFEST.tsv").write_text(f"# {SOURCE}\npath\tbytes\tsha256\n" + "\n".join(lines)
+                                       + "\n")
 
 
 def main() -> None:

@@ -35,6 +35,10 @@ import rasterio
 from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
+#: Where the scenes come from (the manifest's first line).
+SOURCE = ("Onera Satellite Change Detection dataset (Caye Daudt, Le Saux, Boulch and Gousseau, "
+          "IGARSS 2018; Copernicus Sentinel-2 L1C) from github:ChenHongruixuan/"
+          "ChangeDetectionRepository at 020f7702f235001ea0b2abac054651ab28aeeb0f")
 #: The commit of REPO that holds the dataset.
 COMMIT = "020f7702f235001ea0b2abac054651ab28aeeb0f"
 ROOT = "Dataset/OSCD/Onera Satellite Change Detection dataset - Images/"
@@ -98,7 +102,7 @@ def stack(files: dict[str, bytes], town: str, folder: str) -> tuple[np.ndarray, 
         with MemoryFile(band_file(files, town, folder, band)) as memory, memory.open() as src:
             reproject(src.read(1).astype(np.float32), out[i], src_transform=src.transform,
                       src_crs=src.crs, dst_transform=profile["transform"],
-                      dst_crs=profile["crs"], resampling=Resampling.bilinear)
+                      dst_crs=profile["crs"], resampling=Resampling.nearest)
     return out, profile
 
 
@@ -134,7 +138,8 @@ def extract(repo: Path, dest: Path) -> list[Path]:
 def write_manifest(dest: Path, files: list[Path]) -> None:
     lines = [f"{p.relative_to(dest)}\t{p.stat().st_size}\t"
              f"{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in sorted(files)]
-    (dest / "MANIFEST.tsv").write_text("path\tbytes\tsha256\n" + "\n".join(lines) + "\n")
+    (dest / "MANIFEST.tsv").write_text(f"# {SOURCE}\npath\tbytes\tsha256\n" + "\n".join(lines)
+                                       + "\n")
 
 
 def main() -> None:
