@@ -502,8 +502,8 @@ LAND_BOX, LAND_CDI, LAND_SWIR, LAND_TEXTURE = 15, -0.7, 1.0, 0.04
 FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: The parallax index compares B08 (10 m) with B8A (20 m), and a town's 10 m texture lowers it
 #: as a cloud's edges do: on real products read at their bands' own resolutions (the cloud-free
-#: towns of the Onera Satellite Change Detection dataset), the bright land a town's score calls
-#: cloud averages -0.79, the pool's clouds -0.90. So textured land (land's short-wave infrared
+#: towns of the Onera Satellite Change Detection dataset), what a town's score calls cloud has a
+#: mean index of -0.68, the pool's clouds -0.86. So textured land (land's short-wave infrared
 #: and built-up texture, as above) whose index reads like a cloud's is bright land still where
 #: no pixel of the square scores ``TEXTURED_SCORE`` or more (an opaque cloud scores higher); and
 #: so are, whatever their index, the pixels whose square's cloud has the texture of roofs
@@ -511,8 +511,8 @@ FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: large white roofs among dark yards), a short-wave infrared ratio above ``ROOF_SWIR`` (ice
 #: cloud is darker there) and no pixel scoring ``ROOF_SCORE`` or more. Chosen on the tuning
 #: towns of that set against the tuning half of the pool's cloudy pairs: of what the test kept
-#: as cloud, they leave clear 50 % on the towns and 0.09 % of the pairs' cloud
-#: (docs/benchmarks/masks.md).
+#: as cloud, they leave clear 49 % on the towns and 0.08 % of the pairs' cloud
+#: (benchmarks/bright_land_towns.py; docs/benchmarks/masks.md).
 TEXTURED_SCORE = 0.5
 ROOF_TEXTURE, ROOF_SWIR, ROOF_SCORE = 0.08, 0.6, 0.9
 #: Bright land lies among fields, trees and streets: where what scores as cloud covers
