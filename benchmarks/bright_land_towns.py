@@ -1,5 +1,5 @@
-"""The bright-land test on towns of real products and on real clouds: what its rules for
-textured land whose parallax reads like a cloud's take.
+"""The bright-land test on towns of real products and on real clouds: what its rule for the
+texture of roofs, whatever their parallax, takes.
 
     python benchmarks/bright_land_towns.py --towns DIR PAIRS... [--half tuning|held-out]
 
@@ -8,9 +8,9 @@ the Onera Satellite Change Detection towns); PAIRS are folders of real cloudy / 
 (``scripts/extract_mask_pairs.py``), whose cloud is where the cloudy date is brighter than its
 twin (``mask_quality.py``'s truth). On both, for the pixels the score calls cloud (on the
 pairs, those of the truth): the mean over them of the parallax index of their square's cloud
-(``classify.bright_land``'s), and the share of what the test keeps as cloud without its rules
-for textured land with a cloud-like parallax (``TEXTURED_SCORE``) and for roofs' texture
-(``ROOF_*``) that it leaves clear with them. ``--half`` takes one half of each by-scene split.
+(``classify.bright_land``'s), and the share of what the test keeps as cloud without its rule
+for roofs' texture (``ROOF_*``) that it leaves clear with it. ``--half`` takes one half of each
+by-scene split.
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ def scored(reflectance: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, 
 
 
 def measure(reflectance: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
-    """[pixels, kept as cloud without the rules, left clear by them, parallax] summed over the
+    """[pixels, kept as cloud without the rule, left clear by it, parallax] summed over the
     pixels the score calls cloud (and ``where``)."""
     b, score, cloud = scored(reflectance)
     valid = np.ones_like(cloud)
-    with mock.patch.object(module, "TEXTURED_SCORE", 0.0), \
-            mock.patch.object(module, "ROOF_SCORE", 0.0):
+    with mock.patch.object(module, "ROOF_SCORE", 0.0):
         before = module.bright_land(b, cloud, score, valid)
     after = module.bright_land(b, cloud, score, valid)
     parallax = module.box_mean(module.parallax_index(b), cloud, module.LAND_BOX)
@@ -55,8 +54,8 @@ def measure(reflectance: np.ndarray, where: np.ndarray | None = None) -> np.ndar
 def report(label: str, totals: np.ndarray) -> None:
     pixels, kept, cleared, parallax = totals
     print(f"{label}: {int(pixels)} px scored as cloud, mean parallax index "
-          f"{parallax / max(pixels, 1):.2f}; kept as cloud without the rules {int(kept)} px, "
-          f"left clear by them {100 * cleared / max(kept, 1):.2f} %")
+          f"{parallax / max(pixels, 1):.2f}; kept as cloud without the rule {int(kept)} px, "
+          f"left clear by it {100 * cleared / max(kept, 1):.2f} %")
 
 
 def main() -> None:
