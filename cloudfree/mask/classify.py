@@ -509,7 +509,7 @@ FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: dark yards), a short-wave infrared ratio above ``ROOF_SWIR`` (ice cloud is darker there) and
 #: no pixel of the square scoring ``ROOF_SCORE`` or more. Chosen on the tuning towns of that set
 #: against the tuning half of the pool's cloudy pairs and of its blended clouds: of what the
-#: test kept as cloud, it leaves clear RTOWN % on the towns and RPAIR % of the pairs' cloud
+#: test kept as cloud, it leaves clear 27 % on the towns and 0.01 % of the pairs' cloud
 #: (benchmarks/bright_land_towns.py; docs/benchmarks/masks.md). Leaving clear any textured land
 #: with a cloud-like index where nothing near scores 0.5 took thin cloud over towns too (-6 dB
 #: on a blended cloud of the single-date benchmark).
