@@ -3,7 +3,7 @@ from the input, per scene, with the cloud fraction the mask flags.
 
     python benchmarks/clear_scenes.py --data DATA [--json out.json] [--half tuning|held-out]
         [--s2cloudless] [--ukis-csmask] [--bands l1c|l2a|l2a10] [--surface DEST]
-        [--no-veiled-edges] [--real DEST] [-- REMOVE OPTIONS]
+        [--no-veiled-edges] [--real DEST] [--extra DIR] [-- REMOVE OPTIONS]
 
 DATA is the set built by ``scripts/build_training_set.py``. Its cloud-free L1C images are the
 scenes: the clear patches (the pool's ``ok/``, ``bad_blur/`` and the SEN12MS-CR-TS clear
@@ -40,6 +40,14 @@ of veiled edges off (``classify.veiled_edges``, which runs only without B10), to
 it changes. ``--real DEST``: also ``remove`` on the real L2A images of the pool (the WorldCereal
 months and BigEarthNet patches, each with its S1; all but the snowy BigEarthNet patch of 4
 February 2018 nearly cloud-free), as they are; these stand apart from the halves.
+
+``--extra DIR``: also ``remove`` on every GeoTIFF of DIR as it is (no S1), a set of its own
+beside the pool's: the cloud-free built-up L1C scenes of the Onera Satellite Change Detection
+dataset that ``scripts/extract_oscd_scenes.py`` writes (towns, industrial estates, ports and
+airports), or the two crops of DSen2's demo data of ``scripts/extract_dsen2_scenes.py`` (a
+village among fields; a coast with bright gypsum pans). Where DIR has a SPLIT.tsv (scene, half),
+``--half`` picks its scenes too and the summary gives its halves. ``--data`` may be left out to
+run these alone.
 """
 
 from __future__ import annotations
@@ -84,6 +92,14 @@ def held_out(record: dict) -> bool:
     if name.startswith("sen12mscrts_ROIs2017_146"):
         return "series" in HELD_OUT
     return name.partition("_")[2] in HELD_OUT
+
+
+def extra_split(folder: Path) -> dict[str, str]:
+    """Half of each scene of an ``--extra`` folder, by its SPLIT.tsv (none: no split)."""
+    table = folder / "SPLIT.tsv"
+    if not table.exists():
+        return {}
+    return dict(line.split("\t") for line in table.read_text().splitlines()[1:] if line)
 
 
 def summary(rows: list[dict], label: str) -> str:
@@ -159,7 +175,7 @@ def flagged_share(masker: Callable[[np.ndarray], np.ndarray], s2: Path) -> float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--s2cloudless", action="store_true",
                         help="also the share of pixels the s2cloudless mask flags")
@@ -177,8 +193,14 @@ def main() -> None:
                         help="remove with the mask's growth of veiled edges off")
     parser.add_argument("--real", type=Path, metavar="DEST",
                         help="also remove on the real L2A images under DEST, as they are")
+    parser.add_argument("--extra", type=Path, metavar="DIR",
+                        help="also remove on the GeoTIFFs of DIR, as they are (no S1)")
     parser.add_argument("options", nargs="*", help="after --: options for every remove")
     args = parser.parse_args()
+    if not args.data and not args.extra:
+        parser.error("give --data, --extra or both")
+    if args.extra and args.bands != "l1c":
+        parser.error("--extra: the scenes of DIR run as they are; leave --bands out")
     if args.surface and args.bands == "l1c":
         parser.error("--surface: give an L2A band set (--bands l2a or l2a10)")
     missing = MISSING[args.bands]
@@ -205,10 +227,10 @@ def main() -> None:
             baselines[name] = make()
             if baselines[name] is None:
                 raise SystemExit(f"--{name}: {name} is not installed (pip install {package})")
-    rows, real = [], []
+    rows, real, extra = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, record in scenes(args.data):
+        for name, record in scenes(args.data) if args.data else ():
             if args.half and held_out(record) != (args.half == "held-out"):
                 continue
             with np.load(args.data / f"{record['id']}.npz") as z:
@@ -231,9 +253,21 @@ def main() -> None:
                 real.append({"scene": path.name, **run(path, s1, folder)})
                 print(f"{path.name:48s} changed {100 * real[-1]['changed']:6.2f} % masked "
                       f"{100 * real[-1]['masked']:6.2f} %", flush=True)
+        if args.extra:
+            print(f"\nThe GeoTIFFs of {args.extra}, as they are:")
+            split = extra_split(args.extra)
+            for path in sorted(args.extra.glob("*.tif")):
+                half = split.get(path.stem)
+                if args.half and half and half != args.half:
+                    continue
+                extra.append({"scene": path.stem, "extra": True, "held_out": half == "held-out",
+                              **run(path, None, folder)})
+                print(f"{path.stem:48s} changed {100 * extra[-1]['changed']:6.2f} % masked "
+                      f"{100 * extra[-1]['masked']:6.2f} %", flush=True)
     print()
-    print(summary(rows, "cloud-free scenes"))
-    for label in baselines:
+    if rows:
+        print(summary(rows, "cloud-free scenes"))
+    for label in baselines if rows else ():
         flagged = [r[label] for r in rows]
         print(f"{label} flags: mean {100 * statistics.mean(flagged):.2f} %, median "
               f"{100 * statistics.median(flagged):.2f} %, worst {100 * max(flagged):.2f} %; "
@@ -245,8 +279,14 @@ def main() -> None:
             print(summary(part, label))
     if real:
         print(summary(real, "real L2A images"))
+    if extra:
+        print(summary(extra, f"scenes of {args.extra}"))
+        for label, held in (("of its tuning half", False), ("of its held-out half", True)):
+            part = [r for r in extra if r["held_out"] == held]
+            if part and len(part) < len(extra):
+                print(summary(part, label))
     if args.json:
-        args.json.write_text(json.dumps(rows + real, indent=1))
+        args.json.write_text(json.dumps(rows + real + extra, indent=1))
 
 
 if __name__ == "__main__":
