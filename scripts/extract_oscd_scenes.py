@@ -10,8 +10,8 @@ the band's own resolution, in EPSG:4326. Towns, industrial estates, ports, airpo
 greenhouses: the bright built-up land a cloud mask must leave clear.
 
 Each image that shows no cloud (``CLOUDY`` lists the 8 of 48 left out, and why) is written to
-DEST as a 13-band uint16 GeoTIFF on its B02 grid (the 20 m and 60 m bands resampled bilinearly,
-as ``build_training_set.py`` does other grids; bands named, tagged ``PROCESSING_LEVEL=L1C``),
+DEST as a 13-band uint16 GeoTIFF on its B02 grid (the 20 m and 60 m bands by nearest neighbour,
+as cloudfree's Sentinel-2 reader brings them to 10 m; bands named, tagged ``PROCESSING_LEVEL=L1C``),
 ``oscd_{TOWN}_{YYYYMMDD}.tif``.
 DEST/SPLIT.tsv gives each scene's half, by town: OSCD's own training towns are the tuning half,
 its test towns the held-out half; towns whose crops touch go to one half (``TOWNS``). A
