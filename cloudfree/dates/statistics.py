@@ -72,7 +72,6 @@ from cloudfree.dates.weights import VARIANCE_UNIT, days_apart
 from cloudfree.io.rasters import block_windows
 from cloudfree.mask.classify import combine_shadow_stats
 from cloudfree.mask.classify import shadow_thresholds as window_shadow_stats
-from cloudfree.mask.haze import CLOUD
 
 log = logging.getLogger("cloudfree")
 
@@ -95,9 +94,6 @@ FIT_BUFFER = 0
 #: whose fill lost 3.7 dB with the ring counted. With this test the L2A benchmark's tuning
 #: half rose from 30.96 to 31.14 dB.
 RING_HAZE: float | None = 1.0
-#: Mean opacity (``haze.opacity``) the clouds' fringe must show against a date's line for its
-#: colour to be read (``fringe_veil``): below it the colour is mostly the noise of the mean.
-VEIL_OPACITY = 0.01
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
 #: Where the temporal test does not weigh the references, the lines fitted once more without
@@ -144,9 +140,6 @@ class DateStatistics:
         #: whether no date shares ``MIN_COMMON`` clear pixels with the target beyond its
         #: cloud buffer (a target almost all cloud)
         self.few_clear = False
-        #: the colour per band of the veil over the clouds' hazy fringe (``fringe_veil``), where
-        #: the fits leave that fringe out; None: the white cloud's (``haze.CLOUD``)
-        self.veil: dict[str, float] | None = None
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -210,7 +203,7 @@ class DateStatistics:
             if all(self.fitted[i].common >= (1 - THIN_SHARE) * f.common
                    for i, f in kept[0].items()):
                 self.fitted, self.joint_fits, self.similar = kept
-                self.target.fringe, self.veil = 0, None
+                self.target.fringe = 0
 
     def _fields(self) -> dict[int, FitField]:
         return {r.index: self.fitted[r.index].field for r in self.used}
@@ -259,8 +252,6 @@ class DateStatistics:
             self.target.fringe = 0
             sets, samples = sets[1:], samples[1:]
             fits, groups = sets[0]
-        elif fringe:
-            self.veil = fringe_veil(fits, sets[1][0], self.bands)
         if (self.fit_buffer is None and self.target.params.buffer > FIT_BUFFER and fits
                 and max(f.common for f in fits.values()) < MIN_COMMON):
             self.fit_buffer, self.few_clear = FIT_BUFFER, True
@@ -473,32 +464,3 @@ def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: 
     log.debug("the ring the cloud buffer takes from the fits is %+.2f residual sd brighter in "
               "blue than the rest (median of %d dates)", median, len(excess))
     return median < RING_HAZE
-
-
-def fringe_veil(fits: dict[int, CellFits], with_ring: dict[int, CellFits],
-                bands: Sequence[str]) -> dict[str, float] | None:
-    """The colour per band of the veil over the ring the fringe takes from the fits (the
-    difference between the sums of ``with_ring`` and of ``fits``): the ring's mean departure
-    from each date's scene-wide line, per band, taken as a veil of the opacity HOT reads
-    (``haze.opacity``) over the land the line predicts; the median over the dates sharing
-    ``MIN_PIXELS`` pixels of the ring and of the rest. None where HOT reads a veil thinner
-    than ``VEIL_OPACITY`` for every date."""
-    blue, red = bands.index("B02"), bands.index("B04")
-    cloud = np.array([CLOUD[b] for b in bands])
-    colours = []
-    for index, wider in with_ring.items():
-        pooled = fits[index].pooled
-        ring = wider.pooled.every - pooled.every
-        n = ring[5]
-        if n.min() < MIN_PIXELS or pooled.every[5].min() < MIN_PIXELS:
-            continue
-        gain, offset, _ = pooled.line()
-        land = gain * ring[0] / n + offset
-        excess = ring[1] / n - land
-        room = (cloud[blue] - cloud[red] / 2) - (land[blue] - land[red] / 2)
-        t = (excess[blue] - excess[red] / 2) / room
-        if t >= VEIL_OPACITY:
-            colours.append(np.maximum(land + excess / t, 0))
-    if not colours:
-        return None
-    return dict(zip(bands, np.median(colours, axis=0).tolist(), strict=True))

@@ -23,13 +23,13 @@ from cloudfree.fill.median import BINS, STEP, window_counts
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask.haze import (
     BLUE_PERCENTILE,
+    CLOUD,
     DARK_PERCENTILE,
     LAND_BANDS,
     HazeParams,
     dehaze,
     smoothstep_down,
     unveil,
-    veil_colour,
 )
 from cloudfree.mask.shadow import relight
 
@@ -112,18 +112,16 @@ def land_bounds(reflectance: np.ndarray, clear: np.ndarray, bands: tuple[str, ..
     return histogram.bounds()
 
 
-def thickest(seen: np.ndarray, bounds: LandBounds, bands: tuple[str, ...],
-             veil: tuple[tuple[str, float], ...] | None = None) -> np.ndarray:
-    """The thickest veil [h, w] (of the colour ``veil``, ``haze.veil_colour``) the pixels
-    ``seen`` [C, h, w] can hold: under a thicker one (``haze.unveil``) a land band would come
-    out darker than ``bounds`` allow, or B02 / B04 bluer; at least 0."""
-    cloud = veil_colour(bands, veil)
+def thickest(seen: np.ndarray, bounds: LandBounds, bands: tuple[str, ...]) -> np.ndarray:
+    """The thickest veil [h, w] the pixels ``seen`` [C, h, w] can hold: under a thicker one
+    (``haze.unveil``) a land band would come out darker than ``bounds`` allow, or B02 / B04
+    bluer; at least 0."""
     cap = np.full(seen.shape[1:], np.inf, np.float32)
     for band, (name, dark) in enumerate(zip(bands, bounds.darkest, strict=True)):
-        if dark > 0 and cloud[name] > dark:
-            np.minimum(cap, (seen[band] - np.float32(dark)) / np.float32(cloud[name] - dark),
+        if dark > 0 and CLOUD[name] > dark:
+            np.minimum(cap, (seen[band] - np.float32(dark)) / np.float32(CLOUD[name] - dark),
                        out=cap)
-    blue, red = cloud["B02"], cloud["B04"]
+    blue, red = CLOUD["B02"], CLOUD["B04"]
     if np.isfinite(bounds.bluest) and bounds.bluest * red > blue:
         ratio = np.float32(bounds.bluest)
         np.minimum(cap, (ratio * seen[bands.index("B04")] - seen[bands.index("B02")])
@@ -174,8 +172,7 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         # HOT reads a bluish veil as thicker than it is: taken off as the white cloud, it left
         # the land darker than any clear land (dark specks along the bright cores). No more is
         # taken off than the pixel can hold, and where HOT reads more, the fill takes over
-        colour = params.haze.veil
-        cap = thickest(seen, held, bands, colour)
+        cap = thickest(seen, held, bands)
         weight = weight * smoothstep_down(t - cap, 0, SLACK)
         if feather is not None:  # the fill eased in against the land, not the veil seen
             eased = feather[rows, cols]
@@ -186,10 +183,9 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much
         # of is what made the land bluer than any clear land
         blue = bands.index("B02")
-        reddest = np.maximum(unveil(seen[blue, None], t, ("B02",), colour)[0],
-                             darkest[blue]) / bluest
+        reddest = np.maximum(unveil(seen[blue, None], t, ("B02",))[0], darkest[blue]) / bluest
         for band, fill in enumerate(out[:, rows, cols]):  # a band at a time: small temporaries
-            restored = unveil(seen[band:band + 1], t, bands[band:band + 1], colour)[0]
+            restored = unveil(seen[band:band + 1], t, bands[band:band + 1])[0]
             np.maximum(restored, darkest[band], out=restored)
             if bands[band] == "B04":
                 np.maximum(restored, reddest, out=restored)

@@ -73,17 +73,6 @@ class HazeParams:
     t_fill: float = 0.3  # opacity from which the fill is
     sigma: float = 4.0  # px, smoothness of the opacity
     spread: float = 0.75  # trust the restored land within this many spreads of the land around
-    #: the veil's colour as (band, reflectance) pairs, as HOT reads it (its B02 - B04 / 2 that
-    #: of ``CLOUD``, so the opacity is the same); None: ``CLOUD``
-    veil: tuple[tuple[str, float], ...] | None = None
-
-
-def veil_colour(bands: tuple[str, ...], veil: tuple[tuple[str, float], ...] | None = None
-                ) -> dict[str, float]:
-    """The veil's reflectance in each of ``bands``: ``veil``'s (``HazeParams.veil``), else the
-    opaque cloud's (``CLOUD``)."""
-    colour = CLOUD if veil is None else dict(veil)
-    return {b: colour[b] for b in bands}
 
 
 def smooth_within(values: np.ndarray, where: np.ndarray, sigma: float,
@@ -211,8 +200,8 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     for start in range(0, len(seen), CHANNELS):  # a few bands at a time: small temporaries
         part = slice(start, start + CHANNELS)
         # every pixel of the box: the smoothing reads the region's only
-        off = smooth_within(unveil(seen[part], t_used, bands[part], params.veil), where,
-                            params.sigma, density)
+        off = smooth_within(unveil(seen[part], t_used, bands[part]), where, params.sigma,
+                            density)
         off -= fill[part]
         for band in np.square(off, out=off):
             d += band
@@ -222,12 +211,10 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     return box, t_used, np.where(where, trust, 0).astype(np.float32)
 
 
-def unveil(seen: np.ndarray, t: np.ndarray, bands: tuple[str, ...],
-           veil: tuple[tuple[str, float], ...] | None = None) -> np.ndarray:
+def unveil(seen: np.ndarray, t: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
     """The land [C, h, w] under a veil of opacity ``t`` [h, w] of the pixels ``seen``
-    [C, h, w] (of ``bands``): (seen - t cloud) / (1 - t), at least 0; the cloud's colour
-    ``veil``'s (``veil_colour``)."""
-    cloud = np.array(list(veil_colour(bands, veil).values()), np.float32)[:, None, None]
+    [C, h, w] (of ``bands``): (seen - t cloud) / (1 - t), at least 0."""
+    cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
     land = t * cloud  # in place from here
     np.subtract(seen, land, out=land)
     land /= 1 - t

@@ -310,23 +310,20 @@ DATES_HANDOVER = (0.05, 0.2)
 
 def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np.ndarray,
                   classes: np.ndarray, valid: np.ndarray, params: RestoreParams,
-                  bands: tuple[str, ...], bounds: LandBounds | None = None,
-                  veil: dict[str, float] | None = None) -> None:
+                  bands: tuple[str, ...], bounds: LandBounds | None = None) -> None:
     """Where the other dates fill the ``region``, what still shows through thin cloud and haze
     is restored against their prediction as the land expected there (``restore.py``), and only
     the rest taken from them; ``reference.values`` is changed in place. Used where the dates
     judge the clouds (the temporal mask): with the single-date mask's buffer and haze ring in
     the region, the veil's opacity is smoothed over clear pixels, read too low at the edges of
     small clouds, and their own pixels restored (on the benchmark's odd half, up to 4.4 dB
-    lost on a case with a small cloud). ``bounds``: the scene's (``restore``); ``veil``: the
-    veil's colour per band (None: the opaque cloud's, ``haze.CLOUD``)."""
+    lost on a case with a small cloud). ``bounds``: the scene's (``restore``)."""
     covered = region & reference.covered
     if covered.any():
         if params.haze is not None:  # the caller's smoothing and trust, the dates' hand-over
             t_restore, t_fill = DATES_HANDOVER
-            params = replace(params, haze=replace(
-                params.haze, t_restore=t_restore, t_fill=t_fill,
-                veil=None if veil is None else tuple(veil.items())))
+            params = replace(params, haze=replace(params.haze, t_restore=t_restore,
+                                                  t_fill=t_fill))
         values, _ = restore(reflectance, reference.values, covered,
                             covered & (classes == SHADOW), valid & (classes == CLEAR), params,
                             bands, bounds)
@@ -749,7 +746,7 @@ class SceneRemoval:
         reference.source[~need] = 0  # the clear pixels only lent their residual
         if restoring:
             restore_dates(reference, refl, region[around], classes[around], valid[around],
-                          self.restoring, self.bands, self.bounds, self.references.dates.veil)
+                          self.restoring, self.bands, self.bounds)
         return reference.crop(slice(pad, pad + chunk.height), slice(pad, pad + chunk.width))
 
     def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
