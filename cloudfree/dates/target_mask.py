@@ -24,9 +24,9 @@ from cloudfree.mask.scene_input import mask_reader, read_classified
 #: (and 0.1) no tuning case moved by more than 0.06 dB.
 THIN_SCORE = 0.5
 #: Where the temporal test does not weigh the references, the fits' clear pixels may also leave
-#: out every pixel it finds cloud and those within this many px of it (``TargetMask.fringe``),
-#: when those pixels are hazy (``statistics.ring_clear``): the veiled edge of a thin cloud
-#: that neither mask sees lies there, in the cells whose lines fill the cloud.
+#: out the pixels within this many px of the cloud they leave out (``TargetMask.fringe``), when
+#: those pixels are hazy (``statistics.ring_clear``): the veiled edge of a thin cloud that
+#: neither mask sees lies there, in the cells whose lines fill the cloud.
 FRINGE = 5
 
 
@@ -55,20 +55,20 @@ class TargetMask:
         """The target's reflectance and clear mask of a block: by the single-date mask (with
         ``buffer``, when given), less what the temporal test finds cloud once it is calibrated
         (where the test does not weigh the references, only where the single-date score is
-        above ``THIN_SCORE`` of its threshold, or, with a ``fringe`` (default ``self.fringe``),
-        all of it and the pixels within ``fringe`` px of it); and the background that judged
-        it (None before)."""
+        above ``THIN_SCORE`` of its threshold, and with a ``fringe``, default ``self.fringe``,
+        the pixels within ``fringe`` px of that too); and the background that judged it (None
+        before)."""
         fringe = self.fringe if fringe is None else fringe
         judging = self.temporal is not None and self.temporal.calibrated
         refl, single, judged, score, background = self._read(
             top, left, height, width, buffer, fringe if judging else 0)
         cloud = judged == CLOUD
+        if self.temporal is not None and not self.temporal.weighs:
+            cloud &= score > THIN_SCORE * self.params.threshold
         if fringe and judging:
             cloud = ndimage.distance_transform_edt(~cloud) <= fringe
             inner = (slice(fringe, fringe + height), slice(fringe, fringe + width))
             cloud, background = cloud[inner], background.crop(*inner)
-        elif self.temporal is not None and not self.temporal.weighs:
-            cloud &= score > THIN_SCORE * self.params.threshold
         return refl, np.where(cloud, CLOUD, single) == CLEAR, background
 
     def _read(self, top: int, left: int, height: int, width: int, buffer: int | None,
@@ -99,4 +99,6 @@ class TargetMask:
             within = (slice(REACH, REACH + height + 2 * fringe),
                       slice(REACH, REACH + width + 2 * fringe))
             judged, background = judged[within], background.crop(*within)
-        return refl[:, inner[0], inner[1]], classes[inner], judged, score[inner], background
+        scored = (slice(halo - fringe, halo + height + fringe),
+                  slice(halo - fringe, halo + width + fringe))
+        return refl[:, inner[0], inner[1]], classes[inner], judged, score[scored], background
