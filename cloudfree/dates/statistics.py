@@ -28,6 +28,9 @@ cloud; these refits only with aerosol, blue and cirrus (``TemporalMask.weighs``)
 the test decides what is filled, and the lines are fitted once more after it without what it
 finds where the single-date score rates the pixel somewhat cloudy (``target_mask.THIN_SCORE``;
 kept where that leaves out more than a trace, ``THIN_SHARE``), the test itself left as it is.
+That fit also leaves out the pixels within ``target_mask.FRINGE`` px of that cloud where they
+are hazy (``ring_clear``, against the same fit counting them; the same pass gathers both): the
+veiled edge of a thin cloud, which neither mask finds.
 """
 
 from __future__ import annotations
