@@ -128,9 +128,10 @@ def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
     # final mask calls clear (the line: +28 DN in blue on the filled cloud, RMSE 51 DN). The
     # fringe lies in the cells whose lines fill the cloud: counted in the fits and lending its
     # residual, it lifted the fill to +78 DN in blue (RMSE 152) before the restoration of thin
-    # cloud; now the fits leave it out where it is hazy (``target_mask.FRINGE``): +12 (RMSE
-    # 38). The restoration of thin cloud takes off a white veil where the veil is the summer
-    # cumulus, bright in NIR: with it +116 DN in blue (RMSE 229), now +51 (RMSE 131)
+    # cloud; now the fits leave it out where it is hazy (``target_mask.FRINGE``): +13 (RMSE
+    # 37). The restoration takes off a white veil where the veil is the summer cumulus, bright
+    # in NIR: with it +115 DN (RMSE 227) on main, +52 (RMSE 131) now
+    # (``benchmarks/one_reference_thin.py``)
     keep = [BANDS.index(b) for b in TEN]
 
     def ten(path):
