@@ -444,11 +444,12 @@ def _inside(ref: Reference, top: int, left: int, height: int, width: int
 
 
 def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: int) -> bool:
-    """Whether the target's pixels in the ring its cloud buffer takes from the fits (the
-    difference between the sums of ``with_ring`` and of ``fits``, each date's over every pixel)
-    are brighter in ``band`` than the rest of its clear pixels, against each date's scene-wide
-    line, by less than ``RING_HAZE`` residual standard deviations (the median over the dates
-    sharing ``MIN_PIXELS`` pixels of the ring and of the rest)."""
+    """Whether the target's pixels in the ring its cloud buffer or the fringe (``_ring``)
+    takes from the fits (the difference between the sums of ``with_ring`` and of ``fits``, each
+    date's over every pixel) are brighter in ``band`` than the rest of its clear pixels,
+    against each date's scene-wide line, by less than ``RING_HAZE`` residual standard
+    deviations (the median over the dates sharing ``MIN_PIXELS`` pixels of the ring and of the
+    rest)."""
     excess = []
     for index, wider in with_ring.items():
         pooled = fits[index].pooled
@@ -464,6 +465,6 @@ def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: 
     if not excess:
         return False
     median = float(np.median(excess))
-    log.debug("the ring the cloud buffer takes from the fits is %+.2f residual sd brighter in "
+    log.debug("the ring taken from the fits is %+.2f residual sd brighter in "
               "blue than the rest (median of %d dates)", median, len(excess))
     return median < RING_HAZE
