@@ -42,7 +42,8 @@ the bands given, by PSNR on the true mask and on the whole image:
 - ``--reference, single-date mask``: ``remove --reference --no-temporal-mask``;
 - with ``--ablations [WORD ...]``, ``--reference`` with one part turned off (``ABLATIONS``:
   all, or those whose names hold a WORD; ``--ablations fringe``: today's mask without the
-  veiled fringe it grows into at a cloud's edge); with
+  veiled fringe it grows into at a cloud's edge; ``--ablations restoration``: the dates' fill
+  without the restoration of thin cloud); with
   ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
   mask);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
@@ -77,6 +78,7 @@ from cloudfree.dates import fill as reference_fill  # noqa: E402
 from cloudfree.dates import joint_fit, temporal_mask  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
+from cloudfree.pipeline import remove  # noqa: E402
 from cloudfree.pipeline.options import (  # noqa: E402
     EngineOptions,
     OutputOptions,
@@ -90,7 +92,9 @@ REMOVE_MASK = MaskParams(buffer=5)
 #: ``--reference`` with one part turned off: row name, module, setting, value that disables it.
 ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", None),
              ("--reference, single dates only", joint_fit, "KEPT", 0),
-             ("--reference, no fringe", temporal_mask, "FRINGE", 0)]
+             ("--reference, no fringe", temporal_mask, "FRINGE", 0),
+             ("--reference, no restoration of thin cloud", remove, "restore_dates",
+              lambda *args, **kwargs: None)]
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 

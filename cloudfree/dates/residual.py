@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.dates.target_mask import THIN_SCORE
 from cloudfree.io.sentinel2 import RESOLUTION
 from cloudfree.mask.haze import around
 
@@ -51,12 +52,20 @@ MARGIN = {band: RESOLUTION[band] // 10 - 1 for band in RESOLUTION}
 CONTEXT = REACH + max(MARGIN.values())
 
 
-def lenders(clear: np.ndarray, score: np.ndarray, threshold: float, dates_weigh: bool
-            ) -> np.ndarray:
+def lenders(clear: np.ndarray, score: np.ndarray, threshold: float, dates_weigh: bool,
+            cloud: np.ndarray, fringe: int) -> np.ndarray:
     """The ``clear`` pixels that may lend their residual: where the dates do not weigh the
     references, not those whose single-date cloud ``score`` is above ``LEND_SCORE`` of the
-    mask's ``threshold``."""
-    return clear if dates_weigh else clear & (score <= LEND_SCORE * threshold)
+    mask's ``threshold``, nor, where the fits leave out the hazy fringe of the clouds
+    (``target_mask.FRINGE``), those within ``fringe`` px of a ``cloud`` pixel that the fits
+    leave out (its score above ``target_mask.THIN_SCORE`` of the threshold)."""
+    if dates_weigh:
+        return clear
+    clear = clear & (score <= LEND_SCORE * threshold)
+    if fringe:
+        cloud = cloud & (score > THIN_SCORE * threshold)
+        clear &= ndimage.distance_transform_edt(~cloud) > fringe
+    return clear
 
 
 def sources_near(need: np.ndarray, clear: np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ cloud; these refits only with aerosol, blue and cirrus (``TemporalMask.weighs``)
 the test decides what is filled, and the lines are fitted once more after it without what it
 finds where the single-date score rates the pixel somewhat cloudy (``target_mask.THIN_SCORE``;
 kept where that leaves out more than a trace, ``THIN_SHARE``), the test itself left as it is.
+That fit also leaves out the pixels within ``target_mask.FRINGE`` px of that cloud where they
+are hazy (``ring_clear``, against the same fit counting them; the same pass gathers both): the
+veiled edge of a thin cloud, which neither mask finds.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from cloudfree.dates.references import (
     s1_block,
 )
 from cloudfree.dates.similar_pixels import SimilarPixels, sample_grid, sample_stride
-from cloudfree.dates.target_mask import TargetMask
+from cloudfree.dates.target_mask import FRINGE, TargetMask
 from cloudfree.dates.temporal_mask import TemporalMask
 from cloudfree.dates.weights import VARIANCE_UNIT, days_apart
 from cloudfree.io.rasters import block_windows
@@ -204,12 +207,15 @@ class DateStatistics:
             temporal.calibrate(self.target.clear, quiet)
         temporal.settled = True
         if not temporal.weighs and temporal.calibrated:
-            # the lines without the thin cloud the test finds, where it is more than a trace
+            # the lines without the thin cloud the test finds, where it is more than a trace,
+            # or without all it finds and its fringe, where that is hazy (``_ring``)
             kept = dict(self.fitted), self.joint_fits, self.similar
+            self.target.fringe = FRINGE
             self._statistics(quiet)
             if all(self.fitted[i].common >= (1 - THIN_SHARE) * f.common
                    for i, f in kept[0].items()):
                 self.fitted, self.joint_fits, self.similar = kept
+                self.target.fringe = 0
 
     def _fields(self) -> dict[int, FitField]:
         return {r.index: self.fitted[r.index].field for r in self.used}
@@ -220,7 +226,8 @@ class DateStatistics:
         h, w = scene.height, scene.width
         cells = (math.ceil(h / CELL), math.ceil(w / CELL))
         windows = block_windows(w, h, WINDOW)
-        tests_ring = self._tests_ring
+        ring = self._ring
+        tests_ring = ring is not None
         # with the ring test, the same sums counting the ring too
         sets = [({r.index: CellFits(bands, *cells) for r in self.references},
                  {group: JointSums.zeros(len(group), bands) for group in self.groups})
@@ -232,7 +239,7 @@ class DateStatistics:
         own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
         inner_valid = dict.fromkeys(fits, 0)  # inside the border strips its shift explains
         samples: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sets]
-        with closing(ordered_map(WindowSums(self, tests_ring).sums, windows,
+        with closing(ordered_map(WindowSums(self, ring).sums, windows,
                                  usable_cores())) as results:
             for stats, joint_sums, window_samples in progress(
                     results, len(windows), "reference statistics", quiet):
@@ -251,11 +258,17 @@ class DateStatistics:
                     shadows[index].append(shadow_stats)
                     if diff is not None:
                         diffs[index] += diff
+        fringe = self.target.fringe  # left out only where it is hazy and leaves enough
+        if fringe and (not fits or max(f.common for f in fits.values()) < MIN_COMMON
+                       or ring_clear(fits, sets[1][0], self.bands.index("B02"))):
+            self.target.fringe = 0
+            sets, samples = sets[1:], samples[1:]
+            fits, groups = sets[0]
         if (self.fit_buffer is None and self.target.params.buffer > FIT_BUFFER and fits
                 and max(f.common for f in fits.values()) < MIN_COMMON):
             self.fit_buffer, self.few_clear = FIT_BUFFER, True
             return self._statistics(quiet)
-        if tests_ring:
+        if tests_ring and not fringe:
             self.ring_tested = True
             if ring_clear(fits, sets[1][0], self.bands.index("B02")):
                 self.fit_buffer = FIT_BUFFER
@@ -316,10 +329,16 @@ class DateStatistics:
         return sorted(fits, key=lambda f: f.variance.mean())[: joint_fit.KEPT]
 
     @property
-    def _tests_ring(self) -> bool:
-        """Whether this statistics pass also gathers the buffer ring's sums (``RING_HAZE``)."""
-        return (RING_HAZE is not None and not self.ring_tested and self.fit_buffer is None
-                and "B02" in self.bands and self.target.params.buffer > FIT_BUFFER)
+    def _ring(self) -> tuple[int | None, int] | None:
+        """The cloud buffer and fringe (``TargetMask.clear``) with which this statistics pass
+        also counts the target's clear pixels, to test the ring the first count leaves out for
+        haze (``ring_clear``): the buffer's (``RING_HAZE``) or the fringe's; None: no test."""
+        if self.target.fringe:
+            return self.fit_buffer, 0
+        if (RING_HAZE is not None and not self.ring_tested and self.fit_buffer is None
+                and "B02" in self.bands and self.target.params.buffer > FIT_BUFFER):
+            return FIT_BUFFER, 0
+        return None
 
     @property
     def group_stride(self) -> int:
@@ -336,11 +355,11 @@ class DateStatistics:
 class WindowSums:
     """What one statistics pass of ``dates`` gathers from each window of the target grid
     (``sums``), the target's clear pixels counted as the pass counts them (``fit_buffer``) and,
-    with ``tests_ring``, also with the ring the cloud buffer takes from them."""
+    with a ``ring`` (``DateStatistics._ring``), also with that buffer and fringe."""
 
-    def __init__(self, dates: DateStatistics, tests_ring: bool) -> None:
+    def __init__(self, dates: DateStatistics, ring: tuple[int | None, int] | None) -> None:
         self.dates = dates
-        self.buffers = [dates.fit_buffer] + [FIT_BUFFER] * tests_ring
+        self.views = [(dates.fit_buffer, None)] + ([] if ring is None else [ring])
         self.stride = dates.group_stride
         self.members = {i for group in dates.groups for i in group}
         self.sample_stride = sample_stride(dates.target.scene.height, dates.target.scene.width)
@@ -354,9 +373,9 @@ class WindowSums:
         dates = self.dates
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
-        target, target_clear, _ = dates.target.clear(top, left, height, width, self.buffers[0])
-        masks = [target_clear] + [dates.target.clear(top, left, height, width, buffer)[1]
-                                  for buffer in self.buffers[1:]]
+        target, target_clear, _ = dates.target.clear(top, left, height, width, *self.views[0])
+        masks = [target_clear] + [dates.target.clear(top, left, height, width, *view)[1]
+                                  for view in self.views[1:]]
         target_s1 = None
         out = {}
         step = slice(None, None, self.stride)
@@ -435,11 +454,12 @@ def _inside(ref: Reference, top: int, left: int, height: int, width: int
 
 
 def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: int) -> bool:
-    """Whether the target's pixels in the ring its cloud buffer takes from the fits (the
-    difference between the sums of ``with_ring`` and of ``fits``, each date's over every pixel)
-    are brighter in ``band`` than the rest of its clear pixels, against each date's scene-wide
-    line, by less than ``RING_HAZE`` residual standard deviations (the median over the dates
-    sharing ``MIN_PIXELS`` pixels of the ring and of the rest)."""
+    """Whether the target's pixels in the ring its cloud buffer or the fringe (``_ring``)
+    takes from the fits (the difference between the sums of ``with_ring`` and of ``fits``, each
+    date's over every pixel) are brighter in ``band`` than the rest of its clear pixels,
+    against each date's scene-wide line, by less than ``RING_HAZE`` residual standard
+    deviations (the median over the dates sharing ``MIN_PIXELS`` pixels of the ring and of the
+    rest)."""
     excess = []
     for index, wider in with_ring.items():
         pooled = fits[index].pooled
@@ -455,6 +475,6 @@ def ring_clear(fits: dict[int, CellFits], with_ring: dict[int, CellFits], band: 
     if not excess:
         return False
     median = float(np.median(excess))
-    log.debug("the ring the cloud buffer takes from the fits is %+.2f residual sd brighter in "
+    log.debug("the ring taken from the fits is %+.2f residual sd brighter in "
               "blue than the rest (median of %d dates)", median, len(excess))
     return median < RING_HAZE

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
+from scipy import ndimage
 
 from cloudfree.dates.temporal_mask import REACH, Background, TemporalMask
 from cloudfree.io.decoded_scene import DecodedScene
@@ -23,6 +24,11 @@ from cloudfree.mask.scene_input import mask_reader, read_keeping
 #: blue alone also flags: without it the L2A benchmark's tuning half lost 0.42 dB; with 0.5
 #: (and 0.1) no tuning case moved by more than 0.06 dB.
 THIN_SCORE = 0.5
+#: Where the temporal test does not weigh the references, the fits' clear pixels may also leave
+#: out the pixels within this many px of the cloud they leave out (``TargetMask.fringe``), when
+#: those pixels are hazy (``statistics.ring_clear``): the veiled edge of a thin cloud that
+#: neither mask sees lies there, in the cells whose lines fill the cloud.
+FRINGE = 5
 
 
 class TargetMask:
@@ -35,6 +41,8 @@ class TargetMask:
         self.decoded = decoded
         #: the dates' test, once the statistics pass has made it (``DateStatistics.fit``)
         self.temporal: TemporalMask | None = None
+        #: px around the cloud the test finds that ``clear`` leaves out with it (0: none)
+        self.fringe = 0
         #: its single-date classes and score by cloud buffer, kept as the first pass over the
         #: scene classifies them (``keep_classes``), read back by every later one
         self.classified: dict[int, ClassifiedScene] = {}
@@ -62,25 +70,35 @@ class TargetMask:
         cloud buffer ``buffer``, when given)."""
         return self._read(top, left, height, width, buffer)[:4]
 
-    def clear(self, top: int, left: int, height: int, width: int, buffer: int | None = None
-              ) -> tuple[np.ndarray, np.ndarray, Background | None]:
+    def clear(self, top: int, left: int, height: int, width: int, buffer: int | None = None,
+              fringe: int | None = None) -> tuple[np.ndarray, np.ndarray, Background | None]:
         """The target's reflectance and clear mask of a block: by the single-date mask (with
         ``buffer``, when given), less what the temporal test finds cloud once it is calibrated
         (where the test does not weigh the references, only where the single-date score is
-        above ``THIN_SCORE`` of its threshold); and the background that judged it (None
+        above ``THIN_SCORE`` of its threshold, and with a ``fringe``, default ``self.fringe``,
+        the pixels within ``fringe`` px of that too); and the background that judged it (None
         before)."""
-        refl, single, judged, score, background = self._read(top, left, height, width, buffer)
+        fringe = self.fringe if fringe is None else fringe
+        judging = self.temporal is not None and self.temporal.calibrated
+        refl, single, judged, score, background = self._read(
+            top, left, height, width, buffer, fringe if judging else 0)
         cloud = judged == CLOUD
         if self.temporal is not None and not self.temporal.weighs:
             cloud &= score > THIN_SCORE * self.params.threshold
+        if fringe and judging:
+            cloud = ndimage.distance_transform_edt(~cloud) <= fringe
+            inner = (slice(fringe, fringe + height), slice(fringe, fringe + width))
+            cloud, background = cloud[inner], background.crop(*inner)
         return refl, np.where(cloud, CLOUD, single) == CLEAR, background
 
-    def _read(self, top: int, left: int, height: int, width: int, buffer: int | None):
+    def _read(self, top: int, left: int, height: int, width: int, buffer: int | None,
+              fringe: int = 0):
         """``classes`` and the block's background (None before the temporal test is
-        calibrated)."""
+        calibrated); with a ``fringe``, the classes by the temporal test and the background
+        reach ``fringe`` px beyond the block."""
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
-        halo = REACH if judging else 0
+        halo = REACH + fringe if judging else 0
         refl, valid, classes, score = read_keeping(
             mask_reader(self.scene, self.bands, params, self.decoded), top, left, height,
             width, (self.scene.height, self.scene.width), halo, params, self.bands,
@@ -91,12 +109,16 @@ class TargetMask:
             # the test judges the block from the REACH px around it, whose classes are exact:
             # the background there alone, so that the references are read with their mask's
             # context around that, not around the mask's context too
-            background = self.temporal.background(top, left, height, width, REACH)
+            reach = REACH + fringe
+            background = self.temporal.background(top, left, height, width, reach)
             judged = self.temporal.classify(refl, self.bands, classes,
                                             score > self.params.threshold, background)
-            within = (slice(REACH, REACH + height), slice(REACH, REACH + width))
+            within = (slice(REACH, REACH + height + 2 * fringe),
+                      slice(REACH, REACH + width + 2 * fringe))
             judged, background = judged[within], background.crop(*within)
-        return refl[:, inner[0], inner[1]], classes[inner], judged, score[inner], background
+        scored = (slice(halo - fringe, halo + height + fringe),
+                  slice(halo - fringe, halo + width + fringe))
+        return refl[:, inner[0], inner[1]], classes[inner], judged, score[scored], background
 
     def close(self) -> None:
         """Give the kept classes' scratches back."""

@@ -713,7 +713,8 @@ class SceneRemoval:
         """The references' fill of the chunk's ``need`` pixels (arrays with ``halo``), with the
         residual of the target's clear pixels beside them carried in (``carry_residual``; where
         the dates do not weigh the references, none from those whose single-date ``score`` is
-        above ``residual.LEND_SCORE`` of the threshold) and, where the dates judge the clouds, what
+        above ``residual.LEND_SCORE`` of the threshold, nor from the clouds' fringe where the
+        fits leave it out, ``residual.lenders``) and, where the dates judge the clouds, what
         shows through thin cloud restored (``restore_dates``). Both read pixels around the
         chunk, which are filled here too, so that a pixel comes out the same whatever chunk it
         falls in."""
@@ -725,9 +726,10 @@ class SceneRemoval:
         height, width = chunk.height + 2 * pad, chunk.width + 2 * pad
         within = np.zeros((height, width), bool)
         within[CONTEXT:height - CONTEXT, CONTEXT:width - CONTEXT] = True
-        temporal = self.references.dates.temporal
-        clear = lenders((valid & (classes == CLEAR) & ~region)[around], score[around],
-                        self.params.threshold, temporal is not None and temporal.weighs)
+        temporal, target = self.references.dates.temporal, self.references.dates.target
+        clear = lenders(valid & (classes == CLEAR) & ~region, score, self.params.threshold,
+                        temporal is not None and temporal.weighs, classes == CLOUD,
+                        target.fringe)[around]
         need = need[around] & within
         with self._dates_turn(self._fill_turns, chunk):  # one chunk's arrays at a time
             reference = self.references.estimate(
