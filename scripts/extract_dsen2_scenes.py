@@ -25,7 +25,6 @@ and of the files written goes to DEST/MANIFEST.tsv and is checked against the co
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import tempfile
 import warnings
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from extract_mask_pairs import git_dir, write_manifest
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
@@ -48,11 +48,6 @@ GROUPS = (("im10", ("B04", "B03", "B02", "B08"), 1),
 #: Band order written (L2A's: L1C's without B10).
 ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 MANIFEST = Path(__file__).with_name("dsen2_scenes_manifest.tsv")
-
-
-def git_dir(repo: Path) -> Path:
-    """The git directory of a clone or of a bare mirror."""
-    return repo / ".git" if (repo / ".git").is_dir() else repo
 
 
 def source(repo: Path, name: str) -> bytes:
@@ -99,13 +94,6 @@ def extract(repo: Path, dest: Path) -> list[Path]:
     return written
 
 
-def write_manifest(dest: Path, files: list[Path]) -> None:
-    lines = [f"{p.relative_to(dest)}\t{p.stat().st_size}\t"
-             f"{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in sorted(files)]
-    (dest / "MANIFEST.tsv").write_text(f"# {SOURCE}\npath\tbytes\tsha256\n" + "\n".join(lines)
-                                       + "\n")
-
-
 def main() -> None:
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -113,7 +101,7 @@ def main() -> None:
     parser.add_argument("dest", type=Path, help="folder to write the scenes into")
     args = parser.parse_args()
     files = extract(args.repo, args.dest)
-    write_manifest(args.dest, files)
+    write_manifest(args.dest, sorted(files), SOURCE)
     same = (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
     print(f"{len(SCENES)} scenes in {args.dest}; "
           f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")

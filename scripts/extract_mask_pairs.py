@@ -155,10 +155,13 @@ def extract(repo: Path, dest: Path) -> list[Path]:
                   + write_series(series, dest))
 
 
-def write_manifest(dest: Path, files: list[Path]) -> None:
+def write_manifest(dest: Path, files: list[Path], source: str | None = None) -> None:
+    """DEST/MANIFEST.tsv: each of ``files`` by path, bytes and sha256, after a comment line
+    naming the ``source`` where one is given."""
     lines = [f"{p.relative_to(dest)}\t{p.stat().st_size}\t"
              f"{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files]
-    (dest / "MANIFEST.tsv").write_text("path\tbytes\tsha256\n" + "\n".join(lines) + "\n")
+    head = f"# {source}\n" if source else ""
+    (dest / "MANIFEST.tsv").write_text(f"{head}path\tbytes\tsha256\n" + "\n".join(lines) + "\n")
 
 
 def main() -> None:

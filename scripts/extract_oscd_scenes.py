@@ -22,7 +22,6 @@ against the committed ``oscd_scenes_manifest.tsv``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import re
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from extract_mask_pairs import git_dir, write_manifest
 from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
@@ -64,11 +64,6 @@ CLOUDY = frozenset({
     ("bordeaux", "imgs_2"), ("valencia", "imgs_2"),  # B10 over 0.01 in places
 })
 MANIFEST = Path(__file__).with_name("oscd_scenes_manifest.tsv")
-
-
-def git_dir(repo: Path) -> Path:
-    """The git directory of a clone or of a bare mirror."""
-    return repo / ".git" if (repo / ".git").is_dir() else repo
 
 
 def archived(repo: Path) -> dict[str, bytes]:
@@ -135,13 +130,6 @@ def extract(repo: Path, dest: Path) -> list[Path]:
     return written
 
 
-def write_manifest(dest: Path, files: list[Path]) -> None:
-    lines = [f"{p.relative_to(dest)}\t{p.stat().st_size}\t"
-             f"{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in sorted(files)]
-    (dest / "MANIFEST.tsv").write_text(f"# {SOURCE}\npath\tbytes\tsha256\n" + "\n".join(lines)
-                                       + "\n")
-
-
 def main() -> None:
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -150,7 +138,7 @@ def main() -> None:
     parser.add_argument("dest", type=Path, help="folder to write the scenes into")
     args = parser.parse_args()
     files = extract(args.repo, args.dest)
-    write_manifest(args.dest, [*files, args.dest / "SPLIT.tsv"])
+    write_manifest(args.dest, sorted([*files, args.dest / "SPLIT.tsv"]), SOURCE)
     same = (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
     print(f"{len(files)} scenes in {args.dest}; "
           f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")
