@@ -265,23 +265,23 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         return reflectance.astype(np.float32, copy=True), support
     grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
     flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
-    # a row per quantity [C + 1, slots]: each band's sums read contiguously (the coarse
-    # sources freed first)
-    sums, kin = (np.ascontiguousarray(a.T) for a in pixel_sums(
+    # the masked pixels' slots alone, a row per quantity [C + 1, n]: each band's sums read
+    # contiguously (the coarse sources freed first)
+    sums, kin = (np.ascontiguousarray(a[grid.slot].T) for a in pixel_sums(
         grid, *coarse_sources(grid, reflectance, source, s1_db, flat, bands), params))
-    total = sums[-1, grid.slot]
+    total = sums[-1]
     support.reshape(-1)[flat] = total
     total += FALLBACK_WEIGHT
     # the fallback: the window's clear sources of the pixel's kind, or the scene median
-    kin_total = kin[-1, grid.slot]
+    kin_total = kin[-1]
     has_kin = kin_total >= KIN_SOURCES
     kin_total[~has_kin] = 1
     out = reflectance.astype(np.float32, copy=True)
     fallback = np.asarray(fallback, np.float32)
     for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
-        filled = np.where(has_kin, kin[band, grid.slot] / kin_total, fallback[band])
+        filled = np.where(has_kin, kin[band] / kin_total, fallback[band])
         filled *= FALLBACK_WEIGHT
-        filled += sums[band, grid.slot]
+        filled += sums[band]
         filled /= total
         values[flat] = filled
     return out, support
