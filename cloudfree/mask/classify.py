@@ -611,11 +611,11 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     kept = textured & still
     roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    if not (roofs.any() or plain.any()):  # none left to the score's peak
-        return kept
-    peak = ndimage.maximum_filter(np.where(cloud, np.nan_to_num(score), 0), LAND_BOX,
-                                  mode="reflect")
-    return kept | (roofs & (peak < ROOF_SCORE)) | (plain & (peak < FAINT_SCORE))
+    for pixels, level in ((roofs, ROOF_SCORE), (plain, FAINT_SCORE)):
+        if pixels.any():  # those with no cloud scoring ``level`` or more in their square
+            kept |= pixels & ~ndimage.maximum_filter(cloud & (score >= level), LAND_BOX,
+                                                     mode="reflect")
+    return kept
 
 
 #: A cloud pixel is built-up land, and left clear, when within the ``BUILT_BOX`` px square
