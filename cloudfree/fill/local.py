@@ -36,6 +36,7 @@ does not depend on the scene size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -265,36 +266,36 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
         return reflectance.astype(np.float32, copy=True), support
     grid = CoarseGrid(fill.shape, params.factor, *np.nonzero(fill))
     flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
-    # a row per quantity [C + 1, slots]: each band's sums read contiguously (the coarse
-    # sources freed first)
-    sums, kin = (np.ascontiguousarray(a.T) for a in pixel_sums(
+    # the masked pixels' slots alone, a row per quantity [C + 1, n]: each band's sums read
+    # contiguously (the coarse sources freed first)
+    sums, kin = (np.ascontiguousarray(a[grid.slot].T) for a in pixel_sums(
         grid, *coarse_sources(grid, reflectance, source, s1_db, flat, bands), params))
-    total = sums[-1, grid.slot]
+    total = sums[-1]
     support.reshape(-1)[flat] = total
     total += FALLBACK_WEIGHT
     # the fallback: the window's clear sources of the pixel's kind, or the scene median
-    kin_total = kin[-1, grid.slot]
+    kin_total = kin[-1]
     has_kin = kin_total >= KIN_SOURCES
     kin_total[~has_kin] = 1
     out = reflectance.astype(np.float32, copy=True)
     fallback = np.asarray(fallback, np.float32)
     for band, values in enumerate(out.reshape(len(out), -1)):  # a band at a time: small
-        filled = np.where(has_kin, kin[band, grid.slot] / kin_total, fallback[band])
+        filled = np.where(has_kin, kin[band] / kin_total, fallback[band])
         filled *= FALLBACK_WEIGHT
-        filled += sums[band, grid.slot]
+        filled += sums[band]
         filled /= total
         values[flat] = filled
     return out, support
 
 
 def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: np.ndarray,
-               water_stack: np.ndarray | None, params: LocalFillParams
+               water_sources: Callable[[], np.ndarray | None], params: LocalFillParams
                ) -> tuple[np.ndarray, np.ndarray]:
     """Per masked pixel (slot of ``grid``), the sums of the sources ``stack`` [C + 1, h, w]
     weighted by distance and by S1 class, [slots, C + 1], and the same without the distance
     (every source of the window); ``here`` [2, n]: the masked pixels' smoothed S1,
-    ``cell_s1`` [2, h, w]: the coarse cells'; ``water_stack``: the sources of the open-water
-    classes (None: the same as the others')."""
+    ``cell_s1`` [2, h, w]: the coarse cells'; ``water_sources()``: the sources of the
+    open-water classes (None: the same as the others'), asked only where there is one."""
     centres = s1_classes(here, CLASS_STEP * params.s1_sigma)
     unknown = ~(np.isfinite(here[0]) & np.isfinite(here[1]))
     if unknown.any() or not len(centres):  # no S1 under some masked pixels: distance alone
@@ -318,7 +319,10 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
     # take at most READ_BACK_VALUES values
     quads, (h, w) = grid.quads, stack.shape[1:]
     group = max(1, READ_BACK_VALUES // (max(quads * 4, h * w) * len(stack)))
-    water = np.zeros(len(centres), bool) if water_stack is None else centres[:, 0] < WATER_VV
+    water = centres[:, 0] < WATER_VV
+    water_stack = water_sources() if water.any() else None
+    if water_stack is None:
+        water[:] = False
     # every class's sources over the whole window [K, C + 1]
     window = np.zeros((len(centres), len(stack)), np.float32)
     for kind, sources in ((~water, stack), (water, water_stack)):
@@ -337,12 +341,14 @@ def pixel_sums(grid: CoarseGrid, here: np.ndarray, stack: np.ndarray, cell_s1: n
 
 def coarse_sources(grid: CoarseGrid, reflectance: np.ndarray, source: np.ndarray,
                    s1_db: np.ndarray, flat: np.ndarray, bands: tuple[str, ...] = BANDS
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                              Callable[[], np.ndarray | None]]:
     """The smoothed S1 [2, n] of the masked pixels (``flat``, indices into [H, W]), the
     sources [C + 1, h, w] (every band times the ``source`` weight, then the weight) summed
-    over ``grid``'s coarse cells, each cell's mean smoothed S1 [2, h, w], and the sources of
-    the open-water classes (the weight lowered off the pixels that look like water; None
-    without the bands to tell)."""
+    over ``grid``'s coarse cells, each cell's mean smoothed S1 [2, h, w], and what gives the
+    sources of the open-water classes (the weight lowered off the pixels that look like
+    water; None without the bands to tell), summed only when asked: most windows have no
+    such class."""
     s1 = smooth_s1(s1_db)
     here = s1.reshape(2, -1)[:, flat]
     weight = source.astype(np.float32)
@@ -350,13 +356,15 @@ def coarse_sources(grid: CoarseGrid, reflectance: np.ndarray, source: np.ndarray
     def summed(weight: np.ndarray) -> np.ndarray:
         return np.concatenate([grid.sums(reflectance, weight), grid.sums(weight[None])])
 
+    def water_sources() -> np.ndarray | None:
+        water = water_like(reflectance, bands)
+        return None if water is None else summed(weight * water)
+
     stack = summed(weight)
-    water = water_like(reflectance, bands)
-    water_stack = None if water is None else summed(weight * water)
     known = np.isfinite(s1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cell_s1 = grid.sums(np.where(known, s1, 0)) / grid.sums(known.astype(np.float32))
-    return here, stack, cell_s1, water_stack
+    return here, stack, cell_s1, water_sources
 
 
 def water_like(reflectance: np.ndarray, bands: tuple[str, ...]) -> np.ndarray | None:

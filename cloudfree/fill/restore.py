@@ -182,11 +182,16 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         t = np.minimum(t, cap)
         # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much
         # of is what made the land bluer than any clear land
-        blue = bands.index("B02")
-        reddest = np.maximum(unveil(seen[blue, None], t, ("B02",))[0], darkest[blue]) / bluest
+        blue, through = bands.index("B02"), 1 - t
+        blue_land = np.maximum(unveil(seen[blue, None], t, ("B02",), through)[0],
+                               darkest[blue])
+        reddest = blue_land / bluest
         for band, fill in enumerate(out[:, rows, cols]):  # a band at a time: small temporaries
-            restored = unveil(seen[band:band + 1], t, bands[band:band + 1])[0]
-            np.maximum(restored, darkest[band], out=restored)
+            if band == blue:  # unveiled above
+                restored = blue_land
+            else:
+                restored = unveil(seen[band:band + 1], t, bands[band:band + 1], through)[0]
+                np.maximum(restored, darkest[band], out=restored)
             if bands[band] == "B04":
                 np.maximum(restored, reddest, out=restored)
             restored *= weight  # the blend weight * land + (1 - weight) * expected, in place

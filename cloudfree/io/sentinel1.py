@@ -139,8 +139,11 @@ class Sentinel1:
         data = checked_read(S1_INPUT, self.handle(), list(self.bands), window=window,
                             masked=True).astype(np.float32)
         values = data.filled(np.nan)
-        return db_to_linear(values * np.float32(self.db_scale)) if self.units == "db" else np.where(
-            values > 0, values, np.float32(np.nan))
+        if self.units != "db":
+            return np.where(values > 0, values, np.float32(np.nan))
+        if self.db_scale != 1:  # dB stored x 100
+            values *= np.float32(self.db_scale)
+        return db_to_linear(values)
 
     def close(self) -> None:
         for ds in [self.dataset, *list(self._handles)]:

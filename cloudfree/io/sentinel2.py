@@ -311,9 +311,11 @@ class Sentinel2:
         # From the input's dtype to float32, exactly as float32(dn - offset) / scale.
         out = np.empty(raw.shape, dtype=np.float32) if out is None else out
         with np.errstate(over="ignore", invalid="ignore"):  # huge floats are nodata, below
-            np.copyto(out, raw, casting="unsafe")  # in place: faster than a mixed-type divide
-            if self.offset:
-                out -= np.float32(self.offset)
+            if self.offset:  # cast and offset in one pass (the cast as ``np.copyto``'s)
+                np.subtract(raw, np.float32(self.offset), out=out, dtype=np.float32,
+                            casting="unsafe")
+            else:
+                np.copyto(out, raw, casting="unsafe")  # faster than a mixed-type divide
             out /= np.float32(self.dn_scale)
         if np.issubdtype(raw.dtype, np.floating):
             # NaN, inf and values no DN can take are never data, declared or not

@@ -611,11 +611,11 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     kept = textured & still
     roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    if not (roofs.any() or plain.any()):  # none left to the score's peak
-        return kept
-    peak = ndimage.maximum_filter(np.where(cloud, np.nan_to_num(score), 0), LAND_BOX,
-                                  mode="reflect")
-    return kept | (roofs & (peak < ROOF_SCORE)) | (plain & (peak < FAINT_SCORE))
+    for pixels, level in ((roofs, ROOF_SCORE), (plain, FAINT_SCORE)):
+        if pixels.any():  # those with no cloud scoring ``level`` or more in their square
+            kept |= pixels & ~ndimage.maximum_filter(cloud & (score >= level), LAND_BOX,
+                                                     mode="reflect")
+    return kept
 
 
 #: A cloud pixel is built-up land, and left clear, when within the ``BUILT_BOX`` px square
@@ -638,14 +638,15 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
     cloud = classes == CLOUD
     if not cloud.any():
         return cloud
-    score = np.nan_to_num(score)
-    peak = ndimage.maximum_filter(score, BUILT_BOX, mode="constant")
-    land = cloud & (peak < BUILT_SCORE)
+    # no confident cloud in the square: the largest score in it below BUILT_SCORE, told by
+    # booleans (NaN scores none), a filter of a quarter of the bytes
+    confident = ndimage.maximum_filter(score >= BUILT_SCORE, BUILT_BOX, mode="constant")
+    land = cloud & ~confident
     if not land.any():
         return land
     scored = (score > threshold) & np.isfinite(vv)
-    total = ndimage.uniform_filter(np.where(scored, vv, 0).astype(np.float32), BUILT_BOX,
-                                   mode="constant")
+    total = ndimage.uniform_filter(np.where(scored, vv, np.float32(0)).astype(
+        np.float32, copy=False), BUILT_BOX, mode="constant")
     count = ndimage.uniform_filter(scored, BUILT_BOX, output=np.float32, mode="constant")
     return land & (count > 1e-6) & (total > BUILT_VV * count)
 

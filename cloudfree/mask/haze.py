@@ -197,11 +197,12 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     t = opacity(seen, fill, where, params.sigma, bands, density)
     t_used = np.minimum(t, params.t_fill)
     d = np.zeros(where.shape, np.float32)  # the RMS over bands of the smoothed difference
+    through = 1 - t_used
     for start in range(0, len(seen), CHANNELS):  # a few bands at a time: small temporaries
         part = slice(start, start + CHANNELS)
         # every pixel of the box: the smoothing reads the region's only
-        off = smooth_within(unveil(seen[part], t_used, bands[part]), where, params.sigma,
-                            density)
+        off = smooth_within(unveil(seen[part], t_used, bands[part], through), where,
+                            params.sigma, density)
         off -= fill[part]
         for band in np.square(off, out=off):
             d += band
@@ -211,12 +212,14 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     return box, t_used, np.where(where, trust, 0).astype(np.float32)
 
 
-def unveil(seen: np.ndarray, t: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+def unveil(seen: np.ndarray, t: np.ndarray, bands: tuple[str, ...],
+           through: np.ndarray | None = None) -> np.ndarray:
     """The land [C, h, w] under a veil of opacity ``t`` [h, w] of the pixels ``seen``
-    [C, h, w] (of ``bands``): (seen - t cloud) / (1 - t), at least 0."""
+    [C, h, w] (of ``bands``): (seen - t cloud) / (1 - t), at least 0. ``through``: 1 - t,
+    where the caller has it (a band at a time, it is computed once)."""
     cloud = np.array([CLOUD[b] for b in bands], np.float32)[:, None, None]
     land = t * cloud  # in place from here
     np.subtract(seen, land, out=land)
-    land /= 1 - t
+    land /= 1 - t if through is None else through
     np.maximum(land, 0, out=land)
     return land

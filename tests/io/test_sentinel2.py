@@ -104,6 +104,9 @@ def test_offset_option_and_dn_round_trip():
     with open_sentinel2(SUMMER_S2, offset="1000") as s2, rasterio.open(SUMMER_S2) as ds:
         refl, _ = s2.read(bands=BANDS)
         np.testing.assert_allclose(refl[1], (ds.read(2) - 1000.0) / 10000, rtol=1e-5, atol=1e-7)
+        # exactly float32(dn - offset) / scale, the cast and the offset taken in one pass
+        dn = ds.read().astype(np.float32)
+        np.testing.assert_array_equal(refl, (dn - np.float32(1000)) / np.float32(10000))
         np.testing.assert_array_equal(s2.to_dn(refl), ds.read())
 
 

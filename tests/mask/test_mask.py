@@ -25,12 +25,17 @@ from scipy.spatial import cKDTree
 
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import (
+    BUILT_BOX,
+    BUILT_SCORE,
     CLEAR,
     CLOUD,
     CONFIDENT_CDI,
+    FAINT_SCORE,
+    LAND_BOX,
     LAND_REACH,
     NEAR_REACH,
     NODATA,
+    ROOF_SCORE,
     SEED_SCORE,
     SHADOW,
     SNOW,
@@ -402,6 +407,25 @@ def test_built_up_backscatter_clears_the_chips_roofs_and_none_of_the_cumulus():
         assert (land <= cloud).all() and cloud.mean() > 0.01
         assert low <= land.sum() / cloud.sum() <= high
         assert not built_up(classes, score, 0.2, np.full_like(vv, np.nan)).any()
+
+
+def test_no_score_at_a_level_in_a_square_is_the_squares_peak_below_it():
+    """The built-up and bright-land tests ask whether any pixel of a square scores a level or
+    more by a maximum filter of booleans: the same pixels as the square's largest score (NaN
+    as 0, the clouds' alone for the bright-land test) below that level, on the summer
+    sample's real scores (NaN on a corner, as on nodata)."""
+    with open_sentinel2(SUMMER_S2) as s2:
+        refl, valid = s2.read()
+    classes, score = classify(refl, valid, MaskParams(buffer=5, land=False))
+    cloud = classes == CLOUD
+    score[:64, :64] = np.nan
+    for where, size, mode in ((cloud, LAND_BOX, "reflect"),
+                              (np.ones_like(cloud), BUILT_BOX, "constant")):
+        peak = ndimage.maximum_filter(np.where(where, np.nan_to_num(score), 0), size, mode=mode)
+        for level in (ROOF_SCORE, FAINT_SCORE, BUILT_SCORE):
+            calm = ~ndimage.maximum_filter(where & (score >= level), size, mode=mode)
+            np.testing.assert_array_equal(calm, peak < level)
+            assert 0 < calm.sum() < calm.size
 
 
 def test_thresholds_buffer_and_score_output(tmp_path):
