@@ -25,7 +25,9 @@ cloud (overcast). The sharp texture of roofs is bright land too whatever the par
 nothing near scores as an opaque cloud: at 10 m a town's texture in B08 against the 20 m B8A
 reads like a cloud's parallax. A cloud
 must show parallax to be confident, before it grows a buffer (without the parallax bands, a
-pixel confident by its score alone must lie amid cloud: ``seeding``).
+pixel confident by its score alone must lie amid cloud: ``seeding``), and a cloud's extent
+before its opacity or the haze around it confirms it (a lone white roof grows nothing); one
+that only the haze confirms grows the buffer and the ring in proportion to it (``seed_reach``).
 Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
 such land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
