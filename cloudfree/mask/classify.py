@@ -125,7 +125,7 @@ SEED_NEIGHBOURS, SEED_BOX, SEED_SCORE = 9, 7, 0.5
 SHARE_BOX, SEED_SHARE, CONFIDENT_SCORE, SEED_NEAR = 31, 0.5, 0.8, 50
 HAZE_BOX, SEED_HAZE = 15, 0.7
 #: A cloud has a cloud's extent before its opacity or the haze around it confirms it:
-#: ``SEED_EXTENT`` or more of the ``SHARE_BOX`` px square around the pixel is cloud (288 of its
+#: ``SEED_EXTENT`` or more of the ``SHARE_BOX`` px square around the pixel is cloud (289 of its
 #: 961 px). A white roof of a few pixels is not, however bright and whatever its parallax (on
 #: products read at their bands' own resolutions a town's 10 m texture reads as a cloud's
 #: parallax), and towns under haze have clear land around their roofs that scores above
@@ -767,7 +767,7 @@ def box_count(where: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray
 def grow_in_proportion(reach: np.ndarray, radius: int) -> np.ndarray:
     """The pixels within ``reach`` [H, W] (``seed_reach``: 0 to 1) times ``radius`` of a pixel
     whose reach is above 0, the reach rounded up to ``SEED_STEPS`` steps."""
-    steps = np.ceil(reach * SEED_STEPS)
+    steps = np.ceil(np.minimum(reach, 1) * SEED_STEPS)  # a share may round above 1
     out = steps > 0
     if radius <= 0 or not out.any():
         return out
