@@ -46,7 +46,13 @@ from cloudfree.core.separable import block_sums, gaussian_taps, separable, upsam
 from cloudfree.fill.median import fill_image, fill_masked
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask import shadow
-from cloudfree.mask.classify import classify, cloud_parallax, grow, seeding, squared_distance
+from cloudfree.mask.classify import (
+    classify,
+    cloud_parallax,
+    grow_in_proportion,
+    seed_reach,
+    squared_distance,
+)
 
 #: Weight of the 4x wider spatial scale against the first.
 COARSE_WEIGHT = 0.05
@@ -396,7 +402,7 @@ def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
     clouds' ``parallax`` when given; exact with ``ring + SEED_REACH`` px of context)."""
     if not fill.any() or params.ring <= 0:
         return fill
-    ring = grow(seeding(fill, score, valid, parallax), params.ring)
+    ring = grow_in_proportion(seed_reach(fill, score, valid, parallax), params.ring)
     return fill | (ring & valid & (np.nan_to_num(score) > params.ring_score))
 
 

@@ -25,7 +25,9 @@ cloud (overcast). The sharp texture of roofs is bright land too whatever the par
 nothing near scores as an opaque cloud: at 10 m a town's texture in B08 against the 20 m B8A
 reads like a cloud's parallax. A cloud
 must show parallax to be confident, before it grows a buffer (without the parallax bands, a
-pixel confident by its score alone must lie amid cloud: ``seeding``).
+pixel confident by its score alone must lie amid cloud: ``seeding``), and a cloud's extent
+before its opacity or the haze around it confirms it (a lone white roof grows nothing); one
+that only the haze confirms grows the buffer and the ring in proportion to it (``seed_reach``).
 Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
 such land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
@@ -122,6 +124,19 @@ MAX_BUFFER = 300
 SEED_NEIGHBOURS, SEED_BOX, SEED_SCORE = 9, 7, 0.5
 SHARE_BOX, SEED_SHARE, CONFIDENT_SCORE, SEED_NEAR = 31, 0.5, 0.8, 50
 HAZE_BOX, SEED_HAZE = 15, 0.7
+#: A cloud has a cloud's extent before its opacity or the haze around it confirms it:
+#: ``SEED_EXTENT`` or more of the ``SHARE_BOX`` px square around the pixel is cloud (289 of its
+#: 961 px). A white roof of a few pixels is not, however bright and whatever its parallax (on
+#: products read at their bands' own resolutions a town's 10 m texture reads as a cloud's
+#: parallax), and towns under haze have clear land around their roofs that scores above
+#: ``HAZE_SCORE``. A seed confirmed by the haze alone grows the buffer and the ring in
+#: proportion to its cloud: by the share of the square that is cloud times the radius, rounded
+#: up to ``SEED_STEPS`` steps (``grow_in_proportion``); a seed near confident cloud grows them
+#: whole. Chosen on the tuning towns of the Onera Satellite Change Detection dataset
+#: against the tuning halves of the pool's cloud-free scenes, its blended clouds and its cloudy
+#: pairs (benchmarks/clear_scenes.py, benchmarks/one_date_quality.py,
+#: benchmarks/mask_quality.py --filled; docs/benchmarks/masks.md).
+SEED_EXTENT, SEED_STEPS = 0.3, 4
 #: Where B07, B08 and B8A are given, a cloud pixel is confident only if the cloud pixels of the
 #: ``SHARE_BOX`` px square around it show a cloud's parallax: their mean parallax index
 #: (``parallax_index``, ``cloud_parallax``) is under ``CONFIDENT_CDI``. A block of bright roofs
@@ -379,9 +394,11 @@ def classify(
         for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
             seeds = classes == cls
             if cls == CLOUD:
-                seeds = (confirmed_seeding(reflectance, bands, seeds, score, valid, index)
-                         if params.land else seeding(seeds, score, valid))
-            grown = grow(seeds, params.buffer)
+                grown = grow_in_proportion(
+                    confirmed_reach(reflectance, bands, seeds, score, valid, index)
+                    if params.land else seed_reach(seeds, score, valid), params.buffer)
+            else:
+                grown = grow(seeds, params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
     if all_valid:
         return classes, score.astype(np.float32, copy=False)
@@ -665,52 +682,65 @@ def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndar
                     cloud, SHARE_BOX, count=count)
 
 
-def confirmed_seeding(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
-                      score: np.ndarray, valid: np.ndarray,
-                      index: ParallaxIndex | None = None) -> np.ndarray:
-    """``seeding`` of ``cloud`` with its clouds' parallax (``cloud_parallax``; ``reflectance``,
+def confirmed_reach(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
+                    score: np.ndarray, valid: np.ndarray,
+                    index: ParallaxIndex | None = None) -> np.ndarray:
+    """``seed_reach`` of ``cloud`` with its clouds' parallax (``cloud_parallax``; ``reflectance``,
     ``bands`` and ``index`` as there). Where every pixel is valid, the share of cloud around
     each pixel is computed once for both (the parallax's divisor and the confident clouds')."""
     if not cloud.any():
-        return cloud
+        return np.zeros(cloud.shape, np.float32)
     share = (box_count(cloud, SHARE_BOX) if valid.all()
              and all(k in bands for k in PARALLAX_BANDS) else None)
-    return seeding(cloud, score, valid, cloud_parallax(reflectance, bands, cloud, index, share),
-                   share)
+    return seed_reach(cloud, score, valid,
+                      cloud_parallax(reflectance, bands, cloud, index, share), share)
 
 
 def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
             parallax: np.ndarray | None = None, share: np.ndarray | None = None) -> np.ndarray:
-    """The pixels of ``cloud`` [H, W] that grow a buffer or a ring: those with at least
-    ``SEED_NEIGHBOURS`` cloud pixels in the ``SEED_BOX`` px square around them (themselves
-    included) or a ``score`` of at least ``SEED_SCORE``, near confident cloud or amid haze
-    (``SEED_*``, ``CONFIDENT_SCORE``, and with ``parallax`` (``cloud_parallax``) the
-    ``CONFIDENT_CDI`` of confident cloud; without it, a pixel confident by its score has
-    ``SEED_NEIGHBOURS`` cloud pixels around it too); ``valid`` [H, W] marks the scene's pixels.
+    """The pixels of ``cloud`` [H, W] that grow a buffer or a ring (``seed_reach`` above 0)."""
+    return seed_reach(cloud, score, valid, parallax, share) > 0
+
+
+def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
+               parallax: np.ndarray | None = None, share: np.ndarray | None = None
+               ) -> np.ndarray:
+    """How far [H, W] (0 to 1 of the buffer's or the ring's radius) each pixel of ``cloud``
+    grows them: the pixels with at least ``SEED_NEIGHBOURS`` cloud pixels in the ``SEED_BOX``
+    px square around them (themselves included) or a ``score`` of at least ``SEED_SCORE``, near
+    confident cloud (1) or, with a cloud's extent, amid haze (the share of cloud around them);
+    0 elsewhere (``SEED_*``, ``CONFIDENT_SCORE``, and with ``parallax`` (``cloud_parallax``)
+    the ``CONFIDENT_CDI`` of confident cloud; without it, a pixel confident by its score has
+    ``SEED_NEIGHBOURS`` cloud pixels around it too). ``valid`` [H, W] marks the scene's pixels.
     ``share``: ``box_mean(cloud, valid, SHARE_BOX)`` (or, where every pixel is valid,
     ``box_count(cloud, SHARE_BOX)``), where the caller has it. Exact with ``SEED_REACH`` px of
     context."""
+    reach = np.zeros(cloud.shape, np.float32)
     if not cloud.any():
-        return cloud
+        return reach
     score = np.nan_to_num(score)
     box = SEED_BOX * SEED_BOX
     near = ndimage.uniform_filter(cloud, SEED_BOX, output=np.float32, mode="reflect") * box
     seeds = cloud & ((near > SEED_NEIGHBOURS - 0.5) | (score >= SEED_SCORE))
     if not seeds.any():
-        return seeds
+        return reach
     opaque = score >= CONFIDENT_SCORE
     if parallax is None:  # nothing tells a lone bright roof from a small cloud: a speck is none
         opaque &= near > SEED_NEIGHBOURS - 0.5
     if share is None:
         share = box_mean(cloud, valid, SHARE_BOX)
-    confident = cloud & ((share >= SEED_SHARE) | opaque)
+    extent = share >= SEED_EXTENT  # a cloud, not a lone roof or a speck
+    confident = cloud & ((share >= SEED_SHARE) | (opaque & extent))
     if parallax is not None:  # on the ground: no parallax
         confident &= parallax < CONFIDENT_CDI
-    backed = ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
+    backed = seeds & ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
+    reach[backed] = 1
     if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
-        return seeds
-    hazy = box_mean(score > HAZE_SCORE, valid & ~cloud, HAZE_BOX)
-    return seeds & (backed | (hazy >= SEED_HAZE))
+        return reach
+    hazy = seeds & ~backed & extent & (box_mean(score > HAZE_SCORE, valid & ~cloud, HAZE_BOX)
+                                       >= SEED_HAZE)
+    reach[hazy] = share[hazy]
+    return reach
 
 
 def box_mean(x: np.ndarray, where: np.ndarray, size: int,
@@ -733,6 +763,20 @@ def box_count(where: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray
     least 1e-6: ``box_mean``'s divisor."""
     share = ndimage.uniform_filter(where, size, output=np.float32, mode=mode)
     return np.maximum(share, np.float32(1e-6), out=share)
+
+
+def grow_in_proportion(reach: np.ndarray, radius: int) -> np.ndarray:
+    """The pixels within ``reach`` [H, W] (``seed_reach``: 0 to 1) times ``radius`` of a pixel
+    whose reach is above 0, the reach rounded up to ``SEED_STEPS`` steps."""
+    steps = np.ceil(np.minimum(reach, 1) * SEED_STEPS)  # a share may round above 1
+    out = steps > 0
+    if radius <= 0 or not out.any():
+        return out
+    for step in range(1, SEED_STEPS + 1):
+        at = steps == step
+        if at.any():
+            out |= grow(at, -(-radius * step // SEED_STEPS))
+    return out
 
 
 def grow(seeds: np.ndarray, radius: int) -> np.ndarray:

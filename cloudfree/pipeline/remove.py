@@ -118,7 +118,7 @@ from cloudfree.mask.classify import (
     ShadowThresholds,
     built_up,
     cloud_parallax,
-    confirmed_seeding,
+    confirmed_reach,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach
@@ -487,7 +487,7 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         if confirm and cloud[inner].any():  # the confirmed clouds are among these
-            cloud = confirmed_seeding(refl, bands, cloud, score, valid, parallax)
+            cloud = confirmed_reach(refl, bands, cloud, score, valid, parallax) > 0
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
         like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands) >= 0.5

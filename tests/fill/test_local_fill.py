@@ -32,7 +32,15 @@ from cloudfree.fill.local import (
 )
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
-from cloudfree.mask.classify import CLEAR, CLOUD, SHADOW, MaskParams, classify, seeding
+from cloudfree.mask.classify import (
+    CLEAR,
+    CLOUD,
+    SEED_STEPS,
+    SHADOW,
+    MaskParams,
+    classify,
+    seed_reach,
+)
 from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions, split_options
 from cloudfree.pipeline.remove import remove_scene
 
@@ -311,8 +319,13 @@ def test_haze_ring_joins_only_hazy_pixels_near_clouds():
     weight = source_weight(refl, region, valid & (classes == CLEAR), local)
     assert weight[region].max() == 0 and weight.max() == 1
     assert 0 < weight[ndimage.binary_dilation(region) & ~region].max() < 1
-    # every hazy pixel within the ring, and the sources' ramp, as the distance transform has them
-    near = ndimage.distance_transform_edt(~seeding(cloud, score, valid)) <= local.ring
+    # every hazy pixel within each seed's share of the ring (``seed_reach`` in quarters), and
+    # the sources' ramp, as the distance transform has them
+    steps = np.ceil(seed_reach(cloud, score, valid) * SEED_STEPS)
+    near = np.zeros_like(cloud)
+    for step in range(1, SEED_STEPS + 1):
+        near |= (ndimage.distance_transform_edt(steps != step)
+                 <= -(-local.ring * step // SEED_STEPS))
     np.testing.assert_array_equal(region, cloud | (near & valid & (score > local.ring_score)))
     ramp = np.clip(ndimage.distance_transform_edt(~region) / local.source_ramp, 0, 1)
     lit = unshaded(refl, region, classes == CLEAR)

@@ -36,7 +36,9 @@ from cloudfree.mask.classify import (
     NEAR_REACH,
     NODATA,
     ROOF_SCORE,
+    SEED_EXTENT,
     SEED_SCORE,
+    SEED_STEPS,
     SHADOW,
     SNOW,
     THIN,
@@ -46,7 +48,7 @@ from cloudfree.mask.classify import (
     classify,
     cloud_parallax,
     combine_shadow_stats,
-    confirmed_seeding,
+    confirmed_reach,
     grow,
     seeding,
     shadow_thresholds,
@@ -372,8 +374,9 @@ NINE = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
 
 def test_without_parallax_a_bright_speck_grows_no_buffer():
     """Without B8A nothing tells a lone bright roof from a small cloud: a speck of 2 x 2 px
-    scoring 1 (the summer cumulus's brightest pixel, set into the Sen1Floods11 chip's fields
-    on WorldCereal's nine bands) is masked but grows no buffer; a block of 4 x 4 px of it does."""
+    or a block of 4 x 4 px scoring 1 (the summer cumulus's brightest pixel, set into the
+    Sen1Floods11 chip's fields on WorldCereal's nine bands) is masked but grows no buffer; a
+    block of 18 x 18 px of it, a cloud's extent, does."""
     refl, valid = reflectance_of(SUMMER_S2)
     classes, score = classify(refl, valid)
     core = refl[:, *np.unravel_index(np.argmax(np.where(classes == CLOUD, score, 0)),
@@ -382,13 +385,35 @@ def test_without_parallax_a_bright_speck_grows_no_buffer():
     nine = [BANDS.index(b) for b in NINE]
     fields = fields[:, 180:280, 340:440]
     assert not (classify(fields[nine], None, MaskParams(buffer=5), NINE)[0] == CLOUD).any()
-    for size, grows in ((2, False), (4, True)):
+    for size, grows in ((2, False), (4, False), (18, True)):
         scene = fields.copy()
         scene[:, 50:50 + size, 50:50 + size] = core[:, None, None]
         classes, score = classify(scene[nine], None, MaskParams(buffer=5), NINE)
         cloud = classes == CLOUD
         assert cloud[50:50 + size, 50:50 + size].all() and score[50, 50] == 1
         assert (cloud.sum() > size * size) == grows
+
+
+def test_a_lone_bright_object_grows_no_buffer_whatever_its_parallax():
+    """A white roof's few pixels scoring as opaque cloud (2 x 2 and 4 x 4 px of the summer
+    cumulus's core, set into the winter sample's clear land with all 13 bands, so that its
+    edges show a cloud's parallax) are masked but grow no buffer: they lack a cloud's extent.
+    The same core over 20 x 20 px grows the whole buffer."""
+    cumulus, _ = reflectance_of(SUMMER_S2)
+    score = classify(cumulus)[1]
+    least = ndimage.minimum_filter(score, 20, mode="constant")  # over the 20 px square
+    y, x = np.unravel_index(np.argmax(least), least.shape)
+    assert least[y, x] > 0.5
+    land, valid = reflectance_of(WINTER_S2)
+    assert not (classify(land, valid, MaskParams(buffer=5))[0] == CLOUD).any()
+    for size in (2, 4, 20):
+        scene = land.copy()
+        top, left = y - size // 2, x - size // 2
+        scene[:, 100:100 + size, 100:100 + size] = cumulus[:, top:top + size, left:left + size]
+        cloud = classify(scene, valid)[0] == CLOUD
+        assert cloud.sum() == size * size
+        buffered = classify(scene, valid, MaskParams(buffer=5))[0] == CLOUD
+        np.testing.assert_array_equal(buffered, grow(cloud, 5) if size == 20 else cloud)
 
 
 def test_built_up_backscatter_clears_the_chips_roofs_and_none_of_the_cumulus():
@@ -448,17 +473,22 @@ def test_thresholds_buffer_and_score_output(tmp_path):
 @pytest.mark.parametrize("buffer", [1, 3, 5, 10, 11, 23, 24, 300])
 def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
     """By shifted copies of the seeds for small radii and a distance transform beyond: the
-    same pixels (within the radius of a cloud pixel that seeds the buffer), and a buffer larger
-    than the image (up to the largest allowed) runs."""
+    same pixels (within each seed's share of the radius, ``confirmed_reach`` rounded up to
+    quarters, of a cloud pixel that seeds the buffer), and a buffer larger than the image (up
+    to the largest allowed) runs."""
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read()
     classes, score = classify(refl, valid)
     cloud = classes == CLOUD
     grown = classify(refl, valid, MaskParams(buffer=buffer))[0] == CLOUD
     pixels = np.indices(cloud.shape).reshape(2, -1).T
-    seeds = seeding(cloud, score, valid)
-    distance, _ = cKDTree(np.argwhere(seeds)).query(pixels)  # to the nearest seed
-    np.testing.assert_array_equal(grown, cloud | (distance <= buffer).reshape(cloud.shape))
+    steps = np.ceil(confirmed_reach(refl, BANDS, cloud, score, valid) * SEED_STEPS)
+    assert (steps == SEED_STEPS).any() and ((steps > 0) & (steps < SEED_STEPS)).any()
+    expected = cloud.copy()
+    for step in range(1, SEED_STEPS + 1):
+        distance, _ = cKDTree(np.argwhere(steps == step)).query(pixels)  # to the nearest seed
+        expected |= (distance <= -(-buffer * step // SEED_STEPS)).reshape(cloud.shape)
+    np.testing.assert_array_equal(grown, expected)
     assert 0 < cloud.mean() < grown.mean() <= 1
 
 
@@ -858,11 +888,12 @@ def test_shadow_test_and_seeding_take_their_filters_shortcuts_exactly():
 
         near = ndimage.uniform_filter(cloud.astype(np.float32), 7, mode="reflect") * 49
         seeds = cloud & ((near > 8.5) | (score >= SEED_SCORE))
-        confident = cloud & ((mean(cloud.astype(np.float32), weight, 31) >= 0.5)
-                             | (score >= 0.8))
+        share = mean(cloud.astype(np.float32), weight, 31)
+        extent = share >= SEED_EXTENT
+        confident = cloud & ((share >= 0.5) | ((score >= 0.8) & extent))
         backed = ndimage.maximum_filter(confident, 101, mode="reflect")
-        hazy = mean((score > 0.05).astype(np.float32), valid & ~cloud, 15) >= 0.7
+        hazy = (mean((score > 0.05).astype(np.float32), valid & ~cloud, 15) >= 0.7) & extent
         np.testing.assert_array_equal(seeding(cloud, score, valid), seeds & (backed | hazy))
         np.testing.assert_array_equal(  # the share of cloud computed once for both
-            confirmed_seeding(refl, BANDS, cloud, score, valid),
+            confirmed_reach(refl, BANDS, cloud, score, valid) > 0,
             seeding(cloud, score, valid, cloud_parallax(refl, BANDS, cloud)))
