@@ -532,6 +532,13 @@ FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: cloud-like index where nothing near scores 0.5 took thin cloud over towns too (-6 dB on a
 #: blended cloud of the single-date benchmark).
 ROOF_TEXTURE, ROOF_SWIR, ROOF_SCORE = 0.1, 0.6, 0.9
+#: Sand and the pale roofs of desert towns are red where a cloud is white or blue (Rayleigh
+#: scattering above it brightens B02): the pixels whose square's cloud has a mean tint
+#: (B02 - B04) / visible under ``SAND_TINT`` and land's short-wave infrared (``LAND_SWIR``) are
+#: bright land whatever their texture and index, with no pixel of the square scoring
+#: ``ROOF_SCORE`` or more. Chosen on the tuning towns of the Onera Satellite Change Detection
+#: dataset against the tuning halves of the pool (docs/benchmarks/masks.md).
+SAND_TINT = -0.1
 #: Bright land lies among fields, trees and streets: where what scores as cloud covers
 #: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
 #: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
@@ -626,7 +633,8 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     still = parallax > LAND_CDI
     textured = land & (grain > LAND_TEXTURE)
     kept = textured & still
-    roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
+    tint = box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX, count=count)
+    roofs = rough & ~kept & ((grain > ROOF_TEXTURE) | (land & (tint < SAND_TINT)))
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
     for pixels, level in ((roofs, ROOF_SCORE), (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
