@@ -611,10 +611,11 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
                 valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
-    of roofs with no opaque ``score`` near, or a faint score and plainer land (the constants
-    ``LAND_*``, ``ROOF_*``, ``FAINT_*``), under a sky that is not overcast (``OVERCAST_SHARE``
-    of the ``valid`` [H, W] pixels). None without the bands ``LAND_BANDS``. ``index``:
-    ``parallax_index(b)``, where the caller has it. Exact with ``LAND_REACH`` px of context."""
+    of roofs or the red of sand with no opaque ``score`` near, or a faint score and plainer land
+    (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``FAINT_*``), under a sky that is not
+    overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
+    ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
+    ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
     broken = cloud & (box_mean(cloud, valid, SHARE_BOX) < OVERCAST_SHARE)
