@@ -538,7 +538,7 @@ ROOF_TEXTURE, ROOF_SWIR, ROOF_SCORE = 0.1, 0.6, 0.9
 #: bright land whatever their texture and index, with no pixel of the square scoring
 #: ``ROOF_SCORE`` or more. Chosen on the tuning towns of the Onera Satellite Change Detection
 #: dataset against the tuning halves of the pool (docs/benchmarks/masks.md).
-SAND_TINT = -0.1
+SAND_TINT, SAND_SCORE = -0.1, 0.9
 #: Bright land lies among fields, trees and streets: where what scores as cloud covers
 #: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
 #: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
@@ -634,10 +634,12 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     still = parallax > LAND_CDI
     textured = land & (grain > LAND_TEXTURE)
     kept = textured & still
-    tint = box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX, count=count)
-    roofs = rough & ~kept & ((grain > ROOF_TEXTURE) | (land & (tint < SAND_TINT)))
+    roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
+    sand = land & ~kept  # top-of-atmosphere levels only (with B10, as L1C gives them)
+    sand &= ((box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX, count=count)
+              < SAND_TINT) if "B10" in b else False)
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    for pixels, level in ((roofs, ROOF_SCORE), (plain, FAINT_SCORE)):
+    for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
             kept |= pixels & ~ndimage.maximum_filter(cloud & (score >= level), LAND_BOX,
                                                      mode="reflect")
