@@ -532,6 +532,16 @@ FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: cloud-like index where nothing near scores 0.5 took thin cloud over towns too (-6 dB on a
 #: blended cloud of the single-date benchmark).
 ROOF_TEXTURE, ROOF_SWIR, ROOF_SCORE = 0.1, 0.6, 0.9
+#: Sand and the pale roofs of desert towns are red where a cloud is white or blue at the top of
+#: the atmosphere: the pixels whose square's cloud has a mean tint (B02 - B04) / visible under
+#: ``SAND_TINT`` and land's short-wave infrared (``LAND_SWIR``) are bright land whatever their
+#: texture and index, with no pixel of the square scoring ``SAND_SCORE`` or more. On the tuning
+#: towns of the Onera Satellite Change Detection dataset the sand of Abu Dhabi's suburbs has a
+#: median tint of -0.20 and -0.26, the clouds of the pool's tuning pairs -0.07 to 0.13. Only
+#: with B10 (L1C): at surface levels the thin edges of a cloud over land turn red as well (the
+#: bundled cumulus brought to surface levels lost most of its thin cloud). Chosen on those
+#: towns against the tuning halves of the pool (docs/benchmarks/masks.md).
+SAND_TINT, SAND_SCORE = -0.1, 0.9
 #: Bright land lies among fields, trees and streets: where what scores as cloud covers
 #: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
 #: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
@@ -604,10 +614,11 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
                 valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
-    of roofs with no opaque ``score`` near, or a faint score and plainer land (the constants
-    ``LAND_*``, ``ROOF_*``, ``FAINT_*``), under a sky that is not overcast (``OVERCAST_SHARE``
-    of the ``valid`` [H, W] pixels). None without the bands ``LAND_BANDS``. ``index``:
-    ``parallax_index(b)``, where the caller has it. Exact with ``LAND_REACH`` px of context."""
+    of roofs or the red of sand with no opaque ``score`` near, or a faint score and plainer land
+    (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``FAINT_*``), under a sky that is not
+    overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
+    ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
+    ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
     broken = cloud & (box_mean(cloud, valid, SHARE_BOX) < OVERCAST_SHARE)
@@ -627,8 +638,11 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     textured = land & (grain > LAND_TEXTURE)
     kept = textured & still
     roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
+    sand = land & ~kept  # top-of-atmosphere levels only (with B10, as L1C gives them)
+    sand &= ((box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX, count=count)
+              < SAND_TINT) if "B10" in b else False)
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    for pixels, level in ((roofs, ROOF_SCORE), (plain, FAINT_SCORE)):
+    for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
             kept |= pixels & ~ndimage.maximum_filter(cloud & (score >= level), LAND_BOX,
                                                      mode="reflect")

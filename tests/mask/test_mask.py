@@ -322,6 +322,20 @@ def test_the_mask_with_buffer_and_shadows_computes_the_parallax_index_once(monke
     np.testing.assert_array_equal(window[:128], classes[:128])
 
 
+def test_red_land_with_lands_short_wave_infrared_is_left_clear():
+    """On the cloud-free Sen1Floods11 chip, the pale roofs and bare soil of the village that
+    score as cloud with neither the texture of roofs nor a parallax are red (B04 above B02) and
+    bright in B11: they are bright land, and the mask keeps 0.14 % of the chip as cloud (0.33 %
+    without the tint). The summer cumulus, as bright in B11 but white, keeps its cloud."""
+    fractions = {}
+    for name, path in (("floods", FLOODS_S2), ("summer", SUMMER_S2)):
+        refl, valid = reflectance_of(path)
+        without = classify(refl, valid, MaskParams(land=False))[0] == CLOUD
+        fractions[name] = without.mean(), (classify(refl, valid)[0] == CLOUD).mean()
+    assert fractions["floods"][1] < 0.002
+    assert fractions["summer"][1] > 0.99 * fractions["summer"][0] > 0.3
+
+
 def test_bright_land_is_not_found_under_an_overcast_sky():
     """The summer cumulus spread over the whole patch (each pixel that of the cloud pixel
     nearest it, its rim's too, where the land shows through) is cloud everywhere: bright land
