@@ -309,13 +309,15 @@ def held_out(data: dict[str, np.ndarray], terms: bool, targets: tuple[float, flo
              ) -> np.ndarray:
     """sigma of every row predicted by a fit on the other groups (``terms``: the kind's
     features, with ``keep``'s coefficients when given, only the scale fitted, and ``own``'s
-    scale; else the intercepts alone)."""
+    scale, whose factor each fit prints; else the intercepts alone)."""
     sigma = np.empty(len(data["error"]))
     x = data["x"] if terms else np.zeros((len(data["error"]), 0))
     for group in np.unique(data["group"]):
         out = data["group"] == group
         coef, intercept = fit(x[~out], data["band"][~out], data["error"][~out], targets,
                               keep if terms else None, own if terms else None)
+        if terms and own is not None:
+            print(f"fit without {group}: factor of feature {own} {np.exp(coef[own]):.3f}")
         sigma[out] = predict(coef, intercept, x[out], data["band"][out])
     return sigma
 
@@ -378,13 +380,15 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
     columns = {"held out": ours} | ({"earlier": rows[f"{compare.name} (earlier calibration)"]}
                                     if compare else {})
     print("\n| references | pixels | " + " | ".join(
-        f"within {k} sigma, {name}" for name in columns for k in (1, 2)) + " |")
-    print("|---|---|" + "---|" * 2 * len(columns))
+        f"within {k} sigma, {name}" for name in columns for k in (1, 2))
+        + " | UCE (DN^2), held out | AUCE, held out |")
+    print("|---|---|" + "---|" * (2 * len(columns) + 2))
     for given in sorted(np.unique(data["dates"]), key=references_order):
         m = data["dates"] == given
         print(f"| {given} | {m.sum() // len(BANDS)} | " + " | ".join(
             f"{coverage(data['error'][m], sigma[m], k):.3f}" for sigma in columns.values()
-            for k in (1, 2)) + " |")
+            for k in (1, 2)) + f" | {uce(data['error'][m] * DN, ours[m] * DN):.0f} | "
+            f"{auce(data['error'][m], ours[m]):.3f} |")
     return results
 
 
