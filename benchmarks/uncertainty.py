@@ -23,8 +23,9 @@ Two kinds of fill, each against the same date's truth, each run through the real
 Each fit is least squares of log |error| (reflectance, at least 0.5 DN) on the features of its
 kind with an intercept per band, then one scale on sigma that brings the shares of errors within
 1 and 2 sigma closest to the kind's ``TARGETS`` together (the errors are heavier-tailed than a
-Gaussian: see there). The baseline in the same table is one sigma per band (the intercepts
-alone), fitted the same way. Reported on the held-out predictions, every filled pixel and band
+Gaussian: see there); the runs with one reference get a scale of their own (``OWN_SCALE``).
+The baseline in the same table is one sigma per band (the intercepts alone), fitted the same
+way. Reported on the held-out predictions, every filled pixel and band
 pooled (at most ``PIXELS`` filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2)
 and AUCE (UnCRtainTS, Ebel et al. 2023, per pixel), the Spearman correlation of sigma with
 |error|, and the discard curve (RMS error, DN, of the most certain 25, 50, 75, 90 and 100 % of
@@ -90,6 +91,9 @@ PIXELS = 4000
 #: references; 0.76 and 0.96 give 0.74-0.77 and 0.87-0.92 held out for 1 to 29 references (0.74
 #: and 0.95: 0.72-0.75 and 0.86-0.92).
 TARGETS = {"single_date": (0.70, 0.94), "reference": (0.76, 0.96)}
+#: The 0/1 feature of a kind whose rows are scaled to ``TARGETS`` on their own: a lone reference
+#: errs with heavier tails than the other fills from dates (no scale of theirs covers it).
+OWN_SCALE = {"reference": "lone_reference"}
 #: Cases of the series: kinds cycled through, cloud donors per clear target.
 SERIES_KINDS = ("pasted", "thin", "shifted reference", "hazy reference")
 DONORS_PER_TARGET = 2
@@ -124,7 +128,7 @@ def samples(blocks: list[UncertaintyBlock], output: np.ndarray, truth: np.ndarra
             kinds: tuple[int, ...] = tuple(KINDS), dates: str = ONE_DATE) -> dict[str, dict]:
     """Per kind of fill (of ``kinds``), at most ``PIXELS`` of its filled pixels: their raw
     terms (``raw_terms``: [C, n] or [n]), error and the sigma ``remove`` wrote (DN, [C, n]),
-    with the group, case and references' labels."""
+    with the number of references the run had, the group, case and references' labels."""
     out = {}
     for code in kinds:
         parts: dict[str, list] = {"at": []}
@@ -144,7 +148,7 @@ def samples(blocks: list[UncertaintyBlock], output: np.ndarray, truth: np.ndarra
         at = joined.pop("at")
         out[KINDS[code]] = {**joined, "error": output[:, at[0], at[1]] - truth[:, at[0], at[1]],
                             "written": written[:, at[0], at[1]], "group": group, "case": case,
-                            "dates": dates}
+                            "dates": dates, "references": blocks[0].references}
     return out
 
 
@@ -165,8 +169,8 @@ def design(kind: str, case: dict) -> dict[str, np.ndarray]:
     pixel = PixelTerms(case["dispersion"], case["distance"], case["support"], case["filled"])
     dates = DateTerms(case["spread"], case["residual"]) if "spread" in case else None
     bands, n = case["error"].shape
-    x = np.concatenate([features(kind, b, pixel, dates, case.get("days")).T
-                        for b in range(bands)])
+    x = np.concatenate([features(kind, b, pixel, dates, case.get("days"),
+                                 case.get("references", 0)).T for b in range(bands)])
     return {"x": x, "band": np.repeat(np.arange(bands), n),
             "error": case["error"].reshape(-1) / DN, "written": case["written"].reshape(-1) / DN,
             **{label: np.full(bands * n, case[label]) for label in ("group", "case", "dates")}}
@@ -257,18 +261,27 @@ def pooled(cases: list[dict], kind: str) -> dict[str, np.ndarray]:
 
 
 def fit(x: np.ndarray, band: np.ndarray, error: np.ndarray, targets: tuple[float, float],
-        keep: tuple[np.ndarray, np.ndarray] | None = None, bands: int = len(BANDS)
-        ) -> tuple[np.ndarray, np.ndarray]:
+        keep: tuple[np.ndarray, np.ndarray] | None = None, own: int | None = None,
+        bands: int = len(BANDS)) -> tuple[np.ndarray, np.ndarray]:
     """(coefficients [K], intercepts [bands]) of log sigma: least squares of log |error| (or
-    those of ``keep``), then the scale that matches ``targets`` (within 1 and 2 sigma) best."""
+    those of ``keep``), then the scale that matches ``targets`` (within 1 and 2 sigma) best;
+    the rows where feature ``own`` (a 0/1 flag) is 1 get a scale of their own, its coefficient
+    being the log of its ratio to the others' (kept as it is with ``keep``)."""
     if keep is None:
         design = np.concatenate([np.eye(bands)[band], x], 1)
         y = np.log(np.maximum(np.abs(error), 0.5 / DN))
         solution = np.linalg.lstsq(design, y, rcond=None)[0]
         keep = solution[bands:], solution[:bands]
+        flagged = np.zeros(len(x), bool) if own is None else x[:, own] > 0
+    else:
+        flagged = np.zeros(len(x), bool)
     coef, intercept = keep
     z = np.abs(error) / predict(coef, intercept, x, band)
-    return coef, intercept + np.log(best_scale(z, targets))
+    scale = best_scale(z[~flagged], targets)
+    if flagged.any():
+        coef = coef.copy()
+        coef[own] += np.log(best_scale(z[flagged], targets) / scale)
+    return coef, intercept + np.log(scale)
 
 
 def best_scale(z: np.ndarray, targets: tuple[float, float]) -> float:
@@ -286,27 +299,38 @@ def predict(coef: np.ndarray, intercept: np.ndarray, x: np.ndarray, band: np.nda
     return np.exp(intercept[band] + x @ coef)
 
 
+def own_scale(kind: str) -> int | None:
+    """The place of the kind's ``OWN_SCALE`` feature among its features (None: none)."""
+    return FEATURES[kind].index(OWN_SCALE[kind]) if kind in OWN_SCALE else None
+
+
 def held_out(data: dict[str, np.ndarray], terms: bool, targets: tuple[float, float],
-             keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+             keep: tuple[np.ndarray, np.ndarray] | None = None, own: int | None = None
+             ) -> np.ndarray:
     """sigma of every row predicted by a fit on the other groups (``terms``: the kind's
-    features, with ``keep``'s coefficients when given, only the scale fitted; else the
-    intercepts alone)."""
+    features, with ``keep``'s coefficients when given, only the scale fitted, and ``own``'s
+    scale, whose factor each fit prints; else the intercepts alone)."""
     sigma = np.empty(len(data["error"]))
     x = data["x"] if terms else np.zeros((len(data["error"]), 0))
     for group in np.unique(data["group"]):
         out = data["group"] == group
         coef, intercept = fit(x[~out], data["band"][~out], data["error"][~out], targets,
-                              keep if terms else None)
+                              keep if terms else None, own if terms else None)
+        if terms and own is not None:
+            print(f"fit without {group}: factor of feature {own} {np.exp(coef[own]):.3f}")
         sigma[out] = predict(coef, intercept, x[out], data["band"][out])
     return sigma
 
 
 def kept(kind: str, path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The coefficients and intercepts of a kind in the calibration file ``path`` (None: none)."""
+    """The coefficients (on ``FEATURES[kind]``; 0 for a feature the file does not have) and
+    intercepts of a kind in the calibration file ``path`` (None: none)."""
     if path is None:
         return None
-    model = getattr(SigmaModel.load(path), kind)
-    return np.array(model.coefficients), np.array([model.intercept[b] for b in BANDS])
+    part = json.loads(path.read_text())[kind]
+    given = dict(zip(part["features"], part["coefficients"], strict=True))
+    return (np.array([given.get(name, 0.0) for name in FEATURES[kind]]),
+            np.array([part["intercept"][b] for b in BANDS]))
 
 
 def calibrated(data: dict[str, np.ndarray], kind: str, path: Path) -> np.ndarray:
@@ -329,7 +353,8 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
     ``compare``; then held-out coverage per case label and per set of references (beside
     ``compare``'s)."""
     data = pooled(cases, kind)
-    rows = {"terms, held out": held_out(data, True, TARGETS[kind], kept(kind, keep)),
+    rows = {"terms, held out": held_out(data, True, TARGETS[kind], kept(kind, keep),
+                                        own_scale(kind)),
             "one sigma per band, held out (baseline)": held_out(data, False, TARGETS[kind]),
             "shipped calibration (in sample)": calibrated(data, kind, CALIBRATION),
             "as remove wrote it (calibration of the run)": data["written"]}
@@ -355,13 +380,15 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
     columns = {"held out": ours} | ({"earlier": rows[f"{compare.name} (earlier calibration)"]}
                                     if compare else {})
     print("\n| references | pixels | " + " | ".join(
-        f"within {k} sigma, {name}" for name in columns for k in (1, 2)) + " |")
-    print("|---|---|" + "---|" * 2 * len(columns))
+        f"within {k} sigma, {name}" for name in columns for k in (1, 2))
+        + " | UCE (DN^2), held out | AUCE, held out |")
+    print("|---|---|" + "---|" * (2 * len(columns) + 2))
     for given in sorted(np.unique(data["dates"]), key=references_order):
         m = data["dates"] == given
         print(f"| {given} | {m.sum() // len(BANDS)} | " + " | ".join(
             f"{coverage(data['error'][m], sigma[m], k):.3f}" for sigma in columns.values()
-            for k in (1, 2)) + " |")
+            for k in (1, 2)) + f" | {uce(data['error'][m] * DN, ours[m] * DN):.0f} | "
+            f"{auce(data['error'][m], ours[m]):.3f} |")
     return results
 
 
@@ -383,13 +410,14 @@ def write_calibration(cases: dict[str, list[dict]], keep: dict[str, Path | None]
                    "scenes with S1 under real clouds of other scenes (and their shadows), "
                    "remove's defaults. reference: SEN12MS-CR-TS series cases (real clouds pasted "
                    "or blended over clear dates), each with the nearest 1, 2, 4 and 8 other dates, "
-                   "all 29, and the 2 nearest mostly clear with the 2 nearest overcast." + "".join(
+                   "all 29, and the 2 nearest mostly clear with the 2 nearest overcast; the runs "
+                   "with one reference scaled on their own (lone_reference)." + "".join(
                        f" {kind}: the coefficients of {path.name} kept, only the scale fitted."
                        for kind, path in keep.items() if path)}
     for kind, parts in cases.items():
         data = pooled(parts, kind)
         coef, intercept = fit(data["x"], data["band"], data["error"], TARGETS[kind],
-                              kept(kind, keep[kind]))
+                              kept(kind, keep[kind]), own_scale(kind))
         out[kind] = {"features": list(FEATURES[kind]),
                      "coefficients": [round(float(c), 5) for c in coef],
                      "intercept": {b: round(float(a), 5) for b, a in

@@ -16,15 +16,20 @@ Each filled pixel and band gets ``sigma``, the standard deviation of its error (
   most. Where one date alone is taken, its spread is unknown and the clear land's spread stands
   in for it. The calibration's cases give 1, 2, 4, 8 and 29 dates, some of them cloudy, so
   that this is fitted too; the references' effective number at the pixel, tried as a further
-  term, took a coefficient near 0 and changed no coverage by more than 0.01.
+  term, took a coefficient near 0 and changed no coverage by more than 0.01. A lone reference
+  (``lone_reference``: the run was given one date) errs with heavier tails: nothing else
+  checks its clouds or its fit, so a thin veil it or the target keeps passes into the fill;
+  its sigma gets a factor of its own (see below).
 
 The map from terms to sigma is log-linear, ``log sigma_b = a_b + sum_k c_k f_k`` (the features
 ``f_k`` below, an intercept per band), one for single-date fills and one for fills from other
 dates, fitted by least squares on log |error| against same-date truth (real clouds over clear
 real images), then scaled so that the shares of errors within 1 and 2 sigma come closest to
-the fit's targets together (``TARGETS`` of ``benchmarks/uncertainty.py``). The errors are
-heavier-tailed than a Gaussian, so no one scale gives a Gaussian's 68 % and 95 % at once
-(held out, per number of dates: ``docs/benchmarks/uncertainty.md``). The shipped coefficients
+the fit's targets together (``TARGETS`` of ``benchmarks/uncertainty.py``); the fills from a
+lone reference are scaled to those targets on their own, and that factor is the coefficient of
+``lone_reference``. The errors are heavier-tailed than a Gaussian, so no one scale gives a
+Gaussian's 68 % and 95 % at once (held out, per number of dates:
+``docs/benchmarks/uncertainty.md``). The shipped coefficients
 are ``models/uncertainty.json``, written by ``benchmarks/uncertainty.py --write-calibration``
 (its note says on what). Calibration measures follow UnCRtainTS (Ebel et al. 2023), per pixel:
 UCE (Laves et al. 2020) and AUCE (Gustafsson et al. 2020).
@@ -59,7 +64,8 @@ UNDATED_DAYS = 60.0
 #: The features of each kind, in the order of the calibration's coefficients.
 FEATURES = {
     "single_date": ("log_dispersion", "log_distance", "log_support", "filled"),
-    "reference": ("log_dispersion", "log_distance", "log_spread", "log_residual", "log_days"),
+    "reference": ("log_dispersion", "log_distance", "log_spread", "log_residual", "log_days",
+                  "lone_reference"),
 }
 
 
@@ -154,8 +160,9 @@ class Fit:
 
 
 def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = None,
-             days: np.ndarray | None = None) -> np.ndarray:
-    """The features [K, h, w] of band ``band`` for a kind of fill (``FEATURES``)."""
+             days: np.ndarray | None = None, references: int = 0) -> np.ndarray:
+    """The features [K, h, w] of band ``band`` for a kind of fill (``FEATURES``), the fill from
+    other dates having been given ``references`` dates."""
     values = {
         "log_dispersion": lambda: np.log(pixel.dispersion[band] + FLOOR),
         "log_distance": lambda: np.log1p(pixel.distance / DISTANCE_UNIT),
@@ -166,6 +173,7 @@ def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = 
                                               pixel.dispersion[band]) + FLOOR),
         "log_residual": lambda: np.log(np.sqrt(np.maximum(dates.residual[band], 0)) + FLOOR),
         "log_days": lambda: np.log1p(days / DAYS_UNIT),
+        "lone_reference": lambda: np.full(pixel.distance.shape, float(references == 1)),
     }
     return np.stack([values[name]() for name in FEATURES[kind]]).astype(np.float32)
 
@@ -174,7 +182,8 @@ def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = 
 class UncertaintyBlock:
     """One written block: where it is, what each pixel is [h, w] (``KEPT``,
     ``SINGLE_DATE_FILL``, ``FROM_DATES``, ``UNCERTAINTY_NODATA``), and its terms; ``days``
-    [h, w] to the date of each pixel's source."""
+    [h, w] to the date of each pixel's source; the number of ``references`` (other dates) the
+    fill had."""
 
     row: int
     col: int
@@ -183,6 +192,7 @@ class UncertaintyBlock:
     pixel: PixelTerms
     dates: DateTerms | None = None
     days: np.ndarray | None = None
+    references: int = 0
 
 
 @dataclass(frozen=True)
@@ -210,7 +220,8 @@ class SigmaModel:
             days = None if block.days is None else block.days[_bounds(where)]
             part = where[_bounds(where)]
             for b, band in enumerate(block.bands):
-                log_sigma = fit.log_sigma(band, features(name, b, pixel, dates, days))
+                log_sigma = fit.log_sigma(band, features(name, b, pixel, dates, days,
+                                                         block.references))
                 out[b][_bounds(where)] = np.where(part, np.exp(log_sigma),
                                                   out[b][_bounds(where)])
         return out

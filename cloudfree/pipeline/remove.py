@@ -855,10 +855,11 @@ class SceneRemoval:
         kind[~valid] = UNCERTAINTY_NODATA
         reference = loaded.reference
         days = None if sources is None else days_to(days_table(self.references.dates), sources)
+        given = 0 if self.references is None else len(self.references.dates.references)
         block = UncertaintyBlock(final.row, final.col, self.bands, kind.astype(np.uint8),
                                  loaded.terms.crop(*at),
                                  None if reference is None or reference.terms is None
-                                 else reference.terms.crop(*at), days)
+                                 else reference.terms.crop(*at), days, given)
         return self.uncertainty.sigma(block) * np.float32(self.s2.dn_scale)
 
 

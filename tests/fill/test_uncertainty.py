@@ -8,6 +8,7 @@ image of the same place another date.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,12 @@ from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree.core.errors import CloudfreeError, UsageError
-from cloudfree.fill.uncertainty import SigmaModel, local_spread
+from cloudfree.fill.uncertainty import FROM_DATES, SigmaModel, UncertaintyBlock, local_spread
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.output.preview import LEGEND
-from cloudfree.pipeline.options import OutputOptions, ReferenceOptions
+from cloudfree.pipeline.options import FillOptions, OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene
 
 
@@ -126,27 +127,46 @@ def test_fill_from_another_date_is_more_certain_and_within_sigma(pasted, one_dat
 SERIES = ROOT / "examples" / "data" / "series"
 
 
-def from_series(target: Path, references: list[str]) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class Recording(SigmaModel):
+    """The shipped sigma model, keeping the blocks it is asked about."""
+
+    blocks: list[UncertaintyBlock] = field(default_factory=list)
+
+    def sigma(self, block: UncertaintyBlock) -> np.ndarray:
+        self.blocks.append(block)
+        return super().sigma(block)
+
+
+def from_series(target: Path, references: list[str], model: SigmaModel | None = None
+                ) -> dict[str, np.ndarray]:
     """``remove`` of ``target`` with the bundled series' dates ``references`` (month-day):
     its output, sigma and source map (written beside the target)."""
     paths = {name: target.parent / f"{len(references)}_{name}.tif"
              for name in ("out", "sigma", "source")}
     remove_scene(target, None, paths["out"],
+                 fill=FillOptions(uncertainty_model=model),
                  dates=ReferenceOptions(references=[SERIES / f"s2_2018-{r}.tif"
                                                     for r in references]),
                  outputs=OutputOptions(uncertainty_out=paths["sigma"],
-                                       source_out=paths["source"]), quiet=True)
+                                       source_out=paths["source"], overwrite=True), quiet=True)
     return {name: read(path)[0] for name, path in paths.items()}
 
 
-def test_one_reference_is_less_certain_than_three_and_both_are_calibrated(tmp_path):
-    # the real cloud of the series' 5 July pasted over its clear 25 June; the references are
-    # the nearest other date, then the three others
+def series_case(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The real cloud of the series' 5 July pasted over its clear 25 June: the target, its
+    truth and the cloud."""
     with open_sentinel2(SERIES / "s2_2018-07-05.tif") as s2:
         cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
     donor = read(SERIES / "s2_2018-07-05.tif")[0]
     truth, profile = read(SERIES / "s2_2018-06-25.tif")
-    target = write_stack(tmp_path / "s2_2018-06-25.tif", np.where(cloud, donor, truth), profile)
+    target = write_stack(folder / "s2_2018-06-25.tif", np.where(cloud, donor, truth), profile)
+    return target, truth, cloud
+
+
+def test_one_reference_is_less_certain_than_three_and_both_are_calibrated(tmp_path):
+    # the references are the nearest other date, then the three others
+    target, truth, cloud = series_case(tmp_path)
     runs = {len(dates): from_series(target, dates)
             for dates in (["06-10"], ["06-10", "07-20", "07-30"])}
     both = cloud & np.logical_and.reduce([(r["source"][0] >= 1) & (r["source"][0] < 200)
@@ -158,6 +178,27 @@ def test_one_reference_is_less_certain_than_three_and_both_are_calibrated(tmp_pa
     for run in runs.values():  # the wanted coverage: 58-78 % within 1 sigma, 88-98 % within 2
         one, two = errors_within(run["sigma"], run["out"], truth.astype(np.float32), both)
         assert 0.58 <= one <= 0.78 and 0.88 <= two <= 0.98, (one, two)
+
+
+def test_a_lone_reference_widens_sigma_by_its_fitted_factor(tmp_path):
+    # a lone date errs with heavier tails: remove tells the model the run had one reference,
+    # and its sigma is that of the same terms with more dates times the fitted factor
+    target, truth, cloud = series_case(tmp_path)
+    model = SigmaModel.load()
+    recording = Recording(model.single_date, model.reference)
+    run = from_series(target, ["06-10"], recording)
+    lone = model.reference.coefficients[model.reference.features.index("lone_reference")]
+    assert lone > 0.05
+    dated = [b for b in recording.blocks if (b.kind == FROM_DATES).any()]
+    assert dated and all(b.references == 1 for b in dated)
+    for block in dated:
+        where = block.kind == FROM_DATES
+        ratio = model.sigma(block)[:, where] / model.sigma(replace(block, references=2))[:, where]
+        assert np.allclose(ratio, np.exp(lone), rtol=1e-4)
+    # and the widened sigma still covers the errors of the real cloud as wanted
+    filled = cloud & (run["source"][0] >= 1) & (run["source"][0] < 200)
+    one, two = errors_within(run["sigma"], run["out"], truth.astype(np.float32), filled)
+    assert 0.58 <= one <= 0.78 and 0.88 <= two <= 0.98, (one, two)
 
 
 def test_preview_gains_a_confidence_panel(one_date):
