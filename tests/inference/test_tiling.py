@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cloudfree.inference.tiling import Blender, TileGrid, chunks, tiles_within
+from cloudfree.inference.tiling import Blender, TileGrid, chunk_number, chunks, tiles_within
 
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap", "trim", "per_chunk", "strips"),
@@ -89,3 +89,18 @@ def test_blender_holds_one_carry_across_the_scene():
     finally:
         tracemalloc.stop()
     assert carry <= held < 1.5 * carry
+
+
+@pytest.mark.parametrize("strips", [1, 2, 4])
+def test_chunks_of_several_strips_cover_each_tile_once_in_order(strips):
+    """Chunks several strips tall hold every tile once, the last ones as many strips as are
+    left, and ``chunk_number`` gives their place in the order they come in."""
+    grid = TileGrid(1100, 1500, 256, 32, 0)
+    tiles = []
+    for number, chunk in enumerate(chunks(grid, 5, strips)):
+        assert chunk_number(chunk, 5, strips) == number
+        assert chunk.strips == min(strips, grid.rows - chunk.row)
+        assert chunk.height == (chunk.strips - 1) * grid.stride + grid.tile
+        tiles += [(chunk.top + dy, chunk.left + dx) for dy, dx in chunk.tile_offsets()]
+    assert sorted(tiles) == sorted({(grid.start(r), grid.start(c))
+                                    for r in range(grid.rows) for c in range(grid.cols)})
