@@ -170,15 +170,16 @@ MAX_LOADERS = 16
 #: (benchmarks/chunk_width_quality.py; 3.4 % of the pixels change, by 20 DN at the 99th
 #: percentile of those).
 FILL_CHUNK_WIDTH = 1152
-#: Tallest chunk of the network-free fill without other dates (px; 4 strips of 256 px tiles at
+#: Tallest chunk of the network-free fill without other dates (px; 2 strips of 256 px tiles at
 #: a stride of 224). Each chunk is read, masked and classified with some 200 px of margin (the
 #: built-up test's square, the shadows' tie, the haze ring's seeding, the fill's sources):
-#: chunks one strip tall read each scene pixel about 3.6 times, 928 px tall ones 2.0 times.
-#: At 2048^2 that took the default from 32.0 to 28.9 CPU s (benchmarks/remove_stages.py), for
-#: the same PSNR under real clouds pasted on real clear land (benchmarks/chunk_width_quality.py:
-#: 29.438 dB against 29.441; 12.5 % of the pixels change, inside large clouds, by 63 DN at the
-#: 99th percentile of those).
-FILL_CHUNK_HEIGHT = 928
+#: chunks one strip tall read each scene pixel about 3.6 times, 480 px tall ones 2.6 times, 928
+#: px tall ones 2.0. At 2048^2 (benchmarks/remove_stages.py, one run each) the default took
+#: 30.3 CPU s with 480 px, 28.1 with 928 and 31.7 with one strip; at 4096^2 it peaked at 649 MB
+#: with 480 px, 873 with 928 and 637 with one strip (benchmarks/remove_speed.py). Same PSNR
+#: under real clouds pasted on real clear land (benchmarks/chunk_width_quality.py: 7.3 % of the
+#: pixels change, inside large clouds, by 17 DN at the 99th percentile of those).
+FILL_CHUNK_HEIGHT = 480
 
 
 def loader_threads(device: str, network: bool = True) -> int:
