@@ -1,8 +1,12 @@
-"""The default `remove`'s fill with its chunks as wide as a batch (8 tiles, 1824 px) against the
-chunks of at most ``FILL_CHUNK_WIDTH`` px it runs now, on the same date's land.
+"""The default `remove`'s fill with other chunk shapes against the chunks it runs now (at most
+``FILL_CHUNK_WIDTH`` px wide and ``FILL_CHUNK_HEIGHT`` px tall), on the same date's land.
 
-    python benchmarks/chunk_width_quality.py               # 2048^2
+    python benchmarks/chunk_width_quality.py               # 2048^2, chunks one strip tall
     python benchmarks/chunk_width_quality.py --size 4096
+    python benchmarks/chunk_width_quality.py --former width   # as wide as a batch (8 tiles)
+
+``--former``: ``height`` (default), chunks one strip of tiles tall (256 px) at the same width;
+``width``, chunks as wide as a batch of 8 tiles (1824 px) at the same height.
 
 The clear scene is a mosaic of the real clear S2/S1 pairs in ../shared/data, 512 px blocks in a
 checkerboard: the Sen1Floods11 chip, and the SEN12MS-CR winter_112 cloud-free image mirrored
@@ -38,8 +42,10 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SEN12MSCR = DATA / "sen12mscr"
 SPAIN = DATA / "sen1floods11" / "Spain_7370579"
 BLOCK = 512
-#: Chunk widths compared (px): as wide as a batch of 8 tiles (the former), and the default.
-FORMER = 10**6
+#: A chunk width or height (px) past any the batch or the tiles allow: as wide as a batch
+UNBOUNDED = 10**6
+#: The chunks' height (px) when one strip of 256 px tiles tall
+ONE_STRIP = 256
 
 
 def read(path: Path) -> np.ndarray:
@@ -92,9 +98,10 @@ def write(path: Path, data: np.ndarray, dtype: str) -> Path:
     return path
 
 
-def run(s2: Path, s1: Path, out: Path, width: int) -> np.ndarray:
-    """The default ``remove`` of the scene with chunks of at most ``width`` px, in DN."""
-    removal.FILL_CHUNK_WIDTH = width
+def run(s2: Path, s1: Path, out: Path, width: int, height: int) -> np.ndarray:
+    """The default ``remove`` of the scene with chunks of at most ``width`` x ``height`` px, in
+    DN."""
+    removal.FILL_CHUNK_WIDTH, removal.FILL_CHUNK_HEIGHT = width, height
     removal.remove_scene(s2, s1, out, inputs=InputOptions(s1_aligned=True),
                          outputs=OutputOptions(overwrite=True), quiet=True)
     with rasterio.open(out) as src:
@@ -104,8 +111,12 @@ def run(s2: Path, s1: Path, out: Path, width: int) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--former", choices=("height", "width"), default="height")
     args = parser.parse_args()
-    default = removal.FILL_CHUNK_WIDTH
+    width, height = removal.FILL_CHUNK_WIDTH, removal.FILL_CHUNK_HEIGHT
+    former = {"height": (f"one strip tall, at most {width} px wide", (width, ONE_STRIP)),
+              "width": ("8 tiles (1824 px) wide", (UNBOUNDED, height))}[args.former]
+    shapes = dict([former, (f"at most {width} x {height} px", (width, height))])
     clear, s1 = clear_scene(args.size)
     field, alpha = clouds(args.size)
     cloudy = np.clip(np.round(overlay(clear, field, alpha) * 10000), 1, 65535)
@@ -117,9 +128,8 @@ def main() -> None:
         folder = Path(tmp)
         s2_path = write(folder / "s2.tif", cloudy, "uint16")
         s1_path = write(folder / "s1.tif", s1, "float32")
-        outputs = {name: run(s2_path, s1_path, folder / "out.tif", width)
-                   for name, width in (("8 tiles (1824 px)", FORMER),
-                                       (f"at most {default} px", default))}
+        outputs = {name: run(s2_path, s1_path, folder / "out.tif", *shape)
+                   for name, shape in shapes.items()}
     print(f"{args.size}^2, {changed.mean():.1%} of the pixels under pasted cloud "
           f"({where['opaque'].mean():.1%} opaque)\n")
     a, b = outputs.values()

@@ -8,10 +8,11 @@ rising ramp, and sin^2 + cos^2 = 1, so the weights of overlapping tiles sum to o
 are accumulated with these weights and divided by the accumulated weight, which also covers the
 scene edges and skipped tiles. No per-tile normalisation anywhere: that is what makes seams.
 
-Streaming: tiles are visited strip by strip (a strip is one row of tiles) and, within a strip,
-in chunks of a few tiles. Only the ``overlap`` rows below a strip and the ``overlap`` columns right
-of a chunk still expect contributions; they are carried over, everything else is final and is
-handed back to be written. Memory is a chunk plus a carry of ``overlap`` rows across the width.
+Streaming: tiles are visited strip by strip (a strip is one row of tiles), or a few strips at a
+time, and, across them, in chunks of a few tiles. Only the ``overlap`` rows below the strips and
+the ``overlap`` columns right of a chunk still expect contributions; they are carried over,
+everything else is final and is handed back to be written. Memory is a chunk plus a carry of
+``overlap`` rows across the width.
 """
 
 from __future__ import annotations
@@ -88,12 +89,14 @@ class TileGrid:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A run of tiles ``col0 .. col1-1`` in strip ``row``; ``rows``/``cols`` are its pixel span."""
+    """A run of tiles ``col0 .. col1-1`` in the ``strips`` strips from ``row``; ``rows``/``cols``
+    are its pixel span."""
 
     row: int
     col0: int
     col1: int
     grid: TileGrid
+    strips: int = 1
 
     @property
     def top(self) -> int:
@@ -105,33 +108,38 @@ class Chunk:
 
     @property
     def height(self) -> int:
-        return self.grid.tile
+        return (self.strips - 1) * self.grid.stride + self.grid.tile
 
     @property
     def width(self) -> int:
         return (self.col1 - self.col0 - 1) * self.grid.stride + self.grid.tile
 
-    def tile_offsets(self) -> list[int]:
-        """Column offsets of the chunk's tiles inside the chunk."""
-        return [i * self.grid.stride for i in range(self.col1 - self.col0)]
+    def tile_offsets(self) -> list[tuple[int, int]]:
+        """(row, column) offsets of the chunk's tiles inside the chunk, row by row."""
+        s = self.grid.stride
+        return [(i * s, j * s) for i in range(self.strips) for j in range(self.col1 - self.col0)]
 
 
 def tiles_within(grid: TileGrid, width: int) -> int:
-    """The most tiles (at least one) of a chunk no wider than ``width`` pixels."""
+    """The most tiles (at least one) of a chunk no wider than ``width`` pixels (or rows of
+    tiles no taller)."""
     return max(1, (width - grid.overlap) // grid.stride)
 
 
-def chunks(grid: TileGrid, tiles_per_chunk: int) -> Iterator[Chunk]:
-    """Chunks in the order the blender expects: strips top to bottom, chunks left to right."""
-    for row in range(grid.rows):
+def chunks(grid: TileGrid, tiles_per_chunk: int, strips: int = 1) -> Iterator[Chunk]:
+    """Chunks in the order the blender expects: ``strips`` strips at a time top to bottom,
+    chunks left to right."""
+    for row in range(0, grid.rows, strips):
         for col0 in range(0, grid.cols, tiles_per_chunk):
-            yield Chunk(row, col0, min(grid.cols, col0 + tiles_per_chunk), grid)
+            yield Chunk(row, col0, min(grid.cols, col0 + tiles_per_chunk), grid,
+                        min(strips, grid.rows - row))
 
 
-def chunk_number(chunk: Chunk, tiles_per_chunk: int) -> int:
-    """The chunk's place (from 0) in the order of ``chunks(chunk.grid, tiles_per_chunk)``."""
+def chunk_number(chunk: Chunk, tiles_per_chunk: int, strips: int = 1) -> int:
+    """The chunk's place (from 0) in the order of ``chunks(chunk.grid, tiles_per_chunk,
+    strips)``."""
     per_row = -(-chunk.grid.cols // tiles_per_chunk)
-    return chunk.row * per_row + chunk.col0 // tiles_per_chunk
+    return chunk.row // strips * per_row + chunk.col0 // tiles_per_chunk
 
 
 @dataclass
@@ -157,27 +165,28 @@ class Blender:
         self._down = np.zeros((channels + 1, grid.overlap, padded_width), np.float32)
         self._right: np.ndarray | None = None
 
-    def add(self, chunk: Chunk, predictions: dict[int, np.ndarray]) -> BlendedBlock | None:
+    def add(self, chunk: Chunk, predictions: dict[tuple[int, int], np.ndarray]
+            ) -> BlendedBlock | None:
         """Add a chunk's tile predictions (by offset; skipped ones absent); return what is final.
 
         The returned block is clipped to the scene; None when it lies wholly outside it.
         """
         g, c, o = self.grid, self.channels, self.grid.overlap
         acc = np.zeros((c + 1, chunk.height, chunk.width), np.float32)
-        for offset, pred in predictions.items():
-            acc[:c, :, offset : offset + g.tile] += pred * self.tile_weight
-            acc[c, :, offset : offset + g.tile] += self.tile_weight
+        for (dy, dx), pred in predictions.items():
+            acc[:c, dy : dy + g.tile, dx : dx + g.tile] += pred * self.tile_weight
+            acc[c, dy : dy + g.tile, dx : dx + g.tile] += self.tile_weight
         x0 = chunk.left + g.trim  # column of the chunk in the padded carry buffer
         skip = o if chunk.col0 > 0 else 0  # columns the right carry already holds
         acc[:, :o, skip:] += self._down[:, :, x0 + skip : x0 + chunk.width]
         if chunk.col0 > 0 and self._right is not None:
             acc[:, :, :o] += self._right
-        last_row, last_col = chunk.row == g.rows - 1, chunk.col1 == g.cols
-        done_rows = chunk.height if last_row else g.stride
+        last_row, last_col = chunk.row + chunk.strips == g.rows, chunk.col1 == g.cols
+        done_rows = chunk.height if last_row else chunk.height - o
         done_cols = chunk.width if last_col else chunk.width - o
         self._right = None if last_col else acc[:, :, done_cols:].copy()
         if not last_row:  # the strip's chunks, left to right, rewrite every column of it
-            self._down[:, :, x0 : x0 + done_cols] = acc[:, g.stride :, :done_cols]
+            self._down[:, :, x0 : x0 + done_cols] = acc[:, done_rows:, :done_cols]
         return self._clip(acc[:, :done_rows, :done_cols], chunk.top, chunk.left)
 
     def _clip(self, block: np.ndarray, top: int, left: int) -> BlendedBlock | None:

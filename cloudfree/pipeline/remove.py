@@ -170,6 +170,16 @@ MAX_LOADERS = 16
 #: (benchmarks/chunk_width_quality.py; 3.4 % of the pixels change, by 20 DN at the 99th
 #: percentile of those).
 FILL_CHUNK_WIDTH = 1152
+#: Tallest chunk of the network-free fill without other dates (px; 2 strips of 256 px tiles at
+#: a stride of 224). Each chunk is read, masked and classified with some 200 px of margin (the
+#: built-up test's square, the shadows' tie, the haze ring's seeding, the fill's sources):
+#: chunks one strip tall read each scene pixel about 3.6 times, 480 px tall ones 2.6 times, 928
+#: px tall ones 2.0. At 2048^2 (benchmarks/remove_stages.py, one run each) the default took
+#: 30.3 CPU s with 480 px, 28.1 with 928 and 31.7 with one strip; at 4096^2 it peaked at 649 MB
+#: with 480 px, 873 with 928 and 637 with one strip (benchmarks/remove_speed.py). Same PSNR
+#: under real clouds pasted on real clear land (benchmarks/chunk_width_quality.py: 7.3 % of the
+#: pixels change, inside large clouds, by 17 DN at the 99th percentile of those).
+FILL_CHUNK_HEIGHT = 480
 
 
 def loader_threads(device: str, network: bool = True) -> int:
@@ -566,6 +576,10 @@ class SceneRemoval:
         #: arrays are the memory that grows with them, at most ``FILL_CHUNK_WIDTH`` px of them
         self.chunk_tiles = self.batch_size if engine.runs_network else \
             min(self.batch_size, tiles_within(self.grid, FILL_CHUNK_WIDTH))
+        #: strips per chunk: one for a network or with other dates (whose fill keeps what a
+        #: strip leaves to the next one); up to ``FILL_CHUNK_HEIGHT`` px of them otherwise
+        self.chunk_strips = 1 if engine.runs_network or references is not None else \
+            tiles_within(self.grid, FILL_CHUNK_HEIGHT)
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
         self._one_reader = threading.Lock()  # the references, read by one loader at a time
@@ -578,15 +592,19 @@ class SceneRemoval:
         """The references read for ``chunk`` by one loader at a time, and at each stage in
         chunk order: what a chunk keeps for the next ones (``dates/kept.py``) is there before
         they look, whatever the loaders' timing, so that the output does not depend on it."""
-        with turns.through(chunk_number(chunk, self.chunk_tiles)), self._one_reader:
+        with turns.through(self._number(chunk)), self._one_reader:
             yield
+
+    def _number(self, chunk: Chunk) -> int:
+        """The chunk's place (from 0) in the order the chunks run."""
+        return chunk_number(chunk, self.chunk_tiles, self.chunk_strips)
 
     def load(self, chunk: Chunk) -> LoadedChunk:
         """Read and prepare a chunk: S2 with mask context, S1, scaling, composite weight."""
         try:
             return self._load(chunk)
         finally:  # a chunk that skipped a stage of the dates, or failed, lets the next ones by
-            number = chunk_number(chunk, self.chunk_tiles)
+            number = self._number(chunk)
             for turns in (self._background_turns, self._fill_turns):
                 turns.past(number)
 
@@ -749,33 +767,33 @@ class SceneRemoval:
                           self.restoring, self.bands, self.bounds)
         return reference.crop(slice(pad, pad + chunk.height), slice(pad, pad + chunk.width))
 
-    def predict(self, loaded: LoadedChunk) -> dict[int, np.ndarray]:
+    def predict(self, loaded: LoadedChunk) -> dict[tuple[int, int], np.ndarray]:
         """Network output (scaled) for every tile of the chunk that needs one."""
         t = self.grid.tile
         wanted = []
         alpha = loaded.alpha if loaded.reference is None else \
             np.where(loaded.reference.covered, 0, loaded.alpha)  # the model fills the rest
-        for off in loaded.chunk.tile_offsets():
-            cols = slice(off, off + t)
-            if not loaded.valid[:, cols].any():
+        for dy, dx in loaded.chunk.tile_offsets():
+            at = (slice(dy, dy + t), slice(dx, dx + t))
+            if not loaded.valid[at].any():
                 continue  # all nodata
-            if self.options.composite and not alpha[:, cols].any():
+            if self.options.composite and not alpha[at].any():
                 continue  # nothing to fill: the composite keeps the original here
-            wanted.append(off)
+            wanted.append(at)
         self.tiles_skipped += len(loaded.chunk.tile_offsets()) - len(wanted)
         self.tiles_run += len(wanted)
         if not self.engine.runs_network:  # the network-free fill returns its (filled) input:
-            return {o: loaded.s2[:, :, o : o + t] for o in wanted}  # any band set, no forward
-        out: dict[int, np.ndarray] = {}
+            return {(r.start, c.start): loaded.s2[:, r, c] for r, c in wanted}  # no forward
+        out: dict[tuple[int, int], np.ndarray] = {}
         for i in range(0, len(wanted), self.batch_size):
-            offs = wanted[i : i + self.batch_size]
-            s2 = np.stack([loaded.s2[:, :, o : o + t] for o in offs])
-            s1 = np.stack([loaded.s1[:, :, o : o + t] for o in offs])
-            mask = np.stack([loaded.mask[:, :, o : o + t] for o in offs])
+            ats = wanted[i : i + self.batch_size]
+            s2 = np.stack([loaded.s2[:, r, c] for r, c in ats])
+            s1 = np.stack([loaded.s1[:, r, c] for r, c in ats])
+            mask = np.stack([loaded.mask[:, r, c] for r, c in ats])
             bound = self.options.max_correction if loaded.bound is None else \
-                np.stack([loaded.bound[:, :, o : o + t] for o in offs])
-            for o, tile_pred in zip(offs, self._run(s2, s1, mask, bound), strict=True):
-                out[o] = tile_pred
+                np.stack([loaded.bound[:, r, c] for r, c in ats])
+            for (r, c), tile_pred in zip(ats, self._run(s2, s1, mask, bound), strict=True):
+                out[r.start, c.start] = tile_pred
         return out
 
     def _run(self, s2: np.ndarray, s1: np.ndarray, mask: np.ndarray,
@@ -1233,10 +1251,11 @@ def write_scene(pipe: SceneRemoval, output: Path, options: OutputOptions, tags: 
             extra_dst.update_tags(**tags, **extra.tags)
             extra.prepare(extra_dst)
             extras.append((extra_dst, extra.block))
-        todo = list(chunks(pipe.grid, pipe.chunk_tiles))
+        todo = list(chunks(pipe.grid, pipe.chunk_tiles, pipe.chunk_strips))
         blender = Blender(pipe.grid, len(pipe.bands))
 
-        def write_block(loaded: LoadedChunk, predictions: dict[int, np.ndarray]) -> None:
+        def write_block(loaded: LoadedChunk, predictions: dict[tuple[int, int], np.ndarray]
+                        ) -> None:
             """Blend a chunk's predictions; composite and write the block that releases (on
             the writer thread, in chunk order)."""
             final = blender.add(loaded.chunk, predictions)

@@ -7,15 +7,18 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cloudfree.inference.tiling import Blender, TileGrid, chunks, tiles_within
+from cloudfree.inference.tiling import Blender, TileGrid, chunk_number, chunks, tiles_within
 
 
-@pytest.mark.parametrize(("h", "w", "tile", "overlap", "trim", "per_chunk"),
-                         [(300, 517, 64, 16, 3, 3), (64, 64, 64, 16, 0, 1),
-                          (1000, 90, 128, 40, 10, 2), (50, 70, 64, 0, 0, 4),
-                          (130, 140, 32, 8, 0, 16)])
-def test_blending_reconstructs_a_consistent_field(h, w, tile, overlap, trim, per_chunk):
-    """When every tile predicts the same field, the blend returns that field everywhere."""
+@pytest.mark.parametrize(("h", "w", "tile", "overlap", "trim", "per_chunk", "strips"),
+                         [(300, 517, 64, 16, 3, 3, 1), (64, 64, 64, 16, 0, 1, 1),
+                          (1000, 90, 128, 40, 10, 2, 1), (50, 70, 64, 0, 0, 4, 1),
+                          (130, 140, 32, 8, 0, 16, 1), (300, 517, 64, 16, 3, 3, 2),
+                          (1000, 90, 128, 40, 10, 2, 4), (50, 70, 16, 0, 0, 4, 3)])
+def test_blending_reconstructs_a_consistent_field(h, w, tile, overlap, trim, per_chunk,
+                                                  strips):
+    """When every tile predicts the same field, the blend returns that field everywhere,
+    with chunks one strip tall or several."""
     grid = TileGrid(h, w, tile, overlap, trim)
     rng = np.random.default_rng(0)
     pad = grid.tile + grid.trim
@@ -24,11 +27,11 @@ def test_blending_reconstructs_a_consistent_field(h, w, tile, overlap, trim, per
     blender = Blender(grid, channels=2)
     out = np.full((2, h, w), np.nan, np.float32)
     weight = np.zeros((h, w), np.float32)
-    for chunk in chunks(grid, per_chunk):
+    for chunk in chunks(grid, per_chunk, strips):
         preds = {}
-        for off in chunk.tile_offsets():
-            r, c = chunk.top + pad, chunk.left + off + pad
-            preds[off] = field[:, r : r + tile, c : c + tile]
+        for dy, dx in chunk.tile_offsets():
+            r, c = chunk.top + dy + pad, chunk.left + dx + pad
+            preds[dy, dx] = field[:, r : r + tile, c : c + tile]
         final = blender.add(chunk, preds)
         if final is not None:
             rr = slice(final.row, final.row + final.values.shape[1])
@@ -86,3 +89,18 @@ def test_blender_holds_one_carry_across_the_scene():
     finally:
         tracemalloc.stop()
     assert carry <= held < 1.5 * carry
+
+
+@pytest.mark.parametrize("strips", [1, 2, 4])
+def test_chunks_of_several_strips_cover_each_tile_once_in_order(strips):
+    """Chunks several strips tall hold every tile once, the last ones as many strips as are
+    left, and ``chunk_number`` gives their place in the order they come in."""
+    grid = TileGrid(1100, 1500, 256, 32, 0)
+    tiles = []
+    for number, chunk in enumerate(chunks(grid, 5, strips)):
+        assert chunk_number(chunk, 5, strips) == number
+        assert chunk.strips == min(strips, grid.rows - chunk.row)
+        assert chunk.height == (chunk.strips - 1) * grid.stride + grid.tile
+        tiles += [(chunk.top + dy, chunk.left + dx) for dy, dx in chunk.tile_offsets()]
+    assert sorted(tiles) == sorted({(grid.start(r), grid.start(c))
+                                    for r in range(grid.rows) for c in range(grid.cols)})
