@@ -398,7 +398,7 @@ def correction_bound(support: np.ndarray, max_correction: float) -> np.ndarray:
 def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
                 params: LocalFillParams, parallax: np.ndarray | None = None) -> np.ndarray:
     """``fill`` [H, W] grown by the hazy pixels (score above ``ring_score``) around it, from
-    the part of it that is confirmed cloud rather than bright land (``seeding``, with the
+    the part of it that is confirmed cloud rather than bright land (``seed_reach``, with the
     clouds' ``parallax`` when given; exact with ``ring + SEED_REACH`` px of context)."""
     if not fill.any() or params.ring <= 0:
         return fill

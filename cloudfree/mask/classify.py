@@ -25,7 +25,7 @@ cloud (overcast). The sharp texture of roofs is bright land too whatever the par
 nothing near scores as an opaque cloud: at 10 m a town's texture in B08 against the 20 m B8A
 reads like a cloud's parallax. A cloud
 must show parallax to be confident, before it grows a buffer (without the parallax bands, a
-pixel confident by its score alone must lie amid cloud: ``seeding``), and a cloud's extent
+pixel confident by its score alone must lie amid cloud: ``seed_reach``), and a cloud's extent
 before its opacity or the haze around it confirms it (a lone white roof grows nothing); one
 that only the haze confirms grows the buffer and the ring in proportion to it (``seed_reach``).
 Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
@@ -548,7 +548,7 @@ SAND_TINT, SAND_SCORE = -0.1, 0.9
 #: tuning half the bright land the test leaves clear has at most 0.58 of its square scoring as
 #: cloud (the Sen1Floods11 chip 0.46); a real cloud's spread all over a scene, 1.
 OVERCAST_SHARE = 0.8
-#: The clear pixels around a thin cloud that score above this are haze (``seeding``).
+#: The clear pixels around a thin cloud that score above this are haze (``seed_reach``).
 HAZE_SCORE = 0.05
 #: Variances of the parallax index over this many px (square).
 CDI_BOX = 7
@@ -559,7 +559,7 @@ NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2)
 #: Context the parallax of the clouds around a pixel needs (``cloud_parallax``).
 PARALLAX_REACH = SHARE_BOX // 2 + CDI_BOX // 2 + 1
-#: Context ``seeding`` needs to be exact.
+#: Context ``seed_reach`` needs to be exact.
 SEED_REACH = SEED_NEAR + PARALLAX_REACH
 
 
@@ -638,9 +638,10 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     textured = land & (grain > LAND_TEXTURE)
     kept = textured & still
     roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
-    sand = land & ~kept  # top-of-atmosphere levels only (with B10, as L1C gives them)
-    sand &= ((box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX, count=count)
-              < SAND_TINT) if "B10" in b else False)
+    # at top-of-atmosphere levels only (with B10, as L1C gives them)
+    sand = (land & ~kept & (box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX,
+                                     count=count) < SAND_TINT)) if "B10" in b else \
+        np.zeros_like(land)
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
     for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
@@ -708,12 +709,6 @@ def confirmed_reach(reflectance: np.ndarray, bands: Sequence[str], cloud: np.nda
              and all(k in bands for k in PARALLAX_BANDS) else None)
     return seed_reach(cloud, score, valid,
                       cloud_parallax(reflectance, bands, cloud, index, share), share)
-
-
-def seeding(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
-            parallax: np.ndarray | None = None, share: np.ndarray | None = None) -> np.ndarray:
-    """The pixels of ``cloud`` [H, W] that grow a buffer or a ring (``seed_reach`` above 0)."""
-    return seed_reach(cloud, score, valid, parallax, share) > 0
 
 
 def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,

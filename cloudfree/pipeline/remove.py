@@ -482,7 +482,7 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
                         ) -> tuple[int, int] | None:
     """First pass: the offset from the scene's clouds to their shadows (``shadow.scene_offset``;
     None: none is cast). Reads as ``classified_windows``. With the bright-land test, only
-    confirmed clouds (``seeding``, with their parallax) cast shadows: what is left of bright
+    confirmed clouds (``confirmed_reach``, with their parallax) cast shadows: what is left of bright
     land in the mask casts none."""
     confirm = params.land  # the confirmation takes the classes exact SEED_REACH px around
     halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm else 0)

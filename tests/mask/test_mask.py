@@ -50,7 +50,7 @@ from cloudfree.mask.classify import (
     combine_shadow_stats,
     confirmed_reach,
     grow,
-    seeding,
+    seed_reach,
     shadow_thresholds,
     squared_distance,
     thin_cloud,
@@ -372,11 +372,11 @@ def test_only_clouds_with_parallax_seed_a_buffer():
     classes, score = classify(refl, valid)
     cloud = classes == CLOUD
     parallax = cloud_parallax(refl, BANDS, cloud)
-    seeds = seeding(cloud, score, valid, parallax)
-    assert seeds.sum() == seeding(cloud, score, valid).sum() > 0.99 * cloud.sum()
+    seeds = (seed_reach(cloud, score, valid, parallax) > 0)
+    assert seeds.sum() == (seed_reach(cloud, score, valid) > 0).sum() > 0.99 * cloud.sum()
     assert np.median(parallax[cloud]) < CONFIDENT_CDI - 0.2
     ground = np.full_like(parallax, CONFIDENT_CDI + 0.1)
-    hazy = seeding(cloud, score, valid, ground)
+    hazy = (seed_reach(cloud, score, valid, ground) > 0)
     assert hazy.sum() < 0.5 * seeds.sum()
     assert cloud_parallax(refl[[BANDS.index(b) for b in ("B02", "B03", "B04")]],
                           ("B02", "B03", "B04"), cloud) is None
@@ -859,14 +859,14 @@ def test_bright_land_is_masked_but_grows_no_buffer():
     near = ndimage.uniform_filter(specks.astype(np.float32), 7, mode="constant") * 49
     alike = specks & ((near > 8.5) | (score >= SEED_SCORE))  # cloud-like on their own
     assert alike.sum() > 1000 and (specks & (score >= SEED_SCORE)).sum() > 100
-    assert not seeding(specks, score, valid).any()
+    assert not (seed_reach(specks, score, valid) > 0).any()
     buffered, _ = classify(refl, valid, MaskParams(buffer=5, land=False))
     np.testing.assert_array_equal(buffered == CLOUD, specks)
 
     refl, valid = reflectance_of(SUMMER_S2)
     bare, score = classify(refl, valid)
     cloud = bare == CLOUD
-    assert seeding(cloud, score, valid).sum() > 0.99 * cloud.sum()
+    assert (seed_reach(cloud, score, valid) > 0).sum() > 0.99 * cloud.sum()
     buffered = classify(refl, valid, MaskParams(buffer=5))[0] == CLOUD
     full = grow(cloud, 5)  # every cloud pixel's buffer: a few wisps far from the cores lose it
     assert (buffered <= full).all() and (full & ~buffered).mean() < 0.01
@@ -907,7 +907,8 @@ def test_shadow_test_and_seeding_take_their_filters_shortcuts_exactly():
         confident = cloud & ((share >= 0.5) | ((score >= 0.8) & extent))
         backed = ndimage.maximum_filter(confident, 101, mode="reflect")
         hazy = (mean((score > 0.05).astype(np.float32), valid & ~cloud, 15) >= 0.7) & extent
-        np.testing.assert_array_equal(seeding(cloud, score, valid), seeds & (backed | hazy))
+        np.testing.assert_array_equal(seed_reach(cloud, score, valid) > 0,
+                                      seeds & (backed | hazy))
         np.testing.assert_array_equal(  # the share of cloud computed once for both
             confirmed_reach(refl, BANDS, cloud, score, valid) > 0,
-            seeding(cloud, score, valid, cloud_parallax(refl, BANDS, cloud)))
+            (seed_reach(cloud, score, valid, cloud_parallax(refl, BANDS, cloud)) > 0))
