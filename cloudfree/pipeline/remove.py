@@ -412,8 +412,10 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
         if copy is not None:  # the scene decoded and kept first, read back from then on
             fill_copy(copy, stored_reader(s2, bands, params), quiet, abandon)
             read = copy.read
+        # decoded on one thread where none is kept: a JPEG2000 tile of B11 spans 2 x 2 windows,
+        # and every thread reading part of it would decode it whole
         shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
-                                         usable_cores(), read)
+                                         1 if read is None else usable_cores(), read)
         if tie_shadows:
             shadow = replace(shadow, offset=scene_shadow_offset(s2, bands, params, shadow,
                                                                 quiet, abandon, copy, kept))
