@@ -5,11 +5,14 @@
     python benchmarks/remove_equality.py --series SERIES --references 16 --temporal
     python benchmarks/remove_equality.py --bundled-series --size 1024
     python benchmarks/remove_equality.py --sample floods --size 1024
+    python benchmarks/remove_equality.py --untrained dsen2cr:small --size 1024
 
 Both revisions run `remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (the
 S1 co-registration included) in fresh processes, each on its own package (the revision's
 ``cloudfree/`` unpacked with ``git archive``), on the mirrored mosaic of the bundled sample that
-``remove_speed.py`` times (``--sample floods``: of the Sen1Floods11 chip instead). Printed: the
+``remove_speed.py`` times (``--sample floods``: of the Sen1Floods11 chip instead), on the CPU;
+``--untrained ARCH:PRESET`` gives a network of seeded untrained weights (``--checkpoint``)
+instead of ``--model``, for the paths of the networks that are not bundled. Printed: the
 largest difference in DN over every band and pixel, the share of pixels where any band differs
 at all and by more than 1 DN, and the 99th percentile of the changed pixels' largest
 difference. The promise of a change made for speed: at most 1 DN anywhere (exit status 1
@@ -35,17 +38,17 @@ import numpy as np
 import rasterio
 from reference_memory import scenes
 from reference_speed import make_scenes
-from remove_pipeline import ROOT, SAMPLES, make_scene, unpack
+from remove_pipeline import ROOT, SAMPLES, make_scene, unpack, untrained_checkpoint
 
 
-def remove_output(package: Path, s2: Path, inputs: list[str], out: Path, model: str
+def remove_output(package: Path, s2: Path, inputs: list[str], out: Path, model: list[str]
                   ) -> np.ndarray:
     """The DN `remove` writes when ``package`` is the cloudfree imported; ``inputs``: the
-    options giving the other inputs."""
+    options giving the other inputs, ``model`` those giving the model."""
     env = {**os.environ, "PYTHONPATH": str(package)}
     subprocess.run([sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2), *inputs,
-                    "-o", str(out), "--model", model, "--quiet", "--overwrite"], check=True,
-                   env=env, cwd=package)
+                    "-o", str(out), *model, "--device", "cpu", "--quiet", "--overwrite"],
+                   check=True, env=env, cwd=package)
     with rasterio.open(out) as ds:
         return ds.read().astype(np.int32)
 
@@ -55,6 +58,9 @@ def main() -> None:
     parser.add_argument("--ref", default="main", help="git revision to compare with")
     parser.add_argument("--size", type=int, default=2048, help="mosaic size")
     parser.add_argument("--model", default="median-fill")
+    parser.add_argument("--untrained", metavar="ARCH:PRESET",
+                        help="an untrained network of this architecture and preset (seeded "
+                             "weights) instead of --model")
     parser.add_argument("--sample", choices=sorted(SAMPLES), default="bundled",
                         help="the single-date mosaic's sample")
     parser.add_argument("--series", type=Path,
@@ -77,9 +83,14 @@ def main() -> None:
             inputs = [a for r in refs for a in ("--reference", str(r))] + \
                 ["--temporal-mask"] * args.temporal
             scene = f"{args.model}, {len(refs)} references{', temporal' * args.temporal}"
+        model = ["--model", args.model]
+        if args.untrained:
+            model = ["--checkpoint", str(untrained_checkpoint(folder,
+                                                              *args.untrained.split(":")))]
+            scene = scene.replace(args.model, f"untrained {args.untrained}")
         old = remove_output(unpack(args.ref, folder / "ref"), s2, inputs, folder / "old.tif",
-                            args.model)
-        new = remove_output(ROOT, s2, inputs, folder / "new.tif", args.model)
+                            model)
+        new = remove_output(ROOT, s2, inputs, folder / "new.tif", model)
     diff = np.abs(old - new).max(axis=0)
     pixels = diff.size
     changed = diff[diff > 0]

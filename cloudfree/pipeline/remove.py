@@ -412,6 +412,8 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
         if copy is not None:  # the scene decoded and kept first, read back from then on
             fill_copy(copy, stored_reader(s2, bands, params), quiet, abandon)
             read = copy.read
+        # decoded on one thread where none is kept: a JPEG2000 tile of B11 spans 2 x 2 windows,
+        # and every thread reading part of it would decode it whole
         shadow = scene_shadow_thresholds(s2, block_windows(s2.width, s2.height), quiet,
                                          1 if read is None else usable_cores(), read)
         if tie_shadows:
@@ -1028,18 +1030,24 @@ def remove_scene(
         restoring = fill.restoring
         tie = mask_params.shadow  # only the shadows the clouds cast are relit or filled
         abandon = threading.Event()
-        decoded = copy = kept = None  # the scene as the statistics decode and classify it
+        decoded = copy = kept = None  # the scene as the first passes decode and classify it
         scl = takes_scl(s2, mask_params)
-        room = scratch_room(output, s2 if model.uses_mask else None,
+        # a pass over the scene before the chunks (the shadows' thresholds and offset, the
+        # statistics) keeps what it decodes, which the chunks read back; and with the fill, what
+        # it classifies (a network's chunks classify their own: their classes beyond the
+        # scene's edge, which weigh in the tiles there, are those of its mirrored margin)
+        passes_over = model.uses_mask or mask_params.shadow
+        room = scratch_room(output, s2 if passes_over else None,
                             references[:dates.reference_count], mask_params, bands,
                             inputs) if references else None
-        if model.uses_mask:
+        if passes_over:
             decoded = DecodedScene.beside(output, s2, bands, scl, room)
             if decoded is not None:
                 stack.callback(decoded.close)
                 # and for the co-registration beside them, as they go
                 copy = SceneCopy(s2, decoded)
-                kept = ClassifiedScene.beside(output.parent, s2.height, s2.width)
+                if model.uses_mask:
+                    kept = ClassifiedScene.beside(output.parent, s2.height, s2.width)
                 if kept is not None:
                     stack.callback(kept.close)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration

@@ -1,5 +1,6 @@
-"""The scene decoded once in `remove`: the co-registration and the clear-sky statistics read
-what the first pass keeps, bit for bit what decoding the input gives, as it keeps it."""
+"""The scene decoded once in `remove`: the co-registration, the clear-sky statistics and the
+shadow passes read what the first pass keeps, bit for bit what decoding the input gives, as it
+keeps it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import rasterio
+import torch
 from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S2, mosaic
 from rasterio.windows import Window
 from s2_builders import (
@@ -29,12 +31,15 @@ from s2_builders import (
 import cloudfree.io.decoded_scene as decoded_scene
 from cloudfree.core.threads import thread_pool
 from cloudfree.coregister.s1_to_s2 import REFINE_BANDS
+from cloudfree.inference.checkpoint import save_checkpoint
 from cloudfree.io.decoded_scene import DecodedScene
+from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import block_windows
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classify import CLOUD, SHADOW_BANDS, MaskParams, classify
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.scene_input import SceneCopy, stored_reader, takes_scl
+from cloudfree.networks import build
 from cloudfree.pipeline.mask import mask_scene
 from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
 from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
@@ -159,6 +164,31 @@ def test_remove_decodes_each_window_once_with_the_same_shifts_and_output(tmp_pat
     with rasterio.open(tmp_path / "once.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert a.tags().get("COREGISTER_FIELD") == b.tags().get("COREGISTER_FIELD")
+
+
+def test_a_network_without_the_fill_decodes_the_scene_once_before_its_first_chunk(
+        tmp_path, monkeypatch, decodes):
+    """A network that does not start from the fill (dsen2cr, untrained) makes passes over the
+    scene before its first chunk only for the shadows; the first of them keeps what it decodes,
+    and the second and the chunks read it back, with the output of decoding again."""
+    torch.manual_seed(0)
+    engine = EngineOptions(checkpoint=save_checkpoint(tmp_path / "dsen2cr.pt",
+                                                      build("dsen2cr", "small"), tile=64),
+                           tile=64, batch_size=2, device="cpu")
+    inputs = InputOptions(s1_aligned=True)
+    once = remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "once.tif", engine=engine,
+                        inputs=inputs, quiet=True)
+    assert once["tiles_run"] > 4  # several chunks
+    with open_sentinel2(SUMMER_S2) as s2:
+        assert decodes == [(w, s2.bands) for w in block_windows(s2.width, s2.height)]
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # no room: each pass decodes
+                        lambda folder: SimpleNamespace(free=2**20))
+    del decodes[:]
+    remove_scene(SUMMER_S2, SUMMER_S1, tmp_path / "again.tif", engine=engine, inputs=inputs,
+                 quiet=True)
+    assert len(decodes) > 4
+    with rasterio.open(tmp_path / "once.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
 
 
 def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, monkeypatch):
