@@ -43,7 +43,8 @@ the bands given, by PSNR on the true mask and on the whole image:
 - with ``--ablations [WORD ...]``, ``--reference`` with one part turned off (``ABLATIONS``:
   all, or those whose names hold a WORD; ``--ablations fringe``: today's mask without the
   veiled fringe it grows into at a cloud's edge; ``--ablations restoration``: the dates' fill
-  without the restoration of thin cloud); with
+  without the restoration of thin cloud; ``--ablations dehaze``: without taking a whole-date
+  haze off, ``dates/dehaze.py``); with
   ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
   mask);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
@@ -75,7 +76,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_series_sample import cut  # noqa: E402
 
 from cloudfree.dates import fill as reference_fill  # noqa: E402
-from cloudfree.dates import joint_fit, temporal_mask  # noqa: E402
+from cloudfree.dates import dehaze, joint_fit, temporal_mask  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
 from cloudfree.pipeline import remove  # noqa: E402
@@ -94,7 +95,8 @@ ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", No
              ("--reference, single dates only", joint_fit, "KEPT", 0),
              ("--reference, no fringe", temporal_mask, "FRINGE", 0),
              ("--reference, no restoration of thin cloud", remove, "restore_dates",
-              lambda *args, **kwargs: None)]
+              lambda *args, **kwargs: None),
+             ("--reference, no dehaze", dehaze, "BY_DEFAULT", False)]
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 

@@ -37,7 +37,9 @@ import numpy as np
 
 from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
+from cloudfree.dates.dehaze import HazeField, haze_field
 from cloudfree.dates.kept import KeptEdges, mirrored
+from cloudfree.dates.radiometry import CELL, MIN_COMMON
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
 from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.temporal_mask import Background
@@ -90,10 +92,16 @@ class ReferenceFill:
     """The references' fill of a target scene's blocks, from what the statistics pass learnt
     of them (``dates``)."""
 
-    def __init__(self, dates: DateStatistics) -> None:
+    def __init__(self, dates: DateStatistics, dehaze: bool = False) -> None:
         self.dates = dates
         self.combine = COMBINE
         self.weights = TimeWeights(dates.target_date, dates.references, dates.used)
+        #: the whole-date haze the output is lowered by (``dehaze.py``; None: none)
+        self.haze: HazeField | None = None
+        if dehaze:
+            judges = [r for r in dates.used if dates.fitted[r.index].common >= MIN_COMMON]
+            self.haze = haze_field([dates.fitted[r.index].shift for r in judges],
+                                   [self.weights.factor(r) for r in judges], dates.bands, CELL)
         self.threshold_db = change_threshold_db()
         self._by_index = {r.index: r for r in dates.references}
         #: the dates whose reflectance a block's groups (and the similar pixels) read
