@@ -75,8 +75,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_series_sample import cut  # noqa: E402
 
-from cloudfree.dates import fill as reference_fill  # noqa: E402
 from cloudfree.dates import dehaze, joint_fit, temporal_mask  # noqa: E402
+from cloudfree.dates import fill as reference_fill  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
 from cloudfree.pipeline import remove  # noqa: E402
