@@ -88,6 +88,11 @@ class HazeField:
     excess: np.ndarray
     spreads: float
 
+    @property
+    def mean(self) -> np.ndarray:
+        """The haze taken off per band, averaged over the cells."""
+        return self.haze.mean(axis=(1, 2))
+
     def at(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         """The field [bands, height, width] on a block of scene pixels (bilinear between cell
         centres, constant beyond the outer ones)."""

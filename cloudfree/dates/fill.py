@@ -30,6 +30,7 @@ like the model's prediction.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,8 @@ from cloudfree.dates.weights import TimeWeights, reference_weight
 from cloudfree.fill.uncertainty import DateTerms
 from cloudfree.io.rasters import crop_halo
 from cloudfree.mask.classify import squared_distance
+
+log = logging.getLogger("cloudfree")
 
 #: How references clear at the same pixel are combined: "weighted" or "nearest".
 COMBINE = "weighted"
@@ -102,6 +105,12 @@ class ReferenceFill:
             judges = [r for r in dates.used if dates.fitted[r.index].common >= MIN_COMMON]
             self.haze = haze_field([dates.fitted[r.index].shift for r in judges],
                                    [self.weights.factor(r) for r in judges], dates.bands, CELL)
+            if self.haze is not None:
+                blue = dates.bands.index("B02")
+                log.info("%s is hazy all over against its references (blue %+.4f, %.1f times "
+                         "what they differ by): lowered to their level",
+                         dates.target.scene.path.name, self.haze.excess[blue],
+                         self.haze.spreads)
         self.threshold_db = change_threshold_db()
         self._by_index = {r.index: r for r in dates.references}
         #: the dates whose reflectance a block's groups (and the similar pixels) read

@@ -1147,6 +1147,8 @@ def remove_scene(
         **({} if from_dates is None else {
             "references": used, "references_skipped": from_dates.dates.skipped,
             "temporal_mask": temporal_mask,
+            "haze_removed": None if from_dates.haze is None else dict(zip(
+                from_dates.dates.bands, from_dates.haze.mean.round(4).tolist(), strict=True)),
             "source_out": None if outputs.source_out is None else str(outputs.source_out),
             "days_out": None if outputs.days_out is None else str(outputs.days_out),
             "pixels_by_source": {"observed": int(sources[OBSERVED]),
