@@ -283,6 +283,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
     row = {"kind": kind, "target": target.name, "donor": donor.name,
            "pasted": float(pasted.mean()),
            "temporal_mask": summary["temporal_mask"],
+           "haze_removed": summary["haze_removed"],
            "from_references": summary["pixels_by_source"]["references"],
            "seconds_per_reference": seconds / len(refs_paths),
            "mask_iou": {"temporal (--reference)": iou(found, pasted),
