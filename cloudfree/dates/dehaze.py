@@ -17,8 +17,9 @@ and (with B01) aerosol's at least ``AEROSOL_SHARE`` of blue's. Seasonal change a
 change are not like that (greening darkens red and brightens NIR; a harvest brightens red and
 SWIR more than blue), and a hazy reference moves the median little.
 
-The field taken off is then, per band, the scene-wide excess (bands whose excess is not
-positive keep their level: haze does not darken) times an amplitude that follows blue from cell
+The field taken off is then, per band, the scene-wide excess held to fall with wavelength
+(``falling``: path radiance does, so the NIR's seasonal rise is not taken for haze) and to stay
+at or above zero (haze does not darken), times an amplitude that follows blue from cell
 to cell: the cell's own weighted median difference in blue over the scene's, shrunk towards 1 by
 n / (n + ``radiometry.SHRINK``) with n the cell's pixels clear in both (summed over the
 references), and held within [0, ``MAX_AMPLITUDE``]; it is interpolated bilinearly between cell
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cloudfree.dates.radiometry import SHRINK, CellFits, _axis
+from cloudfree.io.sentinel2 import SPECTRAL
 
 #: Whether ``remove --reference`` takes the haze off unless told (``--dehaze/--no-dehaze``).
 BY_DEFAULT = True
@@ -117,6 +119,15 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where(total > 0, median, np.nan)
 
 
+def falling(excess: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """``excess`` [bands] at or above zero and, in order of wavelength, at most any shorter
+    band's."""
+    held, lowest = np.maximum(excess, 0), np.inf
+    for i in sorted(range(len(bands)), key=lambda i: SPECTRAL[bands[i]][1]):
+        lowest = held[i] = min(held[i], lowest)
+    return held
+
+
 def haze_field(shifts: Sequence[CellShift], factors: Sequence[float], bands: Sequence[str],
                cell: int) -> HazeField | None:
     """The haze to take off the target (see the module docstring), from each reference's
@@ -140,5 +151,5 @@ def haze_field(shifts: Sequence[CellShift], factors: Sequence[float], bands: Seq
     shrink = n / (n + SHRINK)
     amplitude = np.clip(np.where(np.isnan(local), 1, shrink * local + (1 - shrink)), 0,
                         MAX_AMPLITUDE)
-    haze = np.maximum(excess, 0)[:, None, None] * amplitude[None]
+    haze = falling(excess, bands)[:, None, None] * amplitude[None]
     return HazeField(haze.astype(np.float32), cell, excess, spreads)

@@ -44,11 +44,12 @@ def test_a_date_hazy_all_over_is_lowered_to_its_references_level(hazy):
     blue, red, nir = (BANDS.index(b) for b in ("B02", "B04", "B08"))
     refs = np.mean([read(SERIES / f"s2_2018-{d}.tif").mean(axis=(1, 2)) for d in DATES
                     if d != "07-05"], axis=0)
-    # before, in the date's own light: 1176 DN in blue, 989 in red against 1053 and 936
+    # before, in the date's own light: 1176 DN in blue, 989 in red against 1053 and 936 (red
+    # is lowered by no more than green, 963)
     assert abs(out[blue].mean() - refs[blue]) < 25, (out[blue].mean(), refs[blue])
-    assert abs(out[red].mean() - refs[red]) < 25, (out[red].mean(), refs[red])
+    assert abs(out[red].mean() - refs[red]) < 35, (out[red].mean(), refs[red])
     removed = summary["haze_removed"]
-    assert removed["B01"] > removed["B02"] > 0.008 > removed["B04"] > removed["B03"] > 0
+    assert removed["B01"] > removed["B02"] > 0.008 > removed["B03"] >= removed["B04"] > 0
     # haze does not darken: the NIR, darker on this date, keeps its level, and so its kept
     # pixels as observed
     observed = read(SERIES / "s2_2018-07-05.tif")
