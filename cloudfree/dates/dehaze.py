@@ -7,12 +7,13 @@ its fits (``radiometry.CELL``), the target and the reference over the pixels cle
 (the inliers of the cell's line): their difference of means is the target's level over the
 reference's there (``cell_shift``).
 
-The dates judge (``haze_field``): over the scene, the target's excess in each band is the
+The dates judge (``haze_field``; those sharing ``radiometry.MIN_COMMON`` clear pixels with the
+target, at least ``MIN_REFERENCES`` of them): over the scene, the target's excess in each band is the
 references' weighted median of those differences (weights: their time factors,
 ``weights.TimeWeights``), and how much clear dates differ is the weighted spread of the same
 differences across the references (1.4826 x their weighted median absolute deviation, at least
 ``SPREAD_FLOOR``). The target is hazy when its excess in blue exceeds ``SPREADS`` such spreads
-and ``MIN_BLUE`` in reflectance, and the excess is blue-heavy: blue's above green's and red's,
+and ``MIN_BLUE`` in reflectance, and the excess is blue-heavy: blue's at least green's and red's,
 and (with B01) aerosol's at least ``AEROSOL_SHARE`` of blue's. Seasonal change and land cover
 change are not like that (greening darkens red and brightens NIR; a harvest brightens red and
 SWIR more than blue), and a hazy reference moves the median little.
