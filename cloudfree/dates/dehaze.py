@@ -8,8 +8,8 @@ its fits (``radiometry.CELL``), the target and the reference over the pixels cle
 reference's there (``cell_shift``).
 
 The dates judge (``haze_field``; those sharing ``radiometry.MIN_COMMON`` clear pixels with the
-target, at least ``MIN_REFERENCES`` of them): over the scene, the target's excess in each band is the
-references' weighted median of those differences (weights: their time factors,
+target, at least ``MIN_REFERENCES`` of them): over the scene, the target's excess in each band
+is the references' weighted median of those differences (weights: their time factors,
 ``weights.TimeWeights``), and how much clear dates differ is the weighted spread of the same
 differences across the references (1.4826 x their weighted median absolute deviation, at least
 ``SPREAD_FLOOR``). The target is hazy when its excess in blue exceeds ``SPREADS`` such spreads
