@@ -40,11 +40,11 @@ the bands given, by PSNR on the true mask and on the whole image:
   beside the single-date mask's, with the share of pixels outside the true mask kept exactly
   and its seconds per reference;
 - ``--reference, single-date mask``: ``remove --reference --no-temporal-mask``;
-- with ``--ablations [WORD ...]``, ``--reference`` with one part turned off (``ABLATIONS``:
+- with ``--ablations [WORD ...]``, ``--reference`` with one part turned off or on (``ABLATIONS``:
   all, or those whose names hold a WORD; ``--ablations fringe``: today's mask without the
   veiled fringe it grows into at a cloud's edge; ``--ablations restoration``: the dates' fill
-  without the restoration of thin cloud; ``--ablations dehaze``: without taking a whole-date
-  haze off, ``dates/dehaze.py``); with
+  without the restoration of thin cloud; ``--ablations dehaze``: the reverse, with a
+  whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``); with
   ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
   mask);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
@@ -96,7 +96,7 @@ ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", No
              ("--reference, no fringe", temporal_mask, "FRINGE", 0),
              ("--reference, no restoration of thin cloud", remove, "restore_dates",
               lambda *args, **kwargs: None),
-             ("--reference, no dehaze", dehaze, "BY_DEFAULT", False)]
+             ("--reference --dehaze", dehaze, "BY_DEFAULT", True)]
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 

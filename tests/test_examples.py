@@ -17,7 +17,6 @@ from helpers import ROOT, WINTER_S1, WINTER_S2, mask_cloud
 from scipy import ndimage
 
 from cloudfree.inference.bundled import DEFAULT_MODEL, bundled_models
-from cloudfree.io.sentinel2 import BANDS
 
 EXAMPLES = ROOT / "examples"
 needs_model = pytest.mark.skipif(DEFAULT_MODEL not in bundled_models(),
@@ -142,14 +141,9 @@ def test_readme_reference_example_fills_the_cumulus_from_the_other_dates(tmp_pat
     assert len(source_dates) > 0.95 * filled.sum()  # nearly all of it from the other dates
     assert set(np.unique(source_dates)) <= {1, 2, 3, 4}
     cloudy = read(EXAMPLES / "data" / "series" / "s2_2018-07-05.tif")
-    # clear pixels keep their values beyond the feather (2 px) at the fill's edge, less the
-    # date's haze, which the other dates take off: blue down by about 110 DN to their level,
-    # the NIR and SWIR (darker on this date, not hazier) as observed
+    # clear pixels keep their values beyond the feather (2 px) at the fill's edge
     observed = ndimage.binary_erosion(sources == 0, iterations=3)
-    unhazed = [BANDS.index(b) for b in ("B08", "B8A", "B11", "B12")]
-    assert (image[unhazed][:, observed] == cloudy[unhazed][:, observed]).all()
-    lowered = cloudy[1, observed].astype(float) - image[1, observed]
-    assert 80 < lowered.mean() < 140 and lowered.min() > 0, (lowered.mean(), lowered.min())
+    assert (image[:, observed] == cloudy[:, observed]).all()
     # the filled pixels are no longer cloud-bright: blue as dark as the clear part around
     blue = image[1].astype(float)
     assert blue[filled].mean() < 1.2 * blue[observed].mean()

@@ -195,7 +195,7 @@ class ReferenceOptions:
         With ``references``: where the other dates agree that the target is hazy all over
         (brighter than they are over the same clear land, most in blue, beyond what clear
         dates differ by), lower the whole output, kept pixels and fill, by that smooth haze
-        (``dates.dehaze``). Default: None, ``dehaze.BY_DEFAULT``.
+        (``dates.dehaze``). Default: None, ``dehaze.BY_DEFAULT`` (off).
     """
 
     references: Sequence[Path | str] = ()

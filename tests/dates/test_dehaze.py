@@ -25,11 +25,12 @@ def read(path: Path) -> np.ndarray:
 
 
 def run(target: str, folder: Path) -> tuple[dict, np.ndarray, np.ndarray]:
-    """``remove`` of ``target`` with the four other dates: its summary, output DN and mask."""
+    """``remove --dehaze`` of ``target`` with the four other dates: its summary, output DN and
+    mask."""
     refs = [SERIES / f"s2_2018-{d}.tif" for d in DATES if d != target]
     out, mask = folder / f"{target}.tif", folder / f"{target}_mask.tif"
     summary = remove_scene(SERIES / f"s2_2018-{target}.tif", None, out,
-                           dates=ReferenceOptions(references=refs),
+                           dates=ReferenceOptions(references=refs, dehaze=True),
                            outputs=OutputOptions(mask_out=mask), quiet=True)
     return summary, read(out), read(mask)[0]
 

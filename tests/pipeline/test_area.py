@@ -219,10 +219,8 @@ def test_the_other_dates_and_their_source_map_follow_the_box(tmp_path, cli):
     references = [a for d in ("06-10", "06-25", "07-20") for a in
                   ("--reference", series / f"s2_2018-{d}.tif")]
     out, source = tmp_path / "out.tif", tmp_path / "source.tif"
-    # (5 July is hazy all over against them: --no-dehaze keeps its observed pixels exactly)
     result = cli("remove", "--s2", target, *references, "-o", out, "--source-out", source,
-                 "--bbox", 12.726, 42.066, 12.732, 42.072, "--bbox-crs", "EPSG:4326", "--json",
-                 "--no-dehaze")
+                 "--bbox", 12.726, 42.066, 12.732, 42.072, "--bbox-crs", "EPSG:4326", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     with rasterio.open(target) as src, rasterio.open(out) as ds, rasterio.open(source) as sm:
