@@ -40,10 +40,11 @@ the bands given, by PSNR on the true mask and on the whole image:
   beside the single-date mask's, with the share of pixels outside the true mask kept exactly
   and its seconds per reference;
 - ``--reference, single-date mask``: ``remove --reference --no-temporal-mask``;
-- with ``--ablations [WORD ...]``, ``--reference`` with one part turned off (``ABLATIONS``:
+- with ``--ablations [WORD ...]``, ``--reference`` with one part turned off or on (``ABLATIONS``:
   all, or those whose names hold a WORD; ``--ablations fringe``: today's mask without the
   veiled fringe it grows into at a cloud's edge; ``--ablations restoration``: the dates' fill
-  without the restoration of thin cloud); with
+  without the restoration of thin cloud; ``--ablations dehaze``: the reverse, with a
+  whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``); with
   ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
   mask);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
@@ -74,8 +75,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_series_sample import cut  # noqa: E402
 
+from cloudfree.dates import dehaze, joint_fit, temporal_mask  # noqa: E402
 from cloudfree.dates import fill as reference_fill  # noqa: E402
-from cloudfree.dates import joint_fit, temporal_mask  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
 from cloudfree.pipeline import remove  # noqa: E402
@@ -94,7 +95,8 @@ ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", No
              ("--reference, single dates only", joint_fit, "KEPT", 0),
              ("--reference, no fringe", temporal_mask, "FRINGE", 0),
              ("--reference, no restoration of thin cloud", remove, "restore_dates",
-              lambda *args, **kwargs: None)]
+              lambda *args, **kwargs: None),
+             ("--reference --dehaze", dehaze, "BY_DEFAULT", True)]
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 
@@ -281,6 +283,7 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
     row = {"kind": kind, "target": target.name, "donor": donor.name,
            "pasted": float(pasted.mean()),
            "temporal_mask": summary["temporal_mask"],
+           "haze_removed": summary["haze_removed"],
            "from_references": summary["pixels_by_source"]["references"],
            "seconds_per_reference": seconds / len(refs_paths),
            "mask_iou": {"temporal (--reference)": iou(found, pasted),

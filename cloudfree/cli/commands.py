@@ -201,6 +201,10 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "fill only those, and give a date no weight where it disagrees with the "
                    "others; --no-temporal-mask: the single-date mask [default: on for a scene "
                    "with B02 and B04 (L1C and L2A), off otherwise].")
+@click.option("--dehaze/--no-dehaze", default=None,
+              help="With --reference: where the other dates agree that the scene is hazy all "
+                   "over (brighter than they are, most in blue), lower the whole output, kept "
+                   "pixels and fill, by that smooth haze [default: off].")
 @opt.model_choice()
 @click.option("--s1-aligned", is_flag=True,
               help="The S1 is already on the S2 grid: skip co-registration.")

@@ -30,6 +30,7 @@ like the model's prediction.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -37,7 +38,9 @@ import numpy as np
 
 from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
+from cloudfree.dates.dehaze import HazeField, haze_field
 from cloudfree.dates.kept import KeptEdges, mirrored
+from cloudfree.dates.radiometry import CELL, MIN_COMMON
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
 from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.temporal_mask import Background
@@ -45,6 +48,8 @@ from cloudfree.dates.weights import TimeWeights, reference_weight
 from cloudfree.fill.uncertainty import DateTerms
 from cloudfree.io.rasters import crop_halo
 from cloudfree.mask.classify import squared_distance
+
+log = logging.getLogger("cloudfree")
 
 #: How references clear at the same pixel are combined: "weighted" or "nearest".
 COMBINE = "weighted"
@@ -90,10 +95,22 @@ class ReferenceFill:
     """The references' fill of a target scene's blocks, from what the statistics pass learnt
     of them (``dates``)."""
 
-    def __init__(self, dates: DateStatistics) -> None:
+    def __init__(self, dates: DateStatistics, dehaze: bool = False) -> None:
         self.dates = dates
         self.combine = COMBINE
         self.weights = TimeWeights(dates.target_date, dates.references, dates.used)
+        #: the whole-date haze the output is lowered by (``dehaze.py``; None: none)
+        self.haze: HazeField | None = None
+        if dehaze:
+            judges = [r for r in dates.used if dates.fitted[r.index].common >= MIN_COMMON]
+            self.haze = haze_field([dates.fitted[r.index].shift for r in judges],
+                                   [self.weights.factor(r) for r in judges], dates.bands, CELL)
+            if self.haze is not None:
+                blue = dates.bands.index("B02")
+                log.info("%s is hazy all over against its references (blue %+.4f, %.1f times "
+                         "what they differ by): lowered to their level",
+                         dates.target.scene.path.name, self.haze.excess[blue],
+                         self.haze.spreads)
         self.threshold_db = change_threshold_db()
         self._by_index = {r.index: r for r in dates.references}
         #: the dates whose reflectance a block's groups (and the similar pixels) read

@@ -49,6 +49,7 @@ from rasterio.windows import Window
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import ordered_map, usable_cores
 from cloudfree.dates import joint_fit, similar_pixels
+from cloudfree.dates.dehaze import CellShift, cell_shift
 from cloudfree.dates.joint_fit import JointFit, JointSums
 from cloudfree.dates.radiometry import (
     CELL,
@@ -118,6 +119,7 @@ class Fitted:
     field: FitField | None
     common: int  # pixels clear in both dates
     bias: np.ndarray = field(default_factory=lambda: np.zeros(2))  # S1 VV, VH dB (ref - target)
+    shift: CellShift | None = None  # the target's level over the reference's (``dehaze.py``)
 
 
 class DateStatistics:
@@ -293,7 +295,8 @@ class DateStatistics:
             ref.shadow = combine_shadow_stats(shadows[ref.index])
             overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
             result = Fitted(None if overcast else fits[ref.index].field(prior),
-                            fits[ref.index].common)
+                            fits[ref.index].common,
+                            shift=None if overcast else cell_shift(fits[ref.index]))
             if ref.index in diffs:
                 result.bias = histogram_median(diffs[ref.index])
             self.fitted[ref.index] = result

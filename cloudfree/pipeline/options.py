@@ -191,12 +191,18 @@ class ReferenceOptions:
         the single-date mask. Default: None, True for a target with B02 and B04 (L1C and
         L2A), where it was measured to win (``temporal_mask.judges_by_default``), False
         otherwise.
+    dehaze : bool or None
+        With ``references``: where the other dates agree that the target is hazy all over
+        (brighter than they are over the same clear land, most in blue, beyond what clear
+        dates differ by), lower the whole output, kept pixels and fill, by that smooth haze
+        (``dates.dehaze``). Default: None, ``dehaze.BY_DEFAULT`` (off).
     """
 
     references: Sequence[Path | str] = ()
     reference_s1: Sequence[Path | str | None] = ()
     reference_count: int | None = None
     temporal_mask: bool | None = None
+    dehaze: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "references", check_paths("references", self.references))
@@ -206,6 +212,8 @@ class ReferenceOptions:
             check_whole("reference_count", self.reference_count, 1)
         if self.temporal_mask is not None:
             check_switch("temporal_mask", self.temporal_mask)
+        if self.dehaze is not None:
+            check_switch("dehaze", self.dehaze)
 
 
 @dataclass(frozen=True)

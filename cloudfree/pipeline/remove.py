@@ -41,6 +41,7 @@ from cloudfree.core.threads import (
     usable_cores,
 )
 from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
+from cloudfree.dates import dehaze
 from cloudfree.dates.fill import ReferenceBlock, ReferenceFill
 from cloudfree.dates.opening import check_references, open_references
 from cloudfree.dates.references import scratch_room
@@ -854,8 +855,12 @@ class SceneRemoval:
             for band, values in zip(blend, original, strict=True):  # no block-sized temporary
                 band += keep * values
         np.copyto(blend, original, where=~taken)
+        haze = None if self.references is None else self.references.haze
+        if haze is not None:  # the whole date, kept pixels and fill, brought to the dates' level
+            blend -= haze.at(final.row, final.col, *blend.shape[1:])
         dn = self.s2.to_dn(blend)  # one conversion of the block
-        if not self.s2.exact_reflectance:  # a float input in DN: its own values, read again
+        if not self.s2.exact_reflectance and haze is None:  # a float input in DN: its own
+            # values, read again
             window = Window(final.col, final.row, original.shape[2], original.shape[1])
             kept = valid & ~taken
             dn = np.where(kept, self.s2.read_dn(window, self.bands)[0], dn)
@@ -975,6 +980,9 @@ def remove_scene(
     if dates.temporal_mask and not references:
         raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
                          "mask compares the scene with them", "temporal_mask", "references")
+    if dates.dehaze and not references:
+        raise UsageError("dehaze=True needs references=S2 (other dates): they judge the "
+                         "scene's haze", "dehaze", "references")
     check_references(references, dates.reference_s1, s1_path is not None, s2_path)
     if inputs.s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
@@ -1094,7 +1102,8 @@ def remove_scene(
                                      count=dates.reference_count, temporal=temporal_mask,
                                      scratch=output, decoded=decoded, room=room)
             stack.callback(opened.close)
-            from_dates = ReferenceFill(opened)
+            from_dates = ReferenceFill(opened, dehaze.BY_DEFAULT if dates.dehaze is None
+                                       else dates.dehaze)
         settings = InferenceSettings(tile, overlap, engine.batch_size, fill.composite,
                                      fill.feather, fill.max_correction)
         local = LocalFillParams() if fill.fill_method == "local" else None
@@ -1146,6 +1155,8 @@ def remove_scene(
         **({} if from_dates is None else {
             "references": used, "references_skipped": from_dates.dates.skipped,
             "temporal_mask": temporal_mask,
+            "haze_removed": None if from_dates.haze is None else dict(zip(
+                from_dates.dates.bands, from_dates.haze.mean.round(4).tolist(), strict=True)),
             "source_out": None if outputs.source_out is None else str(outputs.source_out),
             "days_out": None if outputs.days_out is None else str(outputs.days_out),
             "pixels_by_source": {"observed": int(sources[OBSERVED]),
