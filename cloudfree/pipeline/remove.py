@@ -584,9 +584,10 @@ class SceneRemoval:
         #: arrays are the memory that grows with them, at most ``FILL_CHUNK_WIDTH`` px of them
         self.chunk_tiles = self.batch_size if engine.runs_network else \
             min(self.batch_size, tiles_within(self.grid, FILL_CHUNK_WIDTH))
-        #: strips per chunk: one for a network or with other dates (whose fill keeps what a
-        #: strip leaves to the next one); up to ``FILL_CHUNK_HEIGHT`` px of them otherwise
-        self.chunk_strips = 1 if engine.runs_network or references is not None else \
+        #: strips per chunk: one for a network; up to ``FILL_CHUNK_HEIGHT`` px of them for
+        #: the network-free fill, also with other dates (whose fill and background keep the
+        #: rows the next row of chunks reads again, whatever the chunks' height)
+        self.chunk_strips = 1 if engine.runs_network else \
             tiles_within(self.grid, FILL_CHUNK_HEIGHT)
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction

@@ -45,6 +45,7 @@ from cloudfree.fill.restore import RestoreParams
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.mask.haze import reach as haze_reach
 from cloudfree.pipeline.options import (
     EngineOptions,
     FillOptions,
@@ -850,6 +851,41 @@ def test_remove_with_a_reference_carries_the_residual_seamlessly(scenes, monkeyp
     edge = cloud & (ndimage.distance_transform_cdt(cloud, metric="chessboard") <= 3)
     scores = {name: psnr(v, scenes["truth"], edge) for name, v in outputs.items()}
     assert scores["whole"] > scores["fit alone"] + 1, scores
+
+
+def test_the_dates_fill_chunks_several_strips_tall_and_no_farther_past_the_scene_than_read(
+        scenes, monkeypatch, tmp_path):
+    """With 64 px tiles the patch is one chunk of five strips, not five chunks of one; a chunk
+    asks the references for no pixel farther past the scene's edges than the restoration of
+    thin cloud reads, and the residual's sources around those (the rest of a chunk past the
+    scene is never written); and the output is that of chunks one strip tall but for a few
+    pixels (the restoration's coarse map of the land's spread is laid on each chunk's grid)."""
+    removal = importlib.import_module("cloudfree.pipeline.remove")
+    asked = []
+    estimate = ReferenceFill.estimate
+
+    def recorded(self, top, left, height, width, need, *args, **kwargs):
+        rows, cols = np.nonzero(need)
+        asked.append((height, top + rows.min(), top + rows.max(), left + cols.min(),
+                      left + cols.max()))
+        return estimate(self, top, left, height, width, need, *args, **kwargs)
+
+    monkeypatch.setattr(ReferenceFill, "estimate", recorded)
+    outputs = []
+    for height in (removal.FILL_CHUNK_HEIGHT, 64):
+        monkeypatch.setattr(removal, "FILL_CHUNK_HEIGHT", height)
+        out = tmp_path / f"out{height}.tif"
+        remove_scene(scenes["target"], None, out,
+                     engine=EngineOptions(tile=64, model="median-fill"),
+                     dates=ReferenceOptions(references=[WINTER_S2]), quiet=True)
+        outputs.append(read(out)[0].astype(np.int32))
+    tall, strips = asked[0], asked[1:]
+    assert tall[0] > 256 and len(strips) == 5, asked
+    reach = haze_reach(RestoreParams().haze.sigma) + REACH
+    for _, top, bottom, left, right in asked:
+        assert min(top, left) >= -reach and max(bottom, right) < 256 + reach, asked
+    changed = np.abs(outputs[0] - outputs[1]).max(axis=0)
+    assert (changed == 0).mean() > 0.98 and changed.max() <= 20, (changed > 0).sum()
 
 
 def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scenes, winter_fit):
