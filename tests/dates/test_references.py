@@ -443,15 +443,16 @@ def test_cli_errors_name_the_flags(scenes, cli, tmp_path):
 
 def test_fill_by_narrow_strips_is_the_fill_of_the_whole_block(scenes, monkeypatch, tmp_path):
     # the fill is computed strip by strip, one reference after another, to hold one
-    # reference's arrays of one strip at a time; strips 40 columns wide (7 across the patch,
-    # cutting the cumulus) give the same output, source map and change check bit for bit
+    # reference's arrays of one strip at a time; strips of 40 x 256 pixels (32 columns of the
+    # chunk's 314 rows, 10 across the patch, cutting the cumulus) give the same output, source
+    # map and change check bit for bit
     s1, profile, _ = read(WINTER_S1)
     s1[:, 100:140, 30:200] -= 10  # a change across several strips
     ref_s1 = write(tmp_path / "ref_s1.tif", s1, profile)
     outputs = []
-    for columns in (reference_fill.STRIP_COLUMNS, 40):
-        monkeypatch.setattr(reference_fill, "STRIP_COLUMNS", columns)
-        out, src_map = tmp_path / f"out{columns}.tif", tmp_path / f"src{columns}.tif"
+    for pixels in (reference_fill.STRIP_PIXELS, 40 * 256):
+        monkeypatch.setattr(reference_fill, "STRIP_PIXELS", pixels)
+        out, src_map = tmp_path / f"out{pixels}.tif", tmp_path / f"src{pixels}.tif"
         remove_scene(scenes["target"], WINTER_S1, out, engine=EngineOptions(model="median-fill"),
                      inputs=InputOptions(s1_aligned=True),
                      dates=ReferenceOptions(references=[WINTER_S2, WINTER_CLEAR],
