@@ -170,15 +170,18 @@ MAX_LOADERS = 16
 #: (benchmarks/chunk_width_quality.py; 3.4 % of the pixels change, by 20 DN at the 99th
 #: percentile of those).
 FILL_CHUNK_WIDTH = 1152
-#: Tallest chunk of the network-free fill without other dates (px; 2 strips of 256 px tiles at
-#: a stride of 224). Each chunk is read, masked and classified with some 200 px of margin (the
+#: Tallest chunk of the network-free fill, with or without other dates (px; 2 strips of 256
+#: px tiles at a stride of 224). Each chunk is read, masked and classified with some 200 px of margin (the
 #: built-up test's square, the shadows' tie, the haze ring's seeding, the fill's sources):
 #: chunks one strip tall read each scene pixel about 3.6 times, 480 px tall ones 2.6 times, 928
 #: px tall ones 2.0. At 2048^2 (benchmarks/remove_stages.py, one run each) the default took
 #: 30.3 CPU s with 480 px, 28.1 with 928 and 31.7 with one strip; at 4096^2 it peaked at 649 MB
 #: with 480 px, 873 with 928 and 637 with one strip (benchmarks/remove_speed.py). Same PSNR
 #: under real clouds pasted on real clear land (benchmarks/chunk_width_quality.py: 7.3 % of the
-#: pixels change, inside large clouds, by 17 DN at the 99th percentile of those).
+#: pixels change, inside large clouds, by 17 DN at the 99th percentile of those). With other
+#: dates, what the fill and the temporal background keep for the next row of chunks does not
+#: grow with the height; the output moves by a few DN where the restoration of thin cloud
+#: lays its coarse map on the chunk (docs/benchmarks/speed.md).
 FILL_CHUNK_HEIGHT = 480
 
 
