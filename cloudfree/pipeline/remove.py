@@ -171,8 +171,9 @@ MAX_LOADERS = 16
 #: percentile of those).
 FILL_CHUNK_WIDTH = 1152
 #: Tallest chunk of the network-free fill, with or without other dates (px; 2 strips of 256
-#: px tiles at a stride of 224). Each chunk is read, masked and classified with some 200 px of margin (the
-#: built-up test's square, the shadows' tie, the haze ring's seeding, the fill's sources):
+#: px tiles at a stride of 224). Each chunk is read, masked and classified with some 200 px of
+#: margin (the built-up test's square, the shadows' tie, the haze ring's seeding, the fill's
+#: sources):
 #: chunks one strip tall read each scene pixel about 3.6 times, 480 px tall ones 2.6 times, 928
 #: px tall ones 2.0. At 2048^2 (benchmarks/remove_stages.py, one run each) the default took
 #: 30.3 CPU s with 480 px, 28.1 with 928 and 31.7 with one strip; at 4096^2 it peaked at 649 MB
