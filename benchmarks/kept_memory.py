@@ -47,10 +47,9 @@ def probe(size: int) -> tuple[remove.SceneRemoval, dict]:
     def noted_keep(self, top, left, height, width, rows, crop):
         keep(self, top, left, height, width, rows, crop)
         pixel = crop(slice(0, 1), slice(0, 1))
-        store = stores.setdefault(id(self), {  # the first chunk's block: its margin
-            "peak": 0, "margin": pipes[0].grid.start(0) - top,
-            "name": "temporal background" if isinstance(pixel, Background) else "fill"})
-        store.update(keep=rows, pixel=nbytes(pixel))
+        store = stores.setdefault(id(self), {"peak": 0, "name": "temporal background" if
+                                             isinstance(pixel, Background) else "fill"})
+        store.update(height=height, keep=rows, pixel=nbytes(pixel))
         store["peak"] = max(store["peak"], sum(nbytes(p.value) for p in self.parts))
 
     def noted_init(self, *args, **kwargs):
@@ -72,11 +71,11 @@ def probe(size: int) -> tuple[remove.SceneRemoval, dict]:
     return pipes[0], stores
 
 
-def replay(grid: TileGrid, tiles: int, strips: int, store: dict) -> int:
+def replay(grid: TileGrid, tiles: int, store: dict) -> int:
     """The peak bytes a store holds over the chunks of ``grid``."""
     edges: kept.KeptEdges = kept.KeptEdges()
-    margin, peak = store["margin"], 0
-    for chunk in chunks(grid, tiles, strips):
+    margin, peak = (store["height"] - grid.tile) // 2, 0
+    for chunk in chunks(grid, tiles):
         block = (chunk.top - margin, chunk.left - margin, chunk.height + 2 * margin,
                  chunk.width + 2 * margin)
         list(edges.overlapping(*block))
@@ -97,9 +96,9 @@ def main() -> None:
     print(f"| store | margin (px) | rows kept | bytes a pixel | peak at {args.probe}^2 (MB) "
           f"| peak at {args.size}^2 (MB) |\n|---|---|---|---|---|---|")
     for store in stores.values():
-        print(f"| {store['name']} | {store['margin']} | {store['keep']} | "
+        print(f"| {store['name']} | {(store['height'] - g.tile) // 2} | {store['keep']} | "
               f"{store['pixel']} | {store['peak'] / 1e6:.1f} | "
-              f"{replay(grid, pipe.chunk_tiles, pipe.chunk_strips, store) / 1e6:.1f} |")
+              f"{replay(grid, pipe.chunk_tiles, store) / 1e6:.1f} |")
 
 
 if __name__ == "__main__":

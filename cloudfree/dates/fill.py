@@ -2,7 +2,7 @@
 
 The references are opened (``opening.py``) and fitted by the statistics pass
 (``statistics.py``); then ``ReferenceFill.estimate`` fills each block the target pipeline
-composites, by strips of ``STRIP_PIXELS`` pixels, one reference after another, so memory
+composites, by strips of ``STRIP_COLUMNS`` columns, one reference after another, so memory
 depends neither on the scene size nor on the number of references: each reference clear at a
 masked target pixel (its own mask, and no S1 change) gives the value its smooth field of fits
 predicts; the references' predictions are averaged with weights (``weights.py``: 1 / residual
@@ -56,10 +56,9 @@ COMBINE = "weighted"
 #: held out, it lifts the worst case from -1.35 to +1.98 dB over the median fill
 #: (docs/benchmarks/other-dates.md).
 AGREEMENT: float | None = 16.0
-#: Pixels of a block filled at once, in strips of as many columns as fit with the block's rows:
-#: bounds the arrays each reference needs (512 columns of a 320-row block, about 8 MB per
-#: 13-band float array), whatever the chunk's width and height.
-STRIP_PIXELS = 512 * 320
+#: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
+#: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.
+STRIP_COLUMNS = 512
 #: Pixels over which a reference's weight ramps up from its own masked pixels (``edge_ramp``;
 #: 0: a step, where a date masked in a small patch left a disc of the other dates' colours with
 #: a sharp rim). The mask's default cloud buffer; on the L2A benchmark's targets at odd places
@@ -108,7 +107,7 @@ class ReferenceFill:
                  terms: bool = False, keep: int = 0) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
-        Computed on strips of ``STRIP_PIXELS`` pixels, one reference after another, at the
+        Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
         of the block (computed when not given) is not taken. A pixel's fill does not depend on
         the block (to float rounding): with ``keep``, the block takes what the blocks before it
@@ -126,9 +125,8 @@ class ReferenceFill:
                                None if spread is None else DateTerms(spread, residual))
         todo = self._reuse(top, left, need, block) if keep else need
         scene = self.dates.target.scene
-        columns = max(1, STRIP_PIXELS // height)
-        for c0 in range(0, width, columns):
-            strip = todo[:, c0:c0 + columns]
+        for c0 in range(0, width, STRIP_COLUMNS):
+            strip = todo[:, c0:c0 + STRIP_COLUMNS]
             rows, cols = np.nonzero(strip.any(axis=1))[0], np.nonzero(strip.any(axis=0))[0]
             if not len(rows):
                 continue
@@ -139,7 +137,7 @@ class ReferenceFill:
             cols = mirrored(left + c0 + cols[0], left + c0 + cols[-1] + 1, scene.width, left,
                             width)
             span = np.arange(cols.start, cols.stop)
-            own = (span >= c0) & (span < c0 + columns)
+            own = (span >= c0) & (span < c0 + STRIP_COLUMNS)
             at = np.nonzero(todo[rows, cols] & own)
             h, w = rows.stop - rows.start, cols.stop - cols.start
             judge = None

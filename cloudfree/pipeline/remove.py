@@ -170,19 +170,15 @@ MAX_LOADERS = 16
 #: (benchmarks/chunk_width_quality.py; 3.4 % of the pixels change, by 20 DN at the 99th
 #: percentile of those).
 FILL_CHUNK_WIDTH = 1152
-#: Tallest chunk of the network-free fill, with or without other dates (px; 2 strips of 256
-#: px tiles at a stride of 224). Each chunk is read, masked and classified with some 200 px of
-#: margin (the built-up test's square, the shadows' tie, the haze ring's seeding, the fill's
-#: sources):
+#: Tallest chunk of the network-free fill without other dates (px; 2 strips of 256 px tiles at
+#: a stride of 224). Each chunk is read, masked and classified with some 200 px of margin (the
+#: built-up test's square, the shadows' tie, the haze ring's seeding, the fill's sources):
 #: chunks one strip tall read each scene pixel about 3.6 times, 480 px tall ones 2.6 times, 928
 #: px tall ones 2.0. At 2048^2 (benchmarks/remove_stages.py, one run each) the default took
 #: 30.3 CPU s with 480 px, 28.1 with 928 and 31.7 with one strip; at 4096^2 it peaked at 649 MB
 #: with 480 px, 873 with 928 and 637 with one strip (benchmarks/remove_speed.py). Same PSNR
 #: under real clouds pasted on real clear land (benchmarks/chunk_width_quality.py: 7.3 % of the
-#: pixels change, inside large clouds, by 17 DN at the 99th percentile of those). With other
-#: dates, what the fill and the temporal background keep for the next row of chunks does not
-#: grow with the height; the output moves by a few DN where the restoration of thin cloud
-#: lays its coarse map on the chunk (docs/benchmarks/speed.md).
+#: pixels change, inside large clouds, by 17 DN at the 99th percentile of those).
 FILL_CHUNK_HEIGHT = 480
 
 
@@ -588,10 +584,9 @@ class SceneRemoval:
         #: arrays are the memory that grows with them, at most ``FILL_CHUNK_WIDTH`` px of them
         self.chunk_tiles = self.batch_size if engine.runs_network else \
             min(self.batch_size, tiles_within(self.grid, FILL_CHUNK_WIDTH))
-        #: strips per chunk: one for a network; up to ``FILL_CHUNK_HEIGHT`` px of them for
-        #: the network-free fill, also with other dates (whose fill and background keep the
-        #: rows the next row of chunks reads again, whatever the chunks' height)
-        self.chunk_strips = 1 if engine.runs_network else \
+        #: strips per chunk: one for a network or with other dates (whose fill keeps what a
+        #: strip leaves to the next one); up to ``FILL_CHUNK_HEIGHT`` px of them otherwise
+        self.chunk_strips = 1 if engine.runs_network or references is not None else \
             tiles_within(self.grid, FILL_CHUNK_HEIGHT)
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction

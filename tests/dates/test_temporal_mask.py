@@ -634,7 +634,7 @@ def test_remove_does_the_same_whatever_the_loaders_timing(dates, monkeypatch, tm
     # the chunks take what the chunks before them kept of the dates' background and fill, each
     # in chunk order: on one loader, and on two with the first chunk held back (the second
     # reaches the references first), every chunk computes the same pixels and the output is
-    # the same bit for bit; chunks two strips of 64 px tiles tall, three rows of them
+    # the same bit for bit
     from cloudfree.dates.fill import ReferenceFill
 
     computed = []
@@ -657,13 +657,12 @@ def test_remove_does_the_same_whatever_the_loaders_timing(dates, monkeypatch, tm
     monkeypatch.setattr(ReferenceFill, "_strip", strip_noted)
     monkeypatch.setattr(temporal_mask.TemporalMask, "_background", background_noted)
     monkeypatch.setattr(remove.SceneRemoval, "load", first_late)
-    monkeypatch.setattr(remove, "FILL_CHUNK_HEIGHT", 128)
     runs = []
     for loaders in (1, 2):
         monkeypatch.setattr(remove, "loader_threads", lambda *_, n=loaders: n)
         computed.clear()
         out = tmp_path / f"out{loaders}.tif"
-        remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=64),
+        remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=128),
                      dates=ReferenceOptions(references=dates["refs"], temporal_mask=True),
                      quiet=True)
         runs.append((read(out)[0], sorted(computed)))
