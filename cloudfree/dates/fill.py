@@ -148,12 +148,14 @@ class ReferenceFill:
             if not len(rows):
                 continue
             # the rectangle around the pixels to fill (grown to what its part beyond the
-            # scene mirrors, as the strip reads it): the references are read on it alone
+            # scene mirrors, as the block reads it, also where that lies in the strips beside):
+            # the references are read on it alone, the strip's own pixels filled
             rows = mirrored(top + rows[0], top + rows[-1] + 1, scene.height, top, height)
-            cols = mirrored(left + c0 + cols[0], left + c0 + cols[-1] + 1, scene.width, left + c0,
-                            strip.shape[1])
-            cols = slice(c0 + cols.start, c0 + cols.stop)
-            at = np.nonzero(todo[rows, cols])
+            cols = mirrored(left + c0 + cols[0], left + c0 + cols[-1] + 1, scene.width, left,
+                            width)
+            span = np.arange(cols.start, cols.stop)
+            own = (span >= c0) & (span < c0 + STRIP_COLUMNS)
+            at = np.nonzero(todo[rows, cols] & own)
             h, w = rows.stop - rows.start, cols.stop - cols.start
             judge = None
             if self.dates.temporal is not None and self.dates.temporal.weighs:

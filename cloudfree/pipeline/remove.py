@@ -341,6 +341,14 @@ def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np
         reference.values[:, covered] = values[:, covered]
 
 
+def _inside(start: int, size: int, scene: int, pad: int) -> slice:
+    """The part of a block's span [start, start + size) on the grid that lies ``CONTEXT`` px
+    inside its own ends and at most ``pad - CONTEXT`` px beyond the scene's (0, ``scene``)."""
+    reach = pad - CONTEXT
+    lo = max(CONTEXT, -reach - start)
+    return slice(lo, max(lo, min(size - CONTEXT, scene + reach - start)))
+
+
 def fill_mask(classes: np.ndarray, params: MaskParams) -> np.ndarray:
     """The pixels to replace: clouds, and shadows when the mask has them."""
     fill = classes == CLOUD
@@ -745,8 +753,11 @@ class SceneRemoval:
         around = (slice(halo - pad, halo + chunk.height + pad),
                   slice(halo - pad, halo + chunk.width + pad))
         height, width = chunk.height + 2 * pad, chunk.width + 2 * pad
+        # filled: the chunk and what the restoration reads around it, no farther beyond the
+        # scene's edges than that (the rest of a chunk past the scene is never written)
         within = np.zeros((height, width), bool)
-        within[CONTEXT:height - CONTEXT, CONTEXT:width - CONTEXT] = True
+        within[_inside(chunk.top - pad, height, self.s2.height, pad),
+               _inside(chunk.left - pad, width, self.s2.width, pad)] = True
         temporal, target = self.references.dates.temporal, self.references.dates.target
         clear = lenders(valid & (classes == CLEAR) & ~region, score, self.params.threshold,
                         temporal is not None and temporal.weighs, classes == CLOUD,

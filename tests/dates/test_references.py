@@ -45,6 +45,7 @@ from cloudfree.fill.restore import RestoreParams
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
+from cloudfree.mask.haze import reach as haze_reach
 from cloudfree.pipeline.options import (
     EngineOptions,
     FillOptions,
@@ -850,6 +851,37 @@ def test_remove_with_a_reference_carries_the_residual_seamlessly(scenes, monkeyp
     edge = cloud & (ndimage.distance_transform_cdt(cloud, metric="chessboard") <= 3)
     scores = {name: psnr(v, scenes["truth"], edge) for name, v in outputs.items()}
     assert scores["whole"] > scores["fit alone"] + 1, scores
+
+
+def test_a_chunk_asks_the_dates_for_no_pixel_farther_past_the_scene_than_is_read(
+        scenes, monkeypatch, tmp_path):
+    """With 64 px tiles, whose chunks reach past the patch, a chunk asks the references for no
+    pixel farther past the scene's edges than the restoration of thin cloud reads, and the
+    residual's sources around those: the rest of a chunk past the scene is never written.
+    Strips 40 columns wide give the same output."""
+    asked = []
+    estimate = ReferenceFill.estimate
+
+    def recorded(self, top, left, height, width, need, *args, **kwargs):
+        rows, cols = np.nonzero(need)
+        asked.append((top + rows.min(), top + rows.max(), left + cols.min(),
+                      left + cols.max()))
+        return estimate(self, top, left, height, width, need, *args, **kwargs)
+
+    monkeypatch.setattr(ReferenceFill, "estimate", recorded)
+    outputs = []
+    for columns in (reference_fill.STRIP_COLUMNS, 40):
+        monkeypatch.setattr(reference_fill, "STRIP_COLUMNS", columns)
+        out = tmp_path / f"out{columns}.tif"
+        remove_scene(scenes["target"], None, out,
+                     engine=EngineOptions(tile=64, model="median-fill"),
+                     dates=ReferenceOptions(references=[WINTER_S2]), quiet=True)
+        outputs.append(read(out)[0])
+    reach = haze_reach(RestoreParams().haze.sigma) + REACH
+    assert len(asked) == 10
+    for top, bottom, left, right in asked:
+        assert min(top, left) >= -reach and max(bottom, right) < 256 + reach, asked
+    np.testing.assert_array_equal(*outputs)
 
 
 def test_land_seen_through_thin_cloud_is_restored_over_the_other_dates_fill(scenes, winter_fit):
