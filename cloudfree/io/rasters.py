@@ -117,13 +117,6 @@ def halo_pads(top: int, left: int, height: int, width: int, scene_h: int, scene_
                    (halo - cols.start, halo + cols.stop - grown.width))
 
 
-def mirrors_any(top: int, left: int, height: int, width: int, scene_h: int, scene_w: int,
-                halo: int) -> bool:
-    """Whether :func:`read_padded` of this window mirrors any pixel: its read, ``halo`` px
-    around it, reaches past the scene's edge."""
-    return any(sum(halo_pads(top, left, height, width, scene_h, scene_w, halo)[1], ()))
-
-
 def mirrors_once(top: int, left: int, height: int, width: int, scene_h: int, scene_w: int,
                  halo: int) -> bool:
     """Whether :func:`read_padded` of this window mirrors no margin wider than the part of the

@@ -106,7 +106,6 @@ from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import (
     OUTPUT_BLOCK,
     block_windows,
-    mirrors_any,
     read_padded,
     scene_io_env,
 )
@@ -137,6 +136,7 @@ from cloudfree.mask.scene_input import (
     mask_input,
     mask_reader,
     read_masked,
+    read_mirroring,
     stored_reader,
     takes_scl,
 )
@@ -642,16 +642,12 @@ class SceneRemoval:
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
         if vetoes:  # the built-up test's square around the pixels the mask classes exactly
             halo += BUILT_BOX // 2
-        kept = self.kept
-        if network and not self.engine.uses_mask and mirrors_any(
-                chunk.top, chunk.left, chunk.height, chunk.width, s2.height, s2.width, halo):
-            # beyond the scene, the classes of its mirrored reflectance weigh in the tiles
-            # there, which the kept classes' mirror image is not
-            kept = None
-        refl, valid, classes, score = read_masked(
+        # a network's tiles past the scene's edge take the classes of its mirrored reflectance
+        read_window = read_mirroring if network and not self.engine.uses_mask else read_masked
+        refl, valid, classes, score = read_window(
             mask_reader(s2, self.bands, self.params, self.decoded), chunk.top, chunk.left,
             chunk.height, chunk.width, (s2.height, s2.width), halo, self.params, self.bands,
-            self.shadow, kept)
+            self.shadow, self.kept)
         # S1 reads on every loader at once (a dataset handle per thread)
         (s1,) = read_padded(lambda w: (self.s1.read(w),), chunk.top, chunk.left,
                             chunk.height, chunk.width, g.height, g.width, halo)
