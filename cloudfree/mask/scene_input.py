@@ -12,7 +12,7 @@ import numpy as np
 from rasterio.windows import Window, intersect
 
 from cloudfree.io.decoded_scene import DecodedScene, Stored
-from cloudfree.io.rasters import halo_pads, mirror_pads, mirrors_once, read_padded
+from cloudfree.io.rasters import mirror_pads, mirrors_once, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import (
@@ -80,46 +80,6 @@ def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int
     refl, valid, _ = read_padded(read, top, left, height, width, *scene, halo,
                                  pads_itself=pads_itself)
     return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))
-
-
-def read_mirroring(read: Callable[..., MaskInput], top: int, left: int, height: int,
-                   width: int, scene: tuple[int, int], halo: int, params: MaskParams,
-                   bands: Sequence[str], shadow: ShadowThresholds | None = None,
-                   kept: ClassifiedScene | None = None) -> MaskedWindow:
-    """:func:`read_classified`'s window, its classes and score read back from ``kept`` where
-    that holds the whole scene's, except beyond the scene's edge: there they are those of the
-    mirrored reflectance, as classifying the window gives them, not the mirror image of the
-    kept ones (the mask is not symmetric). Only a strip along each edge the window reaches past
-    is classified, as far into the scene as past it (so that its read mirrors the scene once,
-    as the window's does) with the mask's context (``params.halo``, and the snow cores' where
-    it reads them); where the strips would cover the window, it is classified whole."""
-    rows, cols = height + 2 * halo, width + 2 * halo
-    (top_pad, bottom), (left_pad, right) = halo_pads(top, left, height, width, *scene, halo)[1]
-    inside = (top_pad, rows - bottom)  # the rows of the window in the scene
-    # the rows and columns in the window of each strip, and of its part past the edge
-    strips = [(((0, 2 * top_pad), (0, cols)), ((0, top_pad), (0, cols))),
-              (((rows - 2 * bottom, rows), (0, cols)), ((rows - bottom, rows), (0, cols))),
-              ((inside, (0, 2 * left_pad)), (inside, (0, left_pad))),
-              ((inside, (cols - 2 * right, cols)), (inside, (cols - right, cols)))]
-    strips = [(strip, past) for strip, past in strips if past[0][1] > past[0][0]
-              and past[1][1] > past[1][0]]
-    context = params.halo
-    if (kept is None or not kept.complete or 2 * (top_pad + bottom) >= rows
-            or 2 * (left_pad + right) >= cols
-            or not all(mirrors_once(top - halo + r0, left - halo + c0, r1 - r0, c1 - c0, *scene,
-                                    params.context) for ((r0, r1), (c0, c1)), _ in strips)):
-        return read_classified(read, top, left, height, width, scene, halo, params, bands,
-                               shadow)
-    window = read_masked(read, top, left, height, width, scene, halo, params, bands, shadow,
-                         kept)
-    for ((r0, r1), (c0, c1)), ((p0, p1), (q0, q1)) in strips:
-        _, _, classes, score = read_classified(read, top - halo + r0, left - halo + c0, r1 - r0,
-                                               c1 - c0, scene, context, params, bands, shadow)
-        part = (slice(context + p0 - r0, context + p1 - r0),
-                slice(context + q0 - c0, context + q1 - c0))
-        window.classes[p0:p1, q0:q1] = classes[part]
-        window.score[p0:p1, q0:q1] = score[part]
-    return window
 
 
 def read_keeping(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,

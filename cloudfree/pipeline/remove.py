@@ -103,12 +103,7 @@ from cloudfree.inference.tiling import (
 )
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
-from cloudfree.io.rasters import (
-    OUTPUT_BLOCK,
-    block_windows,
-    read_padded,
-    scene_io_env,
-)
+from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import (
@@ -136,7 +131,6 @@ from cloudfree.mask.scene_input import (
     mask_input,
     mask_reader,
     read_masked,
-    read_mirroring,
     stored_reader,
     takes_scl,
 )
@@ -642,9 +636,7 @@ class SceneRemoval:
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
         if vetoes:  # the built-up test's square around the pixels the mask classes exactly
             halo += BUILT_BOX // 2
-        # a network's tiles past the scene's edge take the classes of its mirrored reflectance
-        read_window = read_mirroring if network and not self.engine.uses_mask else read_masked
-        refl, valid, classes, score = read_window(
+        refl, valid, classes, score = read_masked(
             mask_reader(s2, self.bands, self.params, self.decoded), chunk.top, chunk.left,
             chunk.height, chunk.width, (s2.height, s2.width), halo, self.params, self.bands,
             self.shadow, self.kept)
@@ -1060,9 +1052,9 @@ def remove_scene(
         decoded = copy = kept = None  # the scene as the first passes decode and classify it
         scl = takes_scl(s2, mask_params)
         # a pass over the scene before the chunks (the shadows' thresholds and offset, the
-        # statistics) keeps what it decodes and what it classifies, which the chunks read back
-        # (a network's chunks that read past the scene's edge classify their own: their
-        # classes there, which weigh in the tiles, are those of the mirrored reflectance)
+        # statistics) keeps what it decodes, which the chunks read back; and with the fill, what
+        # it classifies (a network's chunks classify their own: their classes beyond the
+        # scene's edge, which weigh in the tiles there, are those of its mirrored margin)
         passes_over = model.uses_mask or mask_params.shadow
         room = scratch_room(output, s2 if passes_over else None,
                             references[:dates.reference_count], mask_params, bands,
@@ -1073,7 +1065,8 @@ def remove_scene(
                 stack.callback(decoded.close)
                 # and for the co-registration beside them, as they go
                 copy = SceneCopy(s2, decoded)
-                kept = ClassifiedScene.beside(output.parent, s2.height, s2.width)
+                if model.uses_mask:
+                    kept = ClassifiedScene.beside(output.parent, s2.height, s2.width)
                 if kept is not None:
                     stack.callback(kept.close)
         with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration

@@ -29,8 +29,6 @@ from s2_builders import (
 )
 
 import cloudfree.io.decoded_scene as decoded_scene
-import cloudfree.mask.scene_input as scene_input
-import cloudfree.pipeline.remove as remove
 from cloudfree.core.threads import thread_pool
 from cloudfree.coregister.s1_to_s2 import REFINE_BANDS
 from cloudfree.inference.checkpoint import save_checkpoint
@@ -190,46 +188,6 @@ def test_a_network_without_the_fill_decodes_the_scene_once_before_its_first_chun
                  quiet=True)
     assert len(decodes) > 4
     with rasterio.open(tmp_path / "once.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
-        np.testing.assert_array_equal(a.read(), b.read())
-
-
-@pytest.mark.slow
-def test_a_network_chunk_classifies_only_what_it_reads_past_the_scene(tmp_path, monkeypatch):
-    """A network that does not start from the fill (dsen2cr, untrained): its chunks read back
-    the classes the shadow offset's pass kept, a chunk inside the scene classifying nothing and
-    one that reads past the scene's edge only strips along it; the output is that of
-    classifying every chunk's window (no classes kept)."""
-    torch.manual_seed(0)
-    engine = EngineOptions(checkpoint=save_checkpoint(tmp_path / "dsen2cr.pt",
-                                                      build("dsen2cr", "small"), tile=64),
-                           tile=64, batch_size=4, device="cpu")
-    inputs = InputOptions(s1_aligned=True)
-    s2, s1 = mosaic(SUMMER_S2, tmp_path / "s2.tif", 2), mosaic(SUMMER_S1, tmp_path / "s1.tif", 2)
-    chunks, classified = [], []
-    read_mirroring, read_classified = remove.read_mirroring, scene_input.read_classified
-
-    def chunk_read(read, top, left, height, width, scene, halo, *args):
-        chunks.append((top, left, height + 2 * halo, width + 2 * halo))
-        return read_mirroring(read, top, left, height, width, scene, halo, *args)
-
-    def classifying(read, top, left, height, width, scene, halo, *args):
-        if height < 512:  # not a pass's window (the scene)
-            classified.append((top, left, height, width))
-        return read_classified(read, top, left, height, width, scene, halo, *args)
-
-    monkeypatch.setattr(remove, "read_mirroring", chunk_read)
-    monkeypatch.setattr(scene_input, "read_classified", classifying)
-    remove_scene(s2, s1, tmp_path / "kept.tif", engine=engine, inputs=inputs, quiet=True)
-    assert len(chunks) > 9 and classified
-    for top, left, height, width in classified:  # strips reaching past an edge, half inside
-        assert min(top, left) < 0 or max(top + height, left + width) > 512
-    read = sum(h * w for _, _, h, w in chunks)
-    assert sum(h * w for _, _, h, w in classified) < read / 2
-    monkeypatch.setattr(remove.ClassifiedScene, "beside", lambda *args: None)
-    remove_scene(s2, s1, tmp_path / "classified.tif", engine=engine, inputs=inputs,
-                 quiet=True)
-    with rasterio.open(tmp_path / "kept.tif") as a, \
-            rasterio.open(tmp_path / "classified.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
 
 
