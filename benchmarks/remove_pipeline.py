@@ -18,9 +18,11 @@ the same batches: memory follows the batch, not the scene.
 Where the time goes (printed after the throughput line): the seconds the main thread spent
 waiting for loaded chunks (the network starves: reading, masking and the fill cannot keep up)
 and in ``predict`` (batching, transfers and the forward); the busy seconds of the loader threads
-(``load``) and of compositing on the writer thread (``finish``); the run's start (opening the
-inputs and the model and any first pass, up to the first loaded chunk, whose wait is also in
-the first figure) and end (after the last chunk: the last writes, closing, verifying and
+(``load``) and of compositing on the writer thread (``finish``), and the CPU seconds of the
+thread each of these three ran on (``load CPU``: the steadier figure on a shared machine; not
+the threads a stage starts, such as PyTorch's); the run's start (opening the inputs and the
+model and any first pass, up to the first loaded chunk, whose wait is also in the first figure)
+and end (after the last chunk: the last writes, closing, verifying and
 renaming the outputs); and on a GPU its mean utilisation, sampled every 0.1 s through NVML.
 ``--loaders N`` sets the number of loader threads (default: what ``remove`` picks).
 On a GPU the memory table also gives the GPU's peak allocation and the tiles per second.
@@ -161,12 +163,13 @@ class StageClock:
 
     def wrap(self, name: str, fn):
         def timed(*args, **kwargs):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 with self._lock:
                     self.seconds[name] += time.perf_counter() - start
+                    self.seconds[f"{name} CPU"] += time.thread_time() - cpu
         return timed
 
     @contextmanager
