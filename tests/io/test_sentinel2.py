@@ -100,6 +100,19 @@ def test_float_reflectance_is_recognised(tmp_path, caplog):
         assert s2.dn_scale == 10000
 
 
+@pytest.mark.parametrize("path", [SUMMER_S2, FLOODS_S2])
+def test_reflectance_is_exactly_the_float32_dn_over_the_scale(path):
+    # uint16 and int16 (with nodata): the cast and the divide in one pass, into a given array too
+    with open_sentinel2(path) as s2, rasterio.open(path) as ds:
+        raw, valid = s2.read_dn(None, BANDS)
+        out = np.full(raw.shape, np.nan, np.float32)
+        refl, valid = s2.reflectance(raw, valid, out)
+        assert refl is out and valid.any()
+        expected = ds.read().astype(np.float32) / np.float32(10000)
+        np.testing.assert_array_equal(refl[:, valid], expected[:, valid])
+        assert not refl[:, ~valid].any()
+
+
 def test_offset_option_and_dn_round_trip():
     with open_sentinel2(SUMMER_S2, offset="1000") as s2, rasterio.open(SUMMER_S2) as ds:
         refl, _ = s2.read(bands=BANDS)
