@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloudfree.dates.radiometry import SHRINK, CellFits, _axis
+from cloudfree.dates.radiometry import SHRINK, CellFits, cells_on_block
 from cloudfree.io.sentinel2 import SPECTRAL
 
 #: Whether ``remove --reference`` takes the haze off unless told (``--dehaze/--no-dehaze``).
@@ -107,11 +107,7 @@ class HazeField:
     def at(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         """The field [bands, height, width] on a block of scene pixels (bilinear between cell
         centres, constant beyond the outer ones)."""
-        rows, down = _axis(np.arange(top, top + height), self.cell, self.haze.shape[1]).block(
-            slice(None))
-        cols, across = _axis(np.arange(left, left + width), self.cell,
-                             self.haze.shape[2]).block(slice(None))
-        return down @ self.haze[:, rows, cols] @ across.T
+        return cells_on_block((self.haze,), self.cell, top, left, height, width)[0]
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

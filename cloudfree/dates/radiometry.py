@@ -193,16 +193,21 @@ class FitField:
 
     def _interpolated(self, fields: Sequence[np.ndarray], top: int, left: int, height: int,
                       width: int) -> tuple[np.ndarray, ...]:
-        """Each of ``fields`` [bands, rows, cols] on the block, in float32: the two 1-D
-        interpolations as matrix products over the cells the block reaches (one per axis and
-        band; four to five times faster than gathering the cells pixel by pixel, the same to
-        float32 rounding)."""
-        (rows, down), (cols, across) = (
-            _axis(np.arange(top, top + height), self.cell, self.gain.shape[1]).block(
-                slice(None)),
-            _axis(np.arange(left, left + width), self.cell, self.gain.shape[2]).block(
-                slice(None)))
-        return tuple(down @ f[:, rows, cols].astype(np.float32) @ across.T for f in fields)
+        return cells_on_block(fields, self.cell, top, left, height, width)
+
+
+def cells_on_block(fields: Sequence[np.ndarray], cell: int, top: int, left: int, height: int,
+                   width: int) -> tuple[np.ndarray, ...]:
+    """Each of ``fields`` [bands, rows, cols] (values per ``cell`` px cell) on a block of scene
+    pixels, in float32, bilinear between cell centres and constant beyond the outer ones: the
+    two 1-D interpolations as matrix products over the cells the block reaches (one per axis
+    and band; four to five times faster than gathering the cells pixel by pixel, the same to
+    float32 rounding)."""
+    grid_rows, grid_cols = fields[0].shape[1:]
+    (rows, down), (cols, across) = (
+        _axis(np.arange(top, top + height), cell, grid_rows).block(slice(None)),
+        _axis(np.arange(left, left + width), cell, grid_cols).block(slice(None)))
+    return tuple(down @ f[:, rows, cols].astype(np.float32) @ across.T for f in fields)
 
 
 def _axis(coords: np.ndarray, cell: int, count: int) -> Taps:
