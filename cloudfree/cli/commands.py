@@ -326,6 +326,9 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               help="remove with --references: find each scene's clouds by comparing the dates, "
                    "or not (see remove --temporal-mask) [default: on for scenes with B02 "
                    "and B04 (L1C and L2A), off otherwise].")
+@click.option("--dehaze/--no-dehaze", default=None,
+              help="remove with --references: lower a scene the other dates agree is hazy all "
+                   "over to their level (see remove --dehaze) [default: off].")
 @click.option("--masks", is_flag=True, default=None,
               help="remove: also write OUT/<scene>_mask.tif, the mask used.")
 @click.option("--uncertainty", is_flag=True, default=None,
@@ -352,7 +355,7 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.geotiff_outputs
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references,
-          temporal_mask, masks, uncertainty, thin, dask_scheduler,
+          temporal_mask, dehaze, masks, uncertainty, thin, dask_scheduler,
           s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
           offset, level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
@@ -368,7 +371,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
                "level": None if level == "auto" else level,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
                "cog": cog, "masks": masks, "uncertainty": uncertainty,
-               "temporal_mask": temporal_mask, "bbox": bbox, "bbox_crs": bbox_crs, "thin": thin}
+               "temporal_mask": temporal_mask, "dehaze": dehaze, "bbox": bbox,
+               "bbox_crs": bbox_crs, "thin": thin}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,

@@ -603,6 +603,9 @@ def run_batch(
     if options.get("temporal_mask") and not references:
         raise UsageError("temporal_mask=True needs references=K: the temporal mask compares "
                          "each scene with other dates", "temporal_mask", "references")
+    if options.get("dehaze") and not references:
+        raise UsageError("dehaze=True needs references=K: the other dates judge each scene's "
+                         "haze", "dehaze", "references")
     out_dir = check_folder_output(out_dir, "batch")
     check_options(command, options, resume, out_dir, report, stac)
     check_kind("dask_scheduler", dask_scheduler, str | None, "an address or a JSON file's path")

@@ -77,3 +77,15 @@ def test_dehaze_needs_references(cli, tmp_path):
     result = cli("remove", "--s2", SERIES / "s2_2018-07-05.tif", "--dehaze", "-o",
                  tmp_path / "out.tif")
     assert result.exit_code == 2 and "--dehaze needs --reference" in result.output
+
+
+def test_batch_takes_the_haze_off_as_remove_does(cli, tmp_path, hazy):
+    out = tmp_path / "out"
+    result = cli("batch", SERIES, "-o", out, "--dehaze", "-q")
+    assert result.exit_code == 2 and result.output.splitlines()[-1] == (
+        "Error: --dehaze needs --references K: the other dates judge each scene's haze")
+    assert not out.exists()
+    result = cli("batch", SERIES, "-o", out, "--references", 4, "--dehaze", "-q")
+    assert result.exit_code == 0, result.output
+    # 5 July with its four references, as remove --dehaze gives it
+    assert (read(next(out.glob("*2018-07-05*.tif"))) == hazy[1]).all()
