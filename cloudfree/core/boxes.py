@@ -1,5 +1,6 @@
-"""Shares of booleans in squares: ``scipy.ndimage.uniform_filter`` of a boolean array into
-float32, the same values bit for bit for less work.
+"""Shares of booleans in squares (``scipy.ndimage.uniform_filter`` of a boolean array into
+float32) and whether any is set in them (``maximum_filter``), the same values bit for bit for
+less work.
 
 SciPy filters the first axis, then the second, each line as a running sum in float64 divided by
 the square's side, rounded to float32 (``NI_UniformFilter1D``). On booleans the first pass's
@@ -44,6 +45,29 @@ def box_share(where: np.ndarray, size: int, mode: str = "reflect",
     share = np.divide(counts, np.float32(size), dtype=np.float32)
     share = ndimage.uniform_filter1d(share, size, axis=1, output=share, mode=mode)
     return share[rows] if rows is not None and not few else share
+
+
+def box_any(where: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray:
+    """Whether any of ``where`` [H, W] (booleans) lies in the ``size`` px square around each
+    pixel: ``ndimage.maximum_filter(where, size, mode=mode)``, by or-ing shifted copies along
+    each axis (spans doubling: a few passes over the bytes, where SciPy's goes through a line
+    of float64 per pixel)."""
+    if where.dtype != bool:
+        raise TypeError(f"box maxima here are of booleans, not {where.dtype}")
+    if not where.size:
+        return where.copy()
+    out = where
+    for axis in (0, 1):
+        extended = (np.pad(out, ((0, 1), (0, 0)) if axis == 0 else ((0, 0), (0, 1)))
+                    if mode == "constant" else out)
+        out = np.take(extended, _extended(out.shape[axis], size, mode), axis=axis)
+        span = 1  # each element now says whether any of the ``span`` from it on is set
+        while span < size:
+            step = min(span, size - span)
+            ahead = out.shape[axis] - step
+            out = (out[:ahead] | out[step:]) if axis == 0 else (out[:, :ahead] | out[:, step:])
+            span += step
+    return out
 
 
 def _extended(length: int, size: int, mode: str) -> np.ndarray:

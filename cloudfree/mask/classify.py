@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from cloudfree.core.boxes import box_share
+from cloudfree.core.boxes import box_any, box_share
 from cloudfree.core.errors import UsageError
 from cloudfree.io.sentinel2 import BANDS
 
@@ -646,8 +646,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
     for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
-            kept |= pixels & ~ndimage.maximum_filter(cloud & (score >= level), LAND_BOX,
-                                                     mode="reflect")
+            kept |= pixels & ~box_any(cloud & (score >= level), LAND_BOX)
     return kept
 
 
@@ -672,8 +671,8 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
     if not cloud.any():
         return cloud
     # no confident cloud in the square: the largest score in it below BUILT_SCORE, told by
-    # booleans (NaN scores none), a filter of a quarter of the bytes
-    confident = ndimage.maximum_filter(score >= BUILT_SCORE, BUILT_BOX, mode="constant")
+    # booleans (NaN scores none)
+    confident = box_any(score >= BUILT_SCORE, BUILT_BOX, "constant")
     land = cloud & ~confident
     if not land.any():
         return land
@@ -743,7 +742,7 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     confident = cloud & ((share >= SEED_SHARE) | (opaque & extent))
     if parallax is not None:  # on the ground: no parallax
         confident &= parallax < CONFIDENT_CDI
-    backed = seeds & ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
+    backed = seeds & box_any(confident, 2 * SEED_NEAR + 1)
     reach[backed] = 1
     if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
         return reach

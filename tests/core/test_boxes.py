@@ -1,4 +1,5 @@
-"""Shares of booleans in squares, against scipy's uniform filter on a real chip's clouds."""
+"""Shares of booleans in squares and whether any is set in them, against scipy's uniform and
+maximum filters on a real chip's clouds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from helpers import SUMMER_S2
 from scipy import ndimage
 
-from cloudfree.core.boxes import box_share
+from cloudfree.core.boxes import box_any, box_share
 from cloudfree.io.sentinel2 import open_sentinel2
 from cloudfree.mask.classify import CLOUD, classify
 
@@ -43,6 +44,17 @@ def test_squares_wider_than_the_array_mirror_it_as_scipy_does(masks):
         assert np.array_equal(box_share(strip, 31, mode), expected)
 
 
-def test_only_booleans_are_shared():
-    with pytest.raises(TypeError, match="booleans"):
-        box_share(np.ones((4, 4), np.float32), 3)
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+@pytest.mark.parametrize("size", [2, 3, 15, 101])
+def test_any_in_the_square_is_scipys_maximum(masks, size, mode):
+    confident = masks["cloud"] & ~ndimage.binary_erosion(masks["cloud"], iterations=3)
+    for where in (confident, masks["hazy"], masks["cloud"][100:103, :40]):
+        expected = ndimage.maximum_filter(where, size, mode=mode)
+        assert np.array_equal(box_any(where, size, mode), expected)
+    assert 0 < ndimage.maximum_filter(confident, size, mode=mode).mean() < 1
+
+
+def test_only_booleans_are_taken():
+    for box in (box_share, box_any):
+        with pytest.raises(TypeError, match="booleans"):
+            box(np.ones((4, 4), np.float32), 3)
