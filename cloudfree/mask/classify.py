@@ -748,7 +748,7 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
         return reach
     hazy = seeds & ~backed & extent
     rows = np.flatnonzero(hazy.any(axis=1))  # the share of haze is needed on these alone
-    clear = valid & ~cloud  # box_mean's weights (not all 1: there is cloud)
+    clear = valid & ~cloud  # the haze's share is of these (never all: there is cloud)
     haze = box_share((score > HAZE_SCORE) & clear, HAZE_BOX, rows=rows) / box_count(
         clear, HAZE_BOX, rows=rows)
     hazy[rows] &= haze >= SEED_HAZE
