@@ -59,6 +59,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.core.boxes import box_any, box_share
 from cloudfree.core.errors import UsageError
 from cloudfree.io.sentinel2 import BANDS
 
@@ -388,7 +389,7 @@ def classify(
         dark = ((b["B08"] + b["B11"]) / 2 < shadow.csi) & (b["B02"] < shadow.blue) & valid
         # the 5 x 5 median of a binary image: at least 13 of its 25 pixels dark (the same
         # pixels as ``ndimage.median_filter``'s, for a 20th of the work)
-        dark = ndimage.uniform_filter(dark, 5, output=np.float32, mode="reflect") > 0.5
+        dark = box_share(dark, 5) > 0.5
         classes[dark & (classes == CLEAR)] = SHADOW
     if params.buffer:
         for cls in ((SHADOW, CLOUD) if params.shadow or scl is not None else (CLOUD,)):
@@ -645,8 +646,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
     for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
-            kept |= pixels & ~ndimage.maximum_filter(cloud & (score >= level), LAND_BOX,
-                                                     mode="reflect")
+            kept |= pixels & ~box_any(cloud & (score >= level), LAND_BOX)
     return kept
 
 
@@ -671,15 +671,15 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
     if not cloud.any():
         return cloud
     # no confident cloud in the square: the largest score in it below BUILT_SCORE, told by
-    # booleans (NaN scores none), a filter of a quarter of the bytes
-    confident = ndimage.maximum_filter(score >= BUILT_SCORE, BUILT_BOX, mode="constant")
+    # booleans (NaN scores none)
+    confident = box_any(score >= BUILT_SCORE, BUILT_BOX, "constant")
     land = cloud & ~confident
     if not land.any():
         return land
     scored = (score > threshold) & np.isfinite(vv)
     total = ndimage.uniform_filter(np.where(scored, vv, np.float32(0)).astype(
         np.float32, copy=False), BUILT_BOX, mode="constant")
-    count = ndimage.uniform_filter(scored, BUILT_BOX, output=np.float32, mode="constant")
+    count = box_share(scored, BUILT_BOX, "constant")
     return land & (count > 1e-6) & (total > BUILT_VV * count)
 
 
@@ -729,7 +729,7 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
         return reach
     score = np.nan_to_num(score)
     box = SEED_BOX * SEED_BOX
-    near = ndimage.uniform_filter(cloud, SEED_BOX, output=np.float32, mode="reflect") * box
+    near = box_share(cloud, SEED_BOX) * box
     seeds = cloud & ((near > SEED_NEIGHBOURS - 0.5) | (score >= SEED_SCORE))
     if not seeds.any():
         return reach
@@ -742,12 +742,16 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     confident = cloud & ((share >= SEED_SHARE) | (opaque & extent))
     if parallax is not None:  # on the ground: no parallax
         confident &= parallax < CONFIDENT_CDI
-    backed = seeds & ndimage.maximum_filter(confident, 2 * SEED_NEAR + 1, mode="reflect")
+    backed = seeds & box_any(confident, 2 * SEED_NEAR + 1)
     reach[backed] = 1
     if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
         return reach
-    hazy = seeds & ~backed & extent & (box_mean(score > HAZE_SCORE, valid & ~cloud, HAZE_BOX)
-                                       >= SEED_HAZE)
+    hazy = seeds & ~backed & extent
+    rows = np.flatnonzero(hazy.any(axis=1))  # the share of haze is needed on these alone
+    clear = valid & ~cloud  # the haze's share is of these (never all: there is cloud)
+    haze = box_share((score > HAZE_SCORE) & clear, HAZE_BOX, rows=rows) / box_count(
+        clear, HAZE_BOX, rows=rows)
+    hazy[rows] &= haze >= SEED_HAZE
     reach[hazy] = share[hazy]
     return reach
 
@@ -756,21 +760,29 @@ def box_mean(x: np.ndarray, where: np.ndarray, size: int,
              mode: str = "reflect", count: np.ndarray | None = None) -> np.ndarray:
     """Mean of ``x`` [H, W] over the ``where`` pixels of the ``size`` px square around each
     pixel (0 where it holds none); beyond the array's edges mirrored (``mode``), as windows
-    read at the scene's edges are. ``x`` booleans: the share of them, in float32 (the filter
-    reads them as the 0 and 1 it would read from float32, a quarter of the bytes).
+    read at the scene's edges are. ``x`` booleans: the share of them, in float32
+    (``box_share``).
     ``count``: ``box_count(where, size, mode)``, where the caller has it."""
-    out = np.result_type(x, np.float32)
     if mode != "constant" and where.all():  # every weight and their mean exactly 1
-        return ndimage.uniform_filter(x, size, output=out, mode=mode)
-    weighted = x & where if x.dtype == bool else x * where.astype(np.float32)
-    total = ndimage.uniform_filter(weighted, size, output=out, mode=mode)
+        return _box_filter(x, size, mode)
+    total = _box_filter(x & where if x.dtype == bool else x * where.astype(np.float32), size,
+                       mode)
     return total / (box_count(where, size, mode) if count is None else count)
 
 
-def box_count(where: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray:
+def _box_filter(x: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """``ndimage.uniform_filter`` of ``x`` [H, W] into float32 or wider (``box_share`` for
+    booleans)."""
+    if x.dtype == bool:
+        return box_share(x, size, mode)
+    return ndimage.uniform_filter(x, size, output=np.result_type(x, np.float32), mode=mode)
+
+
+def box_count(where: np.ndarray, size: int, mode: str = "reflect",
+              rows: np.ndarray | None = None) -> np.ndarray:
     """The share of ``where`` [H, W] pixels in the ``size`` px square around each pixel, at
-    least 1e-6: ``box_mean``'s divisor."""
-    share = ndimage.uniform_filter(where, size, output=np.float32, mode=mode)
+    least 1e-6: ``box_mean``'s divisor (``rows``: only those, as ``box_share``)."""
+    share = box_share(where, size, mode, rows)
     return np.maximum(share, np.float32(1e-6), out=share)
 
 
