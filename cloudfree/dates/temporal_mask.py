@@ -192,14 +192,20 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     if len(values) == 1:
         return values[0].copy()
     count = len(values) - np.isnan(values).sum(axis=0, dtype=np.uint8)
-    ordered = np.fmin(values, np.float32(np.inf))  # NaN as infinity
+    ordered = list(np.fmin(values, np.float32(np.inf)))  # NaN as infinity
+    spare = np.empty_like(ordered[0])
     for end in range(len(values) - 1, 0, -1):
         for i in range(end):
-            smaller = np.minimum(ordered[i], ordered[i + 1])
+            np.minimum(ordered[i], ordered[i + 1], out=spare)
             np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
-            ordered[i] = smaller
-    high = count // 2  # the middle values' places among the sorted ones
-    low = high - ((count % 2 == 0) & (high > 0))
+            ordered[i], spare = spare, ordered[i]
+    if (count == len(values)).all():  # every slot filled: the same two places everywhere
+        high = len(values) // 2
+        median = ordered[high - (len(values) % 2 == 0)] + ordered[high]
+        median /= 2
+        return median
+    high = count >> 1  # the middle values' places among the sorted ones
+    low = high - (((count & 1) == 0) & (high > 0))
     median, upper = np.empty_like(ordered[0]), np.empty_like(ordered[0])
     for place in range(len(values) // 2 + 1):
         np.copyto(median, ordered[place], where=low == place)

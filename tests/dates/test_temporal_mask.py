@@ -526,6 +526,8 @@ def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
         got = nan_median(slots)
         assert got.dtype == np.float32 and np.isnan(got).any()
         np.testing.assert_array_equal(got, expected)
+        # every slot filled, as where all the references nearest see clear
+        np.testing.assert_array_equal(nan_median(refl[:kept]), np.median(refl[:kept], axis=0))
 
 
 def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
