@@ -312,7 +312,9 @@ class TemporalMask:
             snowy += (classes == SNOW) & open_slots
             take = (classes == CLEAR) & open_slots
             for slot in range(min(filled + 1, kept)):  # each pixel's next free slot
-                np.copyto(slots[slot], prediction, where=take & (count == slot))
+                into = take & (count == slot)
+                if into.any():
+                    np.copyto(slots[slot], prediction, where=into)
             count += take
         snowy = (snowy >= SNOW_DATES) | ((snowy > 0) & (snowy >= count))
         return Background(nan_median(slots), count, snowy)
@@ -326,7 +328,9 @@ class TemporalMask:
             rows = np.nonzero(self.scene_wide)[0]
             gain[rows] = field.scene[0][self.index][rows, None, None]
             offset[rows] = field.scene[1][self.index][rows, None, None]
-        return gain * refl[self.index] + offset
+        gain *= refl[self.index]
+        gain += offset
+        return gain
 
     def z(self, values: np.ndarray, background: Background) -> np.ndarray:
         """Residuals [detect bands, h, w] in noise units (NaN without background)."""
