@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from s2_builders import write_stack
 from scipy import ndimage
 
-from cloudfree.dates import references, temporal_mask
+from cloudfree.dates import references, statistics, temporal_mask
 from cloudfree.dates.opening import open_references
 from cloudfree.dates.references import open_reference, register
 from cloudfree.dates.report import DAYS_NODATA, OBSERVED, SINGLE_DATE
@@ -701,3 +701,41 @@ def test_a_block_is_judged_from_the_background_around_it_alone(dates, monkeypatc
     assert halos == [temporal_mask.REACH] and halo > temporal_mask.REACH
     np.testing.assert_array_equal(judged, whole[halo:halo + 100, halo:halo + 120])
     assert (judged == CLOUD).any() and (judged != classes[halo:halo + 100, halo:halo + 120]).any()
+
+
+def test_the_passes_after_each_fit_take_the_first_passs_cells_where_they_are_the_same(
+        dates, monkeypatch):
+    # the statistics passes after each fit take a cell's sums from the first pass where the
+    # temporal test left its pixels clear in both as they were, and sum the others again: the
+    # same fits, noise and groups as summing every cell again
+    real, taken = statistics._cell_sums, []
+
+    def recorded(refl, target, both, top, left, base=None):
+        cells = real(refl, target, both, top, left, base)
+        if base is not None:
+            taken.append([cell is was for cell, was in zip(cells, base[1], strict=True)])
+        return cells
+
+    def fitted(monkeypatched):
+        monkeypatch.setattr(statistics, "_cell_sums", monkeypatched)
+        with open_sentinel2(dates["thin"]) as target:
+            fill = open_references(dates["refs"], target, MaskParams(buffer=5), None,
+                                   quiet=True, temporal=True)
+            with closing(fill):
+                return ({i: f.field for i, f in fill.fitted.items()}, fill.temporal.noise,
+                        [(g.dates, g.coef) for g in fill.joint_fits])
+
+    kept = fitted(recorded)
+    again = fitted(lambda refl, target, both, top, left, base=None:
+                   real(refl, target, both, top, left))
+    shares = [np.mean(cells) for cells in taken]
+    assert len(shares) >= 3 * 2 and 0 < np.mean(shares) < 1  # some cells taken, some summed
+    for index, field in kept[0].items():
+        for a, b in ((field.gain, again[0][index].gain), (field.offset, again[0][index].offset),
+                     (field.variance, again[0][index].variance)):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(kept[1], again[1])
+    assert len(kept[2]) == len(again[2])
+    for (group, a), (group_again, b) in zip(kept[2], again[2], strict=True):
+        assert group == group_again
+        np.testing.assert_array_equal(a, b)
