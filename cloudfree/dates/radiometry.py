@@ -141,16 +141,21 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
     every = np.zeros((6, len(x), count))  # x, y, xx, xy, yy and the count, per band and cell
     every[5] = pixels
     kept = every.copy()
-    for band, (xb, yb) in enumerate(zip(x, y, strict=True)):
-        if not filled.any():
-            break
-        xb, yb = xb.astype(np.float64), yb.astype(np.float64)
-        for i, w in enumerate((xb, yb, xb * xb, xb * yb, yb * yb)):
-            every[i, band, filled] = np.add.reduceat(w, starts)
+    # each band's x and y in float64 and the products and residuals, in the same three vectors
+    xb, yb, residual = (np.empty(x.shape[1]) for _ in range(3))
+    for band in range(len(x) if filled.any() else 0):
+        np.copyto(xb, x[band])
+        np.copyto(yb, y[band])
+        for i, (a, b) in enumerate(((xb, None), (yb, None), (xb, xb), (xb, yb), (yb, yb))):
+            every[i, band, filled] = np.add.reduceat(
+                a if b is None else np.multiply(a, b, out=residual), starts)
         if not fitted.any():
             continue
         gain, offset, _ = LineSums(every[:5, band], every[5, band], every[:, band]).line()
-        residual = np.abs(yb - np.repeat(gain, pixels) * xb - np.repeat(offset, pixels))
+        np.multiply(np.repeat(gain, pixels), xb, out=residual)
+        np.subtract(yb, residual, out=residual)
+        residual -= np.repeat(offset, pixels)
+        np.abs(residual, out=residual)
         for k, (start, end, low, high) in enumerate(spans):  # each cell's median residual
             part = np.partition(residual[start:end], high)  # the lower middle: the largest
             middle[k] = ((part[high] if low == high else part[:high].max()) + part[high]) / 2

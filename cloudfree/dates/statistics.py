@@ -149,6 +149,10 @@ class DateStatistics:
         #: whether no date shares ``MIN_COMMON`` clear pixels with the target beyond its
         #: cloud buffer (a target almost all cloud)
         self.few_clear = False
+        #: during ``fit``, the cells' sums of the pass on the target's single-date mask: its
+        #: cloud buffer and the sums by (reference, window's top, left), which the later passes
+        #: take for the cells whose pixels clear in both are the same (``WindowSums``)
+        self.first: tuple[int, dict[tuple[int, int, int], list[tuple]]] | None = None
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -192,6 +196,7 @@ class DateStatistics:
         self._statistics(quiet)
         if self.judge:
             self._judge(quiet)
+        self.first = None
 
     def _judge(self, quiet: bool) -> None:
         """The temporal test, calibrated, with its refits."""
@@ -230,11 +235,11 @@ class DateStatistics:
         windows = block_windows(w, h, WINDOW)
         ring = self._ring
         tests_ring = ring is not None
-        # with the ring test, the same sums counting the ring too
+        # with the ring test, the same sums counting the ring too; and each window's cells
         sets = [({r.index: CellFits(bands, *cells) for r in self.references},
-                 {group: JointSums.zeros(len(group), bands) for group in self.groups})
+                 {group: JointSums.zeros(len(group), bands) for group in self.groups}, {})
                 for _ in range(1 + tests_ring)]
-        fits, groups = sets[0]
+        fits, groups, _ = sets[0]
         shadows: dict[int, list] = {r.index: [] for r in self.references}
         diffs = {r.index: np.zeros((2, int(2 * DIFF_RANGE / DIFF_STEP) + 1), np.int64)
                  for r in self.references if self.checks_change(r)}
@@ -243,9 +248,9 @@ class DateStatistics:
         samples: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sets]
         with closing(ordered_map(WindowSums(self, ring).sums, windows,
                                  usable_cores())) as results:
-            for stats, joint_sums, window_samples in progress(
-                    results, len(windows), "reference statistics", quiet):
-                for (_, into), window_sums in zip(sets, joint_sums, strict=True):
+            for window, (stats, joint_sums, window_samples) in zip(windows, progress(
+                    results, len(windows), "reference statistics", quiet), strict=True):
+                for (_, into, _), window_sums in zip(sets, joint_sums, strict=True):
                     for group, sums in window_sums.items():
                         into[group] += sums
                 for into, sample in zip(samples, window_samples, strict=True):
@@ -254,7 +259,8 @@ class DateStatistics:
                     own_clear[index] += clear
                     own_valid[index] += valid
                     inner_valid[index] += inner
-                    for (into, _), window_cells in zip(sets, cells_, strict=True):
+                    for (into, _, kept), window_cells in zip(sets, cells_, strict=True):
+                        kept[index, int(window.row_off), int(window.col_off)] = window_cells
                         for row, col, sums, fitted in window_cells:
                             into[index].add(row, col, sums, fitted)
                     shadows[index].append(shadow_stats)
@@ -265,7 +271,7 @@ class DateStatistics:
                        or ring_clear(fits, sets[1][0], self.bands.index("B02"))):
             self.target.fringe = 0
             sets, samples = sets[1:], samples[1:]
-            fits, groups = sets[0]
+            fits, groups, _ = sets[0]
         if (self.fit_buffer is None and self.target.params.buffer > FIT_BUFFER and fits
                 and max(f.common for f in fits.values()) < MIN_COMMON):
             self.fit_buffer, self.few_clear = FIT_BUFFER, True
@@ -274,8 +280,10 @@ class DateStatistics:
             self.ring_tested = True
             if ring_clear(fits, sets[1][0], self.bands.index("B02")):
                 self.fit_buffer = FIT_BUFFER
-                fits, groups = sets[1]
-                samples = samples[1:]
+                sets, samples = sets[1:], samples[1:]
+                fits, groups, _ = sets[0]
+        if self.temporal is None or not self.temporal.calibrated:
+            self.first = self.cloud_buffer(self.fit_buffer), sets[0][2]
         # a date sharing too few clear pixels with the target to be fitted weighs as the worst
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
@@ -343,6 +351,10 @@ class DateStatistics:
             return FIT_BUFFER, 0
         return None
 
+    def cloud_buffer(self, buffer: int | None) -> int:
+        """The target's cloud buffer (px) counted as ``buffer`` (None: its mask's)."""
+        return self.target.params.buffer if buffer is None else buffer
+
     @property
     def group_stride(self) -> int:
         """The groups' sums count every pixel where the target is almost all cloud (the fits'
@@ -358,11 +370,17 @@ class DateStatistics:
 class WindowSums:
     """What one statistics pass of ``dates`` gathers from each window of the target grid
     (``sums``), the target's clear pixels counted as the pass counts them (``fit_buffer``) and,
-    with a ``ring`` (``DateStatistics._ring``), also with that buffer and fringe."""
+    with a ``ring`` (``DateStatistics._ring``), also with that buffer and fringe. A cell's
+    sums are those of the first pass (``DateStatistics.first``), or of the first count of the
+    same pass, where its pixels clear in both are the same (the sums of a cell depend on its
+    pixels alone): the temporal test and the ring change only the cells near clouds."""
 
     def __init__(self, dates: DateStatistics, ring: tuple[int | None, int] | None) -> None:
         self.dates = dates
         self.views = [(dates.fit_buffer, None)] + ([] if ring is None else [ring])
+        first = dates.first  # the first pass's sums where a view counts its cloud buffer
+        self.first = [first[1] if first is not None and first[0] == dates.cloud_buffer(buffer)
+                      else None for buffer, _ in self.views]
         self.stride = dates.group_stride
         self.members = {i for group in dates.groups for i in group}
         self.sample_stride = sample_stride(dates.target.scene.height, dates.target.scene.width)
@@ -376,9 +394,13 @@ class WindowSums:
         dates = self.dates
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
-        target, target_clear, _ = dates.target.clear(top, left, height, width, *self.views[0])
-        masks = [target_clear] + [dates.target.clear(top, left, height, width, *view)[1]
-                                  for view in self.views[1:]]
+        target, target_clear, single, _ = dates.target.clears(top, left, height, width,
+                                                              *self.views[0])
+        masks, singles = [target_clear], [single]
+        for view in self.views[1:]:
+            _, mask, single, _ = dates.target.clears(top, left, height, width, *view)
+            masks.append(mask)
+            singles.append(single)
         target_s1 = None
         out = {}
         step = slice(None, None, self.stride)
@@ -393,7 +415,14 @@ class WindowSums:
                 sampled[ref.index] = refl[:, counted], clear[counted]
             if ref.index in dates.similar_dates:
                 alike[ref.index] = refl[:, grid], clear[grid]
-            cells = [_cell_sums(refl, target, mask & clear, top, left) for mask in masks]
+            cells: list[list[tuple]] = []
+            for mask, single, first in zip(masks, singles, self.first, strict=True):
+                base = None  # a count whose cells' sums this one takes where it is the same
+                if first is not None and (ref.index, top, left) in first:
+                    base = single & clear, first[ref.index, top, left]
+                elif cells:
+                    base = masks[0] & clear, cells[0]
+                cells.append(_cell_sums(refl, target, mask & clear, top, left, base))
             diff = None
             if dates.checks_change(ref):
                 if target_s1 is None:
@@ -422,18 +451,27 @@ class WindowSums:
         return out, joint_sums, samples
 
 
-def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int, left: int
-               ) -> list[tuple]:
+def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int, left: int,
+               base: tuple[np.ndarray, list[tuple]] | None = None) -> list[tuple]:
     """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``, multiples
     of ``CELL``), on the pixels ``both`` clear in the reference (``refl``) and the target; all
-    the window's cells at once (``grouped_sums``)."""
+    the window's cells at once (``grouped_sums``). With a ``base`` (pixels clear in both, and
+    this function's result on them, of the same window and dates), the cells whose pixels are
+    the same take its sums instead."""
     order, cells = _cell_major(*both.shape)
+    if base is not None:
+        changed = np.zeros(len(base[1]), bool)
+        changed[cells[np.flatnonzero(both != base[0])]] = True
+        if not changed.any():
+            return base[1]
+        both = both & changed[cells].reshape(both.shape)
     taken = order[both.ravel()[order]]  # the pixels both clear, one cell after another
     cols = -(-both.shape[1] // CELL)
     sums = grouped_sums(np.take(refl.reshape(len(refl), -1), taken, axis=1),
                         np.take(target.reshape(len(target), -1), taken, axis=1),
                         np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols))
-    return [(top // CELL + k // cols, left // CELL + k % cols, *cell)
+    return [base[1][k] if base is not None and not changed[k] else
+            (top // CELL + k // cols, left // CELL + k % cols, *cell)
             for k, cell in enumerate(sums)]
 
 

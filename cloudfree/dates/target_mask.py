@@ -78,6 +78,14 @@ class TargetMask:
         above ``THIN_SCORE`` of its threshold, and with a ``fringe``, default ``self.fringe``,
         the pixels within ``fringe`` px of that too); and the background that judged it (None
         before)."""
+        refl, clear, _, background = self.clears(top, left, height, width, buffer, fringe)
+        return refl, clear, background
+
+    def clears(self, top: int, left: int, height: int, width: int, buffer: int | None = None,
+               fringe: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Background | None]:
+        """As ``clear``, with the single-date mask's clear pixels (with ``buffer``) between the
+        reflectance and the background: the clear mask is a part of them."""
         fringe = self.fringe if fringe is None else fringe
         judging = self.temporal is not None and self.temporal.calibrated
         refl, single, judged, score, background = self._read(
@@ -89,7 +97,8 @@ class TargetMask:
             cloud = ndimage.distance_transform_edt(~cloud) <= fringe
             inner = (slice(fringe, fringe + height), slice(fringe, fringe + width))
             cloud, background = cloud[inner], background.crop(*inner)
-        return refl, np.where(cloud, CLOUD, single) == CLEAR, background
+        clear = single == CLEAR
+        return refl, clear & ~cloud, clear, background
 
     def _read(self, top: int, left: int, height: int, width: int, buffer: int | None,
               fringe: int = 0):

@@ -192,14 +192,20 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     if len(values) == 1:
         return values[0].copy()
     count = len(values) - np.isnan(values).sum(axis=0, dtype=np.uint8)
-    ordered = np.fmin(values, np.float32(np.inf))  # NaN as infinity
+    ordered = list(np.fmin(values, np.float32(np.inf)))  # NaN as infinity
+    spare = np.empty_like(ordered[0])
     for end in range(len(values) - 1, 0, -1):
         for i in range(end):
-            smaller = np.minimum(ordered[i], ordered[i + 1])
+            np.minimum(ordered[i], ordered[i + 1], out=spare)
             np.maximum(ordered[i], ordered[i + 1], out=ordered[i + 1])
-            ordered[i] = smaller
-    high = count // 2  # the middle values' places among the sorted ones
-    low = high - ((count % 2 == 0) & (high > 0))
+            ordered[i], spare = spare, ordered[i]
+    if (count == len(values)).all():  # every slot filled: the same two places everywhere
+        high = len(values) // 2
+        median = ordered[high - (len(values) % 2 == 0)] + ordered[high]
+        median /= 2
+        return median
+    high = count >> 1  # the middle values' places among the sorted ones
+    low = high - (((count & 1) == 0) & (high > 0))
     median, upper = np.empty_like(ordered[0]), np.empty_like(ordered[0])
     for place in range(len(values) // 2 + 1):
         np.copyto(median, ordered[place], where=low == place)
@@ -306,7 +312,9 @@ class TemporalMask:
             snowy += (classes == SNOW) & open_slots
             take = (classes == CLEAR) & open_slots
             for slot in range(min(filled + 1, kept)):  # each pixel's next free slot
-                np.copyto(slots[slot], prediction, where=take & (count == slot))
+                into = take & (count == slot)
+                if into.any():
+                    np.copyto(slots[slot], prediction, where=into)
             count += take
         snowy = (snowy >= SNOW_DATES) | ((snowy > 0) & (snowy >= count))
         return Background(nan_median(slots), count, snowy)
@@ -320,7 +328,9 @@ class TemporalMask:
             rows = np.nonzero(self.scene_wide)[0]
             gain[rows] = field.scene[0][self.index][rows, None, None]
             offset[rows] = field.scene[1][self.index][rows, None, None]
-        return gain * refl[self.index] + offset
+        gain *= refl[self.index]
+        gain += offset
+        return gain
 
     def z(self, values: np.ndarray, background: Background) -> np.ndarray:
         """Residuals [detect bands, h, w] in noise units (NaN without background)."""

@@ -129,3 +129,28 @@ def test_a_windows_cells_summed_at_once_are_each_cells_trimmed_sums(dates):
         np.testing.assert_allclose(sums.every, expected.every, rtol=1e-9, atol=1e-12)
     # fitted cells with outliers left out, cells of too few pixels, and empty ones
     assert {(True, True, True), (False, False, True), (False, False, False)} <= flags
+
+
+def test_cells_whose_pixels_are_the_same_take_the_sums_already_made(dates):
+    """A later count of a window (the temporal test's mask, another cloud buffer) takes the
+    sums of the cells whose pixels clear in both are those of a count already made, and sums
+    the others again: the same, bit for bit, as summing every cell again."""
+    target, references = dates
+    hazy = references["hazy"]
+    first = hazy[1] < np.quantile(hazy[1], 0.6)
+    later = first.copy()
+    later[70:90, 50:80] = False  # pixels left out in cells (1, 0) and (1, 1) only
+    assert (first & ~later)[64:128, :64].any() and (first & ~later)[64:128, 64:128].any()
+    made = _cell_sums(hazy, target, first, 0, 0)
+    cells = _cell_sums(hazy, target, later, 0, 0, (first, made))
+    again = _cell_sums(hazy, target, later, 0, 0)
+    summed = [(row, col) for cell, was in zip(cells, made, strict=True) if cell is not was
+              for row, col in [cell[:2]]]
+    assert summed == [(1, 0), (1, 1)]
+    for (row, col, sums, fitted), (row2, col2, sums2, fitted2) in zip(cells, again,
+                                                                      strict=True):
+        assert (row, col, fitted) == (row2, col2, fitted2)
+        for a, b in ((sums.sums, sums2.sums), (sums.count, sums2.count),
+                     (sums.every, sums2.every)):
+            np.testing.assert_array_equal(a, b)
+    assert all(cells[k][2].count.max() < made[k][2].count.max() for k in (4, 5))

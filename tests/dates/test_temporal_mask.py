@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from s2_builders import write_stack
 from scipy import ndimage
 
-from cloudfree.dates import references, temporal_mask
+from cloudfree.dates import references, statistics, temporal_mask
 from cloudfree.dates.opening import open_references
 from cloudfree.dates.references import open_reference, register
 from cloudfree.dates.report import DAYS_NODATA, OBSERVED, SINGLE_DATE
@@ -526,6 +526,8 @@ def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
         got = nan_median(slots)
         assert got.dtype == np.float32 and np.isnan(got).any()
         np.testing.assert_array_equal(got, expected)
+        # every slot filled, as where all the references nearest see clear
+        np.testing.assert_array_equal(nan_median(refl[:kept]), np.median(refl[:kept], axis=0))
 
 
 def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
@@ -699,3 +701,34 @@ def test_a_block_is_judged_from_the_background_around_it_alone(dates, monkeypatc
     assert halos == [temporal_mask.REACH] and halo > temporal_mask.REACH
     np.testing.assert_array_equal(judged, whole[halo:halo + 100, halo:halo + 120])
     assert (judged == CLOUD).any() and (judged != classes[halo:halo + 100, halo:halo + 120]).any()
+
+
+@pytest.mark.slow
+def test_the_passes_after_each_fit_take_the_first_passs_cells_where_they_are_the_same(
+        dates, monkeypatch):
+    # the statistics passes after each fit take a cell's sums from the first pass where the
+    # temporal test left its pixels clear in both as they were, and sum the others again: the
+    # same sums, bit for bit, as summing every cell again
+    real, taken = statistics._cell_sums, []
+
+    def checked(refl, target, both, top, left, base=None):
+        cells = real(refl, target, both, top, left, base)
+        if base is not None:
+            taken.append([cell is was for cell, was in zip(cells, base[1], strict=True)])
+            for (*place, sums, fitted), (*again, sums2, fitted2) in zip(
+                    cells, real(refl, target, both, top, left), strict=True):
+                assert (place, fitted) == (again, fitted2)
+                for a, b in ((sums.sums, sums2.sums), (sums.count, sums2.count),
+                             (sums.every, sums2.every)):
+                    np.testing.assert_array_equal(a, b)
+        return cells
+
+    monkeypatch.setattr(statistics, "_cell_sums", checked)
+    with open_sentinel2(dates["thin"]) as target:
+        fill = open_references(dates["refs"], target, MaskParams(buffer=5), None, quiet=True,
+                               temporal=True)
+        fill.close()
+    # the count with the buffer's ring and each reference's in the two passes after the fits
+    assert len(taken) == 3 * len(dates["refs"])
+    shares = [np.mean(cells) for cells in taken]
+    assert 0 < np.mean(shares) < 1  # some cells taken, some summed again
