@@ -1,6 +1,6 @@
 """Shares of booleans in squares (``scipy.ndimage.uniform_filter`` of a boolean array into
-float32), whether any is set in them (``maximum_filter``) and means of real values in them
-(``uniform_filter``), the same values bit for bit for less work.
+float32) and whether any is set in them (``maximum_filter``), the same values bit for bit for
+less work.
 
 SciPy filters the first axis, then the second, each line as a running sum in float64 divided by
 the square's side, rounded to float32 (``NI_UniformFilter1D``). On booleans the first pass's
@@ -10,12 +10,6 @@ those float32 values are exact in float64 (a few dozen significant bits), so its
 depend on where a line starts. So the first pass is taken here as counts of shifted uint8 rows,
 and the second is SciPy's own on those float32 values, on the rows asked for alone where only a
 few are.
-
-On real values the sums are not exact, and a running sum's rounding depends on where its line
-starts: ``box_filter`` keeps SciPy's order of operations, and only changes how the first pass
-walks the array. SciPy runs it a column at a time, copying each strided column into a buffer;
-here the running sums of every column of a block advance together, a row at a time, as a
-sum of the differences of the extended rows, added in order.
 """
 
 from __future__ import annotations
@@ -23,12 +17,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-#: Modes beyond the array's edges, as SciPy names them: mirrored about the edge ("reflect"),
-#: false or 0 ("constant"), or the edge's value ("nearest").
-MODES = ("reflect", "constant", "nearest")
-#: Values of the first pass's float64 sums ``box_filter`` holds at once (a block of columns):
-#: 8 MB.
-SUM_VALUES = 2**20
+#: Modes beyond the array's edges, as SciPy names them: mirrored about the edge ("reflect"), or
+#: false ("constant").
+MODES = ("reflect", "constant")
 
 
 def box_share(where: np.ndarray, size: int, mode: str = "reflect",
@@ -79,45 +70,14 @@ def box_any(where: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray:
     return out
 
 
-def box_filter(x: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray:
-    """The mean of real values ``x`` [H, W] (float32 or float64) over the ``size`` px square
-    around each pixel, in ``x``'s type: ``ndimage.uniform_filter(x, size, mode=mode)`` bit for
-    bit (the first pass's float64 running sums rounded as SciPy rounds them)."""
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"box means here are of float32 or float64 values, not {x.dtype}")
-    height, width = x.shape
-    lines = _extended(height, size, mode)
-    if not x.size:
-        return x.copy()
-    source = np.pad(x, ((0, 1), (0, 0))) if mode == "constant" else x
-    out = np.empty(x.shape, x.dtype)
-    block = max(1, SUM_VALUES // height)
-    for first in range(0, width, block):
-        extended = source[lines, first:first + block]  # [height + size - 1, block]
-        sums = np.empty((height, extended.shape[1]), np.float64)
-        sums[0] = 0  # the first square, added in order from 0 (+0: as SciPy's, never -0)
-        for row in extended[:size]:
-            sums[0] += row
-        # then each row's sum is the last one's plus the row entering less the row leaving, a
-        # row at a time (NumPy's cumsum along the first axis goes down each column, far slower)
-        np.subtract(extended[size:], extended[:height - 1], out=sums[1:], dtype=np.float64)
-        for last, row in zip(sums[:-1], sums[1:], strict=True):
-            np.add(last, row, out=row)
-        np.divide(sums, size, out=out[:, first:first + block], casting="unsafe")
-    return ndimage.uniform_filter1d(out, size, axis=1, output=out, mode=mode)
-
-
 def _extended(length: int, size: int, mode: str) -> np.ndarray:
     """Indices of a line of ``length`` extended by ``size // 2`` before it and the rest of the
     square after it, as SciPy extends it: mirrored about the edges (repeatedly where the line
-    is shorter than the square), the edge's, or ``length`` (a false pixel past the end) where
-    constant."""
+    is shorter than the square), or ``length`` (a false pixel past the end) where constant."""
     if mode not in MODES or not 0 < size < 256:
-        raise ValueError(f"box filters take a size of 1 to 255 px and a mode of {MODES}")
+        raise ValueError(f"box shares take a size of 1 to 255 px and a mode of {MODES}")
     index = np.arange(-(size // 2), length + size - 1 - size // 2)
     if mode == "constant":
         return np.where((index >= 0) & (index < length), index, length)
-    if mode == "nearest":
-        return np.clip(index, 0, length - 1)
     index %= 2 * length
     return np.where(index < length, index, 2 * length - 1 - index)

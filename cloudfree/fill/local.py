@@ -40,8 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
-from cloudfree.core.boxes import box_filter
 from cloudfree.core.separable import block_sums, gaussian_taps, separable, upsample_taps
 from cloudfree.fill.median import fill_image, fill_masked
 from cloudfree.io.sentinel2 import BANDS
@@ -101,13 +101,13 @@ class LocalFillParams:
 
 def smooth_s1(s1_db: np.ndarray, size: int = 5) -> np.ndarray:
     """Mean of VV and VH dB over ``size`` x ``size`` (speckle), ignoring NaN; NaN where none."""
-    def mean(a: np.ndarray) -> np.ndarray:  # of each channel, as ``ndimage.uniform_filter``
-        return np.stack([box_filter(x, size, "nearest") for x in a.astype(np.float32, copy=False)])
-
     finite = np.isfinite(s1_db)
     if finite.all():  # no gaps (the usual case): the plain mean, half the work
-        return mean(s1_db)
-    counts, sums = mean(finite), mean(np.where(finite, s1_db, 0))
+        return ndimage.uniform_filter(s1_db.astype(np.float32, copy=False), size=(1, size, size),
+                                      mode="nearest")
+    values = np.where(finite, s1_db, 0).astype(np.float32)
+    counts = ndimage.uniform_filter(finite.astype(np.float32), size=(1, size, size), mode="nearest")
+    sums = ndimage.uniform_filter(values, size=(1, size, size), mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 1e-6, sums / counts, np.nan).astype(np.float32)
 

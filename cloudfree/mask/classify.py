@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from cloudfree.core.boxes import box_any, box_filter, box_share
+from cloudfree.core.boxes import box_any, box_share
 from cloudfree.core.errors import UsageError
 from cloudfree.io.sentinel2 import BANDS
 
@@ -352,7 +352,7 @@ def classify(
         soft[icy] = 1
         score = np.minimum(raw, soft)
         score = ndimage.grey_closing(score, size=(5, 5), mode="reflect")
-        score = box_filter(score, 7)
+        score = ndimage.uniform_filter(score, size=7, mode="reflect")
         cloud = score > params.threshold
         snow &= ~cloud
     else:
@@ -499,7 +499,7 @@ def veiled_edges(b: dict[str, np.ndarray], cloud: np.ndarray, snowy: np.ndarray,
         return seeds
     veiled = valid & ~snowy
     for x, rise in ((b["B02"] - 0.5 * b["B04"], EDGE_HOT), (b["B02"], EDGE_BLUE)):
-        x = box_filter(x, 3)
+        x = ndimage.uniform_filter(x, 3, mode="reflect")
         least = ndimage.minimum_filter(np.where(valid, x, np.inf), EDGE_BOX, mode="reflect")
         veiled &= x - least > rise
     return ndimage.binary_dilation(seeds, EIGHT, EDGE_GROW, mask=veiled | cloud) & ~cloud
@@ -599,8 +599,8 @@ class ParallaxIndex:
 
 def local_variance(x: np.ndarray, size: int) -> np.ndarray:
     """Variance of ``x`` [H, W] over the ``size`` px square around each pixel."""
-    mean = box_filter(x, size)
-    return box_filter(x * x, size) - mean * mean
+    mean = ndimage.uniform_filter(x, size, mode="reflect")
+    return ndimage.uniform_filter(x * x, size, mode="reflect") - mean * mean
 
 
 def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -677,8 +677,8 @@ def built_up(classes: np.ndarray, score: np.ndarray, threshold: float,
     if not land.any():
         return land
     scored = (score > threshold) & np.isfinite(vv)
-    total = box_filter(np.where(scored, vv, np.float32(0)).astype(np.float32, copy=False),
-                       BUILT_BOX, "constant")
+    total = ndimage.uniform_filter(np.where(scored, vv, np.float32(0)).astype(
+        np.float32, copy=False), BUILT_BOX, mode="constant")
     count = box_share(scored, BUILT_BOX, "constant")
     return land & (count > 1e-6) & (total > BUILT_VV * count)
 
@@ -772,11 +772,9 @@ def box_mean(x: np.ndarray, where: np.ndarray, size: int,
 
 def _box_filter(x: np.ndarray, size: int, mode: str) -> np.ndarray:
     """``ndimage.uniform_filter`` of ``x`` [H, W] into float32 or wider (``box_share`` for
-    booleans, ``box_filter`` for real values)."""
+    booleans)."""
     if x.dtype == bool:
         return box_share(x, size, mode)
-    if x.dtype in (np.float32, np.float64):
-        return box_filter(x, size, mode)
     return ndimage.uniform_filter(x, size, output=np.result_type(x, np.float32), mode=mode)
 
 
