@@ -17,7 +17,12 @@ other date of the series (overcast ones and the donor included) is a reference; 
   pixel is the true mask);
 - ``hazy reference``: as ``pasted``, with the reference nearest in date hazy all over (blended
   at ``HAZE`` with the donor's cloud spectrum);
-- ``shifted reference``: as ``pasted``, with the reference nearest in date shifted by 1-3 px.
+- ``shifted reference``: as ``pasted``, with the reference nearest in date shifted by 1-3 px;
+- ``shadowed``: as ``pasted``, with the donor's own cloud shadows pasted too (its pixels where
+  ``remove``'s mask of the donor alone says shadow: dark, and where its clouds cast it), so
+  that the target has real shadows and its clear original is the truth under them as under
+  the cloud (the true mask is the cloud and its shadows); only donors whose mask finds
+  shadows give such cases.
 
 ``--half`` keeps the clear targets at even or odd places in time order: settings are tuned on
 one half and the other is reported, held out by date. ``--size 100`` first crops every date to
@@ -78,7 +83,7 @@ from make_series_sample import cut  # noqa: E402
 from cloudfree.dates import dehaze, joint_fit, temporal_mask  # noqa: E402
 from cloudfree.dates import fill as reference_fill  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
-from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
+from cloudfree.mask.classify import CLEAR, CLOUD, SHADOW, MaskParams, classify  # noqa: E402
 from cloudfree.pipeline import remove  # noqa: E402
 from cloudfree.pipeline.options import (  # noqa: E402
     EngineOptions,
@@ -96,7 +101,9 @@ ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", No
              ("--reference, no fringe", temporal_mask, "FRINGE", 0),
              ("--reference, no restoration of thin cloud", remove, "restore_dates",
               lambda *args, **kwargs: None),
-             ("--reference --dehaze", dehaze, "BY_DEFAULT", True)]
+             ("--reference --dehaze", dehaze, "BY_DEFAULT", True),
+             ("--reference, shadows left", remove, "SHADOW_WITH_DATES", False),
+             ("--reference, no shadow penumbra", temporal_mask, "SHADOW_GROW", 0)]
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 
@@ -163,8 +170,8 @@ def naive_temporal(cloudy: np.ndarray, truth_mask: np.ndarray, refs: list[np.nda
 
 #: The kinds of case: real cloud pasted; a donor's cloud blended thinly over the target (share
 #: ``THIN``); the whole date hazy (``HAZE``); the real cloud with the nearest reference hazy all
-#: over, or shifted by 1-3 px.
-KINDS = ("pasted", "thin", "haze", "hazy reference", "shifted reference")
+#: over, or shifted by 1-3 px; the real cloud and its real shadows.
+KINDS = ("pasted", "thin", "haze", "hazy reference", "shifted reference", "shadowed")
 THIN = (0.15, 0.3)
 HAZE = 0.2
 
@@ -181,12 +188,25 @@ def write_like(path: Path, refl: np.ndarray, profile: dict) -> Path:
     return path
 
 
+def cast_shadows(donor: Path, work: Path) -> np.ndarray:
+    """Where [H, W] ``remove``'s mask of ``donor`` alone says cloud shadow (the shadows its
+    clouds cast, by its own scene offset)."""
+    mask = work / f"shadows_{donor.stem}.tif"
+    if not mask.exists():
+        remove_scene(donor, None, work / "donor.tif", engine=EngineOptions(model="median-fill"),
+                     outputs=OutputOptions(overwrite=True, cog=False, mask_out=mask), quiet=True)
+    with rasterio.open(mask) as src:
+        return src.read(1) == SHADOW
+
+
 def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
               work: Path) -> tuple[Path, np.ndarray, np.ndarray, list[Path]]:
     """The cloudy target, its truth, its true cloud mask and the references of one case."""
     truth, truth_dn, profile = read(target)
     donor_refl, donor_dn, _ = read(donor)
     cloud = classes(donor_refl, MaskParams()) == CLOUD
+    if kind == "shadowed":
+        cloud |= cast_shadows(donor, work)
     refs = list(others)
     if kind == "thin":
         share = THIN[0] + (THIN[1] - THIN[0]) * ((number * 0.618) % 1)
@@ -397,11 +417,14 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
     """The cases of ``dates`` (clear targets x cloud donors x kinds), their table and JSON."""
     targets, donors = targets_and_donors(dates, args.half)
     kinds = args.kinds or KINDS
-    cases = [(k, t, d) for t in targets for d in donors for k in kinds][:: args.every]
     ablations = [a for a in ABLATIONS if args.ablations is not None and (
         not args.ablations or any(word in a[0] for word in args.ablations))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        # a donor that casts no shadow would repeat its pasted case
+        casting = {d for d in donors if "shadowed" in kinds and cast_shadows(d, Path(tmp)).any()}
+        cases = [(k, t, d) for t in targets for d in donors for k in kinds
+                 if k != "shadowed" or d in casting][:: args.every]
         for i, (kind, target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
             rows.append(run_case(kind, i, target, donor, others, Path(tmp), ablations,
