@@ -18,11 +18,12 @@ other date of the series (overcast ones and the donor included) is a reference; 
 - ``hazy reference``: as ``pasted``, with the reference nearest in date hazy all over (blended
   at ``HAZE`` with the donor's cloud spectrum);
 - ``shifted reference``: as ``pasted``, with the reference nearest in date shifted by 1-3 px;
-- ``shadowed``: as ``pasted``, with the donor's own cloud shadows pasted too (its pixels where
-  ``remove``'s mask of the donor alone says shadow: dark, and where its clouds cast it), so
-  that the target has real shadows and its clear original is the truth under them as under
-  the cloud (the true mask is the cloud and its shadows); only donors whose mask finds
-  shadows give such cases.
+- ``shadowed``: as ``pasted``, with the donor's cloud shadows cast on the target too: where
+  ``remove``'s mask of the donor alone says shadow (dark, and where its clouds cast it), each
+  band of the target is darkened as the donor's shadows are against its clear land (the
+  ratio of their medians), fading over a penumbra ``PENUMBRA`` px wide (a Gaussian) outside
+  them; the true mask is the cloud and every pixel darkened by more than ``CAST_MIN``. Only
+  donors whose mask finds shadows give such cases.
 
 ``--half`` keeps the clear targets at even or odd places in time order: settings are tuned on
 one half and the other is reported, held out by date. ``--size 100`` first crops every date to
@@ -199,15 +200,31 @@ def cast_shadows(donor: Path, work: Path) -> np.ndarray:
         return src.read(1) == SHADOW
 
 
+#: A cast shadow's penumbra (px, the Gaussian's sigma) and the least share of its darkening
+#: that counts in the true mask (``shadowed``).
+PENUMBRA, CAST_MIN = 1.5, 0.02
+
+
+def cast_on(truth: np.ndarray, donor: np.ndarray, shadow: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The target ``truth`` under the ``donor``'s ``shadow`` (module docstring,
+    ``shadowed``), and where [H, W] it is darkened."""
+    clear = classes(donor, MaskParams()) == CLEAR
+    ratio = np.median(donor[:, shadow], axis=1) / np.median(donor[:, clear], axis=1)
+    share = np.maximum(shadow, ndimage.gaussian_filter(shadow.astype(np.float64), PENUMBRA))
+    return truth * (1 - share * (1 - ratio[:, None, None])), share > CAST_MIN
+
+
 def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
               work: Path) -> tuple[Path, np.ndarray, np.ndarray, list[Path]]:
     """The cloudy target, its truth, its true cloud mask and the references of one case."""
     truth, truth_dn, profile = read(target)
     donor_refl, donor_dn, _ = read(donor)
     cloud = classes(donor_refl, MaskParams()) == CLOUD
-    if kind == "shadowed":
-        cloud |= cast_shadows(donor, work)
     refs = list(others)
+    shadowed = truth
+    if kind == "shadowed":
+        shadowed, cast = cast_on(truth, donor_refl, cast_shadows(donor, work) & ~cloud)
     if kind == "thin":
         share = THIN[0] + (THIN[1] - THIN[0]) * ((number * 0.618) % 1)
         cloudy = np.where(cloud, (1 - share) * truth + share * donor_refl, truth)
@@ -216,7 +233,9 @@ def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Pa
         cloudy = (1 - HAZE) * truth + HAZE * cloud_spectrum(donor_refl, classes(
             donor_refl, MaskParams()) == CLOUD)
     else:
-        cloudy = np.where(cloud, donor_refl, truth)
+        cloudy = np.where(cloud, donor_refl, shadowed)
+    if kind == "shadowed":
+        cloud |= cast
     if kind in ("hazy reference", "shifted reference"):
         nearest = min(range(len(refs)), key=lambda i: abs(
             np.datetime64(date_of(refs[i].name)) - np.datetime64(date_of(target.name))))
