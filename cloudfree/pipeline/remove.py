@@ -948,9 +948,10 @@ def remove_scene(
         ``built_up`` leaves clear what scores as cloud on built-up backscatter with no confident
         cloud near. With ``shadow``, the shadows the scene's clouds cast are relit (filled
         without ``fill.restoring``; ``shadow.tied_shadows``), the rest of the dark land the
-        shadow test flags is kept; ``shadow=None`` (the default) is on for a single date, off
-        with references. Default: the ``score`` method with a 5 px buffer, the built-up test
-        on.
+        shadow test flags is kept; with references where the dates judge, those they see
+        darker in NIR and SWIR, with their penumbra, are filled from them.
+        ``shadow=None`` (the default) is on (``SHADOW_WITH_DATES`` with references). Default:
+        the ``score`` method with a 5 px buffer, the built-up test on.
     fill : FillOptions
         The fill's base (local or median), the composite and its feather, the bound on a fill
         network's correction, the restoration of thin cloud. Default: ``FillOptions()``.
