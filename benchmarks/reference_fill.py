@@ -50,7 +50,9 @@ the bands given, by PSNR on the true mask and on the whole image:
   all, or those whose names hold a WORD; ``--ablations fringe``: today's mask without the
   veiled fringe it grows into at a cloud's edge; ``--ablations restoration``: the dates' fill
   without the restoration of thin cloud; ``--ablations dehaze``: the reverse, with a
-  whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``); with
+  whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``;
+  ``--ablations shadow``: the target's cloud shadows left as they are, and filled without the
+  penumbra the dates find around them); with
   ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
   mask);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:

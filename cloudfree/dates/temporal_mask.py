@@ -27,7 +27,9 @@ Tmask, Zhu and Woodcock 2014):
    Brightening in B10 marks cirrus (alone while the lines are refitted, so that the fits leave
    a veil out; in the final mask only where blue and aerosol rise by half as much, as the
    target's own thin cirrus of a clear date rises there little); darkening in both NIR and
-   SWIR marks shadow.
+   SWIR marks shadow, which grows by up to ``SHADOW_GROW`` pixels into neighbours darkened by
+   half as much (its penumbra). ``remove`` fills only the shadows its clouds cast
+   (``shadow.tied_shadows``), with the penumbra the test found around them (``penumbra``).
    The detection grows by up to ``GROW`` pixels into neighbours brightened by half as much,
    whatever their HOT (hysteresis); a pixel in the single-date mask's buffer needs only that
    half, and one the single-date score itself calls cloud stays cloud. The cloud then grows by
