@@ -52,9 +52,7 @@ the bands given, by PSNR on the true mask and on the whole image:
   without the restoration of thin cloud; ``--ablations dehaze``: the reverse, with a
   whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``;
   ``--ablations shadow``: the target's cloud shadows left as they are, and filled without the
-  penumbra the dates find around them); with
-  ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
-  mask);
+  penumbra the dates find around them);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
   the best single reference with each band's line fitted on the truth under the cloud, and
   all references together regressed on one half of the truth under the cloud and scored on
@@ -272,7 +270,7 @@ def band_subset(path: Path, bands: tuple[str, ...], folder: Path) -> Path:
 
 
 def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
-             work: Path, ablations: Sequence[tuple] = (), shadow: bool = False,
+             work: Path, ablations: Sequence[tuple] = (),
              bands: tuple[str, ...] = BANDS, temporal: bool | None = None) -> dict:
     cloudy_path, truth, pasted, refs_paths = make_case(kind, number, target, donor, others,
                                                        work)
@@ -314,11 +312,6 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
         finally:
             setattr(module, setting, kept)
         results[name] = read(ref_path)[0]
-    if shadow:
-        remove_scene(cloudy_path, None, ref_path, mask_params=MaskParams(buffer=5, shadow=True),
-                     dates=ReferenceOptions(references=refs_paths, temporal_mask=False),
-                     outputs=OutputOptions(overwrite=True, cog=False), quiet=True)
-        results["--reference --shadow"] = read(ref_path)[0]
     whole = np.ones(pasted.shape, bool)
     single = classify(cloudy, None, REMOVE_MASK, bands)[0] == CLOUD
     row = {"kind": kind, "target": target.name, "donor": donor.name,
@@ -388,8 +381,6 @@ def main() -> None:
     parser.add_argument("--ablations", nargs="*", metavar="WORD",
                         help="also --reference with one part turned off (ABLATIONS): all, or "
                              "those whose names hold one of the WORDs")
-    parser.add_argument("--shadow", action="store_true",
-                        help="also --reference --shadow (cloud shadows of the target filled too)")
     parser.add_argument("--tables", type=Path, metavar="JSON",
                         help="only print the tables by kind and by case of a saved --json run")
     parser.add_argument("--size", type=int,
@@ -449,7 +440,7 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
         for i, (kind, target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
             rows.append(run_case(kind, i, target, donor, others, Path(tmp), ablations,
-                                 args.shadow, args.bands, args.temporal_mask))
+                                 args.bands, args.temporal_mask))
             print(f"{i}/{len(cases)} {kind}: {target.name} <- {donor.name}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items())
                   + f"; IoU {rows[-1]['mask_iou']['temporal (--reference)']:.3f}",
