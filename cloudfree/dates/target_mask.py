@@ -1,12 +1,12 @@
 """The target scene's mask block by block, as the reference dates see it: the single-date mask,
 less what the dates' temporal test (``temporal_mask.py``) finds cloud once it is calibrated.
 
-With the shadow test, only the shadows the target's clouds cast (``shadow.tied_shadows``) stay
-shadow in the single-date mask: they leave the fits and the test's noise, while the rest of the
-dark land the scene-relative test flags (dark fields and forest every date shows dark) is land
-to fit on. Left in, the shadows of the bundled series' cumulus of 5 July (a fifth of the scene)
-pulled the local lines down to them and made the NIR and SWIR noise five times larger, and the
-test found none of them dark against the dates."""
+With the shadow test and ``tie_shadows`` (``remove``), only the shadows the target's clouds
+cast (``shadow.tied_shadows``) stay shadow in the single-date mask: they leave the fits and the
+test's noise, while the rest of the dark land the scene-relative test flags (dark fields and
+forest every date shows dark) is land to fit on. Left in, the shadows of the bundled series'
+cumulus of 5 July (a fifth of the scene) pulled the local lines down to them and made the NIR and
+SWIR noise five times larger, and the test found none of them dark against the dates."""
 
 from __future__ import annotations
 
@@ -46,8 +46,12 @@ class TargetMask:
     """The target's reflectance and classes of any block, in ``bands``."""
 
     def __init__(self, scene: Sentinel2, bands: Sequence[str], params: MaskParams,
-                 shadow: ShadowThresholds | None, decoded: DecodedScene | None = None) -> None:
+                 shadow: ShadowThresholds | None, decoded: DecodedScene | None = None,
+                 tie_shadows: bool = False) -> None:
         self.scene, self.bands, self.params, self.shadow = scene, tuple(bands), params, shadow
+        #: whether only the shadows its clouds cast (``shadow.offset``) are shadow, as
+        #: ``remove`` fills them; else all the dark land the shadow test flags, as ``mask``
+        self.tie_shadows = tie_shadows
         #: the target as a first pass decoded it, read back where it holds ``bands``
         self.decoded = decoded
         #: the dates' test, once the statistics pass has made it (``DateStatistics.fit``)
@@ -110,7 +114,7 @@ class TargetMask:
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
         halo = REACH + fringe if judging else 0
-        tie = TIE_REACH + SHADOW_BUFFER if params.shadow else 0  # the shadows tied around
+        tie = TIE_REACH + SHADOW_BUFFER if params.shadow and self.tie_shadows else 0
         refl, _, classes, score = read_keeping(
             mask_reader(self.scene, self.bands, params, self.decoded), top, left, height,
             width, (self.scene.height, self.scene.width), halo + tie, params, self.bands,

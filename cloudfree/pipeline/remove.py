@@ -1118,6 +1118,7 @@ def remove_scene(
                                      bands=bands, s1=None if s1_path is None else s1,
                                      reference_s1=dates.reference_s1, quiet=quiet,
                                      count=dates.reference_count, temporal=temporal_mask,
+                                     tie_shadows=tie,
                                      scratch=output, decoded=decoded, room=room)
             stack.callback(opened.close)
             from_dates = ReferenceFill(opened, dehaze.BY_DEFAULT if dates.dehaze is None
