@@ -39,6 +39,8 @@ THIN_SCORE = 0.5
 FRINGE = 5
 #: Pixels around the shadows the target's clouds cast that leave the fits with them: the
 #: penumbra, darkened less than the shadow test asks, pulled the lines down as the shadows did.
+#: Chosen on the bundled series, not on the pool: of its shadows the test then found 38 % with
+#: 5 px, 76 % with 10.
 SHADOW_BUFFER = 10
 
 

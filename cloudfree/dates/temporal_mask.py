@@ -117,7 +117,9 @@ GROW = 3
 #: (docs/benchmarks/other-dates.md).
 FRINGE, FRINGE_Z = 10, SIGMAS / 2
 #: Pixels a shadow grows into neighbours darkened by at least half the threshold: its
-#: penumbra, which left dark at the filled shadow's edge reads as a seam.
+#: penumbra, which left dark at the filled shadow's edge reads as a seam. Chosen on the bundled
+#: series, not on the pool: the pixels 2 px outside its filled shadows kept 0.65 of the
+#: references' NIR with none, 0.75 with 3 px, 0.78 with 6 (0.92 farther from them).
 SHADOW_GROW = GROW
 #: Neighbours of a pixel: the eight around it.
 EIGHT = np.ones((3, 3), bool)
