@@ -17,7 +17,13 @@ other date of the series (overcast ones and the donor included) is a reference; 
   pixel is the true mask);
 - ``hazy reference``: as ``pasted``, with the reference nearest in date hazy all over (blended
   at ``HAZE`` with the donor's cloud spectrum);
-- ``shifted reference``: as ``pasted``, with the reference nearest in date shifted by 1-3 px.
+- ``shifted reference``: as ``pasted``, with the reference nearest in date shifted by 1-3 px;
+- ``shadowed``: as ``pasted``, with the donor's cloud shadows cast on the target too: where
+  ``remove``'s mask of the donor alone says shadow (dark, and where its clouds cast it), each
+  band of the target is darkened as the donor's shadows are against its clear land (the
+  ratio of their medians), fading over a penumbra ``PENUMBRA`` px wide (a Gaussian) outside
+  them; the true mask is the cloud and every pixel darkened by more than ``CAST_MIN``. Only
+  donors whose mask finds shadows give such cases.
 
 ``--half`` keeps the clear targets at even or odd places in time order: settings are tuned on
 one half and the other is reported, held out by date. ``--size 100`` first crops every date to
@@ -44,9 +50,9 @@ the bands given, by PSNR on the true mask and on the whole image:
   all, or those whose names hold a WORD; ``--ablations fringe``: today's mask without the
   veiled fringe it grows into at a cloud's edge; ``--ablations restoration``: the dates' fill
   without the restoration of thin cloud; ``--ablations dehaze``: the reverse, with a
-  whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``); with
-  ``--shadow``, also ``--reference --no-temporal-mask --shadow`` (against the single-date
-  mask);
+  whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``;
+  ``--ablations shadow``: the target's cloud shadows left as they are, and filled without the
+  penumbra the dates find around them);
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
   the best single reference with each band's line fitted on the truth under the cloud, and
   all references together regressed on one half of the truth under the cloud and scored on
@@ -78,7 +84,7 @@ from make_series_sample import cut  # noqa: E402
 from cloudfree.dates import dehaze, joint_fit, temporal_mask  # noqa: E402
 from cloudfree.dates import fill as reference_fill  # noqa: E402
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2  # noqa: E402
-from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify  # noqa: E402
+from cloudfree.mask.classify import CLEAR, CLOUD, SHADOW, MaskParams, classify  # noqa: E402
 from cloudfree.pipeline import remove  # noqa: E402
 from cloudfree.pipeline.options import (  # noqa: E402
     EngineOptions,
@@ -96,7 +102,9 @@ ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", No
              ("--reference, no fringe", temporal_mask, "FRINGE", 0),
              ("--reference, no restoration of thin cloud", remove, "restore_dates",
               lambda *args, **kwargs: None),
-             ("--reference --dehaze", dehaze, "BY_DEFAULT", True)]
+             ("--reference --dehaze", dehaze, "BY_DEFAULT", True),
+             ("--reference, shadows left", remove, "SHADOW_WITH_DATES", False),
+             ("--reference, no shadow penumbra", temporal_mask, "SHADOW_GROW", 0)]
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 
@@ -163,8 +171,8 @@ def naive_temporal(cloudy: np.ndarray, truth_mask: np.ndarray, refs: list[np.nda
 
 #: The kinds of case: real cloud pasted; a donor's cloud blended thinly over the target (share
 #: ``THIN``); the whole date hazy (``HAZE``); the real cloud with the nearest reference hazy all
-#: over, or shifted by 1-3 px.
-KINDS = ("pasted", "thin", "haze", "hazy reference", "shifted reference")
+#: over, or shifted by 1-3 px; the real cloud and its real shadows.
+KINDS = ("pasted", "thin", "haze", "hazy reference", "shifted reference", "shadowed")
 THIN = (0.15, 0.3)
 HAZE = 0.2
 
@@ -181,6 +189,32 @@ def write_like(path: Path, refl: np.ndarray, profile: dict) -> Path:
     return path
 
 
+def cast_shadows(donor: Path, work: Path) -> np.ndarray:
+    """Where [H, W] ``remove``'s mask of ``donor`` alone says cloud shadow (the shadows its
+    clouds cast, by its own scene offset)."""
+    mask = work / f"shadows_{donor.stem}.tif"
+    if not mask.exists():
+        remove_scene(donor, None, work / "donor.tif", engine=EngineOptions(model="median-fill"),
+                     outputs=OutputOptions(overwrite=True, cog=False, mask_out=mask), quiet=True)
+    with rasterio.open(mask) as src:
+        return src.read(1) == SHADOW
+
+
+#: A cast shadow's penumbra (px, the Gaussian's sigma) and the least share of its darkening
+#: that counts in the true mask (``shadowed``).
+PENUMBRA, CAST_MIN = 1.5, 0.02
+
+
+def cast_on(truth: np.ndarray, donor: np.ndarray, shadow: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The target ``truth`` under the ``donor``'s ``shadow`` (module docstring,
+    ``shadowed``), and where [H, W] it is darkened."""
+    clear = classes(donor, MaskParams()) == CLEAR
+    ratio = np.median(donor[:, shadow], axis=1) / np.median(donor[:, clear], axis=1)
+    share = np.maximum(shadow, ndimage.gaussian_filter(shadow.astype(np.float64), PENUMBRA))
+    return truth * (1 - share * (1 - ratio[:, None, None])), share > CAST_MIN
+
+
 def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
               work: Path) -> tuple[Path, np.ndarray, np.ndarray, list[Path]]:
     """The cloudy target, its truth, its true cloud mask and the references of one case."""
@@ -188,6 +222,9 @@ def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Pa
     donor_refl, donor_dn, _ = read(donor)
     cloud = classes(donor_refl, MaskParams()) == CLOUD
     refs = list(others)
+    shadowed = truth
+    if kind == "shadowed":
+        shadowed, cast = cast_on(truth, donor_refl, cast_shadows(donor, work) & ~cloud)
     if kind == "thin":
         share = THIN[0] + (THIN[1] - THIN[0]) * ((number * 0.618) % 1)
         cloudy = np.where(cloud, (1 - share) * truth + share * donor_refl, truth)
@@ -196,7 +233,9 @@ def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Pa
         cloudy = (1 - HAZE) * truth + HAZE * cloud_spectrum(donor_refl, classes(
             donor_refl, MaskParams()) == CLOUD)
     else:
-        cloudy = np.where(cloud, donor_refl, truth)
+        cloudy = np.where(cloud, donor_refl, shadowed)
+    if kind == "shadowed":
+        cloud |= cast
     if kind in ("hazy reference", "shifted reference"):
         nearest = min(range(len(refs)), key=lambda i: abs(
             np.datetime64(date_of(refs[i].name)) - np.datetime64(date_of(target.name))))
@@ -231,7 +270,7 @@ def band_subset(path: Path, bands: tuple[str, ...], folder: Path) -> Path:
 
 
 def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Path],
-             work: Path, ablations: Sequence[tuple] = (), shadow: bool = False,
+             work: Path, ablations: Sequence[tuple] = (),
              bands: tuple[str, ...] = BANDS, temporal: bool | None = None) -> dict:
     cloudy_path, truth, pasted, refs_paths = make_case(kind, number, target, donor, others,
                                                        work)
@@ -273,11 +312,6 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
         finally:
             setattr(module, setting, kept)
         results[name] = read(ref_path)[0]
-    if shadow:
-        remove_scene(cloudy_path, None, ref_path, mask_params=MaskParams(buffer=5, shadow=True),
-                     dates=ReferenceOptions(references=refs_paths, temporal_mask=False),
-                     outputs=OutputOptions(overwrite=True, cog=False), quiet=True)
-        results["--reference --shadow"] = read(ref_path)[0]
     whole = np.ones(pasted.shape, bool)
     single = classify(cloudy, None, REMOVE_MASK, bands)[0] == CLOUD
     row = {"kind": kind, "target": target.name, "donor": donor.name,
@@ -347,8 +381,6 @@ def main() -> None:
     parser.add_argument("--ablations", nargs="*", metavar="WORD",
                         help="also --reference with one part turned off (ABLATIONS): all, or "
                              "those whose names hold one of the WORDs")
-    parser.add_argument("--shadow", action="store_true",
-                        help="also --reference --shadow (cloud shadows of the target filled too)")
     parser.add_argument("--tables", type=Path, metavar="JSON",
                         help="only print the tables by kind and by case of a saved --json run")
     parser.add_argument("--size", type=int,
@@ -397,15 +429,18 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
     """The cases of ``dates`` (clear targets x cloud donors x kinds), their table and JSON."""
     targets, donors = targets_and_donors(dates, args.half)
     kinds = args.kinds or KINDS
-    cases = [(k, t, d) for t in targets for d in donors for k in kinds][:: args.every]
     ablations = [a for a in ABLATIONS if args.ablations is not None and (
         not args.ablations or any(word in a[0] for word in args.ablations))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        # a donor that casts no shadow would repeat its pasted case
+        casting = {d for d in donors if "shadowed" in kinds and cast_shadows(d, Path(tmp)).any()}
+        cases = [(k, t, d) for t in targets for d in donors for k in kinds
+                 if k != "shadowed" or d in casting][:: args.every]
         for i, (kind, target, donor) in enumerate(cases, 1):
             others = [p for p in dates if p != target]
             rows.append(run_case(kind, i, target, donor, others, Path(tmp), ablations,
-                                 args.shadow, args.bands, args.temporal_mask))
+                                 args.bands, args.temporal_mask))
             print(f"{i}/{len(cases)} {kind}: {target.name} <- {donor.name}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr_pasted"].items())
                   + f"; IoU {rows[-1]['mask_iou']['temporal (--reference)']:.3f}",

@@ -271,8 +271,9 @@ def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
                               "clouds cast: the dark pixels (CSI=(B08+B11)/2) on the side "
                               "where the clouds' outlines, displaced alike, fall on dark "
                               "land; dark land elsewhere is kept (needs B08 and B11; skipped "
-                              "without them) [default: on for a single date, off with "
-                              "--reference]."
+                              "without them); with --reference, those the dates see darker "
+                              "in NIR and SWIR than the land there, with their penumbra, are "
+                              "filled from them [default: on]."
                          if s1 else
                          "Also flag cloud shadow (class 2) from CSI=(B08+B11)/2: the "
                          "scene's darkest land, which takes in dark forest and water too."),

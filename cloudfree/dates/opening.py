@@ -61,6 +61,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     s1=None, reference_s1: Sequence[Path | str | None] = (),
                     quiet: bool = False, count: int | None = None,
                     bands: Sequence[str] | None = None, temporal: bool = False,
+                    tie_shadows: bool = False,
                     scratch: Path | str | None = None, decoded: DecodedScene | None = None,
                     room: ScratchRoom | None = None) -> DateStatistics:
     """Open every reference (and its S1) on the target grid, read as ``inputs`` say, and run
@@ -72,7 +73,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     not overlap the target or cannot be read is skipped with a warning (batch's nearest dates,
     where one scene must not fail another); without, such a reference is an error.
     ``bands``: the target's bands the fill reads and returns, in order (default: all of them).
-    With ``temporal``, the dates also judge the target's clouds (``temporal_mask.py``).
+    With ``temporal``, the dates also judge the target's clouds (``temporal_mask.py``);
+    ``tie_shadows``: the target's shadows are those its clouds cast (``TargetMask``).
     ``scratch``: the output beside which a JPEG2000 reference is kept decoded
     (``references.open_reference``); ``decoded``: the target as a first pass decoded it,
     read back rather than decoded again where it holds ``bands``; ``room``: which references
@@ -107,7 +109,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 skipped.append({"path": str(path), "reason": str(exc)})
         # the dates judge the target's edges: no single-date growth into them
         target_params = replace(params, edges=False)
-        dates = DateStatistics(TargetMask(target, bands, target_params, shadow, decoded),
+        dates = DateStatistics(TargetMask(target, bands, target_params, shadow, decoded,
+                                          tie_shadows),
                                references, s1, skipped, temporal)
     except BaseException:
         for ref in references:

@@ -309,6 +309,8 @@ def register(ref: Reference, target: Sentinel2, params: MaskParams,
     bands = [b for b in REGISTER_BANDS if b in ref.bands]
     if not bands:
         return
+    # the land the shadow test flags (dark fields and forest, most of it) is land to register on
+    params = replace(params, shadow=False)
     halo = params.halo
     refl, valid, classes, _ = read_classified(mask_reader(target, ref.bands, params, decoded),
                                               top, left, size_h, size_w,

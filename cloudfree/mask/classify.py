@@ -165,7 +165,7 @@ class MaskParams:
     ndsi_threshold: float = 0.6
     buffer: int = 0
     #: cloud shadows flagged (class 2); None: the command's default (``mask``: off, ``remove``:
-    #: on for a single date, off with references)
+    #: on)
     shadow: bool | None = None
     hot: bool = True
     land: bool = True  # bright land (roofs, greenhouses) that scores as cloud left clear

@@ -90,6 +90,9 @@ LAND_SIGMA = 32.0
 #: of tests/fill/test_restore.py's darkened disks are the same pixels, 99 % of them) for a
 #: 25th of the CPU of the full-resolution Gaussians (0.02 against 0.52 s on a 1024^2 mosaic).
 SHADE_STEP = 4
+#: Context the shadows' tie to their clouds needs (``tied_shadows``), in whole steps of the
+#: shadow test's grid, so that a window's corner keeps its place on that grid.
+TIE_REACH = -(-NEAR // SHADE_STEP) * SHADE_STEP
 #: Mean ratio of B08 and B11 (the shadow over the clear land around) up to which a pixel is a
 #: shadow, and from which it is land.
 DARK = (0.55, 0.75)
