@@ -748,34 +748,35 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
         return reach
     hazy = seeds & ~backed & extent
     rows = np.flatnonzero(hazy.any(axis=1))  # the share of haze is needed on these alone
-    clear = valid & ~cloud  # the haze's share is of these (never all: there is cloud)
-    haze = box_share((score > HAZE_SCORE) & clear, HAZE_BOX, rows=rows) / box_count(
-        clear, HAZE_BOX, rows=rows)
-    hazy[rows] &= haze >= SEED_HAZE
+    hazy[rows] &= box_mean(score > HAZE_SCORE, valid & ~cloud, HAZE_BOX, rows=rows) >= SEED_HAZE
     reach[hazy] = share[hazy]
     return reach
 
 
 def box_mean(x: np.ndarray, where: np.ndarray, size: int,
-             mode: str = "reflect", count: np.ndarray | None = None) -> np.ndarray:
+             mode: str = "reflect", count: np.ndarray | None = None,
+             rows: np.ndarray | None = None) -> np.ndarray:
     """Mean of ``x`` [H, W] over the ``where`` pixels of the ``size`` px square around each
     pixel (0 where it holds none); beyond the array's edges mirrored (``mode``), as windows
     read at the scene's edges are. ``x`` booleans: the share of them, in float32
     (``box_share``).
-    ``count``: ``box_count(where, size, mode)``, where the caller has it."""
+    ``count``: ``box_count(where, size, mode, rows)``, where the caller has it; ``rows``:
+    only those rows (indices), [len(rows), W]."""
     if mode != "constant" and where.all():  # every weight and their mean exactly 1
-        return _box_filter(x, size, mode)
+        return _box_filter(x, size, mode, rows)
     total = _box_filter(x & where if x.dtype == bool else x * where.astype(np.float32), size,
-                       mode)
-    return total / (box_count(where, size, mode) if count is None else count)
+                        mode, rows)
+    return total / (box_count(where, size, mode, rows) if count is None else count)
 
 
-def _box_filter(x: np.ndarray, size: int, mode: str) -> np.ndarray:
+def _box_filter(x: np.ndarray, size: int, mode: str,
+                rows: np.ndarray | None = None) -> np.ndarray:
     """``ndimage.uniform_filter`` of ``x`` [H, W] into float32 or wider (``box_share`` for
-    booleans)."""
+    booleans); only its ``rows`` where given."""
     if x.dtype == bool:
-        return box_share(x, size, mode)
-    return ndimage.uniform_filter(x, size, output=np.result_type(x, np.float32), mode=mode)
+        return box_share(x, size, mode, rows)
+    out = ndimage.uniform_filter(x, size, output=np.result_type(x, np.float32), mode=mode)
+    return out if rows is None else out[rows]
 
 
 def box_count(where: np.ndarray, size: int, mode: str = "reflect",
