@@ -104,11 +104,18 @@ FLAGGED_WEIGHT = 0.05
 
 def shade(reflectance: np.ndarray, seen: np.ndarray, land: np.ndarray,
           bands: tuple[str, ...] = BANDS) -> np.ndarray:
-    """How much [h, w] (0 to 1, on the grid of ``SHADE_STEP`` px) the B08 and B11 of the
-    ``seen`` pixels (weights [H, W], Gaussian of ``SEEN_SIGMA`` px) are darkened as a shadow
-    darkens land, against those of the ``land`` pixels (weights, Gaussian of ``LAND_SIGMA``
-    px): from the mean of the two ratios, 1 at ``DARK[0]`` and below, 0 from ``DARK[1]`` and
-    where either has no weight. Needs B08 and B11."""
+    """How much [h, w] (0 to 1, on the grid of ``SHADE_STEP`` px) the ``seen`` pixels are
+    darkened as a shadow darkens land (``darkening``): 1 at ``DARK[0]`` and below, 0 from
+    ``DARK[1]`` and where either has no weight. Needs B08 and B11."""
+    return smoothstep_down(darkening(reflectance, seen, land, bands), *DARK)
+
+
+def darkening(reflectance: np.ndarray, seen: np.ndarray, land: np.ndarray,
+              bands: tuple[str, ...] = BANDS) -> np.ndarray:
+    """The mean [h, w] (on the grid of ``SHADE_STEP`` px) of the ratios of B08 and of B11 of
+    the ``seen`` pixels (weights [H, W], Gaussian of ``SEEN_SIGMA`` px) to those of the
+    ``land`` pixels (weights, Gaussian of ``LAND_SIGMA`` px); 1 where either has no weight.
+    Needs B08 and B11."""
     nir, swir = (reflectance[bands.index(b)] for b in ("B08", "B11"))
 
     def cells(weight: np.ndarray) -> np.ndarray:  # the weights and both bands, per cell
@@ -120,8 +127,7 @@ def shade(reflectance: np.ndarray, seen: np.ndarray, land: np.ndarray,
     near = gaussian(seen_cells, on_grid(SEEN_SIGMA))
     far = gaussian(seen_cells if land is seen else cells(land), on_grid(LAND_SIGMA))
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.nan_to_num((near[1:] * far[:1]) / (near[:1] * far[1:]), nan=1).mean(0)
-    return smoothstep_down(ratio, *DARK)
+        return np.nan_to_num((near[1:] * far[:1]) / (near[:1] * far[1:]), nan=1).mean(0)
 
 
 def on_grid(sigma: float) -> float:

@@ -139,6 +139,7 @@ from cloudfree.mask.shadow import (
     OFFSET_REACH,
     SHADE_STEP,
     TIE_REACH,
+    footprint,
     offset_counts,
     scene_offset,
     shadow_like,
@@ -696,7 +697,9 @@ class SceneRemoval:
                 clear = valid & (classes == CLEAR)
                 here = np.zeros_like(region)  # the halo only lends sources
                 here[inner] = region[inner]
-                sources = source_weight(refl, region, clear, local, self.bands)
+                offset = None if self.shadow is None else self.shadow.offset
+                cast = None if offset is None else footprint(classes == CLOUD, offset)
+                sources = source_weight(refl, region, clear, local, self.bands, cast)
                 network_input, support = local_fill(refl, here, sources, s1, self.fill.values,
                                                     local, self.bands)
                 if self.restoring is not None:  # what still shows is restored, not filled
