@@ -24,7 +24,10 @@ the land beyond. A clear pixel near the fill that looks like a cloud's shadow (`
 darker in NIR and SWIR than the clear land around, as the shadow test of ``shadow.py`` measures
 it, and not water) lends little: cumulus cast their shadows beside them, and a fill of their
 land made partly of shadow came out darker in NIR and SWIR and bluer (the visible bands lose
-less in a shadow) than the land around.
+less in a shadow) than the land around. Where the scene's clouds cast their shadows (``cast``,
+their outlines displaced by the scene's shadow offset, ``shadow.footprint``), the penumbra
+beside the shadows lends little too: a source there lends in proportion to how near its NIR and
+SWIR are to the land's farther around, from nothing at the shadow test's upper margin.
 
 Two spatial scales are summed, ``sigma`` and ``4 sigma`` (the larger weighted ``COARSE_WEIGHT``),
 so a pixel far inside a cloud still finds land of its S1 class; where nothing clear of its kind
