@@ -134,11 +134,8 @@ SNOW_DATES = 2
 MIN_JUDGES = 3
 #: Residual histogram for the noise: range and step (reflectance).
 RESIDUAL_RANGE, RESIDUAL_STEP = 0.5, 1e-4
-#: Smallest noise (reflectance): two DN of L1C. The residuals and levels are counted in bins of
-#: one DN (``RESIDUAL_STEP``, ``LEVEL_STEP``), so two percentiles are known to a bin each and a
-#: spread read as one bin may be nearly two: in B10 over winter land (its residuals a few DN
-#: across), a floor of one DN called pixels 4 DN brighter in B10 alone cloud.
-NOISE_FLOOR = 2e-4
+#: Smallest noise (reflectance): one DN of L1C.
+NOISE_FLOOR = 1e-4
 #: The whole-date test: clear dates nearest in time that give a date's expected level; the share
 #: of its valid pixels a reference must see clear to be a clear date; the fewest clear dates
 #: for the test; the histogram step of the levels (reflectance, from 0 to 1).
