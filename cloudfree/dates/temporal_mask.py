@@ -313,7 +313,8 @@ class TemporalMask:
         for filled, ref in enumerate(self.references):
             if (count >= kept).all():
                 break
-            refl, _, classes = ref.classes(top, left, height, width, with_shadow=False)
+            refl, _, classes = ref.classes(top, left, height, width, with_shadow=False,
+                                           planes=self.index)
             prediction = self.predict(ref, refl, top, left)
             open_slots = count < kept
             snowy += (classes == SNOW) & open_slots
@@ -328,14 +329,15 @@ class TemporalMask:
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands (by its
-        scene-wide line in ``SCENE_WIDE`` bands)."""
+        scene-wide line in ``SCENE_WIDE`` bands) from its reflectance in them [detect bands,
+        h, w]."""
         field = self.fields[ref.index]
         gain, offset = field.line_at(top, left, *refl.shape[1:], self.index)
         if field.scene is not None:
             rows = np.nonzero(self.scene_wide)[0]
             gain[rows] = field.scene[0][self.index][rows, None, None]
             offset[rows] = field.scene[1][self.index][rows, None, None]
-        gain *= refl[self.index]
+        gain *= refl
         gain += offset
         return gain
 
