@@ -71,7 +71,7 @@ from cloudfree.dates.references import (
 )
 from cloudfree.dates.similar_pixels import SimilarPixels, sample_grid, sample_stride
 from cloudfree.dates.target_mask import FRINGE, TargetMask
-from cloudfree.dates.temporal_mask import TemporalMask
+from cloudfree.dates.temporal_mask import TemporalMask, weighs_with
 from cloudfree.dates.weights import VARIANCE_UNIT, days_apart
 from cloudfree.io.rasters import block_windows
 from cloudfree.mask.classify import combine_shadow_stats
@@ -193,7 +193,7 @@ class DateStatistics:
         self.target.keep_classes(WINDOW, (self.fit_buffer, FIT_BUFFER))
         for ref in self.references:
             ref.keep_classes(WINDOW)
-        self._statistics(quiet)
+        self._statistics(quiet, gather=not self._refitting)
         if self.judge:
             self._judge(quiet)
         self.first = None
@@ -213,6 +213,8 @@ class DateStatistics:
             self._statistics(quiet, gather=refit == REFITS - 1)
             temporal.refitted(self.used, self._fields())
             temporal.calibrate(self.target.clear, quiet)
+        if self._refitting and not temporal.calibrated:  # no refit: the first pass's fits stand
+            self._statistics(quiet)  # the same pass again, gathering them
         temporal.settled = True
         if not temporal.weighs and temporal.calibrated:
             # the lines without the thin cloud the test finds, where it is more than a trace,
@@ -224,6 +226,12 @@ class DateStatistics:
                    for i, f in kept[0].items()):
                 self.fitted, self.joint_fits, self.similar = kept
                 self.target.fringe = 0
+
+    @property
+    def _refitting(self) -> bool:
+        """Whether the temporal test refits the lines once it is calibrated: the fill then takes
+        the last refit's groups and sample, not the first pass's."""
+        return self.judge and REFITS > 0 and weighs_with(self.bands)
 
     def _fields(self) -> dict[int, FitField]:
         return {r.index: self.fitted[r.index].field for r in self.used}

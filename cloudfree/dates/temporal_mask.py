@@ -149,6 +149,12 @@ TAIL = (0.05, 0.25)
 TAIL_Z = (-1.6449, -0.6745)
 
 
+def weighs_with(bands: Sequence[str]) -> bool:
+    """Whether the test of a target of ``bands`` weighs the references and refits the lines
+    without what it finds cloud: with aerosol, blue and cirrus (module docstring)."""
+    return {*BRIGHT, *CIRRUS} <= set(bands)
+
+
 def judges_by_default(bands: Sequence[str]) -> bool:
     """Whether the dates judge the clouds of a target of ``bands`` unless told: with blue and
     red (HOT), as L1C and the ten bands of L2A have; on both the temporal mask beat the
@@ -245,7 +251,7 @@ class TemporalMask:
         self.scene_wide = np.isin(self.detect, SCENE_WIDE)
         # refits the lines without what it finds cloud and weighs the references: only with
         # aerosol, blue and cirrus (module docstring)
-        self.weighs = {*BRIGHT, *CIRRUS} <= set(self.detect)
+        self.weighs = weighs_with(self.detect)
         self.noise = np.full(len(self.detect), np.inf)  # until calibrated: nothing is detected
         self.level = np.zeros(len(self.detect))  # the clear land's residual
         self.acquired = acquired  # the target's date
