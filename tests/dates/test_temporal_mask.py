@@ -576,7 +576,7 @@ def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
     predictions = []
     for ref in fill.temporal.references:
         refl, _, clear = ref.clear(10, 20, 100, 120, with_shadow=False, halo=3)
-        predicted = fill.temporal.predict(ref, refl, 7, 17)
+        predicted = fill.temporal.predict(ref, refl[fill.temporal.index], 7, 17)
         predictions.append(np.where(clear, predicted, np.nan))
     np.testing.assert_array_equal(background.count, np.isfinite(predictions).all(axis=1).sum(0))
     with warnings.catch_warnings():
