@@ -165,18 +165,21 @@ class Reference:
         return (width(dy) if dy < 0 else 0, width(dy) if dy > 0 else 0,
                 width(dx) if dx < 0 else 0, width(dx) if dx > 0 else 0)
 
-    def read(self, window) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid."""
+    def read(self, window, planes: Sequence[int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid; with
+        ``planes``, of those of its bands only (indices)."""
         read = self.s2.read if self.kept is None else self.kept.read
+        bands = self.bands if planes is None else tuple(self.bands[i] for i in planes)
         if self.resampling is None:
-            return read(window, self.bands)
+            return read(window, bands)
 
         def source(win):
-            refl, valid = read(win, self.bands)
+            refl, valid = read(win, bands)
             refl[:, ~valid] = np.nan
             return refl
 
-        out = warp_onto(self.s2, source, len(self.bands), self.grid,
+        out = warp_onto(self.s2, source, len(bands), self.grid,
                         window_transform(window, self.grid.transform), window,
                         self.resampling, 1)
         valid = np.isfinite(out).all(axis=0)
@@ -194,23 +197,24 @@ class Reference:
         return refl, valid, classes == CLEAR
 
     def classes(self, top: int, left: int, height: int, width: int,
-                with_shadow: bool = True, halo: int = 0
+                with_shadow: bool = True, halo: int = 0, planes: Sequence[int] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As ``clear``, with the single-date classes [h, w] in place of the clear mask: read
         back from ``classified`` once it holds the whole grid's (the classes with shadows
         masked are classified each time), else classified and, for a window of its, kept
-        there."""
+        there. With ``planes``, the reflectance of those of its bands only (indices; where the
+        classes are read back, only those are read)."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
         # its own scene classification when it is on the target's grid (else the score)
         direct = self.resampling is None
         read = mask_reader(self.s2, self.bands, params,
                            None if self.kept is None else self.kept.decoded) \
-            if direct else lambda w: (*self.read(w), None)
+            if direct else lambda w, planes=None: (*self.read(w, planes), None)
         refl, valid, classes, _ = read_keeping(
             read, top, left, height, width, (self.grid.height, self.grid.width), halo, params,
             self.bands, self.shadow if with_shadow else None,
             None if params.shadow else self.classified,  # kept: the classes without shadows
-            pads_itself=direct, same_read=not direct)
+            pads_itself=direct, same_read=not direct, planes=planes)
         return refl, valid, classes
 
     def keep_classes(self, block: int) -> None:

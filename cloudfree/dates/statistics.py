@@ -7,7 +7,8 @@ both, each cell of the window gets a robust line per band (``radiometry.py``), e
 its scene-wide shadow statistics, and, with S1 of both dates, the histogram of their backscatter
 difference (its median is the change check's bias, ``references.histogram_median``). The same
 pass gathers the sums of the groups of the nearest dates fitted jointly (``joint_fit.py``) and
-the sample of the target's clear pixels whose dates look alike (``similar_pixels.py``).
+the sample of the target's clear pixels whose dates look alike (``similar_pixels.py``); where
+the temporal test refits the lines (below), only the last refit does, as the fill takes its.
 
 A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth of a
 smaller target's; an overcast date) is left out, with a warning. When no reference shares that
@@ -71,7 +72,7 @@ from cloudfree.dates.references import (
 )
 from cloudfree.dates.similar_pixels import SimilarPixels, sample_grid, sample_stride
 from cloudfree.dates.target_mask import FRINGE, TargetMask
-from cloudfree.dates.temporal_mask import TemporalMask
+from cloudfree.dates.temporal_mask import TemporalMask, weighs_with
 from cloudfree.dates.weights import VARIANCE_UNIT, days_apart
 from cloudfree.io.rasters import block_windows
 from cloudfree.mask.classify import combine_shadow_stats
@@ -193,7 +194,7 @@ class DateStatistics:
         self.target.keep_classes(WINDOW, (self.fit_buffer, FIT_BUFFER))
         for ref in self.references:
             ref.keep_classes(WINDOW)
-        self._statistics(quiet)
+        self._statistics(quiet, gather=not self._refitting)
         if self.judge:
             self._judge(quiet)
         self.first = None
@@ -206,12 +207,15 @@ class DateStatistics:
             name=scene.path.name)
         temporal.judge_date(self.target.clear, quiet)
         temporal.calibrate(self.target.clear, quiet)
-        for _ in range(REFITS if temporal.weighs else 0):
+        for refit in range(REFITS if temporal.weighs else 0):
             if not temporal.calibrated:
                 break
-            self._statistics(quiet)
+            # once calibrated it stays so: only the last refit's groups and sample are kept
+            self._statistics(quiet, gather=refit == REFITS - 1)
             temporal.refitted(self.used, self._fields())
             temporal.calibrate(self.target.clear, quiet)
+        if self._refitting and not temporal.calibrated:  # no refit: the first pass's fits stand
+            self._statistics(quiet)  # the same pass again, gathering them
         temporal.settled = True
         if not temporal.weighs and temporal.calibrated:
             # the lines without the thin cloud the test finds, where it is more than a trace,
@@ -224,11 +228,20 @@ class DateStatistics:
                 self.fitted, self.joint_fits, self.similar = kept
                 self.target.fringe = 0
 
+    @property
+    def _refitting(self) -> bool:
+        """Whether the temporal test refits the lines once it is calibrated: the fill then takes
+        the last refit's groups and sample, not the first pass's."""
+        return self.judge and REFITS > 0 and weighs_with(self.bands)
+
     def _fields(self) -> dict[int, FitField]:
         return {r.index: self.fitted[r.index].field for r in self.used}
 
-    def _statistics(self, quiet: bool) -> None:
-        """One statistics pass over the target and every reference."""
+    def _statistics(self, quiet: bool, gather: bool = True) -> None:
+        """One statistics pass over the target and every reference; without ``gather``, the
+        groups' sums and the similar pixels' sample are not gathered (a pass whose fits only
+        the temporal test takes up: the last pass's are the ones used) and ``joint_fits`` and
+        ``similar`` stay as they are."""
         scene, bands = self.target.scene, len(self.bands)
         h, w = scene.height, scene.width
         cells = (math.ceil(h / CELL), math.ceil(w / CELL))
@@ -246,7 +259,7 @@ class DateStatistics:
         own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
         inner_valid = dict.fromkeys(fits, 0)  # inside the border strips its shift explains
         samples: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sets]
-        with closing(ordered_map(WindowSums(self, ring).sums, windows,
+        with closing(ordered_map(WindowSums(self, ring, gather).sums, windows,
                                  usable_cores())) as results:
             for window, (stats, joint_sums, window_samples) in zip(windows, progress(
                     results, len(windows), "reference statistics", quiet), strict=True):
@@ -275,7 +288,7 @@ class DateStatistics:
         if (self.fit_buffer is None and self.target.params.buffer > FIT_BUFFER and fits
                 and max(f.common for f in fits.values()) < MIN_COMMON):
             self.fit_buffer, self.few_clear = FIT_BUFFER, True
-            return self._statistics(quiet)
+            return self._statistics(quiet, gather)
         if tests_ring and not fringe:
             self.ring_tested = True
             if ring_clear(fits, sets[1][0], self.bands.index("B02")):
@@ -315,8 +328,9 @@ class DateStatistics:
                 log.warning("%s: reference %s: only %d pixels clear in both dates; its fit "
                             "leans towards the date taken as it is", scene.path.name,
                             ref.path.name, result.common)
-        self.joint_fits = self._fit_groups(groups)
-        self.similar = self._fit_similar(samples[0])
+        if gather:
+            self.joint_fits = self._fit_groups(groups)
+            self.similar = self._fit_similar(samples[0])
 
     def _fit_similar(self, samples: list[tuple[np.ndarray, np.ndarray]]
                      ) -> SimilarPixels | None:
@@ -370,19 +384,22 @@ class DateStatistics:
 class WindowSums:
     """What one statistics pass of ``dates`` gathers from each window of the target grid
     (``sums``), the target's clear pixels counted as the pass counts them (``fit_buffer``) and,
-    with a ``ring`` (``DateStatistics._ring``), also with that buffer and fringe. A cell's
+    with a ``ring`` (``DateStatistics._ring``), also with that buffer and fringe; without
+    ``gather``, neither the groups' sums nor the similar pixels' sample. A cell's
     sums are those of the first pass (``DateStatistics.first``), or of the first count of the
     same pass, where its pixels clear in both are the same (the sums of a cell depend on its
     pixels alone): the temporal test and the ring change only the cells near clouds."""
 
-    def __init__(self, dates: DateStatistics, ring: tuple[int | None, int] | None) -> None:
+    def __init__(self, dates: DateStatistics, ring: tuple[int | None, int] | None,
+                 gather: bool = True) -> None:
         self.dates = dates
         self.views = [(dates.fit_buffer, None)] + ([] if ring is None else [ring])
         first = dates.first  # the first pass's sums where a view counts its cloud buffer
         self.first = [first[1] if first is not None and first[0] == dates.cloud_buffer(buffer)
                       else None for buffer, _ in self.views]
         self.stride = dates.group_stride
-        self.members = {i for group in dates.groups for i in group}
+        self.members = {i for group in dates.groups for i in group} if gather else set()
+        self.similar = dates.similar_dates if gather else ()
         self.sample_stride = sample_stride(dates.target.scene.height, dates.target.scene.width)
 
     def sums(self, window: Window) -> tuple[dict, list[dict], list[tuple]]:
@@ -413,7 +430,7 @@ class WindowSums:
             refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
             if ref.index in self.members:
                 sampled[ref.index] = refl[:, counted], clear[counted]
-            if ref.index in dates.similar_dates:
+            if ref.index in self.similar:
                 alike[ref.index] = refl[:, grid], clear[grid]
             cells: list[list[tuple]] = []
             for mask, single, first in zip(masks, singles, self.first, strict=True):
@@ -432,18 +449,18 @@ class WindowSums:
             out[ref.index] = (cells, window_shadow_stats(refl, valid, dates.bands), diff,
                               int(clear.sum()), int(valid.sum()),
                               int(valid[_inside(ref, top, left, height, width)].sum()))
-        joint_sums = []
-        values = target[:, counted]
-        for mask in masks:
-            kept = mask[counted]
-            joint_sums.append({})
-            for group in dates.groups:
-                common = np.logical_and.reduce([sampled[i][1] for i in group]) & kept
-                if common.any():
-                    joint_sums[-1][group] = JointSums.of(
-                        [sampled[i][0][:, common] for i in group], values[:, common])
+        joint_sums: list[dict] = [{} for _ in masks]
+        if self.members:
+            values = target[:, counted]
+            for mask, into in zip(masks, joint_sums, strict=True):
+                kept = mask[counted]
+                for group in dates.groups:
+                    common = np.logical_and.reduce([sampled[i][1] for i in group]) & kept
+                    if common.any():
+                        into[group] = JointSums.of([sampled[i][0][:, common] for i in group],
+                                                   values[:, common])
         samples = []
-        similar, seen = dates.similar_dates, target[:, grid]
+        similar, seen = self.similar, target[:, grid]
         for mask in masks:
             common = np.logical_and.reduce([mask[grid], *(alike[i][1] for i in similar)])
             samples.append((np.concatenate([alike[i][0][:, common] for i in similar]).T,

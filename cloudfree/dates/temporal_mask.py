@@ -149,6 +149,12 @@ TAIL = (0.05, 0.25)
 TAIL_Z = (-1.6449, -0.6745)
 
 
+def weighs_with(bands: Sequence[str]) -> bool:
+    """Whether the test of a target of ``bands`` weighs the references and refits the lines
+    without what it finds cloud: with aerosol, blue and cirrus (module docstring)."""
+    return {*BRIGHT, *CIRRUS} <= set(bands)
+
+
 def judges_by_default(bands: Sequence[str]) -> bool:
     """Whether the dates judge the clouds of a target of ``bands`` unless told: with blue and
     red (HOT), as L1C and the ten bands of L2A have; on both the temporal mask beat the
@@ -245,7 +251,7 @@ class TemporalMask:
         self.scene_wide = np.isin(self.detect, SCENE_WIDE)
         # refits the lines without what it finds cloud and weighs the references: only with
         # aerosol, blue and cirrus (module docstring)
-        self.weighs = {*BRIGHT, *CIRRUS} <= set(self.detect)
+        self.weighs = weighs_with(self.detect)
         self.noise = np.full(len(self.detect), np.inf)  # until calibrated: nothing is detected
         self.level = np.zeros(len(self.detect))  # the clear land's residual
         self.acquired = acquired  # the target's date
@@ -313,7 +319,8 @@ class TemporalMask:
         for filled, ref in enumerate(self.references):
             if (count >= kept).all():
                 break
-            refl, _, classes = ref.classes(top, left, height, width, with_shadow=False)
+            refl, _, classes = ref.classes(top, left, height, width, with_shadow=False,
+                                           planes=self.index)
             prediction = self.predict(ref, refl, top, left)
             open_slots = count < kept
             snowy += (classes == SNOW) & open_slots
@@ -328,14 +335,15 @@ class TemporalMask:
 
     def predict(self, ref: Reference, refl: np.ndarray, top: int, left: int) -> np.ndarray:
         """A reference's fitted prediction of the target in the compared bands (by its
-        scene-wide line in ``SCENE_WIDE`` bands)."""
+        scene-wide line in ``SCENE_WIDE`` bands) from its reflectance in them [detect bands,
+        h, w]."""
         field = self.fields[ref.index]
         gain, offset = field.line_at(top, left, *refl.shape[1:], self.index)
         if field.scene is not None:
             rows = np.nonzero(self.scene_wide)[0]
             gain[rows] = field.scene[0][self.index][rows, None, None]
             offset[rows] = field.scene[1][self.index][rows, None, None]
-        gain *= refl[self.index]
+        gain *= refl
         gain += offset
         return gain
 

@@ -162,20 +162,23 @@ class DecodedScene:
                 _cannot_keep(self.folder, exc)
             os.ftruncate(self._file.fileno(), 0)
 
-    def read(self, window: Window) -> Stored:
-        """The stored values, validity and SCL (None without ``scl``) of ``window``."""
+    def read(self, window: Window, planes: Sequence[int] | None = None) -> Stored:
+        """The stored values, validity and SCL (None without ``scl``) of ``window``; with
+        ``planes``, the values of those of its ``bands`` (indices) only."""
         top, left = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
-        data = np.empty((self.planes, h, w), self.dtype)
+        n = len(self.bands) if planes is None else len(planes)
+        read = [*(range(len(self.bands)) if planes is None else planes),
+                *range(len(self.bands), self.planes)]  # and the validity and SCL
+        data = np.empty((len(read), h, w), self.dtype)
         for index, (t_top, t_left, t_h, t_w), (r0, r1, c0, c1) in overlaps(self.windows, window):
             piece = np.empty((r1 - r0, t_w), self.dtype)
-            for i in range(self.planes):
+            for into, i in enumerate(read):
                 offset = int(self.offsets[index]) + ((i * t_h) + r0 - t_top) * t_w * \
                     self.dtype.itemsize
                 read_at(self._file.fileno(), piece, offset)
-                data[i, r0 - top:r1 - top, c0 - left:c1 - left] = piece[:, c0 - t_left:
-                                                                        c1 - t_left]
-        n = len(self.bands)
+                data[into, r0 - top:r1 - top, c0 - left:c1 - left] = piece[:, c0 - t_left:
+                                                                           c1 - t_left]
         valid = data[n].astype(bool)
         return data[:n], valid, data[n + 1].astype(np.uint8) if self.scl else None
 

@@ -4,6 +4,7 @@ take it, its scene classification; decoded from the input, or read back from a
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -70,13 +71,20 @@ def read_classified(read: Callable[..., MaskInput], top: int, left: int, height:
 def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
                 scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
                 shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None,
-                index: ParallaxIndex | None = None, pads_itself: bool = True) -> MaskedWindow:
+                index: ParallaxIndex | None = None, pads_itself: bool = True,
+                planes: Sequence[int] | None = None) -> MaskedWindow:
     """:func:`read_classified`'s window (``index``: where its parallax index is kept); where
     ``kept`` holds the whole scene's classes, only the reflectance is read (by ``read``) and
-    the classes and score are read back from it: the same, exact to the window's edge."""
+    the classes and score are read back from it: the same, exact to the window's edge. With
+    ``planes``, the reflectance of those of ``bands`` only (indices): read alone where the
+    classes are read back (``read`` takes ``planes`` then, and gives the valid pixels of these
+    bands), else cut from the window classified."""
     if kept is None or not kept.complete:
-        return read_classified(read, top, left, height, width, scene, halo, params, bands,
-                               shadow, pads_itself, index)
+        window = read_classified(read, top, left, height, width, scene, halo, params, bands,
+                                 shadow, pads_itself, index)
+        return window if planes is None else window._replace(refl=window.refl[planes])
+    if planes is not None:
+        read = functools.partial(read, planes=planes)
     refl, valid, _ = read_padded(read, top, left, height, width, *scene, halo,
                                  pads_itself=pads_itself)
     return MaskedWindow(refl, valid, *kept.around(top, left, height, width, halo))
@@ -85,7 +93,8 @@ def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int
 def read_keeping(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,
                  scene: tuple[int, int], halo: int, params: MaskParams, bands: Sequence[str],
                  shadow: ShadowThresholds | None = None, kept: ClassifiedScene | None = None,
-                 pads_itself: bool = True, same_read: bool = False) -> MaskedWindow:
+                 pads_itself: bool = True, same_read: bool = False,
+                 planes: Sequence[int] | None = None) -> MaskedWindow:
     """A window with ``halo`` px around it whose classes are exact there: classified with the
     mask's context (``params.halo``) around the halo, then cropped to it, and kept in ``kept``
     where the window is one of its windows; or, once ``kept`` holds the whole scene's, read
@@ -93,14 +102,14 @@ def read_keeping(read: Callable[..., MaskInput], top: int, left: int, height: in
     (a reader whose values depend on the window it fills, as a warp's rounding does). A
     window whose read mirrors more than the scene's edge (``mirrors_once``: a narrow window
     reaching far beyond the scene) is read and classified as if none were kept, its values
-    there depending on the context read."""
+    there depending on the context read. ``planes``: as :func:`read_masked`'s."""
     complete = kept is not None and kept.complete
     back = complete and mirrors_once(top, left, height, width, *scene, params.halo + halo)
     narrow = back and not same_read and mirrors_once(top, left, height, width, *scene, halo)
     margin = 0 if narrow else params.halo
     context = margin + halo
     window = read_masked(read, top, left, height, width, scene, context, params, bands, shadow,
-                         kept if back else None, pads_itself=pads_itself)
+                         kept if back else None, pads_itself=pads_itself, planes=planes)
     place = None if kept is None or complete else kept.place(top, left, height, width)
     if place is not None:
         block = (slice(context, context + height), slice(context, context + width))
@@ -118,15 +127,16 @@ def takes_scl(s2: Sentinel2, params: MaskParams) -> bool:
 
 
 def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
-                  ) -> Callable[[Window], Stored]:
-    """read(window) -> the stored values of ``bands``, their validity and the scene
-    classification the mask takes (None: the score decides), decoded from the input."""
+                  ) -> Callable[..., Stored]:
+    """read(window, planes=None) -> the stored values of ``bands`` (with ``planes``, of those
+    of them only: indices), their validity and the scene classification the mask takes (None:
+    the score decides), decoded from the input."""
     use_scl = takes_scl(s2, params)
     if use_scl:
         s2.warn_unknown_scl()
 
-    def read(window: Window) -> Stored:
-        raw, valid = s2.read_dn(window, bands)
+    def read(window: Window, planes: Sequence[int] | None = None) -> Stored:
+        raw, valid = s2.read_dn(window, bands if planes is None else [bands[i] for i in planes])
         return raw, valid, s2.read_scl(window) if use_scl else None
 
     return read
@@ -150,15 +160,17 @@ def mask_input(s2: Sentinel2, stored: Stored, pads: Pads | None = None) -> MaskI
 def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams,
                 decoded: DecodedScene | None = None
                 ) -> Callable[..., MaskInput]:
-    """read(window, pads=None) -> the reflectance of ``bands``, the valid pixels and the scene
-    classification the mask takes (None: the score decides), padded as :func:`mask_input`;
-    read back from ``decoded`` when it holds the whole scene in these bands, else decoded from
-    the input."""
+    """read(window, pads=None, planes=None) -> the reflectance of ``bands`` (with ``planes``,
+    of those of them only: indices, the valid pixels then those of these bands), the valid
+    pixels and the scene classification the mask takes (None: the score decides), padded as
+    :func:`mask_input`; read back from ``decoded`` when it holds the whole scene in these
+    bands, else decoded from the input."""
     kept = decoded is not None and decoded.complete and decoded.bands == tuple(bands)
     source = decoded.read if kept else stored_reader(s2, bands, params)
 
-    def read(window: Window, pads: Pads | None = None) -> MaskInput:
-        return mask_input(s2, source(window), pads)
+    def read(window: Window, pads: Pads | None = None, planes: Sequence[int] | None = None
+             ) -> MaskInput:
+        return mask_input(s2, source(window, planes), pads)
 
     return read
 
@@ -218,11 +230,10 @@ class SceneCopy:
                 kept = needed <= self._stored
             if kept and not decoded.failed:
                 try:
-                    raw, valid, _ = decoded.read(window)
+                    raw, valid, _ = decoded.read(window, [decoded.bands.index(b) for b in bands])
                 except OSError:  # its file emptied by a failed write meanwhile
                     raw = valid = None
                 # checked after the read: a write failing during it voids what it read
                 if valid is not None and not decoded.failed and valid.all():
-                    return self.s2.reflectance(raw[[decoded.bands.index(b) for b in bands]],
-                                               None)
+                    return self.s2.reflectance(raw, None)
         return self.s2.read(window, bands)

@@ -52,22 +52,28 @@ def cloudy_reference(folder, moved=False):
     return out
 
 
+def kept_reference(folder, target, index: int, moved: bool, output) -> Reference:
+    """``cloudy_reference`` opened with its decoded copy beside ``output``, registered (its
+    shift applied: read resampled) where ``moved``, else read as it is; its classes kept by a
+    first pass over the target grid in 48 px windows."""
+    path, params = cloudy_reference(folder, moved), MaskParams(buffer=5)
+    ref = open_one(index, path, None, target, params, InputOptions(), True, scratch=output) \
+        if moved else open_reference(index, open_sentinel2(path), target, params,
+                                     scratch=output)
+    ref.keep_classes(48)
+    for window in block_windows(target.width, target.height, 48):
+        ref.clear(int(window.row_off), int(window.col_off), int(window.height),
+                  int(window.width), with_shadow=False)
+    return ref
+
+
 def test_the_kept_classes_are_what_classifying_again_gives(tmp_path):
     output = tmp_path / "out" / "out.tif"
     output.parent.mkdir()
     with open_sentinel2(TARGET) as target:
         for index, moved in enumerate((False, True), 1):
-            path, params = cloudy_reference(tmp_path, moved), MaskParams(buffer=5)
-            # registered (its shift applied: read resampled), or read as it is
-            ref = open_one(index, path, None, target, params, InputOptions(), True,
-                           scratch=output) if moved else \
-                open_reference(index, open_sentinel2(path), target, params, scratch=output)
-            with closing(ref):
+            with closing(kept_reference(tmp_path, target, index, moved, output)) as ref:
                 assert ref.shift_applied == moved and (ref.resampling is None) != moved
-                ref.keep_classes(48)
-                for window in block_windows(target.width, target.height, 48):  # a first pass
-                    ref.clear(int(window.row_off), int(window.col_off), int(window.height),
-                              int(window.width), with_shadow=False)
                 kept = ref.classified
                 assert kept.complete and len(kept.windows) == 9
                 # inside, at the edges, and reaching beyond them farther than it reads of
@@ -106,6 +112,38 @@ def test_the_kept_classes_are_what_classifying_again_gives(tmp_path):
             single = mask.classes(0, 0, 128, 128)[1]
             assert (single == CLOUD).mean() > (mask.classes(0, 0, 128, 128, 0)[1] == CLOUD).mean()
     assert list(output.parent.iterdir()) == []  # nameless scratches: nothing left behind
+
+
+def test_a_reference_read_in_some_of_its_bands_reads_only_those_where_its_classes_are_kept(
+        tmp_path):
+    # the temporal background compares six bands: where a reference's classes are read back,
+    # only those bands are read, the same values as reading every band and taking them; where
+    # they are classified again (a narrow window reaching past the edge), all are read
+    output = tmp_path / "out" / "out.tif"
+    output.parent.mkdir()
+    planes = [0, 1, 3, 7, 10]
+    with open_sentinel2(TARGET) as target:
+        for index, moved in enumerate((False, True), 1):
+            with closing(kept_reference(tmp_path, target, index, moved, output)) as ref:
+                read, reads = ref.kept.decoded.read, []
+
+                def recorded(window, planes=None, read=read, reads=reads):
+                    reads.append(planes)
+                    return read(window, planes)
+
+                ref.kept.decoded.read = recorded
+                for top, left, h, w, halo, narrow in ((10, 20, 50, 70, 7, False),
+                                                      (0, 60, 20, 68, 5, False),
+                                                      (-24, -24, 152, 35, 5, True)):
+                    reads.clear()
+                    some = ref.classes(top, left, h, w, with_shadow=False, halo=halo,
+                                       planes=planes)
+                    counts = {len(ref.bands) if p is None else len(p) for p in reads}
+                    assert counts == {len(ref.bands) if narrow else len(planes)}
+                    every = ref.classes(top, left, h, w, with_shadow=False, halo=halo)
+                    np.testing.assert_array_equal(some[0], every[0][planes])
+                    for got, want in zip(some[1:], every[1:], strict=True):
+                        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.slow

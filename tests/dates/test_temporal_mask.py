@@ -576,7 +576,7 @@ def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
     predictions = []
     for ref in fill.temporal.references:
         refl, _, clear = ref.clear(10, 20, 100, 120, with_shadow=False, halo=3)
-        predicted = fill.temporal.predict(ref, refl, 7, 17)
+        predicted = fill.temporal.predict(ref, refl[fill.temporal.index], 7, 17)
         predictions.append(np.where(clear, predicted, np.nan))
     np.testing.assert_array_equal(background.count, np.isfinite(predictions).all(axis=1).sum(0))
     with warnings.catch_warnings():
@@ -756,3 +756,47 @@ def test_the_passes_after_each_fit_take_the_first_passs_cells_where_they_are_the
     assert len(taken) == 3 * len(dates["refs"])
     shares = [np.mean(cells) for cells in taken]
     assert 0 < np.mean(shares) < 1  # some cells taken, some summed again
+
+
+@pytest.mark.parametrize("calibrates", [True, False])
+def test_the_groups_and_similar_pixels_are_gathered_by_the_pass_the_fill_keeps(
+        dates, monkeypatch, calibrates):
+    # the statistics passes before the last refit gather neither the groups' sums nor the
+    # similar pixels' sample (the next pass's replace them): the fill's groups and search are
+    # the same, bit for bit, as when every pass gathers them; where the test could not be
+    # calibrated (no refit follows), the first pass is made again to gather them
+    real, sums = statistics.DateStatistics._statistics, statistics.WindowSums.sums
+    if not calibrates:
+        monkeypatch.setattr(temporal_mask.TemporalMask, "calibrate", lambda *args: None)
+
+    def fitted(every: bool) -> tuple[statistics.DateStatistics, list[bool]]:
+        gathered: list[bool] = []  # per pass, whether any of its windows gathered them
+
+        def one_pass(self, quiet, gather=True):
+            gathered.append(False)
+            return real(self, quiet, True if every else gather)
+
+        def window(self, win):
+            out, joint, samples = sums(self, win)
+            gathered[-1] |= any(joint) or any(s is not None for s in samples)
+            return out, joint, samples
+
+        monkeypatch.setattr(statistics.DateStatistics, "_statistics", one_pass)
+        monkeypatch.setattr(statistics.WindowSums, "sums", window)
+        with open_sentinel2(dates["thin"]) as target:  # two dates: a group and the search
+            fill = open_references(dates["refs"][:2], target, MaskParams(buffer=5), None,
+                                   quiet=True, temporal=True)
+            fill.close()
+        return fill, gathered
+
+    every, _ = fitted(every=True)
+    once, gathered = fitted(every=False)
+    assert gathered == ([False, False, True] if calibrates else [False, True])
+    assert [f.dates for f in once.joint_fits] == [f.dates for f in every.joint_fits]
+    assert once.joint_fits and once.similar is not None
+    for a, b in zip(once.joint_fits, every.joint_fits, strict=True):
+        np.testing.assert_array_equal(a.coef, b.coef)
+        np.testing.assert_array_equal(a.variance, b.variance)
+    for name in ("mean", "scale", "basis", "targets"):
+        np.testing.assert_array_equal(getattr(once.similar, name), getattr(every.similar, name))
+    np.testing.assert_array_equal(once.similar.tree.data, every.similar.tree.data)

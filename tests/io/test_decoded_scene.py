@@ -109,9 +109,9 @@ def test_remove_reads_the_copy_with_the_same_output_and_leaves_no_file(tmp_path,
         kept.append(sorted(p.name for p in tmp_path.iterdir()))
         return store(self, *args)
 
-    def counted(self, window):
+    def counted(self, window, planes=None):
         kept.append("read")
-        return read(self, window)
+        return read(self, window, planes)
 
     monkeypatch.setattr(DecodedScene, "store", store_and_look)
     monkeypatch.setattr(DecodedScene, "read", counted)
