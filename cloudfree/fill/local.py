@@ -223,7 +223,7 @@ class CoarseGrid:
         quad: [q, 4, C]."""
         # the cells' values laid out in rows first: each corner a contiguous row
         rows = np.ascontiguousarray(a.reshape(len(a), -1).T)
-        return rows[self.corners].reshape(self.quads, 4, len(a))
+        return np.take(rows, self.corners, axis=0).reshape(self.quads, 4, len(a))
 
     def read_back(self, corners: np.ndarray, membership: np.ndarray, out: np.ndarray) -> None:
         """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [K, slots] times
