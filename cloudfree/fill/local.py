@@ -165,8 +165,10 @@ class CoarseGrid:
         quad = y0 * w + x0
         # pixels sorted by their quad of cells, in parts of at most SLOTS pixels per quad
         order = np.argsort(quad, kind="stable")
-        self.rows, self.cols = rows[order], cols[order]
-        quads, first, count = np.unique(quad[order], return_index=True, return_counts=True)
+        self.rows, self.cols, quad = rows[order], cols[order], quad[order]
+        # the quads held, where each one's pixels start, and how many (``quad`` is sorted)
+        first = np.flatnonzero(np.concatenate([[True], quad[1:] != quad[:-1]]))
+        quads, count = quad[first], np.diff(np.append(first, len(quad)))
         rank = np.arange(len(quad)) - np.repeat(first, count)
         parts = -(-count // SLOTS)
         self.part_quad = np.repeat(np.arange(len(quads)), parts)
@@ -183,6 +185,9 @@ class CoarseGrid:
         self.corners = np.stack([qy * w + qx, qy * w + qx1, qy1 * w + qx, qy1 * w + qx1],
                                 axis=1).ravel()
         self.quads = len(quads)
+        #: whether each quad is one part (at most ``SLOTS`` pixels in each, as with factor 4):
+        #: the parts' corners are then the quads' own, in order, and need no gather
+        self.one_part_each = len(self.part_quad) == self.quads
         fx, fy = fx[order], fy[order]
         self.corner_weight = self.to_slots(np.stack(
             [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]))  # [4, slots]
@@ -222,7 +227,7 @@ class CoarseGrid:
         quad: [q, 4, C]."""
         # the cells' values laid out in rows first: each corner a contiguous row
         rows = np.ascontiguousarray(a.reshape(len(a), -1).T)
-        return rows[self.corners].reshape(self.quads, 4, len(a))
+        return np.take(rows, self.corners, axis=0).reshape(self.quads, 4, len(a))
 
     def read_back(self, corners: np.ndarray, membership: np.ndarray, out: np.ndarray) -> None:
         """Add to ``out`` [slots, C] the sum over classes k of ``membership`` [K, slots] times
@@ -234,9 +239,10 @@ class CoarseGrid:
             slots = slice(first * SLOTS, (first + step) * SLOTS)
             here = min(step, parts - first)
             packed = self.corner_weight[:, None, slots] * membership[None, :, slots]
+            held = (corners[first:first + here] if self.one_part_each
+                    else corners[self.part_quad[first:first + here]])
             values = np.matmul(packed.reshape(4 * k, here, SLOTS).transpose(1, 2, 0),
-                               corners[self.part_quad[first:first + here]].reshape(
-                                   here, 4 * k, c))
+                               held.reshape(here, 4 * k, c))
             out[slots] += values.reshape(-1, c)
 
 
@@ -278,7 +284,7 @@ def local_fill(reflectance: np.ndarray, fill: np.ndarray, source: np.ndarray,
     flat = grid.rows * fill.shape[1] + grid.cols  # the masked pixels in ``grid``'s order
     # the masked pixels' slots alone, a row per quantity [C + 1, n]: each band's sums read
     # contiguously (the coarse sources freed first)
-    sums, kin = (np.ascontiguousarray(a[grid.slot].T) for a in pixel_sums(
+    sums, kin = (np.take(a, grid.slot, axis=0).T.copy() for a in pixel_sums(
         grid, *coarse_sources(grid, reflectance, source, s1_db, flat, bands), params))
     total = sums[-1]
     support.reshape(-1)[flat] = total

@@ -20,6 +20,7 @@ from cloudfree.fill.local import (
     SUPPORT_SCALE,
     WATER_NDWI,
     WATER_VV,
+    CoarseGrid,
     LocalFillParams,
     correction_bound,
     haze_region,
@@ -248,12 +249,15 @@ def reference_local_fill(refl, fill, source, s1_db, fallback, params=LocalFillPa
     return out, sums[-1]
 
 
-@pytest.mark.parametrize("read_back_values", [None, 2**12])
+@pytest.mark.parametrize(("read_back_values", "inner"), [(None, False), (2**12, False),
+                                                         (None, True)])
 def test_local_fill_matches_its_sums_computed_directly_on_a_real_window(monkeypatch,
-                                                                        read_back_values):
+                                                                        read_back_values, inner):
     """The fill of the summer sample's real clouds (a 150 x 190 window: partial coarse cells on
     both far edges) agrees with the direct computation to well under one DN, also when the
-    read-back works through the classes and the quads in many small groups."""
+    read-back works through the classes and the quads in many small groups, and with the clouds
+    kept off the window's edges (each quad of coarse cells then holds at most one part: the
+    edge quads take the pixels beyond the outer cells' centres too)."""
     if read_back_values:
         monkeypatch.setattr(local_fill_module, "READ_BACK_VALUES", read_back_values)
     with open_sentinel2(SUMMER_S2) as ds:
@@ -265,6 +269,9 @@ def test_local_fill_matches_its_sums_computed_directly_on_a_real_window(monkeypa
     assert 0.2 < region.mean() < 0.8
     source = source_weight(refl, region, valid & (classes == CLEAR), LocalFillParams())
     fallback = np.median(refl[:, valid & ~region], axis=1)
+    if inner:
+        region[:8], region[-8:], region[:, :8], region[:, -8:] = False, False, False, False
+    assert CoarseGrid(region.shape, 4, *np.nonzero(region)).one_part_each == inner
     filled, support = local_fill(refl, region, source, s1, fallback)
     expected, expected_support = reference_local_fill(refl, region, source, s1, fallback)
     assert np.abs(filled - expected).max() < 0.05e-4  # reflectance: a twentieth of a DN
