@@ -148,6 +148,9 @@ SEED_EXTENT, SEED_STEPS = 0.3, 4
 CONFIDENT_CDI = -0.5
 #: Bands of the parallax index.
 PARALLAX_BANDS: tuple[str, ...] = ("B07", "B08", "B8A")
+#: Bands of the colour of a cloud (``ground_colour``): at top-of-atmosphere levels only (with
+#: B10, as L1C gives them).
+COLOUR_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10")
 #: Colours of the classes in the mask's GeoTIFF palette and in previews (RGBA).
 COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 140, 255),
             SNOW: (0, 200, 255, 255), THIN: (180, 180, 180, 255), NODATA: (0, 0, 0, 0)}
@@ -543,6 +546,17 @@ ROOF_TEXTURE, ROOF_SWIR, ROOF_SCORE = 0.1, 0.6, 0.9
 #: bundled cumulus brought to surface levels lost most of its thin cloud). Chosen on those
 #: towns against the tuning halves of the pool (docs/benchmarks/masks.md).
 SAND_TINT, SAND_SCORE = -0.1, 0.9
+#: Clouds are white from 443 to 490 nm, and at the top of the atmosphere the air above them adds
+#: more light at 443 than at 490 nm: the cloud of a square has a mean ratio of B01 (443 nm) to
+#: B02 (490 nm) near 1 or above. Roofs, roads and sand darken from 490 to 443 nm, and B01, at
+#: 60 m, averages a bright roof with the darker streets and yards around it. Where the square's
+#: cloud has a mean ratio under ``CLOUD_BLUE`` and land's short-wave infrared (``ROOF_SWIR``)
+#: it is bright land, with no pixel of the square scoring ``BLUE_SCORE`` or more (a thick cloud's
+#: brightest tops come near the ratio of the ground: the air above adds less to them). Only at
+#: top-of-atmosphere levels (with B10, as L1C gives them). Chosen on the tuning towns of the Onera
+#: Satellite Change Detection dataset against the tuning halves of the pool
+#: (docs/benchmarks/masks.md).
+CLOUD_BLUE, BLUE_SCORE = 0.9, 0.6
 #: Bright land lies among fields, trees and streets: where what scores as cloud covers
 #: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
 #: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
@@ -611,12 +625,18 @@ def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
     return np.abs(x - mean) / mean
 
 
+def blue_ratio(b: dict[str, np.ndarray]) -> np.ndarray:
+    """B01 / B02 [H, W] (``CLOUD_BLUE``)."""
+    return b["B01"] / np.maximum(b["B02"], np.float32(1e-4))
+
+
 def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
                 valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
-    of roofs or the red of sand with no opaque ``score`` near, or a faint score and plainer land
-    (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``FAINT_*``), under a sky that is not
+    of roofs, the red of sand or the dim blue of the ground with no opaque ``score`` near, or a
+    faint score and plainer land (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``,
+    ``CLOUD_BLUE``, ``FAINT_*``), under a sky that is not
     overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
     ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
     ``LAND_REACH`` px of context."""
@@ -643,8 +663,11 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     sand = (land & ~kept & (box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX,
                                      count=count) < SAND_TINT)) if "B10" in b else \
         np.zeros_like(land)
+    dim = (rough & ~kept & (box_mean(blue_ratio(b), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
+           if "B01" in b and "B10" in b else np.zeros_like(rough))
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (plain, FAINT_SCORE)):
+    for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (dim, BLUE_SCORE),
+                          (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
             kept |= pixels & ~box_any(cloud & (score >= level), LAND_BOX)
     return kept
@@ -690,11 +713,28 @@ def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndar
     ``SHARE_BOX`` px square around each pixel (0 where there are none); ``reflectance`` holds
     ``bands``; None without the bands ``PARALLAX_BANDS``. ``index``: where the parallax index
     of ``reflectance`` is kept; ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller
-    has it. Exact with ``PARALLAX_REACH`` px of context."""
+    has it. Where that cloud has the colour of the ground (``ground_colour``) it is +inf: no
+    cloud's parallax. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
-    return box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
-                    cloud, SHARE_BOX, count=count)
+    parallax = box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
+                        cloud, SHARE_BOX, count=count)
+    if all(k in bands for k in COLOUR_BANDS):
+        parallax[ground_colour(_pick(reflectance, bands, COLOUR_BANDS), cloud, count)] = np.inf
+    return parallax
+
+
+def ground_colour(b: dict[str, np.ndarray], cloud: np.ndarray,
+                  count: np.ndarray | None = None) -> np.ndarray:
+    """Whether the ``cloud`` pixels of the ``SHARE_BOX`` px square around each pixel [H, W] have
+    the colour of the ground at the top of the atmosphere rather than a cloud's: red (a mean
+    tint (B02 - B04) / visible under ``SAND_TINT``) or dim at 443 nm (a mean ratio of B01 to B02
+    under ``CLOUD_BLUE``). ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller has it."""
+    count = box_count(cloud, SHARE_BOX) if count is None else count
+    visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
+    tint = box_mean((b["B02"] - b["B04"]) / visible, cloud, SHARE_BOX, count=count)
+    return (tint < SAND_TINT) | (box_mean(blue_ratio(b), cloud, SHARE_BOX, count=count)
+                                 < CLOUD_BLUE)
 
 
 def confirmed_reach(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
@@ -747,6 +787,8 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
         return reach
     hazy = seeds & ~backed & extent
+    if parallax is not None:  # the colour of the ground: no cloud the haze could confirm
+        hazy &= np.isfinite(parallax)
     rows = np.flatnonzero(hazy.any(axis=1))  # the share of haze is needed on these alone
     hazy[rows] &= box_mean(score > HAZE_SCORE, valid & ~cloud, HAZE_BOX, rows=rows) >= SEED_HAZE
     reach[hazy] = share[hazy]
