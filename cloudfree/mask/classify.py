@@ -372,6 +372,7 @@ def classify(
         shared = index.of(reflectance, bands)
     if params.land and scl is None:
         cloud &= ~bright_land(b, cloud, score, valid, shared)
+        cloud &= ~specks(cloud, valid)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
@@ -557,6 +558,10 @@ SAND_TINT, SAND_SCORE = -0.1, 0.9
 #: Satellite Change Detection dataset against the tuning halves of the pool
 #: (docs/benchmarks/masks.md).
 CLOUD_BLUE, BLUE_SCORE = 0.9, 0.6
+#: A lone speck of what scores as cloud, fewer than ``SEED_NEIGHBOURS`` pixels in the
+#: ``SEED_BOX`` px square around it with under ``SPECK_SHARE`` of the ``SHARE_BOX`` px square
+#: cloud, is a bright roof, car park or road (``specks``).
+SPECK_SHARE = 0.1
 #: Bright land lies among fields, trees and streets: where what scores as cloud covers
 #: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
 #: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
@@ -623,6 +628,19 @@ def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
     edge (a cloud's sharp rim against the land)."""
     mean = np.maximum(box_mean(x, where, 3), np.float32(1e-4))
     return np.abs(x - mean) / mean
+
+
+def specks(cloud: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The pixels of ``cloud`` [H, W] in lone specks: fewer than ``SEED_NEIGHBOURS`` cloud
+    pixels in the ``SEED_BOX`` px square around them and under ``SPECK_SHARE`` of the
+    ``SHARE_BOX`` px square's ``valid`` pixels cloud."""
+    if not cloud.any():
+        return cloud
+    near = box_share(cloud, SEED_BOX) * (SEED_BOX * SEED_BOX)
+    lone = cloud & (near < SEED_NEIGHBOURS - 0.5)
+    if not lone.any():
+        return lone
+    return lone & (box_mean(cloud, valid, SHARE_BOX) < SPECK_SHARE)
 
 
 def blue_ratio(b: dict[str, np.ndarray]) -> np.ndarray:
