@@ -23,11 +23,14 @@ B11 is that of land (water droplets absorb there) and B04 varies among them as b
 does (or they barely score and show land plainly), unless nearly all the sky around scores as
 cloud (overcast). The sharp texture of roofs is bright land too whatever the parallax where
 nothing near scores as an opaque cloud: at 10 m a town's texture in B08 against the 20 m B8A
-reads like a cloud's parallax. A cloud
+reads like a cloud's parallax. In L1C (top-of-atmosphere levels), clouds are white or bluish:
+land dimmer at 443 nm (B01) than at 490 nm (B02), or red, is bright land where nothing near
+scores as an opaque cloud. A lone speck of a few pixels is left clear (``specks``). A cloud
 must show parallax to be confident, before it grows a buffer (without the parallax bands, a
 pixel confident by its score alone must lie amid cloud: ``seed_reach``), and a cloud's extent
 before its opacity or the haze around it confirms it (a lone white roof grows nothing); one
 that only the haze confirms grows the buffer and the ring in proportion to it (``seed_reach``).
+A cloud with the colour of the ground (``ground_colour``) is confirmed by neither.
 Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
 such land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
@@ -200,7 +203,8 @@ class MaskParams:
         snow cores' (``SNOW_REACH``, which ``context`` adds)."""
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         seeds = SEED_REACH if self.buffer else 0  # whether a cloud pixel seeds the buffer
-        land = LAND_REACH if self.land else 0  # the bright-land test's neighbourhood
+        # the bright-land test's neighbourhood, and the specks' square around it
+        land = LAND_REACH + SPECK_REACH if self.land else 0
         edges = EDGE_REACH if self.edges else 0  # the veiled edges grown without B10
         return smoothing + land + edges + (2 if self.shadow else 0) + seeds + self.buffer
 
@@ -372,7 +376,8 @@ def classify(
         shared = index.of(reflectance, bands)
     if params.land and scl is None:
         cloud &= ~bright_land(b, cloud, score, valid, shared)
-        cloud &= ~specks(cloud, valid)
+        if all(k in b for k in LAND_BANDS):  # with the bands of the bright-land test
+            cloud &= ~specks(cloud, valid)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
@@ -547,6 +552,12 @@ ROOF_TEXTURE, ROOF_SWIR, ROOF_SCORE = 0.1, 0.6, 0.9
 #: bundled cumulus brought to surface levels lost most of its thin cloud). Chosen on those
 #: towns against the tuning halves of the pool (docs/benchmarks/masks.md).
 SAND_TINT, SAND_SCORE = -0.1, 0.9
+#: Under a sky that is overcast by the share of what scores as cloud (``OVERCAST_SHARE``), sand
+#: is bright land where the square's cloud is redder still, with a mean tint under
+#: ``OVERCAST_TINT``: a real cloud spread over a whole patch (the bundled summer cumulus, its
+#: rims where the land shows through included) has squares as red as -0.12, a desert town's
+#: pale sand, large enough to fill its squares, -0.2 to -0.3.
+OVERCAST_TINT = -0.2
 #: Clouds are white from 443 to 490 nm, and at the top of the atmosphere the air above them adds
 #: more light at 443 than at 490 nm: the cloud of a square has a mean ratio of B01 (443 nm) to
 #: B02 (490 nm) near 1 or above. Roofs, roads and sand darken from 490 to 443 nm, and B01, at
@@ -577,6 +588,8 @@ NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 #: Context the bright-land test needs: its square, the variances' and the 3 px kernel of B08,
 #: or the square of its overcast share.
 LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2)
+#: Context the lone specks need around what the bright-land test leaves (``specks``).
+SPECK_REACH = SHARE_BOX // 2
 #: Context the parallax of the clouds around a pixel needs (``cloud_parallax``).
 PARALLAX_REACH = SHARE_BOX // 2 + CDI_BOX // 2 + 1
 #: Context ``seed_reach`` needs to be exact.
@@ -633,7 +646,8 @@ def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
 def specks(cloud: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] in lone specks: fewer than ``SEED_NEIGHBOURS`` cloud
     pixels in the ``SEED_BOX`` px square around them and under ``SPECK_SHARE`` of the
-    ``SHARE_BOX`` px square's ``valid`` pixels cloud."""
+    ``SHARE_BOX`` px square's ``valid`` pixels cloud. Exact with ``SPECK_REACH`` px of context
+    around ``cloud``."""
     if not cloud.any():
         return cloud
     near = box_share(cloud, SEED_BOX) * (SEED_BOX * SEED_BOX)
@@ -654,20 +668,23 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
     of roofs, the red of sand or the dim blue of the ground with no opaque ``score`` near, or a
     faint score and plainer land (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``,
-    ``CLOUD_BLUE``, ``FAINT_*``), under a sky that is not
-    overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
-    ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
-    ``LAND_REACH`` px of context."""
+    ``CLOUD_BLUE``, ``FAINT_*``), under a sky that is not overcast (``OVERCAST_SHARE`` of the
+    ``valid`` [H, W] pixels); under an overcast sky only sand redder still (``OVERCAST_TINT``).
+    None without the bands ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller
+    has it. Exact with ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
-    broken = cloud & (box_mean(cloud, valid, SHARE_BOX) < OVERCAST_SHARE)
-    if not broken.any():
-        return broken
-    count = box_count(cloud, LAND_BOX)  # the divisor of the three means over the clouds
+    overcast = box_mean(cloud, valid, SHARE_BOX) >= OVERCAST_SHARE
+    count = box_count(cloud, LAND_BOX)  # the divisor of the means over the clouds
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
     swir = box_mean(b["B11"] / visible, cloud, LAND_BOX, count=count)
-    rough = broken & (swir > ROOF_SWIR)
-    if not rough.any():
+    # the red of sand, at top-of-atmosphere levels only (with B10, as L1C gives them)
+    sand = (cloud & (swir > LAND_SWIR) & (box_mean((b["B02"] - b["B04"]) / visible, cloud,
+                                                   LAND_BOX, count=count)
+                                          < np.where(overcast, OVERCAST_TINT, SAND_TINT))
+            ) if "B10" in b else np.zeros_like(cloud)
+    rough = cloud & ~overcast & (swir > ROOF_SWIR)
+    if not (rough.any() or sand.any()):
         return rough
     grain = box_mean(texture(b["B04"], cloud), cloud, LAND_BOX, count=count)
     land = rough & (swir > LAND_SWIR)
@@ -677,10 +694,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     textured = land & (grain > LAND_TEXTURE)
     kept = textured & still
     roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
-    # at top-of-atmosphere levels only (with B10, as L1C gives them)
-    sand = (land & ~kept & (box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX,
-                                     count=count) < SAND_TINT)) if "B10" in b else \
-        np.zeros_like(land)
+    sand &= ~kept
     dim = (rough & ~kept & (box_mean(blue_ratio(b), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
            if "B01" in b and "B10" in b else np.zeros_like(rough))
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
