@@ -662,6 +662,12 @@ def blue_ratio(b: dict[str, np.ndarray]) -> np.ndarray:
     return b["B01"] / np.maximum(b["B02"], np.float32(1e-4))
 
 
+def tint(b: dict[str, np.ndarray]) -> np.ndarray:
+    """(B02 - B04) / mean(B02, B03, B04) [H, W] (``SAND_TINT``): below 0 red, above 0 blue."""
+    visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
+    return (b["B02"] - b["B04"]) / visible
+
+
 def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
                 valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
@@ -679,8 +685,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
     swir = box_mean(b["B11"] / visible, cloud, LAND_BOX, count=count)
     # the red of sand, at top-of-atmosphere levels only (with B10, as L1C gives them)
-    sand = (cloud & (swir > LAND_SWIR) & (box_mean((b["B02"] - b["B04"]) / visible, cloud,
-                                                   LAND_BOX, count=count)
+    sand = (cloud & (swir > LAND_SWIR) & (box_mean(tint(b), cloud, LAND_BOX, count=count)
                                           < np.where(overcast, OVERCAST_TINT, SAND_TINT))
             ) if "B10" in b else np.zeros_like(cloud)
     rough = cloud & ~overcast & (swir > ROOF_SWIR)
@@ -763,10 +768,8 @@ def ground_colour(b: dict[str, np.ndarray], cloud: np.ndarray,
     tint (B02 - B04) / visible under ``SAND_TINT``) or dim at 443 nm (a mean ratio of B01 to B02
     under ``CLOUD_BLUE``). ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller has it."""
     count = box_count(cloud, SHARE_BOX) if count is None else count
-    visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
-    tint = box_mean((b["B02"] - b["B04"]) / visible, cloud, SHARE_BOX, count=count)
-    return (tint < SAND_TINT) | (box_mean(blue_ratio(b), cloud, SHARE_BOX, count=count)
-                                 < CLOUD_BLUE)
+    return ((box_mean(tint(b), cloud, SHARE_BOX, count=count) < SAND_TINT)
+            | (box_mean(blue_ratio(b), cloud, SHARE_BOX, count=count) < CLOUD_BLUE))
 
 
 def confirmed_reach(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
