@@ -23,11 +23,14 @@ B11 is that of land (water droplets absorb there) and B04 varies among them as b
 does (or they barely score and show land plainly), unless nearly all the sky around scores as
 cloud (overcast). The sharp texture of roofs is bright land too whatever the parallax where
 nothing near scores as an opaque cloud: at 10 m a town's texture in B08 against the 20 m B8A
-reads like a cloud's parallax. A cloud
+reads like a cloud's parallax. In L1C (top-of-atmosphere levels), clouds are white or bluish:
+land dimmer at 443 nm (B01) than at 490 nm (B02), or red, is bright land where nothing near
+scores as an opaque cloud. A lone speck of a few pixels is left clear (``specks``). A cloud
 must show parallax to be confident, before it grows a buffer (without the parallax bands, a
 pixel confident by its score alone must lie amid cloud: ``seed_reach``), and a cloud's extent
 before its opacity or the haze around it confirms it (a lone white roof grows nothing); one
 that only the haze confirms grows the buffer and the ring in proportion to it (``seed_reach``).
+A cloud with the colour of the ground (``ground_colour``) is confirmed by neither.
 Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
 such land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
@@ -148,6 +151,9 @@ SEED_EXTENT, SEED_STEPS = 0.3, 4
 CONFIDENT_CDI = -0.5
 #: Bands of the parallax index.
 PARALLAX_BANDS: tuple[str, ...] = ("B07", "B08", "B8A")
+#: Bands of the colour of a cloud (``ground_colour``): at top-of-atmosphere levels only (with
+#: B10, as L1C gives them).
+COLOUR_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10")
 #: Colours of the classes in the mask's GeoTIFF palette and in previews (RGBA).
 COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 140, 255),
             SNOW: (0, 200, 255, 255), THIN: (180, 180, 180, 255), NODATA: (0, 0, 0, 0)}
@@ -197,7 +203,8 @@ class MaskParams:
         snow cores' (``SNOW_REACH``, which ``context`` adds)."""
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         seeds = SEED_REACH if self.buffer else 0  # whether a cloud pixel seeds the buffer
-        land = LAND_REACH if self.land else 0  # the bright-land test's neighbourhood
+        # the bright-land test's neighbourhood, and the specks' square around it
+        land = LAND_REACH + SPECK_REACH if self.land else 0
         edges = EDGE_REACH if self.edges else 0  # the veiled edges grown without B10
         return smoothing + land + edges + (2 if self.shadow else 0) + seeds + self.buffer
 
@@ -369,6 +376,8 @@ def classify(
         shared = index.of(reflectance, bands)
     if params.land and scl is None:
         cloud &= ~bright_land(b, cloud, score, valid, shared)
+        if all(k in b for k in LAND_BANDS):  # with the bands of the bright-land test
+            cloud &= ~specks(cloud, valid)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
@@ -543,6 +552,27 @@ ROOF_TEXTURE, ROOF_SWIR, ROOF_SCORE = 0.1, 0.6, 0.9
 #: bundled cumulus brought to surface levels lost most of its thin cloud). Chosen on those
 #: towns against the tuning halves of the pool (docs/benchmarks/masks.md).
 SAND_TINT, SAND_SCORE = -0.1, 0.9
+#: Under a sky that is overcast by the share of what scores as cloud (``OVERCAST_SHARE``), sand
+#: is bright land where the square's cloud is redder still, with a mean tint under
+#: ``OVERCAST_TINT``: a real cloud spread over a whole patch (the bundled summer cumulus, its
+#: rims where the land shows through included) has squares as red as -0.12, a desert town's
+#: pale sand, large enough to fill its squares, -0.2 to -0.3.
+OVERCAST_TINT = -0.2
+#: Clouds are white from 443 to 490 nm, and at the top of the atmosphere the air above them adds
+#: more light at 443 than at 490 nm: the cloud of a square has a mean ratio of B01 (443 nm) to
+#: B02 (490 nm) near 1 or above. Roofs, roads and sand darken from 490 to 443 nm, and B01, at
+#: 60 m, averages a bright roof with the darker streets and yards around it. Where the square's
+#: cloud has a mean ratio under ``CLOUD_BLUE`` and land's short-wave infrared (``ROOF_SWIR``)
+#: it is bright land, with no pixel of the square scoring ``BLUE_SCORE`` or more (a thick cloud's
+#: brightest tops come near the ratio of the ground: the air above adds less to them). Only at
+#: top-of-atmosphere levels (with B10, as L1C gives them). Chosen on the tuning towns of the Onera
+#: Satellite Change Detection dataset against the tuning halves of the pool
+#: (docs/benchmarks/masks.md).
+CLOUD_BLUE, BLUE_SCORE = 0.9, 0.6
+#: A lone speck of what scores as cloud, fewer than ``SEED_NEIGHBOURS`` pixels in the
+#: ``SEED_BOX`` px square around it with under ``SPECK_SHARE`` of the ``SHARE_BOX`` px square
+#: cloud, is a bright roof, car park or road (``specks``).
+SPECK_SHARE = 0.1
 #: Bright land lies among fields, trees and streets: where what scores as cloud covers
 #: ``OVERCAST_SHARE`` or more of the valid pixels of the ``SHARE_BOX`` px square around a pixel,
 #: the sky is overcast there and the test leaves the pixel cloud. On the cloud-free scenes of the
@@ -558,6 +588,8 @@ NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 #: Context the bright-land test needs: its square, the variances' and the 3 px kernel of B08,
 #: or the square of its overcast share.
 LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2)
+#: Context the lone specks need around what the bright-land test leaves (``specks``).
+SPECK_REACH = SHARE_BOX // 2
 #: Context the parallax of the clouds around a pixel needs (``cloud_parallax``).
 PARALLAX_REACH = SHARE_BOX // 2 + CDI_BOX // 2 + 1
 #: Context ``seed_reach`` needs to be exact.
@@ -611,25 +643,53 @@ def texture(x: np.ndarray, where: np.ndarray) -> np.ndarray:
     return np.abs(x - mean) / mean
 
 
+def specks(cloud: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The pixels of ``cloud`` [H, W] in lone specks: fewer than ``SEED_NEIGHBOURS`` cloud
+    pixels in the ``SEED_BOX`` px square around them and under ``SPECK_SHARE`` of the
+    ``SHARE_BOX`` px square's ``valid`` pixels cloud. Exact with ``SPECK_REACH`` px of context
+    around ``cloud``."""
+    if not cloud.any():
+        return cloud
+    near = box_share(cloud, SEED_BOX) * (SEED_BOX * SEED_BOX)
+    lone = cloud & (near < SEED_NEIGHBOURS - 0.5)
+    if not lone.any():
+        return lone
+    return lone & (box_mean(cloud, valid, SHARE_BOX) < SPECK_SHARE)
+
+
+def blue_ratio(b: dict[str, np.ndarray]) -> np.ndarray:
+    """B01 / B02 [H, W] (``CLOUD_BLUE``)."""
+    return b["B01"] / np.maximum(b["B02"], np.float32(1e-4))
+
+
+def tint(b: dict[str, np.ndarray]) -> np.ndarray:
+    """(B02 - B04) / mean(B02, B03, B04) [H, W] (``SAND_TINT``): below 0 red, above 0 blue."""
+    visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
+    return (b["B02"] - b["B04"]) / visible
+
+
 def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
                 valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
-    of roofs or the red of sand with no opaque ``score`` near, or a faint score and plainer land
-    (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``FAINT_*``), under a sky that is not
-    overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels). None without the bands
-    ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
-    ``LAND_REACH`` px of context."""
+    of roofs, the red of sand or the dim blue of the ground with no opaque ``score`` near, or a
+    faint score and plainer land (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``,
+    ``CLOUD_BLUE``, ``FAINT_*``), under a sky that is not overcast (``OVERCAST_SHARE`` of the
+    ``valid`` [H, W] pixels); under an overcast sky only sand redder still (``OVERCAST_TINT``).
+    None without the bands ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller
+    has it. Exact with ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
         return np.zeros_like(cloud)
-    broken = cloud & (box_mean(cloud, valid, SHARE_BOX) < OVERCAST_SHARE)
-    if not broken.any():
-        return broken
-    count = box_count(cloud, LAND_BOX)  # the divisor of the three means over the clouds
+    overcast = box_mean(cloud, valid, SHARE_BOX) >= OVERCAST_SHARE
+    count = box_count(cloud, LAND_BOX)  # the divisor of the means over the clouds
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
     swir = box_mean(b["B11"] / visible, cloud, LAND_BOX, count=count)
-    rough = broken & (swir > ROOF_SWIR)
-    if not rough.any():
+    # the red of sand, at top-of-atmosphere levels only (with B10, as L1C gives them)
+    sand = (cloud & (swir > LAND_SWIR) & (box_mean(tint(b), cloud, LAND_BOX, count=count)
+                                          < np.where(overcast, OVERCAST_TINT, SAND_TINT))
+            ) if "B10" in b else np.zeros_like(cloud)
+    rough = cloud & ~overcast & (swir > ROOF_SWIR)
+    if not (rough.any() or sand.any()):
         return rough
     grain = box_mean(texture(b["B04"], cloud), cloud, LAND_BOX, count=count)
     land = rough & (swir > LAND_SWIR)
@@ -639,12 +699,12 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     textured = land & (grain > LAND_TEXTURE)
     kept = textured & still
     roofs = rough & ~kept & (grain > ROOF_TEXTURE)  # whatever their parallax
-    # at top-of-atmosphere levels only (with B10, as L1C gives them)
-    sand = (land & ~kept & (box_mean((b["B02"] - b["B04"]) / visible, cloud, LAND_BOX,
-                                     count=count) < SAND_TINT)) if "B10" in b else \
-        np.zeros_like(land)
+    sand &= ~kept
+    dim = (rough & ~kept & (box_mean(blue_ratio(b), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
+           if "B01" in b and "B10" in b else np.zeros_like(rough))
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (plain, FAINT_SCORE)):
+    for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (dim, BLUE_SCORE),
+                          (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
             kept |= pixels & ~box_any(cloud & (score >= level), LAND_BOX)
     return kept
@@ -690,11 +750,26 @@ def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndar
     ``SHARE_BOX`` px square around each pixel (0 where there are none); ``reflectance`` holds
     ``bands``; None without the bands ``PARALLAX_BANDS``. ``index``: where the parallax index
     of ``reflectance`` is kept; ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller
-    has it. Exact with ``PARALLAX_REACH`` px of context."""
+    has it. Where that cloud has the colour of the ground (``ground_colour``) it is +inf: no
+    cloud's parallax. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
-    return box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
-                    cloud, SHARE_BOX, count=count)
+    parallax = box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
+                        cloud, SHARE_BOX, count=count)
+    if all(k in bands for k in COLOUR_BANDS):
+        parallax[ground_colour(_pick(reflectance, bands, COLOUR_BANDS), cloud, count)] = np.inf
+    return parallax
+
+
+def ground_colour(b: dict[str, np.ndarray], cloud: np.ndarray,
+                  count: np.ndarray | None = None) -> np.ndarray:
+    """Whether the ``cloud`` pixels of the ``SHARE_BOX`` px square around each pixel [H, W] have
+    the colour of the ground at the top of the atmosphere rather than a cloud's: red (a mean
+    tint (B02 - B04) / visible under ``SAND_TINT``) or dim at 443 nm (a mean ratio of B01 to B02
+    under ``CLOUD_BLUE``). ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller has it."""
+    count = box_count(cloud, SHARE_BOX) if count is None else count
+    return ((box_mean(tint(b), cloud, SHARE_BOX, count=count) < SAND_TINT)
+            | (box_mean(blue_ratio(b), cloud, SHARE_BOX, count=count) < CLOUD_BLUE))
 
 
 def confirmed_reach(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
@@ -747,6 +822,8 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     if not (seeds & ~backed).any():  # every seed near confident cloud: the haze is not asked
         return reach
     hazy = seeds & ~backed & extent
+    if parallax is not None:  # the colour of the ground: no cloud the haze could confirm
+        hazy &= np.isfinite(parallax)
     rows = np.flatnonzero(hazy.any(axis=1))  # the share of haze is needed on these alone
     hazy[rows] &= box_mean(score > HAZE_SCORE, valid & ~cloud, HAZE_BOX, rows=rows) >= SEED_HAZE
     reach[hazy] = share[hazy]
