@@ -554,17 +554,22 @@ def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
         np.testing.assert_array_equal(nan_median(refl[:kept]), np.median(refl[:kept], axis=0))
 
 
-def test_the_background_keeps_a_slot_per_reference_only(dates, monkeypatch):
+def test_the_background_keeps_a_slot_per_reference_only(dates, pasted_cloud, tmp_path,
+                                                       monkeypatch):
     # with fewer references than SLOTS the slots no reference can fill are not sorted: the
-    # median is the same without them
+    # median is the same without them; the second reference has the summer cumulus pasted on
+    # it, where it gives no prediction
     sorted_slots = []
 
     def recorded(slots):
         sorted_slots.append(len(slots))
         return nan_median(slots)
 
+    cloudy = write(tmp_path / "ref_20171211.tif",
+                   np.where(dates["cloud"], pasted_cloud["summer"].astype(np.float64),
+                            dates["truth"] + 300), dates["profile"])
     with open_sentinel2(dates["thin"]) as target:
-        fill = open_references(dates["refs"][:2], target, MaskParams(buffer=5), None,
+        fill = open_references([dates["refs"][0], cloudy], target, MaskParams(buffer=5), None,
                                quiet=True, temporal=True)
         with closing(fill):
             monkeypatch.setattr(temporal_mask, "nan_median", recorded)

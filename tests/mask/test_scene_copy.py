@@ -229,8 +229,9 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
 def test_mask_decodes_a_safe_once_with_no_margin_and_writes_the_same(tmp_path, monkeypatch,
                                                                     decodes, make, shadow):
     safe = make(tmp_path)
-    # no veiled edges (L2A): their context would make every window of this small scene whole
-    params = MaskParams(buffer=5, shadow=shadow, edges=False)
+    # no veiled edges (L2A) nor bright-land test: their context would make every window of
+    # this small scene whole
+    params = MaskParams(buffer=5, shadow=shadow, edges=False, land=False)
     # 100 px windows: read from the input, each would take a 5 px margin and more
     once = mask_scene(safe, tmp_path / "once.tif", params, block=100, threads=2, quiet=True,
                       score_path=tmp_path / "once_score.tif")
