@@ -157,8 +157,8 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
         residual -= np.repeat(offset, pixels)
         np.abs(residual, out=residual)
         for k, (start, end, low, high) in enumerate(spans):  # each cell's median residual
-            part = np.partition(residual[start:end], high)  # the lower middle: the largest
-            middle[k] = ((part[high] if low == high else part[:high].max()) + part[high]) / 2
+            part = np.partition(residual[start:end], high if low == high else (low, high))
+            middle[k] = (part[low] + part[high]) / 2
         scale = 1.4826 * middle + 1e-4
         limit = np.full(count, np.inf)
         limit[fitted] = REJECT * scale
