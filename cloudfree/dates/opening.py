@@ -63,7 +63,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     bands: Sequence[str] | None = None, temporal: bool = False,
                     tie_shadows: bool = False,
                     scratch: Path | str | None = None, decoded: DecodedScene | None = None,
-                    room: ScratchRoom | None = None) -> DateStatistics:
+                    room: ScratchRoom | None = None, fills: bool = True) -> DateStatistics:
     """Open every reference (and its S1) on the target grid, read as ``inputs`` say, and run
     the statistics pass.
 
@@ -79,6 +79,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     (``references.open_reference``); ``decoded``: the target as a first pass decoded it,
     read back rather than decoded again where it holds ``bands``; ``room``: which references
     the run keeps decoded (``ScratchRoom``; default: each one that has room when it comes).
+    Without ``fills`` (a mask alone), nothing only the fill takes is gathered
+    (``DateStatistics``).
     """
     bands = tuple(bands or target.bands)
     references: list[Reference] = []
@@ -111,7 +113,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
         target_params = replace(params, edges=False)
         dates = DateStatistics(TargetMask(target, bands, target_params, shadow, decoded,
                                           tie_shadows),
-                               references, s1, skipped, temporal)
+                               references, s1, skipped, temporal, fills)
     except BaseException:
         for ref in references:
             ref.close()

@@ -8,7 +8,8 @@ its scene-wide shadow statistics, and, with S1 of both dates, the histogram of t
 difference (its median is the change check's bias, ``references.histogram_median``). The same
 pass gathers the sums of the groups of the nearest dates fitted jointly (``joint_fit.py``) and
 the sample of the target's clear pixels whose dates look alike (``similar_pixels.py``); where
-the temporal test refits the lines (below), only the last refit does, as the fill takes its.
+the temporal test refits the lines (below), only the last refit does, as the fill takes its. A
+mask alone (``mask --reference``) takes neither, and no pass gathers them.
 
 A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth of a
 smaller target's; an overcast date) is left out, with a warning. When no reference shares that
@@ -127,13 +128,17 @@ class DateStatistics:
     """The references of one target scene, fitted (``fit``) and ordered."""
 
     def __init__(self, target: TargetMask, references: list[Reference], s1=None,
-                 skipped: Sequence[dict] = (), temporal: bool = False) -> None:
+                 skipped: Sequence[dict] = (), temporal: bool = False,
+                 fills: bool = True) -> None:
         self.target, self.references = target, references
         self.s1 = s1  # the target's S1 on its grid (None: no change check)
         self.target_date = acquisition_date(target.scene)
         self.fitted: dict[int, Fitted] = {}
         self.skipped = list(skipped)  # references passed over: path, reason (open_references)
-        nearest = sorted(references, key=self._distance)[: joint_fit.NEAREST]
+        #: whether a fill takes the groups' sums and the similar pixels' sample (a mask alone
+        #: takes neither: no pass gathers them)
+        self.fills = fills
+        nearest = sorted(references, key=self._distance)[: joint_fit.NEAREST] if fills else []
         self.groups = [group for size in joint_fit.SIZES  # nearest date first
                        for group in combinations([r.index for r in nearest], size)]
         whole = joint_fit.whole_group(nearest)
@@ -230,9 +235,9 @@ class DateStatistics:
 
     @property
     def _refitting(self) -> bool:
-        """Whether the temporal test refits the lines once it is calibrated: the fill then takes
-        the last refit's groups and sample, not the first pass's."""
-        return self.judge and REFITS > 0 and weighs_with(self.bands)
+        """Whether the temporal test refits the lines once it is calibrated and a fill takes the
+        last refit's groups and sample, not the first pass's."""
+        return self.fills and self.judge and REFITS > 0 and weighs_with(self.bands)
 
     def _fields(self) -> dict[int, FitField]:
         return {r.index: self.fitted[r.index].field for r in self.used}

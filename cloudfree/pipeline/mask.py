@@ -276,7 +276,8 @@ def mask_scene(
         if references:
             dates = open_references(references, s2, params, thresholds, inputs, quiet=quiet,
                                     temporal=True, scratch=output,
-                                    decoded=None if copy is None else copy.decoded, room=room)
+                                    decoded=None if copy is None else copy.decoded, room=room,
+                                    fills=False)
             dates_stack.callback(dates.close)
         grid = {**s2.profile, "width": box.width, "height": box.height,
                 "transform": window_transform(box, s2.transform),
