@@ -127,8 +127,8 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
     the line of all exceeds ``REJECT`` robust standard deviations, 1.4826 x the median absolute
     residual, are left out), every cell the sums of all its pixels (``LineSums.every``). Band
     by band, so that the temporaries are a few vectors of n; each cell's median by a partial
-    sort of its own residuals (not all of them sorted, padded to one length), around the upper
-    middle place only: the lower middle value is the largest before it."""
+    sort of its own residuals (not all of them sorted, padded to one length) around both middle
+    places at once."""
     count = len(pixels)
     fitted, filled = pixels >= MIN_PIXELS, pixels > 0
     ends = np.cumsum(pixels)
