@@ -523,6 +523,28 @@ def test_nothing_changes_with_the_references_handles_closed_after_every_read(
 
 
 @pytest.mark.slow
+def test_a_mask_alone_judges_as_the_fill_without_gathering_for_it(dates):
+    # mask --reference gathers neither the groups' sums nor the similar pixels' sample, which
+    # only the fill takes: the same fits and the same classes by the dates' test
+    judged = {}
+    with open_sentinel2(dates["thin"]) as target:
+        for fills in (True, False):
+            with closing(open_references(dates["refs"], target, MaskParams(buffer=5), None,
+                                         quiet=True, temporal=True, fills=fills)) as fill:
+                assert fill.temporal.calibrated
+                judged[fills] = (fill.target.classes(0, 0, target.height, target.width)[2],
+                                 {i: f.field.gain for i, f in fill.fitted.items()},
+                                 fill.joint_fits, fill.similar)
+    (classes, gains, groups, similar), (alone, alone_gains, no_groups, no_similar) = (
+        judged[True], judged[False])
+    assert groups and similar is not None and no_groups == [] and no_similar is None
+    assert (alone == CLOUD).mean() > 0.1
+    np.testing.assert_array_equal(alone, classes)
+    for index, gain in gains.items():
+        np.testing.assert_array_equal(alone_gains[index], gain)
+
+
+@pytest.mark.slow
 def test_the_backgrounds_shortcuts_equal_what_they_replace(dates):
     # the background takes the gain and offset of the compared bands only, and the median of
     # its slots by one sort: equal to every band's fields and to numpy's nanmedian
