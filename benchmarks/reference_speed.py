@@ -4,6 +4,7 @@
     python benchmarks/reference_speed.py --size 1024 --rounds 1 --series-sizes 512 1024
     python benchmarks/reference_speed.py --compare main  # the same rounds with main's remove too
     python benchmarks/reference_speed.py --size 1024 --series-sizes --compare A B C  # bisecting
+    python benchmarks/reference_speed.py --size 1024 --series-sizes --mask --compare main
 
 The scenes are the bundled five-date series (``examples/data/series/``, 256 px, 13 bands)
 mirrored into size x size tiled GeoTIFFs (``remove_pipeline.mosaic``). The target is the cloudy
@@ -16,6 +17,8 @@ fresh processes:
   default (the network-free fill, COG output), as users run it;
 - with ``--compare REV [REV ...]``: the same `remove` as each git revision REV has it (its
   ``cloudfree/`` unpacked, as ``remove_equality.py`` does), in the order given.
+With ``--mask``, `cloudfree mask TARGET --reference R1 ... --reference R4 -o OUT` instead of
+`remove` (its output the mask alone), against the same floor.
 The first round is an untimed warm-up (page cache, imports). The tables give each round, the
 median of the rounds and the median ratio remove / floor, in wall seconds and in CPU seconds
 (user and system of every thread; steadier on a shared machine); and the peak resident memory of
@@ -90,8 +93,10 @@ def make_scenes(folder: Path, size: int) -> tuple[Path, list[Path]]:
     return target, list(scenes.values())
 
 
-def remove_command(target: Path, refs: list[Path], out: Path) -> list[str]:
-    return [sys.executable, "-m", "cloudfree", "remove", "--s2", str(target),
+def remove_command(target: Path, refs: list[Path], out: Path, mask: bool = False) -> list[str]:
+    """`cloudfree remove` of the target with the references (``mask``: `cloudfree mask`)."""
+    scene = [str(target)] if mask else ["--s2", str(target)]
+    return [sys.executable, "-m", "cloudfree", "mask" if mask else "remove", *scene,
             *(a for r in refs for a in ("--reference", str(r))), "-o", str(out), "--quiet",
             "--overwrite"]
 
@@ -109,14 +114,16 @@ def floor(target: Path, refs: list[Path], out: Path) -> tuple[float, float, floa
     return reading[0] + writing[0], reading[1] + writing[1], max(reading[2], writing[2])
 
 
-def rounds(folder: Path, size: int, n: int, compare: list[Path]) -> list[list[tuple]]:
-    """[floor, remove, (remove at each REV)] (wall, CPU, peak) per round, after a warm-up."""
+def rounds(folder: Path, size: int, n: int, compare: list[Path], mask: bool = False
+           ) -> list[list[tuple]]:
+    """[floor, remove, (remove at each REV)] (wall, CPU, peak) per round, after a warm-up
+    (``mask``: `mask` instead of `remove`)."""
     target, refs = make_scenes(folder, size)
     results = []
     for i in range(n + 1):
         row = [floor(target, refs, folder / "floor.tif"),
-               timed(remove_command(target, refs, folder / "out.tif"))]
-        row += [timed(remove_command(target, refs, folder / "out.tif"), package)
+               timed(remove_command(target, refs, folder / "out.tif", mask))]
+        row += [timed(remove_command(target, refs, folder / "out.tif", mask), package)
                 for package in compare]
         if i:
             results.append(row)
@@ -126,14 +133,15 @@ def rounds(folder: Path, size: int, n: int, compare: list[Path]) -> list[list[tu
     return results
 
 
-def size_series(folder: Path, sizes: list[int]) -> list[dict]:
-    """One floor and one `remove` with 2 and 4 references at each size."""
+def size_series(folder: Path, sizes: list[int], mask: bool = False) -> list[dict]:
+    """One floor and one `remove` (``mask``: `mask`) with 2 and 4 references at each size."""
     rows = []
     for size in sizes:
         target, refs = make_scenes(folder, size)
         fl = floor(target, refs, folder / "floor.tif")
         for count in (2, 4):
-            wall, cpu, peak = timed(remove_command(target, refs[:count], folder / "out.tif"))
+            wall, cpu, peak = timed(remove_command(target, refs[:count], folder / "out.tif",
+                                                   mask))
             rows.append({"size": size, "references": count, "wall": wall, "cpu": cpu,
                          "peak": peak, "floor": fl[0], "floor_cpu": fl[1]})
             print(f"  {size}^2, {count} references: {wall:.1f} s", file=sys.stderr, flush=True)
@@ -170,6 +178,8 @@ def main() -> None:
                         help="sizes of the 10980^2 estimate (none: skip it)")
     parser.add_argument("--compare", metavar="REV", nargs="+", default=[],
                         help="also time remove as each git revision REV has it")
+    parser.add_argument("--mask", action="store_true",
+                        help="time `mask --reference` instead of `remove --reference`")
     parser.add_argument("--read", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.read:
@@ -180,9 +190,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         compare = [unpack(rev, folder / f"compare{i}") for i, rev in enumerate(args.compare)]
-        timings = rounds(folder, args.size, args.rounds, compare)
-        series = size_series(folder, args.series_sizes) if args.series_sizes else []
-    names = ["floor", "remove --reference x4"] + [f"remove at {rev}" for rev in args.compare]
+        timings = rounds(folder, args.size, args.rounds, compare, args.mask)
+        series = size_series(folder, args.series_sizes, args.mask) if args.series_sizes else []
+    command = "mask" if args.mask else "remove"
+    names = ["floor", f"{command} --reference x4"] + [f"{command} at {rev}"
+                                                      for rev in args.compare]
     print(f"{args.size}^2 x 13 bands, the bundled series mirrored: target {TARGET}, four "
           "references, no S1; floor = rasterio read of the references + rio cogeo create of "
           f"the target; {usable_cpus()} CPU cores")
@@ -208,7 +220,7 @@ def main() -> None:
             print(f"| {r['size']}^2 | {r['references']} | {r['wall']:.1f} | {r['cpu']:.1f} | "
                   f"{r['peak']:.0f} | {r['floor']:.1f} |")
         print(f"\nestimate for {TILE} x {TILE} (seconds = a + pixels x (b + c x references), "
-              "least squares over the series)\n| references | remove (s) | remove CPU (s) | "
+              f"least squares over the series)\n| references | {command} (s) | {command} CPU (s) | "
               "floor (s) | ratio |\n|---|---|---|---|---|")
         for count in (4, 8):
             wall = extrapolate(series, "wall", count)
