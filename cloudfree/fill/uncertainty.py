@@ -96,13 +96,6 @@ class DateTerms:
     def crop(self, rows: slice, cols: slice) -> DateTerms:
         return DateTerms(self.spread[:, rows, cols], self.residual[:, rows, cols])
 
-    def error(self) -> np.ndarray:
-        """The RMS over bands [h, w] of the error the references' fill may carry: their fits'
-        residual and the spread of their predictions (reflectance)."""
-        error = np.square(self.spread)
-        error += self.residual
-        return np.sqrt(error.mean(axis=0))
-
 
 def local_spread(reflectance: np.ndarray, clear: np.ndarray) -> np.ndarray:
     """Standard deviation [C, H, W] of the clear pixels around each pixel (Gaussian weights of

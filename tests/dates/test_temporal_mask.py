@@ -132,7 +132,7 @@ def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
     # 37). The restoration takes off a white veil where the veil is the summer cumulus, bright
     # in NIR: it left the land about 40 DN above the fill in blue. It now trusts no restored
     # land further from the dates' prediction than the prediction's own error
-    # (``DateTerms.error``): +20 DN (RMSE 57), where trusting it within the land's spread gave
+    # (``ReferenceBlock.error``): +20 DN (RMSE 57), where trusting it within the land's spread gave
     # +52 (RMSE 131) (``benchmarks/one_reference_thin.py``)
     keep = [BANDS.index(b) for b in TEN]
 
