@@ -13,7 +13,7 @@ is scored on the true cloud where the reference fills it: the mean signed error 
 NIR and the RMSE over the bands (DN), beside the reference fitted by a least-squares line per
 band on the pixels the final mask (the default's) calls clear. ``--by-distance`` also prints
 the mean signed error in blue of each stage by distance inside the final mask's cloud (px from
-its edge; 0: the cloud pixels that mask calls clear).
+its edge; 0: filled pixels that mask does not call cloud).
 """
 
 from __future__ import annotations

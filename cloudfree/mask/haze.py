@@ -187,9 +187,9 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     [h, w] of that land against the fill, ``expected``, 0 off the region); ``clear``: the clear
     land. The restored land is trusted as far as it lies within ``params.spread`` of the land's
     own spread around of ``expected``, and, with ``error`` [H, W] (the RMS over bands by which
-    ``expected`` may be wrong, reflectance), within that error where it is the smaller: a land
-    restored further from a prediction than the prediction can be off has a veil taken off of
-    another colour than the white one ``unveil`` assumes. None when there is no region or no
+    ``expected`` may be wrong, reflectance), within that error where it is the smaller: land
+    restored further from a prediction than the prediction can be off had a veil of another
+    colour than the white one ``unveil`` assumes taken off. None when there is no region or no
     clear land."""
     if not region.any() or not clear.any():
         return None
