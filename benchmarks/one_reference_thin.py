@@ -11,7 +11,9 @@ target from it: the default, without the restoration of thin cloud, and without 
 residual carried from the clear pixels beside the cloud (the fits' prediction as it is). Each
 is scored on the true cloud where the reference fills it: the mean signed error in blue and
 NIR and the RMSE over the bands (DN), beside the reference fitted by a least-squares line per
-band on the pixels the final mask (the default's) calls clear.
+band on the pixels the final mask (the default's) calls clear. ``--by-distance`` also prints
+the mean signed error in blue of each stage by distance inside the final mask's cloud (px from
+its edge; 0: filled pixels that mask does not call cloud).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -40,6 +43,8 @@ from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 TEN = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 #: Share of the summer cloud blended over the truth.
 THIN = 0.25
+#: Distances inside the final mask's cloud (px from its edge) by which ``--by-distance`` groups.
+DISTANCES = ((0, 0), (1, 2), (3, 5), (6, 10), (11, 99))
 #: Name, ``FillOptions``, whether the residual is carried in.
 STAGES = [("default", {}, True), ("no restoration", {"restoring": None}, True),
           ("fits alone", {"restoring": None}, False)]
@@ -55,6 +60,8 @@ def read(path: Path) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", choices=REFERENCES, default="plus")
+    parser.add_argument("--by-distance", action="store_true",
+                        help="also the blue error by distance inside the final mask's cloud")
     args = parser.parse_args()
     keep = [BANDS.index(b) for b in TEN]
     with open_sentinel2(SUMMER_S2) as s2:
@@ -90,7 +97,9 @@ def main() -> None:
                 remove.carry_residual = carry
             if name == "default":
                 filled = cloud & (read(source)[0] == 1)
-                clear = read(mask)[0] == CLEAR
+                final = read(mask)[0]
+                clear = final == CLEAR
+                inside = np.ceil(ndimage.distance_transform_edt(final == CLOUD))[filled]
                 line = np.stack([np.polyval(np.polyfit(d[clear], t[clear], 1), d)
                                  for d, t in zip(date, seen, strict=True)])
                 rows = [("line on the final mask's clear pixels", line[:, filled])]
@@ -101,6 +110,15 @@ def main() -> None:
                   f"{np.sqrt(np.mean(error ** 2)):.0f} |")
         print(f"\n{filled.sum()} of the {cloud.sum()} cloud pixels filled from the reference; "
               f"{(cloud & clear).sum()} of them clear by the final mask")
+        if args.by_distance:
+            print("\n| px inside the final mask's cloud | pixels | "
+                  + " | ".join(name for name, _ in rows) + " |\n|---|---|"
+                  + "---|" * len(rows))
+            for low, high in DISTANCES:
+                at = (inside >= low) & (inside <= high)
+                errors = (f"{(v[blue, at] - truth[blue, filled][at]).mean():+.0f}"
+                          for _, v in rows)
+                print(f"| {low}-{high} | {at.sum()} | " + " | ".join(errors) + " |")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ class ReferenceBlock:
     #: the spread of the references' predictions and their fits' residuals (``estimate``'s
     #: ``terms``), for ``uncertainty.py``
     terms: DateTerms | None = None
+    #: the RMS over bands [h, w] by which the fill may be off: its fits' residual and the
+    #: spread of its predictions (``estimate``'s ``error``), for the restoration of thin cloud
+    error: np.ndarray | None = None
 
     @property
     def covered(self) -> np.ndarray:
@@ -88,7 +91,8 @@ class ReferenceBlock:
 
     def crop(self, rows: slice, cols: slice) -> ReferenceBlock:
         return ReferenceBlock(self.values[:, rows, cols], self.source[rows, cols],
-                              None if self.terms is None else self.terms.crop(rows, cols))
+                              None if self.terms is None else self.terms.crop(rows, cols),
+                              None if self.error is None else self.error[rows, cols])
 
 
 class ReferenceFill:
@@ -121,12 +125,15 @@ class ReferenceFill:
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
-                 terms: bool = False, keep: int = 0) -> ReferenceBlock | None:
+                 terms: bool = False, error: bool = False, keep: int = 0
+                 ) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
-        of the block (computed when not given) is not taken. A pixel's fill does not depend on
+        of the block (computed when not given) is not taken. With ``terms``, the block carries
+        the references' terms of the uncertainty; with ``error``, the error of its fill
+        (``ReferenceBlock.error``). A pixel's fill does not depend on
         the block (to float rounding): with ``keep``, the block takes what the blocks before it
         kept, and keeps that of its ``keep`` bottom rows and right columns for the next ones
         (``kept.py``: the blocks in their order)."""
@@ -139,7 +146,8 @@ class ReferenceFill:
         if terms:
             spread, residual = np.zeros_like(values), np.zeros_like(values)
         block = ReferenceBlock(values, source,
-                               None if spread is None else DateTerms(spread, residual))
+                               None if spread is None else DateTerms(spread, residual),
+                               np.zeros((height, width), np.float32) if error else None)
         todo = self._reuse(top, left, need, block) if keep else need
         scene = self.dates.target.scene
         for c0 in range(0, width, STRIP_COLUMNS):
@@ -161,15 +169,17 @@ class ReferenceFill:
             if self.dates.temporal is not None and self.dates.temporal.weighs:
                 judge = (self.dates.temporal.background(top + rows.start, left + cols.start, h, w)
                          if background is None else background.crop(rows, cols))
-            moments = None if spread is None else (
+            moments = None if spread is None and not error else (
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32),
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32))
             pixels = (at[0] + rows.start, at[1] + cols.start)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
                 used, top + rows.start, left + cols.start, h, w, at, judge, moments)
-            if moments is not None:
+            if spread is not None:
                 spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
                     part[:, 0] for part in moments)
+            if error:
+                block.error[pixels] = fill_error(*moments)[0]
         if keep:
             self._kept.keep(top, left, height, width, keep,
                             lambda rows, cols: (need[rows, cols].copy(),
@@ -329,9 +339,19 @@ class ReferenceFill:
         self.dates.close()
 
 
+def fill_error(spread: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """The RMS over bands [...] by which the references' fill may be off, from the weighted
+    spread of their predictions and the weighted mean residual variance of their fits
+    [C, ...] (reflectance, and squared)."""
+    error = np.square(spread)
+    error += residual
+    return np.sqrt(error.mean(axis=0))
+
+
 def _copied(block: ReferenceBlock) -> ReferenceBlock:
     return ReferenceBlock(block.values.copy(), block.source.copy(), None if block.terms is None
-                          else DateTerms(block.terms.spread.copy(), block.terms.residual.copy()))
+                          else DateTerms(block.terms.spread.copy(), block.terms.residual.copy()),
+                          None if block.error is None else block.error.copy())
 
 
 def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray) -> None:
@@ -341,6 +361,8 @@ def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray)
     if into.terms is not None and source.terms is not None:
         np.copyto(into.terms.spread, source.terms.spread, where=where)
         np.copyto(into.terms.residual, source.terms.residual, where=where)
+    if into.error is not None and source.error is not None:
+        np.copyto(into.error, source.error, where=where)
 
 
 def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.ndarray) -> None:

@@ -140,7 +140,8 @@ class RestoreParams:
 def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
             shadow: np.ndarray, clear: np.ndarray, params: RestoreParams = RestoreParams(),
             bands: tuple[str, ...] = BANDS, bounds: LandBounds | None = None,
-            feather: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            feather: np.ndarray | None = None, error: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """The base of the ``region`` [H, W] pixels: restored land where it shows, ``expected``
     elsewhere, written over ``expected`` (float32) on the region and returned; and the share
     [H, W] of each that is filled (1: all fill; 0 off the region). Off the region ``expected``
@@ -152,7 +153,9 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     ``feather``: the composite's share [H, W] of the base against the pixel as seen (the
     feather, ``composite_alpha``), or None. On the pixels whose veil is taken off, the rest of
     that share goes to their restored land instead, and ``feather`` is set to 1 there (in
-    place): easing the fill in against the veiled pixel as seen gave the veil back."""
+    place): easing the fill in against the veiled pixel as seen gave the veil back.
+    ``error``: the RMS over bands [H, W] by which ``expected`` may be wrong, where it is known
+    (``haze.dehaze`` trusts no restored land much further from it)."""
     out = expected
     filled = region.astype(np.float32)
     cloud = region
@@ -162,7 +165,8 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         filled[shadow] = 0
         cloud = region & ~shadow
     hazy = params.haze is not None and {"B02", "B04"} <= set(bands)
-    veil = dehaze(reflectance, expected, cloud, clear, params.haze, bands) if hazy else None
+    veil = dehaze(reflectance, expected, cloud, clear, params.haze, bands,
+                  error) if hazy else None
     if veil is not None:  # over the box of the thin cloud, its pixels
         (rows, cols), t, weight = veil
         where = cloud[rows, cols]

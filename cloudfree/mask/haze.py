@@ -178,13 +178,19 @@ def land_spread(reflectance: np.ndarray, clear: np.ndarray,
 
 
 def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
-           clear: np.ndarray, params: HazeParams = HazeParams(), bands: tuple[str, ...] = BANDS
+           clear: np.ndarray, params: HazeParams = HazeParams(), bands: tuple[str, ...] = BANDS,
+           error: np.ndarray | None = None
            ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
     """The veil taken off the ``region`` [H, W] pixels of ``reflectance`` [C, H, W], over the
     box of the region (and the reach of its smoothing) alone: (the box's rows and columns, the
     veil's opacity [h, w] as it is taken off, ``unveil`` giving the land under it, the weight
     [h, w] of that land against the fill, ``expected``, 0 off the region); ``clear``: the clear
-    land. None when there is no region or no clear land."""
+    land. The restored land is trusted as far as it lies within ``params.spread`` of the land's
+    own spread around of ``expected``, and, with ``error`` [H, W] (the RMS over bands by which
+    ``expected`` may be wrong, reflectance), within that error where it is the smaller: land
+    restored further from a prediction than the prediction can be off had a veil of another
+    colour than the white one ``unveil`` assumes taken off. None when there is no region or no
+    clear land."""
     if not region.any() or not clear.any():
         return None
     # the spread from the whole window (its coarse grid and edges as they are), read back over
@@ -207,7 +213,10 @@ def dehaze(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         for band in np.square(off, out=off):
             d += band
     d = np.sqrt(d / len(seen))
-    s = np.maximum(params.spread * spread, 1e-4)
+    s = params.spread * spread
+    if error is not None:
+        np.minimum(s, error[box], out=s)
+    np.maximum(s, 1e-4, out=s)
     trust = smoothstep_down(t, params.t_restore, params.t_fill) * np.exp(-0.5 * (d / s) ** 2)
     return box, t_used, np.where(where, trust, 0).astype(np.float32)
 

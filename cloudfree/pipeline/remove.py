@@ -335,7 +335,11 @@ def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np
     judge the clouds (the temporal mask): with the single-date mask's buffer and haze ring in
     the region, the veil's opacity is smoothed over clear pixels, read too low at the edges of
     small clouds, and their own pixels restored (on the benchmark's odd half, up to 4.4 dB
-    lost on a case with a small cloud). ``bounds``: the scene's (``restore``)."""
+    lost on a case with a small cloud). With ``reference.error``, no restored land is
+    trusted much further from the prediction than the prediction's own error: a veil taken
+    off as white where it is not (the edge of a cumulus over green land, bright in NIR) left
+    the land off the prediction by more than that, and one exact reference's fill 40 DN too
+    bright in blue. ``bounds``: the scene's (``restore``)."""
     covered = region & reference.covered
     if covered.any():
         if params.haze is not None:  # the caller's smoothing and trust, the dates' hand-over
@@ -344,7 +348,7 @@ def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np
                                                   t_fill=t_fill))
         values, _ = restore(reflectance, reference.values, covered,
                             covered & (classes == SHADOW), valid & (classes == CLEAR), params,
-                            bands, bounds)
+                            bands, bounds, error=reference.error)
         reference.values[:, covered] = values[:, covered]
 
 
@@ -776,7 +780,7 @@ class SceneRemoval:
             reference = self.references.estimate(
                 chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
                 None if background is None else background.crop(*around),
-                terms=self.uncertainty is not None,
+                terms=self.uncertainty is not None, error=restoring,
                 keep=self.grid.tile - self.grid.stride + 2 * pad)  # what the next chunks reread
         if reference is None:
             return None

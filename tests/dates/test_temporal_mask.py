@@ -125,13 +125,15 @@ def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
     # on the ten bands the dates find thin cloud the single-date mask leaves clear, but its
     # veiled fringe, a few px wide, stays clear in the final mask too. One reference, the truth
     # + 300 DN, against that reference fitted by a least-squares line per band on the pixels the
-    # final mask calls clear (the line: +28 DN in blue on the filled cloud, RMSE 51 DN). The
+    # final mask calls clear (the line: +29 DN in blue on the filled cloud, RMSE 54 DN). The
     # fringe lies in the cells whose lines fill the cloud: counted in the fits and lending its
     # residual, it lifted the fill to +78 DN in blue (RMSE 152) before the restoration of thin
     # cloud; now the fits leave it out where it is hazy (``target_mask.FRINGE``): +13 (RMSE
     # 37). The restoration takes off a white veil where the veil is the summer cumulus, bright
-    # in NIR: with it +115 DN (RMSE 227) on main, +52 (RMSE 131) now
-    # (``benchmarks/one_reference_thin.py``)
+    # in NIR: it left the land about 40 DN above the fill in blue. It now trusts no restored
+    # land further from the dates' prediction than the prediction's own error
+    # (``ReferenceBlock.error``): +20 DN (RMSE 57), where trusting it within the land's spread gave
+    # +52 (RMSE 131) (``benchmarks/one_reference_thin.py``)
     keep = [BANDS.index(b) for b in TEN]
 
     def ten(path):
@@ -159,7 +161,8 @@ def test_one_reference_fills_a_ten_band_target_near_its_line(dates, tmp_path):
     rmse = {k: np.sqrt(np.mean(e ** 2)) for k, e in errors.items()}
     assert abs(blue["no restoration"] - blue["line"]) < 25, blue
     assert rmse["no restoration"] < rmse["line"], rmse
-    assert blue["default"] - blue["line"] < 40 and rmse["default"] < 160, (blue, rmse)
+    assert abs(blue["default"] - blue["line"]) < 15, blue
+    assert rmse["default"] < 1.15 * rmse["line"], rmse
 
 
 @pytest.mark.slow
