@@ -141,26 +141,28 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
     every = np.zeros((6, len(x), count))  # x, y, xx, xy, yy and the count, per band and cell
     every[5] = pixels
     kept = every.copy()
-    # each band's x and y in float64 and the products and residuals, in the same three vectors
-    xb, yb, residual = (np.empty(x.shape[1]) for _ in range(3))
+    # each band's x and y in float64 and their products, in the same three vectors; the
+    # residuals only set which pixels are left out: in float32, as x and y are given
+    xb, yb, product = (np.empty(x.shape[1]) for _ in range(3))
+    residual = np.empty(x.shape[1], np.float32)
     for band in range(len(x) if filled.any() else 0):
         np.copyto(xb, x[band])
         np.copyto(yb, y[band])
         for i, (a, b) in enumerate(((xb, None), (yb, None), (xb, xb), (xb, yb), (yb, yb))):
             every[i, band, filled] = np.add.reduceat(
-                a if b is None else np.multiply(a, b, out=residual), starts)
+                a if b is None else np.multiply(a, b, out=product), starts)
         if not fitted.any():
             continue
         gain, offset, _ = LineSums(every[:5, band], every[5, band], every[:, band]).line()
-        np.multiply(np.repeat(gain, pixels), xb, out=residual)
-        np.subtract(yb, residual, out=residual)
-        residual -= np.repeat(offset, pixels)
+        np.multiply(np.repeat(gain.astype(np.float32), pixels), x[band], out=residual)
+        np.subtract(y[band], residual, out=residual)
+        residual -= np.repeat(offset.astype(np.float32), pixels)
         np.abs(residual, out=residual)
         for k, (start, end, low, high) in enumerate(spans):  # each cell's median residual
             part = np.partition(residual[start:end], high if low == high else (low, high))
             middle[k] = (part[low] + part[high]) / 2
         scale = 1.4826 * middle + 1e-4
-        limit = np.full(count, np.inf)
+        limit = np.full(count, np.inf, np.float32)
         limit[fitted] = REJECT * scale
         out = np.flatnonzero(residual > np.repeat(limit, pixels))  # left out of ``kept``
         at, xo, yo = cell[out], xb[out], yb[out]
