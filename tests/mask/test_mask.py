@@ -30,6 +30,7 @@ from cloudfree.mask.classify import (
     BUILT_SCORE,
     CLEAR,
     CLOUD,
+    CLOUD_BLUE,
     CONFIDENT_CDI,
     FAINT_SCORE,
     LAND_BOX,
@@ -46,6 +47,9 @@ from cloudfree.mask.classify import (
     THIN,
     THIN_SCORE,
     MaskParams,
+    blue_ratio,
+    box_count,
+    box_mean,
     built_up,
     classify,
     cloud_parallax,
@@ -56,6 +60,7 @@ from cloudfree.mask.classify import (
     shadow_thresholds,
     squared_distance,
     thin_cloud,
+    veiled_blue,
 )
 from cloudfree.mask.scene_input import mask_reader, read_classified
 from cloudfree.pipeline.mask import classified_windows, mask_scene
@@ -350,6 +355,38 @@ def test_land_dim_at_443_nm_and_lone_specks_are_left_clear():
     fractions = cloud_fractions()
     assert fractions["floods"][1] < 0.0003
     assert fractions["summer"][1] > 0.99 * fractions["summer"][0] > 0.3
+
+
+def test_a_veil_dim_at_443_nm_stays_cloud_and_dim_land_stays_clear(monkeypatch):
+    """A cloud adds about as much light at 443 nm as at 490 nm; a bright roof is brighter than
+    the land beside it far more at 490 nm than at 443 (and B01's 60 m pixels average it with
+    the streets around). The summer cumulus dimmed at 443 nm (B01 at 0.85 of B02, as dim as
+    land) is a veil by that rise and keeps its cloud, where the dim-land rule alone left 30 % of
+    it clear; on the cloud-free Sen1Floods11 chip, the dim land that scores as cloud is no veil
+    and stays clear."""
+    from cloudfree.mask import classify as module
+
+    refl, valid = reflectance_of(SUMMER_S2)
+    dim = refl.copy()
+    dim[BANDS.index("B01")] = 0.85 * refl[BANDS.index("B02")]
+    chip, chip_valid = reflectance_of(FLOODS_S2)
+
+    def clouds() -> tuple[int, int, int]:
+        return tuple(int((classify(r, v, params)[0] == CLOUD).sum()) for r, v, params in (
+            (dim, valid, MaskParams(land=False)), (dim, valid, MaskParams()),
+            (chip, chip_valid, MaskParams())))
+
+    scored, veiled, chip_cloud = clouds()
+    monkeypatch.setattr(module, "veiled_blue", lambda b, cloud, *_: np.zeros_like(cloud))
+    _, dim_land, chip_without = clouds()
+    assert veiled > 0.98 * scored and dim_land < 0.75 * scored
+    assert chip_cloud == chip_without < 30
+    band = {b: chip[i] for i, b in enumerate(BANDS)}
+    cloud = classify(chip, chip_valid, MaskParams(land=False))[0] == CLOUD
+    count = box_count(cloud, LAND_BOX)
+    dim_chip = cloud & (box_mean(blue_ratio(band), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
+    assert dim_chip.sum() > 1000
+    assert veiled_blue(band, cloud, chip_valid, count)[dim_chip].mean() < 0.01
 
 
 def test_a_cloud_coloured_as_the_ground_confirms_nothing():
