@@ -58,16 +58,19 @@ class Candidates:
         variance [bands, h, w], and its time factor (a number, or one per pixel [h, w]): kept
         where it outweighs the weakest kept one."""
         weakest = np.argmin(self.score, axis=0)
-        current = np.take_along_axis(self.score, weakest[None], 0)[0]
-        rows, cols = np.nonzero(score > current)
-        if not len(rows):
-            return
-        slot = weakest[rows, cols]
-        self.score[slot, rows, cols] = score[rows, cols]
-        self.index[slot, rows, cols] = index
-        self.factor[slot, rows, cols] = factor if np.isscalar(factor) else factor[rows, cols]
-        self.prediction[slot, :, rows, cols] = prediction[:, rows, cols].T
-        self.variance[slot, :, rows, cols] = variance[:, rows, cols].T
+        better = score > np.take_along_axis(self.score, weakest[None], 0)[0]
+        bands = len(prediction)
+        # slot by slot, by flat pixel index (indexing slots and pixels at once is slower)
+        for slot in range(len(self.score)):
+            at = np.flatnonzero(better & (weakest == slot))
+            if not len(at):
+                continue
+            self.score[slot].reshape(-1)[at] = score.reshape(-1)[at]
+            self.index[slot].reshape(-1)[at] = index
+            self.factor[slot].reshape(-1)[at] = (
+                factor if np.isscalar(factor) else np.reshape(factor, -1)[at])
+            self.prediction[slot].reshape(bands, -1)[:, at] = _pixels(prediction, at)
+            self.variance[slot].reshape(bands, -1)[:, at] = _pixels(variance, at)
 
     def disagreement(self) -> np.ndarray:
         """``d2`` [slots, h, w] of each kept prediction against the others (module docstring);
@@ -124,3 +127,8 @@ class Candidates:
             source[rows[wins], cols[wins]] = self.index[slot, rows[wins], cols[wins]]
             best[wins] = self.score[slot, rows[wins], cols[wins]]
         return drop
+
+
+def _pixels(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values`` [bands, h, w] at the pixels of flat indices ``at`` [n]: [bands, n]."""
+    return values.reshape(len(values), -1).take(at, axis=1)
