@@ -3,9 +3,10 @@
 
 By windows of the target grid, so memory depends neither on the scene size nor on the number of
 references: for every window, the target and each reference are masked; on the pixels clear in
-both, each cell of the window gets a robust line per band (``radiometry.py``), each reference
-its scene-wide shadow statistics, and, with S1 of both dates, the histogram of their backscatter
-difference (its median is the change check's bias, ``references.histogram_median``). The same
+both, each cell of the window gets a robust line per band (``radiometry.py``; from every
+``CELL_STRIDE``-th row and column of them), each reference its scene-wide shadow statistics,
+and, with S1 of both dates, the histogram of their backscatter difference (its median is the
+change check's bias, ``references.histogram_median``). The same
 pass gathers the sums of the groups of the nearest dates fitted jointly (``joint_fit.py``) and
 the sample of the target's clear pixels whose dates look alike (``similar_pixels.py``); where
 the temporal test refits the lines (below), only the last refit does, as the fill takes its. A
