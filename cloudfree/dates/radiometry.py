@@ -123,14 +123,13 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray, weight: int =
                  ) -> list[tuple[LineSums, bool]]:
     """``cell_sums`` of several cells at once: x, y [bands, n] of their pixels, one cell after
     another, ``pixels`` [cells] how many each has; each pixel stands for ``weight`` pixels (a
-    sample of every other row and column: 4), its sums and count multiplied by it. A cell of
-    at least ``MIN_PIXELS`` pixels
-    gets its inliers' sums (a trimmed least-squares line per band: the pixels whose residual to
-    the line of all exceeds ``REJECT`` robust standard deviations, 1.4826 x the median absolute
-    residual, are left out), every cell the sums of all its pixels (``LineSums.every``). Band
-    by band, so that the temporaries are a few vectors of n; each cell's median by a partial
-    sort of its own residuals (not all of them sorted, padded to one length) around both middle
-    places at once."""
+    sample of every other row and column: 4), its sums and count multiplied by it. A cell of at
+    least ``MIN_PIXELS`` pixels gets its inliers' sums (a trimmed least-squares line per band:
+    the pixels whose residual to the line of all exceeds ``REJECT`` robust standard deviations,
+    1.4826 x the median absolute residual, are left out), every cell the sums of all its pixels
+    (``LineSums.every``). Band by band, so that the temporaries are a few vectors of n; each
+    cell's median by a partial sort of its own residuals (not all of them sorted, padded to one
+    length) around both middle places at once."""
     count = len(pixels)
     fitted, filled = pixels * weight >= MIN_PIXELS, pixels > 0
     ends = np.cumsum(pixels)

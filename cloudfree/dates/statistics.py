@@ -6,11 +6,11 @@ references: for every window, the target and each reference are masked; on the p
 both, each cell of the window gets a robust line per band (``radiometry.py``; from every
 ``CELL_STRIDE``-th row and column of them), each reference its scene-wide shadow statistics,
 and, with S1 of both dates, the histogram of their backscatter difference (its median is the
-change check's bias, ``references.histogram_median``). The same
-pass gathers the sums of the groups of the nearest dates fitted jointly (``joint_fit.py``) and
-the sample of the target's clear pixels whose dates look alike (``similar_pixels.py``); where
-the temporal test refits the lines (below), only the last refit does, as the fill takes its. A
-mask alone (``mask --reference``) takes neither, and no pass gathers them.
+change check's bias, ``references.histogram_median``). The same pass gathers the sums of the
+groups of the nearest dates fitted jointly (``joint_fit.py``) and the sample of the target's
+clear pixels whose dates look alike (``similar_pixels.py``); where the temporal test refits the
+lines (below), only the last refit does, as the fill takes its. A mask alone
+(``mask --reference``) takes neither, and no pass gathers them.
 
 A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth of a
 smaller target's; an overcast date) is left out, with a warning. When no reference shares that
