@@ -119,18 +119,19 @@ def cell_sums(x: np.ndarray, y: np.ndarray) -> tuple[LineSums, bool]:
     return grouped_sums(x, y, np.array([x.shape[1]]))[0]
 
 
-def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
+def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray, weight: int = 1
                  ) -> list[tuple[LineSums, bool]]:
     """``cell_sums`` of several cells at once: x, y [bands, n] of their pixels, one cell after
-    another, ``pixels`` [cells] how many each has. A cell of at least ``MIN_PIXELS`` pixels
-    gets its inliers' sums (a trimmed least-squares line per band: the pixels whose residual to
-    the line of all exceeds ``REJECT`` robust standard deviations, 1.4826 x the median absolute
-    residual, are left out), every cell the sums of all its pixels (``LineSums.every``). Band
-    by band, so that the temporaries are a few vectors of n; each cell's median by a partial
-    sort of its own residuals (not all of them sorted, padded to one length) around both middle
-    places at once."""
+    another, ``pixels`` [cells] how many each has; each pixel stands for ``weight`` pixels (a
+    sample of every other row and column: 4), its sums and count multiplied by it. A cell of at
+    least ``MIN_PIXELS`` pixels gets its inliers' sums (a trimmed least-squares line per band:
+    the pixels whose residual to the line of all exceeds ``REJECT`` robust standard deviations,
+    1.4826 x the median absolute residual, are left out), every cell the sums of all its pixels
+    (``LineSums.every``). Band by band, so that the temporaries are a few vectors of n; each
+    cell's median by a partial sort of its own residuals (not all of them sorted, padded to one
+    length) around both middle places at once."""
     count = len(pixels)
-    fitted, filled = pixels >= MIN_PIXELS, pixels > 0
+    fitted, filled = pixels * weight >= MIN_PIXELS, pixels > 0
     ends = np.cumsum(pixels)
     starts = (ends - pixels)[filled]
     cell = np.repeat(np.arange(count), pixels)
@@ -169,6 +170,9 @@ def grouped_sums(x: np.ndarray, y: np.ndarray, pixels: np.ndarray
         for i, w in enumerate((xo, yo, xo * xo, xo * yo, yo * yo)):
             kept[i, band] = every[i, band] - np.bincount(at, w, count)
         kept[5, band] = pixels - np.bincount(at, minlength=count)
+    if weight != 1:
+        every *= weight
+        kept *= weight
     return [(LineSums(kept[:5, :, k], kept[5, :, k], every[:, :, k]), True) if fitted[k] else
             (LineSums(every[:5, :, k], every[5, :, k], every[:, :, k]), False)
             for k in range(count)]

@@ -3,13 +3,14 @@
 
 By windows of the target grid, so memory depends neither on the scene size nor on the number of
 references: for every window, the target and each reference are masked; on the pixels clear in
-both, each cell of the window gets a robust line per band (``radiometry.py``), each reference
-its scene-wide shadow statistics, and, with S1 of both dates, the histogram of their backscatter
-difference (its median is the change check's bias, ``references.histogram_median``). The same
-pass gathers the sums of the groups of the nearest dates fitted jointly (``joint_fit.py``) and
-the sample of the target's clear pixels whose dates look alike (``similar_pixels.py``); where
-the temporal test refits the lines (below), only the last refit does, as the fill takes its. A
-mask alone (``mask --reference``) takes neither, and no pass gathers them.
+both, each cell of the window gets a robust line per band (``radiometry.py``; from every
+``CELL_STRIDE``-th row and column of them), each reference its scene-wide shadow statistics,
+and, with S1 of both dates, the histogram of their backscatter difference (its median is the
+change check's bias, ``references.histogram_median``). The same pass gathers the sums of the
+groups of the nearest dates fitted jointly (``joint_fit.py``) and the sample of the target's
+clear pixels whose dates look alike (``similar_pixels.py``); where the temporal test refits the
+lines (below), only the last refit does, as the fill takes its. A mask alone
+(``mask --reference``) takes neither, and no pass gathers them.
 
 A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth of a
 smaller target's; an overcast date) is left out, with a warning. When no reference shares that
@@ -104,6 +105,11 @@ RING_HAZE: float | None = 1.0
 #: target and of each reference in them (``keep_classes``), read back by the later passes,
 #: the temporal test and the fill.
 WINDOW = 8 * CELL
+#: The cells' robust lines (``radiometry.grouped_sums``) from every ``CELL_STRIDE``-th row and
+#: column of the pixels clear in both, each standing for ``CELL_STRIDE``^2 pixels; every pixel
+#: where the target is almost all cloud (``few_clear``), as the groups' sums
+#: (``joint_fit.STRIDE``).
+CELL_STRIDE = 2
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
 #: Where the temporal test does not weigh the references, the lines fitted once more without
@@ -375,6 +381,12 @@ class DateStatistics:
         return self.target.params.buffer if buffer is None else buffer
 
     @property
+    def cell_stride(self) -> int:
+        """The cells' sums count every ``CELL_STRIDE``-th row and column, every pixel where
+        the target is almost all cloud."""
+        return 1 if self.few_clear else CELL_STRIDE
+
+    @property
     def group_stride(self) -> int:
         """The groups' sums count every pixel where the target is almost all cloud (the fits'
         own buffer), else every ``joint_fit.STRIDE``-th."""
@@ -403,6 +415,7 @@ class WindowSums:
         self.first = [first[1] if first is not None and first[0] == dates.cloud_buffer(buffer)
                       else None for buffer, _ in self.views]
         self.stride = dates.group_stride
+        self.cell_stride = dates.cell_stride
         self.members = {i for group in dates.groups for i in group} if gather else set()
         self.similar = dates.similar_dates if gather else ()
         self.sample_stride = sample_stride(dates.target.scene.height, dates.target.scene.width)
@@ -444,7 +457,8 @@ class WindowSums:
                     base = single & clear, first[ref.index, top, left]
                 elif cells:
                     base = masks[0] & clear, cells[0]
-                cells.append(_cell_sums(refl, target, mask & clear, top, left, base))
+                cells.append(_cell_sums(refl, target, mask & clear, top, left, base,
+                                        self.cell_stride))
             diff = None
             if dates.checks_change(ref):
                 if target_s1 is None:
@@ -474,16 +488,18 @@ class WindowSums:
 
 
 def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int, left: int,
-               base: tuple[np.ndarray, list[tuple]] | None = None) -> list[tuple]:
+               base: tuple[np.ndarray, list[tuple]] | None = None, stride: int = 1
+               ) -> list[tuple]:
     """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``, multiples
-    of ``CELL``), on the pixels ``both`` clear in the reference (``refl``) and the target; all
-    the window's cells at once (``grouped_sums``). With a ``base`` (pixels clear in both, and
-    this function's result on them, of the same window and dates), the cells whose pixels are
-    the same take its sums instead."""
-    order, cells = _cell_major(*both.shape)
+    of ``CELL``), on the pixels ``both`` clear in the reference (``refl``) and the target in
+    every ``stride``-th row and column; all the window's cells at once (``grouped_sums``).
+    With a ``base`` (pixels clear in both, and this function's result on them, of the same
+    window, dates and stride), the cells whose pixels counted are the same take its sums
+    instead."""
+    order, cells = _cell_major(*both.shape, stride)
     if base is not None:
         changed = np.zeros(len(base[1]), bool)
-        changed[cells[np.flatnonzero(both != base[0])]] = True
+        changed[cells[order[(both != base[0]).ravel()[order]]]] = True
         if not changed.any():
             return base[1]
         both = both & changed[cells].reshape(both.shape)
@@ -491,19 +507,24 @@ def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int,
     cols = -(-both.shape[1] // CELL)
     sums = grouped_sums(np.take(refl.reshape(len(refl), -1), taken, axis=1),
                         np.take(target.reshape(len(target), -1), taken, axis=1),
-                        np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols))
+                        np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols),
+                        stride * stride)
     return [base[1][k] if base is not None and not changed[k] else
             (top // CELL + k // cols, left // CELL + k % cols, *cell)
             for k, cell in enumerate(sums)]
 
 
 @functools.lru_cache(maxsize=8)
-def _cell_major(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pixels of a window (flat indices) one ``CELL`` after another, each cell's in rows,
-    and the cell of each pixel (row-major cell index)."""
+def _cell_major(height: int, width: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of a window (flat indices) in every ``stride``-th row and column, one
+    ``CELL`` after another, each cell's in rows, and the cell of every pixel (row-major cell
+    index)."""
     rows, cols = np.indices((height, width))
     cells = (rows // CELL * -(-width // CELL) + cols // CELL).ravel()
-    return np.argsort(cells, kind="stable"), cells
+    order = np.argsort(cells, kind="stable")
+    if stride > 1:
+        order = order[((rows % stride == 0) & (cols % stride == 0)).ravel()[order]]
+    return order, cells
 
 
 def _inside(ref: Reference, top: int, left: int, height: int, width: int

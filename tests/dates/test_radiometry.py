@@ -94,6 +94,18 @@ def test_a_date_whose_land_changed_in_part_weighs_by_its_error_there_too(dates):
     assert (ratio > 3.5).all(), ratio
 
 
+def trimmed(x: np.ndarray, y: np.ndarray, fitted: bool) -> LineSums:
+    """The sums of x, y [bands, n] over the pixels within REJECT x 1.4826 x the median absolute
+    residual to each band's line of all (``fitted``), or over all of them."""
+    every = LineSums.of(x, y, np.ones(x.shape, bool))
+    keep = np.ones(x.shape, bool)
+    if fitted:
+        gain, offset, _ = every.line()
+        residual = np.abs(y - gain[:, None] * x - offset[:, None])
+        keep = residual <= REJECT * (1.4826 * np.median(residual, 1, keepdims=True) + 1e-4)
+    return LineSums.of(x, y, keep, every.every)
+
+
 def test_a_windows_cells_summed_at_once_are_each_cells_trimmed_sums(dates):
     """The statistics pass sums all the cells of a window at once; each cell's sums are still
     its trimmed least-squares line's: each band's line over the cell's pixels clear in both,
@@ -115,13 +127,7 @@ def test_a_windows_cells_summed_at_once_are_each_cells_trimmed_sums(dates):
         part = both[r0 : r0 + CELL, c0 : c0 + CELL]
         x = hazy[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
         y = target[:, r0 : r0 + CELL, c0 : c0 + CELL][:, part]
-        every = LineSums.of(x, y, np.ones(x.shape, bool))
-        keep = np.ones(x.shape, bool)
-        if x.shape[1] >= MIN_PIXELS:
-            gain, offset, _ = every.line()
-            residual = np.abs(y - gain[:, None] * x - offset[:, None])
-            keep = residual <= REJECT * (1.4826 * np.median(residual, 1, keepdims=True) + 1e-4)
-        expected = LineSums.of(x, y, keep, every.every)
+        expected = trimmed(x, y, x.shape[1] >= MIN_PIXELS)
         flags.add((fitted, bool((expected.count < x.shape[1]).any()), x.shape[1] > 0))
         assert fitted == (x.shape[1] >= MIN_PIXELS)
         np.testing.assert_array_equal(sums.count, expected.count)
@@ -154,3 +160,38 @@ def test_cells_whose_pixels_are_the_same_take_the_sums_already_made(dates):
                      (sums.every, sums2.every)):
             np.testing.assert_array_equal(a, b)
     assert all(cells[k][2].count.max() < made[k][2].count.max() for k in (4, 5))
+
+
+def test_cells_summed_on_every_other_row_and_column_count_each_pixel_four_times(dates):
+    """With a stride of 2 (``statistics.CELL_STRIDE``) a cell's trimmed line is fitted on its
+    pixels clear in both in every other row and column alone, each counted for the four
+    around it: the sums and counts are four times the sample's, a cell is fitted from
+    MIN_PIXELS / 4 of them, and the field differs from the one of every pixel by about a
+    hundredth in gain."""
+    target, references = dates
+    hazy = references["hazy"]
+    both = hazy[1] < np.quantile(hazy[1], 0.6)
+    both[:64, :64] &= np.arange(256)[None, :64] % 5 == 0  # 1 in 5 columns: few pixels
+    sampled = _cell_sums(hazy, target, both, 0, 0, stride=2)
+    flags = set()
+    for row, col, sums, fitted in sampled:
+        cell = (slice(row * CELL, (row + 1) * CELL, 2), slice(col * CELL, (col + 1) * CELL, 2))
+        part = both[cell]
+        x, y = hazy[:, cell[0], cell[1]][:, part], target[:, cell[0], cell[1]][:, part]
+        expected = trimmed(x, y, 4 * x.shape[1] >= MIN_PIXELS)
+        flags.add((fitted, x.shape[1] < MIN_PIXELS))
+        assert fitted == (4 * x.shape[1] >= MIN_PIXELS)
+        np.testing.assert_array_equal(sums.count, 4 * expected.count)
+        np.testing.assert_allclose(sums.sums, 4 * expected.sums, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sums.every, 4 * expected.every, rtol=1e-9, atol=1e-12)
+    assert (True, True) in flags  # a cell fitted from fewer than MIN_PIXELS samples
+    fields = []
+    for stride in (1, 2):
+        fits = CellFits(13, 4, 4)
+        for row, col, sums, fitted in _cell_sums(hazy, target, both, 0, 0, stride=stride):
+            fits.add(row, col, sums, fitted)
+        fields.append(fits.field(PRIOR))
+    gain = np.abs(fields[1].gain / fields[0].gain - 1)
+    variance = np.abs(fields[1].variance / fields[0].variance - 1)
+    assert np.median(gain) < 0.02 and np.median(variance) < 0.1, (np.median(gain),
+                                                                   np.median(variance))
