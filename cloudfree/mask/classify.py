@@ -889,9 +889,9 @@ def _box_filter(x: np.ndarray, size: int, mode: str,
     booleans); only its ``rows`` (indices, ascending) where given, the same values.
 
     SciPy filters the columns, then the rows, each line a running mean from its start: a
-    column's means down to a row read nothing beyond ``size`` rows below it, and each row is a
-    line of its own. So for some rows the columns are filtered down to the last of them alone
-    (and the squares below it), and the rows along them alone."""
+    column's mean at a row reads nothing more than half a square below it, and each row is a
+    line of its own. So for some rows the columns are filtered down to a square below the last
+    of them, and the rows along them alone."""
     if x.dtype == bool:
         return box_share(x, size, mode, rows)
     dtype = np.result_type(x, np.float32)
