@@ -676,17 +676,24 @@ def blue_ratio(b: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def veiled_blue(b: dict[str, np.ndarray], cloud: np.ndarray, valid: np.ndarray,
-                count: np.ndarray) -> np.ndarray:
+                count: np.ndarray, asked: np.ndarray | None = None) -> np.ndarray:
     """Whether the ``cloud`` pixels of the ``LAND_BOX`` px square around each pixel [H, W] are
     brighter than its clear ``valid`` pixels at 443 nm by ``VEIL_RISE`` or more of what they are
     at 490 nm, as a veil of cloud is; False where the square has no clear pixel. ``count``:
-    ``box_count(cloud, LAND_BOX)``."""
+    ``box_count(cloud, LAND_BOX)``; ``asked``: the pixels [H, W] the caller asks about, whose
+    rows alone are then computed (False on the others)."""
+    rows = None if asked is None else np.flatnonzero(asked.any(axis=1))
     land = valid & ~cloud
-    beside = box_count(land, LAND_BOX)
-    rise = [box_mean(b[k], cloud, LAND_BOX, count=count) - box_mean(b[k], land, LAND_BOX,
-                                                                    count=beside)
-            for k in ("B01", "B02")]
-    return (beside > 1e-5) & (rise[1] > 0) & (rise[0] >= VEIL_RISE * rise[1])
+    beside = box_count(land, LAND_BOX, rows=rows)
+    count = count if rows is None else count[rows]
+    rise = [box_mean(b[k], cloud, LAND_BOX, count=count, rows=rows)
+            - box_mean(b[k], land, LAND_BOX, count=beside, rows=rows) for k in ("B01", "B02")]
+    veiled = (beside > 1e-5) & (rise[1] > 0) & (rise[0] >= VEIL_RISE * rise[1])
+    if rows is None:
+        return veiled
+    out = np.zeros(cloud.shape, bool)
+    out[rows] = veiled
+    return out
 
 
 def tint(b: dict[str, np.ndarray]) -> np.ndarray:
@@ -730,8 +737,8 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     sand &= ~kept
     dim = (rough & ~kept & (box_mean(blue_ratio(b), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
            if "B01" in b and "B10" in b else np.zeros_like(rough))
-    if dim.any():
-        dim &= ~veiled_blue(b, cloud, valid, count)
+    if dim.any():  # a few pixels: the veil's means on their rows alone
+        dim &= ~veiled_blue(b, cloud, valid, count, dim)
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
     for pixels, level in ((roofs, ROOF_SCORE), (sand, SAND_SCORE), (dim, BLUE_SCORE),
                           (plain, FAINT_SCORE)):
@@ -879,11 +886,22 @@ def box_mean(x: np.ndarray, where: np.ndarray, size: int,
 def _box_filter(x: np.ndarray, size: int, mode: str,
                 rows: np.ndarray | None = None) -> np.ndarray:
     """``ndimage.uniform_filter`` of ``x`` [H, W] into float32 or wider (``box_share`` for
-    booleans); only its ``rows`` where given."""
+    booleans); only its ``rows`` (indices, ascending) where given, the same values.
+
+    SciPy filters the columns, then the rows, each line a running mean from its start: a
+    column's mean at a row reads nothing more than half a square below it, and each row is a
+    line of its own. So for some rows the columns are filtered down to a square below the last
+    of them, and the rows along them alone."""
     if x.dtype == bool:
         return box_share(x, size, mode, rows)
-    out = ndimage.uniform_filter(x, size, output=np.result_type(x, np.float32), mode=mode)
-    return out if rows is None else out[rows]
+    dtype = np.result_type(x, np.float32)
+    if rows is None:
+        return ndimage.uniform_filter(x, size, output=dtype, mode=mode)
+    if not len(rows):
+        return np.zeros((0, x.shape[1]), dtype)
+    down = ndimage.uniform_filter1d(x[:int(rows[-1]) + size], size, axis=0, output=dtype,
+                                    mode=mode)
+    return ndimage.uniform_filter1d(down[rows], size, axis=1, output=dtype, mode=mode)
 
 
 def box_count(where: np.ndarray, size: int, mode: str = "reflect",

@@ -389,6 +389,30 @@ def test_a_veil_dim_at_443_nm_stays_cloud_and_dim_land_stays_clear(monkeypatch):
     assert veiled_blue(band, cloud, chip_valid, count)[dim_chip].mean() < 0.01
 
 
+def test_box_means_and_the_veil_test_on_some_rows_are_those_of_the_whole_array():
+    """Box means of real values over a few rows (the columns filtered down to the last of them
+    and its square, the rows along them alone) are SciPy's whole filter's on those rows, bit
+    for bit, in both edge modes, the array's first and last rows included; and the veil test
+    asked about some pixels gives on their rows what it gives on the whole chip."""
+    chip, valid = reflectance_of(FLOODS_S2)
+    band = {b: chip[i] for i, b in enumerate(BANDS)}
+    cloud = classify(chip, valid, MaskParams(land=False))[0] == CLOUD
+    x = blue_ratio(band)
+    for rows in (np.array([0]), np.array([3, 40, 41, 200]), np.array([len(x) - 1])):
+        for size, mode in ((LAND_BOX, "reflect"), (31, "constant"), (3, "reflect")):
+            whole = box_mean(x, cloud, size, mode)[rows]
+            some = box_mean(x, cloud, size, mode, rows=rows)
+            assert some.dtype == whole.dtype and np.array_equal(some, whole)
+    count = box_count(cloud, LAND_BOX)
+    whole = veiled_blue(band, cloud, valid, count)
+    asked = np.zeros_like(cloud)
+    asked[[5, 90, len(x) - 2], 7] = True
+    some = veiled_blue(band, cloud, valid, count, asked)
+    rows = asked.any(axis=1)
+    assert whole[rows].any() and not some[~rows].any()
+    assert np.array_equal(some[rows], whole[rows])
+
+
 def test_a_cloud_coloured_as_the_ground_confirms_nothing():
     """The summer cumulus confirms nearly all its pixels as seeds of the buffer and the haze
     ring. The same cloud dimmed at 443 nm (B01 at 0.85 of B02, as roofs are) or reddened (B04
