@@ -37,7 +37,7 @@ from cloudfree.mask.classify import (
     LAND_REACH,
     NEAR_REACH,
     NODATA,
-    ROOF_SCORE,
+    SAND_SCORE,
     SEED_EXTENT,
     SEED_SCORE,
     SEED_STEPS,
@@ -535,7 +535,7 @@ def test_no_score_at_a_level_in_a_square_is_the_squares_peak_below_it():
     for where, size, mode in ((cloud, LAND_BOX, "reflect"),
                               (np.ones_like(cloud), BUILT_BOX, "constant")):
         peak = ndimage.maximum_filter(np.where(where, np.nan_to_num(score), 0), size, mode=mode)
-        for level in (ROOF_SCORE, FAINT_SCORE, BUILT_SCORE):
+        for level in (SAND_SCORE, FAINT_SCORE, BUILT_SCORE):
             calm = ~ndimage.maximum_filter(where & (score >= level), size, mode=mode)
             np.testing.assert_array_equal(calm, peak < level)
             assert 0 < calm.sum() < calm.size
