@@ -566,11 +566,13 @@ OVERCAST_TINT = -0.2
 #: B02 (490 nm) near 1 or above. Roofs, roads and sand darken from 490 to 443 nm, and B01, at
 #: 60 m, averages a bright roof with the darker streets and yards around it. Where the square's
 #: cloud has a mean ratio under ``CLOUD_BLUE`` and land's short-wave infrared (``ROOF_SWIR``)
-#: it is bright land, however brightly it scores (white roofs score as a cloud's core), unless it
-#: rises at 443 nm as a veil of cloud does (``veiled_blue``). Only at top-of-atmosphere levels
-#: (with B10, as L1C gives them). Chosen on the tuning towns of the Onera Satellite Change
-#: Detection dataset against the tuning halves of the pool (docs/benchmarks/masks.md).
-CLOUD_BLUE = 0.9
+#: it is bright land, with no pixel of the square scoring ``BLUE_SCORE`` or more (a thick cloud's
+#: brightest tops come near the ratio of the ground: the air above adds less to them). Only at
+#: top-of-atmosphere levels (with B10, as L1C gives them). Chosen on the tuning towns of the Onera
+#: Satellite Change Detection dataset against the tuning halves of the pool
+#: (docs/benchmarks/masks.md). Without that guard the edges of the bundled series' cumulus (dim
+#: at 443 nm, with no veil's rise) were left clear.
+CLOUD_BLUE, BLUE_SCORE = 0.9, 0.6
 #: A cloud adds about as much light at 443 nm as at 490 nm, so where a faint cloud is dim at
 #: 443 nm it is still brighter than the land beside it there: the pixels whose ``LAND_BOX`` px
 #: square's cloud is brighter than its clear pixels in B01 by ``VEIL_RISE`` or more of what it
@@ -700,12 +702,11 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
                 valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
-    of roofs or the dim blue of the ground (not a veil of cloud: ``veiled_blue``) however
-    brightly they score, the red of sand with no opaque ``score`` near, or a faint score and
-    plainer land (the
-    constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``CLOUD_BLUE``, ``FAINT_*``), under a
-    sky that is not overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels); under an
-    overcast sky only sand redder still (``OVERCAST_TINT``). None without the bands
+    of roofs however brightly they score, the red of sand or the dim blue of the ground (not a
+    veil of cloud: ``veiled_blue``) with no opaque ``score`` near, or a faint score and plainer
+    land (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``CLOUD_BLUE``, ``FAINT_*``),
+    under a sky that is not overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels); under
+    an overcast sky only sand redder still (``OVERCAST_TINT``). None without the bands
     ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
     ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
@@ -735,8 +736,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     if dim.any():
         dim &= ~veiled_blue(b, cloud, valid, count)
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    kept |= dim
-    for pixels, level in ((sand, SAND_SCORE), (plain, FAINT_SCORE)):
+    for pixels, level in ((sand, SAND_SCORE), (dim, BLUE_SCORE), (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
             kept |= pixels & ~box_any(cloud & (score >= level), LAND_BOX)
     return kept
