@@ -42,7 +42,7 @@ def measure(reflectance: np.ndarray, where: np.ndarray | None = None) -> np.ndar
     pixels the score calls cloud (and ``where``)."""
     b, score, cloud = scored(reflectance)
     valid = np.ones_like(cloud)
-    with mock.patch.object(module, "ROOF_SCORE", 0.0):
+    with mock.patch.object(module, "ROOF_TEXTURE", np.inf):
         before = module.bright_land(b, cloud, score, valid)
     after = module.bright_land(b, cloud, score, valid)
     parallax = module.box_mean(module.parallax_index(b), cloud, module.LAND_BOX)

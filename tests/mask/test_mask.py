@@ -34,10 +34,13 @@ from cloudfree.mask.classify import (
     CONFIDENT_CDI,
     FAINT_SCORE,
     LAND_BOX,
+    LAND_CDI,
     LAND_REACH,
     NEAR_REACH,
     NODATA,
-    ROOF_SCORE,
+    ROOF_SWIR,
+    ROOF_TEXTURE,
+    SAND_SCORE,
     SEED_EXTENT,
     SEED_SCORE,
     SEED_STEPS,
@@ -56,9 +59,12 @@ from cloudfree.mask.classify import (
     combine_shadow_stats,
     confirmed_reach,
     grow,
+    parallax_index,
     seed_reach,
     shadow_thresholds,
+    specks,
     squared_distance,
+    texture,
     thin_cloud,
     veiled_blue,
 )
@@ -312,6 +318,31 @@ def test_roofs_with_a_cloudlike_parallax_are_left_clear_by_their_texture():
     assert fractions["summer"][1] > 0.99 * fractions["summer"][0]
 
 
+def test_roofs_bright_as_a_clouds_core_are_bright_land_by_their_texture():
+    """An industrial estate's large white roofs score 1, as a thick cloud's core does. The
+    Sen1Floods11 chip's sheds, roofs and greenhouses made three times as bright in every band
+    (so their colour, short-wave infrared ratio and texture stay theirs) score 1, and wherever
+    their square's cloud has the texture and short-wave infrared of roofs they are bright land
+    all the same, blocks of them with a cloud-like parallax index included."""
+    refl, valid = reflectance_of(FLOODS_S2)
+    scored = classify(refl, valid, MaskParams(land=False))[0] == CLOUD
+    bright = refl.copy()
+    bright[:, scored] *= 3
+    classes, score = classify(bright, valid, MaskParams(land=False))
+    cloud = classes == CLOUD
+    assert (cloud == scored).all() and (score[scored] >= 1).all()
+    band = {b: bright[i] for i, b in enumerate(BANDS)}
+    count = box_count(cloud, LAND_BOX)
+    visible = (band["B02"] + band["B03"] + band["B04"]) / 3
+    roofs = (cloud & (box_mean(texture(band["B04"], cloud), cloud, LAND_BOX, count=count)
+                      > ROOF_TEXTURE)
+             & (box_mean(band["B11"] / visible, cloud, LAND_BOX, count=count) > ROOF_SWIR)
+             & (box_mean(parallax_index(band), cloud, LAND_BOX, count=count) <= LAND_CDI)
+             & ~specks(cloud, valid))
+    assert roofs.sum() > 50
+    assert not (classify(bright, valid)[0] == CLOUD)[roofs].any()
+
+
 def test_the_mask_with_buffer_and_shadows_computes_the_parallax_index_once(monkeypatch):
     """With ``remove``'s buffer and shadows, the bright-land test and the buffer's confident
     clouds read one parallax index, and the shadows' buffer none, over the summer sample's
@@ -559,7 +590,7 @@ def test_no_score_at_a_level_in_a_square_is_the_squares_peak_below_it():
     for where, size, mode in ((cloud, LAND_BOX, "reflect"),
                               (np.ones_like(cloud), BUILT_BOX, "constant")):
         peak = ndimage.maximum_filter(np.where(where, np.nan_to_num(score), 0), size, mode=mode)
-        for level in (ROOF_SCORE, FAINT_SCORE, BUILT_SCORE):
+        for level in (SAND_SCORE, FAINT_SCORE, BUILT_SCORE):
             calm = ~ndimage.maximum_filter(where & (score >= level), size, mode=mode)
             np.testing.assert_array_equal(calm, peak < level)
             assert 0 < calm.sum() < calm.size
