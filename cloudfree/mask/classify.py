@@ -615,7 +615,7 @@ CDI_BOX = 7
 NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 #: Context the bright-land test needs: its square, the variances' and the 3 px kernel of B08,
 #: the square of its overcast share, or the faint towns' score guard. The guard's 50 px are
-#: taken as 51, so that the windows' context grew by 36 px with it, a whole number of the
+#: taken as 51, so that the windows' context grows by 36 px with it, a whole number of the
 #: 4 px cells on which ``remove`` weighs shadows (``shadow.SHADE_STEP``, laid from a window's
 #: corner): its shadows stay where they were (at 50, 82 px of the bundled sample's moved).
 LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2, TOWN_BOX // 2 + 1)
