@@ -420,6 +420,38 @@ def test_a_veil_dim_at_443_nm_stays_cloud_and_dim_land_stays_clear(monkeypatch):
     assert veiled_blue(band, cloud, chip_valid, count)[dim_chip].mean() < 0.01
 
 
+def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
+    """The Sen1Floods11 village under a uniform haze (more light added at 443 nm than at 665 nm,
+    over its clear land and its roofs alike: no veil's rise) scores as faint cloud over its
+    textured land, far from anything scoring 0.5: some hundreds of those pixels are left clear,
+    nothing becomes cloud, and windows keep the whole chip's classes. The thin wisps at the
+    edges of the summer cumulus are as textured and no brighter at 443 nm, but lie within
+    ``TOWN_BOX // 2`` px of its bright cores: the cumulus keeps all its cloud, where with the
+    guard over ``LAND_BOX`` px alone it lost some."""
+    from cloudfree.mask import classify as module
+
+    refl, valid = reflectance_of(FLOODS_S2)
+    hazy = refl.copy()
+    for band, rise in (("B01", 0.02), ("B02", 0.017), ("B03", 0.013), ("B04", 0.009)):
+        hazy[BANDS.index(band)] += rise
+    summer, summer_valid = reflectance_of(SUMMER_S2)
+    params = MaskParams(buffer=2, shadow=True).for_bands(BANDS)
+    shadow = combine_shadow_stats([shadow_thresholds(hazy, valid)])
+    classes = classify(hazy, valid, params, shadow=shadow)[0]
+    cloud = classify(hazy, valid)[0] == CLOUD
+    summer_cloud = (classify(summer, summer_valid)[0] == CLOUD).sum()
+    for cut in (256, 384):
+        end = cut + params.context
+        window = classify(hazy[:, :end], valid[:end], params, shadow=shadow)[0]
+        np.testing.assert_array_equal(window[:cut], classes[:cut])
+    monkeypatch.setattr(module, "TOWN_BOX", LAND_BOX)
+    assert (classify(summer, summer_valid)[0] == CLOUD).sum() < summer_cloud - 300
+    monkeypatch.setattr(module, "TOWN_TEXTURE", np.inf)
+    without = classify(hazy, valid)[0] == CLOUD
+    assert (cloud <= without).all() and without.sum() - cloud.sum() > 200
+    assert (classify(summer, summer_valid)[0] == CLOUD).sum() == summer_cloud
+
+
 def test_box_means_and_the_veil_test_on_some_rows_are_those_of_the_whole_array():
     """Box means of real values over a few rows (the columns filtered down to the last of them
     and its square, the rows along them alone) are SciPy's whole filter's on those rows, bit
