@@ -95,7 +95,7 @@ class LocalFillParams:
     """How far and how selectively the local fill looks."""
 
     sigma: float = 12.0  # px, the spatial Gaussian (the second scale is 4x)
-    s1_sigma: float = 2.0  # dB, the S1 similarity
+    s1_sigma: float = 1.5  # dB, the S1 similarity
     reach: int = 64  # px of context read around a window
     factor: int = 4  # coarse grid of the normalised convolutions
     ring: int = 10  # px outside the mask where haze joins the fill
