@@ -41,7 +41,8 @@ it changes. ``--real DEST``: also ``remove`` on the real L2A images of the pool 
 months and BigEarthNet patches, each with its S1; all but the snowy BigEarthNet patch of 4
 February 2018 nearly cloud-free), as they are; these stand apart from the halves.
 
-``--extra DIR``: also ``remove`` on every GeoTIFF of DIR as it is (no S1), a set of its own
+``--extra DIR``: also ``remove`` on every GeoTIFF of DIR (no S1; with ``--bands`` and
+``--surface`` as the pool's scenes are written, otherwise as it is), a set of its own
 beside the pool's: the cloud-free built-up L1C scenes of the Onera Satellite Change Detection
 dataset that ``scripts/extract_oscd_scenes.py`` writes (towns, industrial estates, ports and
 airports), or the two crops of DSen2's demo data of ``scripts/extract_dsen2_scenes.py`` (a
@@ -149,6 +150,25 @@ def write_inputs(record: dict, arrays: dict, folder: Path, missing: tuple[str, .
     return s2, s1
 
 
+def write_extra(path: Path, folder: Path, missing: tuple[str, ...],
+                levels: dict[str, float] | None) -> Path:
+    """An ``--extra`` scene (13-band L1C GeoTIFF) without the bands ``missing`` and at the
+    surface ``levels`` given (``as_l2a``), on its own grid; as it is without ``missing``."""
+    if not missing:
+        return path
+    with rasterio.open(path) as src:
+        dn, profile = src.read().astype(np.float32), src.profile
+    kept = as_l2a(dn, missing, levels)
+    s2 = folder / "s2.tif"
+    profile.update(count=len(kept), dtype="uint16", nodata=0)
+    with rasterio.open(s2, "w", **profile) as dst:
+        dst.write(np.where(np.isfinite(kept), np.clip(np.round(kept), 0, 65535), 0)
+                  .astype(np.uint16))
+        dst.descriptions = tuple(b for b in BANDS if b not in missing)
+        dst.update_tags(PROCESSING_LEVEL="L2A")
+    return s2
+
+
 def changed_share(s2: Path, out: Path) -> float:
     """Share of the valid pixels where any band of ``out`` differs from ``s2`` (both as
     ``open_sentinel2`` reads them: a folder's 20 m bands brought to 10 m as ``remove`` does)."""
@@ -194,13 +214,12 @@ def main() -> None:
     parser.add_argument("--real", type=Path, metavar="DEST",
                         help="also remove on the real L2A images under DEST, as they are")
     parser.add_argument("--extra", type=Path, metavar="DIR",
-                        help="also remove on the GeoTIFFs of DIR, as they are (no S1)")
+                        help="also remove on the GeoTIFFs of DIR (no S1), in the band set "
+                             "of --bands")
     parser.add_argument("options", nargs="*", help="after --: options for every remove")
     args = parser.parse_args()
     if not args.data and not args.extra:
         parser.error("give --data, --extra or both")
-    if args.extra and args.bands != "l1c":
-        parser.error("--extra: the scenes of DIR run as they are; leave --bands out")
     if args.surface and args.bands == "l1c":
         parser.error("--surface: give an L2A band set (--bands l2a or l2a10)")
     missing = MISSING[args.bands]
@@ -254,14 +273,15 @@ def main() -> None:
                 print(f"{path.name:48s} changed {100 * real[-1]['changed']:6.2f} % masked "
                       f"{100 * real[-1]['masked']:6.2f} %", flush=True)
         if args.extra:
-            print(f"\nThe GeoTIFFs of {args.extra}, as they are:")
+            print(f"\nThe GeoTIFFs of {args.extra} ({args.bands}):")
             split = extra_split(args.extra)
             for path in sorted(args.extra.glob("*.tif")):
                 half = split.get(path.stem)
                 if args.half and half and half != args.half:
                     continue
+                s2 = write_extra(path, folder, missing, levels)
                 extra.append({"scene": path.stem, "extra": True, "held_out": half == "held-out",
-                              **run(path, None, folder)})
+                              **run(s2, None, folder)})
                 print(f"{path.stem:48s} changed {100 * extra[-1]['changed']:6.2f} % masked "
                       f"{100 * extra[-1]['masked']:6.2f} %", flush=True)
     print()
