@@ -26,12 +26,15 @@ nothing near scores as an opaque cloud: at 10 m a town's texture in B08 against 
 reads like a cloud's parallax. In L1C (top-of-atmosphere levels), clouds are white or bluish:
 land dimmer at 443 nm (B01) than at 490 nm (B02), or red, is bright land where nothing near
 scores as an opaque cloud, unless it rises above the land beside it at 443 nm as a veil of
-cloud does (``veiled_blue``). A lone speck of a few pixels is left clear (``specks``). A cloud
-must show parallax to be confident, before it grows a buffer (without the parallax bands, a
-pixel confident by its score alone must lie amid cloud: ``seed_reach``), and a cloud's extent
-before its opacity or the haze around it confirms it (a lone white roof grows nothing); one
-that only the haze confirms grows the buffer and the ring in proportion to it (``seed_reach``).
-A cloud with the colour of the ground (``ground_colour``) is confirmed by neither.
+cloud does (``veiled_blue``). Without B10 (L2A products), bright land is told by the
+short-wave infrared against the near infrared instead (``SOIL_RATIO``): water clouds are darker
+in B11 than in B8A, bare soil, sand and roofs are not. A lone speck of a few pixels is left
+clear (``specks``). A cloud must show parallax to be confident, before it grows a buffer
+(without the parallax bands, a pixel confident by its score alone must lie amid cloud:
+``seed_reach``), and a cloud's extent before its opacity or the haze around it confirms it
+(a lone white roof grows nothing); one that only the haze confirms grows the buffer and the
+ring in proportion to it (``seed_reach``). A cloud with the colour of the ground
+(``ground_colour``) is confirmed by neither.
 Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
 such land (``pipeline/remove.py``).
 Built-up land (``built_up``; ``remove`` with Sentinel-1, on by default): what scores as cloud
@@ -155,6 +158,8 @@ PARALLAX_BANDS: tuple[str, ...] = ("B07", "B08", "B8A")
 #: Bands of the colour of a cloud (``ground_colour``): at top-of-atmosphere levels only (with
 #: B10, as L1C gives them).
 COLOUR_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10")
+#: Bands of the colour of the ground without B10 (``ground_colour``; L2A products).
+SOIL_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B8A", "B11")
 #: Colours of the classes in the mask's GeoTIFF palette and in previews (RGBA).
 COLORMAP = {CLEAR: (0, 0, 0, 0), CLOUD: (255, 255, 255, 255), SHADOW: (90, 60, 140, 255),
             SNOW: (0, 200, 255, 255), THIN: (180, 180, 180, 255), NODATA: (0, 0, 0, 0)}
@@ -555,6 +560,23 @@ ROOF_TEXTURE, ROOF_SWIR = 0.1, 0.6
 #: bundled cumulus brought to surface levels lost most of its thin cloud). Chosen on those
 #: towns against the tuning halves of the pool (docs/benchmarks/masks.md).
 SAND_TINT, SAND_SCORE = -0.1, 0.9
+#: Without B10 (L2A products, at surface levels) neither the red of sand nor the dim blue at
+#: 443 nm tells bright land from a cloud: atmospheric correction turns a cloud's thin edges over
+#: land red, and the ten-band set has no B01. The short-wave infrared against the near infrared
+#: does: liquid water absorbs more at 1610 nm than at 865 nm, so a water cloud, and vegetation
+#: seen through a thin one, is darker in B11 than in B8A, while bare soil, sand, concrete and
+#: roofs are about as bright or brighter. So without B10 sand needs its square's cloud to have a
+#: mean ratio of B11 to B8A (``soil_ratio``) above ``SOIL_RATIO`` as well, the pixels whose
+#: square's cloud has that ratio and land's short-wave infrared (``ROOF_SWIR``) are bright land
+#: where no pixel of the square scores ``SOIL_SCORE`` or more (as the dim blue's
+#: ``BLUE_SCORE``), and a cloud both red and of that ratio has the colour of the ground
+#: (``ground_colour``). On the tuning towns of the Onera Satellite Change Detection dataset as
+#: L2A bands, the sand of Abu Dhabi that the red of sand would clear has a ratio of 0.96-1.16
+#: (5th to 95th percentile), the bundled summer cumulus brought to surface levels, where that
+#: rule alone took most of it, 0.75-0.85. Chosen on those towns against the tuning halves of
+#: the pool's cloudy pairs: at 0.9 it cleared a faint cloud over bare autumn fields (a ratio of
+#: 0.93) at surface levels (docs/benchmarks/masks.md).
+SOIL_RATIO, SOIL_SCORE = 0.95, 0.6
 #: Under a sky that is overcast by the share of what scores as cloud (``OVERCAST_SHARE``), sand
 #: is bright land where the square's cloud is redder still, with a mean tint under
 #: ``OVERCAST_TINT``: a real cloud spread over a whole patch (the bundled summer cumulus, its
@@ -714,6 +736,11 @@ def veiled_blue(b: dict[str, np.ndarray], cloud: np.ndarray, valid: np.ndarray,
     return out
 
 
+def soil_ratio(b: dict[str, np.ndarray]) -> np.ndarray:
+    """B11 / B8A [H, W] (``SOIL_RATIO``)."""
+    return b["B11"] / np.maximum(b["B8A"], np.float32(1e-4))
+
+
 def tint(b: dict[str, np.ndarray]) -> np.ndarray:
     """(B02 - B04) / mean(B02, B03, B04) [H, W] (``SAND_TINT``): below 0 red, above 0 blue."""
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
@@ -726,8 +753,9 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
     of roofs however brightly they score, the red of sand or the dim blue of the ground (not a
     veil of cloud: ``veiled_blue``) with no opaque ``score`` near, textured land that is no
-    veil far from any cloud, or a faint score and plainer land (the constants ``LAND_*``,
-    ``ROOF_*``, ``SAND_TINT``, ``CLOUD_BLUE``, ``TOWN_*``, ``FAINT_*``),
+    veil far from any cloud, without B10 land brighter at 1610 nm than a cloud, or a faint
+    score and plainer land (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``CLOUD_BLUE``,
+    ``TOWN_*``, ``SOIL_*``, ``FAINT_*``),
     under a sky that is not overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels); under
     an overcast sky only sand redder still (``OVERCAST_TINT``). None without the bands
     ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
@@ -738,13 +766,17 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     count = box_count(cloud, LAND_BOX)  # the divisor of the means over the clouds
     visible = np.maximum((b["B02"] + b["B03"] + b["B04"]) / 3, np.float32(1e-4))
     swir = box_mean(b["B11"] / visible, cloud, LAND_BOX, count=count)
-    # the red of sand, at top-of-atmosphere levels only (with B10, as L1C gives them)
-    sand = (cloud & (swir > LAND_SWIR) & (box_mean(tint(b), cloud, LAND_BOX, count=count)
-                                          < np.where(overcast, OVERCAST_TINT, SAND_TINT))
-            ) if "B10" in b else np.zeros_like(cloud)
+    sand = cloud & (swir > LAND_SWIR) & (box_mean(tint(b), cloud, LAND_BOX, count=count)
+                                         < np.where(overcast, OVERCAST_TINT, SAND_TINT))
     rough = cloud & ~overcast & (swir > ROOF_SWIR)
     if not (rough.any() or sand.any()):
         return rough
+    # without B10 (L2A, surface levels, where a cloud's thin edges turn red too): land's
+    # short-wave infrared against the near infrared (``SOIL_RATIO``)
+    soil = (box_mean(soil_ratio(b), cloud, LAND_BOX, count=count) > SOIL_RATIO
+            if "B10" not in b else None)
+    if soil is not None:
+        sand &= soil
     grain = box_mean(texture(b["B04"], cloud), cloud, LAND_BOX, count=count)
     land = rough & (swir > LAND_SWIR)
     parallax = box_mean(parallax_index(b) if index is None else index, cloud, LAND_BOX,
@@ -757,6 +789,8 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     top = "B01" in b and "B10" in b  # top-of-atmosphere levels, with the blue at 443 nm
     dim = (rough & ~kept & (box_mean(blue_ratio(b), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
            if top else np.zeros_like(rough))
+    if soil is not None:  # bare land, sand or roofs by 1610 against 865 nm, with no B10
+        kept |= rough & ~kept & soil & ~box_any(cloud & (score >= SOIL_SCORE), LAND_BOX)
     town = land & ~kept & (grain > TOWN_TEXTURE) if top else np.zeros_like(rough)
     if town.any():  # far from any cloud, beside some clear land
         town &= ~box_any(cloud & (score >= TOWN_SCORE), TOWN_BOX)
@@ -818,20 +852,26 @@ def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndar
         return None
     parallax = box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
                         cloud, SHARE_BOX, count=count)
-    if all(k in bands for k in COLOUR_BANDS):
-        parallax[ground_colour(_pick(reflectance, bands, COLOUR_BANDS), cloud, count)] = np.inf
+    colour = (COLOUR_BANDS if "B10" in bands else SOIL_BANDS)
+    if all(k in bands for k in colour):
+        parallax[ground_colour(_pick(reflectance, bands, colour), cloud, count)] = np.inf
     return parallax
 
 
 def ground_colour(b: dict[str, np.ndarray], cloud: np.ndarray,
                   count: np.ndarray | None = None) -> np.ndarray:
     """Whether the ``cloud`` pixels of the ``SHARE_BOX`` px square around each pixel [H, W] have
-    the colour of the ground at the top of the atmosphere rather than a cloud's: red (a mean
-    tint (B02 - B04) / visible under ``SAND_TINT``) or dim at 443 nm (a mean ratio of B01 to B02
-    under ``CLOUD_BLUE``). ``count``: ``box_count(cloud, SHARE_BOX)``, where the caller has it."""
+    the colour of the ground rather than a cloud's: at the top of the atmosphere (``b`` holds
+    ``COLOUR_BANDS``, with B10) red (a mean tint (B02 - B04) / visible under ``SAND_TINT``) or
+    dim at 443 nm (a mean ratio of B01 to B02 under ``CLOUD_BLUE``); without B10 (``b`` holds
+    ``SOIL_BANDS``) red and with land's short-wave infrared against the near infrared (a mean
+    ``soil_ratio`` above ``SOIL_RATIO``). ``count``: ``box_count(cloud, SHARE_BOX)``, where the
+    caller has it."""
     count = box_count(cloud, SHARE_BOX) if count is None else count
-    return ((box_mean(tint(b), cloud, SHARE_BOX, count=count) < SAND_TINT)
-            | (box_mean(blue_ratio(b), cloud, SHARE_BOX, count=count) < CLOUD_BLUE))
+    red = box_mean(tint(b), cloud, SHARE_BOX, count=count) < SAND_TINT
+    if "B10" not in b:
+        return red & (box_mean(soil_ratio(b), cloud, SHARE_BOX, count=count) > SOIL_RATIO)
+    return red | (box_mean(blue_ratio(b), cloud, SHARE_BOX, count=count) < CLOUD_BLUE)
 
 
 def confirmed_reach(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,

@@ -496,6 +496,55 @@ def test_a_cloud_coloured_as_the_ground_confirms_nothing():
     assert seeds(dim) == seeds(red) == 0
 
 
+def test_without_b10_land_bright_at_1610_nm_is_left_clear(monkeypatch):
+    """As an L2A band set (B10 dropped; and B01 and B09), the Sen1Floods11 village's pale roofs
+    and bare soil that score as cloud are no darker in B11 than in B8A, as water clouds and the
+    vegetation seen through them are: the soil's ratio leaves most of them clear, where neither
+    the red of sand nor the dim blue at 443 nm runs without B10. The summer cumulus, as the same
+    bands at the top of the atmosphere and brought to surface levels, keeps its cloud and its
+    buffer pixel for pixel."""
+    from cloudfree.mask import classify as module
+
+    chip, chip_valid = reflectance_of(FLOODS_S2)
+    summer = reflectance_of(SUMMER_S2)[0]
+    cases = [(chip[[BANDS.index(b) for b in L2A_SET]], chip_valid),
+             (summer[[BANDS.index(b) for b in L2A_SET]], None), (_summer_at_l2a_levels(), None)]
+
+    def masks() -> list[np.ndarray]:
+        return [classify(r, v, MaskParams(buffer=buffer), L2A_SET)[0] == CLOUD
+                for r, v in cases for buffer in (0, 5)]
+
+    found = masks()
+    monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
+    before = masks()
+    assert before[0].sum() > 400 and found[0].sum() < 0.4 * before[0].sum()
+    assert (found[0] <= before[0]).all()
+    for now, then in zip(found[2:], before[2:], strict=True):
+        np.testing.assert_array_equal(now, then)
+
+
+def test_without_b10_a_red_cloud_is_ground_only_with_lands_short_wave_infrared():
+    """Without B10 a cloud reddened (B04 above B02, as sand and as a cloud's thin edges at
+    surface levels) still confirms its pixels, being darker in B11 than in B8A as water clouds
+    are; raised in B11 above B8A as well, it has the colour of bare ground and confirms none."""
+    refl, valid = reflectance_of(SUMMER_S2)
+    bands = [b for b in BANDS if b != "B10"]
+    band = {b: i for i, b in enumerate(bands)}
+    l2a = refl[[BANDS.index(b) for b in bands]]
+    classes, score = classify(l2a, valid, MaskParams(), bands)
+    cloud = classes == CLOUD
+
+    def seeds(reflectance: np.ndarray) -> int:
+        return int((confirmed_reach(reflectance, bands, cloud, score, valid) > 0).sum())
+
+    red = l2a.copy()
+    red[band["B04"]] = 1.3 * l2a[band["B02"]]
+    soil = red.copy()
+    soil[band["B11"]] = 1.2 * l2a[band["B8A"]]
+    assert seeds(red) == seeds(l2a) > 0.99 * cloud.sum()
+    assert seeds(soil) == 0
+
+
 def test_bright_land_is_not_found_under_an_overcast_sky():
     """The summer cumulus spread over the whole patch (each pixel that of the cloud pixel
     nearest it, its rim's too, where the land shows through) is cloud everywhere: bright land
