@@ -99,7 +99,7 @@ class LocalFillParams:
     reach: int = 64  # px of context read around a window
     factor: int = 4  # coarse grid of the normalised convolutions
     ring: int = 10  # px outside the mask where haze joins the fill
-    ring_score: float = 0.05  # cloud score above which a ring pixel is haze
+    ring_score: float = 0.0  # cloud score above which a ring pixel is haze
     source_ramp: int = 15  # px over which clear pixels near the fill gain full weight as sources
 
 

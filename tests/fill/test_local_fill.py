@@ -351,6 +351,23 @@ def test_smoothed_s1_is_the_mean_of_the_known_values_around():
     np.testing.assert_allclose(gaps[:, 100, 100], np.nanmean(edge, axis=(1, 2)), rtol=1e-5)
 
 
+def test_haze_ring_takes_faint_haze_but_not_land_that_scores_nothing():
+    """The ring takes every pixel in its reach that scores as cloud at all: faint haze beside
+    the real summer sample's clouds (a score up to 0.05) joins, land in reach scoring 0 never
+    does."""
+    with open_sentinel2(SUMMER_S2) as ds:
+        refl, valid = ds.read()
+    classes, score = classify(refl, valid, MaskParams(buffer=5))
+    cloud = classes == CLOUD
+    local = LocalFillParams()
+    added = haze_region(cloud, score, valid, local) & ~cloud
+    score = np.nan_to_num(score)
+    assert (added & (score <= 0.05)).sum() > 50
+    assert not (added & (score <= 0)).any()
+    reach = ndimage.distance_transform_edt(~cloud) <= local.ring
+    assert (reach & valid & ~cloud & (score <= 0)).any()
+
+
 def test_haze_ring_joins_only_hazy_pixels_near_clouds():
     with open_sentinel2(SUMMER_S2) as ds:
         refl, valid = ds.read()
