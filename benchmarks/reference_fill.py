@@ -53,6 +53,10 @@ the bands given, by PSNR on the true mask and on the whole image:
   whole-date haze taken off, ``remove --reference --dehaze``, ``dates/dehaze.py``;
   ``--ablations shadow``: the target's cloud shadows left as they are, and filled without the
   penumbra the dates find around them);
+- with ``--by-distance``, the error of ``--reference`` in B02 (DN) by distance from the clear
+  land inside the true mask (``DISTANCES``), pooled over the cases whose temporal mask finds
+  the cloud (IoU of at least ``FOUND_IOU``) and over the others: whether a veil left in sits at
+  a cloud's edge or over the cloud missed;
 - for each pasted case below the median fill + 3 dB, two ceilings that use the hidden truth:
   the best single reference with each band's line fitted on the truth under the cloud, and
   all references together regressed on one half of the truth under the cloud and scored on
@@ -68,6 +72,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +110,9 @@ ABLATIONS = [("--reference, no agreement check", reference_fill, "AGREEMENT", No
              ("--reference --dehaze", dehaze, "BY_DEFAULT", True),
              ("--reference, shadows left", remove, "SHADOW_WITH_DATES", False),
              ("--reference, no shadow penumbra", temporal_mask, "SHADOW_GROW", 0)]
+#: Upper ends (px) of the bands of distance from the clear land of ``--by-distance`` (the last
+#: band takes the rest), and the IoU from which a case's cloud counts as found there.
+DISTANCES, FOUND_IOU = (1.5, 3.0, 6.0), 0.9
 #: ``--bands l2a``: the bands of an L2A product.
 L2A_BANDS = tuple(b for b in BANDS if b not in ("B01", "B09", "B10"))
 
@@ -253,6 +261,40 @@ def make_case(kind: str, number: int, target: Path, donor: Path, others: list[Pa
     return cloudy_path, truth, cloud, refs
 
 
+def blue_by_distance(result: np.ndarray, truth: np.ndarray, pasted: np.ndarray,
+                     bands: tuple[str, ...]) -> list[list[float]]:
+    """Per band of distance from the clear land (``DISTANCES``) inside ``pasted``: the pixels,
+    and the sum and the sum of squares of ``result``'s error in B02 (DN)."""
+    error = (result[bands.index("B02")] - truth[bands.index("B02")]) * 10000
+    distance = ndimage.distance_transform_edt(pasted)
+    edges = (0.0, *DISTANCES, np.inf)
+    sums = []
+    for low, high in pairwise(edges):
+        at = pasted & (distance > low) & (distance <= high)
+        sums.append([float(at.sum()), float(error[at].sum()), float((error[at] ** 2).sum())])
+    return sums
+
+
+def distance_table(rows: list[dict]) -> None:
+    """The ``--by-distance`` table: B02 bias and RMS by distance from the clear land."""
+    edges = (0, *DISTANCES)
+    print("\n--reference's error in B02 (DN) by distance from the clear land inside the true "
+          "mask, pooled (bias / RMS, pixels):\n")
+    print("| cases | " + " | ".join(f"{low:g}-{high:g} px" for low, high in pairwise(edges))
+          + f" | over {DISTANCES[-1]:g} px |")
+    print("|---|" + "---|" * len(edges))
+    for label, found in ((f"temporal mask IoU >= {FOUND_IOU}", True),
+                         (f"temporal mask IoU < {FOUND_IOU}", False)):
+        part = [r for r in rows if (r["mask_iou"]["temporal (--reference)"] >= FOUND_IOU)
+                == found]
+        if not part:
+            continue
+        sums = np.sum([r["blue_by_distance"] for r in part], axis=0)
+        print(f"| {label} ({len(part)}) | " + " | ".join(
+            f"{total / n:+.0f} / {np.sqrt(squares / n):.0f} ({n:.0f})" if n else "-"
+            for n, total, squares in sums) + " |")
+
+
 def iou(found: np.ndarray, truth: np.ndarray) -> float:
     return float((found & truth).sum() / max((found | truth).sum(), 1))
 
@@ -325,6 +367,8 @@ def run_case(kind: str, number: int, target: Path, donor: Path, others: list[Pat
            "clear_kept": float(np.mean(np.all(results["--reference"][:, ~pasted]
                                               == cloudy[:, ~pasted], axis=0)))
            if (~pasted).any() else None,
+           "blue_by_distance": blue_by_distance(results["--reference"], truth, pasted, bands)
+           if "B02" in bands else None,
            "psnr_pasted": {k: psnr(v, truth, pasted) for k, v in results.items()},
            "psnr_whole": {k: psnr(v, truth, whole) for k, v in results.items()}}
     scores = row["psnr_pasted"]
@@ -388,6 +432,9 @@ def main() -> None:
                              "images, such as those of an independent check)")
     parser.add_argument("--bands", nargs="+", default=list(BANDS),
                         help="give remove only these bands (l2a: the ten of an L2A product)")
+    parser.add_argument("--by-distance", action="store_true",
+                        help="also --reference's error in B02 by distance from the clear land, "
+                             "split by whether the temporal mask finds the cloud")
     parser.add_argument("--temporal-mask", action="store_true", default=None,
                         help="the --reference column with --temporal-mask whatever the bands "
                              "(default: remove's default for the bands given)")
@@ -496,6 +543,8 @@ def run_benchmark(dates: list[Path], args: argparse.Namespace) -> None:
                   f"{scores['median fill'] + 3:.2f} | {scores['--reference']:.2f} | "
                   + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
     temporal_tables(rows, kinds)
+    if args.by_distance and all(r["blue_by_distance"] for r in rows):
+        distance_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
