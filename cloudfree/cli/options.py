@@ -286,13 +286,14 @@ def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
                               "parallax between B07, B08 and B8A, land's short-wave infrared "
                               "(B11) and the texture of built-up land, or land's short-wave "
                               "infrared and the red of sand or a dim B01 against B02 (L1C), or "
-                              "is faint textured land far from any cloud (L1C), or barely scores "
-                              "and shows land plainly, or lies alone in a speck "
-                              "of a few pixels: bright roofs, greenhouses, roads, sand; and grow "
-                              "the buffer and haze ring only from clouds with parallax and a "
-                              "cloud's colour (needs B07, B08, B8A and B11; skipped without "
-                              "them). Where other dates judge the clouds (--reference), they "
-                              "judge such land."),
+                              "is about as bright in B11 as in B8A with no opaque cloud near "
+                              "(without B10, as in L2A), or is faint textured land far from any "
+                              "cloud (L1C), or barely scores and shows land plainly, or lies "
+                              "alone in a speck of a few pixels: bright roofs, greenhouses, "
+                              "roads, sand; and grow the buffer and haze ring only from clouds "
+                              "with parallax and a cloud's colour (needs B07, B08, B8A and B11; "
+                              "skipped without them). Where other dates judge the clouds "
+                              "(--reference), they judge such land."),
             click.option("--scl/--no-scl", default=True, show_default=True,
                          help="On L2A input with its scene classification (SCL), take clouds "
                               "(medium, high probability, thin cirrus), cloud shadow and snow "

@@ -755,9 +755,9 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     veil of cloud: ``veiled_blue``) with no opaque ``score`` near, textured land that is no
     veil far from any cloud, without B10 land brighter at 1610 nm than a cloud, or a faint
     score and plainer land (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``CLOUD_BLUE``,
-    ``TOWN_*``, ``SOIL_*``, ``FAINT_*``),
-    under a sky that is not overcast (``OVERCAST_SHARE`` of the ``valid`` [H, W] pixels); under
-    an overcast sky only sand redder still (``OVERCAST_TINT``). None without the bands
+    ``TOWN_*``, ``SOIL_*``, ``FAINT_*``), under a sky that is not overcast (``OVERCAST_SHARE``
+    of the ``valid`` [H, W] pixels); under an overcast sky only sand redder still
+    (``OVERCAST_TINT``). None without the bands
     ``LAND_BANDS``. ``index``: ``parallax_index(b)``, where the caller has it. Exact with
     ``LAND_REACH`` px of context."""
     if not cloud.any() or any(k not in b for k in LAND_BANDS):
@@ -789,8 +789,8 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     top = "B01" in b and "B10" in b  # top-of-atmosphere levels, with the blue at 443 nm
     dim = (rough & ~kept & (box_mean(blue_ratio(b), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
            if top else np.zeros_like(rough))
-    if soil is not None:  # bare land, sand or roofs by 1610 against 865 nm, with no B10
-        kept |= rough & ~kept & soil & ~box_any(cloud & (score >= SOIL_SCORE), LAND_BOX)
+    # without B10: bare land, sand or roofs by 1610 against 865 nm
+    bare = rough & ~kept & soil if soil is not None else np.zeros_like(rough)
     town = land & ~kept & (grain > TOWN_TEXTURE) if top else np.zeros_like(rough)
     if town.any():  # far from any cloud, beside some clear land
         town &= ~box_any(cloud & (score >= TOWN_SCORE), TOWN_BOX)
@@ -800,7 +800,8 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
         dim &= ~veiled
         kept |= town & ~veiled
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
-    for pixels, level in ((sand, SAND_SCORE), (dim, BLUE_SCORE), (plain, FAINT_SCORE)):
+    for pixels, level in ((sand, SAND_SCORE), (dim, BLUE_SCORE), (bare, SOIL_SCORE),
+                          (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
             kept |= pixels & ~box_any(cloud & (score >= level), LAND_BOX)
     return kept
