@@ -579,6 +579,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def test_a_worker_whose_parent_died_before_it_started_exits():
+    """A worker told its parent's id, started after that parent died (so its parent is already
+    another process), exits at once rather than watching the wrong parent forever."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # the parent it was given, already gone
+    code = ("import time; from cloudfree.core.stop import exit_with_parent; "
+            f"exit_with_parent({gone.pid}); time.sleep(30)")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], timeout=25)
+    assert done.returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 20
+
+
 def test_batch_workers_exit_when_the_batch_is_killed(tmp_path):
     """SIGKILL of the batch process, which cannot stop its workers: they notice within
     seconds, stop their scene as SIGTERM would (no partial output left) and exit."""

@@ -212,8 +212,10 @@ def signal_name(signum: int) -> str:
 task_running = threading.Lock()
 
 
-def exit_with_parent() -> None:
-    """Start a thread that ends this worker process once the process that started it is gone.
+def exit_with_parent(parent: int | None = None) -> None:
+    """Start a thread that ends this worker process once the process that started it
+    (``parent``, its id as that process gave it: a worker that starts after its parent died
+    sees another parent already; default: this process's parent now) is gone.
 
     A parent killed by SIGKILL cannot stop its workers, and they would wait for tasks forever,
     holding their memory. A task running then (``task_running`` held) is stopped as by SIGTERM,
@@ -221,7 +223,7 @@ def exit_with_parent() -> None:
     parent's id works on every POSIX system (Linux's ``PR_SET_PDEATHSIG`` would only send a
     signal, which an idle worker notes without exiting).
     """
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:

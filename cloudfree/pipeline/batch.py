@@ -264,10 +264,11 @@ def run_worker_scene(task: Task) -> SceneResult:
 
 
 def _init_worker(devices, threads: int, torch_too: bool, messages=None,
-                 level: int = logging.WARNING) -> None:
+                 level: int = logging.WARNING, parent: int | None = None) -> None:
     """Pool initializer: take one GPU from the queue, or set the CPU threads mask (and torch,
     for remove, once a network loads it) may use; send the messages to the batch's process
-    (``messages``, a queue), which shows them as its own, each once."""
+    (``messages``, a queue), which shows them as its own, each once; exit once the batch's
+    process (``parent``, its id) is gone."""
     global _worker_device, _worker_threads
     _worker_threads = threads or None
     if messages is not None:
@@ -276,7 +277,7 @@ def _init_worker(devices, threads: int, torch_too: bool, messages=None,
         log.setLevel(level)
         log.propagate = False
     note_stop_signals()
-    exit_with_parent()
+    exit_with_parent(parent)
     if devices is not None:
         _worker_device = devices.get()
     elif threads and torch_too:
@@ -311,7 +312,7 @@ def run_local(tasks: list[Task], jobs: int, devices: list[str]) -> Iterator[Scen
     listener.start()
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
                                initargs=(queue, threads, remove, messages,
-                                         log.getEffectiveLevel()))
+                                         log.getEffectiveLevel(), os.getpid()))
     try:
         with stops_held():  # submit spawns the workers; each takes stops once initialised
             futures = {pool.submit(run_worker_scene, task): task for task in tasks}
