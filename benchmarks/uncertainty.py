@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ from cloudfree.fill.uncertainty import (  # noqa: E402
     uce,
 )
 from cloudfree.io.sentinel2 import BANDS  # noqa: E402
-from cloudfree.mask.classify import CLOUD  # noqa: E402
+from cloudfree.mask.classify import CLOUD, raw_score  # noqa: E402
 from cloudfree.pipeline.options import split_options  # noqa: E402
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
@@ -406,6 +407,8 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
         print(f"| {case} | {coverage(data['error'][m], ours[m], 1):.3f} | "
               f"{coverage(data['error'][m], ours[m], 2):.3f} | "
               f"{spearmanr(ours[m], np.abs(data['error'][m]))[0]:.3f} |")
+    if kind == "reference":
+        misses(cases, kind, data, ours)
     columns = {"held out": ours} | ({"earlier": rows[f"{compare.name} (earlier calibration)"]}
                                     if compare else {})
     print("\n| references | pixels | " + " | ".join(
@@ -419,6 +422,31 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
             for k in (1, 2)) + f" | {uce(data['error'][m] * DN, ours[m] * DN):.0f} | "
             f"{auce(data['error'][m], ours[m]):.3f} |")
     return results
+
+
+def misses(cases: list[dict], kind: str, data: dict[str, np.ndarray], sigma: np.ndarray,
+           label: str = "other dates, thin") -> None:
+    """Held-out coverage of the case ``label``'s fills by their distance to the clear land and
+    by the cloud score of the output there (``raw_score``: above 0 where the result still looks
+    hazy), beside all the other cases, with their mean error in B02."""
+    parts = [c[kind] for c in cases if kind in c]
+    distance = np.concatenate([np.tile(p["distance"], len(BANDS)) for p in parts])
+    score = np.concatenate([np.tile(raw_score(dict(zip(BANDS, p["output"] / DN, strict=True))),
+                                    len(BANDS)) for p in parts])
+    bins = {"distance (px)": (distance, (0, 1.5, 6, np.inf)),
+            "cloud score of the output": (score, (0, 1e-6, 0.15, np.inf))}
+    blue = data["band"] == BANDS.index("B02")
+    print("\n| rows | by | bin | share | within 1 sigma | within 2 sigma | mean error in B02 "
+          "(DN) |\n|---|---|---|---|---|---|---|")
+    for name, where in ((label, data["case"] == label),
+                        ("the other cases", data["case"] != label)):
+        for by, (values, edges) in bins.items():
+            for low, high in pairwise(edges):
+                m = where & (values >= low) & (values < high)
+                print(f"| {name} | {by} | {low:g}-{high:g} | {m.sum() / where.sum():.3f} | "
+                      f"{coverage(data['error'][m], sigma[m], 1):.3f} | "
+                      f"{coverage(data['error'][m], sigma[m], 2):.3f} | "
+                      f"{DN * data['error'][m & blue].mean():+.0f} |")
 
 
 def pasted_table(cases: list[dict]) -> None:
