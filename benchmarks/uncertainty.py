@@ -29,7 +29,9 @@ way. Reported on the held-out predictions, every filled pixel and band
 pooled (at most ``PIXELS`` filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2)
 and AUCE (UnCRtainTS, Ebel et al. 2023, per pixel), the Spearman correlation of sigma with
 |error|, and the discard curve (RMS error, DN, of the most certain 25, 50, 75, 90 and 100 % of
-the pixels); and the shares within 1 and 2 sigma per set of references.
+the pixels); and the shares within 1 and 2 sigma per set of references. For the series also
+where the thin case's fills miss (by distance to the clear land and by the output's cloud
+score) and what became of each pasted cloud (the share left as seen, whose sigma is 0).
 
 ``--compare`` adds an earlier calibration file to the tables (per set of references too);
 ``--scale-only`` keeps its coefficients for a kind and fits only the scale.
