@@ -29,7 +29,9 @@ way. Reported on the held-out predictions, every filled pixel and band
 pooled (at most ``PIXELS`` filled pixels a case): the shares within 1 and 2 sigma, UCE (DN^2)
 and AUCE (UnCRtainTS, Ebel et al. 2023, per pixel), the Spearman correlation of sigma with
 |error|, and the discard curve (RMS error, DN, of the most certain 25, 50, 75, 90 and 100 % of
-the pixels); and the shares within 1 and 2 sigma per set of references.
+the pixels); and the shares within 1 and 2 sigma per set of references. For the series also
+where the thin case's fills miss (by distance to the clear land and by the output's cloud
+score) and what became of each pasted cloud (the share left as seen, whose sigma is 0).
 
 ``--compare`` adds an earlier calibration file to the tables (per set of references too);
 ``--scale-only`` keeps its coefficients for a kind and fits only the scale.
@@ -47,11 +49,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import torch
+from scipy import ndimage
 from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +69,9 @@ from cloudfree.fill.uncertainty import (  # noqa: E402
     CALIBRATION,
     FEATURES,
     FROM_DATES,
+    KEPT,
     SINGLE_DATE_FILL,
+    UNCERTAINTY_NODATA,
     DateTerms,
     PixelTerms,
     SigmaModel,
@@ -77,7 +83,7 @@ from cloudfree.fill.uncertainty import (  # noqa: E402
     uce,
 )
 from cloudfree.io.sentinel2 import BANDS  # noqa: E402
-from cloudfree.mask.classify import CLOUD  # noqa: E402
+from cloudfree.mask.classify import CLOUD, raw_score  # noqa: E402
 from cloudfree.pipeline.options import split_options  # noqa: E402
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
@@ -94,7 +100,8 @@ TARGETS = {"single_date": (0.70, 0.94), "reference": (0.76, 0.96)}
 #: The 0/1 feature of a kind whose rows are scaled to ``TARGETS`` on their own: a lone reference
 #: errs with heavier tails than the other fills from dates (no scale of theirs covers it).
 OWN_SCALE = {"reference": "lone_reference"}
-#: Cases of the series: kinds cycled through, cloud donors per clear target.
+#: Cases of the series: kinds cycled through (target i's j-th donor gets kind i + j, so that
+#: the targets at even and at odd places each hold every kind), cloud donors per clear target.
 SERIES_KINDS = ("pasted", "thin", "shifted reference", "hazy reference")
 DONORS_PER_TARGET = 2
 KINDS = {SINGLE_DATE_FILL: "single_date", FROM_DATES: "reference"}
@@ -123,12 +130,14 @@ class Recorder(SigmaModel):
         return super().sigma(block)
 
 
-def samples(blocks: list[UncertaintyBlock], output: np.ndarray, truth: np.ndarray,
-            written: np.ndarray, rng: np.random.Generator, group: str, case: str,
-            kinds: tuple[int, ...] = tuple(KINDS), dates: str = ONE_DATE) -> dict[str, dict]:
+def samples(blocks: list[UncertaintyBlock], seen: np.ndarray, output: np.ndarray,
+            truth: np.ndarray, written: np.ndarray, rng: np.random.Generator, group: str,
+            case: str, kinds: tuple[int, ...] = tuple(KINDS), dates: str = ONE_DATE
+            ) -> dict[str, dict]:
     """Per kind of fill (of ``kinds``), at most ``PIXELS`` of its filled pixels: their raw
-    terms (``raw_terms``: [C, n] or [n]), error and the sigma ``remove`` wrote (DN, [C, n]),
-    with the number of references the run had, the group, case and references' labels."""
+    terms (``raw_terms``: [C, n] or [n]), the input ``seen``, output, error and the sigma
+    ``remove`` wrote (DN, [C, n]), with the number of references the run had, the group, case and
+    references' labels."""
     out = {}
     for code in kinds:
         parts: dict[str, list] = {"at": []}
@@ -147,7 +156,9 @@ def samples(blocks: list[UncertaintyBlock], output: np.ndarray, truth: np.ndarra
         joined = {k: v[..., pick] for k, v in joined.items()}
         at = joined.pop("at")
         out[KINDS[code]] = {**joined, "error": output[:, at[0], at[1]] - truth[:, at[0], at[1]],
-                            "written": written[:, at[0], at[1]], "group": group, "case": case,
+                            "written": written[:, at[0], at[1]], "seen": seen[:, at[0], at[1]],
+                            "output": output[:, at[0], at[1]],
+                            "group": group, "case": case,
                             "dates": dates, "references": blocks[0].references}
     return out
 
@@ -176,17 +187,17 @@ def design(kind: str, case: dict) -> dict[str, np.ndarray]:
             **{label: np.full(bands * n, case[label]) for label in ("group", "case", "dates")}}
 
 
-def run(s2: Path, s1: Path | None, folder: Path, **options) -> tuple[Recorder, np.ndarray,
-                                                                        np.ndarray]:
-    """``remove`` with ``options``; the recorder, the output and its sigma (DN)."""
+def run(s2: Path, s1: Path | None, folder: Path, **options
+        ) -> tuple[Recorder, np.ndarray, np.ndarray, np.ndarray]:
+    """``remove`` with ``options``; the recorder, the input, the output and its sigma (DN)."""
     model = SigmaModel.load()
     recorder = Recorder(model.single_date, model.reference)
     out, sigma = folder / "output.tif", folder / "sigma.tif"
     remove_scene(s2, s1, out, quiet=True, **split_options(
         {"overwrite": True, "cog": False, "device": "cpu", "uncertainty_out": sigma,
          "uncertainty_model": recorder, **options}))
-    with rasterio.open(out) as ds, rasterio.open(sigma) as sd:
-        return recorder, ds.read().astype(np.float32), sd.read()
+    with rasterio.open(s2) as si, rasterio.open(out) as ds, rasterio.open(sigma) as sd:
+        return recorder, si.read().astype(np.float32), ds.read().astype(np.float32), sd.read()
 
 
 def single_date_cases(pool: Path, folder: Path, rng: np.random.Generator, every: int
@@ -200,9 +211,9 @@ def single_date_cases(pool: Path, folder: Path, rng: np.random.Generator, every:
         for case, params in (("cloud", {}), ("both", {"mask_params": one_date.SHADOWS})):
             sample = made[case][0]  # with the cloud's opacity, which these cases do not need
             s2, s1 = write_inputs(folder, sample)
-            recorder, output, written = run(s2, s1, folder, s1_aligned=True, **params)
+            recorder, seen, output, written = run(s2, s1, folder, s1_aligned=True, **params)
             truth = np.clip(np.rint(sample.clear * 10000), 1, 65535)
-            out.append(samples(recorder.blocks, output, truth, written, rng, scene["id"],
+            out.append(samples(recorder.blocks, seen, output, truth, written, rng, scene["id"],
                                f"one date, {case}"))
             print(f"{scene['id']} {case}", file=sys.stderr, flush=True)
     return out
@@ -232,26 +243,47 @@ def series_cases(series: Path, folder: Path, rng: np.random.Generator, every: in
     cloud = {p: float((dates_bench.classes(dates_bench.read(p)[0]) == CLOUD).mean())
              for p in dates}
     cases = [(t, donors[(DONORS_PER_TARGET * i + j) % len(donors)],
-              SERIES_KINDS[(DONORS_PER_TARGET * i + j) % len(SERIES_KINDS)],
+              SERIES_KINDS[(i + j) % len(SERIES_KINDS)],
               "even" if i % 2 == 0 else "odd")
              for i, t in enumerate(targets) for j in range(DONORS_PER_TARGET)][::every]
     out = []
     for number, (target, donor, kind, half) in enumerate(cases, 1):
         others = [p for p in dates if p != target]
-        cloudy, _, _, refs = dates_bench.make_case(kind, number, target, donor, others, folder)
+        cloudy, _, pasted, refs = dates_bench.make_case(kind, number, target, donor, others,
+                                                        folder)
         single_mask = number % SINGLE_DATE_MASK_EVERY == 0
         truth = dates_bench.read(target)[1].astype(np.float32)
         label = f"other dates, {kind}" + (", single-date mask" if single_mask else "")
         for given, places in reference_sets(target, others, cloud).items():
             started = time.perf_counter()
-            recorder, output, written = run(cloudy, None, folder,
-                                            references=[refs[i] for i in places],
-                                            temporal_mask=False if single_mask else None)
-            out.append(samples(recorder.blocks, output, truth, written, rng, half, label,
-                               (FROM_DATES,), given))
+            recorder, seen, output, written = run(cloudy, None, folder,
+                                                  references=[refs[i] for i in places],
+                                                  temporal_mask=False if single_mask else None)
+            out.append(samples(recorder.blocks, seen, output, truth, written, rng, half, label,
+                               (FROM_DATES,), given)
+                       | {"pasted": under_cloud(recorder.blocks, pasted, seen, output, truth,
+                                                written, rng) | {"case": label}})
             print(f"{number}/{len(cases)} {label}, {given}: "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return out
+
+
+def under_cloud(blocks: list[UncertaintyBlock], pasted: np.ndarray, seen: np.ndarray,
+                output: np.ndarray, truth: np.ndarray, written: np.ndarray,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """At most ``PIXELS`` pixels of the pasted cloud, whatever became of them: the kind of
+    each (``KEPT``: left as seen, sigma 0), its input, output, error and written sigma (DN,
+    [C, n]) and distance to the clear land (px)."""
+    kind = np.full(pasted.shape, UNCERTAINTY_NODATA, np.uint8)
+    for block in blocks:
+        h, w = block.kind.shape
+        kind[block.row:block.row + h, block.col:block.col + w] = block.kind
+    r, c = np.nonzero(pasted & (kind != UNCERTAINTY_NODATA))
+    pick = rng.permutation(len(r))[:PIXELS]
+    r, c = r[pick], c[pick]
+    return {"kind": kind[r, c], "seen": seen[:, r, c], "output": output[:, r, c],
+            "error": output[:, r, c] - truth[:, r, c],
+            "written": written[:, r, c], "distance": ndimage.distance_transform_edt(pasted)[r, c]}
 
 
 def pooled(cases: list[dict], kind: str) -> dict[str, np.ndarray]:
@@ -377,6 +409,8 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
         print(f"| {case} | {coverage(data['error'][m], ours[m], 1):.3f} | "
               f"{coverage(data['error'][m], ours[m], 2):.3f} | "
               f"{spearmanr(ours[m], np.abs(data['error'][m]))[0]:.3f} |")
+    if kind == "reference":
+        misses(cases, kind, data, ours)
     columns = {"held out": ours} | ({"earlier": rows[f"{compare.name} (earlier calibration)"]}
                                     if compare else {})
     print("\n| references | pixels | " + " | ".join(
@@ -390,6 +424,50 @@ def report(cases: list[dict], kind: str, split: str, compare: Path | None = None
             for k in (1, 2)) + f" | {uce(data['error'][m] * DN, ours[m] * DN):.0f} | "
             f"{auce(data['error'][m], ours[m]):.3f} |")
     return results
+
+
+def misses(cases: list[dict], kind: str, data: dict[str, np.ndarray], sigma: np.ndarray,
+           label: str = "other dates, thin") -> None:
+    """Held-out coverage of the case ``label``'s fills by their distance to the clear land and
+    by the cloud score of the output there (``raw_score``: above 0 where the result still looks
+    hazy), beside all the other cases, with their mean error in B02."""
+    parts = [c[kind] for c in cases if kind in c]
+    distance = np.concatenate([np.tile(p["distance"], len(BANDS)) for p in parts])
+    score = np.concatenate([np.tile(raw_score(dict(zip(BANDS, p["output"] / DN, strict=True))),
+                                    len(BANDS)) for p in parts])
+    bins = {"distance (px)": (distance, (0, 1.5, 6, np.inf)),
+            "cloud score of the output": (score, (0, 1e-6, 0.15, np.inf))}
+    blue = data["band"] == BANDS.index("B02")
+    print("\n| rows | by | bin | share | within 1 sigma | within 2 sigma | mean error in B02 "
+          "(DN) |\n|---|---|---|---|---|---|---|")
+    for name, where in ((label, data["case"] == label),
+                        ("the other cases", data["case"] != label)):
+        for by, (values, edges) in bins.items():
+            for low, high in pairwise(edges):
+                m = where & (values >= low) & (values < high)
+                print(f"| {name} | {by} | {low:g}-{high:g} | {m.sum() / where.sum():.3f} | "
+                      f"{coverage(data['error'][m], sigma[m], 1):.3f} | "
+                      f"{coverage(data['error'][m], sigma[m], 2):.3f} | "
+                      f"{DN * data['error'][m & blue].mean():+.0f} |")
+
+
+def pasted_table(cases: list[dict]) -> None:
+    """What became of the pasted cloud of the series' cases, per case label: the share of its
+    pixels kept as seen (sigma 0) and their mean error in B02, the share filled from dates, and
+    the shares of all its errors within 1 and 2 of the sigma ``remove`` wrote."""
+    blue = BANDS.index("B02")
+    print("\n| case | pasted pixels | kept as seen (sigma 0) | their mean error in B02 (DN) | "
+          "from dates | within 1 sigma, all pasted | within 2 sigma, all pasted |")
+    print("|---|---|---|---|---|---|---|")
+    for label in sorted({c["pasted"]["case"] for c in cases}):
+        parts = [c["pasted"] for c in cases if c["pasted"]["case"] == label]
+        kind = np.concatenate([p["kind"] for p in parts])
+        error, written = (np.concatenate([p[k] for p in parts], 1) for k in ("error", "written"))
+        kept = kind == KEPT
+        print(f"| {label} | {len(kind)} | {kept.mean():.3f} | "
+              f"{error[blue, kept].mean() if kept.any() else 0:+.0f} | "
+              f"{(kind == FROM_DATES).mean():.3f} | {coverage(error, written, 1):.3f} | "
+              f"{coverage(error, written, 2):.3f} |")
 
 
 def references_order(label: str) -> tuple[bool, bool, int]:
@@ -477,6 +555,7 @@ def main() -> None:
                                      keep["single_date"]),
                "reference": report(cases["reference"], "reference", "date (even/odd halves)",
                                    args.compare, keep["reference"])}
+    pasted_table(cases["reference"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
