@@ -330,14 +330,30 @@ class TemporalMask:
         """The background of a block from the kept windows' where it is made of them
         (``keep_windows``), else computed."""
         if self._windows is not None:
-            def compute(*block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                background = self._background(*block)
-                return background.values, background.count, background.snowy
-
-            kept = self._windows.get((top, left, height, width), compute)
+            kept = self._windows.get((top, left, height, width), self._arrays)
             if kept is not None:
                 return Background(*kept)
         return self._background(top, left, height, width)
+
+    def _arrays(self, top: int, left: int, height: int, width: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_background`'s arrays, as ``WindowBackgrounds`` keeps them."""
+        background = self._background(top, left, height, width)
+        return background.values, background.count, background.snowy
+
+    def _fill_windows(self, quiet: bool) -> None:
+        """Each kept window's background (``keep_windows``) computed, on every core: more
+        windows than the calibration's, which then reads them back."""
+        windows = self._windows
+        if windows is None:
+            return
+
+        def one(block: tuple[int, int, int, int]) -> None:
+            windows.get(block, self._arrays)
+
+        with closing(ordered_map(one, windows.grown, usable_cores())) as results:
+            for _ in progress(results, len(windows.grown), "temporal background", quiet):
+                pass
 
     def close(self) -> None:
         """Give the kept windows' scratch back."""
@@ -446,6 +462,7 @@ class TemporalMask:
         block's background when it computed one (else None)."""
         bins = int(2 * RESIDUAL_RANGE / RESIDUAL_STEP) + 1
         counts = np.zeros((len(self.detect), bins), np.int64)
+        self._fill_windows(quiet)
 
         def one(window):
             top, left = int(window.row_off), int(window.col_off)
