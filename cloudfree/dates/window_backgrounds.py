@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -60,16 +61,23 @@ class WindowBackgrounds:
     @classmethod
     def beside(cls, folder: Path, height: int, width: int, block: int, margin: int,
                bands: int) -> WindowBackgrounds | None:
-        """A scratch in ``folder`` (the target's decoded copy's), or None (each background is
-        then computed where it is asked for) where it cannot be made; a disk that fills up
+        """A scratch in ``folder`` (the target's decoded copy's, where the outputs are written
+        too), or None (each background is then computed where it is asked for) where it cannot
+        be made or the folder has less than twice its size free; a disk that fills up
         meanwhile leaves them computed again (:meth:`get`)."""
         if not hasattr(os, "preadv"):
             return None
         try:
-            return cls(height, width, block, margin, bands, Path(folder))
+            kept = cls(height, width, block, margin, bands, Path(folder))
         except OSError as exc:
             log.debug("the temporal backgrounds could not be kept in %s (%s)", folder, exc)
             return None
+        if shutil.disk_usage(folder).free < 2 * kept.offsets[-1]:
+            log.debug("%s has less than twice the %.0f MB the temporal backgrounds need: "
+                      "computed where asked for", folder, kept.offsets[-1] / 2**20)
+            kept.close()
+            return None
+        return kept
 
     def clear(self) -> None:
         """Forget every window's background (a new fit)."""

@@ -71,3 +71,33 @@ def test_windows_are_computed_once_and_read_back_as_computed(tmp_path):
         assert kept.region((0, 0, 10, 10)) is None
     finally:
         kept.close()
+
+
+def test_without_room_or_after_a_failed_write_each_is_computed(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from cloudfree.dates import window_backgrounds
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(window_backgrounds.shutil, "disk_usage",
+                        lambda _: namedtuple("Usage", "total used free")(usage.total, 0, 10**6))
+    assert WindowBackgrounds.beside(tmp_path, HEIGHT, WIDTH, BLOCK, MARGIN, BANDS) is None
+    monkeypatch.undo()
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+
+    computed: list = []
+    compute = by_position(computed)
+    kept = WindowBackgrounds.beside(tmp_path, HEIGHT, WIDTH, BLOCK, MARGIN, BANDS)
+    try:
+        monkeypatch.setattr(window_backgrounds, "write_at", full)
+        window = kept.grown[0]
+        expected = compute(*window)
+        assert_same(kept.get(window, compute), expected)
+        assert kept.failed and kept.region(window) is None
+        assert_same(kept.get(window, compute), expected)  # computed again
+        assert computed.count(window) == 3
+    finally:
+        kept.close()
