@@ -1,18 +1,23 @@
 """The temporal background of each window of the statistics pass, computed once per fit.
 
 After each fit of the references' lines the temporal test's calibration (``TemporalMask.
-calibrate``) computes the background of the whole scene, and the statistics pass after it
-computes it again on each of its windows with the ``REACH`` px around them that the test judges
-them from: the same values (the same fit, references and classes), computed twice. Each window's
-background with that margin is computed once, by whichever pass asks for it first, and kept in
-an uncompressed scratch file beside the output, nameless as the decoded scene's
-(``io.decoded_scene``): ``4 x bands + 2`` bytes a pixel (the median in float32, the count and the
-snow flag), 26 with the six compared bands of L1C, over the windows and their margins. A block
-made of whole windows with a margin of at most ``REACH`` (the calibration's, twice the pass's
-window) is put together from theirs. Each window's values are those of the block the pass reads,
-computed on that block, so the pass reads back what it would compute; the calibration's blocks
-are put together from them, which the BLAS products of the fits' fields round as they would
-on the calibration's own larger block (``radiometry.cells_on_block``; ``python
+calibrate``) computes the background of the whole scene, the statistics pass after it computes
+it again on each of its windows with the ``REACH`` px around them that the test judges them
+from, and after the last fit the chunks compute it again around themselves: the same values
+(the same fit, references and classes). Each window's background with that margin is computed
+once per fit (the calibration computes them all first, on every core) and kept in an
+uncompressed scratch file beside the output, nameless as the decoded scene's
+(``io.decoded_scene``): ``4 x bands + 2`` bytes a pixel (the median in float32, the count and
+the snow flag), 26 with the six bands L1C compares, over the windows and their margins (1.11
+times the pixels of a 10980^2 tile).
+
+The statistics pass reads back the very blocks it would compute. The calibration's blocks
+(whole windows with a margin of at most ``REACH``) are put together from them (``get``), and so
+is any block within the scene and its margin once every window is kept (``region``: a chunk
+away from the scene's edges). A pixel's background does not depend on the block it is computed
+on but for how the BLAS products that interpolate the fits' fields round
+(``radiometry.cells_on_block``), which is the same for blocks of these sizes
+(docs/benchmarks/speed.md, "Each fit's background computed once"; ``python
 benchmarks/remove_equality.py`` finds the same output). A new fit clears it (``clear``).
 """
 
