@@ -126,6 +126,12 @@ def as_l2a(dn: np.ndarray, missing: tuple[str, ...], levels: dict[str, float] | 
     return dn[[i for i, b in enumerate(BANDS) if b not in missing]]
 
 
+def as_dn(values: np.ndarray) -> np.ndarray:
+    """``values`` as uint16 digital numbers: 0 (nodata) where not finite, at least 1 elsewhere
+    (dark-object subtraction floors the darkest pixels at 0, which must stay valid)."""
+    return np.where(np.isfinite(values), np.clip(np.round(values), 1, 65535), 0).astype(np.uint16)
+
+
 def write_inputs(record: dict, arrays: dict, folder: Path, missing: tuple[str, ...] = (),
                  levels: dict[str, float] | None = None) -> tuple[Path, Path | None]:
     """The clear image (and S1, when the record has one) as GeoTIFFs on a made-up 10 m grid,
@@ -138,9 +144,8 @@ def write_inputs(record: dict, arrays: dict, folder: Path, missing: tuple[str, .
     grid = {"driver": "GTiff", "height": clear.shape[1], "width": clear.shape[2], "crs": crs,
             "transform": transform}
     s2 = folder / "s2.tif"
-    dn = np.where(np.isfinite(clear), np.clip(np.round(clear), 1, 65535), 0).astype(np.uint16)
-    with rasterio.open(s2, "w", **grid, count=len(dn), dtype="uint16", nodata=0) as dst:
-        dst.write(dn)
+    with rasterio.open(s2, "w", **grid, count=len(clear), dtype="uint16", nodata=0) as dst:
+        dst.write(as_dn(clear))
         dst.descriptions = tuple(b for b in BANDS if b not in missing)
     if "s1" not in arrays:
         return s2, None
@@ -162,8 +167,7 @@ def write_extra(path: Path, folder: Path, missing: tuple[str, ...],
     s2 = folder / "s2.tif"
     profile.update(count=len(kept), dtype="uint16", nodata=0)
     with rasterio.open(s2, "w", **profile) as dst:
-        dst.write(np.where(np.isfinite(kept), np.clip(np.round(kept), 0, 65535), 0)
-                  .astype(np.uint16))
+        dst.write(as_dn(kept))
         dst.descriptions = tuple(b for b in BANDS if b not in missing)
         dst.update_tags(PROCESSING_LEVEL="L2A")
     return s2
