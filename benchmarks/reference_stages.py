@@ -37,6 +37,7 @@ STAGES = (
     ("cloudfree.dates.references", "Reference.clear", "read + mask reference"),
     ("cloudfree.dates.target_mask", "TargetMask._read", "read + mask target"),
     ("cloudfree.dates.temporal_mask", "TemporalMask.background", "temporal background"),
+    ("cloudfree.dates.temporal_mask", "TemporalMask._arrays", "temporal background"),
     ("cloudfree.dates.temporal_mask", "TemporalMask.classify", "temporal classify"),
     ("cloudfree.dates.statistics", "_cell_sums", "fits (cell sums)"),
     ("cloudfree.dates.joint_fit", "JointSums.of", "fits (joint sums)"),
@@ -55,6 +56,18 @@ STAGES = (
 PASSES = ("target first pass", "reference statistics", "temporal mask")
 
 
+def found(module: str, name: str) -> bool:
+    """Whether the cloudfree imported has this function (an older revision may not)."""
+    import importlib
+
+    owner = importlib.import_module(module)
+    for part in name.split("."):
+        if not hasattr(owner, part):
+            return False
+        owner = getattr(owner, part)
+    return True
+
+
 def profile(size: int) -> dict:
     """The stage table of one `remove --reference` x4 on the mirrored series."""
     import os
@@ -67,7 +80,8 @@ def profile(size: int) -> dict:
     from cloudfree.pipeline.remove import remove_scene
 
     similar_pixels.usable_cores = lambda: 1  # the search on the calling thread, timed there
-    remove_stages.STAGES = STAGES + remove_stages.STAGES
+    remove_stages.STAGES = tuple(stage for stage in STAGES if found(*stage[:2])) \
+        + remove_stages.STAGES
     remove_stages.FIRST_PASSES = PASSES
     with tempfile.TemporaryDirectory() as tmp:
         target, refs = make_scenes(Path(tmp), size)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import filecmp
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cloudfree.core.errors import CloudfreeError, UsageError
@@ -65,7 +67,7 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                     scratch: Path | str | None = None, decoded: DecodedScene | None = None,
                     room: ScratchRoom | None = None, fills: bool = True) -> DateStatistics:
     """Open every reference (and its S1) on the target grid, read as ``inputs`` say, and run
-    the statistics pass.
+    the statistics pass: :func:`open_dates`, then :func:`fit_dates`.
 
     ``reference_s1`` pairs an S1 file (or None) with each reference, in order (checked by
     :func:`check_references`); the change check needs the target's S1 too (``s1``). With
@@ -82,6 +84,38 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
     Without ``fills`` (a mask alone), nothing only the fill takes is gathered
     (``DateStatistics``).
     """
+    opened = open_dates(paths, target, params, inputs, reference_s1=reference_s1, quiet=quiet,
+                        count=count, bands=bands, scratch=scratch, decoded=decoded, room=room)
+    return fit_dates(opened, target, params, shadow, s1=s1, quiet=quiet, bands=bands,
+                     temporal=temporal, tie_shadows=tie_shadows, decoded=decoded, fills=fills)
+
+
+@dataclass
+class OpenedDates:
+    """The references opened and registered on the target grid (``open_dates``), and those
+    passed over: path, reason."""
+
+    references: list[Reference]
+    skipped: list[dict]
+
+    def close(self) -> None:
+        for ref in self.references:
+            ref.close()
+
+
+def open_dates(paths: Sequence[Path | str], target: Sentinel2, params: MaskParams,
+               inputs: InputOptions = InputOptions(), *,
+               reference_s1: Sequence[Path | str | None] = (), quiet: bool = False,
+               count: int | None = None, bands: Sequence[str] | None = None,
+               scratch: Path | str | None = None, decoded: DecodedScene | None = None,
+               room: ScratchRoom | None = None, ready: Callable[[], object] | None = None,
+               abandon: threading.Event | None = None) -> OpenedDates:
+    """Every reference (and its S1) opened on the target grid and registered to it, as
+    :func:`open_references` says. They need nothing of the target's first pass but the target
+    itself, so ``remove`` runs this beside that pass: ``ready`` is waited for before the first
+    registration (the pass filling ``decoded``, which the registrations read back); once
+    ``abandon`` is set (the pass failed), it raises CancelledError before the next
+    reference."""
     bands = tuple(bands or target.bands)
     references: list[Reference] = []
     skipped: list[dict] = []
@@ -89,6 +123,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
         for position, path in enumerate(paths):
             if count is not None and len(references) == count:
                 break
+            if abandon is not None and abandon.is_set():
+                raise CancelledError
             twin = next((r.path for r in references if same_file(r.path, Path(path))), None)
             if twin is not None:
                 log.warning("%s: reference %s is the same as %s: used once",
@@ -100,7 +136,8 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 references.append(open_one(len(references) + 1, path, s1_path, target, params,
                                            inputs, quiet, bands=bands,
                                            count=min(count or len(paths), len(paths)),
-                                           scratch=scratch, decoded=decoded, room=room))
+                                           scratch=scratch, decoded=decoded, room=room,
+                                           ready=ready))
             except UsageError:
                 raise
             except CloudfreeError as exc:
@@ -109,14 +146,29 @@ def open_references(paths: Sequence[Path | str], target: Sentinel2, params: Mask
                 log.warning("%s: reference %s skipped, the next one taken: %s",
                             target.path.name, Path(path).name, exc)
                 skipped.append({"path": str(path), "reason": str(exc)})
+    except BaseException:
+        OpenedDates(references, skipped).close()
+        raise
+    return OpenedDates(references, skipped)
+
+
+def fit_dates(opened: OpenedDates, target: Sentinel2, params: MaskParams,
+              shadow: ShadowThresholds | None, *, s1=None, quiet: bool = False,
+              bands: Sequence[str] | None = None, temporal: bool = False,
+              tie_shadows: bool = False, decoded: DecodedScene | None = None,
+              fills: bool = True) -> DateStatistics:
+    """The statistics pass of the ``opened`` references (``DateStatistics.fit``), which take
+    the target's shadow thresholds (``shadow``), as :func:`open_references` says; they are
+    closed if it fails."""
+    bands = tuple(bands or target.bands)
+    try:
         # the dates judge the target's edges: no single-date growth into them
         target_params = replace(params, edges=False)
         dates = DateStatistics(TargetMask(target, bands, target_params, shadow, decoded,
                                           tie_shadows),
-                               references, s1, skipped, temporal, fills)
+                               opened.references, s1, opened.skipped, temporal, fills)
     except BaseException:
-        for ref in references:
-            ref.close()
+        opened.close()
         raise
     try:
         dates.fit(quiet)
@@ -138,13 +190,16 @@ def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: S
              params: MaskParams, inputs: InputOptions, quiet: bool, *,
              bands: Sequence[str] | None = None, count: int = 1,
              scratch: Path | str | None = None, decoded: DecodedScene | None = None,
-             room: ScratchRoom | None = None) -> Reference:
+             room: ScratchRoom | None = None, ready: Callable[[], object] | None = None
+             ) -> Reference:
     """One reference (and its S1, if given) on the target grid, read in ``bands``, registered
-    to it (the target read back from ``decoded``, when given); one of ``count`` opened
-    together (kept decoded beside ``scratch``: see ``open_reference``)."""
+    to it (the target read back from ``decoded``, when given, once ``ready`` returns); one of
+    ``count`` opened together (kept decoded beside ``scratch``: see ``open_reference``)."""
     scene = open_sentinel2(path, inputs.offset, inputs.level, what="reference")
     try:
         ref = open_reference(index, scene, target, params, bands, count, scratch, quiet, room)
+        if ready is not None:
+            ready()
         register(ref, target, params, decoded=decoded)
     except BaseException:
         scene.close()

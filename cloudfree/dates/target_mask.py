@@ -156,6 +156,8 @@ class TargetMask:
         return refl[:, inner[0], inner[1]], classes[inner], judged, score[scored], background
 
     def close(self) -> None:
-        """Give the kept classes' scratches back."""
+        """Give the kept classes' and backgrounds' scratches back."""
         for kept in self.classified.values():
             kept.close()
+        if self.temporal is not None:
+            self.temporal.close()

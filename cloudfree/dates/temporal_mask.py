@@ -90,6 +90,7 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -99,6 +100,7 @@ from cloudfree.core.threads import ordered_map, usable_cores
 from cloudfree.dates.kept import KeptEdges, mirrored
 from cloudfree.dates.radiometry import FitField
 from cloudfree.dates.references import Reference
+from cloudfree.dates.window_backgrounds import WindowBackgrounds
 from cloudfree.io.rasters import block_windows
 from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.mask.haze import hot
@@ -274,6 +276,15 @@ class TemporalMask:
         self.settled = False  # whether the fits are final (``DateStatistics.fit``)
         #: the chunks' backgrounds at the edges of the blocks computed last (``background``)
         self._kept: KeptEdges[Background] = KeptEdges()
+        #: the statistics pass's windows' backgrounds, computed once per fit (``keep_windows``)
+        self._windows: WindowBackgrounds | None = None
+
+    def keep_windows(self, folder: Path, block: int) -> None:
+        """From now on, keep the background of each window of ``block`` px with the ``REACH``
+        px around it once computed, until the next fit (``window_backgrounds.py``): in a
+        scratch in ``folder``; where it cannot be made, each is computed where asked for."""
+        self._windows = WindowBackgrounds.beside(folder, self.height, self.width, block, REACH,
+                                                 len(self.detect))
 
     def _extreme(self, z: np.ndarray, names: Sequence[str], largest: bool) -> np.ndarray:
         """The largest (or smallest) z [h, w] over the ``names`` the scenes have; -inf (or
@@ -293,6 +304,8 @@ class TemporalMask:
         self.references, self.fields = list(references), fields
         self.level = np.zeros(len(self.detect))
         self._kept.clear()
+        if self._windows is not None:
+            self._windows.clear()
 
     def background(self, top: int, left: int, height: int, width: int,
                    halo: int = 0, keep: int = 0) -> Background:
@@ -303,7 +316,7 @@ class TemporalMask:
         rectangle around what they do not find kept (``kept.py``)."""
         top, left, height, width = top - halo, left - halo, height + 2 * halo, width + 2 * halo
         if not keep:
-            return self._background(top, left, height, width)
+            return self._windows_or_computed(top, left, height, width)
         values = np.empty((len(self.detect), height, width), np.float32)
         count = np.empty((height, width), np.int64)
         snowy = np.empty((height, width), bool)
@@ -316,13 +329,51 @@ class TemporalMask:
         if len(rows):
             box = (mirrored(top + rows[0], top + rows[-1] + 1, self.height, top, height),
                    mirrored(left + cols[0], left + cols[-1] + 1, self.width, left, width))
-            _copy_background(out.crop(*box), self._background(
-                top + box[0].start, left + box[1].start, box[0].stop - box[0].start,
-                box[1].stop - box[1].start))
+            block = (top + box[0].start, left + box[1].start, box[0].stop - box[0].start,
+                     box[1].stop - box[1].start)
+            # from the statistics pass's windows where the last fit's are all kept and cover it
+            kept_windows = None if self._windows is None else self._windows.region(block)
+            _copy_background(out.crop(*box), self._background(*block) if kept_windows is None
+                             else Background(*kept_windows))
         self._kept.keep(top, left, height, width, keep,  # the counts as bytes (at most SLOTS)
                         lambda r, c: Background(values[:, r, c].copy(),
                                                 count[r, c].astype(np.uint8), snowy[r, c].copy()))
         return out
+
+    def _windows_or_computed(self, top: int, left: int, height: int, width: int
+                             ) -> Background:
+        """The background of a block from the kept windows' where it is made of them
+        (``keep_windows``), else computed."""
+        if self._windows is not None:
+            kept = self._windows.get((top, left, height, width), self._arrays)
+            if kept is not None:
+                return Background(*kept)
+        return self._background(top, left, height, width)
+
+    def _arrays(self, top: int, left: int, height: int, width: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_background`'s arrays, as ``WindowBackgrounds`` keeps them."""
+        background = self._background(top, left, height, width)
+        return background.values, background.count, background.snowy
+
+    def _fill_windows(self, quiet: bool) -> None:
+        """Each kept window's background (``keep_windows``) computed, on every core: more
+        windows than the calibration's, which then reads them back."""
+        windows = self._windows
+        if windows is None:
+            return
+
+        def one(block: tuple[int, int, int, int]) -> None:
+            windows.get(block, self._arrays)
+
+        with closing(ordered_map(one, windows.grown, usable_cores())) as results:
+            for _ in progress(results, len(windows.grown), "temporal background", quiet):
+                pass
+
+    def close(self) -> None:
+        """Give the kept windows' scratch back."""
+        if self._windows is not None:
+            self._windows.close()
 
     def _background(self, top: int, left: int, height: int, width: int) -> Background:
         """The background of a block of the target grid (see :meth:`background`)."""
@@ -426,6 +477,7 @@ class TemporalMask:
         block's background when it computed one (else None)."""
         bins = int(2 * RESIDUAL_RANGE / RESIDUAL_STEP) + 1
         counts = np.zeros((len(self.detect), bins), np.int64)
+        self._fill_windows(quiet)
 
         def one(window):
             top, left = int(window.row_off), int(window.col_off)

@@ -214,6 +214,12 @@ class SceneCopy:
             groups.setdefault((row // self.across, col // self.across), []).append(index)
         return list(groups.values())
 
+    def wait(self) -> None:
+        """Until every window is stored, or the first pass has ended (:meth:`end`)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._ended
+                                   or len(self._stored) == len(self.windows))
+
     def end(self) -> None:
         """The first pass is over (done, failed or stopped): reads wait no longer."""
         with self._changed:

@@ -43,7 +43,7 @@ from cloudfree.core.threads import (
 from cloudfree.coregister.s1_to_s2 import open_s1_on_grid
 from cloudfree.dates import dehaze
 from cloudfree.dates.fill import ReferenceBlock, ReferenceFill
-from cloudfree.dates.opening import check_references, open_references
+from cloudfree.dates.opening import OpenedDates, check_references, fit_dates, open_dates
 from cloudfree.dates.references import scratch_room
 from cloudfree.dates.report import (
     DAYS_NODATA,
@@ -1083,21 +1083,38 @@ def remove_scene(
                     kept = ClassifiedScene.beside(output.parent, s2.height, s2.width)
                 if kept is not None:
                     stack.callback(kept.close)
-        with thread_pool(1) as first:  # the passes that need no S1, beside its co-registration
+        # where the dates judge, they judge bright land too (a roof is bright on every date):
+        # their fits and the target's cloud they start from are the single-date mask's
+        # without the bright-land test, which takes some thin veils for land
+        dates_params = replace(mask_params, land=False) if temporal_mask else mask_params
+        # the passes that need no S1, beside its co-registration and the references' opening
+        # and registration (which need none of them: they read the target's decoded copy
+        # back once the passes have filled it)
+        with thread_pool(2 if references else 1) as first:
             passes = first.submit(first_passes, s2, bands, mask_params, model.uses_mask, tie,
-                                  quiet or s1_path is not None, abandon, copy, kept)
+                                  quiet or s1_path is not None or bool(references), abandon,
+                                  copy, kept)
+            passes.add_done_callback(lambda done: _failed(done) and abandon.set())
             if copy is not None:
                 passes.add_done_callback(lambda _: copy.end())
+            opening = None if not references else first.submit(
+                open_dates, references, s2, dates_params, inputs,
+                reference_s1=dates.reference_s1, quiet=quiet, count=dates.reference_count,
+                bands=bands, scratch=output, decoded=decoded, room=room,
+                ready=None if copy is None else copy.wait, abandon=abandon)
             try:
                 if s1_path is not None:
                     s1, s1_tags, s1_report = open_s1_on_grid(
                         s1_path, s2, inputs, quiet,
                         read_s2=None if copy is None else copy.read)
                     stack.callback(s1.close)
+                shadow, statistics = passes.result()
+                opened = None if opening is None else opening.result()
             except BaseException:
                 abandon.set()  # its error first, without waiting for the passes
+                if opening is not None:  # the references opened meanwhile are closed
+                    opening.add_done_callback(_close_opened)
                 raise
-            shadow, statistics = passes.result()
         spectrum, bounds = (None, None) if statistics is None else statistics
         if spectrum is not None:
             base = spectrum.describe()
@@ -1115,20 +1132,12 @@ def remove_scene(
             how = "; ".join([*steps, f"the rest {how}"]) if steps else how
             log.debug("cloud pixels: %s", how)
         from_dates = None
-        if references:
-            # where the dates judge, they judge bright land too (a roof is bright on every
-            # date): their fits and the target's cloud they start from are the single-date
-            # mask's without the bright-land test, which takes some thin veils for land
-            opened = open_references(references, s2,
-                                     replace(mask_params, land=False) if temporal_mask
-                                     else mask_params, shadow, inputs,
-                                     bands=bands, s1=None if s1_path is None else s1,
-                                     reference_s1=dates.reference_s1, quiet=quiet,
-                                     count=dates.reference_count, temporal=temporal_mask,
-                                     tie_shadows=tie,
-                                     scratch=output, decoded=decoded, room=room)
-            stack.callback(opened.close)
-            from_dates = ReferenceFill(opened, dehaze.BY_DEFAULT if dates.dehaze is None
+        if opened is not None:
+            fitted = fit_dates(opened, s2, dates_params, shadow,
+                               s1=None if s1_path is None else s1, quiet=quiet, bands=bands,
+                               temporal=temporal_mask, tie_shadows=tie, decoded=decoded)
+            stack.callback(fitted.close)
+            from_dates = ReferenceFill(fitted, dehaze.BY_DEFAULT if dates.dehaze is None
                                        else dates.dehaze)
         settings = InferenceSettings(tile, overlap, engine.batch_size, fill.composite,
                                      fill.feather, fill.max_correction)
@@ -1190,6 +1199,17 @@ def remove_scene(
                                  "single_date_model": int(sources[SINGLE_DATE])}}),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _failed(done: Future) -> bool:
+    """Whether the work of ``done`` raised (or never ran)."""
+    return done.cancelled() or done.exception() is not None
+
+
+def _close_opened(opening: Future[OpenedDates]) -> None:
+    """Close the references ``opening`` opened, when it did (the run failed meanwhile)."""
+    if not _failed(opening):
+        opening.result().close()
 
 
 def warn_little_clear(name: str, fill: FillSpectrum, network: bool) -> None:

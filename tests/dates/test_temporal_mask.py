@@ -830,3 +830,38 @@ def test_the_groups_and_similar_pixels_are_gathered_by_the_pass_the_fill_keeps(
     for name in ("mean", "scale", "basis", "targets"):
         np.testing.assert_array_equal(getattr(once.similar, name), getattr(every.similar, name))
     np.testing.assert_array_equal(once.similar.tree.data, every.similar.tree.data)
+
+
+def test_the_statistics_passes_read_back_the_calibrations_backgrounds(dates, monkeypatch,
+                                                                      tmp_path):
+    # each fit's background is computed once on the statistics pass's windows, by the
+    # calibration that follows the fit, and read back by the statistics pass after it: the
+    # same output as with every background computed where it is asked for, and no window's
+    # background computed twice for one fit
+    computed = []
+    background = temporal_mask.TemporalMask._background
+
+    def noted(self, top, left, height, width):
+        computed.append((id(self.fields), top, left, height, width))
+        return background(self, top, left, height, width)
+
+    monkeypatch.setattr(temporal_mask.TemporalMask, "_background", noted)
+    runs = []
+    for kept in (True, False):
+        if not kept:
+            monkeypatch.setattr(temporal_mask.TemporalMask, "keep_windows", lambda *_: None)
+        computed.clear()
+        out = tmp_path / f"out_{kept}.tif"
+        remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=128),
+                     dates=ReferenceOptions(references=dates["refs"], temporal_mask=True),
+                     quiet=True)
+        runs.append((read(out)[0], list(computed)))
+    (with_kept, once), (without, every) = runs
+    np.testing.assert_array_equal(with_kept, without)
+    window = (-temporal_mask.REACH, -temporal_mask.REACH, 256 + 2 * temporal_mask.REACH,
+              256 + 2 * temporal_mask.REACH)  # the scene's one window of the pass
+    # the 2 statistics passes and the 2 calibrations after the refits (the first one's block
+    # has no margin); with the windows kept, the 3 calibrations only
+    assert sum(c[1:] == window for c in every) == 4
+    assert sum(c[1:] == window for c in once) == 3
+    assert len(set(once)) == len(once) < len(every)
