@@ -5,10 +5,13 @@
     python benchmarks/remove_speed.py --models cloudfree-fillnet-fast --no-stages
     python benchmarks/remove_speed.py --models median-fill --compare main --no-stages --memory-sizes
     python benchmarks/remove_speed.py --models median-fill --sample floods --memory-sizes
+    python benchmarks/remove_speed.py --models median-fill --bands l2a10 --no-stages --compare REV
 
 The scene is a mirrored mosaic of the bundled real sample (13 bands, S1 beside it, about 44 %
 cloud), as in `remove_pipeline.py`; ``--sample floods``: of the Sen1Floods11 chip of the test
-data instead (int16, varied land and backscatter, little cloud). Each round runs, one after the
+data instead (int16, varied land and backscatter, little cloud); ``--bands l2a10``: the ten
+bands of an L2A product at 10 and 20 m (no B01, B09, B10; top-of-atmosphere values, named and
+tagged L2A as `clear_scenes.py` writes them), for the floor too. Each round runs, one after the
 other in fresh processes:
 - the floor: `rio cogeo create S2 OUT --cog-profile deflate` (read, decode, write a deflate COG
   with overviews; rio-cogeo's own defaults);
@@ -48,12 +51,35 @@ import tempfile
 import time
 from pathlib import Path
 
+import rasterio
+from mask_l2a import L2A_10
 from remove_pipeline import SAMPLES, bare_forward_seconds, make_scene, peak_rss_mb, unpack
 from remove_stages import print_stages
 
 from cloudfree.inference.bundled import bundled_models
+from cloudfree.io.sentinel2 import BANDS
 
 BATCH = 8  # remove's default --batch-size
+#: Bands each ``--bands`` set lacks.
+MISSING = {"l1c": (), "l2a10": L2A_10}
+
+
+def scene(folder: Path, size: int, sample: str, bands: str = "l1c") -> tuple[Path, Path]:
+    """``make_scene``'s (S2, S1), S2 without the bands ``bands`` lacks (named, tagged L2A)."""
+    s2, s1 = make_scene(folder, size, sample)
+    if not MISSING[bands]:
+        return s2, s1
+    subset = s2.with_name(f"{s2.stem}_{bands}.tif")
+    if not subset.exists():
+        keep = [i for i, b in enumerate(BANDS, 1) if b not in MISSING[bands]]
+        with rasterio.open(s2) as src:
+            profile = {**src.profile, "count": len(keep)}
+            with rasterio.open(subset, "w", **profile) as dst:
+                for _, window in src.block_windows(1):
+                    dst.write(src.read(keep, window=window), window=window)
+                dst.descriptions = tuple(BANDS[i - 1] for i in keep)
+                dst.update_tags(PROCESSING_LEVEL="L2A")
+    return subset, s1
 
 
 def children_cpu() -> float:
@@ -94,7 +120,7 @@ def remove_command(s2: Path, s1: Path, out: Path, model: str) -> list[str]:
 
 
 def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | None = None,
-           network: bool = True, sample: str = "bundled"
+           network: bool = True, sample: str = "bundled", bands: str = "l1c"
            ) -> tuple[list[list[float]], list[list[float]]]:
     """[floor, remove per model..., network] seconds per round, alternating, after one untimed
     warm-up round (the network's only with ``network``); with ``compare`` (a folder holding
@@ -103,7 +129,7 @@ def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | N
     rio = shutil.which("rio")
     if rio is None:
         sys.exit("rio is not on PATH: pip install rio-cogeo")
-    s2, s1 = make_scene(folder, size, sample)
+    s2, s1 = scene(folder, size, sample, bands)
     floor_cmd = [rio, "cogeo", "create", str(s2), str(folder / "floor.tif"), "--cog-profile",
                  "deflate", "--quiet"]
     results, cpus = [], []
@@ -130,18 +156,18 @@ def rounds(folder: Path, size: int, n: int, models: list[str], compare: Path | N
     return results, cpus
 
 
-def stages(folder: Path, size: int, model: str, sample: str) -> dict:
+def stages(folder: Path, size: int, model: str, sample: str, bands: str) -> dict:
     """``remove_stages.py``'s table of one `remove` with ``model``, in a fresh process."""
-    s2, s1 = make_scene(folder, size, sample)
+    s2, s1 = scene(folder, size, sample, bands)
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("remove_stages.py")),
                            str(s2), str(s1), str(folder / "stages.tif"), "--model", model],
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def peak_memory(folder: Path, size: int, model: str, sample: str) -> dict:
+def peak_memory(folder: Path, size: int, model: str, sample: str, bands: str) -> dict:
     """Seconds and peak RSS of one `remove` with ``model``, in a fresh process."""
-    s2, s1 = make_scene(folder, size, sample)
+    s2, s1 = scene(folder, size, sample, bands)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "--child", str(s2), str(s1),
                            str(folder / f"m{size}.tif"), "--models", model], check=True,
@@ -166,6 +192,8 @@ def main() -> None:
     parser.add_argument("--no-stages", action="store_true", help="skip the stage tables")
     parser.add_argument("--sample", choices=sorted(SAMPLES), default="bundled",
                         help="the real S2 and S1 the mosaic is made of")
+    parser.add_argument("--bands", choices=sorted(MISSING), default="l1c",
+                        help="the band set of S2: L1C's 13 or the ten of an L2A product")
     parser.add_argument("--compare", metavar="REV",
                         help="also time the first model's remove as git revision REV has it")
     parser.add_argument("--child", nargs=3, metavar=("S2", "S1", "OUT"))
@@ -193,10 +221,11 @@ def main() -> None:
         compare = None if args.compare is None else unpack(args.compare, folder / "compare")
         network = has_network(models[0])
         timings, cpus = rounds(folder, args.size, args.rounds, models, compare, network,
-                               args.sample)
+                               args.sample, args.bands)
         old = [] if compare is None else [f"{models[0]} at {args.compare}"]
         alone = [f"{models[0]}'s network alone"] if network else []
-        print(f"\n{args.size}^2 x 13 bands of the {args.sample} sample, S1 beside it; seconds "
+        count = len(BANDS) - len(MISSING[args.bands])
+        print(f"\n{args.size}^2 x {count} bands of the {args.sample} sample, S1 beside it; seconds "
               f"per round (floor, then {', then '.join(['remove with each model', *alone, *old])})")
         head = " | ".join([*(f"remove {m}" for m in models), *(["network alone"] * network),
                            *(f"remove {m}" for m in old)])
@@ -223,10 +252,11 @@ def main() -> None:
         print(f"| median | {' | '.join(f'{t:.2f}' for t in middle)} |")
         if not args.no_stages:
             for model in models:
-                print_stages(stages(folder, args.size, model, args.sample),
+                print_stages(stages(folder, args.size, model, args.sample, args.bands),
                              f"`remove --model {model}`, {args.size}^2, stages")
-        memory = {m: [peak_memory(folder, size, m, args.sample) for _ in range(args.memory_runs)
-                      for size in args.memory_sizes] for m in models}
+        memory = {m: [peak_memory(folder, size, m, args.sample, args.bands)
+                      for _ in range(args.memory_runs) for size in args.memory_sizes]
+                      for m in models}
     for model, runs in memory.items():
         if not runs:
             continue

@@ -217,7 +217,7 @@ class DateStatistics:
             scene.height, scene.width, self.used, self._fields(), self.bands, self.target_date,
             name=scene.path.name)
         if self.target.decoded is not None:  # its windows' backgrounds kept beside it
-            temporal.keep_windows(self.target.decoded.folder, WINDOW)
+            temporal.keep_windows(self.target.decoded.folder, WINDOW, self.target.decoded.room)
         temporal.judge_date(self.target.clear, quiet)
         temporal.calibrate(self.target.clear, quiet)
         for refit in range(REFITS if temporal.weighs else 0):

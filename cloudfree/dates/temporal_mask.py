@@ -101,6 +101,7 @@ from cloudfree.dates.kept import KeptEdges, mirrored
 from cloudfree.dates.radiometry import FitField
 from cloudfree.dates.references import Reference
 from cloudfree.dates.window_backgrounds import WindowBackgrounds
+from cloudfree.io.decoded_scene import ScratchRoom
 from cloudfree.io.rasters import block_windows
 from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, SNOW
 from cloudfree.mask.haze import hot
@@ -279,12 +280,12 @@ class TemporalMask:
         #: the statistics pass's windows' backgrounds, computed once per fit (``keep_windows``)
         self._windows: WindowBackgrounds | None = None
 
-    def keep_windows(self, folder: Path, block: int) -> None:
+    def keep_windows(self, folder: Path, block: int, room: ScratchRoom | None = None) -> None:
         """From now on, keep the background of each window of ``block`` px with the ``REACH``
         px around it once computed, until the next fit (``window_backgrounds.py``): in a
-        scratch in ``folder``; where it cannot be made, each is computed where asked for."""
+        scratch in ``folder``, where ``room`` holds it; else each is computed where asked for."""
         self._windows = WindowBackgrounds.beside(folder, self.height, self.width, block, REACH,
-                                                 len(self.detect))
+                                                 len(self.detect), room)
 
     def _extreme(self, z: np.ndarray, names: Sequence[str], largest: bool) -> np.ndarray:
         """The largest (or smallest) z [h, w] over the ``names`` the scenes have; -inf (or

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudfree.io.decoded_scene import read_at, write_at
+from cloudfree.io.decoded_scene import ScratchRoom, read_at, write_at
 from cloudfree.io.rasters import block_windows
 
 log = logging.getLogger("cloudfree")
@@ -65,10 +65,11 @@ class WindowBackgrounds:
 
     @classmethod
     def beside(cls, folder: Path, height: int, width: int, block: int, margin: int,
-               bands: int) -> WindowBackgrounds | None:
+               bands: int, room: ScratchRoom | None = None) -> WindowBackgrounds | None:
         """A scratch in ``folder`` (the target's decoded copy's, where the outputs are written
         too), or None (each background is then computed where it is asked for) where it cannot
-        be made or the folder has less than twice its size free; a disk that fills up
+        be made, or ``room`` (the run's, after the decoded inputs) has none left for it, or,
+        without a room, the folder has less than twice its size free; a disk that fills up
         meanwhile leaves them computed again (:meth:`get`)."""
         if not hasattr(os, "preadv"):
             return None
@@ -77,9 +78,11 @@ class WindowBackgrounds:
         except OSError as exc:
             log.debug("the temporal backgrounds could not be kept in %s (%s)", folder, exc)
             return None
-        if shutil.disk_usage(folder).free < 2 * kept.offsets[-1]:
-            log.debug("%s has less than twice the %.0f MB the temporal backgrounds need: "
-                      "computed where asked for", folder, kept.offsets[-1] / 2**20)
+        size = int(kept.offsets[-1])
+        if not (room.spare(size) if room is not None
+                else shutil.disk_usage(folder).free >= 2 * size):
+            log.debug("%s lacks room for the %.0f MB the temporal backgrounds need: computed "
+                      "where asked for", folder, size / 2**20)
             kept.close()
             return None
         return kept

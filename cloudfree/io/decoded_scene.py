@@ -55,20 +55,27 @@ class ScratchRoom:
 
     def __init__(self, output: Path | str, sizes: dict[Path, int]) -> None:
         folder = Path(output).parent
-        free = shutil.disk_usage(folder).free
-        need = max(sizes.values(), default=0)  # the outputs
+        self.free = free = shutil.disk_usage(folder).free
+        self.need = max(sizes.values(), default=0)  # the outputs
         self.sizes = sizes
         self.granted: set[Path] = set()
         for path, size in sizes.items():
-            if need + size <= free:
+            if self.spare(size):
                 self.granted.add(path)
-                need += size
         refused = [path.name for path in sizes if path not in self.granted]
         if refused:
             log.warning("%s has %.0f MB free, less than the %.0f MB that keeping every input "
                         "decoded and the outputs need: %s decoded again for each pass instead",
                         folder, free / 2**20, (sum(sizes.values()) + max(sizes.values()))
                         / 2**20, ", ".join(refused))
+
+    def spare(self, size: int) -> bool:
+        """Whether ``size`` bytes more fit beside what was granted before and the outputs, in
+        the free space as the run found it; if they do, they are counted as taken."""
+        if self.need + size > self.free:
+            return False
+        self.need += size
+        return True
 
     def holds(self, s2: Sentinel2) -> bool | None:
         """Whether ``s2`` was granted room; None for a scene it was not asked about (a
@@ -82,8 +89,10 @@ class DecodedScene:
     (:meth:`read`) once every window is stored (:attr:`complete`)."""
 
     def __init__(self, s2: Sentinel2, bands: Sequence[str], scl: bool, folder: Path,
-                 block: int = DEFAULT_BLOCK) -> None:
+                 block: int = DEFAULT_BLOCK, room: ScratchRoom | None = None) -> None:
         self.bands, self.scl, self.folder = tuple(bands), scl, folder
+        #: the run's room this scratch was granted from, which later scratches beside it ask
+        self.room = room
         self.dtype = np.dtype(s2.dtype)
         self.windows = block_windows(s2.width, s2.height, block)
         self.planes = _planes(self.bands, scl)
@@ -116,7 +125,7 @@ class DecodedScene:
                      size / 2**20)
             return None
         try:
-            return cls(s2, bands, scl, folder)
+            return cls(s2, bands, scl, folder, room=room)
         except OSError as exc:  # e.g. no file handle left
             _cannot_keep(folder, exc)
             return None

@@ -101,3 +101,32 @@ def test_without_room_or_after_a_failed_write_each_is_computed(tmp_path, monkeyp
         assert computed.count(window) == 3
     finally:
         kept.close()
+
+
+def test_the_runs_room_decides_after_the_decoded_inputs(tmp_path, monkeypatch):
+    # with the run's room, the backgrounds take what is left of the free space the run found
+    # once, after its decoded inputs and outputs, and count it as taken: no second look
+    from types import SimpleNamespace
+
+    from cloudfree.io import decoded_scene
+    from cloudfree.io.decoded_scene import ScratchRoom
+
+    looks = []
+    inputs = 10 * 2**20
+
+    def free(folder):
+        looks.append(folder)
+        return SimpleNamespace(free=2 * inputs + 100 * 2**20)
+
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage", free)
+    room = ScratchRoom(tmp_path / "out.tif", {tmp_path / "s2.tif": inputs})
+    assert room.granted == {tmp_path / "s2.tif"}
+    kept = WindowBackgrounds.beside(tmp_path, HEIGHT, WIDTH, BLOCK, MARGIN, BANDS, room)
+    try:
+        size = int(kept.offsets[-1])
+        assert 0 < size <= 100 * 2**20 and room.need == 2 * inputs + size
+    finally:
+        kept.close()
+    room.need = room.free - size + 1  # one byte short
+    assert WindowBackgrounds.beside(tmp_path, HEIGHT, WIDTH, BLOCK, MARGIN, BANDS, room) is None
+    assert looks == [tmp_path]
