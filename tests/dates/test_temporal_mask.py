@@ -52,6 +52,13 @@ def read(path):
         return ds.read(), ds.profile
 
 
+def remove_thin(dates, out) -> None:
+    """`remove` of the thin-cloud target with every reference, the temporal mask on, 128 px
+    tiles (several chunks on the 256 px scene)."""
+    remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=128),
+                 dates=ReferenceOptions(references=dates["refs"], temporal_mask=True), quiet=True)
+
+
 def write(path, data, profile):
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.clip(data, 1, 65535).astype(np.uint16))
@@ -718,9 +725,7 @@ def test_remove_does_the_same_whatever_the_loaders_timing(dates, monkeypatch, tm
         monkeypatch.setattr(remove, "loader_threads", lambda *_, n=loaders: n)
         computed.clear()
         out = tmp_path / f"out{loaders}.tif"
-        remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=128),
-                     dates=ReferenceOptions(references=dates["refs"], temporal_mask=True),
-                     quiet=True)
+        remove_thin(dates, out)
         runs.append((read(out)[0], sorted(computed)))
     (first, done), (second, again) = runs
     assert len({c[1] for c in done if c[0] == "fill"}) >= 3  # three rows of chunks
@@ -852,9 +857,7 @@ def test_the_statistics_passes_read_back_the_calibrations_backgrounds(dates, mon
             monkeypatch.setattr(temporal_mask.TemporalMask, "keep_windows", lambda *_: None)
         computed.clear()
         out = tmp_path / f"out_{kept}.tif"
-        remove_scene(dates["thin"], None, out, engine=EngineOptions(tile=128),
-                     dates=ReferenceOptions(references=dates["refs"], temporal_mask=True),
-                     quiet=True)
+        remove_thin(dates, out)
         runs.append((read(out)[0], list(computed)))
     (with_kept, once), (without, every) = runs
     np.testing.assert_array_equal(with_kept, without)
