@@ -506,18 +506,17 @@ class TemporalMask:
                 continue
             low, high = (centres[np.argmax(np.cumsum(counts[i]) >= q * total)] for q in TAIL)
             tail_noise = max((high - low) / (TAIL_Z[1] - TAIL_Z[0]), NOISE_FLOOR)
+            tail_level = high - TAIL_Z[1] * tail_noise
             if self.scene_wide[i]:
-                noise[i] = tail_noise
-            else:
-                median = centres[np.argmax(np.cumsum(counts[i]) >= (total + 1) / 2)]
-                deviation = np.abs(centres - median)
-                order = np.argsort(deviation, kind="stable")
-                mad = deviation[order][np.argmax(np.cumsum(counts[i][order]) >= (total + 1) / 2)]
-                noise[i] = max(1.4826 * mad, NOISE_FLOOR)
-            if self.scene_wide[i]:
-                level[i] = high - TAIL_Z[1] * tail_noise
-            elif band in TAIL_LEVEL and self.weighs:  # a veil taken up lowers the clear land
-                level[i] = min(high - TAIL_Z[1] * tail_noise, 0.0)
+                noise[i], level[i] = tail_noise, tail_level
+                continue
+            median = centres[np.argmax(np.cumsum(counts[i]) >= (total + 1) / 2)]
+            deviation = np.abs(centres - median)
+            order = np.argsort(deviation, kind="stable")
+            mad = deviation[order][np.argmax(np.cumsum(counts[i][order]) >= (total + 1) / 2)]
+            noise[i] = max(1.4826 * mad, NOISE_FLOOR)
+            if band in TAIL_LEVEL and self.weighs:  # a veil taken up lowers the clear land
+                level[i] = min(tail_level, 0.0)
         self.noise, self.level = noise, level
 
     def classify(self, refl: np.ndarray, bands: Sequence[str], classes: np.ndarray,

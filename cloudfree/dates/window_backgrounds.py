@@ -42,6 +42,9 @@ Block = tuple[int, int, int, int]  # top, left, height, width on the target grid
 #: A background as ``temporal_mask.Background`` holds it: values [bands, h, w] (float32), count
 #: [h, w] (int64) and snow flag [h, w] (bool).
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: A window's share of a block: its index, where the share lies in the block and in the window
+#: with its margin.
+Part = tuple[int, tuple[slice, slice], tuple[slice, slice]]
 
 
 class WindowBackgrounds:
@@ -103,15 +106,7 @@ class WindowBackgrounds:
         parts = self._covering(block)
         if parts is None:
             return None
-        _, _, height, width = block
-        out = (np.empty((self.bands, height, width), np.float32),
-               np.empty((height, width), np.int64), np.empty((height, width), bool))
-        for index, here, there in parts:
-            values, count, snowy = self._window(index, compute)
-            out[0][:, here[0], here[1]] = values[:, there[0], there[1]]
-            out[1][here] = count[there]
-            out[2][here] = snowy[there]
-        return out
+        return self._assemble(block, parts, compute)
 
     def region(self, block: Block) -> Arrays | None:
         """The background of any ``block`` within the scene and the ``margin`` around it, from
@@ -124,26 +119,16 @@ class WindowBackgrounds:
         m, size = self.margin, self.size
         if top < -m or left < -m or top + height > size[0] + m or left + width > size[1] + m:
             return None
-        out = (np.empty((self.bands, height, width), np.float32),
-               np.empty((height, width), np.int64), np.empty((height, width), bool))
+        parts = []
         for index, (t, c, h, w) in enumerate(self.windows):
             # the window's pixels, and the margin beside them at the scene's edge
             rows = max(t - m * (t == 0), top), min(t + h + m * (t + h == size[0]), top + height)
             cols = max(c - m * (c == 0), left), min(c + w + m * (c + w == size[1]), left + width)
-            if rows[0] >= rows[1] or cols[0] >= cols[1]:
-                continue
-            values, count, snowy = self._window(index, None)
-            g_top, g_left = self.grown[index][:2]
-            here = slice(rows[0] - top, rows[1] - top), slice(cols[0] - left, cols[1] - left)
-            there = (slice(rows[0] - g_top, rows[1] - g_top),
-                     slice(cols[0] - g_left, cols[1] - g_left))
-            out[0][:, here[0], here[1]] = values[:, there[0], there[1]]
-            out[1][here] = count[there]
-            out[2][here] = snowy[there]
-        return out
+            if rows[0] < rows[1] and cols[0] < cols[1]:
+                parts.append(self._part(index, block, rows, cols))
+        return self._assemble(block, parts, None)
 
-    def _covering(self, block: Block) -> list[tuple[int, tuple[slice, slice],
-                                                    tuple[slice, slice]]] | None:
+    def _covering(self, block: Block) -> list[Part] | None:
         """The windows a block is made of, with a margin of at most ``margin``: each one's
         index, the part of the block it gives and where that lies in its grown block; None
         where the block is not so made."""
@@ -164,12 +149,30 @@ class WindowBackgrounds:
             t, c, h, w = self.windows[index]
             rows = (t - grow if t == inner[0] else t, t + h + grow if t + h == inner[2] else t + h)
             cols = (c - grow if c == inner[1] else c, c + w + grow if c + w == inner[3] else c + w)
-            g_top, g_left = self.grown[index][:2]
-            parts.append((index, (slice(rows[0] - top, rows[1] - top),
-                                  slice(cols[0] - left, cols[1] - left)),
-                          (slice(rows[0] - g_top, rows[1] - g_top),
-                           slice(cols[0] - g_left, cols[1] - g_left))))
+            parts.append(self._part(index, block, rows, cols))
         return parts
+
+    def _part(self, index: int, block: Block, rows: tuple[int, int], cols: tuple[int, int]
+              ) -> Part:
+        """Window ``index``'s share of ``block``, the scene's ``rows`` and ``cols`` (from, to):
+        its index, where they lie in the block and in its grown block."""
+        def from_corner(top: int, left: int) -> tuple[slice, slice]:
+            return slice(rows[0] - top, rows[1] - top), slice(cols[0] - left, cols[1] - left)
+
+        return index, from_corner(*block[:2]), from_corner(*self.grown[index][:2])
+
+    def _assemble(self, block: Block, parts: list[Part],
+                  compute: Callable[[int, int, int, int], Arrays] | None) -> Arrays:
+        """``block``'s background put together from its windows' ``parts`` (``_part``)."""
+        _, _, height, width = block
+        out = (np.empty((self.bands, height, width), np.float32),
+               np.empty((height, width), np.int64), np.empty((height, width), bool))
+        for index, here, there in parts:
+            values, count, snowy = self._window(index, compute)
+            out[0][:, here[0], here[1]] = values[:, there[0], there[1]]
+            out[1][here] = count[there]
+            out[2][here] = snowy[there]
+        return out
 
     def _window(self, index: int, compute: Callable[[int, int, int, int], Arrays] | None
                 ) -> Arrays:
