@@ -26,14 +26,15 @@ nothing near scores as an opaque cloud: at 10 m a town's texture in B08 against 
 reads like a cloud's parallax. In L1C (top-of-atmosphere levels), clouds are white or bluish:
 land dimmer at 443 nm (B01) than at 490 nm (B02), or red, is bright land where nothing near
 scores as an opaque cloud, unless it rises above the land beside it at 443 nm as a veil of
-cloud does (``veiled_blue``). Without B10 (L2A products), bright land is told by the
-short-wave infrared against the near infrared instead (``SOIL_RATIO``): water clouds are darker
-in B11 than in B8A, bare soil, sand and roofs are not. A lone speck of a few pixels is left
-clear (``specks``). A cloud must show parallax to be confident, before it grows a buffer
-(without the parallax bands, a pixel confident by its score alone must lie amid cloud:
-``seed_reach``), and a cloud's extent before its opacity or the haze around it confirms it
-(a lone white roof grows nothing); one that only the haze confirms grows the buffer and the
-ring in proportion to it (``seed_reach``). A cloud with the colour of the ground
+cloud does (``veiled_blue``). Land no darker in the short-wave infrared than in the near
+infrared is bright land too where nothing near scores as an opaque cloud (``SOIL_RATIO``):
+water clouds are darker in B11 than in B8A, bare soil, sand and roofs are not; without B10
+(L2A products) it stands in for the red and the dim blue, which do not run there. A lone
+speck of a few pixels is left clear (``specks``). A cloud must show parallax to be confident,
+before it grows a buffer (without the parallax bands, a pixel confident by its score alone must
+lie amid cloud: ``seed_reach``), and a cloud's extent before its opacity or the haze around it
+confirms it (a lone white roof grows nothing); one that only the haze confirms grows the buffer
+and the ring in proportion to it (``seed_reach``). A cloud with the colour of the ground
 (``ground_colour``) is confirmed by neither.
 Without B07, B08, B8A or B11 the test is skipped; where other dates judge the clouds, they judge
 such land (``pipeline/remove.py``).
@@ -576,6 +577,12 @@ SAND_TINT, SAND_SCORE = -0.1, 0.9
 #: rule alone took most of it, 0.75-0.85. Chosen on those towns against the tuning halves of
 #: the pool's cloudy pairs: at 0.9 it cleared a faint cloud over bare autumn fields (a ratio of
 #: 0.93) at surface levels (docs/benchmarks/masks.md).
+#: With B10 (L1C, top-of-atmosphere levels) the same pixels are bright land too: what the other
+#: rules kept as cloud on those towns' products (pale yards, motorways, construction ground) has
+#: a ratio of 0.88-1.06 (25th to 75th percentile), the cloud of the pool's tuning pairs
+#: 0.64-0.81 (95th percentile 0.93). On the tuning halves it halves what ``remove`` changes on
+#: the towns, and keeps all but 0.1 % of the pairs' cloud, a few thin edges far from their
+#: cores (docs/benchmarks/masks.md).
 SOIL_RATIO, SOIL_SCORE = 0.95, 0.6
 #: Under a sky that is overcast by the share of what scores as cloud (``OVERCAST_SHARE``), sand
 #: is bright land where the square's cloud is redder still, with a mean tint under
@@ -753,7 +760,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     parallax, land's short-wave infrared and the texture of built-up land around, the texture
     of roofs however brightly they score, the red of sand or the dim blue of the ground (not a
     veil of cloud: ``veiled_blue``) with no opaque ``score`` near, textured land that is no
-    veil far from any cloud, without B10 land brighter at 1610 nm than a cloud, or a faint
+    veil far from any cloud, land as bright at 1610 nm as at 865 nm, or a faint
     score and plainer land (the constants ``LAND_*``, ``ROOF_*``, ``SAND_TINT``, ``CLOUD_BLUE``,
     ``TOWN_*``, ``SOIL_*``, ``FAINT_*``), under a sky that is not overcast (``OVERCAST_SHARE``
     of the ``valid`` [H, W] pixels); under an overcast sky only sand redder still
@@ -771,11 +778,10 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     rough = cloud & ~overcast & (swir > ROOF_SWIR)
     if not (rough.any() or sand.any()):
         return rough
-    # without B10 (L2A, surface levels, where a cloud's thin edges turn red too): land's
-    # short-wave infrared against the near infrared (``SOIL_RATIO``)
-    soil = (box_mean(soil_ratio(b), cloud, LAND_BOX, count=count) > SOIL_RATIO
-            if "B10" not in b else None)
-    if soil is not None:
+    # land's short-wave infrared against the near infrared (``SOIL_RATIO``); without B10 (L2A,
+    # surface levels, where a cloud's thin edges turn red too) sand needs it as well
+    soil = box_mean(soil_ratio(b), cloud, LAND_BOX, count=count) > SOIL_RATIO
+    if "B10" not in b:
         sand &= soil
     grain = box_mean(texture(b["B04"], cloud), cloud, LAND_BOX, count=count)
     land = rough & (swir > LAND_SWIR)
@@ -789,8 +795,8 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     top = "B01" in b and "B10" in b  # top-of-atmosphere levels, with the blue at 443 nm
     dim = (rough & ~kept & (box_mean(blue_ratio(b), cloud, LAND_BOX, count=count) < CLOUD_BLUE)
            if top else np.zeros_like(rough))
-    # without B10: bare land, sand or roofs by 1610 against 865 nm
-    bare = rough & ~kept & soil if soil is not None else np.zeros_like(rough)
+    # bare land, sand or roofs by 1610 against 865 nm
+    bare = rough & ~kept & soil
     town = land & ~kept & (grain > TOWN_TEXTURE) if top else np.zeros_like(rough)
     if town.any():  # far from any cloud, beside some clear land
         town &= ~box_any(cloud & (score >= TOWN_SCORE), TOWN_BOX)

@@ -420,6 +420,15 @@ def test_a_veil_dim_at_443_nm_stays_cloud_and_dim_land_stays_clear(monkeypatch):
     assert veiled_blue(band, cloud, chip_valid, count)[dim_chip].mean() < 0.01
 
 
+def _hazy_village() -> tuple[np.ndarray, np.ndarray]:
+    """The Sen1Floods11 chip under a uniform haze that adds more light at 443 nm than at 665 nm,
+    over its clear land and its roofs alike (no veil's rise), and its valid pixels."""
+    refl, valid = reflectance_of(FLOODS_S2)
+    for band, rise in (("B01", 0.02), ("B02", 0.017), ("B03", 0.013), ("B04", 0.009)):
+        refl[BANDS.index(band)] += rise
+    return refl, valid
+
+
 def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
     """The Sen1Floods11 village under a uniform haze (more light added at 443 nm than at 665 nm,
     over its clear land and its roofs alike: no veil's rise) scores as faint cloud over its
@@ -427,13 +436,12 @@ def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
     nothing becomes cloud, and windows keep the whole chip's classes. The thin wisps at the
     edges of the summer cumulus are as textured and no brighter at 443 nm, but lie within
     ``TOWN_BOX // 2`` px of its bright cores: the cumulus keeps all its cloud, where with the
-    guard over ``LAND_BOX`` px alone it lost some."""
+    guard over ``LAND_BOX`` px alone it lost some. (The land brighter at 1610 than at 865 nm,
+    which takes some of the same roofs, is set aside.)"""
     from cloudfree.mask import classify as module
 
-    refl, valid = reflectance_of(FLOODS_S2)
-    hazy = refl.copy()
-    for band, rise in (("B01", 0.02), ("B02", 0.017), ("B03", 0.013), ("B04", 0.009)):
-        hazy[BANDS.index(band)] += rise
+    monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
+    hazy, valid = _hazy_village()
     summer, summer_valid = reflectance_of(SUMMER_S2)
     params = MaskParams(buffer=2, shadow=True).for_bands(BANDS)
     shadow = combine_shadow_stats([shadow_thresholds(hazy, valid)])
@@ -518,6 +526,28 @@ def test_without_b10_land_bright_at_1610_nm_is_left_clear(monkeypatch):
     monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
     before = masks()
     assert before[0].sum() > 400 and found[0].sum() < 0.4 * before[0].sum()
+    assert (found[0] <= before[0]).all()
+    for now, then in zip(found[2:], before[2:], strict=True):
+        np.testing.assert_array_equal(now, then)
+
+
+def test_land_bright_at_1610_nm_is_left_clear_with_b10_too(monkeypatch):
+    """With every L1C band, land no darker in B11 than in B8A is bright land as well, where
+    nothing near scores as an opaque cloud: of the Sen1Floods11 village under a uniform haze it
+    leaves clear hundreds of the roofs and bare soil that the other rules keep, and makes
+    nothing cloud; the summer cumulus keeps its cloud and its buffer pixel for pixel."""
+    from cloudfree.mask import classify as module
+
+    cases = [_hazy_village(), reflectance_of(SUMMER_S2)]
+
+    def masks() -> list[np.ndarray]:
+        return [classify(r, v, MaskParams(buffer=buffer))[0] == CLOUD
+                for r, v in cases for buffer in (0, 5)]
+
+    found = masks()
+    monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
+    before = masks()
+    assert before[0].sum() > 1000 and found[0].sum() < 0.6 * before[0].sum()
     assert (found[0] <= before[0]).all()
     for now, then in zip(found[2:], before[2:], strict=True):
         np.testing.assert_array_equal(now, then)
