@@ -506,9 +506,10 @@ def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int,
             return base[1]
         both = both & changed[cells].reshape(both.shape)
     taken = order[both.ravel()[order]]  # the pixels both clear, one cell after another
+    # by row and column: the windows are slices of a larger block, which a flat index copies
+    rows, columns = np.divmod(taken, both.shape[1])
     cols = -(-both.shape[1] // CELL)
-    sums = grouped_sums(np.take(refl.reshape(len(refl), -1), taken, axis=1),
-                        np.take(target.reshape(len(target), -1), taken, axis=1),
+    sums = grouped_sums(refl[:, rows, columns], target[:, rows, columns],
                         np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols),
                         stride * stride)
     return [base[1][k] if base is not None and not changed[k] else

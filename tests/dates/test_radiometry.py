@@ -195,3 +195,23 @@ def test_cells_summed_on_every_other_row_and_column_count_each_pixel_four_times(
     variance = np.abs(fields[1].variance / fields[0].variance - 1)
     assert np.median(gain) < 0.02 and np.median(variance) < 0.1, (np.median(gain),
                                                                    np.median(variance))
+
+
+def test_a_window_cut_from_a_larger_block_gives_the_sums_of_its_own_copy(dates):
+    """The statistics pass's windows are slices of a block read with its margin: the cells'
+    sums gather the window's sampled pixels from the slice and give the sums, bit for bit,
+    of the same window copied on its own."""
+    target, references = dates
+    x, y = references["shifted"], target
+    both = x[1] < np.quantile(x[1], 0.7)
+    margin = (slice(20, 20 + 128), slice(30, 30 + 192))  # a 128 x 192 window in the block
+    window = x[:, margin[0], margin[1]], y[:, margin[0], margin[1]]
+    assert not window[0].flags.c_contiguous
+    inside = _cell_sums(*window, both[margin], 0, 0, stride=2)
+    alone = _cell_sums(*(np.ascontiguousarray(a) for a in window), both[margin], 0, 0, stride=2)
+    assert len(inside) == 2 * 3 and any(fitted for *_, fitted in inside)
+    for (*place, sums, fitted), (*place2, sums2, fitted2) in zip(inside, alone, strict=True):
+        assert (place, fitted) == (place2, fitted2)
+        for a, b in ((sums.sums, sums2.sums), (sums.count, sums2.count),
+                     (sums.every, sums2.every)):
+            np.testing.assert_array_equal(a, b)
