@@ -2,6 +2,7 @@
 
     python benchmarks/uncertainty.py --pool POOL --series SERIES [--cache samples.npz]
         [--compare EARLIER.json [--scale-only single_date]] [--write-calibration]
+        [--clear OSCD]
 
 Two kinds of fill, each against the same date's truth, each run through the real
 ``remove_scene``, whose per-pixel terms are recorded as it writes (``uncertainty.py``):
@@ -32,6 +33,13 @@ and AUCE (UnCRtainTS, Ebel et al. 2023, per pixel), the Spearman correlation of 
 the pixels); and the shares within 1 and 2 sigma per set of references. For the series also
 where the thin case's fills miss (by distance to the clear land and by the output's cloud
 score) and what became of each pasted cloud (the share left as seen, whose sigma is 0).
+
+``--clear DIR``: also the tuning half of the cloud-free scenes of DIR (its SPLIT.tsv; the OSCD
+towns of ``scripts/extract_oscd_scenes.py``), each through ``remove`` alone and, where its
+town has another date, with that date as the reference. The input is the truth of whatever the
+mask takes for cloud there (bright roofs, sand): per run and kind of fill, the share filled,
+the fills' RMS error, and the sigma of the calibration (and of ``--compare``) against it, on
+all the fills and on those whose result still looks hazy. Nothing is fitted on them.
 
 ``--compare`` adds an earlier calibration file to the tables (per set of references too);
 ``--scale-only`` keeps its coefficients for a kind and fits only the scale.
@@ -83,7 +91,7 @@ from cloudfree.fill.uncertainty import (  # noqa: E402
     uce,
 )
 from cloudfree.io.sentinel2 import BANDS  # noqa: E402
-from cloudfree.mask.classify import CLOUD, raw_score  # noqa: E402
+from cloudfree.mask.classify import CLOUD, hot_positive, raw_score  # noqa: E402
 from cloudfree.pipeline.options import split_options  # noqa: E402
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 
@@ -266,6 +274,76 @@ def series_cases(series: Path, folder: Path, rng: np.random.Generator, every: in
             print(f"{number}/{len(cases)} {label}, {given}: "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return out
+
+
+def clear_cases(scenes: Path, folder: Path, rng: np.random.Generator) -> list[dict]:
+    """The tuning half of the cloud-free scenes of ``scenes`` (its SPLIT.tsv), each through
+    ``remove`` alone and, where its town has another date, with that date as the reference: the
+    input is the truth of whatever the mask takes for cloud there (bright roofs, sand)."""
+    halves = dict(line.split("\t") for line in (scenes / "SPLIT.tsv").read_text().splitlines()[1:])
+    towns: dict[str, list[Path]] = {}
+    for name, half in sorted(halves.items()):
+        if half == "tuning":
+            towns.setdefault(name.rsplit("_", 1)[0], []).append(scenes / f"{name}.tif")
+    out = []
+    for town, paths in towns.items():
+        for path in paths:
+            others = [p for p in paths if p != path]
+            for label, options in (("one date", {}), ("the other date", {"references": others})):
+                if label == "the other date" and not others:
+                    continue
+                recorder, seen, output, written = run(path, None, folder, **options)
+                kind = np.concatenate([b.kind.ravel() for b in recorder.blocks])
+                out.append(samples(recorder.blocks, seen, output, seen, written, rng, town,
+                                   f"clear, {label}", dates=label)
+                           | {"filled": float(np.isin(kind, tuple(KINDS)).mean()),
+                              "dates": label})
+                print(f"{path.stem}, {label}", file=sys.stderr, flush=True)
+    return out
+
+
+def bright_table(cases: list[dict], compare: Path | None) -> None:
+    """On the clear scenes (the input is the truth), per run and kind of fill: the share of
+    the scenes filled, the fills' RMS error, the share whose result looks hazy (its cloud score
+    above 0 where its blue stands above red as haze's does: ``raw_score``, ``hot_positive``),
+    and the median sigma and shares within 1 and 2 sigma of the shipped calibration (and of
+    ``compare``), on all the fills and on the hazy-looking ones."""
+    sigmas = {CALIBRATION.name: CALIBRATION} | ({compare.name: compare} if compare else {})
+    print("\n| run | fill | share of the scenes filled | pixels | RMS error (DN) | hazy result | "
+          + " | ".join(f"{name}: median sigma (DN), within 1, within 2" for name in sigmas)
+          + " | hazy ones: RMS error (DN) | "
+          + " | ".join(f"hazy ones, {name}: median sigma (DN), within 1, within 2"
+                       for name in sigmas) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * (2 * len(sigmas) + 1))
+    for label in sorted({c["dates"] for c in cases}):
+        runs = [c for c in cases if c["dates"] == label]
+        filled = np.mean([c["filled"] for c in runs])
+        for kind in KINDS.values():
+            parts = [c for c in runs if kind in c]
+            if not parts:
+                continue
+            data = pooled(parts, kind)
+            hazy = np.concatenate([np.tile(looks_hazy(c[kind]["output"]), len(BANDS))
+                                   for c in parts])
+            error = data["error"] * DN
+            cells = []
+            for where in (np.ones(len(error), bool), hazy):
+                cells.append([f"{np.sqrt(np.mean(error[where] ** 2)):.0f}" if where.any()
+                              else "-"])
+                for path in sigmas.values():
+                    s = calibrated(data, kind, path)[where] * DN
+                    cells[-1].append(f"{np.median(s):.0f}, {coverage(error[where], s, 1):.3f}, "
+                                     f"{coverage(error[where], s, 2):.3f}" if where.any() else "-")
+            print(f"| {label} | {kind} | {filled:.3f} | {len(error) // len(BANDS)} | "
+                  f"{cells[0][0]} | {hazy.mean():.3f} | " + " | ".join(cells[0][1:]) + " | "
+                  + " | ".join(cells[1]) + " |")
+
+
+def looks_hazy(output: np.ndarray) -> np.ndarray:
+    """Where an output [C, n] (DN) still looks hazy: its cloud score above 0 where its blue
+    stands above red as haze's does."""
+    named = dict(zip(BANDS, output / DN, strict=True))
+    return hot_positive(named) & (raw_score(named) > 0)
 
 
 def under_cloud(blocks: list[UncertaintyBlock], pasted: np.ndarray, seen: np.ndarray,
@@ -492,15 +570,15 @@ def write_calibration(cases: dict[str, list[dict]], keep: dict[str, Path | None]
                    "with one reference scaled on their own (lone_reference)." + "".join(
                        f" {kind}: the coefficients of {path.name} kept, only the scale fitted."
                        for kind, path in keep.items() if path)}
-    for kind, parts in cases.items():
-        data = pooled(parts, kind)
+    for kind in KINDS.values():
+        data = pooled(cases[kind], kind)
         coef, intercept = fit(data["x"], data["band"], data["error"], TARGETS[kind],
                               kept(kind, keep[kind]), own_scale(kind))
         out[kind] = {"features": list(FEATURES[kind]),
                      "coefficients": [round(float(c), 5) for c in coef],
                      "intercept": {b: round(float(a), 5) for b, a in
                                    zip(BANDS, intercept, strict=True)},
-                     "cases": len(parts)}
+                     "cases": len(cases[kind])}
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 
@@ -520,6 +598,8 @@ def collect(args: argparse.Namespace) -> dict[str, list[dict]]:
         if "reference" in again:
             cases["reference"] = series_cases(args.series, Path(tmp), np.random.default_rng(1),
                                               args.every)
+        if args.clear and ("clear" in again or "clear" not in cases):
+            cases["clear"] = clear_cases(args.clear, Path(tmp), np.random.default_rng(2))
     if args.cache:
         np.savez(args.cache, cases=np.array(cases, dtype=object))
     return cases
@@ -532,7 +612,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1,
                         help="only every N-th scene and series case (a quick look)")
     parser.add_argument("--cache", type=Path, help="keep (or reuse) the recorded samples here")
-    parser.add_argument("--recollect", nargs="+", choices=("single_date", "reference"),
+    parser.add_argument("--clear", type=Path,
+                        help="also the tuning half of these cloud-free scenes (a SPLIT.tsv "
+                             "beside them), alone and with their town's other date")
+    parser.add_argument("--recollect", nargs="+", choices=("single_date", "reference", "clear"),
                         default=(), help="with --cache: run these kinds' cases again")
     parser.add_argument("--write-calibration", action="store_true",
                         help=f"fit on every case and write {CALIBRATION.name}")
@@ -556,6 +639,8 @@ def main() -> None:
                "reference": report(cases["reference"], "reference", "date (even/odd halves)",
                                    args.compare, keep["reference"])}
     pasted_table(cases["reference"])
+    if "clear" in cases:
+        bright_table(cases["clear"], args.compare)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
