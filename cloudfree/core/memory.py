@@ -73,12 +73,28 @@ RELEASE_MARGIN = 48 * 2**20
 RELEASE_POLL = 0.01
 
 
+#: Where Linux tells a process's memory, in pages (the second field: resident).
+STATM = "/proc/self/statm"
+
+
 def resident_bytes() -> int | None:
     """This process's resident memory in bytes; None where the system does not say (not
     Linux)."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        fd = os.open(STATM, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return _resident(fd)
+    finally:
+        os.close(fd)
+
+
+def _resident(fd: int) -> int | None:
+    """``resident_bytes`` read again from ``STATM`` opened as ``fd``: a watcher keeps it open,
+    as opening it at each look cost 10 times the read (0.25 CPU s of a 2048^2 ``remove``)."""
+    try:
+        return int(os.pread(fd, 128, 0).split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
 
@@ -93,14 +109,15 @@ def releasing_as_it_grows(margin: int = RELEASE_MARGIN, every: float = RELEASE_P
         yield
         return
     stop = threading.Event()
+    fd = os.open(STATM, os.O_RDONLY)
 
     def watch() -> None:
-        floor = resident_bytes()
+        floor = _resident(fd)
         while not stop.wait(every):
-            now = resident_bytes()
+            now = _resident(fd)
             if now > floor + margin:
                 release_free_memory()
-                floor = resident_bytes()
+                floor = _resident(fd)
             else:
                 floor = min(floor, now)
 
@@ -111,6 +128,7 @@ def releasing_as_it_grows(margin: int = RELEASE_MARGIN, every: float = RELEASE_P
     finally:
         stop.set()
         thread.join()
+        os.close(fd)
 
 
 def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> bool:

@@ -905,7 +905,8 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     reach = np.zeros(cloud.shape, np.float32)
     if not cloud.any():
         return reach
-    score = np.nan_to_num(score)
+    # ``score`` is NaN off the scene's pixels: compared with the positive levels below it is
+    # none of them, as 0 would be
     box = SEED_BOX * SEED_BOX
     near = box_share(cloud, SEED_BOX) * box
     seeds = cloud & ((near > SEED_NEIGHBOURS - 0.5) | (score >= SEED_SCORE))
