@@ -851,6 +851,7 @@ def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndar
     cloud's parallax. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
+    count = box_count(cloud, SHARE_BOX) if count is None else count  # for both means
     parallax = box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
                         cloud, SHARE_BOX, count=count)
     colour = (COLOUR_BANDS if "B10" in bands else SOIL_BANDS)
