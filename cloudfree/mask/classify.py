@@ -60,6 +60,7 @@ local fill's haze ring reads it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -996,8 +997,24 @@ def grow_in_proportion(reach: np.ndarray, radius: int) -> np.ndarray:
 
 def grow(seeds: np.ndarray, radius: int) -> np.ndarray:
     """The pixels within ``radius`` (Euclidean) of ``seeds``: a dilation by a disk (scipy's
-    dilation slows with the disk's area and runs out of memory from a radius of about 200)."""
-    return squared_distance(seeds, radius + 1) <= radius * radius
+    dilation slows with the disk's area and runs out of memory from a radius of about 200).
+    Below ``NEAR_REACH``, the seeds grown along the rows by the disk's half-width at each row
+    of it, or-ed in shifted by that row (a third to a half of the shifted minima's work), else
+    from the squared distance."""
+    if radius + 1 > NEAR_REACH:
+        return squared_distance(seeds, radius + 1) <= radius * radius
+    (h, w), out = seeds.shape, np.zeros_like(seeds)
+    across, width = seeds.copy(), 0  # the seeds grown along the rows by ``width`` px
+    for dy in range(min(radius, h - 1), -1, -1):  # the half-width grows towards the centre
+        half = min(math.isqrt(radius * radius - dy * dy), w - 1)
+        for dx in range(width + 1, half + 1):
+            across[:, dx:] |= seeds[:, :-dx]
+            across[:, :-dx] |= seeds[:, dx:]
+        width = max(width, half)
+        out[dy:] |= across[:h - dy]
+        if dy:
+            out[:-dy] |= across[dy:]
+    return out
 
 
 #: Largest reach at which ``squared_distance`` shifts the seeds rather than taking a distance
