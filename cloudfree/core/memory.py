@@ -90,7 +90,7 @@ def resident_bytes() -> int | None:
 def _resident(fd: int) -> int | None:
     """``resident_bytes`` read from ``STATM`` opened as ``fd``: a watcher keeps it open, as
     opening it at each look cost several times the read (a 2048^2 ``remove``'s watcher took
-    0.30-0.36 CPU s so, 0.09 reading it again)."""
+    0.27-0.36 CPU s so, 0.07-0.09 reading it again)."""
     try:
         return int(os.pread(fd, 128, 0).split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):

@@ -999,8 +999,8 @@ def grow(seeds: np.ndarray, radius: int) -> np.ndarray:
     """The pixels within ``radius`` (Euclidean) of ``seeds``: a dilation by a disk (scipy's
     dilation slows with the disk's area and runs out of memory from a radius of about 200).
     Below ``NEAR_REACH``, the seeds grown along the rows by the disk's half-width at each row
-    of it, or-ed in shifted by that row (a third to a half of the shifted minima's work), else
-    from the squared distance."""
+    of it, or-ed in shifted by that row (the same pixels in a quarter to a third of the time
+    of ``squared_distance``'s shifted minima), else from the squared distance."""
     if radius + 1 > NEAR_REACH:
         return squared_distance(seeds, radius + 1) <= radius * radius
     (h, w), out = seeds.shape, np.zeros_like(seeds)
@@ -1010,7 +1010,7 @@ def grow(seeds: np.ndarray, radius: int) -> np.ndarray:
         for dx in range(width + 1, half + 1):
             across[:, dx:] |= seeds[:, :-dx]
             across[:, :-dx] |= seeds[:, dx:]
-        width = max(width, half)
+        width = half
         out[dy:] |= across[:h - dy]
         if dy:
             out[:-dy] |= across[dy:]
