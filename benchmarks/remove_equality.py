@@ -5,12 +5,14 @@
     python benchmarks/remove_equality.py --series SERIES --references 16 --temporal
     python benchmarks/remove_equality.py --bundled-series --size 1024
     python benchmarks/remove_equality.py --sample floods --size 1024
+    python benchmarks/remove_equality.py --bands l2a10
     python benchmarks/remove_equality.py --untrained dsen2cr:small --size 1024
 
 Both revisions run `remove --s2 S2 --s1 S1 -o OUT --model NAME` with every other default (the
 S1 co-registration included) in fresh processes, each on its own package (the revision's
 ``cloudfree/`` unpacked with ``git archive``), on the mirrored mosaic of the bundled sample that
-``remove_speed.py`` times (``--sample floods``: of the Sen1Floods11 chip instead), on the CPU;
+``remove_speed.py`` times (``--sample floods``: of the Sen1Floods11 chip instead; ``--bands
+l2a10``: its ten bands of an L2A product, as ``remove_speed.py --bands`` writes them), on the CPU;
 ``--untrained ARCH:PRESET`` gives a network of seeded untrained weights (``--checkpoint``)
 instead of ``--model``, for the paths of the networks that are not bundled. Printed: the
 largest difference in DN over every band and pixel, the share of pixels where any band differs
@@ -38,7 +40,9 @@ import numpy as np
 import rasterio
 from reference_memory import scenes
 from reference_speed import make_scenes
-from remove_pipeline import ROOT, SAMPLES, make_scene, unpack, untrained_checkpoint
+from remove_pipeline import ROOT, SAMPLES, unpack, untrained_checkpoint
+from remove_speed import MISSING
+from remove_speed import scene as single_date_scene
 
 
 def remove_output(package: Path, s2: Path, inputs: list[str], out: Path, model: list[str]
@@ -63,6 +67,8 @@ def main() -> None:
                              "weights) instead of --model")
     parser.add_argument("--sample", choices=sorted(SAMPLES), default="bundled",
                         help="the single-date mosaic's sample")
+    parser.add_argument("--bands", choices=sorted(MISSING), default="l1c",
+                        help="the single-date mosaic's bands (l2a10: an L2A product's ten)")
     parser.add_argument("--series", type=Path,
                         help="reference_memory.py's scene of this series, with references")
     parser.add_argument("--references", type=int, default=16, help="with --series: how many")
@@ -74,9 +80,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.series is None and not args.bundled_series:
-            s2, s1 = make_scene(folder, args.size, args.sample)
+            s2, s1 = single_date_scene(folder, args.size, args.sample, args.bands)
             inputs = ["--s1", str(s1)]
-            scene = args.model if args.sample == "bundled" else f"{args.model}, {args.sample}"
+            scene = ", ".join([args.model] + [x for x in (args.sample, args.bands)
+                                              if x not in ("bundled", "l1c")])
         else:
             s2, refs = make_scenes(folder, args.size) if args.bundled_series else \
                 scenes(args.series, folder, args.size, args.references)

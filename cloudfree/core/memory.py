@@ -73,12 +73,26 @@ RELEASE_MARGIN = 48 * 2**20
 RELEASE_POLL = 0.01
 
 
+#: Where Linux tells a process's memory, in pages (the second field: resident).
+STATM = "/proc/self/statm"
+
+
 def resident_bytes() -> int | None:
     """This process's resident memory in bytes; None where the system does not say (not
     Linux)."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open(STATM, "rb", buffering=0) as statm:
+            return _resident(statm.fileno())
+    except OSError:
+        return None
+
+
+def _resident(fd: int) -> int | None:
+    """``resident_bytes`` read from ``STATM`` opened as ``fd``: a watcher keeps it open, as
+    opening it at each look cost several times the read (a 2048^2 ``remove``'s watcher took
+    0.27-0.36 CPU s so, 0.07-0.09 reading it again)."""
+    try:
+        return int(os.pread(fd, 128, 0).split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
 
@@ -93,24 +107,26 @@ def releasing_as_it_grows(margin: int = RELEASE_MARGIN, every: float = RELEASE_P
         yield
         return
     stop = threading.Event()
+    with open(STATM, "rb", buffering=0) as statm:  # read again at each look, not reopened
+        fd = statm.fileno()
 
-    def watch() -> None:
-        floor = resident_bytes()
-        while not stop.wait(every):
-            now = resident_bytes()
-            if now > floor + margin:
-                release_free_memory()
-                floor = resident_bytes()
-            else:
-                floor = min(floor, now)
+        def watch() -> None:
+            floor = _resident(fd)
+            while not stop.wait(every):
+                now = _resident(fd)
+                if now > floor + margin:
+                    release_free_memory()
+                    floor = _resident(fd)
+                else:
+                    floor = min(floor, now)
 
-    thread = threading.Thread(target=watch, name="cloudfree-release", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+        thread = threading.Thread(target=watch, name="cloudfree-release", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> bool:

@@ -61,6 +61,7 @@ local fill's haze ring reads it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -857,6 +858,7 @@ def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndar
     cloud's parallax. Exact with ``PARALLAX_REACH`` px of context."""
     if any(k not in bands for k in PARALLAX_BANDS) or not cloud.any():
         return None
+    count = box_count(cloud, SHARE_BOX) if count is None else count  # for both means
     parallax = box_mean((ParallaxIndex() if index is None else index).of(reflectance, bands),
                         cloud, SHARE_BOX, count=count)
     colour = (COLOUR_BANDS if "B10" in bands else SOIL_BANDS)
@@ -911,7 +913,8 @@ def seed_reach(cloud: np.ndarray, score: np.ndarray, valid: np.ndarray,
     reach = np.zeros(cloud.shape, np.float32)
     if not cloud.any():
         return reach
-    score = np.nan_to_num(score)
+    # ``score`` is NaN off the scene's pixels: compared with the positive levels below it is
+    # none of them, as 0 would be
     box = SEED_BOX * SEED_BOX
     near = box_share(cloud, SEED_BOX) * box
     seeds = cloud & ((near > SEED_NEIGHBOURS - 0.5) | (score >= SEED_SCORE))
@@ -1000,8 +1003,24 @@ def grow_in_proportion(reach: np.ndarray, radius: int) -> np.ndarray:
 
 def grow(seeds: np.ndarray, radius: int) -> np.ndarray:
     """The pixels within ``radius`` (Euclidean) of ``seeds``: a dilation by a disk (scipy's
-    dilation slows with the disk's area and runs out of memory from a radius of about 200)."""
-    return squared_distance(seeds, radius + 1) <= radius * radius
+    dilation slows with the disk's area and runs out of memory from a radius of about 200).
+    Below ``NEAR_REACH``, the seeds grown along the rows by the disk's half-width at each row
+    of it, or-ed in shifted by that row (the same pixels in a quarter to a third of the time
+    of ``squared_distance``'s shifted minima), else from the squared distance."""
+    if radius + 1 > NEAR_REACH:
+        return squared_distance(seeds, radius + 1) <= radius * radius
+    (h, w), out = seeds.shape, np.zeros_like(seeds)
+    across, width = seeds.copy(), 0  # the seeds grown along the rows by ``width`` px
+    for dy in range(min(radius, h - 1), -1, -1):  # the half-width grows towards the centre
+        half = min(math.isqrt(radius * radius - dy * dy), w - 1)
+        for dx in range(width + 1, half + 1):
+            across[:, dx:] |= seeds[:, :-dx]
+            across[:, :-dx] |= seeds[:, dx:]
+        width = half
+        out[dy:] |= across[:h - dy]
+        if dy:
+            out[:-dy] |= across[dy:]
+    return out
 
 
 #: Largest reach at which ``squared_distance`` shifts the seeds rather than taking a distance

@@ -513,7 +513,7 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         cols = np.arange(-halo, w + halo) + int(win.col_off)
         inside = valid & ((rows >= 0) & (rows < s2.height))[:, None] \
             & ((cols >= 0) & (cols < s2.width))[None, :]
-        cloud = (classes == CLOUD) & (np.nan_to_num(score) > params.threshold) & inside
+        cloud = (classes == CLOUD) & (score > params.threshold) & inside  # NaN: no cloud
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         if confirm and cloud[inner].any():  # the confirmed clouds are among these
             cloud = confirmed_reach(refl, bands, cloud, score, valid, parallax) > 0
@@ -709,7 +709,7 @@ class SceneRemoval:
                 if self.restoring is not None:  # what still shows is restored, not filled
                     # a pixel that scores as cloud itself keeps the feather against it as seen:
                     # bright land the mask took for cloud grows no buffer, and is right as seen
-                    scored = np.nan_to_num(score) > self.params.threshold
+                    scored = score > self.params.threshold  # NaN (nodata) scores none
                     eased = np.where(scored, np.float32(1), alpha) if self.options.composite \
                         else None
                     network_input, filled = restore(
