@@ -114,6 +114,10 @@ SETTINGS = {
                                   "mask_params": UNSHADED},
     "fillnet + haze restored": {"model": "cloudfree-fillnet", "mask_params": UNSHADED,
                                 "restoring": RestoreParams(shadows=False)},
+    # the bundled networks as ``remove --model NAME`` runs them (the default's other settings)
+    **{f"{name}, all together": {"model": name, "mask_params": SHADOWS,
+                                 "restoring": RestoreParams()}
+       for name in ("cloudfree-fillnet", "cloudfree-fillnet-fast")},
 }
 #: The haze constants' alternatives: each scene is scored with the one (default included) best
 #: on the cloud case of the other scenes (``haze held out``).

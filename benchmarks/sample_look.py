@@ -1,0 +1,88 @@
+"""What a user sees on the bundled sample: each bundled model's filled patches and relit shadows
+against the forest around them.
+
+    python benchmarks/sample_look.py [--models median-fill cloudfree-fillnet ...]
+
+Runs the real ``remove_scene`` with every default on ``examples/data`` (the model aside) and
+writes the mask it used. Patches: the pixels of the mask's cloud class (the cloud with its
+buffer) more than ``INSIDE`` px inside it, where the fill replaces the land. Land: the pixels
+the mask leaves clear, ``LAND`` px or more from any cloud. Prints, in DN, each band's mean over
+the patches and the land (and the patches' excess in %), their texture (the mean absolute
+difference between neighbouring pixels of the same set, B04 and B08) and the NIR (B08) of the
+relit shadows (the mask's shadow class) in the input and the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from scipy import ndimage
+
+from cloudfree.io.sentinel2 import BANDS
+from cloudfree.pipeline.options import split_options
+from cloudfree.pipeline.remove import remove_scene
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data"
+#: Patches: cloud pixels more than this many px inside the mask's cloud class.
+INSIDE = 5
+#: Land: clear pixels this many px or more from any cloud.
+LAND = 20
+#: The mask's classes (``cloudfree mask``).
+CLEAR, CLOUD, SHADOW = 0, 1, 2
+SHOWN = ("B02", "B03", "B04", "B08", "B11")
+TEXTURE = ("B04", "B08")
+
+
+def texture(band: np.ndarray, where: np.ndarray) -> float:
+    """Mean absolute difference (DN) between neighbouring pixels both ``where``."""
+    diffs = [np.abs(np.diff(band, axis=a))[(where[1:] & where[:-1]) if a == 0
+                                            else (where[:, 1:] & where[:, :-1])]
+             for a in (0, 1)]
+    return float(np.concatenate(diffs).mean())
+
+
+def look(model: str, folder: Path) -> None:
+    """``remove`` the sample with ``model``; print its patches and shadows against the land."""
+    out, mask_out = folder / f"{model}.tif", folder / f"{model}_mask.tif"
+    remove_scene(SAMPLE / "s2.tif", SAMPLE / "s1.tif", out, quiet=True, **split_options(
+        {"model": model, "overwrite": True, "mask_out": mask_out}))
+    with rasterio.open(out) as ds:
+        output = ds.read().astype(np.float64)
+    with rasterio.open(SAMPLE / "s2.tif") as ds:
+        seen = ds.read().astype(np.float64)
+    with rasterio.open(mask_out) as ds:
+        classes = ds.read(1)
+    cloud = classes == CLOUD
+    patches = ndimage.distance_transform_edt(cloud) > INSIDE
+    land = (classes == CLEAR) & (ndimage.distance_transform_edt(~cloud) >= LAND)
+    print(f"{model}: {patches.sum()} px of patches, {land.sum()} px of land")
+    for name in SHOWN:
+        b = BANDS.index(name)
+        inside, around = output[b][patches].mean(), output[b][land].mean()
+        print(f"  {name}: patches {inside:.0f}, land {around:.0f} "
+              f"({100 * (inside / around - 1):+.1f} %)")
+    for name in TEXTURE:
+        b = BANDS.index(name)
+        print(f"  texture {name}: patches {texture(output[b], patches):.0f}, "
+              f"land {texture(output[b], land):.0f} DN")
+    shadow, b08 = classes == SHADOW, BANDS.index("B08")
+    print(f"  relit shadows ({shadow.mean():.1%}): B08 {seen[b08][shadow].mean():.0f} -> "
+          f"{output[b08][shadow].mean():.0f}, land {output[b08][land].mean():.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["median-fill", "cloudfree-fillnet",
+                                                        "cloudfree-fillnet-fast"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            look(model, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
