@@ -34,7 +34,9 @@ unfinished folds are left out), beside the former base and ``median-fill`` on th
 Scores against the cloud-free image (reflectance clipped to [0, 1], 13 bands): PSNR over the
 image, inside the cloud mask and on the ring 1-10 px outside it; SSIM and the correlation of
 gradient magnitudes with the truth inside the mask (structure). Means, and wins against the
-former default and against ``median-fill`` on the local base, over the triplets with cloud.
+former default and against ``median-fill`` on the local base, over the triplets with cloud
+(those on whose cloudy image ``remove``'s mask finds cloud: 8 with today's mask, 10 before the
+bright-land test's rules for sand and for land dim at 443 nm; ``one_date_quality.py`` says which).
 Last (not with ``--loso``), each triplet's PSNR inside the mask beside that of its cloudy image's
 own clear land (``FAR`` px or more from the mask) against the cloud-free image, which is of
 another date.
