@@ -1,6 +1,6 @@
 """Peak memory of `remove` against the cloud buffer (--buffer) and the scene size.
 
-    python benchmarks/buffer_memory.py [--sizes 256 1024] [--buffers 0 5 50 100 200 500 1000]
+    python benchmarks/buffer_memory.py [--sizes 256 1024] [--buffers 0 5 50 100 200 300]
 
 The bundled sample (examples/data, 256 x 256, 44 % cumulus) and mirrored mosaics of it
 (``remove_pipeline.mosaic``). Each run is ``remove`` with the default model in a fresh process,
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from remove_pipeline import mosaic, peak_rss_mb
 
+from cloudfree.mask.classify import MAX_BUFFER
 from cloudfree.pipeline.options import EngineOptions, OutputOptions
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -39,7 +40,8 @@ def child(s2: str, s1: str, output: str, buffer: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--buffers", type=int, nargs="+", default=[0, 5, 50, 100, 200, 500, 1000])
+    parser.add_argument("--buffers", type=int, nargs="+", default=[0, 5, 50, 100, 200, MAX_BUFFER],
+                        help=f"at most {MAX_BUFFER} px, the largest `remove` takes")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
