@@ -504,6 +504,22 @@ def test_a_cloud_coloured_as_the_ground_confirms_nothing():
     assert seeds(dim) == seeds(red) == 0
 
 
+def _clouds_with_and_without_soil_ratio(
+        monkeypatch: pytest.MonkeyPatch, cases: list[tuple[np.ndarray, np.ndarray | None]],
+        bands: tuple[str, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each case's cloud without a buffer and with 5 px, as ``classify`` finds it, then the same
+    with the soil's ratio (``SOIL_RATIO``) turned off."""
+    from cloudfree.mask import classify as module
+
+    def clouds() -> list[np.ndarray]:
+        return [classify(r, v, MaskParams(buffer=buffer), bands)[0] == CLOUD
+                for r, v in cases for buffer in (0, 5)]
+
+    found = clouds()
+    monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
+    return found, clouds()
+
+
 def test_without_b10_land_bright_at_1610_nm_is_left_clear(monkeypatch):
     """As an L2A band set (B10 dropped; and B01 and B09), the Sen1Floods11 village's pale roofs
     and bare soil that score as cloud are no darker in B11 than in B8A, as water clouds and the
@@ -511,20 +527,11 @@ def test_without_b10_land_bright_at_1610_nm_is_left_clear(monkeypatch):
     the red of sand nor the dim blue at 443 nm runs without B10. The summer cumulus, as the same
     bands at the top of the atmosphere and brought to surface levels, keeps its cloud and its
     buffer pixel for pixel."""
-    from cloudfree.mask import classify as module
-
     chip, chip_valid = reflectance_of(FLOODS_S2)
     summer = reflectance_of(SUMMER_S2)[0]
     cases = [(chip[[BANDS.index(b) for b in L2A_SET]], chip_valid),
              (summer[[BANDS.index(b) for b in L2A_SET]], None), (_summer_at_l2a_levels(), None)]
-
-    def masks() -> list[np.ndarray]:
-        return [classify(r, v, MaskParams(buffer=buffer), L2A_SET)[0] == CLOUD
-                for r, v in cases for buffer in (0, 5)]
-
-    found = masks()
-    monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
-    before = masks()
+    found, before = _clouds_with_and_without_soil_ratio(monkeypatch, cases, L2A_SET)
     assert before[0].sum() > 400 and found[0].sum() < 0.4 * before[0].sum()
     assert (found[0] <= before[0]).all()
     for now, then in zip(found[2:], before[2:], strict=True):
@@ -536,17 +543,8 @@ def test_land_bright_at_1610_nm_is_left_clear_with_b10_too(monkeypatch):
     nothing near scores as an opaque cloud: of the Sen1Floods11 village under a uniform haze it
     leaves clear hundreds of the roofs and bare soil that the other rules keep, and makes
     nothing cloud; the summer cumulus keeps its cloud and its buffer pixel for pixel."""
-    from cloudfree.mask import classify as module
-
     cases = [_hazy_village(), reflectance_of(SUMMER_S2)]
-
-    def masks() -> list[np.ndarray]:
-        return [classify(r, v, MaskParams(buffer=buffer))[0] == CLOUD
-                for r, v in cases for buffer in (0, 5)]
-
-    found = masks()
-    monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
-    before = masks()
+    found, before = _clouds_with_and_without_soil_ratio(monkeypatch, cases, BANDS)
     assert before[0].sum() > 1000 and found[0].sum() < 0.6 * before[0].sum()
     assert (found[0] <= before[0]).all()
     for now, then in zip(found[2:], before[2:], strict=True):
