@@ -11,7 +11,7 @@ the patches and the land (and the patches' excess in %), their texture (the mean
 difference between neighbouring pixels of the same set, B04 and B08), the NIR (B08) of the
 relit shadows (the mask's shadow class) in the input and the output, and the haze of the
 feather: the outer ``FEATHER`` px of the region the output changed (the relit shadows aside),
-by HOT = B02 - B04 / 2, against the pixels it kept as seen (the share above their 95th
+by HOT (B02 - B04 / 2, ``mask.haze.hot``), against the pixels it kept as seen (the share above their 95th
 percentile, and the medians' difference). The figures the docs quote of the sample's look come
 from this one command.
 """
@@ -27,6 +27,8 @@ import rasterio
 from scipy import ndimage
 
 from cloudfree.io.sentinel2 import BANDS
+from cloudfree.mask.classify import CLEAR, CLOUD, SHADOW
+from cloudfree.mask.haze import hot
 from cloudfree.pipeline.options import split_options
 from cloudfree.pipeline.remove import remove_scene
 
@@ -35,8 +37,6 @@ SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data"
 INSIDE = 5
 #: Land: clear pixels this many px or more from any cloud.
 LAND = 20
-#: The mask's classes (``cloudfree mask``).
-CLEAR, CLOUD, SHADOW = 0, 1, 2
 #: The feather: the changed region's pixels within this many px of its edge (``remove``'s
 #: default ``--feather`` 2, the pixel centres 0.5 px inside).
 FEATHER = 2.5
@@ -50,11 +50,6 @@ def texture(band: np.ndarray, where: np.ndarray) -> float:
                                             else (where[:, 1:] & where[:, :-1])]
              for a in (0, 1)]
     return float(np.concatenate(diffs).mean())
-
-
-def haze(image: np.ndarray) -> np.ndarray:
-    """HOT = B02 - B04 / 2 (DN) [H, W]: the haze optimised transform, with no offset."""
-    return image[BANDS.index("B02")] - image[BANDS.index("B04")] / 2
 
 
 def look(model: str, folder: Path) -> None:
@@ -86,11 +81,10 @@ def look(model: str, folder: Path) -> None:
           f"{output[b08][shadow].mean():.0f}, land {output[b08][land].mean():.0f}")
     changed = (output != seen).any(axis=0)
     feather = changed & (ndimage.distance_transform_edt(changed) < FEATHER) & ~shadow
-    hot = haze(output)[feather]
-    kept = haze(seen)[~changed]
-    print(f"  feather ({feather.sum()} px): {np.mean(hot > np.percentile(kept, 95)):.0%} hazier "
+    edge, kept = hot(output, BANDS)[feather], hot(seen, BANDS)[~changed]
+    print(f"  feather ({feather.sum()} px): {np.mean(edge > np.percentile(kept, 95)):.0%} hazier "
           f"than the kept pixels' 95th percentile (HOT), median "
-          f"{np.median(hot) - np.median(kept):+.0f} DN")
+          f"{np.median(edge) - np.median(kept):+.0f} DN")
 
 
 def main() -> None:
