@@ -71,6 +71,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import one_date_quality as one_date  # noqa: E402
 import reference_fill as dates_bench  # noqa: E402
+from clear_scenes import extra_split  # noqa: E402
 from remove_quality import write_inputs  # noqa: E402
 
 from cloudfree.fill.uncertainty import (  # noqa: E402
@@ -280,7 +281,7 @@ def clear_cases(scenes: Path, folder: Path, rng: np.random.Generator) -> list[di
     """The tuning half of the cloud-free scenes of ``scenes`` (its SPLIT.tsv), each through
     ``remove`` alone and, where its town has another date, with that date as the reference: the
     input is the truth of whatever the mask takes for cloud there (bright roofs, sand)."""
-    halves = dict(line.split("\t") for line in (scenes / "SPLIT.tsv").read_text().splitlines()[1:])
+    halves = extra_split(scenes)
     towns: dict[str, list[Path]] = {}
     for name, half in sorted(halves.items()):
         if half == "tuning":
