@@ -412,6 +412,11 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
     return sorted(near.items())
 
 
+def corner(chunk: Chunk, halo: int) -> tuple[int, int]:
+    """Scene coordinates of the first pixel of ``chunk`` read with ``halo`` px around it."""
+    return chunk.top - halo, chunk.left - halo
+
+
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
                  copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
@@ -519,7 +524,8 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
             cloud = confirmed_reach(refl, bands, cloud, score, valid, parallax) > 0
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
-        like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands) >= 0.5
+        like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands,
+                           (int(win.row_off) - halo, int(win.col_off) - halo)) >= 0.5
         return offset_counts(like, cloud, inner, inside)
 
     return scene_offset(sum(classified_windows(s2, bands, params, shadow, halo, job,
@@ -542,7 +548,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
             ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
         refl, valid, classes, _ = window
         if tie_shadows:
-            classes = tied_shadows(refl, classes, shadow.offset, bands)
+            classes = tied_shadows(refl, classes, shadow.offset, bands,
+                                   (int(win.row_off) - halo, int(win.col_off) - halo))
         inner = (slice(halo, halo + int(win.height)), slice(halo, halo + int(win.width)))
         classes, valid, refl = classes[inner], valid[inner], refl[:, inner[0], inner[1]]
         clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
@@ -665,7 +672,7 @@ class SceneRemoval:
                                         score > self.params.threshold, background)
         if self.params.shadow:  # the rest is dark land
             judged, classes = classes, tied_shadows(refl, classes, self.shadow.offset,
-                                                    self.bands)
+                                                    self.bands, corner(chunk, halo))
             if background is not None:  # with the penumbra the dates find around the shadows
                 classes = temporal.penumbra(judged, classes)
         region = fill_mask(classes, self.params)
@@ -703,7 +710,8 @@ class SceneRemoval:
                 here[inner] = region[inner]
                 offset = None if self.shadow is None else self.shadow.offset
                 cast = None if offset is None else footprint(classes == CLOUD, offset)
-                sources = source_weight(refl, region, clear, local, self.bands, cast)
+                sources = source_weight(refl, region, clear, local, self.bands, cast,
+                                        corner(chunk, halo))
                 network_input, support = local_fill(refl, here, sources, s1, self.fill.values,
                                                     local, self.bands)
                 if self.restoring is not None:  # what still shows is restored, not filled
