@@ -91,9 +91,6 @@ LAND_SIGMA = 32.0
 #: of tests/fill/test_restore.py's darkened disks are the same pixels, 99 % of them) for a
 #: 25th of the CPU of the full-resolution Gaussians (0.02 against 0.52 s on a 1024^2 mosaic).
 SHADE_STEP = 4
-#: Context the shadows' tie to their clouds needs (``tied_shadows``), in whole steps of the
-#: shadow test's grid, so that a window's corner keeps its place on that grid.
-TIE_REACH = -(-NEAR // SHADE_STEP) * SHADE_STEP
 #: Mean ratio of B08 and B11 (the shadow over the clear land around) up to which a pixel is a
 #: shadow, and from which it is land.
 DARK = (0.55, 0.75)
@@ -147,6 +144,13 @@ def on_grid(sigma: float) -> float:
     (step^2 - 1) / 12 and step^2 / 6 px^2 of variance along each axis."""
     step = SHADE_STEP
     return float(np.sqrt(sigma * sigma - (step * step - 1) / 12 - step * step / 6)) / step
+
+
+#: Context the shadows' tie to their clouds needs (``tied_shadows``): a pixel reads its own cell
+#: of the grid of ``SHADE_STEP`` px and the next ones (the bilinear read-back), and each of
+#: those reads the cells the wider Gaussian (``LAND_SIGMA``) reaches, all of them whole; that
+#: reaches farther than the clouds whose shadows it may be (``NEAR``).
+TIE_REACH = max(SHADE_STEP * (reach(on_grid(LAND_SIGMA)) + 2), NEAR)
 
 
 def full_grid(coarse: np.ndarray, shape: tuple[int, int], corner: tuple[int, int] = (0, 0)

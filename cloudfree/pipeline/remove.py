@@ -137,7 +137,6 @@ from cloudfree.mask.scene_input import (
 from cloudfree.mask.shadow import NEAR as SHADOW_NEAR
 from cloudfree.mask.shadow import (
     OFFSET_REACH,
-    SHADE_STEP,
     TIE_REACH,
     footprint,
     offset_counts,
@@ -639,13 +638,13 @@ class SceneRemoval:
         s2, g, local = self.s2, self.grid, self.local
         network = self.engine.runs_network
         context = self.params.halo  # what classifying the pixels around the chunk takes
-        if self.kept is not None and self.kept.complete and local is not None:  # none: the
-            context %= SHADE_STEP  # classes are read back; the corner stays on the shadow grid
-        halo = context + self.options.feather + 1
+        if self.kept is not None and self.kept.complete and local is not None:
+            context = 0  # none: the classes are read back
+        tie = TIE_REACH if self.params.shadow else 0  # what tying the shadows around reads
+        halo = context + self.options.feather + 1 + tie
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
-                    + max(self.options.feather + 1, local.reach)
-                    + (TIE_REACH if self.params.shadow else 0))  # the shadows tied around
+                    + max(self.options.feather + 1, local.reach) + tie)
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
