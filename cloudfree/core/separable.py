@@ -117,20 +117,24 @@ def separable(a: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:
     return along(along(a, rows, -2), cols, -1)
 
 
-def block_sums(a: np.ndarray, factor: int) -> np.ndarray:
-    """[..., H, W] -> sums [..., ceil(H / factor), ceil(W / factor)] over blocks of ``factor``
-    squared pixels, the partial blocks of the far edges summing what they hold."""
-    for axis in (-2, -1):  # the rows first: whole contiguous lines added
+def block_sums(a: np.ndarray, factor: int, phase: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """[..., H, W] -> sums [..., ceil((H + phase[0]) / factor), ceil((W + phase[1]) / factor)]
+    over blocks of ``factor`` squared pixels, the first row and column ``phase`` px into their
+    blocks (the blocks laid on a grid that starts before the array), the partial blocks of the
+    edges summing what they hold."""
+    # the rows first: whole contiguous lines added
+    for axis, lead in zip((-2, -1), phase, strict=True):
         size = a.shape[axis]
         shape = list(a.shape)
-        shape[axis] = -(-size // factor)
+        shape[axis] = -(-(size + lead) // factor)
         out = np.zeros(shape, np.float32)
-        for offset in range(factor):
-            part = a[..., offset::factor, :] if axis == -2 else a[..., offset::factor]
-            length = part.shape[axis]
+        for offset in range(factor):  # the pixels at ``offset`` px into their blocks
+            first = (offset - lead) % factor
+            part = a[..., first::factor, :] if axis == -2 else a[..., first::factor]
+            blocks = slice((first + lead) // factor, (first + lead) // factor + part.shape[axis])
             if axis == -2:
-                out[..., :length, :] += part
+                out[..., blocks, :] += part
             else:
-                out[..., :length] += part
+                out[..., blocks] += part
         a = out
     return a

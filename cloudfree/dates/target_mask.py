@@ -131,7 +131,8 @@ class TargetMask:
             width, (self.scene.height, self.scene.width), halo + tie, params, self.bands,
             self.shadow, self.classified.get(params.buffer))
         if tie:
-            classes = tied_shadows(refl, classes, self.shadow.offset, self.bands)
+            classes = tied_shadows(refl, classes, self.shadow.offset, self.bands,
+                                   (top - halo - tie, left - halo - tie))
             if SHADOW_BUFFER:  # and their penumbra
                 penumbra = ndimage.binary_dilation(classes == SHADOW, iterations=SHADOW_BUFFER)
                 classes = np.where(penumbra & (classes == CLEAR), SHADOW, classes).astype(

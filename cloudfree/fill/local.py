@@ -418,40 +418,45 @@ def haze_region(fill: np.ndarray, score: np.ndarray, valid: np.ndarray,
 
 def source_weight(reflectance: np.ndarray, region: np.ndarray, clear: np.ndarray,
                   params: LocalFillParams, bands: tuple[str, ...] = BANDS,
-                  cast: np.ndarray | None = None) -> np.ndarray:
+                  cast: np.ndarray | None = None, corner: tuple[int, int] = (0, 0)
+                  ) -> np.ndarray:
     """Weight [H, W] of each clear pixel of ``reflectance`` [C, H, W] as a source, ramping up
     away from the region, little where it looks like a cloud's shadow or, where the clouds
-    ``cast`` their shadows, its penumbra (``unshaded``)."""
+    ``cast`` their shadows, its penumbra (``unshaded``; the window's first pixel at scene
+    coordinates ``corner``)."""
     if not region.any():
         return clear.astype(np.float32)
     reach = max(params.source_ramp, 1)
     # the ramp at each squared distance (from 0 to ``reach`` squared, where it is 1)
     ramp = (np.sqrt(np.arange(reach * reach + 1)) / reach).astype(np.float32)
     weight = np.where(clear, ramp[squared_distance(region, reach)], np.float32(0))
-    return weight * unshaded(reflectance, region, clear, bands, cast)
+    return weight * unshaded(reflectance, region, clear, bands, cast, corner)
 
 
 def unshaded(reflectance: np.ndarray, region: np.ndarray, clear: np.ndarray,
-             bands: tuple[str, ...] = BANDS, cast: np.ndarray | None = None) -> np.ndarray:
+             bands: tuple[str, ...] = BANDS, cast: np.ndarray | None = None,
+             corner: tuple[int, int] = (0, 0)) -> np.ndarray:
     """How far [H, W] (0 to 1) each pixel near ``region`` is from looking like a cloud's shadow:
     1 less ``shadow.shade`` of the ``clear`` land around it against the clear land farther
     around; where ``cast`` [H, W] (the clouds' shadows can fall there, ``shadow.footprint``),
     from its penumbra: 0 at ``shadow.DARK[1]`` of the land farther around (where the shadow
     test's shadow ends) to 1 at its level; 1 on water (NDWI above ``shadow.WATER_NDWI``),
     without the bands and farther than ``shadow.NEAR`` px from the region (measured on the grid
-    of ``shadow.SHADE_STEP`` px)."""
+    of ``shadow.SHADE_STEP`` px laid from the scene's corner, the window's first pixel at scene
+    coordinates ``corner``)."""
     if not ({"B03", "B08", "B11"} <= set(bands) and region.any() and clear.any()):
         return np.ones(clear.shape, np.float32)
-    ratio = shadow.darkening(reflectance, clear, clear, bands)
+    ratio = shadow.darkening(reflectance, clear, clear, bands, corner)
     step, reach = shadow.SHADE_STEP, -(-shadow.NEAR // shadow.SHADE_STEP)
-    far = squared_distance(block_sums(region, step) > 0, reach) >= reach * reach
+    far = squared_distance(block_sums(region, step, shadow.cell_phase(corner)) > 0,
+                           reach) >= reach * reach
     lit = 1 - smoothstep_down(ratio, *shadow.DARK)
     lit[far] = 1
-    lit = shadow.full_grid(lit, clear.shape)
+    lit = shadow.full_grid(lit, clear.shape, corner)
     if cast is not None and cast.any():
         penumbra = 1 - smoothstep_down(ratio, shadow.DARK[1], 1)
         penumbra[far] = 1
-        lit = np.where(cast, shadow.full_grid(penumbra, clear.shape), lit)
+        lit = np.where(cast, shadow.full_grid(penumbra, clear.shape, corner), lit)
     lit[shadow.water(reflectance, bands)] = 1
     return lit
 

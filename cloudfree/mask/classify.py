@@ -644,11 +644,8 @@ CDI_BOX = 7
 #: B08 (10 m) smoothed by this kernel, across and along, before it is compared with B8A (20 m).
 NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 #: Context the bright-land test needs: its square, the variances' and the 3 px kernel of B08,
-#: the square of its overcast share, or the faint towns' score guard. The guard's 50 px are
-#: taken as 51, so that the windows' context grows by 36 px with it, a whole number of the
-#: 4 px cells on which ``remove`` weighs shadows (``shadow.SHADE_STEP``, laid from a window's
-#: corner): its shadows stay where they were (at 50, 82 px of the bundled sample's moved).
-LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2, TOWN_BOX // 2 + 1)
+#: the square of its overcast share, or the faint towns' score guard.
+LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, SHARE_BOX // 2, TOWN_BOX // 2)
 #: Context the lone specks need around what the bright-land test leaves (``specks``).
 SPECK_REACH = SHARE_BOX // 2
 #: Context the parallax of the clouds around a pixel needs (``cloud_parallax``).

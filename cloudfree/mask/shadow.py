@@ -27,9 +27,10 @@ by a cloud (``shadow_weight``):
   of B11, dark land flagged beside them about 0.85 of both. The mean of the two ratios runs
   from ``DARK[1]`` (not a shadow) to ``DARK[0]`` (a shadow); where no clear land is around, the
   flagged pixels around stand in for it, so nothing there is darker than its surroundings.
-  Both levels vary over 4 px and more, so they are compared on a grid ``SHADE_STEP`` px coarser
-  and the result read back bilinearly (``shade``; the local fill's sources, ``local.py``, are
-  weighed by the same measure);
+  Both levels vary over 4 px and more, so they are compared on a grid ``SHADE_STEP`` px coarser,
+  laid from the scene's corner whatever window is read (``corner``), and the result read back
+  bilinearly (``shade``; the local fill's sources, ``local.py``, are weighed by the same
+  measure);
 - not water (NDWI = (B03 - B08) / (B03 + B08) above ``WATER_NDWI``, McFeeters 1996): dark
   water is flagged as shadow, and shadowed land keeps its NDWI near or below 0 (B03 loses
   less than B08 in a shadow, so a little above).
@@ -90,9 +91,6 @@ LAND_SIGMA = 32.0
 #: of tests/fill/test_restore.py's darkened disks are the same pixels, 99 % of them) for a
 #: 25th of the CPU of the full-resolution Gaussians (0.02 against 0.52 s on a 1024^2 mosaic).
 SHADE_STEP = 4
-#: Context the shadows' tie to their clouds needs (``tied_shadows``), in whole steps of the
-#: shadow test's grid, so that a window's corner keeps its place on that grid.
-TIE_REACH = -(-NEAR // SHADE_STEP) * SHADE_STEP
 #: Mean ratio of B08 and B11 (the shadow over the clear land around) up to which a pixel is a
 #: shadow, and from which it is land.
 DARK = (0.55, 0.75)
@@ -102,26 +100,36 @@ WATER_NDWI = 0.2
 FLAGGED_WEIGHT = 0.05
 
 
+def cell_phase(corner: tuple[int, int]) -> tuple[int, int]:
+    """How far (rows, columns) into its cell of the grid of ``SHADE_STEP`` px laid from the
+    scene's corner lies a window's first pixel, at scene coordinates ``corner`` (which may be
+    negative: a margin mirrored beyond the scene)."""
+    return corner[0] % SHADE_STEP, corner[1] % SHADE_STEP
+
+
 def shade(reflectance: np.ndarray, seen: np.ndarray, land: np.ndarray,
-          bands: tuple[str, ...] = BANDS) -> np.ndarray:
+          bands: tuple[str, ...] = BANDS, corner: tuple[int, int] = (0, 0)) -> np.ndarray:
     """How much [h, w] (0 to 1, on the grid of ``SHADE_STEP`` px) the ``seen`` pixels are
     darkened as a shadow darkens land (``darkening``): 1 at ``DARK[0]`` and below, 0 from
     ``DARK[1]`` and where either has no weight. Needs B08 and B11."""
-    return smoothstep_down(darkening(reflectance, seen, land, bands), *DARK)
+    return smoothstep_down(darkening(reflectance, seen, land, bands, corner), *DARK)
 
 
 def darkening(reflectance: np.ndarray, seen: np.ndarray, land: np.ndarray,
-              bands: tuple[str, ...] = BANDS) -> np.ndarray:
-    """The mean [h, w] (on the grid of ``SHADE_STEP`` px) of the ratios of B08 and of B11 of
-    the ``seen`` pixels (weights [H, W], Gaussian of ``SEEN_SIGMA`` px) to those of the
-    ``land`` pixels (weights, Gaussian of ``LAND_SIGMA`` px); 1 where either has no weight.
-    Needs B08 and B11."""
+              bands: tuple[str, ...] = BANDS, corner: tuple[int, int] = (0, 0)
+              ) -> np.ndarray:
+    """The mean [h, w] (on the grid of ``SHADE_STEP`` px laid from the scene's corner, the
+    window's first pixel at scene coordinates ``corner``, ``cell_phase``) of the ratios of B08
+    and of B11 of the ``seen`` pixels (weights [H, W], Gaussian of ``SEEN_SIGMA`` px) to those
+    of the ``land`` pixels (weights, Gaussian of ``LAND_SIGMA`` px); 1 where either has no
+    weight. Needs B08 and B11."""
     nir, swir = (reflectance[bands.index(b)] for b in ("B08", "B11"))
+    phase = cell_phase(corner)
 
     def cells(weight: np.ndarray) -> np.ndarray:  # the weights and both bands, per cell
         weight = weight.astype(np.float32, copy=False)
-        return np.stack([block_sums(weight, SHADE_STEP), block_sums(nir * weight, SHADE_STEP),
-                         block_sums(swir * weight, SHADE_STEP)])
+        return np.stack([block_sums(x, SHADE_STEP, phase)
+                         for x in (weight, nir * weight, swir * weight)])
 
     seen_cells = cells(seen)
     near = gaussian(seen_cells, on_grid(SEEN_SIGMA))
@@ -138,12 +146,21 @@ def on_grid(sigma: float) -> float:
     return float(np.sqrt(sigma * sigma - (step * step - 1) / 12 - step * step / 6)) / step
 
 
-def full_grid(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A map on the grid of ``SHADE_STEP`` px (``shade``) read back bilinearly at every pixel
-    of ``shape``, from the cells' centres (the edge cells held beyond them)."""
-    h, w = coarse.shape
-    return separable(coarse[None], upsample_taps(h, SHADE_STEP, slice(0, shape[0])),
-                     upsample_taps(w, SHADE_STEP, slice(0, shape[1])))[0]
+#: Context the shadows' tie to their clouds needs (``tied_shadows``): a pixel reads its own cell
+#: of the grid of ``SHADE_STEP`` px and the next ones (the bilinear read-back), and each of
+#: those reads the cells the wider Gaussian (``LAND_SIGMA``) reaches, all of them whole; that
+#: reaches farther than the clouds whose shadows it may be (``NEAR``).
+TIE_REACH = max(SHADE_STEP * (reach(on_grid(LAND_SIGMA)) + 2), NEAR)
+
+
+def full_grid(coarse: np.ndarray, shape: tuple[int, int], corner: tuple[int, int] = (0, 0)
+              ) -> np.ndarray:
+    """A map on the grid of ``SHADE_STEP`` px (``shade``, its window's first pixel at scene
+    coordinates ``corner``) read back bilinearly at every pixel of ``shape``, from the cells'
+    centres (the edge cells held beyond them)."""
+    (h, w), (top, left) = coarse.shape, cell_phase(corner)
+    return separable(coarse[None], upsample_taps(h, SHADE_STEP, slice(top, top + shape[0])),
+                     upsample_taps(w, SHADE_STEP, slice(left, left + shape[1])))[0]
 
 
 def water(reflectance: np.ndarray, bands: tuple[str, ...] = BANDS) -> np.ndarray:
@@ -153,15 +170,16 @@ def water(reflectance: np.ndarray, bands: tuple[str, ...] = BANDS) -> np.ndarray
 
 
 def shadow_like(reflectance: np.ndarray, shadow: np.ndarray, clear: np.ndarray,
-                bands: tuple[str, ...] = BANDS) -> np.ndarray:
+                bands: tuple[str, ...] = BANDS, corner: tuple[int, int] = (0, 0)) -> np.ndarray:
     """How much [H, W] (0 to 1) each ``shadow`` pixel is darkened as a shadow darkens land,
-    against the ``clear`` land around (``shade``), wherever the clouds are; 0 off the shadow and
-    on water (and everywhere without B03, B08 and B11)."""
+    against the ``clear`` land around (``shade``; the window's first pixel at scene coordinates
+    ``corner``), wherever the clouds are; 0 off the shadow and on water (and everywhere without
+    B03, B08 and B11)."""
     if not ({"B03", "B08", "B11"} <= set(bands) and shadow.any()):
         return np.zeros(shadow.shape, np.float32)
     flagged = shadow & ~water(reflectance, bands)
     land = clear + np.float32(FLAGGED_WEIGHT) * shadow  # the flagged pixels stand in, weakly
-    dark = full_grid(shade(reflectance, shadow, land, bands), shadow.shape)
+    dark = full_grid(shade(reflectance, shadow, land, bands, corner), shadow.shape, corner)
     return np.where(flagged, dark, 0).astype(np.float32)
 
 
@@ -232,26 +250,31 @@ def footprint(cloud: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
 
 def shadow_weight(reflectance: np.ndarray, shadow: np.ndarray, cloud: np.ndarray,
                   clear: np.ndarray, offset: tuple[int, int] | None,
-                  bands: tuple[str, ...] = BANDS) -> np.ndarray:
+                  bands: tuple[str, ...] = BANDS, corner: tuple[int, int] = (0, 0)
+                  ) -> np.ndarray:
     """How much [H, W] (0 to 1) each ``shadow`` pixel looks like the shadow of a ``cloud``
-    pixel cast by the scene's ``offset`` (``scene_offset``), against the ``clear`` land; 0 off
-    the shadow, and everywhere without an offset."""
+    pixel cast by the scene's ``offset`` (``scene_offset``), against the ``clear`` land
+    (``shadow_like``, the window's first pixel at scene coordinates ``corner``); 0 off the
+    shadow, and everywhere without an offset."""
     if offset is None or not cloud.any():
         return np.zeros(shadow.shape, np.float32)
     cast = footprint(cloud, offset)
     if not (shadow & cast).any():
         return np.zeros(shadow.shape, np.float32)
-    return shadow_like(reflectance, shadow, clear, bands) * cast
+    return shadow_like(reflectance, shadow, clear, bands, corner) * cast
 
 
 def tied_shadows(reflectance: np.ndarray, classes: np.ndarray,
-                 offset: tuple[int, int] | None, bands: tuple[str, ...] = BANDS) -> np.ndarray:
+                 offset: tuple[int, int] | None, bands: tuple[str, ...] = BANDS,
+                 corner: tuple[int, int] = (0, 0)) -> np.ndarray:
     """``classes`` [H, W] with the shadow pixels that do not look like a cloud's shadow cast by
-    the scene's ``offset`` (weight below a half, ``shadow_weight``) made clear."""
+    the scene's ``offset`` (weight below a half, ``shadow_weight``; the window's first pixel at
+    scene coordinates ``corner``) made clear."""
     shadow = classes == SHADOW
     if not shadow.any():
         return classes
-    weight = shadow_weight(reflectance, shadow, classes == CLOUD, classes == CLEAR, offset, bands)
+    weight = shadow_weight(reflectance, shadow, classes == CLOUD, classes == CLEAR, offset, bands,
+                           corner)
     untied = shadow & (weight < 0.5)
     return np.where(untied, CLEAR, classes).astype(classes.dtype)
 

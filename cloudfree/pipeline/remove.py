@@ -137,7 +137,6 @@ from cloudfree.mask.scene_input import (
 from cloudfree.mask.shadow import NEAR as SHADOW_NEAR
 from cloudfree.mask.shadow import (
     OFFSET_REACH,
-    SHADE_STEP,
     TIE_REACH,
     footprint,
     offset_counts,
@@ -412,6 +411,11 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
     return sorted(near.items())
 
 
+def corner(chunk: Chunk, halo: int) -> tuple[int, int]:
+    """Scene coordinates of the first pixel of ``chunk`` read with ``halo`` px around it."""
+    return chunk.top - halo, chunk.left - halo
+
+
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
                  copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
@@ -519,7 +523,8 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
             cloud = confirmed_reach(refl, bands, cloud, score, valid, parallax) > 0
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
-        like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands) >= 0.5
+        like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands,
+                           (int(win.row_off) - halo, int(win.col_off) - halo)) >= 0.5
         return offset_counts(like, cloud, inner, inside)
 
     return scene_offset(sum(classified_windows(s2, bands, params, shadow, halo, job,
@@ -542,7 +547,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
             ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
         refl, valid, classes, _ = window
         if tie_shadows:
-            classes = tied_shadows(refl, classes, shadow.offset, bands)
+            classes = tied_shadows(refl, classes, shadow.offset, bands,
+                                   (int(win.row_off) - halo, int(win.col_off) - halo))
         inner = (slice(halo, halo + int(win.height)), slice(halo, halo + int(win.width)))
         classes, valid, refl = classes[inner], valid[inner], refl[:, inner[0], inner[1]]
         clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
@@ -632,13 +638,13 @@ class SceneRemoval:
         s2, g, local = self.s2, self.grid, self.local
         network = self.engine.runs_network
         context = self.params.halo  # what classifying the pixels around the chunk takes
-        if self.kept is not None and self.kept.complete and local is not None:  # none: the
-            context %= SHADE_STEP  # classes are read back; the corner stays on the shadow grid
-        halo = context + self.options.feather + 1
+        if self.kept is not None and self.kept.complete and local is not None:
+            context = 0  # none: the classes are read back
+        tie = TIE_REACH if self.params.shadow else 0  # what tying the shadows around reads
+        halo = context + self.options.feather + 1 + tie
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
-                    + max(self.options.feather + 1, local.reach)
-                    + (TIE_REACH if self.params.shadow else 0))  # the shadows tied around
+                    + max(self.options.feather + 1, local.reach) + tie)
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
@@ -665,7 +671,7 @@ class SceneRemoval:
                                         score > self.params.threshold, background)
         if self.params.shadow:  # the rest is dark land
             judged, classes = classes, tied_shadows(refl, classes, self.shadow.offset,
-                                                    self.bands)
+                                                    self.bands, corner(chunk, halo))
             if background is not None:  # with the penumbra the dates find around the shadows
                 classes = temporal.penumbra(judged, classes)
         region = fill_mask(classes, self.params)
@@ -703,7 +709,8 @@ class SceneRemoval:
                 here[inner] = region[inner]
                 offset = None if self.shadow is None else self.shadow.offset
                 cast = None if offset is None else footprint(classes == CLOUD, offset)
-                sources = source_weight(refl, region, clear, local, self.bands, cast)
+                sources = source_weight(refl, region, clear, local, self.bands, cast,
+                                        corner(chunk, halo))
                 network_input, support = local_fill(refl, here, sources, s1, self.fill.values,
                                                     local, self.bands)
                 if self.restoring is not None:  # what still shows is restored, not filled

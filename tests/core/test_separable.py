@@ -66,3 +66,11 @@ def test_block_sums_hold_the_partial_blocks_of_the_far_edges(image):
     assert got.shape == (3, 51, 62)
     assert np.abs(got - expected).max() < 1e-5
     assert np.isclose(got[:, -1, -1], image[:, 200:, 244:].sum((1, 2))).all()
+
+
+def test_block_sums_lay_their_blocks_from_a_corner_before_the_array(image):
+    got = block_sums(image, 4, (1, 3))
+    padded = np.pad(image.astype(np.float64), [(0, 0), (1, 0), (3, 0)])
+    assert got.shape == block_sums(padded, 4).shape == (3, 51, 63)
+    assert np.abs(got - block_sums(padded, 4)).max() < 1e-5
+    assert np.isclose(got[:, 0, 0], image[:, :3, :1].sum((1, 2))).all()

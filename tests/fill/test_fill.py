@@ -130,7 +130,7 @@ def test_the_default_runs_without_s1_and_changes_only_the_masked_pixels(tmp_path
     out, mask = tmp_path / "x.tif", tmp_path / "m.tif"
     result = cli("remove", "--s2", SUMMER_S2, "-o", out, "--mask-out", mask, "-v")
     assert result.exit_code == 0, result.output
-    assert "x.tif: filled 42.4% cloud and 4.1% shadow with median-fill in" in result.stdout
+    assert "x.tif: filled 42.4% cloud and 4.0% shadow with median-fill in" in result.stdout
     assert "the rest filled from nearby clear pixels (where none is near" in result.stderr
     with rasterio.open(out) as o, rasterio.open(SUMMER_S2) as i, rasterio.open(mask) as m:
         filled, observed, classes = o.read(), i.read(), m.read(1)

@@ -32,6 +32,7 @@ from cloudfree.mask.shadow import (
     LAND_SIGMA,
     OFFSET_REACH,
     SEEN_SIGMA,
+    TIE_REACH,
     WATER_NDWI,
     footprint,
     offset_counts,
@@ -39,6 +40,7 @@ from cloudfree.mask.shadow import (
     scene_offset,
     shadow_like,
     shadow_weight,
+    tied_shadows,
     water,
 )
 from cloudfree.pipeline.options import OutputOptions
@@ -270,6 +272,31 @@ def test_the_shadow_test_costs_less_cpu_than_one_full_resolution_blur_of_its_lan
     test = cpu(lambda: shadow_like(image, flagged, valid & ~flagged))
     blur = cpu(lambda: ndimage.gaussian_filter(image[7], LAND_SIGMA, mode="nearest"))
     assert test < blur
+
+
+def test_a_window_ties_the_whole_images_shadows_with_its_corner_and_reach_around():
+    """A window cut anywhere (off the 4 px grid of the shadow test), with ``TIE_REACH`` px
+    around it and its corner's place in the scene, ties the bundled sample's shadows as the
+    whole (mirror-padded) image does; laid from the window's own corner, the grid moves, and
+    with it some shadows' edges."""
+    with open_sentinel2(ROOT / "examples" / "data" / "s2.tif") as ds:
+        refl, valid = ds.read()
+    classes, _ = classify(refl, valid, MaskParams(buffer=5, shadow=True))
+    pad = TIE_REACH + 3
+    refl = np.pad(refl, ((0, 0), (pad, pad), (pad, pad)), mode="symmetric")
+    classes = np.pad(classes, pad, mode="symmetric")
+    offset = (-1, -35)  # the sample's (``scene_offset``, next test)
+    whole = tied_shadows(refl, classes, offset, BANDS, (-pad, -pad))
+    assert ((classes == SHADOW) & (whole == CLEAR)).any()  # some dark land is let go
+    h, w, r = 100, 120, TIE_REACH
+    for top, left in ((1, 2), (7, 5)):
+        rows, cols = slice(pad + top - r, pad + top + h + r), slice(pad + left - r,
+                                                                  pad + left + w + r)
+        inner = (slice(pad + top, pad + top + h), slice(pad + left, pad + left + w))
+        window = (refl[:, rows, cols], classes[rows, cols], offset, BANDS)
+        tied = tied_shadows(*window, (top - r, left - r))
+        assert np.array_equal(tied[r:r + h, r:r + w], whole[inner])
+        assert not np.array_equal(tied_shadows(*window)[r:r + h, r:r + w], whole[inner])
 
 
 def test_the_bundled_samples_shadows_are_found_west_of_its_clouds_and_relit_by_default(

@@ -428,6 +428,26 @@ def test_the_default_fills_in_chunks_no_wider_than_a_1024_px_scene_gets(tmp_path
         assert a.width == 1536 and np.array_equal(a.read(), b.read())
 
 
+@pytest.mark.parametrize("model, tilings", [
+    ("median-fill", ([], ["--tile", "16", "--batch-size", "1"])),  # chunks 14 px apart
+    ("cloudfree-fillnet", (["--tile", "32"], ["--tile", "64"])),  # corners -2 and -4
+])
+def test_the_mask_does_not_depend_on_how_the_scene_is_cut(tmp_path, cli, model, tilings):
+    """The shadows tied to their clouds are weighed on a grid of 4 px laid from the scene's
+    corner, with their whole reach around each chunk: the classes written are the same
+    whatever the tiles, the batch and so the chunks (the sample's tied shadows lie along
+    chunk borders of both runs)."""
+    masks = []
+    for number, tiling in enumerate(tilings):
+        mask = tmp_path / f"mask{number}.tif"
+        result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", tmp_path / "x.tif",
+                     "--model", model, "--mask-out", mask, "--overwrite", "--quiet", *tiling)
+        assert result.exit_code == 0, result.output
+        masks.append(read(mask)[0][0])
+    assert (masks[0] == SHADOW).mean() > 0.03
+    np.testing.assert_array_equal(masks[0], masks[1])
+
+
 def test_remove_changes_under_1_percent_of_the_cloud_free_chip(tmp_path):
     """Roofs, roads and greenhouses of the cloud-free Sen1Floods11 chip that score as cloud are
     bright land by their texture, short-wave infrared and lack of parallax, and the built-up
