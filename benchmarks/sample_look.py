@@ -11,9 +11,9 @@ the patches and the land (and the patches' excess in %), their texture (the mean
 difference between neighbouring pixels of the same set, B04 and B08), the NIR (B08) of the
 relit shadows (the mask's shadow class) in the input and the output, and the haze of the
 feather: the outer ``FEATHER`` px of the region the output changed (the relit shadows aside),
-by HOT (B02 - B04 / 2, ``mask.haze.hot``), against the pixels it kept as seen (the share above their 95th
-percentile, and the medians' difference). The figures the docs quote of the sample's look come
-from this one command.
+by HOT (B02 - B04 / 2, ``mask.haze.hot``), against the pixels it kept as seen (the share
+above their 95th percentile, and the medians' difference). The figures the docs quote of the
+sample's look come from this one command.
 """
 
 from __future__ import annotations
