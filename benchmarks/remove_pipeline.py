@@ -59,23 +59,26 @@ SAMPLES = {"bundled": (SAMPLE / "s2.tif", SAMPLE / "s1.tif"),
            "floods": (FLOODS / "Spain_7370579_S2Hand.tif", FLOODS / "Spain_7370579_S1Hand.tif")}
 
 
-def mosaic(src: Path, dst: Path, size: int) -> Path:
-    """A size x size mosaic of ``src`` mirrored in both directions, written block row by row."""
+def mosaic(src: Path, dst: Path, size: int, width: int | None = None) -> Path:
+    """A ``size`` px tall mosaic of ``src`` mirrored in both directions, ``width`` px wide (by
+    default ``size``; the source's own width gives it mirrored down the rows only), written
+    block row by row."""
     with rasterio.open(src) as ds:
         data, profile = ds.read(), ds.profile
     h, w = data.shape[1:]
     tile = np.concatenate([data, data[:, :, ::-1]], axis=2)
     tile = np.concatenate([tile, tile[:, ::-1]], axis=1)  # 2h x 2w, seamless when repeated
     t = profile["transform"]
-    profile.update(width=size, height=size, tiled=True, blockxsize=256, blockysize=256,
+    width = size if width is None else width
+    profile.update(width=width, height=size, tiled=True, blockxsize=256, blockysize=256,
                    compress="deflate", transform=Affine(t.a, 0, t.c, 0, t.e, t.f),
                    bigtiff="if_safer", num_threads="all_cpus")
-    reps = -(-size // (2 * w))
+    reps = -(-width // (2 * w))
     with rasterio.open(dst, "w", **profile) as out:
         for row in range(0, size, 2 * h):
             rows = min(2 * h, size - row)
-            strip = np.tile(tile[:, :rows], (1, 1, reps))[:, :, :size]
-            out.write(strip, window=((row, row + rows), (0, size)))
+            strip = np.tile(tile[:, :rows], (1, 1, reps))[:, :, :width]
+            out.write(strip, window=((row, row + rows), (0, width)))
     return dst
 
 

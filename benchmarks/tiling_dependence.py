@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from remove_pipeline import SAMPLES, make_scene
+from remove_pipeline import SAMPLES, make_scene, mosaic
 
 VARIANTS = (["--batch-size", "1"], ["--batch-size", "3"], ["--tile", "128"])
 
@@ -38,12 +38,8 @@ def strip(folder: Path, height: int) -> tuple[Path, Path]:
     paths = []
     for src in SAMPLES["bundled"]:
         with rasterio.open(src) as ds:
-            data, profile = ds.read(), ds.profile
-        data = np.concatenate([data, data[:, ::-1]], axis=1)
-        data = np.tile(data, (1, -(-height // data.shape[1]), 1))[:, :height]
-        paths.append(folder / f"strip_{src.name}")
-        with rasterio.open(paths[-1], "w", **{**profile, "height": height}) as dst:
-            dst.write(data)
+            width = ds.width
+        paths.append(mosaic(src, folder / f"strip_{src.name}", height, width))
     return paths[0], paths[1]
 
 
