@@ -411,9 +411,10 @@ def _offsets_within(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
     return sorted(near.items())
 
 
-def corner(chunk: Chunk, halo: int) -> tuple[int, int]:
-    """Scene coordinates of the first pixel of ``chunk`` read with ``halo`` px around it."""
-    return chunk.top - halo, chunk.left - halo
+def corner(top: int, left: int, halo: int) -> tuple[int, int]:
+    """Scene coordinates of the first pixel of a window whose own first pixel is at ``top``,
+    ``left``, read with ``halo`` px around it."""
+    return top - halo, left - halo
 
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
@@ -524,7 +525,7 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         if not cloud[inner].any():  # nothing to displace: the counts are 0
             return offset_counts(cloud, cloud, inner, inside)
         like = shadow_like(refl, classes == SHADOW, classes == CLEAR, bands,
-                           (int(win.row_off) - halo, int(win.col_off) - halo)) >= 0.5
+                           corner(int(win.row_off), int(win.col_off), halo)) >= 0.5
         return offset_counts(like, cloud, inner, inside)
 
     return scene_offset(sum(classified_windows(s2, bands, params, shadow, halo, job,
@@ -548,7 +549,7 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         refl, valid, classes, _ = window
         if tie_shadows:
             classes = tied_shadows(refl, classes, shadow.offset, bands,
-                                   (int(win.row_off) - halo, int(win.col_off) - halo))
+                                   corner(int(win.row_off), int(win.col_off), halo))
         inner = (slice(halo, halo + int(win.height)), slice(halo, halo + int(win.width)))
         classes, valid, refl = classes[inner], valid[inner], refl[:, inner[0], inner[1]]
         clear = valid & ~fill_mask(classes, params) & (classes != NODATA)
@@ -671,7 +672,7 @@ class SceneRemoval:
                                         score > self.params.threshold, background)
         if self.params.shadow:  # the rest is dark land
             judged, classes = classes, tied_shadows(refl, classes, self.shadow.offset,
-                                                    self.bands, corner(chunk, halo))
+                                                    self.bands, corner(chunk.top, chunk.left, halo))
             if background is not None:  # with the penumbra the dates find around the shadows
                 classes = temporal.penumbra(judged, classes)
         region = fill_mask(classes, self.params)
@@ -710,7 +711,7 @@ class SceneRemoval:
                 offset = None if self.shadow is None else self.shadow.offset
                 cast = None if offset is None else footprint(classes == CLOUD, offset)
                 sources = source_weight(refl, region, clear, local, self.bands, cast,
-                                        corner(chunk, halo))
+                                        corner(chunk.top, chunk.left, halo))
                 network_input, support = local_fill(refl, here, sources, s1, self.fill.values,
                                                     local, self.bands)
                 if self.restoring is not None:  # what still shows is restored, not filled
