@@ -295,7 +295,8 @@ def main() -> None:
             print(f"| tuning | {family}: no setting passes | | | | | | | | | |")
             continue
         name, term, every, _, by_blend = best
-        label = f"{family} {name}" + ("" if every else " (not better at every blend)")
+        label = f"{family} {name}" + ("" if every else " (not better than the default"
+                                      + (" at every blend)" if len(args.blend) > 1 else ")"))
         for blend, r in by_blend.items():
             print(row("tuning", label, blend, r))
         if not args.half:
