@@ -645,15 +645,15 @@ class SceneRemoval:
             context = 0  # none: the classes are read back
         temporal = None if self.references is None else self.references.dates.temporal
         judging = temporal is not None and temporal.calibrated  # the dates judge the classes
-        # what tying the shadows around reads (none where no cloud casts one); where the dates
-        # judge, at least what their test reads around the classes it gives
+        # what the tests on the classes read around the pixels they decide: tying the shadows
+        # (none where no cloud casts one) and, where the dates judge, their test (whose
+        # classes the tie reads in turn: its reach, where it has one, stands for both)
         tie = tie_reach(self.shadow.offset) if self.params.shadow else 0
-        if judging:
-            tie = max(tie, TEMPORAL_REACH)
-        halo = context + self.options.feather + 1 + tie
+        tests = max(tie, TEMPORAL_REACH) if judging else tie
+        halo = context + self.options.feather + 1 + tests
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
-                    + max(self.options.feather + 1, local.reach) + tie)
+                    + max(self.options.feather + 1, local.reach) + tests)
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
