@@ -7,9 +7,10 @@
     python benchmarks/reference_speed.py --size 1024 --series-sizes --mask --compare main
 
 The scenes are the bundled five-date series (``examples/data/series/``, 256 px, 13 bands)
-mirrored into size x size tiled GeoTIFFs (``remove_pipeline.mosaic``). The target is the cloudy
-2018-07-05, the references the four other dates, no S1. Each round runs, one after the other in
-fresh processes:
+mirrored into size x size tiled GeoTIFFs (``remove_pipeline.mosaic``; ``--repeated``: repeated
+as they are, so that the target's clouds cast their shadows, which mirrored they do not). The
+target is the cloudy 2018-07-05, the references the four other dates, no S1. Each round runs,
+one after the other in fresh processes:
 - the floor: the four references read with rasterio, every band, window by window (one
   process), then `rio cogeo create TARGET OUT --cog-profile deflate`, the floor of
   ``remove_speed.py`` (read, decode, write a deflate COG with overviews);
@@ -85,10 +86,12 @@ def read_all(paths: list[str]) -> None:
     print(total)
 
 
-def make_scenes(folder: Path, size: int) -> tuple[Path, list[Path]]:
-    """The target and the four references, mirrored to size x size."""
+def make_scenes(folder: Path, size: int, mirror: bool = True) -> tuple[Path, list[Path]]:
+    """The target and the four references, mirrored to size x size (``mirror=False``:
+    repeated, so that the target's clouds cast their shadows, ``remove_pipeline.mosaic``)."""
     dates = sorted(SERIES.glob("s2_*.tif"))
-    scenes = {p.stem: mosaic(p, folder / f"{p.stem}_{size}.tif", size) for p in dates}
+    scenes = {p.stem: mosaic(p, folder / f"{p.stem}_{size}.tif", size, mirror=mirror)
+              for p in dates}
     target = scenes.pop(TARGET)
     return target, list(scenes.values())
 
@@ -114,11 +117,11 @@ def floor(target: Path, refs: list[Path], out: Path) -> tuple[float, float, floa
     return reading[0] + writing[0], reading[1] + writing[1], max(reading[2], writing[2])
 
 
-def rounds(folder: Path, size: int, n: int, compare: list[Path], mask: bool = False
-           ) -> list[list[tuple]]:
+def rounds(folder: Path, size: int, n: int, compare: list[Path], mask: bool = False,
+           mirror: bool = True) -> list[list[tuple]]:
     """[floor, remove, (remove at each REV)] (wall, CPU, peak) per round, after a warm-up
-    (``mask``: `mask` instead of `remove`)."""
-    target, refs = make_scenes(folder, size)
+    (``mask``: `mask` instead of `remove`; ``mirror``: as ``make_scenes``)."""
+    target, refs = make_scenes(folder, size, mirror)
     results = []
     for i in range(n + 1):
         row = [floor(target, refs, folder / "floor.tif"),
@@ -133,11 +136,12 @@ def rounds(folder: Path, size: int, n: int, compare: list[Path], mask: bool = Fa
     return results
 
 
-def size_series(folder: Path, sizes: list[int], mask: bool = False) -> list[dict]:
+def size_series(folder: Path, sizes: list[int], mask: bool = False, mirror: bool = True
+                ) -> list[dict]:
     """One floor and one `remove` (``mask``: `mask`) with 2 and 4 references at each size."""
     rows = []
     for size in sizes:
-        target, refs = make_scenes(folder, size)
+        target, refs = make_scenes(folder, size, mirror)
         fl = floor(target, refs, folder / "floor.tif")
         for count in (2, 4):
             wall, cpu, peak = timed(remove_command(target, refs[:count], folder / "out.tif",
@@ -180,6 +184,8 @@ def main() -> None:
                         help="also time remove as each git revision REV has it")
     parser.add_argument("--mask", action="store_true",
                         help="time `mask --reference` instead of `remove --reference`")
+    parser.add_argument("--repeated", action="store_true",
+                        help="the series repeated, not mirrored: its clouds cast shadows")
     parser.add_argument("--read", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.read:
@@ -190,12 +196,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         compare = [unpack(rev, folder / f"compare{i}") for i, rev in enumerate(args.compare)]
-        timings = rounds(folder, args.size, args.rounds, compare, args.mask)
-        series = size_series(folder, args.series_sizes, args.mask) if args.series_sizes else []
+        mirror = not args.repeated
+        timings = rounds(folder, args.size, args.rounds, compare, args.mask, mirror)
+        series = size_series(folder, args.series_sizes, args.mask, mirror) \
+            if args.series_sizes else []
     command = "mask" if args.mask else "remove"
     names = ["floor", f"{command} --reference x4"] + [f"{command} at {rev}"
                                                       for rev in args.compare]
-    print(f"{args.size}^2 x 13 bands, the bundled series mirrored: target {TARGET}, four "
+    laid = "repeated" if args.repeated else "mirrored"
+    print(f"{args.size}^2 x 13 bands, the bundled series {laid}: target {TARGET}, four "
           "references, no S1; floor = rasterio read of the references + rio cogeo create of "
           f"the target; {usable_cpus()} CPU cores")
     for unit, k in (("wall seconds", 0), ("CPU seconds", 1)):

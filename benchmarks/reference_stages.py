@@ -2,8 +2,10 @@
 
     python benchmarks/reference_stages.py --size 1024          # the table, as markdown
     python benchmarks/reference_stages.py --size 2048 --json
+    python benchmarks/reference_stages.py --size 1024 --repeated   # its clouds cast shadows
 
-The scene is ``reference_speed.py``'s: the bundled five-date series mirrored to size x size,
+The scene is ``reference_speed.py``'s: the bundled five-date series mirrored to size x size
+(``--repeated``: repeated, so that the target's clouds cast their shadows, which are tied),
 target 2018-07-05, the four other dates as references, no S1, every other default (the
 network-free fill, the temporal mask, COG output). One `remove` runs in this process with the
 functions of each stage wrapped by ``remove_stages.StageClock`` (each thread's CPU time,
@@ -68,8 +70,9 @@ def found(module: str, name: str) -> bool:
     return True
 
 
-def profile(size: int) -> dict:
-    """The stage table of one `remove --reference` x4 on the mirrored series."""
+def profile(size: int, mirror: bool = True) -> dict:
+    """The stage table of one `remove --reference` x4 on the mirrored series (``mirror=False``:
+    repeated)."""
     import os
     import time
     from contextlib import ExitStack
@@ -84,7 +87,7 @@ def profile(size: int) -> dict:
         + remove_stages.STAGES
     remove_stages.FIRST_PASSES = PASSES
     with tempfile.TemporaryDirectory() as tmp:
-        target, refs = make_scenes(Path(tmp), size)
+        target, refs = make_scenes(Path(tmp), size, mirror)
         clock = StageClock()
         times, wall = os.times(), time.perf_counter()
         with ExitStack() as stack:
@@ -108,11 +111,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--json", action="store_true", help="print JSON, not the table")
+    parser.add_argument("--repeated", action="store_true",
+                        help="the series repeated, not mirrored: its clouds cast shadows")
     args = parser.parse_args()
     remove_stages.TIMELINE = ("target first pass", "register references",
                               "reference statistics", "temporal mask", "load (rest)",
                               "composite", "close (flush)", "COG rewrite", "verify")
-    result = profile(args.size)
+    result = profile(args.size, not args.repeated)
     if args.json:
         print(json.dumps(result))
     else:

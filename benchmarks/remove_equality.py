@@ -4,6 +4,7 @@
     python benchmarks/remove_equality.py --ref HEAD~3 --size 1024 --model cloudfree-fillnet
     python benchmarks/remove_equality.py --series SERIES --references 16 --temporal
     python benchmarks/remove_equality.py --bundled-series --size 1024
+    python benchmarks/remove_equality.py --bundled-series --repeated --size 1024
     python benchmarks/remove_equality.py --sample floods --size 1024
     python benchmarks/remove_equality.py --bands l2a10
     python benchmarks/remove_equality.py --untrained dsen2cr:small --size 1024
@@ -24,7 +25,8 @@ With ``--series``, the scene is ``reference_memory.py``'s instead (a mosaic of t
 SEN12MS-CR-TS series with a real cloud pasted), run as ``remove --reference R1 ... RK``
 (``--temporal``: with ``--temporal-mask``), without S1; with ``--bundled-series``,
 ``reference_speed.py``'s (the bundled five-date series mirrored, its four other dates as the
-references), run the same way.
+references; ``--repeated``: repeated instead, so that the target's clouds cast their shadows,
+which the mirrored mosaics' do not), run the same way.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def main() -> None:
     parser.add_argument("--references", type=int, default=16, help="with --series: how many")
     parser.add_argument("--bundled-series", action="store_true",
                         help="reference_speed.py's scene (the bundled series), with references")
+    parser.add_argument("--repeated", action="store_true",
+                        help="with --bundled-series: repeated, not mirrored (shadows cast)")
     parser.add_argument("--temporal", action="store_true",
                         help="with a series: --temporal-mask")
     args = parser.parse_args()
@@ -85,11 +89,13 @@ def main() -> None:
             scene = ", ".join([args.model] + [x for x in (args.sample, args.bands)
                                               if x not in ("bundled", "l1c")])
         else:
-            s2, refs = make_scenes(folder, args.size) if args.bundled_series else \
+            s2, refs = make_scenes(folder, args.size, not args.repeated) \
+                if args.bundled_series else \
                 scenes(args.series, folder, args.size, args.references)
             inputs = [a for r in refs for a in ("--reference", str(r))] + \
                 ["--temporal-mask"] * args.temporal
-            scene = f"{args.model}, {len(refs)} references{', temporal' * args.temporal}"
+            scene = f"{args.model}, {len(refs)} references{', temporal' * args.temporal}" \
+                f"{', repeated' * args.repeated}"
         model = ["--model", args.model]
         if args.untrained:
             model = ["--checkpoint", str(untrained_checkpoint(folder,

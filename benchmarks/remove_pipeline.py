@@ -59,24 +59,29 @@ SAMPLES = {"bundled": (SAMPLE / "s2.tif", SAMPLE / "s1.tif"),
            "floods": (FLOODS / "Spain_7370579_S2Hand.tif", FLOODS / "Spain_7370579_S1Hand.tif")}
 
 
-def mosaic(src: Path, dst: Path, size: int, width: int | None = None) -> Path:
+def mosaic(src: Path, dst: Path, size: int, width: int | None = None, mirror: bool = True
+           ) -> Path:
     """A ``size`` px tall mosaic of ``src`` mirrored in both directions, ``width`` px wide (by
     default ``size``; the source's own width gives it mirrored down the rows only), written
-    block row by row."""
+    block row by row. Mirrored, its clouds cast their shadows both ways, and none is tied to
+    a cloud (``mask.shadow``); ``mirror=False`` repeats ``src`` as it is instead (seams at its
+    edges), its shadows on the side of its clouds away from the sun."""
     with rasterio.open(src) as ds:
         data, profile = ds.read(), ds.profile
-    h, w = data.shape[1:]
-    tile = np.concatenate([data, data[:, :, ::-1]], axis=2)
-    tile = np.concatenate([tile, tile[:, ::-1]], axis=1)  # 2h x 2w, seamless when repeated
+    tile = data
+    if mirror:  # twice as tall and wide, seamless when repeated
+        tile = np.concatenate([tile, tile[:, :, ::-1]], axis=2)
+        tile = np.concatenate([tile, tile[:, ::-1]], axis=1)
+    h, w = tile.shape[1:]
     t = profile["transform"]
     width = size if width is None else width
     profile.update(width=width, height=size, tiled=True, blockxsize=256, blockysize=256,
                    compress="deflate", transform=Affine(t.a, 0, t.c, 0, t.e, t.f),
                    bigtiff="if_safer", num_threads="all_cpus")
-    reps = -(-width // (2 * w))
+    reps = -(-width // w)
     with rasterio.open(dst, "w", **profile) as out:
-        for row in range(0, size, 2 * h):
-            rows = min(2 * h, size - row)
+        for row in range(0, size, h):
+            rows = min(h, size - row)
             strip = np.tile(tile[:, :rows], (1, 1, reps))[:, :, :width]
             out.write(strip, window=((row, row + rows), (0, width)))
     return dst

@@ -22,7 +22,7 @@ from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import CLEAR, CLOUD, SHADOW, MaskParams, ShadowThresholds
 from cloudfree.mask.scene_input import mask_reader, read_keeping
-from cloudfree.mask.shadow import TIE_REACH, tied_shadows
+from cloudfree.mask.shadow import tie_reach, tied_shadows
 
 #: Where the temporal test does not weigh the references (no aerosol or cirrus band: L2A), the
 #: pixels it finds cloud leave the fits' clear pixels only where their single-date score
@@ -125,14 +125,18 @@ class TargetMask:
         judging = self.temporal is not None and self.temporal.calibrated
         params = self.params if buffer is None else replace(self.params, buffer=buffer)
         halo = REACH + fringe if judging else 0
-        tie = TIE_REACH + SHADOW_BUFFER if params.shadow and self.tie_shadows else 0
+        tying = params.shadow and self.tie_shadows
+        tie = tie_reach(self.shadow.offset) if tying else 0  # none where no cloud casts one
+        if tie:  # and the penumbra's
+            tie += SHADOW_BUFFER
         refl, _, classes, score = read_keeping(
             mask_reader(self.scene, self.bands, params, self.decoded), top, left, height,
             width, (self.scene.height, self.scene.width), halo + tie, params, self.bands,
             self.shadow, self.classified.get(params.buffer))
-        if tie:
+        if tying:
             classes = tied_shadows(refl, classes, self.shadow.offset, self.bands,
                                    (top - halo - tie, left - halo - tie))
+        if tie:
             if SHADOW_BUFFER:  # and their penumbra
                 penumbra = ndimage.binary_dilation(classes == SHADOW, iterations=SHADOW_BUFFER)
                 classes = np.where(penumbra & (classes == CLEAR), SHADOW, classes).astype(

@@ -153,6 +153,13 @@ def on_grid(sigma: float) -> float:
 TIE_REACH = max(SHADE_STEP * (reach(on_grid(LAND_SIGMA)) + 2), NEAR)
 
 
+def tie_reach(offset: tuple[int, int] | None) -> int:
+    """Context (px) ``tied_shadows`` reads around the pixels it decides, with the scene's
+    ``offset``: ``TIE_REACH``, or none where the clouds cast no shadow (``scene_offset`` None),
+    as every flagged shadow is then clear, pixel by pixel."""
+    return 0 if offset is None else TIE_REACH
+
+
 def full_grid(coarse: np.ndarray, shape: tuple[int, int], corner: tuple[int, int] = (0, 0)
               ) -> np.ndarray:
     """A map on the grid of ``SHADE_STEP`` px (``shade``, its window's first pixel at scene

@@ -57,6 +57,7 @@ from cloudfree.dates.report import (
     source_map,
 )
 from cloudfree.dates.residual import CONTEXT, carry_residual, lenders, sources_near
+from cloudfree.dates.temporal_mask import REACH as TEMPORAL_REACH
 from cloudfree.dates.temporal_mask import Background, judges_by_default
 from cloudfree.fill.local import (
     LocalFillParams,
@@ -137,11 +138,11 @@ from cloudfree.mask.scene_input import (
 from cloudfree.mask.shadow import NEAR as SHADOW_NEAR
 from cloudfree.mask.shadow import (
     OFFSET_REACH,
-    TIE_REACH,
     footprint,
     offset_counts,
     scene_offset,
     shadow_like,
+    tie_reach,
     tied_shadows,
 )
 from cloudfree.output.atomic import GridOutputs, check_distinct, check_output
@@ -542,7 +543,8 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     chunk; ``tie_shadows``: flagged shadows not tied to a cloud (by ``shadow.offset``) count as
     clear, as restoring takes them (``shadow.tied_shadows``). Reads as
     ``classified_windows``."""
-    halo = params.halo + (SHADOW_NEAR if tie_shadows else 0)
+    # the clouds whose shadows are tied around (none where they cast none: ``tie_reach``)
+    halo = params.halo + (SHADOW_NEAR if tie_shadows and shadow.offset is not None else 0)
 
     def job(win: Window, window: MaskedWindow, _: ParallaxIndex
             ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
@@ -641,11 +643,17 @@ class SceneRemoval:
         context = self.params.halo  # what classifying the pixels around the chunk takes
         if self.kept is not None and self.kept.complete and local is not None:
             context = 0  # none: the classes are read back
-        tie = TIE_REACH if self.params.shadow else 0  # what tying the shadows around reads
-        halo = context + self.options.feather + 1 + tie
+        temporal = None if self.references is None else self.references.dates.temporal
+        judging = temporal is not None and temporal.calibrated  # the dates judge the classes
+        # what the tests on the classes read around the pixels they decide: tying the shadows
+        # (none where no cloud casts one) and, where the dates judge, their test (whose
+        # classes the tie reads in turn: its reach, where it has one, stands for both)
+        tie = tie_reach(self.shadow.offset) if self.params.shadow else 0
+        tests = max(tie, TEMPORAL_REACH) if judging else tie
+        halo = context + self.options.feather + 1 + tests
         if local is not None:  # the haze ring and the local fill's sources around the chunk
             halo = (context + local.ring + SEED_REACH
-                    + max(self.options.feather + 1, local.reach) + tie)
+                    + max(self.options.feather + 1, local.reach) + tests)
         if self.references is not None:  # what the dates' fill reads around the chunk
             halo = max(halo, CONTEXT + self.restore_reach)
         vetoes = self.params.built_up and not isinstance(self.s1, NoS1)
@@ -662,8 +670,7 @@ class SceneRemoval:
             classes = np.where(built_up(classes, score, self.params.threshold, s1[0]),
                                np.uint8(CLEAR), classes)
         background = None
-        temporal = None if self.references is None else self.references.dates.temporal
-        if temporal is not None and temporal.calibrated:  # dates judge where they see clear
+        if judging:  # dates judge where they see clear
             with self._dates_turn(self._background_turns, chunk):  # what the next chunks
                 background = temporal.background(  # read again is kept for them
                     chunk.top, chunk.left, chunk.height, chunk.width, halo,

@@ -40,6 +40,7 @@ from cloudfree.mask.shadow import (
     scene_offset,
     shadow_like,
     shadow_weight,
+    tie_reach,
     tied_shadows,
     water,
 )
@@ -298,6 +299,23 @@ def test_a_window_ties_the_whole_images_shadows_with_its_corner_and_reach_around
         assert np.array_equal(tied[r:r + h, r:r + w], whole[inner])
         assert not np.array_equal(tied_shadows(*window)[r:r + h, r:r + w], whole[inner])
 
+
+
+def test_where_no_cloud_casts_a_shadow_every_flagged_one_is_clear_and_no_margin_is_read():
+    """Without the scene's offset (its clouds cast no shadow), the tie makes every flagged
+    shadow of the bundled sample clear and leaves every other class, pixel by pixel: a window
+    cut anywhere, with no margin, gives the whole image's classes, and the chunks read none
+    for it (``tie_reach``)."""
+    with open_sentinel2(ROOT / "examples" / "data" / "s2.tif") as ds:
+        refl, valid = ds.read()
+    classes, _ = classify(refl, valid, MaskParams(buffer=5, shadow=True))
+    assert (classes == SHADOW).sum() > 1000
+    whole = tied_shadows(refl, classes, None)
+    assert np.array_equal(whole, np.where(classes == SHADOW, CLEAR, classes))
+    rows, cols = slice(37, 141), slice(90, 203)
+    window = tied_shadows(refl[:, rows, cols], classes[rows, cols], None, BANDS, (37, 90))
+    assert np.array_equal(window, whole[rows, cols])
+    assert tie_reach(None) == 0 and tie_reach((-1, -35)) == TIE_REACH
 
 def test_the_bundled_samples_shadows_are_found_west_of_its_clouds_and_relit_by_default(
         tmp_path):
