@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 from rasterio.windows import Window
 
 from cloudfree.io.rasters import DEFAULT_BLOCK, block_windows
@@ -84,17 +85,19 @@ class ScratchRoom:
 
 
 class DecodedScene:
-    """The stored values of ``bands`` (and SCL, with ``scl``) of a scene, window by window of
-    ``windows`` as a first pass stores them (:meth:`store`), then read back for any window
-    (:meth:`read`) once every window is stored (:attr:`complete`)."""
+    """The stored values of ``bands`` (and SCL, with ``scl``) of a scene of ``shape`` (height,
+    width) px in ``dtype``, window by window of ``windows`` as a first pass stores them
+    (:meth:`store`), then read back for any window (:meth:`read`) once every window is stored
+    (:attr:`complete`)."""
 
-    def __init__(self, s2: Sentinel2, bands: Sequence[str], scl: bool, folder: Path,
-                 block: int = DEFAULT_BLOCK, room: ScratchRoom | None = None) -> None:
+    def __init__(self, shape: tuple[int, int], dtype: DTypeLike,
+                 bands: Sequence[str], scl: bool, folder: Path, block: int = DEFAULT_BLOCK,
+                 room: ScratchRoom | None = None) -> None:
         self.bands, self.scl, self.folder = tuple(bands), scl, folder
         #: the run's room this scratch was granted from, which later scratches beside it ask
         self.room = room
-        self.dtype = np.dtype(s2.dtype)
-        self.windows = block_windows(s2.width, s2.height, block)
+        self.dtype = np.dtype(dtype)
+        self.windows = block_windows(shape[1], shape[0], block)
         self.planes = _planes(self.bands, scl)
         self.offsets = np.cumsum([0] + [self._bytes(w) for w in self.windows])
         # open as long as the scene is (``close``), not within one block
@@ -125,7 +128,7 @@ class DecodedScene:
                      size / 2**20)
             return None
         try:
-            return cls(s2, bands, scl, folder, room=room)
+            return cls((s2.height, s2.width), s2.dtype, bands, scl, folder, room=room)
         except OSError as exc:  # e.g. no file handle left
             _cannot_keep(folder, exc)
             return None

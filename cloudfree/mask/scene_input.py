@@ -33,6 +33,9 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 #: read(window, bands) -> reflectance [len(bands), h, w] and valid pixels, as
 #: :meth:`Sentinel2.read` gives them.
 S2Reader = Callable[[Window, Sequence[str]], tuple[np.ndarray, np.ndarray]]
+#: reflectance(raw, valid, out=None) -> reflectance and valid pixels of stored values, as
+#: :meth:`Sentinel2.reflectance` makes them.
+Reflectance = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 class MaskedWindow(NamedTuple):
@@ -142,17 +145,19 @@ def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
     return read
 
 
-def mask_input(s2: Sentinel2, stored: Stored, pads: Pads | None = None) -> MaskInput:
-    """The mask's input from stored values; with ``pads`` (rows, cols), mirrored that far
-    outside (as ``io.rasters.read_padded``), the reflectance converted into the middle of its
-    padded array rather than copied there."""
+def mask_input(reflectance: Reflectance, stored: Stored, pads: Pads | None = None
+               ) -> MaskInput:
+    """The mask's input from stored values, converted by ``reflectance`` (a scene's
+    :meth:`Sentinel2.reflectance`); with ``pads`` (rows, cols), mirrored that far outside (as
+    ``io.rasters.read_padded``), the reflectance converted into the middle of its padded array
+    rather than copied there."""
     raw, valid, scl = stored
     if pads is None:
-        return (*s2.reflectance(raw, valid), scl)
+        return (*reflectance(raw, valid), scl)
     (top, bottom), (left, right) = pads
     h, w = raw.shape[1:]
     refl = np.empty((raw.shape[0], top + h + bottom, left + w + right), np.float32)
-    _, valid = s2.reflectance(raw, valid, refl[:, top:top + h, left:left + w])
+    _, valid = reflectance(raw, valid, refl[:, top:top + h, left:left + w])
     return mirror_pads(refl, pads), np.pad(valid, pads, mode="symmetric"), \
         None if scl is None else np.pad(scl, pads, mode="symmetric")
 
@@ -170,7 +175,7 @@ def mask_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams,
 
     def read(window: Window, pads: Pads | None = None, planes: Sequence[int] | None = None
              ) -> MaskInput:
-        return mask_input(s2, source(window, planes), pads)
+        return mask_input(s2.reflectance, source(window, planes), pads)
 
     return read
 

@@ -480,7 +480,7 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
         top, left, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
 
         def read(grown: Window, pads: Pads | None = None) -> MaskInput:
-            return mask_input(s2, decode(grown), pads)
+            return mask_input(s2.reflectance, decode(grown), pads)
 
         parallax = ParallaxIndex()
         window = read_masked(read, top, left, h, w, (s2.height, s2.width), halo, params, bands,

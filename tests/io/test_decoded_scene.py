@@ -42,7 +42,8 @@ from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
 def test_the_chunks_read_back_what_decoding_gives_bit_for_bit(tmp_path, make):
     params = MaskParams(buffer=5)
     with open_sentinel2(make(tmp_path)) as s2:
-        decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
+        decoded = DecodedScene((s2.height, s2.width), s2.dtype,
+                               s2.bands, takes_scl(s2, params), tmp_path, block=100)
         try:
             spectrum, _ = scene_fill_spectrum(s2, s2.bands, params, None, True,
                                               copy=SceneCopy(s2, decoded))
@@ -92,7 +93,7 @@ def test_padded_reads_mirror_exactly_as_np_pad(tmp_path):
                                       np.pad(inner, [(0, 0), *pads], mode="symmetric"))
     with open_sentinel2(SUMMER_S2) as s2:  # all of a corner window, converted into its place
         stored = stored_reader(s2, s2.bands, params)(Window(0, 0, 40, 30))
-        refl, valid, _ = mask_input(s2, stored, ((3, 0), (0, 7)))
+        refl, valid, _ = mask_input(s2.reflectance, stored, ((3, 0), (0, 7)))
         np.testing.assert_array_equal(refl, np.pad(s2.read(Window(0, 0, 40, 30))[0],
                                                    [(0, 0), (3, 0), (0, 7)], mode="symmetric"))
         assert refl.shape == valid.shape[:0] + (13, 33, 47) and valid.all()

@@ -82,7 +82,8 @@ def test_the_copy_gives_what_decoding_gives_and_decodes_only_where_it_cannot(tmp
                                                                             decodes):
     params = MaskParams(buffer=5)
     with open_sentinel2(make(tmp_path)) as s2:
-        decoded = DecodedScene(s2, s2.bands, takes_scl(s2, params), tmp_path, block=100)
+        decoded = DecodedScene((s2.height, s2.width), s2.dtype,
+                               s2.bands, takes_scl(s2, params), tmp_path, block=100)
         copy = SceneCopy(s2, decoded)
         try:
             scene_fill_spectrum(s2, s2.bands, params, None, True, copy=copy)
@@ -111,7 +112,8 @@ def test_the_copy_gives_what_decoding_gives_and_decodes_only_where_it_cannot(tmp
 def test_a_read_waits_for_the_windows_it_needs_and_decodes_once_the_pass_has_ended(
         tmp_path, decodes):
     with open_sentinel2(l1c_safe(tmp_path)) as s2:
-        decoded = DecodedScene(s2, s2.bands, False, tmp_path, block=100)
+        decoded = DecodedScene((s2.height, s2.width), s2.dtype,
+                               s2.bands, False, tmp_path, block=100)
         copy = SceneCopy(s2, decoded)
         decode = stored_reader(s2, s2.bands, MaskParams())
         window = Window(90, 10, 20, 20)  # in the first two of the 3 x 3 windows
@@ -195,7 +197,8 @@ def test_the_scene_is_kept_by_tiles_each_window_decoded_once_as_it_is(tmp_path, 
     with open_sentinel2(l1c_safe(tmp_path)) as s2:  # one JPEG2000 tile per band: 252 px
         assert s2.tiles_across(100) == 2 and s2.tiles_across(126) == 2  # the 20 m tile: 252
         assert s2.tiles_across(1024) == 1
-        decoded = DecodedScene(s2, s2.bands, False, tmp_path, block=100)
+        decoded = DecodedScene((s2.height, s2.width), s2.dtype,
+                               s2.bands, False, tmp_path, block=100)
         copy = SceneCopy(s2, decoded)
         try:
             assert copy.tile_groups() == [[0, 1, 3, 4], [2, 5], [6, 7], [8]]
