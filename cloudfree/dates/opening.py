@@ -19,7 +19,7 @@ from pathlib import Path
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.paths import as_url, check_input
 from cloudfree.coregister.s1_to_s2 import coregister_to_grid
-from cloudfree.dates.references import Reference, open_reference, register
+from cloudfree.dates.references import Reference, open_reference, register, settle
 from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.target_mask import TargetMask
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom
@@ -201,6 +201,7 @@ def open_one(index: int, path: Path | str, s1_path: Path | str | None, target: S
         if ready is not None:
             ready()
         register(ref, target, params, decoded=decoded)
+        settle(ref, quiet)
     except BaseException:
         scene.close()
         raise

@@ -3,12 +3,14 @@
 A reference is an L1C GeoTIFF or ``.SAFE`` folder of another date, in any CRS or grid that
 overlaps the target. It is read window by window on the target's grid: directly when the grids
 are the same, otherwise resampled (bilinear, NaN nodata) with the machinery that puts Sentinel-1
-on the grid (``coregister.warp_onto``). Its radiometric offset is its own (``--offset auto``
-reads each product's metadata or tags). Its mask is the target's (same method, thresholds and
-buffer). Its cloud shadows are not masked by default (``REFERENCE_SHADOW``): the scene-relative
-shadow test also takes dark ground (23 % of the clear winter sample), and on the pool's series
-masking them lowered the fill's mean gain over the median fill from +4.5 to +3.6 dB (12 of
-the benchmark's cases, weight power 2; docs/benchmarks/other-dates.md).
+on the grid (``coregister.warp_onto``); one kept decoded (``open_reference``) is resampled so
+once, window by window, as it is registered (``settle``), and read directly after that. Its
+radiometric offset is its own (``--offset auto`` reads each product's metadata or tags). Its
+mask is the target's (same method, thresholds and buffer). Its cloud shadows are not masked
+by default (``REFERENCE_SHADOW``): the scene-relative shadow test also takes dark ground (23 %
+of the clear winter sample), and on the pool's series masking them lowered the fill's mean
+gain over the median fill from +4.5 to +3.6 dB (12 of the benchmark's cases, weight power 2;
+docs/benchmarks/other-dates.md).
 
 Its date, as the provenance tags find a scene's (``provenance.acquisition_time``): the name of
 the file or ``.SAFE`` folder (SAFE naming ``..._MSIL1C_20200604T101031_...``, SEN12MS-CR-TS
@@ -41,7 +43,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -53,6 +57,9 @@ from rasterio.windows import transform as window_transform
 from scipy import ndimage, special
 
 from cloudfree.core.errors import CloudfreeError
+from cloudfree.core.progress import progress
+from cloudfree.core.stop import check_stop
+from cloudfree.core.threads import ordered_map, usable_cores
 from cloudfree.coregister.s1_to_s2 import (
     ESTIMATION_WINDOW,
     Grid,
@@ -70,7 +77,9 @@ from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import CLEAR, MaskParams, ShadowThresholds
 from cloudfree.mask.decoded_copy import decoded_copy
 from cloudfree.mask.scene_input import (
+    MaskInput,
     SceneCopy,
+    mask_input,
     mask_reader,
     read_classified,
     read_keeping,
@@ -145,6 +154,9 @@ class Reference:
     #: its classes on the target grid, kept as the first pass over the grid classifies them
     #: (``keep_classes``), read back by every later one (None, or not complete: classified)
     classified: ClassifiedScene | None = None
+    #: a resampled one's reflectance and validity on the target grid (float32), resampled
+    #: once (``settle``) and read back directly by every pass (None: resampled by each read)
+    on_grid: DecodedScene | None = None
 
     @property
     def path(self) -> Path:
@@ -169,6 +181,8 @@ class Reference:
              ) -> tuple[np.ndarray, np.ndarray]:
         """Reflectance [bands, h, w] and valid mask [h, w] on a window of the target grid; with
         ``planes``, of those of its bands only (indices)."""
+        if self.on_grid is not None:
+            return self.on_grid.read(window, planes)[:2]
         read = self.s2.read if self.kept is None else self.kept.read
         bands = self.bands if planes is None else tuple(self.bands[i] for i in planes)
         if self.resampling is None:
@@ -205,17 +219,27 @@ class Reference:
         there. With ``planes``, the reflectance of those of its bands only (indices; where the
         classes are read back, only those are read)."""
         params = self.params if with_shadow else replace(self.params, shadow=False)
-        # its own scene classification when it is on the target's grid (else the score)
-        direct = self.resampling is None
-        read = mask_reader(self.s2, self.bands, params,
-                           None if self.kept is None else self.kept.decoded) \
-            if direct else lambda w, planes=None: (*self.read(w, planes), None)
+        direct = self.resampling is None or self.on_grid is not None
         refl, valid, classes, _ = read_keeping(
-            read, top, left, height, width, (self.grid.height, self.grid.width), halo, params,
-            self.bands, self.shadow if with_shadow else None,
+            self._mask_reader(params), top, left, height, width,
+            (self.grid.height, self.grid.width), halo, params, self.bands,
+            self.shadow if with_shadow else None,
             None if params.shadow else self.classified,  # kept: the classes without shadows
             pads_itself=direct, same_read=not direct, planes=planes)
         return refl, valid, classes
+
+    def _mask_reader(self, params: MaskParams) -> Callable[..., MaskInput]:
+        """What ``classes`` reads: where it is read directly, a reader that pads itself, with
+        its own scene classification on the target's grid; resampled (once, or by each read),
+        without (the score decides)."""
+        if self.on_grid is not None:
+            on_grid = self.on_grid
+            return lambda window, pads=None, planes=None: mask_input(
+                as_reflectance, on_grid.read(window, planes), pads)
+        if self.resampling is None:
+            return mask_reader(self.s2, self.bands, params,
+                               None if self.kept is None else self.kept.decoded)
+        return lambda window, planes=None: (*self.read(window, planes), None)
 
     def keep_classes(self, block: int) -> None:
         """From now on, keep its classes as a pass over the whole target grid in windows of
@@ -223,18 +247,73 @@ class Reference:
         scratch beside its decoded copy, whose room holds it too (``ClassifiedScene.beside``);
         without one, or where it cannot be made or a write fails, it is classified each
         time."""
-        if self.kept is not None and self.classified is None:
-            self.classified = ClassifiedScene.beside(self.kept.decoded.folder, self.grid.height,
+        scratch = self.on_grid or (None if self.kept is None else self.kept.decoded)
+        if scratch is not None and self.classified is None:
+            self.classified = ClassifiedScene.beside(scratch.folder, self.grid.height,
                                                      self.grid.width, block)
 
     def close(self) -> None:
         if self.classified is not None:
             self.classified.close()
+        if self.on_grid is not None:
+            self.on_grid.close()
         if self.kept is not None:
             self.kept.decoded.close()
         self.s2.close()
         if self.s1 is not None:
             self.s1.close()
+
+
+def as_reflectance(raw: np.ndarray, valid: np.ndarray, out: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``Sentinel2.reflectance`` for values that are reflectance already (``Reference.on_grid``):
+    copied into ``out`` where given."""
+    if out is None:
+        return raw, valid
+    out[...] = raw
+    return out, valid
+
+
+def settle(ref: Reference, quiet: bool = True) -> None:
+    """Resample a registered reference that the run keeps decoded (``Reference.kept``) onto the
+    target grid once, window by window as ``Reference.read`` resamples each (the same kernel
+    and source margin), into a scratch of float32 reflectance and validity beside its decoded
+    copy, which it then replaces: every later read is direct. Where the room the run granted it
+    (``ScratchRoom``, else twice its size free) cannot hold the scratch too, or a write fails,
+    each read resamples it as before."""
+    if ref.resampling is None or ref.kept is None or ref.on_grid is not None:
+        return
+    kept = ref.kept.decoded
+    shape = (ref.grid.height, ref.grid.width)
+    size = (len(ref.bands) + 1) * shape[0] * shape[1] * np.dtype(np.float32).itemsize
+    if not (kept.room.spare(size) if kept.room is not None
+            else shutil.disk_usage(kept.folder).free >= 2 * size):
+        log.info("%s has no room for reference %s resampled onto the target grid (%.0f MB): "
+                 "resampled by each read instead", kept.folder, ref.path.name, size / 2**20)
+        return
+    try:
+        on_grid = DecodedScene(shape, np.float32, ref.bands, False, kept.folder, room=kept.room)
+    except OSError:
+        return
+
+    def one(index: int) -> None:
+        window = on_grid.windows[index]
+        on_grid.store(index, window, (*ref.read(window), None))
+
+    try:
+        with closing(ordered_map(one, range(len(on_grid.windows)), usable_cores())) as done:
+            for _ in progress(done, len(on_grid.windows), f"resample reference {ref.index}",
+                              quiet):
+                check_stop()
+    except BaseException:
+        on_grid.close()
+        raise
+    if not on_grid.complete:  # a write failed: resampled by each read
+        on_grid.close()
+        return
+    ref.on_grid = on_grid
+    kept.close()
+    ref.kept = None
 
 
 def overlaps(reference: Sentinel2, target: Sentinel2) -> bool:

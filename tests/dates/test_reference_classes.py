@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import importlib
 from contextlib import closing
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import rasterio
 from helpers import ROOT
+from rasterio.windows import Window
 from scipy import ndimage
 
+from cloudfree.dates import references
 from cloudfree.dates.opening import open_one
 from cloudfree.dates.references import Reference, open_reference
 from cloudfree.dates.target_mask import TargetMask
@@ -130,13 +133,15 @@ def test_a_reference_read_in_some_of_its_bands_reads_only_those_where_its_classe
     with open_sentinel2(TARGET) as target:
         for index, moved in enumerate((False, True), 1):
             with closing(kept_reference(tmp_path, target, index, moved, output, params)) as ref:
-                read, reads = ref.kept.decoded.read, []
+                # moved: read back from its copy resampled onto the target grid
+                scratch = ref.on_grid if moved else ref.kept.decoded
+                read, reads = scratch.read, []
 
                 def recorded(window, planes=None, read=read, reads=reads):
                     reads.append(planes)
                     return read(window, planes)
 
-                ref.kept.decoded.read = recorded
+                scratch.read = recorded
                 for top, left, h, w, halo, narrow in ((10, 20, 50, 70, 7, False),
                                                       (0, 60, 20, 68, 5, False),
                                                       (-24, -24, 152, 35, 5, True)):
@@ -186,3 +191,41 @@ def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeyp
     for got, want in zip(*outputs, strict=True):
         np.testing.assert_array_equal(got, want)
     assert calls[0] < calls[1] / 2
+
+
+def test_a_shifted_reference_is_resampled_once_onto_the_target_grid(tmp_path, monkeypatch):
+    # kept decoded, a reference read shifted is resampled once as it is registered
+    # (``settle``), window by window, and every later read is direct: the values of resampling
+    # each window read, to float32's last bit (a warp rounds by the window it fills)
+    output = tmp_path / "out" / "out.tif"
+    output.parent.mkdir()
+    warps = []
+    warp_onto = references.warp_onto
+
+    def counted(*args, **kwargs):
+        warps.append(args[4])
+        return warp_onto(*args, **kwargs)
+
+    monkeypatch.setattr(references, "warp_onto", counted)
+    with open_sentinel2(TARGET) as target, closing(open_one(
+            1, cloudy_reference(tmp_path, moved=True), None, target, MaskParams(buffer=5),
+            InputOptions(), True, scratch=output)) as ref:
+        assert ref.shift_applied and ref.on_grid is not None and ref.kept is None
+        assert len(warps) == 1  # the copy's one window (registered unshifted: read directly)
+        each_read = replace(ref, on_grid=None)  # resampled by every read, as before
+        for top, left, h, w in ((0, 0, 128, 128), (10, 20, 50, 70), (70, 90, 58, 38)):
+            warps.clear()
+            got = ref.classes(top, left, h, w, with_shadow=False, halo=7)
+            assert not warps
+            want = each_read.classes(top, left, h, w, with_shadow=False, halo=7)
+            assert warps
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=0)
+            assert (got[0] != want[0]).mean() < 1e-4
+            for a, b in zip(got[1:], want[1:], strict=True):
+                np.testing.assert_array_equal(a, b)
+        whole = Window(0, 0, target.width, target.height)
+        (refl, valid), (want, want_valid) = ref.read(whole), each_read.read(whole)
+        np.testing.assert_array_equal(valid, want_valid)  # all but the strips shifted out
+        np.testing.assert_allclose(refl, want, rtol=1e-6, atol=0)
+        assert 0.95 < valid.mean() < 0.99 and (refl[:, valid] > 0).all()
+    assert list(output.parent.iterdir()) == []
