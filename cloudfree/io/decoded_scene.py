@@ -9,7 +9,8 @@ run (even SIGKILL), and its space is freed when the run ends. It is written and 
 positional system calls (``os.pwrite``, ``os.preadv``) from any thread at once, without GDAL or
 a lock; what it holds lies in the page cache, not in the process's memory. Layout: the pass's
 windows (``block_windows``) one after another, each as planes [bands, validity, SCL] of rows,
-in the input's data type (0/1 for validity; SCL's 0-255 fit every type Sentinel-2 data has).
+in the input's data type (0/1 for validity; SCL's 0-255 fit every type Sentinel-2 data has),
+or float32 for a reference resampled onto the target's grid (``references.settle``).
 """
 
 from __future__ import annotations
