@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -68,7 +67,7 @@ from cloudfree.coregister.s1_to_s2 import (
     warp_onto,
 )
 from cloudfree.coregister.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
-from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, scratch_bytes
+from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, has_room, scratch_bytes
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import check_map_crs, crop_halo, read_padded
 from cloudfree.io.sentinel1 import db_to_linear
@@ -284,16 +283,16 @@ def settle(ref: Reference, quiet: bool = True) -> None:
     if ref.resampling is None or ref.kept is None or ref.on_grid is not None:
         return
     kept = ref.kept.decoded
-    shape = (ref.grid.height, ref.grid.width)
-    size = (len(ref.bands) + 1) * shape[0] * shape[1] * np.dtype(np.float32).itemsize
-    if not (kept.room.spare(size) if kept.room is not None
-            else shutil.disk_usage(kept.folder).free >= 2 * size):
+    try:
+        on_grid = DecodedScene((ref.grid.height, ref.grid.width), np.float32, ref.bands, False,
+                               kept.folder, room=kept.room)
+    except OSError:
+        return
+    size = int(on_grid.offsets[-1])
+    if not has_room(kept.room, kept.folder, size):
         log.info("%s has no room for reference %s resampled onto the target grid (%.0f MB): "
                  "resampled by each read instead", kept.folder, ref.path.name, size / 2**20)
-        return
-    try:
-        on_grid = DecodedScene(shape, np.float32, ref.bands, False, kept.folder, room=kept.room)
-    except OSError:
+        on_grid.close()
         return
 
     def one(index: int) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudfree.io.decoded_scene import ScratchRoom, read_at, write_at
+from cloudfree.io.decoded_scene import ScratchRoom, has_room, read_at, write_at
 from cloudfree.io.rasters import block_windows
 
 log = logging.getLogger("cloudfree")
@@ -82,8 +81,7 @@ class WindowBackgrounds:
             log.debug("the temporal backgrounds could not be kept in %s (%s)", folder, exc)
             return None
         size = int(kept.offsets[-1])
-        if not (room.spare(size) if room is not None
-                else shutil.disk_usage(folder).free >= 2 * size):
+        if not has_room(room, Path(folder), size):
             log.debug("%s lacks room for the %.0f MB the temporal backgrounds need: computed "
                       "where asked for", folder, size / 2**20)
             kept.close()

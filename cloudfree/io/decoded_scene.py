@@ -48,6 +48,13 @@ def scratch_bytes(s2: Sentinel2, bands: Sequence[str], scl: bool) -> int:
     return _planes(bands, scl) * s2.width * s2.height * np.dtype(s2.dtype).itemsize
 
 
+def has_room(room: ScratchRoom | None, folder: Path, size: int) -> bool:
+    """Whether a scratch of ``size`` bytes more fits in ``folder``: in the run's ``room`` (then
+    counted as taken, ``ScratchRoom.spare``), or without one, where the folder has twice that
+    free (the outputs are written there too)."""
+    return room.spare(size) if room is not None else shutil.disk_usage(folder).free >= 2 * size
+
+
 class ScratchRoom:
     """Which of a run's scenes are kept decoded in its output's folder, decided once, before
     the first is written, for all of them: in the order given, each while the free space

@@ -78,9 +78,10 @@ def test_without_room_or_after_a_failed_write_each_is_computed(tmp_path, monkeyp
     from collections import namedtuple
 
     from cloudfree.dates import window_backgrounds
+    from cloudfree.io import decoded_scene
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(window_backgrounds.shutil, "disk_usage",
+    monkeypatch.setattr(decoded_scene.shutil, "disk_usage",  # where the room is looked up
                         lambda _: namedtuple("Usage", "total used free")(usage.total, 0, 10**6))
     assert WindowBackgrounds.beside(tmp_path, HEIGHT, WIDTH, BLOCK, MARGIN, BANDS) is None
     monkeypatch.undo()
