@@ -17,7 +17,7 @@ is any block within the scene and its margin once every window is kept (``region
 away from the scene's edges). A pixel's background does not depend on the block it is computed
 on but for how the BLAS products that interpolate the fits' fields round
 (``radiometry.cells_on_block``), which is the same for blocks of these sizes
-(docs/benchmarks/speed.md, "Each fit's background computed once"; ``python
+(benchmarks/records/speed.md, "Each fit's background computed once"; ``python
 benchmarks/remove_equality.py`` finds the same output). A new fit clears it (``clear``).
 """
 
