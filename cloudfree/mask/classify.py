@@ -8,7 +8,7 @@ transform HOT = B02 - 0.5 B04 - 0.08 is not positive (Zhang, Guindon and Cihlar 
 constants of Fmask's potential-cloud test, Zhu and Woodcock 2012): clouds and haze raise blue at
 least as much as red, bright soil and roofs do not. On real cloudy / cloud-free pairs it removes
 false alarms on bright ground and keeps nearly every cloud (benchmarks/mask_quality.py,
-docs/benchmarks/masks.md).
+benchmarks/records/masks.md).
 Ice cloud passes the snow test too. Where B10 is given, a pixel brighter there than
 ``SNOW_CIRRUS`` is not snow: water vapour absorbs at 1375 nm the light that would reach the
 ground, so the band sees high cloud and not the snow beneath. And a patch of snow at most
@@ -82,7 +82,7 @@ THIN = 4
 #: own split of their cloud: thick where the cloudy date is more than 0.15 brighter than its
 #: clear twin in B02-B04, thin where 0.05 to 0.15 (the land still shows there): the best mean
 #: of the thin and thick IoU of 0.3 to 0.7 (benchmarks/mask_quality.py --thin;
-#: docs/benchmarks/masks.md).
+#: benchmarks/records/masks.md).
 THIN_SCORE = 0.5
 #: A pixel that passes the snow test is cloud where its B10 (1375 nm) reflectance exceeds this.
 #: Water vapour absorbs nearly all the light at 1375 nm that reaches the ground, so the band
@@ -121,7 +121,7 @@ MAX_BUFFER = 300
 #: ``HAZE_BOX`` px square around it score above ``HAZE_SCORE``; around a roof the land is clear).
 #: Most towns' roofs are neither dense nor bright enough to be confident, and have clear land
 #: between them. Chosen on the tuning half of the pool's by-scene split
-#: (benchmarks/clear_scenes.py, benchmarks/one_date_quality.py; docs/benchmarks/masks.md):
+#: (benchmarks/clear_scenes.py, benchmarks/one_date_quality.py; benchmarks/records/masks.md):
 #: ``remove`` changes 0.42 % of its cloud-free scenes' pixels instead of 0.79 % (the
 #: Sen1Floods11 chip: 0.86 % instead of 4.3 %), and the real clouds blended over the pool's
 #: clear scenes score 0.03 dB more (at worst 0.15 dB less). Confident cloud within 25 px only:
@@ -130,7 +130,7 @@ MAX_BUFFER = 300
 #: ``land=False``), a pixel confident by its score alone also needs ``SEED_NEIGHBOURS`` cloud
 #: pixels in the ``SEED_BOX`` px square around it: the white roofs of a village's sheds, a few
 #: pixels each, scored 1 on the pool's real L2A months and grew 1-2 % of them into a buffer
-#: (at most 0.2 % now; docs/benchmarks/masks.md).
+#: (at most 0.2 % now; benchmarks/records/masks.md).
 SEED_NEIGHBOURS, SEED_BOX, SEED_SCORE = 9, 7, 0.5
 SHARE_BOX, SEED_SHARE, CONFIDENT_SCORE, SEED_NEAR = 31, 0.5, 0.8, 50
 HAZE_BOX, SEED_HAZE = 15, 0.7
@@ -145,7 +145,7 @@ HAZE_BOX, SEED_HAZE = 15, 0.7
 #: whole. Chosen on the tuning towns of the Onera Satellite Change Detection dataset
 #: against the tuning halves of the pool's cloud-free scenes, its blended clouds and its cloudy
 #: pairs (benchmarks/clear_scenes.py, benchmarks/one_date_quality.py,
-#: benchmarks/mask_quality.py --filled; docs/benchmarks/masks.md).
+#: benchmarks/mask_quality.py --filled; benchmarks/records/masks.md).
 SEED_EXTENT, SEED_STEPS = 0.3, 4
 #: Where B07, B08 and B8A are given, a cloud pixel is confident only if the cloud pixels of the
 #: ``SHARE_BOX`` px square around it show a cloud's parallax: their mean parallax index
@@ -153,7 +153,7 @@ SEED_EXTENT, SEED_STEPS = 0.3, 4
 #: dense or bright enough to pass for a large or opaque cloud shows none (it is on the ground).
 #: On the tuning half of the pool's by-scene split, the confident pixels of the cloudy pairs'
 #: clouds average -0.52 (a thin cloud) to -0.93 (their medians), those of a town's roof block
-#: -0.39 (``docs/benchmarks/masks.md``).
+#: -0.39 (``benchmarks/records/masks.md``).
 CONFIDENT_CDI = -0.5
 #: Bands of the parallax index.
 PARALLAX_BANDS: tuple[str, ...] = ("B07", "B08", "B8A")
@@ -429,7 +429,7 @@ def classify(
 #: cloud or an ice part of it passes the snow test, a patch of snow on the ground shows land
 #: somewhere around it, or is large. Chosen on the tuning half of the pool's cloudy / clear
 #: pairs (by scene, benchmarks/mask_quality.py) with the real snow of the pool kept
-#: (docs/benchmarks/masks.md#cloud-kept-as-snow).
+#: (benchmarks/records/masks.md#cloud-kept-as-snow).
 SNOW_CORE, SNOW_CORE_RING = 20, 0.75
 #: Context the snow cores need: a patch and the pixels bordering it.
 SNOW_REACH = SNOW_CORE + 1
@@ -493,7 +493,7 @@ def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str
 #: takes off, so the score's fixed blue ramp misses thin edges that it finds in L1C; the clearest
 #: land near is the level to rise above. Chosen on the tuning half of the pool's cloudy / clear
 #: pairs (by scene) as an L2A band set brought to surface levels (``benchmarks/mask_l2a.py``;
-#: docs/benchmarks/masks.md): cloud IoU 0.740 to 0.835 (held out: 0.870 to 0.901), no more
+#: benchmarks/records/masks.md): cloud IoU 0.740 to 0.835 (held out: 0.870 to 0.901), no more
 #: cloud on the clear Sen1Floods11 chip's roofs or the pool's real L2A images, and at most 3
 #: points more of a village beside a cloud (a rise in HOT of 0.01 took 11 points more).
 EDGE_BOX, EDGE_HOT, EDGE_BLUE, EDGE_GROW, EDGE_SHARE = 31, 0.03, 0.04, 15, 0.5
@@ -532,7 +532,7 @@ def veiled_edges(b: dict[str, np.ndarray], cloud: np.ndarray, snowy: np.ndarray,
 #: scores ``FAINT_SCORE`` or more) and show land more plainly: a mean parallax index above
 #: ``FAINT_CDI`` and a short-wave infrared ratio above ``FAINT_SWIR``. Chosen on the tuning half
 #: of the pool's by-scene split (benchmarks/clear_scenes.py, benchmarks/mask_quality.py,
-#: benchmarks/one_date_quality.py; docs/benchmarks/masks.md).
+#: benchmarks/one_date_quality.py; benchmarks/records/masks.md).
 LAND_BOX, LAND_CDI, LAND_SWIR, LAND_TEXTURE = 15, -0.7, 1.0, 0.04
 FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: The parallax index compares B08 (10 m) with B8A (20 m), and a town's 10 m texture lowers it
@@ -547,7 +547,7 @@ FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: Chosen on the tuning towns of that set against the tuning half of the pool's cloudy pairs
 #: and of its blended clouds: of what the test kept as cloud, it leaves clear 39 % on the towns
 #: (18 % with that guard, when first measured) and none of the pairs' cloud
-#: (benchmarks/bright_land_towns.py; docs/benchmarks/masks.md); at 0.08 (with the guard) it
+#: (benchmarks/bright_land_towns.py; benchmarks/records/masks.md); at 0.08 (with the guard) it
 #: took 27 % of the towns', and 0.15 dB of a blended cloud over a town. Leaving clear any
 #: textured land with a cloud-like index where nothing near scores 0.5 took thin cloud over
 #: towns too (-6 dB on a blended cloud of the single-date benchmark).
@@ -560,7 +560,7 @@ ROOF_TEXTURE, ROOF_SWIR = 0.1, 0.6
 #: median tint of -0.20 and -0.26, the clouds of the pool's tuning pairs -0.07 to 0.13. Only
 #: with B10 (L1C): at surface levels the thin edges of a cloud over land turn red as well (the
 #: bundled cumulus brought to surface levels lost most of its thin cloud). Chosen on those
-#: towns against the tuning halves of the pool (docs/benchmarks/masks.md).
+#: towns against the tuning halves of the pool (benchmarks/records/masks.md).
 SAND_TINT, SAND_SCORE = -0.1, 0.9
 #: Without B10 (L2A products, at surface levels) neither the red of sand nor the dim blue at
 #: 443 nm tells bright land from a cloud: atmospheric correction turns a cloud's thin edges over
@@ -577,13 +577,13 @@ SAND_TINT, SAND_SCORE = -0.1, 0.9
 #: (5th to 95th percentile), the bundled summer cumulus brought to surface levels, where that
 #: rule alone took most of it, 0.75-0.85. Chosen on those towns against the tuning halves of
 #: the pool's cloudy pairs: at 0.9 it cleared a faint cloud over bare autumn fields (a ratio of
-#: 0.93) at surface levels (docs/benchmarks/masks.md).
+#: 0.93) at surface levels (benchmarks/records/masks.md).
 #: With B10 (L1C, top-of-atmosphere levels) the same pixels are bright land too: what the other
 #: rules kept as cloud on those towns' products (pale yards, motorways, construction ground) has
 #: a ratio of 0.88-1.06 (25th to 75th percentile), the cloud of the pool's tuning pairs
 #: 0.64-0.81 (95th percentile 0.93). On the tuning halves it halves what ``remove`` changes on
 #: the towns, and keeps all but 0.1 % of the pairs' cloud, a few thin edges far from their
-#: cores (docs/benchmarks/masks.md).
+#: cores (benchmarks/records/masks.md).
 SOIL_RATIO, SOIL_SCORE = 0.95, 0.6
 #: Under a sky that is overcast by the share of what scores as cloud (``OVERCAST_SHARE``), sand
 #: is bright land where the square's cloud is redder still, with a mean tint under
@@ -600,7 +600,7 @@ OVERCAST_TINT = -0.2
 #: brightest tops come near the ratio of the ground: the air above adds less to them). Only at
 #: top-of-atmosphere levels (with B10, as L1C gives them). Chosen on the tuning towns of the Onera
 #: Satellite Change Detection dataset against the tuning halves of the pool
-#: (docs/benchmarks/masks.md). Without that guard the edges of the bundled series' cumulus (dim
+#: (benchmarks/records/masks.md). Without that guard the edges of the bundled series' cumulus (dim
 #: at 443 nm, with no veil's rise) were left clear.
 CLOUD_BLUE, BLUE_SCORE = 0.9, 0.6
 #: A cloud adds about as much light at 443 nm as at 490 nm, so where a faint cloud is dim at
@@ -613,7 +613,7 @@ CLOUD_BLUE, BLUE_SCORE = 0.9, 0.6
 #: (a faint cloud of one donor, B01 / B02 0.84, over dark land) rises 0.41 to 0.62 of B02's
 #: rise (but 3 px over the Sen1Floods11 chip's roofs, 0.1); the towns' dim land of the Onera
 #: Satellite Change Detection dataset 0.15 (median; 95th percentile 0.35, 2 % from 0.4)
-#: (docs/benchmarks/masks.md).
+#: (benchmarks/records/masks.md).
 VEIL_RISE = 0.4
 #: A town's faint textured land in hazy air (tower roofs, grey yards, motorways) scores 0.2 to
 #: 0.4 and its 10 m texture gives it a cloud-like parallax index. The pixels whose square's cloud
@@ -625,7 +625,7 @@ VEIL_RISE = 0.4
 #: alone, the thin wisps at the edges of the bundled summer cumulus's clouds over fields (textured,
 #: and no brighter at 443 nm than the land) were left clear. Chosen on the tuning towns of the
 #: Onera Satellite Change Detection dataset against the tuning halves of the pool
-#: (docs/benchmarks/masks.md).
+#: (benchmarks/records/masks.md).
 TOWN_TEXTURE, TOWN_SCORE, TOWN_BOX = 0.03, 0.5, 101
 #: A lone speck of what scores as cloud, fewer than ``SEED_NEIGHBOURS`` pixels in the
 #: ``SEED_BOX`` px square around it with under ``SPECK_SHARE`` of the ``SHARE_BOX`` px square
@@ -819,7 +819,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
 #: test relies on the score: a cloud over a town has confident pixels near. On the tuning half
 #: of the by-scene split it clears 26 % of what the mask (buffer included) calls cloud on the
 #: cloud-free dates with S1, and 1.5 % of what it calls cloud on the cloudy dates of the same
-#: places and not on the clear ones (-6 dB: 36 % and 2.7 %; ``docs/benchmarks/masks.md``).
+#: places and not on the clear ones (-6 dB: 36 % and 2.7 %; ``benchmarks/records/masks.md``).
 BUILT_BOX, BUILT_VV, BUILT_SCORE = 15, -5.0, 0.6
 
 
