@@ -30,8 +30,8 @@ from cloudfree.io.sentinel2 import BANDS
 FILL_METHODS = ("local", "median")
 #: Default bound on a fill model's network correction of its base (share of the base, per band):
 #: the network, trained on little land and almost no water, otherwise darkens water to a third
-#: (docs/benchmarks/fill-quality.md, "Water"). On the local base it shrinks with the fill's support
-#: (``local_fill.correction_bound``).
+#: (benchmarks/records/fill-quality.md, "Water"). On the local base it shrinks with the fill's
+#: support (``local_fill.correction_bound``).
 MAX_CORRECTION: float | None = 0.25
 #: L1C band medians (reflectance, B01..B12 with B8A ninth) of the clear images of the training
 #: pool's train split; see the module docstring.

@@ -55,7 +55,7 @@ CHANNELS = 1
 #: Percentile of the scene's clear land (per band) that restored land is raised to where it
 #: comes out darker: the 1st, so that the darkest clear land (shadowed slopes, water) still
 #: bounds it and a few dark outliers (a single pixel of a cloud's shadow) do not. Set a priori,
-#: not tuned (docs/benchmarks/fill-quality.md).
+#: not tuned (benchmarks/records/fill-quality.md).
 DARK_PERCENTILE = 1.0
 #: Percentile of the clear land's blue over red (B02 / B04) that restored land is held to (its
 #: red raised) where it comes out bluer: the 99th, the same share at the other end.
