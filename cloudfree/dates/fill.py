@@ -58,7 +58,7 @@ COMBINE = "weighted"
 #: the benchmark's even half of clear targets (every 2nd case, 28): 4 cost 0.60 dB on average,
 #: 16 0.02 dB and 64 nothing; 16 is the smallest that costs no more than that. On the odd half,
 #: held out, it lifts the worst case from -1.35 to +1.98 dB over the median fill
-#: (docs/benchmarks/other-dates.md).
+#: (benchmarks/records/other-dates.md).
 AGREEMENT: float | None = 16.0
 #: Columns of a block filled at once: bounds the arrays each reference needs (a 256-row strip
 #: of 512 columns holds about 7 MB per 13-band float array), whatever the chunk's width.
@@ -66,7 +66,7 @@ STRIP_COLUMNS = 512
 #: Pixels over which a reference's weight ramps up from its own masked pixels (``edge_ramp``;
 #: 0: a step, where a date masked in a small patch left a disc of the other dates' colours with
 #: a sharp rim). The mask's default cloud buffer; on the L2A benchmark's targets at odd places
-#: in time order it moves no case by more than 0.04 dB (docs/benchmarks/l2a.md).
+#: in time order it moves no case by more than 0.04 dB (benchmarks/records/l2a.md).
 EDGE_RAMP = 5
 
 

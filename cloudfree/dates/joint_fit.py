@@ -5,7 +5,7 @@ changes between dates field by field, as fields green up or are harvested. Two d
 each side in time or both near, together say much more: a regression of each target band on
 all the bands of both dates (2 x 13 + 1 coefficients) learns, from the pixels clear in all
 three, how each kind of surface changed. On the pool's SEN12MS-CR-TS series
-(``benchmarks/reference_fill.py``, docs/benchmarks/other-dates.md), adding the pairs to the
+(``benchmarks/reference_fill.py``, benchmarks/records/other-dates.md), adding the pairs to the
 single dates raises all 105 cases, by 0.69 dB on average and up to 2.4 dB.
 
 The fit is scene-wide, by ridge least squares on sums gathered window by window (every
@@ -36,7 +36,7 @@ NEAREST = 8
 SIZES: tuple[int, ...] = (2,)
 #: One group more, of several dates at once: those of the ``NEAREST`` nearest whose own mask
 #: finds at least this share clear where ``references.register`` samples them (None: no such
-#: group). On the L2A benchmark's targets at odd places in time order (docs/benchmarks/l2a.md)
+#: group). On the L2A benchmark's targets at odd places in time order (benchmarks/records/l2a.md)
 #: it raised ``remove --reference`` from 30.40 to 30.72 dB (every group of four of the nearest
 #: dates instead: 30.75, for about ten times the statistics); with ``FEW_PIXELS``, 30.96.
 WHOLE_CLEAR: float | None = 0.5
@@ -49,7 +49,7 @@ STRIDE = 2
 #: ``statistics.FIT_BUFFER``); the sums then count every pixel, not every ``STRIDE``-th,
 #: at no cost, as the target has few clear ones. Elsewhere ``MIN_COMMON``. On the L2A
 #: benchmark's targets at odd places in time order it moved the five with 94 % cloud by -0.02
-#: to +3.08 dB (docs/benchmarks/l2a.md).
+#: to +3.08 dB (benchmarks/records/l2a.md).
 FEW_PIXELS = 300
 #: Pixels whose sums are taken at once (``JointSums.of``).
 PIXELS = 8192
@@ -57,7 +57,7 @@ PIXELS = 8192
 #: (each target band 1 / dates on that band of every date, 0 on the others; the intercept is
 #: free): where the pixels say little, a group predicts the target as the mean of its dates, as
 #: the naive mean of other dates does, not as its intercept alone. On the L2A benchmark's
-#: targets at odd places in time order (docs/benchmarks/l2a.md) shrinking towards the mean
+#: targets at odd places in time order (benchmarks/records/l2a.md) shrinking towards the mean
 #: instead of towards 0 raised ``remove --reference`` from 31.14 to 31.19 dB (far dates 28.24
 #: to 28.27, two clouds 30.79 to 30.84), and the L1C series cut to the L2A bands from 34.51 to
 #: 34.57 dB.

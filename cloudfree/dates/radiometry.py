@@ -20,7 +20,7 @@ included, since under the cloud the date is taken everywhere, on land that chang
 weighs the references against each other where several are clear (``fill.py``).
 Measured with the outliers left out instead (the trimmed fit's own residual), a date whose
 fields changed in part weighs as much as one that did not: on the L2A benchmark's targets at odd
-places in time order (docs/benchmarks/l2a.md) that gave 30.23 dB against 30.41, the closest case
+places in time order (benchmarks/records/l2a.md) that gave 30.23 dB against 30.41, the closest case
 +2.36 dB over median fill against +2.66 (both with ``weights.WEIGHT_POWER`` 3).
 """
 
@@ -48,7 +48,7 @@ MIN_COMMON = 1000
 #: Pixels clear in both at which the scene-wide line and a shift alone weigh equally
 #: (``CellFits.field``). With ``VARIANCE_SHRINK`` and ``statistics.FIT_BUFFER``, chosen on
 #: the L2A benchmark's targets at odd places in time order (35 cases; 100 and 300 here, 50
-#: and 200 there), and scored on the even ones, held out (docs/benchmarks/l2a.md).
+#: and 200 there), and scored on the even ones, held out (benchmarks/records/l2a.md).
 LINE_SHRINK = 300
 #: Pixels clear in both at which the shift counts half (a few pixels, often hazy ones at cloud
 #: gaps, must not set the level of a whole fill).

@@ -10,7 +10,7 @@ mask is the target's (same method, thresholds and buffer). Its cloud shadows are
 by default (``REFERENCE_SHADOW``): the scene-relative shadow test also takes dark ground (23 %
 of the clear winter sample), and on the pool's series masking them lowered the fill's mean
 gain over the median fill from +4.5 to +3.6 dB (12 of the benchmark's cases, weight power 2;
-docs/benchmarks/other-dates.md).
+benchmarks/records/other-dates.md).
 
 Its date, as the provenance tags find a scene's (``provenance.acquisition_time``): the name of
 the file or ``.SAFE`` folder (SAFE naming ``..._MSIL1C_20200604T101031_...``, SEN12MS-CR-TS

@@ -23,7 +23,7 @@ from cloudfree.mask.haze import around
 
 #: The Gaussian's sigma (px) and the shrink added to its density of clear pixels (a density of
 #: 1 is a neighbourhood all clear). Chosen on the L2A benchmark's targets at odd places in time
-#: order (``benchmarks/l2a_residual.py``, docs/benchmarks/l2a.md): sigma 1, 2 and 3 px with a
+#: order (``benchmarks/l2a_residual.py``, benchmarks/records/l2a.md): sigma 1, 2 and 3 px with a
 #: shrink of 0.02 gave +0.10, +0.16 and +0.16 dB on average over the fill without it (at most
 #: +0.45, +0.75 and +0.89); shrinks of 0.005 and 0.05 at 2 px +0.16 and +0.14. At 2 px and
 #: 0.02 no case loses.
@@ -42,7 +42,7 @@ HAZE = 0.02
 #: bundled ten-band case (tests/dates/test_temporal_mask.py) such pixels were 2,755 of the
 #: 3,568 cloudy ones lending the residual and 116 of the 10,073 clear ones; the fill's blue
 #: bias there fell from +138 to +116 DN (a tenth: the same; ``target_mask.THIN_SCORE``'s half:
-#: +131). The L2A benchmarks' tuning halves did not lose (docs/benchmarks/l2a.md).
+#: +131). The L2A benchmarks' tuning halves did not lose (benchmarks/records/l2a.md).
 LEND_SCORE = 0.25
 #: Pixels of a band sampled at 20 or 60 m repeat one value over 2 or 6 px of the 10 m grid, so
 #: one beside a cloud may hold some of it: in such a band, a clear pixel within (its sampling /

@@ -95,7 +95,7 @@ FIT_BUFFER = 0
 #: each date's scene-wide line, by less than this many residual standard deviations (the median
 #: over the dates), no haze is taken to lie beside the clouds and the fits count the target's
 #: clear pixels with a buffer of ``FIT_BUFFER`` px. None: no test (the buffer is kept). It
-#: lies between the haze-free and hazy rings of the tuning halves (docs/benchmarks/l2a.md): the
+#: lies between the haze-free and hazy rings of the tuning halves (benchmarks/records/l2a.md): the
 #: L2A benchmark's small cloud at odd places in time order -0.05 to +0.42; the L1C series cut
 #: to the L2A bands at even places -0.31 to +0.68, but +2.84 for the thin cloud of 10 February,
 #: whose fill lost 3.7 dB with the ring counted. With this test the L2A benchmark's tuning

@@ -28,7 +28,7 @@ from cloudfree.mask.shadow import tie_reach, tied_shadows
 #: pixels it finds cloud leave the fits' clear pixels only where their single-date score
 #: exceeds this share of the mask's threshold: thin cloud the single-date mask leaves clear
 #: bent every line towards it, a bias that followed the target whichever reference was given
-#: (docs/benchmarks/l2a.md). The score keeps in the fits the clear land beside the clouds that
+#: (benchmarks/records/l2a.md). The score keeps in the fits the clear land beside the clouds that
 #: blue alone also flags: without it the L2A benchmark's tuning half lost 0.42 dB; with 0.5
 #: (and 0.1) no tuning case moved by more than 0.06 dB.
 THIN_SCORE = 0.5

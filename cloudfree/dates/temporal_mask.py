@@ -132,7 +132,7 @@ GROW = 3
 #: docstring). Chosen on the bundled series' preview, not on the pool: 6 px through four
 #: neighbours left the wisp north-west of the cumulus, whose veiled pixels are linked to the
 #: cloud only diagonally past its coloured edge (where HOT falls); the pool's series checks it
-#: (docs/benchmarks/other-dates.md).
+#: (benchmarks/records/other-dates.md).
 FRINGE, FRINGE_Z = 10, SIGMAS / 2
 #: Pixels a shadow grows into neighbours darkened by at least half the threshold: its
 #: penumbra, which left dark at the filled shadow's edge reads as a seam. Chosen on the bundled

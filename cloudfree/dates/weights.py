@@ -19,10 +19,10 @@ from cloudfree.dates.references import Reference
 
 #: Weight of a reference at a pixel: (VARIANCE_UNIT / residual variance of its fit there) **
 #: WEIGHT_POWER (the unit, a typical variance, keeps float32 in range). Measured on the pool's
-#: series (docs/benchmarks/other-dates.md): powers 1, 2, 3 gave +2.7, +4.5, +5.1 dB over the
+#: series (benchmarks/records/other-dates.md): powers 1, 2, 3 gave +2.7, +4.5, +5.1 dB over the
 #: median fill on average, taking the nearest date alone +0.9 dB. With the residual counting
 #: every pixel clear in both (``radiometry.py``), on the L2A benchmark's targets at odd places
-#: in time order (docs/benchmarks/l2a.md) powers 2 to 6 gave 30.41, 30.41, 30.40, 30.39 and
+#: in time order (benchmarks/records/l2a.md) powers 2 to 6 gave 30.41, 30.41, 30.40, 30.39 and
 #: 30.39 dB, the closest case +2.32, +2.66, +2.90, +3.07 and +3.18 dB over median fill and
 #: +0.09, +0.19, +0.26, +0.31 and +0.36 over the naive mean; 4, the default, also lifts both
 #: L1C series checks a little (34.32 to 34.35 dB with the ten L2A bands, 35.77 to 35.80 with
@@ -38,7 +38,7 @@ TIME_SCALE: float | None = 30.0
 #: TIME_SCALE is stretched until they do, so that one date's change under the cloud is not
 #: taken alone (monthly dates on both sides spread over about 4, dates 12 days apart with
 #: gaps over 6 to 9). Chosen on the L2A benchmark's targets at odd places in time order
-#: (docs/benchmarks/l2a.md):
+#: (benchmarks/records/l2a.md):
 #: None, 3, 4 and 5 gave 30.14, 30.20, 30.23 and 30.23 dB, at least the naive mean on 32, 34,
 #: 34 and 35 of 35 cases (a TIME_SCALE of 60 days everywhere: 30.18, 34).
 MIN_SPREAD: float | None = 5.0
