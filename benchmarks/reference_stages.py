@@ -34,6 +34,7 @@ STAGES = (
     ("cloudfree.pipeline.remove", "first_passes", "target first pass"),
     ("cloudfree.dates.opening", "register", "register references"),
     ("cloudfree.dates.opening", "settle", "resample references"),
+    ("cloudfree.dates.references", "Reference.read", "resample references"),  # settle's threads
     ("cloudfree.dates.statistics", "DateStatistics._statistics", "reference statistics"),
     ("cloudfree.dates.temporal_mask", "TemporalMask.judge_date", "temporal mask"),
     ("cloudfree.dates.temporal_mask", "TemporalMask.calibrate", "temporal mask"),
