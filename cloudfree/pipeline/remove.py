@@ -420,7 +420,8 @@ def corner(top: int, left: int, halo: int) -> tuple[int, int]:
 
 def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill: bool,
                  tie_shadows: bool, quiet: bool, abandon: threading.Event | None = None,
-                 copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
+                 copy: SceneCopy | None = None, kept: ClassifiedScene | None = None,
+                 judged: bool = False
                  ) -> tuple[ShadowThresholds | None, tuple[FillSpectrum, LandBounds] | None]:
     """The passes over the scene that need no Sentinel-1, run beside its co-registration: the
     shadow thresholds (with ``params.shadow``) and, with ``tie_shadows``, the offset from the
@@ -428,7 +429,8 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
     (``scene_fill_spectrum``); with ``copy``, the
     scene (every band of ``bands``) is decoded and kept there first (``fill_copy``) and all
     read it back; with ``kept``, the first of them keeps the scene's classes there and the
-    second reads them back (``classified_windows``); stopped early once ``abandon`` is set."""
+    second reads them back (``classified_windows``); stopped early once ``abandon`` is set.
+    ``judged``: other dates judge the clouds (``scene_shadow_offset``)."""
     shadow = None
     if params.shadow:
         read = None
@@ -441,7 +443,8 @@ def first_passes(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams, fill
                                          1 if read is None else usable_cores(), read)
         if tie_shadows:
             shadow = replace(shadow, offset=scene_shadow_offset(s2, bands, params, shadow,
-                                                                quiet, abandon, copy, kept))
+                                                                quiet, abandon, copy, kept,
+                                                                judged))
     if not fill:
         return shadow, None
     return shadow, scene_fill_spectrum(s2, bands, params, shadow, quiet, tie_shadows, abandon,
@@ -503,13 +506,18 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
 def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams,
                         shadow: ShadowThresholds, quiet: bool,
                         abandon: threading.Event | None = None,
-                        copy: SceneCopy | None = None, kept: ClassifiedScene | None = None
-                        ) -> tuple[int, int] | None:
+                        copy: SceneCopy | None = None, kept: ClassifiedScene | None = None,
+                        judged: bool = False) -> tuple[int, int] | None:
     """First pass: the offset from the scene's clouds to their shadows (``shadow.scene_offset``;
     None: none is cast). Reads as ``classified_windows``. With the bright-land test, only
     confirmed clouds (``confirmed_reach``, with their parallax) cast shadows: what is left of bright
-    land in the mask casts none."""
-    confirm = params.land  # the confirmation takes the classes exact SEED_REACH px around
+    land in the mask casts none. ``judged``: other dates judge the clouds (``temporal_mask.py``),
+    and the clouds that cast are those their test starts from, without the bright-land test:
+    every pixel scoring above the threshold, confirmed or not."""
+    # the score is the same with the bright-land test or without: the pixels it takes for land
+    # are those above the threshold that the classes leave out of the cloud
+    scored = judged and params.land and not takes_scl(s2, params)
+    confirm = params.land and not judged  # which takes the classes exact SEED_REACH px around
     halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm else 0)
 
     def job(win: Window, window: MaskedWindow, parallax: ParallaxIndex) -> np.ndarray:
@@ -519,7 +527,9 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
         cols = np.arange(-halo, w + halo) + int(win.col_off)
         inside = valid & ((rows >= 0) & (rows < s2.height))[:, None] \
             & ((cols >= 0) & (cols < s2.width))[None, :]
-        cloud = (classes == CLOUD) & (score > params.threshold) & inside  # NaN: no cloud
+        cloud = (score > params.threshold) & inside  # NaN: no cloud
+        if not scored:
+            cloud &= classes == CLOUD
         inner = (slice(halo, halo + h), slice(halo, halo + w))
         if confirm and cloud[inner].any():  # the confirmed clouds are among these
             cloud = confirmed_reach(refl, bands, cloud, score, valid, parallax) > 0
@@ -1108,7 +1118,7 @@ def remove_scene(
         with thread_pool(2 if references else 1) as first:
             passes = first.submit(first_passes, s2, bands, mask_params, model.uses_mask, tie,
                                   quiet or s1_path is not None or bool(references), abandon,
-                                  copy, kept)
+                                  copy, kept, temporal_mask)
             passes.add_done_callback(lambda done: _failed(done) and abandon.set())
             if copy is not None:
                 passes.add_done_callback(lambda _: copy.end())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from helpers import FLOODS_S1, FLOODS_S2, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
+from helpers import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S1, SUMMER_S2, WINTER_S1, WINTER_S2
 
 from cloudfree.coregister.shift_estimation import RULE
 from cloudfree.inference.checkpoint import save_checkpoint
@@ -20,6 +20,8 @@ from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions
 from cloudfree.pipeline.remove import remove_scene
+
+SERIES_S2 = ROOT / "examples" / "data" / "series" / "s2_2018-07-05.tif"
 
 
 @pytest.fixture(scope="module")
@@ -560,3 +562,22 @@ def test_a_scene_with_clear_land_gives_no_such_warning(tmp_path, pasted_cloud, c
     result = cli("remove", "--s2", pasted_cloud["target"], "-o", tmp_path / "out.tif")
     assert result.exit_code == 0 and result.stderr == "", result.output
 
+
+
+def test_where_the_dates_judge_the_clouds_that_cast_shadows_leave_the_bright_land_test_out():
+    """Where other dates judge the clouds, the offset to their shadows is that of the clouds the
+    dates' test starts from: the pass reading the classes with the bright-land test finds the one
+    it finds classifying without it, on the bundled series' cumulus of 5 July and the summer
+    sample."""
+    from dataclasses import replace
+
+    from cloudfree.pipeline.remove import first_passes
+
+    params = MaskParams(buffer=5, shadow=True)
+    for path in (SERIES_S2, SUMMER_S2):
+        with open_sentinel2(path) as s2:
+            without = replace(params, land=False).for_bands(s2.bands)
+            want = first_passes(s2, s2.bands, without, False, True, True)[0].offset
+            got = first_passes(s2, s2.bands, params.for_bands(s2.bands), False, True, True,
+                               judged=True)[0].offset
+            assert want is not None and got == want
