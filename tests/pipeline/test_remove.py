@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions
-from cloudfree.pipeline.remove import remove_scene
+from cloudfree.pipeline.remove import first_passes, remove_scene
 
 SERIES_S2 = ROOT / "examples" / "data" / "series" / "s2_2018-07-05.tif"
 
@@ -563,16 +564,11 @@ def test_a_scene_with_clear_land_gives_no_such_warning(tmp_path, pasted_cloud, c
     assert result.exit_code == 0 and result.stderr == "", result.output
 
 
-
 def test_where_the_dates_judge_the_clouds_that_cast_shadows_leave_the_bright_land_test_out():
     """Where other dates judge the clouds, the offset to their shadows is that of the clouds the
     dates' test starts from: the pass reading the classes with the bright-land test finds the one
     it finds classifying without it, on the bundled series' cumulus of 5 July and the summer
     sample."""
-    from dataclasses import replace
-
-    from cloudfree.pipeline.remove import first_passes
-
     params = MaskParams(buffer=5, shadow=True)
     for path in (SERIES_S2, SUMMER_S2):
         with open_sentinel2(path) as s2:
