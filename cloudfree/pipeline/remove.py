@@ -514,9 +514,9 @@ def scene_shadow_offset(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     land in the mask casts none. ``judged``: other dates judge the clouds (``temporal_mask.py``),
     and the clouds that cast are those their test starts from, without the bright-land test:
     every pixel scoring above the threshold, confirmed or not."""
-    # the score is the same with the bright-land test or without: the pixels it takes for land
-    # are those above the threshold that the classes leave out of the cloud
-    scored = judged and params.land and not takes_scl(s2, params)
+    # the score is the same with the bright-land test or without: the cloud without it is every
+    # pixel above the threshold (snow scores 0), where no scene classification gives the classes
+    scored = judged and not takes_scl(s2, params)
     confirm = params.land and not judged  # which takes the classes exact SEED_REACH px around
     halo = params.halo + OFFSET_REACH + (SEED_REACH if confirm else 0)
 
@@ -554,7 +554,7 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     clear, as restoring takes them (``shadow.tied_shadows``). Reads as
     ``classified_windows``."""
     # the clouds whose shadows are tied around (none where they cast none: ``tie_reach``)
-    halo = params.halo + (SHADOW_NEAR if tie_shadows and shadow.offset is not None else 0)
+    halo = params.halo + (SHADOW_NEAR if tie_shadows and tie_reach(shadow.offset) else 0)
 
     def job(win: Window, window: MaskedWindow, _: ParallaxIndex
             ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:

@@ -273,17 +273,14 @@ def test_a_source_without_nodata_is_warped_as_with_its_masks(monkeypatch):
     """A source read without NaN is warped without nodata (no validity masks): the values of
     the warp with them, bit for bit, and NaN beyond the source; one with NaN keeps the masks
     (a real S2 date read a fraction of a pixel over, the real S1, and the S2 with holes)."""
-    from affine import Affine
-
     import cloudfree.coregister.s1_to_s2 as s1_to_s2
     from cloudfree.io.sentinel1 import open_sentinel1
 
     asked = []  # the source window and nodata of each warp
-    warp = s1_to_s2.reproject
 
     def recorded(source, out, **kwargs):
         asked.append((source, kwargs["src_transform"], kwargs["src_nodata"]))
-        return warp(source, out, **kwargs)
+        return reproject(source, out, **kwargs)
 
     monkeypatch.setattr(s1_to_s2, "reproject", recorded)
 
@@ -293,7 +290,8 @@ def test_a_source_without_nodata_is_warped_as_with_its_masks(monkeypatch):
         return refl
 
     with open_sentinel2(WINTER_S2) as s2, open_sentinel1(WINTER_S1) as s1:
-        grid = replace(Grid.of(s2), transform=s2.transform * Affine.translation(-0.45, 0.29))
+        moved = s2.transform * rasterio.Affine.translation(-0.45, 0.29)
+        grid = replace(Grid.of(s2), transform=moved)
         for source, read, count, holes in ((s2, lambda win: s2.read(win)[0], len(s2.bands), False),
                                            (s1, s1.read_linear, 2, False),
                                            (s2, holed, len(s2.bands), True)):
@@ -305,9 +303,9 @@ def test_a_source_without_nodata_is_warped_as_with_its_masks(monkeypatch):
                 data, src_transform, nodata = asked.pop()
                 assert np.isnan(nodata) if holes else nodata is None
                 want = np.full_like(got, np.nan)
-                warp(data, want, src_transform=src_transform, src_crs=source.crs,
-                     src_nodata=np.nan, dst_transform=dst, dst_crs=grid.crs, dst_nodata=np.nan,
-                     resampling=Resampling.bilinear, num_threads=1)
+                reproject(data, want, src_transform=src_transform, src_crs=source.crs,
+                          src_nodata=np.nan, dst_transform=dst, dst_crs=grid.crs,
+                          dst_nodata=np.nan, resampling=Resampling.bilinear, num_threads=1)
                 assert np.array_equal(got, want, equal_nan=True)
                 assert np.isfinite(got).any() and (np.isnan(got).any() or window.col_off >= 0)
 
