@@ -49,7 +49,13 @@ Tmask, Zhu and Woodcock 2014):
    so a wisp or a haze a few 10 m pixels wide barely raises it, and the smaller of the two z
    left such wisps beside the cloud as clear land (the bundled series' cumulus of 5 July: 299
    kept pixels within 10 px of it brighter in blue than its four references by more than 0.03,
-   and in HOT by 0.015, after the date's own offset; 20 with the fringe). Without B01 (L2A)
+   and in HOT by 0.015, after the date's own offset; 20 with the fringe). A pixel so veiled
+   within ``FRINGE`` px of the cloud that is darkened in NIR and SWIR by half the threshold
+   too is cloud as well, whether or not veiled pixels link it to the cloud: a wisp over the
+   cloud's shadow, whose blue the shadow holds down, so that the veiled pixels around it fall
+   short of ``FRINGE_Z``; relit as shadow (texture kept), its veil came out brighter still
+   (the bundled series: a wisp north-west of the cumulus 0.045-0.05 above the references'
+   median in blue, after relighting, where the date's own offset is 0.015). Without B01 (L2A)
    no fringe is grown: blue alone is the test there already. Where no reference is
    clear, the single-date classes stand. Single-date snow stays snow where near dates show
    snow too (of the references read for the pixel's background before its ``SLOTS`` were
@@ -551,8 +557,12 @@ class TemporalMask:
                                               mask=dark < -SIGMAS / 2)
         strong |= core | (weak & (classes == CLOUD)) | bool(self.hazy)
         cloud = ndimage.binary_dilation(strong, iterations=GROW, mask=weak) | strong
-        if FRINGE and fringe.any():  # the cloud's veiled edge
+        if FRINGE and fringe.any():  # the cloud's veiled edge, and its veil over a shadow
+            shaded = fringe & (dark < -SIGMAS / 2)
+            if shaded.any():
+                shaded &= ndimage.binary_dilation(cloud, EIGHT, iterations=FRINGE)
             cloud |= ndimage.binary_dilation(cloud, EIGHT, iterations=FRINGE, mask=fringe)
+            cloud |= shaded
         out = classes.copy()
         here = judged & (classes != NODATA) & (classes != SNOW)
         out[here] = CLEAR
