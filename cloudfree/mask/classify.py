@@ -627,6 +627,10 @@ VEIL_RISE = 0.4
 #: Onera Satellite Change Detection dataset against the tuning halves of the pool
 #: (benchmarks/records/masks.md).
 TOWN_TEXTURE, TOWN_SCORE, TOWN_BOX = 0.03, 0.5, 101
+#: A cloud's textured rim over land passes for such a town where the cloud's core scores under
+#: ``TOWN_SCORE``: the pixels within ``TOWN_RIM`` px of a cloud the other rules keep, reached
+#: through such pixels, stay cloud.
+TOWN_RIM = 3
 #: A lone speck of what scores as cloud, fewer than ``SEED_NEIGHBOURS`` pixels in the
 #: ``SEED_BOX`` px square around it with under ``SPECK_SHARE`` of the ``SHARE_BOX`` px square
 #: cloud, is a bright roof, car park or road (``specks``).
@@ -802,13 +806,16 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     if dim.any() or town.any():  # a few pixels: the veil's means on their rows alone
         veiled = veiled_blue(b, cloud, valid, count, dim | town)
         dim &= ~veiled
-        kept |= town & ~veiled
+        town &= ~veiled
     plain = land & ~textured & still & (parallax > FAINT_CDI) & (swir > FAINT_SWIR)
     for pixels, level in ((sand, SAND_SCORE), (dim, BLUE_SCORE), (bare, SOIL_SCORE),
                           (plain, FAINT_SCORE)):
         if pixels.any():  # those with no cloud scoring ``level`` or more in their square
             kept |= pixels & ~box_any(cloud & (score >= level), LAND_BOX)
-    return kept
+    if town.any():  # not the rim of a cloud the other rules keep
+        town &= ~kept
+        town &= ~ndimage.binary_dilation(cloud & ~kept & ~town, EIGHT, TOWN_RIM, mask=town)
+    return kept | town
 
 
 #: A cloud pixel is built-up land, and left clear, when within the ``BUILT_BOX`` px square
