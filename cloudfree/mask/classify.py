@@ -387,7 +387,7 @@ def classify(
         if all(k in b for k in LAND_BANDS):  # with the bands of the bright-land test
             cloud &= ~specks(cloud, valid)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
-        cloud |= veiled_edges(b, cloud, score, snowy, valid)
+        cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself
         inside = snow_cores(snow, cloud)
         cloud |= inside
@@ -500,24 +500,22 @@ def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str
 #: of 0.03 instead of the tint, 0.851 with these (the edge zone's IoU 0.156, 0.596, 0.715), with
 #: no more than 0.1 point more cloud on the clear Sen1Floods11 chip's roofs or the pool's real
 #: L2A images, and at most 3 points more of a village beside a cloud.
-EDGE_BOX, EDGE_BLUE, EDGE_TINT, EDGE_GROW, EDGE_SHARE = 31, 0.05, 0.55, 15, 0.5
+EDGE_BOX, EDGE_BLUE, EDGE_TINT, EDGE_GROW, EDGE_SHARE = 31, 0.04, 0.6, 15, 0.5
 #: Context the veiled edges need: the growth, and the squares around it.
 EDGE_REACH = EDGE_GROW + max(EDGE_BOX // 2 + 1, SHARE_BOX // 2)
 #: Neighbours of a pixel: the eight around it.
 EIGHT = np.ones((3, 3), bool)
 
 
-def veiled_edges(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
-                 snowy: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def veiled_edges(b: dict[str, np.ndarray], cloud: np.ndarray, snowy: np.ndarray,
+                 valid: np.ndarray) -> np.ndarray:
     """The pixels next to ``cloud`` [H, W] that its veil covers, grown from cloud pixels amid
-    cloud or confident by their ``score`` into blue raised above the clearest land around, and
-    not far less than red (``EDGE_*``); ``snowy`` passes the snow test, ``valid`` marks the
-    scene's pixels. Exact with ``EDGE_REACH`` px of context."""
+    cloud into blue raised above the clearest land around, and not far less than red
+    (``EDGE_*``); ``snowy`` passes the snow test, ``valid`` marks the scene's pixels. Exact
+    with ``EDGE_REACH`` px of context."""
     if not cloud.any():
         return np.zeros_like(cloud)
-    near = box_share(cloud, SEED_BOX) * (SEED_BOX * SEED_BOX)
-    seeds = cloud & ((box_mean(cloud, valid, SHARE_BOX) >= EDGE_SHARE)
-                     | ((score >= SEED_SCORE) & (near > SEED_NEIGHBOURS - 0.5)))
+    seeds = cloud & (box_mean(cloud, valid, SHARE_BOX) >= EDGE_SHARE)
     if not seeds.any():
         return seeds
     rise = {}

@@ -197,9 +197,8 @@ def _summer_at_l2a_levels() -> np.ndarray:
 def test_l2a_band_set_finds_the_thin_edges_of_the_cumulus():
     """At surface levels the score's blue ramp sees only the cumulus's cores (37 % of the L1C
     mask's cloud, 8 % of the pixels within 3 px of its edges); the veiled edges grown from them
-    and from its small clouds' confident cores find its thin edges (70 %, 43 %; 66 % and 31 %
-    from the pixels amid cloud alone into a rise in HOT), as thin cloud, and leave the open
-    fields clear."""
+    find its thin edges (70 %, 42 %; 66 % and 32 % into a rise in HOT instead of blue's tint),
+    as thin cloud, and leave the open fields clear."""
     with open_sentinel2(SUMMER_S2) as s2:
         l1c = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
     refl = _summer_at_l2a_levels()
