@@ -70,11 +70,11 @@ SUMMER = DATA / "sen12mscr" / "ROIs1868_summer_19_p30_s2_cloudy.tif"
 CUMULUS, VILLAGE, TOWN_SIZE = (48, 0), (100, 100), 120
 #: Bands lowered to surface levels.
 VISIBLE = ("B01", "B02", "B03", "B04")
-#: The settings ``--grid`` tries (a growth beyond 15 px needs more context around every
-#: window of every input, L1C too).
-GRID = {"EDGE_TINT": (0.5, 0.55, 0.6, 0.65, 0.7), "EDGE_BLUE": (0.03, 0.04, 0.05),
+GRID = {"EDGE_BOX": (21, 31), "EDGE_HOT": (0.01, 0.02, 0.03, 0.04),
+        "EDGE_BLUE": (0.03, 0.04, 0.05),
         "EDGE_GROW": (10, 15), "EDGE_SHARE": (0.5, 0.7)}
-NAMES = {"EDGE_TINT": "tint", "EDGE_BLUE": "blue", "EDGE_GROW": "grow", "EDGE_SHARE": "share"}
+NAMES = {"EDGE_BOX": "box", "EDGE_HOT": "HOT", "EDGE_BLUE": "blue", "EDGE_GROW": "grow",
+         "EDGE_SHARE": "share"}
 
 
 def l2a_paths(dest: Path) -> list[Path]:
@@ -158,7 +158,7 @@ def without(missing: tuple[str, ...]):
 def edges(**settings: float) -> Iterator[None]:
     """The mask with ``classify.EDGE_*`` set as given (``off=True``: no veiled edges)."""
     if settings.pop("off", False):
-        settings["EDGE_BLUE"] = np.inf  # no pixel is veiled
+        settings["EDGE_SHARE"] = 2.0  # no pixel seeds
     kept = {k: getattr(classify_module, k) for k in settings}
     for k, v in settings.items():
         setattr(classify_module, k, v)

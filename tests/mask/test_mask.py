@@ -197,16 +197,15 @@ def _summer_at_l2a_levels() -> np.ndarray:
 def test_l2a_band_set_finds_the_thin_edges_of_the_cumulus():
     """At surface levels the score's blue ramp sees only the cumulus's cores (37 % of the L1C
     mask's cloud, 8 % of the pixels within 3 px of its edges); the veiled edges grown from them
-    find its thin edges (70 %, 42 %; 66 % and 32 % into a rise in HOT instead of blue's tint),
-    as thin cloud, and leave the open fields clear."""
+    find its thin edges (66 %, 31 %), as thin cloud, and leave the open fields clear."""
     with open_sentinel2(SUMMER_S2) as s2:
         l1c = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
     refl = _summer_at_l2a_levels()
     classes = thin_cloud(classify(refl, None, MaskParams(), L2A_SET)[0], refl, L2A_SET)
     cloud = np.isin(classes, (CLOUD, THIN))
     edges = l1c & ~ndimage.binary_erosion(l1c, iterations=3)  # within 3 px of its edge
-    assert (cloud & l1c).sum() / l1c.sum() > 0.68
-    assert (cloud & edges).sum() / edges.sum() > 0.4
+    assert (cloud & l1c).sum() / l1c.sum() > 0.6
+    assert (cloud & edges).sum() / edges.sum() > 0.25
     assert (classes[edges & cloud] == THIN).mean() > 0.85
     assert (cloud & ~l1c).mean() < 0.02 and not cloud[100:160, 100:200].any()
 
