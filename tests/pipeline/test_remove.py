@@ -541,12 +541,12 @@ def test_a_scene_with_nothing_clear_warns_that_it_is_filled_with_one_spectrum(
 
 def test_a_scene_with_a_few_percent_clear_warns_that_its_fill_comes_from_little(
         tmp_path, pasted_cloud, cli):
-    """A 56 px square of the clear winter land left in the all-cloud scene: the scene's median
+    """A 48 px square of the clear winter land left in the all-cloud scene: the scene's median
     (not the prior) fills the rest; it was said only below 1 % clear."""
     s2 = _all_cloud(tmp_path / "target_20171201.tif", pasted_cloud, saturated=False)
     with rasterio.open(s2, "r+") as ds:
         image = ds.read()
-        image[:, 100:156, 100:156] = pasted_cloud["truth"][:, 100:156, 100:156]
+        image[:, 100:148, 100:148] = pasted_cloud["truth"][:, 100:148, 100:148]
         ds.write(image)
     result = cli("remove", "--s2", s2, "--model", "median-fill", "-o", tmp_path / "out.tif")
     assert result.exit_code == 0, result.output
