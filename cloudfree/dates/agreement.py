@@ -26,6 +26,10 @@ import numpy as np
 
 #: Predictions kept per pixel (the largest weights).
 SLOTS = 4
+#: Columns of a strip compared at once (``Candidates.disagreement``): the dozen arrays of 13
+#: bands of them its passes use stay in a core's cache (2 MiB here), where those of a whole
+#: strip were read from memory in every pass.
+PIXELS = 4096
 #: Fewest kept predictions for a comparison: the one tested and at least two others.
 MIN_AGREEING = 3
 #: Weight of the others' own scatter in the spread (0: their residual variances alone). With 0
@@ -74,29 +78,13 @@ class Candidates:
 
     def disagreement(self) -> np.ndarray:
         """``d2`` [slots, h, w] of each kept prediction against the others (module docstring);
-        -inf for empty slots. Built up slot by slot, so that few full arrays exist at once (each
-        slot's precision computed once)."""
-        kept = self.score > 0
-        slots = range(len(kept))
-        d2 = np.full(self.score.shape, -np.inf, np.float32)
-        precision = [np.where(kept[i], 1 / self.variance[i], 0) for i in slots]  # once each
-        for j in slots:
-            if not kept[j].any():
-                continue
-            others = [i for i in slots if i != j]
-            total = np.full(self.prediction.shape[1:], 1e-30, np.float32)
-            mean = np.zeros(self.prediction.shape[1:], np.float32)
-            for i in others:
-                total += precision[i]
-                mean += precision[i] * self.prediction[i]
-            mean /= total
-            spread = self.variance[j] + 1 / total
-            for i in others:
-                spread += SCATTER * precision[i] * (self.prediction[i] - mean) ** 2 / total
-            mean -= self.prediction[j]
-            mean **= 2
-            mean /= spread
-            d2[j] = np.where(kept[j], mean.mean(axis=0), -np.inf)
+        -inf for empty slots. ``PIXELS`` columns at a time, whose arrays stay in the CPU's
+        cache through the passes below."""
+        d2 = np.empty(self.score.shape, np.float32)
+        for start in range(0, d2.shape[-1], PIXELS):
+            part = (..., slice(start, start + PIXELS))
+            d2[part] = _disagreement(self.score[part] > 0, self.prediction[part],
+                                     self.variance[part])
         return d2
 
     def drop_outlier(self, threshold: float, weight_of, total: np.ndarray,
@@ -127,6 +115,38 @@ class Candidates:
             source[rows[wins], cols[wins]] = self.index[slot, rows[wins], cols[wins]]
             best[wins] = self.score[slot, rows[wins], cols[wins]]
         return drop
+
+
+def _disagreement(kept: np.ndarray, prediction: np.ndarray, variance: np.ndarray
+                  ) -> np.ndarray:
+    """``Candidates.disagreement`` of the slots ``kept`` [slots, h, w], their predictions and
+    variances [slots, bands, h, w]. Built up slot by slot, so that few arrays exist at once
+    (each slot's precision computed once)."""
+    slots = range(len(kept))
+    d2 = np.full(kept.shape, -np.inf, np.float32)
+    precision = [np.where(kept[i], 1 / variance[i], 0) for i in slots]  # once each
+    scatter = [SCATTER * p for p in precision]
+    term = np.empty(prediction.shape[1:], np.float32)  # each term, in place
+    for j in slots:
+        if not kept[j].any():
+            continue
+        others = [i for i in slots if i != j]
+        total = np.full(prediction.shape[1:], 1e-30, np.float32)
+        mean = np.zeros(prediction.shape[1:], np.float32)
+        for i in others:
+            total += precision[i]
+            mean += np.multiply(precision[i], prediction[i], out=term)
+        mean /= total
+        spread = variance[j] + 1 / total
+        for i in others:  # SCATTER x precision x (prediction - mean)^2 / total
+            np.square(np.subtract(prediction[i], mean, out=term), out=term)
+            term *= scatter[i]
+            spread += np.divide(term, total, out=term)
+        mean -= prediction[j]
+        mean **= 2
+        mean /= spread
+        d2[j] = np.where(kept[j], mean.mean(axis=0), -np.inf)
+    return d2
 
 
 def _pixels(values: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -29,6 +29,9 @@ from cloudfree.dates.references import Reference
 #: all 13).
 WEIGHT_POWER = 4.0
 VARIANCE_UNIT = 1e-4
+#: Pixels (along the last axis) weighed at once by ``reference_weight``: the float64 powers of
+#: 13 bands of them stay in a core's cache.
+PIXELS = 8192
 #: Days over which a reference's weight falls by e (None: dates do not weigh). On 12 of the
 #: benchmark's cases 30 days gave +5.21 dB over the median fill, 90 days +5.18, none +5.06.
 TIME_SCALE: float | None = 30.0
@@ -97,8 +100,12 @@ def spread_scale(days: np.ndarray) -> float | None:
 def reference_weight(variance: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
     """A reference's weight: ``factor`` (its time factor) x (variance / VARIANCE_UNIT) **
     -WEIGHT_POWER, from the residual variance of its fit."""
-    weight = _inverse_power(variance / VARIANCE_UNIT, WEIGHT_POWER)
-    weight *= factor
+    weight = np.empty(variance.shape, np.float32)
+    along = np.ndim(factor) > 0 and np.shape(factor)[-1] != 1  # one factor per pixel
+    for start in range(0, variance.shape[-1], PIXELS):  # the float64 powers kept in the cache
+        part = (..., slice(start, start + PIXELS))
+        weight[part] = _inverse_power(variance[part] / VARIANCE_UNIT, WEIGHT_POWER)
+        weight[part] *= factor[part] if along else factor
     return weight
 
 

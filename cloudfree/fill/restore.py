@@ -140,8 +140,8 @@ class RestoreParams:
 def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
             shadow: np.ndarray, clear: np.ndarray, params: RestoreParams = RestoreParams(),
             bands: tuple[str, ...] = BANDS, bounds: LandBounds | None = None,
-            feather: np.ndarray | None = None, error: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            feather: np.ndarray | None = None, error: np.ndarray | None = None,
+            corner: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """The base of the ``region`` [H, W] pixels: restored land where it shows, ``expected``
     elsewhere, written over ``expected`` (float32) on the region and returned; and the share
     [H, W] of each that is filled (1: all fill; 0 off the region). Off the region ``expected``
@@ -155,13 +155,15 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
     that share goes to their restored land instead, and ``feather`` is set to 1 there (in
     place): easing the fill in against the veiled pixel as seen gave the veil back.
     ``error``: the RMS over bands [H, W] by which ``expected`` may be wrong, where it is known
-    (``haze.dehaze`` trusts no restored land much further from it)."""
+    (``haze.dehaze`` trusts no restored land much further from it). ``corner``: the scene
+    coordinates of the array's first pixel, where the shadows' gain is measured on the scene's
+    grid (``shadow.relight``)."""
     out = expected
     filled = region.astype(np.float32)
     cloud = region
     if params.shadows and shadow.any():
         # the haze step below reads ``expected`` on the cloud pixels only, not on the shadow's
-        out[:, shadow] = relight(reflectance, expected, shadow)[:, shadow]
+        out[:, shadow] = relight(reflectance, expected, shadow, corner=corner)[:, shadow]
         filled[shadow] = 0
         cloud = region & ~shadow
     hazy = params.haze is not None and {"B02", "B04"} <= set(bands)

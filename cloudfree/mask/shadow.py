@@ -51,9 +51,7 @@ from cloudfree.mask.haze import (
     around,
     gaussian,
     reach,
-    smooth_within,
     smoothstep_down,
-    where_density,
 )
 
 #: Bound on a shadow's gain: real shadows on the pool darken by a factor of about 2 to 4 (the
@@ -162,12 +160,12 @@ def tie_reach(offset: tuple[int, int] | None) -> int:
 
 def full_grid(coarse: np.ndarray, shape: tuple[int, int], corner: tuple[int, int] = (0, 0)
               ) -> np.ndarray:
-    """A map on the grid of ``SHADE_STEP`` px (``shade``, its window's first pixel at scene
-    coordinates ``corner``) read back bilinearly at every pixel of ``shape``, from the cells'
-    centres (the edge cells held beyond them)."""
-    (h, w), (top, left) = coarse.shape, cell_phase(corner)
-    return separable(coarse[None], upsample_taps(h, SHADE_STEP, slice(top, top + shape[0])),
-                     upsample_taps(w, SHADE_STEP, slice(left, left + shape[1])))[0]
+    """A map [..., h, w] on the grid of ``SHADE_STEP`` px (``shade``, its window's first pixel
+    at scene coordinates ``corner``) read back bilinearly at every pixel of ``shape``, from the
+    cells' centres (the edge cells held beyond them)."""
+    (h, w), (top, left) = coarse.shape[-2:], cell_phase(corner)
+    return separable(coarse, upsample_taps(h, SHADE_STEP, slice(top, top + shape[0])),
+                     upsample_taps(w, SHADE_STEP, slice(left, left + shape[1])))
 
 
 def water(reflectance: np.ndarray, bands: tuple[str, ...] = BANDS) -> np.ndarray:
@@ -287,18 +285,31 @@ def tied_shadows(reflectance: np.ndarray, classes: np.ndarray,
 
 
 def relight(reflectance: np.ndarray, expected: np.ndarray, shadow: np.ndarray,
-            sigma: float = SIGMA) -> np.ndarray:
+            sigma: float = SIGMA, corner: tuple[int, int] = (0, 0)) -> np.ndarray:
     """``reflectance`` [C, H, W] with the ``shadow`` [H, W] pixels relit to the level of
-    ``expected`` [C, H, W] (clear land of their kind), texture kept."""
+    ``expected`` [C, H, W] (clear land of their kind), texture kept.
+
+    The gain varies over ``sigma`` px, so it is measured on the grid of ``SHADE_STEP`` px laid
+    from the scene's corner (the window's first pixel at scene coordinates ``corner``,
+    ``cell_phase``): the shadow's sums per cell, smoothed by ``on_grid(sigma)`` and read back
+    bilinearly (``full_grid``), which spreads a pixel as the Gaussian of ``sigma`` px does."""
     out = reflectance.astype(np.float32, copy=True)
     if not shadow.any():
         return out
-    # within reach of the shadow, which gives the same values on it as the whole array does
-    rows, cols = around(shadow, reach(sigma))
+    # two cells around the shadow: the edge cells hold none of it, and those beyond them (held
+    # as the edge cells) none either, as on the whole window
+    rows, cols = around(shadow, 2 * SHADE_STEP)
     where, seen = shadow[rows, cols], reflectance[:, rows, cols]
-    density = where_density(where, sigma)
-    gain = smooth_within(expected[:, rows, cols], where, sigma, density)
-    gain /= np.maximum(smooth_within(seen, where, sigma, density), 1e-4)
+    at = (corner[0] + rows.start, corner[1] + cols.start)
+    weight = where.astype(np.float32)
+    cells = np.concatenate([block_sums(x, SHADE_STEP, cell_phase(at)) for x in (
+        expected[:, rows, cols] * weight, seen * weight, weight[None])])
+    cells = gaussian(cells, on_grid(sigma))
+    bands = len(seen)
+    # the means over the shadow (``smooth_within``'s, its density at least 1e-6 of a cell)
+    density = np.maximum(cells[2 * bands:], np.float32(1e-6 * SHADE_STEP ** 2))
+    level = np.maximum(cells[bands:2 * bands] / density, np.float32(1e-4))
+    gain = full_grid(cells[:bands] / density / level, where.shape, at)
     np.clip(gain, 1, MAX_GAIN, out=gain)
     np.copyto(out[:, rows, cols], seen * gain, where=where)
     return out

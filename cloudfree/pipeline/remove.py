@@ -328,7 +328,8 @@ DATES_HANDOVER = (0.05, 0.2)
 
 def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np.ndarray,
                   classes: np.ndarray, valid: np.ndarray, params: RestoreParams,
-                  bands: tuple[str, ...], bounds: LandBounds | None = None) -> None:
+                  bands: tuple[str, ...], bounds: LandBounds | None = None,
+                  corner: tuple[int, int] = (0, 0)) -> None:
     """Where the other dates fill the ``region``, what still shows through thin cloud and haze
     is restored against their prediction as the land expected there (``restore.py``), and only
     the rest taken from them; ``reference.values`` is changed in place. Used where the dates
@@ -339,7 +340,8 @@ def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np
     trusted much further from the prediction than the prediction's own error: a veil taken
     off as white where it is not (the edge of a cumulus over green land, bright in NIR) left
     the land off the prediction by more than that, and one exact reference's fill 40 DN too
-    bright in blue. ``bounds``: the scene's (``restore``)."""
+    bright in blue. ``bounds``: the scene's; ``corner``: the scene coordinates of the block's
+    first pixel (``restore``)."""
     covered = region & reference.covered
     if covered.any():
         if params.haze is not None:  # the caller's smoothing and trust, the dates' hand-over
@@ -348,7 +350,7 @@ def restore_dates(reference: ReferenceBlock, reflectance: np.ndarray, region: np
                                                   t_fill=t_fill))
         values, _ = restore(reflectance, reference.values, covered,
                             covered & (classes == SHADOW), valid & (classes == CLEAR), params,
-                            bands, bounds, error=reference.error)
+                            bands, bounds, error=reference.error, corner=corner)
         reference.values[:, covered] = values[:, covered]
 
 
@@ -739,7 +741,8 @@ class SceneRemoval:
                         else None
                     network_input, filled = restore(
                         refl, network_input, here, here & (classes == SHADOW), clear,
-                        self.restoring, self.bands, self.bounds, eased)
+                        self.restoring, self.bands, self.bounds, eased,
+                        corner=corner(chunk.top, chunk.left, halo))
                     mask = region & ~(here & (filled < 0.5))
                 if self.options.max_correction is not None and network:
                     bound = correction_bound(support[inner], self.options.max_correction)[None]
@@ -816,7 +819,8 @@ class SceneRemoval:
         reference.source[~need] = 0  # the clear pixels only lent their residual
         if restoring:
             restore_dates(reference, refl, region[around], classes[around], valid[around],
-                          self.restoring, self.bands, self.bounds)
+                          self.restoring, self.bands, self.bounds,
+                          (chunk.top - pad, chunk.left - pad))
         return reference.crop(slice(pad, pad + chunk.height), slice(pad, pad + chunk.width))
 
     def predict(self, loaded: LoadedChunk) -> dict[tuple[int, int], np.ndarray]:

@@ -185,6 +185,23 @@ def test_a_darkened_real_patch_is_relit_to_the_land_it_hides(land):
     np.testing.assert_array_equal(relit[:, ~patch], dark[:, ~patch])
 
 
+def test_a_relit_shadow_does_not_depend_on_the_window_it_is_read_in(land):
+    """The gain is measured on the scene's grid: a window that starts 3 and 6 px further in
+    (another place in the grid's cells) relights the same shadow to float rounding."""
+    clear, valid, s1 = land
+    y, x = np.ogrid[:N, :N]
+    patch = ((y - 120) ** 2 + (x - 130) ** 2 <= 30**2) & valid
+    dark = np.where(patch[None], clear * DARKENING[:, None, None], clear)
+    expected = expected_land(dark, patch, valid, s1)
+    whole = relight(dark, expected, patch)
+    part = (slice(3, N), slice(6, N))
+    cut = relight(dark[:, part[0], part[1]], expected[:, part[0], part[1]], patch[part],
+                  corner=(3, 6))
+    np.testing.assert_allclose(cut[:, patch[part]], whole[:, patch], rtol=1e-5)
+    unanchored = relight(dark[:, part[0], part[1]], expected[:, part[0], part[1]], patch[part])
+    assert np.abs(unanchored[:, patch[part]] - whole[:, patch]).max() > 1e-4
+
+
 def test_only_shadows_where_the_scenes_offset_casts_them_and_darker_than_the_land_are_relit(
         land):
     """Four patches the mask would flag on real land: a real shadow's darkening where the
