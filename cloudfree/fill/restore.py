@@ -8,9 +8,10 @@ where the cloud turns opaque. The restored land is first held within what the sc
 makes plausible (``LandBounds``): no thicker veil is taken off than leaves each band no darker
 than the clear land's darkest and B02 / B04 no bluer than its bluest (``thickest``), the fill
 taking over where the veil reads thicker; a pixel already out of bounds as seen is raised to
-them band by band. ``remove`` counts the clear land of the
-whole scene in its first pass (``LandHistogram``), so that a pixel's bounds do not depend on the
-chunk it is restored in; on an array alone they come from its own clear pixels.
+them band by band (``hold``, which holds a fill network's output too). ``remove`` counts the
+clear land of the whole scene in its first pass (``LandHistogram``), so that a pixel's bounds
+do not depend on the chunk it is restored in; on an array alone they come from its own clear
+pixels.
 """
 
 from __future__ import annotations
