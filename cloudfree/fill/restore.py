@@ -8,9 +8,10 @@ where the cloud turns opaque. The restored land is first held within what the sc
 makes plausible (``LandBounds``): no thicker veil is taken off than leaves each band no darker
 than the clear land's darkest and B02 / B04 no bluer than its bluest (``thickest``), the fill
 taking over where the veil reads thicker; a pixel already out of bounds as seen is raised to
-them band by band. ``remove`` counts the clear land of the
-whole scene in its first pass (``LandHistogram``), so that a pixel's bounds do not depend on the
-chunk it is restored in; on an array alone they come from its own clear pixels.
+them band by band (``hold``, which holds a fill network's output too). ``remove`` counts the
+clear land of the whole scene in its first pass (``LandHistogram``), so that a pixel's bounds
+do not depend on the chunk it is restored in; on an array alone they come from its own clear
+pixels.
 """
 
 from __future__ import annotations
@@ -129,6 +130,20 @@ def thickest(seen: np.ndarray, bounds: LandBounds, bands: tuple[str, ...]) -> np
     return np.maximum(cap, 0, out=cap)
 
 
+def hold(values: np.ndarray, bounds: LandBounds, bands: tuple[str, ...],
+         where: np.ndarray | bool = True) -> None:
+    """Raise ``values`` [C, ...] (of ``bands``) to ``bounds`` in place, on ``where`` [...]:
+    each land band to its darkest, then B04 to B02 / the bluest ratio (a pixel bluer than any
+    clear land lacks red)."""
+    for band, dark in enumerate(bounds.darkest):
+        if dark > 0:
+            np.maximum(values[band], np.float32(dark), out=values[band], where=where)
+    if np.isfinite(bounds.bluest) and {"B02", "B04"} <= set(bands):
+        red = values[bands.index("B04")]
+        np.maximum(red, values[bands.index("B02")] / np.float32(bounds.bluest), out=red,
+                   where=where)
+
+
 @dataclass(frozen=True)
 class RestoreParams:
     """Which of the two restorations run (None / False: that part is filled)."""
@@ -174,7 +189,6 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         where = cloud[rows, cols]
         seen = reflectance[:, rows, cols]
         held = bounds or land_bounds(reflectance, clear, bands)
-        darkest, bluest = np.asarray(held.darkest, np.float32), held.bluest
         # HOT reads a bluish veil as thicker than it is: taken off as the white cloud, it left
         # the land darker than any clear land (dark specks along the bright cores). No more is
         # taken off than the pixel can hold, and where HOT reads more, the fill takes over
@@ -185,21 +199,11 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
             weight = np.where(where, 1 - (1 - weight) * eased, weight)
             eased[where] = 1
         keep = 1 - weight
-        t = np.minimum(t, cap)
         # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much
         # of is what made the land bluer than any clear land
-        blue, through = bands.index("B02"), 1 - t
-        blue_land = np.maximum(unveil(seen[blue, None], t, ("B02",), through)[0],
-                               darkest[blue])
-        reddest = blue_land / bluest
-        for band, fill in enumerate(out[:, rows, cols]):  # a band at a time: small temporaries
-            if band == blue:  # unveiled above
-                restored = blue_land
-            else:
-                restored = unveil(seen[band:band + 1], t, bands[band:band + 1], through)[0]
-                np.maximum(restored, darkest[band], out=restored)
-            if bands[band] == "B04":
-                np.maximum(restored, reddest, out=restored)
+        land = unveil(seen, np.minimum(t, cap), bands)
+        hold(land, held, bands)
+        for restored, fill in zip(land, out[:, rows, cols], strict=True):  # a band at a time
             restored *= weight  # the blend weight * land + (1 - weight) * expected, in place
             restored += keep * fill
             np.copyto(fill, restored, where=where)

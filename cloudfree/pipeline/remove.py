@@ -74,7 +74,7 @@ from cloudfree.fill.median import (
     fill_masked,
     window_counts,
 )
-from cloudfree.fill.restore import LandBounds, LandHistogram, RestoreParams, restore
+from cloudfree.fill.restore import LandBounds, LandHistogram, RestoreParams, hold, restore
 from cloudfree.fill.uncertainty import (
     FROM_DATES,
     KEPT,
@@ -888,6 +888,10 @@ class SceneRemoval:
         valid, classes, alpha = loaded.valid[rows, cols], loaded.classes[rows, cols], \
             loaded.alpha[rows, cols]
         predicted = self.engine.scaling.unscale_s2(final.values)
+        if self.engine.runs_network and self.bounds is not None:
+            # the network's fill held within the scene's clear land, as the restored land is:
+            # its corrections left pixels darker or bluer than any clear land (dark specks)
+            hold(predicted, self.bounds, self.bands, loaded.mask[0, rows, cols] > 0)
         have = final.weight > 0
         from_dates = np.zeros(have.shape, bool)
         if loaded.reference is not None:

@@ -434,18 +434,22 @@ def test_median_base_is_still_available(tmp_path):
 @pytest.mark.slow
 def test_cli_max_correction_none_frees_the_network_and_bad_values_are_refused(tmp_path, floods,
                                                                               cli):
+    """0.25 is the default; freed, the network moves its fill of the water by tens of DN (it
+    would take B08 under 0.8 of the default's, but the fill is held within the scene's clear
+    land, ``restore.hold``)."""
     path, disk, _ = cloud_over(tmp_path, floods, "water")
     inner = ndimage.binary_erosion(disk, iterations=4)
-    b08 = {}
+    fills = {}
     for value in ("0.25", "none"):
         out = tmp_path / f"cli_{value}.tif"
         result = cli("remove", "--s2", path, "--s1", FLOODS_S1, "--s1-aligned", "-o", out,
                      "--model", "cloudfree-fillnet", "--max-correction", value, "--quiet")
         assert result.exit_code == 0, result.output
         with rasterio.open(out) as ds:
-            b08[value] = ds.read(B08 + 1)[inner].mean()
-    default = removed(path, tmp_path / "default.tif", model="cloudfree-fillnet")[B08, inner].mean()
-    assert b08["0.25"] == pytest.approx(default, abs=0.5) and b08["none"] < 0.8 * default
+            fills[value] = ds.read().astype(np.float64)[:, inner]
+    default = removed(path, tmp_path / "default.tif", model="cloudfree-fillnet")[:, inner]
+    assert np.abs(fills["0.25"] - default).max() <= 1
+    assert np.abs(fills["none"] - default).mean(axis=1).max() > 50
     result = cli("remove", "--s2", path, "--s1", FLOODS_S1, "-o", tmp_path / "x.tif",
                  "--max-correction", "-1")
     assert result.exit_code == 2 and "'-1' is not a share >= 0 (such as 0.25) or none" in \

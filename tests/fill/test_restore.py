@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from scipy import ndimage
 
 from cloudfree.fill.local import LocalFillParams, local_fill, source_weight
 from cloudfree.fill.restore import LandHistogram, RestoreParams, land_bounds, restore
+from cloudfree.inference.bundled import DEFAULT_MODEL
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.mask.haze import (
@@ -44,7 +46,7 @@ from cloudfree.mask.shadow import (
     tied_shadows,
     water,
 )
-from cloudfree.pipeline.options import OutputOptions
+from cloudfree.pipeline.options import EngineOptions, OutputOptions
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.simulate import opacity, overlay
 
@@ -437,18 +439,25 @@ def test_the_land_spread_on_its_coarse_grid_matches_the_direct_measure(clouded):
     assert np.percentile(np.abs(ratio - 1), 99) < 0.15
 
 
+def removal(tmp: Path, model: str = DEFAULT_MODEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bundled sample as ``remove`` runs it with ``model`` and every other default: its
+    input, output (float32 [13, H, W]) and the mask's classes."""
+    sample = ROOT / "examples" / "data"
+    out, mask = tmp / "out.tif", tmp / "mask.tif"
+    remove_scene(sample / "s2.tif", sample / "s1.tif", out, outputs=OutputOptions(mask_out=mask),
+                 engine=EngineOptions(model=model), quiet=True)
+    with rasterio.open(sample / "s2.tif") as ds:
+        seen = ds.read().astype(np.float32)
+    with rasterio.open(out) as ds, rasterio.open(mask) as m:
+        return seen, ds.read().astype(np.float32), m.read(1)
+
+
 @pytest.fixture(scope="module")
 def bundled_removal(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The bundled sample as ``remove`` runs it by default: its input, output (float32
     [13, H, W]) and the mask's shadow pixels."""
-    sample, tmp = ROOT / "examples" / "data", tmp_path_factory.mktemp("bundled")
-    out, mask = tmp / "out.tif", tmp / "mask.tif"
-    remove_scene(sample / "s2.tif", sample / "s1.tif", out, outputs=OutputOptions(mask_out=mask),
-                 quiet=True)
-    with rasterio.open(sample / "s2.tif") as ds:
-        seen = ds.read().astype(np.float32)
-    with rasterio.open(out) as ds, rasterio.open(mask) as m:
-        return seen, ds.read().astype(np.float32), m.read(1) == SHADOW
+    seen, written, classes = removal(tmp_path_factory.mktemp("bundled"))
+    return seen, written, classes == SHADOW
 
 
 def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land(
@@ -466,6 +475,25 @@ def test_no_restored_edge_of_the_bundled_sample_is_darker_or_bluer_than_its_land
     assert not (restored < darkest).any()
     bluest = (land[0] / land[2]).max()
     assert not (restored[0] > bluest * restored[2]).any()
+
+
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, "cloudfree-fillnet", "cloudfree-fillnet-fast"])
+def test_no_filled_cloud_pixel_of_the_bundled_sample_is_out_of_its_clear_lands_bounds(
+        model, tmp_path):
+    """The bundled sample as ``remove`` runs it with each model: no filled pixel (the shadows
+    relit aside) darker in a land band than the scene's clear land's ``land_bounds``, nor
+    bluer (B02 / B04). The network's corrections of its fill left 126 pixels of
+    ``cloudfree-fillnet`` darker in B06 to B8A (on the benchmark's scenes, thousands of dark
+    and blue-black specks); its fill is now held as the restored land is."""
+    seen, written, classes = removal(tmp_path, model)
+    filled = (written != seen).any(axis=0) & (classes != SHADOW)
+    bounds = land_bounds(seen / 10000, classes == CLEAR, BANDS)
+    assert filled.sum() > 0.3 * filled.size
+    out = written[:, filled]
+    darkest = 10000 * np.array(bounds.darkest, np.float32)[:, None]
+    assert darkest[[BANDS.index(b) for b in LAND_BANDS]].min() > 0
+    assert not (out < darkest - 0.5).any()  # within the rounding to DN
+    assert not (out[BANDS.index("B02")] > bounds.bluest * out[BANDS.index("B04")] + 1).any()
 
 
 def test_the_bundled_samples_thin_cloud_is_restored_without_dark_specks_or_veil(
