@@ -450,20 +450,29 @@ def test_the_veiled_fringe_of_a_cloud_is_cloud(tmp_path):
     assert wisps.sum() < 30 and cloud.mean() < 0.4, (wisps.sum(), cloud.mean())
 
 
+@pytest.fixture(scope="module")
+def july_removed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The bundled series' 5 July (its cumulus) through ``remove`` with its four references and
+    every default: ``target``, ``refs``, ``out``, ``mask`` (paths) and ``summary``."""
+    series = ROOT / "examples" / "data" / "series"
+    target = series / "s2_2018-07-05.tif"
+    refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "06-25", "07-20", "07-30")]
+    folder = tmp_path_factory.mktemp("july")
+    out, mask = folder / "out.tif", folder / "mask.tif"
+    summary = remove_scene(target, None, out, dates=ReferenceOptions(references=refs),
+                           outputs=OutputOptions(mask_out=mask, cog=False), quiet=True)
+    return {"target": target, "refs": refs, "out": out, "mask": mask, "summary": summary}
+
+
 @pytest.mark.slow
-def test_a_wisp_over_a_clouds_shadow_is_cloud(tmp_path):
+def test_a_wisp_over_a_clouds_shadow_is_cloud(july_removed):
     # the bundled series' cumulus of 5 July: a wisp lies over its shadow north-west of it, where
     # the shadow holds its blue down, so no veiled pixels link it to the cloud; relit as shadow
     # (texture kept) its veil came out brighter still: 15 relit pixels bluer than the four
     # references' median by more than 0.02 after the date's own level, 5 by more than 0.03;
     # now it is cloud, taken from the dates (5 and none)
-    series = ROOT / "examples" / "data" / "series"
-    target = series / "s2_2018-07-05.tif"
-    refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "06-25", "07-20", "07-30")]
-    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
-    remove_scene(target, None, out, dates=ReferenceOptions(references=refs),
-                 outputs=OutputOptions(mask_out=mask, cog=False), quiet=True)
-    classes = read(mask)[0][0]
+    target, refs, out = july_removed["target"], july_removed["refs"], july_removed["out"]
+    classes = read(july_removed["mask"])[0][0]
     kept, blue = classes == CLEAR, BANDS.index("B02")
     seen, result = read(target)[0][blue] / 10000, read(out)[0][blue] / 10000
     others = np.median([read(r)[0][blue] / 10000 for r in refs], axis=0)
@@ -474,19 +483,14 @@ def test_a_wisp_over_a_clouds_shadow_is_cloud(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_shadows_of_a_dates_clouds_are_filled_with_their_penumbra(tmp_path):
+def test_the_shadows_of_a_dates_clouds_are_filled_with_their_penumbra(july_removed):
     # the bundled series' cumulus of 5 July casts shadows north-west and east of it, a fifth of
     # the scene, whose NIR is 0.56 of the four references' there: found by default with the
     # references (none was: the shadows were in the fits and the test's noise) and filled from
     # them; the pixels just outside them, left as seen, are no longer the shadows' dark edge
     # (0.65 of the references' NIR without the penumbra, 0.75 with it)
-    series = ROOT / "examples" / "data" / "series"
-    target = series / "s2_2018-07-05.tif"
-    refs = [series / f"s2_2018-{day}.tif" for day in ("06-10", "06-25", "07-20", "07-30")]
-    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
-    summary = remove_scene(target, None, out, dates=ReferenceOptions(references=refs),
-                           outputs=OutputOptions(mask_out=mask, cog=False), quiet=True)
-    classes = read(mask)[0][0]
+    target, refs, out = july_removed["target"], july_removed["refs"], july_removed["out"]
+    summary, classes = july_removed["summary"], read(july_removed["mask"])[0][0]
     shadow = classes == SHADOW
     edge = ndimage.binary_dilation(shadow, iterations=2) & (classes == CLEAR)
     nir = BANDS.index("B08")
