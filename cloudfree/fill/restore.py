@@ -37,6 +37,8 @@ from cloudfree.mask.shadow import relight
 #: Step and bins of the histogram of the clear land's B02 / B04: 0 to 20 in steps of 0.001.
 RATIO_STEP = 1e-3
 RATIO_BINS = 20001
+#: Rows of the thin cloud's box restored at once (all bands): bounds the temporaries.
+ROWS = 64
 #: Opacity by which HOT's may exceed the thickest veil a pixel can hold (``thickest``) before the
 #: fill takes the pixel over entirely (half the hand-over's span, ``t_restore`` to ``t_fill``).
 SLACK = 0.1
@@ -201,11 +203,15 @@ def restore(reflectance: np.ndarray, expected: np.ndarray, region: np.ndarray,
         keep = 1 - weight
         # B04 no lower than B02 / the bluest ratio: the red a white veil's unmixing took too much
         # of is what made the land bluer than any clear land
-        land = unveil(seen, np.minimum(t, cap), bands)
-        hold(land, held, bands)
-        for restored, fill in zip(land, out[:, rows, cols], strict=True):  # a band at a time
-            restored *= weight  # the blend weight * land + (1 - weight) * expected, in place
-            restored += keep * fill
-            np.copyto(fill, restored, where=where)
+        t = np.minimum(t, cap)
+        box = out[:, rows, cols]
+        for top in range(0, len(t), ROWS):  # a strip at a time: small temporaries
+            strip = slice(top, top + ROWS)
+            land = unveil(seen[:, strip], t[strip], bands)
+            hold(land, held, bands)
+            for restored, fill in zip(land, box[:, strip], strict=True):
+                restored *= weight[strip]  # the blend weight * land + (1 - weight) * expected
+                restored += keep[strip] * fill
+                np.copyto(fill, restored, where=where[strip])
         filled[rows, cols] = np.where(where, keep, filled[rows, cols])
     return out, filled
