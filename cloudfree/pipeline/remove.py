@@ -820,7 +820,7 @@ class SceneRemoval:
         if restoring:
             restore_dates(reference, refl, region[around], classes[around], valid[around],
                           self.restoring, self.bands, self.bounds,
-                          (chunk.top - pad, chunk.left - pad))
+                          corner(chunk.top, chunk.left, pad))
         return reference.crop(slice(pad, pad + chunk.height), slice(pad, pad + chunk.width))
 
     def predict(self, loaded: LoadedChunk) -> dict[tuple[int, int], np.ndarray]:
