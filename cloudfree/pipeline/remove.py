@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from cloudfree.core.arguments import check_path
 from cloudfree.core.errors import CloudfreeError, UsageError
-from cloudfree.core.memory import check_batch_memory, release_free_memory, releasing_as_it_grows
+from cloudfree.core.memory import HeapReleases, check_batch_memory, releasing_as_it_grows
 from cloudfree.core.progress import progress
 from cloudfree.core.stop import check_stop
 from cloudfree.core.threads import (
@@ -1086,7 +1086,7 @@ def remove_scene(
         row_bytes = 0 if outputs.cog and raw_scratch(largest) else s2.width * per_pixel
         stack.enter_context(scene_io_env(row_bytes, int(
             (outputs.creation_options or {}).get("blockysize", OUTPUT_BLOCK))))
-        stack.enter_context(releasing_as_it_grows())  # between the releases after each chunk
+        releases = stack.enter_context(releasing_as_it_grows())  # and after each chunk
         tile, overlap, trim = choose_tiling(model, engine.tile, engine.overlap,
                                             (s2.height, s2.width))
         grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
@@ -1197,7 +1197,7 @@ def remove_scene(
                if spectrum is not None else {}),
             **s1_tags,
         }
-        counts, sources = write_scene(pipe, output, outputs, tags, quiet, input_paths)
+        counts, sources = write_scene(pipe, output, outputs, tags, quiet, input_paths, releases)
         used = None if from_dates is None else reference_report(from_dates.dates, sources)
     valid = int(counts.sum() - counts[NODATA])
     without_s1 = pipe.filled_without_s1 / max(pipe.filled, 1)
@@ -1321,10 +1321,12 @@ def optional_outputs(pipe: SceneRemoval, outputs: OutputOptions, descriptions: S
     return table
 
 def write_scene(pipe: SceneRemoval, output: Path, options: OutputOptions, tags: dict[str, str],
-                quiet: bool, inputs: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+                quiet: bool, inputs: list[Path], releases: HeapReleases
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Run every chunk, writing ``output`` and the optional outputs by released blocks (none
-    of them may be read among the ``inputs``); return the class and source histograms of the
-    scene (the second all zero without references)."""
+    of them may be read among the ``inputs``), freed heap pages handed back by ``releases``
+    only above the peak the passes before reached; return the class and source histograms of
+    the scene (the second all zero without references)."""
     s2 = pipe.s2
     preview = options.preview
     quicklook = None if preview is None else Preview(s2.height, s2.width, pipe.bands,
@@ -1378,6 +1380,7 @@ def write_scene(pipe: SceneRemoval, output: Path, options: OutputOptions, tags: 
         # last chunk is blended, composited and written on a writer thread, while the network
         # runs on the current one; ordered_map keeps at most loaders + 2 chunks in memory
         loaders = loader_threads(pipe.engine.device, pipe.engine.runs_network)
+        releases.hold_below_peak()  # pages kept below the first passes' peak raise none
         loads = stack.enter_context(closing(ordered_map(pipe.load, todo, loaders, loaders + 2)))
         writer = stack.enter_context(thread_pool(1))  # left first: joined before the outputs
         writes: deque[Future] = deque()
@@ -1389,7 +1392,7 @@ def write_scene(pipe: SceneRemoval, output: Path, options: OutputOptions, tags: 
             # memory while the next one is awaited, beside the loaders' chunks
             del loaded
             bar.update()
-            release_free_memory()  # or resident memory creeps up with the scene
+            releases.release()  # or resident memory creeps up with the scene
             while len(writes) > 1 or (writes and writes[0].done()):
                 writes.popleft().result()  # raises the writer's error, if any
         while writes:

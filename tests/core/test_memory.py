@@ -58,6 +58,30 @@ def test_freed_pages_are_released_while_resident_memory_grows():
     assert sum(p.sum() for p in pins) + sum(g.sum() for g in grown) == 3000 * 1000 + 1500 * 16000
 
 
+
+@pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
+                    reason="needs Linux with glibc's malloc_trim")
+def test_freed_pages_below_the_peak_held_stay_until_memory_grows_past_it():
+    """Once the run's peak is held (before the chunks), neither the release after a chunk nor
+    the watcher hands back pages below it; growth past it is released as before."""
+    with releasing_as_it_grows(margin=32 * 2**20, every=0.002) as releases:
+        blocks, pins = [], []
+        for _ in range(3000):  # 64 kB blocks (192 MB), each pinned by 8 kB after it
+            blocks.append(np.ones(8000))
+            pins.append(np.ones(1000))
+        held = resident_mb()
+        del blocks
+        releases.hold_below_peak()
+        assert not releases.release()
+        small = [np.ones(4000) for _ in range(1500)]  # 32 kB blocks (48 MB): in the holes
+        time.sleep(0.2)
+        assert resident_mb() > held - 50  # the holes kept: nothing above the peak
+        grown = [np.ones(32000) for _ in range(1500)]  # 256 kB blocks (384 MB): not in a hole
+        time.sleep(0.2)
+        assert resident_mb() < held + 300  # past the peak, the holes go back (else held + 384)
+    assert sum(p.sum() for p in pins) + sum(s.sum() for s in small) \
+        + sum(g.sum() for g in grown) == 3000 * 1000 + 1500 * 4000 + 1500 * 32000
+
 def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monkeypatch):
     import rasterio.env
 
