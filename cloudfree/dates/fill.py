@@ -2,8 +2,9 @@
 
 The references are opened (``opening.py``) and fitted by the statistics pass
 (``statistics.py``); then ``ReferenceFill.estimate`` fills each block the target pipeline
-composites, by strips of ``STRIP_COLUMNS`` columns, one reference after another, so memory
-depends neither on the scene size nor on the number of references: each reference clear at a
+composites (planned in the blocks' order, filled beside the blocks before and after it), by
+strips of ``STRIP_COLUMNS`` columns, one reference after another, so memory depends neither
+on the scene size nor on the number of references: each reference clear at a
 masked target pixel (its own mask, and no S1 change) gives the value its smooth field of fits
 predicts; the references' predictions are averaged with weights (``weights.py``: 1 / residual
 variance of their fits there) ** ``WEIGHT_POWER`` x exp(-days apart / ``TIME_SCALE``, stretched

@@ -905,7 +905,7 @@ def test_the_chunks_fill_from_the_dates_at_once_as_they_do_one_after_another(
         number = next(i for i, p in enumerate(planned) if p is made)
         start = time.perf_counter()
         if number == 0 and loaders > 1:
-            time.sleep(1.0)
+            time.sleep(2.0)
         block = fill(self, made, *args)
         spans.append((number, start, time.perf_counter(), len(made.taken)))
         return block
