@@ -187,7 +187,7 @@ class ReferenceFill:
 
     def fill(self, plan: FillPlan, background: Background | None = None, terms: bool = False,
              error: bool = False) -> ReferenceBlock:
-        """The fill of a :meth:`plan`\'s block (see :meth:`estimate`): its own pixels, then
+        """The fill of a :meth:`plan`'s block (see :meth:`estimate`): its own pixels, then
         those it takes from the blocks before it once they have them; what it keeps for the
         next ones is then theirs (or, where this fails, the error)."""
         try:
