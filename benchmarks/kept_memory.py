@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,18 @@ from reference_speed import make_scenes
 
 from cloudfree.cli.launch import main as cli
 from cloudfree.dates import kept
+from cloudfree.dates.fill import ReferenceFill
 from cloudfree.dates.temporal_mask import Background
 from cloudfree.inference.tiling import TileGrid, chunks
 from cloudfree.pipeline import remove
 
 
 def nbytes(value: object) -> int:
-    """The bytes of the arrays a kept part holds."""
+    """The bytes of the arrays a kept part holds (the fill: once filled)."""
     if isinstance(value, np.ndarray):
         return value.nbytes
+    if isinstance(value, Future):
+        return nbytes(value.result()) if value.done() else 0
     if isinstance(value, tuple):
         return sum(nbytes(v) for v in value)
     return 0 if value is None else sum(nbytes(v) for v in vars(value).values())
@@ -42,21 +46,35 @@ def probe(size: int) -> tuple[remove.SceneRemoval, dict]:
     """Run `remove` on the probe scene; return its pipeline and, per store, what it kept."""
     stores: dict[int, dict] = {}
     pipes = []
-    keep, init = kept.KeptEdges.keep, remove.SceneRemoval.__init__
+    keep, init, fill = kept.KeptEdges.keep, remove.SceneRemoval.__init__, ReferenceFill.fill
+
+    def noted(edges: kept.KeptEdges) -> None:
+        """A store's bytes a pixel and its peak, from the parts it holds now (the fill's
+        once filled)."""
+        store = stores[id(edges)]
+        held = [(nbytes(p.value), p.height * p.width) for p in edges.parts]
+        store["pixel"] = max([store.get("pixel", 0)] + [b // n for b, n in held if b > n])
+        store["peak"] = max(store["peak"], sum(b for b, _ in held))
 
     def noted_keep(self, top, left, height, width, rows, crop):
         keep(self, top, left, height, width, rows, crop)
-        pixel = crop(slice(0, 1), slice(0, 1))
-        store = stores.setdefault(id(self), {"peak": 0, "name": "temporal background" if
-                                             isinstance(pixel, Background) else "fill"})
-        store.update(height=height, keep=rows, pixel=nbytes(pixel))
-        store["peak"] = max(store["peak"], sum(nbytes(p.value) for p in self.parts))
+        name = "temporal background" if isinstance(crop(slice(0, 1), slice(0, 1)),
+                                                   Background) else "fill"
+        stores.setdefault(id(self), {"peak": 0, "name": name}).update(height=height, keep=rows)
+        noted(self)
+
+    def noted_fill(self, plan, *args, **kwargs):
+        block = fill(self, plan, *args, **kwargs)
+        if id(self._kept) in stores:
+            noted(self._kept)
+        return block
 
     def noted_init(self, *args, **kwargs):
         init(self, *args, **kwargs)
         pipes.append(self)
 
     kept.KeptEdges.keep, remove.SceneRemoval.__init__ = noted_keep, noted_init
+    ReferenceFill.fill = noted_fill
     with tempfile.TemporaryDirectory() as tmp:
         target, refs = make_scenes(Path(tmp), size)
         sys.argv = ["cloudfree", "remove", "--s2", str(target),
@@ -67,7 +85,7 @@ def probe(size: int) -> tuple[remove.SceneRemoval, dict]:
         except SystemExit as exc:
             if exc.code:
                 raise
-    kept.KeptEdges.keep, remove.SceneRemoval.__init__ = keep, init
+    kept.KeptEdges.keep, remove.SceneRemoval.__init__, ReferenceFill.fill = keep, init, fill
     return pipes[0], stores
 
 

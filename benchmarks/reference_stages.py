@@ -49,7 +49,8 @@ STAGES = (
     ("cloudfree.dates.statistics", "DateStatistics._fit_groups", "fits (solve)"),
     ("cloudfree.dates.similar_pixels", "SimilarPixels.fit", "similar pixels (fit)"),
     ("cloudfree.dates.similar_pixels", "SimilarPixels.predict", "similar pixels"),
-    ("cloudfree.dates.fill", "ReferenceFill.estimate", "per-block fill"),
+    ("cloudfree.dates.fill", "ReferenceFill.estimate", "per-block fill"),  # older revisions
+    ("cloudfree.dates.fill", "ReferenceFill.fill", "per-block fill"),
     ("cloudfree.dates.agreement", "Candidates.drop_outlier", "per-block fill (agreement)"),
     ("cloudfree.dates.radiometry", "FitField.at", "per-block fill (fit fields)"),
     ("cloudfree.pipeline.remove", "carry_residual", "residual"),

@@ -2,8 +2,9 @@
 
 The references are opened (``opening.py``) and fitted by the statistics pass
 (``statistics.py``); then ``ReferenceFill.estimate`` fills each block the target pipeline
-composites, by strips of ``STRIP_COLUMNS`` columns, one reference after another, so memory
-depends neither on the scene size nor on the number of references: each reference clear at a
+composites (planned in the blocks' order, filled beside the blocks before and after it), by
+strips of ``STRIP_COLUMNS`` columns, one reference after another, so memory depends neither
+on the scene size nor on the number of references: each reference clear at a
 masked target pixel (its own mask, and no S1 change) gives the value its smooth field of fits
 predicts; the references' predictions are averaged with weights (``weights.py``: 1 / residual
 variance of their fits there) ** ``WEIGHT_POWER`` x exp(-days apart / ``TIME_SCALE``, stretched
@@ -32,14 +33,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
 from cloudfree.dates.dehaze import HazeField, haze_field
-from cloudfree.dates.kept import KeptEdges, mirrored
+from cloudfree.dates.kept import KeptEdges, Slices, mirrored
 from cloudfree.dates.radiometry import CELL, MIN_COMMON
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
 from cloudfree.dates.statistics import DateStatistics
@@ -94,6 +96,29 @@ class ReferenceBlock:
                               None if self.error is None else self.error[rows, cols])
 
 
+@dataclass
+class FillPlan:
+    """A block of :meth:`ReferenceFill.plan`: at (``top``, ``left``) of the target grid, the
+    pixels asked for [h, w] and those it fills itself (``todo``); ``taken``: (where in the
+    block, where in the kept part, the pixels [h', w'], the part's fill once filled) of those it
+    takes from the blocks before it; ``promised``: (rows, columns, fill) of what it keeps."""
+
+    top: int
+    left: int
+    need: np.ndarray
+    todo: np.ndarray
+    taken: list[tuple[Slices, Slices, np.ndarray, Future[ReferenceBlock]]]
+    promised: list[tuple[slice, slice, Future[ReferenceBlock]]] = field(default_factory=list)
+
+    def promise(self, rows: slice, cols: slice
+                ) -> tuple[np.ndarray, Future[ReferenceBlock]]:
+        """What the block keeps of its ``rows`` and ``cols`` (``KeptEdges.keep``): the pixels
+        asked for there now, their fill once :meth:`ReferenceFill.fill` has it."""
+        kept: Future[ReferenceBlock] = Future()
+        self.promised.append((rows, cols, kept))
+        return self.need[rows, cols].copy(), kept
+
+
 class ReferenceFill:
     """The references' fill of a target scene's blocks, from what the statistics pass learnt
     of them (``dates``)."""
@@ -119,8 +144,9 @@ class ReferenceFill:
         #: the dates whose reflectance a block's groups (and the similar pixels) read
         self.members = {i for fit in dates.joint_fits for i in fit.dates} | set(
             () if dates.similar is None else dates.similar.dates)
-        #: the pixels filled [h, w] and their fill at the edges of the blocks filled last
-        self._kept: KeptEdges[tuple[np.ndarray, ReferenceBlock]] = KeptEdges()
+        #: the pixels filled [h, w] and their fill (once filled) at the edges of the blocks
+        #: planned last
+        self._kept: KeptEdges[tuple[np.ndarray, Future[ReferenceBlock]]] = KeptEdges()
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
@@ -135,10 +161,50 @@ class ReferenceFill:
         (``ReferenceBlock.error``). A pixel's fill does not depend on
         the block (to float rounding): with ``keep``, the block takes what the blocks before it
         kept, and keeps that of its ``keep`` bottom rows and right columns for the next ones
-        (``kept.py``: the blocks in their order)."""
-        used = self.dates.used
-        if not used or not need.any():
+        (``kept.py``: the blocks in their order). :meth:`plan` then :meth:`fill`."""
+        plan = self.plan(top, left, height, width, need, keep)
+        return None if plan is None else self.fill(plan, background, terms, error)
+
+    def plan(self, top: int, left: int, height: int, width: int, need: np.ndarray,
+             keep: int = 0) -> FillPlan | None:
+        """What :meth:`estimate` fills of a block and what it takes from the blocks before it,
+        which need not have filled it yet: called in the blocks' order, whereas their
+        :meth:`fill` may run at once, each waiting for the fill it takes only once its own is
+        done. None when nothing is needed (the block then keeps nothing)."""
+        if not self.dates.used or not need.any():
             return None
+        todo, taken = need.copy(), []
+        if keep:
+            for here, there, (done, kept) in self._kept.overlapping(top, left, *need.shape):
+                take = todo[here] & done[there]
+                if take.any():
+                    taken.append((here, there, take, kept))
+                    todo[here] &= ~take
+        plan = FillPlan(top, left, need, todo, taken)
+        if keep:
+            self._kept.keep(top, left, *need.shape, keep, plan.promise)
+        return plan
+
+    def fill(self, plan: FillPlan, background: Background | None = None, terms: bool = False,
+             error: bool = False) -> ReferenceBlock:
+        """The fill of a :meth:`plan`'s block (see :meth:`estimate`): its own pixels, then
+        those it takes from the blocks before it once they have them; what it keeps for the
+        next ones is then theirs (or, where this fails, the error)."""
+        try:
+            block = self._fill(plan, background, terms, error)
+        except BaseException as failed:
+            for _, _, kept in plan.promised:
+                kept.set_exception(failed)
+            raise
+        for rows, cols, kept in plan.promised:
+            kept.set_result(_copied(block.crop(rows, cols)))
+        return block
+
+    def _fill(self, plan: FillPlan, background: Background | None, terms: bool, error: bool
+              ) -> ReferenceBlock:
+        """See :meth:`fill`."""
+        top, left, todo = plan.top, plan.left, plan.todo
+        height, width = todo.shape
         values = np.zeros((len(self.dates.bands), height, width), np.float32)
         source = np.zeros((height, width), np.uint8)
         spread = residual = None
@@ -147,7 +213,6 @@ class ReferenceFill:
         block = ReferenceBlock(values, source,
                                None if spread is None else DateTerms(spread, residual),
                                np.zeros((height, width), np.float32) if error else None)
-        todo = self._reuse(top, left, need, block) if keep else need
         scene = self.dates.target.scene
         for c0 in range(0, width, STRIP_COLUMNS):
             strip = todo[:, c0:c0 + STRIP_COLUMNS]
@@ -173,29 +238,15 @@ class ReferenceFill:
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32))
             pixels = (at[0] + rows.start, at[1] + cols.start)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
-                used, top + rows.start, left + cols.start, h, w, at, judge, moments)
+                self.dates.used, top + rows.start, left + cols.start, h, w, at, judge, moments)
             if spread is not None:
                 spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
                     part[:, 0] for part in moments)
             if error:
                 block.error[pixels] = fill_error(*moments)[0]
-        if keep:
-            self._kept.keep(top, left, height, width, keep,
-                            lambda rows, cols: (need[rows, cols].copy(),
-                                                _copied(block.crop(rows, cols))))
+        for here, there, take, kept in plan.taken:  # none of them filled above
+            _copy_where(block.crop(*here), kept.result().crop(*there), take)
         return block
-
-    def _reuse(self, top: int, left: int, need: np.ndarray, block: ReferenceBlock
-               ) -> np.ndarray:
-        """Copy into ``block`` (at ``top``, ``left`` of the target grid) the kept fill of the
-        ``need`` pixels; return the pixels [h, w] still to fill."""
-        todo = need.copy()
-        for here, there, (done, kept) in self._kept.overlapping(top, left, *need.shape):
-            take = todo[here] & done[there]
-            if take.any():
-                _copy_where(block.crop(*here), kept.crop(*there), take)
-                todo[here] &= ~take
-        return todo
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                at: tuple[np.ndarray, np.ndarray], background: Background | None,

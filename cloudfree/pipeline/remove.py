@@ -166,6 +166,10 @@ Result = TypeVar("Result")
 #: Threads loading chunks ahead of a network on CPU, and at most elsewhere (``loader_threads``).
 LOADERS = 2
 MAX_LOADERS = 16
+#: Chunks whose fill from other dates runs at once, at most: the arrays of each are held
+#: meanwhile (the chunks take their places in chunk order, so that the earliest never waits
+#: for a later one).
+FILLS_AT_ONCE = 2
 #: Widest chunk of the network-free fill (px; 5 tiles of 256): what a 1024^2 scene's chunks
 #: span, so that larger scenes' chunks hold no more. With a batch of 8 tiles (1824 px) instead,
 #: the default peaked at 1.46x from 1024^2 to 4096^2 against 1.28x (benchmarks/remove_speed.py,
@@ -622,17 +626,18 @@ class SceneRemoval:
             tiles_within(self.grid, FILL_CHUNK_HEIGHT)
         self.tiles_run = self.tiles_skipped = 0
         self.filled = self.filled_without_s1 = 0  # pixels taking (some of) the prediction
-        self._one_reader = threading.Lock()  # the references, read by one loader at a time
-        #: the chunks' turns at the dates' background and at their fill, each in chunk order
-        #: (``_dates_turn``)
+        #: the chunks' turns at the dates' background and at planning their fill, each in
+        #: chunk order (``_dates_turn``)
         self._background_turns, self._fill_turns = Turnstile(), Turnstile()
+        #: the chunks whose dates' fill runs at once, at most (``_from_dates``)
+        self._fills = threading.BoundedSemaphore(FILLS_AT_ONCE)
 
     @contextmanager
     def _dates_turn(self, turns: Turnstile, chunk: Chunk) -> Iterator[None]:
-        """The references read for ``chunk`` by one loader at a time, and at each stage in
-        chunk order: what a chunk keeps for the next ones (``dates/kept.py``) is there before
-        they look, whatever the loaders' timing, so that the output does not depend on it."""
-        with turns.through(self._number(chunk)), self._one_reader:
+        """``chunk``'s turn at a stage of the dates, in chunk order: what a chunk keeps for
+        the next ones (``dates/kept.py``) is there, or promised, before they look, whatever
+        the loaders' timing, so that the output does not depend on it."""
+        with turns.through(self._number(chunk)):
             yield
 
     def _number(self, chunk: Chunk) -> int:
@@ -804,14 +809,23 @@ class SceneRemoval:
                         temporal is not None and temporal.weighs, classes == CLOUD,
                         target.fringe)[around]
         need = need[around] & within
-        with self._dates_turn(self._fill_turns, chunk):  # one chunk's arrays at a time
-            reference = self.references.estimate(
-                chunk.top - pad, chunk.left - pad, height, width, need | sources_near(need, clear),
-                None if background is None else background.crop(*around),
-                terms=self.uncertainty is not None, error=restoring,
-                keep=self.grid.tile - self.grid.stride + 2 * pad)  # what the next chunks reread
-        if reference is None:
+        asked = need | sources_near(need, clear)
+        background = None if background is None else background.crop(*around)
+        # planned in chunk order (what the next chunks reread is promised to them), taking a
+        # place among the fills that run at once; filled beside the chunk before, whose kept
+        # fill this one waits for only once its own pixels are filled
+        with self._dates_turn(self._fill_turns, chunk):
+            plan = self.references.plan(chunk.top - pad, chunk.left - pad, height, width,
+                                        asked, keep=self.grid.tile - self.grid.stride + 2 * pad)
+            if plan is not None:
+                self._fills.acquire()
+        if plan is None:
             return None
+        try:
+            reference = self.references.fill(plan, background, terms=self.uncertainty is not None,
+                                             error=restoring)
+        finally:
+            self._fills.release()
         covered = reference.covered
         refl = refl[:, around[0], around[1]]
         carry_residual(reference.values, refl, clear & covered, region[around], need & covered,

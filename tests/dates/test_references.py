@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import time
 import warnings
 from contextlib import closing
 from pathlib import Path
@@ -860,15 +861,15 @@ def test_a_chunk_asks_the_dates_for_no_pixel_farther_past_the_scene_than_is_read
     residual's sources around those: the rest of a chunk past the scene is never written.
     Strips 40 columns wide give the same output."""
     asked = []
-    estimate = ReferenceFill.estimate
+    plan = ReferenceFill.plan
 
     def recorded(self, top, left, height, width, need, *args, **kwargs):
         rows, cols = np.nonzero(need)
         asked.append((top + rows.min(), top + rows.max(), left + cols.min(),
                       left + cols.max()))
-        return estimate(self, top, left, height, width, need, *args, **kwargs)
+        return plan(self, top, left, height, width, need, *args, **kwargs)
 
-    monkeypatch.setattr(ReferenceFill, "estimate", recorded)
+    monkeypatch.setattr(ReferenceFill, "plan", recorded)
     outputs = []
     for columns in (reference_fill.STRIP_COLUMNS, 40):
         monkeypatch.setattr(reference_fill, "STRIP_COLUMNS", columns)
@@ -881,6 +882,51 @@ def test_a_chunk_asks_the_dates_for_no_pixel_farther_past_the_scene_than_is_read
     assert len(asked) == 10
     for top, bottom, left, right in asked:
         assert min(top, left) >= -reach and max(bottom, right) < 256 + reach, asked
+    np.testing.assert_array_equal(*outputs)
+
+
+def test_the_chunks_fill_from_the_dates_at_once_as_they_do_one_after_another(
+        scenes, monkeypatch, tmp_path):
+    """With 64 px tiles (rows of chunks, each taking the fill of the pixels it shares with the
+    row before from it) and two loaders, the first chunk's fill held back: the next chunk
+    fills its own pixels meanwhile, waits for the first's to take what it shares, and the
+    output is the same bit for bit as with one loader, one chunk after another."""
+    from cloudfree.pipeline import remove
+
+    plan, fill = ReferenceFill.plan, ReferenceFill._fill
+    planned, spans = [], []
+
+    def numbered(self, *args, **kwargs):
+        made = plan(self, *args, **kwargs)
+        planned.append(made)
+        return made
+
+    def held(self, made, *args):
+        number = next(i for i, p in enumerate(planned) if p is made)
+        start = time.perf_counter()
+        if number == 0 and loaders > 1:
+            time.sleep(2.0)
+        block = fill(self, made, *args)
+        spans.append((number, start, time.perf_counter(), len(made.taken)))
+        return block
+
+    monkeypatch.setattr(ReferenceFill, "plan", numbered)
+    monkeypatch.setattr(ReferenceFill, "_fill", held)
+    outputs = []
+    for loaders in (1, 2):
+        monkeypatch.setattr(remove, "loader_threads", lambda *_, n=loaders: n)
+        planned.clear()
+        spans.clear()
+        out = tmp_path / f"out{loaders}.tif"
+        remove_scene(scenes["target"], None, out,
+                     engine=EngineOptions(tile=64, model="median-fill"),
+                     dates=ReferenceOptions(references=[WINTER_S2]), quiet=True)
+        outputs.append(read(out)[0])
+    first = next(s for s in spans if s[0] == 0)
+    second = next(s for s in spans if s[0] == 1)
+    assert second[1] < first[2] and second[3] > 0  # filled beside the first, taking from it
+    assert second[2] > first[2]  # what it takes, once the first had it
+    assert (outputs[0] != read(scenes["target"])[0]).any()  # filled
     np.testing.assert_array_equal(*outputs)
 
 
