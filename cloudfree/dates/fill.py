@@ -52,6 +52,10 @@ from cloudfree.mask.classify import squared_distance
 
 log = logging.getLogger("cloudfree")
 
+#: A strip's sums for the terms of its fill [C, 1, n] (``_accumulate``): the weighted squared
+#: predictions, the weighted residual variances of the fits, and the lowest prediction
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 #: How references clear at the same pixel are combined: "weighted" or "nearest".
 COMBINE = "weighted"
 #: Per-pixel agreement check (``agreement.py``): a reference whose prediction differs from the
@@ -85,6 +89,9 @@ class ReferenceBlock:
     #: the RMS over bands [h, w] by which the fill may be off: its fits' residual and the
     #: spread of its predictions (``estimate``'s ``error``), for the restoration of thin cloud
     error: np.ndarray | None = None
+    #: the lowest of the references' predictions [C, h, w] (``estimate``'s ``terms``; +inf
+    #: where none is taken), for the residual carried in (``residual.py``)
+    lowest: np.ndarray | None = None
 
     @property
     def covered(self) -> np.ndarray:
@@ -93,7 +100,8 @@ class ReferenceBlock:
     def crop(self, rows: slice, cols: slice) -> ReferenceBlock:
         return ReferenceBlock(self.values[:, rows, cols], self.source[rows, cols],
                               None if self.terms is None else self.terms.crop(rows, cols),
-                              None if self.error is None else self.error[rows, cols])
+                              None if self.error is None else self.error[rows, cols],
+                              None if self.lowest is None else self.lowest[:, rows, cols])
 
 
 @dataclass
@@ -157,9 +165,9 @@ class ReferenceFill:
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
         of the block (computed when not given) is not taken. With ``terms``, the block carries
-        the references' terms of the uncertainty; with ``error``, the error of its fill
-        (``ReferenceBlock.error``). A pixel's fill does not depend on
-        the block (to float rounding): with ``keep``, the block takes what the blocks before it
+        the references' terms of the uncertainty and their lowest prediction; with ``error``,
+        the error of its fill (``ReferenceBlock.error``). A pixel's fill does not depend on the
+        block (to float rounding): with ``keep``, the block takes what the blocks before it
         kept, and keeps that of its ``keep`` bottom rows and right columns for the next ones
         (``kept.py``: the blocks in their order). :meth:`plan` then :meth:`fill`."""
         plan = self.plan(top, left, height, width, need, keep)
@@ -207,12 +215,13 @@ class ReferenceFill:
         height, width = todo.shape
         values = np.zeros((len(self.dates.bands), height, width), np.float32)
         source = np.zeros((height, width), np.uint8)
-        spread = residual = None
+        spread = residual = lowest = None
         if terms:
             spread, residual = np.zeros_like(values), np.zeros_like(values)
+            lowest = np.full_like(values, np.inf)
         block = ReferenceBlock(values, source,
                                None if spread is None else DateTerms(spread, residual),
-                               np.zeros((height, width), np.float32) if error else None)
+                               np.zeros((height, width), np.float32) if error else None, lowest)
         scene = self.dates.target.scene
         for c0 in range(0, width, STRIP_COLUMNS):
             strip = todo[:, c0:c0 + STRIP_COLUMNS]
@@ -235,27 +244,29 @@ class ReferenceFill:
                          if background is None else background.crop(rows, cols))
             moments = None if spread is None and not error else (
                 np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32),
-                np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32))
+                np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32),
+                np.full((len(self.dates.bands), 1, len(at[0])), np.inf, np.float32))
             pixels = (at[0] + rows.start, at[1] + cols.start)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
                 self.dates.used, top + rows.start, left + cols.start, h, w, at, judge, moments)
             if spread is not None:
-                spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]] = (
-                    part[:, 0] for part in moments)
+                (spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]],
+                 lowest[:, pixels[0], pixels[1]]) = (part[:, 0] for part in moments)
             if error:
-                block.error[pixels] = fill_error(*moments)[0]
+                block.error[pixels] = fill_error(*moments[:2])[0]
         for here, there, take, kept in plan.taken:  # none of them filled above
             _copy_where(block.crop(*here), kept.result().crop(*there), take)
         return block
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                at: tuple[np.ndarray, np.ndarray], background: Background | None,
-               moments: tuple[np.ndarray, np.ndarray] | None = None
+               moments: Moments | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """The fill [13, n] and source [n] of one strip (see :meth:`estimate`) at its n pixels
         ``at`` (rows, columns in the strip); with ``moments`` ([13, 1, n]), the predictions'
-        weighted spread and the fits' weighted mean residual variance written into them
-        (including a date the agreement check drops: its disagreement is part of the spread).
+        weighted spread, the fits' weighted mean residual variance and the lowest prediction
+        written into them (including a date the agreement check drops: its disagreement is
+        part of the spread).
         The pixels' arrays are laid out as one row of n, [.., 1, n]."""
         bands, n = len(self.dates.bands), len(at[0])
         total = np.zeros((bands, 1, n), np.float32)
@@ -289,7 +300,7 @@ class ReferenceFill:
         if moments is not None:  # the sums before the agreement check, which may drop a date
             share = np.where(weights > 0, weights, 1)
             mean = total / share
-            spread, residual = moments
+            spread, residual = moments[:2]
             np.sqrt(np.maximum(spread / share - mean * mean, 0), out=spread)
             residual /= share
             del mean
@@ -311,7 +322,7 @@ class ReferenceFill:
              target_s1: np.ndarray | None, total: np.ndarray,
              weights: np.ndarray, candidates: Candidates | None, members: dict,
              background: Background | None,
-             moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
+             moments: Moments | None = None) -> np.ndarray | None:
         """Add one reference's weighted prediction at the ``open_`` pixels it sees clear to
         ``total`` and its weight to ``weights`` (and offer it to ``candidates``), the strip's
         pixels ``at`` laid out as in ``_strip``; return its mean weight per pixel (None where it
@@ -350,7 +361,7 @@ class ReferenceFill:
                            candidates, moments)
 
     def _add_groups(self, members: dict, total: np.ndarray, weights: np.ndarray,
-                    moments: tuple[np.ndarray, np.ndarray] | None = None
+                    moments: Moments | None = None
                     ) -> list[tuple[int, np.ndarray]]:
         """Add each fitted group's prediction where all its dates were taken (see ``_add``);
         return, per group that adds something, its nearest date's index and mean weight.
@@ -409,7 +420,8 @@ def _gather(values: np.ndarray, at: tuple[np.ndarray, np.ndarray], halo: int = 0
 def _copied(block: ReferenceBlock) -> ReferenceBlock:
     return ReferenceBlock(block.values.copy(), block.source.copy(), None if block.terms is None
                           else DateTerms(block.terms.spread.copy(), block.terms.residual.copy()),
-                          None if block.error is None else block.error.copy())
+                          None if block.error is None else block.error.copy(),
+                          None if block.lowest is None else block.lowest.copy())
 
 
 def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray) -> None:
@@ -421,6 +433,8 @@ def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray)
         np.copyto(into.terms.residual, source.terms.residual, where=where)
     if into.error is not None and source.error is not None:
         np.copyto(into.error, source.error, where=where)
+    if into.lowest is not None and source.lowest is not None:
+        np.copyto(into.lowest, source.lowest, where=where)
 
 
 def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.ndarray) -> None:
@@ -434,20 +448,21 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
                 factor: float | np.ndarray,
                 take: np.ndarray, total: np.ndarray, weights: np.ndarray,
                 candidates: Candidates | None,
-                moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                moments: Moments | None = None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
     ``weights`` (and offer it to ``candidates`` as reference ``index``); return its mean weight
     per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions and
-    residual variances are added to them too."""
+    residual variances are added to them too, and the lowest prediction kept."""
     weight = reference_weight(variance, factor)
     weight[:, ~take] = 0
     score = weight.mean(axis=0)
     if candidates is not None:
         candidates.offer(index, score, prediction, variance, factor)
     if moments is not None:
-        squares, variances = moments
+        squares, variances, lowest = moments
         squares += weight * prediction * prediction
         variances += weight * variance
+        np.minimum(lowest, np.where(take, prediction, np.inf), out=lowest)
     del variance
     prediction *= weight
     total += prediction

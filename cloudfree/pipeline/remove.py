@@ -822,14 +822,14 @@ class SceneRemoval:
         if plan is None:
             return None
         try:
-            reference = self.references.fill(plan, background, terms=self.uncertainty is not None,
-                                             error=restoring)
+            # the residual reads the terms
+            reference = self.references.fill(plan, background, terms=True, error=restoring)
         finally:
             self._fills.release()
         covered = reference.covered
         refl = refl[:, around[0], around[1]]
         carry_residual(reference.values, refl, clear & covered, region[around], need & covered,
-                       self.bands)
+                       self.bands, reference.terms, reference.lowest)
         reference.source[~need] = 0  # the clear pixels only lent their residual
         if restoring:
             restore_dates(reference, refl, region[around], classes[around], valid[around],
