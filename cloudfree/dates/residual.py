@@ -61,9 +61,10 @@ MARGIN = {band: RESOLUTION[band] // 10 - 1 for band in RESOLUTION}
 PENUMBRA = 1.0
 #: The residual carried in takes no pixel's fill below the lowest of the references'
 #: predictions there less this many times their fits' residual (RMS) in the band, nor below
-#: the fill itself: the dates' lower bound of the land. On the bundled series, with
-#: ``PENUMBRA``, 624 of the pixels above -> FIXME; a bound above as well cost a thin-cloud case
-#: of the tuning half 0.21 dB.
+#: the fill itself: the dates' lower bound of the land. On the bundled series the pixels above
+#: fell from 624 to 336 with it (905 to 430 alone); on the tuning half every kind 36.79 ->
+#: 36.81 dB, shadowed 34.56 -> 34.59 (with ``PENUMBRA``). Without the widening a case under
+#: thin cloud lost 0.18 dB; a bound above as well (the highest prediction) cost another 0.21.
 FLOOR = 0.5
 #: Pixels of context a block needs around the pixels filled for them to come out exact.
 CONTEXT = REACH + max(MARGIN.values())

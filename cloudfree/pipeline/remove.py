@@ -789,10 +789,11 @@ class SceneRemoval:
         residual of the target's clear pixels beside them carried in (``carry_residual``; where
         the dates do not weigh the references, none from those whose single-date ``score`` is
         above ``residual.LEND_SCORE`` of the threshold, nor from the clouds' fringe where the
-        fits leave it out, ``residual.lenders``) and, where the dates judge the clouds, what
-        shows through thin cloud restored (``restore_dates``). Both read pixels around the
-        chunk, which are filled here too, so that a pixel comes out the same whatever chunk it
-        falls in."""
+        fits leave it out, ``residual.lenders``; none from a cloud's penumbra, and none that
+        takes the fill below the references' lowest prediction, ``residual.PENUMBRA`` and
+        ``FLOOR``) and, where the dates judge the clouds, what shows through thin cloud
+        restored (``restore_dates``). Both read pixels around the chunk, which are filled here
+        too, so that a pixel comes out the same whatever chunk it falls in."""
         restoring = self.restoring is not None and background is not None
         # the region beyond the chunk whose fill the restoration's smoothing reads
         pad = CONTEXT + (self.restore_reach if restoring else 0)
@@ -830,6 +831,9 @@ class SceneRemoval:
         refl = refl[:, around[0], around[1]]
         carry_residual(reference.values, refl, clear & covered, region[around], need & covered,
                        self.bands, reference.terms, reference.lowest)
+        reference.lowest = None  # the residual's alone
+        if self.uncertainty is None:
+            reference.terms = None
         reference.source[~need] = 0  # the clear pixels only lent their residual
         if restoring:
             restore_dates(reference, refl, region[around], classes[around], valid[around],

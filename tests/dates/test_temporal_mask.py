@@ -501,6 +501,23 @@ def test_the_shadows_of_a_dates_clouds_are_filled_with_their_penumbra(july_remov
     assert filled[edge].mean() > 0.7, filled[edge].mean()
 
 
+@pytest.mark.slow
+def test_the_shade_beside_a_cloud_does_not_darken_its_fill(july_removed):
+    # the clear pixels beside the bundled series' cumulus of 5 July lie in its penumbra (darker
+    # than the dates in NIR and SWIR, short of the shadow test) and lent that darkness into the
+    # fill: 905 filled pixels came out darker in NIR than all four references by more than 0.03
+    # (after the date's own level), 66 with the references' prediction alone; with no residual
+    # from the penumbra and none below the references' lowest prediction, 336
+    classes = read(july_removed["mask"])[0][0]
+    nir = BANDS.index("B08")
+    seen, out = read(july_removed["target"])[0][nir] / 1e4, read(july_removed["out"])[0][nir] / 1e4
+    refs = np.array([read(r)[0][nir] / 1e4 for r in july_removed["refs"]])
+    kept, filled = classes == CLEAR, (classes == CLOUD) | (classes == SHADOW)
+    level = np.median(seen[kept] - np.median(refs, axis=0)[kept])
+    darker = filled & (out - level < refs.min(axis=0) - 0.03)
+    assert darker.sum() < 450, darker.sum()
+
+
 def test_snow_no_near_date_shows_is_judged_as_cloud(tmp_path):
     # the real cumulus of 5 July pasted over the clear 30 July of the bundled series, with a
     # snow test so loose (NDSI from -0.3) that the single-date mask calls nearly all of it snow:
