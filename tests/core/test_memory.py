@@ -40,23 +40,27 @@ def test_freed_arrays_leave_resident_memory_only_after_the_release():
     assert sum(p.sum() for p in pins) == 3000 * 1000
 
 
+def _pinned_holes() -> tuple[list[np.ndarray], float]:
+    """192 MB of 64 kB blocks, each pinned by 8 kB after it, freed on return (holes the heap
+    cannot shrink past); the pins and the resident MB while the blocks were held."""
+    blocks, pins = [], []
+    for _ in range(3000):
+        blocks.append(np.ones(8000))
+        pins.append(np.ones(1000))
+    return pins, resident_mb()
+
+
 @pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
                     reason="needs Linux with glibc's malloc_trim")
 def test_freed_pages_are_released_while_resident_memory_grows():
     """Blocks that cannot reuse the holes freed earlier grow the heap; the holes go back to the
     system meanwhile, not only at the next release asked for."""
     with releasing_as_it_grows(margin=32 * 2**20, every=0.002):
-        blocks, pins = [], []
-        for _ in range(3000):  # 64 kB blocks (192 MB), each pinned by 8 kB after it
-            blocks.append(np.ones(8000))
-            pins.append(np.ones(1000))
-        held = resident_mb()
-        del blocks
+        pins, held = _pinned_holes()
         grown = [np.ones(16000) for _ in range(1500)]  # 128 kB blocks (192 MB): not in a hole
         time.sleep(0.2)
         assert resident_mb() < held + 100  # without the releases: held + 192 MB
     assert sum(p.sum() for p in pins) + sum(g.sum() for g in grown) == 3000 * 1000 + 1500 * 16000
-
 
 
 @pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
@@ -65,12 +69,7 @@ def test_freed_pages_below_the_peak_held_stay_until_memory_grows_past_it():
     """Once the run's peak is held (before the chunks), neither the release after a chunk nor
     the watcher hands back pages below it; growth past it is released as before."""
     with releasing_as_it_grows(margin=32 * 2**20, every=0.002) as releases:
-        blocks, pins = [], []
-        for _ in range(3000):  # 64 kB blocks (192 MB), each pinned by 8 kB after it
-            blocks.append(np.ones(8000))
-            pins.append(np.ones(1000))
-        held = resident_mb()
-        del blocks
+        pins, held = _pinned_holes()
         releases.hold_below_peak()
         assert not releases.release()
         small = [np.ones(4000) for _ in range(1500)]  # 32 kB blocks (48 MB): in the holes
@@ -81,6 +80,7 @@ def test_freed_pages_below_the_peak_held_stay_until_memory_grows_past_it():
         assert resident_mb() < held + 300  # past the peak, the holes go back (else held + 384)
     assert sum(p.sum() for p in pins) + sum(s.sum() for s in small) \
         + sum(g.sum() for g in grown) == 3000 * 1000 + 1500 * 4000 + 1500 * 32000
+
 
 def test_the_block_cache_holds_two_rows_of_output_blocks_within_its_bounds(monkeypatch):
     import rasterio.env
