@@ -1,20 +1,20 @@
 """How busy `cloudfree remove`'s threads keep the cores, and what holds them back.
 
-    python benchmarks/remove_threads.py S2 S1 OUT [--model NAME] [--runs N]
+    python benchmarks/remove_threads.py S2 S1 OUT [--model NAME] [--interval S] [--bucket S]
 
-Runs the command (every default, COG output) as a child whose Python threads carry their names
-into the system's (``pthread_setname_np``; a pool's threads are ``cloudfree-P_i``, pool P in the
-order the pools start; a thread GDAL starts takes the name of the one that started it), and
-reads each thread's scheduler statistics (Linux's
-``/proc/PID/task/TID/schedstat``: nanoseconds on a CPU and waiting on the run queue) every
-``--interval`` seconds. For each group of threads (a pool; the main thread; the memory watcher;
-the threads no Python code named, GDAL's) it prints when it ran, its CPU seconds, its seconds
-runnable but waiting for a core (the other threads of the command, and other jobs, had them) and
-its seconds blocked: asleep on a lock, a queue, a disk or the interpreter's GIL (a thread waiting
-for the GIL sleeps on a condition). Blocked time, unlike CPU time per wall second, does not
-depend on what else runs on the machine, so it tells what holds a pool's threads back on a busy
-machine too. The timeline gives, per ``--bucket`` seconds, the cores the command's threads wanted
-(on a CPU or waiting for one): below the machine's cores, the command had no more work ready.
+Runs the command (every default, COG output) as a child whose Python threads carry their names into
+the system's (``pthread_setname_np``; a pool's threads are ``cloudfree-P_i``, pool P in the order
+the pools start; a thread GDAL starts takes the name of the one that started it), and reads each
+thread's scheduler statistics (Linux's ``/proc/PID/task/TID/schedstat``: nanoseconds on a CPU and
+waiting on the run queue) every ``--interval`` seconds. For each group of threads (a pool; the main
+thread; the memory watcher; the threads no Python code named, GDAL's) it prints when it ran, its
+CPU seconds, its seconds runnable but waiting for a core (the other threads of the command, and
+other jobs, had them) and its seconds blocked: asleep on a lock, a queue, a disk or the
+interpreter's GIL (a thread waiting for the GIL sleeps on a condition). Blocked time, unlike CPU
+time per wall second, does not depend on what else runs on the machine, so it tells what holds a
+pool's threads back on a busy machine too. The timeline gives, per ``--bucket`` seconds, the cores
+the command's threads wanted (on a CPU or waiting for one): below the machine's cores, the command
+had no more work ready.
 """
 
 from __future__ import annotations
