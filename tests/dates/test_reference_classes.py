@@ -156,6 +156,29 @@ def test_a_reference_read_in_some_of_its_bands_reads_only_those_where_its_classe
                         np.testing.assert_array_equal(got, want)
 
 
+def test_a_reference_read_on_a_sample_of_rows_and_columns_is_that_of_its_whole_read(tmp_path):
+    # the statistics passes after the first read each reference on the cells' sample alone:
+    # the same bits as the whole window read and masked, at every step-th row and column
+    output = tmp_path / "out" / "out.tif"
+    output.parent.mkdir()
+    params = MaskParams(buffer=5, land=False)  # windows of the small scene read back (above)
+    with open_sentinel2(TARGET) as target:
+        for index, moved in enumerate((False, True), 1):
+            with closing(kept_reference(tmp_path, target, index, moved, output, params)) as ref:
+                for top, left, h, w, step in ((0, 0, 128, 128, 2), (10, 20, 50, 70, 2),
+                                              (70, 90, 58, 37, 3), (64, 0, 64, 128, 4)):
+                    refl, clear = ref.sampled(top, left, h, w, step)
+                    want_refl, _, want_clear = ref.clear(top, left, h, w, with_shadow=False)
+                    on = (slice(None, None, step),) * 2
+                    assert clear.shape == want_clear[on].shape
+                    np.testing.assert_array_equal(refl, want_refl[(slice(None), *on)])
+                    np.testing.assert_array_equal(clear, want_clear[on])
+                assert 0.2 < ref.sampled(0, 0, 128, 128, 2)[1].mean() < 0.8
+                kept, ref.classified = ref.classified, None  # classified by each read
+                assert ref.sampled(0, 0, 128, 128, 2) is None
+                ref.classified = kept
+
+
 @pytest.mark.slow
 def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeypatch):
     scene_input = importlib.import_module("cloudfree.mask.scene_input")
