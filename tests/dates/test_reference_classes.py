@@ -193,9 +193,17 @@ def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeyp
     def full_disk(fd, array, offset):
         raise OSError(28, "No space left on device")
 
+    sample, sampled = Reference.sampled, []
+
+    def recorded(self, *args):  # the later passes' reads on the cells' sample, where kept
+        got = sample(self, *args)
+        sampled.append(got is not None)
+        return got
+
     monkeypatch.setattr(scene_input, "classify", counted)
+    monkeypatch.setattr(Reference, "sampled", recorded)
     references = [cloudy_reference(tmp_path), SERIES / "s2_2018-06-25.tif"]
-    outputs, calls = [], []
+    outputs, calls, samples = [], [], []
     for case in ("kept", "not kept"):
         if case == "not kept":  # no room for the references' classes, and a full disk for
             # the target's: each classified again in every pass (and the dates' background of
@@ -204,16 +212,19 @@ def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeyp
             monkeypatch.setattr(module, "write_at", full_disk)
             monkeypatch.setattr(TemporalMask, "keep_windows", lambda *_: None)
         classified.clear()
+        sampled.clear()
         out = tmp_path / f"{case}.tif"
         summary = remove_scene(TARGET, None, out, quiet=True, outputs=OutputOptions(mask_out=(
             tmp_path / f"{case}_mask.tif")), dates=ReferenceOptions(references=references))
         assert summary["pixels_by_source"]["references"] > 2000  # of the 5835 cloud pixels
         calls.append(len(classified))
+        samples.append(sum(sampled))
         with rasterio.open(out) as ds, rasterio.open(tmp_path / f"{case}_mask.tif") as mask:
             outputs.append((ds.read(), mask.read()))
     for got, want in zip(*outputs, strict=True):
         np.testing.assert_array_equal(got, want)
     assert calls[0] < calls[1] / 2
+    assert samples[0] > 0 and samples[1] == 0
 
 
 def test_a_shifted_reference_is_resampled_once_onto_the_target_grid(tmp_path, monkeypatch):
