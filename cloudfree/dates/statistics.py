@@ -10,7 +10,11 @@ change check's bias, ``references.histogram_median``). The same pass gathers the
 groups of the nearest dates fitted jointly (``joint_fit.py``) and the sample of the target's
 clear pixels whose dates look alike (``similar_pixels.py``); where the temporal test refits the
 lines (below), only the last refit does, as the fill takes its. A mask alone
-(``mask --reference``) takes neither, and no pass gathers them.
+(``mask --reference``) takes neither, and no pass gathers them. What the first pass learns of
+each reference alone (``OwnStatistics``: its shadow statistics, S1 difference and pixel counts,
+from every pixel) no later pass changes: the passes after it take it as it is and read each
+reference only on the cells' sample (``Reference.sampled``), where the groups' sums and the
+similar pixels' sample lie on it too.
 
 A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth of a
 smaller target's; an overcast date) is left out, with a warning. When no reference shares that
