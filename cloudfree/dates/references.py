@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from scipy import ndimage, special
 
@@ -69,7 +70,7 @@ from cloudfree.coregister.s1_to_s2 import (
 from cloudfree.coregister.shift_estimation import ShiftEstimate, estimate_shift, orientation_field
 from cloudfree.io.decoded_scene import DecodedScene, ScratchRoom, has_room, scratch_bytes
 from cloudfree.io.options import InputOptions
-from cloudfree.io.rasters import check_map_crs, crop_halo, read_padded
+from cloudfree.io.rasters import check_map_crs, crop_halo, mirrors_once, read_padded
 from cloudfree.io.sentinel1 import db_to_linear
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
 from cloudfree.mask.classified_scene import ClassifiedScene
@@ -226,6 +227,29 @@ class Reference:
             None if params.shadow else self.classified,  # kept: the classes without shadows
             pads_itself=direct, same_read=not direct, planes=planes)
         return refl, valid, classes
+
+    def sampled(self, top: int, left: int, height: int, width: int, step: int
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The reflectance and clear mask of ``clear`` without shadows, of every ``step``-th row
+        and column of a block of the target grid from its top left pixel alone: read back
+        where its classes are kept (``keep_classes``) and it is read directly from a scratch,
+        which ``clear`` would then read back too; else None."""
+        params = replace(self.params, shadow=False)
+        classified = self.classified
+        if classified is None or not classified.complete or not mirrors_once(
+                top, left, height, width, self.grid.height, self.grid.width, params.halo):
+            return None  # classified by ``clear``
+        if self.on_grid is not None:
+            scratch, reflectance = self.on_grid, as_reflectance
+        elif (self.resampling is None and self.kept is not None and self.kept.decoded.complete
+              and self.kept.decoded.bands == self.bands):
+            scratch, reflectance = self.kept.decoded, self.s2.reflectance
+        else:
+            return None  # decoded or resampled by ``clear``
+        window = Window(left, top, width, height)
+        raw, valid, _ = scratch.read(window, step=step)
+        refl, _ = reflectance(raw, valid)
+        return refl, classified.read(window)[0][::step, ::step] == CLEAR
 
     def _mask_reader(self, params: MaskParams) -> Callable[..., MaskInput]:
         """What ``classes`` reads: where it is read directly, a reader that pads itself, with

@@ -10,7 +10,11 @@ change check's bias, ``references.histogram_median``). The same pass gathers the
 groups of the nearest dates fitted jointly (``joint_fit.py``) and the sample of the target's
 clear pixels whose dates look alike (``similar_pixels.py``); where the temporal test refits the
 lines (below), only the last refit does, as the fill takes its. A mask alone
-(``mask --reference``) takes neither, and no pass gathers them.
+(``mask --reference``) takes neither, and no pass gathers them. What the first pass learns of
+each reference alone (``OwnStatistics``: its shadow statistics, S1 difference and pixel counts,
+from every pixel) no later pass changes: the passes after it take it as it is and read each
+reference only on the cells' sample (``Reference.sampled``), where the groups' sums and the
+similar pixels' sample lie on it too.
 
 A reference with fewer than ``radiometry.MIN_COMMON`` clear pixels of its own (or a tenth of a
 smaller target's; an overcast date) is left out, with a warning. When no reference shares that
@@ -121,6 +125,19 @@ THIN_SHARE = 0.01
 
 
 @dataclass
+class OwnStatistics:
+    """What the first statistics pass learns of each reference alone, by index, which no later
+    pass changes: its own clear and valid pixel counts, its valid pixels inside the border
+    strips its shift explains and, with S1 of both dates, the histogram of the backscatter
+    difference (the shadow thresholds it sets on the reference itself, ``Reference.shadow``)."""
+
+    clear: dict[int, int]
+    valid: dict[int, int]
+    inner: dict[int, int]
+    diffs: dict[int, np.ndarray]
+
+
+@dataclass
 class Fitted:
     """What the statistics pass learnt of one reference."""
 
@@ -165,6 +182,9 @@ class DateStatistics:
         #: cloud buffer and the sums by (reference, window's top, left), which the later passes
         #: take for the cells whose pixels clear in both are the same (``WindowSums``)
         self.first: tuple[int, dict[tuple[int, int, int], list[tuple]]] | None = None
+        #: after the first statistics pass, what it learnt of each reference alone: the later
+        #: passes read the references only where their sums take them (``WindowSums``)
+        self.own: OwnStatistics | None = None
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -266,11 +286,14 @@ class DateStatistics:
                  {group: JointSums.zeros(len(group), bands) for group in self.groups}, {})
                 for _ in range(1 + tests_ring)]
         fits, groups, _ = sets[0]
+        own = self.own
+        if own is None:  # the first pass: each reference's own statistics too
+            own = OwnStatistics(dict.fromkeys(fits, 0), dict.fromkeys(fits, 0),
+                                dict.fromkeys(fits, 0),
+                                {r.index: np.zeros((2, int(2 * DIFF_RANGE / DIFF_STEP) + 1),
+                                                   np.int64)
+                                 for r in self.references if self.checks_change(r)})
         shadows: dict[int, list] = {r.index: [] for r in self.references}
-        diffs = {r.index: np.zeros((2, int(2 * DIFF_RANGE / DIFF_STEP) + 1), np.int64)
-                 for r in self.references if self.checks_change(r)}
-        own_clear, own_valid = dict.fromkeys(fits, 0), dict.fromkeys(fits, 0)
-        inner_valid = dict.fromkeys(fits, 0)  # inside the border strips its shift explains
         samples: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sets]
         with closing(ordered_map(WindowSums(self, ring, gather).sums, windows,
                                  usable_cores())) as results:
@@ -281,17 +304,23 @@ class DateStatistics:
                         into[group] += sums
                 for into, sample in zip(samples, window_samples, strict=True):
                     into.append(sample)
-                for index, (cells_, shadow_stats, diff, clear, valid, inner) in stats.items():
-                    own_clear[index] += clear
-                    own_valid[index] += valid
-                    inner_valid[index] += inner
+                for index, (cells_, alone) in stats.items():
                     for (into, _, kept), window_cells in zip(sets, cells_, strict=True):
                         kept[index, int(window.row_off), int(window.col_off)] = window_cells
                         for row, col, sums, fitted in window_cells:
                             into[index].add(row, col, sums, fitted)
-                    shadows[index].append(shadow_stats)
-                    if diff is not None:
-                        diffs[index] += diff
+                    if alone is not None:
+                        shadow_stats, diff, clear, valid, inner = alone
+                        own.clear[index] += clear
+                        own.valid[index] += valid
+                        own.inner[index] += inner
+                        shadows[index].append(shadow_stats)
+                        if diff is not None:
+                            own.diffs[index] += diff
+        if self.own is None:
+            self.own = own
+            for ref in self.references:
+                ref.shadow = combine_shadow_stats(shadows[ref.index])
         fringe = self.target.fringe  # left out only where it is hazy and leaves enough
         if fringe and (not fits or max(f.common for f in fits.values()) < MIN_COMMON
                        or ring_clear(fits, sets[1][0], self.bands.index("B02"))):
@@ -322,21 +351,20 @@ class DateStatistics:
         for ref in self.references:
             top, bottom, left, right = ref.shift_strip()
             inner = max(h - top - bottom, 0) * max(w - left - right, 0)
-            if self.temporal is None and inner_valid[ref.index] < PARTIAL * inner:
+            if self.temporal is None and own.inner[ref.index] < PARTIAL * inner:
                 log.warning("%s: reference %s covers only %.0f%% of the scene: the rest is "
                             "filled from the other dates or the model", scene.path.name,
-                            ref.path.name, 100 * own_valid[ref.index] / (h * w))
-            ref.shadow = combine_shadow_stats(shadows[ref.index])
-            overcast = own_clear[ref.index] < min(MIN_COMMON, h * w // 10)
+                            ref.path.name, 100 * own.valid[ref.index] / (h * w))
+            overcast = own.clear[ref.index] < min(MIN_COMMON, h * w // 10)
             result = Fitted(None if overcast else fits[ref.index].field(prior),
                             fits[ref.index].common,
                             shift=None if overcast else cell_shift(fits[ref.index]))
-            if ref.index in diffs:
-                result.bias = histogram_median(diffs[ref.index])
+            if ref.index in own.diffs:
+                result.bias = histogram_median(own.diffs[ref.index])
             self.fitted[ref.index] = result
             if overcast:
                 log.warning("%s: reference %s: only %d clear pixels; not used",
-                            scene.path.name, ref.path.name, own_clear[ref.index])
+                            scene.path.name, ref.path.name, own.clear[ref.index])
             elif result.common < MIN_COMMON:
                 log.warning("%s: reference %s: only %d pixels clear in both dates; its fit "
                             "leans towards the date taken as it is", scene.path.name,
@@ -421,13 +449,23 @@ class WindowSums:
         self.members = {i for group in dates.groups for i in group} if gather else set()
         self.similar = dates.similar_dates if gather else ()
         self.sample_stride = sample_stride(dates.target.scene.height, dates.target.scene.width)
+        #: whether it gathers each reference's own statistics, from every pixel (the first pass)
+        self.alone = dates.own is None
+        #: the later passes take the references' pixels on the cells' sample alone where the
+        #: groups' sums and the similar pixels' sample lie on it too (every ``step``-th row and
+        #: column of each window: multiples of ``WINDOW`` apart), and read only those
+        strides = [self.cell_stride, *([self.stride] if self.members else []),
+                   *([self.sample_stride] if self.similar else [])]
+        self.step = self.cell_stride if not self.alone and WINDOW % self.cell_stride == 0 \
+            and all(s % self.cell_stride == 0 for s in strides) else 1
 
     def sums(self, window: Window) -> tuple[dict, list[dict], list[tuple]]:
-        """Per reference: the cells' robust sums, shadow statistics, S1 difference histogram,
-        own clear and valid pixel counts; per candidate group of dates, its sums (every
-        ``stride``-th row and column); the similar pixels' sample (``similar_dates``' features
-        [n, f] and the target [n, bands] on the sample grid, where all are clear). Each sum
-        and the sample once per buffer of the target's clear pixels (``buffers``)."""
+        """Per reference: the cells' robust sums and, in the first pass (``alone``), its
+        shadow statistics, S1 difference histogram, own clear and valid pixel counts (else
+        None); per candidate group of dates, its sums (every ``stride``-th row and column);
+        the similar pixels' sample (``similar_dates``' features [n, f] and the target
+        [n, bands] on the sample grid, where all are clear). Each sum and the sample once per
+        buffer of the target's clear pixels (``buffers``)."""
         dates = self.dates
         top, left = int(window.row_off), int(window.col_off)
         height, width = int(window.height), int(window.width)
@@ -447,11 +485,22 @@ class WindowSums:
         grid = sample_grid(top, left, height, width, self.sample_stride)
         alike = {}  # the similar pixels' dates on the sample grid: reflectance and clear
         for ref in dates.references:
-            refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
+            step, read = self.step, None
+            if step > 1:  # its pixels on the cells' sample alone, where it is read back
+                read = ref.sampled(top, left, height, width, step)
+            if read is None:
+                step = 1
+                refl, valid, clear = ref.clear(top, left, height, width, with_shadow=False)
+            else:
+                refl, clear = read
+            on = (slice(None, None, step),) * 2  # the window's pixels read
             if ref.index in self.members:
-                sampled[ref.index] = refl[:, counted], clear[counted]
+                sampled[ref.index] = refl[:, counted[on]], clear[counted[on]]
             if ref.index in self.similar:
-                alike[ref.index] = refl[:, grid], clear[grid]
+                alike[ref.index] = refl[:, grid[on]], clear[grid[on]]
+            if step > 1:  # clear where read (the sums take no other pixel)
+                clear = np.zeros_like(target_clear)
+                clear[on] = read[1]
             cells: list[list[tuple]] = []
             for mask, single, first in zip(masks, singles, self.first, strict=True):
                 base = None  # a count whose cells' sums this one takes where it is the same
@@ -460,16 +509,19 @@ class WindowSums:
                 elif cells:
                     base = masks[0] & clear, cells[0]
                 cells.append(_cell_sums(refl, target, mask & clear, top, left, base,
-                                        self.cell_stride))
-            diff = None
-            if dates.checks_change(ref):
-                if target_s1 is None:
-                    target_s1 = box_db(dates.s1_block(dates.s1, top, left, height, width))
-                delta = box_db(dates.s1_block(ref.s1, top, left, height, width)) - target_s1
-                diff = difference_histogram(delta)
-            out[ref.index] = (cells, window_shadow_stats(refl, valid, dates.bands), diff,
-                              int(clear.sum()), int(valid.sum()),
-                              int(valid[_inside(ref, top, left, height, width)].sum()))
+                                        self.cell_stride, step))
+            alone = None
+            if self.alone:
+                diff = None
+                if dates.checks_change(ref):
+                    if target_s1 is None:
+                        target_s1 = box_db(dates.s1_block(dates.s1, top, left, height, width))
+                    delta = box_db(dates.s1_block(ref.s1, top, left, height, width)) - target_s1
+                    diff = difference_histogram(delta)
+                alone = (window_shadow_stats(refl, valid, dates.bands), diff, int(clear.sum()),
+                         int(valid.sum()),
+                         int(valid[_inside(ref, top, left, height, width)].sum()))
+            out[ref.index] = cells, alone
         joint_sums: list[dict] = [{} for _ in masks]
         if self.members:
             values = target[:, counted]
@@ -490,10 +542,11 @@ class WindowSums:
 
 
 def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int, left: int,
-               base: tuple[np.ndarray, list[tuple]] | None = None, stride: int = 1
-               ) -> list[tuple]:
+               base: tuple[np.ndarray, list[tuple]] | None = None, stride: int = 1,
+               step: int = 1) -> list[tuple]:
     """Each cell's (row, column, ``cell_sums``) of a window at (``top``, ``left``, multiples
-    of ``CELL``), on the pixels ``both`` clear in the reference (``refl``) and the target in
+    of ``CELL``), on the pixels ``both`` clear in the reference (``refl``: of every ``step``-th
+    row and column of the window alone, ``step`` a divisor of ``stride``) and the target in
     every ``stride``-th row and column; all the window's cells at once (``grouped_sums``).
     With a ``base`` (pixels clear in both, and this function's result on them, of the same
     window, dates and stride), the cells whose pixels counted are the same take its sums
@@ -509,7 +562,8 @@ def _cell_sums(refl: np.ndarray, target: np.ndarray, both: np.ndarray, top: int,
     # by row and column: the windows are slices of a larger block, which a flat index copies
     rows, columns = np.divmod(taken, both.shape[1])
     cols = -(-both.shape[1] // CELL)
-    sums = grouped_sums(refl[:, rows, columns], target[:, rows, columns],
+    ours = refl[:, rows, columns] if step == 1 else refl[:, rows // step, columns // step]
+    sums = grouped_sums(ours, target[:, rows, columns],
                         np.bincount(cells[taken], minlength=-(-both.shape[0] // CELL) * cols),
                         stride * stride)
     return [base[1][k] if base is not None and not changed[k] else

@@ -182,23 +182,29 @@ class DecodedScene:
                 _cannot_keep(self.folder, exc)
             os.ftruncate(self._file.fileno(), 0)
 
-    def read(self, window: Window, planes: Sequence[int] | None = None) -> Stored:
+    def read(self, window: Window, planes: Sequence[int] | None = None, step: int = 1
+             ) -> Stored:
         """The stored values, validity and SCL (None without ``scl``) of ``window``; with
-        ``planes``, the values of those of its ``bands`` (indices) only."""
+        ``planes``, the values of those of its ``bands`` (indices) only; with ``step``, of
+        every ``step``-th row and column of it from its top left pixel only."""
         top, left = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
         n = len(self.bands) if planes is None else len(planes)
         read = [*(range(len(self.bands)) if planes is None else planes),
                 *range(len(self.bands), self.planes)]  # and the validity and SCL
-        data = np.empty((len(read), h, w), self.dtype)
+        data = np.empty((len(read), -(-h // step), -(-w // step)), self.dtype)
         for index, (t_top, t_left, t_h, t_w), (r0, r1, c0, c1) in overlaps(self.windows, window):
+            r0, c0 = r0 + (top - r0) % step, c0 + (left - c0) % step  # the first taken
+            if r0 >= r1 or c0 >= c1:
+                continue
             piece = np.empty((r1 - r0, t_w), self.dtype)
+            rows = slice((r0 - top) // step, (r1 - 1 - top) // step + 1)
+            cols = slice((c0 - left) // step, (c1 - 1 - left) // step + 1)
             for into, i in enumerate(read):
                 offset = int(self.offsets[index]) + ((i * t_h) + r0 - t_top) * t_w * \
                     self.dtype.itemsize
                 read_at(self._file.fileno(), piece, offset)
-                data[into, r0 - top:r1 - top, c0 - left:c1 - left] = piece[:, c0 - t_left:
-                                                                           c1 - t_left]
+                data[into, rows, cols] = piece[::step, c0 - t_left:c1 - t_left:step]
         valid = data[n].astype(bool)
         return data[:n], valid, data[n + 1].astype(np.uint8) if self.scl else None
 

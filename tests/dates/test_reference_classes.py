@@ -156,6 +156,29 @@ def test_a_reference_read_in_some_of_its_bands_reads_only_those_where_its_classe
                         np.testing.assert_array_equal(got, want)
 
 
+def test_a_reference_read_on_a_sample_of_rows_and_columns_is_that_of_its_whole_read(tmp_path):
+    # the statistics passes after the first read each reference on the cells' sample alone:
+    # the same bits as the whole window read and masked, at every step-th row and column
+    output = tmp_path / "out" / "out.tif"
+    output.parent.mkdir()
+    params = MaskParams(buffer=5, land=False)  # windows of the small scene read back (above)
+    with open_sentinel2(TARGET) as target:
+        for index, moved in enumerate((False, True), 1):
+            with closing(kept_reference(tmp_path, target, index, moved, output, params)) as ref:
+                for top, left, h, w, step in ((0, 0, 128, 128, 2), (10, 20, 50, 70, 2),
+                                              (70, 90, 58, 37, 3), (64, 0, 64, 128, 4)):
+                    refl, clear = ref.sampled(top, left, h, w, step)
+                    want_refl, _, want_clear = ref.clear(top, left, h, w, with_shadow=False)
+                    on = (slice(None, None, step),) * 2
+                    assert clear.shape == want_clear[on].shape
+                    np.testing.assert_array_equal(refl, want_refl[(slice(None), *on)])
+                    np.testing.assert_array_equal(clear, want_clear[on])
+                assert 0.2 < ref.sampled(0, 0, 128, 128, 2)[1].mean() < 0.8
+                kept, ref.classified = ref.classified, None  # classified by each read
+                assert ref.sampled(0, 0, 128, 128, 2) is None
+                ref.classified = kept
+
+
 @pytest.mark.slow
 def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeypatch):
     scene_input = importlib.import_module("cloudfree.mask.scene_input")
@@ -170,9 +193,17 @@ def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeyp
     def full_disk(fd, array, offset):
         raise OSError(28, "No space left on device")
 
+    sample, sampled = Reference.sampled, []
+
+    def recorded(self, *args):  # the later passes' reads on the cells' sample, where kept
+        got = sample(self, *args)
+        sampled.append(got is not None)
+        return got
+
     monkeypatch.setattr(scene_input, "classify", counted)
+    monkeypatch.setattr(Reference, "sampled", recorded)
     references = [cloudy_reference(tmp_path), SERIES / "s2_2018-06-25.tif"]
-    outputs, calls = [], []
+    outputs, calls, samples = [], [], []
     for case in ("kept", "not kept"):
         if case == "not kept":  # no room for the references' classes, and a full disk for
             # the target's: each classified again in every pass (and the dates' background of
@@ -181,16 +212,19 @@ def test_remove_writes_the_same_where_the_classes_are_not_kept(tmp_path, monkeyp
             monkeypatch.setattr(module, "write_at", full_disk)
             monkeypatch.setattr(TemporalMask, "keep_windows", lambda *_: None)
         classified.clear()
+        sampled.clear()
         out = tmp_path / f"{case}.tif"
         summary = remove_scene(TARGET, None, out, quiet=True, outputs=OutputOptions(mask_out=(
             tmp_path / f"{case}_mask.tif")), dates=ReferenceOptions(references=references))
         assert summary["pixels_by_source"]["references"] > 2000  # of the 5835 cloud pixels
         calls.append(len(classified))
+        samples.append(sum(sampled))
         with rasterio.open(out) as ds, rasterio.open(tmp_path / f"{case}_mask.tif") as mask:
             outputs.append((ds.read(), mask.read()))
     for got, want in zip(*outputs, strict=True):
         np.testing.assert_array_equal(got, want)
     assert calls[0] < calls[1] / 2
+    assert samples[0] > 0 and samples[1] == 0
 
 
 def test_a_shifted_reference_is_resampled_once_onto_the_target_grid(tmp_path, monkeypatch):

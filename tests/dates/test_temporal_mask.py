@@ -814,12 +814,13 @@ def test_the_passes_after_each_fit_take_the_first_passs_cells_where_they_are_the
     # same sums, bit for bit, as summing every cell again
     real, taken = statistics._cell_sums, []
 
-    def checked(refl, target, both, top, left, base=None, stride=1):
-        cells = real(refl, target, both, top, left, base, stride)
+    def checked(refl, target, both, top, left, base=None, stride=1, step=1):
+        cells = real(refl, target, both, top, left, base, stride, step)
         if base is not None:
             taken.append([cell is was for cell, was in zip(cells, base[1], strict=True)])
             for (*place, sums, fitted), (*again, sums2, fitted2) in zip(
-                    cells, real(refl, target, both, top, left, stride=stride), strict=True):
+                    cells, real(refl, target, both, top, left, stride=stride, step=step),
+                    strict=True):
                 assert (place, fitted) == (again, fitted2)
                 for a, b in ((sums.sums, sums2.sums), (sums.count, sums2.count),
                              (sums.every, sums2.every)):

@@ -61,6 +61,14 @@ def test_the_chunks_read_back_what_decoding_gives_bit_for_bit(tmp_path, make):
                 assert (scl is None) == (want_scl is None) == (not s2.has_scl)
                 if scl is not None:
                     np.testing.assert_array_equal(scl, want_scl)
+                for step in (2, 3):  # every step-th row and column alone, across its windows
+                    on = (slice(None, None, step),) * 2
+                    some = decoded.read(window, [0, 2], step=step)
+                    np.testing.assert_array_equal(some[0], raw[[0, 2]][(slice(None), *on)])
+                    np.testing.assert_array_equal(some[1], valid[on])
+                    assert (some[2] is None) == (scl is None)
+                    if scl is not None:
+                        np.testing.assert_array_equal(some[2], scl[on])
                 refl, ok, _ = from_copy(window)
                 want_refl, want_ok = s2.read(window)
                 np.testing.assert_array_equal(refl, want_refl)
