@@ -325,7 +325,7 @@ class ReferenceFill:
             mean = total[moments.bands] / share[moments.bands]
             spread = moments.squares
             np.sqrt(np.maximum(spread / share[moments.bands] - mean * mean, 0), out=spread)
-            moments.variances /= share
+            np.divide(moments.variances, share, out=moments.variances)
             del mean
         dropped = None
         if candidates is not None:
