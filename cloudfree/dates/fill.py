@@ -35,6 +35,7 @@ import logging
 import math
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,6 +45,7 @@ from cloudfree.dates.dehaze import HazeField, haze_field
 from cloudfree.dates.kept import KeptEdges, Slices, mirrored
 from cloudfree.dates.radiometry import CELL, MIN_COMMON
 from cloudfree.dates.references import CHANGE_BOX, Reference, change_threshold_db, changed
+from cloudfree.dates.residual import Limits, penumbra_bands
 from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.temporal_mask import Background
 from cloudfree.dates.weights import TimeWeights, reference_weight
@@ -51,10 +53,6 @@ from cloudfree.fill.uncertainty import DateTerms
 from cloudfree.mask.classify import squared_distance
 
 log = logging.getLogger("cloudfree")
-
-#: A strip's sums for the terms of its fill [C, 1, n] (``_accumulate``): the weighted squared
-#: predictions, the weighted residual variances of the fits, and the lowest prediction
-Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: How references clear at the same pixel are combined: "weighted" or "nearest".
 COMBINE = "weighted"
@@ -76,6 +74,24 @@ STRIP_COLUMNS = 512
 EDGE_RAMP = 5
 
 
+class Moments(NamedTuple):
+    """A strip's sums for the terms of its fill [.., 1, n] (``_accumulate``): the weighted
+    squared predictions in the ``bands`` (all: a slice) [B, 1, n], the weighted residual
+    variances of the fits [C, 1, n], and the lowest prediction [C, 1, n] (None: not kept)."""
+
+    bands: slice | list[int]
+    squares: np.ndarray
+    variances: np.ndarray
+    lowest: np.ndarray | None
+
+    @classmethod
+    def zeros(cls, count: int, bands: slice | list[int], n: int, lowest: bool) -> Moments:
+        """Empty sums of ``count`` bands at n pixels, the squares in ``bands``."""
+        variances = np.zeros((count, 1, n), np.float32)
+        return cls(bands, np.zeros_like(variances[bands]), variances,
+                   np.full_like(variances, np.inf) if lowest else None)
+
+
 @dataclass
 class ReferenceBlock:
     """The references' fill of a block: reflectance [13, h, w] and the source [h, w] (0: no
@@ -89,9 +105,9 @@ class ReferenceBlock:
     #: the RMS over bands [h, w] by which the fill may be off: its fits' residual and the
     #: spread of its predictions (``estimate``'s ``error``), for the restoration of thin cloud
     error: np.ndarray | None = None
-    #: the lowest of the references' predictions [C, h, w] (``estimate``'s ``terms``; +inf
-    #: where none is taken), for the residual carried in (``residual.py``)
-    lowest: np.ndarray | None = None
+    #: what the residual carried in reads of the fill (``estimate``'s ``limits``,
+    #: ``residual.py``)
+    limits: Limits | None = None
 
     @property
     def covered(self) -> np.ndarray:
@@ -101,7 +117,7 @@ class ReferenceBlock:
         return ReferenceBlock(self.values[:, rows, cols], self.source[rows, cols],
                               None if self.terms is None else self.terms.crop(rows, cols),
                               None if self.error is None else self.error[rows, cols],
-                              None if self.lowest is None else self.lowest[:, rows, cols])
+                              None if self.limits is None else self.limits.crop(rows, cols))
 
 
 @dataclass
@@ -158,20 +174,21 @@ class ReferenceFill:
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
-                 terms: bool = False, error: bool = False, keep: int = 0
+                 terms: bool = False, error: bool = False, limits: bool = False, keep: int = 0
                  ) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
         ``need`` pixels only; a reference pixel the temporal test finds off the ``background``
         of the block (computed when not given) is not taken. With ``terms``, the block carries
-        the references' terms of the uncertainty and their lowest prediction; with ``error``,
-        the error of its fill (``ReferenceBlock.error``). A pixel's fill does not depend on the
-        block (to float rounding): with ``keep``, the block takes what the blocks before it
-        kept, and keeps that of its ``keep`` bottom rows and right columns for the next ones
-        (``kept.py``: the blocks in their order). :meth:`plan` then :meth:`fill`."""
+        the references' terms of the uncertainty; with ``error``, the error of its fill
+        (``ReferenceBlock.error``); with ``limits``, what the residual reads of it. A pixel's
+        fill does not depend on the block (to float rounding): with ``keep``, the block takes
+        what the blocks before it kept, and keeps that of its ``keep`` bottom rows and right
+        columns for the next ones (``kept.py``: the blocks in their order). :meth:`plan` then
+        :meth:`fill`."""
         plan = self.plan(top, left, height, width, need, keep)
-        return None if plan is None else self.fill(plan, background, terms, error)
+        return None if plan is None else self.fill(plan, background, terms, error, limits)
 
     def plan(self, top: int, left: int, height: int, width: int, need: np.ndarray,
              keep: int = 0) -> FillPlan | None:
@@ -194,12 +211,12 @@ class ReferenceFill:
         return plan
 
     def fill(self, plan: FillPlan, background: Background | None = None, terms: bool = False,
-             error: bool = False) -> ReferenceBlock:
+             error: bool = False, limits: bool = False) -> ReferenceBlock:
         """The fill of a :meth:`plan`'s block (see :meth:`estimate`): its own pixels, then
         those it takes from the blocks before it once they have them; what it keeps for the
         next ones is then theirs (or, where this fails, the error)."""
         try:
-            block = self._fill(plan, background, terms, error)
+            block = self._fill(plan, background, terms, error, limits)
         except BaseException as failed:
             for _, _, kept in plan.promised:
                 kept.set_exception(failed)
@@ -208,20 +225,22 @@ class ReferenceFill:
             kept.set_result(_copied(block.crop(rows, cols)))
         return block
 
-    def _fill(self, plan: FillPlan, background: Background | None, terms: bool, error: bool
-              ) -> ReferenceBlock:
+    def _fill(self, plan: FillPlan, background: Background | None, terms: bool, error: bool,
+              limits: bool) -> ReferenceBlock:
         """See :meth:`fill`."""
         top, left, todo = plan.top, plan.left, plan.todo
         height, width = todo.shape
-        values = np.zeros((len(self.dates.bands), height, width), np.float32)
+        bands = self.dates.bands
+        values = np.zeros((len(bands), height, width), np.float32)
         source = np.zeros((height, width), np.uint8)
-        spread = residual = lowest = None
-        if terms:
-            spread, residual = np.zeros_like(values), np.zeros_like(values)
-            lowest = np.full_like(values, np.inf)
-        block = ReferenceBlock(values, source,
-                               None if spread is None else DateTerms(spread, residual),
-                               np.zeros((height, width), np.float32) if error else None, lowest)
+        block = ReferenceBlock(
+            values, source,
+            DateTerms(np.zeros_like(values), np.zeros_like(values)) if terms else None,
+            np.zeros((height, width), np.float32) if error else None,
+            Limits.empty(bands, height, width) if limits else None)
+        # the spread in every band where the uncertainty or the error reads it, else in those
+        # the residual's limits read
+        spread_bands = slice(None) if terms or error else penumbra_bands(bands)
         scene = self.dates.target.scene
         for c0 in range(0, width, STRIP_COLUMNS):
             strip = todo[:, c0:c0 + STRIP_COLUMNS]
@@ -242,18 +261,22 @@ class ReferenceFill:
             if self.dates.temporal is not None and self.dates.temporal.weighs:
                 judge = (self.dates.temporal.background(top + rows.start, left + cols.start, h, w)
                          if background is None else background.crop(rows, cols))
-            moments = None if spread is None and not error else (
-                np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32),
-                np.zeros((len(self.dates.bands), 1, len(at[0])), np.float32),
-                np.full((len(self.dates.bands), 1, len(at[0])), np.inf, np.float32))
+            moments = Moments.zeros(len(bands), spread_bands, len(at[0]), limits) if (
+                terms or error or limits) else None
             pixels = (at[0] + rows.start, at[1] + cols.start)
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
                 self.dates.used, top + rows.start, left + cols.start, h, w, at, judge, moments)
-            if spread is not None:
-                (spread[:, pixels[0], pixels[1]], residual[:, pixels[0], pixels[1]],
-                 lowest[:, pixels[0], pixels[1]]) = (part[:, 0] for part in moments)
+            if terms:
+                block.terms.spread[:, pixels[0], pixels[1]] = moments.squares[:, 0]
+                block.terms.residual[:, pixels[0], pixels[1]] = moments.variances[:, 0]
             if error:
-                block.error[pixels] = fill_error(*moments[:2])[0]
+                block.error[pixels] = fill_error(moments.squares, moments.variances)[0]
+            if limits:
+                spread = moments.squares[penumbra_bands(bands)] if terms or error \
+                    else moments.squares
+                bounds = Limits.of(spread, moments.variances, moments.lowest, bands)
+                block.limits.error[:, pixels[0], pixels[1]] = bounds.error[:, 0]
+                block.limits.floor[:, pixels[0], pixels[1]] = bounds.floor[:, 0]
         for here, there, take, kept in plan.taken:  # none of them filled above
             _copy_where(block.crop(*here), kept.result().crop(*there), take)
         return block
@@ -263,10 +286,10 @@ class ReferenceFill:
                moments: Moments | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """The fill [13, n] and source [n] of one strip (see :meth:`estimate`) at its n pixels
-        ``at`` (rows, columns in the strip); with ``moments`` ([13, 1, n]), the predictions'
-        weighted spread, the fits' weighted mean residual variance and the lowest prediction
-        written into them (including a date the agreement check drops: its disagreement is
-        part of the spread).
+        ``at`` (rows, columns in the strip); with ``moments``, the predictions' weighted
+        spread (in its bands), the fits' weighted mean residual variance and the lowest
+        prediction written into them (including a date the agreement check drops: its
+        disagreement is part of the spread).
         The pixels' arrays are laid out as one row of n, [.., 1, n]."""
         bands, n = len(self.dates.bands), len(at[0])
         total = np.zeros((bands, 1, n), np.float32)
@@ -299,10 +322,10 @@ class ReferenceFill:
         del members
         if moments is not None:  # the sums before the agreement check, which may drop a date
             share = np.where(weights > 0, weights, 1)
-            mean = total / share
-            spread, residual = moments[:2]
-            np.sqrt(np.maximum(spread / share - mean * mean, 0), out=spread)
-            residual /= share
+            mean = total[moments.bands] / share[moments.bands]
+            spread = moments.squares
+            np.sqrt(np.maximum(spread / share[moments.bands] - mean * mean, 0), out=spread)
+            np.divide(moments.variances, share, out=moments.variances)
             del mean
         dropped = None
         if candidates is not None:
@@ -421,7 +444,8 @@ def _copied(block: ReferenceBlock) -> ReferenceBlock:
     return ReferenceBlock(block.values.copy(), block.source.copy(), None if block.terms is None
                           else DateTerms(block.terms.spread.copy(), block.terms.residual.copy()),
                           None if block.error is None else block.error.copy(),
-                          None if block.lowest is None else block.lowest.copy())
+                          None if block.limits is None
+                          else Limits(block.limits.error.copy(), block.limits.floor.copy()))
 
 
 def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray) -> None:
@@ -433,8 +457,9 @@ def _copy_where(into: ReferenceBlock, source: ReferenceBlock, where: np.ndarray)
         np.copyto(into.terms.residual, source.terms.residual, where=where)
     if into.error is not None and source.error is not None:
         np.copyto(into.error, source.error, where=where)
-    if into.lowest is not None and source.lowest is not None:
-        np.copyto(into.lowest, source.lowest, where=where)
+    if into.limits is not None and source.limits is not None:
+        np.copyto(into.limits.error, source.limits.error, where=where)
+        np.copyto(into.limits.floor, source.limits.floor, where=where)
 
 
 def _name_source(index: int, score: np.ndarray, best: np.ndarray, source: np.ndarray) -> None:
@@ -451,18 +476,20 @@ def _accumulate(index: int, prediction: np.ndarray, variance: np.ndarray,
                 moments: Moments | None = None) -> np.ndarray:
     """Add a prediction [bands, h, w] with its weights at the ``take`` pixels to ``total`` and
     ``weights`` (and offer it to ``candidates`` as reference ``index``); return its mean weight
-    per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions and
-    residual variances are added to them too, and the lowest prediction kept."""
+    per pixel. ``prediction`` is used up. ``moments``: the weighted squared predictions (in
+    its bands) and residual variances are added to them too, and the lowest prediction kept
+    (where it keeps one)."""
     weight = reference_weight(variance, factor)
     weight[:, ~take] = 0
     score = weight.mean(axis=0)
     if candidates is not None:
         candidates.offer(index, score, prediction, variance, factor)
     if moments is not None:
-        squares, variances, lowest = moments
-        squares += weight * prediction * prediction
+        bands, squares, variances, lowest = moments
+        squares += weight[bands] * prediction[bands] * prediction[bands]
         variances += weight * variance
-        np.minimum(lowest, np.where(take, prediction, np.inf), out=lowest)
+        if lowest is not None:
+            np.minimum(lowest, np.where(take, prediction, np.inf), out=lowest)
     del variance
     prediction *= weight
     total += prediction

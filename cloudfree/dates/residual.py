@@ -15,12 +15,12 @@ and what is carried in takes no pixel below what the dates allow there (``PENUMB
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from cloudfree.dates.target_mask import THIN_SCORE
-from cloudfree.fill.uncertainty import DateTerms
 from cloudfree.io.sentinel2 import RESOLUTION
 from cloudfree.mask.haze import around
 
@@ -59,6 +59,8 @@ MARGIN = {band: RESOLUTION[band] // 10 - 1 for band in RESOLUTION}
 #: level) fell from 905 to 624 with it; the time series' tuning half did not lose (every kind
 #: 36.79 dB either way, shadowed 34.56, L2A 31.85 -> 31.84; benchmarks/records/other-dates.md).
 PENUMBRA = 1.0
+#: The bands whose fill's error ``PENUMBRA`` reads: NIR, SWIR and blue.
+PENUMBRA_BANDS = ("B08", "B11", "B02")
 #: The residual carried in takes no pixel's fill below the lowest of the references'
 #: predictions there less this many times their fits' residual (RMS) in the band, nor below
 #: the fill itself: the dates' lower bound of the land. On the bundled series the pixels above
@@ -68,6 +70,40 @@ PENUMBRA = 1.0
 FLOOR = 0.5
 #: Pixels of context a block needs around the pixels filled for them to come out exact.
 CONTEXT = REACH + max(MARGIN.values())
+
+
+@dataclass
+class Limits:
+    """What the residual's rules read of the dates' fill on a block: its error [P, h, w] in
+    the ``penumbra_bands`` (``PENUMBRA``) and the lowest it may take [C, h, w] (``FLOOR``;
+    +inf where no date predicts)."""
+
+    error: np.ndarray
+    floor: np.ndarray
+
+    @classmethod
+    def empty(cls, bands: Sequence[str], height: int, width: int) -> Limits:
+        """Limits that hold nothing back: no error, no floor."""
+        return cls(np.zeros((len(penumbra_bands(bands)), height, width), np.float32),
+                   np.full((len(bands), height, width), np.inf, np.float32))
+
+    @classmethod
+    def of(cls, spread: np.ndarray, residual: np.ndarray, lowest: np.ndarray,
+           bands: Sequence[str]) -> Limits:
+        """The limits from the fill's terms (``DateTerms``): the weighted spread of the
+        references' predictions in the ``penumbra_bands`` [P, ...], their fits' weighted mean
+        residual variance and their lowest prediction [C, ...]; ``residual`` is used up."""
+        root = np.sqrt(residual, out=residual)
+        return cls(np.hypot(spread, root[penumbra_bands(bands)]), lowest - FLOOR * root)
+
+    def crop(self, rows: slice, cols: slice) -> Limits:
+        return Limits(self.error[:, rows, cols], self.floor[:, rows, cols])
+
+
+def penumbra_bands(bands: Sequence[str]) -> list[int]:
+    """Where ``PENUMBRA_BANDS`` lie among ``bands``; none unless all of them do."""
+    return [bands.index(name) for name in PENUMBRA_BANDS] if set(PENUMBRA_BANDS) <= set(
+        bands) else []
 
 
 def lenders(clear: np.ndarray, score: np.ndarray, threshold: float, dates_weigh: bool,
@@ -94,14 +130,13 @@ def sources_near(need: np.ndarray, clear: np.ndarray) -> np.ndarray:
 
 def carry_residual(values: np.ndarray, observed: np.ndarray, clear: np.ndarray,
                    masked: np.ndarray, need: np.ndarray, bands: Sequence[str],
-                   terms: DateTerms | None = None, lowest: np.ndarray | None = None) -> None:
+                   limits: Limits | None = None) -> None:
     """Add to ``values`` [C, h, w] of ``bands`` at the ``need`` pixels the residual
     ``observed - values`` of the ``clear`` pixels, spread by normalized convolution; in place.
     A clear pixel brighter in blue by more than ``HAZE`` lends nothing, nor, in a band of
-    ``MARGIN`` px, one that lies near a ``masked`` pixel; with the fill's ``terms``, nor one in
-    a cloud's penumbra (``PENUMBRA``), and with its ``lowest`` prediction as well, no pixel is
-    taken below ``FLOOR``. Exact on a block whose ``need`` pixels lie at least ``CONTEXT`` px
-    inside it."""
+    ``MARGIN`` px, one that lies near a ``masked`` pixel; with the fill's ``limits``, nor one in
+    a cloud's penumbra (``PENUMBRA``), and no pixel is taken below ``FLOOR``. Exact on a block
+    whose ``need`` pixels lie at least ``CONTEXT`` px inside it."""
     if not need.any() or not clear.any():
         return
     box = around(need, CONTEXT)
@@ -109,14 +144,11 @@ def carry_residual(values: np.ndarray, observed: np.ndarray, clear: np.ndarray,
     if "B02" in bands:
         blue = bands.index("B02")
         clear = clear & ~(observed[blue][box] - values[blue][box] > HAZE)
-    if terms is not None and {"B02", "B08", "B11"} <= set(bands):
-        def darker(name: str) -> np.ndarray:
-            """Where ``clear`` is darker in the band than the fill by ``PENUMBRA`` errors."""
-            i = bands.index(name)
-            error = np.hypot(terms.spread[i][box], np.sqrt(terms.residual[i][box]))
-            return observed[i][box] - values[i][box] < -PENUMBRA * error
-
-        clear = clear & ~(darker("B08") & darker("B11") & ~darker("B02"))
+    if limits is not None and len(limits.error):
+        nir, swir, blue = (
+            observed[i][box] - values[i][box] < -PENUMBRA * error[box]
+            for i, error in zip(penumbra_bands(bands), limits.error, strict=True))
+        clear = clear & ~(nir & swir & ~blue)
     scales = {}
     for i, (band, seen, name) in enumerate(zip(values, observed, bands, strict=True)):
         margin = MARGIN.get(name, 0)
@@ -131,8 +163,7 @@ def carry_residual(values: np.ndarray, observed: np.ndarray, clear: np.ndarray,
         residual = np.where(lending, seen[box] - band[box], np.float32(0))
         spread = ndimage.gaussian_filter(residual, SIGMA, mode="constant", truncate=TRUNCATE)
         spread *= scale
-        if terms is not None and lowest is not None:
+        if limits is not None:
             fill = band[box]
-            floor = np.minimum(lowest[i][box] - FLOOR * np.sqrt(terms.residual[i][box]), fill)
-            np.maximum(spread, floor - fill, out=spread)
+            np.maximum(spread, np.minimum(limits.floor[i][box], fill) - fill, out=spread)
         band[box] += spread

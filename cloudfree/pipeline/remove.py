@@ -823,17 +823,16 @@ class SceneRemoval:
         if plan is None:
             return None
         try:
-            # the residual reads the terms
-            reference = self.references.fill(plan, background, terms=True, error=restoring)
+            reference = self.references.fill(plan, background,
+                                             terms=self.uncertainty is not None,
+                                             error=restoring, limits=True)
         finally:
             self._fills.release()
         covered = reference.covered
         refl = refl[:, around[0], around[1]]
         carry_residual(reference.values, refl, clear & covered, region[around], need & covered,
-                       self.bands, reference.terms, reference.lowest)
-        reference.lowest = None  # the residual's alone
-        if self.uncertainty is None:
-            reference.terms = None
+                       self.bands, reference.limits)
+        reference.limits = None  # the residual's alone
         reference.source[~need] = 0  # the clear pixels only lent their residual
         if restoring:
             restore_dates(reference, refl, region[around], classes[around], valid[around],
