@@ -1,6 +1,7 @@
 """The other dates' similar pixels' search on a real series: CPU per pixel and error, by setting.
 
-    python benchmarks/similar_search.py --series SERIES [--approximate 1 2 3] [--rounds 3]
+    python benchmarks/similar_search.py --series SERIES [--approximate 1 2 3] [--neighbours K]
+        [--rounds 3]
 
 SERIES is the pool's SEN12MS-CR-TS series (``reference_fill.py``; 256 px, 13 bands). Its five
 clearest dates (the fewest pixels with B02 above 0.15) stand for a scene: the clearest is the
@@ -42,6 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=Path, required=True)
     parser.add_argument("--approximate", type=float, nargs="+", default=[1.0, 2.0, 3.0])
+    parser.add_argument("--neighbours", type=int, default=similar_pixels.NEIGHBOURS,
+                        help="neighbours averaged (NEIGHBOURS)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     target, *others = clearest(args.series)
@@ -51,6 +54,7 @@ def main() -> None:
     similar = SimilarPixels.fit(tuple(range(len(others))), features, target[:, grid].T)
     truth = target[:, ~grid]
     similar_pixels.usable_cores = lambda: 1
+    similar_pixels.NEIGHBOURS = args.neighbours
     cpu: dict[float, list[float]] = {a: [] for a in args.approximate}
     error = {}
     for _ in range(args.rounds):
