@@ -187,13 +187,6 @@ FILL_CHUNK_WIDTH = 1152
 #: under real clouds pasted on real clear land (benchmarks/chunk_width_quality.py: 7.3 % of the
 #: pixels change, inside large clouds, by 17 DN at the 99th percentile of those).
 FILL_CHUNK_HEIGHT = 480
-#: Side of the windows of the passes over the scene before the chunks (px). Each is classified
-#: with 250 px of context with the default options (the mask's 141, and the shadow offset's
-#: displacements, ``OFFSET_REACH``, with the clouds confirmed ``SEED_REACH`` around them), all
-#: of which the offset reads, so the windows are what cuts the overlap: a 2048^2 scene
-#: classifies 2.2 times its pixels in 1024 px windows and 1.6 times in one, a 10980^2 one 2.3
-#: and 1.6 times (benchmarks/records/speed.md). Outputs identical.
-PASS_BLOCK = 2048
 #: Whether the shadows the target's clouds cast are found and filled by default with other
 #: dates too, as they are relit with one (``remove_scene``'s ``mask_params.shadow=None``): on
 #: the pool's series, shadows cast with real clouds +6.2 dB on 8 tuning cases and +6.1 on 9
@@ -486,7 +479,7 @@ def classified_windows(s2: Sentinel2, bands: tuple[str, ...], params: MaskParams
             fill_copy(copy, decode, quiet, abandon)
         if copy.decoded.complete:  # else (a write failed) decoded again, margins and all
             decode = copy.decoded.read
-    windows = block_windows(s2.width, s2.height, PASS_BLOCK)
+    windows = block_windows(s2.width, s2.height)
     storing = kept is not None and not kept.complete
     if storing and kept.windows != windows:
         raise ValueError("the kept classes are laid out in other windows than the pass's")
@@ -1139,8 +1132,7 @@ def remove_scene(
                 # and for the co-registration beside them, as they go
                 copy = SceneCopy(s2, decoded)
                 if model.uses_mask:
-                    kept = ClassifiedScene.beside(output.parent, s2.height, s2.width,
-                                                   PASS_BLOCK)
+                    kept = ClassifiedScene.beside(output.parent, s2.height, s2.width)
                 if kept is not None:
                     stack.callback(kept.close)
         # where the dates judge, they judge bright land too (a roof is bright on every date):
