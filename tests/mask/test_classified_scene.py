@@ -100,8 +100,6 @@ def test_a_failed_write_of_the_classes_leaves_the_windows_classified_again(tmp_p
         kept.close()
 
 
-
-
 @pytest.mark.parametrize("found", [False, True])
 def test_the_statistics_read_the_kept_classes_without_the_masks_context(tmp_path, monkeypatch,
                                                                         found):
