@@ -559,13 +559,12 @@ def scene_fill_spectrum(s2: Sentinel2, bands: tuple[str, ...], params: MaskParam
     chunk; ``tie_shadows``: flagged shadows not tied to a cloud (by ``shadow.offset``) count as
     clear, as restoring takes them (``shadow.tied_shadows``). Reads as
     ``classified_windows``."""
-    # the clouds whose shadows are tied around (none where they cast none: ``tie_reach``);
-    # without a tie, none of the mask's context where the first pass kept the classes (a tie's
-    # weights change with the window beyond that reach: on the summer sample, the statistics
-    # changed in the fourth decimal read back with the reach alone)
-    tie = tie_shadows and tie_reach(shadow.offset)
-    halo = (params.halo + SHADOW_NEAR if tie
-            else 0 if kept is not None and kept.complete else params.halo)
+    if tie_shadows and tie_reach(shadow.offset):
+        # the clouds whose shadows are tied around, and the mask's context: a tie's weights
+        # change with the window beyond its reach, so read back or not, the same window
+        halo = params.halo + SHADOW_NEAR
+    else:  # the job reads the window alone: the mask's context only to classify it again
+        halo = 0 if kept is not None and kept.complete else params.halo
 
     def job(win: Window, window: MaskedWindow, _: ParallaxIndex
             ) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
