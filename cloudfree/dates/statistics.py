@@ -9,8 +9,7 @@ and, with S1 of both dates, the histogram of their backscatter difference (its m
 change check's bias, ``references.histogram_median``). The same pass gathers the sums of the
 groups of the nearest dates fitted jointly (``joint_fit.py``) and the sample of the target's
 clear pixels whose dates look alike (``similar_pixels.py``); where the temporal test refits the
-lines (below), only the last refit does, as the fill takes its, and the passes before it, whose
-fits only the test takes up, sum the cells on a sparser sample (``TEST_STRIDE``). A mask alone
+lines (below), only the last refit does, as the fill takes its. A mask alone
 (``mask --reference``) takes neither, and no pass gathers them. What the first pass learns of
 each reference alone (``OwnStatistics``: its shadow statistics, S1 difference and pixel counts,
 from every pixel) no later pass changes: the passes after it take it as it is and read each
@@ -115,12 +114,6 @@ WINDOW = 8 * CELL
 #: where the target is almost all cloud (``few_clear``), as the groups' sums
 #: (``joint_fit.STRIDE``).
 CELL_STRIDE = 2
-#: The same, in the passes whose fits only the temporal test takes up, a later pass surely
-#: fitting them again (those that gather neither the groups' sums nor the similar pixels'
-#: sample: the first pass and the refits before the last where it refits). On the L1C series'
-#: tuning half (benchmarks/records/speed.md) 4 against 2 moved the fill by -0.01 dB on average
-#: (worst case -0.16) and halved the cells' sums of those passes.
-TEST_STRIDE = 4
 #: Share of the scene a reference must cover not to be warned about.
 PARTIAL = 0.99
 #: Where the temporal test does not weigh the references, the lines fitted once more without
@@ -186,10 +179,9 @@ class DateStatistics:
         #: cloud buffer (a target almost all cloud)
         self.few_clear = False
         #: during ``fit``, the cells' sums of the pass on the target's single-date mask: its
-        #: cloud buffer, its cells' stride and the sums by (reference, window's top, left),
-        #: which the later passes on the same sample take for the cells whose pixels clear in
-        #: both are the same (``WindowSums``)
-        self.first: tuple[int, int, dict[tuple[int, int, int], list[tuple]]] | None = None
+        #: cloud buffer and the sums by (reference, window's top, left), which the later passes
+        #: take for the cells whose pixels clear in both are the same (``WindowSums``)
+        self.first: tuple[int, dict[tuple[int, int, int], list[tuple]]] | None = None
         #: after the first statistics pass, what it learnt of each reference alone: the later
         #: passes read the references only where their sums take them (``WindowSums``)
         self.own: OwnStatistics | None = None
@@ -346,8 +338,7 @@ class DateStatistics:
                 sets, samples = sets[1:], samples[1:]
                 fits, groups, _ = sets[0]
         if self.temporal is None or not self.temporal.calibrated:
-            self.first = (self.cloud_buffer(self.fit_buffer), self.cell_stride(gather),
-                          sets[0][2])
+            self.first = self.cloud_buffer(self.fit_buffer), sets[0][2]
         # a date sharing too few clear pixels with the target to be fitted weighs as the worst
         # fitted one; when none is, as the worst of those sharing a cell's worth (as all the
         # others, when none does: then dates alone weigh them)
@@ -419,12 +410,11 @@ class DateStatistics:
         """The target's cloud buffer (px) counted as ``buffer`` (None: its mask's)."""
         return self.target.params.buffer if buffer is None else buffer
 
-    def cell_stride(self, gather: bool) -> int:
-        """The cells' sums count every ``CELL_STRIDE``-th row and column (``TEST_STRIDE``-th in
-        a pass that does not ``gather``), every pixel where the target is almost all cloud."""
-        if self.few_clear:
-            return 1
-        return CELL_STRIDE if gather else TEST_STRIDE
+    @property
+    def cell_stride(self) -> int:
+        """The cells' sums count every ``CELL_STRIDE``-th row and column, every pixel where
+        the target is almost all cloud."""
+        return 1 if self.few_clear else CELL_STRIDE
 
     @property
     def group_stride(self) -> int:
@@ -442,21 +432,20 @@ class WindowSums:
     """What one statistics pass of ``dates`` gathers from each window of the target grid
     (``sums``), the target's clear pixels counted as the pass counts them (``fit_buffer``) and,
     with a ``ring`` (``DateStatistics._ring``), also with that buffer and fringe; without
-    ``gather``, neither the groups' sums nor the similar pixels' sample, and the cells' sums on
-    a sparser sample (``DateStatistics.cell_stride``). A cell's sums are those of the first
-    pass (``DateStatistics.first``) where it summed the same sample, or of the first count of
-    the same pass, where its pixels clear in both are the same (the sums of a cell depend on
-    its pixels alone): the temporal test and the ring change only the cells near clouds."""
+    ``gather``, neither the groups' sums nor the similar pixels' sample. A cell's
+    sums are those of the first pass (``DateStatistics.first``), or of the first count of the
+    same pass, where its pixels clear in both are the same (the sums of a cell depend on its
+    pixels alone): the temporal test and the ring change only the cells near clouds."""
 
     def __init__(self, dates: DateStatistics, ring: tuple[int | None, int] | None,
                  gather: bool = True) -> None:
         self.dates = dates
         self.views = [(dates.fit_buffer, None)] + ([] if ring is None else [ring])
-        self.stride = dates.group_stride
-        self.cell_stride = dates.cell_stride(gather)
         first = dates.first  # the first pass's sums where a view counts its cloud buffer
-        self.first = [first[2] if first is not None and first[:2] == (
-            dates.cloud_buffer(buffer), self.cell_stride) else None for buffer, _ in self.views]
+        self.first = [first[1] if first is not None and first[0] == dates.cloud_buffer(buffer)
+                      else None for buffer, _ in self.views]
+        self.stride = dates.group_stride
+        self.cell_stride = dates.cell_stride
         self.members = {i for group in dates.groups for i in group} if gather else set()
         self.similar = dates.similar_dates if gather else ()
         self.sample_stride = sample_stride(dates.target.scene.height, dates.target.scene.width)

@@ -810,12 +810,11 @@ def test_a_block_is_judged_from_the_background_around_it_alone(dates, monkeypatc
 def test_the_passes_after_each_fit_take_the_first_passs_cells_where_they_are_the_same(
         dates, monkeypatch):
     # the statistics passes after each fit take a cell's sums from the first pass where the
-    # temporal test left its pixels clear in both as they were and the pass sums the same
-    # sample, and sum the others again: the same sums, bit for bit, as summing every cell again
-    real, taken, strides = statistics._cell_sums, [], []
+    # temporal test left its pixels clear in both as they were, and sum the others again: the
+    # same sums, bit for bit, as summing every cell again
+    real, taken = statistics._cell_sums, []
 
     def checked(refl, target, both, top, left, base=None, stride=1, step=1):
-        strides.append(stride)
         cells = real(refl, target, both, top, left, base, stride, step)
         if base is not None:
             taken.append([cell is was for cell, was in zip(cells, base[1], strict=True)])
@@ -833,13 +832,8 @@ def test_the_passes_after_each_fit_take_the_first_passs_cells_where_they_are_the
         fill = open_references(dates["refs"], target, MaskParams(buffer=5), None, quiet=True,
                                temporal=True)
         fill.close()
-    # the passes before the last refit on the sparser sample, the last refit, which the fill
-    # takes up, on the denser one
-    assert strides == sorted(strides, reverse=True)
-    assert set(strides) == {statistics.TEST_STRIDE, statistics.CELL_STRIDE}
-    # the count with the buffer's ring in the first pass and each reference's in the first
-    # refit: the last sums its cells on another sample
-    assert len(taken) == 2 * len(dates["refs"])
+    # the count with the buffer's ring and each reference's in the two passes after the fits
+    assert len(taken) == 3 * len(dates["refs"])
     shares = [np.mean(cells) for cells in taken]
     assert 0 < np.mean(shares) < 1  # some cells taken, some summed again
 
@@ -849,11 +843,9 @@ def test_the_groups_and_similar_pixels_are_gathered_by_the_pass_the_fill_keeps(
         dates, monkeypatch, calibrates):
     # the statistics passes before the last refit gather neither the groups' sums nor the
     # similar pixels' sample (the next pass's replace them): the fill's groups and search are
-    # the same, bit for bit, as when every pass gathers them (each pass's cells on its own
-    # sample); where the test could not be calibrated (no refit follows), the first pass is
-    # made again to gather them
+    # the same, bit for bit, as when every pass gathers them; where the test could not be
+    # calibrated (no refit follows), the first pass is made again to gather them
     real, sums = statistics.DateStatistics._statistics, statistics.WindowSums.sums
-    stride = statistics.DateStatistics.cell_stride
     if not calibrates:
         monkeypatch.setattr(temporal_mask.TemporalMask, "calibrate", lambda *args: None)
 
@@ -862,8 +854,6 @@ def test_the_groups_and_similar_pixels_are_gathered_by_the_pass_the_fill_keeps(
 
         def one_pass(self, quiet, gather=True):
             gathered.append(False)
-            monkeypatch.setattr(statistics.DateStatistics, "cell_stride",
-                                lambda self, _: stride(self, gather))
             return real(self, quiet, True if every else gather)
 
         def window(self, win):
