@@ -9,7 +9,9 @@ buffer) more than ``INSIDE`` px inside it, where the fill replaces the land. Lan
 the mask leaves clear, ``LAND`` px or more from any cloud. Prints, in DN, each band's mean over
 the patches and the land (and the patches' excess in %), their texture (the mean absolute
 difference between neighbouring pixels of the same set, B04 and B08), the NIR (B08) of the
-relit shadows (the mask's shadow class) in the input and the output, and the haze of the
+relit shadows (the mask's shadow class) in the input and the output, the pixels as dark as
+shadow in the input (CSI, (B08 + B11) / 2 as the shadow test has it, under ``DARK`` times the
+scene's median) and the share of them the output brings up to that level, and the haze of the
 feather: the outer ``FEATHER`` px of the region the output changed (the relit shadows aside),
 by HOT (B02 - B04 / 2, ``mask.haze.hot``), against the pixels it kept as seen (the share above
 their 95th percentile, and the medians' difference). The figures the docs quote of the sample's
@@ -40,6 +42,8 @@ LAND = 20
 #: The feather: the changed region's pixels within this many px of its edge (``remove``'s
 #: default ``--feather`` 2, the pixel centres 0.5 px inside).
 FEATHER = 2.5
+#: As dark as shadow: CSI under this share of the input's median CSI.
+DARK = 0.7
 SHOWN = ("B02", "B03", "B04", "B08", "B11")
 TEXTURE = ("B04", "B08")
 
@@ -79,6 +83,11 @@ def look(model: str, folder: Path) -> None:
     shadow, b08 = classes == SHADOW, BANDS.index("B08")
     print(f"  relit shadows ({shadow.mean():.1%}): B08 {seen[b08][shadow].mean():.0f} -> "
           f"{output[b08][shadow].mean():.0f}, land {output[b08][land].mean():.0f}")
+    csi_seen, csi_out = ((a[b08] + a[BANDS.index("B11")]) / 2 for a in (seen, output))
+    level = DARK * np.median(csi_seen)
+    dark = csi_seen < level
+    print(f"  as dark as shadow ({dark.mean():.1%}): {np.mean(csi_out[dark] >= level):.0%} "
+          f"brought up to {DARK} of the scene's median CSI")
     changed = (output != seen).any(axis=0)
     feather = changed & (ndimage.distance_transform_edt(changed) < FEATHER) & ~shadow
     edge, kept = hot(output, BANDS)[feather], hot(seen, BANDS)[~changed]
