@@ -117,6 +117,7 @@ class Sentinel2:
     # band -> (dataset, band index, resolution factor relative to the grid), in the input's
     # order (L1C order for products, the stack's order for a GeoTIFF); SCL, if any, among them
     level: str = "L1C"  # "L1C" (top of atmosphere) or "L2A" (bottom of atmosphere)
+    level_named: bool = False  # the level is the metadata's or the caller's, not the band set's
     declared_scaling: bool = False  # the input declares scale and offset (GDAL tags, STAC)
     area: Window | None = None  # the window of the stored grid the scene is cropped to
     grid_size: tuple[int, int] | None = None  # the stored grid's width and height, once cropped
@@ -131,6 +132,12 @@ class Sentinel2:
     def bands(self) -> tuple[str, ...]:
         """The spectral bands present, in the input's order."""
         return tuple(b for b in self.band_sources if b != SCL)
+
+    @property
+    def top_of_atmosphere(self) -> bool:
+        """Whether the scene is L1C as its metadata or the caller name it (a band set that
+        names no level may be either)."""
+        return self.level == "L1C" and self.level_named
 
     @property
     def has_scl(self) -> bool:
@@ -506,14 +513,15 @@ def _open_any(path: Path | str, offset: int | None, forced: str | None,
             else _open_band_files(path, kind, found, offset, forced, what))
 
 
-def _level(named: str | None, forced: str | None, bands: set[str]) -> str:
+def _level(named: str | None, forced: str | None, bands: set[str]) -> tuple[str, bool]:
     """The processing level: as forced, else as the metadata name it, else L2A when the scene
-    classification is there or B10 (which L2A products drop) is missing from a full set."""
+    classification is there or B10 (which L2A products drop) is missing from a full set; and
+    whether it was forced or named."""
     if forced or named:
-        return forced or named
+        return forced or named, True
     if SCL in bands or (len(bands) >= 12 and "B10" not in bands):
-        return "L2A"
-    return "L1C"
+        return "L2A", False
+    return "L1C", False
 
 
 #: Band orders taken for a stack without band names, by band count.
@@ -564,12 +572,13 @@ def _open_stack(path: Path | Url, offset: int | None, forced: str | None,
             dn_scale = _dn_scale(ds, path, spectral, dtype)
             if offset is None:
                 offset = _offset_from_tags(tags, path) if dn_scale != 1.0 else 0
+        level, level_named = _level(_level_from_tags(tags), forced, set(sources))
         return Sentinel2(
             path=path, kind="geotiff", width=ds.width, height=ds.height, crs=ds.crs,
             transform=ds.transform, dtype=dtype, nodata=nodata, offset=offset,
             dn_scale=dn_scale, band_sources=sources,
-            level=_level(_level_from_tags(tags), forced, set(sources)),
-            declared_scaling=declared is not None, _datasets=[ds],
+            level=level, level_named=level_named, declared_scaling=declared is not None,
+            _datasets=[ds],
         )
     except BaseException:
         ds.close()
@@ -798,11 +807,12 @@ def _open_band_files(path: Path | Url, kind: str, found: BandFiles, offset: int 
             dn_scale, offset = declared[0], declared[1] if forced_offset is None else offset
         else:
             dn_scale = _dn_scale(first, path, found.files[spectral[0]][1], dtype)
+        level, level_named = _level(found.level, forced, set(bands))
         return Sentinel2(
             path=path, kind=kind, width=grid.width, height=grid.height, crs=grid.crs,
             transform=grid.transform, dtype=dtype, nodata=nodata, offset=offset,
             dn_scale=dn_scale, band_sources=band_sources,
-            level=_level(found.level, forced, set(bands)), declared_scaling=declared is not None,
+            level=level, level_named=level_named, declared_scaling=declared is not None,
             _datasets=list(datasets.values()),
         )
     except BaseException:

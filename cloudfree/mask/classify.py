@@ -53,7 +53,8 @@ products have no B10: the score then runs without the B01 + B10 term, and the sn
 without its B10 rule; ``benchmarks/mask_quality.py --withheld`` measures what that costs), and
 without B11 there is no snow test. Without B10 the clouds also grow into their veiled edges
 (``veiled_edges``): L2A's surface reflectance is darker in blue than L1C's, and the score alone
-misses the thin edges there (``benchmarks/mask_l2a.py``). Where an L2A
+misses the thin edges there (``benchmarks/mask_l2a.py``); not where the input is named L1C
+(``MaskParams.for_bands``), whose blue the score's ramp is set for. Where an L2A
 product's scene classification (SCL, Sen2Cor) comes with the bands, it gives the classes instead:
 cloud of medium and high probability and thin cirrus are cloud, cloud shadow is shadow, snow is
 snow, no data is nodata; water and everything else are clear. The score is still computed (the
@@ -205,7 +206,7 @@ class MaskParams:
     built_up: bool = True
     scl: bool = True  # classes from an L2A product's scene classification, when it has one
     #: without B10, clouds grown into their veiled edges (``veiled_edges``); off where other
-    #: dates judge the target's clouds
+    #: dates judge the target's clouds, and on inputs named L1C (``for_bands``)
     edges: bool = True
 
     def __post_init__(self) -> None:
@@ -258,10 +259,11 @@ class MaskParams:
         if missing, for the caller's error) and the others it has, in L1C order."""
         return tuple(b for b in self.bands if b in self.required or b in present)
 
-    def for_bands(self, present: Sequence[str]) -> MaskParams:
-        """These settings for an input with the bands ``present``: with B10, no veiled edges
-        grown, and no context read for them."""
-        return replace(self, edges=False) if "B10" in present else self
+    def for_bands(self, present: Sequence[str], top_of_atmosphere: bool = False) -> MaskParams:
+        """These settings for an input with the bands ``present``: with B10, or at
+        ``top_of_atmosphere`` levels (L1C, whose blue the score's ramp is set for), no veiled
+        edges grown, and no context read for them."""
+        return replace(self, edges=False) if "B10" in present or top_of_atmosphere else self
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -500,19 +502,19 @@ def thin_cloud(classes: np.ndarray, reflectance: np.ndarray, bands: Sequence[str
     return out
 
 
-#: Without B10 (L2A products and band subsets), a cloud grows by up to ``EDGE_GROW`` px (diagonals
-#: too) from its pixels amid cloud (at least ``EDGE_SHARE`` of the ``SHARE_BOX`` px square around
-#: them cloud: a cloud, not a town's bright roofs) into the veil at its edge: pixels, not snow,
-#: whose HOT = B02 - 0.5 B04 (Zhang, Guindon and Cihlar 2002) exceeds the least around them
-#: (``EDGE_BOX`` px square, both 3 x 3 means) by ``EDGE_HOT`` and whose blue exceeds its least by
-#: ``EDGE_BLUE``: thin cloud raises blue, and blue more than red. Surface reflectance (L2A) is
-#: darker than top-of-atmosphere in blue by the haze and air light that atmospheric correction
-#: takes off, so the score's fixed blue ramp misses thin edges that it finds in L1C; the clearest
-#: land near is the level to rise above. Chosen on the tuning half of the pool's cloudy / clear
-#: pairs (by scene) as an L2A band set brought to surface levels (``benchmarks/mask_l2a.py``;
-#: benchmarks/records/masks.md): cloud IoU 0.740 to 0.835 (held out: 0.870 to 0.901), no more
-#: cloud on the clear Sen1Floods11 chip's roofs or the pool's real L2A images, and at most 3
-#: points more of a village beside a cloud (a rise in HOT of 0.01 took 11 points more).
+#: Without B10 (L2A products, and band subsets not named L1C), a cloud grows by up to ``EDGE_GROW``
+#: px (diagonals too) from its pixels amid cloud (at least ``EDGE_SHARE`` of the ``SHARE_BOX`` px
+#: square around them cloud: a cloud, not a town's bright roofs) into the veil at its edge: pixels,
+#: not snow, whose HOT = B02 - 0.5 B04 (Zhang, Guindon and Cihlar 2002) exceeds the least around
+#: them (``EDGE_BOX`` px square, both 3 x 3 means) by ``EDGE_HOT`` and whose blue exceeds its least
+#: by ``EDGE_BLUE``: thin cloud raises blue, and blue more than red. Surface reflectance (L2A) is
+#: darker than top-of-atmosphere in blue by the haze and air light that atmospheric correction takes
+#: off, so the score's fixed blue ramp misses thin edges that it finds in L1C; the clearest land
+#: near is the level to rise above. Chosen on the tuning half of the pool's cloudy / clear pairs (by
+#: scene) as an L2A band set brought to surface levels (``benchmarks/mask_l2a.py``;
+#: benchmarks/records/masks.md): cloud IoU 0.740 to 0.835 (held out: 0.870 to 0.901), no more cloud
+#: on the clear Sen1Floods11 chip's roofs or the pool's real L2A images, and at most 3 points more
+#: of a village beside a cloud (a rise in HOT of 0.01 took 11 points more).
 EDGE_BOX, EDGE_HOT, EDGE_BLUE, EDGE_GROW, EDGE_SHARE = 31, 0.03, 0.04, 15, 0.5
 #: Context the veiled edges need: the growth, and the squares around it.
 EDGE_REACH = EDGE_GROW + max(EDGE_BOX // 2 + 1, SHARE_BOX // 2)

@@ -254,7 +254,7 @@ def mask_scene(
     with scene_io_env(), inputs.open_scene(scene) as s2, \
             ExitStack() as dates_stack:
         require_mask_bands(s2, params)
-        params = params.for_bands(s2.bands)
+        params = params.for_bands(s2.bands, s2.top_of_atmosphere)
         log.debug("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         # a box is read with the context around it that a window of the whole scene has
         area = s2.area

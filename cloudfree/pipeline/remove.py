@@ -1090,7 +1090,7 @@ def remove_scene(
             log.info("%s has no %s: its cloud shadows are left as they are", s2.path.name,
                      " or ".join(missing))
             mask_params = replace(mask_params, shadow=False)
-        mask_params = mask_params.for_bands(s2.bands)
+        mask_params = mask_params.for_bands(s2.bands, s2.top_of_atmosphere)
         bands = check_bands(s2, model, engine.name, mask_params)
         temporal_mask = dates.temporal_mask
         if temporal_mask is None:

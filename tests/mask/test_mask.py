@@ -224,6 +224,28 @@ def test_l2a_veiled_edges_window_by_window_are_those_of_the_whole_image(tmp_path
     assert (whole == THIN).mean() > 0.15
 
 
+def test_a_band_set_named_l1c_grows_no_veiled_edges(tmp_path):
+    """The summer sample's L1C bands without B01, B09 and B10: at top-of-atmosphere levels the
+    score's blue ramp finds the thin edges itself, so where the scene is named L1C (a tag, the
+    metadata, ``--level L1C``) the mask grows no veiled edges; where no level is named the band
+    set may be L2A, and they are grown."""
+    with open_sentinel2(SUMMER_S2) as s2, rasterio.open(SUMMER_S2) as ds:
+        refl = s2.read()[0][[BANDS.index(b) for b in L2A_SET]]
+        profile = {"crs": ds.crs, "transform": ds.transform}
+    scene = write_stack(tmp_path / "set.tif", np.rint(refl * 10000), profile, dtype="uint16",
+                        descriptions=list(L2A_SET))
+    mask_scene(scene, tmp_path / "named.tif", level="L1C")
+    mask_scene(scene, tmp_path / "auto.tif")
+    named, auto = read_mask(tmp_path / "named.tif")[0], read_mask(tmp_path / "auto.tif")[0]
+    with open_sentinel2(scene) as s2:
+        assert (s2.level, s2.level_named) == ("L1C", False)
+        refl = s2.read()[0]
+    plain = classify(refl, None, MaskParams(edges=False), L2A_SET)[0]
+    np.testing.assert_array_equal(named, thin_cloud(plain, refl, L2A_SET))
+    grown, kept = np.isin(auto, (CLOUD, THIN)), np.isin(named, (CLOUD, THIN))
+    assert not (kept & ~grown).any() and (grown & ~kept).sum() > 100
+
+
 def test_winter_haze_regression():
     """Thin haze over dark terrain: the score stays far below the threshold (s2cloudless ~0%)."""
     with open_sentinel2(WINTER_S2) as s2:
