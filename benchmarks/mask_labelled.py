@@ -26,6 +26,10 @@ Per class, IoU, precision and recall pooled over the scene: cloud (thin and thic
 everything but ``mask``'s output takes them), thick cloud alone (class 1), and shadow (class 2,
 with ``--shadow``: all of the darkest land, as ``mask`` flags it). The label's two clear kinds
 count as clear. ukis-csmask itself is not scored: this is its own test scene.
+
+``remove`` (defaults, no S1) on the 10 m grid named L1C: the region it fills as cloud (its mask,
+5 px buffer and haze ring, ``--mask-out`` class 1) and the shadows it relights (class 2) against
+the label, and where the labelled shadow went: relit, filled as cloud, or left as seen.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import argparse
 import hashlib
 import io
 import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -91,6 +96,18 @@ def masked(refl: np.ndarray, metres: float, level: str, shadow: bool,
         return src.read(1)
 
 
+def removed(refl: np.ndarray, folder: Path) -> np.ndarray:
+    """The classes ``cloudfree remove --mask-out`` writes for ``refl`` on a 10 m grid named
+    L1C: the region it fills as cloud (1) and the shadows it relights (2)."""
+    scene, output, classes = folder / "scene.tif", folder / "out.tif", folder / "classes.tif"
+    write_scene(refl, 10, scene)
+    subprocess.run([sys.executable, "-m", "cloudfree", "remove", "--s2", str(scene), "-o",
+                    str(output), "--mask-out", str(classes), "--level", "L1C", "--overwrite",
+                    "--quiet"], check=True, capture_output=True)
+    with rasterio.open(classes) as src:
+        return src.read(1)
+
+
 def to_label_grid(classes: np.ndarray, factor: int) -> np.ndarray:
     """Classes on the label's grid: the commonest of each ``factor`` x ``factor`` block."""
     if factor == 1:
@@ -126,12 +143,22 @@ def main() -> None:
                 classes = [to_label_grid(masked(grid, 30 / factor, level, shadow, Path(tmp)),
                                          factor) for shadow in (False, True)]
                 rows[f"{grid_name}, {level_name}"] = (classes[0], classes[1])
+        filled = to_label_grid(removed(refl.repeat(FACTOR, 1).repeat(FACTOR, 2), Path(tmp)),
+                               FACTOR)
     print("| mask | cloud: IoU | precision | recall | thick cloud: IoU | precision | recall "
           "| shadow (`--shadow`): IoU | precision | recall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (classes, shadowed) in rows.items():
         print(f"| {name} | {scores(np.isin(classes, (CLOUD, THIN)), cloud)} | "
               f"{scores(classes == CLOUD, cloud)} | {scores(shadowed == SHADOW, shadow)} |")
+    print("\n`remove` (defaults, no S1), 10 m grid, `--level L1C`: what it fills as cloud (the "
+          "mask, its buffer and haze ring) and the shadows it relights")
+    print("| filled as cloud: IoU | precision | recall | relit: IoU | precision | recall "
+          "| labelled shadow relit / filled as cloud / left as seen |")
+    print("|---|---|---|---|---|---|---|")
+    shares = [(filled[shadow] == c).mean() for c in (SHADOW, CLOUD)]
+    print(f"| {scores(filled == CLOUD, cloud)} | {scores(filled == SHADOW, shadow)} | "
+          f"{shares[0]:.2f} / {shares[1]:.2f} / {1 - sum(shares):.2f} |")
 
 
 if __name__ == "__main__":
