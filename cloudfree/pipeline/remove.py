@@ -150,7 +150,12 @@ from cloudfree.output.cog import AVERAGE, NEAREST, raw_scratch
 from cloudfree.output.geotiff import check_geotiff_output
 from cloudfree.output.preview import Preview
 from cloudfree.output.provenance import MODEL, cloud_fraction_tags, provenance_tags
-from cloudfree.pipeline.mask import mask_source, require_mask_bands, scene_shadow_thresholds
+from cloudfree.pipeline.mask import (
+    mask_source,
+    require_mask_bands,
+    scene_mask_params,
+    scene_shadow_thresholds,
+)
 from cloudfree.pipeline.options import (
     OPTIONAL_OUTPUTS,
     EngineOptions,
@@ -1090,7 +1095,7 @@ def remove_scene(
             log.info("%s has no %s: its cloud shadows are left as they are", s2.path.name,
                      " or ".join(missing))
             mask_params = replace(mask_params, shadow=False)
-        mask_params = mask_params.for_bands(s2.bands, s2.top_of_atmosphere)
+        mask_params = scene_mask_params(s2, mask_params)
         bands = check_bands(s2, model, engine.name, mask_params)
         temporal_mask = dates.temporal_mask
         if temporal_mask is None:

@@ -224,7 +224,7 @@ def test_l2a_veiled_edges_window_by_window_are_those_of_the_whole_image(tmp_path
     assert (whole == THIN).mean() > 0.15
 
 
-def test_a_band_set_named_l1c_grows_no_veiled_edges(tmp_path):
+def test_a_band_set_named_l1c_grows_no_veiled_edges(tmp_path, cli):
     """The summer sample's L1C bands without B01, B09 and B10: at top-of-atmosphere levels the
     score's blue ramp finds the thin edges itself, so where the scene is named L1C (a tag, the
     metadata, ``--level L1C``) the mask grows no veiled edges; where no level is named the band
@@ -244,6 +244,11 @@ def test_a_band_set_named_l1c_grows_no_veiled_edges(tmp_path):
     np.testing.assert_array_equal(named, thin_cloud(plain, refl, L2A_SET))
     grown, kept = np.isin(auto, (CLOUD, THIN)), np.isin(named, (CLOUD, THIN))
     assert not (kept & ~grown).any() and (grown & ~kept).sum() > 100
+    said = "set.tif names no processing level and has no B10"  # the user is told, once
+    result = cli("mask", scene, "-o", tmp_path / "told.tif")
+    assert result.exit_code == 0 and result.output.count(said) == 1
+    result = cli("mask", scene, "-o", tmp_path / "named_cli.tif", "--level", "L1C")
+    assert result.exit_code == 0 and said not in result.output
 
 
 def test_winter_haze_regression():
