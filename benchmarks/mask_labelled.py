@@ -50,6 +50,9 @@ from rasterio.transform import from_origin
 from cloudfree.mask.classify import CLOUD, SHADOW, THIN, MaskParams
 from cloudfree.pipeline.mask import mask_scene
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from extract_mask_pairs import git_dir  # noqa: E402
+
 #: The commit of ukis-csmask whose test file is scored, its path and its sha256.
 COMMIT = "bcd8ea0"
 PATH = "tests/testfiles/sentinel2.npz"
@@ -63,8 +66,7 @@ FACTOR = 3
 
 def read_scene(repo: Path) -> tuple[np.ndarray, np.ndarray]:
     """Reflectance [6, H, W] float32 and the label [H, W] from the clone ``repo``."""
-    git = repo / ".git" if (repo / ".git").is_dir() else repo
-    blob = subprocess.run(["git", f"--git-dir={git}", "show", f"{COMMIT}:{PATH}"],
+    blob = subprocess.run(["git", f"--git-dir={git_dir(repo)}", "show", f"{COMMIT}:{PATH}"],
                           check=True, capture_output=True).stdout
     digest = hashlib.sha256(blob).hexdigest()
     if digest != SHA256:

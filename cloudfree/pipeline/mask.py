@@ -116,11 +116,12 @@ def judged_windows(target: TargetMask, windows: list[Window], threads: int, thin
     return ordered_map(one, windows, threads)
 
 
-def scene_mask_params(s2: Sentinel2, params: MaskParams) -> MaskParams:
+def scene_mask_params(s2: Sentinel2, params: MaskParams, dated: bool) -> MaskParams:
     """``params`` for the bands and level of ``s2`` (``MaskParams.for_bands``), saying so when a
-    band set without B10 names no level and is masked as L2A would be."""
+    band set without B10 names no level and is masked as L2A would be (not where other dates
+    judge its clouds, ``dated``: they judge its edges too)."""
     params = params.for_bands(s2.bands, s2.top_of_atmosphere)
-    if params.edges and not s2.level_named and s2.level == "L1C":
+    if params.edges and not dated and not s2.level_named and s2.level == "L1C":
         log.info("%s names no processing level and has no B10: its clouds are grown into the "
                  "veil at their edges, which surface levels (L2A) hide from the cloud score; "
                  "give --level L1C if it is top of atmosphere, --level L2A if not",
@@ -266,7 +267,7 @@ def mask_scene(
     with scene_io_env(), inputs.open_scene(scene) as s2, \
             ExitStack() as dates_stack:
         require_mask_bands(s2, params)
-        params = scene_mask_params(s2, params)
+        params = scene_mask_params(s2, params, bool(references))
         log.debug("%s: %s, mask from the %s", s2.path.name, s2.level, mask_source(s2, params))
         # a box is read with the context around it that a window of the whole scene has
         area = s2.area

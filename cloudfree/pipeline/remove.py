@@ -1095,7 +1095,7 @@ def remove_scene(
             log.info("%s has no %s: its cloud shadows are left as they are", s2.path.name,
                      " or ".join(missing))
             mask_params = replace(mask_params, shadow=False)
-        mask_params = scene_mask_params(s2, mask_params)
+        mask_params = scene_mask_params(s2, mask_params, bool(references))
         bands = check_bands(s2, model, engine.name, mask_params)
         temporal_mask = dates.temporal_mask
         if temporal_mask is None:

@@ -249,6 +249,10 @@ def test_a_band_set_named_l1c_grows_no_veiled_edges(tmp_path, cli):
     assert result.exit_code == 0 and result.output.count(said) == 1
     result = cli("mask", scene, "-o", tmp_path / "named_cli.tif", "--level", "L1C")
     assert result.exit_code == 0 and said not in result.output
+    other = write_stack(tmp_path / "other.tif", np.rint(refl * 10000) + 1, profile,
+                        dtype="uint16", descriptions=list(L2A_SET))  # the dates judge the edges
+    result = cli("mask", scene, "-o", tmp_path / "dated.tif", "--reference", other)
+    assert result.exit_code == 0 and said not in result.output
 
 
 def test_winter_haze_regression():
