@@ -28,8 +28,6 @@ from cloudfree.core.errors import OutOfMemory, UsageError
 if TYPE_CHECKING:
     from rasterio.windows import Window
 
-    from cloudfree.inference.tiling import TileGrid
-
 #: glibc's ``mallopt`` parameter for the most heap arenas (``M_ARENA_MAX`` in malloc.h).
 M_ARENA_MAX = -8
 #: Heap arenas for the command (glibc's default: one more for each thread that allocates at
@@ -256,22 +254,22 @@ def check_room_for_torch(model: bool = False) -> None:
                           f"about {need // 2**20} MiB")
 
 
-def check_batch_memory(grid: TileGrid, batch_size: int, bands: int) -> None:
-    """Refuse, before any work, a batch of tiles whose inputs and outputs alone (the network's
-    own activations come on top) exceed the machine's memory, or a run that the address-space
-    limit leaves too little room (:data:`RUN_ADDRESS_SPACE`). A batch never holds more tiles
-    than a row of the grid (``tiling.chunks``)."""
+def check_batch_memory(tile: int, across: int, batch_size: int, bands: int) -> None:
+    """Refuse, before any work, a batch of ``tile`` px tiles whose inputs and outputs alone (the
+    network's own activations come on top) exceed the machine's memory, or a run that the
+    address-space limit leaves too little room (:data:`RUN_ADDRESS_SPACE`). A batch never holds
+    more tiles than a row of the grid, ``across`` tiles (``tiling.chunks``)."""
     total = total_memory()
-    tiles = min(batch_size, grid.cols)
+    tiles = min(batch_size, across)
     planes = bands + 2 + 1 + bands  # float32: S2 input, S1 input, fill mask, network output
-    need = tiles * grid.tile**2 * planes * 4
+    need = tiles * tile**2 * planes * 4
     limit, mapped = address_space_limit(), status_bytes("VmSize")
     if limit is not None and mapped is not None and limit - mapped < need + RUN_ADDRESS_SPACE:
         raise OutOfMemory(f"the address-space limit (ulimit -v) of {limit / 2**30:.1f} GiB leaves "
                           f"{max(limit - mapped, 0) // 2**20} MiB once the model is loaded, and "
                           f"a run needs {(need + RUN_ADDRESS_SPACE) // 2**20} MiB more at least")
     if total is not None and need > total:
-        raise UsageError(f"tile={grid.tile} with batch_size={batch_size} needs at least "
+        raise UsageError(f"tile={tile} with batch_size={batch_size} needs at least "
                          f"{need / 2**30:.0f} GiB for the network's inputs and outputs alone; "
                          f"this machine has {total / 2**30:.0f} GiB: give a smaller tile=SIZE or "
                          "batch_size=N", "tile", "batch_size")

@@ -1117,7 +1117,7 @@ def remove_scene(
                                             (s2.height, s2.width))
         grid = TileGrid(s2.height, s2.width, tile, overlap, trim)
         warn_weak_tiling(model, grid)
-        check_batch_memory(grid, engine.batch_size, len(bands))
+        check_batch_memory(grid.tile, grid.cols, engine.batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         restoring = fill.restoring
         tie = mask_params.shadow  # only the shadows the clouds cast are relit or filled
