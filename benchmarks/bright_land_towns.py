@@ -8,7 +8,7 @@ the Onera Satellite Change Detection towns); PAIRS are folders of real cloudy / 
 (``scripts/extract_mask_pairs.py``), whose cloud is where the cloudy date is brighter than its
 twin (``mask_quality.py``'s truth). On both, for the pixels the score calls cloud (on the
 pairs, those of the truth): the mean over them of the parallax index of their square's cloud
-(``classify.bright_land``'s), and the share of what the test keeps as cloud without its rule
+(``bright_land.bright_land``'s), and the share of what the test keeps as cloud without its rule
 for roofs' texture (``ROOF_*``) that it leaves clear with it. ``--half`` takes one half of each
 by-scene split.
 """
@@ -23,7 +23,9 @@ import numpy as np
 import rasterio
 from mask_quality import halves, load_pairs
 
+from cloudfree.core.boxes import box_mean
 from cloudfree.io.sentinel2 import BANDS
+from cloudfree.mask import bright_land as land
 from cloudfree.mask import classify as module
 
 
@@ -42,10 +44,10 @@ def measure(reflectance: np.ndarray, where: np.ndarray | None = None) -> np.ndar
     pixels the score calls cloud (and ``where``)."""
     b, score, cloud = scored(reflectance)
     valid = np.ones_like(cloud)
-    with mock.patch.object(module, "ROOF_TEXTURE", np.inf):
-        before = module.bright_land(b, cloud, score, valid)
-    after = module.bright_land(b, cloud, score, valid)
-    parallax = module.box_mean(module.parallax_index(b), cloud, module.LAND_BOX)
+    with mock.patch.object(land, "ROOF_TEXTURE", np.inf):
+        before = land.bright_land(b, cloud, score, valid)
+    after = land.bright_land(b, cloud, score, valid)
+    parallax = box_mean(land.parallax_index(b), cloud, land.LAND_BOX)
     inside = cloud if where is None else cloud & where
     kept = inside & ~before
     return np.array([inside.sum(), kept.sum(), (kept & after).sum(), parallax[inside].sum()])

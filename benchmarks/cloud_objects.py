@@ -13,7 +13,7 @@ SPLIT.tsv, ``clear_scenes.held_out``).
 Each image is classified as ``remove`` classifies a single date (``MaskParams(buffer=5,
 shadow=True)``, the shadow thresholds of the whole image), and its scene offset from the clouds
 to their shadows is found as ``remove``'s first pass finds it (``shadow.scene_offset`` over the
-confirmed clouds, ``classify.confirmed_reach``). An object is an 8-connected patch of confirmed
+confirmed clouds, ``bright_land.confirmed_reach``). An object is an 8-connected patch of confirmed
 cloud of at least ``MIN_OBJECT`` px. Per object:
 
 - ``at offset``: the share of the object, displaced by the scene's offset, that falls on
@@ -48,9 +48,12 @@ from remove_quality import write_inputs  # noqa: F401  (puts scripts/ on the pat
 from scipy import ndimage
 from train_default import load_set, reflectance
 
+from cloudfree.core.boxes import box_mean
+from cloudfree.core.distance import EIGHT
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask import classify as mask
 from cloudfree.mask import shadow
+from cloudfree.mask.bright_land import confirmed_reach
 
 MIN_OBJECT, LARGE, IN_VIEW, NO_SHADOW, TEXTURE_BOX = 50, 300, 0.3, 0.2, 5
 MEASURES = ("at offset", "own best", "B11", "B12")
@@ -103,7 +106,7 @@ def measure(refl: np.ndarray, valid: np.ndarray
     cloud = (classes == mask.CLOUD) & (np.nan_to_num(score) > params.threshold) & valid
     if not cloud.any():
         return own, None, []
-    confirmed = mask.confirmed_reach(refl, BANDS, cloud, score, valid) > 0
+    confirmed = confirmed_reach(refl, BANDS, cloud, score, valid) > 0
     like = shadow.shadow_like(refl, classes == mask.SHADOW, classes == mask.CLEAR) >= 0.5
     r = shadow.OFFSET_REACH
 
@@ -116,11 +119,11 @@ def measure(refl: np.ndarray, valid: np.ndarray
     texture = {}
     for band in ("B11", "B12"):
         x = refl[BANDS.index(band)]
-        mean = mask.box_mean(x, cloud, TEXTURE_BOX)
-        spread = mask.box_mean(x * x, cloud, TEXTURE_BOX) - mean * mean
+        mean = box_mean(x, cloud, TEXTURE_BOX)
+        spread = box_mean(x * x, cloud, TEXTURE_BOX) - mean * mean
         texture[band] = np.sqrt(np.maximum(spread, 0)) / np.maximum(mean, 1e-4)
     like, open_land = pad(like), pad(valid & ~cloud)
-    labels, _ = ndimage.label(confirmed, mask.EIGHT)
+    labels, _ = ndimage.label(confirmed, EIGHT)
     objects = []
     for i, box in enumerate(ndimage.find_objects(labels), 1):
         patch = labels[box] == i

@@ -71,21 +71,14 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
+from cloudfree.core.boxes import local_variance
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.fill.local import LocalFillParams, haze_region
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask import classify as classify_module
-from cloudfree.mask.classify import (
-    CLOUD,
-    SCORE_BANDS,
-    SNOW,
-    THIN_SCORE,
-    MaskParams,
-    classify,
-    cloud_parallax,
-    local_variance,
-    raw_score,
-)
+from cloudfree.mask.bands import SCORE_BANDS
+from cloudfree.mask.bright_land import cloud_parallax
+from cloudfree.mask.classify import CLOUD, SNOW, THIN_SCORE, MaskParams, classify, raw_score
 from cloudfree.pipeline.mask import mask_scene
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -52,7 +52,8 @@ from mask_quality import CLEAR_SCENE, Pair, blended, halves, load_pairs, pairs_p
 from scipy import ndimage
 
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import CLOUD, MaskParams, bright_land, classify, raw_score, specks
+from cloudfree.mask.bright_land import bright_land, specks
+from cloudfree.mask.classify import CLOUD, MaskParams, classify, raw_score
 
 MAX_CLEAR = 0.05
 Term = Callable[["Features"], np.ndarray]

@@ -1,6 +1,6 @@
 """Shares of booleans in squares (``scipy.ndimage.uniform_filter`` of a boolean array into
 float32) and whether any is set in them (``maximum_filter``), the same values bit for bit for
-less work.
+less work; means over the pixels of a mask in squares (``box_mean``) and local variances.
 
 SciPy filters the first axis, then the second, each line as a running sum in float64 divided by
 the square's side, rounded to float32 (``NI_UniformFilter1D``). On booleans the first pass's
@@ -81,3 +81,54 @@ def _extended(length: int, size: int, mode: str) -> np.ndarray:
         return np.where((index >= 0) & (index < length), index, length)
     index %= 2 * length
     return np.where(index < length, index, 2 * length - 1 - index)
+
+
+def local_variance(x: np.ndarray, size: int) -> np.ndarray:
+    """Variance of ``x`` [H, W] over the ``size`` px square around each pixel."""
+    mean = ndimage.uniform_filter(x, size, mode="reflect")
+    return ndimage.uniform_filter(x * x, size, mode="reflect") - mean * mean
+
+
+def box_mean(x: np.ndarray, where: np.ndarray, size: int,
+             mode: str = "reflect", count: np.ndarray | None = None,
+             rows: np.ndarray | None = None) -> np.ndarray:
+    """Mean of ``x`` [H, W] over the ``where`` pixels of the ``size`` px square around each
+    pixel (0 where it holds none); beyond the array's edges mirrored (``mode``), as windows
+    read at the scene's edges are. ``x`` booleans: the share of them, in float32
+    (``box_share``).
+    ``count``: ``box_count(where, size, mode, rows)``, where the caller has it; ``rows``:
+    only those rows (indices), [len(rows), W]."""
+    if mode != "constant" and where.all():  # every weight and their mean exactly 1
+        return _box_filter(x, size, mode, rows)
+    total = _box_filter(x & where if x.dtype == bool else x * where.astype(np.float32), size,
+                        mode, rows)
+    return total / (box_count(where, size, mode, rows) if count is None else count)
+
+
+def _box_filter(x: np.ndarray, size: int, mode: str,
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """``ndimage.uniform_filter`` of ``x`` [H, W] into float32 or wider (``box_share`` for
+    booleans); only its ``rows`` (indices, ascending) where given, the same values.
+
+    SciPy filters the columns, then the rows, each line a running mean from its start: a
+    column's mean at a row reads nothing more than half a square below it, and each row is a
+    line of its own. So for some rows the columns are filtered down to a square below the last
+    of them, and the rows along them alone."""
+    if x.dtype == bool:
+        return box_share(x, size, mode, rows)
+    dtype = np.result_type(x, np.float32)
+    if rows is None:
+        return ndimage.uniform_filter(x, size, output=dtype, mode=mode)
+    if not len(rows):
+        return np.zeros((0, x.shape[1]), dtype)
+    down = ndimage.uniform_filter1d(x[:int(rows[-1]) + size], size, axis=0, output=dtype,
+                                    mode=mode)
+    return ndimage.uniform_filter1d(down[rows], size, axis=1, output=dtype, mode=mode)
+
+
+def box_count(where: np.ndarray, size: int, mode: str = "reflect",
+              rows: np.ndarray | None = None) -> np.ndarray:
+    """The share of ``where`` [H, W] pixels in the ``size`` px square around each pixel, at
+    least 1e-6: ``box_mean``'s divisor (``rows``: only those, as ``box_share``)."""
+    share = box_share(where, size, mode, rows)
+    return np.maximum(share, np.float32(1e-6), out=share)

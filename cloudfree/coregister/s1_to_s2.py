@@ -29,6 +29,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from cloudfree.core.arguments import check_path, check_whole
+from cloudfree.core.distance import grow
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import WARP_THREADS_RANGE, one_blas_thread, ordered_map, usable_cores
@@ -45,7 +46,7 @@ from cloudfree.io.rasters import (
 )
 from cloudfree.io.sentinel1 import POLARISATIONS, S1_INPUT, Sentinel1, linear_to_db, open_sentinel1
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify, grow
+from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
 from cloudfree.mask.scene_input import S2Reader
 from cloudfree.output.atomic import (
     check_distinct,

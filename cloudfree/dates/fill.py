@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cloudfree.core.distance import squared_distance
 from cloudfree.dates import similar_pixels
 from cloudfree.dates.agreement import MIN_AGREEING, Candidates
 from cloudfree.dates.dehaze import HazeField, haze_field
@@ -50,7 +51,6 @@ from cloudfree.dates.statistics import DateStatistics
 from cloudfree.dates.temporal_mask import Background
 from cloudfree.dates.weights import TimeWeights, reference_weight
 from cloudfree.fill.uncertainty import DateTerms
-from cloudfree.mask.classify import squared_distance
 
 log = logging.getLogger("cloudfree")
 

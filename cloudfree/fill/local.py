@@ -45,17 +45,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.core.distance import squared_distance
 from cloudfree.core.separable import block_sums, gaussian_taps, separable, upsample_taps
 from cloudfree.fill.median import fill_image, fill_masked
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask import shadow
-from cloudfree.mask.classify import (
-    classify,
-    cloud_parallax,
-    grow_in_proportion,
-    seed_reach,
-    squared_distance,
-)
+from cloudfree.mask.bright_land import cloud_parallax, grow_in_proportion, seed_reach
+from cloudfree.mask.classify import classify
 from cloudfree.mask.haze import smoothstep_down
 
 #: Weight of the 4x wider spatial scale against the first.

@@ -15,16 +15,9 @@ from rasterio.windows import Window, intersect
 from cloudfree.io.decoded_scene import DecodedScene, Stored
 from cloudfree.io.rasters import mirror_pads, mirrors_once, read_padded
 from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.bright_land import ParallaxIndex
 from cloudfree.mask.classified_scene import ClassifiedScene
-from cloudfree.mask.classify import (
-    CLOUD,
-    SNOW,
-    SNOW_REACH,
-    MaskParams,
-    ParallaxIndex,
-    ShadowThresholds,
-    classify,
-)
+from cloudfree.mask.classify import CLOUD, SNOW, SNOW_REACH, MaskParams, ShadowThresholds, classify
 
 #: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]

@@ -31,6 +31,7 @@ from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK, block_windows, scene_io_env, with_halo
 from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.bands import SHADOW_BANDS
 from cloudfree.mask.classify import (
     CLASS_NAMES,
     CLEAR,
@@ -38,7 +39,6 @@ from cloudfree.mask.classify import (
     COLORMAP,
     NODATA,
     SHADOW,
-    SHADOW_BANDS,
     SNOW,
     THIN,
     MaskParams,

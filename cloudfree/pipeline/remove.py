@@ -106,21 +106,18 @@ from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import OUTPUT_BLOCK, block_windows, read_padded, scene_io_env
 from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.mask.bands import SHADOW_BANDS
+from cloudfree.mask.bright_land import SEED_REACH, ParallaxIndex, cloud_parallax, confirmed_reach
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import (
     BUILT_BOX,
     CLEAR,
     CLOUD,
     NODATA,
-    SEED_REACH,
     SHADOW,
-    SHADOW_BANDS,
     MaskParams,
-    ParallaxIndex,
     ShadowThresholds,
     built_up,
-    cloud_parallax,
-    confirmed_reach,
 )
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.haze import reach as haze_reach

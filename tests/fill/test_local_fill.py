@@ -41,15 +41,8 @@ from cloudfree.fill.local import (
 )
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import open_sentinel2
-from cloudfree.mask.classify import (
-    CLEAR,
-    CLOUD,
-    SEED_STEPS,
-    SHADOW,
-    MaskParams,
-    classify,
-    seed_reach,
-)
+from cloudfree.mask.bright_land import SEED_STEPS, seed_reach
+from cloudfree.mask.classify import CLEAR, CLOUD, SHADOW, MaskParams, classify
 from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions, split_options
 from cloudfree.pipeline.remove import remove_scene
 

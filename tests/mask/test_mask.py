@@ -24,51 +24,50 @@ from s2_builders import coarsen_like_l1c, read_stack, write_safe, write_stack
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from cloudfree.core.boxes import box_count, box_mean
+from cloudfree.core.distance import NEAR_REACH, grow, squared_distance
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
-from cloudfree.mask.classify import (
-    BUILT_BOX,
-    BUILT_SCORE,
-    CLEAR,
-    CLOUD,
+from cloudfree.mask.bright_land import (
     CLOUD_BLUE,
     CONFIDENT_CDI,
     FAINT_SCORE,
     LAND_BOX,
     LAND_CDI,
     LAND_REACH,
-    NEAR_REACH,
-    NODATA,
     ROOF_SWIR,
     ROOF_TEXTURE,
     SAND_SCORE,
     SEED_EXTENT,
     SEED_SCORE,
     SEED_STEPS,
+    SPECK_REACH,
+    blue_ratio,
+    cloud_parallax,
+    confirmed_reach,
+    ground_texture,
+    parallax_index,
+    seed_reach,
+    specks,
+    texture,
+    veiled_blue,
+)
+from cloudfree.mask.classify import (
+    BUILT_BOX,
+    BUILT_SCORE,
+    CLEAR,
+    CLOUD,
+    NODATA,
     SHADOW,
     SNOW,
-    SPECK_REACH,
     THIN,
     THIN_SCORE,
     MaskParams,
-    blue_ratio,
-    box_count,
-    box_mean,
     built_up,
     classify,
-    cloud_parallax,
     combine_shadow_stats,
-    confirmed_reach,
-    ground_texture,
-    grow,
-    parallax_index,
     raw_score,
-    seed_reach,
     shadow_thresholds,
-    specks,
-    squared_distance,
-    texture,
     thin_cloud,
-    veiled_blue,
 )
 from cloudfree.mask.scene_input import mask_reader, read_classified
 from cloudfree.pipeline.mask import classified_windows, mask_scene
@@ -380,7 +379,7 @@ def test_the_mask_with_buffer_and_shadows_computes_the_parallax_index_once(monke
     """With ``remove``'s buffer and shadows, the bright-land test and the buffer's confident
     clouds read one parallax index, and the shadows' buffer none, over the summer sample's
     cumulus and their shadows: its classes stay those of the windows around it."""
-    from cloudfree.mask import classify as module
+    from cloudfree.mask import bright_land as module
 
     calls = []
 
@@ -428,7 +427,7 @@ def test_a_veil_dim_at_443_nm_stays_cloud_and_dim_land_stays_clear(monkeypatch):
     land) is a veil by that rise and keeps its cloud, where the dim-land rule alone left 30 % of
     it clear; on the cloud-free Sen1Floods11 chip, the dim land that scores as cloud is no veil
     and stays clear."""
-    from cloudfree.mask import classify as module
+    from cloudfree.mask import bright_land as module
 
     refl, valid = reflectance_of(SUMMER_S2)
     dim = refl.copy()
@@ -473,7 +472,7 @@ def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
     window whose cores lie beyond the guard (the rule took 111 px of its rim on the score's guard
     alone), and with the guard over ``LAND_BOX`` px alone (340 px). (The land brighter at 1610
     than at 865 nm, which takes some of the same roofs, is set aside.)"""
-    from cloudfree.mask import classify as module
+    from cloudfree.mask import bright_land as module
 
     monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
     hazy, valid = _hazy_village()
@@ -550,7 +549,7 @@ def test_a_cloud_with_the_texture_of_built_up_land_confirms_nothing(monkeypatch)
     them (``ground_texture``), and the pixels that confirm a cloud and grow the buffer and the
     haze ring fall by more than half. The summer cumulus is smooth: its mask with a 5 px buffer
     is the same pixel for pixel with the rule and without."""
-    from cloudfree.mask import classify as module
+    from cloudfree.mask import bright_land as module
 
     chip, chip_valid = reflectance_of(FLOODS_S2)
     score = raw_score({b: chip[i] for i, b in enumerate(BANDS)})
@@ -575,7 +574,7 @@ def _clouds_with_and_without_soil_ratio(
         bands: tuple[str, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each case's cloud without a buffer and with 5 px, as ``classify`` finds it, then the same
     with the soil's ratio (``SOIL_RATIO``) turned off."""
-    from cloudfree.mask import classify as module
+    from cloudfree.mask import bright_land as module
 
     def clouds() -> list[np.ndarray]:
         return [classify(r, v, MaskParams(buffer=buffer), bands)[0] == CLOUD

@@ -36,7 +36,8 @@ from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
 from cloudfree.io.rasters import block_windows
 from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2
-from cloudfree.mask.classify import CLOUD, SHADOW_BANDS, MaskParams, classify
+from cloudfree.mask.bands import SHADOW_BANDS
+from cloudfree.mask.classify import CLOUD, MaskParams, classify
 from cloudfree.mask.decoded_copy import fill_copy
 from cloudfree.mask.scene_input import SceneCopy, stored_reader, takes_scl
 from cloudfree.networks import build

@@ -385,7 +385,8 @@ def test_the_shadow_offset_pass_reads_the_parallax_index_its_mask_computed(monke
     """The pass that finds the offset from the summer sample's clouds to their shadows confirms
     its clouds by their parallax: it reads the index the mask computed for the window (one
     window: one index), and finds the offset it finds computing its own."""
-    from cloudfree.mask import classify as module
+    from cloudfree.mask import bright_land as module
+    from cloudfree.mask.bands import PARALLAX_BANDS, pick
     from cloudfree.pipeline.remove import first_passes
 
     params = MaskParams(buffer=5, shadow=True)
@@ -396,7 +397,7 @@ def test_the_shadow_offset_pass_reads_the_parallax_index_its_mask_computed(monke
         return index(b)
 
     def unkept(self, reflectance, bands):  # each reader computes its own
-        return index(module._pick(reflectance, bands, module.PARALLAX_BANDS))
+        return index(pick(reflectance, bands, PARALLAX_BANDS))
 
     monkeypatch.setattr(module, "parallax_index", counted)
     with open_sentinel2(SUMMER_S2) as s2:
