@@ -35,7 +35,8 @@ from cloudfree.mask.scene_input import (
     takes_scl,
 )
 from cloudfree.pipeline.options import EngineOptions
-from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
+from cloudfree.pipeline.remove import remove_scene
+from cloudfree.pipeline.scene_passes import scene_fill_spectrum
 
 
 @pytest.mark.parametrize("make", INPUTS.values(), ids=INPUTS.keys())

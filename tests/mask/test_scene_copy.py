@@ -43,7 +43,8 @@ from cloudfree.mask.scene_input import SceneCopy, stored_reader, takes_scl
 from cloudfree.networks import build
 from cloudfree.pipeline.mask import mask_scene
 from cloudfree.pipeline.options import EngineOptions, OutputOptions, ReferenceOptions
-from cloudfree.pipeline.remove import remove_scene, scene_fill_spectrum
+from cloudfree.pipeline.remove import remove_scene
+from cloudfree.pipeline.scene_passes import scene_fill_spectrum
 
 #: The bands the co-registration reads (the refinement's and its mask's), the shadow pass's,
 #: and one band.

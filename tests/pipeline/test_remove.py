@@ -20,7 +20,8 @@ from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.networks import ARCHITECTURES, build
 from cloudfree.pipeline.options import EngineOptions, FillOptions, OutputOptions
-from cloudfree.pipeline.remove import first_passes, remove_scene
+from cloudfree.pipeline.remove import remove_scene
+from cloudfree.pipeline.scene_passes import first_passes
 
 SERIES_S2 = ROOT / "examples" / "data" / "series" / "s2_2018-07-05.tif"
 
@@ -366,7 +367,7 @@ def test_the_statistics_beside_the_coregistration_stop_once_it_fails():
     from concurrent.futures import CancelledError
     from threading import Event
 
-    from cloudfree.pipeline.remove import first_passes, scene_fill_spectrum
+    from cloudfree.pipeline.scene_passes import first_passes, scene_fill_spectrum
 
     params = MaskParams(buffer=5, shadow=True)
     with open_sentinel2(WINTER_S2) as s2:
@@ -387,7 +388,7 @@ def test_the_shadow_offset_pass_reads_the_parallax_index_its_mask_computed(monke
     window: one index), and finds the offset it finds computing its own."""
     from cloudfree.mask import bright_land as module
     from cloudfree.mask.bands import PARALLAX_BANDS, pick
-    from cloudfree.pipeline.remove import first_passes
+    from cloudfree.pipeline.scene_passes import first_passes
 
     params = MaskParams(buffer=5, shadow=True)
     index, calls = module.parallax_index, []
