@@ -107,27 +107,27 @@ def test_the_statistics_read_the_kept_classes_without_the_masks_context(tmp_path
     back with no margin where no shadow is tied to its cloud (the scene's offset not found),
     else with the margin they would classify with, and sum what classifying their windows
     again with it gives."""
-    removal = importlib.import_module("cloudfree.pipeline.remove")
+    passes = importlib.import_module("cloudfree.pipeline.scene_passes")
     params = MaskParams(buffer=5, shadow=True)
     if not found:
-        monkeypatch.setattr(removal, "scene_offset", lambda counts: None)
+        monkeypatch.setattr(passes, "scene_offset", lambda counts: None)
     halos = []
-    read_masked = removal.read_masked
+    read_masked = passes.read_masked
 
     def recorded(read, top, left, height, width, scene, halo, *args, **kwargs):
         halos.append(halo)
         return read_masked(read, top, left, height, width, scene, halo, *args, **kwargs)
 
-    monkeypatch.setattr(removal, "read_masked", recorded)
-    margin = params.halo + removal.SHADOW_NEAR if found else params.halo
+    monkeypatch.setattr(passes, "read_masked", recorded)
+    margin = params.halo + passes.SHADOW_NEAR if found else params.halo
     with open_sentinel2(SUMMER_S2) as s2:
         kept = ClassifiedScene(s2.height, s2.width, tmp_path)
         try:
-            shadow, stats = removal.first_passes(s2, s2.bands, params, True, True, True,
+            shadow, stats = passes.first_passes(s2, s2.bands, params, True, True, True,
                                                  kept=kept)
             assert kept.complete and (shadow.offset is not None) == found
             assert halos[-1] == (margin if found else 0)  # the statistics' window, read back
-            again = removal.scene_fill_spectrum(s2, s2.bands, params, shadow, True, True)
+            again = passes.scene_fill_spectrum(s2, s2.bands, params, shadow, True, True)
             assert halos[-1] == margin  # classified again
             assert stats == again and 0 < stats[0].clear_fraction < 1
         finally:
