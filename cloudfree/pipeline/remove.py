@@ -134,11 +134,7 @@ from cloudfree.output.cog import AVERAGE, NEAREST, raw_scratch
 from cloudfree.output.geotiff import check_geotiff_output
 from cloudfree.output.preview import Preview
 from cloudfree.output.provenance import MODEL, cloud_fraction_tags, provenance_tags
-from cloudfree.pipeline.mask import (
-    mask_source,
-    require_mask_bands,
-    scene_mask_params,
-)
+from cloudfree.pipeline.mask import mask_source, require_mask_bands, scene_mask_params
 from cloudfree.pipeline.options import (
     OPTIONAL_OUTPUTS,
     EngineOptions,
