@@ -3,10 +3,12 @@ as resident memory grows."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,18 @@ from cloudfree.pipeline.options import OutputOptions
 STATUS = Path("/proc/self/status")
 
 
+def in_a_fresh_process(test: Callable[[], None]) -> Callable[[], None]:
+    """Run ``test`` alone in a new interpreter: it measures the process's heap, whose holes and
+    peak depend on every test run before it in this one."""
+    @functools.wraps(test)
+    def run() -> None:
+        done = subprocess.run([sys.executable, "-c", f"import {Path(__file__).stem} as t; "
+                               f"t.{test.__name__}.__wrapped__()"],
+                              cwd=Path(__file__).parent, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return run
+
+
 def resident_mb() -> float:
     for line in STATUS.read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -27,6 +41,7 @@ def resident_mb() -> float:
 
 @pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
                     reason="needs Linux with glibc's malloc_trim")
+@in_a_fresh_process
 def test_freed_arrays_leave_resident_memory_only_after_the_release():
     blocks, pins = [], []
     for _ in range(3000):  # 64 kB blocks (heap, not mmap: 192 MB), each pinned by 8 kB after it
@@ -52,6 +67,7 @@ def _pinned_holes() -> tuple[list[np.ndarray], float]:
 
 @pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
                     reason="needs Linux with glibc's malloc_trim")
+@in_a_fresh_process
 def test_freed_pages_are_released_while_resident_memory_grows():
     """Blocks that cannot reuse the holes freed earlier grow the heap; the holes go back to the
     system meanwhile, not only at the next release asked for."""
@@ -65,6 +81,7 @@ def test_freed_pages_are_released_while_resident_memory_grows():
 
 @pytest.mark.skipif(not STATUS.exists() or _libc_function("malloc_trim") is None,
                     reason="needs Linux with glibc's malloc_trim")
+@in_a_fresh_process
 def test_freed_pages_below_the_peak_held_stay_until_memory_grows_past_it():
     """Once the run's peak is held (before the chunks), neither the release after a chunk nor
     the watcher hands back pages below it; growth past it is released as before."""
