@@ -770,6 +770,74 @@ class SceneRemoval:
         return self.uncertainty.sigma(block) * np.float32(self.s2.dn_scale)
 
 
+def fill_description(spectrum: FillSpectrum, fill: FillOptions, model: Engine, with_s1: bool,
+                     references: bool, temporal_mask: bool, mask_params: MaskParams) -> str:
+    """How ``remove`` fills the cloud pixels, in words (for the log)."""
+    base = spectrum.describe()
+    if fill.fill_method == "local" and spectrum.source == "scene":
+        match = " with similar Sentinel-1 backscatter" if with_s1 else ""
+        base = f"nearby clear pixels{match} (where none is near: {base})"
+    how = (f"filled by the {model.arch} network, starting from {base}"
+           if model.runs_network else f"filled from {base}, no network")
+    judged = "found by comparing the dates, " if temporal_mask else ""
+    steps = [f"{judged}taken from the other dates where they are clear"] \
+        if references else []
+    if fill.restoring is not None and fill.fill_method == "local":
+        steps.append("where the land shows through thin cloud or haze, the veil taken off"
+                     + (", shadows relit" if mask_params.shadow else ""))
+    how = "; ".join([*steps, f"the rest {how}"]) if steps else how
+    return how
+
+
+def check_request(s2_path: Path | str, s1_path: Path | str | None, output: Path | str,
+                  engine: EngineOptions, mask_params: MaskParams, fill: FillOptions,
+                  inputs: InputOptions, dates: ReferenceOptions, outputs: OutputOptions
+                  ) -> tuple[Path, list[Path], Engine]:
+    """Refuse ``remove_scene``'s arguments that cannot run together, before reading any
+    scene; return the output's path, the inputs' paths and the model opened."""
+    for name, path in (("s2_path", s2_path), ("s1_path", s1_path), ("output", output)):
+        check_path(name, path, optional=name == "s1_path")
+    check_kinds({"engine": engine, "mask_params": mask_params, "fill": fill, "inputs": inputs,
+                 "dates": dates, "outputs": outputs})
+    output = Path(output)
+    references = dates.references
+    input_paths = [Path(p) for p in (s2_path, s1_path, *references, *dates.reference_s1)
+                   if p is not None]
+    check_distinct({"output": output, "mask output": outputs.mask_out,
+                    "source output": outputs.source_out, "days output": outputs.days_out,
+                    "uncertainty output": outputs.uncertainty_out})
+    check_output(output, outputs.overwrite, input_paths, geotiff=True)
+    for name in ("source_out", "days_out"):
+        if getattr(outputs, name) is not None and not references:
+            raise UsageError(f"{name}=PATH needs references=S2 (other dates): without them "
+                             "every filled pixel comes from the model", name, "references")
+    if dates.temporal_mask and not references:
+        raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
+                         "mask compares the scene with them", "temporal_mask", "references")
+    if dates.dehaze and not references:
+        raise UsageError("dehaze=True needs references=S2 (other dates): they judge the "
+                         "scene's haze", "dehaze", "references")
+    check_references(references, dates.reference_s1, s1_path is not None, s2_path)
+    if inputs.s1_aligned and s1_path is None:
+        raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
+                         "aligned", "s1_aligned", "s1_path")
+    for name in OPTIONAL_OUTPUTS:
+        extra = getattr(outputs, name)
+        if extra is not None:
+            check_output(extra, outputs.overwrite, input_paths, geotiff=name != "preview")
+    model = engine.open()
+    if s1_path is None and model.runs_network:
+        raise UsageError(f"model {engine.name} needs Sentinel-1: give s1_path=PATH, or "
+                         "model=median-fill", "s1_path", "model")
+    if fill.max_correction != MAX_CORRECTION and not (model.uses_mask and model.runs_network):
+        log.warning("--max-correction (max_correction) changes nothing with model %s: it "
+                    "bounds a fill network's correction of its base, and this model has none",
+                    engine.name)
+    # refuse impossible choices before reading anything
+    choose_tiling(model, engine.tile, engine.overlap)
+    return output, input_paths, model
+
+
 def remove_scene(
     s2_path: Path | str,
     s1_path: Path | str | None,
@@ -844,46 +912,9 @@ def remove_scene(
         ``pixels_by_source``.
     """
     started = time.perf_counter()
-    for name, path in (("s2_path", s2_path), ("s1_path", s1_path), ("output", output)):
-        check_path(name, path, optional=name == "s1_path")
-    check_kinds({"engine": engine, "mask_params": mask_params, "fill": fill, "inputs": inputs,
-                 "dates": dates, "outputs": outputs})
-    output = Path(output)
+    output, input_paths, model = check_request(s2_path, s1_path, output, engine, mask_params,
+                                               fill, inputs, dates, outputs)
     references = dates.references
-    input_paths = [Path(p) for p in (s2_path, s1_path, *references, *dates.reference_s1)
-                   if p is not None]
-    check_distinct({"output": output, "mask output": outputs.mask_out,
-                    "source output": outputs.source_out, "days output": outputs.days_out,
-                    "uncertainty output": outputs.uncertainty_out})
-    check_output(output, outputs.overwrite, input_paths, geotiff=True)
-    for name in ("source_out", "days_out"):
-        if getattr(outputs, name) is not None and not references:
-            raise UsageError(f"{name}=PATH needs references=S2 (other dates): without them "
-                             "every filled pixel comes from the model", name, "references")
-    if dates.temporal_mask and not references:
-        raise UsageError("temporal_mask=True needs references=S2 (other dates): the temporal "
-                         "mask compares the scene with them", "temporal_mask", "references")
-    if dates.dehaze and not references:
-        raise UsageError("dehaze=True needs references=S2 (other dates): they judge the "
-                         "scene's haze", "dehaze", "references")
-    check_references(references, dates.reference_s1, s1_path is not None, s2_path)
-    if inputs.s1_aligned and s1_path is None:
-        raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
-                         "aligned", "s1_aligned", "s1_path")
-    for name in OPTIONAL_OUTPUTS:
-        extra = getattr(outputs, name)
-        if extra is not None:
-            check_output(extra, outputs.overwrite, input_paths, geotiff=name != "preview")
-    model = engine.open()
-    if s1_path is None and model.runs_network:
-        raise UsageError(f"model {engine.name} needs Sentinel-1: give s1_path=PATH, or "
-                         "model=median-fill", "s1_path", "model")
-    if fill.max_correction != MAX_CORRECTION and not (model.uses_mask and model.runs_network):
-        log.warning("--max-correction (max_correction) changes nothing with model %s: it "
-                    "bounds a fill network's correction of its base, and this model has none",
-                    engine.name)
-    # refuse impossible choices before reading anything
-    choose_tiling(model, engine.tile, engine.overlap)
     uncertainty_out, preview = outputs.uncertainty_out, outputs.preview
     with inputs.open_scene(s2_path) as s2, ExitStack() as stack:
         stack.enter_context(one_blas_thread())
@@ -975,20 +1006,9 @@ def remove_scene(
                 raise
         spectrum, bounds = (None, None) if statistics is None else statistics
         if spectrum is not None:
-            base = spectrum.describe()
-            if fill.fill_method == "local" and spectrum.source == "scene":
-                match = " with similar Sentinel-1 backscatter" if s1_path is not None else ""
-                base = f"nearby clear pixels{match} (where none is near: {base})"
-            how = (f"filled by the {model.arch} network, starting from {base}"
-                   if model.runs_network else f"filled from {base}, no network")
-            judged = "found by comparing the dates, " if temporal_mask else ""
-            steps = [f"{judged}taken from the other dates where they are clear"] \
-                if references else []
-            if restoring is not None and fill.fill_method == "local":
-                steps.append("where the land shows through thin cloud or haze, the veil taken off"
-                             + (", shadows relit" if mask_params.shadow else ""))
-            how = "; ".join([*steps, f"the rest {how}"]) if steps else how
-            log.debug("cloud pixels: %s", how)
+            log.debug("cloud pixels: %s", fill_description(
+                spectrum, fill, model, s1_path is not None, bool(references), temporal_mask,
+                mask_params))
         from_dates = None
         if opened is not None:
             fitted = fit_dates(opened, s2, dates_params, shadow,
