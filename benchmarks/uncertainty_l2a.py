@@ -1,0 +1,240 @@
+"""Does ``remove --uncertainty-out`` hold on an L2A-style series, with few or partly overcast dates?
+
+    python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... DEST
+    python benchmarks/uncertainty_l2a.py DEST [--every N] [--json OUT]
+
+The calibration ``remove`` ships was fitted on 13-band L1C dates (``uncertainty.py``); this runs
+it, unchanged, on the pool's WorldCereal series: monthly L2A composites of one place, nine bands
+(B02-B08, B11, B12), each with its S1. Each clear month with the real cloud of one of the pool's
+cloudy patches pasted in (the cases of ``l2a_pool.py``: 10 months x 7 clouds) is filled by
+``remove`` with the month's S1 and no other date, and by ``remove --reference`` (no S1) with
+the defaults, given the nearest 1, 2, 4 and 8 other months that hold data, all 9 of them, and a
+mix of 4: the 2 nearest months as they are and the 2 next nearest partly overcast, another
+patch's cloud pasted over one half of each (left or top, in turn; ``OVERCAST_MIX``: pasted
+whole, 69-94 % of the image, such a month is too cloudy to be used). Per run and kind of fill
+(from the dates; the single-date fill where no date is clear), over every filled pixel of the
+pasted cloud and every band: the share of errors within 1 and 2 sigma of the sigma ``remove``
+wrote, the RMS error and the median sigma (DN); and over the whole pasted cloud the share left
+as seen (sigma 0). The months at even and odd places in time order are reported apart: nothing
+here is fitted, so both are held out from the calibration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from cloudfree.dates.report import OBSERVED, SINGLE_DATE, SOURCE_NODATA
+from cloudfree.pipeline.options import split_options
+from cloudfree.pipeline.remove import remove_scene
+
+#: Sets of references by label: the nearest N months that hold data (0: all of them).
+NEAREST = (1, 2, 4, 8, 0)
+#: The partly overcast set: this many nearest months as they are, then this many next nearest
+#: with another patch's cloud pasted over half of them (``half_overcast``).
+OVERCAST_MIX = (2, 2)
+#: The run with the month's S1 and no other date.
+ONE_DATE = "one date with S1 (no reference)"
+#: The kinds of fill, by the source map: from the dates, and the single-date fill.
+KINDS = ("from the dates", "single-date fill")
+#: The cases by the pasted cloud's share of the image.
+COVERS = ("under 80 %", "80 % or more")
+#: Fewest valid pixels (share of the image) for a month to be given as a reference.
+MIN_VALID = 0.5
+#: The wanted shares of errors within 1 and 2 sigma (the project's goal bands).
+WANTED = ((0.58, 0.78), (0.88, 0.98))
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read().astype(np.float32)
+
+
+def months_with_data(root: Path) -> list[Path]:
+    """The months of ``root`` (``DEST/worldcereal``) with at least ``MIN_VALID`` valid pixels."""
+    out = []
+    for month in sorted(root.glob("s2_*.tif")):
+        with rasterio.open(month) as ds:
+            if (ds.read_masks(1) > 0).mean() >= MIN_VALID:
+                out.append(month)
+    return out
+
+
+def reference_sets(month: Path, donor: str, months: list[Path], donors: list[str],
+                   pasted: Path, work: Path) -> dict[str, list[Path]]:
+    """The references of each set for the case of ``month`` under ``donor``'s cloud (the partly
+    overcast months written in ``work``)."""
+    others = sorted((m for m in months if m != month),
+                    key=lambda m: (abs(_months_apart(m, month)), m.name))
+    out = {(f"{n} date{'s' * (n > 1)}" if n else f"{len(others)} dates (all)"):
+           others[:n] if n else others for n in NEAREST}
+    clear, cloudy = OVERCAST_MIX
+    over = [donors[(donors.index(donor) + 1 + i) % len(donors)] for i in range(cloudy)]
+    hidden = [half_overcast(m, pasted / f"{m.stem}_{over[i]}.tif", i % 2, work)
+              for i, m in enumerate(others[clear:clear + cloudy])]
+    out[f"{clear + cloudy} dates, {cloudy} overcast"] = [*others[:clear], *hidden]
+    return out
+
+
+def half_overcast(month: Path, cloudy: Path, axis: int, work: Path) -> Path:
+    """``month`` with the first half of ``cloudy`` (its version under a pasted cloud) along
+    ``axis`` (0: the top, 1: the left), written in ``work``."""
+    with rasterio.open(month) as clear, rasterio.open(cloudy) as pasted:
+        image, profile = clear.read(), clear.profile
+        names, tags, over = clear.descriptions, clear.tags(), pasted.read()
+    cut = [slice(None)] * 3
+    cut[1 + axis] = slice(0, image.shape[1 + axis] // 2)
+    image[tuple(cut)] = over[tuple(cut)]
+    path = work / f"{month.stem}_half_cloud_{axis}.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(image)
+        dst.descriptions = names
+        dst.update_tags(**tags)
+    return path
+
+
+def _months_apart(a: Path, b: Path) -> int:
+    ya, ma = (int(x) for x in a.stem[3:10].split("-"))
+    yb, mb = (int(x) for x in b.stem[3:10].split("-"))
+    return 12 * (ya - yb) + ma - mb
+
+
+def run_case(case: Path, s1: Path | None, references: list[Path], work: Path
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``remove`` with every default; its output, sigma (DN) and source map (without
+    references: ``SINGLE_DATE`` where it filled)."""
+    out, sigma, source = work / "out.tif", work / "sigma.tif", work / "source.tif"
+    remove_scene(case, s1, out, quiet=True, **split_options(
+        {"references": references, "uncertainty_out": sigma, "overwrite": True, "cog": False,
+         "device": "cpu", **({"source_out": source} if references else {})}))
+    output, spread = read(out), read(sigma)
+    if references:
+        return output, spread, read(source)[0].astype(np.uint8)
+    filled = (spread > 0).any(axis=0)
+    return output, spread, np.where(np.isnan(spread).all(axis=0), SOURCE_NODATA,
+                                    np.where(filled, SINGLE_DATE, OBSERVED)).astype(np.uint8)
+
+
+def tally(error: np.ndarray, sigma: np.ndarray, where: np.ndarray) -> dict[str, np.ndarray]:
+    """Per band, over the pixels ``where`` [H, W]: their number, those within 1 and 2 sigma, the
+    squared error; and the sigmas themselves (for the median)."""
+    e, s = np.abs(error[:, where]), sigma[:, where]
+    return {"n": np.full(len(e), e.shape[1]), "one": (e <= s).sum(1), "two": (e <= 2 * s).sum(1),
+            "sq": (e.astype(np.float64) ** 2).sum(1), "sigmas": s.ravel()}
+
+
+def summary(runs: list[dict], **select: str) -> dict | None:
+    """The figures of the ``runs`` whose fields match ``select`` (a months' half of "all" takes
+    both), every band pooled and per band; None where they filled nothing."""
+    chosen = [r for r in runs if all(r[k] == v or (k, v) == ("months", "all")
+                                     for k, v in select.items())]
+    n = sum(r["n"] for r in chosen)
+    if not chosen or not n.sum():
+        return None
+    one, two, sq = (sum(r[k] for r in chosen) for k in ("one", "two", "sq"))
+    return {**select, "n": int(n.sum()), "within_1": float(one.sum() / n.sum()),
+            "within_2": float(two.sum() / n.sum()), "rms": float((sq.sum() / n.sum()) ** 0.5),
+            "median_sigma": float(np.median(np.concatenate([r["sigmas"] for r in chosen]))),
+            "by_band": {"within_1": (one / np.maximum(n, 1)).round(3).tolist(),
+                        "within_2": (two / np.maximum(n, 1)).round(3).tolist()}}
+
+
+def report(runs: list[dict], kept: dict[tuple[str, str], list[int]], bands: tuple[str, ...]
+           ) -> list[dict]:
+    """Print the tables (by half of the months, by the pasted cloud's cover, by band); return
+    the first table's rows."""
+    labels = list(dict.fromkeys(r["references"] for r in runs))
+    rows = []
+    print("\n| months | references | fill | filled values | within 1 sigma | within 2 sigma "
+          "| RMS error (DN) | median sigma (DN) | pasted cloud kept as seen |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+    for half in ("odd", "even", "all"):
+        for label in labels:
+            left = [v for (h, la), v in kept.items() if la == label and half in (h, "all")]
+            share = sum(v[0] for v in left) / max(sum(v[1] for v in left), 1)
+            for kind in KINDS:
+                row = summary(runs, months=half, references=label, fill=kind)
+                if row is None:
+                    continue
+                rows.append(row | {"kept": share})
+                print(f"| {half} | {label} | {kind} | {row['n']} | {row['within_1']:.3f} | "
+                      f"{row['within_2']:.3f} | {row['rms']:.0f} | {row['median_sigma']:.0f} | "
+                      f"{share:.3f} |")
+    print("\nEvery month, by the pasted cloud's share of the image:\n\n"
+          "| references | fill | cloud | filled values | within 1 sigma | within 2 sigma | "
+          "RMS error (DN) | median sigma (DN) |\n|---|---|---|---|---|---|---|---|")
+    for label in (ONE_DATE, *labels[1:]):
+        kind = KINDS[1] if label == ONE_DATE else KINDS[0]
+        for cover in COVERS:
+            row = summary(runs, references=label, fill=kind, cover=cover)
+            if row is not None:
+                print(f"| {label} | {kind} | {cover} | {row['n']} | {row['within_1']:.3f} | "
+                      f"{row['within_2']:.3f} | {row['rms']:.0f} | {row['median_sigma']:.0f} |")
+    print("\nEvery month, within 1 / 2 sigma by band:\n\n| references | fill | "
+          + " | ".join(bands) + " |\n" + "|---" * (len(bands) + 2) + "|")
+    for label in (ONE_DATE, *labels[1:]):
+        kind = KINDS[1] if label == ONE_DATE else KINDS[0]
+        row = summary(runs, references=label, fill=kind)
+        if row is not None:
+            cells = [f"{a:.2f} / {b:.2f}" for a, b in zip(row["by_band"]["within_1"],
+                                                          row["by_band"]["within_2"], strict=True)]
+            print(f"| {label} | {kind} | " + " | ".join(cells) + " |")
+    print(f"\nWanted: {WANTED[0][0]:.2f}-{WANTED[0][1]:.2f} within 1 sigma, "
+          f"{WANTED[1][0]:.2f}-{WANTED[1][1]:.2f} within 2.")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dest", type=Path, help="the folder build_l2a_pool.py wrote")
+    parser.add_argument("--every", type=int, default=1, help="every Nth case only")
+    parser.add_argument("--json", type=Path, help="write the first table's figures here too")
+    args = parser.parse_args()
+    root = args.dest / "worldcereal"
+    pasted = root / "pasted"
+    months = months_with_data(root)
+    with rasterio.open(months[0]) as ds:
+        bands = ds.descriptions
+    cases = sorted(p for p in pasted.glob("*.tif") if not p.stem.endswith("_cloud"))[::args.every]
+    donors = sorted({p.stem[14:-6] for p in pasted.glob("*_cloud.tif")})
+    halves = {m: "even" if i % 2 == 0 else "odd"
+              for i, m in enumerate(sorted({p.name[:13] for p in pasted.glob("*.tif")}))}
+    runs: list[dict] = []
+    kept: dict[tuple[str, str], list[int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for number, case in enumerate(cases, 1):
+            month = root / f"{case.name[:13]}.tif"
+            truth = read(month)
+            with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
+                cloud = ds.read(1) > 0
+            cover = COVERS[int(cloud.mean() >= 0.8)]
+            given = {ONE_DATE: [], **reference_sets(month, case.stem[14:], months, donors,
+                                                    pasted, work)}
+            for label, refs in given.items():
+                started = time.perf_counter()
+                s1 = None if refs else root / f"s1_{month.stem[3:]}.tif"
+                output, sigma, source = run_case(case, s1, refs, work)
+                half = halves[month.stem]
+                for kind, where in zip(KINDS, ((source > OBSERVED) & (source < SINGLE_DATE),
+                                               source == SINGLE_DATE), strict=True):
+                    runs.append({"months": half, "references": label, "fill": kind,
+                                 "cover": cover, **tally(output - truth, sigma, where & cloud)})
+                left = kept.setdefault((half, label), [0, 0])
+                left[0] += int((cloud & (source == OBSERVED)).sum())
+                left[1] += int(cloud.sum())
+                print(f"{number}/{len(cases)} {case.stem}, {label}: "
+                      f"{time.perf_counter() - started:.1f} s", flush=True)
+    rows = report(runs, kept, bands)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
