@@ -17,7 +17,7 @@ import onnx
 import pytest
 import rasterio
 import torch
-from helpers import ROOT, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
+from helpers import ROOT, SEN12, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
 from onnx import TensorProto, helper
 
 from cloudfree import MaskParams, coregister_file, mask_scene, remove_scene, run_batch
@@ -354,6 +354,22 @@ def test_batch_output_that_is_a_file_is_named(tmp_path, cli):
     assert result.exit_code == 2, result.output
     assert result.stderr == (f"Error: output {out} is a file; batch writes into a folder: give "
                              "a folder path\n")
+    inside = out / "scenes"  # a folder to make inside that file
+    result = cli("batch", ROOT / "examples" / "data", "-o", inside)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"Error: output {inside} lies inside {out}, which is a file, not a "
+                             "folder; batch writes into a folder: give a folder path\n")
+
+
+@pytest.mark.parametrize(("option", "name", "message"), [
+    ("--report", "r.tif", "report {}: it is written as JSON; name it .json"),
+    ("--csv", "r.json", "CSV {}: it is written as CSV; name it .csv")])
+def test_evaluate_reports_named_for_another_format_are_refused(tmp_path, cli, option, name,
+                                                               message):
+    result = cli("evaluate", SEN12, "--model", "median-fill", option, tmp_path / name)
+    assert result.exit_code == 2, result.output
+    assert last_line(result.stderr) == f"Error: {message.format(tmp_path / name)}"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_evaluate_on_a_file_says_it_is_not_a_folder(tmp_path, cli):

@@ -339,6 +339,11 @@ def test_train_onto_a_file_says_it_needs_a_folder(tmp_path, cli):
     assert result.exit_code == 2
     assert one_line_error(result) == (f"Error: output {tmp_path / 'run'} is a file; train "
                                       "writes into a folder: give a folder path")
+    result = cli("train", SEN12, "--epochs", 1, "-o", tmp_path / "run" / "deeper")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: output {tmp_path / 'run' / 'deeper'} lies inside "
+                                      f"{tmp_path / 'run'}, which is a file, not a folder; train "
+                                      "writes into a folder: give a folder path")
 
 
 @pytest.mark.parametrize("fault", ["truncated", "loss"])

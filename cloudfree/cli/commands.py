@@ -501,6 +501,10 @@ def evaluate(data, model, checkpoint, onnx, device, report_path, csv_path, as_js
     check_distinct({"report": report_path, "CSV": csv_path})
     for path in filter(None, (report_path, csv_path)):
         check_output(path, overwrite, inputs)
+    for path, suffix, what in ((report_path, ".json", "report"), (csv_path, ".csv", "CSV")):
+        if path is not None and Path(path).suffix.lower() != suffix:
+            raise UsageError(f"{what} {path}: it is written as {suffix[1:].upper()}; name it "
+                             f"{suffix}")
     report = evaluate(samples, engine, MaskParams(method=mask_method), quiet, ssim)
     with output_set(overwrite) as together:
         if report_path:

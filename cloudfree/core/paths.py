@@ -133,6 +133,11 @@ def check_folder_output(path: Path | str, what: str) -> Path:
         if problem is not None:
             raise UsageError(f"output {path} {problem.removesuffix(', not a folder')}; {what} "
                              "writes into a folder: give a folder path")
+    else:  # made with its missing parents: the nearest that exists must be a folder
+        existing = next(p for p in Path(path).absolute().parents if os.path.lexists(p))
+        if not existing.is_dir():
+            raise UsageError(f"output {path} lies inside {existing}, which is a file, not a "
+                             f"folder; {what} writes into a folder: give a folder path")
     return Path(path)
 
 
