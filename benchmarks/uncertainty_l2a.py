@@ -16,7 +16,10 @@ whole, 69-94 % of the image, such a month is too cloudy to be used). Per run and
 pasted cloud and every band: the share of errors within 1 and 2 sigma of the sigma ``remove``
 wrote, the RMS error and the median sigma (DN); and over the whole pasted cloud the share left
 as seen (sigma 0). The months at even and odd places in time order are reported apart: nothing
-here is fitted, so both are held out from the calibration.
+here is fitted, so both are held out from the calibration. Then the same every month by the
+pasted cloud's share of the image (under 80 %, 80 % or more); per pasted cloud, with 4 dates
+and with one date, beside the medians of |error|, sigma and the RMS residual of the dates'
+fits (the term that carries their quality); and per band.
 """
 
 from __future__ import annotations
@@ -29,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from uncertainty import run
 
-from cloudfree.dates.report import OBSERVED, SINGLE_DATE, SOURCE_NODATA
-from cloudfree.pipeline.options import split_options
-from cloudfree.pipeline.remove import remove_scene
+from cloudfree.fill.uncertainty import FROM_DATES, KEPT, SINGLE_DATE_FILL, UncertaintyBlock
 
 #: Sets of references by label: the nearest N months that hold data (0: all of them).
 NEAREST = (1, 2, 4, 8, 0)
@@ -41,8 +43,10 @@ NEAREST = (1, 2, 4, 8, 0)
 OVERCAST_MIX = (2, 2)
 #: The run with the month's S1 and no other date.
 ONE_DATE = "one date with S1 (no reference)"
-#: The kinds of fill, by the source map: from the dates, and the single-date fill.
+#: The kinds of fill: from the dates, and the single-date fill.
 KINDS = ("from the dates", "single-date fill")
+#: DN per unit reflectance of the series.
+DN = 10000.0
 #: The cases by the pasted cloud's share of the image.
 COVERS = ("under 80 %", "80 % or more")
 #: Fewest valid pixels (share of the image) for a month to be given as a reference.
@@ -105,28 +109,30 @@ def _months_apart(a: Path, b: Path) -> int:
     return 12 * (ya - yb) + ma - mb
 
 
-def run_case(case: Path, s1: Path | None, references: list[Path], work: Path
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``remove`` with every default; its output, sigma (DN) and source map (without
-    references: ``SINGLE_DATE`` where it filled)."""
-    out, sigma, source = work / "out.tif", work / "sigma.tif", work / "source.tif"
-    remove_scene(case, s1, out, quiet=True, **split_options(
-        {"references": references, "uncertainty_out": sigma, "overwrite": True, "cog": False,
-         "device": "cpu", **({"source_out": source} if references else {})}))
-    output, spread = read(out), read(sigma)
-    if references:
-        return output, spread, read(source)[0].astype(np.uint8)
-    filled = (spread > 0).any(axis=0)
-    return output, spread, np.where(np.isnan(spread).all(axis=0), SOURCE_NODATA,
-                                    np.where(filled, SINGLE_DATE, OBSERVED)).astype(np.uint8)
+def assemble(blocks: list[UncertaintyBlock], shape: tuple[int, int]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The kind of each pixel [H, W] and the RMS residual of the dates' fits there [C, H, W]
+    (reflectance; NaN where no date lent) from the blocks ``remove`` wrote."""
+    kind = np.full(shape, KEPT, np.uint8)
+    residual = np.full((len(blocks[0].bands), *shape), np.nan, np.float32)
+    for block in blocks:
+        at = (slice(block.row, block.row + block.kind.shape[0]),
+              slice(block.col, block.col + block.kind.shape[1]))
+        kind[at] = block.kind
+        if block.dates is not None:
+            residual[(slice(None), *at)] = np.sqrt(block.dates.residual)
+    return kind, residual
 
 
-def tally(error: np.ndarray, sigma: np.ndarray, where: np.ndarray) -> dict[str, np.ndarray]:
+def tally(error: np.ndarray, sigma: np.ndarray, residual: np.ndarray, where: np.ndarray
+          ) -> dict[str, np.ndarray]:
     """Per band, over the pixels ``where`` [H, W]: their number, those within 1 and 2 sigma, the
-    squared error; and the sigmas themselves (for the median)."""
+    squared error; and the sigmas, errors and the fits' residuals (DN) themselves (for
+    medians)."""
     e, s = np.abs(error[:, where]), sigma[:, where]
     return {"n": np.full(len(e), e.shape[1]), "one": (e <= s).sum(1), "two": (e <= 2 * s).sum(1),
-            "sq": (e.astype(np.float64) ** 2).sum(1), "sigmas": s.ravel()}
+            "sq": (e.astype(np.float64) ** 2).sum(1), "sigmas": s.ravel(), "errors": e.ravel(),
+            "residuals": residual[:, where].ravel() * DN}
 
 
 def summary(runs: list[dict], **select: str) -> dict | None:
@@ -176,6 +182,22 @@ def report(runs: list[dict], kept: dict[tuple[str, str], list[int]], bands: tupl
             if row is not None:
                 print(f"| {label} | {kind} | {cover} | {row['n']} | {row['within_1']:.3f} | "
                       f"{row['within_2']:.3f} | {row['rms']:.0f} | {row['median_sigma']:.0f} |")
+    print("\nEvery month, by the pasted cloud (its share of the image), with 4 dates and with one "
+          "date and S1 (medians in DN):\n\n| cloud | references | within 1 / 2 sigma | |error| "
+          "| sigma | the fits' residual |\n|---|---|---|---|---|---|")
+    for cloud in sorted({r["cloud"] for r in runs}, key=lambda c: c[-5:]):
+        for label in ("4 dates", ONE_DATE):
+            kind = KINDS[1] if label == ONE_DATE else KINDS[0]
+            chosen = [r for r in runs if r["cloud"] == cloud and r["references"] == label
+                      and r["fill"] == kind]
+            row = summary(chosen)
+            if row is None:
+                continue
+            residual = np.concatenate([r["residuals"] for r in chosen])
+            print(f"| {cloud} | {label} | {row['within_1']:.2f} / {row['within_2']:.2f} | "
+                  f"{np.median(np.concatenate([r['errors'] for r in chosen])):.0f} | "
+                  f"{row['median_sigma']:.0f} | "
+                  + ("" if kind == KINDS[1] else f"{np.nanmedian(residual):.0f}") + " |")
     print("\nEvery month, within 1 / 2 sigma by band:\n\n| references | fill | "
           + " | ".join(bands) + " |\n" + "|---" * (len(bands) + 2) + "|")
     for label in (ONE_DATE, *labels[1:]):
@@ -215,19 +237,22 @@ def main() -> None:
             with rasterio.open(case.with_name(f"{case.stem}_cloud.tif")) as ds:
                 cloud = ds.read(1) > 0
             cover = COVERS[int(cloud.mean() >= 0.8)]
+            cloud_label = f"{case.stem[-4:]} ({cloud.mean():.0%})"
             given = {ONE_DATE: [], **reference_sets(month, case.stem[14:], months, donors,
                                                     pasted, work)}
             for label, refs in given.items():
                 started = time.perf_counter()
                 s1 = None if refs else root / f"s1_{month.stem[3:]}.tif"
-                output, sigma, source = run_case(case, s1, refs, work)
+                recorder, _, output, sigma = run(case, s1, work, references=refs)
+                source, residual = assemble(recorder.blocks, cloud.shape)
                 half = halves[month.stem]
-                for kind, where in zip(KINDS, ((source > OBSERVED) & (source < SINGLE_DATE),
-                                               source == SINGLE_DATE), strict=True):
+                for kind, code in zip(KINDS, (FROM_DATES, SINGLE_DATE_FILL), strict=True):
                     runs.append({"months": half, "references": label, "fill": kind,
-                                 "cover": cover, **tally(output - truth, sigma, where & cloud)})
+                                 "cover": cover, "cloud": cloud_label,
+                                 **tally(output - truth, sigma, residual,
+                                         (source == code) & cloud)})
                 left = kept.setdefault((half, label), [0, 0])
-                left[0] += int((cloud & (source == OBSERVED)).sum())
+                left[0] += int((cloud & (source == KEPT)).sum())
                 left[1] += int(cloud.sum())
                 print(f"{number}/{len(cases)} {case.stem}, {label}: "
                       f"{time.perf_counter() - started:.1f} s", flush=True)
