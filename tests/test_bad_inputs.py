@@ -372,6 +372,20 @@ def test_evaluate_reports_named_for_another_format_are_refused(tmp_path, cli, op
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["mask", "ftp://host/scene.tif", "-o", "{tmp}/m.tif"],
+     "Invalid value for 'SCENE': ftp://host/scene.tif: ftp:// URLs are not read or written here; "
+     "give a local path or an http(s) URL."),
+    (["mask", SUMMER_S2, "-o", "http://host/m.tif"],
+     "Invalid value for '-o' / '--output': http://host/m.tif: http:// URLs are not read or "
+     "written here; give a local path.")])
+def test_a_url_that_cannot_be_read_or_written_is_named_as_such(tmp_path, cli, args, message):
+    result = cli(*(str(a).format(tmp=tmp_path) for a in args))
+    assert result.exit_code == 2, result.output
+    assert last_line(result.stderr) == f"Error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_on_a_file_says_it_is_not_a_folder(tmp_path, cli):
     result = cli("evaluate", SUMMER_S2, "--model", "median-fill")
     assert result.exit_code == 1, result.output

@@ -9,6 +9,7 @@ import functools
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,9 +36,16 @@ class NumberRange(click.FloatRange):
         return number
 
 
+#: A URL's scheme at the start of a value (two letters at least: ``C://`` is a Windows drive).
+URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
 class _Path(click.Path):
     """``click.Path`` that refuses an empty string (which would mean the current folder) and,
     for a file (``file``), a trailing slash (which names a folder, and ``Path`` drops)."""
+
+    #: What this reads besides local paths (``_Input``: http(s) URLs).
+    urls = ""
 
     def __init__(self, file: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -46,6 +54,10 @@ class _Path(click.Path):
     def convert(self, value, param, ctx) -> Path:
         if isinstance(value, str) and not value.strip():
             self.fail("an empty path.", param, ctx)
+        scheme = URL_SCHEME.match(value) if isinstance(value, str) else None
+        if scheme is not None:  # a Path would fold its // and look for a local file
+            self.fail(f"{value}: {scheme[1]}:// URLs are not read or written here; give a "
+                      f"local path{self.urls}.", param, ctx)
         if self.file and isinstance(value, str) and value.endswith(("/", os.sep)):
             self.fail(f"{value} ends with a slash, which names a folder: give a file name.",
                       param, ctx)
@@ -54,6 +66,8 @@ class _Path(click.Path):
 
 class _Input(_Path):
     """An input: a path, or an http(s) URL kept as written (``Url``; a Path would fold it)."""
+
+    urls = " or an http(s) URL"
 
     def convert(self, value, param, ctx) -> Path | Url:
         url = as_url(value)
