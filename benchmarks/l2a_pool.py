@@ -241,7 +241,7 @@ def worldcereal_cases(root: Path, half: str | None, harder: str | None, work: Pa
 def other_months(months: list[Path], month: Path, harder: str | None) -> list[Path]:
     """The months other than ``month`` (``harder`` far-dates: without the months next to it)."""
     return [p for p in months if p != month and not (
-        harder == "far-dates" and abs(_months_apart(p, month)) == 1)]
+        harder == "far-dates" and abs(months_apart(p, month)) == 1)]
 
 
 def worldcereal(root: Path, work: Path, every: int, detail: bool, own_mask: bool = False,
@@ -461,7 +461,7 @@ def single_references(root: Path, work: Path, half: str | None, nearest: int) ->
               f"{n} {v:.4f}" for n, v in zip(names, mean[1:], strict=True)))
 
 
-def _months_apart(a: Path, b: Path) -> int:
+def months_apart(a: Path, b: Path) -> int:
     """Months from ``b``'s date to ``a``'s (files named s2_YYYY-MM-DD)."""
     (ya, ma), (yb, mb) = ((int(p.stem[3:7]), int(p.stem[8:10])) for p in (a, b))
     return 12 * (ya - yb) + ma - mb

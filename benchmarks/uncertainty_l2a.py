@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from l2a_pool import months_apart
 from uncertainty import run
 
 from cloudfree.fill.uncertainty import FROM_DATES, KEPT, SINGLE_DATE_FILL, UncertaintyBlock
@@ -75,7 +76,7 @@ def reference_sets(month: Path, donor: str, months: list[Path], donors: list[str
     """The references of each set for the case of ``month`` under ``donor``'s cloud (the partly
     overcast months written in ``work``)."""
     others = sorted((m for m in months if m != month),
-                    key=lambda m: (abs(_months_apart(m, month)), m.name))
+                    key=lambda m: (abs(months_apart(m, month)), m.name))
     out = {(f"{n} date{'s' * (n > 1)}" if n else f"{len(others)} dates (all)"):
            others[:n] if n else others for n in NEAREST}
     clear, cloudy = OVERCAST_MIX
@@ -101,12 +102,6 @@ def half_overcast(month: Path, cloudy: Path, axis: int, work: Path) -> Path:
         dst.descriptions = names
         dst.update_tags(**tags)
     return path
-
-
-def _months_apart(a: Path, b: Path) -> int:
-    ya, ma = (int(x) for x in a.stem[3:10].split("-"))
-    yb, mb = (int(x) for x in b.stem[3:10].split("-"))
-    return 12 * (ya - yb) + ma - mb
 
 
 def assemble(blocks: list[UncertaintyBlock], shape: tuple[int, int]

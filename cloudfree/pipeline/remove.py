@@ -785,8 +785,7 @@ def fill_description(spectrum: FillSpectrum, fill: FillOptions, model: Engine, w
     if fill.restoring is not None and fill.fill_method == "local":
         steps.append("where the land shows through thin cloud or haze, the veil taken off"
                      + (", shadows relit" if mask_params.shadow else ""))
-    how = "; ".join([*steps, f"the rest {how}"]) if steps else how
-    return how
+    return "; ".join([*steps, f"the rest {how}"]) if steps else how
 
 
 def check_request(s2_path: Path | str, s1_path: Path | str | None, output: Path | str,
