@@ -79,6 +79,9 @@ from cloudfree.pipeline.remove import remove_scene
 MIN_SHARED = 20
 #: Most of the image two pasted clouds may cover together (``--harder two-clouds``).
 MOST_CLOUD = 0.95
+#: Fewest valid pixels (share of the image) for a month to be given as a reference
+#: (``months_with_data``).
+MIN_VALID = 0.5
 
 
 def reflectance(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -465,6 +468,57 @@ def months_apart(a: Path, b: Path) -> int:
     """Months from ``b``'s date to ``a``'s (files named s2_YYYY-MM-DD)."""
     (ya, ma), (yb, mb) = ((int(p.stem[3:7]), int(p.stem[8:10])) for p in (a, b))
     return 12 * (ya - yb) + ma - mb
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read().astype(np.float32)
+
+
+def months_with_data(root: Path) -> list[Path]:
+    """The months of ``root`` (``DEST/worldcereal``) with at least ``MIN_VALID`` valid pixels."""
+    out = []
+    for month in sorted(root.glob("s2_*.tif")):
+        with rasterio.open(month) as ds:
+            if (ds.read_masks(1) > 0).mean() >= MIN_VALID:
+                out.append(month)
+    return out
+
+
+def pasted_reference_sets(month: Path, donor: str, months: list[Path], donors: list[str],
+                          pasted: Path, work: Path, nearest: tuple[int, ...],
+                          mix: tuple[int, int]) -> dict[str, list[Path]]:
+    """The references of each set, by label, for the case of ``month`` under ``donor``'s cloud:
+    the ``nearest`` N other months (0: all of them), and ``mix``: so many nearest months as
+    they are, then so many next nearest with another donor's cloud pasted over half of each
+    (``half_overcast``, written in ``work``)."""
+    others = sorted((m for m in months if m != month),
+                    key=lambda m: (abs(months_apart(m, month)), m.name))
+    out = {(f"{n} date{'s' * (n > 1)}" if n else f"{len(others)} dates (all)"):
+           others[:n] if n else others for n in nearest}
+    clear, cloudy = mix
+    over = [donors[(donors.index(donor) + 1 + i) % len(donors)] for i in range(cloudy)]
+    hidden = [half_overcast(m, pasted / f"{m.stem}_{over[i]}.tif", i % 2, work)
+              for i, m in enumerate(others[clear:clear + cloudy])]
+    out[f"{clear + cloudy} dates, {cloudy} overcast"] = [*others[:clear], *hidden]
+    return out
+
+
+def half_overcast(month: Path, cloudy: Path, axis: int, work: Path) -> Path:
+    """``month`` with the first half of ``cloudy`` (its version under a pasted cloud) along
+    ``axis`` (0: the top, 1: the left), written in ``work``."""
+    with rasterio.open(month) as clear, rasterio.open(cloudy) as pasted:
+        image, profile = clear.read(), clear.profile
+        names, tags, over = clear.descriptions, clear.tags(), pasted.read()
+    cut = [slice(None)] * 3
+    cut[1 + axis] = slice(0, image.shape[1 + axis] // 2)
+    image[tuple(cut)] = over[tuple(cut)]
+    path = work / f"{month.stem}_half_cloud_{axis}.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(image)
+        dst.descriptions = names
+        dst.update_tags(**tags)
+    return path
 
 
 def main() -> None:

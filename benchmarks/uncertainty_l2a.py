@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from l2a_pool import months_apart
+from l2a_pool import months_with_data, pasted_reference_sets, read
 from uncertainty import run
 
 from cloudfree.fill.uncertainty import FROM_DATES, KEPT, SINGLE_DATE_FILL, UncertaintyBlock
@@ -40,7 +40,7 @@ from cloudfree.fill.uncertainty import FROM_DATES, KEPT, SINGLE_DATE_FILL, Uncer
 #: Sets of references by label: the nearest N months that hold data (0: all of them).
 NEAREST = (1, 2, 4, 8, 0)
 #: The partly overcast set: this many nearest months as they are, then this many next nearest
-#: with another patch's cloud pasted over half of them (``half_overcast``).
+#: with another patch's cloud pasted over half of them (``l2a_pool.half_overcast``).
 OVERCAST_MIX = (2, 2)
 #: The run with the month's S1 and no other date.
 ONE_DATE = "one date with S1 (no reference)"
@@ -50,58 +50,8 @@ KINDS = ("from the dates", "single-date fill")
 DN = 10000.0
 #: The cases by the pasted cloud's share of the image.
 COVERS = ("under 80 %", "80 % or more")
-#: Fewest valid pixels (share of the image) for a month to be given as a reference.
-MIN_VALID = 0.5
 #: The wanted shares of errors within 1 and 2 sigma (the project's goal bands).
 WANTED = ((0.58, 0.78), (0.88, 0.98))
-
-
-def read(path: Path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read().astype(np.float32)
-
-
-def months_with_data(root: Path) -> list[Path]:
-    """The months of ``root`` (``DEST/worldcereal``) with at least ``MIN_VALID`` valid pixels."""
-    out = []
-    for month in sorted(root.glob("s2_*.tif")):
-        with rasterio.open(month) as ds:
-            if (ds.read_masks(1) > 0).mean() >= MIN_VALID:
-                out.append(month)
-    return out
-
-
-def reference_sets(month: Path, donor: str, months: list[Path], donors: list[str],
-                   pasted: Path, work: Path) -> dict[str, list[Path]]:
-    """The references of each set for the case of ``month`` under ``donor``'s cloud (the partly
-    overcast months written in ``work``)."""
-    others = sorted((m for m in months if m != month),
-                    key=lambda m: (abs(months_apart(m, month)), m.name))
-    out = {(f"{n} date{'s' * (n > 1)}" if n else f"{len(others)} dates (all)"):
-           others[:n] if n else others for n in NEAREST}
-    clear, cloudy = OVERCAST_MIX
-    over = [donors[(donors.index(donor) + 1 + i) % len(donors)] for i in range(cloudy)]
-    hidden = [half_overcast(m, pasted / f"{m.stem}_{over[i]}.tif", i % 2, work)
-              for i, m in enumerate(others[clear:clear + cloudy])]
-    out[f"{clear + cloudy} dates, {cloudy} overcast"] = [*others[:clear], *hidden]
-    return out
-
-
-def half_overcast(month: Path, cloudy: Path, axis: int, work: Path) -> Path:
-    """``month`` with the first half of ``cloudy`` (its version under a pasted cloud) along
-    ``axis`` (0: the top, 1: the left), written in ``work``."""
-    with rasterio.open(month) as clear, rasterio.open(cloudy) as pasted:
-        image, profile = clear.read(), clear.profile
-        names, tags, over = clear.descriptions, clear.tags(), pasted.read()
-    cut = [slice(None)] * 3
-    cut[1 + axis] = slice(0, image.shape[1 + axis] // 2)
-    image[tuple(cut)] = over[tuple(cut)]
-    path = work / f"{month.stem}_half_cloud_{axis}.tif"
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(image)
-        dst.descriptions = names
-        dst.update_tags(**tags)
-    return path
 
 
 def assemble(blocks: list[UncertaintyBlock], shape: tuple[int, int]
@@ -233,8 +183,9 @@ def main() -> None:
                 cloud = ds.read(1) > 0
             cover = COVERS[int(cloud.mean() >= 0.8)]
             cloud_label = f"{case.stem[-4:]} ({cloud.mean():.0%})"
-            given = {ONE_DATE: [], **reference_sets(month, case.stem[14:], months, donors,
-                                                    pasted, work)}
+            given = {ONE_DATE: [], **pasted_reference_sets(month, case.stem[14:], months,
+                                                           donors, pasted, work, NEAREST,
+                                                           OVERCAST_MIX)}
             for label, refs in given.items():
                 started = time.perf_counter()
                 s1 = None if refs else root / f"s1_{month.stem[3:]}.tif"

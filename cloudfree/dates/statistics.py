@@ -203,6 +203,14 @@ class DateStatistics:
                 self.fitted[r.index].field is not None]
         return sorted(refs, key=self._distance)
 
+    @property
+    def clear_share(self) -> float:
+        """The largest share of the scene clear in both the target and one used reference:
+        what the dates' fits rest on (``fill/uncertainty.py``); 0 when none is used."""
+        scene = self.target.scene
+        common = max((self.fitted[r.index].common for r in self.used), default=0)
+        return common / (scene.height * scene.width)
+
     def _distance(self, ref: Reference) -> tuple[float, int]:
         return days_apart(ref, self.target_date)
 

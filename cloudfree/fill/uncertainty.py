@@ -13,21 +13,26 @@ Each filled pixel and band gets ``sigma``, the standard deviation of its error (
   rather than restored (``restore.py``: land seen through thin cloud or relit shadow errs less);
 - other dates (``dates/fill.py``): the weighted spread of the references' predictions there,
   the weighted mean residual variance of their fits, and the days to the date that weighs
-  most. Where one date alone is taken, its spread is unknown and the clear land's spread stands
-  in for it. The calibration's cases give 1, 2, 4, 8 and 29 dates, some of them cloudy, so
+  most; and whether the fits rest on under ``FEW_CLEAR`` of the scene (``few_clear``: the
+  largest share clear in both the target and one reference, ``DateStatistics.clear_share``):
+  so few clear pixels, often at cloud edges, tell little of the land under the cloud, and
+  their residual reads smaller than the fill errs there. Where one date alone is taken, its
+  spread is unknown and the clear land's spread stands in for it. The calibration's cases give
+  1, 2, 4, 8 and 29 dates (on the L2A-style series 1, 2, 4, 8 and 9), some of them cloudy, so
   that this is fitted too; the references' effective number at the pixel, tried as a further
   term, took a coefficient near 0 and changed no coverage by more than 0.01. A lone reference
-  (``lone_reference``: the run was given one date) errs with heavier tails: nothing else
-  checks its clouds or its fit, so a thin veil it or the target keeps passes into the fill;
-  its sigma gets a factor of its own (see below).
+  (``lone_reference``: the run was given one date) may err otherwise than several: nothing
+  else checks its clouds or its fit, so a thin veil it or the target keeps passes into the
+  fill; its sigma gets a factor of its own (see below).
 
 The map from terms to sigma is log-linear, ``log sigma_b = a_b + sum_k c_k f_k`` (the features
 ``f_k`` below, an intercept per band), one for single-date fills and one for fills from other
 dates, fitted by least squares on log |error| against same-date truth (real clouds over clear
-real images), then scaled so that the shares of errors within 1 and 2 sigma come closest to
-the fit's targets together (``TARGETS`` of ``benchmarks/uncertainty.py``); the fills from a
-lone reference are scaled to those targets on their own, and that factor is the coefficient of
-``lone_reference``. The errors are heavier-tailed than a Gaussian, so no one scale gives a
+real images: L1C scenes and a series of L1C dates, and for the fills from other dates an
+L2A-style series of monthly composites too), then scaled so that the shares of errors within 1
+and 2 sigma come closest to the fit's targets together (``TARGETS`` of
+``benchmarks/uncertainty.py``); the fills from a lone reference are scaled to those targets on
+their own, and that factor is the coefficient of ``lone_reference``. The errors are heavier-tailed than a Gaussian, so no one scale gives a
 Gaussian's 68 % and 95 % at once (held out, per number of dates:
 ``docs/benchmarks/uncertainty.md``). The shipped coefficients
 are ``models/uncertainty.json``, written by ``benchmarks/uncertainty.py --write-calibration``
@@ -59,13 +64,16 @@ KEPT, SINGLE_DATE_FILL, FROM_DATES, UNCERTAINTY_NODATA = 0, 1, 2, 255
 SPREAD_SIGMA, SPREAD_STEP, WIDE = 16.0, 4, 4.0
 #: Floors (reflectance, px, support, days) that keep the logarithms finite.
 FLOOR, DISTANCE_UNIT, SUPPORT_FLOOR, DAYS_UNIT = 2e-3, 4.0, 0.01, 10.0
+#: Share of the scene clear in both the target and a reference below which the dates' fits
+#: rest on too little of the land to tell of the rest (``few_clear``).
+FEW_CLEAR = 0.1
 #: Days to a reference taken when it (or the target) has no date.
 UNDATED_DAYS = 60.0
 #: The features of each kind, in the order of the calibration's coefficients.
 FEATURES = {
     "single_date": ("log_dispersion", "log_distance", "log_support", "filled"),
     "reference": ("log_dispersion", "log_distance", "log_spread", "log_residual", "log_days",
-                  "lone_reference"),
+                  "lone_reference", "few_clear"),
 }
 
 
@@ -160,9 +168,11 @@ class Fit:
 
 
 def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = None,
-             days: np.ndarray | None = None, references: int = 0) -> np.ndarray:
+             days: np.ndarray | None = None, references: int = 0, clear_share: float = 1.0
+             ) -> np.ndarray:
     """The features [K, h, w] of band ``band`` for a kind of fill (``FEATURES``), the fill from
-    other dates having been given ``references`` dates."""
+    other dates having been given ``references`` dates, of which the one sharing most clear
+    pixels with the target shares ``clear_share`` of the scene."""
     values = {
         "log_dispersion": lambda: np.log(pixel.dispersion[band] + FLOOR),
         "log_distance": lambda: np.log1p(pixel.distance / DISTANCE_UNIT),
@@ -174,6 +184,7 @@ def features(kind: str, band: int, pixel: PixelTerms, dates: DateTerms | None = 
         "log_residual": lambda: np.log(np.sqrt(np.maximum(dates.residual[band], 0)) + FLOOR),
         "log_days": lambda: np.log1p(days / DAYS_UNIT),
         "lone_reference": lambda: np.full(pixel.distance.shape, float(references == 1)),
+        "few_clear": lambda: np.full(pixel.distance.shape, float(clear_share < FEW_CLEAR)),
     }
     return np.stack([values[name]() for name in FEATURES[kind]]).astype(np.float32)
 
@@ -183,7 +194,8 @@ class UncertaintyBlock:
     """One written block: where it is, what each pixel is [h, w] (``KEPT``,
     ``SINGLE_DATE_FILL``, ``FROM_DATES``, ``UNCERTAINTY_NODATA``), and its terms; ``days``
     [h, w] to the date of each pixel's source; the number of ``references`` (other dates) the
-    fill had."""
+    fill had and the largest share of the scene clear in both the target and one of them
+    (``DateStatistics.clear_share``)."""
 
     row: int
     col: int
@@ -193,6 +205,7 @@ class UncertaintyBlock:
     dates: DateTerms | None = None
     days: np.ndarray | None = None
     references: int = 0
+    clear_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -221,7 +234,7 @@ class SigmaModel:
             part = where[_bounds(where)]
             for b, band in enumerate(block.bands):
                 log_sigma = fit.log_sigma(band, features(name, b, pixel, dates, days,
-                                                         block.references))
+                                                         block.references, block.clear_share))
                 out[b][_bounds(where)] = np.where(part, np.exp(log_sigma),
                                                   out[b][_bounds(where)])
         return out

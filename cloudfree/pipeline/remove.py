@@ -762,11 +762,13 @@ class SceneRemoval:
         kind[~valid] = UNCERTAINTY_NODATA
         reference = loaded.reference
         days = None if sources is None else days_to(days_table(self.references.dates), sources)
-        given = 0 if self.references is None else len(self.references.dates.references)
+        dates = None if self.references is None else self.references.dates
         block = UncertaintyBlock(final.row, final.col, self.bands, kind.astype(np.uint8),
                                  loaded.terms.crop(*at),
                                  None if reference is None or reference.terms is None
-                                 else reference.terms.crop(*at), days, given)
+                                 else reference.terms.crop(*at), days,
+                                 0 if dates is None else len(dates.references),
+                                 1.0 if dates is None else dates.clear_share)
         return self.uncertainty.sigma(block) * np.float32(self.s2.dn_scale)
 
 

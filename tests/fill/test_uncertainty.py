@@ -19,7 +19,13 @@ from s2_builders import write_stack
 from scipy import ndimage
 
 from cloudfree.core.errors import CloudfreeError, UsageError
-from cloudfree.fill.uncertainty import FROM_DATES, SigmaModel, UncertaintyBlock, local_spread
+from cloudfree.fill.uncertainty import (
+    FEW_CLEAR,
+    FROM_DATES,
+    SigmaModel,
+    UncertaintyBlock,
+    local_spread,
+)
 from cloudfree.io.options import InputOptions
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 from cloudfree.mask.classify import CLEAR, CLOUD, MaskParams, classify
@@ -188,7 +194,7 @@ def test_a_lone_reference_widens_sigma_by_its_fitted_factor(tmp_path):
     recording = Recording(model.single_date, model.reference)
     run = from_series(target, ["06-10"], recording)
     lone = model.reference.coefficients[model.reference.features.index("lone_reference")]
-    assert lone > 0.05
+    assert lone != 0
     dated = [b for b in recording.blocks if (b.kind == FROM_DATES).any()]
     assert dated and all(b.references == 1 for b in dated)
     for block in dated:
@@ -199,6 +205,26 @@ def test_a_lone_reference_widens_sigma_by_its_fitted_factor(tmp_path):
     filled = cloud & (run["source"][0] >= 1) & (run["source"][0] < 200)
     one, two = errors_within(run["sigma"], run["out"], truth.astype(np.float32), filled)
     assert 0.58 <= one <= 0.78 and 0.88 <= two <= 0.98, (one, two)
+
+
+def test_fits_resting_on_few_clear_pixels_widen_sigma(tmp_path):
+    # remove tells the model the largest share of the scene clear in both the target and a
+    # date; under FEW_CLEAR of it sigma widens by the fitted factor
+    target, _, cloud = series_case(tmp_path)
+    model = SigmaModel.load()
+    recording = Recording(model.single_date, model.reference)
+    from_series(target, ["06-10", "07-20"], recording)
+    dated = [b for b in recording.blocks if (b.kind == FROM_DATES).any()]
+    share = dated[0].clear_share
+    assert all(b.clear_share == share for b in dated)
+    assert FEW_CLEAR < 0.5 < share < 1 - cloud.mean()  # the cloud and its buffer are not clear
+    few = model.reference.coefficients[model.reference.features.index("few_clear")]
+    assert few > 0.5
+    for block in dated:
+        where = block.kind == FROM_DATES
+        ratio = (model.sigma(replace(block, clear_share=FEW_CLEAR / 2))[:, where]
+                 / model.sigma(block)[:, where])
+        assert np.allclose(ratio, np.exp(few), rtol=1e-4)
 
 
 def test_preview_gains_a_confidence_panel(one_date):
