@@ -32,10 +32,10 @@ real images: L1C scenes and a series of L1C dates, and for the fills from other 
 L2A-style series of monthly composites too), then scaled so that the shares of errors within 1
 and 2 sigma come closest to the fit's targets together (``TARGETS`` of
 ``benchmarks/uncertainty.py``); the fills from a lone reference are scaled to those targets on
-their own, and that factor is the coefficient of ``lone_reference``. The errors are heavier-tailed than a Gaussian, so no one scale gives a
-Gaussian's 68 % and 95 % at once (held out, per number of dates:
-``docs/benchmarks/uncertainty.md``). The shipped coefficients
-are ``models/uncertainty.json``, written by ``benchmarks/uncertainty.py --write-calibration``
+their own, and that factor is the coefficient of ``lone_reference``. The errors are
+heavier-tailed than a Gaussian, so no one scale gives a Gaussian's 68 % and 95 % at once (held
+out, per number of dates: ``docs/benchmarks/uncertainty.md``). The shipped coefficients are
+``models/uncertainty.json``, written by ``benchmarks/uncertainty.py --write-calibration``
 (its note says on what). Calibration measures follow UnCRtainTS (Ebel et al. 2023), per pixel:
 UCE (Laves et al. 2020) and AUCE (Gustafsson et al. 2020).
 """
