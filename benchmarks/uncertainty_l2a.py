@@ -3,8 +3,8 @@
     python scripts/build_l2a_pool.py --sdist ... --worldcereal ... --clouds ... DEST
     python benchmarks/uncertainty_l2a.py DEST [--every N] [--json OUT]
 
-The calibration ``remove`` ships was fitted on 13-band L1C dates (``uncertainty.py``); this runs
-it, unchanged, on the pool's WorldCereal series: monthly L2A composites of one place, nine bands
+How the calibration ``remove`` ships (``uncertainty.py``) holds on the pool's WorldCereal series,
+per run, cloud and band: monthly L2A composites of one place, nine bands
 (B02-B08, B11, B12), each with its S1. Each clear month with the real cloud of one of the pool's
 cloudy patches pasted in (the cases of ``l2a_pool.py``: 10 months x 7 clouds) is filled by
 ``remove`` with the month's S1 and no other date, and by ``remove --reference`` (no S1) with
@@ -15,8 +15,11 @@ whole, 69-94 % of the image, such a month is too cloudy to be used). Per run and
 (from the dates; the single-date fill where no date is clear), over every filled pixel of the
 pasted cloud and every band: the share of errors within 1 and 2 sigma of the sigma ``remove``
 wrote, the RMS error and the median sigma (DN); and over the whole pasted cloud the share left
-as seen (sigma 0). The months at even and odd places in time order are reported apart: nothing
-here is fitted, so both are held out from the calibration. Then the same every month by the
+as seen (sigma 0). The months at even and odd places in time order are reported apart. The
+single-date fills are held out from the calibration (fitted on L1C scenes); the fills from
+other dates are not: ``uncertainty.py --l2a`` takes these runs into its fit, and gives their
+held-out figures (each half of the months predicted by a fit on the other). Then the same
+every month by the
 pasted cloud's share of the image (under 80 %, 80 % or more); per pasted cloud, with 4 dates
 and with one date, beside the medians of |error|, sigma and the RMS residual of the dates'
 fits (the term that carries their quality); and per band.
