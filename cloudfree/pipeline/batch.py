@@ -633,42 +633,59 @@ def run_batch(
         results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
         tasks = [t for t in tasks if not t.output.exists()]
     client = dask_client(dask_scheduler, address) if address and tasks else None
+    # the outermost of the folders the run makes for its outputs (None: they are all there)
+    made = next((f for f in reversed([out_dir, *out_dir.parents]) if not f.exists()), None)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)  # once the cluster answered
     except BaseException:
         if client is not None:
             client.close()
         raise
-    if tasks:
-        if client is not None:
-            running = run_dask(tasks, client)
-        else:
-            devices = gpu_devices(command, options)
-            jobs = min(jobs or max(1, len(devices)), len(tasks))
-            running = run_local(tasks, jobs, devices)
-        try:
-            with logging_redirect_tqdm(loggers=[log]):
-                for result in progress(_logged(running), total=len(tasks), desc="scenes",
-                                       quiet=quiet, unit="scene"):
-                    results.append(result)
-            check_stop()
-        except KeyboardInterrupt as exc:
-            running.close()  # now: stop the workers and wait for their clean-up
-            results = [r for r in results if r.status != "interrupted"]
-            results += _unfinished(tasks, results, started_at)
-            batch = BatchResult(sorted(results, key=lambda r: r.scene),
-                                time.perf_counter() - start)
-            if report is not None:
-                with stop_handled():
-                    write_report(report, batch, command)
-            raise Interrupted(as_interrupted(exc).signum, _stopped_message(batch, out_dir)) \
-                from None
-    batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)
-    if report is not None:
-        write_report(report, batch, command)
-    if stac is not None:
-        write_catalog(stac, finished_files(batch, out_dir, command), update=resume)
-    return batch
+    try:
+        if tasks:
+            if client is not None:
+                running = run_dask(tasks, client)
+            else:
+                devices = gpu_devices(command, options)
+                jobs = min(jobs or max(1, len(devices)), len(tasks))
+                running = run_local(tasks, jobs, devices)
+            try:
+                with logging_redirect_tqdm(loggers=[log]):
+                    for result in progress(_logged(running), total=len(tasks), desc="scenes",
+                                           quiet=quiet, unit="scene"):
+                        results.append(result)
+                check_stop()
+            except KeyboardInterrupt as exc:
+                running.close()  # now: stop the workers and wait for their clean-up
+                results = [r for r in results if r.status != "interrupted"]
+                results += _unfinished(tasks, results, started_at)
+                batch = BatchResult(sorted(results, key=lambda r: r.scene),
+                                    time.perf_counter() - start)
+                if report is not None:
+                    with stop_handled():
+                        write_report(report, batch, command)
+                raise Interrupted(as_interrupted(exc).signum, _stopped_message(batch, out_dir)) \
+                    from None
+        batch = BatchResult(sorted(results, key=lambda r: r.scene), time.perf_counter() - start)
+        if report is not None:
+            write_report(report, batch, command)
+        if stac is not None:
+            write_catalog(stac, finished_files(batch, out_dir, command), update=resume)
+        return batch
+    finally:
+        _remove_empty(out_dir, made)
+
+
+def _remove_empty(folder: Path, made: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``made`` (the folders a run made for its
+    outputs) while nothing was written to them."""
+    if made is None:
+        return
+    while folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        if folder == made:
+            break
+        folder = folder.parent
 
 
 def _unfinished(tasks: list[Task], results: list[SceneResult], started: float

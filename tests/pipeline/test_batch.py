@@ -62,6 +62,19 @@ def pixels(path: Path) -> np.ndarray:
         return ds.read()
 
 
+def test_a_batch_that_writes_nothing_leaves_no_folder_it_made(scenes, tmp_path, cli):
+    for name in GOOD:
+        shutil.rmtree(scenes / name)  # only the corrupt scene is left
+    out = tmp_path / "new" / "out"
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "-q")
+    assert result.exit_code == 1
+    assert "Error: 1 of 1 scene(s) failed: corrupt" in result.stderr
+    assert not (tmp_path / "new").exists()  # made by the run, both: removed
+    out.mkdir(parents=True)  # a folder that was there before is kept, empty or not
+    assert cli("batch", scenes, "-o", out, "--command", "mask", "-q").exit_code == 1
+    assert out.is_dir() and not any(out.iterdir())
+
+
 def test_corrupt_scene_is_reported_the_others_finish(scenes, tmp_path, cli):
     out, report = tmp_path / "out", tmp_path / "report.json"
     result = cli("batch", scenes, "-o", out, "--command", "mask", "--jobs", "2",
