@@ -2,7 +2,7 @@
 
     python benchmarks/uncertainty.py --pool POOL --series SERIES [--cache samples.npz]
         [--compare EARLIER.json [--scale-only single_date]] [--write-calibration]
-        [--clear OSCD]
+        [--clear OSCD] [--l2a L2A]
 
 Two kinds of fill, each against the same date's truth, each run through the real
 ``remove_scene``, whose per-pixel terms are recorded as it writes (``uncertainty.py``):
@@ -19,7 +19,12 @@ Two kinds of fill, each against the same date's truth, each run through the real
   ``--no-temporal-mask``; each case runs with the nearest 1, 2, 4 and 8 other dates in time,
   with all 29, and with the 2 nearest mostly clear and the 2 nearest overcast ones
   (``reference_sets``); held out by date: the clear targets at even places in time order are
-  predicted by a fit on the odd ones and the other way round.
+  predicted by a fit on the odd ones and the other way round;
+- other dates, L2A-style (``--l2a DEST``, the folder of ``scripts/build_l2a_pool.py``): the
+  cases of ``uncertainty_l2a.py`` (each clear month of the pool's WorldCereal series under each
+  pasted cloud, with the nearest 1, 2, 4 and 8 other months, all 9, and a mix of 4 with 2
+  partly overcast), in the same fits as the series' at ``L2A_PIXELS`` filled pixels a run,
+  held out with them by the month's half (even or odd place in time order).
 
 Each fit is least squares of log |error| (reflectance, at least 0.5 DN) on the features of its
 kind with an intercept per band, then one scale on sigma that brings the shares of errors within
