@@ -471,8 +471,21 @@ def months_apart(a: Path, b: Path) -> int:
 
 
 def read(path: Path) -> np.ndarray:
+    """A month's values as they are stored (DN), as float32 [C, H, W]."""
     with rasterio.open(path) as ds:
         return ds.read().astype(np.float32)
+
+
+def pasted_series(root: Path, every: int = 1
+                  ) -> tuple[list[Path], list[Path], list[str], dict[str, str]]:
+    """Of ``root`` (``DEST/worldcereal``): the months with data (``months_with_data``), every
+    ``every``-th pasted case, the cloud donors' names, and each clear month's half by its stem
+    ("even" or "odd" place in time order, as ``worldcereal_cases`` splits them)."""
+    cases = worldcereal_cases(root, None, None, root)
+    targets = sorted({case.name[:13] for case in cases})
+    donors = sorted({p.stem[14:-6] for p in (root / "pasted").glob("*_cloud.tif")})
+    halves = {t: ("even", "odd")[i % 2] for i, t in enumerate(targets)}
+    return months_with_data(root), cases[::every], donors, halves
 
 
 def months_with_data(root: Path) -> list[Path]:

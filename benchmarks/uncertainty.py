@@ -296,18 +296,14 @@ def l2a_cases(dest: Path, folder: Path, rng: np.random.Generator, every: int) ->
     ``uncertainty_l2a.py``): each clear month under each pasted cloud, with each set of other
     months; grouped by the month's half (even or odd place in time order), as the series'."""
     root = dest / "worldcereal"
-    pasted = root / "pasted"
-    months = l2a_pool.months_with_data(root)
-    cases = sorted(p for p in pasted.glob("*.tif") if not p.stem.endswith("_cloud"))[::every]
-    donors = sorted({p.stem[14:-6] for p in pasted.glob("*_cloud.tif")})
-    order = sorted({p.name[:13] for p in pasted.glob("*.tif")})
+    months, cases, donors, halves = l2a_pool.pasted_series(root, every)
     out = []
     for number, case in enumerate(cases, 1):
         month = root / f"{case.name[:13]}.tif"
         truth = l2a_pool.read(month)
-        half = "even" if order.index(month.stem) % 2 == 0 else "odd"
+        half = halves[month.stem]
         for label, refs in l2a_pool.pasted_reference_sets(
-                month, case.stem[14:], months, donors, pasted, folder,
+                month, case.stem[14:], months, donors, root / "pasted", folder,
                 tuple(n or 0 for n in NEAREST), OVERCAST_MIX).items():
             started = time.perf_counter()
             recorder, seen, output, written = run(case, None, folder, references=refs)

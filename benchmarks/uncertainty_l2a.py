@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from l2a_pool import months_with_data, pasted_reference_sets, read
+from l2a_pool import pasted_reference_sets, pasted_series, read
 from uncertainty import run
 
 from cloudfree.fill.uncertainty import FROM_DATES, KEPT, SINGLE_DATE_FILL, UncertaintyBlock
@@ -168,13 +168,9 @@ def main() -> None:
     args = parser.parse_args()
     root = args.dest / "worldcereal"
     pasted = root / "pasted"
-    months = months_with_data(root)
+    months, cases, donors, halves = pasted_series(root, args.every)
     with rasterio.open(months[0]) as ds:
         bands = ds.descriptions
-    cases = sorted(p for p in pasted.glob("*.tif") if not p.stem.endswith("_cloud"))[::args.every]
-    donors = sorted({p.stem[14:-6] for p in pasted.glob("*_cloud.tif")})
-    halves = {m: "even" if i % 2 == 0 else "odd"
-              for i, m in enumerate(sorted({p.name[:13] for p in pasted.glob("*.tif")}))}
     runs: list[dict] = []
     kept: dict[tuple[str, str], list[int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
