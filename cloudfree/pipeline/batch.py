@@ -50,6 +50,7 @@ from cloudfree.core.threads import usable_cores
 from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL
 from cloudfree.inference.engines import gpu_possible
 from cloudfree.io.discovery import DEFAULT_S1_PATTERN, DEFAULT_S2_PATTERN, Problem, Scene, discover
+from cloudfree.io.options import InputOptions
 from cloudfree.output.atomic import atomic_output
 from cloudfree.output.provenance import acquisition_time
 from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
@@ -410,9 +411,10 @@ def check_writable(folder: Path, what: str) -> None:
 
 
 def check_options(command: str, options: dict, resume: bool, out_dir: Path,
-                  report: Path | None, stac: Path | None = None) -> None:
+                  report: Path | None, stac: Path | None = None) -> InputOptions:
     """Refuse, before any work, options that are unknown, out of range or cannot go together,
-    and outputs that cannot be written: once here, rather than in every scene."""
+    and outputs that cannot be written: once here, rather than in every scene. Returns how
+    the scenes are read."""
     from cloudfree.pipeline.options import split_options
 
     if command not in COMMANDS:
@@ -461,6 +463,7 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
             resume or options.get("overwrite")):
         raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass resume=True to add to "
                          "it or overwrite=True to replace it", "resume", "overwrite")
+    return grouped["inputs"]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -488,6 +491,43 @@ def check_scene_outputs(scenes: list[Scene], out_dir: Path, command: str,
                 report, stac / scene.name / f"{scene.name}.json"):
             raise UsageError(f"report {report} is the STAC item of scene {scene.name}: the "
                              "catalog would replace it; give the report another name or folder")
+
+
+def check_area(scenes: list[Scene], inputs: InputOptions) -> None:
+    """Refuse, before any work, a ``bbox`` that misses every scene, reading the scenes'
+    headers until one the box meets (a box that misses some scenes fails those alone)."""
+    if inputs.bbox is None:
+        return
+    misses: list[UsageError] = []
+    for scene in scenes:
+        try:
+            inputs.open_scene(scene.s2).close()
+        except UsageError as exc:
+            misses.append(exc)
+        except Exception:  # unreadable here: that scene fails on its own when run
+            return
+        else:
+            return
+    if len(misses) == 1:
+        raise misses[0]
+    if misses:
+        raise UsageError(f"the box meets none of the {len(misses)} scenes; the first: "
+                         f"{misses[0]}", *misses[0].params)
+
+
+def check_existing(tasks: list[Task], out_dir: Path) -> None:
+    """Refuse, before any work, outputs that exist (with neither ``resume`` nor
+    ``overwrite``): each would fail its scene after the others ran."""
+    found = [path for t in tasks
+             for path in (t.output, t.options.get("mask_out"), t.options.get("uncertainty_out"))
+             if path is not None and taken(path)]
+    if found:
+        more = len(found) - SHOWN_FAILURES
+        names = ", ".join(p.name for p in found[:SHOWN_FAILURES]) + (
+            f" and {more} more" if more > 0 else "")
+        raise UsageError(f"{len(found)} output(s) exist in {out_dir} ({names}): pass "
+                         "resume=True to skip their scenes or overwrite=True to replace them",
+                         "resume", "overwrite")
 
 
 def write_report(path: Path, batch: BatchResult, command: str) -> None:
@@ -549,7 +589,8 @@ def run_batch(
     jobs : int, optional
         Local worker processes, 1 to 1024. Default: one per GPU for remove, else 1.
     resume : bool
-        Skip scenes whose output exists (outputs only appear when complete). Default: False.
+        Skip scenes whose output exists (outputs only appear when complete); without it or
+        ``overwrite``, existing outputs are refused before any scene runs. Default: False.
     report : path, optional
         Write a run report, ``.json`` or ``.csv``. Default: none.
     dask_scheduler : str, optional
@@ -608,7 +649,7 @@ def run_batch(
         raise UsageError("dehaze=True needs references=K: the other dates judge each scene's "
                          "haze", "dehaze", "references")
     out_dir = check_folder_output(out_dir, "batch")
-    check_options(command, options, resume, out_dir, report, stac)
+    inputs = check_options(command, options, resume, out_dir, report, stac)
     check_kind("dask_scheduler", dask_scheduler, str | None, "an address or a JSON file's path")
     if dask_scheduler is not None and not dask_scheduler.strip():
         raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
@@ -624,6 +665,7 @@ def run_batch(
     if not found.scenes and not found.problems:
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
     check_scene_outputs(found.scenes, out_dir, command, report, stac)
+    check_area(found.scenes, inputs)
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command),
                   {**scene_options(options, out_dir, s.name),
@@ -632,6 +674,8 @@ def run_batch(
     if resume:
         results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]
         tasks = [t for t in tasks if not t.output.exists()]
+    elif not options.get("overwrite"):
+        check_existing(tasks, out_dir)
     client = dask_client(dask_scheduler, address) if address and tasks else None
     # the outermost of the folders the run makes for its outputs (None: they are all there)
     made = next((f for f in reversed([out_dir, *out_dir.parents]) if not f.exists()), None)

@@ -108,12 +108,21 @@ def test_resume_redoes_nothing_finished(scenes, tmp_path, cli):
     assert rows["corrupt"]["status"] == "failed"  # failed scenes are tried again
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
 
-    # Without --resume an existing output is refused, scene by scene, with the way out (in
-    # the command's words: the run was asked for on the command line).
+    # Without --resume or --overwrite existing outputs are refused before any scene runs, with
+    # the way out in the command's words; nothing is written, not even the report.
     report = tmp_path / "again.csv"
     again = cli("batch", scenes, "-o", out, "--command", "mask", "--report", report)
-    assert again.exit_code == 1
-    assert "pass --overwrite to replace it" in report_rows(report)["winter"]["error"]
+    assert (again.exit_code, one_line_error(again)) == (2, (
+        f"Error: 3 output(s) exist in {out} (floods_mask.tif, summer_mask.tif, winter_mask.tif): "
+        "pass --resume to skip their scenes or --overwrite to replace them"))
+    assert not report.exists()
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+    # remove's mask beside its output is one of them (--masks), and --overwrite replaces them
+    again = cli("batch", scenes, "-o", out, "--masks", "-q")
+    assert again.exit_code == 2 and "3 output(s) exist" in one_line_error(again)
+    again = cli("batch", scenes, "-o", out, "--command", "mask", "--overwrite", "-q")
+    assert again.exit_code == 1  # the corrupt scene
+    assert all(p.stat().st_mtime_ns > stamps[p.name] for p in out.iterdir())
 
 
 def flat_folder(folder: Path) -> Path:
@@ -200,6 +209,24 @@ def test_usage_errors(scenes, tmp_path, args, message, cli):
     result = cli("batch", scenes, "-o", tmp_path / "out", "--command", "mask", *args)
     assert result.exit_code == 2 and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_box_that_misses_every_scene_is_refused_before_any_scene(scenes, tmp_path, cli):
+    shutil.rmtree(scenes / "corrupt")  # an unreadable scene leaves the box to each scene
+    out = tmp_path / "out"
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--bbox", 0, 0, 1, 1)
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        "Error: the box meets none of the 3 scenes; the first: --bbox 0 0 1 1 lies outside "
+        f"{scenes / 'floods' / FLOODS_S2.name}, which covers -0.7818936233 38.08281883 "
+        "-0.7358998808 38.12881257 in EPSG:4326: give a box that overlaps it")
+    assert not out.exists()
+    # a box that meets one scene runs them all: the others fail, each with its line
+    with rasterio.open(WINTER_S2) as ds:
+        box = ds.bounds
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--bbox", *box, "-q")
+    assert result.exit_code == 1 and "2 of 3 scene(s) failed: floods, summer" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["winter_mask.tif"]
 
 
 def test_no_thin_is_for_mask_only(scenes, tmp_path, cli):
