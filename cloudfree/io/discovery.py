@@ -56,6 +56,8 @@ OUTPUT_TAG = "CLOUDFREE_VERSION"
 MIN_COVERAGE = 0.5
 #: Coverages closer than this count as equal (the date decides).
 COVERAGE_TOLERANCE = 0.01
+#: What to do when S1 files tie for an S2 (flat folders have no option that picks).
+TIE_ADVICE = "keep one of them in the folder, or put each pair in a scene folder of its own"
 
 _DATE_RE = re.compile(
     r"(?<!\d)((?:19|20)\d\d)[-_:]?(\d\d)[-_:]?(\d\d)(?:[T ](\d\d):?(\d\d):?(\d\d))?(?!\d)")
@@ -374,16 +376,23 @@ def pair_files(paths: list[Path], need_s1: bool = True) -> Discovery:
                  for r in rasters if r.role == "other"]
     scenes: list[Scene] = []
     used: set[Path] = set()
+    # why an S1 that ties with others for an S2 is not used, by its path
+    tied: dict[Path, str] = {}
     for s2 in s2s:
         name = s2.path.stem
-        partner, error = _best_partner(s2, s1s)
+        partner, error, ties = _best_partner(s2, s1s)
         if partner is not None:
             used.add(partner.path)
+        if ties:
+            tied |= dict.fromkeys((r.path for r in ties),
+                                  f"{error}, so none of them is used: {TIE_ADVICE}")
+            error = f"{error}: {TIE_ADVICE}"
         if partner is None and need_s1:
             problems.append(Problem(name, "failed", error))
         else:
             scenes.append(Scene(name, s2.path, partner.path if partner else None))
-    problems += [Problem(r.path.name, "unpaired", "no Sentinel-2 file takes it as partner")
+    problems += [Problem(r.path.name, "unpaired",
+                         tied.get(r.path, "no Sentinel-2 file takes it as partner"))
                  for r in s1s if r.path not in used]
     return Discovery(scenes, problems)
 
@@ -401,18 +410,20 @@ def _days(s2: Raster, s1: Raster) -> float:
     return abs((s2.acquired - s1.acquired).days)
 
 
-def _best_partner(s2: Raster, s1s: list[Raster]) -> tuple[Raster | None, str]:
-    """The overlapping S1 nearest in date (then covering most), or None and the reason."""
+def _best_partner(s2: Raster, s1s: list[Raster]) -> tuple[Raster | None, str, list[Raster]]:
+    """The overlapping S1 nearest in date (then covering most), or None and the reason, and
+    the S1 that tie for it (none unless ambiguous)."""
     ranked = sorted(
         ((_days(s2, s1), -round(_coverage(s2, s1) / COVERAGE_TOLERANCE), s1) for s1 in s1s
          if _coverage(s2, s1) >= MIN_COVERAGE),
         key=lambda c: c[:2],
     )
     if not ranked:
-        return None, f"unpaired: no Sentinel-1 file covers {MIN_COVERAGE:.0%} of {s2.path.name}"
+        return (None, f"unpaired: no Sentinel-1 file covers {MIN_COVERAGE:.0%} of "
+                      f"{s2.path.name}", [])
     best = [c[2] for c in ranked if c[:2] == ranked[0][:2]]
     if len(best) > 1:
         names = ", ".join(r.path.name for r in best)
         return None, (f"ambiguous: {names} overlap {s2.path.name} equally and dates do not decide"
-                      " (use scene folders)")
-    return best[0], ""
+                      " which is its Sentinel-1"), best
+    return best[0], "", []

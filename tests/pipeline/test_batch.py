@@ -163,16 +163,25 @@ def test_flat_folder_batch_lists_unpaired_files(tmp_path, cli):
     assert "batch: 0 ok, 0 failed, 2 skipped" in again.stdout
 
 
-def test_equal_candidates_are_ambiguous_not_guessed(tmp_path):
+def test_equal_candidates_are_ambiguous_not_guessed(tmp_path, cli):
     folder = tmp_path / "flat"
     link(folder, "winter_s2.tif", WINTER_S2)
     link(folder, "a_s1.tif", WINTER_S1)
     link(folder, "b_s1.tif", WINTER_S1)
     found = discover(folder)
     assert found.scenes == []
-    (problem,) = [p for p in found.problems if p.status == "failed"]
-    assert problem.name == "winter_s2" and "ambiguous: a_s1.tif, b_s1.tif" in problem.error
+    why = ("ambiguous: a_s1.tif, b_s1.tif overlap winter_s2.tif equally and dates do not decide "
+           "which is its Sentinel-1")
+    advice = "keep one of them in the folder, or put each pair in a scene folder of its own"
+    assert {(p.name, p.status, p.error) for p in found.problems} == {
+        ("winter_s2", "failed", f"{why}: {advice}"),
+        *((name, "unpaired", f"{why}, so none of them is used: {advice}")
+          for name in ("a_s1.tif", "b_s1.tif"))}
     assert discover(folder, need_s1=False).scenes[0].s1 is None
+    # the default model runs the scene without S1; the S1 files say why they are not used
+    result = cli("batch", folder, "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "1 ok, 0 failed, 0 skipped; 2 unpaired" in result.stdout
+    assert f"cloudfree: b_s1.tif: unpaired: {why}, so none of them is used" in result.stderr
 
 
 def test_scene_folder_patterns(tmp_path):
