@@ -17,7 +17,7 @@ import onnx
 import pytest
 import rasterio
 import torch
-from helpers import ROOT, SEN12, SUMMER_S1, SUMMER_S2, WINTER_CLEAR
+from helpers import ROOT, SEN12, SUMMER_S1, SUMMER_S2, WINTER_CLEAR, one_line_error
 from onnx import TensorProto, helper
 
 from cloudfree import MaskParams, coregister_file, mask_scene, remove_scene, run_batch
@@ -359,6 +359,24 @@ def test_batch_output_that_is_a_file_is_named(tmp_path, cli):
     assert result.exit_code == 2, result.output
     assert result.stderr == (f"Error: output {inside} lies inside {out}, which is a file, not a "
                              "folder; batch writes into a folder: give a folder path\n")
+
+
+@pytest.mark.parametrize("command", ["mask", "remove"])
+def test_an_output_whose_folder_is_a_file_or_missing_is_one_line(tmp_path, cli, command):
+    afile = tmp_path / "afile"
+    afile.write_text("a file\n")
+    run = {"mask": ["mask", SUMMER_S2, "-o"], "remove": ["remove", "--s2", SUMMER_S2, "-o"]}[
+        command]
+    for out, code, message in (
+            (afile / "x.tif", 2, f"{afile} is a file, not a folder; give a path in a folder"),
+            (afile / "deeper" / "x.tif", 2, f"it lies inside {afile}, which is a file, not a "
+                                            "folder; give a path in a folder"),
+            (tmp_path / "none" / "x.tif", 1, f"folder {tmp_path / 'none'} does not exist; make "
+                                             "it first, or give a path in a folder that exists")):
+        result = cli(*run, out)
+        assert (result.exit_code, one_line_error(result)) == (
+            code, f"Error: cannot write {out}: {message}")
+    assert list(tmp_path.iterdir()) == [afile]
 
 
 @pytest.mark.parametrize(("option", "name", "message"), [

@@ -49,12 +49,30 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
         raise UsageError(f"output {path} {occupied}: pass overwrite=True to replace it",
                          "overwrite")
     parent = path.parent if str(path.parent) else Path(".")
+    check_output_folder(path, parent)
+    return path
+
+
+def check_output_folder(path: Path, parent: Path) -> None:
+    """Refuse to write ``path`` into the folder ``parent`` when that is not a folder we can
+    write to, in one line that says what to do: a path through a file is a usage mistake
+    (exit 2, as for ``batch -o``); a folder missing or not writable fails the run (exit 1)."""
     problem = input_problem(parent, folder=True)
+    if problem == "does not exist":
+        existing = next(p for p in parent.absolute().parents if os.path.lexists(p))
+        if not existing.is_dir():
+            raise UsageError(f"cannot write {path}: it lies inside {existing}, which is a file, "
+                             "not a folder; give a path in a folder")
+        raise CloudfreeError(f"cannot write {path}: folder {parent} does not exist; make it "
+                             "first, or give a path in a folder that exists")
+    if problem == "is a file, not a folder":
+        raise UsageError(f"cannot write {path}: {parent} is a file, not a folder; give a path "
+                         "in a folder")
     if problem is not None:
         raise CloudfreeError(f"cannot write {path}: folder {parent} {problem}")
     if not os.access(parent, os.W_OK):
-        raise CloudfreeError(f"cannot write {path}: folder {parent} is not writable")
-    return path
+        raise CloudfreeError(f"cannot write {path}: folder {parent} is not writable; give a path "
+                             "in a folder you can write to")
 
 #: This host, as it may appear in a file name (partial files name the host and process).
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"

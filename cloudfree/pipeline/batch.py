@@ -680,7 +680,7 @@ def run_batch(
     # the outermost of the folders the run makes for its outputs (None: they are all there)
     made = next((f for f in reversed([out_dir, *out_dir.parents]) if not f.exists()), None)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)  # once the cluster answered
+        make_folder(out_dir, made)  # once the cluster answered
     except BaseException:
         if client is not None:
             client.close()
@@ -720,16 +720,30 @@ def run_batch(
         _remove_empty(out_dir, made)
 
 
+def make_folder(folder: Path, made: Path | None) -> None:
+    """Make the output folder ``folder`` with its missing parents, the outermost ``made``; when
+    the system refuses, one line naming it (the parents made meanwhile removed)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_empty(folder, made)
+        reason = (exc.strerror or str(exc)).lower()
+        raise CloudfreeError(f"cannot make the output folder {folder}: {reason}; give a folder "
+                             "you can write to, or make it first") from None
+
+
 def _remove_empty(folder: Path, made: Path | None) -> None:
     """Remove ``folder`` and its parents up to ``made`` (the folders a run made for its
-    outputs) while nothing was written to them."""
+    outputs) while nothing was written to them; those not made yet are passed over."""
     if made is None:
         return
-    while folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        if folder == made:
+    for found in (folder, *folder.parents):  # the deepest first
+        if found.is_dir():
+            if any(found.iterdir()):
+                break
+            found.rmdir()
+        if found == made:
             break
-        folder = folder.parent
 
 
 def _unfinished(tasks: list[Task], results: list[SceneResult], started: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shutil
@@ -285,6 +286,24 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_scene(scenes, tmp
     assert result.exit_code == 1  # the corrupt scene
     rows = json.loads((tmp_path / "out" / "r.json").read_text())["scenes"]
     assert sorted(r["status"] for r in rows) == ["failed", "ok", "ok", "ok"]
+
+
+def test_an_output_folder_the_system_refuses_is_one_line_and_nothing_left(scenes, tmp_path,
+                                                                           cli, monkeypatch):
+    out = tmp_path / "new" / "out"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):  # as a folder the system will not let us write in
+        if self == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    result = cli("batch", scenes, "-o", out, "--command", "mask")
+    assert (result.exit_code, one_line_error(result)) == (1, (
+        f"Error: cannot make the output folder {out}: permission denied; give a folder you can "
+        "write to, or make it first"))
+    assert list(tmp_path.iterdir()) == [scenes]  # "new", made on the way, is removed
 
 
 def test_missing_folder_and_missing_dask(tmp_path, monkeypatch, cli):
