@@ -198,13 +198,13 @@ def test_an_output_folder_beside_paired_files_keeps_them_paired(tmp_path, cli):
     assert len(list((scenes / "outs2").glob("*_mask.tif"))) == 1
 
 
-def test_batch_names_the_overwrite_flag_in_a_scene_error(tmp_path, cli):
+def test_batch_names_the_overwrite_flag_in_its_error(tmp_path, cli):
     scenes = scene_folder(tmp_path)
     assert cli("batch", scenes, "-o", tmp_path / "outs", "--command", "mask").exit_code == 0
     result = cli("batch", scenes, "-o", tmp_path / "outs", "--command", "mask")
-    assert result.exit_code == 1
-    assert "pass --overwrite to replace it" in result.stderr
-    assert "overwrite=True" not in result.stderr
+    assert result.exit_code == 2
+    assert "pass --resume to skip their scenes or --overwrite to replace them" in result.stderr
+    assert "overwrite=True" not in result.stderr and "resume=True" not in result.stderr
 
 
 def test_publish_refused_midway_leaves_every_output_as_it_was(tmp_path, monkeypatch):

@@ -234,8 +234,9 @@ def test_a_box_that_misses_every_scene_is_refused_before_any_scene(scenes, tmp_p
     # a box that meets one scene runs them all: the others fail, each with its line
     with rasterio.open(WINTER_S2) as ds:
         box = ds.bounds
-    result = cli("batch", scenes, "-o", out, "--command", "mask", "--bbox", *box, "-q")
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--bbox", *box)
     assert result.exit_code == 1 and "2 of 3 scene(s) failed: floods, summer" in result.stderr
+    assert "summer: failed: --bbox " in result.stderr  # in the command's words
     assert [p.name for p in out.iterdir()] == ["winter_mask.tif"]
 
 
