@@ -390,6 +390,22 @@ def test_train_refuses_an_existing_run_and_a_bad_state(tmp_path, cli):
     assert cli("train", tmp_path, "--out", tmp_path, "--resume", "--overwrite").exit_code == 2
 
 
+def test_train_resume_refuses_another_arch_or_preset(tmp_path, cli):
+    shutil.copy(MODEL, tmp_path / "last.pt")  # fillnet, paper preset
+    torch.save({"epoch": 1}, tmp_path / "train_state.pt")
+    for option, value, theirs in (("--arch", "glfcr", "fillnet"), ("--preset", "small", "paper")):
+        result = cli("train", tmp_path, "--out", tmp_path, "--resume", option, value)
+        assert result.exit_code == 2
+        assert result.stderr == (f"Error: {tmp_path} holds a fillnet run (preset paper), which "
+                                 f"{option} {value} cannot continue: resume it with {option} "
+                                 f"{theirs}, or start the new run in another folder\n")
+    # the run's own arch and preset, given or not, pass on to reading the training state
+    for given in ([], ["--arch", "fillnet", "--preset", "paper"]):
+        result = cli("train", tmp_path, "--out", tmp_path, "--resume", *given)
+        assert result.exit_code == 1 and "lacks epoch, step or optimizer" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "train_state.pt"]
+
+
 # --- 5. NaN is nodata in float input --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
