@@ -303,6 +303,36 @@ def test_onnx_models_of_the_wrong_shape_are_refused(tmp_path, cli, shape, messag
     assert not out.exists()
 
 
+
+def test_an_onnx_tile_far_larger_than_the_scene_is_refused_before_reading_it(tmp_path, cli):
+    """A 1024 px export would pad the 256 px patch to 16 times its pixels (an 8192 px one, to
+    1024 times: minutes and about 22 GB)."""
+    from cloudfree.inference.onnx_export import export_onnx
+    from cloudfree.pipeline.remove import check_fixed_tile
+
+    model = export_onnx(LoadedModel.from_network(build("fillnet", "small").eval()),
+                        tmp_path / "big.onnx", tile=1024)
+    line = ("Error: this ONNX model runs 1024 px tiles only, 16 times the pixels of the 256x256 "
+            "px scene: export it again with a smaller tile (cloudfree export-onnx --tile 256), "
+            "or run its checkpoint (--checkpoint PATH), which takes any tile")
+    out = tmp_path / "r.tif"
+    result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", out, "--onnx", model)
+    assert result.exit_code == 2, result.output
+    assert last_line(result.stderr) == line
+    assert "cloud pixels" not in result.stderr  # refused before the scene is classified
+    for name, target in (("x_s2.tif", SUMMER_S2), ("x_s1.tif", SUMMER_S1)):
+        (tmp_path / "scenes").mkdir(exist_ok=True)
+        (tmp_path / "scenes" / name).symlink_to(target)
+    result = cli("batch", tmp_path / "scenes", "-o", tmp_path / "out", "--onnx", model)
+    assert result.exit_code == 1 and line.removeprefix("Error: ") in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "scenes"]
+    check_fixed_tile(512, (256, 256), 16)  # 4 times the pixels: runs
+    check_fixed_tile(256, (40, 40), 16)  # the default tile runs on any scene
+    check_fixed_tile(2048, (800, 10000), 16)  # five tiles, 2.6 times the pixels: runs
+    with pytest.raises(UsageError, match="2048 px tiles only, 7 times the pixels of the "
+                                         r"10000x300 px scene: .* --tile 304\)"):
+        check_fixed_tile(2048, (300, 10000), 16)
+
 def test_a_missing_cuda_provider_names_the_gpu_extra(tmp_path, monkeypatch):
     import onnxruntime as ort
 
