@@ -513,6 +513,30 @@ def test_models_and_train_help_name_every_architecture(cli):
         assert f"{arch}," in help_text or f"{arch})" in help_text, arch
 
 
+
+def test_days_out_of_a_scene_with_no_date_warns_once_that_the_days_are_unknown(tmp_path, cli):
+    """The bundled 5 July date under a name with no date, filled from 25 June: the days output
+    cannot count the days (-32768 where 25 June filled, 0 where observed), and says so once;
+    under its own name, the filled pixels are -10 days away and nothing is said."""
+    series = ROOT / "examples" / "data" / "series"
+    undated = tmp_path / "target.tif"
+    undated.symlink_to(series / "s2_2018-07-05.tif")
+    warning = (f"cloudfree: {undated.name} has no date (in its name or tags), so the days from "
+               "it to the other dates are unknown: the days output is -32768 wherever they "
+               "filled; name it with its date (YYYYMMDD) to have them")
+    for target, filled_days in ((undated, -32768), (series / "s2_2018-07-05.tif", -10)):
+        out, days, source = (tmp_path / f"{name}.tif" for name in ("out", "days", "source"))
+        result = cli("remove", "--s2", target, "--reference", series / "s2_2018-06-25.tif",
+                     "-o", out, "--days-out", days, "--source-out", source, "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert "8437 pixels from other dates" in result.stdout
+        assert result.stderr.splitlines().count(warning) == (target == undated), result.stderr
+        with rasterio.open(days) as d, rasterio.open(source) as s:
+            days_map, source_map = d.read(1), s.read(1)
+        assert (days_map[source_map == 0] == 0).all()
+        assert (days_map[source_map == 1] == filled_days).all()
+        assert (source_map == 1).sum() == 8437
+
 # --- packaging: CPU onnxruntime by default, the GPU runtime an extra -------------------------
 
 def test_gpu_onnxruntime_is_an_extra():

@@ -1178,6 +1178,10 @@ def optional_outputs(pipe: SceneRemoval, outputs: OutputOptions, descriptions: S
                                     lambda dst: dst.write_colormap(1, colours)))
     if outputs.days_out is not None:
         days = days_table(pipe.references.dates)
+        if pipe.references.dates.target_date is None:
+            log.warning("%s has no date (in its name or tags), so the days from it to the other "
+                        "dates are unknown: the days output is -32768 wherever they filled; "
+                        "name it with its date (YYYYMMDD) to have them", pipe.s2.path.name)
         table.append(OptionalOutput(outputs.days_out, 1, "int16", DAYS_NODATA, NEAREST,
                                     lambda classes, sources, sigma:
                                     None if sources is None else days[sources],
