@@ -306,7 +306,7 @@ def test_onnx_models_of_the_wrong_shape_are_refused(tmp_path, cli, shape, messag
 
 def test_an_onnx_tile_far_larger_than_the_scene_is_refused_before_reading_it(tmp_path, cli):
     """A 1024 px export would pad the 256 px patch to 16 times its pixels (an 8192 px one, to
-    1024 times: minutes and about 22 GB)."""
+    1024 times)."""
     from cloudfree.inference.onnx_export import export_onnx
     from cloudfree.pipeline.remove import check_fixed_tile
 

@@ -278,8 +278,8 @@ def choose_tiling(engine: Engine, tile: int | None, overlap: int | None,
 
 #: Most pixels an ONNX model's fixed tiles may cover per pixel of the scene, when larger than
 #: the default tile: on the bundled 256 px sample, fillnet exported at 1024 px (16 times the
-#: pixels) ran in 11 CPU s and 2.0 GB against 5 s and 0.7 GB at 256 px; at 8192 px, minutes and
-#: about 22 GB.
+#: pixels) took 12 CPU s and 2.0 GB peak against 7 CPU s and 0.7 GB at 256 px (medians of 3
+#: alternated runs); time and memory grow with the tile's area.
 MAX_TILE_EXCESS = 4
 
 
