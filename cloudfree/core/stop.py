@@ -166,8 +166,8 @@ def end_after_exit_handlers() -> None:
     teardown: a stop during the teardown (0.17 s after ``remove``'s result line on the bundled
     sample with median-fill, 0.83 s with cloudfree-fillnet: ``benchmarks/startup_time.py
     --exit``) would kill the process by the signal, without the word a stop a moment earlier
-    gets. Exit handlers registered before this call do not run: call it first
-    thing. A process that gives no status (an exception escaped) ends as Python ends it."""
+    gets. Exit handlers registered before this call do not run: call it first thing. A process
+    that gives no status (an exception escaped) ends as Python ends it."""
     global _ends_after_exit_handlers
     _ends_after_exit_handlers = True
     atexit.register(_end)
