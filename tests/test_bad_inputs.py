@@ -303,6 +303,36 @@ def test_onnx_models_of_the_wrong_shape_are_refused(tmp_path, cli, shape, messag
     assert not out.exists()
 
 
+
+def test_an_onnx_tile_far_larger_than_the_scene_is_refused_before_reading_it(tmp_path, cli):
+    """A 1024 px export would pad the 256 px patch to 16 times its pixels (an 8192 px one, to
+    1024 times)."""
+    from cloudfree.inference.onnx_export import export_onnx
+    from cloudfree.pipeline.remove import check_fixed_tile
+
+    model = export_onnx(LoadedModel.from_network(build("fillnet", "small").eval()),
+                        tmp_path / "big.onnx", tile=1024)
+    line = ("Error: this ONNX model runs 1024 px tiles only, 16 times the pixels of the 256x256 "
+            "px scene: export it again with a smaller tile (cloudfree export-onnx --tile 256), "
+            "or run its checkpoint (--checkpoint PATH), which takes any tile")
+    out = tmp_path / "r.tif"
+    result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", out, "--onnx", model)
+    assert result.exit_code == 2, result.output
+    assert last_line(result.stderr) == line
+    assert "cloud pixels" not in result.stderr  # refused before the scene is classified
+    for name, target in (("x_s2.tif", SUMMER_S2), ("x_s1.tif", SUMMER_S1)):
+        (tmp_path / "scenes").mkdir(exist_ok=True)
+        (tmp_path / "scenes" / name).symlink_to(target)
+    result = cli("batch", tmp_path / "scenes", "-o", tmp_path / "out", "--onnx", model)
+    assert result.exit_code == 1 and line.removeprefix("Error: ") in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "scenes"]
+    check_fixed_tile(512, (256, 256), 16)  # 4 times the pixels: runs
+    check_fixed_tile(256, (40, 40), 16)  # the default tile runs on any scene
+    check_fixed_tile(2048, (800, 10000), 16)  # five tiles, 2.6 times the pixels: runs
+    with pytest.raises(UsageError, match="2048 px tiles only, 7 times the pixels of the "
+                                         r"10000x300 px scene: .* --tile 304\)"):
+        check_fixed_tile(2048, (300, 10000), 16)
+
 def test_a_missing_cuda_provider_names_the_gpu_extra(tmp_path, monkeypatch):
     import onnxruntime as ort
 
@@ -500,6 +530,30 @@ def test_models_and_train_help_name_every_architecture(cli):
     for arch in trainable:
         assert f"{arch}," in help_text or f"{arch})" in help_text, arch
 
+
+
+def test_days_out_of_a_scene_with_no_date_warns_once_that_the_days_are_unknown(tmp_path, cli):
+    """The bundled 5 July date under a name with no date, filled from 25 June: the days output
+    cannot count the days (-32768 where 25 June filled, 0 where observed), and says so once;
+    under its own name, the filled pixels are -10 days away and nothing is said."""
+    series = ROOT / "examples" / "data" / "series"
+    undated = tmp_path / "target.tif"
+    undated.symlink_to(series / "s2_2018-07-05.tif")
+    warning = (f"cloudfree: {undated.name} has no date (in its name or tags), so the days from "
+               "it to the other dates are unknown: the days output is -32768 wherever they "
+               "filled; name it with its date (YYYYMMDD) to have them")
+    for target, filled_days in ((undated, -32768), (series / "s2_2018-07-05.tif", -10)):
+        out, days, source = (tmp_path / f"{name}.tif" for name in ("out", "days", "source"))
+        result = cli("remove", "--s2", target, "--reference", series / "s2_2018-06-25.tif",
+                     "-o", out, "--days-out", days, "--source-out", source, "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert "8437 pixels from other dates" in result.stdout
+        assert result.stderr.splitlines().count(warning) == (target == undated), result.stderr
+        with rasterio.open(days) as d, rasterio.open(source) as s:
+            days_map, source_map = d.read(1), s.read(1)
+        assert (days_map[source_map == 0] == 0).all()
+        assert (days_map[source_map == 1] == filled_days).all()
+        assert (source_map == 1).sum() == 8437
 
 # --- packaging: CPU onnxruntime by default, the GPU runtime an extra -------------------------
 

@@ -179,6 +179,29 @@ def test_a_stop_once_the_outputs_are_in_place_says_they_are_kept_and_is_not_0(tm
         assert ds.read(1).shape == (256, 256)
 
 
+def test_a_stop_as_the_command_exits_says_the_outputs_are_kept(tmp_path):
+    """A SIGTERM among the exit handlers, after the one that says a stop (while the interpreter
+    shuts down, a fraction of a second after the result line), is said as one a moment earlier:
+    before, it killed the process with no word. Simulated: an exit handler registered as the
+    outputs are put in place (so run after the command's own) sends it."""
+    out = tmp_path / "m.tif"
+    program = ("import atexit, os, signal, sys\n"
+               "import cloudfree.output.atomic as m\n"
+               "real = m.publish\n"
+               "def then_stop_at_exit(*args, **kwargs):\n"
+               "    atexit.register(os.kill, os.getpid(), signal.SIGTERM)\n"
+               "    return real(*args, **kwargs)\n"
+               "m.publish = then_stop_at_exit\n"
+               "from cloudfree.cli.launch import main\n"
+               "main()\n")
+    proc = subprocess.run([sys.executable, "-c", program, "mask", SUMMER_S2, "-o", out,
+                           "--quiet"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr == f"Interrupted (SIGTERM); {out} complete and kept.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif"]
+
+
 def test_a_program_that_ran_the_cli_in_process_still_gets_its_ctrl_c(tmp_path):
     """After the command, a stop while the program goes on raises there (and the process does
     not exit 130 at its end for it)."""
@@ -388,6 +411,22 @@ def test_train_refuses_an_existing_run_and_a_bad_state(tmp_path, cli):
     assert result.stderr == (f"Error: training state {state} is truncated or corrupt "
                              "(incomplete archive)\n")
     assert cli("train", tmp_path, "--out", tmp_path, "--resume", "--overwrite").exit_code == 2
+
+
+def test_train_resume_refuses_another_arch_or_preset(tmp_path, cli):
+    shutil.copy(MODEL, tmp_path / "last.pt")  # fillnet, paper preset
+    torch.save({"epoch": 1}, tmp_path / "train_state.pt")
+    for option, value, theirs in (("--arch", "glfcr", "fillnet"), ("--preset", "small", "paper")):
+        result = cli("train", tmp_path, "--out", tmp_path, "--resume", option, value)
+        assert result.exit_code == 2
+        assert result.stderr == (f"Error: {tmp_path} holds a fillnet run (preset paper), which "
+                                 f"{option} {value} cannot continue: resume it with {option} "
+                                 f"{theirs}, or start the new run in another folder\n")
+    # the run's own arch and preset, given or not, pass on to reading the training state
+    for given in ([], ["--arch", "fillnet", "--preset", "paper"]):
+        result = cli("train", tmp_path, "--out", tmp_path, "--resume", *given)
+        assert result.exit_code == 1 and "lacks epoch, step or optimizer" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "train_state.pt"]
 
 
 # --- 5. NaN is nodata in float input --------------------------------------------------------------

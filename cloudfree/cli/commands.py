@@ -452,16 +452,21 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
           schedule, decay, clip, output, resume, overwrite, device, amp, workers, seed, quiet):
     """Train a network on S1/S2 triplets under DATA (SEN12MS-CR or s1/ s2_cloudy/ s2_cloudfree/).
 
-    --overwrite starts over in an output folder that holds a run.
+    --overwrite starts over in an output folder that holds a run. --resume continues its
+    network (its --arch and --preset); the other options apply as given.
 
     Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
     """
     check_room_for_torch()
-    from cloudfree.training.loop import TrainConfig, train_folder
+    from cloudfree.training.loop import TrainConfig, run_network, train_folder
     from cloudfree.training.recipes import with_recipe
 
     ctx = click.get_current_context()
     given = {k for k in ctx.params if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    resumed = run_network(output or Path("run")) if resume and not overwrite else None
+    if resumed:  # the run's own network, unless --arch or --preset name another (refused)
+        arch = arch if "arch" in given else resumed[0]
+        preset = preset if "preset" in given or resumed[1] is None else resumed[1]
     values = dict(arch=arch, preset=preset, loss=loss, epochs=epochs, batch_size=batch_size,
                   crop=crop, lr=lr, weight_decay=weight_decay, schedule=schedule, decay=decay,
                   clip=clip, amp=amp, device=device, seed=seed, workers=workers, quiet=quiet)

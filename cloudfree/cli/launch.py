@@ -16,7 +16,14 @@ import types
 from signal import SIGINT
 
 from cloudfree.core.memory import limit_heap_arenas
-from cloudfree.core.stop import Interrupted, raise_on_stop_signals, signal_name, stop_requested
+from cloudfree.core.stop import (
+    Interrupted,
+    end_after_exit_handlers,
+    exit_status,
+    raise_on_stop_signals,
+    signal_name,
+    stop_requested,
+)
 
 #: Address space the command maps once its libraries are loaded, before any work: VmSize after
 #: importing ``cloudfree.cli.commands`` and ``cloudfree.pipeline.remove`` measured 0.36 GiB
@@ -86,6 +93,7 @@ def main() -> None:
         sys.exit(1)
     limit_heap_arenas()  # before any thread allocates
     raise_on_stop_signals()  # a SIGTERM or SIGHUP while the libraries load is said too
+    end_after_exit_handlers()  # and one after the work, until the process ends
     try:
         for name in DEFERRED:
             defer(name)
@@ -100,4 +108,8 @@ def main() -> None:
         # os._exit, not sys.exit: with the interrupt in the later imports, sys.exit(130) was
         # seen to end by SIGINT (-2) all the same (Python's unhandled-interrupt flag)
         os._exit(stop.exit_code)
-    cli()
+    try:
+        cli()
+    except SystemExit as done:
+        exit_status(done.code)
+        raise

@@ -26,6 +26,7 @@ from cloudfree.core.arguments import check_path
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.paths import check_input
 from cloudfree.inference.scaling import SCALINGS, Scaling
+from cloudfree.inference.tiling import DEFAULT_TILE
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.networks.base import CloudRemovalNet
 from cloudfree.networks.glfcr import GLFCR
@@ -34,7 +35,6 @@ from cloudfree.output.atomic import atomic_output
 
 FORMAT = "cloudfree"
 FORMAT_VERSION = 1
-DEFAULT_TILE = 256
 
 
 @dataclass

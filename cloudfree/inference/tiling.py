@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Tile of a model that records none, and of an ONNX export by default (pixels).
+DEFAULT_TILE = 256
 #: Tile sizes a caller may give (pixels): below 16 a network sees too little context.
 TILE_RANGE = (16, 8192)
 #: Ranges of the tile overlap (pixels), of the tiles per forward pass and of the feather, the

@@ -232,7 +232,7 @@ class OutputOptions:
     days_out : path, optional
         Also write the int16 days from the target to the date each pixel came from (0
         observed, negative an earlier reference, -32768 the model, an undated reference or
-        nodata); needs references. Default: none.
+        target, or nodata); needs references. Default: none.
     uncertainty_out : path, optional
         Also write the float32 standard deviation, in DN, of the error expected at each filled
         pixel and band (``fill.uncertainty``): 0 where the pixel is kept as observed, NaN at

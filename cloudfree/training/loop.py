@@ -32,6 +32,7 @@ from cloudfree.core.paths import check_folder_output, new_folder
 from cloudfree.core.progress import progress
 from cloudfree.core.threads import usable_cores
 from cloudfree.inference.checkpoint import (
+    LoadedModel,
     default_scaling,
     load_checkpoint,
     read_torch_file,
@@ -40,6 +41,7 @@ from cloudfree.inference.checkpoint import (
 from cloudfree.inference.engines import resolve_device
 from cloudfree.inference.scaling import Scaling
 from cloudfree.networks import CloudRemovalNet, build, get_architecture
+from cloudfree.networks.registry import preset_config
 from cloudfree.output.atomic import atomic_output
 from cloudfree.training.datasets import TripletDataset, find_samples
 from cloudfree.training.losses import LOSSES
@@ -178,7 +180,34 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
     if not (out / CHECKPOINT).is_file() or not (out / STATE).is_file():
         raise UsageError(f"resume=True: no {CHECKPOINT} and {STATE} in {out}", "resume")
     loaded = load_checkpoint(out / CHECKPOINT)
+    arch, preset = _network_of(loaded)
+    for name, theirs, ours in (("arch", arch, config.arch), ("preset", preset, config.preset)):
+        if theirs is not None and theirs != ours:
+            of_preset = f" (preset {preset})" if preset else ""
+            raise UsageError(f"{out} holds a {arch} run{of_preset}, which {name}={ours} cannot "
+                             f"continue: resume it with {name}={theirs}, or start the new run "
+                             "in another folder", name)
     return loaded.network, loaded.scaling, load_state_file(out / STATE)
+
+
+def run_network(out: Path) -> tuple[str, str | None] | None:
+    """The architecture and preset (None when it is none of the presets) of the run that
+    ``out`` holds, which resuming it continues; None when ``out`` holds no checkpoint."""
+    path = Path(out) / CHECKPOINT
+    return _network_of(load_checkpoint(path)) if path.is_file() else None
+
+
+def _network_of(loaded: LoadedModel) -> tuple[str, str | None]:
+    """The checkpoint's architecture and the preset its configuration is: the one its training
+    recorded first, else the first that fits."""
+    recorded = loaded.metadata.get("training") or {}
+    if recorded.get("arch") != loaded.arch:  # not trained by cloudfree train
+        recorded = {}
+    overrides = recorded.get("overrides") or {}
+    presets = get_architecture(loaded.arch).presets
+    names = [recorded.get("preset"), *presets]
+    return loaded.arch, next((p for p in names if p in presets and
+                              preset_config(loaded.arch, p, **overrides) == loaded.config), None)
 
 
 def load_state_file(path: Path) -> dict:

@@ -9,16 +9,18 @@ import sys
 
 from helpers import ROOT
 
-#: ``cloudfree remove --help`` through the command's entry point; prints, as it exits, which
-#: of the deferred modules' insides were loaded.
+#: ``cloudfree remove --help`` through the command's entry point; prints, once the command is
+#: done (the entry point ends the process after the exit handlers registered from its start),
+#: which of the deferred modules' insides were loaded.
 _HELP = """
-import atexit, sys
-atexit.register(lambda: print("loaded:", *(m for m in ("botocore", "numpy.f2py.crackfortran",
-                                                        "scipy.spatial._ckdtree", "pyproj._geod")
-                                           if m in sys.modules)))
+import sys
 sys.argv = ["cloudfree", "remove", "--help"]
 from cloudfree.cli.launch import main
-main()
+try:
+    main()
+finally:
+    print("loaded:", *(m for m in ("botocore", "numpy.f2py.crackfortran",
+                                   "scipy.spatial._ckdtree", "pyproj._geod") if m in sys.modules))
 """
 
 #: What ``cloudfree remove`` imports before its work, deferring as the command's launcher does
