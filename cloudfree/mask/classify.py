@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage
 
+from cloudfree.core.arguments import check_kind, check_number, check_switch, check_whole
 from cloudfree.core.boxes import box_any, box_mean, box_share
 from cloudfree.core.distance import EIGHT, grow
 from cloudfree.core.errors import UsageError
@@ -133,18 +134,20 @@ class MaskParams:
     edges: bool = True
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if not isinstance(self.method, str) or self.method not in METHODS:
             raise UsageError(f"unknown mask method {self.method!r} (use {' or '.join(METHODS)})")
-        if self.buffer < 0:
-            raise UsageError(f"buffer={self.buffer} must be at least 0 pixels", "buffer")
+        check_whole("buffer", self.buffer, 0, unit="pixels")
         if self.buffer > MAX_BUFFER:
             raise UsageError(
                 f"buffer={self.buffer} is more than the {MAX_BUFFER} px allowed: every window is "
                 "read with that much context around it, and memory grows with its square (2.6 GB "
                 f"at 1000 px on a 256 px scene); give buffer={MAX_BUFFER} or less", "buffer")
         for name, low in (("threshold", 0), ("ndsi_threshold", -1)):
-            if not low <= getattr(self, name) <= 1:  # NaN too
-                raise UsageError(f"{name}={getattr(self, name)} must be in {low}..1", name)
+            check_number(name, getattr(self, name), low, 1)
+        check_kind("shadow", self.shadow, bool | None, "True, False or None (the command's "
+                   "default)")
+        for name in ("hot", "land", "built_up", "scl", "edges"):
+            check_switch(name, getattr(self, name))
 
     @property
     def halo(self) -> int:

@@ -279,7 +279,8 @@ KINDS = {**GROUPS, "mask_params": MaskParams}
 def check_kinds(options: Mapping[str, object]) -> None:
     """Refuse an option group that is not of its class (``mask_params=None``)."""
     for key, value in options.items():
-        check_kind(key, value, KINDS[key], f"a {KINDS[key].__name__}")
+        name = KINDS[key].__name__
+        check_kind(key, value, KINDS[key], f"{'an' if name[0] in 'AEIOU' else 'a'} {name}")
 
 
 def split_options(options: Mapping[str, object]) -> dict[str, object]:
