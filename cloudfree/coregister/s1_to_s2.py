@@ -28,7 +28,7 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from cloudfree.core.arguments import check_path, check_whole
+from cloudfree.core.arguments import check_path, check_switch, check_whole
 from cloudfree.core.distance import grow
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.core.progress import progress
@@ -515,6 +515,8 @@ def coregister_file(s1_path: Path | str, s2_path: Path | str, output: Path | str
     for name, path in (("s1_path", s1_path), ("s2_path", s2_path), ("output", output)):
         check_path(name, path)
     check_path("report_path", report_path, optional=True)
+    for name, value in (("overwrite", overwrite), ("cog", cog), ("quiet", quiet)):
+        check_switch(name, value)
     check_whole("threads", threads, *WARP_THREADS_RANGE)
     check_whole("block", block, *BLOCK_RANGE, "pixels")
     output, inputs = Path(output), (Path(s1_path), Path(s2_path))

@@ -633,6 +633,10 @@ def run_batch(
                        ("stac", stac)):
         check_path(name, path, optional=name in ("report", "stac"))
     check_kind("options", options, Mapping | None, "a dict of options by name, or None")
+    for name, value in (("resume", resume), ("quiet", quiet)):
+        check_switch(name, value)
+    for name, value in (("s2_pattern", s2_pattern), ("s1_pattern", s1_pattern)):
+        check_kind(name, value, str, "a file name pattern (a str such as '*_s2.tif')")
     options = {k: v for k, v in (options or {}).items() if v is not None}
     report = Path(report) if report is not None else None
     stac = Path(stac) if stac is not None else None

@@ -246,7 +246,8 @@ def mask_scene(
     check_path("output", output)
     check_path("score_path", score_path, optional=True)
     check_kind("params", params, MaskParams, "a MaskParams")
-    check_switch("thin", thin)
+    for name, value in (("thin", thin), ("overwrite", overwrite), ("cog", cog), ("quiet", quiet)):
+        check_switch(name, value)
     if params.shadow is None:  # the mask flags no shadow unless asked to
         params = replace(params, shadow=False)
     inputs = InputOptions(offset=offset, level=level, bbox=bbox, bbox_crs=bbox_crs)

@@ -30,7 +30,7 @@ import numpy as np
 from rasterio.windows import Window
 from scipy import ndimage
 
-from cloudfree.core.arguments import check_path
+from cloudfree.core.arguments import check_path, check_switch
 from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.memory import HeapReleases, check_batch_memory, releasing_as_it_grows
 from cloudfree.core.progress import progress
@@ -938,6 +938,7 @@ def remove_scene(
         ``pixels_by_source``.
     """
     started = time.perf_counter()
+    check_switch("quiet", quiet)
     output, input_paths, model = check_request(s2_path, s1_path, output, engine, mask_params,
                                                fill, inputs, dates, outputs)
     references = dates.references
