@@ -187,7 +187,16 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
             raise UsageError(f"{out} holds a {arch} run{of_preset}, which {name}={ours} cannot "
                              f"continue: resume it with {name}={theirs}, or start the new run "
                              "in another folder", name)
-    return loaded.network, loaded.scaling, load_state_file(out / STATE)
+    state = load_state_file(out / STATE)
+    done = state["epoch"]
+    if done > config.epochs:  # an epoch count the run started with, not repeated
+        raise UsageError(f"{out} has trained {done} epochs, more than epochs={config.epochs} in "
+                         "all: give the epochs the run started with (more than "
+                         f"{done} to train on)", "epochs")
+    if done == config.epochs:
+        log.warning("%s has trained its %d epochs: nothing to continue (ask for more epochs "
+                    "to train on)", out, done)
+    return loaded.network, loaded.scaling, state
 
 
 def run_network(out: Path) -> tuple[str, str | None] | None:

@@ -24,7 +24,7 @@ from helpers import (
     read_csv,
 )
 
-from cloudfree.core.errors import CloudfreeError
+from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.training.datasets import find_samples
 from cloudfree.training.evaluate import COLUMNS, METHODS
 from cloudfree.training.loop import STATE, TrainConfig, train_folder
@@ -74,6 +74,23 @@ def test_training_lowers_the_loss_and_resume_continues(tmp_path):
     state = torch.load(out / STATE, weights_only=True)
     assert summary["step"] == state["step"] == 6 and state["epoch"] == 6
     assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_with_fewer_epochs_than_trained_is_refused(tmp_path, cloudfree_log):
+    """An --epochs the run started with and was not repeated is named; the run's own count
+    again has nothing to train, and says so."""
+    data, out = flat_layout(tmp_path / "data", 1), tmp_path / "run"
+    config = TrainConfig(epochs=2, batch_size=1, crop=32, quiet=True)
+    train_folder(data, config, out)
+    saved = (out / STATE).read_bytes()
+    config.epochs = 1
+    with pytest.raises(UsageError, match=r"has trained 2 epochs, more than epochs=1 in all: "
+                                         r"give the epochs the run started with \(more than 2"):
+        train_folder(data, config, out, resume=True)
+    config.epochs = 2
+    assert train_folder(data, config, out, resume=True)["step"] == 2
+    assert "has trained its 2 epochs: nothing to continue" in cloudfree_log.text
+    assert (out / STATE).read_bytes() == saved
 
 
 def test_loader_workers_default_to_none_on_cpu_and_some_on_a_gpu():
