@@ -35,8 +35,27 @@ from cloudfree.inference.tiling import BATCH_SIZE_RANGE, FEATHER_RANGE, OVERLAP_
 from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK
 
 
+class _Command(click.Command):
+    """A command that tells a ``--bbox`` written with commas to space its four numbers."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError:
+            box = given[given.index("--bbox") + 1:][:1] if "--bbox" in given else []
+            if box and "," in box[0]:
+                raise click.BadParameter(
+                    f"{box[0]!r}: give the box as four numbers separated by spaces "
+                    "(--bbox MINX MINY MAXX MAXY), not commas", ctx, param_hint="'--bbox'"
+                ) from None
+            raise
+
+
 class _Group(click.Group):
     """Turns library errors into one line on stderr and the right exit code."""
+
+    command_class = _Command
 
     def invoke(self, ctx: click.Context):
         try:

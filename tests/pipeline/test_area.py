@@ -153,6 +153,18 @@ def test_a_bad_box_is_one_line_exit_2_and_no_file(tmp_path, cli, command, args, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["remove", "mask", "batch"])
+def test_a_box_written_with_commas_is_told_to_space_its_numbers(tmp_path, cli, command):
+    scene = {"remove": ("--s2", SUMMER_S2), "mask": (SUMMER_S2,), "batch": (SUMMER_S2.parent,)}
+    out = tmp_path / ("out" if command == "batch" else "out.tif")
+    result = cli(command, *scene[command], "--bbox", "0,0,1,1", "-o", out)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--bbox': '0,0,1,1': give the box as four numbers separated "
+        "by spaces (--bbox MINX MINY MAXX MAXY), not commas")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_outside_names_the_scenes_extent_in_its_crs(tmp_path, cli):
     result = cli("mask", SUMMER_S2, "-o", tmp_path / "m.tif", "--bbox", 0, 0, 1, 1)
     with rasterio.open(SUMMER_S2) as ds:
