@@ -134,24 +134,30 @@ def check_folder_output(path: Path | str, what: str) -> Path:
             raise UsageError(f"output {path} {problem.removesuffix(', not a folder')}; {what} "
                              "writes into a folder: give a folder path")
     else:  # made with its missing parents: the nearest that exists must be a folder
-        existing = next(p for p in Path(path).absolute().parents if os.path.lexists(p))
+        existing = nearest_existing(path)
         if not existing.is_dir():
             raise UsageError(f"output {path} lies inside {existing}, which is a file, not a "
                              f"folder; {what} writes into a folder: give a folder path")
     return Path(path)
 
 
+def nearest_existing(path: Path | str) -> Path:
+    """The nearest folder above ``path`` whose name exists (a file, perhaps; the root at
+    worst)."""
+    return next(p for p in Path(path).absolute().parents if os.path.lexists(p))
+
+
 @contextmanager
 def new_folder(path: Path | str, what: str) -> Iterator[Path]:
     """The output folder ``path`` (see :func:`check_folder_output`), which the block makes with
     its missing parents when it first writes there (a run killed before that leaves no empty
-    folder); when the block fails, the missing ones made meanwhile that are still empty are
-    removed."""
+    folder); the missing ones made meanwhile that are still empty when the block ends (it
+    failed, or wrote nothing) are removed."""
     path = check_folder_output(path, what)
     made = [p for p in (path, *path.parents) if not os.path.lexists(p)]
     try:
         yield path
-    except BaseException:
+    finally:
         for folder in made:  # the deepest first
             try:
                 folder.rmdir()
@@ -159,4 +165,3 @@ def new_folder(path: Path | str, what: str) -> Iterator[Path]:
                 continue
             except OSError:  # not empty: the run wrote something worth keeping
                 break
-        raise

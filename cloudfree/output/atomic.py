@@ -20,7 +20,7 @@ import rasterio.io
 import rasterio.transform
 
 from cloudfree.core.errors import CloudfreeError, UsageError
-from cloudfree.core.paths import input_problem, real, taken
+from cloudfree.core.paths import input_problem, nearest_existing, real, taken
 from cloudfree.core.stop import check_stop
 from cloudfree.io.rasters import gdal_messages
 from cloudfree.output.cog import NEAREST, cog_block, make_cog, scratch_profile
@@ -48,18 +48,18 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (),
     if occupied and not overwrite:
         raise UsageError(f"output {path} {occupied}: pass overwrite=True to replace it",
                          "overwrite")
-    parent = path.parent if str(path.parent) else Path(".")
-    check_output_folder(path, parent)
+    check_output_folder(path)
     return path
 
 
-def check_output_folder(path: Path, parent: Path) -> None:
-    """Refuse to write ``path`` into the folder ``parent`` when that is not a folder we can
-    write to, in one line that says what to do: a path through a file is a usage mistake
-    (exit 2, as for ``batch -o``); a folder missing or not writable fails the run (exit 1)."""
+def check_output_folder(path: Path) -> None:
+    """Refuse to write ``path`` when its folder is not one we can write to, in one line that
+    says what to do: a path through a file is a usage mistake (exit 2, as for ``batch -o``); a
+    folder missing or not writable fails the run (exit 1)."""
+    parent = path.parent if str(path.parent) else Path(".")
     problem = input_problem(parent, folder=True)
     if problem == "does not exist":
-        existing = next(p for p in parent.absolute().parents if os.path.lexists(p))
+        existing = nearest_existing(parent)
         if not existing.is_dir():
             raise UsageError(f"cannot write {path}: it lies inside {existing}, which is a file, "
                              "not a folder; give a path in a folder")

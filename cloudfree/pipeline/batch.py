@@ -32,7 +32,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cloudfree.core.arguments import check_kind, check_path, check_switch, check_whole
 from cloudfree.core.errors import CloudfreeError, UsageError, spelled
-from cloudfree.core.paths import check_folder_output, check_input, input_problem, taken
+from cloudfree.core.paths import check_folder_output, check_input, input_problem, new_folder, taken
 from cloudfree.core.progress import progress
 from cloudfree.core.stop import (
     Interrupted,
@@ -681,15 +681,13 @@ def run_batch(
     elif not options.get("overwrite"):
         check_existing(tasks, out_dir)
     client = dask_client(dask_scheduler, address) if address and tasks else None
-    # the outermost of the folders the run makes for its outputs (None: they are all there)
-    made = next((f for f in reversed([out_dir, *out_dir.parents]) if not f.exists()), None)
-    try:
-        make_folder(out_dir, made)  # once the cluster answered
-    except BaseException:
-        if client is not None:
-            client.close()
-        raise
-    try:
+    with new_folder(out_dir, "batch"):  # kept only where a scene's output went in
+        try:
+            make_folder(out_dir)  # once the cluster answered
+        except BaseException:
+            if client is not None:
+                client.close()
+            raise
         if tasks:
             if client is not None:
                 running = run_dask(tasks, client)
@@ -720,34 +718,17 @@ def run_batch(
         if stac is not None:
             write_catalog(stac, finished_files(batch, out_dir, command), update=resume)
         return batch
-    finally:
-        _remove_empty(out_dir, made)
 
 
-def make_folder(folder: Path, made: Path | None) -> None:
-    """Make the output folder ``folder`` with its missing parents, the outermost ``made``; when
-    the system refuses, one line naming it (the parents made meanwhile removed)."""
+def make_folder(folder: Path) -> None:
+    """Make the output folder ``folder`` with its missing parents; when the system refuses,
+    one line naming it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _remove_empty(folder, made)
         reason = (exc.strerror or str(exc)).lower()
         raise CloudfreeError(f"cannot make the output folder {folder}: {reason}; give a folder "
                              "you can write to, or make it first") from None
-
-
-def _remove_empty(folder: Path, made: Path | None) -> None:
-    """Remove ``folder`` and its parents up to ``made`` (the folders a run made for its
-    outputs) while nothing was written to them; those not made yet are passed over."""
-    if made is None:
-        return
-    for found in (folder, *folder.parents):  # the deepest first
-        if found.is_dir():
-            if any(found.iterdir()):
-                break
-            found.rmdir()
-        if found == made:
-            break
 
 
 def _unfinished(tasks: list[Task], results: list[SceneResult], started: float
