@@ -34,7 +34,7 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from cloudfree.core.errors import CloudfreeError
+from cloudfree.core.errors import CloudfreeError, UsageError
 from cloudfree.core.paths import Url, check_input, real
 from cloudfree.io.rasters import check_map_crs, open_raster
 from cloudfree.io.s2_files import (
@@ -115,7 +115,9 @@ def discover(
 
     ``need_s1``: a scene without an S1 fails; else it runs without one. ``use_s1``: look for
     the S1 of a scene folder at all (not for commands that need none). ``exclude`` is a folder
-    to leave out, e.g. the output folder placed inside ``root``.
+    to leave out, e.g. the output folder placed inside ``root``. An ``s2_pattern`` that finds
+    no S2 in any scene folder is a ``UsageError`` (the pattern or the folder is wrong), not a
+    failed scene per folder.
     """
     root = check_input(root, "scene folder", folder=True)
     skip = real(exclude) if exclude is not None else None
@@ -126,7 +128,14 @@ def discover(
     earlier = [Problem(p.name, "ignored", "holds only cloudfree outputs (an earlier run's output "
                                           "folder)") for p in outputs]
     if folders:
-        found = [_scene_folder(f, s2_pattern, s1_pattern, need_s1, use_s1) for f in folders]
+        candidates = {f: _candidates(f, s2_pattern, s1_pattern) for f in folders}
+        if not any(s2 for s2, _ in candidates.values()):
+            raise UsageError(f"s2_pattern={s2_pattern!r} matches no S2 file in the {len(folders)} "
+                             f"scene folder(s) of {root}: set it to a glob their S2 files' names "
+                             "match (case-insensitive), or give the folder that holds the "
+                             "scenes", "s2_pattern")
+        found = [_scene_folder(f.name, *candidates[f], s2_pattern, s1_pattern, need_s1, use_s1)
+                 for f in folders]
         loose = [p for p in entries if _is_raster(p) or _is_stac_item(p)]
         return Discovery(
             scenes=[x for x in found if isinstance(x, Scene)],
@@ -222,22 +231,29 @@ def _matches(path: Path, pattern: str) -> bool:
     return fnmatch.fnmatch(path.name.lower(), pattern.lower())
 
 
-def _scene_folder(folder: Path, s2_pattern: str, s1_pattern: str, need_s1: bool,
-                  use_s1: bool) -> Scene | Problem:
-    """The S2 and S1 inputs of one scene folder, or why there is no single choice."""
+def _candidates(folder: Path, s2_pattern: str, s1_pattern: str) -> tuple[list[Path], list[Path]]:
+    """The S2 and the S1 inputs that one scene folder holds by the patterns (a file that
+    matches both goes by its content)."""
     entries = _entries(folder)
     s2 = [p for p in entries if _is_product(p) or (p.is_file() and _matches(p, s2_pattern))]
     s1 = [p for p in entries if p.is_file() and _matches(p, s1_pattern)]
     for both in set(s2) & set(s1):  # e.g. "ROIs1868_..._s2.tif" matches *s1* too
         role = describe_raster(both).role
         (s1 if role == "s2" else s2).remove(both)
+    return s2, s1
+
+
+def _scene_folder(name: str, s2: list[Path], s1: list[Path], s2_pattern: str, s1_pattern: str,
+                  need_s1: bool, use_s1: bool) -> Scene | Problem:
+    """The scene of folder ``name`` from its ``_candidates``, or why there is no single
+    choice."""
     if len(s2) != 1:
-        return Problem(folder.name, "failed", _choice_error("S2", s2, s2_pattern, "--s2-pattern"))
+        return Problem(name, "failed", _choice_error("S2", s2, s2_pattern, "--s2-pattern"))
     if not use_s1 or (not s1 and not need_s1):
-        return Scene(folder.name, s2[0], None)
+        return Scene(name, s2[0], None)
     if len(s1) != 1:
-        return Problem(folder.name, "failed", _choice_error("S1", s1, s1_pattern, "--s1-pattern"))
-    return Scene(folder.name, s2[0], s1[0])
+        return Problem(name, "failed", _choice_error("S1", s1, s1_pattern, "--s1-pattern"))
+    return Scene(name, s2[0], s1[0])
 
 
 def _choice_error(what: str, found: list[Path], pattern: str, option: str) -> str:

@@ -200,6 +200,33 @@ def test_scene_folder_patterns(tmp_path):
     assert {s.name: s.s2 for s in found.scenes}["winter"].name == WINTER_S2.name
 
 
+def test_an_s2_pattern_that_finds_no_scene_is_refused_before_any_work(scenes, tmp_path, cli):
+    """A pattern that matches the S2 of no scene folder is a usage mistake (exit 2), not a
+    failed scene per folder; one that matches in some folders runs those, the others fail.
+    An empty folder has no scenes: exit 1, as a folder that does not exist."""
+    out = tmp_path / "out"
+    for extra in ([], ["--report", tmp_path / "run.json"]):
+        result = cli("batch", scenes, "-o", out, "--command", "mask", "--s2-pattern",
+                     "*_L2A.tif", *extra)
+        assert (result.exit_code, one_line_error(result)) == (2, (
+            f"Error: --s2-pattern '*_L2A.tif' matches no S2 file in the 4 scene folder(s) of "
+            f"{scenes}: set it to a glob their S2 files' names match (case-insensitive), or "
+            "give the folder that holds the scenes"))
+        assert result.stdout == "" and list(tmp_path.iterdir()) == [scenes]
+    result = cli("batch", scenes, "-o", out, "--command", "mask", "--s2-pattern", "*cloudy*",
+                 "-q")
+    assert result.exit_code == 1 and "batch: 2 ok, 2 failed" in result.stdout
+    assert one_line_error(result) == (
+        "Error: 2 of 4 scene(s) failed: corrupt, floods (all: no S2 file matching '*cloudy*' "
+        "(set --s2-pattern))")
+    assert sorted(p.name for p in out.iterdir()) == ["summer_mask.tif", "winter_mask.tif"]
+    (tmp_path / "empty").mkdir()
+    result = cli("batch", tmp_path / "empty", "-o", tmp_path / "out2")
+    assert (result.exit_code, one_line_error(result)) == (1, (
+        f"Error: no scenes in {tmp_path / 'empty'}: no scene folders, no S1/S2 rasters"))
+    assert not (tmp_path / "out2").exists()
+
+
 def test_dates_from_names_and_tags():
     assert str(date_from_text("S1A_IW_GRDH_1SDV_20190917T180342_20190917T180407")) == "2019-09-17"
     assert date_from_text("Spain_7370579_S1Hand") is None
