@@ -58,6 +58,8 @@ from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
 if TYPE_CHECKING:
     from distributed import Client
 
+    from cloudfree.inference.engines import Engine
+
 log = logging.getLogger("cloudfree")
 
 COMMANDS = ("remove", "mask")
@@ -411,10 +413,11 @@ def check_writable(folder: Path, what: str) -> None:
 
 
 def check_options(command: str, options: dict, resume: bool, out_dir: Path,
-                  report: Path | None, stac: Path | None = None) -> InputOptions:
+                  report: Path | None, stac: Path | None = None
+                  ) -> tuple[InputOptions, Engine | None]:
     """Refuse, before any work, options that are unknown, out of range or cannot go together,
     and outputs that cannot be written: once here, rather than in every scene. Returns how
-    the scenes are read."""
+    the scenes are read and, for remove, the model (opened on the CPU)."""
     from cloudfree.pipeline.options import split_options
 
     if command not in COMMANDS:
@@ -433,10 +436,11 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
         if name in options:
             check_switch(name, options[name])
     grouped = split_options({k: v for k, v in options.items() if k not in own})
+    model = None
     if command == "remove":
         from cloudfree.pipeline.remove import check_engine_options
 
-        check_engine_options(grouped["engine"])
+        model = check_engine_options(grouped["engine"])
     if resume and options.get("overwrite"):
         raise UsageError("resume=True keeps existing outputs and overwrite=True replaces them: "
                          "pick one", "resume", "overwrite")
@@ -463,7 +467,7 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
             resume or options.get("overwrite")):
         raise UsageError(f"STAC catalog {stac / CATALOG_FILE} exists: pass resume=True to add to "
                          "it or overwrite=True to replace it", "resume", "overwrite")
-    return grouped["inputs"]
+    return grouped["inputs"], model
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -493,26 +497,45 @@ def check_scene_outputs(scenes: list[Scene], out_dir: Path, command: str,
                              "catalog would replace it; give the report another name or folder")
 
 
-def check_area(scenes: list[Scene], inputs: InputOptions) -> None:
-    """Refuse, before any work, a ``bbox`` that misses every scene, reading the scenes'
-    headers until one the box meets (a box that misses some scenes fails those alone)."""
-    if inputs.bbox is None:
+def check_scenes(scenes: list[Scene], inputs: InputOptions, model: Engine | None) -> None:
+    """Refuse, before any work, a ``bbox`` that misses every scene, and an ONNX ``model``'s
+    fixed tile far larger than every scene the box meets (``check_fixed_tile``, as ``remove``
+    refuses it), reading the scenes' headers until one that runs: a scene refused alone
+    fails on its own."""
+    tile = model.tile if model is not None else None
+    if inputs.bbox is None and tile is None:
         return
+    if tile is not None:  # remove's module, which opened the model
+        from cloudfree.pipeline.remove import check_fixed_tile
     misses: list[UsageError] = []
+    oversized: list[UsageError] = []
     for scene in scenes:
         try:
-            inputs.open_scene(scene.s2).close()
+            with inputs.open_scene(scene.s2) as s2:
+                size = s2.height, s2.width
         except UsageError as exc:
             misses.append(exc)
+            continue
         except Exception:  # unreadable here: that scene fails on its own when run
             return
+        if tile is None:
+            return
+        try:
+            check_fixed_tile(tile, size, model.size_multiple)
+        except UsageError as exc:
+            oversized.append(exc)
         else:
             return
-    if len(misses) == 1:
-        raise misses[0]
-    if misses:
-        raise UsageError(f"the box meets none of the {len(misses)} scenes; the first: "
-                         f"{misses[0]}", *misses[0].params)
+    if oversized:
+        the_box = " the box meets" if misses else ""
+        refused, lead = oversized, (f"this ONNX model's {tile} px tiles are far too large for "
+                                    f"each of the {len(oversized)} scenes{the_box}")
+    else:
+        refused, lead = misses, f"the box meets none of the {len(misses)} scenes"
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        raise UsageError(f"{lead}; the first: {refused[0]}", *refused[0].params)
 
 
 def check_existing(tasks: list[Task], out_dir: Path) -> None:
@@ -653,7 +676,7 @@ def run_batch(
         raise UsageError("dehaze=True needs references=K: the other dates judge each scene's "
                          "haze", "dehaze", "references")
     out_dir = check_folder_output(out_dir, "batch")
-    inputs = check_options(command, options, resume, out_dir, report, stac)
+    inputs, model = check_options(command, options, resume, out_dir, report, stac)
     check_kind("dask_scheduler", dask_scheduler, str | None, "an address or a JSON file's path")
     if dask_scheduler is not None and not dask_scheduler.strip():
         raise UsageError("dask_scheduler='' is empty: give the scheduler's address or JSON file, "
@@ -669,7 +692,7 @@ def run_batch(
     if not found.scenes and not found.problems:
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
     check_scene_outputs(found.scenes, out_dir, command, report, stac)
-    check_area(found.scenes, inputs)
+    check_scenes(found.scenes, inputs, model)
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command),
                   {**scene_options(options, out_dir, s.name),

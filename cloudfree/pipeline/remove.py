@@ -321,13 +321,15 @@ def warn_weak_tiling(engine: Engine, grid: TileGrid) -> None:
                     wanted, wanted)
 
 
-def check_engine_options(engine: EngineOptions) -> None:
+def check_engine_options(engine: EngineOptions) -> Engine:
     """Refuse a model, device, precision or tiling that cannot run, before any scene is read
-    (``batch`` checks once for all its scenes). The model is opened on the CPU, so that this
-    takes no GPU memory."""
+    (``batch`` checks once for all its scenes); return the model, opened on the CPU so that
+    this takes no GPU memory (an ONNX model's fixed tile is checked against the scenes later:
+    ``check_fixed_tile``)."""
     check_precision(engine.precision, resolve_device(engine.device))
-    choose_tiling(replace(engine, precision="fp32").open(device="cpu"), engine.tile,
-                  engine.overlap)
+    model = replace(engine, precision="fp32").open(device="cpu")
+    choose_tiling(model, engine.tile, engine.overlap)
+    return model
 
 
 #: Cloud opacities up to which the land seen through thin cloud is taken, and from which the

@@ -458,6 +458,36 @@ def test_batch_runs_an_onnx_model_as_remove_does(scenes, tmp_path, cli):
         assert ds.tags()["MODEL"] == str(onnx)
 
 
+def test_an_onnx_tile_far_larger_than_every_scene_is_refused_before_any_scene(tmp_path, cli):
+    """As ``remove`` refuses it for one scene (exit 2, no file); where the scenes differ in
+    size, one the tile suits runs and the others fail on their own."""
+    onnx = tmp_path / "big.onnx"
+    assert cli("export-onnx", "--model", "cloudfree-fillnet", "--tile", 1024, "-o",
+               onnx).exit_code == 0
+    first = ("this ONNX model runs 1024 px tiles only, 16 times the pixels of the 256x256 px "
+             "scene: export it again with a smaller tile (cloudfree export-onnx --tile 256), or "
+             "run its checkpoint (--checkpoint PATH), which takes any tile")
+    same, out = tmp_path / "same", tmp_path / "out"
+    for name, s2, s1 in (("a_summer", SUMMER_S2, SUMMER_S1), ("b_winter", WINTER_S2, WINTER_S1)):
+        link(same / name, s2.name, s2)
+        link(same / name, s1.name, s1)
+    result = cli("batch", same, "-o", out, "--onnx", onnx)
+    assert (result.exit_code, one_line_error(result)) == (2, (
+        "Error: this ONNX model's 1024 px tiles are far too large for each of the 2 scenes; "
+        f"the first: {first}"))
+    assert result.stdout == "" and not out.exists()
+    shutil.rmtree(same / "b_winter")  # the 512 px scene: 4 times its pixels, which runs
+    link(same / "b_floods", "x_s2.tif", FLOODS_S2)
+    link(same / "b_floods", "x_s1.tif", FLOODS_S1)
+    report = tmp_path / "run.json"
+    result = cli("batch", same, "-o", out, "--onnx", onnx, "--report", report, "-q")
+    assert result.exit_code == 1 and "batch: 1 ok, 1 failed" in result.stdout
+    rows = report_rows(report)
+    assert (rows["a_summer"]["status"], rows["a_summer"]["error"]) == ("failed", first)
+    assert rows["b_floods"]["status"] == "ok" and sorted(p.name for p in out.iterdir()) == [
+        "b_floods.tif"]
+
+
 def test_scenes_whose_outputs_would_be_one_file_are_refused_before_any_work(tmp_path, cli):
     """``x_s2.tif`` and ``x_s2.TIF`` were written to one output (one lost with --overwrite)."""
     flat = tmp_path / "flat"
