@@ -477,21 +477,22 @@ def train(data, arch, preset, loss, recipe, epochs, batch_size, crop, lr, weight
     Multi-GPU: torchrun --nproc_per_node N -m cloudfree train ...
     """
     check_room_for_torch()
-    from cloudfree.training.loop import TrainConfig, run_network, train_folder
+    from cloudfree.training.loop import TrainConfig, network_of, run_checkpoint, train_folder
     from cloudfree.training.recipes import with_recipe
 
     ctx = click.get_current_context()
     given = {k for k in ctx.params if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
-    resumed = run_network(output or Path("run")) if resume and not overwrite else None
-    if resumed:  # the run's own network, unless --arch or --preset name another (refused)
-        arch = arch if "arch" in given else resumed[0]
-        preset = preset if "preset" in given or resumed[1] is None else resumed[1]
+    out = output or Path("run")
+    last = run_checkpoint(out) if resume and not overwrite else None
+    if last is not None:  # the run's own network, unless --arch or --preset name another (refused)
+        run_arch, run_preset = network_of(last)
+        arch = arch if "arch" in given else run_arch
+        preset = preset if "preset" in given or run_preset is None else run_preset
     values = dict(arch=arch, preset=preset, loss=loss, epochs=epochs, batch_size=batch_size,
                   crop=crop, lr=lr, weight_decay=weight_decay, schedule=schedule, decay=decay,
                   clip=clip, amp=amp, device=device, seed=seed, workers=workers, quiet=quiet)
     config = TrainConfig(**with_recipe(recipe, arch, values, given))
-    summary = train_folder(data, config, output or Path("run"), resume=resume,
-                           overwrite=overwrite)
+    summary = train_folder(data, config, out, resume=resume, overwrite=overwrite, last=last)
     click.echo(f"{summary['checkpoint']}: {summary['step']} steps, log {summary['log']}")
 
 

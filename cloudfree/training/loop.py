@@ -153,12 +153,13 @@ def _init_distributed(device: str) -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = False
-            ) -> tuple[CloudRemovalNet, Scaling, dict | None]:
+def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = False,
+            last: LoadedModel | None = None) -> tuple[CloudRemovalNet, Scaling, dict | None]:
     """The network, its scaling and the saved training state (None for a fresh run).
 
     A fresh run refuses a folder that holds another run unless ``overwrite`` (which also drops
-    that run's log).
+    that run's log). ``last``: the run's checkpoint where the caller has read it already
+    (``run_checkpoint``), so that resuming reads it once.
     """
     out = check_folder_output(out, "train")
     if resume and overwrite:
@@ -179,8 +180,8 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
         return network, default_scaling(config.arch), None
     if not (out / CHECKPOINT).is_file() or not (out / STATE).is_file():
         raise UsageError(f"resume=True: no {CHECKPOINT} and {STATE} in {out}", "resume")
-    loaded = load_checkpoint(out / CHECKPOINT)
-    arch, preset = _network_of(loaded)
+    loaded = last if last is not None else load_checkpoint(out / CHECKPOINT)
+    arch, preset = network_of(loaded)
     for name, theirs, ours in (("arch", arch, config.arch), ("preset", preset, config.preset)):
         if theirs is not None and theirs != ours:
             of_preset = f" (preset {preset})" if preset else ""
@@ -199,16 +200,16 @@ def prepare(config: TrainConfig, out: Path, resume: bool, overwrite: bool = Fals
     return loaded.network, loaded.scaling, state
 
 
-def run_network(out: Path) -> tuple[str, str | None] | None:
-    """The architecture and preset (None when it is none of the presets) of the run that
-    ``out`` holds, which resuming it continues; None when ``out`` holds no checkpoint."""
+def run_checkpoint(out: Path) -> LoadedModel | None:
+    """The checkpoint of the run that ``out`` holds, which resuming it continues; None when
+    ``out`` holds none."""
     path = Path(out) / CHECKPOINT
-    return _network_of(load_checkpoint(path)) if path.is_file() else None
+    return load_checkpoint(path) if path.is_file() else None
 
 
-def _network_of(loaded: LoadedModel) -> tuple[str, str | None]:
-    """The checkpoint's architecture and the preset its configuration is: the one its training
-    recorded first, else the first that fits."""
+def network_of(loaded: LoadedModel) -> tuple[str, str | None]:
+    """The checkpoint's architecture and the preset its configuration is (None when it is none
+    of the presets): the one its training recorded first, else the first that fits."""
     recorded = loaded.metadata.get("training") or {}
     if recorded.get("arch") != loaded.arch:  # not trained by cloudfree train
         recorded = {}
@@ -348,10 +349,11 @@ def _train(network: CloudRemovalNet, scaling: Scaling, dataset: Dataset, config:
 
 
 def train_folder(data: Path, config: TrainConfig, out: Path, resume: bool = False,
-                 overwrite: bool = False) -> dict:
-    """Train on the triplets found under ``data`` (see ``cloudfree.training.datasets``)."""
+                 overwrite: bool = False, last: LoadedModel | None = None) -> dict:
+    """Train on the triplets found under ``data`` (see ``cloudfree.training.datasets``);
+    ``last``: the run's checkpoint, where already read (``prepare``)."""
     check_amp(config.amp, resolve_device(config.device))
-    network, scaling, state = prepare(config, out, resume, overwrite)
+    network, scaling, state = prepare(config, out, resume, overwrite, last)
     samples = find_samples(data)
     dataset = TripletDataset(samples, scaling, config.crop, network.size_multiple)
     log.info("training %s (%s) on %d samples from %s", network.arch, config.preset, len(samples),

@@ -93,6 +93,28 @@ def test_resume_with_fewer_epochs_than_trained_is_refused(tmp_path, cloudfree_lo
     assert (out / STATE).read_bytes() == saved
 
 
+def test_train_resume_reads_the_run_checkpoint_once(tmp_path, cli, monkeypatch):
+    """The run's network, which --resume continues, and its arch and preset, which the
+    command takes from it, come from one read of last.pt."""
+    data, out = flat_layout(tmp_path / "data", 1), tmp_path / "run"
+    train_folder(data, TrainConfig(arch="fillnet", preset="paper", epochs=1, batch_size=1,
+                                   crop=32, quiet=True), out)
+    reads = []
+    real_load = torch.load
+
+    def load(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    result = cli("train", data, "-o", out, "--resume", "--epochs", 2, "--batch-size", 1,
+                 "--crop", 32, "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(reads) == ["last.pt", STATE]
+    assert [int(r["epoch"]) for r in read_csv(out / "log.csv")] == [1, 2]
+    assert torch.load(out / STATE, weights_only=True)["epoch"] == 2
+
+
 def test_loader_workers_default_to_none_on_cpu_and_some_on_a_gpu():
     from cloudfree.core.threads import usable_cores
     from cloudfree.training.loop import loader_workers
