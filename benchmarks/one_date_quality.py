@@ -44,6 +44,9 @@ and the bright-land test leaves clear the bright river sand of oriolac 316 (the 
 and the coastal town's roofs of oriolac 1302 (dim at 443 nm against 490 nm), which the mask
 took for cloud before those rules (tables of 10 triplets).
 
+Not run by default: ``given the true mask``, the default given each case's truth as its mask
+(``true_mask``, ``remove --mask-in``), to measure what the mask costs the fill.
+
 Held out, leave-one-scene-out: ``haze, constants held out`` scores each scene with the haze
 constants (the default or one of ``HAZE_VARIANTS``) best on the cloud case of the other scenes;
 ``held-out choice`` with the setting best on the ``both`` case of the other scenes.
@@ -66,13 +69,13 @@ import rasterio
 import torch
 from clear_scenes import held_out as in_held_out
 from metrics import psnr, rmse
-from remove_quality import write_inputs  # puts scripts/ on the path for train_default
+from remove_quality import GRID, write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
 from train_default import load_set, real_triplets, reflectance
 
 from cloudfree.fill.restore import RestoreParams
 from cloudfree.io.sentinel2 import BANDS
-from cloudfree.mask.classify import SHADOW, MaskParams, classify
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.mask.haze import HazeParams
 from cloudfree.pipeline.options import split_options
 from cloudfree.pipeline.remove import remove_scene
@@ -119,6 +122,10 @@ SETTINGS = {
                                   "mask_params": UNSHADED},
     "fillnet + haze restored": {"model": "cloudfree-fillnet", "mask_params": UNSHADED,
                                 "restoring": RestoreParams(shadows=False)},
+    # the default given the case's true clouds and shadows as its mask (``remove --mask-in``,
+    # ``true_mask``), grown by no buffer: what a better mask would buy the fill
+    "given the true mask": {"model": "median-fill", "restoring": RestoreParams(),
+                            "mask_params": replace(SHADOWS, buffer=0), "mask_in": "true"},
     # the bundled networks as ``remove --model NAME`` runs them (the default's other settings)
     **{f"{name}, all together": {"model": name, "mask_params": SHADOWS,
                                  "restoring": RestoreParams()}
@@ -156,6 +163,9 @@ LAND_RING = 20
 COLOUR_BANDS = ("B02", "B03", "B04", "B08", "B11")
 LEVEL_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 CASES = ("cloud", "shadow", "both")
+#: The blend's opacity from which the truth given as a mask (``true_mask``) calls a pixel
+#: cloud: a veil of less hardly shows.
+TRUE_OPACITY = 0.02
 BASELINE = "scene-median fill"
 LOCAL = "local base"
 
@@ -241,9 +251,30 @@ def cases(scene: dict, donor: dict,
     return out
 
 
-def run(folder: Path, sample: LoadedSample, options: dict) -> np.ndarray:
-    """``remove`` with these options and every other default; reflectance [13, H, W]."""
+def true_mask(folder: Path, sample: LoadedSample, alpha: np.ndarray) -> Path:
+    """The case's truth as a mask on its grid (``remove --mask-in``): cloud where the blend's
+    opacity reaches ``TRUE_OPACITY``, shadow where the land was darkened (B08 by 2 % or more)
+    outside it, no data where the scene has none."""
+    cloud = alpha >= TRUE_OPACITY
+    dark = sample.cloudy[BANDS.index("B08")] < 0.98 * sample.clear[BANDS.index("B08")]
+    classes = np.where(cloud, CLOUD, np.where(dark, SHADOW, CLEAR)).astype(np.uint8)
+    classes[~sample.valid] = NODATA
+    path = folder / "true_mask.tif"
+    h, w = classes.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
+                       **GRID) as ds:
+        ds.write(classes, 1)
+    return path
+
+
+def run(folder: Path, sample: LoadedSample, options: dict,
+        alpha: np.ndarray | None = None) -> np.ndarray:
+    """``remove`` with these options and every other default; reflectance [13, H, W]. An
+    option ``mask_in="true"`` gives the case's truth as the mask (``true_mask``, from the blend's
+    opacity ``alpha``)."""
     s2, s1 = write_inputs(folder, sample)
+    if options.get("mask_in") == "true":
+        options = options | {"mask_in": true_mask(folder, sample, alpha)}
     out = folder / "output.tif"
     remove_scene(s2, s1, out, quiet=True, **split_options(
         {"s1_aligned": True, "overwrite": True, "device": "cpu", **options}))
@@ -464,7 +495,7 @@ def main() -> None:
             donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"]}
             for case, (sample, alpha) in cases(scene, donor, ratios).items():
-                row[case] = {n: scores(run(folder, sample, o), sample, alpha)
+                row[case] = {n: scores(run(folder, sample, o, alpha), sample, alpha)
                              for n, o in settings.items()
                              if case == "cloud" or n not in HAZE_VARIANTS}
             rows.append(row)

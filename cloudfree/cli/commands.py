@@ -255,6 +255,13 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    f"per band [default: {MAX_CORRECTION}; on the local base, less where clear "
                    "land of the same S1 kind is near]; none leaves it unbounded.")
 @click.option("--mask-out", type=PATH, help="Also write the mask used.")
+@click.option("--mask-in", type=INPUT, metavar="MASK",
+              help="Fill by this mask of the scene instead of finding its clouds: a raster on "
+                   "the scene's grid (or a whole multiple of its pixels) whose first band holds "
+                   "cloudfree's classes (0 clear, 1 cloud, 2 shadow, 3 snow, 4 thin cloud, 255 "
+                   "no data), as `cloudfree mask` and --mask-out write them; a 0/1 cloud mask "
+                   "works as it is. --buffer still grows its clouds (0: not at all); with "
+                   "--reference the dates fill what it marks.")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")
 @opt.mask_params(buffer=5, s1=True)

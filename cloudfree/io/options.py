@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudfree.core.arguments import check_choice, check_number, check_switch
+from cloudfree.core.arguments import check_choice, check_number, check_path, check_switch
 from cloudfree.core.errors import UsageError
 from cloudfree.io.area import box_window, check_box, parse_crs
 from cloudfree.io.s2_files import parse_level
@@ -51,6 +51,11 @@ class InputOptions:
     bbox_crs : str, optional
         The CRS of ``bbox`` as PROJ reads it (``EPSG:4326`` for longitude and latitude).
         Default: none, the scene's CRS.
+    mask_in : path, optional
+        A mask of the scene to take instead of finding its clouds: a raster whose first band
+        holds cloudfree's classes (as ``cloudfree mask`` writes them; a 0/1 cloud mask as it
+        is), on the scene's grid or a whole multiple of its pixels. It takes the place of an
+        L2A product's scene classification. Default: none, the mask is found.
     """
 
     offset: str | int | None = "auto"
@@ -61,6 +66,7 @@ class InputOptions:
     max_shift: float = 10.0
     bbox: tuple[float, float, float, float] | None = None
     bbox_crs: str | None = None
+    mask_in: Path | str | None = None
 
     def __post_init__(self) -> None:
         if self.bbox is not None:
@@ -70,6 +76,7 @@ class InputOptions:
                 raise UsageError(f"bbox_crs={self.bbox_crs} needs bbox=MINX MINY MAXX MAXY: "
                                  "it is the CRS of that box", "bbox_crs", "bbox")
             parse_crs(self.bbox_crs)
+        check_path("mask_in", self.mask_in, optional=True)
         parse_offset(self.offset)
         parse_level(self.level)
         check_switch("s1_aligned", self.s1_aligned)
@@ -78,15 +85,16 @@ class InputOptions:
         check_number("max_shift", self.max_shift, *MAX_SHIFT_RANGE, "pixels")
 
     def open_scene(self, path: Path | str) -> Sentinel2:
-        """The scene to process (not a reference): opened as these options read it and cropped
-        to ``bbox``."""
+        """The scene to process (not a reference): opened as these options read it, with the
+        mask given for it, and cropped to ``bbox``."""
         s2 = open_sentinel2(path, self.offset, self.level)
-        if self.bbox is None:
-            return s2
         try:
-            crs = None if self.bbox_crs is None else parse_crs(self.bbox_crs)
-            s2.crop(box_window(self.bbox, crs, s2.crs, s2.transform, s2.width, s2.height,
-                               str(s2.path)))
+            if self.mask_in is not None:
+                s2.take_mask(self.mask_in)
+            if self.bbox is not None:
+                crs = None if self.bbox_crs is None else parse_crs(self.bbox_crs)
+                s2.crop(box_window(self.bbox, crs, s2.crs, s2.transform, s2.width, s2.height,
+                                   str(s2.path)))
         except BaseException:
             s2.close()
             raise

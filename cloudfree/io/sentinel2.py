@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import rasterio
@@ -127,6 +128,9 @@ class Sentinel2:
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _shared: SharedHandles | None = field(default=None, repr=False)
     _scl_checked: bool = field(default=False, repr=False)
+    #: the SCL slot holds the classes of a mask given for the scene (``take_mask``), read in
+    #: place of a product's scene classification whatever the level
+    given_mask: bool = False
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -141,8 +145,27 @@ class Sentinel2:
 
     @property
     def has_scl(self) -> bool:
-        """Whether the scene classification of an L2A product comes with it."""
-        return SCL in self.band_sources and self.level == "L2A"
+        """Whether the scene classification of an L2A product, or a mask given for the scene,
+        comes with it."""
+        return SCL in self.band_sources and (self.level == "L2A" or self.given_mask)
+
+    def take_mask(self, path: Path | str) -> None:
+        """Read the first band of the raster at ``path`` as the scene's classes, in place of
+        any scene classification (``given_mask``); one line when it is not on the scene's grid
+        or a whole multiple of its pixels. Before any ``crop``: the mask lies on the stored
+        grid."""
+        dataset = open_raster(path, "mask")
+        try:
+            grid = SimpleNamespace(name=str(self.path), transform=self.transform, crs=self.crs,
+                                   width=self.width, height=self.height)
+            factor = band_factor(dataset, path, "the mask", grid, MASK_ADVICE, MASK_ADVICE,
+                                 finest=False)
+        except BaseException:
+            dataset.close()
+            raise
+        self.band_sources[SCL] = (dataset, 1, factor)
+        self._datasets.append(dataset)
+        self.given_mask = True
 
     def read_scl(self, window: Window | None = None) -> np.ndarray:
         """The scene classification [h, w] (uint8) of the window, on the scene's grid."""
@@ -152,7 +175,7 @@ class Sentinel2:
         """Warn (once per scene) when the scene classification holds none of Sen2Cor's classes
         of land and sky (1-11) in a sample of up to 1024 x 1024 of its pixels: a mask from it
         finds no cloud, shadow or snow anywhere."""
-        if self._scl_checked or SCL not in self.band_sources:
+        if self._scl_checked or SCL not in self.band_sources or self.given_mask:
             return
         self._scl_checked = True
         dataset, index, _ = self.band_sources[SCL]
@@ -674,6 +697,9 @@ def _level_from_tags(tags: dict[str, str]) -> str | None:
     return None
 
 
+#: What to do when a mask given for the scene is not on its grid.
+MASK_ADVICE = "put it on that grid first, e.g. rio warp MASK ALIGNED.tif --like SCENE " \
+    "--resampling nearest"
 #: What to do when a band file is not on the scene's grid.
 GRID_ADVICE = "give band files of one scene that cover the same extent, each at its native " \
     "resolution"
@@ -707,42 +733,45 @@ def _moved(east: float, north: float, unit: str) -> str:
     return " and ".join(parts)
 
 
-def band_factor(ds, file: Path, band: str, grid) -> int:
+def band_factor(ds, file: Path, what: str, grid, advice: str = GRID_ADVICE,
+                crs_advice: str = f"{GRID_ADVICE}, in one CRS", finest: bool = True) -> int:
     """How many pixels of ``grid`` (the scene's, its finest band's) one pixel of band file
     ``ds`` spans across and down; one line naming the file and what differs when it is not on
     that grid: another CRS, pixels no whole multiple of the grid's, its top-left corner more
     than half its own pixel away from the grid's, or an extent other than the grid's (by more
-    than half its pixel, beyond the extent of a size rounded up to whole pixels)."""
+    than half its pixel, beyond the extent of a size rounded up to whole pixels), ending with
+    ``advice`` (``crs_advice`` for another CRS); ``what`` names what the file holds there
+    ("band B02", "the mask"), and ``finest`` that the grid is the finest band's."""
     check_georeferenced(ds, file)
     name = remote.base_name(grid.name)
     g, t = grid.transform, ds.transform
     unit = _units(grid.crs) if grid.crs is not None else "m"
-    of_grid = f"the scene's grid ({name}, the finest band)"
+    of_grid = f"the scene's grid ({name}{', the finest band' * finest})"
     if ds.crs != grid.crs:
-        raise CloudfreeError(f"{file}: band {band} is in {ds.crs.to_string()}, {of_grid} in "
-                             f"{grid.crs.to_string()}; {GRID_ADVICE}, in one CRS")
+        raise CloudfreeError(f"{file}: {what} is in {ds.crs.to_string()}, {of_grid} in "
+                             f"{grid.crs.to_string()}; {crs_advice}")
     factor = max(1, round(abs(t.a) / abs(g.a)))
     scaled = (g.a * factor, g.b * factor, g.d * factor, g.e * factor)
     if any(abs(x - y) > 1e-6 * abs(g.a) * factor for x, y in zip((t.a, t.b, t.d, t.e), scaled,
                                                                    strict=True)):
-        raise CloudfreeError(f"{file}: band {band} has pixels of {abs(t.a):g} x {abs(t.e):g} "
+        raise CloudfreeError(f"{file}: {what} has pixels of {abs(t.a):g} x {abs(t.e):g} "
                              f"{unit}, not a whole multiple of the {abs(g.a):g} x {abs(g.e):g} "
-                             f"{unit} of {of_grid}; {GRID_ADVICE}")
+                             f"{unit} of {of_grid}; {advice}")
     east, north = t.c - g.c, t.f - g.f
     if abs(east) > abs(t.a) / 2 or abs(north) > abs(t.e) / 2:
-        raise CloudfreeError(f"{file}: band {band} lies {_moved(east, north, unit)} of "
+        raise CloudfreeError(f"{file}: {what} lies {_moved(east, north, unit)} of "
                              f"{of_grid}, more than half its {abs(t.a):g} {unit} pixel; "
-                             f"{GRID_ADVICE}")
+                             f"{advice}")
 
     def fits(size: int, grid_size: int) -> bool:
         return size == -(-grid_size // factor) or 2 * abs(size * factor - grid_size) <= factor
 
     if not (fits(ds.width, grid.width) and fits(ds.height, grid.height)):
         raise CloudfreeError(
-            f"{file}: band {band} covers {ds.width * abs(t.a):g} x {ds.height * abs(t.e):g} "
+            f"{file}: {what} covers {ds.width * abs(t.a):g} x {ds.height * abs(t.e):g} "
             f"{unit} ({ds.width} x {ds.height} px of {abs(t.a):g} {unit}), not the "
             f"{grid.width * abs(g.a):g} x {grid.height * abs(g.e):g} {unit} of {of_grid}, "
-            f"{grid.width} x {grid.height} px; {GRID_ADVICE}")
+            f"{grid.width} x {grid.height} px; {advice}")
     return factor
 
 
@@ -793,7 +822,7 @@ def _open_band_files(path: Path | Url, kind: str, found: BandFiles, offset: int 
         for band in bands:
             file, index = found.files[band]
             if file not in factors:
-                factors[file] = band_factor(datasets[file], file, band, grid)
+                factors[file] = band_factor(datasets[file], file, f"band {band}", grid)
             band_sources[band] = (datasets[file], index, factors[file])
         check_one_kind_of_values({b: band_sources[b][:2] for b in spectral}, found)
         first = datasets[found.files[spectral[0]][0]]

@@ -18,6 +18,7 @@ from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.bright_land import ParallaxIndex
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import CLOUD, SNOW, SNOW_REACH, MaskParams, ShadowThresholds, classify
+from cloudfree.mask.given import as_scl
 
 #: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -133,7 +134,10 @@ def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
 
     def read(window: Window, planes: Sequence[int] | None = None) -> Stored:
         raw, valid = s2.read_dn(window, bands if planes is None else [bands[i] for i in planes])
-        return raw, valid, s2.read_scl(window) if use_scl else None
+        if not use_scl:
+            return raw, valid, None
+        scl = s2.read_scl(window)
+        return raw, valid, as_scl(scl) if s2.given_mask else scl
 
     return read
 

@@ -431,6 +431,10 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
     for name in sorted(set(options) & PER_SCENE):
         raise UsageError(f"{name}={options[name]!r}: batch sets it for each scene; give "
                          "masks=True, uncertainty=True or references=K instead", name)
+    if "mask_in" in options:
+        raise UsageError(f"mask_in={options['mask_in']!r}: a mask is one scene's, and batch "
+                         "finds each scene's clouds; run remove on a scene to give its mask",
+                         "mask_in")
     own = MASK_ONLY if mask else SCENE_OUTPUTS
     for name in own:
         if name in options:

@@ -72,7 +72,7 @@ def scene_shadow_thresholds(s2: Sentinel2, windows: list[Window], quiet: bool,
 def mask_source(s2: Sentinel2, params: MaskParams) -> str:
     """What the mask of ``s2`` comes from, for the tags and the log."""
     if params.scl and s2.has_scl:
-        return "SCL"
+        return "given mask" if s2.given_mask else "SCL"
     return "score" if "B10" in s2.bands else "score without B10"
 
 

@@ -119,6 +119,7 @@ from cloudfree.mask.classify import (
     ShadowThresholds,
     built_up,
 )
+from cloudfree.mask.given import check_given
 from cloudfree.mask.haze import reach as haze_reach
 from cloudfree.mask.scene_input import (
     SceneCopy,
@@ -529,7 +530,7 @@ class SceneRemoval:
                     keep=g.tile - g.stride + 2 * halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
-        if self.params.shadow:  # the rest is dark land
+        if self.params.shadow and not self.s2.given_mask:  # the rest is dark land
             judged, classes = classes, tied_shadows(refl, classes, self.shadow.offset,
                                                     self.bands, corner(chunk.top, chunk.left, halo))
             if background is not None:  # with the penumbra the dates find around the shadows
@@ -829,8 +830,8 @@ def check_request(s2_path: Path | str, s1_path: Path | str | None, output: Path 
                  "dates": dates, "outputs": outputs})
     output = Path(output)
     references = dates.references
-    input_paths = [Path(p) for p in (s2_path, s1_path, *references, *dates.reference_s1)
-                   if p is not None]
+    input_paths = [Path(p) for p in (s2_path, s1_path, inputs.mask_in, *references,
+                                     *dates.reference_s1) if p is not None]
     check_distinct({"output": output, "mask output": outputs.mask_out,
                     "source output": outputs.source_out, "days output": outputs.days_out,
                     "uncertainty output": outputs.uncertainty_out})
@@ -845,6 +846,13 @@ def check_request(s2_path: Path | str, s1_path: Path | str | None, output: Path 
     if dates.dehaze and not references:
         raise UsageError("dehaze=True needs references=S2 (other dates): they judge the "
                          "scene's haze", "dehaze", "references")
+    if inputs.mask_in is not None and not mask_params.scl:
+        raise UsageError("scl=False makes the mask from the bands, leaving mask_in=PATH "
+                         "unread: give one of them", "scl", "mask_in")
+    if inputs.mask_in is not None and dates.temporal_mask:
+        raise UsageError("temporal_mask=True has the dates find the clouds instead of "
+                         "mask_in=PATH: give one of them (the dates fill what a given mask "
+                         "marks)", "temporal_mask", "mask_in")
     check_references(references, dates.reference_s1, s1_path is not None, s2_path)
     if inputs.s1_aligned and s1_path is None:
         raise UsageError("s1_aligned=True needs s1_path=PATH: there is no Sentinel-1 to take as "
@@ -956,9 +964,13 @@ def remove_scene(
             mask_params = replace(mask_params, shadow=False)
         mask_params = scene_mask_params(s2, mask_params, bool(references))
         bands = check_bands(s2, model, engine.name, mask_params)
+        if s2.given_mask:  # its clouds are the caller's: no test takes any of them back
+            check_given(s2, inputs.mask_in)
+            mask_params = replace(mask_params, built_up=False)
         temporal_mask = dates.temporal_mask
         if temporal_mask is None:
-            temporal_mask = bool(references) and judges_by_default(s2.bands)
+            temporal_mask = bool(references) and judges_by_default(s2.bands) \
+                and not s2.given_mask
         check_geotiff_output(len(bands), s2.dtype, outputs.creation_options)
         # GDAL's block cache bounded by what the outputs' blocks need (from here on: the
         # first passes read the whole scene): two rows of them where an output is streamed
@@ -979,7 +991,8 @@ def remove_scene(
         check_batch_memory(grid.tile, grid.cols, engine.batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         restoring = fill.restoring
-        tie = mask_params.shadow  # only the shadows the clouds cast are relit or filled
+        # only the shadows the clouds cast are relit or filled (a given mask's, as it has them)
+        tie = mask_params.shadow and not s2.given_mask
         abandon = threading.Event()
         decoded = copy = kept = None  # the scene as the first passes decode and classify it
         scl = takes_scl(s2, mask_params)

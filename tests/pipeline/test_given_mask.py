@@ -1,0 +1,188 @@
+"""``remove --mask-in``: a mask given for the scene is filled as it is, on the real samples.
+
+The bundled sample takes back the mask ``remove`` wrote for it; the clear Sen1Floods11 chip (a
+town among fields, with its S1) takes a rectangle of cloud over its town at 10 m and at 20 m;
+the bundled series takes the target's own mask with other dates. Masks that cannot be read as
+classes, or are off the scene's grid, are refused in one line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from helpers import FLOODS_S1, FLOODS_S2, ROOT, SUMMER_S1, SUMMER_S2
+from rasterio.windows import Window, from_bounds
+
+from cloudfree.core.distance import grow
+from cloudfree.core.errors import UsageError
+from cloudfree.fill.local import LocalFillParams
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW
+from cloudfree.pipeline.batch import run_batch
+
+SERIES = ROOT / "examples" / "data" / "series"
+#: The rectangle of cloud given over the chip's town (rows, columns).
+RECT = (slice(100, 200), slice(300, 420))
+
+
+def read(path, band=None):
+    with rasterio.open(path) as ds:
+        return ds.read() if band is None else ds.read(band)
+
+
+def write_mask(path, classes, like=FLOODS_S2, scale=1, dtype="uint8"):
+    """``classes`` written as a one-band mask on the grid of ``like``, its pixels ``scale`` times
+    as large."""
+    with rasterio.open(like) as ds:
+        crs, transform = ds.crs, ds.transform * Affine.scale(scale)
+    with rasterio.open(path, "w", driver="GTiff", width=classes.shape[1],
+                       height=classes.shape[0], count=1, dtype=dtype, crs=crs,
+                       transform=transform) as dst:
+        dst.write(classes.astype(dtype), 1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rect(tmp_path_factory):
+    """A 0/1 cloud mask of the chip: 1 over ``RECT``."""
+    classes = np.zeros((512, 512), np.uint8)
+    classes[RECT] = 1
+    return write_mask(tmp_path_factory.mktemp("given") / "rect.tif", classes)
+
+
+def test_the_mask_remove_wrote_is_taken_back_as_it_is(tmp_path, cli):
+    first, given = tmp_path / "first.tif", tmp_path / "mask.tif"
+    assert cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", first,
+               "--mask-out", given).exit_code == 0
+    again, mask = tmp_path / "again.tif", tmp_path / "again_mask.tif"
+    result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", again, "--mask-in", given,
+                 "--buffer", "0", "--mask-out", mask)
+    assert result.exit_code == 0, result.output
+    classes = read(given, 1)
+    assert {CLOUD, SHADOW} <= set(np.unique(classes).tolist())
+    # cloud and shadows as given: the shadows kept whether or not the clouds seem to cast them
+    np.testing.assert_array_equal(read(mask, 1), classes)
+    assert "filled 42.4% cloud and 4.0% shadow" in result.output
+    with rasterio.open(again) as ds:
+        assert ds.tags()["MASK_SOURCE"] == "given mask"
+    changed = (read(again) != read(SUMMER_S2)).any(0)
+    near = grow(classes != CLEAR, LocalFillParams().ring)  # the haze ring, restored
+    assert changed[classes != CLEAR].mean() > 0.95 and not changed[~near].any()
+
+
+def test_a_cloud_given_over_a_town_is_filled_whole(tmp_path, rect, cli):
+    # the chip is cloud-free: its own mask fills nothing, and with S1 the built-up test would
+    # take part of a cloud over the town back as land; a given cloud is the caller's
+    out, mask = tmp_path / "out.tif", tmp_path / "mask.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "--s1", FLOODS_S1, "-o", out, "--mask-in", rect,
+                 "--buffer", "0", "--mask-out", mask)
+    assert result.exit_code == 0, result.output
+    classes = read(mask, 1)
+    cloud = np.zeros_like(classes, bool)
+    cloud[RECT] = True
+    np.testing.assert_array_equal(classes == CLOUD, cloud)
+    changed = (read(out) != read(FLOODS_S2)).any(0)
+    assert changed[cloud].mean() > 0.95
+    assert not changed[~grow(cloud, LocalFillParams().ring)].any()
+    with rasterio.open(out) as ds:
+        assert ds.tags()["S1_BUILT_UP_TEST"] == "False"
+
+
+def test_a_coarser_mask_is_read_on_the_scenes_grid(tmp_path, cli):
+    coarse = np.zeros((256, 256), np.uint8)
+    coarse[50:100, 150:210] = CLOUD
+    given = write_mask(tmp_path / "mask20.tif", coarse, scale=2)
+    mask = tmp_path / "mask.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "-o", tmp_path / "out.tif", "--mask-in", given,
+                 "--buffer", "0", "--mask-out", mask)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read(mask, 1), coarse.repeat(2, 0).repeat(2, 1))
+
+
+def test_a_given_mask_is_cropped_with_the_scene(tmp_path, rect, cli):
+    with rasterio.open(FLOODS_S2) as ds:
+        west, south = ds.transform * (250, 250)
+        east, north = ds.transform * (450, 50)
+    mask = tmp_path / "mask.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "-o", tmp_path / "out.tif", "--mask-in", rect,
+                 "--buffer", "0", "--mask-out", mask, "--bbox", west + 1e-7, south + 1e-7,
+                 east - 1e-7, north - 1e-7)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(mask) as ds, rasterio.open(rect) as whole:
+        window = from_bounds(*ds.bounds, whole.transform).round_offsets().round_lengths()
+        assert window == Window(250, 50, 200, 200)
+        np.testing.assert_array_equal(ds.read(1), whole.read(1, window=window))
+
+
+def test_the_other_dates_fill_what_the_given_mask_marks(tmp_path, cli):
+    target = SERIES / "s2_2018-07-05.tif"
+    given = tmp_path / "mask.tif"
+    assert cli("mask", target, "-o", given).exit_code == 0
+    source = tmp_path / "source.tif"
+    result = cli("remove", "--s2", target, "--reference", SERIES / "s2_2018-06-25.tif",
+                 "--reference", SERIES / "s2_2018-07-20.tif", "-o", tmp_path / "out.tif",
+                 "--mask-in", given, "--buffer", "0", "--source-out", source)
+    assert result.exit_code == 0, result.output
+    from_dates = read(source, 1) > 0
+    marked = read(given, 1) != CLEAR
+    # what it marks, and the haze ring around it where the bands show haze
+    assert from_dates[marked].mean() > 0.5
+    assert not from_dates[~grow(marked, LocalFillParams().ring)].any()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("values", "holds 7, which are not cloudfree's classes; give cloudfree's classes (0 clear, "
+               "1 cloud, 2 shadow, 3 snow, 4 thin cloud, 255 no data)"),
+    ("white", "holds only 0 and 255, and 255 is no data, left as it is, not cloud: if it "
+              "marks cloud, write it as 1"),
+    ("float", "holds float32 values, not classes"),
+    ("size", "the mask covers"),
+    ("crs", "the mask is in EPSG:32631, the scene's grid (Spain_7370579_S2Hand.tif) in "
+            "EPSG:4326; put it on that grid first, e.g. rio warp"),
+])
+def test_masks_that_are_not_classes_on_the_grid_are_refused(tmp_path, rect, cli, case,
+                                                            expected):
+    classes = read(rect, 1)
+    given = tmp_path / "mask.tif"
+    if case == "values":
+        classes[0, 0] = 7
+    if case == "crs":
+        given = write_mask(given, classes[:256, :256], like=SUMMER_S2)
+    else:
+        write_mask(given, classes * (255 if case == "white" else 1),
+                   dtype="float32" if case == "float" else "uint8") if case != "size" else \
+            write_mask(given, classes[:, :500])
+    out = tmp_path / "out.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "-o", out, "--mask-in", given)
+    assert result.exit_code == 1 and expected in result.output, result.output
+    assert result.output.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("option, expected", [
+    (("--no-scl",), "--no-scl makes the mask from the bands, leaving --mask-in PATH unread"),
+    (("--temporal-mask", "--reference", FLOODS_S2),
+     "--temporal-mask has the dates find the clouds instead of --mask-in PATH"),
+])
+def test_options_that_would_leave_the_mask_unread_are_refused(tmp_path, rect, cli, option,
+                                                              expected):
+    result = cli("remove", "--s2", FLOODS_S2, "-o", tmp_path / "out.tif", "--mask-in", rect,
+                 *option)
+    assert result.exit_code == 2 and expected in result.output, result.output
+
+
+def test_batch_takes_no_mask_for_every_scene(tmp_path, rect):
+    with pytest.raises(UsageError, match="a mask is one scene's"):
+        run_batch(tmp_path, tmp_path / "out", options={"mask_in": rect})
+
+
+def test_no_data_in_a_given_mask_is_left_as_it_is(tmp_path, cli):
+    classes = np.zeros((512, 512), np.uint8)
+    classes[RECT] = CLOUD
+    classes[100:120] = NODATA  # across the cloud's top rows
+    given = write_mask(tmp_path / "mask.tif", classes)
+    out = tmp_path / "out.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "-o", out, "--mask-in", given, "--buffer", "0")
+    assert result.exit_code == 0, result.output
+    changed = (read(out) != read(FLOODS_S2)).any(0)
+    assert not changed[classes == NODATA].any() and changed[classes == CLOUD].mean() > 0.95
