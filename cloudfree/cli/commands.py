@@ -370,6 +370,10 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               "per-band folders and STAC items are found without it.")
 @click.option("--s1-pattern", default="*s1*.tif", show_default=True,
               help="S1 file in a scene folder (case-insensitive glob).")
+@click.option("--mask-pattern", metavar="GLOB",
+              help="remove: fill each scene by its own mask, the file of its scene folder this "
+                   "case-insensitive glob matches (see remove --mask-in; scene folders only) "
+                   "[default: none, the clouds are found].")
 @opt.model_choice(default_device=None)
 @click.option("--tile", type=TILE_SIZE, help="Tile size in pixels [default: the model's].")
 @click.option("--batch-size", type=click.IntRange(*BATCH_SIZE_RANGE),
@@ -382,12 +386,13 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references,
           temporal_mask, dehaze, masks, uncertainty, thin, dask_scheduler,
-          s2_pattern, s1_pattern, model, checkpoint, onnx, device, tile, batch_size, precision,
-          offset, level, bbox, bbox_crs, overwrite, creation_options, cog, quiet):
+          s2_pattern, s1_pattern, mask_pattern, model, checkpoint, onnx, device, tile,
+          batch_size, precision, offset, level, bbox, bbox_crs, overwrite, creation_options, cog,
+          quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
 
-    --masks, --uncertainty, --model, --checkpoint, --onnx, --device, --tile, --batch-size and
-    --precision apply to remove only, --thin to mask only.
+    --masks, --mask-pattern, --uncertainty, --model, --checkpoint, --onnx, --device, --tile,
+    --batch-size and --precision apply to remove only, --thin to mask only.
     """
     from cloudfree.pipeline.batch import run_batch
 
@@ -403,7 +408,7 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,
                        s1_pattern=s1_pattern, options=options, stac=stac, quiet=quiet,
-                       references=references,
+                       references=references, mask_pattern=mask_pattern,
                        flags=command_flags(click.get_current_context().command))
     click.echo(result.summary())
     result.check()

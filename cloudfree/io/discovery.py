@@ -68,11 +68,13 @@ SAFE_TIME_ELEMENTS = ("PRODUCT_START_TIME", "DATATAKE_SENSING_START")
 
 @dataclass(frozen=True)
 class Scene:
-    """One unit of work: an S2 input, its S1 partner (None when the command needs none)."""
+    """One unit of work: an S2 input, its S1 partner (None when the command needs none) and
+    the mask given for it (None: its clouds are found)."""
 
     name: str
     s2: Path
     s1: Path | None
+    mask: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def discover(
     need_s1: bool = True,
     use_s1: bool = True,
     exclude: Path | None = None,
+    mask_pattern: str | None = None,
 ) -> Discovery:
     """Scenes under ``root``: scene folders if it has any (``.SAFE`` aside), else paired files.
 
@@ -117,7 +120,8 @@ def discover(
     the S1 of a scene folder at all (not for commands that need none). ``exclude`` is a folder
     to leave out, e.g. the output folder placed inside ``root``. An ``s2_pattern`` that finds
     no S2 in any scene folder is a ``UsageError`` (the pattern or the folder is wrong), not a
-    failed scene per folder.
+    failed scene per folder. ``mask_pattern``: each scene folder's file it matches is the
+    scene's mask (a folder with none or several fails); scene folders only.
     """
     root = check_input(root, "scene folder", folder=True)
     skip = real(exclude) if exclude is not None else None
@@ -127,15 +131,19 @@ def discover(
     folders = [p for p in folders if p not in outputs]
     earlier = [Problem(p.name, "ignored", "holds only cloudfree outputs (an earlier run's output "
                                           "folder)") for p in outputs]
+    if mask_pattern is not None and not folders:
+        raise UsageError(f"mask_pattern={mask_pattern!r} takes each scene's mask from its scene "
+                         f"folder, and {root} holds none: put each scene's files (S2, S1, mask) "
+                         "in a folder of its own", "mask_pattern")
     if folders:
-        candidates = {f: _candidates(f, s2_pattern, s1_pattern) for f in folders}
-        if not any(s2 for s2, _ in candidates.values()):
+        candidates = {f: _candidates(f, s2_pattern, s1_pattern, mask_pattern) for f in folders}
+        if not any(s2 for s2, _, _ in candidates.values()):
             raise UsageError(f"s2_pattern={s2_pattern!r} matches no S2 file in the {len(folders)} "
                              f"scene folder(s) of {root}: set it to a glob their S2 files' names "
                              "match (case-insensitive), or give the folder that holds the "
                              "scenes", "s2_pattern")
-        found = [_scene_folder(f.name, *candidates[f], s2_pattern, s1_pattern, need_s1, use_s1)
-                 for f in folders]
+        found = [_scene_folder(f.name, *candidates[f], s2_pattern, s1_pattern, need_s1, use_s1,
+                               mask_pattern) for f in folders]
         loose = [p for p in entries if _is_raster(p) or _is_stac_item(p)]
         return Discovery(
             scenes=[x for x in found if isinstance(x, Scene)],
@@ -231,29 +239,39 @@ def _matches(path: Path, pattern: str) -> bool:
     return fnmatch.fnmatch(path.name.lower(), pattern.lower())
 
 
-def _candidates(folder: Path, s2_pattern: str, s1_pattern: str) -> tuple[list[Path], list[Path]]:
-    """The S2 and the S1 inputs that one scene folder holds by the patterns (a file that
-    matches both goes by its content)."""
+def _candidates(folder: Path, s2_pattern: str, s1_pattern: str, mask_pattern: str | None
+                ) -> tuple[list[Path], list[Path], list[Path]]:
+    """The S2, the S1 and the mask inputs that one scene folder holds by the patterns (a file
+    that matches the S2's and the S1's goes by its content; one that matches the mask's is a
+    mask)."""
     entries = _entries(folder)
+    masks = [] if mask_pattern is None else \
+        [p for p in entries if p.is_file() and _matches(p, mask_pattern)]
+    entries = [p for p in entries if p not in masks]  # e.g. "x_s2_mask.tif" matches *s2*
     s2 = [p for p in entries if _is_product(p) or (p.is_file() and _matches(p, s2_pattern))]
     s1 = [p for p in entries if p.is_file() and _matches(p, s1_pattern)]
     for both in set(s2) & set(s1):  # e.g. "ROIs1868_..._s2.tif" matches *s1* too
         role = describe_raster(both).role
         (s1 if role == "s2" else s2).remove(both)
-    return s2, s1
+    return s2, s1, masks
 
 
-def _scene_folder(name: str, s2: list[Path], s1: list[Path], s2_pattern: str, s1_pattern: str,
-                  need_s1: bool, use_s1: bool) -> Scene | Problem:
+def _scene_folder(name: str, s2: list[Path], s1: list[Path], masks: list[Path],
+                  s2_pattern: str, s1_pattern: str, need_s1: bool, use_s1: bool,
+                  mask_pattern: str | None) -> Scene | Problem:
     """The scene of folder ``name`` from its ``_candidates``, or why there is no single
     choice."""
     if len(s2) != 1:
         return Problem(name, "failed", _choice_error("S2", s2, s2_pattern, "--s2-pattern"))
+    if mask_pattern is not None and len(masks) != 1:
+        return Problem(name, "failed", _choice_error("mask", masks, mask_pattern,
+                                                     "--mask-pattern"))
+    mask = masks[0] if masks else None
     if not use_s1 or (not s1 and not need_s1):
-        return Scene(name, s2[0], None)
+        return Scene(name, s2[0], None, mask)
     if len(s1) != 1:
         return Problem(name, "failed", _choice_error("S1", s1, s1_pattern, "--s1-pattern"))
-    return Scene(name, s2[0], s1[0])
+    return Scene(name, s2[0], s1[0], mask)
 
 
 def _choice_error(what: str, found: list[Path], pattern: str, option: str) -> str:

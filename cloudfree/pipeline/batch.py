@@ -432,9 +432,8 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
         raise UsageError(f"{name}={options[name]!r}: batch sets it for each scene; give "
                          "masks=True, uncertainty=True or references=K instead", name)
     if "mask_in" in options:
-        raise UsageError(f"mask_in={options['mask_in']!r}: a mask is one scene's, and batch "
-                         "finds each scene's clouds; run remove on a scene to give its mask",
-                         "mask_in")
+        raise UsageError(f"mask_in={options['mask_in']!r}: a mask is one scene's; give "
+                         "mask_pattern=GLOB to take each scene folder's own", "mask_in")
     own = MASK_ONLY if mask else SCENE_OUTPUTS
     for name in own:
         if name in options:
@@ -602,6 +601,7 @@ def run_batch(
     quiet: bool = False,
     references: int = 0,
     flags: dict[str, tuple[str, bool | str]] | None = None,
+    mask_pattern: str | None = None,
 ) -> BatchResult:
     """Run ``command`` on every scene under ``scenes`` into ``out_dir``; write the report.
 
@@ -627,6 +627,10 @@ def run_batch(
         Case-insensitive glob of the S2 file in a scene folder. Default: ``"*s2*.tif"``.
     s1_pattern : str
         Case-insensitive glob of the S1 file in a scene folder. Default: ``"*s1*.tif"``.
+    mask_pattern : str, optional
+        remove: case-insensitive glob of the mask in a scene folder, filled by as
+        ``InputOptions(mask_in=...)`` fills (scene folders only; a folder without one, or with
+        several, fails). Default: none, each scene's clouds are found.
     options : dict, optional
         The options of each scene by name: for remove, ``mask_params`` and the fields of its
         option groups (``EngineOptions``, ``FillOptions``, ``InputOptions``,
@@ -664,6 +668,15 @@ def run_batch(
         check_switch(name, value)
     for name, value in (("s2_pattern", s2_pattern), ("s1_pattern", s1_pattern)):
         check_kind(name, value, str, "a file name pattern (a str such as '*_s2.tif')")
+    check_kind("mask_pattern", mask_pattern, str | None,
+               "a file name pattern (a str such as '*_mask.tif'), or None")
+    if mask_pattern is not None and command != "remove":
+        raise UsageError(f"mask_pattern={mask_pattern!r}: only for command=remove (mask finds "
+                         "the clouds)", "mask_pattern", "command")
+    if mask_pattern is not None and options and options.get("temporal_mask"):
+        raise UsageError("temporal_mask=True has the dates find the clouds instead of the "
+                         f"masks mask_pattern={mask_pattern!r} finds: give one of them",
+                         "temporal_mask", "mask_pattern")
     options = {k: v for k, v in (options or {}).items() if v is not None}
     report = Path(report) if report is not None else None
     stac = Path(stac) if stac is not None else None
@@ -692,7 +705,7 @@ def run_batch(
     optional = bool(references) or not network
     found = discover(scenes, s2_pattern=s2_pattern, s1_pattern=s1_pattern,
                      need_s1=command == "remove" and not optional,
-                     use_s1=command == "remove", exclude=out_dir)
+                     use_s1=command == "remove", exclude=out_dir, mask_pattern=mask_pattern)
     if not found.scenes and not found.problems:
         raise CloudfreeError(f"no scenes in {scenes}: no scene folders, no S1/S2 rasters")
     check_scene_outputs(found.scenes, out_dir, command, report, stac)
@@ -700,7 +713,8 @@ def run_batch(
     results = [_problem_result(p) for p in found.problems]
     tasks = [Task(command, s, output_path(out_dir, s.name, command),
                   {**scene_options(options, out_dir, s.name),
-                   **reference_options(s, found.scenes, references)}, flags or {})
+                   **reference_options(s, found.scenes, references),
+                   **({} if s.mask is None else {"mask_in": s.mask})}, flags or {})
              for s in found.scenes]
     if resume:
         results += [SceneResult.of(t, "skipped") for t in tasks if t.output.exists()]

@@ -18,7 +18,7 @@ from rasterio.windows import Window, from_bounds
 from cloudfree.core.distance import grow
 from cloudfree.core.errors import UsageError
 from cloudfree.fill.local import LocalFillParams
-from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW
+from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, MaskParams
 from cloudfree.pipeline.batch import run_batch
 
 SERIES = ROOT / "examples" / "data" / "series"
@@ -172,8 +172,64 @@ def test_options_that_would_leave_the_mask_unread_are_refused(tmp_path, rect, cl
 
 
 def test_batch_takes_no_mask_for_every_scene(tmp_path, rect):
-    with pytest.raises(UsageError, match="a mask is one scene's"):
+    with pytest.raises(UsageError, match="a mask is one scene's; give mask_pattern=GLOB"):
         run_batch(tmp_path, tmp_path / "out", options={"mask_in": rect})
+
+
+def scene_folder(folder, classes=None, mask_name="chip_s2_mask.tif"):
+    """A scene folder of the chip's S2 and S1 (linked) and, with ``classes``, a mask named
+    ``mask_name`` (by default one the S2's pattern matches too)."""
+    folder.mkdir(parents=True)
+    (folder / "chip_s2.tif").symlink_to(FLOODS_S2)
+    (folder / "chip_s1.tif").symlink_to(FLOODS_S1)
+    if classes is not None:
+        write_mask(folder / mask_name, classes)
+    return folder
+
+
+def test_batch_fills_each_scene_folder_by_its_own_mask(tmp_path, cli):
+    given = {}
+    for name, rows in (("a", slice(100, 200)), ("b", slice(300, 360))):
+        given[name] = np.zeros((512, 512), np.uint8)
+        given[name][rows, 300:420] = CLOUD
+        scene_folder(tmp_path / "scenes" / name, given[name])
+    scene_folder(tmp_path / "scenes" / "c")  # no mask: fails alone
+    out = tmp_path / "out"
+    result = cli("batch", tmp_path / "scenes", "-o", out, "--mask-pattern", "*mask*", "--masks",
+                 "-q")
+    assert result.exit_code == 1 and "1 of 3 scene(s) failed: c" in result.output
+    for name, classes in given.items():
+        cloud = classes == CLOUD
+        reach = grow(cloud, MaskParams(buffer=5).buffer + LocalFillParams().ring)
+        used = read(out / f"{name}_mask.tif", 1) == CLOUD  # with remove's 5 px buffer
+        assert used[cloud].all() and not used[~reach].any()
+        changed = (read(out / f"{name}.tif") != read(FLOODS_S2)).any(0)
+        assert changed[cloud].mean() > 0.95 and not changed[~reach].any()
+    assert not (out / "c.tif").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--command", "mask"), "--mask-pattern '*mask*': only for --command remove"),
+    (("--temporal-mask", "--references", "1"),
+     "--temporal-mask has the dates find the clouds instead of the masks --mask-pattern"),
+])
+def test_batch_mask_patterns_that_cannot_apply_are_refused(tmp_path, rect, cli, args,
+                                                           expected):
+    scene_folder(tmp_path / "scenes" / "a", read(rect, 1))
+    result = cli("batch", tmp_path / "scenes", "-o", tmp_path / "out", "--mask-pattern",
+                 "*mask*", *args)
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_takes_masks_from_scene_folders_only(tmp_path, cli):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "chip_s2.tif").symlink_to(FLOODS_S2)
+    (flat / "chip_s1.tif").symlink_to(FLOODS_S1)
+    result = cli("batch", flat, "-o", tmp_path / "out", "--mask-pattern", "*mask*")
+    assert result.exit_code == 2 and "takes each scene's mask from its scene folder, and" \
+        in result.output, result.output
 
 
 def test_no_data_in_a_given_mask_is_left_as_it_is(tmp_path, cli):
