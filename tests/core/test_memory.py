@@ -85,8 +85,10 @@ def test_freed_pages_are_released_while_resident_memory_grows():
 def test_freed_pages_below_the_peak_held_stay_until_memory_grows_past_it():
     """Once the run's peak is held (before the chunks), neither the release after a chunk nor
     the watcher hands back pages below it; growth past it is released as before."""
+    # the holes made before the watcher starts: made under it, a watcher slowed by the load
+    # would see the growth only once they are freed, and hand them back before the hold
+    pins, held = _pinned_holes()
     with releasing_as_it_grows(margin=32 * 2**20, every=0.002) as releases:
-        pins, held = _pinned_holes()
         releases.hold_below_peak()
         assert not releases.release()
         small = [np.ones(4000) for _ in range(1500)]  # 32 kB blocks (48 MB): in the holes
