@@ -45,7 +45,8 @@ and the coastal town's roofs of oriolac 1302 (dim at 443 nm against 490 nm), whi
 took for cloud before those rules (tables of 10 triplets).
 
 Not run by default: ``given the true mask``, the default given each case's truth as its mask
-(``true_mask``, ``remove --mask-in``), to measure what the mask costs the fill.
+(``given_mask``, ``remove --mask-in``), to measure what the mask costs the fill; and ``given
+s2cloudless's mask`` (s2cloudless installed), what a user giving that mask gets.
 
 Held out, leave-one-scene-out: ``haze, constants held out`` scores each scene with the haze
 constants (the default or one of ``HAZE_VARIANTS``) best on the cloud case of the other scenes;
@@ -68,6 +69,7 @@ import numpy as np
 import rasterio
 import torch
 from clear_scenes import held_out as in_held_out
+from mask_quality import s2cloudless
 from metrics import psnr, rmse
 from remove_quality import GRID, write_inputs  # puts scripts/ on the path for train_default
 from scipy import ndimage
@@ -126,6 +128,10 @@ SETTINGS = {
     # ``true_mask``), grown by no buffer: what a better mask would buy the fill
     "given the true mask": {"model": "median-fill", "restoring": RestoreParams(),
                             "mask_params": replace(SHADOWS, buffer=0), "mask_in": "true"},
+    # the default given s2cloudless's cloud mask (``mask_quality.s2cloudless``: its README's
+    # settings) as a user would give it, with remove's buffer
+    "given s2cloudless's mask": {"model": "median-fill", "restoring": RestoreParams(),
+                                 "mask_params": SHADOWS, "mask_in": "s2cloudless"},
     # the bundled networks as ``remove --model NAME`` runs them (the default's other settings)
     **{f"{name}, all together": {"model": name, "mask_params": SHADOWS,
                                  "restoring": RestoreParams()}
@@ -251,15 +257,19 @@ def cases(scene: dict, donor: dict,
     return out
 
 
-def true_mask(folder: Path, sample: LoadedSample, alpha: np.ndarray) -> Path:
-    """The case's truth as a mask on its grid (``remove --mask-in``): cloud where the blend's
-    opacity reaches ``TRUE_OPACITY``, shadow where the land was darkened (B08 by 2 % or more)
-    outside it, no data where the scene has none."""
-    cloud = alpha >= TRUE_OPACITY
-    dark = sample.cloudy[BANDS.index("B08")] < 0.98 * sample.clear[BANDS.index("B08")]
-    classes = np.where(cloud, CLOUD, np.where(dark, SHADOW, CLEAR)).astype(np.uint8)
+def given_mask(folder: Path, sample: LoadedSample, alpha: np.ndarray, kind: str) -> Path:
+    """A mask of the case on its grid for ``remove --mask-in``, no data where the scene has
+    none. ``kind`` "true": its truth, cloud where the blend's opacity reaches
+    ``TRUE_OPACITY``, shadow where the land was darkened (B08 by 2 % or more) outside it;
+    "s2cloudless": s2cloudless's cloud mask of the image (no shadows)."""
+    if kind == "s2cloudless":
+        classes = np.where(s2cloudless()(sample.cloudy), CLOUD, CLEAR).astype(np.uint8)
+    else:
+        cloud = alpha >= TRUE_OPACITY
+        dark = sample.cloudy[BANDS.index("B08")] < 0.98 * sample.clear[BANDS.index("B08")]
+        classes = np.where(cloud, CLOUD, np.where(dark, SHADOW, CLEAR)).astype(np.uint8)
     classes[~sample.valid] = NODATA
-    path = folder / "true_mask.tif"
+    path = folder / "given_mask.tif"
     h, w = classes.shape
     with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
                        **GRID) as ds:
@@ -270,11 +280,11 @@ def true_mask(folder: Path, sample: LoadedSample, alpha: np.ndarray) -> Path:
 def run(folder: Path, sample: LoadedSample, options: dict,
         alpha: np.ndarray | None = None) -> np.ndarray:
     """``remove`` with these options and every other default; reflectance [13, H, W]. An
-    option ``mask_in="true"`` gives the case's truth as the mask (``true_mask``, from the blend's
-    opacity ``alpha``)."""
+    option ``mask_in="true"`` or ``"s2cloudless"`` gives that mask of the case (``given_mask``,
+    the truth from the blend's opacity ``alpha``)."""
     s2, s1 = write_inputs(folder, sample)
-    if options.get("mask_in") == "true":
-        options = options | {"mask_in": true_mask(folder, sample, alpha)}
+    if options.get("mask_in") is not None:
+        options = options | {"mask_in": given_mask(folder, sample, alpha, options["mask_in"])}
     out = folder / "output.tif"
     remove_scene(s2, s1, out, quiet=True, **split_options(
         {"s1_aligned": True, "overwrite": True, "device": "cpu", **options}))
