@@ -162,6 +162,25 @@ def test_mask_of_an_item_by_url_is_the_local_items(served, cli, tmp_path):
         assert b.tags()["INPUT_S2"] == f"{served['url']}/item.json"
 
 
+def test_remove_takes_a_mask_over_http_as_from_disk(served, cli, tmp_path):
+    url, root = served["url"], served["root"]
+    assert cli("mask", served["item"], "-o", root / "given_mask.tif").exit_code == 0
+    outs = {}
+    for where, s2, mask in (("local", served["item"], root / "given_mask.tif"),
+                            ("http", f"{url}/item.json", f"{url}/given_mask.tif")):
+        outs[where] = tmp_path / f"{where}.tif"
+        served["server"].reset()
+        result = cli("remove", "--s2", s2, "--mask-in", mask, "-o", outs[where])
+        assert result.exit_code == 0, result.output
+    assert any("given_mask.tif" in r["path"] for r in _tif_gets(served["server"]))
+    with rasterio.open(outs["local"]) as a, rasterio.open(outs["http"]) as b:
+        assert np.array_equal(a.read(), b.read()) and b.tags()["MASK_SOURCE"] == "given mask"
+    result = cli("remove", "--s2", f"{url}/item.json", "--mask-in", f"{url}/no_such_mask.tif",
+                 "-o", tmp_path / "none.tif")
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "no_such_mask.tif" in result.output and not (tmp_path / "none.tif").exists()
+
+
 def test_item_hrefs_may_be_absolute_urls_and_a_cog_url_may_carry_a_query(served, tmp_path):
     url = served["url"]
     text = served["item"].read_text().replace('"assets/', f'"{url}/assets/')
