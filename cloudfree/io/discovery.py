@@ -120,7 +120,8 @@ def discover(
     the S1 of a scene folder at all (not for commands that need none). ``exclude`` is a folder
     to leave out, e.g. the output folder placed inside ``root``. An ``s2_pattern`` that finds
     no S2 in any scene folder is a ``UsageError`` (the pattern or the folder is wrong), not a
-    failed scene per folder. ``mask_pattern``: each scene folder's file it matches is the
+    failed scene per folder; so is an ``s1_pattern`` that finds none where one is needed.
+    ``mask_pattern``: each scene folder's file it matches is the
     scene's mask (a folder with none or several fails); scene folders only.
     """
     root = check_input(root, "scene folder", folder=True)
@@ -142,6 +143,11 @@ def discover(
                              f"scene folder(s) of {root}: set it to a glob their S2 files' names "
                              "match (case-insensitive), or give the folder that holds the "
                              "scenes", "s2_pattern")
+        if need_s1 and not any(s1 for _, s1, _ in candidates.values()):
+            raise UsageError(f"s1_pattern={s1_pattern!r} matches no S1 file in the {len(folders)} "
+                             f"scene folder(s) of {root}, and the model needs one: set it to a "
+                             "glob their S1 files' names match (case-insensitive), or give a "
+                             "model that runs without S1", "s1_pattern")
         found = [_scene_folder(f.name, *candidates[f], s2_pattern, s1_pattern, need_s1, use_s1,
                                mask_pattern) for f in folders]
         loose = [p for p in entries if _is_raster(p) or _is_stac_item(p)]

@@ -227,6 +227,23 @@ def test_an_s2_pattern_that_finds_no_scene_is_refused_before_any_work(scenes, tm
     assert not (tmp_path / "out2").exists()
 
 
+def test_an_s1_pattern_that_finds_no_s1_for_a_network_is_refused_before_any_work(
+        scenes, tmp_path, cli):
+    out = tmp_path / "out"
+    result = cli("batch", scenes, "-o", out, "--model", "cloudfree-fillnet-fast",
+                 "--s1-pattern", "*_vv.tif")
+    assert (result.exit_code, one_line_error(result)) == (2, (
+        f"Error: --s1-pattern '*_vv.tif' matches no S1 file in the 4 scene folder(s) of "
+        f"{scenes}, and the model needs one: set it to a glob their S1 files' names match "
+        "(case-insensitive), or give a model that runs without S1"))
+    assert not out.exists()
+    # the default model runs without S1: the same pattern is no mistake there (the scenes run;
+    # winter's S1, ROIs2017..._s1.tif, matching no S1 pattern, is then a second S2 candidate)
+    result = cli("batch", scenes, "-o", out, "--s1-pattern", "*_vv.tif", "-q")
+    assert result.exit_code == 1 and "batch: 2 ok, 2 failed" in result.stdout, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["floods.tif", "summer.tif"]
+
+
 def test_dates_from_names_and_tags():
     assert str(date_from_text("S1A_IW_GRDH_1SDV_20190917T180342_20190917T180407")) == "2019-09-17"
     assert date_from_text("Spain_7370579_S1Hand") is None
