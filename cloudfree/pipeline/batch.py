@@ -628,9 +628,9 @@ def run_batch(
     s1_pattern : str
         Case-insensitive glob of the S1 file in a scene folder. Default: ``"*s1*.tif"``.
     mask_pattern : str, optional
-        remove: case-insensitive glob of the mask in a scene folder, filled by as
-        ``InputOptions(mask_in=...)`` fills (scene folders only; a folder without one, or with
-        several, fails). Default: none, each scene's clouds are found.
+        remove: case-insensitive glob of each scene folder's own mask, which its scene is
+        filled by as with ``InputOptions(mask_in=...)`` (scene folders only; a folder with no
+        such file, or several, fails). Default: none, each scene's clouds are found.
     options : dict, optional
         The options of each scene by name: for remove, ``mask_params`` and the fields of its
         option groups (``EngineOptions``, ``FillOptions``, ``InputOptions``,
