@@ -33,6 +33,7 @@ from cloudfree.fill.median import FILL_METHODS, MAX_CORRECTION
 from cloudfree.inference.bundled import DEFAULT_MODEL
 from cloudfree.inference.tiling import BATCH_SIZE_RANGE, FEATHER_RANGE, OVERLAP_RANGE
 from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK
+from cloudfree.io.sentinel2 import MASK_CODES
 
 
 class _Command(click.Command):
@@ -260,8 +261,15 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "the scene's grid (or a whole multiple of its pixels) whose first band holds "
                    "cloudfree's classes (0 clear, 1 cloud, 2 shadow, 3 snow, 4 thin cloud, 255 "
                    "no data), as `cloudfree mask` and --mask-out write them; a 0/1 cloud mask "
-                   "works as it is. --buffer still grows its clouds (0: not at all); with "
-                   "--reference the dates fill what it marks.")
+                   "works as it is; other tools' codes with --mask-in-codes. --buffer still "
+                   "grows its clouds (0: not at all); with --reference the dates fill what it "
+                   "marks.")
+@click.option("--mask-in-codes", "mask_codes", type=click.Choice(MASK_CODES),
+              default="cloudfree", show_default=True,
+              help="The codes --mask-in holds: cloudfree's, Fmask's (0 land, 1 water, 2 shadow, "
+                   "3 snow, 4 cloud, 255 no data), an L2A scene classification's (scl) or "
+                   "OmniCloudMask's and CloudSEN12's (0 clear, 1 thick, 2 thin cloud, 3 "
+                   "shadow).")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")
 @opt.mask_params(buffer=5, s1=True)
@@ -374,6 +382,9 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
               help="remove: fill each scene by its own mask, the file of its scene folder this "
                    "case-insensitive glob matches (see remove --mask-in; scene folders only) "
                    "[default: none, the clouds are found].")
+@click.option("--mask-in-codes", "mask_codes", type=click.Choice(MASK_CODES), default=None,
+              help="With --mask-pattern: the codes the masks hold (see remove --mask-in-codes) "
+                   "[default: cloudfree].")
 @opt.model_choice(default_device=None)
 @click.option("--tile", type=TILE_SIZE, help="Tile size in pixels [default: the model's].")
 @click.option("--batch-size", type=click.IntRange(*BATCH_SIZE_RANGE),
@@ -386,7 +397,7 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references,
           temporal_mask, dehaze, masks, uncertainty, thin, dask_scheduler,
-          s2_pattern, s1_pattern, mask_pattern, model, checkpoint, onnx, device, tile,
+          s2_pattern, s1_pattern, mask_pattern, mask_codes, model, checkpoint, onnx, device, tile,
           batch_size, precision, offset, level, bbox, bbox_crs, overwrite, creation_options, cog,
           quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
@@ -403,7 +414,7 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
                "cog": cog, "masks": masks, "uncertainty": uncertainty,
                "temporal_mask": temporal_mask, "dehaze": dehaze, "bbox": bbox,
-               "bbox_crs": bbox_crs, "thin": thin}
+               "bbox_crs": bbox_crs, "thin": thin, "mask_codes": mask_codes}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,

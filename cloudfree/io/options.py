@@ -14,7 +14,7 @@ from cloudfree.core.errors import UsageError
 from cloudfree.io.area import box_window, check_box, parse_crs
 from cloudfree.io.s2_files import parse_level
 from cloudfree.io.sentinel1 import UNITS
-from cloudfree.io.sentinel2 import Sentinel2, open_sentinel2, parse_offset
+from cloudfree.io.sentinel2 import MASK_CODES, Sentinel2, open_sentinel2, parse_offset
 
 #: Range of the largest S1-S2 shift the refinement searches for (S2 pixels): its search area
 #: and memory grow with the square of it (1e9 asked for 24 GB).
@@ -56,6 +56,11 @@ class InputOptions:
         holds cloudfree's classes (as ``cloudfree mask`` writes them; a 0/1 cloud mask as it
         is), on the scene's grid or a whole multiple of its pixels. It takes the place of an
         L2A product's scene classification. Default: none, the mask is found.
+    mask_codes : {"cloudfree", "fmask", "scl", "omnicloudmask"}
+        The codes ``mask_in`` holds: cloudfree's classes, or those of Fmask (0 land, 1 water,
+        2 shadow, 3 snow, 4 cloud, 255 no data), of an L2A scene classification (SCL) or of
+        OmniCloudMask and CloudSEN12 (0 clear, 1 thick cloud, 2 thin cloud, 3 shadow). Default:
+        ``"cloudfree"``.
     """
 
     offset: str | int | None = "auto"
@@ -67,6 +72,7 @@ class InputOptions:
     bbox: tuple[float, float, float, float] | None = None
     bbox_crs: str | None = None
     mask_in: Path | str | None = None
+    mask_codes: str = "cloudfree"
 
     def __post_init__(self) -> None:
         if self.bbox is not None:
@@ -77,6 +83,10 @@ class InputOptions:
                                  "it is the CRS of that box", "bbox_crs", "bbox")
             parse_crs(self.bbox_crs)
         check_path("mask_in", self.mask_in, optional=True)
+        check_choice("mask_codes", self.mask_codes, MASK_CODES)
+        if self.mask_codes != "cloudfree" and self.mask_in is None:
+            raise UsageError(f"mask_codes={self.mask_codes} needs mask_in=PATH: it names the "
+                             "codes of that mask", "mask_codes", "mask_in")
         parse_offset(self.offset)
         parse_level(self.level)
         check_switch("s1_aligned", self.s1_aligned)
@@ -90,7 +100,7 @@ class InputOptions:
         s2 = open_sentinel2(path, self.offset, self.level)
         try:
             if self.mask_in is not None:
-                s2.take_mask(self.mask_in)
+                s2.take_mask(self.mask_in, self.mask_codes)
             if self.bbox is not None:
                 crs = None if self.bbox_crs is None else parse_crs(self.bbox_crs)
                 s2.crop(box_window(self.bbox, crs, s2.crs, s2.transform, s2.width, s2.height,

@@ -128,9 +128,10 @@ class Sentinel2:
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _shared: SharedHandles | None = field(default=None, repr=False)
     _scl_checked: bool = field(default=False, repr=False)
-    #: the SCL slot holds the classes of a mask given for the scene (``take_mask``), read in
-    #: place of a product's scene classification whatever the level
-    given_mask: bool = False
+    #: the codes of a mask given for the scene (one of ``MASK_CODES``; ``take_mask``), which the
+    #: SCL slot then holds, read in place of a product's scene classification whatever the
+    #: level; None: none given
+    given_codes: str | None = None
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -149,11 +150,16 @@ class Sentinel2:
         comes with it."""
         return SCL in self.band_sources and (self.level == "L2A" or self.given_mask)
 
-    def take_mask(self, path: Path | str) -> None:
-        """Read the first band of the raster at ``path`` as the scene's classes, in place of
-        any scene classification (``given_mask``); one line when it is not on the scene's grid
-        or a whole multiple of its pixels. Before any ``crop``: the mask lies on the stored
-        grid."""
+    @property
+    def given_mask(self) -> bool:
+        """Whether a mask was given for the scene (``take_mask``)."""
+        return self.given_codes is not None
+
+    def take_mask(self, path: Path | str, codes: str = "cloudfree") -> None:
+        """Read the first band of the raster at ``path``, in ``codes`` (``MASK_CODES``), as the
+        scene's classes, in place of any scene classification; one line when it is not on the
+        scene's grid or a whole multiple of its pixels. Before any ``crop``: the mask lies on
+        the stored grid."""
         dataset = open_raster(path, "mask")
         try:
             grid = SimpleNamespace(name=str(self.path), transform=self.transform, crs=self.crs,
@@ -165,7 +171,7 @@ class Sentinel2:
             raise
         self.band_sources[SCL] = (dataset, 1, factor)
         self._datasets.append(dataset)
-        self.given_mask = True
+        self.given_codes = codes
 
     def read_scl(self, window: Window | None = None) -> np.ndarray:
         """The scene classification [h, w] (uint8) of the window, on the scene's grid."""
@@ -697,6 +703,9 @@ def _level_from_tags(tags: dict[str, str]) -> str | None:
     return None
 
 
+#: The codes a mask given for the scene may hold: cloudfree's classes, or those of Fmask,
+#: of an L2A product's scene classification or of OmniCloudMask (``mask/given.py`` reads each).
+MASK_CODES = ("cloudfree", "fmask", "scl", "omnicloudmask")
 #: What to do when a mask given for the scene is not on its grid.
 MASK_ADVICE = "put it on that grid first, e.g. rio warp MASK ALIGNED.tif --like SCENE " \
     "--resampling nearest"

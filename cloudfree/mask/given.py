@@ -1,10 +1,11 @@
 """A mask given for the scene (``remove --mask-in``), taken instead of the one its bands make.
 
 Its first band holds cloudfree's classes, as ``cloudfree mask`` and ``remove --mask-out`` write
-them; a 0/1 cloud mask is one. The scene reads it where an L2A product's scene classification
-would be (``Sentinel2.take_mask``), and the mask is made from it as from that: its classes
-become the classification's codes (``AS_SCL``), which ``classify`` takes as they are; the buffer
-and the shadows' relighting then work around its clouds as around those the bands show.
+them (a 0/1 cloud mask is one), or another tool's codes (``CODES``). The scene reads it where an
+L2A product's scene classification would be (``Sentinel2.take_mask``), and the mask is made from
+it as from that: its codes become the classification's (``as_scl``), which ``classify`` takes
+as they are; the buffer and the shadows' relighting then work around its clouds as around those
+the bands show.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rasterio.windows import Window
 
 from cloudfree.core.errors import CloudfreeError
 from cloudfree.io.s2_files import SCL
-from cloudfree.io.sentinel2 import Sentinel2
+from cloudfree.io.sentinel2 import MASK_CODES, Sentinel2
 from cloudfree.mask.classify import (
     CLEAR,
     CLOUD,
@@ -30,41 +31,67 @@ from cloudfree.mask.classify import (
     THIN,
 )
 
-#: The scene classification's code of each class of a given mask: cloud as cloud of high
-#: probability (9), clear as vegetation (4, one of the classes of land); 0 (no data) for the
-#: values that are no class, which ``check_given`` refuses before any is read.
-AS_SCL = np.zeros(256, np.uint8)
-AS_SCL[[CLEAR, CLOUD, SHADOW, SNOW, THIN, NODATA]] = 4, 9, SCL_SHADOW, SCL_SNOW, SCL_THIN, \
-    SCL_NODATA
-#: What a given mask must hold.
-VALUES = ("give cloudfree's classes (0 clear, 1 cloud, 2 shadow, 3 snow, 4 thin cloud, 255 no "
-          "data), as cloudfree mask writes them; a 0/1 cloud mask works as it is")
+#: The class of each value of each kind of mask (``MASK_CODES``): cloudfree's own; Fmask's
+#: (Zhu and Woodcock 2012; its water is clear land here); Sen2Cor's scene classification
+#: (0 no data, 3 cloud shadow, 8-9 cloud, 10 thin cirrus, 11 snow, the rest land and water);
+#: OmniCloudMask's and CloudSEN12's (0 clear, 1 thick cloud, 2 thin cloud, 3 cloud shadow).
+CODES: dict[str, dict[int, int]] = {
+    "cloudfree": {CLEAR: CLEAR, CLOUD: CLOUD, SHADOW: SHADOW, SNOW: SNOW, THIN: THIN,
+                  NODATA: NODATA},
+    "fmask": {0: CLEAR, 1: CLEAR, 2: SHADOW, 3: SNOW, 4: CLOUD, 255: NODATA},
+    "scl": {0: NODATA, **{v: CLEAR for v in (1, 2, 4, 5, 6, 7)}, 3: SHADOW, 8: CLOUD,
+            9: CLOUD, 10: THIN, 11: SNOW},
+    "omnicloudmask": {0: CLEAR, 1: CLOUD, 2: THIN, 3: SHADOW},
+}
+#: The scene classification's code of each class: cloud as cloud of high probability (9),
+#: clear as vegetation (4, one of the classes of land).
+CLASS_AS_SCL = {CLEAR: 4, CLOUD: 9, SHADOW: SCL_SHADOW, SNOW: SCL_SNOW, THIN: SCL_THIN,
+                NODATA: SCL_NODATA}
+#: Per kind, the scene classification's code of each value (0, no data, for the values that
+#: are no code of the kind, which ``check_given`` refuses before any is read).
+AS_SCL = {kind: np.zeros(256, np.uint8) for kind in MASK_CODES}
+for _kind, _codes in CODES.items():
+    AS_SCL[_kind][list(_codes)] = [CLASS_AS_SCL[c] for c in _codes.values()]
 #: Rows of the mask read at a time by ``check_given``.
 ROWS = 1024
 
 
+def described(kind: str) -> str:
+    """The codes of ``kind`` in words, for messages."""
+    names = {CLEAR: "clear", CLOUD: "cloud", SHADOW: "shadow", SNOW: "snow", THIN: "thin cloud",
+             NODATA: "no data"}
+    return ", ".join(f"{v} {names[c]}" for v, c in CODES[kind].items())
+
+
 def check_given(s2: Sentinel2, path: Path | str) -> None:
-    """Refuse, in one line, a given mask of values other than the classes, or one of clear
-    and no data alone: 255 is no data, left as it is, not cloud to fill."""
+    """Refuse, in one line, a given mask of values that are no code of its kind, or one of
+    clear and no data alone (a 0/255 mask in cloudfree's or Fmask's codes: 255 is no data,
+    left as it is, not cloud to fill)."""
+    kind = s2.given_codes
     dataset = s2.band_sources[SCL][0]
     dtype = np.dtype(dataset.dtypes[0])
+    advice = (f"give {kind} codes ({described(kind)})" + (
+        ", as cloudfree mask writes them; a 0/1 cloud mask works as it is, other tools' codes "
+        "with --mask-in-codes" if kind == "cloudfree" else ""))
     if not np.issubdtype(dtype, np.integer):
-        raise CloudfreeError(f"mask {path} holds {dtype} values, not classes; {VALUES}")
+        raise CloudfreeError(f"mask {path} holds {dtype} values, not classes; {advice}")
     values: set[int] = set()
     for top in range(0, s2.height, ROWS):
         window = Window(0, top, s2.width, min(ROWS, s2.height - top))
         values.update(np.unique(s2.read_dn(window, (SCL,))[0][0]).tolist())
-    odd = sorted(values - {CLEAR, CLOUD, SHADOW, SNOW, THIN, NODATA})
+    odd = sorted(values - set(CODES[kind]))
     if odd:
         shown = ", ".join(map(str, odd[:5])) + (", ..." if len(odd) > 5 else "")
-        raise CloudfreeError(f"mask {path} holds {shown}, which are not cloudfree's classes; "
-                             f"{VALUES}")
-    if NODATA in values and not values & {CLOUD, SHADOW, SNOW, THIN}:
-        raise CloudfreeError(f"mask {path} holds only {CLEAR} and {NODATA}, and {NODATA} is no "
-                             "data, left as it is, not cloud: if it marks cloud, write it as "
-                             f"{CLOUD}")
+        raise CloudfreeError(f"mask {path} holds {shown}, which are no {kind} codes; {advice}")
+    classes = {CODES[kind][v] for v in values}
+    if kind in ("cloudfree", "fmask") and NODATA in classes \
+            and not classes & {CLOUD, SHADOW, SNOW, THIN}:
+        cloud = next(v for v, c in CODES[kind].items() if c == CLOUD)
+        raise CloudfreeError(f"mask {path} holds only {' and '.join(map(str, sorted(values)))}, "
+                             f"and {NODATA} is no data, left as it is, not cloud: if it marks "
+                             f"cloud, write it as {cloud}")
 
 
-def as_scl(classes: np.ndarray) -> np.ndarray:
-    """A given mask's classes as the scene classification's codes."""
-    return AS_SCL[classes]
+def as_scl(codes: np.ndarray, kind: str) -> np.ndarray:
+    """A given mask's ``codes`` of ``kind`` as the scene classification's codes."""
+    return AS_SCL[kind][codes]

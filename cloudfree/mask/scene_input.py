@@ -137,7 +137,7 @@ def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
         if not use_scl:
             return raw, valid, None
         scl = s2.read_scl(window)
-        return raw, valid, as_scl(scl) if s2.given_mask else scl
+        return raw, valid, as_scl(scl, s2.given_codes) if s2.given_mask else scl
 
     return read
 

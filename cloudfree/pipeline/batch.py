@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cloudfree.core.arguments import check_kind, check_path, check_switch, check_whole
+from cloudfree.core.arguments import check_choice, check_kind, check_path, check_switch, check_whole
 from cloudfree.core.errors import CloudfreeError, UsageError, spelled
 from cloudfree.core.paths import check_folder_output, check_input, input_problem, new_folder, taken
 from cloudfree.core.progress import progress
@@ -51,6 +51,7 @@ from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL
 from cloudfree.inference.engines import gpu_possible
 from cloudfree.io.discovery import DEFAULT_S1_PATTERN, DEFAULT_S2_PATTERN, Problem, Scene, discover
 from cloudfree.io.options import InputOptions
+from cloudfree.io.sentinel2 import MASK_CODES
 from cloudfree.output.atomic import atomic_output
 from cloudfree.output.provenance import acquisition_time
 from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
@@ -438,7 +439,10 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
     for name in own:
         if name in options:
             check_switch(name, options[name])
-    grouped = split_options({k: v for k, v in options.items() if k not in own})
+    if "mask_codes" in options:  # each scene's, with the mask batch finds for it
+        check_choice("mask_codes", options["mask_codes"], MASK_CODES)
+    grouped = split_options({k: v for k, v in options.items()
+                             if k not in own and k != "mask_codes"})
     model = None
     if command == "remove":
         from cloudfree.pipeline.remove import check_engine_options
@@ -673,6 +677,10 @@ def run_batch(
     if mask_pattern is not None and command != "remove":
         raise UsageError(f"mask_pattern={mask_pattern!r}: only for command=remove (mask finds "
                          "the clouds)", "mask_pattern", "command")
+    if mask_pattern is None and options and options.get("mask_codes") is not None:
+        raise UsageError(f"mask_codes={options['mask_codes']}: the codes of the masks "
+                         "mask_pattern=GLOB finds, and none is given", "mask_codes",
+                         "mask_pattern")
     if mask_pattern is not None and options and options.get("temporal_mask"):
         raise UsageError("temporal_mask=True has the dates find the clouds instead of the "
                          f"masks mask_pattern={mask_pattern!r} finds: give one of them",

@@ -132,8 +132,8 @@ def test_the_other_dates_fill_what_the_given_mask_marks(tmp_path, cli):
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("values", "holds 7, which are not cloudfree's classes; give cloudfree's classes (0 clear, "
-               "1 cloud, 2 shadow, 3 snow, 4 thin cloud, 255 no data)"),
+    ("values", "holds 7, which are no cloudfree codes; give cloudfree codes (0 clear, 1 cloud, "
+               "2 shadow, 3 snow, 4 thin cloud, 255 no data), as cloudfree mask writes them"),
     ("white", "holds only 0 and 255, and 255 is no data, left as it is, not cloud: if it "
               "marks cloud, write it as 1"),
     ("float", "holds float32 values, not classes"),
@@ -171,6 +171,46 @@ def test_options_that_would_leave_the_mask_unread_are_refused(tmp_path, rect, cl
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
+@pytest.mark.parametrize("codes, cloud, thin, shadow, clear", [
+    ("fmask", 4, None, 2, 1),  # Fmask's water is clear land here
+    ("omnicloudmask", 1, 2, 3, 0),
+    ("scl", 9, 10, 3, 6),
+])
+def test_other_tools_codes_are_read_as_their_classes(tmp_path, cli, codes, cloud, thin, shadow,
+                                                     clear):
+    given = np.zeros((512, 512), np.uint8)
+    given[:] = clear
+    given[RECT] = cloud
+    if thin is not None:
+        given[200:220, 300:420] = thin
+    given[300:320, 300:420] = shadow
+    path = write_mask(tmp_path / "mask.tif", given)
+    mask = tmp_path / "used.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "-o", tmp_path / "out.tif", "--mask-in", path,
+                 "--mask-in-codes", codes, "--buffer", "0", "--mask-out", mask)
+    assert result.exit_code == 0, result.output
+    expected = np.where(given == shadow, SHADOW, np.where(
+        np.isin(given, [cloud, thin]), CLOUD, CLEAR))  # remove writes thin cloud as cloud
+    np.testing.assert_array_equal(read(mask, 1), expected)
+
+
+def test_codes_of_another_kind_and_codes_without_a_mask_are_refused(tmp_path, rect, cli):
+    given = write_mask(tmp_path / "mask.tif", read(rect, 1) * 5)
+    out = tmp_path / "out.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "-o", out, "--mask-in", given, "--mask-in-codes",
+                 "omnicloudmask")
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and (
+        "holds 5, which are no omnicloudmask codes; give omnicloudmask codes (0 clear, 1 cloud, "
+        "2 thin cloud, 3 shadow)") in result.output, result.output
+    result = cli("remove", "--s2", FLOODS_S2, "-o", out, "--mask-in-codes", "fmask")
+    assert result.exit_code == 2 and "--mask-in-codes fmask needs --mask-in PATH" \
+        in result.output, result.output
+    result = cli("batch", tmp_path, "-o", tmp_path / "b", "--mask-in-codes", "fmask")
+    assert result.exit_code == 2 and "--mask-in-codes fmask: the codes of the masks " \
+        "--mask-pattern GLOB finds, and none is given" in result.output, result.output
+    assert not out.exists() and not (tmp_path / "b").exists()
+
+
 def test_batch_takes_no_mask_for_every_scene(tmp_path, rect):
     with pytest.raises(UsageError, match="a mask is one scene's; give mask_pattern=GLOB"):
         run_batch(tmp_path, tmp_path / "out", options={"mask_in": rect})
@@ -188,18 +228,18 @@ def scene_folder(folder, classes=None, mask_name="chip_s2_mask.tif"):
 
 
 def test_batch_fills_each_scene_folder_by_its_own_mask(tmp_path, cli):
-    given = {}
+    given = {}  # in Fmask's codes: 4 cloud, 0 land
     for name, rows in (("a", slice(100, 200)), ("b", slice(300, 360))):
         given[name] = np.zeros((512, 512), np.uint8)
-        given[name][rows, 300:420] = CLOUD
+        given[name][rows, 300:420] = 4
         scene_folder(tmp_path / "scenes" / name, given[name])
     scene_folder(tmp_path / "scenes" / "c")  # no mask: fails alone
     out = tmp_path / "out"
     result = cli("batch", tmp_path / "scenes", "-o", out, "--mask-pattern", "*mask*", "--masks",
-                 "-q")
+                 "--mask-in-codes", "fmask", "-q")
     assert result.exit_code == 1 and "1 of 3 scene(s) failed: c" in result.output
     for name, classes in given.items():
-        cloud = classes == CLOUD
+        cloud = classes == 4
         reach = grow(cloud, MaskParams(buffer=5).buffer + LocalFillParams().ring)
         used = read(out / f"{name}_mask.tif", 1) == CLOUD  # with remove's 5 px buffer
         assert used[cloud].all() and not used[~reach].any()
