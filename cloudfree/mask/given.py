@@ -47,11 +47,18 @@ CODES: dict[str, dict[int, int]] = {
 #: clear as vegetation (4, one of the classes of land).
 CLASS_AS_SCL = {CLEAR: 4, CLOUD: 9, SHADOW: SCL_SHADOW, SNOW: SCL_SNOW, THIN: SCL_THIN,
                 NODATA: SCL_NODATA}
-#: Per kind, the scene classification's code of each value (0, no data, for the values that
-#: are no code of the kind, which ``check_given`` refuses before any is read).
-AS_SCL = {kind: np.zeros(256, np.uint8) for kind in MASK_CODES}
-for _kind, _codes in CODES.items():
-    AS_SCL[_kind][list(_codes)] = [CLASS_AS_SCL[c] for c in _codes.values()]
+
+
+def _as_scl_table(codes: dict[int, int]) -> np.ndarray:
+    """The scene classification's code [256] of each value of a kind's ``codes`` (0, no data,
+    for the values that are none of them, which ``check_given`` refuses before any is read)."""
+    table = np.zeros(256, np.uint8)
+    table[list(codes)] = [CLASS_AS_SCL[c] for c in codes.values()]
+    return table
+
+
+#: Per kind (every one of ``MASK_CODES``), ``_as_scl_table``.
+AS_SCL = {kind: _as_scl_table(CODES[kind]) for kind in MASK_CODES}
 #: Rows of the mask read at a time by ``check_given``.
 ROWS = 1024
 
