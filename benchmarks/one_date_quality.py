@@ -18,7 +18,9 @@ clouds and shadows come from a real cloudy image of another scene of the pool (a
 - shadow: where the donor's mask finds shadow within ``NEAR`` px of its clouds, the clear land
   darkened by the per-band ratio measured on the pool's real shadows (``shadow_ratios``: cloudy
   over cloud-free, median over the shadows of the images where B08 loses 30 % or more), with a
-  1 px soft edge.
+  1 px soft edge. The donor's mask flags dark land near its clouds as well as their shadows:
+  the run prints, per donor used, how much of that shadow lies where its clouds cast theirs
+  (``cast_share``), the rest dark land darkened again as if a shadow.
 
 Cases: ``cloud``, ``shadow`` and ``both``. Every setting runs the real ``remove_scene`` (GeoTIFFs,
 S1 aligned); scores are PSNR (reflectance in [0, 1], 13 bands) over the image, over the pixels the
@@ -79,6 +81,7 @@ from cloudfree.fill.restore import RestoreParams
 from cloudfree.io.sentinel2 import BANDS
 from cloudfree.mask.classify import CLEAR, CLOUD, NODATA, SHADOW, MaskParams, classify
 from cloudfree.mask.haze import HazeParams
+from cloudfree.mask.shadow import OFFSET_REACH, footprint, offset_counts
 from cloudfree.pipeline.options import split_options
 from cloudfree.pipeline.remove import remove_scene
 from cloudfree.training.datasets import LoadedSample, cloud_mask
@@ -235,6 +238,22 @@ def donors(records: list[dict]) -> list[dict]:
             out.append({"scene": r["scene"], "id": r["id"], "cloudy": cloudy,
                         "alpha": donor_opacity(cloudy, valid, twin), "shadow": shadow})
     return out
+
+
+def cast_share(donor: dict) -> tuple[float, float]:
+    """The shares of a donor's shadow pixels that its opaque clouds (opacity 0.3 or more) cast,
+    displaced by the offset laying most of their outline on its shadow (``shadow.footprint``),
+    and that lie only on the side towards the sun (that offset reversed), where no cloud casts
+    one."""
+    cloud, shadow, r = donor["alpha"] >= 0.3, donor["shadow"], OFFSET_REACH
+    inner = (slice(r, r + cloud.shape[0]), slice(r, r + cloud.shape[1]))
+    counts = offset_counts(np.pad(shadow, r), np.pad(cloud, r), inner,
+                           np.pad(np.ones_like(cloud), r))
+    dy, dx = (int(i) - r for i in np.unravel_index(
+        np.argmax(counts[0] / np.maximum(counts[1], 1)), counts[0].shape))
+    cast, sunward = footprint(cloud, (dy, dx)), footprint(cloud, (-dy, -dx))
+    n = max(int(shadow.sum()), 1)
+    return float((shadow & cast).sum() / n), float((shadow & sunward & ~cast).sum() / n)
 
 
 def cases(scene: dict, donor: dict,
@@ -494,6 +513,12 @@ def main() -> None:
     l1c, scenes, pool, ratios = pool_scenes(args.data)
     print("shadow darkening (B01..B12):", " ".join(f"{x:.2f}" for x in ratios))
     print(f"{len(scenes)} scenes, {len(pool)} donors")
+    for donor in {donor_for(scenes, pool, i)["id"]: donor_for(scenes, pool, i)
+                  for i, scene in enumerate(scenes) if in_half(scene["held_out"], args.half)
+                  }.values():
+        cast, sunward = cast_share(donor)
+        print(f"donor {donor['id']}: {int(donor['shadow'].sum())} px of shadow, "
+              f"{cast:.2f} cast by its clouds, {sunward:.2f} only on the sun's side")
     settings = {n: SETTINGS[n] for n in dict.fromkeys([BASELINE, LOCAL, *args.settings])}
     rows, guard = [], []
     with tempfile.TemporaryDirectory() as tmp:
