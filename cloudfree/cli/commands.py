@@ -270,6 +270,10 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "3 snow, 4 cloud, 255 no data), an L2A scene classification's (scl) or "
                    "OmniCloudMask's and CloudSEN12's (0 clear, 1 thick, 2 thin cloud, 3 "
                    "shadow).")
+@click.option("--mask-in-threshold", "mask_threshold", type=float, metavar="P",
+              help="--mask-in holds a cloud probability (s2cloudless's, Earth Engine's "
+                   "S2_CLOUD_PROBABILITY, Sentinel Hub's CLP), not classes: cloud where it "
+                   "reaches P, in the mask's units (0.4 for a 0-1 map, 40 for a 0-100 layer).")
 @click.option("--preview", type=PATH,
               help="Also write a PNG quicklook: input RGB | mask | output RGB.")
 @opt.mask_params(buffer=5, s1=True)
@@ -385,6 +389,9 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @click.option("--mask-in-codes", "mask_codes", type=click.Choice(MASK_CODES), default=None,
               help="With --mask-pattern: the codes the masks hold (see remove --mask-in-codes) "
                    "[default: cloudfree].")
+@click.option("--mask-in-threshold", "mask_threshold", type=float, metavar="P",
+              help="With --mask-pattern: the masks hold a cloud probability, cloud from P (see "
+                   "remove --mask-in-threshold).")
 @opt.model_choice(default_device=None)
 @click.option("--tile", type=TILE_SIZE, help="Tile size in pixels [default: the model's].")
 @click.option("--batch-size", type=click.IntRange(*BATCH_SIZE_RANGE),
@@ -397,7 +404,8 @@ def export_onnx_command(model, checkpoint, output, tile, overwrite, quiet):
 @opt.quiet
 def batch(scenes, output, command, jobs, resume, report_path, stac, references,
           temporal_mask, dehaze, masks, uncertainty, thin, dask_scheduler,
-          s2_pattern, s1_pattern, mask_pattern, mask_codes, model, checkpoint, onnx, device, tile,
+          s2_pattern, s1_pattern, mask_pattern, mask_codes, mask_threshold, model, checkpoint, onnx,
+          device, tile,
           batch_size, precision, offset, level, bbox, bbox_crs, overwrite, creation_options, cog,
           quiet):
     """Run remove (or mask) on every scene folder, or S1/S2 pair, under SCENES.
@@ -414,7 +422,8 @@ def batch(scenes, output, command, jobs, resume, report_path, stac, references,
                "overwrite": overwrite or None, "creation_options": creation_options or None,
                "cog": cog, "masks": masks, "uncertainty": uncertainty,
                "temporal_mask": temporal_mask, "dehaze": dehaze, "bbox": bbox,
-               "bbox_crs": bbox_crs, "thin": thin, "mask_codes": mask_codes}
+               "bbox_crs": bbox_crs, "thin": thin, "mask_codes": mask_codes,
+               "mask_threshold": mask_threshold}
     result = run_batch(scenes, output, command=command, jobs=jobs, resume=resume,
                        report=report_path,
                        dask_scheduler=dask_scheduler, s2_pattern=s2_pattern,

@@ -6,6 +6,7 @@ the others being put on its grid)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,12 @@ class InputOptions:
         2 shadow, 3 snow, 4 cloud, 255 no data), of an L2A scene classification (SCL) or of
         OmniCloudMask and CloudSEN12 (0 clear, 1 thick cloud, 2 thin cloud, 3 shadow). Default:
         ``"cloudfree"``.
+    mask_threshold : float, optional
+        ``mask_in`` holds a cloud probability (s2cloudless's, Earth Engine's
+        ``S2_CLOUD_PROBABILITY``, Sentinel Hub's ``CLP``), not classes: a pixel is cloud where
+        it reaches this, in the mask's own units (0.4 for a 0-1 map, 40 for a 0-100 layer),
+        clear below it, no data where the mask has none. Default: none, ``mask_in`` holds
+        classes.
     """
 
     offset: str | int | None = "auto"
@@ -73,6 +80,7 @@ class InputOptions:
     bbox_crs: str | None = None
     mask_in: Path | str | None = None
     mask_codes: str = "cloudfree"
+    mask_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.bbox is not None:
@@ -87,6 +95,16 @@ class InputOptions:
         if self.mask_codes != "cloudfree" and self.mask_in is None:
             raise UsageError(f"mask_codes={self.mask_codes} needs mask_in=PATH: it names the "
                              "codes of that mask", "mask_codes", "mask_in")
+        if self.mask_threshold is not None:
+            check_threshold(self.mask_threshold)
+            if self.mask_in is None:
+                raise UsageError(f"mask_threshold={self.mask_threshold} needs mask_in=PATH: it "
+                                 "is where that mask's cloud probability makes cloud",
+                                 "mask_threshold", "mask_in")
+            if self.mask_codes != "cloudfree":
+                raise UsageError(f"mask_threshold={self.mask_threshold} reads the mask as a "
+                                 f"cloud probability, mask_codes={self.mask_codes} as classes: "
+                                 "give one of them", "mask_threshold", "mask_codes")
         parse_offset(self.offset)
         parse_level(self.level)
         check_switch("s1_aligned", self.s1_aligned)
@@ -100,7 +118,7 @@ class InputOptions:
         s2 = open_sentinel2(path, self.offset, self.level)
         try:
             if self.mask_in is not None:
-                s2.take_mask(self.mask_in, self.mask_codes)
+                s2.take_mask(self.mask_in, self.mask_codes, self.mask_threshold)
             if self.bbox is not None:
                 crs = None if self.bbox_crs is None else parse_crs(self.bbox_crs)
                 s2.crop(box_window(self.bbox, crs, s2.crs, s2.transform, s2.width, s2.height,
@@ -109,3 +127,13 @@ class InputOptions:
             s2.close()
             raise
         return s2
+
+
+def check_threshold(value: object) -> None:
+    """``mask_threshold``: a number above 0 and finite (at 0 every pixel of a probability would
+    be cloud)."""
+    check_number("mask_threshold", value, 0)
+    if not 0 < value < math.inf:  # type: ignore[operator]
+        raise UsageError(f"mask_threshold={value} must be above 0 and finite: the cloud "
+                         "probability from which a pixel of the mask is cloud, in its units",
+                         "mask_threshold")

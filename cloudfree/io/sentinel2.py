@@ -132,6 +132,8 @@ class Sentinel2:
     #: SCL slot then holds, read in place of a product's scene classification whatever the
     #: level; None: none given
     given_codes: str | None = None
+    #: where the given mask is a cloud probability: the value from which a pixel is cloud
+    given_threshold: float | None = None
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -155,8 +157,10 @@ class Sentinel2:
         """Whether a mask was given for the scene (``take_mask``)."""
         return self.given_codes is not None
 
-    def take_mask(self, path: Path | str, codes: str = "cloudfree") -> None:
-        """Read the first band of the raster at ``path``, in ``codes`` (``MASK_CODES``), as the
+    def take_mask(self, path: Path | str, codes: str = "cloudfree",
+                  threshold: float | None = None) -> None:
+        """Read the first band of the raster at ``path``, in ``codes`` (``MASK_CODES``), or
+        with a ``threshold`` as a cloud probability (cloud where it reaches it), as the
         scene's classes, in place of any scene classification; one line when it is not on the
         scene's grid or a whole multiple of its pixels. Before any ``crop``: the mask lies on
         the stored grid."""
@@ -171,7 +175,7 @@ class Sentinel2:
             raise
         self.band_sources[SCL] = (dataset, 1, factor)
         self._datasets.append(dataset)
-        self.given_codes = codes
+        self.given_codes, self.given_threshold = codes, threshold
 
     def read_scl(self, window: Window | None = None) -> np.ndarray:
         """The scene classification [h, w] (uint8) of the window, on the scene's grid."""

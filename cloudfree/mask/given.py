@@ -1,9 +1,10 @@
 """A mask given for the scene (``remove --mask-in``), taken instead of the one its bands make.
 
 Its first band holds cloudfree's classes, as ``cloudfree mask`` and ``remove --mask-out`` write
-them (a 0/1 cloud mask is one), or another tool's codes (``CODES``). The scene reads it where an
-L2A product's scene classification would be (``Sentinel2.take_mask``), and the mask is made from
-it as from that: its codes become the classification's (``as_scl``), which ``classify`` takes
+them (a 0/1 cloud mask is one), another tool's codes (``CODES``), or a cloud probability with the
+threshold from which it is cloud. The scene reads it where an L2A product's scene classification
+would be (``Sentinel2.take_mask``), and the mask is made from it as from that: its codes, or its
+probability thresholded, become the classification's (``given_scl``), which ``classify`` takes
 as they are; the buffer and the shadows' relighting then work around its clouds as around those
 the bands show.
 """
@@ -73,7 +74,11 @@ def described(kind: str) -> str:
 def check_given(s2: Sentinel2, path: Path | str) -> None:
     """Refuse, in one line, a given mask of values that are no code of its kind, or one of
     clear and no data alone (a 0/255 mask in cloudfree's or Fmask's codes: 255 is no data,
-    left as it is, not cloud to fill)."""
+    left as it is, not cloud to fill); a probability, where its threshold is not in its units
+    (``check_probability``)."""
+    if s2.given_threshold is not None:
+        check_probability(s2, path)
+        return
     kind = s2.given_codes
     dataset = s2.band_sources[SCL][0]
     dtype = np.dtype(dataset.dtypes[0])
@@ -81,7 +86,8 @@ def check_given(s2: Sentinel2, path: Path | str) -> None:
         ", as cloudfree mask writes them; a 0/1 cloud mask works as it is, other tools' codes "
         "with --mask-in-codes" if kind == "cloudfree" else ""))
     if not np.issubdtype(dtype, np.integer):
-        raise CloudfreeError(f"mask {path} holds {dtype} values, not classes; {advice}")
+        raise CloudfreeError(f"mask {path} holds {dtype} values, not classes: for a cloud "
+                             f"probability give --mask-in-threshold P; else {advice}")
     values: set[int] = set()
     for top in range(0, s2.height, ROWS):
         window = Window(0, top, s2.width, min(ROWS, s2.height - top))
@@ -97,6 +103,45 @@ def check_given(s2: Sentinel2, path: Path | str) -> None:
         raise CloudfreeError(f"mask {path} holds only {' and '.join(map(str, sorted(values)))}, "
                              f"and {NODATA} is no data, left as it is, not cloud: if it marks "
                              f"cloud, write it as {cloud}")
+
+
+def check_probability(s2: Sentinel2, path: Path | str) -> None:
+    """Refuse, in one line, a cloud probability whose threshold is plainly in other units: one
+    above 1 where every value is 1 or less (a 0-1 map: nothing would be cloud), or one under 1
+    where values run above 1 (a 0-100 or 0-255 layer: every value from 1 would be)."""
+    low, high = np.inf, -np.inf
+    for top in range(0, s2.height, ROWS):
+        values, valid = s2.read_dn(Window(0, top, s2.width, min(ROWS, s2.height - top)), (SCL,))
+        known = values[0][np.isfinite(values[0]) & (True if valid is None else valid)]
+        if known.size:
+            low, high = min(low, float(known.min())), max(high, float(known.max()))
+    threshold = s2.given_threshold
+    if high < low:
+        return  # no data anywhere: nothing to fill, as with a mask of no data alone
+    span = f"mask {path} holds a probability from {low:g} to {high:g}"
+    if threshold > 1 >= high:
+        raise CloudfreeError(f"{span}, none reaching the threshold {threshold:g}: give it in "
+                             f"the mask's units (0.4 for a 0-1 probability)")
+    if threshold < 1 < high:
+        raise CloudfreeError(f"{span}: a threshold of {threshold:g} makes every value from 1 "
+                             f"cloud; give it in the mask's units (40 for a 0-100 probability)")
+
+
+def given_scl(s2: Sentinel2, window: Window) -> np.ndarray:
+    """The given mask's window [h, w] as the scene classification's codes: its codes
+    (``as_scl``), or its probability cloud where it reaches the threshold, clear below and no
+    data where the mask has none (its no-data value or mask, NaN)."""
+    if s2.given_threshold is None:
+        return as_scl(s2.read_scl(window), s2.given_codes)
+    values, valid = s2.read_dn(window, (SCL,))
+    values = values[0]
+    with np.errstate(invalid="ignore"):
+        cloud = values >= s2.given_threshold  # NaN: no data, below
+    known = np.isfinite(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
+    if valid is not None:
+        known &= valid
+    return np.where(known, np.where(cloud, CLASS_AS_SCL[CLOUD], CLASS_AS_SCL[CLEAR]),
+                    CLASS_AS_SCL[NODATA]).astype(np.uint8)
 
 
 def as_scl(codes: np.ndarray, kind: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.bright_land import ParallaxIndex
 from cloudfree.mask.classified_scene import ClassifiedScene
 from cloudfree.mask.classify import CLOUD, SNOW, SNOW_REACH, MaskParams, ShadowThresholds, classify
-from cloudfree.mask.given import as_scl
+from cloudfree.mask.given import given_scl
 
 #: The mask's input of a window: reflectance, valid pixels, scene classification (or None).
 MaskInput = tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -136,8 +136,7 @@ def stored_reader(s2: Sentinel2, bands: Sequence[str], params: MaskParams
         raw, valid = s2.read_dn(window, bands if planes is None else [bands[i] for i in planes])
         if not use_scl:
             return raw, valid, None
-        scl = s2.read_scl(window)
-        return raw, valid, as_scl(scl, s2.given_codes) if s2.given_mask else scl
+        return raw, valid, given_scl(s2, window) if s2.given_mask else s2.read_scl(window)
 
     return read
 

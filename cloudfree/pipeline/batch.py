@@ -50,7 +50,7 @@ from cloudfree.core.threads import usable_cores
 from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL
 from cloudfree.inference.engines import gpu_possible
 from cloudfree.io.discovery import DEFAULT_S1_PATTERN, DEFAULT_S2_PATTERN, Problem, Scene, discover
-from cloudfree.io.options import InputOptions
+from cloudfree.io.options import InputOptions, check_threshold
 from cloudfree.io.sentinel2 import MASK_CODES
 from cloudfree.output.atomic import atomic_output
 from cloudfree.output.provenance import acquisition_time
@@ -72,6 +72,8 @@ MASK_OPTIONS = frozenset({"offset", "level", "creation_options", "overwrite", "c
 MASK_ONLY = ("thin",)
 #: batch's own remove options: also write each scene's mask, its uncertainty.
 SCENE_OUTPUTS = ("masks", "uncertainty")
+#: Options that say how to read each scene's own mask (``mask_pattern``), given with it.
+GIVEN_MASK = ("mask_codes", "mask_threshold")
 #: remove options batch sets for each scene (its outputs' names, its references).
 PER_SCENE = frozenset({"mask_out", "preview", "source_out", "days_out", "uncertainty_out",
                        "references", "reference_s1", "reference_count"})
@@ -441,8 +443,10 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
             check_switch(name, options[name])
     if "mask_codes" in options:  # each scene's, with the mask batch finds for it
         check_choice("mask_codes", options["mask_codes"], MASK_CODES)
+    if "mask_threshold" in options:
+        check_threshold(options["mask_threshold"])
     grouped = split_options({k: v for k, v in options.items()
-                             if k not in own and k != "mask_codes"})
+                             if k not in own and k not in GIVEN_MASK})
     model = None
     if command == "remove":
         from cloudfree.pipeline.remove import check_engine_options
@@ -677,10 +681,10 @@ def run_batch(
     if mask_pattern is not None and command != "remove":
         raise UsageError(f"mask_pattern={mask_pattern!r}: only for command=remove (mask finds "
                          "the clouds)", "mask_pattern", "command")
-    if mask_pattern is None and options and options.get("mask_codes") is not None:
-        raise UsageError(f"mask_codes={options['mask_codes']}: the codes of the masks "
-                         "mask_pattern=GLOB finds, and none is given", "mask_codes",
-                         "mask_pattern")
+    for name in GIVEN_MASK:
+        if mask_pattern is None and options and options.get(name) is not None:
+            raise UsageError(f"{name}={options[name]}: how to read the masks mask_pattern=GLOB "
+                             "finds, and none is given", name, "mask_pattern")
     if mask_pattern is not None and options and options.get("temporal_mask"):
         raise UsageError("temporal_mask=True has the dates find the clouds instead of the "
                          f"masks mask_pattern={mask_pattern!r} finds: give one of them",

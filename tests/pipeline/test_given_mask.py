@@ -2,8 +2,10 @@
 
 The bundled sample takes back the mask ``remove`` wrote for it; the clear Sen1Floods11 chip (a
 town among fields, with its S1) takes a rectangle of cloud over its town at 10 m and at 20 m;
-the bundled series takes the target's own mask with other dates. Masks that cannot be read as
-classes, or are off the scene's grid, are refused in one line.
+the bundled series takes the target's own mask with other dates; a cloud probability over the
+chip's town, as a 0-1 map and as a 0-100 layer, is cloud from its threshold. Masks that cannot
+be read as classes, or are off the scene's grid, and thresholds in other units, are refused in
+one line.
 """
 
 from __future__ import annotations
@@ -206,9 +208,67 @@ def test_codes_of_another_kind_and_codes_without_a_mask_are_refused(tmp_path, re
     assert result.exit_code == 2 and "--mask-in-codes fmask needs --mask-in PATH" \
         in result.output, result.output
     result = cli("batch", tmp_path, "-o", tmp_path / "b", "--mask-in-codes", "fmask")
-    assert result.exit_code == 2 and "--mask-in-codes fmask: the codes of the masks " \
+    assert result.exit_code == 2 and "--mask-in-codes fmask: how to read the masks " \
         "--mask-pattern GLOB finds, and none is given" in result.output, result.output
     assert not out.exists() and not (tmp_path / "b").exists()
+
+
+def probability(rect, scale=1.0, dtype="float32"):
+    """A cloud probability of the chip: 0.7 over the rectangle of ``rect``, 0.2 elsewhere,
+    times ``scale``; NaN (no data) over rows 100-119, across the cloud's top, where it is a
+    float."""
+    cloud = read(rect, 1) == 1
+    values = np.where(cloud, 0.7, 0.2) * scale
+    if np.dtype(dtype).kind == "f":
+        values[100:120] = np.nan
+    return values.astype(dtype)
+
+
+def test_a_cloud_probability_is_cloud_from_its_threshold(tmp_path, rect, cli):
+    outputs = {}
+    for name, values, threshold in (
+            ("map", probability(rect), "0.5"),  # s2cloudless's 0-1 map
+            ("layer", probability(rect, 100, "uint8"), "50")):  # a 0-100 layer, no NaN
+        given = write_mask(tmp_path / f"{name}.tif", values, dtype=values.dtype)
+        outputs[name] = tmp_path / f"{name}_out.tif"
+        result = cli("remove", "--s2", FLOODS_S2, "-o", outputs[name], "--mask-in", given,
+                     "--mask-in-threshold", threshold, "--buffer", "0")
+        assert result.exit_code == 0, result.output
+    same = tmp_path / "classes_out.tif"
+    assert cli("remove", "--s2", FLOODS_S2, "-o", same, "--mask-in", rect, "--buffer",
+               "0").exit_code == 0
+    # the 0-100 layer is the 0/1 mask, the 0-1 map that too but where it has no data
+    np.testing.assert_array_equal(read(outputs["layer"]), read(same))
+    changed = (read(outputs["map"]) != read(FLOODS_S2)).any(0)
+    cloud = read(rect, 1) == 1
+    assert not changed[100:120].any() and changed[cloud & ~np.isin(
+        np.arange(512), range(100, 120))[:, None]].mean() > 0.95
+
+
+@pytest.mark.parametrize("values, args, code, expected", [
+    ("map", ("--mask-in-threshold", "50"), 1,
+     "holds a probability from 0.2 to 0.7, none reaching the threshold 50: give it in the "
+     "mask's units (0.4 for a 0-1 probability)"),
+    ("layer", ("--mask-in-threshold", "0.5"), 1,
+     "holds a probability from 20 to 70: a threshold of 0.5 makes every value from 1 cloud; "
+     "give it in the mask's units (40 for a 0-100 probability)"),
+    ("map", (), 1, "holds float32 values, not classes: for a cloud probability give "
+                   "--mask-in-threshold P"),
+    ("map", ("--mask-in-threshold", "0"), 2, "--mask-in-threshold 0.0 must be above 0"),
+    ("map", ("--mask-in-threshold", "0.5", "--mask-in-codes", "fmask"), 2,
+     "--mask-in-threshold 0.5 reads the mask as a cloud probability, --mask-in-codes fmask as "
+     "classes: give one of them"),
+    (None, ("--mask-in-threshold", "0.5"), 2, "--mask-in-threshold 0.5 needs --mask-in PATH"),
+])
+def test_thresholds_that_cannot_read_the_mask_are_refused(tmp_path, rect, cli, values, args,
+                                                          code, expected):
+    layer = probability(rect, 100, "uint8") if values == "layer" else probability(rect)
+    given = () if values is None else (
+        "--mask-in", write_mask(tmp_path / "p.tif", layer, dtype=layer.dtype))
+    out = tmp_path / "out.tif"
+    result = cli("remove", "--s2", FLOODS_S2, "-o", out, *given, *args)
+    assert result.exit_code == code and expected in result.output, result.output
+    assert result.output.count("\n") == 1 and not out.exists()
 
 
 def test_batch_takes_no_mask_for_every_scene(tmp_path, rect):
@@ -246,6 +306,21 @@ def test_batch_fills_each_scene_folder_by_its_own_mask(tmp_path, cli):
         changed = (read(out / f"{name}.tif") != read(FLOODS_S2)).any(0)
         assert changed[cloud].mean() > 0.95 and not changed[~reach].any()
     assert not (out / "c.tif").exists()
+
+
+def test_batch_reads_each_scene_folders_probability_from_the_threshold(tmp_path, rect, cli):
+    folder = scene_folder(tmp_path / "scenes" / "a")
+    write_mask(folder / "chip_cloudprob.tif", probability(rect), dtype="float32")
+    out = tmp_path / "out"
+    result = cli("batch", tmp_path / "scenes", "-o", out, "--mask-pattern", "*cloudprob*",
+                 "--mask-in-threshold", "0.5", "--s2-pattern", "*_s2.tif", "-q")
+    assert result.exit_code == 0, result.output
+    changed = (read(out / "a.tif") != read(FLOODS_S2)).any(0)
+    assert changed[RECT][20:].mean() > 0.95 and not changed[100:120].any()
+    result = cli("batch", tmp_path / "scenes", "-o", tmp_path / "b", "--mask-in-threshold",
+                 "0.5")
+    assert result.exit_code == 2 and "--mask-in-threshold 0.5: how to read the masks " \
+        "--mask-pattern GLOB finds, and none is given" in result.output, result.output
 
 
 @pytest.mark.parametrize("args, expected", [
