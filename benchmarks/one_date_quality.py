@@ -48,7 +48,9 @@ took for cloud before those rules (tables of 10 triplets).
 
 Not run by default: ``given the true mask``, the default given each case's truth as its mask
 (``given_mask``, ``remove --mask-in``), to measure what the mask costs the fill; and ``given
-s2cloudless's mask`` (s2cloudless installed), what a user giving that mask gets.
+s2cloudless's mask`` (s2cloudless installed), what a user giving that mask gets; ``given
+s2cloudless's probability``, its probability as it is (Earth Engine's S2_CLOUD_PROBABILITY is
+that) given with the threshold of 0.4 (``remove --mask-in-threshold``).
 
 Held out, leave-one-scene-out: ``haze, constants held out`` scores each scene with the haze
 constants (the default or one of ``HAZE_VARIANTS``) best on the cloud case of the other scenes;
@@ -135,6 +137,10 @@ SETTINGS = {
     # settings) as a user would give it, with remove's buffer
     "given s2cloudless's mask": {"model": "median-fill", "restoring": RestoreParams(),
                                  "mask_params": SHADOWS, "mask_in": "s2cloudless"},
+    # its probability, not averaged nor grown, read from 0.4 (``remove --mask-in-threshold``)
+    "given s2cloudless's probability": {"model": "median-fill", "restoring": RestoreParams(),
+                                        "mask_params": SHADOWS, "mask_threshold": 0.4,
+                                        "mask_in": "s2cloudless probability"},
     # the bundled networks as ``remove --model NAME`` runs them (the default's other settings)
     **{f"{name}, all together": {"model": name, "mask_params": SHADOWS,
                                  "restoring": RestoreParams()}
@@ -280,7 +286,15 @@ def given_mask(folder: Path, sample: LoadedSample, alpha: np.ndarray, kind: str)
     """A mask of the case on its grid for ``remove --mask-in``, no data where the scene has
     none. ``kind`` "true": its truth, cloud where the blend's opacity reaches
     ``TRUE_OPACITY``, shadow where the land was darkened (B08 by 2 % or more) outside it;
-    "s2cloudless": s2cloudless's cloud mask of the image (no shadows)."""
+    "s2cloudless": s2cloudless's cloud mask of the image (no shadows); "s2cloudless
+    probability": its cloud probability (float, NaN where the scene has no data)."""
+    if kind == "s2cloudless probability":
+        from s2cloudless import S2PixelCloudDetector
+
+        values = S2PixelCloudDetector(all_bands=True).get_cloud_probability_maps(
+            np.moveaxis(sample.cloudy, 0, -1)[None])[0].astype(np.float32)
+        values[~sample.valid] = np.nan
+        return write_given(folder, values)
     if kind == "s2cloudless":
         classes = np.where(s2cloudless()(sample.cloudy), CLOUD, CLEAR).astype(np.uint8)
     else:
@@ -288,19 +302,24 @@ def given_mask(folder: Path, sample: LoadedSample, alpha: np.ndarray, kind: str)
         dark = sample.cloudy[BANDS.index("B08")] < 0.98 * sample.clear[BANDS.index("B08")]
         classes = np.where(cloud, CLOUD, np.where(dark, SHADOW, CLEAR)).astype(np.uint8)
     classes[~sample.valid] = NODATA
+    return write_given(folder, classes)
+
+
+def write_given(folder: Path, values: np.ndarray) -> Path:
+    """``values`` [H, W] written as the mask given to ``remove`` (``given_mask``)."""
     path = folder / "given_mask.tif"
-    h, w = classes.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
-                       **GRID) as ds:
-        ds.write(classes, 1)
+    h, w = values.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1,
+                       dtype=values.dtype.name, **GRID) as ds:
+        ds.write(values, 1)
     return path
 
 
 def run(folder: Path, sample: LoadedSample, options: dict,
         alpha: np.ndarray | None = None) -> np.ndarray:
     """``remove`` with these options and every other default; reflectance [13, H, W]. An
-    option ``mask_in="true"`` or ``"s2cloudless"`` gives that mask of the case (``given_mask``,
-    the truth from the blend's opacity ``alpha``)."""
+    option ``mask_in="true"``, ``"s2cloudless"`` or ``"s2cloudless probability"`` gives that
+    mask of the case (``given_mask``, the truth from the blend's opacity ``alpha``)."""
     s2, s1 = write_inputs(folder, sample)
     if options.get("mask_in") is not None:
         options = options | {"mask_in": given_mask(folder, sample, alpha, options["mask_in"])}
