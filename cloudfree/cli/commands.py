@@ -261,7 +261,8 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
                    "the scene's grid (or a whole multiple of its pixels) whose first band holds "
                    "cloudfree's classes (0 clear, 1 cloud, 2 shadow, 3 snow, 4 thin cloud, 255 "
                    "no data), as `cloudfree mask` and --mask-out write them; a 0/1 cloud mask "
-                   "works as it is; other tools' codes with --mask-in-codes. --buffer still "
+                   "works as it is (the shadows its clouds cast are then found, as without a "
+                   "mask); other tools' codes with --mask-in-codes. --buffer still "
                    "grows its clouds (0: not at all); with --reference the dates fill what it "
                    "marks.")
 @click.option("--mask-in-codes", "mask_codes", type=click.Choice(MASK_CODES),

@@ -56,7 +56,9 @@ class InputOptions:
         A mask of the scene to take instead of finding its clouds: a raster whose first band
         holds cloudfree's classes (as ``cloudfree mask`` writes them; a 0/1 cloud mask as it
         is), on the scene's grid or a whole multiple of its pixels. It takes the place of an
-        L2A product's scene classification. Default: none, the mask is found.
+        L2A product's scene classification; where it marks no shadow, the shadows its clouds
+        cast are found as without it (``MaskParams(shadow=False)`` leaves them). Default:
+        none, the mask is found.
     mask_codes : {"cloudfree", "fmask", "scl", "omnicloudmask"}
         The codes ``mask_in`` holds: cloudfree's classes, or those of Fmask (0 land, 1 water,
         2 shadow, 3 snow, 4 cloud, 255 no data), of an L2A scene classification (SCL) or of

@@ -129,6 +129,9 @@ class MaskParams:
     #: clear (``built_up``); the mask alone has no Sentinel-1 and ignores it
     built_up: bool = True
     scl: bool = True  # classes from an L2A product's scene classification, when it has one
+    #: the shadows that scene classification (or a mask given for the scene) marks; False: those
+    #: the bands show, as without one (``remove`` with a given mask that marks none)
+    scl_shadows: bool = True
     #: without B10, clouds grown into their veiled edges (``veiled_edges``); off where other
     #: dates judge the target's clouds, and on inputs named L1C (``for_bands``)
     edges: bool = True
@@ -146,7 +149,7 @@ class MaskParams:
             check_number(name, getattr(self, name), low, 1)
         check_kind("shadow", self.shadow, bool | None, "True, False or None (the command's "
                    "default)")
-        for name in ("hot", "land", "built_up", "scl", "edges"):
+        for name in ("hot", "land", "built_up", "scl", "scl_shadows", "edges"):
             check_switch(name, getattr(self, name))
 
     @property
@@ -279,7 +282,8 @@ def classify(
     ``reflectance`` holds the bands named in ``bands`` (default: all 13 in L1C order). With
     ``params.shadow`` and no ``shadow`` thresholds, they are computed from this array alone.
     ``scl``: an L2A scene classification [H, W] on the same pixels, which then gives the classes
-    (``params.scl`` is for the caller, who reads it or not). ``cores=False`` leaves snow
+    (``params.scl`` is for the caller, who reads it or not; with ``params.scl_shadows`` off, but
+    the shadows, which the bands show as without it). ``cores=False`` leaves snow
     cores snow (``snow_cores``; for a caller that classifies again with their context where
     there is snow). ``index``: where the parallax index of ``reflectance`` is kept for the
     caller.
@@ -334,7 +338,7 @@ def classify(
         all_valid = bool(valid.all())
     classes = snow.view(np.uint8) * np.uint8(SNOW)
     classes[cloud] = CLOUD
-    if scl is not None:
+    if scl is not None and params.scl_shadows:
         classes[(scl == SCL_SHADOW) & (classes == CLEAR)] = SHADOW
     elif params.shadow:
         if shadow is None:

@@ -6,7 +6,8 @@ threshold from which it is cloud. The scene reads it where an L2A product's scen
 would be (``Sentinel2.take_mask``), and the mask is made from it as from that: its codes, or its
 probability thresholded, become the classification's (``given_scl``), which ``classify`` takes
 as they are; the buffer and the shadows' relighting then work around its clouds as around those
-the bands show.
+the bands show. A mask that marks no shadow (a 0/1 cloud mask, a probability) has its clouds'
+shadows found as without one: flagged by the bands and tied to its clouds.
 """
 
 from __future__ import annotations
@@ -71,14 +72,14 @@ def described(kind: str) -> str:
     return ", ".join(f"{v} {names[c]}" for v, c in CODES[kind].items())
 
 
-def check_given(s2: Sentinel2, path: Path | str) -> None:
+def check_given(s2: Sentinel2, path: Path | str) -> bool:
     """Refuse, in one line, a given mask of values that are no code of its kind, or one of
     clear and no data alone (a 0/255 mask in cloudfree's or Fmask's codes: 255 is no data,
     left as it is, not cloud to fill); a probability, where its threshold is not in its units
-    (``check_probability``)."""
+    (``check_probability``). Whether it marks any shadow (a probability marks none)."""
     if s2.given_threshold is not None:
         check_probability(s2, path)
-        return
+        return False
     kind = s2.given_codes
     dataset = s2.band_sources[SCL][0]
     dtype = np.dtype(dataset.dtypes[0])
@@ -103,6 +104,7 @@ def check_given(s2: Sentinel2, path: Path | str) -> None:
         raise CloudfreeError(f"mask {path} holds only {' and '.join(map(str, sorted(values)))}, "
                              f"and {NODATA} is no data, left as it is, not cloud: if it marks "
                              f"cloud, write it as {cloud}")
+    return SHADOW in classes
 
 
 def check_probability(s2: Sentinel2, path: Path | str) -> None:

@@ -530,7 +530,7 @@ class SceneRemoval:
                     keep=g.tile - g.stride + 2 * halo)
             classes = temporal.classify(refl, self.bands, classes,
                                         score > self.params.threshold, background)
-        if self.params.shadow and not self.s2.given_mask:  # the rest is dark land
+        if ties_shadows(self.s2, self.params):  # the rest is dark land
             judged, classes = classes, tied_shadows(refl, classes, self.shadow.offset,
                                                     self.bands, corner(chunk.top, chunk.left, halo))
             if background is not None:  # with the penumbra the dates find around the shadows
@@ -874,6 +874,12 @@ def check_request(s2_path: Path | str, s1_path: Path | str | None, output: Path 
     return output, input_paths, model
 
 
+def ties_shadows(s2: Sentinel2, params: MaskParams) -> bool:
+    """Whether only the shadows the clouds cast are relit or filled (``shadow.tied_shadows``):
+    all the flagged ones but those of a mask given for the scene, taken as it marks them."""
+    return bool(params.shadow) and not (s2.given_mask and params.scl_shadows)
+
+
 def remove_scene(
     s2_path: Path | str,
     s1_path: Path | str | None,
@@ -964,9 +970,10 @@ def remove_scene(
             mask_params = replace(mask_params, shadow=False)
         mask_params = scene_mask_params(s2, mask_params, bool(references))
         bands = check_bands(s2, model, engine.name, mask_params)
-        if s2.given_mask:  # its clouds are the caller's: no test takes any of them back
-            check_given(s2, inputs.mask_in)
-            mask_params = replace(mask_params, built_up=False)
+        if s2.given_mask:  # its clouds are the caller's: no test takes any of them back; where
+            # it marks no shadow, the bands find those its clouds cast
+            mask_params = replace(mask_params, built_up=False,
+                                  scl_shadows=check_given(s2, inputs.mask_in))
         temporal_mask = dates.temporal_mask
         if temporal_mask is None:
             temporal_mask = bool(references) and judges_by_default(s2.bands) \
@@ -991,8 +998,7 @@ def remove_scene(
         check_batch_memory(grid.tile, grid.cols, engine.batch_size, len(bands))
         s1, s1_tags, s1_report = NoS1(), {}, None
         restoring = fill.restoring
-        # only the shadows the clouds cast are relit or filled (a given mask's, as it has them)
-        tie = mask_params.shadow and not s2.given_mask
+        tie = ties_shadows(s2, mask_params)
         abandon = threading.Event()
         decoded = copy = kept = None  # the scene as the first passes decode and classify it
         scl = takes_scl(s2, mask_params)

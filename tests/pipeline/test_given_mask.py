@@ -73,6 +73,27 @@ def test_the_mask_remove_wrote_is_taken_back_as_it_is(tmp_path, cli):
     assert changed[classes != CLEAR].mean() > 0.95 and not changed[~near].any()
 
 
+def test_a_mask_of_clouds_alone_has_their_shadows_found(tmp_path, cli):
+    first, own = tmp_path / "first.tif", tmp_path / "own.tif"
+    assert cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o", first, "--buffer", "0",
+               "--mask-out", own).exit_code == 0
+    classes = read(own, 1)
+    clouds = write_mask(tmp_path / "clouds.tif", (classes == CLOUD).astype(np.uint8),
+                        like=SUMMER_S2)  # a 0/1 cloud mask: no shadow in it
+    used = {}
+    for name, extra in (("found", ()), ("none", ("--no-shadow",))):
+        used[name] = tmp_path / f"{name}_mask.tif"
+        result = cli("remove", "--s2", SUMMER_S2, "--s1", SUMMER_S1, "-o",
+                     tmp_path / f"{name}.tif", "--mask-in", clouds, "--buffer", "0",
+                     "--mask-out", used[name], *extra)
+        assert result.exit_code == 0, result.output
+    # the shadows the same clouds cast, exactly as `remove` finds them without a mask given
+    found = read(used["found"], 1) == SHADOW
+    assert (classes == SHADOW).sum() > 1000
+    np.testing.assert_array_equal(found, classes == SHADOW)
+    assert not (read(used["none"], 1) == SHADOW).any()
+
+
 def test_a_cloud_given_over_a_town_is_filled_whole(tmp_path, rect, cli):
     # the chip is cloud-free: its own mask fills nothing, and with S1 the built-up test would
     # take part of a cloud over the town back as land; a given cloud is the caller's
@@ -121,15 +142,17 @@ def test_the_other_dates_fill_what_the_given_mask_marks(tmp_path, cli):
     target = SERIES / "s2_2018-07-05.tif"
     given = tmp_path / "mask.tif"
     assert cli("mask", target, "-o", given).exit_code == 0
-    source = tmp_path / "source.tif"
+    source, used = tmp_path / "source.tif", tmp_path / "used.tif"
     result = cli("remove", "--s2", target, "--reference", SERIES / "s2_2018-06-25.tif",
                  "--reference", SERIES / "s2_2018-07-20.tif", "-o", tmp_path / "out.tif",
-                 "--mask-in", given, "--buffer", "0", "--source-out", source)
+                 "--mask-in", given, "--buffer", "0", "--source-out", source, "--mask-out", used)
     assert result.exit_code == 0, result.output
     from_dates = read(source, 1) > 0
-    marked = read(given, 1) != CLEAR
-    # what it marks, and the haze ring around it where the bands show haze
-    assert from_dates[marked].mean() > 0.5
+    # what it marks (`mask` marks no shadow: the shadows its clouds cast are found), and the
+    # haze ring around it where the bands show haze
+    shadows = read(used, 1) == SHADOW
+    marked = (read(given, 1) != CLEAR) | shadows
+    assert shadows.any() and from_dates[marked].mean() > 0.5
     assert not from_dates[~grow(marked, LocalFillParams().ring)].any()
 
 
