@@ -162,21 +162,31 @@ def test_mask_of_an_item_by_url_is_the_local_items(served, cli, tmp_path):
         assert b.tags()["INPUT_S2"] == f"{served['url']}/item.json"
 
 
-def test_remove_takes_a_mask_over_http_as_from_disk(served, cli, tmp_path):
+@pytest.mark.parametrize("probability", [False, True])
+def test_remove_takes_a_mask_over_http_as_from_disk(served, cli, tmp_path, probability):
     url, root = served["url"], served["root"]
-    assert cli("mask", served["item"], "-o", root / "given_mask.tif").exit_code == 0
+    name = "given_probability.tif" if probability else "given_mask.tif"  # the server's: one each
+    assert cli("mask", served["item"], "-o", root / name).exit_code == 0
+    read_as = ()
+    if probability:  # its cloud as a probability of 0.8, the rest 0.1, read from 0.5
+        with rasterio.open(root / name) as ds:
+            cloud, profile = ds.read(1) == 1, ds.profile
+        with rasterio.open(root / name, "w", **(profile | {"dtype": "float32",
+                                                        "nodata": None})) as ds:
+            ds.write(np.where(cloud, 0.8, 0.1).astype(np.float32), 1)
+        read_as = ("--mask-in-threshold", "0.5")
     outs = {}
-    for where, s2, mask in (("local", served["item"], root / "given_mask.tif"),
-                            ("http", f"{url}/item.json", f"{url}/given_mask.tif")):
+    for where, s2, mask in (("local", served["item"], root / name),
+                            ("http", f"{url}/item.json", f"{url}/{name}")):
         outs[where] = tmp_path / f"{where}.tif"
         served["server"].reset()
-        result = cli("remove", "--s2", s2, "--mask-in", mask, "-o", outs[where])
+        result = cli("remove", "--s2", s2, "--mask-in", mask, "-o", outs[where], *read_as)
         assert result.exit_code == 0, result.output
-    assert any("given_mask.tif" in r["path"] for r in _tif_gets(served["server"]))
+    assert any(name in r["path"] for r in _tif_gets(served["server"]))
     with rasterio.open(outs["local"]) as a, rasterio.open(outs["http"]) as b:
         assert np.array_equal(a.read(), b.read()) and b.tags()["MASK_SOURCE"] == "given mask"
     result = cli("remove", "--s2", f"{url}/item.json", "--mask-in", f"{url}/no_such_mask.tif",
-                 "-o", tmp_path / "none.tif")
+                 "-o", tmp_path / "none.tif", *read_as)
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert "no_such_mask.tif" in result.output and not (tmp_path / "none.tif").exists()
 
