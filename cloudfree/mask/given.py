@@ -126,7 +126,8 @@ def check_probability(s2: Sentinel2, path: Path | str) -> None:
                              f"the mask's units (0.4 for a 0-1 probability)")
     if threshold < 1 < high:
         raise CloudfreeError(f"{span}: a threshold of {threshold:g} makes every value from 1 "
-                             f"cloud; give it in the mask's units (40 for a 0-100 probability)")
+                             f"cloud; give it in the mask's units (40 for a 0-100 probability), "
+                             f"or none for a mask of classes")
 
 
 def given_scl(s2: Sentinel2, window: Window) -> np.ndarray:

@@ -274,7 +274,7 @@ def test_a_cloud_probability_is_cloud_from_its_threshold(tmp_path, rect, cli):
      "mask's units (0.4 for a 0-1 probability)"),
     ("layer", ("--mask-in-threshold", "0.5"), 1,
      "holds a probability from 20 to 70: a threshold of 0.5 makes every value from 1 cloud; "
-     "give it in the mask's units (40 for a 0-100 probability)"),
+     "give it in the mask's units (40 for a 0-100 probability), or none for a mask of classes"),
     ("map", (), 1, "holds float32 values, not classes: for a cloud probability give "
                    "--mask-in-threshold P"),
     ("map", ("--mask-in-threshold", "0"), 2, "--mask-in-threshold 0.0 must be above 0"),
