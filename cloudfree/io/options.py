@@ -98,7 +98,7 @@ class InputOptions:
             raise UsageError(f"mask_codes={self.mask_codes} needs mask_in=PATH: it names the "
                              "codes of that mask", "mask_codes", "mask_in")
         if self.mask_threshold is not None:
-            check_threshold(self.mask_threshold)
+            _check_threshold(self.mask_threshold)
             if self.mask_in is None:
                 raise UsageError(f"mask_threshold={self.mask_threshold} needs mask_in=PATH: it "
                                  "is where that mask's cloud probability makes cloud",
@@ -131,7 +131,7 @@ class InputOptions:
         return s2
 
 
-def check_threshold(value: object) -> None:
+def _check_threshold(value: object) -> None:
     """``mask_threshold``: a number above 0 and finite (at 0 every pixel of a probability would
     be cloud)."""
     check_number("mask_threshold", value, 0)

@@ -113,10 +113,9 @@ def check_probability(s2: Sentinel2, path: Path | str) -> None:
     where values run above 1 (a 0-100 or 0-255 layer: every value from 1 would be)."""
     low, high = np.inf, -np.inf
     for top in range(0, s2.height, ROWS):
-        values, valid = s2.read_dn(Window(0, top, s2.width, min(ROWS, s2.height - top)), (SCL,))
-        known = values[0][np.isfinite(values[0]) & (True if valid is None else valid)]
-        if known.size:
-            low, high = min(low, float(known.min())), max(high, float(known.max()))
+        values, known = _probability(s2, Window(0, top, s2.width, min(ROWS, s2.height - top)))
+        if known.any():
+            low, high = min(low, float(values[known].min())), max(high, float(values[known].max()))
     threshold = s2.given_threshold
     if high < low:
         return  # no data anywhere: nothing to fill, as with a mask of no data alone
@@ -136,15 +135,19 @@ def given_scl(s2: Sentinel2, window: Window) -> np.ndarray:
     data where the mask has none (its no-data value or mask, NaN)."""
     if s2.given_threshold is None:
         return as_scl(s2.read_scl(window), s2.given_codes)
-    values, valid = s2.read_dn(window, (SCL,))
-    values = values[0]
+    values, known = _probability(s2, window)
     with np.errstate(invalid="ignore"):
         cloud = values >= s2.given_threshold  # NaN: no data, below
-    known = np.isfinite(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
-    if valid is not None:
-        known &= valid
     return np.where(known, np.where(cloud, CLASS_AS_SCL[CLOUD], CLASS_AS_SCL[CLEAR]),
                     CLASS_AS_SCL[NODATA]).astype(np.uint8)
+
+
+def _probability(s2: Sentinel2, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """A given probability's values [h, w] in the window, and where it has any (not its
+    no-data value or mask, not NaN)."""
+    values, valid = s2.read_dn(window, (SCL,))
+    known = np.isfinite(values[0])
+    return values[0], known if valid is None else known & valid
 
 
 def as_scl(codes: np.ndarray, kind: str) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cloudfree.core.arguments import check_choice, check_kind, check_path, check_switch, check_whole
+from cloudfree.core.arguments import check_kind, check_path, check_switch, check_whole
 from cloudfree.core.errors import CloudfreeError, UsageError, spelled
 from cloudfree.core.paths import check_folder_output, check_input, input_problem, new_folder, taken
 from cloudfree.core.progress import progress
@@ -50,8 +50,7 @@ from cloudfree.core.threads import usable_cores
 from cloudfree.inference.bundled import DEFAULT_MODEL, FILL_MODEL
 from cloudfree.inference.engines import gpu_possible
 from cloudfree.io.discovery import DEFAULT_S1_PATTERN, DEFAULT_S2_PATTERN, Problem, Scene, discover
-from cloudfree.io.options import InputOptions, check_threshold
-from cloudfree.io.sentinel2 import MASK_CODES
+from cloudfree.io.options import InputOptions
 from cloudfree.output.atomic import atomic_output
 from cloudfree.output.provenance import acquisition_time
 from cloudfree.output.stac import CATALOG_FILE, SceneFiles, write_catalog
@@ -441,10 +440,9 @@ def check_options(command: str, options: dict, resume: bool, out_dir: Path,
     for name in own:
         if name in options:
             check_switch(name, options[name])
-    if "mask_codes" in options:  # each scene's, with the mask batch finds for it
-        check_choice("mask_codes", options["mask_codes"], MASK_CODES)
-    if "mask_threshold" in options:
-        check_threshold(options["mask_threshold"])
+    given = {k: options[k] for k in GIVEN_MASK if k in options}
+    if given:  # how each scene's mask is read: as its scene will read the one batch finds
+        InputOptions(mask_in="MASK", **given)
     grouped = split_options({k: v for k, v in options.items()
                              if k not in own and k not in GIVEN_MASK})
     model = None

@@ -344,6 +344,11 @@ def test_batch_reads_each_scene_folders_probability_from_the_threshold(tmp_path,
                  "0.5")
     assert result.exit_code == 2 and "--mask-in-threshold 0.5: how to read the masks " \
         "--mask-pattern GLOB finds, and none is given" in result.output, result.output
+    result = cli("batch", tmp_path / "scenes", "-o", tmp_path / "b", "--mask-pattern",
+                 "*cloudprob*", "--mask-in-threshold", "0.5", "--mask-in-codes", "fmask")
+    assert result.exit_code == 2 and "--mask-in-threshold 0.5 reads the mask as a cloud " \
+        "probability, --mask-in-codes fmask as classes" in result.output, result.output
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("args, expected", [
