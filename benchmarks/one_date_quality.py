@@ -48,6 +48,12 @@ and the bright-land test leaves clear the bright river sand of oriolac 316 (the 
 and the coastal town's roofs of oriolac 1302 (dim at 443 nm against 490 nm), which the mask
 took for cloud before those rules (tables of 10 triplets).
 
+``--edges "cloud only"`` blends the donor's cloud without the land its thin edges let through
+(``cloud_only``): where the opacity is under ``CORE``, the spectrum of its core takes the
+donor's pixel's place, so a thin edge adds cloud alone (``clear + a * (cloud - clear)``, the
+linear mixing of thin cloud). As seen, an edge of opacity ``a`` brings ``a * (1 - a)`` of the
+donor's own land into the scene.
+
 Not run by default: ``given the true mask``, the default given each case's truth as its mask
 (``given_mask``, ``remove --mask-in``), to measure what the mask costs the fill; and ``given
 s2cloudless's mask`` (s2cloudless installed), what a user giving that mask gets; ``given
@@ -104,6 +110,10 @@ UNSHADED = MaskParams(buffer=5, shadow=False)
 TWIN_BRIGHTER = 0.03
 MIN_CLOUD = 20
 FADE = 8
+#: ``--edges "cloud only"``: a donor's pixels count as cloud alone from this opacity; its thin
+#: edges take the spectrum of that core, smoothed over ``CORE_SIGMA`` px.
+CORE = 0.9
+CORE_SIGMA = 10.0
 #: name -> remove options: the steps, one at a time, then together
 SETTINGS = {
     "scene-median fill": {"model": "median-fill", "fill_method": "median", "feather": 8,
@@ -262,14 +272,35 @@ def cast_shadow(alpha: np.ndarray, shadow: np.ndarray) -> np.ndarray:
     return shadow & footprint(cloud, (dy, dx))
 
 
-def cases(scene: dict, donor: dict,
-          ratios: np.ndarray) -> dict[str, tuple[LoadedSample, np.ndarray]]:
+def cloud_only(donor: dict) -> np.ndarray:
+    """The donor's cloud [13, H, W] without the land its thin edges let through: its pixels
+    where the opacity reaches ``CORE``, elsewhere its core's spectrum (a Gaussian of ``CORE_SIGMA``
+    px over the core pixels, their mean far from any), the two blended from an opacity of
+    ``CORE`` - 0.3. Blended by the opacity, a thin edge then adds the cloud alone, as the
+    linear mixing of thin cloud has it."""
+    cloudy, alpha = donor["cloudy"], donor["alpha"]
+    core = alpha >= CORE
+    if not core.any():
+        core = alpha >= alpha.max()
+    weight = ndimage.gaussian_filter(core.astype(np.float32), CORE_SIGMA)
+    mean = cloudy[:, core].mean(1)
+    spectrum = np.stack([np.where(weight > 1e-2, ndimage.gaussian_filter(
+        np.where(core, band, 0).astype(np.float32), CORE_SIGMA) / np.maximum(weight, 1e-2), m)
+        for band, m in zip(cloudy, mean, strict=True)])
+    w = np.clip((alpha - CORE + 0.3) / 0.3, 0, 1)[None]
+    return (w * cloudy + (1 - w) * spectrum).astype(np.float32)
+
+
+def cases(scene: dict, donor: dict, ratios: np.ndarray,
+          edges: str = "as seen") -> dict[str, tuple[LoadedSample, np.ndarray]]:
     """The scene under the donor's cloud, its shadows, and both (crops to the common size),
-    each with the cloud's opacity [H, W] (0 in the shadow case)."""
+    each with the cloud's opacity [H, W] (0 in the shadow case). ``edges``: the donor's cloud
+    "as seen" or its "cloud only" (``cloud_only``)."""
     n = min(scene["clear"].shape[1], scene["clear"].shape[2], donor["cloudy"].shape[1],
             donor["cloudy"].shape[2])
     clear, s1, valid = scene["clear"][:, :n, :n], scene["s1"][:, :n, :n], scene["valid"][:n, :n]
-    cloud = np.rot90(donor["cloudy"][:, :n, :n], axes=(1, 2))
+    field = donor["cloudy"] if edges == "as seen" else cloud_only(donor)
+    cloud = np.rot90(field[:, :n, :n], axes=(1, 2))
     alpha = np.rot90(donor["alpha"][:n, :n])
     shade = ndimage.gaussian_filter(np.rot90(donor["shadow"][:n, :n]).astype(np.float32), 1)
     dark = clear * (1 - shade[None] * (1 - ratios[:, None, None]))
@@ -522,6 +553,9 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="no run: the tables of the rows and guards of these --json files")
     parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
+    parser.add_argument("--edges", choices=("as seen", "cloud only"), default="as seen",
+                        help="the donors' thin edges as seen, their own land showing through "
+                             "(default), or the cloud alone (cloud_only)")
     parser.add_argument("--half", choices=("tuning", "held-out"),
                         help="only the scenes (and guard triplets) of this half of the by-scene "
                              "split (HELD_OUT of mask_quality.py); default both")
@@ -552,7 +586,7 @@ def main() -> None:
                 continue
             donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"], "held_out": scene["held_out"]}
-            for case, (sample, alpha) in cases(scene, donor, ratios).items():
+            for case, (sample, alpha) in cases(scene, donor, ratios, args.edges).items():
                 row[case] = {n: scores(run(folder, sample, o, alpha), sample, alpha)
                              for n, o in settings.items()
                              if case == "cloud" or n not in HAZE_VARIANTS}
