@@ -142,8 +142,9 @@ SETTINGS = {
     "fillnet + haze restored": {"model": "cloudfree-fillnet", "mask_params": UNSHADED,
                                 "restoring": RestoreParams(shadows=False)},
     # the default given the case's true clouds and shadows as its mask (``remove --mask-in``,
-    # ``true_mask``), grown by no buffer: what a better mask would buy the fill
-    "given the true mask": {"model": "median-fill", "restoring": RestoreParams(),
+    # ``true_mask``), exactly: grown by no buffer, and no feather, whose 2 px would ease the
+    # fill against the veil seen at the truth's thin edge: what a better mask would buy the fill
+    "given the true mask": {"model": "median-fill", "restoring": RestoreParams(), "feather": 0,
                             "mask_params": replace(SHADOWS, buffer=0), "mask_in": "true"},
     # the default given s2cloudless's cloud mask (``mask_quality.s2cloudless``: its README's
     # settings) as a user would give it, with remove's buffer
