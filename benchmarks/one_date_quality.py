@@ -524,7 +524,7 @@ def report(rows: list[dict], guard: list[dict], names: list[str]) -> None:
         held_out(rows, "haze, constants held out", haze, "cloud", ("cloud",))
         extra.append("haze, constants held out")
     if rows:
-        steps = [n for n in names if n not in HAZE_VARIANTS and not n.startswith("given")]
+        steps = [n for n in names if n not in HAZE_VARIANTS and "mask_in" not in SETTINGS[n]]
         held_out(rows, "held-out choice", steps, "both")
         extra.append("held-out choice")
         for case in CASES:

@@ -12,6 +12,7 @@ shadows found as without one: flagged by the bands and tied to its clouds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,7 @@ def check_given(s2: Sentinel2, path: Path | str) -> bool:
         raise CloudfreeError(f"mask {path} holds {dtype} values, not classes: for a cloud "
                              f"probability give --mask-in-threshold P; else {advice}")
     values: set[int] = set()
-    for top in range(0, s2.height, ROWS):
-        window = Window(0, top, s2.width, min(ROWS, s2.height - top))
+    for window in _strips(s2):
         values.update(np.unique(s2.read_dn(window, (SCL,))[0][0]).tolist())
     odd = sorted(values - set(CODES[kind]))
     if odd:
@@ -112,8 +112,8 @@ def check_probability(s2: Sentinel2, path: Path | str) -> None:
     above 1 where every value is 1 or less (a 0-1 map: nothing would be cloud), or one under 1
     where values run above 1 (a 0-100 or 0-255 layer: every value from 1 would be)."""
     low, high = np.inf, -np.inf
-    for top in range(0, s2.height, ROWS):
-        values, known = _probability(s2, Window(0, top, s2.width, min(ROWS, s2.height - top)))
+    for window in _strips(s2):
+        values, known = _probability(s2, window)
         if known.any():
             low, high = min(low, float(values[known].min())), max(high, float(values[known].max()))
     threshold = s2.given_threshold
@@ -140,6 +140,12 @@ def given_scl(s2: Sentinel2, window: Window) -> np.ndarray:
         cloud = values >= s2.given_threshold  # NaN: no data, below
     return np.where(known, np.where(cloud, CLASS_AS_SCL[CLOUD], CLASS_AS_SCL[CLEAR]),
                     CLASS_AS_SCL[NODATA]).astype(np.uint8)
+
+
+def _strips(s2: Sentinel2) -> Iterator[Window]:
+    """The scene's windows of ``ROWS`` whole rows, top to bottom: a given mask read through."""
+    for top in range(0, s2.height, ROWS):
+        yield Window(0, top, s2.width, min(ROWS, s2.height - top))
 
 
 def _probability(s2: Sentinel2, window: Window) -> tuple[np.ndarray, np.ndarray]:
