@@ -8,12 +8,13 @@ pairs and the cloud-free image of every triplet, ``train_default.clear_scenes``)
 clouds and shadows come from a real cloudy image of another scene of the pool (a donor, turned by
 90 degrees):
 
-- cloud: ``clear + a * (cloudy - clear)``, with the donor's opacity ``a`` rising with its cloud
-  score (``training/simulate.py``: cores hide the land, edges let it through), on the donor's
-  cloud alone (``donor_opacity``): its score above the mask's threshold, where the donor has a
-  clear image of another date also ``TWIN_BRIGHTER`` brighter in B02 than that image (roofs and
-  bright soil score too, but are as bright on both dates), in objects of ``MIN_CLOUD`` px or
-  more, the opacity fading to 0 over ``FADE`` px beyond them. So the donor's own clear land
+- cloud: ``clear + a * (cloud - clear)``, ``cloud`` the donor's cloud (its edges below), with
+  the donor's opacity ``a`` rising with its cloud score (``training/simulate.py``: cores hide
+  the land, edges let it through), on the donor's cloud alone (``donor_opacity``): its score
+  above the mask's threshold, where the donor has a clear image of another date also
+  ``TWIN_BRIGHTER`` brighter in B02 than that image (roofs and bright soil score too, but are
+  as bright on both dates), in objects of ``MIN_CLOUD`` px or more, the opacity fading to 0
+  over ``FADE`` px beyond them. So the donor's own clear land
   (a town's street grid, at a score of 0.05-0.2) is not blended in as a veil;
 - shadow: where the donor's clouds cast their shadows (``cast_shadow``: the shadow its mask finds
   within ``NEAR`` px of its clouds, on the outline of its opaque clouds displaced by the offset
@@ -48,11 +49,13 @@ and the bright-land test leaves clear the bright river sand of oriolac 316 (the 
 and the coastal town's roofs of oriolac 1302 (dim at 443 nm against 490 nm), which the mask
 took for cloud before those rules (tables of 10 triplets).
 
-``--edges "cloud only"`` blends the donor's cloud without the land its thin edges let through
-(``cloud_only``): where the opacity is under ``CORE``, the spectrum of its core takes the
-donor's pixel's place, so a thin edge adds cloud alone (``clear + a * (cloud - clear)``, the
-linear mixing of thin cloud). As seen, an edge of opacity ``a`` brings ``a * (1 - a)`` of the
-donor's own land into the scene.
+The donor's thin edges add its cloud alone (``cloud_only``): where the opacity is under
+``CORE``, the spectrum of its core takes the donor's pixel's place, so a thin edge is
+``clear + a * (core - clear)``, the linear mixing of thin cloud, which real thin edges follow
+(``thin_edges.py``: against the donors' clear twins, the mixing explains 75 % of their veil, the
+cloud's share following ``a``). ``--edges "as seen"`` blends the donor's pixels as they are: an
+edge of opacity ``a`` then carries about ``a`` times the cloud of the real date's edge and
+``a * (1 - a)`` of the donor's own land.
 
 Not run by default: ``given the true mask``, the default given each case's truth as its mask
 (``given_mask``, ``remove --mask-in``), to measure what the mask costs the fill; and ``given
@@ -293,10 +296,10 @@ def cloud_only(donor: dict) -> np.ndarray:
 
 
 def cases(scene: dict, donor: dict, ratios: np.ndarray,
-          edges: str = "as seen") -> dict[str, tuple[LoadedSample, np.ndarray]]:
+          edges: str = "cloud only") -> dict[str, tuple[LoadedSample, np.ndarray]]:
     """The scene under the donor's cloud, its shadows, and both (crops to the common size),
     each with the cloud's opacity [H, W] (0 in the shadow case). ``edges``: the donor's cloud
-    "as seen" or its "cloud only" (``cloud_only``)."""
+    "cloud only" (``cloud_only``, the default) or "as seen"."""
     n = min(scene["clear"].shape[1], scene["clear"].shape[2], donor["cloudy"].shape[1],
             donor["cloudy"].shape[2])
     clear, s1, valid = scene["clear"][:, :n, :n], scene["s1"][:, :n, :n], scene["valid"][:n, :n]
@@ -554,9 +557,9 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="no run: the tables of the rows and guards of these --json files")
     parser.add_argument("--no-guard", action="store_true", help="skip the other-date guard")
-    parser.add_argument("--edges", choices=("as seen", "cloud only"), default="as seen",
-                        help="the donors' thin edges as seen, their own land showing through "
-                             "(default), or the cloud alone (cloud_only)")
+    parser.add_argument("--edges", choices=("cloud only", "as seen"), default="cloud only",
+                        help="the donors' thin edges: the cloud alone (cloud_only, default), or "
+                             "as seen, their own land showing through")
     parser.add_argument("--half", choices=("tuning", "held-out"),
                         help="only the scenes (and guard triplets) of this half of the by-scene "
                              "split (HELD_OUT of mask_quality.py); default both")

@@ -230,7 +230,8 @@ def single_date_cases(pool: Path, folder: Path, rng: np.random.Generator, every:
     _, scenes, donors, ratios = one_date.pool_scenes(pool)
     out = []
     for i, scene in list(enumerate(scenes))[::every]:
-        made = one_date.cases(scene, one_date.donor_for(scenes, donors, i), ratios)
+        # the donors' edges as seen, as the shipped calibration was fitted
+        made = one_date.cases(scene, one_date.donor_for(scenes, donors, i), ratios, "as seen")
         for case, params in (("cloud", {}), ("both", {"mask_params": one_date.SHADOWS})):
             sample = made[case][0]  # with the cloud's opacity, which these cases do not need
             s2, s1 = write_inputs(folder, sample)
