@@ -71,6 +71,7 @@ from cloudfree.mask.classify import (
 )
 from cloudfree.mask.scene_input import mask_reader, read_classified
 from cloudfree.pipeline.mask import classified_windows, mask_scene
+from cloudfree.training.simulate import opacity
 
 
 def read_mask(path):
@@ -496,6 +497,31 @@ def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
     assert (classify(summer, summer_valid)[0] == CLOUD).sum() == summer_cloud
     rim_without = (classify(summer[rim], summer_valid[rim[1:]])[0] == CLOUD).sum()
     assert rim_without > 900 and rim_cloud >= rim_without - 2
+
+
+def test_a_clouds_thin_edge_over_textured_land_stays_cloud_beside_its_cores(monkeypatch):
+    """The summer cumulus laid over the winter sample's clear land by its opacity (``opacity`` of
+    its score: cores hide the land, edges let it through), its edges the mean spectrum of its
+    cores, as a real thin edge mixes cloud and land. Where an edge crosses textured land and shows
+    no parallax of its own, the bright-land test took it for roofs. Beside the cumulus's cores,
+    which show a cloud's parallax and smoothness (``beside_cloud``), it stays cloud: without that
+    guard tens of the edge's pixels leave the mask, and nothing else changes."""
+    from cloudfree.mask import bright_land as module
+
+    cloudy, _ = reflectance_of(SUMMER_S2)
+    land, valid = reflectance_of(WINTER_CLEAR)
+    alpha = opacity(classify(cloudy)[1])
+    core = cloudy[:, alpha >= 0.9].mean(1)[:, None, None]
+    scene = (land + alpha * (core - land)).astype(np.float32)
+    params = MaskParams(buffer=0, shadow=False)
+    guarded, score = classify(scene, valid, params)
+    monkeypatch.setattr(module, "beside_cloud", lambda strong, index, fine: np.zeros_like(strong))
+    unguarded = classify(scene, valid, params)[0]
+    edge = (alpha > 0.2) & (alpha < 0.6) & (score > params.threshold)
+    kept = (guarded == CLOUD) & (unguarded != CLOUD)
+    assert kept.sum() > 50 and (guarded[unguarded == CLOUD] == CLOUD).all()
+    assert (guarded[edge] == CLOUD).mean() > 0.925 > (unguarded[edge] == CLOUD).mean()
+    assert (kept <= ndimage.binary_dilation(alpha >= 0.5, iterations=module.NEAR_BOX // 2)).all()
 
 
 def test_box_means_and_the_veil_test_on_some_rows_are_those_of_the_whole_array():
