@@ -113,13 +113,13 @@ GROUND_TEXTURE = 0.04
 LAND_BOX, LAND_CDI, LAND_SWIR, LAND_TEXTURE = 15, -0.7, 1.0, 0.04
 FAINT_SCORE, FAINT_CDI, FAINT_SWIR = 0.3, -0.5, 1.3
 #: Textured land with no parallax beside a confirmed cloud is that cloud's thin edge over the
-#: land, not roofs: the test keeps it cloud where the pixels of the ``NEAR_BOX`` px square around
-#: that score ``NEAR_SCORE`` or more show a cloud's parallax (mean index under ``LAND_CDI``) and
-#: its smoothness (mean ``texture`` in B04 under ``GROUND_TEXTURE``). Chosen on the tuning halves
-#: of the pool's blended clouds (benchmarks/one_date_quality.py, edges of cloud alone), its
-#: cloud-free scenes and towns (benchmarks/clear_scenes.py) and its cloudy / clear pairs
-#: (benchmarks/mask_quality.py; benchmarks/records/masks.md).
-NEAR_SCORE, NEAR_BOX = 0.5, 51
+#: land, not roofs: the test keeps it cloud where the pixels of the ``BESIDE_BOX`` px square
+#: around that score ``BESIDE_SCORE`` or more show a cloud's parallax (mean index under
+#: ``LAND_CDI``) and its smoothness (mean ``texture`` in B04 under ``GROUND_TEXTURE``). Chosen on
+#: the tuning halves of the pool's blended clouds (benchmarks/one_date_quality.py, edges of
+#: cloud alone), its cloud-free scenes and towns (benchmarks/clear_scenes.py) and its cloudy /
+#: clear pairs (benchmarks/mask_quality.py; benchmarks/records/masks.md).
+BESIDE_SCORE, BESIDE_BOX = 0.5, 51
 #: The parallax index compares B08 (10 m) with B8A (20 m), and a town's 10 m texture lowers it
 #: as a cloud's edges do: on real products read at their bands' own resolutions (the cloud-free
 #: towns of the Onera Satellite Change Detection dataset), what a town's score calls cloud has a
@@ -237,7 +237,7 @@ NEAR_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 #: Context the bright-land test needs: its square or that of the confirmed clouds beside it,
 #: with the variances' and the 3 px kernel of B08, the square of its overcast share, or the faint
 #: towns' score guard.
-LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, NEAR_BOX // 2 + CDI_BOX // 2 + 1,
+LAND_REACH = max(LAND_BOX // 2 + CDI_BOX // 2 + 1, BESIDE_BOX // 2 + CDI_BOX // 2 + 1,
                  SHARE_BOX // 2, TOWN_BOX // 2)
 #: Context the lone specks need around what the bright-land test leaves (``specks``).
 SPECK_REACH = SHARE_BOX // 2
@@ -342,7 +342,8 @@ def tint(b: dict[str, np.ndarray]) -> np.ndarray:
 def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
                 valid: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] that are bright land (roofs, greenhouses, roads): no
-    parallax, land's short-wave infrared and the texture of built-up land around, the texture
+    parallax, land's short-wave infrared and the texture of built-up land around with no
+    confirmed cloud beside (``beside_cloud``, ``BESIDE_*``), the texture
     of roofs however brightly they score, the red of sand or the dim blue of the ground (not a
     veil of cloud: ``veiled_blue``) with no opaque ``score`` near, textured land that is no
     veil far from any cloud, land as bright at 1610 nm as at 865 nm, or a faint
@@ -377,7 +378,7 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
     textured = land & (grain > LAND_TEXTURE)
     kept = textured & still
     if kept.any():  # not a confirmed cloud's thin edge
-        kept &= ~beside_cloud(cloud & (score >= NEAR_SCORE), index, fine)
+        kept &= ~beside_cloud(cloud & (score >= BESIDE_SCORE), index, fine)
     kept |= rough & (grain > ROOF_TEXTURE)  # roofs, whatever their parallax and score
     sand &= ~kept
     top = "B01" in b and "B10" in b  # top-of-atmosphere levels, with the blue at 443 nm
@@ -405,15 +406,15 @@ def bright_land(b: dict[str, np.ndarray], cloud: np.ndarray, score: np.ndarray,
 
 
 def beside_cloud(strong: np.ndarray, index: np.ndarray, fine: np.ndarray) -> np.ndarray:
-    """Whether the ``strong`` cloud pixels of the ``NEAR_BOX`` px square around each pixel
+    """Whether the ``strong`` cloud pixels of the ``BESIDE_BOX`` px square around each pixel
     [H, W] are a confirmed cloud: a mean parallax ``index`` under ``LAND_CDI`` and a mean
     texture ``fine`` (``texture`` in B04) under ``GROUND_TEXTURE``; False where it holds
     none."""
     if not strong.any():
         return np.zeros_like(strong)
-    count = box_count(strong, NEAR_BOX)
-    return ((box_mean(index, strong, NEAR_BOX, count=count) < LAND_CDI)
-            & (box_mean(fine, strong, NEAR_BOX, count=count) < GROUND_TEXTURE))
+    count = box_count(strong, BESIDE_BOX)
+    return ((box_mean(index, strong, BESIDE_BOX, count=count) < LAND_CDI)
+            & (box_mean(fine, strong, BESIDE_BOX, count=count) < GROUND_TEXTURE))
 
 
 def cloud_parallax(reflectance: np.ndarray, bands: Sequence[str], cloud: np.ndarray,
