@@ -1,5 +1,7 @@
-"""What a real thin cloud edge adds to the land under it: the cloud's core spectrum in proportion
-to its opacity (linear mixing), or the cloudy pixel as it is? Measured on the donors of
+"""Whether real thin cloud edges are their land mixed with the cloud's core spectrum.
+
+What a real thin edge adds to the land under it: the core's spectrum in proportion to its
+opacity (linear mixing), or the cloudy pixel as it is? Measured on the donors of
 ``one_date_quality.py`` that have a clear image of another date.
 
     python benchmarks/thin_edges.py --data DATA
