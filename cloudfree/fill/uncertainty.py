@@ -29,7 +29,8 @@ The map from terms to sigma is log-linear, ``log sigma_b = a_b + sum_k c_k f_k``
 ``f_k`` below, an intercept per band), one for single-date fills and one for fills from other
 dates, fitted by least squares on log |error| against same-date truth (real clouds over clear
 real images: L1C scenes and a series of L1C dates, and for the fills from other dates an
-L2A-style series of monthly composites too), then scaled so that the shares of errors within 1
+L2A-style series of monthly composites too; sigma kept from narrowing with the distance to
+clear land), then scaled so that the shares of errors within 1
 and 2 sigma come closest to the fit's targets together (``TARGETS`` of
 ``benchmarks/uncertainty.py``); the fills from a lone reference are scaled to those targets on
 their own, and that factor is the coefficient of ``lone_reference``. The errors are
