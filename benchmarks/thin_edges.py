@@ -38,9 +38,11 @@ from one_date_quality import CORE, cloud_only, donors
 from scipy import ndimage
 from train_default import load_set, reflectance
 
+from cloudfree.io.sentinel2 import BANDS as S2_BANDS
+
 #: Bands whose veil is fitted: B02-B12 without B01, B09 and B10 (the atmosphere's).
-BANDS = (1, 2, 3, 4, 5, 6, 7, 8, 11, 12)
-NAMES = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+NAMES = tuple(b for b in S2_BANDS if b not in ("B01", "B09", "B10"))
+BANDS = [S2_BANDS.index(b) for b in NAMES]
 #: The thin edge: the blend's opacity in this range.
 EDGE = (0.05, 0.6)
 #: The opacity bins of the pooled table.
@@ -79,10 +81,10 @@ def edge_fit(donor: dict, twin: np.ndarray) -> dict | None:
     far = ndimage.distance_transform_edt(alpha == 0) > FAR
     twin = levelled(twin, cloudy, far)
     core = cloud_only(donor)[:, :n, :m]
-    veil = (cloudy - twin)[list(BANDS)][:, edge]
-    towards = (core - twin)[list(BANDS)][:, edge]
+    veil = (cloudy - twin)[BANDS][:, edge]
+    towards = (core - twin)[BANDS][:, edge]
     share = (veil * towards).sum(0) / np.maximum((towards ** 2).sum(0), 1e-6)
-    mismatch = (cloudy - twin)[list(BANDS)][:, far]
+    mismatch = (cloudy - twin)[BANDS][:, far]
     return {"veil": veil, "rest": veil - share * towards, "share": share, "alpha": alpha[edge],
             "mismatch": float(np.sqrt((mismatch ** 2).mean())) if far.sum() >= MIN_FAR
             else float("nan")}
