@@ -72,6 +72,7 @@ import numpy as np
 import rasterio
 import torch
 from scipy import ndimage
+from scipy.optimize import lsq_linear
 from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -430,13 +431,7 @@ def fit(x: np.ndarray, band: np.ndarray, error: np.ndarray, targets: tuple[float
         y = np.log(np.maximum(np.abs(error), 0.5 / DN))
         least = np.concatenate([np.full(bands, -np.inf),
                                 np.full(x.shape[1], -np.inf) if floors is None else floors])
-        fixed = np.zeros(len(least), bool)
-        solution = np.linalg.lstsq(design, y, rcond=None)[0]
-        while (below := ~fixed & (solution < least)).any():  # hold those at their floors
-            fixed |= below
-            solution = np.where(fixed, least, 0.0)
-            solution[~fixed] = np.linalg.lstsq(design[:, ~fixed],
-                                               y - design[:, fixed] @ least[fixed], rcond=None)[0]
+        solution = lsq_linear(design, y, bounds=(least, np.inf)).x
         keep = solution[bands:], solution[:bands]
         flagged = np.zeros(len(x), bool) if own is None else x[:, own] > 0
     else:
