@@ -3,7 +3,7 @@ from the input, per scene, with the cloud fraction the mask flags.
 
     python benchmarks/clear_scenes.py --data DATA [--json out.json] [--half tuning|held-out]
         [--s2cloudless] [--ukis-csmask] [--bands l1c|l2a|l2a10] [--surface DEST]
-        [--no-veiled-edges] [--real DEST] [--extra DIR] [-- REMOVE OPTIONS]
+        [--no-veiled-edges] [--real DEST] [--extra DIR] [--pad PX] [-- REMOVE OPTIONS]
 
 DATA is the set built by ``scripts/build_training_set.py``. Its cloud-free L1C images are the
 scenes: the clear patches (the pool's ``ok/``, ``bad_blur/`` and the SEN12MS-CR-TS clear
@@ -22,7 +22,7 @@ fraction beside the change.
 With ``--s2cloudless`` or ``--ukis-csmask`` (installed), the share of the pixels that mask flags
 (the settings of ``mask_quality.py``; ukis-csmask's 6-band L1C network on the image averaged to
 30 m, as its authors ask: at 10 m it flags much of some clear patches) is given beside, as a
-baseline: what a user of that mask would fill.
+baseline: what a user of that mask would fill (on ``--extra``'s scenes too).
 
 The summary also splits the scenes into the halves of ``mask_quality.py``'s by-scene split
 (``HELD_OUT``: the SEN12MS-CR-TS patches of the pool's series and the residual triplets it
@@ -45,10 +45,14 @@ February 2018 nearly cloud-free), as they are; these stand apart from the halves
 ``--surface`` as the pool's scenes are written, otherwise as it is), a set of its own
 beside the pool's: the cloud-free built-up L1C scenes of the Onera Satellite Change Detection
 dataset that ``scripts/extract_oscd_scenes.py`` writes (towns, industrial estates, ports and
-airports), or the two crops of DSen2's demo data of ``scripts/extract_dsen2_scenes.py`` (a
-village among fields; a coast with bright gypsum pans). Where DIR has a SPLIT.tsv (scene, half),
-``--half`` picks its scenes too and the summary gives its halves. ``--data`` may be left out to
-run these alone.
+airports), the built-up EuroSAT tiles of ``scripts/extract_eurosat_scenes.py`` (European
+industrial estates, housing and motorways, 64 px each), or the two crops of DSen2's demo data
+of ``scripts/extract_dsen2_scenes.py`` (a village among fields; a coast with bright gypsum
+pans). Where DIR has a SPLIT.tsv (scene, half), ``--half`` picks its scenes too and the summary
+gives its halves. ``--data`` may be left out to run these alone. ``--pad PX`` writes each of
+them with PX px of nodata around it, as a scene's edge against its nodata is: small tiles have
+much of their land within a test's square of the image's edge, where the squares are mirrored
+about it.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ import rasterio
 from mask_l2a import L2A_10, L2A_12, dark_levels, l2a_paths, lowered, offsets, real_l2a
 from mask_quality import HELD_OUT, s2cloudless, ukis_csmask
 from rasterio.crs import CRS
-from rasterio.transform import from_origin
+from rasterio.transform import Affine, from_origin
 
 from cloudfree.io.sentinel2 import BANDS, open_sentinel2
 
@@ -156,20 +160,24 @@ def write_inputs(record: dict, arrays: dict, folder: Path, missing: tuple[str, .
 
 
 def write_extra(path: Path, folder: Path, missing: tuple[str, ...],
-                levels: dict[str, float] | None) -> Path:
+                levels: dict[str, float] | None, pad: int = 0) -> Path:
     """An ``--extra`` scene (13-band L1C GeoTIFF) without the bands ``missing`` and at the
-    surface ``levels`` given (``as_l2a``), on its own grid; as it is without ``missing``."""
-    if not missing:
+    surface ``levels`` given (``as_l2a``), on its own grid with ``pad`` px of nodata around it;
+    as it is without ``missing`` or ``pad``."""
+    if not missing and not pad:
         return path
     with rasterio.open(path) as src:
         dn, profile = src.read().astype(np.float32), src.profile
-    kept = as_l2a(dn, missing, levels)
+    kept = np.pad(as_l2a(dn, missing, levels), ((0, 0), (pad, pad), (pad, pad)),
+                  constant_values=np.nan)
     s2 = folder / "s2.tif"
-    profile.update(count=len(kept), dtype="uint16", nodata=0)
+    profile.update(count=len(kept), dtype="uint16", nodata=0, height=kept.shape[1],
+                   width=kept.shape[2], transform=profile["transform"]
+                   * Affine.translation(-pad, -pad))
     with rasterio.open(s2, "w", **profile) as dst:
         dst.write(as_dn(kept))
         dst.descriptions = tuple(b for b in BANDS if b not in missing)
-        dst.update_tags(PROCESSING_LEVEL="L2A")
+        dst.update_tags(PROCESSING_LEVEL="L2A" if missing else "L1C")
     return s2
 
 
@@ -197,6 +205,18 @@ def flagged_share(masker: Callable[[np.ndarray], np.ndarray], s2: Path) -> float
     return float((masker(dn.astype(np.float32) / 10000) & valid).sum() / max(valid.sum(), 1))
 
 
+def baseline_summaries(rows: list[dict], baselines: dict) -> list[str]:
+    """Each baseline mask's share of the ``rows``' pixels flagged: mean, median, worst."""
+    lines = []
+    for label in baselines:
+        shares = [r[label] for r in rows]
+        lines.append(f"{label} flags: mean {100 * statistics.mean(shares):.2f} %, median "
+                     f"{100 * statistics.median(shares):.2f} %, worst {100 * max(shares):.2f} %; "
+                     f"scenes over 1 %: {sum(c > 0.01 for c in shares)}, over 3 %: "
+                     f"{sum(c > 0.03 for c in shares)}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path)
@@ -220,6 +240,8 @@ def main() -> None:
     parser.add_argument("--extra", type=Path, metavar="DIR",
                         help="also remove on the GeoTIFFs of DIR (no S1), in the band set "
                              "of --bands")
+    parser.add_argument("--pad", type=int, default=0, metavar="PX",
+                        help="--extra's scenes with PX px of nodata around them")
     parser.add_argument("options", nargs="*", help="after --: options for every remove")
     args = parser.parse_args()
     if not args.data and not args.extra:
@@ -241,6 +263,16 @@ def main() -> None:
         subprocess.run(command, check=True, capture_output=True)
         return {"changed": changed_share(s2, out), "masked": mask_share(s2, mask)}
 
+    def flagged(s2: Path) -> dict:
+        """The share of ``s2``'s pixels each baseline mask flags."""
+        return {label: flagged_share(masker, s2) for label, masker in baselines.items()}
+
+    def line(row: dict) -> str:
+        """A scene's figures: changed, masked and each baseline's."""
+        return " ".join([f"changed {100 * row['changed']:6.2f} %",
+                         f"masked {100 * row['masked']:6.2f} %",
+                         *(f"{label} {100 * row[label]:6.2f} %" for label in baselines)])
+
     baselines = {}
     for name, wanted, make, package in (("s2cloudless", args.s2cloudless, s2cloudless,
                                          "s2cloudless"),
@@ -260,13 +292,8 @@ def main() -> None:
                 arrays = {k: z[k] for k in z.files}
             s2, s1 = write_inputs(record, arrays, folder, missing, levels)
             rows.append({"scene": name, "kind": record["kind"], "held_out": held_out(record),
-                         **run(s2, s1, folder)})
-            line = (f"{name:48s} {record['kind']:8s} changed {100 * rows[-1]['changed']:6.2f} % "
-                    f"masked {100 * rows[-1]['masked']:6.2f} %")
-            for label, masker in baselines.items():
-                rows[-1][label] = flagged_share(masker, s2)
-                line += f" {label} {100 * rows[-1][label]:6.2f} %"
-            print(line, flush=True)
+                         **run(s2, s1, folder), **flagged(s2)})
+            print(f"{name:48s} {record['kind']:8s} {line(rows[-1])}", flush=True)
         if args.real:
             print(f"\nThe real L2A images of {args.real}, as they are:")
             kept = {name for name, *_ in real_l2a(args.real)}  # half of their pixels valid
@@ -283,20 +310,15 @@ def main() -> None:
                 half = split.get(path.stem)
                 if args.half and half and half != args.half:
                     continue
-                s2 = write_extra(path, folder, missing, levels)
+                s2 = write_extra(path, folder, missing, levels, args.pad)
                 extra.append({"scene": path.stem, "extra": True, "held_out": half == "held-out",
-                              **run(s2, None, folder)})
-                print(f"{path.stem:48s} changed {100 * extra[-1]['changed']:6.2f} % masked "
-                      f"{100 * extra[-1]['masked']:6.2f} %", flush=True)
+                              **run(s2, None, folder), **flagged(s2)})
+                print(f"{path.stem:48s} {line(extra[-1])}", flush=True)
     print()
     if rows:
         print(summary(rows, "cloud-free scenes"))
-    for label in baselines if rows else ():
-        flagged = [r[label] for r in rows]
-        print(f"{label} flags: mean {100 * statistics.mean(flagged):.2f} %, median "
-              f"{100 * statistics.median(flagged):.2f} %, worst {100 * max(flagged):.2f} %; "
-              f"scenes over 1 %: {sum(c > 0.01 for c in flagged)}, over 3 %: "
-              f"{sum(c > 0.03 for c in flagged)}")
+        for text in baseline_summaries(rows, baselines):
+            print(text)
     for label, held in (("of the tuning half", False), ("of the held-out half", True)):
         part = [r for r in rows if r["held_out"] == held]
         if part:
@@ -305,6 +327,8 @@ def main() -> None:
         print(summary(real, "real L2A images"))
     if extra:
         print(summary(extra, f"scenes of {args.extra}"))
+        for text in baseline_summaries(extra, baselines):
+            print(text)
         for label, held in (("of its tuning half", False), ("of its held-out half", True)):
             part = [r for r in extra if r["held_out"] == held]
             if part and len(part) < len(extra):
