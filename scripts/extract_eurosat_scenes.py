@@ -22,14 +22,11 @@ committed ``eurosat_scenes_manifest.tsv``.
 from __future__ import annotations
 
 import argparse
-import io
-import subprocess
-import tarfile
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from extract_mask_pairs import git_dir, write_manifest
+from extract_mask_pairs import files_under, write_manifest
+from extract_oscd_scenes import BANDS, write_l1c
 from rasterio.io import MemoryFile
 
 #: Where the tiles come from (the manifest's first line).
@@ -41,11 +38,9 @@ COMMIT = "95c6739c0ec8940772510c78d1a17c7e394d3f6a"
 ROOT = "data/Euro_MS_Test_red/"
 #: The built-up classes kept.
 CLASSES = ("Industrial", "Residential", "Highway")
-#: The tiles' band order, and cloudfree's.
+#: The tiles' band order (cloudfree's is ``BANDS``).
 TILE_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11",
               "B12", "B8A")
-BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
-         "B12")
 #: Tiles left out, judged by their RGB quicklook before any run of the mask: a milky veil over
 #: the whole crop, B01 above B02 (1758 against 1409 DN at the medians).
 CLOUDY = frozenset({"Highway_1335"})
@@ -55,14 +50,8 @@ MANIFEST = Path(__file__).with_name("eurosat_scenes_manifest.tsv")
 
 def archived(repo: Path) -> dict[str, bytes]:
     """The tiles of ``CLASSES`` at ``COMMIT``, by path under ``ROOT`` (``train/Industrial/...``)."""
-    archive = subprocess.run(
-        ["git", f"--git-dir={git_dir(repo)}", "archive", "--format=tar", COMMIT, ROOT],
-        check=True, capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        return {m.name.removeprefix(ROOT): tar.extractfile(m).read() for m in tar.getmembers()
-                if m.isfile() and m.name.endswith(".tif")
-                and m.name.removeprefix(ROOT).split("/")[1] in CLASSES}
+    return {name: content for name, content in files_under(repo, COMMIT, ROOT).items()
+            if name.endswith(".tif") and name.split("/")[1] in CLASSES}
 
 
 def extract(repo: Path, dest: Path) -> list[Path]:
@@ -77,14 +66,11 @@ def extract(repo: Path, dest: Path) -> list[Path]:
         with MemoryFile(content) as memory, memory.open() as src:
             if src.count != len(TILE_BANDS):
                 raise SystemExit(f"{name}: {src.count} bands, expected {len(TILE_BANDS)}")
-            dn, crs, transform = src.read()[order], src.crs, src.transform
+            dn = src.read()[order].astype(np.uint16)
+            grid = {"height": src.height, "width": src.width, "crs": src.crs,
+                    "transform": src.transform}
         target = dest / f"eurosat_{file}"
-        with rasterio.open(target, "w", driver="GTiff", count=len(BANDS), dtype="uint16",
-                           nodata=0, width=dn.shape[2], height=dn.shape[1], crs=crs,
-                           transform=transform) as dst:
-            dst.write(dn.astype(np.uint16))
-            dst.descriptions = BANDS
-            dst.update_tags(PROCESSING_LEVEL="L1C")
+        write_l1c(target, dn, grid)
         written.append(target)
         split.append(f"{target.stem}\t{HALVES[folder]}")
     (dest / "SPLIT.tsv").write_text("\n".join(split) + "\n")

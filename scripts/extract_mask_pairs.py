@@ -53,6 +53,17 @@ def git_dir(repo: Path) -> Path:
     return repo / ".git" if (repo / ".git").is_dir() else repo
 
 
+def files_under(repo: Path, commit: str, root: str) -> dict[str, bytes]:
+    """The files under the folder ``root`` (ending in /) at ``commit``, by path under it."""
+    archive = subprocess.run(
+        ["git", f"--git-dir={git_dir(repo)}", "archive", "--format=tar", commit, root],
+        check=True, capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name.removeprefix(root): tar.extractfile(m).read() for m in tar.getmembers()
+                if m.isfile()}
+
+
 def archived(repo: Path, paths: list[str]) -> dict[str, bytes]:
     """The .tif files under ``paths`` at the repository's HEAD, by path."""
     archive = subprocess.run(

@@ -22,16 +22,13 @@ against the committed ``oscd_scenes_manifest.tsv``.
 from __future__ import annotations
 
 import argparse
-import io
 import re
-import subprocess
-import tarfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from extract_mask_pairs import git_dir, write_manifest
+from extract_mask_pairs import files_under, write_manifest
 from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
@@ -68,14 +65,8 @@ MANIFEST = Path(__file__).with_name("oscd_scenes_manifest.tsv")
 
 def archived(repo: Path) -> dict[str, bytes]:
     """The dataset's band files and dates at ``COMMIT``, by path under ``ROOT``."""
-    archive = subprocess.run(
-        ["git", f"--git-dir={git_dir(repo)}", "archive", "--format=tar", COMMIT, ROOT],
-        check=True, capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        return {m.name.removeprefix(ROOT): tar.extractfile(m).read() for m in tar.getmembers()
-                if m.isfile() and (m.name.endswith(".tif") or m.name.endswith("dates.txt"))
-                and "/cm/" not in m.name}
+    return {name: content for name, content in files_under(repo, COMMIT, ROOT).items()
+            if (name.endswith(".tif") or name.endswith("dates.txt")) and "/cm/" not in name}
 
 
 def band_file(files: dict[str, bytes], town: str, folder: str, band: str) -> bytes:
@@ -107,6 +98,16 @@ def dates(files: dict[str, bytes], town: str) -> dict[str, str]:
     return {f"imgs_{n}": re.search(rf"date_{n}:\s*(\d{{8}})", text).group(1) for n in (1, 2)}
 
 
+def write_l1c(target: Path, dn: np.ndarray, grid: dict) -> None:
+    """``dn`` [13, H, W] (uint16) as a GeoTIFF of the named L1C ``BANDS`` (nodata 0) on
+    ``grid`` (its height, width, crs and transform)."""
+    with rasterio.open(target, "w", driver="GTiff", count=len(BANDS), dtype="uint16", nodata=0,
+                       **grid) as dst:
+        dst.write(dn)
+        dst.descriptions = BANDS
+        dst.update_tags(PROCESSING_LEVEL="L1C")
+
+
 def extract(repo: Path, dest: Path) -> list[Path]:
     """Write the cloud-free images and SPLIT.tsv under ``dest``; return the images."""
     files = archived(repo)
@@ -119,11 +120,7 @@ def extract(repo: Path, dest: Path) -> list[Path]:
                     continue
                 dn, profile = stack(files, town, folder)
                 target = dest / f"oscd_{town}_{day}.tif"
-                with rasterio.open(target, "w", driver="GTiff", count=len(BANDS),
-                                   dtype="uint16", nodata=0, **profile) as dst:
-                    dst.write(np.clip(np.rint(dn), 0, 65535).astype(np.uint16))
-                    dst.descriptions = BANDS
-                    dst.update_tags(PROCESSING_LEVEL="L1C")
+                write_l1c(target, np.clip(np.rint(dn), 0, 65535).astype(np.uint16), profile)
                 written.append(target)
                 split.append(f"{target.stem}\t{half}")
     (dest / "SPLIT.tsv").write_text("\n".join(split) + "\n")
