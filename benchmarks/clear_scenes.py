@@ -162,13 +162,13 @@ def write_inputs(record: dict, arrays: dict, folder: Path, missing: tuple[str, .
 def write_extra(path: Path, folder: Path, missing: tuple[str, ...],
                 levels: dict[str, float] | None, pad: int = 0) -> Path:
     """An ``--extra`` scene (13-band L1C GeoTIFF) without the bands ``missing`` and at the
-    surface ``levels`` given (``as_l2a``), on its own grid with ``pad`` px of nodata around it;
-    as it is without ``missing`` or ``pad``."""
+    surface ``levels`` given (``as_l2a``), on its own grid with ``pad`` px of nodata around it
+    (its own nodata, by the file's masks, kept); as it is without ``missing`` or ``pad``."""
     if not missing and not pad:
         return path
     with rasterio.open(path) as src:
-        dn, profile = src.read().astype(np.float32), src.profile
-    kept = np.pad(as_l2a(dn, missing, levels), ((0, 0), (pad, pad), (pad, pad)),
+        dn, profile = np.where(src.read_masks() > 0, src.read(), np.nan), src.profile
+    kept = np.pad(as_l2a(dn.astype(np.float32), missing, levels), ((0, 0), (pad, pad), (pad, pad)),
                   constant_values=np.nan)
     s2 = folder / "s2.tif"
     profile.update(count=len(kept), dtype="uint16", nodata=0, height=kept.shape[1],
@@ -263,6 +263,15 @@ def main() -> None:
         subprocess.run(command, check=True, capture_output=True)
         return {"changed": changed_share(s2, out), "masked": mask_share(s2, mask)}
 
+    baselines = {}
+    for name, wanted, make, package in (("s2cloudless", args.s2cloudless, s2cloudless,
+                                         "s2cloudless"),
+                                        ("ukis-csmask", args.ukis_csmask, lambda: ukis_csmask(3),
+                                         "ukis-csmask[cpu]")):
+        if wanted:
+            baselines[name] = make()
+            if baselines[name] is None:
+                raise SystemExit(f"--{name}: {name} is not installed (pip install {package})")
     def flagged(s2: Path) -> dict:
         """The share of ``s2``'s pixels each baseline mask flags."""
         return {label: flagged_share(masker, s2) for label, masker in baselines.items()}
@@ -273,15 +282,6 @@ def main() -> None:
                          f"masked {100 * row['masked']:6.2f} %",
                          *(f"{label} {100 * row[label]:6.2f} %" for label in baselines)])
 
-    baselines = {}
-    for name, wanted, make, package in (("s2cloudless", args.s2cloudless, s2cloudless,
-                                         "s2cloudless"),
-                                        ("ukis-csmask", args.ukis_csmask, lambda: ukis_csmask(3),
-                                         "ukis-csmask[cpu]")):
-        if wanted:
-            baselines[name] = make()
-            if baselines[name] is None:
-                raise SystemExit(f"--{name}: {name} is not installed (pip install {package})")
     rows, real, extra = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -614,8 +614,7 @@ def references_order(label: str) -> tuple[bool, bool, int]:
 
 
 def write_calibration(cases: dict[str, list[dict]], keep: dict[str, Path | None],
-                      kinds: tuple[str, ...] = tuple(KINDS.values()),
-                      path: Path = CALIBRATION) -> None:
+                      kinds: tuple[str, ...], path: Path = CALIBRATION) -> None:
     """Fit ``kinds`` on all their cases, the L2A-style series' too (only the scale of the
     coefficients of ``keep``'s file for a kind, when given), the other kinds kept as ``path``
     has them; write the calibration ``remove`` ships there."""

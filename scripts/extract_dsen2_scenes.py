@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from extract_mask_pairs import git_dir, write_manifest
+from extract_mask_pairs import against, git_dir, write_manifest
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
@@ -102,9 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     files = extract(args.repo, args.dest)
     write_manifest(args.dest, sorted(files), SOURCE)
-    same = (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
-    print(f"{len(SCENES)} scenes in {args.dest}; "
-          f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")
+    print(f"{len(SCENES)} scenes in {args.dest}; {against(args.dest, MANIFEST)}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from extract_mask_pairs import files_under, write_manifest
+from extract_mask_pairs import against, files_under, write_manifest
 from extract_oscd_scenes import BANDS, write_l1c
 from rasterio.io import MemoryFile
 
@@ -85,9 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     files = extract(args.repo, args.dest)
     write_manifest(args.dest, sorted([*files, args.dest / "SPLIT.tsv"]), SOURCE)
-    same = MANIFEST.exists() and (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
-    print(f"{len(files)} tiles in {args.dest}; "
-          f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")
+    print(f"{len(files)} tiles in {args.dest}; {against(args.dest, MANIFEST)}")
 
 
 if __name__ == "__main__":

@@ -175,6 +175,12 @@ def write_manifest(dest: Path, files: list[Path], source: str | None = None) -> 
     (dest / "MANIFEST.tsv").write_text(f"{head}path\tbytes\tsha256\n" + "\n".join(lines) + "\n")
 
 
+def against(dest: Path, manifest: Path) -> str:
+    """Whether DEST/MANIFEST.tsv is the committed ``manifest``, in words."""
+    same = (dest / "MANIFEST.tsv").read_text() == manifest.read_text()
+    return f"{'as in' if same else 'DIFFERENT FROM'} {manifest.name}"
+
+
 def main() -> None:
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -183,9 +189,8 @@ def main() -> None:
     args = parser.parse_args()
     files = extract(args.repo, args.dest)
     write_manifest(args.dest, files)
-    same = (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
     print(f"{len(files)} files ({len(files) // 2} pairs) in {args.dest}; "
-          f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")
+          f"{against(args.dest, MANIFEST)}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from extract_mask_pairs import files_under, write_manifest
+from extract_mask_pairs import against, files_under, write_manifest
 from rasterio.io import MemoryFile
 from rasterio.warp import Resampling, reproject
 
@@ -136,9 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     files = extract(args.repo, args.dest)
     write_manifest(args.dest, sorted([*files, args.dest / "SPLIT.tsv"]), SOURCE)
-    same = (args.dest / "MANIFEST.tsv").read_text() == MANIFEST.read_text()
-    print(f"{len(files)} scenes in {args.dest}; "
-          f"{'as in' if same else 'DIFFERENT FROM'} {MANIFEST.name}")
+    print(f"{len(files)} scenes in {args.dest}; {against(args.dest, MANIFEST)}")
 
 
 if __name__ == "__main__":
