@@ -1,13 +1,14 @@
 """The other dates' similar pixels' search on a real series: CPU per pixel and error, by setting.
 
     python benchmarks/similar_search.py --series SERIES [--approximate 1 2 3] [--neighbours K]
-        [--rounds 3]
+        [--components C] [--stride S] [--rounds 3]
 
 SERIES is the pool's SEN12MS-CR-TS series (``reference_fill.py``; 256 px, 13 bands). Its five
 clearest dates (the fewest pixels with B02 above 0.15) stand for a scene: the clearest is the
 target, the other four the dates whose pixels alike predict it (``similar_pixels.py``). The
 search is fitted on the target's sample grid at every 2nd row and column (16384 pixels,
-``SAMPLE``'s most, as in a large scene) and predicts the 49152 pixels off it, on one thread.
+``SAMPLE``'s most, as in a large scene; ``--stride 4``: every 4th, 4096 pixels) and predicts
+the pixels off it, on one thread, in ``--components`` dimensions (``COMPONENTS``).
 For each ``APPROXIMATE`` given (the k-d tree's ``eps``): the CPU microseconds per pixel of
 ``SimilarPixels.predict`` (the median of ``--rounds``, the settings taken in turn in each
 round) and its RMS error against the target (reflectance). The pixels predicted lie beside
@@ -45,11 +46,16 @@ def main() -> None:
     parser.add_argument("--approximate", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     parser.add_argument("--neighbours", type=int, default=similar_pixels.NEIGHBOURS,
                         help="neighbours averaged (NEIGHBOURS)")
+    parser.add_argument("--components", type=int, default=similar_pixels.COMPONENTS,
+                        help="dimensions of the search (COMPONENTS)")
+    parser.add_argument("--stride", type=int, default=2,
+                        help="the sample: every STRIDE-th row and column of the target")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     target, *others = clearest(args.series)
     grid = np.zeros(target.shape[1:], bool)
-    grid[::2, ::2] = True
+    grid[::args.stride, ::args.stride] = True
+    similar_pixels.COMPONENTS = args.components
     features = np.concatenate([d[:, grid] for d in others]).T
     similar = SimilarPixels.fit(tuple(range(len(others))), features, target[:, grid].T)
     truth = target[:, ~grid]
