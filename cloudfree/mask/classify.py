@@ -454,7 +454,7 @@ def veiled_edges(b: dict[str, np.ndarray], cloud: np.ndarray, snowy: np.ndarray,
         return seeds
     veiled = valid & ~snowy
     for x, rise in ((b["B02"] - 0.5 * b["B04"], EDGE_HOT), (b["B02"], EDGE_BLUE)):
-        x = ndimage.uniform_filter(x, 3, mode="reflect")
+        x = box_mean(x, valid, 3)  # over the scene's pixels: no data is not dark land
         least = ndimage.minimum_filter(np.where(valid, x, np.inf), EDGE_BOX, mode="reflect")
         veiled &= x - least > rise
     return ndimage.binary_dilation(seeds, EIGHT, EDGE_GROW, mask=veiled | cloud) & ~cloud

@@ -224,6 +224,21 @@ def test_l2a_veiled_edges_window_by_window_are_those_of_the_whole_image(tmp_path
     assert (whole == THIN).mean() > 0.15
 
 
+def test_no_data_beside_a_cloud_grows_no_veiled_edges():
+    """A swath edge of no data beside the cumulus at L2A levels: the veil test's land level is
+    that of the scene's pixels, so no pixel becomes cloud that the whole image leaves clear (no
+    data read as dark land made 19 of them)."""
+    refl = _summer_at_l2a_levels()
+    whole = np.isin(classify(refl, None, MaskParams(), L2A_SET)[0], (CLOUD, THIN))
+    valid = np.ones(refl.shape[1:], bool)
+    valid[:, :8] = False
+    refl[:, ~valid] = 0
+    classes = classify(refl, valid, MaskParams(), L2A_SET)[0]
+    cloud = np.isin(classes, (CLOUD, THIN))
+    assert (classes[~valid] == NODATA).all() and whole[:, 8:20].sum() > 100
+    assert not (cloud & ~whole).any()
+
+
 def test_a_band_set_named_l1c_grows_no_veiled_edges(tmp_path, cli):
     """The summer sample's L1C bands without B01, B09 and B10: at top-of-atmosphere levels the
     score's blue ramp finds the thin edges itself, so where the scene is named L1C (a tag, the
