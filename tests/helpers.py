@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from cloudfree.mask.classify import CLOUD, THIN
+from cloudfree.io.rasters import within_scene
+from cloudfree.io.sentinel2 import BANDS
+from cloudfree.mask.classify import CLOUD, THIN, MaskParams, classify
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -111,3 +113,17 @@ def documented_parameters(obj) -> set[str]:
 def mask_cloud(classes: np.ndarray) -> np.ndarray:
     """The cloud of a ``cloudfree mask`` output: its cloud (1) and thin cloud (4) classes."""
     return np.isin(classes, (CLOUD, THIN))
+
+
+def classify_scene(refl: np.ndarray, valid: np.ndarray | None = None,
+                   params: MaskParams = MaskParams(), bands: tuple[str, ...] = BANDS
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The classes and score of a whole image [C, H, W] (``valid`` [H, W]: all where None) as
+    ``mask`` and ``remove`` read a scene: with nothing but no data beyond its edge."""
+    pad = params.context
+    pads = ((pad, pad), (pad, pad))
+    padded = np.pad(refl, ((0, 0), *pads), mode="symmetric")
+    inside = np.pad(np.ones(refl.shape[1:], bool) if valid is None else valid, pads,
+                    mode="symmetric")
+    classes, score = classify(padded, inside, params, bands, inside=within_scene(inside, pads))
+    return classes[pad:-pad, pad:-pad], score[pad:-pad, pad:-pad]

@@ -152,6 +152,17 @@ def mirror_pads(padded: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]
     padded[..., end:] = padded[..., end - right:end][..., ::-1]
     return padded
 
+def within_scene(valid: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]
+                 ) -> np.ndarray:
+    """``valid`` [H, W] with its margins ``pads`` (rows, cols), mirrored beyond the scene's
+    edge, set false: a copy."""
+    (top, bottom), (left, right) = pads
+    out = valid.copy()
+    out[:top], out[len(out) - bottom:] = False, False
+    out[:, :left], out[:, out.shape[1] - right:] = False, False
+    return out
+
+
 def open_raster(path: Path | str, what: str = "raster"):
     """Open a raster for reading (a local file, or an http(s) URL read by byte ranges: see
     ``remote.py``), turning GDAL's complaints into one clear line."""

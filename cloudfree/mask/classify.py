@@ -275,6 +275,7 @@ def classify(
     scl: np.ndarray | None = None,
     cores: bool = True,
     index: ParallaxIndex | None = None,
+    inside: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Classes uint8 [H, W] (0 clear, 1 cloud, 2 shadow, 3 snow, 255 nodata; ``thin_cloud``
     parts thin cloud off for ``mask``'s output) and score float32.
@@ -286,7 +287,10 @@ def classify(
     the shadows, which the bands show as without it). ``cores=False`` leaves snow
     cores snow (``snow_cores``; for a caller that classifies again with their context where
     there is snow). ``index``: where the parallax index of ``reflectance`` is kept for the
-    caller.
+    caller. ``inside``: the scene's pixels [H, W] where the array holds context mirrored beyond
+    the scene's edge; the tests read that context pixel by pixel, but their squares count the
+    scene's pixels alone (a roof at the edge is judged by the land beside it, not by its own
+    mirror image), and it is no data in the classes and score.
     """
     b = pick(reflectance, bands, params.bands_for(bands))
     h, w = b["B02"].shape
@@ -294,7 +298,11 @@ def classify(
     all_valid = bool(valid.all())
     if not all_valid:
         b = {k: np.where(valid, v, 0.0).astype(np.float32, copy=False) for k, v in b.items()}
+    if inside is not None:  # the bands as they are there (so the parallax index is shared)
+        valid = valid & inside
     raw = raw_score(b)
+    if inside is not None:  # nothing beyond the scene's edge is cloud or snow
+        raw[~inside] = 0
     ndsi = _ndsi(b["B03"], b["B11"]) if "B11" in b else np.zeros((h, w), np.float32)
     # bright at 1375 nm: a cloud's ice, not the ground's snow
     icy = b["B10"] > SNOW_CIRRUS if "B10" in b else np.zeros((h, w), bool)
@@ -358,7 +366,7 @@ def classify(
             else:
                 grown = grow(seeds, params.buffer)
             classes[grown & ((classes == CLEAR) | (classes == SHADOW))] = cls
-    if all_valid:
+    if all_valid and inside is None:
         return classes, score.astype(np.float32, copy=False)
     classes[~valid] = NODATA
     return classes, np.where(valid, score, np.nan).astype(np.float32)

@@ -13,7 +13,7 @@ import numpy as np
 from rasterio.windows import Window, intersect
 
 from cloudfree.io.decoded_scene import DecodedScene, Stored
-from cloudfree.io.rasters import mirror_pads, mirrors_once, read_padded
+from cloudfree.io.rasters import halo_pads, mirror_pads, mirrors_once, read_padded, within_scene
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.bright_land import ParallaxIndex
 from cloudfree.mask.classified_scene import ClassifiedScene
@@ -42,27 +42,59 @@ class MaskedWindow(NamedTuple):
     score: np.ndarray
 
 
+class ClassifiedWindow(NamedTuple):
+    """A window read with a margin around it and classified: reflectance [C, H, W], valid
+    pixels, the scene classification the mask took (None: the score decided), the mask's
+    classes and cloud score [H, W]."""
+
+    refl: np.ndarray
+    valid: np.ndarray
+    scl: np.ndarray | None
+    classes: np.ndarray
+    score: np.ndarray
+
+
+def classify_window(read: Callable[..., MaskInput], top: int, left: int, height: int,
+                    width: int, scene: tuple[int, int], halo: int, params: MaskParams,
+                    bands: Sequence[str], shadow: ShadowThresholds | None = None,
+                    pads_itself: bool = True, index: ParallaxIndex | None = None
+                    ) -> ClassifiedWindow:
+    """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
+    width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
+    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does: on the
+    scene's pixels alone, what lies beyond its edge read as no data (a roof at the edge is
+    judged by the land beside it, not by its own mirror image), and given there as the mirror
+    of the classes and score within. A window that holds snow and cloud is read again with
+    the snow cores' context (``SNOW_REACH``) around the halo and classified with it; the
+    caller's context stays the halo it asks for. ``index``: where the window's parallax index
+    is kept (``classify``)."""
+    refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
+                                   pads_itself=pads_itself)
+    pads = halo_pads(top, left, height, width, *scene, halo)[1]
+    inside = within_scene(valid, pads) if any(sum(pads, ())) else None
+    classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False,
+                              index=index, inside=inside)
+    if scl is None and (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores
+        wide = read_padded(read, top, left, height, width, *scene, halo + SNOW_REACH,
+                           pads_itself=pads_itself)
+        inside = within_scene(wide[1], halo_pads(top, left, height, width, *scene,
+                                                 halo + SNOW_REACH)[1])
+        inner = (slice(SNOW_REACH, -SNOW_REACH), slice(SNOW_REACH, -SNOW_REACH))
+        classes, score = (x[inner] for x in classify(*wide[:2], params, bands, shadow,
+                                                     wide[2], inside=inside))
+    return ClassifiedWindow(refl, valid, scl, mirror_pads(classes, pads),
+                            mirror_pads(score, pads))
+
+
 def read_classified(read: Callable[..., MaskInput], top: int, left: int, height: int,
                     width: int, scene: tuple[int, int], halo: int, params: MaskParams,
                     bands: Sequence[str], shadow: ShadowThresholds | None = None,
                     pads_itself: bool = True, index: ParallaxIndex | None = None
                     ) -> MaskedWindow:
-    """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
-    width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
-    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does. A
-    window that holds snow and cloud is read again with the snow cores' context
-    (``SNOW_REACH``) around the halo and classified with it; the caller's context stays the
-    halo it asks for. ``index``: where the window's parallax index is kept (``classify``)."""
-    refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
-                                   pads_itself=pads_itself)
-    classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False,
-                              index=index)
-    if scl is None and (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores
-        wide = read_padded(read, top, left, height, width, *scene, halo + SNOW_REACH,
-                           pads_itself=pads_itself)
-        inner = (slice(SNOW_REACH, -SNOW_REACH), slice(SNOW_REACH, -SNOW_REACH))
-        classes, score = (x[inner] for x in classify(*wide[:2], params, bands, shadow, wide[2]))
-    return MaskedWindow(refl, valid, classes, score)
+    """:func:`classify_window`'s window without the scene classification."""
+    window = classify_window(read, top, left, height, width, scene, halo, params, bands,
+                             shadow, pads_itself, index)
+    return MaskedWindow(window.refl, window.valid, window.classes, window.score)
 
 
 def read_masked(read: Callable[..., MaskInput], top: int, left: int, height: int, width: int,

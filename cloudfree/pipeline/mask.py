@@ -29,7 +29,7 @@ from cloudfree.dates.report import reference_report
 from cloudfree.dates.target_mask import TargetMask
 from cloudfree.io.decoded_scene import DecodedScene
 from cloudfree.io.options import InputOptions
-from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK, block_windows, scene_io_env, with_halo
+from cloudfree.io.rasters import BLOCK_RANGE, MASK_BLOCK, block_windows, scene_io_env
 from cloudfree.io.sentinel2 import Sentinel2
 from cloudfree.mask.bands import SHADOW_BANDS
 from cloudfree.mask.classify import (
@@ -43,13 +43,12 @@ from cloudfree.mask.classify import (
     THIN,
     MaskParams,
     ShadowThresholds,
-    classify,
     combine_shadow_stats,
     shadow_thresholds,
     thin_cloud,
 )
 from cloudfree.mask.decoded_copy import decoded_copy
-from cloudfree.mask.scene_input import S2Reader, mask_reader
+from cloudfree.mask.scene_input import S2Reader, classify_window, mask_reader
 from cloudfree.output.atomic import GridOutputs, check_distinct, check_output
 from cloudfree.output.cog import AVERAGE, NEAREST
 from cloudfree.output.geotiff import check_options_kind
@@ -86,15 +85,14 @@ def classified_windows(s2: Sentinel2, windows: list[Window], params: MaskParams,
 
     bands = params.bands_for(s2.bands)
     read = mask_reader(s2, bands, params, decoded)
+    halo = params.halo
 
     def one(win: Window) -> tuple[Window, np.ndarray, np.ndarray]:
-        read_win, inner = with_halo(win, params.halo, s2.width, s2.height)
-        refl, valid, scl = read(read_win)
-        classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False)
-        if scl is None and (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores
-            read_win, inner = with_halo(win, params.context, s2.width, s2.height)
-            refl, valid, scl = read(read_win)
-            classes, score = classify(refl, valid, params, bands, shadow, scl)
+        height, width = int(win.height), int(win.width)
+        refl, _, scl, classes, score = classify_window(
+            read, int(win.row_off), int(win.col_off), height, width, (s2.height, s2.width),
+            halo, params, bands, shadow)
+        inner = (slice(halo, halo + height), slice(halo, halo + width))
         if not thin:
             return win, classes[inner], score[inner]
         return win, thin_cloud(classes[inner], refl[:, inner[0], inner[1]], bands,

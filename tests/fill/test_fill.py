@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2
+from helpers import SUMMER_S1, SUMMER_S2, WINTER_CLEAR, WINTER_S1, WINTER_S2, classify_scene
 from scipy import ndimage
 
 from cloudfree.fill.local import LocalFillParams
@@ -35,7 +35,7 @@ def summer():
     """Cloudy summer reflectance, its valid pixels and remove's default cloud mask."""
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
-    classes, _ = classify(refl, valid, MaskParams(buffer=5))
+    classes, _ = classify_scene(refl, valid, MaskParams(buffer=5))
     return refl, valid, classes == CLOUD
 
 
@@ -99,7 +99,7 @@ def test_median_fill_model_writes_the_clear_median_deep_in_clouds(tmp_path):
                            outputs=OutputOptions(mask_out=mask), quiet=True)
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
-    classes, _ = classify(refl, valid, MaskParams(buffer=5))  # remove's default cloud mask
+    classes, _ = classify_scene(refl, valid, MaskParams(buffer=5))  # remove's default mask
     with rasterio.open(mask) as ds:  # with the shadows its clouds cast (filled, not relit)
         used = ds.read(1)
     cloud = classes == CLOUD
@@ -130,7 +130,7 @@ def test_the_default_runs_without_s1_and_changes_only_the_masked_pixels(tmp_path
     out, mask = tmp_path / "x.tif", tmp_path / "m.tif"
     result = cli("remove", "--s2", SUMMER_S2, "-o", out, "--mask-out", mask, "-v")
     assert result.exit_code == 0, result.output
-    assert "x.tif: filled 42.4% cloud and 4.0% shadow with median-fill in" in result.stdout
+    assert "x.tif: filled 42.4% cloud and 4.1% shadow with median-fill in" in result.stdout
     assert "the rest filled from nearby clear pixels (where none is near" in result.stderr
     with rasterio.open(out) as o, rasterio.open(SUMMER_S2) as i, rasterio.open(mask) as m:
         filled, observed, classes = o.read(), i.read(), m.read(1)
@@ -177,7 +177,7 @@ def test_preview_shows_input_mask_and_output_side_by_side(tmp_path, cli):
     mask_panel = image[:, :, 264:520]
     with open_sentinel2(SUMMER_S2) as s2:
         refl, valid = s2.read()
-    cloud = classify(refl, valid, MaskParams(buffer=5))[0] == CLOUD
+    cloud = classify_scene(refl, valid, MaskParams(buffer=5))[0] == CLOUD
     with rasterio.open(mask) as ds:
         shadow = ds.read(1) == SHADOW  # the shadows the clouds cast, relit
     assert (mask_panel[:, cloud] == 255).all()  # clouds drawn white

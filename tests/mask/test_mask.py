@@ -17,6 +17,7 @@ from helpers import (
     SUMMER_S2,
     WINTER_CLEAR,
     WINTER_S2,
+    classify_scene,
     mask_cloud,
 )
 from rasterio.windows import Window
@@ -114,7 +115,7 @@ def test_thin_cloud_is_the_cloud_scored_low_at_the_cumulus_edges(tmp_path, cli):
         assert ds.tags()["CLASSES"] == "0=clear 1=cloud 2=shadow 3=snow 4=thin_cloud 255=nodata"
         assert ds.colormap(1)[THIN][:3] != ds.colormap(1)[CLOUD][:3]
     with open_sentinel2(SUMMER_S2) as s2:
-        single = classify(s2.read()[0], None, MaskParams())[0]
+        single = classify_scene(s2.read()[0])[0]
     np.testing.assert_array_equal(np.isin(classes, (CLOUD, THIN)), single == CLOUD)
     with rasterio.open(score) as ds:
         scores = ds.read(1)
@@ -255,7 +256,7 @@ def test_a_band_set_named_l1c_grows_no_veiled_edges(tmp_path, cli):
     with open_sentinel2(scene) as s2:
         assert (s2.level, s2.level_named) == ("L1C", False)
         refl = s2.read()[0]
-    plain = classify(refl, None, MaskParams(edges=False), L2A_SET)[0]
+    plain = classify_scene(refl, None, MaskParams(edges=False), L2A_SET)[0]
     np.testing.assert_array_equal(named, thin_cloud(plain, refl, L2A_SET))
     grown, kept = np.isin(auto, (CLOUD, THIN)), np.isin(named, (CLOUD, THIN))
     assert not (kept & ~grown).any() and (grown & ~kept).sum() > 100
@@ -852,11 +853,11 @@ def test_the_buffer_takes_every_clear_pixel_within_its_radius(buffer):
 
 
 def test_the_buffer_window_by_window_is_the_buffer_of_the_whole_image():
-    """Windows of 32 px read with the mask's halo (mirrored beyond the scene's edges) grow the
+    """Windows of 32 px read with the mask's halo (no data beyond the scene's edges) grow the
     buffer where the whole image does, at the edges too: what confirms a cloud reaches 65 px."""
     params = MaskParams(buffer=5)
     with open_sentinel2(SUMMER_S2) as s2:
-        expected = classify(s2.read()[0], None, params)[0]
+        expected = classify_scene(s2.read()[0], None, params)[0]
         read = mask_reader(s2, s2.bands, params)
         got = np.zeros_like(expected)
         halo = params.halo
@@ -940,7 +941,7 @@ def test_snow_inside_a_cloud_is_cloud(tmp_path):
     assert all(s.sum() > 200 for s in spots.values()), {k: s.sum() for k, s in spots.items()}
     with open_sentinel2(path) as s2:
         refl = s2.read()[0]
-    classes = classify(refl)[0]
+    classes = classify_scene(refl)[0]
     assert (classes[spots["inside"]] == CLOUD).mean() > 0.95
     assert (classes[spots["beside"]] == SNOW).all()  # land on one side
     assert (classes[spots["large"]] == SNOW).all()  # larger than a core
@@ -950,7 +951,7 @@ def test_snow_inside_a_cloud_is_cloud(tmp_path):
     np.testing.assert_array_equal(mask_cloud(read_mask(tmp_path / "mask.tif")[0]),
                                   mask_cloud(classes))
     for params in (MaskParams(), MaskParams(buffer=5)):
-        expected, halo = classify(refl, None, params)[0], params.halo
+        expected, halo = classify_scene(refl, None, params)[0], params.halo
         got = np.zeros_like(expected)
         with open_sentinel2(path) as s2:
             windows = [Window(left, top, 32, 32) for top in range(0, 256, 32)
@@ -994,7 +995,7 @@ def _reference_mask(scene: Path, params: MaskParams) -> tuple[np.ndarray, np.nda
     with rasterio.open(scene) as ds:
         dn, valid = ds.read().astype(np.float32), (ds.read_masks() > 0).all(axis=0)
     refl = np.where(valid, dn / 10000, 0).astype(np.float32)
-    classes, score = classify(refl, valid, params)
+    classes, score = classify_scene(refl, valid, params)
     return thin_cloud(classes, refl), score
 
 
