@@ -123,7 +123,8 @@ def classify_scene(refl: np.ndarray, valid: np.ndarray | None = None,
     pad = params.context
     pads = ((pad, pad), (pad, pad))
     padded = np.pad(refl, ((0, 0), *pads), mode="symmetric")
-    inside = np.pad(np.ones(refl.shape[1:], bool) if valid is None else valid, pads,
-                    mode="symmetric")
-    classes, score = classify(padded, inside, params, bands, inside=within_scene(inside, pads))
+    mirrored = np.pad(np.ones(refl.shape[1:], bool) if valid is None else valid, pads,
+                      mode="symmetric")
+    classes, score = classify(padded, mirrored, params, bands,
+                              inside=within_scene(mirrored, pads))
     return classes[pad:-pad, pad:-pad], score[pad:-pad, pad:-pad]

@@ -152,6 +152,7 @@ def mirror_pads(padded: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]
     padded[..., end:] = padded[..., end - right:end][..., ::-1]
     return padded
 
+
 def within_scene(valid: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]
                  ) -> np.ndarray:
     """``valid`` [H, W] with its margins ``pads`` (rows, cols), mirrored beyond the scene's

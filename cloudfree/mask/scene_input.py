@@ -61,13 +61,13 @@ def classify_window(read: Callable[..., MaskInput], top: int, left: int, height:
                     ) -> ClassifiedWindow:
     """Rows and columns [top, top+height) x [left, left+width) of a scene of ``scene`` (height,
     width) px, read by ``read`` (a :func:`mask_reader`) with ``halo`` px of context (mirrored
-    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does: on the
-    scene's pixels alone, what lies beyond its edge read as no data (a roof at the edge is
-    judged by the land beside it, not by its own mirror image), and given there as the mirror
-    of the classes and score within. A window that holds snow and cloud is read again with
-    the snow cores' context (``SNOW_REACH``) around the halo and classified with it; the
-    caller's context stays the halo it asks for. ``index``: where the window's parallax index
-    is kept (``classify``)."""
+    outside the scene, see ``io.rasters.read_padded``), and classified as the mask does: the
+    tests' squares count the scene's pixels alone, what lies beyond its edge as no data (a roof
+    at the edge is judged by the land beside it, not by its own mirror image; ``classify``'s
+    ``inside``), and the classes and score there are the mirror of those within. A window
+    that holds snow and cloud is read again with the snow cores' context (``SNOW_REACH``)
+    around the halo and classified with it; the caller's context stays the halo it asks for.
+    ``index``: where the window's parallax index is kept (``classify``)."""
     refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
                                    pads_itself=pads_itself)
     pads = halo_pads(top, left, height, width, *scene, halo)[1]
