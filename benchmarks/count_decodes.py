@@ -11,11 +11,11 @@ tile (or code-block) it touches. Used by `safe_speed.py --decodes`.
 
 from __future__ import annotations
 
-import atexit
 import sys
 from collections import defaultdict
 
-from cloudfree.cli.launch import main
+from remove_pipeline import launch_then
+
 from cloudfree.io.sentinel2 import Sentinel2
 
 calls: dict[str, int] = defaultdict(int)
@@ -42,6 +42,5 @@ def report() -> None:
 
 if __name__ == "__main__":
     Sentinel2.read_dn = counted
-    atexit.register(report)
     sys.argv[0] = "cloudfree"
-    main()
+    launch_then(report)

@@ -31,6 +31,7 @@ On a GPU the memory table also gives the GPU's peak allocation and the tiles per
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import io
 import json
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -127,6 +129,23 @@ def print_memory_table(rows: list[dict], title: str = "") -> None:
         cells = f" {r['tiles_per_s']} | {r['gpu_peak_mb']} |" if gpu else ""
         print(f"| {label} | {r['seconds']} | {r['peak_rss_mb']} | "
               f"{r['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x |{cells}")
+
+
+def launch_then(report: Callable[[], None]) -> None:
+    """Run the ``cloudfree`` command of ``sys.argv`` as its launcher does, then ``report`` once
+    the command is done. The launcher ends the process after the exit handlers registered from
+    its start on (``stop.end_after_exit_handlers``), so ``report`` is registered there, not
+    before it."""
+    from cloudfree.cli import launch
+
+    ends = launch.end_after_exit_handlers
+
+    def ends_then_report() -> None:
+        ends()
+        atexit.register(report)  # run before the launcher's end, registered earlier
+
+    launch.end_after_exit_handlers = ends_then_report
+    launch.main()
 
 
 def peak_rss_mb() -> float:

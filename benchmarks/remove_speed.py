@@ -53,7 +53,14 @@ from pathlib import Path
 
 import rasterio
 from mask_l2a import L2A_10
-from remove_pipeline import SAMPLES, bare_forward_seconds, make_scene, peak_rss_mb, unpack
+from remove_pipeline import (
+    SAMPLES,
+    bare_forward_seconds,
+    launch_then,
+    make_scene,
+    peak_rss_mb,
+    unpack,
+)
 from remove_stages import print_stages
 
 from cloudfree.inference.bundled import bundled_models
@@ -204,13 +211,8 @@ def main() -> None:
         if model not in bundled_models():
             parser.error(f"--models {model}: bundled are {', '.join(bundled_models())}")
     if args.child:  # the command as users run it (its launcher's settings), then its peak
-        import atexit
-
-        from cloudfree.cli.launch import main as launch
-
-        atexit.register(lambda: print(json.dumps({"peak_rss_mb": peak_rss_mb()})))
         sys.argv = ["cloudfree", *remove_command(*map(Path, args.child), args.models[0])[3:]]
-        launch()
+        launch_then(lambda: print(json.dumps({"peak_rss_mb": peak_rss_mb()})))
     import torch
 
     models = args.models
