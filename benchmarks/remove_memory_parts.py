@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from remove_pipeline import make_scene, peak_rss_mb
+from remove_pipeline import launch_then, make_scene, peak_rss_mb
 
 from cloudfree.core.memory import resident_bytes
 
@@ -102,20 +102,16 @@ class Sampler:
 
 def child(s2: str, s1: str, out: str) -> None:
     """`cloudfree remove` through its launcher, sampled; prints the summary as JSON."""
-    import atexit
-
-    from cloudfree.cli.launch import main as launch
     from cloudfree.core.memory import limit_heap_arenas
 
     limit_heap_arenas()  # as the launcher does, before the sampling thread starts
     sampler = Sampler()
     thread = threading.Thread(target=sampler.watch, daemon=True)
-    atexit.register(lambda: (sampler.stop.set(), thread.join(),
-                             print(json.dumps(sampler.summary()))))
     thread.start()
     sys.argv = ["cloudfree", "remove", "--s2", s2, "--s1", s1, "-o", out, "--model",
                 "median-fill", "--quiet", "--overwrite"]
-    launch()
+    launch_then(lambda: (sampler.stop.set(), thread.join(),
+                         print(json.dumps(sampler.summary()))))
 
 
 def main() -> None:
