@@ -71,19 +71,25 @@ def classify_window(read: Callable[..., MaskInput], top: int, left: int, height:
     refl, valid, scl = read_padded(read, top, left, height, width, *scene, halo,
                                    pads_itself=pads_itself)
     pads = halo_pads(top, left, height, width, *scene, halo)[1]
-    inside = within_scene(valid, pads) if any(sum(pads, ())) else None
     classes, score = classify(refl, valid, params, bands, shadow, scl, cores=False,
-                              index=index, inside=inside)
+                              index=index, inside=_inside(valid, pads))
     if scl is None and (classes == SNOW).any() and (classes == CLOUD).any():  # snow cores
         wide = read_padded(read, top, left, height, width, *scene, halo + SNOW_REACH,
                            pads_itself=pads_itself)
-        inside = within_scene(wide[1], halo_pads(top, left, height, width, *scene,
-                                                 halo + SNOW_REACH)[1])
+        inside = _inside(wide[1], halo_pads(top, left, height, width, *scene,
+                                            halo + SNOW_REACH)[1])
         inner = (slice(SNOW_REACH, -SNOW_REACH), slice(SNOW_REACH, -SNOW_REACH))
         classes, score = (x[inner] for x in classify(*wide[:2], params, bands, shadow,
                                                      wide[2], inside=inside))
     return ClassifiedWindow(refl, valid, scl, mirror_pads(classes, pads),
                             mirror_pads(score, pads))
+
+
+def _inside(valid: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]
+            ) -> np.ndarray | None:
+    """``classify``'s ``inside`` for a window read with ``pads`` mirrored beyond the scene's
+    edge: None where it lies within the scene."""
+    return within_scene(valid, pads) if any(sum(pads, ())) else None
 
 
 def read_classified(read: Callable[..., MaskInput], top: int, left: int, height: int,
