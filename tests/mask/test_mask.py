@@ -640,10 +640,41 @@ def test_without_b10_land_bright_at_1610_nm_is_left_clear(monkeypatch):
     cases = [(chip[[BANDS.index(b) for b in L2A_SET]], chip_valid),
              (summer[[BANDS.index(b) for b in L2A_SET]], None), (_summer_at_l2a_levels(), None)]
     found, before = _clouds_with_and_without_soil_ratio(monkeypatch, cases, L2A_SET)
-    assert before[0].sum() > 400 and found[0].sum() < 0.4 * before[0].sum()
+    assert before[0].sum() > 300 and found[0].sum() < 0.4 * before[0].sum()
     assert (found[0] <= before[0]).all()
     for now, then in zip(found[2:], before[2:], strict=True):
         np.testing.assert_array_equal(now, then)
+
+
+def test_without_b01_and_b10_faint_towns_far_from_a_cloud_are_left_clear(monkeypatch):
+    """Without B01 and B10 (ten L2A bands) the faint textured land of the Sen1Floods11 village
+    far from any cloud's core is bright land too, with no veil test (it needs B01), and a few
+    white roofs scoring 0.5 do not count as such a core: some of what the other rules keep is
+    left clear, none added. The summer cumulus, as the same bands at the top of the atmosphere
+    and at surface levels, keeps its cloud and its buffer within a few pixels (a thin one at the
+    image's edge)."""
+    from cloudfree.mask import bright_land as module
+
+    chip, chip_valid = reflectance_of(FLOODS_S2)
+    summer = reflectance_of(SUMMER_S2)[0]
+    cases = [(chip[[BANDS.index(b) for b in L2A_SET]], chip_valid),
+             (summer[[BANDS.index(b) for b in L2A_SET]], None), (_summer_at_l2a_levels(), None)]
+
+    def clouds() -> list[np.ndarray]:
+        return [classify(r, v, MaskParams(buffer=buffer), L2A_SET)[0] == CLOUD
+                for r, v in cases for buffer in (0, 5)]
+
+    found = clouds()
+    monkeypatch.setattr(module, "TOWN_TEXTURE", np.inf)
+    before = clouds()
+    assert (found[0] <= before[0]).all() and found[0].sum() < before[0].sum() - 10
+    for now, then in zip(found[2:], before[2:], strict=True):  # the cumulus, within 6 px
+        assert then.sum() > 10000 and (now != then).sum() <= 6
+    # counted as a cloud's core, the village's few roofs scoring 0.5 would leave it all cloud
+    monkeypatch.setattr(module, "TOWN_TEXTURE", 0.03)
+    monkeypatch.setattr(module, "TOWN_CORE", 1)
+    np.testing.assert_array_equal(classify(*cases[0], MaskParams(), L2A_SET)[0] == CLOUD,
+                                  before[0])
 
 
 def test_land_bright_at_1610_nm_is_left_clear_with_b10_too(monkeypatch):
