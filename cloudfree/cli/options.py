@@ -302,7 +302,7 @@ def mask_params(buffer: int = 0, s1: bool = False) -> Decorator:
                               "infrared and the red of sand or a dim B01 against B02 (L1C), or "
                               "is about as bright in B11 as in B8A with no opaque cloud near "
                               "(without B10, as in L2A), or is faint textured land far from any "
-                              "cloud (L1C), or barely scores and shows land plainly, or lies "
+                              "cloud, or barely scores and shows land plainly, or lies "
                               "alone in a speck of a few pixels: bright roofs, greenhouses, "
                               "roads, sand; and grow the buffer and haze ring only from clouds "
                               "with parallax and a cloud's colour (needs B07, B08, B8A and B11; "
