@@ -212,8 +212,8 @@ VEIL_RISE = 0.4
 #: than the land) were left clear. Chosen on the tuning towns of the Onera Satellite Change
 #: Detection dataset against the tuning halves of the pool; without B01 and B10 (ten L2A bands)
 #: and with ``TOWN_CORE`` on the tuning EuroSAT tiles of towns and industrial estates as ten
-#: bands, where 6 px of roofs scoring 0.5 kept a third of Athens cloud, against the tuning
-#: halves of the pool's pairs with their clouds at L2A levels (benchmarks/mask_l2a.py;
+#: bands, where 6 px of roofs scoring 0.5 kept a third of a tile of Athens cloud, against the
+#: tuning halves of the pool's pairs with their clouds at L2A levels (benchmarks/mask_l2a.py;
 #: benchmarks/records/masks.md).
 TOWN_TEXTURE, TOWN_SCORE, TOWN_BOX, TOWN_CORE = 0.03, 0.5, 101, 10
 #: A cloud's textured rim over land passes for such a town where the cloud's core scores under

@@ -664,14 +664,14 @@ def test_without_b01_and_b10_faint_towns_far_from_a_cloud_are_left_clear(monkeyp
         return [classify(r, v, MaskParams(buffer=buffer), L2A_SET)[0] == CLOUD
                 for r, v in cases for buffer in (0, 5)]
 
-    found = clouds()
+    found, town_texture = clouds(), module.TOWN_TEXTURE
     monkeypatch.setattr(module, "TOWN_TEXTURE", np.inf)
     before = clouds()
     assert (found[0] <= before[0]).all() and found[0].sum() < before[0].sum() - 10
     for now, then in zip(found[2:], before[2:], strict=True):  # the cumulus, within 6 px
         assert then.sum() > 10000 and (now != then).sum() <= 6
     # counted as a cloud's core, the village's few roofs scoring 0.5 would leave it all cloud
-    monkeypatch.setattr(module, "TOWN_TEXTURE", 0.03)
+    monkeypatch.setattr(module, "TOWN_TEXTURE", town_texture)
     monkeypatch.setattr(module, "TOWN_CORE", 1)
     np.testing.assert_array_equal(classify(*cases[0], MaskParams(), L2A_SET)[0] == CLOUD,
                                   before[0])
