@@ -17,8 +17,9 @@ are clear, the one the others contradict beyond what their residuals explain is 
 pixel (``agreement.py``, ``AGREEMENT``). Where the nearest mostly clear dates are all clear and
 none was dropped, a share ``similar_pixels.SIMILAR`` of the fill comes from the target's clear
 pixels whose dates look alike (``similar_pixels.py``; their sample is gathered in the
-statistics pass). The source map (``report.py``) names, per pixel, the reference with the
-largest weight (among those kept).
+statistics pass), at the pixels filled only: the clear pixels whose residual ``residual.py``
+carries in are predicted by the dates alone, for half the search. The source map
+(``report.py``) names, per pixel, the reference with the largest weight (among those kept).
 
 With the temporal mask, a reference's weight at a pixel is multiplied by its agreement with the
 others there (``temporal_mask.py``); only with aerosol, blue and cirrus
@@ -125,13 +126,15 @@ class FillPlan:
     """A block of :meth:`ReferenceFill.plan`: at (``top``, ``left``) of the target grid, the
     pixels asked for [h, w] and those it fills itself (``todo``); ``taken``: (where in the
     block, where in the kept part, the pixels [h', w'], the part's fill once filled) of those it
-    takes from the blocks before it; ``promised``: (rows, columns, fill) of what it keeps."""
+    takes from the blocks before it; ``promised``: (rows, columns, fill) of what it keeps;
+    ``similar``: the pixels [h, w] whose fill takes the similar pixels' share (None: all)."""
 
     top: int
     left: int
     need: np.ndarray
     todo: np.ndarray
     taken: list[tuple[Slices, Slices, np.ndarray, Future[ReferenceBlock]]]
+    similar: np.ndarray | None = None
     promised: list[tuple[slice, slice, Future[ReferenceBlock]]] = field(default_factory=list)
 
     def promise(self, rows: slice, cols: slice
@@ -174,8 +177,8 @@ class ReferenceFill:
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
-                 terms: bool = False, error: bool = False, limits: bool = False, keep: int = 0
-                 ) -> ReferenceBlock | None:
+                 terms: bool = False, error: bool = False, limits: bool = False, keep: int = 0,
+                 similar: np.ndarray | None = None) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
@@ -185,13 +188,14 @@ class ReferenceFill:
         (``ReferenceBlock.error``); with ``limits``, what the residual reads of it. A pixel's
         fill does not depend on the block (to float rounding): with ``keep``, the block takes
         what the blocks before it kept, and keeps that of its ``keep`` bottom rows and right
-        columns for the next ones (``kept.py``: the blocks in their order). :meth:`plan` then
-        :meth:`fill`."""
-        plan = self.plan(top, left, height, width, need, keep)
+        columns for the next ones (``kept.py``: the blocks in their order). ``similar``: the
+        pixels whose fill takes the similar pixels' share (None: all of them), which must not
+        depend on the block. :meth:`plan` then :meth:`fill`."""
+        plan = self.plan(top, left, height, width, need, keep, similar)
         return None if plan is None else self.fill(plan, background, terms, error, limits)
 
     def plan(self, top: int, left: int, height: int, width: int, need: np.ndarray,
-             keep: int = 0) -> FillPlan | None:
+             keep: int = 0, similar: np.ndarray | None = None) -> FillPlan | None:
         """What :meth:`estimate` fills of a block and what it takes from the blocks before it,
         which need not have filled it yet: called in the blocks' order, whereas their
         :meth:`fill` may run at once, each waiting for the fill it takes only once its own is
@@ -205,7 +209,7 @@ class ReferenceFill:
                 if take.any():
                     taken.append((here, there, take, kept))
                     todo[here] &= ~take
-        plan = FillPlan(top, left, need, todo, taken)
+        plan = FillPlan(top, left, need, todo, taken, similar=similar)
         if keep:
             self._kept.keep(top, left, *need.shape, keep, plan.promise)
         return plan
@@ -264,8 +268,10 @@ class ReferenceFill:
             moments = Moments.zeros(len(bands), spread_bands, len(at[0]), limits) if (
                 terms or error or limits) else None
             pixels = (at[0] + rows.start, at[1] + cols.start)
+            alike = None if plan.similar is None else plan.similar[pixels][None]
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
-                self.dates.used, top + rows.start, left + cols.start, h, w, at, judge, moments)
+                self.dates.used, top + rows.start, left + cols.start, h, w, at, judge, moments,
+                alike)
             if terms:
                 block.terms.spread[:, pixels[0], pixels[1]] = moments.squares[:, 0]
                 block.terms.residual[:, pixels[0], pixels[1]] = moments.variances[:, 0]
@@ -283,13 +289,14 @@ class ReferenceFill:
 
     def _strip(self, used: list[Reference], top: int, left: int, height: int, width: int,
                at: tuple[np.ndarray, np.ndarray], background: Background | None,
-               moments: Moments | None = None
+               moments: Moments | None = None, similar: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """The fill [13, n] and source [n] of one strip (see :meth:`estimate`) at its n pixels
         ``at`` (rows, columns in the strip); with ``moments``, the predictions' weighted
         spread (in its bands), the fits' weighted mean residual variance and the lowest
         prediction written into them (including a date the agreement check drops: its
-        disagreement is part of the spread).
+        disagreement is part of the spread); ``similar``: the pixels [1, n] that take the
+        similar pixels' share (None: all).
         The pixels' arrays are laid out as one row of n, [.., 1, n]."""
         bands, n = len(self.dates.bands), len(at[0])
         total = np.zeros((bands, 1, n), np.float32)
@@ -318,7 +325,7 @@ class ReferenceFill:
         if self.combine == "weighted":
             for index, score in self._add_groups(members, total, weights, moments):
                 _name_source(index, score, best, source)
-            alike = self._similar(members)
+            alike = self._similar(members, similar)
         del members
         if moments is not None:  # the sums before the agreement check, which may drop a date
             share = np.where(weights > 0, weights, 1)
@@ -407,13 +414,16 @@ class ReferenceFill:
             scores.append((fit.dates[0], score))
         return scores
 
-    def _similar(self, members: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    def _similar(self, members: dict, wanted: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
         """The similar pixels' prediction [bands, n] at the n pixels where all their dates
-        were taken (see ``_add``), and where those are [h, w]; None where nowhere."""
+        were taken (see ``_add``) among those ``wanted`` (None: all), and where those are
+        [h, w]; None where nowhere."""
         similar = self.dates.similar
         if similar is None or not all(i in members for i in similar.dates):
             return None
-        take = np.logical_and.reduce([members[i][1] for i in similar.dates])
+        take = np.logical_and.reduce([members[i][1] for i in similar.dates]
+                                     + ([] if wanted is None else [wanted]))
         if not take.any():
             return None
         return similar.predict([members[i][0] for i in similar.dates], take), take

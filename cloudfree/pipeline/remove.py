@@ -653,7 +653,8 @@ class SceneRemoval:
         # fill this one waits for only once its own pixels are filled
         with self._dates_turn(self._fill_turns, chunk):
             plan = self.references.plan(chunk.top - pad, chunk.left - pad, height, width,
-                                        asked, keep=self.grid.tile - self.grid.stride + 2 * pad)
+                                        asked, keep=self.grid.tile - self.grid.stride + 2 * pad,
+                                        similar=need)
             if plan is not None:
                 self._fills.acquire()
         if plan is None:
