@@ -33,7 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from l2a_pool import clear_dates, other_months, reflectance, worldcereal_cases
+from l2a_pool import (
+    WORK_HELP,
+    clear_dates,
+    other_months,
+    reflectance,
+    work_folder,
+    worldcereal_cases,
+)
 from metrics import psnr
 from scipy import ndimage, stats
 
@@ -105,16 +112,17 @@ def held_out(cloud: np.ndarray, kind: str) -> list[np.ndarray]:
 KINDS = ("blocks", "shifted cloud", "ring")
 
 
-def tuning_cases(description: str, work: str) -> tuple[argparse.Namespace, dict, list]:
-    """The command line (root, ``--half``, ``--harder``, ``--work``, by default ``work``), the
-    clear months (reflectance and clear map by cloudfree's mask) and the cases."""
+def tuning_cases(description: str, name: str) -> tuple[argparse.Namespace, dict, list]:
+    """The command line (root, ``--half``, ``--harder``, ``--work``, by default a temporary
+    folder named after ``name``), the clear months (reflectance and clear map by cloudfree's
+    mask) and the cases."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("root", type=Path, help="DEST of scripts/build_l2a_pool.py")
     parser.add_argument("--half", choices=("even", "odd"), required=True)
     parser.add_argument("--harder", choices=("two-clouds", "far-dates"))
-    parser.add_argument("--work", type=Path, default=Path(work))
+    parser.add_argument("--work", type=Path, help=WORK_HELP)
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
+    args.work = work_folder(args.work, name)
     root = args.root / "worldcereal"
     months = sorted(root.glob("s2_*.tif"))
     dates = {m: d for m, d in clear_dates(months).items() if d[1].mean() > 0.5}
@@ -137,7 +145,7 @@ def case_inputs(case: Path, dates: dict, harder: str | None
 
 
 def main() -> None:
-    args, dates, cases = tuning_cases(__doc__.splitlines()[0], "/tmp/l2a_holdout")
+    args, dates, cases = tuning_cases(__doc__.splitlines()[0], "l2a_holdout")
     print("| case | weighted, dB | mean, dB | weighted - mean | predicted: " +
           " | ".join(KINDS) + " |\n|---|---|---|---|" + "---|" * len(KINDS))
     true, predicted = [], {kind: [] for kind in KINDS}

@@ -87,7 +87,7 @@ def joint(truth: np.ndarray, fit: np.ndarray, where: np.ndarray, others: list[tu
 
 
 def main() -> None:
-    args, dates, cases = tuning_cases(__doc__.splitlines()[0], "/tmp/l2a_joint")
+    args, dates, cases = tuning_cases(__doc__.splitlines()[0], "l2a_joint")
     names = ["weighted", "mean", "best month", "least residual"] + [
         f"joint{', all bands' * all_} {s:g}" for all_ in (False, True) for s in RIDGES]
     print("| case | clear px | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))

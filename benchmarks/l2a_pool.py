@@ -58,6 +58,9 @@ over the cases of each.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
@@ -534,10 +537,25 @@ def half_overcast(month: Path, cloudy: Path, axis: int, work: Path) -> Path:
     return path
 
 
+#: Help of the WorldCereal benchmarks' ``--work``.
+WORK_HELP = ("folder for the runs' files (default: a temporary folder of this run's own, "
+             "deleted at its end, so that runs at once never share one)")
+
+
+def work_folder(work: Path | None, name: str) -> Path:
+    """``work`` (made where missing), or a temporary folder of this run's own named after
+    ``name``, deleted when the interpreter exits."""
+    if work is None:
+        work = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="DEST of scripts/build_l2a_pool.py")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/l2a_pool"))
+    parser.add_argument("--work", type=Path, help=WORK_HELP)
     parser.add_argument("--every", type=int, default=1, help="only every N-th pasted case")
     parser.add_argument("--detail", action="store_true",
                         help="per-date diagnostics for every case (default: failing ones)")
@@ -559,7 +577,7 @@ def main() -> None:
                              "time (the N nearest mostly clear months on each side), stage by "
                              "stage, against the reference fitted by a line")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
+    args.work = work_folder(args.work, "l2a_pool")
     if args.single:
         return single_references(args.root / "worldcereal", args.work, args.half, args.single)
     if not args.no_bigearthnet:

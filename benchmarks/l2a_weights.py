@@ -43,11 +43,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from l2a_pool import (
+    WORK_HELP,
     clear_dates,
     fitted_dates,
     naive_mean,
     other_months,
     reflectance,
+    work_folder,
     worldcereal_cases,
 )
 from metrics import psnr
@@ -212,12 +214,12 @@ def case_scores(case: Path, others: list[Path], month: Path, work: Path, detail:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="DEST of scripts/build_l2a_pool.py")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/l2a_weights"))
+    parser.add_argument("--work", type=Path, help=WORK_HELP)
     parser.add_argument("--half", choices=("even", "odd"), required=True)
     parser.add_argument("--harder", choices=("two-clouds", "far-dates"))
     parser.add_argument("--detail", nargs="*", default=[], help="cases to print per prediction")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
+    args.work = work_folder(args.work, "l2a_weights")
     root = args.root / "worldcereal"
     months = sorted(root.glob("s2_*.tif"))
     cases = worldcereal_cases(root, args.half, args.harder, args.work)
