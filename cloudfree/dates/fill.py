@@ -177,8 +177,8 @@ class ReferenceFill:
 
     def estimate(self, top: int, left: int, height: int, width: int,
                  need: np.ndarray, background: Background | None = None,
-                 terms: bool = False, error: bool = False, limits: bool = False, keep: int = 0,
-                 similar: np.ndarray | None = None) -> ReferenceBlock | None:
+                 terms: bool = False, error: bool = False, limits: bool = False, keep: int = 0
+                 ) -> ReferenceBlock | None:
         """The references' fill of the ``need`` pixels of a block of the target grid (it may
         reach beyond the scene: mirrored, as the target is); None when nothing is needed.
         Computed on strips of ``STRIP_COLUMNS`` columns, one reference after another, at the
@@ -188,10 +188,9 @@ class ReferenceFill:
         (``ReferenceBlock.error``); with ``limits``, what the residual reads of it. A pixel's
         fill does not depend on the block (to float rounding): with ``keep``, the block takes
         what the blocks before it kept, and keeps that of its ``keep`` bottom rows and right
-        columns for the next ones (``kept.py``: the blocks in their order). ``similar``: the
-        pixels whose fill takes the similar pixels' share (None: all of them), which must not
-        depend on the block. :meth:`plan` then :meth:`fill`."""
-        plan = self.plan(top, left, height, width, need, keep, similar)
+        columns for the next ones (``kept.py``: the blocks in their order). :meth:`plan` then
+        :meth:`fill`."""
+        plan = self.plan(top, left, height, width, need, keep)
         return None if plan is None else self.fill(plan, background, terms, error, limits)
 
     def plan(self, top: int, left: int, height: int, width: int, need: np.ndarray,
@@ -199,7 +198,9 @@ class ReferenceFill:
         """What :meth:`estimate` fills of a block and what it takes from the blocks before it,
         which need not have filled it yet: called in the blocks' order, whereas their
         :meth:`fill` may run at once, each waiting for the fill it takes only once its own is
-        done. None when nothing is needed (the block then keeps nothing)."""
+        done. None when nothing is needed (the block then keeps nothing). ``similar``: the
+        pixels whose fill takes the similar pixels' share (None: all of them); a pixel's must
+        not depend on the block."""
         if not self.dates.used or not need.any():
             return None
         todo, taken = need.copy(), []
@@ -268,10 +269,10 @@ class ReferenceFill:
             moments = Moments.zeros(len(bands), spread_bands, len(at[0]), limits) if (
                 terms or error or limits) else None
             pixels = (at[0] + rows.start, at[1] + cols.start)
-            alike = None if plan.similar is None else plan.similar[pixels][None]
+            similar = None if plan.similar is None else plan.similar[pixels][None]
             values[:, pixels[0], pixels[1]], source[pixels] = self._strip(
                 self.dates.used, top + rows.start, left + cols.start, h, w, at, judge, moments,
-                alike)
+                similar)
             if terms:
                 block.terms.spread[:, pixels[0], pixels[1]] = moments.squares[:, 0]
                 block.terms.residual[:, pixels[0], pixels[1]] = moments.variances[:, 0]
