@@ -44,10 +44,12 @@ COMPONENTS = 16
 #: The search is approximate: each neighbour found lies within (1 + ``APPROXIMATE``) times the
 #: distance of the true one (``cKDTree.query``'s ``eps``). On the pool's SEN12MS-CR-TS series
 #: (four dates predicting a fifth from 16384 pixels, ``benchmarks/similar_search.py``) 3
-#: searched about 8 times faster than an exact search and twice as fast as 1, for 4 % more RMS
-#: error than 1; the fill takes ``SIMILAR`` of it: the other dates' and the L2A benchmarks
-#: moved by 0.01 and 0.04 dB or less on the mean (docs/benchmarks/speed.md).
-APPROXIMATE = 3.0
+#: searched about 8 times faster than an exact search for 5 % more RMS error, and 5 took 26 %
+#: less CPU than 3 for another 5 %. The fill takes ``SIMILAR`` of it: with 5 (and the residual's
+#: shorter reach, ``residual.TRUNCATE``) the other dates' and the L2A benchmarks moved by -0.03
+#: and -0.04 dB on the mean on either half, no case by more than 0.13 dB, for 11 % less CPU
+#: (docs/benchmarks/speed.md).
+APPROXIMATE = 5.0
 #: Added to the distances (in standardised units) before their inverse weighs a neighbour.
 NEAR = 1e-3
 #: Pixels predicted at once: bounds the search's temporaries (about 14 MB with eight 13-band
