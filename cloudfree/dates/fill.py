@@ -18,7 +18,7 @@ pixel (``agreement.py``, ``AGREEMENT``). Where the nearest mostly clear dates ar
 none was dropped, a share ``similar_pixels.SIMILAR`` of the fill comes from the target's clear
 pixels whose dates look alike (``similar_pixels.py``; their sample is gathered in the
 statistics pass), at the pixels filled only: the clear pixels whose residual ``residual.py``
-carries in are predicted by the dates alone, for half the search. The source map
+carries in are predicted by the dates alone, and not searched for. The source map
 (``report.py``) names, per pixel, the reference with the largest weight (among those kept).
 
 With the temporal mask, a reference's weight at a pixel is multiplied by its agreement with the
