@@ -197,8 +197,9 @@ def _share_or_none(ctx: click.Context, param: click.Parameter, value: str | None
 @main.command(short_help="Remove clouds from a Sentinel-2 scene, with Sentinel-1 and other "
                          "dates where given.")
 @opt.s1_s2("<s2>_cloudfree.tif", s1_required=False,
-           s1_note="Needed by the fill networks (a bundled network, a checkpoint or ONNX); "
-                   f"the default model, {DEFAULT_MODEL}, reads none.")
+           s1_note=f"Optional for the default model, {DEFAULT_MODEL}, which then fills each "
+                   "cloud from clear land of the same radar kind; needed by the fill networks "
+                   "(a bundled network, a checkpoint or ONNX).")
 @click.option("--reference", "references", type=INPUT, multiple=True, metavar="S2",
               help="Sentinel-2 of another date of the same place, in any form --s2 takes "
                    "(repeatable, any CRS): clouds it sees clear are filled from it; the model "

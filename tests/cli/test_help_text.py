@@ -36,8 +36,9 @@ def test_s1_help_speaks_for_its_own_command(cli):
            "S2; a file or an http(s) URL. [required]" in coregister
     remove = help_text(cli, "remove")
     assert "remove:" not in remove and "--model median-fill" not in remove
-    assert "Needed by the fill networks (a bundled network, a checkpoint or ONNX); the default " \
-           "model, median-fill, reads none." in remove
+    assert "Optional for the default model, median-fill, which then fills each cloud from " \
+           "clear land of the same radar kind; needed by the fill networks (a bundled network, " \
+           "a checkpoint or ONNX)." in remove
 
 
 def test_mask_reference_takes_any_form_of_the_scene(cli):
