@@ -360,10 +360,10 @@ def cloud_fractions() -> dict[str, tuple[float, float]]:
 def test_roofs_with_a_cloudlike_parallax_are_left_clear_by_their_texture():
     """On the cloud-free Sen1Floods11 chip, white sheds and greenhouses among the fields and
     roofs of the village whose parallax index reads like a cloud's (B08's 10 m texture against
-    B8A) are bright land by the texture of roofs: the mask keeps none of the chip as cloud (0.33 %
-    with the roofs' rule from a texture of 0.1), and the summer cumulus keeps its cloud."""
+    B8A) are bright land by the texture of roofs: the mask keeps 0.33 % of the chip as cloud
+    (0.37 % before), and the summer cumulus keeps its cloud."""
     fractions = cloud_fractions()
-    assert fractions["floods"][1] < 0.001 < fractions["floods"][0]
+    assert fractions["floods"][1] < 0.0035
     assert fractions["summer"][1] > 0.99 * fractions["summer"][0]
 
 
@@ -372,8 +372,7 @@ def test_roofs_bright_as_a_clouds_core_are_bright_land_by_their_texture():
     Sen1Floods11 chip's sheds, roofs and greenhouses made three times as bright in every band
     (so their colour, short-wave infrared ratio and texture stay theirs) score 1, and wherever
     their square's cloud has the texture and short-wave infrared of roofs they are bright land
-    all the same, blocks of them with a cloud-like parallax index included, and those whose
-    square is less textured than a town's (0.07 to 0.1, as an estate's large roofs are)."""
+    all the same, blocks of them with a cloud-like parallax index included."""
     refl, valid = reflectance_of(FLOODS_S2)
     scored = classify(refl, valid, MaskParams(land=False))[0] == CLOUD
     bright = refl.copy()
@@ -384,12 +383,12 @@ def test_roofs_bright_as_a_clouds_core_are_bright_land_by_their_texture():
     band = {b: bright[i] for i, b in enumerate(BANDS)}
     count = box_count(cloud, LAND_BOX)
     visible = (band["B02"] + band["B03"] + band["B04"]) / 3
-    grain = box_mean(texture(band["B04"], cloud), cloud, LAND_BOX, count=count)
-    roofs = (cloud & (grain > ROOF_TEXTURE)
+    roofs = (cloud & (box_mean(texture(band["B04"], cloud), cloud, LAND_BOX, count=count)
+                      > ROOF_TEXTURE)
              & (box_mean(band["B11"] / visible, cloud, LAND_BOX, count=count) > ROOF_SWIR)
              & (box_mean(parallax_index(band), cloud, LAND_BOX, count=count) <= LAND_CDI)
              & ~specks(cloud, valid))
-    assert roofs.sum() > 50 and (roofs & (grain <= 0.1)).sum() > 500
+    assert roofs.sum() > 50
     assert not (classify(bright, valid)[0] == CLOUD)[roofs].any()
 
 
@@ -641,7 +640,7 @@ def test_without_b10_land_bright_at_1610_nm_is_left_clear(monkeypatch):
     cases = [(chip[[BANDS.index(b) for b in L2A_SET]], chip_valid),
              (summer[[BANDS.index(b) for b in L2A_SET]], None), (_summer_at_l2a_levels(), None)]
     found, before = _clouds_with_and_without_soil_ratio(monkeypatch, cases, L2A_SET)
-    assert before[0].sum() > 250 and found[0].sum() < 0.4 * before[0].sum()
+    assert before[0].sum() > 300 and found[0].sum() < 0.4 * before[0].sum()
     assert (found[0] <= before[0]).all()
     for now, then in zip(found[2:], before[2:], strict=True):
         np.testing.assert_array_equal(now, then)
@@ -1003,10 +1002,9 @@ def test_snow_inside_a_cloud_is_cloud(tmp_path):
 
 @pytest.mark.parametrize("method", ["score", "dsen2cr"])
 def test_windowed_equals_whole_image(tmp_path, method):
-    # at 0.2 neither method leaves any of the chip cloud (the bright-land test clears the
-    # score's, the dsen2cr method's smoothing its own): 0.15 and 0.1 leave some
+    # the dsen2cr method at 0.1: at 0.2 its smoothed score leaves none of the chip cloud
     params = MaskParams(method=method, buffer=2, shadow=True, land=True,
-                        threshold=0.1 if method == "dsen2cr" else 0.15)
+                        threshold=0.1 if method == "dsen2cr" else 0.2)
     whole = mask_scene(FLOODS_S2, tmp_path / "whole.tif", params, block=4096,
                        score_path=tmp_path / "whole_score.tif")
     tiled = mask_scene(FLOODS_S2, tmp_path / "tiled.tif", params, block=100,
@@ -1032,13 +1030,11 @@ def _reference_mask(scene: Path, params: MaskParams) -> tuple[np.ndarray, np.nda
     return thin_cloud(classes, refl), score
 
 
-@pytest.mark.parametrize("params", [MaskParams(threshold=0.15),
-                                    MaskParams(method="dsen2cr", buffer=2, shadow=True,
-                                               threshold=0.1)])
+@pytest.mark.parametrize("params", [MaskParams(), MaskParams(method="dsen2cr", buffer=2,
+                                                               shadow=True, threshold=0.1)])
 def test_threaded_minimal_read_equals_plain_whole_image(tmp_path, params):
     """Threads, band selection and windows change nothing, bit for bit (nodata edge included;
-    at thresholds of 0.15 and 0.1, where the score and the dsen2cr method leave some of the chip
-    cloud)."""
+    the dsen2cr method at a threshold of 0.1, where it leaves some of the chip cloud)."""
     with rasterio.open(FLOODS_S2) as ds:
         data, profile = ds.read(), {"crs": ds.crs, "transform": ds.transform}
     data[:, 300:, :40] = 0
