@@ -69,6 +69,12 @@ constants (the default or one of ``HAZE_VARIANTS``) best on the cloud case of th
 
 ``--half tuning`` or ``--half held-out`` runs the scenes and guard triplets of one half of the
 by-scene split (``HELD_OUT`` of ``mask_quality.py``).
+
+``--bands l2a10`` gives ``remove`` each case as the ten bands of an L2A product (B01, B09 and B10
+dropped; named, tagged L2A), at top-of-atmosphere levels, or with ``--surface DEST`` at surface
+levels: the visible bands of the case and of its truth lowered alike by dark-object subtraction
+to the dark levels of the pool's real L2A images (``mask_l2a.py``'s, the clear image's offsets).
+PSNR and RMSE are then over those ten bands; the guard does not run.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ import numpy as np
 import rasterio
 import torch
 from clear_scenes import held_out as in_held_out
+from mask_l2a import L2A_10, dark_levels, lowered, offsets, real_l2a
 from mask_quality import s2cloudless
 from metrics import psnr, rmse
 from remove_quality import GRID, write_inputs  # puts scripts/ on the path for train_default
@@ -199,6 +206,8 @@ CASES = ("cloud", "shadow", "both")
 TRUE_OPACITY = 0.02
 BASELINE = "scene-median fill"
 LOCAL = "local base"
+#: ``--bands``: the bands ``remove`` is not given.
+MISSING = {"l1c": (), "l2a10": L2A_10}
 
 
 def donor_cloud(cloudy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -351,18 +360,45 @@ def write_given(folder: Path, values: np.ndarray) -> Path:
 
 
 def run(folder: Path, sample: LoadedSample, options: dict,
-        alpha: np.ndarray | None = None) -> np.ndarray:
+        alpha: np.ndarray | None = None, missing: tuple[str, ...] = ()) -> np.ndarray:
     """``remove`` with these options and every other default; reflectance [13, H, W]. An
     option ``mask_in="true"``, ``"s2cloudless"`` or ``"s2cloudless probability"`` gives that
-    mask of the case (``given_mask``, the truth from the blend's opacity ``alpha``)."""
+    mask of the case (``given_mask``, the truth from the blend's opacity ``alpha``). Without the
+    bands ``missing`` (an L2A band set, ``write_bands``), which the output takes from the truth."""
     s2, s1 = write_inputs(folder, sample)
+    if missing:
+        s2 = write_bands(folder, sample, missing)
+        options = options | {"level": "l2a"}
     if options.get("mask_in") is not None:
         options = options | {"mask_in": given_mask(folder, sample, alpha, options["mask_in"])}
     out = folder / "output.tif"
     remove_scene(s2, s1, out, quiet=True, **split_options(
         {"s1_aligned": True, "overwrite": True, "device": "cpu", **options}))
     with rasterio.open(out) as ds:
-        return ds.read().astype(np.float32) / 10000
+        given = ds.read().astype(np.float32) / 10000
+    pred = sample.clear.copy()
+    pred[[i for i, b in enumerate(BANDS) if b not in missing]] = given
+    return pred
+
+
+def write_bands(folder: Path, sample: LoadedSample, missing: tuple[str, ...]) -> Path:
+    """The case's S2 without the bands ``missing``, named and tagged L2A (``--bands``)."""
+    keep = [i for i, b in enumerate(BANDS) if b not in missing]
+    h, w = sample.valid.shape
+    dn = np.where(sample.valid[None], np.clip(np.rint(sample.cloudy[keep] * 10000), 1, 65535), 0)
+    path = folder / "s2_bands.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=len(keep),
+                       dtype="uint16", nodata=0, **GRID) as ds:
+        ds.write(dn.astype("uint16"))
+        ds.descriptions = tuple(BANDS[i] for i in keep)
+        ds.update_tags(PROCESSING_LEVEL="L2A")
+    return path
+
+
+def at_surface(sample: LoadedSample, by: np.ndarray) -> LoadedSample:
+    """The case and its truth with their visible bands lowered by ``by`` (``mask_l2a.offsets``:
+    dark-object subtraction to the L2A dark levels)."""
+    return replace(sample, cloudy=lowered(sample.cloudy, by), clear=lowered(sample.clear, by))
 
 
 def specks(pred: np.ndarray, sample: LoadedSample, land: np.ndarray) -> int:
@@ -396,16 +432,17 @@ def colour(pred: np.ndarray, sample: LoadedSample, opaque: np.ndarray, land: np.
                 "ring_bias": (100 * (inner_mean / inner_truth - 1)).tolist()}
 
 
-def scores(pred: np.ndarray, sample: LoadedSample,
-           alpha: np.ndarray | None = None) -> dict[str, float]:
+def scores(pred: np.ndarray, sample: LoadedSample, alpha: np.ndarray | None = None,
+           missing: tuple[str, ...] = ()) -> dict[str, float]:
     """PSNR over the valid image, over the pixels the clouds and shadows changed, over the
     changed pixels of opaque and of thin cloud (``alpha``: the blend's opacity), over the
     cloud's inner ``RING`` and its outer ``EDGE`` (without ``alpha``, another date's: the
-    sample's own cloud), RMSE over the image and the edge; and, on the same date (with
-    ``alpha``), the specks and the opaque pixels' ``colour``."""
+    sample's own cloud), RMSE over the image and the edge, all over the bands but ``missing``;
+    and, on the same date (with ``alpha``), the specks and the opaque pixels' ``colour``."""
     changed = (np.abs(sample.cloudy - sample.clear).max(0) > 1e-3) & sample.valid
-    out = {"psnr": psnr(pred, sample.clear, sample.valid),
-           "rmse": rmse(pred, sample.clear, sample.valid)}
+    given = [i for i, b in enumerate(BANDS) if b not in missing]
+    scored, truth = pred[given], sample.clear[given]
+    out = {"psnr": psnr(scored, truth, sample.valid), "rmse": rmse(scored, truth, sample.valid)}
     same_date = alpha is not None
     if same_date:  # its land is the input's clear land
         cloud, land = changed & (alpha > 0), sample.valid & ~changed
@@ -423,8 +460,8 @@ def scores(pred: np.ndarray, sample: LoadedSample,
     for name, where in (("changed", changed), ("opaque", changed & (alpha >= OPAQUE)),
                         ("thin", changed & (alpha > 0) & (alpha < OPAQUE)), ("ring", ring),
                         ("edge", edge)):
-        out[name] = psnr(pred, sample.clear, where) if where.any() else float("nan")
-    out["edge_rmse"] = rmse(pred, sample.clear, edge)
+        out[name] = psnr(scored, truth, where) if where.any() else float("nan")
+    out["edge_rmse"] = rmse(scored, truth, edge)
     return out
 
 
@@ -563,7 +600,16 @@ def main() -> None:
     parser.add_argument("--half", choices=("tuning", "held-out"),
                         help="only the scenes (and guard triplets) of this half of the by-scene "
                              "split (HELD_OUT of mask_quality.py); default both")
+    parser.add_argument("--bands", choices=sorted(MISSING), default="l1c",
+                        help="give remove the 13 L1C bands (default) or the ten of an L2A "
+                             "product, named and tagged L2A; scored over those given")
+    parser.add_argument("--surface", type=Path, metavar="DEST",
+                        help="with --bands l2a10: at surface levels, by dark-object subtraction "
+                             "to the dark levels of the real L2A images of build_l2a_pool.py's "
+                             "DEST")
     args = parser.parse_args()
+    if args.surface and args.bands == "l1c":
+        parser.error("--surface: give an L2A band set (--bands l2a10)")
     if args.merge:
         saved = [json.loads(f.read_text()) for f in args.merge]
         report([r for x in saved for r in x["rows"]], [g for x in saved for g in x["guard"]],
@@ -581,6 +627,8 @@ def main() -> None:
         print(f"donor {donor['id']}: {flagged} px of shadow flagged near its clouds, "
               f"{donor['shadow'].sum() / flagged:.2f} cast by them")
     settings = {n: SETTINGS[n] for n in dict.fromkeys([BASELINE, LOCAL, *args.settings])}
+    missing = MISSING[args.bands]
+    levels = dark_levels(real_l2a(args.surface)) if args.surface else None
     rows, guard = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -590,14 +638,17 @@ def main() -> None:
                 continue
             donor = donor_for(scenes, pool, i)
             row = {"name": scene["id"], "donor": donor["id"], "held_out": scene["held_out"]}
+            by = offsets(scene["clear"], levels) if levels else None
             for case, (sample, alpha) in cases(scene, donor, ratios, args.edges).items():
-                row[case] = {n: scores(run(folder, sample, o, alpha), sample, alpha)
+                sample = sample if by is None else at_surface(sample, by)
+                row[case] = {n: scores(run(folder, sample, o, alpha, missing), sample, alpha,
+                                       missing)
                              for n, o in settings.items()
                              if case == "cloud" or n not in HAZE_VARIANTS}
             rows.append(row)
             print(scene["id"], "|", " ".join(f"{v['psnr']:.2f}" for v in row["cloud"].values()),
                   flush=True)
-        if not args.no_guard:
+        if not args.no_guard and not missing:
             guarded = {n: o for n, o in settings.items() if n in GUARD_SETTINGS}
             triplets = [r for r in l1c if r["kind"] == "triplet"
                         and in_half(in_held_out(r), args.half)]
