@@ -66,6 +66,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import code_version
 import numpy as np
 import rasterio
 from mask_l2a import L2A_10, L2A_12, dark_levels, l2a_paths, lowered, offsets, real_l2a
@@ -244,6 +245,7 @@ def main() -> None:
                         help="--extra's scenes with PX px of nodata around them")
     parser.add_argument("options", nargs="*", help="after --: options for every remove")
     args = parser.parse_args()
+    print(code_version.describe(), flush=True)
     if not args.data and not args.extra:
         parser.error("give --data, --extra or both")
     if args.surface and args.bands == "l1c":

@@ -66,6 +66,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import code_version
 import numpy as np
 import rasterio
 from metrics import psnr
@@ -577,6 +578,7 @@ def main() -> None:
                              "time (the N nearest mostly clear months on each side), stage by "
                              "stage, against the reference fitted by a line")
     args = parser.parse_args()
+    print(code_version.describe(), flush=True)
     args.work = work_folder(args.work, "l2a_pool")
     if args.single:
         return single_references(args.root / "worldcereal", args.work, args.half, args.single)

@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import code_version
 import numpy as np
 from mask_quality import (
     CLEAR_SCENE,
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true",
                         help="the settings of the veiled edges tried on the tuning half")
     args = parser.parse_args()
+    print(code_version.describe(), flush=True)
     if args.grid and args.half != "tuning":
         parser.error("--grid tunes: it runs on the tuning half only")
     tuning, held_out = halves(load_pairs(args.folders))

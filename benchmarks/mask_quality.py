@@ -67,6 +67,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import code_version
 import numpy as np
 import rasterio
 from scipy import ndimage
@@ -526,6 +527,7 @@ def main() -> None:
     parser.add_argument("--half", choices=("tuning", "held-out"),
                         help="only the pairs of this half of the by-scene split")
     args = parser.parse_args()
+    print(code_version.describe(), flush=True)
     if args.twin_reference and args.blend != 1:
         parser.error("--twin-reference runs on the files as they are: leave --blend out")
     pairs = blended(load_pairs(args.folders), args.blend)

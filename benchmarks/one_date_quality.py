@@ -86,6 +86,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import code_version
 import numpy as np
 import rasterio
 import torch
@@ -608,6 +609,7 @@ def main() -> None:
                              "to the dark levels of the real L2A images of build_l2a_pool.py's "
                              "DEST")
     args = parser.parse_args()
+    print(code_version.describe(), flush=True)
     if args.surface and args.bands == "l1c":
         parser.error("--surface: give an L2A band set (--bands l2a10)")
     if args.merge:

@@ -76,6 +76,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
+import code_version
 import numpy as np
 import rasterio
 from metrics import psnr
@@ -445,6 +446,7 @@ def main() -> None:
                         help="the --reference column with --temporal-mask whatever the bands "
                              "(default: remove's default for the bands given)")
     args = parser.parse_args()
+    print(code_version.describe(), flush=True)
     args.bands = L2A_BANDS if args.bands == ["l2a"] else tuple(args.bands)
     unknown = sorted(set(args.bands) - set(BANDS))
     if unknown:

@@ -78,6 +78,7 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import code_version  # noqa: E402
 import l2a_pool  # noqa: E402
 import one_date_quality as one_date  # noqa: E402
 import reference_fill as dates_bench  # noqa: E402
@@ -720,6 +721,7 @@ def main() -> None:
                              "fit only the scale")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    print(code_version.describe(), flush=True)
     logging.disable(logging.WARNING)
     torch.set_num_threads(2)
     if args.scale_only and not args.compare:
