@@ -365,10 +365,10 @@ def run(folder: Path, sample: LoadedSample, options: dict,
     """``remove`` with these options and every other default; reflectance [13, H, W]. An
     option ``mask_in="true"``, ``"s2cloudless"`` or ``"s2cloudless probability"`` gives that
     mask of the case (``given_mask``, the truth from the blend's opacity ``alpha``). Without the
-    bands ``missing`` (an L2A band set, ``write_bands``), which the output takes from the truth."""
-    s2, s1 = write_inputs(folder, sample)
+    bands ``missing`` (an L2A band set, named and tagged L2A), which the output takes from the
+    truth."""
+    s2, s1 = write_inputs(folder, sample, missing)
     if missing:
-        s2 = write_bands(folder, sample, missing)
         options = options | {"level": "l2a"}
     if options.get("mask_in") is not None:
         options = options | {"mask_in": given_mask(folder, sample, alpha, options["mask_in"])}
@@ -380,20 +380,6 @@ def run(folder: Path, sample: LoadedSample, options: dict,
     pred = sample.clear.copy()
     pred[[i for i, b in enumerate(BANDS) if b not in missing]] = given
     return pred
-
-
-def write_bands(folder: Path, sample: LoadedSample, missing: tuple[str, ...]) -> Path:
-    """The case's S2 without the bands ``missing``, named and tagged L2A (``--bands``)."""
-    keep = [i for i, b in enumerate(BANDS) if b not in missing]
-    h, w = sample.valid.shape
-    dn = np.where(sample.valid[None], np.clip(np.rint(sample.cloudy[keep] * 10000), 1, 65535), 0)
-    path = folder / "s2_bands.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=len(keep),
-                       dtype="uint16", nodata=0, **GRID) as ds:
-        ds.write(dn.astype("uint16"))
-        ds.descriptions = tuple(BANDS[i] for i in keep)
-        ds.update_tags(PROCESSING_LEVEL="L2A")
-    return path
 
 
 def at_surface(sample: LoadedSample, by: np.ndarray) -> LoadedSample:

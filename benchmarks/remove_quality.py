@@ -39,6 +39,7 @@ from metrics import mae, psnr, sam, ssim  # noqa: E402
 from train_default import MASK, clear_scenes, cloud_fields, load_set, real_triplets  # noqa: E402
 
 from cloudfree.io.options import InputOptions  # noqa: E402
+from cloudfree.io.sentinel2 import BANDS  # noqa: E402
 from cloudfree.pipeline.options import EngineOptions, OutputOptions  # noqa: E402
 from cloudfree.pipeline.remove import remove_scene  # noqa: E402
 from cloudfree.training.baselines import median_fill  # noqa: E402
@@ -70,14 +71,21 @@ def samples(data: Path) -> list[tuple[str, str, LoadedSample]]:
     return out
 
 
-def write_inputs(folder: Path, sample: LoadedSample) -> tuple[Path, Path]:
-    """The sample's cloudy S2 (uint16 DN, nodata 0) and S1 (dB) as GeoTIFFs on one grid."""
+def write_inputs(folder: Path, sample: LoadedSample,
+                 missing: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """The sample's cloudy S2 (uint16 DN, nodata 0) and S1 (dB) as GeoTIFFs on one grid; without
+    the bands ``missing`` (an L2A band set), the S2's bands named and tagged L2A."""
     h, w = sample.valid.shape
-    s2 = np.where(sample.valid[None], np.clip(np.rint(sample.cloudy * 10000), 1, 65535), 0)
+    keep = [i for i, b in enumerate(BANDS) if b not in missing]
+    s2 = np.where(sample.valid[None], np.clip(np.rint(sample.cloudy[keep] * 10000), 1, 65535), 0)
     paths = folder / "s2.tif", folder / "s1.tif"
     profile = {"driver": "GTiff", "width": w, "height": h, **GRID}
-    with rasterio.open(paths[0], "w", count=13, dtype="uint16", nodata=0, **profile) as ds:
+    with rasterio.open(paths[0], "w", count=len(keep), dtype="uint16", nodata=0,
+                       **profile) as ds:
         ds.write(s2.astype("uint16"))
+        if missing:
+            ds.descriptions = tuple(BANDS[i] for i in keep)
+            ds.update_tags(PROCESSING_LEVEL="L2A")
     with rasterio.open(paths[1], "w", count=2, dtype="float32", **profile) as ds:
         ds.write(np.nan_to_num(sample.s1_db, nan=-30).astype("float32"))
     return paths
