@@ -30,16 +30,17 @@ names): rules are tuned on the tuning half, and the held-out half is scored once
 holds the clear Sen1Floods11 chip of ../shared/data (``sen1floods11_Spain_7370579``, a village
 among fields, tuning half).
 
-L2A inputs, emulated as ``benchmarks/mask_l2a.py`` does: ``--bands l2a`` writes the 12 bands of
-an L2A product (B10 dropped), ``--bands l2a10`` the common ten (B02-B08, B8A, B11, B12), both
-named in the band descriptions and read as L2A (``--level l2a``). They stay at top-of-atmosphere
-levels unless ``--surface DEST`` brings them to surface levels by ``mask_l2a.py``'s dark-object
-subtraction (the visible bands lowered by the image's 1st percentile less the dark level of the
-real L2A images of the pool ``DEST``). ``--no-veiled-edges``: ``remove`` with the mask's growth
-of veiled edges off (``classify.veiled_edges``, which runs only without B10), to measure what
-it changes. ``--real DEST``: also ``remove`` on the real L2A images of the pool (the WorldCereal
-months and BigEarthNet patches, each with its S1; all but the snowy BigEarthNet patch of 4
-February 2018 nearly cloud-free), as they are; these stand apart from the halves.
+L2A inputs, emulated as ``benchmarks/mask_l2a.py`` does: ``--bands l2a`` writes the 12 bands of an
+L2A product (B10 dropped), ``--bands l2a10`` the common ten (B02-B08, B8A, B11, B12), both named in
+the band descriptions and read as L2A (``--level l2a``). They stay at top-of-atmosphere levels
+unless ``--surface DEST`` brings them to surface levels as ``mask_l2a.py`` emulates an atmospheric
+correction (the visible bands lowered so that the image's 1st percentile meets the dark level of
+the real L2A images of the pool ``DEST``, then divided by a typical transmittance).
+``--no-veiled-edges``: ``remove`` with the mask's growth of veiled edges off
+(``classify.veiled_edges``, which runs only without B10), to measure what it changes.
+``--real DEST``: also ``remove`` on the real L2A images of the pool (the WorldCereal months and
+BigEarthNet patches, each with its S1; all but the snowy BigEarthNet patch of 4 February 2018
+nearly cloud-free), as they are; these stand apart from the halves.
 
 ``--extra DIR``: also ``remove`` on every GeoTIFF of DIR (no S1; with ``--bands`` and
 ``--surface`` as the pool's scenes are written, otherwise as it is), a set of its own
@@ -122,7 +123,7 @@ def summary(rows: list[dict], label: str) -> str:
 def as_l2a(dn: np.ndarray, missing: tuple[str, ...], levels: dict[str, float] | None
            ) -> np.ndarray:
     """13-band L1C DN [13, H, W] (NaN or 0 at nodata) without the bands ``missing``, lowered to
-    surface levels by dark-object subtraction with the L2A dark ``levels`` (None: as it is)."""
+    surface levels (``mask_l2a.lowered``) with the L2A dark ``levels`` (None: as it is)."""
     if levels is not None:
         valid = np.isfinite(dn).all(axis=0) & (dn > 0).all(axis=0)
         filled = np.where(valid, dn, np.nanmedian(np.where(valid, dn, np.nan), axis=(1, 2),
@@ -232,8 +233,8 @@ def main() -> None:
                         help="the band set written: L1C's 13, L2A's 12 (no B10) or the ten of "
                              "10 m and 20 m")
     parser.add_argument("--surface", type=Path, metavar="DEST",
-                        help="with an L2A band set: at surface levels, by dark-object "
-                             "subtraction to the dark levels of the real L2A images under DEST")
+                        help="with an L2A band set: at surface levels, brought to the dark "
+                             "levels of the real L2A images under DEST")
     parser.add_argument("--no-veiled-edges", action="store_true",
                         help="remove with the mask's growth of veiled edges off")
     parser.add_argument("--real", type=Path, metavar="DEST",

@@ -11,14 +11,15 @@ truth, so the L1C pairs stand in for it, two ways:
 
 - ``top of atmosphere``: the L2A band set (B02-B08, B8A, B11, B12: B01, B09 and B10 dropped) as
   the files hold it;
-- ``surface levels``: the same bands after a dark-object subtraction (Chavez 1988), which takes
-  off the haze and air light that atmospheric correction takes off. In each visible band (B01-B04)
-  both dates of a pair are lowered by the same offset, the clear twin's 1st percentile less the
-  dark level of the pool's real L2A images (``DEST``: the WorldCereal months and BigEarthNet
-  patches of ``scripts/build_l2a_pool.py``; per band, the median of their 1st percentiles),
-  floored at 0. The truth, a difference of the two dates, is unchanged. Longer bands are left as
-  they are (their path radiance is small). ``with B01``: the 12-band L2A set (B10 dropped) at
-  surface levels.
+- ``surface levels``: the same bands as an atmospheric correction leaves them, emulated: a
+  dark-object subtraction (Chavez 1988) takes off the path radiance, then a division by a typical
+  two-way transmittance (``TRANSMITTANCE``) restores what the air dims. In each visible band
+  (B01-B04) both dates of a pair are lowered by the same offset, floored at 0, and divided: the
+  offset brings the clear twin's 1st percentile to the dark level of the pool's real L2A images
+  (``DEST``: the WorldCereal months and BigEarthNet patches of ``scripts/build_l2a_pool.py``; per
+  band, the median of their 1st percentiles). The truth, a difference of the two dates, is
+  unchanged. Longer bands are left as they are (their path radiance is small). ``with B01``:
+  the 12-band L2A set (B10 dropped) at surface levels.
 
 Each set is scored with the mask as it is (``with the veiled edges``, ``classify.veiled_edges``)
 and without its growth of veiled edges (``without``), beside the full L1C mask. False alarms: the
@@ -71,6 +72,12 @@ SUMMER = DATA / "sen12mscr" / "ROIs1868_summer_19_p30_s2_cloudy.tif"
 CUMULUS, VILLAGE, TOWN_SIZE = (48, 0), (100, 100), 120
 #: Bands lowered to surface levels.
 VISIBLE = ("B01", "B02", "B03", "B04")
+#: A typical two-way (sun to ground to sensor, direct and diffuse) transmittance of a clear
+#: atmosphere in each visible band, which atmospheric correction divides by once it has taken
+#: off the path radiance: approximate values for a sun about 35 degrees from the zenith, a nadir
+#: view, Rayleigh scattering (optical depths 0.24, 0.15, 0.09 and 0.045 at 443, 490, 560 and
+#: 665 nm; Bodhaine et al. 1999) and an aerosol optical depth near 0.15 (not fitted to anything).
+TRANSMITTANCE = {"B01": 0.74, "B02": 0.80, "B03": 0.86, "B04": 0.90}
 GRID = {"EDGE_BOX": (21, 31), "EDGE_HOT": (0.01, 0.02, 0.03, 0.04),
         "EDGE_BLUE": (0.03, 0.04, 0.05),
         "EDGE_GROW": (10, 15), "EDGE_SHARE": (0.5, 0.7)}
@@ -109,21 +116,23 @@ def dark_levels(images: list) -> dict[str, float]:
 
 
 def lowered(image: np.ndarray, by: np.ndarray) -> np.ndarray:
-    """``image`` [13, H, W] with its visible bands lowered by ``by`` (``offsets``), floored at 0."""
+    """``image`` [13, H, W] at surface levels: its visible bands lowered by ``by`` (``offsets``),
+    floored at 0, and divided by their ``TRANSMITTANCE``."""
     out = image.copy()
     for band in VISIBLE:
         i = BANDS.index(band)
-        out[i] = np.maximum(out[i] - by[i], 0)
+        out[i] = np.maximum(out[i] - by[i], 0) / TRANSMITTANCE[band]
     return out
 
 
 def offsets(clear: np.ndarray, levels: dict[str, float]) -> np.ndarray:
-    """Per band, what dark-object subtraction takes off: the clear image's 1st percentile less
-    the L2A dark level (visible bands), 0 elsewhere."""
+    """Per band, what dark-object subtraction takes off: in the visible bands, what brings the
+    clear image's 1st percentile to the L2A dark level once ``lowered`` divides by the
+    transmittance; 0 elsewhere."""
     by = np.zeros(len(BANDS), np.float32)
     for band, level in levels.items():
         i = BANDS.index(band)
-        by[i] = max(0.0, float(np.percentile(clear[i], 1)) - level)
+        by[i] = max(0.0, float(np.percentile(clear[i], 1)) - level * TRANSMITTANCE[band])
     return by
 
 

@@ -72,8 +72,9 @@ by-scene split (``HELD_OUT`` of ``mask_quality.py``).
 
 ``--bands l2a10`` gives ``remove`` each case as the ten bands of an L2A product (B01, B09 and B10
 dropped; named, tagged L2A), at top-of-atmosphere levels, or with ``--surface DEST`` at surface
-levels: the visible bands of the case and of its truth lowered alike by dark-object subtraction
-to the dark levels of the pool's real L2A images (``mask_l2a.py``'s, the clear image's offsets).
+levels: the visible bands of the case and of its truth brought alike to the dark levels of the
+pool's real L2A images and divided by a typical transmittance (``mask_l2a.py``'s emulation of an
+atmospheric correction, the clear image's offsets).
 PSNR and RMSE are then over those ten bands; the guard does not run.
 """
 
@@ -383,8 +384,8 @@ def run(folder: Path, sample: LoadedSample, options: dict,
 
 
 def at_surface(sample: LoadedSample, by: np.ndarray) -> LoadedSample:
-    """The case and its truth with their visible bands lowered by ``by`` (``mask_l2a.offsets``:
-    dark-object subtraction to the L2A dark levels)."""
+    """The case and its truth at surface levels (``mask_l2a.lowered``), their visible bands
+    lowered by ``by`` (``mask_l2a.offsets``)."""
     return replace(sample, cloudy=lowered(sample.cloudy, by), clear=lowered(sample.clear, by))
 
 
@@ -591,9 +592,8 @@ def main() -> None:
                         help="give remove the 13 L1C bands (default) or the ten of an L2A "
                              "product, named and tagged L2A; scored over those given")
     parser.add_argument("--surface", type=Path, metavar="DEST",
-                        help="with --bands l2a10: at surface levels, by dark-object subtraction "
-                             "to the dark levels of the real L2A images of build_l2a_pool.py's "
-                             "DEST")
+                        help="with --bands l2a10: at surface levels, brought to the dark levels "
+                             "of the real L2A images of build_l2a_pool.py's DEST")
     args = parser.parse_args()
     print(code_version.describe(), flush=True)
     if args.surface and args.bands == "l1c":
