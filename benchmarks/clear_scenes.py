@@ -263,7 +263,8 @@ def main() -> None:
         command = [sys.executable, *launch, "remove", "--s2", str(s2),
                    *(["--s1", str(s1)] if s1 else []), "-o", str(out), "--mask-out",
                    str(mask), "--overwrite", "--quiet", *options]
-        subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True, cwd=folder,
+                       env=code_version.subprocess_env())
         return {"changed": changed_share(s2, out), "masked": mask_share(s2, mask)}
 
     baselines = {}
