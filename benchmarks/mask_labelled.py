@@ -43,6 +43,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import code_version
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
@@ -105,7 +106,8 @@ def removed(refl: np.ndarray, folder: Path) -> np.ndarray:
     write_scene(refl, 10, scene)
     subprocess.run([sys.executable, "-m", "cloudfree", "remove", "--s2", str(scene), "-o",
                     str(output), "--mask-out", str(classes), "--level", "L1C", "--overwrite",
-                    "--quiet"], check=True, capture_output=True)
+                    "--quiet"], check=True, capture_output=True, cwd=folder,
+                   env=code_version.subprocess_env())
     with rasterio.open(classes) as src:
         return src.read(1)
 

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import code_version
 import numpy as np
 import rasterio
 from remove_pipeline import SAMPLES, make_scene, mosaic
@@ -51,7 +52,8 @@ def removed(s2: Path, s1: Path, out: Path, model: str, options: list[str]
     subprocess.run([sys.executable, "-m", "cloudfree", "remove", "--s2", str(s2), "--s1",
                     str(s1), "-o", str(out), "--mask-out", str(mask), "--model", model,
                     "--quiet", "--no-cog", "--overwrite", *options],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, cwd=out.parent,
+                   env=code_version.subprocess_env())
     with rasterio.open(out) as ds, rasterio.open(mask) as classes:
         return ds.read().astype(np.int64), classes.read(1)
 
