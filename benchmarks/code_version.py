@@ -2,8 +2,9 @@
 
 A run in a worktree measures the worktree's code only where ``PYTHONPATH`` puts it first; the
 line each quality benchmark prints first says which code its figures belong to. A benchmark
-that runs ``python -m cloudfree`` gives it ``subprocess_env``: ``-m`` puts the working directory
-first on the path, which would run the checkout there instead.
+that runs ``python -m cloudfree`` runs it in a folder of its own (a temporary one) with
+``subprocess_env``: ``-m`` puts the working directory first on the path, ahead of
+``PYTHONPATH``, so run in a checkout it would measure that checkout instead.
 """
 
 from __future__ import annotations
