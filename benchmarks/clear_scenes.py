@@ -70,7 +70,16 @@ from pathlib import Path
 import code_version
 import numpy as np
 import rasterio
-from mask_l2a import L2A_10, L2A_12, dark_levels, l2a_paths, lowered, offsets, real_l2a
+from mask_l2a import (
+    L2A_10,
+    L2A_12,
+    band_arguments,
+    l2a_paths,
+    lowered,
+    offsets,
+    real_l2a,
+    surface_levels,
+)
 from mask_quality import HELD_OUT, s2cloudless, ukis_csmask
 from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
@@ -229,12 +238,8 @@ def main() -> None:
                         help="also the share of pixels the ukis-csmask network flags as cloud")
     parser.add_argument("--half", choices=("tuning", "held-out"),
                         help="only the scenes of this half of the by-scene split")
-    parser.add_argument("--bands", choices=tuple(MISSING), default="l1c",
-                        help="the band set written: L1C's 13, L2A's 12 (no B10) or the ten of "
-                             "10 m and 20 m")
-    parser.add_argument("--surface", type=Path, metavar="DEST",
-                        help="with an L2A band set: at surface levels, brought to the dark "
-                             "levels of the real L2A images under DEST")
+    band_arguments(parser, MISSING, "the band set written: L1C's 13, L2A's 12 (no B10) or the "
+                   "ten of 10 m and 20 m")
     parser.add_argument("--no-veiled-edges", action="store_true",
                         help="remove with the mask's growth of veiled edges off")
     parser.add_argument("--real", type=Path, metavar="DEST",
@@ -249,10 +254,8 @@ def main() -> None:
     print(code_version.describe(), flush=True)
     if not args.data and not args.extra:
         parser.error("give --data, --extra or both")
-    if args.surface and args.bands == "l1c":
-        parser.error("--surface: give an L2A band set (--bands l2a or l2a10)")
+    levels = surface_levels(parser, args)
     missing = MISSING[args.bands]
-    levels = dark_levels(real_l2a(args.surface)) if args.surface else None
     launch = (["-c", NO_EDGES.format(folder=str(Path(__file__).resolve().parent))]
               if args.no_veiled_edges else ["-m", "cloudfree"])
     options = [*(["--level", "l2a"] if missing else []), *args.options]

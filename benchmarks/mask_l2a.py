@@ -85,6 +85,25 @@ NAMES = {"EDGE_BOX": "box", "EDGE_HOT": "HOT", "EDGE_BLUE": "blue", "EDGE_GROW":
          "EDGE_SHARE": "share"}
 
 
+def band_arguments(parser: argparse.ArgumentParser, sets: dict[str, tuple[str, ...]],
+                   bands_help: str) -> None:
+    """``--bands`` (a key of ``sets``: the bands each leaves out) and ``--surface DEST`` (an
+    L2A band set at surface levels, ``lowered`` to the dark levels of the L2A pool ``DEST``)."""
+    parser.add_argument("--bands", choices=tuple(sets), default="l1c", help=bands_help)
+    parser.add_argument("--surface", type=Path, metavar="DEST",
+                        help="with an L2A band set: at surface levels, brought to the dark "
+                             "levels of the real L2A images of build_l2a_pool.py's DEST")
+
+
+def surface_levels(parser: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> dict[str, float] | None:
+    """The dark levels ``--surface`` asks for (``dark_levels``; None without it); a usage error
+    where the band set is L1C's."""
+    if args.surface and args.bands == "l1c":
+        parser.error("--surface: give an L2A band set with --bands")
+    return dark_levels(real_l2a(args.surface)) if args.surface else None
+
+
 def l2a_paths(dest: Path) -> list[Path]:
     """The pool's real L2A images: WorldCereal months, BigEarthNet patches (folders)."""
     return (sorted((dest / "worldcereal").glob("s2_*.tif"))

@@ -92,7 +92,7 @@ import numpy as np
 import rasterio
 import torch
 from clear_scenes import held_out as in_held_out
-from mask_l2a import L2A_10, dark_levels, lowered, offsets, real_l2a
+from mask_l2a import L2A_10, band_arguments, lowered, offsets, surface_levels
 from mask_quality import s2cloudless
 from metrics import psnr, rmse
 from remove_quality import GRID, write_inputs  # puts scripts/ on the path for train_default
@@ -588,16 +588,11 @@ def main() -> None:
     parser.add_argument("--half", choices=("tuning", "held-out"),
                         help="only the scenes (and guard triplets) of this half of the by-scene "
                              "split (HELD_OUT of mask_quality.py); default both")
-    parser.add_argument("--bands", choices=sorted(MISSING), default="l1c",
-                        help="give remove the 13 L1C bands (default) or the ten of an L2A "
-                             "product, named and tagged L2A; scored over those given")
-    parser.add_argument("--surface", type=Path, metavar="DEST",
-                        help="with --bands l2a10: at surface levels, brought to the dark levels "
-                             "of the real L2A images of build_l2a_pool.py's DEST")
+    band_arguments(parser, MISSING, "give remove the 13 L1C bands (default) or the ten of an "
+                   "L2A product, named and tagged L2A; scored over those given")
     args = parser.parse_args()
     print(code_version.describe(), flush=True)
-    if args.surface and args.bands == "l1c":
-        parser.error("--surface: give an L2A band set (--bands l2a10)")
+    levels = surface_levels(parser, args)
     if args.merge:
         saved = [json.loads(f.read_text()) for f in args.merge]
         report([r for x in saved for r in x["rows"]], [g for x in saved for g in x["guard"]],
@@ -616,7 +611,6 @@ def main() -> None:
               f"{donor['shadow'].sum() / flagged:.2f} cast by them")
     settings = {n: SETTINGS[n] for n in dict.fromkeys([BASELINE, LOCAL, *args.settings])}
     missing = MISSING[args.bands]
-    levels = dark_levels(real_l2a(args.surface)) if args.surface else None
     rows, guard = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
