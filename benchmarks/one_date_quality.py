@@ -15,7 +15,9 @@ clouds and shadows come from a real cloudy image of another scene of the pool (a
   ``TWIN_BRIGHTER`` brighter in B02 than that image (roofs and bright soil score too, but are
   as bright on both dates), in objects of ``MIN_CLOUD`` px or more, the opacity fading to 0
   over ``FADE`` px beyond them. So the donor's own clear land
-  (a town's street grid, at a score of 0.05-0.2) is not blended in as a veil;
+  (a town's street grid, at a score of 0.05-0.2) is not blended in as a veil. The cloud's B09
+  is brought to the scene's air (``with_scene_vapour``): water vapour differs from image to
+  image, and a cloud stands above the land of its own image at 945 nm;
 - shadow: where the donor's clouds cast their shadows (``cast_shadow``: the shadow its mask finds
   within ``NEAR`` px of its clouds, on the outline of its opaque clouds displaced by the offset
   that lays most of that outline on it, ``shadow.footprint``; the dark land its mask flags
@@ -122,6 +124,8 @@ UNSHADED = MaskParams(buffer=5, shadow=False)
 TWIN_BRIGHTER = 0.03
 MIN_CLOUD = 20
 FADE = 8
+#: Land pixels an image needs for its air's water vapour to be measured (``land_vapour``).
+MIN_LAND = 100
 #: ``--edges "cloud only"``: a donor's pixels count as cloud alone from this opacity; its thin
 #: edges take the spectrum of that core, smoothed over ``CORE_SIGMA`` px.
 CORE = 0.9
@@ -306,6 +310,33 @@ def cloud_only(donor: dict) -> np.ndarray:
     return (w * cloudy + (1 - w) * spectrum).astype(np.float32)
 
 
+def land_vapour(image: np.ndarray, land: np.ndarray) -> float:
+    """B09 / B8A of an image [13, H, W] summed over the ``land`` pixels [H, W] whose B8A
+    exceeds 0.1: how much of 945 nm the air's water vapour lets through over its land; NaN
+    with fewer than ``MIN_LAND`` such pixels (a scene of water)."""
+    land = land & (image[BANDS.index("B8A")] > 0.1)
+    if land.sum() < MIN_LAND:
+        return float("nan")
+    return float(image[BANDS.index("B09"), land].sum() / image[BANDS.index("B8A"), land].sum())
+
+
+def with_scene_vapour(field: np.ndarray, donor: dict, scene: dict) -> np.ndarray:
+    """The donor's cloud ``field`` [13, H, W] with its B09 in the scene's air: scaled by the
+    scene's ``land_vapour`` over the donor's (its land: opacity 0). The water vapour under a
+    cloud's top differs from image to image (B09 / B8A of the land 0.09 to 0.57 over the pool's
+    donors) and a cloud is brighter at 945 nm than the land of its own image (by 11 % to 50 %
+    over those donors, ``bright_land.vapour_land``): pasted as it is, a cloud from dry air over
+    a humid scene would be dimmer there than the scene's land, as no real cloud is. Unscaled
+    where the scene or the donor has too little land to tell."""
+    scale = (land_vapour(scene["clear"], scene["valid"])
+             / land_vapour(donor["cloudy"], donor["alpha"] == 0))
+    if not np.isfinite(scale):  # no land to compare with: the cloud as it is
+        return field
+    out = field.copy()
+    out[BANDS.index("B09")] *= scale
+    return out
+
+
 def cases(scene: dict, donor: dict, ratios: np.ndarray,
           edges: str = "cloud only") -> dict[str, tuple[LoadedSample, np.ndarray]]:
     """The scene under the donor's cloud, its shadows, and both (crops to the common size),
@@ -315,6 +346,7 @@ def cases(scene: dict, donor: dict, ratios: np.ndarray,
             donor["cloudy"].shape[2])
     clear, s1, valid = scene["clear"][:, :n, :n], scene["s1"][:, :n, :n], scene["valid"][:n, :n]
     field = donor["cloudy"] if edges == "as seen" else cloud_only(donor)
+    field = with_scene_vapour(field, donor, scene)
     cloud = np.rot90(field[:, :n, :n], axes=(1, 2))
     alpha = np.rot90(donor["alpha"][:n, :n])
     shade = ndimage.gaussian_filter(np.rot90(donor["shadow"][:n, :n]).astype(np.float32), 1)

@@ -15,6 +15,11 @@ SCORE_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B10", "B11")
 REQUIRED_BANDS: tuple[str, ...] = ("B02", "B03", "B04")
 #: Bands of the bright-land test (``bright_land``): the parallax index and short-wave infrared.
 LAND_BANDS: tuple[str, ...] = ("B07", "B08", "B8A", "B11")
+#: Bands of the water vapour above a cloud (``vapour_land``): read where the input has them;
+#: the test runs at top-of-atmosphere levels alone (with B10, as L1C gives them), where it was
+#: measured: an atmospheric correction retrieves the water vapour from B09 and may leave it
+#: otherwise over land than over cloud.
+VAPOUR_BANDS: tuple[str, ...] = ("B8A", "B09")
 #: Bands of the shadow test (CSI and blue).
 SHADOW_BANDS: tuple[str, ...] = ("B02", "B08", "B11")
 #: Bands of the parallax index.

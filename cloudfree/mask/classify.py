@@ -59,6 +59,7 @@ from cloudfree.mask.bands import (
     REQUIRED_BANDS,
     SCORE_BANDS,
     SHADOW_BANDS,
+    VAPOUR_BANDS,
     pick,
 )
 from cloudfree.mask.bright_land import (
@@ -66,12 +67,14 @@ from cloudfree.mask.bright_land import (
     SEED_REACH,
     SHARE_BOX,
     SPECK_REACH,
+    VAPOUR_REACH,
     ParallaxIndex,
     bright_land,
     confirmed_reach,
     grow_in_proportion,
     seed_reach,
     specks,
+    vapour_land,
 )
 
 CLEAR, CLOUD, SHADOW, SNOW, NODATA = 0, 1, 2, 3, 255
@@ -159,7 +162,7 @@ class MaskParams:
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         seeds = SEED_REACH if self.buffer else 0  # whether a cloud pixel seeds the buffer
         # the bright-land test's neighbourhood, and the specks' square around it
-        land = LAND_REACH + SPECK_REACH if self.land else 0
+        land = LAND_REACH + SPECK_REACH + VAPOUR_REACH if self.land else 0
         edges = EDGE_REACH if self.edges else 0  # the veiled edges grown without B10
         return smoothing + land + edges + (2 if self.shadow else 0) + seeds + self.buffer
 
@@ -173,7 +176,7 @@ class MaskParams:
     @property
     def bands(self) -> tuple[str, ...]:
         """The bands these options read from a full L1C product, in L1C order."""
-        needed = (SCORE_BANDS + (LAND_BANDS if self.land else ())
+        needed = (SCORE_BANDS + (LAND_BANDS + VAPOUR_BANDS if self.land else ())
                   + (SHADOW_BANDS if self.shadow else ()))
         return tuple(b for b in BANDS if b in needed)
 
@@ -334,6 +337,8 @@ def classify(
         cloud &= ~bright_land(b, cloud, score, valid, shared)
         if all(k in b for k in LAND_BANDS):  # with the bands of the bright-land test
             cloud &= ~specks(cloud, valid)
+        if all(k in b for k in VAPOUR_BANDS) and "B10" in b:  # top-of-atmosphere levels
+            cloud &= ~vapour_land(b, cloud, valid)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)
     if cores and scl is None:  # a scene classification gives the classes itself

@@ -42,6 +42,7 @@ from cloudfree.mask.bright_land import (
     SEED_SCORE,
     SEED_STEPS,
     SPECK_REACH,
+    VAPOUR_REACH,
     blue_ratio,
     cloud_parallax,
     confirmed_reach,
@@ -494,10 +495,12 @@ def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
     ``TOWN_RIM`` px of the cloud kept, stays cloud too where no core is that near: in a 128 px
     window whose cores lie beyond the guard (the rule took 111 px of its rim on the score's guard
     alone), and with the guard over ``LAND_BOX`` px alone (340 px). (The land brighter at 1610
-    than at 865 nm, which takes some of the same roofs, is set aside.)"""
+    than at 865 nm, which takes some of the same roofs, and the water vapour's test of small
+    patches, which judges the patches this rule leaves, are set aside.)"""
     from cloudfree.mask import bright_land as module
 
     monkeypatch.setattr(module, "SOIL_RATIO", np.inf)
+    monkeypatch.setattr(module, "VAPOUR_DROP", np.inf)
     hazy, valid = _hazy_village()
     summer, summer_valid = reflectance_of(SUMMER_S2)
     params = MaskParams(buffer=2, shadow=True).for_bands(BANDS)
@@ -521,10 +524,25 @@ def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
     assert rim_without > 900 and rim_cloud >= rim_without - 2
 
 
+def land_vapour(image: np.ndarray, land: np.ndarray) -> float:
+    """B09 / B8A summed over the ``land`` pixels of ``image`` [13, H, W] with B8A over 0.1."""
+    land = land & (image[BANDS.index("B8A")] > 0.1)
+    return float(image[BANDS.index("B09"), land].sum() / image[BANDS.index("B8A"), land].sum())
+
+
+def in_scene_air(cloud: np.ndarray, scale: float) -> np.ndarray:
+    """A cloud's bands [13, ...] with B09 times ``scale``: the land's water vapour of the scene
+    it is laid over against that of its own (``land_vapour``), as a cloud in that air shows."""
+    out = cloud.copy()
+    out[BANDS.index("B09")] *= scale
+    return out
+
+
 def test_a_clouds_thin_edge_over_textured_land_stays_cloud_beside_its_cores(monkeypatch):
     """The summer cumulus laid over the winter sample's clear land by its opacity (``opacity`` of
     its score: cores hide the land, edges let it through), its edges the mean spectrum of its
-    cores, as a real thin edge mixes cloud and land. Where an edge crosses textured land and shows
+    cores (B09 in the winter's air: ``in_scene_air``), as a real thin edge mixes cloud and land.
+    Where an edge crosses textured land and shows
     no parallax of its own, the bright-land test took it for roofs. Beside the cumulus's cores,
     which show a cloud's parallax and smoothness (``beside_cloud``), it stays cloud: without that
     guard tens of the edge's pixels leave the mask, and nothing else changes."""
@@ -534,6 +552,7 @@ def test_a_clouds_thin_edge_over_textured_land_stays_cloud_beside_its_cores(monk
     land, valid = reflectance_of(WINTER_CLEAR)
     alpha = opacity(classify(cloudy)[1])
     core = cloudy[:, alpha >= 0.9].mean(1)[:, None, None]
+    core = in_scene_air(core, land_vapour(land, valid) / land_vapour(cloudy, alpha == 0))
     scene = (land + alpha * (core - land)).astype(np.float32)
     params = MaskParams(buffer=0, shadow=False)
     guarded, score = classify(scene, valid, params)
@@ -622,8 +641,11 @@ def _clouds_with_and_without_soil_ratio(
         monkeypatch: pytest.MonkeyPatch, cases: list[tuple[np.ndarray, np.ndarray | None]],
         bands: tuple[str, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each case's cloud without a buffer and with 5 px, as ``classify`` finds it, then the same
-    with the soil's ratio (``SOIL_RATIO``) turned off."""
+    with the soil's ratio (``SOIL_RATIO``) turned off; the water vapour's test of small patches,
+    which judges the patches that ratio leaves, set aside in both."""
     from cloudfree.mask import bright_land as module
+
+    monkeypatch.setattr(module, "VAPOUR_DROP", np.inf)
 
     def clouds() -> list[np.ndarray]:
         return [classify(r, v, MaskParams(buffer=buffer), bands)[0] == CLOUD
@@ -738,9 +760,9 @@ def test_bright_land_needs_its_bands_and_can_be_turned_off():
     """Without B07, B08, B8A and B11 (or with land=False) the test is skipped, and the mask
     reads none of them; its neighbourhood is part of the halo."""
     on, off = MaskParams(), MaskParams(land=False)
-    assert on.land and {"B07", "B08", "B8A", "B11"} <= set(on.bands)
-    assert not {"B07", "B08", "B8A"} & set(off.bands)
-    assert on.halo == off.halo + LAND_REACH + SPECK_REACH
+    assert on.land and {"B07", "B08", "B8A", "B09", "B11"} <= set(on.bands)
+    assert not {"B07", "B08", "B8A", "B09"} & set(off.bands)
+    assert on.halo == off.halo + LAND_REACH + SPECK_REACH + VAPOUR_REACH
     with open_sentinel2(FLOODS_S2) as s2:
         refl, valid = s2.read()
     keep = [i for i, b in enumerate(BANDS) if b not in ("B07", "B8A")]
@@ -797,8 +819,8 @@ def test_without_parallax_a_bright_speck_grows_no_buffer():
 
 def test_a_lone_bright_object_grows_no_buffer_whatever_its_parallax():
     """A white roof's few pixels scoring as opaque cloud (4 x 4 px of the summer cumulus's
-    core, set into the winter sample's clear land with all 13 bands, so that its edges show a
-    cloud's parallax) are masked but grow no buffer: they lack a cloud's extent; 2 x 2 px, a
+    core, set into the winter sample's clear land with all 13 bands, B09 in the winter's air,
+    so that its edges show a cloud's parallax) are masked but grow no buffer: they lack a cloud's extent; 2 x 2 px, a
     lone speck, are not masked at all. The same core over 20 x 20 px grows the whole
     buffer."""
     cumulus, _ = reflectance_of(SUMMER_S2)
@@ -808,10 +830,12 @@ def test_a_lone_bright_object_grows_no_buffer_whatever_its_parallax():
     assert least[y, x] > 0.5
     land, valid = reflectance_of(WINTER_S2)
     assert not (classify(land, valid, MaskParams(buffer=5))[0] == CLOUD).any()
+    air = land_vapour(land, valid) / land_vapour(cumulus, score < 0.05)
     for size in (2, 4, 20):
         scene = land.copy()
         top, left = y - size // 2, x - size // 2
-        scene[:, 100:100 + size, 100:100 + size] = cumulus[:, top:top + size, left:left + size]
+        scene[:, 100:100 + size, 100:100 + size] = in_scene_air(
+            cumulus[:, top:top + size, left:left + size], air)
         cloud = classify(scene, valid)[0] == CLOUD
         assert cloud.sum() == (0 if size == 2 else size * size)
         buffered = classify(scene, valid, MaskParams(buffer=5))[0] == CLOUD
@@ -1285,3 +1309,36 @@ def test_shadow_test_and_seeding_take_their_filters_shortcuts_exactly():
         np.testing.assert_array_equal(  # the share of cloud computed once for both
             confirmed_reach(refl, BANDS, cloud, score, valid) > 0,
             (seed_reach(cloud, score, valid, cloud_parallax(refl, BANDS, cloud)) > 0))
+
+
+def test_a_small_patch_dim_at_945_nm_is_bright_land():
+    """A cloud's top lies above much of the water vapour, so a cloud is brighter at 945 nm
+    against 865 nm than the ground around it; a roof is not. On the cloud-free Sen1Floods11
+    chip, a flat bright patch of 10 x 10 px is left clear where its B09 / B8A is 0.85 of the
+    land's around it, and kept as cloud where it is 1.15 of it, where it is larger than a patch
+    the rule judges, or where it touches the array's edge (its land unseen). The bundled summer
+    cumulus keeps its cloud."""
+    from cloudfree.mask import bright_land as module
+
+    chip, valid = reflectance_of(FLOODS_S2)
+    band = {b: chip[i].copy() for i, b in enumerate(BANDS)}
+    land = band["B09"][valid].sum() / band["B8A"][valid].sum()
+
+    def patch(rows: slice, cols: slice, ratio: float) -> np.ndarray:
+        b = {k: v.copy() for k, v in band.items()}
+        cloud = np.zeros(valid.shape, bool)
+        cloud[rows, cols] = True
+        b["B8A"][cloud] = 0.4
+        b["B09"][cloud] = 0.4 * ratio * land
+        return module.vapour_land(b, cloud, valid) & cloud
+
+    middle = slice(100, 110)
+    assert patch(middle, middle, 0.85).sum() == 100
+    assert not patch(middle, middle, 1.15).any()
+    large = slice(100, 101 + module.VAPOUR_EXTENT)
+    assert not patch(large, large, 0.85).any()
+    assert not patch(slice(0, 10), middle, 0.85).any()
+    summer, summer_valid = reflectance_of(SUMMER_S2)
+    with_rule = classify(summer, summer_valid)[0] == CLOUD
+    kept = (classify(summer, summer_valid, MaskParams(land=False))[0] == CLOUD)
+    assert with_rule.sum() > 0.95 * kept.sum()
