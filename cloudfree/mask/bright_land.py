@@ -244,7 +244,9 @@ OVERCAST_SHARE = 0.8
 #: edge with the ground, but a whole cloud stands above its land (on the tuning half of the
 #: pool's cloudy pairs, the patches over 2000 px +0.19 at the median, +0.11 at the 10th
 #: percentile), while the bright land the other rules keep on the tuning towns and built-up
-#: tiles lies under it (-0.06 to -0.09 at the median; benchmarks/records/masks.md).
+#: tiles lies under it (-0.06 to -0.09 at the median; benchmarks/records/masks.md). A patch
+#: within ``VAPOUR_RING[1]`` px of a larger one is left as it is: the wisps beside a cumulus
+#: (over its own shadow, in the bundled sample) are pieces of that cloud.
 VAPOUR_EXTENT, VAPOUR_RING, VAPOUR_DROP = 40, (5, 15), 0.05
 #: The clear pixels around a thin cloud that score above this are haze (``seed_reach``).
 HAZE_SCORE = 0.05
@@ -325,7 +327,8 @@ def specks(cloud: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def vapour_land(b: dict[str, np.ndarray], cloud: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The pixels of ``cloud`` [H, W] in patches at most ``VAPOUR_EXTENT`` px across that are
     dimmer at 945 nm against 865 nm than the clear ``valid`` land around them (``VAPOUR_*``).
-    A patch that touches the array's edge is left as it is. Exact with ``VAPOUR_REACH`` px of
+    A patch that touches the array's edge, or lies within ``VAPOUR_RING[1]`` px of a larger one
+    (a piece of a cloud beside it), is left as it is. Exact with ``VAPOUR_REACH`` px of
     context around ``cloud``."""
     labels, count = ndimage.label(cloud, EIGHT)
     if not count:
@@ -336,6 +339,9 @@ def vapour_land(b: dict[str, np.ndarray], cloud: np.ndarray, valid: np.ndarray) 
         small[k] = (rows.stop - rows.start <= VAPOUR_EXTENT and cols.stop - cols.start
                     <= VAPOUR_EXTENT and rows.start > 0 and cols.start > 0 and rows.stop < h
                     and cols.stop < w)
+    # a patch beside a larger one (within the ring's reach) is a piece of it
+    beside = grow(cloud & ~small[labels], VAPOUR_RING[1])
+    small &= np.bincount(labels[beside], minlength=count + 1) == 0
     if not small.any():
         return np.zeros_like(cloud)
     distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~cloud,
