@@ -11,7 +11,7 @@ import pytest
 import rasterio
 import torch
 from click.testing import CliRunner, Result
-from helpers import NATIVE_SIZE, SUMMER_S2, WINTER_CLEAR
+from helpers import NATIVE_SIZE, SUMMER_S2, WINTER_CLEAR, in_scene_air, land_vapour
 from s2_builders import coarsen_like_l1c, read_stack
 
 from cloudfree.cli.commands import main
@@ -44,11 +44,12 @@ def cli() -> Callable[..., Result]:
 
 @pytest.fixture(scope="session")
 def pasted_cloud(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The real summer cumulus (the summer pixels its single-date mask calls cloud) pasted over
-    the real clear winter SEN12MS-CR patch, built once for the session and written as
-    ``target_20171201.tif`` with the clear patch's profile. Keys: ``target`` (that file),
-    ``image`` (its DN), ``cloud`` (the pasted pixels), ``summer`` (the summer DN), ``truth`` (the
-    clear patch's DN) and ``profile``; the arrays are read-only, copy them to change them."""
+    """The real summer cumulus (the summer pixels its single-date mask calls cloud, B09 in the
+    winter's air: ``in_scene_air``) pasted over the real clear winter SEN12MS-CR patch, built
+    once for the session and written as ``target_20171201.tif`` with the clear patch's
+    profile. Keys: ``target`` (that file), ``image`` (its DN), ``cloud`` (the pasted pixels),
+    ``summer`` (the summer DN), ``truth`` (the clear patch's DN) and ``profile``; the arrays are
+    read-only, copy them to change them."""
     folder = tmp_path_factory.mktemp("pasted")
     with open_sentinel2(SUMMER_S2) as s2:
         cloud = classify(s2.read()[0], None, MaskParams())[0] == CLOUD
@@ -56,7 +57,9 @@ def pasted_cloud(tmp_path_factory: pytest.TempPathFactory) -> dict:
         summer = ds.read()
     with rasterio.open(WINTER_CLEAR) as ds:
         truth, profile = ds.read(), ds.profile
-    image = np.where(cloud, summer, truth)
+    # the cloud's B09 in the winter's air, as a cloud there shows at 945 nm
+    air = land_vapour(truth, np.ones_like(cloud), 1000) / land_vapour(summer, ~cloud, 1000)
+    image = np.where(cloud, np.round(in_scene_air(summer, air)).astype(summer.dtype), truth)
     target = folder / "target_20171201.tif"
     with rasterio.open(target, "w", **profile) as dst:
         dst.write(image)

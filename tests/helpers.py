@@ -128,3 +128,20 @@ def classify_scene(refl: np.ndarray, valid: np.ndarray | None = None,
     classes, score = classify(padded, mirrored, params, bands,
                               inside=within_scene(mirrored, pads))
     return classes[pad:-pad, pad:-pad], score[pad:-pad, pad:-pad]
+
+
+def land_vapour(image: np.ndarray, land: np.ndarray, floor: float = 0.1) -> float:
+    """B09 / B8A summed over the ``land`` pixels of ``image`` [13, H, W] (L1C order) whose B8A
+    exceeds ``floor`` (reflectance; 1000 for DN): the air's water vapour over the land."""
+    b8a = image[BANDS.index("B8A")].astype(np.float64)
+    land = land & (b8a > floor)
+    return float(image[BANDS.index("B09"), land].sum() / b8a[land].sum())
+
+
+def in_scene_air(cloud: np.ndarray, scale: float) -> np.ndarray:
+    """A cloud's bands [13, ...] with B09 times ``scale`` (float32): the land's water vapour
+    (``land_vapour``) of the scene it is laid over against that of its own image, as a cloud in
+    that air shows at 945 nm (``bright_land.vapour_land``)."""
+    out = cloud.astype(np.float32)
+    out[BANDS.index("B09")] *= scale
+    return out

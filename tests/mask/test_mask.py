@@ -18,6 +18,8 @@ from helpers import (
     WINTER_CLEAR,
     WINTER_S2,
     classify_scene,
+    in_scene_air,
+    land_vapour,
     mask_cloud,
 )
 from rasterio.windows import Window
@@ -524,20 +526,6 @@ def test_faint_textured_land_far_from_any_cloud_is_left_clear(monkeypatch):
     assert rim_without > 900 and rim_cloud >= rim_without - 2
 
 
-def land_vapour(image: np.ndarray, land: np.ndarray) -> float:
-    """B09 / B8A summed over the ``land`` pixels of ``image`` [13, H, W] with B8A over 0.1."""
-    land = land & (image[BANDS.index("B8A")] > 0.1)
-    return float(image[BANDS.index("B09"), land].sum() / image[BANDS.index("B8A"), land].sum())
-
-
-def in_scene_air(cloud: np.ndarray, scale: float) -> np.ndarray:
-    """A cloud's bands [13, ...] with B09 times ``scale``: the land's water vapour of the scene
-    it is laid over against that of its own (``land_vapour``), as a cloud in that air shows."""
-    out = cloud.copy()
-    out[BANDS.index("B09")] *= scale
-    return out
-
-
 def test_a_clouds_thin_edge_over_textured_land_stays_cloud_beside_its_cores(monkeypatch):
     """The summer cumulus laid over the winter sample's clear land by its opacity (``opacity`` of
     its score: cores hide the land, edges let it through), its edges the mean spectrum of its
@@ -820,9 +808,9 @@ def test_without_parallax_a_bright_speck_grows_no_buffer():
 def test_a_lone_bright_object_grows_no_buffer_whatever_its_parallax():
     """A white roof's few pixels scoring as opaque cloud (4 x 4 px of the summer cumulus's
     core, set into the winter sample's clear land with all 13 bands, B09 in the winter's air,
-    so that its edges show a cloud's parallax) are masked but grow no buffer: they lack a cloud's extent; 2 x 2 px, a
-    lone speck, are not masked at all. The same core over 20 x 20 px grows the whole
-    buffer."""
+    so that its edges show a cloud's parallax) are masked but grow no buffer: they lack a
+    cloud's extent; 2 x 2 px, a lone speck, are not masked at all. The same core over 20 x 20 px
+    grows the whole buffer."""
     cumulus, _ = reflectance_of(SUMMER_S2)
     score = classify(cumulus)[1]
     least = ndimage.minimum_filter(score, 20, mode="constant")  # over the 20 px square
