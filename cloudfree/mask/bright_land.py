@@ -344,13 +344,20 @@ def vapour_land(b: dict[str, np.ndarray], cloud: np.ndarray, valid: np.ndarray) 
     small &= np.bincount(labels[beside], minlength=count + 1) == 0
     if not small.any():
         return np.zeros_like(cloud)
-    distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~cloud,
+    judged = small[labels]
+    # the distances only where the patches judged have their rings, and as far again around
+    # (a ring pixel's nearest cloud is no farther than its patch)
+    zone = grow(judged, VAPOUR_RING[1])
+    rows, cols = np.flatnonzero(zone.any(axis=1)), np.flatnonzero(zone.any(axis=0))
+    crop = (slice(max(rows[0] - VAPOUR_RING[1], 0), rows[-1] + VAPOUR_RING[1] + 1),
+            slice(max(cols[0] - VAPOUR_RING[1], 0), cols[-1] + VAPOUR_RING[1] + 1))
+    distance, (near_rows, near_cols) = ndimage.distance_transform_edt(~cloud[crop],
                                                                       return_indices=True)
-    ring = (valid & ~cloud & (distance > VAPOUR_RING[0]) & (distance <= VAPOUR_RING[1])
-            & (b["B8A"] > 0.1))
-    owner = labels[near_rows[ring], near_cols[ring]]
-    sums = [np.bincount(owner, b[k][ring], count + 1) for k in ("B09", "B8A")]
-    inside = [np.bincount(labels.ravel(), b[k].ravel(), count + 1) for k in ("B09", "B8A")]
+    ring = (zone[crop] & valid[crop] & ~cloud[crop] & (distance > VAPOUR_RING[0])
+            & (distance <= VAPOUR_RING[1]) & (b["B8A"][crop] > 0.1))
+    owner = labels[crop][near_rows[ring], near_cols[ring]]
+    sums = [np.bincount(owner, b[k][crop][ring], count + 1) for k in ("B09", "B8A")]
+    inside = [np.bincount(labels[judged], b[k][judged], count + 1) for k in ("B09", "B8A")]
     with np.errstate(divide="ignore", invalid="ignore"):
         land = sums[0] / sums[1]
         patch = inside[0] / inside[1]

@@ -1330,3 +1330,30 @@ def test_a_small_patch_dim_at_945_nm_is_bright_land():
     with_rule = classify(summer, summer_valid)[0] == CLOUD
     kept = (classify(summer, summer_valid, MaskParams(land=False))[0] == CLOUD)
     assert with_rule.sum() > 0.95 * kept.sum()
+
+
+def test_the_water_vapours_patches_are_judged_alike_in_windows():
+    """Blocks of the summer cumulus's core set into the cloud-free Sen1Floods11 chip, B09 in the
+    chip's air: a 12 x 12 px block dim at 945 nm (B09 at 0.6 of that) is left clear, one as
+    bright there as a cloud is kept, and a window with the mask's context classifies them as
+    the whole chip does."""
+    chip, valid = reflectance_of(FLOODS_S2)
+    cumulus, cumulus_valid = reflectance_of(SUMMER_S2)
+    score = classify(cumulus, cumulus_valid)[1]
+    core = cumulus[:, score >= 0.9].mean(1)
+    core = in_scene_air(core, land_vapour(chip, valid) / land_vapour(cumulus, score < 0.05))
+    scene = chip.copy()
+    dim = core.copy()
+    dim[BANDS.index("B09")] *= 0.6
+    scene[:, 250:262, 200:212] = dim[:, None, None]
+    scene[:, 250:262, 350:362] = core[:, None, None]
+    params = MaskParams(buffer=5)
+    whole = classify(scene, valid, params)[0]
+    assert not (whole[250:262, 200:212] == CLOUD).any()
+    assert (whole[250:262, 350:362] == CLOUD).all()
+    assert params.context < 250 and 262 + params.context < scene.shape[1]
+    for cut in (250, 256, 262):  # each window's edge within the mask's context of the blocks
+        top = classify(scene[:, :cut + params.context], valid[:cut + params.context], params)[0]
+        np.testing.assert_array_equal(top[:cut], whole[:cut])
+        low = classify(scene[:, cut - params.context:], valid[cut - params.context:], params)[0]
+        np.testing.assert_array_equal(low[params.context:], whole[cut:])
