@@ -362,7 +362,6 @@ def vapour_land(b: dict[str, np.ndarray], cloud: np.ndarray, valid: np.ndarray) 
         land = sums[0] / sums[1]
         patch = inside[0] / inside[1]
     dim = small & (sums[1] > 0) & (patch < land * (1 - VAPOUR_DROP))
-    dim[0] = False
     return dim[labels]
 
 

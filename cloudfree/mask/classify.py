@@ -138,6 +138,10 @@ class MaskParams:
     #: without B10, clouds grown into their veiled edges (``veiled_edges``); off where other
     #: dates judge the target's clouds, and on inputs named L1C (``for_bands``)
     edges: bool = True
+    #: with ``land``, small patches dimmer at 945 nm than their land left clear
+    #: (``vapour_land``); off on inputs without B09, B8A or B10 (``for_bands``), which then read
+    #: no band and no context for it
+    vapour: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, str) or self.method not in METHODS:
@@ -152,7 +156,7 @@ class MaskParams:
             check_number(name, getattr(self, name), low, 1)
         check_kind("shadow", self.shadow, bool | None, "True, False or None (the command's "
                    "default)")
-        for name in ("hot", "land", "built_up", "scl", "scl_shadows", "edges"):
+        for name in ("hot", "land", "built_up", "scl", "scl_shadows", "edges", "vapour"):
             check_switch(name, getattr(self, name))
 
     @property
@@ -162,7 +166,8 @@ class MaskParams:
         smoothing = 7 if self.method == "dsen2cr" else 0  # closing radius 4 + mean radius 3
         seeds = SEED_REACH if self.buffer else 0  # whether a cloud pixel seeds the buffer
         # the bright-land test's neighbourhood, and the specks' square around it
-        land = LAND_REACH + SPECK_REACH + VAPOUR_REACH if self.land else 0
+        land = (LAND_REACH + SPECK_REACH + (VAPOUR_REACH if self.vapour else 0)
+                if self.land else 0)
         edges = EDGE_REACH if self.edges else 0  # the veiled edges grown without B10
         return smoothing + land + edges + (2 if self.shadow else 0) + seeds + self.buffer
 
@@ -176,7 +181,8 @@ class MaskParams:
     @property
     def bands(self) -> tuple[str, ...]:
         """The bands these options read from a full L1C product, in L1C order."""
-        needed = (SCORE_BANDS + (LAND_BANDS + VAPOUR_BANDS if self.land else ())
+        needed = (SCORE_BANDS + (LAND_BANDS + (VAPOUR_BANDS if self.vapour else ())
+                                 if self.land else ())
                   + (SHADOW_BANDS if self.shadow else ()))
         return tuple(b for b in BANDS if b in needed)
 
@@ -194,8 +200,11 @@ class MaskParams:
     def for_bands(self, present: Sequence[str], top_of_atmosphere: bool = False) -> MaskParams:
         """These settings for an input with the bands ``present``: with B10, or at
         ``top_of_atmosphere`` levels (L1C, whose blue the score's ramp is set for), no veiled
-        edges grown, and no context read for them."""
-        return replace(self, edges=False) if "B10" in present or top_of_atmosphere else self
+        edges grown; without B09, B8A or B10, no water vapour's test; and no context read for
+        what does not run."""
+        edges = self.edges and "B10" not in present and not top_of_atmosphere
+        vapour = self.vapour and all(b in present for b in (*VAPOUR_BANDS, "B10"))
+        return replace(self, edges=edges, vapour=vapour)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -337,7 +346,7 @@ def classify(
         cloud &= ~bright_land(b, cloud, score, valid, shared)
         if all(k in b for k in LAND_BANDS):  # with the bands of the bright-land test
             cloud &= ~specks(cloud, valid)
-        if all(k in b for k in VAPOUR_BANDS) and "B10" in b:  # top-of-atmosphere levels
+        if params.vapour and all(k in b for k in (*VAPOUR_BANDS, "B10")):  # top of atmosphere
             cloud &= ~vapour_land(b, cloud, valid)
     if params.edges and "B10" not in b and scl is None:  # L2A: the thin edges the score misses
         cloud |= veiled_edges(b, cloud, snowy, valid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -751,6 +752,10 @@ def test_bright_land_needs_its_bands_and_can_be_turned_off():
     assert on.land and {"B07", "B08", "B8A", "B09", "B11"} <= set(on.bands)
     assert not {"B07", "B08", "B8A", "B09"} & set(off.bands)
     assert on.halo == off.halo + LAND_REACH + SPECK_REACH + VAPOUR_REACH
+    # the water vapour's test needs B09, B8A and B10: without them no band or context for it
+    l1c, l2a = on.for_bands(BANDS), on.for_bands([b for b in BANDS if b != "B10"])
+    assert l1c.vapour and "B09" in l1c.bands and not l2a.vapour and "B09" not in l2a.bands
+    assert l2a.halo == replace(l2a, vapour=True).halo - VAPOUR_REACH
     with open_sentinel2(FLOODS_S2) as s2:
         refl, valid = s2.read()
     keep = [i for i, b in enumerate(BANDS) if b not in ("B07", "B8A")]
